@@ -1,0 +1,22 @@
+# embed_sql(OUT_C VAR DIR): turn DIR/NNNN_name.sql (sorted) into a C file defining
+#   const char *const VAR[];  const unsigned VAR_count;
+# so migrations ship inside the binary. Re-runs configure when a migration changes.
+function(embed_sql out_c var dir)
+  file(GLOB files CONFIGURE_DEPENDS ${dir}/*.sql)
+  list(SORT files)
+  set(body "/* generated from ${dir} by cmake/embed_sql.cmake — do not edit */\n")
+  set(names "")
+  set(i 0)
+  foreach(f ${files})
+    set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${f})
+    file(READ ${f} hex HEX)
+    string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," hex "${hex}")
+    string(APPEND body "static const char ${var}_${i}[] = {${hex}0x00};\n")
+    list(APPEND names "${var}_${i}")
+    math(EXPR i "${i}+1")
+  endforeach()
+  string(REPLACE ";" ", " joined "${names}")
+  string(APPEND body "const char *const ${var}[] = {${joined}};\nconst unsigned ${var}_count = ${i};\n")
+  file(WRITE ${out_c}.tmp "${body}")
+  configure_file(${out_c}.tmp ${out_c} COPYONLY)
+endfunction()

@@ -1,0 +1,15 @@
+/* log.h — structured, one-line log records to stderr.
+ * A line is `ts=... level=... msg="..." key=value ...`. Callers pass key/value pairs already
+ * formatted; secrets, API keys and personal data must never be passed here. Thread-safe: each
+ * record is written with one write(2). */
+#ifndef SD_LOG_H
+#define SD_LOG_H
+
+enum sd_log_level { SD_LOG_DEBUG = 0, SD_LOG_INFO, SD_LOG_WARN, SD_LOG_ERROR };
+
+void sd_log_set_level(enum sd_log_level lvl);
+/* fmt produces the `key=value ...` tail after msg (may be NULL). */
+void sd_log(enum sd_log_level lvl, const char *msg, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

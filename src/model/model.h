@@ -1,0 +1,130 @@
+/* model.h — the hub's data model (events, customers, sales; seed §2) and its validation.
+ *
+ * Validation turns an untrusted JSON record into a normalized record ready for the store, or
+ * into precise issues (a JSON Pointer into the request body and a message). It checks
+ * everything that can be decided from the request alone; checks that need stored data
+ * (does the event exist, is the invoice number new, is this event a duplicate performance)
+ * are done by the store inside the write transaction.
+ *
+ * Thread rules: all functions are reentrant; nothing here keeps global mutable state. */
+#ifndef SD_MODEL_H
+#define SD_MODEL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum sd_env { SD_ENV_TEST = 0, SD_ENV_PROD = 1 };
+const char *sd_env_name(enum sd_env env);            /* "test" / "prod" */
+int sd_env_parse(const char *s, enum sd_env *ret);    /* 0 or -EINVAL */
+
+enum sd_kind { SD_KIND_EVENT = 0, SD_KIND_CUSTOMER = 1, SD_KIND_SALE = 2 };
+
+#define SD_MAX_ISSUES 100 /* cap on errors/warnings reported per request */
+#define SD_ANON_CUSTOMER "ANON"
+
+/* ---- issues: errors and warnings with a JSON Pointer ------------------------------------- */
+struct sd_issue {
+    char *pointer; /* JSON Pointer into the request body, e.g. "/sales/0/currency" */
+    char *message; /* human readable, lowercase start, no trailing period */
+};
+struct sd_issues {
+    struct sd_issue *items;
+    size_t n;     /* stored, at most limit */
+    size_t cap;
+    size_t total; /* found, may exceed n */
+    size_t limit;
+};
+void sd_issues_init(struct sd_issues *l, size_t limit);
+void sd_issues_release(struct sd_issues *l);
+void sd_issues_add(struct sd_issues *l, const char *pointer, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* JSON array of {"pointer":…, "message":…}; new reference. */
+json_t *sd_issues_to_json(const struct sd_issues *l);
+
+/* ---- normalized records -------------------------------------------------------------------- */
+/* `doc` is the compact JSON text of the normalized record: the seed's fields (normalized as
+ * described at each validator) plus every unknown field kept as sent. */
+struct sd_event_rec {
+    size_t index;   /* position in the request's "events" array */
+    char *event_id;
+    char *dup_key;  /* "date|time|venue|hall", venue and hall trimmed, inner whitespace
+                       collapsed to one space, lowercased (Unicode simple case folding) */
+    char *doc;
+};
+struct sd_customer_rec {
+    size_t index;
+    char *customer_id;
+    char *email_key; /* the e-mail trimmed and lowercased, for case-insensitive matching */
+    int ad_opt_out;  /* -1 unknown (absent), 0 false, 1 true */
+    char *doc;
+};
+struct sd_sale_rec {
+    size_t index;
+    char *invoice_number;
+    char *event_id;
+    char *customer_id;       /* SD_ANON_CUSTOMER for anonymous sales */
+    char *purchase_datetime; /* normalized UTC, "YYYY-MM-DDTHH:MM:SS[.fff]Z" */
+    int64_t sales_price_minor; /* exact, in the currency's minor unit */
+    char currency[4];
+    char *doc;
+};
+struct sd_batch {
+    struct sd_event_rec *events;
+    size_t n_events;
+    struct sd_customer_rec *customers;
+    size_t n_customers;
+    struct sd_sale_rec *sales;
+    size_t n_sales;
+};
+void sd_batch_release(struct sd_batch *b); /* frees all records; b may be zeroed */
+size_t sd_batch_count(const struct sd_batch *b);
+
+/* ---- validation ----------------------------------------------------------------------------- */
+/* Validate an ingest body (seed §2, issue #2 "Validation"): a JSON object with any of the arrays
+ * "events", "customers", "sales"; no other top-level member; at least one record in total.
+ * Checks within the request: two sales with one invoice_number are an error on the second.
+ * On success (return 0, errors->total == 0) *ret holds every record in request order.
+ * On failure returns -EINVAL with every problem found in errors (capped), and *ret untouched.
+ * warnings receives "unknown field 'x' kept" style notes (pointer to the field). */
+int sd_validate_ingest(const json_t *body, struct sd_batch *ret, struct sd_issues *errors,
+                       struct sd_issues *warnings);
+
+/* Single-record validators; `ptr` is the record's JSON Pointer ("/sales/3"). Return 0 and fill
+ * *ret, or -EINVAL with issues added. Used by PUT /sales/{id} and by later connectors. */
+int sd_validate_event(const json_t *rec, const char *ptr, struct sd_event_rec *ret,
+                      struct sd_issues *errors, struct sd_issues *warnings);
+int sd_validate_customer(const json_t *rec, const char *ptr, struct sd_customer_rec *ret,
+                         struct sd_issues *errors, struct sd_issues *warnings);
+int sd_validate_sale(const json_t *rec, const char *ptr, struct sd_sale_rec *ret,
+                     struct sd_issues *errors, struct sd_issues *warnings);
+void sd_event_rec_release(struct sd_event_rec *r);
+void sd_customer_rec_release(struct sd_customer_rec *r);
+void sd_sale_rec_release(struct sd_sale_rec *r);
+
+/* ---- building blocks (exposed for tests and other layers) ------------------------------------ */
+/* Valid UTF-8 without NUL, no overlongs or surrogates. */
+bool sd_utf8_valid(const char *s, size_t len);
+/* Trim, collapse inner whitespace runs to one space, lowercase (Unicode). New string. */
+char *sd_text_fold(const char *s);
+/* Calendar date "YYYY-MM-DD" (real date, leap years), years 1900..9999. */
+bool sd_date_valid(const char *s);
+/* "HH:MM:SS" 00:00:00..23:59:59. */
+bool sd_time_valid(const char *s);
+/* RFC 3339 date-time with Z or ±HH:MM offset (and optional fraction); on success writes the
+ * UTC form "YYYY-MM-DDTHH:MM:SS[.frac]Z" into out (size >= 40) and returns 0, else -EINVAL. */
+int sd_datetime_to_utc(const char *s, char *out, size_t outsz);
+/* Pragmatic address check: one @, non-empty local part ≤ 64, domain with a dot, labels of
+ * letters/digits/hyphens (or UTF-8), no spaces, total ≤ 254. */
+bool sd_email_valid(const char *s);
+/* Active ISO 4217 currency: returns minor unit digits (0..4) or -1 if unknown. Uppercase only. */
+int sd_currency_minor_units(const char *code);
+/* Exact decimal from a JSON number or numeric string: must be ≥ 0 and have at most `minor`
+ * decimal places (trailing zeros beyond that are allowed: "89.000" is 89 for EUR). Writes the
+ * amount in minor units. Returns 0, or -EINVAL with a reason in *why (static string). */
+int sd_decimal_parse(const json_t *v, int minor, int64_t *ret_minor, const char **why);
+/* Format minor units as a decimal string with exactly `minor` places, e.g. 8900,2 → "89.00". */
+void sd_decimal_format(int64_t amount_minor, int minor, char out[32]);
+
+#endif

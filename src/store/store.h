@@ -1,0 +1,184 @@
+/* store.h — the one interface to persistent state. No SQL exists outside src/store/.
+ *
+ * A backend (SQLite now, PostgreSQL next) fills one `struct sd_store_ops`; callers use the
+ * sd_store_*() wrappers only. Three groups of operations with different thread rules:
+ *
+ *  - control plane (tenants, keys, limits): any thread; each call is its own durable
+ *    transaction and bumps the settings version so running servers notice within a second.
+ *  - write path: ONLY the single writer thread (core/writer.c). It opens one transaction per
+ *    group commit, wraps each request in a savepoint, and commits once for the whole group.
+ *  - read path: any thread; the backend keeps a pool of read connections. Reads see committed
+ *    data only.
+ *
+ * Every record row is scoped by (tenant_id, env): nothing reads or checks across environments.
+ * Every record carries a change sequence number `seq`, unique and increasing per store, assigned
+ * on insert and on every update; commit order equals seq order (single writer), so
+ * "seq > cursor" returns exactly what changed since a cursor.
+ *
+ * Errors: ≥ 0 success, negative errno: -ENOENT (not found), -EEXIST (already exists),
+ * -EIO (backend failure; the message is logged by the backend, without personal data). */
+#ifndef SD_STORE_H
+#define SD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/model.h"
+
+struct sd_store; /* backend-private */
+
+struct sd_tenant {
+    int64_t id;
+    char *client_id;
+    char *name;
+    int64_t per_minute; /* webhook rate limit refill per minute (default 500) */
+    int64_t burst;      /* bucket size (default 1000) */
+    int64_t created_usec;
+};
+void sd_tenant_release(struct sd_tenant *t);
+void sd_tenants_free(struct sd_tenant *v, size_t n);
+
+struct sd_key_info {
+    char *key_id;       /* public id, e.g. "key_3f9a…" */
+    char *client_id;
+    int64_t tenant_id;
+    enum sd_env env;
+    char *hash_hex;     /* SHA-256 of the key, hex; only filled by auth_snapshot */
+    int64_t created_usec;
+    int64_t revoked_usec; /* 0 if active */
+};
+void sd_keys_free(struct sd_key_info *v, size_t n);
+
+/* Result of applying one request's records inside the write transaction. */
+struct sd_apply_result {
+    int status; /* 202 applied; 400 reference errors (in errors); 409 duplicate invoices */
+    struct sd_issues errors;   /* e.g. /sales/3/event_id "event 'X' does not exist in test" */
+    struct sd_issues warnings; /* e.g. /events/1 "same performance as stored event 'E1'" */
+    char **duplicate_invoices; /* for 409 */
+    size_t n_duplicate_invoices;
+};
+void sd_apply_result_init(struct sd_apply_result *r);
+void sd_apply_result_release(struct sd_apply_result *r);
+
+/* A page of records in change order. docs[i] is the record's JSON text. */
+struct sd_record_page {
+    char **docs;
+    int64_t *seqs;
+    size_t n;
+    bool has_more;
+};
+void sd_record_page_release(struct sd_record_page *p);
+
+struct sd_idem_entry {
+    char body_hash[65];
+    int status;
+    char *response; /* JSON body of the first answer */
+    int64_t created_usec;
+};
+
+struct sd_store_ops {
+    const char *name;
+    /* location: a data directory for SQLite (file DIR/stagedoor.db), a conninfo for PG. */
+    int (*open)(const char *location, struct sd_store **ret);
+    void (*close)(struct sd_store *s);
+
+    /* control plane */
+    int (*tenant_create)(struct sd_store *s, const char *client_id, const char *name);
+    int (*tenant_get)(struct sd_store *s, const char *client_id, struct sd_tenant *ret);
+    int (*tenant_list)(struct sd_store *s, struct sd_tenant **ret, size_t *ret_n);
+    int (*tenant_set_limits)(struct sd_store *s, const char *client_id, int64_t per_minute,
+                             int64_t burst);
+    int (*key_insert)(struct sd_store *s, const char *key_id, const char *client_id,
+                      enum sd_env env, const char *hash_hex);
+    int (*key_list)(struct sd_store *s, const char *client_id, struct sd_key_info **ret,
+                    size_t *ret_n);
+    int (*key_revoke)(struct sd_store *s, const char *key_id);
+    /* Changes whenever a control-plane call commits (any process). */
+    int (*settings_version)(struct sd_store *s, int64_t *ret);
+    /* All tenants and all keys (revoked ones too, with hash_hex), for the auth cache. */
+    int (*auth_snapshot)(struct sd_store *s, struct sd_tenant **ret_t, size_t *ret_nt,
+                         struct sd_key_info **ret_k, size_t *ret_nk);
+
+    /* write path — writer thread only */
+    int (*write_begin)(struct sd_store *s);
+    int (*write_commit)(struct sd_store *s);   /* 0 only once durable (fsync done) */
+    int (*write_rollback)(struct sd_store *s);
+    int (*savepoint)(struct sd_store *s);
+    int (*savepoint_release)(struct sd_store *s);
+    int (*savepoint_rollback)(struct sd_store *s); /* also restores the seq counter */
+    /* Apply events (upsert; duplicate-performance detection → alias + warning), then customers
+     * (upsert), then sales (insert; reference checks; duplicate invoice → 409). On status != 202
+     * the caller rolls back the savepoint. Returns 0 (see res->status) or -EIO. */
+    int (*apply_ingest)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                        const struct sd_batch *b, struct sd_apply_result *res);
+    /* Replace an existing sale (same invoice_number); res->status 200, 404 (no such sale) or
+     * 400 (reference errors). */
+    int (*replace_sale)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                        const struct sd_sale_rec *sale, struct sd_apply_result *res);
+    int (*idem_put)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
+                    const struct sd_idem_entry *e);
+    /* Delete idempotency entries created before the given time. */
+    int (*idem_purge)(struct sd_store *s, int64_t before_usec);
+
+    /* read path — any thread */
+    int (*idem_get)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
+                    struct sd_idem_entry *ret); /* -ENOENT if none; caller frees ret->response */
+    int (*list_records)(struct sd_store *s, enum sd_kind kind, int64_t tenant_id,
+                        enum sd_env env, int64_t after_seq, size_t limit,
+                        struct sd_record_page *ret);
+    /* id: event_id (aliases resolve to their event), customer_id or invoice_number. */
+    int (*get_record)(struct sd_store *s, enum sd_kind kind, int64_t tenant_id, enum sd_env env,
+                      const char *id, char **ret_doc);
+    int (*count_records)(struct sd_store *s, enum sd_kind kind, int64_t tenant_id,
+                         enum sd_env env, int64_t *ret);
+};
+
+/* The SQLite backend (embedded default). */
+extern const struct sd_store_ops sd_store_sqlite_ops;
+
+/* A store handle: the ops table plus the backend's state. */
+struct sd_store_handle;
+
+/* Open by kind: "sqlite" (location = data dir). Returns 0 or -errno. */
+int sd_store_open(const char *kind, const char *location, struct sd_store_handle **ret);
+void sd_store_close(struct sd_store_handle *h);
+
+/* Wrappers: one per op, same arguments with the handle in front. */
+int sd_store_tenant_create(struct sd_store_handle *h, const char *client_id, const char *name);
+int sd_store_tenant_get(struct sd_store_handle *h, const char *client_id, struct sd_tenant *ret);
+int sd_store_tenant_list(struct sd_store_handle *h, struct sd_tenant **ret, size_t *ret_n);
+int sd_store_tenant_set_limits(struct sd_store_handle *h, const char *client_id,
+                               int64_t per_minute, int64_t burst);
+int sd_store_key_insert(struct sd_store_handle *h, const char *key_id, const char *client_id,
+                        enum sd_env env, const char *hash_hex);
+int sd_store_key_list(struct sd_store_handle *h, const char *client_id, struct sd_key_info **ret,
+                      size_t *ret_n);
+int sd_store_key_revoke(struct sd_store_handle *h, const char *key_id);
+int sd_store_settings_version(struct sd_store_handle *h, int64_t *ret);
+int sd_store_auth_snapshot(struct sd_store_handle *h, struct sd_tenant **ret_t, size_t *ret_nt,
+                           struct sd_key_info **ret_k, size_t *ret_nk);
+int sd_store_write_begin(struct sd_store_handle *h);
+int sd_store_write_commit(struct sd_store_handle *h);
+int sd_store_write_rollback(struct sd_store_handle *h);
+int sd_store_savepoint(struct sd_store_handle *h);
+int sd_store_savepoint_release(struct sd_store_handle *h);
+int sd_store_savepoint_rollback(struct sd_store_handle *h);
+int sd_store_apply_ingest(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                          const struct sd_batch *b, struct sd_apply_result *res);
+int sd_store_replace_sale(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                          const struct sd_sale_rec *sale, struct sd_apply_result *res);
+int sd_store_idem_put(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                      const char *key, const struct sd_idem_entry *e);
+int sd_store_idem_purge(struct sd_store_handle *h, int64_t before_usec);
+int sd_store_idem_get(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                      const char *key, struct sd_idem_entry *ret);
+int sd_store_list_records(struct sd_store_handle *h, enum sd_kind kind, int64_t tenant_id,
+                          enum sd_env env, int64_t after_seq, size_t limit,
+                          struct sd_record_page *ret);
+int sd_store_get_record(struct sd_store_handle *h, enum sd_kind kind, int64_t tenant_id,
+                        enum sd_env env, const char *id, char **ret_doc);
+int sd_store_count_records(struct sd_store_handle *h, enum sd_kind kind, int64_t tenant_id,
+                           enum sd_env env, int64_t *ret);
+
+#endif
