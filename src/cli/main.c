@@ -1,7 +1,48 @@
-/* main.c — stagedoor entry point (command table filled in by cli/). */
+/* main.c — `stagedoor <command>`: the command table. Each command lives in cli/cmd_<name>.c. */
 #include <stdio.h>
-int main(void)
+#include <string.h>
+
+#include "cli/cli.h"
+
+struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+};
+
+static const struct command commands[] = {
+    {"serve", sd_cmd_serve, "run the hub (HTTP API)"},
+    {"tenant", sd_cmd_tenant, "create and list tenants, set their rate limits"},
+    {"key", sd_cmd_key, "create, list and revoke API keys"},
+    {"demo", sd_cmd_demo, "create a demo tenant with a season of data, then serve"},
+};
+
+static void usage(FILE *f)
 {
-    puts("stagedoor");
-    return 0;
+    fputs("usage: stagedoor <command> [options]   (stagedoor <command> --help for details)\n\n"
+          "commands:\n",
+          f);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return SD_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return SD_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            return commands[i].fn(argc - 2, argv + 2);
+        }
+    }
+    fprintf(stderr, "stagedoor: unknown command '%s' (see stagedoor --help)\n", argv[1]);
+    return SD_EXIT_USAGE;
 }

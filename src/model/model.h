@@ -106,6 +106,9 @@ void sd_sale_rec_release(struct sd_sale_rec *r);
 /* ---- building blocks (exposed for tests and other layers) ------------------------------------ */
 /* Valid UTF-8 without NUL, no overlongs or surrogates. */
 bool sd_utf8_valid(const char *s, size_t len);
+/* Decode one UTF-8 sequence at s (len bytes available, len > 0): returns its length 1..4 and
+ * writes the code point (NUL decodes as 0), or -1 if the bytes there are not valid UTF-8. */
+int sd_utf8_next(const char *s, size_t len, uint32_t *ret_cp);
 /* Trim, collapse inner whitespace runs to one space, lowercase (Unicode). New string. */
 char *sd_text_fold(const char *s);
 /* Calendar date "YYYY-MM-DD" (real date, leap years), years 1900..9999. */
@@ -122,7 +125,9 @@ bool sd_email_valid(const char *s);
 int sd_currency_minor_units(const char *code);
 /* Exact decimal from a JSON number or numeric string: must be ≥ 0 and have at most `minor`
  * decimal places (trailing zeros beyond that are allowed: "89.000" is 89 for EUR). Writes the
- * amount in minor units. Returns 0, or -EINVAL with a reason in *why (static string). */
+ * amount in minor units. Returns 0, or -EINVAL with a reason in *why (static string).
+ * minor < 0 means "currency unknown": everything but the decimal places is checked and the
+ * amount written is the whole part only. */
 int sd_decimal_parse(const json_t *v, int minor, int64_t *ret_minor, const char **why);
 /* Format minor units as a decimal string with exactly `minor` places, e.g. 8900,2 → "89.00". */
 void sd_decimal_format(int64_t amount_minor, int minor, char out[32]);

@@ -1,0 +1,27 @@
+/* api.h — the HTTP API's handlers, one file per resource; the route table in routes.c is the
+ * only place that lists them. */
+#ifndef SD_API_H
+#define SD_API_H
+
+#include "http/request.h"
+
+int sd_api_healthz(struct sd_req *req);
+int sd_api_metrics(struct sd_req *req);
+int sd_api_ingest(struct sd_req *req);
+int sd_api_sale_put(struct sd_req *req);
+int sd_api_events_list(struct sd_req *req);
+int sd_api_customers_list(struct sd_req *req);
+int sd_api_sales_list(struct sd_req *req);
+int sd_api_event_get(struct sd_req *req);
+int sd_api_customer_get(struct sd_req *req);
+int sd_api_sale_get(struct sd_req *req);
+
+/* Parse the request body as JSON (duplicate member names rejected). On failure answers 400
+ * malformed_json with line and column and returns NULL. */
+json_t *sd_api_parse_body(struct sd_req *req);
+/* 400 validation_failed with the given errors. */
+void sd_api_reply_validation(struct sd_req *req, const struct sd_issues *errors);
+/* 500 after a store failure; the answer carries only the request id. */
+void sd_api_reply_store_error(struct sd_req *req, int err);
+
+#endif

@@ -1,0 +1,37 @@
+/* common.c — answers shared by the API handlers: body parsing with precise JSON errors,
+ * validation failures and store failures. */
+#include <errno.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "base/log.h"
+
+json_t *sd_api_parse_body(struct sd_req *req)
+{
+    json_error_t err;
+    json_t *v = json_loadb(req->body.data ? req->body.data : "", req->body.len,
+                           JSON_REJECT_DUPLICATES, &err);
+    if (!v) {
+        sd_req_reply_error(req, 400, "malformed_json", "line %d, column %d: %s", err.line,
+                           err.column, err.text);
+    }
+    return v;
+}
+
+void sd_api_reply_validation(struct sd_req *req, const struct sd_issues *errors)
+{
+    json_t *o = json_pack("{s:s, s:o}", "error", "validation_failed", "errors",
+                          sd_issues_to_json(errors));
+    if (errors->total > errors->n) {
+        json_object_set_new(o, "errors_total", json_integer((json_int_t)errors->total));
+    }
+    sd_req_reply_json(req, 400, o);
+}
+
+void sd_api_reply_store_error(struct sd_req *req, int err)
+{
+    sd_log(SD_LOG_ERROR, "store operation failed", "request_id=%s err=%d", req->request_id, err);
+    sd_req_reply_error(req, 500, "internal_error",
+                       "the request could not be stored; nothing was applied. Quote the "
+                       "request id when reporting this");
+}

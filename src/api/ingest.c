@@ -1,0 +1,223 @@
+/* ingest.c — POST /v1/{client_id}/ingest, the webhook (seed §2, §3, §6).
+ *
+ * Order of decisions: malformed JSON → 400; Idempotency-Key seen before (same body → replay,
+ * other body → 422); validation → 400 with every error; then the writer applies events,
+ * customers, sales in the request's savepoint inside a group commit: reference errors → 400,
+ * existing invoice numbers → 409, both undoing the whole request. The 202 is sent only after
+ * the commit returned, i.e. after fsync.
+ *
+ * Idempotency: the first 202 answer is stored with the request (same transaction), so a replay
+ * returns it byte for byte. Two requests racing with one key: the store refuses the second
+ * entry (-EEXIST), that request is undone and then answered from the stored first answer. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "base/log.h"
+#include "core/metrics.h"
+
+#define IDEM_TTL_USEC (24LL * 3600 * 1000000)
+#define IDEM_KEY_MAX 255
+
+struct ingest {
+    struct sd_write_job job;
+    struct sd_req *req;
+    struct sd_batch batch;
+    struct sd_issues warnings;
+    struct sd_apply_result res;
+    const char *idem_key;
+    char body_hash[65];
+    bool idem_raced;
+    char *answer; /* the 202 body, built in the writer */
+    int result;
+};
+
+static void ingest_cleanup(struct sd_req *req)
+{
+    struct ingest *in = req->state;
+    sd_batch_release(&in->batch);
+    sd_issues_release(&in->warnings);
+    sd_apply_result_release(&in->res);
+    free(in->answer);
+    free(in);
+    req->state = NULL;
+}
+
+static bool idem_key_valid(const char *k)
+{
+    size_t n = strlen(k);
+    if (n == 0 || n > IDEM_KEY_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (k[i] < 0x21 || k[i] > 0x7e) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Replay or refuse from a stored idempotency entry. Returns true if answered. */
+static bool answer_from_idem(struct sd_req *req, const char *key, const char *body_hash)
+{
+    struct sd_idem_entry e = {0};
+    int r = sd_store_idem_get(req->hub->store, req->who.tenant_id, req->who.env, key, &e);
+    if (r == -ENOENT) {
+        return false;
+    }
+    if (r < 0) {
+        sd_api_reply_store_error(req, r);
+        return true;
+    }
+    bool answered = false;
+    if (e.created_usec >= sd_now_usec() - IDEM_TTL_USEC) {
+        answered = true;
+        if (strcmp(e.body_hash, body_hash) == 0) {
+            sd_req_reply_text(req, e.status, "application/json", e.response);
+            sd_req_add_header(req, "Idempotent-Replayed", "true");
+        } else {
+            sd_req_reply_error(req, 422, "idempotency_key_reused",
+                               "Idempotency-Key '%s' was used with a different body", key);
+        }
+    }
+    free(e.response);
+    return answered;
+}
+
+static void append_issues(json_t *arr, const struct sd_issues *l)
+{
+    for (size_t i = 0; i < l->n && json_array_size(arr) < SD_MAX_ISSUES; i++) {
+        json_array_append_new(arr, json_pack("{s:s, s:s}", "pointer", l->items[i].pointer,
+                                             "message", l->items[i].message));
+    }
+}
+
+static int ingest_run(struct sd_store_handle *st, struct sd_write_job *job)
+{
+    struct ingest *in = job->arg;
+    struct sd_req *req = in->req;
+    int r = sd_store_apply_ingest(st, req->who.tenant_id, req->who.env, &in->batch, &in->res);
+    if (r < 0) {
+        return r;
+    }
+    if (in->res.status != 202) {
+        return 1;
+    }
+    json_t *warnings = json_array();
+    append_issues(warnings, &in->warnings);
+    append_issues(warnings, &in->res.warnings);
+    json_t *o = json_pack("{s:s, s:s, s:{s:I, s:I, s:I}, s:o}", "status", "queued", "request_id",
+                          req->request_id, "accepted", "events", (json_int_t)in->batch.n_events,
+                          "customers", (json_int_t)in->batch.n_customers, "sales",
+                          (json_int_t)in->batch.n_sales, "warnings", warnings);
+    in->answer = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (in->idem_key) {
+        struct sd_idem_entry e = {.status = 202, .response = in->answer,
+                                  .created_usec = sd_now_usec()};
+        memcpy(e.body_hash, in->body_hash, sizeof(e.body_hash));
+        r = sd_store_idem_put(st, req->who.tenant_id, req->who.env, in->idem_key, &e);
+        if (r == -EEXIST) {
+            in->idem_raced = true;
+            return 1;
+        }
+        if (r < 0) {
+            return r;
+        }
+    }
+    return 0;
+}
+
+static void ingest_done(struct sd_write_job *job, int result)
+{
+    struct ingest *in = job->arg;
+    in->result = result;
+    sd_req_resume(in->req);
+}
+
+static int ingest_resume(struct sd_req *req)
+{
+    struct ingest *in = req->state;
+    if (in->result < 0) {
+        sd_api_reply_store_error(req, in->result);
+        return SD_REQ_DONE;
+    }
+    if (in->idem_raced) {
+        if (!answer_from_idem(req, in->idem_key, in->body_hash)) {
+            sd_api_reply_store_error(req, -EIO);
+        }
+        return SD_REQ_DONE;
+    }
+    switch (in->res.status) {
+    case 202:
+        sd_metrics_records(SD_KIND_EVENT, in->batch.n_events);
+        sd_metrics_records(SD_KIND_CUSTOMER, in->batch.n_customers);
+        sd_metrics_records(SD_KIND_SALE, in->batch.n_sales);
+        sd_req_reply_text(req, 202, "application/json", in->answer);
+        break;
+    case 409: {
+        json_t *inv = json_array();
+        for (size_t i = 0; i < in->res.n_duplicate_invoices; i++) {
+            json_array_append_new(inv, json_string(in->res.duplicate_invoices[i]));
+        }
+        sd_req_reply_json(req, 409,
+                          json_pack("{s:s, s:s, s:o}", "error", "duplicate_invoice_number",
+                                    "message",
+                                    "these invoice numbers already exist in this environment; "
+                                    "nothing from the request was stored (use PUT "
+                                    "/v1/{client_id}/sales/{invoice_number} to update)",
+                                    "invoice_numbers", inv));
+        break;
+    }
+    default: sd_api_reply_validation(req, &in->res.errors); break;
+    }
+    return SD_REQ_DONE;
+}
+
+int sd_api_ingest(struct sd_req *req)
+{
+    json_t *body = sd_api_parse_body(req);
+    if (!body) {
+        return SD_REQ_DONE;
+    }
+    struct ingest *in = sd_calloc(1, sizeof(*in));
+    in->req = req;
+    req->state = in;
+    req->cleanup = ingest_cleanup;
+    sd_issues_init(&in->warnings, SD_MAX_ISSUES);
+    sd_apply_result_init(&in->res);
+
+    in->idem_key = sd_req_header(req, "Idempotency-Key");
+    if (in->idem_key) {
+        if (!idem_key_valid(in->idem_key)) {
+            json_decref(body);
+            sd_req_reply_error(req, 400, "invalid_idempotency_key",
+                               "Idempotency-Key must be 1 to %d printable ASCII characters",
+                               IDEM_KEY_MAX);
+            return SD_REQ_DONE;
+        }
+        sd_sha256_hex(req->body.data, req->body.len, in->body_hash);
+        if (answer_from_idem(req, in->idem_key, in->body_hash)) {
+            json_decref(body);
+            return SD_REQ_DONE;
+        }
+    }
+
+    struct sd_issues errors;
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    int r = sd_validate_ingest(body, &in->batch, &errors, &in->warnings);
+    json_decref(body);
+    if (r < 0 || errors.total > 0) {
+        sd_api_reply_validation(req, &errors);
+        sd_issues_release(&errors);
+        return SD_REQ_DONE;
+    }
+    sd_issues_release(&errors);
+
+    in->job.run = ingest_run;
+    in->job.done = ingest_done;
+    in->job.arg = in;
+    req->on_resume = ingest_resume;
+    return sd_req_submit(req, &in->job);
+}

@@ -1,0 +1,31 @@
+/* ops.c — operating endpoints: /healthz for load balancers (503 once the store is broken) and
+ * /metrics in Prometheus text format. Neither needs a key; neither shows tenant data. */
+#include <stdlib.h>
+
+#include "api/api.h"
+#include "core/metrics.h"
+#include "http/router.h"
+
+int sd_api_healthz(struct sd_req *req)
+{
+    if (sd_writer_broken(req->hub->writer)) {
+        sd_req_reply_json(req, 503,
+                          json_pack("{s:s, s:s}", "status", "failing", "reason",
+                                    "store commit failed; restart required"));
+        return SD_REQ_DONE;
+    }
+    sd_req_reply_text(req, 200, "application/json", "{\"status\":\"ok\"}");
+    return SD_REQ_DONE;
+}
+
+int sd_api_metrics(struct sd_req *req)
+{
+    struct sd_buf b;
+    sd_buf_init(&b);
+    sd_metrics_render(&b, sd_route_names, sd_routes_count);
+    free(req->resp_body);
+    req->status = 200;
+    req->content_type = "text/plain; version=0.0.4";
+    req->resp_body = sd_buf_steal(&b);
+    return SD_REQ_DONE;
+}

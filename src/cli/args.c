@@ -1,0 +1,109 @@
+/* args.c — the option parser shared by all subcommands: `--name value`, `--name=value`,
+ * switches, positionals, `--help`. Unknown options and missing values are usage errors with a
+ * one-line reason, never a guess. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/base.h"
+#include "cli/cli.h"
+
+static int vmsg(int code, const char *fmt, va_list ap)
+{
+    fputs("stagedoor: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    return code;
+}
+
+int sd_cli_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int r = vmsg(SD_EXIT_USAGE, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+int sd_cli_fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int r = vmsg(SD_EXIT_FAIL, fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+long long sd_cli_positive(const char *name, const char *v, long long max)
+{
+    int64_t n = 0;
+    if (!v || sd_parse_int64(v, false, &n) < 0 || n < 1 || n > max) {
+        sd_cli_usage_error("%s must be an integer from 1 to %lld (got '%s')", name, max,
+                           v ? v : "");
+        return -1;
+    }
+    return n;
+}
+
+int sd_cli_parse(int argc, char **argv, const struct sd_cli_opt *opts, const char **pos,
+                 size_t max_pos, const char *usage)
+{
+    size_t n_pos = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage, stdout);
+            return -1;
+        }
+        if (strncmp(a, "--", 2) == 0) {
+            const char *eq = strchr(a, '=');
+            size_t nl = eq ? (size_t)(eq - a) : strlen(a);
+            const struct sd_cli_opt *o = opts;
+            for (; o && o->name; o++) {
+                if (strlen(o->name) == nl && strncmp(o->name, a, nl) == 0) {
+                    break;
+                }
+            }
+            if (!o || !o->name) {
+                sd_cli_usage_error("unknown option '%.*s' (see --help)", (int)nl, a);
+                return -2;
+            }
+            if (o->takes_value) {
+                const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+                if (!v) {
+                    sd_cli_usage_error("option '%s' needs a value", o->name);
+                    return -2;
+                }
+                *o->value = v;
+            } else {
+                if (eq) {
+                    sd_cli_usage_error("option '%s' takes no value", o->name);
+                    return -2;
+                }
+                *o->flag = true;
+            }
+            continue;
+        }
+        if (n_pos >= max_pos) {
+            sd_cli_usage_error("unexpected argument '%s' (see --help)", a);
+            return -2;
+        }
+        pos[n_pos++] = a;
+    }
+    return (int)n_pos;
+}
+
+void sd_cli_format_time(int64_t usec, char out[32])
+{
+    if (usec == 0) {
+        snprintf(out, 32, "-");
+        return;
+    }
+    time_t t = (time_t)(usec / 1000000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+

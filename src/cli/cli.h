@@ -1,0 +1,43 @@
+/* cli.h — the command-line interface: the command table's entries and the one option parser
+ * every subcommand uses. Exit codes: 0 ok, 1 failed, 2 misuse (with a one-line reason). */
+#ifndef SD_CLI_H
+#define SD_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SD_EXIT_OK 0
+#define SD_EXIT_FAIL 1
+#define SD_EXIT_USAGE 2
+
+struct sd_cli_opt {
+    const char *name;   /* "--data" */
+    bool takes_value;
+    const char **value; /* for options with a value */
+    bool *flag;         /* for switches */
+};
+
+/* Parse argv (after the subcommand words). Positionals go to pos (at most max_pos).
+ * Returns -1 after printing usage for --help (exit 0), -2 after printing a one-line reason to
+ * stderr (exit 2), else the number of positionals. */
+int sd_cli_parse(int argc, char **argv, const struct sd_cli_opt *opts, const char **pos,
+                 size_t max_pos, const char *usage);
+/* Print "stagedoor: <msg>" to stderr and return SD_EXIT_USAGE. */
+int sd_cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Print "stagedoor: <msg>" to stderr and return SD_EXIT_FAIL. */
+int sd_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Positive integer option value, or -1 with a usage error printed. */
+long long sd_cli_positive(const char *name, const char *v, long long max);
+
+/* "YYYY-MM-DDTHH:MM:SSZ", or "-" for 0. */
+void sd_cli_format_time(int64_t usec, char out[32]);
+
+#define SD_DEFAULT_DATA_DIR "./stagedoor-data"
+
+int sd_cmd_serve(int argc, char **argv);
+int sd_cmd_tenant(int argc, char **argv);
+int sd_cmd_key(int argc, char **argv);
+int sd_cmd_demo(int argc, char **argv);
+
+#endif

@@ -1,0 +1,156 @@
+/* cmd_key.c — `stagedoor key create|list|revoke`: API keys. A new key is printed once, alone on
+ * the last line of stdout; afterwards only its id, environment and dates are ever shown. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/auth.h"
+#include "store/store.h"
+
+static const char usage_key[] = "usage: stagedoor key <create|list|revoke> ...\n"
+                                "  key create CLIENT_ID --env test|prod [--data DIR]\n"
+                                "  key list CLIENT_ID [--data DIR]\n"
+                                "  key revoke KEY_ID [--data DIR]\n";
+static const char usage_create[] =
+    "usage: stagedoor key create CLIENT_ID --env test|prod [--data DIR]\n"
+    "Creates an API key for one environment. The key is printed once, alone on the last line;\n"
+    "only its SHA-256 is stored.\n";
+static const char usage_list[] = "usage: stagedoor key list CLIENT_ID [--data DIR]\n"
+                                 "Lists key ids, environment, created and revoked (UTC).\n";
+static const char usage_revoke[] = "usage: stagedoor key revoke KEY_ID [--data DIR]\n"
+                                   "Revokes a key; a running server refuses it within a "
+                                   "second.\n";
+
+static int key_create(int argc, char **argv)
+{
+    const char *data = SD_DEFAULT_DATA_DIR, *env_s = NULL, *pos[1];
+    struct sd_cli_opt opts[] = {{"--data", true, &data, NULL}, {"--env", true, &env_s, NULL}, {0}};
+    int n = sd_cli_parse(argc, argv, opts, pos, 1, usage_create);
+    if (n < 0) {
+        return n == -1 ? SD_EXIT_OK : SD_EXIT_USAGE;
+    }
+    if (n != 1) {
+        return sd_cli_usage_error("key create needs a CLIENT_ID");
+    }
+    if (!sd_client_id_valid(pos[0])) {
+        return sd_cli_usage_error("invalid CLIENT_ID '%s': use 1 to 64 of A-Z a-z 0-9 _ -",
+                                  pos[0]);
+    }
+    enum sd_env env;
+    if (!env_s) {
+        return sd_cli_usage_error("key create needs --env test|prod");
+    }
+    if (sd_env_parse(env_s, &env) < 0) {
+        return sd_cli_usage_error("--env must be test or prod (got '%s')", env_s);
+    }
+    struct sd_store_handle *st = NULL;
+    int r = sd_store_open("sqlite", data, &st);
+    if (r < 0) {
+        return sd_cli_fail("cannot open the store in '%s': %s", data, strerror(-r));
+    }
+    char *key = NULL, *key_id = NULL;
+    r = sd_key_create(st, pos[0], env, &key, &key_id);
+    sd_store_close(st);
+    if (r == -ENOENT) {
+        return sd_cli_fail("no tenant '%s'", pos[0]);
+    }
+    if (r < 0) {
+        return sd_cli_fail("cannot create key: %s", strerror(-r));
+    }
+    printf("key_id: %s\nenv: %s\nclient_id: %s\n"
+           "The key below is shown only this once; store it now.\n%s\n",
+           key_id, sd_env_name(env), pos[0], key);
+    explicit_bzero(key, strlen(key));
+    free(key);
+    free(key_id);
+    return SD_EXIT_OK;
+}
+
+static int key_list(int argc, char **argv)
+{
+    const char *data = SD_DEFAULT_DATA_DIR, *pos[1];
+    struct sd_cli_opt opts[] = {{"--data", true, &data, NULL}, {0}};
+    int n = sd_cli_parse(argc, argv, opts, pos, 1, usage_list);
+    if (n < 0) {
+        return n == -1 ? SD_EXIT_OK : SD_EXIT_USAGE;
+    }
+    if (n != 1) {
+        return sd_cli_usage_error("key list needs a CLIENT_ID");
+    }
+    struct sd_store_handle *st = NULL;
+    int r = sd_store_open("sqlite", data, &st);
+    if (r < 0) {
+        return sd_cli_fail("cannot open the store in '%s': %s", data, strerror(-r));
+    }
+    struct sd_key_info *k = NULL;
+    size_t nk = 0;
+    r = sd_store_key_list(st, pos[0], &k, &nk);
+    sd_store_close(st);
+    if (r == -ENOENT) {
+        return sd_cli_fail("no tenant '%s'", pos[0]);
+    }
+    if (r < 0) {
+        return sd_cli_fail("cannot list keys: %s", strerror(-r));
+    }
+    printf("%-22s %-5s %-21s %s\n", "KEY_ID", "ENV", "CREATED", "REVOKED");
+    for (size_t i = 0; i < nk; i++) {
+        char c[32], rv[32];
+        sd_cli_format_time(k[i].created_usec, c);
+        sd_cli_format_time(k[i].revoked_usec, rv);
+        printf("%-22s %-5s %-21s %s\n", k[i].key_id, sd_env_name(k[i].env), c, rv);
+    }
+    sd_keys_free(k, nk);
+    return SD_EXIT_OK;
+}
+
+static int key_revoke(int argc, char **argv)
+{
+    const char *data = SD_DEFAULT_DATA_DIR, *pos[1];
+    struct sd_cli_opt opts[] = {{"--data", true, &data, NULL}, {0}};
+    int n = sd_cli_parse(argc, argv, opts, pos, 1, usage_revoke);
+    if (n < 0) {
+        return n == -1 ? SD_EXIT_OK : SD_EXIT_USAGE;
+    }
+    if (n != 1) {
+        return sd_cli_usage_error("key revoke needs a KEY_ID");
+    }
+    struct sd_store_handle *st = NULL;
+    int r = sd_store_open("sqlite", data, &st);
+    if (r < 0) {
+        return sd_cli_fail("cannot open the store in '%s': %s", data, strerror(-r));
+    }
+    r = sd_store_key_revoke(st, pos[0]);
+    sd_store_close(st);
+    if (r == -ENOENT) {
+        return sd_cli_fail("no key '%s'", pos[0]);
+    }
+    if (r < 0) {
+        return sd_cli_fail("cannot revoke key: %s", strerror(-r));
+    }
+    printf("revoked %s\n", pos[0]);
+    return SD_EXIT_OK;
+}
+
+int sd_cmd_key(int argc, char **argv)
+{
+    if (argc < 1) {
+        fputs(usage_key, stderr);
+        return SD_EXIT_USAGE;
+    }
+    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+        fputs(usage_key, stdout);
+        return SD_EXIT_OK;
+    }
+    if (strcmp(argv[0], "create") == 0) {
+        return key_create(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[0], "list") == 0) {
+        return key_list(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[0], "revoke") == 0) {
+        return key_revoke(argc - 1, argv + 1);
+    }
+    return sd_cli_usage_error("unknown key command '%s' (create, list, revoke)", argv[0]);
+}

@@ -1,0 +1,189 @@
+/* cmd_serve.c — `stagedoor serve`: runs the hub until SIGTERM/SIGINT.
+ *
+ * Signals are blocked in every thread and taken synchronously by the main thread, which also
+ * does housekeeping between signals: reloading keys and limits when the store's settings
+ * version changes (4 times a second, so CLI changes apply within a second) and purging
+ * idempotency entries older than 24 h. On a signal: stop accepting, let in-flight requests
+ * finish, drain the writer, close the store, exit 0. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/base.h"
+#include "base/log.h"
+#include "cli/cli.h"
+#include "cli/serve.h"
+#include "core/hub.h"
+#include "http/server.h"
+
+static const char usage_serve[] =
+    "usage: stagedoor serve [--data DIR] [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
+    "                       [--behind-proxy] [--threads N] [--log-level debug|info|warn|error]\n"
+    "Runs the hub. Defaults: --data " SD_DEFAULT_DATA_DIR ", --listen 127.0.0.1:8080.\n"
+    "Port 0 picks a free port. Prints 'listening on http(s)://HOST:PORT' once ready.\n"
+    "With --tls-cert/--tls-key it serves HTTPS only (TLS 1.2 and 1.3). Without TLS it refuses a\n"
+    "non-loopback address unless --behind-proxy says a TLS-terminating proxy is in front.\n";
+
+static bool is_loopback(const char *host)
+{
+    return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+           strcmp(host, "::1") == 0;
+}
+
+int sd_serve_parse(int argc, char **argv, const char *usage, struct sd_serve_opts *o,
+                   bool *ret_help)
+{
+    const char *listen = "127.0.0.1:8080", *threads = NULL, *level = NULL;
+    bool behind_proxy = false;
+    *ret_help = false;
+    o->data = SD_DEFAULT_DATA_DIR;
+    struct sd_cli_opt opts[] = {{"--data", true, &o->data, NULL},
+                                {"--listen", true, &listen, NULL},
+                                {"--tls-cert", true, &o->cfg.tls_cert, NULL},
+                                {"--tls-key", true, &o->cfg.tls_key, NULL},
+                                {"--behind-proxy", false, NULL, &behind_proxy},
+                                {"--threads", true, &threads, NULL},
+                                {"--log-level", true, &level, NULL},
+                                {0}};
+    int n = sd_cli_parse(argc, argv, opts, NULL, 0, usage);
+    if (n == -1) {
+        *ret_help = true;
+        return 0;
+    }
+    if (n < 0) {
+        return -1;
+    }
+    /* HOST:PORT, [IPv6]:PORT */
+    const char *colon = strrchr(listen, ':');
+    if (!colon || colon == listen) {
+        sd_cli_usage_error("--listen must be HOST:PORT (got '%s')", listen);
+        return -1;
+    }
+    int64_t port = 0;
+    if (sd_parse_int64(colon + 1, false, &port) < 0 || port > 65535) {
+        sd_cli_usage_error("--listen port must be 0 to 65535 (got '%s')", colon + 1);
+        return -1;
+    }
+    size_t hl = (size_t)(colon - listen);
+    if (listen[0] == '[' && hl >= 2 && listen[hl - 1] == ']') {
+        snprintf(o->host, sizeof(o->host), "%.*s", (int)(hl - 2), listen + 1);
+    } else {
+        snprintf(o->host, sizeof(o->host), "%.*s", (int)hl, listen);
+    }
+    o->cfg.host = o->host;
+    o->cfg.port = (int)port;
+    if (!o->cfg.tls_cert != !o->cfg.tls_key) {
+        sd_cli_usage_error("--tls-cert and --tls-key go together");
+        return -1;
+    }
+    if (!o->cfg.tls_cert && !behind_proxy && !is_loopback(o->host)) {
+        sd_cli_usage_error("refusing to serve plain HTTP on non-loopback address '%s'; give "
+                           "--tls-cert/--tls-key, or --behind-proxy if a TLS proxy is in front",
+                           o->host);
+        return -1;
+    }
+    if (threads) {
+        long long t = sd_cli_positive("--threads", threads, 64);
+        if (t < 0) {
+            return -1;
+        }
+        o->cfg.threads = (unsigned)t;
+    }
+    if (level) {
+        static const char *names[] = {"debug", "info", "warn", "error"};
+        int found = -1;
+        for (int i = 0; i < 4; i++) {
+            if (strcmp(level, names[i]) == 0) {
+                found = i;
+            }
+        }
+        if (found < 0) {
+            sd_cli_usage_error("--log-level must be debug, info, warn or error");
+            return -1;
+        }
+        sd_log_set_level((enum sd_log_level)found);
+    }
+    return 0;
+}
+
+void sd_serve_block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+static int purge_run(struct sd_store_handle *st, struct sd_write_job *job)
+{
+    (void)job;
+    return sd_store_idem_purge(st, sd_now_usec() - 24LL * 3600 * 1000000);
+}
+
+int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
+{
+    struct sd_server *srv = NULL;
+    int port = 0;
+    int r = sd_server_start(hub, &o->cfg, &srv, &port);
+    if (r < 0) {
+        return sd_cli_fail("cannot serve on %s:%d: %s", o->host, o->cfg.port, strerror(-r));
+    }
+    bool v6 = strchr(o->host, ':') != NULL;
+    printf("listening on %s://%s%s%s:%d\n", o->cfg.tls_cert ? "https" : "http", v6 ? "[" : "",
+           o->host, v6 ? "]" : "", port);
+    fflush(stdout);
+    sd_log(SD_LOG_INFO, "serving", "port=%d data=\"%s\" tls=%s", port, o->data,
+           o->cfg.tls_cert ? "on" : "off");
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int64_t next_purge = sd_mono_usec() + 60LL * 1000000;
+    int sig = 0;
+    for (;;) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 250 * 1000 * 1000};
+        sig = sigtimedwait(&set, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT) {
+            break;
+        }
+        int ar = sd_auth_refresh(hub->auth);
+        if (ar < 0) {
+            sd_log(SD_LOG_WARN, "cannot reload settings; keeping the current ones", "err=%d", ar);
+        }
+        if (sd_mono_usec() > next_purge) {
+            next_purge = sd_mono_usec() + 3600LL * 1000000;
+            sd_writer_run_sync(hub->writer, purge_run, NULL);
+        }
+    }
+    sd_log(SD_LOG_INFO, "shutting down; finishing in-flight requests", "signal=%d", sig);
+    sd_server_stop(srv, 30LL * 1000000);
+    sd_log(SD_LOG_INFO, "stopped", NULL);
+    return SD_EXIT_OK;
+}
+
+int sd_cmd_serve(int argc, char **argv)
+{
+    struct sd_serve_opts o = {0};
+    bool help = false;
+    if (sd_serve_parse(argc, argv, usage_serve, &o, &help) < 0) {
+        return SD_EXIT_USAGE;
+    }
+    if (help) {
+        return SD_EXIT_OK;
+    }
+    sd_serve_block_signals();
+    struct sd_hub *hub = NULL;
+    int r = sd_hub_open(o.data, &hub);
+    if (r < 0) {
+        return sd_cli_fail("cannot open the store in '%s': %s", o.data, strerror(-r));
+    }
+    r = sd_serve_run(hub, &o);
+    sd_hub_close(hub);
+    return r;
+}

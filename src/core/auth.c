@@ -1,0 +1,249 @@
+/* auth.c — key generation and the server's snapshot of tenants and key hashes.
+ *
+ * The snapshot is immutable once built: refresh builds a new one and swaps the pointer under a
+ * write lock, so lookups hold a read lock only while they copy a few fields. Keys are sorted by
+ * hash for binary search; the final comparison of the found hash is constant-time. */
+#include "core/auth.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "base/log.h"
+
+bool sd_client_id_valid(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '-';
+        if (!ok || n >= SD_CLIENT_ID_MAX) {
+            return false;
+        }
+    }
+    return n >= 1;
+}
+
+int sd_key_create(struct sd_store_handle *st, const char *client_id, enum sd_env env,
+                  char **ret_key, char **ret_key_id)
+{
+    /* 43 base62 characters from 43 random bytes taken below 248 (= 4 * 62, so no modulo
+     * bias): about 256 bits of entropy. The public id is 8 more random bytes in hex. */
+    uint8_t rnd[8];
+    int r = sd_random_bytes(rnd, sizeof(rnd));
+    if (r < 0) {
+        return r;
+    }
+    static const char alphabet[] =
+        "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    char body[44];
+    size_t got = 0;
+    while (got < 43) {
+        uint8_t b;
+        if ((r = sd_random_bytes(&b, 1)) < 0) {
+            return r;
+        }
+        if (b < 248) {
+            body[got++] = alphabet[b % 62];
+        }
+    }
+    body[43] = '\0';
+    char idpart[17];
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < 8; i++) {
+        idpart[2 * i] = hex[rnd[i] >> 4];
+        idpart[2 * i + 1] = hex[rnd[i] & 15];
+    }
+    idpart[16] = '\0';
+    char *key = sd_asprintf("sd_%s_%s", sd_env_name(env), body);
+    char *key_id = sd_asprintf("key_%s", idpart);
+    char hash[65];
+    sd_sha256_hex(key, strlen(key), hash);
+    r = sd_store_key_insert(st, key_id, client_id, env, hash);
+    explicit_bzero(rnd, sizeof(rnd));
+    explicit_bzero(body, sizeof(body));
+    if (r < 0) {
+        explicit_bzero(key, strlen(key));
+        free(key);
+        free(key_id);
+        return r;
+    }
+    *ret_key = key;
+    *ret_key_id = key_id;
+    return 0;
+}
+
+struct snapshot {
+    struct sd_tenant *tenants; /* sorted by client_id */
+    size_t n_tenants;
+    struct sd_key_info *keys; /* sorted by hash_hex */
+    size_t n_keys;
+    int64_t version;
+};
+
+struct sd_auth {
+    struct sd_store_handle *st;
+    pthread_rwlock_t lock;
+    struct snapshot *snap;
+};
+
+static void snapshot_free(struct snapshot *s)
+{
+    if (!s) {
+        return;
+    }
+    sd_tenants_free(s->tenants, s->n_tenants);
+    sd_keys_free(s->keys, s->n_keys);
+    free(s);
+}
+
+static int cmp_tenant(const void *a, const void *b)
+{
+    return strcmp(((const struct sd_tenant *)a)->client_id, ((const struct sd_tenant *)b)->client_id);
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp(((const struct sd_key_info *)a)->hash_hex,
+                  ((const struct sd_key_info *)b)->hash_hex);
+}
+
+static int load(struct sd_store_handle *st, int64_t version, struct snapshot **ret)
+{
+    struct snapshot *s = sd_calloc(1, sizeof(*s));
+    int r = sd_store_auth_snapshot(st, &s->tenants, &s->n_tenants, &s->keys, &s->n_keys);
+    if (r < 0) {
+        free(s);
+        return r;
+    }
+    s->version = version;
+    if (s->n_tenants) {
+        qsort(s->tenants, s->n_tenants, sizeof(*s->tenants), cmp_tenant);
+    }
+    if (s->n_keys) {
+        qsort(s->keys, s->n_keys, sizeof(*s->keys), cmp_key);
+    }
+    *ret = s;
+    return 0;
+}
+
+int sd_auth_new(struct sd_store_handle *st, struct sd_auth **ret)
+{
+    struct sd_auth *a = sd_calloc(1, sizeof(*a));
+    a->st = st;
+    pthread_rwlock_init(&a->lock, NULL);
+    int64_t v = 0;
+    int r = sd_store_settings_version(st, &v);
+    if (r >= 0) {
+        r = load(st, v, &a->snap);
+    }
+    if (r < 0) {
+        pthread_rwlock_destroy(&a->lock);
+        free(a);
+        return r;
+    }
+    *ret = a;
+    return 0;
+}
+
+void sd_auth_free(struct sd_auth *a)
+{
+    if (!a) {
+        return;
+    }
+    snapshot_free(a->snap);
+    pthread_rwlock_destroy(&a->lock);
+    free(a);
+}
+
+int sd_auth_refresh(struct sd_auth *a)
+{
+    int64_t v = 0;
+    int r = sd_store_settings_version(a->st, &v);
+    if (r < 0) {
+        return r;
+    }
+    pthread_rwlock_rdlock(&a->lock);
+    bool same = a->snap->version == v;
+    pthread_rwlock_unlock(&a->lock);
+    if (same) {
+        return 0;
+    }
+    struct snapshot *s = NULL;
+    r = load(a->st, v, &s);
+    if (r < 0) {
+        return r;
+    }
+    pthread_rwlock_wrlock(&a->lock);
+    struct snapshot *old = a->snap;
+    a->snap = s;
+    pthread_rwlock_unlock(&a->lock);
+    snapshot_free(old);
+    sd_log(SD_LOG_INFO, "settings reloaded", "version=%lld tenants=%zu keys=%zu", (long long)v,
+           s->n_tenants, s->n_keys);
+    return 0;
+}
+
+static const struct sd_tenant *find_tenant_by_id(const struct snapshot *s, int64_t id)
+{
+    for (size_t i = 0; i < s->n_tenants; i++) {
+        if (s->tenants[i].id == id) {
+            return &s->tenants[i];
+        }
+    }
+    return NULL;
+}
+
+static void fill_tenant(const struct sd_tenant *t, struct sd_principal *ret)
+{
+    ret->tenant_id = t->id;
+    snprintf(ret->client_id, sizeof(ret->client_id), "%s", t->client_id);
+    ret->per_minute = t->per_minute;
+    ret->burst = t->burst;
+}
+
+int sd_auth_key(struct sd_auth *a, const char *key, struct sd_principal *ret)
+{
+    char hash[65];
+    sd_sha256_hex(key, strlen(key), hash);
+    int r = -ENOENT;
+    pthread_rwlock_rdlock(&a->lock);
+    const struct snapshot *s = a->snap;
+    struct sd_key_info probe = {.hash_hex = hash};
+    const struct sd_key_info *k = s->n_keys ? bsearch(&probe, s->keys, s->n_keys,
+                                                      sizeof(*s->keys), cmp_key)
+                                            : NULL;
+    if (k && sd_ct_equal(k->hash_hex, 64, hash, 64)) {
+        const struct sd_tenant *t = find_tenant_by_id(s, k->tenant_id);
+        if (k->revoked_usec != 0) {
+            r = -EKEYREVOKED;
+        } else if (t) {
+            fill_tenant(t, ret);
+            ret->env = k->env;
+            r = 0;
+        }
+    }
+    pthread_rwlock_unlock(&a->lock);
+    return r;
+}
+
+int sd_auth_tenant(struct sd_auth *a, const char *client_id, struct sd_principal *ret)
+{
+    int r = -ENOENT;
+    pthread_rwlock_rdlock(&a->lock);
+    const struct snapshot *s = a->snap;
+    struct sd_tenant probe = {.client_id = (char *)client_id};
+    const struct sd_tenant *t = s->n_tenants ? bsearch(&probe, s->tenants, s->n_tenants,
+                                                       sizeof(*s->tenants), cmp_tenant)
+                                             : NULL;
+    if (t) {
+        fill_tenant(t, ret);
+        r = 0;
+    }
+    pthread_rwlock_unlock(&a->lock);
+    return r;
+}

@@ -1,0 +1,48 @@
+/* auth.h — API keys: creation, and the server's in-memory view of tenants and keys.
+ *
+ * A key is "sd_<env>_" + 43 base62 characters (256 bits of entropy). Only its SHA-256 is
+ * stored. The server keeps a snapshot of all tenants and key hashes, reloaded whenever the
+ * store's settings version changes (checked by the server's housekeeping loop several times a
+ * second), so a key created or revoked with the CLI takes effect within one second.
+ * Lookups hash the presented key and compare hashes in constant time.
+ *
+ * Thread rules: sd_auth_* lookups from any thread (read lock); refresh from one thread. */
+#ifndef SD_CORE_AUTH_H
+#define SD_CORE_AUTH_H
+
+#include <stdint.h>
+
+#include "model/model.h"
+#include "store/store.h"
+
+#define SD_CLIENT_ID_MAX 64
+
+/* Who a request acts as, copied out of the snapshot. */
+struct sd_principal {
+    int64_t tenant_id;
+    char client_id[SD_CLIENT_ID_MAX + 1];
+    enum sd_env env;
+    int64_t per_minute;
+    int64_t burst;
+};
+
+/* 1..64 of A-Z a-z 0-9 _ - */
+bool sd_client_id_valid(const char *s);
+
+/* Create a key for client_id/env: stores the hash, writes the key (secret, shown once) into
+ * ret_key (heap) and its public id into ret_key_id (heap). -ENOENT unknown client. */
+int sd_key_create(struct sd_store_handle *st, const char *client_id, enum sd_env env,
+                  char **ret_key, char **ret_key_id);
+
+struct sd_auth;
+
+int sd_auth_new(struct sd_store_handle *st, struct sd_auth **ret);
+void sd_auth_free(struct sd_auth *a);
+/* Reload if the settings version changed. 0, or negative errno (the old view stays). */
+int sd_auth_refresh(struct sd_auth *a);
+/* Resolve a presented bearer key: 0 (ret filled), -ENOENT unknown, -EKEYREVOKED revoked. */
+int sd_auth_key(struct sd_auth *a, const char *key, struct sd_principal *ret);
+/* Tenant by client id: 0 or -ENOENT; ret gets id, client_id and limits (env untouched). */
+int sd_auth_tenant(struct sd_auth *a, const char *client_id, struct sd_principal *ret);
+
+#endif

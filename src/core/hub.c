@@ -1,0 +1,45 @@
+/* hub.c — start-up and shutdown order of the hub's parts: store, writer, auth view, rate
+ * limiter. Shutdown drains the writer before the store closes so no accepted job is lost. */
+#include "core/hub.h"
+
+#include <stdlib.h>
+
+#include "base/base.h"
+#include "base/log.h"
+
+int sd_hub_open(const char *data_dir, struct sd_hub **ret)
+{
+    struct sd_hub *hub = sd_calloc(1, sizeof(*hub));
+    hub->data_dir = sd_strdup(data_dir);
+    int r = sd_store_open("sqlite", data_dir, &hub->store);
+    if (r < 0) {
+        goto fail;
+    }
+    r = sd_writer_new(hub->store, &hub->writer);
+    if (r < 0) {
+        goto fail;
+    }
+    r = sd_auth_new(hub->store, &hub->auth);
+    if (r < 0) {
+        goto fail;
+    }
+    hub->ratelimiter = sd_ratelimiter_new();
+    *ret = hub;
+    return 0;
+fail:
+    sd_hub_close(hub);
+    return r;
+}
+
+void sd_hub_close(struct sd_hub *hub)
+{
+    if (!hub) {
+        return;
+    }
+    sd_writer_free(hub->writer);
+    sd_auth_free(hub->auth);
+    sd_ratelimiter_free(hub->ratelimiter);
+    sd_store_close(hub->store);
+    free(hub->data_dir);
+    free(hub);
+}

@@ -1,0 +1,25 @@
+/* hub.h — the running hub: the store, its single writer, the auth view and the rate limiter,
+ * wired together once at start-up and torn down in reverse order. API handlers reach
+ * everything they need through this struct; nothing here is global. */
+#ifndef SD_CORE_HUB_H
+#define SD_CORE_HUB_H
+
+#include "core/auth.h"
+#include "core/writer.h"
+#include "http/ratelimit.h"
+#include "store/store.h"
+
+struct sd_hub {
+    char *data_dir;
+    struct sd_store_handle *store;
+    struct sd_writer *writer;
+    struct sd_auth *auth;
+    struct sd_ratelimiter *ratelimiter;
+};
+
+/* Open the store in data_dir (created if missing) and start the writer. */
+int sd_hub_open(const char *data_dir, struct sd_hub **ret);
+/* Drains the writer, then closes everything. NULL is fine. */
+void sd_hub_close(struct sd_hub *hub);
+
+#endif

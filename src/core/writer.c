@@ -1,0 +1,210 @@
+/* writer.c — single writer thread with group commit (see writer.h for the contract).
+ *
+ * Invariants: only this thread touches the store's write path; a job's `done` is called only
+ * after the COMMIT that contains its work returned success; once `broken` is set it never
+ * clears. Commit latency goes to the metrics. */
+#include "core/writer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "base/base.h"
+#include "base/log.h"
+#include "core/metrics.h"
+
+struct sd_writer {
+    struct sd_store_handle *st;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct sd_write_job *head, *tail;
+    bool stopping;
+    atomic_bool broken;
+};
+
+#define MAX_GROUP 1024 /* jobs per transaction: bounds the latency of the first job */
+
+static void fail_group(struct sd_write_job *j, int err)
+{
+    while (j) {
+        struct sd_write_job *next = j->next;
+        j->done(j, err);
+        j = next;
+    }
+}
+
+static void run_group(struct sd_writer *w, struct sd_write_job *group)
+{
+    if (atomic_load(&w->broken)) {
+        fail_group(group, -EIO);
+        return;
+    }
+    int r = sd_store_write_begin(w->st);
+    if (r < 0) {
+        atomic_store(&w->broken, true);
+        sd_log(SD_LOG_ERROR, "store begin failed; store is broken until restart", "err=%d", r);
+        fail_group(group, -EIO);
+        return;
+    }
+    for (struct sd_write_job *j = group; j; j = j->next) {
+        if (sd_store_savepoint(w->st) < 0) {
+            j->run_result = -EIO;
+            continue;
+        }
+        int jr = j->run(w->st, j);
+        if (jr == 0) {
+            r = sd_store_savepoint_release(w->st);
+        } else {
+            r = sd_store_savepoint_rollback(w->st);
+        }
+        j->run_result = jr < 0 ? jr : 0;
+        if (r < 0) {
+            j->run_result = -EIO;
+        }
+    }
+    int64_t t0 = sd_mono_usec();
+    r = sd_store_write_commit(w->st);
+    sd_metrics_commit_observe(sd_mono_usec() - t0);
+    if (r < 0) {
+        atomic_store(&w->broken, true);
+        sd_log(SD_LOG_ERROR, "store commit failed; store is broken until restart", "err=%d", r);
+        sd_store_write_rollback(w->st);
+        fail_group(group, -EIO);
+        return;
+    }
+    while (group) {
+        struct sd_write_job *next = group->next;
+        group->done(group, group->run_result);
+        group = next;
+    }
+}
+
+static void *writer_main(void *arg)
+{
+    struct sd_writer *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->head && !w->stopping) {
+            pthread_cond_wait(&w->cv, &w->mu);
+        }
+        if (!w->head && w->stopping) {
+            break;
+        }
+        struct sd_write_job *group = w->head, *last = group;
+        size_t n = 1;
+        while (last->next && n < MAX_GROUP) {
+            last = last->next;
+            n++;
+        }
+        w->head = last->next;
+        if (!w->head) {
+            w->tail = NULL;
+        }
+        last->next = NULL;
+        pthread_mutex_unlock(&w->mu);
+        run_group(w, group);
+        pthread_mutex_lock(&w->mu);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+int sd_writer_new(struct sd_store_handle *st, struct sd_writer **ret)
+{
+    struct sd_writer *w = sd_calloc(1, sizeof(*w));
+    w->st = st;
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+    atomic_init(&w->broken, false);
+    int r = pthread_create(&w->thread, NULL, writer_main, w);
+    if (r != 0) {
+        pthread_mutex_destroy(&w->mu);
+        pthread_cond_destroy(&w->cv);
+        free(w);
+        return -r;
+    }
+    *ret = w;
+    return 0;
+}
+
+void sd_writer_free(struct sd_writer *w)
+{
+    if (!w) {
+        return;
+    }
+    pthread_mutex_lock(&w->mu);
+    w->stopping = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->thread, NULL);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    free(w);
+}
+
+int sd_writer_submit(struct sd_writer *w, struct sd_write_job *job)
+{
+    if (atomic_load(&w->broken)) {
+        return -EIO;
+    }
+    job->next = NULL;
+    job->run_result = 0;
+    pthread_mutex_lock(&w->mu);
+    if (w->stopping) {
+        pthread_mutex_unlock(&w->mu);
+        return -ESHUTDOWN;
+    }
+    if (w->tail) {
+        w->tail->next = job;
+    } else {
+        w->head = job;
+    }
+    w->tail = job;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return 0;
+}
+
+struct sync_job {
+    struct sd_write_job job;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int result;
+};
+
+static void sync_done(struct sd_write_job *job, int result)
+{
+    struct sync_job *sj = (struct sync_job *)job;
+    pthread_mutex_lock(&sj->mu);
+    sj->done = true;
+    sj->result = result;
+    pthread_cond_signal(&sj->cv);
+    pthread_mutex_unlock(&sj->mu);
+}
+
+int sd_writer_run_sync(struct sd_writer *w, sd_write_run_fn run, void *arg)
+{
+    struct sync_job sj = {.job = {.run = run, .done = sync_done, .arg = arg}};
+    pthread_mutex_init(&sj.mu, NULL);
+    pthread_cond_init(&sj.cv, NULL);
+    int r = sd_writer_submit(w, &sj.job);
+    if (r == 0) {
+        pthread_mutex_lock(&sj.mu);
+        while (!sj.done) {
+            pthread_cond_wait(&sj.cv, &sj.mu);
+        }
+        pthread_mutex_unlock(&sj.mu);
+        r = sj.result;
+    }
+    pthread_mutex_destroy(&sj.mu);
+    pthread_cond_destroy(&sj.cv);
+    return r;
+}
+
+bool sd_writer_broken(struct sd_writer *w)
+{
+    return atomic_load(&w->broken);
+}

@@ -1,0 +1,49 @@
+/* writer.h — the single writer thread and its group commit.
+ *
+ * Every change to records goes through here. Callers submit a job; the writer takes every
+ * job waiting, opens one transaction, runs each job inside its own savepoint (so one request's
+ * 409 does not undo another's work), commits once (one fsync for the whole group) and only then
+ * calls each job's `done`. A failed begin or commit marks the writer broken: the jobs of that
+ * group and every later submission get -EIO until restart — a failed fsync is never retried.
+ *
+ * Thread rules: submit from any thread; `run` executes on the writer thread and is the only
+ * code allowed to use the store's write path; `done` executes on the writer thread too and must
+ * be quick (resume a connection, signal a condition). Job memory belongs to the caller and must
+ * stay valid until `done` has been called. */
+#ifndef SD_CORE_WRITER_H
+#define SD_CORE_WRITER_H
+
+#include <stdbool.h>
+
+#include "store/store.h"
+
+/* run returns: 0 keep (savepoint released), 1 undo (savepoint rolled back, job still ok),
+ * negative errno: undo and fail the job. */
+struct sd_write_job;
+typedef int (*sd_write_run_fn)(struct sd_store_handle *st, struct sd_write_job *job);
+/* result: 0 committed (or undone as asked), negative errno on failure (-EIO store broken). */
+typedef void (*sd_write_done_fn)(struct sd_write_job *job, int result);
+
+/* Embed in the caller's own struct; `arg` is free for the caller. */
+struct sd_write_job {
+    sd_write_run_fn run;
+    sd_write_done_fn done;
+    void *arg;
+    int run_result;            /* writer-private */
+    struct sd_write_job *next; /* writer-private */
+};
+
+struct sd_writer;
+
+int sd_writer_new(struct sd_store_handle *st, struct sd_writer **ret);
+/* Finishes every queued job, then stops the thread. NULL is fine. */
+void sd_writer_free(struct sd_writer *w);
+/* Queue a job. Returns 0, or -EIO if the writer is broken / -ESHUTDOWN while stopping (then
+ * `done` is never called). */
+int sd_writer_submit(struct sd_writer *w, struct sd_write_job *job);
+/* Submit and wait: runs `run` with a job whose arg is `arg`; returns run's result if it
+ * failed, else the commit result. For the CLI and loaders, not for request handlers. */
+int sd_writer_run_sync(struct sd_writer *w, sd_write_run_fn run, void *arg);
+bool sd_writer_broken(struct sd_writer *w);
+
+#endif

@@ -1,0 +1,657 @@
+"""harness.py — shared helpers for the stagedoor end-to-end tests (Python standard library only).
+
+Every test file is run as `python3 tests/e2e/test_X.py --bin /path/to/stagedoor` and calls
+harness.main(), which strips `--bin X` from argv before unittest.main.
+
+What is here:
+  - bin_path(): the binary under test
+  - Server: `stagedoor serve` on a data dir with --listen 127.0.0.1:0, port parsed from the
+    "listening on http(s)://HOST:PORT" line; stop() sends SIGTERM and returns the exit code;
+    kill() is SIGKILL. Every Server is killed at exit if a test left it running.
+  - cli(): run a CLI subcommand (with --data DIR), returning a CompletedProcess
+  - http(): one HTTP(S) request returning Resp = (status, headers, json) with .body (bytes)
+  - RawHTTP: a socket-level request for streaming bodies (half a body, chunked, early answers)
+  - Api: a client bound to (port, client_id, key) with ingest/get/put helpers
+  - record factories (event/customer/sale) with unique ids that never collide as performances
+
+Timeouts: every wait has one; TIME_SCALE (env E2E_TIME_SCALE, default 1) stretches them, for
+instance under a sanitizer build.
+"""
+
+import atexit
+import collections
+import http.client as _httpclient
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import uuid
+
+_BIN = None
+TIME_SCALE = float(os.environ.get("E2E_TIME_SCALE", "1") or "1")
+START_TIMEOUT = 30.0 * TIME_SCALE
+STOP_TIMEOUT = 30.0 * TIME_SCALE
+HTTP_TIMEOUT = 30.0 * TIME_SCALE
+CLI_TIMEOUT = 30.0 * TIME_SCALE
+VERBOSE = bool(os.environ.get("E2E_VERBOSE"))
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+
+
+# ---------------------------------------------------------------------------------------------
+# entry point and binary
+
+
+def _strip_bin(argv):
+    """Return (bin, argv without --bin X / --bin=X)."""
+    out, b, i = [], None, 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--bin":
+            if i + 1 >= len(argv):
+                sys.stderr.write("--bin needs a path\n")
+                sys.exit(2)
+            b = argv[i + 1]
+            i += 2
+            continue
+        if a.startswith("--bin="):
+            b = a[len("--bin="):]
+            i += 1
+            continue
+        out.append(a)
+        i += 1
+    return b, out
+
+
+def main():
+    global _BIN
+    b, argv = _strip_bin(sys.argv)
+    if b is None:
+        b = os.environ.get("STAGEDOOR_BIN") or os.path.join(REPO, "build", "e2e", "stagedoor")
+    _BIN = os.path.abspath(b)
+    if not (os.path.isfile(_BIN) and os.access(_BIN, os.X_OK)):
+        sys.stderr.write("stagedoor binary not found or not executable: %s\n" % _BIN)
+        sys.exit(2)
+    unittest.main(argv=argv, verbosity=2)
+
+
+def bin_path():
+    if _BIN is None:
+        raise RuntimeError("harness.main() was not called (no --bin)")
+    return _BIN
+
+
+# ---------------------------------------------------------------------------------------------
+# small utilities
+
+_uid_lock = threading.Lock()
+_uid_n = [0]
+_RUN = uuid.uuid4().hex[:6]
+
+
+def uid(prefix="X"):
+    """A unique id made only of [A-Za-z0-9_-] (valid everywhere, URL-safe)."""
+    with _uid_lock:
+        _uid_n[0] += 1
+        n = _uid_n[0]
+    return "%s-%s-%d" % (prefix, _RUN, n)
+
+
+def wait_until(fn, timeout, interval=0.02, what="condition"):
+    """Poll fn() until it returns a truthy value; return it. AssertionError on timeout."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = fn()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s (last: %r)"
+                                 % (timeout, what, last))
+        time.sleep(interval)
+
+
+def tempdir(testcase_or_cls, prefix="sd-e2e-"):
+    """A temporary directory removed at (class) cleanup."""
+    d = tempfile.TemporaryDirectory(prefix=prefix)
+    if isinstance(testcase_or_cls, type):
+        testcase_or_cls.addClassCleanup(d.cleanup)
+    else:
+        testcase_or_cls.addCleanup(d.cleanup)
+    return d.name
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def cli(data_dir, *args, timeout=None, cwd=None, data=True):
+    """Run `stagedoor ARGS... [--data DIR]`. Returns CompletedProcess (text)."""
+    cmd = [bin_path()] + [str(a) for a in args]
+    if data and data_dir is not None:
+        cmd += ["--data", data_dir]
+    if cwd is None:
+        cwd = data_dir if data_dir and os.path.isdir(data_dir) else tempfile.gettempdir()
+    try:
+        cp = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            errors="replace", cwd=cwd, timeout=timeout or CLI_TIMEOUT,
+                            stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("CLI timed out: %r" % (cmd,))
+    if VERBOSE:
+        sys.stderr.write("$ %s -> %d\n%s%s" % (" ".join(cmd), cp.returncode, cp.stdout,
+                                               cp.stderr))
+    return cp
+
+
+def cli_ok(data_dir, *args, **kw):
+    cp = cli(data_dir, *args, **kw)
+    if cp.returncode != 0:
+        raise AssertionError("CLI %r failed with %d\nstdout: %s\nstderr: %s"
+                             % (args, cp.returncode, cp.stdout, cp.stderr))
+    return cp
+
+
+def tenant_create(data_dir, client_id, name=None):
+    args = ["tenant", "create", client_id]
+    if name is not None:
+        args += ["--name", name]
+    return cli_ok(data_dir, *args)
+
+
+def key_create(data_dir, client_id, env="test"):
+    """Create a key; return the key (alone on the last non-empty line of stdout)."""
+    cp = cli_ok(data_dir, "key", "create", client_id, "--env", env)
+    lines = [l.strip() for l in cp.stdout.splitlines() if l.strip()]
+    if not lines:
+        raise AssertionError("key create printed nothing on stdout")
+    return lines[-1]
+
+
+def key_list(data_dir, client_id):
+    """Parse `key list`: rows of dicts {key_id, env, created, revoked, line} (env test|prod)."""
+    cp = cli_ok(data_dir, "key", "list", client_id)
+    rows = []
+    for line in cp.stdout.splitlines():
+        cols = line.split()
+        if len(cols) >= 4 and cols[1] in ("test", "prod", "TEST", "PROD"):
+            rows.append({"key_id": cols[0], "env": cols[1].lower(), "created": cols[2],
+                         "revoked": cols[-1], "line": line})
+    return rows
+
+
+def tenant_limits(data_dir, client_id, per_minute, burst):
+    return cli_ok(data_dir, "tenant", "limits", client_id, "--per-minute", str(per_minute),
+                  "--burst", str(burst))
+
+
+def key_revoke(data_dir, key_id):
+    return cli_ok(data_dir, "key", "revoke", key_id)
+
+
+def new_key_id(data_dir, client_id, before_ids):
+    rows = key_list(data_dir, client_id)
+    new = [r["key_id"] for r in rows if r["key_id"] not in before_ids]
+    if len(new) != 1:
+        raise AssertionError("expected exactly one new key in key list, got %r" % (rows,))
+    return new[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# server
+
+_LISTEN_RE = re.compile(r"listening on (https?)://(\[[^\]]+\]|[^\s/:]+):(\d+)")
+_live_servers = set()
+
+
+def _kill_all():
+    for s in list(_live_servers):
+        try:
+            s.kill()
+        except Exception:
+            pass
+
+
+atexit.register(_kill_all)
+
+
+class Server:
+    """`stagedoor serve --data DIR --listen LISTEN [args]`."""
+
+    def __init__(self, data_dir, listen="127.0.0.1:0", args=()):
+        self.data_dir = data_dir
+        self.listen = listen
+        self.args = list(args)
+        self.proc = None
+        self.port = None
+        self.scheme = None
+        self.host = None
+        self.stdout_lines = []
+        self.stderr_tail = collections.deque(maxlen=300)
+        self._cond = threading.Condition()
+        self._threads = []
+
+    # -- lifecycle
+    def start(self, timeout=None, expect_ready=True):
+        cmd = [bin_path(), "serve", "--data", self.data_dir, "--listen", self.listen] + self.args
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, cwd=self.data_dir)
+        _live_servers.add(self)
+        for stream, sink in ((self.proc.stdout, "out"), (self.proc.stderr, "err")):
+            t = threading.Thread(target=self._drain, args=(stream, sink), daemon=True)
+            t.start()
+            self._threads.append(t)
+        if expect_ready:
+            self.wait_ready(timeout or START_TIMEOUT)
+        return self
+
+    def _drain(self, stream, sink):
+        for raw in iter(stream.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if VERBOSE:
+                sys.stderr.write("[server %s] %s\n" % (sink, line))
+            with self._cond:
+                if sink == "out":
+                    self.stdout_lines.append(line)
+                else:
+                    self.stderr_tail.append(line)
+                self._cond.notify_all()
+        stream.close()
+        with self._cond:
+            self._cond.notify_all()
+
+    def wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for line in self.stdout_lines:
+                    m = _LISTEN_RE.search(line)
+                    if m:
+                        self.scheme = m.group(1)
+                        self.host = m.group(2).strip("[]")
+                        self.port = int(m.group(3))
+                        return
+                if self.proc.poll() is not None:
+                    raise AssertionError("server exited with %s before listening\n%s"
+                                         % (self.proc.returncode, self.diagnostics()))
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.kill()
+                    raise AssertionError("server did not print 'listening on' within %.0fs\n%s"
+                                         % (timeout, self.diagnostics()))
+                self._cond.wait(min(left, 0.1))
+
+    def diagnostics(self):
+        return ("--- server stdout ---\n%s\n--- server stderr (tail) ---\n%s"
+                % ("\n".join(self.stdout_lines[-50:]), "\n".join(self.stderr_tail)))
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def send_signal(self, sig):
+        if self.running():
+            os.kill(self.proc.pid, sig)
+
+    def wait_exit(self, timeout=None):
+        """Wait for the process to exit; return its code (kill + AssertionError on timeout)."""
+        try:
+            rc = self.proc.wait(timeout or STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError("server did not exit within %.0fs\n%s"
+                                 % (timeout or STOP_TIMEOUT, self.diagnostics()))
+        for t in self._threads:
+            t.join(5)
+        _live_servers.discard(self)
+        return rc
+
+    def stop(self, sig=signal.SIGTERM, timeout=None):
+        """SIGTERM (default) and wait; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+        return self.wait_exit(timeout)
+
+    def stop_ok(self, testcase=None, sig=signal.SIGTERM):
+        rc = self.stop(sig)
+        if rc != 0:
+            raise AssertionError("server exit code %r after %s (want 0)\n%s"
+                                 % (rc, signal.Signals(sig).name, self.diagnostics()))
+
+    def kill(self):
+        """SIGKILL (crash) and reap."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+        _live_servers.discard(self)
+        return self.proc.returncode
+
+    # -- convenience
+    def api(self, client_id, key, tls_ctx=None):
+        return Api(self.port, client_id, key, tls_ctx=tls_ctx)
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP
+
+
+class Resp(tuple):
+    """(status, headers, json) with .status .headers .json .body (bytes) .text."""
+
+    def __new__(cls, status, headers, js, body):
+        t = tuple.__new__(cls, (status, headers, js))
+        t.status, t.headers, t.json, t.body = status, headers, js, body
+        return t
+
+    @property
+    def text(self):
+        return self.body.decode("utf-8", "replace")
+
+    def header(self, name, default=None):
+        return self.headers.get(name, default)
+
+    def __repr__(self):
+        b = self.body[:600].decode("utf-8", "replace")
+        return "<Resp %s %s>" % (self.status, b)
+
+
+def _parse_json(body):
+    if not body:
+        return None
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _encode_body(body, headers):
+    if body is None:
+        return None
+    if isinstance(body, (dict, list)):
+        headers.setdefault("Content-Type", "application/json")
+        return json.dumps(body).encode("utf-8")
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    return body
+
+
+def http(port, method, path, body=None, headers=None, key=None, tls_ctx=None,
+         host="127.0.0.1", timeout=None):
+    """One request on a fresh connection. Returns Resp(status, headers, json)."""
+    headers = dict(headers or {})
+    if key is not None:
+        headers["Authorization"] = "Bearer " + key
+    data = _encode_body(body, headers)
+    if tls_ctx is not None:
+        conn = _httpclient.HTTPSConnection(host, port, timeout=timeout or HTTP_TIMEOUT,
+                                           context=tls_ctx)
+    else:
+        conn = _httpclient.HTTPConnection(host, port, timeout=timeout or HTTP_TIMEOUT)
+    try:
+        conn.request(method, path, body=data, headers=headers)
+        r = conn.getresponse()
+        raw = r.read()
+        return Resp(r.status, r.msg, _parse_json(raw), raw)
+    finally:
+        conn.close()
+
+
+class RawHTTP:
+    """A request written by hand on a socket: for half-sent bodies, chunked bodies and answers
+    that arrive before the body is fully sent (413 decided while streaming)."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=None, tls_ctx=None):
+        self.sock = socket.create_connection((host, port), timeout=timeout or HTTP_TIMEOUT)
+        if tls_ctx is not None:
+            self.sock = tls_ctx.wrap_socket(self.sock, server_hostname=host)
+        self.method = None
+
+    def send_head(self, method, path, headers):
+        self.method = method
+        lines = ["%s %s HTTP/1.1" % (method, path), "Host: 127.0.0.1"]
+        for k, v in headers.items():
+            lines.append("%s: %s" % (k, v))
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+
+    def send(self, data):
+        """Send bytes; return False if the server closed/reset the connection."""
+        try:
+            self.sock.sendall(data)
+            return True
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, ssl.SSLError,
+                socket.timeout, OSError):
+            return False
+
+    def send_chunk(self, data):
+        if not data:
+            return True
+        return self.send(b"%x\r\n" % len(data) + data + b"\r\n")
+
+    def end_chunks(self):
+        return self.send(b"0\r\n\r\n")
+
+    def read_response(self, timeout=None):
+        self.sock.settimeout(timeout or HTTP_TIMEOUT)
+        r = _httpclient.HTTPResponse(self.sock, method=self.method)
+        r.begin()
+        try:
+            raw = r.read()
+        except (ConnectionResetError, _httpclient.IncompleteRead) as e:
+            raw = getattr(e, "partial", b"") or b""
+        return Resp(r.status, r.msg, _parse_json(raw), raw)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def streaming_request(port, method, path, headers, pieces, chunked=False, timeout=None):
+    """Send the head, then `pieces` (iterable of bytes) from a background thread while the main
+    thread reads the answer, so an early answer (e.g. 413 before the whole body is sent) is seen
+    even if the server then closes the connection. Returns (Resp, bytes_sent, send_completed)."""
+    raw = RawHTTP(port, timeout=timeout)
+    headers = dict(headers)
+    if chunked:
+        headers["Transfer-Encoding"] = "chunked"
+    raw.send_head(method, path, headers)
+    state = {"sent": 0, "done": False}
+
+    def writer():
+        for p in pieces:
+            ok = raw.send_chunk(p) if chunked else raw.send(p)
+            if not ok:
+                return
+            state["sent"] += len(p)
+        if chunked and not raw.end_chunks():
+            return
+        state["done"] = True
+
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    try:
+        resp = raw.read_response(timeout)
+    finally:
+        raw.close()
+        t.join(10)
+    return resp, state["sent"], state["done"]
+
+
+def pieces_of(data, size=64 * 1024):
+    for i in range(0, len(data), size):
+        yield data[i:i + size]
+
+
+class Api:
+    """Requests for one tenant with one key."""
+
+    def __init__(self, port, client_id, key, tls_ctx=None):
+        self.port, self.client_id, self.key, self.tls_ctx = port, client_id, key, tls_ctx
+
+    def req(self, method, path, body=None, headers=None, key="default", **kw):
+        k = self.key if key == "default" else key
+        return http(self.port, method, path, body=body, headers=headers, key=k,
+                    tls_ctx=self.tls_ctx, **kw)
+
+    def ingest(self, body, headers=None, **kw):
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
+        return self.req("POST", "/v1/%s/ingest" % self.client_id, body=body, headers=h, **kw)
+
+    def get(self, kind, rid=None, query=None, **kw):
+        path = "/v1/%s/%s" % (self.client_id, kind)
+        if rid is not None:
+            path += "/" + _quote(rid)
+        if query:
+            path += "?" + query
+        return self.req("GET", path, **kw)
+
+    def put_sale(self, invoice, sale, headers=None, **kw):
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
+        return self.req("PUT", "/v1/%s/sales/%s" % (self.client_id, _quote(invoice)),
+                        body=sale, headers=h, **kw)
+
+    def list_all(self, kind, limit=1000, cursor=None, max_pages=10000):
+        """Follow a list to its end. Returns (records, last next_cursor)."""
+        out = []
+        for _ in range(max_pages):
+            q = "limit=%d" % limit
+            if cursor:
+                q += "&cursor=" + _quote(cursor)
+            r = self.get(kind, query=q)
+            if r.status != 200:
+                raise AssertionError("GET %s list -> %r" % (kind, r))
+            out.extend(r.json["data"])
+            if r.json.get("next_cursor"):
+                cursor = r.json["next_cursor"]
+            if not r.json["has_more"]:
+                return out, cursor
+        raise AssertionError("list %s did not end" % kind)
+
+
+def _quote(s):
+    from urllib.parse import quote
+    return quote(s, safe="")
+
+
+# ---------------------------------------------------------------------------------------------
+# records
+
+
+def event(eid=None, **kw):
+    """A valid event; hall derives from the id so no two factory events are one performance."""
+    eid = eid or uid("EVT")
+    e = {"event_id": eid, "title": "Otello", "date": "2025-10-03", "time": "19:30:00",
+         "venue": "State Opera", "hall": "Hall " + eid, "capacity": 1250, "city": "Berlin"}
+    e.update(kw)
+    return e
+
+
+def customer(cid=None, **kw):
+    cid = cid or uid("CUS")
+    c = {"customer_id": cid, "email": "%s@example.com" % cid.lower()}
+    c.update(kw)
+    return c
+
+
+def sale(inv=None, event_id="EVT", customer_id="ANON", **kw):
+    s = {"invoice_number": inv or uid("INV"), "event_id": event_id, "customer_id": customer_id,
+         "purchase_datetime": "2025-04-15T11:08:42Z", "ticket_category": "regular",
+         "quantity": 2, "sales_price": "89.00", "currency": "EUR"}
+    s.update(kw)
+    return s
+
+
+def without(d, *names):
+    d = dict(d)
+    for n in names:
+        d.pop(n, None)
+    return d
+
+
+# ---------------------------------------------------------------------------------------------
+# test case base: one server per class
+
+
+class ServerCase(unittest.TestCase):
+    """setUpClass: temp data dir, tenants/keys from TENANTS, server started; tearDownClass:
+    SIGTERM and exit code 0 asserted. TENANTS = {client_id: [envs...]}; keys land in
+    cls.keys[(client_id, env)]."""
+
+    TENANTS = {}
+    SERVER_ARGS = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.data = tempdir(cls)
+        cls.keys = {}
+        for cid, envs in cls.TENANTS.items():
+            tenant_create(cls.data, cid)
+            for env in envs:
+                cls.keys[(cid, env)] = key_create(cls.data, cid, env)
+        cls.prepare()
+        cls.server = Server(cls.data, args=cls.SERVER_ARGS)
+        cls.addClassCleanup(cls.server.kill)
+        cls.server.start()
+        cls.port = cls.server.port
+
+    @classmethod
+    def prepare(cls):
+        """Hook: CLI work before the server starts."""
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop_ok()
+
+    def api(self, client_id, env="test"):
+        return Api(self.port, client_id, self.keys[(client_id, env)])
+
+    # -- assertions
+    def assertStatus(self, resp, status, msg=None):
+        if resp.status != status:
+            self.fail("want HTTP %s, got %r%s" % (status, resp, (" — " + msg) if msg else ""))
+
+    def errors_of(self, resp):
+        self.assertIsInstance(resp.json, dict, "error body is not a JSON object: %r" % (resp,))
+        errs = resp.json.get("errors")
+        self.assertIsInstance(errs, list, "no errors array: %r" % (resp,))
+        for e in errs:
+            self.assertIsInstance(e.get("pointer"), str, e)
+            self.assertIsInstance(e.get("message"), str, e)
+        return errs
+
+    def assertValidationError(self, resp, *pointers, field_fallback=True):
+        """400 validation_failed whose errors name each pointer. With field_fallback an error
+        on the parent record whose message names the field also counts (missing members)."""
+        self.assertStatus(resp, 400)
+        self.assertEqual(resp.json.get("error"), "validation_failed", resp)
+        errs = self.errors_of(resp)
+        for p in pointers:
+            if any(e["pointer"] == p for e in errs):
+                continue
+            if field_fallback:
+                parent, _, field = p.rpartition("/")
+                if any(e["pointer"] == parent and field in e["message"] for e in errs):
+                    continue
+            self.fail("no error at %s in %s" % (p, json.dumps(errs)[:2000]))
+        return errs

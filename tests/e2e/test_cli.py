@@ -1,0 +1,262 @@
+"""CLI: tenants, keys, limits, --help, argument errors, and a running server noticing CLI
+changes within one second."""
+
+import time
+import unittest
+
+import harness
+from harness import cli, cli_ok, key_create, key_list, tenant_create, uid
+
+# The spec allows one second; add slack for request latency and slow (sanitizer) builds.
+NOTICE_TIMEOUT = 2.0 * harness.TIME_SCALE
+
+
+def lines(text):
+    return [l for l in text.splitlines() if l.strip()]
+
+
+class CliCase(unittest.TestCase):
+    def setUp(self):
+        self.data = harness.tempdir(self)
+
+    def assertUsageError(self, cp, what=""):
+        """Exit 2 with a one-line reason on stderr."""
+        self.assertEqual(cp.returncode, 2, "%s: want exit 2, got %d\nstdout: %s\nstderr: %s"
+                         % (what, cp.returncode, cp.stdout, cp.stderr))
+        reason = cp.stderr.strip()
+        self.assertTrue(reason, "%s: no reason on stderr" % what)
+        self.assertNotIn("\n", reason, "%s: reason is not one line: %r" % (what, cp.stderr))
+
+    def tenant_ids(self):
+        cp = cli_ok(self.data, "tenant", "list")
+        ids = set()
+        for l in cp.stdout.splitlines():
+            ids.update(l.split())
+        return ids, cp.stdout
+
+
+class TenantTests(CliCase):
+    def test_create_and_list(self):
+        tenant_create(self.data, "acme", name="Acme State Opera")
+        tenant_create(self.data, "b_2-X")
+        ids, out = self.tenant_ids()
+        self.assertIn("acme", ids, out)
+        self.assertIn("b_2-X", ids, out)
+
+    def test_list_empty_store(self):
+        cp = cli(self.data, "tenant", "list")
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+
+    def test_duplicate_tenant_fails(self):
+        tenant_create(self.data, "dup")
+        cp = cli(self.data, "tenant", "create", "dup")
+        self.assertNotEqual(cp.returncode, 0, "second 'tenant create dup' succeeded")
+        self.assertTrue(cp.stderr.strip(), "no reason on stderr")
+
+    def test_client_id_valid_boundaries(self):
+        for cid in ("a", "Z", "9", "_", "-", "x" * 64, "Az09_-mixed"):
+            with self.subTest(cid=cid):
+                cp = cli(self.data, "tenant", "create", cid)
+                self.assertEqual(cp.returncode, 0, "%r: %s" % (cid, cp.stderr))
+        ids, out = self.tenant_ids()
+        self.assertIn("x" * 64, ids, out)
+        self.assertIn("Az09_-mixed", ids, out)
+
+    def test_client_id_invalid(self):
+        bad = ["", "y" * 65, "bad/char", "bad char", "bad.char", "caf\u00e9", "a@b", "semi;colon"]
+        for cid in bad:
+            with self.subTest(cid=cid):
+                cp = cli(self.data, "tenant", "create", cid)
+                self.assertUsageError(cp, "tenant create %r" % cid)
+        ids, out = self.tenant_ids()
+        self.assertNotIn("y" * 65, ids)
+        self.assertNotIn("bad.char", ids)
+        # the other subcommands taking CLIENT_ID check it too
+        for args in (["key", "create", "y" * 65, "--env", "test"], ["key", "list", ""],
+                     ["tenant", "limits", "bad/char", "--per-minute", "10", "--burst", "10"]):
+            with self.subTest(args=args):
+                self.assertUsageError(cli(self.data, *args), " ".join(args))
+
+    def test_limits(self):
+        tenant_create(self.data, "lim")
+        cli_ok(self.data, "tenant", "limits", "lim", "--per-minute", "60", "--burst", "5")
+        for bad in (["--per-minute", "abc", "--burst", "5"],
+                    ["--per-minute", "-1", "--burst", "5"],
+                    ["--per-minute", "10", "--burst", "-3"],
+                    ["--per-minute", "10", "--burst", "5x"],
+                    ["--per-minute", "10", "--burst", "99999999999999999999999"],
+                    ["--per-minute", "10", "--burst"]):
+            with self.subTest(args=bad):
+                self.assertUsageError(cli(self.data, "tenant", "limits", "lim", *bad),
+                                      "tenant limits " + " ".join(bad))
+        cp = cli(self.data, "tenant", "limits", "nosuchtenant", "--per-minute", "1", "--burst",
+                 "1")
+        self.assertNotEqual(cp.returncode, 0, "limits for an unknown tenant succeeded")
+
+
+class KeyTests(CliCase):
+    def test_key_create_list_revoke(self):
+        tenant_create(self.data, "acme")
+        tenant_create(self.data, "other")
+        cp = cli_ok(self.data, "key", "create", "acme", "--env", "test")
+        test_key = lines(cp.stdout)[-1].strip()
+        self.assertRegex(test_key, r"^sd_test_\S{16,}$", cp.stdout)
+        self.assertNotIn(" ", test_key)
+        prod_key = key_create(self.data, "acme", "prod")
+        self.assertRegex(prod_key, r"^sd_prod_\S{16,}$")
+        other_key = key_create(self.data, "other", "test")
+        self.assertEqual(len({test_key, prod_key, other_key}), 3, "keys are not unique")
+
+        listing = cli_ok(self.data, "key", "list", "acme")
+        rows = key_list(self.data, "acme")
+        self.assertEqual(sorted(r["env"] for r in rows), ["prod", "test"], listing.stdout)
+        for r in rows:
+            self.assertEqual(r["revoked"], "-", r["line"])
+        self.assertEqual(len({r["key_id"] for r in rows}), 2)
+        for k in (test_key, prod_key):
+            secret = k.split("_", 2)[2]
+            self.assertNotIn(secret, listing.stdout + listing.stderr, "key list shows a key")
+        # only the tenant's own keys
+        self.assertEqual(len(key_list(self.data, "other")), 1)
+
+        # revoke the test key
+        test_id = [r["key_id"] for r in rows if r["env"] == "test"][0]
+        cli_ok(self.data, "key", "revoke", test_id)
+        after = {r["key_id"]: r for r in key_list(self.data, "acme")}
+        self.assertNotEqual(after[test_id]["revoked"], "-", after[test_id]["line"])
+        prod_id = [r["key_id"] for r in rows if r["env"] == "prod"][0]
+        self.assertEqual(after[prod_id]["revoked"], "-", after[prod_id]["line"])
+
+        cp = cli(self.data, "key", "revoke", "key_doesnotexist")
+        self.assertNotEqual(cp.returncode, 0, "revoking an unknown key id succeeded")
+
+    def test_key_create_bad_args(self):
+        tenant_create(self.data, "acme")
+        self.assertUsageError(cli(self.data, "key", "create", "acme", "--env", "staging"),
+                              "--env staging")
+        self.assertUsageError(cli(self.data, "key", "create", "acme", "--env", "TESTX"),
+                              "--env TESTX")
+        self.assertUsageError(cli(self.data, "key", "create", "acme"), "missing --env")
+        self.assertUsageError(cli(self.data, "key", "create", "--env", "test"),
+                              "missing CLIENT_ID")
+        self.assertEqual(key_list(self.data, "acme"), [], "a failed key create left a key")
+        cp = cli(self.data, "key", "create", "nosuchtenant", "--env", "test")
+        self.assertNotEqual(cp.returncode, 0, "key for an unknown tenant was created")
+        self.assertFalse(any(l.startswith("sd_") for l in cp.stdout.split()),
+                         "a key was printed for an unknown tenant")
+
+
+class ArgumentTests(CliCase):
+    SUBCOMMANDS = [
+        ["serve"], ["tenant", "create"], ["tenant", "list"], ["tenant", "limits"],
+        ["key", "create"], ["key", "list"], ["key", "revoke"],
+    ]
+
+    def test_help_everywhere(self):
+        for args in [[]] + [["tenant"], ["key"]] + self.SUBCOMMANDS:
+            with self.subTest(args=args):
+                cp = cli(None, *(args + ["--help"]), data=False)
+                self.assertEqual(cp.returncode, 0, "%s --help: exit %d, stderr %s"
+                                 % (" ".join(args), cp.returncode, cp.stderr))
+                self.assertTrue((cp.stdout + cp.stderr).strip(), "%s --help printed nothing"
+                                % " ".join(args))
+                if args:
+                    self.assertIn(args[-1], cp.stdout + cp.stderr)
+
+    def test_unknown_flag_everywhere(self):
+        tenant_create(self.data, "okid")
+        calls = [
+            ["serve", "--listen", "127.0.0.1:0", "--frobnicate"],
+            ["tenant", "create", "newid", "--frobnicate"],
+            ["tenant", "list", "--frobnicate"],
+            ["tenant", "limits", "okid", "--per-minute", "1", "--burst", "1", "--frobnicate"],
+            ["key", "create", "okid", "--env", "test", "--frobnicate"],
+            ["key", "list", "okid", "--frobnicate"],
+            ["key", "revoke", "key_x", "--frobnicate"],
+        ]
+        for args in calls:
+            with self.subTest(args=args):
+                self.assertUsageError(cli(self.data, *args), " ".join(args))
+        ids, out = self.tenant_ids()
+        self.assertNotIn("newid", ids, "tenant created despite an unknown flag")
+        self.assertEqual(key_list(self.data, "okid"), [], "key created despite an unknown flag")
+
+    def test_unknown_subcommand(self):
+        self.assertUsageError(cli(self.data, "frobnicate"), "frobnicate")
+        self.assertUsageError(cli(self.data, "tenant", "frobnicate"), "tenant frobnicate")
+        self.assertUsageError(cli(self.data, "key", "frobnicate"), "key frobnicate")
+
+    def test_serve_bad_listen(self):
+        for listen in ("nonsense", "127.0.0.1:70000", "127.0.0.1:-1", "127.0.0.1:", ":abc"):
+            with self.subTest(listen=listen):
+                self.assertUsageError(cli(self.data, "serve", "--listen", listen, timeout=20),
+                                      "--listen " + listen)
+
+
+class RunningServerTests(CliCase):
+    """The server sees CLI changes on its data directory within one second."""
+
+    def setUp(self):
+        super().setUp()
+        tenant_create(self.data, "early")
+        self.early_key = key_create(self.data, "early", "test")
+        self.server = harness.Server(self.data)
+        self.addCleanup(self.server.kill)
+        self.server.start()
+
+    def tearDown(self):
+        if self.server.running():
+            self.server.stop_ok()
+
+    def ingest(self, client, key, eid=None):
+        body = {"events": [harness.event(eid or uid("EVT"))]}
+        return harness.Api(self.server.port, client, key).ingest(body)
+
+    def poll_status(self, fn, want, what):
+        t0 = time.monotonic()
+        seen = []
+
+        def check():
+            r = fn()
+            seen.append(r.status)
+            return r.status == want
+
+        try:
+            harness.wait_until(check, NOTICE_TIMEOUT, interval=0.05, what=what)
+        except AssertionError:
+            self.fail("%s: not seen within %.1fs; statuses %s" % (what, NOTICE_TIMEOUT,
+                                                                  seen[-5:]))
+        return time.monotonic() - t0
+
+    def test_new_tenant_and_key_then_revoke(self):
+        self.assertEqual(self.ingest("early", self.early_key).status, 202)
+        tenant_create(self.data, "late")
+        before = {r["key_id"] for r in key_list(self.data, "late")}
+        key = key_create(self.data, "late", "test")
+        self.poll_status(lambda: self.ingest("late", key), 202, "new key accepted")
+        key_id = harness.new_key_id(self.data, "late", before)
+        harness.key_revoke(self.data, key_id)
+        self.poll_status(lambda: self.ingest("late", key), 401, "revoked key refused")
+        r = self.ingest("late", key)
+        self.assertEqual(r.status, 401)
+        self.assertTrue(r.header("WWW-Authenticate", "").lower().startswith("bearer"), r.headers)
+        # the other tenant's key is unaffected
+        self.assertEqual(self.ingest("early", self.early_key).status, 202)
+
+    def test_new_limits_apply(self):
+        # The server has seen tenant 'early' (one request) with default limits. Lower them, then
+        # create a prod key: once the new key works, the server has reloaded the settings that
+        # were committed before it, limits included. The prod bucket is fresh: burst 2.
+        self.assertEqual(self.ingest("early", self.early_key).status, 202)
+        cli_ok(self.data, "tenant", "limits", "early", "--per-minute", "1", "--burst", "2")
+        prod = key_create(self.data, "early", "prod")
+        self.poll_status(lambda: self.ingest("early", prod), 202, "new prod key accepted")
+        r2 = self.ingest("early", prod)
+        self.assertEqual(r2.status, 202, r2)
+        r3 = self.ingest("early", prod)
+        self.assertEqual(r3.status, 429, "third request with burst 2: %r" % (r3,))
+        self.assertTrue(r3.header("Retry-After"), r3.headers)
+
+
+if __name__ == "__main__":
+    harness.main()
