@@ -1,0 +1,247 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2154,SC2317 # R_*/F_* are set via printf -v; cleanup runs from trap
+# bench/ingest.sh — ingest throughput of the real binary, with its reference in the same run.
+#
+# One run, on a fresh temporary data dir: build (release) if needed, start `stagedoor serve`
+# on 127.0.0.1:0, create a tenant with limits raised out of the way and a TEST key, preload
+# one event and one customer, then drive it with wrk:
+#   (a) GET /healthz                      — reference: what the HTTP layer alone answers
+#   (b) POST ingest, 1 sale per request   — sales/s, p50, p99
+#   (c) POST ingest, BENCH_BATCH sales    — sales/s, p50, p99
+# Only 202 counts as accepted (200 for /healthz); any other status or socket error voids that
+# figure. Afterwards the server is stopped (SIGTERM: it drains and closes the store) and the
+# stored sales are counted with sqlite3 and compared with the accepted ones.
+#
+# Environment (defaults): BENCH_SECONDS (10) per figure, BENCH_CONNECTIONS (64),
+# BENCH_THREADS (2) wrk threads, BENCH_BATCH (100) sales per request in (c), BENCH_AIM (50000)
+# sales/s aimed at, BENCH_TIMEOUT (30s) wrk request timeout, BENCH_BIN (build/release/stagedoor,
+# built if unset), BENCH_SERVE_ARGS extra `serve` arguments (e.g. "--threads 4"),
+# BENCH_KEEP=1 keeps the temp dir (data, server log, wrk output).
+# Exit: 0 all figures valid and counts match, 1 a figure was void or counts differ, 2 setup
+# failed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH_DIR="$ROOT/bench"
+SECONDS_PER=${BENCH_SECONDS:-10}
+CONNS=${BENCH_CONNECTIONS:-64}
+THREADS=${BENCH_THREADS:-2}
+BATCH=${BENCH_BATCH:-100}
+AIM=${BENCH_AIM:-50000}
+TIMEOUT=${BENCH_TIMEOUT:-30s}
+KEEP=${BENCH_KEEP:-0}
+CLIENT=bench
+
+die() {
+    echo "bench: $*" >&2
+    exit 2
+}
+
+for tool in wrk curl sqlite3 awk; do
+    command -v "$tool" >/dev/null || die "'$tool' not found (apt-get install wrk curl sqlite3)"
+done
+[[ $CONNS -ge $THREADS ]] || die "BENCH_CONNECTIONS ($CONNS) must be >= BENCH_THREADS ($THREADS)"
+
+# ---- build ------------------------------------------------------------------------------------
+if [[ -n ${BENCH_BIN:-} ]]; then
+    BIN=$BENCH_BIN
+else
+    BIN="$ROOT/build/release/stagedoor"
+    (
+        cd "$ROOT"
+        if [[ ! -f build/release/CMakeCache.txt ]]; then
+            cmake --preset release >/dev/null
+        fi
+        cmake --build build/release -j"$(nproc)" --target stagedoor >/dev/null
+    ) || die "release build failed (cmake --preset release && cmake --build build/release)"
+fi
+[[ -x $BIN ]] || die "no binary at '$BIN'"
+
+# ---- fresh data dir, server, cleanup ----------------------------------------------------------
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/stagedoor-bench.XXXXXX")
+DATA="$WORK/data"
+LOG="$WORK/server.log"
+mkdir -p "$DATA"
+SERVER_PID=
+
+stop_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "bench: server did not stop within 10s of SIGTERM, killing it" >&2
+            kill -KILL "$SERVER_PID" 2>/dev/null || true
+        fi
+    fi
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+}
+
+cleanup() {
+    stop_server
+    if [[ $KEEP == 1 ]]; then
+        echo "bench: kept $WORK (data/, server.log, wrk-*.txt)" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+"$BIN" tenant create "$CLIENT" --data "$DATA" >"$WORK/setup.log" 2>&1 ||
+    die "tenant create failed: $(cat "$WORK/setup.log")"
+"$BIN" tenant limits "$CLIENT" --per-minute 100000000 --burst 100000000 --data "$DATA" \
+    >>"$WORK/setup.log" 2>&1 || die "tenant limits failed: $(cat "$WORK/setup.log")"
+KEY=$("$BIN" key create "$CLIENT" --env test --data "$DATA" 2>>"$WORK/setup.log" | tail -n 1)
+[[ -n $KEY ]] || die "key create printed no key: $(cat "$WORK/setup.log")"
+
+# shellcheck disable=SC2086 # BENCH_SERVE_ARGS is a word list on purpose
+"$BIN" serve --data "$DATA" --listen 127.0.0.1:0 ${BENCH_SERVE_ARGS:-} >"$LOG" 2>&1 &
+SERVER_PID=$!
+BASE=
+for _ in $(seq 1 300); do
+    BASE=$(sed -n 's/.*listening on \(http:\/\/[0-9.]*:[0-9]*\).*/\1/p' "$LOG" | head -n 1)
+    [[ -n $BASE ]] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || die "server exited at start: $(tail -n 20 "$LOG")"
+    sleep 0.1
+done
+[[ -n $BASE ]] || die "server did not print 'listening on' within 30s: $(tail -n 20 "$LOG")"
+
+code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/healthz") || true
+[[ $code == 200 ]] || die "GET /healthz answered $code"
+
+post() { # body → prints the status; the answer goes to $WORK/last.json
+    curl -s -o "$WORK/last.json" -w '%{http_code}' -X POST "$BASE/v1/$CLIENT/ingest" \
+        -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' --data-binary "$1"
+}
+code=$(post '{"events":[{"event_id":"EVT-BENCH-1","title":"Otello","work_title":"Otello",
+  "composer":"Giuseppe Verdi","date":"2026-10-03","time":"19:30:00","venue":"State Opera",
+  "hall":"Main Hall","capacity":1250,"city":"Berlin"}],
+  "customers":[{"customer_id":"C-BENCH-1","email":"jane.doe@example.com","salutation":"Ms",
+  "first_name":"Jane","last_name":"Doe","ad_opt_out":false}]}') || true
+[[ $code == 202 ]] || die "preload answered $code: $(cat "$WORK/last.json")"
+
+# ---- figures ------------------------------------------------------------------------------------
+# run NAME SCRIPT URL BATCH: runs wrk, leaves BENCH_RESULT fields in R_<field> variables.
+run() {
+    local name=$1 script=$2 url=$3 batch=$4
+    echo "bench: ($name) ${SECONDS_PER}s, $CONNS connections, $THREADS threads, batch $batch" >&2
+    BENCH_KEY=$KEY BENCH_CLIENT=$CLIENT BENCH_BATCH=$batch BENCH_RUN=$name \
+        BENCH_EVENT=EVT-BENCH-1 BENCH_CUSTOMER=C-BENCH-1 \
+        wrk -t"$THREADS" -c"$CONNS" -d"${SECONDS_PER}s" --timeout "$TIMEOUT" --latency \
+        -s "$script" "$url" >"$WORK/wrk-$name.txt" 2>&1 || true
+    local line
+    line=$(grep '^BENCH_RESULT ' "$WORK/wrk-$name.txt" | tail -n 1) ||
+        die "wrk ($name) printed no result: $(tail -n 20 "$WORK/wrk-$name.txt")"
+    local kv
+    for kv in ${line#BENCH_RESULT }; do
+        printf -v "R_${kv%%=*}" '%s' "${kv#*=}"
+    done
+}
+
+# figure NAME: from R_*, sets F_<name>_{ok,rps,sps,p50,p99,acc,why}
+figure() {
+    local n=$1
+    local errs=$((R_err_connect + R_err_read + R_err_write + R_err_timeout))
+    local ok=1 why=""
+    if ((R_rejected > 0)); then
+        ok=0
+        why="$R_rejected non-accepted responses ($R_statuses)"
+    fi
+    if ((errs > 0)); then
+        ok=0
+        why="${why:+$why; }socket errors connect $R_err_connect read $R_err_read write $R_err_write timeout $R_err_timeout"
+    fi
+    if ((R_accepted == 0)); then
+        ok=0
+        why="${why:+$why; }nothing accepted"
+    fi
+    printf -v "F_${n}_ok" '%s' "$ok"
+    printf -v "F_${n}_why" '%s' "$why"
+    printf -v "F_${n}_acc" '%s' "$R_accepted"
+    printf -v "F_${n}_batch" '%s' "$R_batch"
+    printf -v "F_${n}_rps" '%s' "$(awk -v a="$R_accepted" -v d="$R_duration_us" 'BEGIN{printf "%.0f", a/(d/1e6)}')"
+    printf -v "F_${n}_sps" '%s' "$(awk -v a="$R_accepted" -v b="$R_batch" -v d="$R_duration_us" 'BEGIN{printf "%.0f", a*b/(d/1e6)}')"
+    printf -v "F_${n}_p50" '%s' "$(awk -v u="$R_p50_us" 'BEGIN{printf "%.2f", u/1000}')"
+    printf -v "F_${n}_p99" '%s' "$(awk -v u="$R_p99_us" 'BEGIN{printf "%.2f", u/1000}')"
+    if ((!ok)); then
+        echo "bench: ($n) figure void: $why" >&2
+        grep '^BENCH_FIRST_ERROR' "$WORK/wrk-$n.txt" >&2 || true
+    fi
+}
+
+run a "$BENCH_DIR/healthz.lua" "$BASE/healthz" 1
+figure a
+run b "$BENCH_DIR/ingest.lua" "$BASE/v1/$CLIENT/ingest" 1
+figure b
+run c "$BENCH_DIR/ingest.lua" "$BASE/v1/$CLIENT/ingest" "$BATCH"
+figure c
+
+# ---- verify: stored == accepted ---------------------------------------------------------------
+code=$(curl -s -o "$WORK/last.json" -w '%{http_code}' "$BASE/v1/$CLIENT/sales?limit=1" \
+    -H "Authorization: Bearer $KEY") || true
+[[ $code == 200 ]] || echo "bench: GET /v1/$CLIENT/sales?limit=1 answered $code" >&2
+stop_server # SIGTERM drains the writer and closes the store: the count below is final
+DB="$DATA/stagedoor.db"
+[[ -f $DB ]] || DB=$(find "$DATA" -maxdepth 2 -name '*.db' | head -n 1)
+[[ -n $DB && -f $DB ]] || die "no database file under $DATA"
+count() { sqlite3 "$DB" "select count(*) from sales where invoice_number like '$1'"; }
+STORED_B=$(count 'Bb-%')
+STORED_C=$(count 'Bc-%')
+EXPECT_B=$F_b_acc
+EXPECT_C=$((F_c_acc * BATCH))
+# A request still in flight when wrk stops may be stored without its 202 being counted: at most
+# one per connection. Fewer stored than accepted is a lost write and always a failure.
+verdict() { # stored expected batch
+    local extra=$(($1 - $2))
+    if ((extra == 0)); then
+        echo "equal"
+    elif ((extra > 0 && extra <= CONNS * $3 && extra % $3 == 0)); then
+        echo "+$extra in flight at stop (<= $CONNS requests)"
+    else
+        echo "MISMATCH ($extra)"
+    fi
+}
+V_B=$(verdict "$STORED_B" "$EXPECT_B" 1)
+V_C=$(verdict "$STORED_C" "$EXPECT_C" "$BATCH")
+
+# ---- summary --------------------------------------------------------------------------------------
+show() { # name label
+    local n=$1 ok rps sps p50 p99
+    ok=F_${n}_ok rps=F_${n}_rps sps=F_${n}_sps p50=F_${n}_p50 p99=F_${n}_p99
+    if [[ ${!ok} == 1 ]]; then
+        printf '%-34s %12s %12s %10s %10s\n' "$2" "${!rps}" "${!sps}" "${!p50}" "${!p99}"
+    else
+        printf '%-34s %12s %12s %10s %10s\n' "$2" "void" "void" "-" "-"
+    fi
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.3f", a/b; else print "n/a" }'; }
+
+echo
+echo "stagedoor ingest bench — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs (wrk shares them)," \
+    "${SECONDS_PER}s per figure, $CONNS connections, $THREADS wrk threads"
+printf '%-34s %12s %12s %10s %10s\n' "figure" "req/s" "sales/s" "p50 ms" "p99 ms"
+show a "(a) GET /healthz (reference)"
+show b "(b) ingest, 1 sale/request"
+show c "(c) ingest, $BATCH sales/request"
+echo
+R_BA=void R_CA=void
+[[ $F_a_ok == 1 && $F_b_ok == 1 ]] && R_BA=$(ratio "$F_b_rps" "$F_a_rps")
+[[ $F_c_ok == 1 ]] && R_CA=$(ratio "$F_c_sps" "$AIM")
+echo "(b)/(a) req/s:             $R_BA  (share of the HTTP ceiling left for 1-sale ingest)"
+echo "(c) sales/s / aim $AIM:  $R_CA  (>= 1 meets the aim)"
+echo "stored sales (b): $STORED_B, accepted $EXPECT_B — $V_B"
+echo "stored sales (c): $STORED_C, accepted $EXPECT_C — $V_C"
+
+status=0
+for n in a b c; do
+    v=F_${n}_ok
+    [[ ${!v} == 1 ]] || status=1
+done
+[[ $V_B != MISMATCH* && $V_C != MISMATCH* ]] || status=1
+exit $status
