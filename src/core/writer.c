@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "base/base.h"
+#include "base/fault.h"
 #include "base/log.h"
 #include "core/metrics.h"
 
@@ -65,7 +66,7 @@ static void run_group(struct sd_writer *w, struct sd_write_job *group)
         }
     }
     int64_t t0 = sd_mono_usec();
-    r = sd_store_write_commit(w->st);
+    r = sd_fault_hit("commit") ? -EIO : sd_store_write_commit(w->st);
     sd_metrics_commit_observe(sd_mono_usec() - t0);
     if (r < 0) {
         atomic_store(&w->broken, true);

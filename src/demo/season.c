@@ -113,12 +113,12 @@ static unsigned weekday(int32_t days)
     return (unsigned)(((days % 7) + 7 + 4) % 7);
 }
 
-static void format_date(int32_t days, char out[16])
+static void format_date(int32_t days, char out[32])
 {
     int y;
     unsigned m, d;
     civil_from_days(days, &y, &m, &d);
-    snprintf(out, 16, "%04d-%02u-%02u", y, m, d);
+    snprintf(out, 32, "%04d-%02u-%02u", y, m, d);
 }
 
 /* ---- the house --------------------------------------------------------------------------------- */
@@ -535,7 +535,7 @@ static json_t *make_event(const struct sd_season *s, size_t k)
     const struct event *e = &s->events[k];
     const struct work *w = &WORKS[e->work];
     const struct hall *h = &HALLS[e->hall];
-    char id[32], date[16];
+    char id[32], date[32];
     format_event_id(k, id);
     format_date(e->day, date);
     json_t *o = json_object();
@@ -558,7 +558,7 @@ static json_t *make_customer(const struct sd_season *s, size_t i)
     struct rng r = stream(s->seed, STREAM_CUSTOMER, i);
     const struct first_name *fn = &FIRST_NAMES[rng_below(&r, N_FIRST_NAMES)];
     const char *last = LAST_NAMES[rng_below(&r, N_LAST_NAMES)];
-    char id[32], first_ascii[32], last_ascii[32], local[96], email[160], street[96], post[8];
+    char id[32], first_ascii[32], last_ascii[32], local[96], email[160], street[96], post[16];
     format_customer_id(i, id);
     ascii_name(fn->name, first_ascii, sizeof(first_ascii));
     ascii_name(last, last_ascii, sizeof(last_ascii));
@@ -641,7 +641,7 @@ static json_t *make_sale(struct sd_season *s, size_t i)
     e->sold += quantity;
     const struct hall *h = &HALLS[e->hall];
 
-    char invoice[32], event_id[32], customer_id[32], when[32], price[32], base[32];
+    char invoice[32], event_id[32], customer_id[32], when[64], price[32], base[32];
     snprintf(invoice, sizeof(invoice), "INV-%07zu", i + 1);
     format_event_id(k, event_id);
     /* Subscribers and invitees are known; about 6 % of the rest buy anonymously. */
@@ -668,7 +668,7 @@ static json_t *make_sale(struct sd_season *s, size_t i)
         day = e->day - 1 - (int32_t)((double)(window - 1) * x * x);
     }
     unsigned secs = 6 * 3600 + (unsigned)rng_below(&r, 17 * 3600);
-    char date[16];
+    char date[32];
     format_date(day, date);
     snprintf(when, sizeof(when), "%sT%02u:%02u:%02uZ", date, secs / 3600, secs / 60 % 60,
              secs % 60);

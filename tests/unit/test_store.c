@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -868,6 +869,14 @@ static void test_concurrent_readers(void **state)
 
 /* ---- throughput ------------------------------------------------------------------------------ */
 
+static int64_t cpu_usec(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (int64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000 + ru.ru_utime.tv_usec +
+           ru.ru_stime.tv_usec;
+}
+
 static void test_throughput(void **state)
 {
     struct fx *f = *state;
@@ -920,7 +929,7 @@ static void test_throughput(void **state)
                 id, ev_id, cust);
         }
     }
-    int64_t t0 = sd_mono_usec();
+    int64_t t0 = sd_mono_usec(), t_commit = 0, cpu0 = cpu_usec();
     size_t r = 0;
     for (int64_t c = 0; c < commits; c++) {
         assert_int_equal(sd_store_write_begin(f->h), 0);
@@ -933,13 +942,17 @@ static void test_throughput(void **state)
             assert_int_equal(sd_store_savepoint_release(f->h), 0);
             sd_apply_result_release(&res);
         }
+        int64_t tc = sd_mono_usec();
         assert_int_equal(sd_store_write_commit(f->h), 0);
+        t_commit += sd_mono_usec() - tc;
     }
-    int64_t dt = sd_mono_usec() - t0;
+    int64_t dt = sd_mono_usec() - t0, cpu = cpu_usec() - cpu0;
     double sales = (double)n_req * PER_REQ;
     printf("store throughput: %.0f sales in %.3f s = %.0f sales/s (apply_ingest + commit, %d "
-           "sales/request, %d requests/commit, synchronous=FULL)\n",
-           sales, (double)dt / 1e6, sales / ((double)dt / 1e6), PER_REQ, REQ_PER_COMMIT);
+           "sales/request, %d requests/commit, synchronous=FULL); commit (fsync) %.0f%% of wall "
+           "time; cpu %.3f s = %.0f sales per cpu-second\n",
+           sales, (double)dt / 1e6, sales / ((double)dt / 1e6), PER_REQ, REQ_PER_COMMIT,
+           100.0 * (double)t_commit / (double)dt, (double)cpu / 1e6, sales / ((double)cpu / 1e6));
     assert_int_equal(count(f, SD_KIND_SALE, f->t1, SD_ENV_PROD), (int64_t)sales);
     for (size_t i = 0; i < n_req; i++) {
         batch_free(&reqs[i]);

@@ -1,0 +1,11 @@
+/* fault.h — fault injection for tests of failure paths that real hardware rarely shows (a
+ * failed fsync). STAGEDOOR_FAULT="POINT:N" makes the Nth and every later call of
+ * sd_fault_hit(POINT) return true. Unset (always, in production) it costs one load. */
+#ifndef SD_BASE_FAULT_H
+#define SD_BASE_FAULT_H
+
+#include <stdbool.h>
+
+bool sd_fault_hit(const char *point);
+
+#endif
