@@ -42,27 +42,13 @@ for tool in wrk curl sqlite3 awk; do
 done
 [[ $CONNS -ge $THREADS ]] || die "BENCH_CONNECTIONS ($CONNS) must be >= BENCH_THREADS ($THREADS)"
 
-# ---- build ------------------------------------------------------------------------------------
-if [[ -n ${BENCH_BIN:-} ]]; then
-    BIN=$BENCH_BIN
-else
-    BIN="$ROOT/build/release/stagedoor"
-    (
-        cd "$ROOT"
-        if [[ ! -f build/release/CMakeCache.txt ]]; then
-            cmake --preset release >/dev/null
-        fi
-        cmake --build build/release -j"$(nproc)" --target stagedoor >/dev/null
-    ) || die "release build failed (cmake --preset release && cmake --build build/release)"
-fi
-[[ -x $BIN ]] || die "no binary at '$BIN'"
-
 # ---- fresh data dir, server, cleanup ----------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/stagedoor-bench.XXXXXX")
 DATA="$WORK/data"
 LOG="$WORK/server.log"
 mkdir -p "$DATA"
 SERVER_PID=
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 
 stop_server() {
     [[ -n $SERVER_PID ]] || return 0
@@ -93,6 +79,25 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# ---- build ------------------------------------------------------------------------------------
+if [[ -n ${BENCH_BIN:-} ]]; then
+    BIN=$BENCH_BIN
+else
+    BIN="$ROOT/build/release/stagedoor"
+    if ! (
+        cd "$ROOT"
+        if [[ ! -f build/release/CMakeCache.txt ]]; then
+            cmake --preset release
+        fi
+        cmake --build build/release -j"$(nproc)" --target stagedoor
+    ) >"$WORK/build.log" 2>&1; then
+        tail -n 30 "$WORK/build.log" >&2
+        die "release build failed (cmake --preset release && cmake --build build/release)"
+    fi
+fi
+[[ -x $BIN ]] || die "no binary at '$BIN'"
+
+# ---- tenant, key, server, preload -------------------------------------------------------------
 "$BIN" tenant create "$CLIENT" --data "$DATA" >"$WORK/setup.log" 2>&1 ||
     die "tenant create failed: $(cat "$WORK/setup.log")"
 "$BIN" tenant limits "$CLIENT" --per-minute 100000000 --burst 100000000 --data "$DATA" \
@@ -224,7 +229,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.3f", a/b; else pr
 
 echo
 echo "stagedoor ingest bench — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs (wrk shares them)," \
-    "${SECONDS_PER}s per figure, $CONNS connections, $THREADS wrk threads"
+    "${SECONDS_PER}s per figure, $CONNS connections, $THREADS wrk threads," \
+    "load average before: $LOAD_BEFORE"
 printf '%-34s %12s %12s %10s %10s\n' "figure" "req/s" "sales/s" "p50 ms" "p99 ms"
 show a "(a) GET /healthz (reference)"
 show b "(b) ingest, 1 sale/request"

@@ -83,7 +83,10 @@ static const char *places_why(int minor)
         "must have at most 3 decimal places for the currency",
         "must have at most 4 decimal places for the currency",
     };
-    return minor >= 0 && minor < 5 ? why[minor] : "has more decimal places than the currency allows";
+    if (minor >= 0 && minor < 5) {
+        return why[minor];
+    }
+    return "has more decimal places than the currency allows";
 }
 
 static bool mul_add(int64_t *acc, int digit)

@@ -123,6 +123,17 @@ static void path_pop(struct sd_buf *p, size_t at)
     p->data[at] = '\0';
 }
 
+/* jansson's iterators take a non-const object although walking does not modify it. */
+static void *iter_first(const json_t *obj)
+{
+    return json_object_iter((json_t *)obj);
+}
+
+static void *iter_next(const json_t *obj, void *it)
+{
+    return json_object_iter_next((json_t *)obj, it);
+}
+
 static bool string_ok(const json_t *s)
 {
     const char *v = json_string_value(s);
@@ -174,7 +185,7 @@ static void check_strings(struct check *c, const json_t *v, int depth)
             path_pop(&c->path, at);
         }
     } else if (json_is_object(v)) {
-        for (void *it = json_object_iter((json_t *)v); it; it = json_object_iter_next((json_t *)v, it)) {
+        for (void *it = iter_first(v); it; it = iter_next(v, it)) {
             const char *key = json_object_iter_key(it);
             size_t keylen = json_object_iter_key_len(it);
             size_t at = path_push_key(&c->path, key, keylen);
@@ -190,7 +201,7 @@ static void check_strings(struct check *c, const json_t *v, int depth)
 /* Members of obj (whose pointer is c->path) not named in `known`: warn, check their strings. */
 static void check_unknown(struct check *c, const json_t *obj, const char *const *known)
 {
-    for (void *it = json_object_iter((json_t *)obj); it; it = json_object_iter_next((json_t *)obj, it)) {
+    for (void *it = iter_first(obj); it; it = iter_next(obj, it)) {
         const char *key = json_object_iter_key(it);
         size_t keylen = json_object_iter_key_len(it);
         if (name_in(known, key, keylen)) {
@@ -258,7 +269,7 @@ static bool want_integer(struct check *c, const json_t *obj, const char *field, 
 static char *build_doc(struct check *c, const json_t *rec)
 {
     json_t *doc = json_object();
-    for (void *it = json_object_iter((json_t *)rec); it; it = json_object_iter_next((json_t *)rec, it)) {
+    for (void *it = iter_first(rec); it; it = iter_next(rec, it)) {
         const char *key = json_object_iter_key(it);
         size_t keylen = json_object_iter_key_len(it);
         json_t *norm = strlen(key) == keylen ? json_object_get(c->norm, key) : NULL;
@@ -707,8 +718,7 @@ int sd_validate_ingest(const json_t *body, struct sd_batch *ret, struct sd_issue
         sd_issues_add(errors, "", "request body must be a JSON object");
         goto out;
     }
-    for (void *it = json_object_iter((json_t *)body); it;
-         it = json_object_iter_next((json_t *)body, it)) {
+    for (void *it = iter_first(body); it; it = iter_next(body, it)) {
         const char *key = json_object_iter_key(it);
         size_t keylen = json_object_iter_key_len(it);
         const json_t *v = json_object_iter_value(it);

@@ -116,6 +116,8 @@ struct sd_store_ops {
      * 400 (reference errors). */
     int (*replace_sale)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                         const struct sd_sale_rec *sale, struct sd_apply_result *res);
+    /* Keeps the first entry: -EEXIST if the key is already stored (committed or earlier in
+     * this transaction). */
     int (*idem_put)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
                     const struct sd_idem_entry *e);
     /* Delete idempotency entries created before the given time. */
@@ -124,6 +126,8 @@ struct sd_store_ops {
     /* read path — any thread */
     int (*idem_get)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
                     struct sd_idem_entry *ret); /* -ENOENT if none; caller frees ret->response */
+    /* limit is clamped to a backend maximum (SQLite: 10000); has_more says whether more rows
+     * with a greater seq exist. */
     int (*list_records)(struct sd_store *s, enum sd_kind kind, int64_t tenant_id,
                         enum sd_env env, int64_t after_seq, size_t limit,
                         struct sd_record_page *ret);

@@ -5,6 +5,7 @@ size limits, rate limits, and the generic HTTP behaviour (405, 404, X-Request-Id
 
 import json
 import re
+import threading
 
 import harness
 from harness import customer, event, sale, uid, without
@@ -509,6 +510,21 @@ class DuplicateInvoiceTests(IngestBase):
         self.assertEqual(sorted(r.json.get("invoice_numbers", [])),
                          sorted([a["invoice_number"], b["invoice_number"]]), r)
 
+    def test_concurrent_same_invoice(self):
+        inv = uid("INV")
+        results = []
+
+        def worker(i):
+            results.append(self.acme.ingest({"sales": [self.sale_for(invoice_number=inv,
+                                                                     quantity=i + 1)]}))
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual(sorted(r.status for r in results), [202] + [409] * 7, results)
+
     def test_put_sale(self):
         s = self.sale_for()
         self.ok({"sales": [s]})
@@ -562,6 +578,14 @@ class AliasTests(IngestBase):
         self.present("sales", s["invoice_number"])
         got = self.present("events", dup["event_id"])
         self.assertEqual(got.get("event_id"), orig["event_id"], "alias resolves to the original")
+        # sending the alias id again updates the original event, which keeps its own id
+        r = self.ok({"events": [dict(dup, title="Updated via alias")]})
+        got = self.present("events", orig["event_id"])
+        self.assertEqual(got.get("event_id"), orig["event_id"],
+                         "the original event's id changed after an update via its alias")
+        self.assertEqual(got.get("title"), "Updated via alias")
+        self.assertEqual(self.present("events", dup["event_id"]).get("event_id"),
+                         orig["event_id"])
         # another time is another performance
         other = event(uid("OTHER"), venue=venue, hall="Main Hall", date="2025-11-02",
                       time="15:00:00")
@@ -618,6 +642,28 @@ class IdempotencyTests(IngestBase):
         self.assertStatus(r3, 422)
         # without the key, the same body is a duplicate invoice
         self.assertStatus(self.acme.ingest(body), 409)
+
+    def test_concurrent_requests_one_key(self):
+        e = event()
+        body = json.dumps({"events": [e]})
+        key = uid("idem")
+        _, cursor = self.acme.list_all("events")
+        results = []
+
+        def worker():
+            results.append(self.acme.ingest(body, headers={"Idempotency-Key": key}))
+
+        threads = [threading.Thread(target=worker) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        self.assertEqual([r.status for r in results], [202] * 8, results)
+        self.assertEqual(len({r.body for r in results}), 1, "answers differ")
+        replayed = [(r.header("Idempotent-Replayed") or "").lower() == "true" for r in results]
+        self.assertEqual(replayed.count(False), 1, "exactly one original answer")
+        data, _ = self.acme.list_all("events", cursor=cursor)
+        self.assertEqual([x["event_id"] for x in data].count(e["event_id"]), 1)
 
     def test_replay_of_an_error(self):
         body = json.dumps({"sales": [self.sale_for(quantity=0)]})
@@ -685,8 +731,9 @@ class SizeLimitTests(IngestBase):
         self.absent("events", e["event_id"])
 
     def records_body(self, n_customers, n_events=0):
-        cus = ['{"customer_id":"c%d-%s","email":"c%d@example.com"}' % (i, harness._RUN, i)
-               for i in range(n_customers)]
+        # braces and escaped quotes inside strings must not fool a streaming record counter
+        cus = ['{"customer_id":"c%d-%s","email":"c%d@example.com","street":"{\\"x\\": [{]"}'
+               % (i, harness._RUN, i) for i in range(n_customers)]
         evs = [json.dumps(event(uid("BULK"))) for _ in range(n_events)]
         return ('{"customers":[%s],"events":[%s]}' % (",".join(cus), ",".join(evs))).encode(), \
             "c0-%s" % harness._RUN

@@ -76,9 +76,10 @@ static void test_fold(void **state)
         {"  Main   Hall  ", "main hall"},
         {"Main\t\nHall", "main hall"},
         {"STAATSOPER UNTER DEN LINDEN", "staatsoper unter den linden"},
-        {"GROSSER SAAL \xc3\x84\xc3\x96\xc3\x9c", "grosser saal \xc3\xa4\xc3\xb6\xc3\xbc"}, /* ÄÖÜ */
-        {"\xce\xa3\xce\x91\xce\x9b\xce\x91", "\xcf\x83\xce\xb1\xce\xbb\xce\xb1"},          /* ΣΑΛΑ */
-        {"\xd0\x97\xd0\x90\xd0\x9b", "\xd0\xb7\xd0\xb0\xd0\xbb"},                          /* ЗАЛ */
+        /* ÄÖÜ, ΣΑΛΑ, ЗАЛ */
+        {"GROSSER SAAL \xc3\x84\xc3\x96\xc3\x9c", "grosser saal \xc3\xa4\xc3\xb6\xc3\xbc"},
+        {"\xce\xa3\xce\x91\xce\x9b\xce\x91", "\xcf\x83\xce\xb1\xce\xbb\xce\xb1"},
+        {"\xd0\x97\xd0\x90\xd0\x9b", "\xd0\xb7\xd0\xb0\xd0\xbb"},
         {"a\xe3\x80\x80" "b", "a b"}, /* U+3000 ideographic space collapses */
         {"x\xc2\xa0y", "x\xc2\xa0y"}, /* no-break space is not a separator */
         {"1-2_3", "1-2_3"},
@@ -175,9 +176,14 @@ static void test_env(void **state)
         int rc;
         enum sd_env env;
     } cases[] = {
-        {"test", 0, SD_ENV_TEST}, {"TEST", 0, SD_ENV_TEST}, {"Prod", 0, SD_ENV_PROD},
-        {"prod", 0, SD_ENV_PROD}, {"", -EINVAL, SD_ENV_TEST},   {"production", -EINVAL, SD_ENV_TEST},
-        {"tes", -EINVAL, SD_ENV_TEST}, {" prod", -EINVAL, SD_ENV_TEST},
+        {"test", 0, SD_ENV_TEST},
+        {"TEST", 0, SD_ENV_TEST},
+        {"Prod", 0, SD_ENV_PROD},
+        {"prod", 0, SD_ENV_PROD},
+        {"", -EINVAL, SD_ENV_TEST},
+        {"production", -EINVAL, SD_ENV_TEST},
+        {"tes", -EINVAL, SD_ENV_TEST},
+        {" prod", -EINVAL, SD_ENV_TEST},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
         enum sd_env e = (enum sd_env)42;

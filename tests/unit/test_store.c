@@ -1,6 +1,7 @@
 /* test_store.c — conformance tests for store.h, run against the SQLite backend in a fresh
  * temporary directory per test. Records are built by hand (the validators are not involved):
- * each carries a small JSON doc so list/get can be checked by content.
+ * each carries a small JSON doc so list/get can be checked by content, and is freed with the
+ * model's sd_batch_release / sd_sale_rec_release.
  *
  * SD_STORE_BENCH=<commits> makes test_throughput run that many group commits (50 requests of
  * 100 sales each) instead of the short default, and print sales/s. */
@@ -71,36 +72,6 @@ static struct sd_sale_rec sa(size_t index, const char *inv, const char *event_id
     return s;
 }
 
-static void sale_free(struct sd_sale_rec *s)
-{
-    free(s->invoice_number);
-    free(s->event_id);
-    free(s->customer_id);
-    free(s->purchase_datetime);
-    free(s->doc);
-}
-
-static void batch_free(struct sd_batch *b)
-{
-    for (size_t i = 0; i < b->n_events; i++) {
-        free(b->events[i].event_id);
-        free(b->events[i].dup_key);
-        free(b->events[i].doc);
-    }
-    for (size_t i = 0; i < b->n_customers; i++) {
-        free(b->customers[i].customer_id);
-        free(b->customers[i].email_key);
-        free(b->customers[i].doc);
-    }
-    for (size_t i = 0; i < b->n_sales; i++) {
-        sale_free(&b->sales[i]);
-    }
-    free(b->events);
-    free(b->customers);
-    free(b->sales);
-    memset(b, 0, sizeof(*b));
-}
-
 static void add_ev(struct sd_batch *b, const char *id, const char *dup_key)
 {
     b->events = sd_realloc(b->events, (b->n_events + 1) * sizeof(*b->events));
@@ -145,7 +116,7 @@ static int ingest_ok(struct fx *f, int64_t tenant, enum sd_env env, struct sd_ba
     struct sd_apply_result res;
     int st = ingest(f, tenant, env, b, &res);
     sd_apply_result_release(&res);
-    batch_free(b);
+    sd_batch_release(b);
     return st;
 }
 
@@ -265,6 +236,21 @@ static void test_open_and_migrations(void **state)
 
     struct sd_store_handle *h2 = NULL;
     assert_int_equal(sd_store_open("nosuch", f->dir, &h2), -EINVAL);
+
+    /* A database written by a newer program is refused, not half-understood. */
+    sd_store_close(f->h);
+    f->h = NULL;
+    char path[160];
+    snprintf(path, sizeof(path), "%s/stagedoor.db", f->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 999", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sd_store_open("sqlite", f->dir, &h2), -EIO);
+    char pragma[64];
+    snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %u", sd_sqlite_schema_count);
+    assert_int_equal(sqlite3_exec(db, pragma, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    fx_open(f);
     assert_int_equal(sd_store_open("sqlite", "/proc/nonexistent/dir", &h2) < 0, 1);
 }
 
@@ -406,7 +392,7 @@ static void test_ingest_insert_and_upsert(void **state)
     assert_int_equal(res.errors.n, 0);
     assert_int_equal(res.warnings.n, 0);
     sd_apply_result_release(&res);
-    batch_free(&b);
+    sd_batch_release(&b);
     assert_int_equal(count(f, SD_KIND_EVENT, f->t1, SD_ENV_TEST), 2);
     assert_int_equal(count(f, SD_KIND_CUSTOMER, f->t1, SD_ENV_TEST), 2);
     assert_int_equal(count(f, SD_KIND_SALE, f->t1, SD_ENV_TEST), 3);
@@ -450,7 +436,7 @@ static void test_alias_detection(void **state)
                           "same performance (date, time, venue, hall) as event 'E1'; 'E1-dup' "
                           "stored as an alias"));
     sd_apply_result_release(&res);
-    batch_free(&b);
+    sd_batch_release(&b);
     assert_int_equal(count(f, SD_KIND_EVENT, f->t1, SD_ENV_TEST), 1);
 
     /* get_record through the alias returns the canonical event. */
@@ -466,7 +452,7 @@ static void test_alias_detection(void **state)
     assert_true(has_issue(&res.warnings, "/events/1",
                           "'E1-dup' is an alias of event 'E1'; updated that event"));
     sd_apply_result_release(&res);
-    batch_free(&b);
+    sd_batch_release(&b);
     assert_int_equal(count(f, SD_KIND_EVENT, f->t1, SD_ENV_TEST), 2);
     doc = get(f, SD_KIND_EVENT, f->t1, SD_ENV_TEST, "E1");
     assert_non_null(strstr(doc, "hall z"));
@@ -482,12 +468,12 @@ static void test_alias_detection(void **state)
     assert_int_equal(ingest(f, f->t1, SD_ENV_PROD, &b, &res), 202);
     assert_int_equal(res.warnings.n, 0);
     sd_apply_result_release(&res);
-    batch_free(&b);
+    sd_batch_release(&b);
     add_ev(&b, "Q1", "2025-05-01|20:00:00|arena|hall z");
     assert_int_equal(ingest(f, f->t2, SD_ENV_TEST, &b, &res), 202);
     assert_int_equal(res.warnings.n, 0);
     sd_apply_result_release(&res);
-    batch_free(&b);
+    sd_batch_release(&b);
     assert_null(get(f, SD_KIND_EVENT, f->t1, SD_ENV_PROD, "E1-dup"));
 }
 
@@ -518,7 +504,7 @@ static void test_reference_errors_roll_back(void **state)
     assert_true(has_issue(&res.errors, "/sales/3/event_id", "event 'NOPE2' does not exist"));
     assert_int_equal(res.n_duplicate_invoices, 0);
     sd_apply_result_release(&res);
-    batch_free(&b);
+    sd_batch_release(&b);
     assert_int_equal(count(f, SD_KIND_SALE, f->t1, SD_ENV_TEST), 0);
     assert_null(get(f, SD_KIND_EVENT, f->t1, SD_ENV_TEST, "E2"));
 
@@ -551,7 +537,7 @@ static void test_duplicate_invoices_409(void **state)
     assert_string_equal(res.duplicate_invoices[0], "INV-2");
     assert_string_equal(res.duplicate_invoices[1], "INV-1");
     sd_apply_result_release(&res);
-    batch_free(&b);
+    sd_batch_release(&b);
     assert_int_equal(count(f, SD_KIND_SALE, f->t1, SD_ENV_TEST), 2);
     assert_null(get(f, SD_KIND_SALE, f->t1, SD_ENV_TEST, "INV-3"));
 
@@ -597,7 +583,7 @@ static void test_env_and_tenant_isolation(void **state)
     assert_int_equal(ingest(f, f->t2, SD_ENV_TEST, &b, &res), 400);
     assert_int_equal(res.errors.n, 2);
     sd_apply_result_release(&res);
-    batch_free(&b);
+    sd_batch_release(&b);
 }
 
 static void test_list_paging(void **state)
@@ -647,7 +633,7 @@ static void test_list_paging(void **state)
     assert_int_equal(res.status, 200);
     assert_int_equal(sd_store_write_commit(f->h), 0);
     sd_apply_result_release(&res);
-    sale_free(&s);
+    sd_sale_rec_release(&s);
     struct sd_record_page p = {0};
     assert_int_equal(sd_store_list_records(f->h, SD_KIND_SALE, f->t1, SD_ENV_TEST, cursor, 10, &p),
                      0);
@@ -697,7 +683,7 @@ static void test_replace_sale(void **state)
         }
         assert_int_equal(sd_store_write_commit(f->h), 0);
         sd_apply_result_release(&res);
-        sale_free(&s);
+        sd_sale_rec_release(&s);
     }
     char *doc = get(f, SD_KIND_SALE, f->t1, SD_ENV_TEST, "INV-1");
     assert_non_null(strstr(doc, "\"event_id\":\"E2b\""));
@@ -713,7 +699,7 @@ static void test_replace_sale(void **state)
     assert_int_equal(res.status, 404);
     assert_int_equal(sd_store_write_rollback(f->h), 0);
     sd_apply_result_release(&res);
-    sale_free(&s);
+    sd_sale_rec_release(&s);
 }
 
 static void test_write_rollback(void **state)
@@ -955,7 +941,7 @@ static void test_throughput(void **state)
            100.0 * (double)t_commit / (double)dt, (double)cpu / 1e6, sales / ((double)cpu / 1e6));
     assert_int_equal(count(f, SD_KIND_SALE, f->t1, SD_ENV_PROD), (int64_t)sales);
     for (size_t i = 0; i < n_req; i++) {
-        batch_free(&reqs[i]);
+        sd_batch_release(&reqs[i]);
     }
     free(reqs);
 }

@@ -211,7 +211,11 @@ struct sd_store {
     unsigned pool_open;
 };
 
-enum conn_role { ROLE_WRITE, ROLE_READ };
+enum conn_role {
+    ROLE_WRITER, /* the write path */
+    ROLE_CTL,    /* control plane */
+    ROLE_READ,   /* pool */
+};
 
 /* ---- connections and statements ------------------------------------------------------------ */
 
@@ -296,9 +300,9 @@ static int conn_exec(struct conn *c, const char *text)
 static int conn_open(const char *path, enum conn_role role, struct conn **ret)
 {
     struct conn *c = sd_calloc(1, sizeof(*c));
-    int flags = SQLITE_OPEN_NOMUTEX | (role == ROLE_WRITE
-                                           ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
-                                           : SQLITE_OPEN_READONLY);
+    int flags = SQLITE_OPEN_NOMUTEX | (role == ROLE_READ
+                                           ? SQLITE_OPEN_READONLY
+                                           : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     int r = 0;
     int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
     if (rc != SQLITE_OK) {
@@ -309,7 +313,7 @@ static int conn_open(const char *path, enum conn_role role, struct conn **ret)
     }
     sqlite3_extended_result_codes(c->db, 0);
     sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
-    if (role == ROLE_WRITE) {
+    if (role != ROLE_READ) {
         /* journal_mode answers with the mode in force; anything but wal means we could not
          * switch (e.g. a filesystem without shared memory) and durability assumptions break. */
         sqlite3_stmt *st = NULL;
@@ -327,6 +331,15 @@ static int conn_open(const char *path, enum conn_role role, struct conn **ret)
         }
         sqlite3_finalize(st);
         r = conn_exec(c, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON");
+        if (r < 0) {
+            goto out;
+        }
+    }
+    if (role == ROLE_WRITER) {
+        /* 64 MiB page cache (default 2 MiB): the group-commit writer touches the right edge of
+         * every table and index plus random customer and invoice index pages; measured ~1.3x
+         * on the 1M-sale bench as the file outgrows the default cache. */
+        r = conn_exec(c, "PRAGMA cache_size = -65536");
         if (r < 0) {
             goto out;
         }
@@ -443,7 +456,7 @@ static int sqlite_open(const char *location, struct sd_store **ret)
     sd_buf_init(&s->ref_val);
     s->path = sd_asprintf("%s/stagedoor.db", location);
 
-    int r = conn_open(s->path, ROLE_WRITE, &s->writer);
+    int r = conn_open(s->path, ROLE_WRITER, &s->writer);
     if (r < 0) {
         goto out;
     }
@@ -451,7 +464,7 @@ static int sqlite_open(const char *location, struct sd_store **ret)
     if (r < 0) {
         goto out;
     }
-    r = conn_open(s->path, ROLE_WRITE, &s->ctl);
+    r = conn_open(s->path, ROLE_CTL, &s->ctl);
     if (r < 0) {
         goto out;
     }
