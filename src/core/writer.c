@@ -44,8 +44,9 @@ static void run_group(struct sd_writer *w, struct sd_write_job *group)
     }
     int r = sd_store_write_begin(w->st);
     if (r < 0) {
-        atomic_store(&w->broken, true);
-        sd_log(SD_LOG_ERROR, "store begin failed; store is broken until restart", "err=%d", r);
+        /* Nothing was written: these requests fail (500, the client retries) but the store is
+         * not broken — typically another process held the write lock past busy_timeout. */
+        sd_log(SD_LOG_ERROR, "store begin failed; failing this group", "err=%d", r);
         fail_group(group, -EIO);
         return;
     }

@@ -3,8 +3,10 @@
  * Every change to records goes through here. Callers submit a job; the writer takes every
  * job waiting, opens one transaction, runs each job inside its own savepoint (so one request's
  * 409 does not undo another's work), commits once (one fsync for the whole group) and only then
- * calls each job's `done`. A failed begin or commit marks the writer broken: the jobs of that
- * group and every later submission get -EIO until restart — a failed fsync is never retried.
+ * calls each job's `done`. A failed commit marks the writer broken: the jobs of that group and
+ * every later submission get -EIO until restart — a failed fsync is never retried. A failed
+ * begin (nothing written yet, e.g. the write lock held too long by another process) fails only
+ * that group.
  *
  * Thread rules: submit from any thread; `run` executes on the writer thread and is the only
  * code allowed to use the store's write path; `done` executes on the writer thread too and must
