@@ -87,6 +87,15 @@ static int load_season(struct sd_hub *hub, int64_t tenant_id)
     return r;
 }
 
+static void print_hint(const struct sd_serve_opts *o, int port, void *arg)
+{
+    const char *key = arg;
+    bool v6 = strchr(o->host, ':') != NULL;
+    printf("try: curl -H 'Authorization: Bearer %s' '%s://%s%s%s:%d/v1/demo/events?limit=2'\n",
+           key, o->cfg.tls_cert ? "https" : "http", v6 ? "[" : "", o->host, v6 ? "]" : "",
+           port);
+}
+
 int sd_cmd_demo(int argc, char **argv)
 {
     struct sd_serve_opts o = {0};
@@ -128,13 +137,14 @@ int sd_cmd_demo(int argc, char **argv)
         return sd_cli_fail("cannot create the demo key: %s", strerror(-r));
     }
     sd_auth_refresh(hub->auth);
-    printf("demo tenant: %s, TEST key id %s\nTEST API key (shown once): %s\n"
-           "try: curl -H 'Authorization: Bearer %s' 'http://%s:%d/v1/demo/events?limit=2'\n",
-           DEMO_CLIENT, key_id, key, key, o.host, o.cfg.port);
+    printf("demo tenant: %s, TEST key id %s\nTEST API key (shown once): %s\n", DEMO_CLIENT,
+           key_id, key);
     fflush(stdout);
+    o.on_listening = print_hint;
+    o.on_listening_arg = key;
+    r = sd_serve_run(hub, &o);
     free(key);
     free(key_id);
-    r = sd_serve_run(hub, &o);
     sd_hub_close(hub);
     return r;
 }

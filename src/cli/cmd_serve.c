@@ -136,6 +136,9 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
     bool v6 = strchr(o->host, ':') != NULL;
     printf("listening on %s://%s%s%s:%d\n", o->cfg.tls_cert ? "https" : "http", v6 ? "[" : "",
            o->host, v6 ? "]" : "", port);
+    if (o->on_listening) {
+        o->on_listening(o, port, o->on_listening_arg);
+    }
     fflush(stdout);
     sd_log(SD_LOG_INFO, "serving", "port=%d data=\"%s\" tls=%s", port, o->data,
            o->cfg.tls_cert ? "on" : "off");

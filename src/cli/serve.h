@@ -12,6 +12,9 @@ struct sd_serve_opts {
     const char *data;
     char host[256];
     struct sd_server_config cfg;
+    /* Optional: called once listening, with the bound port (the demo prints its hint). */
+    void (*on_listening)(const struct sd_serve_opts *o, int port, void *arg);
+    void *on_listening_arg;
 };
 
 /* 0 ok (or *ret_help after printing usage), -1 after a usage error was printed. */

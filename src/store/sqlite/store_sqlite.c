@@ -416,8 +416,8 @@ static void sqlite_close(struct sd_store *s)
     if (!s) {
         return;
     }
-    conn_close(s->writer);
-    conn_close(s->ctl);
+    /* Readers first, the writer last: the last connection to close checkpoints the WAL and
+     * removes it, which a read-only connection cannot do. */
     unsigned n = 0;
     while (s->pool_free) {
         struct conn *c = s->pool_free;
@@ -429,6 +429,8 @@ static void sqlite_close(struct sd_store *s)
         sd_log(SD_LOG_ERROR, "store closed with read connections in use", "in_use=%u",
                s->pool_open - n);
     }
+    conn_close(s->ctl);
+    conn_close(s->writer);
     pthread_cond_destroy(&s->pool_cond);
     pthread_mutex_destroy(&s->pool_lock);
     pthread_mutex_destroy(&s->ctl_lock);
