@@ -1,7 +1,7 @@
 /* log.h — structured, one-line log records to stderr.
  * A line is `ts=... level=... msg="..." key=value ...`. Callers pass key/value pairs already
- * formatted; secrets, API keys and personal data must never be passed here. Thread-safe: each
- * record is written with one write(2). */
+ * formatted; secrets, API keys and personal data must never be passed here. Thread-safe; lines
+ * never interleave. Info/debug lines are buffered briefly (sd_log_flush). */
 #ifndef SD_LOG_H
 #define SD_LOG_H
 
@@ -11,5 +11,8 @@ void sd_log_set_level(enum sd_log_level lvl);
 /* fmt produces the `key=value ...` tail after msg (may be NULL). */
 void sd_log(enum sd_log_level lvl, const char *msg, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Write out buffered info/debug lines (see log.c). Safe from any thread; runs at exit. */
+void sd_log_flush(void);
 
 #endif

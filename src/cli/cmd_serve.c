@@ -155,6 +155,7 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
         if (sig == SIGTERM || sig == SIGINT) {
             break;
         }
+        sd_log_flush();
         int ar = sd_auth_refresh(hub->auth);
         if (ar < 0) {
             sd_log(SD_LOG_WARN, "cannot reload settings; keeping the current ones", "err=%d", ar);
@@ -167,6 +168,7 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
     sd_log(SD_LOG_INFO, "shutting down; finishing in-flight requests", "signal=%d", sig);
     sd_server_stop(srv, 30LL * 1000000);
     sd_log(SD_LOG_INFO, "stopped", NULL);
+    sd_log_flush();
     return SD_EXIT_OK;
 }
 
