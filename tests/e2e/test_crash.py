@@ -45,13 +45,15 @@ class CrashTests(unittest.TestCase):
                         for k in range(SALES_PER_REQUEST)]
                 body = {"sales": [sale(inv, event_id, quantity=1 + k % 3)
                                   for k, inv in enumerate(invs)]}
-                rec = {"invs": invs, "status": None, "error": None}
+                idem = "idem-" + invs[0]
+                rec = {"invs": invs, "status": None, "error": None, "body": body, "idem": idem}
                 with lock:
                     records.append(rec)
                 try:
-                    r = api.ingest(body, timeout=20 * harness.TIME_SCALE)
+                    r = api.ingest(body, headers={"Idempotency-Key": idem},
+                                   timeout=20 * harness.TIME_SCALE)
                     rec["status"] = r.status
-                    rec["body"] = r.body[:300]
+                    rec["answer"] = r.body[:300]
                 except Exception as e:  # connection reset / refused at the kill
                     rec["error"] = repr(e)
                     if stop.is_set() or not self.server.running():
@@ -86,7 +88,7 @@ class CrashTests(unittest.TestCase):
         for r in other:
             self.assertEqual([i for i in r["invs"] if i in present], [],
                              "a request answered %s left sales behind: %r"
-                             % (r["status"], r.get("body")))
+                             % (r["status"], r.get("answer")))
         for r in unanswered:
             n = sum(1 for i in r["invs"] if i in present)
             self.assertIn(n, (0, len(r["invs"])),
@@ -103,6 +105,27 @@ class CrashTests(unittest.TestCase):
                     self.assertEqual(g.json["invoice_number"], inv)
         return len(ok), len(unanswered), len(other)
 
+    def retry_unanswered(self, api, records):
+        """A client retries unanswered requests with the same Idempotency-Key: a request that
+        was applied is replayed (not a 409), one that was not is applied now."""
+        stored, _ = api.list_all("sales", limit=1000)
+        present = {x["invoice_number"] for x in stored}
+        for r in records:
+            if r["status"] is not None:
+                continue
+            applied = r["invs"][0] in present
+            ans = api.ingest(r["body"], headers={"Idempotency-Key": r["idem"]})
+            self.assertEqual(ans.status, 202, "retry of a %s request: %r"
+                             % ("applied" if applied else "lost", ans))
+            replayed = (ans.header("Idempotent-Replayed") or "").lower() == "true"
+            self.assertEqual(replayed, applied, "retry of a %s request: replayed=%s"
+                             % ("applied" if applied else "lost", replayed))
+            r["status"] = 202
+        stored, _ = api.list_all("sales", limit=1000)
+        present = {x["invoice_number"] for x in stored}
+        self.assertEqual([i for r in records if r["status"] == 202 for i in r["invs"]
+                          if i not in present], [], "sales missing after the retries")
+
     def test_kill9_under_load(self):
         api = self.start()
         ev = event()
@@ -115,6 +138,7 @@ class CrashTests(unittest.TestCase):
             all_records.extend(records)
             api = self.start()  # restart on the same data directory
             counts = self.verify(api, all_records)
+            self.retry_unanswered(api, all_records)
             if harness.VERBOSE:
                 print("round %d: ok=%d unanswered=%d other=%d" % ((rnd,) + counts))
         self.server.stop_ok()

@@ -6,6 +6,7 @@ size limits, rate limits, and the generic HTTP behaviour (405, 404, X-Request-Id
 import json
 import re
 import threading
+import time
 import unittest
 
 import harness
@@ -17,7 +18,8 @@ MiB = 1024 * 1024
 class Fixture(harness.ServerCase):
     """One server for the whole module (set up once: starting it per class costs seconds under
     a sanitizer). Tenants: acme (test, prod), other (test), rl (test, prod; burst 5)."""
-    TENANTS = {"acme": ["test", "prod"], "other": ["test"], "rl": ["test", "prod"]}
+    TENANTS = {"acme": ["test", "prod"], "other": ["test"], "rl": ["test", "prod"],
+               "rl2": ["test"]}
 
     @classmethod
     def prepare(cls):
@@ -27,6 +29,8 @@ class Fixture(harness.ServerCase):
         harness.key_revoke(cls.data, harness.new_key_id(cls.data, "acme", before))
         # tenant 'rl' gets tiny limits before the server ever sees it
         harness.tenant_limits(cls.data, "rl", 1, 5)
+        # and 'rl2' one token, refilled every second
+        harness.tenant_limits(cls.data, "rl2", 60, 1)
 
 
 def setUpModule():
@@ -96,6 +100,11 @@ class AuthTests(IngestBase):
     def test_unknown_key(self):
         self.assert401(self.acme.ingest(self.body(), key="sd_test_" + "A" * 40))
         self.assert401(self.acme.ingest(self.body(), key="garbage"))
+
+    def test_scheme_is_case_insensitive(self):
+        r = self.acme.ingest(self.body(), key=None,
+                             headers={"Authorization": "bearer " + self.keys[("acme", "test")]})
+        self.assertStatus(r, 202)
 
     def test_not_bearer(self):
         r = self.acme.ingest(self.body(), key=None,
@@ -198,6 +207,18 @@ class AcceptTests(IngestBase):
             self.assertEqual(got.get(k), c[k])
         self.assertIs(got.get("ad_opt_out"), False)
         self.assertEqual(self.present("sales", s["invoice_number"]).get("base_price"), "75.00")
+
+    def test_warning_pointers_are_escaped(self):
+        e = event(**{"a/b~c": 1})
+        r = self.ok({"events": [e]})
+        ptrs = [w.get("pointer") for w in r.json["warnings"] if isinstance(w, dict)]
+        self.assertIn("/events/0/a~1b~0c", ptrs, r.json["warnings"])
+        self.assertEqual(self.present("events", e["event_id"]).get("a/b~c"), 1)
+
+    def test_query_string_ignored(self):
+        e = event()
+        r = self.acme.req("POST", "/v1/acme/ingest?source=test", body={"events": [e]})
+        self.assertStatus(r, 202)
 
     def test_email_kept_as_sent(self):
         c = customer(email="Jane.Doe+Tix@Example.COM")
@@ -498,6 +519,15 @@ class MalformedJsonTests(IngestBase):
         self.assertStatus(r, 400)
         self.absent("events", e["event_id"])
 
+    def test_deep_nesting(self):
+        e = event()
+        deep = json.dumps({"events": [e]})[:-3] + ', "x": ' + "[" * 100000 + "]" * 100000 + "}]}"
+        r = self.acme.ingest(deep)
+        self.assertStatus(r, 400)
+        self.assertStatus(self.acme.ingest("[" * 200000), 400)
+        self.absent("events", e["event_id"])
+        self.assertStatus(harness.http(self.port, "GET", "/healthz"), 200)
+
     def test_duplicate_member_names(self):
         e = event()
         raw = json.dumps({"events": [e]})
@@ -631,6 +661,22 @@ class EnvironmentTests(IngestBase):
         data, _ = self.acme_prod.list_all("events")
         self.assertNotIn(e["event_id"], [x.get("event_id") for x in data])
 
+    def test_prod_sale_cannot_use_test_customer(self):
+        c = customer()
+        self.ok({"customers": [c]})
+        pe = event()
+        self.ok({"events": [pe]}, api=self.acme_prod)
+        r = self.acme_prod.ingest({"sales": [sale(uid("INV"), pe["event_id"], c["customer_id"])]})
+        self.assertValidationError(r, "/sales/0/customer_id")
+        self.absent("customers", c["customer_id"], api=self.acme_prod)
+
+    def test_idempotency_keys_per_environment(self):
+        key = uid("idem")
+        self.ok({"events": [event()]}, headers={"Idempotency-Key": key})
+        r = self.acme_prod.ingest({"events": [event()]}, headers={"Idempotency-Key": key})
+        self.assertStatus(r, 202)
+        self.assertNotEqual((r.header("Idempotent-Replayed") or "").lower(), "true")
+
     def test_invoice_numbers_per_environment(self):
         inv = uid("INV")
         self.ok({"sales": [self.sale_for(invoice_number=inv)]})
@@ -711,6 +757,35 @@ class SizeLimitTests(IngestBase):
     def padded(self, e, size):
         base = json.dumps({"events": [e]}).encode()
         return base[:-1] + b" " * (size - len(base)) + b"}"
+
+    def test_expect_continue_oversized(self):
+        # Content-Length above the limit with Expect: 100-continue: 413 without the body
+        raw = harness.RawHTTP(self.port)
+        self.addCleanup(raw.close)
+        h = self.head(9 * MiB)
+        h["Expect"] = "100-continue"
+        raw.send_head("POST", "/v1/acme/ingest", h)
+        r = raw.read_response(10 * harness.TIME_SCALE)
+        self.assertStatus(r, 413)
+
+    def test_expect_continue_small(self):
+        e = event()
+        body = json.dumps({"events": [e]}).encode()
+        raw = harness.RawHTTP(self.port)
+        self.addCleanup(raw.close)
+        h = self.head(len(body))
+        h["Expect"] = "100-continue"
+        raw.send_head("POST", "/v1/acme/ingest", h)
+        raw.sock.settimeout(10 * harness.TIME_SCALE)
+        first = raw.sock.recv(64)
+        self.assertTrue(first.startswith(b"HTTP/1.1 100"), first)
+        while not first.endswith(b"\r\n\r\n"):
+            more = raw.sock.recv(1)
+            self.assertTrue(more)
+            first += more
+        self.assertTrue(raw.send(body))
+        self.assertStatus(raw.read_response(), 202)
+        self.present("events", e["event_id"])
 
     def test_body_exactly_8MiB_accepted(self):
         e = event()
@@ -819,6 +894,26 @@ class RateLimitTests(IngestBase):
         # other tenants are unaffected
         self.ok({"events": [event()]})
 
+    def test_refill(self):
+        api = harness.Api(self.port, "rl2", self.keys[("rl2", "test")])
+        self.assertStatus(api.ingest({"events": [event()]}), 202)
+        r = api.ingest({"events": [event()]})
+        self.assertStatus(r, 429)
+        ra = self.int_header(r, "Retry-After")
+        self.assertTrue(1 <= ra <= 2, "Retry-After %d with 60/min refill" % ra)
+        t0 = time.monotonic()
+        statuses = []
+
+        def admitted():
+            statuses.append(api.ingest({"events": [event()]}).status)
+            return statuses[-1] == 202
+
+        harness.wait_until(admitted, 3.0 * harness.TIME_SCALE, interval=0.1,
+                           what="a refilled token")
+        waited = time.monotonic() - t0
+        self.assertGreater(waited, 0.3, "admitted again too early")
+        self.assertEqual(set(statuses[:-1]) | {429}, {429}, statuses)
+
 
 class HttpTests(IngestBase):
     def test_405_with_allow(self):
@@ -872,6 +967,10 @@ class HttpTests(IngestBase):
             rid = r.header("X-Request-Id")
             self.assertTrue(rid, "no X-Request-Id on %r" % (r,))
             ids.append(rid)
+        for r in rs[:-2]:
+            self.assertTrue((r.header("Content-Type") or "").startswith("application/json"),
+                            "%r: Content-Type %r" % (r, r.header("Content-Type")))
+            self.assertIsInstance(r.json, (dict, list), r)
         self.assertEqual(len(set(ids)), len(ids), "request ids repeat: %s" % ids)
         self.assertEqual([r.status for r in rs],
                          [202, 400, 400, 401, 403, 404, 405, 409, 415, 200, 200, 404, 200, 200])

@@ -1,6 +1,9 @@
 """GET list endpoints (limit/cursor, change order, has_more, following the change feed) and
 single-record reads."""
 
+import threading
+import time
+
 import harness
 from harness import customer, event, sale, uid
 
@@ -9,7 +12,7 @@ class ReadTests(harness.ServerCase):
     # one tenant per test so every change feed starts empty
     TENANTS = {name: ["test", "prod"] for name in
                ("r_events", "r_customers", "r_sales", "r_limits", "r_single", "r_empty",
-                "r_default")}
+                "r_default", "r_conc")}
 
     def a(self, client, env="test"):
         return self.api(client, env)
@@ -148,6 +151,64 @@ class ReadTests(harness.ServerCase):
         self.ingest_ok(api, {"sales": [s4]})
         p = self.page(api, "sales", cursor=cur)
         self.assertEqual(self.ids(p["data"], "invoice_number"), [s4["invoice_number"]])
+
+    def test_follow_feed_during_writes(self):
+        """A reader following next_cursor while writers commit sees every record exactly once,
+        each request's sales together and in request order."""
+        api = self.a("r_conc")
+        e = event()
+        self.ingest_ok(api, {"events": [e]})
+        start = self.page(api, "sales")
+        self.assertEqual(start["data"], [])
+        cursor = start["next_cursor"]
+        writers_done = threading.Event()
+        requests, seen, errors = [], [], []
+
+        def writer(w):
+            try:
+                for j in range(20):
+                    invs = ["W%d-%d-%d-%s" % (w, j, k, harness._RUN) for k in range(4)]
+                    r = api.ingest({"sales": [sale(i, e["event_id"]) for i in invs]})
+                    if r.status != 202:
+                        errors.append(r)
+                        return
+                    requests.append(invs)
+            except Exception as ex:  # reported below
+                errors.append(ex)
+
+        def reader():
+            cur = cursor
+            deadline = time.monotonic() + 60 * harness.TIME_SCALE
+            while time.monotonic() < deadline:
+                done = writers_done.is_set()
+                q = "limit=7" + ("&cursor=" + harness._quote(cur) if cur else "")
+                r = api.get("sales", query=q)
+                if r.status != 200:
+                    errors.append(r)
+                    return
+                seen.extend(x["invoice_number"] for x in r.json["data"])
+                cur = r.json.get("next_cursor") or cur
+                if done and not r.json["has_more"]:
+                    return
+            errors.append("reader did not finish")
+
+        ws = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+        rd = threading.Thread(target=reader)
+        rd.start()
+        for t in ws:
+            t.start()
+        for t in ws:
+            t.join(60 * harness.TIME_SCALE)
+        writers_done.set()
+        rd.join(60 * harness.TIME_SCALE)
+        self.assertEqual(errors, [])
+        self.assertEqual(len(seen), len(set(seen)), "a record was delivered twice")
+        self.assertEqual(sorted(seen), sorted(i for invs in requests for i in invs))
+        pos = {inv: n for n, inv in enumerate(seen)}
+        for invs in requests:
+            p0 = pos[invs[0]]
+            self.assertEqual([pos[i] for i in invs], list(range(p0, p0 + len(invs))),
+                             "a request's sales are not contiguous in change order")
 
     def test_limit_bounds(self):
         api = self.a("r_limits")

@@ -72,6 +72,25 @@ class ShutdownTests(unittest.TestCase):
     def test_sigterm_during_slow_request_chunked(self):
         self.slow_request(chunked=True)
 
+    def test_state_survives_restart(self):
+        # keys, records and idempotency answers persist across a clean restart
+        api = harness.Api(self.server.port, "sd", self.key)
+        e = event()
+        body = json.dumps({"events": [e]})
+        r1 = api.ingest(body, headers={"Idempotency-Key": "restart-1"})
+        self.assertEqual(r1.status, 202, r1)
+        self.server.stop_ok()
+        s = harness.Server(self.data)
+        self.addCleanup(s.kill)
+        s.start()
+        api = harness.Api(s.port, "sd", self.key)
+        r2 = api.ingest(body, headers={"Idempotency-Key": "restart-1"})
+        self.assertEqual(r2.status, 202, r2)
+        self.assertEqual(r2.json, r1.json)
+        self.assertEqual((r2.header("Idempotent-Replayed") or "").lower(), "true")
+        self.assertEqual(api.get("events", e["event_id"]).status, 200)
+        s.stop_ok()
+
     def test_sigint_idle(self):
         self.server.stop_ok(sig=signal.SIGINT)
 

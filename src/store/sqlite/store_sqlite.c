@@ -20,9 +20,17 @@
  * step (the caller's records) is bound SQLITE_STATIC to avoid a copy per column.
  *
  * seq lives in memory on the writer side: write_begin loads it, each insert/update takes the
- * next value, savepoint remembers it, savepoint_rollback / write_rollback restore it. */
+ * next value, savepoint remembers it, savepoint_rollback / write_rollback restore it.
+ *
+ * Checkpoints run on their own thread and connection (`ckpt`), not inside the writer's COMMIT:
+ * the writer's wal_autocheckpoint is off and its WAL hook wakes the checkpointer once enough
+ * frames have piled up. A PASSIVE checkpoint never blocks the writer; if the WAL still grows
+ * past WAL_RESTART_FRAMES (readers or a constant stream of commits kept it from being reset),
+ * one RESTART checkpoint waits for the writer's current commit and resets the log. This keeps
+ * the checkpoint's fsync of the database file off the latency of every group commit. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -209,7 +217,19 @@ struct sd_store {
     pthread_cond_t pool_cond;
     struct conn *pool_free;
     unsigned pool_open;
+
+    /* checkpointer */
+    struct conn *ckpt;
+    pthread_t ckpt_thread;
+    bool ckpt_running;
+    pthread_mutex_t ckpt_lock;
+    pthread_cond_t ckpt_cond;
+    int wal_frames; /* frames in the WAL after the writer's last commit (ckpt_lock) */
+    bool ckpt_stop;
 };
+
+#define WAL_CHECKPOINT_FRAMES 1000
+#define WAL_RESTART_FRAMES 50000
 
 enum conn_role {
     ROLE_WRITER, /* the write path */
@@ -416,6 +436,14 @@ static void sqlite_close(struct sd_store *s)
     if (!s) {
         return;
     }
+    if (s->ckpt_running) {
+        pthread_mutex_lock(&s->ckpt_lock);
+        s->ckpt_stop = true;
+        pthread_cond_signal(&s->ckpt_cond);
+        pthread_mutex_unlock(&s->ckpt_lock);
+        pthread_join(s->ckpt_thread, NULL);
+    }
+    conn_close(s->ckpt);
     /* Readers first, the writer last: the last connection to close checkpoints the WAL and
      * removes it, which a read-only connection cannot do. */
     unsigned n = 0;
@@ -434,10 +462,69 @@ static void sqlite_close(struct sd_store *s)
     pthread_cond_destroy(&s->pool_cond);
     pthread_mutex_destroy(&s->pool_lock);
     pthread_mutex_destroy(&s->ctl_lock);
+    pthread_cond_destroy(&s->ckpt_cond);
+    pthread_mutex_destroy(&s->ckpt_lock);
     sd_buf_release(&s->ref_key);
     sd_buf_release(&s->ref_val);
     free(s->path);
     free(s);
+}
+
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    struct sd_store *s = arg;
+    (void)db;
+    (void)name;
+    pthread_mutex_lock(&s->ckpt_lock);
+    s->wal_frames = frames;
+    if (frames >= WAL_CHECKPOINT_FRAMES) {
+        pthread_cond_signal(&s->ckpt_cond);
+    }
+    pthread_mutex_unlock(&s->ckpt_lock);
+    return SQLITE_OK;
+}
+
+static void *checkpointer_main(void *arg)
+{
+    struct sd_store *s = arg;
+    pthread_mutex_lock(&s->ckpt_lock);
+    while (!s->ckpt_stop) {
+        if (s->wal_frames < WAL_CHECKPOINT_FRAMES) {
+            pthread_cond_wait(&s->ckpt_cond, &s->ckpt_lock);
+            continue;
+        }
+        int mode = s->wal_frames >= WAL_RESTART_FRAMES ? SQLITE_CHECKPOINT_RESTART
+                                                       : SQLITE_CHECKPOINT_PASSIVE;
+        s->wal_frames = 0; /* the next commit reports the new size */
+        pthread_mutex_unlock(&s->ckpt_lock);
+        int log = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2(s->ckpt->db, NULL, mode, &log, &done);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+            sd_log(SD_LOG_WARN, "wal checkpoint failed; will retry", "rc=%d", rc);
+        }
+        pthread_mutex_lock(&s->ckpt_lock);
+    }
+    pthread_mutex_unlock(&s->ckpt_lock);
+    return NULL;
+}
+
+static int start_checkpointer(struct sd_store *s)
+{
+    int r = conn_open(s->path, ROLE_CTL, &s->ckpt);
+    if (r < 0) {
+        return r;
+    }
+    r = conn_exec(s->writer, "PRAGMA wal_autocheckpoint = 0");
+    if (r < 0) {
+        return r;
+    }
+    sqlite3_wal_hook(s->writer->db, on_wal_commit, s);
+    int e = pthread_create(&s->ckpt_thread, NULL, checkpointer_main, s);
+    if (e != 0) {
+        return -e;
+    }
+    s->ckpt_running = true;
+    return 0;
 }
 
 static int sqlite_open(const char *location, struct sd_store **ret)
@@ -454,6 +541,8 @@ static int sqlite_open(const char *location, struct sd_store **ret)
     pthread_mutex_init(&s->ctl_lock, NULL);
     pthread_mutex_init(&s->pool_lock, NULL);
     pthread_cond_init(&s->pool_cond, NULL);
+    pthread_mutex_init(&s->ckpt_lock, NULL);
+    pthread_cond_init(&s->ckpt_cond, NULL);
     sd_buf_init(&s->ref_key);
     sd_buf_init(&s->ref_val);
     s->path = sd_asprintf("%s/stagedoor.db", location);
@@ -467,6 +556,10 @@ static int sqlite_open(const char *location, struct sd_store **ret)
         goto out;
     }
     r = conn_open(s->path, ROLE_CTL, &s->ctl);
+    if (r < 0) {
+        goto out;
+    }
+    r = start_checkpointer(s);
     if (r < 0) {
         goto out;
     }
