@@ -93,6 +93,26 @@ static void append_issues(json_t *arr, const struct sd_issues *l)
     }
 }
 
+/* The 202 body. Built on an HTTP thread unless an idempotency entry must store it with the
+ * records (then the writer builds it inside the transaction). */
+static char *build_answer(struct ingest *in)
+{
+    json_t *warnings = json_array();
+    append_issues(warnings, &in->warnings);
+    append_issues(warnings, &in->res.warnings);
+    json_t *o = json_pack("{s:s, s:s, s:{s:I, s:I, s:I}, s:o}", "status", "queued", "request_id",
+                          in->req->request_id, "accepted", "events",
+                          (json_int_t)in->batch.n_events, "customers",
+                          (json_int_t)in->batch.n_customers, "sales",
+                          (json_int_t)in->batch.n_sales, "warnings", warnings);
+    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (!text) {
+        abort();
+    }
+    return text;
+}
+
 static int ingest_run(struct sd_store_handle *st, struct sd_write_job *job)
 {
     struct ingest *in = job->arg;
@@ -104,16 +124,8 @@ static int ingest_run(struct sd_store_handle *st, struct sd_write_job *job)
     if (in->res.status != 202) {
         return 1;
     }
-    json_t *warnings = json_array();
-    append_issues(warnings, &in->warnings);
-    append_issues(warnings, &in->res.warnings);
-    json_t *o = json_pack("{s:s, s:s, s:{s:I, s:I, s:I}, s:o}", "status", "queued", "request_id",
-                          req->request_id, "accepted", "events", (json_int_t)in->batch.n_events,
-                          "customers", (json_int_t)in->batch.n_customers, "sales",
-                          (json_int_t)in->batch.n_sales, "warnings", warnings);
-    in->answer = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(o);
     if (in->idem_key) {
+        in->answer = build_answer(in);
         struct sd_idem_entry e = {.status = 202, .response = in->answer,
                                   .created_usec = sd_now_usec()};
         memcpy(e.body_hash, in->body_hash, sizeof(e.body_hash));
@@ -154,6 +166,9 @@ static int ingest_resume(struct sd_req *req)
         sd_metrics_records(SD_KIND_EVENT, in->batch.n_events);
         sd_metrics_records(SD_KIND_CUSTOMER, in->batch.n_customers);
         sd_metrics_records(SD_KIND_SALE, in->batch.n_sales);
+        if (!in->answer) {
+            in->answer = build_answer(in);
+        }
         sd_req_reply_text(req, 202, "application/json", in->answer);
         break;
     case 409: {

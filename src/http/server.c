@@ -575,7 +575,7 @@ int sd_server_start(struct sd_hub *hub, const struct sd_server_config *cfg,
         cfg->max_connections ? cfg->max_connections : 1000, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         cfg->max_per_ip ? cfg->max_per_ip : 500, MHD_OPTION_CONNECTION_TIMEOUT,
         cfg->idle_timeout_sec ? cfg->idle_timeout_sec : 30, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)64 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        (size_t)32 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY,
         cfg->tls_cert ? tls_opts : no_opts, MHD_OPTION_END);
     if (!srv->daemon) {

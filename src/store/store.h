@@ -117,7 +117,7 @@ struct sd_store_ops {
     int (*replace_sale)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                         const struct sd_sale_rec *sale, struct sd_apply_result *res);
     /* Keeps the first entry: -EEXIST if the key is already stored (committed or earlier in
-     * this transaction). */
+     * this transaction) and less than 24 h old; an older entry is replaced. */
     int (*idem_put)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
                     const struct sd_idem_entry *e);
     /* Delete idempotency entries created before the given time. */

@@ -169,7 +169,10 @@ static const char *const sql[N_STMT] = {
                        " WHERE tenant_id = ?1 AND env = ?2 AND invoice_number = ?3",
     [ST_IDEM_PUT] = "INSERT INTO idempotency (tenant_id, env, idem_key, body_hash, status,"
                     " response, created_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
-                    " ON CONFLICT (tenant_id, env, idem_key) DO NOTHING",
+                    " ON CONFLICT (tenant_id, env, idem_key) DO UPDATE SET"
+                    " body_hash = excluded.body_hash, status = excluded.status,"
+                    " response = excluded.response, created_usec = excluded.created_usec"
+                    " WHERE idempotency.created_usec < excluded.created_usec - 86400000000",
     [ST_IDEM_PURGE] = "DELETE FROM idempotency WHERE created_usec < ?1",
 
     [ST_IDEM_GET] = "SELECT body_hash, status, response, created_usec FROM idempotency"
