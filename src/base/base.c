@@ -72,16 +72,21 @@ char *sd_strndup(const char *s, size_t n)
     return p;
 }
 
+char *sd_vasprintf(const char *fmt, va_list ap)
+{
+    char *s = NULL;
+    if (vasprintf(&s, fmt, ap) < 0) {
+        oom();
+    }
+    return s;
+}
+
 char *sd_asprintf(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *s = NULL;
-    int r = vasprintf(&s, fmt, ap);
+    char *s = sd_vasprintf(fmt, ap);
     va_end(ap);
-    if (r < 0) {
-        oom();
-    }
     return s;
 }
 

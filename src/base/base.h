@@ -21,6 +21,7 @@ char *sd_strdup(const char *s);
 char *sd_strndup(const char *s, size_t n);
 /* printf into a fresh heap string. */
 char *sd_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *sd_vasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /* Fill buf with n cryptographically random bytes (getrandom). Returns 0 or -errno. */
 int sd_random_bytes(void *buf, size_t n);

@@ -99,18 +99,10 @@ static void print_hint(const struct sd_serve_opts *o, int port, void *arg)
 int sd_cmd_demo(int argc, char **argv)
 {
     struct sd_serve_opts o = {0};
-    bool help = false;
-    if (sd_serve_parse(argc, argv, usage_demo, &o, &help) < 0) {
-        return SD_EXIT_USAGE;
-    }
-    if (help) {
-        return SD_EXIT_OK;
-    }
-    sd_serve_block_signals();
     struct sd_hub *hub = NULL;
-    int r = sd_hub_open(o.data, &hub);
-    if (r < 0) {
-        return sd_cli_fail("cannot open the store in '%s': %s", o.data, strerror(-r));
+    int r = sd_serve_prepare(argc, argv, usage_demo, &o, &hub);
+    if (r >= 0) {
+        return r;
     }
     r = sd_store_tenant_create(hub->store, DEMO_CLIENT, "Staatsoper Lindenhof (demo)");
     struct sd_tenant t = {0};

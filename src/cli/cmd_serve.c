@@ -33,8 +33,8 @@ static bool is_loopback(const char *host)
            strcmp(host, "::1") == 0;
 }
 
-int sd_serve_parse(int argc, char **argv, const char *usage, struct sd_serve_opts *o,
-                   bool *ret_help)
+static int serve_parse(int argc, char **argv, const char *usage, struct sd_serve_opts *o,
+                       bool *ret_help)
 {
     const char *listen = "127.0.0.1:8080", *threads = NULL, *level = NULL;
     bool behind_proxy = false;
@@ -109,7 +109,7 @@ int sd_serve_parse(int argc, char **argv, const char *usage, struct sd_serve_opt
     return 0;
 }
 
-void sd_serve_block_signals(void)
+static void block_signals(void)
 {
     sigset_t set;
     sigemptyset(&set);
@@ -172,21 +172,31 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
     return SD_EXIT_OK;
 }
 
-int sd_cmd_serve(int argc, char **argv)
+int sd_serve_prepare(int argc, char **argv, const char *usage, struct sd_serve_opts *o,
+                     struct sd_hub **ret_hub)
 {
-    struct sd_serve_opts o = {0};
     bool help = false;
-    if (sd_serve_parse(argc, argv, usage_serve, &o, &help) < 0) {
+    if (serve_parse(argc, argv, usage, o, &help) < 0) {
         return SD_EXIT_USAGE;
     }
     if (help) {
         return SD_EXIT_OK;
     }
-    sd_serve_block_signals();
-    struct sd_hub *hub = NULL;
-    int r = sd_hub_open(o.data, &hub);
+    block_signals();
+    int r = sd_hub_open(o->data, ret_hub);
     if (r < 0) {
-        return sd_cli_fail("cannot open the store in '%s': %s", o.data, strerror(-r));
+        return sd_cli_fail("cannot open the store in '%s': %s", o->data, strerror(-r));
+    }
+    return -1;
+}
+
+int sd_cmd_serve(int argc, char **argv)
+{
+    struct sd_serve_opts o = {0};
+    struct sd_hub *hub = NULL;
+    int r = sd_serve_prepare(argc, argv, usage_serve, &o, &hub);
+    if (r >= 0) {
+        return r;
     }
     r = sd_serve_run(hub, &o);
     sd_hub_close(hub);

@@ -17,11 +17,11 @@ struct sd_serve_opts {
     void *on_listening_arg;
 };
 
-/* 0 ok (or *ret_help after printing usage), -1 after a usage error was printed. */
-int sd_serve_parse(int argc, char **argv, const char *usage, struct sd_serve_opts *o,
-                   bool *ret_help);
-/* Block SIGTERM/SIGINT in this and every later thread; ignore SIGPIPE. Call before threads. */
-void sd_serve_block_signals(void);
+/* Parse the serve options, block SIGTERM/SIGINT (before any thread starts) and open the hub.
+ * Returns -1 when the caller should go on with *ret_hub, else the exit code to return (0 after
+ * --help, 2 after a usage error, 1 if the store cannot be opened). */
+int sd_serve_prepare(int argc, char **argv, const char *usage, struct sd_serve_opts *o,
+                     struct sd_hub **ret_hub);
 /* Serve until SIGTERM/SIGINT; returns the exit code. */
 int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o);
 

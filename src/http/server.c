@@ -76,10 +76,7 @@ void sd_req_add_header(struct sd_req *req, const char *name, const char *fmt, ..
     }
     va_list ap;
     va_start(ap, fmt);
-    char *v = NULL;
-    if (vasprintf(&v, fmt, ap) < 0) {
-        abort();
-    }
+    char *v = sd_vasprintf(fmt, ap);
     va_end(ap);
     req->hdr_names[req->n_headers] = name;
     req->hdr_values[req->n_headers] = v;
@@ -111,10 +108,7 @@ void sd_req_reply_error(struct sd_req *req, int status, const char *code, const 
 {
     va_list ap;
     va_start(ap, fmt);
-    char *msg = NULL;
-    if (vasprintf(&msg, fmt, ap) < 0) {
-        abort();
-    }
+    char *msg = sd_vasprintf(fmt, ap);
     va_end(ap);
     json_t *o = json_pack("{s:s, s:s}", "error", code, "message", msg);
     if (status >= 500) {

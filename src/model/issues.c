@@ -39,10 +39,7 @@ void sd_issues_add(struct sd_issues *l, const char *pointer, const char *fmt, ..
     }
     va_list ap;
     va_start(ap, fmt);
-    char *msg = NULL;
-    if (vasprintf(&msg, fmt, ap) < 0) {
-        abort();
-    }
+    char *msg = sd_vasprintf(fmt, ap);
     va_end(ap);
     l->items[l->n].pointer = sd_strdup(pointer ? pointer : "");
     l->items[l->n].message = msg;

@@ -69,10 +69,7 @@ static void errf(struct check *c, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    char *msg = NULL;
-    if (vasprintf(&msg, fmt, ap) < 0) {
-        abort();
-    }
+    char *msg = sd_vasprintf(fmt, ap);
     va_end(ap);
     sd_issues_add(c->errors, c->path.data, "%s", msg);
     free(msg);
