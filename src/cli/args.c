@@ -10,7 +10,7 @@
 #include "base/base.h"
 #include "cli/cli.h"
 
-static int vmsg(int code, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static int vmsg(int code, const char *fmt, va_list ap)
 {
     fputs("stagedoor: ", stderr);
     vfprintf(stderr, fmt, ap);
