@@ -19,6 +19,8 @@ int sd_api_sale_get(struct sd_req *req);
 /* Parse the request body as JSON (duplicate member names rejected). On failure answers 400
  * malformed_json with line and column and returns NULL. */
 json_t *sd_api_parse_body(struct sd_req *req);
+/* The 400 validation_failed body for these errors (new reference). */
+json_t *sd_api_validation_body(const struct sd_issues *errors);
 /* 400 validation_failed with the given errors. */
 void sd_api_reply_validation(struct sd_req *req, const struct sd_issues *errors);
 /* 500 after a store failure; the answer carries only the request id. */

@@ -18,14 +18,19 @@ json_t *sd_api_parse_body(struct sd_req *req)
     return v;
 }
 
-void sd_api_reply_validation(struct sd_req *req, const struct sd_issues *errors)
+json_t *sd_api_validation_body(const struct sd_issues *errors)
 {
     json_t *o = json_pack("{s:s, s:o}", "error", "validation_failed", "errors",
                           sd_issues_to_json(errors));
     if (errors->total > errors->n) {
         json_object_set_new(o, "errors_total", json_integer((json_int_t)errors->total));
     }
-    sd_req_reply_json(req, 400, o);
+    return o;
+}
+
+void sd_api_reply_validation(struct sd_req *req, const struct sd_issues *errors)
+{
+    sd_req_reply_json(req, 400, sd_api_validation_body(errors));
 }
 
 void sd_api_reply_store_error(struct sd_req *req, int err)

@@ -6,9 +6,12 @@
  * existing invoice numbers → 409, both undoing the whole request. The 202 is sent only after
  * the commit returned, i.e. after fsync.
  *
- * Idempotency: the first 202 answer is stored with the request (same transaction), so a replay
- * returns it byte for byte. Two requests racing with one key: the store refuses the second
- * entry (-EEXIST), that request is undone and then answered from the stored first answer. */
+ * Idempotency: the first answer — 202, 400 or 409 — is stored under the key in the same
+ * transaction as the request's records (for a refusal, right after its savepoint is undone), so
+ * a replay returns it byte for byte. Malformed JSON and 500s are not stored: the first can't be
+ * matched to anything and the second must stay retryable. Two requests racing with one key: the
+ * store refuses the second entry (-EEXIST), that request is undone and answered from the first
+ * one's stored answer. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +32,8 @@ struct ingest {
     const char *idem_key;
     char body_hash[65];
     bool idem_raced;
-    char *answer; /* the 202 body, built in the writer */
+    int answer_status; /* with answer: the final answer, fixed before the commit */
+    char *answer;
     int result;
 };
 
@@ -93,24 +97,58 @@ static void append_issues(json_t *arr, const struct sd_issues *l)
     }
 }
 
-/* The 202 body. Built on an HTTP thread unless an idempotency entry must store it with the
- * records (then the writer builds it inside the transaction). */
-static char *build_answer(struct ingest *in)
+static char *dump(json_t *o)
 {
-    json_t *warnings = json_array();
-    append_issues(warnings, &in->warnings);
-    append_issues(warnings, &in->res.warnings);
-    json_t *o = json_pack("{s:s, s:s, s:{s:I, s:I, s:I}, s:o}", "status", "queued", "request_id",
-                          in->req->request_id, "accepted", "events",
-                          (json_int_t)in->batch.n_events, "customers",
-                          (json_int_t)in->batch.n_customers, "sales",
-                          (json_int_t)in->batch.n_sales, "warnings", warnings);
     char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
     if (!text) {
         abort();
     }
     return text;
+}
+
+/* The answer for the writer's outcome (202, 400 reference errors, 409). Built on an HTTP thread,
+ * unless it must be stored as the idempotent answer in the same transaction. */
+static void build_answer(struct ingest *in)
+{
+    if (in->res.status == 202) {
+        json_t *warnings = json_array();
+        append_issues(warnings, &in->warnings);
+        append_issues(warnings, &in->res.warnings);
+        in->answer = dump(json_pack("{s:s, s:s, s:{s:I, s:I, s:I}, s:o}", "status", "queued",
+                                    "request_id", in->req->request_id, "accepted", "events",
+                                    (json_int_t)in->batch.n_events, "customers",
+                                    (json_int_t)in->batch.n_customers, "sales",
+                                    (json_int_t)in->batch.n_sales, "warnings", warnings));
+    } else if (in->res.status == 409) {
+        json_t *inv = json_array();
+        for (size_t i = 0; i < in->res.n_duplicate_invoices; i++) {
+            json_array_append_new(inv, json_string(in->res.duplicate_invoices[i]));
+        }
+        in->answer = dump(json_pack("{s:s, s:s, s:o}", "error", "duplicate_invoice_number",
+                                    "message",
+                                    "these invoice numbers already exist in this environment; "
+                                    "nothing from the request was stored (use PUT "
+                                    "/v1/{client_id}/sales/{invoice_number} to update)",
+                                    "invoice_numbers", inv));
+    } else {
+        in->answer = dump(sd_api_validation_body(&in->res.errors));
+    }
+    in->answer_status = in->res.status;
+}
+
+/* Store the fixed answer under the Idempotency-Key; a concurrent first use wins. */
+static int put_idem(struct sd_store_handle *st, struct ingest *in)
+{
+    struct sd_idem_entry e = {.status = in->answer_status, .response = in->answer,
+                              .created_usec = sd_now_usec()};
+    memcpy(e.body_hash, in->body_hash, sizeof(e.body_hash));
+    int r = sd_store_idem_put(st, in->req->who.tenant_id, in->req->who.env, in->idem_key, &e);
+    if (r == -EEXIST) {
+        in->idem_raced = true;
+        return 1;
+    }
+    return r;
 }
 
 static int ingest_run(struct sd_store_handle *st, struct sd_write_job *job)
@@ -121,24 +159,28 @@ static int ingest_run(struct sd_store_handle *st, struct sd_write_job *job)
     if (r < 0) {
         return r;
     }
-    if (in->res.status != 202) {
-        return 1;
-    }
     if (in->idem_key) {
-        in->answer = build_answer(in);
-        struct sd_idem_entry e = {.status = 202, .response = in->answer,
-                                  .created_usec = sd_now_usec()};
-        memcpy(e.body_hash, in->body_hash, sizeof(e.body_hash));
-        r = sd_store_idem_put(st, req->who.tenant_id, req->who.env, in->idem_key, &e);
-        if (r == -EEXIST) {
-            in->idem_raced = true;
-            return 1;
-        }
-        if (r < 0) {
-            return r;
-        }
+        build_answer(in);
     }
-    return 0;
+    if (in->res.status != 202) {
+        return 1; /* undone; after_undo records the idempotent answer */
+    }
+    return in->idem_key ? put_idem(st, in) : 0;
+}
+
+static int ingest_after_undo(struct sd_store_handle *st, struct sd_write_job *job)
+{
+    struct ingest *in = job->arg;
+    if (!in->idem_key || in->idem_raced) {
+        return 0;
+    }
+    return put_idem(st, in);
+}
+
+/* A request refused by validation, with an Idempotency-Key: only its answer is stored. */
+static int ingest_refusal_run(struct sd_store_handle *st, struct sd_write_job *job)
+{
+    return put_idem(st, job->arg);
 }
 
 static void ingest_done(struct sd_write_job *job, int result)
@@ -161,32 +203,15 @@ static int ingest_resume(struct sd_req *req)
         }
         return SD_REQ_DONE;
     }
-    switch (in->res.status) {
-    case 202:
+    if (!in->answer) {
+        build_answer(in);
+    }
+    if (in->answer_status == 202) {
         sd_metrics_records(SD_KIND_EVENT, in->batch.n_events);
         sd_metrics_records(SD_KIND_CUSTOMER, in->batch.n_customers);
         sd_metrics_records(SD_KIND_SALE, in->batch.n_sales);
-        if (!in->answer) {
-            in->answer = build_answer(in);
-        }
-        sd_req_reply_text(req, 202, "application/json", in->answer);
-        break;
-    case 409: {
-        json_t *inv = json_array();
-        for (size_t i = 0; i < in->res.n_duplicate_invoices; i++) {
-            json_array_append_new(inv, json_string(in->res.duplicate_invoices[i]));
-        }
-        sd_req_reply_json(req, 409,
-                          json_pack("{s:s, s:s, s:o}", "error", "duplicate_invoice_number",
-                                    "message",
-                                    "these invoice numbers already exist in this environment; "
-                                    "nothing from the request was stored (use PUT "
-                                    "/v1/{client_id}/sales/{invoice_number} to update)",
-                                    "invoice_numbers", inv));
-        break;
     }
-    default: sd_api_reply_validation(req, &in->res.errors); break;
-    }
+    sd_req_reply_text(req, in->answer_status, "application/json", in->answer);
     return SD_REQ_DONE;
 }
 
@@ -202,6 +227,9 @@ int sd_api_ingest(struct sd_req *req)
     req->cleanup = ingest_cleanup;
     sd_issues_init(&in->warnings, SD_MAX_ISSUES);
     sd_apply_result_init(&in->res);
+    in->job.done = ingest_done;
+    in->job.arg = in;
+    req->on_resume = ingest_resume;
 
     in->idem_key = sd_req_header(req, "Idempotency-Key");
     if (in->idem_key) {
@@ -224,15 +252,19 @@ int sd_api_ingest(struct sd_req *req)
     int r = sd_validate_ingest(body, &in->batch, &errors, &in->warnings);
     json_decref(body);
     if (r < 0 || errors.total > 0) {
-        sd_api_reply_validation(req, &errors);
+        if (!in->idem_key) {
+            sd_api_reply_validation(req, &errors);
+            sd_issues_release(&errors);
+            return SD_REQ_DONE;
+        }
+        in->answer_status = 400;
+        in->answer = dump(sd_api_validation_body(&errors));
         sd_issues_release(&errors);
-        return SD_REQ_DONE;
+        in->job.run = ingest_refusal_run;
+        return sd_req_submit(req, &in->job);
     }
     sd_issues_release(&errors);
-
     in->job.run = ingest_run;
-    in->job.done = ingest_done;
-    in->job.arg = in;
-    req->on_resume = ingest_resume;
+    in->job.after_undo = ingest_after_undo;
     return sd_req_submit(req, &in->job);
 }

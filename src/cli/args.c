@@ -36,6 +36,12 @@ int sd_cli_fail(const char *fmt, ...)
     return r;
 }
 
+int sd_cli_bad_client_id(const char *client_id)
+{
+    return sd_cli_usage_error("invalid CLIENT_ID '%s': use 1 to 64 of A-Z a-z 0-9 _ -",
+                              client_id);
+}
+
 long long sd_cli_positive(const char *name, const char *v, long long max)
 {
     int64_t n = 0;

@@ -27,6 +27,8 @@ int sd_cli_parse(int argc, char **argv, const struct sd_cli_opt *opts, const cha
 int sd_cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print "stagedoor: <msg>" to stderr and return SD_EXIT_FAIL. */
 int sd_cli_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Usage error for a CLIENT_ID that breaks the rules; returns SD_EXIT_USAGE. */
+int sd_cli_bad_client_id(const char *client_id);
 /* Positive integer option value, or -1 with a usage error printed. */
 long long sd_cli_positive(const char *name, const char *v, long long max);
 

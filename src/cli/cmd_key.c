@@ -35,8 +35,7 @@ static int key_create(int argc, char **argv)
         return sd_cli_usage_error("key create needs a CLIENT_ID");
     }
     if (!sd_client_id_valid(pos[0])) {
-        return sd_cli_usage_error("invalid CLIENT_ID '%s': use 1 to 64 of A-Z a-z 0-9 _ -",
-                                  pos[0]);
+        return sd_cli_bad_client_id(pos[0]);
     }
     enum sd_env env;
     if (!env_s) {
@@ -78,6 +77,9 @@ static int key_list(int argc, char **argv)
     }
     if (n != 1) {
         return sd_cli_usage_error("key list needs a CLIENT_ID");
+    }
+    if (!sd_client_id_valid(pos[0])) {
+        return sd_cli_bad_client_id(pos[0]);
     }
     struct sd_store_handle *st = NULL;
     int r = sd_store_open("sqlite", data, &st);

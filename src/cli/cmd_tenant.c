@@ -48,8 +48,7 @@ static int tenant_create(int argc, char **argv)
         return sd_cli_usage_error("tenant create needs a CLIENT_ID");
     }
     if (!sd_client_id_valid(pos[0])) {
-        return sd_cli_usage_error("invalid CLIENT_ID '%s': use 1 to 64 of A-Z a-z 0-9 _ -",
-                                  pos[0]);
+        return sd_cli_bad_client_id(pos[0]);
     }
     if (name && strlen(name) > 200) {
         return sd_cli_usage_error("--name is longer than 200 characters");
@@ -115,6 +114,9 @@ static int tenant_limits(int argc, char **argv)
     }
     if (n != 1) {
         return sd_cli_usage_error("tenant limits needs a CLIENT_ID");
+    }
+    if (!sd_client_id_valid(pos[0])) {
+        return sd_cli_bad_client_id(pos[0]);
     }
     if (!pm || !burst) {
         return sd_cli_usage_error("tenant limits needs --per-minute N and --burst N");

@@ -60,6 +60,10 @@ static void run_group(struct sd_writer *w, struct sd_write_job *group)
             r = sd_store_savepoint_release(w->st);
         } else {
             r = sd_store_savepoint_rollback(w->st);
+            if (r == 0 && jr == 1 && j->after_undo) {
+                jr = j->after_undo(w->st, j);
+                jr = jr == 1 ? 0 : jr;
+            }
         }
         j->run_result = jr < 0 ? jr : 0;
         if (r < 0) {

@@ -26,10 +26,13 @@ typedef int (*sd_write_run_fn)(struct sd_store_handle *st, struct sd_write_job *
 /* result: 0 committed (or undone as asked), negative errno on failure (-EIO store broken). */
 typedef void (*sd_write_done_fn)(struct sd_write_job *job, int result);
 
-/* Embed in the caller's own struct; `arg` is free for the caller. */
+/* Embed in the caller's own struct; `arg` is free for the caller. `after_undo` (optional) runs
+ * when `run` returned 1, after its savepoint was rolled back, still inside the group's
+ * transaction: to record something about a refused request (e.g. its idempotent answer). */
 struct sd_write_job {
     sd_write_run_fn run;
     sd_write_done_fn done;
+    sd_write_run_fn after_undo;
     void *arg;
     int run_result;            /* writer-private */
     struct sd_write_job *next; /* writer-private */

@@ -5,7 +5,10 @@
  *   1st call  headers are in: route, authenticate, rate-limit, check Content-Type and
  *             Content-Length. Any refusal is answered right here, before the body is read.
  *   body      chunks are appended under the byte limit while a tiny scanner counts records
- *             (objects opened at depth 2), so an oversized body is refused while it streams.
+ *             (objects opened at depth 2), so an oversized body is refused while it streams:
+ *             buffering stops at once, the rest is drained unkept (libmicrohttpd cannot answer
+ *             mid-body) and the 413 goes out when the client stops sending, or the request
+ *             deadline closes the connection.
  *   last      the route's handler runs; it answers or suspends the connection.
  *   resumed   on_resume builds the answer from the writer's result.
  * on_completed logs one line, records metrics and frees the request. */
@@ -366,9 +369,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return MHD_NO;
             }
             if (p->discard) {
+                /* libmicrohttpd (0.9.75) cannot answer before the body is read, so a refused
+                 * body is drained without being kept, bounded by the request deadline above,
+                 * and the 413 goes out when it ends. */
                 p->discarded += n;
-                /* Draining is bounded too: past this, drop the connection. */
-                return p->discarded > 4 * (size_t)SD_MAX_BODY_BYTES ? MHD_NO : MHD_YES;
+                return MHD_YES;
             }
             if (!(req->route->flags & SD_ROUTE_JSON_BODY)) {
                 p->discarded += n;
@@ -537,8 +542,11 @@ int sd_server_start(struct sd_hub *hub, const struct sd_server_config *cfg,
     srv->deadline_usec = (int64_t)(cfg->request_deadline_sec ? cfg->request_deadline_sec : 120) *
                          1000000;
     int r;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-                     MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    /* poll(), not epoll: libmicrohttpd 0.9.75 can abort in MHD_quiesce_daemon() when a pool
+     * thread removes the listening socket from its epoll set at the same moment ("Failed to
+     * remove listen FD from epoll set"); with poll quiescing is a plain flag. */
+    unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
     if (cfg->tls_cert) {
         if ((r = read_file(cfg->tls_cert, &srv->tls_cert_pem)) < 0 ||
             (r = read_file(cfg->tls_key, &srv->tls_key_pem)) < 0) {

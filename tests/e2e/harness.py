@@ -153,6 +153,13 @@ def cli(data_dir, *args, timeout=None, cwd=None, data=True):
     return cp
 
 
+def cli_many(data_dir, calls, workers=4, **kw):
+    """Run independent CLI calls (lists of args) concurrently; results in call order."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=workers) as ex:
+        return list(ex.map(lambda args: cli(data_dir, *args, **kw), calls))
+
+
 def cli_ok(data_dir, *args, **kw):
     cp = cli(data_dir, *args, **kw)
     if cp.returncode != 0:
@@ -465,11 +472,12 @@ class RawHTTP:
             pass
 
 
-def streaming_request(port, method, path, headers, pieces, chunked=False, timeout=None):
+def streaming_request(port, method, path, headers, pieces, chunked=False, timeout=None,
+                      tls_ctx=None):
     """Send the head, then `pieces` (iterable of bytes) from a background thread while the main
     thread reads the answer, so an early answer (e.g. 413 before the whole body is sent) is seen
     even if the server then closes the connection. Returns (Resp, bytes_sent, send_completed)."""
-    raw = RawHTTP(port, timeout=timeout)
+    raw = RawHTTP(port, timeout=timeout, tls_ctx=tls_ctx)
     headers = dict(headers)
     if chunked:
         headers["Transfer-Encoding"] = "chunked"
@@ -490,6 +498,10 @@ def streaming_request(port, method, path, headers, pieces, chunked=False, timeou
     t.start()
     try:
         resp = raw.read_response(timeout)
+    except (_httpclient.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+            ssl.SSLEOFError) as e:
+        raise AssertionError("%s %s: the server closed the connection without an answer "
+                             "after %d body bytes (%r)" % (method, path, state["sent"], e))
     finally:
         raw.close()
         t.join(10)

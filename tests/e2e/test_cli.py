@@ -1,11 +1,13 @@
 """CLI: tenants, keys, limits, --help, argument errors, and a running server noticing CLI
 changes within one second."""
 
+import os
+import threading
 import time
 import unittest
 
 import harness
-from harness import cli, cli_ok, key_create, key_list, tenant_create, uid
+from harness import cli, cli_many, cli_ok, key_create, key_list, tenant_create, uid
 
 # The spec allows one second; add slack for request latency and slow (sanitizer) builds.
 NOTICE_TIMEOUT = 2.0 * harness.TIME_SCALE
@@ -42,10 +44,21 @@ class TenantTests(CliCase):
         ids, out = self.tenant_ids()
         self.assertIn("acme", ids, out)
         self.assertIn("b_2-X", ids, out)
+        self.assertIn("Acme State Opera", out)
 
     def test_list_empty_store(self):
         cp = cli(self.data, "tenant", "list")
         self.assertEqual(cp.returncode, 0, cp.stderr)
+
+    def test_default_data_dir(self):
+        cp = cli(None, "tenant", "create", "dflt", data=False, cwd=self.data)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        default = os.path.join(self.data, "stagedoor-data")
+        self.assertTrue(os.path.isdir(default), "./stagedoor-data was not created")
+        cp = cli_ok(default, "tenant", "list")
+        self.assertIn("dflt", cp.stdout.split())
+        cp = cli_ok(None, "tenant", "list", data=False, cwd=self.data)
+        self.assertIn("dflt", cp.stdout.split())
 
     def test_duplicate_tenant_fails(self):
         tenant_create(self.data, "dup")
@@ -54,41 +67,44 @@ class TenantTests(CliCase):
         self.assertTrue(cp.stderr.strip(), "no reason on stderr")
 
     def test_client_id_valid_boundaries(self):
-        for cid in ("a", "Z", "9", "_", "-", "x" * 64, "Az09_-mixed"):
+        cli_ok(self.data, "tenant", "list")  # create the store before concurrent calls
+        cids = ("a", "Z", "9", "_", "-", "x" * 64, "Az09_-mixed")
+        for cid, cp in zip(cids, cli_many(self.data, [["tenant", "create", c] for c in cids])):
             with self.subTest(cid=cid):
-                cp = cli(self.data, "tenant", "create", cid)
                 self.assertEqual(cp.returncode, 0, "%r: %s" % (cid, cp.stderr))
         ids, out = self.tenant_ids()
         self.assertIn("x" * 64, ids, out)
         self.assertIn("Az09_-mixed", ids, out)
 
     def test_client_id_invalid(self):
+        cli_ok(self.data, "tenant", "list")  # create the store before concurrent calls
         bad = ["", "y" * 65, "bad/char", "bad char", "bad.char", "caf\u00e9", "a@b", "semi;colon"]
-        for cid in bad:
+        for cid, cp in zip(bad, cli_many(self.data, [["tenant", "create", c] for c in bad])):
             with self.subTest(cid=cid):
-                cp = cli(self.data, "tenant", "create", cid)
                 self.assertUsageError(cp, "tenant create %r" % cid)
         ids, out = self.tenant_ids()
         self.assertNotIn("y" * 65, ids)
         self.assertNotIn("bad.char", ids)
         # the other subcommands taking CLIENT_ID check it too
-        for args in (["key", "create", "y" * 65, "--env", "test"], ["key", "list", ""],
-                     ["tenant", "limits", "bad/char", "--per-minute", "10", "--burst", "10"]):
+        calls = (["key", "create", "y" * 65, "--env", "test"], ["key", "list", ""],
+                 ["tenant", "limits", "bad/char", "--per-minute", "10", "--burst", "10"])
+        for args, cp in zip(calls, cli_many(self.data, calls)):
             with self.subTest(args=args):
-                self.assertUsageError(cli(self.data, *args), " ".join(args))
+                self.assertUsageError(cp, " ".join(args))
 
     def test_limits(self):
         tenant_create(self.data, "lim")
         cli_ok(self.data, "tenant", "limits", "lim", "--per-minute", "60", "--burst", "5")
-        for bad in (["--per-minute", "abc", "--burst", "5"],
-                    ["--per-minute", "-1", "--burst", "5"],
-                    ["--per-minute", "10", "--burst", "-3"],
-                    ["--per-minute", "10", "--burst", "5x"],
-                    ["--per-minute", "10", "--burst", "99999999999999999999999"],
-                    ["--per-minute", "10", "--burst"]):
+        bads = (["--per-minute", "abc", "--burst", "5"],
+                ["--per-minute", "-1", "--burst", "5"],
+                ["--per-minute", "10", "--burst", "-3"],
+                ["--per-minute", "10", "--burst", "5x"],
+                ["--per-minute", "10", "--burst", "99999999999999999999999"],
+                ["--per-minute", "10", "--burst"])
+        results = cli_many(self.data, [["tenant", "limits", "lim"] + b for b in bads])
+        for bad, cp in zip(bads, results):
             with self.subTest(args=bad):
-                self.assertUsageError(cli(self.data, "tenant", "limits", "lim", *bad),
-                                      "tenant limits " + " ".join(bad))
+                self.assertUsageError(cp, "tenant limits " + " ".join(bad))
         cp = cli(self.data, "tenant", "limits", "nosuchtenant", "--per-minute", "1", "--burst",
                  "1")
         self.assertNotEqual(cp.returncode, 0, "limits for an unknown tenant succeeded")
@@ -153,9 +169,10 @@ class ArgumentTests(CliCase):
     ]
 
     def test_help_everywhere(self):
-        for args in [[]] + [["tenant"], ["key"]] + self.SUBCOMMANDS:
+        all_args = [[]] + [["tenant"], ["key"]] + self.SUBCOMMANDS
+        results = cli_many(None, [a + ["--help"] for a in all_args], data=False)
+        for args, cp in zip(all_args, results):
             with self.subTest(args=args):
-                cp = cli(None, *(args + ["--help"]), data=False)
                 self.assertEqual(cp.returncode, 0, "%s --help: exit %d, stderr %s"
                                  % (" ".join(args), cp.returncode, cp.stderr))
                 self.assertTrue((cp.stdout + cp.stderr).strip(), "%s --help printed nothing"
@@ -174,23 +191,24 @@ class ArgumentTests(CliCase):
             ["key", "list", "okid", "--frobnicate"],
             ["key", "revoke", "key_x", "--frobnicate"],
         ]
-        for args in calls:
+        for args, cp in zip(calls, cli_many(self.data, calls)):
             with self.subTest(args=args):
-                self.assertUsageError(cli(self.data, *args), " ".join(args))
+                self.assertUsageError(cp, " ".join(args))
         ids, out = self.tenant_ids()
         self.assertNotIn("newid", ids, "tenant created despite an unknown flag")
         self.assertEqual(key_list(self.data, "okid"), [], "key created despite an unknown flag")
 
     def test_unknown_subcommand(self):
-        self.assertUsageError(cli(self.data, "frobnicate"), "frobnicate")
-        self.assertUsageError(cli(self.data, "tenant", "frobnicate"), "tenant frobnicate")
-        self.assertUsageError(cli(self.data, "key", "frobnicate"), "key frobnicate")
+        calls = [["frobnicate"], ["tenant", "frobnicate"], ["key", "frobnicate"]]
+        for args, cp in zip(calls, cli_many(self.data, calls)):
+            self.assertUsageError(cp, " ".join(args))
 
     def test_serve_bad_listen(self):
-        for listen in ("nonsense", "127.0.0.1:70000", "127.0.0.1:-1", "127.0.0.1:", ":abc"):
+        listens = ("nonsense", "127.0.0.1:70000", "127.0.0.1:-1", "127.0.0.1:", ":abc")
+        results = cli_many(self.data, [["serve", "--listen", l] for l in listens], timeout=20)
+        for listen, cp in zip(listens, results):
             with self.subTest(listen=listen):
-                self.assertUsageError(cli(self.data, "serve", "--listen", listen, timeout=20),
-                                      "--listen " + listen)
+                self.assertUsageError(cp, "--listen " + listen)
 
 
 class RunningServerTests(CliCase):
@@ -242,6 +260,42 @@ class RunningServerTests(CliCase):
         self.assertTrue(r.header("WWW-Authenticate", "").lower().startswith("bearer"), r.headers)
         # the other tenant's key is unaffected
         self.assertEqual(self.ingest("early", self.early_key).status, 202)
+
+    def test_cli_during_write_load(self):
+        # the CLI and the server share the database: CLI commands must not fail (e.g. on a
+        # locked database) while the server is committing ingest requests
+        tenant_create(self.data, "loadt")
+        cli_ok(self.data, "tenant", "limits", "loadt", "--per-minute", "1000000", "--burst",
+               "1000000")
+        key = key_create(self.data, "loadt", "test")
+        self.poll_status(lambda: self.ingest("loadt", key), 202, "new key accepted")
+        stop = threading.Event()
+        statuses = []
+
+        def load():
+            api = harness.Api(self.server.port, "loadt", key)
+            while not stop.is_set():
+                body = {"events": [harness.event() for _ in range(20)]}
+                statuses.append(api.ingest(body).status)
+
+        threads = [threading.Thread(target=load) for _ in range(2)]
+        for t in threads:
+            t.start()
+        try:
+            harness.wait_until(lambda: len(statuses) >= 3, 10 * harness.TIME_SCALE,
+                               what="load running")
+            for i in range(2):
+                cid = "busy%d" % i
+                tenant_create(self.data, cid)
+                key_create(self.data, cid, "test")
+                cli_ok(self.data, "tenant", "limits", cid, "--per-minute", "100", "--burst",
+                       "100")
+                cli_ok(self.data, "key", "list", cid)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(30)
+        self.assertEqual(set(statuses), {202}, "ingest failed during CLI use")
 
     def test_new_limits_apply(self):
         # The server has seen tenant 'early' (one request) with default limits. Lower them, then

@@ -120,6 +120,14 @@ class AuthTests(IngestBase):
         self.absent("events", b["events"][0]["event_id"])
         r = self.acme.get("events", key=self.keys[("other", "test")])
         self.assertStatus(r, 403)
+        s = self.sale_for()
+        self.ok({"sales": [s]})
+        self.assertStatus(self.acme.get("sales", s["invoice_number"],
+                                        key=self.keys[("other", "test")]), 403)
+        r = self.acme.put_sale(s["invoice_number"], dict(s, quantity=9),
+                               key=self.keys[("other", "test")])
+        self.assertStatus(r, 403)
+        self.assertEqual(self.present("sales", s["invoice_number"])["quantity"], 2)
 
     def test_unknown_client_id(self):
         api = harness.Api(self.port, "nobody", self.keys[("acme", "test")])
@@ -308,6 +316,9 @@ class ValidationTests(IngestBase):
     def test_cast_member_needs_name(self):
         self.bad({"events": [event(cast=[{"name": "A", "role": "B"}, {"role": "Otello"}])]},
                  "/events/0/cast/1/name")
+        self.bad({"events": [event(cast=[{"name": 5}])]}, "/events/0/cast/0/name")
+        self.bad({"events": [event(cast=[{"name": "A", "role": 5}])]}, "/events/0/cast/0/role")
+        self.bad({"events": [event(cast=["A"])]}, "/events/0/cast/0")
 
     def test_event_good_boundaries(self):
         cases = [("date", "2024-02-29"), ("date", "2000-02-29"), ("date", "2025-12-31"),
@@ -330,7 +341,8 @@ class ValidationTests(IngestBase):
                  ("email", "jane@"), ("email", "@example.com"),
                  ("email", "jane doe@example.com"), ("email", "jane@@example.com"),
                  ("email", ""), ("email", 5), ("ad_opt_out", "yes"), ("ad_opt_out", 1),
-                 ("ad_opt_out", "true")]
+                 ("ad_opt_out", "true"), ("salutation", 5), ("first_name", ["Jane"]),
+                 ("last_name", 1), ("street", None), ("post_code", 10115)]
         for field, value in cases:
             with self.subTest(field=field, value=value):
                 c = customer(**{field: value})
@@ -405,6 +417,12 @@ class ValidationTests(IngestBase):
              "2026-01-01T03:30:00Z"),
             ({"purchase_datetime": "2025-04-15T11:08:42Z"}, "purchase_datetime",
              "2025-04-15T11:08:42Z"),
+            ({"purchase_datetime": "2025-04-15T11:08:42+00:00"}, "purchase_datetime",
+             "2025-04-15T11:08:42Z"),
+            ({"purchase_datetime": "2025-04-15T11:08:42.123+01:00"}, "purchase_datetime",
+             "2025-04-15T10:08:42.123Z"),
+            ({"purchase_datetime": "2024-03-01T00:30:00+01:00"}, "purchase_datetime",
+             "2024-02-29T23:30:00Z"),
             ({"customer_id": self.cu["customer_id"]}, "customer_id", self.cu["customer_id"]),
         ]
         for over, field, want in cases:
@@ -413,6 +431,27 @@ class ValidationTests(IngestBase):
                 self.ok({"sales": [s]})
                 got = self.present("sales", s["invoice_number"])
                 self.assertEqual(got.get(field), want, got)
+
+    def test_json_number_prices_are_exact(self):
+        # a JSON number is an exact decimal too: digits beyond the minor unit make it invalid
+        # even where a double could not tell them apart
+        for num in ("89.0000000000000001", "0.100000000000000000001", "1.0050"):
+            with self.subTest(num=num):
+                s = self.sale_for(sales_price=0)
+                raw = json.dumps({"sales": [s]}).replace('"sales_price": 0',
+                                                         '"sales_price": ' + num)
+                self.assertIn(num, raw)
+                r = self.acme.ingest(raw)
+                self.assertValidationError(r, "/sales/0/sales_price")
+                self.absent("sales", s["invoice_number"])
+        for num, want in (("89.10", "89.10"), ("1E-2", "0.01"), ("1e2", "100.00"),
+                          ("9007199254740993", "9007199254740993.00"), ("4.35", "4.35")):
+            with self.subTest(num=num):
+                s = self.sale_for(sales_price=0)
+                raw = json.dumps({"sales": [s]}).replace('"sales_price": 0',
+                                                         '"sales_price": ' + num)
+                self.assertStatus(self.acme.ingest(raw), 202)
+                self.assertEqual(self.present("sales", s["invoice_number"])["sales_price"], want)
 
     # -- several at once, cap, structure
     def test_several_errors_at_once(self):
@@ -506,7 +545,8 @@ class MalformedJsonTests(IngestBase):
         good = json.dumps({"events": [e]}).encode()
         for raw in (b"", b"   ", b"{", b"nul", good + b" x", good + good, b"{'events': []}",
                     b'{"events": [01]}', b'{"events": [NaN]}',
-                    b'{"events": [{"title": "\xff\xfe"}]}'):
+                    b'{"events": [{"title": "\xff\xfe"}]}', b'{"events": [{"title": "\\ud800"}]}',
+                    b'{"events": [{"title": "\xc0\xaf"}]}'):
             with self.subTest(raw=raw[:40]):
                 r = self.acme.ingest(raw)
                 self.assertStatus(r, 400)
@@ -802,6 +842,8 @@ class SizeLimitTests(IngestBase):
         r, _, _ = harness.streaming_request(self.port, "POST", "/v1/acme/ingest",
                                             self.head(len(body)), harness.pieces_of(body))
         self.assertStatus(r, 413)
+        self.assertTrue(r.header("X-Request-Id"))
+        self.assertIsInstance(r.json, dict, r)
         self.absent("events", e["event_id"])
 
     def test_body_over_8MiB_chunked(self):
@@ -851,6 +893,14 @@ class SizeLimitTests(IngestBase):
         r, _, _ = harness.streaming_request(self.port, "POST", "/v1/acme/ingest", self.head(),
                                             harness.pieces_of(body), chunked=True)
         self.assertStatus(r, 413)
+        # a string ending in a backslash must not fool a streaming record counter
+        cus = [customer(uid("BS"), street="end\\") for _ in range(10001)]
+        body = json.dumps({"customers": cus}).encode()
+        self.assertIn(b'"end\\\\"', body)
+        r, _, _ = harness.streaming_request(self.port, "POST", "/v1/acme/ingest",
+                                            self.head(len(body)), harness.pieces_of(body))
+        self.assertStatus(r, 413)
+        self.absent("customers", cus[0]["customer_id"])
 
 
 class RateLimitTests(IngestBase):
@@ -870,6 +920,26 @@ class RateLimitTests(IngestBase):
         self.int_header(r, "RateLimit-Limit")
         rem2 = self.int_header(r, "RateLimit-Remaining")
         self.assertLessEqual(rem2, rem1 + 1)
+        # every authenticated answer of the API carries them
+        s = self.sale_for()
+        self.ok({"sales": [s]})
+        idem = uid("idem")
+        self.ok({"events": [event()]}, headers={"Idempotency-Key": idem})
+        answers = [
+            self.acme.ingest({"sales": [s]}),                                    # 409
+            self.acme.ingest(b"{"),                                              # 400
+            self.acme.ingest("{}", headers={"Content-Type": "text/plain"}),      # 415
+            self.acme.ingest({"events": [event()]}, headers={"Idempotency-Key": idem}),  # 422
+            self.acme.get("sales", s["invoice_number"]),                         # 200
+            self.acme.get("sales", uid("nope")),                                 # 404
+            self.acme.get("sales"), self.acme.get("sales", query="limit=0"),     # 200, 400
+            self.acme.put_sale(s["invoice_number"], s),                          # 200
+        ]
+        self.assertEqual([a.status for a in answers], [409, 400, 415, 422, 200, 404, 200, 400,
+                                                       200])
+        for a in answers:
+            for h in ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"):
+                self.int_header(a, h)
 
     def test_burst_then_429(self):
         api = harness.Api(self.port, "rl", self.keys[("rl", "test")])
@@ -897,7 +967,12 @@ class RateLimitTests(IngestBase):
     def test_refill(self):
         api = harness.Api(self.port, "rl2", self.keys[("rl2", "test")])
         self.assertStatus(api.ingest({"events": [event()]}), 202)
-        r = api.ingest({"events": [event()]})
+        # the bucket holds one token, refilled each second: the next request within the
+        # second is refused (retry a few times in case this machine is very slow)
+        for _ in range(5):
+            r = api.ingest({"events": [event()]})
+            if r.status == 429:
+                break
         self.assertStatus(r, 429)
         ra = self.int_header(r, "Retry-After")
         self.assertTrue(1 <= ra <= 2, "Retry-After %d with 60/min refill" % ra)
@@ -975,6 +1050,37 @@ class HttpTests(IngestBase):
         self.assertEqual([r.status for r in rs],
                          [202, 400, 400, 401, 403, 404, 405, 409, 415, 200, 200, 404, 200, 200])
 
+    def test_keep_alive_after_early_answers(self):
+        # answers sent before the body was read (401, 415, 405, 404) must not leave the body
+        # on a kept-alive connection to be misread as the next request
+        conn = harness._httpclient.HTTPConnection("127.0.0.1", self.port,
+                                                  timeout=harness.HTTP_TIMEOUT)
+        self.addCleanup(conn.close)
+        big = json.dumps({"events": [event(notes="x" * 200000)]})
+        good_key = self.keys[("acme", "test")]
+
+        def go(method, path, body, key=good_key, ct="application/json"):
+            h = {"Content-Type": ct}
+            if key:
+                h["Authorization"] = "Bearer " + key
+            conn.request(method, path, body=body, headers=h)
+            r = conn.getresponse()
+            r.read()
+            return r.status
+
+        seq = [(("POST", "/v1/acme/ingest", big), {"key": "sd_test_bad"}, 401),
+               (("POST", "/v1/acme/ingest", big), {"ct": "text/plain"}, 415),
+               (("POST", "/v1/acme/events", big), {}, 405),
+               (("POST", "/nope", big), {}, 404),
+               (("POST", "/v1/acme/ingest", json.dumps({"events": [event(date="x")]})), {}, 400),
+               (("GET", "/v1/acme/events?limit=1", None), {}, 200)]
+        for args, kw, want in seq:
+            self.assertEqual(go(*args, **kw), want, args[:2])
+            e = event()
+            self.assertEqual(go("POST", "/v1/acme/ingest", json.dumps({"events": [e]})), 202,
+                             "request after %s %s" % args[:2])
+            self.present("events", e["event_id"])
+
     def test_healthz(self):
         r = harness.http(self.port, "GET", "/healthz")
         self.assertStatus(r, 200)
@@ -1018,8 +1124,15 @@ class HttpTests(IngestBase):
         self.assertIn("# TYPE", text)
         self.assertTrue(any(n.endswith("_bucket") and 'le="+Inf"' in l for n, l, _ in after),
                         "no latency histogram")
-        self.assertTrue(any("sale" in (n + l).lower() for n, l, _ in after),
-                        "no per-type accepted records metric")
+        def sales_accepted(ss):
+            return sum(v for n, l, v in ss
+                       if not n.endswith(("_bucket", "_sum", "_count", "_created"))
+                       and "record" in n and re.search(r'="sales?"', l))
+
+        self.assertGreaterEqual(sales_accepted(after) - sales_accepted(before), 3,
+                                "accepted sale records did not grow by 3:\n" + text[:3000])
+        self.assertTrue(any("commit" in n and n.endswith("_bucket") for n, _, _ in after),
+                        "no store commit latency histogram")
 
 
 if __name__ == "__main__":

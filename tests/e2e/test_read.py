@@ -227,6 +227,9 @@ class ReadTests(harness.ServerCase):
         p = self.page(api, "events", limit=1)
         self.assertEqual(len(p["data"]), 1)
         self.assertIs(p["has_more"], True)
+        p = self.page(api, "events", limit=2)
+        self.assertEqual(len(p["data"]), 2)
+        self.assertIs(p["has_more"], False, "exactly `limit` records left: has_more is false")
 
     def test_single_records(self):
         api = self.a("r_single")

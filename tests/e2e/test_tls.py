@@ -1,6 +1,7 @@
 """TLS: --tls-cert/--tls-key, TLS 1.2 and 1.3 accepted, TLS 1.1 refused; non-loopback listen
 needs TLS or --behind-proxy."""
 
+import json
 import os
 import shutil
 import socket
@@ -8,6 +9,7 @@ import ssl
 import subprocess
 import threading
 import unittest
+import warnings
 
 import harness
 from harness import event
@@ -56,6 +58,15 @@ def handshake(port, ctx, timeout=10):
 
 def local_client_can_offer_tls11(cert, key):
     """Handshake TLS 1.1 against a local Python server: proves the local OpenSSL still can."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return _tls11_probe(cert, key)
+    except (ssl.SSLError, ValueError, OSError):
+        return False
+
+
+def _tls11_probe(cert, key):
     try:
         sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         sctx.load_cert_chain(cert, key)
@@ -129,11 +140,29 @@ class TlsServerTests(unittest.TestCase):
     def test_tls13(self):
         self.check_version(ssl.TLSVersion.TLSv1_3, "TLSv1.3")
 
+    def test_large_bodies(self):
+        ctx = client_ctx(self.cert, ssl.TLSVersion.TLSv1_3)
+        head = {"Authorization": "Bearer " + self.api_key, "Content-Type": "application/json"}
+        e = event()
+        base = json.dumps({"events": [e]}).encode()
+        body = base[:-1] + b" " * (8 * 1024 * 1024 - len(base)) + b"}"
+        r, _, _ = harness.streaming_request(self.port, "POST", "/v1/tls/ingest", head,
+                                            harness.pieces_of(body), chunked=True, tls_ctx=ctx)
+        self.assertEqual(r.status, 202, r)
+        body += b" "
+        r, _, _ = harness.streaming_request(self.port, "POST", "/v1/tls/ingest",
+                                            dict(head, **{"Content-Length": str(len(body))}),
+                                            harness.pieces_of(body), tls_ctx=ctx)
+        self.assertEqual(r.status, 413, r)
+
     def test_tls11_refused(self):
         if not local_client_can_offer_tls11(self.cert, self.key):
             self.skipTest("the local OpenSSL cannot offer TLS 1.1")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx = legacy_ctx(ssl.TLSVersion.TLSv1_1)
         with self.assertRaises((ssl.SSLError, ConnectionError, OSError)):
-            v = handshake(self.port, legacy_ctx(ssl.TLSVersion.TLSv1_1))
+            v = handshake(self.port, ctx)
             self.fail("TLS 1.1 handshake succeeded (%s)" % v)
         # the server is still fine afterwards
         ctx = client_ctx(self.cert, ssl.TLSVersion.TLSv1_2)

@@ -132,7 +132,9 @@ static const char *const sql[N_STMT] = {
     [ST_KEY_REVOKE] = "UPDATE api_keys SET revoked_usec = ?2 WHERE key_id = ?1 AND revoked_usec = 0",
     [ST_KEY_EXISTS] = "SELECT 1 FROM api_keys WHERE key_id = ?1",
 
-    [ST_EVENT_UPDATE] = "UPDATE events SET seq = ?4, dup_key = ?5, doc = ?6, updated_usec = ?7"
+    /* json_set: an update sent under an alias id keeps the event's own id in the document. */
+    [ST_EVENT_UPDATE] = "UPDATE events SET seq = ?4, dup_key = ?5,"
+                        " doc = json_set(?6, '$.event_id', ?3), updated_usec = ?7"
                         " WHERE tenant_id = ?1 AND env = ?2 AND event_id = ?3",
     [ST_EVENT_INSERT] = "INSERT INTO events (tenant_id, env, event_id, seq, dup_key, doc,"
                         " updated_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
