@@ -14,7 +14,9 @@ json_t *sd_api_parse_body(struct sd_req *req)
     if (!v) {
         sd_req_reply_error(req, 400, "malformed_json", "line %d, column %d: %s", err.line,
                            err.column, err.text);
+        return NULL;
     }
+    sd_json_exact_prices(v, req->body.data ? req->body.data : "", req->body.len);
     return v;
 }
 

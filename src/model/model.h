@@ -129,6 +129,10 @@ int sd_currency_minor_units(const char *code);
  * minor < 0 means "currency unknown": everything but the decimal places is checked and the
  * amount written is the whole part only. */
 int sd_decimal_parse(const json_t *v, int minor, int64_t *ret_minor, const char **why);
+/* After json_loadb() accepted `text`: replace every sales_price / base_price member that is a
+ * plain decimal literal ("89.0000000000000001") with a string of that literal, so the double
+ * jansson made of it never decides the value. */
+void sd_json_exact_prices(json_t *root, const char *text, size_t len);
 /* Format minor units as a decimal string with exactly `minor` places, e.g. 8900,2 → "89.00". */
 void sd_decimal_format(int64_t amount_minor, int minor, char out[32]);
 

@@ -39,6 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!body) {
         return 0;
     }
+    /* As the API does: prices sent as decimal literals are taken from the raw text. */
+    sd_json_exact_prices(body, (const char *)data, size);
     struct sd_issues errors, warnings;
     sd_issues_init(&errors, SD_MAX_ISSUES);
     sd_issues_init(&warnings, SD_MAX_ISSUES);
