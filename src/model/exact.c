@@ -70,6 +70,10 @@ static void walk_object(const char **p, const char *end, json_t *obj, int depth)
         if (*p >= end || **p == '}') {
             break;
         }
+        if (**p != '"') { /* not where valid JSON would be: stop rather than guess */
+            *p = end;
+            return;
+        }
         const char *k;
         size_t kn;
         skip_string(p, end, &k, &kn);
@@ -132,7 +136,12 @@ static void walk(const char **p, const char *end, json_t *v, int depth)
             if (*p >= end || **p == ']') {
                 break;
             }
+            const char *before = *p;
             walk(p, end, json_is_array(v) ? json_array_get(v, i) : NULL, depth + 1);
+            if (*p == before) { /* no progress: not valid JSON here, stop */
+                *p = end;
+                return;
+            }
             i++;
             skip_ws(p, end);
             if (*p < end && **p == ',') {
