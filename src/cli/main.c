@@ -1,6 +1,7 @@
 /* main.c — `stagedoor <command>`: the command table. Each command lives in cli/cmd_<name>.c. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/cli.h"
 
@@ -29,6 +30,8 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* The data directory holds personal data and key hashes: files are the owner's only. */
+    umask(077);
     if (argc < 2) {
         usage(stderr);
         return SD_EXIT_USAGE;
