@@ -80,8 +80,8 @@ static struct bucket *find_or_add(struct sd_ratelimiter *rl, uint64_t key, bool 
     return &rl->slots[i];
 }
 
-void sd_ratelimit_take(struct sd_ratelimiter *rl, uint64_t key, int64_t per_minute, int64_t burst,
-                       int64_t now_usec, struct sd_ratelimit_result *ret)
+static void bucket_op(struct sd_ratelimiter *rl, uint64_t key, int64_t per_minute, int64_t burst,
+                      int64_t now_usec, bool take, struct sd_ratelimit_result *ret)
 {
     if (burst < 1) {
         burst = 1;
@@ -105,7 +105,7 @@ void sd_ratelimit_take(struct sd_ratelimiter *rl, uint64_t key, int64_t per_minu
         b->tokens = (double)burst;
     }
     ret->allowed = b->tokens >= 1.0;
-    if (ret->allowed) {
+    if (ret->allowed && take) {
         b->tokens -= 1.0;
     }
     double tokens = b->tokens;
@@ -118,4 +118,16 @@ void sd_ratelimit_take(struct sd_ratelimiter *rl, uint64_t key, int64_t per_minu
     if (!ret->allowed && ret->retry_after < 1) {
         ret->retry_after = 1;
     }
+}
+
+void sd_ratelimit_take(struct sd_ratelimiter *rl, uint64_t key, int64_t per_minute, int64_t burst,
+                       int64_t now_usec, struct sd_ratelimit_result *ret)
+{
+    bucket_op(rl, key, per_minute, burst, now_usec, true, ret);
+}
+
+void sd_ratelimit_peek(struct sd_ratelimiter *rl, uint64_t key, int64_t per_minute, int64_t burst,
+                       int64_t now_usec, struct sd_ratelimit_result *ret)
+{
+    bucket_op(rl, key, per_minute, burst, now_usec, false, ret);
 }

@@ -23,5 +23,8 @@ void sd_ratelimiter_free(struct sd_ratelimiter *rl);
 /* Take one token from bucket `key` (e.g. tenant_id * 2 + env) at time now_usec. */
 void sd_ratelimit_take(struct sd_ratelimiter *rl, uint64_t key, int64_t per_minute, int64_t burst,
                        int64_t now_usec, struct sd_ratelimit_result *ret);
+/* The bucket's state without taking a token (for answers that do not count, e.g. a 403). */
+void sd_ratelimit_peek(struct sd_ratelimiter *rl, uint64_t key, int64_t per_minute, int64_t burst,
+                       int64_t now_usec, struct sd_ratelimit_result *ret);
 
 #endif

@@ -196,6 +196,12 @@ static bool content_type_is_json(const char *ct)
     return *ct == '\0' || *ct == ';';
 }
 
+/* One bucket per tenant and environment. */
+static uint64_t bucket_key(const struct sd_principal *who)
+{
+    return (uint64_t)who->tenant_id * 2 + (uint64_t)who->env;
+}
+
 /* Returns true if the request was answered (refused). */
 static bool admit(struct req_priv *p)
 {
@@ -222,6 +228,10 @@ static bool admit(struct req_priv *p)
             return true;
         }
         if (strcmp(req->who.client_id, req->params[0]) != 0) {
+            /* The key is valid, so its bucket's state is shown; a refusal takes no token. */
+            sd_ratelimit_peek(hub->ratelimiter, bucket_key(&req->who), req->who.per_minute,
+                              req->who.burst, sd_mono_usec(), &req->ratelimit);
+            req->has_ratelimit = true;
             sd_req_reply_error(req, 403, "forbidden",
                                "this API key does not grant access to client '%s'",
                                req->params[0]);
@@ -230,8 +240,8 @@ static bool admit(struct req_priv *p)
         req->authenticated = true;
     }
     if ((route->flags & SD_ROUTE_RATE_LIMITED) && req->authenticated) {
-        sd_ratelimit_take(hub->ratelimiter, (uint64_t)req->who.tenant_id * 2 + req->who.env,
-                          req->who.per_minute, req->who.burst, sd_mono_usec(), &req->ratelimit);
+        sd_ratelimit_take(hub->ratelimiter, bucket_key(&req->who), req->who.per_minute,
+                          req->who.burst, sd_mono_usec(), &req->ratelimit);
         req->has_ratelimit = true;
         if (!req->ratelimit.allowed) {
             sd_req_add_header(req, MHD_HTTP_HEADER_RETRY_AFTER, "%lld",

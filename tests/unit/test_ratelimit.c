@@ -76,12 +76,31 @@ static void test_keys_apart_and_lower_burst(void **state)
     sd_ratelimiter_free(rl);
 }
 
+static void test_peek_takes_nothing(void **state)
+{
+    (void)state;
+    struct sd_ratelimiter *rl = sd_ratelimiter_new();
+    struct sd_ratelimit_result r;
+    sd_ratelimit_take(rl, 9, 60, 2, 0, &r);
+    for (int i = 0; i < 5; i++) {
+        sd_ratelimit_peek(rl, 9, 60, 2, 0, &r);
+        assert_true(r.allowed);
+        assert_int_equal(r.remaining, 1);
+    }
+    sd_ratelimit_take(rl, 9, 60, 2, 0, &r);
+    assert_int_equal(r.remaining, 0);
+    sd_ratelimit_peek(rl, 9, 60, 2, 0, &r);
+    assert_false(r.allowed);
+    sd_ratelimiter_free(rl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_burst_then_refuse),
         cmocka_unit_test(test_refill),
         cmocka_unit_test(test_keys_apart_and_lower_burst),
+        cmocka_unit_test(test_peek_takes_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
