@@ -1,0 +1,207 @@
+/* sqlite_internal.h — what the files of the SQLite backend share, and nothing else: the store
+ * struct, the per-connection statement cache, the helpers every operation uses and the
+ * operations themselves (gathered into sd_store_sqlite_ops by store_sqlite.c). Not installed
+ * and not part of the store interface: only the .c files beside it include it; everyone else
+ * goes through store.h.
+ *
+ * The files split by concern, and each one's opening comment states its rules:
+ *   store_sqlite.c    the ops table, open/close, connections, migrations, checkpointer, read pool
+ *   sqlite_sql.c      the text of every statement (sd_sqlite_sql[], indexed by enum stmt_id)
+ *   sqlite_control.c  tenants, API keys, settings version, auth snapshot (the `ctl` connection)
+ *   sqlite_write.c    transactions, savepoints, ingest, replace_sale, idempotency put/purge
+ *                     (the `writer` connection)
+ *   sqlite_read.c     idempotency get, list/get/count records (the read pool)
+ *
+ * Helpers follow store.h's error convention: 0 (or a count) on success, negative errno on
+ * failure; a SQLite failure is logged where it happens and comes back as -EIO. */
+#ifndef SD_SQLITE_INTERNAL_H
+#define SD_SQLITE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sqlite3.h>
+
+#include "base/base.h"
+#include "store/store.h"
+
+/* Every statement the backend runs. The per-kind read statements (LIST_*, GET_*, COUNT_*) are
+ * declared in enum sd_kind order — events, customers, sales — so that base + kind picks one. */
+enum stmt_id {
+    ST_BEGIN,
+    ST_BEGIN_IMMEDIATE,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_RELEASE,
+    ST_ROLLBACK_TO,
+    ST_USER_VERSION,
+    ST_MAX_SEQ,
+    /* control plane */
+    ST_SETTINGS_BUMP,
+    ST_SETTINGS_GET,
+    ST_TENANT_INSERT,
+    ST_TENANT_GET,
+    ST_TENANT_LIST,
+    ST_TENANT_ID,
+    ST_TENANT_SET_LIMITS,
+    ST_KEY_INSERT,
+    ST_KEY_LIST,
+    ST_KEY_LIST_ALL,
+    ST_KEY_REVOKE,
+    ST_KEY_EXISTS,
+    /* write path */
+    ST_EVENT_UPDATE,
+    ST_EVENT_INSERT,
+    ST_EVENT_BY_DUP,
+    ST_ALIAS_GET,
+    ST_ALIAS_INSERT,
+    ST_EVENT_RESOLVE,
+    ST_CUSTOMER_UPSERT,
+    ST_CUSTOMER_EXISTS,
+    ST_SALE_INSERT,
+    ST_SALE_EXISTS,
+    ST_SALE_UPDATE,
+    ST_IDEM_PUT,
+    ST_IDEM_PURGE,
+    /* read path */
+    ST_IDEM_GET,
+    ST_LIST_EVENTS,
+    ST_LIST_CUSTOMERS,
+    ST_LIST_SALES,
+    ST_GET_EVENT,
+    ST_GET_CUSTOMER,
+    ST_GET_SALE,
+    ST_COUNT_EVENTS,
+    ST_COUNT_CUSTOMERS,
+    ST_COUNT_SALES,
+    N_STMT
+};
+
+/* The text of each statement, prepared on demand by sd_sqlite_stmt() (sqlite_sql.c). */
+extern const char *const sd_sqlite_sql[N_STMT];
+
+/* One SQLite connection and its lazily prepared statements. A connection is used by one thread
+ * at a time (they are opened SQLITE_OPEN_NOMUTEX); next_free links the read pool's free list. */
+struct conn {
+    sqlite3 *db;
+    sqlite3_stmt *st[N_STMT];
+    struct conn *next_free;
+};
+
+/* The open store. Each group of fields belongs to one connection role and is touched only
+ * under that role's rule (see store_sqlite.c). */
+struct sd_store {
+    char *path;
+
+    /* writer thread only */
+    struct conn *writer;
+    int64_t seq;          /* last assigned */
+    int64_t seq_at_begin; /* restored by write_rollback */
+    int64_t seq_at_sp;    /* restored by savepoint_rollback */
+    struct sd_buf ref_key; /* apply: last resolved event id as sent … */
+    struct sd_buf ref_val; /* … and its canonical id */
+
+    pthread_mutex_t ctl_lock;
+    struct conn *ctl;
+
+    pthread_mutex_t pool_lock;
+    pthread_cond_t pool_cond;
+    struct conn *pool_free;
+    unsigned pool_open;
+
+    /* checkpointer */
+    struct conn *ckpt;
+    pthread_t ckpt_thread;
+    bool ckpt_running;
+    pthread_mutex_t ckpt_lock;
+    pthread_cond_t ckpt_cond;
+    int wal_frames; /* frames in the WAL after the writer's last commit (ckpt_lock) */
+    bool ckpt_stop;
+};
+
+/* ---- shared helpers (store_sqlite.c) --------------------------------------------------------- */
+
+/* Log a failed SQLite operation `op` with c's error message (or rc's when there is no
+ * connection); returns -EIO. */
+int sd_sqlite_fail(struct conn *c, int rc, const char *op);
+
+/* The cached statement `id` of c, prepared on first use. NULL after logging on failure. */
+sqlite3_stmt *sd_sqlite_stmt(struct conn *c, enum stmt_id id);
+
+/* Step a statement that returns no row; resets it. Returns 0, -EEXIST (constraint) or -EIO. */
+int sd_sqlite_step_done(struct conn *c, sqlite3_stmt *st, const char *op);
+
+/* Run statement `id` of c, which takes no parameters and returns no row (BEGIN, COMMIT …). */
+int sd_sqlite_run(struct conn *c, enum stmt_id id);
+
+/* Commit if r >= 0, else roll back (if a transaction is still open). Returns r or -EIO. */
+int sd_sqlite_tx_finish(struct conn *c, int r);
+
+/* Take a read connection from the pool, opening one if fewer than the maximum are open and
+ * waiting otherwise. Hand it back with sd_sqlite_pool_put() once its statements are reset. */
+int sd_sqlite_pool_get(struct sd_store *s, struct conn **ret);
+void sd_sqlite_pool_put(struct sd_store *s, struct conn *c);
+
+/* A malloc'ed copy of text column `col` of the current row, or NULL if it is NULL. */
+char *sd_sqlite_column_strdup(sqlite3_stmt *st, int col);
+
+/* Bind (tenant_id, env, key) to ?1..?3 — the shape of every scoped lookup. key is bound
+ * SQLITE_STATIC and skipped if NULL. Returns the OR of the SQLite result codes. */
+int sd_sqlite_bind_scope(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env, const char *key);
+
+/* Run a scoped lookup whose first column is text: 1 and the text appended to *out (reset
+ * first), 0 if no row, or -EIO. out may be NULL to test for existence only. */
+int sd_sqlite_lookup_text(struct conn *c, enum stmt_id id, int64_t tenant_id, enum sd_env env,
+                          const char *key, struct sd_buf *out);
+
+static inline bool sd_sqlite_env_ok(enum sd_env env)
+{
+    return env == SD_ENV_TEST || env == SD_ENV_PROD;
+}
+
+/* ---- operations of sd_store_sqlite_ops; behaviour as documented in store.h ------------------- */
+
+/* sqlite_control.c — any thread; serialized on ctl_lock. */
+int sd_sqlite_tenant_create(struct sd_store *s, const char *client_id, const char *name);
+int sd_sqlite_tenant_get(struct sd_store *s, const char *client_id, struct sd_tenant *ret);
+int sd_sqlite_tenant_list(struct sd_store *s, struct sd_tenant **ret, size_t *ret_n);
+int sd_sqlite_tenant_set_limits(struct sd_store *s, const char *client_id, int64_t per_minute,
+                                int64_t burst);
+int sd_sqlite_key_insert(struct sd_store *s, const char *key_id, const char *client_id,
+                         enum sd_env env, const char *hash_hex);
+int sd_sqlite_key_list(struct sd_store *s, const char *client_id, struct sd_key_info **ret,
+                       size_t *ret_n);
+int sd_sqlite_key_revoke(struct sd_store *s, const char *key_id);
+int sd_sqlite_settings_version(struct sd_store *s, int64_t *ret);
+int sd_sqlite_auth_snapshot(struct sd_store *s, struct sd_tenant **ret_t, size_t *ret_nt,
+                            struct sd_key_info **ret_k, size_t *ret_nk);
+
+/* sqlite_write.c — the writer thread only. */
+int sd_sqlite_write_begin(struct sd_store *s);
+int sd_sqlite_write_commit(struct sd_store *s);
+int sd_sqlite_write_rollback(struct sd_store *s);
+int sd_sqlite_savepoint(struct sd_store *s);
+int sd_sqlite_savepoint_release(struct sd_store *s);
+int sd_sqlite_savepoint_rollback(struct sd_store *s);
+int sd_sqlite_apply_ingest(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const struct sd_batch *b, struct sd_apply_result *res);
+int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const struct sd_sale_rec *sale, struct sd_apply_result *res);
+int sd_sqlite_idem_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
+                       const struct sd_idem_entry *e);
+int sd_sqlite_idem_purge(struct sd_store *s, int64_t before_usec);
+
+/* sqlite_read.c — any thread; each call borrows a pool connection. */
+int sd_sqlite_idem_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
+                       struct sd_idem_entry *ret);
+int sd_sqlite_list_records(struct sd_store *s, enum sd_kind kind, int64_t tenant_id,
+                           enum sd_env env, int64_t after_seq, size_t limit,
+                           struct sd_record_page *ret);
+int sd_sqlite_get_record(struct sd_store *s, enum sd_kind kind, int64_t tenant_id,
+                         enum sd_env env, const char *rid, char **ret_doc);
+int sd_sqlite_count_records(struct sd_store *s, enum sd_kind kind, int64_t tenant_id,
+                            enum sd_env env, int64_t *ret);
+
+#endif

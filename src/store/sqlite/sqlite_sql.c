@@ -1,0 +1,107 @@
+/* sqlite_sql.c — the text of every SQL statement the SQLite backend runs, one entry per
+ * enum stmt_id (sqlite_internal.h). Each is prepared once per connection, on first use, by
+ * sd_sqlite_stmt(). Values are always bound as ?N parameters, never formatted into the text;
+ * statements that share a row shape (the sale insert and update, every scoped lookup) share
+ * the parameter numbering so one bind helper serves them. Where a statement encodes a rule
+ * (an alias keeps the event's id, an opt-out is never cleared, an idempotency entry younger
+ * than 24 h is kept), the rule is stated next to it. */
+#include "sqlite_internal.h"
+
+const char *const sd_sqlite_sql[N_STMT] = {
+    [ST_BEGIN] = "BEGIN",
+    [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT sd",
+    [ST_RELEASE] = "RELEASE sd",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO sd",
+    [ST_USER_VERSION] = "PRAGMA user_version",
+    [ST_MAX_SEQ] = "SELECT max((SELECT coalesce(max(seq), 0) FROM events),"
+                   " (SELECT coalesce(max(seq), 0) FROM customers),"
+                   " (SELECT coalesce(max(seq), 0) FROM sales))",
+
+    [ST_SETTINGS_BUMP] = "UPDATE meta SET v = v + 1 WHERE k = 'settings_version'",
+    [ST_SETTINGS_GET] = "SELECT v FROM meta WHERE k = 'settings_version'",
+    [ST_TENANT_INSERT] = "INSERT INTO tenants (client_id, name, created_usec) VALUES (?1, ?2, ?3)",
+    [ST_TENANT_GET] = "SELECT id, client_id, name, per_minute, burst, created_usec FROM tenants"
+                      " WHERE client_id = ?1",
+    [ST_TENANT_LIST] = "SELECT id, client_id, name, per_minute, burst, created_usec FROM tenants"
+                       " ORDER BY id",
+    [ST_TENANT_ID] = "SELECT id FROM tenants WHERE client_id = ?1",
+    [ST_TENANT_SET_LIMITS] = "UPDATE tenants SET per_minute = ?2, burst = ?3 WHERE client_id = ?1",
+    [ST_KEY_INSERT] = "INSERT INTO api_keys (key_id, tenant_id, env, hash_hex, created_usec)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [ST_KEY_LIST] = "SELECT k.key_id, t.client_id, k.tenant_id, k.env, NULL, k.created_usec,"
+                    " k.revoked_usec FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+                    " WHERE t.client_id = ?1 ORDER BY k.created_usec, k.key_id",
+    [ST_KEY_LIST_ALL] = "SELECT k.key_id, t.client_id, k.tenant_id, k.env, k.hash_hex,"
+                        " k.created_usec, k.revoked_usec FROM api_keys k"
+                        " JOIN tenants t ON t.id = k.tenant_id ORDER BY k.created_usec, k.key_id",
+    [ST_KEY_REVOKE] = "UPDATE api_keys SET revoked_usec = ?2 WHERE key_id = ?1 AND revoked_usec = 0",
+    [ST_KEY_EXISTS] = "SELECT 1 FROM api_keys WHERE key_id = ?1",
+
+    /* json_set: an update sent under an alias id keeps the event's own id in the document. */
+    [ST_EVENT_UPDATE] = "UPDATE events SET seq = ?4, dup_key = ?5,"
+                        " doc = json_set(?6, '$.event_id', ?3), updated_usec = ?7"
+                        " WHERE tenant_id = ?1 AND env = ?2 AND event_id = ?3",
+    [ST_EVENT_INSERT] = "INSERT INTO events (tenant_id, env, event_id, seq, dup_key, doc,"
+                        " updated_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [ST_EVENT_BY_DUP] = "SELECT event_id FROM events WHERE tenant_id = ?1 AND env = ?2"
+                        " AND dup_key = ?3 LIMIT 1",
+    [ST_ALIAS_GET] = "SELECT event_id FROM event_aliases WHERE tenant_id = ?1 AND env = ?2"
+                     " AND alias_id = ?3",
+    [ST_ALIAS_INSERT] = "INSERT INTO event_aliases (tenant_id, env, alias_id, event_id)"
+                        " VALUES (?1, ?2, ?3, ?4)",
+    [ST_EVENT_RESOLVE] = "SELECT event_id FROM events WHERE tenant_id = ?1 AND env = ?2"
+                         " AND event_id = ?3 UNION ALL SELECT event_id FROM event_aliases"
+                         " WHERE tenant_id = ?1 AND env = ?2 AND alias_id = ?3 LIMIT 1",
+    /* An omitted opt-out flag never clears a known one: losing an opt-out is the costly
+     * mistake (ads sent against the customer's wish). */
+    [ST_CUSTOMER_UPSERT] =
+        "INSERT INTO customers (tenant_id, env, customer_id, seq, email_key, ad_opt_out, doc,"
+        " updated_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        " ON CONFLICT (tenant_id, env, customer_id) DO UPDATE SET seq = excluded.seq,"
+        " email_key = excluded.email_key,"
+        " ad_opt_out = coalesce(excluded.ad_opt_out, customers.ad_opt_out),"
+        " doc = excluded.doc, updated_usec = excluded.updated_usec",
+    [ST_CUSTOMER_EXISTS] = "SELECT 1 FROM customers WHERE tenant_id = ?1 AND env = ?2"
+                           " AND customer_id = ?3",
+    [ST_SALE_INSERT] =
+        "INSERT INTO sales (tenant_id, env, invoice_number, seq, event_id, event_ref,"
+        " customer_id, purchase_datetime, sales_price_minor, currency, doc, updated_usec)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        " ON CONFLICT (tenant_id, env, invoice_number) DO NOTHING",
+    [ST_SALE_EXISTS] = "SELECT 1 FROM sales WHERE tenant_id = ?1 AND env = ?2"
+                       " AND invoice_number = ?3",
+    [ST_SALE_UPDATE] = "UPDATE sales SET seq = ?4, event_id = ?5, event_ref = ?6,"
+                       " customer_id = ?7, purchase_datetime = ?8, sales_price_minor = ?9,"
+                       " currency = ?10, doc = ?11, updated_usec = ?12"
+                       " WHERE tenant_id = ?1 AND env = ?2 AND invoice_number = ?3",
+    [ST_IDEM_PUT] = "INSERT INTO idempotency (tenant_id, env, idem_key, body_hash, status,"
+                    " response, created_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                    " ON CONFLICT (tenant_id, env, idem_key) DO UPDATE SET"
+                    " body_hash = excluded.body_hash, status = excluded.status,"
+                    " response = excluded.response, created_usec = excluded.created_usec"
+                    " WHERE idempotency.created_usec < excluded.created_usec - 86400000000",
+    [ST_IDEM_PURGE] = "DELETE FROM idempotency WHERE created_usec < ?1",
+
+    [ST_IDEM_GET] = "SELECT body_hash, status, response, created_usec FROM idempotency"
+                    " WHERE tenant_id = ?1 AND env = ?2 AND idem_key = ?3",
+    [ST_LIST_EVENTS] = "SELECT seq, doc FROM events WHERE tenant_id = ?1 AND env = ?2"
+                       " AND seq > ?3 ORDER BY seq LIMIT ?4",
+    [ST_LIST_CUSTOMERS] = "SELECT seq, doc FROM customers WHERE tenant_id = ?1 AND env = ?2"
+                          " AND seq > ?3 ORDER BY seq LIMIT ?4",
+    [ST_LIST_SALES] = "SELECT seq, doc FROM sales WHERE tenant_id = ?1 AND env = ?2"
+                      " AND seq > ?3 ORDER BY seq LIMIT ?4",
+    [ST_GET_EVENT] = "SELECT doc FROM events WHERE tenant_id = ?1 AND env = ?2 AND event_id = ?3"
+                     " UNION ALL SELECT e.doc FROM event_aliases a JOIN events e"
+                     " ON e.tenant_id = a.tenant_id AND e.env = a.env AND e.event_id = a.event_id"
+                     " WHERE a.tenant_id = ?1 AND a.env = ?2 AND a.alias_id = ?3 LIMIT 1",
+    [ST_GET_CUSTOMER] = "SELECT doc FROM customers WHERE tenant_id = ?1 AND env = ?2"
+                        " AND customer_id = ?3",
+    [ST_GET_SALE] = "SELECT doc FROM sales WHERE tenant_id = ?1 AND env = ?2"
+                    " AND invoice_number = ?3",
+    [ST_COUNT_EVENTS] = "SELECT count(*) FROM events WHERE tenant_id = ?1 AND env = ?2",
+    [ST_COUNT_CUSTOMERS] = "SELECT count(*) FROM customers WHERE tenant_id = ?1 AND env = ?2",
+    [ST_COUNT_SALES] = "SELECT count(*) FROM sales WHERE tenant_id = ?1 AND env = ?2",
+};

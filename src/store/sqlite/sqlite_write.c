@@ -1,0 +1,512 @@
+/* sqlite_write.c — the write path of the SQLite backend: the group-commit transaction and its
+ * per-request savepoints, applying an ingest batch (events, then customers, then sales),
+ * replacing a sale, and idempotency put/purge. Only the single writer thread calls these, and
+ * only on the `writer` connection, whose transactions are BEGIN IMMEDIATE.
+ *
+ * seq lives in memory on the writer side: write_begin loads it, each insert/update takes the
+ * next value, savepoint remembers it, savepoint_rollback / write_rollback restore it. A value
+ * is only kept (s->seq advanced) once its row was written.
+ *
+ * The caller's records outlive each step, so their text is bound SQLITE_STATIC (no copy per
+ * column). */
+#include <errno.h>
+#include <stdbool.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "base/log.h"
+#include "sqlite_internal.h"
+#include "store/store.h"
+
+static const char *env_name(enum sd_env env)
+{
+    return env == SD_ENV_PROD ? "prod" : "test";
+}
+
+/* ---- write path: transactions ---------------------------------------------------------------- */
+
+int sd_sqlite_write_begin(struct sd_store *s)
+{
+    struct conn *c = s->writer;
+    int r = sd_sqlite_run(c, ST_BEGIN_IMMEDIATE);
+    if (r < 0) {
+        return r;
+    }
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_MAX_SEQ);
+    if (!st) {
+        r = -EIO;
+    } else {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            s->seq = sqlite3_column_int64(st, 0);
+        } else {
+            r = sd_sqlite_fail(c, rc, "max seq");
+        }
+        sqlite3_reset(st);
+    }
+    if (r < 0) {
+        (void)sd_sqlite_run(c, ST_ROLLBACK);
+        return r;
+    }
+    s->seq_at_begin = s->seq;
+    s->seq_at_sp = s->seq;
+    return 0;
+}
+
+int sd_sqlite_write_commit(struct sd_store *s)
+{
+    struct conn *c = s->writer;
+    int r = sd_sqlite_run(c, ST_COMMIT);
+    if (r < 0) {
+        /* The group is lost; leave the connection usable and the counter consistent. */
+        if (!sqlite3_get_autocommit(c->db)) {
+            (void)sd_sqlite_run(c, ST_ROLLBACK);
+        }
+        s->seq = s->seq_at_begin;
+        return -EIO;
+    }
+    return 0;
+}
+
+int sd_sqlite_write_rollback(struct sd_store *s)
+{
+    struct conn *c = s->writer;
+    s->seq = s->seq_at_begin;
+    if (sqlite3_get_autocommit(c->db)) {
+        return 0; /* SQLite already rolled back (e.g. after an I/O error) */
+    }
+    return sd_sqlite_run(c, ST_ROLLBACK);
+}
+
+int sd_sqlite_savepoint(struct sd_store *s)
+{
+    int r = sd_sqlite_run(s->writer, ST_SAVEPOINT);
+    if (r == 0) {
+        s->seq_at_sp = s->seq;
+    }
+    return r;
+}
+
+int sd_sqlite_savepoint_release(struct sd_store *s)
+{
+    return sd_sqlite_run(s->writer, ST_RELEASE);
+}
+
+int sd_sqlite_savepoint_rollback(struct sd_store *s)
+{
+    int r = sd_sqlite_run(s->writer, ST_ROLLBACK_TO);
+    if (r == 0) {
+        r = sd_sqlite_run(s->writer, ST_RELEASE);
+    }
+    if (r == 0) {
+        s->seq = s->seq_at_sp;
+    }
+    return r;
+}
+
+/* ---- write path: ingest ---------------------------------------------------------------------- */
+
+/* Update event `event_id` with e's content and a new seq: 1 updated, 0 no such event, -EIO. */
+static int event_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                        const char *event_id, const struct sd_event_rec *e, int64_t now)
+{
+    struct conn *c = s->writer;
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_EVENT_UPDATE);
+    if (!st) {
+        return -EIO;
+    }
+    int64_t seq = s->seq + 1;
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, event_id) | sqlite3_bind_int64(st, 4, seq) |
+         sqlite3_bind_text(st, 5, e->dup_key, -1, SQLITE_STATIC) |
+         sqlite3_bind_text(st, 6, e->doc, -1, SQLITE_STATIC) |
+         sqlite3_bind_int64(st, 7, now)) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    int r = sd_sqlite_step_done(c, st, "event update");
+    if (r < 0) {
+        return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "event update") : r;
+    }
+    if (sqlite3_changes(c->db) == 0) {
+        return 0;
+    }
+    s->seq = seq;
+    return 1;
+}
+
+static int event_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                        const struct sd_event_rec *e, int64_t now)
+{
+    struct conn *c = s->writer;
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_EVENT_INSERT);
+    if (!st) {
+        return -EIO;
+    }
+    int64_t seq = s->seq + 1;
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, e->event_id) | sqlite3_bind_int64(st, 4, seq) |
+         sqlite3_bind_text(st, 5, e->dup_key, -1, SQLITE_STATIC) |
+         sqlite3_bind_text(st, 6, e->doc, -1, SQLITE_STATIC) |
+         sqlite3_bind_int64(st, 7, now)) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    int r = sd_sqlite_step_done(c, st, "event insert");
+    if (r < 0) {
+        return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "event insert") : r;
+    }
+    s->seq = seq;
+    return 0;
+}
+
+static int alias_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                        const char *alias_id, const char *event_id)
+{
+    struct conn *c = s->writer;
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_ALIAS_INSERT);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, alias_id) |
+         sqlite3_bind_text(st, 4, event_id, -1, SQLITE_STATIC)) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    int r = sd_sqlite_step_done(c, st, "alias insert");
+    return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "alias insert") : r;
+}
+
+static int apply_events(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                        const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
+{
+    struct conn *c = s->writer;
+    struct sd_buf other;
+    sd_buf_init(&other);
+    int r = 0;
+    for (size_t i = 0; i < b->n_events; i++) {
+        const struct sd_event_rec *e = &b->events[i];
+        char ptr[48];
+        snprintf(ptr, sizeof(ptr), "/events/%zu", e->index);
+
+        r = event_update(s, tenant_id, env, e->event_id, e, now);
+        if (r != 0) {
+            if (r < 0) {
+                goto out;
+            }
+            continue;
+        }
+        r = sd_sqlite_lookup_text(c, ST_ALIAS_GET, tenant_id, env, e->event_id, &other);
+        if (r < 0) {
+            goto out;
+        }
+        if (r == 1) {
+            r = event_update(s, tenant_id, env, other.data, e, now);
+            if (r < 0) {
+                goto out;
+            }
+            if (r == 0) {
+                sd_log(SD_LOG_ERROR, "event alias points to no event", "tenant=%lld",
+                       (long long)tenant_id);
+                r = -EIO;
+                goto out;
+            }
+            sd_issues_add(&res->warnings, ptr, "'%s' is an alias of event '%s'; updated that event",
+                          e->event_id, other.data);
+            continue;
+        }
+        r = sd_sqlite_lookup_text(c, ST_EVENT_BY_DUP, tenant_id, env, e->dup_key, &other);
+        if (r < 0) {
+            goto out;
+        }
+        if (r == 1) {
+            r = alias_insert(s, tenant_id, env, e->event_id, other.data);
+            if (r < 0) {
+                goto out;
+            }
+            sd_issues_add(&res->warnings, ptr,
+                          "same performance (date, time, venue, hall) as event '%s'; '%s' stored "
+                          "as an alias",
+                          other.data, e->event_id);
+            continue;
+        }
+        r = event_insert(s, tenant_id, env, e, now);
+        if (r < 0) {
+            goto out;
+        }
+    }
+    r = 0;
+out:
+    sd_buf_release(&other);
+    return r;
+}
+
+static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const struct sd_batch *b, int64_t now)
+{
+    struct conn *c = s->writer;
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_CUSTOMER_UPSERT);
+    if (!st) {
+        return -EIO;
+    }
+    for (size_t i = 0; i < b->n_customers; i++) {
+        const struct sd_customer_rec *cu = &b->customers[i];
+        int64_t seq = s->seq + 1;
+        int rc = sd_sqlite_bind_scope(st, tenant_id, env, cu->customer_id);
+        rc |= sqlite3_bind_int64(st, 4, seq);
+        rc |= cu->email_key ? sqlite3_bind_text(st, 5, cu->email_key, -1, SQLITE_STATIC)
+                            : sqlite3_bind_null(st, 5);
+        rc |= cu->ad_opt_out < 0 ? sqlite3_bind_null(st, 6)
+                                 : sqlite3_bind_int(st, 6, cu->ad_opt_out ? 1 : 0);
+        rc |= sqlite3_bind_text(st, 7, cu->doc, -1, SQLITE_STATIC);
+        rc |= sqlite3_bind_int64(st, 8, now);
+        if (rc != SQLITE_OK) {
+            return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        }
+        int r = sd_sqlite_step_done(c, st, "customer upsert");
+        if (r < 0) {
+            return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "customer upsert") : r;
+        }
+        s->seq = seq;
+    }
+    return 0;
+}
+
+/* Resolve a sale's event_id to the canonical event id (s->ref_val), caching the last answer:
+ * a request's sales mostly share a few events. 1 found, 0 not, -EIO. */
+static int resolve_event(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                         const char *event_id, bool *cache_valid)
+{
+    if (*cache_valid && strcmp(s->ref_key.data, event_id) == 0) {
+        return 1;
+    }
+    *cache_valid = false;
+    int r = sd_sqlite_lookup_text(s->writer, ST_EVENT_RESOLVE, tenant_id, env, event_id,
+                                  &s->ref_val);
+    if (r == 1) {
+        sd_buf_reset(&s->ref_key);
+        sd_buf_puts(&s->ref_key, event_id);
+        *cache_valid = true;
+    }
+    return r;
+}
+
+/* Check both references of a sale; adds errors at ptr_prefix + "/event_id" / "/customer_id".
+ * Returns the number of errors added (0..2) or -EIO. On 0, s->ref_val holds the event ref. */
+static int check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const struct sd_sale_rec *sale, const char *ptr_prefix,
+                           bool *event_cache, const char **customer_cache,
+                           struct sd_apply_result *res)
+{
+    int n_err = 0;
+    char ptr[64];
+    int r = resolve_event(s, tenant_id, env, sale->event_id, event_cache);
+    if (r < 0) {
+        return r;
+    }
+    if (r == 0) {
+        snprintf(ptr, sizeof(ptr), "%s/event_id", ptr_prefix);
+        sd_issues_add(&res->errors, ptr, "event '%s' does not exist in %s", sale->event_id,
+                      env_name(env));
+        n_err++;
+    }
+    const char *cid = sale->customer_id;
+    if (strcmp(cid, SD_ANON_CUSTOMER) != 0 &&
+        !(*customer_cache && strcmp(*customer_cache, cid) == 0)) {
+        r = sd_sqlite_lookup_text(s->writer, ST_CUSTOMER_EXISTS, tenant_id, env, cid, NULL);
+        if (r < 0) {
+            return r;
+        }
+        if (r == 0) {
+            snprintf(ptr, sizeof(ptr), "%s/customer_id", ptr_prefix);
+            sd_issues_add(&res->errors, ptr, "customer '%s' does not exist in %s", cid,
+                          env_name(env));
+            n_err++;
+        } else {
+            *customer_cache = cid;
+        }
+    }
+    return n_err;
+}
+
+/* Bind a sale's columns ?1..?12 (the insert and the update share the numbering). */
+static int bind_sale(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env,
+                     const struct sd_sale_rec *sale, int64_t seq, const char *event_ref,
+                     int64_t now)
+{
+    int rc = sd_sqlite_bind_scope(st, tenant_id, env, sale->invoice_number);
+    rc |= sqlite3_bind_int64(st, 4, seq);
+    rc |= sqlite3_bind_text(st, 5, sale->event_id, -1, SQLITE_STATIC);
+    rc |= sqlite3_bind_text(st, 6, event_ref, -1, SQLITE_STATIC);
+    rc |= sqlite3_bind_text(st, 7, sale->customer_id, -1, SQLITE_STATIC);
+    rc |= sqlite3_bind_text(st, 8, sale->purchase_datetime, -1, SQLITE_STATIC);
+    rc |= sqlite3_bind_int64(st, 9, sale->sales_price_minor);
+    rc |= sqlite3_bind_text(st, 10, sale->currency, (int)strnlen(sale->currency, 3),
+                            SQLITE_STATIC);
+    rc |= sqlite3_bind_text(st, 11, sale->doc, -1, SQLITE_STATIC);
+    rc |= sqlite3_bind_int64(st, 12, now);
+    return rc;
+}
+
+static void push_duplicate(struct sd_apply_result *res, const char *invoice, size_t *cap)
+{
+    if (res->n_duplicate_invoices == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        res->duplicate_invoices =
+            sd_realloc(res->duplicate_invoices, *cap * sizeof(*res->duplicate_invoices));
+    }
+    res->duplicate_invoices[res->n_duplicate_invoices++] = sd_strdup(invoice);
+}
+
+/* One pass: check references and insert while no reference error was seen. Once one is
+ * found, inserting stops (the answer is 400 and the caller rolls the savepoint back) but the
+ * checks go on so that every error is reported. */
+static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
+{
+    struct conn *c = s->writer;
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_INSERT);
+    if (!st) {
+        return -EIO;
+    }
+    bool event_cache = false;
+    const char *customer_cache = NULL;
+    size_t ref_errors = 0, dup_cap = 0;
+    for (size_t i = 0; i < b->n_sales; i++) {
+        const struct sd_sale_rec *sale = &b->sales[i];
+        char prefix[40];
+        snprintf(prefix, sizeof(prefix), "/sales/%zu", sale->index);
+        int n = check_sale_refs(s, tenant_id, env, sale, prefix, &event_cache, &customer_cache,
+                                res);
+        if (n < 0) {
+            return n;
+        }
+        ref_errors += (size_t)n;
+        if (ref_errors > 0) {
+            continue;
+        }
+        int64_t seq = s->seq + 1;
+        if (bind_sale(st, tenant_id, env, sale, seq, s->ref_val.data, now) != SQLITE_OK) {
+            return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        }
+        int r = sd_sqlite_step_done(c, st, "sale insert");
+        if (r < 0) {
+            return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale insert") : r;
+        }
+        if (sqlite3_changes(c->db) == 0) {
+            push_duplicate(res, sale->invoice_number, &dup_cap);
+        } else {
+            s->seq = seq;
+        }
+    }
+    if (ref_errors > 0) {
+        for (size_t i = 0; i < res->n_duplicate_invoices; i++) {
+            free(res->duplicate_invoices[i]);
+        }
+        free(res->duplicate_invoices);
+        res->duplicate_invoices = NULL;
+        res->n_duplicate_invoices = 0;
+        res->status = 400;
+    } else if (res->n_duplicate_invoices > 0) {
+        res->status = 409;
+    }
+    return 0;
+}
+
+int sd_sqlite_apply_ingest(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const struct sd_batch *b, struct sd_apply_result *res)
+{
+    if (!sd_sqlite_env_ok(env)) {
+        return -EINVAL;
+    }
+    int64_t now = sd_now_usec();
+    res->status = 202;
+    int r = apply_events(s, tenant_id, env, b, now, res);
+    if (r == 0) {
+        r = apply_customers(s, tenant_id, env, b, now);
+    }
+    if (r == 0) {
+        r = apply_sales(s, tenant_id, env, b, now, res);
+    }
+    return r;
+}
+
+int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const struct sd_sale_rec *sale, struct sd_apply_result *res)
+{
+    if (!sd_sqlite_env_ok(env)) {
+        return -EINVAL;
+    }
+    struct conn *c = s->writer;
+    int r = sd_sqlite_lookup_text(c, ST_SALE_EXISTS, tenant_id, env, sale->invoice_number, NULL);
+    if (r < 0) {
+        return r;
+    }
+    if (r == 0) {
+        res->status = 404;
+        return 0;
+    }
+    /* The PUT body is the sale itself, so pointers are relative to it ("/event_id"). */
+    bool event_cache = false;
+    const char *customer_cache = NULL;
+    r = check_sale_refs(s, tenant_id, env, sale, "", &event_cache, &customer_cache, res);
+    if (r < 0) {
+        return r;
+    }
+    if (r > 0) {
+        res->status = 400;
+        return 0;
+    }
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_UPDATE);
+    if (!st) {
+        return -EIO;
+    }
+    int64_t seq = s->seq + 1;
+    if (bind_sale(st, tenant_id, env, sale, seq, s->ref_val.data, sd_now_usec()) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    r = sd_sqlite_step_done(c, st, "sale update");
+    if (r < 0) {
+        return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale update") : r;
+    }
+    s->seq = seq;
+    res->status = 200;
+    return 0;
+}
+
+int sd_sqlite_idem_put(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       const char *key, const struct sd_idem_entry *e)
+{
+    if (!key || !e || !sd_sqlite_env_ok(env)) {
+        return -EINVAL;
+    }
+    struct conn *c = s->writer;
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_IDEM_PUT);
+    if (!st) {
+        return -EIO;
+    }
+    int rc = sd_sqlite_bind_scope(st, tenant_id, env, key);
+    rc |= sqlite3_bind_text(st, 4, e->body_hash, (int)strnlen(e->body_hash, 64), SQLITE_STATIC);
+    rc |= sqlite3_bind_int(st, 5, e->status);
+    rc |= sqlite3_bind_text(st, 6, e->response ? e->response : "", -1, SQLITE_STATIC);
+    rc |= sqlite3_bind_int64(st, 7, e->created_usec);
+    if (rc != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    int r = sd_sqlite_step_done(c, st, "idempotency put");
+    if (r < 0) {
+        return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "idempotency put") : r;
+    }
+    return sqlite3_changes(c->db) == 0 ? -EEXIST : 0;
+}
+
+int sd_sqlite_idem_purge(struct sd_store *s, int64_t before_usec)
+{
+    struct conn *c = s->writer;
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_IDEM_PURGE);
+    if (!st) {
+        return -EIO;
+    }
+    if (sqlite3_bind_int64(st, 1, before_usec) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    return sd_sqlite_step_done(c, st, "idempotency purge");
+}
