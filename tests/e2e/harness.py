@@ -494,8 +494,13 @@ def streaming_request(port, method, path, headers, pieces, chunked=False, timeou
             return
         state["done"] = True
 
+    # An SSL connection must not be read and written from two threads at once (OpenSSL's
+    # state is per connection), so over TLS the body is sent first and the answer read after.
     t = threading.Thread(target=writer, daemon=True)
-    t.start()
+    if tls_ctx is not None:
+        writer()
+    else:
+        t.start()
     try:
         resp = raw.read_response(timeout)
     except (_httpclient.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
@@ -504,7 +509,8 @@ def streaming_request(port, method, path, headers, pieces, chunked=False, timeou
                              "after %d body bytes (%r)" % (method, path, state["sent"], e))
     finally:
         raw.close()
-        t.join(10)
+        if t.is_alive():
+            t.join(10)
     return resp, state["sent"], state["done"]
 
 
