@@ -22,8 +22,8 @@ json_t *sd_api_parse_body(struct sd_req *req)
 
 json_t *sd_api_validation_body(const struct sd_issues *errors)
 {
-    json_t *o = json_pack("{s:s, s:o}", "error", "validation_failed", "errors",
-                          sd_issues_to_json(errors));
+    json_t *o =
+        json_pack("{s:s, s:o}", "error", "validation_failed", "errors", sd_issues_to_json(errors));
     if (errors->total > errors->n) {
         json_object_set_new(o, "errors_total", json_integer((json_int_t)errors->total));
     }

@@ -125,12 +125,12 @@ static void build_answer(struct ingest *in)
         for (size_t i = 0; i < in->res.n_duplicate_invoices; i++) {
             json_array_append_new(inv, json_string(in->res.duplicate_invoices[i]));
         }
-        in->answer = dump(json_pack("{s:s, s:s, s:o}", "error", "duplicate_invoice_number",
-                                    "message",
-                                    "these invoice numbers already exist in this environment; "
-                                    "nothing from the request was stored (use PUT "
-                                    "/v1/{client_id}/sales/{invoice_number} to update)",
-                                    "invoice_numbers", inv));
+        in->answer =
+            dump(json_pack("{s:s, s:s, s:o}", "error", "duplicate_invoice_number", "message",
+                           "these invoice numbers already exist in this environment; "
+                           "nothing from the request was stored (use PUT "
+                           "/v1/{client_id}/sales/{invoice_number} to update)",
+                           "invoice_numbers", inv));
     } else {
         in->answer = dump(sd_api_validation_body(&in->res.errors));
     }
@@ -140,8 +140,8 @@ static void build_answer(struct ingest *in)
 /* Store the fixed answer under the Idempotency-Key; a concurrent first use wins. */
 static int put_idem(struct sd_store_handle *st, struct ingest *in)
 {
-    struct sd_idem_entry e = {.status = in->answer_status, .response = in->answer,
-                              .created_usec = sd_now_usec()};
+    struct sd_idem_entry e = {
+        .status = in->answer_status, .response = in->answer, .created_usec = sd_now_usec()};
     memcpy(e.body_hash, in->body_hash, sizeof(e.body_hash));
     int r = sd_store_idem_put(st, in->req->who.tenant_id, in->req->who.env, in->idem_key, &e);
     if (r == -EEXIST) {

@@ -52,7 +52,8 @@ static int list(struct sd_req *req, enum sd_kind kind)
     int64_t limit = 100, after = 0;
     const char *l = sd_req_query(req, "limit");
     if (l && (sd_parse_int64(l, false, &limit) < 0 || limit < 1 || limit > 1000)) {
-        sd_req_reply_error(req, 400, "invalid_parameter", "limit must be an integer from 1 to 1000");
+        sd_req_reply_error(req, 400, "invalid_parameter",
+                           "limit must be an integer from 1 to 1000");
         return SD_REQ_DONE;
     }
     if (parse_cursor(sd_req_query(req, "cursor"), &after) < 0) {
@@ -162,8 +163,8 @@ static void sale_put_cleanup(struct sd_req *req)
 static int sale_put_run(struct sd_store_handle *st, struct sd_write_job *job)
 {
     struct sale_put *sp = job->arg;
-    int r = sd_store_replace_sale(st, sp->req->who.tenant_id, sp->req->who.env, &sp->sale,
-                                  &sp->res);
+    int r =
+        sd_store_replace_sale(st, sp->req->who.tenant_id, sp->req->who.env, &sp->sale, &sp->res);
     if (r < 0) {
         return r;
     }
@@ -192,8 +193,8 @@ static int sale_put_resume(struct sd_req *req)
         json_t *sale = json_loads(sp->sale.doc, 0, NULL);
         sd_req_reply_json(req, 200,
                           json_pack("{s:s, s:s, s:o, s:o}", "status", "updated", "request_id",
-                                    req->request_id, "sale", sale ? sale : json_null(),
-                                    "warnings", sd_issues_to_json(&sp->warnings)));
+                                    req->request_id, "sale", sale ? sale : json_null(), "warnings",
+                                    sd_issues_to_json(&sp->warnings)));
     }
     return SD_REQ_DONE;
 }

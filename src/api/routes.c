@@ -23,7 +23,7 @@ const struct sd_route sd_routes[] = {
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
 
 const char *const sd_route_names[] = {
-    "healthz",    "metrics",        "ingest",       "events_list", "event_get",
+    "healthz",        "metrics",      "ingest",     "events_list", "event_get",
     "customers_list", "customer_get", "sales_list", "sale_get",    "sale_put",
 };
 _Static_assert(sizeof(sd_route_names) / sizeof(sd_route_names[0]) ==

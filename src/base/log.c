@@ -75,10 +75,10 @@ void sd_log(enum sd_log_level lvl, const char *msg, const char *fmt, ...)
     struct tm tm;
     gmtime_r(&secs, &tm);
     char line[2048];
-    int n = snprintf(line, sizeof(line),
-                     "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s msg=\"%s\"",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, (int)(now % 1000000 / 1000), names[lvl], msg);
+    int n =
+        snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s msg=\"%s\"",
+                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 (int)(now % 1000000 / 1000), names[lvl], msg);
     if (n < 0) {
         return;
     }

@@ -38,8 +38,7 @@ int sd_cli_fail(const char *fmt, ...)
 
 int sd_cli_bad_client_id(const char *client_id)
 {
-    return sd_cli_usage_error("invalid CLIENT_ID '%s': use 1 to 64 of A-Z a-z 0-9 _ -",
-                              client_id);
+    return sd_cli_usage_error("invalid CLIENT_ID '%s': use 1 to 64 of A-Z a-z 0-9 _ -", client_id);
 }
 
 long long sd_cli_positive(const char *name, const char *v, long long max)
@@ -112,4 +111,3 @@ void sd_cli_format_time(int64_t usec, char out[32])
     gmtime_r(&t, &tm);
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
-

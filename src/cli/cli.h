@@ -12,7 +12,7 @@
 #define SD_EXIT_USAGE 2
 
 struct sd_cli_opt {
-    const char *name;   /* "--data" */
+    const char *name; /* "--data" */
     bool takes_value;
     const char **value; /* for options with a value */
     bool *flag;         /* for switches */

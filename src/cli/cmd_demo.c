@@ -41,8 +41,7 @@ static int demo_apply(struct sd_store_handle *st, struct sd_write_job *job)
 static int load_season(struct sd_hub *hub, int64_t tenant_id)
 {
     struct sd_season *season = sd_season_new(20261001, SD_SEASON_DEFAULT_EVENTS,
-                                             SD_SEASON_DEFAULT_CUSTOMERS,
-                                             SD_SEASON_DEFAULT_SALES);
+                                             SD_SEASON_DEFAULT_CUSTOMERS, SD_SEASON_DEFAULT_SALES);
     if (!season) {
         return -EINVAL;
     }
@@ -65,8 +64,8 @@ static int load_season(struct sd_hub *hub, int64_t tenant_id)
                 counts[2] += dl.batch.n_sales;
             }
         } else {
-            sd_log(SD_LOG_ERROR, "demo data failed validation",
-                   "pointer=\"%s\" message=\"%s\"", errors.n ? errors.items[0].pointer : "",
+            sd_log(SD_LOG_ERROR, "demo data failed validation", "pointer=\"%s\" message=\"%s\"",
+                   errors.n ? errors.items[0].pointer : "",
                    errors.n ? errors.items[0].message : "");
             r = -EINVAL;
         }
@@ -80,8 +79,8 @@ static int load_season(struct sd_hub *hub, int64_t tenant_id)
     }
     sd_season_free(season);
     if (r == 0) {
-        printf("loaded demo season: %zu events, %zu customers, %zu sales\n", counts[0],
-               counts[1], counts[2]);
+        printf("loaded demo season: %zu events, %zu customers, %zu sales\n", counts[0], counts[1],
+               counts[2]);
         fflush(stdout);
     }
     return r;
@@ -91,9 +90,8 @@ static void print_hint(const struct sd_serve_opts *o, int port, void *arg)
 {
     const char *key = arg;
     bool v6 = strchr(o->host, ':') != NULL;
-    printf("try: curl -H 'Authorization: Bearer %s' '%s://%s%s%s:%d/v1/demo/events?limit=2'\n",
-           key, o->cfg.tls_cert ? "https" : "http", v6 ? "[" : "", o->host, v6 ? "]" : "",
-           port);
+    printf("try: curl -H 'Authorization: Bearer %s' '%s://%s%s%s:%d/v1/demo/events?limit=2'\n", key,
+           o->cfg.tls_cert ? "https" : "http", v6 ? "[" : "", o->host, v6 ? "]" : "", port);
 }
 
 int sd_cmd_demo(int argc, char **argv)
@@ -129,8 +127,8 @@ int sd_cmd_demo(int argc, char **argv)
         return sd_cli_fail("cannot create the demo key: %s", strerror(-r));
     }
     sd_auth_refresh(hub->auth);
-    printf("demo tenant: %s, TEST key id %s\nTEST API key (shown once): %s\n", DEMO_CLIENT,
-           key_id, key);
+    printf("demo tenant: %s, TEST key id %s\nTEST API key (shown once): %s\n", DEMO_CLIENT, key_id,
+           key);
     fflush(stdout);
     o.on_listening = print_hint;
     o.on_listening_arg = key;

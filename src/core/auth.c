@@ -38,8 +38,7 @@ int sd_key_create(struct sd_store_handle *st, const char *client_id, enum sd_env
     if (r < 0) {
         return r;
     }
-    static const char alphabet[] =
-        "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    static const char alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     char body[44];
     size_t got = 0;
     while (got < 43) {
@@ -103,7 +102,8 @@ static void snapshot_free(struct snapshot *s)
 
 static int cmp_tenant(const void *a, const void *b)
 {
-    return strcmp(((const struct sd_tenant *)a)->client_id, ((const struct sd_tenant *)b)->client_id);
+    return strcmp(((const struct sd_tenant *)a)->client_id,
+                  ((const struct sd_tenant *)b)->client_id);
 }
 
 static int cmp_key(const void *a, const void *b)
@@ -214,9 +214,8 @@ int sd_auth_key(struct sd_auth *a, const char *key, struct sd_principal *ret)
     pthread_rwlock_rdlock(&a->lock);
     const struct snapshot *s = a->snap;
     struct sd_key_info probe = {.hash_hex = hash};
-    const struct sd_key_info *k = s->n_keys ? bsearch(&probe, s->keys, s->n_keys,
-                                                      sizeof(*s->keys), cmp_key)
-                                            : NULL;
+    const struct sd_key_info *k =
+        s->n_keys ? bsearch(&probe, s->keys, s->n_keys, sizeof(*s->keys), cmp_key) : NULL;
     if (k && sd_ct_equal(k->hash_hex, 64, hash, 64)) {
         const struct sd_tenant *t = find_tenant_by_id(s, k->tenant_id);
         if (k->revoked_usec != 0) {
@@ -237,9 +236,9 @@ int sd_auth_tenant(struct sd_auth *a, const char *client_id, struct sd_principal
     pthread_rwlock_rdlock(&a->lock);
     const struct snapshot *s = a->snap;
     struct sd_tenant probe = {.client_id = (char *)client_id};
-    const struct sd_tenant *t = s->n_tenants ? bsearch(&probe, s->tenants, s->n_tenants,
-                                                       sizeof(*s->tenants), cmp_tenant)
-                                             : NULL;
+    const struct sd_tenant *t =
+        s->n_tenants ? bsearch(&probe, s->tenants, s->n_tenants, sizeof(*s->tenants), cmp_tenant)
+                     : NULL;
     if (t) {
         fill_tenant(t, ret);
         r = 0;

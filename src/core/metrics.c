@@ -10,8 +10,8 @@ static const int statuses[] = {200, 201, 202, 204, 304, 400, 401, 403, 404, 405,
                                408, 409, 411, 413, 415, 422, 429, 500, 503};
 #define N_STATUS (sizeof(statuses) / sizeof(statuses[0]) + 1) /* last: other */
 
-static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-                                 0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5, 5};
+static const double buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                 0.05,   0.1,     0.25,   0.5,   1,      2.5,   5};
 #define N_BUCKETS (sizeof(buckets) / sizeof(buckets[0]))
 
 struct histogram {
@@ -55,8 +55,7 @@ void sd_metrics_request(size_t route_idx, int status, int64_t duration_usec)
     if (route_idx > SD_METRICS_MAX_ROUTES) {
         route_idx = SD_METRICS_MAX_ROUTES;
     }
-    atomic_fetch_add_explicit(&requests[route_idx][status_index(status)], 1,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&requests[route_idx][status_index(status)], 1, memory_order_relaxed);
     observe(&request_latency, duration_usec);
 }
 
@@ -119,8 +118,7 @@ void sd_metrics_render(struct sd_buf *out, const char *const *route_names, size_
                      "# TYPE stagedoor_records_accepted_total counter\n");
     for (int k = 0; k < 3; k++) {
         sd_buf_printf(out, "stagedoor_records_accepted_total{type=\"%s\"} %llu\n", kinds[k],
-                      (unsigned long long)atomic_load_explicit(&records[k],
-                                                               memory_order_relaxed));
+                      (unsigned long long)atomic_load_explicit(&records[k], memory_order_relaxed));
     }
     render_histogram(out, "stagedoor_http_request_duration_seconds",
                      "Time from request headers to response queued.", &request_latency);

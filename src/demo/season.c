@@ -121,7 +121,7 @@ static void format_date(int32_t days, char out[32])
     snprintf(out, 32, "%04d-%02u-%02u", y, m, d);
 }
 
-/* ---- the house --------------------------------------------------------------------------------- */
+/* ---- the house ------------------------------------------------------------------------------- */
 
 #define SEASON_FIRST_DAY days_from_civil(2026, 9, 1)
 #define SEASON_LAST_DAY days_from_civil(2027, 6, 30)
@@ -353,7 +353,7 @@ static void ascii_name(const char *name, char *out, size_t outsz)
     out[n] = '\0';
 }
 
-/* ---- the generator ---------------------------------------------------------------------------- */
+/* ---- the generator --------------------------------------------------------------------------- */
 
 struct event {
     int32_t day;
@@ -482,7 +482,7 @@ void sd_season_free(struct sd_season *s)
     free(s);
 }
 
-/* ---- records ----------------------------------------------------------------------------------- */
+/* ---- records --------------------------------------------------------------------------------- */
 
 static void set_str(json_t *o, const char *key, const char *value)
 {

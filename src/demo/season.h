@@ -40,8 +40,7 @@ struct sd_season;
 /* A generator for n_events performances, n_customers customers and n_sales sales, all derived
  * from seed. Returns NULL if the sizes cannot be honoured: sales need at least one event, and
  * every size is capped at 100,000,000. Free with sd_season_free(). */
-struct sd_season *sd_season_new(uint64_t seed, size_t n_events, size_t n_customers,
-                                size_t n_sales);
+struct sd_season *sd_season_new(uint64_t seed, size_t n_events, size_t n_customers, size_t n_sales);
 
 /* Next ingest body: a new json_t object {"events":[…]} or {"customers":[…]} or {"sales":[…]}
  * (one kind per body) with at most max_records records (0 counts as 1); all events come first,

@@ -69,8 +69,7 @@ void sd_req_add_header(struct sd_req *req, const char *name, const char *fmt, ..
 /* Answer with a JSON value (reference stolen). */
 void sd_req_reply_json(struct sd_req *req, int status, json_t *body);
 /* Answer with JSON text already serialized (copied). */
-void sd_req_reply_text(struct sd_req *req, int status, const char *content_type,
-                       const char *body);
+void sd_req_reply_text(struct sd_req *req, int status, const char *content_type, const char *body);
 /* {"error": code, "message": msg} */
 void sd_req_reply_error(struct sd_req *req, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

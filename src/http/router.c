@@ -50,8 +50,7 @@ fail:
 }
 
 enum sd_route_match sd_route_find(const char *method, const char *path, size_t *ret_idx,
-                                  char **params, size_t *ret_n_params, char *allow,
-                                  size_t allow_sz)
+                                  char **params, size_t *ret_n_params, char *allow, size_t allow_sz)
 {
     bool path_seen = false;
     size_t used = 0;
@@ -76,8 +75,8 @@ enum sd_route_match sd_route_find(const char *method, const char *path, size_t *
             free(tmp[k]);
         }
         path_seen = true;
-        int w = snprintf(allow + used, allow_sz - used, "%s%s", used ? ", " : "",
-                         sd_routes[i].method);
+        int w =
+            snprintf(allow + used, allow_sz - used, "%s%s", used ? ", " : "", sd_routes[i].method);
         if (w > 0 && (size_t)w < allow_sz - used) {
             used += (size_t)w;
         }

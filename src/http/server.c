@@ -52,7 +52,7 @@ struct req_priv {
     struct sd_req req; /* first: handlers get &priv->req */
     struct sd_server *srv;
     enum phase phase;
-    bool discard;     /* body refused: drain the rest without keeping it */
+    bool discard; /* body refused: drain the rest without keeping it */
     size_t discarded;
     /* record counter for the streaming limit */
     int depth;
@@ -86,8 +86,7 @@ void sd_req_add_header(struct sd_req *req, const char *name, const char *fmt, ..
     req->n_headers++;
 }
 
-void sd_req_reply_text(struct sd_req *req, int status, const char *content_type,
-                       const char *body)
+void sd_req_reply_text(struct sd_req *req, int status, const char *content_type, const char *body)
 {
     free(req->resp_body);
     req->status = status;
@@ -138,7 +137,7 @@ void sd_req_resume(struct sd_req *req)
     MHD_resume_connection(req->conn);
 }
 
-/* ---- answering -------------------------------------------------------------------------------- */
+/* ---- answering ------------------------------------------------------------------------------- */
 
 static enum MHD_Result send_answer(struct req_priv *p)
 {
@@ -233,8 +232,7 @@ static bool admit(struct req_priv *p)
                               req->who.burst, sd_mono_usec(), &req->ratelimit);
             req->has_ratelimit = true;
             sd_req_reply_error(req, 403, "forbidden",
-                               "this API key does not grant access to client '%s'",
-                               req->params[0]);
+                               "this API key does not grant access to client '%s'", req->params[0]);
             return true;
         }
         req->authenticated = true;
@@ -265,8 +263,8 @@ static bool admit(struct req_priv *p)
         if (cl && sd_parse_int64(cl, false, &n) == 0) {
             if (n > (int64_t)SD_MAX_BODY_BYTES) {
                 sd_req_reply_error(req, 413, "payload_too_large",
-                                   "body of %lld bytes exceeds the limit of %u bytes",
-                                   (long long)n, SD_MAX_BODY_BYTES);
+                                   "body of %lld bytes exceeds the limit of %u bytes", (long long)n,
+                                   SD_MAX_BODY_BYTES);
                 return true;
             }
             sd_buf_append(&req->body, "", 0);
@@ -314,10 +312,10 @@ static void refuse_streaming(struct req_priv *p, const char *why, long long limi
     sd_buf_release(&p->req.body);
 }
 
-/* ---- libmicrohttpd callbacks ------------------------------------------------------------------ */
+/* ---- libmicrohttpd callbacks ----------------------------------------------------------------- */
 
-static struct req_priv *req_new(struct sd_server *srv, struct MHD_Connection *conn,
-                                const char *url, const char *method)
+static struct req_priv *req_new(struct sd_server *srv, struct MHD_Connection *conn, const char *url,
+                                const char *method)
 {
     struct req_priv *p = sd_calloc(1, sizeof(*p));
     p->srv = srv;
@@ -337,9 +335,8 @@ static struct req_priv *req_new(struct sd_server *srv, struct MHD_Connection *co
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct sd_server *srv = cls;
     struct req_priv *p = *con_cls;
@@ -390,8 +387,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return p->discarded > 65536 ? MHD_NO : MHD_YES;
             }
             if (req->body.len + n > SD_MAX_BODY_BYTES) {
-                refuse_streaming(p, "body exceeds the byte limit of",
-                                 (long long)SD_MAX_BODY_BYTES);
+                refuse_streaming(p, "body exceeds the byte limit of", (long long)SD_MAX_BODY_BYTES);
                 return MHD_YES;
             }
             count_records(p, upload_data, n);
@@ -458,7 +454,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     atomic_fetch_sub(&srv->in_flight, 1);
 }
 
-/* ---- start and stop --------------------------------------------------------------------------- */
+/* ---- start and stop -------------------------------------------------------------------------- */
 
 static int read_file(const char *path, char **ret)
 {
@@ -483,7 +479,8 @@ static int read_file(const char *path, char **ret)
 
 static int open_listener(const char *host, int port, int *ret_fd, int *ret_port)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *ai = NULL;
     char portstr[16];
@@ -520,8 +517,7 @@ static int open_listener(const char *host, int port, int *ret_fd, int *ret_port)
     return 0;
 }
 
-__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt,
-                                                             va_list ap)
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
     char msg[512];
@@ -538,8 +534,8 @@ __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char 
     sd_log(SD_LOG_DEBUG, "libmicrohttpd", "detail=\"%s\"", msg);
 }
 
-int sd_server_start(struct sd_hub *hub, const struct sd_server_config *cfg,
-                    struct sd_server **ret, int *ret_port)
+int sd_server_start(struct sd_hub *hub, const struct sd_server_config *cfg, struct sd_server **ret,
+                    int *ret_port)
 {
     struct sd_server *srv = sd_calloc(1, sizeof(*srv));
     srv->hub = hub;
@@ -549,14 +545,14 @@ int sd_server_start(struct sd_hub *hub, const struct sd_server_config *cfg,
     sd_random_bytes(rnd, sizeof(rnd));
     snprintf(srv->id_prefix, sizeof(srv->id_prefix), "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
              rnd[3]);
-    srv->deadline_usec = (int64_t)(cfg->request_deadline_sec ? cfg->request_deadline_sec : 120) *
-                         1000000;
+    srv->deadline_usec =
+        (int64_t)(cfg->request_deadline_sec ? cfg->request_deadline_sec : 120) * 1000000;
     int r;
     /* poll(), not epoll: libmicrohttpd 0.9.75 can abort in MHD_quiesce_daemon() when a pool
      * thread removes the listening socket from its epoll set at the same moment ("Failed to
      * remove listen FD from epoll set"); with poll quiescing is a plain flag. */
-    unsigned flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags =
+        MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (cfg->tls_cert) {
         if ((r = read_file(cfg->tls_cert, &srv->tls_cert_pem)) < 0 ||
             (r = read_file(cfg->tls_key, &srv->tls_key_pem)) < 0) {
@@ -576,8 +572,7 @@ int sd_server_start(struct sd_hub *hub, const struct sd_server_config *cfg,
     struct MHD_OptionItem tls_opts[] = {
         {MHD_OPTION_HTTPS_MEM_CERT, 0, srv->tls_cert_pem},
         {MHD_OPTION_HTTPS_MEM_KEY, 0, srv->tls_key_pem},
-        {MHD_OPTION_HTTPS_PRIORITIES, 0,
-         (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"},
         {MHD_OPTION_END, 0, NULL},
     };
     struct MHD_OptionItem no_opts[] = {{MHD_OPTION_END, 0, NULL}};

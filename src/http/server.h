@@ -13,11 +13,11 @@
 #include "core/hub.h"
 
 struct sd_server_config {
-    const char *host;      /* numeric IPv4/IPv6 address or "localhost" */
-    int port;              /* 0 = pick a free port */
-    const char *tls_cert;  /* PEM file paths; both or neither */
+    const char *host;     /* numeric IPv4/IPv6 address or "localhost" */
+    int port;             /* 0 = pick a free port */
+    const char *tls_cert; /* PEM file paths; both or neither */
     const char *tls_key;
-    unsigned threads;      /* event-loop threads; 0 = number of CPUs */
+    unsigned threads; /* event-loop threads; 0 = number of CPUs */
     unsigned max_connections;
     unsigned max_per_ip;
     unsigned idle_timeout_sec;
@@ -31,8 +31,8 @@ struct sd_server;
 
 /* Bind and start serving. *ret_port gets the bound port. Errors: negative errno with a message
  * logged (bad address, port in use, unreadable certificate). */
-int sd_server_start(struct sd_hub *hub, const struct sd_server_config *cfg,
-                    struct sd_server **ret, int *ret_port);
+int sd_server_start(struct sd_hub *hub, const struct sd_server_config *cfg, struct sd_server **ret,
+                    int *ret_port);
 /* Stop accepting, wait up to grace_usec for in-flight requests, close all. NULL is fine. */
 void sd_server_stop(struct sd_server *srv, int64_t grace_usec);
 

@@ -134,8 +134,8 @@ int sd_datetime_to_utc(const char *s, char *out, size_t outsz)
     if (i != len) {
         return -EINVAL;
     }
-    int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec -
-                (int64_t)offset_min * 60;
+    int64_t t =
+        days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - (int64_t)offset_min * 60;
     int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
     int64_t rem = t - days * 86400;
     int64_t uy;

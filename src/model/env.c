@@ -9,10 +9,8 @@
 const char *sd_env_name(enum sd_env env)
 {
     switch (env) {
-    case SD_ENV_TEST:
-        return "test";
-    case SD_ENV_PROD:
-        return "prod";
+    case SD_ENV_TEST: return "test";
+    case SD_ENV_PROD: return "prod";
     }
     return "unknown";
 }

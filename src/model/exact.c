@@ -158,8 +158,8 @@ static void walk(const char **p, const char *end, json_t *v, int depth)
         skip_string(p, end, &s, &n);
         return;
     } else {
-        while (*p < end && (isalnum((unsigned char)**p) || **p == '-' || **p == '+' ||
-                            **p == '.')) {
+        while (*p < end &&
+               (isalnum((unsigned char)**p) || **p == '-' || **p == '+' || **p == '.')) {
             (*p)++;
         }
         return;

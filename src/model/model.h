@@ -16,8 +16,8 @@
 #include <stdint.h>
 
 enum sd_env { SD_ENV_TEST = 0, SD_ENV_PROD = 1 };
-const char *sd_env_name(enum sd_env env);            /* "test" / "prod" */
-int sd_env_parse(const char *s, enum sd_env *ret);    /* 0 or -EINVAL */
+const char *sd_env_name(enum sd_env env);          /* "test" / "prod" */
+int sd_env_parse(const char *s, enum sd_env *ret); /* 0 or -EINVAL */
 
 enum sd_kind { SD_KIND_EVENT = 0, SD_KIND_CUSTOMER = 1, SD_KIND_SALE = 2 };
 
@@ -31,7 +31,7 @@ struct sd_issue {
 };
 struct sd_issues {
     struct sd_issue *items;
-    size_t n;     /* stored, at most limit */
+    size_t n; /* stored, at most limit */
     size_t cap;
     size_t total; /* found, may exceed n */
     size_t limit;
@@ -47,10 +47,10 @@ json_t *sd_issues_to_json(const struct sd_issues *l);
 /* `doc` is the compact JSON text of the normalized record: the seed's fields (normalized as
  * described at each validator) plus every unknown field kept as sent. */
 struct sd_event_rec {
-    size_t index;   /* position in the request's "events" array */
+    size_t index; /* position in the request's "events" array */
     char *event_id;
-    char *dup_key;  /* "date|time|venue|hall", venue and hall trimmed, inner whitespace
-                       collapsed to one space, lowercased (Unicode simple case folding) */
+    char *dup_key; /* "date|time|venue|hall", venue and hall trimmed, inner whitespace
+                      collapsed to one space, lowercased (Unicode simple case folding) */
     char *doc;
 };
 struct sd_customer_rec {
@@ -64,8 +64,8 @@ struct sd_sale_rec {
     size_t index;
     char *invoice_number;
     char *event_id;
-    char *customer_id;       /* SD_ANON_CUSTOMER for anonymous sales */
-    char *purchase_datetime; /* normalized UTC, "YYYY-MM-DDTHH:MM:SS[.fff]Z" */
+    char *customer_id;         /* SD_ANON_CUSTOMER for anonymous sales */
+    char *purchase_datetime;   /* normalized UTC, "YYYY-MM-DDTHH:MM:SS[.fff]Z" */
     int64_t sales_price_minor; /* exact, in the currency's minor unit */
     char currency[4];
     char *doc;

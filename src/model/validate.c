@@ -301,8 +301,8 @@ static bool begin_record(struct check *c, const json_t *rec)
 /* ---- event ---------------------------------------------------------------------------------- */
 
 static const char *const event_fields[] = {
-    "event_id", "title", "date", "time", "venue", "hall", "capacity", "city",
-    "work_title", "composer", "cast", NULL,
+    "event_id", "title", "date",       "time",     "venue", "hall",
+    "capacity", "city",  "work_title", "composer", "cast",  NULL,
 };
 static const char *const cast_fields[] = {"name", "role", NULL};
 
@@ -402,8 +402,8 @@ void sd_event_rec_release(struct sd_event_rec *r)
 /* ---- customer ------------------------------------------------------------------------------- */
 
 static const char *const customer_fields[] = {
-    "customer_id", "email", "salutation", "first_name", "last_name",
-    "street", "post_code", "ad_opt_out", NULL,
+    "customer_id", "email",     "salutation", "first_name", "last_name",
+    "street",      "post_code", "ad_opt_out", NULL,
 };
 
 int sd_validate_customer(const json_t *rec, const char *ptr, struct sd_customer_rec *ret,
@@ -486,8 +486,8 @@ void sd_customer_rec_release(struct sd_customer_rec *r)
 /* ---- sale ----------------------------------------------------------------------------------- */
 
 static const char *const sale_fields[] = {
-    "invoice_number", "event_id", "customer_id", "purchase_datetime", "ticket_category",
-    "quantity", "sales_price", "base_price", "currency", NULL,
+    "invoice_number", "event_id",    "customer_id", "purchase_datetime", "ticket_category",
+    "quantity",       "sales_price", "base_price",  "currency",          NULL,
 };
 static const char *const ticket_categories[] = {"regular", "VIP", "subscription", "comp", NULL};
 
@@ -736,7 +736,8 @@ int sd_validate_ingest(const json_t *body, struct sd_batch *ret, struct sd_issue
         }
     }
     if (json_array_size(arr[ARR_EVENTS]) + json_array_size(arr[ARR_CUSTOMERS]) +
-            json_array_size(arr[ARR_SALES]) == 0) {
+            json_array_size(arr[ARR_SALES]) ==
+        0) {
         sd_issues_add(errors, "", "no records: send at least one of events, customers, sales");
     }
 
@@ -788,8 +789,8 @@ int sd_validate_ingest(const json_t *body, struct sd_batch *ret, struct sd_issue
         sd_buf_reset(&ptr);
         sd_buf_printf(&ptr, "/sales/%zu", i);
         struct sd_sale_rec rec;
-        int vr = sd_validate_sale(json_array_get(arr[ARR_SALES], i), ptr.data, &rec, errors,
-                                  warnings);
+        int vr =
+            sd_validate_sale(json_array_get(arr[ARR_SALES], i), ptr.data, &rec, errors, warnings);
         if (dup_first && dup_first[i] != SIZE_MAX) {
             sd_buf_puts(&ptr, "/invoice_number");
             sd_issues_add(errors, ptr.data,

@@ -71,8 +71,8 @@ int sd_store_tenant_list(struct sd_store_handle *h, struct sd_tenant **ret, size
     return CALL(tenant_list, ret, ret_n);
 }
 
-int sd_store_tenant_set_limits(struct sd_store_handle *h, const char *client_id,
-                               int64_t per_minute, int64_t burst)
+int sd_store_tenant_set_limits(struct sd_store_handle *h, const char *client_id, int64_t per_minute,
+                               int64_t burst)
 {
     return CALL(tenant_set_limits, client_id, per_minute, burst);
 }

@@ -40,11 +40,11 @@ void sd_tenant_release(struct sd_tenant *t);
 void sd_tenants_free(struct sd_tenant *v, size_t n);
 
 struct sd_key_info {
-    char *key_id;       /* public id, e.g. "key_3f9a…" */
+    char *key_id; /* public id, e.g. "key_3f9a…" */
     char *client_id;
     int64_t tenant_id;
     enum sd_env env;
-    char *hash_hex;     /* SHA-256 of the key, hex; only filled by auth_snapshot */
+    char *hash_hex; /* SHA-256 of the key, hex; only filled by auth_snapshot */
     int64_t created_usec;
     int64_t revoked_usec; /* 0 if active */
 };
@@ -102,7 +102,7 @@ struct sd_store_ops {
 
     /* write path — writer thread only */
     int (*write_begin)(struct sd_store *s);
-    int (*write_commit)(struct sd_store *s);   /* 0 only once durable (fsync done) */
+    int (*write_commit)(struct sd_store *s); /* 0 only once durable (fsync done) */
     int (*write_rollback)(struct sd_store *s);
     int (*savepoint)(struct sd_store *s);
     int (*savepoint_release)(struct sd_store *s);
@@ -128,14 +128,13 @@ struct sd_store_ops {
                     struct sd_idem_entry *ret); /* -ENOENT if none; caller frees ret->response */
     /* limit is clamped to a backend maximum (SQLite: 10000); has_more says whether more rows
      * with a greater seq exist. */
-    int (*list_records)(struct sd_store *s, enum sd_kind kind, int64_t tenant_id,
-                        enum sd_env env, int64_t after_seq, size_t limit,
-                        struct sd_record_page *ret);
+    int (*list_records)(struct sd_store *s, enum sd_kind kind, int64_t tenant_id, enum sd_env env,
+                        int64_t after_seq, size_t limit, struct sd_record_page *ret);
     /* id: event_id (aliases resolve to their event), customer_id or invoice_number. */
     int (*get_record)(struct sd_store *s, enum sd_kind kind, int64_t tenant_id, enum sd_env env,
                       const char *id, char **ret_doc);
-    int (*count_records)(struct sd_store *s, enum sd_kind kind, int64_t tenant_id,
-                         enum sd_env env, int64_t *ret);
+    int (*count_records)(struct sd_store *s, enum sd_kind kind, int64_t tenant_id, enum sd_env env,
+                         int64_t *ret);
 };
 
 /* The SQLite backend (embedded default). */
@@ -152,8 +151,8 @@ void sd_store_close(struct sd_store_handle *h);
 int sd_store_tenant_create(struct sd_store_handle *h, const char *client_id, const char *name);
 int sd_store_tenant_get(struct sd_store_handle *h, const char *client_id, struct sd_tenant *ret);
 int sd_store_tenant_list(struct sd_store_handle *h, struct sd_tenant **ret, size_t *ret_n);
-int sd_store_tenant_set_limits(struct sd_store_handle *h, const char *client_id,
-                               int64_t per_minute, int64_t burst);
+int sd_store_tenant_set_limits(struct sd_store_handle *h, const char *client_id, int64_t per_minute,
+                               int64_t burst);
 int sd_store_key_insert(struct sd_store_handle *h, const char *key_id, const char *client_id,
                         enum sd_env env, const char *hash_hex);
 int sd_store_key_list(struct sd_store_handle *h, const char *client_id, struct sd_key_info **ret,

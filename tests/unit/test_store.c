@@ -374,7 +374,7 @@ static void test_settings_seen_by_other_handle(void **state)
     sd_store_close(cli);
 }
 
-/* ---- ingest ------------------------------------------------------------------------------------ */
+/* ---- ingest ---------------------------------------------------------------------------------- */
 
 static void test_ingest_insert_and_upsert(void **state)
 {

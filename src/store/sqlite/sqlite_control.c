@@ -177,8 +177,8 @@ int sd_sqlite_tenant_list(struct sd_store *s, struct sd_tenant **ret, size_t *re
     return r;
 }
 
-int sd_sqlite_tenant_set_limits(struct sd_store *s, const char *client_id,
-                                int64_t per_minute, int64_t burst)
+int sd_sqlite_tenant_set_limits(struct sd_store *s, const char *client_id, int64_t per_minute,
+                                int64_t burst)
 {
     if (!client_id || per_minute < 0 || burst < 0) {
         return -EINVAL;

@@ -97,9 +97,9 @@ struct sd_store {
 
     /* writer thread only */
     struct conn *writer;
-    int64_t seq;          /* last assigned */
-    int64_t seq_at_begin; /* restored by write_rollback */
-    int64_t seq_at_sp;    /* restored by savepoint_rollback */
+    int64_t seq;           /* last assigned */
+    int64_t seq_at_begin;  /* restored by write_rollback */
+    int64_t seq_at_sp;     /* restored by savepoint_rollback */
     struct sd_buf ref_key; /* apply: last resolved event id as sent … */
     struct sd_buf ref_val; /* … and its canonical id */
 
@@ -199,8 +199,8 @@ int sd_sqlite_idem_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, c
 int sd_sqlite_list_records(struct sd_store *s, enum sd_kind kind, int64_t tenant_id,
                            enum sd_env env, int64_t after_seq, size_t limit,
                            struct sd_record_page *ret);
-int sd_sqlite_get_record(struct sd_store *s, enum sd_kind kind, int64_t tenant_id,
-                         enum sd_env env, const char *rid, char **ret_doc);
+int sd_sqlite_get_record(struct sd_store *s, enum sd_kind kind, int64_t tenant_id, enum sd_env env,
+                         const char *rid, char **ret_doc);
 int sd_sqlite_count_records(struct sd_store *s, enum sd_kind kind, int64_t tenant_id,
                             enum sd_env env, int64_t *ret);
 

@@ -20,8 +20,8 @@
 
 /* ---- read path ------------------------------------------------------------------------------- */
 
-int sd_sqlite_idem_get(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                       const char *key, struct sd_idem_entry *ret)
+int sd_sqlite_idem_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
+                       struct sd_idem_entry *ret)
 {
     if (!key || !sd_sqlite_env_ok(env)) {
         return -EINVAL;
@@ -129,8 +129,8 @@ out:
     return r;
 }
 
-int sd_sqlite_get_record(struct sd_store *s, enum sd_kind kind, int64_t tenant_id,
-                         enum sd_env env, const char *rid, char **ret_doc)
+int sd_sqlite_get_record(struct sd_store *s, enum sd_kind kind, int64_t tenant_id, enum sd_env env,
+                         const char *rid, char **ret_doc)
 {
     enum stmt_id id;
     if (kind_stmt(kind, ST_GET_EVENT, &id) < 0 || !sd_sqlite_env_ok(env) || !rid) {

@@ -37,7 +37,8 @@ const char *const sd_sqlite_sql[N_STMT] = {
     [ST_KEY_LIST_ALL] = "SELECT k.key_id, t.client_id, k.tenant_id, k.env, k.hash_hex,"
                         " k.created_usec, k.revoked_usec FROM api_keys k"
                         " JOIN tenants t ON t.id = k.tenant_id ORDER BY k.created_usec, k.key_id",
-    [ST_KEY_REVOKE] = "UPDATE api_keys SET revoked_usec = ?2 WHERE key_id = ?1 AND revoked_usec = 0",
+    [ST_KEY_REVOKE] =
+        "UPDATE api_keys SET revoked_usec = ?2 WHERE key_id = ?1 AND revoked_usec = 0",
     [ST_KEY_EXISTS] = "SELECT 1 FROM api_keys WHERE key_id = ?1",
 
     /* json_set: an update sent under an alias id keeps the event's own id in the document. */

@@ -121,8 +121,8 @@ static int event_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     int64_t seq = s->seq + 1;
     if ((sd_sqlite_bind_scope(st, tenant_id, env, event_id) | sqlite3_bind_int64(st, 4, seq) |
          sqlite3_bind_text(st, 5, e->dup_key, -1, SQLITE_STATIC) |
-         sqlite3_bind_text(st, 6, e->doc, -1, SQLITE_STATIC) |
-         sqlite3_bind_int64(st, 7, now)) != SQLITE_OK) {
+         sqlite3_bind_text(st, 6, e->doc, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 7, now)) !=
+        SQLITE_OK) {
         return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
     int r = sd_sqlite_step_done(c, st, "event update");
@@ -147,8 +147,8 @@ static int event_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     int64_t seq = s->seq + 1;
     if ((sd_sqlite_bind_scope(st, tenant_id, env, e->event_id) | sqlite3_bind_int64(st, 4, seq) |
          sqlite3_bind_text(st, 5, e->dup_key, -1, SQLITE_STATIC) |
-         sqlite3_bind_text(st, 6, e->doc, -1, SQLITE_STATIC) |
-         sqlite3_bind_int64(st, 7, now)) != SQLITE_OK) {
+         sqlite3_bind_text(st, 6, e->doc, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 7, now)) !=
+        SQLITE_OK) {
         return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
     int r = sd_sqlite_step_done(c, st, "event insert");
@@ -279,8 +279,8 @@ static int resolve_event(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         return 1;
     }
     *cache_valid = false;
-    int r = sd_sqlite_lookup_text(s->writer, ST_EVENT_RESOLVE, tenant_id, env, event_id,
-                                  &s->ref_val);
+    int r =
+        sd_sqlite_lookup_text(s->writer, ST_EVENT_RESOLVE, tenant_id, env, event_id, &s->ref_val);
     if (r == 1) {
         sd_buf_reset(&s->ref_key);
         sd_buf_puts(&s->ref_key, event_id);
@@ -339,8 +339,7 @@ static int bind_sale(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env,
     rc |= sqlite3_bind_text(st, 7, sale->customer_id, -1, SQLITE_STATIC);
     rc |= sqlite3_bind_text(st, 8, sale->purchase_datetime, -1, SQLITE_STATIC);
     rc |= sqlite3_bind_int64(st, 9, sale->sales_price_minor);
-    rc |= sqlite3_bind_text(st, 10, sale->currency, (int)strnlen(sale->currency, 3),
-                            SQLITE_STATIC);
+    rc |= sqlite3_bind_text(st, 10, sale->currency, (int)strnlen(sale->currency, 3), SQLITE_STATIC);
     rc |= sqlite3_bind_text(st, 11, sale->doc, -1, SQLITE_STATIC);
     rc |= sqlite3_bind_int64(st, 12, now);
     return rc;
@@ -374,8 +373,8 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         const struct sd_sale_rec *sale = &b->sales[i];
         char prefix[40];
         snprintf(prefix, sizeof(prefix), "/sales/%zu", sale->index);
-        int n = check_sale_refs(s, tenant_id, env, sale, prefix, &event_cache, &customer_cache,
-                                res);
+        int n =
+            check_sale_refs(s, tenant_id, env, sale, prefix, &event_cache, &customer_cache, res);
         if (n < 0) {
             return n;
         }
@@ -472,8 +471,8 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
     return 0;
 }
 
-int sd_sqlite_idem_put(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                       const char *key, const struct sd_idem_entry *e)
+int sd_sqlite_idem_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
+                       const struct sd_idem_entry *e)
 {
     if (!key || !e || !sd_sqlite_env_ok(env)) {
         return -EINVAL;

@@ -140,9 +140,9 @@ static int conn_exec(struct conn *c, const char *text)
 static int conn_open(const char *path, enum conn_role role, struct conn **ret)
 {
     struct conn *c = sd_calloc(1, sizeof(*c));
-    int flags = SQLITE_OPEN_NOMUTEX | (role == ROLE_READ
-                                           ? SQLITE_OPEN_READONLY
-                                           : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    int flags =
+        SQLITE_OPEN_NOMUTEX |
+        (role == ROLE_READ ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     int r = 0;
     int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
     if (rc != SQLITE_OK) {
@@ -227,8 +227,8 @@ static int migrate(struct conn *c)
         goto out;
     }
     if (version > (int64_t)sd_sqlite_schema_count) {
-        sd_log(SD_LOG_ERROR, "database schema is newer than this program",
-               "version=%lld known=%u", (long long)version, sd_sqlite_schema_count);
+        sd_log(SD_LOG_ERROR, "database schema is newer than this program", "version=%lld known=%u",
+               (long long)version, sd_sqlite_schema_count);
         r = -EIO;
         goto out;
     }
