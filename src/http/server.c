@@ -47,6 +47,8 @@ struct sd_server {
 
 enum phase { PHASE_BODY, PHASE_SUSPENDED, PHASE_ANSWERED };
 
+#define BODY_RESERVE_MAX (1 << 20)
+
 /* Server-private part of a request, wrapping the public one. */
 struct req_priv {
     struct sd_req req; /* first: handlers get &priv->req */
@@ -267,9 +269,12 @@ static bool admit(struct req_priv *p)
                                    SD_MAX_BODY_BYTES);
                 return true;
             }
+            /* Reserve what was announced, up to 1 MiB: a client that announces 8 MiB and then
+             * trickles must not hold 8 MiB per connection before it has sent anything. */
+            size_t reserve = (size_t)(n < BODY_RESERVE_MAX ? n : BODY_RESERVE_MAX) + 1;
             sd_buf_append(&req->body, "", 0);
-            req->body.data = sd_realloc(req->body.data, (size_t)n + 1);
-            req->body.cap = (size_t)n + 1;
+            req->body.data = sd_realloc(req->body.data, reserve);
+            req->body.cap = reserve;
         }
     }
     return false;
