@@ -43,11 +43,15 @@ struct sd_server {
     char id_prefix[9];
     _Atomic uint64_t id_counter;
     int64_t deadline_usec;
+    atomic_size_t buffered; /* body bytes held by all requests together */
 };
 
 enum phase { PHASE_BODY, PHASE_SUSPENDED, PHASE_ANSWERED };
 
 #define BODY_RESERVE_MAX (1 << 20)
+/* All request bodies together: past this, new body bytes get a 503 (retry shortly) instead of
+ * memory. 32 bodies at the 8 MiB limit, or thousands of ordinary ones. */
+#define BUFFERED_MAX ((size_t)256 << 20)
 
 /* Server-private part of a request, wrapping the public one. */
 struct req_priv {
@@ -56,6 +60,7 @@ struct req_priv {
     enum phase phase;
     bool discard; /* body refused: drain the rest without keeping it */
     size_t discarded;
+    size_t accounted; /* this request's share of srv->buffered */
     /* record counter for the streaming limit */
     int depth;
     bool in_string, escape;
@@ -310,11 +315,18 @@ static void count_records(struct req_priv *p, const char *data, size_t n)
     }
 }
 
+static void release_body(struct req_priv *p)
+{
+    sd_buf_release(&p->req.body);
+    atomic_fetch_sub(&p->srv->buffered, p->accounted);
+    p->accounted = 0;
+}
+
 static void refuse_streaming(struct req_priv *p, const char *why, long long limit)
 {
     sd_req_reply_error(&p->req, 413, "payload_too_large", "%s %lld", why, limit);
     p->discard = true;
-    sd_buf_release(&p->req.body);
+    release_body(p);
 }
 
 /* ---- libmicrohttpd callbacks ----------------------------------------------------------------- */
@@ -401,6 +413,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                                  (long long)SD_MAX_RECORDS);
                 return MHD_YES;
             }
+            p->accounted += n;
+            if (atomic_fetch_add(&srv->buffered, n) + n > BUFFERED_MAX) {
+                sd_req_add_header(req, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+                sd_req_reply_error(req, 503, "overloaded",
+                                   "the hub is holding too many request bodies; retry shortly");
+                p->discard = true;
+                release_body(p);
+                return MHD_YES;
+            }
             sd_buf_append(&req->body, upload_data, n);
             return MHD_YES;
         }
@@ -453,7 +474,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         free(req->hdr_values[i]);
     }
     free(req->resp_body);
-    sd_buf_release(&req->body);
+    release_body(p);
     free(p);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->in_flight, 1);
@@ -546,6 +567,7 @@ int sd_server_start(struct sd_hub *hub, const struct sd_server_config *cfg, stru
     srv->hub = hub;
     srv->listen_fd = -1;
     atomic_init(&srv->in_flight, 0);
+    atomic_init(&srv->buffered, 0);
     uint8_t rnd[4];
     sd_random_bytes(rnd, sizeof(rnd));
     snprintf(srv->id_prefix, sizeof(srv->id_prefix), "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
