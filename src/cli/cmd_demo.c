@@ -2,7 +2,8 @@
  *
  * Creates the tenant `demo` and a TEST key (printed), loads a generated season of a fictional
  * opera house (200 performances, 20,000 customers, 150,000 sales) through the same validation
- * and store path as the webhook — unless the demo data is already there — and serves. */
+ * and store path as the webhook (the `demo_season` source connector) — unless the demo data is
+ * already there — and serves. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "base/log.h"
 #include "cli/cli.h"
 #include "cli/serve.h"
+#include "core/connector.h"
 #include "demo/season.h"
 
 static const char usage_demo[] =
@@ -20,69 +22,23 @@ static const char usage_demo[] =
     "`stagedoor serve` (same options).\n";
 
 #define DEMO_CLIENT "demo"
-#define DEMO_BODY_RECORDS 2000
-
-struct demo_load {
-    int64_t tenant_id;
-    struct sd_batch batch;
-    struct sd_apply_result res;
-};
-
-static int demo_apply(struct sd_store_handle *st, struct sd_write_job *job)
-{
-    struct demo_load *dl = job->arg;
-    int r = sd_store_apply_ingest(st, dl->tenant_id, SD_ENV_TEST, &dl->batch, &dl->res);
-    if (r < 0) {
-        return r;
-    }
-    return dl->res.status == 202 ? 0 : -EINVAL;
-}
 
 static int load_season(struct sd_hub *hub, int64_t tenant_id)
 {
-    struct sd_season *season = sd_season_new(20261001, SD_SEASON_DEFAULT_EVENTS,
-                                             SD_SEASON_DEFAULT_CUSTOMERS, SD_SEASON_DEFAULT_SALES);
-    if (!season) {
-        return -EINVAL;
-    }
-    size_t counts[3] = {0, 0, 0};
-    int r = 0;
-    json_t *body;
-    while ((body = sd_season_next(season, DEMO_BODY_RECORDS)) != NULL) {
-        struct demo_load dl = {.tenant_id = tenant_id};
-        struct sd_issues errors, warnings;
-        sd_issues_init(&errors, SD_MAX_ISSUES);
-        sd_issues_init(&warnings, SD_MAX_ISSUES);
-        sd_apply_result_init(&dl.res);
-        r = sd_validate_ingest(body, &dl.batch, &errors, &warnings);
-        json_decref(body);
-        if (r == 0 && errors.total == 0) {
-            r = sd_writer_run_sync(hub->writer, demo_apply, &dl);
-            if (r == 0) {
-                counts[0] += dl.batch.n_events;
-                counts[1] += dl.batch.n_customers;
-                counts[2] += dl.batch.n_sales;
-            }
-        } else {
-            sd_log(SD_LOG_ERROR, "demo data failed validation", "pointer=\"%s\" message=\"%s\"",
-                   errors.n ? errors.items[0].pointer : "",
-                   errors.n ? errors.items[0].message : "");
-            r = -EINVAL;
-        }
-        sd_issues_release(&errors);
-        sd_issues_release(&warnings);
-        sd_apply_result_release(&dl.res);
-        sd_batch_release(&dl.batch);
-        if (r < 0) {
-            break;
-        }
-    }
-    sd_season_free(season);
+    struct sd_issues errors;
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    uint64_t records = 0;
+    int r = sd_connector_run_source(hub, "demo_season", tenant_id, SD_ENV_TEST, "demo", NULL,
+                                    &errors, &records);
     if (r == 0) {
-        printf("loaded demo season: %zu events, %zu customers, %zu sales\n", counts[0], counts[1],
-               counts[2]);
+        printf("loaded demo season: %llu records (%d events, %d customers, %d sales)\n",
+               (unsigned long long)records, SD_SEASON_DEFAULT_EVENTS,
+               SD_SEASON_DEFAULT_CUSTOMERS, SD_SEASON_DEFAULT_SALES);
         fflush(stdout);
+    } else if (errors.n) {
+        fprintf(stderr, "stagedoor: %s: %s\n", errors.items[0].pointer, errors.items[0].message);
     }
+    sd_issues_release(&errors);
     return r;
 }
 

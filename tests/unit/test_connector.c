@@ -1,0 +1,156 @@
+/* test_connector.c — the connector interface: the registry, settings checked against a
+ * connector's key table (unknown keys, types, bounds, defaults, required keys, secrets
+ * redacted), and a source connector run end to end into a real store through the hub. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/connector.h"
+
+static const struct sd_setting test_settings[] = {
+    {"url", SD_SETTING_STRING, NULL, 1, 200, "required"},
+    {"page_size", SD_SETTING_INT, "100", 1, 1000, "bounded"},
+    {"verbose", SD_SETTING_BOOL, "false", 0, 0, "switch"},
+    {"token", SD_SETTING_SECRET, "\"\"", 0, 100, "secret"},
+    {NULL, 0, NULL, 0, 0, NULL},
+};
+static const struct sd_connector test_conn = {
+    .name = "test", .kind = SD_CONNECTOR_SOURCE, .settings = test_settings};
+
+static bool has_pointer(const struct sd_issues *l, const char *ptr)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (strcmp(l->items[i].pointer, ptr) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void test_registry(void **state)
+{
+    (void)state;
+    const struct sd_connector *c = sd_connector_find("demo_season");
+    assert_non_null(c);
+    assert_int_equal(c->kind, SD_CONNECTOR_SOURCE);
+    assert_non_null(c->run);
+    assert_null(sd_connector_find("nope"));
+    for (size_t i = 0; sd_connectors[i]; i++) { /* every default parses and passes its checks */
+        struct sd_issues errors;
+        sd_issues_init(&errors, SD_MAX_ISSUES);
+        json_t *empty = json_object();
+        json_t *checked = sd_connector_check_settings(sd_connectors[i], empty, &errors);
+        bool needs_required = false;
+        for (const struct sd_setting *s = sd_connectors[i]->settings; s && s->key; s++) {
+            needs_required |= s->default_value == NULL;
+        }
+        assert_true(needs_required || checked != NULL);
+        json_decref(checked);
+        json_decref(empty);
+        sd_issues_release(&errors);
+    }
+}
+
+static void test_settings_checked(void **state)
+{
+    (void)state;
+    struct sd_issues errors;
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    json_t *in = json_pack("{s:s, s:i, s:s}", "url", "https://x", "page_size", 1001, "colour",
+                           "red");
+    assert_null(sd_connector_check_settings(&test_conn, in, &errors));
+    assert_int_equal(errors.total, 2); /* the bound and the unknown key, in any order */
+    assert_true(has_pointer(&errors, "/settings/page_size"));
+    assert_true(has_pointer(&errors, "/settings/colour"));
+    json_decref(in);
+    sd_issues_release(&errors);
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    in = json_pack("{s:s, s:s}", "page_size", "10", "token", "s3cret");
+    assert_null(sd_connector_check_settings(&test_conn, in, &errors));
+    assert_int_equal(errors.total, 2); /* page_size not an integer, url missing */
+    assert_true(has_pointer(&errors, "/settings/page_size"));
+    assert_true(has_pointer(&errors, "/settings/url"));
+    json_decref(in);
+    sd_issues_release(&errors);
+
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    in = json_pack("{s:s, s:s}", "url", "https://x", "token", "s3cret");
+    json_t *out = sd_connector_check_settings(&test_conn, in, &errors);
+    assert_non_null(out);
+    assert_int_equal(errors.total, 0);
+    assert_int_equal(json_integer_value(json_object_get(out, "page_size")), 100);
+    assert_true(json_is_false(json_object_get(out, "verbose")));
+    json_t *shown = sd_connector_redact_settings(&test_conn, out);
+    assert_string_equal(json_string_value(json_object_get(shown, "token")), "(set)");
+    assert_string_equal(json_string_value(json_object_get(out, "token")), "s3cret");
+    json_decref(shown);
+    json_decref(out);
+    json_decref(in);
+    sd_issues_release(&errors);
+}
+
+static void test_source_run_into_store(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/sd-test-connector-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct sd_hub *hub = NULL;
+    assert_int_equal(sd_hub_open(dir, &hub), 0);
+    assert_int_equal(sd_store_tenant_create(hub->store, "venue", "Venue"), 0);
+    struct sd_tenant t = {0};
+    assert_int_equal(sd_store_tenant_get(hub->store, "venue", &t), 0);
+
+    struct sd_issues errors;
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    json_t *settings = json_pack("{s:i, s:i, s:i, s:i}", "events", 5, "customers", 50, "sales",
+                                 120, "batch", 40);
+    uint64_t records = 0;
+    assert_int_equal(sd_connector_run_source(hub, "demo_season", t.id, SD_ENV_PROD, "t1",
+                                             settings, &errors, &records),
+                     0);
+    assert_int_equal(records, 5 + 50 + 120);
+    int64_t n = 0;
+    assert_int_equal(sd_store_count_records(hub->store, SD_KIND_SALE, t.id, SD_ENV_PROD, &n), 0);
+    assert_int_equal(n, 120);
+    assert_int_equal(sd_store_count_records(hub->store, SD_KIND_SALE, t.id, SD_ENV_TEST, &n), 0);
+    assert_int_equal(n, 0);
+
+    /* a second run of the same season: events and customers update, sales are duplicates */
+    assert_int_equal(sd_connector_run_source(hub, "demo_season", t.id, SD_ENV_PROD, "t1",
+                                             settings, &errors, &records),
+                     -EINVAL);
+    json_decref(settings);
+    /* bad settings never start a run */
+    settings = json_pack("{s:i}", "events", 0);
+    assert_int_equal(sd_connector_run_source(hub, "demo_season", t.id, SD_ENV_PROD, "t1",
+                                             settings, &errors, &records),
+                     -EINVAL);
+    assert_string_equal(errors.items[errors.n - 1].pointer, "/settings/events");
+    assert_int_equal(sd_connector_run_source(hub, "nope", t.id, SD_ENV_PROD, "t1", NULL,
+                                             &errors, &records),
+                     -ENOENT);
+    json_decref(settings);
+    sd_issues_release(&errors);
+    sd_tenant_release(&t);
+    sd_hub_close(hub);
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_settings_checked),
+        cmocka_unit_test(test_source_run_into_store),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
