@@ -48,7 +48,7 @@ struct sd_server {
 
 enum phase { PHASE_BODY, PHASE_SUSPENDED, PHASE_ANSWERED };
 
-#define BODY_RESERVE_MAX (1 << 20)
+#define BODY_RESERVE_MAX (256 << 10)
 /* All request bodies together: past this, new body bytes get a 503 (retry shortly) instead of
  * memory. 32 bodies at the 8 MiB limit, or thousands of ordinary ones. */
 #define BUFFERED_MAX ((size_t)256 << 20)
@@ -274,7 +274,7 @@ static bool admit(struct req_priv *p)
                                    SD_MAX_BODY_BYTES);
                 return true;
             }
-            /* Reserve what was announced, up to 1 MiB: a client that announces 8 MiB and then
+            /* Reserve what was announced, up to 256 KiB: a client that announces 8 MiB and then
              * trickles must not hold 8 MiB per connection before it has sent anything. */
             size_t reserve = (size_t)(n < BODY_RESERVE_MAX ? n : BODY_RESERVE_MAX) + 1;
             sd_buf_append(&req->body, "", 0);
