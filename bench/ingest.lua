@@ -24,22 +24,12 @@ local headers = {
    ["Content-Type"] = "application/json",
 }
 
--- main state: the threads, for done()
-local threads = {}
-
-function setup(thread)
-   thread:set("id", #threads + 1)
-   table.insert(threads, thread)
-end
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+dofile(here .. "common.lua").count(202, batch)
 
 -- thread state
 local n = 0
 local head, tail_anon, tail_customer
-accepted = 0
-rejected = 0
-statuses = ""
-first_error = ""
-local status_counts = {}
 
 function init(args)
    head = '{"invoice_number":"B' .. run .. "-" .. id .. "-"
@@ -58,47 +48,4 @@ function request()
    end
    local body = '{"sales":[' .. table.concat(parts, ",") .. "]}"
    return wrk.format("POST", path, headers, body)
-end
-
-function response(status, hdrs, body)
-   if status == 202 then
-      accepted = accepted + 1
-      return
-   end
-   rejected = rejected + 1
-   status_counts[status] = (status_counts[status] or 0) + 1
-   local parts = {}
-   for s, c in pairs(status_counts) do
-      parts[#parts + 1] = s .. "x" .. c
-   end
-   statuses = table.concat(parts, ",")
-   if first_error == "" and body then
-      first_error = string.sub(string.gsub(body, "%s+", " "), 1, 300)
-   end
-end
-
-function done(summary, latency, requests)
-   local acc, rej, st, fe = 0, 0, {}, ""
-   for _, t in ipairs(threads) do
-      acc = acc + t:get("accepted")
-      rej = rej + t:get("rejected")
-      local s = t:get("statuses")
-      if s ~= "" then
-         st[#st + 1] = "t" .. t:get("id") .. ":" .. s
-      end
-      if fe == "" then
-         fe = t:get("first_error")
-      end
-   end
-   local e = summary.errors
-   io.write(string.format(
-      "BENCH_RESULT accepted=%d rejected=%d responses=%d duration_us=%d batch=%d "
-         .. "p50_us=%d p99_us=%d max_us=%d err_connect=%d err_read=%d err_write=%d "
-         .. "err_timeout=%d statuses=%s\n",
-      acc, rej, summary.requests, summary.duration, batch,
-      latency:percentile(50), latency:percentile(99), latency.max,
-      e.connect, e.read, e.write, e.timeout, (#st > 0) and table.concat(st, ";") or "-"))
-   if fe ~= "" then
-      io.write("BENCH_FIRST_ERROR " .. fe .. "\n")
-   end
 end

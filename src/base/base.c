@@ -198,34 +198,6 @@ void sd_buf_printf(struct sd_buf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-void sd_buf_json_string(struct sd_buf *b, const char *s)
-{
-    static const char hex[] = "0123456789abcdef";
-    sd_buf_append(b, "\"", 1);
-    const char *run = s;
-    for (const char *p = s; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            continue;
-        }
-        sd_buf_append(b, run, (size_t)(p - run));
-        run = p + 1;
-        switch (c) {
-        case '"': sd_buf_puts(b, "\\\""); break;
-        case '\\': sd_buf_puts(b, "\\\\"); break;
-        case '\n': sd_buf_puts(b, "\\n"); break;
-        case '\r': sd_buf_puts(b, "\\r"); break;
-        case '\t': sd_buf_puts(b, "\\t"); break;
-        default: {
-            char esc[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
-            sd_buf_puts(b, esc);
-        }
-        }
-    }
-    sd_buf_append(b, run, strlen(run));
-    sd_buf_append(b, "\"", 1);
-}
-
 char *sd_buf_steal(struct sd_buf *b)
 {
     char *p = b->data ? b->data : sd_strdup("");

@@ -44,8 +44,6 @@ void sd_buf_reset(struct sd_buf *b);
 void sd_buf_append(struct sd_buf *b, const void *data, size_t n);
 void sd_buf_puts(struct sd_buf *b, const char *s);
 void sd_buf_printf(struct sd_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Append s as a JSON string literal (with quotes), escaping as RFC 8259 requires. */
-void sd_buf_json_string(struct sd_buf *b, const char *s);
 /* Hand the buffer's memory to the caller (who frees it); the buffer is left empty. */
 char *sd_buf_steal(struct sd_buf *b);
 

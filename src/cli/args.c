@@ -9,6 +9,7 @@
 
 #include "base/base.h"
 #include "cli/cli.h"
+#include "store/store.h"
 
 __attribute__((format(printf, 2, 0))) static int vmsg(int code, const char *fmt, va_list ap)
 {
@@ -110,4 +111,38 @@ void sd_cli_format_time(int64_t usec, char out[32])
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int sd_cli_dispatch(const char *command, const struct sd_cli_subcommand *subs, const char *usage,
+                    int argc, char **argv)
+{
+    if (argc < 1) {
+        fputs(usage, stderr);
+        return SD_EXIT_USAGE;
+    }
+    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
+        fputs(usage, stdout);
+        return SD_EXIT_OK;
+    }
+    char choices[128] = "";
+    size_t used = 0;
+    for (const struct sd_cli_subcommand *c = subs; c->name; c++) {
+        if (strcmp(argv[0], c->name) == 0) {
+            return c->fn(argc - 1, argv + 1);
+        }
+        int w = snprintf(choices + used, sizeof(choices) - used, "%s%s", used ? ", " : "", c->name);
+        if (w > 0 && (size_t)w < sizeof(choices) - used) {
+            used += (size_t)w;
+        }
+    }
+    return sd_cli_usage_error("unknown %s command '%s' (%s)", command, argv[0], choices);
+}
+
+int sd_cli_open_store(const char *data, struct sd_store_handle **ret)
+{
+    int r = sd_store_open("sqlite", data, ret);
+    if (r < 0) {
+        return sd_cli_fail("cannot open the store in '%s': %s", data, strerror(-r));
+    }
+    return 0;
 }

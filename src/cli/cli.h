@@ -23,6 +23,20 @@ struct sd_cli_opt {
  * stderr (exit 2), else the number of positionals. */
 int sd_cli_parse(int argc, char **argv, const struct sd_cli_opt *opts, const char **pos,
                  size_t max_pos, const char *usage);
+/* A command's subcommands ("tenant create", "key revoke", ...), terminated by {NULL}. */
+struct sd_cli_subcommand {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+};
+/* Run argv[0] from the table with the rest of argv; --help prints usage; anything else is a
+ * usage error naming the choices. */
+int sd_cli_dispatch(const char *command, const struct sd_cli_subcommand *subs, const char *usage,
+                    int argc, char **argv);
+
+struct sd_store_handle;
+/* Open the store in data for a CLI command: 0, or SD_EXIT_FAIL after printing why. */
+int sd_cli_open_store(const char *data, struct sd_store_handle **ret);
+
 /* Print "stagedoor: <msg>" to stderr and return SD_EXIT_USAGE. */
 int sd_cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print "stagedoor: <msg>" to stderr and return SD_EXIT_FAIL. */

@@ -32,8 +32,8 @@ static int load_season(struct sd_hub *hub, int64_t tenant_id)
                                     &errors, &records);
     if (r == 0) {
         printf("loaded demo season: %llu records (%d events, %d customers, %d sales)\n",
-               (unsigned long long)records, SD_SEASON_DEFAULT_EVENTS,
-               SD_SEASON_DEFAULT_CUSTOMERS, SD_SEASON_DEFAULT_SALES);
+               (unsigned long long)records, SD_SEASON_DEFAULT_EVENTS, SD_SEASON_DEFAULT_CUSTOMERS,
+               SD_SEASON_DEFAULT_SALES);
         fflush(stdout);
     } else if (errors.n) {
         fprintf(stderr, "stagedoor: %s: %s\n", errors.items[0].pointer, errors.items[0].message);

@@ -45,9 +45,9 @@ static int key_create(int argc, char **argv)
         return sd_cli_usage_error("--env must be test or prod (got '%s')", env_s);
     }
     struct sd_store_handle *st = NULL;
-    int r = sd_store_open("sqlite", data, &st);
-    if (r < 0) {
-        return sd_cli_fail("cannot open the store in '%s': %s", data, strerror(-r));
+    int r = sd_cli_open_store(data, &st);
+    if (r) {
+        return r;
     }
     char *key = NULL, *key_id = NULL;
     r = sd_key_create(st, pos[0], env, &key, &key_id);
@@ -82,9 +82,9 @@ static int key_list(int argc, char **argv)
         return sd_cli_bad_client_id(pos[0]);
     }
     struct sd_store_handle *st = NULL;
-    int r = sd_store_open("sqlite", data, &st);
-    if (r < 0) {
-        return sd_cli_fail("cannot open the store in '%s': %s", data, strerror(-r));
+    int r = sd_cli_open_store(data, &st);
+    if (r) {
+        return r;
     }
     struct sd_key_info *k = NULL;
     size_t nk = 0;
@@ -119,9 +119,9 @@ static int key_revoke(int argc, char **argv)
         return sd_cli_usage_error("key revoke needs a KEY_ID");
     }
     struct sd_store_handle *st = NULL;
-    int r = sd_store_open("sqlite", data, &st);
-    if (r < 0) {
-        return sd_cli_fail("cannot open the store in '%s': %s", data, strerror(-r));
+    int r = sd_cli_open_store(data, &st);
+    if (r) {
+        return r;
     }
     r = sd_store_key_revoke(st, pos[0]);
     sd_store_close(st);
@@ -137,22 +137,11 @@ static int key_revoke(int argc, char **argv)
 
 int sd_cmd_key(int argc, char **argv)
 {
-    if (argc < 1) {
-        fputs(usage_key, stderr);
-        return SD_EXIT_USAGE;
-    }
-    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
-        fputs(usage_key, stdout);
-        return SD_EXIT_OK;
-    }
-    if (strcmp(argv[0], "create") == 0) {
-        return key_create(argc - 1, argv + 1);
-    }
-    if (strcmp(argv[0], "list") == 0) {
-        return key_list(argc - 1, argv + 1);
-    }
-    if (strcmp(argv[0], "revoke") == 0) {
-        return key_revoke(argc - 1, argv + 1);
-    }
-    return sd_cli_usage_error("unknown key command '%s' (create, list, revoke)", argv[0]);
+    static const struct sd_cli_subcommand subs[] = {
+        {"create", key_create},
+        {"list", key_list},
+        {"revoke", key_revoke},
+        {NULL, NULL},
+    };
+    return sd_cli_dispatch("key", subs, usage_key, argc, argv);
 }

@@ -27,15 +27,6 @@ static const char usage_limits[] =
     "usage: stagedoor tenant limits CLIENT_ID --per-minute N --burst N [--data DIR]\n"
     "Sets the webhook token bucket of a tenant (each environment has its own bucket).\n";
 
-static int open_store(const char *data, struct sd_store_handle **st)
-{
-    int r = sd_store_open("sqlite", data, st);
-    if (r < 0) {
-        return sd_cli_fail("cannot open the store in '%s': %s", data, strerror(-r));
-    }
-    return 0;
-}
-
 static int tenant_create(int argc, char **argv)
 {
     const char *data = SD_DEFAULT_DATA_DIR, *name = NULL, *pos[1];
@@ -54,7 +45,7 @@ static int tenant_create(int argc, char **argv)
         return sd_cli_usage_error("--name is longer than 200 characters");
     }
     struct sd_store_handle *st = NULL;
-    int r = open_store(data, &st);
+    int r = sd_cli_open_store(data, &st);
     if (r) {
         return r;
     }
@@ -79,7 +70,7 @@ static int tenant_list(int argc, char **argv)
         return n == -1 ? SD_EXIT_OK : SD_EXIT_USAGE;
     }
     struct sd_store_handle *st = NULL;
-    int r = open_store(data, &st);
+    int r = sd_cli_open_store(data, &st);
     if (r) {
         return r;
     }
@@ -130,7 +121,7 @@ static int tenant_limits(int argc, char **argv)
         return SD_EXIT_USAGE;
     }
     struct sd_store_handle *st = NULL;
-    int r = open_store(data, &st);
+    int r = sd_cli_open_store(data, &st);
     if (r) {
         return r;
     }
@@ -148,22 +139,11 @@ static int tenant_limits(int argc, char **argv)
 
 int sd_cmd_tenant(int argc, char **argv)
 {
-    if (argc < 1) {
-        fputs(usage_tenant, stderr);
-        return SD_EXIT_USAGE;
-    }
-    if (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
-        fputs(usage_tenant, stdout);
-        return SD_EXIT_OK;
-    }
-    if (strcmp(argv[0], "create") == 0) {
-        return tenant_create(argc - 1, argv + 1);
-    }
-    if (strcmp(argv[0], "list") == 0) {
-        return tenant_list(argc - 1, argv + 1);
-    }
-    if (strcmp(argv[0], "limits") == 0) {
-        return tenant_limits(argc - 1, argv + 1);
-    }
-    return sd_cli_usage_error("unknown tenant command '%s' (create, list, limits)", argv[0]);
+    static const struct sd_cli_subcommand subs[] = {
+        {"create", tenant_create},
+        {"list", tenant_list},
+        {"limits", tenant_limits},
+        {NULL, NULL},
+    };
+    return sd_cli_dispatch("tenant", subs, usage_tenant, argc, argv);
 }

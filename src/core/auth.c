@@ -77,7 +77,7 @@ int sd_key_create(struct sd_store_handle *st, const char *client_id, enum sd_env
 }
 
 struct snapshot {
-    struct sd_tenant *tenants; /* sorted by client_id */
+    struct sd_tenant *tenants; /* sorted by id */
     size_t n_tenants;
     struct sd_key_info *keys; /* sorted by hash_hex */
     size_t n_keys;
@@ -102,8 +102,8 @@ static void snapshot_free(struct snapshot *s)
 
 static int cmp_tenant(const void *a, const void *b)
 {
-    return strcmp(((const struct sd_tenant *)a)->client_id,
-                  ((const struct sd_tenant *)b)->client_id);
+    int64_t x = ((const struct sd_tenant *)a)->id, y = ((const struct sd_tenant *)b)->id;
+    return (x > y) - (x < y);
 }
 
 static int cmp_key(const void *a, const void *b)
@@ -190,12 +190,9 @@ int sd_auth_refresh(struct sd_auth *a)
 
 static const struct sd_tenant *find_tenant_by_id(const struct snapshot *s, int64_t id)
 {
-    for (size_t i = 0; i < s->n_tenants; i++) {
-        if (s->tenants[i].id == id) {
-            return &s->tenants[i];
-        }
-    }
-    return NULL;
+    struct sd_tenant probe = {.id = id};
+    return s->n_tenants ? bsearch(&probe, s->tenants, s->n_tenants, sizeof(*s->tenants), cmp_tenant)
+                        : NULL;
 }
 
 static void fill_tenant(const struct sd_tenant *t, struct sd_principal *ret)
@@ -225,23 +222,6 @@ int sd_auth_key(struct sd_auth *a, const char *key, struct sd_principal *ret)
             ret->env = k->env;
             r = 0;
         }
-    }
-    pthread_rwlock_unlock(&a->lock);
-    return r;
-}
-
-int sd_auth_tenant(struct sd_auth *a, const char *client_id, struct sd_principal *ret)
-{
-    int r = -ENOENT;
-    pthread_rwlock_rdlock(&a->lock);
-    const struct snapshot *s = a->snap;
-    struct sd_tenant probe = {.client_id = (char *)client_id};
-    const struct sd_tenant *t =
-        s->n_tenants ? bsearch(&probe, s->tenants, s->n_tenants, sizeof(*s->tenants), cmp_tenant)
-                     : NULL;
-    if (t) {
-        fill_tenant(t, ret);
-        r = 0;
     }
     pthread_rwlock_unlock(&a->lock);
     return r;

@@ -42,7 +42,5 @@ void sd_auth_free(struct sd_auth *a);
 int sd_auth_refresh(struct sd_auth *a);
 /* Resolve a presented bearer key: 0 (ret filled), -ENOENT unknown, -EKEYREVOKED revoked. */
 int sd_auth_key(struct sd_auth *a, const char *key, struct sd_principal *ret);
-/* Tenant by client id: 0 or -ENOENT; ret gets id, client_id and limits (env untouched). */
-int sd_auth_tenant(struct sd_auth *a, const char *client_id, struct sd_principal *ret);
 
 #endif

@@ -105,8 +105,6 @@ static void test_key_lifecycle(void **state)
     assert_int_equal(sd_auth_key(a, key2, &p), 0);
     assert_int_equal(p.per_minute, 60);
     assert_int_equal(p.burst, 5);
-    assert_int_equal(sd_auth_tenant(a, "acme", &p), 0);
-    assert_int_equal(sd_auth_tenant(a, "nobody", &p), -ENOENT);
     sd_auth_free(a);
     free(key);
     free(key_id);
