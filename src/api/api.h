@@ -15,6 +15,12 @@ int sd_api_sales_list(struct sd_req *req);
 int sd_api_event_get(struct sd_req *req);
 int sd_api_customer_get(struct sd_req *req);
 int sd_api_sale_get(struct sd_req *req);
+int sd_api_admin_connector_create(struct sd_req *req);
+int sd_api_admin_connectors_list(struct sd_req *req);
+int sd_api_admin_connector_get(struct sd_req *req);
+int sd_api_admin_connector_update(struct sd_req *req);
+int sd_api_admin_connector_delete(struct sd_req *req);
+int sd_api_admin_connector_run(struct sd_req *req);
 
 /* Parse the request body as JSON (duplicate member names rejected). On failure answers 400
  * malformed_json with line and column and returns NULL. */

@@ -6,6 +6,9 @@
 
 #define TENANT_WRITE (SD_ROUTE_TENANT | SD_ROUTE_JSON_BODY | SD_ROUTE_RATE_LIMITED)
 #define TENANT_READ (SD_ROUTE_TENANT | SD_ROUTE_RATE_LIMITED)
+#define ADMIN SD_ROUTE_ADMIN
+#define ADMIN_WRITE (SD_ROUTE_ADMIN | SD_ROUTE_JSON_BODY)
+#define CONNECTORS "/admin/v1/tenants/{client_id}/connectors"
 
 const struct sd_route sd_routes[] = {
     {"GET", "/healthz", "healthz", 0, sd_api_healthz},
@@ -19,12 +22,22 @@ const struct sd_route sd_routes[] = {
     {"GET", "/v1/{client_id}/sales", "sales_list", TENANT_READ, sd_api_sales_list},
     {"GET", "/v1/{client_id}/sales/{invoice_number}", "sale_get", TENANT_READ, sd_api_sale_get},
     {"PUT", "/v1/{client_id}/sales/{invoice_number}", "sale_put", TENANT_WRITE, sd_api_sale_put},
+    {"POST", CONNECTORS, "connector_create", ADMIN_WRITE, sd_api_admin_connector_create},
+    {"GET", CONNECTORS, "connectors_list", ADMIN, sd_api_admin_connectors_list},
+    {"GET", CONNECTORS "/{connector_id}", "connector_get", ADMIN, sd_api_admin_connector_get},
+    {"PATCH", CONNECTORS "/{connector_id}", "connector_update", ADMIN_WRITE,
+     sd_api_admin_connector_update},
+    {"DELETE", CONNECTORS "/{connector_id}", "connector_delete", ADMIN,
+     sd_api_admin_connector_delete},
+    {"POST", CONNECTORS "/{connector_id}/run", "connector_run", ADMIN, sd_api_admin_connector_run},
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
 
 const char *const sd_route_names[] = {
     "healthz",        "metrics",      "ingest",     "events_list", "event_get",
     "customers_list", "customer_get", "sales_list", "sale_get",    "sale_put",
+    "connector_create", "connectors_list", "connector_get", "connector_update",
+    "connector_delete", "connector_run",
 };
 _Static_assert(sizeof(sd_route_names) / sizeof(sd_route_names[0]) ==
                    sizeof(sd_routes) / sizeof(sd_routes[0]),

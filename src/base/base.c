@@ -5,12 +5,14 @@
 
 #include <errno.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 int64_t sd_now_usec(void)
 {
@@ -107,16 +109,58 @@ int sd_random_bytes(void *buf, size_t n)
     return 0;
 }
 
-void sd_sha256_hex(const void *data, size_t len, char out[65])
+static void hex_digest(const unsigned char *md, char out[65])
 {
-    unsigned char md[SHA256_DIGEST_LENGTH];
-    SHA256(data, len, md);
     static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < SHA256_DIGEST_LENGTH; i++) {
         out[2 * i] = hex[md[i] >> 4];
         out[2 * i + 1] = hex[md[i] & 15];
     }
     out[64] = '\0';
+}
+
+void sd_sha256_hex(const void *data, size_t len, char out[65])
+{
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    SHA256(data, len, md);
+    hex_digest(md, out);
+}
+
+int sd_sha256_fd(int fd, char out[65])
+{
+    EVP_MD_CTX *mc = EVP_MD_CTX_new();
+    if (!mc || EVP_DigestInit_ex(mc, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(mc);
+        return -ENOMEM;
+    }
+    char *buf = sd_malloc(1 << 20);
+    off_t off = 0;
+    int r = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf, 1 << 20, off);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            r = -errno;
+            break;
+        }
+        if (n == 0) {
+            break;
+        }
+        EVP_DigestUpdate(mc, buf, (size_t)n);
+        off += n;
+    }
+    unsigned char md[SHA256_DIGEST_LENGTH];
+    unsigned int mdl = 0;
+    if (r == 0 && EVP_DigestFinal_ex(mc, md, &mdl) == 1) {
+        hex_digest(md, out);
+    } else if (r == 0) {
+        r = -EIO;
+    }
+    free(buf);
+    EVP_MD_CTX_free(mc);
+    return r;
 }
 
 bool sd_ct_equal(const void *a, size_t alen, const void *b, size_t blen)

@@ -28,6 +28,8 @@ int sd_random_bytes(void *buf, size_t n);
 
 /* SHA-256 of data as 64 lowercase hex chars + NUL into out[65]. */
 void sd_sha256_hex(const void *data, size_t len, char out[65]);
+/* SHA-256 (hex) of everything readable from fd, from its start (pread); 0 or -errno. */
+int sd_sha256_fd(int fd, char out[65]);
 
 /* Constant-time equality of two equal-length byte strings (false if lengths differ). */
 bool sd_ct_equal(const void *a, size_t alen, const void *b, size_t blen);

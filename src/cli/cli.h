@@ -55,5 +55,6 @@ int sd_cmd_serve(int argc, char **argv);
 int sd_cmd_tenant(int argc, char **argv);
 int sd_cmd_key(int argc, char **argv);
 int sd_cmd_demo(int argc, char **argv);
+int sd_cmd_connector(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@
 #include "cli/cli.h"
 #include "cli/serve.h"
 #include "core/hub.h"
+#include "core/scheduler.h"
 #include "http/server.h"
 
 static const char usage_serve[] =
@@ -129,8 +130,14 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
 {
     struct sd_server *srv = NULL;
     int port = 0;
-    int r = sd_server_start(hub, &o->cfg, &srv, &port);
+    int r = sd_scheduler_new(hub, &hub->scheduler);
     if (r < 0) {
+        return sd_cli_fail("cannot start the connector scheduler: %s", strerror(-r));
+    }
+    r = sd_server_start(hub, &o->cfg, &srv, &port);
+    if (r < 0) {
+        sd_scheduler_free(hub->scheduler);
+        hub->scheduler = NULL;
         return sd_cli_fail("cannot serve on %s:%d: %s", o->host, o->cfg.port, strerror(-r));
     }
     bool v6 = strchr(o->host, ':') != NULL;
@@ -167,6 +174,9 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
     }
     sd_log(SD_LOG_INFO, "shutting down; finishing in-flight requests", "signal=%d", sig);
     sd_server_stop(srv, 30LL * 1000000);
+    /* Connector runs stop at their next safe point; what they committed stays committed. */
+    sd_scheduler_free(hub->scheduler);
+    hub->scheduler = NULL;
     sd_log(SD_LOG_INFO, "stopped", NULL);
     sd_log_flush();
     return SD_EXIT_OK;
@@ -186,6 +196,17 @@ int sd_serve_prepare(int argc, char **argv, const char *usage, struct sd_serve_o
     int r = sd_hub_open(o->data, ret_hub);
     if (r < 0) {
         return sd_cli_fail("cannot open the store in '%s': %s", o->data, strerror(-r));
+    }
+    bool created = false;
+    r = sd_admin_token_ensure(o->data, (*ret_hub)->admin_hash, &created);
+    if (r < 0) {
+        sd_hub_close(*ret_hub);
+        *ret_hub = NULL;
+        return sd_cli_fail("cannot read or create the admin token '%s/admin.token': %s",
+                           o->data, strerror(-r));
+    }
+    if (created) {
+        sd_log(SD_LOG_INFO, "admin token created", "file=\"%s/admin.token\"", o->data);
     }
     return -1;
 }

@@ -16,6 +16,7 @@ static const struct command commands[] = {
     {"tenant", sd_cmd_tenant, "create and list tenants, set their rate limits"},
     {"key", sd_cmd_key, "create, list and revoke API keys"},
     {"demo", sd_cmd_demo, "create a demo tenant with a season of data, then serve"},
+    {"connector", sd_cmd_connector, "configure and run batch connectors (CSV, feeds, REST pull)"},
 };
 
 static void usage(FILE *f)

@@ -3,8 +3,16 @@
 #include "core/connector.h"
 
 extern const struct sd_connector sd_connector_demo_season;
+extern const struct sd_connector sd_connector_csv_drop;
+extern const struct sd_connector sd_connector_sftp_pull;
+extern const struct sd_connector sd_connector_feed;
+extern const struct sd_connector sd_connector_rest_pull;
 
 const struct sd_connector *const sd_connectors[] = {
     &sd_connector_demo_season,
+    &sd_connector_csv_drop,
+    &sd_connector_sftp_pull,
+    &sd_connector_feed,
+    &sd_connector_rest_pull,
     NULL,
 };

@@ -6,6 +6,8 @@
 #include "core/auth.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +30,95 @@ bool sd_client_id_valid(const char *s)
     return n >= 1;
 }
 
+/* n base62 characters from random bytes taken below 248 (= 4 * 62, so no modulo bias). */
+static int random_base62(char *out, size_t n)
+{
+    static const char alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    size_t got = 0;
+    while (got < n) {
+        uint8_t b[64];
+        int r = sd_random_bytes(b, sizeof(b));
+        if (r < 0) {
+            return r;
+        }
+        for (size_t i = 0; i < sizeof(b) && got < n; i++) {
+            if (b[i] < 248) {
+                out[got++] = alphabet[b[i] % 62];
+            }
+        }
+        explicit_bzero(b, sizeof(b));
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+int sd_admin_token_ensure(const char *data_dir, char ret_hash[65], bool *ret_created)
+{
+    char *path = sd_asprintf("%s/admin.token", data_dir);
+    int r = 0;
+    bool created = false;
+    char buf[128];
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0 && errno == ENOENT) {
+        char body[44];
+        if ((r = random_base62(body, 43)) < 0) {
+            goto out;
+        }
+        int n = snprintf(buf, sizeof(buf), "sd_admin_%s\n", body);
+        explicit_bzero(body, sizeof(body));
+        /* O_EXCL: two servers starting on one data dir never overwrite each other's token. */
+        int wfd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (wfd >= 0) {
+            bool ok = write(wfd, buf, (size_t)n) == n && fsync(wfd) == 0;
+            close(wfd);
+            if (!ok) {
+                unlink(path);
+                r = -EIO;
+                goto out;
+            }
+            created = true;
+        } else if (errno != EEXIST) {
+            r = -errno;
+            goto out;
+        }
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    }
+    if (fd < 0) {
+        r = -errno;
+        goto out;
+    }
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0) {
+        r = -EIO;
+        goto out;
+    }
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    if (strlen(buf) < 32) {
+        r = -EINVAL; /* an operator's own token must still be long enough to be a secret */
+        goto out;
+    }
+    sd_sha256_hex(buf, strlen(buf), ret_hash);
+    if (ret_created) {
+        *ret_created = created;
+    }
+out:
+    explicit_bzero(buf, sizeof(buf));
+    free(path);
+    return r;
+}
+
+bool sd_admin_token_check(const char hash[65], const char *token)
+{
+    if (!token || !*token || !hash[0]) {
+        return false;
+    }
+    char h[65];
+    sd_sha256_hex(token, strlen(token), h);
+    return sd_ct_equal(h, 64, hash, 64);
+}
+
 int sd_key_create(struct sd_store_handle *st, const char *client_id, enum sd_env env,
                   char **ret_key, char **ret_key_id)
 {
@@ -38,17 +129,9 @@ int sd_key_create(struct sd_store_handle *st, const char *client_id, enum sd_env
     if (r < 0) {
         return r;
     }
-    static const char alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     char body[44];
-    size_t got = 0;
-    while (got < 43) {
-        uint8_t b;
-        if ((r = sd_random_bytes(&b, 1)) < 0) {
-            return r;
-        }
-        if (b < 248) {
-            body[got++] = alphabet[b % 62];
-        }
+    if ((r = random_base62(body, 43)) < 0) {
+        return r;
     }
     body[43] = '\0';
     char idpart[17];

@@ -10,6 +10,7 @@
 #ifndef SD_CORE_AUTH_H
 #define SD_CORE_AUTH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "model/model.h"
@@ -33,6 +34,14 @@ bool sd_client_id_valid(const char *s);
  * ret_key (heap) and its public id into ret_key_id (heap). -ENOENT unknown client. */
 int sd_key_create(struct sd_store_handle *st, const char *client_id, enum sd_env env,
                   char **ret_key, char **ret_key_id);
+
+/* The admin token guards /admin/v1/…: "sd_admin_" + 43 base62 characters in DATA/admin.token
+ * (mode 0600), created on the first `serve` if missing (an operator may also write their own,
+ * at least 32 characters). Only its SHA-256 is kept in memory. *ret_created says whether this
+ * call created it. */
+int sd_admin_token_ensure(const char *data_dir, char ret_hash[65], bool *ret_created);
+/* Constant-time check of a presented token against the hash. */
+bool sd_admin_token_check(const char hash[65], const char *token);
 
 struct sd_auth;
 

@@ -98,6 +98,9 @@ json_t *sd_connector_check_settings(const struct sd_connector *c, const json_t *
         }
         json_object_set_new(out, s->key, d);
     }
+    if (errors->total == before && c->check) {
+        c->check(out, errors);
+    }
     if (errors->total > before) {
         json_decref(out);
         return NULL;
@@ -109,7 +112,9 @@ json_t *sd_connector_redact_settings(const struct sd_connector *c, const json_t 
 {
     json_t *out = json_deep_copy(settings);
     for (const struct sd_setting *s = c->settings; s && s->key; s++) {
-        if (s->type == SD_SETTING_SECRET && json_object_get(out, s->key)) {
+        const json_t *v = json_object_get(out, s->key);
+        /* An empty secret (the default "none") is shown as it is: nothing to hide. */
+        if (s->type == SD_SETTING_SECRET && v && !(json_is_string(v) && !json_string_length(v))) {
             json_object_set_new(out, s->key, json_string("(set)"));
         }
     }

@@ -18,6 +18,8 @@
 #define SD_CORE_CONNECTOR_H
 
 #include <jansson.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/hub.h"
@@ -36,22 +38,39 @@ struct sd_setting {
     const char *help;
 };
 
-/* What a running connector instance sees of the hub. */
+struct sd_mapping;
+
+/* What a running connector instance sees of the hub. The fields below `records_rejected` are
+ * set for instances configured at run time (the scheduler's runs); the demo loader leaves them
+ * zero. */
 struct sd_connector_ctx {
     struct sd_hub *hub;
     int64_t tenant_id;
     enum sd_env env;
     const char *id;          /* instance id for log lines "[type/id]" */
     const json_t *settings;  /* checked, defaults filled (sd_connector_check_settings) */
-    uint64_t records_in;     /* counted by sd_connector_emit */
+    uint64_t records_in;     /* counted by sd_connector_emit / sd_connector_commit */
     uint64_t records_rejected;
+
+    const struct sd_mapping *mapping; /* source fields → model (identity if none configured) */
+    const json_t *cursor;    /* the cursor committed by the last commit (NULL: from scratch) */
+    const char *work_dir;    /* DATA/connectors/<id>/, private to this instance, exists */
+    const atomic_bool *stop; /* the hub is stopping: return -ECANCELED at the next safe point */
+    _Atomic uint64_t *progress; /* rows/records read so far in this run, shown in the status */
+    json_t *state;           /* the state document; owned by the runtime (connector_run.c) */
+    char *error;             /* why the run failed, set with sd_connector_fail */
 };
 
+/* Record why this run fails (shown as last_error in the status; never put secrets in it).
+ * Returns -EIO-style `code` so a connector can write `return sd_connector_fail(ctx, -EIO, …)`. */
+int sd_connector_fail(struct sd_connector_ctx *ctx, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 struct sd_connector {
     const char *name;
     enum sd_connector_kind kind;
     const char *help;
     const struct sd_setting *settings; /* terminated by {NULL} */
+    const char *default_schedule;      /* when configured without one (core/schedule.h) */
     int (*init)(struct sd_connector_ctx *ctx, void **ret_state);
     /* Source: fetch and emit until done. 0, or negative errno (the run failed). */
     int (*run)(struct sd_connector_ctx *ctx, void *state);
@@ -59,6 +78,11 @@ struct sd_connector {
     enum sd_delivery_result (*deliver)(struct sd_connector_ctx *ctx, void *state,
                                        const json_t *payload, json_t **ret_answer);
     void (*fini)(void *state);
+    /* Optional, sources: a local folder whose changes should trigger a run at once (inotify),
+     * besides the schedule. NULL: none. */
+    const char *(*watch_dir)(const json_t *settings);
+    /* Optional: more checks of the settings as a whole (pointers "/settings/<key>"). */
+    void (*check)(const json_t *settings, struct sd_issues *errors);
 };
 
 /* The registry (connectors/registry.c). */
@@ -75,6 +99,44 @@ json_t *sd_connector_redact_settings(const struct sd_connector *c, const json_t 
 /* Hand one ingest body to the hub (sd_hub_ingest) and count it. */
 int sd_connector_emit(struct sd_connector_ctx *ctx, const json_t *body,
                       struct sd_ingest_outcome *out);
+
+/* For configured instances: store `body` (upsert_sales; skip_bad if asked) and, in the same
+ * transaction, `cursor` as the new committed cursor (NULL: unchanged). Counts into records_in
+ * and records_rejected. Returns 0 with out->status, or -EIO. */
+int sd_connector_commit(struct sd_connector_ctx *ctx, const json_t *body, const json_t *cursor,
+                        bool skip_bad, struct sd_ingest_outcome *out);
+
+/* Map source records (a JSON array of objects from a feed or an API page) to model records of
+ * `kind` with the instance's mapping and append them to body["events"|"customers"|"sales"].
+ * A record that cannot be mapped is left out with its issues (pointer ptr_prefix + "/" + index
+ * + "/" + field) and counted in the return value (the number left out). */
+size_t sd_connector_map_records(struct sd_connector_ctx *ctx, enum sd_kind kind,
+                                const json_t *records, const char *ptr_prefix, json_t *body,
+                                struct sd_issues *errors);
+/* The ingest body's array name for a kind ("events", "customers", "sales"). */
+const char *sd_kind_array_name(enum sd_kind kind);
+
+/* sd_connector_commit whose cursor depends on the outcome: cursor_fn is called before each
+ * attempt with the records left out so far (errors point into body) and returns the cursor to
+ * commit with that attempt (new reference). */
+typedef json_t *(*sd_connector_cursor_fn)(void *arg, const struct sd_issues *skipped,
+                                          size_t n_skipped);
+int sd_connector_commit_fn(struct sd_connector_ctx *ctx, const json_t *body,
+                           sd_connector_cursor_fn cursor_fn, void *arg, bool skip_bad,
+                           struct sd_ingest_outcome *out);
+
+/* A unit of work that must be stored all or nothing although it is larger than one ingest
+ * body (a CSV file with the reject_file policy): `fn` runs on the writer thread inside one
+ * savepoint and stores through sd_connector_job_ingest / sd_connector_job_cursor. fn returns
+ * 0 to keep everything, 1 to undo everything (the job still succeeded), negative errno to fail.
+ * Other writes wait while it runs, so use it for bounded work. */
+struct sd_connector_job;
+typedef int (*sd_connector_job_fn)(struct sd_connector_job *job, void *arg);
+int sd_connector_write_job(struct sd_connector_ctx *ctx, sd_connector_job_fn fn, void *arg);
+int sd_connector_job_ingest(struct sd_connector_job *job, const json_t *body,
+                            struct sd_ingest_outcome *out);
+int sd_connector_job_cursor(struct sd_connector_job *job, const json_t *cursor);
+struct sd_connector_ctx *sd_connector_job_ctx(struct sd_connector_job *job);
 
 /* init, run, fini of a source connector for tenant/env with the given (unchecked) settings. */
 int sd_connector_run_source(struct sd_hub *hub, const char *name, int64_t tenant_id,

@@ -9,12 +9,16 @@
 #include "http/ratelimit.h"
 #include "store/store.h"
 
+struct sd_scheduler;
+
 struct sd_hub {
     char *data_dir;
     struct sd_store_handle *store;
     struct sd_writer *writer;
     struct sd_auth *auth;
     struct sd_ratelimiter *ratelimiter;
+    char admin_hash[65];              /* SHA-256 of the admin token; "" = admin API closed */
+    struct sd_scheduler *scheduler;   /* connector runs; only while serving (NULL otherwise) */
 };
 
 /* Open the store in data_dir (created if missing) and start the writer. */

@@ -8,18 +8,23 @@
 #define SD_CORE_INGEST_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "core/hub.h"
 
 struct sd_ingest_outcome {
     int status; /* 202 stored; 400 validation or reference errors; 409 duplicate invoices */
-    struct sd_issues errors;   /* pointers into the body */
+    struct sd_issues errors; /* pointers into the body */
     struct sd_issues warnings;
     size_t n_events, n_customers, n_sales; /* accepted (202 only) */
     char **duplicate_invoices;             /* 409 only */
     size_t n_duplicate_invoices;
+    size_t n_unchanged; /* upsert_sales: sales already stored with identical content */
+    size_t n_skipped;   /* skip_bad: records left out because of an error (in errors) */
 };
 void sd_ingest_outcome_init(struct sd_ingest_outcome *o);
+/* The same with room for `limit` errors (a batch connector that must list every bad row). */
+void sd_ingest_outcome_init_limit(struct sd_ingest_outcome *o, size_t limit);
 void sd_ingest_outcome_release(struct sd_ingest_outcome *o);
 
 /* Validate body (an ingest body: {"events":[…], "customers":[…], "sales":[…]}) and apply it for
@@ -27,5 +32,37 @@ void sd_ingest_outcome_release(struct sd_ingest_outcome *o);
  * failed (-EIO; nothing applied). */
 int sd_hub_ingest(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const json_t *body,
                   struct sd_ingest_outcome *out);
+
+/* ---- batch transports (connectors) ------------------------------------------------------------
+ */
+
+struct sd_ingest_opts {
+    bool upsert_sales; /* see sd_batch.upsert_sales: re-reading a page stores nothing twice */
+    /* Leave out every record with an error (validation or reference; each reported in
+     * out->errors with its pointer into `body`) and store the rest; status is then 202 unless
+     * the body itself is malformed. Without it the body is all or nothing, as for the webhook. */
+    bool skip_bad;
+    /* If set: replace this connector's state document in the same transaction as the records
+     * (a cursor that moves exactly when its page is stored). */
+    const char *state_id;
+    const char *state_doc;
+    /* Instead of state_doc: called just before each attempt to store, with every record left
+     * out so far (skip_bad; errors point into `body`) — the document it returns (heap) is
+     * stored with the records if that attempt succeeds. For a cursor that must describe the
+     * outcome (how many rows were skipped) yet commit in the same transaction. */
+    char *(*state_fn)(void *arg, const struct sd_issues *skipped, size_t n_skipped);
+    void *state_arg;
+};
+
+/* sd_hub_ingest with options. An empty body ({} or no records) is allowed when state_id is
+ * set: then only the state is stored. */
+int sd_hub_ingest_opts(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const json_t *body,
+                       const struct sd_ingest_opts *o, struct sd_ingest_outcome *out);
+
+/* For code already running on the writer thread (a connector's write job that stores a whole
+ * file in one transaction): validate and apply `body`, no commit. The records count only if the
+ * job keeps its savepoint. Returns 0 with out->status set, or -EIO. */
+int sd_ingest_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
+                        const json_t *body, bool upsert_sales, struct sd_ingest_outcome *out);
 
 #endif

@@ -13,6 +13,7 @@ enum {
     SD_ROUTE_TENANT = 1 << 0,    /* first param is client_id; Bearer key of that tenant required */
     SD_ROUTE_JSON_BODY = 1 << 1, /* Content-Type application/json; body read under limits */
     SD_ROUTE_RATE_LIMITED = 1 << 2, /* takes a token from the tenant+env bucket */
+    SD_ROUTE_ADMIN = 1 << 3,        /* Bearer admin token (DATA/admin.token) required */
 };
 
 struct sd_route {

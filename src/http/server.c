@@ -215,6 +215,24 @@ static bool admit(struct req_priv *p)
     struct sd_hub *hub = p->srv->hub;
     const struct sd_route *route = req->route;
 
+    if (route->flags & SD_ROUTE_ADMIN) {
+        const char *authz = sd_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+        const char *token = NULL;
+        if (authz && strncasecmp(authz, "Bearer ", 7) == 0) {
+            token = authz + 7;
+            while (*token == ' ') {
+                token++;
+            }
+        }
+        if (!sd_admin_token_check(hub->admin_hash, token)) {
+            sd_req_add_header(req, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                              "Bearer realm=\"stagedoor-admin\"");
+            sd_req_reply_error(req, 401, "unauthorized",
+                               token ? "the admin token is not valid"
+                                     : "an Authorization: Bearer admin token is required");
+            return true;
+        }
+    }
     if (route->flags & SD_ROUTE_TENANT) {
         const char *authz = sd_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
         const char *key = NULL;

@@ -77,6 +77,10 @@ struct sd_batch {
     size_t n_customers;
     struct sd_sale_rec *sales;
     size_t n_sales;
+    /* Batch transports (files, feeds, REST pull) re-read what they sent before: a sale stored
+     * with identical content is then no conflict, and changed content replaces it. The
+     * webhook leaves this false (a known invoice number is a 409). */
+    bool upsert_sales;
 };
 void sd_batch_release(struct sd_batch *b); /* frees all records; b may be zeroed */
 size_t sd_batch_count(const struct sd_batch *b);

@@ -105,6 +105,43 @@ int sd_store_auth_snapshot(struct sd_store_handle *h, struct sd_tenant **ret_t, 
     return CALL(auth_snapshot, ret_t, ret_nt, ret_k, ret_nk);
 }
 
+int sd_store_connector_put(struct sd_store_handle *h, const struct sd_connector_conf *c,
+                           bool create)
+{
+    return CALL(connector_put, c, create);
+}
+
+int sd_store_connector_get(struct sd_store_handle *h, const char *id, struct sd_connector_conf *ret)
+{
+    return CALL(connector_get, id, ret);
+}
+
+int sd_store_connector_list(struct sd_store_handle *h, int64_t tenant_id,
+                            struct sd_connector_conf **ret, size_t *ret_n)
+{
+    return CALL(connector_list, tenant_id, ret, ret_n);
+}
+
+int sd_store_connector_delete(struct sd_store_handle *h, const char *id)
+{
+    return CALL(connector_delete, id);
+}
+
+int sd_store_connector_request_run(struct sd_store_handle *h, const char *id, int64_t usec)
+{
+    return CALL(connector_request_run, id, usec);
+}
+
+int sd_store_connector_state_put(struct sd_store_handle *h, const char *id, const char *doc)
+{
+    return CALL(connector_state_put, id, doc);
+}
+
+int sd_store_connector_state_get(struct sd_store_handle *h, const char *id, char **ret_doc)
+{
+    return CALL(connector_state_get, id, ret_doc);
+}
+
 int sd_store_write_begin(struct sd_store_handle *h)
 {
     return CALL0(write_begin);
@@ -206,6 +243,31 @@ void sd_tenants_free(struct sd_tenant *v, size_t n)
     free(v);
 }
 
+void sd_connector_conf_release(struct sd_connector_conf *c)
+{
+    if (!c) {
+        return;
+    }
+    free(c->id);
+    free(c->client_id);
+    free(c->type);
+    free(c->schedule);
+    free(c->settings);
+    free(c->mapping);
+    memset(c, 0, sizeof(*c));
+}
+
+void sd_connector_confs_free(struct sd_connector_conf *v, size_t n)
+{
+    if (!v) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        sd_connector_conf_release(&v[i]);
+    }
+    free(v);
+}
+
 void sd_keys_free(struct sd_key_info *v, size_t n)
 {
     if (!v) {
@@ -221,11 +283,9 @@ void sd_keys_free(struct sd_key_info *v, size_t n)
 
 void sd_apply_result_init(struct sd_apply_result *r)
 {
-    r->status = 0;
+    *r = (struct sd_apply_result){0};
     sd_issues_init(&r->errors, SD_MAX_ISSUES);
     sd_issues_init(&r->warnings, SD_MAX_ISSUES);
-    r->duplicate_invoices = NULL;
-    r->n_duplicate_invoices = 0;
 }
 
 void sd_apply_result_release(struct sd_apply_result *r)

@@ -57,6 +57,7 @@ struct sd_apply_result {
     struct sd_issues warnings; /* e.g. /events/1 "same performance as stored event 'E1'" */
     char **duplicate_invoices; /* for 409 */
     size_t n_duplicate_invoices;
+    size_t n_unchanged; /* upsert_sales batches: sales already stored with identical content */
 };
 void sd_apply_result_init(struct sd_apply_result *r);
 void sd_apply_result_release(struct sd_apply_result *r);
@@ -69,6 +70,24 @@ struct sd_record_page {
     bool has_more;
 };
 void sd_record_page_release(struct sd_record_page *p);
+
+/* A connector instance as configured (issue #3). settings and mapping are JSON texts; settings
+ * include secrets, which only the connector itself may see. */
+struct sd_connector_conf {
+    char *id;        /* "con_" + 16 hex */
+    int64_t tenant_id;
+    char *client_id; /* filled by get/list */
+    enum sd_env env;
+    char *type;      /* a name in the connector registry */
+    char *schedule;  /* see core/schedule.h */
+    char *settings;
+    char *mapping;
+    int64_t run_requested_usec; /* "run now" requests; the scheduler runs when this is newer */
+    int64_t created_usec;
+    int64_t updated_usec;
+};
+void sd_connector_conf_release(struct sd_connector_conf *c);
+void sd_connector_confs_free(struct sd_connector_conf *v, size_t n);
 
 struct sd_idem_entry {
     char body_hash[65];
@@ -100,6 +119,16 @@ struct sd_store_ops {
     int (*auth_snapshot)(struct sd_store *s, struct sd_tenant **ret_t, size_t *ret_nt,
                          struct sd_key_info **ret_k, size_t *ret_nk);
 
+    /* Connectors (control plane). put: create (-EEXIST if the id exists) or update (type, env
+     * and tenant stay; -ENOENT if missing). list: tenant_id 0 = every tenant. delete removes the
+     * state too. request_run records a "run now" at usec. */
+    int (*connector_put)(struct sd_store *s, const struct sd_connector_conf *c, bool create);
+    int (*connector_get)(struct sd_store *s, const char *id, struct sd_connector_conf *ret);
+    int (*connector_list)(struct sd_store *s, int64_t tenant_id, struct sd_connector_conf **ret,
+                          size_t *ret_n);
+    int (*connector_delete)(struct sd_store *s, const char *id);
+    int (*connector_request_run)(struct sd_store *s, const char *id, int64_t usec);
+
     /* write path — writer thread only */
     int (*write_begin)(struct sd_store *s);
     int (*write_commit)(struct sd_store *s); /* 0 only once durable (fsync done) */
@@ -108,7 +137,9 @@ struct sd_store_ops {
     int (*savepoint_release)(struct sd_store *s);
     int (*savepoint_rollback)(struct sd_store *s); /* also restores the seq counter */
     /* Apply events (upsert; duplicate-performance detection → alias + warning), then customers
-     * (upsert), then sales (insert; reference checks; duplicate invoice → 409). On status != 202
+     * (upsert), then sales (insert; reference checks; duplicate invoice → 409; with
+     * b->upsert_sales a stored sale with an identical document is left as it is and counted in
+     * n_unchanged, one with other content is replaced). On status != 202
      * the caller rolls back the savepoint. Returns 0 (see res->status) or -EIO. */
     int (*apply_ingest)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                         const struct sd_batch *b, struct sd_apply_result *res);
@@ -122,6 +153,9 @@ struct sd_store_ops {
                     const struct sd_idem_entry *e);
     /* Delete idempotency entries created before the given time. */
     int (*idem_purge)(struct sd_store *s, int64_t before_usec);
+    /* Replace a connector's state document (cursor and run status), in the current
+     * transaction: committed together with the records of the same job. */
+    int (*connector_state_put)(struct sd_store *s, const char *id, const char *doc);
 
     /* read path — any thread */
     int (*idem_get)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
@@ -135,6 +169,8 @@ struct sd_store_ops {
                       const char *id, char **ret_doc);
     int (*count_records)(struct sd_store *s, enum sd_kind kind, int64_t tenant_id, enum sd_env env,
                          int64_t *ret);
+    /* The committed state document of a connector; -ENOENT if it never ran. */
+    int (*connector_state_get)(struct sd_store *s, const char *id, char **ret_doc);
 };
 
 /* The SQLite backend (embedded default). */
@@ -161,6 +197,15 @@ int sd_store_key_revoke(struct sd_store_handle *h, const char *key_id);
 int sd_store_settings_version(struct sd_store_handle *h, int64_t *ret);
 int sd_store_auth_snapshot(struct sd_store_handle *h, struct sd_tenant **ret_t, size_t *ret_nt,
                            struct sd_key_info **ret_k, size_t *ret_nk);
+int sd_store_connector_put(struct sd_store_handle *h, const struct sd_connector_conf *c,
+                           bool create);
+int sd_store_connector_get(struct sd_store_handle *h, const char *id, struct sd_connector_conf *ret);
+int sd_store_connector_list(struct sd_store_handle *h, int64_t tenant_id,
+                            struct sd_connector_conf **ret, size_t *ret_n);
+int sd_store_connector_delete(struct sd_store_handle *h, const char *id);
+int sd_store_connector_request_run(struct sd_store_handle *h, const char *id, int64_t usec);
+int sd_store_connector_state_put(struct sd_store_handle *h, const char *id, const char *doc);
+int sd_store_connector_state_get(struct sd_store_handle *h, const char *id, char **ret_doc);
 int sd_store_write_begin(struct sd_store_handle *h);
 int sd_store_write_commit(struct sd_store_handle *h);
 int sd_store_write_rollback(struct sd_store_handle *h);

@@ -97,7 +97,7 @@ static int collect_keys(struct conn *c, enum stmt_id id, const char *client_id,
 
 /* ---- control plane --------------------------------------------------------------------------- */
 
-static int ctl_begin_write(struct sd_store *s)
+int sd_sqlite_ctl_begin_write(struct sd_store *s)
 {
     pthread_mutex_lock(&s->ctl_lock);
     int r = sd_sqlite_run(s->ctl, ST_BEGIN_IMMEDIATE);
@@ -108,7 +108,7 @@ static int ctl_begin_write(struct sd_store *s)
 }
 
 /* Bump the settings version if r >= 0 and something changed, commit or roll back, unlock. */
-static int ctl_end_write(struct sd_store *s, int r, bool changed)
+int sd_sqlite_ctl_end_write(struct sd_store *s, int r, bool changed)
 {
     if (r >= 0 && changed) {
         r = sd_sqlite_run(s->ctl, ST_SETTINGS_BUMP);
@@ -123,7 +123,7 @@ int sd_sqlite_tenant_create(struct sd_store *s, const char *client_id, const cha
     if (!client_id || !name) {
         return -EINVAL;
     }
-    int r = ctl_begin_write(s);
+    int r = sd_sqlite_ctl_begin_write(s);
     if (r < 0) {
         return r;
     }
@@ -137,7 +137,7 @@ int sd_sqlite_tenant_create(struct sd_store *s, const char *client_id, const cha
     } else {
         r = sd_sqlite_step_done(s->ctl, st, "tenant insert");
     }
-    return ctl_end_write(s, r, true);
+    return sd_sqlite_ctl_end_write(s, r, true);
 }
 
 int sd_sqlite_tenant_get(struct sd_store *s, const char *client_id, struct sd_tenant *ret)
@@ -183,7 +183,7 @@ int sd_sqlite_tenant_set_limits(struct sd_store *s, const char *client_id, int64
     if (!client_id || per_minute < 0 || burst < 0) {
         return -EINVAL;
     }
-    int r = ctl_begin_write(s);
+    int r = sd_sqlite_ctl_begin_write(s);
     if (r < 0) {
         return r;
     }
@@ -200,7 +200,7 @@ int sd_sqlite_tenant_set_limits(struct sd_store *s, const char *client_id, int64
             r = -ENOENT;
         }
     }
-    return ctl_end_write(s, r, true);
+    return sd_sqlite_ctl_end_write(s, r, true);
 }
 
 int sd_sqlite_key_insert(struct sd_store *s, const char *key_id, const char *client_id,
@@ -209,7 +209,7 @@ int sd_sqlite_key_insert(struct sd_store *s, const char *key_id, const char *cli
     if (!key_id || !client_id || !hash_hex || !sd_sqlite_env_ok(env)) {
         return -EINVAL;
     }
-    int r = ctl_begin_write(s);
+    int r = sd_sqlite_ctl_begin_write(s);
     if (r < 0) {
         return r;
     }
@@ -250,7 +250,7 @@ int sd_sqlite_key_insert(struct sd_store *s, const char *key_id, const char *cli
     }
     r = sd_sqlite_step_done(c, st, "key insert");
 out:
-    return ctl_end_write(s, r, true);
+    return sd_sqlite_ctl_end_write(s, r, true);
 }
 
 int sd_sqlite_key_list(struct sd_store *s, const char *client_id, struct sd_key_info **ret,
@@ -301,7 +301,7 @@ int sd_sqlite_key_revoke(struct sd_store *s, const char *key_id)
     if (!key_id) {
         return -EINVAL;
     }
-    int r = ctl_begin_write(s);
+    int r = sd_sqlite_ctl_begin_write(s);
     if (r < 0) {
         return r;
     }
@@ -340,7 +340,7 @@ int sd_sqlite_key_revoke(struct sd_store *s, const char *key_id)
                                 : sd_sqlite_fail(c, rc, "key exists");
     }
 out:
-    return ctl_end_write(s, r, changed);
+    return sd_sqlite_ctl_end_write(s, r, changed);
 }
 
 int sd_sqlite_settings_version(struct sd_store *s, int64_t *ret)

@@ -11,6 +11,7 @@
  *   sqlite_write.c    transactions, savepoints, ingest, replace_sale, idempotency put/purge
  *                     (the `writer` connection)
  *   sqlite_read.c     idempotency get, list/get/count records (the read pool)
+ *   sqlite_connectors.c  connector configuration (ctl) and connector state (writer, read pool)
  *
  * Helpers follow store.h's error convention: 0 (or a count) on success, negative errno on
  * failure; a SQLite failure is logged where it happens and comes back as -EIO. */
@@ -65,6 +66,18 @@ enum stmt_id {
     ST_SALE_UPDATE,
     ST_IDEM_PUT,
     ST_IDEM_PURGE,
+    ST_SALE_DOC,
+    ST_CONNECTOR_STATE_PUT,
+    /* connectors (control plane) */
+    ST_CONNECTOR_INSERT,
+    ST_CONNECTOR_UPDATE,
+    ST_CONNECTOR_GET,
+    ST_CONNECTOR_LIST,
+    ST_CONNECTOR_LIST_ALL,
+    ST_CONNECTOR_DELETE,
+    ST_CONNECTOR_STATE_DELETE,
+    ST_CONNECTOR_REQUEST_RUN,
+    ST_CONNECTOR_STATE_GET,
     /* read path */
     ST_IDEM_GET,
     ST_LIST_EVENTS,
@@ -203,5 +216,20 @@ int sd_sqlite_get_record(struct sd_store *s, enum sd_kind kind, int64_t tenant_i
                          const char *rid, char **ret_doc);
 int sd_sqlite_count_records(struct sd_store *s, enum sd_kind kind, int64_t tenant_id,
                             enum sd_env env, int64_t *ret);
+
+/* sqlite_connectors.c */
+int sd_sqlite_connector_put(struct sd_store *s, const struct sd_connector_conf *c, bool create);
+int sd_sqlite_connector_get(struct sd_store *s, const char *id, struct sd_connector_conf *ret);
+int sd_sqlite_connector_list(struct sd_store *s, int64_t tenant_id,
+                             struct sd_connector_conf **ret, size_t *ret_n);
+int sd_sqlite_connector_delete(struct sd_store *s, const char *id);
+int sd_sqlite_connector_request_run(struct sd_store *s, const char *id, int64_t usec);
+int sd_sqlite_connector_state_put(struct sd_store *s, const char *id, const char *doc);
+int sd_sqlite_connector_state_get(struct sd_store *s, const char *id, char **ret_doc);
+
+/* Control-plane write transaction on the ctl connection (sqlite_control.c): begin takes
+ * ctl_lock; end bumps the settings version when `changed`, commits or rolls back, unlocks. */
+int sd_sqlite_ctl_begin_write(struct sd_store *s);
+int sd_sqlite_ctl_end_write(struct sd_store *s, int r, bool changed);
 
 #endif

@@ -85,6 +85,34 @@ const char *const sd_sqlite_sql[N_STMT] = {
                     " response = excluded.response, created_usec = excluded.created_usec"
                     " WHERE idempotency.created_usec < excluded.created_usec - 86400000000",
     [ST_IDEM_PURGE] = "DELETE FROM idempotency WHERE created_usec < ?1",
+    [ST_SALE_DOC] = "SELECT doc FROM sales WHERE tenant_id = ?1 AND env = ?2"
+                    " AND invoice_number = ?3",
+    [ST_CONNECTOR_STATE_PUT] =
+        "INSERT INTO connector_state (connector_id, doc, updated_usec) VALUES (?1, ?2, ?3)"
+        " ON CONFLICT (connector_id) DO UPDATE SET doc = excluded.doc,"
+        " updated_usec = excluded.updated_usec",
+
+    [ST_CONNECTOR_INSERT] = "INSERT INTO connectors (id, tenant_id, env, type, schedule, settings,"
+                            " mapping, created_usec, updated_usec)"
+                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+    [ST_CONNECTOR_UPDATE] = "UPDATE connectors SET schedule = ?5, settings = ?6, mapping = ?7,"
+                            " updated_usec = ?8 WHERE id = ?1",
+    [ST_CONNECTOR_GET] = "SELECT c.id, c.tenant_id, t.client_id, c.env, c.type, c.schedule,"
+                         " c.settings, c.mapping, c.run_requested_usec, c.created_usec,"
+                         " c.updated_usec FROM connectors c JOIN tenants t ON t.id = c.tenant_id"
+                         " WHERE c.id = ?1",
+    [ST_CONNECTOR_LIST] = "SELECT c.id, c.tenant_id, t.client_id, c.env, c.type, c.schedule,"
+                          " c.settings, c.mapping, c.run_requested_usec, c.created_usec,"
+                          " c.updated_usec FROM connectors c JOIN tenants t ON t.id = c.tenant_id"
+                          " WHERE c.tenant_id = ?1 ORDER BY c.created_usec, c.id",
+    [ST_CONNECTOR_LIST_ALL] = "SELECT c.id, c.tenant_id, t.client_id, c.env, c.type, c.schedule,"
+                              " c.settings, c.mapping, c.run_requested_usec, c.created_usec,"
+                              " c.updated_usec FROM connectors c"
+                              " JOIN tenants t ON t.id = c.tenant_id ORDER BY c.created_usec, c.id",
+    [ST_CONNECTOR_DELETE] = "DELETE FROM connectors WHERE id = ?1",
+    [ST_CONNECTOR_STATE_DELETE] = "DELETE FROM connector_state WHERE connector_id = ?1",
+    [ST_CONNECTOR_REQUEST_RUN] = "UPDATE connectors SET run_requested_usec = ?2 WHERE id = ?1",
+    [ST_CONNECTOR_STATE_GET] = "SELECT doc FROM connector_state WHERE connector_id = ?1",
 
     [ST_IDEM_GET] = "SELECT body_hash, status, response, created_usec FROM idempotency"
                     " WHERE tenant_id = ?1 AND env = ?2 AND idem_key = ?3",

@@ -355,6 +355,43 @@ static void push_duplicate(struct sd_apply_result *res, const char *invoice, siz
     res->duplicate_invoices[res->n_duplicate_invoices++] = sd_strdup(invoice);
 }
 
+/* A batch transport re-sent a stored sale: identical → unchanged, else replace it (new seq). */
+static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                                const struct sd_sale_rec *sale, int64_t now,
+                                struct sd_apply_result *res)
+{
+    struct conn *c = s->writer;
+    struct sd_buf doc = {0};
+    int r = sd_sqlite_lookup_text(c, ST_SALE_DOC, tenant_id, env, sale->invoice_number, &doc);
+    if (r < 0) {
+        goto out;
+    }
+    if (r == 1 && doc.data && strcmp(doc.data, sale->doc) == 0) {
+        res->n_unchanged++;
+        r = 0;
+        goto out;
+    }
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_UPDATE);
+    if (!st) {
+        r = -EIO;
+        goto out;
+    }
+    int64_t seq = s->seq + 1;
+    if (bind_sale(st, tenant_id, env, sale, seq, s->ref_val.data, now) != SQLITE_OK) {
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        goto out;
+    }
+    r = sd_sqlite_step_done(c, st, "sale update");
+    if (r < 0) {
+        r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale update") : r;
+        goto out;
+    }
+    s->seq = seq;
+out:
+    sd_buf_release(&doc);
+    return r;
+}
+
 /* One pass: check references and insert while no reference error was seen. Once one is
  * found, inserting stops (the answer is 400 and the caller rolls the savepoint back) but the
  * checks go on so that every error is reported. */
@@ -390,10 +427,15 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         if (r < 0) {
             return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale insert") : r;
         }
-        if (sqlite3_changes(c->db) == 0) {
+        if (sqlite3_changes(c->db) > 0) {
+            s->seq = seq;
+        } else if (!b->upsert_sales) {
             push_duplicate(res, sale->invoice_number, &dup_cap);
         } else {
-            s->seq = seq;
+            r = upsert_existing_sale(s, tenant_id, env, sale, now, res);
+            if (r < 0) {
+                return r;
+            }
         }
     }
     if (ref_errors > 0) {

@@ -505,4 +505,11 @@ const struct sd_store_ops sd_store_sqlite_ops = {
     .list_records = sd_sqlite_list_records,
     .get_record = sd_sqlite_get_record,
     .count_records = sd_sqlite_count_records,
+    .connector_put = sd_sqlite_connector_put,
+    .connector_get = sd_sqlite_connector_get,
+    .connector_list = sd_sqlite_connector_list,
+    .connector_delete = sd_sqlite_connector_delete,
+    .connector_request_run = sd_sqlite_connector_request_run,
+    .connector_state_put = sd_sqlite_connector_state_put,
+    .connector_state_get = sd_sqlite_connector_state_get,
 };

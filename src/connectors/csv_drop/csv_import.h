@@ -1,0 +1,71 @@
+/* csv_import.h — importing one CSV file through a connector: the part csv_drop and sftp_pull
+ * share (both hand a complete local file to it).
+ *
+ * The file is read as a stream (formats/csv_reader.h: constant memory), each row mapped
+ * (the instance's mapping) into a record of the file's kind, and stored through the webhook's
+ * validation and store path in chunks of 1,000 records, with upsert semantics so a re-read stores
+ * nothing twice. The file's identity is its SHA-256: the committed cursor names the file being
+ * imported and how far it got, so after a crash a file is resumed (skip_rows) or redone
+ * (reject_file, which stores nothing until the whole file is good), and a file whose import
+ * committed before the crash is only acknowledged, never stored again.
+ *
+ * Afterwards the file moves to `processed/` with NAME.ack.json (rows read, records stored,
+ * rejected, duration) or, when refused, to `failed/` with NAME.errors.csv listing every bad row
+ * (line, column, message) — with skip_rows the skipped rows are listed next to the ack. */
+#ifndef SD_CONNECTORS_CSV_IMPORT_H
+#define SD_CONNECTORS_CSV_IMPORT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/connector.h"
+
+/* The settings both CSV connectors take (appended to each connector's own table). */
+#define SD_CSV_IMPORT_SETTINGS                                                                     \
+    {"kind",                                                                                       \
+     SD_SETTING_STRING,                                                                            \
+     "\"auto\"",                                                                                   \
+     4,                                                                                            \
+     9,                                                                                            \
+     "auto (from the file name: events*.csv, customers*.csv, sales*.csv), events, customers or "   \
+     "sales"},                                                                                     \
+        {"delimiter", SD_SETTING_STRING, "\"auto\"", 3, 5, "auto, comma, semicolon or tab"},       \
+        {"encoding", SD_SETTING_STRING, "\"utf-8\"", 5, 12, "utf-8 or windows-1252"},              \
+        {"policy",                                                                                 \
+         SD_SETTING_STRING,                                                                        \
+         "\"reject_file\"",                                                                        \
+         9,                                                                                        \
+         11,                                                                                       \
+         "reject_file (the file is all or nothing) or skip_rows (store the good rows)"},           \
+    {                                                                                              \
+        "settle_seconds", SD_SETTING_INT, "2", 0, 3600,                                            \
+            "a file is taken once unchanged this long (temporary names are always ignored)"        \
+    }
+
+/* Check the shared settings (pointers "/settings/<key>"). */
+void sd_csv_import_check(const json_t *settings, struct sd_issues *errors);
+
+/* True for names worth importing: "*.csv" (any case), not hidden, not a temporary upload name. */
+bool sd_csv_import_wanted(const char *name);
+
+/* Sort key so that events files go before customers before sales (references resolve). */
+int sd_csv_import_order(const char *name);
+
+struct sd_csv_import_result {
+    uint64_t rows_read;
+    uint64_t records_stored;
+    uint64_t records_rejected;
+    int64_t duration_ms;
+    bool failed;  /* the file went to failed/ */
+    bool already; /* its import had committed before (crash): only acknowledged now */
+};
+
+/* Import dir/name and move it to dir/processed or dir/failed with its ack/errors file.
+ * Returns 0 (see res: a refused file is not an error of the run), -ECANCELED (stopping: the
+ * file stays where it is and resumes next run), or a negative errno with the reason set
+ * through sd_connector_fail (the file stays). */
+int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char *name,
+                       struct sd_csv_import_result *res);
+
+#endif

@@ -1,0 +1,317 @@
+/* rest_pull.c — the `rest_pull` connector (seed §3 "REST API (pull)"): a generic client for a
+ * ticketing system's REST API with cursor pagination.
+ *
+ * For each configured path (events first, then customers, then sales, so references resolve)
+ * it asks for pages of `page_size` records, starting from the committed cursor of that kind,
+ * and stores each page together with the cursor that follows it in ONE transaction
+ * (sd_connector_commit): a crash never skips a page (the cursor did not move) and never stores
+ * one twice (re-reading it finds identical records: upsert). Where the records and the next
+ * cursor are in the answer is configured with JSON Pointers. cursor_mode `token`: the answer
+ * carries an opaque next cursor. `after_id` / `since`: the cursor is the value of
+ * `cursor_field` in the page's last record ("greater than this id / since this timestamp").
+ * A run ends for a kind when a page is empty, the answer says there is no more (more_pointer,
+ * or no next cursor), or the cursor stops moving. It follows stagedoor's own
+ * GET /v1/{client_id}/{events,customers,sales} (records /data, next /next_cursor, more
+ * /has_more): that is how one hub replicates another.
+ *
+ * 429/503 wait for Retry-After, other 5xx and timeouts back off exponentially, at most
+ * max_attempts (seed §6: 6); then the run fails with the reason and the next run resumes from
+ * the same committed cursor. A page with a bad record is refused whole by default (policy
+ * reject_page: the run fails there, nothing of the page is stored, the cursor stays), or its
+ * bad records are skipped and listed (skip_records). */
+#include <curl/curl.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "core/connector.h"
+#include "formats/json_pointer.h"
+#include "http/client.h"
+
+static const struct sd_setting settings[] = {
+    {"base_url", SD_SETTING_STRING, NULL, 8, 2048,
+     "http(s) base URL, e.g. https://api.box.example"},
+    {"events_path", SD_SETTING_STRING, "\"\"", 0, 512, "path of the events collection"},
+    {"customers_path", SD_SETTING_STRING, "\"\"", 0, 512, "path of the customers collection"},
+    {"sales_path", SD_SETTING_STRING, "\"\"", 0, 512, "path of the sales collection"},
+    {"auth_header", SD_SETTING_SECRET, "\"\"", 0, 4096,
+     "Authorization header value, e.g. \"Bearer abc\"; never shown again"},
+    {"page_size", SD_SETTING_INT, "100", 1, 10000, "records asked for per page"},
+    {"page_size_param", SD_SETTING_STRING, "\"limit\"", 1, 64, "query parameter of the page size"},
+    {"cursor_param", SD_SETTING_STRING, "\"cursor\"", 1, 64, "query parameter of the cursor"},
+    {"records_pointer", SD_SETTING_STRING, "\"/data\"", 0, 256,
+     "JSON Pointer to the records array in a page"},
+    {"next_pointer", SD_SETTING_STRING, "\"/next_cursor\"", 0, 256,
+     "token mode: JSON Pointer to the next cursor in a page"},
+    {"more_pointer", SD_SETTING_STRING, "\"\"", 0, 256,
+     "optional JSON Pointer to a boolean saying whether more pages follow (e.g. /has_more)"},
+    {"cursor_mode", SD_SETTING_STRING, "\"token\"", 5, 8, "token, after_id or since"},
+    {"cursor_field", SD_SETTING_STRING, "\"id\"", 1, 128,
+     "after_id/since: the record field whose last value is the next cursor"},
+    {"timeout_seconds", SD_SETTING_INT, "30", 1, 600, "per request"},
+    {"max_attempts", SD_SETTING_INT, "6", 1, 20, "attempts per page before the run fails"},
+    {"retry_initial_ms", SD_SETTING_INT, "1000", 1, 600000, "first back-off"},
+    {"max_pages", SD_SETTING_INT, "0", 0, 100000000, "pages per kind and run; 0 = no limit"},
+    {"policy", SD_SETTING_STRING, "\"reject_page\"", 11, 12, "reject_page or skip_records"},
+    {NULL, 0, NULL, 0, 0, NULL},
+};
+
+static const char *str(const struct sd_connector_ctx *ctx, const char *key)
+{
+    const char *v = json_string_value(json_object_get(ctx->settings, key));
+    return v ? v : "";
+}
+
+static int64_t num(const struct sd_connector_ctx *ctx, const char *key)
+{
+    return json_integer_value(json_object_get(ctx->settings, key));
+}
+
+static const char *const path_keys[3] = {"events_path", "customers_path", "sales_path"};
+
+static void check(const json_t *s, struct sd_issues *errors)
+{
+    const char *url = json_string_value(json_object_get(s, "base_url"));
+    if (url && strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+        sd_issues_add(errors, "/settings/base_url", "must be an http:// or https:// URL");
+    }
+    bool any = false;
+    for (int k = 0; k < 3; k++) {
+        const char *p = json_string_value(json_object_get(s, path_keys[k]));
+        any = any || (p && *p);
+    }
+    if (!any) {
+        sd_issues_add(errors, "/settings",
+                      "name at least one of events_path, customers_path, "
+                      "sales_path");
+    }
+    static const char *const ptrs[] = {"records_pointer", "next_pointer", "more_pointer", NULL};
+    for (size_t i = 0; ptrs[i]; i++) {
+        const char *p = json_string_value(json_object_get(s, ptrs[i]));
+        if (p && !sd_json_pointer_valid(p)) {
+            char at[64];
+            snprintf(at, sizeof(at), "/settings/%s", ptrs[i]);
+            sd_issues_add(errors, at, "is not a JSON Pointer (RFC 6901)");
+        }
+    }
+    const char *mode = json_string_value(json_object_get(s, "cursor_mode"));
+    if (mode && strcmp(mode, "token") && strcmp(mode, "after_id") && strcmp(mode, "since")) {
+        sd_issues_add(errors, "/settings/cursor_mode", "must be token, after_id or since");
+    }
+    const char *pol = json_string_value(json_object_get(s, "policy"));
+    if (pol && strcmp(pol, "reject_page") && strcmp(pol, "skip_records")) {
+        sd_issues_add(errors, "/settings/policy", "must be reject_page or skip_records");
+    }
+}
+
+/* A cursor value as query text: strings as they are, numbers in decimal. */
+static char *cursor_text(const json_t *v)
+{
+    if (json_is_string(v)) {
+        return sd_strdup(json_string_value(v));
+    }
+    if (json_is_integer(v)) {
+        return sd_asprintf("%lld", (long long)json_integer_value(v));
+    }
+    return NULL;
+}
+
+static char *page_url(struct sd_connector_ctx *ctx, const char *path, const char *cursor)
+{
+    CURL *h = curl_easy_init();
+    char *esc = cursor && h ? curl_easy_escape(h, cursor, 0) : NULL;
+    const char *base = str(ctx, "base_url");
+    size_t bl = strlen(base);
+    bool slash = bl > 0 && base[bl - 1] == '/';
+    char *url = sd_asprintf("%.*s%s%s%c%s=%lld%s%s%s", (int)(slash ? bl - 1 : bl), base,
+                            path[0] == '/' ? "" : "/", path, strchr(path, '?') ? '&' : '?',
+                            str(ctx, "page_size_param"), (long long)num(ctx, "page_size"),
+                            esc ? "&" : "", esc ? str(ctx, "cursor_param") : "", esc ? "=" : "");
+    if (esc) {
+        char *full = sd_asprintf("%s%s", url, esc);
+        free(url);
+        url = full;
+        curl_free(esc);
+    }
+    if (h) {
+        curl_easy_cleanup(h);
+    }
+    return url;
+}
+
+/* Pull one kind until the source says there is no more. */
+static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char *path)
+{
+    const char *name = sd_kind_array_name(kind);
+    bool token_mode = strcmp(str(ctx, "cursor_mode"), "token") == 0;
+    bool skip = strcmp(str(ctx, "policy"), "skip_records") == 0;
+    int64_t max_pages = num(ctx, "max_pages");
+    char *h_auth = str(ctx, "auth_header")[0]
+                       ? sd_asprintf("Authorization: %s", str(ctx, "auth_header"))
+                       : NULL;
+    const char *headers[] = {"Accept: application/json", h_auth, NULL};
+    int r = 0;
+    for (int64_t page = 0; max_pages == 0 || page < max_pages; page++) {
+        if (ctx->stop && atomic_load(ctx->stop)) {
+            r = sd_connector_fail(ctx, -ECANCELED,
+                                  "stopped (the hub is shutting down); the "
+                                  "next run resumes from the committed cursor");
+            break;
+        }
+        char *cur = cursor_text(json_object_get(ctx->cursor, name));
+        char *url = page_url(ctx, path, cur);
+        struct sd_http_request rq = {
+            .url = url, .headers = headers, .timeout_ms = num(ctx, "timeout_seconds") * 1000};
+        struct sd_http_retry pol = {.max_attempts = (int)num(ctx, "max_attempts"),
+                                    .initial_ms = num(ctx, "retry_initial_ms"),
+                                    .stop = ctx->stop};
+        struct sd_http_response resp;
+        int attempts = 0;
+        r = sd_http_fetch_retry(&rq, &pol, &resp, &attempts);
+        json_t *doc = NULL, *body = NULL, *next_cursor = NULL;
+        struct sd_issues errors;
+        sd_issues_init(&errors, SD_MAX_ISSUES);
+        bool done = false;
+        if (r < 0) {
+            r = sd_connector_fail(ctx, r,
+                                  "%s page after cursor '%s' failed after %d attempt(s): "
+                                  "%s",
+                                  name, cur ? cur : "", attempts, resp.error);
+            goto next;
+        }
+        if (resp.status != 200) {
+            r = sd_connector_fail(ctx, -EIO,
+                                  "%s page after cursor '%s': HTTP %ld after %d "
+                                  "attempt(s)",
+                                  name, cur ? cur : "", resp.status, attempts);
+            goto next;
+        }
+        json_error_t jerr;
+        doc = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len,
+                         JSON_REJECT_DUPLICATES, &jerr);
+        if (!doc) {
+            r = sd_connector_fail(ctx, -EINVAL,
+                                  "%s page is not valid JSON: line %d, column "
+                                  "%d: %s",
+                                  name, jerr.line, jerr.column, jerr.text);
+            goto next;
+        }
+        const json_t *records = sd_json_pointer_get(doc, str(ctx, "records_pointer"));
+        if (!json_is_array(records)) {
+            r = sd_connector_fail(ctx, -EINVAL, "%s page has no records array at '%s'", name,
+                                  str(ctx, "records_pointer"));
+            goto next;
+        }
+        size_t n = json_array_size(records);
+        if (n == 0) {
+            done = true;
+            goto next;
+        }
+        /* The cursor after this page. */
+        const json_t *nv = NULL;
+        if (token_mode) {
+            nv = sd_json_pointer_get(doc, str(ctx, "next_pointer"));
+        } else {
+            nv = json_object_get(json_array_get(records, n - 1), str(ctx, "cursor_field"));
+        }
+        char *nt = cursor_text(nv);
+        if (!nt) {
+            done = true; /* no next cursor: this is the last page */
+        } else if (cur && strcmp(nt, cur) == 0) {
+            done = true;
+        }
+        const json_t *more =
+            str(ctx, "more_pointer")[0] ? sd_json_pointer_get(doc, str(ctx, "more_pointer")) : NULL;
+        if (json_is_false(more)) {
+            done = true;
+        }
+        next_cursor = json_deep_copy(ctx->cursor ? ctx->cursor : NULL);
+        if (!json_is_object(next_cursor)) {
+            json_decref(next_cursor);
+            next_cursor = json_object();
+        }
+        if (nt) {
+            json_object_set_new(next_cursor, name, json_string(nt));
+        }
+        free(nt);
+        body = json_object();
+        char prefix[32];
+        snprintf(prefix, sizeof(prefix), "/%s", name);
+        size_t bad = sd_connector_map_records(ctx, kind, records, prefix, body, &errors);
+        if (bad > 0 && !skip) {
+            r = sd_connector_fail(ctx, -EINVAL,
+                                  "%s page after cursor '%s' refused (%zu bad "
+                                  "record(s)); first: %s %s",
+                                  name, cur ? cur : "", bad,
+                                  errors.n ? errors.items[0].pointer : "",
+                                  errors.n ? errors.items[0].message : "");
+            goto next;
+        }
+        ctx->records_rejected += bad;
+        struct sd_ingest_outcome out;
+        sd_ingest_outcome_init(&out);
+        r = sd_connector_commit(ctx, body, next_cursor, skip, &out);
+        if (r == 0 && out.status != 202) {
+            r = sd_connector_fail(ctx, -EINVAL,
+                                  "%s page after cursor '%s' refused, nothing of "
+                                  "it stored: %s %s",
+                                  name, cur ? cur : "",
+                                  out.errors.n ? out.errors.items[0].pointer : "",
+                                  out.errors.n ? out.errors.items[0].message : "");
+        } else if (r == 0 && out.n_skipped + bad > 0) {
+            sd_connector_fail(ctx, 0, "%zu record(s) skipped; first: %s %s", out.n_skipped + bad,
+                              out.errors.n ? out.errors.items[0].pointer
+                                           : (errors.n ? errors.items[0].pointer : ""),
+                              out.errors.n ? out.errors.items[0].message
+                                           : (errors.n ? errors.items[0].message : ""));
+        } else if (r < 0) {
+            sd_connector_fail(ctx, r, "storing a %s page failed", name);
+        }
+        sd_ingest_outcome_release(&out);
+        atomic_fetch_add(ctx->progress, n);
+    next:
+        sd_issues_release(&errors);
+        json_decref(doc);
+        json_decref(body);
+        json_decref(next_cursor);
+        sd_http_response_release(&resp);
+        free(url);
+        free(cur);
+        if (r < 0 || done) {
+            break;
+        }
+    }
+    if (h_auth) {
+        explicit_bzero(h_auth, strlen(h_auth));
+        free(h_auth);
+    }
+    return r;
+}
+
+static int rest_run(struct sd_connector_ctx *ctx, void *state)
+{
+    (void)state;
+    for (int k = 0; k < 3; k++) {
+        const char *path = str(ctx, path_keys[k]);
+        if (!*path) {
+            continue;
+        }
+        int r = pull_kind(ctx, (enum sd_kind)k, path);
+        if (r < 0) {
+            return r;
+        }
+    }
+    return 0;
+}
+
+const struct sd_connector sd_connector_rest_pull = {
+    .name = "rest_pull",
+    .kind = SD_CONNECTOR_SOURCE,
+    .help = "pull events, customers and sales from a REST API with cursor pagination",
+    .settings = settings,
+    .default_schedule = "every 15m",
+    .run = rest_run,
+    .check = check,
+};

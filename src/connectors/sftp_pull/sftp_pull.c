@@ -1,0 +1,313 @@
+/* sftp_pull.c — the `sftp_pull` connector: fetch CSV files from a remote SFTP folder (libcurl
+ * sftp://, password or key), import each one like a dropped file (connectors/csv_drop/
+ * csv_import.c), then move it into the remote processed/ (or failed/) folder, or delete it.
+ *
+ * Completeness: a remote file is taken when its name is final (NAME.csv, not hidden) and its
+ * listing line (size and time) is the same in two listings settle_seconds apart. Download goes
+ * to a temporary name in the instance's work folder and is renamed once complete. The file's
+ * SHA-256 is its identity: if the hub crashes after storing a file but before moving it
+ * remotely, the next run downloads it again, sees in the committed cursor that it is already
+ * stored, and only acknowledges and moves it. Host keys: give host_key_sha256 (as printed by
+ * `ssh-keygen -lf`, without the "SHA256:" prefix) or a known_hosts file; with neither the
+ * host key is not checked, which the status says. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/base.h"
+#include "connectors/csv_drop/csv_import.h"
+#include "core/connector.h"
+#include "http/client.h"
+
+static const struct sd_setting settings[] = {
+    {"url", SD_SETTING_STRING, NULL, 10, 2048,
+     "sftp://host[:port]/folder/ of the remote folder (ending in /)"},
+    {"username", SD_SETTING_STRING, NULL, 1, 256, "SFTP user"},
+    {"password", SD_SETTING_SECRET, "\"\"", 0, 1024, "SFTP password (or use a key)"},
+    {"private_key_file", SD_SETTING_STRING, "\"\"", 0, 1024, "path of a private key file"},
+    {"public_key_file", SD_SETTING_STRING, "\"\"", 0, 1024, "path of its public key (optional)"},
+    {"host_key_sha256", SD_SETTING_STRING, "\"\"", 0, 128,
+     "the server's host key fingerprint (base64 SHA256) to check"},
+    {"known_hosts_file", SD_SETTING_STRING, "\"\"", 0, 1024, "or an OpenSSH known_hosts file"},
+    {"after_import", SD_SETTING_STRING, "\"move\"", 4, 6,
+     "move (into processed/ or failed/ beside the files) or delete"},
+    {"timeout_seconds", SD_SETTING_INT, "600", 1, 86400, "per transfer"},
+    {"max_attempts", SD_SETTING_INT, "6", 1, 20, "attempts per transfer"},
+    {"retry_initial_ms", SD_SETTING_INT, "1000", 1, 600000, "first back-off"},
+    SD_CSV_IMPORT_SETTINGS,
+    {NULL, 0, NULL, 0, 0, NULL},
+};
+
+static const char *str(const struct sd_connector_ctx *ctx, const char *key)
+{
+    const char *v = json_string_value(json_object_get(ctx->settings, key));
+    return v ? v : "";
+}
+
+static void check(const json_t *s, struct sd_issues *errors)
+{
+    const char *url = json_string_value(json_object_get(s, "url"));
+    if (url &&
+        (strncmp(url, "sftp://", 7) != 0 || url[strlen(url) - 1] != '/' || !strchr(url + 7, '/'))) {
+        sd_issues_add(errors, "/settings/url", "must be sftp://host[:port]/folder/ (ending in /)");
+    }
+    const char *pw = json_string_value(json_object_get(s, "password"));
+    const char *key = json_string_value(json_object_get(s, "private_key_file"));
+    if ((!pw || !*pw) && (!key || !*key)) {
+        sd_issues_add(errors, "/settings/password", "give a password or a private_key_file");
+    }
+    const char *after = json_string_value(json_object_get(s, "after_import"));
+    if (after && strcmp(after, "move") && strcmp(after, "delete")) {
+        sd_issues_add(errors, "/settings/after_import", "must be move or delete");
+    }
+    sd_csv_import_check(s, errors);
+}
+
+static void base_request(struct sd_connector_ctx *ctx, struct sd_http_request *rq)
+{
+    *rq = (struct sd_http_request){
+        .username = str(ctx, "username"),
+        .password = str(ctx, "password")[0] ? str(ctx, "password") : NULL,
+        .ssh_private_key = str(ctx, "private_key_file")[0] ? str(ctx, "private_key_file") : NULL,
+        .ssh_public_key = str(ctx, "public_key_file")[0] ? str(ctx, "public_key_file") : NULL,
+        .ssh_host_sha256 = str(ctx, "host_key_sha256")[0] ? str(ctx, "host_key_sha256") : NULL,
+        .ssh_known_hosts = str(ctx, "known_hosts_file")[0] ? str(ctx, "known_hosts_file") : NULL,
+        .timeout_ms = json_integer_value(json_object_get(ctx->settings, "timeout_seconds")) * 1000,
+    };
+}
+
+static struct sd_http_retry retry_policy(struct sd_connector_ctx *ctx)
+{
+    return (struct sd_http_retry){
+        .max_attempts = (int)json_integer_value(json_object_get(ctx->settings, "max_attempts")),
+        .initial_ms = json_integer_value(json_object_get(ctx->settings, "retry_initial_ms")),
+        .stop = ctx->stop};
+}
+
+/* The remote folder's path ("/upload/") from the URL. */
+static const char *remote_path(const char *url)
+{
+    return strchr(url + 7, '/');
+}
+
+/* One long listing of the folder: lines "perm links owner group size month day time name". */
+static int list_remote(struct sd_connector_ctx *ctx, char **ret_text)
+{
+    struct sd_http_request rq;
+    base_request(ctx, &rq);
+    rq.url = str(ctx, "url");
+    rq.max_body = 16u << 20;
+    struct sd_http_retry pol = retry_policy(ctx);
+    struct sd_http_response resp;
+    int attempts = 0;
+    int r = sd_http_fetch_retry(&rq, &pol, &resp, &attempts);
+    if (r < 0) {
+        r = sd_connector_fail(ctx, r, "listing %s failed after %d attempt(s): %s", rq.url, attempts,
+                              resp.error);
+    } else {
+        *ret_text = sd_buf_steal(&resp.body);
+        if (!*ret_text) {
+            *ret_text = sd_strdup("");
+        }
+    }
+    sd_http_response_release(&resp);
+    return r;
+}
+
+/* The file name of a listing line (after 8 fields), or NULL. */
+static const char *line_name(const char *line)
+{
+    const char *p = line;
+    for (int f = 0; f < 8; f++) {
+        while (*p == ' ') {
+            p++;
+        }
+        while (*p && *p != ' ') {
+            p++;
+        }
+    }
+    while (*p == ' ') {
+        p++;
+    }
+    return *p ? p : NULL;
+}
+
+static bool line_in(const char *text, const char *line)
+{
+    size_t n = strlen(line);
+    for (const char *p = text; (p = strstr(p, line)) != NULL; p += n) {
+        if ((p == text || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0' || p[n] == '\r')) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static int download(struct sd_connector_ctx *ctx, const char *dir, const char *name)
+{
+    char *part = sd_asprintf("%s/.%s.part", dir, name);
+    char *final = sd_asprintf("%s/%s", dir, name);
+    int fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int r = 0;
+    if (fd < 0) {
+        r = sd_connector_fail(ctx, -errno, "cannot write %s", part);
+        goto out;
+    }
+    struct sd_http_request rq;
+    base_request(ctx, &rq);
+    rq.url = sd_asprintf("%s%s", str(ctx, "url"), name);
+    rq.to_fd = fd;
+    rq.max_body = (size_t)4 << 30;
+    struct sd_http_retry pol = retry_policy(ctx);
+    struct sd_http_response resp;
+    int attempts = 0;
+    /* A retried download starts the file over. */
+    r = sd_http_fetch_retry(&rq, &pol, &resp, &attempts);
+    if (r == 0 && (fsync(fd) != 0 || (off_t)resp.body_bytes != lseek(fd, 0, SEEK_END))) {
+        r = -EIO;
+        snprintf(resp.error, sizeof(resp.error), "incomplete download");
+    }
+    close(fd);
+    if (r < 0) {
+        r = sd_connector_fail(ctx, r, "downloading %s failed after %d attempt(s): %s", name,
+                              attempts, resp.error);
+        unlink(part);
+    } else if (rename(part, final) != 0) {
+        r = sd_connector_fail(ctx, -errno, "cannot rename %s", part);
+    }
+    sd_http_response_release(&resp);
+    free((char *)rq.url);
+out:
+    free(part);
+    free(final);
+    return r;
+}
+
+/* Move (into processed/ or failed/) or delete the remote file. */
+static int after_import(struct sd_connector_ctx *ctx, const char *name, bool failed)
+{
+    const char *path = remote_path(str(ctx, "url"));
+    bool del = strcmp(str(ctx, "after_import"), "delete") == 0;
+    const char *sub = failed ? "failed" : "processed";
+    char *mk = sd_asprintf("*mkdir \"%s%s\"", path, sub); /* '*': an existing folder is fine */
+    char *mv = del ? sd_asprintf("rm \"%s%s\"", path, name)
+                   : sd_asprintf("rename \"%s%s\" \"%s%s/%s\"", path, name, path, sub, name);
+    const char *quote[] = {mk, mv, NULL};
+    struct sd_http_request rq;
+    base_request(ctx, &rq);
+    rq.url = str(ctx, "url");
+    rq.list_only = true;
+    rq.quote_after = del ? quote + 1 : quote;
+    struct sd_http_retry pol = retry_policy(ctx);
+    struct sd_http_response resp;
+    int attempts = 0;
+    int r = sd_http_fetch_retry(&rq, &pol, &resp, &attempts);
+    if (r < 0) {
+        r = sd_connector_fail(ctx, r,
+                              "%s %s on the server failed: %s (the file is stored; the "
+                              "next run only acknowledges it)",
+                              del ? "deleting" : "moving", name, resp.error);
+    }
+    sd_http_response_release(&resp);
+    free(mk);
+    free(mv);
+    return r;
+}
+
+static int pull_run(struct sd_connector_ctx *ctx, void *state)
+{
+    (void)state;
+    char *dir = sd_asprintf("%s/incoming", ctx->work_dir);
+    mkdir(dir, 0700);
+    char *first = NULL, *second = NULL;
+    int r = list_remote(ctx, &first);
+    int64_t settle = json_integer_value(json_object_get(ctx->settings, "settle_seconds"));
+    if (r == 0 && settle > 0) {
+        for (int64_t i = 0; i < settle * 10 && !(ctx->stop && atomic_load(ctx->stop)); i++) {
+            struct timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        r = list_remote(ctx, &second);
+    }
+    if (r < 0) {
+        goto out;
+    }
+    /* Names present, unchanged, in import order. */
+    struct item {
+        char *name;
+        int order;
+    } *v = NULL;
+    size_t n = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(first, "\r\n", &save); line; line = strtok_r(NULL, "\r\n", &save)) {
+        const char *name = line_name(line);
+        if (line[0] != '-' || !name || !sd_csv_import_wanted(name) || strchr(name, '/') ||
+            strchr(name, '"') || (second && !line_in(second, line))) {
+            continue;
+        }
+        v = sd_realloc(v, (n + 1) * sizeof(*v));
+        v[n].name = sd_strdup(name);
+        v[n].order = sd_csv_import_order(name);
+        n++;
+    }
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = i + 1; j < n; j++) {
+            if (v[j].order < v[i].order ||
+                (v[j].order == v[i].order && strcmp(v[j].name, v[i].name) < 0)) {
+                struct item t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+            }
+        }
+    }
+    size_t failed = 0;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        if (ctx->stop && atomic_load(ctx->stop)) {
+            r = -ECANCELED;
+            break;
+        }
+        r = download(ctx, dir, v[i].name);
+        struct sd_csv_import_result res;
+        if (r == 0) {
+            r = sd_csv_import_file(ctx, dir, v[i].name, &res);
+        }
+        if (r == 0) {
+            failed += res.failed;
+            r = after_import(ctx, v[i].name, res.failed);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].name);
+    }
+    free(v);
+    if (r == 0 && failed > 0) {
+        sd_connector_fail(ctx, 0,
+                          "%zu file(s) refused; moved to failed/ (errors in the "
+                          "hub's work folder)",
+                          failed);
+    }
+    if (r == 0 && !str(ctx, "host_key_sha256")[0] && !str(ctx, "known_hosts_file")[0] &&
+        !ctx->error) {
+        sd_connector_fail(ctx, 0, "the server's host key is not checked: set host_key_sha256");
+    }
+out:
+    free(first);
+    free(second);
+    free(dir);
+    return r;
+}
+
+const struct sd_connector sd_connector_sftp_pull = {
+    .name = "sftp_pull",
+    .kind = SD_CONNECTOR_SOURCE,
+    .help = "fetch CSV files from a remote SFTP folder, import them, then move or delete them",
+    .settings = settings,
+    .default_schedule = "every 15m",
+    .run = pull_run,
+    .check = check,
+};

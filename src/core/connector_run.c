@@ -1,0 +1,406 @@
+/* connector_run.c — running a configured connector instance: its context (settings, mapping,
+ * committed cursor, work folder), the commit that stores records and the cursor in one
+ * transaction, whole-unit write jobs, and the state document written when a run ends.
+ *
+ * The state document (store: connector_state) is {"cursor", "state", "last_run_usec",
+ * "last_success_usec", "last_error", "records_in", "records_rejected", "last_run": {…}}. It is
+ * only ever written by the writer inside the transaction of the records it counts, so after a
+ * crash the cursor and the counters describe exactly what is stored. */
+#include "core/connector_run.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "base/base.h"
+#include "base/log.h"
+#include "mapping/mapping.h"
+
+int sd_connector_fail(struct sd_connector_ctx *ctx, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = sd_vasprintf(fmt, ap);
+    va_end(ap);
+    free(ctx->error);
+    ctx->error = msg;
+    return code;
+}
+
+static uint64_t state_u64(const json_t *state, const char *key)
+{
+    const json_t *v = json_object_get(state, key);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+}
+
+/* A copy of the state with this run's counters added to the totals it started with. */
+static json_t *state_with(struct sd_connector_ctx *ctx, const json_t *cursor, uint64_t in,
+                          uint64_t rejected)
+{
+    json_t *st = json_deep_copy(ctx->state);
+    if (cursor) {
+        json_object_set_new(st, "cursor", json_deep_copy(cursor));
+    }
+    json_object_set_new(st, "records_in", json_integer((json_int_t)in));
+    json_object_set_new(st, "records_rejected", json_integer((json_int_t)rejected));
+    return st;
+}
+
+struct commit_fn {
+    struct sd_connector_ctx *ctx;
+    sd_connector_cursor_fn fn;
+    void *arg;
+    uint64_t base_in, base_rej;
+    size_t n_body;
+};
+
+static char *commit_state(void *arg, const struct sd_issues *skipped, size_t n_skipped)
+{
+    struct commit_fn *c = arg;
+    json_t *cursor = c->fn(c->arg, skipped, n_skipped);
+    json_t *st =
+        state_with(c->ctx, cursor, c->base_in + c->n_body - n_skipped, c->base_rej + n_skipped);
+    char *doc = json_dumps(st, JSON_COMPACT);
+    json_decref(st);
+    json_decref(cursor);
+    return doc;
+}
+
+static size_t body_records(const json_t *body)
+{
+    size_t n = 0;
+    static const char *const arrays[] = {"events", "customers", "sales"};
+    for (int k = 0; k < 3; k++) {
+        n += json_array_size(json_object_get(body, arrays[k]));
+    }
+    return n;
+}
+
+int sd_connector_commit_fn(struct sd_connector_ctx *ctx, const json_t *body,
+                           sd_connector_cursor_fn cursor_fn, void *arg, bool skip_bad,
+                           struct sd_ingest_outcome *out)
+{
+    struct commit_fn c = {.ctx = ctx,
+                          .fn = cursor_fn,
+                          .arg = arg,
+                          .base_in = state_u64(ctx->state, "records_in"),
+                          .base_rej = state_u64(ctx->state, "records_rejected"),
+                          .n_body = body_records(body)};
+    struct sd_ingest_opts o = {.upsert_sales = true,
+                               .skip_bad = skip_bad,
+                               .state_id = ctx->id,
+                               .state_fn = commit_state,
+                               .state_arg = &c};
+    int r = sd_hub_ingest_opts(ctx->hub, ctx->tenant_id, ctx->env, body, &o, out);
+    if (r == 0 && out->status == 202) {
+        ctx->records_in += out->n_events + out->n_customers + out->n_sales;
+        ctx->records_rejected += out->n_skipped;
+        /* What was committed: reload it (cheap, one row) so ctx->state is exactly the store's. */
+        json_t *st = NULL;
+        if (sd_connector_state_load(ctx->hub, ctx->id, &st) == 0) {
+            json_decref(ctx->state);
+            ctx->state = st;
+            ctx->cursor = json_object_get(ctx->state, "cursor");
+        }
+    } else if (r == 0) {
+        ctx->records_rejected += c.n_body;
+    }
+    return r;
+}
+
+int sd_connector_commit(struct sd_connector_ctx *ctx, const json_t *body, const json_t *cursor,
+                        bool skip_bad, struct sd_ingest_outcome *out)
+{
+    uint64_t base_in = state_u64(ctx->state, "records_in");
+    uint64_t base_rej = state_u64(ctx->state, "records_rejected");
+    /* Counters in the document assume success; on failure nothing of it is stored. */
+    size_t n_body = 0;
+    static const char *const arrays[] = {"events", "customers", "sales"};
+    for (int k = 0; k < 3; k++) {
+        n_body += json_array_size(json_object_get(body, arrays[k]));
+    }
+    json_t *st = NULL;
+    char *doc = NULL;
+    struct sd_ingest_opts o = {.upsert_sales = true, .skip_bad = skip_bad};
+    if (ctx->state) {
+        /* The skipped count is known only afterwards; the document is written with the
+         * optimistic count and corrected by the next commit or the end-of-run state. */
+        st = state_with(ctx, cursor, base_in + n_body, base_rej);
+        doc = json_dumps(st, JSON_COMPACT);
+        o.state_id = ctx->id;
+        o.state_doc = doc;
+    }
+    int r = sd_hub_ingest_opts(ctx->hub, ctx->tenant_id, ctx->env, body, &o, out);
+    if (r == 0 && out->status == 202) {
+        size_t stored = out->n_events + out->n_customers + out->n_sales;
+        ctx->records_in += stored;
+        ctx->records_rejected += out->n_skipped;
+        if (st) {
+            json_object_set_new(st, "records_in", json_integer((json_int_t)(base_in + stored)));
+            json_object_set_new(st, "records_rejected",
+                                json_integer((json_int_t)(base_rej + out->n_skipped)));
+            json_decref(ctx->state);
+            ctx->state = st;
+            st = NULL;
+            ctx->cursor = json_object_get(ctx->state, "cursor");
+        }
+    } else if (r == 0) {
+        ctx->records_rejected += n_body;
+    }
+    json_decref(st);
+    free(doc);
+    return r;
+}
+
+const char *sd_kind_array_name(enum sd_kind kind)
+{
+    static const char *const names[] = {"events", "customers", "sales"};
+    return (unsigned)kind < 3 ? names[kind] : "records";
+}
+
+size_t sd_connector_map_records(struct sd_connector_ctx *ctx, enum sd_kind kind,
+                                const json_t *records, const char *ptr_prefix, json_t *body,
+                                struct sd_issues *errors)
+{
+    const char *name = sd_kind_array_name(kind);
+    json_t *arr = json_object_get(body, name);
+    if (!arr) {
+        arr = json_array();
+        json_object_set_new(body, name, arr);
+    }
+    size_t bad = 0;
+    for (size_t i = 0; i < json_array_size(records); i++) {
+        char ptr[128];
+        snprintf(ptr, sizeof(ptr), "%s/%zu", ptr_prefix, i);
+        const json_t *src = json_array_get(records, i);
+        json_t *rec = NULL;
+        if (!json_is_object(src)) {
+            sd_issues_add(errors, ptr, "a record must be a JSON object");
+        } else if (ctx->mapping) {
+            rec = sd_mapping_apply_object(ctx->mapping, kind, src, ptr, errors);
+        } else {
+            rec = json_deep_copy(src);
+        }
+        if (rec) {
+            json_array_append_new(arr, rec);
+        } else {
+            bad++;
+        }
+    }
+    return bad;
+}
+
+/* ---- whole-unit jobs --------------------------------------------------------------------------
+ */
+
+struct sd_connector_job {
+    struct sd_connector_ctx *ctx;
+    struct sd_store_handle *st;
+    sd_connector_job_fn fn;
+    void *arg;
+    json_t *cursor;    /* set by sd_connector_job_cursor */
+    json_t *new_state; /* the state document job_run stored, adopted once committed */
+    uint64_t stored;
+};
+
+struct sd_connector_ctx *sd_connector_job_ctx(struct sd_connector_job *job)
+{
+    return job->ctx;
+}
+
+int sd_connector_job_ingest(struct sd_connector_job *job, const json_t *body,
+                            struct sd_ingest_outcome *out)
+{
+    int r = sd_ingest_in_writer(job->st, job->ctx->tenant_id, job->ctx->env, body, true, out);
+    if (r == 0 && out->status == 202) {
+        job->stored += out->n_events + out->n_customers + out->n_sales;
+    }
+    return r;
+}
+
+int sd_connector_job_cursor(struct sd_connector_job *job, const json_t *cursor)
+{
+    json_decref(job->cursor);
+    job->cursor = json_deep_copy(cursor);
+    return 0;
+}
+
+static int job_run(struct sd_store_handle *st, struct sd_write_job *wj)
+{
+    struct sd_connector_job *job = wj->arg;
+    job->st = st;
+    int r = job->fn(job, job->arg);
+    if (r != 0 || !job->ctx->state) {
+        return r;
+    }
+    json_t *state =
+        state_with(job->ctx, job->cursor, state_u64(job->ctx->state, "records_in") + job->stored,
+                   state_u64(job->ctx->state, "records_rejected"));
+    char *doc = json_dumps(state, JSON_COMPACT);
+    r = sd_store_connector_state_put(st, job->ctx->id, doc);
+    free(doc);
+    if (r == 0) {
+        job->new_state = state;
+    } else {
+        json_decref(state);
+    }
+    return r;
+}
+
+int sd_connector_write_job(struct sd_connector_ctx *ctx, sd_connector_job_fn fn, void *arg)
+{
+    struct sd_connector_job job = {.ctx = ctx, .fn = fn, .arg = arg};
+    int r = sd_writer_run_sync(ctx->hub->writer, job_run, &job);
+    if (r == 0 && job.new_state) {
+        /* Kept and committed: the stored document is now the state. */
+        json_decref(ctx->state);
+        ctx->state = job.new_state;
+        job.new_state = NULL;
+        ctx->cursor = json_object_get(ctx->state, "cursor");
+        ctx->records_in += job.stored;
+    }
+    json_decref(job.new_state);
+    json_decref(job.cursor);
+    return r;
+}
+
+/* ---- one run of a configured instance ----------------------------------------------------------
+ */
+
+static int load_state(struct sd_hub *hub, const char *id, json_t **ret)
+{
+    char *doc = NULL;
+    int r = sd_store_connector_state_get(hub->store, id, &doc);
+    if (r == -ENOENT) {
+        *ret = json_object();
+        return 0;
+    }
+    if (r < 0) {
+        return r;
+    }
+    json_t *v = json_loads(doc, 0, NULL);
+    free(doc);
+    *ret = json_is_object(v) ? v : json_object();
+    if (!json_is_object(v)) {
+        json_decref(v);
+    }
+    return 0;
+}
+
+int sd_connector_state_load(struct sd_hub *hub, const char *id, json_t **ret)
+{
+    return load_state(hub, id, ret);
+}
+
+int sd_connector_run_instance(struct sd_hub *hub, const struct sd_connector_conf *conf,
+                              const atomic_bool *stop, struct sd_connector_live *live)
+{
+    const struct sd_connector *c = sd_connector_find(conf->type);
+    int64_t started = sd_now_usec();
+    struct sd_issues errors;
+    sd_issues_init(&errors, 10);
+    json_t *settings = json_loads(conf->settings, 0, NULL);
+    json_t *spec = json_loads(conf->mapping, 0, NULL);
+    json_t *checked = NULL;
+    struct sd_mapping *mapping = NULL;
+    char *work_dir = sd_asprintf("%s/connectors/%s", hub->data_dir, conf->id);
+    struct sd_connector_ctx ctx = {.hub = hub,
+                                   .tenant_id = conf->tenant_id,
+                                   .env = conf->env,
+                                   .id = conf->id,
+                                   .work_dir = work_dir,
+                                   .stop = stop};
+    _Atomic uint64_t progress_local = 0;
+    ctx.progress = live ? &live->progress : &progress_local;
+    atomic_store(ctx.progress, 0);
+    uint64_t base_in = 0, base_rej = 0;
+    int r = load_state(hub, conf->id, &ctx.state);
+    if (r < 0) {
+        sd_connector_fail(&ctx, r, "could not read the connector state");
+        goto finish;
+    }
+    ctx.cursor = json_object_get(ctx.state, "cursor");
+    base_in = state_u64(ctx.state, "records_in");
+    base_rej = state_u64(ctx.state, "records_rejected");
+    if (!c || c->kind != SD_CONNECTOR_SOURCE || !c->run) {
+        r = sd_connector_fail(&ctx, -ENOENT, "no source connector '%s'", conf->type);
+        goto finish;
+    }
+    checked = sd_connector_check_settings(c, settings, &errors);
+    if (!checked || sd_mapping_new(spec, &mapping, &errors) < 0) {
+        r = sd_connector_fail(&ctx, -EINVAL, "configuration refused: %s %s",
+                              errors.n ? errors.items[0].pointer : "",
+                              errors.n ? errors.items[0].message : "");
+        goto finish;
+    }
+    ctx.settings = checked;
+    ctx.mapping = mapping;
+    char *dir1 = sd_asprintf("%s/connectors", hub->data_dir);
+    mkdir(dir1, 0700);
+    free(dir1);
+    mkdir(work_dir, 0700);
+    void *state = NULL;
+    r = c->init ? c->init(&ctx, &state) : 0;
+    if (r == 0) {
+        r = c->run(&ctx, state);
+        if (c->fini) {
+            c->fini(state);
+        }
+    }
+    if (r < 0 && !ctx.error) {
+        sd_connector_fail(&ctx, r, "run failed (%s)", strerror(-r));
+    }
+finish:
+    /* The run's outcome in the state document (a state-only commit). */
+    {
+        json_t *st = ctx.state ? json_deep_copy(ctx.state) : json_object();
+        int64_t now = sd_now_usec();
+        /* Totals: what the run's commits recorded plus what it refused without a commit. */
+        json_object_set_new(st, "records_in", json_integer((json_int_t)(base_in + ctx.records_in)));
+        json_object_set_new(st, "records_rejected",
+                            json_integer((json_int_t)(base_rej + ctx.records_rejected)));
+        json_object_set_new(st, "last_run_usec", json_integer(started));
+        json_object_set_new(st, "state", json_string(r == 0 ? "ok" : "failed"));
+        if (r == 0) {
+            json_object_set_new(st, "last_success_usec", json_integer(now));
+            json_object_set_new(st, "last_error", json_null());
+            /* A run that stored what it could but left records out says so. */
+            json_object_set_new(st, "last_warning",
+                                ctx.error ? json_string(ctx.error) : json_null());
+        } else {
+            json_object_set_new(st, "last_error", json_string(ctx.error ? ctx.error : "failed"));
+            json_object_set_new(st, "last_error_usec", json_integer(now));
+        }
+        json_t *lr = json_pack("{s:I, s:I, s:I}", "records_in", (json_int_t)ctx.records_in,
+                               "records_rejected", (json_int_t)ctx.records_rejected, "duration_ms",
+                               (json_int_t)((now - started) / 1000));
+        json_object_set_new(st, "last_run", lr);
+        char *doc = json_dumps(st, JSON_COMPACT);
+        json_t *empty = json_object();
+        struct sd_ingest_outcome out;
+        sd_ingest_outcome_init(&out);
+        struct sd_ingest_opts o = {.state_id = conf->id, .state_doc = doc};
+        if (sd_hub_ingest_opts(hub, conf->tenant_id, conf->env, empty, &o, &out) < 0) {
+            sd_log(SD_LOG_ERROR, "connector state not stored", "connector=%s", conf->id);
+        }
+        sd_ingest_outcome_release(&out);
+        json_decref(empty);
+        free(doc);
+        json_decref(st);
+    }
+    sd_log(r == 0 ? SD_LOG_INFO : SD_LOG_ERROR, "connector run finished",
+           "connector=\"[%s/%s]\" records=%llu rejected=%llu err=%d", conf->type, conf->id,
+           (unsigned long long)ctx.records_in, (unsigned long long)ctx.records_rejected, r);
+    sd_issues_release(&errors);
+    sd_mapping_free(mapping);
+    json_decref(checked);
+    json_decref(settings);
+    json_decref(spec);
+    json_decref(ctx.state);
+    free(ctx.error);
+    free(work_dir);
+    return r;
+}

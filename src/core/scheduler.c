@@ -1,0 +1,390 @@
+/* scheduler.c — the connector scheduler (see scheduler.h).
+ *
+ * Invariants: `lock` guards the instance table; an instance is `running` from the moment it is
+ * handed to a run thread until that thread has joined (reaped by the scheduler loop), so a
+ * reload that drops or changes an instance never races with its run — a removed instance is
+ * kept (marked `gone`) until its run ends. A "run now" request is the store's
+ * run_requested_usec being newer than the one the instance last honoured. */
+#include "core/scheduler.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include "base/base.h"
+#include "base/log.h"
+#include "core/connector.h"
+#include "core/connector_run.h"
+#include "core/schedule.h"
+
+#define TICK_MSEC 250
+
+struct inst {
+    struct sd_connector_conf conf;
+    struct sd_schedule sched;
+    bool sched_ok;
+    int64_t last_run_usec;     /* from the committed state, then from our own runs */
+    int64_t request_seen_usec; /* run_requested_usec already honoured */
+    int64_t next_usec;
+    bool due_now; /* an inotify event or a request */
+    bool running, gone, done;
+    pthread_t thread;
+    struct sd_connector_live live;
+    int64_t run_started_usec;
+    int watch_wd;
+    struct sd_scheduler *owner;
+};
+
+struct sd_scheduler {
+    struct sd_hub *hub;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stop;
+    atomic_bool run_stop; /* seen by running connectors */
+    bool woken;
+    int64_t version;
+    struct inst **v;
+    size_t n;
+    int inotify_fd;
+};
+
+static struct inst *find(struct sd_scheduler *s, const char *id)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (!s->v[i]->gone && strcmp(s->v[i]->conf.id, id) == 0) {
+            return s->v[i];
+        }
+    }
+    return NULL;
+}
+
+static void inst_free(struct inst *in)
+{
+    sd_connector_conf_release(&in->conf);
+    free(in);
+}
+
+static void copy_conf(struct sd_connector_conf *to, const struct sd_connector_conf *from)
+{
+    *to = (struct sd_connector_conf){
+        .id = sd_strdup(from->id),
+        .tenant_id = from->tenant_id,
+        .client_id = from->client_id ? sd_strdup(from->client_id) : NULL,
+        .env = from->env,
+        .type = sd_strdup(from->type),
+        .schedule = sd_strdup(from->schedule),
+        .settings = sd_strdup(from->settings),
+        .mapping = sd_strdup(from->mapping),
+        .run_requested_usec = from->run_requested_usec,
+        .created_usec = from->created_usec,
+        .updated_usec = from->updated_usec,
+    };
+}
+
+static void set_watch(struct sd_scheduler *s, struct inst *in)
+{
+    const struct sd_connector *c = sd_connector_find(in->conf.type);
+    in->watch_wd = -1;
+    if (!c || !c->watch_dir || s->inotify_fd < 0) {
+        return;
+    }
+    json_t *settings = json_loads(in->conf.settings, 0, NULL);
+    const char *dir = c->watch_dir(settings);
+    if (dir) {
+        in->watch_wd = inotify_add_watch(s->inotify_fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO);
+    }
+    json_decref(settings);
+}
+
+static void plan(struct inst *in, int64_t now)
+{
+    in->next_usec = in->sched_ok ? sd_schedule_next(&in->sched, in->last_run_usec, now) : INT64_MAX;
+}
+
+/* Reload the instance table from the store (lock held). */
+static void reload(struct sd_scheduler *s)
+{
+    struct sd_connector_conf *confs = NULL;
+    size_t n = 0;
+    if (sd_store_connector_list(s->hub->store, 0, &confs, &n) < 0) {
+        return;
+    }
+    int64_t now = sd_now_usec();
+    for (size_t i = 0; i < s->n; i++) {
+        s->v[i]->gone = true;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct inst *in = NULL;
+        for (size_t j = 0; j < s->n; j++) {
+            if (strcmp(s->v[j]->conf.id, confs[i].id) == 0 && !s->v[j]->done) {
+                in = s->v[j];
+            }
+        }
+        if (in) {
+            in->gone = false;
+            bool changed = in->conf.updated_usec != confs[i].updated_usec;
+            int64_t req = confs[i].run_requested_usec;
+            if (req > in->request_seen_usec) {
+                in->request_seen_usec = req;
+                in->due_now = true;
+            }
+            if (changed) {
+                if (in->watch_wd >= 0) {
+                    inotify_rm_watch(s->inotify_fd, in->watch_wd);
+                }
+                sd_connector_conf_release(&in->conf);
+                copy_conf(&in->conf, &confs[i]);
+                const char *why;
+                in->sched_ok = sd_schedule_parse(in->conf.schedule, &in->sched, &why) == 0;
+                set_watch(s, in);
+                plan(in, now);
+            }
+            continue;
+        }
+        in = sd_calloc(1, sizeof(*in));
+        in->owner = s;
+        copy_conf(&in->conf, &confs[i]);
+        const char *why;
+        in->sched_ok = sd_schedule_parse(in->conf.schedule, &in->sched, &why) == 0;
+        json_t *state = NULL;
+        if (sd_connector_state_load(s->hub, in->conf.id, &state) == 0) {
+            json_t *lr = json_object_get(state, "last_run_usec");
+            in->last_run_usec = json_is_integer(lr) ? json_integer_value(lr) : 0;
+        }
+        json_decref(state);
+        if (in->conf.run_requested_usec > in->last_run_usec) {
+            in->due_now = true;
+        }
+        in->request_seen_usec = in->conf.run_requested_usec;
+        set_watch(s, in);
+        plan(in, now);
+        s->v = sd_realloc(s->v, (s->n + 1) * sizeof(*s->v));
+        s->v[s->n++] = in;
+    }
+    sd_connector_confs_free(confs, n);
+    /* Drop removed instances that are not running. */
+    size_t k = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        struct inst *in = s->v[i];
+        if (in->gone && !in->running) {
+            if (in->watch_wd >= 0) {
+                inotify_rm_watch(s->inotify_fd, in->watch_wd);
+            }
+            inst_free(in);
+        } else {
+            s->v[k++] = in;
+        }
+    }
+    s->n = k;
+}
+
+static void *run_thread(void *arg)
+{
+    struct inst *in = arg;
+    struct sd_scheduler *s = in->owner;
+    sd_connector_run_instance(s->hub, &in->conf, &s->run_stop, &in->live);
+    pthread_mutex_lock(&s->lock);
+    in->done = true;
+    s->woken = true;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* Join finished runs and start due ones (lock held). */
+static void dispatch(struct sd_scheduler *s)
+{
+    int64_t now = sd_now_usec();
+    size_t running = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        struct inst *in = s->v[i];
+        if (in->running && in->done) {
+            pthread_mutex_unlock(&s->lock);
+            pthread_join(in->thread, NULL);
+            pthread_mutex_lock(&s->lock);
+            in->running = false;
+            in->done = false;
+            in->last_run_usec = in->run_started_usec;
+            plan(in, now);
+        }
+        running += in->running;
+    }
+    if (s->stop) {
+        return;
+    }
+    for (;;) {
+        struct inst *best = NULL;
+        for (size_t i = 0; i < s->n; i++) {
+            struct inst *in = s->v[i];
+            if (in->gone || in->running || !(in->due_now || in->next_usec <= now)) {
+                continue;
+            }
+            if (!best || in->next_usec < best->next_usec) {
+                best = in;
+            }
+        }
+        if (!best || running >= SD_SCHEDULER_MAX_RUNS) {
+            return;
+        }
+        best->due_now = false;
+        best->running = true;
+        best->done = false;
+        best->run_started_usec = now;
+        if (pthread_create(&best->thread, NULL, run_thread, best) != 0) {
+            best->running = false;
+            sd_log(SD_LOG_ERROR, "could not start a connector run", "connector=%s", best->conf.id);
+            return;
+        }
+        running++;
+    }
+}
+
+static void drain_inotify(struct sd_scheduler *s)
+{
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    for (;;) {
+        ssize_t n = read(s->inotify_fd, buf, sizeof(buf));
+        if (n <= 0) {
+            return;
+        }
+        for (char *p = buf; p < buf + n;) {
+            struct inotify_event *ev = (struct inotify_event *)p;
+            for (size_t i = 0; i < s->n; i++) {
+                if (s->v[i]->watch_wd == ev->wd && ev->len > 0 && ev->name[0] != '.') {
+                    s->v[i]->due_now = true;
+                }
+            }
+            p += sizeof(*ev) + ev->len;
+        }
+    }
+}
+
+static void *loop(void *arg)
+{
+    struct sd_scheduler *s = arg;
+    pthread_mutex_lock(&s->lock);
+    while (!s->stop) {
+        int64_t v = 0;
+        pthread_mutex_unlock(&s->lock);
+        int r = sd_store_settings_version(s->hub->store, &v);
+        if (s->inotify_fd >= 0) {
+            struct pollfd pfd = {.fd = s->inotify_fd, .events = POLLIN};
+            poll(&pfd, 1, 0);
+            pthread_mutex_lock(&s->lock);
+            if (pfd.revents & POLLIN) {
+                drain_inotify(s);
+            }
+        } else {
+            pthread_mutex_lock(&s->lock);
+        }
+        if (r == 0 && (v != s->version || s->woken)) {
+            s->version = v;
+            reload(s);
+        }
+        s->woken = false;
+        dispatch(s);
+        if (s->stop || s->woken) {
+            continue;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += TICK_MSEC * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+    }
+    /* Stopping: let running connectors reach a safe point, then join them. */
+    atomic_store(&s->run_stop, true);
+    for (size_t i = 0; i < s->n; i++) {
+        struct inst *in = s->v[i];
+        if (in->running) {
+            pthread_mutex_unlock(&s->lock);
+            pthread_join(in->thread, NULL);
+            pthread_mutex_lock(&s->lock);
+            in->running = false;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+int sd_scheduler_new(struct sd_hub *hub, struct sd_scheduler **ret)
+{
+    struct sd_scheduler *s = sd_calloc(1, sizeof(*s));
+    s->hub = hub;
+    s->version = -1;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    s->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (pthread_create(&s->thread, NULL, loop, s) != 0) {
+        if (s->inotify_fd >= 0) {
+            close(s->inotify_fd);
+        }
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->cond);
+        free(s);
+        return -EAGAIN;
+    }
+    *ret = s;
+    return 0;
+}
+
+void sd_scheduler_free(struct sd_scheduler *s)
+{
+    if (!s) {
+        return;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->stop = true;
+    atomic_store(&s->run_stop, true);
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    pthread_join(s->thread, NULL);
+    for (size_t i = 0; i < s->n; i++) {
+        inst_free(s->v[i]);
+    }
+    free(s->v);
+    if (s->inotify_fd >= 0) {
+        close(s->inotify_fd);
+    }
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    free(s);
+}
+
+void sd_scheduler_wake(struct sd_scheduler *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->woken = true;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+json_t *sd_scheduler_live(struct sd_scheduler *s, const char *id)
+{
+    json_t *out = NULL;
+    pthread_mutex_lock(&s->lock);
+    struct inst *in = find(s, id);
+    if (in) {
+        out = json_object();
+        json_object_set_new(out, "running", json_boolean(in->running && !in->done));
+        if (in->running) {
+            json_object_set_new(out, "run_started_usec", json_integer(in->run_started_usec));
+            json_object_set_new(out, "progress",
+                                json_integer((json_int_t)atomic_load(&in->live.progress)));
+        }
+        if (in->next_usec != INT64_MAX) {
+            json_object_set_new(out, "next_run_usec", json_integer(in->next_usec));
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return out;
+}

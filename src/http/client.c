@@ -1,0 +1,296 @@
+/* client.c — outgoing requests over libcurl (see client.h). Each call uses its own easy
+ * handle (no sharing between threads); the global init runs once under pthread_once. Answer
+ * bodies go to memory (capped) or straight to a file descriptor (SFTP downloads of large CSV
+ * files, constant memory). Only the headers a connector needs are kept. */
+#include "http/client.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void global_init(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+struct sink {
+    const struct sd_http_request *rq;
+    struct sd_http_response *resp;
+    size_t max;
+    bool too_big;
+    bool write_failed;
+};
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct sink *s = arg;
+    size_t n = size * nmemb;
+    if (s->resp->body_bytes + n > s->max) {
+        s->too_big = true;
+        return 0;
+    }
+    s->resp->body_bytes += n;
+    if (s->rq->to_fd > 0) {
+        size_t off = 0;
+        while (off < n) {
+            ssize_t w = write(s->rq->to_fd, data + off, n - off);
+            if (w < 0 && errno == EINTR) {
+                continue;
+            }
+            if (w <= 0) {
+                s->write_failed = true;
+                return 0;
+            }
+            off += (size_t)w;
+        }
+    } else {
+        sd_buf_append(&s->resp->body, data, n);
+    }
+    return n;
+}
+
+static char *header_value(const char *line, size_t len, const char *name)
+{
+    size_t nl = strlen(name);
+    if (len <= nl + 1 || strncasecmp(line, name, nl) != 0 || line[nl] != ':') {
+        return NULL;
+    }
+    const char *v = line + nl + 1;
+    const char *end = line + len;
+    while (v < end && (*v == ' ' || *v == '\t')) {
+        v++;
+    }
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' ')) {
+        end--;
+    }
+    if ((size_t)(end - v) > 1024) {
+        return NULL;
+    }
+    char *out = sd_malloc((size_t)(end - v) + 1);
+    memcpy(out, v, (size_t)(end - v));
+    out[end - v] = '\0';
+    return out;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct sd_http_response *r = arg;
+    size_t n = size * nmemb;
+    static const struct {
+        const char *name;
+        size_t off;
+    } keep[] = {
+        {"ETag", offsetof(struct sd_http_response, etag)},
+        {"Last-Modified", offsetof(struct sd_http_response, last_modified)},
+        {"Retry-After", offsetof(struct sd_http_response, retry_after)},
+        {"Content-Type", offsetof(struct sd_http_response, content_type)},
+    };
+    for (size_t i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+        char *v = header_value(data, n, keep[i].name);
+        if (v) {
+            char **slot = (char **)((char *)r + keep[i].off);
+            free(*slot);
+            *slot = v;
+        }
+    }
+    return n;
+}
+
+int sd_http_fetch(const struct sd_http_request *rq, struct sd_http_response *ret)
+{
+    pthread_once(&init_once, global_init);
+    memset(ret, 0, sizeof(*ret));
+    CURL *h = curl_easy_init();
+    if (!h) {
+        snprintf(ret->error, sizeof(ret->error), "cannot create a libcurl handle");
+        return -EIO;
+    }
+    struct sink sink = {.rq = rq, .resp = ret, .max = rq->max_body ? rq->max_body : 64u << 20};
+    struct curl_slist *hdrs = NULL, *quote = NULL;
+    for (size_t i = 0; rq->headers && rq->headers[i]; i++) {
+        hdrs = curl_slist_append(hdrs, rq->headers[i]);
+    }
+    for (size_t i = 0; rq->quote_after && rq->quote_after[i]; i++) {
+        quote = curl_slist_append(quote, rq->quote_after[i]);
+    }
+    char errbuf[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(h, CURLOPT_URL, rq->url);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https,sftp");
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(rq->timeout_ms ? rq->timeout_ms : 30000));
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
+                     (long)(rq->connect_timeout_ms ? rq->connect_timeout_ms : 10000));
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, ret);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "stagedoor/0.1");
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    if (hdrs) {
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    }
+    if (rq->method && strcmp(rq->method, "GET") != 0) {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, rq->method);
+    }
+    if (rq->body) {
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq->body);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
+    }
+    if (rq->username) {
+        curl_easy_setopt(h, CURLOPT_USERNAME, rq->username);
+    }
+    if (rq->password) {
+        curl_easy_setopt(h, CURLOPT_PASSWORD, rq->password);
+    }
+    if (rq->ssh_private_key) {
+        curl_easy_setopt(h, CURLOPT_SSH_PRIVATE_KEYFILE, rq->ssh_private_key);
+        curl_easy_setopt(h, CURLOPT_SSH_AUTH_TYPES, (long)CURLSSH_AUTH_PUBLICKEY);
+    } else if (rq->password) {
+        curl_easy_setopt(h, CURLOPT_SSH_AUTH_TYPES,
+                         (long)(CURLSSH_AUTH_PASSWORD | CURLSSH_AUTH_KEYBOARD));
+    }
+    if (rq->ssh_public_key) {
+        curl_easy_setopt(h, CURLOPT_SSH_PUBLIC_KEYFILE, rq->ssh_public_key);
+    }
+    if (rq->ssh_known_hosts) {
+        curl_easy_setopt(h, CURLOPT_SSH_KNOWNHOSTS, rq->ssh_known_hosts);
+    }
+    if (rq->ssh_host_sha256) {
+        curl_easy_setopt(h, CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256, rq->ssh_host_sha256);
+    }
+    if (quote) {
+        curl_easy_setopt(h, CURLOPT_POSTQUOTE, quote);
+    }
+    if (rq->list_only) {
+        curl_easy_setopt(h, CURLOPT_DIRLISTONLY, 1L);
+    }
+    CURLcode rc = curl_easy_perform(h);
+    int r = 0;
+    if (rc == CURLE_OK) {
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ret->status);
+    } else if (sink.too_big) {
+        snprintf(ret->error, sizeof(ret->error), "answer larger than %zu bytes", sink.max);
+        r = -EFBIG;
+    } else {
+        snprintf(ret->error, sizeof(ret->error), "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        switch (rc) {
+        case CURLE_OPERATION_TIMEDOUT: r = -ETIMEDOUT; break;
+        case CURLE_COULDNT_CONNECT:
+        case CURLE_COULDNT_RESOLVE_HOST: r = -ECONNREFUSED; break;
+        case CURLE_LOGIN_DENIED: r = -EACCES; break;
+        case CURLE_REMOTE_FILE_NOT_FOUND: r = -ENOENT; break;
+        default: r = -EIO;
+        }
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ret->status);
+    }
+    curl_slist_free_all(hdrs);
+    curl_slist_free_all(quote);
+    curl_easy_cleanup(h);
+    return r;
+}
+
+void sd_http_response_release(struct sd_http_response *r)
+{
+    sd_buf_release(&r->body);
+    free(r->etag);
+    free(r->last_modified);
+    free(r->retry_after);
+    free(r->content_type);
+    memset(r, 0, sizeof(*r));
+}
+
+int64_t sd_http_retry_after(const char *value, int64_t max_s)
+{
+    if (!value || !*value) {
+        return -1;
+    }
+    int64_t v = 0;
+    if (sd_parse_int64(value, false, &v) == 0) {
+        return v < 0 ? 0 : v > max_s ? max_s : v;
+    }
+    time_t when = curl_getdate(value, NULL);
+    if (when < 0) {
+        return -1;
+    }
+    int64_t d = (int64_t)when - (int64_t)time(NULL);
+    return d < 0 ? 0 : d > max_s ? max_s : d;
+}
+
+/* Sleep ms in slices, returning false early if stop is set. */
+static bool nap(int64_t ms, const _Atomic bool *stop)
+{
+    int64_t end = sd_mono_usec() + ms * 1000;
+    while (sd_mono_usec() < end) {
+        if (stop && atomic_load(stop)) {
+            return false;
+        }
+        int64_t left = (end - sd_mono_usec()) / 1000;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = (left > 100 ? 100 : left) * 1000000L};
+        if (left > 0) {
+            nanosleep(&ts, NULL);
+        }
+    }
+    return !(stop && atomic_load(stop));
+}
+
+static int64_t jitter(int64_t cap_ms)
+{
+    uint64_t r = 0;
+    if (cap_ms <= 0 || sd_random_bytes(&r, sizeof(r)) < 0) {
+        return cap_ms > 0 ? cap_ms / 2 : 0;
+    }
+    return (int64_t)(r % (uint64_t)(cap_ms + 1));
+}
+
+int sd_http_fetch_retry(const struct sd_http_request *rq, const struct sd_http_retry *policy,
+                        struct sd_http_response *ret, int *ret_attempts)
+{
+    int max_attempts = policy && policy->max_attempts > 0 ? policy->max_attempts : 6;
+    int64_t initial = policy && policy->initial_ms > 0 ? policy->initial_ms : 1000;
+    int64_t max_wait = policy && policy->max_wait_s > 0 ? policy->max_wait_s : 300;
+    const _Atomic bool *stop = policy ? policy->stop : NULL;
+    int attempts = 0, waits_429 = 0, r = 0;
+    int64_t backoff = initial;
+    memset(ret, 0, sizeof(*ret));
+    for (;;) {
+        sd_http_response_release(ret);
+        r = sd_http_fetch(rq, ret);
+        bool flow = r == 0 && ret->status == 429;
+        if (!flow) {
+            attempts++;
+        }
+        bool retryable = r == -ETIMEDOUT || r == -ECONNREFUSED || r == -EIO ||
+                         (r == 0 && (ret->status == 429 || ret->status >= 500));
+        if (!retryable || (flow && ++waits_429 > 20) || (!flow && attempts >= max_attempts)) {
+            break;
+        }
+        int64_t wait_ms = -1;
+        if (r == 0 && (ret->status == 429 || ret->status == 503)) {
+            int64_t s = sd_http_retry_after(ret->retry_after, max_wait);
+            wait_ms = s >= 0 ? s * 1000 : -1;
+        }
+        if (wait_ms < 0) {
+            wait_ms = jitter(backoff);
+            backoff = backoff * 2 > max_wait * 1000 ? max_wait * 1000 : backoff * 2;
+        }
+        if (!nap(wait_ms, stop)) {
+            r = -ECANCELED;
+            snprintf(ret->error, sizeof(ret->error), "stopped while waiting to retry");
+            break;
+        }
+    }
+    if (ret_attempts) {
+        *ret_attempts = attempts + waits_429;
+    }
+    return r;
+}
