@@ -550,6 +550,113 @@ static void test_duplicate_invoices_409(void **state)
     assert_int_equal(ingest_ok(f, f->t2, SD_ENV_TEST, &b), 202);
 }
 
+/* Batch transports: an identical re-sent sale is unchanged (no 409, no new seq), a changed one
+ * replaces the stored one with a new seq. */
+static void test_upsert_sales(void **state)
+{
+    struct fx *f = *state;
+    struct sd_batch b = {0};
+    add_ev(&b, "E1", "k1");
+    add_sa(&b, "INV-1", "E1", "ANON");
+    add_sa(&b, "INV-2", "E1", "ANON");
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    struct sd_record_page p0 = {0};
+    assert_int_equal(sd_store_list_records(f->h, SD_KIND_SALE, f->t1, SD_ENV_TEST, 0, 100, &p0), 0);
+    int64_t last_seq = p0.seqs[p0.n - 1];
+    sd_record_page_release(&p0);
+
+    add_sa(&b, "INV-1", "E1", "ANON");
+    add_sa(&b, "INV-2", "E1", "ANON");
+    b.sales[1].sales_price_minor = 9900;
+    free(b.sales[1].doc);
+    b.sales[1].doc = sd_strdup("{\"invoice_number\":\"INV-2\",\"price\":9900}");
+    b.upsert_sales = true;
+    struct sd_apply_result res;
+    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 202);
+    assert_int_equal(res.n_unchanged, 1);
+    assert_int_equal(res.n_duplicate_invoices, 0);
+    sd_apply_result_release(&res);
+    sd_batch_release(&b);
+    char *doc = get(f, SD_KIND_SALE, f->t1, SD_ENV_TEST, "INV-2");
+    assert_non_null(strstr(doc, "9900"));
+    free(doc);
+    /* Only the changed sale moved past the old cursor. */
+    struct sd_record_page p = {0};
+    assert_int_equal(
+        sd_store_list_records(f->h, SD_KIND_SALE, f->t1, SD_ENV_TEST, last_seq, 100, &p), 0);
+    assert_int_equal(p.n, 1);
+    assert_non_null(strstr(p.docs[0], "INV-2"));
+    sd_record_page_release(&p);
+    assert_int_equal(count(f, SD_KIND_SALE, f->t1, SD_ENV_TEST), 2);
+}
+
+/* Connector configuration (control plane) and state (write path, read back through the pool). */
+static void test_connectors(void **state)
+{
+    struct fx *f = *state;
+    int64_t v0 = 0, v1 = 0;
+    assert_int_equal(sd_store_settings_version(f->h, &v0), 0);
+    struct sd_connector_conf c = {.id = "con_1", .tenant_id = f->t1, .env = SD_ENV_PROD,
+                                  .type = "feed", .schedule = "hourly",
+                                  .settings = "{\"url\":\"http://x\"}", .mapping = "{}"};
+    assert_int_equal(sd_store_connector_put(f->h, &c, true), 0);
+    assert_int_equal(sd_store_connector_put(f->h, &c, true), -EEXIST);
+    assert_int_equal(sd_store_settings_version(f->h, &v1), 0);
+    assert_true(v1 > v0);
+    c.id = "con_2";
+    c.tenant_id = f->t2;
+    c.env = SD_ENV_TEST;
+    assert_int_equal(sd_store_connector_put(f->h, &c, true), 0);
+
+    struct sd_connector_conf *v = NULL;
+    size_t n = 0;
+    assert_int_equal(sd_store_connector_list(f->h, f->t1, &v, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].id, "con_1");
+    assert_string_equal(v[0].client_id, "acme");
+    assert_int_equal(v[0].env, SD_ENV_PROD);
+    sd_connector_confs_free(v, n);
+    assert_int_equal(sd_store_connector_list(f->h, 0, &v, &n), 0);
+    assert_int_equal(n, 2);
+    sd_connector_confs_free(v, n);
+
+    struct sd_connector_conf u = {.id = "con_1", .schedule = "every 15m",
+                                  .settings = "{\"url\":\"http://y\"}", .mapping = "{\"a\":1}"};
+    assert_int_equal(sd_store_connector_put(f->h, &u, false), 0);
+    u.id = "con_nope";
+    assert_int_equal(sd_store_connector_put(f->h, &u, false), -ENOENT);
+    struct sd_connector_conf g = {0};
+    assert_int_equal(sd_store_connector_get(f->h, "con_1", &g), 0);
+    assert_string_equal(g.schedule, "every 15m");
+    assert_string_equal(g.type, "feed"); /* type and env never change on update */
+    assert_int_equal(g.env, SD_ENV_PROD);
+    assert_string_equal(g.settings, "{\"url\":\"http://y\"}");
+    sd_connector_conf_release(&g);
+    assert_int_equal(sd_store_connector_request_run(f->h, "con_1", 42), 0);
+    assert_int_equal(sd_store_connector_get(f->h, "con_1", &g), 0);
+    assert_int_equal(g.run_requested_usec, 42);
+    sd_connector_conf_release(&g);
+    assert_int_equal(sd_store_connector_request_run(f->h, "con_nope", 42), -ENOENT);
+
+    /* State: written inside a write transaction, visible once committed, gone with a rollback. */
+    char *doc = NULL;
+    assert_int_equal(sd_store_connector_state_get(f->h, "con_1", &doc), -ENOENT);
+    assert_int_equal(sd_store_write_begin(f->h), 0);
+    assert_int_equal(sd_store_connector_state_put(f->h, "con_1", "{\"cursor\":\"a\"}"), 0);
+    assert_int_equal(sd_store_write_commit(f->h), 0);
+    assert_int_equal(sd_store_write_begin(f->h), 0);
+    assert_int_equal(sd_store_connector_state_put(f->h, "con_1", "{\"cursor\":\"b\"}"), 0);
+    assert_int_equal(sd_store_write_rollback(f->h), 0);
+    assert_int_equal(sd_store_connector_state_get(f->h, "con_1", &doc), 0);
+    assert_string_equal(doc, "{\"cursor\":\"a\"}");
+    free(doc);
+
+    assert_int_equal(sd_store_connector_delete(f->h, "con_1"), 0);
+    assert_int_equal(sd_store_connector_delete(f->h, "con_1"), -ENOENT);
+    assert_int_equal(sd_store_connector_get(f->h, "con_1", &g), -ENOENT);
+    assert_int_equal(sd_store_connector_state_get(f->h, "con_1", &doc), -ENOENT);
+}
+
 static void test_env_and_tenant_isolation(void **state)
 {
     struct fx *f = *state;
@@ -957,6 +1064,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alias_detection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reference_errors_roll_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_invoices_409, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upsert_sales, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connectors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env_and_tenant_isolation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_replace_sale, setup, teardown),
