@@ -74,6 +74,21 @@ json_t *sd_connector_check_settings(const struct sd_connector *c, const json_t *
         char ptr[160];
         snprintf(ptr, sizeof(ptr), "/settings/%s", key);
         const struct sd_setting *s = find_key(c, key);
+        if (!s && c->kind == SD_CONNECTOR_SOURCE && strcmp(key, "source") == 0) {
+            const char *label = json_string_value(v);
+            size_t n = label ? strlen(label) : 0;
+            bool ok = n >= 1 && n <= 64;
+            for (size_t i = 0; ok && i < n; i++) {
+                char ch = label[i];
+                ok = (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+                     ch == '-' || ch == '.';
+            }
+            if (!ok) {
+                sd_issues_add(errors, ptr, "must be 1 to 64 of a-z 0-9 _ - .");
+            }
+            json_object_set(out, key, v);
+            continue;
+        }
         if (!s) {
             sd_issues_add(errors, ptr, "unknown setting for connector '%s'", c->name);
             continue;

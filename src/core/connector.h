@@ -55,6 +55,7 @@ struct sd_connector_ctx {
     const struct sd_mapping *mapping; /* source fields → model (identity if none configured) */
     const json_t *cursor;    /* the cursor committed by the last commit (NULL: from scratch) */
     const char *work_dir;    /* DATA/connectors/<id>/, private to this instance, exists */
+    const char *source;      /* source label of its records (setting "source", or the type) */
     const atomic_bool *stop; /* the hub is stopping: return -ECANCELED at the next safe point */
     _Atomic uint64_t *progress; /* rows/records read so far in this run, shown in the status */
     json_t *state;           /* the state document; owned by the runtime (connector_run.c) */
@@ -90,7 +91,9 @@ extern const struct sd_connector *const sd_connectors[];
 const struct sd_connector *sd_connector_find(const char *name);
 
 /* Check settings against the connector's table: returns a new object with defaults filled in,
- * or NULL with every problem in errors (pointer "/settings/<key>"). */
+ * or NULL with every problem in errors (pointer "/settings/<key>"). Every source connector also
+ * takes "source": the label its customers are kept under (1–64 of a-z 0-9 _ - .; default: the
+ * connector's type), so ids of different systems never collide and a push can use them. */
 json_t *sd_connector_check_settings(const struct sd_connector *c, const json_t *settings,
                                     struct sd_issues *errors);
 /* Settings for display: secrets replaced by "(set)". New reference. */

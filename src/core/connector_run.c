@@ -89,7 +89,8 @@ int sd_connector_commit_fn(struct sd_connector_ctx *ctx, const json_t *body,
                           .base_in = state_u64(ctx->state, "records_in"),
                           .base_rej = state_u64(ctx->state, "records_rejected"),
                           .n_body = body_records(body)};
-    struct sd_ingest_opts o = {.upsert_sales = true,
+    struct sd_ingest_opts o = {.source = ctx->source,
+                               .upsert_sales = true,
                                .skip_bad = skip_bad,
                                .state_id = ctx->id,
                                .state_fn = commit_state,
@@ -124,7 +125,7 @@ int sd_connector_commit(struct sd_connector_ctx *ctx, const json_t *body, const 
     }
     json_t *st = NULL;
     char *doc = NULL;
-    struct sd_ingest_opts o = {.upsert_sales = true, .skip_bad = skip_bad};
+    struct sd_ingest_opts o = {.source = ctx->source, .upsert_sales = true, .skip_bad = skip_bad};
     if (ctx->state) {
         /* The skipped count is known only afterwards; the document is written with the
          * optimistic count and corrected by the next commit or the end-of-run state. */
@@ -214,7 +215,8 @@ struct sd_connector_ctx *sd_connector_job_ctx(struct sd_connector_job *job)
 int sd_connector_job_ingest(struct sd_connector_job *job, const json_t *body,
                             struct sd_ingest_outcome *out)
 {
-    int r = sd_ingest_in_writer(job->st, job->ctx->tenant_id, job->ctx->env, body, true, out);
+    int r = sd_ingest_in_writer(job->st, job->ctx->tenant_id, job->ctx->env, job->ctx->source,
+                                body, true, out);
     if (r == 0 && out->status == 202) {
         job->stored += out->n_events + out->n_customers + out->n_sales;
     }
@@ -338,6 +340,10 @@ int sd_connector_run_instance(struct sd_hub *hub, const struct sd_connector_conf
     }
     ctx.settings = checked;
     ctx.mapping = mapping;
+    ctx.source = json_string_value(json_object_get(checked, "source"));
+    if (!ctx.source) {
+        ctx.source = conf->type;
+    }
     char *dir1 = sd_asprintf("%s/connectors", hub->data_dir);
     mkdir(dir1, 0700);
     free(dir1);

@@ -85,6 +85,7 @@ static int ingest_once(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, c
         }
     }
     batch.upsert_sales = o && o->upsert_sales;
+    batch.source = o ? o->source : NULL;
     struct apply a = {.tenant_id = tenant_id, .env = env, .batch = &batch, .opts = o};
     sd_apply_result_init(&a.res);
     a.res.errors.limit = out->errors.limit; /* a batch connector may want every error */
@@ -318,7 +319,8 @@ int sd_hub_ingest_opts(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, c
  */
 
 int sd_ingest_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
-                        const json_t *body, bool upsert_sales, struct sd_ingest_outcome *out)
+                        const char *source, const json_t *body, bool upsert_sales,
+                        struct sd_ingest_outcome *out)
 {
     struct sd_batch batch = {0};
     int r = sd_validate_ingest(body, &batch, &out->errors, &out->warnings);
@@ -327,6 +329,7 @@ int sd_ingest_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_e
         return 0;
     }
     batch.upsert_sales = upsert_sales;
+    batch.source = source;
     struct sd_apply_result res;
     sd_apply_result_init(&res);
     res.errors.limit = out->errors.limit;

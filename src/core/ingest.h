@@ -37,6 +37,7 @@ int sd_hub_ingest(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const 
  */
 
 struct sd_ingest_opts {
+    const char *source; /* the records' source label (sd_batch.source); NULL = "webhook" */
     bool upsert_sales; /* see sd_batch.upsert_sales: re-reading a page stores nothing twice */
     /* Leave out every record with an error (validation or reference; each reported in
      * out->errors with its pointer into `body`) and store the rest; status is then 202 unless
@@ -63,6 +64,7 @@ int sd_hub_ingest_opts(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, c
  * file in one transaction): validate and apply `body`, no commit. The records count only if the
  * job keeps its savepoint. Returns 0 with out->status set, or -EIO. */
 int sd_ingest_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
-                        const json_t *body, bool upsert_sales, struct sd_ingest_outcome *out);
+                        const char *source, const json_t *body, bool upsert_sales,
+                        struct sd_ingest_outcome *out);
 
 #endif

@@ -23,6 +23,7 @@ enum sd_kind { SD_KIND_EVENT = 0, SD_KIND_CUSTOMER = 1, SD_KIND_SALE = 2 };
 
 #define SD_MAX_ISSUES 100 /* cap on errors/warnings reported per request */
 #define SD_ANON_CUSTOMER "ANON"
+#define SD_SOURCE_WEBHOOK "webhook"
 
 /* ---- issues: errors and warnings with a JSON Pointer ------------------------------------- */
 struct sd_issue {
@@ -81,6 +82,10 @@ struct sd_batch {
      * with identical content is then no conflict, and changed content replaces it. The
      * webhook leaves this false (a known invoice number is a 409). */
     bool upsert_sales;
+    /* Where the records come from ("webhook", or a connector's source label): a customer is
+     * a source record keyed by (source, customer_id), and a sale's customer_id refers to a
+     * customer of the same source. NULL = SD_SOURCE_WEBHOOK. */
+    const char *source;
 };
 void sd_batch_release(struct sd_batch *b); /* frees all records; b may be zeroed */
 size_t sd_batch_count(const struct sd_batch *b);

@@ -60,23 +60,24 @@ const char *const sd_sqlite_sql[N_STMT] = {
      * mistake (ads sent against the customer's wish). */
     [ST_CUSTOMER_UPSERT] =
         "INSERT INTO customers (tenant_id, env, customer_id, seq, email_key, ad_opt_out, doc,"
-        " updated_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-        " ON CONFLICT (tenant_id, env, customer_id) DO UPDATE SET seq = excluded.seq,"
+        " updated_usec, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        " ON CONFLICT (tenant_id, env, source, customer_id) DO UPDATE SET seq = excluded.seq,"
         " email_key = excluded.email_key,"
         " ad_opt_out = coalesce(excluded.ad_opt_out, customers.ad_opt_out),"
         " doc = excluded.doc, updated_usec = excluded.updated_usec",
+    /* A sale's customer is a customer of the same source. */
     [ST_CUSTOMER_EXISTS] = "SELECT 1 FROM customers WHERE tenant_id = ?1 AND env = ?2"
-                           " AND customer_id = ?3",
+                           " AND customer_id = ?3 AND source = ?4",
     [ST_SALE_INSERT] =
         "INSERT INTO sales (tenant_id, env, invoice_number, seq, event_id, event_ref,"
-        " customer_id, purchase_datetime, sales_price_minor, currency, doc, updated_usec)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        " customer_id, purchase_datetime, sales_price_minor, currency, doc, updated_usec, source)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
         " ON CONFLICT (tenant_id, env, invoice_number) DO NOTHING",
     [ST_SALE_EXISTS] = "SELECT 1 FROM sales WHERE tenant_id = ?1 AND env = ?2"
                        " AND invoice_number = ?3",
     [ST_SALE_UPDATE] = "UPDATE sales SET seq = ?4, event_id = ?5, event_ref = ?6,"
                        " customer_id = ?7, purchase_datetime = ?8, sales_price_minor = ?9,"
-                       " currency = ?10, doc = ?11, updated_usec = ?12"
+                       " currency = ?10, doc = ?11, updated_usec = ?12, source = ?13"
                        " WHERE tenant_id = ?1 AND env = ?2 AND invoice_number = ?3",
     [ST_IDEM_PUT] = "INSERT INTO idempotency (tenant_id, env, idem_key, body_hash, status,"
                     " response, created_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
@@ -126,8 +127,9 @@ const char *const sd_sqlite_sql[N_STMT] = {
                      " UNION ALL SELECT e.doc FROM event_aliases a JOIN events e"
                      " ON e.tenant_id = a.tenant_id AND e.env = a.env AND e.event_id = a.event_id"
                      " WHERE a.tenant_id = ?1 AND a.env = ?2 AND a.alias_id = ?3 LIMIT 1",
+    /* One id may exist in several sources: the webhook's record first, then the oldest. */
     [ST_GET_CUSTOMER] = "SELECT doc FROM customers WHERE tenant_id = ?1 AND env = ?2"
-                        " AND customer_id = ?3",
+                        " AND customer_id = ?3 ORDER BY source <> 'webhook', seq LIMIT 1",
     [ST_GET_SALE] = "SELECT doc FROM sales WHERE tenant_id = ?1 AND env = ?2"
                     " AND invoice_number = ?3",
     [ST_COUNT_EVENTS] = "SELECT count(*) FROM events WHERE tenant_id = ?1 AND env = ?2",

@@ -239,6 +239,11 @@ out:
     return r;
 }
 
+static const char *batch_source(const struct sd_batch *b)
+{
+    return b->source && *b->source ? b->source : SD_SOURCE_WEBHOOK;
+}
+
 static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                            const struct sd_batch *b, int64_t now)
 {
@@ -258,6 +263,7 @@ static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env en
                                  : sqlite3_bind_int(st, 6, cu->ad_opt_out ? 1 : 0);
         rc |= sqlite3_bind_text(st, 7, cu->doc, -1, SQLITE_STATIC);
         rc |= sqlite3_bind_int64(st, 8, now);
+        rc |= sqlite3_bind_text(st, 9, batch_source(b), -1, SQLITE_STATIC);
         if (rc != SQLITE_OK) {
             return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
         }
@@ -289,12 +295,33 @@ static int resolve_event(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     return r;
 }
 
+/* 1 if the customer exists in this source, 0 if not, -EIO. */
+static int customer_exists(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const char *source, const char *cid)
+{
+    struct conn *c = s->writer;
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_CUSTOMER_EXISTS);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, cid) |
+         sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC)) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW) {
+        return 1;
+    }
+    return rc == SQLITE_DONE ? 0 : sd_sqlite_fail(c, rc, "customer exists");
+}
+
 /* Check both references of a sale; adds errors at ptr_prefix + "/event_id" / "/customer_id".
  * Returns the number of errors added (0..2) or -EIO. On 0, s->ref_val holds the event ref. */
 static int check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                           const struct sd_sale_rec *sale, const char *ptr_prefix,
-                           bool *event_cache, const char **customer_cache,
-                           struct sd_apply_result *res)
+                           const char *source, const struct sd_sale_rec *sale,
+                           const char *ptr_prefix, bool *event_cache,
+                           const char **customer_cache, struct sd_apply_result *res)
 {
     int n_err = 0;
     char ptr[64];
@@ -311,7 +338,7 @@ static int check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env en
     const char *cid = sale->customer_id;
     if (strcmp(cid, SD_ANON_CUSTOMER) != 0 &&
         !(*customer_cache && strcmp(*customer_cache, cid) == 0)) {
-        r = sd_sqlite_lookup_text(s->writer, ST_CUSTOMER_EXISTS, tenant_id, env, cid, NULL);
+        r = customer_exists(s, tenant_id, env, source, cid);
         if (r < 0) {
             return r;
         }
@@ -330,7 +357,7 @@ static int check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env en
 /* Bind a sale's columns ?1..?12 (the insert and the update share the numbering). */
 static int bind_sale(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env,
                      const struct sd_sale_rec *sale, int64_t seq, const char *event_ref,
-                     int64_t now)
+                     int64_t now, const char *source)
 {
     int rc = sd_sqlite_bind_scope(st, tenant_id, env, sale->invoice_number);
     rc |= sqlite3_bind_int64(st, 4, seq);
@@ -342,6 +369,7 @@ static int bind_sale(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env,
     rc |= sqlite3_bind_text(st, 10, sale->currency, (int)strnlen(sale->currency, 3), SQLITE_STATIC);
     rc |= sqlite3_bind_text(st, 11, sale->doc, -1, SQLITE_STATIC);
     rc |= sqlite3_bind_int64(st, 12, now);
+    rc |= sqlite3_bind_text(st, 13, source, -1, SQLITE_STATIC);
     return rc;
 }
 
@@ -357,7 +385,7 @@ static void push_duplicate(struct sd_apply_result *res, const char *invoice, siz
 
 /* A batch transport re-sent a stored sale: identical → unchanged, else replace it (new seq). */
 static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                                const struct sd_sale_rec *sale, int64_t now,
+                                const struct sd_sale_rec *sale, int64_t now, const char *source,
                                 struct sd_apply_result *res)
 {
     struct conn *c = s->writer;
@@ -377,7 +405,7 @@ static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_e
         goto out;
     }
     int64_t seq = s->seq + 1;
-    if (bind_sale(st, tenant_id, env, sale, seq, s->ref_val.data, now) != SQLITE_OK) {
+    if (bind_sale(st, tenant_id, env, sale, seq, s->ref_val.data, now, source) != SQLITE_OK) {
         r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
         goto out;
     }
@@ -411,7 +439,8 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         char prefix[40];
         snprintf(prefix, sizeof(prefix), "/sales/%zu", sale->index);
         int n =
-            check_sale_refs(s, tenant_id, env, sale, prefix, &event_cache, &customer_cache, res);
+            check_sale_refs(s, tenant_id, env, batch_source(b), sale, prefix, &event_cache,
+                            &customer_cache, res);
         if (n < 0) {
             return n;
         }
@@ -420,7 +449,8 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
             continue;
         }
         int64_t seq = s->seq + 1;
-        if (bind_sale(st, tenant_id, env, sale, seq, s->ref_val.data, now) != SQLITE_OK) {
+        if (bind_sale(st, tenant_id, env, sale, seq, s->ref_val.data, now, batch_source(b)) !=
+            SQLITE_OK) {
             return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
         }
         int r = sd_sqlite_step_done(c, st, "sale insert");
@@ -432,7 +462,7 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         } else if (!b->upsert_sales) {
             push_duplicate(res, sale->invoice_number, &dup_cap);
         } else {
-            r = upsert_existing_sale(s, tenant_id, env, sale, now, res);
+            r = upsert_existing_sale(s, tenant_id, env, sale, now, batch_source(b), res);
             if (r < 0) {
                 return r;
             }
@@ -488,7 +518,8 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
     /* The PUT body is the sale itself, so pointers are relative to it ("/event_id"). */
     bool event_cache = false;
     const char *customer_cache = NULL;
-    r = check_sale_refs(s, tenant_id, env, sale, "", &event_cache, &customer_cache, res);
+    r = check_sale_refs(s, tenant_id, env, SD_SOURCE_WEBHOOK, sale, "", &event_cache,
+                        &customer_cache, res);
     if (r < 0) {
         return r;
     }
@@ -501,7 +532,8 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
         return -EIO;
     }
     int64_t seq = s->seq + 1;
-    if (bind_sale(st, tenant_id, env, sale, seq, s->ref_val.data, sd_now_usec()) != SQLITE_OK) {
+    if (bind_sale(st, tenant_id, env, sale, seq, s->ref_val.data, sd_now_usec(),
+                  SD_SOURCE_WEBHOOK) != SQLITE_OK) {
         return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
     r = sd_sqlite_step_done(c, st, "sale update");
