@@ -21,6 +21,9 @@ int sd_api_admin_connector_get(struct sd_req *req);
 int sd_api_admin_connector_update(struct sd_req *req);
 int sd_api_admin_connector_delete(struct sd_req *req);
 int sd_api_admin_connector_run(struct sd_req *req);
+/* API-PROFILES */
+/* API-SEGMENTS */
+/* API-OUTBOX */
 
 /* Parse the request body as JSON (duplicate member names rejected). On failure answers 400
  * malformed_json with line and column and returns NULL. */

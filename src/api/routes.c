@@ -30,6 +30,9 @@ const struct sd_route sd_routes[] = {
     {"DELETE", CONNECTORS "/{connector_id}", "connector_delete", ADMIN,
      sd_api_admin_connector_delete},
     {"POST", CONNECTORS "/{connector_id}/run", "connector_run", ADMIN, sd_api_admin_connector_run},
+    /* ROUTES-PROFILES */
+    /* ROUTES-SEGMENTS */
+    /* ROUTES-OUTBOX */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
 
@@ -38,6 +41,9 @@ const char *const sd_route_names[] = {
     "customers_list", "customer_get", "sales_list", "sale_get",    "sale_put",
     "connector_create", "connectors_list", "connector_get", "connector_update",
     "connector_delete", "connector_run",
+    /* NAMES-PROFILES */
+    /* NAMES-SEGMENTS */
+    /* NAMES-OUTBOX */
 };
 _Static_assert(sizeof(sd_route_names) / sizeof(sd_route_names[0]) ==
                    sizeof(sd_routes) / sizeof(sd_routes[0]),

@@ -56,5 +56,7 @@ int sd_cmd_tenant(int argc, char **argv);
 int sd_cmd_key(int argc, char **argv);
 int sd_cmd_demo(int argc, char **argv);
 int sd_cmd_connector(int argc, char **argv);
+/* CLI-PROFILES */
+/* CLI-OUTBOX */
 
 #endif

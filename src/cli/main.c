@@ -17,6 +17,8 @@ static const struct command commands[] = {
     {"key", sd_cmd_key, "create, list and revoke API keys"},
     {"demo", sd_cmd_demo, "create a demo tenant with a season of data, then serve"},
     {"connector", sd_cmd_connector, "configure and run batch connectors (CSV, feeds, REST pull)"},
+    /* COMMANDS-PROFILES */
+    /* COMMANDS-OUTBOX */
 };
 
 static void usage(FILE *f)

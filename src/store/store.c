@@ -44,6 +44,16 @@ int sd_store_open(const char *kind, const char *location, struct sd_store_handle
     return -EINVAL;
 }
 
+const struct sd_store_ops *sd_store_handle_ops(struct sd_store_handle *h)
+{
+    return h->ops;
+}
+
+struct sd_store *sd_store_handle_backend(struct sd_store_handle *h)
+{
+    return h->s;
+}
+
 void sd_store_close(struct sd_store_handle *h)
 {
     if (!h) {

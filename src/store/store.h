@@ -27,6 +27,9 @@
 #include "model/model.h"
 
 struct sd_store; /* backend-private */
+struct sd_store_profile_ops;
+struct sd_store_segment_ops;
+struct sd_store_outbox_ops;
 
 struct sd_tenant {
     int64_t id;
@@ -171,6 +174,11 @@ struct sd_store_ops {
                          int64_t *ret);
     /* The committed state document of a connector; -ENOENT if it never ran. */
     int (*connector_state_get)(struct sd_store *s, const char *id, char **ret_doc);
+
+    /* Audiences (issue #4): profiles, segments, the outbox — store/audience.h. */
+    const struct sd_store_profile_ops *profiles;
+    const struct sd_store_segment_ops *segments;
+    const struct sd_store_outbox_ops *outbox;
 };
 
 /* The SQLite backend (embedded default). */
@@ -178,6 +186,9 @@ extern const struct sd_store_ops sd_store_sqlite_ops;
 
 /* A store handle: the ops table plus the backend's state. */
 struct sd_store_handle;
+/* For the wrappers of the store's sub-interfaces (store/audience.c): the handle's parts. */
+const struct sd_store_ops *sd_store_handle_ops(struct sd_store_handle *h);
+struct sd_store *sd_store_handle_backend(struct sd_store_handle *h);
 
 /* Open by kind: "sqlite" (location = data dir). Returns 0 or -errno. */
 int sd_store_open(const char *kind, const char *location, struct sd_store_handle **ret);

@@ -25,6 +25,7 @@
 #include <sqlite3.h>
 
 #include "base/base.h"
+#include "store/audience.h"
 #include "store/store.h"
 
 /* Every statement the backend runs. The per-kind read statements (LIST_*, GET_*, COUNT_*) are
@@ -97,9 +98,14 @@ extern const char *const sd_sqlite_sql[N_STMT];
 
 /* One SQLite connection and its lazily prepared statements. A connection is used by one thread
  * at a time (they are opened SQLITE_OPEN_NOMUTEX); next_free links the read pool's free list. */
+#define SD_SQLITE_EXTRA_SLOTS 96
+
 struct conn {
     sqlite3 *db;
     sqlite3_stmt *st[N_STMT];
+    /* Statements of the audience files, which keep their SQL next to their code: slots
+     * 0..31 sqlite_profiles.c, 32..47 sqlite_segments.c, 48..95 sqlite_outbox.c. */
+    sqlite3_stmt *extra[SD_SQLITE_EXTRA_SLOTS];
     struct conn *next_free;
 };
 
@@ -142,6 +148,10 @@ int sd_sqlite_fail(struct conn *c, int rc, const char *op);
 
 /* The cached statement `id` of c, prepared on first use. NULL after logging on failure. */
 sqlite3_stmt *sd_sqlite_stmt(struct conn *c, enum stmt_id id);
+
+/* The cached statement in extra slot `slot` of c, prepared from `sql` on first use (the same
+ * slot must always be given the same text). NULL after logging on failure. */
+sqlite3_stmt *sd_sqlite_stmt_extra(struct conn *c, unsigned slot, const char *sql);
 
 /* Step a statement that returns no row; resets it. Returns 0, -EEXIST (constraint) or -EIO. */
 int sd_sqlite_step_done(struct conn *c, sqlite3_stmt *st, const char *op);
@@ -216,6 +226,12 @@ int sd_sqlite_get_record(struct sd_store *s, enum sd_kind kind, int64_t tenant_i
                          const char *rid, char **ret_doc);
 int sd_sqlite_count_records(struct sd_store *s, enum sd_kind kind, int64_t tenant_id,
                             enum sd_env env, int64_t *ret);
+
+/* The audience parts of the SQLite backend (issue #4), each an ops table of its own
+ * (store/audience.h), reached through sd_store_sqlite_ops. */
+extern const struct sd_store_profile_ops sd_sqlite_profile_ops;
+extern const struct sd_store_segment_ops sd_sqlite_segment_ops;
+extern const struct sd_store_outbox_ops sd_sqlite_outbox_ops;
 
 /* sqlite_connectors.c */
 int sd_sqlite_connector_put(struct sd_store *s, const struct sd_connector_conf *c, bool create);

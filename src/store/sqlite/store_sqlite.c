@@ -87,6 +87,22 @@ sqlite3_stmt *sd_sqlite_stmt(struct conn *c, enum stmt_id id)
     return c->st[id];
 }
 
+sqlite3_stmt *sd_sqlite_stmt_extra(struct conn *c, unsigned slot, const char *sql)
+{
+    if (slot >= SD_SQLITE_EXTRA_SLOTS) {
+        return NULL;
+    }
+    if (!c->extra[slot]) {
+        int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &c->extra[slot],
+                                    NULL);
+        if (rc != SQLITE_OK) {
+            sd_sqlite_fail(c, rc, "prepare");
+            c->extra[slot] = NULL;
+        }
+    }
+    return c->extra[slot];
+}
+
 int sd_sqlite_step_done(struct conn *c, sqlite3_stmt *st, const char *op)
 {
     int rc = sqlite3_step(st);
@@ -116,6 +132,9 @@ static void conn_close(struct conn *c)
     }
     for (size_t i = 0; i < N_STMT; i++) {
         sqlite3_finalize(c->st[i]);
+    }
+    for (size_t i = 0; i < SD_SQLITE_EXTRA_SLOTS; i++) {
+        sqlite3_finalize(c->extra[i]);
     }
     int rc = sqlite3_close(c->db);
     if (rc != SQLITE_OK) {
@@ -512,4 +531,7 @@ const struct sd_store_ops sd_store_sqlite_ops = {
     .connector_request_run = sd_sqlite_connector_request_run,
     .connector_state_put = sd_sqlite_connector_state_put,
     .connector_state_get = sd_sqlite_connector_state_get,
+    .profiles = &sd_sqlite_profile_ops,
+    .segments = &sd_sqlite_segment_ops,
+    .outbox = &sd_sqlite_outbox_ops,
 };
