@@ -26,7 +26,18 @@ struct sink {
     size_t max;
     bool too_big;
     bool write_failed;
+    const _Atomic bool *stop; /* set: abort the transfer (the hub is stopping) */
 };
+
+/* libcurl calls this at least once a second during a transfer, even when nothing arrives:
+ * a slow or silent remote cannot hold the hub's shutdown for the whole request timeout. */
+static int on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    const struct sink *s = arg;
+    return s->stop && atomic_load(s->stop) ? 1 : 0;
+}
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
@@ -103,7 +114,8 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-int sd_http_fetch(const struct sd_http_request *rq, struct sd_http_response *ret)
+static int fetch(const struct sd_http_request *rq, const _Atomic bool *stop,
+                 struct sd_http_response *ret)
 {
     pthread_once(&init_once, global_init);
     memset(ret, 0, sizeof(*ret));
@@ -112,7 +124,8 @@ int sd_http_fetch(const struct sd_http_request *rq, struct sd_http_response *ret
         snprintf(ret->error, sizeof(ret->error), "cannot create a libcurl handle");
         return -EIO;
     }
-    struct sink sink = {.rq = rq, .resp = ret, .max = rq->max_body ? rq->max_body : 64u << 20};
+    struct sink sink = {
+        .rq = rq, .resp = ret, .max = rq->max_body ? rq->max_body : 64u << 20, .stop = stop};
     struct curl_slist *hdrs = NULL, *quote = NULL;
     for (size_t i = 0; rq->headers && rq->headers[i]; i++) {
         hdrs = curl_slist_append(hdrs, rq->headers[i]);
@@ -133,6 +146,11 @@ int sd_http_fetch(const struct sd_http_request *rq, struct sd_http_response *ret
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, ret);
+    if (stop) {
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, &sink);
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    }
     curl_easy_setopt(h, CURLOPT_USERAGENT, "stagedoor/0.1");
     curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
@@ -181,6 +199,9 @@ int sd_http_fetch(const struct sd_http_request *rq, struct sd_http_response *ret
     } else if (sink.too_big) {
         snprintf(ret->error, sizeof(ret->error), "answer larger than %zu bytes", sink.max);
         r = -EFBIG;
+    } else if (rc == CURLE_ABORTED_BY_CALLBACK) {
+        snprintf(ret->error, sizeof(ret->error), "stopped (the hub is shutting down)");
+        r = -ECANCELED;
     } else {
         snprintf(ret->error, sizeof(ret->error), "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
         switch (rc) {
@@ -197,6 +218,11 @@ int sd_http_fetch(const struct sd_http_request *rq, struct sd_http_response *ret
     curl_slist_free_all(quote);
     curl_easy_cleanup(h);
     return r;
+}
+
+int sd_http_fetch(const struct sd_http_request *rq, struct sd_http_response *ret)
+{
+    return fetch(rq, NULL, ret);
 }
 
 void sd_http_response_release(struct sd_http_response *r)
@@ -243,13 +269,21 @@ static bool nap(int64_t ms, const _Atomic bool *stop)
     return !(stop && atomic_load(stop));
 }
 
+/* A wait in [cap/2, cap] ("equal jitter"): spread out like full jitter, but never close to 0,
+ * so every retry really backs off and the waits grow until the cap (each is at least the
+ * longest the one before could be). Full jitter, [0, cap], could retry a failing server at
+ * once. */
 static int64_t jitter(int64_t cap_ms)
 {
     uint64_t r = 0;
-    if (cap_ms <= 0 || sd_random_bytes(&r, sizeof(r)) < 0) {
-        return cap_ms > 0 ? cap_ms / 2 : 0;
+    if (cap_ms <= 0) {
+        return 0;
     }
-    return (int64_t)(r % (uint64_t)(cap_ms + 1));
+    int64_t half = cap_ms / 2;
+    if (sd_random_bytes(&r, sizeof(r)) < 0) {
+        return cap_ms;
+    }
+    return half + (int64_t)(r % (uint64_t)(cap_ms - half + 1));
 }
 
 int sd_http_fetch_retry(const struct sd_http_request *rq, const struct sd_http_retry *policy,
@@ -264,7 +298,7 @@ int sd_http_fetch_retry(const struct sd_http_request *rq, const struct sd_http_r
     memset(ret, 0, sizeof(*ret));
     for (;;) {
         sd_http_response_release(ret);
-        r = sd_http_fetch(rq, ret);
+        r = fetch(rq, stop, ret);
         bool flow = r == 0 && ret->status == 429;
         if (!flow) {
             attempts++;

@@ -55,10 +55,12 @@ void sd_http_response_release(struct sd_http_response *r);
 
 /* Retries (seed §6): 429 and 503 wait for Retry-After (bounded by max_wait_s; a 429 without
  * one waits the back-off) and 429 does not use up an attempt (up to 20 waits); other 5xx,
- * timeouts and connection errors retry with exponential back-off and full jitter, from
- * initial_ms doubling up to max_wait_s, at most max_attempts attempts in all. Anything else
- * (2xx, 3xx, other 4xx, -EFBIG) is returned at once. `stop` (may be NULL) cuts waits short:
- * then -ECANCELED. *ret_attempts (may be NULL) says how many requests were made. */
+ * timeouts and connection errors retry with exponential back-off and "equal jitter" (a wait
+ * between half and all of the current back-off, so gaps always grow), from initial_ms doubling
+ * up to max_wait_s, at most max_attempts attempts in all. Anything else (2xx, 3xx, other 4xx,
+ * -EFBIG) is returned at once. `stop` (may be NULL) cuts waits short AND aborts a transfer in
+ * flight within about a second: then -ECANCELED. *ret_attempts (may be NULL) says how many
+ * requests were made. */
 struct sd_http_retry {
     int max_attempts;   /* 0 = 6 */
     int64_t initial_ms; /* 0 = 1000 */

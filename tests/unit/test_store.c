@@ -588,6 +588,38 @@ static void test_upsert_sales(void **state)
     assert_non_null(strstr(p.docs[0], "INV-2"));
     sd_record_page_release(&p);
     assert_int_equal(count(f, SD_KIND_SALE, f->t1, SD_ENV_TEST), 2);
+
+    /* An event or customer re-sent with identical content keeps its place in change order. */
+    struct sd_record_page pe = {0};
+    add_cu(&b, "C1", "c1@example.com", 0);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(sd_store_list_records(f->h, SD_KIND_EVENT, f->t1, SD_ENV_TEST, 0, 100, &pe),
+                     0);
+    int64_t ev_seq = pe.seqs[pe.n - 1];
+    sd_record_page_release(&pe);
+    struct sd_record_page pc = {0};
+    assert_int_equal(
+        sd_store_list_records(f->h, SD_KIND_CUSTOMER, f->t1, SD_ENV_TEST, 0, 100, &pc), 0);
+    int64_t cu_seq = pc.seqs[pc.n - 1];
+    sd_record_page_release(&pc);
+    add_ev(&b, "E1", "k1");
+    add_cu(&b, "C1", "c1@example.com", 0);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(
+        sd_store_list_records(f->h, SD_KIND_EVENT, f->t1, SD_ENV_TEST, ev_seq, 100, &pe), 0);
+    assert_int_equal(pe.n, 0);
+    sd_record_page_release(&pe);
+    assert_int_equal(
+        sd_store_list_records(f->h, SD_KIND_CUSTOMER, f->t1, SD_ENV_TEST, cu_seq, 100, &pc), 0);
+    assert_int_equal(pc.n, 0);
+    sd_record_page_release(&pc);
+    /* … and a real change moves it. */
+    add_cu(&b, "C1", "c1@example.com", 1);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(
+        sd_store_list_records(f->h, SD_KIND_CUSTOMER, f->t1, SD_ENV_TEST, cu_seq, 100, &pc), 0);
+    assert_int_equal(pc.n, 1);
+    sd_record_page_release(&pc);
 }
 
 /* Connector configuration (control plane) and state (write path, read back through the pool). */

@@ -178,6 +178,22 @@ out:
     return r;
 }
 
+/* An issue's pointer into a chunk of `name` records that starts at `at` ("/sales/3/x") as a
+ * pointer into the whole feed ("/sales/1003/x"). */
+static void feed_pointer(const char *p, const char *name, size_t at, char *buf, size_t size)
+{
+    size_t nl = strlen(name) + 1;
+    char *end = NULL;
+    unsigned long long idx = p[0] == '/' && strncmp(p + 1, name, nl - 1) == 0 && p[nl] == '/'
+                                 ? strtoull(p + nl + 1, &end, 10)
+                                 : 0;
+    if (end && end != p + nl + 1) {
+        snprintf(buf, size, "/%s/%llu%s", name, idx + at, end);
+    } else {
+        snprintf(buf, size, "%s", p);
+    }
+}
+
 struct whole {
     const json_t *body;
     struct sd_issues *errors;
@@ -204,18 +220,8 @@ static int store_whole(struct sd_connector_job *job, void *arg)
             json_decref(part);
             if (r == 0 && out.status != 202) {
                 for (size_t i = 0; i < out.errors.n; i++) {
-                    /* "/sales/3/x" in the chunk → index in the whole array */
-                    const char *p = out.errors.items[i].pointer;
-                    size_t nl = strlen(name) + 1;
-                    char *end = NULL;
-                    unsigned long long idx =
-                        strncmp(p + 1, name, nl - 1) == 0 ? strtoull(p + nl + 1, &end, 10) : 0;
                     char ptr[160];
-                    if (end) {
-                        snprintf(ptr, sizeof(ptr), "/%s/%llu%s", name, idx + at, end);
-                    } else {
-                        snprintf(ptr, sizeof(ptr), "%s", p);
-                    }
+                    feed_pointer(out.errors.items[i].pointer, name, at, ptr, sizeof(ptr));
                     sd_issues_add(w->errors, ptr, "%s", out.errors.items[i].message);
                 }
                 w->status = out.status;
@@ -298,7 +304,17 @@ static int feed_run(struct sd_connector_ctx *ctx, void *state)
     cursor = json_pack("{s:s, s:s?, s:s?}", "sha256", hash, "etag", resp.etag, "last_modified",
                        resp.last_modified);
     if (json_is_string(old) && strcmp(json_string_value(old), hash) == 0) {
-        goto out; /* same bytes as last time: nothing new */
+        /* Same bytes as last time: nothing new. But keep the new ETag / Last-Modified, or every
+         * later run would send the old ones and download the whole feed again. */
+        if (!json_equal(cursor, ctx->cursor)) {
+            json_t *empty = json_object();
+            struct sd_ingest_outcome out;
+            sd_ingest_outcome_init(&out);
+            r = sd_connector_commit(ctx, empty, cursor, false, &out);
+            sd_ingest_outcome_release(&out);
+            json_decref(empty);
+        }
+        goto out;
     }
     atomic_store(ctx->progress, 0);
     size_t bad = 0;
@@ -355,14 +371,18 @@ static int feed_run(struct sd_connector_ctx *ctx, void *state)
             struct sd_ingest_outcome out;
             sd_ingest_outcome_init_limit(&out, CHUNK + 16);
             r = sd_connector_commit(ctx, part, last ? cursor : NULL, true, &out);
-            if (r == 0 && out.status != 202) {
-                r = sd_connector_fail(ctx, -EINVAL, "feed chunk refused: %s %s",
-                                      out.errors.n ? out.errors.items[0].pointer : "",
-                                      out.errors.n ? out.errors.items[0].message : "");
-            }
             for (size_t i = 0; i < out.errors.n; i++) {
-                sd_issues_add(&errors, out.errors.items[i].pointer, "%s",
-                              out.errors.items[i].message);
+                char ptr[160];
+                feed_pointer(out.errors.items[i].pointer, name, at, ptr, sizeof(ptr));
+                sd_issues_add(&errors, ptr, "%s", out.errors.items[i].message);
+            }
+            if (r == 0 && out.status != 202) {
+                char first[160] = "";
+                if (out.errors.n) {
+                    feed_pointer(out.errors.items[0].pointer, name, at, first, sizeof(first));
+                }
+                r = sd_connector_fail(ctx, -EINVAL, "feed chunk refused: %s %s", first,
+                                      out.errors.n ? out.errors.items[0].message : "");
             }
             skipped += out.n_skipped;
             sd_ingest_outcome_release(&out);

@@ -141,8 +141,15 @@ static char *page_url(struct sd_connector_ctx *ctx, const char *path, const char
     return url;
 }
 
+/* Records left out by skip_records over the whole run (the status names the first). */
+struct skipped {
+    size_t n;
+    char *first;
+};
+
 /* Pull one kind until the source says there is no more. */
-static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char *path)
+static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char *path,
+                     struct skipped *skipped)
 {
     const char *name = sd_kind_array_name(kind);
     bool token_mode = strcmp(str(ctx, "cursor_mode"), "token") == 0;
@@ -261,11 +268,16 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
                                   out.errors.n ? out.errors.items[0].pointer : "",
                                   out.errors.n ? out.errors.items[0].message : "");
         } else if (r == 0 && out.n_skipped + bad > 0) {
-            sd_connector_fail(ctx, 0, "%zu record(s) skipped; first: %s %s", out.n_skipped + bad,
-                              out.errors.n ? out.errors.items[0].pointer
-                                           : (errors.n ? errors.items[0].pointer : ""),
-                              out.errors.n ? out.errors.items[0].message
-                                           : (errors.n ? errors.items[0].message : ""));
+            /* Pointers are into this page: say which page. A mapping refusal (errors) points
+             * into the page as fetched; the store's point into what the mapping kept, which is
+             * the page as fetched only when the mapping refused nothing. */
+            if (!skipped->first) {
+                const struct sd_issues *is = errors.n ? &errors : &out.errors;
+                skipped->first = sd_asprintf("%s page after cursor '%s': %s %s", name,
+                                             cur ? cur : "", is->n ? is->items[0].pointer : "",
+                                             is->n ? is->items[0].message : "");
+            }
+            skipped->n += out.n_skipped + bad;
         } else if (r < 0) {
             sd_connector_fail(ctx, r, "storing a %s page failed", name);
         }
@@ -293,17 +305,20 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
 static int rest_run(struct sd_connector_ctx *ctx, void *state)
 {
     (void)state;
-    for (int k = 0; k < 3; k++) {
+    struct skipped skipped = {0};
+    int r = 0;
+    for (int k = 0; k < 3 && r >= 0; k++) {
         const char *path = str(ctx, path_keys[k]);
-        if (!*path) {
-            continue;
-        }
-        int r = pull_kind(ctx, (enum sd_kind)k, path);
-        if (r < 0) {
-            return r;
+        if (*path) {
+            r = pull_kind(ctx, (enum sd_kind)k, path, &skipped);
         }
     }
-    return 0;
+    if (r >= 0 && skipped.n > 0) {
+        /* Stored what was good; the status still says what was left out in this run. */
+        sd_connector_fail(ctx, 0, "%zu record(s) skipped; first: %s", skipped.n, skipped.first);
+    }
+    free(skipped.first);
+    return r < 0 ? r : 0;
 }
 
 const struct sd_connector sd_connector_rest_pull = {

@@ -42,9 +42,16 @@ const char *const sd_sqlite_sql[N_STMT] = {
     [ST_KEY_EXISTS] = "SELECT 1 FROM api_keys WHERE key_id = ?1",
 
     /* json_set: an update sent under an alias id keeps the event's own id in the document. */
-    [ST_EVENT_UPDATE] = "UPDATE events SET seq = ?4, dup_key = ?5,"
-                        " doc = json_set(?6, '$.event_id', ?3), updated_usec = ?7"
-                        " WHERE tenant_id = ?1 AND env = ?2 AND event_id = ?3",
+    /* Content unchanged → seq and updated_usec stay, so a change cursor never returns an
+     * event that was merely re-sent (batch connectors re-read whole feeds). */
+    [ST_EVENT_UPDATE] =
+        "UPDATE events SET"
+        " seq = CASE WHEN doc IS json_set(?6, '$.event_id', ?3) AND dup_key IS ?5"
+        " THEN seq ELSE ?4 END,"
+        " updated_usec = CASE WHEN doc IS json_set(?6, '$.event_id', ?3) AND dup_key IS ?5"
+        " THEN updated_usec ELSE ?7 END,"
+        " dup_key = ?5, doc = json_set(?6, '$.event_id', ?3)"
+        " WHERE tenant_id = ?1 AND env = ?2 AND event_id = ?3",
     [ST_EVENT_INSERT] = "INSERT INTO events (tenant_id, env, event_id, seq, dup_key, doc,"
                         " updated_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_EVENT_BY_DUP] = "SELECT event_id FROM events WHERE tenant_id = ?1 AND env = ?2"
@@ -61,10 +68,18 @@ const char *const sd_sqlite_sql[N_STMT] = {
     [ST_CUSTOMER_UPSERT] =
         "INSERT INTO customers (tenant_id, env, customer_id, seq, email_key, ad_opt_out, doc,"
         " updated_usec, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
-        " ON CONFLICT (tenant_id, env, source, customer_id) DO UPDATE SET seq = excluded.seq,"
+        " ON CONFLICT (tenant_id, env, source, customer_id) DO UPDATE SET"
+        " seq = CASE WHEN customers.doc IS excluded.doc"
+        " AND customers.email_key IS excluded.email_key"
+        " AND customers.ad_opt_out IS coalesce(excluded.ad_opt_out, customers.ad_opt_out)"
+        " THEN customers.seq ELSE excluded.seq END,"
+        " updated_usec = CASE WHEN customers.doc IS excluded.doc"
+        " AND customers.email_key IS excluded.email_key"
+        " AND customers.ad_opt_out IS coalesce(excluded.ad_opt_out, customers.ad_opt_out)"
+        " THEN customers.updated_usec ELSE excluded.updated_usec END,"
         " email_key = excluded.email_key,"
         " ad_opt_out = coalesce(excluded.ad_opt_out, customers.ad_opt_out),"
-        " doc = excluded.doc, updated_usec = excluded.updated_usec",
+        " doc = excluded.doc",
     /* A sale's customer is a customer of the same source. */
     [ST_CUSTOMER_EXISTS] = "SELECT 1 FROM customers WHERE tenant_id = ?1 AND env = ?2"
                            " AND customer_id = ?3 AND source = ?4",
