@@ -10,7 +10,7 @@
 #include "base/base.h"
 #include "model/model.h"
 
-#define SD_METRICS_MAX_ROUTES 32
+#define SD_METRICS_MAX_ROUTES 96
 
 void sd_metrics_request(size_t route_idx, int status, int64_t duration_usec);
 void sd_metrics_records(enum sd_kind kind, uint64_t n);
