@@ -212,6 +212,14 @@ int sd_connector_config_update(struct sd_store_handle *st, const struct sd_tenan
         json_t *v;
         json_object_foreach((json_t *)patch, key, v)
         {
+            const struct sd_setting *def = NULL;
+            for (const struct sd_setting *d = con ? con->settings : NULL; d && d->key; d++) {
+                def = strcmp(d->key, key) == 0 ? d : def;
+            }
+            if (def && def->type == SD_SETTING_SECRET && json_is_string(v) &&
+                strcmp(json_string_value(v), "(set)") == 0) {
+                continue; /* the redacted value sent back: keep the secret */
+            }
             if (json_is_null(v)) {
                 json_object_del(merged, key);
             } else {

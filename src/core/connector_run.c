@@ -325,6 +325,18 @@ int sd_connector_run_instance(struct sd_hub *hub, const struct sd_connector_conf
         goto finish;
     }
     ctx.cursor = json_object_get(ctx.state, "cursor");
+    {
+        json_object_set_new(ctx.state, "run_started_usec", json_integer(started));
+        char *doc0 = json_dumps(ctx.state, JSON_COMPACT);
+        json_t *empty0 = json_object();
+        struct sd_ingest_outcome out0;
+        sd_ingest_outcome_init(&out0);
+        struct sd_ingest_opts o0 = {.state_id = conf->id, .state_doc = doc0};
+        (void)sd_hub_ingest_opts(hub, conf->tenant_id, conf->env, empty0, &o0, &out0);
+        sd_ingest_outcome_release(&out0);
+        json_decref(empty0);
+        free(doc0);
+    }
     base_in = state_u64(ctx.state, "records_in");
     base_rej = state_u64(ctx.state, "records_rejected");
     if (!c || c->kind != SD_CONNECTOR_SOURCE || !c->run) {

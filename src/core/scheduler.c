@@ -87,6 +87,22 @@ static void copy_conf(struct sd_connector_conf *to, const struct sd_connector_co
     };
 }
 
+/* inotify gives one watch id per directory: drop it only when no other instance shares it. */
+static void drop_watch(struct sd_scheduler *s, struct inst *in)
+{
+    if (in->watch_wd < 0) {
+        return;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->v[i] != in && s->v[i]->watch_wd == in->watch_wd) {
+            in->watch_wd = -1;
+            return;
+        }
+    }
+    inotify_rm_watch(s->inotify_fd, in->watch_wd);
+    in->watch_wd = -1;
+}
+
 static void set_watch(struct sd_scheduler *s, struct inst *in)
 {
     const struct sd_connector *c = sd_connector_find(in->conf.type);
@@ -122,7 +138,7 @@ static void reload(struct sd_scheduler *s)
     for (size_t i = 0; i < n; i++) {
         struct inst *in = NULL;
         for (size_t j = 0; j < s->n; j++) {
-            if (strcmp(s->v[j]->conf.id, confs[i].id) == 0 && !s->v[j]->done) {
+            if (strcmp(s->v[j]->conf.id, confs[i].id) == 0) {
                 in = s->v[j];
             }
         }
@@ -135,9 +151,7 @@ static void reload(struct sd_scheduler *s)
                 in->due_now = true;
             }
             if (changed) {
-                if (in->watch_wd >= 0) {
-                    inotify_rm_watch(s->inotify_fd, in->watch_wd);
-                }
+                drop_watch(s, in);
                 sd_connector_conf_release(&in->conf);
                 copy_conf(&in->conf, &confs[i]);
                 const char *why;
@@ -156,6 +170,10 @@ static void reload(struct sd_scheduler *s)
         if (sd_connector_state_load(s->hub, in->conf.id, &state) == 0) {
             json_t *lr = json_object_get(state, "last_run_usec");
             in->last_run_usec = json_is_integer(lr) ? json_integer_value(lr) : 0;
+            json_t *rs = json_object_get(state, "run_started_usec");
+            if (json_is_integer(rs) && json_integer_value(rs) > in->last_run_usec) {
+                in->due_now = true; /* a run was cut short (crash): resume it now */
+            }
         }
         json_decref(state);
         if (in->conf.run_requested_usec > in->last_run_usec) {
@@ -169,13 +187,15 @@ static void reload(struct sd_scheduler *s)
     }
     sd_connector_confs_free(confs, n);
     /* Drop removed instances that are not running. */
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->v[i]->gone && !s->v[i]->running) {
+            drop_watch(s, s->v[i]);
+        }
+    }
     size_t k = 0;
     for (size_t i = 0; i < s->n; i++) {
         struct inst *in = s->v[i];
         if (in->gone && !in->running) {
-            if (in->watch_wd >= 0) {
-                inotify_rm_watch(s->inotify_fd, in->watch_wd);
-            }
             inst_free(in);
         } else {
             s->v[k++] = in;

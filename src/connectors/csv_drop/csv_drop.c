@@ -88,7 +88,9 @@ static int scan(const char *folder, int64_t settle_s, struct entry **ret, size_t
         n++;
     }
     closedir(d);
-    qsort(v, n, sizeof(*v), cmp_entry);
+    if (n > 1) {
+        qsort(v, n, sizeof(*v), cmp_entry); /* v is NULL when n is 0: not for qsort */
+    }
     *ret = v;
     *ret_n = n;
     *ret_waiting = waiting;

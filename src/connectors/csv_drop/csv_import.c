@@ -151,12 +151,13 @@ static void mapping_issues(struct importer *im, uint64_t line, const struct sd_i
     }
 }
 
-/* Issues from validation/apply ("/sales/7/currency") → rows; returns distinct records hit. */
-static uint64_t record_issues(struct importer *im, const uint64_t *lines, size_t n,
-                              const struct sd_issues *iss)
+/* Issues from validation/apply ("/sales/7/currency") → rows; returns distinct records hit.
+ * With ret_hit (n entries, false on entry), the records hit are marked in it. */
+static uint64_t record_issues_hit(struct importer *im, const uint64_t *lines, size_t n,
+                                  const struct sd_issues *iss, bool *ret_hit)
 {
     uint64_t distinct = 0;
-    bool *seen = sd_calloc(n + 1, sizeof(bool));
+    bool *seen = ret_hit ? ret_hit : sd_calloc(n + 1, sizeof(bool));
     for (size_t i = 0; i < iss->n; i++) {
         const char *p = iss->items[i].pointer;
         const char *q = p[0] == '/' ? strchr(p + 1, '/') : NULL;
@@ -172,8 +173,16 @@ static uint64_t record_issues(struct importer *im, const uint64_t *lines, size_t
         }
         bad_row(im, lines[idx], *end == '/' ? end + 1 : end, iss->items[i].message);
     }
-    free(seen);
+    if (!ret_hit) {
+        free(seen);
+    }
     return distinct;
+}
+
+static uint64_t record_issues(struct importer *im, const uint64_t *lines, size_t n,
+                              const struct sd_issues *iss)
+{
+    return record_issues_hit(im, lines, n, iss, NULL);
 }
 
 /* Read up to CHUNK good rows into body[kind]; bad rows go to errors.csv. */
@@ -289,6 +298,73 @@ static json_t *cursor_doc(struct importer *im, bool done)
                      (json_int_t)(errbytes < 0 ? 0 : errbytes));
 }
 
+/* reject_file, one chunk inside the file's savepoint. The store checks a body in stages
+ * (validation, then references), so a chunk refused for one row says nothing yet about the
+ * others: the chunk is stored again without the rows named so far until it is accepted, and
+ * errors.csv lists every bad row. Rows stored that way are undone with the refused file. */
+static int whole_file_chunk(struct importer *im, struct sd_connector_job *job, const json_t *body,
+                            const uint64_t *lines, size_t n)
+{
+    const char *name = sd_kind_array_name(im->kind);
+    const json_t *arr = json_object_get(body, name);
+    bool *bad = sd_calloc(n + 1, sizeof(bool));
+    bool *hit = sd_calloc(n + 1, sizeof(bool));
+    size_t *map = sd_calloc(n + 1, sizeof(size_t));
+    uint64_t *rlines = sd_calloc(n + 1, sizeof(uint64_t));
+    bool any_bad = false;
+    int r = 0;
+    for (;;) {
+        json_t *ra = json_array();
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (!bad[i]) {
+                json_array_append(ra, json_array_get(arr, i));
+                map[m] = i;
+                rlines[m] = lines[i];
+                m++;
+            }
+        }
+        json_t *red = json_pack("{s:o}", name, ra);
+        struct sd_ingest_outcome out;
+        sd_ingest_outcome_init_limit(&out, CHUNK * 4);
+        r = m > 0 ? sd_connector_job_ingest(job, red, &out) : 0;
+        json_decref(red);
+        if (r < 0 || m == 0) {
+            sd_ingest_outcome_release(&out);
+            break;
+        }
+        if (out.status == 202) {
+            if (!any_bad) {
+                im->stored += n;
+                im->unchanged += out.n_unchanged;
+            }
+            sd_ingest_outcome_release(&out);
+            break;
+        }
+        memset(hit, 0, (n + 1) * sizeof(bool));
+        uint64_t newly = record_issues_hit(im, rlines, m, &out.errors, hit);
+        sd_ingest_outcome_release(&out);
+        im->rejected += newly;
+        any_bad = true;
+        for (size_t j = 0; j < m; j++) {
+            if (hit[j]) {
+                bad[map[j]] = true;
+            }
+        }
+        if (newly == 0) {
+            if (im->rejected == 0) {
+                im->rejected = 1; /* refused without naming a row: still refuse the file */
+            }
+            break;
+        }
+    }
+    free(bad);
+    free(hit);
+    free(map);
+    free(rlines);
+    return r;
+}
+
 /* reject_file: the whole file inside one writer savepoint. */
 static int whole_file_job(struct sd_connector_job *job, void *arg)
 {
@@ -305,16 +381,7 @@ static int whole_file_job(struct sd_connector_job *job, void *arg)
         size_t n = 0;
         read_chunk(im, &body, lines, &n, &eof);
         if (n > 0) {
-            struct sd_ingest_outcome out;
-            sd_ingest_outcome_init_limit(&out, CHUNK * 4);
-            r = sd_connector_job_ingest(job, body, &out);
-            if (r == 0 && out.status == 202) {
-                im->stored += n;
-                im->unchanged += out.n_unchanged;
-            } else if (r == 0) {
-                im->rejected += record_issues(im, lines, n, &out.errors);
-            }
-            sd_ingest_outcome_release(&out);
+            r = whole_file_chunk(im, job, body, lines, n);
         }
         json_decref(body);
         if (r < 0) {
@@ -411,11 +478,28 @@ static int chunked(struct importer *im)
     return r;
 }
 
+/* Modes for what the hub creates in the drop folder: processed/ and failed/ get the folder's
+ * own mode and the acks and error lists its read/write bits, so the SFTP user who can read the
+ * folder can read them too (the process umask is 077 for the data directory). */
+static mode_t folder_mode(const char *dir, bool for_dir)
+{
+    struct stat st;
+    mode_t m = stat(dir, &st) == 0 ? (st.st_mode & 0777) : 0700;
+    return for_dir ? m : (m & 0666);
+}
+
 static int move_into(const char *dir, const char *sub, const char *name, const char *from,
                      char **ret_path)
 {
     char *d = sd_asprintf("%s/%s", dir, sub);
-    mkdir(d, 0755);
+    if (mkdir(d, 0700) == 0) {
+        /* Through an fd opened without following links: never chmod what a symlink names. */
+        int dfd = open(d, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dfd >= 0) {
+            (void)fchmod(dfd, folder_mode(dir, true));
+            close(dfd);
+        }
+    }
     char *to = sd_asprintf("%s/%s", d, name);
     struct stat st;
     if (stat(to, &st) == 0) {
@@ -433,22 +517,54 @@ static int move_into(const char *dir, const char *sub, const char *name, const c
     return r;
 }
 
-static int write_file(const char *path, const char *text)
+static int write_file(const char *path, const char *text, mode_t mode)
 {
     char *tmp = sd_asprintf("%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int r = 0;
     if (fd < 0) {
         r = -errno;
     } else {
         size_t len = strlen(text);
-        if (write(fd, text, len) != (ssize_t)len || fsync(fd) != 0) {
+        if (fchmod(fd, mode) != 0 || write(fd, text, len) != (ssize_t)len || fsync(fd) != 0) {
             r = -EIO;
         }
         close(fd);
         if (r == 0 && rename(tmp, path) != 0) {
             r = -errno;
         }
+    }
+    if (r < 0) {
+        unlink(tmp);
+    }
+    free(tmp);
+    return r;
+}
+
+/* Copy the errors list (open, read from its start) to path, through a temporary name. */
+static int copy_errors(FILE *from, const char *path, mode_t mode)
+{
+    char *tmp = sd_asprintf("%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int r = fd < 0 ? -errno : 0;
+    if (r == 0 && (fchmod(fd, mode) != 0 || fseek(from, 0, SEEK_SET) != 0)) {
+        r = -EIO;
+    }
+    char buf[65536];
+    size_t n;
+    while (r == 0 && (n = fread(buf, 1, sizeof(buf), from)) > 0) {
+        if (write(fd, buf, n) != (ssize_t)n) {
+            r = -EIO;
+        }
+    }
+    if (r == 0 && (ferror(from) || fsync(fd) != 0)) {
+        r = -EIO;
+    }
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (r == 0 && rename(tmp, path) != 0) {
+        r = -errno;
     }
     if (r < 0) {
         unlink(tmp);
@@ -483,7 +599,12 @@ static int finish(struct importer *im, bool failed, int64_t started,
     char *errors_name = NULL;
     if (errbytes > (long)strlen("line,column,message\n")) {
         char *to = sd_asprintf("%s.errors.csv", moved);
-        if (rename(im->err_path, to) == 0) {
+        mode_t mode = folder_mode(im->dir, false);
+        (void)fchmod(fileno(im->errf), mode);
+        /* The work folder (data directory) and the drop folder are often on different file
+         * systems: then the list is copied (EXDEV). */
+        if (rename(im->err_path, to) == 0 ||
+            (errno == EXDEV && copy_errors(im->errf, to, mode) == 0)) {
             const char *slash = strrchr(to, '/');
             errors_name = sd_strdup(slash ? slash + 1 : to);
         }
@@ -509,7 +630,7 @@ static int finish(struct importer *im, bool failed, int64_t started,
                             "finished_at", now_text(), "connector_id", im->ctx->id);
     char *text = json_dumps(ack, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     char *ack_path = sd_asprintf("%s.ack.json", moved);
-    r = write_file(ack_path, text);
+    r = write_file(ack_path, text, folder_mode(im->dir, false));
     free(ack_path);
     free(text);
     json_decref(ack);
@@ -561,10 +682,13 @@ int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char
         r = sd_connector_fail(ctx, r, "%s: cannot read", name);
         goto out;
     }
-    /* Where did we leave this file? */
+    /* Where did we leave this file? The same content under another name is a new delivery
+     * (re-sent by the venue): it is imported again, which stores nothing twice (upsert) and
+     * says so in its ack (records_unchanged). */
     const json_t *c = ctx->cursor;
     bool same = json_is_object(c) &&
-                strcmp(json_string_value(json_object_get(c, "sha256")) ?: "", im.sha) == 0;
+                strcmp(json_string_value(json_object_get(c, "sha256")) ?: "", im.sha) == 0 &&
+                strcmp(json_string_value(json_object_get(c, "file")) ?: "", name) == 0;
     if (same && json_is_true(json_object_get(c, "done"))) {
         /* Stored before a crash cut the acknowledgement short: acknowledge only. */
         im.kind = kind < 0 ? SD_KIND_SALE : (enum sd_kind)kind;
