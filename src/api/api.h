@@ -21,8 +21,31 @@ int sd_api_admin_connector_get(struct sd_req *req);
 int sd_api_admin_connector_update(struct sd_req *req);
 int sd_api_admin_connector_delete(struct sd_req *req);
 int sd_api_admin_connector_run(struct sd_req *req);
+int sd_api_profiles_find(struct sd_req *req);
+int sd_api_profile_get(struct sd_req *req);
+int sd_api_profile_split(struct sd_req *req);
+int sd_api_customer_erase(struct sd_req *req);
+int sd_api_admin_tenant_get(struct sd_req *req);
+int sd_api_admin_tenant_update(struct sd_req *req);
+int sd_api_admin_suppressions_add(struct sd_req *req);
 /* API-PROFILES */
+int sd_api_segment_create(struct sd_req *req);
+int sd_api_segments_list(struct sd_req *req);
+int sd_api_segment_get(struct sd_req *req);
+int sd_api_segment_update(struct sd_req *req);
+int sd_api_segment_delete(struct sd_req *req);
+int sd_api_segment_members(struct sd_req *req);
 /* API-SEGMENTS */
+int sd_api_admin_target_create(struct sd_req *req);
+int sd_api_admin_targets_list(struct sd_req *req);
+int sd_api_admin_target_get(struct sd_req *req);
+int sd_api_admin_target_update(struct sd_req *req);
+int sd_api_admin_target_delete(struct sd_req *req);
+int sd_api_segment_push(struct sd_req *req);
+int sd_api_delivery_get(struct sd_req *req);
+int sd_api_admin_deliveries_list(struct sd_req *req);
+int sd_api_admin_delivery_get(struct sd_req *req);
+int sd_api_admin_delivery_retry(struct sd_req *req);
 /* API-OUTBOX */
 
 /* Parse the request body as JSON (duplicate member names rejected). On failure answers 400

@@ -2,6 +2,7 @@
  * before the handler (flags) and the name used in metrics and logs. Adding an endpoint is one
  * line here and a handler in its resource file. */
 #include "api/api.h"
+#include "core/metrics.h"
 #include "http/router.h"
 
 #define TENANT_WRITE (SD_ROUTE_TENANT | SD_ROUTE_JSON_BODY | SD_ROUTE_RATE_LIMITED)
@@ -30,8 +31,49 @@ const struct sd_route sd_routes[] = {
     {"DELETE", CONNECTORS "/{connector_id}", "connector_delete", ADMIN,
      sd_api_admin_connector_delete},
     {"POST", CONNECTORS "/{connector_id}/run", "connector_run", ADMIN, sd_api_admin_connector_run},
+    {"GET", "/v1/{client_id}/profiles", "profiles_find", TENANT_READ, sd_api_profiles_find},
+    {"GET", "/v1/{client_id}/profiles/{profile_id}", "profile_get", TENANT_READ,
+     sd_api_profile_get},
+    {"POST", "/v1/{client_id}/profiles/{profile_id}/split", "profile_split", TENANT_WRITE,
+     sd_api_profile_split},
+    {"DELETE", "/v1/{client_id}/customers/{customer_id}", "customer_erase", TENANT_READ,
+     sd_api_customer_erase},
+    {"GET", "/admin/v1/tenants/{client_id}", "tenant_get", ADMIN, sd_api_admin_tenant_get},
+    {"PATCH", "/admin/v1/tenants/{client_id}", "tenant_update", ADMIN_WRITE,
+     sd_api_admin_tenant_update},
+    {"POST", "/admin/v1/tenants/{client_id}/suppressions", "suppressions_add", ADMIN_WRITE,
+     sd_api_admin_suppressions_add},
     /* ROUTES-PROFILES */
+    {"POST", "/v1/{client_id}/segments", "segment_create", TENANT_WRITE, sd_api_segment_create},
+    {"GET", "/v1/{client_id}/segments", "segments_list", TENANT_READ, sd_api_segments_list},
+    {"GET", "/v1/{client_id}/segments/{segment_id}", "segment_get", TENANT_READ,
+     sd_api_segment_get},
+    {"PUT", "/v1/{client_id}/segments/{segment_id}", "segment_update", TENANT_WRITE,
+     sd_api_segment_update},
+    {"DELETE", "/v1/{client_id}/segments/{segment_id}", "segment_delete", TENANT_READ,
+     sd_api_segment_delete},
+    {"GET", "/v1/{client_id}/segments/{segment_id}/members", "segment_members", TENANT_READ,
+     sd_api_segment_members},
     /* ROUTES-SEGMENTS */
+    {"POST", "/admin/v1/tenants/{client_id}/targets", "target_create", ADMIN_WRITE,
+     sd_api_admin_target_create},
+    {"GET", "/admin/v1/tenants/{client_id}/targets", "targets_list", ADMIN,
+     sd_api_admin_targets_list},
+    {"GET", "/admin/v1/tenants/{client_id}/targets/{target_id}", "target_get", ADMIN,
+     sd_api_admin_target_get},
+    {"PATCH", "/admin/v1/tenants/{client_id}/targets/{target_id}", "target_update", ADMIN_WRITE,
+     sd_api_admin_target_update},
+    {"DELETE", "/admin/v1/tenants/{client_id}/targets/{target_id}", "target_delete", ADMIN,
+     sd_api_admin_target_delete},
+    {"POST", "/v1/{client_id}/segments/{segment_id}/push", "segment_push", TENANT_WRITE,
+     sd_api_segment_push},
+    {"GET", "/v1/{client_id}/deliveries/{delivery_id}", "delivery_get", TENANT_READ,
+     sd_api_delivery_get},
+    {"GET", "/admin/v1/deliveries", "deliveries_list", ADMIN, sd_api_admin_deliveries_list},
+    {"GET", "/admin/v1/deliveries/{delivery_id}", "admin_delivery_get", ADMIN,
+     sd_api_admin_delivery_get},
+    {"POST", "/admin/v1/deliveries/{delivery_id}/retry", "delivery_retry", ADMIN,
+     sd_api_admin_delivery_retry},
     /* ROUTES-OUTBOX */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
@@ -41,10 +83,18 @@ const char *const sd_route_names[] = {
     "customers_list", "customer_get", "sales_list", "sale_get",    "sale_put",
     "connector_create", "connectors_list", "connector_get", "connector_update",
     "connector_delete", "connector_run",
+    "profiles_find", "profile_get", "profile_split", "customer_erase", "tenant_get",
+    "tenant_update", "suppressions_add",
     /* NAMES-PROFILES */
+    "segment_create", "segments_list", "segment_get", "segment_update", "segment_delete",
+    "segment_members",
     /* NAMES-SEGMENTS */
+    "target_create", "targets_list", "target_get", "target_update", "target_delete",
+    "segment_push", "delivery_get", "deliveries_list", "admin_delivery_get", "delivery_retry",
     /* NAMES-OUTBOX */
 };
+_Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,
+               "every route has its own metrics row");
 _Static_assert(sizeof(sd_route_names) / sizeof(sd_route_names[0]) ==
                    sizeof(sd_routes) / sizeof(sd_routes[0]),
                "one metrics name per route");

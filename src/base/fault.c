@@ -21,11 +21,13 @@ static void load(void)
         return;
     }
     const char *colon = strchr(v, ':');
-    if (!colon || (size_t)(colon - v) >= sizeof(point_name)) {
+    int64_t n = 1; /* "POINT" alone: from the first call */
+    if (!colon) {
+        colon = v + strlen(v);
+    } else if (sd_parse_int64(colon + 1, false, &n) < 0 || n < 1) {
         return;
     }
-    int64_t n = 0;
-    if (sd_parse_int64(colon + 1, false, &n) < 0 || n < 1) {
+    if ((size_t)(colon - v) >= sizeof(point_name)) {
         return;
     }
     memcpy(point_name, v, (size_t)(colon - v));

@@ -56,7 +56,10 @@ int sd_cmd_tenant(int argc, char **argv);
 int sd_cmd_key(int argc, char **argv);
 int sd_cmd_demo(int argc, char **argv);
 int sd_cmd_connector(int argc, char **argv);
+int sd_cmd_profile(int argc, char **argv);
 /* CLI-PROFILES */
+int sd_cmd_target(int argc, char **argv);
+int sd_cmd_delivery(int argc, char **argv);
 /* CLI-OUTBOX */
 
 #endif

@@ -3,8 +3,10 @@
  * Signals are blocked in every thread and taken synchronously by the main thread, which also
  * does housekeeping between signals: reloading keys and limits when the store's settings
  * version changes (4 times a second, so CLI changes apply within a second) and purging
- * idempotency entries older than 24 h. On a signal: stop accepting, let in-flight requests
- * finish, drain the writer, close the store, exit 0. */
+ * idempotency entries older than 24 h. Besides the HTTP server it runs the connector
+ * scheduler and the audience push worker (core/outbox.h). On a signal: stop accepting, let
+ * in-flight requests finish, let the push workers record the attempt they are in, stop the
+ * scheduler, drain the writer, close the store, exit 0. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,6 +19,7 @@
 #include "cli/cli.h"
 #include "cli/serve.h"
 #include "core/hub.h"
+#include "core/outbox.h"
 #include "core/scheduler.h"
 #include "http/server.h"
 
@@ -134,8 +137,16 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
     if (r < 0) {
         return sd_cli_fail("cannot start the connector scheduler: %s", strerror(-r));
     }
+    r = sd_outbox_new(hub, &hub->outbox);
+    if (r < 0) {
+        sd_scheduler_free(hub->scheduler);
+        hub->scheduler = NULL;
+        return sd_cli_fail("cannot start the audience push worker: %s", strerror(-r));
+    }
     r = sd_server_start(hub, &o->cfg, &srv, &port);
     if (r < 0) {
+        sd_outbox_free(hub->outbox);
+        hub->outbox = NULL;
         sd_scheduler_free(hub->scheduler);
         hub->scheduler = NULL;
         return sd_cli_fail("cannot serve on %s:%d: %s", o->host, o->cfg.port, strerror(-r));
@@ -174,6 +185,9 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
     }
     sd_log(SD_LOG_INFO, "shutting down; finishing in-flight requests", "signal=%d", sig);
     sd_server_stop(srv, 30LL * 1000000);
+    /* Push workers finish the attempt in flight (bounded by its timeout) and record it. */
+    sd_outbox_free(hub->outbox);
+    hub->outbox = NULL;
     /* Connector runs stop at their next safe point; what they committed stays committed. */
     sd_scheduler_free(hub->scheduler);
     hub->scheduler = NULL;

@@ -17,7 +17,10 @@ static const struct command commands[] = {
     {"key", sd_cmd_key, "create, list and revoke API keys"},
     {"demo", sd_cmd_demo, "create a demo tenant with a season of data, then serve"},
     {"connector", sd_cmd_connector, "configure and run batch connectors (CSV, feeds, REST pull)"},
+    {"profile", sd_cmd_profile, "link rules, suppressions, show/find/split/erase profiles"},
     /* COMMANDS-PROFILES */
+    {"target", sd_cmd_target, "configure audience push targets (URL, app key, rate limit)"},
+    {"delivery", sd_cmd_delivery, "list, show and replay audience push deliveries"},
     /* COMMANDS-OUTBOX */
 };
 

@@ -10,6 +10,7 @@
 #include "store/store.h"
 
 struct sd_scheduler;
+struct sd_outbox;
 
 struct sd_hub {
     char *data_dir;
@@ -19,6 +20,7 @@ struct sd_hub {
     struct sd_ratelimiter *ratelimiter;
     char admin_hash[65];              /* SHA-256 of the admin token; "" = admin API closed */
     struct sd_scheduler *scheduler;   /* connector runs; only while serving (NULL otherwise) */
+    struct sd_outbox *outbox;         /* audience push worker; only while serving (or NULL) */
 };
 
 /* Open the store in data_dir (created if missing) and start the writer. */

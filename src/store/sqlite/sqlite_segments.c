@@ -1,4 +1,1245 @@
-/* sqlite_segments.c — the SQLite side of store/audience.h's segments part (issue #4). */
-#include "sqlite_internal.h"
+/* sqlite_segments.c — the SQLite side of store/audience.h's segments part (issue #4):
+ * segment definitions (control plane) and membership, computed in SQL.
+ *
+ * Definitions live in `segments` (0003_audiences.sql). Writes go through the `ctl`
+ * connection like every configuration change, but do not bump the settings version: nothing
+ * reloads on a segment. Reads use the pool.
+ *
+ * Membership compiles the rule tree into ONE SELECT over profiles p (tenant, env, opt_out = 0,
+ * suppressed = 0) whose WHERE is the rule: every leaf becomes `p.id [NOT] IN (subquery)` with
+ * a subquery that is not correlated to p, so SQLite runs each once per statement and probes
+ * the result per profile, instead of once per profile. The subqueries:
+ *  - bought: the profiles of the customer records whose key (source, customer_id) is among the
+ *    keys of the matching sales — the sales give each buyer once, so a profile is looked up
+ *    per buyer, not per sale. Event filters become `s.event_ref IN (SELECT event_id FROM
+ *    events e WHERE …)`: only the events' documents are parsed;
+ *  - count: purchases, tickets and spend are summed per customer key first and the partial
+ *    sums per profile (a profile may have records in several sources); distinct events are
+ *    grouped by profile directly. When the comparison holds for zero (lt 3, eq 0, …) the leaf
+ *    is `NOT IN (… HAVING NOT <comparison>)`, which keeps the profiles without a matching sale;
+ *  - first / last purchase: rewritten into bought leaves with a purchase-time range
+ *    ("last purchase before X" = bought ∧ ¬bought at or after X), which need no grouping;
+ *  - customer: the source records of the tenant+env matching every filter.
+ * Subqueries never return NULL (c.profile_id IS NOT NULL), so NOT IN and NOT are exact.
+ * Sales are read through an index chosen here, not by the planner (no ANALYZE statistics;
+ * left alone it walks an index whose order scatters the table reads, which is one random read
+ * per sale on a cold cache): the covering seg_sales_event for everything but the document
+ * fields, sales_customer when only the customer key counts, sales_seq — one pass in rowid
+ * order — when quantity or ticket_category must be read (0004_segment_indexes.sql).
+ *
+ * The SQL text is built from fixed fragments only; numbered parameters (?5 …) carry every
+ * value of the rule. ?1 tenant, ?2 env, ?3 after, ?4 limit are the same in every query.
+ * Relative times are resolved here against the caller's now_usec; time bounds become half-open
+ * [lo, hi) ranges compared as text on the stored UTC forms ("YYYY-MM-DDTHH:MM:SS" prefix of
+ * purchase_datetime, "YYYY-MM-DD" event dates), which is exact to the second.
+ * Case-insensitive fields compare sd_fold(stored) with the rule's value folded the same way
+ * (sd_text_fold, Unicode simple lowercase, whitespace trimmed and collapsed): sd_fold is a SQL
+ * function registered on each read connection the first time it runs a segment query.
+ *
+ * A membership query runs on one read connection, in one read transaction (the member page and
+ * its e-mails and source ids come from the same snapshot), never blocks the writer, and is cut
+ * off after QUERY_MAX_USEC by a progress handler (-ETIME). */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-const struct sd_store_segment_ops sd_sqlite_segment_ops = {0};
+#include "base/base.h"
+#include "base/log.h"
+#include "sqlite_internal.h"
+#include "store/audience.h"
+#include "store/store.h"
+
+#define QUERY_MAX_USEC (600 * 1000000LL)
+#define PARAM_FIRST 5
+
+/* Extra statement slots 32..47 (sqlite_internal.h). */
+enum {
+    SLOT_INSERT = 32,
+    SLOT_COUNT_SCOPE,
+    SLOT_UPDATE,
+    SLOT_SET_COUNT,
+    SLOT_DELETE,
+    SLOT_GET,
+    SLOT_LIST,
+    SLOT_SOURCES,
+};
+
+#define SEG_COLS                                                                               \
+    "id, tenant_id, env, name, description, rules, coalesce(member_count, -1),"                \
+    " coalesce(computed_usec, 0), created_usec, updated_usec"
+
+static const char SQL_INSERT[] =
+    "INSERT INTO segments (id, tenant_id, env, name, description, rules, member_count,"
+    " computed_usec, created_usec, updated_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+static const char SQL_COUNT_SCOPE[] =
+    "SELECT count(*) FROM segments WHERE tenant_id = ?1 AND env = ?2";
+static const char SQL_UPDATE[] =
+    "UPDATE segments SET name = ?4, description = ?5, rules = ?6, member_count = ?7,"
+    " computed_usec = ?8, updated_usec = ?10 WHERE id = ?1 AND tenant_id = ?2 AND env = ?3";
+static const char SQL_SET_COUNT[] = "UPDATE segments SET member_count = ?4, computed_usec = ?5"
+                                    " WHERE id = ?1 AND tenant_id = ?2 AND env = ?3";
+static const char SQL_DELETE[] = "DELETE FROM segments WHERE id = ?1 AND tenant_id = ?2"
+                                 " AND env = ?3";
+static const char SQL_GET[] =
+    "SELECT " SEG_COLS " FROM segments WHERE id = ?1 AND tenant_id = ?2 AND env = ?3";
+static const char SQL_LIST[] = "SELECT " SEG_COLS " FROM segments WHERE tenant_id = ?1"
+                               " AND env = ?2 ORDER BY created_usec, id";
+/* A member's source records, most recently updated first (the e-mail is the first one's that
+ * has one). Without the index named, the planner prefers (tenant_id, env) — two equalities —
+ * and reads every customer of the tenant per member. */
+static const char SQL_SOURCES[] =
+    "SELECT source, customer_id, json_extract(doc, '$.email') FROM customers"
+    " INDEXED BY customers_profile WHERE profile_id = ?1 AND tenant_id = ?2 AND env = ?3 ORDER BY updated_usec DESC, seq DESC";
+
+/* ---- definitions (control plane) ------------------------------------------------------------- */
+
+static void read_row(sqlite3_stmt *st, struct sd_segment_row *r)
+{
+    r->id = sd_sqlite_column_strdup(st, 0);
+    r->tenant_id = sqlite3_column_int64(st, 1);
+    r->env = sqlite3_column_int(st, 2) == 1 ? SD_ENV_PROD : SD_ENV_TEST;
+    r->name = sd_sqlite_column_strdup(st, 3);
+    r->description = sd_sqlite_column_strdup(st, 4);
+    r->rules = sd_sqlite_column_strdup(st, 5);
+    r->member_count = sqlite3_column_int64(st, 6);
+    r->computed_usec = sqlite3_column_int64(st, 7);
+    r->created_usec = sqlite3_column_int64(st, 8);
+    r->updated_usec = sqlite3_column_int64(st, 9);
+}
+
+/* Bind (id, tenant, env) to ?1..?3. */
+static int bind_key(sqlite3_stmt *st, const char *id, int64_t tenant_id, enum sd_env env)
+{
+    return sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
+           sqlite3_bind_int64(st, 2, tenant_id) | sqlite3_bind_int(st, 3, (int)env);
+}
+
+static bool row_ok(const struct sd_segment_row *row)
+{
+    return row && row->id && row->name && row->description && row->rules &&
+           sd_sqlite_env_ok(row->env);
+}
+
+static int bind_row(sqlite3_stmt *st, const struct sd_segment_row *row)
+{
+    int rc = bind_key(st, row->id, row->tenant_id, row->env);
+    rc |= sqlite3_bind_text(st, 4, row->name, -1, SQLITE_STATIC);
+    rc |= sqlite3_bind_text(st, 5, row->description, -1, SQLITE_STATIC);
+    rc |= sqlite3_bind_text(st, 6, row->rules, -1, SQLITE_STATIC);
+    if (row->member_count >= 0) {
+        rc |= sqlite3_bind_int64(st, 7, row->member_count);
+        rc |= sqlite3_bind_int64(st, 8, row->computed_usec);
+    } else {
+        rc |= sqlite3_bind_null(st, 7) | sqlite3_bind_null(st, 8);
+    }
+    rc |= sqlite3_bind_int64(st, 9, row->created_usec);
+    rc |= sqlite3_bind_int64(st, 10, row->updated_usec);
+    return rc;
+}
+
+static int seg_create(struct sd_store *s, const struct sd_segment_row *row)
+{
+    if (!row_ok(row)) {
+        return -EINVAL;
+    }
+    int r = sd_sqlite_ctl_begin_write(s);
+    if (r < 0) {
+        return r;
+    }
+    struct conn *k = s->ctl;
+    sqlite3_stmt *st = sd_sqlite_stmt_extra(k, SLOT_COUNT_SCOPE, SQL_COUNT_SCOPE);
+    if (!st) {
+        r = -EIO;
+        goto out;
+    }
+    if ((sqlite3_bind_int64(st, 1, row->tenant_id) | sqlite3_bind_int(st, 2, (int)row->env)) !=
+        SQLITE_OK) {
+        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+        goto out;
+    }
+    int rc = sqlite3_step(st);
+    int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW) {
+        r = sd_sqlite_fail(k, rc, "segment count");
+        goto out;
+    }
+    if (n >= SD_SEGMENTS_MAX) {
+        r = -ENOSPC;
+        goto out;
+    }
+    st = sd_sqlite_stmt_extra(k, SLOT_INSERT, SQL_INSERT);
+    if (!st) {
+        r = -EIO;
+    } else if (bind_row(st, row) != SQLITE_OK) {
+        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+    } else {
+        r = sd_sqlite_step_done(k, st, "segment insert");
+    }
+out:
+    return sd_sqlite_ctl_end_write(s, r, false);
+}
+
+/* One UPDATE/DELETE on ctl that must hit exactly the segment of this tenant+env. */
+static int ctl_change(struct sd_store *s, unsigned slot, const char *sql,
+                      const struct sd_segment_row *row, const char *id, int64_t tenant_id,
+                      enum sd_env env, const int64_t *count, int64_t computed_usec)
+{
+    int r = sd_sqlite_ctl_begin_write(s);
+    if (r < 0) {
+        return r;
+    }
+    struct conn *k = s->ctl;
+    sqlite3_stmt *st = sd_sqlite_stmt_extra(k, slot, sql);
+    if (!st) {
+        r = -EIO;
+        goto out;
+    }
+    int rc = row ? bind_row(st, row) : bind_key(st, id, tenant_id, env);
+    if (count) {
+        rc |= sqlite3_bind_int64(st, 4, *count) | sqlite3_bind_int64(st, 5, computed_usec);
+    }
+    if (rc != SQLITE_OK) {
+        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+        goto out;
+    }
+    r = sd_sqlite_step_done(k, st, "segment change");
+    if (r == 0 && sqlite3_changes(k->db) == 0) {
+        r = -ENOENT;
+    }
+out:
+    return sd_sqlite_ctl_end_write(s, r, false);
+}
+
+static int seg_update(struct sd_store *s, const struct sd_segment_row *row)
+{
+    if (!row_ok(row)) {
+        return -EINVAL;
+    }
+    return ctl_change(s, SLOT_UPDATE, SQL_UPDATE, row, NULL, 0, 0, NULL, 0);
+}
+
+static int seg_set_count(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
+                         int64_t member_count, int64_t computed_usec)
+{
+    if (!id || !sd_sqlite_env_ok(env) || member_count < 0) {
+        return -EINVAL;
+    }
+    return ctl_change(s, SLOT_SET_COUNT, SQL_SET_COUNT, NULL, id, tenant_id, env, &member_count,
+                      computed_usec);
+}
+
+static int seg_remove(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id)
+{
+    if (!id || !sd_sqlite_env_ok(env)) {
+        return -EINVAL;
+    }
+    return ctl_change(s, SLOT_DELETE, SQL_DELETE, NULL, id, tenant_id, env, NULL, 0);
+}
+
+static int seg_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
+                   struct sd_segment_row *ret)
+{
+    if (!id || !sd_sqlite_env_ok(env)) {
+        return -EINVAL;
+    }
+    struct conn *c = NULL;
+    int r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    sqlite3_stmt *st = sd_sqlite_stmt_extra(c, SLOT_GET, SQL_GET);
+    if (!st) {
+        r = -EIO;
+    } else if (bind_key(st, id, tenant_id, env) != SQLITE_OK) {
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    } else {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            read_row(st, ret);
+            r = 0;
+        } else if (rc == SQLITE_DONE) {
+            r = -ENOENT;
+        } else {
+            r = sd_sqlite_fail(c, rc, "segment get");
+        }
+        sqlite3_reset(st);
+    }
+    sd_sqlite_pool_put(s, c);
+    return r;
+}
+
+static int seg_list(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                    struct sd_segment_row **ret, size_t *ret_n)
+{
+    if (!sd_sqlite_env_ok(env)) {
+        return -EINVAL;
+    }
+    struct conn *c = NULL;
+    int r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    struct sd_segment_row *v = NULL;
+    size_t n = 0, cap = 0;
+    sqlite3_stmt *st = sd_sqlite_stmt_extra(c, SLOT_LIST, SQL_LIST);
+    if (!st) {
+        r = -EIO;
+        goto out;
+    }
+    if ((sqlite3_bind_int64(st, 1, tenant_id) | sqlite3_bind_int(st, 2, (int)env)) != SQLITE_OK) {
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        goto out;
+    }
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            v = sd_realloc(v, cap * sizeof(*v));
+        }
+        read_row(st, &v[n++]);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        r = sd_sqlite_fail(c, rc, "segment list");
+        goto out;
+    }
+    *ret = v;
+    *ret_n = n;
+    v = NULL;
+    n = 0;
+    r = 0;
+out:
+    sd_sqlite_pool_put(s, c);
+    sd_segment_rows_free(v, n);
+    return r;
+}
+
+/* ---- the rule compiler ------------------------------------------------------------------------ */
+
+enum bind_type { B_INT, B_TEXT };
+struct bind {
+    enum bind_type type;
+    int64_t i;
+    char *text; /* owned */
+};
+
+struct q {
+    struct sd_buf sql;
+    struct bind *binds; /* binds[k] is parameter PARAM_FIRST + k */
+    size_t n_binds;
+    int64_t now_sec;
+    int64_t today; /* days since 1970-01-01 (UTC) */
+    int err;       /* -EINVAL once the tree turned out malformed */
+};
+
+static void q_release(struct q *q)
+{
+    sd_buf_release(&q->sql);
+    for (size_t i = 0; i < q->n_binds; i++) {
+        free(q->binds[i].text);
+    }
+    free(q->binds);
+}
+
+static void put(struct q *q, const char *s)
+{
+    sd_buf_puts(&q->sql, s);
+}
+
+/* Append a new parameter "?N" bound to an integer / a text (copied). */
+static void param_int(struct q *q, int64_t v)
+{
+    q->binds = sd_realloc(q->binds, (q->n_binds + 1) * sizeof(*q->binds));
+    q->binds[q->n_binds] = (struct bind){B_INT, v, NULL};
+    sd_buf_printf(&q->sql, "?%zu", PARAM_FIRST + q->n_binds);
+    q->n_binds++;
+}
+
+static void param_text(struct q *q, const char *v)
+{
+    q->binds = sd_realloc(q->binds, (q->n_binds + 1) * sizeof(*q->binds));
+    q->binds[q->n_binds] = (struct bind){B_TEXT, 0, sd_strdup(v ? v : "")};
+    sd_buf_printf(&q->sql, "?%zu", PARAM_FIRST + q->n_binds);
+    q->n_binds++;
+}
+
+static bool is_text_field(enum sd_seg_field f)
+{
+    switch (f) {
+    case SD_SEG_F_EVENT_ID:
+    case SD_SEG_F_TITLE:
+    case SD_SEG_F_WORK_TITLE:
+    case SD_SEG_F_COMPOSER:
+    case SD_SEG_F_CAST:
+    case SD_SEG_F_VENUE:
+    case SD_SEG_F_HALL:
+    case SD_SEG_F_CITY:
+    case SD_SEG_F_TIME:
+    case SD_SEG_F_TICKET_CATEGORY:
+    case SD_SEG_F_CURRENCY:
+    case SD_SEG_F_POST_CODE:
+    case SD_SEG_F_CUSTOMER_CITY:
+    case SD_SEG_F_SALUTATION:
+    case SD_SEG_F_SOURCE: return true;
+    default: return false;
+    }
+}
+
+static bool is_event_field(enum sd_seg_field f)
+{
+    return f <= SD_SEG_F_TIME;
+}
+
+/* The SQL expression a field's condition compares (events e, sales s, customers c). */
+static const char *field_expr(enum sd_seg_field f)
+{
+    switch (f) {
+    case SD_SEG_F_EVENT_ID: return "e.event_id";
+    case SD_SEG_F_TITLE: return "sd_fold(json_extract(e.doc, '$.title'))";
+    case SD_SEG_F_WORK_TITLE: return "sd_fold(json_extract(e.doc, '$.work_title'))";
+    case SD_SEG_F_COMPOSER: return "sd_fold(json_extract(e.doc, '$.composer'))";
+    case SD_SEG_F_CAST: return "sd_fold(json_extract(j.value, '$.name'))";
+    case SD_SEG_F_VENUE: return "sd_fold(json_extract(e.doc, '$.venue'))";
+    case SD_SEG_F_HALL: return "sd_fold(json_extract(e.doc, '$.hall'))";
+    case SD_SEG_F_CITY: return "sd_fold(json_extract(e.doc, '$.city'))";
+    case SD_SEG_F_DATE: return "json_extract(e.doc, '$.date')";
+    case SD_SEG_F_WEEKDAY: return "CAST(strftime('%w', json_extract(e.doc, '$.date')) AS INTEGER)";
+    case SD_SEG_F_TIME: return "json_extract(e.doc, '$.time')";
+    case SD_SEG_F_TICKET_CATEGORY: return "json_extract(s.doc, '$.ticket_category')";
+    case SD_SEG_F_PURCHASED: return "s.purchase_datetime";
+    case SD_SEG_F_PRICE: return "s.sales_price_minor";
+    case SD_SEG_F_CURRENCY: return "s.currency";
+    case SD_SEG_F_QUANTITY: return "json_extract(s.doc, '$.quantity')";
+    case SD_SEG_F_POST_CODE: return "sd_fold(json_extract(c.doc, '$.post_code'))";
+    case SD_SEG_F_CUSTOMER_CITY: return "sd_fold(json_extract(c.doc, '$.city'))";
+    case SD_SEG_F_SALUTATION: return "sd_fold(json_extract(c.doc, '$.salutation'))";
+    case SD_SEG_F_SOURCE: return "c.source";
+    case SD_SEG_F_MEASURE: break;
+    }
+    return NULL;
+}
+
+/* A value list as a JSON array text, for `x IN (SELECT value FROM json_each(?))`. */
+static void param_list(struct q *q, const struct sd_seg_cond *c, bool text)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < c->n; i++) {
+        json_array_append_new(a, text ? json_string(c->v[i].text ? c->v[i].text : "")
+                                      : json_integer(c->v[i].num));
+    }
+    char *s = json_dumps(a, JSON_COMPACT);
+    json_decref(a);
+    param_text(q, s ? s : "[]");
+    free(s);
+}
+
+/* Text or number comparison of expression x. */
+static void compare(struct q *q, const char *x, const struct sd_seg_cond *c, bool text)
+{
+    static const char *const sym[] = {
+        [SD_SEG_EQ] = " = ",  [SD_SEG_NE] = " IS NOT ", [SD_SEG_GT] = " > ",
+        [SD_SEG_GTE] = " >= ", [SD_SEG_LT] = " < ",      [SD_SEG_LTE] = " <= ",
+    };
+    put(q, "(");
+    switch (c->op) {
+    case SD_SEG_EQ:
+    case SD_SEG_NE:
+    case SD_SEG_GT:
+    case SD_SEG_GTE:
+    case SD_SEG_LT:
+    case SD_SEG_LTE:
+        if (c->n != 1) {
+            q->err = -EINVAL;
+            break;
+        }
+        put(q, x);
+        put(q, sym[c->op]);
+        if (text) {
+            param_text(q, c->v[0].text);
+        } else {
+            param_int(q, c->v[0].num);
+        }
+        break;
+    case SD_SEG_BETWEEN:
+        if (c->n != 2) {
+            q->err = -EINVAL;
+            break;
+        }
+        put(q, x);
+        put(q, " BETWEEN ");
+        text ? param_text(q, c->v[0].text) : param_int(q, c->v[0].num);
+        put(q, " AND ");
+        text ? param_text(q, c->v[1].text) : param_int(q, c->v[1].num);
+        break;
+    case SD_SEG_IN:
+        put(q, x);
+        put(q, " IN (SELECT value FROM json_each(");
+        param_list(q, c, text);
+        put(q, "))");
+        break;
+    case SD_SEG_CONTAINS:
+    case SD_SEG_PREFIX:
+        if (c->n != 1 || !text) {
+            q->err = -EINVAL;
+            break;
+        }
+        put(q, "instr(");
+        put(q, x);
+        put(q, ", ");
+        param_text(q, c->v[0].text);
+        put(q, c->op == SD_SEG_PREFIX ? ") = 1" : ") > 0");
+        break;
+    case SD_SEG_EXISTS:
+        put(q, x);
+        put(q, c->exists ? " IS NOT NULL" : " IS NULL");
+        break;
+    }
+    put(q, ")");
+}
+
+/* ---- time ranges ---- */
+
+static void format_day(int64_t days, char out[16])
+{
+    int64_t y;
+    unsigned m, d;
+    sd_seg_civil_from_days(days, &y, &m, &d);
+    if (y > 9999) {
+        snprintf(out, 16, "~"); /* after every stored date */
+    } else if (y < 0) {
+        snprintf(out, 16, "0"); /* before every stored date */
+    } else {
+        snprintf(out, 16, "%04" PRId64 "-%02u-%02u", y, m, d);
+    }
+}
+
+static void format_instant(int64_t secs, char out[32])
+{
+    int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+    int64_t rem = secs - days * 86400;
+    char day[16];
+    format_day(days, day);
+    if (day[0] == '~' || day[0] == '0') {
+        snprintf(out, 32, "%s", day);
+        return;
+    }
+    snprintf(out, 32, "%sT%02d:%02d:%02d", day, (int)(rem / 3600), (int)(rem / 60 % 60),
+             (int)(rem % 60));
+}
+
+/* The half-open range [lo, hi) a time value stands for: in seconds (by_day false) or days. */
+static void time_range(const struct q *q, const struct sd_seg_time *t, bool by_day, int64_t *lo,
+                       int64_t *hi)
+{
+    int64_t secs = 0;
+    bool is_day = false;
+    int64_t day = 0;
+    switch (t->kind) {
+    case SD_SEG_T_DAY:
+        is_day = true;
+        day = t->v;
+        break;
+    case SD_SEG_T_DAYS_AGO:
+        is_day = true;
+        day = q->today - t->v;
+        break;
+    case SD_SEG_T_INSTANT: secs = t->v; break;
+    case SD_SEG_T_AGO: secs = q->now_sec - t->v; break;
+    }
+    if (by_day) {
+        int64_t d = is_day ? day : (secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400));
+        *lo = d;
+        *hi = d + 1;
+    } else if (is_day) {
+        *lo = day * 86400;
+        *hi = (day + 1) * 86400;
+    } else {
+        *lo = secs;
+        *hi = secs + 1;
+    }
+}
+
+static void param_time(struct q *q, int64_t v, bool by_day)
+{
+    char buf[32];
+    if (by_day) {
+        format_day(v, buf);
+    } else {
+        format_instant(v, buf);
+    }
+    param_text(q, buf);
+}
+
+/* A time condition as an optional lower and upper bound, and whether it is negated (ne). */
+struct range {
+    bool has_lo, has_hi, negate;
+    int64_t lo, hi;
+};
+
+static int cond_range(const struct q *q, const struct sd_seg_cond *c, bool by_day,
+                      struct range *ret)
+{
+    int64_t lo = 0, hi = 0, lo2 = 0, hi2 = 0;
+    if (c->op == SD_SEG_BETWEEN ? c->n != 2 : c->n != 1) {
+        return -EINVAL;
+    }
+    time_range(q, &c->v[0].time, by_day, &lo, &hi);
+    struct range r = {0};
+    switch (c->op) {
+    case SD_SEG_NE: r.negate = true; /* fall through */
+    case SD_SEG_EQ: r = (struct range){true, true, r.negate, lo, hi}; break;
+    case SD_SEG_GT: r = (struct range){true, false, false, hi, 0}; break;
+    case SD_SEG_GTE: r = (struct range){true, false, false, lo, 0}; break;
+    case SD_SEG_LT: r = (struct range){false, true, false, 0, lo}; break;
+    case SD_SEG_LTE: r = (struct range){false, true, false, 0, hi}; break;
+    case SD_SEG_BETWEEN:
+        time_range(q, &c->v[1].time, by_day, &lo2, &hi2);
+        r = (struct range){true, true, false, lo, hi2};
+        break;
+    default: return -EINVAL;
+    }
+    *ret = r;
+    return 0;
+}
+
+/* x within range (no negation applied). */
+static void range_sql(struct q *q, const char *x, const struct range *r, bool by_day)
+{
+    put(q, "(");
+    if (r->has_lo) {
+        put(q, x);
+        put(q, " >= ");
+        param_time(q, r->lo, by_day);
+    }
+    if (r->has_lo && r->has_hi) {
+        put(q, " AND ");
+    }
+    if (r->has_hi) {
+        put(q, x);
+        put(q, " < ");
+        param_time(q, r->hi, by_day);
+    }
+    if (!r->has_lo && !r->has_hi) {
+        put(q, "1");
+    }
+    put(q, ")");
+}
+
+/* One filter condition on the current row (events e, sales s, customers c). */
+static void cond_sql(struct q *q, const struct sd_seg_cond *c)
+{
+    const char *x = field_expr(c->field);
+    if (!x) {
+        q->err = -EINVAL;
+        return;
+    }
+    if (c->field == SD_SEG_F_DATE || c->field == SD_SEG_F_PURCHASED) {
+        bool by_day = c->field == SD_SEG_F_DATE;
+        if (c->op == SD_SEG_EXISTS) {
+            put(q, c->exists ? "1" : "0"); /* both are required fields */
+            return;
+        }
+        struct range r;
+        if (cond_range(q, c, by_day, &r) < 0) {
+            q->err = -EINVAL;
+            return;
+        }
+        if (r.negate) {
+            put(q, "NOT ");
+        }
+        range_sql(q, x, &r, by_day);
+        return;
+    }
+    if (c->field == SD_SEG_F_CAST) {
+        if (c->op == SD_SEG_EXISTS) {
+            put(q, c->exists ? "(coalesce(json_array_length(e.doc, '$.cast'), 0) > 0)"
+                             : "(coalesce(json_array_length(e.doc, '$.cast'), 0) = 0)");
+            return;
+        }
+        /* ne: no cast member has the name. */
+        struct sd_seg_cond eq = *c;
+        if (c->op == SD_SEG_NE) {
+            eq.op = SD_SEG_EQ;
+        }
+        put(q, c->op == SD_SEG_NE ? "NOT EXISTS" : "EXISTS");
+        put(q, " (SELECT 1 FROM json_each(e.doc, '$.cast') j WHERE ");
+        compare(q, x, &eq, true);
+        put(q, ")");
+        return;
+    }
+    if (c->field == SD_SEG_F_PRICE) {
+        put(q, "(s.currency = ");
+        param_text(q, c->currency);
+        put(q, " AND ");
+        compare(q, x, c, false);
+        put(q, ")");
+        return;
+    }
+    compare(q, x, c, is_text_field(c->field));
+}
+
+/* Extra purchase-time bounds of a bought leaf (first/last purchase rewrites). */
+struct bounds {
+    bool has_lo, has_hi;
+    int64_t lo, hi; /* seconds */
+};
+
+/* Which index a sales subquery reads (0004_segment_indexes.sql). Every choice is spelled out
+ * with INDEXED BY: the planner has no statistics (nobody runs ANALYZE) and, left alone, walks
+ * an index whose order scatters its table reads. */
+static const char *sales_index(const struct sd_seg_cond *where, size_t n_where,
+                               enum sd_seg_measure m, bool is_count, const struct bounds *b)
+{
+    bool doc = is_count && (m == SD_SEG_M_TICKETS || m == SD_SEG_M_SPEND);
+    bool few_events = false;
+    for (size_t i = 0; i < n_where; i++) {
+        enum sd_seg_field f = where[i].field;
+        doc = doc || f == SD_SEG_F_TICKET_CATEGORY || f == SD_SEG_F_QUANTITY;
+        few_events = few_events || (f == SD_SEG_F_EVENT_ID &&
+                                    (where[i].op == SD_SEG_EQ || where[i].op == SD_SEG_IN));
+    }
+    if (doc) {
+        /* The document is in the table only: the few sales of named events through the
+         * event index, otherwise one pass over the table in rowid order. */
+        return few_events ? "seg_sales_event" : "sales_seq";
+    }
+    bool timed = b && (b->has_lo || b->has_hi);
+    if (n_where == 0 && !timed && (!is_count || m == SD_SEG_M_PURCHASES)) {
+        return "sales_customer"; /* the customer key is all it reads, in customer order */
+    }
+    return "seg_sales_event"; /* covers event, purchase time, customer, currency, price */
+}
+
+/* " FROM sales s INDEXED BY … [join] WHERE <scope, filters, currency, bounds>". */
+static void sales_from(struct q *q, const char *index, const char *join,
+                       const struct sd_seg_cond *where, size_t n_where, const char *currency,
+                       const struct bounds *b)
+{
+    put(q, " FROM sales s INDEXED BY ");
+    put(q, index);
+    if (join) {
+        put(q, join);
+    }
+    put(q, " WHERE s.tenant_id = ?1 AND s.env = ?2 AND s.customer_id <> '" SD_ANON_CUSTOMER "'");
+    bool any_event = false;
+    for (size_t i = 0; i < n_where; i++) {
+        any_event = any_event || is_event_field(where[i].field);
+    }
+    if (any_event) {
+        put(q, " AND s.event_ref IN (SELECT e.event_id FROM events e WHERE e.tenant_id = ?1"
+               " AND e.env = ?2");
+        for (size_t i = 0; i < n_where; i++) {
+            if (is_event_field(where[i].field)) {
+                put(q, " AND ");
+                cond_sql(q, &where[i]);
+            }
+        }
+        put(q, ")");
+    }
+    for (size_t i = 0; i < n_where; i++) {
+        if (!is_event_field(where[i].field)) {
+            put(q, " AND ");
+            cond_sql(q, &where[i]);
+        }
+    }
+    if (currency && currency[0]) {
+        put(q, " AND s.currency = ");
+        param_text(q, currency);
+    }
+    if (b && b->has_lo) {
+        put(q, " AND s.purchase_datetime >= ");
+        param_time(q, b->lo, false);
+    }
+    if (b && b->has_hi) {
+        put(q, " AND s.purchase_datetime < ");
+        param_time(q, b->hi, false);
+    }
+}
+
+/* "p.id IN (profiles of the customers with a matching sale)", or NOT IN. The sales give the
+ * distinct customer keys first, so each buyer's profile is looked up once, not once a sale. */
+static void bought_leaf(struct q *q, bool in, const struct sd_seg_rule *r, const struct bounds *b)
+{
+    put(q, in ? "p.id IN (" : "p.id NOT IN (");
+    put(q, "SELECT c.profile_id FROM customers c INDEXED BY seg_customers_key"
+           " WHERE c.tenant_id = ?1 AND c.env = ?2 AND c.profile_id IS NOT NULL"
+           " AND (c.source, c.customer_id) IN (SELECT s.source, s.customer_id");
+    sales_from(q, sales_index(r->where, r->n_where, 0, false, b), NULL, r->where, r->n_where,
+               NULL, b);
+    put(q, "))");
+}
+
+/* Whether a count comparison holds for a profile without any matching sale (value 0). */
+static bool holds_at_zero(const struct sd_seg_cond *c)
+{
+    int64_t a = c->n > 0 ? c->v[0].num : 0, b = c->n > 1 ? c->v[1].num : 0;
+    switch (c->op) {
+    case SD_SEG_EQ: return a == 0;
+    case SD_SEG_NE: return a != 0;
+    case SD_SEG_GT: return 0 > a;
+    case SD_SEG_GTE: return 0 >= a;
+    case SD_SEG_LT: return 0 < a;
+    case SD_SEG_LTE: return 0 <= a;
+    case SD_SEG_BETWEEN: return a <= 0 && 0 <= b;
+    case SD_SEG_IN:
+        for (size_t i = 0; i < c->n; i++) {
+            if (c->v[i].num == 0) {
+                return true;
+            }
+        }
+        return false;
+    default: return false;
+    }
+}
+
+/* Counts are per profile, over all its source records. Purchases, tickets and spend add up, so
+ * they are summed per customer key first (one group per buyer, in the index's order where it
+ * can) and those partial sums per profile; distinct events do not add up and are grouped by
+ * profile directly. */
+static void count_leaf(struct q *q, const struct sd_seg_rule *r)
+{
+    static const char *const partial[] = {
+        [SD_SEG_M_PURCHASES] = "count(*)",
+        [SD_SEG_M_TICKETS] = "coalesce(sum(json_extract(s.doc, '$.quantity')), 0)",
+        [SD_SEG_M_EVENTS] = NULL,
+        [SD_SEG_M_SPEND] =
+            "coalesce(sum(s.sales_price_minor * json_extract(s.doc, '$.quantity')), 0)",
+    };
+    if ((unsigned)r->measure > SD_SEG_M_SPEND || r->n_cmp == 0) {
+        q->err = -EINVAL;
+        return;
+    }
+    bool zero = true;
+    for (size_t i = 0; i < r->n_cmp; i++) {
+        zero = zero && holds_at_zero(&r->cmp[i]);
+    }
+    const char *index = sales_index(r->where, r->n_where, r->measure, true, NULL);
+    const char *currency = r->measure == SD_SEG_M_SPEND ? r->currency : NULL;
+    const char *total;
+    put(q, zero ? "p.id NOT IN (" : "p.id IN (");
+    if (r->measure == SD_SEG_M_EVENTS) {
+        put(q, "SELECT c.profile_id");
+        /* CROSS JOIN keeps sales the outer loop: the filters first, then each matching sale's
+         * customer key to its profile. */
+        sales_from(q, index, " CROSS JOIN customers c INDEXED BY seg_customers_key", r->where,
+                   r->n_where, NULL, NULL);
+        put(q, " AND c.tenant_id = ?1 AND c.env = ?2 AND c.source = s.source"
+               " AND c.customer_id = s.customer_id AND c.profile_id IS NOT NULL");
+        total = "count(DISTINCT s.event_ref)";
+    } else {
+        put(q, "SELECT c.profile_id FROM (SELECT s.source AS src, s.customer_id AS cid, ");
+        put(q, partial[r->measure]);
+        put(q, " AS v");
+        sales_from(q, index, NULL, r->where, r->n_where, currency, NULL);
+        put(q, " GROUP BY s.source, s.customer_id) x JOIN customers c INDEXED BY"
+               " seg_customers_key ON c.tenant_id = ?1 AND c.env = ?2 AND c.source = x.src"
+               " AND c.customer_id = x.cid WHERE c.profile_id IS NOT NULL");
+        total = "sum(x.v)";
+    }
+    put(q, zero ? " GROUP BY c.profile_id HAVING NOT (" : " GROUP BY c.profile_id HAVING (");
+    for (size_t i = 0; i < r->n_cmp; i++) {
+        if (i) {
+            put(q, " AND ");
+        }
+        compare(q, total, &r->cmp[i], false);
+    }
+    put(q, "))");
+}
+
+/* first/last purchase within a range, as bought leaves (see the top of the file). */
+static void purchase_range(struct q *q, const struct sd_seg_rule *r, const struct range *g)
+{
+    bool last = r->kind == SD_SEG_LAST_PURCHASE;
+    struct bounds inner = {0}, outer = {0};
+    bool need_inner, need_outer;
+    if (last) {
+        /* some purchase ≥ lo, none ≥ hi */
+        inner = (struct bounds){.has_lo = g->has_lo, .lo = g->lo};
+        outer = (struct bounds){.has_lo = true, .lo = g->hi};
+        need_inner = true;
+        need_outer = g->has_hi;
+    } else {
+        /* some purchase < hi, none < lo */
+        inner = (struct bounds){.has_hi = g->has_hi, .hi = g->hi};
+        outer = (struct bounds){.has_hi = true, .hi = g->lo};
+        need_inner = true;
+        need_outer = g->has_lo;
+    }
+    put(q, "(");
+    if (need_inner) {
+        bought_leaf(q, true, r, &inner);
+    }
+    if (need_outer) {
+        put(q, " AND ");
+        bought_leaf(q, false, r, &outer);
+    }
+    put(q, ")");
+}
+
+static void purchase_leaf(struct q *q, const struct sd_seg_rule *r)
+{
+    if (r->n_cmp == 0) {
+        q->err = -EINVAL;
+        return;
+    }
+    put(q, "(");
+    for (size_t i = 0; i < r->n_cmp; i++) {
+        const struct sd_seg_cond *c = &r->cmp[i];
+        if (i) {
+            put(q, " AND ");
+        }
+        if (c->op == SD_SEG_EXISTS) {
+            bought_leaf(q, c->exists, r, NULL);
+            continue;
+        }
+        struct range g;
+        if (cond_range(q, c, false, &g) < 0) {
+            q->err = -EINVAL;
+            return;
+        }
+        if (g.negate) {
+            put(q, "(");
+            bought_leaf(q, true, r, NULL);
+            put(q, " AND NOT ");
+            purchase_range(q, r, &g);
+            put(q, ")");
+        } else {
+            purchase_range(q, r, &g);
+        }
+    }
+    put(q, ")");
+}
+
+static void customer_leaf(struct q *q, const struct sd_seg_rule *r)
+{
+    put(q, "p.id IN (SELECT c.profile_id FROM customers c WHERE c.tenant_id = ?1 AND c.env = ?2"
+           " AND c.profile_id IS NOT NULL");
+    for (size_t i = 0; i < r->n_where; i++) {
+        put(q, " AND ");
+        cond_sql(q, &r->where[i]);
+    }
+    put(q, ")");
+}
+
+static void rule_sql(struct q *q, const struct sd_seg_rule *r, unsigned depth)
+{
+    if (!r || depth > 64 || q->err) {
+        q->err = -EINVAL;
+        return;
+    }
+    switch (r->kind) {
+    case SD_SEG_ALL:
+    case SD_SEG_ANY:
+        if (r->n_kids == 0) {
+            put(q, r->kind == SD_SEG_ALL ? "1" : "0");
+            return;
+        }
+        put(q, "(");
+        for (size_t i = 0; i < r->n_kids; i++) {
+            if (i) {
+                put(q, r->kind == SD_SEG_ALL ? " AND " : " OR ");
+            }
+            rule_sql(q, r->kids[i], depth + 1);
+        }
+        put(q, ")");
+        return;
+    case SD_SEG_NOT:
+        if (r->n_kids != 1) {
+            q->err = -EINVAL;
+            return;
+        }
+        put(q, "NOT (");
+        rule_sql(q, r->kids[0], depth + 1);
+        put(q, ")");
+        return;
+    case SD_SEG_BOUGHT: bought_leaf(q, true, r, NULL); return;
+    case SD_SEG_COUNT: count_leaf(q, r); return;
+    case SD_SEG_FIRST_PURCHASE:
+    case SD_SEG_LAST_PURCHASE: purchase_leaf(q, r); return;
+    case SD_SEG_CUSTOMER: customer_leaf(q, r); return;
+    }
+    q->err = -EINVAL;
+}
+
+/* The whole query: the members' ids (count_only: their number). */
+static int build(struct q *q, const struct sd_seg_rule *rule, int64_t now_usec, bool count_only)
+{
+    sd_buf_init(&q->sql);
+    q->now_sec = now_usec / 1000000;
+    q->today = q->now_sec >= 0 ? q->now_sec / 86400 : -((-q->now_sec + 86399) / 86400);
+    put(q, count_only ? "SELECT count(*)" : "SELECT p.id");
+    put(q, " FROM profiles p WHERE p.tenant_id = ?1 AND p.env = ?2 AND p.opt_out = 0"
+           " AND p.suppressed = 0");
+    if (!count_only) {
+        put(q, " AND p.id > ?3");
+    }
+    put(q, " AND ");
+    rule_sql(q, rule, 0);
+    if (!count_only) {
+        put(q, " ORDER BY p.id LIMIT ?4");
+    }
+    return q->err;
+}
+
+/* ---- running it ------------------------------------------------------------------------------- */
+
+/* sd_fold(x): the model's text folding, so stored text compares like the rule's values. */
+static void fold_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    const unsigned char *t = sqlite3_value_text(argv[0]);
+    if (!t) {
+        sqlite3_result_null(ctx);
+        return;
+    }
+    char *f = sd_text_fold((const char *)t);
+    sqlite3_result_text(ctx, f, -1, free);
+}
+
+/* Register sd_fold on c unless it has it (registering again would expire every statement
+ * cached on the connection). */
+static int ensure_fold(struct conn *c)
+{
+    sqlite3_stmt *probe = NULL;
+    if (sqlite3_prepare_v2(c->db, "SELECT sd_fold('')", -1, &probe, NULL) == SQLITE_OK) {
+        sqlite3_finalize(probe);
+        return 0;
+    }
+    int rc = sqlite3_create_function_v2(c->db, "sd_fold", 1,
+                                        SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
+                                        NULL, fold_fn, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? 0 : sd_sqlite_fail(c, rc, "register sd_fold");
+}
+
+static int progress_cb(void *arg)
+{
+    const int64_t *deadline = arg;
+    return sd_mono_usec() > *deadline;
+}
+
+/* Prepare q on c and bind the scope and every parameter. */
+static int prepare(struct conn *c, const struct q *q, int64_t tenant_id, enum sd_env env,
+                   sqlite3_stmt **ret)
+{
+    sqlite3_stmt *st = NULL;
+    /* The text holds no values (they are bound), so it may be logged. */
+    sd_log(SD_LOG_DEBUG, "segment query", "sql=\"%s\"", q->sql.data);
+    int rc = sqlite3_prepare_v2(c->db, q->sql.data, (int)q->sql.len + 1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        return sd_sqlite_fail(c, rc, "prepare segment query");
+    }
+    rc = sqlite3_bind_int64(st, 1, tenant_id) | sqlite3_bind_int(st, 2, (int)env);
+    for (size_t i = 0; i < q->n_binds; i++) {
+        int n = (int)(PARAM_FIRST + i);
+        const struct bind *b = &q->binds[i];
+        rc |= b->type == B_INT ? sqlite3_bind_int64(st, n, b->i)
+                               : sqlite3_bind_text(st, n, b->text, -1, SQLITE_STATIC);
+    }
+    if (rc != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    *ret = st;
+    return 0;
+}
+
+/* Step st; an interruption by the progress handler becomes -ETIME. */
+static int step(struct conn *c, sqlite3_stmt *st, const char *op)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+        return rc;
+    }
+    if (rc == SQLITE_INTERRUPT) {
+        sd_log(SD_LOG_WARN, "segment query cut off", "op=%s limit_s=%lld", op,
+               (long long)(QUERY_MAX_USEC / 1000000));
+        return -ETIME;
+    }
+    return sd_sqlite_fail(c, rc, op);
+}
+
+static int seg_count(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                     const struct sd_seg_rule *rule, int64_t now_usec, int64_t *ret)
+{
+    if (!rule || !sd_sqlite_env_ok(env)) {
+        return -EINVAL;
+    }
+    struct q q = {0};
+    int r = build(&q, rule, now_usec, true);
+    if (r < 0) {
+        q_release(&q);
+        return r;
+    }
+    struct conn *c = NULL;
+    r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        q_release(&q);
+        return r;
+    }
+    sqlite3_stmt *st = NULL;
+    int64_t deadline = sd_mono_usec() + QUERY_MAX_USEC;
+    r = ensure_fold(c);
+    if (r == 0) {
+        r = prepare(c, &q, tenant_id, env, &st);
+    }
+    if (r == 0) {
+        sqlite3_progress_handler(c->db, 10000, progress_cb, &deadline);
+        r = step(c, st, "segment count");
+        sqlite3_progress_handler(c->db, 0, NULL, NULL);
+        if (r == SQLITE_ROW) {
+            *ret = sqlite3_column_int64(st, 0);
+            r = 0;
+        } else if (r >= 0) {
+            r = sd_sqlite_fail(c, SQLITE_ERROR, "segment count: no row");
+        }
+    }
+    sqlite3_finalize(st);
+    sd_sqlite_pool_put(s, c);
+    q_release(&q);
+    return r;
+}
+
+static int cmp_source(const void *a, const void *b)
+{
+    const struct sd_seg_member_source *x = a, *y = b;
+    int r = strcmp(x->source, y->source);
+    return r ? r : strcmp(x->customer_id, y->customer_id);
+}
+
+/* Fill m's e-mail and source ids from the profile's source records. */
+static int member_sources(struct conn *c, int64_t tenant_id, enum sd_env env,
+                          struct sd_seg_member *m)
+{
+    sqlite3_stmt *st = sd_sqlite_stmt_extra(c, SLOT_SOURCES, SQL_SOURCES);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sqlite3_bind_int64(st, 1, m->profile_id) | sqlite3_bind_int64(st, 2, tenant_id) |
+         sqlite3_bind_int(st, 3, (int)env)) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (m->n_sources == cap) {
+            cap = cap ? cap * 2 : 2;
+            m->sources = sd_realloc(m->sources, cap * sizeof(*m->sources));
+        }
+        struct sd_seg_member_source *src = &m->sources[m->n_sources++];
+        src->source = sd_sqlite_column_strdup(st, 0);
+        src->customer_id = sd_sqlite_column_strdup(st, 1);
+        if (!src->source) {
+            src->source = sd_strdup("");
+        }
+        if (!src->customer_id) {
+            src->customer_id = sd_strdup("");
+        }
+        if (!m->email && sqlite3_column_type(st, 2) == SQLITE_TEXT) {
+            m->email = sd_sqlite_column_strdup(st, 2);
+        }
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE) {
+        return sd_sqlite_fail(c, rc, "segment member sources");
+    }
+    if (m->n_sources > 1) {
+        qsort(m->sources, m->n_sources, sizeof(*m->sources), cmp_source);
+    }
+    return 0;
+}
+
+static int seg_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       const struct sd_seg_rule *rule, int64_t now_usec, int64_t after,
+                       size_t limit, struct sd_seg_member_page *ret)
+{
+    if (!rule || !sd_sqlite_env_ok(env) || limit < 1 || limit > SD_SEGMENT_MEMBERS_MAX) {
+        return -EINVAL;
+    }
+    struct q q = {0};
+    int r = build(&q, rule, now_usec, false);
+    if (r < 0) {
+        q_release(&q);
+        return r;
+    }
+    struct conn *c = NULL;
+    r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        q_release(&q);
+        return r;
+    }
+    struct sd_seg_member_page page = {.next_after = after};
+    sqlite3_stmt *st = NULL;
+    bool in_tx = false;
+    int64_t deadline = sd_mono_usec() + QUERY_MAX_USEC;
+    r = ensure_fold(c);
+    if (r < 0) {
+        goto out;
+    }
+    r = prepare(c, &q, tenant_id, env, &st);
+    if (r < 0) {
+        goto out;
+    }
+    if ((sqlite3_bind_int64(st, 3, after) | sqlite3_bind_int64(st, 4, (int64_t)limit + 1)) !=
+        SQLITE_OK) {
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        goto out;
+    }
+    r = sd_sqlite_run(c, ST_BEGIN);
+    if (r < 0) {
+        goto out;
+    }
+    in_tx = true;
+    page.v = sd_calloc(limit, sizeof(*page.v));
+    sqlite3_progress_handler(c->db, 10000, progress_cb, &deadline);
+    while ((r = step(c, st, "segment members")) == SQLITE_ROW) {
+        if (page.n == limit) {
+            page.has_more = true;
+            break;
+        }
+        page.v[page.n++].profile_id = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_progress_handler(c->db, 0, NULL, NULL);
+    if (r < 0) {
+        goto out;
+    }
+    sqlite3_reset(st);
+    for (size_t i = 0; i < page.n; i++) {
+        r = member_sources(c, tenant_id, env, &page.v[i]);
+        if (r < 0) {
+            goto out;
+        }
+    }
+    if (page.n > 0) {
+        page.next_after = page.v[page.n - 1].profile_id;
+    }
+    r = 0;
+out:
+    sqlite3_finalize(st);
+    if (in_tx) {
+        (void)sd_sqlite_run(c, ST_COMMIT); /* ends the read transaction */
+    }
+    sd_sqlite_pool_put(s, c);
+    q_release(&q);
+    if (r == 0) {
+        *ret = page;
+    } else {
+        sd_seg_member_page_release(&page);
+    }
+    return r;
+}
+
+const struct sd_store_segment_ops sd_sqlite_segment_ops = {
+    .create = seg_create,
+    .update = seg_update,
+    .set_count = seg_set_count,
+    .remove = seg_remove,
+    .get = seg_get,
+    .list = seg_list,
+    .count = seg_count,
+    .members = seg_members,
+};

@@ -19,6 +19,7 @@
 #include "base/base.h"
 #include "base/log.h"
 #include "sqlite_internal.h"
+#include "sqlite_profiles.h"
 #include "store/store.h"
 
 static const char *env_name(enum sd_env env)
@@ -46,6 +47,10 @@ int sd_sqlite_write_begin(struct sd_store *s)
             r = sd_sqlite_fail(c, rc, "max seq");
         }
         sqlite3_reset(st);
+    }
+    if (r == 0) {
+        /* An erasure may have deleted the rows that carried the highest numbers. */
+        r = sd_sqlite_profile_seq_floor(s, &s->seq);
     }
     if (r < 0) {
         (void)sd_sqlite_run(c, ST_ROLLBACK);
@@ -244,6 +249,8 @@ static const char *batch_source(const struct sd_batch *b)
     return b->source && *b->source ? b->source : SD_SOURCE_WEBHOOK;
 }
 
+/* Upsert each customer record, then link it to its profile (sqlite_profiles.c) in the same
+ * transaction, so a committed record always has a profile with up-to-date flags. */
 static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                            const struct sd_batch *b, int64_t now)
 {
@@ -252,6 +259,7 @@ static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env en
     if (!st) {
         return -EIO;
     }
+    struct sd_sqlite_link_ctx link = {0};
     for (size_t i = 0; i < b->n_customers; i++) {
         const struct sd_customer_rec *cu = &b->customers[i];
         int64_t seq = s->seq + 1;
@@ -272,6 +280,10 @@ static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env en
             return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "customer upsert") : r;
         }
         s->seq = seq;
+        r = sd_sqlite_profile_link(s, tenant_id, env, &link, batch_source(b), cu, now);
+        if (r < 0) {
+            return r;
+        }
     }
     return 0;
 }

@@ -52,6 +52,20 @@ CREATE TABLE profiles (
 );
 CREATE INDEX profiles_link ON profiles (tenant_id, env, link_key);
 
+-- Customers stored before this migration get their profiles now, by the default rule (same
+-- e-mail; every tenant's link_rule is 'email' and the suppression list is empty at this point),
+-- so segments see them too.
+INSERT INTO profiles (tenant_id, env, link_key, opt_out, suppressed, created_usec, updated_usec)
+    SELECT tenant_id, env, email_key, max(coalesce(ad_opt_out, 0)), 0, min(updated_usec),
+           max(updated_usec)
+    FROM customers WHERE profile_id IS NULL AND email_key IS NOT NULL
+    GROUP BY tenant_id, env, email_key ORDER BY min(seq);
+UPDATE customers SET profile_id = (SELECT min(p.id) FROM profiles p
+                                   WHERE p.tenant_id = customers.tenant_id
+                                     AND p.env = customers.env
+                                     AND p.link_key = customers.email_key)
+    WHERE profile_id IS NULL;
+
 -- E-mail addresses never to push to (by SHA-256 of the trimmed, lowercased address):
 -- operator suppressions and erased persons.
 CREATE TABLE suppression (

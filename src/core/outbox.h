@@ -1,0 +1,132 @@
+/* outbox.h — the audience push (issue #4 §3, seed §5–§7): a push request becomes a durable
+ * delivery row, and worker threads send it to the target with retries, flow control and a rate
+ * limit.
+ *
+ * Delivery semantics (at least once, made effectively once by the receiver):
+ *  - The row is committed (synchronous=FULL) before the push answers 202. It carries a random
+ *    Idempotency-Key, sent unchanged with every attempt of that run.
+ *  - A worker leases the row in the same statement that claims it; before sending it extends the
+ *    lease to now + the target's HTTP timeout + SD_OUTBOX_LEASE_MARGIN_USEC, so the lease always
+ *    outlasts the request and two workers (threads or processes) never send one delivery at once.
+ *  - The outcome (and, for a 201, the remote segment id) is written in the transaction that ends
+ *    the lease: once that commits the delivery is never sent again. If the process dies between
+ *    the receiver's answer and that commit, the lease runs out and the delivery is sent again
+ *    with the same Idempotency-Key — the receiver discards the duplicate by key.
+ *  - The body is built at send time from the segment's current members, so a retry or a replay
+ *    applies the opt-outs, suppressions and erasures of that moment.
+ *
+ * Retry policy (sd_outbox_classify, sd_outbox_backoff_usec): 2xx with a segment_id delivers;
+ * 5xx, 408, timeouts and connection errors retry with back-off (at most SD_OUTBOX_MAX_ATTEMPTS
+ * attempts, then dead); 429 waits for Retry-After and gives its attempt back; 3xx and other 4xx
+ * are dead at once, with the remote answer kept. A dead delivery can be replayed
+ * (sd_outbox_retry): a new run with attempts reset and a new Idempotency-Key.
+ *
+ * Test knob: STAGEDOOR_OUTBOX_TIME_SCALE (read once; default 1, range 0.000001..1) multiplies
+ * the back-off schedule and the default 429 wait, so 0.001 turns 30 s into 30 ms. It does not
+ * touch Retry-After values sent by the receiver, HTTP timeouts, leases or the one-hour rate
+ * window. Fault hook: STAGEDOOR_FAULT=outbox_after_send[:N] ends the process with _exit(137)
+ * right after the N-th 2xx answer arrives, before it is recorded (base/fault.h).
+ *
+ * Thread rules: the policy functions are pure and reentrant. sd_outbox_new/free from one thread
+ * (serve's main thread); wake, push and retry from any thread. */
+#ifndef SD_CORE_OUTBOX_H
+#define SD_CORE_OUTBOX_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/hub.h"
+#include "model/model.h"
+#include "store/audience.h"
+
+#define SD_OUTBOX_MAX_ATTEMPTS 6
+#define SD_OUTBOX_THREADS 4
+#define SD_OUTBOX_WINDOW_USEC (3600LL * 1000000)     /* rate window: a rolling hour */
+#define SD_OUTBOX_LEASE_MARGIN_USEC (10LL * 1000000) /* lease beyond the HTTP timeout */
+#define SD_OUTBOX_CLAIM_LEASE_USEC (120LL * 1000000) /* lease while the body is built */
+#define SD_OUTBOX_RETRY_AFTER_MAX_S 3600             /* 429: longest wait honoured */
+#define SD_OUTBOX_RETRY_AFTER_DEFAULT_S 60           /* 429 without Retry-After */
+#define SD_OUTBOX_MAX_429_WAITS 50                   /* 429s in one run before dead */
+#define SD_OUTBOX_MAX_CUSTOMERS 1000000              /* members in one push */
+#define SD_OUTBOX_MAX_ANSWER (1024 * 1024)           /* receiver's answer read */
+#define SD_OUTBOX_KEPT_ANSWER 2048                   /* receiver's answer kept in the record */
+
+/* ---- policy (pure) --------------------------------------------------------------------------- */
+
+/* The scale factor from STAGEDOOR_OUTBOX_TIME_SCALE (1 if unset or out of range). */
+double sd_outbox_time_scale(void);
+
+/* Back-off before attempt `failed + 1` after `failed` failed attempts (1 ≤ failed < max):
+ * uniform ("full jitter") over the whole step [lo, hi] of the base schedule 0 s, 30 s, 5 min,
+ * 30 min, 2 h, 6 h — after attempt 1 between 0 and 30 s, after attempt 2 between 30 s and 5 min,
+ * …, after attempt 5 between 2 h and 6 h — multiplied by scale. rnd is a uniform random 64-bit
+ * value. sd_outbox_backoff_bounds gives [lo, hi] unscaled. */
+int64_t sd_outbox_backoff_usec(int failed, uint64_t rnd, double scale);
+void sd_outbox_backoff_bounds(int failed, int64_t *ret_lo, int64_t *ret_hi);
+
+enum sd_outbox_verdict {
+    SD_OUTBOX_DELIVERED, /* done; the remote segment id is known */
+    SD_OUTBOX_RETRY,     /* transient: back off, uses up the attempt */
+    SD_OUTBOX_WAIT,      /* 429 flow control: wait, the attempt is given back */
+    SD_OUTBOX_REJECTED,  /* fails for good at once */
+};
+/* transport_err: sd_http_fetch's result (0 = an answer arrived, then status counts);
+ * has_segment_id: the answer is a JSON object with a non-empty segment_id; is_update: the
+ * push named a remote_segment_id (an update may be answered by any 2xx without a new id). */
+enum sd_outbox_verdict sd_outbox_classify(int transport_err, long status, bool has_segment_id,
+                                          bool is_update);
+
+/* 429 wait: Retry-After (seconds or HTTP-date) bounded to SD_OUTBOX_RETRY_AFTER_MAX_S, or the
+ * scaled default when absent or unreadable. */
+int64_t sd_outbox_retry_after_usec(const char *retry_after, double scale);
+
+/* The rate plan (sd_outbox_plan_fn, store/audience.h): the j-th waiting delivery may go at the
+ * earliest time t ≥ now at which fewer than `limit` sends — those given plus the slots of the
+ * waiting deliveries before it — fall inside (t - window, t]. */
+void sd_outbox_plan(const int64_t *sends, size_t n_sends, int64_t limit, int64_t window_usec,
+                    int64_t now_usec, size_t n_waiting, int64_t *ret_slots);
+
+/* A clock for the store's outbox ops: now, the one-hour window, lease_usec and sd_outbox_plan. */
+struct sd_outbox_clock sd_outbox_clock_now(int64_t lease_usec);
+
+/* prefix + 16 random hex digits ("dlv_", "tgt_"); a UUID-v4-shaped random Idempotency-Key.
+ * Heap strings; NULL if the system's randomness failed. */
+char *sd_outbox_new_id(const char *prefix);
+char *sd_outbox_new_idem_key(void);
+
+/* ---- views and operator actions (shared by the API and the CLI) ------------------------------ */
+
+/* The delivery as shown: delivery_id, client_id, environment, segment_id, target_id, state,
+ * kind, attempts, max_attempts, next_attempt_at, waiting_for ("rate_limit", "retry",
+ * "flow_control" or null), last_status, last_error, last_response, remote_segment_id,
+ * idempotency_key, customers, created_at, updated_at, first_sent_at, delivered_at, history.
+ * New reference. */
+json_t *sd_outbox_delivery_view(const struct sd_delivery *d);
+
+/* Replay a dead delivery: queued again now with attempts reset and a new Idempotency-Key (the
+ * body will be rebuilt, so it is a new request for the receiver); the old key is kept in the
+ * record. -ENOENT missing, -EBUSY not dead, or a store error. */
+int sd_outbox_retry(struct sd_store_handle *st, const char *delivery_id);
+
+/* ---- push and the worker --------------------------------------------------------------------- */
+
+/* Queue a push of segment_id to target_id for (tenant_id, env). Both must exist in that tenant
+ * and environment: -ENOENT with *ret_what = "segment" or "target" otherwise (ret_what may be
+ * NULL). On success the delivery is committed and *ret_id (heap) names it; the worker is woken.
+ * Returns 0, -ENOENT or a store error. */
+int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const char *segment_id,
+                   const char *target_id, char **ret_id, const char **ret_what);
+
+struct sd_outbox;
+
+/* Start SD_OUTBOX_THREADS worker threads on the hub's store. */
+int sd_outbox_new(struct sd_hub *hub, struct sd_outbox **ret);
+/* Stop: threads finish the attempt they are in (bounded by its HTTP timeout) and record it,
+ * then exit. NULL is fine. */
+void sd_outbox_free(struct sd_outbox *o);
+/* Look for due deliveries now (after a push or a replay). NULL is fine. */
+void sd_outbox_wake(struct sd_outbox *o);
+
+#endif

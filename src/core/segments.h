@@ -1,0 +1,94 @@
+/* segments.h — segments (issue #4 §2): named rules over a tenant+environment's customers and
+ * sales, their member counts and their members, for the HTTP API (api/segments.c) and the
+ * audience push (core/outbox.c).
+ *
+ * A segment is stored with its rule as sent; membership is never stored: every count and every
+ * member page is computed by the store in SQL at the time of the call, so today's opt-outs,
+ * suppressions and erasures (profile flags kept current by the profiles part) always apply,
+ * and relative dates ("730 days ago") are resolved against the clock of the call. The count
+ * stored with a segment is the one computed at creation or at the last PUT (computed_usec).
+ *
+ * Thread rules: every function may be called from any thread. Counting and member pages run
+ * on a read connection of the store (they never block the writer and may take seconds over
+ * millions of sales); definitions are written through the store's control plane.
+ * Errors: 0 / negative errno — -ENOENT no such segment in this tenant+env, -EINVAL invalid
+ * body or rule (details in `errors`), -ENOSPC the tenant+env has SD_SEGMENTS_MAX segments,
+ * -ETIME the membership query ran into the store's time limit, -EIO store failure. */
+#ifndef SD_CORE_SEGMENTS_H
+#define SD_CORE_SEGMENTS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/hub.h"
+#include "model/model.h"
+#include "store/audience.h"
+
+#define SD_SEGMENT_NAME_MAX 200         /* bytes */
+#define SD_SEGMENT_DESCRIPTION_MAX 2000 /* bytes */
+
+struct sd_segment {
+    char *id; /* "seg_" + 16 hex */
+    int64_t tenant_id;
+    enum sd_env env;
+    char *name;
+    char *description;
+    json_t *rules;        /* the rule as sent (owned reference) */
+    int64_t member_count; /* at computed_usec; -1 if never counted */
+    int64_t computed_usec;
+    int64_t created_usec;
+    int64_t updated_usec;
+};
+void sd_segment_free(struct sd_segment *s); /* NULL is fine */
+
+/* Load a segment of this tenant/env: 0, -ENOENT, -EIO. */
+int sd_segment_load(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
+                    const char *segment_id, struct sd_segment **ret);
+
+struct sd_member_source {
+    char *source;
+    char *customer_id;
+};
+struct sd_member {
+    int64_t profile_id;
+    char *email; /* of the most recently updated source record that has one; NULL if none */
+    struct sd_member_source *sources; /* every source record of the profile, by (source, id) */
+    size_t n_sources;
+};
+struct sd_member_page {
+    struct sd_member *v;
+    size_t n;
+    bool has_more;      /* members with a greater profile id exist */
+    int64_t next_after; /* pass as `after` for the next page (the last id of this one) */
+};
+void sd_member_page_release(struct sd_member_page *p);
+
+/* Current members (opt-outs, suppressions and erasures of right now applied), profile_id > after,
+ * at most limit (≤ 10000), in profile id order. -EINVAL if limit is out of range or the stored
+ * rule no longer parses. */
+int sd_segment_members(struct sd_hub *hub, const struct sd_segment *seg, int64_t after,
+                       size_t limit, struct sd_member_page *ret);
+
+/* ---- for the HTTP API ---------------------------------------------------------------------- */
+
+/* Create from a request body {"segment_name", "description"?, "rules"}: checks it (errors get
+ * JSON Pointers into the body, e.g. /rules/all/1/bought/composer), counts the members, stores
+ * the segment with that count and returns it. */
+int sd_segment_create(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const json_t *body,
+                      struct sd_segment **ret, struct sd_issues *errors);
+/* Change any of segment_name, description, rules (body may be NULL or {}: nothing changes) and
+ * count the members again; returns the segment as stored. */
+int sd_segment_update(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const char *id,
+                      const json_t *body, struct sd_segment **ret, struct sd_issues *errors);
+/* Every segment of the tenant+env, oldest first. Free with sd_segments_free. */
+int sd_segment_list(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
+                    struct sd_segment ***ret, size_t *ret_n);
+void sd_segments_free(struct sd_segment **v, size_t n);
+int sd_segment_delete(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const char *id);
+/* {"segment_id", "segment_name", "description", "rules", "member_count", "computed_at",
+ * "created_at", "updated_at"} (times RFC 3339 UTC). New reference. */
+json_t *sd_segment_view(const struct sd_segment *s);
+
+#endif

@@ -1,0 +1,61 @@
+/* targets.h — push targets (issue #4 §3): the systems segments are pushed to, configured per
+ * tenant and environment. One set of rules for the admin API and the CLI: a configuration is
+ * checked completely when it is saved (every error with a JSON Pointer into the body) and shown
+ * the same way everywhere, with the secrets (app_key, secure_token) replaced by "(set)" — once
+ * set they are never returned, printed or logged; only the outbox worker reads them.
+ *
+ * Settings (the body of POST, and PATCH with any subset):
+ *   type              "audience_push" (required on create; cannot change)
+ *   environment       "test" | "prod" (required on create; cannot change)
+ *   url               https:// URL the segment is POSTed to (http:// only for a loopback host)
+ *   app_key           sent as X-App-Key (secret)
+ *   secure_token      sent as X-Secure-Token (secret)
+ *   segments_per_hour rate limit per rolling hour, 1..10000 (default 50)
+ *   source            optional: the source (as in customer records' `source`) whose customer
+ *                     ids this target understands; members with a record from it are sent
+ *                     with that customer_id, others by e-mail only. null on PATCH removes it
+ *   timeout_seconds   HTTP timeout per attempt, 1..300 (default 30)
+ *   name              optional label, at most 200 characters
+ *
+ * Thread rules: any thread. */
+#ifndef SD_CORE_TARGETS_H
+#define SD_CORE_TARGETS_H
+
+#include <jansson.h>
+
+#include "model/model.h"
+#include "store/audience.h"
+#include "store/store.h"
+
+#define SD_TARGET_TYPE_PUSH "audience_push"
+
+/* Create for tenant; *ret_id (heap) is the new "tgt_…" id. 0, -EINVAL with errors, or a store
+ * error. */
+int sd_target_config_create(struct sd_store_handle *st, const struct sd_tenant *tenant,
+                            const json_t *body, char **ret_id, struct sd_issues *errors);
+/* Update (PATCH): members sent replace the stored ones; secrets not sent keep their value.
+ * -ENOENT if the id is not this tenant's. */
+int sd_target_config_update(struct sd_store_handle *st, const struct sd_tenant *tenant,
+                            const char *id, const json_t *body, struct sd_issues *errors);
+/* Fetch a target of this tenant: -ENOENT if missing or another tenant's. */
+int sd_target_config_get(struct sd_store_handle *st, const struct sd_tenant *tenant, const char *id,
+                         struct sd_target *ret);
+/* As shown to operators: target_id, client_id, type, environment, the settings with secrets as
+ * "(set)", created_at, updated_at. New reference. */
+json_t *sd_target_config_view(const struct sd_target *t);
+
+/* The settings as the worker uses them, parsed from a stored document. */
+struct sd_target_settings {
+    char *url;
+    char *app_key;
+    char *secure_token;
+    char *source; /* NULL: e-mail only */
+    char *name;   /* NULL if unset */
+    int64_t segments_per_hour;
+    int64_t timeout_seconds;
+};
+/* 0, or -EINVAL if the document lacks a required member (never for a stored one). */
+int sd_target_settings_parse(const char *doc, struct sd_target_settings *ret);
+void sd_target_settings_release(struct sd_target_settings *s);
+
+#endif

@@ -1,0 +1,147 @@
+/* audience_outbox.c — the store's outbox wrappers (store/audience.h, outbox part) and the
+ * release helpers of the structs it hands out. Like store.c's wrappers they add nothing but a
+ * check that the backend implements the op (-ENOTSUP otherwise). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/audience.h"
+#include "store/store.h"
+
+static const char *const state_names[] = {"queued", "sending", "retrying", "delivered", "dead"};
+
+const char *sd_delivery_state_name(enum sd_delivery_state st)
+{
+    return (unsigned)st < sizeof(state_names) / sizeof(state_names[0]) ? state_names[st] : "?";
+}
+
+int sd_delivery_state_parse(const char *name, enum sd_delivery_state *ret)
+{
+    for (size_t i = 0; name && i < sizeof(state_names) / sizeof(state_names[0]); i++) {
+        if (strcmp(name, state_names[i]) == 0) {
+            *ret = (enum sd_delivery_state)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+void sd_target_release(struct sd_target *t)
+{
+    if (!t) {
+        return;
+    }
+    free(t->id);
+    free(t->client_id);
+    free(t->type);
+    free(t->doc);
+    *t = (struct sd_target){0};
+}
+
+void sd_targets_free(struct sd_target *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++) {
+        sd_target_release(&v[i]);
+    }
+    free(v);
+}
+
+void sd_delivery_release(struct sd_delivery *d)
+{
+    if (!d) {
+        return;
+    }
+    free(d->id);
+    free(d->client_id);
+    free(d->segment_id);
+    free(d->target_id);
+    free(d->idem_key);
+    free(d->doc);
+    *d = (struct sd_delivery){0};
+}
+
+void sd_deliveries_free(struct sd_delivery *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++) {
+        sd_delivery_release(&v[i]);
+    }
+    free(v);
+}
+
+#define OPS(h) (sd_store_handle_ops(h)->outbox)
+#define CALL(op, ...)                                                                              \
+    (OPS(h) && OPS(h)->op ? OPS(h)->op(sd_store_handle_backend(h), __VA_ARGS__) : -ENOTSUP)
+
+int sd_store_target_put(struct sd_store_handle *h, const struct sd_target *t, bool create)
+{
+    return CALL(target_put, t, create);
+}
+
+int sd_store_target_get(struct sd_store_handle *h, const char *id, struct sd_target *ret)
+{
+    return CALL(target_get, id, ret);
+}
+
+int sd_store_target_list(struct sd_store_handle *h, int64_t tenant_id, struct sd_target **ret,
+                         size_t *ret_n)
+{
+    return CALL(target_list, tenant_id, ret, ret_n);
+}
+
+int sd_store_target_delete(struct sd_store_handle *h, const char *id)
+{
+    return CALL(target_delete, id);
+}
+
+int sd_store_delivery_insert(struct sd_store_handle *h, const struct sd_delivery *d,
+                             const struct sd_outbox_clock *clk)
+{
+    return CALL(delivery_insert, d, clk);
+}
+
+int sd_store_delivery_get(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                          const char *id, struct sd_delivery *ret)
+{
+    return CALL(delivery_get, tenant_id, env, id, ret);
+}
+
+int sd_store_delivery_list(struct sd_store_handle *h, const struct sd_delivery_filter *f,
+                           struct sd_delivery **ret, size_t *ret_n, bool *ret_more)
+{
+    return CALL(delivery_list, f, ret, ret_n, ret_more);
+}
+
+int sd_store_delivery_next_due(struct sd_store_handle *h, int64_t *ret_usec)
+{
+    return CALL(delivery_next_due, ret_usec);
+}
+
+int sd_store_delivery_claim(struct sd_store_handle *h, const struct sd_outbox_clock *clk,
+                            struct sd_delivery *ret)
+{
+    return CALL(delivery_claim, clk, ret);
+}
+
+int sd_store_delivery_renew(struct sd_store_handle *h, const char *id, int64_t lease_until_usec,
+                            int64_t new_lease_until_usec)
+{
+    return CALL(delivery_renew, id, lease_until_usec, new_lease_until_usec);
+}
+
+int sd_store_delivery_finish(struct sd_store_handle *h, const char *id, int64_t lease_until_usec,
+                             const struct sd_delivery_outcome *o)
+{
+    return CALL(delivery_finish, id, lease_until_usec, o);
+}
+
+int sd_store_delivery_requeue(struct sd_store_handle *h, const char *id, const char *idem_key,
+                              const char *doc, const struct sd_outbox_clock *clk)
+{
+    return CALL(delivery_requeue, id, idem_key, doc, clk);
+}
+
+int sd_store_remote_segment_get(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                                const char *target_id, const char *segment_id, char **ret)
+{
+    return CALL(remote_segment_get, tenant_id, env, target_id, segment_id, ret);
+}

@@ -1,0 +1,671 @@
+/* test_outbox.c — the audience push outbox without the network: the back-off schedule and its
+ * jitter bounds, how answers are classified, the 429 wait, the rate plan (checked against a
+ * brute-force reading of "at most L sends in any rolling window"), push target validation, and
+ * the store's outbox operations on a real SQLite file: FIFO and the rate limit at claim time,
+ * leases (no double claim, takeover after expiry with the same Idempotency-Key), fencing of
+ * late outcomes, the remote segment id, replay, and claims racing from two store handles (two
+ * processes) with two threads each. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "base/base.h"
+#include "core/outbox.h"
+#include "core/targets.h"
+#include "store/audience.h"
+#include "store/store.h"
+
+#define SEC 1000000LL
+#define HOUR (3600 * SEC)
+
+/* ---- back-off -------------------------------------------------------------------------------- */
+
+static void test_backoff_schedule_and_jitter_bounds(void **state)
+{
+    (void)state;
+    static const int64_t want[][2] = {
+        {0, 30 * SEC},             /* after attempt 1 */
+        {30 * SEC, 300 * SEC},     /* after attempt 2 */
+        {300 * SEC, 1800 * SEC},   /* after attempt 3 */
+        {1800 * SEC, 7200 * SEC},  /* after attempt 4 */
+        {7200 * SEC, 21600 * SEC}, /* after attempt 5 */
+    };
+    int64_t min_total = 0, max_total = 0;
+    for (int failed = 1; failed <= 5; failed++) {
+        int64_t lo, hi;
+        sd_outbox_backoff_bounds(failed, &lo, &hi);
+        assert_int_equal(lo, want[failed - 1][0]);
+        assert_int_equal(hi, want[failed - 1][1]);
+        min_total += lo;
+        max_total += hi;
+        /* The extremes of the random value reach the ends of the step. */
+        assert_int_equal(sd_outbox_backoff_usec(failed, 0, 1.0), lo);
+        assert_true(sd_outbox_backoff_usec(failed, UINT64_MAX, 1.0) >= hi - 1);
+        assert_true(sd_outbox_backoff_usec(failed, UINT64_MAX, 1.0) <= hi);
+        /* Many random draws stay inside and spread over the step (full jitter). */
+        int64_t seen_lo = INT64_MAX, seen_hi = 0;
+        for (int i = 0; i < 2000; i++) {
+            uint64_t rnd;
+            assert_int_equal(sd_random_bytes(&rnd, sizeof(rnd)), 0);
+            int64_t v = sd_outbox_backoff_usec(failed, rnd, 1.0);
+            assert_true(v >= lo && v <= hi);
+            seen_lo = v < seen_lo ? v : seen_lo;
+            seen_hi = v > seen_hi ? v : seen_hi;
+            /* The scale knob shrinks the same draw proportionally. */
+            int64_t s = sd_outbox_backoff_usec(failed, rnd, 0.001);
+            assert_true(s >= lo / 1000 - 1 && s <= hi / 1000 + 1);
+        }
+        assert_true(seen_lo < lo + (hi - lo) / 10);
+        assert_true(seen_hi > hi - (hi - lo) / 10);
+    }
+    /* Six attempts spread over hours, not seconds: at least 2 h 35 min between first and last. */
+    assert_true(min_total >= 2 * HOUR + 35 * 60 * SEC);
+    assert_true(max_total <= 9 * HOUR);
+    /* Out-of-range inputs are clamped to the schedule's ends. */
+    int64_t lo, hi;
+    sd_outbox_backoff_bounds(0, &lo, &hi);
+    assert_int_equal(hi, 30 * SEC);
+    sd_outbox_backoff_bounds(99, &lo, &hi);
+    assert_int_equal(hi, 21600 * SEC);
+}
+
+/* ---- classification -------------------------------------------------------------------------- */
+
+static void test_classification(void **state)
+{
+    (void)state;
+    static const struct {
+        int err;
+        long status;
+        bool has_id, update;
+        enum sd_outbox_verdict want;
+    } cases[] = {
+        {0, 201, true, false, SD_OUTBOX_DELIVERED},
+        {0, 200, true, false, SD_OUTBOX_DELIVERED},
+        {0, 202, true, false, SD_OUTBOX_DELIVERED},
+        {0, 201, false, false, SD_OUTBOX_REJECTED}, /* created, but which segment? */
+        {0, 204, false, false, SD_OUTBOX_REJECTED},
+        {0, 200, false, true, SD_OUTBOX_DELIVERED}, /* an update keeps the known id */
+        {0, 204, false, true, SD_OUTBOX_DELIVERED},
+        {0, 500, false, false, SD_OUTBOX_RETRY},
+        {0, 502, false, false, SD_OUTBOX_RETRY},
+        {0, 503, false, false, SD_OUTBOX_RETRY},
+        {0, 504, false, false, SD_OUTBOX_RETRY},
+        {0, 408, false, false, SD_OUTBOX_RETRY},
+        {0, 429, false, false, SD_OUTBOX_WAIT},
+        {0, 400, false, false, SD_OUTBOX_REJECTED},
+        {0, 401, false, false, SD_OUTBOX_REJECTED},
+        {0, 403, false, false, SD_OUTBOX_REJECTED},
+        {0, 404, false, false, SD_OUTBOX_REJECTED},
+        {0, 409, false, false, SD_OUTBOX_REJECTED},
+        {0, 422, false, false, SD_OUTBOX_REJECTED},
+        {0, 301, false, false, SD_OUTBOX_REJECTED},
+        {0, 302, false, false, SD_OUTBOX_REJECTED},
+        {0, 307, false, false, SD_OUTBOX_REJECTED},
+        {0, 100, false, false, SD_OUTBOX_REJECTED},
+        {-ETIMEDOUT, 0, false, false, SD_OUTBOX_RETRY},
+        {-ECONNREFUSED, 0, false, false, SD_OUTBOX_RETRY},
+        {-EIO, 0, false, false, SD_OUTBOX_RETRY},
+        {-EFBIG, 0, false, false, SD_OUTBOX_REJECTED},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        enum sd_outbox_verdict v =
+            sd_outbox_classify(cases[i].err, cases[i].status, cases[i].has_id, cases[i].update);
+        if (v != cases[i].want) {
+            fail_msg("case %zu (err %d, status %ld): got %d, want %d", i, cases[i].err,
+                     cases[i].status, (int)v, (int)cases[i].want);
+        }
+    }
+}
+
+static void test_retry_after(void **state)
+{
+    (void)state;
+    assert_int_equal(sd_outbox_retry_after_usec("5", 1.0), 5 * SEC);
+    assert_int_equal(sd_outbox_retry_after_usec("0", 1.0), 0);
+    assert_int_equal(sd_outbox_retry_after_usec("86400", 1.0), 3600 * SEC); /* bounded */
+    assert_int_equal(sd_outbox_retry_after_usec(NULL, 1.0), 60 * SEC);      /* default */
+    assert_int_equal(sd_outbox_retry_after_usec("soon", 1.0), 60 * SEC);
+    assert_int_equal(sd_outbox_retry_after_usec(NULL, 0.001), 60 * 1000); /* scaled default */
+    assert_int_equal(sd_outbox_retry_after_usec("2", 0.001), 2 * SEC);    /* theirs: not scaled */
+    assert_int_equal(sd_outbox_retry_after_usec("Wed, 21 Oct 2015 07:28:00 GMT", 1.0), 0);
+}
+
+/* ---- the rate plan --------------------------------------------------------------------------- */
+
+static size_t in_window(const int64_t *v, size_t n, int64_t t, int64_t w)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) {
+        c += v[i] > t - w && v[i] <= t;
+    }
+    return c;
+}
+
+static void test_plan_examples(void **state)
+{
+    (void)state;
+    const int64_t now = 1000 * HOUR, w = HOUR;
+    int64_t slots[4];
+
+    /* Nothing sent: two may go now, the third one window after the first. */
+    sd_outbox_plan(NULL, 0, 2, w, now, 3, slots);
+    assert_int_equal(slots[0], now);
+    assert_int_equal(slots[1], now);
+    assert_int_equal(slots[2], now + w);
+
+    /* Limit 2, sent at now-50min and now-10min: the next goes when the older leaves (+10 min),
+     * the one after when the newer does. */
+    int64_t sends[] = {now - 50 * 60 * SEC, now - 10 * 60 * SEC};
+    sd_outbox_plan(sends, 2, 2, w, now, 3, slots);
+    assert_int_equal(slots[0], now + 10 * 60 * SEC);
+    assert_int_equal(slots[1], now + 50 * 60 * SEC);
+    assert_int_equal(slots[2], now + 70 * 60 * SEC);
+
+    /* 50 per hour, 50 sent over the last 50 minutes: the 51st waits for the first send + 1 h. */
+    int64_t fifty[50];
+    for (int i = 0; i < 50; i++) {
+        fifty[i] = now - (50 - i) * 60 * SEC;
+    }
+    sd_outbox_plan(fifty, 50, 50, w, now, 1, slots);
+    assert_int_equal(slots[0], fifty[0] + w);
+
+    /* Limit lowered below what was sent: wait until enough have left the window. */
+    int64_t three[] = {now - 30 * 60 * SEC, now - 20 * 60 * SEC, now - 10 * 60 * SEC};
+    sd_outbox_plan(three, 3, 1, w, now, 1, slots);
+    assert_int_equal(slots[0], three[2] + w);
+
+    /* Below the limit: at once. */
+    sd_outbox_plan(three, 3, 50, w, now, 2, slots);
+    assert_int_equal(slots[0], now);
+    assert_int_equal(slots[1], now);
+}
+
+static void test_plan_brute_force(void **state)
+{
+    (void)state;
+    const int64_t w = 100; /* small units so minimality can be checked step by step */
+    for (int round = 0; round < 300; round++) {
+        uint32_t rnd[8];
+        assert_int_equal(sd_random_bytes(rnd, sizeof(rnd)), 0);
+        int64_t now = 1000;
+        int64_t limit = 1 + rnd[0] % 5;
+        size_t ns = rnd[1] % 8, nw = 1 + rnd[2] % 8;
+        int64_t sends[8];
+        for (size_t i = 0; i < ns; i++) {
+            sends[i] = now - (int64_t)(rnd[3 + i % 5] >> (i * 3)) % w; /* inside the window */
+        }
+        /* ascending */
+        for (size_t i = 1; i < ns; i++) {
+            for (size_t k = i; k > 0 && sends[k - 1] > sends[k]; k--) {
+                int64_t t = sends[k];
+                sends[k] = sends[k - 1];
+                sends[k - 1] = t;
+            }
+        }
+        int64_t slots[8];
+        sd_outbox_plan(sends, ns, limit, w, now, nw, slots);
+        int64_t all[16];
+        size_t na = 0;
+        for (size_t i = 0; i < ns; i++) {
+            all[na++] = sends[i];
+        }
+        for (size_t j = 0; j < nw; j++) {
+            int64_t t = slots[j];
+            assert_true(t >= now);
+            assert_true(j == 0 || t >= slots[j - 1]); /* FIFO */
+            /* Allowed at t, and not one unit earlier (unless it is now). */
+            assert_true(in_window(all, na, t, w) < (size_t)limit);
+            if (t > now) {
+                assert_true(in_window(all, na, t - 1, w) >= (size_t)limit);
+            }
+            all[na++] = t;
+        }
+    }
+}
+
+/* ---- targets --------------------------------------------------------------------------------- */
+
+struct fx {
+    char tmp[64];
+    char dir[96];
+    struct sd_store_handle *h;
+    struct sd_tenant acme;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = sd_calloc(1, sizeof(*f));
+    snprintf(f->tmp, sizeof(f->tmp), "/tmp/sd_outbox_test.XXXXXX");
+    assert_non_null(mkdtemp(f->tmp));
+    snprintf(f->dir, sizeof(f->dir), "%s/data", f->tmp);
+    assert_int_equal(sd_store_open("sqlite", f->dir, &f->h), 0);
+    assert_int_equal(sd_store_tenant_create(f->h, "acme", "Acme Tickets"), 0);
+    assert_int_equal(sd_store_tenant_get(f->h, "acme", &f->acme), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    sd_store_close(f->h);
+    sd_tenant_release(&f->acme);
+    static const char *const files[] = {"stagedoor.db", "stagedoor.db-wal", "stagedoor.db-shm"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char p[160];
+        snprintf(p, sizeof(p), "%s/%s", f->dir, files[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    rmdir(f->tmp);
+    free(f);
+    return 0;
+}
+
+static bool has_error(const struct sd_issues *e, const char *pointer)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        if (strcmp(e->items[i].pointer, pointer) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Create a target from JSON text; returns its id (heap) or fails the test. */
+static char *add_target(struct fx *f, const char *json)
+{
+    json_t *body = json_loads(json, 0, NULL);
+    assert_non_null(body);
+    struct sd_issues errors;
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    char *id = NULL;
+    int r = sd_target_config_create(f->h, &f->acme, body, &id, &errors);
+    if (r != 0) {
+        fail_msg("target create: %d (%s %s)", r, errors.n ? errors.items[0].pointer : "",
+                 errors.n ? errors.items[0].message : "");
+    }
+    sd_issues_release(&errors);
+    json_decref(body);
+    return id;
+}
+
+static void test_target_validation(void **state)
+{
+    struct fx *f = *state;
+    static const struct {
+        const char *body;
+        const char *pointers[4];
+    } bad[] = {
+        {"{}", {"/type", "/environment", "/url", "/app_key"}},
+        {"{\"type\":\"webhook\",\"environment\":\"staging\",\"url\":\"https://x.example/s\","
+         "\"app_key\":\"k\",\"secure_token\":\"t\"}",
+         {"/type", "/environment"}},
+        {"{\"type\":\"audience_push\",\"environment\":\"test\",\"url\":\"http://crm.example/s\","
+         "\"app_key\":\"k\",\"secure_token\":\"t\"}",
+         {"/url"}},
+        {"{\"type\":\"audience_push\",\"environment\":\"test\",\"url\":\"ftp://crm.example/s\","
+         "\"app_key\":\"k\",\"secure_token\":\"t\"}",
+         {"/url"}},
+        {"{\"type\":\"audience_push\",\"environment\":\"test\",\"url\":\"https://u:p@x.example/\","
+         "\"app_key\":\"k\",\"secure_token\":\"t\"}",
+         {"/url"}},
+        {"{\"type\":\"audience_push\",\"environment\":\"test\",\"url\":\"https://x.example/\","
+         "\"app_key\":\"k\\r\\nX-Evil: 1\",\"secure_token\":\"\"}",
+         {"/app_key", "/secure_token"}},
+        {"{\"type\":\"audience_push\",\"environment\":\"test\",\"url\":\"https://x.example/\","
+         "\"app_key\":\"k\",\"secure_token\":\"t\",\"segments_per_hour\":0,"
+         "\"timeout_seconds\":\"30\",\"source\":\"s 360\",\"colour\":\"red\"}",
+         {"/segments_per_hour", "/timeout_seconds", "/source", "/colour"}},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *body = json_loads(bad[i].body, 0, NULL);
+        assert_non_null(body);
+        struct sd_issues errors;
+        sd_issues_init(&errors, SD_MAX_ISSUES);
+        char *id = NULL;
+        assert_int_equal(sd_target_config_create(f->h, &f->acme, body, &id, &errors), -EINVAL);
+        assert_null(id);
+        for (size_t k = 0; k < 4 && bad[i].pointers[k]; k++) {
+            if (!has_error(&errors, bad[i].pointers[k])) {
+                fail_msg("case %zu: no error at %s", i, bad[i].pointers[k]);
+            }
+        }
+        sd_issues_release(&errors);
+        json_decref(body);
+    }
+    /* Loopback may be plain http (tests, a local relay). */
+    char *id = add_target(f, "{\"type\":\"audience_push\",\"environment\":\"test\","
+                             "\"url\":\"http://127.0.0.1:9/s\",\"app_key\":\"k\","
+                             "\"secure_token\":\"t\"}");
+    free(id);
+}
+
+static void test_target_secrets_and_update(void **state)
+{
+    struct fx *f = *state;
+    char *id = add_target(f, "{\"type\":\"audience_push\",\"environment\":\"prod\","
+                             "\"url\":\"https://crm.example/segments\",\"app_key\":\"APPKEY-1\","
+                             "\"secure_token\":\"TOKEN-1\",\"source\":\"s360\"}");
+    struct sd_target t = {0};
+    assert_int_equal(sd_target_config_get(f->h, &f->acme, id, &t), 0);
+    assert_int_equal(t.env, SD_ENV_PROD);
+    json_t *view = sd_target_config_view(&t);
+    char *text = json_dumps(view, 0);
+    assert_null(strstr(text, "APPKEY-1"));
+    assert_null(strstr(text, "TOKEN-1"));
+    assert_string_equal(json_string_value(json_object_get(view, "app_key")), "(set)");
+    assert_string_equal(json_string_value(json_object_get(view, "secure_token")), "(set)");
+    assert_int_equal(json_integer_value(json_object_get(view, "segments_per_hour")), 50);
+    assert_int_equal(json_integer_value(json_object_get(view, "timeout_seconds")), 30);
+    assert_string_equal(json_string_value(json_object_get(view, "source")), "s360");
+    free(text);
+    json_decref(view);
+    sd_target_release(&t);
+
+    /* PATCH: secrets not sent are kept; null removes the source; env cannot change. */
+    json_t *patch = json_loads("{\"segments_per_hour\":2,\"source\":null}", 0, NULL);
+    struct sd_issues errors;
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    assert_int_equal(sd_target_config_update(f->h, &f->acme, id, patch, &errors), 0);
+    json_decref(patch);
+    assert_int_equal(sd_store_target_get(f->h, id, &t), 0);
+    struct sd_target_settings ts = {0};
+    assert_int_equal(sd_target_settings_parse(t.doc, &ts), 0);
+    assert_string_equal(ts.app_key, "APPKEY-1");
+    assert_string_equal(ts.secure_token, "TOKEN-1");
+    assert_null(ts.source);
+    assert_int_equal(ts.segments_per_hour, 2);
+    sd_target_settings_release(&ts);
+    sd_target_release(&t);
+
+    patch = json_loads("{\"environment\":\"test\",\"app_key\":null}", 0, NULL);
+    assert_int_equal(sd_target_config_update(f->h, &f->acme, id, patch, &errors), -EINVAL);
+    assert_true(has_error(&errors, "/environment"));
+    assert_true(has_error(&errors, "/app_key"));
+    json_decref(patch);
+    sd_issues_release(&errors);
+
+    /* Another tenant's id is not found. */
+    assert_int_equal(sd_store_tenant_create(f->h, "beta", "Beta"), 0);
+    struct sd_tenant beta = {0};
+    assert_int_equal(sd_store_tenant_get(f->h, "beta", &beta), 0);
+    assert_int_equal(sd_target_config_get(f->h, &beta, id, &t), -ENOENT);
+    sd_tenant_release(&beta);
+
+    assert_int_equal(sd_store_target_delete(f->h, id), 0);
+    assert_int_equal(sd_store_target_delete(f->h, id), -ENOENT);
+    free(id);
+}
+
+/* ---- the store's outbox ---------------------------------------------------------------------- */
+
+static struct sd_outbox_clock clock_at(int64_t now)
+{
+    return (struct sd_outbox_clock){
+        .now_usec = now, .window_usec = HOUR, .lease_usec = 60 * SEC, .plan = sd_outbox_plan};
+}
+
+static void insert(struct fx *f, const char *id, const char *target, const char *key, int64_t now)
+{
+    struct sd_delivery d = {.id = (char *)id,
+                            .tenant_id = f->acme.id,
+                            .env = SD_ENV_TEST,
+                            .segment_id = (char *)"seg_1",
+                            .target_id = (char *)target,
+                            .idem_key = (char *)key,
+                            .doc = (char *)"{\"kind\":\"create\"}"};
+    struct sd_outbox_clock clk = clock_at(now);
+    assert_int_equal(sd_store_delivery_insert(f->h, &d, &clk), 0);
+}
+
+static void get(struct fx *f, const char *id, struct sd_delivery *d)
+{
+    assert_int_equal(sd_store_delivery_get(f->h, f->acme.id, SD_ENV_TEST, id, d), 0);
+}
+
+static void test_claim_fifo_rate_limit_and_leases(void **state)
+{
+    struct fx *f = *state;
+    char *tgt = add_target(f, "{\"type\":\"audience_push\",\"environment\":\"test\","
+                              "\"url\":\"https://crm.example/s\",\"app_key\":\"k\","
+                              "\"secure_token\":\"t\",\"segments_per_hour\":2}");
+    const int64_t t0 = sd_now_usec();
+    insert(f, "dlv_a", tgt, "key-a", t0);
+    insert(f, "dlv_b", tgt, "key-b", t0 + 1);
+    insert(f, "dlv_c", tgt, "key-c", t0 + 2);
+
+    /* Planned at push time: the third waits for the first slot to free, an hour on. */
+    struct sd_delivery d = {0};
+    get(f, "dlv_c", &d);
+    assert_int_equal(d.state, SD_DELIVERY_QUEUED);
+    assert_true(d.next_attempt_usec >= t0 + HOUR);
+    json_t *view = sd_outbox_delivery_view(&d);
+    assert_string_equal(json_string_value(json_object_get(view, "waiting_for")), "rate_limit");
+    json_decref(view);
+    sd_delivery_release(&d);
+
+    /* Claims go in creation order; the third does not go. */
+    struct sd_outbox_clock clk = clock_at(t0 + 10);
+    struct sd_delivery a = {0}, b = {0}, none = {0};
+    assert_int_equal(sd_store_delivery_claim(f->h, &clk, &a), 0);
+    assert_string_equal(a.id, "dlv_a");
+    assert_int_equal(a.state, SD_DELIVERY_SENDING);
+    assert_int_equal(a.attempts, 1);
+    assert_int_equal(a.sent_usec, t0 + 10);
+    assert_int_equal(a.lease_until_usec, t0 + 10 + 60 * SEC);
+    assert_string_equal(a.idem_key, "key-a");
+    clk = clock_at(t0 + 20);
+    assert_int_equal(sd_store_delivery_claim(f->h, &clk, &b), 0);
+    assert_string_equal(b.id, "dlv_b");
+    assert_int_equal(sd_store_delivery_claim(f->h, &clk, &none), -ENOENT);
+    get(f, "dlv_c", &d);
+    assert_int_equal(d.next_attempt_usec, t0 + 10 + HOUR); /* first send + 1 h */
+    sd_delivery_release(&d);
+
+    /* A held lease is not claimed again; an expired one is, with the same key and attempt + 1. */
+    clk = clock_at(t0 + 30 * SEC);
+    assert_int_equal(sd_store_delivery_claim(f->h, &clk, &none), -ENOENT);
+    clk = clock_at(t0 + 61 * SEC);
+    struct sd_delivery again = {0};
+    assert_int_equal(sd_store_delivery_claim(f->h, &clk, &again), 0);
+    assert_string_equal(again.id, "dlv_a");
+    assert_int_equal(again.attempts, 2);
+    assert_string_equal(again.idem_key, "key-a");
+    assert_int_equal(again.sent_usec, t0 + 10); /* the run's first send stays */
+
+    /* The old holder's outcome is refused (fencing); the new holder's is recorded. */
+    struct sd_delivery_outcome oc = {.state = SD_DELIVERY_DELIVERED,
+                                     .doc = "{\"kind\":\"create\",\"remote_segment_id\":\"R1\"}",
+                                     .remote_segment_id = "R1"};
+    assert_int_equal(sd_store_delivery_finish(f->h, a.id, a.lease_until_usec, &oc), -ESTALE);
+    assert_int_equal(sd_store_delivery_renew(f->h, a.id, a.lease_until_usec, t0 + HOUR), -ESTALE);
+    assert_int_equal(sd_store_delivery_finish(f->h, again.id, again.lease_until_usec, &oc), 0);
+    assert_int_equal(sd_store_delivery_finish(f->h, again.id, again.lease_until_usec, &oc),
+                     -ESTALE); /* a delivered row is never finished twice */
+    get(f, "dlv_a", &d);
+    assert_int_equal(d.state, SD_DELIVERY_DELIVERED);
+    assert_int_equal(d.sent_usec, t0 + 10);
+    sd_delivery_release(&d);
+    char *remote = NULL;
+    assert_int_equal(
+        sd_store_remote_segment_get(f->h, f->acme.id, SD_ENV_TEST, tgt, "seg_1", &remote), 0);
+    assert_string_equal(remote, "R1");
+    free(remote);
+    assert_int_equal(
+        sd_store_remote_segment_get(f->h, f->acme.id, SD_ENV_PROD, tgt, "seg_1", &remote),
+        -ENOENT); /* scoped by environment */
+
+    /* 429: retrying, the attempt given back. */
+    struct sd_delivery_outcome wait = {.state = SD_DELIVERY_RETRYING,
+                                       .next_attempt_usec = t0 + 2 * HOUR,
+                                       .attempts_delta = -1,
+                                       .doc = "{\"last_status\":429}"};
+    assert_int_equal(sd_store_delivery_finish(f->h, b.id, b.lease_until_usec, &wait), 0);
+    get(f, "dlv_b", &d);
+    assert_int_equal(d.state, SD_DELIVERY_RETRYING);
+    assert_int_equal(d.attempts, 0);
+    assert_int_equal(d.next_attempt_usec, t0 + 2 * HOUR);
+    assert_int_equal(d.sent_usec, t0 + 20); /* still counts against the window */
+    sd_delivery_release(&d);
+
+    /* An hour after the first send, the third may go (one send left the window). */
+    clk = clock_at(t0 + 10 + HOUR);
+    struct sd_delivery c = {0};
+    assert_int_equal(sd_store_delivery_claim(f->h, &clk, &c), 0);
+    assert_string_equal(c.id, "dlv_c");
+
+    /* Dead, then replayed: queued, attempts reset, new key, new run (no first send yet). */
+    struct sd_delivery_outcome dead = {.state = SD_DELIVERY_DEAD, .doc = "{\"last_status\":400}"};
+    assert_int_equal(sd_store_delivery_finish(f->h, c.id, c.lease_until_usec, &dead), 0);
+    struct sd_outbox_clock rclk = clock_at(t0 + 10 + HOUR + 5);
+    assert_int_equal(sd_store_delivery_requeue(f->h, "dlv_b", "key-new", "{}", &rclk), -EBUSY);
+    assert_int_equal(sd_store_delivery_requeue(f->h, "dlv_zz", "key-new", "{}", &rclk), -ENOENT);
+    assert_int_equal(sd_store_delivery_requeue(f->h, "dlv_c", "key-c2", "{\"replays\":1}", &rclk),
+                     0);
+    get(f, "dlv_c", &d);
+    assert_int_equal(d.state, SD_DELIVERY_QUEUED);
+    assert_int_equal(d.attempts, 0);
+    assert_int_equal(d.sent_usec, 0);
+    assert_string_equal(d.idem_key, "key-c2");
+    sd_delivery_release(&d);
+
+    /* Lists: by state, newest first. */
+    struct sd_delivery_filter flt = {
+        .tenant_id = f->acme.id, .state = SD_DELIVERY_DELIVERED, .limit = 10};
+    struct sd_delivery *v = NULL;
+    size_t n = 0;
+    bool more = true;
+    assert_int_equal(sd_store_delivery_list(f->h, &flt, &v, &n, &more), 0);
+    assert_int_equal(n, 1);
+    assert_false(more);
+    assert_string_equal(v[0].id, "dlv_a");
+    assert_string_equal(v[0].client_id, "acme");
+    sd_deliveries_free(v, n);
+    flt = (struct sd_delivery_filter){.tenant_id = 0, .state = -1, .limit = 2};
+    assert_int_equal(sd_store_delivery_list(f->h, &flt, &v, &n, &more), 0);
+    assert_int_equal(n, 2);
+    assert_true(more);
+    assert_string_equal(v[0].id, "dlv_c");
+    sd_deliveries_free(v, n);
+
+    /* Deleting the target forgets its remote segments. */
+    assert_int_equal(sd_store_target_delete(f->h, tgt), 0);
+    assert_int_equal(
+        sd_store_remote_segment_get(f->h, f->acme.id, SD_ENV_TEST, tgt, "seg_1", &remote), -ENOENT);
+
+    sd_delivery_release(&a);
+    sd_delivery_release(&b);
+    sd_delivery_release(&c);
+    sd_delivery_release(&again);
+    free(tgt);
+}
+
+/* ---- racing claims --------------------------------------------------------------------------- */
+
+#define RACE_N 60
+
+struct racer {
+    struct sd_store_handle *h;
+    char got[RACE_N][32];
+    size_t n;
+};
+
+static void *race(void *arg)
+{
+    struct racer *r = arg;
+    for (int idle = 0; idle < 50;) {
+        struct sd_delivery d = {0};
+        struct sd_outbox_clock clk = clock_at(sd_now_usec());
+        int e = sd_store_delivery_claim(r->h, &clk, &d);
+        if (e == -ENOENT) {
+            idle++;
+            usleep(1000);
+            continue;
+        }
+        assert_int_equal(e, 0);
+        snprintf(r->got[r->n++], sizeof(r->got[0]), "%s", d.id);
+        struct sd_delivery_outcome oc = {.state = SD_DELIVERY_DELIVERED, .doc = "{}"};
+        assert_int_equal(sd_store_delivery_finish(r->h, d.id, d.lease_until_usec, &oc), 0);
+        sd_delivery_release(&d);
+    }
+    return NULL;
+}
+
+static void test_claims_race_across_handles(void **state)
+{
+    struct fx *f = *state;
+    char *t1 = add_target(f, "{\"type\":\"audience_push\",\"environment\":\"test\","
+                             "\"url\":\"https://a.example/s\",\"app_key\":\"k\","
+                             "\"secure_token\":\"t\",\"segments_per_hour\":10000}");
+    char *t2 = add_target(f, "{\"type\":\"audience_push\",\"environment\":\"test\","
+                             "\"url\":\"https://b.example/s\",\"app_key\":\"k\","
+                             "\"secure_token\":\"t\",\"segments_per_hour\":7}");
+    int64_t now = sd_now_usec();
+    for (int i = 0; i < RACE_N; i++) {
+        char id[32], key[32];
+        snprintf(id, sizeof(id), "dlv_%03d", i);
+        snprintf(key, sizeof(key), "k%d", i);
+        insert(f, id, i % 2 ? t1 : t2, key, now);
+    }
+    /* A second handle on the same file plays a second process. */
+    struct sd_store_handle *h2 = NULL;
+    assert_int_equal(sd_store_open("sqlite", f->dir, &h2), 0);
+    struct racer rs[4] = {{.h = f->h}, {.h = f->h}, {.h = h2}, {.h = h2}};
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_create(&th[i], NULL, race, &rs[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+    }
+    sd_store_close(h2);
+    /* Every t1 delivery exactly once; of t2's 30 exactly the limit (7), the oldest ones. */
+    size_t total = 0;
+    char seen[RACE_N] = {0};
+    for (int i = 0; i < 4; i++) {
+        for (size_t k = 0; k < rs[i].n; k++) {
+            int64_t num = -1;
+            assert_int_equal(sd_parse_int64(rs[i].got[k] + 4, false, &num), 0);
+            assert_true(num >= 0 && num < RACE_N);
+            assert_int_equal(seen[num], 0);
+            seen[num] = 1;
+            total++;
+        }
+    }
+    assert_int_equal(total, RACE_N / 2 + 7);
+    for (int i = 0; i < RACE_N; i++) {
+        bool want = i % 2 == 1 || i / 2 < 7;
+        if (seen[i] != want) {
+            fail_msg("dlv_%03d: claimed %d, want %d", i, seen[i], want);
+        }
+    }
+    free(t1);
+    free(t2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_backoff_schedule_and_jitter_bounds),
+        cmocka_unit_test(test_classification),
+        cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_plan_examples),
+        cmocka_unit_test(test_plan_brute_force),
+        cmocka_unit_test_setup_teardown(test_target_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_target_secrets_and_update, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_fifo_rate_limit_and_leases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claims_race_across_handles, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,752 @@
+/* test_segments_store.c — segment membership as the store computes it (sqlite_segments.c), and
+ * the segment definitions (control plane).
+ *
+ * A fresh store per test with a small, hand-made box office: four events, five customers (one
+ * opted out, one without sales, one person also present in a second source, "csv", with the
+ * same e-mail — linked into one profile by the default link rule) and eight sales (one ANON,
+ * one in CHF). Everything goes in through the real write path — validation of JSON bodies and
+ * sd_store_apply_ingest, which links customers into profiles — so no SQL appears here. Each
+ * rule is parsed by core/segment_rules.c and its members compared with the expected set; a
+ * member is named by the smallest customer id among its source records ("A" for A + A2).
+ * Relative dates resolve against a fixed now, 2026-01-01T00:00:00Z. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "base/base.h"
+#include "core/segment_rules.h"
+#include "model/model.h"
+#include "store/audience.h"
+#include "store/store.h"
+
+#define NOW_USEC (1767225600LL * 1000000) /* 2026-01-01T00:00:00Z */
+
+struct fx {
+    char tmp[64];
+    char dir[96];
+    struct sd_store_handle *h;
+    int64_t acme, beta;
+};
+
+/* ---- ingest through the write path ----------------------------------------------------------- */
+
+static void ingest(struct fx *f, int64_t tenant, enum sd_env env, const char *source,
+                   const char *body_text)
+{
+    json_error_t jerr;
+    json_t *body = json_loads(body_text, 0, &jerr);
+    if (!body) {
+        fail_msg("bad fixture JSON: %s", jerr.text);
+    }
+    sd_json_exact_prices(body, body_text, strlen(body_text));
+    struct sd_issues errors, warnings;
+    sd_issues_init(&errors, 10);
+    sd_issues_init(&warnings, 100);
+    struct sd_batch b = {0};
+    if (sd_validate_ingest(body, &b, &errors, &warnings) != 0) {
+        fail_msg("fixture invalid: %s %s", errors.items[0].pointer, errors.items[0].message);
+    }
+    b.source = source;
+    struct sd_apply_result res;
+    sd_apply_result_init(&res);
+    assert_int_equal(sd_store_write_begin(f->h), 0);
+    assert_int_equal(sd_store_savepoint(f->h), 0);
+    assert_int_equal(sd_store_apply_ingest(f->h, tenant, env, &b, &res), 0);
+    if (res.status != 202) {
+        fail_msg("fixture refused: %d %s %s", res.status,
+                 res.errors.n ? res.errors.items[0].pointer : "",
+                 res.errors.n ? res.errors.items[0].message : "");
+    }
+    assert_int_equal(sd_store_savepoint_release(f->h), 0);
+    assert_int_equal(sd_store_write_commit(f->h), 0);
+    sd_apply_result_release(&res);
+    sd_batch_release(&b);
+    sd_issues_release(&errors);
+    sd_issues_release(&warnings);
+    json_decref(body);
+}
+
+#define EV(id, extra)                                                                          \
+    "{\"event_id\":\"" id "\",\"capacity\":100," extra "}"
+#define CU(id, email, extra) "{\"customer_id\":\"" id "\",\"email\":\"" email "\"" extra "}"
+#define SA(inv, ev, cu, when, cat, qty, price, cur)                                            \
+    "{\"invoice_number\":\"" inv "\",\"event_id\":\"" ev "\",\"customer_id\":\"" cu           \
+    "\",\"purchase_datetime\":\"" when "\",\"ticket_category\":\"" cat "\",\"quantity\":" qty \
+    ",\"sales_price\":\"" price "\",\"currency\":\"" cur "\"}"
+
+static void load_fixture(struct fx *f)
+{
+    ingest(f, f->acme, SD_ENV_TEST, NULL,
+           "{\"events\":["
+           EV("E1", "\"title\":\"Otello\",\"work_title\":\"Otello\",\"composer\":\"Giuseppe Verdi\","
+                    "\"cast\":[{\"name\":\"Anna Netrebko\",\"role\":\"Desdemona\"},"
+                    "{\"name\":\"Jonas Kaufmann\",\"role\":\"Otello\"}],\"venue\":\"Staatsoper\","
+                    "\"hall\":\"Main Hall\",\"city\":\"Berlin\",\"date\":\"2025-10-03\","
+                    "\"time\":\"19:30:00\"") ","
+           EV("E2", "\"title\":\"Die Zauberflöte\",\"work_title\":\"Die Zauberflöte\","
+                    "\"composer\":\"Wolfgang Amadeus Mozart\",\"cast\":[{\"name\":\"René Pape\"}],"
+                    "\"venue\":\"Opera House\",\"hall\":\"Great Hall\",\"city\":\"Hamburg\","
+                    "\"date\":\"2025-10-05\",\"time\":\"15:00:00\"") ","
+           EV("E3", "\"title\":\"Requiem\",\"composer\":\"Giuseppe Verdi\",\"venue\":\"Staatsoper\","
+                    "\"hall\":\"Apollo Hall\",\"city\":\"Berlin\",\"date\":\"2024-03-02\","
+                    "\"time\":\"11:00:00\"") ","
+           EV("E4", "\"title\":\"Gala\",\"venue\":\"Konzerthaus\",\"hall\":\"Großer Saal\","
+                    "\"city\":\"Wien\",\"date\":\"2026-01-10\",\"time\":\"20:00:00\"")
+           "],\"customers\":["
+           CU("A", "a@x.org", ",\"salutation\":\"Ms\",\"post_code\":\"10115\",\"city\":\"Berlin\","
+                              "\"ad_opt_out\":false") ","
+           CU("B", "b@x.org", ",\"salutation\":\"Mr\",\"post_code\":\"20095\",\"city\":\"Hamburg\"") ","
+           CU("C", "c@x.org", ",\"salutation\":\"Frau\",\"post_code\":\"10999\"") ","
+           CU("D", "d@x.org", ",\"post_code\":\"10117\",\"ad_opt_out\":true") ","
+           CU("E", "e@x.org", ",\"post_code\":\"80331\",\"city\":\"München\"")
+           "],\"sales\":["
+           SA("S1", "E1", "A", "2025-06-01T10:00:00Z", "regular", "2", "89.00", "EUR") ","
+           SA("S2", "E2", "A", "2025-07-01T10:00:00Z", "VIP", "1", "250.00", "EUR") ","
+           SA("S3", "E2", "B", "2024-01-15T09:00:00Z", "regular", "4", "40.00", "EUR") ","
+           SA("S4", "E3", "C", "2023-12-01T18:00:00Z", "subscription", "1", "30.00", "EUR") ","
+           SA("S5", "E1", "D", "2025-06-02T10:00:00Z", "regular", "1", "89.00", "EUR") ","
+           SA("S6", "E1", "ANON", "2025-06-03T10:00:00Z", "regular", "9", "89.00", "EUR") ","
+           SA("S8", "E4", "B", "2025-12-20T20:00:00Z", "regular", "2", "60.00", "CHF")
+           "]}");
+    /* A's box-office record: another source, the same address in another case. */
+    ingest(f, f->acme, SD_ENV_TEST, "csv",
+           "{\"customers\":[" CU("A2", "A@X.org", "") "],\"sales\":["
+           SA("S7", "E3", "A2", "2022-05-05T12:00:00Z", "comp", "2", "0.00", "EUR") "]}");
+    /* The same kind of data elsewhere must never count: PROD of acme, TEST of beta. */
+    ingest(f, f->acme, SD_ENV_PROD, NULL,
+           "{\"events\":[" EV("E1", "\"title\":\"Otello\",\"composer\":\"Giuseppe Verdi\","
+                                    "\"venue\":\"Staatsoper\",\"hall\":\"Main Hall\","
+                                    "\"city\":\"Berlin\",\"date\":\"2025-10-03\","
+                                    "\"time\":\"19:30:00\"")
+           "],\"customers\":[" CU("P", "p@x.org", ",\"post_code\":\"10115\"")
+           "],\"sales\":[" SA("P1", "E1", "P", "2025-06-01T10:00:00Z", "regular", "5", "89.00",
+                              "EUR") "]}");
+    ingest(f, f->beta, SD_ENV_TEST, NULL,
+           "{\"events\":[" EV("E1", "\"title\":\"Otello\",\"composer\":\"Giuseppe Verdi\","
+                                    "\"venue\":\"Staatsoper\",\"hall\":\"Main Hall\","
+                                    "\"city\":\"Berlin\",\"date\":\"2025-10-03\","
+                                    "\"time\":\"19:30:00\"")
+           "],\"customers\":[" CU("Q", "q@x.org", ",\"post_code\":\"10115\"")
+           "],\"sales\":[" SA("Q1", "E1", "Q", "2025-06-01T10:00:00Z", "regular", "5", "89.00",
+                              "EUR") "]}");
+}
+
+static int setup(void **state)
+{
+    struct fx *f = sd_calloc(1, sizeof(*f));
+    snprintf(f->tmp, sizeof(f->tmp), "/tmp/sd_seg_test.XXXXXX");
+    assert_non_null(mkdtemp(f->tmp));
+    snprintf(f->dir, sizeof(f->dir), "%s/data", f->tmp);
+    assert_int_equal(sd_store_open("sqlite", f->dir, &f->h), 0);
+    assert_int_equal(sd_store_tenant_create(f->h, "acme", "Acme"), 0);
+    assert_int_equal(sd_store_tenant_create(f->h, "beta", "Beta"), 0);
+    struct sd_tenant t = {0};
+    assert_int_equal(sd_store_tenant_get(f->h, "acme", &t), 0);
+    f->acme = t.id;
+    sd_tenant_release(&t);
+    assert_int_equal(sd_store_tenant_get(f->h, "beta", &t), 0);
+    f->beta = t.id;
+    sd_tenant_release(&t);
+    load_fixture(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    sd_store_close(f->h);
+    static const char *const files[] = {"stagedoor.db", "stagedoor.db-wal", "stagedoor.db-shm"};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char p[160];
+        snprintf(p, sizeof(p), "%s/%s", f->dir, files[i]);
+        unlink(p);
+    }
+    rmdir(f->dir);
+    rmdir(f->tmp);
+    free(f);
+    return 0;
+}
+
+/* ---- membership ------------------------------------------------------------------------------ */
+
+static struct sd_seg_rule *rule_of(const char *text)
+{
+    json_error_t jerr;
+    json_t *j = json_loads(text, 0, &jerr);
+    if (!j) {
+        fail_msg("bad rule JSON %s: %s", text, jerr.text);
+    }
+    struct sd_issues errors;
+    sd_issues_init(&errors, 5);
+    struct sd_seg_rule *r = NULL;
+    if (sd_seg_rule_parse(j, "", &r, &errors) != 0) {
+        fail_msg("rule %s: %s %s", text, errors.items[0].pointer, errors.items[0].message);
+    }
+    sd_issues_release(&errors);
+    json_decref(j);
+    return r;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The members of rule as "A,B,C" (each named by its smallest customer id), checked against the
+ * count, and paged through with `page` members per call. */
+static char *members(struct fx *f, int64_t tenant, enum sd_env env, const char *text,
+                     size_t page)
+{
+    struct sd_seg_rule *r = rule_of(text);
+    int64_t n = -1;
+    assert_int_equal(sd_store_segment_count(f->h, tenant, env, r, NOW_USEC, &n), 0);
+    char **names = sd_calloc((size_t)n + 1, sizeof(*names));
+    size_t got = 0;
+    int64_t after = 0, last = 0;
+    for (int guard = 0; guard < 1000; guard++) {
+        struct sd_seg_member_page p = {0};
+        assert_int_equal(sd_store_segment_members(f->h, tenant, env, r, NOW_USEC, after, page, &p),
+                         0);
+        assert_true(p.n <= page);
+        for (size_t i = 0; i < p.n; i++) {
+            assert_true(p.v[i].profile_id > last); /* ordered by profile id */
+            last = p.v[i].profile_id;
+            assert_true(p.v[i].n_sources >= 1);
+            const char *best = p.v[i].sources[0].customer_id;
+            for (size_t j = 1; j < p.v[i].n_sources; j++) {
+                if (strcmp(p.v[i].sources[j].customer_id, best) < 0) {
+                    best = p.v[i].sources[j].customer_id;
+                }
+            }
+            if (got >= (size_t)n) {
+                fail_msg("rule %s: more members than its count %lld", text, (long long)n);
+            }
+            names[got++] = sd_strdup(best);
+        }
+        after = p.next_after;
+        bool more = p.has_more;
+        sd_seg_member_page_release(&p);
+        if (!more) {
+            break;
+        }
+    }
+    if ((int64_t)got != n) {
+        fail_msg("rule %s: %zu members but count %lld", text, got, (long long)n);
+    }
+    qsort(names, got, sizeof(*names), cmp_str);
+    struct sd_buf b;
+    sd_buf_init(&b);
+    sd_buf_puts(&b, "");
+    for (size_t i = 0; i < got; i++) {
+        sd_buf_printf(&b, "%s%s", i ? "," : "", names[i]);
+        free(names[i]);
+    }
+    free(names);
+    sd_seg_rule_free(r);
+    return sd_buf_steal(&b);
+}
+
+struct mcase {
+    const char *rule;
+    const char *want;
+};
+
+static void check_cases(struct fx *f, const struct mcase *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *got = members(f, f->acme, SD_ENV_TEST, cases[i].rule, 10);
+        if (strcmp(got, cases[i].want) != 0) {
+            fail_msg("rule %s: members [%s], want [%s]", cases[i].rule, got, cases[i].want);
+        }
+        free(got);
+    }
+}
+
+#define B(x) "{\"bought\":{" x "}}"
+
+static void test_event_text_fields(void **state)
+{
+    static const struct mcase cases[] = {
+        {B("\"composer\":{\"eq\":\"GIUSEPPE  verdi\"}"), "A,C"}, /* D opted out, S6 ANON */
+        {B("\"composer\":\"giuseppe verdi\""), "A,C"},
+        {B("\"composer\":{\"contains\":\"VERDI\"}"), "A,C"},
+        {B("\"composer\":{\"prefix\":\"wolfgang\"}"), "A,B"},
+        {B("\"composer\":{\"prefix\":\"amadeus\"}"), ""},
+        {B("\"composer\":{\"ne\":\"giuseppe verdi\"}"), "A,B"}, /* E4 has none: counts as ne */
+        {B("\"composer\":{\"in\":[\"Mozart\",\"Wolfgang Amadeus Mozart\"]}"), "A,B"},
+        {B("\"composer\":{\"exists\":false}"), "B"},
+        {B("\"composer\":{\"exists\":true}"), "A,B,C"},
+        {B("\"title\":{\"eq\":\"otello\"}"), "A"},
+        {B("\"title\":{\"contains\":\"ZAUBERFLÖTE\"}"), "A,B"}, /* Unicode case folding */
+        {B("\"work_title\":{\"exists\":false}"), "A,B,C"},      /* E3 (A2, C), E4 (B) */
+        {B("\"work_title\":{\"eq\":\"otello\"}"), "A"},
+        {B("\"cast\":{\"eq\":\"anna netrebko\"}"), "A"},
+        {B("\"cast\":{\"contains\":\"pape\"}"), "A,B"},
+        {B("\"cast\":{\"prefix\":\"jonas\"}"), "A"},
+        {B("\"cast\":{\"in\":[\"René Pape\",\"Nobody\"]}"), "A,B"},
+        {B("\"cast\":{\"ne\":\"anna netrebko\"}"), "A,B,C"},
+        {B("\"cast\":{\"exists\":false}"), "A,B,C"},
+        {B("\"cast\":{\"exists\":true}"), "A,B"},
+        {B("\"venue\":{\"eq\":\"staatsoper\"}"), "A,C"},
+        {B("\"hall\":{\"eq\":\"GROSSER SAAL\"}"), ""}, /* simple folding: ß is not ss */
+        {B("\"hall\":{\"eq\":\"großer saal\"}"), "B"},
+        {B("\"hall\":{\"contains\":\"hall\"}"), "A,B,C"},
+        {B("\"city\":\"Berlin\""), "A,C"},
+        {B("\"city\":[\"wien\",\"hamburg\"]"), "A,B"},
+        {B("\"event_id\":{\"eq\":\"E2\"}"), "A,B"},
+        {B("\"event_id\":{\"eq\":\"e2\"}"), ""}, /* ids are exact */
+        {B("\"event_id\":{\"prefix\":\"E\"}"), "A,B,C"},
+        {B("\"event_id\":{\"in\":[\"E3\",\"E4\"]}"), "A,B,C"},
+        {B("\"event_id\":{\"ne\":\"E1\"}"), "A,B,C"},
+        {B(""), "A,B,C"},
+    };
+    check_cases(*state, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+static void test_event_date_fields(void **state)
+{
+    static const struct mcase cases[] = {
+        {B("\"date\":{\"eq\":\"2025-10-05\"}"), "A,B"},
+        {B("\"date\":\"2025-10-05\""), "A,B"},
+        {B("\"date\":{\"before\":\"2025-01-01\"}"), "A,C"},
+        {B("\"date\":{\"lt\":\"2025-10-03\"}"), "A,C"},
+        {B("\"date\":{\"lte\":\"2025-10-03\"}"), "A,C"},
+        {B("\"date\":{\"after\":\"2025-10-03\"}"), "A,B"},
+        {B("\"date\":{\"gt\":\"2025-10-05\"}"), "B"},
+        {B("\"date\":{\"gte\":\"2025-10-05\"}"), "A,B"},
+        {B("\"date\":{\"between\":[\"2025-10-03\",\"2025-10-05\"]}"), "A,B"},
+        {B("\"date\":{\"between\":[\"2025-10-04\",\"2025-10-04\"]}"), ""},
+        {B("\"date\":{\"ne\":\"2025-10-03\"}"), "A,B,C"},
+        {B("\"date\":{\"eq\":\"2025-10-05T23:59:59Z\"}"), "A,B"}, /* an instant's day */
+        {B("\"date\":{\"after\":\"30 days ago\"}"), "B"},         /* now = 2026-01-01 */
+        {B("\"date\":{\"after\":\"today\"}"), "B"},
+        {B("\"date\":{\"eq\":\"in 9 days\"}"), "B"},
+        {B("\"date\":{\"before\":\"yesterday\"}"), "A,B,C"},
+        {B("\"weekday\":\"saturday\""), "A,B,C"}, /* E3 (A2, C) and E4 (B) */
+        {B("\"weekday\":{\"in\":[\"fri\",\"sun\"]}"), "A,B"},
+        {B("\"weekday\":{\"eq\":\"friday\"}"), "A"},
+        {B("\"weekday\":{\"ne\":\"saturday\"}"), "A,B"},
+        {B("\"weekday\":\"monday\""), ""},
+        {B("\"time\":{\"between\":[\"11:00\",\"16:00\"]}"), "A,B,C"},
+        {B("\"time\":{\"eq\":\"19:30\"}"), "A"},
+        {B("\"time\":{\"gt\":\"19:30\"}"), "B"},
+        {B("\"time\":{\"gte\":\"19:30\"}"), "A,B"},
+        {B("\"time\":{\"lt\":\"15:00\"}"), "A,C"},
+        {B("\"time\":{\"lte\":\"15:00\"}"), "A,B,C"},
+        {B("\"time\":{\"in\":[\"11:00:00\"]}"), "A,C"},
+        {B("\"time\":{\"ne\":\"19:30\"}"), "A,B,C"},
+    };
+    check_cases(*state, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+static void test_sale_fields(void **state)
+{
+    static const struct mcase cases[] = {
+        {B("\"ticket_category\":\"vip\""), "A"},
+        {B("\"ticket_category\":{\"in\":[\"comp\",\"subscription\"]}"), "A,C"},
+        {B("\"ticket_category\":{\"ne\":\"regular\"}"), "A,C"},
+        {B("\"purchased\":{\"after\":\"2025-06-30\"}"), "A,B"},
+        {B("\"purchased\":{\"before\":\"2024-01-01\"}"), "A,C"},
+        {B("\"purchased\":{\"between\":[\"2024-01-01\",\"2024-12-31\"]}"), "B"},
+        {B("\"purchased\":{\"eq\":\"2025-06-01\"}"), "A"},
+        {B("\"purchased\":{\"ne\":\"2025-06-01\"}"), "A,B,C"},
+        {B("\"purchased\":{\"gt\":\"2025-06-01T10:00:00Z\"}"), "A,B"},
+        {B("\"purchased\":{\"gte\":\"2025-07-01T10:00:00Z\"}"), "A,B"},
+        {B("\"purchased\":{\"gt\":\"2025-07-01T10:00:00Z\"}"), "B"},
+        {B("\"purchased\":{\"eq\":\"2025-07-01T12:00:00+02:00\"}"), "A"},
+        {B("\"purchased\":{\"lte\":\"2023-12-01T18:00:00Z\"}"), "A,C"},
+        {B("\"purchased\":{\"lt\":\"2023-12-01T18:00:00Z\"}"), "A"},
+        {B("\"purchased\":{\"after\":\"45 days ago\"}"), "B"},
+        {B("\"purchased\":{\"after\":\"2 weeks ago\"}"), "B"},
+        {B("\"purchased\":{\"after\":\"1 week ago\"}"), ""},
+        {B("\"purchased\":{\"before\":\"in 1 day\",\"after\":\"730 days ago\"}"), "A,B"},
+        {B("\"price\":{\"currency\":\"EUR\",\"gte\":\"89.00\"}"), "A"},
+        {B("\"price\":{\"currency\":\"EUR\",\"lt\":5000}"), "A,B,C"},
+        {B("\"price\":{\"currency\":\"EUR\",\"between\":[\"30.00\",\"40.00\"]}"), "B,C"},
+        {B("\"price\":{\"currency\":\"EUR\",\"eq\":0}"), "A"},
+        {B("\"price\":{\"currency\":\"EUR\",\"ne\":0}"), "A,B,C"},
+        {B("\"price\":{\"currency\":\"EUR\",\"gt\":\"89.00\"}"), "A"},
+        {B("\"price\":{\"currency\":\"EUR\",\"lte\":\"30.00\"}"), "A,C"},
+        {B("\"price\":{\"currency\":\"EUR\",\"in\":[\"250.00\",3000]}"), "A,C"},
+        {B("\"price\":{\"currency\":\"CHF\",\"gte\":1}"), "B"},
+        {B("\"price\":{\"currency\":\"USD\",\"gte\":0}"), ""},
+        {B("\"currency\":\"chf\""), "B"},
+        {B("\"currency\":{\"ne\":\"EUR\"}"), "B"},
+        {B("\"currency\":{\"in\":[\"EUR\"]}"), "A,B,C"},
+        {B("\"quantity\":{\"gte\":4}"), "B"},
+        {B("\"quantity\":{\"in\":[2]}"), "A,B"},
+        {B("\"quantity\":{\"eq\":1}"), "A,C"},
+        {B("\"quantity\":{\"between\":[3,9]}"), "B"}, /* S6 (9) is ANON */
+        {B("\"quantity\":{\"lt\":2}"), "A,C"},
+        {B("\"quantity\":{\"ne\":2}"), "A,B,C"},
+        /* several filters: one sale must match all of them */
+        {B("\"composer\":\"giuseppe verdi\",\"ticket_category\":\"comp\""), "A"},
+        {B("\"city\":\"berlin\",\"purchased\":{\"after\":\"2024-01-01\"}"), "A"},
+        {B("\"city\":\"hamburg\",\"quantity\":{\"gte\":4}"), "B"},
+        {B("\"city\":\"hamburg\",\"ticket_category\":\"VIP\",\"quantity\":{\"gte\":4}"), ""},
+    };
+    check_cases(*state, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+static void test_counts(void **state)
+{
+    /* purchases: A 3 (S1, S2, S7 via its csv record), B 2, C 1, E 0; D opted out */
+    static const struct mcase cases[] = {
+        {"{\"count\":{\"of\":\"purchases\",\"gte\":3}}", "A"},
+        {"{\"count\":{\"of\":\"purchases\",\"eq\":2}}", "B"},
+        {"{\"count\":{\"of\":\"purchases\",\"lt\":2}}", "C,E"},
+        {"{\"count\":{\"of\":\"purchases\",\"eq\":0}}", "E"},
+        {"{\"count\":{\"of\":\"purchases\",\"between\":[1,2]}}", "B,C"},
+        {"{\"count\":{\"of\":\"purchases\",\"between\":[0,1]}}", "C,E"},
+        {"{\"count\":{\"of\":\"purchases\",\"in\":[0,3]}}", "A,E"},
+        {"{\"count\":{\"of\":\"purchases\",\"in\":[2]}}", "B"},
+        {"{\"count\":{\"of\":\"purchases\",\"ne\":1}}", "A,B,E"},
+        {"{\"count\":{\"of\":\"purchases\",\"ne\":0}}", "A,B,C"},
+        {"{\"count\":{\"of\":\"purchases\",\"lte\":1}}", "C,E"},
+        {"{\"count\":{\"of\":\"purchases\",\"gt\":2}}", "A"},
+        {"{\"count\":{\"of\":\"purchases\",\"gte\":0}}", "A,B,C,E"},
+        {"{\"count\":{\"of\":\"purchases\",\"gte\":2,\"lte\":2}}", "B"},
+        /* tickets: A 2+1+2 = 5, B 4+2 = 6, C 1 */
+        {"{\"count\":{\"of\":\"tickets\",\"gte\":5}}", "A,B"},
+        {"{\"count\":{\"of\":\"tickets\",\"eq\":6}}", "B"},
+        {"{\"count\":{\"of\":\"tickets\",\"lt\":5}}", "C,E"},
+        /* distinct events: A E1 E2 E3, B E2 E4, C E3 */
+        {"{\"count\":{\"of\":\"events\",\"eq\":3}}", "A"},
+        {"{\"count\":{\"of\":\"events\",\"gte\":2}}", "A,B"},
+        {"{\"count\":{\"of\":\"events\",\"lt\":2}}", "C,E"},
+        /* spend in EUR: A 2×89 + 250 + 0 = 428.00, B 4×40 = 160.00 (its CHF sale apart), C 30 */
+        {"{\"count\":{\"of\":\"spend\",\"currency\":\"EUR\",\"gte\":\"300.00\"}}", "A"},
+        {"{\"count\":{\"of\":\"spend\",\"currency\":\"EUR\",\"eq\":\"428\"}}", "A"},
+        {"{\"count\":{\"of\":\"spend\",\"currency\":\"EUR\",\"lt\":20000}}", "B,C,E"},
+        {"{\"count\":{\"of\":\"spend\",\"currency\":\"EUR\",\"between\":[\"30.00\",\"160.00\"]}}",
+         "B,C"},
+        {"{\"count\":{\"of\":\"spend\",\"currency\":\"CHF\",\"eq\":\"120.00\"}}", "B"},
+        /* with a filter */
+        {"{\"count\":{\"of\":\"purchases\",\"where\":{\"composer\":\"giuseppe verdi\"},"
+         "\"gte\":2}}",
+         "A"},
+        {"{\"count\":{\"of\":\"purchases\",\"where\":{\"city\":\"hamburg\"},\"eq\":0}}", "C,E"},
+        {"{\"count\":{\"of\":\"tickets\",\"where\":{\"ticket_category\":\"regular\"},\"gte\":2}}",
+         "A,B"},
+        {"{\"count\":{\"of\":\"events\",\"where\":{\"purchased\":{\"after\":\"2025-01-01\"}},"
+         "\"eq\":2}}",
+         "A"},
+        {"{\"count\":{\"of\":\"spend\",\"currency\":\"EUR\",\"where\":{\"event_id\":\"E2\"},"
+         "\"gte\":\"160.00\"}}",
+         "A,B"},
+    };
+    check_cases(*state, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+static void test_first_last_purchase(void **state)
+{
+    /* first: A 2022-05-05, B 2024-01-15, C 2023-12-01; last: A 2025-07-01, B 2025-12-20,
+     * C 2023-12-01; E none */
+    static const struct mcase cases[] = {
+        {"{\"first_purchase\":{\"before\":\"2023-01-01\"}}", "A"},
+        {"{\"first_purchase\":{\"after\":\"2024-01-01\"}}", "B"},
+        {"{\"first_purchase\":{\"eq\":\"2024-01-15\"}}", "B"},
+        {"{\"first_purchase\":{\"ne\":\"2024-01-15\"}}", "A,C"},
+        {"{\"first_purchase\":{\"between\":[\"2023-01-01\",\"2023-12-01\"]}}", "C"},
+        {"{\"first_purchase\":{\"gte\":\"2023-12-01T18:00:00Z\"}}", "B,C"},
+        {"{\"first_purchase\":{\"lte\":\"2023-12-01\"}}", "A,C"},
+        {"{\"first_purchase\":{\"exists\":true}}", "A,B,C"},
+        {"{\"first_purchase\":{\"exists\":false}}", "E"},
+        {"{\"last_purchase\":{\"after\":\"2025-10-01\"}}", "B"},
+        {"{\"last_purchase\":{\"after\":\"365 days ago\"}}", "A,B"},
+        {"{\"last_purchase\":{\"before\":\"2024-06-01\"}}", "C"},
+        {"{\"last_purchase\":{\"before\":\"730 days ago\"}}", "C"},
+        {"{\"last_purchase\":{\"between\":[\"2025-01-01\",\"2025-07-31\"]}}", "A"},
+        {"{\"last_purchase\":{\"eq\":\"2025-07-01\"}}", "A"},
+        {"{\"last_purchase\":{\"ne\":\"2025-07-01\"}}", "B,C"},
+        {"{\"last_purchase\":{\"lt\":\"2025-07-01T10:00:00Z\"}}", "C"},
+        {"{\"last_purchase\":{\"lte\":\"2025-07-01T10:00:00Z\"}}", "A,C"},
+        {"{\"last_purchase\":{\"gt\":\"2025-07-01T10:00:00Z\"}}", "B"},
+        {"{\"last_purchase\":{\"exists\":false}}", "E"},
+        {"{\"last_purchase\":{\"after\":\"2023-01-01\",\"before\":\"2025-10-01\"}}", "A,C"},
+        {"{\"last_purchase\":{\"where\":{\"composer\":\"giuseppe verdi\"},"
+         "\"after\":\"2025-01-01\"}}",
+         "A"},
+        {"{\"last_purchase\":{\"where\":{\"composer\":\"giuseppe verdi\"},"
+         "\"before\":\"2025-01-01\"}}",
+         "C"},
+        {"{\"first_purchase\":{\"where\":{\"city\":\"hamburg\"},\"exists\":false}}", "C,E"},
+    };
+    check_cases(*state, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+static void test_customer_and_boolean(void **state)
+{
+    static const struct mcase cases[] = {
+        {"{\"customer\":{\"post_code\":{\"prefix\":\"10\"}}}", "A,C"}, /* D opted out */
+        {"{\"customer\":{\"post_code\":{\"eq\":\"20095\"}}}", "B"},
+        {"{\"customer\":{\"post_code\":{\"exists\":false}}}", "A"}, /* A2 has none */
+        {"{\"customer\":{\"post_code\":{\"in\":[\"80331\",\"10999\"]}}}", "C,E"},
+        {"{\"customer\":{\"post_code\":{\"contains\":\"09\"}}}", "B,C"},
+        {"{\"customer\":{\"city\":{\"eq\":\"HAMBURG\"}}}", "B"},
+        {"{\"customer\":{\"city\":\"münchen\"}}", "E"},
+        {"{\"customer\":{\"city\":{\"ne\":\"berlin\"}}}", "A,B,C,E"}, /* A2 has no city */
+        {"{\"customer\":{\"salutation\":{\"in\":[\"ms\",\"frau\"]}}}", "A,C"},
+        {"{\"customer\":{\"salutation\":{\"exists\":false}}}", "A,E"},
+        {"{\"customer\":{\"source\":\"csv\"}}", "A"},
+        {"{\"customer\":{\"source\":{\"ne\":\"csv\"}}}", "A,B,C,E"},
+        {"{\"customer\":{\"source\":\"webhook\",\"post_code\":{\"prefix\":\"1\"}}}", "A,C"},
+        {"{\"customer\":{}}", "A,B,C,E"},
+        {"{\"all\":[]}", "A,B,C,E"},
+        {"{\"any\":[]}", ""},
+        {"{\"all\":[" B("\"composer\":\"giuseppe verdi\"") ","
+         "{\"customer\":{\"post_code\":{\"prefix\":\"10\"}}}]}",
+         "A,C"},
+        {"{\"all\":[" B("\"composer\":\"giuseppe verdi\"") ","
+         "{\"customer\":{\"salutation\":\"frau\"}}]}",
+         "C"},
+        {"{\"any\":[{\"count\":{\"of\":\"tickets\",\"gte\":6}},"
+         "{\"customer\":{\"salutation\":\"frau\"}}]}",
+         "B,C"},
+        {"{\"not\":" B("") "}", "E"},
+        {"{\"not\":{\"not\":" B("") "}}", "A,B,C"},
+        {"{\"all\":[" B("\"city\":\"berlin\"") ",{\"not\":" B("\"city\":\"hamburg\"") "}]}", "C"},
+        {"{\"any\":[" B("\"event_id\":\"E4\"") ",{\"all\":[" B("\"event_id\":\"E3\"") ","
+         "{\"last_purchase\":{\"before\":\"2024-01-01\"}}]}]}",
+         "B,C"},
+    };
+    check_cases(*state, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+/* Paging: every page size yields the same members; ids, e-mails and source ids are right. */
+static void test_member_pages(void **state)
+{
+    struct fx *f = *state;
+    for (size_t page = 1; page <= 5; page++) {
+        char *got = members(f, f->acme, SD_ENV_TEST, "{\"all\":[]}", page);
+        assert_string_equal(got, "A,B,C,E");
+        free(got);
+    }
+    struct sd_seg_rule *r = rule_of("{\"customer\":{\"source\":\"csv\"}}");
+    struct sd_seg_member_page p = {0};
+    assert_int_equal(sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 10, &p),
+                     0);
+    assert_int_equal(p.n, 1);
+    assert_false(p.has_more);
+    assert_int_equal(p.next_after, p.v[0].profile_id);
+    /* both source records, ordered by (source, customer_id); the e-mail of the record updated
+     * last (A2, as it was sent) */
+    assert_int_equal(p.v[0].n_sources, 2);
+    assert_string_equal(p.v[0].sources[0].source, "csv");
+    assert_string_equal(p.v[0].sources[0].customer_id, "A2");
+    assert_string_equal(p.v[0].sources[1].source, "webhook");
+    assert_string_equal(p.v[0].sources[1].customer_id, "A");
+    assert_string_equal(p.v[0].email, "A@X.org");
+    int64_t a_id = p.v[0].profile_id;
+    sd_seg_member_page_release(&p);
+    /* after the last member: empty page, cursor unchanged */
+    assert_int_equal(
+        sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, a_id, 10, &p), 0);
+    assert_int_equal(p.n, 0);
+    assert_false(p.has_more);
+    assert_int_equal(p.next_after, a_id);
+    sd_seg_member_page_release(&p);
+    /* limits */
+    assert_int_equal(sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 0, &p),
+                     -EINVAL);
+    assert_int_equal(sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0,
+                                              SD_SEGMENT_MEMBERS_MAX + 1, &p),
+                     -EINVAL);
+    sd_seg_rule_free(r);
+}
+
+/* Scope: PROD of acme and TEST of beta hold the same kind of data and stay apart. */
+static void test_scope(void **state)
+{
+    struct fx *f = *state;
+    const char *rule = B("\"composer\":\"giuseppe verdi\"");
+    char *got = members(f, f->acme, SD_ENV_PROD, rule, 10);
+    assert_string_equal(got, "P");
+    free(got);
+    got = members(f, f->beta, SD_ENV_TEST, rule, 10);
+    assert_string_equal(got, "Q");
+    free(got);
+    got = members(f, f->beta, SD_ENV_PROD, "{\"all\":[]}", 10);
+    assert_string_equal(got, "");
+    free(got);
+}
+
+/* Today's opt-outs, suppressions and erasures apply to the next query. */
+static void test_opt_out_suppression_erasure(void **state)
+{
+    struct fx *f = *state;
+    const char *all = "{\"all\":[]}";
+    /* B opts out through its record */
+    ingest(f, f->acme, SD_ENV_TEST, NULL, "{\"customers\":[" CU("B", "b@x.org",
+                                                              ",\"ad_opt_out\":true") "]}");
+    char *got = members(f, f->acme, SD_ENV_TEST, all, 10);
+    assert_string_equal(got, "A,C,E");
+    free(got);
+    /* E's address is suppressed */
+    const char *keys[] = {"e@x.org"};
+    struct sd_suppress_result sr = {0};
+    assert_int_equal(sd_store_write_begin(f->h), 0);
+    assert_int_equal(sd_store_profile_suppress(f->h, f->acme, SD_ENV_TEST, keys, 1, &sr), 0);
+    assert_int_equal(sd_store_write_commit(f->h), 0);
+    got = members(f, f->acme, SD_ENV_TEST, all, 10);
+    assert_string_equal(got, "A,C");
+    free(got);
+    /* C is erased: gone, and its sale is ANON now, so it buys for nobody */
+    struct sd_erasure_result er = {0};
+    assert_int_equal(sd_store_write_begin(f->h), 0);
+    assert_int_equal(sd_store_profile_erase(f->h, f->acme, SD_ENV_TEST, "webhook", "C", &er), 0);
+    assert_int_equal(sd_store_write_commit(f->h), 0);
+    got = members(f, f->acme, SD_ENV_TEST, B("\"composer\":\"giuseppe verdi\""), 10);
+    assert_string_equal(got, "A");
+    free(got);
+    got = members(f, f->acme, SD_ENV_TEST, B("\"event_id\":\"E3\""), 10);
+    assert_string_equal(got, "A");
+    free(got);
+}
+
+/* ---- definitions ----------------------------------------------------------------------------- */
+
+static void test_definitions(void **state)
+{
+    struct fx *f = *state;
+    struct sd_segment_row row = {
+        .id = "seg_0000000000000001",
+        .tenant_id = f->acme,
+        .env = SD_ENV_TEST,
+        .name = "Verdi lovers",
+        .description = "",
+        .rules = "{\"bought\":{}}",
+        .member_count = 3,
+        .computed_usec = 100,
+        .created_usec = 100,
+        .updated_usec = 100,
+    };
+    assert_int_equal(sd_store_segment_create(f->h, &row), 0);
+    assert_int_equal(sd_store_segment_create(f->h, &row), -EEXIST);
+    row.id = "seg_0000000000000002";
+    row.member_count = -1; /* never counted */
+    row.created_usec = 200;
+    assert_int_equal(sd_store_segment_create(f->h, &row), 0);
+
+    struct sd_segment_row got = {0};
+    assert_int_equal(sd_store_segment_get(f->h, f->acme, SD_ENV_TEST, "seg_0000000000000001",
+                                          &got),
+                     0);
+    assert_string_equal(got.name, "Verdi lovers");
+    assert_string_equal(got.rules, "{\"bought\":{}}");
+    assert_int_equal(got.member_count, 3);
+    assert_int_equal(got.computed_usec, 100);
+    assert_int_equal(got.env, SD_ENV_TEST);
+    sd_segment_row_release(&got);
+    assert_int_equal(sd_store_segment_get(f->h, f->acme, SD_ENV_TEST, "seg_0000000000000002",
+                                          &got),
+                     0);
+    assert_int_equal(got.member_count, -1);
+    assert_int_equal(got.computed_usec, 0);
+    sd_segment_row_release(&got);
+    /* other env, other tenant: not found */
+    assert_int_equal(sd_store_segment_get(f->h, f->acme, SD_ENV_PROD, "seg_0000000000000001",
+                                          &got),
+                     -ENOENT);
+    assert_int_equal(sd_store_segment_get(f->h, f->beta, SD_ENV_TEST, "seg_0000000000000001",
+                                          &got),
+                     -ENOENT);
+    assert_int_equal(sd_store_segment_remove(f->h, f->beta, SD_ENV_TEST, "seg_0000000000000001"),
+                     -ENOENT);
+    assert_int_equal(sd_store_segment_set_count(f->h, f->acme, SD_ENV_PROD,
+                                                "seg_0000000000000001", 1, 1),
+                     -ENOENT);
+
+    struct sd_segment_row *v = NULL;
+    size_t n = 0;
+    assert_int_equal(sd_store_segment_list(f->h, f->acme, SD_ENV_TEST, &v, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].id, "seg_0000000000000001"); /* oldest first */
+    assert_string_equal(v[1].id, "seg_0000000000000002");
+    sd_segment_rows_free(v, n);
+    assert_int_equal(sd_store_segment_list(f->h, f->beta, SD_ENV_TEST, &v, &n), 0);
+    assert_int_equal(n, 0);
+    sd_segment_rows_free(v, n);
+
+    row.id = "seg_0000000000000001";
+    row.name = "Verdi fans";
+    row.rules = "{\"all\":[]}";
+    row.member_count = 4;
+    row.computed_usec = 300;
+    row.updated_usec = 300;
+    assert_int_equal(sd_store_segment_update(f->h, &row), 0);
+    assert_int_equal(sd_store_segment_set_count(f->h, f->acme, SD_ENV_TEST,
+                                                "seg_0000000000000002", 7, 400),
+                     0);
+    assert_int_equal(sd_store_segment_get(f->h, f->acme, SD_ENV_TEST, "seg_0000000000000001",
+                                          &got),
+                     0);
+    assert_string_equal(got.name, "Verdi fans");
+    assert_string_equal(got.rules, "{\"all\":[]}");
+    assert_int_equal(got.member_count, 4);
+    assert_int_equal(got.created_usec, 100); /* kept */
+    assert_int_equal(got.updated_usec, 300);
+    sd_segment_row_release(&got);
+    assert_int_equal(sd_store_segment_get(f->h, f->acme, SD_ENV_TEST, "seg_0000000000000002",
+                                          &got),
+                     0);
+    assert_int_equal(got.member_count, 7);
+    assert_int_equal(got.computed_usec, 400);
+    sd_segment_row_release(&got);
+    row.env = SD_ENV_PROD;
+    assert_int_equal(sd_store_segment_update(f->h, &row), -ENOENT);
+
+    assert_int_equal(sd_store_segment_remove(f->h, f->acme, SD_ENV_TEST, "seg_0000000000000001"),
+                     0);
+    assert_int_equal(sd_store_segment_remove(f->h, f->acme, SD_ENV_TEST, "seg_0000000000000001"),
+                     -ENOENT);
+    assert_int_equal(sd_store_segment_list(f->h, f->acme, SD_ENV_TEST, &v, &n), 0);
+    assert_int_equal(n, 1);
+    sd_segment_rows_free(v, n);
+}
+
+/* At most SD_SEGMENTS_MAX segments per tenant and environment. */
+static void test_definition_limit(void **state)
+{
+    struct fx *f = *state;
+    char id[32];
+    struct sd_segment_row row = {
+        .id = id, .tenant_id = f->beta, .env = SD_ENV_PROD, .name = "n", .description = "d",
+        .rules = "{\"all\":[]}", .member_count = -1,
+    };
+    for (int i = 0; i < SD_SEGMENTS_MAX; i++) {
+        snprintf(id, sizeof(id), "seg_%016x", i);
+        assert_int_equal(sd_store_segment_create(f->h, &row), 0);
+    }
+    snprintf(id, sizeof(id), "seg_%016x", SD_SEGMENTS_MAX);
+    assert_int_equal(sd_store_segment_create(f->h, &row), -ENOSPC);
+    row.env = SD_ENV_TEST; /* another scope has its own budget */
+    assert_int_equal(sd_store_segment_create(f->h, &row), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_event_text_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_event_date_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sale_fields, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_first_last_purchase, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_customer_and_boolean, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_member_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scope, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_opt_out_suppression_erasure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_definitions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_definition_limit, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
