@@ -130,26 +130,37 @@ def main():
     for eid, day in events:
         ev_days.append((eid, [(day - datetime.timedelta(days=d)).isoformat()
                               for d in range(1, 61)]))
-    anon_cut = a.anon
-    no_customers = not customers
-    randrange, rand = rnd.randrange, rnd.random
+    # One 64-bit draw per row, cut into the row's choices; times and prefixes pre-rendered.
+    n_ev, n_cu = len(ev_days), len(customers)
+    anon_per_mille = int(round(a.anon * 1000)) if customers else 1000
+    hms = ["%02d:%02d:%02dZ" % (s // 3600, s // 60 % 60, s % 60) for s in range(86400)]
+    ev_pre = [(eid + ",", days) for eid, days in ev_days]
+    cust_pre = [c + "," for c in customers]
+    cats = []  # per weight unit: (",category,", prices)
+    for c, (name, w, prices) in enumerate(CATEGORIES):
+        cats += [("," + name + ",", cat_prices[c])] * w
+    qty = ["1", "1", "1", "2", "2", "2", "2", "2", "3", "4", "2", "6"]
+    getrandbits = rnd.getrandbits
+    inv = a.prefix + "-"
 
     def sale_rows():
-        for i in range(a.sales):
-            eid, days = ev_days[randrange(len(ev_days))]
-            if no_customers or rand() < anon_cut:
-                cid = "ANON"
+        for i in range(1, a.sales + 1):
+            x = getrandbits(128)
+            x, e = divmod(x, n_ev)
+            eid, days = ev_pre[e]
+            x, an = divmod(x, 1000)
+            if an < anon_per_mille:
+                cid = "ANON,"
             else:
-                cid = customers[randrange(len(customers))]
-            k = randrange(total)
-            c = 0
-            while k >= cum[c]:
-                c += 1
-            prices = cat_prices[c]
-            d, s = divmod(randrange(5184000), 86400)  # 60 days x 86400 s
-            yield "%s-%08d,%s,%s,%sT%02d:%02d:%02dZ,%s,%d,%s,EUR" % (
-                a.prefix, i + 1, eid, cid, days[d], s // 3600, s // 60 % 60, s % 60,
-                cat_names[c], 1 + (s % 6 if s % 3 == 0 else s % 2), prices[s % len(prices)])
+                x, cu = divmod(x, n_cu)
+                cid = cust_pre[cu]
+            x, d = divmod(x, 60)
+            x, s = divmod(x, 86400)
+            x, k = divmod(x, total)
+            cat, prices = cats[k]
+            x, q = divmod(x, len(qty))
+            yield "".join((inv, "%08d," % i, eid, cid, days[d], "T", hms[s], cat, qty[q], ",",
+                           prices[x % len(prices)], ",EUR"))
 
     ns = write_file(os.path.join(a.out_dir, "sales.csv"),
                     "invoice_number,event_id,customer_id,purchase_datetime,ticket_category,"
