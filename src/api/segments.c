@@ -172,8 +172,8 @@ int sd_api_segment_members(struct sd_req *req)
 {
     int64_t limit = MEMBERS_DEFAULT, after = 0;
     const char *l = sd_req_query(req, "limit");
-    if (l && (sd_parse_int64(l, false, &limit) < 0 || limit < 1 ||
-              limit > SD_SEGMENT_MEMBERS_MAX)) {
+    if (l &&
+        (sd_parse_int64(l, false, &limit) < 0 || limit < 1 || limit > SD_SEGMENT_MEMBERS_MAX)) {
         sd_req_reply_error(req, 400, "invalid_parameter", "limit must be an integer from 1 to %d",
                            SD_SEGMENT_MEMBERS_MAX);
         return SD_REQ_DONE;
@@ -202,16 +202,15 @@ int sd_api_segment_members(struct sd_req *req)
             json_array_append_new(ids, json_pack("{s:s, s:s}", "source", m->sources[j].source,
                                                  "customer_id", m->sources[j].customer_id));
         }
-        json_array_append_new(data, json_pack("{s:I, s:o, s:o}", "profile_id",
-                                              (json_int_t)m->profile_id, "email",
-                                              m->email ? json_string(m->email) : json_null(),
-                                              "source_ids", ids));
+        json_array_append_new(
+            data, json_pack("{s:I, s:o, s:o}", "profile_id", (json_int_t)m->profile_id, "email",
+                            m->email ? json_string(m->email) : json_null(), "source_ids", ids));
     }
     char cursor[32];
     snprintf(cursor, sizeof(cursor), CURSOR_PREFIX "%" PRIx64, (uint64_t)page.next_after);
     sd_req_reply_json(req, 200,
-                      json_pack("{s:o, s:s, s:b}", "data", data, "next_cursor", cursor,
-                                "has_more", page.has_more));
+                      json_pack("{s:o, s:s, s:b}", "data", data, "next_cursor", cursor, "has_more",
+                                page.has_more));
     sd_member_page_release(&page);
     return SD_REQ_DONE;
 }

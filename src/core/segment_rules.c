@@ -23,9 +23,9 @@
 #include "base/base.h"
 #include "core/segment_rules.h"
 
-#define NUM_MAX 1000000000000LL          /* counts, quantities */
-#define MONEY_MAX 1000000000000000LL     /* minor units */
-#define NAME_QUOTE_MAX 40                /* bytes of a key quoted in a message */
+#define NUM_MAX 1000000000000LL      /* counts, quantities */
+#define MONEY_MAX 1000000000000000LL /* minor units */
+#define NAME_QUOTE_MAX 40            /* bytes of a key quoted in a message */
 
 /* ---- tables ---------------------------------------------------------------------------------- */
 
@@ -36,10 +36,10 @@ enum ftype {
     FT_CURRENCY,
     FT_NUM,
     FT_MONEY,
-    FT_CLOCK,   /* time of day */
+    FT_CLOCK, /* time of day */
     FT_WEEKDAY,
-    FT_TIME,    /* a point in time */
-    FT_TIME_M,  /* a point in time, or exists (first/last purchase) */
+    FT_TIME,   /* a point in time */
+    FT_TIME_M, /* a point in time, or exists (first/last purchase) */
 };
 
 struct field_def {
@@ -475,15 +475,15 @@ static bool parse_time(struct parser *p, const json_t *v, struct sd_seg_time *re
     char utc[40];
     if (sd_datetime_to_utc(s, utc, sizeof(utc)) == 0) {
         /* "YYYY-MM-DDTHH:MM:SS…Z": the fraction, if any, is dropped (rules work in seconds). */
-        int64_t y = (utc[0] - '0') * 1000 + (utc[1] - '0') * 100 + (utc[2] - '0') * 10 +
-                    (utc[3] - '0');
+        int64_t y =
+            (utc[0] - '0') * 1000 + (utc[1] - '0') * 100 + (utc[2] - '0') * 10 + (utc[3] - '0');
         unsigned m = (unsigned)((utc[5] - '0') * 10 + (utc[6] - '0'));
         unsigned d = (unsigned)((utc[8] - '0') * 10 + (utc[9] - '0'));
         int64_t secs = ((utc[11] - '0') * 10 + (utc[12] - '0')) * 3600 +
                        ((utc[14] - '0') * 10 + (utc[15] - '0')) * 60 +
                        ((utc[17] - '0') * 10 + (utc[18] - '0'));
-        *ret = (struct sd_seg_time){SD_SEG_T_INSTANT,
-                                    sd_seg_days_from_civil(y, m, d) * 86400 + secs};
+        *ret =
+            (struct sd_seg_time){SD_SEG_T_INSTANT, sd_seg_days_from_civil(y, m, d) * 86400 + secs};
         return true;
     }
     char *f = sd_text_fold(s);
@@ -658,8 +658,8 @@ static int find_op(enum ftype t, const char *key, size_t keylen, enum sd_seg_op 
     return 0;
 }
 
-static void err_op(struct parser *p, enum ftype t, const char *what, const char *key,
-                   size_t keylen, int found, const char *also)
+static void err_op(struct parser *p, enum ftype t, const char *what, const char *key, size_t keylen,
+                   int found, const char *also)
 {
     char *name = quote_name(key, keylen);
     struct sd_buf b;
@@ -697,8 +697,8 @@ static bool parse_field(struct parser *p, const struct field_def *fd, const json
             errp(p, "must be an object of operators");
             return false;
         }
-        return parse_op(p, fd->field, fd->type, json_is_array(v) ? SD_SEG_IN : SD_SEG_EQ, v,
-                        NULL, cs);
+        return parse_op(p, fd->field, fd->type, json_is_array(v) ? SD_SEG_IN : SD_SEG_EQ, v, NULL,
+                        cs);
     }
     char currency[4] = "";
     bool ok = true;
@@ -895,8 +895,7 @@ static bool parse_measure(struct parser *p, struct sd_seg_rule *r, const json_t 
             break;
         }
         at = push_key(p, key, keylen);
-        ok = parse_op(p, SD_SEG_F_MEASURE, t, op, val, r->currency[0] ? r->currency : NULL,
-                      &cmp) &&
+        ok = parse_op(p, SD_SEG_F_MEASURE, t, op, val, r->currency[0] ? r->currency : NULL, &cmp) &&
              ok;
         pop(p, at);
     }

@@ -25,11 +25,11 @@
 #include "model/model.h"
 #include "store/audience.h"
 
-#define SD_SEG_RULE_DEPTH_MAX 16   /* nesting of rules (all / any / not and their kids) */
-#define SD_SEG_RULE_NODES_MAX 200  /* rules plus field conditions plus operators */
-#define SD_SEG_RULE_LIST_MAX 500   /* values of one "in" */
-#define SD_SEG_RULE_TEXT_MAX 500   /* bytes of one text value */
-#define SD_SEG_RULE_AGO_MAX 36500  /* days a relative time may reach back or forward */
+#define SD_SEG_RULE_DEPTH_MAX 16  /* nesting of rules (all / any / not and their kids) */
+#define SD_SEG_RULE_NODES_MAX 200 /* rules plus field conditions plus operators */
+#define SD_SEG_RULE_LIST_MAX 500  /* values of one "in" */
+#define SD_SEG_RULE_TEXT_MAX 500  /* bytes of one text value */
+#define SD_SEG_RULE_AGO_MAX 36500 /* days a relative time may reach back or forward */
 
 /* Parse and check `rule`, whose JSON Pointer in the request is `ptr` (e.g. "/rules"; "" for
  * the root). Returns 0 and a new tree in *ret (free with sd_seg_rule_free), or -EINVAL with

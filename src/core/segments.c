@@ -59,8 +59,8 @@ static struct sd_segment *from_row(struct sd_segment_row *row)
     return s;
 }
 
-int sd_segment_load(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
-                    const char *segment_id, struct sd_segment **ret)
+int sd_segment_load(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const char *segment_id,
+                    struct sd_segment **ret)
 {
     if (!segment_id) {
         return -ENOENT;
@@ -138,7 +138,8 @@ int sd_segment_members(struct sd_hub *hub, const struct sd_segment *seg, int64_t
     return 0;
 }
 
-/* ---- definitions ------------------------------------------------------------------------------ */
+/* ---- definitions ------------------------------------------------------------------------------
+ */
 
 /* A string member for a name or description: NULL if absent, reported if not a string, not
  * valid text or too long. */
@@ -187,9 +188,8 @@ static const char *want_text(const json_t *body, const char *key, size_t max, bo
 
 /* Check a create (all of name and rules required) or update (everything optional) body. On
  * success the body's parts are in the out-parameters (borrowed; rule_text and *ret_rule new). */
-static int check_body(const json_t *body, bool create, const char **ret_name,
-                      const char **ret_desc, char **ret_rule_text, struct sd_seg_rule **ret_rule,
-                      struct sd_issues *errors)
+static int check_body(const json_t *body, bool create, const char **ret_name, const char **ret_desc,
+                      char **ret_rule_text, struct sd_seg_rule **ret_rule, struct sd_issues *errors)
 {
     if (!json_is_object(body)) {
         sd_issues_add(errors, "", "request body must be a JSON object");
@@ -212,8 +212,7 @@ static int check_body(const json_t *body, bool create, const char **ret_name,
             for (const char *k = key; *k; k++) { /* RFC 6901 escapes */
                 sd_buf_puts(&ptr, *k == '~' ? "~0" : *k == '/' ? "~1" : (char[]){*k, 0});
             }
-            sd_issues_add(errors, ptr.data,
-                          "unknown field (use segment_name, description, rules)");
+            sd_issues_add(errors, ptr.data, "unknown field (use segment_name, description, rules)");
             sd_buf_release(&ptr);
             ok = false;
         }

@@ -44,8 +44,8 @@ struct sd_segment {
 void sd_segment_free(struct sd_segment *s); /* NULL is fine */
 
 /* Load a segment of this tenant/env: 0, -ENOENT, -EIO. */
-int sd_segment_load(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
-                    const char *segment_id, struct sd_segment **ret);
+int sd_segment_load(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const char *segment_id,
+                    struct sd_segment **ret);
 
 struct sd_member_source {
     char *source;

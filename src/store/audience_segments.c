@@ -13,8 +13,8 @@
 #include "store/store.h"
 
 #define SEG_OPS(h) (sd_store_handle_ops(h)->segments)
-#define SEG_CALL(op, ...)                                                                      \
-    (SEG_OPS(h) && SEG_OPS(h)->op ? SEG_OPS(h)->op(sd_store_handle_backend(h), __VA_ARGS__)    \
+#define SEG_CALL(op, ...)                                                                          \
+    (SEG_OPS(h) && SEG_OPS(h)->op ? SEG_OPS(h)->op(sd_store_handle_backend(h), __VA_ARGS__)        \
                                   : -ENOTSUP)
 
 int sd_store_segment_create(struct sd_store_handle *h, const struct sd_segment_row *row)
@@ -64,7 +64,8 @@ int sd_store_segment_members(struct sd_store_handle *h, int64_t tenant_id, enum 
     return SEG_CALL(members, tenant_id, env, rule, now_usec, after, limit, ret);
 }
 
-/* ---- release helpers -------------------------------------------------------------------------- */
+/* ---- release helpers --------------------------------------------------------------------------
+ */
 
 static void cond_release(struct sd_seg_cond *c)
 {
@@ -132,7 +133,8 @@ void sd_seg_member_page_release(struct sd_seg_member_page *p)
     *p = (struct sd_seg_member_page){0};
 }
 
-/* ---- civil dates ------------------------------------------------------------------------------ */
+/* ---- civil dates ------------------------------------------------------------------------------
+ */
 
 static int64_t floor_div(int64_t a, int64_t b)
 {
@@ -143,9 +145,9 @@ int64_t sd_seg_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
     y -= m <= 2;
     int64_t era = floor_div(y, 400);
-    int64_t yoe = y - era * 400;                                     /* [0, 399] */
+    int64_t yoe = y - era * 400;                                                     /* [0, 399] */
     int64_t doy = (153 * (int64_t)(m > 2 ? m - 3 : m + 9) + 2) / 5 + (int64_t)d - 1; /* [0, 365] */
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;            /* [0, 146096] */
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; /* [0, 146096] */
     return era * 146097 + doe - 719468;
 }
 
@@ -153,7 +155,7 @@ void sd_seg_civil_from_days(int64_t days, int64_t *ret_y, unsigned *ret_m, unsig
 {
     days += 719468;
     int64_t era = floor_div(days, 146097);
-    int64_t doe = days - era * 146097;                                    /* [0, 146096] */
+    int64_t doe = days - era * 146097;                                   /* [0, 146096] */
     int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
     int64_t y = yoe + era * 400;
     int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100); /* [0, 365] */

@@ -68,8 +68,7 @@ static void check_tree(const struct sd_seg_rule *r, unsigned depth)
     if (r->kind == SD_SEG_NOT && r->n_kids != 1) {
         abort();
     }
-    if (r->kind != SD_SEG_ALL && r->kind != SD_SEG_ANY && r->kind != SD_SEG_NOT &&
-        r->n_kids != 0) {
+    if (r->kind != SD_SEG_ALL && r->kind != SD_SEG_ANY && r->kind != SD_SEG_NOT && r->n_kids != 0) {
         abort();
     }
     for (size_t i = 0; i < r->n_kids; i++) {

@@ -60,8 +60,8 @@ static void parse_bad(const char *text, const char *pointer, const char *msg)
                 strstr(errors.items[i].message, msg) != NULL;
     }
     if (!found) {
-        fail_msg("rule %s: no error at %s containing \"%s\"; first: %s \"%s\"", text, pointer,
-                 msg, errors.n ? errors.items[0].pointer : "-",
+        fail_msg("rule %s: no error at %s containing \"%s\"; first: %s \"%s\"", text, pointer, msg,
+                 errors.n ? errors.items[0].pointer : "-",
                  errors.n ? errors.items[0].message : "-");
     }
     sd_issues_release(&errors);
@@ -73,8 +73,9 @@ static void parse_bad(const char *text, const char *pointer, const char *msg)
 static void test_boolean_nodes(void **state)
 {
     (void)state;
-    struct sd_seg_rule *r = parse_ok("{\"all\":[{\"bought\":{}},{\"any\":[{\"not\":{\"customer\":{}}},"
-                                     "{\"all\":[]}]}]}");
+    struct sd_seg_rule *r =
+        parse_ok("{\"all\":[{\"bought\":{}},{\"any\":[{\"not\":{\"customer\":{}}},"
+                 "{\"all\":[]}]}]}");
     assert_int_equal(r->kind, SD_SEG_ALL);
     assert_int_equal(r->n_kids, 2);
     assert_int_equal(r->kids[0]->kind, SD_SEG_BOUGHT);
@@ -166,10 +167,10 @@ static void test_every_field(void **state)
 static void test_value_normal_forms(void **state)
 {
     (void)state;
-    struct sd_seg_rule *r = parse_ok(
-        "{\"bought\":{\"ticket_category\":[\"vip\",\"COMP\"],\"currency\":\"chf\","
-        "\"time\":{\"between\":[\"18:00\",\"20:30:15\"]},\"weekday\":\"Sat\","
-        "\"price\":{\"currency\":\"JPY\",\"eq\":\"1200\",\"ne\":5}}}");
+    struct sd_seg_rule *r =
+        parse_ok("{\"bought\":{\"ticket_category\":[\"vip\",\"COMP\"],\"currency\":\"chf\","
+                 "\"time\":{\"between\":[\"18:00\",\"20:30:15\"]},\"weekday\":\"Sat\","
+                 "\"price\":{\"currency\":\"JPY\",\"eq\":\"1200\",\"ne\":5}}}");
     assert_string_equal(r->where[0].v[0].text, "VIP");
     assert_string_equal(r->where[0].v[1].text, "comp");
     assert_string_equal(r->where[1].v[0].text, "CHF");
@@ -227,8 +228,18 @@ static void test_time_values(void **state)
         sd_seg_rule_free(r);
     }
     static const char *const bad[] = {
-        "2024-02-30", "36501 days ago", "3 months ago", "ago", "days ago", "1 day", "in 3",
-        "2024-01-01T25:00:00Z", "yesterday ago", "-1 days ago", "1234567 days ago", "",
+        "2024-02-30",
+        "36501 days ago",
+        "3 months ago",
+        "ago",
+        "days ago",
+        "1 day",
+        "in 3",
+        "2024-01-01T25:00:00Z",
+        "yesterday ago",
+        "-1 days ago",
+        "1234567 days ago",
+        "",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char text[160];
@@ -262,8 +273,8 @@ static void test_count_and_purchase_nodes(void **state)
         {"{\"count\":{\"of\":\"events\",\"ne\":0}}", SD_SEG_M_EVENTS, SD_SEG_NE, 0},
         {"{\"count\":{\"of\":\"events\",\"gt\":1}}", SD_SEG_M_EVENTS, SD_SEG_GT, 1},
         {"{\"count\":{\"of\":\"purchases\",\"lte\":2}}", SD_SEG_M_PURCHASES, SD_SEG_LTE, 2},
-        {"{\"count\":{\"of\":\"purchases\",\"between\":[1,2]}}", SD_SEG_M_PURCHASES,
-         SD_SEG_BETWEEN, 1},
+        {"{\"count\":{\"of\":\"purchases\",\"between\":[1,2]}}", SD_SEG_M_PURCHASES, SD_SEG_BETWEEN,
+         1},
         {"{\"count\":{\"of\":\"purchases\",\"in\":[0,3]}}", SD_SEG_M_PURCHASES, SD_SEG_IN, 0},
         {"{\"count\":{\"of\":\"spend\",\"currency\":\"EUR\",\"gte\":\"500.00\"}}", SD_SEG_M_SPEND,
          SD_SEG_GTE, 50000},
@@ -329,13 +340,11 @@ static void test_errors(void **state)
          "true or false"},
         {"{\"bought\":{\"ticket_category\":\"gold\"}}", "/rules/bought/ticket_category",
          "regular, VIP, subscription or comp"},
-        {"{\"bought\":{\"ticket_category\":{\"contains\":\"V\"}}}",
-         "/rules/bought/ticket_category", "does not apply"},
+        {"{\"bought\":{\"ticket_category\":{\"contains\":\"V\"}}}", "/rules/bought/ticket_category",
+         "does not apply"},
         {"{\"bought\":{\"currency\":\"EURO\"}}", "/rules/bought/currency", "ISO 4217"},
-        {"{\"bought\":{\"quantity\":{\"gt\":-1}}}", "/rules/bought/quantity/gt",
-         "integer from 0"},
-        {"{\"bought\":{\"quantity\":{\"gt\":1.5}}}", "/rules/bought/quantity/gt",
-         "integer from 0"},
+        {"{\"bought\":{\"quantity\":{\"gt\":-1}}}", "/rules/bought/quantity/gt", "integer from 0"},
+        {"{\"bought\":{\"quantity\":{\"gt\":1.5}}}", "/rules/bought/quantity/gt", "integer from 0"},
         {"{\"bought\":{\"quantity\":{\"between\":[5,1]}}}", "/rules/bought/quantity/between",
          "not be greater"},
         {"{\"bought\":{\"quantity\":{\"between\":[1]}}}", "/rules/bought/quantity/between",
@@ -366,8 +375,8 @@ static void test_errors(void **state)
         {"{\"count\":{\"of\":\"purchases\",\"more\":1}}", "/rules/count",
          "unknown key 'more' (use of, where, currency, eq"},
         {"{\"count\":{\"of\":\"spend\",\"gte\":1}}", "/rules/count/currency", "is missing"},
-        {"{\"count\":{\"of\":\"tickets\",\"currency\":\"EUR\",\"gte\":1}}",
-         "/rules/count/currency", "only a count of spend"},
+        {"{\"count\":{\"of\":\"tickets\",\"currency\":\"EUR\",\"gte\":1}}", "/rules/count/currency",
+         "only a count of spend"},
         {"{\"count\":{\"of\":\"purchases\",\"where\":{\"post_code\":\"1\"},\"gte\":1}}",
          "/rules/count/where", "unknown field 'post_code'"},
         {"{\"count\":{\"of\":\"purchases\",\"gte\":\"3\"}}", "/rules/count/gte", "integer"},
@@ -539,7 +548,8 @@ static void test_quoted_names(void **state)
     assert_int_equal(sd_seg_rule_parse(j, "", &r, &errors), -EINVAL);
     assert_string_equal(errors.items[0].pointer, "/bought");
     assert_true(sd_utf8_valid(errors.items[0].message, strlen(errors.items[0].message)));
-    assert_non_null(strstr(errors.items[0].message, "a\xef\xbf\xbd" "b\xc3\xa9"));
+    assert_non_null(strstr(errors.items[0].message, "a\xef\xbf\xbd"
+                                                    "b\xc3\xa9"));
     sd_issues_release(&errors);
     json_decref(j);
 }
@@ -547,16 +557,11 @@ static void test_quoted_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_boolean_nodes),
-        cmocka_unit_test(test_bought_fields),
-        cmocka_unit_test(test_every_field),
-        cmocka_unit_test(test_value_normal_forms),
-        cmocka_unit_test(test_time_values),
-        cmocka_unit_test(test_count_and_purchase_nodes),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_all_errors_reported),
-        cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_quoted_names),
+        cmocka_unit_test(test_boolean_nodes), cmocka_unit_test(test_bought_fields),
+        cmocka_unit_test(test_every_field),   cmocka_unit_test(test_value_normal_forms),
+        cmocka_unit_test(test_time_values),   cmocka_unit_test(test_count_and_purchase_nodes),
+        cmocka_unit_test(test_errors),        cmocka_unit_test(test_all_errors_reported),
+        cmocka_unit_test(test_limits),        cmocka_unit_test(test_quoted_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -74,6 +74,8 @@ static void ingest(struct fx *f, int64_t tenant, enum sd_env env, const char *so
     json_decref(body);
 }
 
+/* The fixture reads best laid out as the records it is. */
+// clang-format off
 #define EV(id, extra)                                                                          \
     "{\"event_id\":\"" id "\",\"capacity\":100," extra "}"
 #define CU(id, email, extra) "{\"customer_id\":\"" id "\",\"email\":\"" email "\"" extra "}"
@@ -86,7 +88,8 @@ static void load_fixture(struct fx *f)
 {
     ingest(f, f->acme, SD_ENV_TEST, NULL,
            "{\"events\":["
-           EV("E1", "\"title\":\"Otello\",\"work_title\":\"Otello\",\"composer\":\"Giuseppe Verdi\","
+           EV("E1", "\"title\":\"Otello\",\"work_title\":\"Otello\","
+                    "\"composer\":\"Giuseppe Verdi\","
                     "\"cast\":[{\"name\":\"Anna Netrebko\",\"role\":\"Desdemona\"},"
                     "{\"name\":\"Jonas Kaufmann\",\"role\":\"Otello\"}],\"venue\":\"Staatsoper\","
                     "\"hall\":\"Main Hall\",\"city\":\"Berlin\",\"date\":\"2025-10-03\","
@@ -95,7 +98,8 @@ static void load_fixture(struct fx *f)
                     "\"composer\":\"Wolfgang Amadeus Mozart\",\"cast\":[{\"name\":\"René Pape\"}],"
                     "\"venue\":\"Opera House\",\"hall\":\"Great Hall\",\"city\":\"Hamburg\","
                     "\"date\":\"2025-10-05\",\"time\":\"15:00:00\"") ","
-           EV("E3", "\"title\":\"Requiem\",\"composer\":\"Giuseppe Verdi\",\"venue\":\"Staatsoper\","
+           EV("E3", "\"title\":\"Requiem\",\"composer\":\"Giuseppe Verdi\","
+                    "\"venue\":\"Staatsoper\","
                     "\"hall\":\"Apollo Hall\",\"city\":\"Berlin\",\"date\":\"2024-03-02\","
                     "\"time\":\"11:00:00\"") ","
            EV("E4", "\"title\":\"Gala\",\"venue\":\"Konzerthaus\",\"hall\":\"Großer Saal\","
@@ -103,7 +107,8 @@ static void load_fixture(struct fx *f)
            "],\"customers\":["
            CU("A", "a@x.org", ",\"salutation\":\"Ms\",\"post_code\":\"10115\",\"city\":\"Berlin\","
                               "\"ad_opt_out\":false") ","
-           CU("B", "b@x.org", ",\"salutation\":\"Mr\",\"post_code\":\"20095\",\"city\":\"Hamburg\"") ","
+           CU("B", "b@x.org", ",\"salutation\":\"Mr\",\"post_code\":\"20095\","
+                              "\"city\":\"Hamburg\"") ","
            CU("C", "c@x.org", ",\"salutation\":\"Frau\",\"post_code\":\"10999\"") ","
            CU("D", "d@x.org", ",\"post_code\":\"10117\",\"ad_opt_out\":true") ","
            CU("E", "e@x.org", ",\"post_code\":\"80331\",\"city\":\"München\"")
@@ -138,6 +143,8 @@ static void load_fixture(struct fx *f)
            "],\"sales\":[" SA("Q1", "E1", "Q", "2025-06-01T10:00:00Z", "regular", "5", "89.00",
                               "EUR") "]}");
 }
+
+// clang-format on
 
 static int setup(void **state)
 {
@@ -203,8 +210,7 @@ static int cmp_str(const void *a, const void *b)
 
 /* The members of rule as "A,B,C" (each named by its smallest customer id), checked against the
  * count, and paged through with `page` members per call. */
-static char *members(struct fx *f, int64_t tenant, enum sd_env env, const char *text,
-                     size_t page)
+static char *members(struct fx *f, int64_t tenant, enum sd_env env, const char *text, size_t page)
 {
     struct sd_seg_rule *r = rule_of(text);
     int64_t n = -1;
@@ -504,10 +510,12 @@ static void test_customer_and_boolean(void **state)
         {"{\"all\":[]}", "A,B,C,E"},
         {"{\"any\":[]}", ""},
         {"{\"all\":[" B("\"composer\":\"giuseppe verdi\"") ","
-         "{\"customer\":{\"post_code\":{\"prefix\":\"10\"}}}]}",
+                                                           "{\"customer\":{\"post_code\":{"
+                                                           "\"prefix\":\"10\"}}}]}",
          "A,C"},
-        {"{\"all\":[" B("\"composer\":\"giuseppe verdi\"") ","
-         "{\"customer\":{\"salutation\":\"frau\"}}]}",
+        {"{\"all\":[" B(
+             "\"composer\":\"giuseppe verdi\"") ","
+                                                "{\"customer\":{\"salutation\":\"frau\"}}]}",
          "C"},
         {"{\"any\":[{\"count\":{\"of\":\"tickets\",\"gte\":6}},"
          "{\"customer\":{\"salutation\":\"frau\"}}]}",
@@ -515,8 +523,9 @@ static void test_customer_and_boolean(void **state)
         {"{\"not\":" B("") "}", "E"},
         {"{\"not\":{\"not\":" B("") "}}", "A,B,C"},
         {"{\"all\":[" B("\"city\":\"berlin\"") ",{\"not\":" B("\"city\":\"hamburg\"") "}]}", "C"},
-        {"{\"any\":[" B("\"event_id\":\"E4\"") ",{\"all\":[" B("\"event_id\":\"E3\"") ","
-         "{\"last_purchase\":{\"before\":\"2024-01-01\"}}]}]}",
+        {"{\"any\":[" B("\"event_id\":\"E4\"") ",{\"all\":[" B(
+             "\"event_id\":\"E3\"") ","
+                                    "{\"last_purchase\":{\"before\":\"2024-01-01\"}}]}]}",
          "B,C"},
     };
     check_cases(*state, cases, sizeof(cases) / sizeof(cases[0]));
@@ -586,8 +595,8 @@ static void test_opt_out_suppression_erasure(void **state)
     struct fx *f = *state;
     const char *all = "{\"all\":[]}";
     /* B opts out through its record */
-    ingest(f, f->acme, SD_ENV_TEST, NULL, "{\"customers\":[" CU("B", "b@x.org",
-                                                              ",\"ad_opt_out\":true") "]}");
+    ingest(f, f->acme, SD_ENV_TEST, NULL,
+           "{\"customers\":[" CU("B", "b@x.org", ",\"ad_opt_out\":true") "]}");
     char *got = members(f, f->acme, SD_ENV_TEST, all, 10);
     assert_string_equal(got, "A,C,E");
     free(got);
@@ -638,8 +647,7 @@ static void test_definitions(void **state)
     assert_int_equal(sd_store_segment_create(f->h, &row), 0);
 
     struct sd_segment_row got = {0};
-    assert_int_equal(sd_store_segment_get(f->h, f->acme, SD_ENV_TEST, "seg_0000000000000001",
-                                          &got),
+    assert_int_equal(sd_store_segment_get(f->h, f->acme, SD_ENV_TEST, "seg_0000000000000001", &got),
                      0);
     assert_string_equal(got.name, "Verdi lovers");
     assert_string_equal(got.rules, "{\"bought\":{}}");
@@ -647,24 +655,21 @@ static void test_definitions(void **state)
     assert_int_equal(got.computed_usec, 100);
     assert_int_equal(got.env, SD_ENV_TEST);
     sd_segment_row_release(&got);
-    assert_int_equal(sd_store_segment_get(f->h, f->acme, SD_ENV_TEST, "seg_0000000000000002",
-                                          &got),
+    assert_int_equal(sd_store_segment_get(f->h, f->acme, SD_ENV_TEST, "seg_0000000000000002", &got),
                      0);
     assert_int_equal(got.member_count, -1);
     assert_int_equal(got.computed_usec, 0);
     sd_segment_row_release(&got);
     /* other env, other tenant: not found */
-    assert_int_equal(sd_store_segment_get(f->h, f->acme, SD_ENV_PROD, "seg_0000000000000001",
-                                          &got),
+    assert_int_equal(sd_store_segment_get(f->h, f->acme, SD_ENV_PROD, "seg_0000000000000001", &got),
                      -ENOENT);
-    assert_int_equal(sd_store_segment_get(f->h, f->beta, SD_ENV_TEST, "seg_0000000000000001",
-                                          &got),
+    assert_int_equal(sd_store_segment_get(f->h, f->beta, SD_ENV_TEST, "seg_0000000000000001", &got),
                      -ENOENT);
     assert_int_equal(sd_store_segment_remove(f->h, f->beta, SD_ENV_TEST, "seg_0000000000000001"),
                      -ENOENT);
-    assert_int_equal(sd_store_segment_set_count(f->h, f->acme, SD_ENV_PROD,
-                                                "seg_0000000000000001", 1, 1),
-                     -ENOENT);
+    assert_int_equal(
+        sd_store_segment_set_count(f->h, f->acme, SD_ENV_PROD, "seg_0000000000000001", 1, 1),
+        -ENOENT);
 
     struct sd_segment_row *v = NULL;
     size_t n = 0;
@@ -684,11 +689,9 @@ static void test_definitions(void **state)
     row.computed_usec = 300;
     row.updated_usec = 300;
     assert_int_equal(sd_store_segment_update(f->h, &row), 0);
-    assert_int_equal(sd_store_segment_set_count(f->h, f->acme, SD_ENV_TEST,
-                                                "seg_0000000000000002", 7, 400),
-                     0);
-    assert_int_equal(sd_store_segment_get(f->h, f->acme, SD_ENV_TEST, "seg_0000000000000001",
-                                          &got),
+    assert_int_equal(
+        sd_store_segment_set_count(f->h, f->acme, SD_ENV_TEST, "seg_0000000000000002", 7, 400), 0);
+    assert_int_equal(sd_store_segment_get(f->h, f->acme, SD_ENV_TEST, "seg_0000000000000001", &got),
                      0);
     assert_string_equal(got.name, "Verdi fans");
     assert_string_equal(got.rules, "{\"all\":[]}");
@@ -696,8 +699,7 @@ static void test_definitions(void **state)
     assert_int_equal(got.created_usec, 100); /* kept */
     assert_int_equal(got.updated_usec, 300);
     sd_segment_row_release(&got);
-    assert_int_equal(sd_store_segment_get(f->h, f->acme, SD_ENV_TEST, "seg_0000000000000002",
-                                          &got),
+    assert_int_equal(sd_store_segment_get(f->h, f->acme, SD_ENV_TEST, "seg_0000000000000002", &got),
                      0);
     assert_int_equal(got.member_count, 7);
     assert_int_equal(got.computed_usec, 400);
@@ -720,8 +722,13 @@ static void test_definition_limit(void **state)
     struct fx *f = *state;
     char id[32];
     struct sd_segment_row row = {
-        .id = id, .tenant_id = f->beta, .env = SD_ENV_PROD, .name = "n", .description = "d",
-        .rules = "{\"all\":[]}", .member_count = -1,
+        .id = id,
+        .tenant_id = f->beta,
+        .env = SD_ENV_PROD,
+        .name = "n",
+        .description = "d",
+        .rules = "{\"all\":[]}",
+        .member_count = -1,
     };
     for (int i = 0; i < SD_SEGMENTS_MAX; i++) {
         snprintf(id, sizeof(id), "seg_%016x", i);

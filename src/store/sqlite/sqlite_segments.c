@@ -68,8 +68,8 @@ enum {
     SLOT_SOURCES,
 };
 
-#define SEG_COLS                                                                               \
-    "id, tenant_id, env, name, description, rules, coalesce(member_count, -1),"                \
+#define SEG_COLS                                                                                   \
+    "id, tenant_id, env, name, description, rules, coalesce(member_count, -1),"                    \
     " coalesce(computed_usec, 0), created_usec, updated_usec"
 
 static const char SQL_INSERT[] =
@@ -93,7 +93,8 @@ static const char SQL_LIST[] = "SELECT " SEG_COLS " FROM segments WHERE tenant_i
  * and reads every customer of the tenant per member. */
 static const char SQL_SOURCES[] =
     "SELECT source, customer_id, json_extract(doc, '$.email') FROM customers"
-    " INDEXED BY customers_profile WHERE profile_id = ?1 AND tenant_id = ?2 AND env = ?3 ORDER BY updated_usec DESC, seq DESC";
+    " INDEXED BY customers_profile WHERE profile_id = ?1 AND tenant_id = ?2 AND env = ?3 ORDER BY "
+    "updated_usec DESC, seq DESC";
 
 /* ---- definitions (control plane) ------------------------------------------------------------- */
 
@@ -114,8 +115,8 @@ static void read_row(sqlite3_stmt *st, struct sd_segment_row *r)
 /* Bind (id, tenant, env) to ?1..?3. */
 static int bind_key(sqlite3_stmt *st, const char *id, int64_t tenant_id, enum sd_env env)
 {
-    return sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
-           sqlite3_bind_int64(st, 2, tenant_id) | sqlite3_bind_int(st, 3, (int)env);
+    return sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 2, tenant_id) |
+           sqlite3_bind_int(st, 3, (int)env);
 }
 
 static bool row_ok(const struct sd_segment_row *row)
@@ -319,7 +320,8 @@ out:
     return r;
 }
 
-/* ---- the rule compiler ------------------------------------------------------------------------ */
+/* ---- the rule compiler ------------------------------------------------------------------------
+ */
 
 enum bind_type { B_INT, B_TEXT };
 struct bind {
@@ -442,7 +444,7 @@ static void param_list(struct q *q, const struct sd_seg_cond *c, bool text)
 static void compare(struct q *q, const char *x, const struct sd_seg_cond *c, bool text)
 {
     static const char *const sym[] = {
-        [SD_SEG_EQ] = " = ",  [SD_SEG_NE] = " IS NOT ", [SD_SEG_GT] = " > ",
+        [SD_SEG_EQ] = " = ",   [SD_SEG_NE] = " IS NOT ", [SD_SEG_GT] = " > ",
         [SD_SEG_GTE] = " >= ", [SD_SEG_LT] = " < ",      [SD_SEG_LTE] = " <= ",
     };
     put(q, "(");
@@ -769,8 +771,8 @@ static void bought_leaf(struct q *q, bool in, const struct sd_seg_rule *r, const
     put(q, "SELECT c.profile_id FROM customers c INDEXED BY seg_customers_key"
            " WHERE c.tenant_id = ?1 AND c.env = ?2 AND c.profile_id IS NOT NULL"
            " AND (c.source, c.customer_id) IN (SELECT s.source, s.customer_id");
-    sales_from(q, sales_index(r->where, r->n_where, 0, false, b), NULL, r->where, r->n_where,
-               NULL, b);
+    sales_from(q, sales_index(r->where, r->n_where, 0, false, b), NULL, r->where, r->n_where, NULL,
+               b);
     put(q, "))");
 }
 
@@ -986,7 +988,8 @@ static int build(struct q *q, const struct sd_seg_rule *rule, int64_t now_usec, 
     return q->err;
 }
 
-/* ---- running it ------------------------------------------------------------------------------- */
+/* ---- running it -------------------------------------------------------------------------------
+ */
 
 /* sd_fold(x): the model's text folding, so stored text compares like the rule's values. */
 static void fold_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
@@ -1011,8 +1014,8 @@ static int ensure_fold(struct conn *c)
         return 0;
     }
     int rc = sqlite3_create_function_v2(c->db, "sd_fold", 1,
-                                        SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS,
-                                        NULL, fold_fn, NULL, NULL, NULL);
+                                        SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+                                        fold_fn, NULL, NULL, NULL);
     return rc == SQLITE_OK ? 0 : sd_sqlite_fail(c, rc, "register sd_fold");
 }
 
