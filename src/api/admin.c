@@ -10,20 +10,6 @@
 #include "core/connector_config.h"
 #include "core/scheduler.h"
 
-/* The tenant named in the path, or a 404 answer (returns false). */
-static bool path_tenant(struct sd_req *req, struct sd_tenant *ret)
-{
-    int r = sd_store_tenant_get(req->hub->store, req->params[0], ret);
-    if (r == -ENOENT) {
-        sd_req_reply_error(req, 404, "not_found", "no tenant '%s'", req->params[0]);
-        return false;
-    }
-    if (r < 0) {
-        sd_api_reply_store_error(req, r);
-        return false;
-    }
-    return true;
-}
 
 static void reply_connector_error(struct sd_req *req, int r, const struct sd_issues *errors)
 {
@@ -40,7 +26,7 @@ static void reply_connector_error(struct sd_req *req, int r, const struct sd_iss
 int sd_api_admin_connector_create(struct sd_req *req)
 {
     struct sd_tenant t = {0};
-    if (!path_tenant(req, &t)) {
+    if (!sd_api_path_tenant(req, &t)) {
         return SD_REQ_DONE;
     }
     json_t *body = sd_api_parse_body(req);
@@ -67,7 +53,7 @@ int sd_api_admin_connector_create(struct sd_req *req)
 int sd_api_admin_connectors_list(struct sd_req *req)
 {
     struct sd_tenant t = {0};
-    if (!path_tenant(req, &t)) {
+    if (!sd_api_path_tenant(req, &t)) {
         return SD_REQ_DONE;
     }
     struct sd_connector_conf *v = NULL;
@@ -90,7 +76,7 @@ int sd_api_admin_connectors_list(struct sd_req *req)
 int sd_api_admin_connector_get(struct sd_req *req)
 {
     struct sd_tenant t = {0};
-    if (!path_tenant(req, &t)) {
+    if (!sd_api_path_tenant(req, &t)) {
         return SD_REQ_DONE;
     }
     struct sd_connector_conf c = {0};
@@ -108,7 +94,7 @@ int sd_api_admin_connector_get(struct sd_req *req)
 int sd_api_admin_connector_update(struct sd_req *req)
 {
     struct sd_tenant t = {0};
-    if (!path_tenant(req, &t)) {
+    if (!sd_api_path_tenant(req, &t)) {
         return SD_REQ_DONE;
     }
     json_t *body = sd_api_parse_body(req);
@@ -138,7 +124,7 @@ int sd_api_admin_connector_update(struct sd_req *req)
 int sd_api_admin_connector_delete(struct sd_req *req)
 {
     struct sd_tenant t = {0};
-    if (!path_tenant(req, &t)) {
+    if (!sd_api_path_tenant(req, &t)) {
         return SD_REQ_DONE;
     }
     struct sd_connector_conf c = {0};
@@ -159,7 +145,7 @@ int sd_api_admin_connector_delete(struct sd_req *req)
 int sd_api_admin_connector_run(struct sd_req *req)
 {
     struct sd_tenant t = {0};
-    if (!path_tenant(req, &t)) {
+    if (!sd_api_path_tenant(req, &t)) {
         return SD_REQ_DONE;
     }
     struct sd_connector_conf c = {0};

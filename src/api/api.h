@@ -55,6 +55,9 @@ json_t *sd_api_parse_body(struct sd_req *req);
 json_t *sd_api_validation_body(const struct sd_issues *errors);
 /* 400 validation_failed with the given errors. */
 void sd_api_reply_validation(struct sd_req *req, const struct sd_issues *errors);
+/* The tenant named by the path's first parameter (admin routes), or false after answering 404
+ * (or 500). */
+bool sd_api_path_tenant(struct sd_req *req, struct sd_tenant *ret);
 /* 500 after a store failure; the answer carries only the request id. */
 void sd_api_reply_store_error(struct sd_req *req, int err);
 

@@ -42,3 +42,17 @@ void sd_api_reply_store_error(struct sd_req *req, int err)
                        "the request could not be stored; nothing was applied. Quote the "
                        "request id when reporting this");
 }
+
+bool sd_api_path_tenant(struct sd_req *req, struct sd_tenant *ret)
+{
+    int r = sd_store_tenant_get(req->hub->store, req->params[0], ret);
+    if (r == -ENOENT) {
+        sd_req_reply_error(req, 404, "not_found", "no tenant '%s'", req->params[0]);
+        return false;
+    }
+    if (r < 0) {
+        sd_api_reply_store_error(req, r);
+        return false;
+    }
+    return true;
+}

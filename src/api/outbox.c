@@ -10,20 +10,6 @@
 #include "core/outbox.h"
 #include "core/targets.h"
 
-/* The tenant named in the path, or a 404 answer (returns false). */
-static bool path_tenant(struct sd_req *req, struct sd_tenant *ret)
-{
-    int r = sd_store_tenant_get(req->hub->store, req->params[0], ret);
-    if (r == -ENOENT) {
-        sd_req_reply_error(req, 404, "not_found", "no tenant '%s'", req->params[0]);
-        return false;
-    }
-    if (r < 0) {
-        sd_api_reply_store_error(req, r);
-        return false;
-    }
-    return true;
-}
 
 static void reply_target_error(struct sd_req *req, int r, const struct sd_issues *errors)
 {
@@ -42,7 +28,7 @@ static void reply_target_error(struct sd_req *req, int r, const struct sd_issues
 int sd_api_admin_target_create(struct sd_req *req)
 {
     struct sd_tenant t = {0};
-    if (!path_tenant(req, &t)) {
+    if (!sd_api_path_tenant(req, &t)) {
         return SD_REQ_DONE;
     }
     json_t *body = sd_api_parse_body(req);
@@ -68,7 +54,7 @@ int sd_api_admin_target_create(struct sd_req *req)
 int sd_api_admin_targets_list(struct sd_req *req)
 {
     struct sd_tenant t = {0};
-    if (!path_tenant(req, &t)) {
+    if (!sd_api_path_tenant(req, &t)) {
         return SD_REQ_DONE;
     }
     struct sd_target *v = NULL;
@@ -91,7 +77,7 @@ int sd_api_admin_targets_list(struct sd_req *req)
 int sd_api_admin_target_get(struct sd_req *req)
 {
     struct sd_tenant t = {0};
-    if (!path_tenant(req, &t)) {
+    if (!sd_api_path_tenant(req, &t)) {
         return SD_REQ_DONE;
     }
     struct sd_target g = {0};
@@ -109,7 +95,7 @@ int sd_api_admin_target_get(struct sd_req *req)
 int sd_api_admin_target_update(struct sd_req *req)
 {
     struct sd_tenant t = {0};
-    if (!path_tenant(req, &t)) {
+    if (!sd_api_path_tenant(req, &t)) {
         return SD_REQ_DONE;
     }
     json_t *body = sd_api_parse_body(req);
@@ -137,7 +123,7 @@ int sd_api_admin_target_update(struct sd_req *req)
 int sd_api_admin_target_delete(struct sd_req *req)
 {
     struct sd_tenant t = {0};
-    if (!path_tenant(req, &t)) {
+    if (!sd_api_path_tenant(req, &t)) {
         return SD_REQ_DONE;
     }
     struct sd_target g = {0};

@@ -199,20 +199,6 @@ int sd_api_customer_erase(struct sd_req *req)
 /* ---- admin ------------------------------------------------------------------------------------
  */
 
-/* The tenant named in the path, or a 404 answer (returns false). */
-static bool path_tenant(struct sd_req *req, struct sd_tenant *ret)
-{
-    int r = sd_store_tenant_get(req->hub->store, req->params[0], ret);
-    if (r == -ENOENT) {
-        sd_req_reply_error(req, 404, "not_found", "no tenant '%s'", req->params[0]);
-        return false;
-    }
-    if (r < 0) {
-        sd_api_reply_store_error(req, r);
-        return false;
-    }
-    return true;
-}
 
 static void reply_tenant(struct sd_req *req, const struct sd_tenant *t)
 {
@@ -227,7 +213,7 @@ static void reply_tenant(struct sd_req *req, const struct sd_tenant *t)
 int sd_api_admin_tenant_get(struct sd_req *req)
 {
     struct sd_tenant t = {0};
-    if (path_tenant(req, &t)) {
+    if (sd_api_path_tenant(req, &t)) {
         reply_tenant(req, &t);
     }
     sd_tenant_release(&t);
@@ -237,7 +223,7 @@ int sd_api_admin_tenant_get(struct sd_req *req)
 int sd_api_admin_tenant_update(struct sd_req *req)
 {
     struct sd_tenant t = {0};
-    if (!path_tenant(req, &t)) {
+    if (!sd_api_path_tenant(req, &t)) {
         return SD_REQ_DONE;
     }
     json_t *body = sd_api_parse_body(req);
@@ -264,7 +250,7 @@ int sd_api_admin_tenant_update(struct sd_req *req)
 int sd_api_admin_suppressions_add(struct sd_req *req)
 {
     struct sd_tenant t = {0};
-    if (!path_tenant(req, &t)) {
+    if (!sd_api_path_tenant(req, &t)) {
         return SD_REQ_DONE;
     }
     json_t *body = sd_api_parse_body(req);

@@ -9,6 +9,7 @@
 
 #include "base/base.h"
 #include "cli/cli.h"
+#include "model/model.h"
 #include "store/store.h"
 
 __attribute__((format(printf, 2, 0))) static int vmsg(int code, const char *fmt, va_list ap)
@@ -145,4 +146,30 @@ int sd_cli_open_store(const char *data, struct sd_store_handle **ret)
         return sd_cli_fail("cannot open the store in '%s': %s", data, strerror(-r));
     }
     return 0;
+}
+
+int sd_cli_print_issues(const struct sd_issues *errors)
+{
+    for (size_t i = 0; i < errors->n; i++) {
+        fprintf(stderr, "stagedoor: %s: %s\n",
+                errors->items[i].pointer[0] ? errors->items[i].pointer : "(body)",
+                errors->items[i].message);
+    }
+    return SD_EXIT_USAGE;
+}
+
+int sd_cli_parse_id(int argc, char **argv, const char *usage, const char *command,
+                    const char *subcommand, const char *id_name, const char **data, const char **id)
+{
+    const char *pos[1];
+    struct sd_cli_opt opts[] = {{"--data", true, data, NULL}, {0}};
+    int n = sd_cli_parse(argc, argv, opts, pos, 1, usage);
+    if (n < 0) {
+        return n == -1 ? SD_EXIT_OK : SD_EXIT_USAGE;
+    }
+    if (n != 1) {
+        return sd_cli_usage_error("%s %s needs a %s", command, subcommand, id_name);
+    }
+    *id = pos[0];
+    return -1;
 }

@@ -46,6 +46,15 @@ int sd_cli_bad_client_id(const char *client_id);
 /* Positive integer option value, or -1 with a usage error printed. */
 long long sd_cli_positive(const char *name, const char *v, long long max);
 
+struct sd_issues;
+/* Print each issue as "stagedoor: POINTER: message" to stderr; returns SD_EXIT_USAGE. */
+int sd_cli_print_issues(const struct sd_issues *errors);
+/* Parse "COMMAND SUBCOMMAND ID [--data DIR]": -1 with *id set to go on, else the exit code
+ * (after --help, or the usage error "COMMAND SUBCOMMAND needs a ID_NAME"). */
+int sd_cli_parse_id(int argc, char **argv, const char *usage, const char *command,
+                    const char *subcommand, const char *id_name, const char **data,
+                    const char **id);
+
 /* "YYYY-MM-DDTHH:MM:SSZ", or "-" for 0. */
 void sd_cli_format_time(int64_t usec, char out[32]);
 

@@ -54,16 +54,6 @@ static json_t *json_arg(const char *name, const char *v)
     return j;
 }
 
-static int print_errors(const struct sd_issues *errors)
-{
-    for (size_t i = 0; i < errors->n; i++) {
-        fprintf(stderr, "stagedoor: %s: %s\n",
-                errors->items[i].pointer[0] ? errors->items[i].pointer : "(body)",
-                errors->items[i].message);
-    }
-    return SD_EXIT_USAGE;
-}
-
 /* Build a request body from the options (the same shape the admin API takes). */
 static int build_body(const char *type, const char *env, const char *schedule, const char *settings,
                       const char *mapping, json_t **ret)
@@ -144,7 +134,7 @@ static int connector_add(int argc, char **argv)
     if (r == -ENOENT) {
         rc = sd_cli_fail("no tenant '%s'", pos[0]);
     } else if (r == -EINVAL) {
-        rc = print_errors(&errors);
+        rc = sd_cli_print_issues(&errors);
     } else if (r < 0) {
         rc = sd_cli_fail("cannot add the connector: %s", strerror(-r));
     } else {
@@ -222,26 +212,11 @@ static int one(const char *data, const char *id, struct sd_store_handle **ret_st
     return 0;
 }
 
-static int parse_id_only(int argc, char **argv, const char *usage, const char *what,
-                         const char **data, const char **id)
-{
-    const char *pos[1];
-    struct sd_cli_opt opts[] = {{"--data", true, data, NULL}, {0}};
-    int n = sd_cli_parse(argc, argv, opts, pos, 1, usage);
-    if (n < 0) {
-        return n == -1 ? SD_EXIT_OK : SD_EXIT_USAGE;
-    }
-    if (n != 1) {
-        return sd_cli_usage_error("connector %s needs a CONNECTOR_ID", what);
-    }
-    *id = pos[0];
-    return -1;
-}
-
 static int connector_show(int argc, char **argv)
 {
     const char *data = SD_DEFAULT_DATA_DIR, *id = NULL;
-    int r = parse_id_only(argc, argv, usage_show, "show", &data, &id);
+    int r =
+        sd_cli_parse_id(argc, argv, usage_show, "connector", "show", "CONNECTOR_ID", &data, &id);
     if (r >= 0) {
         return r;
     }
@@ -293,7 +268,7 @@ static int connector_update(int argc, char **argv)
     r = sd_connector_config_update(st, &t, c.id, body, &errors);
     int rc = SD_EXIT_OK;
     if (r == -EINVAL) {
-        rc = print_errors(&errors);
+        rc = sd_cli_print_issues(&errors);
     } else if (r < 0) {
         rc = sd_cli_fail("cannot update the connector: %s", strerror(-r));
     } else {
@@ -309,7 +284,7 @@ static int connector_update(int argc, char **argv)
 static int connector_run(int argc, char **argv)
 {
     const char *data = SD_DEFAULT_DATA_DIR, *id = NULL;
-    int r = parse_id_only(argc, argv, usage_run, "run", &data, &id);
+    int r = sd_cli_parse_id(argc, argv, usage_run, "connector", "run", "CONNECTOR_ID", &data, &id);
     if (r >= 0) {
         return r;
     }
@@ -331,7 +306,8 @@ static int connector_run(int argc, char **argv)
 static int connector_remove(int argc, char **argv)
 {
     const char *data = SD_DEFAULT_DATA_DIR, *id = NULL;
-    int r = parse_id_only(argc, argv, usage_remove, "remove", &data, &id);
+    int r = sd_cli_parse_id(argc, argv, usage_remove, "connector", "remove", "CONNECTOR_ID", &data,
+                            &id);
     if (r >= 0) {
         return r;
     }

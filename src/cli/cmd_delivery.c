@@ -111,26 +111,10 @@ static int delivery_list(int argc, char **argv)
     return rc;
 }
 
-static int parse_id_only(int argc, char **argv, const char *usage, const char *what,
-                         const char **data, const char **id)
-{
-    const char *pos[1];
-    struct sd_cli_opt opts[] = {{"--data", true, data, NULL}, {0}};
-    int n = sd_cli_parse(argc, argv, opts, pos, 1, usage);
-    if (n < 0) {
-        return n == -1 ? SD_EXIT_OK : SD_EXIT_USAGE;
-    }
-    if (n != 1) {
-        return sd_cli_usage_error("delivery %s needs a DELIVERY_ID", what);
-    }
-    *id = pos[0];
-    return -1;
-}
-
 static int delivery_show(int argc, char **argv)
 {
     const char *data = SD_DEFAULT_DATA_DIR, *id = NULL;
-    int r = parse_id_only(argc, argv, usage_show, "show", &data, &id);
+    int r = sd_cli_parse_id(argc, argv, usage_show, "delivery", "show", "DELIVERY_ID", &data, &id);
     if (r >= 0) {
         return r;
     }
@@ -160,7 +144,8 @@ static int delivery_show(int argc, char **argv)
 static int delivery_retry(int argc, char **argv)
 {
     const char *data = SD_DEFAULT_DATA_DIR, *id = NULL;
-    int r = parse_id_only(argc, argv, usage_retry, "retry", &data, &id);
+    int r =
+        sd_cli_parse_id(argc, argv, usage_retry, "delivery", "retry", "DELIVERY_ID", &data, &id);
     if (r >= 0) {
         return r;
     }

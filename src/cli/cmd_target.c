@@ -51,16 +51,6 @@ struct target_opts {
     bool no_source;
 };
 
-static int print_errors(const struct sd_issues *errors)
-{
-    for (size_t i = 0; i < errors->n; i++) {
-        fprintf(stderr, "stagedoor: %s: %s\n",
-                errors->items[i].pointer[0] ? errors->items[i].pointer : "(body)",
-                errors->items[i].message);
-    }
-    return SD_EXIT_USAGE;
-}
-
 /* A secret from the command line, or @FILE (first line, at most 4 KiB). NULL after an error. */
 static char *secret_arg(const char *name, const char *v)
 {
@@ -197,7 +187,7 @@ static int target_add(int argc, char **argv)
     if (r == -ENOENT) {
         rc = sd_cli_fail("no tenant '%s'", pos[0]);
     } else if (r == -EINVAL) {
-        rc = print_errors(&errors);
+        rc = sd_cli_print_issues(&errors);
     } else if (r < 0) {
         rc = sd_cli_fail("cannot add the target: %s", strerror(-r));
     } else {
@@ -271,26 +261,10 @@ static int one(const char *data, const char *id, struct sd_store_handle **ret_st
     return 0;
 }
 
-static int parse_id_only(int argc, char **argv, const char *usage, const char *what,
-                         const char **data, const char **id)
-{
-    const char *pos[1];
-    struct sd_cli_opt opts[] = {{"--data", true, data, NULL}, {0}};
-    int n = sd_cli_parse(argc, argv, opts, pos, 1, usage);
-    if (n < 0) {
-        return n == -1 ? SD_EXIT_OK : SD_EXIT_USAGE;
-    }
-    if (n != 1) {
-        return sd_cli_usage_error("target %s needs a TARGET_ID", what);
-    }
-    *id = pos[0];
-    return -1;
-}
-
 static int target_show(int argc, char **argv)
 {
     const char *data = SD_DEFAULT_DATA_DIR, *id = NULL;
-    int r = parse_id_only(argc, argv, usage_show, "show", &data, &id);
+    int r = sd_cli_parse_id(argc, argv, usage_show, "target", "show", "TARGET_ID", &data, &id);
     if (r >= 0) {
         return r;
     }
@@ -347,7 +321,7 @@ static int target_update(int argc, char **argv)
     r = sd_target_config_update(st, &ten, t.id, body, &errors);
     int rc = SD_EXIT_OK;
     if (r == -EINVAL) {
-        rc = print_errors(&errors);
+        rc = sd_cli_print_issues(&errors);
     } else if (r < 0) {
         rc = sd_cli_fail("cannot update the target: %s", strerror(-r));
     } else {
@@ -363,7 +337,7 @@ static int target_update(int argc, char **argv)
 static int target_remove(int argc, char **argv)
 {
     const char *data = SD_DEFAULT_DATA_DIR, *id = NULL;
-    int r = parse_id_only(argc, argv, usage_remove, "remove", &data, &id);
+    int r = sd_cli_parse_id(argc, argv, usage_remove, "target", "remove", "TARGET_ID", &data, &id);
     if (r >= 0) {
         return r;
     }

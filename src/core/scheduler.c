@@ -114,8 +114,11 @@ static void set_watch(struct sd_scheduler *s, struct inst *in)
     const char *dir = c->watch_dir(settings);
     if (dir) {
         in->watch_wd = inotify_add_watch(s->inotify_fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO);
-        /* Files may already be there (or arrived before the watch): look once now. */
-        in->due_now = true;
+        /* A connector that never ran may find files already there (dropped before the watch
+         * existed): look once now. Others rescan on their schedule. */
+        if (in->last_run_usec == 0) {
+            in->due_now = true;
+        }
     }
     json_decref(settings);
 }
