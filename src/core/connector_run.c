@@ -92,8 +92,8 @@ int sd_connector_commit_fn(struct sd_connector_ctx *ctx, const json_t *body,
     struct sd_ingest_opts o = {.source = ctx->source,
                                .upsert_sales = true,
                                .skip_bad = skip_bad,
-                               .state_id = ctx->id,
-                               .state_fn = commit_state,
+                               .state_id = ctx->state ? ctx->id : NULL,
+                               .state_fn = ctx->state ? commit_state : NULL,
                                .state_arg = &c};
     int r = sd_hub_ingest_opts(ctx->hub, ctx->tenant_id, ctx->env, body, &o, out);
     if (r == 0 && out->status == 202) {
@@ -101,7 +101,7 @@ int sd_connector_commit_fn(struct sd_connector_ctx *ctx, const json_t *body,
         ctx->records_rejected += out->n_skipped;
         /* What was committed: reload it (cheap, one row) so ctx->state is exactly the store's. */
         json_t *st = NULL;
-        if (sd_connector_state_load(ctx->hub, ctx->id, &st) == 0) {
+        if (ctx->state && sd_connector_state_load(ctx->hub, ctx->id, &st) == 0) {
             json_decref(ctx->state);
             ctx->state = st;
             ctx->cursor = json_object_get(ctx->state, "cursor");
@@ -112,48 +112,17 @@ int sd_connector_commit_fn(struct sd_connector_ctx *ctx, const json_t *body,
     return r;
 }
 
+static json_t *fixed_cursor(void *arg, const struct sd_issues *skipped, size_t n_skipped)
+{
+    (void)skipped;
+    (void)n_skipped;
+    return arg ? json_deep_copy(arg) : NULL;
+}
+
 int sd_connector_commit(struct sd_connector_ctx *ctx, const json_t *body, const json_t *cursor,
                         bool skip_bad, struct sd_ingest_outcome *out)
 {
-    uint64_t base_in = state_u64(ctx->state, "records_in");
-    uint64_t base_rej = state_u64(ctx->state, "records_rejected");
-    /* Counters in the document assume success; on failure nothing of it is stored. */
-    size_t n_body = 0;
-    static const char *const arrays[] = {"events", "customers", "sales"};
-    for (int k = 0; k < 3; k++) {
-        n_body += json_array_size(json_object_get(body, arrays[k]));
-    }
-    json_t *st = NULL;
-    char *doc = NULL;
-    struct sd_ingest_opts o = {.source = ctx->source, .upsert_sales = true, .skip_bad = skip_bad};
-    if (ctx->state) {
-        /* The skipped count is known only afterwards; the document is written with the
-         * optimistic count and corrected by the next commit or the end-of-run state. */
-        st = state_with(ctx, cursor, base_in + n_body, base_rej);
-        doc = json_dumps(st, JSON_COMPACT);
-        o.state_id = ctx->id;
-        o.state_doc = doc;
-    }
-    int r = sd_hub_ingest_opts(ctx->hub, ctx->tenant_id, ctx->env, body, &o, out);
-    if (r == 0 && out->status == 202) {
-        size_t stored = out->n_events + out->n_customers + out->n_sales;
-        ctx->records_in += stored;
-        ctx->records_rejected += out->n_skipped;
-        if (st) {
-            json_object_set_new(st, "records_in", json_integer((json_int_t)(base_in + stored)));
-            json_object_set_new(st, "records_rejected",
-                                json_integer((json_int_t)(base_rej + out->n_skipped)));
-            json_decref(ctx->state);
-            ctx->state = st;
-            st = NULL;
-            ctx->cursor = json_object_get(ctx->state, "cursor");
-        }
-    } else if (r == 0) {
-        ctx->records_rejected += n_body;
-    }
-    json_decref(st);
-    free(doc);
-    return r;
+    return sd_connector_commit_fn(ctx, body, fixed_cursor, (void *)cursor, skip_bad, out);
 }
 
 const char *sd_kind_array_name(enum sd_kind kind)
@@ -215,8 +184,8 @@ struct sd_connector_ctx *sd_connector_job_ctx(struct sd_connector_job *job)
 int sd_connector_job_ingest(struct sd_connector_job *job, const json_t *body,
                             struct sd_ingest_outcome *out)
 {
-    int r = sd_ingest_in_writer(job->st, job->ctx->tenant_id, job->ctx->env, job->ctx->source,
-                                body, true, out);
+    int r = sd_ingest_in_writer(job->st, job->ctx->tenant_id, job->ctx->env, job->ctx->source, body,
+                                true, out);
     if (r == 0 && out->status == 202) {
         job->stored += out->n_events + out->n_customers + out->n_sales;
     }

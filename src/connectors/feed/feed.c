@@ -121,8 +121,6 @@ static int build_body(struct sd_connector_ctx *ctx, const struct sd_http_respons
                                   "set kind to events, customers or sales for XML");
             goto out;
         }
-        r = sd_json_records(buf, len, "/events", &doc, &err);
-        json_decref(doc);
         json_error_t jerr;
         doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
         if (!doc) {
