@@ -138,6 +138,15 @@ typedef int (*sd_connector_job_fn)(struct sd_connector_job *job, void *arg);
 int sd_connector_write_job(struct sd_connector_ctx *ctx, sd_connector_job_fn fn, void *arg);
 int sd_connector_job_ingest(struct sd_connector_job *job, const json_t *body,
                             struct sd_ingest_outcome *out);
+/* sd_connector_job_ingest for records validated beforehand (sd_validate_ingest on the
+ * connector's own thread, so that the writer only stores): sets the batch's source and upsert
+ * mode, then applies it. A refused batch (status != 202) writes nothing (the store checks
+ * every reference of an upsert batch before it writes), so it can be applied again without the
+ * records it named. */
+int sd_connector_job_ingest_batch(struct sd_connector_job *job, struct sd_batch *batch,
+                                  struct sd_ingest_outcome *out);
+/* Count n records as rejected; they count into the state only if the job's work is kept. */
+void sd_connector_job_reject(struct sd_connector_job *job, uint64_t n);
 int sd_connector_job_cursor(struct sd_connector_job *job, const json_t *cursor);
 struct sd_connector_ctx *sd_connector_job_ctx(struct sd_connector_job *job);
 

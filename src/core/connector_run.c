@@ -174,6 +174,7 @@ struct sd_connector_job {
     json_t *cursor;    /* set by sd_connector_job_cursor */
     json_t *new_state; /* the state document job_run stored, adopted once committed */
     uint64_t stored;
+    uint64_t rejected; /* sd_connector_job_reject */
 };
 
 struct sd_connector_ctx *sd_connector_job_ctx(struct sd_connector_job *job)
@@ -190,6 +191,23 @@ int sd_connector_job_ingest(struct sd_connector_job *job, const json_t *body,
         job->stored += out->n_events + out->n_customers + out->n_sales;
     }
     return r;
+}
+
+int sd_connector_job_ingest_batch(struct sd_connector_job *job, struct sd_batch *batch,
+                                  struct sd_ingest_outcome *out)
+{
+    batch->upsert_sales = true;
+    batch->source = job->ctx->source;
+    int r = sd_ingest_batch_in_writer(job->st, job->ctx->tenant_id, job->ctx->env, batch, out);
+    if (r == 0 && out->status == 202) {
+        job->stored += out->n_events + out->n_customers + out->n_sales;
+    }
+    return r;
+}
+
+void sd_connector_job_reject(struct sd_connector_job *job, uint64_t n)
+{
+    job->rejected += n;
 }
 
 int sd_connector_job_cursor(struct sd_connector_job *job, const json_t *cursor)
@@ -209,7 +227,7 @@ static int job_run(struct sd_store_handle *st, struct sd_write_job *wj)
     }
     json_t *state =
         state_with(job->ctx, job->cursor, state_u64(job->ctx->state, "records_in") + job->stored,
-                   state_u64(job->ctx->state, "records_rejected"));
+                   state_u64(job->ctx->state, "records_rejected") + job->rejected);
     char *doc = json_dumps(state, JSON_COMPACT);
     r = sd_store_connector_state_put(st, job->ctx->id, doc);
     free(doc);
@@ -232,6 +250,7 @@ int sd_connector_write_job(struct sd_connector_ctx *ctx, sd_connector_job_fn fn,
         job.new_state = NULL;
         ctx->cursor = json_object_get(ctx->state, "cursor");
         ctx->records_in += job.stored;
+        ctx->records_rejected += job.rejected;
     }
     json_decref(job.new_state);
     json_decref(job.cursor);

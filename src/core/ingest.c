@@ -330,28 +330,33 @@ int sd_ingest_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_e
     }
     batch.upsert_sales = upsert_sales;
     batch.source = source;
+    r = sd_ingest_batch_in_writer(st, tenant_id, env, &batch, out);
+    sd_batch_release(&batch);
+    return r;
+}
+
+int sd_ingest_batch_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
+                              const struct sd_batch *batch, struct sd_ingest_outcome *out)
+{
     struct sd_apply_result res;
     sd_apply_result_init(&res);
     res.errors.limit = out->errors.limit;
-    r = sd_store_apply_ingest(st, tenant_id, env, &batch, &res);
+    int r = sd_store_apply_ingest(st, tenant_id, env, batch, &res);
     if (r == 0) {
         out->status = res.status;
         move_issues(&out->errors, &res.errors);
         move_issues(&out->warnings, &res.warnings);
         if (res.status == 202) {
-            out->n_events = batch.n_events;
-            out->n_customers = batch.n_customers;
-            out->n_sales = batch.n_sales;
+            out->n_events = batch->n_events;
+            out->n_customers = batch->n_customers;
+            out->n_sales = batch->n_sales;
             out->n_unchanged = res.n_unchanged;
         }
         for (size_t i = 0; i < res.n_duplicate_invoices; i++) {
-            char ptr[32];
-            snprintf(ptr, sizeof(ptr), "/sales");
-            sd_issues_add(&out->errors, ptr, "invoice number '%s' already exists",
+            sd_issues_add(&out->errors, "/sales", "invoice number '%s' already exists",
                           res.duplicate_invoices[i]);
         }
     }
     sd_apply_result_release(&res);
-    sd_batch_release(&batch);
     return r;
 }

@@ -67,4 +67,9 @@ int sd_ingest_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_e
                         const char *source, const json_t *body, bool upsert_sales,
                         struct sd_ingest_outcome *out);
 
+/* The same for a batch validated beforehand (sd_validate_ingest, on another thread): apply
+ * only. batch->upsert_sales and batch->source are the caller's. */
+int sd_ingest_batch_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
+                              const struct sd_batch *batch, struct sd_ingest_outcome *out);
+
 #endif

@@ -1,14 +1,15 @@
 /* csv_import.c — one CSV file into the hub (see csv_import.h).
  *
- * Two policies, one reader:
+ * Two policies, one reader (csv_chunks.c: a thread that reads, maps and validates chunks of
+ * 1,000 rows ahead of the store, so the writer thread only stores):
  *  - reject_file: the whole file is one write job (sd_connector_write_job): every chunk is
- *    validated and applied inside one savepoint, and any refused row undoes everything. Every
- *    chunk is still applied after the first error, only so that errors.csv lists every bad
- *    row (reference errors included); the savepoint is rolled back at the end. The cursor
+ *    applied inside one savepoint, and any refused row undoes everything. Every chunk is still
+ *    applied after the first error, only so that errors.csv lists every bad row (reference
+ *    errors included); the savepoint is rolled back at the end. The cursor
  *    {"sha256", "done": true} commits with the records.
- *  - skip_rows: chunks commit one by one, each with the cursor (byte offset and line after the
- *    chunk, counters, and the size errors.csv had then), so a crash resumes after the last
- *    committed chunk and errors.csv is cut back to match.
+ *  - skip_rows: write jobs of SKIP_ROWS_COMMIT rows commit one by one, each with the cursor
+ *    (byte offset and line after its rows, counters, and the size errors.csv had then), so a
+ *    crash resumes after the last commit and errors.csv is cut back to match.
  * Rows are mapped with the instance's mapping; a row that cannot be mapped, has the wrong
  * number of fields or bad encoding is a bad row like a refused record. */
 #include "connectors/csv_drop/csv_import.h"
@@ -24,10 +25,9 @@
 #include <unistd.h>
 
 #include "base/base.h"
+#include "connectors/csv_drop/csv_chunks.h"
 #include "formats/csv_reader.h"
 #include "mapping/mapping.h"
-
-#define CHUNK 1000
 
 void sd_csv_import_check(const json_t *s, struct sd_issues *errors)
 {
@@ -89,6 +89,17 @@ int sd_csv_import_order(const char *name)
 
 /* ---- the importer --------------------------------------------------------------------------- */
 
+/* Records per chunk handed from the reading thread to the store: bounds memory (three chunks
+ * exist at a time). */
+#define CHUNK_ROWS 1000
+/* skip_rows commits this many rows at a time, with the position after them. A commit writes
+ * every index page its rows touched, and sales of random customers and events touch about two
+ * pages per row in those indexes whatever the commit size, until the commit is large enough to
+ * hit the same pages twice: 1,000-row commits wrote 15 KB per row, and 10,000 still 11 KB
+ * (bench/csv_import.sh). Larger commits write less, but hold the writer (webhooks wait) for
+ * the whole commit: 20,000 rows is about a third of a second. */
+#define SKIP_ROWS_COMMIT 50000
+
 struct importer {
     struct sd_connector_ctx *ctx;
     const char *dir, *name;
@@ -99,12 +110,14 @@ struct importer {
     char sha[65];
     int fd;
     struct sd_csv_reader *rd;
+    struct sd_csv_chunks *chunks; /* the reading thread, while rows are read */
     char **header;
     size_t nh;
     char *err_path; /* errors.csv being written, in the work folder */
     FILE *errf;
     uint64_t rows, stored, rejected, unchanged;
-    uint64_t rejected_here; /* rows refused before the store saw them, in this run */
+    uint64_t rows_committed; /* skip_rows: rows read up to the last commit */
+    uint64_t offset, line;  /* reader position after the last chunk taken */
     int fatal;              /* a structural error ended the file */
     char fatal_msg[300];
 };
@@ -115,135 +128,27 @@ static const char *setting(const struct sd_connector_ctx *ctx, const char *key)
     return v ? v : "";
 }
 
-static void csv_field(FILE *f, const char *s)
+/* Take the next chunk from the reading thread: its refused rows go to errors.csv and its
+ * counters and position become the importer's. NULL after the last one. */
+static struct sd_csv_chunk *take_chunk(struct importer *im)
 {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"') {
-            fputc('"', f);
-        }
-        fputc(*s, f);
+    struct sd_csv_chunk *ch = sd_csv_chunks_next(im->chunks);
+    if (!ch) {
+        return NULL;
     }
-    fputc('"', f);
-}
-
-static void bad_row(struct importer *im, uint64_t line, const char *column, const char *msg)
-{
-    fprintf(im->errf, "%llu,", (unsigned long long)line);
-    csv_field(im->errf, column ? column : "");
-    fputc(',', im->errf);
-    csv_field(im->errf, msg);
-    fputc('\n', im->errf);
-}
-
-/* Issues from the mapping ("/line/12/date") → errors.csv rows. */
-static void mapping_issues(struct importer *im, uint64_t line, const struct sd_issues *iss)
-{
-    for (size_t i = 0; i < iss->n; i++) {
-        const char *p = iss->items[i].pointer;
-        const char *col = "";
-        const char *q = strchr(p + (p[0] == '/'), '/');
-        if (q) {
-            q = strchr(q + 1, '/');
-            col = q ? q + 1 : "";
-        }
-        bad_row(im, line, col, iss->items[i].message);
+    if (ch->errs_len > 0) {
+        fwrite(ch->errs, 1, ch->errs_len, im->errf);
     }
-}
-
-/* Issues from validation/apply ("/sales/7/currency") → rows; returns distinct records hit.
- * With ret_hit (n entries, false on entry), the records hit are marked in it. */
-static uint64_t record_issues_hit(struct importer *im, const uint64_t *lines, size_t n,
-                                  const struct sd_issues *iss, bool *ret_hit)
-{
-    uint64_t distinct = 0;
-    bool *seen = ret_hit ? ret_hit : sd_calloc(n + 1, sizeof(bool));
-    for (size_t i = 0; i < iss->n; i++) {
-        const char *p = iss->items[i].pointer;
-        const char *q = p[0] == '/' ? strchr(p + 1, '/') : NULL;
-        char *end = NULL;
-        unsigned long long idx = q ? strtoull(q + 1, &end, 10) : 0;
-        if (!q || !end || idx >= n) {
-            bad_row(im, 0, p, iss->items[i].message);
-            continue;
-        }
-        if (!seen[idx]) {
-            seen[idx] = true;
-            distinct++;
-        }
-        bad_row(im, lines[idx], *end == '/' ? end + 1 : end, iss->items[i].message);
+    im->rows = ch->rows_end;
+    im->rejected += ch->rejected;
+    im->offset = ch->offset_end;
+    im->line = ch->line_end;
+    if (ch->fatal && !im->fatal) {
+        im->fatal = ch->fatal;
+        snprintf(im->fatal_msg, sizeof(im->fatal_msg), "%s", ch->fatal_msg);
     }
-    if (!ret_hit) {
-        free(seen);
-    }
-    return distinct;
-}
-
-static uint64_t record_issues(struct importer *im, const uint64_t *lines, size_t n,
-                              const struct sd_issues *iss)
-{
-    return record_issues_hit(im, lines, n, iss, NULL);
-}
-
-/* Read up to CHUNK good rows into body[kind]; bad rows go to errors.csv. */
-static int read_chunk(struct importer *im, json_t **ret_body, uint64_t *lines, size_t *ret_n,
-                      bool *eof)
-{
-    json_t *arr = json_array();
-    size_t n = 0;
-    *eof = false;
-    struct sd_issues iss;
-    sd_issues_init(&iss, 50);
-    while (n < CHUNK) {
-        struct sd_csv_row row;
-        int r = sd_csv_next(im->rd, &row);
-        if (r == 0) {
-            *eof = true;
-            break;
-        }
-        if (r == -EILSEQ) {
-            im->rows++;
-            im->rejected++;
-            im->rejected_here++;
-            bad_row(im, row.line, "", sd_csv_error(im->rd));
-            continue;
-        }
-        if (r < 0) {
-            im->fatal = r;
-            snprintf(im->fatal_msg, sizeof(im->fatal_msg), "%s", sd_csv_error(im->rd));
-            bad_row(im, row.line, "", sd_csv_error(im->rd));
-            *eof = true;
-            break;
-        }
-        im->rows++;
-        if (row.n != im->nh) {
-            char msg[96];
-            snprintf(msg, sizeof(msg), "the row has %zu fields, the header has %zu", row.n, im->nh);
-            bad_row(im, row.line, "", msg);
-            im->rejected++;
-            im->rejected_here++;
-            continue;
-        }
-        char ptr[40];
-        snprintf(ptr, sizeof(ptr), "/line/%llu", (unsigned long long)row.line);
-        json_t *rec =
-            sd_mapping_apply_row(im->ctx->mapping, im->kind, (const char *const *)im->header,
-                                 (const char *const *)row.fields, row.n, ptr, &iss);
-        if (!rec) {
-            mapping_issues(im, row.line, &iss);
-            sd_issues_release(&iss);
-            im->rejected++;
-            im->rejected_here++;
-            continue;
-        }
-        json_array_append_new(arr, rec);
-        lines[n++] = row.line;
-    }
-    sd_issues_release(&iss);
     atomic_store(im->ctx->progress, im->rows);
-    *ret_body = json_pack("{s:o}", sd_kind_array_name(im->kind), arr);
-    *ret_n = n;
-    return 0;
+    return ch;
 }
 
 static int open_reader(struct importer *im, uint64_t offset, uint64_t line)
@@ -283,112 +188,119 @@ static int read_header(struct importer *im)
 
 static json_t *cursor_doc(struct importer *im, bool done)
 {
-    uint64_t off = 0, line = 0;
-    if (im->rd) {
-        sd_csv_position(im->rd, &off, &line);
-    }
     fflush(im->errf);
     long errbytes = ftell(im->errf);
     char delim[2] = {im->copt.delimiter, 0};
     return json_pack("{s:s, s:s, s:b, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I}", "file", im->name,
-                     "sha256", im->sha, "done", done, "offset", (json_int_t)off, "line",
-                     (json_int_t)line, "delimiter", delim, "rows", (json_int_t)im->rows, "stored",
-                     (json_int_t)im->stored, "rejected", (json_int_t)im->rejected, "unchanged",
-                     (json_int_t)im->unchanged, "errors_bytes",
+                     "sha256", im->sha, "done", done, "offset", (json_int_t)im->offset, "line",
+                     (json_int_t)im->line, "delimiter", delim, "rows", (json_int_t)im->rows,
+                     "stored", (json_int_t)im->stored, "rejected", (json_int_t)im->rejected,
+                     "unchanged", (json_int_t)im->unchanged, "errors_bytes",
                      (json_int_t)(errbytes < 0 ? 0 : errbytes));
 }
 
-/* reject_file, one chunk inside the file's savepoint. The store checks a body in stages
- * (validation, then references), so a chunk refused for one row says nothing yet about the
- * others: the chunk is stored again without the rows named so far until it is accepted, and
- * errors.csv lists every bad row. Rows stored that way are undone with the refused file. */
-static int whole_file_chunk(struct importer *im, struct sd_connector_job *job, const json_t *body,
-                            const uint64_t *lines, size_t n)
+/* The records of b whose index is not marked bad, sharing b's strings (free only the arrays). */
+static struct sd_batch batch_without(const struct sd_batch *b, const bool *bad)
 {
-    const char *name = sd_kind_array_name(im->kind);
-    const json_t *arr = json_object_get(body, name);
+    struct sd_batch v = *b;
+    v.events = sd_calloc(b->n_events + 1, sizeof(*v.events));
+    v.customers = sd_calloc(b->n_customers + 1, sizeof(*v.customers));
+    v.sales = sd_calloc(b->n_sales + 1, sizeof(*v.sales));
+    v.n_events = v.n_customers = v.n_sales = 0;
+    for (size_t i = 0; i < b->n_events; i++) {
+        if (!bad[b->events[i].index]) {
+            v.events[v.n_events++] = b->events[i];
+        }
+    }
+    for (size_t i = 0; i < b->n_customers; i++) {
+        if (!bad[b->customers[i].index]) {
+            v.customers[v.n_customers++] = b->customers[i];
+        }
+    }
+    for (size_t i = 0; i < b->n_sales; i++) {
+        if (!bad[b->sales[i].index]) {
+            v.sales[v.n_sales++] = b->sales[i];
+        }
+    }
+    return v;
+}
+
+/* One validated chunk inside a write job. The store checks references record by record, so a
+ * chunk refused for one row says nothing yet about the others: each attempt runs in its own
+ * savepoint, the rows it names go to errors.csv, and the chunk is stored again without them
+ * until it is accepted. Adds to im->stored, im->unchanged and im->rejected; *ret_refused is how
+ * many rows the store refused. */
+static int store_chunk(struct importer *im, struct sd_connector_job *job, struct sd_csv_chunk *ch,
+                       uint64_t *ret_refused)
+{
+    size_t n = ch->n;
     bool *bad = sd_calloc(n + 1, sizeof(bool));
     bool *hit = sd_calloc(n + 1, sizeof(bool));
-    size_t *map = sd_calloc(n + 1, sizeof(size_t));
-    uint64_t *rlines = sd_calloc(n + 1, sizeof(uint64_t));
-    bool any_bad = false;
+    uint64_t refused = 0;
     int r = 0;
     for (;;) {
-        json_t *ra = json_array();
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (!bad[i]) {
-                json_array_append(ra, json_array_get(arr, i));
-                map[m] = i;
-                rlines[m] = lines[i];
-                m++;
-            }
-        }
-        json_t *red = json_pack("{s:o}", name, ra);
+        struct sd_batch view = batch_without(&ch->batch, bad);
+        size_t m = sd_batch_count(&view);
         struct sd_ingest_outcome out;
-        sd_ingest_outcome_init_limit(&out, CHUNK * 4);
-        r = m > 0 ? sd_connector_job_ingest(job, red, &out) : 0;
-        json_decref(red);
+        sd_ingest_outcome_init_limit(&out, n * 4 + 16);
+        r = m > 0 ? sd_connector_job_ingest_batch(job, &view, &out) : 0;
+        free(view.events);
+        free(view.customers);
+        free(view.sales);
         if (r < 0 || m == 0) {
             sd_ingest_outcome_release(&out);
             break;
         }
         if (out.status == 202) {
-            if (!any_bad) {
-                im->stored += n;
-                im->unchanged += out.n_unchanged;
-            }
+            im->stored += m;
+            im->unchanged += out.n_unchanged;
             sd_ingest_outcome_release(&out);
             break;
         }
+        /* Pointers name records by their index in the validated body, which is where their
+         * line is kept. */
         memset(hit, 0, (n + 1) * sizeof(bool));
-        uint64_t newly = record_issues_hit(im, rlines, m, &out.errors, hit);
+        uint64_t newly = sd_csv_record_issues(im->errf, ch->lines, n, &out.errors, hit);
         sd_ingest_outcome_release(&out);
-        im->rejected += newly;
-        any_bad = true;
-        for (size_t j = 0; j < m; j++) {
-            if (hit[j]) {
-                bad[map[j]] = true;
-            }
-        }
         if (newly == 0) {
-            if (im->rejected == 0) {
-                im->rejected = 1; /* refused without naming a row: still refuse the file */
-            }
+            /* Refused without naming a row: none of the rest can be stored. */
+            refused += m;
             break;
+        }
+        refused += newly;
+        for (size_t j = 0; j < n; j++) {
+            bad[j] = bad[j] || hit[j];
         }
     }
     free(bad);
     free(hit);
-    free(map);
-    free(rlines);
+    im->rejected += refused;
+    *ret_refused = refused;
     return r;
 }
 
-/* reject_file: the whole file inside one writer savepoint. */
+/* reject_file: the whole file inside one write job (one savepoint); the reading thread
+ * validates ahead, so the writer only stores. */
 static int whole_file_job(struct sd_connector_job *job, void *arg)
 {
     struct importer *im = arg;
-    uint64_t *lines = sd_malloc(CHUNK * sizeof(uint64_t));
     int r = 0;
-    bool eof = false;
-    while (!eof) {
+    struct sd_csv_chunk *ch;
+    while ((ch = take_chunk(im)) != NULL) {
         if (im->ctx->stop && atomic_load(im->ctx->stop)) {
+            sd_csv_chunks_done(im->chunks, ch);
             r = -ECANCELED;
             break;
         }
-        json_t *body = NULL;
-        size_t n = 0;
-        read_chunk(im, &body, lines, &n, &eof);
-        if (n > 0) {
-            r = whole_file_chunk(im, job, body, lines, n);
+        uint64_t refused = 0;
+        if (ch->validated && ch->n > 0) {
+            r = store_chunk(im, job, ch, &refused);
         }
-        json_decref(body);
+        sd_csv_chunks_done(im->chunks, ch);
         if (r < 0) {
             break;
         }
     }
-    free(lines);
     if (r < 0) {
         return r;
     }
@@ -401,81 +313,85 @@ static int whole_file_job(struct sd_connector_job *job, void *arg)
     return r;
 }
 
-/* skip_rows: chunk by chunk; each chunk commits with the cursor after it. */
-struct chunk_ctx {
+/* skip_rows: up to SKIP_ROWS_COMMIT rows in one write job, committed with the position after
+ * them (and errors.csv's size then), so a crash resumes after the last commit. */
+struct skip_group {
     struct importer *im;
-    const uint64_t *lines;
-    size_t n;
-    long err_mark; /* errors.csv size before this chunk's store errors */
     bool eof;
 };
 
-/* Called before each attempt to store the chunk: rewrite this chunk's store errors into
- * errors.csv and describe the position after the chunk, so both commit together. */
-static json_t *chunk_cursor(void *arg, const struct sd_issues *skipped, size_t n_skipped)
+static int skip_group_job(struct sd_connector_job *job, void *arg)
 {
-    struct chunk_ctx *cc = arg;
-    struct importer *im = cc->im;
-    fflush(im->errf);
-    if (ftruncate(fileno(im->errf), cc->err_mark) == 0) {
-        fseek(im->errf, cc->err_mark, SEEK_SET);
+    struct skip_group *g = arg;
+    struct importer *im = g->im;
+    uint64_t rows0 = im->rows;
+    struct sd_csv_chunk *ch;
+    while (im->rows - rows0 < SKIP_ROWS_COMMIT && (ch = take_chunk(im)) != NULL) {
+        uint64_t refused = 0;
+        int r = 0;
+        if (ch->validated && ch->n > 0) {
+            r = store_chunk(im, job, ch, &refused);
+        }
+        sd_connector_job_reject(job, ch->rejected + refused);
+        g->eof = ch->eof;
+        sd_csv_chunks_done(im->chunks, ch);
+        if (r < 0) {
+            return r;
+        }
+        if (g->eof || (im->ctx->stop && atomic_load(im->ctx->stop))) {
+            break;
+        }
     }
-    record_issues(im, cc->lines, cc->n, skipped);
-    uint64_t stored0 = im->stored, rejected0 = im->rejected;
-    im->stored += cc->n - n_skipped;
-    im->rejected += n_skipped;
-    json_t *c = cursor_doc(im, cc->eof);
-    im->stored = stored0;
-    im->rejected = rejected0;
-    return c;
+    json_t *cur = cursor_doc(im, g->eof);
+    int r = sd_connector_job_cursor(job, cur);
+    json_decref(cur);
+    return r;
 }
 
-static int chunked(struct importer *im)
+static int skip_rows_import(struct importer *im)
 {
-    uint64_t *lines = sd_malloc(CHUNK * sizeof(uint64_t));
-    int r = 0;
-    bool eof = false;
-    while (!eof) {
+    struct skip_group g = {.im = im};
+    while (!g.eof) {
         if (im->ctx->stop && atomic_load(im->ctx->stop)) {
-            r = sd_connector_fail(im->ctx, -ECANCELED,
-                                  "stopped in %s after row %llu; the next "
-                                  "run resumes there",
-                                  im->name, (unsigned long long)im->rows);
-            break;
+            return sd_connector_fail(im->ctx, -ECANCELED,
+                                     "stopped in %s after row %llu; the next run resumes there",
+                                     im->name, (unsigned long long)im->rows_committed);
         }
-        json_t *body = NULL;
-        size_t n = 0;
-        read_chunk(im, &body, lines, &n, &eof);
         fflush(im->errf);
-        struct chunk_ctx cc = {
-            .im = im, .lines = lines, .n = n, .err_mark = ftell(im->errf), .eof = eof};
-        struct sd_ingest_outcome out;
-        sd_ingest_outcome_init_limit(&out, CHUNK * 4);
-        r = sd_connector_commit_fn(im->ctx, body, chunk_cursor, &cc, true, &out);
-        if (r == 0 && out.status == 202) {
-            im->stored += out.n_events + out.n_customers + out.n_sales;
-            im->unchanged += out.n_unchanged;
-            im->rejected += out.n_skipped;
-        } else if (r == 0) {
-            r = sd_connector_fail(im->ctx, -EINVAL, "%s: rows refused as a whole: %s %s", im->name,
-                                  out.errors.n ? out.errors.items[0].pointer : "",
-                                  out.errors.n ? out.errors.items[0].message : "");
-        }
+        long err_mark = ftell(im->errf);
+        int r = sd_connector_write_job(im->ctx, skip_group_job, &g);
         if (r < 0) {
-            /* Nothing of this chunk is stored: forget its error rows too. */
+            /* Nothing of these rows is stored: forget their error rows too. */
             fflush(im->errf);
-            if (ftruncate(fileno(im->errf), cc.err_mark) == 0) {
-                fseek(im->errf, cc.err_mark, SEEK_SET);
+            if (err_mark >= 0 && ftruncate(fileno(im->errf), err_mark) == 0) {
+                fseek(im->errf, err_mark, SEEK_SET);
             }
+            return sd_connector_fail(im->ctx, r, "storing %s failed after row %llu: %s",
+                                     im->name, (unsigned long long)im->rows_committed,
+                                     strerror(-r));
         }
-        sd_ingest_outcome_release(&out);
-        json_decref(body);
-        if (r < 0) {
-            break;
-        }
+        im->rows_committed = im->rows;
     }
-    free(lines);
-    return r;
+    return 0;
+}
+
+/* Start the reading thread on im->rd (after the header, or at the resume point). */
+static int start_reading(struct importer *im)
+{
+    struct sd_csv_chunks_options o = {.reader = im->rd,
+                                      .kind = im->kind,
+                                      .mapping = im->ctx->mapping,
+                                      .header = (const char *const *)im->header,
+                                      .n_header = im->nh,
+                                      .chunk_rows = CHUNK_ROWS,
+                                      .validate = true,
+                                      .rows_before = im->rows};
+    sd_csv_position(im->rd, &im->offset, &im->line);
+    int r = sd_csv_chunks_start(&o, &im->chunks);
+    if (r < 0) {
+        return sd_connector_fail(im->ctx, r, "%s: cannot start reading", im->name);
+    }
+    return 0;
 }
 
 /* Modes for what the hub creates in the drop folder: processed/ and failed/ get the folder's
@@ -610,10 +526,10 @@ static int finish(struct importer *im, bool failed, int64_t started,
         }
         free(to);
     }
-    /* Counted into the run: rows the store never saw (skip_rows commits count the rest), or
-     * every refused row of a file that was refused as a whole. */
+    /* Counted into the run: every refused row of a file refused as a whole (skip_rows counts
+     * its refused rows with each commit). */
     if (!res->already) {
-        im->ctx->records_rejected += im->skip_rows ? im->rejected_here : im->rejected;
+        im->ctx->records_rejected += im->skip_rows ? 0 : im->rejected;
     }
     res->rows_read = im->rows;
     res->records_stored = failed ? 0 : im->stored;
@@ -711,7 +627,7 @@ int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char
     }
     if (kind < 0) {
         im.kind = SD_KIND_SALE;
-        bad_row(&im, 0, "",
+        sd_csv_error_row(im.errf, 0, "",
                 "cannot tell the kind of records from the file name: name it "
                 "events*.csv, customers*.csv or sales*.csv, or set the connector's "
                 "kind");
@@ -726,15 +642,16 @@ int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char
         /* An unreadable header refuses the file (it stays readable for the operator). */
         im.fatal = r;
         snprintf(im.fatal_msg, sizeof(im.fatal_msg), "%s", ctx->error ? ctx->error : "bad header");
-        bad_row(&im, 1, "", im.fatal_msg);
+        sd_csv_error_row(im.errf, 1, "", im.fatal_msg);
         free(ctx->error);
         ctx->error = NULL;
         r = finish(&im, true, started, res);
         goto out;
     }
     if (im.skip_rows && same) {
-        /* Resume after the last committed chunk. */
+        /* Resume after the last commit. */
         im.rows = (uint64_t)json_integer_value(json_object_get(c, "rows"));
+        im.rows_committed = im.rows;
         im.stored = (uint64_t)json_integer_value(json_object_get(c, "stored"));
         im.rejected = (uint64_t)json_integer_value(json_object_get(c, "rejected"));
         im.unchanged = (uint64_t)json_integer_value(json_object_get(c, "unchanged"));
@@ -749,8 +666,12 @@ int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char
             goto out;
         }
     }
+    r = start_reading(&im);
+    if (r < 0) {
+        goto out;
+    }
     if (im.skip_rows) {
-        r = chunked(&im);
+        r = skip_rows_import(&im);
         if (r < 0) {
             goto out;
         }
@@ -772,6 +693,7 @@ int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char
         r = finish(&im, failed, started, res);
     }
 out:
+    sd_csv_chunks_stop(im.chunks);
     if (im.errf) {
         fclose(im.errf);
         unlink(im.err_path);

@@ -3,7 +3,8 @@
  *
  * The file is read as a stream (formats/csv_reader.h: constant memory), each row mapped
  * (the instance's mapping) into a record of the file's kind, and stored through the webhook's
- * validation and store path in chunks of 1,000 records, with upsert semantics so a re-read stores
+ * validation and store path in chunks of 1,000 records (read, mapped and validated on a thread of
+ * their own: csv_chunks.h), with upsert semantics so a re-read stores
  * nothing twice. The file's identity is its SHA-256: the committed cursor names the file being
  * imported and how far it got, so after a crash a file is resumed (skip_rows) or redone
  * (reject_file, which stores nothing until the whole file is good), and a file whose import

@@ -434,7 +434,9 @@ out:
 
 /* One pass: check references and insert while no reference error was seen. Once one is
  * found, inserting stops (the answer is 400 and the caller rolls the savepoint back) but the
- * checks go on so that every error is reported. */
+ * checks go on so that every error is reported. An upsert batch (a batch transport, which stores
+ * a refused batch again without the records named, inside one larger transaction) is checked
+ * whole first, so that a refused one writes nothing. */
 static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                        const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
 {
@@ -446,6 +448,22 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     bool event_cache = false;
     const char *customer_cache = NULL;
     size_t ref_errors = 0, dup_cap = 0;
+    if (b->upsert_sales) {
+        for (size_t i = 0; i < b->n_sales; i++) {
+            char prefix[40];
+            snprintf(prefix, sizeof(prefix), "/sales/%zu", b->sales[i].index);
+            int n = check_sale_refs(s, tenant_id, env, batch_source(b), &b->sales[i], prefix,
+                                    &event_cache, &customer_cache, res);
+            if (n < 0) {
+                return n;
+            }
+            ref_errors += (size_t)n;
+        }
+        if (ref_errors > 0) {
+            res->status = 400;
+            return 0;
+        }
+    }
     for (size_t i = 0; i < b->n_sales; i++) {
         const struct sd_sale_rec *sale = &b->sales[i];
         char prefix[40];
