@@ -58,6 +58,9 @@ void sd_api_reply_validation(struct sd_req *req, const struct sd_issues *errors)
 /* The tenant named by the path's first parameter (admin routes), or false after answering 404
  * (or 500). */
 bool sd_api_path_tenant(struct sd_req *req, struct sd_tenant *ret);
+/* The request's Idempotency-Key header into *ret (NULL when absent): true, or false after
+ * answering 400 invalid_idempotency_key (1 to 255 printable ASCII characters). */
+bool sd_api_idempotency_key(struct sd_req *req, const char **ret);
 /* 500 after a store failure; the answer carries only the request id. */
 void sd_api_reply_store_error(struct sd_req *req, int err);
 

@@ -56,3 +56,25 @@ bool sd_api_path_tenant(struct sd_req *req, struct sd_tenant *ret)
     }
     return true;
 }
+
+#define IDEMPOTENCY_KEY_MAX 255
+
+bool sd_api_idempotency_key(struct sd_req *req, const char **ret)
+{
+    const char *k = sd_req_header(req, "Idempotency-Key");
+    *ret = k;
+    if (!k) {
+        return true;
+    }
+    size_t n = strlen(k);
+    bool ok = n > 0 && n <= IDEMPOTENCY_KEY_MAX;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = k[i] >= 0x21 && k[i] <= 0x7e;
+    }
+    if (!ok) {
+        sd_req_reply_error(req, 400, "invalid_idempotency_key",
+                           "Idempotency-Key must be 1 to %d printable ASCII characters",
+                           IDEMPOTENCY_KEY_MAX);
+    }
+    return ok;
+}

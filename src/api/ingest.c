@@ -21,7 +21,6 @@
 #include "core/metrics.h"
 
 #define IDEM_TTL_USEC (24LL * 3600 * 1000000)
-#define IDEM_KEY_MAX 255
 
 struct ingest {
     struct sd_write_job job;
@@ -46,20 +45,6 @@ static void ingest_cleanup(struct sd_req *req)
     free(in->answer);
     free(in);
     req->state = NULL;
-}
-
-static bool idem_key_valid(const char *k)
-{
-    size_t n = strlen(k);
-    if (n == 0 || n > IDEM_KEY_MAX) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (k[i] < 0x21 || k[i] > 0x7e) {
-            return false;
-        }
-    }
-    return true;
 }
 
 /* Replay or refuse from a stored idempotency entry. Returns true if answered. */
@@ -231,15 +216,11 @@ int sd_api_ingest(struct sd_req *req)
     in->job.arg = in;
     req->on_resume = ingest_resume;
 
-    in->idem_key = sd_req_header(req, "Idempotency-Key");
+    if (!sd_api_idempotency_key(req, &in->idem_key)) {
+        json_decref(body);
+        return SD_REQ_DONE;
+    }
     if (in->idem_key) {
-        if (!idem_key_valid(in->idem_key)) {
-            json_decref(body);
-            sd_req_reply_error(req, 400, "invalid_idempotency_key",
-                               "Idempotency-Key must be 1 to %d printable ASCII characters",
-                               IDEM_KEY_MAX);
-            return SD_REQ_DONE;
-        }
         sd_sha256_hex(req->body.data, req->body.len, in->body_hash);
         if (answer_from_idem(req, in->idem_key, in->body_hash)) {
             json_decref(body);

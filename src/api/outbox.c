@@ -145,6 +145,10 @@ int sd_api_admin_target_delete(struct sd_req *req)
 
 int sd_api_segment_push(struct sd_req *req)
 {
+    const char *request_key = NULL;
+    if (!sd_api_idempotency_key(req, &request_key)) {
+        return SD_REQ_DONE;
+    }
     json_t *body = sd_api_parse_body(req);
     if (!body) {
         return SD_REQ_DONE;
@@ -175,9 +179,15 @@ int sd_api_segment_push(struct sd_req *req)
     const char *segment_id = req->params[1];
     char *id = NULL;
     const char *what = NULL;
-    int r = sd_outbox_push(req->hub, req->who.tenant_id, req->who.env, segment_id, target_id, &id,
-                           &what);
-    if (r == -ENOENT && what && strcmp(what, "target") == 0) {
+    bool replayed = false;
+    int r = sd_outbox_push(req->hub, req->who.tenant_id, req->who.env, segment_id, target_id,
+                           request_key, &id, &what, &replayed);
+    if (r == -EEXIST) {
+        sd_req_reply_error(req, 422, "idempotency_key_reused",
+                           "Idempotency-Key '%s' was used for a push of another segment or "
+                           "target",
+                           request_key);
+    } else if (r == -ENOENT && what && strcmp(what, "target") == 0) {
         sd_issues_add(&errors, "/target_id", "no target '%s' for this tenant in %s", target_id,
                       sd_env_name(req->who.env));
         sd_api_reply_validation(req, &errors);
@@ -191,6 +201,8 @@ int sd_api_segment_push(struct sd_req *req)
         json_t *ans = json_pack("{s:s, s:s}", "delivery_id", id, "state", "queued");
         if (sd_store_delivery_get(req->hub->store, req->who.tenant_id, req->who.env, id, &d) == 0) {
             json_t *view = sd_outbox_delivery_view(&d);
+            /* A replayed push answers what became of the delivery since. */
+            json_object_set(ans, "state", json_object_get(view, "state"));
             json_object_set(ans, "kind", json_object_get(view, "kind"));
             if (d.state == SD_DELIVERY_QUEUED) {
                 json_object_set(ans, "next_attempt_at", json_object_get(view, "next_attempt_at"));
@@ -200,6 +212,9 @@ int sd_api_segment_push(struct sd_req *req)
             sd_delivery_release(&d);
         }
         sd_req_add_header(req, "Location", "/v1/%s/deliveries/%s", req->who.client_id, id);
+        if (replayed) {
+            sd_req_add_header(req, "Idempotent-Replayed", "true");
+        }
         sd_req_reply_json(req, 202, ans);
     }
     free(id);

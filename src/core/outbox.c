@@ -45,9 +45,50 @@ struct sd_outbox {
 
 /* ---- push ------------------------------------------------------------------------------------ */
 
-int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const char *segment_id,
-                   const char *target_id, char **ret_id, const char **ret_what)
+/* The delivery an earlier push with this request key created: 1 (its id in *ret_id) if it was
+ * the same push, -EEXIST if the key was used for another segment or target, 0 if none. */
+static int earlier_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
+                        const char *request_key, const char *segment_id, const char *target_id,
+                        char **ret_id)
 {
+    struct sd_delivery d = {0};
+    int r = sd_store_delivery_by_request(hub->store, tenant_id, env, request_key, &d);
+    if (r == -ENOENT) {
+        return 0;
+    }
+    if (r == 0) {
+        if (strcmp(d.segment_id, segment_id) == 0 && strcmp(d.target_id, target_id) == 0) {
+            *ret_id = d.id;
+            d.id = NULL;
+            r = 1;
+        } else {
+            r = -EEXIST;
+        }
+    }
+    sd_delivery_release(&d);
+    return r;
+}
+
+int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const char *segment_id,
+                   const char *target_id, const char *request_key, char **ret_id,
+                   const char **ret_what, bool *ret_replayed)
+{
+    if (ret_replayed) {
+        *ret_replayed = false;
+    }
+    if (request_key) {
+        int e = earlier_push(hub, tenant_id, env, request_key, segment_id, target_id, ret_id);
+        if (e != 0) {
+            if (ret_replayed) {
+                *ret_replayed = e == 1;
+            }
+            if (ret_what) {
+                *ret_what = NULL;
+            }
+            return e < 0 ? e : 0;
+        }
+    }
+
     struct sd_target t = {0};
     struct sd_segment *seg = NULL;
     char *remote = NULL, *id = NULL, *key = NULL, *text = NULL;
@@ -89,10 +130,20 @@ int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const
         .segment_id = (char *)segment_id,
         .target_id = (char *)target_id,
         .idem_key = key,
+        .request_key = (char *)request_key,
         .doc = text,
     };
     struct sd_outbox_clock clk = sd_outbox_clock_now(SD_OUTBOX_CLAIM_LEASE_USEC);
     r = sd_store_delivery_insert(hub->store, &d, &clk);
+    if (r == -EEXIST && request_key) {
+        /* The same key in a request racing with this one: its delivery is the answer. */
+        int e = earlier_push(hub, tenant_id, env, request_key, segment_id, target_id, ret_id);
+        if (e == 1 && ret_replayed) {
+            *ret_replayed = true;
+        }
+        r = e == 1 ? 0 : e < 0 ? e : -EIO;
+        goto out;
+    }
     if (r < 0) {
         goto out;
     }

@@ -115,9 +115,13 @@ int sd_outbox_retry(struct sd_store_handle *st, const char *delivery_id);
 /* Queue a push of segment_id to target_id for (tenant_id, env). Both must exist in that tenant
  * and environment: -ENOENT with *ret_what = "segment" or "target" otherwise (ret_what may be
  * NULL). On success the delivery is committed and *ret_id (heap) names it; the worker is woken.
- * Returns 0, -ENOENT or a store error. */
+ * request_key (the request's Idempotency-Key, or NULL): a push with a key used before for the
+ * same segment and target answers the delivery that push created (*ret_replayed true, nothing
+ * new queued); used for another segment or target, -EEXIST. Returns 0, -ENOENT, -EEXIST or a
+ * store error. */
 int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const char *segment_id,
-                   const char *target_id, char **ret_id, const char **ret_what);
+                   const char *target_id, const char *request_key, char **ret_id,
+                   const char **ret_what, bool *ret_replayed);
 
 struct sd_outbox;
 

@@ -395,6 +395,7 @@ struct sd_delivery {
     int64_t lease_until_usec;
     int64_t sent_usec; /* first send of this run; 0 if none yet */
     char *idem_key;    /* Idempotency-Key of this run */
+    char *request_key; /* insert only: the push request's own Idempotency-Key, or NULL */
     char *doc;         /* JSON: everything else (kind, last status, remote answer …) */
     int64_t created_usec;
     int64_t updated_usec;
@@ -441,9 +442,13 @@ struct sd_store_outbox_ops {
     int (*target_delete)(struct sd_store *s, const char *id);
 
     /* Store a new delivery (state queued) and plan its target's waiting deliveries with clk;
-     * durable when it returns. -EEXIST if the id exists. */
+     * durable when it returns. -EEXIST if the id exists, or a delivery of the tenant and
+     * environment has the same request_key. */
     int (*delivery_insert)(struct sd_store *s, const struct sd_delivery *d,
                            const struct sd_outbox_clock *clk);
+    /* The delivery (tenant_id, env)'s push request with this Idempotency-Key created; -ENOENT. */
+    int (*delivery_by_request)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                               const char *request_key, struct sd_delivery *ret);
     /* One delivery; tenant_id 0 = any tenant (admin), else it must be (tenant_id, env)'s. */
     int (*delivery_get)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
                         struct sd_delivery *ret);
@@ -482,6 +487,8 @@ int sd_store_delivery_insert(struct sd_store_handle *h, const struct sd_delivery
                              const struct sd_outbox_clock *clk);
 int sd_store_delivery_get(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
                           const char *id, struct sd_delivery *ret);
+int sd_store_delivery_by_request(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                                 const char *request_key, struct sd_delivery *ret);
 int sd_store_delivery_list(struct sd_store_handle *h, const struct sd_delivery_filter *f,
                            struct sd_delivery **ret, size_t *ret_n, bool *ret_more);
 int sd_store_delivery_next_due(struct sd_store_handle *h, int64_t *ret_usec);

@@ -56,6 +56,7 @@ void sd_delivery_release(struct sd_delivery *d)
     free(d->segment_id);
     free(d->target_id);
     free(d->idem_key);
+    free(d->request_key);
     free(d->doc);
     *d = (struct sd_delivery){0};
 }
@@ -103,6 +104,12 @@ int sd_store_delivery_get(struct sd_store_handle *h, int64_t tenant_id, enum sd_
                           const char *id, struct sd_delivery *ret)
 {
     return CALL(delivery_get, tenant_id, env, id, ret);
+}
+
+int sd_store_delivery_by_request(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                                 const char *request_key, struct sd_delivery *ret)
+{
+    return CALL(delivery_by_request, tenant_id, env, request_key, ret);
 }
 
 int sd_store_delivery_list(struct sd_store_handle *h, const struct sd_delivery_filter *f,

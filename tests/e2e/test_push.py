@@ -354,6 +354,44 @@ class PushTests(PushBase):
                          body={"target_id": other_tgt}, key=self.key)
         self.assertIn(r.status, (401, 403), r)
 
+    def test_push_request_idempotency_key(self):
+        # A client whose answer got lost retries its push with the same Idempotency-Key: it gets
+        # the delivery the first request created, and the CRM sees one segment, not two.
+        path = "/crm/idem"
+        tgt = self.add_target(path)
+        ev, _, _ = self.audience(2)
+        seg, _ = self.segment(ev)
+        url = "/v1/%s/segments/%s/push" % (CLIENT, seg)
+        hdr = {"Idempotency-Key": "push-7f3a"}
+        r1 = harness.http(self.port, "POST", url, body={"target_id": tgt}, headers=hdr,
+                          key=self.key)
+        self.assertEqual(r1.status, 202, r1)
+        self.assertIsNone(r1.header("Idempotent-Replayed"))
+        dlv = r1.json["delivery_id"]
+        self.wait_state(dlv, "delivered")
+        r2 = harness.http(self.port, "POST", url, body={"target_id": tgt}, headers=hdr,
+                          key=self.key)
+        self.assertEqual(r2.status, 202, r2)
+        self.assertEqual(r2.json["delivery_id"], dlv)
+        self.assertEqual(r2.json["state"], "delivered")
+        self.assertEqual(r2.header("Idempotent-Replayed"), "true")
+        self.assertEqual(len(self.rx.received(path)), 1)
+        # the same key for another target is refused; a bad key is refused before anything
+        tgt2 = self.add_target("/crm/idem2")
+        r3 = harness.http(self.port, "POST", url, body={"target_id": tgt2}, headers=hdr,
+                          key=self.key)
+        self.assertEqual(r3.status, 422, r3)
+        self.assertEqual(r3.json["error"], "idempotency_key_reused")
+        r4 = harness.http(self.port, "POST", url, body={"target_id": tgt2},
+                          headers={"Idempotency-Key": "two words"}, key=self.key)
+        self.assertEqual(r4.status, 400, r4)
+        self.assertEqual(r4.json["error"], "invalid_idempotency_key")
+        # keys are per environment and tenant: without one, every push is a new delivery
+        r5 = self.push(seg, tgt2)
+        r6 = self.push(seg, tgt2)
+        self.assertEqual((r5.status, r6.status), (202, 202), (r5, r6))
+        self.assertNotEqual(r5.json["delivery_id"], r6.json["delivery_id"])
+
     def test_target_admin_and_cli(self):
         base = "/admin/v1/tenants/%s/targets" % CLIENT
         r = self.admin("POST", base, {"type": "audience_push", "environment": "test",

@@ -602,6 +602,52 @@ static void *race(void *arg)
     return NULL;
 }
 
+/* A push request's Idempotency-Key: unique per tenant and environment, found again by key;
+ * deliveries without one never collide. */
+static void test_request_keys(void **state)
+{
+    struct fx *f = *state;
+    char *tgt = add_target(f, "{\"type\":\"audience_push\",\"environment\":\"test\","
+                              "\"url\":\"https://crm.example/s\",\"app_key\":\"k\","
+                              "\"secure_token\":\"t\"}");
+    const int64_t t0 = sd_now_usec();
+    struct sd_delivery d = {.id = (char *)"dlv_k1",
+                            .tenant_id = f->acme.id,
+                            .env = SD_ENV_TEST,
+                            .segment_id = (char *)"seg_1",
+                            .target_id = tgt,
+                            .idem_key = (char *)"key-1",
+                            .request_key = (char *)"client-key",
+                            .doc = (char *)"{\"kind\":\"create\"}"};
+    struct sd_outbox_clock clk = clock_at(t0);
+    assert_int_equal(sd_store_delivery_insert(f->h, &d, &clk), 0);
+    d.id = (char *)"dlv_k2";
+    assert_int_equal(sd_store_delivery_insert(f->h, &d, &clk), -EEXIST);
+    d.env = SD_ENV_PROD; /* another environment has its own keys */
+    assert_int_equal(sd_store_delivery_insert(f->h, &d, &clk), 0);
+    insert(f, "dlv_n1", tgt, "key-n1", t0);
+    insert(f, "dlv_n2", tgt, "key-n2", t0);
+
+    struct sd_delivery got = {0};
+    assert_int_equal(sd_store_delivery_by_request(f->h, f->acme.id, SD_ENV_TEST, "client-key",
+                                                  &got),
+                     0);
+    assert_string_equal(got.id, "dlv_k1");
+    assert_string_equal(got.segment_id, "seg_1");
+    sd_delivery_release(&got);
+    assert_int_equal(sd_store_delivery_by_request(f->h, f->acme.id, SD_ENV_PROD, "client-key",
+                                                  &got),
+                     0);
+    assert_string_equal(got.id, "dlv_k2");
+    sd_delivery_release(&got);
+    assert_int_equal(sd_store_delivery_by_request(f->h, f->acme.id, SD_ENV_TEST, "other", &got),
+                     -ENOENT);
+    assert_int_equal(sd_store_delivery_by_request(f->h, f->acme.id + 1000, SD_ENV_TEST,
+                                                  "client-key", &got),
+                     -ENOENT);
+    free(tgt);
+}
+
 static void test_claims_race_across_handles(void **state)
 {
     struct fx *f = *state;
@@ -666,6 +712,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_target_secrets_and_update, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_fifo_rate_limit_and_leases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claims_race_across_handles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_keys, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -56,6 +56,7 @@ enum {
     S_DLV_REQUEUE,
     S_DLV_STATE,
     S_DLV_TARGET,
+    S_DLV_BY_REQUEST,
     S_LAST_ /* must stay <= 96 */
 };
 _Static_assert(S_LAST_ <= SD_SQLITE_EXTRA_SLOTS, "outbox statement slots are 48..95");
@@ -85,8 +86,9 @@ static const char *const sql[] = {
     [S_REMOTE_DELETE_TARGET] = "DELETE FROM remote_segments WHERE target_id = ?1",
     [S_DLV_INSERT] = "INSERT INTO deliveries (id, tenant_id, env, segment_id, target_id, state, "
                      "attempts, next_attempt_usec, lease_until_usec, idem_key, doc, "
-                     "created_usec, updated_usec) VALUES (?1, ?2, ?3, ?4, ?5, 'queued', 0, ?6, "
-                     "0, ?7, json_remove(?8, '$.sent_usec'), ?6, ?6)",
+                     "created_usec, updated_usec, request_key) VALUES (?1, ?2, ?3, ?4, ?5, "
+                     "'queued', 0, ?6, 0, ?7, json_remove(?8, '$.sent_usec'), ?6, ?6, ?9)",
+    [S_DLV_BY_REQUEST] = DLV_COLS "WHERE d.tenant_id = ?1 AND d.env = ?2 AND d.request_key = ?3",
     [S_DLV_GET] = DLV_COLS "WHERE d.id = ?1",
     [S_DLV_GET_SCOPED] = DLV_COLS "WHERE d.tenant_id = ?1 AND d.env = ?2 AND d.id = ?3",
     [S_DLV_LIST] = DLV_COLS "WHERE (?1 = 0 OR d.tenant_id = ?1) AND (?2 IS NULL OR d.state = ?2) "
@@ -481,7 +483,9 @@ static int delivery_insert(struct sd_store *s, const struct sd_delivery *d,
                 sqlite3_bind_text(st, 5, d->target_id, -1, SQLITE_STATIC) |
                 sqlite3_bind_int64(st, 6, clk->now_usec) |
                 sqlite3_bind_text(st, 7, d->idem_key, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 8, d->doc, -1, SQLITE_STATIC)) != SQLITE_OK) {
+                sqlite3_bind_text(st, 8, d->doc, -1, SQLITE_STATIC) |
+                (d->request_key ? sqlite3_bind_text(st, 9, d->request_key, -1, SQLITE_STATIC)
+                                : sqlite3_bind_null(st, 9))) != SQLITE_OK) {
         r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
     } else {
         r = sd_sqlite_step_done(k, st, "delivery insert");
@@ -492,10 +496,12 @@ static int delivery_insert(struct sd_store *s, const struct sd_delivery *d,
     return sd_sqlite_ctl_end_write(s, r, false);
 }
 
-static int delivery_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
-                        struct sd_delivery *ret)
+/* One delivery by the statement in `slot`: ?1 the id (tenant_id 0), or ?1..?3 the scope and
+ * the text. */
+static int delivery_one(struct sd_store *s, int slot, int64_t tenant_id, enum sd_env env,
+                        const char *text, struct sd_delivery *ret)
 {
-    if (!id) {
+    if (!text) {
         return -EINVAL;
     }
     struct conn *c = NULL;
@@ -503,16 +509,16 @@ static int delivery_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, 
     if (r < 0) {
         return r;
     }
-    sqlite3_stmt *st = stmt(c, tenant_id ? S_DLV_GET_SCOPED : S_DLV_GET);
+    sqlite3_stmt *st = stmt(c, slot);
     int rc;
     if (!st) {
         r = -EIO;
         goto out;
     }
     if (tenant_id) {
-        rc = sd_sqlite_bind_scope(st, tenant_id, env, id);
+        rc = sd_sqlite_bind_scope(st, tenant_id, env, text);
     } else {
-        rc = sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+        rc = sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
     }
     if (rc != SQLITE_OK) {
         r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
@@ -522,6 +528,21 @@ static int delivery_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, 
 out:
     sd_sqlite_pool_put(s, c);
     return r;
+}
+
+static int delivery_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
+                        struct sd_delivery *ret)
+{
+    return delivery_one(s, tenant_id ? S_DLV_GET_SCOPED : S_DLV_GET, tenant_id, env, id, ret);
+}
+
+static int delivery_by_request(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                               const char *request_key, struct sd_delivery *ret)
+{
+    if (!tenant_id || !sd_sqlite_env_ok(env)) {
+        return -EINVAL;
+    }
+    return delivery_one(s, S_DLV_BY_REQUEST, tenant_id, env, request_key, ret);
 }
 
 static int delivery_list(struct sd_store *s, const struct sd_delivery_filter *f,
@@ -891,6 +912,7 @@ const struct sd_store_outbox_ops sd_sqlite_outbox_ops = {
     .target_list = target_list,
     .target_delete = target_delete,
     .delivery_insert = delivery_insert,
+    .delivery_by_request = delivery_by_request,
     .delivery_get = delivery_get,
     .delivery_list = delivery_list,
     .delivery_next_due = delivery_next_due,
