@@ -119,8 +119,6 @@ struct sd_store {
     int64_t seq;           /* last assigned */
     int64_t seq_at_begin;  /* restored by write_rollback */
     int64_t seq_at_sp;     /* restored by savepoint_rollback */
-    struct sd_buf ref_key; /* apply: last resolved event id as sent … */
-    struct sd_buf ref_val; /* … and its canonical id */
 
     pthread_mutex_t ctl_lock;
     struct conn *ctl;

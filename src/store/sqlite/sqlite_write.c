@@ -288,23 +288,81 @@ static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env en
     return 0;
 }
 
-/* Resolve a sale's event_id to the canonical event id (s->ref_val), caching the last answer:
- * a request's sales mostly share a few events. 1 found, 0 not, -EIO. */
-static int resolve_event(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                         const char *event_id, bool *cache_valid)
+/* The canonical ids of the events one batch's sales name, each looked up once per batch (a
+ * day's sales name a few events, a season's history a few hundred): open addressing over the
+ * event id as sent; an unknown event is remembered too (ref NULL). */
+struct event_refs {
+    struct event_ref {
+        char *event_id; /* NULL: free slot */
+        char *ref;      /* canonical id, NULL if no such event */
+    } *slot;
+    size_t cap, n; /* cap: 0 or a power of two */
+};
+
+static size_t str_hash(const char *k)
 {
-    if (*cache_valid && strcmp(s->ref_key.data, event_id) == 0) {
-        return 1;
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *k; k++) {
+        h = (h ^ (unsigned char)*k) * 1099511628211ULL;
     }
-    *cache_valid = false;
-    int r =
-        sd_sqlite_lookup_text(s->writer, ST_EVENT_RESOLVE, tenant_id, env, event_id, &s->ref_val);
-    if (r == 1) {
-        sd_buf_reset(&s->ref_key);
-        sd_buf_puts(&s->ref_key, event_id);
-        *cache_valid = true;
+    return (size_t)h;
+}
+
+static struct event_ref *event_refs_find(struct event_refs *m, const char *event_id)
+{
+    size_t i = str_hash(event_id) & (m->cap - 1);
+    while (m->slot[i].event_id && strcmp(m->slot[i].event_id, event_id) != 0) {
+        i = (i + 1) & (m->cap - 1);
     }
-    return r;
+    return &m->slot[i];
+}
+
+static void event_refs_grow(struct event_refs *m)
+{
+    struct event_refs old = *m;
+    m->cap = old.cap ? old.cap * 2 : 64;
+    m->slot = sd_calloc(m->cap, sizeof(*m->slot));
+    for (size_t i = 0; i < old.cap; i++) {
+        if (old.slot[i].event_id) {
+            *event_refs_find(m, old.slot[i].event_id) = old.slot[i];
+        }
+    }
+    free(old.slot);
+}
+
+static void event_refs_release(struct event_refs *m)
+{
+    for (size_t i = 0; i < m->cap; i++) {
+        free(m->slot[i].event_id);
+        free(m->slot[i].ref);
+    }
+    free(m->slot);
+    *m = (struct event_refs){0};
+}
+
+/* Resolve a sale's event_id (an alias included) to the canonical event id: 1 and *ret_ref
+ * (valid while m lives), 0 if there is no such event, -EIO. */
+static int resolve_event(struct sd_store *s, struct event_refs *m, int64_t tenant_id,
+                         enum sd_env env, const char *event_id, const char **ret_ref)
+{
+    if (2 * (m->n + 1) > m->cap) {
+        event_refs_grow(m);
+    }
+    struct event_ref *e = event_refs_find(m, event_id);
+    if (!e->event_id) {
+        struct sd_buf ref = {0};
+        int r = sd_sqlite_lookup_text(s->writer, ST_EVENT_RESOLVE, tenant_id, env, event_id, &ref);
+        if (r < 0) {
+            sd_buf_release(&ref);
+            return r;
+        }
+        e->event_id = sd_strdup(event_id);
+        e->ref = r == 1 ? sd_buf_steal(&ref) : NULL;
+        sd_buf_release(&ref);
+        m->n++;
+    }
+    *ret_ref = e->ref;
+    return e->ref != NULL;
 }
 
 /* 1 if the customer exists in this source, 0 if not, -EIO. */
@@ -329,15 +387,17 @@ static int customer_exists(struct sd_store *s, int64_t tenant_id, enum sd_env en
 }
 
 /* Check both references of a sale; adds errors at ptr_prefix + "/event_id" / "/customer_id".
- * Returns the number of errors added (0..2) or -EIO. On 0, s->ref_val holds the event ref. */
+ * Returns the number of errors added (0..2) or -EIO. On 0, *ret_ref is the event's canonical
+ * id (valid while events lives). */
 static int check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                            const char *source, const struct sd_sale_rec *sale,
-                           const char *ptr_prefix, bool *event_cache,
-                           const char **customer_cache, struct sd_apply_result *res)
+                           const char *ptr_prefix, struct event_refs *events,
+                           const char **customer_cache, struct sd_apply_result *res,
+                           const char **ret_ref)
 {
     int n_err = 0;
     char ptr[64];
-    int r = resolve_event(s, tenant_id, env, sale->event_id, event_cache);
+    int r = resolve_event(s, events, tenant_id, env, sale->event_id, ret_ref);
     if (r < 0) {
         return r;
     }
@@ -397,8 +457,8 @@ static void push_duplicate(struct sd_apply_result *res, const char *invoice, siz
 
 /* A batch transport re-sent a stored sale: identical → unchanged, else replace it (new seq). */
 static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                                const struct sd_sale_rec *sale, int64_t now, const char *source,
-                                struct sd_apply_result *res)
+                                const struct sd_sale_rec *sale, const char *event_ref,
+                                int64_t now, const char *source, struct sd_apply_result *res)
 {
     struct conn *c = s->writer;
     struct sd_buf doc = {0};
@@ -417,7 +477,7 @@ static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_e
         goto out;
     }
     int64_t seq = s->seq + 1;
-    if (bind_sale(st, tenant_id, env, sale, seq, s->ref_val.data, now, source) != SQLITE_OK) {
+    if (bind_sale(st, tenant_id, env, sale, seq, event_ref, now, source) != SQLITE_OK) {
         r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
         goto out;
     }
@@ -445,60 +505,66 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     if (!st) {
         return -EIO;
     }
-    bool event_cache = false;
+    struct event_refs events = {0};
     const char *customer_cache = NULL;
+    const char **checked = NULL; /* upsert: each sale's event ref, from the first pass */
     size_t ref_errors = 0, dup_cap = 0;
+    int r = 0;
     if (b->upsert_sales) {
-        for (size_t i = 0; i < b->n_sales; i++) {
+        checked = sd_calloc(b->n_sales + 1, sizeof(*checked));
+        for (size_t i = 0; i < b->n_sales && r >= 0; i++) {
             char prefix[40];
             snprintf(prefix, sizeof(prefix), "/sales/%zu", b->sales[i].index);
-            int n = check_sale_refs(s, tenant_id, env, batch_source(b), &b->sales[i], prefix,
-                                    &event_cache, &customer_cache, res);
-            if (n < 0) {
-                return n;
-            }
-            ref_errors += (size_t)n;
+            r = check_sale_refs(s, tenant_id, env, batch_source(b), &b->sales[i], prefix, &events,
+                                &customer_cache, res, &checked[i]);
+            ref_errors += r > 0 ? (size_t)r : 0;
         }
-        if (ref_errors > 0) {
-            res->status = 400;
-            return 0;
+        if (r < 0 || ref_errors > 0) {
+            goto out;
         }
     }
     for (size_t i = 0; i < b->n_sales; i++) {
         const struct sd_sale_rec *sale = &b->sales[i];
-        char prefix[40];
-        snprintf(prefix, sizeof(prefix), "/sales/%zu", sale->index);
-        int n =
-            check_sale_refs(s, tenant_id, env, batch_source(b), sale, prefix, &event_cache,
-                            &customer_cache, res);
-        if (n < 0) {
-            return n;
-        }
-        ref_errors += (size_t)n;
-        if (ref_errors > 0) {
-            continue;
+        const char *ref = NULL;
+        if (checked) {
+            ref = checked[i];
+        } else {
+            char prefix[40];
+            snprintf(prefix, sizeof(prefix), "/sales/%zu", sale->index);
+            r = check_sale_refs(s, tenant_id, env, batch_source(b), sale, prefix, &events,
+                                &customer_cache, res, &ref);
+            if (r < 0) {
+                goto out;
+            }
+            ref_errors += (size_t)r;
+            if (ref_errors > 0) {
+                continue;
+            }
         }
         int64_t seq = s->seq + 1;
-        if (bind_sale(st, tenant_id, env, sale, seq, s->ref_val.data, now, batch_source(b)) !=
-            SQLITE_OK) {
-            return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        if (bind_sale(st, tenant_id, env, sale, seq, ref, now, batch_source(b)) != SQLITE_OK) {
+            r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+            goto out;
         }
-        int r = sd_sqlite_step_done(c, st, "sale insert");
+        r = sd_sqlite_step_done(c, st, "sale insert");
         if (r < 0) {
-            return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale insert") : r;
+            r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale insert") : r;
+            goto out;
         }
         if (sqlite3_changes(c->db) > 0) {
             s->seq = seq;
         } else if (!b->upsert_sales) {
             push_duplicate(res, sale->invoice_number, &dup_cap);
         } else {
-            r = upsert_existing_sale(s, tenant_id, env, sale, now, batch_source(b), res);
+            r = upsert_existing_sale(s, tenant_id, env, sale, ref, now, batch_source(b), res);
             if (r < 0) {
-                return r;
+                goto out;
             }
         }
     }
-    if (ref_errors > 0) {
+    r = 0;
+out:
+    if (r >= 0 && ref_errors > 0) {
         for (size_t i = 0; i < res->n_duplicate_invoices; i++) {
             free(res->duplicate_invoices[i]);
         }
@@ -506,10 +572,13 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         res->duplicate_invoices = NULL;
         res->n_duplicate_invoices = 0;
         res->status = 400;
-    } else if (res->n_duplicate_invoices > 0) {
+        r = 0;
+    } else if (r >= 0 && res->n_duplicate_invoices > 0) {
         res->status = 409;
     }
-    return 0;
+    free(checked);
+    event_refs_release(&events);
+    return r;
 }
 
 int sd_sqlite_apply_ingest(struct sd_store *s, int64_t tenant_id, enum sd_env env,
@@ -546,33 +615,39 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
         return 0;
     }
     /* The PUT body is the sale itself, so pointers are relative to it ("/event_id"). */
-    bool event_cache = false;
-    const char *customer_cache = NULL;
-    r = check_sale_refs(s, tenant_id, env, SD_SOURCE_WEBHOOK, sale, "", &event_cache,
-                        &customer_cache, res);
-    if (r < 0) {
-        return r;
-    }
+    struct event_refs events = {0};
+    const char *customer_cache = NULL, *ref = NULL;
+    r = check_sale_refs(s, tenant_id, env, SD_SOURCE_WEBHOOK, sale, "", &events, &customer_cache,
+                        res, &ref);
     if (r > 0) {
         res->status = 400;
-        return 0;
+        r = 0;
+        goto out;
+    }
+    if (r < 0) {
+        goto out;
     }
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_UPDATE);
     if (!st) {
-        return -EIO;
+        r = -EIO;
+        goto out;
     }
     int64_t seq = s->seq + 1;
-    if (bind_sale(st, tenant_id, env, sale, seq, s->ref_val.data, sd_now_usec(),
-                  SD_SOURCE_WEBHOOK) != SQLITE_OK) {
-        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    if (bind_sale(st, tenant_id, env, sale, seq, ref, sd_now_usec(), SD_SOURCE_WEBHOOK) !=
+        SQLITE_OK) {
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        goto out;
     }
     r = sd_sqlite_step_done(c, st, "sale update");
     if (r < 0) {
-        return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale update") : r;
+        r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale update") : r;
+        goto out;
     }
     s->seq = seq;
     res->status = 200;
-    return 0;
+out:
+    event_refs_release(&events);
+    return r;
 }
 
 int sd_sqlite_idem_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,

@@ -302,8 +302,6 @@ static void sqlite_close(struct sd_store *s)
     pthread_mutex_destroy(&s->ctl_lock);
     pthread_cond_destroy(&s->ckpt_cond);
     pthread_mutex_destroy(&s->ckpt_lock);
-    sd_buf_release(&s->ref_key);
-    sd_buf_release(&s->ref_val);
     free(s->path);
     free(s);
 }
@@ -381,8 +379,6 @@ static int sqlite_open(const char *location, struct sd_store **ret)
     pthread_cond_init(&s->pool_cond, NULL);
     pthread_mutex_init(&s->ckpt_lock, NULL);
     pthread_cond_init(&s->ckpt_cond, NULL);
-    sd_buf_init(&s->ref_key);
-    sd_buf_init(&s->ref_val);
     s->path = sd_asprintf("%s/stagedoor.db", location);
 
     int r = conn_open(s->path, ROLE_WRITER, &s->writer);
