@@ -550,6 +550,53 @@ static void test_duplicate_invoices_409(void **state)
     assert_int_equal(ingest_ok(f, f->t2, SD_ENV_TEST, &b), 202);
 }
 
+/* An upsert batch the store refuses writes nothing, even without a savepoint around it: the
+ * CSV importer stores it again without the rows named, inside the file's one transaction. And
+ * a batch naming more events than the per-batch map starts with resolves every one. */
+static void test_upsert_refused_writes_nothing(void **state)
+{
+    struct fx *f = *state;
+    struct sd_batch b = {0};
+    char id[16], inv[16];
+    for (int i = 0; i < 150; i++) {
+        snprintf(id, sizeof(id), "EV%d", i);
+        add_ev(&b, id, id);
+    }
+    add_cu(&b, "C1", "c1@example.com", 0);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+
+    add_sa(&b, "U-1", "EV1", "C1");
+    add_sa(&b, "U-2", "NOPE", "C1");
+    add_sa(&b, "U-3", "EV2", "ANON");
+    add_sa(&b, "U-4", "EV3", "C-NOPE");
+    b.upsert_sales = true;
+    struct sd_apply_result res;
+    sd_apply_result_init(&res);
+    assert_int_equal(sd_store_write_begin(f->h), 0);
+    assert_int_equal(sd_store_apply_ingest(f->h, f->t1, SD_ENV_TEST, &b, &res), 0);
+    assert_int_equal(res.status, 400);
+    assert_int_equal(res.errors.n, 2);
+    assert_string_equal(res.errors.items[0].pointer, "/sales/1/event_id");
+    assert_string_equal(res.errors.items[1].pointer, "/sales/3/customer_id");
+    assert_int_equal(sd_store_write_commit(f->h), 0); /* committed, not rolled back */
+    sd_apply_result_release(&res);
+    sd_batch_release(&b);
+    assert_int_equal(count(f, SD_KIND_SALE, f->t1, SD_ENV_TEST), 0);
+
+    /* 300 sales over the 150 events, twice each, in a scattered order: all stored. */
+    for (int i = 0; i < 300; i++) {
+        snprintf(inv, sizeof(inv), "M-%d", i);
+        snprintf(id, sizeof(id), "EV%d", (i * 37) % 150);
+        add_sa(&b, inv, id, i % 2 ? "C1" : "ANON");
+    }
+    b.upsert_sales = true;
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(count(f, SD_KIND_SALE, f->t1, SD_ENV_TEST), 300);
+    char *doc = get(f, SD_KIND_SALE, f->t1, SD_ENV_TEST, "M-299");
+    assert_non_null(doc);
+    free(doc);
+}
+
 /* Batch transports: an identical re-sent sale is unchanged (no 409, no new seq), a changed one
  * replaces the stored one with a new seq. */
 static void test_upsert_sales(void **state)
@@ -1097,6 +1144,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reference_errors_roll_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_invoices_409, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upsert_sales, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_upsert_refused_writes_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connectors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_env_and_tenant_isolation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_paging, setup, teardown),
