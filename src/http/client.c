@@ -7,8 +7,10 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
@@ -192,7 +194,29 @@ static int fetch(const struct sd_http_request *rq, const _Atomic bool *stop,
     if (rq->list_only) {
         curl_easy_setopt(h, CURLOPT_DIRLISTONLY, 1L);
     }
+    FILE *up = NULL;
+    if (rq->upload_file) {
+        struct stat st;
+        up = fopen(rq->upload_file, "rb");
+        if (!up || fstat(fileno(up), &st) != 0) {
+            snprintf(ret->error, sizeof(ret->error), "cannot read %s", rq->upload_file);
+            if (up) {
+                fclose(up);
+            }
+            curl_slist_free_all(hdrs);
+            curl_slist_free_all(quote);
+            curl_easy_cleanup(h);
+            return -EIO;
+        }
+        curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(h, CURLOPT_READDATA, up);
+        curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)st.st_size);
+        curl_easy_setopt(h, CURLOPT_FTP_CREATE_MISSING_DIRS, (long)CURLFTP_CREATE_DIR);
+    }
     CURLcode rc = curl_easy_perform(h);
+    if (up) {
+        fclose(up);
+    }
     int r = 0;
     if (rc == CURLE_OK) {
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ret->status);
@@ -210,6 +234,7 @@ static int fetch(const struct sd_http_request *rq, const _Atomic bool *stop,
         case CURLE_COULDNT_RESOLVE_HOST: r = -ECONNREFUSED; break;
         case CURLE_LOGIN_DENIED: r = -EACCES; break;
         case CURLE_REMOTE_FILE_NOT_FOUND: r = -ENOENT; break;
+        case CURLE_QUOTE_ERROR: r = -EPERM; break;
         default: r = -EIO;
         }
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ret->status);
@@ -218,6 +243,23 @@ static int fetch(const struct sd_http_request *rq, const _Atomic bool *stop,
     curl_slist_free_all(quote);
     curl_easy_cleanup(h);
     return r;
+}
+
+char *sd_http_url_escape(const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    struct sd_buf b = {0};
+    sd_buf_puts(&b, "");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            sd_buf_append(&b, (const char *)p, 1);
+        } else {
+            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            sd_buf_append(&b, e, 3);
+        }
+    }
+    return sd_buf_steal(&b);
 }
 
 int sd_http_fetch(const struct sd_http_request *rq, struct sd_http_response *ret)

@@ -33,6 +33,7 @@ struct sd_http_request {
                                                      neither: the host key is not checked */
     const char *const *quote_after;               /* SFTP commands after the transfer */
     bool list_only;                               /* SFTP: list a directory (names only) */
+    const char *upload_file; /* SFTP: send this local file to url (missing folders created) */
 };
 
 struct sd_http_response {
@@ -49,7 +50,9 @@ struct sd_http_response {
 /* Perform the request. Returns 0 when an answer arrived (any HTTP status; see ret->status),
  * or a negative errno with ret->error explaining it: -ETIMEDOUT (timeout), -ECONNREFUSED
  * (connection failed), -EFBIG (answer too large), -EACCES (SFTP login refused), -ENOENT
- * (SFTP file missing), -EIO (anything else). ret must be released even on failure. */
+ * (SFTP file missing), -EPERM (the server refused an SFTP command of quote_after, e.g. a rename
+ * onto a name that exists; not retried), -EIO (anything else). ret must be released even on
+ * failure. */
 int sd_http_fetch(const struct sd_http_request *rq, struct sd_http_response *ret);
 void sd_http_response_release(struct sd_http_response *r);
 
@@ -69,6 +72,10 @@ struct sd_http_retry {
 };
 int sd_http_fetch_retry(const struct sd_http_request *rq, const struct sd_http_retry *policy,
                         struct sd_http_response *ret, int *ret_attempts);
+
+/* s percent-encoded for one path segment of a URL (RFC 3986: unreserved characters stay),
+ * e.g. "Sales Export #2.csv" → "Sales%20Export%20%232.csv". New string. */
+char *sd_http_url_escape(const char *s);
 
 /* Retry-After as seconds (delta-seconds or an HTTP-date), clamped to [0, max_s]; -1 if
  * absent or unreadable. */

@@ -727,20 +727,47 @@ class SftpPullTests(SftpHub):
         self.assertEqual(api.get("sales", "PW-3").status, 404)
         self.assertEqual(api.get("events", "PULL-E1").status, 200)
         self.assertEqual(self.sshd.listdir(remote), ["failed", "processed"])
+        # the acknowledgements and the error list are uploaded beside the moved files
         self.assertEqual(self.sshd.listdir(remote + "/processed"),
-                         ["events_pull.csv", "sales_pull.csv"])
-        self.assertEqual(self.sshd.listdir(remote + "/failed"), ["sales_pull_bad.csv"])
-        # the hub keeps the acks and the error list in its work folder
-        work = os.path.join(self.data, "connectors", cid, "incoming")
-        with open(os.path.join(work, "failed", "sales_pull_bad.csv.errors.csv")) as f:
-            errs = parse_errors_csv(f.read())
+                         ["events_pull.csv", "events_pull.csv.ack.json", "sales_pull.csv",
+                          "sales_pull.csv.ack.json"])
+        self.assertEqual(self.sshd.listdir(remote + "/failed"),
+                         ["sales_pull_bad.csv", "sales_pull_bad.csv.ack.json",
+                          "sales_pull_bad.csv.errors.csv"])
+        ack = json.loads(self.read_remote(remote + "/processed/sales_pull.csv.ack.json"))
+        self.assertEqual((ack["status"], ack["rows_read"], ack["records_stored"]),
+                         ("processed", 2, 2), ack)
+        errs = parse_errors_csv(
+            self.read_remote(remote + "/failed/sales_pull_bad.csv.errors.csv").decode())
         self.assertEqual([(l, c) for l, c, _ in errs], [(2, "event_id")], errs)
+        # and the hub keeps no copies once the server has them
+        work = os.path.join(self.data, "connectors", cid, "incoming")
+        left = [f for _, _, fs in os.walk(work) for f in fs]
+        self.assertEqual(left, [], left)
         self.assertIn("Accepted password for %s" % self.sshd.user, self.sshd.log_text())
         self.assertNotIn(self.sshd.password, self.server_log())
         # a second run finds nothing new and stores nothing
         st = self.run_once(cid)
         self.assertEqual(st["last_run_stats"]["records_in"], 0, st)
         self.assertEqual(st["records_in"], 3)
+        # the same name delivered again (and a name with spaces): both imported, and the
+        # second sales_pull.csv is kept beside the first under a new name
+        self.put(remote, "sales_pull.csv", SALES_HEADER + "\n" +
+                 "PW-4,PULL-E1,ANON,2025-04-15T11:08:42Z,regular,1,10.00,EUR\n")
+        self.put(remote, "Sales Export #2.csv", SALES_HEADER + "\n" +
+                 "PW-5,PULL-E1,ANON,2025-04-15T11:08:42Z,regular,1,12.00,EUR\n")
+        st = self.run_once(cid)
+        self.assertEqual(st["state"], "ok", st)
+        self.assertEqual(st["last_run_stats"]["records_in"], 2, st)
+        self.assertEqual(api.get("sales", "PW-4").status, 200)
+        self.assertEqual(api.get("sales", "PW-5").status, 200)
+        names = self.sshd.listdir(remote + "/processed")
+        self.assertIn("Sales Export #2.csv", names)
+        self.assertIn("Sales Export #2.csv.ack.json", names)
+        again = [n for n in names if re.fullmatch(r"sales_pull\.csv\.\d+", n)]
+        self.assertEqual(len(again), 1, names)
+        self.assertIn(again[0] + ".ack.json", names)
+        self.assertEqual(self.sshd.listdir(remote), ["failed", "processed"])
 
     def test_private_key_and_delete(self):
         host, remote = self.drop_folder("key")
@@ -754,6 +781,17 @@ class SftpPullTests(SftpHub):
         self.assertEqual(st["records_in"], 2, st)
         self.assertEqual(self.api("pull").get("sales", "KEY-1").json["ticket_category"], "comp")
         self.assertEqual(self.sshd.listdir(remote, all=True), [])
+        # a refused file is deleted too, but its ack and error list are left in failed/
+        self.put(remote, "sales_key_bad.csv", SALES_HEADER + "\n" +
+                 "KEY-2,KEY-E1,ANON,2025-04-15T11:08:42Z,comp,1,0.00,XXX\n")
+        st = self.run_once(cid)
+        self.assertEqual(st["records_rejected"], 1, st)
+        self.assertEqual(self.sshd.listdir(remote, all=True), ["failed"])
+        self.assertEqual(self.sshd.listdir(remote + "/failed", all=True),
+                         ["sales_key_bad.csv.ack.json", "sales_key_bad.csv.errors.csv"])
+        errs = parse_errors_csv(
+            self.read_remote(remote + "/failed/sales_key_bad.csv.errors.csv").decode())
+        self.assertEqual([(l, c) for l, c, _ in errs], [(2, "currency")], errs)
         self.assertIn("Accepted publickey for %s" % self.sshd.user, self.sshd.log_text())
 
     def test_wrong_host_key(self):

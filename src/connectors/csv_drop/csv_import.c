@@ -523,6 +523,7 @@ static int finish(struct importer *im, bool failed, int64_t started,
             (errno == EXDEV && copy_errors(im->errf, to, mode) == 0)) {
             const char *slash = strrchr(to, '/');
             errors_name = sd_strdup(slash ? slash + 1 : to);
+            snprintf(res->errors_path, sizeof(res->errors_path), "%s", to);
         }
         free(to);
     }
@@ -547,6 +548,8 @@ static int finish(struct importer *im, bool failed, int64_t started,
     char *text = json_dumps(ack, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     char *ack_path = sd_asprintf("%s.ack.json", moved);
     r = write_file(ack_path, text, folder_mode(im->dir, false));
+    snprintf(res->moved_path, sizeof(res->moved_path), "%s", moved);
+    snprintf(res->ack_path, sizeof(res->ack_path), "%s", ack_path);
     free(ack_path);
     free(text);
     json_decref(ack);

@@ -17,6 +17,7 @@
 #define SD_CONNECTORS_CSV_IMPORT_H
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -60,6 +61,10 @@ struct sd_csv_import_result {
     int64_t duration_ms;
     bool failed;  /* the file went to failed/ */
     bool already; /* its import had committed before (crash): only acknowledged now */
+    /* Where the file, its ack and its error list ("" if none) are now. */
+    char moved_path[PATH_MAX];
+    char ack_path[PATH_MAX];
+    char errors_path[PATH_MAX];
 };
 
 /* Import dir/name and move it to dir/processed or dir/failed with its ack/errors file.

@@ -1,6 +1,8 @@
 /* sftp_pull.c — the `sftp_pull` connector: fetch CSV files from a remote SFTP folder (libcurl
  * sftp://, password or key), import each one like a dropped file (connectors/csv_drop/
- * csv_import.c), then move it into the remote processed/ (or failed/) folder, or delete it.
+ * csv_import.c), then move it into the remote processed/ (or failed/) folder, or delete it,
+ * and upload its NAME.ack.json (and NAME.errors.csv) there, so the venue sees the outcome where
+ * it put the file; local copies are removed once the server has them.
  *
  * Completeness: a remote file is taken when its name is final (NAME.csv, not hidden) and its
  * listing line (size and time) is the same in two listings settle_seconds apart. Download goes
@@ -160,7 +162,9 @@ static int download(struct sd_connector_ctx *ctx, const char *dir, const char *n
     }
     struct sd_http_request rq;
     base_request(ctx, &rq);
-    rq.url = sd_asprintf("%s%s", str(ctx, "url"), name);
+    char *ename = sd_http_url_escape(name);
+    rq.url = sd_asprintf("%s%s", str(ctx, "url"), ename);
+    free(ename);
     rq.to_fd = fd;
     rq.max_body = (size_t)4 << 30;
     struct sd_http_retry pol = retry_policy(ctx);
@@ -188,35 +192,114 @@ out:
     return r;
 }
 
-/* Move (into processed/ or failed/) or delete the remote file. */
-static int after_import(struct sd_connector_ctx *ctx, const char *name, bool failed)
+/* Run SFTP commands (after listing the folder, which opens the session). */
+static int remote_commands(struct sd_connector_ctx *ctx, const char *const *cmds,
+                           struct sd_http_response *resp)
+{
+    struct sd_http_request rq;
+    base_request(ctx, &rq);
+    rq.url = str(ctx, "url");
+    rq.list_only = true;
+    rq.quote_after = cmds;
+    struct sd_http_retry pol = retry_policy(ctx);
+    return sd_http_fetch_retry(&rq, &pol, resp, NULL);
+}
+
+/* Move the remote file into processed/ or failed/ (*ret_moved: its name there; a name already
+ * taken there gets the time appended, as locally) or delete it. */
+static int after_import(struct sd_connector_ctx *ctx, const char *name, bool failed,
+                        char **ret_moved)
 {
     const char *path = remote_path(str(ctx, "url"));
     bool del = strcmp(str(ctx, "after_import"), "delete") == 0;
     const char *sub = failed ? "failed" : "processed";
     char *mk = sd_asprintf("*mkdir \"%s%s\"", path, sub); /* '*': an existing folder is fine */
-    char *mv = del ? sd_asprintf("rm \"%s%s\"", path, name)
-                   : sd_asprintf("rename \"%s%s\" \"%s%s/%s\"", path, name, path, sub, name);
-    const char *quote[] = {mk, mv, NULL};
-    struct sd_http_request rq;
-    base_request(ctx, &rq);
-    rq.url = str(ctx, "url");
-    rq.list_only = true;
-    rq.quote_after = del ? quote + 1 : quote;
-    struct sd_http_retry pol = retry_policy(ctx);
+    char *moved = del ? NULL : sd_strdup(name);
+    int r = 0;
     struct sd_http_response resp;
-    int attempts = 0;
-    int r = sd_http_fetch_retry(&rq, &pol, &resp, &attempts);
+    for (int i = 0; i < 2; i++) {
+        char *mv = del ? sd_asprintf("rm \"%s%s\"", path, name)
+                       : sd_asprintf("rename \"%s%s\" \"%s%s/%s\"", path, name, path, sub, moved);
+        const char *quote[] = {mk, mv, NULL};
+        r = remote_commands(ctx, del ? quote + 1 : quote, &resp);
+        free(mv);
+        if (r != -EPERM || del || i == 1) {
+            break;
+        }
+        /* processed/NAME exists (the same name delivered again): keep both */
+        sd_http_response_release(&resp);
+        free(moved);
+        moved = sd_asprintf("%s.%lld", name, (long long)(sd_now_usec() / 1000000));
+    }
     if (r < 0) {
         r = sd_connector_fail(ctx, r,
                               "%s %s on the server failed: %s (the file is stored; the "
                               "next run only acknowledges it)",
                               del ? "deleting" : "moving", name, resp.error);
+        free(moved);
+        moved = NULL;
     }
     sd_http_response_release(&resp);
     free(mk);
-    free(mv);
+    *ret_moved = moved;
     return r;
+}
+
+/* Upload a local file into the remote folder sub/ as `name`: under a hidden temporary name,
+ * renamed once complete. */
+static int upload(struct sd_connector_ctx *ctx, const char *local, const char *sub,
+                  const char *name)
+{
+    const char *path = remote_path(str(ctx, "url"));
+    char *tmp = sd_asprintf(".%s.part", name);
+    char *etmp = sd_http_url_escape(tmp);
+    char *mv = sd_asprintf("rename \"%s%s/%s\" \"%s%s/%s\"", path, sub, tmp, path, sub, name);
+    const char *quote[] = {mv, NULL};
+    struct sd_http_request rq;
+    base_request(ctx, &rq);
+    rq.url = sd_asprintf("%s%s/%s", str(ctx, "url"), sub, etmp);
+    rq.upload_file = local;
+    rq.quote_after = quote;
+    struct sd_http_retry pol = retry_policy(ctx);
+    struct sd_http_response resp;
+    int r = sd_http_fetch_retry(&rq, &pol, &resp, NULL);
+    if (r < 0) {
+        sd_connector_fail(ctx, 0, "uploading %s/%s failed: %s (it stays in the hub's work folder)",
+                          sub, name, resp.error);
+    }
+    sd_http_response_release(&resp);
+    free((char *)rq.url);
+    free(mv);
+    free(etmp);
+    free(tmp);
+    return r;
+}
+
+/* The acknowledgement goes where the venue looks: NAME.ack.json (and NAME.errors.csv) beside the
+ * moved file; with after_import "delete", only a refused file's, into failed/. Local copies are
+ * removed once the remote has them, so the work folder does not grow with every file. */
+static void report(struct sd_connector_ctx *ctx, const struct sd_csv_import_result *res,
+                   const char *moved, const char *name)
+{
+    bool del = strcmp(str(ctx, "after_import"), "delete") == 0;
+    const char *sub = res->failed ? "failed" : "processed";
+    bool ok = true;
+    if (!del || res->failed) {
+        const char *base = moved ? moved : name;
+        char *ack = sd_asprintf("%s.ack.json", base);
+        char *errs = sd_asprintf("%s.errors.csv", base);
+        ok = upload(ctx, res->ack_path, sub, ack) == 0 &&
+             (!res->errors_path[0] || upload(ctx, res->errors_path, sub, errs) == 0);
+        free(ack);
+        free(errs);
+    }
+    if (ok) {
+        unlink(res->moved_path);
+        unlink(res->ack_path);
+        if (res->errors_path[0]) {
+            unlink(res->errors_path);
+        }
+    }
 }
 
 static int pull_run(struct sd_connector_ctx *ctx, void *state)
@@ -278,7 +361,12 @@ static int pull_run(struct sd_connector_ctx *ctx, void *state)
         }
         if (r == 0) {
             failed += res.failed;
-            r = after_import(ctx, v[i].name, res.failed);
+            char *moved = NULL;
+            r = after_import(ctx, v[i].name, res.failed, &moved);
+            if (r == 0) {
+                report(ctx, &res, moved, v[i].name);
+            }
+            free(moved);
         }
     }
     for (size_t i = 0; i < n; i++) {
@@ -286,9 +374,7 @@ static int pull_run(struct sd_connector_ctx *ctx, void *state)
     }
     free(v);
     if (r == 0 && failed > 0) {
-        sd_connector_fail(ctx, 0,
-                          "%zu file(s) refused; moved to failed/ (errors in the "
-                          "hub's work folder)",
+        sd_connector_fail(ctx, 0, "%zu file(s) refused; their error lists are in failed/",
                           failed);
     }
     if (r == 0 && !str(ctx, "host_key_sha256")[0] && !str(ctx, "known_hosts_file")[0] &&
