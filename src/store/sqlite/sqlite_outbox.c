@@ -160,6 +160,7 @@ static void read_target(sqlite3_stmt *st, struct sd_target *t)
 
 static void read_delivery(sqlite3_stmt *st, struct sd_delivery *d)
 {
+    *d = (struct sd_delivery){0}; /* every field, request_key (not read) included */
     d->id = sd_sqlite_column_strdup(st, 0);
     d->tenant_id = sqlite3_column_int64(st, 1);
     d->client_id = sd_sqlite_column_strdup(st, 2);
