@@ -792,6 +792,15 @@ class SftpPullTests(SftpHub):
         errs = parse_errors_csv(
             self.read_remote(remote + "/failed/sales_key_bad.csv.errors.csv").decode())
         self.assertEqual([(l, c) for l, c, _ in errs], [(2, "currency")], errs)
+        # refused again under the same name: both error lists are kept
+        self.put(remote, "sales_key_bad.csv", SALES_HEADER + "\n" +
+                 "KEY-3,KEY-E1,ANON,2025-04-15T11:08:42Z,comp,1,0.00,YYY\n")
+        st = self.run_once(cid)
+        self.assertEqual(st["records_rejected"], 2, st)
+        names = self.sshd.listdir(remote + "/failed", all=True)
+        self.assertEqual(len(names), 4, names)
+        again = [n for n in names if re.fullmatch(r"sales_key_bad\.csv\.\d+\.errors\.csv", n)]
+        self.assertEqual(len(again), 1, names)
         self.assertIn("Accepted publickey for %s" % self.sshd.user, self.sshd.log_text())
 
     def test_wrong_host_key(self):

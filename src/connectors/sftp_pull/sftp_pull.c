@@ -263,11 +263,19 @@ static int upload(struct sd_connector_ctx *ctx, const char *local, const char *s
     struct sd_http_retry pol = retry_policy(ctx);
     struct sd_http_response resp;
     int r = sd_http_fetch_retry(&rq, &pol, &resp, NULL);
-    if (r < 0) {
+    if (r < 0 && r != -EPERM) {
         sd_connector_fail(ctx, 0, "uploading %s/%s failed: %s (it stays in the hub's work folder)",
                           sub, name, resp.error);
     }
     sd_http_response_release(&resp);
+    if (r == -EPERM) {
+        /* The rename was refused (the name is taken): take the temporary file away again. */
+        char *rm = sd_asprintf("rm \"%s%s/%s\"", path, sub, tmp);
+        const char *cmds[] = {rm, NULL};
+        (void)remote_commands(ctx, cmds, &resp);
+        sd_http_response_release(&resp);
+        free(rm);
+    }
     free((char *)rq.url);
     free(mv);
     free(etmp);
@@ -283,17 +291,30 @@ static void report(struct sd_connector_ctx *ctx, const struct sd_csv_import_resu
 {
     bool del = strcmp(str(ctx, "after_import"), "delete") == 0;
     const char *sub = res->failed ? "failed" : "processed";
-    bool ok = true;
-    if (!del || res->failed) {
-        const char *base = moved ? moved : name;
+    int r = 0;
+    char *base = sd_strdup(moved ? moved : name);
+    for (int i = 0; i < 2 && (!del || res->failed); i++) {
         char *ack = sd_asprintf("%s.ack.json", base);
         char *errs = sd_asprintf("%s.errors.csv", base);
-        ok = upload(ctx, res->ack_path, sub, ack) == 0 &&
-             (!res->errors_path[0] || upload(ctx, res->errors_path, sub, errs) == 0);
+        r = upload(ctx, res->ack_path, sub, ack);
+        if (r == 0 && res->errors_path[0]) {
+            r = upload(ctx, res->errors_path, sub, errs);
+        }
         free(ack);
         free(errs);
+        if (r != -EPERM) {
+            break;
+        }
+        /* failed/NAME.ack.json exists (the same name refused before): keep both */
+        free(base);
+        base = sd_asprintf("%s.%lld", name, (long long)(sd_now_usec() / 1000000));
+        if (i == 1) {
+            sd_connector_fail(ctx, 0, "uploading the ack of %s failed: the server refused the "
+                              "rename (it stays in the hub's work folder)", name);
+        }
     }
-    if (ok) {
+    free(base);
+    if (r == 0) {
         unlink(res->moved_path);
         unlink(res->ack_path);
         if (res->errors_path[0]) {
