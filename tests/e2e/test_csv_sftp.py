@@ -238,7 +238,7 @@ class SftpHub(unittest.TestCase):
 
 
 class CsvDropTests(SftpHub):
-    TENANTS = ("opera", "enc", "policy", "bad", "redrop", "runs")
+    TENANTS = ("opera", "enc", "policy", "bad", "redrop", "runs", "links")
     SHM_DATA = True
 
     def test_cheat_sheet_mapping_german_export(self):
@@ -358,6 +358,43 @@ class CsvDropTests(SftpHub):
             st = self.idle_status("enc", c)
             self.assertEqual(st["state"], "ok", st)
             self.assertEqual(st["records_rejected"], 0, st)
+
+    def test_symlinks_are_not_followed(self):
+        # The drop folder is the venue's to write in (SFTP can create links): a link there never
+        # makes the hub read or write outside it.
+        folder = self.drop_folder("links")
+        host, remote = folder
+        cid = self.add_connector("links", "csv_drop", {"folder": host, "settle_seconds": 0})
+        outside = tempfile.mkdtemp(prefix="sd-outside-")
+        self.addCleanup(shutil.rmtree, outside, True)
+        secret = os.path.join(outside, "secret.csv")
+        with open(secret, "w") as f:
+            f.write(events_csv(["LINK-E1"]))
+        os.symlink(secret, os.path.join(host, "events_link.csv"))
+        self.put(remote, "events_real.csv", events_csv(["REAL-E1"]))
+        self.wait_ack(folder, "events_real.csv")
+        api = self.api("links")
+        self.assertEqual(api.get("events", "REAL-E1").status, 200)
+        self.assertEqual(api.get("events", "LINK-E1").status, 404)
+        self.assertTrue(os.path.islink(os.path.join(host, "events_link.csv")))
+        self.assertFalse(os.path.exists(os.path.join(host, "processed",
+                                                     "events_link.csv.ack.json")))
+        # processed/ swapped for a link to a folder outside: nothing is stored, moved or written
+        shutil.rmtree(os.path.join(host, "processed"))
+        os.symlink(outside, os.path.join(host, "processed"))
+        self.put(remote, "events_two.csv", events_csv(["TWO-E1"]))
+        st = harness.wait_until(
+            lambda: (lambda s: s if s["state"] == "failed" else None)(self.status("links", cid)),
+            ACK_WAIT, interval=0.05, what="the run refusing the linked processed/")
+        self.assertIn("symbolic link", st["last_error"], st)
+        self.assertEqual(os.listdir(outside), ["secret.csv"])
+        self.assertTrue(os.path.exists(os.path.join(host, "events_two.csv")))
+        self.assertEqual(api.get("events", "TWO-E1").status, 404)
+        # once the folder is a folder again, the file goes through
+        os.unlink(os.path.join(host, "processed"))
+        self.admin("POST", "/tenants/links/connectors/%s/run" % cid)
+        self.wait_ack(folder, "events_two.csv")
+        self.assertEqual(api.get("events", "TWO-E1").status, 200)
 
     def test_reject_file_and_skip_rows(self):
         rej = self.drop_folder("policy-reject")

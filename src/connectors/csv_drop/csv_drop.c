@@ -73,7 +73,9 @@ static int scan(const char *folder, int64_t settle_s, struct entry **ret, size_t
         }
         char *path = sd_asprintf("%s/%s", folder, de->d_name);
         struct stat st;
-        bool ok = stat(path, &st) == 0 && S_ISREG(st.st_mode);
+        /* lstat: a symbolic link in the drop folder is never imported (it could name any file
+         * the hub can read). */
+        bool ok = lstat(path, &st) == 0 && S_ISREG(st.st_mode);
         free(path);
         if (!ok) {
             continue;

@@ -404,39 +404,65 @@ static mode_t folder_mode(const char *dir, bool for_dir)
     return for_dir ? m : (m & 0666);
 }
 
-static int move_into(const char *dir, const char *sub, const char *name, const char *from,
-                     char **ret_path)
+/* Where a finished file goes: dir/sub/, opened without following links. The drop folder is the
+ * venue's to write in, so processed/ or failed/ may be a symbolic link it planted; the hub then
+ * refuses to move anything rather than write where the link points (every step below is
+ * relative to the opened folder, so swapping the folder for a link later changes nothing). */
+struct dest {
+    int fd;       /* dir/sub */
+    char *name;   /* the file's name there */
+    char *path;   /* dir/sub/name, for messages and the result */
+};
+
+static void dest_release(struct dest *d)
 {
-    char *d = sd_asprintf("%s/%s", dir, sub);
-    if (mkdir(d, 0700) == 0) {
-        /* Through an fd opened without following links: never chmod what a symlink names. */
-        int dfd = open(d, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (dfd >= 0) {
-            (void)fchmod(dfd, folder_mode(dir, true));
-            close(dfd);
-        }
+    if (d->fd >= 0) {
+        close(d->fd);
     }
-    char *to = sd_asprintf("%s/%s", d, name);
-    struct stat st;
-    if (stat(to, &st) == 0) {
-        /* A file of that name was processed before: keep both. */
-        free(to);
-        to = sd_asprintf("%s/%s.%lld", d, name, (long long)(sd_now_usec() / 1000000));
-    }
-    int r = rename(from, to) == 0 ? 0 : -errno;
-    free(d);
-    if (ret_path && r == 0) {
-        *ret_path = to;
-    } else {
-        free(to);
-    }
-    return r;
+    free(d->name);
+    free(d->path);
+    *d = (struct dest){.fd = -1};
 }
 
-static int write_file(const char *path, const char *text, mode_t mode)
+static int move_into(const char *dir, const char *sub, const char *name, const char *from,
+                     struct dest *ret)
 {
-    char *tmp = sd_asprintf("%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    *ret = (struct dest){.fd = -1};
+    char *d = sd_asprintf("%s/%s", dir, sub);
+    bool made = mkdir(d, 0700) == 0;
+    int fd = open(d, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    free(d);
+    if (fd < 0) {
+        return errno == ELOOP || errno == ENOTDIR ? -ELOOP : -errno;
+    }
+    if (made) {
+        (void)fchmod(fd, folder_mode(dir, true));
+    }
+    char *to = sd_strdup(name);
+    struct stat st;
+    if (fstatat(fd, to, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        /* A file of that name was processed before: keep both. */
+        free(to);
+        to = sd_asprintf("%s.%lld", name, (long long)(sd_now_usec() / 1000000));
+    }
+    if (renameat(AT_FDCWD, from, fd, to) != 0) {
+        int e = -errno;
+        close(fd);
+        free(to);
+        return e;
+    }
+    ret->fd = fd;
+    ret->name = to;
+    ret->path = sd_asprintf("%s/%s/%s", dir, sub, to);
+    return 0;
+}
+
+/* Write text to dfd/name through a temporary name (never following a link there). */
+static int write_file(int dfd, const char *name, const char *text, mode_t mode)
+{
+    char *tmp = sd_asprintf(".%s.tmp", name);
+    (void)unlinkat(dfd, tmp, 0);
+    int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     int r = 0;
     if (fd < 0) {
         r = -errno;
@@ -446,22 +472,23 @@ static int write_file(const char *path, const char *text, mode_t mode)
             r = -EIO;
         }
         close(fd);
-        if (r == 0 && rename(tmp, path) != 0) {
+        if (r == 0 && renameat(dfd, tmp, dfd, name) != 0) {
             r = -errno;
         }
     }
     if (r < 0) {
-        unlink(tmp);
+        (void)unlinkat(dfd, tmp, 0);
     }
     free(tmp);
     return r;
 }
 
-/* Copy the errors list (open, read from its start) to path, through a temporary name. */
-static int copy_errors(FILE *from, const char *path, mode_t mode)
+/* Copy the errors list (open, read from its start) to dfd/name, through a temporary name. */
+static int copy_errors(FILE *from, int dfd, const char *name, mode_t mode)
 {
-    char *tmp = sd_asprintf("%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    char *tmp = sd_asprintf(".%s.tmp", name);
+    (void)unlinkat(dfd, tmp, 0);
+    int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     int r = fd < 0 ? -errno : 0;
     if (r == 0 && (fchmod(fd, mode) != 0 || fseek(from, 0, SEEK_SET) != 0)) {
         r = -EIO;
@@ -479,11 +506,11 @@ static int copy_errors(FILE *from, const char *path, mode_t mode)
     if (fd >= 0) {
         close(fd);
     }
-    if (r == 0 && rename(tmp, path) != 0) {
+    if (r == 0 && renameat(dfd, tmp, dfd, name) != 0) {
         r = -errno;
     }
     if (r < 0) {
-        unlink(tmp);
+        (void)unlinkat(dfd, tmp, 0);
     }
     free(tmp);
     return r;
@@ -504,28 +531,34 @@ static json_t *now_text(void)
 static int finish(struct importer *im, bool failed, int64_t started,
                   struct sd_csv_import_result *res)
 {
-    char *moved = NULL;
-    int r = move_into(im->dir, failed ? "failed" : "processed", im->name, im->path, &moved);
+    struct dest to;
+    const char *sub = failed ? "failed" : "processed";
+    int r = move_into(im->dir, sub, im->name, im->path, &to);
+    if (r == -ELOOP) {
+        return sd_connector_fail(im->ctx, r,
+                                 "%s: %s/ in the drop folder is not a folder (a symbolic link?); "
+                                 "nothing is moved there",
+                                 im->name, sub);
+    }
     if (r < 0) {
-        return sd_connector_fail(im->ctx, r, "%s: cannot move it to %s/: %s", im->name,
-                                 failed ? "failed" : "processed", strerror(-r));
+        return sd_connector_fail(im->ctx, r, "%s: cannot move it to %s/: %s", im->name, sub,
+                                 strerror(-r));
     }
     fflush(im->errf);
     long errbytes = ftell(im->errf);
     char *errors_name = NULL;
     if (errbytes > (long)strlen("line,column,message\n")) {
-        char *to = sd_asprintf("%s.errors.csv", moved);
+        char *en = sd_asprintf("%s.errors.csv", to.name);
         mode_t mode = folder_mode(im->dir, false);
         (void)fchmod(fileno(im->errf), mode);
         /* The work folder (data directory) and the drop folder are often on different file
          * systems: then the list is copied (EXDEV). */
-        if (rename(im->err_path, to) == 0 ||
-            (errno == EXDEV && copy_errors(im->errf, to, mode) == 0)) {
-            const char *slash = strrchr(to, '/');
-            errors_name = sd_strdup(slash ? slash + 1 : to);
-            snprintf(res->errors_path, sizeof(res->errors_path), "%s", to);
+        if (renameat(AT_FDCWD, im->err_path, to.fd, en) == 0 ||
+            (errno == EXDEV && copy_errors(im->errf, to.fd, en, mode) == 0)) {
+            errors_name = sd_strdup(en);
+            snprintf(res->errors_path, sizeof(res->errors_path), "%s/%s/%s", im->dir, sub, en);
         }
-        free(to);
+        free(en);
     }
     /* Counted into the run: every refused row of a file refused as a whole (skip_rows counts
      * its refused rows with each commit). */
@@ -546,15 +579,15 @@ static int finish(struct importer *im, bool failed, int64_t started,
                             "errors_file", errors_name, "error", im->fatal ? im->fatal_msg : NULL,
                             "finished_at", now_text(), "connector_id", im->ctx->id);
     char *text = json_dumps(ack, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    char *ack_path = sd_asprintf("%s.ack.json", moved);
-    r = write_file(ack_path, text, folder_mode(im->dir, false));
-    snprintf(res->moved_path, sizeof(res->moved_path), "%s", moved);
-    snprintf(res->ack_path, sizeof(res->ack_path), "%s", ack_path);
-    free(ack_path);
+    char *ack_name = sd_asprintf("%s.ack.json", to.name);
+    r = write_file(to.fd, ack_name, text, folder_mode(im->dir, false));
+    snprintf(res->moved_path, sizeof(res->moved_path), "%s", to.path);
+    snprintf(res->ack_path, sizeof(res->ack_path), "%s.ack.json", to.path);
+    free(ack_name);
     free(text);
     json_decref(ack);
     free(errors_name);
-    free(moved);
+    dest_release(&to);
     if (r < 0) {
         return sd_connector_fail(im->ctx, r, "%s: cannot write its acknowledgement", im->name);
     }
@@ -592,9 +625,35 @@ int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char
         r = sd_connector_fail(ctx, -errno, "cannot write %s", im.err_path);
         goto out;
     }
-    im.fd = open(im.path, O_RDONLY | O_CLOEXEC);
+    /* processed/ and failed/ must be folders of their own, not links the venue planted: check
+     * before anything is stored (move_into checks again, race-free). */
+    for (int i = 0; i < 2; i++) {
+        const char *sub = i ? "failed" : "processed";
+        char *d = sd_asprintf("%s/%s", dir, sub);
+        struct stat dst;
+        bool bad = lstat(d, &dst) == 0 && !S_ISDIR(dst.st_mode);
+        free(d);
+        if (bad) {
+            r = sd_connector_fail(ctx, -ELOOP,
+                                  "%s: %s/ in the drop folder is not a folder (a symbolic "
+                                  "link?); nothing is imported until it is",
+                                  name, sub);
+            goto out;
+        }
+    }
+    /* Never through a link: a venue could otherwise have the hub read any file it can. */
+    im.fd = open(im.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat fst;
+    if (im.fd >= 0 && (fstat(im.fd, &fst) != 0 || !S_ISREG(fst.st_mode))) {
+        close(im.fd);
+        im.fd = -1;
+        errno = EINVAL;
+    }
     if (im.fd < 0) {
-        r = sd_connector_fail(ctx, -errno, "%s: cannot open: %s", name, strerror(errno));
+        r = sd_connector_fail(ctx, -errno, "%s: cannot open: %s", name,
+                              errno == ELOOP || errno == EINVAL
+                                  ? "not a regular file (symbolic links are not followed)"
+                                  : strerror(errno));
         goto out;
     }
     if ((r = sd_sha256_fd(im.fd, im.sha)) < 0) {
