@@ -379,12 +379,21 @@ class CsvDropTests(SftpHub):
         self.assertTrue(os.path.islink(os.path.join(host, "events_link.csv")))
         self.assertFalse(os.path.exists(os.path.join(host, "processed",
                                                      "events_link.csv.ack.json")))
+        # a hard link to a file outside is left alone too
+        os.link(secret, os.path.join(host, "events_hard.csv"))
+        self.put(remote, "events_three.csv", events_csv(["THREE-E1"]))
+        self.wait_ack(folder, "events_three.csv")
+        self.assertEqual(api.get("events", "LINK-E1").status, 404)
+        self.assertTrue(os.path.exists(os.path.join(host, "events_hard.csv")))
+        os.unlink(os.path.join(host, "events_hard.csv"))
         # processed/ swapped for a link to a folder outside: nothing is stored, moved or written
         shutil.rmtree(os.path.join(host, "processed"))
         os.symlink(outside, os.path.join(host, "processed"))
         self.put(remote, "events_two.csv", events_csv(["TWO-E1"]))
         st = harness.wait_until(
-            lambda: (lambda s: s if s["state"] == "failed" else None)(self.status("links", cid)),
+            lambda: (lambda s: s if s["state"] == "failed" and
+                     "symbolic link" in (s["last_error"] or "") else None)(
+                         self.status("links", cid)),
             ACK_WAIT, interval=0.05, what="the run refusing the linked processed/")
         self.assertIn("symbolic link", st["last_error"], st)
         self.assertEqual(os.listdir(outside), ["secret.csv"])

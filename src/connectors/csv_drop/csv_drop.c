@@ -73,9 +73,9 @@ static int scan(const char *folder, int64_t settle_s, struct entry **ret, size_t
         }
         char *path = sd_asprintf("%s/%s", folder, de->d_name);
         struct stat st;
-        /* lstat: a symbolic link in the drop folder is never imported (it could name any file
-         * the hub can read). */
-        bool ok = lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+        /* lstat: a link in the drop folder, symbolic or hard, is never imported (it could name
+         * any file the hub can read); it is left where it is. */
+        bool ok = lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1;
         free(path);
         if (!ok) {
             continue;

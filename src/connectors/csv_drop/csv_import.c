@@ -641,10 +641,12 @@ int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char
             goto out;
         }
     }
-    /* Never through a link: a venue could otherwise have the hub read any file it can. */
+    /* Never through a link, symbolic or hard: a venue could otherwise have the hub read any
+     * file it can. */
     im.fd = open(im.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     struct stat fst;
-    if (im.fd >= 0 && (fstat(im.fd, &fst) != 0 || !S_ISREG(fst.st_mode))) {
+    if (im.fd >= 0 &&
+        (fstat(im.fd, &fst) != 0 || !S_ISREG(fst.st_mode) || fst.st_nlink > 1)) {
         close(im.fd);
         im.fd = -1;
         errno = EINVAL;
@@ -652,7 +654,7 @@ int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char
     if (im.fd < 0) {
         r = sd_connector_fail(ctx, -errno, "%s: cannot open: %s", name,
                               errno == ELOOP || errno == EINVAL
-                                  ? "not a regular file (symbolic links are not followed)"
+                                  ? "not a regular file of its own (links are not followed)"
                                   : strerror(errno));
         goto out;
     }
