@@ -686,6 +686,22 @@ void sd_mapping_free(struct sd_mapping *m)
     free(m);
 }
 
+const char *sd_mapping_target_of(const struct sd_mapping *m, enum sd_kind kind,
+                                 const char *source_name)
+{
+    if (!m || !source_name) {
+        return NULL;
+    }
+    const char *name = source_name;
+    size_t len = strlen(name);
+    trim_name(&name, &len);
+    const struct entry *e = table_find(&m->names, name, len);
+    if (!e || !(sd_map_fields[e->target].kinds & MAP_KIND_BIT(kind))) {
+        return NULL;
+    }
+    return sd_map_fields[e->target].name;
+}
+
 json_t *sd_mapping_to_json(const struct sd_mapping *m)
 {
     return m ? json_deep_copy(m->spec) : NULL;

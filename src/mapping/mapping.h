@@ -92,6 +92,12 @@ int sd_mapping_new(const json_t *spec, struct sd_mapping **ret, struct sd_issues
 /* Accepts NULL. */
 void sd_mapping_free(struct sd_mapping *m);
 
+/* The model field of `kind` that the source column (or member) `source_name` feeds, or NULL
+ * when it feeds none (unmapped, or another kind's field). For error lists in the venue's own
+ * column names. */
+const char *sd_mapping_target_of(const struct sd_mapping *m, enum sd_kind kind,
+                                 const char *source_name);
+
 /* One source record given as parallel name/value arrays (a CSV row with its header) → a new
  * model record object of `kind`, or NULL with issues added (pointer = ptr + "/" + model field,
  * e.g. "/line/12/date" when ptr is "/line/12"; for a kept unmapped member ptr + "/" + its

@@ -424,7 +424,8 @@ class CsvDropTests(SftpHub):
             "P-3;POL-1;ANON;15.04.2025 11:08:42;Freikarte;1;0,00",
             "P-4;POL-1;ANON;15.04.2025 11:08:42;Stehplatz;1;10,00",
             "P-5;POL-1;ANON;15.04.2025 11:08:42;VIP;2;150,00"]) + "\n"
-        want_errors = {(3, "event_id"): "NOPE-9", (5, "ticket_category"): "must be one of"}
+        # errors.csv names the venue's own columns (EventNo, TicketType), not the model's
+        want_errors = {(3, "EventNo"): "NOPE-9", (5, "TicketType"): "must be one of"}
 
         def check_errors(text):
             rows = parse_errors_csv(text)

@@ -147,6 +147,49 @@ static void test_refused_rows(void **state)
     close_text(&f);
 }
 
+/* Error rows name the file's own columns: the one the mapping took the field from. */
+static void test_error_columns_are_the_files(void **state)
+{
+    (void)state;
+    const char *text = "invoice_number,EventNo,customer_id,purchase_datetime,Kategorie,quantity,"
+                       "sales_price,currency\n"
+                       "K-1,E1,ANON,2025-04-15T11:08:42Z,Stehplatz,1,10.00,EUR\n"
+                       "K-2,E1,ANON,2025-04-15T11:08:42Z,VIP,1,10.00,EURO\n";
+    struct fixture f = {0};
+    open_text(&f, text);
+    sd_mapping_free(f.m);
+    json_t *spec = json_loads("{\"fields\":{\"EventNo\":\"event_id\","
+                              "\"Kategorie\":\"ticket_category\"}}",
+                              0, NULL);
+    assert_int_equal(sd_mapping_new(spec, &f.m, NULL), 0);
+    json_decref(spec);
+    struct sd_csv_chunks *cs = start(&f, 10, true);
+    struct sd_csv_chunk *ch = sd_csv_chunks_next(cs);
+    assert_non_null(ch);
+    assert_int_equal(ch->n, 0);
+    assert_int_equal(ch->rejected, 2);
+    char *errs = strndup(ch->errs, ch->errs_len);
+    assert_non_null(strstr(errs, "2,\"Kategorie\",\"must be one of"));
+    assert_non_null(strstr(errs, "3,\"currency\","));
+    free(errs);
+    /* the store's issues are translated the same way */
+    struct sd_issues iss;
+    sd_issues_init(&iss, 10);
+    sd_issues_add(&iss, "/sales/0/event_id", "event 'E1' does not exist in test");
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mf = open_memstream(&buf, &len);
+    uint64_t lines[1] = {7};
+    assert_int_equal(sd_csv_record_issues(mf, cs, lines, 1, &iss, NULL), 1);
+    fclose(mf);
+    assert_string_equal(buf, "7,\"EventNo\",\"event 'E1' does not exist in test\"\n");
+    free(buf);
+    sd_issues_release(&iss);
+    sd_csv_chunks_done(cs, ch);
+    sd_csv_chunks_stop(cs);
+    close_text(&f);
+}
+
 /* Without validation the mapped records stay in body and nothing is in batch. */
 static void test_no_validation(void **state)
 {
@@ -203,6 +246,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chunks_in_order),
         cmocka_unit_test(test_refused_rows),
+        cmocka_unit_test(test_error_columns_are_the_files),
         cmocka_unit_test(test_no_validation),
         cmocka_unit_test(test_stop_early),
     };

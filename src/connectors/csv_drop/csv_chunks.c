@@ -21,6 +21,7 @@ struct sd_csv_chunks {
     pthread_cond_t cv;
     struct sd_csv_chunk *queue[QUEUE_DEPTH];
     size_t head, count;
+    const char **targets;       /* per header column: the model field it feeds, or NULL */
     struct sd_csv_chunk *spent; /* handed back by the importer, freed by this thread */
     bool cancel;     /* the importer stopped: end now */
     bool taken_last; /* the importer has the chunk with eof */
@@ -51,9 +52,29 @@ void sd_csv_error_row(FILE *f, uint64_t line, const char *column, const char *me
     fputc('\n', f);
 }
 
-uint64_t sd_csv_record_issues(FILE *f, const uint64_t *lines, size_t n,
-                              const struct sd_issues *iss, bool *hit)
+/* The file's own name for a model field path ("event_id" → "EventNo", "cast/0/name" →
+ * "Besetzung/0/name"): the first header column that feeds the field, else the path itself. */
+static const char *column_of(const struct sd_csv_chunks *cs, const char *path, char *buf,
+                             size_t size)
 {
+    if (!cs || !path[0]) {
+        return path;
+    }
+    size_t seg = strcspn(path, "/");
+    for (size_t i = 0; i < cs->o.n_header; i++) {
+        const char *t = cs->targets[i];
+        if (t && strlen(t) == seg && strncmp(t, path, seg) == 0) {
+            snprintf(buf, size, "%s%s", cs->o.header[i], path + seg);
+            return buf;
+        }
+    }
+    return path;
+}
+
+uint64_t sd_csv_record_issues(FILE *f, const struct sd_csv_chunks *cs, const uint64_t *lines,
+                              size_t n, const struct sd_issues *iss, bool *hit)
+{
+    char col[512];
     uint64_t distinct = 0;
     bool *seen = hit ? hit : sd_calloc(n + 1, sizeof(bool));
     for (size_t i = 0; i < iss->n; i++) {
@@ -69,7 +90,9 @@ uint64_t sd_csv_record_issues(FILE *f, const uint64_t *lines, size_t n,
             seen[idx] = true;
             distinct++;
         }
-        sd_csv_error_row(f, lines[idx], *end == '/' ? end + 1 : end, iss->items[i].message);
+        const char *path = *end == '/' ? end + 1 : end;
+        sd_csv_error_row(f, lines[idx], column_of(cs, path, col, sizeof(col)),
+                         iss->items[i].message);
     }
     if (!hit) {
         free(seen);
@@ -78,8 +101,10 @@ uint64_t sd_csv_record_issues(FILE *f, const uint64_t *lines, size_t n,
 }
 
 /* Issues from the mapping ("/line/12/date") → rows. */
-static void mapping_issues(FILE *f, uint64_t line, const struct sd_issues *iss)
+static void mapping_issues(FILE *f, const struct sd_csv_chunks *cs, uint64_t line,
+                           const struct sd_issues *iss)
 {
+    char buf[512];
     for (size_t i = 0; i < iss->n; i++) {
         const char *p = iss->items[i].pointer;
         const char *col = "";
@@ -88,7 +113,7 @@ static void mapping_issues(FILE *f, uint64_t line, const struct sd_issues *iss)
             q = strchr(q + 1, '/');
             col = q ? q + 1 : "";
         }
-        sd_csv_error_row(f, line, col, iss->items[i].message);
+        sd_csv_error_row(f, line, column_of(cs, col, buf, sizeof(buf)), iss->items[i].message);
     }
 }
 
@@ -152,7 +177,7 @@ static void validate_chunk(struct sd_csv_chunks *cs, struct sd_csv_chunk *ch, FI
             return;
         }
         bool *hit = sd_calloc(ch->n + 1, sizeof(bool));
-        uint64_t newly = sd_csv_record_issues(ef, ch->lines, ch->n, &errors, hit);
+        uint64_t newly = sd_csv_record_issues(ef, cs, ch->lines, ch->n, &errors, hit);
         sd_issues_release(&errors);
         if (newly == 0) {
             /* Refused without naming a row: nothing of it can be stored. */
@@ -223,7 +248,7 @@ static struct sd_csv_chunk *read_chunk(struct sd_csv_chunks *cs)
         json_t *rec = sd_mapping_apply_row(cs->o.mapping, cs->o.kind, cs->o.header,
                                            (const char *const *)row.fields, row.n, ptr, &iss);
         if (!rec) {
-            mapping_issues(ef, row.line, &iss);
+            mapping_issues(ef, cs, row.line, &iss);
             sd_issues_release(&iss);
             ch->rejected++;
             continue;
@@ -287,12 +312,17 @@ int sd_csv_chunks_start(const struct sd_csv_chunks_options *o, struct sd_csv_chu
         cs->o.chunk_rows = 1000;
     }
     cs->rows = o->rows_before;
+    cs->targets = sd_calloc(o->n_header + 1, sizeof(*cs->targets));
+    for (size_t i = 0; i < o->n_header; i++) {
+        cs->targets[i] = sd_mapping_target_of(o->mapping, o->kind, o->header[i]);
+    }
     pthread_mutex_init(&cs->mu, NULL);
     pthread_cond_init(&cs->cv, NULL);
     int rc = pthread_create(&cs->thread, NULL, reading_thread, cs);
     if (rc != 0) {
         pthread_cond_destroy(&cs->cv);
         pthread_mutex_destroy(&cs->mu);
+        free(cs->targets);
         free(cs);
         return -rc;
     }
@@ -338,5 +368,6 @@ void sd_csv_chunks_stop(struct sd_csv_chunks *cs)
     }
     pthread_cond_destroy(&cs->cv);
     pthread_mutex_destroy(&cs->mu);
+    free(cs->targets);
     free(cs);
 }

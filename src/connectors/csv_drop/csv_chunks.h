@@ -68,8 +68,9 @@ void sd_csv_chunks_stop(struct sd_csv_chunks *cs);
 void sd_csv_error_row(FILE *f, uint64_t line, const char *column, const char *message);
 /* Issues of validation or store ("/sales/7/currency", index into lines[0..n)) → rows; returns
  * how many distinct records they hit, marking them in hit (n entries) when it is not NULL. An
- * issue that names no record becomes a row for line 0. */
-uint64_t sd_csv_record_issues(FILE *f, const uint64_t *lines, size_t n,
-                              const struct sd_issues *issues, bool *hit);
+ * issue that names no record becomes a row for line 0. With cs, a row's column is the file's
+ * own column name (the one the mapping took the field from: "EventNo", not "event_id"). */
+uint64_t sd_csv_record_issues(FILE *f, const struct sd_csv_chunks *cs, const uint64_t *lines,
+                              size_t n, const struct sd_issues *issues, bool *hit);
 
 #endif

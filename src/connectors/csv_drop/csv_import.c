@@ -260,7 +260,8 @@ static int store_chunk(struct importer *im, struct sd_connector_job *job, struct
         /* Pointers name records by their index in the validated body, which is where their
          * line is kept. */
         memset(hit, 0, (n + 1) * sizeof(bool));
-        uint64_t newly = sd_csv_record_issues(im->errf, ch->lines, n, &out.errors, hit);
+        uint64_t newly =
+            sd_csv_record_issues(im->errf, im->chunks, ch->lines, n, &out.errors, hit);
         sd_ingest_outcome_release(&out);
         if (newly == 0) {
             /* Refused without naming a row: none of the rest can be stored. */
