@@ -283,7 +283,7 @@ class SshdServer:
             "",
             "Match User %s" % USER,
             "    ChrootDirectory %s" % self.chroot,
-            "    ForceCommand internal-sftp -u 022",
+            "    ForceCommand internal-sftp -u 022 -P symlink,hardlink",
             "    AllowTcpForwarding no",
             "    AllowStreamLocalForwarding no",
             "    AllowAgentForwarding no",
