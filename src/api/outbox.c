@@ -201,8 +201,11 @@ int sd_api_segment_push(struct sd_req *req)
         json_t *ans = json_pack("{s:s, s:s}", "delivery_id", id, "state", "queued");
         if (sd_store_delivery_get(req->hub->store, req->who.tenant_id, req->who.env, id, &d) == 0) {
             json_t *view = sd_outbox_delivery_view(&d);
-            /* A replayed push answers what became of the delivery since. */
-            json_object_set(ans, "state", json_object_get(view, "state"));
+            /* A replayed push answers what became of the delivery since (a new one is queued,
+             * though a worker may have claimed it by now). */
+            if (replayed) {
+                json_object_set(ans, "state", json_object_get(view, "state"));
+            }
             json_object_set(ans, "kind", json_object_get(view, "kind"));
             if (d.state == SD_DELIVERY_QUEUED) {
                 json_object_set(ans, "next_attempt_at", json_object_get(view, "next_attempt_at"));
