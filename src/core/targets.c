@@ -224,7 +224,7 @@ int sd_target_config_create(struct sd_store_handle *st, const struct sd_tenant *
                           .env = env,
                           .type = (char *)SD_TARGET_TYPE_PUSH,
                           .doc = doc};
-    int r = id && doc ? sd_store_target_put(st, &t, true) : -EIO;
+    int r = id && doc ? sd_store_target_put(st, &t, true, NULL) : -EIO;
     if (doc) {
         explicit_bzero(doc, strlen(doc));
     }
@@ -300,7 +300,9 @@ int sd_target_config_update(struct sd_store_handle *st, const struct sd_tenant *
     }
     doc = json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS);
     struct sd_target u = {.id = t.id, .doc = doc};
-    r = doc ? sd_store_target_put(st, &u, false) : -EIO;
+    /* A changed segments_per_hour applies to the deliveries already waiting too. */
+    struct sd_outbox_clock clk = sd_outbox_clock_now(SD_OUTBOX_CLAIM_LEASE_USEC);
+    r = doc ? sd_store_target_put(st, &u, false, &clk) : -EIO;
 out:
     if (doc) {
         explicit_bzero(doc, strlen(doc));

@@ -433,9 +433,12 @@ struct sd_delivery_filter {
 };
 
 struct sd_store_outbox_ops {
-    /* Targets. put: create (-EEXIST if the id exists) or update doc (-ENOENT if missing).
-     * delete also forgets the target's remote segments (its deliveries stay, as history). */
-    int (*target_put)(struct sd_store *s, const struct sd_target *t, bool create);
+    /* Targets. put: create (-EEXIST if the id exists) or update doc (-ENOENT if missing); with
+     * clk, the target's waiting deliveries are planned again in the same transaction (a new
+     * segments_per_hour applies to what already waits). delete also forgets the target's
+     * remote segments (its deliveries stay, as history). */
+    int (*target_put)(struct sd_store *s, const struct sd_target *t, bool create,
+                      const struct sd_outbox_clock *clk);
     int (*target_get)(struct sd_store *s, const char *id, struct sd_target *ret);
     int (*target_list)(struct sd_store *s, int64_t tenant_id, struct sd_target **ret,
                        size_t *ret_n);
@@ -478,7 +481,8 @@ struct sd_store_outbox_ops {
                               const char *target_id, const char *segment_id, char **ret);
 };
 
-int sd_store_target_put(struct sd_store_handle *h, const struct sd_target *t, bool create);
+int sd_store_target_put(struct sd_store_handle *h, const struct sd_target *t, bool create,
+                        const struct sd_outbox_clock *clk);
 int sd_store_target_get(struct sd_store_handle *h, const char *id, struct sd_target *ret);
 int sd_store_target_list(struct sd_store_handle *h, int64_t tenant_id, struct sd_target **ret,
                          size_t *ret_n);

@@ -73,9 +73,10 @@ void sd_deliveries_free(struct sd_delivery *v, size_t n)
 #define CALL(op, ...)                                                                              \
     (OPS(h) && OPS(h)->op ? OPS(h)->op(sd_store_handle_backend(h), __VA_ARGS__) : -ENOTSUP)
 
-int sd_store_target_put(struct sd_store_handle *h, const struct sd_target *t, bool create)
+int sd_store_target_put(struct sd_store_handle *h, const struct sd_target *t, bool create,
+                        const struct sd_outbox_clock *clk)
 {
-    return CALL(target_put, t, create);
+    return CALL(target_put, t, create, clk);
 }
 
 int sd_store_target_get(struct sd_store_handle *h, const char *id, struct sd_target *ret)

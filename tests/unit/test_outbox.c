@@ -602,6 +602,45 @@ static void *race(void *arg)
     return NULL;
 }
 
+/* Raising a target's segments_per_hour applies to the deliveries already waiting: they are
+ * planned again with the new limit (through the configuration update, as API and CLI do). */
+static void test_new_limit_replans_waiting(void **state)
+{
+    struct fx *f = *state;
+    char *tgt = add_target(f, "{\"type\":\"audience_push\",\"environment\":\"test\","
+                              "\"url\":\"https://crm.example/s\",\"app_key\":\"k\","
+                              "\"secure_token\":\"t\",\"segments_per_hour\":1}");
+    const int64_t t0 = sd_now_usec();
+    insert(f, "dlv_p1", tgt, "key-p1", t0);
+    insert(f, "dlv_p2", tgt, "key-p2", t0 + 1);
+    struct sd_delivery d = {0};
+    get(f, "dlv_p2", &d);
+    assert_true(d.next_attempt_usec >= t0 + HOUR);
+    sd_delivery_release(&d);
+
+    json_t *body = json_loads("{\"segments_per_hour\":5}", 0, NULL);
+    struct sd_issues errors;
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    assert_int_equal(sd_target_config_update(f->h, &f->acme, tgt, body, &errors), 0);
+    sd_issues_release(&errors);
+    json_decref(body);
+    get(f, "dlv_p2", &d);
+    assert_true(d.next_attempt_usec < t0 + HOUR);
+    assert_true(d.next_attempt_usec <= sd_now_usec());
+    sd_delivery_release(&d);
+
+    /* and lowering it again moves the second one back behind the window */
+    body = json_loads("{\"segments_per_hour\":1}", 0, NULL);
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    assert_int_equal(sd_target_config_update(f->h, &f->acme, tgt, body, &errors), 0);
+    sd_issues_release(&errors);
+    json_decref(body);
+    get(f, "dlv_p2", &d);
+    assert_true(d.next_attempt_usec >= t0 + HOUR);
+    sd_delivery_release(&d);
+    free(tgt);
+}
+
 /* A push request's Idempotency-Key: unique per tenant and environment, found again by key;
  * deliveries without one never collide. */
 static void test_request_keys(void **state)
@@ -713,6 +752,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_claim_fifo_rate_limit_and_leases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claims_race_across_handles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_limit_replans_waiting, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

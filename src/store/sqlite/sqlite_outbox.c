@@ -211,7 +211,11 @@ static void read_delivery_v(sqlite3_stmt *st, void *ret)
 
 /* ---- targets --------------------------------------------------------------------------------- */
 
-static int target_put(struct sd_store *s, const struct sd_target *t, bool create)
+static int plan_target(struct conn *k, const char *target_id, const struct sd_outbox_clock *clk,
+                       char **ret_first);
+
+static int target_put(struct sd_store *s, const struct sd_target *t, bool create,
+                      const struct sd_outbox_clock *clk)
 {
     if (!t || !t->id || !t->doc || (create && (!t->type || !sd_sqlite_env_ok(t->env)))) {
         return -EINVAL;
@@ -244,6 +248,9 @@ static int target_put(struct sd_store *s, const struct sd_target *t, bool create
     r = sd_sqlite_step_done(k, st, create ? "target insert" : "target update");
     if (r == 0 && !create && sqlite3_changes(k->db) == 0) {
         r = -ENOENT;
+    }
+    if (r == 0 && clk && clk->plan) {
+        r = plan_target(k, t->id, clk, NULL);
     }
 out:
     return sd_sqlite_ctl_end_write(s, r, false);
