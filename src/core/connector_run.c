@@ -185,11 +185,14 @@ struct sd_connector_ctx *sd_connector_job_ctx(struct sd_connector_job *job)
 int sd_connector_job_ingest(struct sd_connector_job *job, const json_t *body,
                             struct sd_ingest_outcome *out)
 {
-    int r = sd_ingest_in_writer(job->st, job->ctx->tenant_id, job->ctx->env, job->ctx->source, body,
-                                true, out);
-    if (r == 0 && out->status == 202) {
-        job->stored += out->n_events + out->n_customers + out->n_sales;
+    struct sd_batch batch = {0};
+    int r = sd_validate_ingest(body, &batch, &out->errors, &out->warnings);
+    if (r < 0 || out->errors.total > 0) {
+        out->status = 400;
+        return 0;
     }
+    r = sd_connector_job_ingest_batch(job, &batch, out);
+    sd_batch_release(&batch);
     return r;
 }
 

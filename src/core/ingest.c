@@ -318,23 +318,6 @@ int sd_hub_ingest_opts(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, c
 /* ---- inside the writer ------------------------------------------------------------------------
  */
 
-int sd_ingest_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
-                        const char *source, const json_t *body, bool upsert_sales,
-                        struct sd_ingest_outcome *out)
-{
-    struct sd_batch batch = {0};
-    int r = sd_validate_ingest(body, &batch, &out->errors, &out->warnings);
-    if (r < 0 || out->errors.total > 0) {
-        out->status = 400;
-        return 0;
-    }
-    batch.upsert_sales = upsert_sales;
-    batch.source = source;
-    r = sd_ingest_batch_in_writer(st, tenant_id, env, &batch, out);
-    sd_batch_release(&batch);
-    return r;
-}
-
 int sd_ingest_batch_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
                               const struct sd_batch *batch, struct sd_ingest_outcome *out)
 {

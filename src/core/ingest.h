@@ -61,14 +61,9 @@ int sd_hub_ingest_opts(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, c
                        const struct sd_ingest_opts *o, struct sd_ingest_outcome *out);
 
 /* For code already running on the writer thread (a connector's write job that stores a whole
- * file in one transaction): validate and apply `body`, no commit. The records count only if the
- * job keeps its savepoint. Returns 0 with out->status set, or -EIO. */
-int sd_ingest_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
-                        const char *source, const json_t *body, bool upsert_sales,
-                        struct sd_ingest_outcome *out);
-
-/* The same for a batch validated beforehand (sd_validate_ingest, on another thread): apply
- * only. batch->upsert_sales and batch->source are the caller's. */
+ * file in one transaction): apply a batch validated beforehand (sd_validate_ingest, possibly on
+ * another thread), no commit. batch->upsert_sales and batch->source are the caller's. The
+ * records count only if the job keeps its savepoint. Returns 0 with out->status set, or -EIO. */
 int sd_ingest_batch_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
                               const struct sd_batch *batch, struct sd_ingest_outcome *out);
 

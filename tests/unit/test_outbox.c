@@ -602,6 +602,17 @@ static void *race(void *arg)
     return NULL;
 }
 
+/* Change a target's segments_per_hour through the configuration update, as API and CLI do. */
+static void set_limit(struct fx *f, const char *target_id, int per_hour)
+{
+    json_t *body = json_pack("{s:i}", "segments_per_hour", per_hour);
+    struct sd_issues errors;
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    assert_int_equal(sd_target_config_update(f->h, &f->acme, target_id, body, &errors), 0);
+    sd_issues_release(&errors);
+    json_decref(body);
+}
+
 /* Raising a target's segments_per_hour applies to the deliveries already waiting: they are
  * planned again with the new limit (through the configuration update, as API and CLI do). */
 static void test_new_limit_replans_waiting(void **state)
@@ -618,23 +629,14 @@ static void test_new_limit_replans_waiting(void **state)
     assert_true(d.next_attempt_usec >= t0 + HOUR);
     sd_delivery_release(&d);
 
-    json_t *body = json_loads("{\"segments_per_hour\":5}", 0, NULL);
-    struct sd_issues errors;
-    sd_issues_init(&errors, SD_MAX_ISSUES);
-    assert_int_equal(sd_target_config_update(f->h, &f->acme, tgt, body, &errors), 0);
-    sd_issues_release(&errors);
-    json_decref(body);
+    set_limit(f, tgt, 5);
     get(f, "dlv_p2", &d);
     assert_true(d.next_attempt_usec < t0 + HOUR);
     assert_true(d.next_attempt_usec <= sd_now_usec());
     sd_delivery_release(&d);
 
     /* and lowering it again moves the second one back behind the window */
-    body = json_loads("{\"segments_per_hour\":1}", 0, NULL);
-    sd_issues_init(&errors, SD_MAX_ISSUES);
-    assert_int_equal(sd_target_config_update(f->h, &f->acme, tgt, body, &errors), 0);
-    sd_issues_release(&errors);
-    json_decref(body);
+    set_limit(f, tgt, 1);
     get(f, "dlv_p2", &d);
     assert_true(d.next_attempt_usec >= t0 + HOUR);
     sd_delivery_release(&d);

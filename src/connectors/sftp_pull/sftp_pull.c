@@ -205,6 +205,13 @@ static int remote_commands(struct sd_connector_ctx *ctx, const char *const *cmds
     return sd_http_fetch_retry(&rq, &pol, resp, NULL);
 }
 
+/* name with the time appended: the name to use when `name` is taken in a remote folder (the
+ * same name delivered again), as a drop folder does locally. */
+static char *stamped(const char *name)
+{
+    return sd_asprintf("%s.%lld", name, (long long)(sd_now_usec() / 1000000));
+}
+
 /* Move the remote file into processed/ or failed/ (*ret_moved: its name there; a name already
  * taken there gets the time appended, as locally) or delete it. */
 static int after_import(struct sd_connector_ctx *ctx, const char *name, bool failed,
@@ -229,7 +236,7 @@ static int after_import(struct sd_connector_ctx *ctx, const char *name, bool fai
         /* processed/NAME exists (the same name delivered again): keep both */
         sd_http_response_release(&resp);
         free(moved);
-        moved = sd_asprintf("%s.%lld", name, (long long)(sd_now_usec() / 1000000));
+        moved = stamped(name);
     }
     if (r < 0) {
         r = sd_connector_fail(ctx, r,
@@ -307,13 +314,13 @@ static void report(struct sd_connector_ctx *ctx, const struct sd_csv_import_resu
         }
         /* failed/NAME.ack.json exists (the same name refused before): keep both */
         free(base);
-        base = sd_asprintf("%s.%lld", name, (long long)(sd_now_usec() / 1000000));
-        if (i == 1) {
-            sd_connector_fail(ctx, 0, "uploading the ack of %s failed: the server refused the "
-                              "rename (it stays in the hub's work folder)", name);
-        }
+        base = stamped(name);
     }
     free(base);
+    if (r == -EPERM) {
+        sd_connector_fail(ctx, 0, "uploading the ack of %s failed: the server refused the "
+                          "rename (it stays in the hub's work folder)", name);
+    }
     if (r == 0) {
         unlink(res->moved_path);
         unlink(res->ack_path);
