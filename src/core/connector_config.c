@@ -265,13 +265,17 @@ json_t *sd_connector_config_view(struct sd_hub *hub, struct sd_store_handle *st,
         c->client_id ? c->client_id : "", "type", c->type, "environment", sd_env_name(c->env),
         "schedule", c->schedule, "settings", shown, "mapping", mapping ? mapping : json_object(),
         "created_at", sd_json_time(c->created_usec), "updated_at", sd_json_time(c->updated_usec));
+    /* The scheduler's view first, then the committed state: a run that ends between the two
+     * reads can then only make the state newer than the plan (next_run not after last_run,
+     * visibly stale for a moment), never show a next_run planned from a run the state does not
+     * show yet. */
+    json_t *live = hub && hub->scheduler ? sd_scheduler_live(hub->scheduler, c->id) : NULL;
     char *doc = NULL;
     json_t *state = NULL;
     if (sd_store_connector_state_get(st, c->id, &doc) == 0) {
         state = json_loads(doc, 0, NULL);
         free(doc);
     }
-    json_t *live = hub && hub->scheduler ? sd_scheduler_live(hub->scheduler, c->id) : NULL;
     bool running = json_is_true(json_object_get(live, "running"));
     const char *st_name = running ? "running"
                           : json_is_string(json_object_get(state, "state"))
