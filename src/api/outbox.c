@@ -164,7 +164,9 @@ int sd_api_segment_push(struct sd_req *req)
         json_object_foreach(body, key, v)
         {
             if (strcmp(key, "target_id") != 0) {
-                sd_issues_add(&errors, "", "unknown member '%.100s' (only target_id)", key);
+                /* at most 100 bytes of the name, cut on a character boundary */
+                sd_issues_add(&errors, "", "unknown member '%.*s' (only target_id)",
+                              (int)sd_utf8_prefix_len(key, strlen(key), 100), key);
             }
         }
         if (!json_is_string(tid) || json_string_length(tid) == 0 || json_string_length(tid) > 64) {

@@ -72,7 +72,7 @@ json_t *sd_connector_check_settings(const struct sd_connector *c, const json_t *
     json_object_foreach((json_t *)settings, key, v)
     {
         char ptr[160];
-        snprintf(ptr, sizeof(ptr), "/settings/%s", key);
+        sd_utf8_snprintf(ptr, sizeof(ptr), "/settings/%s", key);
         const struct sd_setting *s = find_key(c, key);
         if (!s && c->kind == SD_CONNECTOR_SOURCE && strcmp(key, "source") == 0) {
             const char *label = json_string_value(v);
@@ -101,7 +101,7 @@ json_t *sd_connector_check_settings(const struct sd_connector *c, const json_t *
             continue;
         }
         char ptr[160];
-        snprintf(ptr, sizeof(ptr), "/settings/%s", s->key);
+        sd_utf8_snprintf(ptr, sizeof(ptr), "/settings/%s", s->key);
         if (!s->default_value) {
             sd_issues_add(errors, ptr, "required setting is missing");
             continue;

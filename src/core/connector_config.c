@@ -41,7 +41,7 @@ static void check_members(const json_t *body, const char *const *allowed, struct
         }
         if (!ok) {
             char ptr[160];
-            snprintf(ptr, sizeof(ptr), "/%s", key);
+            sd_utf8_snprintf(ptr, sizeof(ptr), "/%s", key);
             sd_issues_add(errors, ptr, "unknown member");
         }
     }

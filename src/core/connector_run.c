@@ -144,7 +144,7 @@ size_t sd_connector_map_records(struct sd_connector_ctx *ctx, enum sd_kind kind,
     size_t bad = 0;
     for (size_t i = 0; i < json_array_size(records); i++) {
         char ptr[128];
-        snprintf(ptr, sizeof(ptr), "%s/%zu", ptr_prefix, i);
+        sd_utf8_snprintf(ptr, sizeof(ptr), "%s/%zu", ptr_prefix, i);
         const json_t *src = json_array_get(records, i);
         json_t *rec = NULL;
         if (!json_is_object(src)) {
@@ -380,7 +380,7 @@ finish:
             json_object_set_new(st, "last_warning",
                                 ctx.error ? json_string(ctx.error) : json_null());
         } else {
-            json_object_set_new(st, "last_error", json_string(ctx.error ? ctx.error : "failed"));
+            json_object_set_new(st, "last_error", sd_json_text(ctx.error ? ctx.error : "failed"));
             json_object_set_new(st, "last_error_usec", json_integer(now));
         }
         json_t *lr = json_pack("{s:I, s:I, s:I}", "records_in", (json_int_t)ctx.records_in,

@@ -434,7 +434,7 @@ static void fail_unsent(struct sd_outbox *o, const struct sd_delivery *d, json_t
                         bool transient, const char *why)
 {
     json_object_set_new(doc, "last_status", json_null());
-    json_object_set_new(doc, "last_error", json_string(why));
+    json_object_set_new(doc, "last_error", sd_json_text(why));
     json_object_set_new(doc, "last_attempt_usec", json_integer(sd_now_usec()));
     add_history(doc, d->attempts, 0, why, 0);
     if (transient && d->attempts < SD_OUTBOX_MAX_ATTEMPTS) {
@@ -560,8 +560,8 @@ static void process(struct sd_outbox *o, struct sd_delivery *d)
         }
     }
     json_object_set_new(doc, "last_status", a.status ? json_integer(a.status) : json_null());
-    json_object_set_new(doc, "last_error", err ? json_string(err) : json_null());
-    json_object_set_new(doc, "last_response", a.answer ? json_string(a.answer) : json_null());
+    json_object_set_new(doc, "last_error", err ? sd_json_text(err) : json_null());
+    json_object_set_new(doc, "last_response", a.answer ? sd_json_text(a.answer) : json_null());
     json_object_set_new(doc, "last_attempt_usec", json_integer(sd_now_usec()));
     add_history(doc, d->attempts, a.status, err, a.ms);
 

@@ -226,7 +226,7 @@ static const char *want_id(const json_t *body, const char *name, struct sd_issue
 {
     const json_t *v = json_object_get(body, name);
     char ptr[32];
-    snprintf(ptr, sizeof(ptr), "/%s", name);
+    sd_utf8_snprintf(ptr, sizeof(ptr), "/%s", name);
     if (!v) {
         sd_issues_add(errors, ptr, "required");
         return NULL;

@@ -148,7 +148,7 @@ static const char *want_text(const json_t *body, const char *key, size_t max, bo
 {
     const json_t *v = json_object_get(body, key);
     char ptr[64];
-    snprintf(ptr, sizeof(ptr), "/%s", key);
+    sd_utf8_snprintf(ptr, sizeof(ptr), "/%s", key);
     if (!v) {
         if (required) {
             sd_issues_add(errors, ptr, "required field is missing");

@@ -106,7 +106,7 @@ static void check_url(const json_t *v, struct sd_issues *errors)
 static void check_secret(const json_t *v, const char *key, struct sd_issues *errors)
 {
     char ptr[32];
-    snprintf(ptr, sizeof(ptr), "/%s", key);
+    sd_utf8_snprintf(ptr, sizeof(ptr), "/%s", key);
     if (!json_is_string(v) || json_string_length(v) == 0) {
         sd_issues_add(errors, ptr, "required: a non-empty string");
     } else if (json_string_length(v) > SECRET_MAX) {
@@ -124,7 +124,7 @@ static void check_int(json_t *settings, const char *key, int64_t def, int64_t lo
 {
     const json_t *v = json_object_get(settings, key);
     char ptr[32];
-    snprintf(ptr, sizeof(ptr), "/%s", key);
+    sd_utf8_snprintf(ptr, sizeof(ptr), "/%s", key);
     if (!v) {
         json_object_set_new(settings, key, json_integer(def));
     } else if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
@@ -181,7 +181,7 @@ static void check_members(const json_t *body, struct sd_issues *errors)
         if (!in_list(key, settings_keys) && strcmp(key, "type") != 0 &&
             strcmp(key, "environment") != 0) {
             char ptr[160];
-            snprintf(ptr, sizeof(ptr), "/%.150s", key);
+            sd_utf8_snprintf(ptr, sizeof(ptr), "/%s", key);
             sd_issues_add(errors, ptr, "unknown member");
         }
     }

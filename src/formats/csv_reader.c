@@ -99,7 +99,7 @@ static void set_error(struct sd_csv_reader *r, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(r->err, sizeof(r->err), fmt, ap);
+    sd_utf8_vsnprintf(r->err, sizeof(r->err), fmt, ap);
     va_end(ap);
 }
 

@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/utf8.h"
+
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 static void global_init(void)
@@ -199,7 +201,7 @@ static int fetch(const struct sd_http_request *rq, const _Atomic bool *stop,
         struct stat st;
         up = fopen(rq->upload_file, "rb");
         if (!up || fstat(fileno(up), &st) != 0) {
-            snprintf(ret->error, sizeof(ret->error), "cannot read %s", rq->upload_file);
+            sd_utf8_snprintf(ret->error, sizeof(ret->error), "cannot read %s", rq->upload_file);
             if (up) {
                 fclose(up);
             }
@@ -227,7 +229,8 @@ static int fetch(const struct sd_http_request *rq, const _Atomic bool *stop,
         snprintf(ret->error, sizeof(ret->error), "stopped (the hub is shutting down)");
         r = -ECANCELED;
     } else {
-        snprintf(ret->error, sizeof(ret->error), "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+        sd_utf8_snprintf(ret->error, sizeof(ret->error), "%s",
+                         errbuf[0] ? errbuf : curl_easy_strerror(rc));
         switch (rc) {
         case CURLE_OPERATION_TIMEDOUT: r = -ETIMEDOUT; break;
         case CURLE_COULDNT_CONNECT:

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/utf8.h"
+
 enum sd_env { SD_ENV_TEST = 0, SD_ENV_PROD = 1 };
 const char *sd_env_name(enum sd_env env);          /* "test" / "prod" */
 int sd_env_parse(const char *s, enum sd_env *ret); /* 0 or -EINVAL */
@@ -43,6 +45,9 @@ void sd_issues_add(struct sd_issues *l, const char *pointer, const char *fmt, ..
     __attribute__((format(printf, 3, 4)));
 /* JSON array of {"pointer":…, "message":…}; new reference. */
 json_t *sd_issues_to_json(const struct sd_issues *l);
+/* A JSON string of s (NULL reads as ""), with every byte that is not valid UTF-8 replaced by
+ * U+FFFD: the way to put client-controlled text into an answer. Never NULL. */
+json_t *sd_json_text(const char *s);
 
 /* ---- normalized records -------------------------------------------------------------------- */
 /* `doc` is the compact JSON text of the normalized record: the seed's fields (normalized as
@@ -113,11 +118,7 @@ void sd_customer_rec_release(struct sd_customer_rec *r);
 void sd_sale_rec_release(struct sd_sale_rec *r);
 
 /* ---- building blocks (exposed for tests and other layers) ------------------------------------ */
-/* Valid UTF-8 without NUL, no overlongs or surrogates. */
-bool sd_utf8_valid(const char *s, size_t len);
-/* Decode one UTF-8 sequence at s (len bytes available, len > 0): returns its length 1..4 and
- * writes the code point (NUL decodes as 0), or -1 if the bytes there are not valid UTF-8. */
-int sd_utf8_next(const char *s, size_t len, uint32_t *ret_cp);
+/* UTF-8 validity and decoding: base/utf8.h (sd_utf8_valid, sd_utf8_next). */
 /* Trim, collapse inner whitespace runs to one space, lowercase (Unicode). New string. */
 char *sd_text_fold(const char *s);
 /* Calendar date "YYYY-MM-DD" (real date, leap years), years 1900..9999. */

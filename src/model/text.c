@@ -1,7 +1,7 @@
-/* text.c — text rules of the data model: UTF-8 validity, the "fold" used for duplicate keys
- * (trim, collapse whitespace, lowercase) and the pragmatic e-mail check.
+/* text.c — text rules of the data model: the "fold" used for duplicate keys (trim, collapse
+ * whitespace, lowercase) and the pragmatic e-mail check (UTF-8 decoding is base/utf8.c).
  *
- * Invariants: UTF-8 is decoded here, by hand, so validity never depends on the process locale.
+ * Invariants: UTF-8 is decoded by hand (base/utf8.c), so validity never depends on the locale.
  * Case mapping and the whitespace class come from one "C.UTF-8" locale object created once
  * (pthread_once) and never changed, so folding is reentrant and gives the same answer in every
  * thread whatever setlocale() says. If that locale is missing, folding falls back to ASCII. */
@@ -12,67 +12,6 @@
 
 #include "base/base.h"
 #include "model/model.h"
-
-int sd_utf8_next(const char *str, size_t len, uint32_t *ret_cp)
-{
-    const unsigned char *s = (const unsigned char *)str;
-    if (len == 0) {
-        return -1;
-    }
-    unsigned char c = s[0];
-    if (c < 0x80) {
-        *ret_cp = c;
-        return 1;
-    }
-    int n;
-    uint32_t cp, min;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        cp = c & 0x1f;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        cp = c & 0x0f;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        cp = c & 0x07;
-        min = 0x10000;
-    } else {
-        return -1; /* continuation byte, overlong lead (c0/c1) or beyond U+10FFFF (f5..ff) */
-    }
-    if (len < (size_t)n) {
-        return -1;
-    }
-    for (int i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            return -1;
-        }
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-        return -1;
-    }
-    *ret_cp = cp;
-    return n;
-}
-
-bool sd_utf8_valid(const char *s, size_t len)
-{
-    if (!s) {
-        return false;
-    }
-    size_t i = 0;
-    while (i < len) {
-        uint32_t cp;
-        int n = sd_utf8_next(s + i, len - i, &cp);
-        if (n < 0 || cp == 0) {
-            return false;
-        }
-        i += (size_t)n;
-    }
-    return true;
-}
 
 static pthread_once_t utf8_locale_once = PTHREAD_ONCE_INIT;
 static locale_t utf8_locale = (locale_t)0;

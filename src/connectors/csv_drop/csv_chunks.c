@@ -64,7 +64,7 @@ static const char *column_of(const struct sd_csv_chunks *cs, const char *path, c
     for (size_t i = 0; i < cs->o.n_header; i++) {
         const char *t = cs->targets[i];
         if (t && strlen(t) == seg && strncmp(t, path, seg) == 0) {
-            snprintf(buf, size, "%s%s", cs->o.header[i], path + seg);
+            sd_utf8_snprintf(buf, size, "%s%s", cs->o.header[i], path + seg);
             return buf;
         }
     }
@@ -229,7 +229,8 @@ static struct sd_csv_chunk *read_chunk(struct sd_csv_chunks *cs)
         }
         if (r < 0) {
             ch->fatal = r;
-            snprintf(ch->fatal_msg, sizeof(ch->fatal_msg), "%s", sd_csv_error(cs->o.reader));
+            sd_utf8_snprintf(ch->fatal_msg, sizeof(ch->fatal_msg), "%s",
+                             sd_csv_error(cs->o.reader));
             sd_csv_error_row(ef, row.line, "", sd_csv_error(cs->o.reader));
             ch->eof = true;
             break;

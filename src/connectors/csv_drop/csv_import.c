@@ -53,7 +53,7 @@ void sd_csv_import_check(const json_t *s, struct sd_issues *errors)
         }
         if (!ok) {
             char ptr[64];
-            snprintf(ptr, sizeof(ptr), "/settings/%s", enums[i].key);
+            sd_utf8_snprintf(ptr, sizeof(ptr), "/settings/%s", enums[i].key);
             sd_issues_add(errors, ptr, "must be one of %s", list.data);
         }
         sd_buf_release(&list);
@@ -145,7 +145,7 @@ static struct sd_csv_chunk *take_chunk(struct importer *im)
     im->line = ch->line_end;
     if (ch->fatal && !im->fatal) {
         im->fatal = ch->fatal;
-        snprintf(im->fatal_msg, sizeof(im->fatal_msg), "%s", ch->fatal_msg);
+        sd_utf8_snprintf(im->fatal_msg, sizeof(im->fatal_msg), "%s", ch->fatal_msg);
     }
     atomic_store(im->ctx->progress, im->rows);
     return ch;
@@ -706,7 +706,8 @@ int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char
     if (r < 0) {
         /* An unreadable header refuses the file (it stays readable for the operator). */
         im.fatal = r;
-        snprintf(im.fatal_msg, sizeof(im.fatal_msg), "%s", ctx->error ? ctx->error : "bad header");
+        sd_utf8_snprintf(im.fatal_msg, sizeof(im.fatal_msg), "%s",
+                         ctx->error ? ctx->error : "bad header");
         sd_csv_error_row(im.errf, 1, "", im.fatal_msg);
         free(ctx->error);
         ctx->error = NULL;

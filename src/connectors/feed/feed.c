@@ -148,7 +148,7 @@ static int build_body(struct sd_connector_ctx *ctx, const struct sd_http_respons
                 goto out;
             }
             char prefix[32];
-            snprintf(prefix, sizeof(prefix), "/%s", name);
+            sd_utf8_snprintf(prefix, sizeof(prefix), "/%s", name);
             *ret_bad += sd_connector_map_records(ctx, (enum sd_kind)k, arr, prefix, body, errors);
         }
         json_decref(doc);
@@ -186,9 +186,9 @@ static void feed_pointer(const char *p, const char *name, size_t at, char *buf, 
                                  ? strtoull(p + nl + 1, &end, 10)
                                  : 0;
     if (end && end != p + nl + 1) {
-        snprintf(buf, size, "/%s/%llu%s", name, idx + at, end);
+        sd_utf8_snprintf(buf, size, "/%s/%llu%s", name, idx + at, end);
     } else {
-        snprintf(buf, size, "%s", p);
+        sd_utf8_snprintf(buf, size, "%s", p);
     }
 }
 

@@ -92,7 +92,7 @@ static void check(const json_t *s, struct sd_issues *errors)
         const char *p = json_string_value(json_object_get(s, ptrs[i]));
         if (p && !sd_json_pointer_valid(p)) {
             char at[64];
-            snprintf(at, sizeof(at), "/settings/%s", ptrs[i]);
+            sd_utf8_snprintf(at, sizeof(at), "/settings/%s", ptrs[i]);
             sd_issues_add(errors, at, "is not a JSON Pointer (RFC 6901)");
         }
     }
@@ -245,7 +245,7 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
         free(nt);
         body = json_object();
         char prefix[32];
-        snprintf(prefix, sizeof(prefix), "/%s", name);
+        sd_utf8_snprintf(prefix, sizeof(prefix), "/%s", name);
         size_t bad = sd_connector_map_records(ctx, kind, records, prefix, body, &errors);
         if (bad > 0 && !skip) {
             r = sd_connector_fail(ctx, -EINVAL,

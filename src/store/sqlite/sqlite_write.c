@@ -402,7 +402,7 @@ static int check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env en
         return r;
     }
     if (r == 0) {
-        snprintf(ptr, sizeof(ptr), "%s/event_id", ptr_prefix);
+        sd_utf8_snprintf(ptr, sizeof(ptr), "%s/event_id", ptr_prefix);
         sd_issues_add(&res->errors, ptr, "event '%s' does not exist in %s", sale->event_id,
                       env_name(env));
         n_err++;
@@ -415,7 +415,7 @@ static int check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env en
             return r;
         }
         if (r == 0) {
-            snprintf(ptr, sizeof(ptr), "%s/customer_id", ptr_prefix);
+            sd_utf8_snprintf(ptr, sizeof(ptr), "%s/customer_id", ptr_prefix);
             sd_issues_add(&res->errors, ptr, "customer '%s' does not exist in %s", cid,
                           env_name(env));
             n_err++;
