@@ -77,17 +77,23 @@ static bool answer_from_idem(struct sd_req *req, const char *key, const char *bo
 static void append_issues(json_t *arr, const struct sd_issues *l)
 {
     for (size_t i = 0; i < l->n && json_array_size(arr) < SD_MAX_ISSUES; i++) {
-        json_array_append_new(arr, json_pack("{s:s, s:s}", "pointer", l->items[i].pointer,
-                                             "message", l->items[i].message));
+        json_t *o = json_object();
+        json_object_set_new(o, "pointer", sd_json_text(l->items[i].pointer));
+        json_object_set_new(o, "message", sd_json_text(l->items[i].message));
+        json_array_append_new(arr, o);
     }
 }
 
+/* Never fails: a body that could not be built (a bug, not client data: quoted text goes in
+ * through sd_json_text) becomes a fixed JSON error text instead of a crash. */
 static char *dump(json_t *o)
 {
-    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(o);
     if (!text) {
-        abort();
+        sd_log(SD_LOG_ERROR, "ingest answer could not be built", NULL);
+        text = sd_strdup("{\"error\":\"internal_error\",\"message\":\"the answer could not be "
+                         "built\"}");
     }
     return text;
 }

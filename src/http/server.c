@@ -30,8 +30,10 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/utf8.h"
 #include "core/metrics.h"
 #include "http/router.h"
+#include "model/model.h"
 
 struct sd_server {
     struct sd_hub *hub;
@@ -57,6 +59,11 @@ enum phase { PHASE_BODY, PHASE_SUSPENDED, PHASE_ANSWERED };
 struct req_priv {
     struct sd_req req; /* first: handlers get &priv->req */
     struct sd_server *srv;
+    bool started; /* on_request has seen it (on_uri creates it earlier) */
+    /* the request target as received, before libmicrohttpd decodes it in place */
+    const char *raw_uri; /* only compared with on_request's url, never read */
+    size_t raw_uri_len;  /* up to the first NUL byte */
+    bool raw_nul_escape; /* holds "%00" */
     enum phase phase;
     bool discard; /* body refused: drain the rest without keeping it */
     size_t discarded;
@@ -101,27 +108,38 @@ void sd_req_reply_text(struct sd_req *req, int status, const char *content_type,
     req->resp_body = sd_strdup(body);
 }
 
+/* Total: a body that was never built (a json_pack that refused its input) or cannot be
+ * serialized becomes a logged 500 with a fixed JSON text, never a crash. */
 void sd_req_reply_json(struct sd_req *req, int status, json_t *body)
 {
     free(req->resp_body);
     req->status = status;
     req->content_type = "application/json";
-    req->resp_body = json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    req->resp_body = body ? json_dumps(body, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(body);
     if (!req->resp_body) {
-        abort();
+        sd_log(SD_LOG_ERROR, "answer could not be built; answering 500", "request_id=%s status=%d",
+               req->request_id, status);
+        req->status = 500;
+        req->resp_body = sd_asprintf("{\"error\":\"internal_error\",\"message\":\"the answer "
+                                     "could not be built\",\"request_id\":\"%s\"}",
+                                     req->request_id);
     }
 }
 
+/* The message often quotes client input (an id from the path, a parser's error text): it goes
+ * in through sd_json_text, which repairs invalid UTF-8, so this builder cannot fail. */
 void sd_req_reply_error(struct sd_req *req, int status, const char *code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     char *msg = sd_vasprintf(fmt, ap);
     va_end(ap);
-    json_t *o = json_pack("{s:s, s:s}", "error", code, "message", msg);
+    json_t *o = json_object();
+    json_object_set_new(o, "error", sd_json_text(code));
+    json_object_set_new(o, "message", sd_json_text(msg));
     if (status >= 500) {
-        json_object_set_new(o, "request_id", json_string(req->request_id));
+        json_object_set_new(o, "request_id", sd_json_text(req->request_id));
     }
     free(msg);
     sd_req_reply_json(req, status, o);
@@ -202,10 +220,170 @@ static bool content_type_is_json(const char *ct)
     return *ct == '\0' || *ct == ';';
 }
 
-/* One bucket per tenant and environment. */
-static uint64_t bucket_key(const struct sd_principal *who)
+/* Two buckets per tenant and environment: reads (GET) and everything else (the webhook and
+ * other writes), so a client paging through its data never spends the webhook's budget. Both
+ * use the tenant's per-minute limit and burst. */
+static uint64_t bucket_key(const struct sd_req *req)
 {
-    return (uint64_t)who->tenant_id * 2 + (uint64_t)who->env;
+    uint64_t read = strcmp(req->method, "GET") == 0;
+    return ((uint64_t)req->who.tenant_id * 2 + (uint64_t)req->who.env) * 2 + read;
+}
+
+/* ---- the checks on the request head, before routing ---------------------------------------- */
+
+/* What one pass over the headers and query arguments found. */
+struct head_scan {
+    size_t content_lengths;
+    bool transfer_encoding;
+    enum MHD_ValueKind bad_kind; /* 0: nothing wrong */
+    bool bad_nul;                /* a NUL byte; otherwise not valid UTF-8 */
+    char bad_name[80];           /* the header or parameter (UTF-8 cut, repaired when quoted) */
+};
+
+static enum MHD_Result scan_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  size_t key_size, const char *value, size_t value_size)
+{
+    struct head_scan *h = cls;
+    if (kind == MHD_HEADER_KIND) {
+        if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+            h->content_lengths++;
+        } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+            h->transfer_encoding = true;
+        }
+    }
+    if (h->bad_kind) {
+        return MHD_YES;
+    }
+    /* libmicrohttpd hands out C strings but reports the real sizes: a shorter strlen means a
+     * NUL byte that would silently cut the value ("Bearer KEY\0junk" must not read KEY). */
+    bool nul = strlen(key) != key_size || (value && strlen(value) != value_size);
+    bool bad_text = kind == MHD_GET_ARGUMENT_KIND &&
+                    (!sd_utf8_valid(key, key_size) || (value && !sd_utf8_valid(value, value_size)));
+    if (nul || bad_text) {
+        h->bad_kind = kind;
+        h->bad_nul = nul;
+        sd_utf8_snprintf(h->bad_name, sizeof(h->bad_name), "%s", key);
+    }
+    return MHD_YES;
+}
+
+/* A walk over the request head as libmicrohttpd 0.9.75 leaves it in its read buffer: the
+ * request line, then each header line with ':' and the line ends (CR LF or LF) overwritten by
+ * NUL, header names and values pointing into it, in order. Between a name and its value only NUL
+ * (the colon) and blanks belong; after a value or the version only the NULs of the line end.
+ * Anything else is a NUL byte inside a line ("Bearer KEY\0junk"), which the C-string API would
+ * silently cut. If the layout is not the expected one (a folded header copied elsewhere), the
+ * walk gives up and finds nothing. */
+struct head_walk {
+    const char *pos, *end;
+    bool gave_up, hidden;
+};
+
+static void walk_to(struct head_walk *w, const char *s, bool blanks)
+{
+    if (w->gave_up || w->hidden) {
+        return;
+    }
+    if (s < w->pos || s > w->end) {
+        w->gave_up = true;
+        return;
+    }
+    for (; w->pos < s; w->pos++) {
+        char c = *w->pos;
+        if (c != '\0' && !(blanks && (c == ' ' || c == '\t'))) {
+            w->hidden = true;
+            return;
+        }
+    }
+}
+
+static void walk_over(struct head_walk *w, const char *s, bool blanks)
+{
+    walk_to(w, s, blanks);
+    if (!w->gave_up && !w->hidden) {
+        size_t n = strnlen(s, (size_t)(w->end - s));
+        w->pos = s + n;
+    }
+}
+
+static enum MHD_Result walk_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    struct head_walk *w = cls;
+    (void)kind;
+    walk_over(w, key, false);
+    if (value) {
+        walk_over(w, value, true);
+    }
+    return MHD_YES;
+}
+
+static bool header_hides_text(struct MHD_Connection *conn, const char *method, const char *version)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    if (!ci || !version || !*version) {
+        return false;
+    }
+    struct head_walk w = {.end = method + ci->header_size};
+    w.pos = version + strlen(version); /* the request line ends with the version */
+    if (version < method || w.pos > w.end) {
+        return false;
+    }
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, walk_header, &w);
+    walk_to(&w, w.end, false);
+    return w.hidden && !w.gave_up;
+}
+
+/* Refuse a request head that cannot be read one way only: NUL bytes anywhere in the request
+ * target or a header (C strings would cut them short), text that is not UTF-8 in the path or
+ * a query argument (no id or value stored here can match it, and answers quote it), and
+ * ambiguous body framing (two Content-Length, or one with Transfer-Encoding: a proxy in front
+ * may split the stream differently — request smuggling). Returns true if answered. */
+static bool refuse_head(struct req_priv *p, const char *method, const char *url,
+                        const char *version)
+{
+    struct sd_req *req = &p->req;
+    struct head_scan h = {0};
+    MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, scan_value, &h);
+    if (h.content_lengths > 1 || (h.content_lengths && h.transfer_encoding)) {
+        sd_req_add_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
+        sd_req_reply_error(req, 400, "invalid_framing", "%s",
+                           h.content_lengths > 1
+                               ? "more than one Content-Length header"
+                               : "Content-Length and Transfer-Encoding in one request");
+        return true;
+    }
+    /* A raw NUL in the request line: libmicrohttpd 0.9.75 keeps the target and the version in
+     * one buffer (target NUL version), so the target's real length is version - 1 - url; a
+     * shorter strlen seen by on_uri means a NUL inside. Checked only when that layout holds. */
+    bool raw_nul = p->raw_uri == url && version && *version && version > url &&
+                   (size_t)(version - 1 - url) != p->raw_uri_len;
+    if (p->raw_nul_escape || raw_nul) {
+        sd_req_reply_error(req, 400, "invalid_request",
+                           "the request target holds a NUL byte (%%00); no path segment or query "
+                           "parameter may contain one");
+        return true;
+    }
+    if (h.bad_kind == MHD_HEADER_KIND) {
+        sd_req_reply_error(req, 400, "invalid_header", "header '%s' holds a NUL byte", h.bad_name);
+        return true;
+    }
+    if (header_hides_text(req->conn, method, version)) {
+        sd_req_reply_error(req, 400, "invalid_header", "a header line holds a NUL byte");
+        return true;
+    }
+    if (h.bad_kind == MHD_GET_ARGUMENT_KIND) {
+        sd_req_reply_error(req, 400, "invalid_parameter", "query parameter '%s' %s", h.bad_name,
+                           h.bad_nul ? "holds a NUL byte" : "is not valid UTF-8");
+        return true;
+    }
+    if (!sd_utf8_valid(url, strlen(url))) {
+        sd_req_reply_error(req, 400, "invalid_path",
+                           "the path is not valid UTF-8 once percent-decoded");
+        return true;
+    }
+    return false;
 }
 
 /* Returns true if the request was answered (refused). */
@@ -253,7 +431,7 @@ static bool admit(struct req_priv *p)
         }
         if (strcmp(req->who.client_id, req->params[0]) != 0) {
             /* The key is valid, so its bucket's state is shown; a refusal takes no token. */
-            sd_ratelimit_peek(hub->ratelimiter, bucket_key(&req->who), req->who.per_minute,
+            sd_ratelimit_peek(hub->ratelimiter, bucket_key(req), req->who.per_minute,
                               req->who.burst, sd_mono_usec(), &req->ratelimit);
             req->has_ratelimit = true;
             sd_req_reply_error(req, 403, "forbidden",
@@ -263,8 +441,8 @@ static bool admit(struct req_priv *p)
         req->authenticated = true;
     }
     if ((route->flags & SD_ROUTE_RATE_LIMITED) && req->authenticated) {
-        sd_ratelimit_take(hub->ratelimiter, bucket_key(&req->who), req->who.per_minute,
-                          req->who.burst, sd_mono_usec(), &req->ratelimit);
+        sd_ratelimit_take(hub->ratelimiter, bucket_key(req), req->who.per_minute, req->who.burst,
+                          sd_mono_usec(), &req->ratelimit);
         req->has_ratelimit = true;
         if (!req->ratelimit.allowed) {
             sd_req_add_header(req, MHD_HTTP_HEADER_RETRY_AFTER, "%lld",
@@ -349,10 +527,26 @@ static void refuse_streaming(struct req_priv *p, const char *why, long long limi
 
 /* ---- libmicrohttpd callbacks ----------------------------------------------------------------- */
 
-static struct req_priv *req_new(struct sd_server *srv, struct MHD_Connection *conn, const char *url,
-                                const char *method)
+/* URI log callback: the first sight of a request, with its target still undecoded. What it
+ * returns becomes the request's context; on_request completes it. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
+    (void)conn;
     struct req_priv *p = sd_calloc(1, sizeof(*p));
+    p->srv = cls;
+    p->raw_uri = uri;
+    p->raw_uri_len = strlen(uri);
+    p->raw_nul_escape = strstr(uri, "%00") != NULL;
+    return p;
+}
+
+static struct req_priv *req_new(struct sd_server *srv, struct req_priv *p,
+                                struct MHD_Connection *conn, const char *url, const char *method)
+{
+    if (!p) {
+        p = sd_calloc(1, sizeof(*p));
+    }
+    p->started = true;
     p->srv = srv;
     struct sd_req *req = &p->req;
     uint64_t id = atomic_fetch_add(&srv->id_counter, 1);
@@ -375,11 +569,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     struct sd_server *srv = cls;
     struct req_priv *p = *con_cls;
-    if (!p) {
-        p = req_new(srv, conn, url, method);
+    if (!p || !p->started) {
+        p = req_new(srv, p, conn, url, method);
         *con_cls = p;
         atomic_fetch_add(&srv->in_flight, 1);
         struct sd_req *req = &p->req;
+        if (refuse_head(p, method, url, version)) {
+            return send_answer(p);
+        }
         char allow[64];
         enum sd_route_match m = sd_route_find(method, url, &req->route_idx, req->params,
                                               &req->n_params, allow, sizeof(allow));
@@ -471,6 +668,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct req_priv *p = *con_cls;
     (void)conn;
     if (!p) {
+        return;
+    }
+    if (!p->started) { /* libmicrohttpd refused the head itself (e.g. 414, 431) */
+        free(p);
+        *con_cls = NULL;
         return;
     }
     struct sd_req *req = &p->req;
@@ -599,10 +801,14 @@ int sd_server_start(struct sd_hub *hub, const struct sd_server_config *cfg, stru
     unsigned flags =
         MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (cfg->tls_cert) {
-        if ((r = read_file(cfg->tls_cert, &srv->tls_cert_pem)) < 0 ||
-            (r = read_file(cfg->tls_key, &srv->tls_key_pem)) < 0) {
-            sd_log(SD_LOG_ERROR, "cannot read TLS certificate or key", "reason=\"%s\"",
-                   strerror(-r));
+        if ((r = read_file(cfg->tls_cert, &srv->tls_cert_pem)) < 0) {
+            sd_log(SD_LOG_ERROR, "cannot read the TLS certificate", "file=\"%s\" reason=\"%s\"",
+                   cfg->tls_cert, strerror(-r));
+            goto fail;
+        }
+        if ((r = read_file(cfg->tls_key, &srv->tls_key_pem)) < 0) {
+            sd_log(SD_LOG_ERROR, "cannot read the TLS key", "file=\"%s\" reason=\"%s\"",
+                   cfg->tls_key, strerror(-r));
             goto fail;
         }
         flags |= MHD_USE_TLS;
@@ -628,8 +834,8 @@ int sd_server_start(struct sd_hub *hub, const struct sd_server_config *cfg, stru
         cfg->max_per_ip ? cfg->max_per_ip : 500, MHD_OPTION_CONNECTION_TIMEOUT,
         cfg->idle_timeout_sec ? cfg->idle_timeout_sec : 30, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
         (size_t)32 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY,
-        cfg->tls_cert ? tls_opts : no_opts, MHD_OPTION_END);
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+        MHD_OPTION_ARRAY, cfg->tls_cert ? tls_opts : no_opts, MHD_OPTION_END);
     if (!srv->daemon) {
         sd_log(SD_LOG_ERROR, "cannot start the HTTP server", NULL);
         r = -EIO;
