@@ -80,6 +80,13 @@ static struct bucket *find_or_add(struct sd_ratelimiter *rl, uint64_t key, bool 
     return &rl->slots[i];
 }
 
+/* Whole seconds until `tokens` more have been added at `rate` tokens per µs, rounded up; a
+ * microsecond of tolerance keeps floating-point noise (6.000000000000002) from adding a second. */
+static int64_t secs_until(double tokens, double rate)
+{
+    return (int64_t)ceil(tokens / (rate * 1e6) - 1e-6);
+}
+
 static void bucket_op(struct sd_ratelimiter *rl, uint64_t key, int64_t per_minute, int64_t burst,
                       int64_t now_usec, bool take, struct sd_ratelimit_result *ret)
 {
@@ -111,13 +118,17 @@ static void bucket_op(struct sd_ratelimiter *rl, uint64_t key, int64_t per_minut
     double tokens = b->tokens;
     pthread_mutex_unlock(&rl->mu);
 
-    ret->limit = burst;
+    ret->limit = per_minute;
     ret->remaining = (int64_t)floor(tokens);
-    ret->reset_sec = (int64_t)ceil(((double)burst - tokens) / (rate * 1e6));
-    ret->retry_after = ret->allowed ? 0 : (int64_t)ceil((1.0 - tokens) / (rate * 1e6));
-    if (!ret->allowed && ret->retry_after < 1) {
-        ret->retry_after = 1;
+    /* Seconds until one whole token is back, at least 1 (an answer never says "retry now"). */
+    int64_t next = tokens >= 1.0 ? 0 : secs_until(1.0 - tokens, rate);
+    if (tokens < 1.0 && next < 1) {
+        next = 1;
     }
+    ret->retry_after = ret->allowed ? 0 : next;
+    /* With tokens left, Reset says when the bucket is full again; with none, when the next
+     * request is allowed — so on a 429 it is the same figure as Retry-After. */
+    ret->reset_sec = ret->remaining > 0 ? secs_until((double)burst - tokens, rate) : next;
 }
 
 void sd_ratelimit_take(struct sd_ratelimiter *rl, uint64_t key, int64_t per_minute, int64_t burst,

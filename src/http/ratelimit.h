@@ -1,7 +1,9 @@
-/* ratelimit.h — token buckets per (tenant, environment) for the webhook (seed §7: 500 requests
- * per minute, burst 1000; changeable per tenant). A bucket starts full, refills continuously at
- * per_minute/60 tokens per second up to `burst`; a request takes one token or is refused with
- * the time until one is back. Thread-safe (one mutex; the critical section is a few loads). */
+/* ratelimit.h — token buckets per key (the server uses one per tenant, environment and kind of
+ * request: the webhook and other writes share one, reads have their own so a reader cannot spend
+ * the webhook's budget). Default 500 requests per minute, burst 1000, changeable per tenant. A
+ * bucket starts full, refills continuously at per_minute/60 tokens per second up to `burst`; a
+ * request takes one token or is refused with the time until one is back. Thread-safe (one
+ * mutex; the critical section is a few loads). */
 #ifndef SD_HTTP_RATELIMIT_H
 #define SD_HTTP_RATELIMIT_H
 
@@ -10,10 +12,11 @@
 
 struct sd_ratelimit_result {
     bool allowed;
-    int64_t limit;       /* RateLimit-Limit: the burst */
+    int64_t limit;       /* RateLimit-Limit: the documented limit, requests per minute */
     int64_t remaining;   /* RateLimit-Remaining: whole tokens left after this request */
-    int64_t reset_sec;   /* RateLimit-Reset: seconds until the bucket is full again */
-    int64_t retry_after; /* Retry-After when refused: seconds until one token is back */
+    int64_t reset_sec;   /* RateLimit-Reset: with tokens left, seconds until the bucket is full
+                          * again; with none left, seconds until one is back (= Retry-After) */
+    int64_t retry_after; /* Retry-After when refused: seconds until one token is back (>= 1) */
 };
 
 struct sd_ratelimiter;
