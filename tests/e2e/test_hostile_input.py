@@ -364,6 +364,37 @@ class HostileInputTests(harness.ServerCase):
         self.assertEqual(a.status, 400, a)
         self.assertIn("'email'", a.json()["message"], a)
 
+    def test_shortened_quotes_keep_whole_characters(self):
+        # A member name of 'x' + 60 'é' (121 bytes): quoted in at most 100 bytes (push) or in a
+        # 160-byte JSON Pointer (target settings, 'x' + 100 'é'), both cut inside an 'é' when cut
+        # by bytes; the issue was then dropped from errors[].
+        def errors_of(a):
+            self.assertEqual(a.status, 400, a)
+            errs = a.json().get("errors")
+            self.assertIsInstance(errs, list, a)
+            self.assertTrue(errs, "errors[] is empty: %r" % a)
+            return errs
+
+        name = "x" + "\u00e9" * 60
+        body = json.dumps({name: 1, "target_id": "tgt_x"}, ensure_ascii=False).encode()
+        a = self.send("POST", "/v1/%s/segments/%s/push" % (TENANT, PLACEHOLDER),
+                      {"TENANT", "JSON_BODY"}, body=body)
+        msgs = [e["message"] for e in errors_of(a)]
+        quoted = [m for m in msgs if "unknown member" in m]
+        self.assertTrue(quoted, msgs)
+        q = quoted[0].split("'")[1]
+        self.assertTrue(name.startswith(q) and 90 <= len(q.encode()) <= 100, q)
+
+        name = "x" + "\u00e9" * 100
+        body = json.dumps({"type": "generic_json", name: 1}, ensure_ascii=False).encode()
+        a = self.send("POST", "/admin/v1/tenants/%s/targets" % TENANT, {"ADMIN", "JSON_BODY"},
+                      body=body)
+        ptrs = [e["pointer"] for e in errors_of(a)]
+        cut = [p for p in ptrs if p.startswith("/x\u00e9")]
+        self.assertTrue(cut, ptrs)
+        self.assertTrue(("/" + name).startswith(cut[0]), cut[0])
+        self.assertNotIn("\ufffd", cut[0])
+
     def test_framing(self):
         post = "POST /v1/%s/ingest HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n" \
                "Content-Type: application/json\r\n" % (TENANT, self.key)
