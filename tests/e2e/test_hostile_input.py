@@ -440,5 +440,46 @@ class HostileInputTests(harness.ServerCase):
         self.assertEqual(r.status, 202, r)
 
 
+class HostileSourceTests(harness.ServerCase):
+    """Text from a remote source reaches a connector's last_error whole, as valid UTF-8."""
+
+    TENANTS = {"hsrc": ["test"]}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        from fake_sources import FakeSources
+        cls.fs = FakeSources().start()
+        cls.addClassCleanup(cls.fs.stop)
+        with open(os.path.join(cls.data, "admin.token")) as f:
+            cls.admin = f.read().strip()
+
+    def test_malformed_page_error_is_kept(self):
+        # jansson's error text quotes the page's bytes, cut inside a character: last_error
+        # came out empty
+        for i, body in enumerate(MALFORMED_BODIES[:2]):
+            path = "/bad-page-%d" % i
+            self.fs.add_feed(path, body, content_type="application/json")
+            settings = {"base_url": self.fs.url, "events_path": path, "timeout_seconds": 2,
+                        "retry_initial_ms": 50, "max_attempts": 1}
+            base = "/admin/v1/tenants/hsrc/connectors"
+            r = harness.http(self.port, "POST", base, key=self.admin,
+                             body={"type": "rest_pull", "environment": "test",
+                                   "schedule": "manual", "settings": settings})
+            self.assertEqual(r.status, 201, r)
+            cid = r.json["connector_id"]
+            r = harness.http(self.port, "POST", "%s/%s/run" % (base, cid), key=self.admin)
+            self.assertEqual(r.status, 202, r)
+
+            def failed():
+                st = harness.http(self.port, "GET", "%s/%s" % (base, cid), key=self.admin)
+                self.assertEqual(st.status, 200, st)
+                s = st.json["status"]
+                return s if s["state"] == "failed" else None
+            st = harness.wait_until(failed, 30 * harness.TIME_SCALE, what="the run to fail")
+            self.assertIsInstance(st["last_error"], str, st)
+            self.assertIn("not valid JSON", st["last_error"], st)
+
+
 if __name__ == "__main__":
     harness.main()
