@@ -35,7 +35,7 @@ struct sd_req {
     const char *path;
     const struct sd_route *route;
     size_t route_idx;
-    char *params[SD_REQ_MAX_PARAMS]; /* path parameters in pattern order */
+    char *params[SD_REQ_MAX_PARAMS]; /* path parameters in pattern order, valid UTF-8 */
     size_t n_params;
 
     bool authenticated;
@@ -60,9 +60,11 @@ struct sd_req {
     void (*cleanup)(struct sd_req *req);
 };
 
-/* Header value of the request (case-insensitive name), or NULL. */
+/* Header value of the request (case-insensitive name), or NULL. Before any handler runs the
+ * server has refused heads with a NUL byte in a header line, so the value is the whole value. */
 const char *sd_req_header(struct sd_req *req, const char *name);
-/* Query argument, or NULL. */
+/* Query argument, or NULL: percent-decoded, valid UTF-8 and without NUL (checked before the
+ * handler runs, like the path parameters in params[]). */
 const char *sd_req_query(struct sd_req *req, const char *name);
 void sd_req_add_header(struct sd_req *req, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -70,7 +72,8 @@ void sd_req_add_header(struct sd_req *req, const char *name, const char *fmt, ..
 void sd_req_reply_json(struct sd_req *req, int status, json_t *body);
 /* Answer with JSON text already serialized (copied). */
 void sd_req_reply_text(struct sd_req *req, int status, const char *content_type, const char *body);
-/* {"error": code, "message": msg} */
+/* {"error": code, "message": msg}; msg may quote client input (repaired to valid UTF-8). Never
+ * fails. */
 void sd_req_reply_error(struct sd_req *req, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Suspend the connection and queue job on the hub's writer; job->done must end with

@@ -767,7 +767,7 @@ __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char 
 {
     (void)cls;
     char msg[512];
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    sd_utf8_vsnprintf(msg, sizeof(msg), fmt, ap); /* may quote the request: cut on a boundary */
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '"')) {
         msg[--n] = '\0';
