@@ -33,7 +33,6 @@
 #include "base/utf8.h"
 #include "core/metrics.h"
 #include "http/router.h"
-#include "model/model.h"
 
 struct sd_server {
     struct sd_hub *hub;
@@ -127,8 +126,18 @@ void sd_req_reply_json(struct sd_req *req, int status, json_t *body)
     }
 }
 
+/* A JSON string of text that may come from the client: bytes that are not UTF-8 become
+ * U+FFFD, so json_string never refuses it. */
+static json_t *json_text(const char *s)
+{
+    char *fixed = sd_utf8_repair(s, strlen(s));
+    json_t *j = json_string_nocheck(fixed);
+    free(fixed);
+    return j;
+}
+
 /* The message often quotes client input (an id from the path, a parser's error text): it goes
- * in through sd_json_text, which repairs invalid UTF-8, so this builder cannot fail. */
+ * in through json_text, so this builder cannot fail. */
 void sd_req_reply_error(struct sd_req *req, int status, const char *code, const char *fmt, ...)
 {
     va_list ap;
@@ -136,10 +145,10 @@ void sd_req_reply_error(struct sd_req *req, int status, const char *code, const 
     char *msg = sd_vasprintf(fmt, ap);
     va_end(ap);
     json_t *o = json_object();
-    json_object_set_new(o, "error", sd_json_text(code));
-    json_object_set_new(o, "message", sd_json_text(msg));
+    json_object_set_new(o, "error", json_text(code));
+    json_object_set_new(o, "message", json_text(msg));
     if (status >= 500) {
-        json_object_set_new(o, "request_id", sd_json_text(req->request_id));
+        json_object_set_new(o, "request_id", json_text(req->request_id));
     }
     free(msg);
     sd_req_reply_json(req, status, o);
