@@ -65,26 +65,10 @@ static int64_t num(const struct sd_connector_ctx *ctx, const char *key)
 
 static void check(const json_t *s, struct sd_issues *errors)
 {
-    const char *url = json_string_value(json_object_get(s, "url"));
-    if (url && strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
-        sd_issues_add(errors, "/settings/url", "must be an http:// or https:// URL");
-    }
-    const char *fmt = json_string_value(json_object_get(s, "format"));
-    if (fmt && strcmp(fmt, "json") && strcmp(fmt, "xml") && strcmp(fmt, "auto")) {
-        sd_issues_add(errors, "/settings/format", "must be json, xml or auto");
-    }
-    const char *kind = json_string_value(json_object_get(s, "kind"));
-    if (kind && strcmp(kind, "ingest") && strcmp(kind, "events") && strcmp(kind, "customers") &&
-        strcmp(kind, "sales")) {
-        sd_issues_add(errors, "/settings/kind", "must be ingest, events, customers or sales");
-    }
+    /* url (scheme, host, egress policy) and the choices are checked by their setting types. */
     const char *ptr = json_string_value(json_object_get(s, "records_pointer"));
     if (ptr && !sd_json_pointer_valid(ptr)) {
         sd_issues_add(errors, "/settings/records_pointer", "is not a JSON Pointer (RFC 6901)");
-    }
-    const char *pol = json_string_value(json_object_get(s, "policy"));
-    if (pol && strcmp(pol, "reject_feed") && strcmp(pol, "skip_records")) {
-        sd_issues_add(errors, "/settings/policy", "must be reject_feed or skip_records");
     }
 }
 

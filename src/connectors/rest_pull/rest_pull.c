@@ -75,10 +75,7 @@ static const char *const path_keys[3] = {"events_path", "customers_path", "sales
 
 static void check(const json_t *s, struct sd_issues *errors)
 {
-    const char *url = json_string_value(json_object_get(s, "base_url"));
-    if (url && strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
-        sd_issues_add(errors, "/settings/base_url", "must be an http:// or https:// URL");
-    }
+    /* base_url (scheme, host, egress policy) and the choices are checked by their types. */
     bool any = false;
     for (int k = 0; k < 3; k++) {
         const char *p = json_string_value(json_object_get(s, path_keys[k]));
@@ -97,14 +94,6 @@ static void check(const json_t *s, struct sd_issues *errors)
             snprintf(at, sizeof(at), "/settings/%s", ptrs[i]);
             sd_issues_add(errors, at, "is not a JSON Pointer (RFC 6901)");
         }
-    }
-    const char *mode = json_string_value(json_object_get(s, "cursor_mode"));
-    if (mode && strcmp(mode, "token") && strcmp(mode, "after_id") && strcmp(mode, "since")) {
-        sd_issues_add(errors, "/settings/cursor_mode", "must be token, after_id or since");
-    }
-    const char *pol = json_string_value(json_object_get(s, "policy"));
-    if (pol && strcmp(pol, "reject_page") && strcmp(pol, "skip_records")) {
-        sd_issues_add(errors, "/settings/policy", "must be reject_page or skip_records");
     }
 }
 

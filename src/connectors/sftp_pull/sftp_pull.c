@@ -63,10 +63,6 @@ static void check(const json_t *s, struct sd_issues *errors)
     if ((!pw || !*pw) && (!key || !*key)) {
         sd_issues_add(errors, "/settings/password", "give a password or a private_key_file");
     }
-    const char *after = json_string_value(json_object_get(s, "after_import"));
-    if (after && strcmp(after, "move") && strcmp(after, "delete")) {
-        sd_issues_add(errors, "/settings/after_import", "must be move or delete");
-    }
     sd_csv_import_check(s, errors);
 }
 
