@@ -248,14 +248,13 @@ static void test_urls(void **state)
     assert_string_equal(u.host, "box.example");
     assert_int_equal(u.port, 80);
     assert_false(u.host_loopback);
-    assert_int_equal(
-        sd_egress_check_url("http://[::1]:9000/x", web, &all, &u, why, sizeof(why)), 0);
+    assert_int_equal(sd_egress_check_url("http://[::1]:9000/x", web, &all, &u, why, sizeof(why)),
+                     0);
     assert_string_equal(u.host, "::1");
     assert_int_equal(u.port, 9000);
     assert_true(u.host_loopback);
-    assert_int_equal(sd_egress_check_url("http://127.attacker.example/x", web, &all, &u, why,
-                                         sizeof(why)),
-                     0);
+    assert_int_equal(
+        sd_egress_check_url("http://127.attacker.example/x", web, &all, &u, why, sizeof(why)), 0);
     assert_false(u.host_loopback);
 }
 
@@ -319,9 +318,9 @@ static void test_paths(void **state)
         {"/rootless", -EINVAL, "file roots"}, /* a sibling sharing the prefix */
         {"/root/drop/../../outside", -EINVAL, "\"..\""},
         {"/root/./drop", -EINVAL, "\"..\""},
-        {"/root/escape", -EINVAL, "file roots"},        /* a symlink out of the root */
+        {"/root/escape", -EINVAL, "file roots"}, /* a symlink out of the root */
         {"/root/escape/new/folder", -EINVAL, "file roots"},
-        {"/root/inside/passwd", -EINVAL, "/etc"},        /* a symlink to /etc */
+        {"/root/inside/passwd", -EINVAL, "/etc"}, /* a symlink to /etc */
         {"/root/data", -EINVAL, "data directory"},
         {"/root/data/connectors/x", -EINVAL, "data directory"},
         {"!/etc/ssh/ssh_host_ed25519_key", -EINVAL, NULL},
@@ -340,8 +339,8 @@ static void test_paths(void **state)
         }
     }
     /* the root "/" still never reaches /etc, /proc, /sys, /dev */
-    static const char *const never[] = {"/etc/passwd", "/proc/self/environ", "/sys/kernel",
-                                        "/dev/null", "/etc", NULL};
+    static const char *const never[] = {
+        "/etc/passwd", "/proc/self/environ", "/sys/kernel", "/dev/null", "/etc", NULL};
     for (size_t i = 0; never[i]; i++) {
         char why[512] = "";
         assert_int_equal(sd_egress_check_path(never[i], "/", NULL, why, sizeof(why)), -EINVAL);
@@ -366,9 +365,12 @@ static void test_paths(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_classify_boundaries), cmocka_unit_test(test_classify_host),
-        cmocka_unit_test(test_policy),              cmocka_unit_test(test_urls),
-        cmocka_unit_test(test_same_origin),         cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_classify_boundaries),
+        cmocka_unit_test(test_classify_host),
+        cmocka_unit_test(test_policy),
+        cmocka_unit_test(test_urls),
+        cmocka_unit_test(test_same_origin),
+        cmocka_unit_test(test_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
