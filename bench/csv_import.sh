@@ -59,6 +59,7 @@ done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/stagedoor-csvbench.XXXXXX")
 WORK=$(cd "$WORK" && pwd -P) # the connector's folder must be absolute
+export STAGEDOOR_FILE_ROOTS="$WORK" # and inside the file roots (README "Egress policy")
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 SERVER_PID=
 PERF_PID=

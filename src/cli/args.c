@@ -9,6 +9,7 @@
 
 #include "base/base.h"
 #include "cli/cli.h"
+#include "http/egress.h"
 #include "model/model.h"
 #include "store/store.h"
 
@@ -145,6 +146,7 @@ int sd_cli_open_store(const char *data, struct sd_store_handle **ret)
     if (r < 0) {
         return sd_cli_fail("cannot open the store in '%s': %s", data, strerror(-r));
     }
+    sd_egress_set_data_dir(data); /* path settings may never name it */
     return 0;
 }
 

@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/base.h"
 #include "base/log.h"
+#include "http/egress.h"
 
 const struct sd_connector *sd_connector_find(const char *name)
 {
@@ -28,9 +30,39 @@ static const struct sd_setting *find_key(const struct sd_connector *c, const cha
     return NULL;
 }
 
+static bool has_ctl(const json_t *v)
+{
+    const char *p = json_string_value(v);
+    if (strlen(p) != json_string_length(v)) {
+        return true; /* a NUL inside */
+    }
+    for (; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void check_choice(const struct sd_setting *s, const json_t *v, const char *ptr,
+                         struct sd_issues *errors)
+{
+    struct sd_buf list = {0};
+    for (size_t i = 0; s->choices && s->choices[i]; i++) {
+        if (strcmp(json_string_value(v), s->choices[i]) == 0) {
+            sd_buf_release(&list);
+            return;
+        }
+        sd_buf_printf(&list, "%s%s", i ? ", " : "", s->choices[i]);
+    }
+    sd_issues_add(errors, ptr, "must be one of %s", list.data ? list.data : "(none)");
+    sd_buf_release(&list);
+}
+
 static void check_value(const struct sd_setting *s, const json_t *v, const char *ptr,
                         struct sd_issues *errors)
 {
+    char why[320];
     switch (s->type) {
     case SD_SETTING_INT:
         if (!json_is_integer(v)) {
@@ -47,12 +79,28 @@ static void check_value(const struct sd_setting *s, const json_t *v, const char 
         break;
     case SD_SETTING_STRING:
     case SD_SETTING_SECRET:
+    case SD_SETTING_CHOICE:
+    case SD_SETTING_URL:
+    case SD_SETTING_PATH:
         if (!json_is_string(v)) {
             sd_issues_add(errors, ptr, "must be a string");
+        } else if (has_ctl(v)) {
+            sd_issues_add(errors, ptr,
+                          "must not contain control characters (line breaks, tabs, NUL): it "
+                          "may be sent in a request header or line");
+        } else if (s->type == SD_SETTING_CHOICE) {
+            check_choice(s, v, ptr, errors);
         } else if ((int64_t)json_string_length(v) < s->min ||
                    (int64_t)json_string_length(v) > s->max) {
             sd_issues_add(errors, ptr, "must be %lld to %lld characters long", (long long)s->min,
                           (long long)s->max);
+        } else if (s->type == SD_SETTING_URL &&
+                   sd_egress_check_url(json_string_value(v), s->choices, sd_egress_policy_env(),
+                                       NULL, why, sizeof(why)) < 0) {
+            sd_issues_add(errors, ptr, "%s", why);
+        } else if (s->type == SD_SETTING_PATH && json_string_length(v) > 0 &&
+                   sd_egress_check_path(json_string_value(v), NULL, NULL, why, sizeof(why)) < 0) {
+            sd_issues_add(errors, ptr, "%s", why);
         }
         break;
     }

@@ -28,7 +28,24 @@
 enum sd_connector_kind { SD_CONNECTOR_SOURCE = 1, SD_CONNECTOR_TARGET = 2 };
 enum sd_delivery_result { SD_DELIVERED = 0, SD_RETRY = 1, SD_REJECTED = 2 };
 
-enum sd_setting_type { SD_SETTING_STRING, SD_SETTING_INT, SD_SETTING_BOOL, SD_SETTING_SECRET };
+/* Setting types. Every string-like value (STRING, SECRET, CHOICE, URL, PATH) is refused if it
+ * holds a control character (C0, DEL, NUL): values end up in HTTP headers, URLs and log lines.
+ *   CHOICE  one of `choices` (the error lists them); min/max unused.
+ *   URL     a URL (http/egress.h: parsed with libcurl, no user:password@, no control
+ *           characters) whose scheme is one of `choices`, and whose host, if it is an address
+ *           literal, the egress policy allows. Changing its scheme, host or port drops the
+ *           connector's stored secrets unless the same update sends them again.
+ *   PATH    an absolute path inside the configured file roots (STAGEDOOR_FILE_ROOTS), never
+ *           in /etc, /proc, /sys, /dev or the data directory; "" allowed when min is 0. */
+enum sd_setting_type {
+    SD_SETTING_STRING,
+    SD_SETTING_INT,
+    SD_SETTING_BOOL,
+    SD_SETTING_SECRET,
+    SD_SETTING_CHOICE,
+    SD_SETTING_URL,
+    SD_SETTING_PATH,
+};
 
 struct sd_setting {
     const char *key;
@@ -36,7 +53,11 @@ struct sd_setting {
     const char *default_value; /* as JSON text ("200", "\"EUR\"", "true"); NULL = required */
     int64_t min, max;          /* ints: value bounds; strings: length bounds */
     const char *help;
+    const char *const *choices; /* CHOICE: allowed values; URL: allowed schemes (NULL-ended) */
 };
+
+/* A NULL-terminated list for sd_setting.choices: SD_CHOICES("auto", "comma"). */
+#define SD_CHOICES(...) ((const char *const[]){__VA_ARGS__, NULL})
 
 struct sd_mapping;
 

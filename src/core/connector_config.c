@@ -13,6 +13,7 @@
 #include "core/connector.h"
 #include "core/schedule.h"
 #include "core/scheduler.h"
+#include "http/egress.h"
 #include "mapping/mapping.h"
 
 json_t *sd_json_time(int64_t usec)
@@ -170,6 +171,31 @@ int sd_connector_config_get(struct sd_store_handle *st, const struct sd_tenant *
     return 0;
 }
 
+/* Stored secrets go only to the host they were given for: when the patch changes the scheme,
+ * host or port of a URL setting, every secret the patch does not send again (absent, or the
+ * redacted "(set)") is removed from `merged`, so its default ("": none) applies. */
+static void drop_secrets_if_moved(const struct sd_connector *con, json_t *merged,
+                                  const json_t *patch)
+{
+    bool moved = false;
+    for (const struct sd_setting *d = con ? con->settings : NULL; d && d->key; d++) {
+        const json_t *nv = json_object_get(patch, d->key);
+        if (d->type == SD_SETTING_URL && nv &&
+            !(json_is_string(nv) &&
+              sd_egress_same_origin(json_string_value(json_object_get(merged, d->key)),
+                                    json_string_value(nv)))) {
+            moved = true;
+        }
+    }
+    for (const struct sd_setting *d = con ? con->settings : NULL; moved && d && d->key; d++) {
+        const json_t *nv = json_object_get(patch, d->key);
+        if (d->type == SD_SETTING_SECRET &&
+            (!nv || (json_is_string(nv) && strcmp(json_string_value(nv), "(set)") == 0))) {
+            json_object_del(merged, d->key);
+        }
+    }
+}
+
 int sd_connector_config_update(struct sd_store_handle *st, const struct sd_tenant *tenant,
                                const char *id, const json_t *body, struct sd_issues *errors)
 {
@@ -208,6 +234,7 @@ int sd_connector_config_update(struct sd_store_handle *st, const struct sd_tenan
     if (patch && !json_is_object(patch)) {
         sd_issues_add(errors, "/settings", "must be an object");
     } else if (patch) {
+        drop_secrets_if_moved(con, merged, patch);
         const char *key;
         json_t *v;
         json_object_foreach((json_t *)patch, key, v)

@@ -18,8 +18,9 @@
 int sd_connector_config_create(struct sd_store_handle *st, const struct sd_tenant *tenant,
                                const json_t *body, char **ret_id, struct sd_issues *errors);
 /* Update: body {"schedule"?, "settings"?, "mapping"?}; settings are merged member by member
- * (null removes one, so its default applies again; a secret not sent keeps its value), the
- * mapping is replaced. -ENOENT if the id is not this tenant's. */
+ * (null removes one, so its default applies again; a secret not sent, or sent back as "(set)",
+ * keeps its value — unless the update changes the scheme, host or port of a URL setting: then
+ * the secrets not sent again are dropped, never sent to the new host), the mapping is replaced. -ENOENT if the id is not this tenant's. */
 int sd_connector_config_update(struct sd_store_handle *st, const struct sd_tenant *tenant,
                                const char *id, const json_t *body, struct sd_issues *errors);
 /* Fetch an instance of this tenant: -ENOENT if missing or another tenant's. */

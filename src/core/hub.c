@@ -6,6 +6,7 @@
 
 #include "base/base.h"
 #include "base/log.h"
+#include "http/egress.h"
 
 int sd_hub_open(const char *data_dir, struct sd_hub **ret)
 {
@@ -15,6 +16,7 @@ int sd_hub_open(const char *data_dir, struct sd_hub **ret)
     if (r < 0) {
         goto fail;
     }
+    sd_egress_set_data_dir(data_dir); /* path settings may never name it */
     r = sd_writer_new(hub->store, &hub->writer);
     if (r < 0) {
         goto fail;

@@ -41,7 +41,125 @@ struct sd_outbox {
     pthread_cond_t cond;
     bool stop;
     uint64_t wakes; /* bumped by sd_outbox_wake; a thread that saw a change re-polls at once */
+    char owner[128]; /* this process instance, recorded with every lease it takes */
 };
+
+/* ---- lease owners ---------------------------------------------------------------------------- */
+
+/* A process instance: the boot id, the pid and the process's start time (clock ticks since
+ * boot), so that neither a reboot nor a reused pid makes a dead instance look alive. */
+static bool read_line(const char *path, char *buf, size_t n)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        return false;
+    }
+    bool ok = fgets(buf, (int)n, f) != NULL;
+    fclose(f);
+    if (ok) {
+        buf[strcspn(buf, "\n")] = '\0';
+    }
+    return ok;
+}
+
+/* Field 22 (starttime) of /proc/PID/stat, or 0. */
+static unsigned long long start_time(long pid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    if (!read_line(path, line, sizeof(line))) {
+        return 0;
+    }
+    const char *p = strrchr(line, ')'); /* the command name may hold spaces */
+    if (!p) {
+        return 0;
+    }
+    p++;
+    for (int field = 2; field < 22 && *p; field++) { /* p is before field `field + 1` */
+        while (*p == ' ') {
+            p++;
+        }
+        if (field == 21) {
+            return strtoull(p, NULL, 10);
+        }
+        while (*p && *p != ' ') {
+            p++;
+        }
+    }
+    return 0;
+}
+
+static void instance_id(char *buf, size_t n)
+{
+    char boot[64] = "";
+    if (!read_line("/proc/sys/kernel/random/boot_id", boot, sizeof(boot))) {
+        boot[0] = '\0';
+    }
+    long pid = (long)getpid();
+    snprintf(buf, n, "%s/%ld/%llu", boot, pid, start_time(pid));
+}
+
+/* 1 if the instance `owner` (instance_id's format) is certainly gone, 0 if it may be alive
+ * (or cannot be told: then its lease runs out as usual). */
+static int owner_gone(const char *owner, const char *self)
+{
+    char boot[64], my_boot[64];
+    long pid = 0;
+    unsigned long long start = 0;
+    const char *slash = strchr(owner, '/');
+    const char *my_slash = strchr(self, '/');
+    if (!slash || !my_slash || (size_t)(slash - owner) >= sizeof(boot) ||
+        (size_t)(my_slash - self) >= sizeof(my_boot) ||
+        sscanf(slash, "/%ld/%llu", &pid, &start) != 2 || pid <= 0) {
+        return 0;
+    }
+    memcpy(boot, owner, (size_t)(slash - owner));
+    boot[slash - owner] = '\0';
+    memcpy(my_boot, self, (size_t)(my_slash - self));
+    my_boot[my_slash - self] = '\0';
+    if (!boot[0] || !my_boot[0]) {
+        return 0;
+    }
+    if (strcmp(boot, my_boot) != 0) {
+        return 1; /* the machine rebooted since */
+    }
+    if (strcmp(owner, self) == 0) {
+        return 0;
+    }
+    unsigned long long now_start = start_time(pid);
+    return now_start == 0 || now_start != start ? 1 : 0;
+}
+
+/* At start-up: a delivery leased by an instance that is gone (a kill -9, a crash, a reboot) is
+ * claimable at once, instead of after its lease (up to the HTTP timeout + 10 s, or 120 s while
+ * the body is built). Its lease is ended with the fencing token it holds, so a lease that
+ * changed meanwhile is left alone. Leases of live instances (another process on the same data
+ * directory) are not touched. */
+static void recover_leases(struct sd_outbox *o)
+{
+    struct sd_delivery_filter f = {.tenant_id = 0, .state = SD_DELIVERY_SENDING, .limit = 1000};
+    struct sd_delivery *v = NULL;
+    size_t n = 0;
+    bool more = false;
+    int r = sd_store_delivery_list(o->hub->store, &f, &v, &n, &more);
+    if (r < 0) {
+        sd_log(SD_LOG_WARN, "cannot list leased deliveries; their leases run out as usual",
+               "err=%d", r);
+        return;
+    }
+    int64_t now = sd_now_usec();
+    for (size_t i = 0; i < n; i++) {
+        json_t *doc = v[i].doc ? json_loads(v[i].doc, 0, NULL) : NULL;
+        const char *owner = json_string_value(json_object_get(doc, "lease_owner"));
+        if (owner && v[i].lease_until_usec > now && owner_gone(owner, o->owner) &&
+            sd_store_delivery_renew(o->hub->store, v[i].id, v[i].lease_until_usec, now) == 0) {
+            sd_log(SD_LOG_INFO, "lease of a stopped hub released; the delivery goes again now",
+                   "delivery=%s target=%s", v[i].id, v[i].target_id);
+        }
+        json_decref(doc);
+    }
+    sd_deliveries_free(v, n);
+}
 
 /* ---- push ------------------------------------------------------------------------------------ */
 
@@ -464,7 +582,12 @@ static void process(struct sd_outbox *o, struct sd_delivery *d)
         json_decref(doc);
         doc = json_object();
     }
-    json_object_del(doc, "sent_usec"); /* the store's */
+    json_object_del(doc, "sent_usec");   /* the store's */
+    json_object_del(doc, "lease_owner"); /* the lease's, ended with this attempt */
+    if (sd_fault_hit("outbox_after_claim")) {
+        sd_log_flush();
+        _exit(137); /* test hook: a crash between the claim and the send */
+    }
 
     if (d->attempts > SD_OUTBOX_MAX_ATTEMPTS) {
         fail_unsent(o, d, doc, false,
@@ -681,6 +804,7 @@ static void *worker(void *arg)
         }
         struct sd_delivery d = {0};
         struct sd_outbox_clock clk = sd_outbox_clock_now(SD_OUTBOX_CLAIM_LEASE_USEC);
+        clk.owner = o->owner;
         if (r == 0) {
             r = sd_store_delivery_claim(o->hub->store, &clk, &d);
         }
@@ -710,6 +834,8 @@ int sd_outbox_new(struct sd_hub *hub, struct sd_outbox **ret)
     pthread_cond_init(&o->cond, &ca);
     pthread_condattr_destroy(&ca);
     (void)sd_outbox_time_scale(); /* read the knob once, at start */
+    instance_id(o->owner, sizeof(o->owner));
+    recover_leases(o);
     for (size_t i = 0; i < SD_OUTBOX_THREADS; i++) {
         int e = pthread_create(&o->threads[i], NULL, worker, o);
         if (e != 0) {

@@ -10,8 +10,12 @@
  *    outlasts the request and two workers (threads or processes) never send one delivery at once.
  *  - The outcome (and, for a 201, the remote segment id) is written in the transaction that ends
  *    the lease: once that commits the delivery is never sent again. If the process dies between
- *    the receiver's answer and that commit, the lease runs out and the delivery is sent again
- *    with the same Idempotency-Key — the receiver discards the duplicate by key.
+ *    the receiver's answer and that commit, the delivery is sent again with the same
+ *    Idempotency-Key — the receiver discards the duplicate by key. When: a lease records the
+ *    process instance that holds it (boot id, pid, process start time); a hub that starts ends
+ *    at once the leases of instances that are gone (kill -9, crash, reboot), so the delivery
+ *    goes again within a poll (about a second) of the restart. Otherwise (the instance cannot be
+ *    told, or another live process holds it) the lease runs out as before.
  *  - The body is built at send time from the segment's current members, so a retry or a replay
  *    applies the opt-outs, suppressions and erasures of that moment.
  *
@@ -25,7 +29,8 @@
  * the back-off schedule and the default 429 wait, so 0.001 turns 30 s into 30 ms. It does not
  * touch Retry-After values sent by the receiver, HTTP timeouts, leases or the one-hour rate
  * window. Fault hook: STAGEDOOR_FAULT=outbox_after_send[:N] ends the process with _exit(137)
- * right after the N-th 2xx answer arrives, before it is recorded (base/fault.h).
+ * right after the N-th 2xx answer arrives, before it is recorded; outbox_after_claim right after
+ * a claim, before anything is sent (base/fault.h).
  *
  * Thread rules: the policy functions are pure and reentrant. sd_outbox_new/free from one thread
  * (serve's main thread); wake, push and retry from any thread. */

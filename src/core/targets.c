@@ -12,6 +12,7 @@
 #include "base/base.h"
 #include "core/connector_config.h"
 #include "core/outbox.h"
+#include "http/egress.h"
 
 #define SECRET_SHOWN "(set)"
 #define URL_MAX 2048
@@ -44,62 +45,30 @@ static bool has_ctl(const char *s)
     return false;
 }
 
-/* The URL's host is a loopback name or address. `rest` starts after "http://". */
-static bool loopback_host(const char *rest)
-{
-    size_t n = strcspn(rest, "/?#");
-    char host[256];
-    if (n >= sizeof(host)) {
-        return false;
-    }
-    memcpy(host, rest, n);
-    host[n] = '\0';
-    if (host[0] == '[') {
-        return strncmp(host, "[::1]", 5) == 0 && (host[5] == '\0' || host[5] == ':');
-    }
-    char *colon = strchr(host, ':');
-    if (colon) {
-        *colon = '\0';
-    }
-    return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0;
-}
-
+/* The URL: parsed by libcurl (http/egress.h), https:// (or http:// to a loopback literal or
+ * localhost: the app key and secure token travel in its headers), no user info, and no address
+ * literal the egress policy refuses. */
 static void check_url(const json_t *v, struct sd_issues *errors)
 {
+    static const char *const schemes[] = {"https", "http", NULL};
     if (!json_is_string(v) || json_string_length(v) == 0) {
         sd_issues_add(errors, "/url", "required: the https:// URL segments are POSTed to");
         return;
     }
     const char *u = json_string_value(v);
-    const char *rest = NULL;
+    char why[320];
+    struct sd_url su;
     if (json_string_length(v) > URL_MAX) {
         sd_issues_add(errors, "/url", "longer than %d characters", URL_MAX);
-    } else if (has_ctl(u) || strpbrk(u, " \"<>\\^`{|}")) {
+    } else if (has_ctl(u) || strlen(u) != json_string_length(v)) {
+        sd_issues_add(errors, "/url", "contains control characters");
+    } else if (sd_egress_check_url(u, schemes, sd_egress_policy_env(), &su, why, sizeof(why)) <
+               0) {
+        sd_issues_add(errors, "/url", "%s", why);
+    } else if (strcmp(su.scheme, "http") == 0 && !su.host_loopback) {
         sd_issues_add(errors, "/url",
-                      "contains characters a URL cannot have (spaces, quotes, "
-                      "control characters)");
-    } else if (strncmp(u, "https://", 8) == 0) {
-        rest = u + 8;
-    } else if (strncmp(u, "http://", 7) == 0) {
-        rest = u + 7;
-        if (!loopback_host(rest)) {
-            sd_issues_add(errors, "/url",
-                          "must be https:// (the app key and secure token travel in its "
-                          "headers); http:// is allowed for localhost only");
-            return;
-        }
-    } else {
-        sd_issues_add(errors, "/url", "must be an https:// URL");
-    }
-    if (rest) {
-        size_t hl = strcspn(rest, "/?#");
-        if (hl == 0) {
-            sd_issues_add(errors, "/url", "has no host");
-        } else if (memchr(rest, '@', hl)) {
-            sd_issues_add(errors, "/url",
-                          "must not carry user:password@; use app_key and "
-                          "secure_token");
-        }
+                      "must be https:// (the app key and secure token travel in its "
+                      "headers); http:// is allowed for a loopback address or localhost only");
     }
 }
 
@@ -281,11 +250,31 @@ int sd_target_config_update(struct sd_store_handle *st, const struct sd_tenant *
         !(json_is_string(envv) && strcmp(json_string_value(envv), sd_env_name(t.env)) == 0)) {
         sd_issues_add(errors, "/environment", "cannot be changed; create a new target instead");
     }
+    /* Stored secrets go only to the host they were given for: a new scheme, host or port
+     * refuses the update unless this request sends them again (they are required). */
+    const json_t *new_url = json_object_get(body, "url");
+    bool moved = json_is_string(new_url) &&
+                 !sd_egress_same_origin(json_string_value(json_object_get(settings, "url")),
+                                        json_string_value(new_url));
+    for (size_t i = 0; moved && secret_keys[i]; i++) {
+        const json_t *v = json_object_get(body, secret_keys[i]);
+        if (!v || (json_is_string(v) && strcmp(json_string_value(v), SECRET_SHOWN) == 0)) {
+            char ptr[32];
+            snprintf(ptr, sizeof(ptr), "/%s", secret_keys[i]);
+            sd_issues_add(errors, ptr,
+                          "required again: the URL's scheme, host or port changed, and stored "
+                          "secrets are never sent to a new host");
+        }
+    }
     for (size_t i = 0; settings_keys[i]; i++) {
         const char *key = settings_keys[i];
         const json_t *v = json_object_get(body, key);
         if (!v) {
-            continue; /* not sent: kept (secrets included) */
+            continue; /* not sent: kept (secrets included, unless the URL moved) */
+        }
+        if (in_list(key, secret_keys) && json_is_string(v) &&
+            strcmp(json_string_value(v), SECRET_SHOWN) == 0) {
+            continue; /* the redacted value sent back: keep the stored one */
         }
         if (json_is_null(v)) {
             json_object_del(settings, key); /* optional ones go; defaults come back */

@@ -7,7 +7,9 @@
  * Settings (the body of POST, and PATCH with any subset):
  *   type              "audience_push" (required on create; cannot change)
  *   environment       "test" | "prod" (required on create; cannot change)
- *   url               https:// URL the segment is POSTed to (http:// only for a loopback host)
+ *   url               https:// URL the segment is POSTed to (http:// only for a loopback
+ *                     literal or localhost); parsed by libcurl, no user info, address
+ *                     literals checked against the egress policy (http/egress.h)
  *   app_key           sent as X-App-Key (secret)
  *   secure_token      sent as X-Secure-Token (secret)
  *   segments_per_hour rate limit per rolling hour, 1..10000 (default 50)
@@ -33,8 +35,10 @@
  * error. */
 int sd_target_config_create(struct sd_store_handle *st, const struct sd_tenant *tenant,
                             const json_t *body, char **ret_id, struct sd_issues *errors);
-/* Update (PATCH): members sent replace the stored ones; secrets not sent keep their value.
- * -ENOENT if the id is not this tenant's. */
+/* Update (PATCH): members sent replace the stored ones; secrets not sent (or sent back as
+ * "(set)") keep their value — unless the URL's scheme, host or port changes: then both secrets
+ * must be sent again (-EINVAL with "required again"), so they never follow the URL to another
+ * host. -ENOENT if the id is not this tenant's. */
 int sd_target_config_update(struct sd_store_handle *st, const struct sd_tenant *tenant,
                             const char *id, const json_t *body, struct sd_issues *errors);
 /* Fetch a target of this tenant: -ENOENT if missing or another tenant's. */

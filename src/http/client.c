@@ -4,8 +4,10 @@
  * files, constant memory). Only the headers a connector needs are kept. */
 #include "http/client.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "base/utf8.h"
+#include "http/egress.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
@@ -31,7 +34,33 @@ struct sink {
     bool too_big;
     bool write_failed;
     const _Atomic bool *stop; /* set: abort the transfer (the hub is stopping) */
+    char refused[200];        /* why the egress policy refused an address, "" if it did not */
 };
+
+/* Every socket libcurl opens (HTTP, HTTPS, SFTP; each address it tries) is checked here against
+ * the egress policy, on the address it is about to connect to: a name that resolves to a
+ * refused address is refused whatever it resolved to when the setting was saved. */
+static curl_socket_t on_open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    struct sink *s = arg;
+    (void)purpose;
+    enum sd_addr_class c = sd_egress_classify(&addr->addr);
+    const char *no = sd_egress_refusal(sd_egress_policy_env(), c);
+    if (no) {
+        char text[INET6_ADDRSTRLEN] = "?";
+        if (addr->family == AF_INET) {
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)&addr->addr)->sin_addr, text,
+                      sizeof(text));
+        } else if (addr->family == AF_INET6) {
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)&addr->addr)->sin6_addr, text,
+                      sizeof(text));
+        }
+        snprintf(s->refused, sizeof(s->refused), "refused by the egress policy: %s is %s", text,
+                 no);
+        return CURL_SOCKET_BAD;
+    }
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+}
 
 /* libcurl calls this at least once a second during a transfer, even when nothing arrives:
  * a slow or silent remote cannot hold the hub's shutdown for the whole request timeout. */
@@ -143,6 +172,11 @@ static int fetch(const struct sd_http_request *rq, const _Atomic bool *stop,
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https,sftp");
+    /* No proxy from the environment: the egress policy judges the address connected to, which
+     * must be the destination itself. */
+    curl_easy_setopt(h, CURLOPT_PROXY, "");
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, &sink);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(rq->timeout_ms ? rq->timeout_ms : 30000));
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
                      (long)(rq->connect_timeout_ms ? rq->connect_timeout_ms : 10000));
@@ -225,6 +259,9 @@ static int fetch(const struct sd_http_request *rq, const _Atomic bool *stop,
     } else if (sink.too_big) {
         snprintf(ret->error, sizeof(ret->error), "answer larger than %zu bytes", sink.max);
         r = -EFBIG;
+    } else if (sink.refused[0]) {
+        snprintf(ret->error, sizeof(ret->error), "%s", sink.refused);
+        r = -ENETUNREACH;
     } else if (rc == CURLE_ABORTED_BY_CALLBACK) {
         snprintf(ret->error, sizeof(ret->error), "stopped (the hub is shutting down)");
         r = -ECANCELED;

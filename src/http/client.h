@@ -50,7 +50,8 @@ struct sd_http_response {
 /* Perform the request. Returns 0 when an answer arrived (any HTTP status; see ret->status),
  * or a negative errno with ret->error explaining it: -ETIMEDOUT (timeout), -ECONNREFUSED
  * (connection failed), -EFBIG (answer too large), -EACCES (SFTP login refused), -ENOENT
- * (SFTP file missing), -EPERM (the server refused an SFTP command of quote_after, e.g. a rename
+ * (SFTP file missing), -ENETUNREACH (every address of the host is refused by the egress policy,
+ * http/egress.h; not retried), -EPERM (the server refused an SFTP command of quote_after, e.g. a rename
  * onto a name that exists; not retried), -EIO (anything else). ret must be released even on
  * failure. */
 int sd_http_fetch(const struct sd_http_request *rq, struct sd_http_response *ret);

@@ -346,7 +346,9 @@ int sd_store_segment_members(struct sd_store_handle *h, int64_t tenant_id, enum 
  * Delivery states: queued (never tried in this run) → sending (leased by a worker) →
  * delivered | retrying (waits for next_attempt_usec) | dead (failed for good). A lease is
  * lease_until_usec: while it is in the future no other worker may claim the row; a row in
- * `sending` whose lease has passed is claimable again (its worker died). Every change of a
+ * `sending` whose lease has passed is claimable again (its worker died). A claim records its
+ * process instance in the doc ("lease_owner"), so a restarted hub can end the leases of its dead
+ * predecessor at once (delivery_renew to now) instead of waiting for them to run out. Every change of a
  * leased row names the lease it holds and fails with -ESTALE if another worker took the row
  * over meanwhile (fencing).
  *
@@ -415,6 +417,8 @@ struct sd_outbox_clock {
     int64_t window_usec; /* rate window (one hour) */
     int64_t lease_usec;  /* claim: how long the new lease lasts */
     sd_outbox_plan_fn plan;
+    const char *owner;   /* claim: the claiming process instance, kept with the lease in the
+                            delivery's doc ("lease_owner"), or NULL */
 };
 
 /* How an attempt ended, written by delivery_finish in one transaction with the lease's end. */
@@ -436,7 +440,9 @@ struct sd_store_outbox_ops {
     /* Targets. put: create (-EEXIST if the id exists) or update doc (-ENOENT if missing); with
      * clk, the target's waiting deliveries are planned again in the same transaction (a new
      * segments_per_hour applies to what already waits). delete also forgets the target's
-     * remote segments (its deliveries stay, as history). */
+     * remote segments and, in the same transaction, makes its waiting (queued, retrying)
+     * deliveries dead with last_error "the target was deleted"; they stay, as history, and a
+     * delivery in flight finishes on its own. */
     int (*target_put)(struct sd_store *s, const struct sd_target *t, bool create,
                       const struct sd_outbox_clock *clk);
     int (*target_get)(struct sd_store *s, const char *id, struct sd_target *ret);

@@ -46,6 +46,13 @@ VERBOSE = bool(os.environ.get("E2E_VERBOSE"))
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
+# The egress policy of every hub and CLI the tests start (README "Egress policy"): the simulators
+# listen on 127.0.0.1; the tests' folders are temporary ones, the sshd jails (sshd_server.py) and
+# /srv in examples. A test of the policy itself changes os.environ before it starts its hub.
+os.environ.setdefault("STAGEDOOR_EGRESS_ALLOW", "loopback,private")
+os.environ.setdefault("STAGEDOOR_FILE_ROOTS", ":".join(
+    [tempfile.gettempdir(), "/srv", os.environ.get("E2E_SSHD_BASE") or "/run/stagedoor-e2e"]))
+
 
 # ---------------------------------------------------------------------------------------------
 # entry point and binary

@@ -663,11 +663,11 @@ class ScheduleAndRestartTests(AdminCase):
         cid = self.created(a.create("opera", {
             "type": "feed", "environment": "test", "schedule": "every 10s",
             "settings": {"url": src.address(path), "auth_header": "Bearer " + FEED_TOKEN}}))
+        drop = harness.tempdir(self)  # not inside the data directory: the egress policy
         other = self.created(a.create("opera", {
             "type": "csv_drop", "environment": "prod", "schedule": "daily at 02:00",
-            "settings": {"folder": os.path.join(data, "drop"), "policy": "skip_rows"},
+            "settings": {"folder": drop, "policy": "skip_rows"},
             "mapping": {"EventNo": "event_id"}}))
-        os.mkdir(os.path.join(data, "drop"))
 
         # nobody asks for a run: the schedule alone makes at least two within ~12 s
         reqs = src.wait_requests(2, path, timeout=25 * TS)

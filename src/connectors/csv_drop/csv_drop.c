@@ -21,18 +21,15 @@
 #include "core/connector.h"
 
 static const struct sd_setting settings[] = {
-    {"folder", SD_SETTING_STRING, NULL, 2, 1024,
-     "absolute path of the drop folder (the SFTP user's upload directory)"},
+    {"folder", SD_SETTING_PATH, NULL, 2, 1024,
+     "absolute path of the drop folder (the SFTP user's upload directory)", NULL},
     SD_CSV_IMPORT_SETTINGS,
-    {NULL, 0, NULL, 0, 0, NULL},
+    {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
 static void check(const json_t *s, struct sd_issues *errors)
 {
-    const char *folder = json_string_value(json_object_get(s, "folder"));
-    if (folder && folder[0] != '/') {
-        sd_issues_add(errors, "/settings/folder", "must be an absolute path");
-    }
+    /* folder: an absolute path inside the file roots (SD_SETTING_PATH). */
     sd_csv_import_check(s, errors);
 }
 

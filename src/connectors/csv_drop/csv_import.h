@@ -25,24 +25,20 @@
 
 /* The settings both CSV connectors take (appended to each connector's own table). */
 #define SD_CSV_IMPORT_SETTINGS                                                                     \
-    {"kind",                                                                                       \
-     SD_SETTING_STRING,                                                                            \
-     "\"auto\"",                                                                                   \
-     4,                                                                                            \
-     9,                                                                                            \
+    {"kind", SD_SETTING_CHOICE, "\"auto\"", 0, 0,                                                  \
      "auto (from the file name: events*.csv, customers*.csv, sales*.csv), events, customers or "   \
-     "sales"},                                                                                     \
-        {"delimiter", SD_SETTING_STRING, "\"auto\"", 3, 5, "auto, comma, semicolon or tab"},       \
-        {"encoding", SD_SETTING_STRING, "\"utf-8\"", 5, 12, "utf-8 or windows-1252"},              \
-        {"policy",                                                                                 \
-         SD_SETTING_STRING,                                                                        \
-         "\"reject_file\"",                                                                        \
-         9,                                                                                        \
-         11,                                                                                       \
-         "reject_file (the file is all or nothing) or skip_rows (store the good rows)"},           \
+     "sales",                                                                                      \
+     SD_CHOICES("auto", "events", "customers", "sales")},                                         \
+        {"delimiter", SD_SETTING_CHOICE, "\"auto\"", 0, 0, "auto, comma, semicolon or tab",        \
+         SD_CHOICES("auto", "comma", "semicolon", "tab")},                                        \
+        {"encoding", SD_SETTING_CHOICE, "\"utf-8\"", 0, 0, "utf-8 or windows-1252",                \
+         SD_CHOICES("utf-8", "windows-1252")},                                                    \
+        {"policy", SD_SETTING_CHOICE, "\"reject_file\"", 0, 0,                                     \
+         "reject_file (the file is all or nothing) or skip_rows (store the good rows)",            \
+         SD_CHOICES("reject_file", "skip_rows")},                                                 \
     {                                                                                              \
         "settle_seconds", SD_SETTING_INT, "2", 0, 3600,                                            \
-            "a file is taken once unchanged this long (temporary names are always ignored)"        \
+            "a file is taken once unchanged this long (temporary names are always ignored)", NULL  \
     }
 
 /* Check the shared settings (pointers "/settings/<key>"). */

@@ -12,12 +12,14 @@
 #define STR(x) STR_(x) /* the defaults are season.h's sizes, as setting text */
 
 static const struct sd_setting settings[] = {
-    {"seed", SD_SETTING_INT, "20261001", 0, INT64_MAX, "generator seed (same seed, same data)"},
-    {"events", SD_SETTING_INT, STR(SD_SEASON_DEFAULT_EVENTS), 1, 1000000, "performances"},
-    {"customers", SD_SETTING_INT, STR(SD_SEASON_DEFAULT_CUSTOMERS), 0, 100000000, "customers"},
-    {"sales", SD_SETTING_INT, STR(SD_SEASON_DEFAULT_SALES), 0, 100000000, "ticket sales"},
-    {"batch", SD_SETTING_INT, "2000", 1, 10000, "records per ingest body"},
-    {NULL, 0, NULL, 0, 0, NULL},
+    {"seed", SD_SETTING_INT, "20261001", 0, INT64_MAX, "generator seed (same seed, same data)",
+     NULL},
+    {"events", SD_SETTING_INT, STR(SD_SEASON_DEFAULT_EVENTS), 1, 1000000, "performances", NULL},
+    {"customers", SD_SETTING_INT, STR(SD_SEASON_DEFAULT_CUSTOMERS), 0, 100000000, "customers",
+     NULL},
+    {"sales", SD_SETTING_INT, STR(SD_SEASON_DEFAULT_SALES), 0, 100000000, "ticket sales", NULL},
+    {"batch", SD_SETTING_INT, "2000", 1, 10000, "records per ingest body", NULL},
+    {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
 static int64_t setting(const struct sd_connector_ctx *ctx, const char *key)

@@ -29,24 +29,27 @@
 #define CHUNK 1000
 
 static const struct sd_setting settings[] = {
-    {"url", SD_SETTING_STRING, NULL, 8, 2048, "http(s) URL of the feed"},
-    {"format", SD_SETTING_STRING, "\"auto\"", 3, 4,
-     "json, xml, or auto (from the Content-Type, then the first byte)"},
-    {"kind", SD_SETTING_STRING, "\"ingest\"", 5, 9,
-     "ingest (a JSON body with events/customers/sales arrays), events, customers or sales"},
+    {"url", SD_SETTING_URL, NULL, 8, 2048, "http(s) URL of the feed", SD_CHOICES("http", "https")},
+    {"format", SD_SETTING_CHOICE, "\"auto\"", 0, 0,
+     "json, xml, or auto (from the Content-Type, then the first byte)",
+     SD_CHOICES("auto", "json", "xml")},
+    {"kind", SD_SETTING_CHOICE, "\"ingest\"", 0, 0,
+     "ingest (a JSON body with events/customers/sales arrays), events, customers or sales",
+     SD_CHOICES("ingest", "events", "customers", "sales")},
     {"records_pointer", SD_SETTING_STRING, "\"\"", 0, 256,
-     "JSON feeds of one kind: JSON Pointer to the records array (\"\" = the document)"},
-    {"xpath", SD_SETTING_STRING, "\"/*/*\"", 1, 512, "XML feeds: XPath selecting the records"},
+     "JSON feeds of one kind: JSON Pointer to the records array (\"\" = the document)", NULL},
+    {"xpath", SD_SETTING_STRING, "\"/*/*\"", 1, 512, "XML feeds: XPath selecting the records", NULL},
     {"auth_header", SD_SETTING_SECRET, "\"\"", 0, 4096,
-     "value of the Authorization header (e.g. \"Bearer abc\"); never shown again"},
-    {"policy", SD_SETTING_STRING, "\"reject_feed\"", 11, 12,
-     "reject_feed (all or nothing) or skip_records (store the good records, list the bad)"},
-    {"timeout_seconds", SD_SETTING_INT, "60", 1, 3600, "per request"},
+     "value of the Authorization header (e.g. \"Bearer abc\"); never shown again", NULL},
+    {"policy", SD_SETTING_CHOICE, "\"reject_feed\"", 0, 0,
+     "reject_feed (all or nothing) or skip_records (store the good records, list the bad)",
+     SD_CHOICES("reject_feed", "skip_records")},
+    {"timeout_seconds", SD_SETTING_INT, "60", 1, 3600, "per request", NULL},
     {"max_bytes", SD_SETTING_INT, "67108864", 1024, 268435456,
-     "largest feed accepted (an XML feed needs about 25 times its size in memory)"},
-    {"max_attempts", SD_SETTING_INT, "6", 1, 20, "requests per run before the run fails"},
-    {"retry_initial_ms", SD_SETTING_INT, "1000", 1, 600000, "first back-off"},
-    {NULL, 0, NULL, 0, 0, NULL},
+     "largest feed accepted (an XML feed needs about 25 times its size in memory)", NULL},
+    {"max_attempts", SD_SETTING_INT, "6", 1, 20, "requests per run before the run fails", NULL},
+    {"retry_initial_ms", SD_SETTING_INT, "1000", 1, 600000, "first back-off", NULL},
+    {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
 static const char *str(const struct sd_connector_ctx *ctx, const char *key)
@@ -62,26 +65,10 @@ static int64_t num(const struct sd_connector_ctx *ctx, const char *key)
 
 static void check(const json_t *s, struct sd_issues *errors)
 {
-    const char *url = json_string_value(json_object_get(s, "url"));
-    if (url && strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
-        sd_issues_add(errors, "/settings/url", "must be an http:// or https:// URL");
-    }
-    const char *fmt = json_string_value(json_object_get(s, "format"));
-    if (fmt && strcmp(fmt, "json") && strcmp(fmt, "xml") && strcmp(fmt, "auto")) {
-        sd_issues_add(errors, "/settings/format", "must be json, xml or auto");
-    }
-    const char *kind = json_string_value(json_object_get(s, "kind"));
-    if (kind && strcmp(kind, "ingest") && strcmp(kind, "events") && strcmp(kind, "customers") &&
-        strcmp(kind, "sales")) {
-        sd_issues_add(errors, "/settings/kind", "must be ingest, events, customers or sales");
-    }
+    /* url (scheme, host, egress policy) and the choices are checked by their setting types. */
     const char *ptr = json_string_value(json_object_get(s, "records_pointer"));
     if (ptr && !sd_json_pointer_valid(ptr)) {
         sd_issues_add(errors, "/settings/records_pointer", "is not a JSON Pointer (RFC 6901)");
-    }
-    const char *pol = json_string_value(json_object_get(s, "policy"));
-    if (pol && strcmp(pol, "reject_feed") && strcmp(pol, "skip_records")) {
-        sd_issues_add(errors, "/settings/policy", "must be reject_feed or skip_records");
     }
 }
 

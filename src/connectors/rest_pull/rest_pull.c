@@ -31,31 +31,33 @@
 #include "http/client.h"
 
 static const struct sd_setting settings[] = {
-    {"base_url", SD_SETTING_STRING, NULL, 8, 2048,
-     "http(s) base URL, e.g. https://api.box.example"},
-    {"events_path", SD_SETTING_STRING, "\"\"", 0, 512, "path of the events collection"},
-    {"customers_path", SD_SETTING_STRING, "\"\"", 0, 512, "path of the customers collection"},
-    {"sales_path", SD_SETTING_STRING, "\"\"", 0, 512, "path of the sales collection"},
+    {"base_url", SD_SETTING_URL, NULL, 8, 2048, "http(s) base URL, e.g. https://api.box.example",
+     SD_CHOICES("http", "https")},
+    {"events_path", SD_SETTING_STRING, "\"\"", 0, 512, "path of the events collection", NULL},
+    {"customers_path", SD_SETTING_STRING, "\"\"", 0, 512, "path of the customers collection", NULL},
+    {"sales_path", SD_SETTING_STRING, "\"\"", 0, 512, "path of the sales collection", NULL},
     {"auth_header", SD_SETTING_SECRET, "\"\"", 0, 4096,
-     "Authorization header value, e.g. \"Bearer abc\"; never shown again"},
-    {"page_size", SD_SETTING_INT, "100", 1, 10000, "records asked for per page"},
-    {"page_size_param", SD_SETTING_STRING, "\"limit\"", 1, 64, "query parameter of the page size"},
-    {"cursor_param", SD_SETTING_STRING, "\"cursor\"", 1, 64, "query parameter of the cursor"},
+     "Authorization header value, e.g. \"Bearer abc\"; never shown again", NULL},
+    {"page_size", SD_SETTING_INT, "100", 1, 10000, "records asked for per page", NULL},
+    {"page_size_param", SD_SETTING_STRING, "\"limit\"", 1, 64, "query parameter of the page size", NULL},
+    {"cursor_param", SD_SETTING_STRING, "\"cursor\"", 1, 64, "query parameter of the cursor", NULL},
     {"records_pointer", SD_SETTING_STRING, "\"/data\"", 0, 256,
-     "JSON Pointer to the records array in a page"},
+     "JSON Pointer to the records array in a page", NULL},
     {"next_pointer", SD_SETTING_STRING, "\"/next_cursor\"", 0, 256,
-     "token mode: JSON Pointer to the next cursor in a page"},
+     "token mode: JSON Pointer to the next cursor in a page", NULL},
     {"more_pointer", SD_SETTING_STRING, "\"\"", 0, 256,
-     "optional JSON Pointer to a boolean saying whether more pages follow (e.g. /has_more)"},
-    {"cursor_mode", SD_SETTING_STRING, "\"token\"", 5, 8, "token, after_id or since"},
+     "optional JSON Pointer to a boolean saying whether more pages follow (e.g. /has_more)", NULL},
+    {"cursor_mode", SD_SETTING_CHOICE, "\"token\"", 0, 0, "token, after_id or since",
+     SD_CHOICES("token", "after_id", "since")},
     {"cursor_field", SD_SETTING_STRING, "\"id\"", 1, 128,
-     "after_id/since: the record field whose last value is the next cursor"},
-    {"timeout_seconds", SD_SETTING_INT, "30", 1, 600, "per request"},
-    {"max_attempts", SD_SETTING_INT, "6", 1, 20, "attempts per page before the run fails"},
-    {"retry_initial_ms", SD_SETTING_INT, "1000", 1, 600000, "first back-off"},
-    {"max_pages", SD_SETTING_INT, "0", 0, 100000000, "pages per kind and run; 0 = no limit"},
-    {"policy", SD_SETTING_STRING, "\"reject_page\"", 11, 12, "reject_page or skip_records"},
-    {NULL, 0, NULL, 0, 0, NULL},
+     "after_id/since: the record field whose last value is the next cursor", NULL},
+    {"timeout_seconds", SD_SETTING_INT, "30", 1, 600, "per request", NULL},
+    {"max_attempts", SD_SETTING_INT, "6", 1, 20, "attempts per page before the run fails", NULL},
+    {"retry_initial_ms", SD_SETTING_INT, "1000", 1, 600000, "first back-off", NULL},
+    {"max_pages", SD_SETTING_INT, "0", 0, 100000000, "pages per kind and run; 0 = no limit", NULL},
+    {"policy", SD_SETTING_CHOICE, "\"reject_page\"", 0, 0, "reject_page or skip_records",
+     SD_CHOICES("reject_page", "skip_records")},
+    {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
 static const char *str(const struct sd_connector_ctx *ctx, const char *key)
@@ -73,10 +75,7 @@ static const char *const path_keys[3] = {"events_path", "customers_path", "sales
 
 static void check(const json_t *s, struct sd_issues *errors)
 {
-    const char *url = json_string_value(json_object_get(s, "base_url"));
-    if (url && strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
-        sd_issues_add(errors, "/settings/base_url", "must be an http:// or https:// URL");
-    }
+    /* base_url (scheme, host, egress policy) and the choices are checked by their types. */
     bool any = false;
     for (int k = 0; k < 3; k++) {
         const char *p = json_string_value(json_object_get(s, path_keys[k]));
@@ -95,14 +94,6 @@ static void check(const json_t *s, struct sd_issues *errors)
             sd_utf8_snprintf(at, sizeof(at), "/settings/%s", ptrs[i]);
             sd_issues_add(errors, at, "is not a JSON Pointer (RFC 6901)");
         }
-    }
-    const char *mode = json_string_value(json_object_get(s, "cursor_mode"));
-    if (mode && strcmp(mode, "token") && strcmp(mode, "after_id") && strcmp(mode, "since")) {
-        sd_issues_add(errors, "/settings/cursor_mode", "must be token, after_id or since");
-    }
-    const char *pol = json_string_value(json_object_get(s, "policy"));
-    if (pol && strcmp(pol, "reject_page") && strcmp(pol, "skip_records")) {
-        sd_issues_add(errors, "/settings/policy", "must be reject_page or skip_records");
     }
 }
 

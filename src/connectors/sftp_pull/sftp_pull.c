@@ -27,22 +27,22 @@
 #include "http/client.h"
 
 static const struct sd_setting settings[] = {
-    {"url", SD_SETTING_STRING, NULL, 10, 2048,
-     "sftp://host[:port]/folder/ of the remote folder (ending in /)"},
-    {"username", SD_SETTING_STRING, NULL, 1, 256, "SFTP user"},
-    {"password", SD_SETTING_SECRET, "\"\"", 0, 1024, "SFTP password (or use a key)"},
-    {"private_key_file", SD_SETTING_STRING, "\"\"", 0, 1024, "path of a private key file"},
-    {"public_key_file", SD_SETTING_STRING, "\"\"", 0, 1024, "path of its public key (optional)"},
+    {"url", SD_SETTING_URL, NULL, 10, 2048,
+     "sftp://host[:port]/folder/ of the remote folder (ending in /)", SD_CHOICES("sftp")},
+    {"username", SD_SETTING_STRING, NULL, 1, 256, "SFTP user", NULL},
+    {"password", SD_SETTING_SECRET, "\"\"", 0, 1024, "SFTP password (or use a key)", NULL},
+    {"private_key_file", SD_SETTING_PATH, "\"\"", 0, 1024, "path of a private key file", NULL},
+    {"public_key_file", SD_SETTING_PATH, "\"\"", 0, 1024, "path of its public key (optional)", NULL},
     {"host_key_sha256", SD_SETTING_STRING, "\"\"", 0, 128,
-     "the server's host key fingerprint (base64 SHA256) to check"},
-    {"known_hosts_file", SD_SETTING_STRING, "\"\"", 0, 1024, "or an OpenSSH known_hosts file"},
-    {"after_import", SD_SETTING_STRING, "\"move\"", 4, 6,
-     "move (into processed/ or failed/ beside the files) or delete"},
-    {"timeout_seconds", SD_SETTING_INT, "600", 1, 86400, "per transfer"},
-    {"max_attempts", SD_SETTING_INT, "6", 1, 20, "attempts per transfer"},
-    {"retry_initial_ms", SD_SETTING_INT, "1000", 1, 600000, "first back-off"},
+     "the server's host key fingerprint (base64 SHA256) to check", NULL},
+    {"known_hosts_file", SD_SETTING_PATH, "\"\"", 0, 1024, "or an OpenSSH known_hosts file", NULL},
+    {"after_import", SD_SETTING_CHOICE, "\"move\"", 0, 0,
+     "move (into processed/ or failed/ beside the files) or delete", SD_CHOICES("move", "delete")},
+    {"timeout_seconds", SD_SETTING_INT, "600", 1, 86400, "per transfer", NULL},
+    {"max_attempts", SD_SETTING_INT, "6", 1, 20, "attempts per transfer", NULL},
+    {"retry_initial_ms", SD_SETTING_INT, "1000", 1, 600000, "first back-off", NULL},
     SD_CSV_IMPORT_SETTINGS,
-    {NULL, 0, NULL, 0, 0, NULL},
+    {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
 static const char *str(const struct sd_connector_ctx *ctx, const char *key)
@@ -62,10 +62,6 @@ static void check(const json_t *s, struct sd_issues *errors)
     const char *key = json_string_value(json_object_get(s, "private_key_file"));
     if ((!pw || !*pw) && (!key || !*key)) {
         sd_issues_add(errors, "/settings/password", "give a password or a private_key_file");
-    }
-    const char *after = json_string_value(json_object_get(s, "after_import"));
-    if (after && strcmp(after, "move") && strcmp(after, "delete")) {
-        sd_issues_add(errors, "/settings/after_import", "must be move or delete");
     }
     sd_csv_import_check(s, errors);
 }

@@ -57,6 +57,7 @@ enum {
     S_DLV_STATE,
     S_DLV_TARGET,
     S_DLV_BY_REQUEST,
+    S_DLV_KILL_TARGET,
     S_LAST_ /* must stay <= 96 */
 };
 _Static_assert(S_LAST_ <= SD_SQLITE_EXTRA_SLOTS, "outbox statement slots are 48..95");
@@ -110,9 +111,9 @@ static const char *const sql[] = {
                        "state = 'queued'",
     [S_DLV_CLAIM] =
         "UPDATE deliveries AS d SET state = 'sending', attempts = attempts + 1, "
-        "lease_until_usec = ?2, updated_usec = ?1, doc = CASE WHEN "
+        "lease_until_usec = ?2, updated_usec = ?1, doc = json_set(CASE WHEN "
         "coalesce(json_extract(doc, '$.sent_usec'), 0) = 0 THEN json_set(doc, '$.sent_usec', ?1) "
-        "ELSE doc END WHERE d.id = ?3 AND " DUE_WHERE,
+        "ELSE doc END, '$.lease_owner', ?4) WHERE d.id = ?3 AND " DUE_WHERE,
     [S_DLV_RENEW] = "UPDATE deliveries SET lease_until_usec = ?3 WHERE id = ?1 AND "
                     "state = 'sending' AND lease_until_usec = ?2",
     [S_DLV_FINISH] = "UPDATE deliveries SET state = ?3, attempts = max(0, attempts + ?4), "
@@ -134,6 +135,11 @@ static const char *const sql[] = {
                       "WHERE id = ?1 AND state = 'dead'",
     [S_DLV_STATE] = "SELECT state FROM deliveries WHERE id = ?1",
     [S_DLV_TARGET] = "SELECT target_id FROM deliveries WHERE id = ?1",
+    /* A deleted target's waiting deliveries: dead at once (one in flight finishes on its own). */
+    [S_DLV_KILL_TARGET] = "UPDATE deliveries SET state = 'dead', next_attempt_usec = 0, "
+                          "lease_until_usec = 0, updated_usec = ?2, doc = json_set(doc, "
+                          "'$.last_error', 'the target was deleted') WHERE target_id = ?1 AND "
+                          "state IN ('queued', 'retrying')",
 };
 
 static sqlite3_stmt *stmt(struct conn *c, unsigned slot)
@@ -348,6 +354,17 @@ static int target_delete(struct sd_store *s, const char *id)
         r = -ENOENT;
     } else if (r > 0) {
         r = ctl_by_id(s->ctl, S_REMOTE_DELETE_TARGET, id, "remote segments delete");
+    }
+    if (r >= 0) {
+        sqlite3_stmt *st = stmt(s->ctl, S_DLV_KILL_TARGET);
+        if (!st) {
+            r = -EIO;
+        } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
+                    sqlite3_bind_int64(st, 2, sd_now_usec())) != SQLITE_OK) {
+            r = sd_sqlite_fail(s->ctl, SQLITE_MISUSE, "bind");
+        } else {
+            r = sd_sqlite_step_done(s->ctl, st, "deliveries of a deleted target");
+        }
     }
     return sd_sqlite_ctl_end_write(s, r < 0 ? r : 0, false);
 }
@@ -658,7 +675,9 @@ static int lease(struct conn *k, const char *id, const struct sd_outbox_clock *c
     }
     if ((sqlite3_bind_int64(st, 1, clk->now_usec) |
          sqlite3_bind_int64(st, 2, clk->now_usec + clk->lease_usec) |
-         sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC)) != SQLITE_OK) {
+         sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC) |
+         (clk->owner ? sqlite3_bind_text(st, 4, clk->owner, -1, SQLITE_STATIC)
+                     : sqlite3_bind_null(st, 4))) != SQLITE_OK) {
         return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
     }
     int r = sd_sqlite_step_done(k, st, "delivery claim");
