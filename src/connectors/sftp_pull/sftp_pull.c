@@ -1,8 +1,8 @@
 /* sftp_pull.c — the `sftp_pull` connector: fetch CSV files from a remote SFTP folder (libcurl
  * sftp://, password or key), import each one like a dropped file (connectors/csv_drop/
  * csv_import.c), then move it into the remote processed/ (or failed/) folder, or delete it,
- * and upload its NAME.ack.json (and NAME.errors.csv) there, so the venue sees the outcome where
- * it put the file; local copies are removed once the server has them.
+ * and upload its NAME.csv.ack.json (and NAME.csv.errors.csv) there, so the venue sees the
+ * outcome where it put the file; local copies are removed once the server has them.
  *
  * Completeness: a remote file is taken when its name is final (NAME.csv, not hidden) and its
  * listing line (size and time) is the same in two listings settle_seconds apart. Download goes
@@ -290,7 +290,7 @@ static int upload(struct sd_connector_ctx *ctx, const char *local, const char *s
     return r;
 }
 
-/* The acknowledgement goes where the venue looks: NAME.ack.json (and NAME.errors.csv) beside the
+/* The acknowledgement goes where the venue looks: NAME.csv.ack.json (and its errors) beside the
  * moved file; with after_import "delete", only a refused file's, into failed/. Local copies are
  * removed once the remote has them, so the work folder does not grow with every file. */
 static void report(struct sd_connector_ctx *ctx, const struct sd_csv_import_result *res,
@@ -312,7 +312,7 @@ static void report(struct sd_connector_ctx *ctx, const struct sd_csv_import_resu
         if (r != -EPERM) {
             break;
         }
-        /* failed/NAME.ack.json exists (the same name refused before): keep both */
+        /* failed/NAME.csv.ack.json exists (the same name refused before): keep both */
         free(base);
         base = stamped(name);
     }
