@@ -252,7 +252,8 @@ static int store_chunk(struct importer *im, struct sd_connector_job *job, struct
             break;
         }
         if (out.status == 202) {
-            im->stored += m;
+            /* records_stored counts what changed: a sale already stored as is is unchanged. */
+            im->stored += m - (out.n_unchanged < m ? out.n_unchanged : m);
             im->unchanged += out.n_unchanged;
             sd_ingest_outcome_release(&out);
             break;
