@@ -112,7 +112,7 @@ static int drop_run(struct sd_connector_ctx *ctx, void *state)
         size_t n = 0, waiting = 0;
         int r = scan(folder, settle, &v, &n, &waiting);
         if (r < 0) {
-            sd_csv_run_summary_finish(&sum, ctx);
+            sd_csv_run_summary_release(&sum);
             return sd_connector_fail(ctx, r, "cannot read the drop folder %s: %s", folder,
                                      strerror(-r));
         }
@@ -132,11 +132,7 @@ static int drop_run(struct sd_connector_ctx *ctx, void *state)
         }
         free(v);
         if (r < 0) {
-            char *why = ctx->error;
-            ctx->error = NULL;
-            sd_csv_run_summary_finish(&sum, ctx); /* the failure's reason wins */
-            free(ctx->error);
-            ctx->error = why;
+            sd_csv_run_summary_release(&sum); /* the failure's reason is the status */
             return r;
         }
         if (waiting == 0 || (ctx->stop && atomic_load(ctx->stop))) {

@@ -866,7 +866,12 @@ int sd_csv_run_summary_finish(struct sd_csv_run_summary *s, struct sd_connector_
     } else if (s->skipped.len) {
         sd_connector_fail(ctx, 0, "%s", s->skipped.data);
     }
+    sd_csv_run_summary_release(s);
+    return r;
+}
+
+void sd_csv_run_summary_release(struct sd_csv_run_summary *s)
+{
     sd_buf_release(&s->refused_names);
     sd_buf_release(&s->skipped);
-    return r;
 }

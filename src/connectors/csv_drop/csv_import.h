@@ -91,5 +91,7 @@ void sd_csv_run_summary_add(struct sd_csv_run_summary *s, const char *name,
 /* Sets the run's error or warning through sd_connector_fail and returns the run's result:
  * -EINVAL when files were imported and every one was refused, else 0. Releases s. */
 int sd_csv_run_summary_finish(struct sd_csv_run_summary *s, struct sd_connector_ctx *ctx);
+/* Releases s without a word (the run failed for another reason). */
+void sd_csv_run_summary_release(struct sd_csv_run_summary *s);
 
 #endif

@@ -376,7 +376,8 @@ static int pull_run(struct sd_connector_ctx *ctx, void *state)
             }
         }
     }
-    size_t failed = 0;
+    struct sd_csv_run_summary sum;
+    sd_csv_run_summary_init(&sum);
     for (size_t i = 0; i < n && r == 0; i++) {
         if (ctx->stop && atomic_load(ctx->stop)) {
             r = -ECANCELED;
@@ -388,7 +389,7 @@ static int pull_run(struct sd_connector_ctx *ctx, void *state)
             r = sd_csv_import_file(ctx, dir, v[i].name, &res);
         }
         if (r == 0) {
-            failed += res.failed;
+            sd_csv_run_summary_add(&sum, v[i].name, &res);
             char *moved = NULL;
             r = after_import(ctx, v[i].name, res.failed, &moved);
             if (r == 0) {
@@ -401,9 +402,11 @@ static int pull_run(struct sd_connector_ctx *ctx, void *state)
         free(v[i].name);
     }
     free(v);
-    if (r == 0 && failed > 0) {
-        sd_connector_fail(ctx, 0, "%zu file(s) refused; their error lists are in failed/",
-                          failed);
+    /* Every file refused fails the run; some refused, or rows skipped, warn. */
+    if (r == 0) {
+        r = sd_csv_run_summary_finish(&sum, ctx);
+    } else {
+        sd_csv_run_summary_release(&sum);
     }
     if (r == 0 && !str(ctx, "host_key_sha256")[0] && !str(ctx, "known_hosts_file")[0] &&
         !ctx->error) {
