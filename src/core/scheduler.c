@@ -266,8 +266,8 @@ static void dispatch(struct sd_scheduler *s)
                 .running = in->running,
             };
         }
-        ssize_t pick = sd_scheduler_pick(cand, s->n, SD_SCHEDULER_MAX_RUNS,
-                                         SD_SCHEDULER_MAX_RUNS_PER_TENANT);
+        ssize_t pick =
+            sd_scheduler_pick(cand, s->n, SD_SCHEDULER_MAX_RUNS, SD_SCHEDULER_MAX_RUNS_PER_TENANT);
         if (pick < 0) {
             break;
         }
@@ -288,6 +288,8 @@ static void dispatch(struct sd_scheduler *s)
 ssize_t sd_scheduler_pick(const struct sd_scheduler_candidate *c, size_t n, size_t max_runs,
                           size_t max_per_tenant)
 {
+    /* The tenants of the runs going: fewer than max_runs of them, so counting a candidate's
+     * tenant load costs O(max_runs), the whole pick O(n * max_runs). */
     size_t running = 0;
     for (size_t i = 0; i < n; i++) {
         running += c[i].running;
@@ -295,9 +297,15 @@ ssize_t sd_scheduler_pick(const struct sd_scheduler_candidate *c, size_t n, size
     if (running >= max_runs) {
         return -1;
     }
+    int64_t *busy = sd_calloc(running ? running : 1, sizeof(*busy));
+    size_t nb = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].running) {
+            busy[nb++] = c[i].tenant_id;
+        }
+    }
     /* Among due candidates whose tenant is under its cap: the tenant with the fewest runs going
-     * first (one each before anyone gets a second: round robin), then the longest wait. The
-     * per-tenant counts are recounted per candidate: n is the number of connectors, small. */
+     * first (one each before anyone gets a second: round robin), then the longest wait. */
     ssize_t best = -1;
     size_t best_load = 0;
     for (size_t i = 0; i < n; i++) {
@@ -305,8 +313,8 @@ ssize_t sd_scheduler_pick(const struct sd_scheduler_candidate *c, size_t n, size
             continue;
         }
         size_t load = 0;
-        for (size_t j = 0; j < n; j++) {
-            load += c[j].running && c[j].tenant_id == c[i].tenant_id;
+        for (size_t k = 0; k < nb; k++) {
+            load += busy[k] == c[i].tenant_id;
         }
         if (load >= max_per_tenant) {
             continue;
@@ -317,6 +325,7 @@ ssize_t sd_scheduler_pick(const struct sd_scheduler_candidate *c, size_t n, size
             best_load = load;
         }
     }
+    free(busy);
     return best;
 }
 
