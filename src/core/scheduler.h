@@ -6,9 +6,9 @@
  * thread of its own; one instance never runs twice at once; at most SD_SCHEDULER_MAX_RUNS
  * instances run together and at most SD_SCHEDULER_MAX_RUNS_PER_TENANT of one tenant, so one
  * tenant's slow runs cannot starve the others' schedules; the rest wait and are picked fairly
- * (sd_scheduler_pick). A "manual" connector runs only when asked: no folder watch. The next run time comes from the
- * committed state (last_run_usec), so schedules survive restarts, and a run cut short by a
- * crash is simply due again and resumes from its committed cursor. Folders named by a
+ * (sd_scheduler_pick). A "manual" connector runs only when asked: no folder watch. The next run
+ * time comes from the committed state (last_run_usec), so schedules survive restarts, and a run cut
+ * short by a crash is simply due again and resumes from its committed cursor. Folders named by a
  * connector's watch_dir are watched with inotify (plus the schedule as a periodic rescan) and
  * trigger a run as soon as something lands.
  *

@@ -589,12 +589,12 @@ static char *tag_name(const struct scan *sc, size_t i)
 /* Whether the declared encoding is allowed for a document whose code units are `width` wide. */
 static bool encoding_allowed(const char *enc, int width)
 {
+    /* UTF-16 in an 8-bit document: libxml2 refuses that itself. */
     static const char *const narrow[] = {
-        "UTF-8", "UTF8", "US-ASCII", "ASCII", "ISO-8859-", "ISO8859-", "ISO_8859-", "LATIN",
-        "WINDOWS-", "CP125", "CP1252", "KOI8-", "SHIFT_JIS", "SHIFT-JIS", "SJIS", "EUC-",
-        "GB2312", "GBK", "GB18030", "BIG5", "TIS-620",
-        "UTF-16", "UTF16", /* in an 8-bit document libxml2 refuses these itself */
-    };
+        "UTF-8",     "UTF8",    "US-ASCII", "ASCII",  "ISO-8859-", "ISO8859-",
+        "ISO_8859-", "LATIN",   "WINDOWS-", "CP125",  "KOI8-",     "SHIFT_JIS",
+        "SHIFT-JIS", "SJIS",    "EUC-",     "GB2312", "GBK",       "GB18030",
+        "BIG5",      "TIS-620", "UTF-16",   "UTF16"};
     static const char *const wide2[] = {"UTF-16", "UTF16", "UCS-2", "UCS2", "ISO-10646-UCS-2"};
     static const char *const wide4[] = {"UTF-32", "UTF32", "UCS-4", "UCS4", "ISO-10646-UCS-4"};
     const char *const *list = width == 1 ? narrow : width == 2 ? wide2 : wide4;
@@ -720,8 +720,9 @@ static int prescan(const char *buf, size_t len, char **ret_error)
             line += c == '\n';
             if ((i - start) * (size_t)sc.width > SD_FEED_MAX_TAG_BYTES) {
                 char *name = tag_name(&sc, start + 1);
-                int r = fail(ret_error, "line %zu: start tag of element '%s' is longer than %zu KiB",
-                             tag_line, name, SD_FEED_MAX_TAG_BYTES >> 10);
+                int r =
+                    fail(ret_error, "line %zu: start tag of element '%s' is longer than %zu KiB",
+                         tag_line, name, SD_FEED_MAX_TAG_BYTES >> 10);
                 free(name);
                 return r;
             }

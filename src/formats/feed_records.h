@@ -56,9 +56,9 @@
  * would exceed four conversions per document node. An XPath that selects nothing is not an error:
  * empty array. Also refused, before libxml2 reads anything: an element with more than
  * SD_FEED_MAX_ATTRIBUTES attributes ("line 3: element 'Sale' has more than 256 attributes"; libxml2
- * checks attributes pairwise, so 100,000 of them would cost it 19 s of CPU), a start tag longer than
- * SD_FEED_MAX_TAG_BYTES, and an encoding a byte scan cannot read (EBCDIC, UTF-7, ISO-2022, or a
- * declaration switching an 8-bit document to UTF-16LE/UTF-32: "line 1: encoding 'UTF-7' is not
+ * checks attributes pairwise, so 100,000 of them would cost it 19 s of CPU), a start tag longer
+ * than SD_FEED_MAX_TAG_BYTES, and an encoding a byte scan cannot read (EBCDIC, UTF-7, ISO-2022, or
+ * a declaration switching an 8-bit document to UTF-16LE/UTF-32: "line 1: encoding 'UTF-7' is not
  * accepted ..."). */
 int sd_xml_records(const char *buf, size_t len, const char *xpath, json_t **ret, char **ret_error);
 

@@ -649,8 +649,7 @@ static void test_xml_stop(void **state)
     atomic_bool stop = true;
     json_t *got = (json_t *)0x1;
     char *err = NULL;
-    assert_int_equal(sd_xml_records_until(b.data, b.len, "/r/a", &stop, &got, &err),
-                     -ECANCELED);
+    assert_int_equal(sd_xml_records_until(b.data, b.len, "/r/a", &stop, &got, &err), -ECANCELED);
     assert_ptr_equal(got, (json_t *)0x1);
     assert_string_equal(err, "parse stopped: the hub is shutting down");
     free(err);

@@ -19,8 +19,8 @@ static size_t start_all(struct sd_scheduler_candidate *c, size_t n, size_t *orde
 {
     size_t k = 0;
     for (;;) {
-        ssize_t p = sd_scheduler_pick(c, n, SD_SCHEDULER_MAX_RUNS,
-                                      SD_SCHEDULER_MAX_RUNS_PER_TENANT);
+        ssize_t p =
+            sd_scheduler_pick(c, n, SD_SCHEDULER_MAX_RUNS, SD_SCHEDULER_MAX_RUNS_PER_TENANT);
         if (p < 0) {
             return k;
         }
@@ -49,15 +49,13 @@ static void test_tenant_cap(void **state)
     assert_true(c[0].running && c[1].running);
     assert_false(c[2].running || c[3].running);
     /* While tenant 1 has two running, its third stays waiting even with free slots. */
-    assert_int_equal(sd_scheduler_pick(c, 5, SD_SCHEDULER_MAX_RUNS,
-                                       SD_SCHEDULER_MAX_RUNS_PER_TENANT),
-                     -1);
+    assert_int_equal(
+        sd_scheduler_pick(c, 5, SD_SCHEDULER_MAX_RUNS, SD_SCHEDULER_MAX_RUNS_PER_TENANT), -1);
     /* One of tenant 1's runs ends: its next waiting one starts. */
     c[0].running = false;
     c[0].due_usec = NOT_DUE;
-    assert_int_equal(sd_scheduler_pick(c, 5, SD_SCHEDULER_MAX_RUNS,
-                                       SD_SCHEDULER_MAX_RUNS_PER_TENANT),
-                     2);
+    assert_int_equal(
+        sd_scheduler_pick(c, 5, SD_SCHEDULER_MAX_RUNS, SD_SCHEDULER_MAX_RUNS_PER_TENANT), 2);
 }
 
 static void test_global_cap(void **state)
@@ -83,9 +81,9 @@ static void test_round_robin(void **state)
     /* Tenant 1 waited longest for three runs, tenants 2 and 3 one each: round robin gives
      * tenants 1, 2 and 3 one each (by wait), then tenant 1 its second. */
     struct sd_scheduler_candidate c[] = {
-        {.tenant_id = 1, .due_usec = 1},   {.tenant_id = 1, .due_usec = 2},
-        {.tenant_id = 1, .due_usec = 3},   {.tenant_id = 3, .due_usec = 50},
-        {.tenant_id = 2, .due_usec = 40},  {.tenant_id = 2, .due_usec = NOT_DUE},
+        {.tenant_id = 1, .due_usec = 1},  {.tenant_id = 1, .due_usec = 2},
+        {.tenant_id = 1, .due_usec = 3},  {.tenant_id = 3, .due_usec = 50},
+        {.tenant_id = 2, .due_usec = 40}, {.tenant_id = 2, .due_usec = NOT_DUE},
     };
     size_t order[8];
     size_t k = start_all(c, 6, order);

@@ -161,8 +161,9 @@ static int build_body(struct sd_connector_ctx *ctx, const struct sd_http_respons
         r = xml ? sd_xml_records_until(buf, len, str(ctx, "xpath"), ctx->stop, &records, &err)
                 : sd_json_records(buf, len, str(ctx, "records_pointer"), &records, &err);
         if (r == -ECANCELED) {
-            r = sd_connector_fail(ctx, -ECANCELED, "stopped while reading the feed: the hub is "
-                                                   "shutting down");
+            r = sd_connector_fail(ctx, -ECANCELED,
+                                  "stopped while reading the feed: the hub is "
+                                  "shutting down");
             goto out;
         }
         if (r < 0) {
