@@ -37,7 +37,8 @@ void sd_api_reply_validation(struct sd_req *req, const struct sd_issues *errors)
 
 void sd_api_reply_store_error(struct sd_req *req, int err)
 {
-    sd_log(SD_LOG_ERROR, "store operation failed", "request_id=%s err=%d", req->request_id, err);
+    sd_log(SD_LOG_ERROR, "store operation failed", "request_id=%s " SD_LOG_ERR_FMT, req->request_id,
+           SD_LOG_ERR_ARGS(err));
     sd_req_reply_error(req, 500, "internal_error",
                        "the request could not be stored; nothing was applied. Quote the "
                        "request id when reporting this");

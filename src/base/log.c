@@ -112,3 +112,15 @@ void sd_log(enum sd_log_level lvl, const char *msg, const char *fmt, ...)
     }
     pthread_mutex_unlock(&buf_lock);
 }
+
+const char *sd_log_reason(int err)
+{
+    static _Thread_local char text[128];
+    int e = err < 0 ? -err : err;
+    /* GNU strerror_r: returns a static string or fills text; never fails. */
+    const char *r = strerror_r(e, text, sizeof(text));
+    if (r != text) {
+        snprintf(text, sizeof(text), "%s", r);
+    }
+    return text;
+}

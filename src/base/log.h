@@ -12,6 +12,14 @@ void sd_log_set_level(enum sd_log_level lvl);
 void sd_log(enum sd_log_level lvl, const char *msg, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The reason text of an errno for a log line: sd_log_reason(-ECONNREFUSED) is "Connection
+ * refused" (negative or positive codes; 0 is "Success"). Thread-safe: the text is in a per-thread
+ * buffer, valid until the thread's next call, so use it once per sd_log call. Every line that
+ * prints a negative errno prints its reason too, through these two: */
+const char *sd_log_reason(int err);
+#define SD_LOG_ERR_FMT "err=%d reason=\"%s\""
+#define SD_LOG_ERR_ARGS(e) (e), sd_log_reason(e)
+
 /* Write out buffered info/debug lines (see log.c). Safe from any thread; runs at exit. */
 void sd_log_flush(void);
 

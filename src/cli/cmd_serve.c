@@ -176,7 +176,8 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
         sd_log_flush();
         int ar = sd_auth_refresh(hub->auth);
         if (ar < 0) {
-            sd_log(SD_LOG_WARN, "cannot reload settings; keeping the current ones", "err=%d", ar);
+            sd_log(SD_LOG_WARN, "cannot reload settings; keeping the current ones", SD_LOG_ERR_FMT,
+                   SD_LOG_ERR_ARGS(ar));
         }
         if (sd_mono_usec() > next_purge) {
             next_purge = sd_mono_usec() + 3600LL * 1000000;

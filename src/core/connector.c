@@ -223,8 +223,9 @@ int sd_connector_run_source(struct sd_hub *hub, const char *name, int64_t tenant
         }
     }
     sd_log(r == 0 ? SD_LOG_INFO : SD_LOG_ERROR, "connector run finished",
-           "connector=\"[%s/%s]\" records=%llu rejected=%llu err=%d", c->name, id,
-           (unsigned long long)ctx.records_in, (unsigned long long)ctx.records_rejected, r);
+           "connector=\"[%s/%s]\" records=%llu rejected=%llu " SD_LOG_ERR_FMT, c->name, id,
+           (unsigned long long)ctx.records_in, (unsigned long long)ctx.records_rejected,
+           SD_LOG_ERR_ARGS(r));
     json_decref(checked);
     if (ret_records) {
         *ret_records = ctx.records_in;

@@ -401,8 +401,9 @@ finish:
         json_decref(st);
     }
     sd_log(r == 0 ? SD_LOG_INFO : SD_LOG_ERROR, "connector run finished",
-           "connector=\"[%s/%s]\" records=%llu rejected=%llu err=%d", conf->type, conf->id,
-           (unsigned long long)ctx.records_in, (unsigned long long)ctx.records_rejected, r);
+           "connector=\"[%s/%s]\" records=%llu rejected=%llu " SD_LOG_ERR_FMT, conf->type, conf->id,
+           (unsigned long long)ctx.records_in, (unsigned long long)ctx.records_rejected,
+           SD_LOG_ERR_ARGS(r));
     sd_issues_release(&errors);
     sd_mapping_free(mapping);
     json_decref(checked);

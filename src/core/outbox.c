@@ -542,7 +542,7 @@ static void finish(struct sd_outbox *o, const struct sd_delivery *d, int64_t lea
         sd_log(SD_LOG_ERROR,
                "cannot record a delivery outcome; it is sent again when its lease "
                "runs out",
-               "delivery=%s err=%d", d->id, r);
+               "delivery=%s " SD_LOG_ERR_FMT, d->id, SD_LOG_ERR_ARGS(r));
     }
     free(text);
 }
@@ -657,8 +657,8 @@ static void process(struct sd_outbox *o, struct sd_delivery *d)
     int64_t lease = sd_now_usec() + ts.timeout_seconds * 1000000 + SD_OUTBOX_LEASE_MARGIN_USEC;
     r = sd_store_delivery_renew(hub->store, d->id, d->lease_until_usec, lease);
     if (r < 0) {
-        sd_log(SD_LOG_WARN, "delivery lease lost before sending; not sending", "delivery=%s err=%d",
-               d->id, r);
+        sd_log(SD_LOG_WARN, "delivery lease lost before sending; not sending",
+               "delivery=%s " SD_LOG_ERR_FMT, d->id, SD_LOG_ERR_ARGS(r));
         goto out;
     }
     d->lease_until_usec = lease;
@@ -815,8 +815,8 @@ static void *worker(void *arg)
         }
         if (r != -ENOENT && sd_mono_usec() - last_error_log > 60LL * 1000000) {
             last_error_log = sd_mono_usec();
-            sd_log(SD_LOG_ERROR, "outbox cannot read or claim deliveries; trying again", "err=%d",
-                   r);
+            sd_log(SD_LOG_ERROR, "outbox cannot read or claim deliveries; trying again",
+                   SD_LOG_ERR_FMT, SD_LOG_ERR_ARGS(r));
         }
         /* Nothing may go now (e.g. rate-limited): poll again soon, the plan has the times. */
         nap(o, r == -ENOENT ? 250LL * 1000 : POLL_MAX_USEC, seen);

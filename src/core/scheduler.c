@@ -32,6 +32,7 @@ struct inst {
     int64_t request_seen_usec; /* run_requested_usec already honoured */
     int64_t next_usec;
     bool due_now; /* an inotify event or a request */
+    int64_t due_set_usec; /* when due_now was set (for the fair pick) */
     bool running, gone, done;
     pthread_t thread;
     struct sd_connector_live live;
@@ -39,6 +40,14 @@ struct inst {
     int watch_wd;
     struct sd_scheduler *owner;
 };
+
+static void mark_due(struct inst *in, int64_t now)
+{
+    if (!in->due_now) {
+        in->due_now = true;
+        in->due_set_usec = now;
+    }
+}
 
 struct sd_scheduler {
     struct sd_hub *hub;
@@ -107,7 +116,9 @@ static void set_watch(struct sd_scheduler *s, struct inst *in)
 {
     const struct sd_connector *c = sd_connector_find(in->conf.type);
     in->watch_wd = -1;
-    if (!c || !c->watch_dir || s->inotify_fd < 0) {
+    /* "manual" means only when asked: a dropped file waits for "run now". */
+    bool manual = in->sched_ok && in->sched.kind == SD_SCHED_MANUAL;
+    if (!c || !c->watch_dir || s->inotify_fd < 0 || manual) {
         return;
     }
     json_t *settings = json_loads(in->conf.settings, 0, NULL);
@@ -117,7 +128,7 @@ static void set_watch(struct sd_scheduler *s, struct inst *in)
         /* A connector that never ran may find files already there (dropped before the watch
          * existed): look once now. Others rescan on their schedule. */
         if (in->last_run_usec == 0) {
-            in->due_now = true;
+            mark_due(in, sd_now_usec());
         }
     }
     json_decref(settings);
@@ -153,7 +164,7 @@ static void reload(struct sd_scheduler *s)
             int64_t req = confs[i].run_requested_usec;
             if (req > in->request_seen_usec) {
                 in->request_seen_usec = req;
-                in->due_now = true;
+                mark_due(in, now);
             }
             if (changed) {
                 drop_watch(s, in);
@@ -177,12 +188,12 @@ static void reload(struct sd_scheduler *s)
             in->last_run_usec = json_is_integer(lr) ? json_integer_value(lr) : 0;
             json_t *rs = json_object_get(state, "run_started_usec");
             if (json_is_integer(rs) && json_integer_value(rs) > in->last_run_usec) {
-                in->due_now = true; /* a run was cut short (crash): resume it now */
+                mark_due(in, now); /* a run was cut short (crash): resume it now */
             }
         }
         json_decref(state);
         if (in->conf.run_requested_usec > in->last_run_usec) {
-            in->due_now = true;
+            mark_due(in, now);
         }
         in->request_seen_usec = in->conf.run_requested_usec;
         set_watch(s, in);
@@ -226,7 +237,6 @@ static void *run_thread(void *arg)
 static void dispatch(struct sd_scheduler *s)
 {
     int64_t now = sd_now_usec();
-    size_t running = 0;
     for (size_t i = 0; i < s->n; i++) {
         struct inst *in = s->v[i];
         if (in->running && in->done) {
@@ -238,25 +248,30 @@ static void dispatch(struct sd_scheduler *s)
             in->last_run_usec = in->run_started_usec;
             plan(in, now);
         }
-        running += in->running;
     }
     if (s->stop) {
         return;
     }
+    struct sd_scheduler_candidate *cand = sd_calloc(s->n ? s->n : 1, sizeof(*cand));
     for (;;) {
-        struct inst *best = NULL;
         for (size_t i = 0; i < s->n; i++) {
             struct inst *in = s->v[i];
-            if (in->gone || in->running || !(in->due_now || in->next_usec <= now)) {
-                continue;
+            int64_t due = in->next_usec;
+            if (in->due_now && in->due_set_usec < due) {
+                due = in->due_set_usec;
             }
-            if (!best || in->next_usec < best->next_usec) {
-                best = in;
-            }
+            cand[i] = (struct sd_scheduler_candidate){
+                .tenant_id = in->conf.tenant_id,
+                .due_usec = in->gone || !(in->due_now || in->next_usec <= now) ? INT64_MAX : due,
+                .running = in->running,
+            };
         }
-        if (!best || running >= SD_SCHEDULER_MAX_RUNS) {
-            return;
+        ssize_t pick =
+            sd_scheduler_pick(cand, s->n, SD_SCHEDULER_MAX_RUNS, SD_SCHEDULER_MAX_RUNS_PER_TENANT);
+        if (pick < 0) {
+            break;
         }
+        struct inst *best = s->v[pick];
         best->due_now = false;
         best->running = true;
         best->done = false;
@@ -264,10 +279,54 @@ static void dispatch(struct sd_scheduler *s)
         if (pthread_create(&best->thread, NULL, run_thread, best) != 0) {
             best->running = false;
             sd_log(SD_LOG_ERROR, "could not start a connector run", "connector=%s", best->conf.id);
-            return;
+            break;
         }
-        running++;
     }
+    free(cand);
+}
+
+ssize_t sd_scheduler_pick(const struct sd_scheduler_candidate *c, size_t n, size_t max_runs,
+                          size_t max_per_tenant)
+{
+    /* The tenants of the runs going: fewer than max_runs of them, so counting a candidate's
+     * tenant load costs O(max_runs), the whole pick O(n * max_runs). */
+    size_t running = 0;
+    for (size_t i = 0; i < n; i++) {
+        running += c[i].running;
+    }
+    if (running >= max_runs) {
+        return -1;
+    }
+    int64_t *busy = sd_calloc(running ? running : 1, sizeof(*busy));
+    size_t nb = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].running) {
+            busy[nb++] = c[i].tenant_id;
+        }
+    }
+    /* Among due candidates whose tenant is under its cap: the tenant with the fewest runs going
+     * first (one each before anyone gets a second: round robin), then the longest wait. */
+    ssize_t best = -1;
+    size_t best_load = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].running || c[i].due_usec == INT64_MAX) {
+            continue;
+        }
+        size_t load = 0;
+        for (size_t k = 0; k < nb; k++) {
+            load += busy[k] == c[i].tenant_id;
+        }
+        if (load >= max_per_tenant) {
+            continue;
+        }
+        if (best < 0 || load < best_load ||
+            (load == best_load && c[i].due_usec < c[best].due_usec)) {
+            best = (ssize_t)i;
+            best_load = load;
+        }
+    }
+    free(busy);
+    return best;
 }
 
 static void drain_inotify(struct sd_scheduler *s)
@@ -282,7 +341,7 @@ static void drain_inotify(struct sd_scheduler *s)
             struct inotify_event *ev = (struct inotify_event *)p;
             for (size_t i = 0; i < s->n; i++) {
                 if (s->v[i]->watch_wd == ev->wd && ev->len > 0 && ev->name[0] != '.') {
-                    s->v[i]->due_now = true;
+                    mark_due(s->v[i], sd_now_usec());
                 }
             }
             p += sizeof(*ev) + ev->len;

@@ -4,9 +4,11 @@
  * list when it changes, so instances added, changed, removed or asked to "run now" by the admin
  * API or the CLI (another process) are seen within a second. Each due instance runs on a
  * thread of its own; one instance never runs twice at once; at most SD_SCHEDULER_MAX_RUNS
- * instances run together (the rest wait, in due order). The next run time comes from the
- * committed state (last_run_usec), so schedules survive restarts, and a run cut short by a
- * crash is simply due again and resumes from its committed cursor. Folders named by a
+ * instances run together and at most SD_SCHEDULER_MAX_RUNS_PER_TENANT of one tenant, so one
+ * tenant's slow runs cannot starve the others' schedules; the rest wait and are picked fairly
+ * (sd_scheduler_pick). A "manual" connector runs only when asked: no folder watch. The next run
+ * time comes from the committed state (last_run_usec), so schedules survive restarts, and a run cut
+ * short by a crash is simply due again and resumes from its committed cursor. Folders named by a
  * connector's watch_dir are watched with inotify (plus the schedule as a periodic rescan) and
  * trigger a run as soon as something lands.
  *
@@ -15,10 +17,30 @@
 #define SD_CORE_SCHEDULER_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
 
 #include "core/hub.h"
 
 #define SD_SCHEDULER_MAX_RUNS 4
+#define SD_SCHEDULER_MAX_RUNS_PER_TENANT 2
+
+/* One connector instance as the pick sees it. */
+struct sd_scheduler_candidate {
+    int64_t tenant_id;
+    int64_t due_usec; /* since when it is due (earliest of its schedule slot and any drop or
+                         request); INT64_MAX when not due */
+    bool running;
+};
+
+/* The run to start next among n candidates, or -1 when none may start: not while max_runs run
+ * in all; never one that is running, not due, or whose tenant already runs max_per_tenant.
+ * Fair across tenants: the tenant with the fewest runs going wins (round robin), then the one
+ * that waited longest, then the lower index. Pure function (the scheduler's loop calls it with
+ * its lock held; tests call it directly). */
+ssize_t sd_scheduler_pick(const struct sd_scheduler_candidate *c, size_t n, size_t max_runs,
+                          size_t max_per_tenant);
 
 struct sd_scheduler;
 

@@ -46,7 +46,8 @@ static void run_group(struct sd_writer *w, struct sd_write_job *group)
     if (r < 0) {
         /* Nothing was written: these requests fail (500, the client retries) but the store is
          * not broken — typically another process held the write lock past busy_timeout. */
-        sd_log(SD_LOG_ERROR, "store begin failed; failing this group", "err=%d", r);
+        sd_log(SD_LOG_ERROR, "store begin failed; failing this group", SD_LOG_ERR_FMT,
+               SD_LOG_ERR_ARGS(r));
         fail_group(group, -EIO);
         return;
     }
@@ -75,7 +76,8 @@ static void run_group(struct sd_writer *w, struct sd_write_job *group)
     sd_metrics_commit_observe(sd_mono_usec() - t0);
     if (r < 0) {
         atomic_store(&w->broken, true);
-        sd_log(SD_LOG_ERROR, "store commit failed; store is broken until restart", "err=%d", r);
+        sd_log(SD_LOG_ERROR, "store commit failed; store is broken until restart", SD_LOG_ERR_FMT,
+               SD_LOG_ERR_ARGS(r));
         sd_store_write_rollback(w->st);
         fail_group(group, -EIO);
         return;

@@ -33,9 +33,12 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <libxml/encoding.h>
 #include <libxml/parser.h>
@@ -52,6 +55,7 @@
 #define XPATH_OPS_PER_BYTE 16UL
 #define CONVERSIONS_PER_NODE 4 /* output budget for overlapping selections */
 #define DOCTYPE_REFUSED "DOCTYPE/entity declarations are not accepted"
+#define PUSH_CHUNK_BYTES ((size_t)256 * 1024) /* parse step between stop checks */
 
 /* libxml2 2.12 made the structured error handler take a const pointer. */
 #if LIBXML_VERSION >= 21200
@@ -101,6 +105,14 @@ static int fail(char **ret_error, const char *fmt, ...)
     return -EINVAL;
 }
 
+static int stopped(char **ret_error)
+{
+    if (ret_error) {
+        *ret_error = sd_strdup("parse stopped: the hub is shutting down");
+    }
+    return -ECANCELED;
+}
+
 /* ---- XML: libxml2 setup and error capture ------------------------------------------------- */
 
 static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
@@ -114,6 +126,7 @@ static void xml_init(void)
 struct xml_report {
     char *message; /* libxml2's text, trailing newline removed; NULL until an error */
     int line;      /* 0 when unknown (XPath, encoding) */
+    int code;      /* libxml2's xmlParserErrors */
     int offset;    /* XPath: byte offset of the error in the expression, else -1 */
     bool doctype;  /* the document had a DOCTYPE: refused */
     int doctype_line;
@@ -130,6 +143,7 @@ static void report_error(struct xml_report *r, const xmlError *err)
         r->message = sd_strdup("unknown error");
     }
     r->line = err->line;
+    r->code = err->code;
     r->offset = err->domain == XML_FROM_XPATH ? err->int1 : -1;
 }
 
@@ -417,7 +431,7 @@ static void register_root_namespaces(xmlXPathContextPtr xp, const xmlNode *root)
 
 /* Evaluate xpath on doc and convert the selection. Returns 0 or -EINVAL with *ret_error. */
 static int select_records(xmlDocPtr doc, size_t len, const char *xpath, struct xml_report *rep,
-                          json_t **ret, char **ret_error)
+                          const atomic_bool *stop, json_t **ret, char **ret_error)
 {
     int r;
     xmlXPathContextPtr xp = xmlXPathNewContext(doc);
@@ -474,6 +488,10 @@ static int select_records(xmlDocPtr doc, size_t len, const char *xpath, struct x
     cv.budget = CONVERSIONS_PER_NODE * count_nodes(root);
     out = json_array();
     for (size_t i = 0; i < n; i++) {
+        if (stop && (i & 1023) == 0 && atomic_load(stop)) {
+            r = stopped(ret_error);
+            goto out;
+        }
         json_t *rec = convert_element(&cv, set->nodeTab[i], 1, xpath);
         if (!rec) {
             r = fail(ret_error, "%s", cv.error);
@@ -491,6 +509,243 @@ out:
     xmlXPathFreeCompExpr(comp);
     xmlXPathFreeContext(xp);
     return r;
+}
+
+/* ---- XML: start tag pre-scan ---------------------------------------------------------------- */
+
+/* libxml2 2.9 checks each attribute of a start tag against all the earlier ones (duplicates,
+ * namespace bindings): 100,000 attributes on one element cost 19 s of CPU, 200,000 nine minutes,
+ * all spent before any callback of ours runs. So the document is scanned first, linearly, and a
+ * start tag with more than SD_FEED_MAX_ATTRIBUTES attributes or longer than
+ * SD_FEED_MAX_TAG_BYTES is refused before libxml2 sees it.
+ *
+ * The scan reads code units (1, 2 or 4 bytes, as the first bytes announce) and knows just enough
+ * XML to find start tags: comments, CDATA sections and processing instructions are skipped, and
+ * inside a tag quoted values are skipped; each '=' outside quotes is one attribute (every
+ * attribute needs one; one without is a well-formedness error). Where the scan and libxml2 could
+ * disagree is malformed markup, and there libxml2 stops at its first error (and the push parser
+ * below takes no chunk after it). An encoding that could hide '<', '=' or quotes from a byte scan
+ * (UTF-7, ISO-2022, EBCDIC, a switch to UTF-16/32 declared inside an 8-bit document) is refused:
+ * the declared encoding must be one of the ASCII-compatible families below. */
+
+struct scan {
+    const unsigned char *p;
+    size_t n;  /* code units */
+    int width; /* bytes per code unit: 1, 2 or 4 */
+    bool be;
+};
+
+static uint32_t unit(const struct scan *sc, size_t i)
+{
+    const unsigned char *u = sc->p + i * (size_t)sc->width;
+    switch (sc->width) {
+    case 2: return sc->be ? (uint32_t)(u[0] << 8 | u[1]) : (uint32_t)(u[1] << 8 | u[0]);
+    case 4:
+        return sc->be ? ((uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3])
+                      : ((uint32_t)u[3] << 24 | (uint32_t)u[2] << 16 | (uint32_t)u[1] << 8 | u[0]);
+    default: return u[0];
+    }
+}
+
+static bool unit_is(const struct scan *sc, size_t i, const char *s)
+{
+    for (size_t k = 0; s[k]; k++) {
+        if (i + k >= sc->n || unit(sc, i + k) != (unsigned char)s[k]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Index just past the first `end` at or after i (lines counted), or sc->n. */
+static size_t skip_past(const struct scan *sc, size_t i, const char *end, size_t *line)
+{
+    for (; i < sc->n; i++) {
+        if (unit_is(sc, i, end)) {
+            return i + strlen(end);
+        }
+        *line += unit(sc, i) == '\n';
+    }
+    return sc->n;
+}
+
+/* The element name at i, for messages: printable ASCII kept, anything else '?', at most 64. */
+static char *tag_name(const struct scan *sc, size_t i)
+{
+    struct sd_buf b;
+    sd_buf_init(&b);
+    for (; i < sc->n && b.len < 64; i++) {
+        uint32_t c = unit(sc, i);
+        if (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '/' || c == '>' || c == '<' ||
+            c == '=') {
+            break;
+        }
+        char ch = c > 0x20 && c < 0x7f && c != '\'' ? (char)c : '?';
+        sd_buf_append(&b, &ch, 1);
+    }
+    return b.data ? sd_buf_steal(&b) : sd_strdup("?");
+}
+
+/* Whether the declared encoding is allowed for a document whose code units are `width` wide. */
+static bool encoding_allowed(const char *enc, int width)
+{
+    /* UTF-16 in an 8-bit document: libxml2 refuses that itself. */
+    static const char *const narrow[] = {
+        "UTF-8",     "UTF8",    "US-ASCII", "ASCII",  "ISO-8859-", "ISO8859-",
+        "ISO_8859-", "LATIN",   "WINDOWS-", "CP125",  "KOI8-",     "SHIFT_JIS",
+        "SHIFT-JIS", "SJIS",    "EUC-",     "GB2312", "GBK",       "GB18030",
+        "BIG5",      "TIS-620", "UTF-16",   "UTF16"};
+    static const char *const wide2[] = {"UTF-16", "UTF16", "UCS-2", "UCS2", "ISO-10646-UCS-2"};
+    static const char *const wide4[] = {"UTF-32", "UTF32", "UCS-4", "UCS4", "ISO-10646-UCS-4"};
+    const char *const *list = width == 1 ? narrow : width == 2 ? wide2 : wide4;
+    size_t n = width == 1   ? sizeof(narrow) / sizeof(*narrow)
+               : width == 2 ? sizeof(wide2) / sizeof(*wide2)
+                            : sizeof(wide4) / sizeof(*wide4);
+    for (size_t i = 0; i < n; i++) {
+        size_t k = strlen(list[i]);
+        bool prefix = list[i][k - 1] == '-' || strcmp(list[i], "LATIN") == 0 ||
+                      strcmp(list[i], "CP125") == 0 || strcmp(list[i], "BIG5") == 0;
+        if (width == 1 && (strcmp(list[i], "UTF-16") == 0 || strcmp(list[i], "UTF16") == 0)) {
+            prefix = false; /* "UTF-16LE" would switch the decoder: not allowed here */
+        }
+        if (width > 1) {
+            prefix = true; /* UTF-16LE, UCS-4BE ... all read as the detected width */
+        }
+        if (prefix ? strncasecmp(enc, list[i], k) == 0 : strcasecmp(enc, list[i]) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The encoding named by an XML declaration at the start (NULL when none); ASCII only. */
+static char *declared_encoding(const struct scan *sc)
+{
+    size_t i = 0;
+    if (sc->width == 1 && sc->n >= 3 && sc->p[0] == 0xEF && sc->p[1] == 0xBB && sc->p[2] == 0xBF) {
+        i = 3;
+    } else if (sc->n > 0 && unit(sc, 0) == 0xFEFF) {
+        i = 1;
+    }
+    if (!unit_is(sc, i, "<?xml")) {
+        return NULL;
+    }
+    size_t end = i;
+    while (end < sc->n && end < i + 512 && !unit_is(sc, end, "?>")) {
+        end++;
+    }
+    for (size_t k = i; k + 8 < end; k++) {
+        if (!unit_is(sc, k, "encoding")) {
+            continue;
+        }
+        k += 8;
+        while (k < end && (unit(sc, k) == ' ' || unit(sc, k) == '=' || unit(sc, k) == '\t')) {
+            k++;
+        }
+        if (k >= end || (unit(sc, k) != '"' && unit(sc, k) != '\'')) {
+            return NULL; /* malformed: libxml2 says so */
+        }
+        uint32_t q = unit(sc, k++);
+        struct sd_buf b;
+        sd_buf_init(&b);
+        for (; k < end && unit(sc, k) != q && b.len < 64; k++) {
+            uint32_t c = unit(sc, k);
+            char ch = c > 0x20 && c < 0x7f && c != '\'' ? (char)c : '?';
+            sd_buf_append(&b, &ch, 1);
+        }
+        return b.data ? sd_buf_steal(&b) : sd_strdup("");
+    }
+    return NULL;
+}
+
+/* 0, or -EINVAL with a message naming the line. */
+static int prescan(const char *buf, size_t len, char **ret_error)
+{
+    struct scan sc = {.p = (const unsigned char *)buf, .width = 1};
+    if (len >= 4) {
+        switch (xmlDetectCharEncoding((const unsigned char *)buf, 4)) {
+        case XML_CHAR_ENCODING_UTF16LE: sc.width = 2; break;
+        case XML_CHAR_ENCODING_UTF16BE: sc.width = 2, sc.be = true; break;
+        case XML_CHAR_ENCODING_UCS4LE: sc.width = 4; break;
+        case XML_CHAR_ENCODING_UCS4BE: sc.width = 4, sc.be = true; break;
+        case XML_CHAR_ENCODING_UCS4_2143:
+        case XML_CHAR_ENCODING_UCS4_3412:
+        case XML_CHAR_ENCODING_EBCDIC:
+            return fail(ret_error, "line 1: the document's encoding is not accepted (use UTF-8, "
+                                   "UTF-16, UTF-32 or an ASCII-compatible 8-bit encoding)");
+        default: break;
+        }
+    }
+    sc.n = len / (size_t)sc.width;
+    char *enc = declared_encoding(&sc);
+    if (enc && !encoding_allowed(enc, sc.width)) {
+        int r = fail(ret_error,
+                     "line 1: encoding '%s' is not accepted (use UTF-8, UTF-16, UTF-32 or an "
+                     "ASCII-compatible 8-bit encoding)",
+                     enc);
+        free(enc);
+        return r;
+    }
+    free(enc);
+
+    size_t line = 1;
+    for (size_t i = 0; i < sc.n;) {
+        uint32_t c = unit(&sc, i);
+        if (c != '<') {
+            line += c == '\n';
+            i++;
+            continue;
+        }
+        if (unit_is(&sc, i, "<!--")) {
+            i = skip_past(&sc, i + 4, "-->", &line);
+            continue;
+        }
+        if (unit_is(&sc, i, "<![CDATA[")) {
+            i = skip_past(&sc, i + 9, "]]>", &line);
+            continue;
+        }
+        if (unit_is(&sc, i, "<?")) {
+            i = skip_past(&sc, i + 2, "?>", &line);
+            continue;
+        }
+        if (unit_is(&sc, i, "<!") || unit_is(&sc, i, "</")) {
+            i += 2;
+            continue;
+        }
+        /* A start tag: count attributes up to its '>' (or a '<' that ends malformed markup). */
+        size_t start = i, tag_line = line, attrs = 0;
+        uint32_t quote = 0;
+        for (i++; i < sc.n; i++) {
+            c = unit(&sc, i);
+            line += c == '\n';
+            if ((i - start) * (size_t)sc.width > SD_FEED_MAX_TAG_BYTES) {
+                char *name = tag_name(&sc, start + 1);
+                int r =
+                    fail(ret_error, "line %zu: start tag of element '%s' is longer than %zu KiB",
+                         tag_line, name, SD_FEED_MAX_TAG_BYTES >> 10);
+                free(name);
+                return r;
+            }
+            if (c == '<') {
+                break; /* not legal in a tag or a value: libxml2 stops here */
+            }
+            if (quote) {
+                quote = c == quote ? 0 : quote;
+            } else if (c == '"' || c == '\'') {
+                quote = c;
+            } else if (c == '>') {
+                i++;
+                break;
+            } else if (c == '=' && ++attrs > SD_FEED_MAX_ATTRIBUTES) {
+                char *name = tag_name(&sc, start + 1);
+                int r = fail(ret_error, "line %zu: element '%s' has more than %d attributes",
+                             tag_line, name, SD_FEED_MAX_ATTRIBUTES);
+                free(name);
+                return r;
+            }
+        }
+    }
+    return 0;
 }
 
 /* Whether the document starts like UTF-16 or UCS-4 (BOM or "<?" pattern). */
@@ -511,6 +766,12 @@ static bool wide_encoding(const char *buf, size_t len)
 }
 
 int sd_xml_records(const char *buf, size_t len, const char *xpath, json_t **ret, char **ret_error)
+{
+    return sd_xml_records_until(buf, len, xpath, NULL, ret, ret_error);
+}
+
+int sd_xml_records_until(const char *buf, size_t len, const char *xpath, const atomic_bool *stop,
+                         json_t **ret, char **ret_error)
 {
     pthread_once(&xml_once, xml_init);
     if (!ret || (!buf && len > 0)) {
@@ -542,6 +803,10 @@ int sd_xml_records(const char *buf, size_t len, const char *xpath, json_t **ret,
         }
         return fail(ret_error, "line %zu: document contains a NUL byte", line);
     }
+    int r = prescan(buf, len, ret_error);
+    if (r < 0) {
+        return r;
+    }
 
     /* Reports raised without a parser or XPath context go to this thread's handlers; take them
      * over for this call and give them back afterwards. */
@@ -553,19 +818,42 @@ int sd_xml_records(const char *buf, size_t len, const char *xpath, json_t **ret,
     xmlSetStructuredErrorFunc(&rep, on_error);
     xmlSetGenericErrorFunc(NULL, on_generic_error);
 
-    int r;
+    /* The push parser takes the document in bounded steps, so a stop request is seen between
+     * them, and it takes no further step after a fatal error. The first 4 bytes go in first:
+     * libxml2 detects the encoding from them. */
     xmlDocPtr doc = NULL;
-    xmlParserCtxtPtr ctxt = xmlNewParserCtxt();
+    size_t first = len < 4 ? len : 4;
+    xmlParserCtxtPtr ctxt = xmlCreatePushParserCtxt(NULL, NULL, buf, (int)first, NULL);
     if (!ctxt) {
         abort();
     }
+    xmlCtxtUseOptions(ctxt, XML_PARSE_NONET | XML_PARSE_COMPACT | XML_PARSE_BIG_LINES);
     ctxt->_private = &rep;
     ctxt->sax->serror = on_parser_error;
     ctxt->sax->internalSubset = on_doctype;
     ctxt->sax->entityDecl = on_entity_decl;
     ctxt->sax->externalSubset = NULL;
-    doc = xmlCtxtReadMemory(ctxt, buf, (int)len, NULL, NULL,
-                            XML_PARSE_NONET | XML_PARSE_COMPACT | XML_PARSE_BIG_LINES);
+    for (size_t off = first;; off += PUSH_CHUNK_BYTES) {
+        if (stop && atomic_load(stop)) {
+            r = stopped(ret_error);
+            goto out;
+        }
+        size_t n = len - off < PUSH_CHUNK_BYTES ? len - off : PUSH_CHUNK_BYTES;
+        xmlParseChunk(ctxt, buf + off, (int)n, n == len - off);
+        if (n == len - off || rep.message || rep.doctype || ctxt->instate == XML_PARSER_EOF) {
+            break;
+        }
+    }
+    doc = ctxt->myDoc;
+    ctxt->myDoc = NULL;
+    if (rep.message && rep.code == XML_ERR_DOCUMENT_EMPTY) {
+        /* The push parser's word for a non-blank document that does not start with markup. */
+        free(rep.message);
+        rep.message = sd_strdup("Start tag expected, '<' not found");
+    }
+    if (!ctxt->wellFormed && !rep.message && !rep.doctype) {
+        rep.message = sd_strdup("document is not well-formed");
+    }
     if (rep.doctype || (doc && (doc->intSubset || doc->extSubset))) {
         if (rep.doctype_line > 0) {
             r = fail(ret_error, "line %d: %s", rep.doctype_line, DOCTYPE_REFUSED);
@@ -583,7 +871,7 @@ int sd_xml_records(const char *buf, size_t len, const char *xpath, json_t **ret,
         }
         goto out;
     }
-    r = select_records(doc, len, xpath, &rep, ret, ret_error);
+    r = select_records(doc, len, xpath, &rep, stop, ret, ret_error);
 out:
     xmlFreeDoc(doc);
     xmlFreeParserCtxt(ctxt);

@@ -18,11 +18,14 @@
 #define SD_FEED_RECORDS_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stddef.h>
 
 #define SD_FEED_MAX_BYTES ((size_t)256 * 1024 * 1024) /* input document size */
 #define SD_FEED_MAX_RECORDS 1000000                   /* records per document */
 #define SD_FEED_MAX_DEPTH 32                          /* nesting of objects in one XML record */
+#define SD_FEED_MAX_ATTRIBUTES 256                    /* attributes of one XML element */
+#define SD_FEED_MAX_TAG_BYTES ((size_t)1024 * 1024)   /* one XML start tag, attributes included */
 
 /* Parse an XML document (at most SD_FEED_MAX_BYTES) and return the elements selected by `xpath`
  * as JSON objects, in document order (new array in *ret).
@@ -51,8 +54,19 @@
  * document size); more than SD_FEED_MAX_RECORDS records; a record nested deeper than
  * SD_FEED_MAX_DEPTH; selections that overlap so much (nested selected elements) that the output
  * would exceed four conversions per document node. An XPath that selects nothing is not an error:
- * empty array. */
+ * empty array. Also refused, before libxml2 reads anything: an element with more than
+ * SD_FEED_MAX_ATTRIBUTES attributes ("line 3: element 'Sale' has more than 256 attributes"; libxml2
+ * checks attributes pairwise, so 100,000 of them would cost it 19 s of CPU), a start tag longer
+ * than SD_FEED_MAX_TAG_BYTES, and an encoding a byte scan cannot read (EBCDIC, UTF-7, ISO-2022, or
+ * a declaration switching an 8-bit document to UTF-16LE/UTF-32: "line 1: encoding 'UTF-7' is not
+ * accepted ..."). */
 int sd_xml_records(const char *buf, size_t len, const char *xpath, json_t **ret, char **ret_error);
+
+/* sd_xml_records that also returns -ECANCELED ("parse stopped: the hub is shutting down" in
+ * *ret_error) once *stop is true: checked between parse steps of 256 KiB and every 1024 records
+ * converted, so a stop is honoured within one step's work. stop may be NULL. */
+int sd_xml_records_until(const char *buf, size_t len, const char *xpath, const atomic_bool *stop,
+                         json_t **ret, char **ret_error);
 
 /* Parse JSON text (at most SD_FEED_MAX_BYTES; duplicate keys rejected; no NUL in strings) and
  * return the array at `pointer` (RFC 6901; "" = the document itself must be an array), as a

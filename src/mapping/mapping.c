@@ -932,7 +932,17 @@ static json_t *apply_cells(const struct sd_mapping *m, enum sd_kind kind, struct
             continue;
         }
         int t = e->target;
-        if (!(sd_map_fields[t].kinds & kb) || cell_empty(c)) {
+        if (!(sd_map_fields[t].kinds & kb)) {
+            /* A member named as another kind's field (`city`, an event field, in a customers
+             * file) is, for this kind, just an unmapped member: kept under its name as the
+             * webhook keeps it. One the mapping's "fields" sends to another kind's field
+             * (EventDate → date in a sales file) was assigned there on purpose: dropped. */
+            if (e->rank == RANK_SELF && m->keep_unmapped && !cell_empty(c)) {
+                c->target = COL_KEEP;
+            }
+            continue;
+        }
+        if (cell_empty(c)) {
             continue;
         }
         c->target = t;

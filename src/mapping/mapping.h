@@ -36,7 +36,9 @@
  *    date-times without zone; named zones (Europe/Berlin, with DST) are not supported in this
  *    version. decimal_comma: true for "1.234,50".
  *  - unmapped: "keep" (default) keeps source members that are neither mapped nor model fields
- *    under their source name (the validator then warns "unknown field kept"); "drop" drops them.
+ *    of the kind applied (a column `city`, an event field, in a customers file counts as
+ *    unmapped) under their source name (the validator then warns "unknown field kept"); "drop"
+ *    drops them.
  *  - Any other member, an unknown model field or a bad format is an error; errors carry a JSON
  *    Pointer into the spec as written, under "/mapping" ("/mapping/fields/EventNo", or
  *    "/mapping/EventNo" for the shorthand).

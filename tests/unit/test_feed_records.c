@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -534,6 +535,132 @@ static void test_xml_limits(void **state)
     sd_buf_release(&b);
 }
 
+/* ---- XML: attributes per element, start tag size, encodings, stop ------------------------- */
+
+/* "<r>\n<s a0=\"0\" a1=\"1\" ...>x</s></r>" with n attributes on s. */
+static char *many_attributes(int n, const char *extra)
+{
+    struct sd_buf b;
+    sd_buf_init(&b);
+    sd_buf_puts(&b, "<r>\n<s");
+    for (int i = 0; i < n; i++) {
+        sd_buf_printf(&b, " a%d=\"%d\"", i, i);
+    }
+    sd_buf_printf(&b, "%s>x</s></r>", extra);
+    return sd_buf_steal(&b);
+}
+
+static void test_xml_attributes(void **state)
+{
+    /* 100,000 attributes on one element (19 s of libxml2 CPU before the cap) are refused with
+     * the line and the element named. */
+    char *doc = many_attributes(100000, "");
+    xml_err(doc, "/r/s", "line 2: element 's' has more than 256 attributes");
+    free(doc);
+    /* The boundary: 256 parse, 257 do not. */
+    doc = many_attributes(SD_FEED_MAX_ATTRIBUTES, "");
+    json_t *got = NULL;
+    char *err = NULL;
+    assert_int_equal(sd_xml_records(doc, strlen(doc), "/r/s", &got, &err), 0);
+    assert_int_equal(json_object_size(json_array_get(got, 0)), SD_FEED_MAX_ATTRIBUTES + 1);
+    json_decref(got);
+    free(doc);
+    doc = many_attributes(SD_FEED_MAX_ATTRIBUTES + 1, "");
+    xml_err(doc, "/r/s", "line 2: element 's' has more than 256 attributes");
+    free(doc);
+    /* '=' in quoted values, comments, CDATA, processing instructions and text is not counted. */
+    struct sd_buf b;
+    sd_buf_init(&b);
+    sd_buf_puts(&b, "<r><!-- ");
+    for (int i = 0; i < 1000; i++) {
+        sd_buf_puts(&b, "<x a='1' b=\"2\"/>");
+    }
+    sd_buf_puts(&b, " --><?pi a=1 b=2 c=3?><![CDATA[ a=1 ]]><s v=\"");
+    for (int i = 0; i < 1000; i++) {
+        sd_buf_puts(&b, "a=1 ");
+    }
+    sd_buf_puts(&b, "\">a=b</s></r>");
+    assert_int_equal(sd_xml_records(b.data, b.len, "/r/s", &got, &err), 0);
+    assert_int_equal(json_array_size(got), 1);
+    json_decref(got);
+    sd_buf_release(&b);
+    /* Namespace declarations are attributes too (libxml2 checks them pairwise as well). */
+    sd_buf_init(&b);
+    sd_buf_puts(&b, "<r");
+    for (int i = 0; i < 300; i++) {
+        sd_buf_printf(&b, " xmlns:p%d=\"urn:%d\"", i, i);
+    }
+    sd_buf_puts(&b, "/>");
+    xml_err_len(b.data, b.len, "/r", "line 1: element 'r' has more than 256 attributes");
+    sd_buf_release(&b);
+    /* A start tag longer than 1 MiB, even with few attributes. */
+    sd_buf_init(&b);
+    sd_buf_puts(&b, "<r>\n\n<big v=\"");
+    for (size_t i = 0; i < SD_FEED_MAX_TAG_BYTES; i++) {
+        sd_buf_puts(&b, "v");
+    }
+    sd_buf_puts(&b, "\"/></r>");
+    xml_err_len(b.data, b.len, "/r", "line 3: start tag of element 'big' is longer than 1024 KiB");
+    sd_buf_release(&b);
+    /* The same attack in UTF-16: the scan reads code units, not bytes. */
+    doc = many_attributes(100000, "");
+    size_t n = strlen(doc);
+    char *wide = sd_malloc(2 * n + 2);
+    wide[0] = (char)0xff, wide[1] = (char)0xfe; /* BOM, little endian */
+    for (size_t i = 0; i < n; i++) {
+        wide[2 + 2 * i] = doc[i];
+        wide[3 + 2 * i] = '\0';
+    }
+    xml_err_len(wide, 2 * n + 2, "/r/s", "line 2: element 's' has more than 256 attributes");
+    /* ...while a small UTF-16 document still parses. */
+    const char *small = "<r><s a=\"1\"/></r>";
+    for (size_t i = 0; i < strlen(small); i++) {
+        wide[2 + 2 * i] = small[i];
+        wide[3 + 2 * i] = '\0';
+    }
+    assert_int_equal(sd_xml_records(wide, 2 + 2 * strlen(small), "/r/s", &got, &err), 0);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(got, 0), "a")), "1");
+    json_decref(got);
+    free(wide);
+    free(doc);
+    /* Encodings that could hide markup from a byte scan are refused; ASCII-compatible ones are
+     * fine. */
+    xml_err("<?xml version=\"1.0\" encoding=\"UTF-7\"?><r +AGE-=\"1\"/>", "/r",
+            "line 1: encoding 'UTF-7' is not accepted");
+    xml_err("<?xml version=\"1.0\" encoding=\"ISO-2022-JP\"?><r/>", "/r",
+            "line 1: encoding 'ISO-2022-JP' is not accepted");
+    xml_err("<?xml version=\"1.0\" encoding=\"UTF-16LE\"?><r/>", "/r",
+            "line 1: encoding 'UTF-16LE' is not accepted");
+    xml_ok("<?xml version=\"1.0\" encoding=\"windows-1252\"?><r><v>caf\xe9</v></r>", "/r",
+           "[{\"v\": \"caf\xc3\xa9\"}]");
+}
+
+static void test_xml_stop(void **state)
+{
+    /* A stop request ends the parse with -ECANCELED and its own message; without one the same
+     * document parses. */
+    struct sd_buf b;
+    sd_buf_init(&b);
+    sd_buf_puts(&b, "<r>");
+    for (int i = 0; i < 100000; i++) {
+        sd_buf_puts(&b, "<a v=\"1\"/>");
+    }
+    sd_buf_puts(&b, "</r>");
+    atomic_bool stop = true;
+    json_t *got = (json_t *)0x1;
+    char *err = NULL;
+    assert_int_equal(sd_xml_records_until(b.data, b.len, "/r/a", &stop, &got, &err), -ECANCELED);
+    assert_ptr_equal(got, (json_t *)0x1);
+    assert_string_equal(err, "parse stopped: the hub is shutting down");
+    free(err);
+    atomic_store(&stop, false);
+    got = NULL;
+    assert_int_equal(sd_xml_records_until(b.data, b.len, "/r/a", &stop, &got, &err), 0);
+    assert_int_equal(json_array_size(got), 100000);
+    json_decref(got);
+    sd_buf_release(&b);
+}
+
 /* ---- XML: thread safety and error routing -------------------------------------------------- */
 
 static void *parse_loop(void *arg)
@@ -773,7 +900,8 @@ int main(void)
         cmocka_unit_test(test_xml_xxe),          cmocka_unit_test(test_xml_depth),
         cmocka_unit_test(test_xml_limits),       cmocka_unit_test(test_xml_threads),
         cmocka_unit_test(test_xml_quiet),        cmocka_unit_test(test_json_records),
-        cmocka_unit_test(test_json_limits),
+        cmocka_unit_test(test_json_limits),      cmocka_unit_test(test_xml_attributes),
+        cmocka_unit_test(test_xml_stop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

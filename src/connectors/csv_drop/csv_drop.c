@@ -101,13 +101,15 @@ static int drop_run(struct sd_connector_ctx *ctx, void *state)
     (void)state;
     const char *folder = json_string_value(json_object_get(ctx->settings, "folder"));
     int64_t settle = json_integer_value(json_object_get(ctx->settings, "settle_seconds"));
-    size_t files = 0, failed = 0;
+    struct sd_csv_run_summary sum;
+    sd_csv_run_summary_init(&sum);
     /* A few rounds, so a file that is still settling when the run starts is taken in it. */
     for (int round = 0; round < 10; round++) {
         struct entry *v = NULL;
         size_t n = 0, waiting = 0;
         int r = scan(folder, settle, &v, &n, &waiting);
         if (r < 0) {
+            sd_csv_run_summary_release(&sum);
             return sd_connector_fail(ctx, r, "cannot read the drop folder %s: %s", folder,
                                      strerror(-r));
         }
@@ -119,8 +121,7 @@ static int drop_run(struct sd_connector_ctx *ctx, void *state)
             struct sd_csv_import_result res;
             r = sd_csv_import_file(ctx, folder, v[i].name, &res);
             if (r == 0) {
-                files++;
-                failed += res.failed;
+                sd_csv_run_summary_add(&sum, v[i].name, &res);
             }
         }
         for (size_t i = 0; i < n; i++) {
@@ -128,6 +129,7 @@ static int drop_run(struct sd_connector_ctx *ctx, void *state)
         }
         free(v);
         if (r < 0) {
+            sd_csv_run_summary_release(&sum); /* the failure's reason is the status */
             return r;
         }
         if (waiting == 0 || (ctx->stop && atomic_load(ctx->stop))) {
@@ -138,11 +140,7 @@ static int drop_run(struct sd_connector_ctx *ctx, void *state)
             nanosleep(&ts, NULL);
         }
     }
-    if (failed > 0) {
-        sd_connector_fail(ctx, 0, "%zu of %zu file(s) refused; see failed/ and their .errors.csv",
-                          failed, files);
-    }
-    return 0;
+    return sd_csv_run_summary_finish(&sum, ctx);
 }
 
 const struct sd_connector sd_connector_csv_drop = {

@@ -252,7 +252,8 @@ static int store_chunk(struct importer *im, struct sd_connector_job *job, struct
             break;
         }
         if (out.status == 202) {
-            im->stored += m;
+            /* records_stored counts what changed: a sale already stored as is is unchanged. */
+            im->stored += m - (out.n_unchanged < m ? out.n_unchanged : m);
             im->unchanged += out.n_unchanged;
             sd_ingest_outcome_release(&out);
             break;
@@ -595,6 +596,30 @@ static int finish(struct importer *im, bool failed, int64_t started,
     return 0;
 }
 
+/* Commit the cursor again with "acked": true once the file is acknowledged, so that the same
+ * content under the same name arriving later is told apart from a crash between storing and
+ * acknowledging (only the latter is acknowledged without importing). */
+static int mark_acked_job(struct sd_connector_job *job, void *arg)
+{
+    const json_t *cur = sd_connector_job_ctx(job)->cursor;
+    json_t *c = json_is_object(cur) ? json_deep_copy(cur) : json_object();
+    json_object_set_new(c, "acked", json_true());
+    int r = sd_connector_job_cursor(job, c);
+    json_decref(c);
+    return r;
+}
+
+static void mark_acked(struct importer *im)
+{
+    const json_t *c = im->ctx->cursor;
+    bool ours = json_is_object(c) && json_is_true(json_object_get(c, "done")) &&
+                strcmp(json_string_value(json_object_get(c, "sha256")) ?: "", im->sha) == 0 &&
+                strcmp(json_string_value(json_object_get(c, "file")) ?: "", im->name) == 0;
+    if (ours && !json_is_true(json_object_get(c, "acked"))) {
+        (void)sd_connector_write_job(im->ctx, mark_acked_job, NULL);
+    }
+}
+
 static char delimiter_setting(const char *v)
 {
     return strcmp(v, "comma") == 0       ? ','
@@ -670,6 +695,10 @@ int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char
     bool same = json_is_object(c) &&
                 strcmp(json_string_value(json_object_get(c, "sha256")) ?: "", im.sha) == 0 &&
                 strcmp(json_string_value(json_object_get(c, "file")) ?: "", name) == 0;
+    if (same && json_is_true(json_object_get(c, "acked"))) {
+        /* Acknowledged before: this is the venue sending the file again, a new delivery. */
+        same = false;
+    }
     if (same && json_is_true(json_object_get(c, "done"))) {
         /* Stored before a crash cut the acknowledgement short: acknowledge only. */
         im.kind = kind < 0 ? SD_KIND_SALE : (enum sd_kind)kind;
@@ -679,6 +708,9 @@ int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char
         im.unchanged = (uint64_t)json_integer_value(json_object_get(c, "unchanged"));
         res->already = true;
         r = finish(&im, false, started, res);
+        if (r == 0) {
+            mark_acked(&im);
+        }
         goto out;
     }
     if (!same || !im.skip_rows) {
@@ -758,6 +790,9 @@ int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char
         bool failed = im.rejected > 0 || im.fatal;
         r = finish(&im, failed, started, res);
     }
+    if (r == 0) {
+        mark_acked(&im);
+    }
 out:
     sd_csv_chunks_stop(im.chunks);
     if (im.errf) {
@@ -775,4 +810,69 @@ out:
     free(im.err_path);
     free(im.path);
     return r;
+}
+
+/* ---- a run's summary ------------------------------------------------------------------------ */
+
+#define SUMMARY_NAMES 5 /* files named in a status message; the rest are counted */
+
+void sd_csv_run_summary_init(struct sd_csv_run_summary *s)
+{
+    memset(s, 0, sizeof(*s));
+    sd_buf_init(&s->refused_names);
+    sd_buf_init(&s->skipped);
+}
+
+void sd_csv_run_summary_add(struct sd_csv_run_summary *s, const char *name,
+                            const struct sd_csv_import_result *res)
+{
+    s->files++;
+    if (res->failed) {
+        s->refused++;
+        if (s->named < SUMMARY_NAMES) {
+            sd_buf_printf(&s->refused_names, "%s%s", s->named ? ", " : "", name);
+            s->named++;
+        }
+        return;
+    }
+    if (res->records_rejected > 0 && !res->already) {
+        /* The errors list beside the moved file: "processed/NAME.errors.csv". */
+        const char *base = strrchr(res->errors_path, '/');
+        const char *sub = "processed/";
+        sd_buf_printf(&s->skipped, "%s%llu row%s skipped in %s, see %s%s",
+                      s->skipped.len ? "; " : "", (unsigned long long)res->records_rejected,
+                      res->records_rejected == 1 ? "" : "s", name, base ? sub : "",
+                      base ? base + 1 : "its .errors.csv");
+    }
+}
+
+int sd_csv_run_summary_finish(struct sd_csv_run_summary *s, struct sd_connector_ctx *ctx)
+{
+    int r = 0;
+    char more[48] = "";
+    if (s->refused > s->named) {
+        snprintf(more, sizeof(more), " and %zu more", s->refused - s->named);
+    }
+    if (s->files > 0 && s->refused == s->files) {
+        r = sd_connector_fail(ctx, -EINVAL,
+                              "every file was refused (%zu): %s%s; see failed/ and their "
+                              ".errors.csv",
+                              s->refused, s->refused_names.data, more);
+    } else if (s->refused > 0) {
+        sd_connector_fail(ctx, 0,
+                          "%zu of %zu file(s) refused: %s%s; see failed/ and their "
+                          ".errors.csv%s%s",
+                          s->refused, s->files, s->refused_names.data, more,
+                          s->skipped.len ? "; " : "", s->skipped.len ? s->skipped.data : "");
+    } else if (s->skipped.len) {
+        sd_connector_fail(ctx, 0, "%s", s->skipped.data);
+    }
+    sd_csv_run_summary_release(s);
+    return r;
+}
+
+void sd_csv_run_summary_release(struct sd_csv_run_summary *s)
+{
+    sd_buf_release(&s->refused_names);
+    sd_buf_release(&s->skipped);
 }

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base/base.h"
 #include "core/connector.h"
 
 /* The settings both CSV connectors take (appended to each connector's own table). */
@@ -69,5 +70,24 @@ struct sd_csv_import_result {
  * through sd_connector_fail (the file stays). */
 int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char *name,
                        struct sd_csv_import_result *res);
+
+/* What one run's files came to, for the connector's status: a run in which every file was
+ * refused failed (last_error names the files); refused files among accepted ones, and rows
+ * that skip_rows left out, are the run's warning ("3 rows skipped in sales.csv, see
+ * processed/sales.csv.errors.csv"). */
+struct sd_csv_run_summary {
+    size_t files, refused, named;
+    struct sd_buf refused_names; /* "a.csv, b.csv" (at most 5 named, then "and N more") */
+    struct sd_buf skipped;       /* "N rows skipped in FILE, see WHERE; ..." */
+};
+void sd_csv_run_summary_init(struct sd_csv_run_summary *s);
+/* One imported file (sd_csv_import_file returned 0). */
+void sd_csv_run_summary_add(struct sd_csv_run_summary *s, const char *name,
+                            const struct sd_csv_import_result *res);
+/* Sets the run's error or warning through sd_connector_fail and returns the run's result:
+ * -EINVAL when files were imported and every one was refused, else 0. Releases s. */
+int sd_csv_run_summary_finish(struct sd_csv_run_summary *s, struct sd_connector_ctx *ctx);
+/* Releases s without a word (the run failed for another reason). */
+void sd_csv_run_summary_release(struct sd_csv_run_summary *s);
 
 #endif

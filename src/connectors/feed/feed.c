@@ -145,8 +145,14 @@ static int build_body(struct sd_connector_ctx *ctx, const struct sd_http_respons
                                                           : SD_KIND_SALE;
         json_t *records = NULL;
         bool xml = is_xml(ctx, resp);
-        r = xml ? sd_xml_records(buf, len, str(ctx, "xpath"), &records, &err)
+        r = xml ? sd_xml_records_until(buf, len, str(ctx, "xpath"), ctx->stop, &records, &err)
                 : sd_json_records(buf, len, str(ctx, "records_pointer"), &records, &err);
+        if (r == -ECANCELED) {
+            r = sd_connector_fail(ctx, -ECANCELED,
+                                  "stopped while reading the feed: the hub is "
+                                  "shutting down");
+            goto out;
+        }
         if (r < 0) {
             r = sd_connector_fail(ctx, -EINVAL, "%s feed refused: %s", xml ? "XML" : "JSON",
                                   err ? err : "unreadable");

@@ -1,8 +1,8 @@
 /* sftp_pull.c — the `sftp_pull` connector: fetch CSV files from a remote SFTP folder (libcurl
  * sftp://, password or key), import each one like a dropped file (connectors/csv_drop/
  * csv_import.c), then move it into the remote processed/ (or failed/) folder, or delete it,
- * and upload its NAME.ack.json (and NAME.errors.csv) there, so the venue sees the outcome where
- * it put the file; local copies are removed once the server has them.
+ * and upload its NAME.csv.ack.json (and NAME.csv.errors.csv) there, so the venue sees the
+ * outcome where it put the file; local copies are removed once the server has them.
  *
  * Completeness: a remote file is taken when its name is final (NAME.csv, not hidden) and its
  * listing line (size and time) is the same in two listings settle_seconds apart. Download goes
@@ -286,7 +286,7 @@ static int upload(struct sd_connector_ctx *ctx, const char *local, const char *s
     return r;
 }
 
-/* The acknowledgement goes where the venue looks: NAME.ack.json (and NAME.errors.csv) beside the
+/* The acknowledgement goes where the venue looks: NAME.csv.ack.json (and its errors) beside the
  * moved file; with after_import "delete", only a refused file's, into failed/. Local copies are
  * removed once the remote has them, so the work folder does not grow with every file. */
 static void report(struct sd_connector_ctx *ctx, const struct sd_csv_import_result *res,
@@ -308,7 +308,7 @@ static void report(struct sd_connector_ctx *ctx, const struct sd_csv_import_resu
         if (r != -EPERM) {
             break;
         }
-        /* failed/NAME.ack.json exists (the same name refused before): keep both */
+        /* failed/NAME.csv.ack.json exists (the same name refused before): keep both */
         free(base);
         base = stamped(name);
     }
@@ -372,7 +372,8 @@ static int pull_run(struct sd_connector_ctx *ctx, void *state)
             }
         }
     }
-    size_t failed = 0;
+    struct sd_csv_run_summary sum;
+    sd_csv_run_summary_init(&sum);
     for (size_t i = 0; i < n && r == 0; i++) {
         if (ctx->stop && atomic_load(ctx->stop)) {
             r = -ECANCELED;
@@ -384,7 +385,7 @@ static int pull_run(struct sd_connector_ctx *ctx, void *state)
             r = sd_csv_import_file(ctx, dir, v[i].name, &res);
         }
         if (r == 0) {
-            failed += res.failed;
+            sd_csv_run_summary_add(&sum, v[i].name, &res);
             char *moved = NULL;
             r = after_import(ctx, v[i].name, res.failed, &moved);
             if (r == 0) {
@@ -397,9 +398,11 @@ static int pull_run(struct sd_connector_ctx *ctx, void *state)
         free(v[i].name);
     }
     free(v);
-    if (r == 0 && failed > 0) {
-        sd_connector_fail(ctx, 0, "%zu file(s) refused; their error lists are in failed/",
-                          failed);
+    /* Every file refused fails the run; some refused, or rows skipped, warn. */
+    if (r == 0) {
+        r = sd_csv_run_summary_finish(&sum, ctx);
+    } else {
+        sd_csv_run_summary_release(&sum);
     }
     if (r == 0 && !str(ctx, "host_key_sha256")[0] && !str(ctx, "known_hosts_file")[0] &&
         !ctx->error) {

@@ -370,7 +370,8 @@ static int sqlite_open(const char *location, struct sd_store **ret)
     }
     if (mkdir(location, 0700) < 0 && errno != EEXIST) {
         int e = errno;
-        sd_log(SD_LOG_ERROR, "cannot create data directory", "path=\"%s\" errno=%d", location, e);
+        sd_log(SD_LOG_ERROR, "cannot create data directory", "path=\"%s\" " SD_LOG_ERR_FMT,
+               location, SD_LOG_ERR_ARGS(-e));
         return -e;
     }
     struct sd_store *s = sd_calloc(1, sizeof(*s));
