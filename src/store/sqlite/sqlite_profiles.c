@@ -5,7 +5,7 @@
  * Paths: linking, split, suppress and erase run on the `writer` connection inside the writer's
  * transaction (profiles and records change only there); reads use the pool, each inside one
  * read transaction so a profile and its members come from one snapshot; the link rule is
- * control plane (`ctl`). Statements live in extra slots 0..31 of each connection.
+ * control plane (`cp`, control.db). Statements live in extra slots 0..31 of each connection.
  *
  * Invariants kept here:
  *  - a record's profile_id, once set, changes only by an explicit split (or disappears with the
@@ -460,15 +460,15 @@ int sd_sqlite_profile_seq_floor(struct sd_store *s, int64_t *seq)
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sd_sqlite_fail(c, rc, "seq floor");
 }
 
-/* ---- control plane: the link rule ------------------------------------------------------------ */
+/* ---- control plane: the link rule (control.db, `cp`) ----------------------------------------- */
 
 static int link_rule_get(struct sd_store *s, const char *client_id, enum sd_link_rule *ret)
 {
     if (!client_id || !ret) {
         return -EINVAL;
     }
-    pthread_mutex_lock(&s->ctl_lock);
-    struct conn *k = s->ctl;
+    pthread_mutex_lock(&s->cp_lock);
+    struct conn *k = s->cp;
     int r = -EIO;
     sqlite3_stmt *st = stmt(k, P_RULE_GET_CLIENT);
     if (st) {
@@ -484,7 +484,7 @@ static int link_rule_get(struct sd_store *s, const char *client_id, enum sd_link
             sqlite3_reset(st);
         }
     }
-    pthread_mutex_unlock(&s->ctl_lock);
+    pthread_mutex_unlock(&s->cp_lock);
     return r;
 }
 
@@ -493,11 +493,11 @@ static int link_rule_set(struct sd_store *s, const char *client_id, enum sd_link
     if (!client_id || (unsigned)rule > SD_LINK_NONE) {
         return -EINVAL;
     }
-    int r = sd_sqlite_ctl_begin_write(s);
+    int r = sd_sqlite_cp_begin_write(s);
     if (r < 0) {
         return r;
     }
-    struct conn *k = s->ctl;
+    struct conn *k = s->cp;
     bool changed = false;
     sqlite3_stmt *st = stmt(k, P_RULE_SET);
     if (!st) {
@@ -513,7 +513,7 @@ static int link_rule_set(struct sd_store *s, const char *client_id, enum sd_link
         }
         changed = r == 0;
     }
-    return sd_sqlite_ctl_end_write(s, r, changed);
+    return sd_sqlite_cp_end_write(s, r, changed);
 }
 
 /* ---- read path --------------------------------------------------------------------------------
