@@ -266,6 +266,10 @@ int sd_sqlite_cp_end_write(struct sd_store *s, int r, bool changed);
  * so what is copied is what the data migration then drops. */
 int sd_sqlite_control_adopt(struct sd_store *s, const char *data_uri, int64_t data_version);
 
+/* For tests (test_profiles_plan.c): the text of profiles statement i, NULL past the last;
+ * *ret_tenant_wide says whether it may read a whole tenant's rows by design. */
+const char *sd_sqlite_profiles_stmt_text(unsigned i, bool *ret_tenant_wide);
+
 /* A "file:" URI for path with the query (e.g. "mode=ro"), for ATTACH. Caller frees. */
 char *sd_sqlite_file_uri(const char *path, const char *query);
 
