@@ -125,9 +125,16 @@ class ControlPlaneDuringImport(unittest.TestCase):
 
         self.drop_in("sales.csv")
         self.run_now(cid)
-        # The import's transaction holds the data file: wait until a write lock is refused.
-        harness.wait_until(lambda: data_file_locked(self.data), 120 * TIME_SCALE,
-                           interval=0.01, what="the import holding the data file's write lock")
+        # The import's transaction holds the data file: wait until a write lock is refused for
+        # a while (a group commit holds it for milliseconds only).
+        def held():
+            for _ in range(4):
+                if not data_file_locked(self.data):
+                    return False
+                time.sleep(0.05)
+            return True
+        harness.wait_until(held, 120 * TIME_SCALE, interval=0.01,
+                           what="the import holding the data file's write lock")
 
         timings = {}
         _, timings["key revoke"] = self.timed_cli("key", "revoke", self.leaked_id)
