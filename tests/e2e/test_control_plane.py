@@ -21,7 +21,7 @@ import time
 import unittest
 
 import harness
-from harness import TIME_SCALE, cli, cli_ok, key_create, key_list, tenant_create
+from harness import TIME_SCALE, cli, key_create, key_list, tenant_create
 
 SALES_ROWS = int(os.environ.get("E2E_CONTROL_PLANE_ROWS", "300000"))
 ACK_WAIT = 600.0 * TIME_SCALE
