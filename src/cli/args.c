@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "base/base.h"
@@ -142,6 +143,17 @@ int sd_cli_dispatch(const char *command, const struct sd_cli_subcommand *subs, c
 
 int sd_cli_open_store(const char *data, struct sd_store_handle **ret)
 {
+    /* Only `serve` and `demo` create a data directory (they do not come here): a mistyped
+     * --data must not turn into an empty store and a listing that says "no tenants". */
+    struct stat sb;
+    if (stat(data, &sb) < 0) {
+        return sd_cli_fail("data directory '%s' does not exist (%s); 'stagedoor serve' or "
+                           "'stagedoor demo' creates one",
+                           data, strerror(errno));
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        return sd_cli_fail("data directory '%s' is not a directory", data);
+    }
     int r = sd_store_open("sqlite", data, ret);
     if (r < 0) {
         return sd_cli_fail("cannot open the store in '%s': %s", data, strerror(-r));

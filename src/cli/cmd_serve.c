@@ -9,6 +9,7 @@
  * scheduler, drain the writer, close the store, exit 0. */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,26 @@ static int purge_run(struct sd_store_handle *st, struct sd_write_job *job)
     return sd_store_idem_purge(st, sd_now_usec() - 24LL * 3600 * 1000000);
 }
 
+/* The hourly purge is queued, never waited for: the loop below also reloads the settings (a
+ * revoked key is refused within a second), which must not wait behind a long write such as a
+ * reject_file import. One purge at a time; the job is static, so it outlives the queue. */
+static atomic_bool purge_queued;
+
+static void purge_done(struct sd_write_job *job, int result)
+{
+    (void)job;
+    (void)result;
+    atomic_store(&purge_queued, false);
+}
+
+static void purge_queue(struct sd_writer *w)
+{
+    static struct sd_write_job job = {.run = purge_run, .done = purge_done};
+    if (!atomic_exchange(&purge_queued, true) && sd_writer_submit(w, &job) < 0) {
+        atomic_store(&purge_queued, false);
+    }
+}
+
 int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
 {
     struct sd_server *srv = NULL;
@@ -181,7 +202,7 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
         }
         if (sd_mono_usec() > next_purge) {
             next_purge = sd_mono_usec() + 3600LL * 1000000;
-            sd_writer_run_sync(hub->writer, purge_run, NULL);
+            purge_queue(hub->writer);
         }
     }
     sd_log(SD_LOG_INFO, "shutting down; finishing in-flight requests", "signal=%d", sig);

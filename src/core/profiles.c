@@ -296,15 +296,35 @@ static int erase_run(struct sd_store_handle *st, struct sd_write_job *wj)
     return sd_store_profile_erase(st, j->tenant_id, j->env, j->source, j->customer_id, &j->erased);
 }
 
+/* A suppression batch goes to the writer in chunks of this many addresses, each its own job
+ * and commit, so other writes (webhooks) interleave: one chunk holds the writer for a few
+ * milliseconds (each address is two index lookups and an insert). */
+#define SUPPRESS_CHUNK 500
+
 int sd_profiles_suppress(struct sd_writer *w, int64_t tenant_id, enum sd_env env,
                          char *const *email_keys, size_t n, struct sd_suppress_result *ret)
 {
-    struct job j = {.tenant_id = tenant_id, .env = env, .keys = email_keys, .n_keys = n};
-    int r = sd_writer_run_sync(w, suppress_run, &j);
-    if (r == 0 && ret) {
-        *ret = j.sup;
+    /* The answer covers the whole batch and is given only once every chunk committed. A crash
+     * or failure in between leaves the chunks already committed on the list; sending the batch
+     * again is safe (an address already there counts as already suppressed). */
+    struct sd_suppress_result sum = {0};
+    size_t done = 0;
+    do {
+        size_t take = n - done < SUPPRESS_CHUNK ? n - done : SUPPRESS_CHUNK;
+        struct job j = {
+            .tenant_id = tenant_id, .env = env, .keys = email_keys + done, .n_keys = take};
+        int r = sd_writer_run_sync(w, suppress_run, &j);
+        if (r < 0) {
+            return r;
+        }
+        sum.added += j.sup.added;
+        sum.profiles_suppressed += j.sup.profiles_suppressed;
+        done += take;
+    } while (done < n);
+    if (ret) {
+        *ret = sum;
     }
-    return r;
+    return 0;
 }
 
 int sd_profiles_split(struct sd_writer *w, int64_t tenant_id, enum sd_env env, int64_t profile_id,

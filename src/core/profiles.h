@@ -54,7 +54,9 @@ int sd_profiles_parse_split(const json_t *body, const char **ret_source,
                             const char **ret_customer_id, struct sd_issues *errors);
 
 /* Writer jobs (store ops of the same names; see audience.h for their errors: -ENOENT,
- * -EBUSY for split, -ENOTUNIQ for erase; -EIO). */
+ * -EBUSY for split, -ENOTUNIQ for erase; -EIO). sd_profiles_suppress sends a batch in chunks
+ * of 500 addresses, each its own commit, and sums their results; on failure the chunks before
+ * stay committed (re-sending the batch is idempotent). */
 int sd_profiles_suppress(struct sd_writer *w, int64_t tenant_id, enum sd_env env,
                          char *const *email_keys, size_t n, struct sd_suppress_result *ret);
 int sd_profiles_split(struct sd_writer *w, int64_t tenant_id, enum sd_env env, int64_t profile_id,

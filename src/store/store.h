@@ -5,6 +5,9 @@
  *
  *  - control plane (tenants, keys, limits): any thread; each call is its own durable
  *    transaction and bumps the settings version so running servers notice within a second.
+ *    It never waits behind the write path: a backend keeps it where the writer's transaction
+ *    holds no lock (SQLite: its own file, DIR/control.db), so revoking a key works within a
+ *    second even while a long import holds the writer.
  *  - write path: ONLY the single writer thread (core/writer.c). It opens one transaction per
  *    group commit, wraps each request in a savepoint, and commits once for the whole group.
  *  - read path: any thread; the backend keeps a pool of read connections. Reads see committed
@@ -101,7 +104,8 @@ struct sd_idem_entry {
 
 struct sd_store_ops {
     const char *name;
-    /* location: a data directory for SQLite (file DIR/stagedoor.db), a conninfo for PG. */
+    /* location: a data directory for SQLite (files DIR/stagedoor.db and DIR/control.db), a
+     * conninfo for PG. Opening an up-to-date store waits for no lock. */
     int (*open)(const char *location, struct sd_store **ret);
     void (*close)(struct sd_store *s);
 

@@ -51,14 +51,44 @@ class TenantTests(CliCase):
         self.assertEqual(cp.returncode, 0, cp.stderr)
 
     def test_default_data_dir(self):
+        # Only serve and demo create a data directory; the default one is no exception.
+        default = os.path.join(self.data, "stagedoor-data")
+        cp = cli(None, "tenant", "create", "dflt", data=False, cwd=self.data)
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertIn("does not exist", cp.stderr)
+        self.assertFalse(os.path.exists(default), "./stagedoor-data was created")
+        os.mkdir(default)
         cp = cli(None, "tenant", "create", "dflt", data=False, cwd=self.data)
         self.assertEqual(cp.returncode, 0, cp.stderr)
-        default = os.path.join(self.data, "stagedoor-data")
-        self.assertTrue(os.path.isdir(default), "./stagedoor-data was not created")
         cp = cli_ok(default, "tenant", "list")
         self.assertIn("dflt", cp.stdout.split())
         cp = cli_ok(None, "tenant", "list", data=False, cwd=self.data)
         self.assertIn("dflt", cp.stdout.split())
+
+    def test_missing_data_dir_refused(self):
+        """A mistyped --data is refused by every command but serve/demo: exit 1, one line
+        naming the directory, and nothing is created (it used to make an empty store)."""
+        missing = os.path.join(self.data, "no-such-dir")
+        calls = [["tenant", "list"], ["tenant", "create", "acme"],
+                 ["tenant", "limits", "acme", "--per-minute", "1", "--burst", "1"],
+                 ["key", "create", "acme", "--env", "test"], ["key", "list", "acme"],
+                 ["key", "revoke", "key_0123"], ["connector", "list", "acme"],
+                 ["target", "list", "acme"], ["delivery", "list"],
+                 ["profile", "find", "acme", "--env", "test", "--email", "a@b.example"]]
+        for args, cp in zip(calls, cli_many(missing, calls)):
+            with self.subTest(args=args):
+                self.assertEqual(cp.returncode, 1, cp.stdout + cp.stderr)
+                err = cp.stderr.strip().splitlines()
+                self.assertEqual(len(err), 1, cp.stderr)
+                self.assertIn("no-such-dir", err[0])
+                self.assertIn("does not exist", err[0])
+                self.assertFalse(os.path.exists(missing), "the data directory was created")
+        afile = os.path.join(self.data, "a-file")
+        with open(afile, "w") as f:
+            f.write("x")
+        cp = cli(afile, "tenant", "list")
+        self.assertEqual(cp.returncode, 1, cp.stderr)
+        self.assertIn("not a directory", cp.stderr)
 
     def test_duplicate_tenant_fails(self):
         tenant_create(self.data, "dup")

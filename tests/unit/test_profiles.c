@@ -58,7 +58,8 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
     sd_store_close(f->h);
-    static const char *const files[] = {"stagedoor.db", "stagedoor.db-wal", "stagedoor.db-shm"};
+    static const char *const files[] = {"stagedoor.db", "stagedoor.db-wal", "stagedoor.db-shm",
+                                        "control.db",   "control.db-wal",   "control.db-shm"};
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         char p[160];
         snprintf(p, sizeof(p), "%s/%s", f->dir, files[i]);

@@ -1,10 +1,17 @@
 /* sqlite_control.c — the control plane of the SQLite backend: tenants, API keys, the settings
- * version and the snapshot the auth cache is built from. Any thread may call these; they all
- * use the one `ctl` connection under ctl_lock. Other processes (the CLI) write the same file,
- * so every write is BEGIN IMMEDIATE (waiting on busy_timeout) and bumps meta.settings_version
- * in the same transaction when it changed something, which is how running servers notice.
- * Reads that need more than one statement (a key list and its tenant check, the auth
- * snapshot) run inside one BEGIN…COMMIT so they see a single snapshot. */
+ * version and the snapshot the auth cache is built from, all in DIR/control.db. Any thread may
+ * call these; they all use the one `cp` connection under cp_lock. The data writer never locks
+ * control.db (data connections attach it read-only), so none of these waits behind a data
+ * transaction, however long. Other processes (the CLI) write the same file, so every write is
+ * BEGIN IMMEDIATE (waiting on busy_timeout, which only another control-plane write can make
+ * it do, for milliseconds) and bumps meta.settings_version in the same transaction when it
+ * changed something, which is how running servers notice. Reads that need more than one
+ * statement (a key list and its tenant check, the auth snapshot) run inside one BEGIN…COMMIT
+ * so they see a single snapshot.
+ *
+ * Also here: the write transaction helpers of the data file's `ctl` connection (connectors,
+ * segments, targets, deliveries), whose settings version bump lands in control.db, and the
+ * one-time copy of the control tables out of a data file created before control.db existed. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -97,6 +104,27 @@ static int collect_keys(struct conn *c, enum stmt_id id, const char *client_id,
 
 /* ---- control plane --------------------------------------------------------------------------- */
 
+int sd_sqlite_cp_begin_write(struct sd_store *s)
+{
+    pthread_mutex_lock(&s->cp_lock);
+    int r = sd_sqlite_run(s->cp, ST_BEGIN_IMMEDIATE);
+    if (r < 0) {
+        pthread_mutex_unlock(&s->cp_lock);
+    }
+    return r;
+}
+
+/* Bump the settings version if r >= 0 and something changed, commit or roll back, unlock. */
+int sd_sqlite_cp_end_write(struct sd_store *s, int r, bool changed)
+{
+    if (r >= 0 && changed) {
+        r = sd_sqlite_run(s->cp, ST_SETTINGS_BUMP);
+    }
+    r = sd_sqlite_tx_finish(s->cp, r);
+    pthread_mutex_unlock(&s->cp_lock);
+    return r;
+}
+
 int sd_sqlite_ctl_begin_write(struct sd_store *s)
 {
     pthread_mutex_lock(&s->ctl_lock);
@@ -107,14 +135,81 @@ int sd_sqlite_ctl_begin_write(struct sd_store *s)
     return r;
 }
 
-/* Bump the settings version if r >= 0 and something changed, commit or roll back, unlock. */
 int sd_sqlite_ctl_end_write(struct sd_store *s, int r, bool changed)
 {
-    if (r >= 0 && changed) {
-        r = sd_sqlite_run(s->ctl, ST_SETTINGS_BUMP);
-    }
     r = sd_sqlite_tx_finish(s->ctl, r);
     pthread_mutex_unlock(&s->ctl_lock);
+    if (r >= 0 && changed) {
+        /* The change is committed; only the notice can fail here. Report the change as made
+         * (it is), and say that running servers may not see it until the next bump. */
+        int br = sd_sqlite_cp_begin_write(s);
+        br = br < 0 ? br : sd_sqlite_cp_end_write(s, 0, true);
+        if (br < 0) {
+            sd_log(SD_LOG_WARN, "cannot bump the settings version; servers see it later", "err=%d",
+                   br);
+        }
+    }
+    return r;
+}
+
+/* ---- the copy out of an old data file ------------------------------------------------------- */
+
+int sd_sqlite_control_adopt(struct sd_store *s, const char *data_uri, int64_t data_version)
+{
+    /* Statements of a one-time step: prepared and finalized here, not cached. link_rule came
+     * with data migration 0003. */
+    static const char *const copy[] = {
+        "INSERT OR IGNORE INTO main.tenants (id, client_id, name, per_minute, burst, "
+        "created_usec) SELECT id, client_id, name, per_minute, burst, created_usec "
+        "FROM adopt.tenants",
+        "UPDATE main.tenants SET link_rule = (SELECT a.link_rule FROM adopt.tenants a "
+        "WHERE a.id = tenants.id) WHERE id IN (SELECT id FROM adopt.tenants)",
+        "INSERT OR IGNORE INTO main.api_keys (key_id, tenant_id, env, hash_hex, created_usec, "
+        "revoked_usec) SELECT key_id, tenant_id, env, hash_hex, created_usec, revoked_usec "
+        "FROM adopt.api_keys",
+        /* Past both files' versions: every running server reloads. */
+        "UPDATE main.meta SET v = max(v, coalesce((SELECT v FROM adopt.meta "
+        "WHERE k = 'settings_version'), 0)) + 1 WHERE k = 'settings_version'",
+    };
+    pthread_mutex_lock(&s->cp_lock);
+    struct conn *c = s->cp;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(c->db, "ATTACH ?1 AS adopt", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_bind_text(st, 1, data_uri, -1, SQLITE_STATIC);
+    }
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        int r = sd_sqlite_fail(c, rc, "attach data file");
+        pthread_mutex_unlock(&s->cp_lock);
+        return r;
+    }
+    int r = sd_sqlite_run(c, ST_BEGIN_IMMEDIATE);
+    for (size_t i = 0; r >= 0 && i < sizeof(copy) / sizeof(copy[0]); i++) {
+        if (i == 1 && data_version < 3) {
+            continue;
+        }
+        st = NULL;
+        rc = sqlite3_prepare_v2(c->db, copy[i], -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_DONE) {
+            r = sd_sqlite_fail(c, rc, "control plane copy");
+        }
+    }
+    if (r >= 0) {
+        sd_log(SD_LOG_INFO, "control plane copied to control.db", NULL);
+    }
+    r = sd_sqlite_tx_finish(c, r);
+    if (sqlite3_exec(c->db, "DETACH adopt", NULL, NULL, NULL) != SQLITE_OK && r >= 0) {
+        r = sd_sqlite_fail(c, SQLITE_ERROR, "detach data file");
+    }
+    pthread_mutex_unlock(&s->cp_lock);
     return r;
 }
 
@@ -123,21 +218,21 @@ int sd_sqlite_tenant_create(struct sd_store *s, const char *client_id, const cha
     if (!client_id || !name) {
         return -EINVAL;
     }
-    int r = sd_sqlite_ctl_begin_write(s);
+    int r = sd_sqlite_cp_begin_write(s);
     if (r < 0) {
         return r;
     }
-    sqlite3_stmt *st = sd_sqlite_stmt(s->ctl, ST_TENANT_INSERT);
+    sqlite3_stmt *st = sd_sqlite_stmt(s->cp, ST_TENANT_INSERT);
     if (!st) {
         r = -EIO;
     } else if ((sqlite3_bind_text(st, 1, client_id, -1, SQLITE_STATIC) |
                 sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC) |
                 sqlite3_bind_int64(st, 3, sd_now_usec())) != SQLITE_OK) {
-        r = sd_sqlite_fail(s->ctl, SQLITE_MISUSE, "bind");
+        r = sd_sqlite_fail(s->cp, SQLITE_MISUSE, "bind");
     } else {
-        r = sd_sqlite_step_done(s->ctl, st, "tenant insert");
+        r = sd_sqlite_step_done(s->cp, st, "tenant insert");
     }
-    return sd_sqlite_ctl_end_write(s, r, true);
+    return sd_sqlite_cp_end_write(s, r, true);
 }
 
 int sd_sqlite_tenant_get(struct sd_store *s, const char *client_id, struct sd_tenant *ret)
@@ -145,8 +240,8 @@ int sd_sqlite_tenant_get(struct sd_store *s, const char *client_id, struct sd_te
     if (!client_id) {
         return -EINVAL;
     }
-    pthread_mutex_lock(&s->ctl_lock);
-    struct conn *c = s->ctl;
+    pthread_mutex_lock(&s->cp_lock);
+    struct conn *c = s->cp;
     int r = -EIO;
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_TENANT_GET);
     if (st) {
@@ -165,15 +260,15 @@ int sd_sqlite_tenant_get(struct sd_store *s, const char *client_id, struct sd_te
             sqlite3_reset(st);
         }
     }
-    pthread_mutex_unlock(&s->ctl_lock);
+    pthread_mutex_unlock(&s->cp_lock);
     return r;
 }
 
 int sd_sqlite_tenant_list(struct sd_store *s, struct sd_tenant **ret, size_t *ret_n)
 {
-    pthread_mutex_lock(&s->ctl_lock);
-    int r = collect_tenants(s->ctl, ret, ret_n);
-    pthread_mutex_unlock(&s->ctl_lock);
+    pthread_mutex_lock(&s->cp_lock);
+    int r = collect_tenants(s->cp, ret, ret_n);
+    pthread_mutex_unlock(&s->cp_lock);
     return r;
 }
 
@@ -183,24 +278,24 @@ int sd_sqlite_tenant_set_limits(struct sd_store *s, const char *client_id, int64
     if (!client_id || per_minute < 0 || burst < 0) {
         return -EINVAL;
     }
-    int r = sd_sqlite_ctl_begin_write(s);
+    int r = sd_sqlite_cp_begin_write(s);
     if (r < 0) {
         return r;
     }
-    sqlite3_stmt *st = sd_sqlite_stmt(s->ctl, ST_TENANT_SET_LIMITS);
+    sqlite3_stmt *st = sd_sqlite_stmt(s->cp, ST_TENANT_SET_LIMITS);
     if (!st) {
         r = -EIO;
     } else if ((sqlite3_bind_text(st, 1, client_id, -1, SQLITE_STATIC) |
                 sqlite3_bind_int64(st, 2, per_minute) | sqlite3_bind_int64(st, 3, burst)) !=
                SQLITE_OK) {
-        r = sd_sqlite_fail(s->ctl, SQLITE_MISUSE, "bind");
+        r = sd_sqlite_fail(s->cp, SQLITE_MISUSE, "bind");
     } else {
-        r = sd_sqlite_step_done(s->ctl, st, "tenant set limits");
-        if (r == 0 && sqlite3_changes(s->ctl->db) == 0) {
+        r = sd_sqlite_step_done(s->cp, st, "tenant set limits");
+        if (r == 0 && sqlite3_changes(s->cp->db) == 0) {
             r = -ENOENT;
         }
     }
-    return sd_sqlite_ctl_end_write(s, r, true);
+    return sd_sqlite_cp_end_write(s, r, true);
 }
 
 int sd_sqlite_key_insert(struct sd_store *s, const char *key_id, const char *client_id,
@@ -209,11 +304,11 @@ int sd_sqlite_key_insert(struct sd_store *s, const char *key_id, const char *cli
     if (!key_id || !client_id || !hash_hex || !sd_sqlite_env_ok(env)) {
         return -EINVAL;
     }
-    int r = sd_sqlite_ctl_begin_write(s);
+    int r = sd_sqlite_cp_begin_write(s);
     if (r < 0) {
         return r;
     }
-    struct conn *c = s->ctl;
+    struct conn *c = s->cp;
     int64_t tenant_id = 0;
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_TENANT_ID);
     if (!st) {
@@ -250,7 +345,7 @@ int sd_sqlite_key_insert(struct sd_store *s, const char *key_id, const char *cli
     }
     r = sd_sqlite_step_done(c, st, "key insert");
 out:
-    return sd_sqlite_ctl_end_write(s, r, true);
+    return sd_sqlite_cp_end_write(s, r, true);
 }
 
 int sd_sqlite_key_list(struct sd_store *s, const char *client_id, struct sd_key_info **ret,
@@ -259,8 +354,8 @@ int sd_sqlite_key_list(struct sd_store *s, const char *client_id, struct sd_key_
     if (!client_id) {
         return -EINVAL;
     }
-    pthread_mutex_lock(&s->ctl_lock);
-    struct conn *c = s->ctl;
+    pthread_mutex_lock(&s->cp_lock);
+    struct conn *c = s->cp;
     /* One read transaction: the tenant check and the list see the same snapshot. */
     int r = sd_sqlite_run(c, ST_BEGIN);
     struct sd_key_info *v = NULL;
@@ -292,7 +387,7 @@ int sd_sqlite_key_list(struct sd_store *s, const char *client_id, struct sd_key_
     }
 out:
     sd_keys_free(v, n);
-    pthread_mutex_unlock(&s->ctl_lock);
+    pthread_mutex_unlock(&s->cp_lock);
     return r;
 }
 
@@ -301,11 +396,11 @@ int sd_sqlite_key_revoke(struct sd_store *s, const char *key_id)
     if (!key_id) {
         return -EINVAL;
     }
-    int r = sd_sqlite_ctl_begin_write(s);
+    int r = sd_sqlite_cp_begin_write(s);
     if (r < 0) {
         return r;
     }
-    struct conn *c = s->ctl;
+    struct conn *c = s->cp;
     bool changed = false;
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_KEY_REVOKE);
     if (!st) {
@@ -340,13 +435,13 @@ int sd_sqlite_key_revoke(struct sd_store *s, const char *key_id)
                                 : sd_sqlite_fail(c, rc, "key exists");
     }
 out:
-    return sd_sqlite_ctl_end_write(s, r, changed);
+    return sd_sqlite_cp_end_write(s, r, changed);
 }
 
 int sd_sqlite_settings_version(struct sd_store *s, int64_t *ret)
 {
-    pthread_mutex_lock(&s->ctl_lock);
-    struct conn *c = s->ctl;
+    pthread_mutex_lock(&s->cp_lock);
+    struct conn *c = s->cp;
     int r = -EIO;
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SETTINGS_GET);
     if (st) {
@@ -359,15 +454,15 @@ int sd_sqlite_settings_version(struct sd_store *s, int64_t *ret)
         }
         sqlite3_reset(st);
     }
-    pthread_mutex_unlock(&s->ctl_lock);
+    pthread_mutex_unlock(&s->cp_lock);
     return r;
 }
 
 int sd_sqlite_auth_snapshot(struct sd_store *s, struct sd_tenant **ret_t, size_t *ret_nt,
                             struct sd_key_info **ret_k, size_t *ret_nk)
 {
-    pthread_mutex_lock(&s->ctl_lock);
-    struct conn *c = s->ctl;
+    pthread_mutex_lock(&s->cp_lock);
+    struct conn *c = s->cp;
     struct sd_tenant *t = NULL;
     size_t nt = 0;
     struct sd_key_info *k = NULL;
@@ -394,6 +489,6 @@ int sd_sqlite_auth_snapshot(struct sd_store *s, struct sd_tenant **ret_t, size_t
 out:
     sd_tenants_free(t, nt);
     sd_keys_free(k, nk);
-    pthread_mutex_unlock(&s->ctl_lock);
+    pthread_mutex_unlock(&s->cp_lock);
     return r;
 }

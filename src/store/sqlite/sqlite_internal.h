@@ -113,6 +113,12 @@ struct conn {
  * under that role's rule (see store_sqlite.c). */
 struct sd_store {
     char *path;
+    char *control_path; /* DIR/control.db */
+
+    /* The control plane's own file (tenants, keys, settings version), guarded by cp_lock.
+     * Never locked by the data writer: data connections attach it read-only. */
+    pthread_mutex_t cp_lock;
+    struct conn *cp;
 
     /* writer thread only */
     struct conn *writer;
@@ -184,7 +190,7 @@ static inline bool sd_sqlite_env_ok(enum sd_env env)
 
 /* ---- operations of sd_store_sqlite_ops; behaviour as documented in store.h ------------------- */
 
-/* sqlite_control.c — any thread; serialized on ctl_lock. */
+/* sqlite_control.c — any thread; serialized on cp_lock (control.db). */
 int sd_sqlite_tenant_create(struct sd_store *s, const char *client_id, const char *name);
 int sd_sqlite_tenant_get(struct sd_store *s, const char *client_id, struct sd_tenant *ret);
 int sd_sqlite_tenant_list(struct sd_store *s, struct sd_tenant **ret, size_t *ret_n);
@@ -241,9 +247,30 @@ int sd_sqlite_connector_request_run(struct sd_store *s, const char *id, int64_t 
 int sd_sqlite_connector_state_put(struct sd_store *s, const char *id, const char *doc);
 int sd_sqlite_connector_state_get(struct sd_store *s, const char *id, char **ret_doc);
 
-/* Control-plane write transaction on the ctl connection (sqlite_control.c): begin takes
- * ctl_lock; end bumps the settings version when `changed`, commits or rolls back, unlocks. */
+/* Write transaction on the data file's ctl connection (sqlite_control.c), for settings that
+ * live with the data (connectors, segments, targets, deliveries): begin takes ctl_lock; end
+ * commits or rolls back, then bumps the settings version in control.db when `changed` and the
+ * commit succeeded (a second transaction: a reader that sees the new version sees the change),
+ * and unlocks. */
 int sd_sqlite_ctl_begin_write(struct sd_store *s);
 int sd_sqlite_ctl_end_write(struct sd_store *s, int r, bool changed);
+
+/* Write transaction on control.db (the `cp` connection): begin takes cp_lock; end bumps the
+ * settings version in the same transaction when `changed`, commits or rolls back, unlocks. */
+int sd_sqlite_cp_begin_write(struct sd_store *s);
+int sd_sqlite_cp_end_write(struct sd_store *s, int r, bool changed);
+
+/* Copy the tenants, keys and settings version of a data file that still holds them (schema
+ * version `data_version`, 1 to 5) into control.db, in one transaction on `cp` (INSERT OR
+ * IGNORE: running it twice copies nothing twice). The caller holds the data file's write lock,
+ * so what is copied is what the data migration then drops. */
+int sd_sqlite_control_adopt(struct sd_store *s, const char *data_uri, int64_t data_version);
+
+/* For tests (test_profiles_plan.c): the text of profiles statement i, NULL past the last;
+ * *ret_tenant_wide says whether it may read a whole tenant's rows by design. */
+const char *sd_sqlite_profiles_stmt_text(unsigned i, bool *ret_tenant_wide);
+
+/* A "file:" URI for path with the query (e.g. "mode=ro"), for ATTACH. Caller frees. */
+char *sd_sqlite_file_uri(const char *path, const char *query);
 
 #endif

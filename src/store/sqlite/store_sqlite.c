@@ -1,4 +1,5 @@
-/* store_sqlite.c — the SQLite backend of store.h: one file DIR/stagedoor.db in WAL mode.
+/* store_sqlite.c — the SQLite backend of store.h: two files in WAL mode, DIR/stagedoor.db (the
+ * data) and DIR/control.db (the control plane: tenants, API keys, the settings version).
  *
  * This file holds the ops table sd_store_sqlite_ops, open and close, connections, migrations,
  * the checkpointer thread, the read pool and the helpers the other files share (declared in
@@ -12,9 +13,16 @@
  *    lock from begin to commit; the seq counter is therefore re-read (max over the record
  *    tables, three O(log n) lookups because seq is the rowid) at every write_begin, which keeps
  *    seq unique and commit-ordered even if another process wrote records in between.
- *  - `ctl`: control plane, guarded by ctl_lock. Other processes (the CLI) write the same file,
- *    so writes are BEGIN IMMEDIATE and wait on busy_timeout; each bumps meta.settings_version
- *    in the same transaction.
+ *  - `cp`: control.db, guarded by cp_lock (sqlite_control.c). The data writer never locks this
+ *    file, so revoking a key or creating a tenant never waits behind a long data transaction
+ *    (a reject_file import holds the data file's write lock for as long as the file takes).
+ *    Other processes (the CLI) write it too: writes are BEGIN IMMEDIATE and bump
+ *    meta.settings_version in the same transaction, which is how running servers notice.
+ *  - `ctl`: settings that live with the data (connectors, segments, targets, deliveries),
+ *    guarded by ctl_lock; BEGIN IMMEDIATE on the data file, then a settings version bump.
+ *  - Every data connection (writer, ctl, readers) ATTACHes control.db read-only as `control`,
+ *    so statements that join `tenants` resolve to it (SQLite looks a name up in main first,
+ *    then in attached files), and BEGIN IMMEDIATE takes only a read snapshot of it.
  *  - read pool: up to POOL_MAX read-only connections on a free list (pool_lock + pool_cond).
  *    Every read op is one statement (or one BEGIN…COMMIT), so it sees one committed snapshot,
  *    and its statements are reset before the connection goes back, ending the read
@@ -47,6 +55,8 @@
 
 extern const char *const sd_sqlite_schema[];
 extern const unsigned sd_sqlite_schema_count;
+extern const char *const sd_sqlite_control_schema[];
+extern const unsigned sd_sqlite_control_schema_count;
 
 #define POOL_MAX 8
 #define BUSY_TIMEOUT_MS 5000
@@ -159,8 +169,9 @@ static int conn_exec(struct conn *c, const char *text)
 static int conn_open(const char *path, enum conn_role role, struct conn **ret)
 {
     struct conn *c = sd_calloc(1, sizeof(*c));
+    /* URI names only for ATTACH (sqlite_open never hands a path beginning with "file:"). */
     int flags =
-        SQLITE_OPEN_NOMUTEX |
+        SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI |
         (role == ROLE_READ ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     int r = 0;
     int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
@@ -227,32 +238,123 @@ int sd_sqlite_tx_finish(struct conn *c, int r)
 
 /* ---- open, migrations, close ----------------------------------------------------------------- */
 
-static int migrate(struct conn *c)
+char *sd_sqlite_file_uri(const char *path, const char *query)
 {
-    int r = sd_sqlite_run(c, ST_BEGIN_IMMEDIATE);
-    if (r < 0) {
-        return r;
+    struct sd_buf b;
+    sd_buf_init(&b);
+    sd_buf_append(&b, "file:", 5);
+    while (path[0] == '/' && path[1] == '/') {
+        path++; /* "file://x" would name a host */
     }
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        bool plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                     (*p >= '0' && *p <= '9') || strchr("/._-~", *p);
+        if (plain) {
+            sd_buf_append(&b, p, 1);
+        } else {
+            char hex[4];
+            snprintf(hex, sizeof(hex), "%%%02X", *p);
+            sd_buf_append(&b, hex, 3);
+        }
+    }
+    sd_buf_append(&b, "?", 1);
+    sd_buf_append(&b, query, strlen(query));
+    return sd_buf_steal(&b);
+}
+
+/* Attach control.db read-only as `control` to a data connection. */
+static int attach_control(struct sd_store *s, struct conn *c)
+{
+    char *uri = sd_sqlite_file_uri(s->control_path, "mode=ro");
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(c->db, "ATTACH ?1 AS control", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_bind_text(st, 1, uri, -1, SQLITE_STATIC);
+    }
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    free(uri);
+    return rc == SQLITE_DONE ? 0 : sd_sqlite_fail(c, rc, "attach control");
+}
+
+static int user_version(struct conn *c, int64_t *ret)
+{
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_USER_VERSION);
     if (!st) {
-        r = -EIO;
-        goto out;
+        return -EIO;
     }
     int rc = sqlite3_step(st);
     int64_t version = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
     sqlite3_reset(st);
     if (rc != SQLITE_ROW) {
-        r = sd_sqlite_fail(c, rc, "user_version");
+        return sd_sqlite_fail(c, rc, "user_version");
+    }
+    *ret = version;
+    return 0;
+}
+
+/* 1 if the main file of c has a table `name`, 0 if not, or -EIO. */
+static int has_table(struct conn *c, const char *name)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        c->db, "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = ?1", -1, &st,
+        NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    }
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
+        return rc == SQLITE_ROW;
+    }
+    return sd_sqlite_fail(c, rc, "schema lookup");
+}
+
+/* Bring one file (c's main database) up to `count` migrations. An up-to-date file is only read
+ * (user_version needs no lock in WAL mode): opening the store, as every CLI command does, never
+ * waits for a writer that holds the file's write lock. Only a file with something to migrate
+ * takes the lock and reads the version again under it. For the data file (`s` not NULL), a
+ * file that still holds the control tables has them copied into control.db first. */
+static int migrate(struct sd_store *s, struct conn *c, const char *const *schema, unsigned count,
+                   const char *what)
+{
+    int64_t version = 0;
+    int r = user_version(c, &version);
+    if (r < 0 || version == (int64_t)count) {
+        return r;
+    }
+    r = sd_sqlite_run(c, ST_BEGIN_IMMEDIATE);
+    if (r < 0) {
+        return r;
+    }
+    r = user_version(c, &version);
+    if (r < 0) {
         goto out;
     }
-    if (version > (int64_t)sd_sqlite_schema_count) {
-        sd_log(SD_LOG_ERROR, "database schema is newer than this program", "version=%lld known=%u",
-               (long long)version, sd_sqlite_schema_count);
+    if (version > (int64_t)count) {
+        sd_log(SD_LOG_ERROR, "database schema is newer than this program",
+               "file=%s version=%lld known=%u", what, (long long)version, count);
         r = -EIO;
         goto out;
     }
-    for (unsigned i = (unsigned)version; i < sd_sqlite_schema_count; i++) {
-        r = conn_exec(c, sd_sqlite_schema[i]);
+    if (s && version > 0 && version < (int64_t)count) {
+        r = has_table(c, "tenants");
+        if (r > 0) {
+            char *uri = sd_sqlite_file_uri(s->path, "mode=ro");
+            r = sd_sqlite_control_adopt(s, uri, version);
+            free(uri);
+        }
+        if (r < 0) {
+            goto out;
+        }
+    }
+    for (unsigned i = (unsigned)version; i < count; i++) {
+        r = conn_exec(c, schema[i]);
         if (r < 0) {
             goto out;
         }
@@ -263,7 +365,7 @@ static int migrate(struct conn *c)
         if (r < 0) {
             goto out;
         }
-        sd_log(SD_LOG_INFO, "database migrated", "version=%u", i + 1);
+        sd_log(SD_LOG_INFO, "database migrated", "file=%s version=%u", what, i + 1);
     }
 out:
     return sd_sqlite_tx_finish(c, r);
@@ -297,12 +399,16 @@ static void sqlite_close(struct sd_store *s)
     }
     conn_close(s->ctl);
     conn_close(s->writer);
+    /* control.db last: the attached read-only copies cannot checkpoint it, this one can. */
+    conn_close(s->cp);
+    pthread_mutex_destroy(&s->cp_lock);
     pthread_cond_destroy(&s->pool_cond);
     pthread_mutex_destroy(&s->pool_lock);
     pthread_mutex_destroy(&s->ctl_lock);
     pthread_cond_destroy(&s->ckpt_cond);
     pthread_mutex_destroy(&s->ckpt_lock);
     free(s->path);
+    free(s->control_path);
     free(s);
 }
 
@@ -375,22 +481,45 @@ static int sqlite_open(const char *location, struct sd_store **ret)
         return -e;
     }
     struct sd_store *s = sd_calloc(1, sizeof(*s));
+    pthread_mutex_init(&s->cp_lock, NULL);
     pthread_mutex_init(&s->ctl_lock, NULL);
     pthread_mutex_init(&s->pool_lock, NULL);
     pthread_cond_init(&s->pool_cond, NULL);
     pthread_mutex_init(&s->ckpt_lock, NULL);
     pthread_cond_init(&s->ckpt_cond, NULL);
-    s->path = sd_asprintf("%s/stagedoor.db", location);
+    /* Connections take URI names (for ATTACH); a plain path must not look like one. */
+    const char *dot = strncmp(location, "file:", 5) == 0 ? "./" : "";
+    s->path = sd_asprintf("%s%s/stagedoor.db", dot, location);
+    s->control_path = sd_asprintf("%s%s/control.db", dot, location);
 
-    int r = conn_open(s->path, ROLE_WRITER, &s->writer);
+    /* control.db first: the data file's migration may copy rows into it, and the data
+     * connections attach it. */
+    int r = conn_open(s->control_path, ROLE_CTL, &s->cp);
     if (r < 0) {
         goto out;
     }
-    r = migrate(s->writer);
+    r = migrate(NULL, s->cp, sd_sqlite_control_schema, sd_sqlite_control_schema_count,
+                "control.db");
+    if (r < 0) {
+        goto out;
+    }
+    r = conn_open(s->path, ROLE_WRITER, &s->writer);
+    if (r < 0) {
+        goto out;
+    }
+    r = attach_control(s, s->writer);
+    if (r < 0) {
+        goto out;
+    }
+    r = migrate(s, s->writer, sd_sqlite_schema, sd_sqlite_schema_count, "stagedoor.db");
     if (r < 0) {
         goto out;
     }
     r = conn_open(s->path, ROLE_CTL, &s->ctl);
+    if (r < 0) {
+        goto out;
+    }
+    r = attach_control(s, s->ctl);
     if (r < 0) {
         goto out;
     }
@@ -424,6 +553,12 @@ int sd_sqlite_pool_get(struct sd_store *s, struct conn **ret)
     s->pool_open++; /* reserve the slot, open outside the lock */
     pthread_mutex_unlock(&s->pool_lock);
     int r = conn_open(s->path, ROLE_READ, &c);
+    if (r == 0) {
+        r = attach_control(s, c);
+        if (r < 0) {
+            conn_close(c);
+        }
+    }
     if (r < 0) {
         pthread_mutex_lock(&s->pool_lock);
         s->pool_open--;
