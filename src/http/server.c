@@ -11,7 +11,9 @@
  *             deadline closes the connection.
  *   last      the route's handler runs; it answers or suspends the connection.
  *   resumed   on_resume builds the answer from the writer's result.
- * on_completed logs one line, records metrics and frees the request. */
+ * on_completed logs one line, records metrics and frees the request.
+ * Each connection is registered with the guard (http/guard.h) from accept to close, and told
+ * its phase: head, request, hold (a handler or the writer works; no deadline), idle. */
 #include "http/server.h"
 
 #include <arpa/inet.h>
@@ -31,6 +33,7 @@
 
 #include "base/log.h"
 #include "core/metrics.h"
+#include "http/guard.h"
 #include "http/router.h"
 
 struct sd_server {
@@ -44,6 +47,7 @@ struct sd_server {
     _Atomic uint64_t id_counter;
     int64_t deadline_usec;
     atomic_size_t buffered; /* body bytes held by all requests together */
+    struct sd_guard *guard; /* phase deadlines and free slots for the connections */
 };
 
 enum phase { PHASE_BODY, PHASE_SUSPENDED, PHASE_ANSWERED };
@@ -65,6 +69,7 @@ struct req_priv {
     int depth;
     bool in_string, escape;
     size_t records;
+    struct sd_guard_conn *gconn; /* the connection's entry in srv->guard */
 };
 
 /* ---- public request helpers ---------------------------------------------------------------- */
@@ -366,6 +371,10 @@ static struct req_priv *req_new(struct sd_server *srv, struct MHD_Connection *co
     req->route_idx = SD_METRICS_MAX_ROUTES;
     sd_buf_init(&req->body);
     atomic_init(&req->resumed, 0);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    p->gconn = ci ? ci->socket_context : NULL;
+    sd_guard_request(srv->guard, p->gconn); /* the head is complete */
     return p;
 }
 
@@ -446,11 +455,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (p->discard || req->status) {
             return send_answer(p);
         }
+        /* The hub's own work does not count against the request deadline. */
+        sd_guard_hold(srv->guard, p->gconn);
         int r = req->route->handler(req);
         if (r == SD_REQ_SUSPEND) {
             p->phase = PHASE_SUSPENDED;
             return MHD_YES;
         }
+        sd_guard_unhold(srv->guard, p->gconn);
         return send_answer(p);
     }
     if (p->phase == PHASE_SUSPENDED) {
@@ -458,6 +470,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_YES;
         }
         req->on_resume(req);
+        sd_guard_unhold(srv->guard, p->gconn);
         return send_answer(p);
     }
     (void)version;
@@ -493,9 +506,44 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     free(req->resp_body);
     release_body(p);
+    sd_guard_idle(srv->guard, p->gconn);
     free(p);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+/* A connection opens or closes: register it with the guard, or forget it (libmicrohttpd calls
+ * CLOSED before it closes the socket, see guard.h). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct sd_server *srv = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *addr =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (fd) {
+            *socket_context = sd_guard_add(srv->guard, fd->connect_fd,
+                                           addr ? addr->client_addr : NULL);
+        }
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        sd_guard_remove(srv->guard, *socket_context);
+        *socket_context = NULL;
+    }
+}
+
+/* A request line arrived: on a kept-alive connection the next request's head begins. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct sd_server *srv = cls;
+    (void)uri;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci) {
+        sd_guard_request_line(srv->guard, ci->socket_context);
+    }
+    return NULL; /* on_request's first call creates the request */
 }
 
 /* ---- start and stop -------------------------------------------------------------------------- */
@@ -592,7 +640,21 @@ int sd_server_start(struct sd_hub *hub, const struct sd_server_config *cfg, stru
              rnd[3]);
     srv->deadline_usec =
         (int64_t)(cfg->request_deadline_sec ? cfg->request_deadline_sec : 120) * 1000000;
-    int r;
+    unsigned max_connections = cfg->max_connections ? cfg->max_connections : 1000;
+    unsigned max_per_ip = cfg->max_per_ip ? cfg->max_per_ip : 500;
+    unsigned idle_sec = cfg->idle_timeout_sec ? cfg->idle_timeout_sec : 30;
+    struct sd_guard_config gcfg = {
+        .max_connections = max_connections,
+        .max_per_ip = max_per_ip,
+        .head_usec = (int64_t)(cfg->header_timeout_sec ? cfg->header_timeout_sec : 10) * 1000000,
+        .request_usec = srv->deadline_usec,
+        .idle_usec = (int64_t)idle_sec * 1000000,
+    };
+    int r = sd_guard_new(&gcfg, &srv->guard);
+    if (r < 0) {
+        free(srv);
+        return r;
+    }
     /* poll(), not epoll: libmicrohttpd 0.9.75 can abort in MHD_quiesce_daemon() when a pool
      * thread removes the listening socket from its epoll set at the same moment ("Failed to
      * remove listen FD from epoll set"); with poll quiescing is a plain flag. */
@@ -623,11 +685,11 @@ int sd_server_start(struct sd_hub *hub, const struct sd_server_config *cfg, stru
     struct MHD_OptionItem no_opts[] = {{MHD_OPTION_END, 0, NULL}};
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
-        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
-        cfg->max_connections ? cfg->max_connections : 1000, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        cfg->max_per_ip ? cfg->max_per_ip : 500, MHD_OPTION_CONNECTION_TIMEOUT,
-        cfg->idle_timeout_sec ? cfg->idle_timeout_sec : 30, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)32 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, idle_sec,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32 * 1024, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, srv,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY,
         cfg->tls_cert ? tls_opts : no_opts, MHD_OPTION_END);
     if (!srv->daemon) {
@@ -642,6 +704,7 @@ fail:
     if (srv->listen_fd >= 0) {
         close(srv->listen_fd);
     }
+    sd_guard_free(srv->guard);
     free(srv->tls_cert_pem);
     free(srv->tls_key_pem);
     free(srv);
@@ -662,6 +725,7 @@ void sd_server_stop(struct sd_server *srv, int64_t grace_usec)
     if (fd != MHD_INVALID_SOCKET) {
         close(fd);
     }
+    sd_guard_free(srv->guard); /* after the daemon: every connection is closed and forgotten */
     free(srv->tls_cert_pem);
     free(srv->tls_key_pem);
     free(srv);

@@ -2,8 +2,9 @@
  *
  * One listening socket, a small pool of event-loop threads, and suspended connections while a
  * request waits for its group commit (so thousands of requests can wait on one fsync without a
- * thread each). Connection limits (total and per IP), an idle timeout and an absolute request
- * deadline are set explicitly. Shutdown stops accepting, lets in-flight requests finish (up to
+ * thread each). Connection limits (total and per IP), an idle timeout, a deadline for the
+ * request head and one for the whole request are set explicitly (http/guard.h enforces the
+ * deadlines and keeps slots free for new clients). Shutdown stops accepting, lets in-flight requests finish (up to
  * a grace period) and then closes every connection. */
 #ifndef SD_HTTP_SERVER_H
 #define SD_HTTP_SERVER_H
@@ -22,6 +23,7 @@ struct sd_server_config {
     unsigned max_per_ip;
     unsigned idle_timeout_sec;
     unsigned request_deadline_sec;
+    unsigned header_timeout_sec; /* accept (or request line) to complete head; 0 = 10 */
 };
 
 #define SD_MAX_BODY_BYTES (8u * 1024 * 1024)
