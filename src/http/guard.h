@@ -63,9 +63,9 @@ void sd_guard_remove(struct sd_guard *g, struct sd_guard_conn *c);
 void sd_guard_request_line(struct sd_guard *g, struct sd_guard_conn *c); /* idle -> head */
 void sd_guard_request(struct sd_guard *g, struct sd_guard_conn *c);      /* head -> request */
 void sd_guard_hold(struct sd_guard *g, struct sd_guard_conn *c);         /* request -> hold */
-void sd_guard_unhold(struct sd_guard *g, struct sd_guard_conn *c); /* hold -> request, the
-                                                                    * time held not counted */
-void sd_guard_idle(struct sd_guard *g, struct sd_guard_conn *c);   /* answer sent -> idle */
+void sd_guard_unhold(struct sd_guard *g, struct sd_guard_conn *c);       /* hold -> request, the
+                                                                          * time held not counted */
+void sd_guard_idle(struct sd_guard *g, struct sd_guard_conn *c);         /* answer sent -> idle */
 
 /* One watchdog pass as if the time were now_usec (the thread calls it with sd_mono_usec()):
  * closes the connections past their deadline. *ret gets what this pass closed plus the

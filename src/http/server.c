@@ -4,11 +4,12 @@
  * Lifecycle of one request (libmicrohttpd calls on_request several times):
  *   1st call  headers are in: route, authenticate, rate-limit, check Content-Type and
  *             Content-Length. Any refusal is answered right here, before the body is read.
- *   body      chunks are appended under the byte limit while a tiny scanner counts records
- *             (objects opened at depth 2), so an oversized body is refused while it streams:
- *             buffering stops at once, the rest is drained unkept (libmicrohttpd cannot answer
- *             mid-body) and the 413 goes out when the client stops sending, or the request
- *             deadline closes the connection.
+ *   body      chunks are appended under the byte limit while a scanner (http/bodyscan.h) counts
+ *             records, nesting and the parsed size, so an oversized body is refused while it
+ *             streams: buffering stops at once, the rest is drained unkept (libmicrohttpd
+ *             cannot answer mid-body) and the 413 goes out when the client stops sending, or
+ *             the request deadline closes the connection. The bytes and the parsed estimate
+ *             count against the server-wide budget (BUFFERED_MAX).
  *   last      the route's handler runs; it answers or suspends the connection.
  *   resumed   on_resume builds the answer from the writer's result.
  * on_completed logs one line, records metrics and frees the request.
@@ -33,6 +34,7 @@
 
 #include "base/log.h"
 #include "core/metrics.h"
+#include "http/bodyscan.h"
 #include "http/guard.h"
 #include "http/router.h"
 
@@ -46,16 +48,17 @@ struct sd_server {
     char id_prefix[9];
     _Atomic uint64_t id_counter;
     int64_t deadline_usec;
-    atomic_size_t buffered; /* body bytes held by all requests together */
+    atomic_size_t buffered; /* body bytes and their parsed estimate, all requests together */
     struct sd_guard *guard; /* phase deadlines and free slots for the connections */
 };
 
 enum phase { PHASE_BODY, PHASE_SUSPENDED, PHASE_ANSWERED };
 
 #define BODY_RESERVE_MAX (256 << 10)
-/* All request bodies together: past this, new body bytes get a 503 (retry shortly) instead of
- * memory. 32 bodies at the 8 MiB limit, or thousands of ordinary ones. */
-#define BUFFERED_MAX ((size_t)256 << 20)
+/* All request bodies together, their bytes plus what they will cost once parsed (bodyscan.h):
+ * past this, new body bytes get a 503 (retry shortly) instead of memory. Five bodies at the
+ * parsed-size limit, or thousands of ordinary ones. */
+#define BUFFERED_MAX ((size_t)1 << 30)
 
 /* Server-private part of a request, wrapping the public one. */
 struct req_priv {
@@ -64,11 +67,8 @@ struct req_priv {
     enum phase phase;
     bool discard; /* body refused: drain the rest without keeping it */
     size_t discarded;
-    size_t accounted; /* this request's share of srv->buffered */
-    /* record counter for the streaming limit */
-    int depth;
-    bool in_string, escape;
-    size_t records;
+    size_t accounted;            /* this request's share of srv->buffered */
+    struct sd_body_scan scan;    /* records, depth and parsed size, counted as the body streams */
     struct sd_guard_conn *gconn; /* the connection's entry in srv->guard */
 };
 
@@ -308,36 +308,6 @@ static bool admit(struct req_priv *p)
     return false;
 }
 
-/* Count records (objects opened at depth 2) in a chunk; strings are skipped. */
-static void count_records(struct req_priv *p, const char *data, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        char c = data[i];
-        if (p->in_string) {
-            if (p->escape) {
-                p->escape = false;
-            } else if (c == '\\') {
-                p->escape = true;
-            } else if (c == '"') {
-                p->in_string = false;
-            }
-            continue;
-        }
-        switch (c) {
-        case '"': p->in_string = true; break;
-        case '{':
-            if (p->depth == 2) {
-                p->records++;
-            }
-            /* fall through */
-        case '[': p->depth++; break;
-        case '}':
-        case ']': p->depth--; break;
-        default: break;
-        }
-    }
-}
-
 static void release_body(struct req_priv *p)
 {
     sd_buf_release(&p->req.body);
@@ -345,11 +315,46 @@ static void release_body(struct req_priv *p)
     p->accounted = 0;
 }
 
-static void refuse_streaming(struct req_priv *p, const char *why, long long limit)
+/* A 413 (or the given answer) decided while the body streams: keep nothing more. */
+__attribute__((format(printf, 4, 5))) static void
+refuse_streaming_as(struct req_priv *p, int status, const char *code, const char *fmt, ...)
 {
-    sd_req_reply_error(&p->req, 413, "payload_too_large", "%s %lld", why, limit);
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = sd_vasprintf(fmt, ap);
+    va_end(ap);
+    sd_req_reply_error(&p->req, status, code, "%s", msg);
+    free(msg);
     p->discard = true;
     release_body(p);
+}
+
+#define refuse_streaming(p, ...) refuse_streaming_as(p, 413, "payload_too_large", __VA_ARGS__)
+
+/* Refuses a body past a limit on its records or parsed size (413), or its nesting (400, as the
+ * JSON parser would: a parse limit, not a size). */
+static bool refuse_by_scan(struct req_priv *p)
+{
+    const struct sd_body_scan *s = &p->scan;
+    if (s->records > SD_MAX_RECORDS) {
+        refuse_streaming(p, "body holds more records than the limit of %u", SD_MAX_RECORDS);
+        return true;
+    }
+    if (s->max_depth > (int)SD_MAX_BODY_DEPTH) {
+        refuse_streaming_as(p, 400, "malformed_json",
+                            "objects and arrays nest deeper than the limit of %u levels",
+                            SD_MAX_BODY_DEPTH);
+        return true;
+    }
+    if (s->parsed_bytes > SD_MAX_PARSED_BYTES) {
+        refuse_streaming(p,
+                         "body would take more than %u MiB of memory once parsed (the limit; each "
+                         "object counts %u bytes, array %u, string or member name %u, number %u)",
+                         SD_MAX_PARSED_BYTES >> 20, SD_SCAN_COST_OBJECT, SD_SCAN_COST_ARRAY,
+                         SD_SCAN_COST_STRING, SD_SCAN_COST_NUMBER);
+        return true;
+    }
+    return false;
 }
 
 /* ---- libmicrohttpd callbacks ----------------------------------------------------------------- */
@@ -431,17 +436,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return p->discarded > 65536 ? MHD_NO : MHD_YES;
             }
             if (req->body.len + n > SD_MAX_BODY_BYTES) {
-                refuse_streaming(p, "body exceeds the byte limit of", (long long)SD_MAX_BODY_BYTES);
+                refuse_streaming(p, "body exceeds the byte limit of %u", SD_MAX_BODY_BYTES);
                 return MHD_YES;
             }
-            count_records(p, upload_data, n);
-            if (p->records > SD_MAX_RECORDS) {
-                refuse_streaming(p, "body holds more records than the limit of",
-                                 (long long)SD_MAX_RECORDS);
+            uint64_t parsed_before = p->scan.parsed_bytes;
+            sd_body_scan_feed(&p->scan, upload_data, n);
+            if (refuse_by_scan(p)) {
                 return MHD_YES;
             }
-            p->accounted += n;
-            if (atomic_fetch_add(&srv->buffered, n) + n > BUFFERED_MAX) {
+            /* The bytes kept, and what they will cost once parsed. */
+            size_t cost = n + (size_t)(p->scan.parsed_bytes - parsed_before);
+            p->accounted += cost;
+            if (atomic_fetch_add(&srv->buffered, cost) + cost > BUFFERED_MAX) {
                 sd_req_add_header(req, MHD_HTTP_HEADER_RETRY_AFTER, "1");
                 sd_req_reply_error(req, 503, "overloaded",
                                    "the hub is holding too many request bodies; retry shortly");
@@ -524,8 +530,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         const union MHD_ConnectionInfo *addr =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (fd) {
-            *socket_context = sd_guard_add(srv->guard, fd->connect_fd,
-                                           addr ? addr->client_addr : NULL);
+            *socket_context =
+                sd_guard_add(srv->guard, fd->connect_fd, addr ? addr->client_addr : NULL);
         }
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
         sd_guard_remove(srv->guard, *socket_context);
@@ -689,9 +695,8 @@ int sd_server_start(struct sd_hub *hub, const struct sd_server_config *cfg, stru
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, idle_sec,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32 * 1024, MHD_OPTION_NOTIFY_COMPLETED,
         on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_ARRAY,
-        cfg->tls_cert ? tls_opts : no_opts, MHD_OPTION_END);
+        MHD_OPTION_URI_LOG_CALLBACK, on_request_line, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+        NULL, MHD_OPTION_ARRAY, cfg->tls_cert ? tls_opts : no_opts, MHD_OPTION_END);
     if (!srv->daemon) {
         sd_log(SD_LOG_ERROR, "cannot start the HTTP server", NULL);
         r = -EIO;
