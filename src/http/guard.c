@@ -63,24 +63,88 @@ static void close_conn(struct sd_guard_conn *c)
     shutdown(c->fd, SHUT_RDWR);
 }
 
-/* The oldest connection in the head or idle phase, other than `except`, optionally only from
- * the address of `ip`. */
-static struct sd_guard_conn *oldest_waiting(struct sd_guard *g, const struct sd_guard_conn *except,
-                                            const struct sd_guard_conn *ip)
+/* The connection to close for a free slot: the oldest in the head or idle phase; failing that,
+ * the oldest that has been in a request for longer than the head deadline (sending its body or
+ * reading its answer slowly). Never `except`; only from the address of `ip` if given. */
+static struct sd_guard_conn *victim(struct sd_guard *g, int64_t now,
+                                    const struct sd_guard_conn *except,
+                                    const struct sd_guard_conn *ip)
 {
-    struct sd_guard_conn *best = NULL;
+    struct sd_guard_conn *waiting = NULL, *slow = NULL;
     for (struct sd_guard_conn *c = g->head; c; c = c->next) {
-        if (c == except || c->closing || (c->phase != PH_HEAD && c->phase != PH_IDLE)) {
+        if (c == except || c->closing || (ip && !same_ip(c, ip))) {
             continue;
         }
-        if (ip && !same_ip(c, ip)) {
-            continue;
-        }
-        if (!best || c->since_usec < best->since_usec) {
-            best = c;
+        if (c->phase == PH_HEAD || c->phase == PH_IDLE) {
+            if (!waiting || c->since_usec < waiting->since_usec) {
+                waiting = c;
+            }
+        } else if (c->phase == PH_REQUEST && now - c->since_usec > g->cfg.head_usec) {
+            if (!slow || c->since_usec < slow->since_usec) {
+                slow = c;
+            }
         }
     }
-    return best;
+    return waiting ? waiting : slow;
+}
+
+/* Open (not closing) connections, all or from the address of `ip`. */
+static unsigned count_open(struct sd_guard *g, const struct sd_guard_conn *ip)
+{
+    unsigned n = 0;
+    for (struct sd_guard_conn *c = g->head; c; c = c->next) {
+        n += !c->closing && (!ip || same_ip(c, ip));
+    }
+    return n;
+}
+
+/* Close victims until `ip`'s address (or, without ip, the server) is back under the threshold
+ * of `limit`. Returns how many were closed. */
+static unsigned make_room(struct sd_guard *g, int64_t now, unsigned limit,
+                          const struct sd_guard_conn *except, const struct sd_guard_conn *ip)
+{
+    unsigned closed = 0;
+    unsigned open = count_open(g, ip);
+    while (open > threshold(limit)) {
+        struct sd_guard_conn *v = victim(g, now, except, ip);
+        if (!v) {
+            break;
+        }
+        close_conn(v);
+        open--;
+        closed++;
+    }
+    return closed;
+}
+
+/* The reserve, for addresses and for the server. An accept enforces it for the new
+ * connection's address; the sweep for every address, since libmicrohttpd refuses connections
+ * at its limit without telling us (requests that went idle, or slow ones, can hold it there). */
+static unsigned enforce_reserve(struct sd_guard *g, int64_t now, const struct sd_guard_conn *fresh)
+{
+    unsigned closed = 0;
+    if (g->cfg.max_per_ip) {
+        if (fresh) {
+            closed += fresh->family ? make_room(g, now, g->cfg.max_per_ip, fresh, fresh) : 0;
+        } else if (count_open(g, NULL) > threshold(g->cfg.max_per_ip)) {
+            for (struct sd_guard_conn *c = g->head; c; c = c->next) {
+                if (c->closing || !c->family) {
+                    continue;
+                }
+                bool first = true; /* each address once: at its first open connection */
+                for (struct sd_guard_conn *o = g->head; o != c && first; o = o->next) {
+                    first = o->closing || !same_ip(o, c);
+                }
+                if (first) {
+                    closed += make_room(g, now, g->cfg.max_per_ip, NULL, c);
+                }
+            }
+        }
+    }
+    if (g->cfg.max_connections) {
+        closed += make_room(g, now, g->cfg.max_connections, fresh, NULL);
+    }
+    return closed;
 }
 
 struct sd_guard_conn *sd_guard_add(struct sd_guard *g, int fd, const struct sockaddr *addr)
@@ -107,28 +171,7 @@ struct sd_guard_conn *sd_guard_add(struct sd_guard *g, int fd, const struct sock
     }
     g->tail = c;
     g->n++;
-    unsigned open = 0, from_ip = 0;
-    for (struct sd_guard_conn *o = g->head; o; o = o->next) {
-        if (!o->closing) {
-            open++;
-            from_ip += same_ip(o, c);
-        }
-    }
-    if (g->cfg.max_per_ip && c->family && from_ip > threshold(g->cfg.max_per_ip)) {
-        struct sd_guard_conn *victim = oldest_waiting(g, c, c);
-        if (victim) {
-            close_conn(victim);
-            g->evicted++;
-            open--;
-        }
-    }
-    if (g->cfg.max_connections && open > threshold(g->cfg.max_connections)) {
-        struct sd_guard_conn *victim = oldest_waiting(g, c, NULL);
-        if (victim) {
-            close_conn(victim);
-            g->evicted++;
-        }
-    }
+    g->evicted += enforce_reserve(g, c->since_usec, c);
     pthread_mutex_unlock(&g->lock);
     return c;
 }
@@ -226,7 +269,7 @@ void sd_guard_sweep(struct sd_guard *g, int64_t now_usec, struct sd_guard_closed
         case PH_HOLD: break;
         }
     }
-    out.evicted = g->evicted;
+    out.evicted = g->evicted + enforce_reserve(g, now_usec, NULL);
     g->evicted = 0;
     pthread_mutex_unlock(&g->lock);
     *ret = out;

@@ -10,10 +10,13 @@
  *            counting the time the hub itself works on the request (hold)
  *   hold     a handler runs or the request waits for the writer: no deadline
  *   idle     kept alive after an answer: the next request line must arrive within idle_usec
- * A watchdog thread closes connections past their deadline. And when a connection is accepted
- * while the server is near its connection limit (total, or for the client's address), the
- * oldest connections in the head or idle phase are closed first, so a new client always finds
- * a free slot.
+ * A watchdog thread closes connections past their deadline. And the guard keeps a reserve of a
+ * tenth of each connection limit (total, and per client address) free: past it, the oldest
+ * connection in the head or idle phase is closed, or failing that the oldest that has been in
+ * a request for longer than the head deadline (a slow body, or a client not reading its
+ * answer). An accept enforces the reserve at once for the new connection's address and the
+ * total; each sweep enforces it for every address (libmicrohttpd refuses a connection at its
+ * limit without telling the guard).
  *
  * Closing means shutdown(fd, SHUT_RDWR): libmicrohttpd sees end-of-file on its next poll and
  * closes the connection itself. The table only ever touches the fd of a connection that is
@@ -68,8 +71,8 @@ void sd_guard_unhold(struct sd_guard *g, struct sd_guard_conn *c);       /* hold
 void sd_guard_idle(struct sd_guard *g, struct sd_guard_conn *c);         /* answer sent -> idle */
 
 /* One watchdog pass as if the time were now_usec (the thread calls it with sd_mono_usec()):
- * closes the connections past their deadline. *ret gets what this pass closed plus the
- * evictions since the previous pass. */
+ * closes the connections past their deadline, then enforces the reserve. *ret gets what this
+ * pass closed plus the evictions since the previous pass. */
 void sd_guard_sweep(struct sd_guard *g, int64_t now_usec, struct sd_guard_closed *ret);
 
 #endif

@@ -12,6 +12,8 @@ them, as an attack tool does) for a little over the head deadline, while a legit
 the same address sends GET /healthz and a POST ingest once a second, each of which must get its
 2xx (a client retries a refused connection within its time budget, like any HTTP client); and a
 separate connection from 127.0.0.2 trickles its head and must be closed at the deadline.
+The same with complete heads and bodies trickled a byte at a time: those hold their slots until
+they are older than the head deadline, so there the legitimate client's budget includes it.
 """
 
 import resource
@@ -40,11 +42,17 @@ def _raise_fd_limit(need):
     return True
 
 
-class Trickler:
-    """Connections that send a request head one line at a time and never finish it."""
+HEAD_START = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+HEAD_LINE = b"X-Slow: 1\r\n"
 
-    def __init__(self, port, count, source="127.0.0.1"):
+
+class Trickler:
+    """Connections that send `start`, then `line` at every trickle(), and never finish: by
+    default a request head one header line at a time."""
+
+    def __init__(self, port, count, source="127.0.0.1", start=HEAD_START, line=HEAD_LINE):
         self.port, self.count, self.source = port, count, source
+        self.start, self.line = start, line
         self.socks = {}          # socket -> opened at (monotonic)
         self.lifetimes = []      # seconds from open to the server closing it
         self.opened = 0
@@ -54,7 +62,7 @@ class Trickler:
         try:
             s = socket.create_connection(("127.0.0.1", self.port), timeout=2,
                                          source_address=(self.source, 0))
-            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            s.sendall(self.start)
             s.setblocking(False)
         except OSError:
             self.refused += 1
@@ -85,14 +93,14 @@ class Trickler:
             except OSError:
                 data = b""
             if data:
-                continue  # an answer would be a bug; the head is never complete
+                continue  # an answer (none is expected: nothing is ever complete)
             self.lifetimes.append(now - self.socks.pop(s))
             s.close()
 
     def trickle(self):
         for s in list(self.socks):
             try:
-                s.send(b"X-Slow: 1\r\n")
+                s.send(self.line)
             except BlockingIOError:
                 pass
             except OSError:
@@ -105,10 +113,10 @@ class Trickler:
         self.socks = {}
 
 
-def _legit(fn):
+def _legit(fn, budget=LEGIT_BUDGET):
     """Run one legitimate request, retrying a refused or reset connection within the budget.
     Returns (status or None, last error)."""
-    deadline = time.monotonic() + LEGIT_BUDGET
+    deadline = time.monotonic() + budget
     last = None
     while time.monotonic() < deadline:
         try:
@@ -127,31 +135,35 @@ class SlowClients(unittest.TestCase):
         cls.data = h.tempdir(cls)
         h.tenant_create(cls.data, "slow")
         cls.key = h.key_create(cls.data, "slow")
+        h.tenant_create(cls.data, "rudy")
+        cls.rudy_key = h.key_create(cls.data, "rudy")
+        h.tenant_limits(cls.data, "rudy", 100000, 100000)
         cls.server = h.Server(cls.data).start()
         cls.addClassCleanup(cls.server.stop)
 
-    def test_legitimate_client_gets_through_a_slowloris_run(self):
+    def _run(self, attack, budget, probe=None):
+        """Run `attack` (and `probe`) for RUN_SEC while a legitimate client sends GET /healthz
+        and a POST ingest once a second. Returns (results, probe lifetime or None)."""
         port = self.server.port
         api = self.server.api("slow", self.key)
-        attack = Trickler(port, ATTACKERS)
-        probe = Trickler(port, 1, source="127.0.0.2")  # the deadline, free of evictions
         results, stop = [], threading.Event()
 
         def legit():
-            n = 0
             while not stop.is_set():
-                n += 1
                 results.append(("GET /healthz",) + _legit(
-                    lambda t: h.http(port, "GET", "/healthz", timeout=t)))
+                    lambda t: h.http(port, "GET", "/healthz", timeout=t), budget))
                 ikey = h.uid("IDEM")
                 body = {"events": [h.event()]}
                 results.append(("POST ingest",) + _legit(
-                    lambda t: api.ingest(body, headers={"Idempotency-Key": ikey}, timeout=t)))
+                    lambda t: api.ingest(body, headers={"Idempotency-Key": ikey}, timeout=t),
+                    budget))
                 stop.wait(1.0)
 
+        probes = [probe] if probe else []
         try:
             attack.fill()
-            probe.fill()
+            for p in probes:
+                p.fill()
             started = time.monotonic()
             t = threading.Thread(target=legit, daemon=True)
             t.start()
@@ -161,32 +173,50 @@ class SlowClients(unittest.TestCase):
                 attack.reap()
                 attack.trickle()
                 attack.fill()
-                probe.reap()
-                if probe_lifetime is None and probe.lifetimes:
-                    probe_lifetime = probe.lifetimes[0]
-                if probe_lifetime is None:
-                    probe.trickle()
+                for p in probes:
+                    p.reap()
+                    if probe_lifetime is None and p.lifetimes:
+                        probe_lifetime = p.lifetimes[0]
+                    if probe_lifetime is None:
+                        p.trickle()
             stop.set()
-            t.join(LEGIT_BUDGET * 2 + 5)
+            t.join(budget * 2 + 5)
         finally:
             stop.set()
             attack.close()
-            probe.close()
-
+            for p in probes:
+                p.close()
         self.assertTrue(self.server.running(), self.server.diagnostics())
-        self.assertGreaterEqual(len(results), 4, results)
         bad = [r for r in results if r[1] is None or not 200 <= r[1] < 300]
         self.assertEqual(bad, [], "legitimate requests that did not get a 2xx within %.0f s "
-                         "during the run (of %d): %r" % (LEGIT_BUDGET, len(results), bad[:6]))
+                         "during the run (of %d): %r" % (budget, len(results), bad[:6]))
+        self.assertGreaterEqual(len(results), 4, results)
+        return results, probe_lifetime
+
+    def test_legitimate_client_gets_through_a_slowloris_run(self):
+        attack = Trickler(self.server.port, ATTACKERS)
+        probe = Trickler(self.server.port, 1, source="127.0.0.2")  # free of evictions
+        _, probe_lifetime = self._run(attack, LEGIT_BUDGET, probe)
         # The head deadline closed the probe, not the idle timeout (it sent a line every 2 s)
         self.assertIsNotNone(probe_lifetime, "a request head trickled for %.0f s was never cut "
                              "off" % RUN_SEC)
         self.assertGreaterEqual(probe_lifetime, HEAD_DEADLINE - 1.0)
         self.assertLessEqual(probe_lifetime, HEAD_DEADLINE + TRICKLE_SEC + 3.0 * h.TIME_SCALE)
-        # The attack's connections were closed too (deadline or eviction) and none was answered
+        # The attack's connections were closed too (deadline or eviction), none was answered
         self.assertGreater(len(attack.lifetimes), ATTACKERS - 500)
-        # And the server is still fine afterwards
-        self.assertEqual(h.http(port, "GET", "/healthz").status, 200)
+        self.assertEqual(h.http(self.server.port, "GET", "/healthz").status, 200)
+
+    def test_legitimate_client_gets_through_slow_bodies(self):
+        """Complete heads, then a body trickled a byte at a time (another tenant's valid key,
+        so the legitimate tenant's rate limit is its own): these hold their slots until they
+        are older than the head deadline, then the oldest make room for new clients."""
+        head = ("POST /v1/rudy/ingest HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                "Content-Length: 100000\r\n\r\n{" % self.rudy_key).encode()
+        attack = Trickler(self.server.port, ATTACKERS, start=head, line=b" ")
+        self._run(attack, HEAD_DEADLINE + LEGIT_BUDGET)
+        self.assertGreater(len(attack.lifetimes), ATTACKERS - 500)
+        self.assertEqual(h.http(self.server.port, "GET", "/healthz").status, 200)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 /* test_guard.c — the connection guard: each phase's deadline (head, request with held time not
  * counted, idle, and a kept-alive connection's next head), and the slot reserve (a new
  * connection near the per-address or total limit closes the oldest one still sending a head or
- * idle, never one in a request). "Closed" is seen from the peer of a socketpair: end of file. */
+ * idle, never one in a request, and the sweep closes requests slower than the head deadline
+ * when nothing else can go). "Closed" is seen from the peer of a socketpair: end of file. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -183,6 +184,38 @@ static void test_total_reserve(void **state)
     sd_guard_free(g);
 }
 
+/* Past the reserve with nothing waiting: the sweep closes the oldest request that has run
+ * longer than the head deadline (a slow body or a client not reading its answer), and only
+ * as many as needed. */
+static void test_slow_requests_make_room(void **state)
+{
+    (void)state;
+    struct sd_guard *g = guard_new(100, 5);
+    int idx[5];
+    struct sd_guard_conn *c[5];
+    for (int k = 0; k < 5; k++) {
+        c[k] = conn_add(g, 7, &idx[k]);
+        sd_guard_request(g, c[k]);
+    }
+    for (int k = 0; k < 5; k++) {
+        assert_false(closed(idx[k])); /* all young requests: nothing to close */
+    }
+    struct sd_guard_closed k;
+    sd_guard_sweep(g, sd_mono_usec() + 5 * SEC, &k);
+    assert_int_equal(k.evicted, 0);
+    sd_guard_sweep(g, sd_mono_usec() + 11 * SEC, &k);
+    assert_int_equal(k.evicted, 1);
+    assert_int_equal(k.request, 0);
+    assert_true(closed(idx[0]));
+    for (int n = 1; n < 5; n++) {
+        assert_false(closed(idx[n]));
+    }
+    for (int n = 0; n < 5; n++) {
+        sd_guard_remove(g, c[n]);
+    }
+    sd_guard_free(g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +224,7 @@ int main(void)
         cmocka_unit_test_teardown(test_idle_then_next_head, teardown),
         cmocka_unit_test_teardown(test_per_ip_reserve_closes_oldest_waiting, teardown),
         cmocka_unit_test_teardown(test_total_reserve, teardown),
+        cmocka_unit_test_teardown(test_slow_requests_make_room, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
