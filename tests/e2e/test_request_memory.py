@@ -80,7 +80,7 @@ class RequestMemory(unittest.TestCase):
 
     def _fresh(self, args=()):
         s = h.Server(self.data, args=args).start()
-        self.addCleanup(s.stop)
+        self.addCleanup(s.stop_ok)
         api = s.api("mem", self.key)
         self.assertEqual(api.ingest({"events": [h.event()]}).status, 202)  # warm up
         return s, api

@@ -139,7 +139,7 @@ class SlowClients(unittest.TestCase):
         cls.rudy_key = h.key_create(cls.data, "rudy")
         h.tenant_limits(cls.data, "rudy", 100000, 100000)
         cls.server = h.Server(cls.data).start()
-        cls.addClassCleanup(cls.server.stop)
+        cls.addClassCleanup(cls.server.stop_ok)
 
     def _run(self, attack, budget, probe=None):
         """Run `attack` (and `probe`) for RUN_SEC while a legitimate client sends GET /healthz
