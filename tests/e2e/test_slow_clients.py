@@ -14,6 +14,8 @@ the same address sends GET /healthz and a POST ingest once a second, each of whi
 separate connection from 127.0.0.2 trickles its head and must be closed at the deadline.
 The same with complete heads and bodies trickled a byte at a time: those hold their slots until
 they are older than the head deadline, so there the legitimate client's budget includes it.
+And on a kept-alive connection the next request head has the same deadline, from its request
+line.
 """
 
 import resource
@@ -205,6 +207,46 @@ class SlowClients(unittest.TestCase):
         # The attack's connections were closed too (deadline or eviction), none was answered
         self.assertGreater(len(attack.lifetimes), ATTACKERS - 500)
         self.assertEqual(h.http(self.server.port, "GET", "/healthz").status, 200)
+
+    def test_next_head_on_a_kept_alive_connection_has_the_deadline(self):
+        """After one answer, a connection that trickles its next request head is closed at the
+        head deadline counted from that request line (not from the answer: it idled first)."""
+        idle = 3.0
+        s = socket.create_connection(("127.0.0.1", self.server.port), timeout=HEAD_DEADLINE * 3,
+                                     source_address=("127.0.0.3", 0))
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            r = h._httpclient.HTTPResponse(s, method="GET")
+            r.begin()
+            r.read()
+            self.assertEqual(r.status, 200)
+            self.assertFalse(r.will_close)
+            time.sleep(idle)
+            s.sendall(b"GET /healthz HTTP/1.1\r\n")
+            line_at = time.monotonic()
+            s.settimeout(1.0)
+            closed_after = None
+            while time.monotonic() - line_at < HEAD_DEADLINE + 5.0 * h.TIME_SCALE:
+                try:
+                    if s.recv(4096) == b"":
+                        closed_after = time.monotonic() - line_at
+                        break
+                    self.fail("an answer to a request head that was never complete")
+                except socket.timeout:
+                    pass
+                except OSError:
+                    closed_after = time.monotonic() - line_at
+                    break
+                try:
+                    s.sendall(HEAD_LINE)
+                except OSError:
+                    closed_after = time.monotonic() - line_at
+                    break
+        finally:
+            s.close()
+        self.assertIsNotNone(closed_after, "the trickled head of a kept-alive connection was "
+                             "never cut off")
+        self.assertGreaterEqual(closed_after, HEAD_DEADLINE - 1.0)
 
     def test_legitimate_client_gets_through_slow_bodies(self):
         """Complete heads, then a body trickled a byte at a time (another tenant's valid key,
