@@ -81,11 +81,12 @@ class Trickler:
 
     def reap(self):
         """Forget the connections the server closed (readable: end of file or reset)."""
-        socks = list(self.socks)
-        closed = []
-        for i in range(0, len(socks), 500):
-            r, _, _ = select.select(socks[i:i + 500], [], [], 0)
-            closed.extend(r)
+        poller = select.poll()
+        by_fd = {}
+        for s in self.socks:
+            poller.register(s, select.POLLIN)
+            by_fd[s.fileno()] = s
+        closed = [by_fd[fd] for fd, _ in poller.poll(0)]
         now = time.monotonic()
         for s in closed:
             try:
