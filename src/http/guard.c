@@ -117,6 +117,48 @@ static unsigned make_room(struct sd_guard *g, int64_t now, unsigned limit,
     return closed;
 }
 
+static int by_address(const void *a, const void *b)
+{
+    const struct sd_guard_conn *x = *(struct sd_guard_conn *const *)a;
+    const struct sd_guard_conn *y = *(struct sd_guard_conn *const *)b;
+    if (x->family != y->family) {
+        return x->family < y->family ? -1 : 1;
+    }
+    return memcmp(x->addr, y->addr, sizeof(x->addr));
+}
+
+/* The reserve for every address over it, found by sorting the open connections by address
+ * (only when there are more open connections than one address may keep). */
+static unsigned enforce_per_ip(struct sd_guard *g, int64_t now)
+{
+    unsigned t = threshold(g->cfg.max_per_ip);
+    unsigned n = count_open(g, NULL);
+    if (n <= t) {
+        return 0;
+    }
+    struct sd_guard_conn **v = sd_calloc(n, sizeof(*v));
+    size_t k = 0;
+    for (struct sd_guard_conn *c = g->head; c; c = c->next) {
+        if (!c->closing && c->family) {
+            v[k++] = c;
+        }
+    }
+    qsort(v, k, sizeof(*v), by_address);
+    unsigned closed = 0;
+    for (size_t i = 0; i < k;) {
+        size_t j = i + 1;
+        while (j < k && same_ip(v[i], v[j])) {
+            j++;
+        }
+        if (j - i > t) {
+            closed += make_room(g, now, g->cfg.max_per_ip, NULL, v[i]);
+        }
+        i = j;
+    }
+    free(v);
+    return closed;
+}
+
 /* The reserve, for addresses and for the server. An accept enforces it for the new
  * connection's address; the sweep for every address, since libmicrohttpd refuses connections
  * at its limit without telling us (requests that went idle, or slow ones, can hold it there). */
@@ -126,19 +168,8 @@ static unsigned enforce_reserve(struct sd_guard *g, int64_t now, const struct sd
     if (g->cfg.max_per_ip) {
         if (fresh) {
             closed += fresh->family ? make_room(g, now, g->cfg.max_per_ip, fresh, fresh) : 0;
-        } else if (count_open(g, NULL) > threshold(g->cfg.max_per_ip)) {
-            for (struct sd_guard_conn *c = g->head; c; c = c->next) {
-                if (c->closing || !c->family) {
-                    continue;
-                }
-                bool first = true; /* each address once: at its first open connection */
-                for (struct sd_guard_conn *o = g->head; o != c && first; o = o->next) {
-                    first = o->closing || !same_ip(o, c);
-                }
-                if (first) {
-                    closed += make_room(g, now, g->cfg.max_per_ip, NULL, c);
-                }
-            }
+        } else {
+            closed += enforce_per_ip(g, now);
         }
     }
     if (g->cfg.max_connections) {

@@ -191,9 +191,13 @@ static void test_slow_requests_make_room(void **state)
 {
     (void)state;
     struct sd_guard *g = guard_new(100, 5);
-    int idx[5];
-    struct sd_guard_conn *c[5];
+    int idx[5], other_idx[3];
+    struct sd_guard_conn *c[5], *other[3];
     for (int k = 0; k < 5; k++) {
+        if (k < 3) { /* other addresses, under their reserve, interleaved */
+            other[k] = conn_add(g, k == 2 ? 9 : 3, &other_idx[k]);
+            sd_guard_request(g, other[k]);
+        }
         c[k] = conn_add(g, 7, &idx[k]);
         sd_guard_request(g, c[k]);
     }
@@ -209,6 +213,10 @@ static void test_slow_requests_make_room(void **state)
     assert_true(closed(idx[0]));
     for (int n = 1; n < 5; n++) {
         assert_false(closed(idx[n]));
+    }
+    for (int n = 0; n < 3; n++) {
+        assert_false(closed(other_idx[n]));
+        sd_guard_remove(g, other[n]);
     }
     for (int n = 0; n < 5; n++) {
         sd_guard_remove(g, c[n]);
