@@ -27,10 +27,15 @@
 static const char usage_serve[] =
     "usage: stagedoor serve [--data DIR] [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
     "                       [--behind-proxy] [--threads N] [--log-level debug|info|warn|error]\n"
+    "                       [--max-connections N] [--max-per-ip N] [--header-timeout SEC]\n"
     "Runs the hub. Defaults: --data " SD_DEFAULT_DATA_DIR ", --listen 127.0.0.1:8080.\n"
     "Port 0 picks a free port. Prints 'listening on http(s)://HOST:PORT' once ready.\n"
     "With --tls-cert/--tls-key it serves HTTPS only (TLS 1.2 and 1.3). Without TLS it refuses a\n"
-    "non-loopback address unless --behind-proxy says a TLS-terminating proxy is in front.\n";
+    "non-loopback address unless --behind-proxy says a TLS-terminating proxy is in front.\n"
+    "Connections: at most --max-connections (default 1000), --max-per-ip from one address\n"
+    "(default 500); a request head must be complete --header-timeout seconds (default 10) after\n"
+    "the connection opened, and near a limit the oldest connections still sending a head or\n"
+    "idle are closed first to keep slots for new clients.\n";
 
 static bool is_loopback(const char *host)
 {
@@ -42,6 +47,7 @@ static int serve_parse(int argc, char **argv, const char *usage, struct sd_serve
                        bool *ret_help)
 {
     const char *listen = "127.0.0.1:8080", *threads = NULL, *level = NULL;
+    const char *max_conn = NULL, *max_ip = NULL, *head_sec = NULL;
     bool behind_proxy = false;
     *ret_help = false;
     o->data = SD_DEFAULT_DATA_DIR;
@@ -52,6 +58,9 @@ static int serve_parse(int argc, char **argv, const char *usage, struct sd_serve
                                 {"--behind-proxy", false, NULL, &behind_proxy},
                                 {"--threads", true, &threads, NULL},
                                 {"--log-level", true, &level, NULL},
+                                {"--max-connections", true, &max_conn, NULL},
+                                {"--max-per-ip", true, &max_ip, NULL},
+                                {"--header-timeout", true, &head_sec, NULL},
                                 {0}};
     int n = sd_cli_parse(argc, argv, opts, NULL, 0, usage);
     if (n == -1) {
@@ -96,6 +105,22 @@ static int serve_parse(int argc, char **argv, const char *usage, struct sd_serve
             return -1;
         }
         o->cfg.threads = (unsigned)t;
+    }
+    struct {
+        const char *name, *value;
+        long long max;
+        unsigned *out;
+    } nums[] = {{"--max-connections", max_conn, 100000, &o->cfg.max_connections},
+                {"--max-per-ip", max_ip, 100000, &o->cfg.max_per_ip},
+                {"--header-timeout", head_sec, 3600, &o->cfg.header_timeout_sec}};
+    for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+        if (nums[i].value) {
+            long long v = sd_cli_positive(nums[i].name, nums[i].value, nums[i].max);
+            if (v < 0) {
+                return -1;
+            }
+            *nums[i].out = (unsigned)v;
+        }
     }
     if (level) {
         static const char *names[] = {"debug", "info", "warn", "error"};

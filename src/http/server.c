@@ -4,14 +4,17 @@
  * Lifecycle of one request (libmicrohttpd calls on_request several times):
  *   1st call  headers are in: route, authenticate, rate-limit, check Content-Type and
  *             Content-Length. Any refusal is answered right here, before the body is read.
- *   body      chunks are appended under the byte limit while a tiny scanner counts records
- *             (objects opened at depth 2), so an oversized body is refused while it streams:
- *             buffering stops at once, the rest is drained unkept (libmicrohttpd cannot answer
- *             mid-body) and the 413 goes out when the client stops sending, or the request
- *             deadline closes the connection.
+ *   body      chunks are appended under the byte limit while a scanner (http/bodyscan.h) counts
+ *             records, nesting and the parsed size, so an oversized body is refused while it
+ *             streams: buffering stops at once, the rest is drained unkept (libmicrohttpd
+ *             cannot answer mid-body) and the 413 goes out when the client stops sending, or
+ *             the request deadline closes the connection. The bytes and the parsed estimate
+ *             count against the server-wide budget (BUFFERED_MAX).
  *   last      the route's handler runs; it answers or suspends the connection.
  *   resumed   on_resume builds the answer from the writer's result.
- * on_completed logs one line, records metrics and frees the request. */
+ * on_completed logs one line, records metrics and frees the request.
+ * Each connection is registered with the guard (http/guard.h) from accept to close, and told
+ * its phase: head, request, hold (a handler or the writer works; no deadline), idle. */
 #include "http/server.h"
 
 #include <arpa/inet.h>
@@ -32,6 +35,8 @@
 #include "base/log.h"
 #include "base/utf8.h"
 #include "core/metrics.h"
+#include "http/bodyscan.h"
+#include "http/guard.h"
 #include "http/router.h"
 
 struct sd_server {
@@ -44,33 +49,40 @@ struct sd_server {
     char id_prefix[9];
     _Atomic uint64_t id_counter;
     int64_t deadline_usec;
-    atomic_size_t buffered; /* body bytes held by all requests together */
+    atomic_size_t buffered; /* body bytes and their parsed estimate, all requests together */
+    struct sd_guard *guard; /* phase deadlines and free slots for the connections */
 };
 
 enum phase { PHASE_BODY, PHASE_SUSPENDED, PHASE_ANSWERED };
 
 #define BODY_RESERVE_MAX (256 << 10)
-/* All request bodies together: past this, new body bytes get a 503 (retry shortly) instead of
- * memory. 32 bodies at the 8 MiB limit, or thousands of ordinary ones. */
-#define BUFFERED_MAX ((size_t)256 << 20)
+/* All request bodies together, their bytes plus what they will cost once parsed (bodyscan.h):
+ * past this, new body bytes get a 503 (retry shortly) instead of memory. Five bodies at the
+ * parsed-size limit, or thousands of ordinary ones. */
+#define BUFFERED_MAX ((size_t)1 << 30)
+
+/* One per connection, from libmicrohttpd's STARTED notification to CLOSED (its socket context),
+ * so nothing made for a request head that never completes can leak: the connection's entry in
+ * the guard, and the target of the latest request line as received, before libmicrohttpd
+ * decodes it in place (on_uri). */
+struct conn_ctx {
+    struct sd_guard_conn *guard;
+    const char *raw_uri; /* only compared with on_request's url, never read */
+    size_t raw_uri_len;  /* up to the first NUL byte */
+    bool raw_nul_escape; /* holds "%00" */
+};
 
 /* Server-private part of a request, wrapping the public one. */
 struct req_priv {
     struct sd_req req; /* first: handlers get &priv->req */
     struct sd_server *srv;
-    bool started; /* on_request has seen it (on_uri creates it earlier) */
-    /* the request target as received, before libmicrohttpd decodes it in place */
-    const char *raw_uri; /* only compared with on_request's url, never read */
-    size_t raw_uri_len;  /* up to the first NUL byte */
-    bool raw_nul_escape; /* holds "%00" */
     enum phase phase;
     bool discard; /* body refused: drain the rest without keeping it */
     size_t discarded;
-    size_t accounted; /* this request's share of srv->buffered */
-    /* record counter for the streaming limit */
-    int depth;
-    bool in_string, escape;
-    size_t records;
+    size_t accounted;            /* this request's share of srv->buffered */
+    struct sd_body_scan scan;    /* records, depth and parsed size, counted as the body streams */
+    struct conn_ctx *cc;         /* the connection's context (its guard entry, raw target) */
+    struct sd_guard_conn *gconn; /* cc->guard, or NULL */
 };
 
 /* ---- public request helpers ---------------------------------------------------------------- */
@@ -366,9 +378,10 @@ static bool refuse_head(struct req_priv *p, const char *method, const char *url,
     /* A raw NUL in the request line: libmicrohttpd 0.9.75 keeps the target and the version in
      * one buffer (target NUL version), so the target's real length is version - 1 - url; a
      * shorter strlen seen by on_uri means a NUL inside. Checked only when that layout holds. */
-    bool raw_nul = p->raw_uri == url && version && *version && version > url &&
-                   (size_t)(version - 1 - url) != p->raw_uri_len;
-    if (p->raw_nul_escape || raw_nul) {
+    const struct conn_ctx *cc = p->cc;
+    bool raw_nul = cc && cc->raw_uri == url && version && *version && version > url &&
+                   (size_t)(version - 1 - url) != cc->raw_uri_len;
+    if ((cc && cc->raw_nul_escape) || raw_nul) {
         sd_req_reply_error(req, 400, "invalid_request",
                            "the request target holds a NUL byte (%%00); no path segment or query "
                            "parameter may contain one");
@@ -490,36 +503,6 @@ static bool admit(struct req_priv *p)
     return false;
 }
 
-/* Count records (objects opened at depth 2) in a chunk; strings are skipped. */
-static void count_records(struct req_priv *p, const char *data, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        char c = data[i];
-        if (p->in_string) {
-            if (p->escape) {
-                p->escape = false;
-            } else if (c == '\\') {
-                p->escape = true;
-            } else if (c == '"') {
-                p->in_string = false;
-            }
-            continue;
-        }
-        switch (c) {
-        case '"': p->in_string = true; break;
-        case '{':
-            if (p->depth == 2) {
-                p->records++;
-            }
-            /* fall through */
-        case '[': p->depth++; break;
-        case '}':
-        case ']': p->depth--; break;
-        default: break;
-        }
-    }
-}
-
 static void release_body(struct req_priv *p)
 {
     sd_buf_release(&p->req.body);
@@ -527,35 +510,72 @@ static void release_body(struct req_priv *p)
     p->accounted = 0;
 }
 
-static void refuse_streaming(struct req_priv *p, const char *why, long long limit)
+/* A 413 (or the given answer) decided while the body streams: keep nothing more. */
+__attribute__((format(printf, 4, 5))) static void
+refuse_streaming_as(struct req_priv *p, int status, const char *code, const char *fmt, ...)
 {
-    sd_req_reply_error(&p->req, 413, "payload_too_large", "%s %lld", why, limit);
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = sd_vasprintf(fmt, ap);
+    va_end(ap);
+    sd_req_reply_error(&p->req, status, code, "%s", msg);
+    free(msg);
     p->discard = true;
     release_body(p);
 }
 
-/* ---- libmicrohttpd callbacks ----------------------------------------------------------------- */
+#define refuse_streaming(p, ...) refuse_streaming_as(p, 413, "payload_too_large", __VA_ARGS__)
 
-/* URI log callback: the first sight of a request, with its target still undecoded. What it
- * returns becomes the request's context; on_request completes it. */
-static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+/* Refuses a body past a limit on its records or parsed size (413), or its nesting (400, as the
+ * JSON parser would: a parse limit, not a size). */
+static bool refuse_by_scan(struct req_priv *p)
 {
-    (void)conn;
-    struct req_priv *p = sd_calloc(1, sizeof(*p));
-    p->srv = cls;
-    p->raw_uri = uri;
-    p->raw_uri_len = strlen(uri);
-    p->raw_nul_escape = strstr(uri, "%00") != NULL;
-    return p;
+    const struct sd_body_scan *s = &p->scan;
+    if (s->records > SD_MAX_RECORDS) {
+        refuse_streaming(p, "body holds more records than the limit of %u", SD_MAX_RECORDS);
+        return true;
+    }
+    if (s->max_depth > (int)SD_MAX_BODY_DEPTH) {
+        refuse_streaming_as(p, 400, "malformed_json",
+                            "objects and arrays nest deeper than the limit of %u levels",
+                            SD_MAX_BODY_DEPTH);
+        return true;
+    }
+    if (s->parsed_bytes > SD_MAX_PARSED_BYTES) {
+        refuse_streaming(p,
+                         "body would take more than %u MiB of memory once parsed (the limit; each "
+                         "object counts %u bytes, array %u, string or member name %u, number %u)",
+                         SD_MAX_PARSED_BYTES >> 20, SD_SCAN_COST_OBJECT, SD_SCAN_COST_ARRAY,
+                         SD_SCAN_COST_STRING, SD_SCAN_COST_NUMBER);
+        return true;
+    }
+    return false;
 }
 
-static struct req_priv *req_new(struct sd_server *srv, struct req_priv *p,
-                                struct MHD_Connection *conn, const char *url, const char *method)
+/* ---- libmicrohttpd callbacks ----------------------------------------------------------------- */
+
+/* URI log callback: a request line arrived, its target still undecoded. Recorded on the
+ * connection (a kept-alive connection's next head begins here for the guard); on_request's
+ * first call creates the request. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
-    if (!p) {
-        p = sd_calloc(1, sizeof(*p));
+    struct sd_server *srv = cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn_ctx *cc = ci ? ci->socket_context : NULL;
+    if (cc) {
+        cc->raw_uri = uri;
+        cc->raw_uri_len = strlen(uri);
+        cc->raw_nul_escape = strstr(uri, "%00") != NULL;
+        sd_guard_request_line(srv->guard, cc->guard);
     }
-    p->started = true;
+    return NULL;
+}
+
+static struct req_priv *req_new(struct sd_server *srv, struct MHD_Connection *conn, const char *url,
+                                const char *method)
+{
+    struct req_priv *p = sd_calloc(1, sizeof(*p));
     p->srv = srv;
     struct sd_req *req = &p->req;
     uint64_t id = atomic_fetch_add(&srv->id_counter, 1);
@@ -569,6 +589,11 @@ static struct req_priv *req_new(struct sd_server *srv, struct req_priv *p,
     req->route_idx = SD_METRICS_MAX_ROUTES;
     sd_buf_init(&req->body);
     atomic_init(&req->resumed, 0);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    p->cc = ci ? ci->socket_context : NULL;
+    p->gconn = p->cc ? p->cc->guard : NULL;
+    sd_guard_request(srv->guard, p->gconn); /* the head is complete */
     return p;
 }
 
@@ -578,8 +603,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     struct sd_server *srv = cls;
     struct req_priv *p = *con_cls;
-    if (!p || !p->started) {
-        p = req_new(srv, p, conn, url, method);
+    if (!p) {
+        p = req_new(srv, conn, url, method);
         *con_cls = p;
         atomic_fetch_add(&srv->in_flight, 1);
         struct sd_req *req = &p->req;
@@ -628,17 +653,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return p->discarded > 65536 ? MHD_NO : MHD_YES;
             }
             if (req->body.len + n > SD_MAX_BODY_BYTES) {
-                refuse_streaming(p, "body exceeds the byte limit of", (long long)SD_MAX_BODY_BYTES);
+                refuse_streaming(p, "body exceeds the byte limit of %u", SD_MAX_BODY_BYTES);
                 return MHD_YES;
             }
-            count_records(p, upload_data, n);
-            if (p->records > SD_MAX_RECORDS) {
-                refuse_streaming(p, "body holds more records than the limit of",
-                                 (long long)SD_MAX_RECORDS);
+            uint64_t parsed_before = p->scan.parsed_bytes;
+            sd_body_scan_feed(&p->scan, upload_data, n);
+            if (refuse_by_scan(p)) {
                 return MHD_YES;
             }
-            p->accounted += n;
-            if (atomic_fetch_add(&srv->buffered, n) + n > BUFFERED_MAX) {
+            /* The bytes kept, and what they will cost once parsed. */
+            size_t cost = n + (size_t)(p->scan.parsed_bytes - parsed_before);
+            p->accounted += cost;
+            if (atomic_fetch_add(&srv->buffered, cost) + cost > BUFFERED_MAX) {
                 sd_req_add_header(req, MHD_HTTP_HEADER_RETRY_AFTER, "1");
                 sd_req_reply_error(req, 503, "overloaded",
                                    "the hub is holding too many request bodies; retry shortly");
@@ -652,11 +678,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (p->discard || req->status) {
             return send_answer(p);
         }
+        /* The hub's own work does not count against the request deadline. */
+        sd_guard_hold(srv->guard, p->gconn);
         int r = req->route->handler(req);
         if (r == SD_REQ_SUSPEND) {
             p->phase = PHASE_SUSPENDED;
             return MHD_YES;
         }
+        sd_guard_unhold(srv->guard, p->gconn);
         return send_answer(p);
     }
     if (p->phase == PHASE_SUSPENDED) {
@@ -664,6 +693,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_YES;
         }
         req->on_resume(req);
+        sd_guard_unhold(srv->guard, p->gconn);
         return send_answer(p);
     }
     (void)version;
@@ -677,11 +707,6 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     struct req_priv *p = *con_cls;
     (void)conn;
     if (!p) {
-        return;
-    }
-    if (!p->started) { /* libmicrohttpd refused the head itself (e.g. 414, 431) */
-        free(p);
-        *con_cls = NULL;
         return;
     }
     struct sd_req *req = &p->req;
@@ -704,9 +729,36 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
     free(req->resp_body);
     release_body(p);
+    sd_guard_idle(srv->guard, p->gconn);
     free(p);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->in_flight, 1);
+}
+
+/* A connection opens or closes: register it with the guard, or forget it (libmicrohttpd calls
+ * CLOSED before it closes the socket, see guard.h). */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct sd_server *srv = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *addr =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        struct conn_ctx *cc = sd_calloc(1, sizeof(*cc));
+        if (fd) {
+            cc->guard = sd_guard_add(srv->guard, fd->connect_fd, addr ? addr->client_addr : NULL);
+        }
+        *socket_context = cc;
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        struct conn_ctx *cc = *socket_context;
+        if (cc) {
+            sd_guard_remove(srv->guard, cc->guard);
+            free(cc);
+        }
+        *socket_context = NULL;
+    }
 }
 
 /* ---- start and stop -------------------------------------------------------------------------- */
@@ -803,7 +855,21 @@ int sd_server_start(struct sd_hub *hub, const struct sd_server_config *cfg, stru
              rnd[3]);
     srv->deadline_usec =
         (int64_t)(cfg->request_deadline_sec ? cfg->request_deadline_sec : 120) * 1000000;
-    int r;
+    unsigned max_connections = cfg->max_connections ? cfg->max_connections : 1000;
+    unsigned max_per_ip = cfg->max_per_ip ? cfg->max_per_ip : 500;
+    unsigned idle_sec = cfg->idle_timeout_sec ? cfg->idle_timeout_sec : 30;
+    struct sd_guard_config gcfg = {
+        .max_connections = max_connections,
+        .max_per_ip = max_per_ip,
+        .head_usec = (int64_t)(cfg->header_timeout_sec ? cfg->header_timeout_sec : 10) * 1000000,
+        .request_usec = srv->deadline_usec,
+        .idle_usec = (int64_t)idle_sec * 1000000,
+    };
+    int r = sd_guard_new(&gcfg, &srv->guard);
+    if (r < 0) {
+        free(srv);
+        return r;
+    }
     /* poll(), not epoll: libmicrohttpd 0.9.75 can abort in MHD_quiesce_daemon() when a pool
      * thread removes the listening socket from its epoll set at the same moment ("Failed to
      * remove listen FD from epoll set"); with poll quiescing is a plain flag. */
@@ -838,12 +904,11 @@ int sd_server_start(struct sd_hub *hub, const struct sd_server_config *cfg, stru
     struct MHD_OptionItem no_opts[] = {{MHD_OPTION_END, 0, NULL}};
     srv->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET, srv->listen_fd,
-        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT,
-        cfg->max_connections ? cfg->max_connections : 1000, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        cfg->max_per_ip ? cfg->max_per_ip : 500, MHD_OPTION_CONNECTION_TIMEOUT,
-        cfg->idle_timeout_sec ? cfg->idle_timeout_sec : 30, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)32 * 1024, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_LIMIT, max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, max_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, idle_sec,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32 * 1024, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_ARRAY, cfg->tls_cert ? tls_opts : no_opts, MHD_OPTION_END);
     if (!srv->daemon) {
         sd_log(SD_LOG_ERROR, "cannot start the HTTP server", NULL);
@@ -857,6 +922,7 @@ fail:
     if (srv->listen_fd >= 0) {
         close(srv->listen_fd);
     }
+    sd_guard_free(srv->guard);
     free(srv->tls_cert_pem);
     free(srv->tls_key_pem);
     free(srv);
@@ -877,6 +943,7 @@ void sd_server_stop(struct sd_server *srv, int64_t grace_usec)
     if (fd != MHD_INVALID_SOCKET) {
         close(fd);
     }
+    sd_guard_free(srv->guard); /* after the daemon: every connection is closed and forgotten */
     free(srv->tls_cert_pem);
     free(srv->tls_key_pem);
     free(srv);

@@ -2,9 +2,10 @@
  *
  * One listening socket, a small pool of event-loop threads, and suspended connections while a
  * request waits for its group commit (so thousands of requests can wait on one fsync without a
- * thread each). Connection limits (total and per IP), an idle timeout and an absolute request
- * deadline are set explicitly. Shutdown stops accepting, lets in-flight requests finish (up to
- * a grace period) and then closes every connection. */
+ * thread each). Connection limits (total and per IP), an idle timeout, a deadline for the
+ * request head and one for the whole request are set explicitly (http/guard.h enforces the
+ * deadlines and keeps slots free for new clients). Shutdown stops accepting, lets in-flight
+ * requests finish (up to a grace period) and then closes every connection. */
 #ifndef SD_HTTP_SERVER_H
 #define SD_HTTP_SERVER_H
 
@@ -22,10 +23,16 @@ struct sd_server_config {
     unsigned max_per_ip;
     unsigned idle_timeout_sec;
     unsigned request_deadline_sec;
+    unsigned header_timeout_sec; /* accept (or request line) to complete head; 0 = 10 */
 };
 
 #define SD_MAX_BODY_BYTES (8u * 1024 * 1024)
-#define SD_MAX_RECORDS 10000
+#define SD_MAX_RECORDS 10000u
+/* A JSON body nests at most this deep and its parsed form (estimated while it streams, see
+ * http/bodyscan.h) takes at most this much: a 10,000-record body of events with 20-member
+ * casts estimates at about 150 MiB. */
+#define SD_MAX_BODY_DEPTH 32u
+#define SD_MAX_PARSED_BYTES (192u << 20)
 
 struct sd_server;
 

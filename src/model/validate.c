@@ -270,7 +270,8 @@ static char *build_doc(struct check *c, const json_t *rec)
         const char *key = json_object_iter_key(it);
         size_t keylen = json_object_iter_key_len(it);
         json_t *norm = strlen(key) == keylen ? json_object_get(c->norm, key) : NULL;
-        json_t *v = norm ? json_incref(norm) : json_deep_copy(json_object_iter_value(it));
+        /* Shared, not copied: doc is only encoded (a deep copy doubled a big record's memory) */
+        json_t *v = json_incref(norm ? norm : json_object_iter_value(it));
         if (!v || json_object_setn_new(doc, key, keylen, v) < 0) {
             json_decref(doc);
             err(c, "record cannot be encoded as JSON");
