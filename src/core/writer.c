@@ -2,7 +2,9 @@
  *
  * Invariants: only this thread touches the store's write path; a job's `done` is called only
  * after the COMMIT that contains its work returned success; once `broken` is set it never
- * clears. Commit latency goes to the metrics. */
+ * clears. `disk_full` is not a broken state: it is set by a group that ran out of space (the
+ * store rolled it back whole, nothing of it is kept, no job after the failing one is run) and
+ * cleared by the next group that commits. Commit latency goes to the metrics. */
 #include "core/writer.h"
 
 #include <errno.h>
@@ -23,6 +25,7 @@ struct sd_writer {
     struct sd_write_job *head, *tail;
     bool stopping;
     atomic_bool broken;
+    atomic_bool disk_full;
 };
 
 #define MAX_GROUP 1024 /* jobs per transaction: bounds the latency of the first job */
@@ -50,35 +53,63 @@ static void run_group(struct sd_writer *w, struct sd_write_job *group)
         fail_group(group, -EIO);
         return;
     }
-    for (struct sd_write_job *j = group; j; j = j->next) {
-        if (sd_store_savepoint(w->st) < 0) {
+    bool full = false;
+    for (struct sd_write_job *j = group; j && !full; j = j->next) {
+        r = sd_store_savepoint(w->st);
+        if (r < 0) {
+            full = r == -ENOSPC;
             j->run_result = -EIO;
             continue;
         }
         int jr = j->run(w->st, j);
+        if (jr == -ENOSPC) {
+            full = true; /* the transaction may be gone: no savepoint work, no next job */
+            break;
+        }
         if (jr == 0) {
             r = sd_store_savepoint_release(w->st);
         } else {
             r = sd_store_savepoint_rollback(w->st);
             if (r == 0 && jr == 1 && j->after_undo) {
                 jr = j->after_undo(w->st, j);
+                full = jr == -ENOSPC;
                 jr = jr == 1 ? 0 : jr;
             }
         }
         j->run_result = jr < 0 ? jr : 0;
         if (r < 0) {
+            full = full || r == -ENOSPC;
             j->run_result = -EIO;
         }
     }
     int64_t t0 = sd_mono_usec();
-    r = sd_fault_hit("commit") ? -EIO : sd_store_write_commit(w->st);
+    if (full) {
+        r = -ENOSPC;
+    } else {
+        /* The store's commit answers -ENOSPC too when a job hid its statement's SQLITE_FULL. */
+        r = sd_fault_hit("commit") ? -EIO : sd_store_write_commit(w->st);
+    }
     sd_metrics_commit_observe(sd_mono_usec() - t0);
+    if (r == -ENOSPC) {
+        /* Nothing of the group was kept and the store is intact: the requests are answered
+         * 503 with Retry-After, and the next group tries again. */
+        sd_store_write_rollback(w->st);
+        if (!atomic_exchange(&w->disk_full, true)) {
+            sd_log(SD_LOG_ERROR, "store is full; writes are refused until space comes back",
+                   "err=%d", r);
+        }
+        fail_group(group, -ENOSPC);
+        return;
+    }
     if (r < 0) {
         atomic_store(&w->broken, true);
         sd_log(SD_LOG_ERROR, "store commit failed; store is broken until restart", "err=%d", r);
         sd_store_write_rollback(w->st);
         fail_group(group, -EIO);
         return;
+    }
+    if (atomic_exchange(&w->disk_full, false)) {
+        sd_log(SD_LOG_INFO, "store accepts writes again after running out of space", NULL);
     }
     while (group) {
         struct sd_write_job *next = group->next;
@@ -124,6 +155,7 @@ int sd_writer_new(struct sd_store_handle *st, struct sd_writer **ret)
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     atomic_init(&w->broken, false);
+    atomic_init(&w->disk_full, false);
     int r = pthread_create(&w->thread, NULL, writer_main, w);
     if (r != 0) {
         pthread_mutex_destroy(&w->mu);
@@ -213,4 +245,9 @@ int sd_writer_run_sync(struct sd_writer *w, sd_write_run_fn run, void *arg)
 bool sd_writer_broken(struct sd_writer *w)
 {
     return atomic_load(&w->broken);
+}
+
+bool sd_writer_disk_full(struct sd_writer *w)
+{
+    return atomic_load(&w->disk_full);
 }
