@@ -49,7 +49,8 @@ class WalReaderTests(unittest.TestCase):
         old = os.environ.get("STAGEDOOR_WAL_RESTART_FRAMES")
         os.environ["STAGEDOOR_WAL_RESTART_FRAMES"] = str(RESTART_FRAMES)
         try:
-            self.server = harness.Server(self.data)
+            # warnings only: the one about the pinned log must not scroll out of stderr_tail
+            self.server = harness.Server(self.data, args=["--log-level", "warn"])
             self.addCleanup(self.server.kill)
             self.server.start()
         finally:
@@ -98,8 +99,10 @@ class WalReaderTests(unittest.TestCase):
             reader.execute("SELECT count(*) FROM customers").fetchone()
             r0 = time.monotonic()
             peak = 0
+            pinned_seen = False
             while time.monotonic() - r0 < READER_SECONDS:
                 peak = max(peak, self.wal_size())
+                pinned_seen = pinned_seen or metric(self.server.port, "stagedoor_wal_pinned") == 1
                 time.sleep(0.5)
             reader.execute("COMMIT")
             reader.close()
@@ -126,6 +129,11 @@ class WalReaderTests(unittest.TestCase):
         # the test proves something only if the reader really pinned a WAL past the threshold
         self.assertGreater(peak, restart_bytes, "the WAL never grew past the restart size")
         self.assertIsNone(reset)
+        # the operator is told: a gauge while the reader pins the log, one warning line
+        self.assertTrue(pinned_seen, "stagedoor_wal_pinned never said 1 during the reader")
+        self.assertTrue(any("wal keeps growing" in line for line in list(self.server.stderr_tail)),
+                        list(self.server.stderr_tail)[-5:])
+        self.assertEqual(metric(self.server.port, "stagedoor_wal_pinned"), 0)
 
         before = [d for (t, _, d) in results if t < r0]
         during = [d for (t, _, d) in results if r0 <= t < r1]

@@ -135,7 +135,7 @@ struct sd_store {
     bool ckpt_running;
     pthread_mutex_t ckpt_lock;
     pthread_cond_t ckpt_cond;
-    int wal_frames; /* frames in the WAL after the writer's last commit (ckpt_lock) */
+    int wal_frames;         /* frames in the WAL after the writer's last commit (ckpt_lock) */
     int wal_ckpt_frames;    /* a PASSIVE checkpoint is due from this size (set at open) */
     int wal_restart_frames; /* ... and a reset of the log is tried from this one */
     int wal_log_frames;     /* frames in the log, for log_stats (ckpt_lock) */

@@ -347,8 +347,7 @@ static int checkpoint_round(struct sd_store *s, bool *pinned)
     int rc = sqlite3_wal_checkpoint_v2(s->ckpt->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
     if (rc == SQLITE_OK && log >= s->wal_restart_frames && done >= log) {
         int rlog = 0, rdone = 0;
-        rc = sqlite3_wal_checkpoint_v2(s->ckpt->db, NULL, SQLITE_CHECKPOINT_RESTART, &rlog,
-                                       &rdone);
+        rc = sqlite3_wal_checkpoint_v2(s->ckpt->db, NULL, SQLITE_CHECKPOINT_RESTART, &rlog, &rdone);
         if (rc == SQLITE_OK) {
             log = 0; /* the next writer starts the log from its beginning */
         }
@@ -474,8 +473,9 @@ static int start_checkpointer(struct sd_store *s)
     sqlite3_busy_timeout(s->ckpt->db, 0); /* never wait for a lock: see checkpoint_round */
     /* When the log is reset, the writer's next commit truncates its file to this size: a long
      * reader's growth does not stay on disk. Our own number, not input. */
-    char pragma[64];
-    snprintf(pragma, sizeof(pragma), "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = %lld",
+    char pragma[96];
+    snprintf(pragma, sizeof(pragma),
+             "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = %lld",
              (long long)wal_size_limit(s));
     r = conn_exec(s->writer, pragma);
     if (r < 0) {
