@@ -340,12 +340,20 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames)
  * has no busy handler, so RESTART takes the write lock only if it is free at once, copies the
  * few frames committed since PASSIVE, and gives up at once (SQLITE_BUSY, lock released) if a
  * reader still uses the log: it never holds the writer while it waits for a reader. Returns
- * the frames left in the log. */
+ * the frames left in the log, -1 if unknown. */
 static int checkpoint_round(struct sd_store *s, bool *pinned)
 {
     int log = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2(s->ckpt->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
-    if (rc == SQLITE_OK && log >= s->wal_restart_frames && done >= log) {
+    if (rc != SQLITE_OK) {
+        /* BUSY: another connection (e.g. a CLI process) is checkpointing; sizes unknown. */
+        if (rc != SQLITE_BUSY) {
+            sd_log(SD_LOG_WARN, "wal checkpoint failed; will retry", "rc=%d error=\"%s\"", rc,
+                   sqlite3_errmsg(s->ckpt->db));
+        }
+        return -1;
+    }
+    if (log >= s->wal_restart_frames && done >= log) {
         int rlog = 0, rdone = 0;
         rc = sqlite3_wal_checkpoint_v2(s->ckpt->db, NULL, SQLITE_CHECKPOINT_RESTART, &rlog, &rdone);
         if (rc == SQLITE_OK) {
@@ -420,7 +428,8 @@ int sd_sqlite_log_stats(struct sd_store *s, struct sd_store_log_stats *ret)
     struct sd_store_log_stats st = {0};
     pthread_mutex_lock(&s->ckpt_lock);
     st.frames = s->wal_log_frames;
-    st.pinned = s->wal_pinned;
+    /* the checkpointer clears its flag at its next round; a log already reset is not pinned */
+    st.pinned = s->wal_pinned && s->wal_log_frames >= s->wal_restart_frames;
     pthread_mutex_unlock(&s->ckpt_lock);
     char *wal = sd_asprintf("%s-wal", s->path);
     struct stat sb;
