@@ -4,13 +4,15 @@
  * after the COMMIT that contains its work returned success; once `broken` is set it never
  * clears. `disk_full` is not a broken state: it is set by a group that ran out of space (the
  * store rolled it back whole, nothing of it is kept, no job after the failing one is run) and
- * cleared by the next group that commits. Commit latency goes to the metrics. */
+ * cleared by the next group that commits; while it is set and no job comes, a probe group
+ * (take and free 64 KiB) runs every PROBE_INTERVAL_S. Commit latency goes to the metrics. */
 #include "core/writer.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "base/base.h"
 #include "base/fault.h"
@@ -29,6 +31,20 @@ struct sd_writer {
 };
 
 #define MAX_GROUP 1024 /* jobs per transaction: bounds the latency of the first job */
+#define PROBE_INTERVAL_S 5
+
+static int probe_run(struct sd_store_handle *st, struct sd_write_job *job)
+{
+    (void)job;
+    int r = sd_store_space_probe(st);
+    return r == -ENOTSUP ? 0 : r;
+}
+
+static void probe_done(struct sd_write_job *job, int result)
+{
+    (void)job;
+    (void)result; /* run_group logs the change of state */
+}
 
 static void fail_group(struct sd_write_job *j, int err)
 {
@@ -124,7 +140,22 @@ static void *writer_main(void *arg)
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->head && !w->stopping) {
-            pthread_cond_wait(&w->cv, &w->mu);
+            if (!atomic_load(&w->disk_full)) {
+                pthread_cond_wait(&w->cv, &w->mu);
+                continue;
+            }
+            /* Out of space and idle: probe now and then, so the hub heals (and /healthz says
+             * so) even when no request arrives — a load balancer stops sending them on 503. */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += PROBE_INTERVAL_S;
+            if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT && !w->head &&
+                !w->stopping) {
+                pthread_mutex_unlock(&w->mu);
+                struct sd_write_job probe = {.run = probe_run, .done = probe_done};
+                run_group(w, &probe);
+                pthread_mutex_lock(&w->mu);
+            }
         }
         if (!w->head && w->stopping) {
             break;

@@ -53,7 +53,8 @@ int sd_writer_submit(struct sd_writer *w, struct sd_write_job *job);
  * failed, else the commit result. For the CLI and loaders, not for request handlers. */
 int sd_writer_run_sync(struct sd_writer *w, sd_write_run_fn run, void *arg);
 bool sd_writer_broken(struct sd_writer *w);
-/* True while the last group failed for lack of space (cleared by the next commit). */
+/* True while the last group failed for lack of space (cleared by the next commit; an idle
+ * writer probes for space every 5 s meanwhile). */
 bool sd_writer_disk_full(struct sd_writer *w);
 
 #endif

@@ -334,3 +334,8 @@ void sd_store_log_stats(struct sd_store_handle *h, struct sd_store_log_stats *re
         (void)h->ops->log_stats(h->s, ret);
     }
 }
+
+int sd_store_space_probe(struct sd_store_handle *h)
+{
+    return CALL0(space_probe);
+}

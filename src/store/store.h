@@ -190,6 +190,9 @@ struct sd_store_ops {
     const struct sd_store_outbox_ops *outbox;
 
     int (*log_stats)(struct sd_store *s, struct sd_store_log_stats *ret);
+    /* Writer only, inside write_begin…commit: takes and frees again SD_STORE_PROBE_BYTES of new
+     * space, so that the commit shows whether writes fit again; -ENOSPC if not. */
+    int (*space_probe)(struct sd_store *s);
 };
 
 /* The SQLite backend (embedded default). */
@@ -206,6 +209,8 @@ int sd_store_open(const char *kind, const char *location, struct sd_store_handle
 void sd_store_close(struct sd_store_handle *h);
 /* The write-ahead log's size; zeros for a backend without one. Any thread. */
 void sd_store_log_stats(struct sd_store_handle *h, struct sd_store_log_stats *ret);
+#define SD_STORE_PROBE_BYTES (64 * 1024)
+int sd_store_space_probe(struct sd_store_handle *h);
 
 /* Wrappers: one per op, same arguments with the handle in front. */
 int sd_store_tenant_create(struct sd_store_handle *h, const char *client_id, const char *name);

@@ -1,7 +1,8 @@
 """A full disk is not a broken store. SQLite answers SQLITE_FULL and rolls the transaction back
 cleanly, so the hub answers 503 storage_full with Retry-After (nothing of the request stored),
 /healthz says 503 degraded/disk_full, and the hub heals by itself at the next write that fits:
-no restart. A connector run that hits it says "disk full" in its status and is retried.
+no restart, and without waiting for a request (an idle writer probes every 5 s). A connector
+run that hits it says "disk full" in its status and is retried.
 
 The space limit is SQLite's own: with STAGEDOOR_FAULT=max_pages the writer reads
 DATA/fault-max-pages before each transaction and sets PRAGMA max_page_count, which fails writes
@@ -14,6 +15,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 import harness
@@ -79,6 +81,10 @@ class HubOnDisk:
         self.assertTrue(h.header("Retry-After", "").isdigit(), h.headers)
 
     def check_healed(self, body):
+        # no request needed: an idle writer probes for space every 5 s (a load balancer stops
+        # sending requests to a 503 /healthz)
+        harness.wait_until(lambda: self.health().status == 200, 20 * harness.TIME_SCALE,
+                           interval=0.2, what="/healthz ok again without any write")
         r = self.api.ingest(body)
         self.assertEqual(r.status, 202, r)
         self.assertEqual(self.health().status, 200)
@@ -117,6 +123,10 @@ class MaxPagesTests(HubOnDisk, unittest.TestCase):
         r = self.api.ingest(big_batch("AGAIN"))
         self.assertEqual((r.status, r.json["error"]), (503, "storage_full"), r)
         self.assertEqual(self.health().json["status"], "degraded")
+        # the idle writer's probes (every 5 s) find no space either: still degraded
+        time.sleep(7)
+        h = self.health()
+        self.assertEqual((h.status, h.json["status"]), (503, "degraded"), h)
 
         self.set_cap(None)  # space comes back: the next write heals the hub, no restart
         self.check_healed(refused)

@@ -472,6 +472,34 @@ void sd_sqlite_fault_max_pages(struct sd_store *s)
     (void)conn_exec(s->writer, pragma);
 }
 
+/* A row of SD_STORE_PROBE_BYTES in meta, deleted again in the same transaction: its pages come
+ * from the free list or grow the file, so SQLITE_FULL here means a real write would fail too.
+ * Prepared per call: it only runs while the store is out of space. */
+int sd_sqlite_space_probe(struct sd_store *s)
+{
+    static const char *const sql[] = {
+        "INSERT OR REPLACE INTO meta (k, v) VALUES ('space_probe', zeroblob(?1))",
+        "DELETE FROM meta WHERE k = 'space_probe'",
+    };
+    struct conn *c = s->writer;
+    int r = 0;
+    for (size_t i = 0; i < 2 && r == 0; i++) {
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(c->db, sql[i], -1, &st, NULL);
+        if (rc == SQLITE_OK && i == 0) {
+            rc = sqlite3_bind_int(st, 1, SD_STORE_PROBE_BYTES);
+        }
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(st);
+        }
+        if (rc != SQLITE_DONE) {
+            r = sd_sqlite_fail(c, rc, "space probe");
+        }
+        sqlite3_finalize(st);
+    }
+    return r;
+}
+
 static int start_checkpointer(struct sd_store *s)
 {
     wal_thresholds(s);
@@ -664,6 +692,7 @@ const struct sd_store_ops sd_store_sqlite_ops = {
     .connector_state_put = sd_sqlite_connector_state_put,
     .connector_state_get = sd_sqlite_connector_state_get,
     .log_stats = sd_sqlite_log_stats,
+    .space_probe = sd_sqlite_space_probe,
     .profiles = &sd_sqlite_profile_ops,
     .segments = &sd_sqlite_segment_ops,
     .outbox = &sd_sqlite_outbox_ops,
