@@ -61,7 +61,10 @@ bool sd_api_path_tenant(struct sd_req *req, struct sd_tenant *ret);
 /* The request's Idempotency-Key header into *ret (NULL when absent): true, or false after
  * answering 400 invalid_idempotency_key (1 to 255 printable ASCII characters). */
 bool sd_api_idempotency_key(struct sd_req *req, const char **ret);
-/* 500 after a store failure; the answer carries only the request id. */
+/* 500 after a store failure; the answer carries only the request id. -ENOSPC (out of space,
+ * nothing stored) is a 503 storage_full with Retry-After instead. */
 void sd_api_reply_store_error(struct sd_req *req, int err);
+/* Retry-After (seconds) of a 503 storage_full answer and of /healthz while degraded. */
+#define SD_API_STORAGE_RETRY_S 30
 
 #endif

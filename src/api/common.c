@@ -37,6 +37,14 @@ void sd_api_reply_validation(struct sd_req *req, const struct sd_issues *errors)
 
 void sd_api_reply_store_error(struct sd_req *req, int err)
 {
+    if (err == -ENOSPC) {
+        /* Out of space: SQLite rolled the group back, nothing is lost or half-kept. */
+        sd_req_add_header(req, "Retry-After", "%d", SD_API_STORAGE_RETRY_S);
+        sd_req_reply_error(req, 503, "storage_full",
+                           "the hub's storage is full; nothing of this request was stored. "
+                           "Retry later");
+        return;
+    }
     sd_log(SD_LOG_ERROR, "store operation failed", "request_id=%s " SD_LOG_ERR_FMT, req->request_id,
            SD_LOG_ERR_ARGS(err));
     sd_req_reply_error(req, 500, "internal_error",

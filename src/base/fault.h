@@ -1,7 +1,10 @@
 /* fault.h — fault injection for tests of failure paths that real hardware rarely shows (a
  * failed fsync, a crash at one exact point). STAGEDOOR_FAULT="POINT:N" makes the Nth and every
  * later call of sd_fault_hit(POINT) return true; "POINT" alone means "POINT:1". Points:
- * "commit" (core/writer.c), "outbox_after_send", "outbox_after_claim" (core/outbox.c). Unset (always, in production)
+ * "commit" (core/writer.c), "outbox_after_send", "outbox_after_claim" (core/outbox.c),
+ * "max_pages" (the SQLite store caps its size at the page count in DATA/fault-max-pages before
+ * each write transaction: writes then fail with SQLITE_FULL like on a full disk; no file, no
+ * cap). Unset (always, in production)
  * it costs one load. */
 #ifndef SD_BASE_FAULT_H
 #define SD_BASE_FAULT_H

@@ -362,6 +362,13 @@ int sd_connector_run_instance(struct sd_hub *hub, const struct sd_connector_conf
     if (r < 0 && !ctx.error) {
         sd_connector_fail(&ctx, r, "run failed (%s)", strerror(-r));
     }
+    if (r == -ENOSPC) {
+        /* The store ran out of space: nothing of the failed write was kept; say so first. */
+        sd_connector_fail(&ctx, r,
+                          "disk full: the hub's storage has no space left, the next run "
+                          "retries (%s)",
+                          ctx.error);
+    }
 finish:
     /* The run's outcome in the state document (a state-only commit). */
     {

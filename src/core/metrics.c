@@ -125,3 +125,22 @@ void sd_metrics_render(struct sd_buf *out, const char *const *route_names, size_
     render_histogram(out, "stagedoor_store_commit_duration_seconds",
                      "Duration of one group commit (fsync included).", &commit_latency);
 }
+
+void sd_metrics_render_store(struct sd_buf *out, const struct sd_store_log_stats *log,
+                             bool disk_full)
+{
+    sd_buf_printf(out,
+                  "# HELP stagedoor_wal_bytes Size of the store's write-ahead log file.\n"
+                  "# TYPE stagedoor_wal_bytes gauge\nstagedoor_wal_bytes %lld\n"
+                  "# HELP stagedoor_wal_frames Pages in the write-ahead log after the last "
+                  "commit.\n"
+                  "# TYPE stagedoor_wal_frames gauge\nstagedoor_wal_frames %lld\n"
+                  "# HELP stagedoor_wal_pinned 1 while a read transaction keeps the log from "
+                  "being checkpointed.\n"
+                  "# TYPE stagedoor_wal_pinned gauge\nstagedoor_wal_pinned %d\n"
+                  "# HELP stagedoor_store_disk_full 1 while the last group commit failed for "
+                  "lack of space.\n"
+                  "# TYPE stagedoor_store_disk_full gauge\nstagedoor_store_disk_full %d\n",
+                  (long long)log->bytes, (long long)log->frames, log->pinned ? 1 : 0,
+                  disk_full ? 1 : 0);
+}

@@ -2,13 +2,17 @@
  *
  * Invariants: only this thread touches the store's write path; a job's `done` is called only
  * after the COMMIT that contains its work returned success; once `broken` is set it never
- * clears. Commit latency goes to the metrics. */
+ * clears. `disk_full` is not a broken state: it is set by a group that ran out of space (the
+ * store rolled it back whole, nothing of it is kept, no job after the failing one is run) and
+ * cleared by the next group that commits; while it is set and no job comes, a probe group
+ * (take and free 64 KiB) runs every PROBE_INTERVAL_S. Commit latency goes to the metrics. */
 #include "core/writer.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "base/base.h"
 #include "base/fault.h"
@@ -23,9 +27,24 @@ struct sd_writer {
     struct sd_write_job *head, *tail;
     bool stopping;
     atomic_bool broken;
+    atomic_bool disk_full;
 };
 
 #define MAX_GROUP 1024 /* jobs per transaction: bounds the latency of the first job */
+#define PROBE_INTERVAL_S 5
+
+static int probe_run(struct sd_store_handle *st, struct sd_write_job *job)
+{
+    (void)job;
+    int r = sd_store_space_probe(st);
+    return r == -ENOTSUP ? 0 : r;
+}
+
+static void probe_done(struct sd_write_job *job, int result)
+{
+    (void)job;
+    (void)result; /* run_group logs the change of state */
+}
 
 static void fail_group(struct sd_write_job *j, int err)
 {
@@ -51,29 +70,54 @@ static void run_group(struct sd_writer *w, struct sd_write_job *group)
         fail_group(group, -EIO);
         return;
     }
-    for (struct sd_write_job *j = group; j; j = j->next) {
-        if (sd_store_savepoint(w->st) < 0) {
+    bool full = false;
+    for (struct sd_write_job *j = group; j && !full; j = j->next) {
+        r = sd_store_savepoint(w->st);
+        if (r < 0) {
+            full = r == -ENOSPC;
             j->run_result = -EIO;
             continue;
         }
         int jr = j->run(w->st, j);
+        if (jr == -ENOSPC) {
+            full = true; /* the transaction may be gone: no savepoint work, no next job */
+            break;
+        }
         if (jr == 0) {
             r = sd_store_savepoint_release(w->st);
         } else {
             r = sd_store_savepoint_rollback(w->st);
             if (r == 0 && jr == 1 && j->after_undo) {
                 jr = j->after_undo(w->st, j);
+                full = jr == -ENOSPC;
                 jr = jr == 1 ? 0 : jr;
             }
         }
         j->run_result = jr < 0 ? jr : 0;
         if (r < 0) {
+            full = full || r == -ENOSPC;
             j->run_result = -EIO;
         }
     }
     int64_t t0 = sd_mono_usec();
-    r = sd_fault_hit("commit") ? -EIO : sd_store_write_commit(w->st);
+    if (full) {
+        r = -ENOSPC;
+    } else {
+        /* The store's commit answers -ENOSPC too when a job hid its statement's SQLITE_FULL. */
+        r = sd_fault_hit("commit") ? -EIO : sd_store_write_commit(w->st);
+    }
     sd_metrics_commit_observe(sd_mono_usec() - t0);
+    if (r == -ENOSPC) {
+        /* Nothing of the group was kept and the store is intact: the requests are answered
+         * 503 with Retry-After, and the next group tries again. */
+        sd_store_write_rollback(w->st);
+        if (!atomic_exchange(&w->disk_full, true)) {
+            sd_log(SD_LOG_ERROR, "store is full; writes are refused until space comes back",
+                   "err=%d", r);
+        }
+        fail_group(group, -ENOSPC);
+        return;
+    }
     if (r < 0) {
         atomic_store(&w->broken, true);
         sd_log(SD_LOG_ERROR, "store commit failed; store is broken until restart", SD_LOG_ERR_FMT,
@@ -81,6 +125,9 @@ static void run_group(struct sd_writer *w, struct sd_write_job *group)
         sd_store_write_rollback(w->st);
         fail_group(group, -EIO);
         return;
+    }
+    if (atomic_exchange(&w->disk_full, false)) {
+        sd_log(SD_LOG_INFO, "store accepts writes again after running out of space", NULL);
     }
     while (group) {
         struct sd_write_job *next = group->next;
@@ -95,7 +142,22 @@ static void *writer_main(void *arg)
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->head && !w->stopping) {
-            pthread_cond_wait(&w->cv, &w->mu);
+            if (!atomic_load(&w->disk_full)) {
+                pthread_cond_wait(&w->cv, &w->mu);
+                continue;
+            }
+            /* Out of space and idle: probe now and then, so the hub heals (and /healthz says
+             * so) even when no request arrives — a load balancer stops sending them on 503. */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_sec += PROBE_INTERVAL_S;
+            if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT && !w->head &&
+                !w->stopping) {
+                pthread_mutex_unlock(&w->mu);
+                struct sd_write_job probe = {.run = probe_run, .done = probe_done};
+                run_group(w, &probe);
+                pthread_mutex_lock(&w->mu);
+            }
         }
         if (!w->head && w->stopping) {
             break;
@@ -126,6 +188,7 @@ int sd_writer_new(struct sd_store_handle *st, struct sd_writer **ret)
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     atomic_init(&w->broken, false);
+    atomic_init(&w->disk_full, false);
     int r = pthread_create(&w->thread, NULL, writer_main, w);
     if (r != 0) {
         pthread_mutex_destroy(&w->mu);
@@ -215,4 +278,9 @@ int sd_writer_run_sync(struct sd_writer *w, sd_write_run_fn run, void *arg)
 bool sd_writer_broken(struct sd_writer *w)
 {
     return atomic_load(&w->broken);
+}
+
+bool sd_writer_disk_full(struct sd_writer *w)
+{
+    return atomic_load(&w->disk_full);
 }

@@ -6,7 +6,9 @@
  * calls each job's `done`. A failed commit marks the writer broken: the jobs of that group and
  * every later submission get -EIO until restart — a failed fsync is never retried. A failed
  * begin (nothing written yet, e.g. the write lock held too long by another process) fails only
- * that group.
+ * that group. Running out of space (-ENOSPC from a job or the commit: SQLite rolled the
+ * transaction back cleanly) is not broken either: the whole group gets -ENOSPC, nothing of it
+ * is kept, sd_writer_disk_full() says so until a later group commits.
  *
  * Thread rules: submit from any thread; `run` executes on the writer thread and is the only
  * code allowed to use the store's write path; `done` executes on the writer thread too and must
@@ -23,7 +25,8 @@
  * negative errno: undo and fail the job. */
 struct sd_write_job;
 typedef int (*sd_write_run_fn)(struct sd_store_handle *st, struct sd_write_job *job);
-/* result: 0 committed (or undone as asked), negative errno on failure (-EIO store broken). */
+/* result: 0 committed (or undone as asked), negative errno on failure (-EIO store broken,
+ * -ENOSPC out of space: nothing kept, retry later). */
 typedef void (*sd_write_done_fn)(struct sd_write_job *job, int result);
 
 /* Embed in the caller's own struct; `arg` is free for the caller. `after_undo` (optional) runs
@@ -50,5 +53,8 @@ int sd_writer_submit(struct sd_writer *w, struct sd_write_job *job);
  * failed, else the commit result. For the CLI and loaders, not for request handlers. */
 int sd_writer_run_sync(struct sd_writer *w, sd_write_run_fn run, void *arg);
 bool sd_writer_broken(struct sd_writer *w);
+/* True while the last group failed for lack of space (cleared by the next commit; an idle
+ * writer probes for space every 5 s meanwhile). */
+bool sd_writer_disk_full(struct sd_writer *w);
 
 #endif

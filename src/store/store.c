@@ -326,3 +326,16 @@ void sd_record_page_release(struct sd_record_page *p)
     free(p->seqs);
     memset(p, 0, sizeof(*p));
 }
+
+void sd_store_log_stats(struct sd_store_handle *h, struct sd_store_log_stats *ret)
+{
+    *ret = (struct sd_store_log_stats){0};
+    if (h->ops->log_stats) {
+        (void)h->ops->log_stats(h->s, ret);
+    }
+}
+
+int sd_store_space_probe(struct sd_store_handle *h)
+{
+    return CALL0(space_probe);
+}

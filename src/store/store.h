@@ -102,6 +102,15 @@ struct sd_idem_entry {
     int64_t created_usec;
 };
 
+/* The write-ahead log, for /metrics and warnings (a backend without one leaves log_stats NULL:
+ * the wrapper answers zeros). */
+struct sd_store_log_stats {
+    int64_t frames; /* pages in the log after the last commit (0 once reset) */
+    int64_t bytes;  /* size of the log file on disk */
+    bool pinned;    /* a read transaction keeps the log from being checkpointed past its
+                     * reset size */
+};
+
 struct sd_store_ops {
     const char *name;
     /* location: a data directory for SQLite (files DIR/stagedoor.db and DIR/control.db), a
@@ -183,6 +192,11 @@ struct sd_store_ops {
     const struct sd_store_profile_ops *profiles;
     const struct sd_store_segment_ops *segments;
     const struct sd_store_outbox_ops *outbox;
+
+    int (*log_stats)(struct sd_store *s, struct sd_store_log_stats *ret);
+    /* Writer only, inside write_begin…commit: takes and frees again SD_STORE_PROBE_BYTES of new
+     * space, so that the commit shows whether writes fit again; -ENOSPC if not. */
+    int (*space_probe)(struct sd_store *s);
 };
 
 /* The SQLite backend (embedded default). */
@@ -197,6 +211,10 @@ struct sd_store *sd_store_handle_backend(struct sd_store_handle *h);
 /* Open by kind: "sqlite" (location = data dir). Returns 0 or -errno. */
 int sd_store_open(const char *kind, const char *location, struct sd_store_handle **ret);
 void sd_store_close(struct sd_store_handle *h);
+/* The write-ahead log's size; zeros for a backend without one. Any thread. */
+void sd_store_log_stats(struct sd_store_handle *h, struct sd_store_log_stats *ret);
+#define SD_STORE_PROBE_BYTES (64 * 1024)
+int sd_store_space_probe(struct sd_store_handle *h);
 
 /* Wrappers: one per op, same arguments with the handle in front. */
 int sd_store_tenant_create(struct sd_store_handle *h, const char *client_id, const char *name);

@@ -107,6 +107,7 @@ struct conn {
      * 0..31 sqlite_profiles.c, 32..47 sqlite_segments.c, 48..95 sqlite_outbox.c. */
     sqlite3_stmt *extra[SD_SQLITE_EXTRA_SLOTS];
     struct conn *next_free;
+    bool full; /* a statement failed with SQLITE_FULL (writer: since write_begin) */
 };
 
 /* The open store. Each group of fields belongs to one connection role and is touched only
@@ -140,14 +141,23 @@ struct sd_store {
     bool ckpt_running;
     pthread_mutex_t ckpt_lock;
     pthread_cond_t ckpt_cond;
-    int wal_frames; /* frames in the WAL after the writer's last commit (ckpt_lock) */
+    int wal_frames;         /* frames in the WAL after the writer's last commit (ckpt_lock) */
+    int wal_ckpt_frames;    /* a PASSIVE checkpoint is due from this size (set at open) */
+    int wal_restart_frames; /* ... and a reset of the log is tried from this one */
+    int wal_log_frames;     /* frames in the log, for log_stats (ckpt_lock) */
+    bool wal_pinned;        /* a reader keeps frames past wal_restart_frames (ckpt_lock) */
     bool ckpt_stop;
 };
 
 /* ---- shared helpers (store_sqlite.c) --------------------------------------------------------- */
 
+int sd_sqlite_log_stats(struct sd_store *s, struct sd_store_log_stats *ret);
+/* Test hook STAGEDOOR_FAULT=max_pages: apply DIR/fault-max-pages to the writer (store_sqlite.c). */
+void sd_sqlite_fault_max_pages(struct sd_store *s);
+int sd_sqlite_space_probe(struct sd_store *s);
+
 /* Log a failed SQLite operation `op` with c's error message (or rc's when there is no
- * connection); returns -EIO. */
+ * connection); returns -ENOSPC for SQLITE_FULL (and marks c->full), else -EIO. */
 int sd_sqlite_fail(struct conn *c, int rc, const char *op);
 
 /* The cached statement `id` of c, prepared on first use. NULL after logging on failure. */

@@ -32,6 +32,8 @@ static const char *env_name(enum sd_env env)
 int sd_sqlite_write_begin(struct sd_store *s)
 {
     struct conn *c = s->writer;
+    sd_sqlite_fault_max_pages(s);
+    c->full = false;
     int r = sd_sqlite_run(c, ST_BEGIN_IMMEDIATE);
     if (r < 0) {
         return r;
@@ -64,14 +66,16 @@ int sd_sqlite_write_begin(struct sd_store *s)
 int sd_sqlite_write_commit(struct sd_store *s)
 {
     struct conn *c = s->writer;
-    int r = sd_sqlite_run(c, ST_COMMIT);
+    /* A statement of this transaction ran out of space: SQLite may have rolled back all of
+     * it, so none of the group is committed and the caller is told -ENOSPC. */
+    int r = c->full ? -ENOSPC : sd_sqlite_run(c, ST_COMMIT);
     if (r < 0) {
         /* The group is lost; leave the connection usable and the counter consistent. */
         if (!sqlite3_get_autocommit(c->db)) {
             (void)sd_sqlite_run(c, ST_ROLLBACK);
         }
         s->seq = s->seq_at_begin;
-        return -EIO;
+        return r == -ENOSPC ? r : -EIO;
     }
     return 0;
 }
@@ -88,6 +92,11 @@ int sd_sqlite_write_rollback(struct sd_store *s)
 
 int sd_sqlite_savepoint(struct sd_store *s)
 {
+    if (sqlite3_get_autocommit(s->writer->db)) {
+        /* SQLite ended the group's transaction (SQLITE_FULL and I/O errors may roll all of it
+         * back): a SAVEPOINT now would start and then commit a transaction of its own. */
+        return s->writer->full ? -ENOSPC : -EIO;
+    }
     int r = sd_sqlite_run(s->writer, ST_SAVEPOINT);
     if (r == 0) {
         s->seq_at_sp = s->seq;

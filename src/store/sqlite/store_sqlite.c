@@ -49,6 +49,7 @@
 #include <sys/stat.h>
 
 #include "base/base.h"
+#include "base/fault.h"
 #include "base/log.h"
 #include "sqlite_internal.h"
 #include "store/store.h"
@@ -62,6 +63,8 @@ extern const unsigned sd_sqlite_control_schema_count;
 #define BUSY_TIMEOUT_MS 5000
 #define WAL_CHECKPOINT_FRAMES 1000
 #define WAL_RESTART_FRAMES 50000
+#define WAL_PAGE_BYTES 4096 /* SQLite's default page size, which the schema keeps */
+#define WAL_SIZE_LIMIT (64LL << 20)
 
 enum conn_role {
     ROLE_WRITER, /* the write path */
@@ -76,6 +79,15 @@ int sd_sqlite_fail(struct conn *c, int rc, const char *op)
     /* SQLite messages name tables and columns, never values: safe to log. */
     sd_log(SD_LOG_ERROR, "sqlite operation failed", "op=%s rc=%d error=\"%s\"", op, rc,
            c && c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+    if ((rc & 0xff) == SQLITE_FULL) {
+        /* No space (disk, quota or max_page_count): SQLite rolled back the statement or the
+         * whole transaction cleanly, unlike a failed fsync; the writer tells its callers to
+         * retry later. */
+        if (c) {
+            c->full = true;
+        }
+        return -ENOSPC;
+    }
     return -EIO;
 }
 
@@ -228,7 +240,7 @@ int sd_sqlite_tx_finish(struct conn *c, int r)
         if (cr == 0) {
             return r;
         }
-        r = -EIO;
+        r = cr == -ENOSPC ? cr : -EIO;
     }
     if (!sqlite3_get_autocommit(c->db)) {
         (void)sd_sqlite_run(c, ST_ROLLBACK);
@@ -419,44 +431,196 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames)
     (void)name;
     pthread_mutex_lock(&s->ckpt_lock);
     s->wal_frames = frames;
-    if (frames >= WAL_CHECKPOINT_FRAMES) {
+    s->wal_log_frames = frames;
+    if (frames >= s->wal_ckpt_frames) {
         pthread_cond_signal(&s->ckpt_cond);
     }
     pthread_mutex_unlock(&s->ckpt_lock);
     return SQLITE_OK;
 }
 
+/* One round: a PASSIVE checkpoint copies every frame no reader still needs, without any lock
+ * a writer waits for. The writer resets the log by itself at its next BEGIN when every frame
+ * was copied and no reader uses the log; under constant commits that moment may never come, so
+ * past wal_restart_frames, once PASSIVE caught up, one RESTART is tried. The ckpt connection
+ * has no busy handler, so RESTART takes the write lock only if it is free at once, copies the
+ * few frames committed since PASSIVE, and gives up at once (SQLITE_BUSY, lock released) if a
+ * reader still uses the log: it never holds the writer while it waits for a reader. Returns
+ * the frames left in the log, -1 if unknown. */
+static int checkpoint_round(struct sd_store *s, bool *pinned)
+{
+    int log = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(s->ckpt->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    if (rc != SQLITE_OK) {
+        /* BUSY: another connection (e.g. a CLI process) is checkpointing; sizes unknown. */
+        if (rc != SQLITE_BUSY) {
+            sd_log(SD_LOG_WARN, "wal checkpoint failed; will retry", "rc=%d error=\"%s\"", rc,
+                   sqlite3_errmsg(s->ckpt->db));
+        }
+        return -1;
+    }
+    if (log >= s->wal_restart_frames && done >= log) {
+        int rlog = 0, rdone = 0;
+        rc = sqlite3_wal_checkpoint_v2(s->ckpt->db, NULL, SQLITE_CHECKPOINT_RESTART, &rlog, &rdone);
+        if (rc == SQLITE_OK) {
+            log = 0; /* the next writer starts the log from its beginning */
+        }
+    }
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        sd_log(SD_LOG_WARN, "wal checkpoint failed; will retry", "rc=%d error=\"%s\"", rc,
+               sqlite3_errmsg(s->ckpt->db));
+    }
+    if (log >= s->wal_restart_frames && done < log && !*pinned) {
+        /* Frames a reader's snapshot still needs cannot be copied: a long read transaction
+         * (here or in another process) makes the log grow until it ends. */
+        sd_log(SD_LOG_WARN, "wal keeps growing: a read transaction holds an old snapshot",
+               "frames=%d uncopied=%d", log, log - done);
+        *pinned = true;
+    } else if (*pinned && log < s->wal_restart_frames) {
+        sd_log(SD_LOG_INFO, "wal checkpointed again after a long read", "frames=%d", log);
+        *pinned = false;
+    }
+    return log;
+}
+
 static void *checkpointer_main(void *arg)
 {
     struct sd_store *s = arg;
+    bool pinned = false;
     pthread_mutex_lock(&s->ckpt_lock);
     while (!s->ckpt_stop) {
-        if (s->wal_frames < WAL_CHECKPOINT_FRAMES) {
+        if (s->wal_frames < s->wal_ckpt_frames) {
             pthread_cond_wait(&s->ckpt_cond, &s->ckpt_lock);
             continue;
         }
-        int mode = s->wal_frames >= WAL_RESTART_FRAMES ? SQLITE_CHECKPOINT_RESTART
-                                                       : SQLITE_CHECKPOINT_PASSIVE;
         s->wal_frames = 0; /* the next commit reports the new size */
         pthread_mutex_unlock(&s->ckpt_lock);
-        int log = 0, done = 0;
-        int rc = sqlite3_wal_checkpoint_v2(s->ckpt->db, NULL, mode, &log, &done);
-        if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
-            sd_log(SD_LOG_WARN, "wal checkpoint failed; will retry", "rc=%d", rc);
-        }
+        int left = checkpoint_round(s, &pinned);
         pthread_mutex_lock(&s->ckpt_lock);
+        s->wal_pinned = pinned;
+        if (left == 0 && s->wal_frames == 0) {
+            s->wal_log_frames = 0;
+        }
     }
     pthread_mutex_unlock(&s->ckpt_lock);
     return NULL;
 }
 
+/* STAGEDOOR_WAL_RESTART_FRAMES (tests only, documented in README "Operating"): a smaller WAL
+ * size at which the checkpointer tries to reset the log, so a test reaches it in seconds. */
+static void wal_thresholds(struct sd_store *s)
+{
+    s->wal_ckpt_frames = WAL_CHECKPOINT_FRAMES;
+    s->wal_restart_frames = WAL_RESTART_FRAMES;
+    const char *v = getenv("STAGEDOOR_WAL_RESTART_FRAMES");
+    int64_t n = 0;
+    if (v && sd_parse_int64(v, false, &n) == 0 && n >= 2 && n < WAL_RESTART_FRAMES) {
+        s->wal_restart_frames = (int)n;
+        if (s->wal_ckpt_frames > s->wal_restart_frames / 2) {
+            s->wal_ckpt_frames = s->wal_restart_frames / 2;
+        }
+    }
+}
+
+/* Bytes the log file keeps after a reset: its size at the reset threshold, at most 64 MiB. */
+static int64_t wal_size_limit(const struct sd_store *s)
+{
+    int64_t bytes = (int64_t)s->wal_restart_frames * (WAL_PAGE_BYTES + 24);
+    return bytes < WAL_SIZE_LIMIT ? bytes : WAL_SIZE_LIMIT;
+}
+
+int sd_sqlite_log_stats(struct sd_store *s, struct sd_store_log_stats *ret)
+{
+    struct sd_store_log_stats st = {0};
+    pthread_mutex_lock(&s->ckpt_lock);
+    st.frames = s->wal_log_frames;
+    /* the checkpointer clears its flag at its next round; a log already reset is not pinned */
+    st.pinned = s->wal_pinned && s->wal_log_frames >= s->wal_restart_frames;
+    pthread_mutex_unlock(&s->ckpt_lock);
+    char *wal = sd_asprintf("%s-wal", s->path);
+    struct stat sb;
+    if (stat(wal, &sb) == 0) {
+        st.bytes = (int64_t)sb.st_size;
+    }
+    free(wal);
+    *ret = st;
+    return 0;
+}
+
+/* Test hook (STAGEDOOR_FAULT=max_pages, README "Operating"): before each write transaction the
+ * writer reads DIR/fault-max-pages and caps the database at that many pages (SQLite keeps the
+ * cap at least at the current size, so "1" means "no growth"), which fails writes with
+ * SQLITE_FULL exactly like a full disk. Without the file the cap is lifted. */
+void sd_sqlite_fault_max_pages(struct sd_store *s)
+{
+    if (!sd_fault_hit("max_pages")) {
+        return;
+    }
+    const char *slash = strrchr(s->path, '/');
+    int dir_len = slash ? (int)(slash - s->path) : 1;
+    char *file = sd_asprintf("%.*s/fault-max-pages", dir_len, slash ? s->path : ".");
+    int64_t pages = 4294967294LL; /* SQLite's largest page count: no cap */
+    FILE *f = fopen(file, "re");
+    if (f) {
+        char line[32] = "";
+        if (fgets(line, sizeof(line), f)) {
+            line[strcspn(line, "\r\n")] = '\0';
+            int64_t n = 0;
+            if (sd_parse_int64(line, false, &n) == 0 && n >= 1 && n < pages) {
+                pages = n;
+            }
+        }
+        fclose(f);
+    }
+    free(file);
+    char pragma[64];
+    snprintf(pragma, sizeof(pragma), "PRAGMA max_page_count = %lld", (long long)pages);
+    (void)conn_exec(s->writer, pragma);
+}
+
+/* A row of SD_STORE_PROBE_BYTES in meta, deleted again in the same transaction: its pages come
+ * from the free list or grow the file, so SQLITE_FULL here means a real write would fail too.
+ * Prepared per call: it only runs while the store is out of space. */
+int sd_sqlite_space_probe(struct sd_store *s)
+{
+    static const char *const sql[] = {
+        "INSERT OR REPLACE INTO meta (k, v) VALUES ('space_probe', zeroblob(?1))",
+        "DELETE FROM meta WHERE k = 'space_probe'",
+    };
+    struct conn *c = s->writer;
+    int r = 0;
+    for (size_t i = 0; i < 2 && r == 0; i++) {
+        sqlite3_stmt *st = NULL;
+        int rc = sqlite3_prepare_v2(c->db, sql[i], -1, &st, NULL);
+        if (rc == SQLITE_OK && i == 0) {
+            rc = sqlite3_bind_int(st, 1, SD_STORE_PROBE_BYTES);
+        }
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(st);
+        }
+        if (rc != SQLITE_DONE) {
+            r = sd_sqlite_fail(c, rc, "space probe");
+        }
+        sqlite3_finalize(st);
+    }
+    return r;
+}
+
 static int start_checkpointer(struct sd_store *s)
 {
+    wal_thresholds(s);
     int r = conn_open(s->path, ROLE_CTL, &s->ckpt);
     if (r < 0) {
         return r;
     }
-    r = conn_exec(s->writer, "PRAGMA wal_autocheckpoint = 0");
+    sqlite3_busy_timeout(s->ckpt->db, 0); /* never wait for a lock: see checkpoint_round */
+    /* When the log is reset, the writer's next commit truncates its file to this size: a long
+     * reader's growth does not stay on disk. Our own number, not input. */
+    char pragma[96];
+    snprintf(pragma, sizeof(pragma),
+             "PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = %lld",
+             (long long)wal_size_limit(s));
+    r = conn_exec(s->writer, pragma);
     if (r < 0) {
         return r;
     }
@@ -663,6 +827,8 @@ const struct sd_store_ops sd_store_sqlite_ops = {
     .connector_request_run = sd_sqlite_connector_request_run,
     .connector_state_put = sd_sqlite_connector_state_put,
     .connector_state_get = sd_sqlite_connector_state_get,
+    .log_stats = sd_sqlite_log_stats,
+    .space_probe = sd_sqlite_space_probe,
     .profiles = &sd_sqlite_profile_ops,
     .segments = &sd_sqlite_segment_ops,
     .outbox = &sd_sqlite_outbox_ops,
