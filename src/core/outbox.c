@@ -608,7 +608,7 @@ static void process(struct sd_outbox *o, struct sd_delivery *d)
                  : r == -EINVAL ? "target '%s' has no usable settings"
                                 : "cannot read target '%s'",
                  d->target_id);
-        fail_unsent(o, d, doc, r == -EIO, why);
+        fail_unsent(o, d, doc, r == -EIO || r == -ENOSPC, why);
         goto out;
     }
     r = sd_segment_load(hub, d->tenant_id, d->env, d->segment_id, &seg);
