@@ -21,15 +21,19 @@
 #include "core/hub.h"
 #include "core/outbox.h"
 #include "core/scheduler.h"
+#include "core/segment_jobs.h"
 #include "http/server.h"
 
 static const char usage_serve[] =
     "usage: stagedoor serve [--data DIR] [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
     "                       [--behind-proxy] [--threads N] [--log-level debug|info|warn|error]\n"
+    "                       [--segment-budget SECONDS]\n"
     "Runs the hub. Defaults: --data " SD_DEFAULT_DATA_DIR ", --listen 127.0.0.1:8080.\n"
     "Port 0 picks a free port. Prints 'listening on http(s)://HOST:PORT' once ready.\n"
     "With --tls-cert/--tls-key it serves HTTPS only (TLS 1.2 and 1.3). Without TLS it refuses a\n"
-    "non-loopback address unless --behind-proxy says a TLS-terminating proxy is in front.\n";
+    "non-loopback address unless --behind-proxy says a TLS-terminating proxy is in front.\n"
+    "--segment-budget: CPU seconds one segment computation may use (default 60, at most 3600;\n"
+    "the clock allows ten times that); past it the request answers 503 segment_too_slow.\n";
 
 static bool is_loopback(const char *host)
 {
@@ -40,7 +44,7 @@ static bool is_loopback(const char *host)
 static int serve_parse(int argc, char **argv, const char *usage, struct sd_serve_opts *o,
                        bool *ret_help)
 {
-    const char *listen = "127.0.0.1:8080", *threads = NULL, *level = NULL;
+    const char *listen = "127.0.0.1:8080", *threads = NULL, *level = NULL, *seg_budget = NULL;
     bool behind_proxy = false;
     *ret_help = false;
     o->data = SD_DEFAULT_DATA_DIR;
@@ -51,6 +55,7 @@ static int serve_parse(int argc, char **argv, const char *usage, struct sd_serve
                                 {"--behind-proxy", false, NULL, &behind_proxy},
                                 {"--threads", true, &threads, NULL},
                                 {"--log-level", true, &level, NULL},
+                                {"--segment-budget", true, &seg_budget, NULL},
                                 {0}};
     int n = sd_cli_parse(argc, argv, opts, NULL, 0, usage);
     if (n == -1) {
@@ -95,6 +100,13 @@ static int serve_parse(int argc, char **argv, const char *usage, struct sd_serve
             return -1;
         }
         o->cfg.threads = (unsigned)t;
+    }
+    if (seg_budget) {
+        long long b = sd_cli_positive("--segment-budget", seg_budget, SD_SEGMENT_BUDGET_MAX_SEC);
+        if (b < 0) {
+            return -1;
+        }
+        o->segment_budget_sec = (unsigned)b;
     }
     if (level) {
         static const char *names[] = {"debug", "info", "warn", "error"};
@@ -184,6 +196,9 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
         }
     }
     sd_log(SD_LOG_INFO, "shutting down; finishing in-flight requests", "signal=%d", sig);
+    /* Segment computations stop within milliseconds and answer 503 first, so the server's
+     * grace period below never waits for one. */
+    sd_segment_jobs_stop(hub->segment_jobs);
     sd_server_stop(srv, 30LL * 1000000);
     /* Push workers finish the attempt in flight (bounded by its timeout) and record it. */
     sd_outbox_free(hub->outbox);
@@ -221,6 +236,10 @@ int sd_serve_prepare(int argc, char **argv, const char *usage, struct sd_serve_o
     }
     if (created) {
         sd_log(SD_LOG_INFO, "admin token created", "file=\"%s/admin.token\"", o->data);
+    }
+    if (o->segment_budget_sec) {
+        (void)sd_segment_jobs_set_budget((*ret_hub)->segment_jobs,
+                                         (int64_t)o->segment_budget_sec * 1000000);
     }
     return -1;
 }

@@ -214,13 +214,13 @@ static char *members(struct fx *f, int64_t tenant, enum sd_env env, const char *
 {
     struct sd_seg_rule *r = rule_of(text);
     int64_t n = -1;
-    assert_int_equal(sd_store_segment_count(f->h, tenant, env, r, NOW_USEC, &n), 0);
+    assert_int_equal(sd_store_segment_count(f->h, tenant, env, r, NOW_USEC, NULL, &n), 0);
     char **names = sd_calloc((size_t)n + 1, sizeof(*names));
     size_t got = 0;
     int64_t after = 0, last = 0;
     for (int guard = 0; guard < 1000; guard++) {
         struct sd_seg_member_page p = {0};
-        assert_int_equal(sd_store_segment_members(f->h, tenant, env, r, NOW_USEC, after, page, &p),
+        assert_int_equal(sd_store_segment_members(f->h, tenant, env, r, NOW_USEC, after, page, NULL, &p),
                          0);
         assert_true(p.n <= page);
         for (size_t i = 0; i < p.n; i++) {
@@ -542,7 +542,7 @@ static void test_member_pages(void **state)
     }
     struct sd_seg_rule *r = rule_of("{\"customer\":{\"source\":\"csv\"}}");
     struct sd_seg_member_page p = {0};
-    assert_int_equal(sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 10, &p),
+    assert_int_equal(sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 10, NULL, &p),
                      0);
     assert_int_equal(p.n, 1);
     assert_false(p.has_more);
@@ -559,16 +559,16 @@ static void test_member_pages(void **state)
     sd_seg_member_page_release(&p);
     /* after the last member: empty page, cursor unchanged */
     assert_int_equal(
-        sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, a_id, 10, &p), 0);
+        sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, a_id, 10, NULL, &p), 0);
     assert_int_equal(p.n, 0);
     assert_false(p.has_more);
     assert_int_equal(p.next_after, a_id);
     sd_seg_member_page_release(&p);
     /* limits */
-    assert_int_equal(sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 0, &p),
+    assert_int_equal(sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 0, NULL, &p),
                      -EINVAL);
     assert_int_equal(sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0,
-                                              SD_SEGMENT_MEMBERS_MAX + 1, &p),
+                                              SD_SEGMENT_MEMBERS_MAX + 1, NULL, &p),
                      -EINVAL);
     sd_seg_rule_free(r);
 }
