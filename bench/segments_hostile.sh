@@ -225,12 +225,19 @@ PY
 LOAD_AT_Q=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo "?")
 webhook q
 WAL_Q=$(stat -c %s "$DATA/stagedoor.db-wal" 2>/dev/null || echo 0)
+curl -s -m 10 "$BASE/metrics" >"$WORK/metrics-q.txt" || true
+sleep 0.5 # the server flushes its log 4 times a second
+grep 'client=web .*route=ingest ' "$LOG" | sed -n 's/.* duration_us=\([0-9]*\).*/\1/p' >"$WORK/server-q.txt"
 rm -f "$WORK/stop"
 hostile &
 HOSTILE_PIDS+=($!)
 sleep 2
 webhook h
 WAL_H=$(stat -c %s "$DATA/stagedoor.db-wal" 2>/dev/null || echo 0)
+curl -s -m 10 "$BASE/metrics" >"$WORK/metrics-h.txt" || true
+sleep 0.5
+grep 'client=web .*route=ingest ' "$LOG" | sed -n 's/.* duration_us=\([0-9]*\).*/\1/p' |
+    tail -n +"$(($(wc -l <"$WORK/server-q.txt") + 1))" >"$WORK/server-h.txt"
 echo "bench: stopping the hostile clients (each finishes its request in flight)" >&2
 stop_hostile
 code=$(curl -s -m 10 -o /dev/null -w '%{http_code}' "$BASE/healthz") || true
@@ -265,6 +272,28 @@ echo "hostile answers (tenant status error-code: count):"
 awk '{c[$1 " " $2 " " $3]++} END {for (k in c) print "  " k ": " c[k]}' "$WORK/hostile.log" 2>/dev/null | sort
 echo "WAL file after (q): $((WAL_Q / 1048576)) MiB, after (h): $((WAL_H / 1048576)) MiB" \
     "(segment computations hold read snapshots, so checkpoints cannot reset it meanwhile)"
+# The hub's own view: each webhook's duration from its log line (headers in -> answer queued),
+# without the client's and the machine's scheduling.
+pct() { # FILE -> "p50 p99 max" in ms
+    sort -n "$1" | awk '{v[NR] = $1} END {if (NR == 0) {print "- - -"; exit}
+        i50 = int(NR * 0.50); i99 = int(NR * 0.99); if (i50 < 1) i50 = 1; if (i99 < 1) i99 = 1
+        printf "%.2f %.2f %.2f", v[i50] / 1000, v[i99] / 1000, v[NR] / 1000}'
+}
+read -r SQ50 SQ99 SQMAX <<<"$(pct "$WORK/server-q.txt")"
+read -r SH50 SH99 SHMAX <<<"$(pct "$WORK/server-h.txt")"
+echo "server side (log duration_us), p50 / p99 / max ms: (q) $SQ50 / $SQ99 / $SQMAX," \
+    "(h) $SH50 / $SH99 / $SHMAX; p99 (h)/(q) $(ratio "$SH99" "$SQ99")x"
+# Group commits (fsync included) of each figure, from the /metrics histogram taken after (q)
+# and after (h): where a slow webhook's time went, the disk or the CPU.
+commits() { # FILE → "le count" lines of the cumulative commit histogram
+    sed -n 's/^stagedoor_store_commit_duration_seconds_bucket{le="\([^"]*\)"} \([0-9]*\)$/\1 \2/p' "$1"
+}
+if [[ -s $WORK/metrics-q.txt && -s $WORK/metrics-h.txt ]]; then
+    echo "group commits slower than 10 / 50 ms:" "$(commits "$WORK/metrics-q.txt" | awk '
+        {c[$1] = $2} END {printf "(q) %d / %d of %d", c["+Inf"] - c["0.01"], c["+Inf"] - c["0.05"], c["+Inf"]}')," \
+        "$(paste <(commits "$WORK/metrics-q.txt") <(commits "$WORK/metrics-h.txt") | awk '
+        {c[$1] = $4 - $2} END {printf "(h) %d / %d of %d", c["+Inf"] - c["0.01"], c["+Inf"] - c["0.05"], c["+Inf"]}')"
+fi
 echo "GET /healthz after the run: $code"
 
 status=0
