@@ -172,8 +172,8 @@ static void reply_refused(struct sd_req *req, const struct call *c)
                            c->retry_after);
         return;
     default:
-        sd_req_reply_error(req, 503, "shutting_down",
-                           "the hub is shutting down; retry after %u s", c->retry_after);
+        sd_req_reply_error(req, 503, "shutting_down", "the hub is shutting down; retry after %u s",
+                           c->retry_after);
     }
 }
 

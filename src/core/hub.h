@@ -22,7 +22,8 @@ struct sd_hub {
     char admin_hash[65];              /* SHA-256 of the admin token; "" = admin API closed */
     struct sd_scheduler *scheduler;   /* connector runs; only while serving (NULL otherwise) */
     struct sd_outbox *outbox;         /* audience push worker; only while serving (or NULL) */
-    struct sd_segment_jobs *segment_jobs; /* segment computations (core/segment_jobs.h) */
+    /* segment computations (core/segment_jobs.h) */
+    struct sd_segment_jobs *segment_jobs;
 };
 
 /* Open the store in data_dir (created if missing), start the writer and the segment

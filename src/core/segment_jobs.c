@@ -199,9 +199,8 @@ static void *worker_main(void *arg)
 
 int sd_segment_jobs_new(const struct sd_segment_jobs_config *cfg, struct sd_segment_jobs **ret)
 {
-    if (!cfg || cfg->workers < 1 || cfg->workers > SD_SEGMENT_WORKERS_MAX ||
-        cfg->queue_max < 1 || cfg->tenant_max < 1 || cfg->tenant_running_max < 1 ||
-        cfg->budget_usec < 1) {
+    if (!cfg || cfg->workers < 1 || cfg->workers > SD_SEGMENT_WORKERS_MAX || cfg->queue_max < 1 ||
+        cfg->tenant_max < 1 || cfg->tenant_running_max < 1 || cfg->budget_usec < 1) {
         return -EINVAL;
     }
     struct sd_segment_jobs *p = sd_calloc(1, sizeof(*p));

@@ -221,8 +221,8 @@ static char *members(struct fx *f, int64_t tenant, enum sd_env env, const char *
     int64_t after = 0, last = 0;
     for (int guard = 0; guard < 1000; guard++) {
         struct sd_seg_member_page p = {0};
-        assert_int_equal(sd_store_segment_members(f->h, tenant, env, r, NOW_USEC, after, page, NULL, &p),
-                         0);
+        assert_int_equal(
+            sd_store_segment_members(f->h, tenant, env, r, NOW_USEC, after, page, NULL, &p), 0);
         assert_true(p.n <= page);
         for (size_t i = 0; i < p.n; i++) {
             assert_true(p.v[i].profile_id > last); /* ordered by profile id */
@@ -543,8 +543,8 @@ static void test_member_pages(void **state)
     }
     struct sd_seg_rule *r = rule_of("{\"customer\":{\"source\":\"csv\"}}");
     struct sd_seg_member_page p = {0};
-    assert_int_equal(sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 10, NULL, &p),
-                     0);
+    assert_int_equal(
+        sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 10, NULL, &p), 0);
     assert_int_equal(p.n, 1);
     assert_false(p.has_more);
     assert_int_equal(p.next_after, p.v[0].profile_id);
@@ -566,8 +566,8 @@ static void test_member_pages(void **state)
     assert_int_equal(p.next_after, a_id);
     sd_seg_member_page_release(&p);
     /* limits */
-    assert_int_equal(sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 0, NULL, &p),
-                     -EINVAL);
+    assert_int_equal(
+        sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 0, NULL, &p), -EINVAL);
     assert_int_equal(sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0,
                                               SD_SEGMENT_MEMBERS_MAX + 1, NULL, &p),
                      -EINVAL);
@@ -599,9 +599,8 @@ static void test_budget(void **state)
     struct sd_seg_rule *heavy = rule_of(text.data);
     sd_buf_release(&text);
     int64_t n_free = -1, n = -1;
-    assert_int_equal(sd_store_segment_count(f->h, f->acme, SD_ENV_TEST, heavy, NOW_USEC, NULL,
-                                            &n_free),
-                     0);
+    assert_int_equal(
+        sd_store_segment_count(f->h, f->acme, SD_ENV_TEST, heavy, NOW_USEC, NULL, &n_free), 0);
     assert_true(n_free > 0);
 
     atomic_bool cancel;
@@ -616,11 +615,11 @@ static void test_budget(void **state)
                      -ECANCELED);
 
     struct sd_seg_budget tiny = {.cpu_usec = 1};
-    assert_int_equal(
-        sd_store_segment_count(f->h, f->acme, SD_ENV_TEST, heavy, NOW_USEC, &tiny, &n), -ETIME);
-    assert_int_equal(sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, heavy, NOW_USEC, 0, 10,
-                                              &tiny, &p),
+    assert_int_equal(sd_store_segment_count(f->h, f->acme, SD_ENV_TEST, heavy, NOW_USEC, &tiny, &n),
                      -ETIME);
+    assert_int_equal(
+        sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, heavy, NOW_USEC, 0, 10, &tiny, &p),
+        -ETIME);
 
     /* the connection goes back to the pool without the handler: the next call is unlimited */
     atomic_store(&cancel, false);
@@ -628,9 +627,9 @@ static void test_budget(void **state)
     assert_int_equal(
         sd_store_segment_count(f->h, f->acme, SD_ENV_TEST, heavy, NOW_USEC, &ample, &n), 0);
     assert_int_equal(n, n_free);
-    assert_int_equal(sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, heavy, NOW_USEC, 0, 10,
-                                              &ample, &p),
-                     0);
+    assert_int_equal(
+        sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, heavy, NOW_USEC, 0, 10, &ample, &p),
+        0);
     assert_int_equal((int64_t)p.n, n_free);
     sd_seg_member_page_release(&p);
     sd_seg_rule_free(heavy);

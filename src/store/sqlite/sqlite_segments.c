@@ -1183,8 +1183,8 @@ static int cmp_source(const void *a, const void *b)
 }
 
 /* Fill m's e-mail and source ids from the profile's source records. */
-static int member_sources(struct conn *c, int64_t tenant_id, enum sd_env env,
-                          struct limits *l, struct sd_seg_member *m)
+static int member_sources(struct conn *c, int64_t tenant_id, enum sd_env env, struct limits *l,
+                          struct sd_seg_member *m)
 {
     sqlite3_stmt *st = sd_sqlite_stmt_extra(c, SLOT_SOURCES, SQL_SOURCES);
     if (!st) {
