@@ -6,7 +6,8 @@
 -- per thread and reported by done() on one "BENCH_RESULT" line that bench/ingest.sh parses.
 --
 -- Environment: BENCH_KEY (required), BENCH_CLIENT (bench), BENCH_BATCH (1), BENCH_RUN (r),
--- BENCH_EVENT (EVT-BENCH-1), BENCH_CUSTOMER (ANON; every other sale uses it, the rest ANON).
+-- BENCH_EVENT (EVT-BENCH-1), BENCH_CUSTOMER (ANON; every other sale uses it, the rest ANON),
+-- BENCH_DELAY_MS (0: as fast as the connections go).
 
 local batch = tonumber(os.getenv("BENCH_BATCH") or "1")
 local key = os.getenv("BENCH_KEY")
@@ -26,6 +27,15 @@ local headers = {
 
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(here .. "common.lua").count(202, batch)
+
+-- BENCH_DELAY_MS (optional): each connection waits this long before every request, for a
+-- paced load instead of a saturating one (bench/segments_hostile.sh).
+local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+if delay_ms > 0 then
+   function delay()
+      return delay_ms
+   end
+end
 
 -- thread state
 local n = 0

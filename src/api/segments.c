@@ -2,9 +2,15 @@
  *
  * Tenant routes: the key's tenant and environment scope everything, so a TEST key never sees or
  * counts PROD data. What a valid segment is, how members are counted and paged, lives in
- * core/segments.c; these handlers translate HTTP. Counting runs synchronously on the HTTP
- * thread against a read connection of the store (it never blocks the writer); over millions of
- * sales it takes seconds, which these low-rate endpoints accept.
+ * core/segments.c; these handlers translate HTTP.
+ *
+ * Computing members (POST and PUT count them, /members pages them) never runs on an HTTP
+ * thread: the handler checks what it can at once (body, limit, cursor: a 400 costs no queue
+ * slot), suspends the connection and queues a `struct call` on the segment workers
+ * (core/segment_jobs.h); the worker computes within the budget and resumes the connection, and
+ * on_resume answers on an HTTP thread. A full queue or a busy tenant is answered at once (503 /
+ * 429 with Retry-After), so the HTTP threads only ever wait for microseconds of work here. List,
+ * get and delete read or write one row and stay on the HTTP thread.
  *
  * The member cursor is "p1." + the last profile id in hex: opaque to clients, stable across
  * calls (members are ordered by profile id), and checked strictly when it comes back. */
@@ -15,6 +21,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "core/segment_jobs.h"
 #include "core/segments.h"
 
 #define CURSOR_PREFIX "p1."
@@ -41,13 +48,161 @@ static void reply_error(struct sd_req *req, int r, const struct sd_issues *error
                            "this environment already has %d segments; delete one first",
                            SD_SEGMENTS_MAX);
         return;
-    case -ETIME:
+    case -ETIME: {
+        struct sd_seg_budget b = sd_segment_jobs_budget(req->hub->segment_jobs);
         sd_req_reply_error(req, 503, "segment_too_slow",
-                           "computing the members took longer than the hub allows; narrow the "
-                           "rule (e.g. filter by event or purchase date)");
+                           "computing the members needed more than this hub's budget of %lld s "
+                           "of CPU time (or %lld s on the clock); narrow the rule (e.g. filter "
+                           "by event or purchase date, fewer count/spend rules)",
+                           (long long)(b.cpu_usec / 1000000), (long long)(b.wall_usec / 1000000));
         return;
+    }
     default: sd_api_reply_store_error(req, r);
     }
+}
+
+/* ---- computations on the segment workers ------------------------------------------------------
+ */
+
+enum call_kind { CALL_CREATE, CALL_UPDATE, CALL_MEMBERS };
+
+/* One computation, from the handler through a worker back to on_resume (req->state). The
+ * worker reads only the inputs and writes only the results; the connection is suspended
+ * meanwhile, so nothing else touches it. */
+struct call {
+    struct sd_segment_job job; /* first */
+    struct sd_req *req;
+    struct sd_hub *hub;
+    enum call_kind kind;
+    enum sd_env env;
+    json_t *body; /* create, update (NULL: recount) */
+    char *segment_id;
+    int64_t after;
+    size_t limit;
+    /* results */
+    int r;
+    unsigned retry_after;
+    struct sd_segment *seg;
+    struct sd_member_page page;
+    struct sd_issues errors;
+};
+
+static void call_cleanup(struct sd_req *req)
+{
+    struct call *c = req->state;
+    if (!c) {
+        return;
+    }
+    json_decref(c->body);
+    free(c->segment_id);
+    sd_segment_free(c->seg);
+    sd_member_page_release(&c->page);
+    sd_issues_release(&c->errors);
+    free(c);
+    req->state = NULL;
+}
+
+static int call_run(struct sd_segment_job *job, const struct sd_seg_budget *budget)
+{
+    struct call *c = (struct call *)job;
+    switch (c->kind) {
+    case CALL_CREATE:
+        return sd_segment_create(c->hub, job->tenant_id, c->env, c->body, budget, &c->seg,
+                                 &c->errors);
+    case CALL_UPDATE:
+        return sd_segment_update(c->hub, job->tenant_id, c->env, c->segment_id, c->body, budget,
+                                 &c->seg, &c->errors);
+    case CALL_MEMBERS: {
+        struct sd_segment *seg = NULL;
+        int r = sd_segment_load(c->hub, job->tenant_id, c->env, c->segment_id, &seg);
+        if (r == 0) {
+            r = sd_segment_members_within(c->hub, seg, c->after, c->limit, budget, &c->page);
+        }
+        sd_segment_free(seg);
+        return r;
+    }
+    }
+    return -EINVAL;
+}
+
+static void call_done(struct sd_segment_job *job, int r)
+{
+    struct call *c = (struct call *)job;
+    c->r = r;
+    sd_req_resume(c->req);
+}
+
+static int on_resume(struct sd_req *req);
+
+/* Queue c (owned by req from here) and suspend; a refusal is answered on resume too. */
+static int submit(struct sd_req *req, struct call *c)
+{
+    c->req = req;
+    c->hub = req->hub;
+    c->env = req->who.env;
+    c->job.tenant_id = req->who.tenant_id;
+    c->job.run = call_run;
+    c->job.done = call_done;
+    sd_issues_init(&c->errors, SD_MAX_ISSUES);
+    req->state = c;
+    req->cleanup = call_cleanup;
+    req->on_resume = on_resume;
+    int rs = sd_req_suspend(req);
+    int r = sd_segment_jobs_submit(req->hub->segment_jobs, &c->job, &c->retry_after);
+    if (r < 0) {
+        c->r = r;
+        sd_req_resume(req);
+    }
+    return rs;
+}
+
+static void reply_refused(struct sd_req *req, const struct call *c)
+{
+    sd_req_add_header(req, "Retry-After", "%u", c->retry_after);
+    switch (c->r) {
+    case -EBUSY:
+        sd_req_reply_error(req, 429, "too_many_segment_computations",
+                           "this tenant already has as many segment computations running or "
+                           "waiting as the hub allows; retry after %u s",
+                           c->retry_after);
+        return;
+    case -EAGAIN:
+        sd_req_reply_error(req, 503, "segment_queue_full",
+                           "the hub's segment computations are all taken; retry after %u s",
+                           c->retry_after);
+        return;
+    default:
+        sd_req_reply_error(req, 503, "shutting_down", "the hub is shutting down; retry after %u s",
+                           c->retry_after);
+    }
+}
+
+static void reply_members(struct sd_req *req, const struct sd_member_page *page);
+
+static int on_resume(struct sd_req *req)
+{
+    struct call *c = req->state;
+    int r = c->r;
+    if (r == -EBUSY || r == -EAGAIN || r == -ESHUTDOWN || r == -ECANCELED) {
+        if (r == -ECANCELED) {
+            c->retry_after = 5;
+        }
+        reply_refused(req, c);
+        return SD_REQ_DONE;
+    }
+    if (r < 0) {
+        reply_error(req, r, &c->errors);
+        return SD_REQ_DONE;
+    }
+    switch (c->kind) {
+    case CALL_CREATE:
+        sd_req_add_header(req, "Location", "/v1/%s/segments/%s", req->params[0], c->seg->id);
+        sd_req_reply_json(req, 201, sd_segment_view(c->seg));
+        break;
+    case CALL_UPDATE: sd_req_reply_json(req, 200, sd_segment_view(c->seg)); break;
+    case CALL_MEMBERS: reply_members(req, &c->page); break;
+    }
+    return SD_REQ_DONE;
 }
 
 int sd_api_segment_create(struct sd_req *req)
@@ -58,18 +213,18 @@ int sd_api_segment_create(struct sd_req *req)
     }
     struct sd_issues errors;
     sd_issues_init(&errors, SD_MAX_ISSUES);
-    struct sd_segment *seg = NULL;
-    int r = sd_segment_create(req->hub, req->who.tenant_id, req->who.env, body, &seg, &errors);
-    if (r == 0) {
-        sd_req_add_header(req, "Location", "/v1/%s/segments/%s", req->params[0], seg->id);
-        sd_req_reply_json(req, 201, sd_segment_view(seg));
-    } else {
+    int r = sd_segment_check(body, true, &errors);
+    if (r < 0) {
         reply_error(req, r, &errors);
+        sd_issues_release(&errors);
+        json_decref(body);
+        return SD_REQ_DONE;
     }
-    sd_segment_free(seg);
     sd_issues_release(&errors);
-    json_decref(body);
-    return SD_REQ_DONE;
+    struct call *c = sd_calloc(1, sizeof(*c));
+    c->kind = CALL_CREATE;
+    c->body = body;
+    return submit(req, c);
 }
 
 int sd_api_segments_list(struct sd_req *req)
@@ -112,20 +267,23 @@ int sd_api_segment_update(struct sd_req *req)
             return SD_REQ_DONE;
         }
     }
-    struct sd_issues errors;
-    sd_issues_init(&errors, SD_MAX_ISSUES);
-    struct sd_segment *seg = NULL;
-    int r = sd_segment_update(req->hub, req->who.tenant_id, req->who.env, req->params[1], body,
-                              &seg, &errors);
-    if (r == 0) {
-        sd_req_reply_json(req, 200, sd_segment_view(seg));
-    } else {
-        reply_error(req, r, &errors);
+    if (body) {
+        struct sd_issues errors;
+        sd_issues_init(&errors, SD_MAX_ISSUES);
+        int r = sd_segment_check(body, false, &errors);
+        if (r < 0) {
+            reply_error(req, r, &errors);
+            sd_issues_release(&errors);
+            json_decref(body);
+            return SD_REQ_DONE;
+        }
+        sd_issues_release(&errors);
     }
-    sd_segment_free(seg);
-    sd_issues_release(&errors);
-    json_decref(body);
-    return SD_REQ_DONE;
+    struct call *c = sd_calloc(1, sizeof(*c));
+    c->kind = CALL_UPDATE;
+    c->body = body;
+    c->segment_id = sd_strdup(req->params[1]);
+    return submit(req, c);
 }
 
 int sd_api_segment_delete(struct sd_req *req)
@@ -183,20 +341,19 @@ int sd_api_segment_members(struct sd_req *req)
                            "cursor is not a cursor this hub returned");
         return SD_REQ_DONE;
     }
-    struct sd_segment *seg = NULL;
-    int r = sd_segment_load(req->hub, req->who.tenant_id, req->who.env, req->params[1], &seg);
-    struct sd_member_page page = {0};
-    if (r == 0) {
-        r = sd_segment_members(req->hub, seg, after, (size_t)limit, &page);
-    }
-    sd_segment_free(seg);
-    if (r < 0) {
-        reply_error(req, r, NULL);
-        return SD_REQ_DONE;
-    }
+    struct call *c = sd_calloc(1, sizeof(*c));
+    c->kind = CALL_MEMBERS;
+    c->segment_id = sd_strdup(req->params[1]);
+    c->after = after;
+    c->limit = (size_t)limit;
+    return submit(req, c);
+}
+
+static void reply_members(struct sd_req *req, const struct sd_member_page *page)
+{
     json_t *data = json_array();
-    for (size_t i = 0; i < page.n; i++) {
-        const struct sd_member *m = &page.v[i];
+    for (size_t i = 0; i < page->n; i++) {
+        const struct sd_member *m = &page->v[i];
         json_t *ids = json_array();
         for (size_t j = 0; j < m->n_sources; j++) {
             json_array_append_new(ids, json_pack("{s:s, s:s}", "source", m->sources[j].source,
@@ -207,10 +364,8 @@ int sd_api_segment_members(struct sd_req *req)
                             m->email ? json_string(m->email) : json_null(), "source_ids", ids));
     }
     char cursor[32];
-    snprintf(cursor, sizeof(cursor), CURSOR_PREFIX "%" PRIx64, (uint64_t)page.next_after);
+    snprintf(cursor, sizeof(cursor), CURSOR_PREFIX "%" PRIx64, (uint64_t)page->next_after);
     sd_req_reply_json(req, 200,
                       json_pack("{s:o, s:s, s:b}", "data", data, "next_cursor", cursor, "has_more",
-                                page.has_more));
-    sd_member_page_release(&page);
-    return SD_REQ_DONE;
+                                page->has_more));
 }

@@ -22,12 +22,14 @@
 #include "core/hub.h"
 #include "core/outbox.h"
 #include "core/scheduler.h"
+#include "core/segment_jobs.h"
 #include "http/server.h"
 
 static const char usage_serve[] =
     "usage: stagedoor serve [--data DIR] [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
     "                       [--behind-proxy] [--threads N] [--log-level debug|info|warn|error]\n"
     "                       [--max-connections N] [--max-per-ip N] [--header-timeout SEC]\n"
+    "                       [--segment-budget SECONDS]\n"
     "Runs the hub. Defaults: --data " SD_DEFAULT_DATA_DIR ", --listen 127.0.0.1:8080.\n"
     "Port 0 picks a free port. Prints 'listening on http(s)://HOST:PORT' once ready.\n"
     "With --tls-cert/--tls-key it serves HTTPS only (TLS 1.2 and 1.3). Without TLS it refuses a\n"
@@ -35,7 +37,9 @@ static const char usage_serve[] =
     "Connections: at most --max-connections (default 1000), --max-per-ip from one address\n"
     "(default 500); a request head must be complete --header-timeout seconds (default 10) after\n"
     "the connection opened, and near a limit the oldest connections still sending a head or\n"
-    "idle are closed first to keep slots for new clients.\n";
+    "idle are closed first to keep slots for new clients.\n"
+    "--segment-budget: CPU seconds one segment computation may use (default 60, at most 3600;\n"
+    "the clock allows ten times that); past it the request answers 503 segment_too_slow.\n";
 
 static bool is_loopback(const char *host)
 {
@@ -48,6 +52,7 @@ static int serve_parse(int argc, char **argv, const char *usage, struct sd_serve
 {
     const char *listen = "127.0.0.1:8080", *threads = NULL, *level = NULL;
     const char *max_conn = NULL, *max_ip = NULL, *head_sec = NULL;
+    const char *seg_budget = NULL;
     bool behind_proxy = false;
     *ret_help = false;
     o->data = SD_DEFAULT_DATA_DIR;
@@ -61,6 +66,7 @@ static int serve_parse(int argc, char **argv, const char *usage, struct sd_serve
                                 {"--max-connections", true, &max_conn, NULL},
                                 {"--max-per-ip", true, &max_ip, NULL},
                                 {"--header-timeout", true, &head_sec, NULL},
+                                {"--segment-budget", true, &seg_budget, NULL},
                                 {0}};
     int n = sd_cli_parse(argc, argv, opts, NULL, 0, usage);
     if (n == -1) {
@@ -121,6 +127,13 @@ static int serve_parse(int argc, char **argv, const char *usage, struct sd_serve
             }
             *nums[i].out = (unsigned)v;
         }
+    }
+    if (seg_budget) {
+        long long b = sd_cli_positive("--segment-budget", seg_budget, SD_SEGMENT_BUDGET_MAX_SEC);
+        if (b < 0) {
+            return -1;
+        }
+        o->segment_budget_sec = (unsigned)b;
     }
     if (level) {
         static const char *names[] = {"debug", "info", "warn", "error"};
@@ -231,6 +244,9 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
         }
     }
     sd_log(SD_LOG_INFO, "shutting down; finishing in-flight requests", "signal=%d", sig);
+    /* Segment computations stop within milliseconds and answer 503 first, so the server's
+     * grace period below never waits for one. */
+    sd_segment_jobs_stop(hub->segment_jobs);
     sd_server_stop(srv, 30LL * 1000000);
     /* Push workers finish the attempt in flight (bounded by its timeout) and record it. */
     sd_outbox_free(hub->outbox);
@@ -268,6 +284,10 @@ int sd_serve_prepare(int argc, char **argv, const char *usage, struct sd_serve_o
     }
     if (created) {
         sd_log(SD_LOG_INFO, "admin token created", "file=\"%s/admin.token\"", o->data);
+    }
+    if (o->segment_budget_sec) {
+        (void)sd_segment_jobs_set_budget((*ret_hub)->segment_jobs,
+                                         (int64_t)o->segment_budget_sec * 1000000);
     }
     return -1;
 }

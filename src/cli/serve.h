@@ -12,6 +12,7 @@ struct sd_serve_opts {
     const char *data;
     char host[256];
     struct sd_server_config cfg;
+    unsigned segment_budget_sec; /* --segment-budget; 0: the default */
     /* Optional: called once listening, with the bound port (the demo prints its hint). */
     void (*on_listening)(const struct sd_serve_opts *o, int port, void *arg);
     void *on_listening_arg;

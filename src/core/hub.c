@@ -1,11 +1,13 @@
 /* hub.c — start-up and shutdown order of the hub's parts: store, writer, auth view, rate
- * limiter. Shutdown drains the writer before the store closes so no accepted job is lost. */
+ * limiter, segment workers. Shutdown stops the segment workers (they read the store) and
+ * drains the writer before the store closes so no accepted job is lost. */
 #include "core/hub.h"
 
 #include <stdlib.h>
 
 #include "base/base.h"
 #include "base/log.h"
+#include "core/segment_jobs.h"
 #include "http/egress.h"
 
 int sd_hub_open(const char *data_dir, struct sd_hub **ret)
@@ -26,6 +28,12 @@ int sd_hub_open(const char *data_dir, struct sd_hub **ret)
         goto fail;
     }
     hub->ratelimiter = sd_ratelimiter_new();
+    struct sd_segment_jobs_config cfg;
+    sd_segment_jobs_config_default(&cfg);
+    r = sd_segment_jobs_new(&cfg, &hub->segment_jobs);
+    if (r < 0) {
+        goto fail;
+    }
     *ret = hub;
     return 0;
 fail:
@@ -38,6 +46,7 @@ void sd_hub_close(struct sd_hub *hub)
     if (!hub) {
         return;
     }
+    sd_segment_jobs_free(hub->segment_jobs);
     sd_writer_free(hub->writer);
     sd_auth_free(hub->auth);
     sd_ratelimiter_free(hub->ratelimiter);

@@ -11,6 +11,7 @@
 
 struct sd_scheduler;
 struct sd_outbox;
+struct sd_segment_jobs;
 
 struct sd_hub {
     char *data_dir;
@@ -21,11 +22,15 @@ struct sd_hub {
     char admin_hash[65];              /* SHA-256 of the admin token; "" = admin API closed */
     struct sd_scheduler *scheduler;   /* connector runs; only while serving (NULL otherwise) */
     struct sd_outbox *outbox;         /* audience push worker; only while serving (or NULL) */
+    /* segment computations (core/segment_jobs.h) */
+    struct sd_segment_jobs *segment_jobs;
 };
 
-/* Open the store in data_dir (created if missing) and start the writer. */
+/* Open the store in data_dir (created if missing), start the writer and the segment
+ * workers (default configuration). */
 int sd_hub_open(const char *data_dir, struct sd_hub **ret);
-/* Drains the writer, then closes everything. NULL is fine. */
+/* Stops the segment workers (cancelling what runs), drains the writer, then closes
+ * everything. NULL is fine. */
 void sd_hub_close(struct sd_hub *hub);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "base/base.h"
 #include "core/connector_config.h"
+#include "core/segment_jobs.h"
 #include "core/segment_rules.h"
 #include "core/segments.h"
 
@@ -92,8 +93,21 @@ void sd_member_page_release(struct sd_member_page *p)
     *p = (struct sd_member_page){0};
 }
 
+/* The budget of a computation: the caller's, or the hub's default one. */
+static struct sd_seg_budget budget_of(struct sd_hub *hub, const struct sd_seg_budget *b)
+{
+    return b ? *b : sd_segment_jobs_budget(hub->segment_jobs);
+}
+
 int sd_segment_members(struct sd_hub *hub, const struct sd_segment *seg, int64_t after,
                        size_t limit, struct sd_member_page *ret)
+{
+    return sd_segment_members_within(hub, seg, after, limit, NULL, ret);
+}
+
+int sd_segment_members_within(struct sd_hub *hub, const struct sd_segment *seg, int64_t after,
+                              size_t limit, const struct sd_seg_budget *budget,
+                              struct sd_member_page *ret)
 {
     if (!seg || limit < 1 || limit > SD_SEGMENT_MEMBERS_MAX) {
         return -EINVAL;
@@ -107,8 +121,9 @@ int sd_segment_members(struct sd_hub *hub, const struct sd_segment *seg, int64_t
         return -EINVAL;
     }
     struct sd_seg_member_page sp = {0};
+    struct sd_seg_budget b = budget_of(hub, budget);
     r = sd_store_segment_members(hub->store, seg->tenant_id, seg->env, rule, sd_now_usec(), after,
-                                 limit, &sp);
+                                 limit, &b, &sp);
     sd_seg_rule_free(rule);
     if (r < 0) {
         return r;
@@ -250,6 +265,17 @@ static int check_body(const json_t *body, bool create, const char **ret_name, co
     return 0;
 }
 
+int sd_segment_check(const json_t *body, bool create, struct sd_issues *errors)
+{
+    const char *name = NULL, *desc = NULL;
+    char *rule_text = NULL;
+    struct sd_seg_rule *rule = NULL;
+    int r = check_body(body, create, &name, &desc, &rule_text, &rule, errors);
+    sd_seg_rule_free(rule);
+    free(rule_text);
+    return r;
+}
+
 static int new_id(char out[21])
 {
     unsigned char raw[8];
@@ -265,7 +291,8 @@ static int new_id(char out[21])
 }
 
 int sd_segment_create(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const json_t *body,
-                      struct sd_segment **ret, struct sd_issues *errors)
+                      const struct sd_seg_budget *budget, struct sd_segment **ret,
+                      struct sd_issues *errors)
 {
     const char *name = NULL, *desc = NULL;
     char *rule_text = NULL;
@@ -278,7 +305,8 @@ int sd_segment_create(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, co
     int64_t now = sd_now_usec(), count = 0;
     r = new_id(id);
     if (r == 0) {
-        r = sd_store_segment_count(hub->store, tenant_id, env, rule, now, &count);
+        struct sd_seg_budget b = budget_of(hub, budget);
+        r = sd_store_segment_count(hub->store, tenant_id, env, rule, now, &b, &count);
     }
     if (r == 0) {
         struct sd_segment_row row = {
@@ -304,7 +332,8 @@ int sd_segment_create(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, co
 }
 
 int sd_segment_update(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const char *id,
-                      const json_t *body, struct sd_segment **ret, struct sd_issues *errors)
+                      const json_t *body, const struct sd_seg_budget *budget,
+                      struct sd_segment **ret, struct sd_issues *errors)
 {
     struct sd_segment_row row = {0};
     int r = sd_store_segment_get(hub->store, tenant_id, env, id, &row);
@@ -342,7 +371,8 @@ int sd_segment_update(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, co
         }
     }
     int64_t now = sd_now_usec(), count = 0;
-    r = sd_store_segment_count(hub->store, tenant_id, env, rule, now, &count);
+    struct sd_seg_budget b = budget_of(hub, budget);
+    r = sd_store_segment_count(hub->store, tenant_id, env, rule, now, &b, &count);
     if (r < 0) {
         goto out;
     }

@@ -10,10 +10,14 @@
  *
  * Thread rules: every function may be called from any thread. Counting and member pages run
  * on a read connection of the store (they never block the writer and may take seconds over
- * millions of sales); definitions are written through the store's control plane.
+ * millions of sales), within a budget (store/audience.h; NULL: the hub's default, CPU time as
+ * configured on the segment workers, no cancel flag): the HTTP API runs them on the segment
+ * workers (core/segment_jobs.h), never on its own threads. Definitions are written through the
+ * store's control plane.
  * Errors: 0 / negative errno — -ENOENT no such segment in this tenant+env, -EINVAL invalid
  * body or rule (details in `errors`), -ENOSPC the tenant+env has SD_SEGMENTS_MAX segments,
- * -ETIME the membership query ran into the store's time limit, -EIO store failure. */
+ * -ETIME the computation ran past its budget, -ECANCELED its cancel flag was raised (shutdown),
+ * -EIO store failure. */
 #ifndef SD_CORE_SEGMENTS_H
 #define SD_CORE_SEGMENTS_H
 
@@ -70,18 +74,28 @@ void sd_member_page_release(struct sd_member_page *p);
  * rule no longer parses. */
 int sd_segment_members(struct sd_hub *hub, const struct sd_segment *seg, int64_t after,
                        size_t limit, struct sd_member_page *ret);
+/* The same within budget (NULL: the hub's default). */
+int sd_segment_members_within(struct sd_hub *hub, const struct sd_segment *seg, int64_t after,
+                              size_t limit, const struct sd_seg_budget *budget,
+                              struct sd_member_page *ret);
 
 /* ---- for the HTTP API ---------------------------------------------------------------------- */
 
+/* Check a create (create = true) or update body without computing anything: 0, or -EINVAL
+ * with every problem in errors (the same ones create/update would report). Microseconds: the
+ * HTTP threads answer a 400 with it before queueing the computation. */
+int sd_segment_check(const json_t *body, bool create, struct sd_issues *errors);
 /* Create from a request body {"segment_name", "description"?, "rules"}: checks it (errors get
- * JSON Pointers into the body, e.g. /rules/all/1/bought/composer), counts the members, stores
- * the segment with that count and returns it. */
+ * JSON Pointers into the body, e.g. /rules/all/1/bought/composer), counts the members within
+ * budget, stores the segment with that count and returns it. */
 int sd_segment_create(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const json_t *body,
-                      struct sd_segment **ret, struct sd_issues *errors);
+                      const struct sd_seg_budget *budget, struct sd_segment **ret,
+                      struct sd_issues *errors);
 /* Change any of segment_name, description, rules (body may be NULL or {}: nothing changes) and
- * count the members again; returns the segment as stored. */
+ * count the members again within budget; returns the segment as stored. */
 int sd_segment_update(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const char *id,
-                      const json_t *body, struct sd_segment **ret, struct sd_issues *errors);
+                      const json_t *body, const struct sd_seg_budget *budget,
+                      struct sd_segment **ret, struct sd_issues *errors);
 /* Every segment of the tenant+env, oldest first. Free with sd_segments_free. */
 int sd_segment_list(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
                     struct sd_segment ***ret, size_t *ret_n);

@@ -80,7 +80,11 @@ void sd_req_reply_error(struct sd_req *req, int status, const char *code, const 
  * sd_req_resume(). If the writer refuses the job, done is called at once with the error.
  * Returns SD_REQ_SUSPEND for the handler to return. */
 int sd_req_submit(struct sd_req *req, struct sd_write_job *job);
-/* Called from the writer thread when suspended work is done. */
+/* Suspend the connection for work the handler hands to another thread itself (set on_resume
+ * first; suspend before handing the work over, since it may finish at once). That thread ends
+ * with sd_req_resume(). Returns SD_REQ_SUSPEND for the handler to return. */
+int sd_req_suspend(struct sd_req *req);
+/* Called from the writer thread (or the thread given suspended work) when it is done. */
 void sd_req_resume(struct sd_req *req);
 
 #endif

@@ -177,6 +177,12 @@ int sd_req_submit(struct sd_req *req, struct sd_write_job *job)
     return SD_REQ_SUSPEND;
 }
 
+int sd_req_suspend(struct sd_req *req)
+{
+    MHD_suspend_connection(req->conn);
+    return SD_REQ_SUSPEND;
+}
+
 void sd_req_resume(struct sd_req *req)
 {
     atomic_store_explicit(&req->resumed, 1, memory_order_release);

@@ -8,6 +8,7 @@
 #ifndef SD_STORE_AUDIENCE_H
 #define SD_STORE_AUDIENCE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -289,6 +290,17 @@ struct sd_seg_member_page {
 };
 void sd_seg_member_page_release(struct sd_seg_member_page *p);
 
+/* The limits of one membership computation (one count, or one member page). The store checks
+ * them every few thousand SQLite instructions (a progress handler), so a computation stops
+ * within milliseconds of passing one. */
+struct sd_seg_budget {
+    int64_t cpu_usec;  /* CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID) the
+                          computation may use; 0: no limit. -ETIME past it */
+    int64_t wall_usec; /* time on the clock; 0: SD_SEGMENT_WALL_MAX_USEC. -ETIME past it */
+    const atomic_bool *cancel; /* NULL, or stop with -ECANCELED as soon as it reads true */
+};
+#define SD_SEGMENT_WALL_MAX_USEC (600 * 1000000LL) /* with no budget: 10 minutes */
+
 #define SD_SEGMENTS_MAX 1000         /* segments per tenant and environment */
 #define SD_SEGMENT_MEMBERS_MAX 10000 /* members per page */
 
@@ -309,13 +321,15 @@ struct sd_store_segment_ops {
                 struct sd_segment_row **ret, size_t *ret_n);
     /* Membership (read pool, one statement, one snapshot; never blocks the writer). count:
      * how many members. members: those with profile id > after, at most limit (1 ..
-     * SD_SEGMENT_MEMBERS_MAX), in id order. -ETIME if the query ran longer than the store's
-     * limit (10 minutes), -EINVAL for a malformed tree. */
+     * SD_SEGMENT_MEMBERS_MAX), in id order. budget may be NULL (the wall-clock cap only).
+     * -ETIME past the budget, -ECANCELED when budget->cancel turned true (both checked before
+     * the first statement too), -EINVAL for a malformed tree. */
     int (*count)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                 const struct sd_seg_rule *rule, int64_t now_usec, int64_t *ret);
+                 const struct sd_seg_rule *rule, int64_t now_usec,
+                 const struct sd_seg_budget *budget, int64_t *ret);
     int (*members)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                    const struct sd_seg_rule *rule, int64_t now_usec, int64_t after, size_t limit,
-                   struct sd_seg_member_page *ret);
+                   const struct sd_seg_budget *budget, struct sd_seg_member_page *ret);
 };
 
 /* Wrappers (store/audience_segments.c): the handle's ops, -ENOTSUP if the backend has none. */
@@ -330,10 +344,12 @@ int sd_store_segment_get(struct sd_store_handle *h, int64_t tenant_id, enum sd_e
 int sd_store_segment_list(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
                           struct sd_segment_row **ret, size_t *ret_n);
 int sd_store_segment_count(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
-                           const struct sd_seg_rule *rule, int64_t now_usec, int64_t *ret);
+                           const struct sd_seg_rule *rule, int64_t now_usec,
+                           const struct sd_seg_budget *budget, int64_t *ret);
 int sd_store_segment_members(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
                              const struct sd_seg_rule *rule, int64_t now_usec, int64_t after,
-                             size_t limit, struct sd_seg_member_page *ret);
+                             size_t limit, const struct sd_seg_budget *budget,
+                             struct sd_seg_member_page *ret);
 /* SEGMENTS-END */
 
 /* ==== outbox ================================================================================== */

@@ -52,16 +52,18 @@ int sd_store_segment_list(struct sd_store_handle *h, int64_t tenant_id, enum sd_
 }
 
 int sd_store_segment_count(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
-                           const struct sd_seg_rule *rule, int64_t now_usec, int64_t *ret)
+                           const struct sd_seg_rule *rule, int64_t now_usec,
+                           const struct sd_seg_budget *budget, int64_t *ret)
 {
-    return SEG_CALL(count, tenant_id, env, rule, now_usec, ret);
+    return SEG_CALL(count, tenant_id, env, rule, now_usec, budget, ret);
 }
 
 int sd_store_segment_members(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
                              const struct sd_seg_rule *rule, int64_t now_usec, int64_t after,
-                             size_t limit, struct sd_seg_member_page *ret)
+                             size_t limit, const struct sd_seg_budget *budget,
+                             struct sd_seg_member_page *ret)
 {
-    return SEG_CALL(members, tenant_id, env, rule, now_usec, after, limit, ret);
+    return SEG_CALL(members, tenant_id, env, rule, now_usec, after, limit, budget, ret);
 }
 
 /* ---- release helpers --------------------------------------------------------------------------

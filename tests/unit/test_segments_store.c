@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -215,14 +216,14 @@ static char *members(struct fx *f, int64_t tenant, enum sd_env env, const char *
 {
     struct sd_seg_rule *r = rule_of(text);
     int64_t n = -1;
-    assert_int_equal(sd_store_segment_count(f->h, tenant, env, r, NOW_USEC, &n), 0);
+    assert_int_equal(sd_store_segment_count(f->h, tenant, env, r, NOW_USEC, NULL, &n), 0);
     char **names = sd_calloc((size_t)n + 1, sizeof(*names));
     size_t got = 0;
     int64_t after = 0, last = 0;
     for (int guard = 0; guard < 1000; guard++) {
         struct sd_seg_member_page p = {0};
-        assert_int_equal(sd_store_segment_members(f->h, tenant, env, r, NOW_USEC, after, page, &p),
-                         0);
+        assert_int_equal(
+            sd_store_segment_members(f->h, tenant, env, r, NOW_USEC, after, page, NULL, &p), 0);
         assert_true(p.n <= page);
         for (size_t i = 0; i < p.n; i++) {
             assert_true(p.v[i].profile_id > last); /* ordered by profile id */
@@ -543,8 +544,8 @@ static void test_member_pages(void **state)
     }
     struct sd_seg_rule *r = rule_of("{\"customer\":{\"source\":\"csv\"}}");
     struct sd_seg_member_page p = {0};
-    assert_int_equal(sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 10, &p),
-                     0);
+    assert_int_equal(
+        sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 10, NULL, &p), 0);
     assert_int_equal(p.n, 1);
     assert_false(p.has_more);
     assert_int_equal(p.next_after, p.v[0].profile_id);
@@ -560,21 +561,81 @@ static void test_member_pages(void **state)
     sd_seg_member_page_release(&p);
     /* after the last member: empty page, cursor unchanged */
     assert_int_equal(
-        sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, a_id, 10, &p), 0);
+        sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, a_id, 10, NULL, &p), 0);
     assert_int_equal(p.n, 0);
     assert_false(p.has_more);
     assert_int_equal(p.next_after, a_id);
     sd_seg_member_page_release(&p);
     /* limits */
-    assert_int_equal(sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 0, &p),
-                     -EINVAL);
+    assert_int_equal(
+        sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 0, NULL, &p), -EINVAL);
     assert_int_equal(sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0,
-                                              SD_SEGMENT_MEMBERS_MAX + 1, &p),
+                                              SD_SEGMENT_MEMBERS_MAX + 1, NULL, &p),
                      -EINVAL);
     sd_seg_rule_free(r);
 }
 
 /* Scope: PROD of acme and TEST of beta hold the same kind of data and stay apart. */
+/* The budget (audience.h): a raised cancel flag stops a computation before its first statement
+ * (-ECANCELED); a CPU budget smaller than the work stops it from the progress handler (-ETIME);
+ * a sufficient budget changes nothing. The heavy rule compares event ids with four lists of 500
+ * values, several thousand SQLite instructions even over this small box office. */
+static void test_budget(void **state)
+{
+    struct fx *f = *state;
+    struct sd_buf text;
+    sd_buf_init(&text);
+    sd_buf_puts(&text, "{\"any\":[");
+    for (int leaf = 0; leaf < 4; leaf++) {
+        sd_buf_puts(&text, leaf ? ",{\"bought\":{\"event_id\":{\"in\":["
+                                : "{\"bought\":{\"event_id\":{\"in\":[");
+        for (int i = 0; i < 500; i++) {
+            char v[32];
+            snprintf(v, sizeof(v), "%s\"NO-%d-%d\"", i ? "," : "", leaf, i);
+            sd_buf_puts(&text, v);
+        }
+        sd_buf_puts(&text, "]}}}");
+    }
+    sd_buf_puts(&text, ",{\"bought\":{\"city\":\"Berlin\"}}]}");
+    struct sd_seg_rule *heavy = rule_of(text.data);
+    sd_buf_release(&text);
+    int64_t n_free = -1, n = -1;
+    assert_int_equal(
+        sd_store_segment_count(f->h, f->acme, SD_ENV_TEST, heavy, NOW_USEC, NULL, &n_free), 0);
+    assert_true(n_free > 0);
+
+    atomic_bool cancel;
+    atomic_init(&cancel, true);
+    struct sd_seg_budget cancelled = {.cancel = &cancel};
+    assert_int_equal(
+        sd_store_segment_count(f->h, f->acme, SD_ENV_TEST, heavy, NOW_USEC, &cancelled, &n),
+        -ECANCELED);
+    struct sd_seg_member_page p = {0};
+    assert_int_equal(sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, heavy, NOW_USEC, 0, 10,
+                                              &cancelled, &p),
+                     -ECANCELED);
+
+    struct sd_seg_budget tiny = {.cpu_usec = 1};
+    assert_int_equal(sd_store_segment_count(f->h, f->acme, SD_ENV_TEST, heavy, NOW_USEC, &tiny, &n),
+                     -ETIME);
+    assert_int_equal(
+        sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, heavy, NOW_USEC, 0, 10, &tiny, &p),
+        -ETIME);
+
+    /* the connection goes back to the pool without the handler: the next call is unlimited */
+    atomic_store(&cancel, false);
+    struct sd_seg_budget ample = {.cpu_usec = 60 * 1000000LL, .cancel = &cancel};
+    assert_int_equal(
+        sd_store_segment_count(f->h, f->acme, SD_ENV_TEST, heavy, NOW_USEC, &ample, &n), 0);
+    assert_int_equal(n, n_free);
+    assert_int_equal(
+        sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, heavy, NOW_USEC, 0, 10, &ample, &p),
+        0);
+    assert_int_equal((int64_t)p.n, n_free);
+    sd_seg_member_page_release(&p);
+    sd_seg_rule_free(heavy);
+}
+
 static void test_scope(void **state)
 {
     struct fx *f = *state;
@@ -751,6 +812,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_first_last_purchase, setup, teardown),
         cmocka_unit_test_setup_teardown(test_customer_and_boolean, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_pages, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scope, setup, teardown),
         cmocka_unit_test_setup_teardown(test_opt_out_suppression_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_definitions, setup, teardown),

@@ -37,8 +37,13 @@
  * function registered on each read connection the first time it runs a segment query.
  *
  * A membership query runs on one read connection, in one read transaction (the member page and
- * its e-mails and source ids come from the same snapshot), never blocks the writer, and is cut
- * off after QUERY_MAX_USEC by a progress handler (-ETIME). */
+ * its e-mails and source ids come from the same snapshot) and never blocks the writer. A
+ * progress handler, called every PROGRESS_OPS virtual-machine instructions while the
+ * computation runs, enforces the caller's budget (audience.h): the cancel flag first (a
+ * shutdown stops a computation within milliseconds, -ECANCELED), then the clock and the
+ * calling thread's CPU time (-ETIME). The CPU clock is what a budget is fair in: a computation
+ * that waits for the CPU behind webhooks (its worker runs at the lowest priority) is not
+ * charged for the wait. */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -46,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/base.h"
 #include "base/log.h"
@@ -53,7 +59,7 @@
 #include "store/audience.h"
 #include "store/store.h"
 
-#define QUERY_MAX_USEC (600 * 1000000LL)
+#define PROGRESS_OPS 4096 /* about 20-100 µs of work between two checks */
 #define PARAM_FIRST 5
 
 /* Extra statement slots 32..47 (sqlite_internal.h). */
@@ -1019,10 +1025,70 @@ static int ensure_fold(struct conn *c)
     return rc == SQLITE_OK ? 0 : sd_sqlite_fail(c, rc, "register sd_fold");
 }
 
+/* The running computation's limits, as the progress handler sees them. */
+struct limits {
+    int64_t wall_deadline; /* monotonic µs */
+    int64_t cpu_deadline;  /* thread CPU µs; INT64_MAX: none */
+    const atomic_bool *cancel;
+    int reason; /* why the handler stopped the statement: -ECANCELED or -ETIME */
+    const char *what;
+};
+
+static int64_t thread_cpu_usec(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) {
+        return 0;
+    }
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Nonzero when the computation must stop now (and why, in l->reason). */
+static int over_limits(struct limits *l)
+{
+    if (l->cancel && atomic_load_explicit(l->cancel, memory_order_relaxed)) {
+        l->reason = -ECANCELED;
+        l->what = "cancelled";
+        return 1;
+    }
+    if (sd_mono_usec() > l->wall_deadline) {
+        l->reason = -ETIME;
+        l->what = "wall clock";
+        return 1;
+    }
+    if (l->cpu_deadline != INT64_MAX && thread_cpu_usec() > l->cpu_deadline) {
+        l->reason = -ETIME;
+        l->what = "cpu time";
+        return 1;
+    }
+    return 0;
+}
+
 static int progress_cb(void *arg)
 {
-    const int64_t *deadline = arg;
-    return sd_mono_usec() > *deadline;
+    return over_limits(arg);
+}
+
+static void limits_init(struct limits *l, const struct sd_seg_budget *b)
+{
+    int64_t wall = b && b->wall_usec > 0 ? b->wall_usec : SD_SEGMENT_WALL_MAX_USEC;
+    *l = (struct limits){
+        .wall_deadline = sd_mono_usec() + wall,
+        .cpu_deadline = b && b->cpu_usec > 0 ? thread_cpu_usec() + b->cpu_usec : INT64_MAX,
+        .cancel = b ? b->cancel : NULL,
+    };
+}
+
+/* Install the handler for the whole computation (the member lookups included); it stays on
+ * the connection until limits_off, before the connection goes back to the pool. */
+static void limits_on(struct conn *c, struct limits *l)
+{
+    sqlite3_progress_handler(c->db, PROGRESS_OPS, progress_cb, l);
+}
+
+static void limits_off(struct conn *c)
+{
+    sqlite3_progress_handler(c->db, 0, NULL, NULL);
 }
 
 /* Prepare q on c and bind the scope and every parameter. */
@@ -1051,23 +1117,24 @@ static int prepare(struct conn *c, const struct q *q, int64_t tenant_id, enum sd
     return 0;
 }
 
-/* Step st; an interruption by the progress handler becomes -ETIME. */
-static int step(struct conn *c, sqlite3_stmt *st, const char *op)
+/* Step st; an interruption by the progress handler becomes l->reason. */
+static int step(struct conn *c, sqlite3_stmt *st, struct limits *l, const char *op)
 {
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW || rc == SQLITE_DONE) {
         return rc;
     }
-    if (rc == SQLITE_INTERRUPT) {
-        sd_log(SD_LOG_WARN, "segment query cut off", "op=%s limit_s=%lld", op,
-               (long long)(QUERY_MAX_USEC / 1000000));
-        return -ETIME;
+    if (rc == SQLITE_INTERRUPT && l->reason < 0) {
+        sd_log(l->reason == -ETIME ? SD_LOG_WARN : SD_LOG_INFO, "segment query cut off",
+               "op=\"%s\" limit=\"%s\"", op, l->what);
+        return l->reason;
     }
     return sd_sqlite_fail(c, rc, op);
 }
 
 static int seg_count(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                     const struct sd_seg_rule *rule, int64_t now_usec, int64_t *ret)
+                     const struct sd_seg_rule *rule, int64_t now_usec,
+                     const struct sd_seg_budget *budget, int64_t *ret)
 {
     if (!rule || !sd_sqlite_env_ok(env)) {
         return -EINVAL;
@@ -1085,15 +1152,16 @@ static int seg_count(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         return r;
     }
     sqlite3_stmt *st = NULL;
-    int64_t deadline = sd_mono_usec() + QUERY_MAX_USEC;
-    r = ensure_fold(c);
+    struct limits lim;
+    limits_init(&lim, budget);
+    r = over_limits(&lim) ? lim.reason : ensure_fold(c);
     if (r == 0) {
         r = prepare(c, &q, tenant_id, env, &st);
     }
     if (r == 0) {
-        sqlite3_progress_handler(c->db, 10000, progress_cb, &deadline);
-        r = step(c, st, "segment count");
-        sqlite3_progress_handler(c->db, 0, NULL, NULL);
+        limits_on(c, &lim);
+        r = step(c, st, &lim, "segment count");
+        limits_off(c);
         if (r == SQLITE_ROW) {
             *ret = sqlite3_column_int64(st, 0);
             r = 0;
@@ -1115,7 +1183,7 @@ static int cmp_source(const void *a, const void *b)
 }
 
 /* Fill m's e-mail and source ids from the profile's source records. */
-static int member_sources(struct conn *c, int64_t tenant_id, enum sd_env env,
+static int member_sources(struct conn *c, int64_t tenant_id, enum sd_env env, struct limits *l,
                           struct sd_seg_member *m)
 {
     sqlite3_stmt *st = sd_sqlite_stmt_extra(c, SLOT_SOURCES, SQL_SOURCES);
@@ -1147,6 +1215,9 @@ static int member_sources(struct conn *c, int64_t tenant_id, enum sd_env env,
         }
     }
     sqlite3_reset(st);
+    if (rc == SQLITE_INTERRUPT && l->reason < 0) {
+        return l->reason;
+    }
     if (rc != SQLITE_DONE) {
         return sd_sqlite_fail(c, rc, "segment member sources");
     }
@@ -1158,7 +1229,8 @@ static int member_sources(struct conn *c, int64_t tenant_id, enum sd_env env,
 
 static int seg_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                        const struct sd_seg_rule *rule, int64_t now_usec, int64_t after,
-                       size_t limit, struct sd_seg_member_page *ret)
+                       size_t limit, const struct sd_seg_budget *budget,
+                       struct sd_seg_member_page *ret)
 {
     if (!rule || !sd_sqlite_env_ok(env) || limit < 1 || limit > SD_SEGMENT_MEMBERS_MAX) {
         return -EINVAL;
@@ -1177,9 +1249,10 @@ static int seg_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     }
     struct sd_seg_member_page page = {.next_after = after};
     sqlite3_stmt *st = NULL;
-    bool in_tx = false;
-    int64_t deadline = sd_mono_usec() + QUERY_MAX_USEC;
-    r = ensure_fold(c);
+    bool in_tx = false, limited = false;
+    struct limits lim;
+    limits_init(&lim, budget);
+    r = over_limits(&lim) ? lim.reason : ensure_fold(c);
     if (r < 0) {
         goto out;
     }
@@ -1198,21 +1271,21 @@ static int seg_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     }
     in_tx = true;
     page.v = sd_calloc(limit, sizeof(*page.v));
-    sqlite3_progress_handler(c->db, 10000, progress_cb, &deadline);
-    while ((r = step(c, st, "segment members")) == SQLITE_ROW) {
+    limits_on(c, &lim);
+    limited = true;
+    while ((r = step(c, st, &lim, "segment members")) == SQLITE_ROW) {
         if (page.n == limit) {
             page.has_more = true;
             break;
         }
         page.v[page.n++].profile_id = sqlite3_column_int64(st, 0);
     }
-    sqlite3_progress_handler(c->db, 0, NULL, NULL);
     if (r < 0) {
         goto out;
     }
     sqlite3_reset(st);
     for (size_t i = 0; i < page.n; i++) {
-        r = member_sources(c, tenant_id, env, &page.v[i]);
+        r = member_sources(c, tenant_id, env, &lim, &page.v[i]);
         if (r < 0) {
             goto out;
         }
@@ -1222,6 +1295,9 @@ static int seg_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     }
     r = 0;
 out:
+    if (limited) {
+        limits_off(c);
+    }
     sqlite3_finalize(st);
     if (in_tx) {
         (void)sd_sqlite_run(c, ST_COMMIT); /* ends the read transaction */

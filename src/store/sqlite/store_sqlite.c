@@ -178,8 +178,18 @@ static int conn_exec(struct conn *c, const char *text)
     return 0;
 }
 
+/* Before SQLite initializes: no allocation statistics. With them on (the default), every
+ * sqlite3_malloc and free in the process takes one global mutex; a segment worker, running at
+ * the lowest CPU priority, could be preempted holding it and stall the writer behind it. */
+static void sqlite_global_config(void)
+{
+    (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static int conn_open(const char *path, enum conn_role role, struct conn **ret)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, sqlite_global_config);
     struct conn *c = sd_calloc(1, sizeof(*c));
     /* URI names only for ATTACH (sqlite_open never hands a path beginning with "file:"). */
     int flags =
