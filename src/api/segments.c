@@ -43,7 +43,7 @@ static void reply_error(struct sd_req *req, int r, const struct sd_issues *error
         sd_req_reply_error(req, 404, "not_found", "no segment '%s' in %s",
                            req->n_params > 1 ? req->params[1] : "", sd_env_name(req->who.env));
         return;
-    case -ENOSPC:
+    case -EDQUOT:
         sd_req_reply_error(req, 409, "segment_limit_reached",
                            "this environment already has %d segments; delete one first",
                            SD_SEGMENTS_MAX);

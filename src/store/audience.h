@@ -306,7 +306,7 @@ struct sd_seg_budget {
 
 struct sd_store_segment_ops {
     /* Control plane (ctl connection; does not bump the settings version: nothing reloads on
-     * segments). create: -EEXIST if the id exists, -ENOSPC if the scope already holds
+     * segments). create: -EEXIST if the id exists, -EDQUOT if the scope already holds
      * SD_SEGMENTS_MAX. update: name, description, rules, member_count, computed_usec and
      * updated_usec of the segment of this tenant and env, -ENOENT if there is none. */
     int (*create)(struct sd_store *s, const struct sd_segment_row *row);

@@ -797,7 +797,7 @@ static void test_definition_limit(void **state)
         assert_int_equal(sd_store_segment_create(f->h, &row), 0);
     }
     snprintf(id, sizeof(id), "seg_%016x", SD_SEGMENTS_MAX);
-    assert_int_equal(sd_store_segment_create(f->h, &row), -ENOSPC);
+    assert_int_equal(sd_store_segment_create(f->h, &row), -EDQUOT);
     row.env = SD_ENV_TEST; /* another scope has its own budget */
     assert_int_equal(sd_store_segment_create(f->h, &row), 0);
 }

@@ -176,7 +176,7 @@ static int seg_create(struct sd_store *s, const struct sd_segment_row *row)
         goto out;
     }
     if (n >= SD_SEGMENTS_MAX) {
-        r = -ENOSPC;
+        r = -EDQUOT;
         goto out;
     }
     st = sd_sqlite_stmt_extra(k, SLOT_INSERT, SQL_INSERT);
