@@ -38,5 +38,66 @@ class AliasKeepsFields(harness.ServerCase):
         self.assertNotIn(dup["event_id"], listed)
 
 
+class AllErrorsAtOnce(harness.ServerCase):
+    TENANTS = {"errs_x": ["test"]}
+
+    def pointers(self, r):
+        self.assertStatus(r, 400)
+        self.assertEqual(r.json.get("error"), "validation_failed", r)
+        return [e["pointer"] for e in self.errors_of(r)]
+
+    def test_field_and_reference_errors_in_one_answer(self):
+        api = self.api("errs_x")
+        ev = event(uid("EVT"))
+        self.assertStatus(api.ingest({"events": [ev]}), 202)
+        bad_currency = sale(uid("INV"), ev["event_id"], currency="EURO")
+        unknown_event = sale(uid("INV"), uid("NOEVT"))
+        unknown_customer = sale(uid("INV"), ev["event_id"], customer_id=uid("NOCUS"))
+        r = api.ingest({"sales": [bad_currency, unknown_event, unknown_customer]})
+        ptrs = self.pointers(r)
+        self.assertIn("/sales/0/currency", ptrs, r)
+        self.assertIn("/sales/1/event_id", ptrs, r)
+        self.assertIn("/sales/2/customer_id", ptrs, r)
+        self.assertEqual(len(ptrs), 3, r)
+        # nothing was stored, not even the valid parts
+        for s in (bad_currency, unknown_event, unknown_customer):
+            self.assertStatus(api.get("sales", s["invoice_number"]), 404)
+
+    def test_same_request_records_count_and_invalid_ones_are_not_unknown(self):
+        api = self.api("errs_x")
+        ev = event(uid("EVT"))
+        bad_ev = event(uid("BADEVT"), capacity=-5)
+        cu = customer(uid("CUS"))
+        bad_cu = customer(uid("BADCUS"), email="not an address")
+        sales = [sale(uid("INV"), ev["event_id"], cu["customer_id"]),      # valid, refs in body
+                 sale(uid("INV"), bad_ev["event_id"]),                      # event is invalid
+                 sale(uid("INV"), ev["event_id"], bad_cu["customer_id"]),   # customer invalid
+                 sale(uid("INV"), uid("NOEVT"))]                            # unknown event
+        r = api.ingest({"events": [ev, bad_ev], "customers": [cu, bad_cu], "sales": sales})
+        ptrs = self.pointers(r)
+        self.assertTrue(any(p.startswith("/events/1") for p in ptrs), r)
+        self.assertTrue(any(p.startswith("/customers/1") for p in ptrs), r)
+        self.assertIn("/sales/3/event_id", ptrs, r)
+        # the records of the request are references too; invalid ones are not "unknown"
+        for p in ptrs:
+            self.assertFalse(p.startswith(("/sales/0", "/sales/1", "/sales/2")), r)
+        self.assertStatus(api.get("events", ev["event_id"]), 404)
+        self.assertStatus(api.get("customers", cu["customer_id"]), 404)
+
+    def test_idempotent_replay_of_the_combined_answer(self):
+        api = self.api("errs_x")
+        body = {"sales": [sale(uid("INV"), uid("NOEVT"), currency="XXXX"),
+                          sale(uid("INV"), uid("NOEVT"))]}
+        key = uid("IDEM")
+        first = api.ingest(body, headers={"Idempotency-Key": key})
+        ptrs = self.pointers(first)
+        self.assertIn("/sales/0/currency", ptrs)
+        self.assertIn("/sales/1/event_id", ptrs)
+        again = api.ingest(body, headers={"Idempotency-Key": key})
+        self.assertStatus(again, 400)
+        self.assertEqual(again.header("Idempotent-Replayed"), "true", again)
+        self.assertEqual(again.body, first.body)
+
+
 if __name__ == "__main__":
     harness.main()
