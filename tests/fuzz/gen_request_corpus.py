@@ -186,8 +186,16 @@ def main():
     for label, path in (("root", b"/"), ("unknown", b"/v2/nothing"), ("ff", b"/v1/%FF/events"),
                         ("raw_high", b"/v1/\xff\xc0/events"), ("nul", b"/healthz%00"),
                         ("dots", b"/v1/../admin/v1/deliveries"), ("long", b"/" + b"x" * 6000),
-                        ("double_slash", b"//v1//fz_opera//events")):
+                        ("double_slash", b"//v1//fz_opera//events"),
+                        ("over_buffer", b"/" + b"x" * 40000)):
         files["raw_path.%s" % label] = seed(raw, auth=OWN_KEY, flags=JSON_TYPE, params=[path])
+    # A header block over libmicrohttpd's buffer (431 from libmicrohttpd itself), and headers
+    # repeated or with odd bytes.
+    by_name = {name: i for i, (_, _, name, _) in enumerate(table)}
+    files["headers.over_buffer"] = seed(by_name["healthz"], auth=NONE, headers=b"X-Big: " + b"y" * 40000)
+    files["headers.odd"] = seed(by_name["ingest"], auth=OWN_KEY, headers=b"Idempotency-Key: a\nIdempotency-Key: b\n"
+                                b"Content-Type: text/plain\nX-\xff: \xc3\n: empty name",
+                                body=RECORDS)
     for name, data in sorted(files.items()):
         with open(os.path.join(OUT, name), "wb") as f:
             f.write(data)
