@@ -2,9 +2,9 @@
  *
  * Order of decisions: malformed JSON → 400; Idempotency-Key seen before (same body → replay,
  * other body → 422); validation → 400 with every error (with the reference errors of the sales
- * valid on their own, which the writer checks in a savepoint it undoes); then the writer applies events,
- * customers, sales in the request's savepoint inside a group commit: reference errors → 400,
- * existing invoice numbers → 409, both undoing the whole request. The 202 is sent only after
+ * valid on their own, which the writer checks in a savepoint it undoes); then the writer applies
+ * events, customers, sales in the request's savepoint inside a group commit: reference errors →
+ * 400, existing invoice numbers → 409, both undoing the whole request. The 202 is sent only after
  * the commit returned, i.e. after fsync.
  *
  * Idempotency: the first answer — 202, 400 or 409 — is stored under the key in the same

@@ -81,9 +81,8 @@ static int check_run(struct sd_store_handle *st, struct sd_write_job *job)
 /* A body validation refused: add the reference errors (unknown event or customer) of its sales
  * that are valid on their own, found by the store inside a savepoint that is undone, so one
  * answer lists every error. A failure of this check leaves the field errors alone. */
-static void refusal_refs(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
-                         const json_t *body, const struct sd_ingest_opts *o,
-                         struct sd_ingest_outcome *out)
+static void refusal_refs(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const json_t *body,
+                         const struct sd_ingest_opts *o, struct sd_ingest_outcome *out)
 {
     struct sd_batch batch;
     if (sd_validate_ingest_checkable(body, &batch) == 0) {

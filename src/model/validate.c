@@ -900,8 +900,8 @@ size_t sd_validate_ingest_checkable(const json_t *body, struct sd_batch *ret)
         snprintf(ptr, sizeof(ptr), "/customers/%zu", i);
         struct sd_customer_rec rec;
         size_t before = errs.total;
-        int vr = sd_validate_customer(json_array_get(arr[ARR_CUSTOMERS], i), ptr, &rec, &errs,
-                                      &none);
+        int vr =
+            sd_validate_customer(json_array_get(arr[ARR_CUSTOMERS], i), ptr, &rec, &errs, &none);
         bad[ARR_CUSTOMERS][i] = vr < 0 || errs.total != before;
         if (vr == 0 && bad[ARR_CUSTOMERS][i]) {
             sd_customer_rec_release(&rec);
@@ -912,8 +912,7 @@ size_t sd_validate_ingest_checkable(const json_t *body, struct sd_batch *ret)
     }
     size_t n_bad_ev = 0, n_bad_cu = 0;
     const char **bad_ev = bad_ids(arr[ARR_EVENTS], bad[ARR_EVENTS], "event_id", &n_bad_ev);
-    const char **bad_cu =
-        bad_ids(arr[ARR_CUSTOMERS], bad[ARR_CUSTOMERS], "customer_id", &n_bad_cu);
+    const char **bad_cu = bad_ids(arr[ARR_CUSTOMERS], bad[ARR_CUSTOMERS], "customer_id", &n_bad_cu);
     for (size_t i = 0; i < n[ARR_SALES]; i++) {
         if (dup_first && dup_first[i] != SIZE_MAX) {
             continue;
@@ -924,7 +923,8 @@ size_t sd_validate_ingest_checkable(const json_t *body, struct sd_batch *ret)
         if (sd_validate_sale(json_array_get(arr[ARR_SALES], i), ptr, &rec, &errs, &none) < 0) {
             continue;
         }
-        if (errs.total != before || named(bad_ev, n_bad_ev, rec.event_id) || named(bad_cu, n_bad_cu, rec.customer_id)) {
+        if (errs.total != before || named(bad_ev, n_bad_ev, rec.event_id) ||
+            named(bad_cu, n_bad_cu, rec.customer_id)) {
             sd_sale_rec_release(&rec);
             continue;
         }

@@ -27,8 +27,8 @@
  * (libFuzzer reports the input) when: no complete HTTP response arrives; the status is 500,
  * or another 5xx than 503 with Retry-After; an answer of the hub is not valid JSON (only
  * libmicrohttpd's own 400/413/414/431 refusals, without X-Request-Id, and /metrics are not
- * JSON); the body is not what Content-Length says. The data directory is removed at exit, after the server stopped
- * and the hub closed, so replays under ASan/LSan and TSan exit cleanly. */
+ * JSON); the body is not what Content-Length says. The data directory is removed at exit, after the
+ * server stopped and the hub closed, so replays under ASan/LSan and TSan exit cleanly. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ftw.h>
@@ -121,12 +121,12 @@ static void buf_escape(struct buf *b, const uint8_t *s, size_t n, bool all)
 
 struct answer {
     int status;
-    struct buf raw;       /* the whole response */
-    const char *body;     /* into raw */
+    struct buf raw;   /* the whole response */
+    const char *body; /* into raw */
     size_t body_len;
     char content_type[64];
     bool retry_after;
-    bool request_id; /* X-Request-Id: the hub answered, not libmicrohttpd on its own */
+    bool request_id;          /* X-Request-Id: the hub answered, not libmicrohttpd on its own */
     long long content_length; /* -1 if absent */
 };
 
@@ -177,12 +177,14 @@ static bool parse_answer(struct answer *a, bool head)
     }
     a->status = (a->raw.p[9] - '0') * 100 + (a->raw.p[10] - '0') * 10 + (a->raw.p[11] - '0');
     a->content_length = -1;
-    char *line = memchr(a->raw.p, '\n', (size_t)(end - a->raw.p)) + 1;
+    /* The status line ends at the first "\r\n", at the latest where the header block ends. */
+    char *line = (char *)memchr(a->raw.p, '\n', (size_t)(end + 2 - a->raw.p)) + 1;
     while (line < end) {
         char *eol = memmem(line, (size_t)(end + 2 - line), "\r\n", 2);
         *eol = '\0';
         if (strncasecmp(line, "Content-Type:", 13) == 0) {
-            snprintf(a->content_type, sizeof(a->content_type), "%s", line + 13 + strspn(line + 13, " "));
+            snprintf(a->content_type, sizeof(a->content_type), "%s",
+                     line + 13 + strspn(line + 13, " "));
         } else if (strncasecmp(line, "Retry-After:", 12) == 0) {
             a->retry_after = true;
         } else if (strncasecmp(line, "X-Request-Id:", 13) == 0) {
@@ -255,8 +257,8 @@ out:
     return rc;
 }
 
-static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS",
-                                      "FUZZ"};
+static const char *const methods[] = {"GET",    "POST", "PUT",     "PATCH",
+                                      "DELETE", "HEAD", "OPTIONS", "FUZZ"};
 
 static void build_request(struct buf *rq, const char *method, const char *target,
                           const char *authorization, bool json_type, bool chunked,
@@ -287,8 +289,8 @@ static void build_request(struct buf *rq, const char *method, const char *target
             uint8_t c = (uint8_t)l[k];
             ok = c >= 0x20 || c == '\t';
         }
-        static const char *const framing[] = {"content-length", "transfer-encoding", "connection",
-                                              "expect", "host", "upgrade"};
+        static const char *const framing[] = {
+            "content-length", "transfer-encoding", "connection", "expect", "host", "upgrade"};
         for (size_t k = 0; ok && k < sizeof(framing) / sizeof(framing[0]); k++) {
             size_t fl = strlen(framing[k]);
             ok = !((size_t)(colon - l) == fl && strncasecmp(l, framing[k], fl) == 0);
@@ -639,7 +641,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char names[MAX_PARAMS][32];
     size_t n_params = 0;
     if (route) {
-        for (const char *p = route->pattern; (p = strchr(p, '{')) != NULL && n_params < MAX_PARAMS;) {
+        for (const char *p = route->pattern;
+             (p = strchr(p, '{')) != NULL && n_params < MAX_PARAMS;) {
             const char *close_b = strchr(p, '}');
             snprintf(names[n_params++], sizeof(names[0]), "%.*s", (int)(close_b - p - 1), p + 1);
             p = close_b;
@@ -696,15 +699,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         snprintf(authorization, sizeof(authorization), "Bearer %s",
                  fx.keys[auth == 1 ? tenant : !tenant][env]);
         break;
-    case 3:
-        snprintf(authorization, sizeof(authorization), "Bearer %s", fx.admin);
-        break;
-    case 4:
-        snprintf(authorization, sizeof(authorization), "Bearer sd_test_%043d", 0);
-        break;
-    default:
-        snprintf(authorization, sizeof(authorization), "Bearer");
-        break;
+    case 3: snprintf(authorization, sizeof(authorization), "Bearer %s", fx.admin); break;
+    case 4: snprintf(authorization, sizeof(authorization), "Bearer sd_test_%043d", 0); break;
+    default: snprintf(authorization, sizeof(authorization), "Bearer"); break;
     }
     struct buf body = {0};
     buf_subst(&body, f[n_params + 2], fl[n_params + 2], tenant);

@@ -12,13 +12,13 @@
 
 #include "model/model.h"
 
-#define EV(id, extra)                                                                           \
-    "{\"event_id\":\"" id "\",\"title\":\"T\",\"date\":\"2025-10-03\",\"time\":\"19:30:00\","   \
+#define EV(id, extra)                                                                              \
+    "{\"event_id\":\"" id "\",\"title\":\"T\",\"date\":\"2025-10-03\",\"time\":\"19:30:00\","      \
     "\"venue\":\"V\",\"hall\":\"H " id "\",\"capacity\":10,\"city\":\"B\"" extra "}"
 #define CU(id, email) "{\"customer_id\":\"" id "\",\"email\":\"" email "\"}"
-#define SA(inv, ev, cu, cur)                                                                    \
-    "{\"invoice_number\":\"" inv "\",\"event_id\":\"" ev "\",\"customer_id\":\"" cu "\","       \
-    "\"purchase_datetime\":\"2025-04-15T11:08:42Z\",\"ticket_category\":\"regular\","           \
+#define SA(inv, ev, cu, cur)                                                                       \
+    "{\"invoice_number\":\"" inv "\",\"event_id\":\"" ev "\",\"customer_id\":\"" cu "\","          \
+    "\"purchase_datetime\":\"2025-04-15T11:08:42Z\",\"ticket_category\":\"regular\","              \
     "\"quantity\":1,\"sales_price\":\"9.00\",\"currency\":\"" cur "\"}"
 
 struct ck_case {
@@ -29,25 +29,29 @@ struct ck_case {
 
 static const struct ck_case cases[] = {
     {"bad currency left out, unknown event kept for the check",
-     "{\"sales\":[" SA("I1", "E1", "ANON", "EURO") "," SA("I2", "NOPE", "ANON", "EUR") "]}", "",
-     "", "1"},
+     "{\"sales\":[" SA("I1", "E1", "ANON", "EURO") "," SA("I2", "NOPE", "ANON", "EUR") "]}", "", "",
+     "1"},
     {"valid event and customer kept as references",
-     "{\"events\":[" EV("E1", "") "],\"customers\":[" CU("C1", "a@example.com") "],"
-     "\"sales\":[" SA("I1", "E1", "C1", "EUR") "," SA("I2", "E1", "C1", "XX") "]}",
+     "{\"events\":[" EV("E1", "") "],\"customers\":[" CU(
+         "C1", "a@example.com") "],"
+                                "\"sales\":[" SA("I1", "E1", "C1", "EUR") "," SA("I2", "E1", "C1",
+                                                                                 "XX") "]}",
      "0", "0", "0"},
     {"sales naming an invalid event or customer of the request are left out",
-     "{\"events\":[" EV("E1", ",\"capacity\":-1") "," EV("E2", "") "],"
-     "\"customers\":[" CU("C1", "not an address") "],"
-     "\"sales\":[" SA("I1", "E1", "ANON", "EUR") "," SA("I2", "E2", "C1", "EUR") ","
-     SA("I3", "E2", "ANON", "EUR") "]}",
+     "{\"events\":[" EV("E1", ",\"capacity\":-1") "," EV(
+         "E2", "") "],"
+                   "\"customers\":[" CU(
+                       "C1", "not an address") "],"
+                                               "\"sales\":[" SA("I1", "E1", "ANON", "EUR") "," SA(
+                                                   "I2", "E2", "C1",
+                                                   "EUR") "," SA("I3", "E2", "ANON", "EUR") "]}",
      "1", "", "2"},
     {"the repeat of an invoice number is left out, its first use kept",
-     "{\"sales\":[" SA("I1", "E1", "ANON", "EUR") "," SA("I1", "E1", "ANON", "EUR") ","
-     SA("I2", "E1", "ANON", "EUR") "," SA("I3", "E1", "ANON", "?") "]}",
+     "{\"sales\":[" SA("I1", "E1", "ANON", "EUR") "," SA("I1", "E1", "ANON", "EUR") "," SA(
+         "I2", "E1", "ANON", "EUR") "," SA("I3", "E1", "ANON", "?") "]}",
      "", "", "0,2"},
     {"no valid sale: nothing to check",
-     "{\"events\":[" EV("E1", "") "],\"sales\":[" SA("I1", "E1", "ANON", "??") "]}", "", "",
-     ""},
+     "{\"events\":[" EV("E1", "") "],\"sales\":[" SA("I1", "E1", "ANON", "??") "]}", "", "", ""},
     {"records in a wrong shape: nothing to check",
      "{\"events\":{\"event_id\":\"E1\"},\"sales\":[" SA("I1", "E1", "ANON", "EUR") "]}", "", "",
      ""},
