@@ -34,6 +34,7 @@
 #include <ftw.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -205,6 +206,27 @@ static bool parse_answer(struct answer *a, bool head)
     return a->content_length < 0 || (size_t)a->content_length == a->body_len;
 }
 
+/* libFuzzer's timer (SIGALRM) can interrupt connect(); the connection then completes on its
+ * own. true once it did, false (errno set) if it failed. */
+static bool connect_interrupted(int fd)
+{
+    if (errno != EINTR) {
+        return false;
+    }
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int n;
+    do {
+        n = poll(&p, 1, RECV_TIMEOUT_SEC * 1000);
+    } while (n < 0 && errno == EINTR);
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (n != 1 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err != 0) {
+        errno = n == 0 ? ETIMEDOUT : err ? err : errno;
+        return false;
+    }
+    return true;
+}
+
 /* Sends request, reads until the server closes. 0, or -1 if the exchange broke (no answer in
  * RECV_TIMEOUT_SEC, connection refused). */
 static int exchange(const struct buf *request, bool head, struct answer *a)
@@ -231,7 +253,7 @@ static int exchange(const struct buf *request, bool head, struct answer *a)
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fx.port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int rc = -1;
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && !connect_interrupted(fd)) {
         snprintf(a->why, sizeof(a->why), "connect: %s", strerror(errno));
         goto out;
     }
@@ -240,6 +262,9 @@ static int exchange(const struct buf *request, bool head, struct answer *a)
     size_t off = 0;
     while (off < request->n) {
         ssize_t w = send(fd, request->p + off, request->n - off, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
         if (w <= 0) {
             break;
         }
