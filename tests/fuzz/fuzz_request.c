@@ -312,7 +312,46 @@ static void build_request(struct buf *rq, const char *method, const char *target
     buf_str(rq, method);
     buf_str(rq, " ");
     buf_str(rq, target);
-    buf_str(rq, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    buf_str(rq, " HTTP/1.1\r\n");
+    /* Extra header lines first, so that a folded line (leading space) can only continue
+     * another extra line and never the harness's own headers; the framing stays the
+     * harness's (a request the harness cannot frame has no answer to check). A line without
+     * ':', with a control byte, or naming a framing header (blanks around the name ignored) is
+     * dropped, and so is a folded line with nothing to continue. */
+    bool kept_one = false;
+    size_t i = 0;
+    while (i < hdrs_n) {
+        const uint8_t *nl = memchr(hdrs + i, '\n', hdrs_n - i);
+        size_t len = nl ? (size_t)(nl - (hdrs + i)) : hdrs_n - i;
+        const char *l = (const char *)hdrs + i;
+        const char *colon = memchr(l, ':', len);
+        bool folded = len > 0 && (l[0] == ' ' || l[0] == '\t');
+        bool ok = colon && colon > l && (!folded || kept_one);
+        for (size_t k = 0; ok && k < len; k++) {
+            uint8_t c = (uint8_t)l[k];
+            ok = c >= 0x20 || c == '\t';
+        }
+        const char *name = l, *name_end = colon;
+        while (ok && name < name_end && (*name == ' ' || *name == '\t')) {
+            name++;
+        }
+        while (ok && name_end > name && (name_end[-1] == ' ' || name_end[-1] == '\t')) {
+            name_end--;
+        }
+        static const char *const framing[] = {
+            "content-length", "transfer-encoding", "connection", "expect", "host", "upgrade"};
+        for (size_t k = 0; ok && k < sizeof(framing) / sizeof(framing[0]); k++) {
+            size_t fl = strlen(framing[k]);
+            ok = !((size_t)(name_end - name) == fl && strncasecmp(name, framing[k], fl) == 0);
+        }
+        if (ok) {
+            buf_add(rq, l, len);
+            buf_str(rq, "\r\n");
+            kept_one = true;
+        }
+        i += len + 1;
+    }
+    buf_str(rq, "Host: 127.0.0.1\r\nConnection: close\r\n");
     if (authorization) {
         buf_str(rq, "Authorization: ");
         buf_str(rq, authorization);
@@ -320,31 +359,6 @@ static void build_request(struct buf *rq, const char *method, const char *target
     }
     if (json_type) {
         buf_str(rq, "Content-Type: application/json\r\n");
-    }
-    /* Extra header lines; the framing stays the harness's (a request the harness cannot frame
-     * has no answer to check). A line without ':' or with a control byte is dropped. */
-    size_t i = 0;
-    while (i < hdrs_n) {
-        const uint8_t *nl = memchr(hdrs + i, '\n', hdrs_n - i);
-        size_t len = nl ? (size_t)(nl - (hdrs + i)) : hdrs_n - i;
-        const char *l = (const char *)hdrs + i;
-        const char *colon = memchr(l, ':', len);
-        bool ok = colon && colon > l;
-        for (size_t k = 0; ok && k < len; k++) {
-            uint8_t c = (uint8_t)l[k];
-            ok = c >= 0x20 || c == '\t';
-        }
-        static const char *const framing[] = {
-            "content-length", "transfer-encoding", "connection", "expect", "host", "upgrade"};
-        for (size_t k = 0; ok && k < sizeof(framing) / sizeof(framing[0]); k++) {
-            size_t fl = strlen(framing[k]);
-            ok = !((size_t)(colon - l) == fl && strncasecmp(l, framing[k], fl) == 0);
-        }
-        if (ok) {
-            buf_add(rq, l, len);
-            buf_str(rq, "\r\n");
-        }
-        i += len + 1;
     }
     char num[64];
     if (chunked) {
