@@ -6,7 +6,8 @@
  * HTTP server on 127.0.0.1, port 0), with two tenants, a test and a prod key each, and seeds
  * data through the API itself (records in every tenant/environment, a segment, a target, a
  * connector, a delivery), remembering the ids the hub gave out. The scheduler and the push
- * worker are not started: no connector runs and nothing leaves the machine.
+ * worker are not started: no connector runs and nothing leaves the machine (their URLs name
+ * hosts under .example, which also passes any egress policy when saved).
  *
  * Input layout (tests/fuzz/gen_request_corpus.py writes seeds in it):
  *   byte 0  method: 0 the route's own, 1..7 GET POST PUT PATCH DELETE HEAD OPTIONS, 8 "FUZZ"
@@ -522,7 +523,7 @@ static void seed(void)
             copy_id(fx.target_id[t][k], sizeof(fx.target_id[t][k]),
                     setup_call("POST", path, fx.admin,
                                "{\"type\":\"audience_push\",\"environment\":\"test\",\"url\":"
-                               "\"http://127.0.0.1:9/push\",\"app_key\":\"APP\","
+                               "\"https://push.example/push\",\"app_key\":\"APP\","
                                "\"secure_token\":\"TOK\"}",
                                201),
                     "target_id");
@@ -531,7 +532,7 @@ static void seed(void)
                     setup_call("POST", path, fx.admin,
                                "{\"type\":\"feed\",\"environment\":\"test\",\"schedule\":"
                                "\"manual\",\"settings\":{\"url\":"
-                               "\"http://127.0.0.1:9/feed.json\"}}",
+                               "\"https://feed.example/feed.json\"}}",
                                201),
                     "connector_id");
         }

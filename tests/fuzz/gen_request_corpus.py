@@ -51,10 +51,10 @@ SALE = (b'{"invoice_number":"INV-1","event_id":"EVT-1","customer_id":"CUS-1",'
         b'"purchase_datetime":"2025-04-15T11:08:42Z","ticket_category":"VIP","quantity":3,'
         b'"sales_price":"120.00","currency":"EUR"}')
 SEGMENT = b'{"segment_name":"Opera buyers","rules":{"bought":{"event_id":"EVT-1"}}}'
-TARGET = (b'{"type":"audience_push","environment":"test","url":"http://127.0.0.1:9/push2",'
+TARGET = (b'{"type":"audience_push","environment":"test","url":"https://push.example/push2",'
           b'"app_key":"APP2","secure_token":"TOK2"}')
 CONNECTOR = (b'{"type":"feed","environment":"test","schedule":"manual",'
-             b'"settings":{"url":"http://127.0.0.1:9/other.json"}}')
+             b'"settings":{"url":"https://feed.example/other.json"}}')
 
 # A valid body, query and parameter choice per route name; "@1" = the disposable seeded id.
 VALID = {
