@@ -24,7 +24,8 @@
  *           "@name@" (or "@name.1@") becomes the seeded value of that parameter, so seeds can
  *           name ids the hub only gives out at set-up.
  *
- * Every request is well framed, so every one must get a complete answer. The target aborts
+ * Every request is well framed, so every one must get a complete answer (except a head within
+ * a kilobyte of libmicrohttpd's buffer, see near_head_limit). The target aborts
  * (libFuzzer reports the input) when: no complete HTTP response arrives; the status is 500,
  * or another 5xx than 503 with Retry-After; an answer of the hub is not valid JSON (only
  * libmicrohttpd's own 400/413/414/431 refusals, without X-Request-Id, and /metrics are not
@@ -421,6 +422,21 @@ static void check_answer(const struct buf *rq, const struct answer *a, bool head
     }
 }
 
+/* The connection memory the server gives libmicrohttpd (src/http/server.c). A request head
+ * that does not fit gets a 414/431 and the connection is closed with the rest unread, so the
+ * client may see a reset before it reads the answer; a head that just fits leaves no room for
+ * any answer and the connection is closed without one (libmicrohttpd 0.9.75, found by this
+ * target). Within HEAD_SLACK of the limit a missing answer is therefore not reported. */
+#define HEAD_LIMIT (32 * 1024)
+#define HEAD_SLACK 1024
+
+static bool near_head_limit(const struct buf *rq)
+{
+    const char *end = memmem(rq->p, rq->n, "\r\n\r\n", 4);
+    size_t head = end ? (size_t)(end - rq->p) + 4 : rq->n;
+    return head + HEAD_SLACK >= HEAD_LIMIT;
+}
+
 /* ---- set-up and tear-down -------------------------------------------------------------------- */
 
 static void teardown(void)
@@ -770,14 +786,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                   f[n_params + 1], fl[n_params + 1], (const uint8_t *)(body.p ? body.p : ""),
                   body.n);
     struct answer a;
-    if (exchange(&rq, head, &a) < 0) {
+    bool answered = exchange(&rq, head, &a) == 0;
+    if (!answered && !near_head_limit(&rq)) {
         dump_and_abort("no complete HTTP response", &rq, &a);
     }
     if (getenv("FUZZ_REQUEST_VERBOSE")) {
         fprintf(stderr, "%.*s\n=> %.*s\n\n", (int)(rq.n < 2048 ? rq.n : 2048), rq.p,
                 (int)(a.raw.n < 2048 ? a.raw.n : 2048), a.raw.p);
     }
-    check_answer(&rq, &a, head, strncmp(target.p, "/metrics", 8) == 0);
+    if (answered) {
+        check_answer(&rq, &a, head, strncmp(target.p, "/metrics", 8) == 0);
+    }
     answer_release(&a);
     free(rq.p);
     free(body.p);
