@@ -1,9 +1,10 @@
 /* ingest.c — POST /v1/{client_id}/ingest, the webhook (seed §2, §3, §6).
  *
  * Order of decisions: malformed JSON → 400; Idempotency-Key seen before (same body → replay,
- * other body → 422); validation → 400 with every error; then the writer applies events,
- * customers, sales in the request's savepoint inside a group commit: reference errors → 400,
- * existing invoice numbers → 409, both undoing the whole request. The 202 is sent only after
+ * other body → 422); validation → 400 with every error (with the reference errors of the sales
+ * valid on their own, which the writer checks in a savepoint it undoes); then the writer applies
+ * events, customers, sales in the request's savepoint inside a group commit: reference errors →
+ * 400, existing invoice numbers → 409, both undoing the whole request. The 202 is sent only after
  * the commit returned, i.e. after fsync.
  *
  * Idempotency: the first answer — 202, 400 or 409 — is stored under the key in the same
@@ -29,6 +30,10 @@ struct ingest {
     struct sd_issues warnings;
     struct sd_apply_result res;
     const char *idem_key;
+    /* Refused by validation, but some sales are valid on their own: batch holds the records
+     * valid on their own, applied only to find reference errors and always undone. */
+    bool refused;
+    struct sd_issues field_errors;
     char body_hash[65];
     bool idem_raced;
     int answer_status; /* with answer: the final answer, fixed before the commit */
@@ -41,6 +46,7 @@ static void ingest_cleanup(struct sd_req *req)
     struct ingest *in = req->state;
     sd_batch_release(&in->batch);
     sd_issues_release(&in->warnings);
+    sd_issues_release(&in->field_errors);
     sd_apply_result_release(&in->res);
     free(in->answer);
     free(in);
@@ -142,6 +148,23 @@ static int put_idem(struct sd_store_handle *st, struct ingest *in)
     return r;
 }
 
+/* A refused body's answer: its field errors, then the reference errors the store found. */
+static void refusal_errors(struct ingest *in)
+{
+    struct sd_issues all;
+    sd_issues_init(&all, SD_MAX_ISSUES);
+    const struct sd_issues *parts[2] = {&in->field_errors, &in->res.errors};
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i < parts[k]->n; i++) {
+            sd_issues_add(&all, parts[k]->items[i].pointer, "%s", parts[k]->items[i].message);
+        }
+        all.total += parts[k]->total - parts[k]->n;
+    }
+    sd_issues_release(&in->res.errors);
+    in->res.errors = all;
+    in->res.status = 400;
+}
+
 static int ingest_run(struct sd_store_handle *st, struct sd_write_job *job)
 {
     struct ingest *in = job->arg;
@@ -149,6 +172,9 @@ static int ingest_run(struct sd_store_handle *st, struct sd_write_job *job)
     int r = sd_store_apply_ingest(st, req->who.tenant_id, req->who.env, &in->batch, &in->res);
     if (r < 0) {
         return r;
+    }
+    if (in->refused) {
+        refusal_errors(in);
     }
     if (in->idem_key) {
         build_answer(in);
@@ -184,6 +210,11 @@ static void ingest_done(struct sd_write_job *job, int result)
 static int ingest_resume(struct sd_req *req)
 {
     struct ingest *in = req->state;
+    if (in->result < 0 && in->refused) {
+        /* The reference check failed; the body is refused for its field errors anyway. */
+        sd_api_reply_validation(req, &in->field_errors);
+        return SD_REQ_DONE;
+    }
     if (in->result < 0) {
         sd_api_reply_store_error(req, in->result);
         return SD_REQ_DONE;
@@ -237,6 +268,16 @@ int sd_api_ingest(struct sd_req *req)
     struct sd_issues errors;
     sd_issues_init(&errors, SD_MAX_ISSUES);
     int r = sd_validate_ingest(body, &in->batch, &errors, &in->warnings);
+    if ((r < 0 || errors.total > 0) && sd_validate_ingest_checkable(body, &in->batch) > 0) {
+        /* Report reference errors with the field errors: the writer checks the sales that
+         * are valid on their own and undoes them (ingest_run → refusal_errors). */
+        json_decref(body);
+        in->refused = true;
+        in->field_errors = errors;
+        in->job.run = ingest_run;
+        in->job.after_undo = ingest_after_undo;
+        return sd_req_submit(req, &in->job);
+    }
     json_decref(body);
     if (r < 0 || errors.total > 0) {
         if (!in->idem_key) {

@@ -71,6 +71,36 @@ static void move_issues(struct sd_issues *to, struct sd_issues *from)
     }
 }
 
+static int check_run(struct sd_store_handle *st, struct sd_write_job *job)
+{
+    struct apply *a = job->arg;
+    int r = sd_store_apply_ingest(st, a->tenant_id, a->env, a->batch, &a->res);
+    return r < 0 ? r : 1; /* only the errors are wanted: undo whatever was applied */
+}
+
+/* A body validation refused: add the reference errors (unknown event or customer) of its sales
+ * that are valid on their own, found by the store inside a savepoint that is undone, so one
+ * answer lists every error. A failure of this check leaves the field errors alone. */
+static void refusal_refs(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const json_t *body,
+                         const struct sd_ingest_opts *o, struct sd_ingest_outcome *out)
+{
+    struct sd_batch batch;
+    if (sd_validate_ingest_checkable(body, &batch) == 0) {
+        return;
+    }
+    batch.upsert_sales = o && o->upsert_sales;
+    batch.source = o ? o->source : NULL;
+    struct apply a = {.tenant_id = tenant_id, .env = env, .batch = &batch, .opts = o};
+    sd_apply_result_init(&a.res);
+    a.res.errors.limit = out->errors.limit;
+    if (sd_writer_run_sync(hub->writer, check_run, &a) >= 0) {
+        move_issues(&out->errors, &a.res.errors);
+        out->errors.total += a.res.errors.total - a.res.errors.n;
+    }
+    sd_apply_result_release(&a.res);
+    sd_batch_release(&batch);
+}
+
 /* Validate + apply one body in one writer job. */
 static int ingest_once(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const json_t *body,
                        const struct sd_ingest_opts *o, struct sd_ingest_outcome *out)
@@ -81,6 +111,7 @@ static int ingest_once(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, c
         int r = sd_validate_ingest(body, &batch, &out->errors, &out->warnings);
         if (r < 0 || out->errors.total > 0) {
             out->status = 400;
+            refusal_refs(hub, tenant_id, env, body, o, out);
             return 0;
         }
     }

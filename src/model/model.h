@@ -104,6 +104,12 @@ size_t sd_batch_count(const struct sd_batch *b);
  * warnings receives "unknown field 'x' kept" style notes (pointer to the field). */
 int sd_validate_ingest(const json_t *body, struct sd_batch *ret, struct sd_issues *errors,
                        struct sd_issues *warnings);
+/* For a body sd_validate_ingest refused: the records that are valid on their own, so the store
+ * can still check the sales' references and one 400 lists field and reference errors together.
+ * Left out: records with an error, sales whose invoice_number repeats in the request, and sales
+ * naming an event_id or customer_id that an invalid record of the request carries. Returns the
+ * number of sales kept; with 0, *ret is empty (nothing to check). */
+size_t sd_validate_ingest_checkable(const json_t *body, struct sd_batch *ret);
 
 /* Single-record validators; `ptr` is the record's JSON Pointer ("/sales/3"). Return 0 and fill
  * *ret, or -EINVAL with issues added. Used by PUT /sales/{id} and by later connectors. */

@@ -823,3 +823,128 @@ out:
     sd_buf_release(&ptr);
     return r;
 }
+
+/* ---- reference check after a refusal ---------------------------------------------------------
+ * A refused body still gets its sales' references checked, so one 400 names field errors and
+ * unknown events/customers together. Only what can be checked honestly is kept: a record with
+ * a field error is left out, and so is a sale whose event or customer is named by a record of
+ * the request that is itself invalid (that record's own errors say what is wrong). */
+
+static int str_ptr_cmp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The string ids (member `field`) of the records of `arr` that bad[] marks, sorted. */
+static const char **bad_ids(const json_t *arr, const bool *bad, const char *field, size_t *ret_n)
+{
+    size_t n = json_array_size(arr), m = 0;
+    const char **ids = sd_calloc(n + 1, sizeof(*ids));
+    for (size_t i = 0; i < n; i++) {
+        const json_t *id = json_object_get(json_array_get(arr, i), field);
+        if (bad[i] && json_is_string(id)) {
+            ids[m++] = json_string_value(id);
+        }
+    }
+    qsort(ids, m, sizeof(*ids), str_ptr_cmp);
+    *ret_n = m;
+    return ids;
+}
+
+static bool named(const char **ids, size_t n, const char *id)
+{
+    return n > 0 && bsearch(&id, ids, n, sizeof(*ids), str_ptr_cmp) != NULL;
+}
+
+size_t sd_validate_ingest_checkable(const json_t *body, struct sd_batch *ret)
+{
+    *ret = (struct sd_batch){0};
+    if (!json_is_object(body)) {
+        return 0;
+    }
+    const json_t *arr[ARR_N];
+    for (int k = 0; k < ARR_N; k++) {
+        arr[k] = json_object_get(body, top_names[k]);
+        if (arr[k] && !json_is_array(arr[k])) {
+            return 0; /* records sent in a wrong shape cannot be told apart from missing ones */
+        }
+    }
+    size_t n[ARR_N];
+    bool *bad[ARR_N];
+    for (int k = 0; k < ARR_N; k++) {
+        n[k] = json_array_size(arr[k]);
+        bad[k] = sd_calloc(n[k] + 1, sizeof(bool));
+    }
+    struct sd_batch b = {0};
+    b.events = sd_calloc(n[ARR_EVENTS] + 1, sizeof(*b.events));
+    b.customers = sd_calloc(n[ARR_CUSTOMERS] + 1, sizeof(*b.customers));
+    b.sales = sd_calloc(n[ARR_SALES] + 1, sizeof(*b.sales));
+    size_t *dup_first = n[ARR_SALES] > 1 ? find_duplicate_invoices(arr[ARR_SALES]) : NULL;
+    struct sd_issues errs, none; /* counted, not kept */
+    sd_issues_init(&errs, 0);
+    sd_issues_init(&none, 0);
+    char ptr[48];
+    for (size_t i = 0; i < n[ARR_EVENTS]; i++) {
+        snprintf(ptr, sizeof(ptr), "/events/%zu", i);
+        struct sd_event_rec rec;
+        size_t before = errs.total;
+        int vr = sd_validate_event(json_array_get(arr[ARR_EVENTS], i), ptr, &rec, &errs, &none);
+        bad[ARR_EVENTS][i] = vr < 0 || errs.total != before;
+        if (vr == 0 && bad[ARR_EVENTS][i]) {
+            sd_event_rec_release(&rec);
+        } else if (vr == 0) {
+            rec.index = i;
+            b.events[b.n_events++] = rec;
+        }
+    }
+    for (size_t i = 0; i < n[ARR_CUSTOMERS]; i++) {
+        snprintf(ptr, sizeof(ptr), "/customers/%zu", i);
+        struct sd_customer_rec rec;
+        size_t before = errs.total;
+        int vr =
+            sd_validate_customer(json_array_get(arr[ARR_CUSTOMERS], i), ptr, &rec, &errs, &none);
+        bad[ARR_CUSTOMERS][i] = vr < 0 || errs.total != before;
+        if (vr == 0 && bad[ARR_CUSTOMERS][i]) {
+            sd_customer_rec_release(&rec);
+        } else if (vr == 0) {
+            rec.index = i;
+            b.customers[b.n_customers++] = rec;
+        }
+    }
+    size_t n_bad_ev = 0, n_bad_cu = 0;
+    const char **bad_ev = bad_ids(arr[ARR_EVENTS], bad[ARR_EVENTS], "event_id", &n_bad_ev);
+    const char **bad_cu = bad_ids(arr[ARR_CUSTOMERS], bad[ARR_CUSTOMERS], "customer_id", &n_bad_cu);
+    for (size_t i = 0; i < n[ARR_SALES]; i++) {
+        if (dup_first && dup_first[i] != SIZE_MAX) {
+            continue;
+        }
+        snprintf(ptr, sizeof(ptr), "/sales/%zu", i);
+        struct sd_sale_rec rec;
+        size_t before = errs.total;
+        if (sd_validate_sale(json_array_get(arr[ARR_SALES], i), ptr, &rec, &errs, &none) < 0) {
+            continue;
+        }
+        if (errs.total != before || named(bad_ev, n_bad_ev, rec.event_id) ||
+            named(bad_cu, n_bad_cu, rec.customer_id)) {
+            sd_sale_rec_release(&rec);
+            continue;
+        }
+        rec.index = i;
+        b.sales[b.n_sales++] = rec;
+    }
+    size_t kept = b.n_sales;
+    if (kept > 0) {
+        *ret = b;
+    } else {
+        sd_batch_release(&b);
+    }
+    sd_issues_release(&errs);
+    sd_issues_release(&none);
+    free(bad_ev);
+    free(bad_cu);
+    free(dup_first);
+    for (int k = 0; k < ARR_N; k++) {
+        free(bad[k]);
+    }
+    return kept;
+}

@@ -232,13 +232,19 @@ static int apply_events(struct sd_store *s, int64_t tenant_id, enum sd_env env,
             goto out;
         }
         if (r == 1) {
+            /* The record updates that event, as any later send under the alias does: what the
+             * request sent (unknown fields included) is what reading the event returns. */
             r = alias_insert(s, tenant_id, env, e->event_id, other.data);
+            if (r == 0) {
+                r = event_update(s, tenant_id, env, other.data, e, now);
+                r = r == 0 ? -EIO : r; /* found by dup_key a moment ago */
+            }
             if (r < 0) {
                 goto out;
             }
             sd_issues_add(&res->warnings, ptr,
                           "same performance (date, time, venue, hall) as event '%s'; '%s' stored "
-                          "as an alias",
+                          "as an alias and that event updated with this record",
                           other.data, e->event_id);
             continue;
         }
