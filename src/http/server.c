@@ -70,7 +70,13 @@ struct conn_ctx {
     const char *raw_uri; /* only compared with on_request's url, never read */
     size_t raw_uri_len;  /* up to the first NUL byte */
     bool raw_nul_escape; /* holds "%00" */
+    bool too_many_params; /* its query was cut off before libmicrohttpd parsed it */
 };
+
+/* Query parameters per request. libmicrohttpd 0.9.75 keeps each parsed parameter in the
+ * connection's 32 KiB memory pool; a few hundred of them leave no room for any answer and the
+ * connection is closed silently. No route takes more than a handful. */
+#define MAX_QUERY_PARAMS 64
 
 /* Server-private part of a request, wrapping the public one. */
 struct req_priv {
@@ -371,6 +377,11 @@ static bool refuse_head(struct req_priv *p, const char *method, const char *url,
                         const char *version)
 {
     struct sd_req *req = &p->req;
+    if (p->cc && p->cc->too_many_params) {
+        sd_req_reply_error(req, 400, "invalid_parameter",
+                           "more than %d query parameters", MAX_QUERY_PARAMS);
+        return true;
+    }
     struct head_scan h = {0};
     MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, scan_value, &h);
     if (h.content_lengths > 1 || (h.content_lengths && h.transfer_encoding)) {
@@ -573,6 +584,19 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
         cc->raw_uri = uri;
         cc->raw_uri_len = strlen(uri);
         cc->raw_nul_escape = strstr(uri, "%00") != NULL;
+        cc->too_many_params = false;
+        char *q = strchr(uri, '?');
+        size_t n = q ? 1 : 0;
+        for (const char *c = q; c && *c; c++) {
+            n += *c == '&';
+        }
+        if (n > MAX_QUERY_PARAMS) {
+            /* libmicrohttpd parses the query from its own buffer after this callback returns:
+             * ending the text right after '?' leaves it nothing to parse, so the pool keeps
+             * room for the 400 that refuse_head() answers. */
+            q[1] = '\0';
+            cc->too_many_params = true;
+        }
         sd_guard_request_line(srv->guard, cc->guard);
     }
     return NULL;

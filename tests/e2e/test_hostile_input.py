@@ -352,6 +352,20 @@ class HostileInputTests(harness.ServerCase):
         a = raw_request(self.port, head)
         self.assertEqual(a.status, 200, a)
 
+    def test_many_query_parameters(self):
+        # a few hundred parameters used to fill libmicrohttpd's connection memory so that the
+        # connection was closed without any answer; now a 400 past 64, whatever the count
+        for n in (65, 500, 5000):
+            with self.subTest(n=n):
+                q = "&".join(["a=1"] * n)
+                a = self.send("GET", "/v1/%s/events?%s" % (TENANT, q), {"TENANT"})
+                self.assert_4xx_json(a, "%d query parameters" % n)
+                self.assertEqual(a.status, 400)
+                self.assertIn("query parameters", a.json()["message"])
+                self.assert_alive("%d query parameters" % n)
+        a = self.send("GET", "/v1/%s/events?%s" % (TENANT, "&".join(["limit=1"] * 64)), {"TENANT"})
+        self.assertEqual(a.status, 200, "64 parameters are still fine")
+
     def test_oversized_header(self):
         # past the connection's memory after the request line: libmicrohttpd's own 431 (the
         # request context made for the request line is freed, which the ASan build checks)
