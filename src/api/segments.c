@@ -205,22 +205,30 @@ static int on_resume(struct sd_req *req)
     return SD_REQ_DONE;
 }
 
+/* Checks a segment body on the HTTP thread, so an invalid one never takes a queue slot. False
+ * after answering 400 (the body is freed then). */
+static bool body_checked(struct sd_req *req, json_t *body, bool create)
+{
+    struct sd_issues errors;
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    int r = sd_segment_check(body, create, &errors);
+    if (r < 0) {
+        reply_error(req, r, &errors);
+        json_decref(body);
+    }
+    sd_issues_release(&errors);
+    return r >= 0;
+}
+
 int sd_api_segment_create(struct sd_req *req)
 {
     json_t *body = sd_api_parse_body(req);
     if (!body) {
         return SD_REQ_DONE;
     }
-    struct sd_issues errors;
-    sd_issues_init(&errors, SD_MAX_ISSUES);
-    int r = sd_segment_check(body, true, &errors);
-    if (r < 0) {
-        reply_error(req, r, &errors);
-        sd_issues_release(&errors);
-        json_decref(body);
+    if (!body_checked(req, body, true)) {
         return SD_REQ_DONE;
     }
-    sd_issues_release(&errors);
     struct call *c = sd_calloc(1, sizeof(*c));
     c->kind = CALL_CREATE;
     c->body = body;
@@ -267,17 +275,8 @@ int sd_api_segment_update(struct sd_req *req)
             return SD_REQ_DONE;
         }
     }
-    if (body) {
-        struct sd_issues errors;
-        sd_issues_init(&errors, SD_MAX_ISSUES);
-        int r = sd_segment_check(body, false, &errors);
-        if (r < 0) {
-            reply_error(req, r, &errors);
-            sd_issues_release(&errors);
-            json_decref(body);
-            return SD_REQ_DONE;
-        }
-        sd_issues_release(&errors);
+    if (body && !body_checked(req, body, false)) {
+        return SD_REQ_DONE;
     }
     struct call *c = sd_calloc(1, sizeof(*c));
     c->kind = CALL_UPDATE;
