@@ -13,18 +13,17 @@
 
 #include "core/auth.h"
 #include "store/store.h"
+#include "store_fixture.h"
 
 struct fixture {
-    char dir[64];
+    struct sd_test_store fs;
     struct sd_store_handle *st;
 };
 
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/sd-test-auth-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    assert_int_equal(sd_store_open("sqlite", f->dir, &f->st), 0);
+    sd_test_store_setup(&f->fs, "auth", &f->st);
     *state = f;
     return 0;
 }
@@ -32,10 +31,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    sd_store_close(f->st);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
+    sd_test_store_release(&f->fs, f->st);
     free(f);
     return 0;
 }

@@ -26,19 +26,21 @@
 #include "base/base.h"
 #include "store/audience.h"
 #include "store/store.h"
+#include "store_fixture.h"
 
 extern const char *const sd_sqlite_schema[];
 extern const char *const sd_sqlite_control_schema[];
 
 struct fx {
-    char dir[64];
+    struct sd_test_store st;
 };
 
 static int setup(void **state)
 {
     struct fx *f = sd_calloc(1, sizeof(*f));
-    snprintf(f->dir, sizeof(f->dir), "/tmp/sd_control_test.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
+    sd_test_store_make(&f->st, "control");
+    /* the tests write old files into the data folder before the store first opens it */
+    assert_int_equal(mkdir(f->st.dir, 0700), 0);
     *state = f;
     return 0;
 }
@@ -46,14 +48,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    static const char *const files[] = {"stagedoor.db", "stagedoor.db-wal", "stagedoor.db-shm",
-                                        "control.db",   "control.db-wal",   "control.db-shm"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        char p[160];
-        snprintf(p, sizeof(p), "%s/%s", f->dir, files[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
+    sd_test_store_release(&f->st, NULL);
     free(f);
     return 0;
 }
@@ -61,7 +56,7 @@ static int teardown(void **state)
 static sqlite3 *raw_open(struct fx *f, const char *name)
 {
     char path[160];
-    snprintf(path, sizeof(path), "%s/%s", f->dir, name);
+    snprintf(path, sizeof(path), "%s/%s", f->st.dir, name);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     return db;
@@ -99,7 +94,7 @@ static void test_control_plane_while_data_locked(void **state)
 {
     struct fx *f = *state;
     struct sd_store_handle *h = NULL;
-    assert_int_equal(sd_store_open("sqlite", f->dir, &h), 0);
+    assert_int_equal(sd_store_open("sqlite", f->st.dir, &h), 0);
     assert_int_equal(sd_store_tenant_create(h, "acme", "Acme"), 0);
     assert_int_equal(sd_store_key_insert(h, "key_leaked", "acme", SD_ENV_TEST, hash_of('a')), 0);
     int64_t v0 = 0;
@@ -111,7 +106,7 @@ static void test_control_plane_while_data_locked(void **state)
     sqlite3 *data = raw_open(f, "stagedoor.db");
     raw_exec(data, "BEGIN IMMEDIATE; INSERT INTO meta (k, v) VALUES ('held', 1)");
 
-    assert_int_equal(sd_store_open("sqlite", f->dir, &h), 0);
+    assert_int_equal(sd_store_open("sqlite", f->st.dir, &h), 0);
     assert_int_equal(sd_store_key_revoke(h, "key_leaked"), 0);
     assert_int_equal(sd_store_tenant_create(h, "beta", "Beta"), 0);
     assert_int_equal(sd_store_key_insert(h, "key_beta", "beta", SD_ENV_PROD, hash_of('b')), 0);
@@ -181,7 +176,7 @@ static void make_old_store(struct fx *f)
 static void check_moved(struct fx *f)
 {
     struct sd_store_handle *h = NULL;
-    assert_int_equal(sd_store_open("sqlite", f->dir, &h), 0);
+    assert_int_equal(sd_store_open("sqlite", f->st.dir, &h), 0);
     struct sd_tenant t;
     assert_int_equal(sd_store_tenant_get(h, "acme", &t), 0);
     assert_int_equal(t.id, 7);
@@ -258,7 +253,7 @@ static void test_old_store_move_repeated(void **state)
     raw_exec(db, sd_sqlite_control_schema[0]);
     raw_exec(db, "PRAGMA user_version = 1");
     char path[160];
-    snprintf(path, sizeof(path), "ATTACH '%s/stagedoor.db' AS old", f->dir);
+    snprintf(path, sizeof(path), "ATTACH '%s/stagedoor.db' AS old", f->st.dir);
     raw_exec(db, path);
     raw_exec(db, "INSERT INTO main.tenants SELECT * FROM old.tenants;"
                  "INSERT INTO main.api_keys SELECT * FROM old.api_keys;"

@@ -23,6 +23,7 @@
 #include "core/targets.h"
 #include "store/audience.h"
 #include "store/store.h"
+#include "store_fixture.h"
 
 #define SEC 1000000LL
 #define HOUR (3600 * SEC)
@@ -236,8 +237,7 @@ static void test_plan_brute_force(void **state)
 /* ---- targets --------------------------------------------------------------------------------- */
 
 struct fx {
-    char tmp[64];
-    char dir[96];
+    struct sd_test_store st;
     struct sd_store_handle *h;
     struct sd_tenant acme;
 };
@@ -245,10 +245,7 @@ struct fx {
 static int setup(void **state)
 {
     struct fx *f = sd_calloc(1, sizeof(*f));
-    snprintf(f->tmp, sizeof(f->tmp), "/tmp/sd_outbox_test.XXXXXX");
-    assert_non_null(mkdtemp(f->tmp));
-    snprintf(f->dir, sizeof(f->dir), "%s/data", f->tmp);
-    assert_int_equal(sd_store_open("sqlite", f->dir, &f->h), 0);
+    sd_test_store_setup(&f->st, "outbox", &f->h);
     assert_int_equal(sd_store_tenant_create(f->h, "acme", "Acme Tickets"), 0);
     assert_int_equal(sd_store_tenant_get(f->h, "acme", &f->acme), 0);
     *state = f;
@@ -258,17 +255,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    sd_store_close(f->h);
     sd_tenant_release(&f->acme);
-    static const char *const files[] = {"stagedoor.db", "stagedoor.db-wal", "stagedoor.db-shm",
-                                        "control.db",   "control.db-wal",   "control.db-shm"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        char p[160];
-        snprintf(p, sizeof(p), "%s/%s", f->dir, files[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
-    rmdir(f->tmp);
+    sd_test_store_release(&f->st, f->h);
     free(f);
     return 0;
 }
@@ -708,7 +696,7 @@ static void test_claims_race_across_handles(void **state)
     }
     /* A second handle on the same file plays a second process. */
     struct sd_store_handle *h2 = NULL;
-    assert_int_equal(sd_store_open("sqlite", f->dir, &h2), 0);
+    sd_test_store_open(&f->st, &h2);
     struct racer rs[4] = {{.h = f->h}, {.h = f->h}, {.h = h2}, {.h = h2}};
     pthread_t th[4];
     for (int i = 0; i < 4; i++) {

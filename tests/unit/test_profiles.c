@@ -20,36 +20,22 @@
 #include "model/model.h"
 #include "store/audience.h"
 #include "store/store.h"
+#include "store_fixture.h"
 
 struct fx {
-    char tmp[64];
-    char dir[96];
+    struct sd_test_store st;
     struct sd_store_handle *h;
     int64_t t1, t2;
 };
 
 static const enum sd_env T = SD_ENV_TEST;
 
-static int64_t tenant_id(struct fx *f, const char *client_id)
-{
-    struct sd_tenant t = {0};
-    assert_int_equal(sd_store_tenant_get(f->h, client_id, &t), 0);
-    int64_t id = t.id;
-    sd_tenant_release(&t);
-    return id;
-}
-
 static int setup(void **state)
 {
     struct fx *f = sd_calloc(1, sizeof(*f));
-    snprintf(f->tmp, sizeof(f->tmp), "/tmp/sd_profiles_test.XXXXXX");
-    assert_non_null(mkdtemp(f->tmp));
-    snprintf(f->dir, sizeof(f->dir), "%s/data", f->tmp);
-    assert_int_equal(sd_store_open("sqlite", f->dir, &f->h), 0);
-    assert_int_equal(sd_store_tenant_create(f->h, "acme", "Acme"), 0);
-    assert_int_equal(sd_store_tenant_create(f->h, "beta", "Beta"), 0);
-    f->t1 = tenant_id(f, "acme");
-    f->t2 = tenant_id(f, "beta");
+    sd_test_store_setup(&f->st, "profiles", &f->h);
+    f->t1 = sd_test_store_tenant(f->h, "acme", "Acme");
+    f->t2 = sd_test_store_tenant(f->h, "beta", "Beta");
     *state = f;
     return 0;
 }
@@ -57,16 +43,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    sd_store_close(f->h);
-    static const char *const files[] = {"stagedoor.db", "stagedoor.db-wal", "stagedoor.db-shm",
-                                        "control.db",   "control.db-wal",   "control.db-shm"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        char p[160];
-        snprintf(p, sizeof(p), "%s/%s", f->dir, files[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
-    rmdir(f->tmp);
+    sd_test_store_release(&f->st, f->h);
     free(f);
     return 0;
 }
@@ -210,7 +187,7 @@ static void set_rule(struct fx *f, const char *client_id, enum sd_link_rule rule
 static void sql_exec(struct fx *f, const char *q)
 {
     char path[160];
-    snprintf(path, sizeof(path), "%s/stagedoor.db", f->dir);
+    snprintf(path, sizeof(path), "%s/stagedoor.db", f->st.dir);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, q, NULL, NULL, NULL), SQLITE_OK);
@@ -221,7 +198,7 @@ static void sql_exec(struct fx *f, const char *q)
 static int64_t sql_int(struct fx *f, const char *q)
 {
     char path[160];
-    snprintf(path, sizeof(path), "%s/stagedoor.db", f->dir);
+    snprintf(path, sizeof(path), "%s/stagedoor.db", f->st.dir);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     sqlite3_stmt *st = NULL;

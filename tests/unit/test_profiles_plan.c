@@ -22,20 +22,7 @@
 
 #include "store/sqlite/sqlite_internal.h"
 #include "store/store.h"
-
-static char dir[64];
-
-static void cleanup(void)
-{
-    static const char *const files[] = {"stagedoor.db", "stagedoor.db-wal", "stagedoor.db-shm",
-                                        "control.db",   "control.db-wal",   "control.db-shm"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        char p[160];
-        snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
-        unlink(p);
-    }
-    rmdir(dir);
-}
+#include "store_fixture.h"
 
 /* 1 if the plan of `text` is acceptable, 0 if not (printing it). */
 static int plan_ok(sqlite3 *db, const char *text, bool tenant_wide)
@@ -65,17 +52,16 @@ static int plan_ok(sqlite3 *db, const char *text, bool tenant_wide)
 static void test_profile_statements_use_indexes(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/sd_plan_test.XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    struct sd_test_store fs = {0};
     struct sd_store_handle *h = NULL;
-    assert_int_equal(sd_store_open("sqlite", dir, &h), 0);
+    sd_test_store_setup(&fs, "plan", &h);
     sd_store_close(h);
 
     char path[160];
-    snprintf(path, sizeof(path), "%s/stagedoor.db", dir);
+    snprintf(path, sizeof(path), "%s/stagedoor.db", fs.dir);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    char *attach = sqlite3_mprintf("ATTACH '%q/control.db' AS control", dir);
+    char *attach = sqlite3_mprintf("ATTACH '%q/control.db' AS control", fs.dir);
     assert_int_equal(sqlite3_exec(db, attach, NULL, NULL, NULL), SQLITE_OK);
     sqlite3_free(attach);
 
@@ -85,7 +71,7 @@ static void test_profile_statements_use_indexes(void **state)
         bad += plan_ok(db, t, tenant_wide) ? 0 : 1;
     }
     sqlite3_close(db);
-    cleanup();
+    sd_test_store_release(&fs, NULL);
     assert_true(n > 20); /* the table was walked, not an empty one */
     assert_int_equal(bad, 0);
 }

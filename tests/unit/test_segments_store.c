@@ -27,12 +27,12 @@
 #include "model/model.h"
 #include "store/audience.h"
 #include "store/store.h"
+#include "store_fixture.h"
 
 #define NOW_USEC (1767225600LL * 1000000) /* 2026-01-01T00:00:00Z */
 
 struct fx {
-    char tmp[64];
-    char dir[96];
+    struct sd_test_store st;
     struct sd_store_handle *h;
     int64_t acme, beta;
 };
@@ -150,19 +150,9 @@ static void load_fixture(struct fx *f)
 static int setup(void **state)
 {
     struct fx *f = sd_calloc(1, sizeof(*f));
-    snprintf(f->tmp, sizeof(f->tmp), "/tmp/sd_seg_test.XXXXXX");
-    assert_non_null(mkdtemp(f->tmp));
-    snprintf(f->dir, sizeof(f->dir), "%s/data", f->tmp);
-    assert_int_equal(sd_store_open("sqlite", f->dir, &f->h), 0);
-    assert_int_equal(sd_store_tenant_create(f->h, "acme", "Acme"), 0);
-    assert_int_equal(sd_store_tenant_create(f->h, "beta", "Beta"), 0);
-    struct sd_tenant t = {0};
-    assert_int_equal(sd_store_tenant_get(f->h, "acme", &t), 0);
-    f->acme = t.id;
-    sd_tenant_release(&t);
-    assert_int_equal(sd_store_tenant_get(f->h, "beta", &t), 0);
-    f->beta = t.id;
-    sd_tenant_release(&t);
+    sd_test_store_setup(&f->st, "seg", &f->h);
+    f->acme = sd_test_store_tenant(f->h, "acme", "Acme");
+    f->beta = sd_test_store_tenant(f->h, "beta", "Beta");
     load_fixture(f);
     *state = f;
     return 0;
@@ -171,16 +161,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    sd_store_close(f->h);
-    static const char *const files[] = {"stagedoor.db", "stagedoor.db-wal", "stagedoor.db-shm",
-                                        "control.db",   "control.db-wal",   "control.db-shm"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        char p[160];
-        snprintf(p, sizeof(p), "%s/%s", f->dir, files[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
-    rmdir(f->tmp);
+    sd_test_store_release(&f->st, f->h);
     free(f);
     return 0;
 }

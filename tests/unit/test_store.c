@@ -24,10 +24,10 @@
 #include "base/base.h"
 #include "model/model.h"
 #include "store/store.h"
+#include "store_fixture.h"
 
 struct fx {
-    char tmp[64];
-    char dir[96];
+    struct sd_test_store st;
     struct sd_store_handle *h;
     int64_t t1, t2; /* tenants "acme" and "beta" */
 };
@@ -153,7 +153,7 @@ static bool has_issue(const struct sd_issues *l, const char *pointer, const char
 
 static void fx_open(struct fx *f)
 {
-    assert_int_equal(sd_store_open("sqlite", f->dir, &f->h), 0);
+    sd_test_store_open(&f->st, &f->h);
 }
 
 static void fx_reopen(struct fx *f)
@@ -175,14 +175,9 @@ static int64_t tenant_id(struct fx *f, const char *client_id)
 static int setup(void **state)
 {
     struct fx *f = sd_calloc(1, sizeof(*f));
-    snprintf(f->tmp, sizeof(f->tmp), "/tmp/sd_store_test.XXXXXX");
-    assert_non_null(mkdtemp(f->tmp));
-    snprintf(f->dir, sizeof(f->dir), "%s/data", f->tmp); /* the store creates it */
-    fx_open(f);
-    assert_int_equal(sd_store_tenant_create(f->h, "acme", "Acme Tickets"), 0);
-    assert_int_equal(sd_store_tenant_create(f->h, "beta", "Beta Shows"), 0);
-    f->t1 = tenant_id(f, "acme");
-    f->t2 = tenant_id(f, "beta");
+    sd_test_store_setup(&f->st, "store", &f->h); /* the store creates f->st.dir */
+    f->t1 = sd_test_store_tenant(f->h, "acme", "Acme Tickets");
+    f->t2 = sd_test_store_tenant(f->h, "beta", "Beta Shows");
     *state = f;
     return 0;
 }
@@ -190,16 +185,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fx *f = *state;
-    sd_store_close(f->h);
-    static const char *const files[] = {"stagedoor.db", "stagedoor.db-wal", "stagedoor.db-shm",
-                                        "control.db",   "control.db-wal",   "control.db-shm"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        char p[160];
-        snprintf(p, sizeof(p), "%s/%s", f->dir, files[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
-    rmdir(f->tmp);
+    sd_test_store_release(&f->st, f->h);
     free(f);
     return 0;
 }
@@ -227,26 +213,26 @@ static void test_open_and_migrations(void **state)
 {
     struct fx *f = *state;
     struct stat stt;
-    assert_int_equal(stat(f->dir, &stt), 0);
+    assert_int_equal(stat(f->st.dir, &stt), 0);
     assert_int_equal(stt.st_mode & 0777, 0700);
-    assert_int_equal(user_version(f->dir), (int64_t)sd_sqlite_schema_count);
+    assert_int_equal(user_version(f->st.dir), (int64_t)sd_sqlite_schema_count);
     fx_reopen(f); /* migrations already applied: reopening changes nothing */
     fx_reopen(f);
-    assert_int_equal(user_version(f->dir), (int64_t)sd_sqlite_schema_count);
+    assert_int_equal(user_version(f->st.dir), (int64_t)sd_sqlite_schema_count);
     assert_int_equal(tenant_id(f, "acme"), f->t1);
 
     struct sd_store_handle *h2 = NULL;
-    assert_int_equal(sd_store_open("nosuch", f->dir, &h2), -EINVAL);
+    assert_int_equal(sd_store_open("nosuch", f->st.dir, &h2), -EINVAL);
 
     /* A database written by a newer program is refused, not half-understood. */
     sd_store_close(f->h);
     f->h = NULL;
     char path[160];
-    snprintf(path, sizeof(path), "%s/stagedoor.db", f->dir);
+    snprintf(path, sizeof(path), "%s/stagedoor.db", f->st.dir);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 999", NULL, NULL, NULL), SQLITE_OK);
-    assert_int_equal(sd_store_open("sqlite", f->dir, &h2), -EIO);
+    assert_int_equal(sd_store_open("sqlite", f->st.dir, &h2), -EIO);
     char pragma[64];
     snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %u", sd_sqlite_schema_count);
     assert_int_equal(sqlite3_exec(db, pragma, NULL, NULL, NULL), SQLITE_OK);
@@ -363,7 +349,7 @@ static void test_settings_seen_by_other_handle(void **state)
     /* Another process (the CLI) writes the same file; a running server notices. */
     struct fx *f = *state;
     struct sd_store_handle *cli = NULL;
-    assert_int_equal(sd_store_open("sqlite", f->dir, &cli), 0);
+    sd_test_store_open(&f->st, &cli);
     int64_t v0, v1;
     assert_int_equal(sd_store_settings_version(f->h, &v0), 0);
     assert_int_equal(sd_store_tenant_create(cli, "gamma", "Gamma"), 0);

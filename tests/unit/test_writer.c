@@ -20,10 +20,10 @@
 #include "core/writer.h"
 #include "model/model.h"
 #include "store/store.h"
+#include "store_fixture.h"
 
 struct fx {
-    char tmp[64];
-    char dir[96];
+    struct sd_test_store st;
     char cap[128];
     struct sd_store_handle *h;
     struct sd_writer *w;
@@ -182,16 +182,9 @@ static int ingest_sync(struct fx *f, const char *prefix, size_t n)
 static int setup(void **state)
 {
     struct fx *f = sd_calloc(1, sizeof(*f));
-    snprintf(f->tmp, sizeof(f->tmp), "/tmp/sd_writer_test.XXXXXX");
-    assert_non_null(mkdtemp(f->tmp));
-    snprintf(f->dir, sizeof(f->dir), "%s/data", f->tmp);
-    snprintf(f->cap, sizeof(f->cap), "%s/fault-max-pages", f->dir);
-    assert_int_equal(sd_store_open("sqlite", f->dir, &f->h), 0);
-    assert_int_equal(sd_store_tenant_create(f->h, "acme", "Acme Tickets"), 0);
-    struct sd_tenant t;
-    assert_int_equal(sd_store_tenant_get(f->h, "acme", &t), 0);
-    f->tenant = t.id;
-    sd_tenant_release(&t);
+    sd_test_store_setup(&f->st, "writer", &f->h);
+    snprintf(f->cap, sizeof(f->cap), "%s/fault-max-pages", f->st.dir);
+    f->tenant = sd_test_store_tenant(f->h, "acme", "Acme Tickets");
     assert_int_equal(sd_writer_new(f->h, &f->w), 0);
     *state = f;
     return 0;
@@ -201,16 +194,7 @@ static int teardown(void **state)
 {
     struct fx *f = *state;
     sd_writer_free(f->w);
-    sd_store_close(f->h);
-    static const char *const files[] = {"stagedoor.db", "stagedoor.db-wal", "stagedoor.db-shm",
-                                        "fault-max-pages"};
-    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        char p[160];
-        snprintf(p, sizeof(p), "%s/%s", f->dir, files[i]);
-        unlink(p);
-    }
-    rmdir(f->dir);
-    rmdir(f->tmp);
+    sd_test_store_release(&f->st, f->h); /* fault-max-pages and control.db go with it */
     free(f);
     return 0;
 }
