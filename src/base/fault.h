@@ -2,6 +2,7 @@
  * failed fsync, a crash at one exact point). STAGEDOOR_FAULT="POINT:N" makes the Nth and every
  * later call of sd_fault_hit(POINT) return true; "POINT" alone means "POINT:1". Points:
  * "commit" (core/writer.c), "outbox_after_send", "outbox_after_claim" (core/outbox.c),
+ * "sftp_before_move" (connectors/sftp_pull: exits after a file's import, before its remote move),
  * "max_pages" (the SQLite store caps its size at the page count in DATA/fault-max-pages before
  * each write transaction: writes then fail with SQLITE_FULL like on a full disk; no file, no
  * cap). Unset (always, in production)

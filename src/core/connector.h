@@ -72,6 +72,7 @@ struct sd_connector_ctx {
     const json_t *settings;  /* checked, defaults filled (sd_connector_check_settings) */
     uint64_t records_in;     /* counted by sd_connector_emit / sd_connector_commit */
     uint64_t records_rejected;
+    uint64_t records_unchanged; /* of records_in: already stored as they were (configured runs) */
 
     const struct sd_mapping *mapping; /* source fields → model (identity if none configured) */
     const json_t *cursor;    /* the cursor committed by the last commit (NULL: from scratch) */

@@ -319,8 +319,8 @@ json_t *sd_connector_config_view(struct sd_hub *hub, struct sd_store_handle *st,
                             sd_json_time(json_is_integer(v) ? json_integer_value(v) : 0));
     }
     static const char *const copy[] = {
-        "last_error", "last_warning",   "records_in", "records_rejected",
-        "cursor",     "last_run_stats", NULL};
+        "last_error", "last_warning",   "records_in",        "records_rejected",
+        "cursor",     "last_run_stats", "records_unchanged", NULL};
     for (size_t i = 0; copy[i]; i++) {
         const json_t *v =
             json_object_get(state, strcmp(copy[i], "last_run_stats") == 0 ? "last_run" : copy[i]);

@@ -3,9 +3,12 @@
  * transaction, whole-unit write jobs, and the state document written when a run ends.
  *
  * The state document (store: connector_state) is {"cursor", "state", "last_run_usec",
- * "last_success_usec", "last_error", "records_in", "records_rejected", "last_run": {…}}. It is
- * only ever written by the writer inside the transaction of the records it counts, so after a
- * crash the cursor and the counters describe exactly what is stored. */
+ * "last_success_usec", "last_error", "records_in", "records_rejected", "records_unchanged",
+ * "last_run": {…}}. It is only ever written by the writer inside the transaction of the records
+ * it counts, so after a crash the cursor and the counters describe exactly what is stored.
+ * records_unchanged (of records_in, those already stored as they were) is known only once a
+ * commit is applied: a whole-unit job's commit counts it, a page commit leaves it to the run's
+ * last state document. */
 #include "core/connector_run.h"
 
 #include <errno.h>
@@ -98,6 +101,7 @@ int sd_connector_commit_fn(struct sd_connector_ctx *ctx, const json_t *body,
     int r = sd_hub_ingest_opts(ctx->hub, ctx->tenant_id, ctx->env, body, &o, out);
     if (r == 0 && out->status == 202) {
         ctx->records_in += out->n_events + out->n_customers + out->n_sales;
+        ctx->records_unchanged += out->n_unchanged;
         ctx->records_rejected += out->n_skipped;
         /* What was committed: reload it (cheap, one row) so ctx->state is exactly the store's. */
         json_t *st = NULL;
@@ -174,7 +178,8 @@ struct sd_connector_job {
     json_t *cursor;    /* set by sd_connector_job_cursor */
     json_t *new_state; /* the state document job_run stored, adopted once committed */
     uint64_t stored;
-    uint64_t rejected; /* sd_connector_job_reject */
+    uint64_t unchanged; /* of stored: already stored as they were */
+    uint64_t rejected;  /* sd_connector_job_reject */
 };
 
 struct sd_connector_ctx *sd_connector_job_ctx(struct sd_connector_job *job)
@@ -204,6 +209,7 @@ int sd_connector_job_ingest_batch(struct sd_connector_job *job, struct sd_batch 
     int r = sd_ingest_batch_in_writer(job->st, job->ctx->tenant_id, job->ctx->env, batch, out);
     if (r == 0 && out->status == 202) {
         job->stored += out->n_events + out->n_customers + out->n_sales;
+        job->unchanged += out->n_unchanged;
     }
     return r;
 }
@@ -231,6 +237,9 @@ static int job_run(struct sd_store_handle *st, struct sd_write_job *wj)
     json_t *state =
         state_with(job->ctx, job->cursor, state_u64(job->ctx->state, "records_in") + job->stored,
                    state_u64(job->ctx->state, "records_rejected") + job->rejected);
+    json_object_set_new(state, "records_unchanged",
+                        json_integer((json_int_t)(state_u64(job->ctx->state, "records_unchanged") +
+                                                  job->unchanged)));
     char *doc = json_dumps(state, JSON_COMPACT);
     r = sd_store_connector_state_put(st, job->ctx->id, doc);
     free(doc);
@@ -253,6 +262,7 @@ int sd_connector_write_job(struct sd_connector_ctx *ctx, sd_connector_job_fn fn,
         job.new_state = NULL;
         ctx->cursor = json_object_get(ctx->state, "cursor");
         ctx->records_in += job.stored;
+        ctx->records_unchanged += job.unchanged;
         ctx->records_rejected += job.rejected;
     }
     json_decref(job.new_state);
@@ -309,7 +319,7 @@ int sd_connector_run_instance(struct sd_hub *hub, const struct sd_connector_conf
     _Atomic uint64_t progress_local = 0;
     ctx.progress = live ? &live->progress : &progress_local;
     atomic_store(ctx.progress, 0);
-    uint64_t base_in = 0, base_rej = 0;
+    uint64_t base_in = 0, base_rej = 0, base_unch = 0;
     int r = load_state(hub, conf->id, &ctx.state);
     if (r < 0) {
         sd_connector_fail(&ctx, r, "could not read the connector state");
@@ -330,6 +340,7 @@ int sd_connector_run_instance(struct sd_hub *hub, const struct sd_connector_conf
     }
     base_in = state_u64(ctx.state, "records_in");
     base_rej = state_u64(ctx.state, "records_rejected");
+    base_unch = state_u64(ctx.state, "records_unchanged");
     if (!c || c->kind != SD_CONNECTOR_SOURCE || !c->run) {
         r = sd_connector_fail(&ctx, -ENOENT, "no source connector '%s'", conf->type);
         goto finish;
@@ -378,6 +389,8 @@ finish:
         json_object_set_new(st, "records_in", json_integer((json_int_t)(base_in + ctx.records_in)));
         json_object_set_new(st, "records_rejected",
                             json_integer((json_int_t)(base_rej + ctx.records_rejected)));
+        json_object_set_new(st, "records_unchanged",
+                            json_integer((json_int_t)(base_unch + ctx.records_unchanged)));
         json_object_set_new(st, "last_run_usec", json_integer(started));
         json_object_set_new(st, "state", json_string(r == 0 ? "ok" : "failed"));
         if (r == 0) {
@@ -390,7 +403,8 @@ finish:
             json_object_set_new(st, "last_error", sd_json_text(ctx.error ? ctx.error : "failed"));
             json_object_set_new(st, "last_error_usec", json_integer(now));
         }
-        json_t *lr = json_pack("{s:I, s:I, s:I}", "records_in", (json_int_t)ctx.records_in,
+        json_t *lr = json_pack("{s:I, s:I, s:I, s:I}", "records_in", (json_int_t)ctx.records_in,
+                               "records_unchanged", (json_int_t)ctx.records_unchanged,
                                "records_rejected", (json_int_t)ctx.records_rejected, "duration_ms",
                                (json_int_t)((now - started) / 1000));
         json_object_set_new(st, "last_run", lr);

@@ -19,7 +19,9 @@ struct sd_ingest_outcome {
     size_t n_events, n_customers, n_sales; /* accepted (202 only) */
     char **duplicate_invoices;             /* 409 only */
     size_t n_duplicate_invoices;
-    size_t n_unchanged; /* upsert_sales: sales already stored with identical content */
+    /* Of the accepted records, those already stored with identical content (left as they are):
+     * events, customers, and with upsert_sales sales. */
+    size_t n_unchanged;
     size_t n_skipped;   /* skip_bad: records left out because of an error (in errors) */
 };
 void sd_ingest_outcome_init(struct sd_ingest_outcome *o);

@@ -63,7 +63,9 @@ struct sd_apply_result {
     struct sd_issues warnings; /* e.g. /events/1 "same performance as stored event 'E1'" */
     char **duplicate_invoices; /* for 409 */
     size_t n_duplicate_invoices;
-    size_t n_unchanged; /* upsert_sales batches: sales already stored with identical content */
+    /* Records already stored with identical content, left as they are (their seq kept): events
+     * and customers of any batch, sales of upsert_sales batches. */
+    size_t n_unchanged;
 };
 void sd_apply_result_init(struct sd_apply_result *r);
 void sd_apply_result_release(struct sd_apply_result *r);
@@ -152,11 +154,12 @@ struct sd_store_ops {
     int (*savepoint)(struct sd_store *s);
     int (*savepoint_release)(struct sd_store *s);
     int (*savepoint_rollback)(struct sd_store *s); /* also restores the seq counter */
-    /* Apply events (upsert; duplicate-performance detection → alias + warning), then customers
-     * (upsert), then sales (insert; reference checks; duplicate invoice → 409; with
-     * b->upsert_sales a stored sale with an identical document is left as it is and counted in
-     * n_unchanged, one with other content is replaced). On status != 202
-     * the caller rolls back the savepoint. Returns 0 (see res->status) or -EIO. */
+    /* Apply events (upsert; duplicate-performance detection → alias + warning; one re-sent as
+     * stored counts in n_unchanged), then customers (upsert; likewise), then sales (insert;
+     * reference checks; duplicate invoice → 409; with b->upsert_sales a stored sale with an
+     * identical document is left as it is and counted in n_unchanged, one with other content is
+     * replaced). On status != 202 the caller rolls back the savepoint. Returns 0 (see res->status)
+     * or -EIO. */
     int (*apply_ingest)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                         const struct sd_batch *b, struct sd_apply_result *res);
     /* Replace an existing sale (same invoice_number); res->status 200, 404 (no such sale) or

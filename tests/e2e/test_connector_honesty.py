@@ -5,6 +5,8 @@ local feed server:
     rule {"customer": {"city": …}} matches (it was dropped silently);
   - the same file sent again under the same name is imported again and its ack says
     records_unchanged (it got the first import's counts); acks are named NAME.csv.ack.json;
+    re-sent events and customers files too (they reported their rows as stored again), and the
+    connector's status counts them (records_unchanged, last_run_stats.records_unchanged);
   - a run in which every file was refused is `failed` with last_error naming the file (it said
     `ok`); skip_rows with skipped rows sets last_warning (it stayed null);
   - a `manual` connector does not run when a file is dropped, only when asked;
@@ -34,7 +36,7 @@ def admin_token(data_dir):
 
 
 class Honesty(harness.ServerCase):
-    TENANTS = {t: ["test"] for t in ("h_city", "h_resend", "h_refused", "h_skip", "h_manual",
+    TENANTS = {t: ["test"] for t in ("h_city", "h_resend", "h_resend_ec", "h_refused", "h_skip", "h_manual",
                                      "h_log", "h_slow_a", "h_slow_b")}
 
     @classmethod
@@ -154,6 +156,56 @@ class Honesty(harness.ServerCase):
         self.assertEqual(second["rows_read"], 5, second)
         self.assertEqual(second["records_stored"], 0, second)
         self.assertEqual(second["records_unchanged"], 5, second)
+
+    def wait_new_ack(self, folder, prefix, known):
+        """The ack of a re-sent copy (its name gets the time appended): the first ack named
+        PREFIX… that is not in `known`."""
+        found = harness.wait_until(
+            lambda: [n for n in self.acks(folder) if n.startswith(prefix) and n not in known],
+            WAIT, interval=0.05, what="a new ack for %s" % prefix)
+        with open(os.path.join(folder, "processed", found[0])) as f:
+            return json.load(f)
+
+    def test_resent_events_and_customers_are_reported_unchanged(self):
+        folder = self.folder()
+        cid = self.add("h_resend_ec", "csv_drop", {"folder": folder, "settle_seconds": 0})
+        events = ("event_id,title,date,time,venue,hall,capacity,city\n" + "".join(
+            "HRE-%d,Otello,2025-10-0%d,19:30:00,State Opera,Hall A,1250,Berlin\n" % (i, i + 1)
+            for i in range(2)))
+        customers = "customer_id,email,first_name\n" + "".join(
+            "HRC-%d,hrc-%d@example.org,Ann\n" % (i, i) for i in range(3))
+        self.drop(folder, "events.csv", events)
+        first_ev = self.wait_ack(folder, "events.csv")
+        self.drop(folder, "customers.csv", customers)
+        first_cu = self.wait_ack(folder, "customers.csv")
+        self.assertEqual((first_ev["records_stored"], first_ev["records_unchanged"]), (2, 0),
+                         first_ev)
+        self.assertEqual((first_cu["records_stored"], first_cu["records_unchanged"]), (3, 0),
+                         first_cu)
+        harness.wait_until(lambda: self.status("h_resend_ec", cid)["records_in"] == 5, WAIT,
+                           interval=0.05, what="the first files counted")
+        st = self.idle_status("h_resend_ec", cid)
+        self.assertEqual(st["records_unchanged"], 0, st)
+
+        known = self.acks(folder)
+        self.drop(folder, "events.csv", events)  # the venue sends both files again
+        self.drop(folder, "customers.csv", customers)
+        second_ev = self.wait_new_ack(folder, "events.csv", known)
+        second_cu = self.wait_new_ack(folder, "customers.csv", known)
+        for first, second, n in ((first_ev, second_ev, 2), (first_cu, second_cu, 3)):
+            self.assertEqual(second["sha256"], first["sha256"])
+            self.assertEqual(second["rows_read"], n, second)
+            self.assertEqual(second["records_stored"], 0, second)
+            self.assertEqual(second["records_unchanged"], n, second)
+            self.assertEqual(second["records_rejected"], 0, second)
+        # the status counts them: totals, and the last run's (both files in one run or two)
+        st = harness.wait_until(
+            lambda: (lambda s: s if s["records_in"] == 10 and s["state"] != "running" else None)(
+                self.status("h_resend_ec", cid)), WAIT, interval=0.05, what="the copies counted")
+        self.assertEqual(st["records_unchanged"], 5, st)
+        self.assertIn(st["last_run_stats"]["records_unchanged"], (3, 5), st)
+        self.assertEqual(st["last_run_stats"]["records_unchanged"],
+                         st["last_run_stats"]["records_in"], st)
 
     def only_connector(self, tenant):
         r = self.admin("GET", "/tenants/%s/connectors" % tenant)

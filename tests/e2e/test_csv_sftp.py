@@ -24,6 +24,10 @@ What is checked:
   - SftpPullTests: password + host_key_sha256 (files moved to processed/ and failed/ on the
     server), private key + after_import delete, a wrong host key (clear last_error, nothing
     stored, nothing touched on the server).
+  - SftpPullCrashTests: the hub exits (fault hook sftp_before_move) after importing a file but
+    before moving it on the server; the next run only moves it and uploads its ack with the
+    first import's counts, it does not import it again (the cursor's "acked" mark used to be
+    committed before the remote move, so the file was imported again as unchanged).
 
 The hub's data directory for CsvDropTests is put on another file system than the drop folder
 when there is one (/dev/shm), as in production (/var/lib vs /srv): errors.csv is written in the
@@ -866,6 +870,80 @@ class SftpPullTests(SftpHub):
         self.assertEqual(self.sshd.listdir(remote), ["sales_hk.csv"])
         self.assertNotIn(self.sshd.password, st["last_error"])
         self.assertNotIn(self.sshd.password, self.server_log())
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class SftpPullCrashTests(SftpHub):
+    """A crash between an sftp_pull file's import and its remote move and ack upload."""
+
+    TENANTS = ("pull_crash",)
+
+    @classmethod
+    def start_server(cls, fault=None):
+        old = os.environ.get("STAGEDOOR_FAULT")
+        if fault:
+            os.environ["STAGEDOOR_FAULT"] = fault
+        else:
+            os.environ.pop("STAGEDOOR_FAULT", None)
+        try:
+            super().start_server()
+        finally:
+            if old is None:
+                os.environ.pop("STAGEDOOR_FAULT", None)
+            else:
+                os.environ["STAGEDOOR_FAULT"] = old
+
+    def test_crash_before_remote_move_only_acknowledges(self):
+        tenant = "pull_crash"
+        host, remote = self.drop_folder("pcrash")
+        self.put(remote, "events_pc.csv", events_csv(["PC-E1", "PC-E2"]))
+        # the hub of this test dies at the hook: start one that has it
+        self.server.stop_ok()
+        type(self).start_server(fault="sftp_before_move")
+        s = {"url": self.sshd.url("/%s/" % remote), "username": self.sshd.user,
+             "password": self.sshd.password, "host_key_sha256": self.sshd.host_key_sha256,
+             "settle_seconds": 0, "max_attempts": 2, "retry_initial_ms": 100}
+        cid = self.add_connector(tenant, "sftp_pull", s, schedule="manual")
+        r = self.admin("POST", "/tenants/%s/connectors/%s/run" % (tenant, cid))
+        self.assertEqual(r.status, 202, r)
+        rc = self.server.wait_exit(ACK_WAIT)
+        self.assertEqual(rc, 137, self.server.diagnostics())
+        # stored, not moved: the file is still in the remote folder, no ack there
+        self.assertEqual(self.sshd.listdir(remote), ["events_pc.csv"])
+
+        type(self).start_server()
+        self.assertEqual(self.api(tenant).get("events", "PC-E2").status, 200)
+        r = self.admin("POST", "/tenants/%s/connectors/%s/run" % (tenant, cid))
+        self.assertEqual(r.status, 202, r)
+        ack_name = "events_pc.csv.ack.json"
+        harness.wait_until(lambda: ack_name in self.sshd.listdir(remote + "/processed")
+                           if "processed" in self.sshd.listdir(remote) else False,
+                           ACK_WAIT, interval=0.1, what="the ack on the server")
+        st = harness.wait_until(
+            lambda: (lambda s: s if s["state"] not in ("running", "never_run") and
+                     (s.get("cursor") or {}).get("acked") else None)(self.status(tenant, cid)),
+            ACK_WAIT, interval=0.05, what="the run's end")
+        ack = json.loads(self.read_remote(remote + "/processed/" + ack_name))
+        # only acknowledged: the first import's counts, nothing imported again
+        self.assertEqual((ack["rows_read"], ack["records_stored"], ack["records_unchanged"]),
+                         (2, 2, 0), ack)
+        self.assertEqual(self.sshd.listdir(remote), ["processed"])
+        self.assertEqual(self.sshd.listdir(remote + "/processed"),
+                         ["events_pc.csv", ack_name])
+        self.assertEqual(st["state"], "ok", st)
+        self.assertEqual((st["records_in"], st["records_unchanged"]), (2, 0), st)
+        # acknowledged now: the same file sent again is a new delivery, reported unchanged
+        self.put(remote, "events_pc.csv", events_csv(["PC-E1", "PC-E2"]))
+        r = self.admin("POST", "/tenants/%s/connectors/%s/run" % (tenant, cid))
+        self.assertEqual(r.status, 202, r)
+        again = harness.wait_until(
+            lambda: [n for n in self.sshd.listdir(remote + "/processed")
+                     if re.fullmatch(r"events_pc\.csv\.\d+\.ack\.json", n)],
+            ACK_WAIT, interval=0.1, what="the second ack")
+        ack2 = json.loads(self.read_remote(remote + "/processed/" + again[0]))
+        self.assertEqual((ack2["records_stored"], ack2["records_unchanged"]), (0, 2), ack2)
 
 
 if __name__ == "__main__":

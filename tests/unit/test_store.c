@@ -656,6 +656,70 @@ static void test_upsert_sales(void **state)
     sd_record_page_release(&pc);
 }
 
+/* Events and customers re-sent with identical content count as unchanged, like sales do in an
+ * upsert batch (a batch connector's ack reports records_unchanged from this count); a changed
+ * one, a new one, and a record that creates an alias do not. */
+static void test_unchanged_counts(void **state)
+{
+    struct fx *f = *state;
+    struct sd_batch b = {0};
+    struct sd_apply_result res;
+    add_ev(&b, "E1", "k1");
+    add_ev(&b, "E2", "k2");
+    add_cu(&b, "C1", "c1@example.com", 0);
+    add_cu(&b, "C2", NULL, -1);
+    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 202);
+    assert_int_equal(res.n_unchanged, 0); /* all new */
+    sd_apply_result_release(&res);
+    sd_batch_release(&b);
+
+    /* The same records again: all four unchanged, webhook batch or upsert batch alike. */
+    for (int upsert = 0; upsert < 2; upsert++) {
+        add_ev(&b, "E1", "k1");
+        add_ev(&b, "E2", "k2");
+        add_cu(&b, "C1", "c1@example.com", 0);
+        add_cu(&b, "C2", NULL, -1);
+        b.upsert_sales = upsert;
+        assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 202);
+        assert_int_equal(res.n_unchanged, 4);
+        sd_apply_result_release(&res);
+        sd_batch_release(&b);
+    }
+
+    /* Changed content (E1's performance, C1's e-mail), a new event and a new customer: only E2
+     * and C2 are unchanged. */
+    add_ev(&b, "E1", "k1-moved");
+    add_ev(&b, "E2", "k2");
+    add_ev(&b, "E3", "k3");
+    add_cu(&b, "C1", "c1-new@example.com", 0);
+    add_cu(&b, "C2", NULL, -1);
+    add_cu(&b, "C3", NULL, -1);
+    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 202);
+    assert_int_equal(res.n_unchanged, 2);
+    sd_apply_result_release(&res);
+    sd_batch_release(&b);
+
+    /* An omitted opt-out flag keeps the stored one: the customer is still unchanged. */
+    add_cu(&b, "C1", "c1-new@example.com", -1);
+    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 202);
+    assert_int_equal(res.n_unchanged, 1);
+    sd_apply_result_release(&res);
+    sd_batch_release(&b);
+
+    /* Same performance under another id: a new alias is stored (not unchanged); sent again
+     * under that alias it updates E2 with identical content (unchanged). */
+    add_ev(&b, "E2-dup", "k2");
+    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 202);
+    assert_int_equal(res.n_unchanged, 0);
+    sd_apply_result_release(&res);
+    sd_batch_release(&b);
+    add_ev(&b, "E2-dup", "k2");
+    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 202);
+    assert_int_equal(res.n_unchanged, 1);
+    sd_apply_result_release(&res);
+    sd_batch_release(&b);
+}
+
 /* Connector configuration (control plane) and state (write path, read back through the pool). */
 static void test_connectors(void **state)
 {
@@ -1129,6 +1193,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_settings_seen_by_other_handle, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ingest_insert_and_upsert, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alias_detection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unchanged_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reference_errors_roll_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_invoices_409, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upsert_sales, setup, teardown),

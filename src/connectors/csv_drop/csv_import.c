@@ -116,6 +116,7 @@ struct importer {
     char *err_path; /* errors.csv being written, in the work folder */
     FILE *errf;
     uint64_t rows, stored, rejected, unchanged;
+    bool mark_acked;         /* mark the cursor "acked" once the local ack is written */
     uint64_t rows_committed; /* skip_rows: rows read up to the last commit */
     uint64_t offset, line;  /* reader position after the last chunk taken */
     int fatal;              /* a structural error ended the file */
@@ -609,14 +610,21 @@ static int mark_acked_job(struct sd_connector_job *job, void *arg)
     return r;
 }
 
+void sd_csv_import_mark_acked(struct sd_connector_ctx *ctx, const char *name, const char *sha256)
+{
+    const json_t *c = ctx->cursor;
+    bool ours = json_is_object(c) && json_is_true(json_object_get(c, "done")) &&
+                strcmp(json_string_value(json_object_get(c, "sha256")) ?: "", sha256) == 0 &&
+                strcmp(json_string_value(json_object_get(c, "file")) ?: "", name) == 0;
+    if (ours && !json_is_true(json_object_get(c, "acked"))) {
+        (void)sd_connector_write_job(ctx, mark_acked_job, NULL);
+    }
+}
+
 static void mark_acked(struct importer *im)
 {
-    const json_t *c = im->ctx->cursor;
-    bool ours = json_is_object(c) && json_is_true(json_object_get(c, "done")) &&
-                strcmp(json_string_value(json_object_get(c, "sha256")) ?: "", im->sha) == 0 &&
-                strcmp(json_string_value(json_object_get(c, "file")) ?: "", im->name) == 0;
-    if (ours && !json_is_true(json_object_get(c, "acked"))) {
-        (void)sd_connector_write_job(im->ctx, mark_acked_job, NULL);
+    if (im->mark_acked) {
+        sd_csv_import_mark_acked(im->ctx, im->name, im->sha);
     }
 }
 
@@ -628,12 +636,12 @@ static char delimiter_setting(const char *v)
                                          : 0;
 }
 
-int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char *name,
-                       struct sd_csv_import_result *res)
+static int import_file(struct sd_connector_ctx *ctx, const char *dir, const char *name,
+                       bool mark, struct sd_csv_import_result *res)
 {
     memset(res, 0, sizeof(*res));
     int64_t started = sd_now_usec();
-    struct importer im = {.ctx = ctx, .dir = dir, .name = name, .fd = -1};
+    struct importer im = {.ctx = ctx, .dir = dir, .name = name, .fd = -1, .mark_acked = mark};
     im.path = sd_asprintf("%s/%s", dir, name);
     im.skip_rows = strcmp(setting(ctx, "policy"), "skip_rows") == 0;
     im.copt.delimiter = delimiter_setting(setting(ctx, "delimiter"));
@@ -688,6 +696,7 @@ int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char
         r = sd_connector_fail(ctx, r, "%s: cannot read", name);
         goto out;
     }
+    memcpy(res->sha256, im.sha, sizeof(res->sha256));
     /* Where did we leave this file? The same content under another name is a new delivery
      * (re-sent by the venue): it is imported again, which stores nothing twice (upsert) and
      * says so in its ack (records_unchanged). */
@@ -810,6 +819,18 @@ out:
     free(im.err_path);
     free(im.path);
     return r;
+}
+
+int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char *name,
+                       struct sd_csv_import_result *res)
+{
+    return import_file(ctx, dir, name, true, res);
+}
+
+int sd_csv_import_file_unmarked(struct sd_connector_ctx *ctx, const char *dir, const char *name,
+                                struct sd_csv_import_result *res)
+{
+    return import_file(ctx, dir, name, false, res);
 }
 
 /* ---- a run's summary ------------------------------------------------------------------------ */

@@ -58,6 +58,7 @@ struct sd_csv_import_result {
     int64_t duration_ms;
     bool failed;  /* the file went to failed/ */
     bool already; /* its import had committed before (crash): only acknowledged now */
+    char sha256[65]; /* the file's identity in the cursor ("" if it could not be read) */
     /* Where the file, its ack and its error list ("" if none) are now. */
     char moved_path[PATH_MAX];
     char ack_path[PATH_MAX];
@@ -70,6 +71,16 @@ struct sd_csv_import_result {
  * through sd_connector_fail (the file stays). */
 int sd_csv_import_file(struct sd_connector_ctx *ctx, const char *dir, const char *name,
                        struct sd_csv_import_result *res);
+
+/* The cursor tells a file stored but never acknowledged (a crash in between: the next run only
+ * acknowledges it) from one acknowledged and then sent again (a new delivery, imported again)
+ * by an "acked" mark, committed once the acknowledgement is where the venue looks.
+ * sd_csv_import_file marks it once the local ack is written. A transport whose venue looks
+ * elsewhere uses sd_csv_import_file_unmarked and calls sd_csv_import_mark_acked (name,
+ * res->sha256) once the ack is there (sftp_pull: after the remote move and the ack upload). */
+int sd_csv_import_file_unmarked(struct sd_connector_ctx *ctx, const char *dir, const char *name,
+                                struct sd_csv_import_result *res);
+void sd_csv_import_mark_acked(struct sd_connector_ctx *ctx, const char *name, const char *sha256);
 
 /* What one run's files came to, for the connector's status: a run in which every file was
  * refused failed (last_error names the files); refused files among accepted ones, and rows

@@ -9,9 +9,10 @@
  * to a temporary name in the instance's work folder and is renamed once complete. The file's
  * SHA-256 is its identity: if the hub crashes after storing a file but before moving it
  * remotely, the next run downloads it again, sees in the committed cursor that it is already
- * stored, and only acknowledges and moves it. Host keys: give host_key_sha256 (as printed by
- * `ssh-keygen -lf`, without the "SHA256:" prefix) or a known_hosts file; with neither the
- * host key is not checked, which the status says. */
+ * stored and not yet acknowledged (the cursor's "acked" mark is committed only after the remote
+ * move and the ack upload), and only acknowledges and moves it. Host keys: give host_key_sha256 (as
+ * printed by `ssh-keygen -lf`, without the "SHA256:" prefix) or a known_hosts file; with neither
+ * the host key is not checked, which the status says. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -22,6 +23,8 @@
 #include <unistd.h>
 
 #include "base/base.h"
+#include "base/fault.h"
+#include "base/log.h"
 #include "connectors/csv_drop/csv_import.h"
 #include "core/connector.h"
 #include "http/client.h"
@@ -382,14 +385,25 @@ static int pull_run(struct sd_connector_ctx *ctx, void *state)
         r = download(ctx, dir, v[i].name);
         struct sd_csv_import_result res;
         if (r == 0) {
-            r = sd_csv_import_file(ctx, dir, v[i].name, &res);
+            r = sd_csv_import_file_unmarked(ctx, dir, v[i].name, &res);
         }
         if (r == 0) {
             sd_csv_run_summary_add(&sum, v[i].name, &res);
+            if (sd_fault_hit("sftp_before_move")) {
+                sd_log_flush();
+                _exit(137); /* test hook: a crash between the import and the remote move */
+            }
             char *moved = NULL;
             r = after_import(ctx, v[i].name, res.failed, &moved);
             if (r == 0) {
                 report(ctx, &res, moved, v[i].name);
+                /* Only now is the file marked acknowledged, after the remote move and the ack
+                 * upload: a crash before the move leaves it in the remote folder, and the next
+                 * run, finding it stored and not marked, only moves it and uploads its ack; it
+                 * does not import it again. Marked even if the upload failed: the file has left
+                 * the folder, and an unmarked cursor would only have an identical later
+                 * delivery acknowledged with these counts instead of imported. */
+                sd_csv_import_mark_acked(ctx, v[i].name, res.sha256);
             }
             free(moved);
         }

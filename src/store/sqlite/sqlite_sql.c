@@ -43,7 +43,9 @@ const char *const sd_sqlite_sql[N_STMT] = {
 
     /* json_set: an update sent under an alias id keeps the event's own id in the document. */
     /* Content unchanged → seq and updated_usec stay, so a change cursor never returns an
-     * event that was merely re-sent (batch connectors re-read whole feeds). */
+     * event that was merely re-sent (batch connectors re-read whole feeds). RETURNING seq: a
+     * seq other than ?4 means the event was unchanged (counted, sd_apply_result.n_unchanged);
+     * the customer upsert below does the same. */
     [ST_EVENT_UPDATE] =
         "UPDATE events SET"
         " seq = CASE WHEN doc IS json_set(?6, '$.event_id', ?3) AND dup_key IS ?5"
@@ -51,7 +53,7 @@ const char *const sd_sqlite_sql[N_STMT] = {
         " updated_usec = CASE WHEN doc IS json_set(?6, '$.event_id', ?3) AND dup_key IS ?5"
         " THEN updated_usec ELSE ?7 END,"
         " dup_key = ?5, doc = json_set(?6, '$.event_id', ?3)"
-        " WHERE tenant_id = ?1 AND env = ?2 AND event_id = ?3",
+        " WHERE tenant_id = ?1 AND env = ?2 AND event_id = ?3 RETURNING seq",
     [ST_EVENT_INSERT] = "INSERT INTO events (tenant_id, env, event_id, seq, dup_key, doc,"
                         " updated_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [ST_EVENT_BY_DUP] = "SELECT event_id FROM events WHERE tenant_id = ?1 AND env = ?2"
@@ -79,7 +81,7 @@ const char *const sd_sqlite_sql[N_STMT] = {
         " THEN customers.updated_usec ELSE excluded.updated_usec END,"
         " email_key = excluded.email_key,"
         " ad_opt_out = coalesce(excluded.ad_opt_out, customers.ad_opt_out),"
-        " doc = excluded.doc",
+        " doc = excluded.doc RETURNING seq",
     /* A sale's customer is a customer of the same source. */
     [ST_CUSTOMER_EXISTS] = "SELECT 1 FROM customers WHERE tenant_id = ?1 AND env = ?2"
                            " AND customer_id = ?3 AND source = ?4",

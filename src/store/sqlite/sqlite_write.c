@@ -123,7 +123,29 @@ int sd_sqlite_savepoint_rollback(struct sd_store *s)
 
 /* ---- write path: ingest ---------------------------------------------------------------------- */
 
-/* Update event `event_id` with e's content and a new seq: 1 updated, 0 no such event, -EIO. */
+/* Step a statement that ends in RETURNING seq (one row at most): 1 and *ret_seq, 0 if it
+ * touched no row, -EEXIST (constraint) or -EIO. */
+static int step_returning_seq(struct conn *c, sqlite3_stmt *st, const char *op, int64_t *ret_seq)
+{
+    int found = 0;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *ret_seq = sqlite3_column_int64(st, 0);
+        found = 1;
+        rc = sqlite3_step(st);
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) {
+        return found;
+    }
+    if ((rc & 0xff) == SQLITE_CONSTRAINT) {
+        return -EEXIST;
+    }
+    return sd_sqlite_fail(c, rc, op);
+}
+
+/* Update event `event_id` with e's content and a new seq: 1 updated, 2 stored already with
+ * identical content (it keeps its seq: unchanged), 0 no such event, -EIO. */
 static int event_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                         const char *event_id, const struct sd_event_rec *e, int64_t now)
 {
@@ -139,15 +161,13 @@ static int event_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         SQLITE_OK) {
         return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
-    int r = sd_sqlite_step_done(c, st, "event update");
-    if (r < 0) {
+    int64_t kept = 0;
+    int r = step_returning_seq(c, st, "event update", &kept);
+    if (r <= 0) {
         return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "event update") : r;
     }
-    if (sqlite3_changes(c->db) == 0) {
-        return 0;
-    }
-    s->seq = seq;
-    return 1;
+    s->seq = seq; /* taken even when kept: seq numbering is as it always was */
+    return kept == seq ? 1 : 2;
 }
 
 static int event_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
@@ -206,6 +226,7 @@ static int apply_events(struct sd_store *s, int64_t tenant_id, enum sd_env env,
             if (r < 0) {
                 goto out;
             }
+            res->n_unchanged += r == 2;
             continue;
         }
         r = sd_sqlite_lookup_text(c, ST_ALIAS_GET, tenant_id, env, e->event_id, &other);
@@ -223,6 +244,7 @@ static int apply_events(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                 r = -EIO;
                 goto out;
             }
+            res->n_unchanged += r == 2;
             sd_issues_add(&res->warnings, ptr, "'%s' is an alias of event '%s'; updated that event",
                           e->event_id, other.data);
             continue;
@@ -233,7 +255,8 @@ static int apply_events(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         }
         if (r == 1) {
             /* The record updates that event, as any later send under the alias does: what the
-             * request sent (unknown fields included) is what reading the event returns. */
+             * request sent (unknown fields included) is what reading the event returns. A new
+             * alias was stored, so the record never counts as unchanged here. */
             r = alias_insert(s, tenant_id, env, e->event_id, other.data);
             if (r == 0) {
                 r = event_update(s, tenant_id, env, other.data, e, now);
@@ -265,9 +288,10 @@ static const char *batch_source(const struct sd_batch *b)
 }
 
 /* Upsert each customer record, then link it to its profile (sqlite_profiles.c) in the same
- * transaction, so a committed record always has a profile with up-to-date flags. */
+ * transaction, so a committed record always has a profile with up-to-date flags. A customer
+ * stored already as sent keeps its seq and counts in res->n_unchanged. */
 static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                           const struct sd_batch *b, int64_t now)
+                           const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
 {
     struct conn *c = s->writer;
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_CUSTOMER_UPSERT);
@@ -290,11 +314,13 @@ static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env en
         if (rc != SQLITE_OK) {
             return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
         }
-        int r = sd_sqlite_step_done(c, st, "customer upsert");
+        int64_t kept = seq;
+        int r = step_returning_seq(c, st, "customer upsert", &kept);
         if (r < 0) {
             return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "customer upsert") : r;
         }
         s->seq = seq;
+        res->n_unchanged += kept != seq;
         r = sd_sqlite_profile_link(s, tenant_id, env, &link, batch_source(b), cu, now);
         if (r < 0) {
             return r;
@@ -606,7 +632,7 @@ int sd_sqlite_apply_ingest(struct sd_store *s, int64_t tenant_id, enum sd_env en
     res->status = 202;
     int r = apply_events(s, tenant_id, env, b, now, res);
     if (r == 0) {
-        r = apply_customers(s, tenant_id, env, b, now);
+        r = apply_customers(s, tenant_id, env, b, now, res);
     }
     if (r == 0) {
         r = apply_sales(s, tenant_id, env, b, now, res);
