@@ -127,9 +127,12 @@ def main():
     db.execute("PRAGMA journal_mode = OFF")
     db.execute("PRAGMA synchronous = OFF")
     db.execute("PRAGMA cache_size = -2000000")
-    row = db.execute("SELECT id FROM tenants WHERE client_id = ?", (a.client,)).fetchone()
+    # tenants live in the control plane's own file
+    ctl = sqlite3.connect(os.path.join(a.data_dir, "control.db"))
+    row = ctl.execute("SELECT id FROM tenants WHERE client_id = ?", (a.client,)).fetchone()
+    ctl.close()
     if not row:
-        sys.exit("gen_segments_db: no tenant '%s' in %s" % (a.client, path))
+        sys.exit("gen_segments_db: no tenant '%s' in %s" % (a.client, a.data_dir))
     tenant = row[0]
     for table in ("events", "customers", "sales", "profiles"):
         n = db.execute("SELECT count(*) FROM %s WHERE tenant_id = ? AND env = ?" % table,
