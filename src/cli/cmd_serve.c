@@ -7,6 +7,7 @@
  * scheduler and the audience push worker (core/outbox.h). On a signal: stop accepting, let
  * in-flight requests finish, let the push workers record the attempt they are in, stop the
  * scheduler, drain the writer, close the store, exit 0. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -23,6 +24,7 @@
 #include "core/outbox.h"
 #include "core/scheduler.h"
 #include "core/segment_jobs.h"
+#include "http/egress.h"
 #include "http/server.h"
 
 static const char usage_serve[] =
@@ -41,10 +43,22 @@ static const char usage_serve[] =
     "--segment-budget: CPU seconds one segment computation may use (default 60, at most 3600;\n"
     "the clock allows ten times that); past it the request answers 503 segment_too_slow.\n";
 
+/* Decided on the parsed address, never on a prefix: "127.attacker.example" is a name that
+ * getaddrinfo would resolve to anywhere. Only "localhost" and loopback literals count. */
 static bool is_loopback(const char *host)
 {
-    return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-           strcmp(host, "::1") == 0;
+    if (strcmp(host, "localhost") == 0) {
+        return true;
+    }
+    struct sockaddr_in a4 = {.sin_family = AF_INET};
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6};
+    if (inet_pton(AF_INET, host, &a4.sin_addr) == 1) {
+        return sd_egress_classify((const struct sockaddr *)&a4) == SD_ADDR_LOOPBACK;
+    }
+    if (inet_pton(AF_INET6, host, &a6.sin6_addr) == 1) {
+        return sd_egress_classify((const struct sockaddr *)&a6) == SD_ADDR_LOOPBACK;
+    }
+    return false;
 }
 
 static int serve_parse(int argc, char **argv, const char *usage, struct sd_serve_opts *o,

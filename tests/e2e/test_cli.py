@@ -240,6 +240,15 @@ class ArgumentTests(CliCase):
             with self.subTest(listen=listen):
                 self.assertUsageError(cp, "--listen " + listen)
 
+    def test_serve_plain_http_only_on_loopback_addresses(self):
+        # decided on the parsed address: a name that starts with "127." is not loopback
+        listens = ("127.attacker.example:0", "127.0.0.1.example:0", "10.0.0.1:0", "[::2]:0")
+        results = cli_many(self.data, [["serve", "--listen", l] for l in listens], timeout=20)
+        for listen, cp in zip(listens, results):
+            with self.subTest(listen=listen):
+                self.assertUsageError(cp, "--listen " + listen)
+                self.assertIn("refusing to serve plain HTTP", cp.stderr)
+
 
 class RunningServerTests(CliCase):
     """The server sees CLI changes on its data directory within one second."""
