@@ -20,7 +20,7 @@ import unittest
 import harness
 from harness import customer, event
 
-RESTART_FRAMES = 1000
+RESTART_FRAMES = int(os.environ.get("WAL_READER_RESTART_FRAMES", "1000"))  # bench: up to 49999
 READER_SECONDS = float(os.environ.get("WAL_READER_SECONDS", "60"))
 BASELINE_SECONDS = 10.0
 CLIENTS = 4
