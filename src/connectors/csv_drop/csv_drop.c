@@ -27,12 +27,6 @@ static const struct sd_setting settings[] = {
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
-static void check(const json_t *s, struct sd_issues *errors)
-{
-    /* folder: an absolute path inside the file roots (SD_SETTING_PATH). */
-    sd_csv_import_check(s, errors);
-}
-
 static const char *watch_dir(const json_t *s)
 {
     return json_string_value(json_object_get(s, "folder"));
@@ -151,5 +145,4 @@ const struct sd_connector sd_connector_csv_drop = {
     .default_schedule = "every 1m",
     .run = drop_run,
     .watch_dir = watch_dir,
-    .check = check,
 };

@@ -29,37 +29,6 @@
 #include "formats/csv_reader.h"
 #include "mapping/mapping.h"
 
-void sd_csv_import_check(const json_t *s, struct sd_issues *errors)
-{
-    static const struct {
-        const char *key;
-        const char *choices[5];
-    } enums[] = {
-        {"kind", {"auto", "events", "customers", "sales", NULL}},
-        {"delimiter", {"auto", "comma", "semicolon", "tab", NULL}},
-        {"encoding", {"utf-8", "windows-1252", NULL}},
-        {"policy", {"reject_file", "skip_rows", NULL}},
-    };
-    for (size_t i = 0; i < sizeof(enums) / sizeof(enums[0]); i++) {
-        const char *v = json_string_value(json_object_get(s, enums[i].key));
-        if (!v) {
-            continue;
-        }
-        bool ok = false;
-        struct sd_buf list = {0};
-        for (size_t j = 0; enums[i].choices[j]; j++) {
-            ok = ok || strcmp(v, enums[i].choices[j]) == 0;
-            sd_buf_printf(&list, "%s%s", j ? ", " : "", enums[i].choices[j]);
-        }
-        if (!ok) {
-            char ptr[64];
-            sd_utf8_snprintf(ptr, sizeof(ptr), "/settings/%s", enums[i].key);
-            sd_issues_add(errors, ptr, "must be one of %s", list.data);
-        }
-        sd_buf_release(&list);
-    }
-}
-
 bool sd_csv_import_wanted(const char *name)
 {
     size_t n = strlen(name);

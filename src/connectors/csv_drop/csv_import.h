@@ -42,9 +42,6 @@
             "a file is taken once unchanged this long (temporary names are always ignored)", NULL  \
     }
 
-/* Check the shared settings (pointers "/settings/<key>"). */
-void sd_csv_import_check(const json_t *settings, struct sd_issues *errors);
-
 /* True for names worth importing: "*.csv" (any case), not hidden, not a temporary upload name. */
 bool sd_csv_import_wanted(const char *name);
 

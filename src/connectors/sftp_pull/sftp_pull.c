@@ -66,7 +66,6 @@ static void check(const json_t *s, struct sd_issues *errors)
     if ((!pw || !*pw) && (!key || !*key)) {
         sd_issues_add(errors, "/settings/password", "give a password or a private_key_file");
     }
-    sd_csv_import_check(s, errors);
 }
 
 static void base_request(struct sd_connector_ctx *ctx, struct sd_http_request *rq)
