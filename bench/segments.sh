@@ -39,10 +39,8 @@ CUSTOMERS=${BENCH_CUSTOMERS:-1000000}
 EVENTS=${BENCH_EVENTS:-20000}
 KEEP=${BENCH_KEEP:-0}
 
-die() {
-    echo "bench: $*" >&2
-    exit 2
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 for tool in curl sqlite3 python3 awk; do
     command -v "$tool" >/dev/null || die "'$tool' not found (apt-get install curl sqlite3 python3)"
 done
@@ -51,17 +49,6 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/stagedoor-segbench.XXXXXX")
 SERVER_PID=
 FAILED=0
 
-stop_server() {
-    [[ -n $SERVER_PID ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 300); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-}
 cleanup() {
     stop_server
     if [[ $KEEP == 1 ]]; then
@@ -75,20 +62,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---- build ------------------------------------------------------------------------------------
-if [[ -n ${BENCH_BIN:-} ]]; then
-    BIN=$BENCH_BIN
-else
-    BIN="$ROOT/build/release/stagedoor"
-    if ! (
-        cd "$ROOT"
-        [[ -f build/release/CMakeCache.txt ]] || cmake --preset release
-        cmake --build build/release -j"$(nproc)" --target stagedoor
-    ) >"$WORK/build.log" 2>&1; then
-        tail -n 30 "$WORK/build.log" >&2
-        die "release build failed (cmake --preset release && cmake --build build/release)"
-    fi
-fi
-[[ -x $BIN ]] || die "no binary at '$BIN'"
+bench_binary
 
 # ---- rules ------------------------------------------------------------------------------------
 RULE_NAMES=(R1 R2 R3 R4)
@@ -205,6 +179,7 @@ if [[ ${BENCH_SKIP_BIG:-0} != 1 ]]; then
         [[ -f $BIG/stagedoor.db ]] || die "no stagedoor.db in BENCH_BIG_DATA=$BIG"
     else
         BIG="$WORK/big"
+        mkdir -p "$BIG"
         "$BIN" tenant create bench --data "$BIG" >"$WORK/setup.log" 2>&1 ||
             die "tenant create failed: $(cat "$WORK/setup.log")"
         echo "bench: generating $SALES sales, $CUSTOMERS customers, $EVENTS events..." >&2

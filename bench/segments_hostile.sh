@@ -37,10 +37,8 @@ AIM_MS=${BENCH_AIM_MS:-50}
 TIMEOUT=${BENCH_TIMEOUT:-60s}
 KEEP=${BENCH_KEEP:-0}
 
-die() {
-    echo "bench: $*" >&2
-    exit 2
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 for tool in wrk curl python3 awk; do
     command -v "$tool" >/dev/null || die "'$tool' not found (apt-get install wrk curl python3)"
 done
@@ -61,17 +59,6 @@ stop_hostile() {
     done
     HOSTILE_PIDS=()
 }
-stop_server() {
-    [[ -n $SERVER_PID ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 300); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-}
 cleanup() {
     stop_hostile
     stop_server
@@ -86,20 +73,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---- build --------------------------------------------------------------------------------------
-if [[ -n ${BENCH_BIN:-} ]]; then
-    BIN=$BENCH_BIN
-else
-    BIN="$ROOT/build/release/stagedoor"
-    if ! (
-        cd "$ROOT"
-        [[ -f build/release/CMakeCache.txt ]] || cmake --preset release
-        cmake --build build/release -j2 --target stagedoor
-    ) >"$WORK/build.log" 2>&1; then
-        tail -n 30 "$WORK/build.log" >&2
-        die "release build failed (cmake --preset release && cmake --build build/release)"
-    fi
-fi
-[[ -x $BIN ]] || die "no binary at '$BIN'"
+bench_binary
 
 # start_server ARGS...: serve on a free port, BASE=http://127.0.0.1:PORT once it listens.
 start_server() {
