@@ -91,6 +91,10 @@ struct sd_batch {
      * a source record keyed by (source, customer_id), and a sale's customer_id refers to a
      * customer of the same source. NULL = SD_SOURCE_WEBHOOK. */
     const char *source;
+    /* Who wrote this change: a connector instance id ("con_…"), or NULL for the hub's own API
+     * (the webhook, the admin API). A target instance never receives back a change whose origin
+     * is itself (no ping-pong). Kept with every record it writes. */
+    const char *origin;
 };
 void sd_batch_release(struct sd_batch *b); /* frees all records; b may be zeroed */
 size_t sd_batch_count(const struct sd_batch *b);
