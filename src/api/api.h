@@ -3,7 +3,14 @@
 #ifndef SD_API_H
 #define SD_API_H
 
-#include "http/request.h"
+#include "server/request.h"
+#include "server/router.h"
+
+/* The route table (routes.c), handed to the server by `serve` (sd_server_config.routes): the
+ * server never reaches up for it. sd_route_names[i] is routes[i]'s name, for the metrics. */
+extern const struct sd_route sd_routes[];
+extern const size_t sd_routes_count;
+extern const char *const sd_route_names[];
 
 int sd_api_healthz(struct sd_req *req);
 int sd_api_metrics(struct sd_req *req);

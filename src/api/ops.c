@@ -6,7 +6,7 @@
 
 #include "api/api.h"
 #include "core/metrics.h"
-#include "http/router.h"
+#include "server/router.h"
 
 int sd_api_healthz(struct sd_req *req)
 {

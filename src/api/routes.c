@@ -3,7 +3,7 @@
  * line here and a handler in its resource file. */
 #include "api/api.h"
 #include "core/metrics.h"
-#include "http/router.h"
+#include "server/router.h"
 
 #define TENANT_WRITE (SD_ROUTE_TENANT | SD_ROUTE_JSON_BODY | SD_ROUTE_RATE_LIMITED)
 #define TENANT_READ (SD_ROUTE_TENANT | SD_ROUTE_RATE_LIMITED)

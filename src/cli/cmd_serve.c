@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "api/api.h"
 #include "base/base.h"
 #include "base/log.h"
 #include "cli/cli.h"
@@ -25,7 +26,7 @@
 #include "core/scheduler.h"
 #include "core/segment_jobs.h"
 #include "http/egress.h"
-#include "http/server.h"
+#include "server/server.h"
 
 static const char usage_serve[] =
     "usage: stagedoor serve [--data DIR] [--listen HOST:PORT] [--tls-cert FILE --tls-key FILE]\n"
@@ -108,6 +109,8 @@ static int serve_parse(int argc, char **argv, const char *usage, struct sd_serve
         snprintf(o->host, sizeof(o->host), "%.*s", (int)hl, listen);
     }
     o->cfg.host = o->host;
+    o->cfg.routes = sd_routes;
+    o->cfg.n_routes = sd_routes_count;
     o->cfg.port = (int)port;
     if (!o->cfg.tls_cert != !o->cfg.tls_key) {
         sd_cli_usage_error("--tls-cert and --tls-key go together");

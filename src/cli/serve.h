@@ -6,7 +6,7 @@
 #include <stdbool.h>
 
 #include "core/hub.h"
-#include "http/server.h"
+#include "server/server.h"
 
 struct sd_serve_opts {
     const char *data;

@@ -6,7 +6,7 @@
 
 #include "core/auth.h"
 #include "core/writer.h"
-#include "http/ratelimit.h"
+#include "core/ratelimit.h"
 #include "store/store.h"
 
 struct sd_scheduler;

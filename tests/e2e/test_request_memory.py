@@ -2,7 +2,7 @@
 
 jansson's tree costs far more than the text: 8 MiB of empty objects in an unknown field took
 1.28 GB of RSS (and validation copied the unknown content once more). The server now estimates
-the parsed size while the body streams in (http/bodyscan.h) and refuses, with a 413, a body that
+the parsed size while the body streams in (server/bodyscan.h) and refuses, with a 413, a body that
 nests deeper than 32 levels or would take more than 192 MiB once parsed; the estimate also
 counts against the 1 GiB server-wide budget for bodies, so many big bodies at once get a 503
 with Retry-After instead of memory. README (Operating, Limits) documents a request as at most

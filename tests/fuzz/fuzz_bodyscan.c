@@ -1,4 +1,4 @@
-/* fuzz_bodyscan.c — fuzz target for the streaming body scanner (http/bodyscan.h). For any
+/* fuzz_bodyscan.c — fuzz target for the streaming body scanner (server/bodyscan.h). For any
  * input: the figures do not depend on how the body is cut into chunks. For input jansson
  * accepts as the server parses it (repeated member names refused): the scanner's records,
  * nesting and parsed-size estimate are exactly those of the tree (objects at level 3, the
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "http/bodyscan.h"
+#include "server/bodyscan.h"
 
 struct tally {
     size_t records;

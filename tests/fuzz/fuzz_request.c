@@ -51,8 +51,9 @@
 #include "base/log.h"
 #include "core/auth.h"
 #include "core/hub.h"
-#include "http/router.h"
-#include "http/server.h"
+#include "api/api.h"
+#include "server/router.h"
+#include "server/server.h"
 #include "store/store.h"
 
 #define SEP 0xFE
@@ -422,7 +423,7 @@ static void check_answer(const struct buf *rq, const struct answer *a, bool head
     }
 }
 
-/* The connection memory the server gives libmicrohttpd (src/http/server.c). A request head
+/* The connection memory the server gives libmicrohttpd (src/server/server.c). A request head
  * that does not fit gets a 414/431 and the connection is closed with the rest unread, so the
  * client may see a reset before it reads the answer; a head that just fits leaves no room for
  * any answer and the connection is closed without one (libmicrohttpd 0.9.75, found by this
@@ -612,7 +613,8 @@ static void setup(void)
     }
     fclose(f);
     fx.admin[strcspn(fx.admin, "\r\n")] = '\0';
-    struct sd_server_config cfg = {.host = "127.0.0.1", .port = 0, .threads = 2};
+    struct sd_server_config cfg = {.host = "127.0.0.1", .port = 0, .threads = 2,
+                                   .routes = sd_routes, .n_routes = sd_routes_count};
     r = sd_server_start(fx.hub, &cfg, &fx.srv, &fx.port);
     if (r < 0) {
         fail_setup("sd_server_start", r);

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "http/bodyscan.h"
+#include "server/bodyscan.h"
 
 #define O SD_SCAN_COST_OBJECT
 #define A SD_SCAN_COST_ARRAY

@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "base/base.h"
-#include "http/guard.h"
+#include "server/guard.h"
 
 #define SEC 1000000LL
 #define MAX_PAIRS 32

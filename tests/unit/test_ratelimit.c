@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "http/ratelimit.h"
+#include "core/ratelimit.h"
 
 #define SEC 1000000LL
 

@@ -8,7 +8,8 @@
 
 #include <cmocka.h>
 
-#include "http/router.h"
+#include "api/api.h"
+#include "server/router.h"
 
 static void free_params(char **p, size_t n)
 {
@@ -23,7 +24,7 @@ static void test_found_with_params(void **state)
     char *params[SD_REQ_MAX_PARAMS] = {0};
     size_t n = 0, idx = 0;
     char allow[64];
-    assert_int_equal(sd_route_find("GET", "/v1/acme/sales/A-1", &idx, params, &n, allow,
+    assert_int_equal(sd_route_find(sd_routes, sd_routes_count, "GET", "/v1/acme/sales/A-1", &idx, params, &n, allow,
                                    sizeof(allow)),
                      SD_ROUTE_FOUND);
     assert_string_equal(sd_routes[idx].name, "sale_get");
@@ -31,7 +32,7 @@ static void test_found_with_params(void **state)
     assert_string_equal(params[0], "acme");
     assert_string_equal(params[1], "A-1");
     free_params(params, n);
-    assert_int_equal(sd_route_find("PUT", "/v1/acme/sales/A-1", &idx, params, &n, allow,
+    assert_int_equal(sd_route_find(sd_routes, sd_routes_count, "PUT", "/v1/acme/sales/A-1", &idx, params, &n, allow,
                                    sizeof(allow)),
                      SD_ROUTE_FOUND);
     assert_string_equal(sd_routes[idx].name, "sale_put");
@@ -47,7 +48,7 @@ static void test_not_found(void **state)
     const char *paths[] = {"/v2/acme/ingest", "/v1/acme/ingest/x", "/v1//ingest", "/",
                            "/v1/acme", "/healthz/", "/v1/acme/sales/"};
     for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
-        assert_int_equal(sd_route_find("GET", paths[i], &idx, params, &n, allow, sizeof(allow)),
+        assert_int_equal(sd_route_find(sd_routes, sd_routes_count, "GET", paths[i], &idx, params, &n, allow, sizeof(allow)),
                          SD_ROUTE_NO_PATH);
     }
 }
@@ -58,11 +59,11 @@ static void test_method_not_allowed(void **state)
     char *params[SD_REQ_MAX_PARAMS] = {0};
     size_t n = 0, idx = 0;
     char allow[64];
-    assert_int_equal(sd_route_find("DELETE", "/v1/acme/sales/A-1", &idx, params, &n, allow,
+    assert_int_equal(sd_route_find(sd_routes, sd_routes_count, "DELETE", "/v1/acme/sales/A-1", &idx, params, &n, allow,
                                    sizeof(allow)),
                      SD_ROUTE_NO_METHOD);
     assert_string_equal(allow, "GET, PUT");
-    assert_int_equal(sd_route_find("GET", "/v1/acme/ingest", &idx, params, &n, allow,
+    assert_int_equal(sd_route_find(sd_routes, sd_routes_count, "GET", "/v1/acme/ingest", &idx, params, &n, allow,
                                    sizeof(allow)),
                      SD_ROUTE_NO_METHOD);
     assert_string_equal(allow, "POST");

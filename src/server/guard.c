@@ -7,7 +7,7 @@
  * entries by default, and evictions only happen near the limit). A connection is closed at
  * most once (`closing`); it stays in the table, and counts against the limits, until
  * libmicrohttpd has closed it, as it does in libmicrohttpd's own counts. */
-#include "http/guard.h"
+#include "server/guard.h"
 
 #include <errno.h>
 #include <netinet/in.h>

@@ -4,7 +4,7 @@
  * Lifecycle of one request (libmicrohttpd calls on_request several times):
  *   1st call  headers are in: route, authenticate, rate-limit, check Content-Type and
  *             Content-Length. Any refusal is answered right here, before the body is read.
- *   body      chunks are appended under the byte limit while a scanner (http/bodyscan.h) counts
+ *   body      chunks are appended under the byte limit while a scanner (server/bodyscan.h) counts
  *             records, nesting and the parsed size, so an oversized body is refused while it
  *             streams: buffering stops at once, the rest is drained unkept (libmicrohttpd
  *             cannot answer mid-body) and the 413 goes out when the client stops sending, or
@@ -13,9 +13,9 @@
  *   last      the route's handler runs; it answers or suspends the connection.
  *   resumed   on_resume builds the answer from the writer's result.
  * on_completed logs one line, records metrics and frees the request.
- * Each connection is registered with the guard (http/guard.h) from accept to close, and told
+ * Each connection is registered with the guard (server/guard.h) from accept to close, and told
  * its phase: head, request, hold (a handler or the writer works; no deadline), idle. */
-#include "http/server.h"
+#include "server/server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,9 +35,9 @@
 #include "base/log.h"
 #include "base/utf8.h"
 #include "core/metrics.h"
-#include "http/bodyscan.h"
-#include "http/guard.h"
-#include "http/router.h"
+#include "server/bodyscan.h"
+#include "server/guard.h"
+#include "server/router.h"
 
 struct sd_server {
     struct sd_hub *hub;
@@ -51,6 +51,8 @@ struct sd_server {
     int64_t deadline_usec;
     atomic_size_t buffered; /* body bytes and their parsed estimate, all requests together */
     struct sd_guard *guard; /* phase deadlines and free slots for the connections */
+    const struct sd_route *routes; /* the caller's table (sd_server_config) */
+    size_t n_routes;
 };
 
 enum phase { PHASE_BODY, PHASE_SUSPENDED, PHASE_ANSWERED };
@@ -642,7 +644,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return send_answer(p);
         }
         char allow[64];
-        enum sd_route_match m = sd_route_find(method, url, &req->route_idx, req->params,
+        enum sd_route_match m = sd_route_find(p->srv->routes, p->srv->n_routes, method, url, &req->route_idx, req->params,
                                               &req->n_params, allow, sizeof(allow));
         if (m == SD_ROUTE_NO_PATH) {
             req->route_idx = SD_METRICS_MAX_ROUTES;
@@ -655,7 +657,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             sd_req_reply_error(req, 405, "method_not_allowed", "use %s on this endpoint", allow);
             return send_answer(p);
         }
-        req->route = &sd_routes[req->route_idx];
+        req->route = &p->srv->routes[req->route_idx];
         if (admit(p)) {
             return send_answer(p);
         }
@@ -874,8 +876,15 @@ __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char 
 int sd_server_start(struct sd_hub *hub, const struct sd_server_config *cfg, struct sd_server **ret,
                     int *ret_port)
 {
+    if (!cfg->routes || cfg->n_routes == 0 || cfg->n_routes > SD_METRICS_MAX_ROUTES) {
+        sd_log(SD_LOG_ERROR, "server", "error=\"no route table, or more than %d routes\"",
+               SD_METRICS_MAX_ROUTES);
+        return -EINVAL;
+    }
     struct sd_server *srv = sd_calloc(1, sizeof(*srv));
     srv->hub = hub;
+    srv->routes = cfg->routes;
+    srv->n_routes = cfg->n_routes;
     srv->listen_fd = -1;
     atomic_init(&srv->in_flight, 0);
     atomic_init(&srv->buffered, 0);

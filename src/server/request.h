@@ -6,8 +6,8 @@
  * SD_REQ_SUSPEND after setting `on_resume`; the writer's done callback calls sd_req_resume(),
  * and the server then calls on_resume on an HTTP thread to build the answer. The request owns
  * everything hung on it; `cleanup` (if set) frees handler state when the request ends. */
-#ifndef SD_HTTP_REQUEST_H
-#define SD_HTTP_REQUEST_H
+#ifndef SD_SERVER_REQUEST_H
+#define SD_SERVER_REQUEST_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -16,7 +16,7 @@
 #include "base/base.h"
 #include "core/auth.h"
 #include "core/hub.h"
-#include "http/ratelimit.h"
+#include "core/ratelimit.h"
 
 #define SD_REQ_MAX_PARAMS 4
 #define SD_REQ_MAX_HEADERS 8

@@ -2,7 +2,7 @@
  * Tokens are kept as a double: the bucket is a rate, not money, and a double is exact enough
  * for any burst below 2^50. A change of limits takes effect at the next request (the bucket
  * is clamped to the new burst). */
-#include "http/ratelimit.h"
+#include "core/ratelimit.h"
 
 #include <math.h>
 #include <pthread.h>

@@ -4,8 +4,8 @@
  * bucket starts full, refills continuously at per_minute/60 tokens per second up to `burst`; a
  * request takes one token or is refused with the time until one is back. Thread-safe (one
  * mutex; the critical section is a few loads). */
-#ifndef SD_HTTP_RATELIMIT_H
-#define SD_HTTP_RATELIMIT_H
+#ifndef SD_CORE_RATELIMIT_H
+#define SD_CORE_RATELIMIT_H
 
 #include <stdbool.h>
 #include <stdint.h>

@@ -11,8 +11,8 @@
  *     (string text is copied into the tree).
  * It does not validate: a body it counts may still be malformed JSON (jansson says so later);
  * for malformed input the figures are still bounded by the bytes fed. */
-#ifndef SD_HTTP_BODYSCAN_H
-#define SD_HTTP_BODYSCAN_H
+#ifndef SD_SERVER_BODYSCAN_H
+#define SD_SERVER_BODYSCAN_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -1,7 +1,7 @@
 /* router.c — matches a request path against the route table (src/api/routes.c). Paths are
  * split on '/'; a `{param}` segment matches any non-empty segment. The table is small, so a
  * linear scan is cheaper than any index. */
-#include "http/router.h"
+#include "server/router.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -49,7 +49,8 @@ fail:
     return false;
 }
 
-enum sd_route_match sd_route_find(const char *method, const char *path, size_t *ret_idx,
+enum sd_route_match sd_route_find(const struct sd_route *routes, size_t n_routes,
+                                  const char *method, const char *path, size_t *ret_idx,
                                   char **params, size_t *ret_n_params, char *allow, size_t allow_sz)
 {
     bool path_seen = false;
@@ -57,13 +58,13 @@ enum sd_route_match sd_route_find(const char *method, const char *path, size_t *
     if (allow_sz) {
         allow[0] = '\0';
     }
-    for (size_t i = 0; i < sd_routes_count; i++) {
+    for (size_t i = 0; i < n_routes; i++) {
         char *tmp[SD_REQ_MAX_PARAMS] = {0};
         size_t nt = 0;
-        if (!match(sd_routes[i].pattern, path, tmp, &nt)) {
+        if (!match(routes[i].pattern, path, tmp, &nt)) {
             continue;
         }
-        if (strcmp(sd_routes[i].method, method) == 0) {
+        if (strcmp(routes[i].method, method) == 0) {
             for (size_t k = 0; k < nt; k++) {
                 params[k] = tmp[k];
             }
@@ -76,7 +77,7 @@ enum sd_route_match sd_route_find(const char *method, const char *path, size_t *
         }
         path_seen = true;
         int w =
-            snprintf(allow + used, allow_sz - used, "%s%s", used ? ", " : "", sd_routes[i].method);
+            snprintf(allow + used, allow_sz - used, "%s%s", used ? ", " : "", routes[i].method);
         if (w > 0 && (size_t)w < allow_sz - used) {
             used += (size_t)w;
         }

@@ -2,7 +2,7 @@
  * allocation: it runs on every chunk of every JSON body before the chunk is kept.
  * A bare token (number, literal) is counted at its first character; the characters that end
  * one are whitespace, the structural characters and a quote. */
-#include "http/bodyscan.h"
+#include "server/bodyscan.h"
 
 #include <string.h>
 

@@ -3,15 +3,16 @@
  * One listening socket, a small pool of event-loop threads, and suspended connections while a
  * request waits for its group commit (so thousands of requests can wait on one fsync without a
  * thread each). Connection limits (total and per IP), an idle timeout, a deadline for the
- * request head and one for the whole request are set explicitly (http/guard.h enforces the
+ * request head and one for the whole request are set explicitly (server/guard.h enforces the
  * deadlines and keeps slots free for new clients). Shutdown stops accepting, lets in-flight
  * requests finish (up to a grace period) and then closes every connection. */
-#ifndef SD_HTTP_SERVER_H
-#define SD_HTTP_SERVER_H
+#ifndef SD_SERVER_SERVER_H
+#define SD_SERVER_SERVER_H
 
 #include <stdint.h>
 
 #include "core/hub.h"
+#include "server/router.h"
 
 struct sd_server_config {
     const char *host;     /* numeric IPv4/IPv6 address or "localhost" */
@@ -24,12 +25,16 @@ struct sd_server_config {
     unsigned idle_timeout_sec;
     unsigned request_deadline_sec;
     unsigned header_timeout_sec; /* accept (or request line) to complete head; 0 = 10 */
+    /* The route table (api/routes.c: sd_routes, sd_routes_count); at most
+     * SD_METRICS_MAX_ROUTES entries, indexes are the metrics' route numbers. */
+    const struct sd_route *routes;
+    size_t n_routes;
 };
 
 #define SD_MAX_BODY_BYTES (8u * 1024 * 1024)
 #define SD_MAX_RECORDS 10000u
 /* A JSON body nests at most this deep and its parsed form (estimated while it streams, see
- * http/bodyscan.h) takes at most this much: a 10,000-record body of events with 20-member
+ * server/bodyscan.h) takes at most this much: a 10,000-record body of events with 20-member
  * casts estimates at about 150 MiB. */
 #define SD_MAX_BODY_DEPTH 32u
 #define SD_MAX_PARSED_BYTES (192u << 20)

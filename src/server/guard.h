@@ -25,8 +25,8 @@
  *
  * Thread rules: every function may be called from any thread; struct sd_guard_conn is opaque
  * and owned by the guard from _add to _remove. */
-#ifndef SD_HTTP_GUARD_H
-#define SD_HTTP_GUARD_H
+#ifndef SD_SERVER_GUARD_H
+#define SD_SERVER_GUARD_H
 
 #include <stdbool.h>
 #include <stdint.h>
