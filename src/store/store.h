@@ -19,7 +19,32 @@
  * "seq > cursor" returns exactly what changed since a cursor.
  *
  * Errors: ≥ 0 success, negative errno: -ENOENT (not found), -EEXIST (already exists),
- * -EIO (backend failure; the message is logged by the backend, without personal data). */
+ * -EIO (backend failure; the message is logged by the backend, without personal data),
+ * -ENOSPC (the store is full: the transaction was rolled back, nothing half-applied),
+ * -ESTALE (a lease or fencing token is no longer the caller's), -EDQUOT (a configured limit).
+ * Operations return outcomes, never HTTP statuses: what an outcome means for a client is the
+ * caller's business (core and api).
+ *
+ * Obligations of every backend. SQLite meets some of them by construction (one writer per
+ * file, enforced by its file lock); a backend without that property must meet them explicitly:
+ *  1. Change order. seq values are assigned so that a reader who has seen seq N never later
+ *     sees a commit with a seq ≤ N. SQLite: the single writer assigns them in commit order.
+ *     A backend with concurrent writers must serialise seq assignment with commit (e.g. one
+ *     advisory lock held from the first seq taken to COMMIT), or hand out seqs at commit.
+ *  2. Durability before "accepted". write_commit returns 0 only once the data survives a
+ *     power cut (SQLite: synchronous=FULL in WAL; PostgreSQL: synchronous_commit=on).
+ *  3. One writer transaction at a time per store for the write path, with savepoints that
+ *     undo a request's changes, its seq numbers and the outbound items it queued together.
+ *  4. Readers never block the writer and never see uncommitted data; a read spanning several
+ *     statements (a count and its member pages) sees one snapshot when the op says so.
+ *  5. Control-plane calls never wait behind the write path's transaction.
+ *  6. Leases (outbox items, connector runs) are decided in one atomic statement or
+ *     transaction, so two workers in one or several processes never hold the same lease;
+ *     every change of a leased row names its fencing token and fails with -ESTALE otherwise.
+ *  7. JSON documents core owns (settings, a delivery's doc, a connector's state) are stored and
+ *     returned as opaque text; the store reads from them only what its ops declare (and a
+ *     backend reproduces the same reads with its own JSON functions).
+ *  8. Every statement is prepared with bound parameters; identifiers never come from input. */
 #ifndef SD_STORE_H
 #define SD_STORE_H
 
