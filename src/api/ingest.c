@@ -19,6 +19,7 @@
 
 #include "api/api.h"
 #include "base/log.h"
+#include "core/ingest.h"
 #include "core/metrics.h"
 
 #define IDEM_TTL_USEC (24LL * 3600 * 1000000)
@@ -169,7 +170,7 @@ static int ingest_run(struct sd_store_handle *st, struct sd_write_job *job)
 {
     struct ingest *in = job->arg;
     struct sd_req *req = in->req;
-    int r = sd_store_apply_ingest(st, req->who.tenant_id, req->who.env, &in->batch, &in->res);
+    int r = sd_ingest_apply(st, req->who.tenant_id, req->who.env, &in->batch, &in->res);
     if (r < 0) {
         return r;
     }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "core/ingest.h"
 
 #define CURSOR_PREFIX "s1."
 
@@ -164,7 +165,7 @@ static int sale_put_run(struct sd_store_handle *st, struct sd_write_job *job)
 {
     struct sale_put *sp = job->arg;
     int r =
-        sd_store_replace_sale(st, sp->req->who.tenant_id, sp->req->who.env, &sp->sale, &sp->res);
+        sd_ingest_replace_sale(st, sp->req->who.tenant_id, sp->req->who.env, &sp->sale, &sp->res);
     if (r < 0) {
         return r;
     }

@@ -35,6 +35,20 @@ void sd_ingest_outcome_release(struct sd_ingest_outcome *o)
     o->n_duplicate_invoices = 0;
 }
 
+/* ---- the one apply point (see ingest.h) -------------------------------------------------------- */
+
+int sd_ingest_apply(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
+                    const struct sd_batch *b, struct sd_apply_result *res)
+{
+    return sd_store_apply_ingest(st, tenant_id, env, b, res);
+}
+
+int sd_ingest_replace_sale(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
+                           const struct sd_sale_rec *sale, struct sd_apply_result *res)
+{
+    return sd_store_replace_sale(st, tenant_id, env, sale, res);
+}
+
 struct apply {
     int64_t tenant_id;
     enum sd_env env;
@@ -48,7 +62,7 @@ static int apply_run(struct sd_store_handle *st, struct sd_write_job *job)
     struct apply *a = job->arg;
     int r = 0;
     if (sd_batch_count(a->batch) > 0) {
-        r = sd_store_apply_ingest(st, a->tenant_id, a->env, a->batch, &a->res);
+        r = sd_ingest_apply(st, a->tenant_id, a->env, a->batch, &a->res);
     } else {
         a->res.status = 202;
     }
@@ -74,7 +88,7 @@ static void move_issues(struct sd_issues *to, struct sd_issues *from)
 static int check_run(struct sd_store_handle *st, struct sd_write_job *job)
 {
     struct apply *a = job->arg;
-    int r = sd_store_apply_ingest(st, a->tenant_id, a->env, a->batch, &a->res);
+    int r = sd_ingest_apply(st, a->tenant_id, a->env, a->batch, &a->res);
     return r < 0 ? r : 1; /* only the errors are wanted: undo whatever was applied */
 }
 
@@ -355,7 +369,7 @@ int sd_ingest_batch_in_writer(struct sd_store_handle *st, int64_t tenant_id, enu
     struct sd_apply_result res;
     sd_apply_result_init(&res);
     res.errors.limit = out->errors.limit;
-    int r = sd_store_apply_ingest(st, tenant_id, env, batch, &res);
+    int r = sd_ingest_apply(st, tenant_id, env, batch, &res);
     if (r == 0) {
         out->status = res.status;
         move_issues(&out->errors, &res.errors);

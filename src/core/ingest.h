@@ -62,6 +62,18 @@ struct sd_ingest_opts {
 int sd_hub_ingest_opts(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const json_t *body,
                        const struct sd_ingest_opts *o, struct sd_ingest_outcome *out);
 
+/* ---- the one apply point ----------------------------------------------------------------------
+ * Every batch of records — the webhook's, a connector's page, a write job's file — is applied on
+ * the writer thread through sd_ingest_apply (and a sale replaced through sd_ingest_replace_sale),
+ * never by calling the store's apply directly: whatever must commit in the same transaction as a
+ * change (the outbound items it causes for the tenant's targets) happens in this one place.
+ * Writer thread only, inside a write job's savepoint. Same results as sd_store_apply_ingest /
+ * sd_store_replace_sale. */
+int sd_ingest_apply(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
+                    const struct sd_batch *b, struct sd_apply_result *res);
+int sd_ingest_replace_sale(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
+                           const struct sd_sale_rec *sale, struct sd_apply_result *res);
+
 /* For code already running on the writer thread (a connector's write job that stores a whole
  * file in one transaction): apply a batch validated beforehand (sd_validate_ingest, possibly on
  * another thread), no commit. batch->upsert_sales and batch->source are the caller's. The
