@@ -22,6 +22,7 @@
 
 #include "base/base.h"
 #include "core/connector.h"
+#include "core/connector_config.h"
 #include "core/hub.h"
 #include "core/quota.h"
 #include "store/quota.h"
@@ -470,6 +471,28 @@ static void test_connector_quota_take(void **state)
     json_decref(settings);
 }
 
+/* The connector status shows "quotas" for types that declare them (what it shows is
+ * sd_quota_status_instance, tested above: no registered type declares quotas yet), and
+ * nothing new for the others. */
+static void test_view_only_for_quota_types(void **state)
+{
+    struct fx *f = *state;
+    int64_t t = sd_test_store_tenant(f->h, "acme", "Acme");
+    struct sd_connector_conf c = {.id = "con_0123456789abcdef",
+                                  .tenant_id = t,
+                                  .env = SD_ENV_PROD,
+                                  .type = "feed",
+                                  .schedule = "hourly",
+                                  .settings = "{\"url\":\"http://x\"}",
+                                  .mapping = "{}"};
+    assert_int_equal(sd_store_connector_put(f->h, &c, true), 0);
+    json_t *view = sd_connector_config_view(NULL, f->h, &c);
+    json_t *status = json_object_get(view, "status");
+    assert_non_null(status);
+    assert_null(json_object_get(status, "quotas"));
+    json_decref(view);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -483,6 +506,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_takes, setup, teardown),
         cmocka_unit_test(test_wait_honours_stop),
         cmocka_unit_test_setup_teardown(test_connector_quota_take, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_view_only_for_quota_types, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
