@@ -4,13 +4,15 @@
  * one credential, independent otherwise, never the secret itself), the write reserve, the
  * retry time of a refused take, old windows purged, the status, atomic takes from several
  * threads on one and on two store handles, and the connector's waits (sd_connector_wait,
- * sd_connector_quota_take) that end as soon as the hub stops. Times are passed in, except for
- * the two waits, which assert only what a loaded machine cannot break. */
+ * sd_connector_quota_take) that end as soon as the hub stops, and the registered types'
+ * declarations. Times are passed in, except for the two waits, which assert only what a
+ * loaded machine cannot break. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -471,6 +473,27 @@ static void test_connector_quota_take(void **state)
     json_decref(settings);
 }
 
+/* Every registered type's declaration is well-formed and names real settings: a vendor
+ * connector with a malformed quota would otherwise fail only when it first runs. */
+static void test_registry_declarations(void **state)
+{
+    (void)state;
+    for (size_t i = 0; sd_connectors[i]; i++) {
+        const struct sd_connector *c = sd_connectors[i];
+        assert_int_equal(sd_quota_check(c->quotas), 0);
+        for (size_t k = 0; c->credential_settings && c->credential_settings[k]; k++) {
+            bool found = false;
+            for (const struct sd_setting *s = c->settings; s && s->key; s++) {
+                found = found || strcmp(s->key, c->credential_settings[k]) == 0;
+            }
+            if (!found) {
+                fail_msg("%s: credential setting '%s' is not in its settings table", c->name,
+                         c->credential_settings[k]);
+            }
+        }
+    }
+}
+
 /* The connector status shows "quotas" for types that declare them (what it shows is
  * sd_quota_status_instance, tested above: no registered type declares quotas yet), and
  * nothing new for the others. */
@@ -497,6 +520,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_and_window),
+        cmocka_unit_test(test_registry_declarations),
         cmocka_unit_test_setup_teardown(test_windows_roll_over, setup, teardown),
         cmocka_unit_test_setup_teardown(test_all_or_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_day_survives_restart, setup, teardown),
