@@ -3,10 +3,10 @@
  * count that survives closing and reopening the store, credentials (shared by instances with
  * one credential, independent otherwise, never the secret itself), the write reserve, the
  * retry time of a refused take, old windows purged, the status, atomic takes from several
- * threads on one and on two store handles, and the connector's waits (sd_connector_wait,
- * sd_connector_quota_take) that end as soon as the hub stops, and the registered types'
- * declarations. Times are passed in, except for the two waits, which assert only what a
- * loaded machine cannot break. */
+ * threads on one and on two store handles and from two processes, the connector's waits
+ * (sd_connector_wait, sd_connector_quota_take) that end as soon as the hub stops, and the
+ * registered types' declarations. Times are passed in, except for the two waits, which
+ * assert only what a loaded machine cannot break. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -18,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -377,6 +379,50 @@ static void test_concurrent_takes(void **state)
     sd_store_close(h2);
 }
 
+/* Two processes on one data directory (two servers, or a server and the CLI): the parent
+ * closes its store before the fork, so that neither process inherits SQLite's state of an
+ * open file, then both open the store and race for the same calls. */
+static void test_concurrent_processes(void **state)
+{
+    struct fx *f = *state;
+    sd_store_close(f->h);
+    f->h = NULL;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        struct sd_store_handle *h = NULL;
+        int taken = 0;
+        if (sd_store_open(SD_TEST_STORE_KIND, f->ts.dir, &h) != 0) {
+            _exit(255);
+        }
+        for (int i = 0; i < RACE_TRIES * 2; i++) {
+            int rc = sd_quota_take(h, "t:race", race_q, SD_QUOTA_WRITE, 1, T0 + i, NULL);
+            if (rc == 0) {
+                taken++;
+            } else if (rc != -EAGAIN) {
+                sd_store_close(h);
+                _exit(254);
+            }
+        }
+        sd_store_close(h);
+        _exit(taken);
+    }
+    sd_test_store_open(&f->ts, &f->h);
+    int taken = 0;
+    for (int i = 0; i < RACE_TRIES * 2; i++) {
+        int rc = sd_quota_take(f->h, "t:race", race_q, SD_QUOTA_WRITE, 1, T0 + i, NULL);
+        assert_true(rc == 0 || rc == -EAGAIN);
+        taken += rc == 0;
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    int child = WEXITSTATUS(status);
+    assert_true(child <= RACE_LIMIT);
+    assert_int_equal(taken + child, RACE_LIMIT);
+    assert_int_equal(used_of(f->h, "t:race", race_q, "minute", T0), RACE_LIMIT);
+}
+
 /* ---- the connector's waits ------------------------------------------------------------------- */
 
 struct stopper {
@@ -528,6 +574,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_write_reserve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_purge_and_status, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_takes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_processes, setup, teardown),
         cmocka_unit_test(test_wait_honours_stop),
         cmocka_unit_test_setup_teardown(test_connector_quota_take, setup, teardown),
         cmocka_unit_test_setup_teardown(test_view_only_for_quota_types, setup, teardown),
