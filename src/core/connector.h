@@ -97,7 +97,8 @@ struct sd_connector_ctx {
     _Atomic uint64_t *progress; /* rows/records read so far in this run, shown in the status */
     json_t *state;           /* the state document; owned by the runtime (connector_run.c) */
     char *error;             /* why the run failed, set with sd_connector_fail */
-    /* The type this instance runs (its quotas: sd_connector_quota_take). */
+    /* The type this instance runs (its quotas: sd_connector_quota_take); set for every run,
+     * the demo loader's too. */
     const struct sd_connector *connector;
 };
 
