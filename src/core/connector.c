@@ -212,8 +212,12 @@ int sd_connector_run_source(struct sd_hub *hub, const char *name, int64_t tenant
     if (!checked) {
         return -EINVAL;
     }
-    struct sd_connector_ctx ctx = {
-        .hub = hub, .tenant_id = tenant_id, .env = env, .id = id, .settings = checked};
+    struct sd_connector_ctx ctx = {.hub = hub,
+                                   .tenant_id = tenant_id,
+                                   .env = env,
+                                   .id = id,
+                                   .settings = checked,
+                                   .connector = c};
     void *state = NULL;
     int r = c->init ? c->init(&ctx, &state) : 0;
     if (r == 0) {

@@ -61,6 +61,21 @@ struct sd_setting {
 
 struct sd_mapping;
 
+/* A vendor's limit on calls: at most `calls` per fixed window of `window_usec`, counted per
+ * credential (see sd_connector.credential_settings) in a persistent ledger that pull runs and
+ * deliveries of every instance with that credential share, and that a restart does not reset.
+ * Windows are aligned to the Unix epoch: a 60 s window is a wall-clock minute, a 86400 s window
+ * a UTC day. Of each window, write_reserve calls are kept for writes (deliveries): reads
+ * (pull runs) stop at calls - write_reserve, so a backfill cannot starve the outbox. Rules:
+ * name 1–32 bytes and unique in the list, window_usec > 0, calls > 0,
+ * 0 <= write_reserve <= calls; at most 8 per connector (core/quota.h). */
+struct sd_quota {
+    const char *name; /* shown in the status: "minute", "day" */
+    int64_t window_usec;
+    int64_t calls;
+    int64_t write_reserve;
+};
+
 /* What a running connector instance sees of the hub. The fields below `records_rejected` are
  * set for instances configured at run time (the scheduler's runs); the demo loader leaves them
  * zero. */
@@ -82,6 +97,9 @@ struct sd_connector_ctx {
     _Atomic uint64_t *progress; /* rows/records read so far in this run, shown in the status */
     json_t *state;           /* the state document; owned by the runtime (connector_run.c) */
     char *error;             /* why the run failed, set with sd_connector_fail */
+    /* The type this instance runs (its quotas: sd_connector_quota_take); set for every run,
+     * the demo loader's too. */
+    const struct sd_connector *connector;
 };
 
 /* Record why this run fails (shown as last_error in the status; never put secrets in it).
@@ -106,6 +124,12 @@ struct sd_connector {
     const char *(*watch_dir)(const json_t *settings);
     /* Optional: more checks of the settings as a whole (pointers "/settings/<key>"). */
     void (*check)(const json_t *settings, struct sd_issues *errors);
+    /* Optional: the vendor's limits, terminated by {NULL}; NULL = unlimited. */
+    const struct sd_quota *quotas;
+    /* The setting keys whose values identify the credential the quotas count against (e.g.
+     * {"api_key", NULL}): instances of this type with equal values share one ledger. NULL:
+     * every instance is its own credential. Only a hash of the values is stored. */
+    const char *const *credential_settings;
 };
 
 /* The registry (connectors/registry.c). */
@@ -171,6 +195,20 @@ int sd_connector_job_ingest_batch(struct sd_connector_job *job, struct sd_batch 
 void sd_connector_job_reject(struct sd_connector_job *job, uint64_t n);
 int sd_connector_job_cursor(struct sd_connector_job *job, const json_t *cursor);
 struct sd_connector_ctx *sd_connector_job_ctx(struct sd_connector_job *job);
+
+/* Sleep usec µs (≤ 0: not at all), or less if the hub stops: 0 after the full wait,
+ * -ECANCELED as soon as *ctx->stop is set (checked at least every 50 ms, so a stop is seen
+ * within about 100 ms; no busy loop), also when it was set before the call. A NULL ctx->stop
+ * never cancels. The wait for a polling loop (a report being prepared, a 202 to poll again). */
+int sd_connector_wait(struct sd_connector_ctx *ctx, int64_t usec);
+
+/* Count n calls of this run against its type's quotas (as reads: the write reserve stays
+ * untouched), for the credential of ctx->settings, before making them. Waits (with
+ * sd_connector_wait) until every window has room, then takes. 0: taken (or the type declares
+ * no quotas); -ECANCELED: the hub stopped while waiting; -E2BIG: n can never fit a window
+ * (more than calls - write_reserve); -EINVAL: ctx->connector unset or its quotas malformed;
+ * -EIO: the ledger failed. Every wait is logged once, with the time it ends. */
+int sd_connector_quota_take(struct sd_connector_ctx *ctx, int64_t n);
 
 /* init, run, fini of a source connector for tenant/env with the given (unchecked) settings. */
 int sd_connector_run_source(struct sd_hub *hub, const char *name, int64_t tenant_id,

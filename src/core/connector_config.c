@@ -11,6 +11,7 @@
 
 #include "base/base.h"
 #include "core/connector.h"
+#include "core/quota.h"
 #include "core/schedule.h"
 #include "core/scheduler.h"
 #include "http/egress.h"
@@ -285,7 +286,6 @@ json_t *sd_connector_config_view(struct sd_hub *hub, struct sd_store_handle *st,
     const struct sd_connector *con = sd_connector_find(c->type);
     json_t *settings = json_loads(c->settings, 0, NULL);
     json_t *shown = con ? sd_connector_redact_settings(con, settings) : json_object();
-    json_decref(settings);
     json_t *mapping = json_loads(c->mapping, 0, NULL);
     json_t *out = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "connector_id", c->id, "client_id",
@@ -335,7 +335,14 @@ json_t *sd_connector_config_view(struct sd_hub *hub, struct sd_store_handle *st,
     const json_t *next = json_object_get(live, "next_run_usec");
     json_object_set_new(status, "next_run",
                         sd_json_time(json_is_integer(next) ? json_integer_value(next) : 0));
+    if (con && con->quotas && con->quotas[0].name) {
+        /* Calls used per window of the credential these settings name (shared with every
+         * instance that has the same credential); null if the ledger cannot be read. */
+        json_t *quotas = sd_quota_status_instance(st, con, settings, c->id, sd_now_usec());
+        json_object_set_new(status, "quotas", quotas ? quotas : json_null());
+    }
     json_object_set_new(out, "status", status);
+    json_decref(settings);
     json_decref(state);
     json_decref(live);
     return out;

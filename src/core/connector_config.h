@@ -28,7 +28,9 @@ int sd_connector_config_get(struct sd_store_handle *st, const struct sd_tenant *
                             const char *id, struct sd_connector_conf *ret);
 /* The instance as shown to operators: configuration (secrets redacted), and "status": state
  * (never_run, running, ok, failed), last_run, last_success, last_error, records_in,
- * records_rejected, cursor, progress, next_run. hub may be NULL (no live facts: the CLI).
+ * records_rejected, cursor, progress, next_run, and for a type that declares quotas "quotas"
+ * (sd_quota_status_instance; null if the ledger cannot be read). hub may be NULL (no live
+ * facts: the CLI).
  * New reference. */
 json_t *sd_connector_config_view(struct sd_hub *hub, struct sd_store_handle *st,
                                  const struct sd_connector_conf *c);

@@ -315,6 +315,7 @@ int sd_connector_run_instance(struct sd_hub *hub, const struct sd_connector_conf
                                    .env = conf->env,
                                    .id = conf->id,
                                    .work_dir = work_dir,
+                                   .connector = c,
                                    .stop = stop};
     _Atomic uint64_t progress_local = 0;
     ctx.progress = live ? &live->progress : &progress_local;

@@ -98,13 +98,14 @@ extern const char *const sd_sqlite_sql[N_STMT];
 
 /* One SQLite connection and its lazily prepared statements. A connection is used by one thread
  * at a time (they are opened SQLITE_OPEN_NOMUTEX); next_free links the read pool's free list. */
-#define SD_SQLITE_EXTRA_SLOTS 96
+#define SD_SQLITE_EXTRA_SLOTS 104
 
 struct conn {
     sqlite3 *db;
     sqlite3_stmt *st[N_STMT];
     /* Statements of the audience files, which keep their SQL next to their code: slots
-     * 0..31 sqlite_profiles.c, 32..47 sqlite_segments.c, 48..95 sqlite_outbox.c. */
+     * 0..31 sqlite_profiles.c, 32..47 sqlite_segments.c, 48..95 sqlite_outbox.c, 96..103
+     * sqlite_quota.c. */
     sqlite3_stmt *extra[SD_SQLITE_EXTRA_SLOTS];
     struct conn *next_free;
     bool full; /* a statement failed with SQLITE_FULL (writer: since write_begin) */

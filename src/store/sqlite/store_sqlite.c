@@ -52,6 +52,7 @@
 #include "base/fault.h"
 #include "base/log.h"
 #include "sqlite_internal.h"
+#include "store/quota.h"
 #include "store/store.h"
 
 extern const char *const sd_sqlite_schema[];
@@ -842,4 +843,5 @@ const struct sd_store_ops sd_store_sqlite_ops = {
     .profiles = &sd_sqlite_profile_ops,
     .segments = &sd_sqlite_segment_ops,
     .outbox = &sd_sqlite_outbox_ops,
+    .quota = &sd_sqlite_quota_ops,
 };

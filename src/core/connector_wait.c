@@ -1,0 +1,91 @@
+/* connector_wait.c — the waits a running connector makes: a plain wait that honours the hub's
+ * stop (a polling loop's sleep), and the wait for room in its type's quotas before it calls
+ * the vendor (see connector.h).
+ *
+ * ctx->stop is a bare atomic flag, not something one can block on, so a wait sleeps in slices
+ * of at most STOP_CHECK_USEC and looks at the flag after each: a stop is seen within one slice
+ * (50 ms), and a waiting connector costs 20 wake-ups a second, not a busy loop. The duration is
+ * measured on the monotonic clock, so a wall clock that jumps neither shortens nor stretches
+ * it; quota windows are wall-clock, so sd_connector_quota_take re-reads the wall clock and asks
+ * the ledger again after every wait instead of trusting the wait to have ended on time. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "base/base.h"
+#include "base/log.h"
+#include "core/connector.h"
+#include "core/connector_config.h"
+#include "core/quota.h"
+
+#define STOP_CHECK_USEC 50000
+#define MIN_QUOTA_WAIT_USEC 1000 /* never spin on a retry time that is already due */
+
+static bool stopping(const struct sd_connector_ctx *ctx)
+{
+    return ctx && ctx->stop && atomic_load(ctx->stop);
+}
+
+int sd_connector_wait(struct sd_connector_ctx *ctx, int64_t usec)
+{
+    if (stopping(ctx)) {
+        return -ECANCELED;
+    }
+    if (usec <= 0) {
+        return 0;
+    }
+    int64_t start = sd_mono_usec();
+    bool can_stop = ctx && ctx->stop;
+    for (;;) {
+        int64_t left = usec - (sd_mono_usec() - start);
+        if (left <= 0) {
+            return 0;
+        }
+        int64_t slice = can_stop && left > STOP_CHECK_USEC ? STOP_CHECK_USEC : left;
+        struct timespec ts = {.tv_sec = (time_t)(slice / 1000000),
+                              .tv_nsec = (long)(slice % 1000000) * 1000};
+        (void)nanosleep(&ts, NULL); /* EINTR: the loop sleeps what is left */
+        if (stopping(ctx)) {
+            return -ECANCELED;
+        }
+    }
+}
+
+int sd_connector_quota_take(struct sd_connector_ctx *ctx, int64_t n)
+{
+    if (!ctx || !ctx->connector || !ctx->hub) {
+        return -EINVAL;
+    }
+    const struct sd_connector *c = ctx->connector;
+    if (!c->quotas || !c->quotas[0].name) {
+        return n < 0 ? -EINVAL : 0;
+    }
+    char *key = sd_quota_cred_key(c, ctx->settings, ctx->id);
+    int r;
+    for (;;) {
+        if (stopping(ctx)) {
+            r = -ECANCELED;
+            break;
+        }
+        int64_t now = sd_now_usec();
+        int64_t retry_at = 0;
+        r = sd_quota_take(ctx->hub->store, key, c->quotas, SD_QUOTA_READ, n, now, &retry_at);
+        if (r != -EAGAIN) {
+            break;
+        }
+        int64_t wait = retry_at - now < MIN_QUOTA_WAIT_USEC ? MIN_QUOTA_WAIT_USEC : retry_at - now;
+        json_t *until = sd_json_time(retry_at);
+        sd_log(SD_LOG_INFO, "quota exhausted, waiting for the next window",
+               "connector=\"[%s/%s]\" calls=%lld until=%s wait_ms=%lld", c->name,
+               ctx->id ? ctx->id : "", (long long)n,
+               json_is_string(until) ? json_string_value(until) : "-", (long long)(wait / 1000));
+        json_decref(until);
+        r = sd_connector_wait(ctx, wait);
+        if (r < 0) {
+            break;
+        }
+    }
+    free(key);
+    return r;
+}
