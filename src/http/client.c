@@ -483,3 +483,40 @@ int sd_http_fetch_retry(const struct sd_http_request *rq, const struct sd_http_r
     }
     return r;
 }
+
+int sd_http_fetch_poll(const struct sd_http_request *rq, const struct sd_http_poll *poll,
+                       const struct sd_http_retry *retry, struct sd_http_response *ret,
+                       int *ret_polls)
+{
+    int64_t interval = poll && poll->interval_ms > 0 ? poll->interval_ms : 500;
+    int64_t budget = poll && poll->max_ms > 0 ? poll->max_ms : 180000;
+    const _Atomic bool *stop = retry ? retry->stop : NULL;
+    int64_t end = sd_mono_usec() + budget * 1000;
+    int polls = 0, r = 0;
+    memset(ret, 0, sizeof(*ret));
+    for (;;) {
+        sd_http_response_release(ret);
+        r = sd_http_fetch_retry(rq, retry, ret, NULL);
+        polls += r == 0;
+        if (r < 0 || ret->status != 202) {
+            break;
+        }
+        int64_t left_ms = (end - sd_mono_usec()) / 1000;
+        if (left_ms < interval) {
+            snprintf(ret->error, sizeof(ret->error),
+                     "still queued (202) after %d request(s) in %lld ms", polls,
+                     (long long)budget);
+            r = -ETIMEDOUT;
+            break;
+        }
+        if (!nap(interval, stop)) {
+            snprintf(ret->error, sizeof(ret->error), "stopped while polling a queued answer");
+            r = -ECANCELED;
+            break;
+        }
+    }
+    if (ret_polls) {
+        *ret_polls = polls;
+    }
+    return r;
+}

@@ -89,6 +89,22 @@ struct sd_http_retry {
 int sd_http_fetch_retry(const struct sd_http_request *rq, const struct sd_http_retry *policy,
                         struct sd_http_response *ret, int *ret_attempts);
 
+/* Poll a queued exchange: send rq (through sd_http_fetch_retry with `retry`, so transport
+ * errors and 5xx mid-poll are retried as ever) and, while the answer is 202, wait interval_ms
+ * (0 = 500) and send the identical request again — with every cookie the answers set, if rq
+ * names a session (Archtics: the command is queued until an answer other than 202 comes) — for
+ * at most max_ms in all (0 = 180 s). Returns 0 with the first answer that is not 202, or
+ * -ETIMEDOUT with the last 202 in ret and the reason in ret->error (a RETRY: a later run may
+ * ask again), or fetch_retry's error; -ECANCELED as soon as retry->stop is set.
+ * *ret_polls (may be NULL) counts the requests answered. */
+struct sd_http_poll {
+    int64_t interval_ms;
+    int64_t max_ms;
+};
+int sd_http_fetch_poll(const struct sd_http_request *rq, const struct sd_http_poll *poll,
+                       const struct sd_http_retry *retry, struct sd_http_response *ret,
+                       int *ret_polls);
+
 /* s percent-encoded for one path segment of a URL (RFC 3986: unreserved characters stay),
  * e.g. "Sales Export #2.csv" → "Sales%20Export%20%232.csv". New string. */
 char *sd_http_url_escape(const char *s);

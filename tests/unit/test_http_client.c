@@ -1,6 +1,6 @@
 /* test_http_client.c — the HTTP client against a small libmicrohttpd server on 127.0.0.1:
  * escaping and Retry-After (pure); a session's cookie jar (cookies set by 202 answers replayed
- * on the repeats, kept per session, capped); form bodies (encoding of tricky values, the
+ * on the repeats, kept per session, capped); polling a queued (202) exchange; form bodies (encoding of tricky values, the
  * Content-Type); header lines (CR/LF and other controls refused, Basic, Bearer, Api-Key); the
  * token (fetched once and shared, refreshed near expiry, a 401 refreshed once and repeated, a
  * second 401 returned, a failed refresh reported); and the retry loop judged by the one
@@ -19,6 +19,7 @@
 #include <netinet/in.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -316,6 +317,50 @@ static void test_cookie_jar_capped(void **state)
     sd_http_response_release(&resp);
     assert_int_equal(sd_http_session_cookies(s), 0);
     sd_http_session_free(s);
+    free(u);
+}
+
+/* The same exchange through sd_http_fetch_poll: the loop ends at the first answer that is not
+ * 202; a command that stays queued ends with -ETIMEDOUT (the last 202 kept); a stopping hub
+ * ends it with -ECANCELED. */
+static void test_poll_queued(void **state)
+{
+    (void)state;
+    srv_reset();
+    char *u = url("/cookies");
+    struct sd_http_session *s = sd_http_session_new();
+    struct sd_http_request rq = {
+        .method = "POST", .url = u, .body = "{}", .body_len = 2, .session = s};
+    struct sd_http_poll poll = {.interval_ms = 10, .max_ms = 60000};
+    struct sd_http_retry retry = {.max_attempts = 2, .initial_ms = 1};
+    struct sd_http_response resp;
+    int polls = 0;
+    assert_int_equal(sd_http_fetch_poll(&rq, &poll, &retry, &resp, &polls), 0);
+    assert_int_equal(resp.status, 200);
+    assert_string_equal(resp.body.data, "done");
+    assert_int_equal(polls, 3);
+    sd_http_response_release(&resp);
+    pthread_mutex_lock(&srv.mu);
+    assert_true(has_cookie(srv.cookies[2], "CID=c1") && has_cookie(srv.cookies[2], "QTKN=q1"));
+    pthread_mutex_unlock(&srv.mu);
+    sd_http_session_free(s);
+    free(u);
+
+    srv_reset();
+    u = url("/flaky/202/1000000");
+    rq = (struct sd_http_request){.url = u};
+    poll = (struct sd_http_poll){.interval_ms = 10, .max_ms = 50};
+    assert_int_equal(sd_http_fetch_poll(&rq, &poll, &retry, &resp, &polls), -ETIMEDOUT);
+    assert_int_equal(resp.status, 202);
+    assert_non_null(strstr(resp.error, "still queued (202)"));
+    assert_true(polls >= 1);
+    assert_int_equal(polls, srv_requests());
+    sd_http_response_release(&resp);
+
+    atomic_bool stop = true;
+    retry.stop = &stop;
+    assert_int_equal(sd_http_fetch_poll(&rq, &poll, &retry, &resp, &polls), -ECANCELED);
+    sd_http_response_release(&resp);
     free(u);
 }
 
@@ -619,6 +664,7 @@ int main(void)
         cmocka_unit_test(test_retry_after),
         cmocka_unit_test(test_cookies_replayed_on_repeat),
         cmocka_unit_test(test_cookie_jar_capped),
+        cmocka_unit_test(test_poll_queued),
         cmocka_unit_test(test_form_encoding),
         cmocka_unit_test(test_header_lines),
         cmocka_unit_test(test_token_refreshed_near_expiry),
