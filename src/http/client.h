@@ -197,4 +197,25 @@ void sd_http_token_invalidate(struct sd_http_token *t, uint64_t gen);
 /* How many refreshes have succeeded (for status lines and tests). */
 uint64_t sd_http_token_refreshes(struct sd_http_token *t);
 
+/* A ready refresh callback for the common exchange: POST `body` (JSON, e.g. S-360's
+ * {"operator","partner","secret"}) to `url` with `headers`, read the answer as a JSON object
+ * and take the token from member `token_member` ("token" if NULL) and its lifetime in seconds
+ * from `ttl_member` (e.g. "expires_in"; NULL or absent: unknown). arg is a struct
+ * sd_http_token_json that must outlive the token. Errors: -EACCES if the exchange was refused
+ * (a status the classifier rejects, e.g. 401/403: the credentials are wrong; not retried),
+ * -EAGAIN if it should be tried again (408, 429, 5xx), -EPROTO if the answer holds no token,
+ * or the transport's error. The error text names the status, never the body (it may hold the
+ * token) nor the request (it holds the secret). */
+struct sd_http_token_json {
+    const char *url;
+    const char *body;
+    const char *const *headers; /* besides Content-Type: application/json; may be NULL */
+    const char *token_member;
+    const char *ttl_member;
+    int64_t timeout_ms;         /* 0 = 30 s */
+    const _Atomic bool *stop;   /* may be NULL */
+};
+int sd_http_token_refresh_json(void *arg, char **ret_token, int64_t *ret_ttl_s, char *error,
+                               size_t error_size);
+
 #endif

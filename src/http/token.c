@@ -7,6 +7,7 @@
  * Expiry is on the monotonic clock: a wall-clock step must neither keep a dead token nor throw
  * away a good one. */
 #include <errno.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 
 #include "base/base.h"
 #include "http/client_parts.h"
+#include "http/verdict.h"
 
 struct sd_http_token {
     pthread_mutex_t mu;
@@ -120,4 +122,61 @@ uint64_t sd_http_token_refreshes(struct sd_http_token *t)
     uint64_t n = t->refreshes;
     pthread_mutex_unlock(&t->mu);
     return n;
+}
+
+int sd_http_token_refresh_json(void *arg, char **ret_token, int64_t *ret_ttl_s, char *error,
+                               size_t error_size)
+{
+    const struct sd_http_token_json *cfg = arg;
+    size_t n = 0;
+    while (cfg->headers && cfg->headers[n]) {
+        n++;
+    }
+    const char **headers = sd_calloc(n + 2, sizeof(*headers));
+    for (size_t i = 0; i < n; i++) {
+        headers[i] = cfg->headers[i];
+    }
+    headers[n] = "Content-Type: application/json";
+    struct sd_http_request rq = {.method = "POST",
+                                 .url = cfg->url,
+                                 .headers = headers,
+                                 .body = cfg->body,
+                                 .body_len = cfg->body ? strlen(cfg->body) : 0,
+                                 .timeout_ms = cfg->timeout_ms,
+                                 .max_body = 64 * 1024};
+    struct sd_http_response resp;
+    struct sd_http_retry once = {.max_attempts = 1, .stop = cfg->stop};
+    int r = sd_http_fetch_retry(&rq, &once, &resp, NULL);
+    free(headers);
+    json_t *doc = NULL;
+    enum sd_verdict v = sd_http_classify(r, resp.status);
+    if (r < 0) {
+        snprintf(error, error_size, "the token exchange failed: %s", resp.error);
+        goto out;
+    }
+    if (v != SD_VERDICT_OK) {
+        snprintf(error, error_size, "the token exchange was %s (HTTP %ld)",
+                 v == SD_VERDICT_REJECT ? "refused" : "not answered", resp.status);
+        r = v == SD_VERDICT_REJECT ? -EACCES : -EAGAIN;
+        goto out;
+    }
+    doc = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
+    const char *member = cfg->token_member ? cfg->token_member : "token";
+    const json_t *tok = json_object_get(doc, member);
+    if (!json_is_string(tok) || json_string_length(tok) == 0) {
+        snprintf(error, error_size, "the token exchange answered without a \"%s\" string", member);
+        r = -EPROTO;
+        goto out;
+    }
+    const json_t *ttl = cfg->ttl_member ? json_object_get(doc, cfg->ttl_member) : NULL;
+    double secs = json_is_number(ttl) ? json_number_value(ttl) : 0;
+    *ret_ttl_s = secs >= 1 ? (secs < 1e8 ? (int64_t)secs : 100000000) : 0;
+    *ret_token = sd_strdup(json_string_value(tok));
+out:
+    json_decref(doc);
+    if (resp.body.data) { /* the answer held the token */
+        explicit_bzero(resp.body.data, resp.body.len);
+    }
+    sd_http_response_release(&resp);
+    return r;
 }

@@ -1,16 +1,19 @@
 /* test_http_client.c — the HTTP client against a small libmicrohttpd server on 127.0.0.1:
  * escaping and Retry-After (pure); a session's cookie jar (cookies set by 202 answers replayed
- * on the repeats, kept per session, capped); polling a queued (202) exchange; form bodies (encoding of tricky values, the
- * Content-Type); header lines (CR/LF and other controls refused, Basic, Bearer, Api-Key); the
- * token (fetched once and shared, refreshed near expiry, a 401 refreshed once and repeated, a
- * second 401 returned, a failed refresh reported); and the retry loop judged by the one
- * classifier (408 retried, 509 waits without using an attempt, 404 returned at once).
+ * on the repeats, kept per session, capped); polling a queued (202) exchange; form bodies (encoding
+ * of tricky values, the Content-Type); header lines (CR/LF and other controls refused, Basic,
+ * Bearer, Api-Key); the token (fetched once and shared, refreshed near expiry, a 401 refreshed once
+ * and repeated, a second 401 returned, a failed refresh reported; the ready JSON exchange); and the
+ * retry loop judged by the one classifier (408 retried, 509 waits without using an attempt, 404
+ * returned at once).
  *
  * The server's routes:
  *   /cookies   202 + Set-Cookie CID until the request carries CID, then 202 + Set-Cookie QTKN
  *              until it carries QTKN too, then 200 (an Archtics-style queued command)
  *   /flood     200 + 40 new cookies per answer (a hostile server)
  *   /echo      200, body "<Content-Type>|<Api-Key>|<request body>"
+ *   /token     POST {"operator":"op","secret":"s3"} → {"token":"jN","expires_in":3600}, else 401
+ *   /token-broken  200 without a token member
  *   /auth      200 if Authorization is "Bearer <srv.valid>", else 401
  *   /flaky/C/N the first N requests answer status C (with Retry-After: 0), then 200
  * Every request's Cookie header is logged in order. */
@@ -45,6 +48,7 @@ static struct {
     char valid[64];             /* the token /auth accepts */
     int requests;               /* every request since srv_reset */
     int flood_round;            /* /flood answers so far: names stay unique */
+    int tokens;                 /* tokens /token has issued */
     char cookies[LOG_MAX][256]; /* Cookie header of each request ("" if none) */
 } srv = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -151,6 +155,21 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         enum MHD_Result ok = answer(c, 200, b, NULL);
         free(b);
         return ok;
+    }
+    if (strcmp(url, "/token") == 0) {
+        if (strcmp(up->body.data, "{\"operator\":\"op\",\"secret\":\"s3\"}") != 0) {
+            return answer(c, 401, "{\"error\":\"bad credentials\"}", NULL);
+        }
+        pthread_mutex_lock(&srv.mu);
+        int k = ++srv.tokens;
+        pthread_mutex_unlock(&srv.mu);
+        char *b = sd_asprintf("{\"token\":\"j%d\",\"expires_in\":3600}", k);
+        enum MHD_Result ok = answer(c, 200, b, NULL);
+        free(b);
+        return ok;
+    }
+    if (strcmp(url, "/token-broken") == 0) {
+        return answer(c, 200, "{\"access\":\"j0\"}", NULL);
     }
     if (strcmp(url, "/auth") == 0) {
         const char *a = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
@@ -586,6 +605,64 @@ static void test_token_401_refreshed_once(void **state)
     free(u);
 }
 
+/* The ready callback: POST the credentials as JSON, take {"token", "expires_in"}. */
+static void test_token_json_exchange(void **state)
+{
+    (void)state;
+    srv_reset();
+    char *tu = url("/token"), *au = url("/auth");
+    struct sd_http_token_json cfg = {
+        .url = tu, .body = "{\"operator\":\"op\",\"secret\":\"s3\"}", .ttl_member = "expires_in"};
+    struct sd_http_token *t = sd_http_token_new(sd_http_token_refresh_json, &cfg, 60);
+    pthread_mutex_lock(&srv.mu);
+    int first = srv.tokens + 1;
+    pthread_mutex_unlock(&srv.mu);
+    char want[16];
+    snprintf(want, sizeof(want), "j%d", first);
+    srv_set_valid(want);
+    struct sd_http_request rq = {.url = au, .token = t};
+    struct sd_http_response resp;
+    for (int i = 0; i < 2; i++) { /* the second request reuses the token (an hour to live) */
+        assert_int_equal(sd_http_fetch(&rq, &resp), 0);
+        assert_int_equal(resp.status, 200);
+        sd_http_response_release(&resp);
+    }
+    assert_int_equal(sd_http_token_refreshes(t), 1);
+    assert_int_equal(srv_requests(), 3);
+    sd_http_token_free(t);
+
+    /* Wrong credentials: refused, not retried, no secret in the error. */
+    cfg.body = "{\"operator\":\"op\",\"secret\":\"wrong-s3cret\"}";
+    t = sd_http_token_new(sd_http_token_refresh_json, &cfg, 60);
+    rq.token = t;
+    assert_int_equal(sd_http_fetch(&rq, &resp), -EACCES);
+    assert_string_equal(resp.error, "the token exchange was refused (HTTP 401)");
+    sd_http_response_release(&resp);
+    assert_int_equal(srv_requests(), 4);
+    sd_http_token_free(t);
+
+    /* Unavailable (503): try again later; an answer without the member: a protocol error. */
+    char *busy = url("/flaky/503/1000000"), *broken = url("/token-broken");
+    cfg.url = busy;
+    t = sd_http_token_new(sd_http_token_refresh_json, &cfg, 60);
+    rq.token = t;
+    assert_int_equal(sd_http_fetch(&rq, &resp), -EAGAIN);
+    assert_string_equal(resp.error, "the token exchange was not answered (HTTP 503)");
+    sd_http_response_release(&resp);
+    sd_http_token_free(t);
+    cfg.url = broken;
+    t = sd_http_token_new(sd_http_token_refresh_json, &cfg, 60);
+    rq.token = t;
+    assert_int_equal(sd_http_fetch(&rq, &resp), -EPROTO);
+    assert_string_equal(resp.error, "the token exchange answered without a \"token\" string");
+    sd_http_response_release(&resp);
+    sd_http_token_free(t);
+    free(busy);
+    free(broken);
+    free(tu);
+    free(au);
+}
+
 struct burst {
     struct sd_http_token *t;
     int ok;
@@ -669,6 +746,7 @@ int main(void)
         cmocka_unit_test(test_header_lines),
         cmocka_unit_test(test_token_refreshed_near_expiry),
         cmocka_unit_test(test_token_401_refreshed_once),
+        cmocka_unit_test(test_token_json_exchange),
         cmocka_unit_test(test_token_shared_by_threads),
         cmocka_unit_test(test_retry_follows_classifier),
     };
