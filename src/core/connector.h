@@ -210,6 +210,29 @@ int sd_connector_wait(struct sd_connector_ctx *ctx, int64_t usec);
  * -EIO: the ledger failed. Every wait is logged once, with the time it ends. */
 int sd_connector_quota_take(struct sd_connector_ctx *ctx, int64_t n);
 
+/* ---- long-lived state across runs ----------------------------------------------------------
+ *
+ * A protocol that spans runs (a queued command still being polled, a session token, a bulk
+ * export in progress) keeps what it needs in the object sd_connector_saved() returns, a member
+ * of the state document that belongs to the connector alone (the runtime never reads it, the
+ * status never shows it, so a session token may go there; credentials belong in SECRET
+ * settings). It is committed with every commit and write job of the run and with the run's
+ * final state; sd_connector_state_save() commits it NOW, without records, so that a kill -9
+ * right after resumes from it. The next run of the instance finds it as last committed: the
+ * document a run starts from is always the last one committed.
+ *
+ * Obligations: the object is valid until the next commit, write job or save (each may replace
+ * ctx->state: call sd_connector_saved() again after one); keep it small (the whole document is
+ * rewritten each time: SD_CONNECTOR_STATE_MAX bytes at most) and never put what a page's cursor
+ * already says in it. Runs that are not configured in the store (the demo loader) have no
+ * state document: sd_connector_saved() returns NULL, sd_connector_state_save() -ENOTSUP. */
+#define SD_CONNECTOR_STATE_MAX (256 * 1024)
+json_t *sd_connector_saved(struct sd_connector_ctx *ctx);
+/* Commit ctx->state as it is now (a state-only writer transaction, durable on return). 0, or
+ * -EFBIG (larger than SD_CONNECTOR_STATE_MAX; nothing written), -ENOTSUP (no state document),
+ * or the store's negative errno (-EIO, -ENOSPC). */
+int sd_connector_state_save(struct sd_connector_ctx *ctx);
+
 /* init, run, fini of a source connector for tenant/env with the given (unchecked) settings. */
 int sd_connector_run_source(struct sd_hub *hub, const char *name, int64_t tenant_id,
                             enum sd_env env, const char *id, const json_t *settings,

@@ -1,10 +1,13 @@
 /* connector_run.c — running a configured connector instance: its context (settings, mapping,
  * committed cursor, work folder), the commit that stores records and the cursor in one
- * transaction, whole-unit write jobs, and the state document written when a run ends.
+ * transaction, whole-unit write jobs, state-only saves, and the state document written when a
+ * run ends.
  *
  * The state document (store: connector_state) is {"cursor", "state", "last_run_usec",
  * "last_success_usec", "last_error", "records_in", "records_rejected", "records_unchanged",
- * "last_run": {…}}. It is only ever written by the writer inside the transaction of the records
+ * "last_run": {…}, "saved": {…}}; "saved" is the connector's own (sd_connector_saved). Every
+ * document written is derived from ctx->state, so whatever the connector saved travels with
+ * each later commit and with the run's final document. It is only ever written by the writer inside the transaction of the records
  * it counts, so after a crash the cursor and the counters describe exactly what is stored.
  * records_unchanged (of records_in, those already stored as they were) is known only once a
  * commit is applied: a whole-unit job's commit counts it, a page commit leaves it to the run's
@@ -267,6 +270,51 @@ int sd_connector_write_job(struct sd_connector_ctx *ctx, sd_connector_job_fn fn,
     }
     json_decref(job.new_state);
     json_decref(job.cursor);
+    return r;
+}
+
+/* ---- long-lived state ------------------------------------------------------------------------
+ */
+
+json_t *sd_connector_saved(struct sd_connector_ctx *ctx)
+{
+    if (!json_is_object(ctx->state)) {
+        return NULL;
+    }
+    json_t *saved = json_object_get(ctx->state, "saved");
+    if (!json_is_object(saved)) {
+        saved = json_object();
+        json_object_set_new(ctx->state, "saved", saved);
+    }
+    return saved;
+}
+
+int sd_connector_state_save(struct sd_connector_ctx *ctx)
+{
+    if (!json_is_object(ctx->state) || !ctx->id) {
+        return -ENOTSUP;
+    }
+    char *doc = json_dumps(ctx->state, JSON_COMPACT);
+    if (!doc) {
+        return -EINVAL;
+    }
+    int r = 0;
+    if (strlen(doc) > SD_CONNECTOR_STATE_MAX) {
+        r = -EFBIG;
+        goto out;
+    }
+    json_t *empty = json_object();
+    struct sd_ingest_outcome res;
+    sd_ingest_outcome_init(&res);
+    struct sd_ingest_opts o = {.state_id = ctx->id, .state_doc = doc};
+    r = sd_hub_ingest_opts(ctx->hub, ctx->tenant_id, ctx->env, empty, &o, &res);
+    if (r == 0 && res.status != 202) {
+        r = -EIO;
+    }
+    sd_ingest_outcome_release(&res);
+    json_decref(empty);
+out:
+    free(doc);
     return r;
 }
 

@@ -1,7 +1,10 @@
 /* client.c — outgoing requests over libcurl (see client.h). Each call uses its own easy
  * handle (no sharing between threads); the global init runs once under pthread_once. Answer
  * bodies go to memory (capped) or straight to a file descriptor (SFTP downloads of large CSV
- * files, constant memory). Only the headers a connector needs are kept. */
+ * files, constant memory). Only the headers a connector needs are kept. A request's session
+ * (session.c) lends its cookie jar to the handle; its token (token.c) adds one header line,
+ * and a 401 is repeated once with a fresh token — below the retry loop, so that repeat is part
+ * of one attempt. Retrying is judged by sd_http_classify alone (http/verdict.h). */
 #include "http/client.h"
 
 #include <arpa/inet.h>
@@ -18,13 +21,20 @@
 #include <unistd.h>
 
 #include "base/utf8.h"
+#include "http/client_parts.h"
 #include "http/egress.h"
+#include "http/verdict.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 static void global_init(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+void sd_http_global_init(void)
+{
+    pthread_once(&init_once, global_init);
 }
 
 struct sink {
@@ -147,8 +157,21 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-static int fetch(const struct sd_http_request *rq, const _Atomic bool *stop,
-                 struct sd_http_response *ret)
+/* Does a "Name: value" line of headers name this header? */
+static bool has_header(const char *const *headers, const char *name)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; headers && headers[i]; i++) {
+        if (strncasecmp(headers[i], name, nl) == 0 && headers[i][nl] == ':') {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* One request. extra_header: one more header line (the token's), or NULL. */
+static int fetch(const struct sd_http_request *rq, const char *extra_header,
+                 const _Atomic bool *stop, struct sd_http_response *ret)
 {
     pthread_once(&init_once, global_init);
     memset(ret, 0, sizeof(*ret));
@@ -162,6 +185,12 @@ static int fetch(const struct sd_http_request *rq, const _Atomic bool *stop,
     struct curl_slist *hdrs = NULL, *quote = NULL;
     for (size_t i = 0; rq->headers && rq->headers[i]; i++) {
         hdrs = curl_slist_append(hdrs, rq->headers[i]);
+    }
+    if (extra_header) {
+        hdrs = curl_slist_append(hdrs, extra_header);
+    }
+    if (rq->form && !has_header(rq->headers, "Content-Type")) {
+        hdrs = curl_slist_append(hdrs, "Content-Type: application/x-www-form-urlencoded");
     }
     for (size_t i = 0; rq->quote_after && rq->quote_after[i]; i++) {
         quote = curl_slist_append(quote, rq->quote_after[i]);
@@ -198,9 +227,17 @@ static int fetch(const struct sd_http_request *rq, const _Atomic bool *stop,
     if (rq->method && strcmp(rq->method, "GET") != 0) {
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, rq->method);
     }
-    if (rq->body) {
+    if (rq->form) {
+        size_t len = 0;
+        const char *text = sd_http_form_body(rq->form, &len);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, text);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    } else if (rq->body) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq->body);
         curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
+    }
+    if (rq->session) {
+        sd_http_session_attach(rq->session, h);
     }
     if (rq->username) {
         curl_easy_setopt(h, CURLOPT_USERNAME, rq->username);
@@ -279,10 +316,44 @@ static int fetch(const struct sd_http_request *rq, const _Atomic bool *stop,
         }
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &ret->status);
     }
+    if (rq->session) {
+        char why[sizeof(ret->error)];
+        if (sd_http_session_check(rq->session, h, why, sizeof(why)) < 0 && r == 0) {
+            snprintf(ret->error, sizeof(ret->error), "%s", why);
+            r = -EFBIG;
+        }
+    }
     curl_slist_free_all(hdrs);
     curl_slist_free_all(quote);
     curl_easy_cleanup(h);
     return r;
+}
+
+/* fetch with the request's token: a 401 drops the token the request carried and repeats the
+ * request once with a fresh one; the second answer is returned whatever it is. */
+static int exchange(const struct sd_http_request *rq, const _Atomic bool *stop,
+                    struct sd_http_response *ret)
+{
+    if (!rq->token) {
+        return fetch(rq, NULL, stop, ret);
+    }
+    for (int round = 0;; round++) {
+        char *line = NULL;
+        uint64_t gen = 0;
+        memset(ret, 0, sizeof(*ret));
+        int r = sd_http_token_header(rq->token, &line, &gen, ret->error, sizeof(ret->error));
+        if (r < 0) {
+            return r;
+        }
+        r = fetch(rq, line, stop, ret);
+        sd_http_header_free(line);
+        if (r == 0 && ret->status == 401 && round == 0) {
+            sd_http_token_invalidate(rq->token, gen);
+            sd_http_response_release(ret);
+            continue;
+        }
+        return r;
+    }
 }
 
 char *sd_http_url_escape(const char *s)
@@ -304,7 +375,7 @@ char *sd_http_url_escape(const char *s)
 
 int sd_http_fetch(const struct sd_http_request *rq, struct sd_http_response *ret)
 {
-    return fetch(rq, NULL, ret);
+    return exchange(rq, NULL, ret);
 }
 
 void sd_http_response_release(struct sd_http_response *r)
@@ -375,23 +446,25 @@ int sd_http_fetch_retry(const struct sd_http_request *rq, const struct sd_http_r
     int64_t initial = policy && policy->initial_ms > 0 ? policy->initial_ms : 1000;
     int64_t max_wait = policy && policy->max_wait_s > 0 ? policy->max_wait_s : 300;
     const _Atomic bool *stop = policy ? policy->stop : NULL;
-    int attempts = 0, waits_429 = 0, r = 0;
+    int attempts = 0, waits = 0, r = 0;
     int64_t backoff = initial;
     memset(ret, 0, sizeof(*ret));
     for (;;) {
         sd_http_response_release(ret);
-        r = fetch(rq, stop, ret);
-        bool flow = r == 0 && ret->status == 429;
-        if (!flow) {
+        r = exchange(rq, stop, ret);
+        enum sd_verdict v = sd_http_classify(r, ret->status);
+        /* WAIT is flow control: the remote asks for time, the attempt is given back. */
+        if (v == SD_VERDICT_WAIT) {
+            waits++;
+        } else {
             attempts++;
         }
-        bool retryable = r == -ETIMEDOUT || r == -ECONNREFUSED || r == -EIO ||
-                         (r == 0 && (ret->status == 429 || ret->status >= 500));
-        if (!retryable || (flow && ++waits_429 > 20) || (!flow && attempts >= max_attempts)) {
+        if (v == SD_VERDICT_OK || v == SD_VERDICT_REJECT ||
+            (v == SD_VERDICT_WAIT ? waits > 20 : attempts >= max_attempts)) {
             break;
         }
         int64_t wait_ms = -1;
-        if (r == 0 && (ret->status == 429 || ret->status == 503)) {
+        if (r == 0 && (v == SD_VERDICT_WAIT || ret->status == 503)) {
             int64_t s = sd_http_retry_after(ret->retry_after, max_wait);
             wait_ms = s >= 0 ? s * 1000 : -1;
         }
@@ -406,7 +479,44 @@ int sd_http_fetch_retry(const struct sd_http_request *rq, const struct sd_http_r
         }
     }
     if (ret_attempts) {
-        *ret_attempts = attempts + waits_429;
+        *ret_attempts = attempts + waits;
+    }
+    return r;
+}
+
+int sd_http_fetch_poll(const struct sd_http_request *rq, const struct sd_http_poll *poll,
+                       const struct sd_http_retry *retry, struct sd_http_response *ret,
+                       int *ret_polls)
+{
+    int64_t interval = poll && poll->interval_ms > 0 ? poll->interval_ms : 500;
+    int64_t budget = poll && poll->max_ms > 0 ? poll->max_ms : 180000;
+    const _Atomic bool *stop = retry ? retry->stop : NULL;
+    int64_t end = sd_mono_usec() + budget * 1000;
+    int polls = 0, r = 0;
+    memset(ret, 0, sizeof(*ret));
+    for (;;) {
+        sd_http_response_release(ret);
+        r = sd_http_fetch_retry(rq, retry, ret, NULL);
+        polls += r == 0;
+        if (r < 0 || ret->status != 202) {
+            break;
+        }
+        int64_t left_ms = (end - sd_mono_usec()) / 1000;
+        if (left_ms < interval) {
+            snprintf(ret->error, sizeof(ret->error),
+                     "still queued (202) after %d request(s) in %lld ms", polls,
+                     (long long)budget);
+            r = -ETIMEDOUT;
+            break;
+        }
+        if (!nap(interval, stop)) {
+            snprintf(ret->error, sizeof(ret->error), "stopped while polling a queued answer");
+            r = -ECANCELED;
+            break;
+        }
+    }
+    if (ret_polls) {
+        *ret_polls = polls;
     }
     return r;
 }

@@ -10,6 +10,8 @@ enum sd_verdict sd_http_classify(int transport_err, long status)
         case -EFBIG:       /* an answer we cannot read: its meaning is unknown */
         case -ENETUNREACH: /* the egress policy refuses every address: a configuration */
         case -EPERM:
+        case -EACCES: /* an SFTP login refused: the credentials are wrong */
+        case -ENOENT: /* an SFTP file that is not there */
         case -ECANCELED:
         case -EINVAL:
             return SD_VERDICT_REJECT;

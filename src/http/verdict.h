@@ -8,7 +8,8 @@
  *   RETRY   408, every other 5xx, and transport failures (timeout, refused, reset, DNS, TLS)
  *   REJECT  1xx, 3xx (redirects are not followed), every other 4xx, an answer too large to
  *           read (-EFBIG), an address the egress policy refuses (-ENETUNREACH), an SFTP
- *           command the server refused (-EPERM), a cancelled exchange (-ECANCELED)
+ *           command the server refused (-EPERM), an SFTP login refused (-EACCES) or file
+ *           missing (-ENOENT), a cancelled exchange (-ECANCELED)
  *
  * A connector may judge a 2xx answer further (a business error inside a 200) and return REJECT
  * or RETRY itself; this is the default for the transport.

@@ -6,7 +6,7 @@ read API and compared with the source.
 Covered: token cursors over 250 sales (events first) with the cursor committed and an
 incremental second run that sends it back; a last page without a next cursor; max_pages;
 after_id cursors with another JSON shape, other parameter names and a mapping; 429 + Retry-After
-(not an attempt), 503 + Retry-After, truncated and closed answers, 500 then success, a timeout
+(not an attempt), 509 + Retry-After (the same), 408 retried, 503 + Retry-After, truncated and closed answers, 500 then success, a timeout
 retried; every attempt failing (the error names the page's cursor and the attempts; the next run
 resumes from the same committed cursor, nothing doubled or skipped); a page with an invalid
 record (reject_page: the run stops there, earlier pages stay, the cursor stays; fixed in the
@@ -343,6 +343,30 @@ class Faults(PullCase):
         self.assertEqual([r.status for r in reqs[:2]], [429, 200], reqs)
         self.assertEqual(reqs[0].query.get("cursor"), reqs[1].query.get("cursor"))
         self.assertGreaterEqual(reqs[1].t - reqs[0].t, 0.95)
+        self.assertEqual(st["last_run_stats"]["records_in"], 13, st)
+        self.assertStoredEqualsSource(sales, evs)
+
+    def test_509_retry_after_is_not_an_attempt(self):
+        # S-360's over-the-limit answer: waits like 429, the one attempt is not used up
+        base, ep, sp, evs, sales = self.source(10)
+        self.fs.inject(sp, [("status", 509, {"Retry-After": "1"})])
+        cid = self.admin.add("rest_pull", self.settings(ep, sp, max_attempts=1))
+        st = self.run_ok(cid)
+        reqs = self.fs.requests(sp)
+        self.assertEqual([r.status for r in reqs[:2]], [509, 200], reqs)
+        self.assertGreaterEqual(reqs[1].t - reqs[0].t, 0.95)
+        self.assertEqual(st["last_run_stats"]["records_in"], 13, st)
+        self.assertStoredEqualsSource(sales, evs)
+
+    def test_408_is_retried(self):
+        # a server's request timeout is a retry for pulls as it is for pushes
+        base, ep, sp, evs, sales = self.source(10)
+        self.fs.inject(sp, [("status", 408)])
+        cid = self.admin.add("rest_pull", self.settings(ep, sp, max_attempts=2))
+        st = self.run_ok(cid)
+        reqs = self.fs.requests(sp)
+        self.assertEqual([r.status for r in reqs[:2]], [408, 200], reqs)
+        self.assertEqual(reqs[0].query.get("cursor"), reqs[1].query.get("cursor"))
         self.assertEqual(st["last_run_stats"]["records_in"], 13, st)
         self.assertStoredEqualsSource(sales, evs)
 

@@ -14,11 +14,13 @@
  * GET /v1/{client_id}/{events,customers,sales} (records /data, next /next_cursor, more
  * /has_more): that is how one hub replicates another.
  *
- * 429/503 wait for Retry-After, other 5xx and timeouts back off exponentially, at most
- * max_attempts (seed §6: 6); then the run fails with the reason and the next run resumes from
- * the same committed cursor. A page with a bad record is refused whole by default (policy
- * reject_page: the run fails there, nothing of the page is stored, the cursor stays), or its
- * bad records are skipped and listed (skip_records). */
+ * Answers are judged by the one classifier (http/verdict.h), in the retry loop and here: 429
+ * and 509 wait for Retry-After without using an attempt, 408, 5xx (503 as long as Retry-After
+ * says), timeouts and broken connections back off exponentially, at most max_attempts (6 by
+ * default); then, or at once for any other status but 2xx, the run fails with the reason and
+ * the next run resumes from the same committed cursor. A page with a bad record is refused
+ * whole by default (policy reject_page: the run fails there, nothing of the page is stored, the
+ * cursor stays), or its bad records are skipped and listed (skip_records). */
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
@@ -29,6 +31,7 @@
 #include "core/connector.h"
 #include "formats/json_pointer.h"
 #include "http/client.h"
+#include "http/verdict.h"
 
 static const struct sd_setting settings[] = {
     {"base_url", SD_SETTING_URL, NULL, 8, 2048, "http(s) base URL, e.g. https://api.box.example",
@@ -179,11 +182,12 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
                                   name, cur ? cur : "", attempts, resp.error);
             goto next;
         }
-        if (resp.status != 200) {
+        enum sd_verdict verdict = sd_http_classify(r, resp.status);
+        if (verdict != SD_VERDICT_OK) {
             r = sd_connector_fail(ctx, -EIO,
-                                  "%s page after cursor '%s': HTTP %ld after %d "
-                                  "attempt(s)",
-                                  name, cur ? cur : "", resp.status, attempts);
+                                  "%s page after cursor '%s': HTTP %ld after %d attempt(s) (%s)",
+                                  name, cur ? cur : "", resp.status, attempts,
+                                  verdict == SD_VERDICT_REJECT ? "refused" : "gave up");
             goto next;
         }
         json_error_t jerr;
