@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
+#include "model/model.h"
 #include "model/tz.h"
 
 #define MIN_USEC 60000000LL
@@ -279,9 +279,9 @@ int sd_schedule_parse(const char *s, struct sd_schedule *ret, const char **why)
     return 0;
 }
 
-static bool cron_day(const struct sd_schedule *sc, const struct tm *tm)
+static bool cron_day(const struct sd_schedule *sc, int mday, int wday)
 {
-    bool md = sc->mdays >> tm->tm_mday & 1, wd = sc->wdays >> tm->tm_wday & 1;
+    bool md = sc->mdays >> mday & 1, wd = sc->wdays >> wday & 1;
     if (sc->mday_any || sc->wday_any) {
         return md && wd;
     }
@@ -291,33 +291,28 @@ static bool cron_day(const struct sd_schedule *sc, const struct tm *tm)
 /* The first minute ≥ t (seconds on the schedule's clock, a whole minute) whose calendar fields
  * match, skipping by month, day, hour and minute (a field that does not match moves to the
  * start of the next unit), up to five years ("0 0 29 2 *" must find the next leap day);
- * INT64_MAX when there is none. gmtime_r/timegm only do calendar arithmetic here: no zone. */
-static int64_t next_match(const struct sd_schedule *sc, int64_t from)
+ * INT64_MAX when there is none. */
+static int64_t next_match(const struct sd_schedule *sc, int64_t t)
 {
-    time_t t = (time_t)from;
-    time_t limit = t + (time_t)5 * 366 * 86400;
+    int64_t limit = t + (int64_t)5 * 366 * 86400;
     while (t < limit) {
-        struct tm tm;
-        if (!gmtime_r(&t, &tm)) {
-            break;
-        }
-        if (!(sc->months >> (tm.tm_mon + 1) & 1)) {
-            tm.tm_mon++;
-            tm.tm_mday = 1;
-            tm.tm_hour = tm.tm_min = 0;
-        } else if (!cron_day(sc, &tm)) {
-            tm.tm_mday++;
-            tm.tm_hour = tm.tm_min = 0;
-        } else if (!(sc->hours >> tm.tm_hour & 1)) {
-            tm.tm_hour++;
-            tm.tm_min = 0;
-        } else if (!(sc->minutes >> tm.tm_min & 1)) {
-            tm.tm_min++;
+        int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
+        int64_t rem = t - days * 86400, y;
+        int mon, mday, hour = (int)(rem / 3600), min = (int)(rem / 60 % 60);
+        int wday = (int)(((days + 4) % 7 + 7) % 7); /* 1970-01-01 was a Thursday */
+        sd_civil_from_days(days, &y, &mon, &mday);
+        if (!(sc->months >> mon & 1)) {
+            t = (mon == 12 ? sd_days_from_civil(y + 1, 1, 1) : sd_days_from_civil(y, mon + 1, 1)) *
+                86400;
+        } else if (!cron_day(sc, mday, wday)) {
+            t = (days + 1) * 86400;
+        } else if (!(sc->hours >> hour & 1)) {
+            t = days * 86400 + (hour + 1) * 3600;
+        } else if (!(sc->minutes >> min & 1)) {
+            t = days * 86400 + hour * 3600 + (min + 1) * 60;
         } else {
-            return (int64_t)t;
+            return t;
         }
-        tm.tm_sec = 0;
-        t = timegm(&tm);
     }
     return INT64_MAX;
 }

@@ -536,8 +536,7 @@ static void load_formats(struct sd_mapping *m, const json_t *formats, struct sd_
                          "must be \"Z\", \"UTC\" or a fixed offset like \"+01:00\" (for a "
                          "named time zone with daylight saving time use \"timezone\")");
             } else if (json_object_get(formats, "timezone")) {
-                issue_at(errors, base, key, keylen,
-                         "give either utc_offset or timezone, not both");
+                issue_at(errors, base, key, keylen, "give either utc_offset or timezone, not both");
             }
         } else if (keylen == 8 && memcmp(key, "timezone", 8) == 0) {
             char why[200];

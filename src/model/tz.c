@@ -27,10 +27,10 @@
 #include "base/base.h"
 #include "model/model.h"
 
-#define OFFSET_MAX (26 * 3600)   /* |UT offset| of any type or rule */
-#define RULE_HOURS_MAX 167       /* TZif v3+: a rule's transition time may be -167..167 h */
-#define WINDOW OFFSET_MAX        /* see the invariant above */
-#define CACHE_MAX 4096           /* zones kept per process */
+#define OFFSET_MAX (26 * 3600) /* |UT offset| of any type or rule */
+#define RULE_HOURS_MAX 167     /* TZif v3+: a rule's transition time may be -167..167 h */
+#define WINDOW OFFSET_MAX      /* see the invariant above */
+#define CACHE_MAX 4096         /* zones kept per process */
 #define HEADER_LEN 44
 
 struct tz_type {
@@ -54,7 +54,7 @@ struct posix_tz {
 struct sd_tz {
     char *name;
     size_t n_trans;
-    int64_t *trans;   /* strictly ascending UTC instants */
+    int64_t *trans; /* strictly ascending UTC instants */
     uint8_t *trans_type;
     size_t n_types;
     struct tz_type *types;
@@ -75,7 +75,8 @@ static void set_err(char *err, size_t errsz, const char *fmt, ...)
     va_end(ap);
 }
 
-/* ---- POSIX TZ strings ------------------------------------------------------------------------- */
+/* ---- POSIX TZ strings -------------------------------------------------------------------------
+ */
 
 struct cursor {
     const char *p, *end;
@@ -321,7 +322,8 @@ static void footer_at(const struct posix_tz *pt, int64_t t, int32_t *off, int *i
     *isdst = state;
 }
 
-/* ---- lookups ---------------------------------------------------------------------------------- */
+/* ---- lookups ----------------------------------------------------------------------------------
+ */
 
 static bool in_range(int64_t t)
 {
@@ -464,7 +466,8 @@ const char *sd_tz_name(const struct sd_tz *tz)
     return tz->name;
 }
 
-/* ---- TZif ------------------------------------------------------------------------------------- */
+/* ---- TZif -------------------------------------------------------------------------------------
+ */
 
 struct tzif_counts {
     uint32_t isut, isstd, leap, time, type, chars;
@@ -508,8 +511,8 @@ static uint64_t block_len(const struct tzif_counts *c, unsigned tsize)
 static int parse_block(struct sd_tz *tz, const uint8_t *p, const struct tzif_counts *c,
                        unsigned tsize, char *err, size_t errsz)
 {
-    if (c->type == 0 || c->type > 256 || c->chars == 0 ||
-        (c->isstd != 0 && c->isstd != c->type) || (c->isut != 0 && c->isut != c->type)) {
+    if (c->type == 0 || c->type > 256 || c->chars == 0 || (c->isstd != 0 && c->isstd != c->type) ||
+        (c->isut != 0 && c->isut != c->type)) {
         set_err(err, errsz, "inconsistent counts in the header");
         return -EBADMSG;
     }
@@ -636,7 +639,8 @@ void sd_tz_free(struct sd_tz *tz)
     free(tz);
 }
 
-/* ---- names, files and the cache --------------------------------------------------------------- */
+/* ---- names, files and the cache ---------------------------------------------------------------
+ */
 
 static bool name_valid(const char *name)
 {

@@ -27,9 +27,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SD_TZ_NAME_MAX 64                      /* bytes in a zone name */
-#define SD_TZ_FILE_MAX (256 * 1024)            /* bytes in a TZif file (real ones are < 4 KiB) */
-#define SD_TZ_SECONDS_MAX (INT64_C(1) << 47)   /* supported range of instants, both ways */
+#define SD_TZ_NAME_MAX 64                       /* bytes in a zone name */
+#define SD_TZ_FILE_MAX (256 * 1024)             /* bytes in a TZif file (real ones are < 4 KiB) */
+#define SD_TZ_SECONDS_MAX (INT64_C(1) << 47)    /* supported range of instants, both ways */
 #define SD_TZ_DEFAULT_DIR "/usr/share/zoneinfo" /* when $TZDIR is unset or empty */
 
 struct sd_tz;

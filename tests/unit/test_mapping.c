@@ -270,7 +270,7 @@ static const struct conv_case conv_cases[] = {
      "15.04.2025 11:08", "\"2025-04-15T11:08:00Z\""},
     {S, "{\"datetime\":\"YYYY-MM-DDTHH:mm\",\"utc_offset\":\"-05:30\"}", "purchase_datetime",
      "2025-04-15T11:08", "\"2025-04-15T11:08:00-05:30\""},
-    /* a named zone: local times become UTC instants, daylight saving time included */
+/* a named zone: local times become UTC instants, daylight saving time included */
 #define BERLIN "{\"datetime\":\"DD.MM.YYYY HH:mm\",\"timezone\":\"Europe/Berlin\"}"
     {S, BERLIN, "purchase_datetime", "15.01.2026 11:08", "\"2026-01-15T10:08:00Z\""},
     {S, BERLIN, "purchase_datetime", "15.07.2026 11:08", "\"2026-07-15T09:08:00Z\""},

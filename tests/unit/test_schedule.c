@@ -131,9 +131,12 @@ static void test_cron(void **state)
 static void test_zone_forms(void **state)
 {
     (void)state;
-    const char *good[] = {"daily at 02:00 Europe/Berlin", "hourly at :05 Europe/Berlin",
-                          "0 2 * * * Europe/Berlin",      "  daily America/New_York  ",
-                          "hourly UTC",                   "*/15 8-18 * * 1-5 Asia/Kolkata"};
+    const char *good[] = {"daily at 02:00 Europe/Berlin",
+                          "hourly at :05 Europe/Berlin",
+                          "0 2 * * * Europe/Berlin",
+                          "  daily America/New_York  ",
+                          "hourly UTC",
+                          "*/15 8-18 * * 1-5 Asia/Kolkata"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
         parse_ok(good[i]);
     }
@@ -230,14 +233,10 @@ static void test_zone_counts(void **state)
     /* The spring day in Berlin is 23 hours long, the autumn day 25: a daily run happens once
      * on each, an hourly one once per real hour. */
     int64_t spring = at(2026, 3, 28, 23, 0), autumn = at(2026, 10, 24, 22, 0);
-    assert_int_equal(count_runs("daily at 02:30 Europe/Berlin", spring, spring + 23 * 60 * MIN),
-                     1);
-    assert_int_equal(count_runs("daily at 02:30 Europe/Berlin", autumn, autumn + 25 * 60 * MIN),
-                     1);
-    assert_int_equal(count_runs("hourly at :05 Europe/Berlin", spring, spring + 23 * 60 * MIN),
-                     23);
-    assert_int_equal(count_runs("hourly at :05 Europe/Berlin", autumn, autumn + 25 * 60 * MIN),
-                     25);
+    assert_int_equal(count_runs("daily at 02:30 Europe/Berlin", spring, spring + 23 * 60 * MIN), 1);
+    assert_int_equal(count_runs("daily at 02:30 Europe/Berlin", autumn, autumn + 25 * 60 * MIN), 1);
+    assert_int_equal(count_runs("hourly at :05 Europe/Berlin", spring, spring + 23 * 60 * MIN), 23);
+    assert_int_equal(count_runs("hourly at :05 Europe/Berlin", autumn, autumn + 25 * 60 * MIN), 25);
     /* hour 2 given: 02:00 and 02:30 once each; every hour: 50 half hours in 25 h, less the
      * start itself (runs are strictly after it) */
     assert_int_equal(count_runs("*/30 2 * * * Europe/Berlin", autumn, autumn + 25 * 60 * MIN), 2);
@@ -247,12 +246,9 @@ static void test_zone_counts(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_forms),
-        cmocka_unit_test(test_every),
-        cmocka_unit_test(test_calendar),
-        cmocka_unit_test(test_cron),
-        cmocka_unit_test(test_zone_forms),
-        cmocka_unit_test(test_zone_next),
+        cmocka_unit_test(test_forms),       cmocka_unit_test(test_every),
+        cmocka_unit_test(test_calendar),    cmocka_unit_test(test_cron),
+        cmocka_unit_test(test_zone_forms),  cmocka_unit_test(test_zone_next),
         cmocka_unit_test(test_zone_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

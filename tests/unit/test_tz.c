@@ -6,6 +6,7 @@
  * files in a temporary $TZDIR. Expected instants were checked against Python's zoneinfo and
  * glibc's date(1) on the same tz database. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -97,8 +98,7 @@ static void test_local_to_utc(void **state)
          "2026-06-01T06:30:00"},
         {"Australia/Lord_Howe", "2100-04-04T01:45:00", SD_TZ_REPEATED, "2100-04-03T14:45:00",
          "2100-04-03T15:15:00"},
-        {"UTC", "2026-03-29T02:30:00", SD_TZ_UNIQUE, "2026-03-29T02:30:00",
-         "2026-03-29T02:30:00"},
+        {"UTC", "2026-03-29T02:30:00", SD_TZ_UNIQUE, "2026-03-29T02:30:00", "2026-03-29T02:30:00"},
         /* Dublin's footer has negative DST ("IST-1GMT0,M10.5.0,M3.5.0/1"); Nuuk's rules have
          * negative transition times (M3.5.0/-1) */
         {"Europe/Dublin", "2026-03-29T01:30:00", SD_TZ_SKIPPED, "2026-03-29T01:30:00",
@@ -116,8 +116,8 @@ static void test_local_to_utc(void **state)
         int64_t local = secs(c->local), u = 0;
         int k = sd_tz_local_to_utc(tz, local, SD_TZ_EARLIER, &u);
         if (k != c->kind || u != secs(c->earlier)) {
-            fail_msg("%s %s earlier: kind %d (want %d), utc off by %lld s", c->zone, c->local,
-                     k, c->kind, (long long)(u - secs(c->earlier)));
+            fail_msg("%s %s earlier: kind %d (want %d), utc off by %lld s", c->zone, c->local, k,
+                     c->kind, (long long)(u - secs(c->earlier)));
         }
         k = sd_tz_local_to_utc(tz, local, SD_TZ_LATER, &u);
         if (k != c->kind || u != secs(c->later)) {
@@ -515,9 +515,8 @@ static void test_tzdir_files(void **state)
         }
         if (r == 0) {
             int64_t u;
-            assert_int_equal(
-                sd_tz_local_to_utc(tz, secs("2026-03-29T02:30:00"), SD_TZ_EARLIER, &u),
-                SD_TZ_SKIPPED);
+            assert_int_equal(sd_tz_local_to_utc(tz, secs("2026-03-29T02:30:00"), SD_TZ_EARLIER, &u),
+                             SD_TZ_SKIPPED);
             assert_int_equal(u, secs("2026-03-29T01:30:00"));
         } else {
             assert_non_null(strstr(err, files[i].name));
@@ -542,13 +541,59 @@ static void test_tzdir_files(void **state)
     rmdir(dir);
 }
 
+/* Threads loading and using zones at once get one zone per name (the cache's mutex; TSan in
+ * CI checks the rest). */
+struct race {
+    const struct sd_tz *got[4];
+    int failures;
+};
+
+static void *racer(void *arg)
+{
+    struct race *r = arg;
+    static const char *names[] = {"Europe/Paris", "America/Chicago", "Pacific/Auckland",
+                                  "Asia/Tokyo"};
+    for (int round = 0; round < 50; round++) {
+        for (int i = 0; i < 4; i++) {
+            const struct sd_tz *tz = NULL;
+            int64_t u;
+            if (sd_tz_get(names[i], &tz, NULL, 0) != 0 ||
+                sd_tz_local_to_utc(tz, 1790000000 + round * 3600, SD_TZ_EARLIER, &u) < 0) {
+                r->failures++;
+            }
+            r->got[i] = tz;
+        }
+    }
+    return NULL;
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    pthread_t th[4];
+    struct race races[4] = {{{NULL}, 0}};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_create(&th[i], NULL, racer, &races[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(races[i].failures, 0);
+        for (int z = 0; z < 4; z++) {
+            assert_non_null(races[i].got[z]);
+            assert_ptr_equal(races[i].got[z], races[0].got[z]);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_local_to_utc),    cmocka_unit_test(test_offsets),
-        cmocka_unit_test(test_round_trip),      cmocka_unit_test(test_bad_names),
-        cmocka_unit_test(test_footer_rules),    cmocka_unit_test(test_corrupt_images),
-        cmocka_unit_test(test_tzdir_files),
+        cmocka_unit_test(test_local_to_utc), cmocka_unit_test(test_offsets),
+        cmocka_unit_test(test_round_trip),   cmocka_unit_test(test_bad_names),
+        cmocka_unit_test(test_footer_rules), cmocka_unit_test(test_corrupt_images),
+        cmocka_unit_test(test_tzdir_files),  cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
