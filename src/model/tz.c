@@ -415,13 +415,14 @@ int sd_tz_local_to_utc(const struct sd_tz *tz, int64_t local, enum sd_tz_policy 
     }
     /* Walk the offset regimes [start, end) of the window: u = local - off is an instant showing
      * `local` when it falls in the regime whose offset is off. */
-    int64_t cand[8];
+    int64_t first = 0, last = 0;
     size_t n = 0;
     int64_t start = local - WINDOW, limit = local + WINDOW, forward = 0;
     bool have_forward = false;
     int32_t prev_off = 0;
     bool have_prev = false;
-    for (int guard = 0; guard < 64 && start <= limit; guard++) {
+    /* Each step passes one transition: the table's, or at most a few of the rule's per day. */
+    for (size_t guard = 0; guard < tz->n_trans + 64 && start <= limit; guard++) {
         int32_t off;
         int isdst;
         offset_at(tz, start, &off, &isdst);
@@ -436,22 +437,24 @@ int sd_tz_local_to_utc(const struct sd_tz *tz, int64_t local, enum sd_tz_policy 
             have_forward = true;
         }
         int64_t u = local - off;
-        if (u >= start && u < end && n < sizeof(cand) / sizeof(cand[0])) {
-            cand[n++] = u;
+        if (u >= start && u < end) {
+            first = n == 0 ? u : first;
+            last = u;
+            n++;
         }
         prev_off = off;
         have_prev = true;
         start = end;
     }
     if (n == 1) {
-        *ret_utc = cand[0];
+        *ret_utc = first;
         return SD_TZ_UNIQUE;
     }
     if (n > 1) {
         if (policy == SD_TZ_REJECT) {
             return -ERANGE;
         }
-        *ret_utc = policy == SD_TZ_LATER ? cand[n - 1] : cand[0];
+        *ret_utc = policy == SD_TZ_LATER ? last : first;
         return SD_TZ_REPEATED;
     }
     if (policy == SD_TZ_REJECT || !have_forward) {
@@ -661,7 +664,8 @@ static bool name_valid(const char *name)
 
 static int read_file(const char *path, uint8_t **ret, size_t *ret_len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO planted in the directory must not hang the open. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         return errno == ENOTDIR ? -ENOENT : -errno;
     }
