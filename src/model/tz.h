@@ -38,9 +38,11 @@ struct sd_tz;
  * [A-Za-z0-9_+-/], not absolute, without empty components, "." or ".." (the allowed set has
  * no dot); the file must be a regular TZif file (v1..v4) of at most SD_TZ_FILE_MAX bytes.
  * Returns 0 and the zone in *ret (never to be freed), or -EINVAL (bad name), -ENOENT (no such
- * zone), -EBADMSG (not a valid TZif file), or another -errno (reading failed), with a message
- * naming the zone (lowercase, no period) in err when err is not NULL. Failures are not cached:
- * a zone installed later is found on the next call. */
+ * zone), -EBADMSG (not a valid TZif file), -EFBIG (file too large), -ENOSPC (more than 4096
+ * zone files loaded), or another -errno (reading failed), with a message naming the zone
+ * (lowercase, no period) in err when err is not NULL. Failures are not cached: a zone
+ * installed later is found on the next call. The cache is keyed by the file's path, so a
+ * changed $TZDIR reads its own files. */
 int sd_tz_get(const char *name, const struct sd_tz **ret, char *err, size_t errsz);
 
 /* Parse a TZif file image (for tests and fuzzing; sd_tz_get uses it). The data are not kept.
