@@ -1,6 +1,14 @@
 /* schedule.c — parsing schedule strings and computing the next run (see schedule.h). Calendar
  * forms ("hourly", "daily at", cron) are all compiled to cron bit sets, so one search finds
- * the next slot, skipping whole months, days and hours that cannot match. */
+ * the next slot, skipping whole months, days and hours that cannot match.
+ *
+ * In a named zone the search runs on the zone's wall clock and every matching local minute is
+ * turned into an instant (model/tz.h: a skipped minute moves forward by the gap, a repeated one
+ * is its earlier instant, and also its later one for schedules that run every hour). Local and
+ * UTC order differ only within a clock change, so the search starts a little before the local
+ * time of the previous run and, once it has an instant after that run, looks a little further
+ * for an earlier one (CHANGE_MAX covers every change in the tz database but whole skipped days,
+ * where the next run found is still a real future run, only perhaps not the first). */
 #include "core/schedule.h"
 
 #include <ctype.h>
@@ -9,9 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
+
+#include "model/model.h"
+#include "model/tz.h"
 
 #define MIN_USEC 60000000LL
+#define CHANGE_MAX (3 * 3600) /* seconds: the largest clock change searched around */
+#define ALL_HOURS 0xffffffU
 
 static const char *skip_ws(const char *p)
 {
@@ -142,14 +154,8 @@ static void daily_at(struct sd_schedule *sc, int h, int m)
                                .wday_any = true};
 }
 
-int sd_schedule_parse(const char *s, struct sd_schedule *ret, const char **why)
+static int parse_form(const char *s, struct sd_schedule *ret, const char **why)
 {
-    static const char bad[] = "unknown schedule (use \"manual\", \"every 15m\", \"hourly\","
-                              " \"daily at 02:00\" or a five-field cron expression)";
-    *why = bad;
-    if (!s || strlen(s) > 100) {
-        return -EINVAL;
-    }
     struct sd_schedule sc = {0};
     const char *p = skip_ws(s);
     char word[16] = "";
@@ -210,7 +216,7 @@ int sd_schedule_parse(const char *s, struct sd_schedule *ret, const char **why)
             rest = skip_ws(rest + 2);
             if (!parse_uint(&rest, 23, &h) || *rest++ != ':' || !parse_uint(&rest, 59, &m) ||
                 *skip_ws(rest)) {
-                *why = "\"daily at HH:MM\" needs a time 00:00..23:59 (UTC)";
+                *why = "\"daily at HH:MM\" needs a time 00:00..23:59";
                 return -EINVAL;
             }
         }
@@ -226,13 +232,130 @@ int sd_schedule_parse(const char *s, struct sd_schedule *ret, const char **why)
     return 0;
 }
 
-static bool cron_day(const struct sd_schedule *sc, const struct tm *tm)
+int sd_schedule_parse(const char *s, struct sd_schedule *ret, const char **why)
 {
-    bool md = sc->mdays >> tm->tm_mday & 1, wd = sc->wdays >> tm->tm_wday & 1;
+    static const char bad[] = "unknown schedule (use \"manual\", \"every 15m\", \"hourly\","
+                              " \"daily at 02:00\" or a five-field cron expression, optionally"
+                              " followed by a time zone such as Europe/Berlin)";
+    *why = bad;
+    if (!s || strlen(s) > SD_SCHEDULE_MAX) {
+        return -EINVAL;
+    }
+    /* A last word that starts with a letter, after at least one other word, names the zone:
+     * no form ends in such a word otherwise ("manual", "hourly" and "daily" are first words). */
+    char buf[SD_SCHEDULE_MAX + 1];
+    size_t len = strlen(s);
+    memcpy(buf, s, len + 1);
+    while (len > 0 && isspace((unsigned char)buf[len - 1])) {
+        buf[--len] = '\0';
+    }
+    size_t start = len;
+    while (start > 0 && !isspace((unsigned char)buf[start - 1])) {
+        start--;
+    }
+    const char *zone = NULL;
+    if (start > 0 && *skip_ws(buf) != '\0' && skip_ws(buf) < buf + start &&
+        isalpha((unsigned char)buf[start])) {
+        zone = buf + start;
+        buf[start - 1] = '\0';
+    }
+    struct sd_schedule sc;
+    int r = parse_form(buf, &sc, why);
+    if (r < 0) {
+        return r;
+    }
+    if (zone) {
+        if (sc.kind != SD_SCHED_CRON) {
+            *why = "a time zone only applies to \"hourly\", \"daily\" and cron schedules";
+            return -EINVAL;
+        }
+        if (strcmp(zone, "UTC") != 0 && sd_tz_get(zone, &sc.tz, NULL, 0) < 0) {
+            *why = "unknown time zone after the schedule (an IANA name from the tz database such"
+                   " as Europe/Berlin or America/New_York; names are case-sensitive)";
+            return -EINVAL;
+        }
+    }
+    *ret = sc;
+    return 0;
+}
+
+static bool cron_day(const struct sd_schedule *sc, int mday, int wday)
+{
+    bool md = sc->mdays >> mday & 1, wd = sc->wdays >> wday & 1;
     if (sc->mday_any || sc->wday_any) {
         return md && wd;
     }
     return md || wd;
+}
+
+/* The first minute ≥ t (seconds on the schedule's clock, a whole minute) whose calendar fields
+ * match, skipping by month, day, hour and minute (a field that does not match moves to the
+ * start of the next unit), up to five years ("0 0 29 2 *" must find the next leap day);
+ * INT64_MAX when there is none. */
+static int64_t next_match(const struct sd_schedule *sc, int64_t t)
+{
+    int64_t limit = t + (int64_t)5 * 366 * 86400;
+    while (t < limit) {
+        int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
+        int64_t rem = t - days * 86400, y;
+        int mon, mday, hour = (int)(rem / 3600), min = (int)(rem / 60 % 60);
+        int wday = (int)(((days + 4) % 7 + 7) % 7); /* 1970-01-01 was a Thursday */
+        sd_civil_from_days(days, &y, &mon, &mday);
+        if (!(sc->months >> mon & 1)) {
+            t = (mon == 12 ? sd_days_from_civil(y + 1, 1, 1) : sd_days_from_civil(y, mon + 1, 1)) *
+                86400;
+        } else if (!cron_day(sc, mday, wday)) {
+            t = (days + 1) * 86400;
+        } else if (!(sc->hours >> hour & 1)) {
+            t = days * 86400 + (hour + 1) * 3600;
+        } else if (!(sc->minutes >> min & 1)) {
+            t = days * 86400 + hour * 3600 + (min + 1) * 60;
+        } else {
+            return t;
+        }
+    }
+    return INT64_MAX;
+}
+
+/* The first run strictly after `from` (µs) of a calendar schedule in a named zone. */
+static int64_t next_in_zone(const struct sd_schedule *sc, int64_t from)
+{
+    int64_t from_s = from >= 0 ? from / 1000000 : -((-from + 999999) / 1000000);
+    int64_t local;
+    if (sd_tz_utc_to_local(sc->tz, from_s, &local) < 0) {
+        return INT64_MAX;
+    }
+    int64_t l = local - CHANGE_MAX;
+    l = (l >= 0 ? l / 60 : -((-l + 59) / 60)) * 60;
+    int64_t best = INT64_MAX, stop = INT64_MAX;
+    /* Matches before the first acceptable one lie within CHANGE_MAX of local: at most a few
+     * hundred minutes, whatever the schedule. */
+    for (int guard = 0; guard < 2000; guard++) {
+        l = next_match(sc, l);
+        if (l == INT64_MAX || l > stop) {
+            break;
+        }
+        int64_t u[2];
+        int n = 0;
+        int k = sd_tz_local_to_utc(sc->tz, l, SD_TZ_EARLIER, &u[n]);
+        n += k >= 0;
+        /* A schedule that runs every hour runs in both passes of a repeated hour; one bound to
+         * given hours runs once, in the first. */
+        if (k == SD_TZ_REPEATED && sc->hours == ALL_HOURS &&
+            sd_tz_local_to_utc(sc->tz, l, SD_TZ_LATER, &u[n]) >= 0) {
+            n++;
+        }
+        for (int i = 0; i < n; i++) {
+            if (u[i] * 1000000 > from && u[i] < best) {
+                best = u[i];
+            }
+        }
+        if (best != INT64_MAX && stop == INT64_MAX) {
+            stop = l + CHANGE_MAX;
+        }
+        l += 60;
+    }
+    return best == INT64_MAX ? INT64_MAX : best * 1000000;
 }
 
 int64_t sd_schedule_next(const struct sd_schedule *sc, int64_t last_usec, int64_t now_usec)
@@ -243,33 +366,10 @@ int64_t sd_schedule_next(const struct sd_schedule *sc, int64_t last_usec, int64_
     case SD_SCHED_CRON: break;
     }
     int64_t from = last_usec > 0 ? last_usec : now_usec;
-    /* The next whole minute strictly after `from`, then skip by month, day, hour and minute
-     * (a field that does not match moves to the start of the next unit), up to five years:
-     * "0 0 29 2 *" must find the next leap day. */
-    time_t t = (time_t)(from / MIN_USEC + 1) * 60;
-    time_t limit = t + (time_t)5 * 366 * 86400;
-    while (t < limit) {
-        struct tm tm;
-        if (!gmtime_r(&t, &tm)) {
-            break;
-        }
-        if (!(sc->months >> (tm.tm_mon + 1) & 1)) {
-            tm.tm_mon++;
-            tm.tm_mday = 1;
-            tm.tm_hour = tm.tm_min = 0;
-        } else if (!cron_day(sc, &tm)) {
-            tm.tm_mday++;
-            tm.tm_hour = tm.tm_min = 0;
-        } else if (!(sc->hours >> tm.tm_hour & 1)) {
-            tm.tm_hour++;
-            tm.tm_min = 0;
-        } else if (!(sc->minutes >> tm.tm_min & 1)) {
-            tm.tm_min++;
-        } else {
-            return (int64_t)t * 1000000LL;
-        }
-        tm.tm_sec = 0;
-        t = timegm(&tm);
+    if (sc->tz) {
+        return next_in_zone(sc, from);
     }
-    return INT64_MAX;
+    /* UTC: the next whole minute strictly after `from`. */
+    int64_t t = next_match(sc, (from / MIN_USEC + 1) * 60);
+    return t == INT64_MAX ? INT64_MAX : t * 1000000;
 }

@@ -25,6 +25,7 @@
 
 #include "base/base.h"
 #include "mapping/mapping_internal.h"
+#include "model/tz.h"
 
 #define VALUE_ECHO_MAX 40 /* bytes of a source value quoted in a message */
 #define CELLS_ON_STACK 64
@@ -532,9 +533,18 @@ static void load_formats(struct sd_mapping *m, const json_t *formats, struct sd_
             if (!json_is_string(v) ||
                 !parse_offset(json_string_value(v), json_string_length(v), m->fmt.offset)) {
                 issue_at(errors, base, key, keylen,
-                         "must be \"Z\", \"UTC\" or a fixed offset like \"+01:00\" (named time "
-                         "zones such as Europe/Berlin, with daylight saving time, are not "
-                         "supported)");
+                         "must be \"Z\", \"UTC\" or a fixed offset like \"+01:00\" (for a "
+                         "named time zone with daylight saving time use \"timezone\")");
+            } else if (json_object_get(formats, "timezone")) {
+                issue_at(errors, base, key, keylen, "give either utc_offset or timezone, not both");
+            }
+        } else if (keylen == 8 && memcmp(key, "timezone", 8) == 0) {
+            char why[200];
+            if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v)) {
+                issue_at(errors, base, key, keylen,
+                         "must be a string naming an IANA time zone such as \"Europe/Berlin\"");
+            } else if (sd_tz_get(json_string_value(v), &m->fmt.tz, why, sizeof(why)) < 0) {
+                issue_at(errors, base, key, keylen, "%s", why);
             }
         } else if (keylen == 13 && memcmp(key, "decimal_comma", 13) == 0) {
             if (!json_is_boolean(v)) {
@@ -544,7 +554,7 @@ static void load_formats(struct sd_mapping *m, const json_t *formats, struct sd_
             }
         } else {
             issue_at(errors, base, key, keylen,
-                     "unknown member (expected date, time, datetime, utc_offset, "
+                     "unknown member (expected date, time, datetime, utc_offset, timezone, "
                      "decimal_comma)");
         }
     }

@@ -13,7 +13,7 @@
  *       "values":    {"ticket_category": {"Abo": "subscription", "Freikarte": "comp"}},
  *       "constants": {"currency": "EUR"},
  *       "formats":   {"date": "DD.MM.YYYY", "time": "HH:mm", "datetime": "DD.MM.YYYY HH:mm:ss",
- *                     "utc_offset": "+01:00", "decimal_comma": true},
+ *                     "timezone": "Europe/Berlin", "decimal_comma": true},
  *       "unmapped":  "keep"
  *     }
  *
@@ -33,8 +33,10 @@
  *    with literal separators (any non-letter, and T) and at most SD_MAPPING_MAX_FORMAT bytes;
  *    a date needs year, month and day, a time hour and minute (seconds default to 00). YY is
  *    1969..2068 (POSIX %y). utc_offset: "Z", "UTC", "+HH:MM" or "-HH:MM" — a fixed offset for
- *    date-times without zone; named zones (Europe/Berlin, with DST) are not supported in this
- *    version. decimal_comma: true for "1.234,50".
+ *    date-times without zone. timezone: an IANA zone name ("Europe/Berlin", see model/tz.h)
+ *    for date-times without zone, daylight saving time included; a bad or unknown name is an
+ *    error at "/mapping/formats/timezone"; utc_offset and timezone exclude each other.
+ *    decimal_comma: true for "1.234,50".
  *  - unmapped: "keep" (default) keeps source members that are neither mapped nor model fields
  *    of the kind applied (a column `city`, an event field, in a customers file counts as
  *    unmapped) under their source name (the validator then warns "unknown field kept"); "drop"
@@ -62,7 +64,11 @@
  *    than a guess; date/time/datetime in the configured format or already in ISO form
  *    ("YYYY-MM-DD"; "HH:MM:SS" or "HH:MM"; RFC 3339, or "YYYY-MM-DD[T ]HH:MM:SS" without zone)
  *    → "2025-10-03", "19:30:00", "2025-04-15T11:08:42+01:00" (zone from utc_offset, "Z" when
- *    none). Shape and field ranges are checked (day 1..31, hour 0..23 …), the calendar is not:
+ *    none). With a timezone a date-time without zone becomes its UTC instant
+ *    ("15.07.2025 11:08" in Europe/Berlin → "2025-07-15T09:08:00Z"): a local time the clocks
+ *    repeat (the autumn change) is its earlier instant, one they skip (the spring change) moves
+ *    forward by the gap (02:30 → 03:30 CEST = 01:30 UTC). Values with their own offset keep it.
+ *    Shape and field ranges are checked (day 1..31, hour 0..23 …), the calendar is not:
  *    "31.02.2025" becomes "2025-02-31" for the validator to refuse. cast "Name (Role); Name2"
  *    → [{"name":"Name","role":"Role"},{"name":"Name2"}].
  *  - A value that cannot be converted (or is not UTF-8) refuses the record: the issue names the

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "mapping/mapping_internal.h"
+#include "model/tz.h"
 
 const struct map_field sd_map_fields[MAP_N_FIELDS] = {
     {"event_id", MT_STRING, MAP_KIND_BIT(SD_KIND_EVENT) | MAP_KIND_BIT(SD_KIND_SALE)},
@@ -346,6 +347,40 @@ int sd_map_time(const struct map_formats *f, const char *s, size_t len, char out
     return -EINVAL;
 }
 
+/* v read on the zone's wall clock → "YYYY-MM-DDTHH:MM:SSZ". The calendar is the validator's to
+ * check: a day the month does not have ("2025-02-31") is passed on unconverted, for it to
+ * refuse, rather than rolled into the next month by the day count. */
+static int zoned_to_utc(const struct sd_tz *tz, const struct dt *v, char out[48])
+{
+    static const int dim[12] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (v->y % 4 == 0 && v->y % 100 != 0) || v->y % 400 == 0;
+    if (v->d > dim[v->mo - 1] || (v->mo == 2 && v->d == 29 && !leap)) {
+        char *o = put_date(out, v);
+        *o++ = 'T';
+        o = put_time(o, v);
+        memcpy(o, "Z", 2);
+        return 0;
+    }
+    int64_t local = sd_days_from_civil(v->y, v->mo, v->d) * 86400 + v->h * 3600 + v->mi * 60 + v->s;
+    int64_t utc;
+    if (sd_tz_local_to_utc(tz, local, SD_TZ_EARLIER, &utc) < 0) {
+        return -EINVAL;
+    }
+    int64_t days = utc >= 0 ? utc / 86400 : -((-utc + 86399) / 86400);
+    int64_t rem = utc - days * 86400, y;
+    int mo, d;
+    sd_civil_from_days(days, &y, &mo, &d);
+    if (y < 0 || y > 9999) {
+        return -EINVAL;
+    }
+    struct dt u = {(int)y, mo, d, (int)(rem / 3600), (int)(rem / 60 % 60), (int)(rem % 60)};
+    char *o = put_date(out, &u);
+    *o++ = 'T';
+    o = put_time(o, &u);
+    memcpy(o, "Z", 2);
+    return 0;
+}
+
 #define DATETIME_MAX 47 /* longest RFC 3339 value passed through (9 fraction digits fit) */
 
 int sd_map_datetime(const struct map_formats *f, const char *s, size_t len, char out[48])
@@ -353,6 +388,9 @@ int sd_map_datetime(const struct map_formats *f, const char *s, size_t len, char
     struct dt v;
     if ((f->has_datetime && match_datetime(&f->datetime, s, len, &v)) ||
         match_datetime(&f->iso_dt_t, s, len, &v) || match_datetime(&f->iso_dt_sp, s, len, &v)) {
+        if (f->tz) {
+            return zoned_to_utc(f->tz, &v, out);
+        }
         char *o = put_date(out, &v);
         *o++ = 'T';
         o = put_time(o, &v);

@@ -11,6 +11,8 @@
 
 #include "mapping/mapping.h"
 
+struct sd_tz;
+
 /* The type a mapping must produce for a model field (see the validators in model/validate.c). */
 enum map_type {
     MT_STRING,   /* trimmed string */
@@ -56,6 +58,9 @@ struct map_formats {
     bool has_date, has_time, has_datetime;
     bool decimal_comma;
     char offset[8]; /* "Z" or "+HH:MM" */
+    /* A named zone for date-times without offset (instead of `offset`), or NULL; from
+     * model/tz.h's cache, never freed. */
+    const struct sd_tz *tz;
     struct map_fmt iso_date, iso_time, iso_time_hm, iso_dt_t, iso_dt_sp;
 };
 
@@ -69,6 +74,9 @@ void sd_map_formats_init(struct map_formats *f);
  * out (NUL-terminated), or -EINVAL when the value does not match. */
 int sd_map_date(const struct map_formats *f, const char *s, size_t len, char out[11]);
 int sd_map_time(const struct map_formats *f, const char *s, size_t len, char out[9]);
+/* A date-time without offset gets f->offset, or with f->tz becomes the UTC instant of that
+ * wall-clock time in the zone ("…Z"; a repeated time is the earlier instant, a skipped one
+ * moves forward by the gap). */
 int sd_map_datetime(const struct map_formats *f, const char *s, size_t len, char out[48]);
 
 /* ---- other conversions ---------------------------------------------------------------------- */

@@ -72,7 +72,7 @@ bool sd_time_valid(const char *s)
     return s && strlen(s) == 8 && parse_time(s, &h, &mi, &sec);
 }
 
-static int64_t days_from_civil(int64_t y, int m, int d)
+int64_t sd_days_from_civil(int64_t y, int m, int d)
 {
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
@@ -82,7 +82,7 @@ static int64_t days_from_civil(int64_t y, int m, int d)
     return era * 146097 + doe - 719468;
 }
 
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+void sd_civil_from_days(int64_t z, int64_t *y, int *m, int *d)
 {
     z += 719468;
     int64_t era = (z >= 0 ? z : z - 146096) / 146097;
@@ -135,12 +135,12 @@ int sd_datetime_to_utc(const char *s, char *out, size_t outsz)
         return -EINVAL;
     }
     int64_t t =
-        days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - (int64_t)offset_min * 60;
+        sd_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - (int64_t)offset_min * 60;
     int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
     int64_t rem = t - days * 86400;
     int64_t uy;
     int um, ud;
-    civil_from_days(days, &uy, &um, &ud);
+    sd_civil_from_days(days, &uy, &um, &ud);
     if (uy < 1900 || uy > 9999) {
         return -EINVAL;
     }

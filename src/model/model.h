@@ -138,6 +138,11 @@ bool sd_time_valid(const char *s);
 /* RFC 3339 date-time with Z or ±HH:MM offset (and optional fraction); on success writes the
  * UTC form "YYYY-MM-DDTHH:MM:SS[.frac]Z" into out (size >= 40) and returns 0, else -EINVAL. */
 int sd_datetime_to_utc(const char *s, char *out, size_t outsz);
+/* Proleptic Gregorian calendar ↔ days since 1970-01-01 (Howard Hinnant's algorithms), exact
+ * for every int64 year that does not overflow; m 1..12, d 1..31 (not range-checked). The one
+ * copy of the day count: time zones and schedules use it too. */
+int64_t sd_days_from_civil(int64_t y, int m, int d);
+void sd_civil_from_days(int64_t days, int64_t *ret_y, int *ret_m, int *ret_d);
 /* Pragmatic address check: one @, non-empty local part ≤ 64, domain with a dot, labels of
  * letters/digits/hyphens (or UTF-8), no spaces, total ≤ 254. */
 bool sd_email_valid(const char *s);
