@@ -213,12 +213,15 @@ json_t *sd_connector_describe(const struct sd_connector *c)
                      "settings", settings);
 }
 
-/* Text for a Markdown table cell (md: '|' escaped, line breaks as spaces), or as it is. */
-static void cell(struct sd_buf *out, const char *text, bool md)
+/* Text for a Markdown table cell, or as it is (md false). In Markdown '|' is escaped (a table
+ * cell, code spans included), and in prose also '*' ("events*.csv, sales*.csv" is no
+ * emphasis); line breaks become spaces. */
+static void cell_text(struct sd_buf *out, const char *text, bool md, bool prose)
 {
     for (const char *p = text ? text : ""; *p; p++) {
-        if (md && *p == '|') {
-            sd_buf_append(out, "\\|", 2);
+        if (md && (*p == '|' || (prose && *p == '*'))) {
+            sd_buf_append(out, "\\", 1);
+            sd_buf_append(out, p, 1);
         } else if (md && (*p == '\n' || *p == '\r')) {
             sd_buf_append(out, " ", 1);
         } else {
@@ -227,13 +230,18 @@ static void cell(struct sd_buf *out, const char *text, bool md)
     }
 }
 
+static void cell(struct sd_buf *out, const char *text, bool md)
+{
+    cell_text(out, text, md, true);
+}
+
 /* A value as code: `x` in Markdown, x in text. */
 static void code(struct sd_buf *out, const char *text, bool md)
 {
     if (md) {
         sd_buf_append(out, "`", 1);
     }
-    cell(out, text, md);
+    cell_text(out, text, md, false);
     if (md) {
         sd_buf_append(out, "`", 1);
     }
