@@ -10,11 +10,13 @@ What is checked:
         --check); a changed cell makes the check fail with a diff, and the script rewrites the
         file back to the generated text; a registered type without a block fails the check and
         gets a section of its own; a block naming an unknown type fails.
-  - SemicolonTests (one hub): csv_drop configured with "delimiter": "semicolon" through the
+  - ChoiceTests (one hub): csv_drop configured with "delimiter": "semicolon" through the
     admin API and through the CLI imports a `;` file whose header has more commas than
     semicolons (so detection alone would split it wrongly: the same file under "auto" is
-    refused, which shows the setting is what made it work); a wrong choice answers 400 (API)
-    and exit 2 (CLI) listing the allowed values.
+    refused, which shows the setting is what made it work); "comma" and "tab" likewise; the
+    documented values no other test runs work: feed "format" json (a JSON feed served as
+    text/xml, which "auto" refuses) and xml, rest_pull "cursor_mode" since; a wrong choice
+    answers 400 (API) and exit 2 (CLI) listing the allowed values.
 """
 
 import json
@@ -167,7 +169,7 @@ def semicolon_events(ids):
     return "\n".join(rows) + "\n"
 
 
-class SemicolonTests(harness.ServerCase):
+class ChoiceTests(harness.ServerCase):
     @classmethod
     def prepare(cls):
         harness.tenant_create(cls.data, "venue")
@@ -290,6 +292,90 @@ class SemicolonTests(harness.ServerCase):
             with open(ack) as f:
                 return json.load(f)
         return None
+
+    def run_once(self, cid):
+        """Run a connector that never ran; its status once that run ended."""
+        self.assertEqual(self.admin("POST", "/tenants/venue/connectors/%s/run" % cid).status,
+                         202)
+        return harness.wait_until(
+            lambda: (lambda st: st if st["last_run"] and st["state"] in ("ok", "failed")
+                     else None)(self.status(cid)), 60 * TS, interval=0.05, what="run of " + cid)
+
+    def add(self, ctype, settings, mapping=None):
+        body = {"type": ctype, "environment": "test", "schedule": "manual", "settings": settings}
+        if mapping is not None:
+            body["mapping"] = mapping
+        r = self.admin("POST", "/tenants/venue/connectors", body)
+        self.assertEqual(r.status, 201, r)
+        return r.json["connector_id"]
+
+    def test_forced_comma_and_tab(self):
+        """delimiter comma and tab, each on a file whose header holds more of another
+        delimiter (detection alone would split it wrongly)."""
+        for setting, sep, other in (("comma", ",", ";"), ("tab", "\t", ",")):
+            column = other.join(["Title"] + ["Note%d" % i for i in range(12)])
+            rows = [sep.join(["event_id", column, "date", "time", "venue", "hall", "capacity",
+                              "city"])]
+            self.assertGreater(rows[0].count(other), rows[0].count(sep))
+            ids = [harness.uid("F" + setting[0].upper()) for _ in range(2)]
+            for i in ids:
+                rows.append(sep.join([i, "Otello", "2025-10-03", "19:30:00", "State Opera",
+                                      "Hall " + i, "1250", "Berlin"]))
+            folder = harness.tempdir(self)
+            cid = self.add("csv_drop", {"folder": folder, "delimiter": setting},
+                           {"fields": {column: "title"}})
+            name = "events_%s.csv" % ids[0]
+            self.drop(folder, name, "\n".join(rows) + "\n")
+            st = self.run_once(cid)
+            self.assertEqual(st["state"], "ok", st)
+            self.assertTrue(os.path.exists(os.path.join(folder, "processed", name)), st)
+            self.assert_stored(ids)
+
+    def test_feed_format_and_rest_cursor_mode_since(self):
+        from fake_sources import FakeSources
+        fs = FakeSources().start()
+        self.addCleanup(fs.stop)
+        # a JSON feed served as XML: format "json" reads it, "auto" believes the Content-Type
+        ids = [harness.uid("FJ") for _ in range(2)]
+        body = json.dumps([harness.event(i) for i in ids])
+        fs.add_feed("/wrong-type.json", body, "text/xml")
+        url = fs.url + "/wrong-type.json"
+        st = self.run_once(self.add("feed", {"url": url, "kind": "events", "format": "json"}))
+        self.assertEqual((st["state"], st["last_run_stats"]["records_in"]), ("ok", 2), st)
+        self.assert_stored(ids)
+        st = self.run_once(self.add("feed", {"url": url, "kind": "events"}))
+        self.assertEqual(st["state"], "failed", st)
+        self.assertIn("XML", st["last_error"], st)
+        # an XML feed with format "xml"
+        ids = [harness.uid("FX") for _ in range(2)]
+        xml = "<Events>%s</Events>" % "".join(
+            "<Event><No>%s</No><Titel>Otello</Titel><Datum>2025-10-03</Datum><Zeit>19:30:00"
+            "</Zeit><Haus>State Opera</Haus><Saal>Hall %s</Saal><Plaetze>1250</Plaetze>"
+            "<Stadt>Berlin</Stadt></Event>" % (i, i) for i in ids)
+        fs.add_feed("/events.xml", xml, "application/octet-stream")
+        mapping = {"fields": {"No": "event_id", "Titel": "title", "Datum": "date",
+                              "Zeit": "time", "Haus": "venue", "Saal": "hall",
+                              "Plaetze": "capacity", "Stadt": "city"}}
+        st = self.run_once(self.add("feed", {"url": fs.url + "/events.xml", "kind": "events",
+                                             "format": "xml", "xpath": "/Events/Event"},
+                                    mapping))
+        self.assertEqual((st["state"], st["last_run_stats"]["records_in"]), ("ok", 2), st)
+        self.assert_stored(ids)
+        # rest_pull with cursor_mode "since": the last record's cursor_field is the next cursor
+        ids = [harness.uid("RS") for _ in range(5)]
+        fs.add_collection("/events", [dict(harness.event(e), seq=n + 1)
+                                      for n, e in enumerate(ids)],
+                          mode="after_id", id_field="seq", token="tok")
+        cid = self.add("rest_pull", {"base_url": fs.url, "events_path": "/events",
+                                     "auth_header": "Bearer tok", "page_size": 2,
+                                     "cursor_mode": "since", "cursor_field": "seq",
+                                     "next_pointer": "/next"})
+        st = self.run_once(cid)
+        self.assertEqual(st["state"], "ok", st)
+        self.assertEqual([r.query.get("cursor") for r in fs.requests("/events")],
+                         [None, "2", "4", "5"])
+        self.assertEqual(st["cursor"], {"events": "5"}, st)
+        self.assert_stored(ids)
 
     def test_wrong_choice_lists_allowed_values(self):
         folder = harness.tempdir(self)

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "base/base.h"
+#include "connectors/csv_drop/csv_import.h"
 #include "core/connector.h"
 
 /* A connector using every setting type. */
@@ -346,6 +347,58 @@ static void test_registered_tables_fit(void **state)
     assert_true(typed >= 5); /* demo_season, csv_drop, sftp_pull, feed, rest_pull */
 }
 
+/* The CSV connectors' shared enums follow the order of their choices (the importer compares
+ * the filled index with them), in both connectors' tables. */
+static void test_csv_enums_match_choices(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *key, *value;
+        int want;
+    } cases[] = {
+        {"kind", "auto", SD_CSV_KIND_AUTO},
+        {"kind", "events", SD_CSV_KIND_EVENTS},
+        {"kind", "customers", SD_CSV_KIND_CUSTOMERS},
+        {"kind", "sales", SD_CSV_KIND_SALES},
+        {"delimiter", "auto", SD_CSV_DELIM_AUTO},
+        {"delimiter", "comma", SD_CSV_DELIM_COMMA},
+        {"delimiter", "semicolon", SD_CSV_DELIM_SEMICOLON},
+        {"delimiter", "tab", SD_CSV_DELIM_TAB},
+        {"encoding", "utf-8", SD_CSV_ENC_UTF8},
+        {"encoding", "windows-1252", SD_CSV_ENC_CP1252},
+        {"policy", "reject_file", SD_CSV_REJECT_FILE},
+        {"policy", "skip_rows", SD_CSV_SKIP_ROWS},
+    };
+    static const char *const connectors[] = {"csv_drop", "sftp_pull"};
+    for (size_t k = 0; k < 2; k++) {
+        const struct sd_connector *c = sd_connector_find(connectors[k]);
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            json_t *in = base_settings(c);
+            json_object_set_new(in, cases[i].key, json_string(cases[i].value));
+            struct sd_issues errors;
+            sd_issues_init(&errors, SD_MAX_ISSUES);
+            json_t *checked = sd_connector_check_settings(c, in, &errors);
+            assert_non_null(checked);
+            void *conf = NULL;
+            assert_int_equal(sd_connector_settings_new(c, checked, &conf), 0);
+            /* the shared part is the struct's first member */
+            const struct sd_csv_import_conf *csv = conf;
+            int got = strcmp(cases[i].key, "kind") == 0        ? csv->kind
+                      : strcmp(cases[i].key, "delimiter") == 0 ? csv->delimiter
+                      : strcmp(cases[i].key, "encoding") == 0  ? csv->encoding
+                                                               : csv->policy;
+            if (got != cases[i].want) {
+                fail_msg("%s.%s = %s filled as %d, enum says %d", c->name, cases[i].key,
+                         cases[i].value, got, cases[i].want);
+            }
+            free(conf);
+            json_decref(checked);
+            json_decref(in);
+            sd_issues_release(&errors);
+        }
+    }
+}
+
 /* The connectors' own check hooks run on the struct. */
 static void test_connector_checks_on_struct(void **state)
 {
@@ -440,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_fill_refuses),
         cmocka_unit_test(test_no_struct_still_works),
         cmocka_unit_test(test_registered_tables_fit),
+        cmocka_unit_test(test_csv_enums_match_choices),
         cmocka_unit_test(test_connector_checks_on_struct),
         cmocka_unit_test(test_describe),
     };
