@@ -219,6 +219,7 @@ static void test_fill_refuses(void **state)
     assert_int_equal(sd_connector_settings_new(&all_conn, in, &conf), 0);
     assert_int_equal(((struct all_conf *)conf)->colour, RED);
     free(conf);
+    json_decref(in);
     assert_int_equal(sd_connector_settings_new(&all_conn, NULL, &conf), -EINVAL);
 
     /* a member past the end of the struct, or misaligned */
