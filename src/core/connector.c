@@ -224,6 +224,12 @@ int sd_connector_run_source(struct sd_hub *hub, const char *name, int64_t tenant
     }
     void *conf = NULL;
     int r = sd_connector_settings_new(c, checked, &conf);
+    if (r < 0) {
+        sd_issues_add(errors, "/settings",
+                      "connector '%s' declares a setting its settings "
+                      "struct cannot hold",
+                      name);
+    }
     struct sd_connector_ctx ctx = {.hub = hub,
                                    .tenant_id = tenant_id,
                                    .env = env,
