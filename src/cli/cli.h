@@ -65,6 +65,8 @@ int sd_cmd_tenant(int argc, char **argv);
 int sd_cmd_key(int argc, char **argv);
 int sd_cmd_demo(int argc, char **argv);
 int sd_cmd_connector(int argc, char **argv);
+/* The source connector types of the registry, "csv_drop, sftp_pull, …" (static text). */
+const char *sd_cli_connector_types(void);
 int sd_cmd_profile(int argc, char **argv);
 /* CLI-PROFILES */
 int sd_cmd_target(int argc, char **argv);

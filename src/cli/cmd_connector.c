@@ -10,11 +10,12 @@
 #include "base/base.h"
 #include "cli/cli.h"
 #include "core/auth.h"
+#include "core/connector.h"
 #include "core/connector_config.h"
 #include "store/store.h"
 
 static const char usage_connector[] =
-    "usage: stagedoor connector <add|list|show|update|run|remove> ...\n"
+    "usage: stagedoor connector <add|list|show|update|run|remove|types> ...\n"
     "  connector add CLIENT_ID --type TYPE --env test|prod [--schedule S] [--settings JSON]\n"
     "                [--mapping JSON] [--data DIR]\n"
     "  connector list CLIENT_ID [--data DIR]\n"
@@ -22,12 +23,20 @@ static const char usage_connector[] =
     "  connector update CONNECTOR_ID [--schedule S] [--settings JSON] [--mapping JSON]\n"
     "  connector run CONNECTOR_ID [--data DIR]\n"
     "  connector remove CONNECTOR_ID [--data DIR]\n"
+    "  connector types [TYPE] [--json|--markdown]\n"
     "JSON arguments may be given as @FILE to read them from a file.\n";
-static const char usage_add[] =
+/* The usage of `connector add`: its list of types comes from the registry. */
+static const char usage_add_head[] =
     "usage: stagedoor connector add CLIENT_ID --type TYPE --env test|prod [--schedule S]\n"
-    "                               [--settings JSON|@FILE] [--mapping JSON|@FILE] [--data DIR]\n"
-    "Types: csv_drop, sftp_pull, feed, rest_pull. Schedules: manual, every 15m, hourly,\n"
-    "daily at 02:00 (UTC), or cron. Prints the new connector id.\n";
+    "                               [--settings JSON|@FILE] [--mapping JSON|@FILE] [--data DIR]\n";
+static const char usage_add_tail[] =
+    "Schedules: manual, every 15m, hourly, daily at 02:00 (UTC), or cron. Prints the new\n"
+    "connector id. Each type's settings: stagedoor connector types TYPE.\n";
+static const char usage_types[] =
+    "usage: stagedoor connector types [TYPE] [--json|--markdown]\n"
+    "Every connector type (or one) with its kind, help and settings table (key, type, default,\n"
+    "bounds or choices, help). --json for machines; --markdown prints the tables\n"
+    "docs/CONNECTORS.md carries (scripts/gen-connector-docs writes them there).\n";
 static const char usage_list[] = "usage: stagedoor connector list CLIENT_ID [--data DIR]\n";
 static const char usage_show[] =
     "usage: stagedoor connector show CONNECTOR_ID [--data DIR]\n"
@@ -88,6 +97,26 @@ static int build_body(const char *type, const char *env, const char *schedule, c
     return 0;
 }
 
+const char *sd_cli_connector_types(void)
+{
+    static char names[512];
+    if (!names[0]) {
+        size_t len = 0;
+        for (size_t i = 0; sd_connectors[i]; i++) {
+            if (sd_connectors[i]->kind != SD_CONNECTOR_SOURCE) {
+                continue;
+            }
+            int n = snprintf(names + len, sizeof(names) - len, "%s%s", len ? ", " : "",
+                             sd_connectors[i]->name);
+            if (n < 0 || (size_t)n >= sizeof(names) - len) {
+                break; /* cut: the list is for people, `connector types` has them all */
+            }
+            len += (size_t)n;
+        }
+    }
+    return names;
+}
+
 static int connector_add(int argc, char **argv)
 {
     const char *data = SD_DEFAULT_DATA_DIR, *type = NULL, *env = NULL, *schedule = NULL,
@@ -99,7 +128,10 @@ static int connector_add(int argc, char **argv)
                                 {"--settings", true, &settings, NULL},
                                 {"--mapping", true, &mapping, NULL},
                                 {0}};
+    char *usage_add =
+        sd_asprintf("%sTypes: %s.\n%s", usage_add_head, sd_cli_connector_types(), usage_add_tail);
     int n = sd_cli_parse(argc, argv, opts, pos, 1, usage_add);
+    free(usage_add);
     if (n < 0) {
         return n == -1 ? SD_EXIT_OK : SD_EXIT_USAGE;
     }
@@ -327,6 +359,64 @@ static int connector_remove(int argc, char **argv)
     return SD_EXIT_OK;
 }
 
+static int connector_types(int argc, char **argv)
+{
+    bool as_json = false, as_markdown = false;
+    const char *pos[1];
+    struct sd_cli_opt opts[] = {
+        {"--json", false, NULL, &as_json}, {"--markdown", false, NULL, &as_markdown}, {0}};
+    int n = sd_cli_parse(argc, argv, opts, pos, 1, usage_types);
+    if (n < 0) {
+        return n == -1 ? SD_EXIT_OK : SD_EXIT_USAGE;
+    }
+    if (as_json && as_markdown) {
+        return sd_cli_usage_error("give --json or --markdown, not both");
+    }
+    const struct sd_connector *one = NULL;
+    if (n == 1 && !(one = sd_connector_find(pos[0]))) {
+        struct sd_buf names = {0};
+        for (size_t i = 0; sd_connectors[i]; i++) {
+            sd_buf_printf(&names, "%s%s", i ? ", " : "", sd_connectors[i]->name);
+        }
+        int rc = sd_cli_usage_error("unknown connector type '%s' (known: %s)", pos[0],
+                                    names.data ? names.data : "");
+        sd_buf_release(&names);
+        return rc;
+    }
+    if (as_json) {
+        json_t *out = json_array();
+        for (size_t i = 0; sd_connectors[i]; i++) {
+            if (!one || sd_connectors[i] == one) {
+                json_array_append_new(out, sd_connector_describe(sd_connectors[i]));
+            }
+        }
+        json_t *doc = one ? json_incref(json_array_get(out, 0)) : json_pack("{s:O}", "types", out);
+        char *text = json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        printf("%s\n", text);
+        free(text);
+        json_decref(doc);
+        json_decref(out);
+        return SD_EXIT_OK;
+    }
+    struct sd_buf out = {0};
+    for (size_t i = 0; sd_connectors[i]; i++) {
+        if (one && sd_connectors[i] != one) {
+            continue;
+        }
+        if (out.len) {
+            sd_buf_append(&out, "\n", 1);
+        }
+        if (as_markdown) {
+            sd_connector_markdown(sd_connectors[i], &out);
+        } else {
+            sd_connector_text(sd_connectors[i], &out);
+        }
+    }
+    fwrite(out.data, 1, out.len, stdout);
+    sd_buf_release(&out);
+    return SD_EXIT_OK;
+}
+
 int sd_cmd_connector(int argc, char **argv)
 {
     static const struct sd_cli_subcommand subs[] = {
@@ -336,6 +426,7 @@ int sd_cmd_connector(int argc, char **argv)
         {"update", connector_update},
         {"run", connector_run},
         {"remove", connector_remove},
+        {"types", connector_types},
         {NULL, NULL},
     };
     return sd_cli_dispatch("connector", subs, usage_connector, argc, argv);

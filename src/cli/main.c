@@ -16,7 +16,7 @@ static const struct command commands[] = {
     {"tenant", sd_cmd_tenant, "create and list tenants, set their rate limits"},
     {"key", sd_cmd_key, "create, list and revoke API keys"},
     {"demo", sd_cmd_demo, "create a demo tenant with a season of data, then serve"},
-    {"connector", sd_cmd_connector, "configure and run batch connectors (CSV, feeds, REST pull)"},
+    {"connector", sd_cmd_connector, "configure and run connectors; types:"},
     {"profile", sd_cmd_profile, "link rules, suppressions, show/find/split/erase profiles"},
     /* COMMANDS-PROFILES */
     {"target", sd_cmd_target, "configure audience push targets (URL, app key, rate limit)"},
@@ -30,7 +30,11 @@ static void usage(FILE *f)
           "commands:\n",
           f);
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
+        fprintf(f, "  %-8s %s", commands[i].name, commands[i].help);
+        if (commands[i].fn == sd_cmd_connector) { /* the types come from the registry */
+            fprintf(f, " %s", sd_cli_connector_types());
+        }
+        fputc('\n', f);
     }
 }
 

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/base.h"
@@ -162,7 +163,16 @@ json_t *sd_connector_check_settings(const struct sd_connector *c, const json_t *
         json_object_set_new(out, s->key, d);
     }
     if (errors->total == before && c->check) {
-        c->check(out, errors);
+        void *conf = NULL;
+        if (sd_connector_settings_new(c, out, &conf) < 0) {
+            sd_issues_add(errors, "/settings",
+                          "connector '%s' declares a setting its settings "
+                          "struct cannot hold",
+                          c->name);
+        } else {
+            c->check(conf, errors);
+        }
+        free(conf);
     }
     if (errors->total > before) {
         json_decref(out);
@@ -212,14 +222,25 @@ int sd_connector_run_source(struct sd_hub *hub, const char *name, int64_t tenant
     if (!checked) {
         return -EINVAL;
     }
+    void *conf = NULL;
+    int r = sd_connector_settings_new(c, checked, &conf);
+    if (r < 0) {
+        sd_issues_add(errors, "/settings",
+                      "connector '%s' declares a setting its settings "
+                      "struct cannot hold",
+                      name);
+    }
     struct sd_connector_ctx ctx = {.hub = hub,
                                    .tenant_id = tenant_id,
                                    .env = env,
                                    .id = id,
                                    .settings = checked,
+                                   .conf = conf,
                                    .connector = c};
     void *state = NULL;
-    int r = c->init ? c->init(&ctx, &state) : 0;
+    if (r == 0) {
+        r = c->init ? c->init(&ctx, &state) : 0;
+    }
     if (r == 0) {
         r = c->run(&ctx, state);
         if (c->fini) {
@@ -230,6 +251,7 @@ int sd_connector_run_source(struct sd_hub *hub, const char *name, int64_t tenant
            "connector=\"[%s/%s]\" records=%llu rejected=%llu " SD_LOG_ERR_FMT, c->name, id,
            (unsigned long long)ctx.records_in, (unsigned long long)ctx.records_rejected,
            SD_LOG_ERR_ARGS(r));
+    free(conf);
     json_decref(checked);
     if (ret_records) {
         *ret_records = ctx.records_in;

@@ -9,9 +9,13 @@
  * DELIVERED, RETRY (408, 429, 5xx, transport errors) or REJECTED (other 4xx) — the outbox
  * decides what happens next.
  *
- * Settings are declared in a table of keys {name, type, default, bounds, help}: unknown keys,
- * wrong types and out-of-bound values are refused when a connector is configured (with a JSON
- * Pointer to the offending member), defaults are filled in, and secrets are never shown again.
+ * Settings are declared in a table of keys {name, type, default, bounds, help, choices, offset}
+ * (Fluent Bit's config map is the model): unknown keys, wrong types, out-of-bound values and
+ * unknown choices are refused when a connector is configured (with a JSON Pointer to the
+ * offending member), defaults are filled in, and secrets are never shown again. Core then fills
+ * the connector's own settings struct from the checked values once per run (ctx->conf), so a
+ * connector reads typed members, never settings by string key; the same table prints
+ * `stagedoor connector types` and the settings tables of docs/CONNECTORS.md.
  *
  * Thread rules: one run of one connector instance at a time; `state` belongs to that run. */
 #ifndef SD_CORE_CONNECTOR_H
@@ -20,6 +24,7 @@
 #include <jansson.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/hub.h"
@@ -47,6 +52,15 @@ enum sd_setting_type {
     SD_SETTING_PATH,
 };
 
+/* One setting. When the connector declares settings_size > 0, `offset` is
+ * offsetof(its settings struct, member) and the member's C type follows the setting's type:
+ *   STRING, SECRET, URL, PATH  const char *  (points into the checked settings: valid for the run)
+ *   INT                        int64_t
+ *   BOOL                       bool
+ *   CHOICE                     int           (the index of the value in `choices`: declare an
+ *                                            enum in the same order next to the table)
+ * Every setting of such a table is filled; a connector with settings_size 0 (the older form)
+ * gets no struct (ctx->conf NULL) and reads ctx->settings. */
 struct sd_setting {
     const char *key;
     enum sd_setting_type type;
@@ -54,6 +68,7 @@ struct sd_setting {
     int64_t min, max;          /* ints: value bounds; strings: length bounds */
     const char *help;
     const char *const *choices; /* CHOICE: allowed values; URL: allowed schemes (NULL-ended) */
+    size_t offset;              /* offsetof into the connector's settings struct (see above) */
 };
 
 /* A NULL-terminated list for sd_setting.choices: SD_CHOICES("auto", "comma"). */
@@ -85,6 +100,8 @@ struct sd_connector_ctx {
     enum sd_env env;
     const char *id;          /* instance id for log lines "[type/id]" */
     const json_t *settings;  /* checked, defaults filled (sd_connector_check_settings) */
+    const void *conf;        /* the connector's settings struct filled from `settings`
+                                (sd_connector_settings_new); NULL when settings_size is 0 */
     uint64_t records_in;     /* counted by sd_connector_emit / sd_connector_commit */
     uint64_t records_rejected;
     uint64_t records_unchanged; /* of records_in: already stored as they were (configured runs) */
@@ -111,6 +128,7 @@ struct sd_connector {
     enum sd_connector_kind kind;
     const char *help;
     const struct sd_setting *settings; /* terminated by {NULL} */
+    size_t settings_size;              /* sizeof its settings struct; 0: no struct (ctx->conf) */
     const char *default_schedule;      /* when configured without one (core/schedule.h) */
     int (*init)(struct sd_connector_ctx *ctx, void **ret_state);
     /* Source: fetch and emit until done. 0, or negative errno (the run failed). */
@@ -120,10 +138,12 @@ struct sd_connector {
                                        const json_t *payload, json_t **ret_answer);
     void (*fini)(void *state);
     /* Optional, sources: a local folder whose changes should trigger a run at once (inotify),
-     * besides the schedule. NULL: none. */
-    const char *(*watch_dir)(const json_t *settings);
-    /* Optional: more checks of the settings as a whole (pointers "/settings/<key>"). */
-    void (*check)(const json_t *settings, struct sd_issues *errors);
+     * besides the schedule, from the filled settings struct (NULL when settings_size is 0).
+     * NULL: none. */
+    const char *(*watch_dir)(const void *conf);
+    /* Optional: more checks of the settings as a whole (pointers "/settings/<key>"), on the
+     * filled settings struct (NULL when settings_size is 0); runs once every key passed. */
+    void (*check)(const void *conf, struct sd_issues *errors);
     /* Optional: the vendor's limits, terminated by {NULL}; NULL = unlimited. */
     const struct sd_quota *quotas;
     /* The setting keys whose values identify the credential the quotas count against (e.g.
@@ -142,6 +162,34 @@ const struct sd_connector *sd_connector_find(const char *name);
  * connector's type), so ids of different systems never collide and a push can use them. */
 json_t *sd_connector_check_settings(const struct sd_connector *c, const json_t *settings,
                                     struct sd_issues *errors);
+/* The connector's settings struct filled from checked settings (sd_connector_check_settings's
+ * result, or stored settings saved through it): a zeroed heap block of c->settings_size bytes
+ * (free() it; its strings point into `checked`, which must outlive it). *ret_conf is NULL when
+ * settings_size is 0. Returns 0, or -EINVAL when a value is missing or does not fit its type
+ * (settings that were not checked against this table) or the table names a member outside the
+ * struct; nothing is written to *ret_conf then. */
+int sd_connector_settings_new(const struct sd_connector *c, const json_t *checked, void **ret_conf);
+/* The same into a caller's zeroed block of c->settings_size bytes. */
+int sd_connector_settings_fill(const struct sd_connector *c, const json_t *checked, void *conf);
+/* The index of `value` in s->choices, or -1. */
+int sd_setting_choice_index(const struct sd_setting *s, const char *value);
+/* A setting type's name as the docs and `stagedoor connector types` print it ("string", "int",
+ * "bool", "secret", "choice", "url", "path"). */
+const char *sd_setting_type_name(enum sd_setting_type type);
+
+/* A connector type described from its table, for `stagedoor connector types --json`: {"name",
+ * "kind", "help", "default_schedule"?, "settings": [{"key", "type", "required", "default",
+ * "min"/"max" (int), "min_length"/"max_length" (strings), "choices" (choice), "schemes" (url),
+ * "help"}]} — a source's implicit "source" setting last. New reference. */
+json_t *sd_connector_describe(const struct sd_connector *c);
+/* The same as the Markdown block docs/CONNECTORS.md carries (appended to out), between the
+ * lines "<!-- BEGIN GENERATED: NAME -->" and "<!-- END GENERATED -->" (both included):
+ * scripts/gen-connector-docs rewrites the docs from it, and a test fails when they differ. */
+struct sd_buf;
+void sd_connector_markdown(const struct sd_connector *c, struct sd_buf *out);
+/* The same as plain text for a terminal (`stagedoor connector types`), appended to out. */
+void sd_connector_text(const struct sd_connector *c, struct sd_buf *out);
+
 /* Settings for display: secrets replaced by "(set)". New reference. */
 json_t *sd_connector_redact_settings(const struct sd_connector *c, const json_t *settings);
 

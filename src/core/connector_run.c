@@ -356,6 +356,7 @@ int sd_connector_run_instance(struct sd_hub *hub, const struct sd_connector_conf
     json_t *settings = json_loads(conf->settings, 0, NULL);
     json_t *spec = json_loads(conf->mapping, 0, NULL);
     json_t *checked = NULL;
+    void *typed = NULL; /* the connector's settings struct, filled from checked */
     struct sd_mapping *mapping = NULL;
     char *work_dir = sd_asprintf("%s/connectors/%s", hub->data_dir, conf->id);
     struct sd_connector_ctx ctx = {.hub = hub,
@@ -401,7 +402,14 @@ int sd_connector_run_instance(struct sd_hub *hub, const struct sd_connector_conf
                               errors.n ? errors.items[0].message : "");
         goto finish;
     }
+    if ((r = sd_connector_settings_new(c, checked, &typed)) < 0) {
+        r = sd_connector_fail(&ctx, r,
+                              "configuration refused: its settings do not fit the "
+                              "connector's settings struct");
+        goto finish;
+    }
     ctx.settings = checked;
+    ctx.conf = typed;
     ctx.mapping = mapping;
     ctx.source = json_string_value(json_object_get(checked, "source"));
     if (!ctx.source) {
@@ -476,6 +484,7 @@ finish:
            SD_LOG_ERR_ARGS(r));
     sd_issues_release(&errors);
     sd_mapping_free(mapping);
+    free(typed);
     json_decref(checked);
     json_decref(settings);
     json_decref(spec);

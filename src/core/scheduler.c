@@ -122,7 +122,9 @@ static void set_watch(struct sd_scheduler *s, struct inst *in)
         return;
     }
     json_t *settings = json_loads(in->conf.settings, 0, NULL);
-    const char *dir = c->watch_dir(settings);
+    void *conf = NULL;
+    const char *dir =
+        sd_connector_settings_new(c, settings, &conf) == 0 ? c->watch_dir(conf) : NULL;
     if (dir) {
         in->watch_wd = inotify_add_watch(s->inotify_fd, dir, IN_CLOSE_WRITE | IN_MOVED_TO);
         /* A connector that never ran may find files already there (dropped before the watch
@@ -131,6 +133,7 @@ static void set_watch(struct sd_scheduler *s, struct inst *in)
             mark_due(in, sd_now_usec());
         }
     }
+    free(conf);
     json_decref(settings);
 }
 

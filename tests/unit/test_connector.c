@@ -16,11 +16,11 @@
 #include "core/connector.h"
 
 static const struct sd_setting test_settings[] = {
-    {"url", SD_SETTING_STRING, NULL, 1, 200, "required", NULL},
-    {"page_size", SD_SETTING_INT, "100", 1, 1000, "bounded", NULL},
-    {"verbose", SD_SETTING_BOOL, "false", 0, 0, "switch", NULL},
-    {"token", SD_SETTING_SECRET, "\"\"", 0, 100, "secret", NULL},
-    {NULL, 0, NULL, 0, 0, NULL, NULL},
+    {"url", SD_SETTING_STRING, NULL, 1, 200, "required", NULL, 0},
+    {"page_size", SD_SETTING_INT, "100", 1, 1000, "bounded", NULL, 0},
+    {"verbose", SD_SETTING_BOOL, "false", 0, 0, "switch", NULL, 0},
+    {"token", SD_SETTING_SECRET, "\"\"", 0, 100, "secret", NULL, 0},
+    {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 static const struct sd_connector test_conn = {
     .name = "test", .kind = SD_CONNECTOR_SOURCE, .settings = test_settings};

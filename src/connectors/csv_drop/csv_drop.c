@@ -10,6 +10,7 @@
  * all three at once. Each file is imported by csv_import.c and acknowledged beside it. */
 #include <dirent.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,16 +21,22 @@
 #include "connectors/csv_drop/csv_import.h"
 #include "core/connector.h"
 
-static const struct sd_setting settings[] = {
-    {"folder", SD_SETTING_PATH, NULL, 2, 1024,
-     "absolute path of the drop folder (the SFTP user's upload directory)", NULL},
-    SD_CSV_IMPORT_SETTINGS,
-    {NULL, 0, NULL, 0, 0, NULL, NULL},
+struct drop_conf {
+    struct sd_csv_import_conf csv; /* first: the importer reads it (csv_import.h) */
+    const char *folder;
 };
 
-static const char *watch_dir(const json_t *s)
+static const struct sd_setting settings[] = {
+    {"folder", SD_SETTING_PATH, NULL, 2, 1024,
+     "absolute path of the drop folder (the SFTP user's upload directory)", NULL,
+     offsetof(struct drop_conf, folder)},
+    SD_CSV_IMPORT_SETTINGS,
+    {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
+};
+
+static const char *watch_dir(const void *conf)
 {
-    return json_string_value(json_object_get(s, "folder"));
+    return conf ? ((const struct drop_conf *)conf)->folder : NULL;
 }
 
 struct entry {
@@ -93,8 +100,9 @@ static int scan(const char *folder, int64_t settle_s, struct entry **ret, size_t
 static int drop_run(struct sd_connector_ctx *ctx, void *state)
 {
     (void)state;
-    const char *folder = json_string_value(json_object_get(ctx->settings, "folder"));
-    int64_t settle = json_integer_value(json_object_get(ctx->settings, "settle_seconds"));
+    const struct drop_conf *conf = ctx->conf;
+    const char *folder = conf->folder;
+    int64_t settle = conf->csv.settle_seconds;
     struct sd_csv_run_summary sum;
     sd_csv_run_summary_init(&sum);
     /* A few rounds, so a file that is still settling when the run starts is taken in it. */
@@ -142,6 +150,7 @@ const struct sd_connector sd_connector_csv_drop = {
     .kind = SD_CONNECTOR_SOURCE,
     .help = "import CSV files dropped into a local folder (served over SFTP by OpenSSH)",
     .settings = settings,
+    .settings_size = sizeof(struct drop_conf),
     .default_schedule = "every 1m",
     .run = drop_run,
     .watch_dir = watch_dir,

@@ -92,12 +92,6 @@ struct importer {
     char fatal_msg[300];
 };
 
-static const char *setting(const struct sd_connector_ctx *ctx, const char *key)
-{
-    const char *v = json_string_value(json_object_get(ctx->settings, key));
-    return v ? v : "";
-}
-
 /* Take the next chunk from the reading thread: its refused rows go to errors.csv and its
  * counters and position become the importer's. NULL after the last one. */
 static struct sd_csv_chunk *take_chunk(struct importer *im)
@@ -597,11 +591,12 @@ static void mark_acked(struct importer *im)
     }
 }
 
-static char delimiter_setting(const char *v)
+/* The reader's delimiter for the setting (0: detect). */
+static char delimiter_char(int d)
 {
-    return strcmp(v, "comma") == 0       ? ','
-           : strcmp(v, "semicolon") == 0 ? ';'
-           : strcmp(v, "tab") == 0       ? '\t'
+    return d == SD_CSV_DELIM_COMMA       ? ','
+           : d == SD_CSV_DELIM_SEMICOLON ? ';'
+           : d == SD_CSV_DELIM_TAB       ? '\t'
                                          : 0;
 }
 
@@ -612,15 +607,15 @@ static int import_file(struct sd_connector_ctx *ctx, const char *dir, const char
     int64_t started = sd_now_usec();
     struct importer im = {.ctx = ctx, .dir = dir, .name = name, .fd = -1, .mark_acked = mark};
     im.path = sd_asprintf("%s/%s", dir, name);
-    im.skip_rows = strcmp(setting(ctx, "policy"), "skip_rows") == 0;
-    im.copt.delimiter = delimiter_setting(setting(ctx, "delimiter"));
-    im.copt.encoding =
-        strcmp(setting(ctx, "encoding"), "windows-1252") == 0 ? SD_CSV_CP1252 : SD_CSV_UTF8;
-    const char *ks = setting(ctx, "kind");
-    int kind = strcmp(ks, "events") == 0      ? SD_KIND_EVENT
-               : strcmp(ks, "customers") == 0 ? SD_KIND_CUSTOMER
-               : strcmp(ks, "sales") == 0     ? SD_KIND_SALE
-                                              : kind_of_name(name);
+    /* Both CSV connectors' settings structs start with the shared part (csv_import.h). */
+    const struct sd_csv_import_conf *conf = ctx->conf;
+    im.skip_rows = conf->policy == SD_CSV_SKIP_ROWS;
+    im.copt.delimiter = delimiter_char(conf->delimiter);
+    im.copt.encoding = conf->encoding == SD_CSV_ENC_CP1252 ? SD_CSV_CP1252 : SD_CSV_UTF8;
+    int kind = conf->kind == SD_CSV_KIND_EVENTS      ? SD_KIND_EVENT
+               : conf->kind == SD_CSV_KIND_CUSTOMERS ? SD_KIND_CUSTOMER
+               : conf->kind == SD_CSV_KIND_SALES     ? SD_KIND_SALE
+                                                     : kind_of_name(name);
     im.err_path = sd_asprintf("%s/%s.errors.csv.part", ctx->work_dir, name);
     int r = 0;
     im.errf = fopen(im.err_path, "a+");

@@ -19,27 +19,53 @@
 #include <jansson.h>
 #include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "base/base.h"
 #include "core/connector.h"
 
-/* The settings both CSV connectors take (appended to each connector's own table). */
+/* The settings both CSV connectors take: appended to each connector's own table, and filled
+ * into a `struct sd_csv_import_conf` that must be the FIRST member of the connector's settings
+ * struct (the importer reads it as `(const struct sd_csv_import_conf *)ctx->conf`). The enums
+ * follow the order of the choices. */
+enum sd_csv_kind { SD_CSV_KIND_AUTO, SD_CSV_KIND_EVENTS, SD_CSV_KIND_CUSTOMERS, SD_CSV_KIND_SALES };
+enum sd_csv_delimiter {
+    SD_CSV_DELIM_AUTO,
+    SD_CSV_DELIM_COMMA,
+    SD_CSV_DELIM_SEMICOLON,
+    SD_CSV_DELIM_TAB
+};
+enum sd_csv_encoding_setting { SD_CSV_ENC_UTF8, SD_CSV_ENC_CP1252 };
+enum sd_csv_policy { SD_CSV_REJECT_FILE, SD_CSV_SKIP_ROWS };
+
+struct sd_csv_import_conf {
+    int kind;      /* enum sd_csv_kind */
+    int delimiter; /* enum sd_csv_delimiter */
+    int encoding;  /* enum sd_csv_encoding_setting */
+    int policy;    /* enum sd_csv_policy */
+    int64_t settle_seconds;
+};
+
+#define SD_CSV_AT(member) offsetof(struct sd_csv_import_conf, member)
 #define SD_CSV_IMPORT_SETTINGS                                                                     \
     {"kind", SD_SETTING_CHOICE, "\"auto\"", 0, 0,                                                  \
      "auto (from the file name: events*.csv, customers*.csv, sales*.csv), events, customers or "   \
      "sales",                                                                                      \
-     SD_CHOICES("auto", "events", "customers", "sales")},                                         \
-        {"delimiter", SD_SETTING_CHOICE, "\"auto\"", 0, 0, "auto, comma, semicolon or tab",        \
-         SD_CHOICES("auto", "comma", "semicolon", "tab")},                                        \
-        {"encoding", SD_SETTING_CHOICE, "\"utf-8\"", 0, 0, "utf-8 or windows-1252",                \
-         SD_CHOICES("utf-8", "windows-1252")},                                                    \
+     SD_CHOICES("auto", "events", "customers", "sales"), SD_CSV_AT(kind)},                         \
+        {"delimiter", SD_SETTING_CHOICE, "\"auto\"", 0, 0,                                         \
+         "auto (detected from the header row), comma, semicolon or tab",                           \
+         SD_CHOICES("auto", "comma", "semicolon", "tab"), SD_CSV_AT(delimiter)},                   \
+        {"encoding", SD_SETTING_CHOICE, "\"utf-8\"", 0, 0,                                         \
+         "utf-8 (with or without BOM) or windows-1252", SD_CHOICES("utf-8", "windows-1252"),       \
+         SD_CSV_AT(encoding)},                                                                     \
         {"policy", SD_SETTING_CHOICE, "\"reject_file\"", 0, 0,                                     \
          "reject_file (the file is all or nothing) or skip_rows (store the good rows)",            \
-         SD_CHOICES("reject_file", "skip_rows")},                                                 \
+         SD_CHOICES("reject_file", "skip_rows"), SD_CSV_AT(policy)},                               \
     {                                                                                              \
         "settle_seconds", SD_SETTING_INT, "2", 0, 3600,                                            \
-            "a file is taken once unchanged this long (temporary names are always ignored)", NULL  \
+            "a file is taken once unchanged this long (temporary names are always ignored)", NULL, \
+            SD_CSV_AT(settle_seconds)                                                              \
     }
 
 /* True for names worth importing: "*.csv" (any case), not hidden, not a temporary upload name. */

@@ -16,6 +16,7 @@
  * in chunks and the cursor moves with the last chunk (a crash in between re-reads the feed and
  * stores nothing twice). */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,55 +29,68 @@
 
 #define CHUNK 1000
 
+struct feed_conf {
+    const char *url, *records_pointer, *xpath, *auth_header;
+    int format; /* enum feed_format */
+    int kind;   /* enum feed_kind */
+    int policy; /* enum feed_policy */
+    int64_t timeout_seconds, max_bytes, max_attempts, retry_initial_ms;
+};
+enum feed_format { FORMAT_AUTO, FORMAT_JSON, FORMAT_XML };
+enum feed_kind { KIND_INGEST, KIND_EVENTS, KIND_CUSTOMERS, KIND_SALES };
+enum feed_policy { POLICY_REJECT_FEED, POLICY_SKIP_RECORDS };
+
+#define AT(member) offsetof(struct feed_conf, member)
+
 static const struct sd_setting settings[] = {
-    {"url", SD_SETTING_URL, NULL, 8, 2048, "http(s) URL of the feed", SD_CHOICES("http", "https")},
+    {"url", SD_SETTING_URL, NULL, 8, 2048, "http(s) URL of the feed", SD_CHOICES("http", "https"),
+     AT(url)},
     {"format", SD_SETTING_CHOICE, "\"auto\"", 0, 0,
      "json, xml, or auto (from the Content-Type, then the first byte)",
-     SD_CHOICES("auto", "json", "xml")},
+     SD_CHOICES("auto", "json", "xml"), AT(format)},
     {"kind", SD_SETTING_CHOICE, "\"ingest\"", 0, 0,
      "ingest (a JSON body with events/customers/sales arrays), events, customers or sales",
-     SD_CHOICES("ingest", "events", "customers", "sales")},
+     SD_CHOICES("ingest", "events", "customers", "sales"), AT(kind)},
     {"records_pointer", SD_SETTING_STRING, "\"\"", 0, 256,
-     "JSON feeds of one kind: JSON Pointer to the records array (\"\" = the document)", NULL},
-    {"xpath", SD_SETTING_STRING, "\"/*/*\"", 1, 512, "XML feeds: XPath selecting the records", NULL},
+     "JSON feeds of one kind: JSON Pointer to the records array (\"\" = the document)", NULL,
+     AT(records_pointer)},
+    {"xpath", SD_SETTING_STRING, "\"/*/*\"", 1, 512, "XML feeds: XPath selecting the records", NULL,
+     AT(xpath)},
     {"auth_header", SD_SETTING_SECRET, "\"\"", 0, 4096,
-     "value of the Authorization header (e.g. \"Bearer abc\"); never shown again", NULL},
+     "value of the Authorization header (e.g. \"Bearer abc\"); never shown again", NULL,
+     AT(auth_header)},
     {"policy", SD_SETTING_CHOICE, "\"reject_feed\"", 0, 0,
      "reject_feed (all or nothing) or skip_records (store the good records, list the bad)",
-     SD_CHOICES("reject_feed", "skip_records")},
-    {"timeout_seconds", SD_SETTING_INT, "60", 1, 3600, "per request", NULL},
+     SD_CHOICES("reject_feed", "skip_records"), AT(policy)},
+    {"timeout_seconds", SD_SETTING_INT, "60", 1, 3600, "per request", NULL, AT(timeout_seconds)},
     {"max_bytes", SD_SETTING_INT, "67108864", 1024, 268435456,
-     "largest feed accepted (an XML feed needs about 25 times its size in memory)", NULL},
-    {"max_attempts", SD_SETTING_INT, "6", 1, 20, "requests per run before the run fails", NULL},
-    {"retry_initial_ms", SD_SETTING_INT, "1000", 1, 600000, "first back-off", NULL},
-    {NULL, 0, NULL, 0, 0, NULL, NULL},
+     "largest feed accepted (an XML feed needs about 25 times its size in memory)", NULL,
+     AT(max_bytes)},
+    {"max_attempts", SD_SETTING_INT, "6", 1, 20, "requests per run before the run fails", NULL,
+     AT(max_attempts)},
+    {"retry_initial_ms", SD_SETTING_INT, "1000", 1, 600000, "first back-off", NULL,
+     AT(retry_initial_ms)},
+    {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 
-static const char *str(const struct sd_connector_ctx *ctx, const char *key)
+static const struct feed_conf *cf(const struct sd_connector_ctx *ctx)
 {
-    const char *v = json_string_value(json_object_get(ctx->settings, key));
-    return v ? v : "";
+    return ctx->conf;
 }
 
-static int64_t num(const struct sd_connector_ctx *ctx, const char *key)
-{
-    return json_integer_value(json_object_get(ctx->settings, key));
-}
-
-static void check(const json_t *s, struct sd_issues *errors)
+static void check(const void *conf, struct sd_issues *errors)
 {
     /* url (scheme, host, egress policy) and the choices are checked by their setting types. */
-    const char *ptr = json_string_value(json_object_get(s, "records_pointer"));
-    if (ptr && !sd_json_pointer_valid(ptr)) {
+    const struct feed_conf *c = conf;
+    if (!sd_json_pointer_valid(c->records_pointer)) {
         sd_issues_add(errors, "/settings/records_pointer", "is not a JSON Pointer (RFC 6901)");
     }
 }
 
 static bool is_xml(const struct sd_connector_ctx *ctx, const struct sd_http_response *resp)
 {
-    const char *fmt = str(ctx, "format");
-    if (strcmp(fmt, "auto") != 0) {
-        return strcmp(fmt, "xml") == 0;
+    if (cf(ctx)->format != FORMAT_AUTO) {
+        return cf(ctx)->format == FORMAT_XML;
     }
     if (resp->content_type && strstr(resp->content_type, "xml")) {
         return true;
@@ -93,14 +107,14 @@ static bool is_xml(const struct sd_connector_ctx *ctx, const struct sd_http_resp
 static int build_body(struct sd_connector_ctx *ctx, const struct sd_http_response *resp,
                       json_t **ret, struct sd_issues *errors, size_t *ret_bad)
 {
-    const char *kind = str(ctx, "kind");
+    int kind = cf(ctx)->kind;
     const char *buf = resp->body.data ? resp->body.data : "";
     size_t len = resp->body.len;
     json_t *body = json_object();
     char *err = NULL;
     int r = 0;
     *ret_bad = 0;
-    if (strcmp(kind, "ingest") == 0) {
+    if (kind == KIND_INGEST) {
         json_t *doc = NULL;
         if (is_xml(ctx, resp)) {
             r = sd_connector_fail(ctx, -EINVAL,
@@ -140,13 +154,13 @@ static int build_body(struct sd_connector_ctx *ctx, const struct sd_http_respons
         }
         json_decref(doc);
     } else {
-        enum sd_kind k = strcmp(kind, "events") == 0      ? SD_KIND_EVENT
-                         : strcmp(kind, "customers") == 0 ? SD_KIND_CUSTOMER
-                                                          : SD_KIND_SALE;
+        enum sd_kind k = kind == KIND_EVENTS      ? SD_KIND_EVENT
+                         : kind == KIND_CUSTOMERS ? SD_KIND_CUSTOMER
+                                                  : SD_KIND_SALE;
         json_t *records = NULL;
         bool xml = is_xml(ctx, resp);
-        r = xml ? sd_xml_records_until(buf, len, str(ctx, "xpath"), ctx->stop, &records, &err)
-                : sd_json_records(buf, len, str(ctx, "records_pointer"), &records, &err);
+        r = xml ? sd_xml_records_until(buf, len, cf(ctx)->xpath, ctx->stop, &records, &err)
+                : sd_json_records(buf, len, cf(ctx)->records_pointer, &records, &err);
         if (r == -ECANCELED) {
             r = sd_connector_fail(ctx, -ECANCELED,
                                   "stopped while reading the feed: the hub is "
@@ -247,9 +261,8 @@ static int feed_run(struct sd_connector_ctx *ctx, void *state)
         json_is_string(etag) ? sd_asprintf("If-None-Match: %s", json_string_value(etag)) : NULL;
     char *h_ims =
         json_is_string(lm) ? sd_asprintf("If-Modified-Since: %s", json_string_value(lm)) : NULL;
-    char *h_auth = str(ctx, "auth_header")[0]
-                       ? sd_asprintf("Authorization: %s", str(ctx, "auth_header"))
-                       : NULL;
+    char *h_auth =
+        cf(ctx)->auth_header[0] ? sd_asprintf("Authorization: %s", cf(ctx)->auth_header) : NULL;
     const char *headers[5];
     size_t nh = 0;
     headers[nh++] = "Accept: application/json, application/xml, text/xml;q=0.9, */*;q=0.1";
@@ -263,12 +276,12 @@ static int feed_run(struct sd_connector_ctx *ctx, void *state)
         headers[nh++] = h_auth;
     }
     headers[nh] = NULL;
-    struct sd_http_request rq = {.url = str(ctx, "url"),
+    struct sd_http_request rq = {.url = cf(ctx)->url,
                                  .headers = headers,
-                                 .timeout_ms = num(ctx, "timeout_seconds") * 1000,
-                                 .max_body = (size_t)num(ctx, "max_bytes")};
-    struct sd_http_retry pol = {.max_attempts = (int)num(ctx, "max_attempts"),
-                                .initial_ms = num(ctx, "retry_initial_ms"),
+                                 .timeout_ms = cf(ctx)->timeout_seconds * 1000,
+                                 .max_body = (size_t)cf(ctx)->max_bytes};
+    struct sd_http_retry pol = {.max_attempts = (int)cf(ctx)->max_attempts,
+                                .initial_ms = cf(ctx)->retry_initial_ms,
                                 .stop = ctx->stop};
     struct sd_http_response resp;
     struct sd_issues errors;
@@ -318,7 +331,7 @@ static int feed_run(struct sd_connector_ctx *ctx, void *state)
         total += json_array_size(json_object_get(body, sd_kind_array_name((enum sd_kind)k)));
     }
     atomic_store(ctx->progress, total + bad);
-    bool skip = strcmp(str(ctx, "policy"), "skip_records") == 0;
+    bool skip = cf(ctx)->policy == POLICY_SKIP_RECORDS;
     if (!skip) {
         if (bad > 0) {
             r = fail_with_errors(ctx, &errors, "feed refused");
@@ -405,6 +418,7 @@ const struct sd_connector sd_connector_feed = {
     .kind = SD_CONNECTOR_SOURCE,
     .help = "fetch an XML or JSON feed from a URL (ETag / If-Modified-Since aware)",
     .settings = settings,
+    .settings_size = sizeof(struct feed_conf),
     .default_schedule = "hourly",
     .run = feed_run,
     .check = check,

@@ -24,6 +24,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,68 +34,89 @@
 #include "http/client.h"
 #include "http/verdict.h"
 
+struct rest_conf {
+    const char *base_url;
+    const char *path[3]; /* by enum sd_kind: events_path, customers_path, sales_path */
+    const char *auth_header, *page_size_param, *cursor_param;
+    /* JSON Pointers into a page, in check()'s order */
+    const char *records_pointer, *next_pointer, *more_pointer;
+    const char *cursor_field;
+    int cursor_mode; /* enum cursor_mode */
+    int policy;      /* enum rest_policy */
+    int64_t page_size, timeout_seconds, max_attempts, retry_initial_ms, max_pages;
+};
+enum cursor_mode { CURSOR_TOKEN, CURSOR_AFTER_ID, CURSOR_SINCE };
+enum rest_policy { POLICY_REJECT_PAGE, POLICY_SKIP_RECORDS };
+
+#define AT(member) offsetof(struct rest_conf, member)
+
 static const struct sd_setting settings[] = {
     {"base_url", SD_SETTING_URL, NULL, 8, 2048, "http(s) base URL, e.g. https://api.box.example",
-     SD_CHOICES("http", "https")},
-    {"events_path", SD_SETTING_STRING, "\"\"", 0, 512, "path of the events collection", NULL},
-    {"customers_path", SD_SETTING_STRING, "\"\"", 0, 512, "path of the customers collection", NULL},
-    {"sales_path", SD_SETTING_STRING, "\"\"", 0, 512, "path of the sales collection", NULL},
+     SD_CHOICES("http", "https"), AT(base_url)},
+    {"events_path", SD_SETTING_STRING, "\"\"", 0, 512,
+     "path of the events collection (at least one of the three paths; pulled in this order)", NULL,
+     AT(path[SD_KIND_EVENT])},
+    {"customers_path", SD_SETTING_STRING, "\"\"", 0, 512, "path of the customers collection", NULL,
+     AT(path[SD_KIND_CUSTOMER])},
+    {"sales_path", SD_SETTING_STRING, "\"\"", 0, 512, "path of the sales collection", NULL,
+     AT(path[SD_KIND_SALE])},
     {"auth_header", SD_SETTING_SECRET, "\"\"", 0, 4096,
-     "Authorization header value, e.g. \"Bearer abc\"; never shown again", NULL},
-    {"page_size", SD_SETTING_INT, "100", 1, 10000, "records asked for per page", NULL},
-    {"page_size_param", SD_SETTING_STRING, "\"limit\"", 1, 64, "query parameter of the page size", NULL},
-    {"cursor_param", SD_SETTING_STRING, "\"cursor\"", 1, 64, "query parameter of the cursor", NULL},
+     "Authorization header value, e.g. \"Bearer abc\"; never shown again", NULL, AT(auth_header)},
+    {"page_size", SD_SETTING_INT, "100", 1, 10000, "records asked for per page", NULL,
+     AT(page_size)},
+    {"page_size_param", SD_SETTING_STRING, "\"limit\"", 1, 64, "query parameter of the page size",
+     NULL, AT(page_size_param)},
+    {"cursor_param", SD_SETTING_STRING, "\"cursor\"", 1, 64, "query parameter of the cursor", NULL,
+     AT(cursor_param)},
     {"records_pointer", SD_SETTING_STRING, "\"/data\"", 0, 256,
-     "JSON Pointer to the records array in a page", NULL},
+     "JSON Pointer to the records array in a page", NULL, AT(records_pointer)},
     {"next_pointer", SD_SETTING_STRING, "\"/next_cursor\"", 0, 256,
-     "token mode: JSON Pointer to the next cursor in a page", NULL},
+     "token mode: JSON Pointer to the next cursor in a page", NULL, AT(next_pointer)},
     {"more_pointer", SD_SETTING_STRING, "\"\"", 0, 256,
-     "optional JSON Pointer to a boolean saying whether more pages follow (e.g. /has_more)", NULL},
-    {"cursor_mode", SD_SETTING_CHOICE, "\"token\"", 0, 0, "token, after_id or since",
-     SD_CHOICES("token", "after_id", "since")},
+     "optional JSON Pointer to a boolean saying whether more pages follow (e.g. /has_more)", NULL,
+     AT(more_pointer)},
+    {"cursor_mode", SD_SETTING_CHOICE, "\"token\"", 0, 0,
+     "token (the page names the next cursor), after_id or since (the last record's cursor_field)",
+     SD_CHOICES("token", "after_id", "since"), AT(cursor_mode)},
     {"cursor_field", SD_SETTING_STRING, "\"id\"", 1, 128,
-     "after_id/since: the record field whose last value is the next cursor", NULL},
-    {"timeout_seconds", SD_SETTING_INT, "30", 1, 600, "per request", NULL},
-    {"max_attempts", SD_SETTING_INT, "6", 1, 20, "attempts per page before the run fails", NULL},
-    {"retry_initial_ms", SD_SETTING_INT, "1000", 1, 600000, "first back-off", NULL},
-    {"max_pages", SD_SETTING_INT, "0", 0, 100000000, "pages per kind and run; 0 = no limit", NULL},
-    {"policy", SD_SETTING_CHOICE, "\"reject_page\"", 0, 0, "reject_page or skip_records",
-     SD_CHOICES("reject_page", "skip_records")},
-    {NULL, 0, NULL, 0, 0, NULL, NULL},
+     "after_id/since: the record field whose last value is the next cursor", NULL,
+     AT(cursor_field)},
+    {"timeout_seconds", SD_SETTING_INT, "30", 1, 600, "per request", NULL, AT(timeout_seconds)},
+    {"max_attempts", SD_SETTING_INT, "6", 1, 20, "attempts per page before the run fails", NULL,
+     AT(max_attempts)},
+    {"retry_initial_ms", SD_SETTING_INT, "1000", 1, 600000, "first back-off", NULL,
+     AT(retry_initial_ms)},
+    {"max_pages", SD_SETTING_INT, "0", 0, 100000000, "pages per kind and run; 0 = no limit", NULL,
+     AT(max_pages)},
+    {"policy", SD_SETTING_CHOICE, "\"reject_page\"", 0, 0,
+     "reject_page (a page is all or nothing) or skip_records (store the good records)",
+     SD_CHOICES("reject_page", "skip_records"), AT(policy)},
+    {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 
-static const char *str(const struct sd_connector_ctx *ctx, const char *key)
+static const struct rest_conf *cf(const struct sd_connector_ctx *ctx)
 {
-    const char *v = json_string_value(json_object_get(ctx->settings, key));
-    return v ? v : "";
+    return ctx->conf;
 }
 
-static int64_t num(const struct sd_connector_ctx *ctx, const char *key)
-{
-    return json_integer_value(json_object_get(ctx->settings, key));
-}
-
-static const char *const path_keys[3] = {"events_path", "customers_path", "sales_path"};
-
-static void check(const json_t *s, struct sd_issues *errors)
+static void check(const void *conf, struct sd_issues *errors)
 {
     /* base_url (scheme, host, egress policy) and the choices are checked by their types. */
-    bool any = false;
-    for (int k = 0; k < 3; k++) {
-        const char *p = json_string_value(json_object_get(s, path_keys[k]));
-        any = any || (p && *p);
-    }
-    if (!any) {
+    const struct rest_conf *c = conf;
+    if (!c->path[0][0] && !c->path[1][0] && !c->path[2][0]) {
         sd_issues_add(errors, "/settings",
                       "name at least one of events_path, customers_path, "
                       "sales_path");
     }
-    static const char *const ptrs[] = {"records_pointer", "next_pointer", "more_pointer", NULL};
-    for (size_t i = 0; ptrs[i]; i++) {
-        const char *p = json_string_value(json_object_get(s, ptrs[i]));
-        if (p && !sd_json_pointer_valid(p)) {
+    const struct {
+        const char *key, *value;
+    } ptrs[] = {{"records_pointer", c->records_pointer},
+                {"next_pointer", c->next_pointer},
+                {"more_pointer", c->more_pointer}};
+    for (size_t i = 0; i < sizeof(ptrs) / sizeof(ptrs[0]); i++) {
+        if (!sd_json_pointer_valid(ptrs[i].value)) {
             char at[64];
-            sd_utf8_snprintf(at, sizeof(at), "/settings/%s", ptrs[i]);
+            sd_utf8_snprintf(at, sizeof(at), "/settings/%s", ptrs[i].key);
             sd_issues_add(errors, at, "is not a JSON Pointer (RFC 6901)");
         }
     }
@@ -116,13 +138,13 @@ static char *page_url(struct sd_connector_ctx *ctx, const char *path, const char
 {
     CURL *h = curl_easy_init();
     char *esc = cursor && h ? curl_easy_escape(h, cursor, 0) : NULL;
-    const char *base = str(ctx, "base_url");
+    const char *base = cf(ctx)->base_url;
     size_t bl = strlen(base);
     bool slash = bl > 0 && base[bl - 1] == '/';
     char *url = sd_asprintf("%.*s%s%s%c%s=%lld%s%s%s", (int)(slash ? bl - 1 : bl), base,
                             path[0] == '/' ? "" : "/", path, strchr(path, '?') ? '&' : '?',
-                            str(ctx, "page_size_param"), (long long)num(ctx, "page_size"),
-                            esc ? "&" : "", esc ? str(ctx, "cursor_param") : "", esc ? "=" : "");
+                            cf(ctx)->page_size_param, (long long)cf(ctx)->page_size, esc ? "&" : "",
+                            esc ? cf(ctx)->cursor_param : "", esc ? "=" : "");
     if (esc) {
         char *full = sd_asprintf("%s%s", url, esc);
         free(url);
@@ -146,12 +168,11 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
                      struct skipped *skipped)
 {
     const char *name = sd_kind_array_name(kind);
-    bool token_mode = strcmp(str(ctx, "cursor_mode"), "token") == 0;
-    bool skip = strcmp(str(ctx, "policy"), "skip_records") == 0;
-    int64_t max_pages = num(ctx, "max_pages");
-    char *h_auth = str(ctx, "auth_header")[0]
-                       ? sd_asprintf("Authorization: %s", str(ctx, "auth_header"))
-                       : NULL;
+    bool token_mode = cf(ctx)->cursor_mode == CURSOR_TOKEN;
+    bool skip = cf(ctx)->policy == POLICY_SKIP_RECORDS;
+    int64_t max_pages = cf(ctx)->max_pages;
+    char *h_auth =
+        cf(ctx)->auth_header[0] ? sd_asprintf("Authorization: %s", cf(ctx)->auth_header) : NULL;
     const char *headers[] = {"Accept: application/json", h_auth, NULL};
     int r = 0;
     for (int64_t page = 0; max_pages == 0 || page < max_pages; page++) {
@@ -164,9 +185,9 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
         char *cur = cursor_text(json_object_get(ctx->cursor, name));
         char *url = page_url(ctx, path, cur);
         struct sd_http_request rq = {
-            .url = url, .headers = headers, .timeout_ms = num(ctx, "timeout_seconds") * 1000};
-        struct sd_http_retry pol = {.max_attempts = (int)num(ctx, "max_attempts"),
-                                    .initial_ms = num(ctx, "retry_initial_ms"),
+            .url = url, .headers = headers, .timeout_ms = cf(ctx)->timeout_seconds * 1000};
+        struct sd_http_retry pol = {.max_attempts = (int)cf(ctx)->max_attempts,
+                                    .initial_ms = cf(ctx)->retry_initial_ms,
                                     .stop = ctx->stop};
         struct sd_http_response resp;
         int attempts = 0;
@@ -200,10 +221,10 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
                                   name, jerr.line, jerr.column, jerr.text);
             goto next;
         }
-        const json_t *records = sd_json_pointer_get(doc, str(ctx, "records_pointer"));
+        const json_t *records = sd_json_pointer_get(doc, cf(ctx)->records_pointer);
         if (!json_is_array(records)) {
             r = sd_connector_fail(ctx, -EINVAL, "%s page has no records array at '%s'", name,
-                                  str(ctx, "records_pointer"));
+                                  cf(ctx)->records_pointer);
             goto next;
         }
         size_t n = json_array_size(records);
@@ -214,9 +235,9 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
         /* The cursor after this page. */
         const json_t *nv = NULL;
         if (token_mode) {
-            nv = sd_json_pointer_get(doc, str(ctx, "next_pointer"));
+            nv = sd_json_pointer_get(doc, cf(ctx)->next_pointer);
         } else {
-            nv = json_object_get(json_array_get(records, n - 1), str(ctx, "cursor_field"));
+            nv = json_object_get(json_array_get(records, n - 1), cf(ctx)->cursor_field);
         }
         char *nt = cursor_text(nv);
         if (!nt) {
@@ -225,7 +246,7 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
             done = true;
         }
         const json_t *more =
-            str(ctx, "more_pointer")[0] ? sd_json_pointer_get(doc, str(ctx, "more_pointer")) : NULL;
+            cf(ctx)->more_pointer[0] ? sd_json_pointer_get(doc, cf(ctx)->more_pointer) : NULL;
         if (json_is_false(more)) {
             done = true;
         }
@@ -303,7 +324,7 @@ static int rest_run(struct sd_connector_ctx *ctx, void *state)
     struct skipped skipped = {0};
     int r = 0;
     for (int k = 0; k < 3 && r >= 0; k++) {
-        const char *path = str(ctx, path_keys[k]);
+        const char *path = cf(ctx)->path[k];
         if (*path) {
             r = pull_kind(ctx, (enum sd_kind)k, path, &skipped);
         }
@@ -321,6 +342,7 @@ const struct sd_connector sd_connector_rest_pull = {
     .kind = SD_CONNECTOR_SOURCE,
     .help = "pull events, customers and sales from a REST API with cursor pagination",
     .settings = settings,
+    .settings_size = sizeof(struct rest_conf),
     .default_schedule = "every 15m",
     .run = rest_run,
     .check = check,

@@ -15,6 +15,7 @@
  * the host key is not checked, which the status says. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,64 +30,86 @@
 #include "core/connector.h"
 #include "http/client.h"
 
+struct pull_conf {
+    struct sd_csv_import_conf csv; /* first: the importer reads it (csv_import.h) */
+    const char *url, *username, *password, *private_key_file, *public_key_file;
+    const char *host_key_sha256, *known_hosts_file;
+    int after_import; /* enum after_import */
+    int64_t timeout_seconds, max_attempts, retry_initial_ms;
+};
+enum after_import { AFTER_MOVE, AFTER_DELETE };
+
+#define AT(member) offsetof(struct pull_conf, member)
+
 static const struct sd_setting settings[] = {
     {"url", SD_SETTING_URL, NULL, 10, 2048,
-     "sftp://host[:port]/folder/ of the remote folder (ending in /)", SD_CHOICES("sftp")},
-    {"username", SD_SETTING_STRING, NULL, 1, 256, "SFTP user", NULL},
-    {"password", SD_SETTING_SECRET, "\"\"", 0, 1024, "SFTP password (or use a key)", NULL},
-    {"private_key_file", SD_SETTING_PATH, "\"\"", 0, 1024, "path of a private key file", NULL},
-    {"public_key_file", SD_SETTING_PATH, "\"\"", 0, 1024, "path of its public key (optional)", NULL},
+     "sftp://host[:port]/folder/ of the remote folder (ending in /)", SD_CHOICES("sftp"), AT(url)},
+    {"username", SD_SETTING_STRING, NULL, 1, 256, "SFTP user", NULL, AT(username)},
+    {"password", SD_SETTING_SECRET, "\"\"", 0, 1024, "SFTP password (or use a key)", NULL,
+     AT(password)},
+    {"private_key_file", SD_SETTING_PATH, "\"\"", 0, 1024, "path of a private key file", NULL,
+     AT(private_key_file)},
+    {"public_key_file", SD_SETTING_PATH, "\"\"", 0, 1024, "path of its public key (optional)", NULL,
+     AT(public_key_file)},
     {"host_key_sha256", SD_SETTING_STRING, "\"\"", 0, 128,
-     "the server's host key fingerprint (base64 SHA256) to check", NULL},
-    {"known_hosts_file", SD_SETTING_PATH, "\"\"", 0, 1024, "or an OpenSSH known_hosts file", NULL},
+     "the server's host key fingerprint to check (`ssh-keygen -lf key.pub`, without "
+     "\"SHA256:\"); or known_hosts_file; with neither the key is not checked and the status warns",
+     NULL, AT(host_key_sha256)},
+    {"known_hosts_file", SD_SETTING_PATH, "\"\"", 0, 1024, "or an OpenSSH known_hosts file", NULL,
+     AT(known_hosts_file)},
     {"after_import", SD_SETTING_CHOICE, "\"move\"", 0, 0,
-     "move (into processed/ or failed/ beside the files) or delete", SD_CHOICES("move", "delete")},
-    {"timeout_seconds", SD_SETTING_INT, "600", 1, 86400, "per transfer", NULL},
-    {"max_attempts", SD_SETTING_INT, "6", 1, 20, "attempts per transfer", NULL},
-    {"retry_initial_ms", SD_SETTING_INT, "1000", 1, 600000, "first back-off", NULL},
+     "move (into processed/ or failed/ beside the files) or delete", SD_CHOICES("move", "delete"),
+     AT(after_import)},
+    {"timeout_seconds", SD_SETTING_INT, "600", 1, 86400, "per transfer", NULL, AT(timeout_seconds)},
+    {"max_attempts", SD_SETTING_INT, "6", 1, 20, "attempts per transfer", NULL, AT(max_attempts)},
+    {"retry_initial_ms", SD_SETTING_INT, "1000", 1, 600000, "first back-off", NULL,
+     AT(retry_initial_ms)},
     SD_CSV_IMPORT_SETTINGS,
-    {NULL, 0, NULL, 0, 0, NULL, NULL},
+    {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 
-static const char *str(const struct sd_connector_ctx *ctx, const char *key)
+static const struct pull_conf *cf(const struct sd_connector_ctx *ctx)
 {
-    const char *v = json_string_value(json_object_get(ctx->settings, key));
-    return v ? v : "";
+    return ctx->conf;
 }
 
-static void check(const json_t *s, struct sd_issues *errors)
+/* An optional string setting: NULL when empty ("" is its default: none). */
+static const char *opt(const char *v)
 {
-    const char *url = json_string_value(json_object_get(s, "url"));
-    if (url &&
-        (strncmp(url, "sftp://", 7) != 0 || url[strlen(url) - 1] != '/' || !strchr(url + 7, '/'))) {
+    return v && v[0] ? v : NULL;
+}
+
+static void check(const void *conf, struct sd_issues *errors)
+{
+    const struct pull_conf *c = conf;
+    const char *url = c->url;
+    if (strncmp(url, "sftp://", 7) != 0 || url[strlen(url) - 1] != '/' || !strchr(url + 7, '/')) {
         sd_issues_add(errors, "/settings/url", "must be sftp://host[:port]/folder/ (ending in /)");
     }
-    const char *pw = json_string_value(json_object_get(s, "password"));
-    const char *key = json_string_value(json_object_get(s, "private_key_file"));
-    if ((!pw || !*pw) && (!key || !*key)) {
+    if (!opt(c->password) && !opt(c->private_key_file)) {
         sd_issues_add(errors, "/settings/password", "give a password or a private_key_file");
     }
 }
 
 static void base_request(struct sd_connector_ctx *ctx, struct sd_http_request *rq)
 {
+    const struct pull_conf *c = cf(ctx);
     *rq = (struct sd_http_request){
-        .username = str(ctx, "username"),
-        .password = str(ctx, "password")[0] ? str(ctx, "password") : NULL,
-        .ssh_private_key = str(ctx, "private_key_file")[0] ? str(ctx, "private_key_file") : NULL,
-        .ssh_public_key = str(ctx, "public_key_file")[0] ? str(ctx, "public_key_file") : NULL,
-        .ssh_host_sha256 = str(ctx, "host_key_sha256")[0] ? str(ctx, "host_key_sha256") : NULL,
-        .ssh_known_hosts = str(ctx, "known_hosts_file")[0] ? str(ctx, "known_hosts_file") : NULL,
-        .timeout_ms = json_integer_value(json_object_get(ctx->settings, "timeout_seconds")) * 1000,
+        .username = c->username,
+        .password = opt(c->password),
+        .ssh_private_key = opt(c->private_key_file),
+        .ssh_public_key = opt(c->public_key_file),
+        .ssh_host_sha256 = opt(c->host_key_sha256),
+        .ssh_known_hosts = opt(c->known_hosts_file),
+        .timeout_ms = c->timeout_seconds * 1000,
     };
 }
 
 static struct sd_http_retry retry_policy(struct sd_connector_ctx *ctx)
 {
-    return (struct sd_http_retry){
-        .max_attempts = (int)json_integer_value(json_object_get(ctx->settings, "max_attempts")),
-        .initial_ms = json_integer_value(json_object_get(ctx->settings, "retry_initial_ms")),
-        .stop = ctx->stop};
+    return (struct sd_http_retry){.max_attempts = (int)cf(ctx)->max_attempts,
+                                  .initial_ms = cf(ctx)->retry_initial_ms,
+                                  .stop = ctx->stop};
 }
 
 /* The remote folder's path ("/upload/") from the URL. */
@@ -100,7 +123,7 @@ static int list_remote(struct sd_connector_ctx *ctx, char **ret_text)
 {
     struct sd_http_request rq;
     base_request(ctx, &rq);
-    rq.url = str(ctx, "url");
+    rq.url = cf(ctx)->url;
     rq.max_body = 16u << 20;
     struct sd_http_retry pol = retry_policy(ctx);
     struct sd_http_response resp;
@@ -161,7 +184,7 @@ static int download(struct sd_connector_ctx *ctx, const char *dir, const char *n
     struct sd_http_request rq;
     base_request(ctx, &rq);
     char *ename = sd_http_url_escape(name);
-    rq.url = sd_asprintf("%s%s", str(ctx, "url"), ename);
+    rq.url = sd_asprintf("%s%s", cf(ctx)->url, ename);
     free(ename);
     rq.to_fd = fd;
     rq.max_body = (size_t)4 << 30;
@@ -196,7 +219,7 @@ static int remote_commands(struct sd_connector_ctx *ctx, const char *const *cmds
 {
     struct sd_http_request rq;
     base_request(ctx, &rq);
-    rq.url = str(ctx, "url");
+    rq.url = cf(ctx)->url;
     rq.list_only = true;
     rq.quote_after = cmds;
     struct sd_http_retry pol = retry_policy(ctx);
@@ -215,8 +238,8 @@ static char *stamped(const char *name)
 static int after_import(struct sd_connector_ctx *ctx, const char *name, bool failed,
                         char **ret_moved)
 {
-    const char *path = remote_path(str(ctx, "url"));
-    bool del = strcmp(str(ctx, "after_import"), "delete") == 0;
+    const char *path = remote_path(cf(ctx)->url);
+    bool del = cf(ctx)->after_import == AFTER_DELETE;
     const char *sub = failed ? "failed" : "processed";
     char *mk = sd_asprintf("*mkdir \"%s%s\"", path, sub); /* '*': an existing folder is fine */
     char *moved = del ? NULL : sd_strdup(name);
@@ -255,14 +278,14 @@ static int after_import(struct sd_connector_ctx *ctx, const char *name, bool fai
 static int upload(struct sd_connector_ctx *ctx, const char *local, const char *sub,
                   const char *name)
 {
-    const char *path = remote_path(str(ctx, "url"));
+    const char *path = remote_path(cf(ctx)->url);
     char *tmp = sd_asprintf(".%s.part", name);
     char *etmp = sd_http_url_escape(tmp);
     char *mv = sd_asprintf("rename \"%s%s/%s\" \"%s%s/%s\"", path, sub, tmp, path, sub, name);
     const char *quote[] = {mv, NULL};
     struct sd_http_request rq;
     base_request(ctx, &rq);
-    rq.url = sd_asprintf("%s%s/%s", str(ctx, "url"), sub, etmp);
+    rq.url = sd_asprintf("%s%s/%s", cf(ctx)->url, sub, etmp);
     rq.upload_file = local;
     rq.quote_after = quote;
     struct sd_http_retry pol = retry_policy(ctx);
@@ -294,7 +317,7 @@ static int upload(struct sd_connector_ctx *ctx, const char *local, const char *s
 static void report(struct sd_connector_ctx *ctx, const struct sd_csv_import_result *res,
                    const char *moved, const char *name)
 {
-    bool del = strcmp(str(ctx, "after_import"), "delete") == 0;
+    bool del = cf(ctx)->after_import == AFTER_DELETE;
     const char *sub = res->failed ? "failed" : "processed";
     int r = 0;
     char *base = sd_strdup(moved ? moved : name);
@@ -335,7 +358,7 @@ static int pull_run(struct sd_connector_ctx *ctx, void *state)
     mkdir(dir, 0700);
     char *first = NULL, *second = NULL;
     int r = list_remote(ctx, &first);
-    int64_t settle = json_integer_value(json_object_get(ctx->settings, "settle_seconds"));
+    int64_t settle = cf(ctx)->csv.settle_seconds;
     if (r == 0 && settle > 0) {
         for (int64_t i = 0; i < settle * 10 && !(ctx->stop && atomic_load(ctx->stop)); i++) {
             struct timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000 * 1000};
@@ -417,7 +440,7 @@ static int pull_run(struct sd_connector_ctx *ctx, void *state)
     } else {
         sd_csv_run_summary_release(&sum);
     }
-    if (r == 0 && !str(ctx, "host_key_sha256")[0] && !str(ctx, "known_hosts_file")[0] &&
+    if (r == 0 && !opt(cf(ctx)->host_key_sha256) && !opt(cf(ctx)->known_hosts_file) &&
         !ctx->error) {
         sd_connector_fail(ctx, 0, "the server's host key is not checked: set host_key_sha256");
     }
@@ -433,6 +456,7 @@ const struct sd_connector sd_connector_sftp_pull = {
     .kind = SD_CONNECTOR_SOURCE,
     .help = "fetch CSV files from a remote SFTP folder, import them, then move or delete them",
     .settings = settings,
+    .settings_size = sizeof(struct pull_conf),
     .default_schedule = "every 15m",
     .run = pull_run,
     .check = check,
