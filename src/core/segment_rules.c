@@ -466,10 +466,10 @@ static bool parse_time(struct parser *p, const json_t *v, struct sd_seg_time *re
         return false;
     }
     if (sd_date_valid(s)) {
-        unsigned m = (unsigned)((s[5] - '0') * 10 + (s[6] - '0'));
-        unsigned d = (unsigned)((s[8] - '0') * 10 + (s[9] - '0'));
+        int m = (s[5] - '0') * 10 + (s[6] - '0');
+        int d = (s[8] - '0') * 10 + (s[9] - '0');
         int64_t y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
-        *ret = (struct sd_seg_time){SD_SEG_T_DAY, sd_seg_days_from_civil(y, m, d)};
+        *ret = (struct sd_seg_time){SD_SEG_T_DAY, sd_days_from_civil(y, m, d)};
         return true;
     }
     char utc[40];
@@ -477,13 +477,13 @@ static bool parse_time(struct parser *p, const json_t *v, struct sd_seg_time *re
         /* "YYYY-MM-DDTHH:MM:SS…Z": the fraction, if any, is dropped (rules work in seconds). */
         int64_t y =
             (utc[0] - '0') * 1000 + (utc[1] - '0') * 100 + (utc[2] - '0') * 10 + (utc[3] - '0');
-        unsigned m = (unsigned)((utc[5] - '0') * 10 + (utc[6] - '0'));
-        unsigned d = (unsigned)((utc[8] - '0') * 10 + (utc[9] - '0'));
+        int m = (utc[5] - '0') * 10 + (utc[6] - '0');
+        int d = (utc[8] - '0') * 10 + (utc[9] - '0');
         int64_t secs = ((utc[11] - '0') * 10 + (utc[12] - '0')) * 3600 +
                        ((utc[14] - '0') * 10 + (utc[15] - '0')) * 60 +
                        ((utc[17] - '0') * 10 + (utc[18] - '0'));
         *ret =
-            (struct sd_seg_time){SD_SEG_T_INSTANT, sd_seg_days_from_civil(y, m, d) * 86400 + secs};
+            (struct sd_seg_time){SD_SEG_T_INSTANT, sd_days_from_civil(y, m, d) * 86400 + secs};
         return true;
     }
     char *f = sd_text_fold(s);

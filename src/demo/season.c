@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "model/model.h"
 
 #define MAX_EVENTS 1000000u
 #define MAX_RECORDS 100000000u
@@ -84,27 +85,17 @@ static size_t pick_weighted(struct rng *r, const unsigned *weights, size_t n, un
 
 static int32_t days_from_civil(int y, unsigned m, unsigned d)
 {
-    y -= m <= 2;
-    const int era = (y >= 0 ? y : y - 399) / 400;
-    const unsigned yoe = (unsigned)(y - era * 400);
-    const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-    const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int32_t)doe - 719468;
+    return (int32_t)sd_days_from_civil(y, (int)m, (int)d);
 }
 
 static void civil_from_days(int32_t z, int *ret_y, unsigned *ret_m, unsigned *ret_d)
 {
-    z += 719468;
-    const int era = (z >= 0 ? z : z - 146096) / 146097;
-    const unsigned doe = (unsigned)(z - era * 146097);
-    const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    const unsigned mp = (5 * doy + 2) / 153;
-    const unsigned d = doy - (153 * mp + 2) / 5 + 1;
-    const unsigned m = mp < 10 ? mp + 3 : mp - 9;
-    *ret_y = (int)yoe + era * 400 + (m <= 2);
-    *ret_m = m;
-    *ret_d = d;
+    int64_t y;
+    int m, d;
+    sd_civil_from_days(z, &y, &m, &d);
+    *ret_y = (int)y;
+    *ret_m = (unsigned)m;
+    *ret_d = (unsigned)d;
 }
 
 /* 0 = Sunday … 6 = Saturday; 1970-01-01 was a Thursday. */

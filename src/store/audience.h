@@ -250,9 +250,8 @@ struct sd_seg_rule {
 };
 void sd_seg_rule_free(struct sd_seg_rule *r); /* NULL is fine */
 
-/* Civil dates without gmtime (proleptic Gregorian, UTC): days since 1970-01-01. */
-int64_t sd_seg_days_from_civil(int64_t y, unsigned m, unsigned d);
-void sd_seg_civil_from_days(int64_t days, int64_t *ret_y, unsigned *ret_m, unsigned *ret_d);
+/* Civil dates (days since 1970-01-01) are model/model.h's sd_days_from_civil /
+ * sd_civil_from_days, the one copy. */
 
 /* A stored segment. rules is the JSON text of the rule as it was sent. member_count is -1 (and
  * computed_usec 0) until counted. */

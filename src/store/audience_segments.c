@@ -1,11 +1,6 @@
 /* audience_segments.c — the store's segment wrappers (store/audience.h, segments part), the
- * release helpers of the structs it hands out, and the civil-date arithmetic both the rule
- * parser (core) and the SQL compiler (backend) use. Like store.c's wrappers they add nothing
- * but a check that the backend implements the op (-ENOTSUP otherwise).
- *
- * The date helpers are Howard Hinnant's days_from_civil / civil_from_days: exact for the
- * proleptic Gregorian calendar over the whole int64 day range we accept (years 1..9999), no
- * gmtime and no time zone involved. */
+ * release helpers of the structs it hands out. Like store.c's wrappers they add nothing but a
+ * check that the backend implements the op (-ENOTSUP otherwise). */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -138,33 +133,3 @@ void sd_seg_member_page_release(struct sd_seg_member_page *p)
 /* ---- civil dates ------------------------------------------------------------------------------
  */
 
-static int64_t floor_div(int64_t a, int64_t b)
-{
-    return a / b - ((a % b != 0) && ((a < 0) != (b < 0)));
-}
-
-int64_t sd_seg_days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = floor_div(y, 400);
-    int64_t yoe = y - era * 400;                                                     /* [0, 399] */
-    int64_t doy = (153 * (int64_t)(m > 2 ? m - 3 : m + 9) + 2) / 5 + (int64_t)d - 1; /* [0, 365] */
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy; /* [0, 146096] */
-    return era * 146097 + doe - 719468;
-}
-
-void sd_seg_civil_from_days(int64_t days, int64_t *ret_y, unsigned *ret_m, unsigned *ret_d)
-{
-    days += 719468;
-    int64_t era = floor_div(days, 146097);
-    int64_t doe = days - era * 146097;                                   /* [0, 146096] */
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* [0, 399] */
-    int64_t y = yoe + era * 400;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100); /* [0, 365] */
-    int64_t mp = (5 * doy + 2) / 153;                      /* [0, 11] */
-    unsigned d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
-    unsigned m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
-    *ret_y = y + (m <= 2);
-    *ret_m = m;
-    *ret_d = d;
-}

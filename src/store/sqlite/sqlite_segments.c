@@ -515,14 +515,14 @@ static void compare(struct q *q, const char *x, const struct sd_seg_cond *c, boo
 static void format_day(int64_t days, char out[16])
 {
     int64_t y;
-    unsigned m, d;
-    sd_seg_civil_from_days(days, &y, &m, &d);
+    int m, d;
+    sd_civil_from_days(days, &y, &m, &d);
     if (y > 9999) {
         snprintf(out, 16, "~"); /* after every stored date */
     } else if (y < 0) {
         snprintf(out, 16, "0"); /* before every stored date */
     } else {
-        snprintf(out, 16, "%04" PRId64 "-%02u-%02u", y, m, d);
+        snprintf(out, 16, "%04" PRId64 "-%02d-%02d", y, m, d);
     }
 }
 
