@@ -34,7 +34,10 @@
  *    a date needs year, month and day, a time hour and minute (seconds default to 00). YY is
  *    1969..2068 (POSIX %y). utc_offset: "Z", "UTC", "+HH:MM" or "-HH:MM" — a fixed offset for
  *    date-times without zone; named zones (Europe/Berlin, with DST) are not supported in this
- *    version. decimal_comma: true for "1.234,50".
+ *    version. decimal_comma: true for "1.234,50". amount_unit: "decimal" (default), "tenths",
+ *    "hundredths", "thousandths" or "ten_thousandths": decimal fields arrive as integers in
+ *    that unit (S-360: thousandths) and become the exact decimal ("40000" → "40.000"); the
+ *    validator then refuses what the currency's minor unit cannot hold, nothing is rounded.
  *  - unmapped: "keep" (default) keeps source members that are neither mapped nor model fields
  *    of the kind applied (a column `city`, an event field, in a customers file counts as
  *    unmapped) under their source name (the validator then warns "unknown field kept"); "drop"
