@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "base/base.h"
 #include "core/segment_rules.h"
@@ -1040,6 +1041,72 @@ static void test_lifecycle_replace(void **state)
     check_gamma(f, g, after, 1);
 }
 
+/* Sales stored before the lifecycle columns existed become sales, status sold, with their full
+ * quantity and amount as net figures: the store is taken back to the schema before migration
+ * 0010 (its columns and indexes removed, the previous indexes restored) and opened again. */
+extern const unsigned sd_sqlite_schema_count;
+
+static void test_lifecycle_migration(void **state)
+{
+    struct fx *f = *state;
+    static const char *const rules[] = {
+        "{\"bought\":{}}",
+        "{\"count\":{\"of\":\"spend\",\"currency\":\"EUR\",\"gte\":\"178.00\"}}",
+        "{\"count\":{\"of\":\"tickets\",\"gte\":2}}",
+        "{\"count\":{\"of\":\"events\",\"gte\":2}}",
+        "{\"last_purchase\":{\"after\":\"2025-01-01\"}}",
+    };
+    enum { N = sizeof(rules) / sizeof(*rules) };
+    char *before[N];
+    for (size_t i = 0; i < N; i++) {
+        before[i] = members(f, f->acme, SD_ENV_TEST, rules[i], 10);
+    }
+    sd_store_close(f->h);
+    f->h = NULL;
+    char path[160];
+    snprintf(path, sizeof(path), "%s/stagedoor.db", f->st.dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char sql[2048];
+    snprintf(
+        sql, sizeof(sql),
+        "DROP INDEX seg_sales_lifecycle; DROP INDEX seg_sales_event; DROP INDEX sales_customer;"
+        "ALTER TABLE sales DROP COLUMN order_type; ALTER TABLE sales DROP COLUMN status;"
+        "ALTER TABLE sales DROP COLUMN quantity;"
+        "ALTER TABLE sales DROP COLUMN refunded_quantity;"
+        "ALTER TABLE sales DROP COLUMN refunded_minor; ALTER TABLE sales DROP COLUMN rr_quantity;"
+        "ALTER TABLE sales DROP COLUMN rr_minor; ALTER TABLE sales DROP COLUMN net_quantity;"
+        "ALTER TABLE sales DROP COLUMN net_minor; ALTER TABLE sales DROP COLUMN status_changed;"
+        "ALTER TABLE sales DROP COLUMN expires;"
+        "ALTER TABLE sales DROP COLUMN attended_quantity;"
+        "ALTER TABLE sales DROP COLUMN refund_of;"
+        "CREATE INDEX seg_sales_event ON sales (tenant_id, env, event_ref, purchase_datetime,"
+        " source, customer_id, currency, sales_price_minor);"
+        "CREATE INDEX sales_customer ON sales (tenant_id, env, source, customer_id);"
+        "PRAGMA user_version = %u;",
+        sd_sqlite_schema_count - 1);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        fail_msg("downgrade: %s", msg);
+    }
+    sqlite3_close(db);
+    sd_test_store_open(&f->st, &f->h);
+    for (size_t i = 0; i < N; i++) {
+        char *after = members(f, f->acme, SD_ENV_TEST, rules[i], 10);
+        if (strcmp(after, before[i]) != 0) {
+            fail_msg("rule %s: [%s] after the migration, [%s] before", rules[i], after, before[i]);
+        }
+        free(after);
+        free(before[i]);
+    }
+    const struct mcase cases[] = {
+        {"{\"bought\":{\"status\":\"sold\"}}", "A,B,C"},
+        {"{\"count\":{\"of\":\"tickets\",\"eq\":6}}", "B"}, /* from the stored documents */
+        {"{\"refunded\":{}}", ""},
+    };
+    check_cases(f, cases, sizeof(cases) / sizeof(*cases));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1058,6 +1125,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lifecycle_segments, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lifecycle_refunds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lifecycle_replace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lifecycle_migration, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
