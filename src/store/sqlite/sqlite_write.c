@@ -591,14 +591,16 @@ static bool status_is_initial(enum sd_sale_status st)
 
 /* Plan one record against its stored row (if any): the figures to store and whether the rules
  * allow the change. Adds an issue and returns 1 when they do not; 0; -EIO. With check_stored
- * false a stored invoice is left alone (the webhook answers it 409). */
+ * false the stored row is not looked at (the webhook answers a stored invoice 409). */
 static int plan_one(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                     const struct sd_sale_rec *rec, const char *ptr, bool check_stored,
                     const char *now_text, struct sale_plan *p, struct sd_apply_result *res)
 {
     struct stored_sale old = {0};
     *p = (struct sale_plan){.st = rec->state};
-    int r = sale_state_get(s, tenant_id, env, rec->invoice_number, &old);
+    /* The webhook stores new invoices only (a stored one fails the whole request with 409), so
+     * it reads no stored state: its ingest costs what it did. */
+    int r = check_stored ? sale_state_get(s, tenant_id, env, rec->invoice_number, &old) : 0;
     if (r < 0) {
         return r;
     }
@@ -606,9 +608,6 @@ static int plan_one(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     r = 0;
     if (p->stored) {
         p->unchanged = old.doc && strcmp(old.doc, rec->doc) == 0;
-        if (!check_stored) {
-            goto out;
-        }
         /* What refund records took stays taken when the sale itself is sent again. */
         p->rr_quantity = old.rr_quantity;
         p->rr_minor = old.rr_minor;
