@@ -958,6 +958,9 @@ static void test_lifecycle_refunds(void **state)
     expect_refused(f, g, false, "{\"sales\":["
         SX("R1", "G1", "K1", "2025-12-04T10:00:00Z", "1", "150.00", ",\"refund_of\":\"X1\"") "]}",
         "/sales/0/sales_price", "refunds more than was paid");
+    expect_refused(f, g, false, "{\"sales\":["
+        SX("R2", "G1", "K1", "2025-12-04T10:00:00Z", "1", "50.00", ",\"refund_of\":\"X2\"") "]}",
+        "/sales/0/customer_id", "must be 'K2', the customer of sale 'X2'");
     /* the refused requests changed nothing: K1 still spent 100.00 + 80.00 - 80.00 net */
     const struct mcase after[] = {
         {"{\"count\":{\"of\":\"spend\",\"currency\":\"EUR\",\"eq\":\"100.00\"}}", "K1"},

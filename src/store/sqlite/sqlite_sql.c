@@ -164,7 +164,8 @@ const char *const sd_sqlite_sql[N_STMT] = {
 
     /* order lifecycle (sqlite_write.c) */
     [ST_SALE_STATE] = "SELECT order_type, status, quantity, sales_price_minor, refunded_quantity,"
-                      " refunded_minor, currency, rr_quantity, rr_minor, status_changed, doc"
+                      " refunded_minor, currency, rr_quantity, rr_minor, status_changed, doc,"
+                      " customer_id"
                       " FROM sales WHERE tenant_id = ?1 AND env = ?2 AND invoice_number = ?3",
     [ST_SALE_REFUNDS] = "UPDATE sales SET status = ?4, refunded_quantity = ?5,"
                         " refunded_minor = ?6, rr_quantity = ?7, rr_minor = ?8,"

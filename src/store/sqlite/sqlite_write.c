@@ -487,6 +487,7 @@ struct sale_plan {
 /* A sale that refund records of this batch refund. */
 struct refund_target {
     char *invoice;
+    char *customer_id; /* the sale's customer (owned) */
     struct sd_sale_state st;
     int64_t rr_quantity, rr_minor;
     char *changed; /* the latest refund's time, owned */
@@ -501,6 +502,7 @@ static void refund_targets_release(struct refund_targets *t)
 {
     for (size_t i = 0; i < t->n; i++) {
         free(t->v[i].invoice);
+        free(t->v[i].customer_id);
         free(t->v[i].changed);
     }
     free(t->v);
@@ -519,13 +521,14 @@ static void plans_free(struct sale_plan *p, size_t n)
 struct stored_sale {
     struct sd_sale_state st; /* effective figures (refund records included) */
     int64_t rr_quantity, rr_minor;
-    char *changed, *doc;
+    char *changed, *doc, *customer_id;
 };
 
 static void stored_sale_release(struct stored_sale *x)
 {
     free(x->changed);
     free(x->doc);
+    free(x->customer_id);
     *x = (struct stored_sale){0};
 }
 
@@ -563,6 +566,7 @@ static int sale_state_get(struct sd_store *s, int64_t tenant_id, enum sd_env env
         x.rr_minor = sqlite3_column_int64(st, 8);
         x.changed = sd_sqlite_column_strdup(st, 9);
         x.doc = sd_sqlite_column_strdup(st, 10);
+        x.customer_id = sd_sqlite_column_strdup(st, 11);
         *ret = x;
     }
     sqlite3_reset(st);
@@ -658,6 +662,7 @@ static int plan_refund(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         }
     }
     struct refund_target fresh = {0};
+    const char *buyer = tg ? tg->customer_id : NULL;
     if (!tg) {
         size_t j = i;
         while (j > 0 && strcmp(b->sales[j - 1].invoice_number, rec->refund_of) != 0) {
@@ -665,8 +670,10 @@ static int plan_refund(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         }
         if (j > 0) {
             const struct sale_plan *o = &plans[j - 1];
-            fresh = (struct refund_target){
-                .st = o->st, .rr_quantity = o->rr_quantity, .rr_minor = o->rr_minor};
+            fresh = (struct refund_target){.st = o->st,
+                                           .rr_quantity = o->rr_quantity,
+                                           .rr_minor = o->rr_minor,
+                                           .customer_id = sd_strdup(b->sales[j - 1].customer_id)};
         } else {
             struct stored_sale old = {0};
             int r = sale_state_get(s, tenant_id, env, rec->refund_of, &old);
@@ -680,14 +687,28 @@ static int plan_refund(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                               env_name(env));
                 return 1;
             }
-            fresh = (struct refund_target){
-                .st = old.st, .rr_quantity = old.rr_quantity, .rr_minor = old.rr_minor};
+            fresh = (struct refund_target){.st = old.st,
+                                           .rr_quantity = old.rr_quantity,
+                                           .rr_minor = old.rr_minor,
+                                           .customer_id = old.customer_id};
+            old.customer_id = NULL;
             stored_sale_release(&old);
         }
+        buyer = fresh.customer_id;
+    }
+    /* A refund goes back to whoever bought: the record names the sale's customer. */
+    if (buyer && strcmp(buyer, rec->customer_id) != 0) {
+        char at[64];
+        snprintf(at, sizeof(at), "%s/customer_id", ptr);
+        sd_issues_add(&res->errors, at, "must be '%s', the customer of sale '%s'", buyer,
+                      rec->refund_of);
+        free(fresh.customer_id);
+        return 1;
     }
     struct sd_sale_state *st = tg ? &tg->st : &fresh.st;
     if (sd_sale_refund_apply(st, rec->refund_of, rec->state.quantity, rec->state.total_minor,
                              rec->currency, ptr, &res->errors) < 0) {
+        free(fresh.customer_id);
         return 1;
     }
     if (!tg) {
