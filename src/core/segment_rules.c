@@ -40,6 +40,9 @@ enum ftype {
     FT_WEEKDAY,
     FT_TIME,   /* a point in time */
     FT_TIME_M, /* a point in time, or exists (first/last purchase) */
+    FT_STATUS, /* a sales record status */
+    FT_ORDER,  /* a held order type: reservation or option */
+    FT_TIME_O, /* a point in time that may be absent (exists too) */
 };
 
 struct field_def {
@@ -65,11 +68,45 @@ static const struct field_def sale_fields[] = {
     {"price", SD_SEG_F_PRICE, FT_MONEY},
     {"currency", SD_SEG_F_CURRENCY, FT_CURRENCY},
     {"quantity", SD_SEG_F_QUANTITY, FT_NUM},
+    {"status", SD_SEG_F_STATUS, FT_STATUS},
+    {"status_changed", SD_SEG_F_STATUS_CHANGED, FT_TIME_O},
+    {"attended", SD_SEG_F_ATTENDED, FT_NUM},
     {NULL, 0, 0},
 };
 static const char sale_field_names[] = "event_id, title, work_title, composer, cast, venue, hall, "
                                        "city, date, weekday, time, ticket_category, purchased, "
-                                       "price, currency, quantity";
+                                       "price, currency, quantity, status, status_changed, "
+                                       "attended";
+
+/* An open reservation or option: the sale fields, its type and its expiry. */
+static const struct field_def hold_fields[] = {
+    {"event_id", SD_SEG_F_EVENT_ID, FT_EXACT},
+    {"title", SD_SEG_F_TITLE, FT_TEXT},
+    {"work_title", SD_SEG_F_WORK_TITLE, FT_TEXT},
+    {"composer", SD_SEG_F_COMPOSER, FT_TEXT},
+    {"cast", SD_SEG_F_CAST, FT_TEXT},
+    {"venue", SD_SEG_F_VENUE, FT_TEXT},
+    {"hall", SD_SEG_F_HALL, FT_TEXT},
+    {"city", SD_SEG_F_CITY, FT_TEXT},
+    {"date", SD_SEG_F_DATE, FT_TIME},
+    {"weekday", SD_SEG_F_WEEKDAY, FT_WEEKDAY},
+    {"time", SD_SEG_F_TIME, FT_CLOCK},
+    {"ticket_category", SD_SEG_F_TICKET_CATEGORY, FT_CATEGORY},
+    {"purchased", SD_SEG_F_PURCHASED, FT_TIME},
+    {"price", SD_SEG_F_PRICE, FT_MONEY},
+    {"currency", SD_SEG_F_CURRENCY, FT_CURRENCY},
+    {"quantity", SD_SEG_F_QUANTITY, FT_NUM},
+    {"order_type", SD_SEG_F_ORDER_TYPE, FT_ORDER},
+    {"expires", SD_SEG_F_EXPIRES, FT_TIME_O},
+    {NULL, 0, 0},
+};
+static const char hold_field_names[] = "event_id, title, work_title, composer, cast, venue, hall, "
+                                       "city, date, weekday, time, ticket_category, purchased, "
+                                       "price, currency, quantity, order_type, expires";
+
+static const char *const statuses[] = {"sold", "refunded", "cancelled", "exchanged",
+                                       "open", "freed",    NULL};
+static const char *const held_types[] = {"reservation", "option", NULL};
 
 static const struct field_def customer_fields[] = {
     {"post_code", SD_SEG_F_POST_CODE, FT_TEXT},
@@ -115,10 +152,14 @@ static const char *const ops_of_type[][11] = {
     [FT_TIME] = {"eq", "ne", "before", "after", "gt", "gte", "lt", "lte", "between", NULL},
     [FT_TIME_M] = {"eq", "ne", "before", "after", "gt", "gte", "lt", "lte", "between", "exists",
                    NULL},
+    [FT_STATUS] = {"eq", "ne", "in", NULL},
+    [FT_ORDER] = {"eq", "ne", "in", NULL},
+    [FT_TIME_O] = {"eq", "ne", "before", "after", "gt", "gte", "lt", "lte", "between", "exists",
+                   NULL},
 };
 
-static const char rule_names[] =
-    "all, any, not, bought, count, first_purchase, last_purchase, customer";
+static const char rule_names[] = "all, any, not, bought, count, first_purchase, last_purchase, "
+                                 "customer, refunded, holds, abandoned";
 
 static const char *const weekdays[] = {"sunday",   "monday", "tuesday", "wednesday",
                                        "thursday", "friday", "saturday"};
@@ -547,7 +588,26 @@ static bool parse_value(struct parser *p, enum ftype t, const json_t *v, const c
     case FT_CLOCK: return parse_clock(p, v, &out->text);
     case FT_WEEKDAY: return parse_weekday(p, v, &out->num);
     case FT_TIME:
-    case FT_TIME_M: return parse_time(p, v, &out->time);
+    case FT_TIME_M:
+    case FT_TIME_O: return parse_time(p, v, &out->time);
+    case FT_STATUS:
+    case FT_ORDER: {
+        const char *const *names = t == FT_STATUS ? statuses : held_types;
+        if (!(s = want_text(p, v))) {
+            return false;
+        }
+        for (size_t i = 0; names[i]; i++) {
+            if (strcmp(s, names[i]) == 0) {
+                out->text = sd_strdup(names[i]);
+                return true;
+            }
+        }
+        errp(p, "%s",
+             t == FT_STATUS ? "must be a status: sold, refunded, cancelled, exchanged, "
+                              "open or freed"
+                            : "must be an order type held: reservation or option");
+        return false;
+    }
     }
     return false;
 }
@@ -561,6 +621,7 @@ static bool between_ordered(enum ftype t, const struct sd_seg_value *v)
     case FT_CLOCK: return strcmp(v[0].text, v[1].text) <= 0;
     case FT_TIME:
     case FT_TIME_M:
+    case FT_TIME_O:
         if (v[0].time.kind == v[1].time.kind && v[0].time.kind != SD_SEG_T_AGO &&
             v[0].time.kind != SD_SEG_T_DAYS_AGO) {
             return v[0].time.v <= v[1].time.v;
@@ -914,6 +975,41 @@ static bool parse_measure(struct parser *p, struct sd_seg_rule *r, const json_t 
     return ok && !p->too_big;
 }
 
+/* {"abandoned": {filter…, "bought_since": false}} (path at the object): the filters as for
+ * bought, and bought_since false to keep only baskets after which nothing was bought. */
+static bool parse_abandoned(struct parser *p, struct sd_seg_rule *r, const json_t *v)
+{
+    if (!json_is_object(v)) {
+        errp(p, "must be an object of fields (%s) and bought_since", sale_field_names);
+        return false;
+    }
+    json_t *filters = json_object();
+    bool ok = true;
+    for (void *it = iter_first(v); it; it = iter_next(v, it)) {
+        const char *key = json_object_iter_key(it);
+        size_t keylen = json_object_iter_key_len(it);
+        const json_t *val = json_object_iter_value(it);
+        if (key_is(key, keylen, "bought_since")) {
+            size_t at = push_key(p, key, keylen);
+            if (!json_is_false(val)) {
+                errp(p, "must be false (an abandoned basket with no purchase after it); leave it "
+                        "out to keep every basket");
+                ok = false;
+            }
+            r->not_bought_since = true;
+            pop(p, at);
+        } else {
+            json_object_setn(filters, key, keylen, (json_t *)val);
+        }
+    }
+    struct conds cs = {0};
+    ok = parse_filters(p, filters, sale_fields, sale_field_names, &cs) && ok;
+    r->where = cs.v;
+    r->n_where = cs.n;
+    json_decref(filters);
+    return ok;
+}
+
 static struct sd_seg_rule *parse_rule(struct parser *p, const json_t *v, unsigned depth)
 {
     if (!take_node(p)) {
@@ -960,6 +1056,17 @@ static struct sd_seg_rule *parse_rule(struct parser *p, const json_t *v, unsigne
         ok = parse_filters(p, val, customer_fields, customer_field_names, &cs);
         r->where = cs.v;
         r->n_where = cs.n;
+    } else if (key_is(key, keylen, "refunded") || key_is(key, keylen, "holds")) {
+        bool holds = key_is(key, keylen, "holds");
+        r->kind = holds ? SD_SEG_HOLDS : SD_SEG_REFUNDED;
+        struct conds cs = {0};
+        ok = parse_filters(p, val, holds ? hold_fields : sale_fields,
+                           holds ? hold_field_names : sale_field_names, &cs);
+        r->where = cs.v;
+        r->n_where = cs.n;
+    } else if (key_is(key, keylen, "abandoned")) {
+        r->kind = SD_SEG_ABANDONED;
+        ok = parse_abandoned(p, r, val);
     } else if (key_is(key, keylen, "count")) {
         r->kind = SD_SEG_COUNT;
         ok = parse_measure(p, r, val);

@@ -546,6 +546,24 @@ static void load_formats(struct sd_mapping *m, const json_t *formats, struct sd_
             } else if (sd_tz_get(json_string_value(v), &m->fmt.tz, why, sizeof(why)) < 0) {
                 issue_at(errors, base, key, keylen, "%s", why);
             }
+        } else if (keylen == 11 && memcmp(key, "amount_unit", 11) == 0) {
+            /* Sources that count money in integer fractions (S-360: thousandths, 40000 =
+             * 40.000): the integer becomes the exact decimal, and the validator refuses one
+             * that the currency's minor unit cannot hold (40005 thousandths of EUR). */
+            static const char *const units[] = {"decimal", "tenths", "hundredths", "thousandths",
+                                                "ten_thousandths"};
+            int found = -2;
+            for (int i = 0; i < 5 && json_is_string(v); i++) {
+                if (strcmp(json_string_value(v), units[i]) == 0) {
+                    found = i - 1;
+                }
+            }
+            if (found < -1) {
+                issue_at(errors, base, key, keylen,
+                         "must be decimal, tenths, hundredths, thousandths or ten_thousandths");
+            } else {
+                m->fmt.amount_scale = found < 0 ? -1 : found + 1;
+            }
         } else if (keylen == 13 && memcmp(key, "decimal_comma", 13) == 0) {
             if (!json_is_boolean(v)) {
                 issue_at(errors, base, key, keylen, "must be true or false");
@@ -555,7 +573,7 @@ static void load_formats(struct sd_mapping *m, const json_t *formats, struct sd_
         } else {
             issue_at(errors, base, key, keylen,
                      "unknown member (expected date, time, datetime, utc_offset, timezone, "
-                     "decimal_comma)");
+                     "decimal_comma, amount_unit)");
         }
     }
 }
@@ -764,6 +782,36 @@ static void conv_error(struct sd_issues *errors, const char *ptr, int t, const s
     sd_buf_release(&msg);
 }
 
+/* An amount counted in integer fractions (formats.amount_unit) → the exact decimal string:
+ * 40000 thousandths → "40.000". A JSON integer or an integer string; anything else refuses
+ * the record, naming the unit expected. */
+static int convert_scaled(const struct map_formats *f, int t, const struct cell *c, const char *ptr,
+                          struct sd_issues *errors, json_t **ret)
+{
+    json_int_t v = 0;
+    int r = 0;
+    if (c->str) {
+        if (c->str_len == 0) {
+            return 0;
+        }
+        r = sd_map_integer(c->str, c->str_len, &v);
+    } else {
+        v = json_integer_value(c->json);
+    }
+    if (r < 0) {
+        static const char *const unit[] = {"", "tenths", "hundredths", "thousandths",
+                                           "ten thousandths"};
+        conv_error(errors, ptr, t, c, c->str, c->str_len,
+                   "is not an integer amount in %s (formats.amount_unit)",
+                   unit[f->amount_scale < 5 ? f->amount_scale : 0]);
+        return -EINVAL;
+    }
+    char buf[32];
+    sd_decimal_format((int64_t)v, f->amount_scale, buf);
+    *ret = json_string_nocheck(buf);
+    return 0;
+}
+
 /* Convert the winning cell for model field t. 0 with *ret (NULL: absent), or -EINVAL with an
  * issue added. */
 static int convert_cell(const struct sd_mapping *m, int t, const struct cell *c, const char *ptr,
@@ -774,6 +822,10 @@ static int convert_cell(const struct sd_mapping *m, int t, const struct cell *c,
     const char *s = c->str;
     size_t len = c->str_len;
     *ret = NULL;
+    if (sd_map_fields[t].type == MT_DECIMAL && f->amount_scale >= 0 &&
+        (json_is_integer(c->json) || s)) {
+        return convert_scaled(f, t, c, ptr, errors, ret);
+    }
     if (!s) {
         /* A non-string JSON value passes as it is; an integer may still be a values-map key. */
         const struct entry *e = NULL;

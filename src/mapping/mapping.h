@@ -36,7 +36,10 @@
  *    date-times without zone. timezone: an IANA zone name ("Europe/Berlin", see model/tz.h)
  *    for date-times without zone, daylight saving time included; a bad or unknown name is an
  *    error at "/mapping/formats/timezone"; utc_offset and timezone exclude each other.
- *    decimal_comma: true for "1.234,50".
+ *    decimal_comma: true for "1.234,50". amount_unit: "decimal" (default), "tenths",
+ *    "hundredths", "thousandths" or "ten_thousandths": decimal fields arrive as integers in
+ *    that unit (S-360: thousandths) and become the exact decimal ("40000" → "40.000"); the
+ *    validator then refuses what the currency's minor unit cannot hold, nothing is rounded.
  *  - unmapped: "keep" (default) keeps source members that are neither mapped nor model fields
  *    of the kind applied (a column `city`, an event field, in a customers file counts as
  *    unmapped) under their source name (the validator then warns "unknown field kept"); "drop"

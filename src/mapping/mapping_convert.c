@@ -45,6 +45,15 @@ const struct map_field sd_map_fields[MAP_N_FIELDS] = {
     {"sales_price", MT_DECIMAL, MAP_KIND_BIT(SD_KIND_SALE)},
     {"base_price", MT_DECIMAL, MAP_KIND_BIT(SD_KIND_SALE)},
     {"currency", MT_STRING, MAP_KIND_BIT(SD_KIND_SALE)},
+    /* order lifecycle (model.h) */
+    {"order_type", MT_STRING, MAP_KIND_BIT(SD_KIND_SALE)},
+    {"status", MT_STRING, MAP_KIND_BIT(SD_KIND_SALE)},
+    {"refunded_quantity", MT_INTEGER, MAP_KIND_BIT(SD_KIND_SALE)},
+    {"refunded_amount", MT_DECIMAL, MAP_KIND_BIT(SD_KIND_SALE)},
+    {"status_changed_at", MT_DATETIME, MAP_KIND_BIT(SD_KIND_SALE)},
+    {"expires_at", MT_DATETIME, MAP_KIND_BIT(SD_KIND_SALE)},
+    {"attended_quantity", MT_INTEGER, MAP_KIND_BIT(SD_KIND_SALE)},
+    {"refund_of", MT_STRING, MAP_KIND_BIT(SD_KIND_SALE)},
 };
 
 int sd_map_field_find(const char *name, size_t len)
@@ -274,6 +283,7 @@ void sd_map_formats_init(struct map_formats *f)
 {
     memset(f, 0, sizeof(*f));
     memcpy(f->offset, "Z", 2);
+    f->amount_scale = -1;
     compile_builtin(&f->iso_date, "YYYY-MM-DD", MAP_FMT_DATE);
     compile_builtin(&f->iso_time, "HH:mm:ss", MAP_FMT_TIME);
     compile_builtin(&f->iso_time_hm, "HH:mm", MAP_FMT_TIME);

@@ -35,7 +35,7 @@ struct map_field {
 
 /* Every model field once (event_id and customer_id belong to two kinds). Must list exactly the
  * fields validate.c knows; test_mapping checks that against the validators. */
-#define MAP_N_FIELDS 26
+#define MAP_N_FIELDS 34
 extern const struct map_field sd_map_fields[MAP_N_FIELDS];
 /* Index into sd_map_fields, or -1. */
 int sd_map_field_find(const char *name, size_t len);
@@ -61,6 +61,8 @@ struct map_formats {
     /* A named zone for date-times without offset (instead of `offset`), or NULL; from
      * model/tz.h's cache, never freed. */
     const struct sd_tz *tz;
+    int amount_scale; /* decimals arrive as integers in units of 10^-amount_scale; -1: as
+                         decimals (the default) */
     struct map_fmt iso_date, iso_time, iso_time_hm, iso_dt_t, iso_dt_sp;
 };
 

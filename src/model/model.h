@@ -66,6 +66,72 @@ struct sd_customer_rec {
     int ad_opt_out;  /* -1 unknown (absent), 0 false, 1 true */
     char *doc;
 };
+/* ---- order lifecycle ------------------------------------------------------------------------
+ * A sales record is an order of one type. Only a `sale` is a purchase; the other types are kept
+ * as facts of their own and never count as bought tickets or spend:
+ *   sale         status sold (default) | refunded (wholly or partly) | cancelled | exchanged
+ *   reservation  status open (default) | freed; expires_at optional (open until then)
+ *   option       likewise
+ *   abandoned    a basket the customer left; purchase_datetime is when it was abandoned
+ *   refund       a refund of `quantity` tickets at `sales_price` of the sale named by refund_of
+ * A body without any of the new fields is a sale with status sold, as before. */
+enum sd_order_type {
+    SD_ORDER_SALE = 0,
+    SD_ORDER_RESERVATION,
+    SD_ORDER_OPTION,
+    SD_ORDER_ABANDONED,
+    SD_ORDER_REFUND,
+};
+enum sd_sale_status {
+    SD_STATUS_SOLD = 0,
+    SD_STATUS_REFUNDED,
+    SD_STATUS_CANCELLED,
+    SD_STATUS_EXCHANGED,
+    SD_STATUS_OPEN,      /* reservation, option */
+    SD_STATUS_FREED,     /* reservation, option */
+    SD_STATUS_ABANDONED, /* abandoned basket (implied) */
+    SD_STATUS_APPLIED,   /* refund record (implied) */
+};
+const char *sd_order_type_name(enum sd_order_type t);    /* "sale", "reservation", … */
+const char *sd_sale_status_name(enum sd_sale_status st); /* "sold", "refunded", … */
+int sd_order_type_parse(const char *s, enum sd_order_type *ret);    /* 0 or -EINVAL */
+int sd_sale_status_parse(const char *s, enum sd_sale_status *ret); /* 0 or -EINVAL */
+
+/* What the lifecycle rules look at: a stored sale, or the one about to replace it. */
+struct sd_sale_state {
+    enum sd_order_type order_type;
+    enum sd_sale_status status;
+    int64_t quantity;
+    int64_t total_minor; /* quantity × sales_price, minor units */
+    int64_t refunded_quantity;
+    int64_t refunded_minor;
+    char currency[4];
+};
+/* Net of refunds: the tickets and money a sale still stands for. A sold or (partly) refunded
+ * sale counts quantity − refunded_quantity and total − refunded; cancelled and exchanged sales
+ * and every other order type count 0. */
+int64_t sd_sale_net_quantity(const struct sd_sale_state *st);
+int64_t sd_sale_net_minor(const struct sd_sale_state *st);
+/* Every ticket and the whole amount refunded. */
+bool sd_sale_wholly_refunded(const struct sd_sale_state *st);
+/* May stored sale `old` be replaced by `next` (same invoice number)? Rules: a sale never
+ * becomes another order type (a reservation, option or abandoned basket may become a sale);
+ * cancelled, exchanged and wholly refunded sales and refund records are final (only identical
+ * amounts and status may be sent again); a refunded sale never becomes sold again and its
+ * refunded quantity and amount never decrease; a freed reservation or option stays freed.
+ * Returns 0, or -EINVAL with one issue at ptr + "/<field>" naming the rule broken. */
+int sd_sale_transition_check(const struct sd_sale_state *old, const struct sd_sale_state *next,
+                             const char *ptr, struct sd_issues *errors);
+/* Apply a refund of `quantity` tickets and `amount_minor` (in `currency`) to sale *st (named
+ * `invoice` in messages). Only a sold or partly refunded sale can be refunded, in its own
+ * currency, and never beyond what was sold: two partial refunds that sum to the whole make it
+ * refunded wholly, a third is an error. On success *st is updated (status refunded) and 0
+ * returned; else -EINVAL with an issue at ptr + "/refund_of" | "/quantity" | "/sales_price" |
+ * "/currency", and *st untouched. */
+int sd_sale_refund_apply(struct sd_sale_state *st, const char *invoice, int64_t quantity,
+                         int64_t amount_minor, const char *currency, const char *ptr,
+                         struct sd_issues *errors);
+
 struct sd_sale_rec {
     size_t index;
     char *invoice_number;
@@ -75,6 +141,15 @@ struct sd_sale_rec {
     int64_t sales_price_minor; /* exact, in the currency's minor unit */
     char currency[4];
     char *doc;
+    /* lifecycle (all defaulted for a body without the fields: a sale, sold) */
+    struct sd_sale_state state;
+    int64_t net_quantity;      /* sd_sale_net_quantity(&state) */
+    int64_t net_minor;         /* sd_sale_net_minor(&state) */
+    int64_t attended_quantity; /* tickets scanned at the entrance; -1 not reported */
+    char *status_changed_at;   /* normalized UTC, or NULL (the store then uses the time it
+                                  stores a status other than sold/open) */
+    char *expires_at;          /* reservation, option: normalized UTC, or NULL (no expiry) */
+    char *refund_of;           /* refund: the refunded sale's invoice_number; else NULL */
 };
 struct sd_batch {
     struct sd_event_rec *events;
@@ -160,5 +235,13 @@ int sd_decimal_parse(const json_t *v, int minor, int64_t *ret_minor, const char 
 void sd_json_exact_prices(json_t *root, const char *text, size_t len);
 /* Format minor units as a decimal string with exactly `minor` places, e.g. 8900,2 → "89.00". */
 void sd_decimal_format(int64_t amount_minor, int minor, char out[32]);
+/* An integer amount counted in units of 10^-scale of the currency (S-360 sends thousandths:
+ * scale 3, 40000 = 40.000) → minor units of a currency with `minor` digits (ISO 4217 exponent:
+ * EUR 2, JPY 0, KWD 3), exactly: 40000 thousandths = 4000 cents of EUR; 40005 thousandths is
+ * no whole number of cents and is refused (-EINVAL), never rounded; a result beyond int64 is
+ * -ERANGE. Negative amounts convert likewise (a price's sign is the validator's business).
+ * scale and minor: 0..18. *why (may be NULL) gets a static reason on failure. */
+int sd_money_scaled_to_minor(int64_t amount, int scale, int minor, int64_t *ret_minor,
+                             const char **why);
 
 #endif

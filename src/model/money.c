@@ -291,3 +291,35 @@ void sd_decimal_format(int64_t amount_minor, int minor, char out[32])
     }
     out[o] = '\0';
 }
+
+int sd_money_scaled_to_minor(int64_t amount, int scale, int minor, int64_t *ret_minor,
+                             const char **why)
+{
+    const char *dummy;
+    if (!why) {
+        why = &dummy;
+    }
+    if (scale < 0 || scale > MINOR_MAX || minor < 0 || minor > MINOR_MAX) {
+        *why = "has a unit the hub does not know";
+        return -EINVAL;
+    }
+    int64_t p = 1;
+    for (int i = 0; i < (scale > minor ? scale - minor : minor - scale); i++) {
+        p *= 10; /* at most 10^18: fits */
+    }
+    if (scale >= minor) {
+        /* Fewer digits in the target: the dropped ones must all be zero. */
+        if (amount % p != 0) {
+            *why = "cannot be represented exactly in the currency's minor unit";
+            return -EINVAL;
+        }
+        *ret_minor = amount / p;
+        return 0;
+    }
+    if (amount > INT64_MAX / p || amount < INT64_MIN / p) {
+        *why = "is too large";
+        return -ERANGE;
+    }
+    *ret_minor = amount * p;
+    return 0;
+}

@@ -261,6 +261,51 @@ static bool want_integer(struct check *c, const json_t *obj, const char *field, 
     return ok;
 }
 
+/* Optional JSON integer in min..max; *ret untouched when absent. false if reported. */
+static bool want_opt_integer(struct check *c, const json_t *obj, const char *field, json_int_t min,
+                             json_int_t max, const char *max_name, json_int_t *ret)
+{
+    const json_t *x = json_object_get(obj, field);
+    if (!x) {
+        return true;
+    }
+    size_t at = path_push_key(&c->path, field, strlen(field));
+    bool ok = false;
+    if (!json_is_integer(x)) {
+        err(c, "must be an integer or absent");
+    } else if (json_integer_value(x) < min) {
+        errf(c, "must be %" JSON_INTEGER_FORMAT " or more", min);
+    } else if (json_integer_value(x) > max) {
+        errf(c, "must not exceed %s (%" JSON_INTEGER_FORMAT ")", max_name, max);
+    } else {
+        *ret = json_integer_value(x);
+        ok = true;
+    }
+    path_pop(&c->path, at);
+    return ok;
+}
+
+/* Optional RFC 3339 date-time, normalized to UTC into c->norm; a new copy in *ret. */
+static bool want_opt_datetime(struct check *c, const json_t *rec, const char *field, char **ret)
+{
+    const char *when = want_string(c, rec, field, F_OPT);
+    if (!when) {
+        return !json_object_get(rec, field);
+    }
+    char utc[40];
+    size_t at = path_push_key(&c->path, field, strlen(field));
+    bool ok = sd_datetime_to_utc(when, utc, sizeof(utc)) == 0;
+    if (!ok) {
+        err(c,
+            "must be an RFC 3339 date-time with a real date and time, e.g. 2025-04-15T11:08:42Z");
+    } else {
+        json_object_set_new(c->norm, field, json_string(utc));
+        *ret = sd_strdup(utc);
+    }
+    path_pop(&c->path, at);
+    return ok;
+}
+
 /* The record as compact JSON: member order as sent, normalized values where c->norm has one.
  * NULL (with an error) if it cannot be encoded, which validation should have made impossible. */
 static char *build_doc(struct check *c, const json_t *rec)
@@ -487,8 +532,15 @@ void sd_customer_rec_release(struct sd_customer_rec *r)
 /* ---- sale ----------------------------------------------------------------------------------- */
 
 static const char *const sale_fields[] = {
-    "invoice_number", "event_id",    "customer_id", "purchase_datetime", "ticket_category",
-    "quantity",       "sales_price", "base_price",  "currency",          NULL,
+    "invoice_number",  "event_id",
+    "customer_id",     "purchase_datetime",
+    "ticket_category", "quantity",
+    "sales_price",     "base_price",
+    "currency",        "order_type",
+    "status",          "refunded_quantity",
+    "refunded_amount", "status_changed_at",
+    "expires_at",      "attended_quantity",
+    "refund_of",       NULL,
 };
 static const char *const ticket_categories[] = {"regular", "VIP", "subscription", "comp", NULL};
 
@@ -553,12 +605,128 @@ static bool check_price(struct check *c, const json_t *rec, const char *field, b
     return ok;
 }
 
+/* The lifecycle fields of a sales record (model.h "order lifecycle"), read after quantity,
+ * currency and price: order_type, status, refunds, attendance, expiry, refund_of. */
+struct lifecycle_fields {
+    json_int_t attended;
+    char *changed, *expires; /* owned */
+    const char *refund_of;   /* in rec */
+};
+
+static void field_err(struct check *c, const char *field, const char *msg)
+{
+    size_t at = path_push_key(&c->path, field, strlen(field));
+    err(c, msg);
+    path_pop(&c->path, at);
+}
+
+static void check_lifecycle(struct check *c, const json_t *rec, int minor, bool amounts_ok,
+                            struct sd_sale_state *st, struct lifecycle_fields *lc)
+{
+    lc->attended = -1;
+    lc->refund_of = want_string(c, rec, "refund_of", F_OPT | F_NONEMPTY);
+    const char *type = want_string(c, rec, "order_type", F_OPT);
+    st->order_type = lc->refund_of ? SD_ORDER_REFUND : SD_ORDER_SALE;
+    if (type && sd_order_type_parse(type, &st->order_type) < 0) {
+        field_err(c, "order_type", "must be one of sale, reservation, option, abandoned, refund");
+        return;
+    }
+    enum sd_order_type t = st->order_type;
+    if (t == SD_ORDER_REFUND && !lc->refund_of && !json_object_get(rec, "refund_of")) {
+        field_err(c, "refund_of", "required for a refund: the invoice_number of the sale refunded");
+    } else if (t != SD_ORDER_REFUND && lc->refund_of) {
+        field_err(c, "refund_of", "only a refund (order_type refund) names a sale it refunds");
+    }
+    const char *status = want_string(c, rec, "status", F_OPT);
+    bool is_hold = t == SD_ORDER_RESERVATION || t == SD_ORDER_OPTION;
+    st->status = t == SD_ORDER_SALE     ? SD_STATUS_SOLD
+                 : is_hold              ? SD_STATUS_OPEN
+                 : t == SD_ORDER_REFUND ? SD_STATUS_APPLIED
+                                        : SD_STATUS_ABANDONED;
+    if (status) {
+        enum sd_sale_status v;
+        bool ok = sd_sale_status_parse(status, &v) == 0;
+        if (t == SD_ORDER_SALE && !(ok && v <= SD_STATUS_EXCHANGED)) {
+            field_err(c, "status", "must be one of sold, refunded, cancelled, exchanged");
+        } else if (is_hold && !(ok && (v == SD_STATUS_OPEN || v == SD_STATUS_FREED))) {
+            field_err(c, "status", "must be open or freed for a reservation or an option");
+        } else if (!is_hold && t != SD_ORDER_SALE) {
+            field_err(c, "status",
+                      t == SD_ORDER_REFUND ? "must be absent for a refund"
+                                           : "must be absent for an abandoned basket");
+        } else {
+            st->status = v;
+        }
+    }
+    json_int_t max_q = st->quantity > 0 ? st->quantity : INT64_MAX;
+    json_int_t rq = -1, att = -1;
+    want_opt_integer(c, rec, "refunded_quantity", 0, max_q, "quantity", &rq);
+    want_opt_integer(c, rec, "attended_quantity", 0, max_q, "quantity", &att);
+    int64_t ra = -1;
+    const json_t *ra_v = json_object_get(rec, "refunded_amount");
+    if (ra_v) {
+        int64_t v = 0;
+        if (check_price(c, rec, "refunded_amount", false, minor, &v) && minor >= 0) {
+            ra = v;
+            if (amounts_ok && ra > st->total_minor) {
+                field_err(c, "refunded_amount", "must not exceed quantity × sales_price");
+            }
+        }
+    }
+    if (t != SD_ORDER_SALE) {
+        static const char *const sale_only[] = {"refunded_quantity", "refunded_amount",
+                                                "attended_quantity"};
+        for (size_t i = 0; i < 3; i++) {
+            if (json_object_get(rec, sale_only[i])) {
+                field_err(c, sale_only[i], "only a sale (order_type sale) has this field");
+            }
+        }
+    }
+    if (!is_hold && json_object_get(rec, "expires_at")) {
+        field_err(c, "expires_at", "only a reservation or an option expires");
+    }
+    want_opt_datetime(c, rec, "status_changed_at", &lc->changed);
+    want_opt_datetime(c, rec, "expires_at", &lc->expires);
+    lc->attended = att;
+    if (t != SD_ORDER_SALE || !amounts_ok) {
+        return;
+    }
+    /* A refund stated by amounts alone makes the sale refunded; "refunded" alone refunds all. */
+    bool refunds = (rq > 0) || (ra > 0);
+    if (!status && refunds) {
+        st->status = SD_STATUS_REFUNDED;
+    }
+    if (st->status == SD_STATUS_SOLD && refunds) {
+        field_err(c, "status",
+                  "must be refunded when refunded_quantity or refunded_amount is "
+                  "more than 0");
+        return;
+    }
+    if (st->status == SD_STATUS_REFUNDED) {
+        if (rq < 0) {
+            rq = ra < 0 ? st->quantity : 0;
+        }
+        if (ra < 0) {
+            ra = rq * (st->quantity > 0 ? st->total_minor / st->quantity : 0);
+        }
+        if (rq == 0 && ra == 0) {
+            field_err(c, "refunded_quantity",
+                      "a refunded sale refunds something: refunded_quantity and refunded_amount "
+                      "are 0");
+            return;
+        }
+    }
+    st->refunded_quantity = rq > 0 ? rq : 0;
+    st->refunded_minor = ra > 0 ? ra : 0;
+}
+
 int sd_validate_sale(const json_t *rec, const char *ptr, struct sd_sale_rec *ret,
                      struct sd_issues *errors, struct sd_issues *warnings)
 {
     struct check c;
     check_init(&c, ptr, errors, warnings);
     int r = -EINVAL;
+    struct lifecycle_fields lc = {.attended = -1};
     if (!begin_record(&c, rec)) {
         goto out;
     }
@@ -584,13 +752,22 @@ int sd_validate_sale(const json_t *rec, const char *ptr, struct sd_sale_rec *ret
         err(&c, "must be one of regular, VIP, subscription, comp");
         path_pop(&c.path, at);
     }
-    json_int_t quantity;
-    want_integer(&c, rec, "quantity", 1, &quantity);
+    json_int_t quantity = 0;
+    bool quantity_ok = want_integer(&c, rec, "quantity", 1, &quantity);
     const char *currency = NULL;
     int minor = check_currency(&c, rec, &currency);
     int64_t sales_minor = 0, base_minor = 0;
-    check_price(&c, rec, "sales_price", true, minor, &sales_minor);
+    bool price_ok = check_price(&c, rec, "sales_price", true, minor, &sales_minor) && minor >= 0;
     check_price(&c, rec, "base_price", false, minor, &base_minor);
+    struct sd_sale_state st = {0};
+    if (quantity_ok && price_ok &&
+        __builtin_mul_overflow((int64_t)quantity, sales_minor, &st.total_minor)) {
+        size_t at = path_push_key(&c.path, "sales_price", 11);
+        err(&c, "is too large: quantity × sales_price does not fit the hub's amounts");
+        path_pop(&c.path, at);
+    }
+    st.quantity = quantity;
+    check_lifecycle(&c, rec, minor, quantity_ok && price_ok, &st, &lc);
     if (check_failed(&c)) {
         goto out;
     }
@@ -598,6 +775,7 @@ int sd_validate_sale(const json_t *rec, const char *ptr, struct sd_sale_rec *ret
     if (!doc) {
         goto out;
     }
+    memcpy(st.currency, currency, 4);
     *ret = (struct sd_sale_rec){
         .index = 0,
         .invoice_number = sd_strdup(invoice),
@@ -606,10 +784,20 @@ int sd_validate_sale(const json_t *rec, const char *ptr, struct sd_sale_rec *ret
         .purchase_datetime = sd_strdup(utc),
         .sales_price_minor = sales_minor,
         .doc = doc,
+        .state = st,
+        .net_quantity = sd_sale_net_quantity(&st),
+        .net_minor = sd_sale_net_minor(&st),
+        .attended_quantity = lc.attended,
+        .status_changed_at = lc.changed,
+        .expires_at = lc.expires,
+        .refund_of = lc.refund_of ? sd_strdup(lc.refund_of) : NULL,
     };
+    lc.changed = lc.expires = NULL;
     memcpy(ret->currency, currency, 4);
     r = 0;
 out:
+    free(lc.changed);
+    free(lc.expires);
     check_release(&c);
     return r;
 }
@@ -624,6 +812,9 @@ void sd_sale_rec_release(struct sd_sale_rec *r)
     free(r->customer_id);
     free(r->purchase_datetime);
     free(r->doc);
+    free(r->status_changed_at);
+    free(r->expires_at);
+    free(r->refund_of);
     *r = (struct sd_sale_rec){0};
 }
 

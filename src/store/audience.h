@@ -154,7 +154,10 @@ int sd_store_profile_erase(struct sd_store_handle *h, int64_t tenant_id, enum sd
  * relative dates are kept relative and resolved against the `now_usec` each query is given.
  * A member is a profile with opt_out = 0 AND suppressed = 0 (the profiles part keeps both
  * flags current, so today's opt-outs, suppressions and erasures apply to every query) for
- * which the rule holds; sales of ANON never count. */
+ * which the rule holds; sales of ANON never count. Purchases are net of the order lifecycle:
+ * bought, first/last purchase and counts of purchases and events see live sales only (order
+ * type sale, not cancelled or exchanged, not every ticket refunded); counts of tickets and
+ * spend add the net figures (quantity and amount minus what was refunded). */
 enum sd_seg_kind {
     SD_SEG_ALL,            /* every kid holds (no kids: true) */
     SD_SEG_ANY,            /* at least one kid holds (no kids: false) */
@@ -164,6 +167,11 @@ enum sd_seg_kind {
     SD_SEG_FIRST_PURCHASE, /* earliest purchase of the sales matching `where`, every cmp holds */
     SD_SEG_LAST_PURCHASE,  /* latest purchase, likewise */
     SD_SEG_CUSTOMER,       /* at least one source record of the profile matching every filter */
+    /* order lifecycle (model.h): facts other than live sales */
+    SD_SEG_REFUNDED,  /* a sale with something refunded (wholly or partly) matching `where` */
+    SD_SEG_HOLDS,     /* an open reservation or option (status open, not expired at now) */
+    SD_SEG_ABANDONED, /* an abandoned basket matching `where`; with not_bought_since, one after
+                         which the profile bought nothing (no live sale purchased later) */
 };
 
 /* What a filter looks at, and the type of its values. */
@@ -191,6 +199,12 @@ enum sd_seg_field {
     SD_SEG_F_CUSTOMER_CITY,
     SD_SEG_F_SALUTATION,
     SD_SEG_F_SOURCE, /* exact text: the system the record came from */
+    /* sales record lifecycle */
+    SD_SEG_F_STATUS,         /* exact text: sold, refunded, cancelled, exchanged, open, freed */
+    SD_SEG_F_STATUS_CHANGED, /* time values, to the second: when the status last changed */
+    SD_SEG_F_ATTENDED,       /* num: tickets scanned at the entrance (absent: not reported) */
+    SD_SEG_F_ORDER_TYPE,     /* exact text: reservation, option (holds only) */
+    SD_SEG_F_EXPIRES,        /* time values, to the second (holds only) */
     /* the compared value of a count (num) or of a first/last purchase (time values) */
     SD_SEG_F_MEASURE,
 };
@@ -247,6 +261,7 @@ struct sd_seg_rule {
     size_t n_cmp;
     enum sd_seg_measure measure; /* count */
     char currency[4];            /* count of spend: only sales in this currency, minor units */
+    bool not_bought_since;       /* abandoned */
 };
 void sd_seg_rule_free(struct sd_seg_rule *r); /* NULL is fine */
 

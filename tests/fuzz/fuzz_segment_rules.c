@@ -62,7 +62,10 @@ static void check_conds(const struct sd_seg_cond *v, size_t n, bool measure)
 static void check_tree(const struct sd_seg_rule *r, unsigned depth)
 {
     nodes++;
-    if (depth > SD_SEG_RULE_DEPTH_MAX || (unsigned)r->kind > SD_SEG_CUSTOMER) {
+    if (depth > SD_SEG_RULE_DEPTH_MAX || (unsigned)r->kind > SD_SEG_ABANDONED) {
+        abort();
+    }
+    if (r->not_bought_since && r->kind != SD_SEG_ABANDONED) {
         abort();
     }
     if (r->kind == SD_SEG_NOT && r->n_kids != 1) {

@@ -493,7 +493,8 @@ static const struct spec_case spec_cases[] = {
       "event_id, title, date, time, venue, hall, capacity, city, work_title, composer, cast, "
       "customer_id, email, salutation, first_name, last_name, street, post_code, ad_opt_out, "
       "invoice_number, purchase_datetime, ticket_category, quantity, sales_price, base_price, "
-      "currency)"}},
+      "currency, order_type, status, refunded_quantity, refunded_amount, status_changed_at, "
+      "expires_at, attended_quantity, refund_of)"}},
     {"{\"EventNo\":\"evnt_id\",\"X\":\"zzzzzzzz\"}",
      {"/mapping/EventNo|unknown model field 'evnt_id' (did you mean",
       "/mapping/X|unknown model field 'zzzzzzzz' (known: event_id,"}},
@@ -929,6 +930,79 @@ static void test_to_json_roundtrip(void **state)
     assert_null(sd_mapping_to_json(NULL));
 }
 
+/* formats.amount_unit: integer fractions (S-360 thousandths) become the exact decimal, and the
+ * validator then refuses what the currency's minor unit cannot hold, never rounding it. */
+static void test_amount_unit(void **state)
+{
+    (void)state;
+    json_t *spec = json_loads("{\"fields\":{\"saleAmount\":\"sales_price\"},"
+                              "\"formats\":{\"amount_unit\":\"thousandths\"}}",
+                              0, NULL);
+    struct sd_mapping *m = NULL;
+    struct sd_issues errors;
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    assert_int_equal(sd_mapping_new(spec, &m, &errors), 0);
+    struct {
+        const char *src;
+        const char *want; /* sales_price, or NULL: refused by the mapping */
+    } cases[] = {
+        {"{\"saleAmount\":40000}", "40.000"}, {"{\"saleAmount\":\"40005\"}", "40.005"},
+        {"{\"saleAmount\":0}", "0.000"},      {"{\"saleAmount\":7}", "0.007"},
+        {"{\"saleAmount\":\"40.5\"}", NULL},  {"{\"saleAmount\":\"4O000\"}", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        json_t *src = json_loads(cases[i].src, 0, NULL);
+        size_t e0 = errors.total;
+        json_t *out = sd_mapping_apply_object(m, SD_KIND_SALE, src, "/r", &errors);
+        if (cases[i].want) {
+            assert_non_null(out);
+            assert_string_equal(json_string_value(json_object_get(out, "sales_price")),
+                                cases[i].want);
+        } else {
+            assert_null(out);
+            assert_int_equal(errors.total, e0 + 1);
+            assert_string_equal(errors.items[e0].pointer, "/r/sales_price");
+            assert_non_null(strstr(errors.items[e0].message, "integer amount in thousandths"));
+        }
+        json_decref(out);
+        json_decref(src);
+    }
+    /* 40000 thousandths are 40.00 EUR; 40005 are no whole cent: a validation error */
+    const char *amounts[] = {"40.000", "40.005"};
+    for (int i = 0; i < 2; i++) {
+        json_t *sale = json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:s}", "invoice_number", "A1",
+                                 "event_id", "E1", "customer_id", "C1", "purchase_datetime",
+                                 "2025-04-15T11:08:42Z", "ticket_category", "regular", "quantity",
+                                 1, "sales_price", amounts[i], "currency", "EUR");
+        struct sd_sale_rec rec = {0};
+        struct sd_issues errs, warns;
+        sd_issues_init(&errs, SD_MAX_ISSUES);
+        sd_issues_init(&warns, SD_MAX_ISSUES);
+        int r = sd_validate_sale(sale, "", &rec, &errs, &warns);
+        if (i == 0) {
+            assert_int_equal(r, 0);
+            assert_int_equal(rec.sales_price_minor, 4000);
+        } else {
+            assert_int_equal(r, -EINVAL);
+            assert_string_equal(errs.items[0].pointer, "/sales_price");
+        }
+        sd_sale_rec_release(&rec);
+        sd_issues_release(&errs);
+        sd_issues_release(&warns);
+        json_decref(sale);
+    }
+    /* an unknown unit is a spec error */
+    json_t *bad = json_loads("{\"formats\":{\"amount_unit\":\"cents\"}}", 0, NULL);
+    struct sd_mapping *m2 = NULL;
+    size_t e0 = errors.total;
+    assert_int_equal(sd_mapping_new(bad, &m2, &errors), -EINVAL);
+    assert_string_equal(errors.items[e0].pointer, "/mapping/formats/amount_unit");
+    json_decref(bad);
+    sd_issues_release(&errors);
+    sd_mapping_free(m);
+    json_decref(spec);
+}
+
 /* The mapping's field table is exactly the validators' field lists. */
 static void test_fields_match_validators(void **state)
 {
@@ -1144,6 +1218,7 @@ int main(void)
         cmocka_unit_test(test_wide_and_null_row),
         cmocka_unit_test(test_to_json_roundtrip),
         cmocka_unit_test(test_fields_match_validators),
+        cmocka_unit_test(test_amount_unit),
         cmocka_unit_test(test_end_to_end_german_sale),
         cmocka_unit_test(test_rows_per_second),
     };

@@ -273,7 +273,9 @@ static const struct rec_case rec_cases[] = {
     {S, "{\"base_price\":null}", {"/x/base_price|numeric string or absent"}, {NULL}},
     {S, "{\"base_price\":\"75.005\"}", {"/x/base_price|at most 2"}, {NULL}},
     {S, "{\"sales_price\":\"92233720368547758.08\"}", {"/x/sales_price|too large"}, {NULL}},
-    {S, "{\"sales_price\":\"92233720368547758.07\"}", {NULL}, {NULL}},
+    {S, "{\"sales_price\":\"92233720368547758.07\",\"quantity\":1}", {NULL}, {NULL}},
+    {S, "{\"sales_price\":\"46116860184273879.04\",\"quantity\":2}",
+     {"/x/sales_price|quantity × sales_price does not fit"}, {NULL}},
     {S, "{}", {NULL}, {NULL}},
 };
 

@@ -554,14 +554,61 @@ static void test_quoted_names(void **state)
     json_decref(j);
 }
 
+/* The order lifecycle rules and fields: refunded, holds, abandoned; status, status_changed,
+ * attended; order_type and expires for holds only. */
+static void test_lifecycle_nodes(void **state)
+{
+    (void)state;
+    struct sd_seg_rule *r =
+        parse_ok("{\"refunded\":{\"status_changed\":{\"after\":\"30 days ago\"}}}");
+    assert_int_equal(r->kind, SD_SEG_REFUNDED);
+    assert_int_equal(r->n_where, 1);
+    assert_int_equal(r->where[0].field, SD_SEG_F_STATUS_CHANGED);
+    assert_int_equal(r->where[0].v[0].time.kind, SD_SEG_T_AGO);
+    assert_int_equal(r->where[0].v[0].time.v, 30 * 86400);
+    sd_seg_rule_free(r);
+    r = parse_ok("{\"holds\":{\"order_type\":[\"reservation\",\"option\"],"
+                 "\"expires\":{\"exists\":true}}}");
+    assert_int_equal(r->kind, SD_SEG_HOLDS);
+    assert_int_equal(r->n_where, 2);
+    assert_int_equal(r->where[0].op, SD_SEG_IN);
+    assert_string_equal(r->where[0].v[1].text, "option");
+    sd_seg_rule_free(r);
+    r = parse_ok(
+        "{\"abandoned\":{\"purchased\":{\"after\":\"7 days ago\"},\"bought_since\":false}}");
+    assert_int_equal(r->kind, SD_SEG_ABANDONED);
+    assert_true(r->not_bought_since);
+    assert_int_equal(r->n_where, 1);
+    sd_seg_rule_free(r);
+    r = parse_ok("{\"abandoned\":{}}");
+    assert_false(r->not_bought_since);
+    sd_seg_rule_free(r);
+    r = parse_ok("{\"bought\":{\"status\":\"refunded\",\"attended\":0}}");
+    assert_int_equal(r->where[0].field, SD_SEG_F_STATUS);
+    assert_int_equal(r->where[1].field, SD_SEG_F_ATTENDED);
+    assert_int_equal(r->where[1].v[0].num, 0);
+    sd_seg_rule_free(r);
+    parse_bad("{\"abandoned\":{\"bought_since\":true}}", "/rules/abandoned/bought_since",
+              "must be false");
+    parse_bad("{\"bought\":{\"status\":\"Refunded\"}}", "/rules/bought/status", "must be a status");
+    parse_bad("{\"holds\":{\"order_type\":\"sale\"}}", "/rules/holds/order_type",
+              "reservation or option");
+    parse_bad("{\"bought\":{\"expires\":{\"exists\":true}}}", "/rules/bought",
+              "unknown field 'expires'");
+    parse_bad("{\"refunded\":[]}", "/rules/refunded", "must be an object of fields");
+    parse_bad("{\"abandoned\":{\"weekday\":\"funday\"}}", "/rules/abandoned/weekday",
+              "must be a weekday");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_boolean_nodes), cmocka_unit_test(test_bought_fields),
-        cmocka_unit_test(test_every_field),   cmocka_unit_test(test_value_normal_forms),
-        cmocka_unit_test(test_time_values),   cmocka_unit_test(test_count_and_purchase_nodes),
-        cmocka_unit_test(test_errors),        cmocka_unit_test(test_all_errors_reported),
-        cmocka_unit_test(test_limits),        cmocka_unit_test(test_quoted_names),
+        cmocka_unit_test(test_boolean_nodes),   cmocka_unit_test(test_bought_fields),
+        cmocka_unit_test(test_every_field),     cmocka_unit_test(test_value_normal_forms),
+        cmocka_unit_test(test_time_values),     cmocka_unit_test(test_count_and_purchase_nodes),
+        cmocka_unit_test(test_errors),          cmocka_unit_test(test_all_errors_reported),
+        cmocka_unit_test(test_limits),          cmocka_unit_test(test_quoted_names),
+        cmocka_unit_test(test_lifecycle_nodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

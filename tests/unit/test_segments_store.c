@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "base/base.h"
 #include "core/segment_rules.h"
@@ -783,6 +784,332 @@ static void test_definition_limit(void **state)
     assert_int_equal(sd_store_segment_create(f->h, &row), 0);
 }
 
+/* ---- order lifecycle ------------------------------------------------------------------------
+ * Tenant "gamma": refunds (as sales fields and as refund records), cancellations, reservations,
+ * options, abandoned baskets and attendance, each fact on its own customer K1..K8. */
+
+/* Apply one body (source NULL = webhook; upsert for a batch transport) and return the status;
+ * *ret_first gets the first error "pointer message" (caller frees) when there is one. */
+static int apply_body(struct fx *f, int64_t tenant, bool upsert, const char *body_text,
+                      char **ret_first)
+{
+    json_t *body = json_loads(body_text, 0, NULL);
+    assert_non_null(body);
+    sd_json_exact_prices(body, body_text, strlen(body_text));
+    struct sd_issues errors, warnings;
+    sd_issues_init(&errors, 10);
+    sd_issues_init(&warnings, 100);
+    struct sd_batch b = {0};
+    if (sd_validate_ingest(body, &b, &errors, &warnings) != 0) {
+        fail_msg("body invalid: %s %s", errors.items[0].pointer, errors.items[0].message);
+    }
+    b.upsert_sales = upsert;
+    struct sd_apply_result res;
+    sd_apply_result_init(&res);
+    assert_int_equal(sd_store_write_begin(f->h), 0);
+    assert_int_equal(sd_store_savepoint(f->h), 0);
+    assert_int_equal(sd_store_apply_ingest(f->h, tenant, SD_ENV_TEST, &b, &res), 0);
+    int status = res.status;
+    if (ret_first) {
+        *ret_first = res.errors.n ? sd_asprintf("%s %s", res.errors.items[0].pointer,
+                                                res.errors.items[0].message)
+                                  : NULL;
+    }
+    if (status == 202) {
+        assert_int_equal(sd_store_savepoint_release(f->h), 0);
+    } else {
+        assert_int_equal(sd_store_savepoint_rollback(f->h), 0);
+    }
+    assert_int_equal(sd_store_write_commit(f->h), 0);
+    sd_apply_result_release(&res);
+    sd_batch_release(&b);
+    sd_issues_release(&errors);
+    sd_issues_release(&warnings);
+    json_decref(body);
+    return status;
+}
+
+// clang-format off
+#define SX(inv, ev, cu, when, qty, price, extra)                                               \
+    "{\"invoice_number\":\"" inv "\",\"event_id\":\"" ev "\",\"customer_id\":\"" cu           \
+    "\",\"purchase_datetime\":\"" when "\",\"ticket_category\":\"regular\",\"quantity\":" qty \
+    ",\"sales_price\":\"" price "\",\"currency\":\"EUR\"" extra "}"
+
+static int64_t load_lifecycle(struct fx *f)
+{
+    int64_t g = sd_test_store_tenant(f->h, "gamma", "Gamma");
+    ingest(f, g, SD_ENV_TEST, NULL,
+           "{\"events\":["
+           EV("G1", "\"title\":\"Past\",\"venue\":\"V\",\"hall\":\"H\",\"city\":\"C\","
+                    "\"date\":\"2025-10-03\",\"time\":\"19:30:00\"") ","
+           EV("G2", "\"title\":\"Next\",\"venue\":\"V\",\"hall\":\"H\",\"city\":\"C\","
+                    "\"date\":\"2026-02-01\",\"time\":\"19:30:00\"")
+           "],\"customers\":["
+           CU("K1", "k1@x.org", "") "," CU("K2", "k2@x.org", "") "," CU("K3", "k3@x.org", "") ","
+           CU("K4", "k4@x.org", "") "," CU("K5", "k5@x.org", "") "," CU("K6", "k6@x.org", "") ","
+           CU("K7", "k7@x.org", "") "," CU("K8", "k8@x.org", "")
+           "],\"sales\":["
+           SX("X1", "G1", "K1", "2025-09-01T10:00:00Z", "2", "50.00", ",\"attended_quantity\":2") ","
+           SX("X2", "G1", "K2", "2025-09-01T10:00:00Z", "1", "50.00", ",\"attended_quantity\":0") ","
+           SX("X3", "G2", "K3", "2025-12-01T10:00:00Z", "2", "100.00", "") ","
+           SX("X4", "G2", "K4", "2025-12-01T10:00:00Z", "4", "25.00",
+              ",\"status\":\"refunded\",\"refunded_quantity\":1,"
+              "\"status_changed_at\":\"2025-10-01T00:00:00Z\"") ","
+           SX("X5", "G2", "K5", "2025-12-01T10:00:00Z", "1", "300.00", ",\"status\":\"cancelled\"") ","
+           SX("V6", "G2", "K6", "2025-12-30T10:00:00Z", "2", "100.00",
+              ",\"order_type\":\"reservation\",\"expires_at\":\"2026-01-05T00:00:00Z\"") ","
+           SX("V7", "G2", "K7", "2025-12-20T10:00:00Z", "2", "100.00",
+              ",\"order_type\":\"option\",\"expires_at\":\"2025-12-30T00:00:00Z\"") ","
+           SX("V8", "G2", "K8", "2025-12-20T10:00:00Z", "2", "100.00",
+              ",\"order_type\":\"reservation\",\"status\":\"freed\"") ","
+           SX("A7", "G2", "K7", "2025-12-28T10:00:00Z", "1", "100.00", ",\"order_type\":\"abandoned\"") ","
+           SX("A8", "G2", "K8", "2025-12-27T10:00:00Z", "1", "100.00", ",\"order_type\":\"abandoned\"") ","
+           SX("A1", "G2", "K1", "2025-12-01T10:00:00Z", "1", "100.00", ",\"order_type\":\"abandoned\"") ","
+           SX("X8", "G2", "K8", "2025-12-29T10:00:00Z", "1", "120.00", "")
+           "]}");
+    /* X3 refunded wholly by a refund record, in its own request */
+    ingest(f, g, SD_ENV_TEST, NULL,
+           "{\"sales\":[" SX("R3", "G2", "K3", "2025-12-20T09:00:00Z", "2", "100.00",
+                             ",\"refund_of\":\"X3\"") "]}");
+    return g;
+}
+// clang-format on
+
+static void check_gamma(struct fx *f, int64_t g, const struct mcase *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char *got = members(f, g, SD_ENV_TEST, cases[i].rule, 3);
+        if (strcmp(got, cases[i].want) != 0) {
+            fail_msg("rule %s: members [%s], want [%s]", cases[i].rule, got, cases[i].want);
+        }
+        free(got);
+    }
+}
+
+static void test_lifecycle_segments(void **state)
+{
+    struct fx *f = *state;
+    int64_t g = load_lifecycle(f);
+    const struct mcase cases[] = {
+        /* live sales only: K3 refunded wholly, K5 cancelled, holds and baskets are no sales */
+        {"{\"bought\":{}}", "K1,K2,K4,K8"},
+        {"{\"count\":{\"of\":\"purchases\",\"gte\":1}}", "K1,K2,K4,K8"},
+        {"{\"count\":{\"of\":\"events\",\"gte\":1}}", "K1,K2,K4,K8"},
+        /* spend and tickets are net: K4 paid 100.00 for 4, got 25.00 and 1 ticket back */
+        {"{\"count\":{\"of\":\"spend\",\"currency\":\"EUR\",\"gte\":\"90.00\"}}", "K1,K8"},
+        {"{\"count\":{\"of\":\"spend\",\"currency\":\"EUR\",\"eq\":\"75.00\"}}", "K4"},
+        {"{\"count\":{\"of\":\"tickets\",\"gte\":3}}", "K4"},
+        {"{\"count\":{\"of\":\"tickets\",\"eq\":0}}", "K3,K5,K6,K7"},
+        {"{\"last_purchase\":{\"after\":\"2025-11-15\"}}", "K4,K8"},
+        /* refunds */
+        {"{\"refunded\":{}}", "K3,K4"},
+        {"{\"refunded\":{\"status_changed\":{\"after\":\"30 days ago\"}}}", "K3"},
+        {"{\"bought\":{\"status\":\"refunded\"}}", "K4"},
+        /* holds: K6 open until 5 January; K7's option expired, K8's reservation freed */
+        {"{\"holds\":{}}", "K6"},
+        {"{\"holds\":{\"order_type\":\"option\"}}", ""},
+        {"{\"holds\":{\"expires\":{\"before\":\"2026-01-10\"}}}", "K6"},
+        /* abandoned in the last 7 days and bought nothing since: K8 bought X8 after A8 */
+        {"{\"abandoned\":{\"purchased\":{\"after\":\"7 days ago\"},\"bought_since\":false}}", "K7"},
+        {"{\"abandoned\":{\"purchased\":{\"after\":\"7 days ago\"}}}", "K7,K8"},
+        {"{\"abandoned\":{}}", "K1,K7,K8"},
+        /* attendance: bought for a past event, no ticket scanned */
+        {"{\"bought\":{\"date\":{\"before\":\"today\"},\"attended\":0}}", "K2"},
+        {"{\"bought\":{\"attended\":{\"gte\":1}}}", "K1"},
+        {"{\"all\":[{\"bought\":{}},{\"not\":{\"refunded\":{}}}]}", "K1,K2,K8"},
+    };
+    check_gamma(f, g, cases, sizeof(cases) / sizeof(*cases));
+}
+
+static void expect_refused(struct fx *f, int64_t g, bool upsert, const char *body,
+                           const char *want_ptr, const char *want_msg)
+{
+    char *first = NULL;
+    int status = apply_body(f, g, upsert, body, &first);
+    if (status != 400 || !first || strncmp(first, want_ptr, strlen(want_ptr)) != 0 ||
+        !strstr(first, want_msg)) {
+        fail_msg("%s: status %d, first error %s", body, status, first ? first : "(none)");
+    }
+    free(first);
+}
+
+static void test_lifecycle_refunds(void **state)
+{
+    struct fx *f = *state;
+    int64_t g = load_lifecycle(f);
+    // clang-format off
+    /* two partial refunds of one sale in one request make it refunded wholly */
+    assert_int_equal(apply_body(f, g, false, "{\"sales\":["
+        SX("X9", "G2", "K1", "2025-12-01T10:00:00Z", "2", "40.00", "") ","
+        SX("R9a", "G2", "K1", "2025-12-02T10:00:00Z", "1", "40.00", ",\"refund_of\":\"X9\"") ","
+        SX("R9b", "G2", "K1", "2025-12-03T10:00:00Z", "1", "40.00", ",\"refund_of\":\"X9\"")
+        "]}", NULL), 202);
+    /* a third exceeds what was sold: refused, naming the field */
+    expect_refused(f, g, false, "{\"sales\":["
+        SX("R9c", "G2", "K1", "2025-12-04T10:00:00Z", "1", "40.00", ",\"refund_of\":\"X9\"") "]}",
+        "/sales/0/quantity", "2 of the 2 tickets of sale 'X9' are refunded already");
+    /* refunding a cancelled sale, an unknown sale, in another currency, more money than paid */
+    expect_refused(f, g, false, "{\"sales\":["
+        SX("R5", "G2", "K5", "2025-12-04T10:00:00Z", "1", "300.00", ",\"refund_of\":\"X5\"") "]}",
+        "/sales/0/refund_of", "is cancelled: it cannot be refunded");
+    expect_refused(f, g, false, "{\"sales\":["
+        SX("R0", "G2", "K5", "2025-12-04T10:00:00Z", "1", "1.00", ",\"refund_of\":\"NOPE\"") "]}",
+        "/sales/0/refund_of", "sale 'NOPE' does not exist");
+    expect_refused(f, g, false, "{\"sales\":["
+        SX("R1", "G1", "K1", "2025-12-04T10:00:00Z", "1", "150.00", ",\"refund_of\":\"X1\"") "]}",
+        "/sales/0/sales_price", "refunds more than was paid");
+    expect_refused(f, g, false, "{\"sales\":["
+        SX("R2", "G1", "K1", "2025-12-04T10:00:00Z", "1", "50.00", ",\"refund_of\":\"X2\"") "]}",
+        "/sales/0/customer_id", "must be 'K2', the customer of sale 'X2'");
+    /* the refused requests changed nothing: K1 still spent 100.00 + 80.00 - 80.00 net */
+    const struct mcase after[] = {
+        {"{\"count\":{\"of\":\"spend\",\"currency\":\"EUR\",\"eq\":\"100.00\"}}", "K1"},
+        {"{\"refunded\":{\"event_id\":\"G2\"}}", "K1,K3,K4"},
+    };
+    check_gamma(f, g, after, 2);
+    /* a batch transport re-reads its file: the sale as first sent and its refund change
+     * nothing (the refund is not applied twice), and a refunded sale never turns sold */
+    const char *file = "{\"sales\":["
+        SX("X3", "G2", "K3", "2025-12-01T10:00:00Z", "2", "100.00", "") ","
+        SX("R3", "G2", "K3", "2025-12-20T09:00:00Z", "2", "100.00", ",\"refund_of\":\"X3\"") "]}";
+    assert_int_equal(apply_body(f, g, true, file, NULL), 202);
+    assert_int_equal(apply_body(f, g, true, file, NULL), 202);
+    const struct mcase still[] = {
+        {"{\"count\":{\"of\":\"tickets\",\"eq\":0}}", "K3,K5,K6,K7"},
+        {"{\"refunded\":{\"status_changed\":{\"after\":\"30 days ago\"}}}", "K1,K3"},
+    };
+    check_gamma(f, g, still, 2);
+    expect_refused(f, g, true, "{\"sales\":["
+        SX("X4", "G2", "K4", "2025-12-01T10:00:00Z", "4", "25.00", ",\"status\":\"sold\"") "]}",
+        "/sales/0/status", "cannot become sold again");
+    expect_refused(f, g, true, "{\"sales\":["
+        SX("X5", "G2", "K5", "2025-12-01T10:00:00Z", "1", "300.00", ",\"status\":\"refunded\"") "]}",
+        "/sales/0/status", "the sale is cancelled: it cannot become refunded");
+    expect_refused(f, g, true, "{\"sales\":["
+        SX("R3", "G2", "K3", "2025-12-20T09:00:00Z", "1", "100.00", ",\"refund_of\":\"X3\"") "]}",
+        "/sales/0/quantity", "a stored refund cannot be changed");
+    /* a later partial refund by fields is fine; the reservation is bought */
+    assert_int_equal(apply_body(f, g, true, "{\"sales\":["
+        SX("X4", "G2", "K4", "2025-12-01T10:00:00Z", "4", "25.00",
+           ",\"status\":\"refunded\",\"refunded_quantity\":2") ","
+        SX("V6", "G2", "K6", "2025-12-31T10:00:00Z", "2", "100.00", "") "]}", NULL), 202);
+    // clang-format on
+    const struct mcase last[] = {
+        {"{\"count\":{\"of\":\"tickets\",\"eq\":2}}", "K1,K4,K6"},
+        {"{\"holds\":{}}", ""},
+    };
+    check_gamma(f, g, last, 2);
+}
+
+/* PUT /sales/{id}: the same rules through sd_store_replace_sale. */
+static void test_lifecycle_replace(void **state)
+{
+    struct fx *f = *state;
+    int64_t g = load_lifecycle(f);
+    struct {
+        const char *body;
+        int status;
+        const char *ptr;
+    } cases[] = {
+        {SX("X5", "G2", "K5", "2025-12-01T10:00:00Z", "1", "300.00", ",\"status\":\"sold\"") "",
+         400, "/status"},
+        {SX("X1", "G1", "K1", "2025-09-01T10:00:00Z", "2", "50.00", ",\"status\":\"cancelled\"") "",
+         200, NULL},
+        {SX("X1", "G1", "K1", "2025-09-01T10:00:00Z", "2", "50.00", ",\"refunded_quantity\":1") "",
+         400, "/status"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        json_t *rec = json_loads(cases[i].body, 0, NULL);
+        struct sd_issues errors, warnings;
+        sd_issues_init(&errors, 10);
+        sd_issues_init(&warnings, 10);
+        struct sd_sale_rec s = {0};
+        assert_int_equal(sd_validate_sale(rec, "", &s, &errors, &warnings), 0);
+        struct sd_apply_result res;
+        sd_apply_result_init(&res);
+        assert_int_equal(sd_store_write_begin(f->h), 0);
+        assert_int_equal(sd_store_replace_sale(f->h, g, SD_ENV_TEST, &s, &res), 0);
+        assert_int_equal(sd_store_write_commit(f->h), 0);
+        if (res.status != cases[i].status ||
+            (cases[i].ptr && strcmp(res.errors.items[0].pointer, cases[i].ptr) != 0)) {
+            fail_msg("case %zu: status %d", i, res.status);
+        }
+        sd_apply_result_release(&res);
+        sd_sale_rec_release(&s);
+        sd_issues_release(&errors);
+        sd_issues_release(&warnings);
+        json_decref(rec);
+    }
+    const struct mcase after[] = {{"{\"bought\":{\"event_id\":\"G1\"}}", "K2"}};
+    check_gamma(f, g, after, 1);
+}
+
+/* Sales stored before the lifecycle columns existed become sales, status sold, with their full
+ * quantity and amount as net figures: the store is taken back to the schema before migration
+ * 0010 (its columns and indexes removed, the previous indexes restored) and opened again. */
+extern const unsigned sd_sqlite_schema_count;
+
+static void test_lifecycle_migration(void **state)
+{
+    struct fx *f = *state;
+    static const char *const rules[] = {
+        "{\"bought\":{}}",
+        "{\"count\":{\"of\":\"spend\",\"currency\":\"EUR\",\"gte\":\"178.00\"}}",
+        "{\"count\":{\"of\":\"tickets\",\"gte\":2}}",
+        "{\"count\":{\"of\":\"events\",\"gte\":2}}",
+        "{\"last_purchase\":{\"after\":\"2025-01-01\"}}",
+    };
+    enum { N = sizeof(rules) / sizeof(*rules) };
+    char *before[N];
+    for (size_t i = 0; i < N; i++) {
+        before[i] = members(f, f->acme, SD_ENV_TEST, rules[i], 10);
+    }
+    sd_store_close(f->h);
+    f->h = NULL;
+    char path[160];
+    snprintf(path, sizeof(path), "%s/stagedoor.db", f->st.dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char sql[2048];
+    snprintf(
+        sql, sizeof(sql),
+        "DROP INDEX seg_sales_lifecycle; DROP INDEX seg_sales_event; DROP INDEX sales_customer;"
+        "ALTER TABLE sales DROP COLUMN order_type; ALTER TABLE sales DROP COLUMN status;"
+        "ALTER TABLE sales DROP COLUMN quantity;"
+        "ALTER TABLE sales DROP COLUMN refunded_quantity;"
+        "ALTER TABLE sales DROP COLUMN refunded_minor; ALTER TABLE sales DROP COLUMN rr_quantity;"
+        "ALTER TABLE sales DROP COLUMN rr_minor; ALTER TABLE sales DROP COLUMN net_quantity;"
+        "ALTER TABLE sales DROP COLUMN net_minor; ALTER TABLE sales DROP COLUMN status_changed;"
+        "ALTER TABLE sales DROP COLUMN expires;"
+        "ALTER TABLE sales DROP COLUMN attended_quantity;"
+        "ALTER TABLE sales DROP COLUMN refund_of;"
+        "CREATE INDEX seg_sales_event ON sales (tenant_id, env, event_ref, purchase_datetime,"
+        " source, customer_id, currency, sales_price_minor);"
+        "CREATE INDEX sales_customer ON sales (tenant_id, env, source, customer_id);"
+        "PRAGMA user_version = %u;",
+        sd_sqlite_schema_count - 1);
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        fail_msg("downgrade: %s", msg);
+    }
+    sqlite3_close(db);
+    sd_test_store_open(&f->st, &f->h);
+    for (size_t i = 0; i < N; i++) {
+        char *after = members(f, f->acme, SD_ENV_TEST, rules[i], 10);
+        if (strcmp(after, before[i]) != 0) {
+            fail_msg("rule %s: [%s] after the migration, [%s] before", rules[i], after, before[i]);
+        }
+        free(after);
+        free(before[i]);
+    }
+    const struct mcase cases[] = {
+        {"{\"bought\":{\"status\":\"sold\"}}", "A,B,C"},
+        {"{\"count\":{\"of\":\"tickets\",\"eq\":6}}", "B"}, /* from the stored documents */
+        {"{\"refunded\":{}}", ""},
+    };
+    check_cases(f, cases, sizeof(cases) / sizeof(*cases));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -798,6 +1125,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_opt_out_suppression_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_definitions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_definition_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lifecycle_segments, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lifecycle_refunds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lifecycle_replace, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lifecycle_migration, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,6 +90,9 @@ enum stmt_id {
     ST_COUNT_EVENTS,
     ST_COUNT_CUSTOMERS,
     ST_COUNT_SALES,
+    /* order lifecycle (write path) */
+    ST_SALE_STATE,
+    ST_SALE_REFUNDS,
     N_STMT
 };
 

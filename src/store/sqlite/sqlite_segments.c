@@ -393,7 +393,9 @@ static bool is_text_field(enum sd_seg_field f)
     case SD_SEG_F_POST_CODE:
     case SD_SEG_F_CUSTOMER_CITY:
     case SD_SEG_F_SALUTATION:
-    case SD_SEG_F_SOURCE: return true;
+    case SD_SEG_F_SOURCE:
+    case SD_SEG_F_STATUS:
+    case SD_SEG_F_ORDER_TYPE: return true;
     default: return false;
     }
 }
@@ -427,6 +429,11 @@ static const char *field_expr(enum sd_seg_field f)
     case SD_SEG_F_CUSTOMER_CITY: return "sd_fold(json_extract(c.doc, '$.city'))";
     case SD_SEG_F_SALUTATION: return "sd_fold(json_extract(c.doc, '$.salutation'))";
     case SD_SEG_F_SOURCE: return "c.source";
+    case SD_SEG_F_STATUS: return "s.status";
+    case SD_SEG_F_STATUS_CHANGED: return "s.status_changed";
+    case SD_SEG_F_ATTENDED: return "s.attended_quantity";
+    case SD_SEG_F_ORDER_TYPE: return "s.order_type";
+    case SD_SEG_F_EXPIRES: return "s.expires";
     case SD_SEG_F_MEASURE: break;
     }
     return NULL;
@@ -646,10 +653,16 @@ static void cond_sql(struct q *q, const struct sd_seg_cond *c)
         q->err = -EINVAL;
         return;
     }
-    if (c->field == SD_SEG_F_DATE || c->field == SD_SEG_F_PURCHASED) {
+    if (c->field == SD_SEG_F_DATE || c->field == SD_SEG_F_PURCHASED ||
+        c->field == SD_SEG_F_STATUS_CHANGED || c->field == SD_SEG_F_EXPIRES) {
         bool by_day = c->field == SD_SEG_F_DATE;
         if (c->op == SD_SEG_EXISTS) {
-            put(q, c->exists ? "1" : "0"); /* both are required fields */
+            if (c->field == SD_SEG_F_DATE || c->field == SD_SEG_F_PURCHASED) {
+                put(q, c->exists ? "1" : "0"); /* both are required fields */
+            } else {
+                put(q, x);
+                put(q, c->exists ? " IS NOT NULL" : " IS NULL");
+            }
             return;
         }
         struct range r;
@@ -703,11 +716,12 @@ struct bounds {
 static const char *sales_index(const struct sd_seg_cond *where, size_t n_where,
                                enum sd_seg_measure m, bool is_count, const struct bounds *b)
 {
-    bool doc = is_count && (m == SD_SEG_M_TICKETS || m == SD_SEG_M_SPEND);
+    bool doc = false;
     bool few_events = false;
     for (size_t i = 0; i < n_where; i++) {
         enum sd_seg_field f = where[i].field;
-        doc = doc || f == SD_SEG_F_TICKET_CATEGORY || f == SD_SEG_F_QUANTITY;
+        doc = doc || f == SD_SEG_F_TICKET_CATEGORY || f == SD_SEG_F_QUANTITY ||
+              f == SD_SEG_F_STATUS || f == SD_SEG_F_STATUS_CHANGED || f == SD_SEG_F_ATTENDED;
         few_events = few_events || (f == SD_SEG_F_EVENT_ID &&
                                     (where[i].op == SD_SEG_EQ || where[i].op == SD_SEG_IN));
     }
@@ -716,24 +730,58 @@ static const char *sales_index(const struct sd_seg_cond *where, size_t n_where,
          * event index, otherwise one pass over the table in rowid order. */
         return few_events ? "seg_sales_event" : "sales_seq";
     }
-    bool timed = b && (b->has_lo || b->has_hi);
-    if (n_where == 0 && !timed && (!is_count || m == SD_SEG_M_PURCHASES)) {
-        return "sales_customer"; /* the customer key is all it reads, in customer order */
+    if (n_where == 0 && (!is_count || m == SD_SEG_M_PURCHASES || m == SD_SEG_M_TICKETS)) {
+        /* customer key, net tickets and purchase time are all it reads, in customer order */
+        (void)b;
+        return "sales_customer";
     }
-    return "seg_sales_event"; /* covers event, purchase time, customer, currency, price */
+    return "seg_sales_event"; /* covers event, purchase time, customer, currency, price, nets */
+}
+
+/* Which sales rows a leaf looks at, before its filters (model.h "order lifecycle"). */
+enum base {
+    BASE_ALL,       /* every row: sums of net figures (0 where nothing counts) */
+    BASE_LIVE,      /* live sales: net tickets left */
+    BASE_REFUNDED,  /* sales with something refunded */
+    BASE_HOLD,      /* open reservations and options, not expired */
+    BASE_ABANDONED, /* abandoned baskets */
+};
+
+/* The partial index of the rows that are not plain sold sales (0010_order_lifecycle.sql); the
+ * query must repeat its WHERE term word for word for SQLite to use it. */
+#define LIFECYCLE_ROWS "(s.order_type <> 'sale' OR s.status <> 'sold')"
+
+static void base_sql(struct q *q, enum base base)
+{
+    switch (base) {
+    case BASE_ALL: return;
+    case BASE_LIVE: put(q, " AND s.net_quantity > 0"); return;
+    case BASE_REFUNDED:
+        put(q, " AND " LIFECYCLE_ROWS " AND s.order_type = 'sale'"
+               " AND (s.refunded_quantity > 0 OR s.refunded_minor > 0)");
+        return;
+    case BASE_HOLD:
+        put(q, " AND " LIFECYCLE_ROWS " AND s.order_type IN ('reservation', 'option')"
+               " AND s.status = 'open' AND (s.expires IS NULL OR s.expires > ");
+        param_time(q, q->now_sec, false);
+        put(q, ")");
+        return;
+    case BASE_ABANDONED: put(q, " AND " LIFECYCLE_ROWS " AND s.order_type = 'abandoned'"); return;
+    }
 }
 
 /* " FROM sales s INDEXED BY … [join] WHERE <scope, filters, currency, bounds>". */
 static void sales_from(struct q *q, const char *index, const char *join,
                        const struct sd_seg_cond *where, size_t n_where, const char *currency,
-                       const struct bounds *b)
+                       const struct bounds *b, enum base base)
 {
     put(q, " FROM sales s INDEXED BY ");
-    put(q, index);
+    put(q, base >= BASE_REFUNDED ? "seg_sales_lifecycle" : index);
     if (join) {
         put(q, join);
     }
     put(q, " WHERE s.tenant_id = ?1 AND s.env = ?2 AND s.customer_id <> '" SD_ANON_CUSTOMER "'");
+    base_sql(q, base);
     bool any_event = false;
     for (size_t i = 0; i < n_where; i++) {
         any_event = any_event || is_event_field(where[i].field);
@@ -771,15 +819,31 @@ static void sales_from(struct q *q, const char *index, const char *join,
 
 /* "p.id IN (profiles of the customers with a matching sale)", or NOT IN. The sales give the
  * distinct customer keys first, so each buyer's profile is looked up once, not once a sale. */
-static void bought_leaf(struct q *q, bool in, const struct sd_seg_rule *r, const struct bounds *b)
+static void facts_leaf(struct q *q, bool in, const struct sd_seg_rule *r, const struct bounds *b,
+                       enum base base)
 {
     put(q, in ? "p.id IN (" : "p.id NOT IN (");
     put(q, "SELECT c.profile_id FROM customers c INDEXED BY seg_customers_key"
            " WHERE c.tenant_id = ?1 AND c.env = ?2 AND c.profile_id IS NOT NULL"
            " AND (c.source, c.customer_id) IN (SELECT s.source, s.customer_id");
     sales_from(q, sales_index(r->where, r->n_where, 0, false, b), NULL, r->where, r->n_where, NULL,
-               b);
+               b, base);
+    if (r->kind == SD_SEG_ABANDONED && r->not_bought_since) {
+        /* no live sale of the same profile (any of its source records) purchased after it */
+        put(q, " AND NOT EXISTS (SELECT 1 FROM customers c1 INDEXED BY seg_customers_key"
+               " JOIN customers c2 INDEXED BY customers_profile ON c2.profile_id = c1.profile_id"
+               " JOIN sales s2 INDEXED BY sales_customer ON s2.tenant_id = ?1 AND s2.env = ?2"
+               " AND s2.source = c2.source AND s2.customer_id = c2.customer_id"
+               " WHERE c1.tenant_id = ?1 AND c1.env = ?2 AND c1.source = s.source"
+               " AND c1.customer_id = s.customer_id AND c2.tenant_id = ?1 AND c2.env = ?2"
+               " AND s2.net_quantity > 0 AND s2.purchase_datetime > s.purchase_datetime)");
+    }
     put(q, "))");
+}
+
+static void bought_leaf(struct q *q, bool in, const struct sd_seg_rule *r, const struct bounds *b)
+{
+    facts_leaf(q, in, r, b, BASE_LIVE);
 }
 
 /* Whether a count comparison holds for a profile without any matching sale (value 0). */
@@ -813,11 +877,14 @@ static void count_leaf(struct q *q, const struct sd_seg_rule *r)
 {
     static const char *const partial[] = {
         [SD_SEG_M_PURCHASES] = "count(*)",
-        [SD_SEG_M_TICKETS] = "coalesce(sum(json_extract(s.doc, '$.quantity')), 0)",
+        [SD_SEG_M_TICKETS] = "coalesce(sum(s.net_quantity), 0)",
         [SD_SEG_M_EVENTS] = NULL,
-        [SD_SEG_M_SPEND] =
-            "coalesce(sum(s.sales_price_minor * json_extract(s.doc, '$.quantity')), 0)",
+        [SD_SEG_M_SPEND] = "coalesce(sum(s.net_minor), 0)",
     };
+    /* Purchases and events count live sales; tickets and spend add net figures, which are 0
+     * wherever nothing is left to count. */
+    enum base base =
+        r->measure == SD_SEG_M_PURCHASES || r->measure == SD_SEG_M_EVENTS ? BASE_LIVE : BASE_ALL;
     if ((unsigned)r->measure > SD_SEG_M_SPEND || r->n_cmp == 0) {
         q->err = -EINVAL;
         return;
@@ -835,7 +902,7 @@ static void count_leaf(struct q *q, const struct sd_seg_rule *r)
         /* CROSS JOIN keeps sales the outer loop: the filters first, then each matching sale's
          * customer key to its profile. */
         sales_from(q, index, " CROSS JOIN customers c INDEXED BY seg_customers_key", r->where,
-                   r->n_where, NULL, NULL);
+                   r->n_where, NULL, NULL, base);
         put(q, " AND c.tenant_id = ?1 AND c.env = ?2 AND c.source = s.source"
                " AND c.customer_id = s.customer_id AND c.profile_id IS NOT NULL");
         total = "count(DISTINCT s.event_ref)";
@@ -843,7 +910,7 @@ static void count_leaf(struct q *q, const struct sd_seg_rule *r)
         put(q, "SELECT c.profile_id FROM (SELECT s.source AS src, s.customer_id AS cid, ");
         put(q, partial[r->measure]);
         put(q, " AS v");
-        sales_from(q, index, NULL, r->where, r->n_where, currency, NULL);
+        sales_from(q, index, NULL, r->where, r->n_where, currency, NULL, base);
         put(q, " GROUP BY s.source, s.customer_id) x JOIN customers c INDEXED BY"
                " seg_customers_key ON c.tenant_id = ?1 AND c.env = ?2 AND c.source = x.src"
                " AND c.customer_id = x.cid WHERE c.profile_id IS NOT NULL");
@@ -970,6 +1037,9 @@ static void rule_sql(struct q *q, const struct sd_seg_rule *r, unsigned depth)
     case SD_SEG_FIRST_PURCHASE:
     case SD_SEG_LAST_PURCHASE: purchase_leaf(q, r); return;
     case SD_SEG_CUSTOMER: customer_leaf(q, r); return;
+    case SD_SEG_REFUNDED: facts_leaf(q, true, r, NULL, BASE_REFUNDED); return;
+    case SD_SEG_HOLDS: facts_leaf(q, true, r, NULL, BASE_HOLD); return;
+    case SD_SEG_ABANDONED: facts_leaf(q, true, r, NULL, BASE_ABANDONED); return;
     }
     q->err = -EINVAL;
 }

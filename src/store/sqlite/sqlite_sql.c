@@ -87,14 +87,23 @@ const char *const sd_sqlite_sql[N_STMT] = {
                            " AND customer_id = ?3 AND source = ?4",
     [ST_SALE_INSERT] =
         "INSERT INTO sales (tenant_id, env, invoice_number, seq, event_id, event_ref,"
-        " customer_id, purchase_datetime, sales_price_minor, currency, doc, updated_usec, source)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        " customer_id, purchase_datetime, sales_price_minor, currency, doc, updated_usec, source,"
+        " order_type, status, quantity, refunded_quantity, refunded_minor, net_quantity,"
+        " net_minor, status_changed, expires, attended_quantity, refund_of, rr_quantity,"
+        " rr_minor)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
+        " ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)"
         " ON CONFLICT (tenant_id, env, invoice_number) DO NOTHING",
     [ST_SALE_EXISTS] = "SELECT 1 FROM sales WHERE tenant_id = ?1 AND env = ?2"
                        " AND invoice_number = ?3",
     [ST_SALE_UPDATE] = "UPDATE sales SET seq = ?4, event_id = ?5, event_ref = ?6,"
                        " customer_id = ?7, purchase_datetime = ?8, sales_price_minor = ?9,"
-                       " currency = ?10, doc = ?11, updated_usec = ?12, source = ?13"
+                       " currency = ?10, doc = ?11, updated_usec = ?12, source = ?13,"
+                       " order_type = ?14, status = ?15, quantity = ?16,"
+                       " refunded_quantity = ?17, refunded_minor = ?18, net_quantity = ?19,"
+                       " net_minor = ?20, status_changed = ?21, expires = ?22,"
+                       " attended_quantity = ?23, refund_of = ?24, rr_quantity = ?25,"
+                       " rr_minor = ?26"
                        " WHERE tenant_id = ?1 AND env = ?2 AND invoice_number = ?3",
     [ST_IDEM_PUT] = "INSERT INTO idempotency (tenant_id, env, idem_key, body_hash, status,"
                     " response, created_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
@@ -152,4 +161,14 @@ const char *const sd_sqlite_sql[N_STMT] = {
     [ST_COUNT_EVENTS] = "SELECT count(*) FROM events WHERE tenant_id = ?1 AND env = ?2",
     [ST_COUNT_CUSTOMERS] = "SELECT count(*) FROM customers WHERE tenant_id = ?1 AND env = ?2",
     [ST_COUNT_SALES] = "SELECT count(*) FROM sales WHERE tenant_id = ?1 AND env = ?2",
+
+    /* order lifecycle (sqlite_write.c) */
+    [ST_SALE_STATE] = "SELECT order_type, status, quantity, sales_price_minor, refunded_quantity,"
+                      " refunded_minor, currency, rr_quantity, rr_minor, status_changed, doc,"
+                      " customer_id"
+                      " FROM sales WHERE tenant_id = ?1 AND env = ?2 AND invoice_number = ?3",
+    [ST_SALE_REFUNDS] = "UPDATE sales SET status = ?4, refunded_quantity = ?5,"
+                        " refunded_minor = ?6, rr_quantity = ?7, rr_minor = ?8,"
+                        " net_quantity = ?9, net_minor = ?10, status_changed = ?11"
+                        " WHERE tenant_id = ?1 AND env = ?2 AND invoice_number = ?3",
 };

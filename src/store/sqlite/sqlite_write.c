@@ -467,10 +467,328 @@ static int check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env en
     return n_err;
 }
 
-/* Bind a sale's columns ?1..?12 (the insert and the update share the numbering). */
+/* ---- order lifecycle ---------------------------------------------------------------------------
+ * A sales record's lifecycle columns (0010_order_lifecycle.sql) are decided before any sale of
+ * the batch is written, in one planning pass: the stored state of each invoice is read, the
+ * model's rules (model/lifecycle.c) judge the change, and refund records are added to the
+ * sales they name — in this batch or stored — so that a refusal writes nothing. After the
+ * batch's rows are written, the sales that refund records changed get their new figures.
+ * The store computes nothing itself: statuses, refunds and net figures come from the model. */
+
+/* What planning decided for one sales record of the batch. */
+struct sale_plan {
+    struct sd_sale_state st;       /* to store: the record's own figures plus refund records' */
+    int64_t rr_quantity, rr_minor; /* refund records' part, kept from the stored row */
+    char *changed;                 /* status_changed to store, or NULL (owned) */
+    bool stored;                   /* the invoice is stored already */
+    bool unchanged;                /* ... with this very document */
+};
+
+/* A sale that refund records of this batch refund. */
+struct refund_target {
+    char *invoice;
+    char *customer_id; /* the sale's customer (owned) */
+    struct sd_sale_state st;
+    int64_t rr_quantity, rr_minor;
+    char *changed; /* the latest refund's time, owned */
+};
+
+struct refund_targets {
+    struct refund_target *v;
+    size_t n, cap;
+};
+
+static void refund_targets_release(struct refund_targets *t)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        free(t->v[i].invoice);
+        free(t->v[i].customer_id);
+        free(t->v[i].changed);
+    }
+    free(t->v);
+    *t = (struct refund_targets){0};
+}
+
+static void plans_free(struct sale_plan *p, size_t n)
+{
+    for (size_t i = 0; p && i < n; i++) {
+        free(p[i].changed);
+    }
+    free(p);
+}
+
+/* A stored sales record as the lifecycle rules see it. */
+struct stored_sale {
+    struct sd_sale_state st; /* effective figures (refund records included) */
+    int64_t rr_quantity, rr_minor;
+    char *changed, *doc, *customer_id;
+};
+
+static void stored_sale_release(struct stored_sale *x)
+{
+    free(x->changed);
+    free(x->doc);
+    free(x->customer_id);
+    *x = (struct stored_sale){0};
+}
+
+/* 1 and *ret when invoice is stored, 0 when not, -EIO. */
+static int sale_state_get(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                          const char *invoice, struct stored_sale *ret)
+{
+    struct conn *c = s->writer;
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_STATE);
+    if (!st) {
+        return -EIO;
+    }
+    if (sd_sqlite_bind_scope(st, tenant_id, env, invoice) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        struct stored_sale x = {0};
+        if (sd_order_type_parse((const char *)sqlite3_column_text(st, 0), &x.st.order_type) < 0) {
+            x.st.order_type = SD_ORDER_SALE;
+        }
+        if (sd_sale_status_parse((const char *)sqlite3_column_text(st, 1), &x.st.status) < 0) {
+            x.st.status = SD_STATUS_SOLD;
+        }
+        x.st.quantity = sqlite3_column_int64(st, 2);
+        int64_t price = sqlite3_column_int64(st, 3);
+        if (__builtin_mul_overflow(x.st.quantity, price, &x.st.total_minor)) {
+            x.st.total_minor = INT64_MAX; /* stored before amounts were checked for this */
+        }
+        x.st.refunded_quantity = sqlite3_column_int64(st, 4);
+        x.st.refunded_minor = sqlite3_column_int64(st, 5);
+        const unsigned char *cur = sqlite3_column_text(st, 6);
+        snprintf(x.st.currency, sizeof(x.st.currency), "%s", cur ? (const char *)cur : "");
+        x.rr_quantity = sqlite3_column_int64(st, 7);
+        x.rr_minor = sqlite3_column_int64(st, 8);
+        x.changed = sd_sqlite_column_strdup(st, 9);
+        x.doc = sd_sqlite_column_strdup(st, 10);
+        x.customer_id = sd_sqlite_column_strdup(st, 11);
+        *ret = x;
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW) {
+        return 1;
+    }
+    return rc == SQLITE_DONE ? 0 : sd_sqlite_fail(c, rc, "sale state");
+}
+
+/* now as stored UTC text, "YYYY-MM-DDTHH:MM:SSZ". */
+static void utc_text(int64_t usec, char out[32])
+{
+    int64_t secs = usec / 1000000;
+    int64_t days = secs / 86400, rem = secs % 86400;
+    int64_t y;
+    int m, d;
+    sd_civil_from_days(days, &y, &m, &d);
+    snprintf(out, 32, "%04lld-%02d-%02dT%02d:%02d:%02dZ", (long long)y, m, d, (int)(rem / 3600),
+             (int)(rem / 60 % 60), (int)(rem % 60));
+}
+
+static bool status_is_initial(enum sd_sale_status st)
+{
+    return st == SD_STATUS_SOLD || st == SD_STATUS_OPEN;
+}
+
+/* Plan one record against its stored row (if any): the figures to store and whether the rules
+ * allow the change. Adds an issue and returns 1 when they do not; 0; -EIO. With check_stored
+ * false the stored row is not looked at (the webhook answers a stored invoice 409). */
+static int plan_one(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                    const struct sd_sale_rec *rec, const char *ptr, bool check_stored,
+                    const char *now_text, struct sale_plan *p, struct sd_apply_result *res)
+{
+    struct stored_sale old = {0};
+    *p = (struct sale_plan){.st = rec->state};
+    /* The webhook stores new invoices only (a stored one fails the whole request with 409), so
+     * it reads no stored state: its ingest costs what it did. */
+    int r = check_stored ? sale_state_get(s, tenant_id, env, rec->invoice_number, &old) : 0;
+    if (r < 0) {
+        return r;
+    }
+    p->stored = r == 1;
+    r = 0;
+    if (p->stored) {
+        p->unchanged = old.doc && strcmp(old.doc, rec->doc) == 0;
+        /* What refund records took stays taken when the sale itself is sent again. */
+        p->rr_quantity = old.rr_quantity;
+        p->rr_minor = old.rr_minor;
+        if (p->st.order_type == SD_ORDER_SALE && (old.rr_quantity > 0 || old.rr_minor > 0)) {
+            p->st.refunded_quantity += old.rr_quantity;
+            p->st.refunded_minor += old.rr_minor;
+            if (p->st.status == SD_STATUS_SOLD) {
+                p->st.status = SD_STATUS_REFUNDED;
+            }
+            if (p->st.refunded_quantity > p->st.quantity ||
+                p->st.refunded_minor > p->st.total_minor) {
+                char at[64];
+                snprintf(at, sizeof(at), "%s/quantity", ptr);
+                sd_issues_add(&res->errors, at,
+                              "must leave room for the %lld tickets refunded by refund records",
+                              (long long)old.rr_quantity);
+                r = 1;
+                goto out;
+            }
+        }
+        if (!p->unchanged && sd_sale_transition_check(&old.st, &p->st, ptr, &res->errors) < 0) {
+            r = 1;
+            goto out;
+        }
+    }
+    if (rec->status_changed_at) {
+        p->changed = sd_strdup(rec->status_changed_at);
+    } else if (!status_is_initial(p->st.status)) {
+        bool keep = p->stored && old.changed && old.st.status == p->st.status;
+        p->changed = sd_strdup(keep ? old.changed : now_text);
+    }
+out:
+    stored_sale_release(&old);
+    return r;
+}
+
+/* Add refund record i to the sale it names: a sale planned earlier in this batch, or a stored
+ * one. 1 with an issue when that is not allowed, 0, -EIO. */
+static int plan_refund(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       const struct sd_batch *b, size_t i, struct sale_plan *plans,
+                       struct refund_targets *t, const char *ptr, struct sd_apply_result *res)
+{
+    const struct sd_sale_rec *rec = &b->sales[i];
+    struct refund_target *tg = NULL;
+    for (size_t k = 0; k < t->n && !tg; k++) {
+        if (strcmp(t->v[k].invoice, rec->refund_of) == 0) {
+            tg = &t->v[k];
+        }
+    }
+    struct refund_target fresh = {0};
+    const char *buyer = tg ? tg->customer_id : NULL;
+    if (!tg) {
+        size_t j = i;
+        while (j > 0 && strcmp(b->sales[j - 1].invoice_number, rec->refund_of) != 0) {
+            j--;
+        }
+        if (j > 0) {
+            const struct sale_plan *o = &plans[j - 1];
+            fresh = (struct refund_target){.st = o->st,
+                                           .rr_quantity = o->rr_quantity,
+                                           .rr_minor = o->rr_minor,
+                                           .customer_id = sd_strdup(b->sales[j - 1].customer_id)};
+        } else {
+            struct stored_sale old = {0};
+            int r = sale_state_get(s, tenant_id, env, rec->refund_of, &old);
+            if (r < 0) {
+                return r;
+            }
+            if (r == 0) {
+                char at[64];
+                snprintf(at, sizeof(at), "%s/refund_of", ptr);
+                sd_issues_add(&res->errors, at, "sale '%s' does not exist in %s", rec->refund_of,
+                              env_name(env));
+                return 1;
+            }
+            fresh = (struct refund_target){.st = old.st,
+                                           .rr_quantity = old.rr_quantity,
+                                           .rr_minor = old.rr_minor,
+                                           .customer_id = old.customer_id};
+            old.customer_id = NULL;
+            stored_sale_release(&old);
+        }
+        buyer = fresh.customer_id;
+    }
+    /* A refund goes back to whoever bought: the record names the sale's customer. */
+    if (buyer && strcmp(buyer, rec->customer_id) != 0) {
+        char at[64];
+        snprintf(at, sizeof(at), "%s/customer_id", ptr);
+        sd_issues_add(&res->errors, at, "must be '%s', the customer of sale '%s'", buyer,
+                      rec->refund_of);
+        free(fresh.customer_id);
+        return 1;
+    }
+    struct sd_sale_state *st = tg ? &tg->st : &fresh.st;
+    if (sd_sale_refund_apply(st, rec->refund_of, rec->state.quantity, rec->state.total_minor,
+                             rec->currency, ptr, &res->errors) < 0) {
+        free(fresh.customer_id);
+        return 1;
+    }
+    if (!tg) {
+        if (t->n == t->cap) {
+            t->cap = t->cap ? t->cap * 2 : 8;
+            t->v = sd_realloc(t->v, t->cap * sizeof(*t->v));
+        }
+        fresh.invoice = sd_strdup(rec->refund_of);
+        tg = &t->v[t->n++];
+        *tg = fresh;
+    }
+    tg->rr_quantity += rec->state.quantity;
+    tg->rr_minor += rec->state.total_minor;
+    free(tg->changed);
+    tg->changed = sd_strdup(rec->purchase_datetime); /* the refund's time */
+    return 0;
+}
+
+/* The planning pass over a batch's sales: plans[i] for each, refund targets collected. Returns
+ * the number of issues added (each refuses the batch) or -EIO. */
+static int plan_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                      const struct sd_batch *b, int64_t now, struct sale_plan *plans,
+                      struct refund_targets *t, struct sd_apply_result *res)
+{
+    char now_text[32];
+    utc_text(now, now_text);
+    int n_err = 0;
+    for (size_t i = 0; i < b->n_sales; i++) {
+        const struct sd_sale_rec *rec = &b->sales[i];
+        char ptr[40];
+        snprintf(ptr, sizeof(ptr), "/sales/%zu", rec->index);
+        int r = plan_one(s, tenant_id, env, rec, ptr, b->upsert_sales, now_text, &plans[i], res);
+        if (r == 0 && rec->refund_of && !plans[i].stored) {
+            r = plan_refund(s, tenant_id, env, b, i, plans, t, ptr, res);
+        }
+        if (r < 0) {
+            return r;
+        }
+        n_err += r;
+    }
+    return n_err;
+}
+
+/* Write the new figures of the sales refund records changed. */
+static int write_refund_targets(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                                const struct refund_targets *t)
+{
+    struct conn *c = s->writer;
+    for (size_t k = 0; k < t->n; k++) {
+        const struct refund_target *tg = &t->v[k];
+        sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_REFUNDS);
+        if (!st) {
+            return -EIO;
+        }
+        int rc = sd_sqlite_bind_scope(st, tenant_id, env, tg->invoice);
+        rc |= sqlite3_bind_text(st, 4, sd_sale_status_name(tg->st.status), -1, SQLITE_STATIC);
+        rc |= sqlite3_bind_int64(st, 5, tg->st.refunded_quantity);
+        rc |= sqlite3_bind_int64(st, 6, tg->st.refunded_minor);
+        rc |= sqlite3_bind_int64(st, 7, tg->rr_quantity);
+        rc |= sqlite3_bind_int64(st, 8, tg->rr_minor);
+        rc |= sqlite3_bind_int64(st, 9, sd_sale_net_quantity(&tg->st));
+        rc |= sqlite3_bind_int64(st, 10, sd_sale_net_minor(&tg->st));
+        rc |= tg->changed ? sqlite3_bind_text(st, 11, tg->changed, -1, SQLITE_STATIC)
+                          : sqlite3_bind_null(st, 11);
+        if (rc != SQLITE_OK) {
+            return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        }
+        int r = sd_sqlite_step_done(c, st, "sale refunds");
+        if (r < 0) {
+            return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale refunds") : r;
+        }
+    }
+    return 0;
+}
+
+/* Bind a sale's columns ?1..?26 (the insert and the update share the numbering): the record,
+ * and the lifecycle figures its plan decided. */
 static int bind_sale(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env,
-                     const struct sd_sale_rec *sale, int64_t seq, const char *event_ref,
-                     int64_t now, const char *source)
+                     const struct sd_sale_rec *sale, const struct sale_plan *p, int64_t seq,
+                     const char *event_ref, int64_t now, const char *source)
 {
     int rc = sd_sqlite_bind_scope(st, tenant_id, env, sale->invoice_number);
     rc |= sqlite3_bind_int64(st, 4, seq);
@@ -483,6 +801,23 @@ static int bind_sale(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env,
     rc |= sqlite3_bind_text(st, 11, sale->doc, -1, SQLITE_STATIC);
     rc |= sqlite3_bind_int64(st, 12, now);
     rc |= sqlite3_bind_text(st, 13, source, -1, SQLITE_STATIC);
+    rc |= sqlite3_bind_text(st, 14, sd_order_type_name(p->st.order_type), -1, SQLITE_STATIC);
+    rc |= sqlite3_bind_text(st, 15, sd_sale_status_name(p->st.status), -1, SQLITE_STATIC);
+    rc |= sqlite3_bind_int64(st, 16, p->st.quantity);
+    rc |= sqlite3_bind_int64(st, 17, p->st.refunded_quantity);
+    rc |= sqlite3_bind_int64(st, 18, p->st.refunded_minor);
+    rc |= sqlite3_bind_int64(st, 19, sd_sale_net_quantity(&p->st));
+    rc |= sqlite3_bind_int64(st, 20, sd_sale_net_minor(&p->st));
+    rc |= p->changed ? sqlite3_bind_text(st, 21, p->changed, -1, SQLITE_STATIC)
+                     : sqlite3_bind_null(st, 21);
+    rc |= sale->expires_at ? sqlite3_bind_text(st, 22, sale->expires_at, -1, SQLITE_STATIC)
+                           : sqlite3_bind_null(st, 22);
+    rc |= sale->attended_quantity >= 0 ? sqlite3_bind_int64(st, 23, sale->attended_quantity)
+                                       : sqlite3_bind_null(st, 23);
+    rc |= sale->refund_of ? sqlite3_bind_text(st, 24, sale->refund_of, -1, SQLITE_STATIC)
+                          : sqlite3_bind_null(st, 24);
+    rc |= sqlite3_bind_int64(st, 25, p->rr_quantity);
+    rc |= sqlite3_bind_int64(st, 26, p->rr_minor);
     return rc;
 }
 
@@ -498,18 +833,15 @@ static void push_duplicate(struct sd_apply_result *res, const char *invoice, siz
 
 /* A batch transport re-sent a stored sale: identical → unchanged, else replace it (new seq). */
 static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                                const struct sd_sale_rec *sale, const char *event_ref,
-                                int64_t now, const char *source, struct sd_apply_result *res)
+                                const struct sd_sale_rec *sale, const struct sale_plan *p,
+                                const char *event_ref, int64_t now, const char *source,
+                                struct sd_apply_result *res)
 {
     struct conn *c = s->writer;
     struct sd_buf doc = {0};
-    int r = sd_sqlite_lookup_text(c, ST_SALE_DOC, tenant_id, env, sale->invoice_number, &doc);
-    if (r < 0) {
-        goto out;
-    }
-    if (r == 1 && doc.data && strcmp(doc.data, sale->doc) == 0) {
+    int r = 0;
+    if (p->unchanged) {
         res->n_unchanged++;
-        r = 0;
         goto out;
     }
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_UPDATE);
@@ -518,7 +850,7 @@ static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_e
         goto out;
     }
     int64_t seq = s->seq + 1;
-    if (bind_sale(st, tenant_id, env, sale, seq, event_ref, now, source) != SQLITE_OK) {
+    if (bind_sale(st, tenant_id, env, sale, p, seq, event_ref, now, source) != SQLITE_OK) {
         r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
         goto out;
     }
@@ -550,8 +882,15 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     const char *customer_cache = NULL;
     const char **checked = NULL; /* upsert: each sale's event ref, from the first pass */
     size_t ref_errors = 0, dup_cap = 0;
-    int r = 0;
-    if (b->upsert_sales) {
+    struct sale_plan *plans = sd_calloc(b->n_sales + 1, sizeof(*plans));
+    struct refund_targets targets = {0};
+    int r = plan_sales(s, tenant_id, env, b, now, plans, &targets, res);
+    if (r < 0) {
+        goto out;
+    }
+    ref_errors += (size_t)r;
+    r = 0;
+    if (b->upsert_sales && ref_errors == 0) {
         checked = sd_calloc(b->n_sales + 1, sizeof(*checked));
         for (size_t i = 0; i < b->n_sales && r >= 0; i++) {
             char prefix[40];
@@ -583,7 +922,8 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
             }
         }
         int64_t seq = s->seq + 1;
-        if (bind_sale(st, tenant_id, env, sale, seq, ref, now, batch_source(b)) != SQLITE_OK) {
+        if (bind_sale(st, tenant_id, env, sale, &plans[i], seq, ref, now, batch_source(b)) !=
+            SQLITE_OK) {
             r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
             goto out;
         }
@@ -597,13 +937,17 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         } else if (!b->upsert_sales) {
             push_duplicate(res, sale->invoice_number, &dup_cap);
         } else {
-            r = upsert_existing_sale(s, tenant_id, env, sale, ref, now, batch_source(b), res);
+            r = upsert_existing_sale(s, tenant_id, env, sale, &plans[i], ref, now, batch_source(b),
+                                     res);
             if (r < 0) {
                 goto out;
             }
         }
     }
     r = 0;
+    if (ref_errors == 0 && res->n_duplicate_invoices == 0) {
+        r = write_refund_targets(s, tenant_id, env, &targets);
+    }
 out:
     if (r >= 0 && ref_errors > 0) {
         for (size_t i = 0; i < res->n_duplicate_invoices; i++) {
@@ -618,6 +962,8 @@ out:
         res->status = 409;
     }
     free(checked);
+    plans_free(plans, b->n_sales);
+    refund_targets_release(&targets);
     event_refs_release(&events);
     return r;
 }
@@ -656,10 +1002,23 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
         return 0;
     }
     /* The PUT body is the sale itself, so pointers are relative to it ("/event_id"). */
+    struct sale_plan plan = {0};
     struct event_refs events = {0};
     const char *customer_cache = NULL, *ref = NULL;
     r = check_sale_refs(s, tenant_id, env, SD_SOURCE_WEBHOOK, sale, "", &events, &customer_cache,
                         res, &ref);
+    if (r > 0) {
+        res->status = 400;
+        r = 0;
+        goto out;
+    }
+    if (r < 0) {
+        goto out;
+    }
+    int64_t now = sd_now_usec();
+    char now_text[32];
+    utc_text(now, now_text);
+    r = plan_one(s, tenant_id, env, sale, "", true, now_text, &plan, res);
     if (r > 0) {
         res->status = 400;
         r = 0;
@@ -674,8 +1033,7 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
         goto out;
     }
     int64_t seq = s->seq + 1;
-    if (bind_sale(st, tenant_id, env, sale, seq, ref, sd_now_usec(), SD_SOURCE_WEBHOOK) !=
-        SQLITE_OK) {
+    if (bind_sale(st, tenant_id, env, sale, &plan, seq, ref, now, SD_SOURCE_WEBHOOK) != SQLITE_OK) {
         r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
         goto out;
     }
@@ -687,6 +1045,7 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
     s->seq = seq;
     res->status = 200;
 out:
+    free(plan.changed);
     event_refs_release(&events);
     return r;
 }
