@@ -156,7 +156,7 @@ static void make_old_store(struct fx *f)
         raw_exec(db, sd_sqlite_schema[i]);
     }
     raw_exec(db, "PRAGMA user_version = 5");
-    char sql[1024];
+    char sql[2048];
     snprintf(sql, sizeof(sql),
              "INSERT INTO tenants (id, client_id, name, per_minute, burst, created_usec, "
              "link_rule) VALUES (7, 'acme', 'Acme', 60, 5, 100, 'none'), "
