@@ -48,15 +48,15 @@ def main(argv=None):
                         ("access", a.access_url)):
         if url:
             sim.set_webhook(stream, url)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
     sim.start()
     print("s360 simulator listening on %s" % sim.url)
     print("api base %s (operator=%s partner=%s secret=%s)" % (
         sim.base, sim.credentials["operator"], sim.credentials["partner"],
         sim.credentials["secret"]))
     sys.stdout.flush()
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
     while not done.wait(1.0):
         pass
     sim.stop()

@@ -135,7 +135,7 @@ class Simulator:
                  resends=12, push_timeout=30.0, bare_single=False, echo_api_changes=True,
                  push_api_orders=True, point_of_sales_id=1001, time_zone="Europe/Zurich",
                  currency=("CHF", 2), abandoned_state="ABANDONED", big_ids=False,
-                 start=1772355600.0, clock_speed=1.0, max_body=8 << 20):
+                 start=1772355600.0, clock_speed=1.0, api_latency=0.0, max_body=8 << 20):
         if not 1 <= int(interval_minutes) <= 1440:
             raise ValueError("interval_minutes must be within 1..1440")
         if per_payload < 1 or per_run < per_payload:
@@ -164,6 +164,7 @@ class Simulator:
         self.push_api_orders = push_api_orders
         self.point_of_sales_id = point_of_sales_id
         self.max_body = max_body
+        self.api_latency = float(api_latency)
         self.clock = Clock(start, clock_speed)
         self.season = Season(seed=seed, institution=institution, time_zone=time_zone,
                              currency=currency, abandoned_state=abandoned_state, big_ids=big_ids,
@@ -176,6 +177,7 @@ class Simulator:
         self._window = collections.deque() # sim times of counted calls
         self._faults = {}                  # rpc name or '*' -> [fault]
         self.contacts = {}                 # contactNumber -> ContactDataResult (S-360's state)
+        self.contact_history = {}          # contactNumber -> [(sim time, origin, snapshot)]
         self.orders = {}                   # orderId -> orderDetailsData
         self.stock = {}                    # (performanceId, seatCategoryId) -> seats left
         for p in self.season.performances:
@@ -199,8 +201,8 @@ class Simulator:
         self._server = _HTTPServer((self.host, self._port), _Handler)
         self._server.owner = self
         self._port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="s360-http",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,),
+                                        name="s360-http", daemon=True)
         self._thread.start()
         self._pusher = threading.Thread(target=self._push_loop, name="s360-push", daemon=True)
         self._pusher.start()
@@ -266,7 +268,7 @@ class Simulator:
         """Make contacts exist in S-360 (and queue them on the contact webhook if push)."""
         with self._cond:
             for c in contacts:
-                self.contacts[c["contactNumber"]] = c
+                self._store_contact(c, "season")
             if push:
                 self._streams["contacts"].queue.extend(contacts)
 
@@ -306,10 +308,17 @@ class Simulator:
                 else:
                     c.setdefault("individualContact", {})[k] = v
             c["lastUpdateDate"] = iso_ms(self.clock.now(), self.season.tz)
-            self.contacts[number] = c
+            self._store_contact(c, "operator")
             if push:
                 self._streams["contacts"].queue.append(c)
             return c
+
+    def _store_contact(self, c, origin):
+        """Caller holds the lock. origin: 'season' (generated), 'operator' (change_contact) or
+        'api' (saveIndividualContactData)."""
+        self.contacts[c["contactNumber"]] = c
+        self.contact_history.setdefault(c["contactNumber"], []).append(
+            (self.clock.now(), origin, json.loads(json.dumps(c))))
 
     def set_webhook(self, stream, url, auth=None):
         """Configure where S-360 pushes a stream ('contacts', 'orders', 'access'). auth: None,
@@ -671,7 +680,7 @@ class Simulator:
                 if k in body:
                     c[k] = body[k]
             c["lastUpdateDate"] = iso_ms(now, self.season.tz)
-            self.contacts[c["contactNumber"]] = c
+            self._store_contact(c, "api")
             if self.echo_api_changes:
                 self._streams["contacts"].queue.append(c)
         return {"requestId": body.get("requestId"), "statusCode": "success",
@@ -899,6 +908,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                                            if owner.rate_status == 509 else "Too Many Requests"))
         if too_big:
             return self._send(call, *_text(413, "Payload Too Large"))
+        if owner.api_latency > 0:
+            owner._stopping.wait(owner.api_latency)
         fault = owner._next_fault(call.rpc)
         call.fault = fault
         kind = fault[0] if fault else None
