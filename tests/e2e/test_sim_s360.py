@@ -187,6 +187,21 @@ class ApiTests(unittest.TestCase):
                                 headers={"Authorization": "Bearer " + self.cl.token})
         self.assertEqual(st, 404)
 
+    def test_keep_alive_and_chunked_bodies(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.sim.port, timeout=TIMEOUT)
+        self.addCleanup(c.close)
+        body = json.dumps(self.sim.credentials).encode()
+        path = self.sim.base_prefix + self.sim.paths()["auth"]
+        c.request("POST", path, body=iter([body[:9], body[9:]]), encode_chunked=True,
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        self.assertEqual((r.status, set(json.loads(r.read()))), (200, {"token"}))
+        c.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        r = c.getresponse()                              # the same connection, kept alive
+        self.assertEqual(r.status, 200)
+        r.read()
+        self.assertEqual([x.json for x in self.sim.calls(rpc="auth")], [self.sim.credentials] * 2)
+
     def test_token_is_checked_and_expires(self):
         num = self.contacts[0]["contactNumber"]
         self.cl.login()

@@ -383,8 +383,7 @@ class Simulator:
         at most per_payload items, until per_run items were sent in this stream."""
         summary = {}
         with self._cond:
-            self.runs += 1
-            run = self.runs
+            run = self.runs + 1
         for name in STREAMS:
             st = self._streams[name]
             with self._cond:
@@ -430,6 +429,7 @@ class Simulator:
                 st.retry.sort(key=lambda x: x.id)
             summary[name] = {"payloads": len(todo), "items": sent, "accepted": ok}
         with self._cond:
+            self.runs = run           # counts finished runs
             self._cond.notify_all()
         return summary
 
@@ -866,15 +866,43 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.close_connection = True
             else:
                 body = self.rfile.read(ln)
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            body, too_big = self._read_chunked(owner.max_body)
         path = urllib.parse.urlsplit(self.path).path
         call = Call("api", self.command, path, self.headers.items(), body, owner.clock.now())
         call.rpc = owner._route(path)
+        self._recorded = False
         try:
             self._answer(owner, call, too_big)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout,
                 OSError):
             self.close_connection = True
         finally:
+            self._record(owner, call)
+
+    def _read_chunked(self, limit):
+        """(body, too_big) of a chunked request body; a malformed one closes the connection."""
+        out = bytearray()
+        try:
+            while True:
+                size = int(self.rfile.readline(100).split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline(1000).strip():
+                        pass
+                    return bytes(out), False
+                if len(out) + size > limit:
+                    self.close_connection = True
+                    return b"", True
+                out += self.rfile.read(size)
+                self.rfile.readline(10)
+        except ValueError:
+            self.close_connection = True
+            return b"", True
+
+    def _record(self, owner, call):
+        # before the first byte of the answer: a client that got its answer finds its call
+        if not self._recorded:
+            self._recorded = True
             owner._record(call)
 
     def _send(self, call, status, headers, body):
@@ -887,6 +915,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 call.answer = body
         else:
             call.answer = body.decode("utf-8", "replace")
+        self._record(self.server.owner, call)
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
@@ -922,6 +951,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 except OSError:
                     pass
             self.close_connection = True
+            self._record(owner, call)
             return None
         if kind == "status":
             hdrs = {"Content-Type": "text/plain; charset=UTF-8"}
