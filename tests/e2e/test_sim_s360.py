@@ -6,6 +6,7 @@ per-payload limits, resends a payload not answered 200 twelve more times and the
 Accepts and ignores `--bin X` like the other e2e tests."""
 
 import base64
+import calendar
 import collections
 import http.client
 import http.server
@@ -139,6 +140,11 @@ class Sink:
     def stop(self):
         self.srv.shutdown()
         self.srv.server_close()
+
+
+def harness_ts(day):
+    """Epoch seconds of a UTC day 'YYYY-MM-DD'."""
+    return float(calendar.timegm(time.strptime(day, "%Y-%m-%d")))
 
 
 def make_sim(test, **kw):
@@ -536,6 +542,22 @@ class WebhookTests(unittest.TestCase):
         sim.make_season(10, 0)
         harness.wait_until(lambda: sim.runs >= 1, 10 * TIME_SCALE, what="a scheduled run")
         self.assertEqual(sum(len(b) for b in sink.bodies("/c")), 10)
+
+    def test_backfill_keeps_its_dates_and_bad_options_are_refused(self):
+        sim = make_sim(self, seed=14)
+        sink = make_sink(self)
+        sim.set_webhook("orders", sink.url("/o"))
+        old = harness_ts("2018-06-01")
+        _, orders, _ = sim.make_season(40, 120, t0=old, t1=harness_ts("2019-06-01"))
+        sim.run_now()
+        got = [x["orderDetailsData"] for b in sink.bodies("/o") for x in b]
+        self.assertEqual(got, orders)
+        self.assertTrue(any(d["creationDateTime"] < "2019-01-01" for d in got))
+        self.assertTrue(any(d["creationDateTime"] > "2019-01-02" for d in got))
+        for kw in ({"interval_minutes": 0}, {"interval_minutes": 1441},
+                   {"per_payload": 60, "per_run": 50}, {"rate_status": 503}):
+            with self.assertRaises(ValueError, msg=kw):
+                Simulator(**kw)
 
     def test_bare_single_object_payload(self):
         sim = make_sim(self, seed=12, bare_single=True)

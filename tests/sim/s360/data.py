@@ -97,13 +97,17 @@ class Season:
         self.institution = institution
         self.tz = _zone(time_zone)
         self.currency = {"currencyCode": currency[0], "fractionDigit": currency[1]}
-        self.start = start if start is not None else _dt.datetime(2025, 9, 1, tzinfo=UTC).timestamp()
-        self.end = end if end is not None else _dt.datetime(2026, 3, 1, tzinfo=UTC).timestamp()
+        if start is None:
+            start = _dt.datetime(2025, 9, 1, tzinfo=UTC).timestamp()
+        if end is None:
+            end = _dt.datetime(2026, 3, 1, tzinfo=UTC).timestamp()
+        self.start, self.end = start, end
         self.abandoned_state = abandoned_state
         self.extra_fields = extra_fields
         self._next_contact = 1000 + self.rng.randrange(1000)
         self._next_contact_id = 700000000000 + self.rng.randrange(10 ** 6)
-        self._next_order = (2 ** 53 + 1) if big_ids else 10000702652000 + self.rng.randrange(10 ** 5)
+        self._next_order = (2 ** 53 + 1) if big_ids else \
+            10000702652000 + self.rng.randrange(10 ** 5)
         self._next_operation = 20000000000000 + self.rng.randrange(10 ** 5)
         self._next_scan = 500000 + self.rng.randrange(1000)
         self._t = self.start
