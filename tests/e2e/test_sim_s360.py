@@ -505,6 +505,28 @@ class WebhookTests(unittest.TestCase):
                          sorted(contacts, key=lambda c: c["contactNumber"]))
         self.assertEqual(sim.drops(), 0)
 
+    def test_a_payload_cut_in_flight_is_sent_again(self):
+        sim = make_sim(self, seed=15, push_timeout=5 * TIME_SCALE)
+        gate = threading.Event()
+
+        def answer(path, n, body):        # the CRM dies while the first attempt is in flight
+            if n == 0:
+                gate.wait(TIMEOUT)
+                return 599
+            return 200
+        sink = make_sink(self, answer)
+        sim.set_webhook("orders", sink.url("/o"))
+        _, orders, _ = sim.make_season(5, 7)
+        t = sim.run_async()
+        harness.wait_until(lambda: sink.bodies("/o"), TIMEOUT, what="a payload in flight")
+        self.assertEqual(sim.stats("orders")["delivered_payloads"], 0)
+        gate.set()
+        t.join(TIMEOUT)
+        sim.run_now()
+        self.assertEqual([p.answers for p in sim.payloads("orders")], [[599, 200]])
+        self.assertEqual(sink.bodies("/o")[0], sink.bodies("/o")[1])
+        self.assertEqual(sim.delivered_items("orders"), [{"orderDetailsData": d} for d in orders])
+
     def test_unreachable_crm_is_a_failure_too(self):
         sim = make_sim(self, seed=8, resends=1, push_timeout=0.5 * TIME_SCALE)
         s = socket.socket()

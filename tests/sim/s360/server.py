@@ -363,6 +363,13 @@ class Simulator:
         with self._runlock:
             return self._run()
 
+    def run_async(self):
+        """One run in a background thread (returned, already started): the test stays free to
+        act while a payload is in flight, e.g. kill the CRM."""
+        t = threading.Thread(target=self.run_now, name="s360-run", daemon=True)
+        t.start()
+        return t
+
     def _run_due(self):
         n = 0
         with self._runlock:
