@@ -141,11 +141,13 @@ def generate(seed, n_fans=60, n_tickets=150, n_activities=80, start=DEFAULT_STAR
         tickets.append(t)
     act_base = rng.randrange(9000000, 9500000)
     activities = []
+    act_id = act_base
     for i in range(n_activities):
+        act_id += rng.randrange(1, 4)                   # increasing, with gaps
         fan = rng.choice(fans) if fans else None
         k = rng.randrange(len(CAMPAIGNS))
         activities.append({
-            "activity_id": act_base + i * rng.randrange(1, 4) + i,
+            "activity_id": act_id,
             "account_id": account_id,
             "fan_id": fan["fan_id"] if fan else None,
             "campaign_title": CAMPAIGNS[k],
@@ -159,7 +161,6 @@ def generate(seed, n_fans=60, n_tickets=150, n_activities=80, start=DEFAULT_STAR
             "is_phone_subscribed": fan["is_phone_subscribed"] if fan else False,
             "created": start - rng.randrange(DAY, 90 * DAY),
         })
-    activities.sort(key=lambda a: a["activity_id"])
     tag_base = rng.randrange(400, 900)
     tags = []
     for i, name in enumerate(TAGS):
