@@ -196,6 +196,25 @@ class EncodingTests(SimCase):
                                "application/x-www-form-urlencoded; charset=utf-8")
         self.assertEqual((st, doc["data"]["status"]), (200, "success"))
 
+    def test_parameters_travel_where_the_call_takes_them(self):
+        h = {"Api-Key": KEY, "Api-Secret": SECRET}
+        # paging with a parameter the call does not have would loop on page one: refused
+        self.refused(self.c.call("tickets_list", {"offset": 100}), 400, "unknown parameter offset")
+        self.refused(self.c.call("fans_updated", {"limit": 10}), 400, "unknown parameter limit")
+        self.refused(self.c.call("tags_list", {"cursor": "x"}), 400, "unknown parameter cursor")
+        # documented filters the simulator does not model are accepted
+        self.ok(self.c.call("fans_search", {"fan_gender": "female", "limit": 5}))
+        # a POST's fields go in the body, a GET's in the query string
+        q = urllib.parse.urlencode(ticket_row(1))
+        self.refused(self.c.raw("POST", "/api/v1/crm/tickets?" + q, b"", dict(
+            h, **{"Content-Type": "application/x-www-form-urlencoded"})), 400, "form body")
+        self.refused(self.c.raw("GET", "/api/v1/crm/tickets", b"limit=5", dict(
+            h, **{"Content-Type": "application/x-www-form-urlencoded"})), 400, "query string")
+        self.refused(self.c.call("tickets_bulk", form={"tickets": json.dumps([ticket_row(1)]),
+                                                       "dry_run": "1"}), 400, "dry_run")
+        self.assertEqual([c.status for c in self.sim.writes()], [400, 400])
+        self.assertIsNone(self.sim.ticket_by_key(ticket_row(1)["ticket_key"]))
+
     def test_unknown_path_and_method(self):
         h = {"Api-Key": KEY, "Api-Secret": SECRET}
         self.refused(self.c.raw("GET", "/api/v1/crm/nothing", None, h), 404)
@@ -282,7 +301,9 @@ class BulkTests(SimCase):
         self.refused(self.push(rows, repeated=False), 400, "at most 100")
         self.refused(self.c.call("tickets_bulk", form={"tickets": "[]"}), 400)
         self.refused(self.c.call("tickets_bulk", form={"ticket": json.dumps(rows[0])}), 400,
-                     "tickets is required")
+                     "unknown parameter ticket")
+        self.refused(self.c.call("tickets_bulk", form={}), 400, "tickets is required")
+        self.refused(self.c.call("tickets_bulk", form={"tickets": "not json"}), 400, "not JSON")
         self.assertEqual(len(self.sim.tickets()), n)
 
     def test_a_bad_row_never_fails_its_neighbours(self):
@@ -493,6 +514,11 @@ class ActivitiesTests(SimCase):
         doc = self.ok(self.c.call("activities_list", p))
         self.assertEqual([a["activity_id"] for a in doc["data"]], [new])
         self.refused(self.c.call("activities_list", {"limit": 201}), 400, "out of range")
+        tab = self.sim.activities()[0]["page_tab_id"]
+        doc = self.ok(self.c.call("activities_list", {"page_tab_id": tab,
+                                                      "include_details": "true"}))
+        self.assertEqual({a["page_tab_id"] for a in doc["data"]}, {tab})
+        self.assertEqual(doc["data"][0]["fan"]["fan_id"], doc["data"][0]["fan_id"])
         # the default limit (200) covers the 50 generated activities and the new one
         self.assertEqual(len(self.ok(self.c.call("activities_list", {}))["data"]), 51)
 

@@ -31,7 +31,8 @@ def main(argv=None):
     ap.add_argument("--activities", type=int, default=80)
     ap.add_argument("--key", default="tb-test-key")
     ap.add_argument("--secret", default="tb-test-secret")
-    ap.add_argument("--rate-limit", type=int, default=600)
+    ap.add_argument("--rate-limit", type=int, default=600,
+                    help="calls per key per minute; 0: no limit (for benchmarks)")
     ap.add_argument("--latency", type=float, default=0.0)
     ap.add_argument("--run-for", type=float, default=0.0,
                     help="stop after this many seconds (0: until a signal)")

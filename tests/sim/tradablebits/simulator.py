@@ -72,6 +72,46 @@ DEFAULT_PATHS = collections.OrderedDict([
     ("segment_fans", ("GET", "/segments/{segment_type}/{segment_id}/fans", "segments")),
 ])
 
+# The parameters each call documents. Any other parameter is a 400 naming it: a client that
+# pages with a parameter the call does not have (offset=, cursor=) would otherwise get the
+# first page forever. Documented filters the simulator does not model are accepted and not
+# applied (FILTERS_NOT_APPLIED).
+FANS_SEARCH_PARAMS = frozenset("""
+    include_recent_entry include_tags include_business_opt_ins name crm_active_days
+    crm_inactive_days crm_start_active_date crm_end_active_date fan_youngest_age fan_oldest_age
+    fan_incl_snapshot_uids fan_excl_snapshot_uids fan_tags fan_tag_relations fan_networks
+    fan_is_subscribed fan_is_optout fan_is_phone_subscribed fan_postal_codes fan_provinces
+    fan_rating fan_gender fan_source fan_metro_areas fan_start_creation_date
+    fan_end_creation_date idol_names idol_relations ticket_event_name ticket_price_code
+    ticket_start_purchase_date ticket_end_purchase_date ticket_venue_name ticket_venue_provinces
+    ticket_purchased_days ticket_artist_name ticket_start_event_date ticket_end_event_date
+    ticket_seat_price_min ticket_seat_price_max ticket_seat_count_min ticket_seat_count_max
+    ticket_sales_count_min ticket_sales_count_max ticket_is_negative search_uid limit
+    max_count""".split())
+CALL_PARAMS = {
+    "tickets_list": frozenset(("min_ticket_id", "max_ticket_id", "min_purchase_date",
+                               "max_purchase_date", "min_last_update_date",
+                               "max_last_update_date", "email", "limit", "data",
+                               "include_deleted")),
+    "ticket_get": frozenset(),
+    "fans_search": FANS_SEARCH_PARAMS,
+    "fans_updated": frozenset(("last_update_date", "min_time_key")),
+    "fan_get": frozenset(),
+    "activities_list": frozenset(("min_activity_id", "max_activity_id", "limit", "page_tab_id",
+                                  "activity_date", "include_details")),
+    "tags_list": frozenset(("start_date", "end_date")),
+    "tag_create": frozenset(("tag_name",)),
+    "tag_add": frozenset(("fan_id",)),
+    "tag_remove": frozenset(("fan_id",)),
+    "segments_list": frozenset(),
+    "segment_status": frozenset(),
+    "segment_fans": frozenset(("search_uid", "limit")),
+}
+FILTERS_NOT_APPLIED = FANS_SEARCH_PARAMS - {
+    "include_tags", "name", "fan_is_subscribed", "fan_is_optout", "fan_start_creation_date",
+    "fan_end_creation_date", "fan_tags", "search_uid", "limit", "max_count"}
+AUTH_PARAMS = ("api_key", "api_secret")
+
 FAULT_KINDS = ("status", "sleep", "close", "reset", "truncate", "inband")
 
 TRUE_WORDS = ("true", "on", "1", "yes")
@@ -559,6 +599,12 @@ class Simulator:
                                          % (n, op or "any op", len(got)))
                 self._cond.wait(min(left, 0.1))
 
+    def writes(self):
+        """The recorded calls that could change the account (every POST), answered or not: a
+        dry run must leave this empty."""
+        with self._lock:
+            return [c for c in self._log if c.method != "GET"]
+
     def clear_calls(self):
         with self._lock:
             self._log = []
@@ -716,8 +762,7 @@ class Simulator:
                 self._finish(call, 200, doc)
                 handler.send_answer(call, 200, doc)
                 return
-            args = {k: v[-1] for k, v in call.query.items()} if call.method == "GET" else \
-                {k: v[-1] for k, v in form.items()}
+            args = self._check_params(call, form)
             with self._lock:
                 doc = getattr(self, "_op_" + call.op)(call, args, form)
             self._finish(call, 200, doc)
@@ -762,6 +807,28 @@ class Simulator:
         except ValueError as e:
             raise ApiError(400, "invalid_form", "bad form body: %s" % e)
 
+    def _check_params(self, call, form):
+        """The call's parameters (last value per name): a GET's from the query string, a
+        POST's from the body. Strict on where they travel and on their names."""
+        if call.method == "GET":
+            if call.body:
+                raise ApiError(400, "invalid_parameter",
+                               "a GET takes its parameters in the query string, not a body")
+            given = call.query
+        else:
+            extra = sorted(k for k in call.query if k not in AUTH_PARAMS)
+            if extra:
+                raise ApiError(400, "invalid_parameter", "parameters go in the form body, not "
+                               "the query string: %s" % ", ".join(extra))
+            given = form
+        allowed = CALL_PARAMS.get(call.op)
+        if allowed is not None:
+            unknown = sorted(k for k in given if k not in allowed and k not in AUTH_PARAMS)
+            if unknown:
+                raise ApiError(400, "invalid_parameter", "unknown parameter %s for %s"
+                               % (", ".join(unknown), call.op))
+        return {k: v[-1] for k, v in given.items()}
+
     def _authenticate(self, call, scope):
         hk = call.header("Api-Key")
         hs = call._secret
@@ -791,7 +858,7 @@ class Simulator:
             raise ApiError(403, "missing_scope", "the key lacks the %r scope" % scope)
 
     def _rate_check(self, call):
-        if self.rate_limit is None:
+        if not self.rate_limit:
             return
         now = self.clock.now()
         with self._lock:
@@ -863,7 +930,7 @@ class Simulator:
             d["fan"] = self._fan_doc(f) if f else None
         return d
 
-    def _activity_doc(self, a):
+    def _activity_doc(self, a, details=False):
         d = {k: a.get(k) for k in (
             "activity_id", "account_id", "fan_id", "campaign_title", "app_type", "page_tab_id",
             "stream_key", "ip_address", "user_key", "name", "is_subscribed",
@@ -871,6 +938,12 @@ class Simulator:
         d["creation_date"] = iso(a["created"])[:10]
         d["creation_timestamp"] = iso(a["created"])
         d["opted_in_business_ids"] = []
+        if details:
+            f = self._fans.get(a.get("fan_id"))
+            d["fan"] = self._fan_doc(f) if f else None
+            d["details"] = {}
+            d["networks"] = []
+            d["idol_names"] = []
         return d
 
     # -- account helpers (lock held) -----------------------------------------------------------
@@ -1034,6 +1107,10 @@ class Simulator:
                          "fan_id": t["fan_id"], "status": status}}
 
     def _op_tickets_bulk(self, call, args, form):
+        extra = sorted(k for k in form if k != self.bulk_field and k not in AUTH_PARAMS)
+        if extra:
+            raise ApiError(400, "invalid_parameter", "unknown parameter %s: the tickets go in %s"
+                           % (", ".join(extra), self.bulk_field))
         raw = form.get(self.bulk_field)
         if not raw:
             raise ApiError(400, "invalid_parameter", "%s is required: a JSON array of tickets, "
@@ -1279,14 +1356,19 @@ class Simulator:
         hi = parse_int("max_activity_id", args.get("max_activity_id"))
         limit = parse_int("limit", args.get("limit"), 1, self.activities_max_limit,
                           self.activities_max_limit)
+        tab = parse_int("page_tab_id", args.get("page_tab_id"))
+        day = _ymd("activity_date", args["activity_date"]) if args.get("activity_date") else None
+        details = parse_bool("include_details", args.get("include_details"), False)
         rows = [a for a in self._activities
-                if (lo is None or a["activity_id"] > lo) and (hi is None or a["activity_id"] < hi)]
+                if (lo is None or a["activity_id"] > lo) and (hi is None or a["activity_id"] < hi)
+                and (tab is None or a["page_tab_id"] == tab)
+                and (day is None or day <= a["created"] < day + 86400)]
         rows = rows[:limit]
         return {"meta": {"order": "asc",
                          "min_activity_id": rows[0]["activity_id"] if rows else None,
                          "max_activity_id": rows[-1]["activity_id"] if rows else None,
                          "count": len(rows)},
-                "data": [self._activity_doc(a) for a in rows]}
+                "data": [self._activity_doc(a, details) for a in rows]}
 
     def _op_tags_list(self, call, args, form):
         lo = parse_date_filter("start_date", args["start_date"], False) \
