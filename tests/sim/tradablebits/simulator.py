@@ -429,6 +429,7 @@ class Simulator:
                  search_ttl=900.0, fans_updated_page=1000, activities_max_limit=200,
                  tags_max_rows=10000, tag_batch_max=1000, segment_max_limit=10000,
                  segment_default_limit=1000, require_ticket_key=False, type_drift=False,
+                 tag_touches_fan=True,
                  latency=0.0, max_body=8 * 1024 * 1024, paths=None, start=None, clock=None,
                  host="127.0.0.1", account_id=7001):
         self.host = host
@@ -457,6 +458,7 @@ class Simulator:
         self.segment_default_limit = segment_default_limit
         self.require_ticket_key = require_ticket_key
         self.type_drift = type_drift
+        self.tag_touches_fan = tag_touches_fan
         self.latency = float(latency)
         self.max_body = max_body
         self.paths = collections.OrderedDict(DEFAULT_PATHS)
@@ -1431,7 +1433,8 @@ class Simulator:
                 unchanged.append(fid)
                 continue
             t["members"][fid] = (int(now), int((now - int(now)) * 1000))
-            self._touch_fan(self._fans[fid])
+            if self.tag_touches_fan:
+                self._touch_fan(self._fans[fid])
             added.append(fid)
         return {"meta": {"added_count": len(added), "unchanged_count": len(unchanged),
                          "error_count": len(errors)},
@@ -1450,7 +1453,8 @@ class Simulator:
                 not_member.append(fid)
                 continue
             del t["members"][fid]
-            self._touch_fan(self._fans[fid])
+            if self.tag_touches_fan:
+                self._touch_fan(self._fans[fid])
             removed.append(fid)
         return {"meta": {"removed_count": len(removed), "not_member_count": len(not_member),
                          "error_count": len(errors)},
