@@ -24,6 +24,7 @@ the API, search_uid expiry and the rate window all read it, so a test advances i
 sleeping.
 """
 
+import bisect
 import calendar
 import collections
 import datetime
@@ -480,6 +481,11 @@ class Simulator:
         self._segments = acct["segments"]
         self._next = dict(acct["next_ids"])
         self._searches = {}
+        # indexes, so a large account (a benchmark's) answers at once: tickets are kept in
+        # ascending ticket_id (new ids only grow); the updated-fans order is rebuilt lazily
+        self._ticket_ids = list(self._tickets)
+        self._fan_order = None
+        self._reindex()
         self._rate = collections.defaultdict(collections.deque)
         self._faults = collections.defaultdict(collections.deque)
         self._log = []
@@ -487,6 +493,16 @@ class Simulator:
         self._thread = None
         self._stopping = threading.Event()
         self._conns = set()
+
+    def _reindex(self):
+        self._by_email = {}
+        for f in self._fans.values():
+            if f.get("email"):
+                self._by_email.setdefault(f["email"].lower(), f)
+        self._by_ticket_key = {}
+        for t in self._tickets.values():
+            if t.get("ticket_key"):
+                self._by_ticket_key.setdefault(t["ticket_key"], t)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def __enter__(self):
@@ -631,16 +647,13 @@ class Simulator:
     def tickets(self, include_deleted=True):
         """Every ticket in the list answer shape, sorted by ticket_id."""
         with self._lock:
-            return [self._ticket_doc(t) for t in sorted(self._tickets.values(),
-                                                        key=lambda t: t["ticket_id"])
+            return [self._ticket_doc(t) for t in self._tickets.values()
                     if include_deleted or not t["is_deleted"]]
 
     def ticket_by_key(self, ticket_key):
         with self._lock:
-            for t in self._tickets.values():
-                if t["ticket_key"] == ticket_key:
-                    return self._ticket_doc(t)
-            return None
+            t = self._by_ticket_key.get(ticket_key)
+            return self._ticket_doc(t) if t else None
 
     def activities(self):
         with self._lock:
@@ -665,6 +678,7 @@ class Simulator:
             f = self._fans[fan_id]
             f.update(fields)
             self._touch_fan(f)
+            self._reindex()
             return self._fan_doc(f, full=True)
 
     def add_fan(self, **fields):
@@ -677,6 +691,7 @@ class Simulator:
             t = self._tickets[ticket_id]
             t.update(fields)
             t["updated"] = self.clock.now()
+            self._reindex()
             return self._ticket_doc(t)
 
     def delete_ticket(self, ticket_id):
@@ -957,11 +972,7 @@ class Simulator:
     def _fan_by_email(self, email):
         if not email:
             return None
-        e = email.strip().lower()
-        for f in self._fans.values():
-            if (f.get("email") or "").lower() == e:
-                return f
-        return None
+        return self._by_email.get(email.strip().lower())
 
     def _tag_by_name(self, name):
         for t in self._tags.values():
@@ -973,6 +984,7 @@ class Simulator:
         now = self.clock.now()
         f["updated"] = int(now)
         f["updated_ms"] = int((now - int(now)) * 1000)
+        self._fan_order = None
 
     def _new_fan(self, fields):
         now = self.clock.now()
@@ -989,6 +1001,8 @@ class Simulator:
         f.update(fields)
         self._touch_fan(f)
         self._fans[fid] = f
+        if f.get("email"):
+            self._by_email.setdefault(f["email"].lower(), f)
         return f
 
     def _check_ticket(self, row, bulk):
@@ -1041,10 +1055,8 @@ class Simulator:
     def _store_ticket(self, row, vals):
         """(status, ticket) for a valid row: 'duplicate' when its ticket_key exists."""
         key = row.get("ticket_key") or None
-        if key:
-            for t in self._tickets.values():
-                if t["ticket_key"] == key:
-                    return "duplicate", t
+        if key and key in self._by_ticket_key:
+            return "duplicate", self._by_ticket_key[key]
         f = self._fan_by_email(row["email"])
         if f is None:
             f = self._new_fan({
@@ -1073,6 +1085,9 @@ class Simulator:
              "is_deleted": vals.get("is_deleted", False), "updated": now,
              "fan_source": row.get("fan_source") or None}
         self._tickets[tid] = t
+        self._ticket_ids.append(tid)
+        if key:
+            self._by_ticket_key[key] = t
         return "success", t
 
     def _search_page(self, call, sid, limit):
@@ -1180,7 +1195,9 @@ class Simulator:
                 flt.append((field, end, parse_date_filter(name, args[name], end)))
         email = (args.get("email") or "").lower()
         rows = []
-        for t in sorted(self._tickets.values(), key=lambda t: t["ticket_id"]):
+        first = bisect.bisect_right(self._ticket_ids, lo) if lo is not None else 0
+        for tid in self._ticket_ids[first:]:
+            t = self._tickets[tid]
             if lo is not None and t["ticket_id"] <= lo:
                 continue
             if hi is not None and t["ticket_id"] >= hi:
@@ -1269,18 +1286,18 @@ class Simulator:
                 raise ApiError(400, "invalid_parameter",
                                "min_time_key must be <unix_time>_<milliseconds>_<fan_id>")
             after = (int(m.group(1)), int(m.group(2)), int(m.group(3)))
-        fans = sorted(self._fans.values(),
-                      key=lambda f: (int(f["updated"]), f["updated_ms"], f["fan_id"]))
-        page = []
-        for f in fans:
-            k = (int(f["updated"]), f["updated_ms"], f["fan_id"])
-            if since is not None and f["updated"] < since:
-                continue
-            if after is not None and k <= after:
-                continue
-            page.append(f)
-            if len(page) >= self.fans_updated_page:
-                break
+        if self._fan_order is None:
+            order = sorted(((int(f["updated"]), f["updated_ms"], f["fan_id"]), f)
+                           for f in self._fans.values())
+            self._fan_order = ([k for k, _ in order], [f for _, f in order])
+        keys, fans = self._fan_order
+        first = 0
+        if after is not None:
+            first = bisect.bisect_right(keys, after)
+        if since is not None:
+            first = max(first, bisect.bisect_left(keys, (int(since), -1, -1)))
+        # keys are sorted, and both bounds are lower bounds on them: the page is a slice
+        page = fans[first:first + self.fans_updated_page]
         docs = [self._fan_doc(f) for f in page]
         return {"meta": {"min_fan_time_key": docs[0]["fan_time_key"] if docs else None,
                          "max_fan_time_key": docs[-1]["fan_time_key"] if docs else None,
@@ -1307,6 +1324,8 @@ class Simulator:
                 raise ApiError(400, "duplicate_email", "another fan has this email")
         f.update(fields)
         self._touch_fan(f)
+        if "email" in fields:
+            self._reindex()
         return {"meta": {}, "data": {"fan_id": fid}}
 
     def _fan_fields(self, args, creating):
