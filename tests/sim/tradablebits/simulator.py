@@ -469,8 +469,10 @@ class Simulator:
             self.paths[op] = (v[0], v[1], DEFAULT_PATHS[op][2]) if len(v) == 2 else tuple(v)
         self._routes = self._compile_routes()
 
+        # whole seconds: the same seed gives the same account whatever the clock's fraction
         acct = simdata.generate(seed, fans, tickets, activities,
-                                start=self.clock.now(), account_id=account_id)
+                                start=int(start if start is not None else self.clock.now()),
+                                account_id=account_id)
         self.account_id = acct["account_id"]
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
