@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import unittest
 import urllib.parse
 
@@ -613,6 +614,24 @@ class RateLimitTests(SimCase):
         self.sim.clock.advance(30)
         self.ok(self.c.call("tickets_create", form=ticket_row(1)))
         self.assertEqual(sum(1 for c in self.sim.calls() if c.status == 429), 2)
+
+    def test_exact_under_concurrent_clients(self):
+        self.sim.rate_limit = 100
+        results = []
+
+        def worker():
+            cl = Client(self.sim)
+            try:
+                for _ in range(30):
+                    results.append(cl.call("activities_list", {"limit": 1})[0])
+            finally:
+                cl.close()
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60 * TIME_SCALE)
+        self.assertEqual(sorted(results), [200] * 100 + [429] * 20)
 
     def test_without_retry_after(self):
         self.sim.rate_limit, self.sim.retry_after = 3, False
