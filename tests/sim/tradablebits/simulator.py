@@ -15,8 +15,12 @@ What it enforces, in this order, on every call:
   4. the rate limit: at most rate_limit accepted calls per key in any rate_window seconds of the
      simulated clock; the next is 429 (Retry-After: whole seconds until a slot frees, unless
      retry_after=False) and is not counted;
-  5. the call's own rules: limits, windows, date formats, search_uid continuations, the bulk
+  5. the parameters' place and names: a GET's in the query string (a GET with a body is a 400),
+     a POST's in the body (anything but the keys in its query string is a 400); a parameter
+     the call does not document is a 400 naming it;
+  6. the call's own rules: limits, windows, date formats, search_uid continuations, the bulk
      limit, required ticket fields.
+A bug in the simulator answers 500 "simulator_error" rather than hanging the client.
 
 State lives under one lock and survives stop()/start() (same port), so a test can take the
 vendor down between two pages. The clock is the simulated one (Clock): timestamps written by
@@ -795,6 +799,12 @@ class Simulator:
                 call.retry_after = int(hdrs["Retry-After"])
             self._finish(call, e.status, doc)
             handler.send_answer(call, e.status, doc, hdrs)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout):
+            raise
+        except Exception as e:      # a bug of the simulator: a visible 500, never a hang
+            doc = _error_doc(500, "simulator_error", "%s: %s" % (type(e).__name__, e))
+            self._finish(call, 500, doc)
+            handler.send_answer(call, 500, doc)
 
     def _finish(self, call, status, doc):
         with self._cond:
