@@ -329,6 +329,24 @@ class Gateway(SimCase):
         self.assertEqual(as_int(a.c1()["result"]), 9999)
 
 
+    def test_hostile_bodies_get_precise_answers(self):
+        self.sim.queue_mode = "never"
+        bodies = [b"", b"[]", b"null", b"\xff\xfe", b"[" * 100000, b'{"header": 1}',
+                  json.dumps({"header": {}, "command1": []}).encode()]
+        for cmd in ("customer_query", "customer_add", "customer_update", "event_details",
+                    "seats_sold", "get_ticket_sales", "get_accounts_with_updates"):
+            for junk in (None, True, [], {}, "x" * 300, -1, 1e300, {"a": [1]}):
+                fields = {k: junk for k in ("acct_id", "customer", "count", "prev_event_name",
+                                            "since_date_time", "event_name", "prev_acct_id",
+                                            "prev_update_date_time", "prev_seatnum",
+                                            "event_filter", "alt_id_array", "email")}
+                bodies.append(json.dumps(envelope(cmd, **fields)).encode())
+        for b in bodies:
+            a = self.cl.post(b)
+            self.assertIn(a.status, (200, 400, 401), b[:80])
+        self.assertEqual(self.sim.errors(), [])
+
+
 class RateLimits(SimCase):
     opts = {"queue_mode": "never"}
 

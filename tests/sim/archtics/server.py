@@ -240,6 +240,11 @@ class Simulator:
             minute = len([t for t in self.used.get(key, []) if t > now - 60.0])
             return {"minute": minute, "day": self.day_used.get((key, self.clock.utc_day(now)), 0)}
 
+    def errors(self):
+        """Calls the simulator itself failed on (answered 500): always a simulator bug."""
+        with self.lock:
+            return [c for c in self.calls if c.note.startswith("simulator error")]
+
     def quota_violations(self):
         with self.lock:
             return list(self.violations)
@@ -361,7 +366,7 @@ class Simulator:
                                            "protocol.http.UnsupportedMediaType")
         try:
             doc = json.loads(call.body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             return 400, {}, [], _fault_doc("Malformed JSON command", "protocol.json.Malformed")
         if not isinstance(doc, dict):
             return 400, {}, [], _fault_doc("Malformed JSON command", "protocol.json.Malformed")
@@ -500,9 +505,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         body = b""
         if n:
             try:
-                body = self.rfile.read(min(int(n), 8 << 20))
+                body = self.rfile.read(max(0, min(int(n), 8 << 20)))
             except (ValueError, OSError):
-                pass
+                self.close_connection = True
         sleep = None
         with sim.lock:
             now = sim.clock.now()
