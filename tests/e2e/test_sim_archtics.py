@@ -235,6 +235,14 @@ class Polling(SimCase):
         # the correct client still gets its answer
         self.assertEqual(self.cl.ok("ping")["db_status"], "OK")
 
+    def test_a_dropped_cookie_keeps_the_command_queued(self):
+        self.sim.queue_mode = "never"               # only the command in flight is queued
+        self.sim.inject(("queue", 2), cmd="ping")
+        bad = self.fresh(send_cookies=False)
+        self.assertEqual([bad.post(json.dumps(envelope("ping")).encode()).status
+                          for _ in range(10)], [202] * 10)
+        self.assertEqual(self.cl.ok("event_search", start_date="2000-01-01")["hold_classes"], [])
+
     def test_poll_with_a_stale_token_or_another_body_does_not_complete(self):
         body = json.dumps(envelope("ping")).encode()
         first = self.cl.post(body)
@@ -362,6 +370,9 @@ class RateLimits(SimCase):
         self.assertEqual(int(dict((k.lower(), v) for k, v in a.headers)["retry-after"]), 60)
         self.assertRaises(AssertionError, self.sim.assert_within_quota)
         self.assertEqual(self.sim.usage(KEY)["day"], 80, "a refused call is not counted")
+        other = self.fresh(key="k-other", dsn="venue_b", pace=0)
+        self.assertEqual(other.post(json.dumps(envelope("ping", dsn="venue_b")).encode())
+                         .status, 200, "the limits are per key")
         self.sim.clock.advance(30)
         self.assertEqual(burst.post(body).status, 429, "the window is rolling")
         self.sim.clock.advance(31)
@@ -577,6 +588,21 @@ class Incremental(SimCase):
         self.assertEqual([(as_int(r["scan_id"]), r["scan_date_time"]) for r in rows],
                          [(second["scan_id"], "2026-11-01 01:30"),
                           (first["scan_id"], "2026-11-01 01:45")])
+
+    def test_deletes_and_merges_do_not_propagate(self):
+        w = self.sim.world
+        holder = next(s["acct_id"] for s in w.sales if s["plan_name"])
+        w.merge_accounts(holder, 100001)
+        w.delete_account(100002)
+        ids = [as_int(a["acct_id"]) for a in
+               self.read_all("get_accounts_with_updates", self.sim.clock.local())]
+        self.assertEqual(ids, [])
+        for acct in (holder, 100002):
+            a = self.cl.call("customer_query", acct_id=acct, call_reason="S")
+            self.assertEqual(as_int(a.c1()["result"]), 5024)
+        rows = self.cl.ok("seats_sold", acct_id=100001, count=1000)["seats_array"]
+        plan = [r for r in rows if r["plan_name"]]
+        self.assertEqual(len(plan), len(w.events[-2]["events_in_plan"]))
 
     def test_extract_then_incrementals_reproduce_every_sale(self):
         w, clock = self.sim.world, self.sim.clock

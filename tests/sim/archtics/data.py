@@ -44,7 +44,8 @@ def money(cents):
 
 
 class World:
-    def __init__(self, clock, seed=12, accounts=120, events=24, sales_per_event=14):
+    def __init__(self, clock, seed=12, accounts=120, events=24, sales_per_event=14,
+                 plan_holders=6):
         self.clock = clock
         self.seed = seed
         self.rng = random.Random(seed)
@@ -57,10 +58,10 @@ class World:
         self.next_cust_name = 500001
         self.next_trans = 900001
         self.next_scan = 700001
-        self._generate(accounts, events, sales_per_event)
+        self._generate(accounts, events, sales_per_event, plan_holders)
 
     # -- generation
-    def _generate(self, n_accounts, n_events, sales_per_event):
+    def _generate(self, n_accounts, n_events, sales_per_event, plan_holders):
         r = self.rng
         now = self.clock.now()
         day = 86400.0
@@ -109,6 +110,16 @@ class World:
                 "onsale": self.events[0]["start"] - 90 * day,
             })
         accts = sorted(self.accounts)
+        # season-ticket holders: the full plan, one seat block in every game (rows above 20,
+        # which single-game sales never use), bought before the plan's first game
+        full = self.events[-2]
+        for k, acct in enumerate(r.sample(accts, min(plan_holders, len(accts)))):
+            at = full["onsale"] + r.randint(0, 20) * day + r.randint(0, 1439) * 60
+            n = r.randint(1, 4)
+            for name in full["events_in_plan"]:
+                self.add_sale(acct, name, "101", str(21 + k), 1, n, "B", at=at,
+                              price_cents=PRICE_CODES["B"] * 85 // 100,
+                              plan_name=full["event_name"])
         for ev in self.events:
             if ev["event_category"] != "E":
                 continue
@@ -190,7 +201,7 @@ class World:
         return None
 
     def add_sale(self, acct_id, event_name, section, row, seat, num_seats, price_code,
-                 at=None, visible=None, price_cents=None):
+                 at=None, visible=None, price_cents=None, plan_name=""):
         at = self.clock.now() if at is None else at
         ev = self.event(event_name)
         full = PRICE_CODES[price_code]
@@ -200,7 +211,7 @@ class World:
                 "row_name": row, "seat_num": seat, "num_seats": num_seats,
                 "price_code": price_code, "full_cents": full, "paid_cents": paid,
                 "at": at, "visible": at if visible is None else visible, "returned": False,
-                "orig_trans_id": None}
+                "orig_trans_id": None, "plan_name": plan_name}
         self.next_trans += 1
         self.sales.append(sale)
         return sale
@@ -265,12 +276,13 @@ class World:
                             e["season_name"]])
         elif kind == "sales":
             w.writerow(["trans_id", "trans_type", "orig_trans_id", "acct_id", "event_name",
-                        "section_name", "row_name", "seat_num", "num_seats", "price_code",
-                        "purchase_price", "trans_date_time"])
+                        "plan_name", "section_name", "row_name", "seat_num", "num_seats",
+                        "price_code", "purchase_price", "trans_date_time"])
             for s in sorted(self.sales, key=lambda s: s["trans_id"]):
                 if s["at"] <= cutoff:
                     w.writerow([s["trans_id"], s["trans_type"], s["orig_trans_id"] or "",
-                                s["acct_id"], s["event_name"], s["section_name"], s["row_name"],
+                                s["acct_id"], s["event_name"], s["plan_name"],
+                                s["section_name"], s["row_name"],
                                 s["seat_num"], s["num_seats"], s["price_code"],
                                 "%d.%02d" % divmod(s["paid_cents"], 100), loc(s["at"])])
         elif kind == "scans":

@@ -107,7 +107,8 @@ class Simulator:
                  no_data_result=1, dsn_mismatch_status=401, drift=True,
                  event_details_max_bytes=250000, alt_id_types=("SDHUB",),
                  cookie_names=("SID", "BID", "QTKN"), latency=0.0, retry_after=True,
-                 accounts=120, events=24, sales_per_event=14, host="127.0.0.1"):
+                 accounts=120, events=24, sales_per_event=14, plan_holders=6,
+                 host="127.0.0.1"):
         # key -> set of DSNs it may use
         if api_keys is None:
             api_keys = {"test-key-1": {dsn}}
@@ -133,7 +134,7 @@ class Simulator:
         self.retry_after = retry_after
         self.host = host
         self.clock = SimClock(start, venue_time_zone, real_time)
-        self.world = World(self.clock, seed, accounts, events, sales_per_event)
+        self.world = World(self.clock, seed, accounts, events, sales_per_event, plan_holders)
         self.rng = random.Random(seed * 7919 + 1)
         self.lock = threading.RLock()
         self.cond = threading.Condition(self.lock)
