@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import unittest
 import urllib.parse
 
@@ -659,6 +660,39 @@ class DriftAndFaults(SimCase):
         s.inject(("sleep", 0.2))
         self.assertEqual(self.fresh().post(body).status, 200)
         self.assertEqual(s.pending_faults(), [])
+
+
+class Concurrency(SimCase):
+    opts = {"queue_mode": "random"}
+
+    def test_clients_and_a_changing_world_at_once(self):
+        w, failures = self.sim.world, []
+        sale = next(s for s in w.sales if s["trans_type"] == "S")
+
+        def reader(n):
+            c = Client(self.sim)
+            try:
+                for i in range(15):
+                    c.ok("get_attendance_incremental", since_date_time="2000-01-01", count=50)
+                    c.ok("get_accounts_with_updates", since_date_time="2000-01-01", count=1000)
+                    c.ok("customer_query", acct_id=100001 + (n * 15 + i) % 100, call_reason="S")
+            except AssertionError as e:
+                failures.append(e)
+            finally:
+                c.close()
+
+        threads = [threading.Thread(target=reader, args=(n,)) for n in range(3)]
+        for t in threads:
+            t.start()
+        for i in range(200):
+            w.add_scan(sale, 1 + i % 4)
+            w.touch_account(100001 + i % 50, {"city": "Tacoma"})
+            w.add_account({"name_last": "New", "email": "new%d@example.org" % i})
+        for t in threads:
+            t.join(60 * TIME_SCALE)
+        self.assertEqual(failures, [])
+        self.assertEqual(self.sim.errors(), [])
+        self.sim.assert_within_quota()
 
 
 class Standalone(unittest.TestCase):

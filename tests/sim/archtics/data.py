@@ -7,12 +7,16 @@ the past with a later `visible` reproduces a late commit at a cursor's boundary.
 `at` venue-local to the minute and order by that text, as the vendor does, so the repeated hour
 of a daylight-saving change sorts the way it would on the real server.
 
+Tests may change the data while the server runs: every mutator takes the simulator's lock.
+
 Money is kept in integer cents and rendered as JSON floats in major units (99.0, 12.35).
 """
 
 import csv
+import functools
 import io
 import random
+import threading
 
 FIRST = ["Ann", "Ben", "Cara", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jon", "Kim", "Lea",
          "Max", "Nia", "Oto", "Pia", "Quin", "Rui", "Sol", "Tess", "Uma", "Vic", "Wes", "Zoe"]
@@ -38,6 +42,16 @@ OTHER_INFO = ["other_info_%d" % i for i in range(1, 21)]
 OTHER_INFO_WIDTH = 100
 
 
+def _locked(fn):
+    """Run a World method under the simulator's lock: tests change the data while a connector
+    reads it through the server."""
+    @functools.wraps(fn)
+    def wrapper(self, *a, **kw):
+        with self.lock:
+            return fn(self, *a, **kw)
+    return wrapper
+
+
 def money(cents):
     """Cents as the vendor's JSON float in major units."""
     return cents / 100
@@ -45,7 +59,8 @@ def money(cents):
 
 class World:
     def __init__(self, clock, seed=12, accounts=120, events=24, sales_per_event=14,
-                 plan_holders=6):
+                 plan_holders=6, lock=None):
+        self.lock = lock or threading.RLock()
         self.clock = clock
         self.seed = seed
         self.rng = random.Random(seed)
@@ -146,6 +161,7 @@ class World:
                             self.add_scan(sale, seat + k, at=ev["start"] - r.randint(5, 80) * 60)
 
     # -- mutation (tests use these too)
+    @_locked
     def add_account(self, fields, at=None, visible=None):
         at = self.clock.now() if at is None else at
         acct = {"acct_id": self.next_acct, "cust_name_id": self.next_cust_name,
@@ -162,6 +178,7 @@ class World:
         self.accounts[acct["acct_id"]] = acct
         return acct
 
+    @_locked
     def touch_account(self, acct_id, fields, at=None, visible=None):
         """Change some fields of an account as an Archtics user would; it becomes an update."""
         a = self.accounts[acct_id]
@@ -178,11 +195,13 @@ class World:
                 return a
         return None
 
+    @_locked
     def delete_account(self, acct_id):
         """Delete on the Archtics side: no incremental call reports it."""
         del self.accounts[acct_id]
         self.gone[acct_id] = ("deleted", None)
 
+    @_locked
     def merge_accounts(self, src, into):
         """Merge src into `into` (its sales and scans move); no incremental call reports it."""
         del self.accounts[src]
@@ -200,6 +219,7 @@ class World:
                 return e
         return None
 
+    @_locked
     def add_sale(self, acct_id, event_name, section, row, seat, num_seats, price_code,
                  at=None, visible=None, price_cents=None, plan_name=""):
         at = self.clock.now() if at is None else at
@@ -216,6 +236,7 @@ class World:
         self.sales.append(sale)
         return sale
 
+    @_locked
     def add_return(self, trans_id, at=None, visible=None):
         orig = next(s for s in self.sales if s["trans_id"] == trans_id)
         at = self.clock.now() if at is None else at
@@ -226,6 +247,7 @@ class World:
         self.sales.append(ret)
         return ret
 
+    @_locked
     def add_scan(self, sale, seat, at=None, visible=None, gate="G1"):
         at = self.clock.now() if at is None else at
         scan = {"scan_id": self.next_scan, "event_name": sale["event_name"],
@@ -251,6 +273,7 @@ class World:
         return blocks
 
     # -- the file extract a bootstrap starts from
+    @_locked
     def extract_csv(self, kind, cutoff_local):
         """CSV text (header + rows) of one kind of record stamped at or before a venue-local
         cut-off: kind is "accounts", "events", "sales" or "scans" (see README for columns)."""

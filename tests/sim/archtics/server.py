@@ -134,9 +134,10 @@ class Simulator:
         self.retry_after = retry_after
         self.host = host
         self.clock = SimClock(start, venue_time_zone, real_time)
-        self.world = World(self.clock, seed, accounts, events, sales_per_event, plan_holders)
-        self.rng = random.Random(seed * 7919 + 1)
         self.lock = threading.RLock()
+        self.world = World(self.clock, seed, accounts, events, sales_per_event, plan_holders,
+                           self.lock)
+        self.rng = random.Random(seed * 7919 + 1)
         self.cond = threading.Condition(self.lock)
         self.jobs = {}                # sid -> _Job
         self.used = {}                # key -> [sim times of counted calls]
@@ -498,6 +499,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._handle()
 
     def do_PUT(self):
+        self._handle()
+
+    def do_PATCH(self):
+        self._handle()
+
+    def do_DELETE(self):
         self._handle()
 
     def _handle(self):
