@@ -86,7 +86,7 @@ class Call:
 
 class _Job:
     __slots__ = ("sid", "bid", "qtkn", "key", "canon", "cmd", "created", "polls_needed",
-                 "polls", "ready_at", "answer", "done")
+                 "polls", "ready_at", "answer")
 
 
 def _canon(doc):
@@ -406,9 +406,7 @@ class Simulator:
         job = self.jobs.get(sid) if sid else None
         if job is not None and job.key == key:
             call.sid = sid
-            if job.done:
-                call.note = "poll of a finished command"
-            elif now > job.created + self.poll_ttl:
+            if now > job.created + self.poll_ttl:
                 call.kind = "poll"
                 call.note = "expired"
                 del self.jobs[sid]
@@ -424,7 +422,6 @@ class Simulator:
                 call.kind = "poll"
                 job.polls += 1
                 if job.polls >= job.polls_needed and now >= job.ready_at:
-                    job.done = True
                     del self.jobs[sid]
                     gone = ["%s=; Max-Age=0; Path=/" % n_tok]
                     return 200, {}, gone, job.answer
@@ -463,7 +460,7 @@ class Simulator:
         job.sid, job.bid, job.qtkn = self._new_token(), self._new_token(), self._new_token()
         job.key, job.canon, job.cmd = key, canon, cmd
         job.created, job.polls_needed, job.polls, job.ready_at = now, max(1, polls), 0, ready_at
-        job.answer, job.done = answer, False
+        job.answer = answer
         self.jobs[job.sid] = job
         call.sid = job.sid
         return 202, {}, ["%s=%s; Path=/" % (n_sid, job.sid), "%s=%s; Path=/" % (n_bid, job.bid),
