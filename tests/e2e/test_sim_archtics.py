@@ -289,6 +289,18 @@ class Polling(SimCase):
         self.assertEqual(statuses, [202, 202, 200])
         self.assertEqual(len(self.sim.record(kind="command")), 1, "no second submission")
 
+    def test_a_job_that_needs_time_punishes_a_fast_poller(self):
+        self.sim.queue_seconds = (5.0, 5.0)
+        fast = self.fresh(pace=0)
+        body = json.dumps(envelope("ping")).encode()
+        statuses = [fast.post(body).status for _ in range(81)]
+        self.assertEqual(statuses[:80], [202] * 80)
+        self.assertEqual(statuses[80], 429)
+        self.assertEqual(len(self.sim.jobs_in_flight()), 1)
+        self.sim.clock.advance(60)
+        self.assertEqual(self.cl.ok("ping")["db_status"], "OK")   # 500 ms apart: 10 polls
+        self.assertLessEqual(len(self.sim.record(kind="poll")), 79 + 10)
+
     def test_ats_ext_test_polling_needs_ten_seconds(self):
         a = self.cl.call("ats_ext_test_polling", max_polls=40)
         self.assertEqual(a.status, 200)

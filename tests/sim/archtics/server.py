@@ -103,7 +103,8 @@ class Simulator:
     def __init__(self, api_keys=None, dsn="stagedoor_test", seed=12,
                  venue_time_zone="America/New_York", start="2026-03-02 09:00",
                  real_time=True, per_minute=80, per_day=5000, queue_mode="random",
-                 queue_probability=0.3, queue_polls=(1, 3), poll_ttl=180.0,
+                 queue_probability=0.3, queue_polls=(1, 3), queue_seconds=(0.0, 0.0),
+                 poll_ttl=180.0,
                  no_data_result=1, dsn_mismatch_status=401, drift=True,
                  event_details_max_bytes=250000, alt_id_types=("SDHUB",),
                  cookie_names=("SID", "BID", "QTKN"), latency=0.0, retry_after=True,
@@ -121,6 +122,7 @@ class Simulator:
         self.queue_mode = queue_mode
         self.queue_probability = queue_probability
         self.queue_polls = tuple(queue_polls)
+        self.queue_seconds = tuple(queue_seconds)
         self.poll_ttl = poll_ttl
         self.no_data_result = no_data_result
         self.dsn_mismatch_status = dsn_mismatch_status
@@ -208,6 +210,11 @@ class Simulator:
                 if f[0] not in ("status", "sleep", "queue", "inband", "close"):
                     raise ValueError("unknown fault %r" % (f,))
                 self.faults.append((cmd.lower() if cmd else None, tuple(f)))
+
+    def jobs_in_flight(self):
+        """SIDs of the queued commands not yet answered (expired ones included)."""
+        with self.lock:
+            return sorted(self.jobs)
 
     def pending_faults(self):
         with self.lock:
@@ -456,6 +463,8 @@ class Simulator:
             polls = self.rng.randint(*self.queue_polls)
         if polls is None:
             return 200, {}, [], answer
+        if ready_at == now and self.queue_seconds[1] > 0:
+            ready_at = now + self.rng.uniform(*self.queue_seconds)
         job = _Job()
         job.sid, job.bid, job.qtkn = self._new_token(), self._new_token(), self._new_token()
         job.key, job.canon, job.cmd = key, canon, cmd
