@@ -59,7 +59,7 @@ int sd_api_admin_targets_list(struct sd_req *req)
     }
     struct sd_target *v = NULL;
     size_t n = 0;
-    int r = sd_store_target_list(req->hub->store, t.id, &v, &n);
+    int r = sd_target_config_list(req->hub->store, t.id, &v, &n);
     if (r < 0) {
         sd_api_reply_store_error(req, r);
     } else {
@@ -129,7 +129,7 @@ int sd_api_admin_target_delete(struct sd_req *req)
     struct sd_target g = {0};
     int r = sd_target_config_get(req->hub->store, &t, req->params[1], &g);
     if (r == 0) {
-        r = sd_store_target_delete(req->hub->store, g.id);
+        r = sd_target_config_delete(req->hub->store, g.id);
     }
     if (r < 0) {
         reply_target_error(req, r, NULL);
@@ -199,7 +199,7 @@ int sd_api_segment_push(struct sd_req *req)
     } else if (r < 0) {
         sd_api_reply_store_error(req, r);
     } else {
-        struct sd_delivery d = {0};
+        struct sd_outbox_item d = {0};
         json_t *ans = json_pack("{s:s, s:s}", "delivery_id", id, "state", "queued");
         if (sd_store_delivery_get(req->hub->store, req->who.tenant_id, req->who.env, id, &d) == 0) {
             json_t *view = sd_outbox_delivery_view(&d);
@@ -214,7 +214,7 @@ int sd_api_segment_push(struct sd_req *req)
                 json_object_set(ans, "waiting_for", json_object_get(view, "waiting_for"));
             }
             json_decref(view);
-            sd_delivery_release(&d);
+            sd_outbox_item_release(&d);
         }
         sd_req_add_header(req, "Location", "/v1/%s/deliveries/%s", req->who.client_id, id);
         if (replayed) {
@@ -231,7 +231,7 @@ out:
 
 int sd_api_delivery_get(struct sd_req *req)
 {
-    struct sd_delivery d = {0};
+    struct sd_outbox_item d = {0};
     int r = sd_store_delivery_get(req->hub->store, req->who.tenant_id, req->who.env, req->params[1],
                                   &d);
     if (r == -ENOENT) {
@@ -242,7 +242,7 @@ int sd_api_delivery_get(struct sd_req *req)
     } else {
         sd_req_reply_json(req, 200, sd_outbox_delivery_view(&d));
     }
-    sd_delivery_release(&d);
+    sd_outbox_item_release(&d);
     return SD_REQ_DONE;
 }
 
@@ -250,7 +250,7 @@ int sd_api_delivery_get(struct sd_req *req)
 
 int sd_api_admin_deliveries_list(struct sd_req *req)
 {
-    struct sd_delivery_filter f = {.tenant_id = 0, .state = -1, .limit = 100};
+    struct sd_delivery_filter f = {.tenant_id = 0, .env = -1, .state = -1, .limit = 100};
     const char *state = sd_req_query(req, "state");
     const char *client = sd_req_query(req, "client_id");
     const char *limit = sd_req_query(req, "limit");
@@ -285,7 +285,7 @@ int sd_api_admin_deliveries_list(struct sd_req *req)
         }
         f.tenant_id = t.id;
     }
-    struct sd_delivery *v = NULL;
+    struct sd_outbox_item *v = NULL;
     size_t n = 0;
     bool more = false;
     int r = sd_store_delivery_list(req->hub->store, &f, &v, &n, &more);
@@ -300,14 +300,14 @@ int sd_api_admin_deliveries_list(struct sd_req *req)
         }
         sd_req_reply_json(req, 200, json_pack("{s:o, s:b}", "data", arr, "has_more", more));
     }
-    sd_deliveries_free(v, n);
+    sd_outbox_items_free(v, n);
     sd_tenant_release(&t);
     return SD_REQ_DONE;
 }
 
 int sd_api_admin_delivery_get(struct sd_req *req)
 {
-    struct sd_delivery d = {0};
+    struct sd_outbox_item d = {0};
     int r = sd_store_delivery_get(req->hub->store, 0, SD_ENV_TEST, req->params[0], &d);
     if (r == -ENOENT) {
         sd_req_reply_error(req, 404, "not_found", "no delivery '%s'", req->params[0]);
@@ -316,7 +316,7 @@ int sd_api_admin_delivery_get(struct sd_req *req)
     } else {
         sd_req_reply_json(req, 200, sd_outbox_delivery_view(&d));
     }
-    sd_delivery_release(&d);
+    sd_outbox_item_release(&d);
     return SD_REQ_DONE;
 }
 

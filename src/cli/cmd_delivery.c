@@ -43,7 +43,7 @@ static int delivery_list(int argc, char **argv)
     if (n < 0) {
         return n == -1 ? SD_EXIT_OK : SD_EXIT_USAGE;
     }
-    struct sd_delivery_filter f = {.tenant_id = 0, .state = -1, .limit = 100};
+    struct sd_delivery_filter f = {.tenant_id = 0, .env = -1, .state = -1, .limit = 100};
     if (state) {
         enum sd_delivery_state s;
         if (sd_delivery_state_parse(state, &s) < 0) {
@@ -74,7 +74,7 @@ static int delivery_list(int argc, char **argv)
         }
         f.tenant_id = t.id;
     }
-    struct sd_delivery *v = NULL;
+    struct sd_outbox_item *v = NULL;
     size_t nv = 0;
     bool more = false;
     r = sd_store_delivery_list(st, &f, &v, &nv, &more);
@@ -105,7 +105,7 @@ static int delivery_list(int argc, char **argv)
             printf("(more; use --limit or --state to narrow)\n");
         }
     }
-    sd_deliveries_free(v, nv);
+    sd_outbox_items_free(v, nv);
     sd_tenant_release(&t);
     sd_store_close(st);
     return rc;
@@ -122,7 +122,7 @@ static int delivery_show(int argc, char **argv)
     if ((r = sd_cli_open_store(data, &st)) != 0) {
         return r;
     }
-    struct sd_delivery d = {0};
+    struct sd_outbox_item d = {0};
     r = sd_store_delivery_get(st, 0, SD_ENV_TEST, id, &d);
     int rc = SD_EXIT_OK;
     if (r == -ENOENT) {
@@ -136,7 +136,7 @@ static int delivery_show(int argc, char **argv)
         free(text);
         json_decref(view);
     }
-    sd_delivery_release(&d);
+    sd_outbox_item_release(&d);
     sd_store_close(st);
     return rc;
 }

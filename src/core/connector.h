@@ -90,13 +90,15 @@ int sd_connector_fail(struct sd_connector_ctx *ctx, int code, const char *fmt, .
     __attribute__((format(printf, 3, 4)));
 struct sd_connector {
     const char *name;
-    enum sd_connector_kind kind;
+    unsigned kind; /* SD_CONNECTOR_SOURCE | SD_CONNECTOR_TARGET: one instance may do both */
     const char *help;
     const struct sd_setting *settings; /* terminated by {NULL} */
     const char *default_schedule;      /* when configured without one (core/schedule.h) */
     int (*init)(struct sd_connector_ctx *ctx, void **ret_state);
     /* Source: fetch and emit until done. 0, or negative errno (the run failed). */
     int (*run)(struct sd_connector_ctx *ctx, void *state);
+    /* Target: the outbox operations it performs (NULL-terminated names), or NULL. */
+    const char *const *operations;
     /* Target: deliver one payload. */
     enum sd_delivery_result (*deliver)(struct sd_connector_ctx *ctx, void *state,
                                        const json_t *payload, json_t **ret_answer);

@@ -14,6 +14,7 @@
 #include "core/schedule.h"
 #include "core/scheduler.h"
 #include "http/egress.h"
+#include "core/targets.h"
 #include "mapping/mapping.h"
 
 json_t *sd_json_time(int64_t usec)
@@ -59,6 +60,14 @@ static void check_schedule(const json_t *v, struct sd_issues *errors)
     }
 }
 
+/* Types configured here: sources, and targets but the audience push, whose instances the
+ * targets API configures (it checks the URL against the egress policy and keeps the secrets). */
+static bool configurable(const struct sd_connector *c)
+{
+    return (c->kind & SD_CONNECTOR_SOURCE) ||
+           ((c->kind & SD_CONNECTOR_TARGET) && strcmp(c->name, SD_TARGET_TYPE_PUSH) != 0);
+}
+
 static void check_mapping(const json_t *v, struct sd_issues *errors)
 {
     struct sd_mapping *m = NULL;
@@ -99,11 +108,10 @@ int sd_connector_config_create(struct sd_store_handle *st, const struct sd_tenan
     const struct sd_connector *c = NULL;
     if (!json_is_string(type)) {
         sd_issues_add(errors, "/type", "required: the connector type (e.g. \"csv_drop\")");
-    } else if (!(c = sd_connector_find(json_string_value(type))) ||
-               c->kind != SD_CONNECTOR_SOURCE) {
+    } else if (!(c = sd_connector_find(json_string_value(type))) || !configurable(c)) {
         struct sd_buf names = {0};
         for (size_t i = 0; sd_connectors[i]; i++) {
-            if (sd_connectors[i]->kind == SD_CONNECTOR_SOURCE) {
+            if (configurable(sd_connectors[i])) {
                 sd_buf_printf(&names, "%s%s", names.len ? ", " : "", sd_connectors[i]->name);
             }
         }

@@ -341,7 +341,7 @@ int sd_connector_run_instance(struct sd_hub *hub, const struct sd_connector_conf
     base_in = state_u64(ctx.state, "records_in");
     base_rej = state_u64(ctx.state, "records_rejected");
     base_unch = state_u64(ctx.state, "records_unchanged");
-    if (!c || c->kind != SD_CONNECTOR_SOURCE || !c->run) {
+    if (!c || !(c->kind & SD_CONNECTOR_SOURCE) || !c->run) {
         r = sd_connector_fail(&ctx, -ENOENT, "no source connector '%s'", conf->type);
         goto finish;
     }

@@ -137,8 +137,9 @@ static int owner_gone(const char *owner, const char *self)
  * directory) are not touched. */
 static void recover_leases(struct sd_outbox *o)
 {
-    struct sd_delivery_filter f = {.tenant_id = 0, .state = SD_DELIVERY_SENDING, .limit = 1000};
-    struct sd_delivery *v = NULL;
+    struct sd_delivery_filter f = {
+        .tenant_id = 0, .env = -1, .state = SD_DELIVERY_SENDING, .limit = 1000};
+    struct sd_outbox_item *v = NULL;
     size_t n = 0;
     bool more = false;
     int r = sd_store_delivery_list(o->hub->store, &f, &v, &n, &more);
@@ -149,16 +150,14 @@ static void recover_leases(struct sd_outbox *o)
     }
     int64_t now = sd_now_usec();
     for (size_t i = 0; i < n; i++) {
-        json_t *doc = v[i].doc ? json_loads(v[i].doc, 0, NULL) : NULL;
-        const char *owner = json_string_value(json_object_get(doc, "lease_owner"));
+        const char *owner = v[i].lease_owner;
         if (owner && v[i].lease_until_usec > now && owner_gone(owner, o->owner) &&
-            sd_store_delivery_renew(o->hub->store, v[i].id, v[i].lease_until_usec, now) == 0) {
+            sd_store_delivery_renew(o->hub->store, v[i].id, v[i].fence, now) == 0) {
             sd_log(SD_LOG_INFO, "lease of a stopped hub released; the delivery goes again now",
-                   "delivery=%s target=%s", v[i].id, v[i].target_id);
+                   "delivery=%s connector=%s", v[i].id, v[i].connector_id);
         }
-        json_decref(doc);
     }
-    sd_deliveries_free(v, n);
+    sd_outbox_items_free(v, n);
 }
 
 /* ---- push ------------------------------------------------------------------------------------ */
@@ -169,13 +168,13 @@ static int earlier_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
                         const char *request_key, const char *segment_id, const char *target_id,
                         char **ret_id)
 {
-    struct sd_delivery d = {0};
+    struct sd_outbox_item d = {0};
     int r = sd_store_delivery_by_request(hub->store, tenant_id, env, request_key, &d);
     if (r == -ENOENT) {
         return 0;
     }
     if (r == 0) {
-        if (strcmp(d.segment_id, segment_id) == 0 && strcmp(d.target_id, target_id) == 0) {
+        if (strcmp(d.subject_id, segment_id) == 0 && strcmp(d.connector_id, target_id) == 0) {
             *ret_id = d.id;
             d.id = NULL;
             r = 1;
@@ -183,7 +182,7 @@ static int earlier_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
             r = -EEXIST;
         }
     }
-    sd_delivery_release(&d);
+    sd_outbox_item_release(&d);
     return r;
 }
 
@@ -218,14 +217,15 @@ int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const
         goto out;
     }
     r = sd_store_target_get(hub->store, target_id, &t);
-    if (r == 0 && (t.tenant_id != tenant_id || t.env != env)) {
+    if (r == 0 && (t.tenant_id != tenant_id || t.env != env || !sd_target_is_push(&t))) {
         r = -ENOENT;
     }
     if (r < 0) {
         what = "target";
         goto out;
     }
-    r = sd_store_remote_segment_get(hub->store, tenant_id, env, target_id, segment_id, &remote);
+    r = sd_store_remote_ref_get(hub->store, target_id, SD_OUTBOX_SUBJECT_SEGMENT, segment_id,
+                                &remote);
     if (r < 0 && r != -ENOENT) {
         goto out;
     }
@@ -241,18 +241,20 @@ int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const
         r = -EIO;
         goto out;
     }
-    struct sd_delivery d = {
+    struct sd_outbox_item d = {
         .id = id,
         .tenant_id = tenant_id,
         .env = env,
-        .segment_id = (char *)segment_id,
-        .target_id = (char *)target_id,
+        .connector_id = (char *)target_id,
+        .operation = (char *)SD_OUTBOX_OP_PUSH_SEGMENT,
+        .subject_kind = (char *)SD_OUTBOX_SUBJECT_SEGMENT,
+        .subject_id = (char *)segment_id,
         .idem_key = key,
         .request_key = (char *)request_key,
         .doc = text,
     };
     struct sd_outbox_clock clk = sd_outbox_clock_now(SD_OUTBOX_CLAIM_LEASE_USEC);
-    r = sd_store_delivery_insert(hub->store, &d, &clk);
+    r = sd_store_delivery_insert(hub->store, &d, &clk, NULL);
     if (r == -EEXIST && request_key) {
         /* The same key in a request racing with this one: its delivery is the answer. */
         int e = earlier_push(hub, tenant_id, env, request_key, segment_id, target_id, ret_id);
@@ -299,6 +301,7 @@ static void put_json_string(struct sd_buf *b, const char *s)
 struct keeper {
     struct sd_store_handle *store;
     const char *id;
+    int64_t fence;
     int64_t *lease_until_usec;
 };
 
@@ -309,7 +312,7 @@ static int keep_lease(struct keeper *k)
         return 0;
     }
     int64_t lease = now + SD_OUTBOX_CLAIM_LEASE_USEC;
-    int r = sd_store_delivery_renew(k->store, k->id, *k->lease_until_usec, lease);
+    int r = sd_store_delivery_renew(k->store, k->id, k->fence, lease);
     if (r == 0) {
         *k->lease_until_usec = lease;
     }
@@ -520,7 +523,7 @@ static uint64_t random_u64(void)
 }
 
 /* Record the outcome; logs if the lease was lost meanwhile. */
-static void finish(struct sd_outbox *o, const struct sd_delivery *d, int64_t lease,
+static void finish(struct sd_outbox *o, const struct sd_outbox_item *d, int64_t lease,
                    enum sd_delivery_state state, int64_t next, int64_t delta, json_t *doc,
                    const char *remote)
 {
@@ -530,9 +533,10 @@ static void finish(struct sd_outbox *o, const struct sd_delivery *d, int64_t lea
         .next_attempt_usec = next,
         .attempts_delta = delta,
         .doc = text,
-        .remote_segment_id = remote,
+        .remote_ref = remote,
     };
-    int r = text ? sd_store_delivery_finish(o->hub->store, d->id, lease, &oc) : -EIO;
+    (void)lease;
+    int r = text ? sd_store_delivery_finish(o->hub->store, d->id, d->fence, &oc) : -EIO;
     if (r == -ESTALE) {
         sd_log(SD_LOG_WARN,
                "delivery lease lost before its outcome was recorded; the worker "
@@ -548,7 +552,7 @@ static void finish(struct sd_outbox *o, const struct sd_delivery *d, int64_t lea
 }
 
 /* Fail the attempt without sending: dead at once, or retried with back-off (transient). */
-static void fail_unsent(struct sd_outbox *o, const struct sd_delivery *d, json_t *doc,
+static void fail_unsent(struct sd_outbox *o, const struct sd_outbox_item *d, json_t *doc,
                         bool transient, const char *why)
 {
     json_object_set_new(doc, "last_status", json_null());
@@ -567,7 +571,7 @@ static void fail_unsent(struct sd_outbox *o, const struct sd_delivery *d, json_t
     }
 }
 
-static void process(struct sd_outbox *o, struct sd_delivery *d)
+static void process(struct sd_outbox *o, struct sd_outbox_item *d)
 {
     struct sd_hub *hub = o->hub;
     struct sd_target t = {0};
@@ -595,8 +599,8 @@ static void process(struct sd_outbox *o, struct sd_delivery *d)
                     "ran out); it may or may not have arrived");
         goto out;
     }
-    int r = sd_store_target_get(hub->store, d->target_id, &t);
-    if (r == 0 && (t.tenant_id != d->tenant_id || t.env != d->env)) {
+    int r = sd_store_target_get(hub->store, d->connector_id, &t);
+    if (r == 0 && (t.tenant_id != d->tenant_id || t.env != d->env || !sd_target_is_push(&t))) {
         r = -ENOENT;
     }
     if (r == 0 && sd_target_settings_parse(t.doc, &ts) < 0) {
@@ -607,26 +611,26 @@ static void process(struct sd_outbox *o, struct sd_delivery *d)
                  r == -ENOENT   ? "target '%s' no longer exists"
                  : r == -EINVAL ? "target '%s' has no usable settings"
                                 : "cannot read target '%s'",
-                 d->target_id);
+                 d->connector_id);
         fail_unsent(o, d, doc, r == -EIO || r == -ENOSPC, why);
         goto out;
     }
-    r = sd_segment_load(hub, d->tenant_id, d->env, d->segment_id, &seg);
+    r = sd_segment_load(hub, d->tenant_id, d->env, d->subject_id, &seg);
     if (r < 0) {
         snprintf(why, sizeof(why),
                  r == -ENOENT ? "segment '%s' no longer exists" : "cannot read segment '%s'",
-                 d->segment_id);
+                 d->subject_id);
         fail_unsent(o, d, doc, r != -ENOENT, why);
         goto out;
     }
-    r = sd_store_remote_segment_get(hub->store, d->tenant_id, d->env, d->target_id, d->segment_id,
-                                    &remote);
+    r = sd_store_remote_ref_get(hub->store, d->connector_id, SD_OUTBOX_SUBJECT_SEGMENT,
+                                d->subject_id, &remote);
     if (r < 0 && r != -ENOENT) {
         fail_unsent(o, d, doc, true, "cannot read the remote segment id");
         goto out;
     }
     int64_t customers = 0;
-    struct keeper keeper = {hub->store, d->id, &d->lease_until_usec};
+    struct keeper keeper = {hub->store, d->id, d->fence, &d->lease_until_usec};
     r = build_body(hub, seg, ts.source, remote, &keeper, &body, &customers);
     if (r == -ESTALE) {
         sd_log(SD_LOG_WARN, "delivery lease lost while reading the segment; not sending",
@@ -655,7 +659,7 @@ static void process(struct sd_outbox *o, struct sd_delivery *d)
 
     /* The lease must outlast the request: renew it for the whole timeout plus a margin. */
     int64_t lease = sd_now_usec() + ts.timeout_seconds * 1000000 + SD_OUTBOX_LEASE_MARGIN_USEC;
-    r = sd_store_delivery_renew(hub->store, d->id, d->lease_until_usec, lease);
+    r = sd_store_delivery_renew(hub->store, d->id, d->fence, lease);
     if (r < 0) {
         sd_log(SD_LOG_WARN, "delivery lease lost before sending; not sending",
                "delivery=%s " SD_LOG_ERR_FMT, d->id, SD_LOG_ERR_ARGS(r));
@@ -697,7 +701,7 @@ static void process(struct sd_outbox *o, struct sd_delivery *d)
         json_object_set_new(doc, "delivered_usec", json_integer(sd_now_usec()));
         sd_log(SD_LOG_INFO, "delivery delivered",
                "delivery=%s target=%s segment=%s status=%ld attempt=%lld customers=%lld ms=%lld",
-               d->id, d->target_id, d->segment_id, a.status, (long long)d->attempts,
+               d->id, d->connector_id, d->subject_id, a.status, (long long)d->attempts,
                (long long)customers, (long long)a.ms);
         finish(o, d, lease, SD_DELIVERY_DELIVERED, 0, 0, doc, rid);
         break;
@@ -802,7 +806,7 @@ static void *worker(void *arg)
             nap(o, r == 0 ? due - now : POLL_MAX_USEC, seen);
             continue;
         }
-        struct sd_delivery d = {0};
+        struct sd_outbox_item d = {0};
         struct sd_outbox_clock clk = sd_outbox_clock_now(SD_OUTBOX_CLAIM_LEASE_USEC);
         clk.owner = o->owner;
         if (r == 0) {
@@ -810,7 +814,7 @@ static void *worker(void *arg)
         }
         if (r == 0) {
             process(o, &d);
-            sd_delivery_release(&d);
+            sd_outbox_item_release(&d);
             continue;
         }
         if (r != -ENOENT && sd_mono_usec() - last_error_log > 60LL * 1000000) {

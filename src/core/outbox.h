@@ -46,6 +46,10 @@
 #include "model/model.h"
 #include "store/audience.h"
 
+/* The audience push's operation and subject kind (connectors/audience_push). */
+#define SD_OUTBOX_OP_PUSH_SEGMENT "push_segment"
+#define SD_OUTBOX_SUBJECT_SEGMENT "segment"
+
 #define SD_OUTBOX_MAX_ATTEMPTS 6
 #define SD_OUTBOX_THREADS 4
 #define SD_OUTBOX_WINDOW_USEC (3600LL * 1000000)     /* rate window: a rolling hour */
@@ -108,12 +112,20 @@ char *sd_outbox_new_idem_key(void);
  * "flow_control" or null), last_status, last_error, last_response, remote_segment_id,
  * idempotency_key, customers, created_at, updated_at, first_sent_at, delivered_at, history.
  * New reference. */
-json_t *sd_outbox_delivery_view(const struct sd_delivery *d);
+json_t *sd_outbox_delivery_view(const struct sd_outbox_item *d);
 
 /* Replay a dead delivery: queued again now with attempts reset and a new Idempotency-Key (the
  * body will be rebuilt, so it is a new request for the receiver); the old key is kept in the
  * record. -ENOENT missing, -EBUSY not dead, or a store error. */
 int sd_outbox_retry(struct sd_store_handle *st, const char *delivery_id);
+
+/* Cancel a waiting (queued or retrying) item: cancelled, for good, with who ("admin", "cli")
+ * and why (may be NULL) kept in the record ("cancelled"). Send now: a waiting item's next
+ * attempt becomes now (its attempts are not reset; a rate limit still applies to a first
+ * send). Both: -ENOENT missing, -EBUSY not waiting, or a store error. */
+int sd_outbox_cancel(struct sd_store_handle *st, const char *delivery_id, const char *who,
+                     const char *why);
+int sd_outbox_send_now(struct sd_store_handle *st, const char *delivery_id);
 
 /* ---- push and the worker --------------------------------------------------------------------- */
 
