@@ -26,9 +26,7 @@
 #include "base/log.h"
 #include "core/segments.h"
 #include "core/targets.h"
-#include "http/client.h"
 
-#define MEMBER_PAGE 1000
 #define HISTORY_KEEP 20
 #define POLL_MAX_USEC (1000LL * 1000)
 #define POLL_MIN_USEC (5LL * 1000)
@@ -40,6 +38,7 @@ struct sd_outbox {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop;
+    atomic_bool stopping; /* stop, for the connectors' deliver (ctx->stop) */
     uint64_t wakes; /* bumped by sd_outbox_wake; a thread that saw a change re-polls at once */
     char owner[128]; /* this process instance, recorded with every lease it takes */
 };
@@ -286,148 +285,75 @@ out:
     return r;
 }
 
-/* ---- building the body ----------------------------------------------------------------------- */
+/* ---- what a connector's deliver sees ---------------------------------------------------------- */
 
-static void put_json_string(struct sd_buf *b, const char *s)
-{
-    json_t *j = json_string(s);
-    char *t = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-    sd_buf_puts(b, t ? t : "\"\"");
-    free(t);
-    json_decref(j);
-}
-
-/* Keeps a claim's lease alive while a large segment's members are read. */
-struct keeper {
+struct sd_outbox_lease {
     struct sd_store_handle *store;
     const char *id;
     int64_t fence;
-    int64_t *lease_until_usec;
+    int64_t until;
+    bool lost; /* another claim took the item over: record nothing */
 };
 
-static int keep_lease(struct keeper *k)
+int sd_connector_lease_extend(struct sd_connector_ctx *ctx, int64_t need_usec, int64_t to_usec)
 {
-    int64_t now = sd_now_usec();
-    if (*k->lease_until_usec - now > SD_OUTBOX_CLAIM_LEASE_USEC / 2) {
+    struct sd_outbox_lease *l = ctx ? ctx->lease : NULL;
+    if (!l) {
         return 0;
     }
-    int64_t lease = now + SD_OUTBOX_CLAIM_LEASE_USEC;
-    int r = sd_store_delivery_renew(k->store, k->id, k->fence, lease);
+    if (l->lost) {
+        return -ESTALE;
+    }
+    int64_t now = sd_now_usec();
+    if (l->until >= now + need_usec) {
+        return 0;
+    }
+    int r = sd_store_delivery_renew(l->store, l->id, l->fence, now + to_usec);
     if (r == 0) {
-        *k->lease_until_usec = lease;
+        l->until = now + to_usec;
+    } else if (r == -ESTALE) {
+        l->lost = true;
     }
     return r;
 }
 
-/* The request body: {"segment_name", "description", ["remote_segment_id",] "customers": [...]}
- * from the segment's members now. A member goes in once per customer id it has from the
- * target's source (with its e-mail if known), else by e-mail alone, else not at all.
- * Returns 0, -E2BIG (more than SD_OUTBOX_MAX_CUSTOMERS), -ESTALE (the lease was lost) or the
- * members' error. */
-static int build_body(struct sd_hub *hub, const struct sd_segment *seg, const char *source,
-                      const char *remote_id, struct keeper *keeper, struct sd_buf *out,
-                      int64_t *ret_customers)
+int sd_connector_remote_ref_get(const struct sd_connector_ctx *ctx, const char *kind,
+                                const char *local_id, char **ret_remote)
 {
-    sd_buf_puts(out, "{\"segment_name\":");
-    put_json_string(out, seg->name ? seg->name : "");
-    sd_buf_puts(out, ",\"description\":");
-    put_json_string(out, seg->description ? seg->description : "");
-    if (remote_id) {
-        sd_buf_puts(out, ",\"remote_segment_id\":");
-        put_json_string(out, remote_id);
-    }
-    sd_buf_puts(out, ",\"customers\":[");
-    int64_t n = 0, after = 0;
-    for (;;) {
-        struct sd_member_page page = {0};
-        int r = sd_segment_members(hub, seg, after, MEMBER_PAGE, &page);
-        if (r < 0) {
-            return r;
-        }
-        for (size_t i = 0; i < page.n; i++) {
-            const struct sd_member *m = &page.v[i];
-            const char *email = m->email && *m->email ? m->email : NULL;
-            size_t by_id = 0;
-            for (size_t k = 0; source && k < m->n_sources; k++) {
-                const struct sd_member_source *ms = &m->sources[k];
-                if (!ms->source || !ms->customer_id || strcmp(ms->source, source) != 0) {
-                    continue;
-                }
-                sd_buf_puts(out, n ? ",{\"customer_id\":" : "{\"customer_id\":");
-                put_json_string(out, ms->customer_id);
-                if (email) {
-                    sd_buf_puts(out, ",\"email\":");
-                    put_json_string(out, email);
-                }
-                sd_buf_puts(out, "}");
-                n++;
-                by_id++;
-            }
-            if (by_id == 0 && email) {
-                sd_buf_puts(out, n ? ",{\"email\":" : "{\"email\":");
-                put_json_string(out, email);
-                sd_buf_puts(out, "}");
-                n++;
-            }
-        }
-        bool more = page.has_more && page.n > 0;
-        after = page.next_after;
-        sd_member_page_release(&page);
-        if (n > SD_OUTBOX_MAX_CUSTOMERS) {
-            return -E2BIG;
-        }
-        if (!more) {
-            break;
-        }
-        int kr = keep_lease(keeper);
-        if (kr < 0) {
-            return kr;
-        }
-    }
-    sd_buf_puts(out, "]}");
-    *ret_customers = n;
-    return 0;
+    return sd_store_remote_ref_get(ctx->hub->store, ctx->id, kind, local_id, ret_remote);
 }
 
-/* ---- one attempt ----------------------------------------------------------------------------- */
-
-struct attempt {
-    int transport_err;
-    long status;
-    char *segment_id; /* from a 2xx answer */
-    char *answer;     /* the receiver's body, truncated */
-    char *retry_after;
-    char error[300];
-    int64_t ms;
-};
-
-static void attempt_release(struct attempt *a)
+int sd_connector_remote_ref_find(const struct sd_connector_ctx *ctx, const char *kind,
+                                 const char *remote_id, char **ret_local)
 {
-    free(a->segment_id);
-    free(a->answer);
-    free(a->retry_after);
+    return sd_store_remote_ref_find(ctx->hub->store, ctx->id, kind, remote_id, ret_local);
 }
 
-/* The answer's segment_id (string, or an integer turned into text), if any. */
-static char *answer_segment_id(const char *body, size_t len)
+int sd_connector_remote_ref_put(const struct sd_connector_ctx *ctx, const char *kind,
+                                const char *local_id, const char *remote_id)
 {
-    json_t *j = json_loadb(body ? body : "", len, 0, NULL);
-    const json_t *v = json_object_get(j, "segment_id");
-    char *out = NULL;
-    if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) <= 512) {
-        out = sd_strdup(json_string_value(v));
-    } else if (json_is_integer(v)) {
-        out = sd_asprintf("%lld", (long long)json_integer_value(v));
+    return sd_store_remote_ref_put(ctx->hub->store, ctx->id, kind, local_id, remote_id);
+}
+
+void sd_delivery_result_release(struct sd_delivery_result *res)
+{
+    if (!res) {
+        return;
     }
-    json_decref(j);
-    return out;
+    free(res->remote_ref);
+    free(res->answer);
+    free(res->error);
+    json_decref(res->facts);
+    *res = (struct sd_delivery_result){0};
 }
 
-static char *keep_answer(const char *body, size_t len)
+/* At most SD_OUTBOX_KEPT_ANSWER bytes of the remote's answer, for the record. */
+static char *keep_answer(const char *body)
 {
-    if (!body || len == 0) {
+    if (!body || !*body) {
         return NULL;
     }
+    size_t len = strlen(body);
     size_t n = len > SD_OUTBOX_KEPT_ANSWER ? SD_OUTBOX_KEPT_ANSWER : len;
     /* Do not cut a UTF-8 sequence in half (the record is JSON text). */
     while (n < len && n > 0 && ((unsigned char)body[n] & 0xc0) == 0x80) {
@@ -440,55 +366,6 @@ static char *keep_answer(const char *body, size_t len)
         }
     }
     return s;
-}
-
-static void send_once(const struct sd_target_settings *ts, const char *idem_key,
-                      const struct sd_buf *body, struct attempt *a)
-{
-    char *h_app = sd_asprintf("X-App-Key: %s", ts->app_key);
-    char *h_tok = sd_asprintf("X-Secure-Token: %s", ts->secure_token);
-    char *h_idem = sd_asprintf("Idempotency-Key: %s", idem_key);
-    const char *headers[] = {"Content-Type: application/json",
-                             "Accept: application/json",
-                             h_app,
-                             h_tok,
-                             h_idem,
-                             "Expect:",
-                             NULL};
-    struct sd_http_request rq = {
-        .method = "POST",
-        .url = ts->url,
-        .headers = headers,
-        .body = body->data,
-        .body_len = body->len,
-        .timeout_ms = ts->timeout_seconds * 1000,
-        .connect_timeout_ms = ts->timeout_seconds * 1000 < 10000 ? ts->timeout_seconds * 1000 : 0,
-        .max_body = SD_OUTBOX_MAX_ANSWER,
-    };
-    struct sd_http_response resp = {0};
-    int64_t t0 = sd_mono_usec();
-    a->transport_err = sd_http_fetch(&rq, &resp);
-    a->ms = (sd_mono_usec() - t0) / 1000;
-    a->status = a->transport_err == 0 ? resp.status : 0;
-    if (a->transport_err < 0) {
-        snprintf(a->error, sizeof(a->error), "%s",
-                 a->transport_err == -ETIMEDOUT ? "timed out"
-                 : a->transport_err == -EFBIG   ? "answer larger than 1 MiB"
-                 : resp.error[0]                ? resp.error
-                                                : strerror(-a->transport_err));
-    } else {
-        a->answer = keep_answer(resp.body.data, resp.body.len);
-        if (a->status >= 200 && a->status < 300) {
-            a->segment_id = answer_segment_id(resp.body.data, resp.body.len);
-        }
-        a->retry_after = resp.retry_after ? sd_strdup(resp.retry_after) : NULL;
-    }
-    sd_http_response_release(&resp);
-    explicit_bzero(h_app, strlen(h_app));
-    explicit_bzero(h_tok, strlen(h_tok));
-    free(h_app);
-    free(h_tok);
-    free(h_idem);
 }
 
 static int64_t doc_int(const json_t *doc, const char *key)
@@ -523,7 +400,7 @@ static uint64_t random_u64(void)
 }
 
 /* Record the outcome; logs if the lease was lost meanwhile. */
-static void finish(struct sd_outbox *o, const struct sd_outbox_item *d, int64_t lease,
+static void finish(struct sd_outbox *o, const struct sd_outbox_item *d,
                    enum sd_delivery_state state, int64_t next, int64_t delta, json_t *doc,
                    const char *remote)
 {
@@ -535,7 +412,6 @@ static void finish(struct sd_outbox *o, const struct sd_outbox_item *d, int64_t 
         .doc = text,
         .remote_ref = remote,
     };
-    (void)lease;
     int r = text ? sd_store_delivery_finish(o->hub->store, d->id, d->fence, &oc) : -EIO;
     if (r == -ESTALE) {
         sd_log(SD_LOG_WARN,
@@ -564,30 +440,26 @@ static void fail_unsent(struct sd_outbox *o, const struct sd_outbox_item *d, jso
             sd_outbox_backoff_usec((int)d->attempts, random_u64(), sd_outbox_time_scale());
         sd_log(SD_LOG_WARN, "delivery not sent, retrying later", "delivery=%s reason=\"%s\"", d->id,
                why);
-        finish(o, d, d->lease_until_usec, SD_DELIVERY_RETRYING, sd_now_usec() + wait, 0, doc, NULL);
+        finish(o, d, SD_DELIVERY_RETRYING, sd_now_usec() + wait, 0, doc, NULL);
     } else {
         sd_log(SD_LOG_WARN, "delivery dead-lettered", "delivery=%s reason=\"%s\"", d->id, why);
-        finish(o, d, d->lease_until_usec, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
+        finish(o, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
     }
 }
 
 static void process(struct sd_outbox *o, struct sd_outbox_item *d)
 {
     struct sd_hub *hub = o->hub;
-    struct sd_target t = {0};
-    struct sd_target_settings ts = {0};
-    struct sd_segment *seg = NULL;
-    struct sd_buf body = {0};
-    struct attempt a = {0};
-    char *remote = NULL;
+    struct sd_target conf = {0};
+    struct sd_delivery_result res = {0};
+    json_t *settings = NULL;
+    void *cstate = NULL;
     char why[256];
     json_t *doc = json_loads(d->doc ? d->doc : "{}", 0, NULL);
     if (!json_is_object(doc)) {
         json_decref(doc);
         doc = json_object();
     }
-    json_object_del(doc, "sent_usec");   /* the store's */
-    json_object_del(doc, "lease_owner"); /* the lease's, ended with this attempt */
     if (sd_fault_hit("outbox_after_claim")) {
         sd_log_flush();
         _exit(137); /* test hook: a crash between the claim and the send */
@@ -599,166 +471,142 @@ static void process(struct sd_outbox *o, struct sd_outbox_item *d)
                     "ran out); it may or may not have arrived");
         goto out;
     }
-    int r = sd_store_target_get(hub->store, d->connector_id, &t);
-    if (r == 0 && (t.tenant_id != d->tenant_id || t.env != d->env || !sd_target_is_push(&t))) {
+    const struct sd_connector *c = NULL;
+    int r = sd_store_target_get(hub->store, d->connector_id, &conf);
+    if (r == 0 && (conf.tenant_id != d->tenant_id || conf.env != d->env)) {
         r = -ENOENT;
     }
-    if (r == 0 && sd_target_settings_parse(t.doc, &ts) < 0) {
+    if (r == 0 && (!(c = sd_connector_find(conf.type)) || !c->deliver)) {
+        r = -ENOTSUP;
+    }
+    if (r == 0 && !json_is_object(settings = json_loads(conf.doc, 0, NULL))) {
         r = -EINVAL;
     }
     if (r < 0) {
+        bool push = sd_target_is_push(&conf) || (d->operation && strcmp(d->operation,
+                                                  SD_OUTBOX_OP_PUSH_SEGMENT) == 0);
         snprintf(why, sizeof(why),
-                 r == -ENOENT   ? "target '%s' no longer exists"
-                 : r == -EINVAL ? "target '%s' has no usable settings"
-                                : "cannot read target '%s'",
-                 d->connector_id);
+                 r == -ENOENT    ? "%s '%s' no longer exists"
+                 : r == -ENOTSUP ? "%s '%s' is of a type that cannot deliver"
+                 : r == -EINVAL  ? "%s '%s' has no usable settings"
+                                 : "cannot read %s '%s'",
+                 push ? "target" : "connector", d->connector_id);
         fail_unsent(o, d, doc, r == -EIO || r == -ENOSPC, why);
         goto out;
     }
-    r = sd_segment_load(hub, d->tenant_id, d->env, d->subject_id, &seg);
-    if (r < 0) {
-        snprintf(why, sizeof(why),
-                 r == -ENOENT ? "segment '%s' no longer exists" : "cannot read segment '%s'",
-                 d->subject_id);
-        fail_unsent(o, d, doc, r != -ENOENT, why);
-        goto out;
-    }
-    r = sd_store_remote_ref_get(hub->store, d->connector_id, SD_OUTBOX_SUBJECT_SEGMENT,
-                                d->subject_id, &remote);
-    if (r < 0 && r != -ENOENT) {
-        fail_unsent(o, d, doc, true, "cannot read the remote segment id");
-        goto out;
-    }
-    int64_t customers = 0;
-    struct keeper keeper = {hub->store, d->id, d->fence, &d->lease_until_usec};
-    r = build_body(hub, seg, ts.source, remote, &keeper, &body, &customers);
-    if (r == -ESTALE) {
-        sd_log(SD_LOG_WARN, "delivery lease lost while reading the segment; not sending",
-               "delivery=%s", d->id);
-        goto out;
-    }
-    if (r < 0) {
-        if (r == -E2BIG) {
-            snprintf(why, sizeof(why), "segment has more than %d customers to push",
-                     SD_OUTBOX_MAX_CUSTOMERS);
-        } else if (r == -EINVAL) {
-            snprintf(why, sizeof(why), "the segment's stored rule is no longer valid");
-        } else {
-            snprintf(why, sizeof(why), "cannot compute the segment's members (%s)",
-                     r == -ETIME ? "time limit" : "store error");
-        }
-        fail_unsent(o, d, doc, r != -E2BIG && r != -EINVAL, why);
-        goto out;
-    }
-    json_object_set_new(doc, "kind", json_string(remote ? "update" : "create"));
-    json_object_set_new(doc, "segment_name", json_string(seg->name ? seg->name : ""));
-    json_object_set_new(doc, "customers", json_integer(customers));
-    if (remote) {
-        json_object_set_new(doc, "remote_segment_id", json_string(remote));
-    }
 
-    /* The lease must outlast the request: renew it for the whole timeout plus a margin. */
-    int64_t lease = sd_now_usec() + ts.timeout_seconds * 1000000 + SD_OUTBOX_LEASE_MARGIN_USEC;
-    r = sd_store_delivery_renew(hub->store, d->id, d->fence, lease);
-    if (r < 0) {
-        sd_log(SD_LOG_WARN, "delivery lease lost before sending; not sending",
-               "delivery=%s " SD_LOG_ERR_FMT, d->id, SD_LOG_ERR_ARGS(r));
+    struct sd_outbox_lease lease = {
+        .store = hub->store, .id = d->id, .fence = d->fence, .until = d->lease_until_usec};
+    struct sd_connector_ctx ctx = {
+        .hub = hub,
+        .tenant_id = d->tenant_id,
+        .env = d->env,
+        .id = d->connector_id,
+        .settings = settings,
+        .stop = &o->stopping,
+        .lease = &lease,
+    };
+    if (c->init && (r = c->init(&ctx, &cstate)) < 0) {
+        snprintf(why, sizeof(why), "connector '%s' could not start (%s)", d->connector_id,
+                 strerror(-r));
+        fail_unsent(o, d, doc, true, why);
         goto out;
     }
-    d->lease_until_usec = lease;
-
-    send_once(&ts, d->idem_key, &body, &a);
-    if (a.transport_err == 0 && a.status >= 200 && a.status < 300 &&
-        sd_fault_hit("outbox_after_send")) {
+    enum sd_verdict v = c->deliver(&ctx, cstate, d, &res);
+    if (c->fini) {
+        c->fini(cstate);
+    }
+    free(ctx.error);
+    if (lease.lost) {
+        sd_log(SD_LOG_WARN, "delivery lease lost during the attempt; the worker that took it "
+               "over decides", "delivery=%s", d->id);
+        goto out;
+    }
+    d->lease_until_usec = lease.until;
+    if (res.status >= 200 && res.status < 300 && sd_fault_hit("outbox_after_send")) {
         sd_log_flush();
         _exit(137); /* test hook: a crash between the receiver's answer and its record */
     }
 
-    enum sd_outbox_verdict v =
-        sd_outbox_classify(a.transport_err, a.status, a.segment_id != NULL, remote != NULL);
-    const char *err = a.transport_err < 0 ? a.error : NULL;
-    char status_err[64];
-    if (!err && v != SD_OUTBOX_DELIVERED) {
-        if (a.status >= 200 && a.status < 300) {
-            err = "the answer carries no segment_id";
-        } else {
-            snprintf(status_err, sizeof(status_err), "HTTP %ld", a.status);
-            err = status_err;
-        }
+    const char *key;
+    json_t *val;
+    json_object_foreach(res.facts, key, val)
+    {
+        json_object_set(doc, key, val);
     }
-    json_object_set_new(doc, "last_status", a.status ? json_integer(a.status) : json_null());
+    char status_err[64];
+    const char *err = res.error;
+    if (!err && v != SD_VERDICT_OK && res.status) {
+        snprintf(status_err, sizeof(status_err), "HTTP %ld", res.status);
+        err = status_err;
+    }
+    char *kept = keep_answer(res.answer);
+    json_object_set_new(doc, "last_status", res.status ? json_integer(res.status) : json_null());
     json_object_set_new(doc, "last_error", err ? sd_json_text(err) : json_null());
-    json_object_set_new(doc, "last_response", a.answer ? sd_json_text(a.answer) : json_null());
+    json_object_set_new(doc, "last_response", kept ? sd_json_text(kept) : json_null());
     json_object_set_new(doc, "last_attempt_usec", json_integer(sd_now_usec()));
-    add_history(doc, d->attempts, a.status, err, a.ms);
+    free(kept);
+    add_history(doc, d->attempts, res.status, err, res.ms);
 
     switch (v) {
-    case SD_OUTBOX_DELIVERED: {
-        const char *rid = a.segment_id ? a.segment_id : remote;
-        if (rid) {
-            json_object_set_new(doc, "remote_segment_id", json_string(rid));
-        }
+    case SD_VERDICT_OK:
         json_object_set_new(doc, "delivered_usec", json_integer(sd_now_usec()));
         sd_log(SD_LOG_INFO, "delivery delivered",
-               "delivery=%s target=%s segment=%s status=%ld attempt=%lld customers=%lld ms=%lld",
-               d->id, d->connector_id, d->subject_id, a.status, (long long)d->attempts,
-               (long long)customers, (long long)a.ms);
-        finish(o, d, lease, SD_DELIVERY_DELIVERED, 0, 0, doc, rid);
+               "delivery=%s connector=%s operation=%s %s=%s status=%ld attempt=%lld ms=%lld",
+               d->id, d->connector_id, d->operation, d->subject_kind, d->subject_id, res.status,
+               (long long)d->attempts, (long long)res.ms);
+        finish(o, d, SD_DELIVERY_DELIVERED, 0, 0, doc, res.remote_ref);
         break;
-    }
-    case SD_OUTBOX_WAIT: {
-        int64_t waits = doc_int(doc, "waits_429") + 1;
-        json_object_set_new(doc, "waits_429", json_integer(waits));
-        if (waits > SD_OUTBOX_MAX_429_WAITS) {
+    case SD_VERDICT_WAIT: {
+        int64_t waits = doc_int(doc, "waits") + 1;
+        json_object_set_new(doc, "waits", json_integer(waits));
+        if (waits > SD_OUTBOX_MAX_WAITS) {
             sd_log(SD_LOG_WARN, "delivery dead-lettered: still rate-limited by the receiver",
                    "delivery=%s waits=%lld", d->id, (long long)waits);
-            finish(o, d, lease, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
+            finish(o, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
             break;
         }
-        int64_t wait = sd_outbox_retry_after_usec(a.retry_after, sd_outbox_time_scale());
+        int64_t wait = res.retry_after_usec > 0
+                           ? res.retry_after_usec
+                           : sd_outbox_retry_after_usec(NULL, sd_outbox_time_scale());
         sd_log(SD_LOG_INFO, "delivery rate-limited by the receiver, waiting",
-               "delivery=%s status=429 wait_ms=%lld", d->id, (long long)(wait / 1000));
-        finish(o, d, lease, SD_DELIVERY_RETRYING, sd_now_usec() + wait, -1, doc, NULL);
+               "delivery=%s status=%ld wait_ms=%lld", d->id, res.status,
+               (long long)(wait / 1000));
+        finish(o, d, SD_DELIVERY_RETRYING, sd_now_usec() + wait, -1, doc, NULL);
         break;
     }
-    case SD_OUTBOX_RETRY:
+    case SD_VERDICT_RETRY:
         if (d->attempts >= SD_OUTBOX_MAX_ATTEMPTS) {
             sd_log(SD_LOG_WARN, "delivery dead-lettered after the last attempt",
-                   "delivery=%s status=%ld attempts=%lld error=\"%s\"", d->id, a.status,
+                   "delivery=%s status=%ld attempts=%lld error=\"%s\"", d->id, res.status,
                    (long long)d->attempts, err ? err : "");
-            finish(o, d, lease, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
+            finish(o, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
         } else {
             int64_t wait =
                 sd_outbox_backoff_usec((int)d->attempts, random_u64(), sd_outbox_time_scale());
             /* A 503's Retry-After, when longer, is honoured too. */
-            int64_t ra = a.retry_after
-                             ? sd_http_retry_after(a.retry_after, SD_OUTBOX_RETRY_AFTER_MAX_S)
-                             : -1;
-            if (ra > 0 && ra * 1000000 > wait) {
-                wait = ra * 1000000;
+            if (res.retry_after_usec > wait) {
+                wait = res.retry_after_usec;
             }
             sd_log(SD_LOG_INFO, "delivery attempt failed, retrying",
-                   "delivery=%s status=%ld attempt=%lld error=\"%s\" wait_ms=%lld", d->id, a.status,
-                   (long long)d->attempts, err ? err : "", (long long)(wait / 1000));
-            finish(o, d, lease, SD_DELIVERY_RETRYING, sd_now_usec() + wait, 0, doc, NULL);
+                   "delivery=%s status=%ld attempt=%lld error=\"%s\" wait_ms=%lld", d->id,
+                   res.status, (long long)d->attempts, err ? err : "", (long long)(wait / 1000));
+            finish(o, d, SD_DELIVERY_RETRYING, sd_now_usec() + wait, 0, doc, NULL);
         }
         break;
-    case SD_OUTBOX_REJECTED:
+    case SD_VERDICT_REJECT:
         sd_log(SD_LOG_WARN, "delivery dead-lettered: the receiver refused it",
-               "delivery=%s status=%ld error=\"%s\"", d->id, a.status, err ? err : "");
-        finish(o, d, lease, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
+               "delivery=%s status=%ld error=\"%s\"", d->id, res.status, err ? err : "");
+        finish(o, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
         break;
     }
 out:
-    attempt_release(&a);
-    sd_buf_release(&body);
-    free(remote);
-    sd_segment_free(seg);
-    sd_target_settings_release(&ts);
-    if (t.doc) {
-        explicit_bzero(t.doc, strlen(t.doc));
+    sd_delivery_result_release(&res);
+    json_decref(settings);
+    if (conf.doc) {
+        explicit_bzero(conf.doc, strlen(conf.doc));
     }
-    sd_target_release(&t);
+    sd_target_release(&conf);
     json_decref(doc);
 }
 
@@ -859,6 +707,7 @@ void sd_outbox_free(struct sd_outbox *o)
     }
     pthread_mutex_lock(&o->lock);
     o->stop = true;
+    atomic_store(&o->stopping, true);
     pthread_cond_broadcast(&o->cond);
     pthread_mutex_unlock(&o->lock);
     for (size_t i = 0; i < o->n_threads; i++) {

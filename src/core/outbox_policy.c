@@ -1,12 +1,13 @@
-/* outbox_policy.c — the outbox's decisions that need no network and no segment: the back-off
- * schedule, how an answer is classified, the 429 wait, the rate plan, ids and keys, how a
+/* outbox_policy.c — the outbox's decisions that need no network and no connector: the back-off
+ * schedule, the WAIT's default, the rate plan, ids and keys, how a
  * delivery is shown, and the replay of a dead delivery (see outbox.h). Kept apart from the
  * worker (outbox.c) so the rules are unit-tested on their own and the CLI can use the views.
  *
- * The delivery document (deliveries.doc) is this module's format: {"kind", "segment_name",
- * "remote_segment_id", "customers", "last_status", "last_error", "last_response",
- * "last_attempt_usec", "delivered_usec", "waits_429", "replays", "previous_idempotency_keys",
- * "history": [{"at_usec", "attempt", "status", "error", "ms"}]} — the store adds "sent_usec". */
+ * The item's document (outbox_items.doc) is core's format: {"last_status", "last_error",
+ * "last_response", "last_attempt_usec", "delivered_usec", "waits", "replays",
+ * "previous_idempotency_keys", "cancelled": {"by", "reason", "at"}, "history": [{"at_usec",
+ * "attempt", "status", "error", "ms"}]} plus the facts its connector's deliver reported (the
+ * audience push: "kind", "segment_name", "customers", "remote_segment_id"). */
 #include "core/outbox.h"
 
 #include <errno.h>
@@ -69,27 +70,6 @@ int64_t sd_outbox_backoff_usec(int failed, uint64_t rnd, double scale)
     double u = (double)(rnd >> 11) / (double)((1ULL << 53) - 1);
     double v = ((double)lo + u * (double)(hi - lo)) * scale;
     return (int64_t)v;
-}
-
-enum sd_outbox_verdict sd_outbox_classify(int transport_err, long status, bool has_segment_id,
-                                          bool is_update)
-{
-    if (transport_err == -EFBIG) {
-        return SD_OUTBOX_REJECTED; /* an answer we cannot read: its meaning is unknown */
-    }
-    if (transport_err < 0) {
-        return SD_OUTBOX_RETRY; /* timeout, refused, reset, DNS, TLS */
-    }
-    if (status >= 200 && status < 300) {
-        return has_segment_id || is_update ? SD_OUTBOX_DELIVERED : SD_OUTBOX_REJECTED;
-    }
-    if (status == 429) {
-        return SD_OUTBOX_WAIT;
-    }
-    if (status == 408 || (status >= 500 && status < 600)) {
-        return SD_OUTBOX_RETRY;
-    }
-    return SD_OUTBOX_REJECTED; /* 1xx/3xx/other 4xx: resending the same request cannot help */
 }
 
 int64_t sd_outbox_retry_after_usec(const char *retry_after, double scale)
@@ -292,7 +272,7 @@ int sd_outbox_retry(struct sd_store_handle *st, const char *delivery_id)
     }
     json_array_append_new(prev, json_string(d.idem_key));
     json_object_set_new(doc, "replays", json_integer(doc_int(doc, "replays") + 1));
-    json_object_set_new(doc, "waits_429", json_integer(0));
+    json_object_set_new(doc, "waits", json_integer(0));
     json_object_set_new(doc, "replayed_usec", json_integer(sd_now_usec()));
     key = sd_outbox_new_idem_key();
     text = json_dumps(doc, JSON_COMPACT);

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "base/base.h"
+#include "connectors/audience_push/audience_push.h"
 #include "core/outbox.h"
 #include "core/targets.h"
 #include "store/audience.h"
@@ -88,39 +89,41 @@ static void test_classification(void **state)
         int err;
         long status;
         bool has_id, update;
-        enum sd_outbox_verdict want;
+        enum sd_verdict want;
     } cases[] = {
-        {0, 201, true, false, SD_OUTBOX_DELIVERED},
-        {0, 200, true, false, SD_OUTBOX_DELIVERED},
-        {0, 202, true, false, SD_OUTBOX_DELIVERED},
-        {0, 201, false, false, SD_OUTBOX_REJECTED}, /* created, but which segment? */
-        {0, 204, false, false, SD_OUTBOX_REJECTED},
-        {0, 200, false, true, SD_OUTBOX_DELIVERED}, /* an update keeps the known id */
-        {0, 204, false, true, SD_OUTBOX_DELIVERED},
-        {0, 500, false, false, SD_OUTBOX_RETRY},
-        {0, 502, false, false, SD_OUTBOX_RETRY},
-        {0, 503, false, false, SD_OUTBOX_RETRY},
-        {0, 504, false, false, SD_OUTBOX_RETRY},
-        {0, 408, false, false, SD_OUTBOX_RETRY},
-        {0, 429, false, false, SD_OUTBOX_WAIT},
-        {0, 400, false, false, SD_OUTBOX_REJECTED},
-        {0, 401, false, false, SD_OUTBOX_REJECTED},
-        {0, 403, false, false, SD_OUTBOX_REJECTED},
-        {0, 404, false, false, SD_OUTBOX_REJECTED},
-        {0, 409, false, false, SD_OUTBOX_REJECTED},
-        {0, 422, false, false, SD_OUTBOX_REJECTED},
-        {0, 301, false, false, SD_OUTBOX_REJECTED},
-        {0, 302, false, false, SD_OUTBOX_REJECTED},
-        {0, 307, false, false, SD_OUTBOX_REJECTED},
-        {0, 100, false, false, SD_OUTBOX_REJECTED},
-        {-ETIMEDOUT, 0, false, false, SD_OUTBOX_RETRY},
-        {-ECONNREFUSED, 0, false, false, SD_OUTBOX_RETRY},
-        {-EIO, 0, false, false, SD_OUTBOX_RETRY},
-        {-EFBIG, 0, false, false, SD_OUTBOX_REJECTED},
+        {0, 201, true, false, SD_VERDICT_OK},
+        {0, 200, true, false, SD_VERDICT_OK},
+        {0, 202, true, false, SD_VERDICT_OK},
+        {0, 201, false, false, SD_VERDICT_REJECT}, /* created, but which segment? */
+        {0, 204, false, false, SD_VERDICT_REJECT},
+        {0, 200, false, true, SD_VERDICT_OK}, /* an update keeps the known id */
+        {0, 204, false, true, SD_VERDICT_OK},
+        {0, 500, false, false, SD_VERDICT_RETRY},
+        {0, 502, false, false, SD_VERDICT_RETRY},
+        {0, 503, false, false, SD_VERDICT_RETRY},
+        {0, 504, false, false, SD_VERDICT_RETRY},
+        {0, 408, false, false, SD_VERDICT_RETRY},
+        {0, 429, false, false, SD_VERDICT_WAIT},
+        {0, 400, false, false, SD_VERDICT_REJECT},
+        {0, 401, false, false, SD_VERDICT_REJECT},
+        {0, 403, false, false, SD_VERDICT_REJECT},
+        {0, 404, false, false, SD_VERDICT_REJECT},
+        {0, 409, false, false, SD_VERDICT_REJECT},
+        {0, 422, false, false, SD_VERDICT_REJECT},
+        {0, 301, false, false, SD_VERDICT_REJECT},
+        {0, 302, false, false, SD_VERDICT_REJECT},
+        {0, 307, false, false, SD_VERDICT_REJECT},
+        {0, 100, false, false, SD_VERDICT_REJECT},
+        {-ETIMEDOUT, 0, false, false, SD_VERDICT_RETRY},
+        {-ECONNREFUSED, 0, false, false, SD_VERDICT_RETRY},
+        {-EIO, 0, false, false, SD_VERDICT_RETRY},
+        {-EFBIG, 0, false, false, SD_VERDICT_REJECT},
+        {0, 509, false, false, SD_VERDICT_WAIT}, /* the one classifier: bandwidth limit */
+        {0, 202, false, true, SD_VERDICT_OK},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        enum sd_outbox_verdict v =
-            sd_outbox_classify(cases[i].err, cases[i].status, cases[i].has_id, cases[i].update);
+        enum sd_verdict v =
+            sd_audience_push_judge(cases[i].err, cases[i].status, cases[i].has_id, cases[i].update);
         if (v != cases[i].want) {
             fail_msg("case %zu (err %d, status %ld): got %d, want %d", i, cases[i].err,
                      cases[i].status, (int)v, (int)cases[i].want);
