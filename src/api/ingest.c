@@ -20,6 +20,7 @@
 #include "api/api.h"
 #include "base/log.h"
 #include "core/metrics.h"
+#include "core/outbox.h"
 
 #define IDEM_TTL_USEC (24LL * 3600 * 1000000)
 
@@ -181,6 +182,10 @@ static int ingest_run(struct sd_store_handle *st, struct sd_write_job *job)
     }
     if (in->res.status != 202) {
         return 1; /* undone; after_undo records the idempotent answer */
+    }
+    /* The outbound items the change causes commit with it (or not at all). */
+    if ((r = sd_outbox_changes_in_writer(st, req->who.tenant_id, req->who.env, &in->batch)) < 0) {
+        return r;
     }
     return in->idem_key ? put_idem(st, in) : 0;
 }

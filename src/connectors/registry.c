@@ -8,6 +8,9 @@ extern const struct sd_connector sd_connector_sftp_pull;
 extern const struct sd_connector sd_connector_feed;
 extern const struct sd_connector sd_connector_rest_pull;
 extern const struct sd_connector sd_connector_audience_push;
+#ifdef SD_TEST_CONNECTORS
+extern const struct sd_connector sd_connector_test_contacts; /* tests/connectors/, not shipped */
+#endif
 
 const struct sd_connector *const sd_connectors[] = {
     &sd_connector_demo_season,
@@ -16,5 +19,8 @@ const struct sd_connector *const sd_connectors[] = {
     &sd_connector_feed,
     &sd_connector_rest_pull,
     &sd_connector_audience_push,
+#ifdef SD_TEST_CONNECTORS
+    &sd_connector_test_contacts,
+#endif
     NULL,
 };

@@ -2,6 +2,8 @@
  * writer's group commit and wait for the commit. */
 #include "core/ingest.h"
 
+#include "core/outbox.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 #include "base/base.h"
 
 #include "core/metrics.h"
+#include "core/outbox.h"
 
 void sd_ingest_outcome_init_limit(struct sd_ingest_outcome *o, size_t limit)
 {
@@ -57,6 +60,11 @@ static int apply_run(struct sd_store_handle *st, struct sd_write_job *job)
     }
     if (a->res.status != 202) {
         return 1;
+    }
+    /* The outbound items the change causes commit with it (or not at all). */
+    if (sd_batch_count(a->batch) > 0 &&
+        (r = sd_outbox_changes_in_writer(st, a->tenant_id, a->env, a->batch)) < 0) {
+        return r;
     }
     if (a->opts && a->opts->state_id) {
         r = sd_store_connector_state_put(st, a->opts->state_id, a->opts->state_doc);
@@ -117,6 +125,7 @@ static int ingest_once(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, c
     }
     batch.upsert_sales = o && o->upsert_sales;
     batch.source = o ? o->source : NULL;
+    batch.origin = o ? o->origin : NULL;
     struct apply a = {.tenant_id = tenant_id, .env = env, .batch = &batch, .opts = o};
     sd_apply_result_init(&a.res);
     a.res.errors.limit = out->errors.limit; /* a batch connector may want every error */
@@ -356,6 +365,10 @@ int sd_ingest_batch_in_writer(struct sd_store_handle *st, int64_t tenant_id, enu
     sd_apply_result_init(&res);
     res.errors.limit = out->errors.limit;
     int r = sd_store_apply_ingest(st, tenant_id, env, batch, &res);
+    if (r == 0 && res.status == 202) {
+        int q = sd_outbox_changes_in_writer(st, tenant_id, env, batch);
+        r = q < 0 ? q : 0;
+    }
     if (r == 0) {
         out->status = res.status;
         move_issues(&out->errors, &res.errors);

@@ -610,6 +610,153 @@ out:
     json_decref(doc);
 }
 
+/* ---- transactional enqueue ------------------------------------------------------------------ */
+
+struct sd_outbox_adder {
+    struct sd_store_handle *st;
+    int64_t tenant_id;
+    enum sd_env env;
+    const char *connector_id;
+    const char *origin;
+    int64_t now_usec;
+    int err;      /* first error: the writer's job fails */
+    int64_t added;
+};
+
+void sd_outbox_add(struct sd_outbox_adder *out, const char *operation, const char *subject_kind,
+                   const char *subject_id, const json_t *payload, const char *dedupe_key)
+{
+    if (!out || out->err < 0) {
+        return;
+    }
+    if (!operation || !subject_kind || !subject_id) {
+        out->err = -EINVAL;
+        return;
+    }
+    char *id = sd_outbox_new_id("dlv_");
+    char *key = sd_outbox_new_idem_key();
+    char *text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
+    if (!id || !key || (payload && !text)) {
+        out->err = -EIO;
+    } else {
+        struct sd_outbox_item d = {
+            .id = id,
+            .tenant_id = out->tenant_id,
+            .env = out->env,
+            .connector_id = (char *)out->connector_id,
+            .operation = (char *)operation,
+            .subject_kind = (char *)subject_kind,
+            .subject_id = (char *)subject_id,
+            .payload = text,
+            .dedupe_key = (char *)dedupe_key,
+            .idem_key = key,
+            .origin = (char *)out->origin,
+            .doc = (char *)"{}",
+        };
+        int r = sd_store_outbox_add_tx(out->st, &d, out->now_usec, NULL);
+        if (r < 0) {
+            out->err = r;
+        } else if (r == 0) {
+            out->added++;
+        }
+    }
+    free(id);
+    free(key);
+    free(text);
+}
+
+static bool any_on_change(void)
+{
+    for (size_t i = 0; sd_connectors[i]; i++) {
+        if (sd_connectors[i]->on_change) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Offer the n records of one kind to one instance. */
+static void offer(const struct sd_connector *c, const struct sd_connector_ctx *ctx,
+                  struct sd_outbox_adder *out, enum sd_kind kind, const char *source,
+                  const char *origin, const char *const *ids, const char *const *docs, size_t n)
+{
+    for (size_t i = 0; i < n && out->err >= 0; i++) {
+        json_t *rec = json_loads(docs[i], 0, NULL);
+        struct sd_change chg = {
+            .kind = kind, .id = ids[i], .source = source, .record = rec, .origin = origin};
+        if (rec) {
+            c->on_change(ctx, &chg, out);
+        }
+        json_decref(rec);
+    }
+}
+
+int sd_outbox_changes_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
+                                const struct sd_batch *batch)
+{
+    if (!batch || sd_batch_count(batch) == 0 || !any_on_change()) {
+        return 0;
+    }
+    struct sd_target *v = NULL;
+    size_t n = 0;
+    int r = sd_store_target_list(st, tenant_id, &v, &n);
+    if (r < 0) {
+        return r;
+    }
+    const char *source = batch->source ? batch->source : SD_SOURCE_WEBHOOK;
+    int64_t added = 0;
+    size_t cap = batch->n_events > batch->n_customers ? batch->n_events : batch->n_customers;
+    cap = cap > batch->n_sales ? cap : batch->n_sales;
+    const char **ids = sd_calloc(cap ? cap : 1, sizeof(*ids));
+    const char **docs = sd_calloc(cap ? cap : 1, sizeof(*docs));
+    for (size_t i = 0; i < n && r >= 0; i++) {
+        const struct sd_connector *c = sd_connector_find(v[i].type);
+        if (!c || !c->on_change || v[i].env != env ||
+            (batch->origin && strcmp(batch->origin, v[i].id) == 0)) {
+            continue; /* not a writer of changes here, or the change came from it: no echo */
+        }
+        json_t *settings = json_loads(v[i].doc, 0, NULL);
+        struct sd_connector_ctx ctx = {
+            .tenant_id = tenant_id, .env = env, .id = v[i].id, .settings = settings};
+        struct sd_outbox_adder out = {.st = st,
+                                      .tenant_id = tenant_id,
+                                      .env = env,
+                                      .connector_id = v[i].id,
+                                      .origin = batch->origin,
+                                      .now_usec = sd_now_usec()};
+        for (size_t k = 0; k < batch->n_customers; k++) {
+            ids[k] = batch->customers[k].customer_id;
+            docs[k] = batch->customers[k].doc;
+        }
+        offer(c, &ctx, &out, SD_KIND_CUSTOMER, source, batch->origin, ids, docs,
+              batch->n_customers);
+        for (size_t k = 0; k < batch->n_events; k++) {
+            ids[k] = batch->events[k].event_id;
+            docs[k] = batch->events[k].doc;
+        }
+        offer(c, &ctx, &out, SD_KIND_EVENT, source, batch->origin, ids, docs, batch->n_events);
+        for (size_t k = 0; k < batch->n_sales; k++) {
+            ids[k] = batch->sales[k].invoice_number;
+            docs[k] = batch->sales[k].doc;
+        }
+        offer(c, &ctx, &out, SD_KIND_SALE, source, batch->origin, ids, docs, batch->n_sales);
+        json_decref(settings);
+        r = out.err;
+        added += out.added;
+    }
+    free(ids);
+    free(docs);
+    if (v) {
+        for (size_t i = 0; i < n; i++) {
+            if (v[i].doc) {
+                explicit_bzero(v[i].doc, strlen(v[i].doc));
+            }
+        }
+    }
+    sd_targets_free(v, n);
+    return r < 0 ? r : (int)(added > INT32_MAX ? INT32_MAX : added);
+}
+
 /* ---- threads --------------------------------------------------------------------------------- */
 
 /* Sleep until `usec` from now, a wake-up or stop. */

@@ -132,6 +132,25 @@ int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const
                    const char *target_id, const char *request_key, char **ret_id,
                    const char **ret_what, bool *ret_replayed);
 
+/* ---- transactional enqueue (the writer's side) ------------------------------------------------ */
+
+/* Called by the writer thread, inside the job that applied `batch` for (tenant_id, env) (its
+ * savepoint, before COMMIT), after the store accepted it: every record of the batch is offered
+ * to every target instance of that tenant and environment whose type has on_change and whose id
+ * is not batch->origin (no echo); the items they add are stored in the same transaction. Records
+ * stored unchanged are offered too (the store does not say which were): connectors deduplicate
+ * with a dedupe key. Returns the number of items stored, or negative errno (then the job must
+ * fail, so the change is undone with its items). Cheap when no registered type has on_change. */
+int sd_outbox_changes_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
+                                const struct sd_batch *batch);
+
+/* For on_change: queue one item of the calling instance. payload: the request's data as of the
+ * change (NULL: deliver builds it at send time from the subject); dedupe_key: while an item of
+ * this instance with the same key still waits, no second one is queued (NULL: none). Errors
+ * are kept in `out` and fail the writer's job. */
+void sd_outbox_add(struct sd_outbox_adder *out, const char *operation, const char *subject_kind,
+                   const char *subject_id, const json_t *payload, const char *dedupe_key);
+
 struct sd_outbox;
 
 /* Start SD_OUTBOX_THREADS worker threads on the hub's store. */

@@ -389,7 +389,8 @@ int sd_store_segment_members(struct sd_store_handle *h, int64_t tenant_id, enum 
  * are serialized with every other claim, of this process and of any other process on the same
  * data (SQLite: its write lock; a server database: a row lock or SERIALIZABLE). Thread rules:
  * any thread. Changes run on the control-plane connection; reads use the read pool; none of
- * these bump the settings version. */
+ * these bump the settings version. outbox_add_tx is the exception: the writer's, in its
+ * transaction. */
 
 struct sd_target {
     char *id; /* "tgt_" + 16 hex (or any connector id) */
@@ -537,6 +538,12 @@ struct sd_store_outbox_ops {
     int (*delivery_send_now)(struct sd_store *s, const char *id,
                              const struct sd_outbox_clock *clk);
 
+    /* Writer only, inside the writer's open transaction (its savepoint): store a new item as
+     * delivery_insert does (dedupe included, next attempt now_usec; no rate plan: the claim
+     * plans), so it commits or rolls back with the change that caused it. Same returns. */
+    int (*outbox_add_tx)(struct sd_store *s, const struct sd_outbox_item *d, int64_t now_usec,
+                         char **ret_id);
+
     /* Remote references: (connector_id, kind, local_id) ↔ remote_id. get: by local id; find:
      * the local id of a remote id (the oldest if several); both -ENOENT. put: insert or
      * replace. Callers check the connector is the tenant's: the ids are global. */
@@ -575,6 +582,8 @@ int sd_store_delivery_cancel(struct sd_store_handle *h, const char *id, const ch
                              int64_t now_usec);
 int sd_store_delivery_send_now(struct sd_store_handle *h, const char *id,
                                const struct sd_outbox_clock *clk);
+int sd_store_outbox_add_tx(struct sd_store_handle *h, const struct sd_outbox_item *d,
+                           int64_t now_usec, char **ret_id);
 int sd_store_remote_ref_get(struct sd_store_handle *h, const char *connector_id,
                             const char *kind, const char *local_id, char **ret_remote);
 int sd_store_remote_ref_find(struct sd_store_handle *h, const char *connector_id,

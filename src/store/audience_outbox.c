@@ -168,6 +168,12 @@ int sd_store_delivery_send_now(struct sd_store_handle *h, const char *id,
     return CALL(delivery_send_now, id, clk);
 }
 
+int sd_store_outbox_add_tx(struct sd_store_handle *h, const struct sd_outbox_item *d,
+                           int64_t now_usec, char **ret_id)
+{
+    return CALL(outbox_add_tx, d, now_usec, ret_id);
+}
+
 int sd_store_remote_ref_get(struct sd_store_handle *h, const char *connector_id,
                             const char *kind, const char *local_id, char **ret_remote)
 {

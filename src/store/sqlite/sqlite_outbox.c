@@ -392,6 +392,24 @@ static int ctl_by_id(struct conn *k, unsigned slot, const char *id, const char *
     return r < 0 ? r : sqlite3_changes(k->db);
 }
 
+int sd_sqlite_outbox_settle_connector(struct sd_store *s, const char *id, const char *reason)
+{
+    int r = ctl_by_id(s->ctl, S_REMOTE_DELETE_TARGET, id, "remote references delete");
+    if (r < 0) {
+        return r;
+    }
+    sqlite3_stmt *st = stmt(s->ctl, S_DLV_KILL_TARGET);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
+         sqlite3_bind_int64(st, 2, sd_now_usec()) |
+         sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC)) != SQLITE_OK) {
+        return sd_sqlite_fail(s->ctl, SQLITE_MISUSE, "bind");
+    }
+    return sd_sqlite_step_done(s->ctl, st, "items of a deleted connector");
+}
+
 static int target_delete(struct sd_store *s, const char *id, const char *reason)
 {
     if (!id || !reason) {
@@ -404,23 +422,12 @@ static int target_delete(struct sd_store *s, const char *id, const char *reason)
     r = ctl_by_id(s->ctl, S_TARGET_DELETE, id, "target delete");
     if (r == 0) {
         r = -ENOENT;
-    } else if (r > 0) {
-        r = ctl_by_id(s->ctl, S_REMOTE_DELETE_TARGET, id, "remote references delete");
     }
     if (r >= 0) {
         r = ctl_by_id(s->ctl, S_TARGET_STATE_DELETE, id, "connector state delete");
     }
     if (r >= 0) {
-        sqlite3_stmt *st = stmt(s->ctl, S_DLV_KILL_TARGET);
-        if (!st) {
-            r = -EIO;
-        } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
-                    sqlite3_bind_int64(st, 2, sd_now_usec()) |
-                    sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC)) != SQLITE_OK) {
-            r = sd_sqlite_fail(s->ctl, SQLITE_MISUSE, "bind");
-        } else {
-            r = sd_sqlite_step_done(s->ctl, st, "items of a deleted connector");
-        }
+        r = sd_sqlite_outbox_settle_connector(s, id, reason);
     }
     return sd_sqlite_ctl_end_write(s, r < 0 ? r : 0, r >= 0);
 }
@@ -579,12 +586,45 @@ static int dedupe_lookup(struct conn *k, const char *connector_id, const char *d
     return r;
 }
 
+/* Dedupe, then insert d on connection k (inside its open transaction). 0 stored, 1 deduplicated
+ * (*ret_found: the waiting item), or negative errno. */
+static int insert_item(struct conn *k, const struct sd_outbox_item *d, int64_t now_usec,
+                       char **ret_found)
+{
+    int r;
+    if (d->dedupe_key && (r = dedupe_lookup(k, d->connector_id, d->dedupe_key, ret_found)) != 0) {
+        return r;
+    }
+    sqlite3_stmt *st = stmt(k, S_DLV_INSERT);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sqlite3_bind_text(st, 1, d->id, -1, SQLITE_STATIC) |
+         sqlite3_bind_int64(st, 2, d->tenant_id) | sqlite3_bind_int(st, 3, (int)d->env) |
+         sqlite3_bind_text(st, 4, d->connector_id, -1, SQLITE_STATIC) |
+         sqlite3_bind_text(st, 5, d->operation, -1, SQLITE_STATIC) |
+         sqlite3_bind_text(st, 6, d->subject_kind, -1, SQLITE_STATIC) |
+         sqlite3_bind_text(st, 7, d->subject_id, -1, SQLITE_STATIC) |
+         bind_opt(st, 8, d->payload) | bind_opt(st, 9, d->dedupe_key) |
+         sqlite3_bind_int64(st, 10, now_usec) |
+         sqlite3_bind_text(st, 11, d->idem_key, -1, SQLITE_STATIC) |
+         bind_opt(st, 12, d->request_key) | bind_opt(st, 13, d->origin) |
+         sqlite3_bind_text(st, 14, d->doc, -1, SQLITE_STATIC)) != SQLITE_OK) {
+        return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+    }
+    return sd_sqlite_step_done(k, st, "item insert");
+}
+
+static bool item_ok(const struct sd_outbox_item *d)
+{
+    return d && d->id && d->connector_id && d->operation && d->subject_kind && d->subject_id &&
+           d->idem_key && d->doc && sd_sqlite_env_ok(d->env);
+}
+
 static int delivery_insert(struct sd_store *s, const struct sd_outbox_item *d,
                            const struct sd_outbox_clock *clk, char **ret_id)
 {
-    if (!d || !d->id || !d->connector_id || !d->operation || !d->subject_kind ||
-        !d->subject_id || !d->idem_key || !d->doc || !clk || !clk->plan ||
-        !sd_sqlite_env_ok(d->env)) {
+    if (!item_ok(d) || !clk || !clk->plan) {
         return -EINVAL;
     }
     int r = sd_sqlite_ctl_begin_write(s);
@@ -593,32 +633,30 @@ static int delivery_insert(struct sd_store *s, const struct sd_outbox_item *d,
     }
     struct conn *k = s->ctl;
     char *found = NULL;
-    if (d->dedupe_key && (r = dedupe_lookup(k, d->connector_id, d->dedupe_key, &found)) != 0) {
-        goto out; /* 1: the waiting one answers; or an error */
-    }
-    sqlite3_stmt *st = stmt(k, S_DLV_INSERT);
-    if (!st) {
-        r = -EIO;
-    } else if ((sqlite3_bind_text(st, 1, d->id, -1, SQLITE_STATIC) |
-                sqlite3_bind_int64(st, 2, d->tenant_id) | sqlite3_bind_int(st, 3, (int)d->env) |
-                sqlite3_bind_text(st, 4, d->connector_id, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 5, d->operation, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 6, d->subject_kind, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 7, d->subject_id, -1, SQLITE_STATIC) |
-                bind_opt(st, 8, d->payload) | bind_opt(st, 9, d->dedupe_key) |
-                sqlite3_bind_int64(st, 10, clk->now_usec) |
-                sqlite3_bind_text(st, 11, d->idem_key, -1, SQLITE_STATIC) |
-                bind_opt(st, 12, d->request_key) | bind_opt(st, 13, d->origin) |
-                sqlite3_bind_text(st, 14, d->doc, -1, SQLITE_STATIC)) != SQLITE_OK) {
-        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    } else {
-        r = sd_sqlite_step_done(k, st, "item insert");
-    }
+    r = insert_item(k, d, clk->now_usec, &found);
     if (r == 0) {
         r = plan_target(k, d->connector_id, clk, NULL);
     }
-out:
-    r = sd_sqlite_ctl_end_write(s, r, false);
+    int er = sd_sqlite_ctl_end_write(s, r < 0 ? r : 0, false);
+    if (er < 0) {
+        r = er;
+    }
+    if (r >= 0 && ret_id) {
+        *ret_id = found ? found : sd_strdup(d->id);
+        found = NULL;
+    }
+    free(found);
+    return r;
+}
+
+static int outbox_add_tx(struct sd_store *s, const struct sd_outbox_item *d, int64_t now_usec,
+                         char **ret_id)
+{
+    if (!item_ok(d) || !s->writer) {
+        return -EINVAL;
+    }
+    char *found = NULL;
+    int r = insert_item(s->writer, d, now_usec, &found);
     if (r >= 0 && ret_id) {
         *ret_id = found ? found : sd_strdup(d->id);
         found = NULL;
@@ -1169,6 +1207,7 @@ const struct sd_store_outbox_ops sd_sqlite_outbox_ops = {
     .delivery_requeue = delivery_requeue,
     .delivery_cancel = delivery_cancel,
     .delivery_send_now = delivery_send_now,
+    .outbox_add_tx = outbox_add_tx,
     .remote_ref_get = remote_ref_get,
     .remote_ref_find = remote_ref_find,
     .remote_ref_put = remote_ref_put,

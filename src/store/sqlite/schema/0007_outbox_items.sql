@@ -57,7 +57,11 @@ INSERT INTO outbox_items (id, tenant_id, env, connector_id, operation, subject_k
            state, attempts, next_attempt_usec, lease_until_usec, 0,
            json_extract(doc, '$.lease_owner'), coalesce(json_extract(doc, '$.sent_usec'), 0),
            idem_key, request_key, NULL, json_extract(doc, '$.remote_segment_id'),
-           json_remove(doc, '$.sent_usec', '$.lease_owner'), created_usec, updated_usec
+           CASE WHEN json_extract(doc, '$.waits_429') IS NULL
+                THEN json_remove(doc, '$.sent_usec', '$.lease_owner')
+                ELSE json_set(json_remove(doc, '$.sent_usec', '$.lease_owner', '$.waits_429'),
+                              '$.waits', json_extract(doc, '$.waits_429')) END,
+           created_usec, updated_usec
     FROM deliveries ORDER BY created_usec, id;
 CREATE INDEX outbox_items_due ON outbox_items (state, next_attempt_usec);
 CREATE INDEX outbox_items_connector ON outbox_items (connector_id, state, seq);
