@@ -898,6 +898,61 @@ static void test_queue_rules(void **state)
     sd_outbox_item_release(&again);
 }
 
+/* ---- no echo ----------------------------------------------------------------------------------- */
+
+/* A stored change is offered to every target instance of its tenant and environment with
+ * on_change except the one it came from; each instance's items are its own. Uses the test
+ * connector (tests/connectors/test_contacts), built in by the debug and sanitizer presets. */
+static void test_no_echo(void **state)
+{
+#ifndef SD_TEST_CONNECTORS
+    (void)state;
+    skip();
+#else
+    struct fx *f = *state;
+    const char *ids[] = {"con_a", "con_b", "con_prod"};
+    for (size_t i = 0; i < 3; i++) {
+        struct sd_target t = {.id = (char *)ids[i],
+                              .tenant_id = f->acme.id,
+                              .env = i == 2 ? SD_ENV_PROD : SD_ENV_TEST,
+                              .type = (char *)"test_contacts",
+                              .doc = (char *)"{\"url\":\"http://127.0.0.1:9/\"}"};
+        assert_int_equal(sd_store_target_put(f->h, &t, true, NULL), 0);
+    }
+    struct sd_customer_rec rec = {.customer_id = (char *)"C1",
+                                  .doc = (char *)"{\"customer_id\":\"C1\",\"email\":\"a@b.c\"}"};
+    struct sd_batch batch = {.customers = &rec, .n_customers = 1, .origin = "con_a"};
+    /* From con_a: only con_b gets an item (con_prod is another environment). */
+    assert_int_equal(sd_outbox_changes_in_writer(f->h, f->acme.id, SD_ENV_TEST, &batch), 1);
+    struct sd_delivery_filter flt = {
+        .tenant_id = f->acme.id, .env = -1, .state = -1, .connector_id = "con_a", .limit = 10};
+    struct sd_outbox_item *v = NULL;
+    size_t n = 0;
+    bool more = false;
+    assert_int_equal(sd_store_delivery_list(f->h, &flt, &v, &n, &more), 0);
+    assert_int_equal(n, 0);
+    sd_outbox_items_free(v, n);
+    flt.connector_id = "con_b";
+    assert_int_equal(sd_store_delivery_list(f->h, &flt, &v, &n, &more), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].origin, "con_a");
+    assert_string_equal(v[0].operation, "upsert_contact");
+    assert_string_equal(v[0].subject_id, "webhook:C1");
+    assert_non_null(v[0].payload);
+    sd_outbox_items_free(v, n);
+    /* The same content again while con_b's item waits: deduplicated, nothing new. */
+    assert_int_equal(sd_outbox_changes_in_writer(f->h, f->acme.id, SD_ENV_TEST, &batch), 0);
+    /* From the API (no origin): both test instances. */
+    batch.origin = NULL;
+    rec.doc = (char *)"{\"customer_id\":\"C1\",\"email\":\"new@b.c\"}";
+    assert_int_equal(sd_outbox_changes_in_writer(f->h, f->acme.id, SD_ENV_TEST, &batch), 2);
+    flt.connector_id = "con_prod";
+    assert_int_equal(sd_store_delivery_list(f->h, &flt, &v, &n, &more), 0);
+    assert_int_equal(n, 0);
+    sd_outbox_items_free(v, n);
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -913,6 +968,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_request_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_limit_replans_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_echo, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
