@@ -479,8 +479,9 @@ static void process(struct sd_outbox *o, struct sd_outbox_item *d)
     if (r == 0 && (!(c = sd_connector_find(conf.type)) || !c->deliver)) {
         r = -ENOTSUP;
     }
-    if (r == 0 && !json_is_object(settings = json_loads(conf.doc, 0, NULL))) {
-        r = -EINVAL;
+    if (r == 0) {
+        settings = json_loads(conf.doc, 0, NULL); /* not inside json_is_object: a macro */
+        r = json_is_object(settings) ? 0 : -EINVAL;
     }
     if (r < 0) {
         bool push = sd_target_is_push(&conf) || (d->operation && strcmp(d->operation,
