@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "core/outbox.h"
 
 #define CURSOR_PREFIX "s1."
 
@@ -168,7 +169,13 @@ static int sale_put_run(struct sd_store_handle *st, struct sd_write_job *job)
     if (r < 0) {
         return r;
     }
-    return sp->res.status == 200 ? 0 : 1;
+    if (sp->res.status != 200) {
+        return 1;
+    }
+    /* The outbound items the change causes commit with it (or not at all). */
+    struct sd_batch one = {.sales = &sp->sale, .n_sales = 1};
+    r = sd_outbox_changes_in_writer(st, sp->req->who.tenant_id, sp->req->who.env, &one);
+    return r < 0 ? r : 0;
 }
 
 static void sale_put_done(struct sd_write_job *job, int result)

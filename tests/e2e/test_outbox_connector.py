@@ -158,6 +158,28 @@ class OutboxTests(OutboxBase):
         self.assertEqual(r.status, 400, r)
         self.assertEqual(self.item_of(con, c3["customer_id"]), [])
 
+    def test_sales_from_the_webhook_and_from_put_cause_items(self):
+        con = self.add_connector("/sales-sys")
+        ev = harness.event()
+        c = customer()
+        sl = harness.sale(event_id=ev["event_id"], customer_id=c["customer_id"])
+        r = self.api.ingest({"events": [ev], "customers": [c], "sales": [sl]})
+        self.assertEqual(r.status, 202, r)
+        inv = sl["invoice_number"]
+        sales = [d for d in self.items(con) if d["operation"] == "record_sale"]
+        self.assertEqual([d["subject"]["id"] for d in sales], [inv])
+        self.wait_state(sales[0]["delivery_id"], "delivered")
+        # A sale replaced through PUT /v1/{client_id}/sales/{invoice_number} is a change too.
+        changed = dict(sl, sales_price="99.00")
+        r = self.api.put_sale(inv, changed)
+        self.assertEqual(r.status, 200, r)
+        sales = [d for d in self.items(con) if d["operation"] == "record_sale"]
+        self.assertEqual(len(sales), 2, sales)
+        self.wait_state(sales[0]["delivery_id"], "delivered")
+        reqs = self.rx.received("/sales-sys/sales")
+        self.assertEqual(len(reqs), 2)
+        self.assertEqual(reqs[-1]["body"]["sale"]["sales_price"], "99.00")
+
     def test_replay_cancel_send_now_and_fifo_per_subject(self):
         con = self.add_connector("/fifo")
         path = "/fifo/contacts"

@@ -5,7 +5,8 @@
  *
  *  - on_change (writer thread, in the change's transaction): every stored customer becomes an
  *    item "upsert_contact" whose payload is the customer as stored then, deduplicated while it
- *    waits by a hash of that content;
+ *    waits by a hash of that content; every stored sale an item "record_sale" (POST
+ *    {url}/sales with the sale; any 2xx delivers it);
  *  - deliver: POST {url}/contacts {"contact_id": <the remote id if known, else null>,
  *    "source", "customer_id", "customer"} with the item's Idempotency-Key; a 2xx answers
  *    {"contact_id": "…"}, kept as the customer's remote reference, so the next change of the
@@ -28,6 +29,7 @@
 #define MAX_ANSWER (1024 * 1024)
 #define KIND "customer"
 #define OP_UPSERT "upsert_contact"
+#define OP_SALE "record_sale"
 
 static const struct sd_setting settings[] = {
     {"url", SD_SETTING_URL, NULL, 1, 2048,
@@ -37,16 +39,16 @@ static const struct sd_setting settings[] = {
     {NULL, 0, NULL, 0, 0, NULL, NULL},
 };
 
-static const char *const operations[] = {OP_UPSERT, NULL};
+static const char *const operations[] = {OP_UPSERT, OP_SALE, NULL};
 
-static char *endpoint(const struct sd_connector_ctx *ctx)
+static char *endpoint(const struct sd_connector_ctx *ctx, const char *what)
 {
     const char *base = json_string_value(json_object_get(ctx->settings, "url"));
     size_t n = base ? strlen(base) : 0;
     while (n > 0 && base[n - 1] == '/') {
         n--;
     }
-    return sd_asprintf("%.*s/contacts", (int)n, base ? base : "");
+    return sd_asprintf("%.*s/%s", (int)n, base ? base : "", what);
 }
 
 static int64_t timeout_ms(const struct sd_connector_ctx *ctx)
@@ -59,6 +61,12 @@ static void contacts_on_change(const struct sd_connector_ctx *ctx, const struct 
                                struct sd_outbox_adder *out)
 {
     (void)ctx;
+    if (chg->kind == SD_KIND_SALE) {
+        json_t *sale = json_pack("{s:s, s:O}", "invoice_number", chg->id, "sale", chg->record);
+        sd_outbox_add(out, OP_SALE, "sale", chg->id, sale, NULL);
+        json_decref(sale);
+        return;
+    }
     if (chg->kind != SD_KIND_CUSTOMER) {
         return;
     }
@@ -81,21 +89,24 @@ static enum sd_verdict contacts_deliver(struct sd_connector_ctx *ctx, void *stat
                                         struct sd_delivery_result *res)
 {
     (void)state;
-    if (strcmp(item->operation, OP_UPSERT) != 0 || !item->payload) {
-        res->error = sd_strdup("not an upsert_contact item with a payload");
+    bool sale = strcmp(item->operation, OP_SALE) == 0;
+    if ((!sale && strcmp(item->operation, OP_UPSERT) != 0) || !item->payload) {
+        res->error = sd_strdup("not an item of test_contacts with a payload");
         return SD_VERDICT_REJECT;
     }
     char *remote = NULL;
-    int r = sd_connector_remote_ref_get(ctx, KIND, item->subject_id, &remote);
+    int r = sale ? -ENOENT : sd_connector_remote_ref_get(ctx, KIND, item->subject_id, &remote);
     if (r < 0 && r != -ENOENT) {
         res->error = sd_strdup("cannot read the remote contact id");
         return SD_VERDICT_RETRY;
     }
     json_t *body = json_loads(item->payload, 0, NULL);
-    json_object_set_new(body, "contact_id", remote ? json_string(remote) : json_null());
+    if (!sale) {
+        json_object_set_new(body, "contact_id", remote ? json_string(remote) : json_null());
+    }
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
-    char *url = endpoint(ctx);
+    char *url = endpoint(ctx, sale ? "sales" : "contacts");
     char *h_idem = sd_asprintf("Idempotency-Key: %s", item->idem_key);
     const char *headers[] = {"Content-Type: application/json", h_idem, "Expect:", NULL};
     struct sd_http_request rq = {.method = "POST",
@@ -125,7 +136,7 @@ static enum sd_verdict contacts_deliver(struct sd_connector_ctx *ctx, void *stat
     }
     int64_t ra = resp.retry_after ? sd_http_retry_after(resp.retry_after, 3600) : -1;
     res->retry_after_usec = ra > 0 ? ra * 1000000 : 0;
-    if (v == SD_VERDICT_OK) {
+    if (v == SD_VERDICT_OK && !sale) {
         json_t *ans = json_loadb(resp.body.data ? resp.body.data : "", resp.body.len, 0, NULL);
         const char *id = json_string_value(json_object_get(ans, "contact_id"));
         if (id && *id) {
@@ -149,7 +160,7 @@ out:
 static int contacts_run(struct sd_connector_ctx *ctx, void *state)
 {
     (void)state;
-    char *url = endpoint(ctx);
+    char *url = endpoint(ctx, "contacts");
     struct sd_http_request rq = {.url = url, .timeout_ms = timeout_ms(ctx), .max_body = MAX_ANSWER};
     struct sd_http_response resp = {0};
     json_t *ans = NULL, *body = NULL;
