@@ -106,7 +106,10 @@ static int delivery_list(int argc, char **argv)
             printf("%-20s %-12s %-4s %-9s %-6s %-3lld %-20s %-6s %s\n", v[i].id,
                    v[i].client_id ? v[i].client_id : "-", sd_env_name(v[i].env),
                    sd_delivery_state_name(v[i].state),
-                   json_string_value(json_object_get(view, "kind")), (long long)v[i].attempts,
+                   json_is_string(json_object_get(view, "kind"))
+                       ? json_string_value(json_object_get(view, "kind"))
+                       : "-",
+                   (long long)v[i].attempts,
                    json_is_string(next) ? json_string_value(next) : "-", st_text,
                    json_is_string(remote) ? json_string_value(remote) : "-");
             json_decref(view);

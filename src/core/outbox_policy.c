@@ -191,7 +191,9 @@ json_t *sd_outbox_delivery_view(const struct sd_outbox_item *d)
     json_object_set_new(v, "remote_ref", d->remote_ref ? json_string(d->remote_ref) : json_null());
     json_object_set_new(v, "dedupe_key", d->dedupe_key ? json_string(d->dedupe_key) : json_null());
     json_object_set_new(v, "state", json_string(sd_delivery_state_name(d->state)));
-    json_object_set_new(v, "kind", json_string(kind ? kind : "create"));
+    /* The push's own fact (create or update); other connectors may report one. */
+    json_object_set_new(v, "kind",
+                        kind ? json_string(kind) : segment ? json_string("create") : json_null());
     json_object_set_new(v, "attempts", json_integer(d->attempts));
     json_object_set_new(v, "max_attempts", json_integer(SD_OUTBOX_MAX_ATTEMPTS));
     json_object_set_new(v, "next_attempt_at",

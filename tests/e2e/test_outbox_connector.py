@@ -278,6 +278,11 @@ class OutboxTests(OutboxBase):
         self.assertTrue(r.json["data"])
         self.assertTrue(all(d["environment"] == "prod" and d["connector_id"] == prod
                             for d in r.json["data"]), r.json)
+        # The CLI lists them by connector too (a contact item has no push "kind": "-").
+        cp = harness.cli(self.data, "delivery", "list", "--connector", con)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertTrue(all(d["delivery_id"] in cp.stdout for d in mine), cp.stdout)
+        self.assertIsNone(mine[0]["kind"])
         # Filters: state and connector; a bad state is a 400.
         self.assertEqual(self.items("con_none"), [])
         self.assertEqual(self.items(con, state="cancelled"), [])
