@@ -17,6 +17,7 @@ two remote segment ids. The binary under test opens it and must show all of it, 
 import json
 import os
 import sqlite3
+import time
 import unittest
 
 import harness
@@ -103,6 +104,15 @@ class MigrationTests(unittest.TestCase):
             self.assertEqual(cons[tgt]["schedule"], "manual")
             self.assertEqual(cons[tgt]["settings"]["secure_token"], "(set)")
             self.assertNotIn("TOK-", json.dumps(cons[tgt]))
+
+        # A target has nothing to run: "run now" leaves it as it was (the scheduler skips types
+        # without a run; the outbox sends).
+        tgt0 = sorted(self.targets)[0]
+        r = admin("POST", "/admin/v1/tenants/%s/connectors/%s/run" % (CLIENT, tgt0))
+        self.assertEqual(r.status, 202, r)
+        time.sleep(1.5 * harness.TIME_SCALE)
+        r = admin("GET", "/admin/v1/tenants/%s/connectors/%s" % (CLIENT, tgt0))
+        self.assertEqual(r.json["status"]["state"], "never_run", r.json)
 
         # The remote segment the first target created is updated by the next push.
         (tgt, seg), remote = sorted(self.remotes.items())[0]
