@@ -700,7 +700,7 @@ int sd_outbox_changes_in_writer(struct sd_store_handle *st, int64_t tenant_id, e
     }
     struct sd_target *v = NULL;
     size_t n = 0;
-    int r = sd_store_target_list(st, tenant_id, &v, &n);
+    int r = sd_store_outbox_targets_tx(st, tenant_id, &v, &n);
     if (r < 0) {
         return r;
     }

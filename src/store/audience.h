@@ -389,8 +389,8 @@ int sd_store_segment_members(struct sd_store_handle *h, int64_t tenant_id, enum 
  * are serialized with every other claim, of this process and of any other process on the same
  * data (SQLite: its write lock; a server database: a row lock or SERIALIZABLE). Thread rules:
  * any thread. Changes run on the control-plane connection; reads use the read pool; none of
- * these bump the settings version. outbox_add_tx is the exception: the writer's, in its
- * transaction. */
+ * these bump the settings version. outbox_add_tx and outbox_targets_tx are the exceptions: the
+ * writer's, on its connection, in its transaction. */
 
 struct sd_target {
     char *id; /* "tgt_" + 16 hex (or any connector id) */
@@ -543,6 +543,10 @@ struct sd_store_outbox_ops {
      * plans), so it commits or rolls back with the change that caused it. Same returns. */
     int (*outbox_add_tx)(struct sd_store *s, const struct sd_outbox_item *d, int64_t now_usec,
                          char **ret_id);
+    /* Writer only: target_list read on the writer's own connection (inside its transaction),
+     * so the writer never waits for a read connection. */
+    int (*outbox_targets_tx)(struct sd_store *s, int64_t tenant_id, struct sd_target **ret,
+                             size_t *ret_n);
 
     /* Remote references: (connector_id, kind, local_id) ↔ remote_id. get: by local id; find:
      * the local id of a remote id (the oldest if several); both -ENOENT. put: insert or
@@ -584,6 +588,8 @@ int sd_store_delivery_send_now(struct sd_store_handle *h, const char *id,
                                const struct sd_outbox_clock *clk);
 int sd_store_outbox_add_tx(struct sd_store_handle *h, const struct sd_outbox_item *d,
                            int64_t now_usec, char **ret_id);
+int sd_store_outbox_targets_tx(struct sd_store_handle *h, int64_t tenant_id,
+                               struct sd_target **ret, size_t *ret_n);
 int sd_store_remote_ref_get(struct sd_store_handle *h, const char *connector_id,
                             const char *kind, const char *local_id, char **ret_remote);
 int sd_store_remote_ref_find(struct sd_store_handle *h, const char *connector_id,

@@ -174,6 +174,12 @@ int sd_store_outbox_add_tx(struct sd_store_handle *h, const struct sd_outbox_ite
     return CALL(outbox_add_tx, d, now_usec, ret_id);
 }
 
+int sd_store_outbox_targets_tx(struct sd_store_handle *h, int64_t tenant_id,
+                               struct sd_target **ret, size_t *ret_n)
+{
+    return CALL(outbox_targets_tx, tenant_id, ret, ret_n);
+}
+
 int sd_store_remote_ref_get(struct sd_store_handle *h, const char *connector_id,
                             const char *kind, const char *local_id, char **ret_remote)
 {

@@ -336,23 +336,18 @@ static int target_get(struct sd_store *s, const char *id, struct sd_target *ret)
     return r;
 }
 
-static int target_list(struct sd_store *s, int64_t tenant_id, struct sd_target **ret, size_t *ret_n)
+/* The connectors of tenant_id, read on connection c. */
+static int list_targets(struct conn *c, int64_t tenant_id, struct sd_target **ret, size_t *ret_n)
 {
-    struct conn *c = NULL;
-    int r = sd_sqlite_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_target *v = NULL;
     size_t n = 0, cap = 0;
+    int r;
     sqlite3_stmt *st = stmt(c, S_TARGET_LIST);
     if (!st) {
-        r = -EIO;
-        goto out;
+        return -EIO;
     }
     if (sqlite3_bind_int64(st, 1, tenant_id) != SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-        goto out;
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -365,17 +360,34 @@ static int target_list(struct sd_store *s, int64_t tenant_id, struct sd_target *
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
         r = sd_sqlite_fail(c, rc, "target list");
-        goto out;
+        sd_targets_free(v, n);
+        return r;
     }
     *ret = v;
     *ret_n = n;
-    v = NULL;
-    n = 0;
-    r = 0;
-out:
+    return 0;
+}
+
+static int target_list(struct sd_store *s, int64_t tenant_id, struct sd_target **ret, size_t *ret_n)
+{
+    struct conn *c = NULL;
+    int r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    r = list_targets(c, tenant_id, ret, ret_n);
     sd_sqlite_pool_put(s, c);
-    sd_targets_free(v, n);
     return r;
+}
+
+/* On the writer's own connection, so the writer never waits for a read connection. */
+static int outbox_targets_tx(struct sd_store *s, int64_t tenant_id, struct sd_target **ret,
+                             size_t *ret_n)
+{
+    if (!s->writer) {
+        return -EINVAL;
+    }
+    return list_targets(s->writer, tenant_id, ret, ret_n);
 }
 
 /* Run statement `slot` on ctl binding ?1 = id. Returns the number of rows changed or -EIO. */
@@ -1208,6 +1220,7 @@ const struct sd_store_outbox_ops sd_sqlite_outbox_ops = {
     .delivery_cancel = delivery_cancel,
     .delivery_send_now = delivery_send_now,
     .outbox_add_tx = outbox_add_tx,
+    .outbox_targets_tx = outbox_targets_tx,
     .remote_ref_get = remote_ref_get,
     .remote_ref_find = remote_ref_find,
     .remote_ref_put = remote_ref_put,
