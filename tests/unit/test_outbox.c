@@ -813,6 +813,10 @@ static void test_queue_rules(void **state)
     claim_is(f, t0 + 10, "dlv_3", NULL);
     claim_is(f, t0 + 10, "dlv_4", NULL);
     claim_is(f, t0 + 10, NULL, NULL);
+    /* dlv_2 is past its time but held back: the next work is when a lease ends. */
+    int64_t due = 0;
+    assert_int_equal(sd_store_delivery_next_due(f->h, &due), 0);
+    assert_int_equal(due, t0 + 10 + 60 * SEC);
     /* Once dlv_4 is sending, its dedupe key no longer swallows a new change. */
     assert_int_equal(add_item(f, "dlv_6", con.id, "c3", "c3-v1", t0 + 11, NULL), 0);
 

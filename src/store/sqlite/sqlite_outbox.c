@@ -121,10 +121,13 @@ static const char *const sql[] = {
     [S_DLV_LIST] = DLV_COLS "WHERE (?1 = 0 OR d.tenant_id = ?1) AND (?4 < 0 OR d.env = ?4) AND "
                             "(?2 IS NULL OR d.state = ?2) AND (?5 IS NULL OR d.connector_id = ?5) "
                             "ORDER BY d.created_usec DESC, d.seq DESC LIMIT ?3",
-    /* One min() per state so each is an index lookup on outbox_items_due. */
+    /* One lookup per state on outbox_items_due, in time order, skipping items held back by an
+     * earlier item of their subject (they become due when that one ends, not by their time). */
     [S_DLV_NEXT_DUE] =
-        "SELECT (SELECT min(next_attempt_usec) FROM outbox_items WHERE state = 'queued'), "
-        "(SELECT min(next_attempt_usec) FROM outbox_items WHERE state = 'retrying'), "
+        "SELECT (SELECT d.next_attempt_usec FROM outbox_items d WHERE d.state = 'queued' AND "
+        FIFO_FREE " ORDER BY d.next_attempt_usec LIMIT 1), "
+        "(SELECT d.next_attempt_usec FROM outbox_items d WHERE d.state = 'retrying' AND "
+        FIFO_FREE " ORDER BY d.next_attempt_usec LIMIT 1), "
         "(SELECT min(lease_until_usec) FROM outbox_items WHERE state = 'sending')",
     [S_DLV_CANDIDATES] = "SELECT d.id, d.connector_id, d.state, coalesce((SELECT c.rate_per_hour "
                          "FROM connectors c WHERE c.id = d.connector_id), 0) FROM outbox_items d "
