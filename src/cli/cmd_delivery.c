@@ -1,7 +1,7 @@
 /* cmd_delivery.c — `stagedoor delivery list|show|retry|cancel|send-now`: the outbox seen from
  * the command line, on the store directly. A replay (retry) queues a dead delivery again, send-now
- * makes a waiting one due now; a running server's workers notice within a second. Shows the same fields as the admin API
- * (core/outbox_policy.c). */
+ * makes a waiting one due now; a running server's workers notice within a second. Shows the same
+ * fields as the admin API (core/outbox_policy.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,12 +42,10 @@ static int delivery_list(int argc, char **argv)
 {
     const char *data = SD_DEFAULT_DATA_DIR, *state = NULL, *client = NULL, *limit = NULL;
     const char *connector = NULL;
-    struct sd_cli_opt opts[] = {{"--data", true, &data, NULL},
-                                {"--state", true, &state, NULL},
-                                {"--client", true, &client, NULL},
-                                {"--connector", true, &connector, NULL},
-                                {"--limit", true, &limit, NULL},
-                                {0}};
+    struct sd_cli_opt opts[] = {
+        {"--data", true, &data, NULL},     {"--state", true, &state, NULL},
+        {"--client", true, &client, NULL}, {"--connector", true, &connector, NULL},
+        {"--limit", true, &limit, NULL},   {0}};
     int n = sd_cli_parse(argc, argv, opts, NULL, 0, usage_list);
     if (n < 0) {
         return n == -1 ? SD_EXIT_OK : SD_EXIT_USAGE;
@@ -109,9 +107,8 @@ static int delivery_list(int argc, char **argv)
                    json_is_string(json_object_get(view, "kind"))
                        ? json_string_value(json_object_get(view, "kind"))
                        : "-",
-                   (long long)v[i].attempts,
-                   json_is_string(next) ? json_string_value(next) : "-", st_text,
-                   json_is_string(remote) ? json_string_value(remote) : "-");
+                   (long long)v[i].attempts, json_is_string(next) ? json_string_value(next) : "-",
+                   st_text, json_is_string(remote) ? json_string_value(remote) : "-");
             json_decref(view);
         }
         if (more) {
@@ -247,12 +244,8 @@ static int delivery_send_now(int argc, char **argv)
 int sd_cmd_delivery(int argc, char **argv)
 {
     static const struct sd_cli_subcommand subs[] = {
-        {"list", delivery_list},
-        {"show", delivery_show},
-        {"retry", delivery_retry},
-        {"cancel", delivery_cancel},
-        {"send-now", delivery_send_now},
-        {NULL, NULL},
+        {"list", delivery_list},     {"show", delivery_show},         {"retry", delivery_retry},
+        {"cancel", delivery_cancel}, {"send-now", delivery_send_now}, {NULL, NULL},
     };
     return sd_cli_dispatch("delivery", subs, usage_delivery, argc, argv);
 }

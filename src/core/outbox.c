@@ -39,7 +39,7 @@ struct sd_outbox {
     pthread_cond_t cond;
     bool stop;
     atomic_bool stopping; /* stop, for the connectors' deliver (ctx->stop) */
-    uint64_t wakes; /* bumped by sd_outbox_wake; a thread that saw a change re-polls at once */
+    uint64_t wakes;  /* bumped by sd_outbox_wake; a thread that saw a change re-polls at once */
     char owner[128]; /* this process instance, recorded with every lease it takes */
 };
 
@@ -285,7 +285,8 @@ out:
     return r;
 }
 
-/* ---- what a connector's deliver sees ---------------------------------------------------------- */
+/* ---- what a connector's deliver sees ----------------------------------------------------------
+ */
 
 struct sd_outbox_lease {
     struct sd_store_handle *store;
@@ -484,8 +485,8 @@ static void process(struct sd_outbox *o, struct sd_outbox_item *d)
         r = json_is_object(settings) ? 0 : -EINVAL;
     }
     if (r < 0) {
-        bool push = sd_target_is_push(&conf) || (d->operation && strcmp(d->operation,
-                                                  SD_OUTBOX_OP_PUSH_SEGMENT) == 0);
+        bool push = sd_target_is_push(&conf) ||
+                    (d->operation && strcmp(d->operation, SD_OUTBOX_OP_PUSH_SEGMENT) == 0);
         snprintf(why, sizeof(why),
                  r == -ENOENT    ? "%s '%s' no longer exists"
                  : r == -ENOTSUP ? "%s '%s' is of a type that cannot deliver"
@@ -519,8 +520,10 @@ static void process(struct sd_outbox *o, struct sd_outbox_item *d)
     }
     free(ctx.error);
     if (lease.lost) {
-        sd_log(SD_LOG_WARN, "delivery lease lost during the attempt; the worker that took it "
-               "over decides", "delivery=%s", d->id);
+        sd_log(SD_LOG_WARN,
+               "delivery lease lost during the attempt; the worker that took it "
+               "over decides",
+               "delivery=%s", d->id);
         goto out;
     }
     d->lease_until_usec = lease.until;
@@ -553,8 +556,8 @@ static void process(struct sd_outbox *o, struct sd_outbox_item *d)
     case SD_VERDICT_OK:
         json_object_set_new(doc, "delivered_usec", json_integer(sd_now_usec()));
         sd_log(SD_LOG_INFO, "delivery delivered",
-               "delivery=%s connector=%s operation=%s %s=%s status=%ld attempt=%lld ms=%lld",
-               d->id, d->connector_id, d->operation, d->subject_kind, d->subject_id, res.status,
+               "delivery=%s connector=%s operation=%s %s=%s status=%ld attempt=%lld ms=%lld", d->id,
+               d->connector_id, d->operation, d->subject_kind, d->subject_id, res.status,
                (long long)d->attempts, (long long)res.ms);
         finish(o, d, SD_DELIVERY_DELIVERED, 0, 0, doc, res.remote_ref);
         break;
@@ -571,8 +574,7 @@ static void process(struct sd_outbox *o, struct sd_outbox_item *d)
                            ? res.retry_after_usec
                            : sd_outbox_retry_after_usec(NULL, sd_outbox_time_scale());
         sd_log(SD_LOG_INFO, "delivery rate-limited by the receiver, waiting",
-               "delivery=%s status=%ld wait_ms=%lld", d->id, res.status,
-               (long long)(wait / 1000));
+               "delivery=%s status=%ld wait_ms=%lld", d->id, res.status, (long long)(wait / 1000));
         finish(o, d, SD_DELIVERY_RETRYING, sd_now_usec() + wait, -1, doc, NULL);
         break;
     }
@@ -620,7 +622,7 @@ struct sd_outbox_adder {
     const char *connector_id;
     const char *origin;
     int64_t now_usec;
-    int err;      /* first error: the writer's job fails */
+    int err; /* first error: the writer's job fails */
     int64_t added;
 };
 

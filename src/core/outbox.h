@@ -132,7 +132,8 @@ int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const
                    const char *target_id, const char *request_key, char **ret_id,
                    const char **ret_what, bool *ret_replayed);
 
-/* ---- transactional enqueue (the writer's side) ------------------------------------------------ */
+/* ---- transactional enqueue (the writer's side) ------------------------------------------------
+ */
 
 /* Called by the writer thread, inside the job that applied `batch` for (tenant_id, env) (its
  * savepoint, before COMMIT), after the store accepted it: every record of the batch is offered

@@ -182,9 +182,9 @@ json_t *sd_outbox_delivery_view(const struct sd_outbox_item *d)
     bool segment = d->subject_kind && strcmp(d->subject_kind, SD_OUTBOX_SUBJECT_SEGMENT) == 0;
     json_object_set_new(v, "connector_id", json_string(d->connector_id));
     json_object_set_new(v, "operation", json_string(d->operation ? d->operation : ""));
-    json_object_set_new(v, "subject", json_pack("{s:s, s:s}", "kind",
-                                                d->subject_kind ? d->subject_kind : "", "id",
-                                                d->subject_id ? d->subject_id : ""));
+    json_object_set_new(v, "subject",
+                        json_pack("{s:s, s:s}", "kind", d->subject_kind ? d->subject_kind : "",
+                                  "id", d->subject_id ? d->subject_id : ""));
     json_object_set_new(v, "segment_id", segment ? json_string(d->subject_id) : json_null());
     json_object_set_new(v, "target_id", json_string(d->connector_id));
     json_object_set_new(v, "origin", d->origin ? json_string(d->origin) : json_null());
@@ -193,7 +193,9 @@ json_t *sd_outbox_delivery_view(const struct sd_outbox_item *d)
     json_object_set_new(v, "state", json_string(sd_delivery_state_name(d->state)));
     /* The push's own fact (create or update); other connectors may report one. */
     json_object_set_new(v, "kind",
-                        kind ? json_string(kind) : segment ? json_string("create") : json_null());
+                        kind      ? json_string(kind)
+                        : segment ? json_string("create")
+                                  : json_null());
     json_object_set_new(v, "attempts", json_integer(d->attempts));
     json_object_set_new(v, "max_attempts", json_integer(SD_OUTBOX_MAX_ATTEMPTS));
     json_object_set_new(v, "next_attempt_at",

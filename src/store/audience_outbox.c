@@ -9,7 +9,7 @@
 #include "store/store.h"
 
 static const char *const state_names[] = {"queued",    "sending", "retrying",
-                                            "delivered", "dead",    "cancelled"};
+                                          "delivered", "dead",    "cancelled"};
 
 const char *sd_delivery_state_name(enum sd_delivery_state st)
 {
@@ -174,26 +174,26 @@ int sd_store_outbox_add_tx(struct sd_store_handle *h, const struct sd_outbox_ite
     return CALL(outbox_add_tx, d, now_usec, ret_id);
 }
 
-int sd_store_outbox_targets_tx(struct sd_store_handle *h, int64_t tenant_id,
-                               struct sd_target **ret, size_t *ret_n)
+int sd_store_outbox_targets_tx(struct sd_store_handle *h, int64_t tenant_id, struct sd_target **ret,
+                               size_t *ret_n)
 {
     return CALL(outbox_targets_tx, tenant_id, ret, ret_n);
 }
 
-int sd_store_remote_ref_get(struct sd_store_handle *h, const char *connector_id,
-                            const char *kind, const char *local_id, char **ret_remote)
+int sd_store_remote_ref_get(struct sd_store_handle *h, const char *connector_id, const char *kind,
+                            const char *local_id, char **ret_remote)
 {
     return CALL(remote_ref_get, connector_id, kind, local_id, ret_remote);
 }
 
-int sd_store_remote_ref_find(struct sd_store_handle *h, const char *connector_id,
-                             const char *kind, const char *remote_id, char **ret_local)
+int sd_store_remote_ref_find(struct sd_store_handle *h, const char *connector_id, const char *kind,
+                             const char *remote_id, char **ret_local)
 {
     return CALL(remote_ref_find, connector_id, kind, remote_id, ret_local);
 }
 
-int sd_store_remote_ref_put(struct sd_store_handle *h, const char *connector_id,
-                            const char *kind, const char *local_id, const char *remote_id)
+int sd_store_remote_ref_put(struct sd_store_handle *h, const char *connector_id, const char *kind,
+                            const char *local_id, const char *remote_id)
 {
     return CALL(remote_ref_put, connector_id, kind, local_id, remote_id);
 }

@@ -650,15 +650,15 @@ static void test_request_keys(void **state)
                               "\"secure_token\":\"t\"}");
     const int64_t t0 = sd_now_usec();
     struct sd_outbox_item d = {.id = (char *)"dlv_k1",
-                            .tenant_id = f->acme.id,
-                            .env = SD_ENV_TEST,
-                            .connector_id = tgt,
-                            .operation = (char *)"push_segment",
-                            .subject_kind = (char *)"segment",
-                            .subject_id = (char *)"seg_1",
-                            .idem_key = (char *)"key-1",
-                            .request_key = (char *)"client-key",
-                            .doc = (char *)"{\"kind\":\"create\"}"};
+                               .tenant_id = f->acme.id,
+                               .env = SD_ENV_TEST,
+                               .connector_id = tgt,
+                               .operation = (char *)"push_segment",
+                               .subject_kind = (char *)"segment",
+                               .subject_id = (char *)"seg_1",
+                               .idem_key = (char *)"key-1",
+                               .request_key = (char *)"client-key",
+                               .doc = (char *)"{\"kind\":\"create\"}"};
     struct sd_outbox_clock clk = clock_at(t0);
     assert_int_equal(sd_store_delivery_insert(f->h, &d, &clk, NULL), 0);
     d.id = (char *)"dlv_k2";
@@ -669,22 +669,20 @@ static void test_request_keys(void **state)
     insert(f, "dlv_n2", tgt, "key-n2", t0);
 
     struct sd_outbox_item got = {0};
-    assert_int_equal(sd_store_delivery_by_request(f->h, f->acme.id, SD_ENV_TEST, "client-key",
-                                                  &got),
-                     0);
+    assert_int_equal(
+        sd_store_delivery_by_request(f->h, f->acme.id, SD_ENV_TEST, "client-key", &got), 0);
     assert_string_equal(got.id, "dlv_k1");
     assert_string_equal(got.subject_id, "seg_1");
     sd_outbox_item_release(&got);
-    assert_int_equal(sd_store_delivery_by_request(f->h, f->acme.id, SD_ENV_PROD, "client-key",
-                                                  &got),
-                     0);
+    assert_int_equal(
+        sd_store_delivery_by_request(f->h, f->acme.id, SD_ENV_PROD, "client-key", &got), 0);
     assert_string_equal(got.id, "dlv_k2");
     sd_outbox_item_release(&got);
     assert_int_equal(sd_store_delivery_by_request(f->h, f->acme.id, SD_ENV_TEST, "other", &got),
                      -ENOENT);
-    assert_int_equal(sd_store_delivery_by_request(f->h, f->acme.id + 1000, SD_ENV_TEST,
-                                                  "client-key", &got),
-                     -ENOENT);
+    assert_int_equal(
+        sd_store_delivery_by_request(f->h, f->acme.id + 1000, SD_ENV_TEST, "client-key", &got),
+        -ENOENT);
     free(tgt);
 }
 
@@ -902,7 +900,8 @@ static void test_queue_rules(void **state)
     sd_outbox_item_release(&again);
 }
 
-/* ---- no echo ----------------------------------------------------------------------------------- */
+/* ---- no echo -----------------------------------------------------------------------------------
+ */
 
 /* A stored change is offered to every target instance of its tenant and environment with
  * on_change except the one it came from; each instance's items are its own. Uses the test

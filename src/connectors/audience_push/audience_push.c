@@ -270,9 +270,8 @@ static enum sd_verdict push_deliver(struct sd_connector_ctx *ctx, void *state,
         v = fail(res, r != -E2BIG && r != -EINVAL ? SD_VERDICT_RETRY : SD_VERDICT_REJECT, why);
         goto out;
     }
-    res->facts = json_pack("{s:s, s:s, s:I}", "kind", remote ? "update" : "create",
-                           "segment_name", seg->name ? seg->name : "", "customers",
-                           (json_int_t)customers);
+    res->facts = json_pack("{s:s, s:s, s:I}", "kind", remote ? "update" : "create", "segment_name",
+                           seg->name ? seg->name : "", "customers", (json_int_t)customers);
     if (remote) {
         json_object_set_new(res->facts, "remote_segment_id", json_string(remote));
     }

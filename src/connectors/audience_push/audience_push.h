@@ -9,7 +9,7 @@
 
 #include "http/verdict.h"
 
-#define SD_PUSH_MAX_CUSTOMERS 1000000 /* members in one push */
+#define SD_PUSH_MAX_CUSTOMERS 1000000    /* members in one push */
 #define SD_PUSH_MAX_ANSWER (1024 * 1024) /* receiver's answer read */
 
 /* sd_http_classify, and for a 2xx: a create must be answered with a segment_id (else REJECT:

@@ -75,7 +75,7 @@ _Static_assert(S_LAST_ <= SD_SQLITE_EXTRA_SLOTS, "outbox statement slots are 48.
 
 #define TARGET_COLS                                                                                \
     "SELECT t.id, t.tenant_id, n.client_id, t.env, t.type, t.settings, "                           \
-    "coalesce(t.rate_per_hour, 0), t.created_usec, t.updated_usec FROM connectors t "             \
+    "coalesce(t.rate_per_hour, 0), t.created_usec, t.updated_usec FROM connectors t "              \
     "JOIN tenants n ON n.id = t.tenant_id "
 
 #define DLV_COLS                                                                                   \
@@ -124,10 +124,10 @@ static const char *const sql[] = {
     /* One lookup per state on outbox_items_due, in time order, skipping items held back by an
      * earlier item of their subject (they become due when that one ends, not by their time). */
     [S_DLV_NEXT_DUE] =
-        "SELECT (SELECT d.next_attempt_usec FROM outbox_items d WHERE d.state = 'queued' AND "
-        FIFO_FREE " ORDER BY d.next_attempt_usec LIMIT 1), "
-        "(SELECT d.next_attempt_usec FROM outbox_items d WHERE d.state = 'retrying' AND "
-        FIFO_FREE " ORDER BY d.next_attempt_usec LIMIT 1), "
+        "SELECT (SELECT d.next_attempt_usec FROM outbox_items d WHERE d.state = 'queued' "
+        "AND " FIFO_FREE " ORDER BY d.next_attempt_usec LIMIT 1), "
+        "(SELECT d.next_attempt_usec FROM outbox_items d WHERE d.state = 'retrying' AND " FIFO_FREE
+        " ORDER BY d.next_attempt_usec LIMIT 1), "
         "(SELECT min(lease_until_usec) FROM outbox_items WHERE state = 'sending')",
     [S_DLV_CANDIDATES] = "SELECT d.id, d.connector_id, d.state, coalesce((SELECT c.rate_per_hour "
                          "FROM connectors c WHERE c.id = d.connector_id), 0) FROM outbox_items d "
@@ -619,9 +619,8 @@ static int insert_item(struct conn *k, const struct sd_outbox_item *d, int64_t n
          sqlite3_bind_text(st, 4, d->connector_id, -1, SQLITE_STATIC) |
          sqlite3_bind_text(st, 5, d->operation, -1, SQLITE_STATIC) |
          sqlite3_bind_text(st, 6, d->subject_kind, -1, SQLITE_STATIC) |
-         sqlite3_bind_text(st, 7, d->subject_id, -1, SQLITE_STATIC) |
-         bind_opt(st, 8, d->payload) | bind_opt(st, 9, d->dedupe_key) |
-         sqlite3_bind_int64(st, 10, now_usec) |
+         sqlite3_bind_text(st, 7, d->subject_id, -1, SQLITE_STATIC) | bind_opt(st, 8, d->payload) |
+         bind_opt(st, 9, d->dedupe_key) | sqlite3_bind_int64(st, 10, now_usec) |
          sqlite3_bind_text(st, 11, d->idem_key, -1, SQLITE_STATIC) |
          bind_opt(st, 12, d->request_key) | bind_opt(st, 13, d->origin) |
          sqlite3_bind_text(st, 14, d->doc, -1, SQLITE_STATIC)) != SQLITE_OK) {
@@ -951,8 +950,7 @@ static int delivery_renew(struct sd_store *s, const char *id, int64_t fence,
     sqlite3_stmt *st = stmt(k, S_DLV_RENEW);
     if (!st) {
         r = -EIO;
-    } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
-                sqlite3_bind_int64(st, 2, fence) |
+    } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 2, fence) |
                 sqlite3_bind_int64(st, 3, new_lease_until_usec)) != SQLITE_OK) {
         r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
     } else {
@@ -1023,7 +1021,9 @@ static int why_unchanged(struct conn *k, const char *id)
     }
     int rc = sqlite3_step(st);
     sqlite3_reset(st);
-    return rc == SQLITE_ROW ? -EBUSY : rc == SQLITE_DONE ? -ENOENT : sd_sqlite_fail(k, rc, "item state");
+    return rc == SQLITE_ROW    ? -EBUSY
+           : rc == SQLITE_DONE ? -ENOENT
+                               : sd_sqlite_fail(k, rc, "item state");
 }
 
 /* The connector of item `id` into *ret (a heap string), inside the open ctl transaction. */
