@@ -223,6 +223,11 @@ int sd_connector_config_update(struct sd_store_handle *st, const struct sd_tenan
     if (type && !(json_is_string(type) && strcmp(json_string_value(type), c.type) == 0)) {
         sd_issues_add(errors, "/type", "cannot be changed; create a new connector instead");
     }
+    const struct sd_connector *known = sd_connector_find(c.type);
+    if (known && !configurable(known)) {
+        sd_issues_add(errors, "", "a %s instance is changed with the targets API "
+                      "(/admin/v1/tenants/{client_id}/targets/{id})", c.type);
+    }
     const json_t *envv = json_object_get(body, "environment");
     if (envv &&
         !(json_is_string(envv) && strcmp(json_string_value(envv), sd_env_name(c.env)) == 0)) {

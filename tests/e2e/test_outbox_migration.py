@@ -105,6 +105,12 @@ class MigrationTests(unittest.TestCase):
             self.assertEqual(cons[tgt]["settings"]["secure_token"], "(set)")
             self.assertNotIn("TOK-", json.dumps(cons[tgt]))
 
+        # Its settings change through the targets API only (which checks them and keeps the
+        # rate plan): the connectors API refuses.
+        r = admin("PATCH", "/admin/v1/tenants/%s/connectors/%s" % (CLIENT, sorted(self.targets)[0]),
+                  {"settings": {"segments_per_hour": 7}})
+        self.assertEqual(r.status, 400, r)
+        self.assertIn("targets API", json.dumps(r.json))
         # A target has nothing to run: "run now" leaves it as it was (the scheduler skips types
         # without a run; the outbox sends).
         tgt0 = sorted(self.targets)[0]
