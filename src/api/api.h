@@ -53,6 +53,9 @@ int sd_api_delivery_get(struct sd_req *req);
 int sd_api_admin_deliveries_list(struct sd_req *req);
 int sd_api_admin_delivery_get(struct sd_req *req);
 int sd_api_admin_delivery_retry(struct sd_req *req);
+int sd_api_deliveries_list(struct sd_req *req);
+int sd_api_admin_delivery_cancel(struct sd_req *req);
+int sd_api_admin_delivery_send_now(struct sd_req *req);
 /* API-OUTBOX */
 
 /* Parse the request body as JSON (duplicate member names rejected). On failure answers 400

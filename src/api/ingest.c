@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "core/ingest.h"
 #include "core/metrics.h"
+#include "core/outbox.h"
 
 #define IDEM_TTL_USEC (24LL * 3600 * 1000000)
 

@@ -59,7 +59,7 @@ int sd_api_admin_targets_list(struct sd_req *req)
     }
     struct sd_target *v = NULL;
     size_t n = 0;
-    int r = sd_store_target_list(req->hub->store, t.id, &v, &n);
+    int r = sd_target_config_list(req->hub->store, t.id, &v, &n);
     if (r < 0) {
         sd_api_reply_store_error(req, r);
     } else {
@@ -129,7 +129,7 @@ int sd_api_admin_target_delete(struct sd_req *req)
     struct sd_target g = {0};
     int r = sd_target_config_get(req->hub->store, &t, req->params[1], &g);
     if (r == 0) {
-        r = sd_store_target_delete(req->hub->store, g.id);
+        r = sd_target_config_delete(req->hub->store, g.id);
     }
     if (r < 0) {
         reply_target_error(req, r, NULL);
@@ -199,7 +199,7 @@ int sd_api_segment_push(struct sd_req *req)
     } else if (r < 0) {
         sd_api_reply_store_error(req, r);
     } else {
-        struct sd_delivery d = {0};
+        struct sd_outbox_item d = {0};
         json_t *ans = json_pack("{s:s, s:s}", "delivery_id", id, "state", "queued");
         if (sd_store_delivery_get(req->hub->store, req->who.tenant_id, req->who.env, id, &d) == 0) {
             json_t *view = sd_outbox_delivery_view(&d);
@@ -214,7 +214,7 @@ int sd_api_segment_push(struct sd_req *req)
                 json_object_set(ans, "waiting_for", json_object_get(view, "waiting_for"));
             }
             json_decref(view);
-            sd_delivery_release(&d);
+            sd_outbox_item_release(&d);
         }
         sd_req_add_header(req, "Location", "/v1/%s/deliveries/%s", req->who.client_id, id);
         if (replayed) {
@@ -231,7 +231,7 @@ out:
 
 int sd_api_delivery_get(struct sd_req *req)
 {
-    struct sd_delivery d = {0};
+    struct sd_outbox_item d = {0};
     int r = sd_store_delivery_get(req->hub->store, req->who.tenant_id, req->who.env, req->params[1],
                                   &d);
     if (r == -ENOENT) {
@@ -242,36 +242,78 @@ int sd_api_delivery_get(struct sd_req *req)
     } else {
         sd_req_reply_json(req, 200, sd_outbox_delivery_view(&d));
     }
-    sd_delivery_release(&d);
+    sd_outbox_item_release(&d);
     return SD_REQ_DONE;
 }
 
 /* ---- deliveries (admin) ---------------------------------------------------------------------- */
 
-int sd_api_admin_deliveries_list(struct sd_req *req)
+/* The query of a deliveries list (state, connector, limit) into f; false after a 400. */
+static bool list_query(struct sd_req *req, struct sd_delivery_filter *f)
 {
-    struct sd_delivery_filter f = {.tenant_id = 0, .state = -1, .limit = 100};
     const char *state = sd_req_query(req, "state");
-    const char *client = sd_req_query(req, "client_id");
     const char *limit = sd_req_query(req, "limit");
     enum sd_delivery_state s;
     if (state) {
         if (sd_delivery_state_parse(state, &s) < 0) {
             sd_req_reply_error(req, 400, "invalid_parameter",
-                               "state must be queued, sending, retrying, delivered or dead");
-            return SD_REQ_DONE;
+                               "state must be queued, sending, retrying, delivered, dead or "
+                               "cancelled");
+            return false;
         }
-        f.state = (int)s;
+        f->state = (int)s;
     }
     if (limit) {
         int64_t l = 0;
         if (sd_parse_int64(limit, false, &l) < 0 || l < 1 || l > 1000) {
             sd_req_reply_error(req, 400, "invalid_parameter",
                                "limit must be an integer from 1 to 1000");
-            return SD_REQ_DONE;
+            return false;
         }
-        f.limit = (size_t)l;
+        f->limit = (size_t)l;
     }
+    f->connector_id = sd_req_query(req, "connector");
+    return true;
+}
+
+static void list_reply(struct sd_req *req, const struct sd_delivery_filter *f)
+{
+    struct sd_outbox_item *v = NULL;
+    size_t n = 0;
+    bool more = false;
+    int r = sd_store_delivery_list(req->hub->store, f, &v, &n, &more);
+    if (r < 0) {
+        sd_api_reply_store_error(req, r);
+    } else {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+            json_t *view = sd_outbox_delivery_view(&v[i]);
+            json_object_del(view, "history");
+            json_array_append_new(arr, view);
+        }
+        sd_req_reply_json(req, 200, json_pack("{s:o, s:b}", "data", arr, "has_more", more));
+    }
+    sd_outbox_items_free(v, n);
+}
+
+int sd_api_deliveries_list(struct sd_req *req)
+{
+    /* A tenant key sees its own items, in its own environment. */
+    struct sd_delivery_filter f = {
+        .tenant_id = req->who.tenant_id, .env = (int)req->who.env, .state = -1, .limit = 100};
+    if (list_query(req, &f)) {
+        list_reply(req, &f);
+    }
+    return SD_REQ_DONE;
+}
+
+int sd_api_admin_deliveries_list(struct sd_req *req)
+{
+    struct sd_delivery_filter f = {.tenant_id = 0, .env = -1, .state = -1, .limit = 100};
+    if (!list_query(req, &f)) {
+        return SD_REQ_DONE;
+    }
+    const char *client = sd_req_query(req, "client_id");
     struct sd_tenant t = {0};
     if (client) {
         int r = sd_store_tenant_get(req->hub->store, client, &t);
@@ -285,29 +327,14 @@ int sd_api_admin_deliveries_list(struct sd_req *req)
         }
         f.tenant_id = t.id;
     }
-    struct sd_delivery *v = NULL;
-    size_t n = 0;
-    bool more = false;
-    int r = sd_store_delivery_list(req->hub->store, &f, &v, &n, &more);
-    if (r < 0) {
-        sd_api_reply_store_error(req, r);
-    } else {
-        json_t *arr = json_array();
-        for (size_t i = 0; i < n; i++) {
-            json_t *view = sd_outbox_delivery_view(&v[i]);
-            json_object_del(view, "history");
-            json_array_append_new(arr, view);
-        }
-        sd_req_reply_json(req, 200, json_pack("{s:o, s:b}", "data", arr, "has_more", more));
-    }
-    sd_deliveries_free(v, n);
+    list_reply(req, &f);
     sd_tenant_release(&t);
     return SD_REQ_DONE;
 }
 
 int sd_api_admin_delivery_get(struct sd_req *req)
 {
-    struct sd_delivery d = {0};
+    struct sd_outbox_item d = {0};
     int r = sd_store_delivery_get(req->hub->store, 0, SD_ENV_TEST, req->params[0], &d);
     if (r == -ENOENT) {
         sd_req_reply_error(req, 404, "not_found", "no delivery '%s'", req->params[0]);
@@ -316,7 +343,7 @@ int sd_api_admin_delivery_get(struct sd_req *req)
     } else {
         sd_req_reply_json(req, 200, sd_outbox_delivery_view(&d));
     }
-    sd_delivery_release(&d);
+    sd_outbox_item_release(&d);
     return SD_REQ_DONE;
 }
 
@@ -336,6 +363,62 @@ int sd_api_admin_delivery_retry(struct sd_req *req)
         sd_outbox_wake(req->hub->outbox);
         sd_req_reply_json(
             req, 202, json_pack("{s:s, s:s}", "delivery_id", req->params[0], "state", "queued"));
+    }
+    return SD_REQ_DONE;
+}
+
+/* 404 / 409 not_waiting for an operator action on a delivery that is missing or not waiting. */
+static bool action_error(struct sd_req *req, int r, const char *what)
+{
+    if (r == -ENOENT) {
+        sd_req_reply_error(req, 404, "not_found", "no delivery '%s'", req->params[0]);
+    } else if (r == -EBUSY) {
+        sd_req_reply_error(req, 409, "not_waiting",
+                           "delivery '%s' is not waiting (queued or retrying); only a waiting "
+                           "delivery can be %s",
+                           req->params[0], what);
+    } else if (r < 0) {
+        sd_api_reply_store_error(req, r);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* The delivery as it is now, with `status`. */
+static void reply_view(struct sd_req *req, int status)
+{
+    struct sd_outbox_item d = {0};
+    int r = sd_store_delivery_get(req->hub->store, 0, SD_ENV_TEST, req->params[0], &d);
+    if (r < 0) {
+        sd_api_reply_store_error(req, r);
+    } else {
+        sd_req_reply_json(req, status, sd_outbox_delivery_view(&d));
+    }
+    sd_outbox_item_release(&d);
+}
+
+int sd_api_admin_delivery_cancel(struct sd_req *req)
+{
+    /* No body (like retry and send-now): the optional reason is a query parameter. */
+    const char *reason = sd_req_query(req, "reason");
+    if (reason && strlen(reason) > 500) {
+        sd_req_reply_error(req, 400, "invalid_parameter", "reason is at most 500 characters");
+        return SD_REQ_DONE;
+    }
+    int r = sd_outbox_cancel(req->hub->store, req->params[0], "admin", reason);
+    if (!action_error(req, r, "cancelled")) {
+        reply_view(req, 200);
+    }
+    return SD_REQ_DONE;
+}
+
+int sd_api_admin_delivery_send_now(struct sd_req *req)
+{
+    int r = sd_outbox_send_now(req->hub->store, req->params[0]);
+    if (!action_error(req, r, "sent now")) {
+        sd_outbox_wake(req->hub->outbox);
+        reply_view(req, 202);
     }
     return SD_REQ_DONE;
 }

@@ -67,6 +67,8 @@ const struct sd_route sd_routes[] = {
      sd_api_admin_target_delete},
     {"POST", "/v1/{client_id}/segments/{segment_id}/push", "segment_push", TENANT_WRITE,
      sd_api_segment_push},
+    {"GET", "/v1/{client_id}/deliveries", "tenant_deliveries_list", TENANT_READ,
+     sd_api_deliveries_list},
     {"GET", "/v1/{client_id}/deliveries/{delivery_id}", "delivery_get", TENANT_READ,
      sd_api_delivery_get},
     {"GET", "/admin/v1/deliveries", "deliveries_list", ADMIN, sd_api_admin_deliveries_list},
@@ -74,6 +76,10 @@ const struct sd_route sd_routes[] = {
      sd_api_admin_delivery_get},
     {"POST", "/admin/v1/deliveries/{delivery_id}/retry", "delivery_retry", ADMIN,
      sd_api_admin_delivery_retry},
+    {"POST", "/admin/v1/deliveries/{delivery_id}/cancel", "delivery_cancel", ADMIN,
+     sd_api_admin_delivery_cancel},
+    {"POST", "/admin/v1/deliveries/{delivery_id}/send-now", "delivery_send_now", ADMIN,
+     sd_api_admin_delivery_send_now},
     /* ROUTES-OUTBOX */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
@@ -90,7 +96,8 @@ const char *const sd_route_names[] = {
     "segment_members",
     /* NAMES-SEGMENTS */
     "target_create", "targets_list", "target_get", "target_update", "target_delete",
-    "segment_push", "delivery_get", "deliveries_list", "admin_delivery_get", "delivery_retry",
+    "segment_push", "tenant_deliveries_list", "delivery_get", "deliveries_list",
+    "admin_delivery_get", "delivery_retry", "delivery_cancel", "delivery_send_now",
     /* NAMES-OUTBOX */
 };
 _Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,

@@ -103,7 +103,7 @@ const char *sd_cli_connector_types(void)
     if (!names[0]) {
         size_t len = 0;
         for (size_t i = 0; sd_connectors[i]; i++) {
-            if (sd_connectors[i]->kind != SD_CONNECTOR_SOURCE) {
+            if (!(sd_connectors[i]->kind & SD_CONNECTOR_SOURCE) || sd_connectors[i]->test_only) {
                 continue;
             }
             int n = snprintf(names + len, sizeof(names) - len, "%s%s", len ? ", " : "",
@@ -376,7 +376,9 @@ static int connector_types(int argc, char **argv)
     if (n == 1 && !(one = sd_connector_find(pos[0]))) {
         struct sd_buf names = {0};
         for (size_t i = 0; sd_connectors[i]; i++) {
-            sd_buf_printf(&names, "%s%s", i ? ", " : "", sd_connectors[i]->name);
+            if (!sd_connectors[i]->test_only) {
+                sd_buf_printf(&names, "%s%s", names.len ? ", " : "", sd_connectors[i]->name);
+            }
         }
         int rc = sd_cli_usage_error("unknown connector type '%s' (known: %s)", pos[0],
                                     names.data ? names.data : "");
@@ -386,7 +388,7 @@ static int connector_types(int argc, char **argv)
     if (as_json) {
         json_t *out = json_array();
         for (size_t i = 0; sd_connectors[i]; i++) {
-            if (!one || sd_connectors[i] == one) {
+            if (one ? sd_connectors[i] == one : !sd_connectors[i]->test_only) {
                 json_array_append_new(out, sd_connector_describe(sd_connectors[i]));
             }
         }
@@ -400,7 +402,7 @@ static int connector_types(int argc, char **argv)
     }
     struct sd_buf out = {0};
     for (size_t i = 0; sd_connectors[i]; i++) {
-        if (one && sd_connectors[i] != one) {
+        if (one ? sd_connectors[i] != one : sd_connectors[i]->test_only) {
             continue;
         }
         if (out.len) {

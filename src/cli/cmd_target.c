@@ -219,7 +219,7 @@ static int target_list(int argc, char **argv)
     size_t nv = 0;
     r = sd_store_tenant_get(st, pos[0], &t);
     if (r == 0) {
-        r = sd_store_target_list(st, t.id, &v, &nv);
+        r = sd_target_config_list(st, t.id, &v, &nv);
     }
     int rc = SD_EXIT_OK;
     if (r == -ENOENT) {
@@ -252,6 +252,10 @@ static int one(const char *data, const char *id, struct sd_store_handle **ret_st
         return r;
     }
     r = sd_store_target_get(*ret_st, id, ret);
+    if (r == 0 && !sd_target_is_push(ret)) {
+        sd_target_release(ret);
+        r = -ENOENT;
+    }
     if (r < 0) {
         sd_store_close(*ret_st);
         *ret_st = NULL;
@@ -345,7 +349,7 @@ static int target_remove(int argc, char **argv)
     if ((r = sd_cli_open_store(data, &st)) != 0) {
         return r;
     }
-    r = sd_store_target_delete(st, id);
+    r = sd_target_config_delete(st, id);
     sd_store_close(st);
     if (r == -ENOENT) {
         return sd_cli_fail("no target '%s'", id);

@@ -7,6 +7,10 @@ extern const struct sd_connector sd_connector_csv_drop;
 extern const struct sd_connector sd_connector_sftp_pull;
 extern const struct sd_connector sd_connector_feed;
 extern const struct sd_connector sd_connector_rest_pull;
+extern const struct sd_connector sd_connector_audience_push;
+#ifdef SD_TEST_CONNECTORS
+extern const struct sd_connector sd_connector_test_contacts; /* tests/connectors/, not shipped */
+#endif
 
 const struct sd_connector *const sd_connectors[] = {
     &sd_connector_demo_season,
@@ -14,5 +18,9 @@ const struct sd_connector *const sd_connectors[] = {
     &sd_connector_sftp_pull,
     &sd_connector_feed,
     &sd_connector_rest_pull,
+    &sd_connector_audience_push,
+#ifdef SD_TEST_CONNECTORS
+    &sd_connector_test_contacts,
+#endif
     NULL,
 };

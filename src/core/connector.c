@@ -123,7 +123,7 @@ json_t *sd_connector_check_settings(const struct sd_connector *c, const json_t *
         char ptr[160];
         sd_utf8_snprintf(ptr, sizeof(ptr), "/settings/%s", key);
         const struct sd_setting *s = find_key(c, key);
-        if (!s && c->kind == SD_CONNECTOR_SOURCE && strcmp(key, "source") == 0) {
+        if (!s && (c->kind & SD_CONNECTOR_SOURCE) && strcmp(key, "source") == 0) {
             const char *label = json_string_value(v);
             size_t n = label ? strlen(label) : 0;
             bool ok = n >= 1 && n <= 64;
@@ -214,7 +214,7 @@ int sd_connector_run_source(struct sd_hub *hub, const char *name, int64_t tenant
                             struct sd_issues *errors, uint64_t *ret_records)
 {
     const struct sd_connector *c = sd_connector_find(name);
-    if (!c || c->kind != SD_CONNECTOR_SOURCE || !c->run) {
+    if (!c || !(c->kind & SD_CONNECTOR_SOURCE) || !c->run) {
         sd_issues_add(errors, "/type", "no source connector '%s'", name);
         return -ENOENT;
     }

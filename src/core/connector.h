@@ -3,11 +3,15 @@
  * exports one `const struct sd_connector`; the registry (connectors/registry.c) is one static
  * table, so adding a connector touches no core file but that table.
  *
- * A source connector's `run` fetches records from somewhere (a file, a feed, a remote API, a
- * generator) and hands them to the hub with sd_connector_emit(), which is the webhook's own
- * validation and store path. A target connector's `deliver` sends one payload out and says
- * DELIVERED, RETRY (408, 429, 5xx, transport errors) or REJECTED (other 4xx) — the outbox
- * decides what happens next.
+ * Kind is a set of flags: a SOURCE's `run` fetches records from somewhere (a file, a feed, a
+ * remote API, a generator) and hands them to the hub with sd_connector_emit(), which is the
+ * webhook's own validation and store path. A TARGET writes to a remote system through the
+ * outbox (core/outbox.h): `on_change` turns a stored change into outbox items, inside the
+ * writer's transaction, and `deliver` performs one item's request and says what the answer
+ * means (enum sd_verdict, http/verdict.h: OK with the remote reference, RETRY, WAIT with a
+ * retry-after, REJECT with the remote answer). Core owns the queue: leases, fencing, FIFO per
+ * subject, back-off, dead letters, replay, cancel. One instance of a type with both flags does
+ * both with one set of settings (credentials). The scheduler runs only types with `run`.
  *
  * Settings are declared in a table of keys {name, type, default, bounds, help, choices, offset}
  * (Fluent Bit's config map is the model): unknown keys, wrong types, out-of-bound values and
@@ -29,9 +33,9 @@
 
 #include "core/hub.h"
 #include "core/ingest.h"
+#include "http/verdict.h"
 
 enum sd_connector_kind { SD_CONNECTOR_SOURCE = 1, SD_CONNECTOR_TARGET = 2 };
-enum sd_delivery_result { SD_DELIVERED = 0, SD_RETRY = 1, SD_REJECTED = 2 };
 
 /* Setting types. Every string-like value (STRING, SECRET, CHOICE, URL, PATH) is refused if it
  * holds a control character (C0, DEL, NUL): values end up in HTTP headers, URLs and log lines.
@@ -117,7 +121,57 @@ struct sd_connector_ctx {
     /* The type this instance runs (its quotas: sd_connector_quota_take); set for every run,
      * the demo loader's too. */
     const struct sd_connector *connector;
+    struct sd_outbox_lease *lease; /* deliver: the item's lease (sd_connector_lease_extend) */
 };
+
+struct sd_outbox_item; /* store/audience.h (through core/outbox.h) */
+
+/* What one deliver says about its exchange; core records it with the item (the answer kept
+ * bounded, the error and status in the item's history) and decides what happens next from the
+ * verdict. Every pointer is the connector's allocation, freed by core (free / json_decref). */
+struct sd_delivery_result {
+    char *remote_ref;         /* OK: the subject's remote id (kept on the item and in the remote
+                                 references), or NULL: the known one stays */
+    int64_t retry_after_usec; /* WAIT, RETRY: the wait the remote asked for; 0: core's default
+                                 (WAIT) or back-off alone (RETRY) */
+    long status;              /* the remote's status; 0 if nothing was answered */
+    char *answer;             /* the remote's answer, or NULL (core keeps 2 KiB of it) */
+    char *error;              /* why it failed, for operators (no secrets), or NULL */
+    int64_t ms;               /* how long the exchange took */
+    json_t *facts;            /* the connector's own facts about the item ({"kind": "update"}),
+                                 merged into its record and shown with it, or NULL */
+};
+void sd_delivery_result_release(struct sd_delivery_result *res);
+
+/* deliver: keep the item's lease at least need_usec ahead (extend it to now + to_usec when it
+ * ends sooner): before a request whose timeout would outlast it, and while a long payload is
+ * built. 0, or -ESTALE: another worker took the item over, so do not send (core records
+ * nothing for this attempt). */
+int sd_connector_lease_extend(struct sd_connector_ctx *ctx, int64_t need_usec, int64_t to_usec);
+
+/* Remote references of this instance: (kind, local id) ↔ the remote system's id (a CRM's
+ * contact number, a fan id, a remote segment id), so an update goes to the remote record the
+ * first write created and an inbound record from that system resolves to the same local one.
+ * Usable by deliver and by source runs (not by on_change). get/find: 0 with a heap string, or
+ * -ENOENT; put: insert or replace. Negative errno on store errors. */
+int sd_connector_remote_ref_get(const struct sd_connector_ctx *ctx, const char *kind,
+                                const char *local_id, char **ret_remote);
+int sd_connector_remote_ref_find(const struct sd_connector_ctx *ctx, const char *kind,
+                                 const char *remote_id, char **ret_local);
+int sd_connector_remote_ref_put(const struct sd_connector_ctx *ctx, const char *kind,
+                                const char *local_id, const char *remote_id);
+
+/* on_change: one stored change of a record, as the writer applies it. */
+struct sd_change {
+    enum sd_kind kind;   /* SD_KIND_CUSTOMER, SD_KIND_EVENT, SD_KIND_SALE */
+    const char *id;      /* the record's id (customer_id, event_id, invoice) */
+    const char *source;  /* the record's source label */
+    const json_t *record; /* the record as stored */
+    const char *origin;  /* the connector instance that wrote it, or NULL (the hub's API) */
+};
+
+/* on_change: the outbound item a change causes, appended with sd_outbox_add (core/outbox.h). */
+struct sd_outbox_adder;
 
 /* Record why this run fails (shown as last_error in the status; never put secrets in it).
  * Returns -EIO-style `code` so a connector can write `return sd_connector_fail(ctx, -EIO, …)`. */
@@ -125,7 +179,7 @@ int sd_connector_fail(struct sd_connector_ctx *ctx, int code, const char *fmt, .
     __attribute__((format(printf, 3, 4)));
 struct sd_connector {
     const char *name;
-    enum sd_connector_kind kind;
+    unsigned kind; /* SD_CONNECTOR_SOURCE | SD_CONNECTOR_TARGET: one instance may do both */
     const char *help;
     const struct sd_setting *settings; /* terminated by {NULL} */
     size_t settings_size;              /* sizeof its settings struct; 0: no struct (ctx->conf) */
@@ -133,9 +187,19 @@ struct sd_connector {
     int (*init)(struct sd_connector_ctx *ctx, void **ret_state);
     /* Source: fetch and emit until done. 0, or negative errno (the run failed). */
     int (*run)(struct sd_connector_ctx *ctx, void *state);
-    /* Target: deliver one payload. */
-    enum sd_delivery_result (*deliver)(struct sd_connector_ctx *ctx, void *state,
-                                       const json_t *payload, json_t **ret_answer);
+    /* Target: the outbox operations it performs (NULL-terminated names), or NULL. */
+    const char *const *operations;
+    /* Target: perform one item (ctx->settings are the instance's; init/fini around it). Fills
+     * res and returns the verdict; never blocks beyond its own timeouts and ctx->stop. */
+    enum sd_verdict (*deliver)(struct sd_connector_ctx *ctx, void *state,
+                               const struct sd_outbox_item *item, struct sd_delivery_result *res);
+    /* Target, optional: called on the writer thread, inside the transaction that stores a
+     * change, for each instance of this type in the record's tenant and environment whose id
+     * is not the change's origin (no echo). Appends the items the change causes with
+     * sd_outbox_add; must not block (no network, no store access). ctx has hub, tenant, env,
+     * id and settings only. */
+    void (*on_change)(const struct sd_connector_ctx *ctx, const struct sd_change *change,
+                      struct sd_outbox_adder *out);
     void (*fini)(void *state);
     /* Optional, sources: a local folder whose changes should trigger a run at once (inotify),
      * besides the schedule, from the filled settings struct (NULL when settings_size is 0).
@@ -150,6 +214,9 @@ struct sd_connector {
      * {"api_key", NULL}): instances of this type with equal values share one ledger. NULL:
      * every instance is its own credential. Only a hash of the values is stored. */
     const char *const *credential_settings;
+    /* Compiled into test builds only (tests/connectors/, STAGEDOOR_TEST_CONNECTORS): usable
+     * like any other, but left out of `stagedoor connector types` and the generated docs. */
+    bool test_only;
 };
 
 /* The registry (connectors/registry.c). */

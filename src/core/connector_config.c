@@ -15,6 +15,7 @@
 #include "core/schedule.h"
 #include "core/scheduler.h"
 #include "http/egress.h"
+#include "core/targets.h"
 #include "mapping/mapping.h"
 
 json_t *sd_json_time(int64_t usec)
@@ -60,6 +61,14 @@ static void check_schedule(const json_t *v, struct sd_issues *errors)
     }
 }
 
+/* Types configured here: sources, and targets but the audience push, whose instances the
+ * targets API configures (it checks the URL against the egress policy and keeps the secrets). */
+static bool configurable(const struct sd_connector *c)
+{
+    return (c->kind & SD_CONNECTOR_SOURCE) ||
+           ((c->kind & SD_CONNECTOR_TARGET) && strcmp(c->name, SD_TARGET_TYPE_PUSH) != 0);
+}
+
 static void check_mapping(const json_t *v, struct sd_issues *errors)
 {
     struct sd_mapping *m = NULL;
@@ -100,11 +109,10 @@ int sd_connector_config_create(struct sd_store_handle *st, const struct sd_tenan
     const struct sd_connector *c = NULL;
     if (!json_is_string(type)) {
         sd_issues_add(errors, "/type", "required: the connector type (e.g. \"csv_drop\")");
-    } else if (!(c = sd_connector_find(json_string_value(type))) ||
-               c->kind != SD_CONNECTOR_SOURCE) {
+    } else if (!(c = sd_connector_find(json_string_value(type))) || !configurable(c)) {
         struct sd_buf names = {0};
         for (size_t i = 0; sd_connectors[i]; i++) {
-            if (sd_connectors[i]->kind == SD_CONNECTOR_SOURCE) {
+            if (configurable(sd_connectors[i])) {
                 sd_buf_printf(&names, "%s%s", names.len ? ", " : "", sd_connectors[i]->name);
             }
         }
@@ -215,6 +223,11 @@ int sd_connector_config_update(struct sd_store_handle *st, const struct sd_tenan
     const json_t *type = json_object_get(body, "type");
     if (type && !(json_is_string(type) && strcmp(json_string_value(type), c.type) == 0)) {
         sd_issues_add(errors, "/type", "cannot be changed; create a new connector instead");
+    }
+    const struct sd_connector *known = sd_connector_find(c.type);
+    if (known && !configurable(known)) {
+        sd_issues_add(errors, "", "a %s instance is changed with the targets API "
+                      "(/admin/v1/tenants/{client_id}/targets/{id})", c.type);
     }
     const json_t *envv = json_object_get(body, "environment");
     if (envv &&

@@ -155,7 +155,16 @@ static const struct sd_setting source_setting = {
 
 static const char *kind_name(enum sd_connector_kind kind)
 {
-    return kind == SD_CONNECTOR_SOURCE ? "source" : kind == SD_CONNECTOR_TARGET ? "target" : "?";
+    switch ((int)kind) {
+    case SD_CONNECTOR_SOURCE:
+        return "source";
+    case SD_CONNECTOR_TARGET:
+        return "target";
+    case SD_CONNECTOR_SOURCE | SD_CONNECTOR_TARGET:
+        return "source+target";
+    default:
+        return "?";
+    }
 }
 
 static json_t *choices_json(const char *const *choices)

@@ -2,6 +2,7 @@
  * writer's group commit and wait for the commit. */
 #include "core/ingest.h"
 
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include "base/base.h"
 
 #include "core/metrics.h"
+#include "core/outbox.h"
 
 void sd_ingest_outcome_init_limit(struct sd_ingest_outcome *o, size_t limit)
 {
@@ -40,13 +42,25 @@ void sd_ingest_outcome_release(struct sd_ingest_outcome *o)
 int sd_ingest_apply(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
                     const struct sd_batch *b, struct sd_apply_result *res)
 {
-    return sd_store_apply_ingest(st, tenant_id, env, b, res);
+    int r = sd_store_apply_ingest(st, tenant_id, env, b, res);
+    if (r < 0 || res->status != 202) {
+        return r;
+    }
+    /* The outbound items the change causes commit with it (or not at all). */
+    int q = sd_outbox_changes_in_writer(st, tenant_id, env, b);
+    return q < 0 ? q : 0;
 }
 
 int sd_ingest_replace_sale(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
                            const struct sd_sale_rec *sale, struct sd_apply_result *res)
 {
-    return sd_store_replace_sale(st, tenant_id, env, sale, res);
+    int r = sd_store_replace_sale(st, tenant_id, env, sale, res);
+    if (r < 0 || res->status != 200) {
+        return r;
+    }
+    struct sd_batch one = {.sales = (struct sd_sale_rec *)sale, .n_sales = 1};
+    int q = sd_outbox_changes_in_writer(st, tenant_id, env, &one);
+    return q < 0 ? q : 0;
 }
 
 struct apply {
@@ -131,6 +145,7 @@ static int ingest_once(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, c
     }
     batch.upsert_sales = o && o->upsert_sales;
     batch.source = o ? o->source : NULL;
+    batch.origin = o ? o->origin : NULL;
     struct apply a = {.tenant_id = tenant_id, .env = env, .batch = &batch, .opts = o};
     sd_apply_result_init(&a.res);
     a.res.errors.limit = out->errors.limit; /* a batch connector may want every error */

@@ -40,6 +40,7 @@ int sd_hub_ingest(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const 
 
 struct sd_ingest_opts {
     const char *source; /* the records' source label (sd_batch.source); NULL = "webhook" */
+    const char *origin; /* the connector instance writing them (sd_batch.origin), or NULL */
     bool upsert_sales; /* see sd_batch.upsert_sales: re-reading a page stores nothing twice */
     /* Leave out every record with an error (validation or reference; each reported in
      * out->errors with its pointer into `body`) and store the rest; status is then 202 unless

@@ -24,11 +24,10 @@
 #include "base/base.h"
 #include "base/fault.h"
 #include "base/log.h"
+#include "core/quota.h"
 #include "core/segments.h"
 #include "core/targets.h"
-#include "http/client.h"
 
-#define MEMBER_PAGE 1000
 #define HISTORY_KEEP 20
 #define POLL_MAX_USEC (1000LL * 1000)
 #define POLL_MIN_USEC (5LL * 1000)
@@ -40,7 +39,8 @@ struct sd_outbox {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stop;
-    uint64_t wakes; /* bumped by sd_outbox_wake; a thread that saw a change re-polls at once */
+    atomic_bool stopping; /* stop, for the connectors' deliver (ctx->stop) */
+    uint64_t wakes;  /* bumped by sd_outbox_wake; a thread that saw a change re-polls at once */
     char owner[128]; /* this process instance, recorded with every lease it takes */
 };
 
@@ -137,8 +137,9 @@ static int owner_gone(const char *owner, const char *self)
  * directory) are not touched. */
 static void recover_leases(struct sd_outbox *o)
 {
-    struct sd_delivery_filter f = {.tenant_id = 0, .state = SD_DELIVERY_SENDING, .limit = 1000};
-    struct sd_delivery *v = NULL;
+    struct sd_delivery_filter f = {
+        .tenant_id = 0, .env = -1, .state = SD_DELIVERY_SENDING, .limit = 1000};
+    struct sd_outbox_item *v = NULL;
     size_t n = 0;
     bool more = false;
     int r = sd_store_delivery_list(o->hub->store, &f, &v, &n, &more);
@@ -149,16 +150,14 @@ static void recover_leases(struct sd_outbox *o)
     }
     int64_t now = sd_now_usec();
     for (size_t i = 0; i < n; i++) {
-        json_t *doc = v[i].doc ? json_loads(v[i].doc, 0, NULL) : NULL;
-        const char *owner = json_string_value(json_object_get(doc, "lease_owner"));
+        const char *owner = v[i].lease_owner;
         if (owner && v[i].lease_until_usec > now && owner_gone(owner, o->owner) &&
-            sd_store_delivery_renew(o->hub->store, v[i].id, v[i].lease_until_usec, now) == 0) {
+            sd_store_delivery_renew(o->hub->store, v[i].id, v[i].fence, now) == 0) {
             sd_log(SD_LOG_INFO, "lease of a stopped hub released; the delivery goes again now",
-                   "delivery=%s target=%s", v[i].id, v[i].target_id);
+                   "delivery=%s connector=%s", v[i].id, v[i].connector_id);
         }
-        json_decref(doc);
     }
-    sd_deliveries_free(v, n);
+    sd_outbox_items_free(v, n);
 }
 
 /* ---- push ------------------------------------------------------------------------------------ */
@@ -169,13 +168,13 @@ static int earlier_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
                         const char *request_key, const char *segment_id, const char *target_id,
                         char **ret_id)
 {
-    struct sd_delivery d = {0};
+    struct sd_outbox_item d = {0};
     int r = sd_store_delivery_by_request(hub->store, tenant_id, env, request_key, &d);
     if (r == -ENOENT) {
         return 0;
     }
     if (r == 0) {
-        if (strcmp(d.segment_id, segment_id) == 0 && strcmp(d.target_id, target_id) == 0) {
+        if (strcmp(d.subject_id, segment_id) == 0 && strcmp(d.connector_id, target_id) == 0) {
             *ret_id = d.id;
             d.id = NULL;
             r = 1;
@@ -183,7 +182,7 @@ static int earlier_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
             r = -EEXIST;
         }
     }
-    sd_delivery_release(&d);
+    sd_outbox_item_release(&d);
     return r;
 }
 
@@ -218,14 +217,15 @@ int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const
         goto out;
     }
     r = sd_store_target_get(hub->store, target_id, &t);
-    if (r == 0 && (t.tenant_id != tenant_id || t.env != env)) {
+    if (r == 0 && (t.tenant_id != tenant_id || t.env != env || !sd_target_is_push(&t))) {
         r = -ENOENT;
     }
     if (r < 0) {
         what = "target";
         goto out;
     }
-    r = sd_store_remote_segment_get(hub->store, tenant_id, env, target_id, segment_id, &remote);
+    r = sd_store_remote_ref_get(hub->store, target_id, SD_OUTBOX_SUBJECT_SEGMENT, segment_id,
+                                &remote);
     if (r < 0 && r != -ENOENT) {
         goto out;
     }
@@ -241,18 +241,20 @@ int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const
         r = -EIO;
         goto out;
     }
-    struct sd_delivery d = {
+    struct sd_outbox_item d = {
         .id = id,
         .tenant_id = tenant_id,
         .env = env,
-        .segment_id = (char *)segment_id,
-        .target_id = (char *)target_id,
+        .connector_id = (char *)target_id,
+        .operation = (char *)SD_OUTBOX_OP_PUSH_SEGMENT,
+        .subject_kind = (char *)SD_OUTBOX_SUBJECT_SEGMENT,
+        .subject_id = (char *)segment_id,
         .idem_key = key,
         .request_key = (char *)request_key,
         .doc = text,
     };
     struct sd_outbox_clock clk = sd_outbox_clock_now(SD_OUTBOX_CLAIM_LEASE_USEC);
-    r = sd_store_delivery_insert(hub->store, &d, &clk);
+    r = sd_store_delivery_insert(hub->store, &d, &clk, NULL);
     if (r == -EEXIST && request_key) {
         /* The same key in a request racing with this one: its delivery is the answer. */
         int e = earlier_push(hub, tenant_id, env, request_key, segment_id, target_id, ret_id);
@@ -284,147 +286,76 @@ out:
     return r;
 }
 
-/* ---- building the body ----------------------------------------------------------------------- */
+/* ---- what a connector's deliver sees ----------------------------------------------------------
+ */
 
-static void put_json_string(struct sd_buf *b, const char *s)
-{
-    json_t *j = json_string(s);
-    char *t = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-    sd_buf_puts(b, t ? t : "\"\"");
-    free(t);
-    json_decref(j);
-}
-
-/* Keeps a claim's lease alive while a large segment's members are read. */
-struct keeper {
+struct sd_outbox_lease {
     struct sd_store_handle *store;
     const char *id;
-    int64_t *lease_until_usec;
+    int64_t fence;
+    int64_t until;
+    bool lost; /* another claim took the item over: record nothing */
 };
 
-static int keep_lease(struct keeper *k)
+int sd_connector_lease_extend(struct sd_connector_ctx *ctx, int64_t need_usec, int64_t to_usec)
 {
-    int64_t now = sd_now_usec();
-    if (*k->lease_until_usec - now > SD_OUTBOX_CLAIM_LEASE_USEC / 2) {
+    struct sd_outbox_lease *l = ctx ? ctx->lease : NULL;
+    if (!l) {
         return 0;
     }
-    int64_t lease = now + SD_OUTBOX_CLAIM_LEASE_USEC;
-    int r = sd_store_delivery_renew(k->store, k->id, *k->lease_until_usec, lease);
+    if (l->lost) {
+        return -ESTALE;
+    }
+    int64_t now = sd_now_usec();
+    if (l->until >= now + need_usec) {
+        return 0;
+    }
+    int r = sd_store_delivery_renew(l->store, l->id, l->fence, now + to_usec);
     if (r == 0) {
-        *k->lease_until_usec = lease;
+        l->until = now + to_usec;
+    } else if (r == -ESTALE) {
+        l->lost = true;
     }
     return r;
 }
 
-/* The request body: {"segment_name", "description", ["remote_segment_id",] "customers": [...]}
- * from the segment's members now. A member goes in once per customer id it has from the
- * target's source (with its e-mail if known), else by e-mail alone, else not at all.
- * Returns 0, -E2BIG (more than SD_OUTBOX_MAX_CUSTOMERS), -ESTALE (the lease was lost) or the
- * members' error. */
-static int build_body(struct sd_hub *hub, const struct sd_segment *seg, const char *source,
-                      const char *remote_id, struct keeper *keeper, struct sd_buf *out,
-                      int64_t *ret_customers)
+int sd_connector_remote_ref_get(const struct sd_connector_ctx *ctx, const char *kind,
+                                const char *local_id, char **ret_remote)
 {
-    sd_buf_puts(out, "{\"segment_name\":");
-    put_json_string(out, seg->name ? seg->name : "");
-    sd_buf_puts(out, ",\"description\":");
-    put_json_string(out, seg->description ? seg->description : "");
-    if (remote_id) {
-        sd_buf_puts(out, ",\"remote_segment_id\":");
-        put_json_string(out, remote_id);
-    }
-    sd_buf_puts(out, ",\"customers\":[");
-    int64_t n = 0, after = 0;
-    for (;;) {
-        struct sd_member_page page = {0};
-        int r = sd_segment_members(hub, seg, after, MEMBER_PAGE, &page);
-        if (r < 0) {
-            return r;
-        }
-        for (size_t i = 0; i < page.n; i++) {
-            const struct sd_member *m = &page.v[i];
-            const char *email = m->email && *m->email ? m->email : NULL;
-            size_t by_id = 0;
-            for (size_t k = 0; source && k < m->n_sources; k++) {
-                const struct sd_member_source *ms = &m->sources[k];
-                if (!ms->source || !ms->customer_id || strcmp(ms->source, source) != 0) {
-                    continue;
-                }
-                sd_buf_puts(out, n ? ",{\"customer_id\":" : "{\"customer_id\":");
-                put_json_string(out, ms->customer_id);
-                if (email) {
-                    sd_buf_puts(out, ",\"email\":");
-                    put_json_string(out, email);
-                }
-                sd_buf_puts(out, "}");
-                n++;
-                by_id++;
-            }
-            if (by_id == 0 && email) {
-                sd_buf_puts(out, n ? ",{\"email\":" : "{\"email\":");
-                put_json_string(out, email);
-                sd_buf_puts(out, "}");
-                n++;
-            }
-        }
-        bool more = page.has_more && page.n > 0;
-        after = page.next_after;
-        sd_member_page_release(&page);
-        if (n > SD_OUTBOX_MAX_CUSTOMERS) {
-            return -E2BIG;
-        }
-        if (!more) {
-            break;
-        }
-        int kr = keep_lease(keeper);
-        if (kr < 0) {
-            return kr;
-        }
-    }
-    sd_buf_puts(out, "]}");
-    *ret_customers = n;
-    return 0;
+    return sd_store_remote_ref_get(ctx->hub->store, ctx->id, kind, local_id, ret_remote);
 }
 
-/* ---- one attempt ----------------------------------------------------------------------------- */
-
-struct attempt {
-    int transport_err;
-    long status;
-    char *segment_id; /* from a 2xx answer */
-    char *answer;     /* the receiver's body, truncated */
-    char *retry_after;
-    char error[300];
-    int64_t ms;
-};
-
-static void attempt_release(struct attempt *a)
+int sd_connector_remote_ref_find(const struct sd_connector_ctx *ctx, const char *kind,
+                                 const char *remote_id, char **ret_local)
 {
-    free(a->segment_id);
-    free(a->answer);
-    free(a->retry_after);
+    return sd_store_remote_ref_find(ctx->hub->store, ctx->id, kind, remote_id, ret_local);
 }
 
-/* The answer's segment_id (string, or an integer turned into text), if any. */
-static char *answer_segment_id(const char *body, size_t len)
+int sd_connector_remote_ref_put(const struct sd_connector_ctx *ctx, const char *kind,
+                                const char *local_id, const char *remote_id)
 {
-    json_t *j = json_loadb(body ? body : "", len, 0, NULL);
-    const json_t *v = json_object_get(j, "segment_id");
-    char *out = NULL;
-    if (json_is_string(v) && json_string_length(v) > 0 && json_string_length(v) <= 512) {
-        out = sd_strdup(json_string_value(v));
-    } else if (json_is_integer(v)) {
-        out = sd_asprintf("%lld", (long long)json_integer_value(v));
+    return sd_store_remote_ref_put(ctx->hub->store, ctx->id, kind, local_id, remote_id);
+}
+
+void sd_delivery_result_release(struct sd_delivery_result *res)
+{
+    if (!res) {
+        return;
     }
-    json_decref(j);
-    return out;
+    free(res->remote_ref);
+    free(res->answer);
+    free(res->error);
+    json_decref(res->facts);
+    *res = (struct sd_delivery_result){0};
 }
 
-static char *keep_answer(const char *body, size_t len)
+/* At most SD_OUTBOX_KEPT_ANSWER bytes of the remote's answer, for the record. */
+static char *keep_answer(const char *body)
 {
-    if (!body || len == 0) {
+    if (!body || !*body) {
         return NULL;
     }
+    size_t len = strlen(body);
     size_t n = len > SD_OUTBOX_KEPT_ANSWER ? SD_OUTBOX_KEPT_ANSWER : len;
     /* Do not cut a UTF-8 sequence in half (the record is JSON text). */
     while (n < len && n > 0 && ((unsigned char)body[n] & 0xc0) == 0x80) {
@@ -437,55 +368,6 @@ static char *keep_answer(const char *body, size_t len)
         }
     }
     return s;
-}
-
-static void send_once(const struct sd_target_settings *ts, const char *idem_key,
-                      const struct sd_buf *body, struct attempt *a)
-{
-    char *h_app = sd_asprintf("X-App-Key: %s", ts->app_key);
-    char *h_tok = sd_asprintf("X-Secure-Token: %s", ts->secure_token);
-    char *h_idem = sd_asprintf("Idempotency-Key: %s", idem_key);
-    const char *headers[] = {"Content-Type: application/json",
-                             "Accept: application/json",
-                             h_app,
-                             h_tok,
-                             h_idem,
-                             "Expect:",
-                             NULL};
-    struct sd_http_request rq = {
-        .method = "POST",
-        .url = ts->url,
-        .headers = headers,
-        .body = body->data,
-        .body_len = body->len,
-        .timeout_ms = ts->timeout_seconds * 1000,
-        .connect_timeout_ms = ts->timeout_seconds * 1000 < 10000 ? ts->timeout_seconds * 1000 : 0,
-        .max_body = SD_OUTBOX_MAX_ANSWER,
-    };
-    struct sd_http_response resp = {0};
-    int64_t t0 = sd_mono_usec();
-    a->transport_err = sd_http_fetch(&rq, &resp);
-    a->ms = (sd_mono_usec() - t0) / 1000;
-    a->status = a->transport_err == 0 ? resp.status : 0;
-    if (a->transport_err < 0) {
-        snprintf(a->error, sizeof(a->error), "%s",
-                 a->transport_err == -ETIMEDOUT ? "timed out"
-                 : a->transport_err == -EFBIG   ? "answer larger than 1 MiB"
-                 : resp.error[0]                ? resp.error
-                                                : strerror(-a->transport_err));
-    } else {
-        a->answer = keep_answer(resp.body.data, resp.body.len);
-        if (a->status >= 200 && a->status < 300) {
-            a->segment_id = answer_segment_id(resp.body.data, resp.body.len);
-        }
-        a->retry_after = resp.retry_after ? sd_strdup(resp.retry_after) : NULL;
-    }
-    sd_http_response_release(&resp);
-    explicit_bzero(h_app, strlen(h_app));
-    explicit_bzero(h_tok, strlen(h_tok));
-    free(h_app);
-    free(h_tok);
-    free(h_idem);
 }
 
 static int64_t doc_int(const json_t *doc, const char *key)
@@ -520,7 +402,7 @@ static uint64_t random_u64(void)
 }
 
 /* Record the outcome; logs if the lease was lost meanwhile. */
-static void finish(struct sd_outbox *o, const struct sd_delivery *d, int64_t lease,
+static void finish(struct sd_outbox *o, const struct sd_outbox_item *d,
                    enum sd_delivery_state state, int64_t next, int64_t delta, json_t *doc,
                    const char *remote)
 {
@@ -530,9 +412,9 @@ static void finish(struct sd_outbox *o, const struct sd_delivery *d, int64_t lea
         .next_attempt_usec = next,
         .attempts_delta = delta,
         .doc = text,
-        .remote_segment_id = remote,
+        .remote_ref = remote,
     };
-    int r = text ? sd_store_delivery_finish(o->hub->store, d->id, lease, &oc) : -EIO;
+    int r = text ? sd_store_delivery_finish(o->hub->store, d->id, d->fence, &oc) : -EIO;
     if (r == -ESTALE) {
         sd_log(SD_LOG_WARN,
                "delivery lease lost before its outcome was recorded; the worker "
@@ -548,7 +430,7 @@ static void finish(struct sd_outbox *o, const struct sd_delivery *d, int64_t lea
 }
 
 /* Fail the attempt without sending: dead at once, or retried with back-off (transient). */
-static void fail_unsent(struct sd_outbox *o, const struct sd_delivery *d, json_t *doc,
+static void fail_unsent(struct sd_outbox *o, const struct sd_outbox_item *d, json_t *doc,
                         bool transient, const char *why)
 {
     json_object_set_new(doc, "last_status", json_null());
@@ -560,30 +442,43 @@ static void fail_unsent(struct sd_outbox *o, const struct sd_delivery *d, json_t
             sd_outbox_backoff_usec((int)d->attempts, random_u64(), sd_outbox_time_scale());
         sd_log(SD_LOG_WARN, "delivery not sent, retrying later", "delivery=%s reason=\"%s\"", d->id,
                why);
-        finish(o, d, d->lease_until_usec, SD_DELIVERY_RETRYING, sd_now_usec() + wait, 0, doc, NULL);
+        finish(o, d, SD_DELIVERY_RETRYING, sd_now_usec() + wait, 0, doc, NULL);
     } else {
         sd_log(SD_LOG_WARN, "delivery dead-lettered", "delivery=%s reason=\"%s\"", d->id, why);
-        finish(o, d, d->lease_until_usec, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
+        finish(o, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
     }
 }
 
-static void process(struct sd_outbox *o, struct sd_delivery *d)
+/* *settings (stored, owned) checked against c's table with the defaults filled in (replaced by
+ * the checked copy) and the connector's settings struct built from it. 0 or -EINVAL. */
+static int typed_settings(const struct sd_connector *c, json_t **settings, void **ret_typed)
+{
+    struct sd_issues errs;
+    sd_issues_init(&errs, 4);
+    json_t *checked = sd_connector_check_settings(c, *settings, &errs);
+    sd_issues_release(&errs);
+    if (!checked) {
+        return -EINVAL;
+    }
+    json_decref(*settings);
+    *settings = checked;
+    return sd_connector_settings_new(c, checked, ret_typed);
+}
+
+static void process(struct sd_outbox *o, struct sd_outbox_item *d)
 {
     struct sd_hub *hub = o->hub;
-    struct sd_target t = {0};
-    struct sd_target_settings ts = {0};
-    struct sd_segment *seg = NULL;
-    struct sd_buf body = {0};
-    struct attempt a = {0};
-    char *remote = NULL;
+    struct sd_target conf = {0};
+    struct sd_delivery_result res = {0};
+    json_t *settings = NULL;
+    void *typed = NULL; /* the connector's settings struct (ctx.conf) */
+    void *cstate = NULL;
     char why[256];
     json_t *doc = json_loads(d->doc ? d->doc : "{}", 0, NULL);
     if (!json_is_object(doc)) {
         json_decref(doc);
         doc = json_object();
     }
-    json_object_del(doc, "sent_usec");   /* the store's */
-    json_object_del(doc, "lease_owner"); /* the lease's, ended with this attempt */
     if (sd_fault_hit("outbox_after_claim")) {
         sd_log_flush();
         _exit(137); /* test hook: a crash between the claim and the send */
@@ -595,167 +490,339 @@ static void process(struct sd_outbox *o, struct sd_delivery *d)
                     "ran out); it may or may not have arrived");
         goto out;
     }
-    int r = sd_store_target_get(hub->store, d->target_id, &t);
-    if (r == 0 && (t.tenant_id != d->tenant_id || t.env != d->env)) {
+    const struct sd_connector *c = NULL;
+    int r = sd_store_target_get(hub->store, d->connector_id, &conf);
+    if (r == 0 && (conf.tenant_id != d->tenant_id || conf.env != d->env)) {
         r = -ENOENT;
     }
-    if (r == 0 && sd_target_settings_parse(t.doc, &ts) < 0) {
-        r = -EINVAL;
+    if (r == 0 && (!(c = sd_connector_find(conf.type)) || !c->deliver)) {
+        r = -ENOTSUP;
+    }
+    if (r == 0) {
+        settings = json_loads(conf.doc, 0, NULL); /* not inside json_is_object: a macro */
+        r = json_is_object(settings) ? 0 : -EINVAL;
     }
     if (r < 0) {
+        bool push = sd_target_is_push(&conf) ||
+                    (d->operation && strcmp(d->operation, SD_OUTBOX_OP_PUSH_SEGMENT) == 0);
         snprintf(why, sizeof(why),
-                 r == -ENOENT   ? "target '%s' no longer exists"
-                 : r == -EINVAL ? "target '%s' has no usable settings"
-                                : "cannot read target '%s'",
-                 d->target_id);
+                 r == -ENOENT    ? "%s '%s' no longer exists"
+                 : r == -ENOTSUP ? "%s '%s' is of a type that cannot deliver"
+                 : r == -EINVAL  ? "%s '%s' has no usable settings"
+                                 : "cannot read %s '%s'",
+                 push ? "target" : "connector", d->connector_id);
         fail_unsent(o, d, doc, r == -EIO || r == -ENOSPC, why);
         goto out;
     }
-    r = sd_segment_load(hub, d->tenant_id, d->env, d->segment_id, &seg);
-    if (r < 0) {
-        snprintf(why, sizeof(why),
-                 r == -ENOENT ? "segment '%s' no longer exists" : "cannot read segment '%s'",
-                 d->segment_id);
-        fail_unsent(o, d, doc, r != -ENOENT, why);
+
+    /* The vendor's call quota, shared with the pull runs of every instance that uses the same
+     * credential: a write takes one call before it is sent; none left in a window means the
+     * item waits for the window's end and gets its attempt back, like a 429. */
+    if (c->quotas) {
+        int64_t retry_at = 0, now = sd_now_usec();
+        int qr = sd_quota_take_instance(hub->store, c, settings, d->connector_id, SD_QUOTA_WRITE,
+                                        1, now, &retry_at);
+        if (qr == -EAGAIN) {
+            int64_t wait = retry_at > now ? retry_at - now : 1000;
+            json_object_set_new(doc, "last_error",
+                                json_string("waiting for the vendor's call quota (a window is "
+                                            "used up)"));
+            sd_log(SD_LOG_INFO, "delivery waits for the vendor's call quota",
+                   "delivery=%s connector=%s wait_ms=%lld", d->id, d->connector_id,
+                   (long long)(wait / 1000));
+            finish(o, d, SD_DELIVERY_RETRYING, now + wait, -1, doc, NULL);
+            goto out;
+        }
+        if (qr < 0) {
+            snprintf(why, sizeof(why), "connector '%s': its call quota could not be counted (%s)",
+                     d->connector_id, strerror(-qr));
+            fail_unsent(o, d, doc, true, why);
+            goto out;
+        }
+    }
+    /* Stored settings as the type's table reads them: defaults filled in for what an older
+     * version (or the targets API, which stores only what was sent) left out. */
+    if ((r = typed_settings(c, &settings, &typed)) < 0) {
+        snprintf(why, sizeof(why), "connector '%s' has settings its type cannot hold",
+                 d->connector_id);
+        fail_unsent(o, d, doc, false, why);
         goto out;
     }
-    r = sd_store_remote_segment_get(hub->store, d->tenant_id, d->env, d->target_id, d->segment_id,
-                                    &remote);
-    if (r < 0 && r != -ENOENT) {
-        fail_unsent(o, d, doc, true, "cannot read the remote segment id");
+
+    struct sd_outbox_lease lease = {
+        .store = hub->store, .id = d->id, .fence = d->fence, .until = d->lease_until_usec};
+    struct sd_connector_ctx ctx = {
+        .hub = hub,
+        .tenant_id = d->tenant_id,
+        .env = d->env,
+        .id = d->connector_id,
+        .settings = settings,
+        .conf = typed,
+        .stop = &o->stopping,
+        .lease = &lease,
+        .connector = c,
+    };
+    if (c->init && (r = c->init(&ctx, &cstate)) < 0) {
+        snprintf(why, sizeof(why), "connector '%s' could not start (%s)", d->connector_id,
+                 strerror(-r));
+        fail_unsent(o, d, doc, true, why);
         goto out;
     }
-    int64_t customers = 0;
-    struct keeper keeper = {hub->store, d->id, &d->lease_until_usec};
-    r = build_body(hub, seg, ts.source, remote, &keeper, &body, &customers);
-    if (r == -ESTALE) {
-        sd_log(SD_LOG_WARN, "delivery lease lost while reading the segment; not sending",
+    enum sd_verdict v = c->deliver(&ctx, cstate, d, &res);
+    if (c->fini) {
+        c->fini(cstate);
+    }
+    free(ctx.error);
+    if (lease.lost) {
+        sd_log(SD_LOG_WARN,
+               "delivery lease lost during the attempt; the worker that took it "
+               "over decides",
                "delivery=%s", d->id);
         goto out;
     }
-    if (r < 0) {
-        if (r == -E2BIG) {
-            snprintf(why, sizeof(why), "segment has more than %d customers to push",
-                     SD_OUTBOX_MAX_CUSTOMERS);
-        } else if (r == -EINVAL) {
-            snprintf(why, sizeof(why), "the segment's stored rule is no longer valid");
-        } else {
-            snprintf(why, sizeof(why), "cannot compute the segment's members (%s)",
-                     r == -ETIME ? "time limit" : "store error");
-        }
-        fail_unsent(o, d, doc, r != -E2BIG && r != -EINVAL, why);
-        goto out;
-    }
-    json_object_set_new(doc, "kind", json_string(remote ? "update" : "create"));
-    json_object_set_new(doc, "segment_name", json_string(seg->name ? seg->name : ""));
-    json_object_set_new(doc, "customers", json_integer(customers));
-    if (remote) {
-        json_object_set_new(doc, "remote_segment_id", json_string(remote));
-    }
-
-    /* The lease must outlast the request: renew it for the whole timeout plus a margin. */
-    int64_t lease = sd_now_usec() + ts.timeout_seconds * 1000000 + SD_OUTBOX_LEASE_MARGIN_USEC;
-    r = sd_store_delivery_renew(hub->store, d->id, d->lease_until_usec, lease);
-    if (r < 0) {
-        sd_log(SD_LOG_WARN, "delivery lease lost before sending; not sending",
-               "delivery=%s " SD_LOG_ERR_FMT, d->id, SD_LOG_ERR_ARGS(r));
-        goto out;
-    }
-    d->lease_until_usec = lease;
-
-    send_once(&ts, d->idem_key, &body, &a);
-    if (a.transport_err == 0 && a.status >= 200 && a.status < 300 &&
-        sd_fault_hit("outbox_after_send")) {
+    d->lease_until_usec = lease.until;
+    if (res.status >= 200 && res.status < 300 && sd_fault_hit("outbox_after_send")) {
         sd_log_flush();
         _exit(137); /* test hook: a crash between the receiver's answer and its record */
     }
 
-    enum sd_outbox_verdict v =
-        sd_outbox_classify(a.transport_err, a.status, a.segment_id != NULL, remote != NULL);
-    const char *err = a.transport_err < 0 ? a.error : NULL;
-    char status_err[64];
-    if (!err && v != SD_OUTBOX_DELIVERED) {
-        if (a.status >= 200 && a.status < 300) {
-            err = "the answer carries no segment_id";
-        } else {
-            snprintf(status_err, sizeof(status_err), "HTTP %ld", a.status);
-            err = status_err;
-        }
+    const char *key;
+    json_t *val;
+    json_object_foreach(res.facts, key, val)
+    {
+        json_object_set(doc, key, val);
     }
-    json_object_set_new(doc, "last_status", a.status ? json_integer(a.status) : json_null());
+    char status_err[64];
+    const char *err = res.error;
+    if (!err && v != SD_VERDICT_OK && res.status) {
+        snprintf(status_err, sizeof(status_err), "HTTP %ld", res.status);
+        err = status_err;
+    }
+    char *kept = keep_answer(res.answer);
+    json_object_set_new(doc, "last_status", res.status ? json_integer(res.status) : json_null());
     json_object_set_new(doc, "last_error", err ? sd_json_text(err) : json_null());
-    json_object_set_new(doc, "last_response", a.answer ? sd_json_text(a.answer) : json_null());
+    json_object_set_new(doc, "last_response", kept ? sd_json_text(kept) : json_null());
     json_object_set_new(doc, "last_attempt_usec", json_integer(sd_now_usec()));
-    add_history(doc, d->attempts, a.status, err, a.ms);
+    free(kept);
+    add_history(doc, d->attempts, res.status, err, res.ms);
 
     switch (v) {
-    case SD_OUTBOX_DELIVERED: {
-        const char *rid = a.segment_id ? a.segment_id : remote;
-        if (rid) {
-            json_object_set_new(doc, "remote_segment_id", json_string(rid));
-        }
+    case SD_VERDICT_OK:
         json_object_set_new(doc, "delivered_usec", json_integer(sd_now_usec()));
         sd_log(SD_LOG_INFO, "delivery delivered",
-               "delivery=%s target=%s segment=%s status=%ld attempt=%lld customers=%lld ms=%lld",
-               d->id, d->target_id, d->segment_id, a.status, (long long)d->attempts,
-               (long long)customers, (long long)a.ms);
-        finish(o, d, lease, SD_DELIVERY_DELIVERED, 0, 0, doc, rid);
+               "delivery=%s connector=%s operation=%s %s=%s status=%ld attempt=%lld ms=%lld", d->id,
+               d->connector_id, d->operation, d->subject_kind, d->subject_id, res.status,
+               (long long)d->attempts, (long long)res.ms);
+        finish(o, d, SD_DELIVERY_DELIVERED, 0, 0, doc, res.remote_ref);
         break;
-    }
-    case SD_OUTBOX_WAIT: {
-        int64_t waits = doc_int(doc, "waits_429") + 1;
-        json_object_set_new(doc, "waits_429", json_integer(waits));
-        if (waits > SD_OUTBOX_MAX_429_WAITS) {
+    case SD_VERDICT_WAIT: {
+        int64_t waits = doc_int(doc, "waits") + 1;
+        json_object_set_new(doc, "waits", json_integer(waits));
+        if (waits > SD_OUTBOX_MAX_WAITS) {
             sd_log(SD_LOG_WARN, "delivery dead-lettered: still rate-limited by the receiver",
                    "delivery=%s waits=%lld", d->id, (long long)waits);
-            finish(o, d, lease, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
+            finish(o, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
             break;
         }
-        int64_t wait = sd_outbox_retry_after_usec(a.retry_after, sd_outbox_time_scale());
+        int64_t wait = res.retry_after_usec > 0
+                           ? res.retry_after_usec
+                           : sd_outbox_retry_after_usec(NULL, sd_outbox_time_scale());
         sd_log(SD_LOG_INFO, "delivery rate-limited by the receiver, waiting",
-               "delivery=%s status=429 wait_ms=%lld", d->id, (long long)(wait / 1000));
-        finish(o, d, lease, SD_DELIVERY_RETRYING, sd_now_usec() + wait, -1, doc, NULL);
+               "delivery=%s status=%ld wait_ms=%lld", d->id, res.status, (long long)(wait / 1000));
+        finish(o, d, SD_DELIVERY_RETRYING, sd_now_usec() + wait, -1, doc, NULL);
         break;
     }
-    case SD_OUTBOX_RETRY:
+    case SD_VERDICT_RETRY:
         if (d->attempts >= SD_OUTBOX_MAX_ATTEMPTS) {
             sd_log(SD_LOG_WARN, "delivery dead-lettered after the last attempt",
-                   "delivery=%s status=%ld attempts=%lld error=\"%s\"", d->id, a.status,
+                   "delivery=%s status=%ld attempts=%lld error=\"%s\"", d->id, res.status,
                    (long long)d->attempts, err ? err : "");
-            finish(o, d, lease, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
+            finish(o, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
         } else {
             int64_t wait =
                 sd_outbox_backoff_usec((int)d->attempts, random_u64(), sd_outbox_time_scale());
             /* A 503's Retry-After, when longer, is honoured too. */
-            int64_t ra = a.retry_after
-                             ? sd_http_retry_after(a.retry_after, SD_OUTBOX_RETRY_AFTER_MAX_S)
-                             : -1;
-            if (ra > 0 && ra * 1000000 > wait) {
-                wait = ra * 1000000;
+            if (res.retry_after_usec > wait) {
+                wait = res.retry_after_usec;
             }
             sd_log(SD_LOG_INFO, "delivery attempt failed, retrying",
-                   "delivery=%s status=%ld attempt=%lld error=\"%s\" wait_ms=%lld", d->id, a.status,
-                   (long long)d->attempts, err ? err : "", (long long)(wait / 1000));
-            finish(o, d, lease, SD_DELIVERY_RETRYING, sd_now_usec() + wait, 0, doc, NULL);
+                   "delivery=%s status=%ld attempt=%lld error=\"%s\" wait_ms=%lld", d->id,
+                   res.status, (long long)d->attempts, err ? err : "", (long long)(wait / 1000));
+            finish(o, d, SD_DELIVERY_RETRYING, sd_now_usec() + wait, 0, doc, NULL);
         }
         break;
-    case SD_OUTBOX_REJECTED:
+    case SD_VERDICT_REJECT:
         sd_log(SD_LOG_WARN, "delivery dead-lettered: the receiver refused it",
-               "delivery=%s status=%ld error=\"%s\"", d->id, a.status, err ? err : "");
-        finish(o, d, lease, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
+               "delivery=%s status=%ld error=\"%s\"", d->id, res.status, err ? err : "");
+        finish(o, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
         break;
     }
 out:
-    attempt_release(&a);
-    sd_buf_release(&body);
-    free(remote);
-    sd_segment_free(seg);
-    sd_target_settings_release(&ts);
-    if (t.doc) {
-        explicit_bzero(t.doc, strlen(t.doc));
+    sd_delivery_result_release(&res);
+    free(typed);
+    json_decref(settings);
+    if (conf.doc) {
+        explicit_bzero(conf.doc, strlen(conf.doc));
     }
-    sd_target_release(&t);
+    sd_target_release(&conf);
     json_decref(doc);
+}
+
+/* ---- transactional enqueue ------------------------------------------------------------------ */
+
+struct sd_outbox_adder {
+    struct sd_store_handle *st;
+    int64_t tenant_id;
+    enum sd_env env;
+    const char *connector_id;
+    const char *origin;
+    int64_t now_usec;
+    int err; /* first error: the writer's job fails */
+    int64_t added;
+};
+
+void sd_outbox_add(struct sd_outbox_adder *out, const char *operation, const char *subject_kind,
+                   const char *subject_id, const json_t *payload, const char *dedupe_key)
+{
+    if (!out || out->err < 0) {
+        return;
+    }
+    if (!operation || !subject_kind || !subject_id) {
+        out->err = -EINVAL;
+        return;
+    }
+    char *id = sd_outbox_new_id("dlv_");
+    char *key = sd_outbox_new_idem_key();
+    char *text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
+    if (!id || !key || (payload && !text)) {
+        out->err = -EIO;
+    } else {
+        struct sd_outbox_item d = {
+            .id = id,
+            .tenant_id = out->tenant_id,
+            .env = out->env,
+            .connector_id = (char *)out->connector_id,
+            .operation = (char *)operation,
+            .subject_kind = (char *)subject_kind,
+            .subject_id = (char *)subject_id,
+            .payload = text,
+            .dedupe_key = (char *)dedupe_key,
+            .idem_key = key,
+            .origin = (char *)out->origin,
+            .doc = (char *)"{}",
+        };
+        int r = sd_store_outbox_add_tx(out->st, &d, out->now_usec, NULL);
+        if (r < 0) {
+            out->err = r;
+        } else if (r == 0) {
+            out->added++;
+        }
+    }
+    free(id);
+    free(key);
+    free(text);
+}
+
+static bool any_on_change(void)
+{
+    for (size_t i = 0; sd_connectors[i]; i++) {
+        if (sd_connectors[i]->on_change) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Offer the n records of one kind to one instance. */
+static void offer(const struct sd_connector *c, const struct sd_connector_ctx *ctx,
+                  struct sd_outbox_adder *out, enum sd_kind kind, const char *source,
+                  const char *origin, const char *const *ids, const char *const *docs, size_t n)
+{
+    for (size_t i = 0; i < n && out->err >= 0; i++) {
+        json_t *rec = json_loads(docs[i], 0, NULL);
+        struct sd_change chg = {
+            .kind = kind, .id = ids[i], .source = source, .record = rec, .origin = origin};
+        if (rec) {
+            c->on_change(ctx, &chg, out);
+        }
+        json_decref(rec);
+    }
+}
+
+int sd_outbox_changes_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
+                                const struct sd_batch *batch)
+{
+    if (!batch || sd_batch_count(batch) == 0 || !any_on_change()) {
+        return 0;
+    }
+    struct sd_target *v = NULL;
+    size_t n = 0;
+    int r = sd_store_outbox_targets_tx(st, tenant_id, &v, &n);
+    if (r < 0) {
+        return r;
+    }
+    const char *source = batch->source ? batch->source : SD_SOURCE_WEBHOOK;
+    int64_t added = 0;
+    size_t cap = batch->n_events > batch->n_customers ? batch->n_events : batch->n_customers;
+    cap = cap > batch->n_sales ? cap : batch->n_sales;
+    const char **ids = sd_calloc(cap ? cap : 1, sizeof(*ids));
+    const char **docs = sd_calloc(cap ? cap : 1, sizeof(*docs));
+    for (size_t i = 0; i < n && r >= 0; i++) {
+        const struct sd_connector *c = sd_connector_find(v[i].type);
+        if (!c || !c->on_change || v[i].env != env ||
+            (batch->origin && strcmp(batch->origin, v[i].id) == 0)) {
+            continue; /* not a writer of changes here, or the change came from it: no echo */
+        }
+        json_t *settings = json_loads(v[i].doc, 0, NULL);
+        void *typed = NULL;
+        if (!settings || typed_settings(c, &settings, &typed) < 0) {
+            json_decref(settings);
+            continue; /* settings its type cannot hold: the instance's deliveries say so */
+        }
+        struct sd_connector_ctx ctx = {.tenant_id = tenant_id,
+                                       .env = env,
+                                       .id = v[i].id,
+                                       .settings = settings,
+                                       .conf = typed,
+                                       .connector = c};
+        struct sd_outbox_adder out = {.st = st,
+                                      .tenant_id = tenant_id,
+                                      .env = env,
+                                      .connector_id = v[i].id,
+                                      .origin = batch->origin,
+                                      .now_usec = sd_now_usec()};
+        for (size_t k = 0; k < batch->n_customers; k++) {
+            ids[k] = batch->customers[k].customer_id;
+            docs[k] = batch->customers[k].doc;
+        }
+        offer(c, &ctx, &out, SD_KIND_CUSTOMER, source, batch->origin, ids, docs,
+              batch->n_customers);
+        for (size_t k = 0; k < batch->n_events; k++) {
+            ids[k] = batch->events[k].event_id;
+            docs[k] = batch->events[k].doc;
+        }
+        offer(c, &ctx, &out, SD_KIND_EVENT, source, batch->origin, ids, docs, batch->n_events);
+        for (size_t k = 0; k < batch->n_sales; k++) {
+            ids[k] = batch->sales[k].invoice_number;
+            docs[k] = batch->sales[k].doc;
+        }
+        offer(c, &ctx, &out, SD_KIND_SALE, source, batch->origin, ids, docs, batch->n_sales);
+        free(typed);
+        json_decref(settings);
+        r = out.err;
+        added += out.added;
+    }
+    free(ids);
+    free(docs);
+    if (v) {
+        for (size_t i = 0; i < n; i++) {
+            if (v[i].doc) {
+                explicit_bzero(v[i].doc, strlen(v[i].doc));
+            }
+        }
+    }
+    sd_targets_free(v, n);
+    return r < 0 ? r : (int)(added > INT32_MAX ? INT32_MAX : added);
 }
 
 /* ---- threads --------------------------------------------------------------------------------- */
@@ -802,7 +869,7 @@ static void *worker(void *arg)
             nap(o, r == 0 ? due - now : POLL_MAX_USEC, seen);
             continue;
         }
-        struct sd_delivery d = {0};
+        struct sd_outbox_item d = {0};
         struct sd_outbox_clock clk = sd_outbox_clock_now(SD_OUTBOX_CLAIM_LEASE_USEC);
         clk.owner = o->owner;
         if (r == 0) {
@@ -810,7 +877,7 @@ static void *worker(void *arg)
         }
         if (r == 0) {
             process(o, &d);
-            sd_delivery_release(&d);
+            sd_outbox_item_release(&d);
             continue;
         }
         if (r != -ENOENT && sd_mono_usec() - last_error_log > 60LL * 1000000) {
@@ -855,6 +922,7 @@ void sd_outbox_free(struct sd_outbox *o)
     }
     pthread_mutex_lock(&o->lock);
     o->stop = true;
+    atomic_store(&o->stopping, true);
     pthread_cond_broadcast(&o->cond);
     pthread_mutex_unlock(&o->lock);
     for (size_t i = 0; i < o->n_threads; i++) {

@@ -1,32 +1,37 @@
-/* outbox.h — the audience push (issue #4 §3, seed §5–§7): a push request becomes a durable
- * delivery row, and worker threads send it to the target with retries, flow control and a rate
- * limit.
+/* outbox.h — the generic transactional outbox: core owns the queue of outbound items (which
+ * connector instance, which operation, which subject; store/audience.h), the connectors'
+ * `deliver` owns only the request and its verdict (core/connector.h). The audience push is one
+ * such connector (connectors/audience_push): a push request becomes an item of operation
+ * "push_segment".
  *
  * Delivery semantics (at least once, made effectively once by the receiver):
- *  - The row is committed (synchronous=FULL) before the push answers 202. It carries a random
- *    Idempotency-Key, sent unchanged with every attempt of that run.
- *  - A worker leases the row in the same statement that claims it; before sending it extends the
- *    lease to now + the target's HTTP timeout + SD_OUTBOX_LEASE_MARGIN_USEC, so the lease always
- *    outlasts the request and two workers (threads or processes) never send one delivery at once.
- *  - The outcome (and, for a 201, the remote segment id) is written in the transaction that ends
- *    the lease: once that commits the delivery is never sent again. If the process dies between
- *    the receiver's answer and that commit, the delivery is sent again with the same
- *    Idempotency-Key — the receiver discards the duplicate by key. When: a lease records the
- *    process instance that holds it (boot id, pid, process start time); a hub that starts ends
- *    at once the leases of instances that are gone (kill -9, crash, reboot), so the delivery
- *    goes again within a poll (about a second) of the restart. Otherwise (the instance cannot be
- *    told, or another live process holds it) the lease runs out as before.
- *  - The body is built at send time from the segment's current members, so a retry or a replay
- *    applies the opt-outs, suppressions and erasures of that moment.
+ *  - An item is committed (synchronous=FULL) before the push answers 202, or in the writer's
+ *    transaction that stores the change causing it (sd_outbox_add from a connector's
+ *    on_change): a change is never stored without its items, nor an item without its change.
+ *    It carries a random Idempotency-Key, sent unchanged with every attempt of that run.
+ *  - A worker leases the item in the same statement that claims it, with a fencing token (a
+ *    counter the claim bumps); deliver keeps the lease ahead of its request
+ *    (sd_connector_lease_extend: the whole HTTP timeout + SD_OUTBOX_LEASE_MARGIN_USEC), so two
+ *    workers (threads or processes) never perform one item at once, and the outcome of a worker
+ *    whose lease was taken over is refused.
+ *  - FIFO per subject: an item waits while an earlier item of the same connector and subject is
+ *    queued, sending or retrying, so two changes of one contact reach the remote in order.
+ *  - The outcome (and the remote reference a create answered with) is written in the
+ *    transaction that ends the lease: once that commits the item is never sent again. If the
+ *    process dies between the receiver's answer and that commit, the item is sent again with
+ *    the same Idempotency-Key. A lease records the process instance that holds it (boot id,
+ *    pid, process start time); a hub that starts ends at once the leases of instances that are
+ *    gone (kill -9, crash, reboot).
  *
- * Retry policy (sd_outbox_classify, sd_outbox_backoff_usec): 2xx with a segment_id delivers;
- * 5xx, 408, timeouts and connection errors retry with back-off (at most SD_OUTBOX_MAX_ATTEMPTS
- * attempts, then dead); 429 waits for Retry-After and gives its attempt back; 3xx and other 4xx
- * are dead at once, with the remote answer kept. A dead delivery can be replayed
- * (sd_outbox_retry): a new run with attempts reset and a new Idempotency-Key.
+ * Retry policy: the verdict of deliver (http/verdict.h). OK delivers; RETRY backs off with full
+ * jitter (at most SD_OUTBOX_MAX_ATTEMPTS attempts, then dead; a longer Retry-After is
+ * honoured); WAIT (429, 509) waits for the remote's Retry-After (or the scaled default) and
+ * gives its attempt back (at most SD_OUTBOX_MAX_WAITS waits in one run); REJECT is dead at
+ * once, with the remote answer kept. A dead item can be replayed (sd_outbox_retry): a new run
+ * with attempts reset and a new Idempotency-Key. A waiting item can be cancelled or sent now.
  *
  * Test knob: STAGEDOOR_OUTBOX_TIME_SCALE (read once; default 1, range 0.000001..1) multiplies
- * the back-off schedule and the default 429 wait, so 0.001 turns 30 s into 30 ms. It does not
+ * the back-off schedule and the default WAIT, so 0.001 turns 30 s into 30 ms. It does not
  * touch Retry-After values sent by the receiver, HTTP timeouts, leases or the one-hour rate
  * window. Fault hook: STAGEDOOR_FAULT=outbox_after_send[:N] ends the process with _exit(137)
  * right after the N-th 2xx answer arrives, before it is recorded; outbox_after_claim right after
@@ -42,9 +47,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/connector.h"
 #include "core/hub.h"
 #include "model/model.h"
 #include "store/audience.h"
+
+/* The audience push's operation and subject kind (connectors/audience_push). */
+#define SD_OUTBOX_OP_PUSH_SEGMENT "push_segment"
+#define SD_OUTBOX_SUBJECT_SEGMENT "segment"
 
 #define SD_OUTBOX_MAX_ATTEMPTS 6
 #define SD_OUTBOX_THREADS 4
@@ -53,9 +63,7 @@
 #define SD_OUTBOX_CLAIM_LEASE_USEC (120LL * 1000000) /* lease while the body is built */
 #define SD_OUTBOX_RETRY_AFTER_MAX_S 3600             /* 429: longest wait honoured */
 #define SD_OUTBOX_RETRY_AFTER_DEFAULT_S 60           /* 429 without Retry-After */
-#define SD_OUTBOX_MAX_429_WAITS 50                   /* 429s in one run before dead */
-#define SD_OUTBOX_MAX_CUSTOMERS 1000000              /* members in one push */
-#define SD_OUTBOX_MAX_ANSWER (1024 * 1024)           /* receiver's answer read */
+#define SD_OUTBOX_MAX_WAITS 50                       /* WAITs in one run before dead */
 #define SD_OUTBOX_KEPT_ANSWER 2048                   /* receiver's answer kept in the record */
 
 /* ---- policy (pure) --------------------------------------------------------------------------- */
@@ -71,19 +79,7 @@ double sd_outbox_time_scale(void);
 int64_t sd_outbox_backoff_usec(int failed, uint64_t rnd, double scale);
 void sd_outbox_backoff_bounds(int failed, int64_t *ret_lo, int64_t *ret_hi);
 
-enum sd_outbox_verdict {
-    SD_OUTBOX_DELIVERED, /* done; the remote segment id is known */
-    SD_OUTBOX_RETRY,     /* transient: back off, uses up the attempt */
-    SD_OUTBOX_WAIT,      /* 429 flow control: wait, the attempt is given back */
-    SD_OUTBOX_REJECTED,  /* fails for good at once */
-};
-/* transport_err: sd_http_fetch's result (0 = an answer arrived, then status counts);
- * has_segment_id: the answer is a JSON object with a non-empty segment_id; is_update: the
- * push named a remote_segment_id (an update may be answered by any 2xx without a new id). */
-enum sd_outbox_verdict sd_outbox_classify(int transport_err, long status, bool has_segment_id,
-                                          bool is_update);
-
-/* 429 wait: Retry-After (seconds or HTTP-date) bounded to SD_OUTBOX_RETRY_AFTER_MAX_S, or the
+/* WAIT: Retry-After (seconds or HTTP-date) bounded to SD_OUTBOX_RETRY_AFTER_MAX_S, or the
  * scaled default when absent or unreadable. */
 int64_t sd_outbox_retry_after_usec(const char *retry_after, double scale);
 
@@ -108,12 +104,20 @@ char *sd_outbox_new_idem_key(void);
  * "flow_control" or null), last_status, last_error, last_response, remote_segment_id,
  * idempotency_key, customers, created_at, updated_at, first_sent_at, delivered_at, history.
  * New reference. */
-json_t *sd_outbox_delivery_view(const struct sd_delivery *d);
+json_t *sd_outbox_delivery_view(const struct sd_outbox_item *d);
 
 /* Replay a dead delivery: queued again now with attempts reset and a new Idempotency-Key (the
  * body will be rebuilt, so it is a new request for the receiver); the old key is kept in the
  * record. -ENOENT missing, -EBUSY not dead, or a store error. */
 int sd_outbox_retry(struct sd_store_handle *st, const char *delivery_id);
+
+/* Cancel a waiting (queued or retrying) item: cancelled, for good, with who ("admin", "cli")
+ * and why (may be NULL) kept in the record ("cancelled"). Send now: a waiting item's next
+ * attempt becomes now (its attempts are not reset; a rate limit still applies to a first
+ * send). Both: -ENOENT missing, -EBUSY not waiting, or a store error. */
+int sd_outbox_cancel(struct sd_store_handle *st, const char *delivery_id, const char *who,
+                     const char *why);
+int sd_outbox_send_now(struct sd_store_handle *st, const char *delivery_id);
 
 /* ---- push and the worker --------------------------------------------------------------------- */
 
@@ -127,6 +131,26 @@ int sd_outbox_retry(struct sd_store_handle *st, const char *delivery_id);
 int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const char *segment_id,
                    const char *target_id, const char *request_key, char **ret_id,
                    const char **ret_what, bool *ret_replayed);
+
+/* ---- transactional enqueue (the writer's side) ------------------------------------------------
+ */
+
+/* Called by the writer thread, inside the job that applied `batch` for (tenant_id, env) (its
+ * savepoint, before COMMIT), after the store accepted it: every record of the batch is offered
+ * to every target instance of that tenant and environment whose type has on_change and whose id
+ * is not batch->origin (no echo); the items they add are stored in the same transaction. Records
+ * stored unchanged are offered too (the store does not say which were): connectors deduplicate
+ * with a dedupe key. Returns the number of items stored, or negative errno (then the job must
+ * fail, so the change is undone with its items). Cheap when no registered type has on_change. */
+int sd_outbox_changes_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
+                                const struct sd_batch *batch);
+
+/* For on_change: queue one item of the calling instance. payload: the request's data as of the
+ * change (NULL: deliver builds it at send time from the subject); dedupe_key: while an item of
+ * this instance with the same key still waits, no second one is queued (NULL: none). Errors
+ * are kept in `out` and fail the writer's job. */
+void sd_outbox_add(struct sd_outbox_adder *out, const char *operation, const char *subject_kind,
+                   const char *subject_id, const json_t *payload, const char *dedupe_key);
 
 struct sd_outbox;
 

@@ -1,12 +1,13 @@
-/* outbox_policy.c — the outbox's decisions that need no network and no segment: the back-off
- * schedule, how an answer is classified, the 429 wait, the rate plan, ids and keys, how a
+/* outbox_policy.c — the outbox's decisions that need no network and no connector: the back-off
+ * schedule, the WAIT's default, the rate plan, ids and keys, how a
  * delivery is shown, and the replay of a dead delivery (see outbox.h). Kept apart from the
  * worker (outbox.c) so the rules are unit-tested on their own and the CLI can use the views.
  *
- * The delivery document (deliveries.doc) is this module's format: {"kind", "segment_name",
- * "remote_segment_id", "customers", "last_status", "last_error", "last_response",
- * "last_attempt_usec", "delivered_usec", "waits_429", "replays", "previous_idempotency_keys",
- * "history": [{"at_usec", "attempt", "status", "error", "ms"}]} — the store adds "sent_usec". */
+ * The item's document (outbox_items.doc) is core's format: {"last_status", "last_error",
+ * "last_response", "last_attempt_usec", "delivered_usec", "waits", "replays",
+ * "previous_idempotency_keys", "cancelled": {"by", "reason", "at"}, "history": [{"at_usec",
+ * "attempt", "status", "error", "ms"}]} plus the facts its connector's deliver reported (the
+ * audience push: "kind", "segment_name", "customers", "remote_segment_id"). */
 #include "core/outbox.h"
 
 #include <errno.h>
@@ -69,27 +70,6 @@ int64_t sd_outbox_backoff_usec(int failed, uint64_t rnd, double scale)
     double u = (double)(rnd >> 11) / (double)((1ULL << 53) - 1);
     double v = ((double)lo + u * (double)(hi - lo)) * scale;
     return (int64_t)v;
-}
-
-enum sd_outbox_verdict sd_outbox_classify(int transport_err, long status, bool has_segment_id,
-                                          bool is_update)
-{
-    if (transport_err == -EFBIG) {
-        return SD_OUTBOX_REJECTED; /* an answer we cannot read: its meaning is unknown */
-    }
-    if (transport_err < 0) {
-        return SD_OUTBOX_RETRY; /* timeout, refused, reset, DNS, TLS */
-    }
-    if (status >= 200 && status < 300) {
-        return has_segment_id || is_update ? SD_OUTBOX_DELIVERED : SD_OUTBOX_REJECTED;
-    }
-    if (status == 429) {
-        return SD_OUTBOX_WAIT;
-    }
-    if (status == 408 || (status >= 500 && status < 600)) {
-        return SD_OUTBOX_RETRY;
-    }
-    return SD_OUTBOX_REJECTED; /* 1xx/3xx/other 4xx: resending the same request cannot help */
 }
 
 int64_t sd_outbox_retry_after_usec(const char *retry_after, double scale)
@@ -165,7 +145,7 @@ static int64_t doc_int(const json_t *doc, const char *key)
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
 }
 
-json_t *sd_outbox_delivery_view(const struct sd_delivery *d)
+json_t *sd_outbox_delivery_view(const struct sd_outbox_item *d)
 {
     json_t *doc = d->doc ? json_loads(d->doc, 0, NULL) : NULL;
     if (!json_is_object(doc)) {
@@ -177,7 +157,8 @@ json_t *sd_outbox_delivery_view(const struct sd_delivery *d)
     if (d->state == SD_DELIVERY_QUEUED && d->next_attempt_usec > sd_now_usec()) {
         waiting = "rate_limit";
     } else if (d->state == SD_DELIVERY_RETRYING) {
-        waiting = doc_int(doc, "last_status") == 429 ? "flow_control" : "retry";
+        int64_t last = doc_int(doc, "last_status");
+        waiting = last == 429 || last == 509 ? "flow_control" : "retry";
     }
     json_t *history = json_array();
     const json_t *h = json_object_get(doc, "history");
@@ -198,10 +179,23 @@ json_t *sd_outbox_delivery_view(const struct sd_delivery *d)
     json_object_set_new(v, "delivery_id", json_string(d->id));
     json_object_set_new(v, "client_id", json_string(d->client_id ? d->client_id : ""));
     json_object_set_new(v, "environment", json_string(sd_env_name(d->env)));
-    json_object_set_new(v, "segment_id", json_string(d->segment_id));
-    json_object_set_new(v, "target_id", json_string(d->target_id));
+    bool segment = d->subject_kind && strcmp(d->subject_kind, SD_OUTBOX_SUBJECT_SEGMENT) == 0;
+    json_object_set_new(v, "connector_id", json_string(d->connector_id));
+    json_object_set_new(v, "operation", json_string(d->operation ? d->operation : ""));
+    json_object_set_new(v, "subject",
+                        json_pack("{s:s, s:s}", "kind", d->subject_kind ? d->subject_kind : "",
+                                  "id", d->subject_id ? d->subject_id : ""));
+    json_object_set_new(v, "segment_id", segment ? json_string(d->subject_id) : json_null());
+    json_object_set_new(v, "target_id", json_string(d->connector_id));
+    json_object_set_new(v, "origin", d->origin ? json_string(d->origin) : json_null());
+    json_object_set_new(v, "remote_ref", d->remote_ref ? json_string(d->remote_ref) : json_null());
+    json_object_set_new(v, "dedupe_key", d->dedupe_key ? json_string(d->dedupe_key) : json_null());
     json_object_set_new(v, "state", json_string(sd_delivery_state_name(d->state)));
-    json_object_set_new(v, "kind", json_string(kind ? kind : "create"));
+    /* The push's own fact (create or update); other connectors may report one. */
+    json_object_set_new(v, "kind",
+                        kind      ? json_string(kind)
+                        : segment ? json_string("create")
+                                  : json_null());
     json_object_set_new(v, "attempts", json_integer(d->attempts));
     json_object_set_new(v, "max_attempts", json_integer(SD_OUTBOX_MAX_ATTEMPTS));
     json_object_set_new(v, "next_attempt_at",
@@ -223,6 +217,7 @@ json_t *sd_outbox_delivery_view(const struct sd_delivery *d)
     json_object_set_new(v, "first_sent_usec",
                         d->sent_usec ? json_integer(d->sent_usec) : json_null());
     json_object_set_new(v, "delivered_at", sd_json_time(doc_int(doc, "delivered_usec")));
+    json_object_set_new(v, "cancelled", copy_or_null(doc, "cancelled"));
     json_object_set_new(v, "history", history);
     json_decref(doc);
     return v;
@@ -258,7 +253,7 @@ char *sd_outbox_new_idem_key(void)
 
 int sd_outbox_retry(struct sd_store_handle *st, const char *delivery_id)
 {
-    struct sd_delivery d = {0};
+    struct sd_outbox_item d = {0};
     int r = sd_store_delivery_get(st, 0, SD_ENV_TEST, delivery_id, &d);
     if (r < 0) {
         return r;
@@ -281,7 +276,7 @@ int sd_outbox_retry(struct sd_store_handle *st, const char *delivery_id)
     }
     json_array_append_new(prev, json_string(d.idem_key));
     json_object_set_new(doc, "replays", json_integer(doc_int(doc, "replays") + 1));
-    json_object_set_new(doc, "waits_429", json_integer(0));
+    json_object_set_new(doc, "waits", json_integer(0));
     json_object_set_new(doc, "replayed_usec", json_integer(sd_now_usec()));
     key = sd_outbox_new_idem_key();
     text = json_dumps(doc, JSON_COMPACT);
@@ -295,6 +290,44 @@ out:
     free(key);
     free(text);
     json_decref(doc);
-    sd_delivery_release(&d);
+    sd_outbox_item_release(&d);
     return r;
+}
+
+int sd_outbox_cancel(struct sd_store_handle *st, const char *delivery_id, const char *who,
+                     const char *why)
+{
+    struct sd_outbox_item d = {0};
+    int r = sd_store_delivery_get(st, 0, SD_ENV_TEST, delivery_id, &d);
+    if (r < 0) {
+        return r;
+    }
+    char *text = NULL;
+    json_t *doc = NULL;
+    if (d.state != SD_DELIVERY_QUEUED && d.state != SD_DELIVERY_RETRYING) {
+        r = -EBUSY;
+        goto out;
+    }
+    doc = json_loads(d.doc, 0, NULL);
+    if (!json_is_object(doc)) {
+        json_decref(doc);
+        doc = json_object();
+    }
+    int64_t now = sd_now_usec();
+    json_object_set_new(doc, "cancelled",
+                        json_pack("{s:s, s:o, s:o}", "by", who ? who : "admin", "reason",
+                                  why ? sd_json_text(why) : json_null(), "at", sd_json_time(now)));
+    text = json_dumps(doc, JSON_COMPACT);
+    r = text ? sd_store_delivery_cancel(st, d.id, text, now) : -EIO;
+out:
+    free(text);
+    json_decref(doc);
+    sd_outbox_item_release(&d);
+    return r;
+}
+
+int sd_outbox_send_now(struct sd_store_handle *st, const char *delivery_id)
+{
+    struct sd_outbox_clock clk = sd_outbox_clock_now(SD_OUTBOX_CLAIM_LEASE_USEC);
+    return sd_store_delivery_send_now(st, delivery_id, &clk);
 }

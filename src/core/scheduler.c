@@ -155,6 +155,10 @@ static void reload(struct sd_scheduler *s)
         s->v[i]->gone = true;
     }
     for (size_t i = 0; i < n; i++) {
+        const struct sd_connector *type = sd_connector_find(confs[i].type);
+        if (type && !type->run) {
+            continue; /* a target only (the audience push): nothing to run, the outbox sends */
+        }
         struct inst *in = NULL;
         for (size_t j = 0; j < s->n; j++) {
             if (strcmp(s->v[j]->conf.id, confs[i].id) == 0) {

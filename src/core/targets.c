@@ -156,6 +156,50 @@ static void check_members(const json_t *body, struct sd_issues *errors)
     }
 }
 
+/* The rate limit the store plans with: segments_per_hour (default 50). */
+static int64_t rate_of(const json_t *settings)
+{
+    const json_t *v = json_object_get(settings, "segments_per_hour");
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : 50;
+}
+
+bool sd_target_is_push(const struct sd_target *t)
+{
+    return t && t->type && strcmp(t->type, SD_TARGET_TYPE_PUSH) == 0;
+}
+
+int sd_target_config_list(struct sd_store_handle *st, int64_t tenant_id, struct sd_target **ret,
+                          size_t *ret_n)
+{
+    struct sd_target *v = NULL;
+    size_t n = 0, kept = 0;
+    int r = sd_store_target_list(st, tenant_id, &v, &n);
+    if (r < 0) {
+        return r;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (sd_target_is_push(&v[i])) {
+            v[kept++] = v[i];
+        } else {
+            sd_target_release(&v[i]);
+        }
+    }
+    *ret = v;
+    *ret_n = kept;
+    return 0;
+}
+
+int sd_target_config_delete(struct sd_store_handle *st, const char *id)
+{
+    struct sd_target t = {0};
+    int r = sd_store_target_get(st, id, &t);
+    if (r == 0 && !sd_target_is_push(&t)) {
+        r = -ENOENT;
+    }
+    sd_target_release(&t);
+    return r < 0 ? r : sd_store_target_delete(st, id, SD_TARGET_DELETED);
+}
+
 int sd_target_config_create(struct sd_store_handle *st, const struct sd_tenant *tenant,
                             const json_t *body, char **ret_id, struct sd_issues *errors)
 {
@@ -187,12 +231,14 @@ int sd_target_config_create(struct sd_store_handle *st, const struct sd_tenant *
     }
     char *id = sd_outbox_new_id("tgt_");
     char *doc = json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS);
+    int64_t rate = rate_of(settings);
     json_decref(settings);
     struct sd_target t = {.id = id,
                           .tenant_id = tenant->id,
                           .env = env,
                           .type = (char *)SD_TARGET_TYPE_PUSH,
-                          .doc = doc};
+                          .doc = doc,
+                          .rate_per_hour = rate};
     int r = id && doc ? sd_store_target_put(st, &t, true, NULL) : -EIO;
     if (doc) {
         explicit_bzero(doc, strlen(doc));
@@ -214,7 +260,7 @@ int sd_target_config_get(struct sd_store_handle *st, const struct sd_tenant *ten
     if (r < 0) {
         return r;
     }
-    if (t.tenant_id != tenant->id) {
+    if (t.tenant_id != tenant->id || !sd_target_is_push(&t)) {
         sd_target_release(&t);
         return -ENOENT;
     }
@@ -288,7 +334,7 @@ int sd_target_config_update(struct sd_store_handle *st, const struct sd_tenant *
         goto out;
     }
     doc = json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS);
-    struct sd_target u = {.id = t.id, .doc = doc};
+    struct sd_target u = {.id = t.id, .doc = doc, .rate_per_hour = rate_of(settings)};
     /* A changed segments_per_hour applies to the deliveries already waiting too. */
     struct sd_outbox_clock clk = sd_outbox_clock_now(SD_OUTBOX_CLAIM_LEASE_USEC);
     r = doc ? sd_store_target_put(st, &u, false, &clk) : -EIO;

@@ -24,12 +24,26 @@
 #define SD_CORE_TARGETS_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 #include "model/model.h"
 #include "store/audience.h"
 #include "store/store.h"
 
 #define SD_TARGET_TYPE_PUSH "audience_push"
+/* last_error of the waiting items of a target deleted through the targets API or CLI. */
+#define SD_TARGET_DELETED "the target was deleted"
+
+/* Targets are connector instances (store/audience.h); this API is the alias for the instances
+ * of the audience_push type. */
+bool sd_target_is_push(const struct sd_target *t);
+/* The tenant's audience_push instances (every environment). */
+int sd_target_config_list(struct sd_store_handle *st, int64_t tenant_id, struct sd_target **ret,
+                          size_t *ret_n);
+/* Delete an audience_push instance (any tenant: callers check); its waiting items become dead
+ * with last_error SD_TARGET_DELETED. -ENOENT if id names none. */
+int sd_target_config_delete(struct sd_store_handle *st, const char *id);
 
 /* Create for tenant; *ret_id (heap) is the new "tgt_…" id. 0, -EINVAL with errors, or a store
  * error. */

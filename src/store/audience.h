@@ -368,36 +368,52 @@ int sd_store_segment_members(struct sd_store_handle *h, int64_t tenant_id, enum 
 
 /* ==== outbox ================================================================================== */
 /* OUTBOX-BEGIN (owned by the outbox work) */
-/* Targets (systems segments are pushed to) and the delivery outbox. A target's settings are a
- * JSON document owned by core/targets.c (secrets included: only the worker reads them; no API
- * shows them). A delivery is one push of one segment to one target; its row is the queue
- * entry, the lease and the record of what happened (`doc`, owned by core/outbox.c).
+/* Target connector instances (the targets API's view of them), the generic outbox of items and
+ * the remote references. A target is a row of the connectors table (store.h) whose type is a
+ * target type; its settings are a JSON document core owns (secrets included: only the worker
+ * reads them; no API shows them). An outbox item is one outbound operation of one connector
+ * instance on one subject ("push_segment" of segment seg_…, "upsert_contact" of customer …);
+ * its row is the queue entry, the lease and the record of what happened (`doc`, owned by core:
+ * the store never reads it).
  *
- * Delivery states: queued (never tried in this run) → sending (leased by a worker) →
- * delivered | retrying (waits for next_attempt_usec) | dead (failed for good). A lease is
- * lease_until_usec: while it is in the future no other worker may claim the row; a row in
- * `sending` whose lease has passed is claimable again (its worker died). A claim records its
- * process instance in the doc ("lease_owner"), so a restarted hub can end the leases of its dead
- * predecessor at once (delivery_renew to now) instead of waiting for them to run out. Every change of a
- * leased row names the lease it holds and fails with -ESTALE if another worker took the row
- * over meanwhile (fencing).
+ * Item states: queued (never tried in this run) → sending (leased by a worker) → delivered |
+ * retrying (waits for next_attempt_usec) | dead (failed for good); queued and retrying may also
+ * become cancelled (an operator's decision, final). A lease is lease_until_usec plus a fencing
+ * token `fence`, a counter the claim bumps: every later change of a leased row names the token
+ * and fails with -ESTALE if another claim took the row over meanwhile. A row in `sending`
+ * whose lease has passed is claimable again (its worker died). A claim records its process
+ * instance (lease_owner), so a restarted hub can end the leases of its dead predecessor at once
+ * (renew to now) instead of waiting for them to run out.
  *
- * Rate limit: the first send of a run stamps sent_usec; the sends of a target inside the
- * window are those with sent_usec in (now - window, now]. Queued deliveries of a target wait
- * in creation order (FIFO) for a slot: `plan` (core's policy, passed in) says when each may go,
- * and the store writes that into next_attempt_usec in the same transaction that decides a
- * claim, so two workers (threads or processes) never exceed the limit together.
+ * Order: every item has a queue position (insert order). FIFO per subject: an item is claimable
+ * only when no earlier item of the same (connector, subject_kind, subject_id) is queued, sending
+ * or retrying, so two changes of one contact reach the remote system in order.
  *
- * Thread rules: any thread. Changes run on the control-plane connection (durable when the call
- * returns); reads use the read pool. None of these bump the settings version. */
+ * Rate limit (per connector instance, rate_per_hour > 0): the first send of a run stamps
+ * sent_usec; the sends of a connector inside the window are those with sent_usec in (now -
+ * window, now]. Queued items of that connector wait in queue order for a slot: `plan` (core's
+ * policy, passed in) says when each may go, and the store writes that into next_attempt_usec in
+ * the same transaction that decides a claim, so two workers (threads or processes) never
+ * exceed the limit together. Connectors without a rate are not planned.
+ *
+ * Dedupe: an item inserted with a dedupe_key while an item of the same connector with the same
+ * key still waits (queued or retrying) is not stored; the insert answers the waiting one.
+ *
+ * Obligations of every backend: the ops below are atomic and durable when they return; claims
+ * are serialized with every other claim, of this process and of any other process on the same
+ * data (SQLite: its write lock; a server database: a row lock or SERIALIZABLE). Thread rules:
+ * any thread. Changes run on the control-plane connection; reads use the read pool; none of
+ * these bump the settings version. outbox_add_tx and outbox_targets_tx are the exceptions: the
+ * writer's, on its connection, in its transaction. */
 
 struct sd_target {
-    char *id; /* "tgt_" + 16 hex */
+    char *id; /* "tgt_" + 16 hex (or any connector id) */
     int64_t tenant_id;
     char *client_id; /* filled by get/list */
     enum sd_env env;
-    char *type; /* "audience_push" */
-    char *doc;  /* settings JSON, secrets included; the store reads segments_per_hour from it */
+    char *type; /* a target connector type ("audience_push") */
+    char *doc;  /* settings JSON, secrets included; the store does not read it */
+    int64_t rate_per_hour; /* first sends per rolling hour; 0: no limit */
     int64_t created_usec;
     int64_t updated_usec;
 };
@@ -410,34 +426,44 @@ enum sd_delivery_state {
     SD_DELIVERY_RETRYING,
     SD_DELIVERY_DELIVERED,
     SD_DELIVERY_DEAD,
+    SD_DELIVERY_CANCELLED,
 };
-const char *sd_delivery_state_name(enum sd_delivery_state s); /* "queued" … "dead" */
+/* "queued" … "dead", "cancelled" */
+const char *sd_delivery_state_name(enum sd_delivery_state s);
 int sd_delivery_state_parse(const char *name, enum sd_delivery_state *ret); /* 0 or -EINVAL */
 
-struct sd_delivery {
+struct sd_outbox_item {
     char *id; /* "dlv_" + 16 hex */
     int64_t tenant_id;
     char *client_id; /* filled by get/list/claim */
     enum sd_env env;
-    char *segment_id;
-    char *target_id;
+    char *connector_id;
+    char *operation;    /* named by the connector: "push_segment", "upsert_contact" … */
+    char *subject_kind; /* "segment", "customer" … */
+    char *subject_id;   /* the local id of the subject */
+    char *payload;      /* JSON text, or NULL: built at send time from the subject */
+    char *dedupe_key;   /* or NULL */
     enum sd_delivery_state state;
-    int64_t attempts; /* attempts used in this run (a 429 gives its attempt back) */
+    int64_t attempts; /* attempts used in this run (a WAIT gives its attempt back) */
     int64_t next_attempt_usec;
     int64_t lease_until_usec;
-    int64_t sent_usec; /* first send of this run; 0 if none yet */
-    char *idem_key;    /* Idempotency-Key of this run */
-    char *request_key; /* insert only: the push request's own Idempotency-Key, or NULL */
-    char *doc;         /* JSON: everything else (kind, last status, remote answer …) */
+    int64_t fence;      /* fencing token of the current lease (bumped by every claim) */
+    char *lease_owner;  /* process instance holding the lease, or NULL */
+    int64_t sent_usec;  /* first send of this run; 0 if none yet */
+    char *idem_key;     /* Idempotency-Key of this run */
+    char *request_key;  /* the push request's own Idempotency-Key, or NULL */
+    char *origin;       /* connector instance whose change caused it, or NULL (the API) */
+    char *remote_ref;   /* the remote id the delivery answered with, or NULL */
+    char *doc;          /* JSON owned by core: last status, remote answer, history … */
     int64_t created_usec;
     int64_t updated_usec;
 };
-void sd_delivery_release(struct sd_delivery *d);
-void sd_deliveries_free(struct sd_delivery *v, size_t n);
+void sd_outbox_item_release(struct sd_outbox_item *d);
+void sd_outbox_items_free(struct sd_outbox_item *v, size_t n);
 
-/* When may the waiting deliveries of one target go? sends: the target's send times inside the
- * window, ascending; limit: its segments_per_hour; ret_slots[j] (written for j < n_waiting):
- * the earliest time the j-th oldest waiting delivery may be sent (<= now: at once). */
+/* When may the waiting items of one connector go? sends: its send times inside the window,
+ * ascending; limit: its rate_per_hour; ret_slots[j] (written for j < n_waiting): the earliest
+ * time the j-th oldest waiting item may be sent (<= now: at once). */
 typedef void (*sd_outbox_plan_fn)(const int64_t *sends, size_t n_sends, int64_t limit,
                                   int64_t window_usec, int64_t now_usec, size_t n_waiting,
                                   int64_t *ret_slots);
@@ -447,74 +473,104 @@ struct sd_outbox_clock {
     int64_t window_usec; /* rate window (one hour) */
     int64_t lease_usec;  /* claim: how long the new lease lasts */
     sd_outbox_plan_fn plan;
-    const char *owner;   /* claim: the claiming process instance, kept with the lease in the
-                            delivery's doc ("lease_owner"), or NULL */
+    const char *owner;   /* claim: the claiming process instance (lease_owner), or NULL */
 };
 
 /* How an attempt ended, written by delivery_finish in one transaction with the lease's end. */
 struct sd_delivery_outcome {
     enum sd_delivery_state state; /* RETRYING, DELIVERED or DEAD */
     int64_t next_attempt_usec;    /* RETRYING: when to try again */
-    int64_t attempts_delta;       /* 0, or -1: the attempt is given back (429 flow control) */
+    int64_t attempts_delta;       /* 0, or -1: the attempt is given back (WAIT flow control) */
     const char *doc;              /* replaces the document */
-    const char *remote_segment_id; /* DELIVERED: remembered for (target, segment), or NULL */
+    const char *remote_ref; /* DELIVERED: the subject's remote id, kept on the item and in
+                               remote_refs (connector, subject_kind, subject_id); or NULL */
 };
 
 struct sd_delivery_filter {
-    int64_t tenant_id; /* 0: every tenant */
-    int state;         /* an enum sd_delivery_state, or -1 for all */
-    size_t limit;      /* newest first; clamped to 1..1000 */
+    int64_t tenant_id;        /* 0: every tenant */
+    int env;                  /* with a tenant: an enum sd_env, or -1 for both */
+    int state;                /* an enum sd_delivery_state, or -1 for all */
+    const char *connector_id; /* or NULL for all */
+    size_t limit;             /* newest first; clamped to 1..1000 */
 };
 
 struct sd_store_outbox_ops {
-    /* Targets. put: create (-EEXIST if the id exists) or update doc (-ENOENT if missing); with
-     * clk, the target's waiting deliveries are planned again in the same transaction (a new
-     * segments_per_hour applies to what already waits). delete also forgets the target's
-     * remote segments and, in the same transaction, makes its waiting (queued, retrying)
-     * deliveries dead with last_error "the target was deleted"; they stay, as history, and a
-     * delivery in flight finishes on its own. */
+    /* Target connector instances. put: create (-EEXIST if the id exists; schedule "manual", no
+     * mapping) or update settings and rate (-ENOENT if missing); with clk, the connector's
+     * waiting items are planned again in the same transaction (a new rate applies to what
+     * already waits). get and list return connectors of any type (core picks the targets).
+     * delete removes the connector, its state and its remote references and, in the same
+     * transaction, makes its waiting (queued, retrying) items dead with last_error `reason`;
+     * they stay, as history, and an item in flight finishes on its own. */
     int (*target_put)(struct sd_store *s, const struct sd_target *t, bool create,
                       const struct sd_outbox_clock *clk);
     int (*target_get)(struct sd_store *s, const char *id, struct sd_target *ret);
     int (*target_list)(struct sd_store *s, int64_t tenant_id, struct sd_target **ret,
                        size_t *ret_n);
-    int (*target_delete)(struct sd_store *s, const char *id);
+    int (*target_delete)(struct sd_store *s, const char *id, const char *reason);
 
-    /* Store a new delivery (state queued) and plan its target's waiting deliveries with clk;
-     * durable when it returns. -EEXIST if the id exists, or a delivery of the tenant and
-     * environment has the same request_key. */
-    int (*delivery_insert)(struct sd_store *s, const struct sd_delivery *d,
-                           const struct sd_outbox_clock *clk);
-    /* The delivery (tenant_id, env)'s push request with this Idempotency-Key created; -ENOENT. */
+    /* Store a new item (state queued, next attempt now) and plan its connector's waiting items
+     * with clk; durable when it returns. -EEXIST if the id exists, or an item of the tenant and
+     * environment has the same request_key. With a dedupe_key that a waiting item of the same
+     * connector holds: nothing is stored, 1 is returned and *ret_id (if not NULL, heap) names
+     * the waiting item; else 0 (and *ret_id = a copy of d->id). */
+    int (*delivery_insert)(struct sd_store *s, const struct sd_outbox_item *d,
+                           const struct sd_outbox_clock *clk, char **ret_id);
+    /* The item (tenant_id, env)'s push request with this Idempotency-Key created; -ENOENT. */
     int (*delivery_by_request)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                               const char *request_key, struct sd_delivery *ret);
-    /* One delivery; tenant_id 0 = any tenant (admin), else it must be (tenant_id, env)'s. */
+                               const char *request_key, struct sd_outbox_item *ret);
+    /* One item; tenant_id 0 = any tenant (admin), else it must be (tenant_id, env)'s. */
     int (*delivery_get)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
-                        struct sd_delivery *ret);
+                        struct sd_outbox_item *ret);
     int (*delivery_list)(struct sd_store *s, const struct sd_delivery_filter *f,
-                         struct sd_delivery **ret, size_t *ret_n, bool *ret_more);
-    /* The earliest time a claim could find work (next attempt of a waiting delivery, end of a
+                         struct sd_outbox_item **ret, size_t *ret_n, bool *ret_more);
+    /* The earliest time a claim could find work (next attempt of a waiting item, end of a
      * lease); -ENOENT if nothing is pending. */
     int (*delivery_next_due)(struct sd_store *s, int64_t *ret_usec);
-    /* Lease the next due delivery (due order; FIFO per target for first sends, which also
-     * respect the target's rate limit): state sending, attempts + 1, lease_until = now +
-     * lease_usec, sent_usec stamped on a first send. -ENOENT if nothing may go now. */
+    /* Lease the next due item (due order, then queue order; FIFO per subject; first sends of a
+     * rated connector within its plan): state sending, attempts + 1, fence + 1, lease_until =
+     * now + lease_usec, lease_owner = clk->owner, sent_usec stamped on a first send. -ENOENT if
+     * nothing may go now. */
     int (*delivery_claim)(struct sd_store *s, const struct sd_outbox_clock *clk,
-                          struct sd_delivery *ret);
-    /* Extend a held lease (before a send whose timeout outlasts it). -ESTALE if not held. */
-    int (*delivery_renew)(struct sd_store *s, const char *id, int64_t lease_until_usec,
+                          struct sd_outbox_item *ret);
+    /* Move a held lease's end (longer before a send whose timeout outlasts it; to now to end a
+     * dead instance's lease). -ESTALE if the row is not sending under this fence. */
+    int (*delivery_renew)(struct sd_store *s, const char *id, int64_t fence,
                           int64_t new_lease_until_usec);
-    /* End a held lease with the attempt's outcome (and the remote segment id) in one
-     * transaction. -ESTALE if the lease is no longer this caller's. */
-    int (*delivery_finish)(struct sd_store *s, const char *id, int64_t lease_until_usec,
+    /* End a held lease with the attempt's outcome (and the remote reference) in one
+     * transaction. -ESTALE if the lease is no longer this fence's. */
+    int (*delivery_finish)(struct sd_store *s, const char *id, int64_t fence,
                            const struct sd_delivery_outcome *o);
-    /* Replay a dead delivery: queued, attempts 0, sent_usec cleared, the new idempotency key
-     * and doc, then plan its target. -EBUSY if it is not dead, -ENOENT if missing. */
+    /* Replay a dead item: queued, attempts 0, sent_usec cleared, the new idempotency key and
+     * doc, then plan its connector. -EBUSY if it is not dead, -ENOENT if missing. */
     int (*delivery_requeue)(struct sd_store *s, const char *id, const char *idem_key,
                             const char *doc, const struct sd_outbox_clock *clk);
-    /* The remote segment id remembered for (target, segment) of (tenant_id, env); -ENOENT. */
-    int (*remote_segment_get)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                              const char *target_id, const char *segment_id, char **ret);
+    /* Cancel a waiting (queued or retrying) item: cancelled, with the new doc (who, why).
+     * Send now: a waiting item's next attempt becomes clk->now_usec (attempts unchanged; a rate
+     * limit still applies to a first send). Both: -EBUSY if the item does not wait, -ENOENT. */
+    int (*delivery_cancel)(struct sd_store *s, const char *id, const char *doc, int64_t now_usec);
+    int (*delivery_send_now)(struct sd_store *s, const char *id,
+                             const struct sd_outbox_clock *clk);
+
+    /* Writer only, inside the writer's open transaction (its savepoint): store a new item as
+     * delivery_insert does (dedupe included, next attempt now_usec; no rate plan: the claim
+     * plans), so it commits or rolls back with the change that caused it. Same returns. */
+    int (*outbox_add_tx)(struct sd_store *s, const struct sd_outbox_item *d, int64_t now_usec,
+                         char **ret_id);
+    /* Writer only: target_list read on the writer's own connection (inside its transaction),
+     * so the writer never waits for a read connection. */
+    int (*outbox_targets_tx)(struct sd_store *s, int64_t tenant_id, struct sd_target **ret,
+                             size_t *ret_n);
+
+    /* Remote references: (connector_id, kind, local_id) ↔ remote_id. get: by local id; find:
+     * the local id of a remote id (the oldest if several); both -ENOENT. put: insert or
+     * replace. Callers check the connector is the tenant's: the ids are global. */
+    int (*remote_ref_get)(struct sd_store *s, const char *connector_id, const char *kind,
+                          const char *local_id, char **ret_remote);
+    int (*remote_ref_find)(struct sd_store *s, const char *connector_id, const char *kind,
+                           const char *remote_id, char **ret_local);
+    int (*remote_ref_put)(struct sd_store *s, const char *connector_id, const char *kind,
+                          const char *local_id, const char *remote_id);
 };
 
 int sd_store_target_put(struct sd_store_handle *h, const struct sd_target *t, bool create,
@@ -522,26 +578,38 @@ int sd_store_target_put(struct sd_store_handle *h, const struct sd_target *t, bo
 int sd_store_target_get(struct sd_store_handle *h, const char *id, struct sd_target *ret);
 int sd_store_target_list(struct sd_store_handle *h, int64_t tenant_id, struct sd_target **ret,
                          size_t *ret_n);
-int sd_store_target_delete(struct sd_store_handle *h, const char *id);
-int sd_store_delivery_insert(struct sd_store_handle *h, const struct sd_delivery *d,
-                             const struct sd_outbox_clock *clk);
+int sd_store_target_delete(struct sd_store_handle *h, const char *id, const char *reason);
+int sd_store_delivery_insert(struct sd_store_handle *h, const struct sd_outbox_item *d,
+                             const struct sd_outbox_clock *clk, char **ret_id);
 int sd_store_delivery_get(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
-                          const char *id, struct sd_delivery *ret);
+                          const char *id, struct sd_outbox_item *ret);
 int sd_store_delivery_by_request(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
-                                 const char *request_key, struct sd_delivery *ret);
+                                 const char *request_key, struct sd_outbox_item *ret);
 int sd_store_delivery_list(struct sd_store_handle *h, const struct sd_delivery_filter *f,
-                           struct sd_delivery **ret, size_t *ret_n, bool *ret_more);
+                           struct sd_outbox_item **ret, size_t *ret_n, bool *ret_more);
 int sd_store_delivery_next_due(struct sd_store_handle *h, int64_t *ret_usec);
 int sd_store_delivery_claim(struct sd_store_handle *h, const struct sd_outbox_clock *clk,
-                            struct sd_delivery *ret);
-int sd_store_delivery_renew(struct sd_store_handle *h, const char *id, int64_t lease_until_usec,
+                            struct sd_outbox_item *ret);
+int sd_store_delivery_renew(struct sd_store_handle *h, const char *id, int64_t fence,
                             int64_t new_lease_until_usec);
-int sd_store_delivery_finish(struct sd_store_handle *h, const char *id, int64_t lease_until_usec,
+int sd_store_delivery_finish(struct sd_store_handle *h, const char *id, int64_t fence,
                              const struct sd_delivery_outcome *o);
 int sd_store_delivery_requeue(struct sd_store_handle *h, const char *id, const char *idem_key,
                               const char *doc, const struct sd_outbox_clock *clk);
-int sd_store_remote_segment_get(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
-                                const char *target_id, const char *segment_id, char **ret);
+int sd_store_delivery_cancel(struct sd_store_handle *h, const char *id, const char *doc,
+                             int64_t now_usec);
+int sd_store_delivery_send_now(struct sd_store_handle *h, const char *id,
+                               const struct sd_outbox_clock *clk);
+int sd_store_outbox_add_tx(struct sd_store_handle *h, const struct sd_outbox_item *d,
+                           int64_t now_usec, char **ret_id);
+int sd_store_outbox_targets_tx(struct sd_store_handle *h, int64_t tenant_id,
+                               struct sd_target **ret, size_t *ret_n);
+int sd_store_remote_ref_get(struct sd_store_handle *h, const char *connector_id,
+                            const char *kind, const char *local_id, char **ret_remote);
+int sd_store_remote_ref_find(struct sd_store_handle *h, const char *connector_id,
+                             const char *kind, const char *remote_id, char **ret_local);
+int sd_store_remote_ref_put(struct sd_store_handle *h, const char *connector_id,
+                            const char *kind, const char *local_id, const char *remote_id);
 /* OUTBOX-END */
 
 #endif

@@ -8,7 +8,8 @@
 #include "store/audience.h"
 #include "store/store.h"
 
-static const char *const state_names[] = {"queued", "sending", "retrying", "delivered", "dead"};
+static const char *const state_names[] = {"queued",    "sending", "retrying",
+                                          "delivered", "dead",    "cancelled"};
 
 const char *sd_delivery_state_name(enum sd_delivery_state st)
 {
@@ -46,25 +47,32 @@ void sd_targets_free(struct sd_target *v, size_t n)
     free(v);
 }
 
-void sd_delivery_release(struct sd_delivery *d)
+void sd_outbox_item_release(struct sd_outbox_item *d)
 {
     if (!d) {
         return;
     }
     free(d->id);
     free(d->client_id);
-    free(d->segment_id);
-    free(d->target_id);
+    free(d->connector_id);
+    free(d->operation);
+    free(d->subject_kind);
+    free(d->subject_id);
+    free(d->payload);
+    free(d->dedupe_key);
+    free(d->lease_owner);
     free(d->idem_key);
     free(d->request_key);
+    free(d->origin);
+    free(d->remote_ref);
     free(d->doc);
-    *d = (struct sd_delivery){0};
+    *d = (struct sd_outbox_item){0};
 }
 
-void sd_deliveries_free(struct sd_delivery *v, size_t n)
+void sd_outbox_items_free(struct sd_outbox_item *v, size_t n)
 {
     for (size_t i = 0; v && i < n; i++) {
-        sd_delivery_release(&v[i]);
+        sd_outbox_item_release(&v[i]);
     }
     free(v);
 }
@@ -90,31 +98,31 @@ int sd_store_target_list(struct sd_store_handle *h, int64_t tenant_id, struct sd
     return CALL(target_list, tenant_id, ret, ret_n);
 }
 
-int sd_store_target_delete(struct sd_store_handle *h, const char *id)
+int sd_store_target_delete(struct sd_store_handle *h, const char *id, const char *reason)
 {
-    return CALL(target_delete, id);
+    return CALL(target_delete, id, reason);
 }
 
-int sd_store_delivery_insert(struct sd_store_handle *h, const struct sd_delivery *d,
-                             const struct sd_outbox_clock *clk)
+int sd_store_delivery_insert(struct sd_store_handle *h, const struct sd_outbox_item *d,
+                             const struct sd_outbox_clock *clk, char **ret_id)
 {
-    return CALL(delivery_insert, d, clk);
+    return CALL(delivery_insert, d, clk, ret_id);
 }
 
 int sd_store_delivery_get(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
-                          const char *id, struct sd_delivery *ret)
+                          const char *id, struct sd_outbox_item *ret)
 {
     return CALL(delivery_get, tenant_id, env, id, ret);
 }
 
 int sd_store_delivery_by_request(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
-                                 const char *request_key, struct sd_delivery *ret)
+                                 const char *request_key, struct sd_outbox_item *ret)
 {
     return CALL(delivery_by_request, tenant_id, env, request_key, ret);
 }
 
 int sd_store_delivery_list(struct sd_store_handle *h, const struct sd_delivery_filter *f,
-                           struct sd_delivery **ret, size_t *ret_n, bool *ret_more)
+                           struct sd_outbox_item **ret, size_t *ret_n, bool *ret_more)
 {
     return CALL(delivery_list, f, ret, ret_n, ret_more);
 }
@@ -125,21 +133,21 @@ int sd_store_delivery_next_due(struct sd_store_handle *h, int64_t *ret_usec)
 }
 
 int sd_store_delivery_claim(struct sd_store_handle *h, const struct sd_outbox_clock *clk,
-                            struct sd_delivery *ret)
+                            struct sd_outbox_item *ret)
 {
     return CALL(delivery_claim, clk, ret);
 }
 
-int sd_store_delivery_renew(struct sd_store_handle *h, const char *id, int64_t lease_until_usec,
+int sd_store_delivery_renew(struct sd_store_handle *h, const char *id, int64_t fence,
                             int64_t new_lease_until_usec)
 {
-    return CALL(delivery_renew, id, lease_until_usec, new_lease_until_usec);
+    return CALL(delivery_renew, id, fence, new_lease_until_usec);
 }
 
-int sd_store_delivery_finish(struct sd_store_handle *h, const char *id, int64_t lease_until_usec,
+int sd_store_delivery_finish(struct sd_store_handle *h, const char *id, int64_t fence,
                              const struct sd_delivery_outcome *o)
 {
-    return CALL(delivery_finish, id, lease_until_usec, o);
+    return CALL(delivery_finish, id, fence, o);
 }
 
 int sd_store_delivery_requeue(struct sd_store_handle *h, const char *id, const char *idem_key,
@@ -148,8 +156,44 @@ int sd_store_delivery_requeue(struct sd_store_handle *h, const char *id, const c
     return CALL(delivery_requeue, id, idem_key, doc, clk);
 }
 
-int sd_store_remote_segment_get(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
-                                const char *target_id, const char *segment_id, char **ret)
+int sd_store_delivery_cancel(struct sd_store_handle *h, const char *id, const char *doc,
+                             int64_t now_usec)
 {
-    return CALL(remote_segment_get, tenant_id, env, target_id, segment_id, ret);
+    return CALL(delivery_cancel, id, doc, now_usec);
+}
+
+int sd_store_delivery_send_now(struct sd_store_handle *h, const char *id,
+                               const struct sd_outbox_clock *clk)
+{
+    return CALL(delivery_send_now, id, clk);
+}
+
+int sd_store_outbox_add_tx(struct sd_store_handle *h, const struct sd_outbox_item *d,
+                           int64_t now_usec, char **ret_id)
+{
+    return CALL(outbox_add_tx, d, now_usec, ret_id);
+}
+
+int sd_store_outbox_targets_tx(struct sd_store_handle *h, int64_t tenant_id, struct sd_target **ret,
+                               size_t *ret_n)
+{
+    return CALL(outbox_targets_tx, tenant_id, ret, ret_n);
+}
+
+int sd_store_remote_ref_get(struct sd_store_handle *h, const char *connector_id, const char *kind,
+                            const char *local_id, char **ret_remote)
+{
+    return CALL(remote_ref_get, connector_id, kind, local_id, ret_remote);
+}
+
+int sd_store_remote_ref_find(struct sd_store_handle *h, const char *connector_id, const char *kind,
+                             const char *remote_id, char **ret_local)
+{
+    return CALL(remote_ref_find, connector_id, kind, remote_id, ret_local);
+}
+
+int sd_store_remote_ref_put(struct sd_store_handle *h, const char *connector_id, const char *kind,
+                            const char *local_id, const char *remote_id)
+{
+    return CALL(remote_ref_put, connector_id, kind, local_id, remote_id);
 }

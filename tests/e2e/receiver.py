@@ -10,7 +10,8 @@ arrival time) and answers from a script per path.
     rx.stop()
 
 An Answer is (status, JSON body or None, extra headers, delay in seconds before answering). When
-a path's script is used up, it answers 201 {"segment_id": "<path>-<n>"} with a new id each time.
+a path's script is used up, it answers from the path's handler (handle()), else 201
+{"segment_id": "<path>-<n>"} with a new id each time.
 
 Like a careful receiver it honours Idempotency-Key: a request whose key already got a 2xx is
 answered with that same stored answer and recorded with "duplicate": True, so a retry that
@@ -43,6 +44,7 @@ class Receiver:
         self.counters = {}          # path -> segments created
         self.answered = {}          # idempotency key -> (status, body bytes)
         self.static = {}            # path -> bytes (GET)
+        self.handlers = {}          # path -> fn(request record) -> Answer, after the script
         self.server = None
         self.thread = None
 
@@ -82,8 +84,11 @@ class Receiver:
                         payload = stored[1]
                     else:
                         queue = owner.scripts.get(self.path)
+                        handler = owner.handlers.get(self.path)
                         if queue:
                             ans = queue.pop(0)
+                        elif handler:
+                            ans = handler(rec)
                         else:
                             c = owner.counters.get(self.path, 0) + 1
                             owner.counters[self.path] = c
@@ -137,6 +142,12 @@ class Receiver:
     def script(self, path, *answers):
         with self.lock:
             self.scripts.setdefault(path, []).extend(answers)
+
+    def handle(self, path, fn):
+        """Answer POSTs to path with fn(rec) (rec: the request record, body parsed) once its
+        script is used up; fn runs under the receiver's lock, so it must not block."""
+        with self.lock:
+            self.handlers[path] = fn
 
     def serve_json(self, path, obj):
         self.static[path] = json.dumps(obj).encode()

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "base/base.h"
+#include "connectors/audience_push/audience_push.h"
 #include "core/outbox.h"
 #include "core/targets.h"
 #include "store/audience.h"
@@ -88,39 +89,41 @@ static void test_classification(void **state)
         int err;
         long status;
         bool has_id, update;
-        enum sd_outbox_verdict want;
+        enum sd_verdict want;
     } cases[] = {
-        {0, 201, true, false, SD_OUTBOX_DELIVERED},
-        {0, 200, true, false, SD_OUTBOX_DELIVERED},
-        {0, 202, true, false, SD_OUTBOX_DELIVERED},
-        {0, 201, false, false, SD_OUTBOX_REJECTED}, /* created, but which segment? */
-        {0, 204, false, false, SD_OUTBOX_REJECTED},
-        {0, 200, false, true, SD_OUTBOX_DELIVERED}, /* an update keeps the known id */
-        {0, 204, false, true, SD_OUTBOX_DELIVERED},
-        {0, 500, false, false, SD_OUTBOX_RETRY},
-        {0, 502, false, false, SD_OUTBOX_RETRY},
-        {0, 503, false, false, SD_OUTBOX_RETRY},
-        {0, 504, false, false, SD_OUTBOX_RETRY},
-        {0, 408, false, false, SD_OUTBOX_RETRY},
-        {0, 429, false, false, SD_OUTBOX_WAIT},
-        {0, 400, false, false, SD_OUTBOX_REJECTED},
-        {0, 401, false, false, SD_OUTBOX_REJECTED},
-        {0, 403, false, false, SD_OUTBOX_REJECTED},
-        {0, 404, false, false, SD_OUTBOX_REJECTED},
-        {0, 409, false, false, SD_OUTBOX_REJECTED},
-        {0, 422, false, false, SD_OUTBOX_REJECTED},
-        {0, 301, false, false, SD_OUTBOX_REJECTED},
-        {0, 302, false, false, SD_OUTBOX_REJECTED},
-        {0, 307, false, false, SD_OUTBOX_REJECTED},
-        {0, 100, false, false, SD_OUTBOX_REJECTED},
-        {-ETIMEDOUT, 0, false, false, SD_OUTBOX_RETRY},
-        {-ECONNREFUSED, 0, false, false, SD_OUTBOX_RETRY},
-        {-EIO, 0, false, false, SD_OUTBOX_RETRY},
-        {-EFBIG, 0, false, false, SD_OUTBOX_REJECTED},
+        {0, 201, true, false, SD_VERDICT_OK},
+        {0, 200, true, false, SD_VERDICT_OK},
+        {0, 202, true, false, SD_VERDICT_OK},
+        {0, 201, false, false, SD_VERDICT_REJECT}, /* created, but which segment? */
+        {0, 204, false, false, SD_VERDICT_REJECT},
+        {0, 200, false, true, SD_VERDICT_OK}, /* an update keeps the known id */
+        {0, 204, false, true, SD_VERDICT_OK},
+        {0, 500, false, false, SD_VERDICT_RETRY},
+        {0, 502, false, false, SD_VERDICT_RETRY},
+        {0, 503, false, false, SD_VERDICT_RETRY},
+        {0, 504, false, false, SD_VERDICT_RETRY},
+        {0, 408, false, false, SD_VERDICT_RETRY},
+        {0, 429, false, false, SD_VERDICT_WAIT},
+        {0, 400, false, false, SD_VERDICT_REJECT},
+        {0, 401, false, false, SD_VERDICT_REJECT},
+        {0, 403, false, false, SD_VERDICT_REJECT},
+        {0, 404, false, false, SD_VERDICT_REJECT},
+        {0, 409, false, false, SD_VERDICT_REJECT},
+        {0, 422, false, false, SD_VERDICT_REJECT},
+        {0, 301, false, false, SD_VERDICT_REJECT},
+        {0, 302, false, false, SD_VERDICT_REJECT},
+        {0, 307, false, false, SD_VERDICT_REJECT},
+        {0, 100, false, false, SD_VERDICT_REJECT},
+        {-ETIMEDOUT, 0, false, false, SD_VERDICT_RETRY},
+        {-ECONNREFUSED, 0, false, false, SD_VERDICT_RETRY},
+        {-EIO, 0, false, false, SD_VERDICT_RETRY},
+        {-EFBIG, 0, false, false, SD_VERDICT_REJECT},
+        {0, 509, false, false, SD_VERDICT_WAIT}, /* the one classifier: bandwidth limit */
+        {0, 202, false, true, SD_VERDICT_OK},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        enum sd_outbox_verdict v =
-            sd_outbox_classify(cases[i].err, cases[i].status, cases[i].has_id, cases[i].update);
+        enum sd_verdict v =
+            sd_audience_push_judge(cases[i].err, cases[i].status, cases[i].has_id, cases[i].update);
         if (v != cases[i].want) {
             fail_msg("case %zu (err %d, status %ld): got %d, want %d", i, cases[i].err,
                      cases[i].status, (int)v, (int)cases[i].want);
@@ -392,8 +395,8 @@ static void test_target_secrets_and_update(void **state)
     assert_int_equal(sd_target_config_get(f->h, &beta, id, &t), -ENOENT);
     sd_tenant_release(&beta);
 
-    assert_int_equal(sd_store_target_delete(f->h, id), 0);
-    assert_int_equal(sd_store_target_delete(f->h, id), -ENOENT);
+    assert_int_equal(sd_target_config_delete(f->h, id), 0);
+    assert_int_equal(sd_target_config_delete(f->h, id), -ENOENT);
     free(id);
 }
 
@@ -405,20 +408,25 @@ static struct sd_outbox_clock clock_at(int64_t now)
         .now_usec = now, .window_usec = HOUR, .lease_usec = 60 * SEC, .plan = sd_outbox_plan};
 }
 
+/* An item of `target` whose subject is segment "seg_" + the id's suffix ("dlv_a" → "seg_a"). */
 static void insert(struct fx *f, const char *id, const char *target, const char *key, int64_t now)
 {
-    struct sd_delivery d = {.id = (char *)id,
-                            .tenant_id = f->acme.id,
-                            .env = SD_ENV_TEST,
-                            .segment_id = (char *)"seg_1",
-                            .target_id = (char *)target,
-                            .idem_key = (char *)key,
-                            .doc = (char *)"{\"kind\":\"create\"}"};
+    char subject[64];
+    snprintf(subject, sizeof(subject), "seg_%s", id + 4);
+    struct sd_outbox_item d = {.id = (char *)id,
+                               .tenant_id = f->acme.id,
+                               .env = SD_ENV_TEST,
+                               .connector_id = (char *)target,
+                               .operation = (char *)"push_segment",
+                               .subject_kind = (char *)"segment",
+                               .subject_id = subject,
+                               .idem_key = (char *)key,
+                               .doc = (char *)"{\"kind\":\"create\"}"};
     struct sd_outbox_clock clk = clock_at(now);
-    assert_int_equal(sd_store_delivery_insert(f->h, &d, &clk), 0);
+    assert_int_equal(sd_store_delivery_insert(f->h, &d, &clk, NULL), 0);
 }
 
-static void get(struct fx *f, const char *id, struct sd_delivery *d)
+static void get(struct fx *f, const char *id, struct sd_outbox_item *d)
 {
     assert_int_equal(sd_store_delivery_get(f->h, f->acme.id, SD_ENV_TEST, id, d), 0);
 }
@@ -435,18 +443,18 @@ static void test_claim_fifo_rate_limit_and_leases(void **state)
     insert(f, "dlv_c", tgt, "key-c", t0 + 2);
 
     /* Planned at push time: the third waits for the first slot to free, an hour on. */
-    struct sd_delivery d = {0};
+    struct sd_outbox_item d = {0};
     get(f, "dlv_c", &d);
     assert_int_equal(d.state, SD_DELIVERY_QUEUED);
     assert_true(d.next_attempt_usec >= t0 + HOUR);
     json_t *view = sd_outbox_delivery_view(&d);
     assert_string_equal(json_string_value(json_object_get(view, "waiting_for")), "rate_limit");
     json_decref(view);
-    sd_delivery_release(&d);
+    sd_outbox_item_release(&d);
 
     /* Claims go in creation order; the third does not go. */
     struct sd_outbox_clock clk = clock_at(t0 + 10);
-    struct sd_delivery a = {0}, b = {0}, none = {0};
+    struct sd_outbox_item a = {0}, b = {0}, none = {0};
     assert_int_equal(sd_store_delivery_claim(f->h, &clk, &a), 0);
     assert_string_equal(a.id, "dlv_a");
     assert_int_equal(a.state, SD_DELIVERY_SENDING);
@@ -460,13 +468,13 @@ static void test_claim_fifo_rate_limit_and_leases(void **state)
     assert_int_equal(sd_store_delivery_claim(f->h, &clk, &none), -ENOENT);
     get(f, "dlv_c", &d);
     assert_int_equal(d.next_attempt_usec, t0 + 10 + HOUR); /* first send + 1 h */
-    sd_delivery_release(&d);
+    sd_outbox_item_release(&d);
 
     /* A held lease is not claimed again; an expired one is, with the same key and attempt + 1. */
     clk = clock_at(t0 + 30 * SEC);
     assert_int_equal(sd_store_delivery_claim(f->h, &clk, &none), -ENOENT);
     clk = clock_at(t0 + 61 * SEC);
-    struct sd_delivery again = {0};
+    struct sd_outbox_item again = {0};
     assert_int_equal(sd_store_delivery_claim(f->h, &clk, &again), 0);
     assert_string_equal(again.id, "dlv_a");
     assert_int_equal(again.attempts, 2);
@@ -476,47 +484,48 @@ static void test_claim_fifo_rate_limit_and_leases(void **state)
     /* The old holder's outcome is refused (fencing); the new holder's is recorded. */
     struct sd_delivery_outcome oc = {.state = SD_DELIVERY_DELIVERED,
                                      .doc = "{\"kind\":\"create\",\"remote_segment_id\":\"R1\"}",
-                                     .remote_segment_id = "R1"};
-    assert_int_equal(sd_store_delivery_finish(f->h, a.id, a.lease_until_usec, &oc), -ESTALE);
-    assert_int_equal(sd_store_delivery_renew(f->h, a.id, a.lease_until_usec, t0 + HOUR), -ESTALE);
-    assert_int_equal(sd_store_delivery_finish(f->h, again.id, again.lease_until_usec, &oc), 0);
-    assert_int_equal(sd_store_delivery_finish(f->h, again.id, again.lease_until_usec, &oc),
+                                     .remote_ref = "R1"};
+    assert_int_equal(sd_store_delivery_finish(f->h, a.id, a.fence, &oc), -ESTALE);
+    assert_int_equal(sd_store_delivery_renew(f->h, a.id, a.fence, t0 + HOUR), -ESTALE);
+    assert_int_equal(sd_store_delivery_finish(f->h, again.id, again.fence, &oc), 0);
+    assert_int_equal(sd_store_delivery_finish(f->h, again.id, again.fence, &oc),
                      -ESTALE); /* a delivered row is never finished twice */
     get(f, "dlv_a", &d);
     assert_int_equal(d.state, SD_DELIVERY_DELIVERED);
     assert_int_equal(d.sent_usec, t0 + 10);
-    sd_delivery_release(&d);
+    sd_outbox_item_release(&d);
     char *remote = NULL;
-    assert_int_equal(
-        sd_store_remote_segment_get(f->h, f->acme.id, SD_ENV_TEST, tgt, "seg_1", &remote), 0);
+    assert_int_equal(sd_store_remote_ref_get(f->h, tgt, "segment", "seg_a", &remote), 0);
     assert_string_equal(remote, "R1");
     free(remote);
-    assert_int_equal(
-        sd_store_remote_segment_get(f->h, f->acme.id, SD_ENV_PROD, tgt, "seg_1", &remote),
-        -ENOENT); /* scoped by environment */
+    assert_int_equal(sd_store_remote_ref_find(f->h, tgt, "segment", "R1", &remote), 0);
+    assert_string_equal(remote, "seg_a");
+    free(remote);
+    assert_int_equal(sd_store_remote_ref_get(f->h, tgt, "customer", "seg_a", &remote),
+                     -ENOENT); /* scoped by kind */
 
     /* 429: retrying, the attempt given back. */
     struct sd_delivery_outcome wait = {.state = SD_DELIVERY_RETRYING,
                                        .next_attempt_usec = t0 + 2 * HOUR,
                                        .attempts_delta = -1,
                                        .doc = "{\"last_status\":429}"};
-    assert_int_equal(sd_store_delivery_finish(f->h, b.id, b.lease_until_usec, &wait), 0);
+    assert_int_equal(sd_store_delivery_finish(f->h, b.id, b.fence, &wait), 0);
     get(f, "dlv_b", &d);
     assert_int_equal(d.state, SD_DELIVERY_RETRYING);
     assert_int_equal(d.attempts, 0);
     assert_int_equal(d.next_attempt_usec, t0 + 2 * HOUR);
     assert_int_equal(d.sent_usec, t0 + 20); /* still counts against the window */
-    sd_delivery_release(&d);
+    sd_outbox_item_release(&d);
 
     /* An hour after the first send, the third may go (one send left the window). */
     clk = clock_at(t0 + 10 + HOUR);
-    struct sd_delivery c = {0};
+    struct sd_outbox_item c = {0};
     assert_int_equal(sd_store_delivery_claim(f->h, &clk, &c), 0);
     assert_string_equal(c.id, "dlv_c");
 
     /* Dead, then replayed: queued, attempts reset, new key, new run (no first send yet). */
     struct sd_delivery_outcome dead = {.state = SD_DELIVERY_DEAD, .doc = "{\"last_status\":400}"};
-    assert_int_equal(sd_store_delivery_finish(f->h, c.id, c.lease_until_usec, &dead), 0);
+    assert_int_equal(sd_store_delivery_finish(f->h, c.id, c.fence, &dead), 0);
     struct sd_outbox_clock rclk = clock_at(t0 + 10 + HOUR + 5);
     assert_int_equal(sd_store_delivery_requeue(f->h, "dlv_b", "key-new", "{}", &rclk), -EBUSY);
     assert_int_equal(sd_store_delivery_requeue(f->h, "dlv_zz", "key-new", "{}", &rclk), -ENOENT);
@@ -527,12 +536,12 @@ static void test_claim_fifo_rate_limit_and_leases(void **state)
     assert_int_equal(d.attempts, 0);
     assert_int_equal(d.sent_usec, 0);
     assert_string_equal(d.idem_key, "key-c2");
-    sd_delivery_release(&d);
+    sd_outbox_item_release(&d);
 
     /* Lists: by state, newest first. */
     struct sd_delivery_filter flt = {
         .tenant_id = f->acme.id, .state = SD_DELIVERY_DELIVERED, .limit = 10};
-    struct sd_delivery *v = NULL;
+    struct sd_outbox_item *v = NULL;
     size_t n = 0;
     bool more = true;
     assert_int_equal(sd_store_delivery_list(f->h, &flt, &v, &n, &more), 0);
@@ -540,23 +549,22 @@ static void test_claim_fifo_rate_limit_and_leases(void **state)
     assert_false(more);
     assert_string_equal(v[0].id, "dlv_a");
     assert_string_equal(v[0].client_id, "acme");
-    sd_deliveries_free(v, n);
+    sd_outbox_items_free(v, n);
     flt = (struct sd_delivery_filter){.tenant_id = 0, .state = -1, .limit = 2};
     assert_int_equal(sd_store_delivery_list(f->h, &flt, &v, &n, &more), 0);
     assert_int_equal(n, 2);
     assert_true(more);
     assert_string_equal(v[0].id, "dlv_c");
-    sd_deliveries_free(v, n);
+    sd_outbox_items_free(v, n);
 
     /* Deleting the target forgets its remote segments. */
-    assert_int_equal(sd_store_target_delete(f->h, tgt), 0);
-    assert_int_equal(
-        sd_store_remote_segment_get(f->h, f->acme.id, SD_ENV_TEST, tgt, "seg_1", &remote), -ENOENT);
+    assert_int_equal(sd_target_config_delete(f->h, tgt), 0);
+    assert_int_equal(sd_store_remote_ref_get(f->h, tgt, "segment", "seg_a", &remote), -ENOENT);
 
-    sd_delivery_release(&a);
-    sd_delivery_release(&b);
-    sd_delivery_release(&c);
-    sd_delivery_release(&again);
+    sd_outbox_item_release(&a);
+    sd_outbox_item_release(&b);
+    sd_outbox_item_release(&c);
+    sd_outbox_item_release(&again);
     free(tgt);
 }
 
@@ -574,7 +582,7 @@ static void *race(void *arg)
 {
     struct racer *r = arg;
     for (int idle = 0; idle < 50;) {
-        struct sd_delivery d = {0};
+        struct sd_outbox_item d = {0};
         struct sd_outbox_clock clk = clock_at(sd_now_usec());
         int e = sd_store_delivery_claim(r->h, &clk, &d);
         if (e == -ENOENT) {
@@ -585,8 +593,8 @@ static void *race(void *arg)
         assert_int_equal(e, 0);
         snprintf(r->got[r->n++], sizeof(r->got[0]), "%s", d.id);
         struct sd_delivery_outcome oc = {.state = SD_DELIVERY_DELIVERED, .doc = "{}"};
-        assert_int_equal(sd_store_delivery_finish(r->h, d.id, d.lease_until_usec, &oc), 0);
-        sd_delivery_release(&d);
+        assert_int_equal(sd_store_delivery_finish(r->h, d.id, d.fence, &oc), 0);
+        sd_outbox_item_release(&d);
     }
     return NULL;
 }
@@ -613,22 +621,22 @@ static void test_new_limit_replans_waiting(void **state)
     const int64_t t0 = sd_now_usec();
     insert(f, "dlv_p1", tgt, "key-p1", t0);
     insert(f, "dlv_p2", tgt, "key-p2", t0 + 1);
-    struct sd_delivery d = {0};
+    struct sd_outbox_item d = {0};
     get(f, "dlv_p2", &d);
     assert_true(d.next_attempt_usec >= t0 + HOUR);
-    sd_delivery_release(&d);
+    sd_outbox_item_release(&d);
 
     set_limit(f, tgt, 5);
     get(f, "dlv_p2", &d);
     assert_true(d.next_attempt_usec < t0 + HOUR);
     assert_true(d.next_attempt_usec <= sd_now_usec());
-    sd_delivery_release(&d);
+    sd_outbox_item_release(&d);
 
     /* and lowering it again moves the second one back behind the window */
     set_limit(f, tgt, 1);
     get(f, "dlv_p2", &d);
     assert_true(d.next_attempt_usec >= t0 + HOUR);
-    sd_delivery_release(&d);
+    sd_outbox_item_release(&d);
     free(tgt);
 }
 
@@ -641,40 +649,40 @@ static void test_request_keys(void **state)
                               "\"url\":\"https://crm.example/s\",\"app_key\":\"k\","
                               "\"secure_token\":\"t\"}");
     const int64_t t0 = sd_now_usec();
-    struct sd_delivery d = {.id = (char *)"dlv_k1",
-                            .tenant_id = f->acme.id,
-                            .env = SD_ENV_TEST,
-                            .segment_id = (char *)"seg_1",
-                            .target_id = tgt,
-                            .idem_key = (char *)"key-1",
-                            .request_key = (char *)"client-key",
-                            .doc = (char *)"{\"kind\":\"create\"}"};
+    struct sd_outbox_item d = {.id = (char *)"dlv_k1",
+                               .tenant_id = f->acme.id,
+                               .env = SD_ENV_TEST,
+                               .connector_id = tgt,
+                               .operation = (char *)"push_segment",
+                               .subject_kind = (char *)"segment",
+                               .subject_id = (char *)"seg_1",
+                               .idem_key = (char *)"key-1",
+                               .request_key = (char *)"client-key",
+                               .doc = (char *)"{\"kind\":\"create\"}"};
     struct sd_outbox_clock clk = clock_at(t0);
-    assert_int_equal(sd_store_delivery_insert(f->h, &d, &clk), 0);
+    assert_int_equal(sd_store_delivery_insert(f->h, &d, &clk, NULL), 0);
     d.id = (char *)"dlv_k2";
-    assert_int_equal(sd_store_delivery_insert(f->h, &d, &clk), -EEXIST);
+    assert_int_equal(sd_store_delivery_insert(f->h, &d, &clk, NULL), -EEXIST);
     d.env = SD_ENV_PROD; /* another environment has its own keys */
-    assert_int_equal(sd_store_delivery_insert(f->h, &d, &clk), 0);
+    assert_int_equal(sd_store_delivery_insert(f->h, &d, &clk, NULL), 0);
     insert(f, "dlv_n1", tgt, "key-n1", t0);
     insert(f, "dlv_n2", tgt, "key-n2", t0);
 
-    struct sd_delivery got = {0};
-    assert_int_equal(sd_store_delivery_by_request(f->h, f->acme.id, SD_ENV_TEST, "client-key",
-                                                  &got),
-                     0);
+    struct sd_outbox_item got = {0};
+    assert_int_equal(
+        sd_store_delivery_by_request(f->h, f->acme.id, SD_ENV_TEST, "client-key", &got), 0);
     assert_string_equal(got.id, "dlv_k1");
-    assert_string_equal(got.segment_id, "seg_1");
-    sd_delivery_release(&got);
-    assert_int_equal(sd_store_delivery_by_request(f->h, f->acme.id, SD_ENV_PROD, "client-key",
-                                                  &got),
-                     0);
+    assert_string_equal(got.subject_id, "seg_1");
+    sd_outbox_item_release(&got);
+    assert_int_equal(
+        sd_store_delivery_by_request(f->h, f->acme.id, SD_ENV_PROD, "client-key", &got), 0);
     assert_string_equal(got.id, "dlv_k2");
-    sd_delivery_release(&got);
+    sd_outbox_item_release(&got);
     assert_int_equal(sd_store_delivery_by_request(f->h, f->acme.id, SD_ENV_TEST, "other", &got),
                      -ENOENT);
-    assert_int_equal(sd_store_delivery_by_request(f->h, f->acme.id + 1000, SD_ENV_TEST,
-                                                  "client-key", &got),
-                     -ENOENT);
+    assert_int_equal(
+        sd_store_delivery_by_request(f->h, f->acme.id + 1000, SD_ENV_TEST, "client-key", &got),
+        -ENOENT);
     free(tgt);
 }
 
@@ -730,6 +738,224 @@ static void test_claims_race_across_handles(void **state)
     free(t2);
 }
 
+/* ---- the generic queue rules ----------------------------------------------------------------- */
+
+/* An item of connector `con` on customer `subject`; 0 stored, 1 deduplicated (*ret_id). */
+static int add_item(struct fx *f, const char *id, const char *con, const char *subject,
+                    const char *dedupe, int64_t now, char **ret_id)
+{
+    struct sd_outbox_item d = {.id = (char *)id,
+                               .tenant_id = f->acme.id,
+                               .env = SD_ENV_TEST,
+                               .connector_id = (char *)con,
+                               .operation = (char *)"upsert_contact",
+                               .subject_kind = (char *)"customer",
+                               .subject_id = (char *)subject,
+                               .dedupe_key = (char *)dedupe,
+                               .origin = (char *)"con_other",
+                               .idem_key = (char *)id,
+                               .doc = (char *)"{}"};
+    struct sd_outbox_clock clk = clock_at(now);
+    return sd_store_delivery_insert(f->h, &d, &clk, ret_id);
+}
+
+static void claim_is(struct fx *f, int64_t now, const char *want, struct sd_outbox_item *ret)
+{
+    struct sd_outbox_clock clk = clock_at(now);
+    struct sd_outbox_item d = {0};
+    int r = sd_store_delivery_claim(f->h, &clk, &d);
+    if (!want) {
+        assert_int_equal(r, -ENOENT);
+        return;
+    }
+    assert_int_equal(r, 0);
+    assert_string_equal(d.id, want);
+    if (ret) {
+        *ret = d;
+    } else {
+        sd_outbox_item_release(&d);
+    }
+}
+
+/* FIFO per subject, fencing, WAIT giving the attempt back, send-now, dedupe, cancel, remote
+ * references and the deletion of a connector, on a connector without a rate limit. */
+static void test_queue_rules(void **state)
+{
+    struct fx *f = *state;
+    struct sd_target con = {.id = (char *)"con_contacts",
+                            .tenant_id = f->acme.id,
+                            .env = SD_ENV_TEST,
+                            .type = (char *)"test_contacts",
+                            .doc = (char *)"{}"};
+    assert_int_equal(sd_store_target_put(f->h, &con, true, NULL), 0);
+    const int64_t t0 = sd_now_usec();
+    char *got = NULL;
+    assert_int_equal(add_item(f, "dlv_1", con.id, "c1", NULL, t0, &got), 0);
+    assert_string_equal(got, "dlv_1");
+    free(got);
+    assert_int_equal(add_item(f, "dlv_2", con.id, "c1", NULL, t0 + 1, NULL), 0);
+    assert_int_equal(add_item(f, "dlv_3", con.id, "c2", NULL, t0 + 2, NULL), 0);
+    assert_int_equal(add_item(f, "dlv_4", con.id, "c3", "c3-v1", t0 + 3, NULL), 0);
+    /* The same dedupe key while the first waits: nothing stored, the waiting one answers. */
+    assert_int_equal(add_item(f, "dlv_5", con.id, "c3", "c3-v1", t0 + 4, &got), 1);
+    assert_string_equal(got, "dlv_4");
+    free(got);
+    struct sd_outbox_item d = {0};
+    assert_int_equal(sd_store_delivery_get(f->h, 0, SD_ENV_TEST, "dlv_5", &d), -ENOENT);
+
+    /* FIFO per subject: dlv_2 waits while dlv_1 (same customer) is on its way. */
+    struct sd_outbox_item one = {0};
+    claim_is(f, t0 + 10, "dlv_1", &one);
+    assert_int_equal(one.fence, 1);
+    assert_string_equal(one.origin, "con_other");
+    claim_is(f, t0 + 10, "dlv_3", NULL);
+    claim_is(f, t0 + 10, "dlv_4", NULL);
+    claim_is(f, t0 + 10, NULL, NULL);
+    /* dlv_2 is past its time but held back: the next work is when a lease ends. */
+    int64_t due = 0;
+    assert_int_equal(sd_store_delivery_next_due(f->h, &due), 0);
+    assert_int_equal(due, t0 + 10 + 60 * SEC);
+    /* Once dlv_4 is sending, its dedupe key no longer swallows a new change. */
+    assert_int_equal(add_item(f, "dlv_6", con.id, "c3", "c3-v1", t0 + 11, NULL), 0);
+
+    /* WAIT: retrying, the attempt given back; dlv_2 still waits behind it. */
+    struct sd_delivery_outcome wait = {.state = SD_DELIVERY_RETRYING,
+                                       .next_attempt_usec = t0 + HOUR,
+                                       .attempts_delta = -1,
+                                       .doc = "{\"last_status\":429}"};
+    assert_int_equal(sd_store_delivery_finish(f->h, "dlv_1", one.fence, &wait), 0);
+    assert_int_equal(sd_store_delivery_get(f->h, 0, SD_ENV_TEST, "dlv_1", &d), 0);
+    assert_int_equal(d.state, SD_DELIVERY_RETRYING);
+    assert_int_equal(d.attempts, 0);
+    sd_outbox_item_release(&d);
+    claim_is(f, t0 + 20, NULL, NULL);
+
+    /* Send now: due at once, attempts kept; the new claim has a new fence. */
+    struct sd_outbox_clock clk = clock_at(t0 + 30);
+    assert_int_equal(sd_store_delivery_send_now(f->h, "dlv_1", &clk), 0);
+    struct sd_outbox_item again = {0};
+    claim_is(f, t0 + 31, "dlv_1", &again);
+    assert_int_equal(again.attempts, 1);
+    assert_int_equal(again.fence, 2);
+    assert_int_equal(sd_store_delivery_renew(f->h, "dlv_1", one.fence, t0 + HOUR), -ESTALE);
+    struct sd_delivery_outcome ok = {
+        .state = SD_DELIVERY_DELIVERED, .doc = "{\"last_status\":200}", .remote_ref = "R-c1"};
+    assert_int_equal(sd_store_delivery_finish(f->h, "dlv_1", one.fence, &ok), -ESTALE);
+    assert_int_equal(sd_store_delivery_finish(f->h, "dlv_1", again.fence, &ok), 0);
+    assert_int_equal(sd_store_delivery_get(f->h, f->acme.id, SD_ENV_TEST, "dlv_1", &d), 0);
+    assert_string_equal(d.remote_ref, "R-c1");
+    sd_outbox_item_release(&d);
+    assert_int_equal(sd_store_remote_ref_get(f->h, con.id, "customer", "c1", &got), 0);
+    assert_string_equal(got, "R-c1");
+    free(got);
+    assert_int_equal(sd_store_remote_ref_put(f->h, con.id, "customer", "c9", "R-c1b"), 0);
+    assert_int_equal(sd_store_remote_ref_find(f->h, con.id, "customer", "R-c1b", &got), 0);
+    assert_string_equal(got, "c9");
+    free(got);
+    /* Now the second change of c1 may go. */
+    claim_is(f, t0 + 40, "dlv_2", NULL);
+
+    /* Cancel: only a waiting item; final; never claimed. */
+    assert_int_equal(add_item(f, "dlv_7", con.id, "c7", NULL, t0 + 50, NULL), 0);
+    assert_int_equal(sd_store_delivery_cancel(f->h, "dlv_7", "{\"cancelled\":{}}", t0 + 51), 0);
+    assert_int_equal(sd_store_delivery_cancel(f->h, "dlv_7", "{}", t0 + 52), -EBUSY);
+    assert_int_equal(sd_store_delivery_send_now(f->h, "dlv_7", &clk), -EBUSY);
+    assert_int_equal(sd_store_delivery_cancel(f->h, "dlv_nope", "{}", t0 + 52), -ENOENT);
+    assert_int_equal(sd_store_delivery_cancel(f->h, "dlv_2", "{}", t0 + 52), -EBUSY); /* sending */
+    assert_int_equal(sd_store_delivery_get(f->h, 0, SD_ENV_TEST, "dlv_7", &d), 0);
+    assert_int_equal(d.state, SD_DELIVERY_CANCELLED);
+    sd_outbox_item_release(&d);
+
+    /* Lists by connector and environment. */
+    struct sd_delivery_filter flt = {.tenant_id = f->acme.id,
+                                     .env = SD_ENV_TEST,
+                                     .state = SD_DELIVERY_CANCELLED,
+                                     .connector_id = con.id,
+                                     .limit = 10};
+    struct sd_outbox_item *v = NULL;
+    size_t n = 0;
+    bool more = false;
+    assert_int_equal(sd_store_delivery_list(f->h, &flt, &v, &n, &more), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].id, "dlv_7");
+    sd_outbox_items_free(v, n);
+    flt.env = SD_ENV_PROD;
+    assert_int_equal(sd_store_delivery_list(f->h, &flt, &v, &n, &more), 0);
+    assert_int_equal(n, 0);
+    sd_outbox_items_free(v, n);
+    flt = (struct sd_delivery_filter){
+        .tenant_id = f->acme.id, .env = -1, .state = -1, .connector_id = "con_none", .limit = 10};
+    assert_int_equal(sd_store_delivery_list(f->h, &flt, &v, &n, &more), 0);
+    assert_int_equal(n, 0);
+    sd_outbox_items_free(v, n);
+
+    /* Deleting the connector settles what waits (dlv_6 queued), with the reason. */
+    assert_int_equal(sd_store_target_delete(f->h, con.id, "the connector was deleted"), 0);
+    assert_int_equal(sd_store_delivery_get(f->h, 0, SD_ENV_TEST, "dlv_6", &d), 0);
+    assert_int_equal(d.state, SD_DELIVERY_DEAD);
+    assert_non_null(strstr(d.doc, "the connector was deleted"));
+    sd_outbox_item_release(&d);
+    assert_int_equal(sd_store_remote_ref_get(f->h, con.id, "customer", "c1", &got), -ENOENT);
+    sd_outbox_item_release(&one);
+    sd_outbox_item_release(&again);
+}
+
+/* ---- no echo -----------------------------------------------------------------------------------
+ */
+
+/* A stored change is offered to every target instance of its tenant and environment with
+ * on_change except the one it came from; each instance's items are its own. Uses the test
+ * connector (tests/connectors/test_contacts), built in by the debug and sanitizer presets. */
+static void test_no_echo(void **state)
+{
+#ifndef SD_TEST_CONNECTORS
+    (void)state;
+    skip();
+#else
+    struct fx *f = *state;
+    const char *ids[] = {"con_a", "con_b", "con_prod"};
+    for (size_t i = 0; i < 3; i++) {
+        struct sd_target t = {.id = (char *)ids[i],
+                              .tenant_id = f->acme.id,
+                              .env = i == 2 ? SD_ENV_PROD : SD_ENV_TEST,
+                              .type = (char *)"test_contacts",
+                              .doc = (char *)"{\"url\":\"http://127.0.0.1:9/\"}"};
+        assert_int_equal(sd_store_target_put(f->h, &t, true, NULL), 0);
+    }
+    struct sd_customer_rec rec = {.customer_id = (char *)"C1",
+                                  .doc = (char *)"{\"customer_id\":\"C1\",\"email\":\"a@b.c\"}"};
+    struct sd_batch batch = {.customers = &rec, .n_customers = 1, .origin = "con_a"};
+    /* From con_a: only con_b gets an item (con_prod is another environment). */
+    assert_int_equal(sd_outbox_changes_in_writer(f->h, f->acme.id, SD_ENV_TEST, &batch), 1);
+    struct sd_delivery_filter flt = {
+        .tenant_id = f->acme.id, .env = -1, .state = -1, .connector_id = "con_a", .limit = 10};
+    struct sd_outbox_item *v = NULL;
+    size_t n = 0;
+    bool more = false;
+    assert_int_equal(sd_store_delivery_list(f->h, &flt, &v, &n, &more), 0);
+    assert_int_equal(n, 0);
+    sd_outbox_items_free(v, n);
+    flt.connector_id = "con_b";
+    assert_int_equal(sd_store_delivery_list(f->h, &flt, &v, &n, &more), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].origin, "con_a");
+    assert_string_equal(v[0].operation, "upsert_contact");
+    assert_string_equal(v[0].subject_id, "webhook:C1");
+    assert_non_null(v[0].payload);
+    sd_outbox_items_free(v, n);
+    /* The same content again while con_b's item waits: deduplicated, nothing new. */
+    assert_int_equal(sd_outbox_changes_in_writer(f->h, f->acme.id, SD_ENV_TEST, &batch), 0);
+    /* From the API (no origin): both test instances. */
+    batch.origin = NULL;
+    rec.doc = (char *)"{\"customer_id\":\"C1\",\"email\":\"new@b.c\"}";
+    assert_int_equal(sd_outbox_changes_in_writer(f->h, f->acme.id, SD_ENV_TEST, &batch), 2);
+    flt.connector_id = "con_prod";
+    assert_int_equal(sd_store_delivery_list(f->h, &flt, &v, &n, &more), 0);
+    assert_int_equal(n, 0);
+    sd_outbox_items_free(v, n);
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -744,6 +970,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_claims_race_across_handles, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_limit_replans_waiting, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_queue_rules, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_echo, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

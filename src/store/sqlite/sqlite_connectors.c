@@ -180,6 +180,11 @@ int sd_sqlite_connector_delete(struct sd_store *s, const char *id)
     if (r == 0) {
         r = ctl_by_id(s, ST_CONNECTOR_STATE_DELETE, id, NULL, false, &changed);
     }
+    if (r == 0) {
+        /* Its waiting outbox items are settled at once, and its remote references go. */
+        r = sd_sqlite_outbox_settle_connector(s, id, "the connector was deleted");
+        r = r < 0 ? r : 0;
+    }
     return sd_sqlite_ctl_end_write(s, r, changed);
 }
 

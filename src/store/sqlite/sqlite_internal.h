@@ -266,6 +266,9 @@ int sd_sqlite_connector_state_get(struct sd_store *s, const char *id, char **ret
  * commits or rolls back, then bumps the settings version in control.db when `changed` and the
  * commit succeeded (a second transaction: a reader that sees the new version sees the change),
  * and unlocks. */
+/* Inside an open ctl write: forget connector id's remote references and make its waiting
+ * (queued, retrying) outbox items dead with last_error `reason` (sqlite_outbox.c). */
+int sd_sqlite_outbox_settle_connector(struct sd_store *s, const char *id, const char *reason);
 int sd_sqlite_ctl_begin_write(struct sd_store *s);
 int sd_sqlite_ctl_end_write(struct sd_store *s, int r, bool changed);
 

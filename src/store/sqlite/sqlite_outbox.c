@@ -1,23 +1,28 @@
-/* sqlite_outbox.c — the SQLite side of store/audience.h's outbox part (issue #4): push targets,
- * the delivery outbox and the remote segments a target created.
+/* sqlite_outbox.c — the SQLite side of store/audience.h's outbox part: target connector
+ * instances (rows of `connectors`), the generic outbox of items and the remote references
+ * (schema 0007_outbox_items.sql).
  *
  * Every change runs on the control-plane connection (`ctl`, ctl_lock, BEGIN IMMEDIATE,
- * synchronous=FULL), so a delivery is durable when delivery_insert returns and every claim is
+ * synchronous=FULL), so an item is durable when delivery_insert returns and every claim is
  * serialized with every other claim — of this process's worker threads and of any other process
- * on the same file — by SQLite's write lock. None of these changes bump the settings version:
- * they are data, not configuration a running server has to reload. Reads use the read pool.
+ * on the same file — by SQLite's write lock. Item changes do not bump the settings version:
+ * they are data, not configuration a running server has to reload; target changes do (they are
+ * connectors). Reads use the read pool.
  *
  * Invariants the SQL keeps:
  *  - A claim and the rate-limit decision it depends on happen in one transaction: the sends
- *    inside the window are counted, the target's waiting deliveries are given their slots
- *    (next_attempt_usec) and the chosen row is leased before COMMIT. `sent_usec` (the first send
- *    of a run) lives in the delivery document under "$.sent_usec" and is written only here:
- *    stamped by the claim, carried over by finish, cleared by requeue. A row whose first send is
+ *    inside the window are counted, the connector's waiting items are given their slots
+ *    (next_attempt_usec) and the chosen row is leased before COMMIT. `sent_usec` (the first
+ *    send of a run) is stamped by the claim and cleared by requeue. A row whose first send is
  *    inside the window was updated at that send or later, so `updated_usec > now - window`
- *    narrows the scan before the JSON is read.
- *  - Every change to a leased row names the lease (lease_until_usec) it holds: a worker whose
- *    lease ran out and was taken over changes nothing (-ESTALE).
- *  - The 201's remote segment id is written in the same transaction that ends the lease.
+ *    narrows the scan.
+ *  - FIFO per subject is part of the claim's WHERE: a row with an earlier (smaller seq) row of
+ *    the same (connector, subject_kind, subject_id) still queued, sending or retrying is not
+ *    claimable, whatever its time.
+ *  - Every change to a leased row names the fencing token (`fence`, bumped by each claim) it
+ *    holds: a worker whose lease ran out and was taken over changes nothing (-ESTALE).
+ *  - The remote reference a delivery answered with is written in the same transaction that
+ *    ends the lease.
  *
  * Statement slots 48..95 of struct conn's `extra` array belong to this file. */
 #include <errno.h>
@@ -37,6 +42,7 @@ enum {
     S_TARGET_GET,
     S_TARGET_LIST,
     S_TARGET_DELETE,
+    S_TARGET_STATE_DELETE,
     S_REMOTE_DELETE_TARGET,
     S_DLV_INSERT,
     S_DLV_GET,
@@ -51,95 +57,127 @@ enum {
     S_DLV_CLAIM,
     S_DLV_RENEW,
     S_DLV_FINISH,
-    S_REMOTE_UPSERT,
-    S_REMOTE_GET,
+    S_REMOTE_UPSERT_ITEM,
     S_DLV_REQUEUE,
     S_DLV_STATE,
-    S_DLV_TARGET,
+    S_DLV_CONNECTOR,
     S_DLV_BY_REQUEST,
     S_DLV_KILL_TARGET,
+    S_DLV_DEDUPE,
+    S_DLV_CANCEL,
+    S_DLV_SEND_NOW,
+    S_REMOTE_GET,
+    S_REMOTE_FIND,
+    S_REMOTE_PUT,
     S_LAST_ /* must stay <= 96 */
 };
 _Static_assert(S_LAST_ <= SD_SQLITE_EXTRA_SLOTS, "outbox statement slots are 48..95");
 
 #define TARGET_COLS                                                                                \
-    "SELECT t.id, t.tenant_id, n.client_id, t.env, t.type, t.doc, t.created_usec, "                \
-    "t.updated_usec FROM targets t JOIN tenants n ON n.id = t.tenant_id "
+    "SELECT t.id, t.tenant_id, n.client_id, t.env, t.type, t.settings, "                           \
+    "coalesce(t.rate_per_hour, 0), t.created_usec, t.updated_usec FROM connectors t "              \
+    "JOIN tenants n ON n.id = t.tenant_id "
 
 #define DLV_COLS                                                                                   \
-    "SELECT d.id, d.tenant_id, n.client_id, d.env, d.segment_id, d.target_id, d.state, "           \
-    "d.attempts, d.next_attempt_usec, d.lease_until_usec, "                                        \
-    "coalesce(json_extract(d.doc, '$.sent_usec'), 0), d.idem_key, d.doc, d.created_usec, "         \
-    "d.updated_usec FROM deliveries d JOIN tenants n ON n.id = d.tenant_id "
+    "SELECT d.id, d.tenant_id, n.client_id, d.env, d.connector_id, d.operation, d.subject_kind, "  \
+    "d.subject_id, d.payload, d.dedupe_key, d.state, d.attempts, d.next_attempt_usec, "            \
+    "d.lease_until_usec, d.fence, d.lease_owner, d.sent_usec, d.idem_key, d.request_key, "         \
+    "d.origin, d.remote_ref, d.doc, d.created_usec, d.updated_usec "                               \
+    "FROM outbox_items d JOIN tenants n ON n.id = d.tenant_id "
+
+#define WAITING "('queued', 'retrying')"
+#define ACTIVE "('queued', 'sending', 'retrying')"
+
+/* No earlier item of the same subject is still on its way (FIFO per subject). */
+#define FIFO_FREE                                                                                  \
+    "NOT EXISTS (SELECT 1 FROM outbox_items e WHERE e.connector_id = d.connector_id AND "          \
+    "e.subject_kind = d.subject_kind AND e.subject_id = d.subject_id AND e.seq < d.seq AND "       \
+    "e.state IN " ACTIVE ")"
 
 /* Rows a claim may take now (?1 = now), in due order. */
 #define DUE_WHERE                                                                                  \
-    "((d.state IN ('queued', 'retrying') AND d.next_attempt_usec <= ?1) OR "                       \
-    "(d.state = 'sending' AND d.lease_until_usec <= ?1))"
+    "((d.state IN " WAITING " AND d.next_attempt_usec <= ?1) OR "                                  \
+    "(d.state = 'sending' AND d.lease_until_usec <= ?1)) AND " FIFO_FREE
 
 static const char *const sql[] = {
-    [S_TARGET_INSERT] = "INSERT INTO targets (id, tenant_id, env, type, doc, created_usec, "
-                        "updated_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-    [S_TARGET_UPDATE] = "UPDATE targets SET doc = ?2, updated_usec = ?3 WHERE id = ?1",
+    [S_TARGET_INSERT] = "INSERT INTO connectors (id, tenant_id, env, type, schedule, settings, "
+                        "mapping, run_requested_usec, created_usec, updated_usec, rate_per_hour) "
+                        "VALUES (?1, ?2, ?3, ?4, 'manual', ?5, '{}', 0, ?6, ?6, ?7)",
+    [S_TARGET_UPDATE] = "UPDATE connectors SET settings = ?2, updated_usec = ?3, "
+                        "rate_per_hour = ?4 WHERE id = ?1",
     [S_TARGET_GET] = TARGET_COLS "WHERE t.id = ?1",
     [S_TARGET_LIST] = TARGET_COLS "WHERE t.tenant_id = ?1 ORDER BY t.created_usec, t.id",
-    [S_TARGET_DELETE] = "DELETE FROM targets WHERE id = ?1",
-    [S_REMOTE_DELETE_TARGET] = "DELETE FROM remote_segments WHERE target_id = ?1",
-    [S_DLV_INSERT] = "INSERT INTO deliveries (id, tenant_id, env, segment_id, target_id, state, "
-                     "attempts, next_attempt_usec, lease_until_usec, idem_key, doc, "
-                     "created_usec, updated_usec, request_key) VALUES (?1, ?2, ?3, ?4, ?5, "
-                     "'queued', 0, ?6, 0, ?7, json_remove(?8, '$.sent_usec'), ?6, ?6, ?9)",
+    [S_TARGET_DELETE] = "DELETE FROM connectors WHERE id = ?1",
+    [S_TARGET_STATE_DELETE] = "DELETE FROM connector_state WHERE connector_id = ?1",
+    [S_REMOTE_DELETE_TARGET] = "DELETE FROM remote_refs WHERE connector_id = ?1",
+    [S_DLV_INSERT] =
+        "INSERT INTO outbox_items (id, tenant_id, env, connector_id, operation, subject_kind, "
+        "subject_id, payload, dedupe_key, state, attempts, next_attempt_usec, idem_key, "
+        "request_key, origin, doc, created_usec, updated_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+        "?7, ?8, ?9, 'queued', 0, ?10, ?11, ?12, ?13, ?14, ?10, ?10)",
     [S_DLV_BY_REQUEST] = DLV_COLS "WHERE d.tenant_id = ?1 AND d.env = ?2 AND d.request_key = ?3",
     [S_DLV_GET] = DLV_COLS "WHERE d.id = ?1",
     [S_DLV_GET_SCOPED] = DLV_COLS "WHERE d.tenant_id = ?1 AND d.env = ?2 AND d.id = ?3",
-    [S_DLV_LIST] = DLV_COLS "WHERE (?1 = 0 OR d.tenant_id = ?1) AND (?2 IS NULL OR d.state = ?2) "
-                            "ORDER BY d.created_usec DESC, d.id DESC LIMIT ?3",
-    /* One min() per state so each is an index lookup on deliveries_due. */
+    [S_DLV_LIST] = DLV_COLS "WHERE (?1 = 0 OR d.tenant_id = ?1) AND (?4 < 0 OR d.env = ?4) AND "
+                            "(?2 IS NULL OR d.state = ?2) AND (?5 IS NULL OR d.connector_id = ?5) "
+                            "ORDER BY d.created_usec DESC, d.seq DESC LIMIT ?3",
+    /* One lookup per state on outbox_items_due, in time order, skipping items held back by an
+     * earlier item of their subject (they become due when that one ends, not by their time). */
     [S_DLV_NEXT_DUE] =
-        "SELECT (SELECT min(next_attempt_usec) FROM deliveries WHERE state = 'queued'), "
-        "(SELECT min(next_attempt_usec) FROM deliveries WHERE state = 'retrying'), "
-        "(SELECT min(lease_until_usec) FROM deliveries WHERE state = 'sending')",
-    [S_DLV_CANDIDATES] = "SELECT d.id, d.target_id, d.state FROM deliveries d WHERE " DUE_WHERE
-                         " ORDER BY d.next_attempt_usec, d.created_usec, d.id LIMIT 32",
-    [S_TARGET_LIMIT] = "SELECT coalesce(json_extract(doc, '$.segments_per_hour'), 50) FROM "
-                       "targets WHERE id = ?1",
-    [S_DLV_SENDS] = "SELECT s FROM (SELECT json_extract(doc, '$.sent_usec') AS s FROM deliveries "
-                    "WHERE target_id = ?1 AND updated_usec > ?2) WHERE s > ?2 ORDER BY s",
-    [S_DLV_WAITING] = "SELECT id, next_attempt_usec FROM deliveries WHERE target_id = ?1 AND "
-                      "state = 'queued' ORDER BY created_usec, id",
-    [S_DLV_SET_NEXT] = "UPDATE deliveries SET next_attempt_usec = ?2 WHERE id = ?1 AND "
+        "SELECT (SELECT d.next_attempt_usec FROM outbox_items d WHERE d.state = 'queued' "
+        "AND " FIFO_FREE " ORDER BY d.next_attempt_usec LIMIT 1), "
+        "(SELECT d.next_attempt_usec FROM outbox_items d WHERE d.state = 'retrying' AND " FIFO_FREE
+        " ORDER BY d.next_attempt_usec LIMIT 1), "
+        "(SELECT min(lease_until_usec) FROM outbox_items WHERE state = 'sending')",
+    [S_DLV_CANDIDATES] = "SELECT d.id, d.connector_id, d.state, coalesce((SELECT c.rate_per_hour "
+                         "FROM connectors c WHERE c.id = d.connector_id), 0) FROM outbox_items d "
+                         "WHERE " DUE_WHERE " ORDER BY d.next_attempt_usec, d.seq LIMIT 32",
+    [S_TARGET_LIMIT] = "SELECT coalesce(rate_per_hour, 0) FROM connectors WHERE id = ?1",
+    [S_DLV_SENDS] = "SELECT sent_usec FROM outbox_items WHERE connector_id = ?1 AND "
+                    "updated_usec > ?2 AND sent_usec > ?2 ORDER BY sent_usec",
+    [S_DLV_WAITING] = "SELECT d.id, d.next_attempt_usec, " FIFO_FREE " FROM outbox_items d "
+                      "WHERE d.connector_id = ?1 AND d.state = 'queued' ORDER BY d.seq",
+    [S_DLV_SET_NEXT] = "UPDATE outbox_items SET next_attempt_usec = ?2 WHERE id = ?1 AND "
                        "state = 'queued'",
-    [S_DLV_CLAIM] =
-        "UPDATE deliveries AS d SET state = 'sending', attempts = attempts + 1, "
-        "lease_until_usec = ?2, updated_usec = ?1, doc = json_set(CASE WHEN "
-        "coalesce(json_extract(doc, '$.sent_usec'), 0) = 0 THEN json_set(doc, '$.sent_usec', ?1) "
-        "ELSE doc END, '$.lease_owner', ?4) WHERE d.id = ?3 AND " DUE_WHERE,
-    [S_DLV_RENEW] = "UPDATE deliveries SET lease_until_usec = ?3 WHERE id = ?1 AND "
-                    "state = 'sending' AND lease_until_usec = ?2",
-    [S_DLV_FINISH] = "UPDATE deliveries SET state = ?3, attempts = max(0, attempts + ?4), "
-                     "next_attempt_usec = ?5, lease_until_usec = 0, "
-                     "doc = json_set(?6, '$.sent_usec', json_extract(doc, '$.sent_usec')), "
-                     "updated_usec = ?7 WHERE id = ?1 AND state = 'sending' AND "
-                     "lease_until_usec = ?2",
-    [S_REMOTE_UPSERT] = "INSERT INTO remote_segments (target_id, segment_id, remote_segment_id, "
-                        "updated_usec) SELECT target_id, segment_id, ?2, ?3 FROM deliveries "
-                        "WHERE id = ?1 ON CONFLICT (target_id, segment_id) DO UPDATE SET "
-                        "remote_segment_id = excluded.remote_segment_id, "
-                        "updated_usec = excluded.updated_usec",
-    [S_REMOTE_GET] = "SELECT r.remote_segment_id FROM remote_segments r JOIN targets t ON "
-                     "t.id = r.target_id WHERE t.tenant_id = ?1 AND t.env = ?2 AND "
-                     "r.target_id = ?3 AND r.segment_id = ?4",
-    [S_DLV_REQUEUE] = "UPDATE deliveries SET state = 'queued', attempts = 0, "
-                      "next_attempt_usec = ?4, lease_until_usec = 0, idem_key = ?2, "
-                      "doc = json_remove(?3, '$.sent_usec'), updated_usec = ?4 "
+    [S_DLV_CLAIM] = "UPDATE outbox_items AS d SET state = 'sending', attempts = attempts + 1, "
+                    "fence = fence + 1, lease_until_usec = ?2, updated_usec = ?1, "
+                    "lease_owner = ?4, sent_usec = CASE WHEN sent_usec = 0 THEN ?1 ELSE "
+                    "sent_usec END WHERE d.id = ?3 AND " DUE_WHERE,
+    [S_DLV_RENEW] = "UPDATE outbox_items SET lease_until_usec = ?3 WHERE id = ?1 AND "
+                    "state = 'sending' AND fence = ?2",
+    [S_DLV_FINISH] = "UPDATE outbox_items SET state = ?3, attempts = max(0, attempts + ?4), "
+                     "next_attempt_usec = ?5, lease_until_usec = 0, lease_owner = NULL, "
+                     "doc = ?6, remote_ref = coalesce(?8, remote_ref), updated_usec = ?7 "
+                     "WHERE id = ?1 AND state = 'sending' AND fence = ?2",
+    [S_REMOTE_UPSERT_ITEM] =
+        "INSERT INTO remote_refs (connector_id, kind, local_id, remote_id, updated_usec) "
+        "SELECT connector_id, subject_kind, subject_id, ?2, ?3 FROM outbox_items WHERE id = ?1 "
+        "ON CONFLICT (connector_id, kind, local_id) DO UPDATE SET "
+        "remote_id = excluded.remote_id, updated_usec = excluded.updated_usec",
+    [S_DLV_REQUEUE] = "UPDATE outbox_items SET state = 'queued', attempts = 0, "
+                      "next_attempt_usec = ?4, lease_until_usec = 0, lease_owner = NULL, "
+                      "sent_usec = 0, idem_key = ?2, doc = ?3, updated_usec = ?4 "
                       "WHERE id = ?1 AND state = 'dead'",
-    [S_DLV_STATE] = "SELECT state FROM deliveries WHERE id = ?1",
-    [S_DLV_TARGET] = "SELECT target_id FROM deliveries WHERE id = ?1",
-    /* A deleted target's waiting deliveries: dead at once (one in flight finishes on its own). */
-    [S_DLV_KILL_TARGET] = "UPDATE deliveries SET state = 'dead', next_attempt_usec = 0, "
+    [S_DLV_STATE] = "SELECT state FROM outbox_items WHERE id = ?1",
+    [S_DLV_CONNECTOR] = "SELECT connector_id FROM outbox_items WHERE id = ?1",
+    /* A deleted connector's waiting items: dead at once (one in flight finishes on its own). */
+    [S_DLV_KILL_TARGET] = "UPDATE outbox_items SET state = 'dead', next_attempt_usec = 0, "
                           "lease_until_usec = 0, updated_usec = ?2, doc = json_set(doc, "
-                          "'$.last_error', 'the target was deleted') WHERE target_id = ?1 AND "
-                          "state IN ('queued', 'retrying')",
+                          "'$.last_error', ?3) WHERE connector_id = ?1 AND state IN " WAITING,
+    [S_DLV_DEDUPE] = "SELECT id FROM outbox_items WHERE connector_id = ?1 AND dedupe_key = ?2 "
+                     "AND state IN " WAITING " ORDER BY seq LIMIT 1",
+    [S_DLV_CANCEL] = "UPDATE outbox_items SET state = 'cancelled', next_attempt_usec = 0, "
+                     "doc = ?2, updated_usec = ?3 WHERE id = ?1 AND state IN " WAITING,
+    [S_DLV_SEND_NOW] = "UPDATE outbox_items SET next_attempt_usec = min(next_attempt_usec, ?2), "
+                       "updated_usec = ?2 WHERE id = ?1 AND state IN " WAITING,
+    [S_REMOTE_GET] = "SELECT remote_id FROM remote_refs WHERE connector_id = ?1 AND kind = ?2 "
+                     "AND local_id = ?3",
+    [S_REMOTE_FIND] = "SELECT local_id FROM remote_refs WHERE connector_id = ?1 AND kind = ?2 "
+                      "AND remote_id = ?3 ORDER BY updated_usec, local_id LIMIT 1",
+    [S_REMOTE_PUT] = "INSERT INTO remote_refs (connector_id, kind, local_id, remote_id, "
+                     "updated_usec) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (connector_id, kind, "
+                     "local_id) DO UPDATE SET remote_id = excluded.remote_id, "
+                     "updated_usec = excluded.updated_usec",
 };
 
 static sqlite3_stmt *stmt(struct conn *c, unsigned slot)
@@ -160,31 +198,41 @@ static void read_target(sqlite3_stmt *st, struct sd_target *t)
     t->env = col_env(st, 3);
     t->type = sd_sqlite_column_strdup(st, 4);
     t->doc = sd_sqlite_column_strdup(st, 5);
-    t->created_usec = sqlite3_column_int64(st, 6);
-    t->updated_usec = sqlite3_column_int64(st, 7);
+    t->rate_per_hour = sqlite3_column_int64(st, 6);
+    t->created_usec = sqlite3_column_int64(st, 7);
+    t->updated_usec = sqlite3_column_int64(st, 8);
 }
 
-static void read_delivery(sqlite3_stmt *st, struct sd_delivery *d)
+static void read_delivery(sqlite3_stmt *st, struct sd_outbox_item *d)
 {
-    *d = (struct sd_delivery){0}; /* every field, request_key (not read) included */
+    *d = (struct sd_outbox_item){0};
     d->id = sd_sqlite_column_strdup(st, 0);
     d->tenant_id = sqlite3_column_int64(st, 1);
     d->client_id = sd_sqlite_column_strdup(st, 2);
     d->env = col_env(st, 3);
-    d->segment_id = sd_sqlite_column_strdup(st, 4);
-    d->target_id = sd_sqlite_column_strdup(st, 5);
-    const char *name = (const char *)sqlite3_column_text(st, 6);
+    d->connector_id = sd_sqlite_column_strdup(st, 4);
+    d->operation = sd_sqlite_column_strdup(st, 5);
+    d->subject_kind = sd_sqlite_column_strdup(st, 6);
+    d->subject_id = sd_sqlite_column_strdup(st, 7);
+    d->payload = sd_sqlite_column_strdup(st, 8);
+    d->dedupe_key = sd_sqlite_column_strdup(st, 9);
+    const char *name = (const char *)sqlite3_column_text(st, 10);
     enum sd_delivery_state state = SD_DELIVERY_DEAD;
     (void)sd_delivery_state_parse(name, &state);
     d->state = state;
-    d->attempts = sqlite3_column_int64(st, 7);
-    d->next_attempt_usec = sqlite3_column_int64(st, 8);
-    d->lease_until_usec = sqlite3_column_int64(st, 9);
-    d->sent_usec = sqlite3_column_int64(st, 10);
-    d->idem_key = sd_sqlite_column_strdup(st, 11);
-    d->doc = sd_sqlite_column_strdup(st, 12);
-    d->created_usec = sqlite3_column_int64(st, 13);
-    d->updated_usec = sqlite3_column_int64(st, 14);
+    d->attempts = sqlite3_column_int64(st, 11);
+    d->next_attempt_usec = sqlite3_column_int64(st, 12);
+    d->lease_until_usec = sqlite3_column_int64(st, 13);
+    d->fence = sqlite3_column_int64(st, 14);
+    d->lease_owner = sd_sqlite_column_strdup(st, 15);
+    d->sent_usec = sqlite3_column_int64(st, 16);
+    d->idem_key = sd_sqlite_column_strdup(st, 17);
+    d->request_key = sd_sqlite_column_strdup(st, 18);
+    d->origin = sd_sqlite_column_strdup(st, 19);
+    d->remote_ref = sd_sqlite_column_strdup(st, 20);
+    d->doc = sd_sqlite_column_strdup(st, 21);
+    d->created_usec = sqlite3_column_int64(st, 22);
+    d->updated_usec = sqlite3_column_int64(st, 23);
 }
 
 /* Step a one-row lookup whose row `read` copies out. 0, -ENOENT or -EIO; resets st. */
@@ -220,6 +268,11 @@ static void read_delivery_v(sqlite3_stmt *st, void *ret)
 static int plan_target(struct conn *k, const char *target_id, const struct sd_outbox_clock *clk,
                        char **ret_first);
 
+static int bind_rate(sqlite3_stmt *st, int col, int64_t rate)
+{
+    return rate > 0 ? sqlite3_bind_int64(st, col, rate) : sqlite3_bind_null(st, col);
+}
+
 static int target_put(struct sd_store *s, const struct sd_target *t, bool create,
                       const struct sd_outbox_clock *clk)
 {
@@ -243,9 +296,11 @@ static int target_put(struct sd_store *s, const struct sd_target *t, bool create
         rc |= sqlite3_bind_text(st, 4, t->type, -1, SQLITE_STATIC);
         rc |= sqlite3_bind_text(st, 5, t->doc, -1, SQLITE_STATIC);
         rc |= sqlite3_bind_int64(st, 6, sd_now_usec());
+        rc |= bind_rate(st, 7, t->rate_per_hour);
     } else {
         rc |= sqlite3_bind_text(st, 2, t->doc, -1, SQLITE_STATIC);
         rc |= sqlite3_bind_int64(st, 3, sd_now_usec());
+        rc |= bind_rate(st, 4, t->rate_per_hour);
     }
     if (rc != SQLITE_OK) {
         r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
@@ -259,7 +314,7 @@ static int target_put(struct sd_store *s, const struct sd_target *t, bool create
         r = plan_target(k, t->id, clk, NULL);
     }
 out:
-    return sd_sqlite_ctl_end_write(s, r, false);
+    return sd_sqlite_ctl_end_write(s, r, true);
 }
 
 static int target_get(struct sd_store *s, const char *id, struct sd_target *ret)
@@ -284,23 +339,18 @@ static int target_get(struct sd_store *s, const char *id, struct sd_target *ret)
     return r;
 }
 
-static int target_list(struct sd_store *s, int64_t tenant_id, struct sd_target **ret, size_t *ret_n)
+/* The connectors of tenant_id, read on connection c. */
+static int list_targets(struct conn *c, int64_t tenant_id, struct sd_target **ret, size_t *ret_n)
 {
-    struct conn *c = NULL;
-    int r = sd_sqlite_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_target *v = NULL;
     size_t n = 0, cap = 0;
+    int r;
     sqlite3_stmt *st = stmt(c, S_TARGET_LIST);
     if (!st) {
-        r = -EIO;
-        goto out;
+        return -EIO;
     }
     if (sqlite3_bind_int64(st, 1, tenant_id) != SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-        goto out;
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -313,17 +363,34 @@ static int target_list(struct sd_store *s, int64_t tenant_id, struct sd_target *
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
         r = sd_sqlite_fail(c, rc, "target list");
-        goto out;
+        sd_targets_free(v, n);
+        return r;
     }
     *ret = v;
     *ret_n = n;
-    v = NULL;
-    n = 0;
-    r = 0;
-out:
+    return 0;
+}
+
+static int target_list(struct sd_store *s, int64_t tenant_id, struct sd_target **ret, size_t *ret_n)
+{
+    struct conn *c = NULL;
+    int r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    r = list_targets(c, tenant_id, ret, ret_n);
     sd_sqlite_pool_put(s, c);
-    sd_targets_free(v, n);
     return r;
+}
+
+/* On the writer's own connection, so the writer never waits for a read connection. */
+static int outbox_targets_tx(struct sd_store *s, int64_t tenant_id, struct sd_target **ret,
+                             size_t *ret_n)
+{
+    if (!s->writer) {
+        return -EINVAL;
+    }
+    return list_targets(s->writer, tenant_id, ret, ret_n);
 }
 
 /* Run statement `slot` on ctl binding ?1 = id. Returns the number of rows changed or -EIO. */
@@ -340,9 +407,27 @@ static int ctl_by_id(struct conn *k, unsigned slot, const char *id, const char *
     return r < 0 ? r : sqlite3_changes(k->db);
 }
 
-static int target_delete(struct sd_store *s, const char *id)
+int sd_sqlite_outbox_settle_connector(struct sd_store *s, const char *id, const char *reason)
 {
-    if (!id) {
+    int r = ctl_by_id(s->ctl, S_REMOTE_DELETE_TARGET, id, "remote references delete");
+    if (r < 0) {
+        return r;
+    }
+    sqlite3_stmt *st = stmt(s->ctl, S_DLV_KILL_TARGET);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
+         sqlite3_bind_int64(st, 2, sd_now_usec()) |
+         sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC)) != SQLITE_OK) {
+        return sd_sqlite_fail(s->ctl, SQLITE_MISUSE, "bind");
+    }
+    return sd_sqlite_step_done(s->ctl, st, "items of a deleted connector");
+}
+
+static int target_delete(struct sd_store *s, const char *id, const char *reason)
+{
+    if (!id || !reason) {
         return -EINVAL;
     }
     int r = sd_sqlite_ctl_begin_write(s);
@@ -352,21 +437,14 @@ static int target_delete(struct sd_store *s, const char *id)
     r = ctl_by_id(s->ctl, S_TARGET_DELETE, id, "target delete");
     if (r == 0) {
         r = -ENOENT;
-    } else if (r > 0) {
-        r = ctl_by_id(s->ctl, S_REMOTE_DELETE_TARGET, id, "remote segments delete");
     }
     if (r >= 0) {
-        sqlite3_stmt *st = stmt(s->ctl, S_DLV_KILL_TARGET);
-        if (!st) {
-            r = -EIO;
-        } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
-                    sqlite3_bind_int64(st, 2, sd_now_usec())) != SQLITE_OK) {
-            r = sd_sqlite_fail(s->ctl, SQLITE_MISUSE, "bind");
-        } else {
-            r = sd_sqlite_step_done(s->ctl, st, "deliveries of a deleted target");
-        }
+        r = ctl_by_id(s->ctl, S_TARGET_STATE_DELETE, id, "connector state delete");
     }
-    return sd_sqlite_ctl_end_write(s, r < 0 ? r : 0, false);
+    if (r >= 0) {
+        r = sd_sqlite_outbox_settle_connector(s, id, reason);
+    }
+    return sd_sqlite_ctl_end_write(s, r < 0 ? r : 0, r >= 0);
 }
 
 /* ---- rate plan ------------------------------------------------------------------------------- */
@@ -374,11 +452,13 @@ static int target_delete(struct sd_store *s, const char *id)
 struct waiting {
     char *id;
     int64_t next;
+    bool fifo_free; /* no earlier item of its subject is on its way */
 };
 
-/* Give every queued (never sent in this run) delivery of target_id its slot under the rate
- * limit, oldest first, inside the open ctl transaction. *ret_first (may be NULL) receives the
- * id of the oldest waiting delivery if it may go now (heap), else NULL. */
+/* Give every queued (never sent in this run) item of connector target_id its slot under the
+ * rate limit, oldest first, inside the open ctl transaction. *ret_first (may be NULL) receives
+ * the id of the oldest waiting item whose slot is now and whose subject is free (heap), else
+ * NULL. A connector without a rate is left alone (its items keep their times). */
 static int plan_target(struct conn *k, const char *target_id, const struct sd_outbox_clock *clk,
                        char **ret_first)
 {
@@ -386,7 +466,7 @@ static int plan_target(struct conn *k, const char *target_id, const struct sd_ou
     struct waiting *w = NULL;
     int64_t *slots = NULL;
     size_t ns = 0, cs = 0, nw = 0, cw = 0;
-    int64_t limit = 50;
+    int64_t limit = 0;
     int r = -EIO, rc;
     if (ret_first) {
         *ret_first = NULL;
@@ -403,6 +483,10 @@ static int plan_target(struct conn *k, const char *target_id, const struct sd_ou
     sqlite3_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         r = sd_sqlite_fail(k, rc, "target limit");
+        goto out;
+    }
+    if (limit <= 0) {
+        r = 0;
         goto out;
     }
 
@@ -435,6 +519,7 @@ static int plan_target(struct conn *k, const char *target_id, const struct sd_ou
         }
         w[nw].id = sd_sqlite_column_strdup(st, 0);
         w[nw].next = sqlite3_column_int64(st, 1);
+        w[nw].fifo_free = sqlite3_column_int(st, 2) != 0;
         nw++;
     }
     sqlite3_reset(st);
@@ -457,10 +542,14 @@ static int plan_target(struct conn *k, const char *target_id, const struct sd_ou
         bool may_go = slots[j] <= clk->now_usec;
         /* One that may go keeps its own (past) time, so due order among targets stays. */
         int64_t next = may_go ? (w[j].next <= clk->now_usec ? w[j].next : clk->now_usec) : slots[j];
+        if (ret_first && !*ret_first && may_go && w[j].fifo_free) {
+            *ret_first = w[j].id;
+            w[j].id = NULL;
+        }
         if (next == w[j].next) {
             continue;
         }
-        if ((sqlite3_bind_text(st, 1, w[j].id, -1, SQLITE_STATIC) |
+        if ((sqlite3_bind_text(st, 1, w[j].id ? w[j].id : *ret_first, -1, SQLITE_STATIC) |
              sqlite3_bind_int64(st, 2, next)) != SQLITE_OK) {
             r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
             goto out;
@@ -469,10 +558,6 @@ static int plan_target(struct conn *k, const char *target_id, const struct sd_ou
             goto out;
         }
         r = -EIO;
-    }
-    if (ret_first && slots[0] <= clk->now_usec) {
-        *ret_first = w[0].id;
-        w[0].id = NULL;
     }
     r = 0;
 out:
@@ -485,13 +570,75 @@ out:
     return r;
 }
 
-/* ---- deliveries ------------------------------------------------------------------------------ */
+/* ---- items ---------------------------------------------------------------------------------- */
 
-static int delivery_insert(struct sd_store *s, const struct sd_delivery *d,
-                           const struct sd_outbox_clock *clk)
+static int bind_opt(sqlite3_stmt *st, int col, const char *v)
 {
-    if (!d || !d->id || !d->segment_id || !d->target_id || !d->idem_key || !d->doc || !clk ||
-        !clk->plan || !sd_sqlite_env_ok(d->env)) {
+    return v ? sqlite3_bind_text(st, col, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, col);
+}
+
+/* The waiting item of connector_id holding dedupe_key: 1 with *ret_id (heap), 0 none, or -EIO. */
+static int dedupe_lookup(struct conn *k, const char *connector_id, const char *dedupe_key,
+                         char **ret_id)
+{
+    sqlite3_stmt *st = stmt(k, S_DLV_DEDUPE);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sqlite3_bind_text(st, 1, connector_id, -1, SQLITE_STATIC) |
+         sqlite3_bind_text(st, 2, dedupe_key, -1, SQLITE_STATIC)) != SQLITE_OK) {
+        return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+    }
+    int rc = sqlite3_step(st);
+    int r = 0;
+    if (rc == SQLITE_ROW) {
+        *ret_id = sd_sqlite_column_strdup(st, 0);
+        r = 1;
+    } else if (rc != SQLITE_DONE) {
+        r = sd_sqlite_fail(k, rc, "item dedupe");
+    }
+    sqlite3_reset(st);
+    return r;
+}
+
+/* Dedupe, then insert d on connection k (inside its open transaction). 0 stored, 1 deduplicated
+ * (*ret_found: the waiting item), or negative errno. */
+static int insert_item(struct conn *k, const struct sd_outbox_item *d, int64_t now_usec,
+                       char **ret_found)
+{
+    int r;
+    if (d->dedupe_key && (r = dedupe_lookup(k, d->connector_id, d->dedupe_key, ret_found)) != 0) {
+        return r;
+    }
+    sqlite3_stmt *st = stmt(k, S_DLV_INSERT);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sqlite3_bind_text(st, 1, d->id, -1, SQLITE_STATIC) |
+         sqlite3_bind_int64(st, 2, d->tenant_id) | sqlite3_bind_int(st, 3, (int)d->env) |
+         sqlite3_bind_text(st, 4, d->connector_id, -1, SQLITE_STATIC) |
+         sqlite3_bind_text(st, 5, d->operation, -1, SQLITE_STATIC) |
+         sqlite3_bind_text(st, 6, d->subject_kind, -1, SQLITE_STATIC) |
+         sqlite3_bind_text(st, 7, d->subject_id, -1, SQLITE_STATIC) | bind_opt(st, 8, d->payload) |
+         bind_opt(st, 9, d->dedupe_key) | sqlite3_bind_int64(st, 10, now_usec) |
+         sqlite3_bind_text(st, 11, d->idem_key, -1, SQLITE_STATIC) |
+         bind_opt(st, 12, d->request_key) | bind_opt(st, 13, d->origin) |
+         sqlite3_bind_text(st, 14, d->doc, -1, SQLITE_STATIC)) != SQLITE_OK) {
+        return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+    }
+    return sd_sqlite_step_done(k, st, "item insert");
+}
+
+static bool item_ok(const struct sd_outbox_item *d)
+{
+    return d && d->id && d->connector_id && d->operation && d->subject_kind && d->subject_id &&
+           d->idem_key && d->doc && sd_sqlite_env_ok(d->env);
+}
+
+static int delivery_insert(struct sd_store *s, const struct sd_outbox_item *d,
+                           const struct sd_outbox_clock *clk, char **ret_id)
+{
+    if (!item_ok(d) || !clk || !clk->plan) {
         return -EINVAL;
     }
     int r = sd_sqlite_ctl_begin_write(s);
@@ -499,32 +646,43 @@ static int delivery_insert(struct sd_store *s, const struct sd_delivery *d,
         return r;
     }
     struct conn *k = s->ctl;
-    sqlite3_stmt *st = stmt(k, S_DLV_INSERT);
-    if (!st) {
-        r = -EIO;
-    } else if ((sqlite3_bind_text(st, 1, d->id, -1, SQLITE_STATIC) |
-                sqlite3_bind_int64(st, 2, d->tenant_id) | sqlite3_bind_int(st, 3, (int)d->env) |
-                sqlite3_bind_text(st, 4, d->segment_id, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 5, d->target_id, -1, SQLITE_STATIC) |
-                sqlite3_bind_int64(st, 6, clk->now_usec) |
-                sqlite3_bind_text(st, 7, d->idem_key, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 8, d->doc, -1, SQLITE_STATIC) |
-                (d->request_key ? sqlite3_bind_text(st, 9, d->request_key, -1, SQLITE_STATIC)
-                                : sqlite3_bind_null(st, 9))) != SQLITE_OK) {
-        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    } else {
-        r = sd_sqlite_step_done(k, st, "delivery insert");
-    }
+    char *found = NULL;
+    r = insert_item(k, d, clk->now_usec, &found);
     if (r == 0) {
-        r = plan_target(k, d->target_id, clk, NULL);
+        r = plan_target(k, d->connector_id, clk, NULL);
     }
-    return sd_sqlite_ctl_end_write(s, r, false);
+    int er = sd_sqlite_ctl_end_write(s, r < 0 ? r : 0, false);
+    if (er < 0) {
+        r = er;
+    }
+    if (r >= 0 && ret_id) {
+        *ret_id = found ? found : sd_strdup(d->id);
+        found = NULL;
+    }
+    free(found);
+    return r;
+}
+
+static int outbox_add_tx(struct sd_store *s, const struct sd_outbox_item *d, int64_t now_usec,
+                         char **ret_id)
+{
+    if (!item_ok(d) || !s->writer) {
+        return -EINVAL;
+    }
+    char *found = NULL;
+    int r = insert_item(s->writer, d, now_usec, &found);
+    if (r >= 0 && ret_id) {
+        *ret_id = found ? found : sd_strdup(d->id);
+        found = NULL;
+    }
+    free(found);
+    return r;
 }
 
 /* One delivery by the statement in `slot`: ?1 the id (tenant_id 0), or ?1..?3 the scope and
  * the text. */
 static int delivery_one(struct sd_store *s, int slot, int64_t tenant_id, enum sd_env env,
-                        const char *text, struct sd_delivery *ret)
+                        const char *text, struct sd_outbox_item *ret)
 {
     if (!text) {
         return -EINVAL;
@@ -556,13 +714,13 @@ out:
 }
 
 static int delivery_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
-                        struct sd_delivery *ret)
+                        struct sd_outbox_item *ret)
 {
     return delivery_one(s, tenant_id ? S_DLV_GET_SCOPED : S_DLV_GET, tenant_id, env, id, ret);
 }
 
 static int delivery_by_request(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                               const char *request_key, struct sd_delivery *ret)
+                               const char *request_key, struct sd_outbox_item *ret)
 {
     if (!tenant_id || !sd_sqlite_env_ok(env)) {
         return -EINVAL;
@@ -571,7 +729,7 @@ static int delivery_by_request(struct sd_store *s, int64_t tenant_id, enum sd_en
 }
 
 static int delivery_list(struct sd_store *s, const struct sd_delivery_filter *f,
-                         struct sd_delivery **ret, size_t *ret_n, bool *ret_more)
+                         struct sd_outbox_item **ret, size_t *ret_n, bool *ret_more)
 {
     size_t limit = f->limit < 1 ? 1 : f->limit > 1000 ? 1000 : f->limit;
     struct conn *c = NULL;
@@ -579,7 +737,7 @@ static int delivery_list(struct sd_store *s, const struct sd_delivery_filter *f,
     if (r < 0) {
         return r;
     }
-    struct sd_delivery *v = NULL;
+    struct sd_outbox_item *v = NULL;
     size_t n = 0, cap = 0;
     bool more = false;
     sqlite3_stmt *st = stmt(c, S_DLV_LIST);
@@ -595,6 +753,8 @@ static int delivery_list(struct sd_store *s, const struct sd_delivery_filter *f,
         rc |= sqlite3_bind_null(st, 2);
     }
     rc |= sqlite3_bind_int64(st, 3, (int64_t)limit + 1);
+    rc |= sqlite3_bind_int(st, 4, f->tenant_id ? f->env : -1);
+    rc |= bind_opt(st, 5, f->connector_id);
     if (rc != SQLITE_OK) {
         r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
         goto out;
@@ -623,7 +783,7 @@ static int delivery_list(struct sd_store *s, const struct sd_delivery_filter *f,
     r = 0;
 out:
     sd_sqlite_pool_put(s, c);
-    sd_deliveries_free(v, n);
+    sd_outbox_items_free(v, n);
     return r;
 }
 
@@ -662,8 +822,8 @@ static int delivery_next_due(struct sd_store *s, int64_t *ret_usec)
 
 struct candidate {
     char *id;
-    char *target_id;
-    bool first_send; /* queued: subject to the rate limit */
+    char *connector_id;
+    bool first_send; /* queued under a rate: subject to the rate limit */
 };
 
 /* Lease `id` if it is still due; 1 leased, 0 not due (any more), or -EIO. */
@@ -675,17 +835,16 @@ static int lease(struct conn *k, const char *id, const struct sd_outbox_clock *c
     }
     if ((sqlite3_bind_int64(st, 1, clk->now_usec) |
          sqlite3_bind_int64(st, 2, clk->now_usec + clk->lease_usec) |
-         sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC) |
-         (clk->owner ? sqlite3_bind_text(st, 4, clk->owner, -1, SQLITE_STATIC)
-                     : sqlite3_bind_null(st, 4))) != SQLITE_OK) {
+         sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC) | bind_opt(st, 4, clk->owner)) !=
+        SQLITE_OK) {
         return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
     }
-    int r = sd_sqlite_step_done(k, st, "delivery claim");
+    int r = sd_sqlite_step_done(k, st, "item claim");
     return r < 0 ? r : sqlite3_changes(k->db) > 0;
 }
 
 static int delivery_claim(struct sd_store *s, const struct sd_outbox_clock *clk,
-                          struct sd_delivery *ret)
+                          struct sd_outbox_item *ret)
 {
     if (!clk || !clk->plan || clk->lease_usec <= 0) {
         return -EINVAL;
@@ -710,60 +869,65 @@ static int delivery_claim(struct sd_store *s, const struct sd_outbox_clock *clk,
             cand = sd_realloc(cand, cap * sizeof(*cand));
         }
         cand[nc].id = sd_sqlite_column_strdup(st, 0);
-        cand[nc].target_id = sd_sqlite_column_strdup(st, 1);
+        cand[nc].connector_id = sd_sqlite_column_strdup(st, 1);
         const char *state = (const char *)sqlite3_column_text(st, 2);
-        cand[nc].first_send = state && strcmp(state, "queued") == 0;
+        cand[nc].first_send =
+            state && strcmp(state, "queued") == 0 && sqlite3_column_int64(st, 3) > 0;
         nc++;
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
-        r = sd_sqlite_fail(k, rc, "delivery candidates");
+        r = sd_sqlite_fail(k, rc, "item candidates");
         goto out;
     }
     r = -ENOENT;
-    for (size_t i = 0; i < nc && !chosen; i++) {
+    for (size_t i = 0; i < nc; i++) {
         if (!cand[i].first_send) {
-            /* A retry or a lease that ran out: its run already counted against the limit. */
+            /* No rate, a retry or a lease that ran out: it may go as it is. */
             chosen = sd_strdup(cand[i].id);
-            break;
+        } else {
+            bool planned = false;
+            for (size_t j = 0; j < i; j++) {
+                planned = planned || (cand[j].first_send &&
+                                      strcmp(cand[j].connector_id, cand[i].connector_id) == 0);
+            }
+            if (planned) {
+                continue; /* its connector was planned already and had no free slot */
+            }
+            int pr = plan_target(k, cand[i].connector_id, clk, &chosen);
+            if (pr < 0) {
+                r = pr;
+                goto out;
+            }
+            if (!chosen) {
+                continue;
+            }
         }
-        bool planned = false;
-        for (size_t j = 0; j < i; j++) {
-            planned = planned ||
-                      (cand[j].first_send && strcmp(cand[j].target_id, cand[i].target_id) == 0);
-        }
-        if (planned) {
-            continue; /* its target was planned already and had no free slot */
-        }
-        int pr = plan_target(k, cand[i].target_id, clk, &chosen);
-        if (pr < 0) {
-            r = pr;
-            goto out;
-        }
-    }
-    if (chosen) {
         int lr = lease(k, chosen, clk);
         if (lr < 0) {
             r = lr;
             goto out;
         }
-        if (lr == 0) {
-            r = -ENOENT; /* planned but not due yet: it keeps its place */
-            goto out;
+        if (lr == 1) {
+            break;
         }
+        free(chosen); /* planned but not due yet: it keeps its place */
+        chosen = NULL;
+    }
+    if (chosen) {
         st = stmt(k, S_DLV_GET);
         if (!st) {
             r = -EIO;
         } else if (sqlite3_bind_text(st, 1, chosen, -1, SQLITE_STATIC) != SQLITE_OK) {
             r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
         } else {
-            r = one_row(k, st, read_delivery_v, ret, "delivery get");
+            r = one_row(k, st, read_delivery_v, ret, "item get");
         }
     }
 out:
     for (size_t i = 0; i < nc; i++) {
         free(cand[i].id);
-        free(cand[i].target_id);
+        free(cand[i].connector_id);
     }
     free(cand);
     free(chosen);
@@ -772,7 +936,7 @@ out:
     return fr < 0 ? fr : r;
 }
 
-static int delivery_renew(struct sd_store *s, const char *id, int64_t lease_until_usec,
+static int delivery_renew(struct sd_store *s, const char *id, int64_t fence,
                           int64_t new_lease_until_usec)
 {
     if (!id) {
@@ -786,12 +950,11 @@ static int delivery_renew(struct sd_store *s, const char *id, int64_t lease_unti
     sqlite3_stmt *st = stmt(k, S_DLV_RENEW);
     if (!st) {
         r = -EIO;
-    } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
-                sqlite3_bind_int64(st, 2, lease_until_usec) |
+    } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 2, fence) |
                 sqlite3_bind_int64(st, 3, new_lease_until_usec)) != SQLITE_OK) {
         r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
     } else {
-        r = sd_sqlite_step_done(k, st, "delivery renew");
+        r = sd_sqlite_step_done(k, st, "item renew");
         if (r == 0 && sqlite3_changes(k->db) == 0) {
             r = -ESTALE;
         }
@@ -799,7 +962,7 @@ static int delivery_renew(struct sd_store *s, const char *id, int64_t lease_unti
     return sd_sqlite_ctl_end_write(s, r, false);
 }
 
-static int delivery_finish(struct sd_store *s, const char *id, int64_t lease_until_usec,
+static int delivery_finish(struct sd_store *s, const char *id, int64_t fence,
                            const struct sd_delivery_outcome *o)
 {
     if (!id || !o || !o->doc ||
@@ -813,39 +976,69 @@ static int delivery_finish(struct sd_store *s, const char *id, int64_t lease_unt
     }
     struct conn *k = s->ctl;
     int64_t now = sd_now_usec();
+    const char *remote = o->state == SD_DELIVERY_DELIVERED ? o->remote_ref : NULL;
     sqlite3_stmt *st = stmt(k, S_DLV_FINISH);
     if (!st) {
         r = -EIO;
         goto out;
     }
-    if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
-         sqlite3_bind_int64(st, 2, lease_until_usec) |
+    if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 2, fence) |
          sqlite3_bind_text(st, 3, sd_delivery_state_name(o->state), -1, SQLITE_STATIC) |
          sqlite3_bind_int64(st, 4, o->attempts_delta) |
          sqlite3_bind_int64(st, 5, o->state == SD_DELIVERY_RETRYING ? o->next_attempt_usec : 0) |
-         sqlite3_bind_text(st, 6, o->doc, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 7, now)) !=
-        SQLITE_OK) {
+         sqlite3_bind_text(st, 6, o->doc, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 7, now) |
+         bind_opt(st, 8, remote)) != SQLITE_OK) {
         r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
         goto out;
     }
-    r = sd_sqlite_step_done(k, st, "delivery finish");
+    r = sd_sqlite_step_done(k, st, "item finish");
     if (r == 0 && sqlite3_changes(k->db) == 0) {
         r = -ESTALE;
     }
-    if (r == 0 && o->state == SD_DELIVERY_DELIVERED && o->remote_segment_id) {
-        st = stmt(k, S_REMOTE_UPSERT);
+    if (r == 0 && remote) {
+        st = stmt(k, S_REMOTE_UPSERT_ITEM);
         if (!st) {
             r = -EIO;
         } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
-                    sqlite3_bind_text(st, 2, o->remote_segment_id, -1, SQLITE_STATIC) |
+                    sqlite3_bind_text(st, 2, remote, -1, SQLITE_STATIC) |
                     sqlite3_bind_int64(st, 3, now)) != SQLITE_OK) {
             r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
         } else {
-            r = sd_sqlite_step_done(k, st, "remote segment upsert");
+            r = sd_sqlite_step_done(k, st, "remote reference upsert");
         }
     }
 out:
     return sd_sqlite_ctl_end_write(s, r, false);
+}
+
+/* After an UPDATE of `id` guarded by its state changed nothing: -ENOENT if the row is missing,
+ * else -EBUSY (it is not in a state the change applies to). */
+static int why_unchanged(struct conn *k, const char *id)
+{
+    sqlite3_stmt *st = stmt(k, S_DLV_STATE);
+    if (!st || sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) != SQLITE_OK) {
+        return -EIO;
+    }
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW    ? -EBUSY
+           : rc == SQLITE_DONE ? -ENOENT
+                               : sd_sqlite_fail(k, rc, "item state");
+}
+
+/* The connector of item `id` into *ret (a heap string), inside the open ctl transaction. */
+static int item_connector(struct conn *k, const char *id, char **ret)
+{
+    sqlite3_stmt *st = stmt(k, S_DLV_CONNECTOR);
+    if (!st || sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) != SQLITE_OK) {
+        return -EIO;
+    }
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *ret = sd_sqlite_column_strdup(st, 0);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : sd_sqlite_fail(k, rc, "item");
 }
 
 static int delivery_requeue(struct sd_store *s, const char *id, const char *idem_key,
@@ -859,7 +1052,7 @@ static int delivery_requeue(struct sd_store *s, const char *id, const char *idem
         return r;
     }
     struct conn *k = s->ctl;
-    struct sd_buf target = {0};
+    char *connector = NULL;
     sqlite3_stmt *st = stmt(k, S_DLV_REQUEUE);
     if (!st) {
         r = -EIO;
@@ -872,38 +1065,79 @@ static int delivery_requeue(struct sd_store *s, const char *id, const char *idem
         r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
         goto out;
     }
-    if ((r = sd_sqlite_step_done(k, st, "delivery requeue")) < 0) {
+    if ((r = sd_sqlite_step_done(k, st, "item requeue")) < 0) {
         goto out;
     }
-    bool changed = sqlite3_changes(k->db) > 0;
-    st = stmt(k, changed ? S_DLV_TARGET : S_DLV_STATE);
-    if (!st || sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) != SQLITE_OK) {
-        r = -EIO;
+    if (sqlite3_changes(k->db) == 0) {
+        r = why_unchanged(k, id);
         goto out;
     }
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        sd_buf_puts(&target, (const char *)sqlite3_column_text(st, 0));
+    if ((r = item_connector(k, id, &connector)) == 0) {
+        r = plan_target(k, connector, clk, NULL);
     }
-    sqlite3_reset(st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        r = sd_sqlite_fail(k, rc, "delivery state");
-        goto out;
-    }
-    if (!changed) {
-        r = rc == SQLITE_DONE ? -ENOENT : -EBUSY;
-        goto out;
-    }
-    r = plan_target(k, target.data, clk, NULL);
 out:
-    sd_buf_release(&target);
+    free(connector);
     return sd_sqlite_ctl_end_write(s, r, false);
 }
 
-static int remote_segment_get(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                              const char *target_id, const char *segment_id, char **ret)
+static int delivery_cancel(struct sd_store *s, const char *id, const char *doc, int64_t now_usec)
 {
-    if (!target_id || !segment_id) {
+    if (!id || !doc) {
+        return -EINVAL;
+    }
+    int r = sd_sqlite_ctl_begin_write(s);
+    if (r < 0) {
+        return r;
+    }
+    struct conn *k = s->ctl;
+    sqlite3_stmt *st = stmt(k, S_DLV_CANCEL);
+    if (!st) {
+        r = -EIO;
+    } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
+                sqlite3_bind_text(st, 2, doc, -1, SQLITE_STATIC) |
+                sqlite3_bind_int64(st, 3, now_usec)) != SQLITE_OK) {
+        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+    } else if ((r = sd_sqlite_step_done(k, st, "item cancel")) == 0 &&
+               sqlite3_changes(k->db) == 0) {
+        r = why_unchanged(k, id);
+    }
+    return sd_sqlite_ctl_end_write(s, r, false);
+}
+
+static int delivery_send_now(struct sd_store *s, const char *id, const struct sd_outbox_clock *clk)
+{
+    if (!id || !clk || !clk->plan) {
+        return -EINVAL;
+    }
+    int r = sd_sqlite_ctl_begin_write(s);
+    if (r < 0) {
+        return r;
+    }
+    struct conn *k = s->ctl;
+    char *connector = NULL;
+    sqlite3_stmt *st = stmt(k, S_DLV_SEND_NOW);
+    if (!st) {
+        r = -EIO;
+    } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
+                sqlite3_bind_int64(st, 2, clk->now_usec)) != SQLITE_OK) {
+        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+    } else if ((r = sd_sqlite_step_done(k, st, "item send now")) == 0) {
+        if (sqlite3_changes(k->db) == 0) {
+            r = why_unchanged(k, id);
+        } else if ((r = item_connector(k, id, &connector)) == 0) {
+            r = plan_target(k, connector, clk, NULL); /* a rate still applies to a first send */
+        }
+    }
+    free(connector);
+    return sd_sqlite_ctl_end_write(s, r, false);
+}
+
+/* ---- remote references ----------------------------------------------------------------------- */
+
+static int remote_lookup(struct sd_store *s, unsigned slot, const char *connector_id,
+                         const char *kind, const char *key, char **ret)
+{
+    if (!connector_id || !kind || !key || !ret) {
         return -EINVAL;
     }
     struct conn *c = NULL;
@@ -911,11 +1145,12 @@ static int remote_segment_get(struct sd_store *s, int64_t tenant_id, enum sd_env
     if (r < 0) {
         return r;
     }
-    sqlite3_stmt *st = stmt(c, S_REMOTE_GET);
+    sqlite3_stmt *st = stmt(c, slot);
     if (!st) {
         r = -EIO;
-    } else if ((sd_sqlite_bind_scope(st, tenant_id, env, target_id) |
-                sqlite3_bind_text(st, 4, segment_id, -1, SQLITE_STATIC)) != SQLITE_OK) {
+    } else if ((sqlite3_bind_text(st, 1, connector_id, -1, SQLITE_STATIC) |
+                sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC) |
+                sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC)) != SQLITE_OK) {
         r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     } else {
         int rc = sqlite3_step(st);
@@ -925,12 +1160,50 @@ static int remote_segment_get(struct sd_store *s, int64_t tenant_id, enum sd_env
         } else if (rc == SQLITE_DONE) {
             r = -ENOENT;
         } else {
-            r = sd_sqlite_fail(c, rc, "remote segment get");
+            r = sd_sqlite_fail(c, rc, "remote reference");
         }
         sqlite3_reset(st);
     }
     sd_sqlite_pool_put(s, c);
     return r;
+}
+
+static int remote_ref_get(struct sd_store *s, const char *connector_id, const char *kind,
+                          const char *local_id, char **ret_remote)
+{
+    return remote_lookup(s, S_REMOTE_GET, connector_id, kind, local_id, ret_remote);
+}
+
+static int remote_ref_find(struct sd_store *s, const char *connector_id, const char *kind,
+                           const char *remote_id, char **ret_local)
+{
+    return remote_lookup(s, S_REMOTE_FIND, connector_id, kind, remote_id, ret_local);
+}
+
+static int remote_ref_put(struct sd_store *s, const char *connector_id, const char *kind,
+                          const char *local_id, const char *remote_id)
+{
+    if (!connector_id || !kind || !local_id || !remote_id) {
+        return -EINVAL;
+    }
+    int r = sd_sqlite_ctl_begin_write(s);
+    if (r < 0) {
+        return r;
+    }
+    struct conn *k = s->ctl;
+    sqlite3_stmt *st = stmt(k, S_REMOTE_PUT);
+    if (!st) {
+        r = -EIO;
+    } else if ((sqlite3_bind_text(st, 1, connector_id, -1, SQLITE_STATIC) |
+                sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC) |
+                sqlite3_bind_text(st, 3, local_id, -1, SQLITE_STATIC) |
+                sqlite3_bind_text(st, 4, remote_id, -1, SQLITE_STATIC) |
+                sqlite3_bind_int64(st, 5, sd_now_usec())) != SQLITE_OK) {
+        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+    } else {
+        r = sd_sqlite_step_done(k, st, "remote reference put");
+    }
+    return sd_sqlite_ctl_end_write(s, r, false);
 }
 
 const struct sd_store_outbox_ops sd_sqlite_outbox_ops = {
@@ -947,5 +1220,11 @@ const struct sd_store_outbox_ops sd_sqlite_outbox_ops = {
     .delivery_renew = delivery_renew,
     .delivery_finish = delivery_finish,
     .delivery_requeue = delivery_requeue,
-    .remote_segment_get = remote_segment_get,
+    .delivery_cancel = delivery_cancel,
+    .delivery_send_now = delivery_send_now,
+    .outbox_add_tx = outbox_add_tx,
+    .outbox_targets_tx = outbox_targets_tx,
+    .remote_ref_get = remote_ref_get,
+    .remote_ref_find = remote_ref_find,
+    .remote_ref_put = remote_ref_put,
 };
