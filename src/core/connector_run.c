@@ -93,6 +93,7 @@ int sd_connector_commit_fn(struct sd_connector_ctx *ctx, const json_t *body,
                           .base_rej = state_u64(ctx->state, "records_rejected"),
                           .n_body = body_records(body)};
     struct sd_ingest_opts o = {.source = ctx->source,
+                               .origin = ctx->id,
                                .upsert_sales = true,
                                .skip_bad = skip_bad,
                                .state_id = ctx->state ? ctx->id : NULL,
@@ -206,6 +207,7 @@ int sd_connector_job_ingest_batch(struct sd_connector_job *job, struct sd_batch 
 {
     batch->upsert_sales = true;
     batch->source = job->ctx->source;
+    batch->origin = job->ctx->id;
     int r = sd_ingest_batch_in_writer(job->st, job->ctx->tenant_id, job->ctx->env, batch, out);
     if (r == 0 && out->status == 202) {
         job->stored += out->n_events + out->n_customers + out->n_sales;

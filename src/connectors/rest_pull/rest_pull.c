@@ -18,7 +18,13 @@
  * max_attempts (seed §6: 6); then the run fails with the reason and the next run resumes from
  * the same committed cursor. A page with a bad record is refused whole by default (policy
  * reject_page: the run fails there, nothing of the page is stored, the cursor stays), or its
- * bad records are skipped and listed (skip_records). */
+ * bad records are skipped and listed (skip_records).
+ *
+ * Another stagedoor's feed also carries tombstones ({"deleted": true, "id", "reason"}) for
+ * records deleted, erased or merged away there: they are applied here as deletions of this
+ * connector's records with the same reason (so they show in this hub's feed too), in one writer
+ * transaction before the page's records and cursor; a crash in between re-reads the page and
+ * finds them gone already. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
@@ -27,6 +33,7 @@
 
 #include "base/base.h"
 #include "core/connector.h"
+#include "core/deletions.h"
 #include "formats/json_pointer.h"
 #include "http/client.h"
 
@@ -138,6 +145,56 @@ struct skipped {
     char *first;
 };
 
+/* Whether a page entry is a stagedoor tombstone: {"deleted": true, "id": "…", "reason": one of
+ * the three}. Anything else is a record, mapped as usual. */
+static bool is_tombstone(const json_t *rec, enum sd_tombstone_reason *ret_reason)
+{
+    return json_is_object(rec) && json_is_true(json_object_get(rec, "deleted")) &&
+           json_string_value(json_object_get(rec, "id")) &&
+           *json_string_value(json_object_get(rec, "id")) &&
+           sd_tombstone_reason_parse(json_string_value(json_object_get(rec, "reason")),
+                                     ret_reason) == 0;
+}
+
+/* Apply the page's tombstones (their records are this connector's: its source label) and
+ * return the page's other entries (new reference), or NULL after sd_connector_fail. */
+static json_t *apply_tombstones(struct sd_connector_ctx *ctx, enum sd_kind kind,
+                                const json_t *records, const char *what)
+{
+    size_t n = json_array_size(records), nd = 0;
+    struct sd_deletion *dels = NULL;
+    json_t *live = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const json_t *rec = json_array_get(records, i);
+        enum sd_tombstone_reason reason;
+        if (!is_tombstone(rec, &reason)) {
+            json_array_append(live, (json_t *)rec);
+            continue;
+        }
+        if (!dels) {
+            dels = sd_calloc(n, sizeof(*dels));
+        }
+        const char *into = json_string_value(json_object_get(rec, "merged_into"));
+        dels[nd++] = (struct sd_deletion){
+            .kind = kind,
+            .id = json_string_value(json_object_get(rec, "id")),
+            .source = kind == SD_KIND_CUSTOMER ? ctx->source : NULL,
+            .reason = reason == SD_TOMBSTONE_MERGED && !into ? SD_TOMBSTONE_DELETED : reason,
+            .merged_into = reason == SD_TOMBSTONE_MERGED ? into : NULL,
+        };
+    }
+    struct sd_deletion_outcome out = {0};
+    int r = nd ? sd_hub_delete_records(ctx->hub, ctx->tenant_id, ctx->env, dels, nd, ctx->id, &out)
+               : 0;
+    free(dels);
+    if (r < 0) {
+        sd_connector_fail(ctx, r, "applying the deletions of a %s failed", what);
+        json_decref(live);
+        return NULL;
+    }
+    return live;
+}
+
 /* Pull one kind until the source says there is no more. */
 static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char *path,
                      struct skipped *skipped)
@@ -234,10 +291,21 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
             json_object_set_new(next_cursor, name, json_string(nt));
         }
         free(nt);
+        char what[96];
+        sd_utf8_snprintf(what, sizeof(what), "%s page after cursor '%s'", name, cur ? cur : "");
+        json_t *live = apply_tombstones(ctx, kind, records, what);
+        if (!live) {
+            r = -EIO;
+            goto next;
+        }
         body = json_object();
         char prefix[32];
         sd_utf8_snprintf(prefix, sizeof(prefix), "/%s", name);
-        size_t bad = sd_connector_map_records(ctx, kind, records, prefix, body, &errors);
+        size_t bad = sd_connector_map_records(ctx, kind, live, prefix, body, &errors);
+        json_decref(live);
+        if (json_array_size(json_object_get(body, name)) == 0) {
+            json_object_del(body, name); /* only deletions (or skipped records): the cursor */
+        }
         if (bad > 0 && !skip) {
             r = sd_connector_fail(ctx, -EINVAL,
                                   "%s page after cursor '%s' refused (%zu bad "
