@@ -185,8 +185,10 @@ struct sd_store_ops {
      * id: event_id (not an alias: the event's aliases go with it; its sales stay), customer_id
      * (source NULL: the only source holding it, -ENOTUNIQ if several do; the record leaves its
      * profile, which is removed once empty) or invoice_number. merged_into: with
-     * SD_TOMBSTONE_MERGED, the surviving record's id (kept in the tombstone), else NULL. origin
-     * as sd_batch.origin. Returns 1 deleted, 0 no such record (nothing written: deleting twice
+     * SD_TOMBSTONE_MERGED, the surviving record's id (kept in the tombstone), else NULL; when
+     * it exists, a merged event's id and aliases become aliases of it and its sales count for
+     * it, and a merged customer's sales (same source) name it, each with a new seq. origin as
+     * sd_batch.origin. Returns 1 deleted, 0 no such record (nothing written: deleting twice
      * is harmless), -ENOTUNIQ, -EINVAL, -EIO. */
     int (*delete_record)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                          enum sd_kind kind, const char *id, const char *source,

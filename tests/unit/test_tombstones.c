@@ -293,9 +293,73 @@ static void test_delete_record(void **state)
     assert_string_equal(str_at(a, 1, "reason"), "merged");
     assert_string_equal(str_at(a, 1, "merged_into"), "E1");
     json_decref(a);
+    /* A plain delete leaves nothing to read; a merged id reads as its survivor. */
+    assert_int_equal(del(f, SD_KIND_EVENT, "E1", NULL, SD_TOMBSTONE_DELETED), 1);
     char *doc = NULL;
-    assert_int_equal(sd_store_get_record(f->h, SD_KIND_EVENT, f->t, SD_ENV_TEST, "E2", &doc),
+    assert_int_equal(sd_store_get_record(f->h, SD_KIND_EVENT, f->t, SD_ENV_TEST, "E1", &doc),
                      -ENOENT);
+}
+
+/* Merged away: the tombstone names the survivor, and references follow it. */
+static void test_merge_moves_references(void **state)
+{
+    struct fx *f = *state;
+    struct sd_batch b = {0};
+    add_ev(&b, "E1", "{\"event_id\":\"E1\"}", 0);
+    add_ev(&b, "E2", "{\"event_id\":\"E2\"}", 0);
+    add_cu(&b, "C1", "{\"customer_id\":\"C1\"}", -1, 0);
+    add_cu(&b, "C2", "{\"customer_id\":\"C2\"}", -1, 0);
+    add_sa(&b, "INV-1", "C2", 100, 0);
+    b.sales[0].event_id[1] = '2'; /* INV-1 is for E2 */
+    ingest_ok(f, &b);
+    json_t *a = feed(f, SD_KIND_SALE, 0);
+    int64_t sale_seq = seq_at(a, 0);
+    json_decref(a);
+
+    assert_int_equal(sd_store_write_begin(f->h), 0);
+    assert_int_equal(sd_store_delete_record(f->h, f->t, SD_ENV_TEST, SD_KIND_EVENT, "E2", NULL,
+                                            SD_TOMBSTONE_MERGED, "E1", NULL),
+                     1);
+    assert_int_equal(sd_store_delete_record(f->h, f->t, SD_ENV_TEST, SD_KIND_CUSTOMER, "C2",
+                                            "webhook", SD_TOMBSTONE_MERGED, "C1", NULL),
+                     1);
+    assert_int_equal(sd_store_write_commit(f->h), 0);
+
+    a = feed(f, SD_KIND_EVENT, 0);
+    assert_int_equal(json_array_size(a), 2);
+    assert_string_equal(str_at(a, 1, "id"), "E2");
+    assert_string_equal(str_at(a, 1, "reason"), "merged");
+    assert_string_equal(str_at(a, 1, "merged_into"), "E1");
+    json_decref(a);
+    a = feed(f, SD_KIND_CUSTOMER, 0);
+    assert_int_equal(json_array_size(a), 2);
+    assert_string_equal(str_at(a, 1, "id"), "C2");
+    assert_string_equal(str_at(a, 1, "merged_into"), "C1");
+    json_decref(a);
+    /* E2 is now an alias of E1 (reads and new sales resolve it); INV-1 names C1, a change. */
+    json_t *e = event(f, "E2");
+    assert_string_equal(json_string_value(json_object_get(e, "event_id")), "E1");
+    json_decref(e);
+    a = feed(f, SD_KIND_SALE, sale_seq);
+    assert_int_equal(json_array_size(a), 1);
+    assert_string_equal(str_at(a, 0, "customer_id"), "C1");
+    json_decref(a);
+    add_sa(&b, "INV-2", "C1", 100, 0);
+    b.sales[0].event_id[1] = '2';
+    ingest_ok(f, &b); /* E2 resolves: no reference error */
+
+    char path[160];
+    snprintf(path, sizeof(path), "%s/stagedoor.db", f->st.dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT DISTINCT event_ref FROM sales", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "E1");
+    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
 }
 
 /* A rolled-back deletion leaves neither the deletion nor its tombstone, and its number is
@@ -520,6 +584,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_erased_customer_feed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_merge_moves_references, setup, teardown),
         cmocka_unit_test_setup_teardown(test_delete_rolled_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_merge_keeps_and_null_clears, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stale_remote_version_skipped, setup, teardown),

@@ -156,6 +156,18 @@ const char *const sd_sqlite_sql[N_STMT] = {
     [ST_CUSTOMER_DELETE] = "DELETE FROM customers WHERE tenant_id = ?1 AND env = ?2 AND seq = ?3",
     [ST_SALE_DELETE] = "DELETE FROM sales WHERE tenant_id = ?1 AND env = ?2"
                        " AND invoice_number = ?3",
+    /* An event merged into another: its aliases and its sales follow it (a sale's document
+     * keeps the event id it was sent with, which now resolves through the alias). */
+    [ST_ALIASES_REPOINT] = "UPDATE event_aliases SET event_id = ?4 WHERE tenant_id = ?1"
+                           " AND env = ?2 AND event_id = ?3",
+    [ST_SALES_REPOINT_EVENT] = "UPDATE sales SET event_ref = ?4 WHERE tenant_id = ?1 AND env = ?2"
+                               " AND event_ref = ?3",
+    /* A customer merged into another of its source: its sales name the survivor. */
+    [ST_SALES_OF_CUSTOMER] = "SELECT invoice_number FROM sales WHERE tenant_id = ?1 AND env = ?2"
+                             " AND source = ?4 AND customer_id = ?3",
+    [ST_SALE_RECUSTOMER] = "UPDATE sales SET customer_id = ?4,"
+                           " doc = json_set(doc, '$.customer_id', ?4), seq = ?5, updated_usec = ?6"
+                           " WHERE tenant_id = ?1 AND env = ?2 AND invoice_number = ?3",
 
     [ST_CONNECTOR_INSERT] = "INSERT INTO connectors (id, tenant_id, env, type, schedule, settings,"
                             " mapping, created_usec, updated_usec)"

@@ -848,6 +848,103 @@ static int customer_find(struct conn *c, int64_t tenant_id, enum sd_env env, con
     return found;
 }
 
+/* Bind (tenant, env, a, b) to ?1..?4 and step; rows changed or -EIO. */
+static int run_pair(struct conn *c, enum stmt_id id, int64_t tenant_id, enum sd_env env,
+                    const char *a, const char *b, const char *op)
+{
+    sqlite3_stmt *st = sd_sqlite_stmt(c, id);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, a) |
+         sqlite3_bind_text(st, 4, b, -1, SQLITE_STATIC)) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    int r = sd_sqlite_step_done(c, st, op);
+    if (r < 0) {
+        return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, op) : r;
+    }
+    return sqlite3_changes(c->db);
+}
+
+/* Event `id` (its row deleted a moment ago) merged into `into`: id and its aliases become
+ * aliases of into's event, its sales count for that event. If into names no event, the
+ * aliases go as for a plain delete. */
+static int merge_event(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
+                       const char *into)
+{
+    struct conn *c = s->writer;
+    struct sd_buf ref = {0};
+    int r = sd_sqlite_lookup_text(c, ST_EVENT_RESOLVE, tenant_id, env, into, &ref);
+    if (r == 0) {
+        r = delete_scoped(c, ST_ALIASES_DELETE, tenant_id, env, id, "aliases delete");
+    } else if (r == 1) {
+        r = run_pair(c, ST_ALIASES_REPOINT, tenant_id, env, id, ref.data, "aliases merge");
+        if (r >= 0) {
+            r = alias_insert(s, tenant_id, env, id, ref.data);
+        }
+        if (r >= 0) {
+            r = run_pair(c, ST_SALES_REPOINT_EVENT, tenant_id, env, id, ref.data, "sales merge");
+        }
+    }
+    sd_buf_release(&ref);
+    return r < 0 ? r : 0;
+}
+
+/* Customer (source, id) merged into (source, into): each of its sales names into, with a new
+ * seq (its document changed). Nothing moves if into is not a customer of that source. */
+static int merge_customer_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                                const char *id, const char *source, const char *into,
+                                int64_t now)
+{
+    struct conn *c = s->writer;
+    int r = customer_exists(s, tenant_id, env, source, into);
+    if (r <= 0) {
+        return r;
+    }
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALES_OF_CUSTOMER);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, id) |
+         sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC)) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    /* Collect first: updating a row moves it (seq is the rowid) under the running scan. */
+    char **inv = NULL;
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        inv = sd_realloc(inv, (n + 1) * sizeof(*inv));
+        inv[n++] = sd_sqlite_column_strdup(st, 0);
+    }
+    sqlite3_reset(st);
+    r = rc == SQLITE_DONE ? 0 : sd_sqlite_fail(c, rc, "sales of customer");
+    st = r == 0 ? sd_sqlite_stmt(c, ST_SALE_RECUSTOMER) : NULL;
+    if (r == 0 && !st) {
+        r = -EIO;
+    }
+    for (size_t i = 0; i < n && r == 0; i++) {
+        int64_t seq = s->seq + 1;
+        if ((sd_sqlite_bind_scope(st, tenant_id, env, inv[i]) |
+             sqlite3_bind_text(st, 4, into, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 5, seq) |
+             sqlite3_bind_int64(st, 6, now)) != SQLITE_OK) {
+            r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+            break;
+        }
+        r = sd_sqlite_step_done(c, st, "sale merge");
+        r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale merge") : r;
+        if (r == 0) {
+            s->seq = seq;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(inv[i]);
+    }
+    free(inv);
+    return r;
+}
+
 int sd_sqlite_delete_record(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                             enum sd_kind kind, const char *id, const char *source,
                             enum sd_tombstone_reason reason, const char *merged_into,
@@ -865,8 +962,10 @@ int sd_sqlite_delete_record(struct sd_store *s, int64_t tenant_id, enum sd_env e
     case SD_KIND_EVENT:
         r = delete_scoped(c, ST_EVENT_DELETE, tenant_id, env, id, "event delete");
         if (r > 0) {
-            int a = delete_scoped(c, ST_ALIASES_DELETE, tenant_id, env, id, "aliases delete");
-            r = a < 0 ? a : 1;
+            r = reason == SD_TOMBSTONE_MERGED ? merge_event(s, tenant_id, env, id, merged_into)
+                                              : delete_scoped(c, ST_ALIASES_DELETE, tenant_id,
+                                                              env, id, "aliases delete");
+            r = r < 0 ? r : 1;
         }
         break;
     case SD_KIND_CUSTOMER: {
@@ -885,6 +984,9 @@ int sd_sqlite_delete_record(struct sd_store *s, int64_t tenant_id, enum sd_env e
             }
             if (r == 0 && profile_id > 0) {
                 r = sd_sqlite_profile_member_gone(s, tenant_id, env, profile_id, now);
+            }
+            if (r == 0 && reason == SD_TOMBSTONE_MERGED) {
+                r = merge_customer_sales(s, tenant_id, env, id, src, merged_into, now);
             }
             r = r < 0 ? r : 1;
         }
