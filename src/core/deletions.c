@@ -18,25 +18,33 @@ struct delete_job {
     struct sd_deletion_outcome out;
 };
 
-static int delete_run(struct sd_store_handle *st, struct sd_write_job *wj)
+int sd_delete_records_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
+                                const struct sd_deletion *v, size_t n, const char *origin,
+                                struct sd_deletion_outcome *ret)
 {
-    struct delete_job *j = wj->arg;
-    j->out = (struct sd_deletion_outcome){0};
-    for (size_t i = 0; i < j->n; i++) {
-        const struct sd_deletion *d = &j->v[i];
-        int r = sd_store_delete_record(st, j->tenant_id, j->env, d->kind, d->id, d->source,
-                                       d->reason, d->merged_into, j->origin);
+    struct sd_deletion_outcome out = {0};
+    for (size_t i = 0; i < n; i++) {
+        const struct sd_deletion *d = &v[i];
+        int r = sd_store_delete_record(st, tenant_id, env, d->kind, d->id, d->source, d->reason,
+                                       d->merged_into, origin);
         if (r == 1) {
-            j->out.n_deleted++;
+            out.n_deleted++;
         } else if (r == 0) {
-            j->out.n_missing++;
+            out.n_missing++;
         } else if (r == -ENOTUNIQ) {
-            j->out.n_ambiguous++;
+            out.n_ambiguous++;
         } else {
             return r;
         }
     }
+    *ret = out;
     return 0;
+}
+
+static int delete_run(struct sd_store_handle *st, struct sd_write_job *wj)
+{
+    struct delete_job *j = wj->arg;
+    return sd_delete_records_in_writer(st, j->tenant_id, j->env, j->v, j->n, j->origin, &j->out);
 }
 
 int sd_hub_delete_records(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,

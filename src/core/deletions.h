@@ -35,4 +35,11 @@ int sd_hub_delete_records(struct sd_hub *hub, int64_t tenant_id, enum sd_env env
                           const struct sd_deletion *v, size_t n, const char *origin,
                           struct sd_deletion_outcome *ret);
 
+/* For code already running on the writer thread (a connector's write job storing a vendor's
+ * deletions with its records and cursor): the same, in the current transaction, no commit.
+ * Returns 0 and *ret, or -EIO / -ENOSPC (the caller's job fails; its savepoint is undone). */
+int sd_delete_records_in_writer(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
+                                const struct sd_deletion *v, size_t n, const char *origin,
+                                struct sd_deletion_outcome *ret);
+
 #endif
