@@ -995,7 +995,7 @@ class HttpTests(IngestBase):
     def test_405_with_allow(self):
         cases = [("GET", "/v1/acme/ingest", "POST"), ("PUT", "/v1/acme/ingest", "POST"),
                  ("DELETE", "/v1/acme/ingest", "POST"), ("POST", "/v1/acme/events", "GET"),
-                 ("DELETE", "/v1/acme/events/x", "GET"), ("PATCH", "/v1/acme/sales/x", "PUT"),
+                 ("PUT", "/v1/acme/events/x", "GET"), ("PATCH", "/v1/acme/sales/x", "PUT"),
                  ("POST", "/v1/acme/sales/x", "GET"), ("POST", "/healthz", "GET")]
         for method, path, want in cases:
             with self.subTest(method=method, path=path):
