@@ -8,13 +8,14 @@
 #include "sqlite_internal.h"
 
 /* A stored record's content is kept when the update is stale (an older remote version) or
- * changes nothing. */
+ * changes nothing. A record re-sent exactly as stored (a batch transport re-reading a feed) is
+ * recognised by its text first, which spares the merge (OR stops at the first true). */
 #define EV_STALE "(?9 <> 0 AND remote_version > ?9)"
 #define EV_MERGED "json_set(json_patch(doc, ?6), '$.event_id', ?3)"
-#define EV_KEEP "(" EV_STALE " OR (doc IS " EV_MERGED " AND dup_key IS ?5))"
+#define EV_KEEP "(" EV_STALE " OR ((doc IS ?6 OR doc IS " EV_MERGED ") AND dup_key IS ?5))"
 #define CU_STALE "(?11 <> 0 AND customers.remote_version > ?11)"
 #define CU_KEEP                                                                                    \
-    "(" CU_STALE " OR (customers.doc IS json_patch(customers.doc, ?7)"                              \
+    "(" CU_STALE " OR ((customers.doc IS ?7 OR customers.doc IS json_patch(customers.doc, ?7))"    \
     " AND customers.email_key IS excluded.email_key"                                               \
     " AND customers.ad_opt_out IS coalesce(excluded.ad_opt_out, customers.ad_opt_out)))"
 /* A document without its null members (only parsed when it may have one). */
