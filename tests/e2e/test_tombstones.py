@@ -10,10 +10,11 @@ two sources is two records: GET without ?source= is 409 listing both, with it 20
 record's source; a customer re-sent with only ad_opt_out keeps her name and address, and null
 clears one field."""
 
-import os
+import json
 import unittest
 
 import harness
+from fake_sources import FakeSources
 from harness import customer, event, sale, uid
 from test_rest_pull import Admin
 
@@ -147,6 +148,28 @@ class Tombstones(unittest.TestCase):
         self.ok(a.ingest({"events": [dict(ev, composer=None)]}), 202)
         self.assertEqual(self.ok(a.get("events", ev["event_id"])),
                          harness.without(ev, "composer"))
+
+    def test_update_merges_through_a_feed(self):
+        # The same rule for a batch transport: a feed that later carries fewer fields of a
+        # customer keeps the stored ones (the store merges, whatever the transport).
+        server, a, _ = self.hub("F")
+        fs = FakeSources().start()
+        self.addCleanup(fs.stop)
+        jane = customer(uid("FCU"), first_name="Jane", last_name="Doe", street="Main St 1")
+        path = "/%s/feed.json" % uid("feed")
+        fs.add_feed(path, json.dumps({"customers": [jane]}), "application/json")
+        admin = Admin(server, CID)
+        cid = admin.add("feed", {"url": fs.address(path), "timeout_seconds": 2,
+                                 "retry_initial_ms": 50, "max_attempts": 3})
+        self.assertEqual(admin.run(cid, fs=fs)["state"], "ok")
+        opt = {"customer_id": jane["customer_id"], "email": jane["email"], "ad_opt_out": True,
+               "street": None}
+        fs.add_feed(path, json.dumps({"customers": [opt]}), "application/json")
+        st = admin.run(cid, fs=fs)
+        self.assertEqual(st["state"], "ok", st)
+        got = self.ok(a.get("customers", jane["customer_id"]))
+        self.assertEqual(got, dict(harness.without(jane, "street"), ad_opt_out=True,
+                                   source="feed"))
 
 
 if __name__ == "__main__":
