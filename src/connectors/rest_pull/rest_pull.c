@@ -156,14 +156,15 @@ static bool is_tombstone(const json_t *rec, enum sd_tombstone_reason *ret_reason
                                      ret_reason) == 0;
 }
 
-/* Apply the page's tombstones (their records are this connector's: its source label) and
- * return the page's other entries (new reference), or NULL after sd_connector_fail. */
-static json_t *apply_tombstones(struct sd_connector_ctx *ctx, enum sd_kind kind,
-                                const json_t *records, const char *what)
+/* The page's tombstones as deletions of this connector's records (its source label), in *dels
+ * (heap, *ret_n of them), and the page's other entries (new reference), to map as usual. Their
+ * pointers in messages count the page's records without its tombstones. */
+static json_t *split_tombstones(struct sd_connector_ctx *ctx, enum sd_kind kind,
+                                const json_t *records, struct sd_deletion **dels, size_t *ret_n)
 {
     size_t n = json_array_size(records), nd = 0;
-    struct sd_deletion *dels = NULL;
     json_t *live = json_array();
+    *dels = NULL;
     for (size_t i = 0; i < n; i++) {
         const json_t *rec = json_array_get(records, i);
         enum sd_tombstone_reason reason;
@@ -171,11 +172,11 @@ static json_t *apply_tombstones(struct sd_connector_ctx *ctx, enum sd_kind kind,
             json_array_append(live, (json_t *)rec);
             continue;
         }
-        if (!dels) {
-            dels = sd_calloc(n, sizeof(*dels));
+        if (!*dels) {
+            *dels = sd_calloc(n, sizeof(**dels));
         }
         const char *into = json_string_value(json_object_get(rec, "merged_into"));
-        dels[nd++] = (struct sd_deletion){
+        (*dels)[nd++] = (struct sd_deletion){
             .kind = kind,
             .id = json_string_value(json_object_get(rec, "id")),
             .source = kind == SD_KIND_CUSTOMER ? ctx->source : NULL,
@@ -183,15 +184,7 @@ static json_t *apply_tombstones(struct sd_connector_ctx *ctx, enum sd_kind kind,
             .merged_into = reason == SD_TOMBSTONE_MERGED ? into : NULL,
         };
     }
-    struct sd_deletion_outcome out = {0};
-    int r = nd ? sd_hub_delete_records(ctx->hub, ctx->tenant_id, ctx->env, dels, nd, ctx->id, &out)
-               : 0;
-    free(dels);
-    if (r < 0) {
-        sd_connector_fail(ctx, r, "applying the deletions of a %s failed", what);
-        json_decref(live);
-        return NULL;
-    }
+    *ret_n = nd;
     return live;
 }
 
@@ -226,6 +219,7 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
         int attempts = 0;
         r = sd_http_fetch_retry(&rq, &pol, &resp, &attempts);
         json_t *doc = NULL, *body = NULL, *next_cursor = NULL;
+        struct sd_deletion *dels = NULL;
         struct sd_issues errors;
         sd_issues_init(&errors, SD_MAX_ISSUES);
         bool done = false;
@@ -291,13 +285,8 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
             json_object_set_new(next_cursor, name, json_string(nt));
         }
         free(nt);
-        char what[96];
-        sd_utf8_snprintf(what, sizeof(what), "%s page after cursor '%s'", name, cur ? cur : "");
-        json_t *live = apply_tombstones(ctx, kind, records, what);
-        if (!live) {
-            r = -EIO;
-            goto next;
-        }
+        size_t n_dels = 0;
+        json_t *live = split_tombstones(ctx, kind, records, &dels, &n_dels);
         body = json_object();
         char prefix[32];
         sd_utf8_snprintf(prefix, sizeof(prefix), "/%s", name);
@@ -316,6 +305,18 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
             goto next;
         }
         ctx->records_rejected += bad;
+        if (n_dels > 0) {
+            /* Committed before the records and cursor: a crash in between re-reads the page,
+             * whose deletions then find nothing left to delete. */
+            struct sd_deletion_outcome gone = {0};
+            r = sd_hub_delete_records(ctx->hub, ctx->tenant_id, ctx->env, dels, n_dels, ctx->id,
+                                      &gone);
+            if (r < 0) {
+                sd_connector_fail(ctx, r, "%s page after cursor '%s': storing its deletions failed",
+                                  name, cur ? cur : "");
+                goto next;
+            }
+        }
         struct sd_ingest_outcome out;
         sd_ingest_outcome_init(&out);
         r = sd_connector_commit(ctx, body, next_cursor, skip, &out);
@@ -343,6 +344,7 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
         sd_ingest_outcome_release(&out);
         atomic_fetch_add(ctx->progress, n);
     next:
+        free(dels);
         sd_issues_release(&errors);
         json_decref(doc);
         json_decref(body);
