@@ -173,7 +173,16 @@ struct sd_store_ops {
      * reference checks; duplicate invoice → 409; with b->upsert_sales a stored sale with an
      * identical document is left as it is and counted in n_unchanged, one with other content is
      * replaced). On status != 202 the caller rolls back the savepoint. Returns 0 (see res->status)
-     * or -EIO. */
+     * or -EIO.
+     * An event or customer update MERGES into the stored document as an RFC 7396 merge patch:
+     * members the record leaves out keep their stored values, a member whose value is null is
+     * removed (objects merge member by member, any other value replaces); a new record is
+     * stored without its null members. The store does not otherwise interpret the document
+     * (SQLite: json_patch; PostgreSQL: a merge-patch function over jsonb — || merges one level
+     * and keeps nulls, so it recurses into objects and deletes the keys the patch nulls).
+     * "Unchanged" compares the merged result.
+     * Every row written keeps b->origin. A record whose remote_version is not 0 and below the
+     * stored one (the highest seen) is left as it is: counted in n_unchanged and n_stale. */
     int (*apply_ingest)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                         const struct sd_batch *b, struct sd_apply_result *res);
     /* Replace an existing sale (same invoice_number); res->status 200, 404 (no such sale) or

@@ -63,8 +63,8 @@ const char *const sd_sqlite_sql[N_STMT] = {
 
     /* An update merges (RFC 7396 merge patch, json_patch): a member the record leaves out keeps
      * its stored value, a member sent as null is removed; json_set: an update sent under an
-     * alias id keeps the event's own id in the document. A PostgreSQL backend meets the same
-     * obligation with jsonb ||, removing the members the patch sets to null.
+     * alias id keeps the event's own id in the document (store.h states the merge every
+     * backend makes).
      * Content unchanged → seq, updated_usec and origin stay, so a change cursor never returns
      * an event that was merely re-sent (batch connectors re-read whole feeds). RETURNING seq: a
      * seq other than ?4 means the event was left as it was (counted, n_unchanged); the customer
