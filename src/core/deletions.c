@@ -57,8 +57,7 @@ int sd_hub_delete_records(struct sd_hub *hub, int64_t tenant_id, enum sd_env env
             return -EINVAL;
         }
     }
-    struct delete_job j = {
-        .tenant_id = tenant_id, .env = env, .v = v, .n = n, .origin = origin};
+    struct delete_job j = {.tenant_id = tenant_id, .env = env, .v = v, .n = n, .origin = origin};
     if (n == 0) {
         *ret = j.out;
         return 0;

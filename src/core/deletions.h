@@ -23,8 +23,8 @@ struct sd_deletion {
 
 /* What became of each deletion of one call. */
 struct sd_deletion_outcome {
-    size_t n_deleted;  /* records removed (each left a tombstone) */
-    size_t n_missing;  /* no such record: nothing to do (deleting twice is harmless) */
+    size_t n_deleted;   /* records removed (each left a tombstone) */
+    size_t n_missing;   /* no such record: nothing to do (deleting twice is harmless) */
     size_t n_ambiguous; /* a customer id held by several sources, none named: left as it is */
 };
 

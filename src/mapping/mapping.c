@@ -948,7 +948,8 @@ static json_t *apply_cells(const struct sd_mapping *m, enum sd_kind kind, struct
             /* In an event or customer, a JSON null (not an empty cell) says "clear this field"
              * (the store merges their updates: absent keeps the stored value); it stands only
              * if no member gives a value. Sales are replaced whole: null is absent there. */
-            null_seen[t] = null_seen[t] || (kind != SD_KIND_SALE && c->json && json_is_null(c->json));
+            null_seen[t] =
+                null_seen[t] || (kind != SD_KIND_SALE && c->json && json_is_null(c->json));
             continue;
         }
         c->target = t;

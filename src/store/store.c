@@ -239,8 +239,8 @@ int sd_store_delete_record(struct sd_store_handle *h, int64_t tenant_id, enum sd
 }
 
 int sd_store_get_customer(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
-                          const char *id, const char *source, char **ret_doc,
-                          char ***ret_sources, size_t *ret_n)
+                          const char *id, const char *source, char **ret_doc, char ***ret_sources,
+                          size_t *ret_n)
 {
     return CALL(get_customer, tenant_id, env, id, source, ret_doc, ret_sources, ret_n);
 }

@@ -199,10 +199,9 @@ struct sd_store_ops {
      * it, and a merged customer's sales (same source) name it, each with a new seq. origin as
      * sd_batch.origin. Returns 1 deleted, 0 no such record (nothing written: deleting twice
      * is harmless), -ENOTUNIQ, -EINVAL, -EIO. */
-    int (*delete_record)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                         enum sd_kind kind, const char *id, const char *source,
-                         enum sd_tombstone_reason reason, const char *merged_into,
-                         const char *origin);
+    int (*delete_record)(struct sd_store *s, int64_t tenant_id, enum sd_env env, enum sd_kind kind,
+                         const char *id, const char *source, enum sd_tombstone_reason reason,
+                         const char *merged_into, const char *origin);
     /* Keeps the first entry: -EEXIST if the key is already stored (committed or earlier in
      * this transaction) and less than 24 h old; an older entry is replaced. */
     int (*idem_put)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
@@ -311,7 +310,7 @@ int sd_store_delete_record(struct sd_store_handle *h, int64_t tenant_id, enum sd
                            enum sd_tombstone_reason reason, const char *merged_into,
                            const char *origin);
 int sd_store_get_customer(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
-                          const char *id, const char *source, char **ret_doc,
-                          char ***ret_sources, size_t *ret_n);
+                          const char *id, const char *source, char **ret_doc, char ***ret_sources,
+                          size_t *ret_n);
 
 #endif

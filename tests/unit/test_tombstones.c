@@ -68,17 +68,17 @@ static void add_ev(struct sd_batch *b, const char *id, const char *doc, int64_t 
 static void add_cu(struct sd_batch *b, const char *id, const char *doc, int opt_out, int64_t rv)
 {
     b->customers = sd_realloc(b->customers, (b->n_customers + 1) * sizeof(*b->customers));
-    b->customers[b->n_customers] = (struct sd_customer_rec){.index = b->n_customers,
-                                                            .customer_id = sd_strdup(id),
-                                                            .email_key = sd_asprintf("%s@x.org", id),
-                                                            .ad_opt_out = opt_out,
-                                                            .doc = sd_strdup(doc),
-                                                            .remote_version = rv};
+    b->customers[b->n_customers] =
+        (struct sd_customer_rec){.index = b->n_customers,
+                                 .customer_id = sd_strdup(id),
+                                 .email_key = sd_asprintf("%s@x.org", id),
+                                 .ad_opt_out = opt_out,
+                                 .doc = sd_strdup(doc),
+                                 .remote_version = rv};
     b->n_customers++;
 }
 
-static void add_sa(struct sd_batch *b, const char *inv, const char *cust, int64_t price,
-                   int64_t rv)
+static void add_sa(struct sd_batch *b, const char *inv, const char *cust, int64_t price, int64_t rv)
 {
     b->sales = sd_realloc(b->sales, (b->n_sales + 1) * sizeof(*b->sales));
     struct sd_sale_rec s = {
@@ -120,8 +120,8 @@ static int del(struct fx *f, enum sd_kind kind, const char *id, const char *sour
                enum sd_tombstone_reason reason)
 {
     assert_int_equal(sd_store_write_begin(f->h), 0);
-    int r = sd_store_delete_record(f->h, f->t, SD_ENV_TEST, kind, id, source, reason, NULL,
-                                   "con_test");
+    int r =
+        sd_store_delete_record(f->h, f->t, SD_ENV_TEST, kind, id, source, reason, NULL, "con_test");
     assert_int_equal(sd_store_write_commit(f->h), 0);
     return r;
 }
@@ -392,8 +392,8 @@ static void test_merge_keeps_and_null_clears(void **state)
     add_ev(&b, "E1", "{\"event_id\":\"E1\",\"title\":\"Aida\",\"composer\":\"Verdi\",\"x\":null}",
            0);
     add_cu(&b, "C1",
-           "{\"customer_id\":\"C1\",\"first_name\":\"Ann\",\"street\":\"Main 1\",\"note\":null}", -1,
-           0);
+           "{\"customer_id\":\"C1\",\"first_name\":\"Ann\",\"street\":\"Main 1\",\"note\":null}",
+           -1, 0);
     ingest_ok(f, &b);
     json_t *e = event(f, "E1"), *c = customer(f, "C1", NULL);
     assert_null(json_object_get(e, "x")); /* a new record's nulls are not stored */
@@ -575,8 +575,8 @@ static void test_customer_sources(void **state)
     assert_string_equal(json_string_value(json_object_get(c, "first_name")), "Crm");
     assert_string_equal(json_string_value(json_object_get(c, "source")), "crm");
     json_decref(c);
-    assert_int_equal(sd_store_get_customer(f->h, f->t, SD_ENV_TEST, "C1", "pos", &doc, &sources, &n),
-                     -ENOENT);
+    assert_int_equal(
+        sd_store_get_customer(f->h, f->t, SD_ENV_TEST, "C1", "pos", &doc, &sources, &n), -ENOENT);
 }
 
 int main(void)

@@ -186,8 +186,7 @@ int sd_sqlite_count_records(struct sd_store *s, enum sd_kind kind, int64_t tenan
 }
 
 int sd_sqlite_get_customer(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
-                           const char *source, char **ret_doc, char ***ret_sources,
-                           size_t *ret_n)
+                           const char *source, char **ret_doc, char ***ret_sources, size_t *ret_n)
 {
     if (!id || !sd_sqlite_env_ok(env)) {
         return -EINVAL;

@@ -18,13 +18,14 @@
     "(" CU_STALE " OR ((customers.doc IS ?7 OR customers.doc IS json_patch(customers.doc, ?7))"    \
     " AND customers.email_key IS excluded.email_key"                                               \
     " AND customers.ad_opt_out IS coalesce(excluded.ad_opt_out, customers.ad_opt_out)))"
-/* A document without its null members (only parsed when it may have one). */
-#define NO_NULLS(p) "CASE WHEN instr(" p ", 'null') THEN json_patch('{}', " p ") ELSE " p " END"
-/* The tombstones of one kind after cursor ?3, as feed entries. */
-#define TOMBSTONES(kind)                                                                           \
+/* A new document without its null members (only parsed when it may have one). */
+#define EV_DOC_NEW "CASE WHEN instr(?6, 'null') THEN json_patch('{}', ?6) ELSE ?6 END"
+#define CU_DOC_NEW "CASE WHEN instr(?7, 'null') THEN json_patch('{}', ?7) ELSE ?7 END"
+/* The tombstones after cursor ?3 as feed entries; the kind's number follows. */
+#define TOMBSTONES                                                                                 \
     "SELECT seq, json_patch(json_object('deleted', json('true'), 'id', record_id,"                 \
     " 'reason', reason), json_object('source', source, 'merged_into', merged_into))"               \
-    " FROM tombstones WHERE tenant_id = ?1 AND env = ?2 AND kind = " kind " AND seq > ?3"
+    " FROM tombstones WHERE tenant_id = ?1 AND env = ?2 AND seq > ?3 AND kind = "
 
 const char *const sd_sqlite_sql[N_STMT] = {
     [ST_BEGIN] = "BEGIN",
@@ -84,7 +85,7 @@ const char *const sd_sqlite_sql[N_STMT] = {
     /* A new record's explicit nulls are dropped too (json_patch onto {}), as an update's are. */
     [ST_EVENT_INSERT] = "INSERT INTO events (tenant_id, env, event_id, seq, dup_key, doc,"
                         " updated_usec, origin, remote_version) VALUES (?1, ?2, ?3, ?4, ?5,"
-                        " " NO_NULLS("?6") ", ?7, ?8, ?9)",
+                        " " EV_DOC_NEW ", ?7, ?8, ?9)",
     [ST_EVENT_BY_DUP] = "SELECT event_id FROM events WHERE tenant_id = ?1 AND env = ?2"
                         " AND dup_key = ?3 LIMIT 1",
     [ST_ALIAS_GET] = "SELECT event_id FROM event_aliases WHERE tenant_id = ?1 AND env = ?2"
@@ -100,7 +101,7 @@ const char *const sd_sqlite_sql[N_STMT] = {
     [ST_CUSTOMER_UPSERT] =
         "INSERT INTO customers (tenant_id, env, customer_id, seq, email_key, ad_opt_out, doc,"
         " updated_usec, source, origin, remote_version)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, " NO_NULLS("?7") ", ?8, ?9, ?10, ?11)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, " CU_DOC_NEW ", ?8, ?9, ?10, ?11)"
         " ON CONFLICT (tenant_id, env, source, customer_id) DO UPDATE SET"
         " seq = CASE WHEN " CU_KEEP " THEN customers.seq ELSE excluded.seq END,"
         " updated_usec = CASE WHEN " CU_KEEP " THEN customers.updated_usec"
@@ -198,19 +199,20 @@ const char *const sd_sqlite_sql[N_STMT] = {
      * is read in seq order from its index, so the merge stops after LIMIT rows). A customer's
      * document shows its source. */
     [ST_LIST_EVENTS] = "SELECT seq, doc FROM events WHERE tenant_id = ?1 AND env = ?2"
-                       " AND seq > ?3 UNION ALL " TOMBSTONES("0") " ORDER BY seq LIMIT ?4",
+                       " AND seq > ?3 UNION ALL " TOMBSTONES "0 ORDER BY seq LIMIT ?4",
     [ST_LIST_CUSTOMERS] = "SELECT seq, json_set(doc, '$.source', source) FROM customers"
                           " WHERE tenant_id = ?1 AND env = ?2 AND seq > ?3"
-                          " UNION ALL " TOMBSTONES("1") " ORDER BY seq LIMIT ?4",
+                          " UNION ALL " TOMBSTONES "1 ORDER BY seq LIMIT ?4",
     [ST_LIST_SALES] = "SELECT seq, doc FROM sales WHERE tenant_id = ?1 AND env = ?2"
-                      " AND seq > ?3 UNION ALL " TOMBSTONES("2") " ORDER BY seq LIMIT ?4",
+                      " AND seq > ?3 UNION ALL " TOMBSTONES "2 ORDER BY seq LIMIT ?4",
     [ST_GET_EVENT] = "SELECT doc FROM events WHERE tenant_id = ?1 AND env = ?2 AND event_id = ?3"
                      " UNION ALL SELECT e.doc FROM event_aliases a JOIN events e"
                      " ON e.tenant_id = a.tenant_id AND e.env = a.env AND e.event_id = a.event_id"
                      " WHERE a.tenant_id = ?1 AND a.env = ?2 AND a.alias_id = ?3 LIMIT 1",
     /* One id may exist in several sources: the webhook's record first, then the oldest. */
-    [ST_GET_CUSTOMER] = "SELECT json_set(doc, '$.source', source) FROM customers WHERE tenant_id = ?1 AND env = ?2"
-                        " AND customer_id = ?3 ORDER BY source <> 'webhook', seq LIMIT 1",
+    [ST_GET_CUSTOMER] =
+        "SELECT json_set(doc, '$.source', source) FROM customers WHERE tenant_id = ?1 AND env = ?2"
+        " AND customer_id = ?3 ORDER BY source <> 'webhook', seq LIMIT 1",
     [ST_GET_SALE] = "SELECT doc FROM sales WHERE tenant_id = ?1 AND env = ?2"
                     " AND invoice_number = ?3",
     [ST_COUNT_EVENTS] = "SELECT count(*) FROM events WHERE tenant_id = ?1 AND env = ?2",

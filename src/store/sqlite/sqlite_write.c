@@ -524,9 +524,8 @@ static void push_duplicate(struct sd_apply_result *res, const char *invoice, siz
 
 /* A batch transport re-sent a stored sale: identical → unchanged, else replace it (new seq). */
 static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                                const struct sd_sale_rec *sale, const char *event_ref,
-                                int64_t now, const char *source, const char *origin,
-                                struct sd_apply_result *res)
+                                const struct sd_sale_rec *sale, const char *event_ref, int64_t now,
+                                const char *source, const char *origin, struct sd_apply_result *res)
 {
     struct conn *c = s->writer;
     struct sd_buf doc = {0};
@@ -894,8 +893,7 @@ static int merge_event(struct sd_store *s, int64_t tenant_id, enum sd_env env, c
 /* Customer (source, id) merged into (source, into): each of its sales names into, with a new
  * seq (its document changed). Nothing moves if into is not a customer of that source. */
 static int merge_customer_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                                const char *id, const char *source, const char *into,
-                                int64_t now)
+                                const char *id, const char *source, const char *into, int64_t now)
 {
     struct conn *c = s->writer;
     int r = customer_exists(s, tenant_id, env, source, into);
@@ -962,9 +960,9 @@ int sd_sqlite_delete_record(struct sd_store *s, int64_t tenant_id, enum sd_env e
     case SD_KIND_EVENT:
         r = delete_scoped(c, ST_EVENT_DELETE, tenant_id, env, id, "event delete");
         if (r > 0) {
-            r = reason == SD_TOMBSTONE_MERGED ? merge_event(s, tenant_id, env, id, merged_into)
-                                              : delete_scoped(c, ST_ALIASES_DELETE, tenant_id,
-                                                              env, id, "aliases delete");
+            r = reason == SD_TOMBSTONE_MERGED
+                    ? merge_event(s, tenant_id, env, id, merged_into)
+                    : delete_scoped(c, ST_ALIASES_DELETE, tenant_id, env, id, "aliases delete");
             r = r < 0 ? r : 1;
         }
         break;
@@ -995,8 +993,7 @@ int sd_sqlite_delete_record(struct sd_store *s, int64_t tenant_id, enum sd_env e
     case SD_KIND_SALE:
         r = delete_scoped(c, ST_SALE_DELETE, tenant_id, env, id, "sale delete");
         break;
-    default:
-        return -EINVAL;
+    default: return -EINVAL;
     }
     if (r > 0) {
         r = sd_sqlite_tombstone_put(s, tenant_id, env, kind, id, src, reason, merged_into, origin,
