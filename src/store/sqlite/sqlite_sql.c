@@ -120,18 +120,19 @@ const char *const sd_sqlite_sql[N_STMT] = {
         "INSERT INTO sales (tenant_id, env, invoice_number, seq, event_id, event_ref,"
         " customer_id, purchase_datetime, sales_price_minor, currency, doc, updated_usec, source,"
         " origin, remote_version)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?27, ?28)"
         " ON CONFLICT (tenant_id, env, invoice_number) DO NOTHING",
     [ST_SALE_EXISTS] = "SELECT 1 FROM sales WHERE tenant_id = ?1 AND env = ?2"
                        " AND invoice_number = ?3",
-    /* A sale is replaced whole, unless its remote version (?15) is older than the stored one:
-     * then no row changes. */
+    /* A sale is replaced whole, unless its remote version (?28) is older than the stored one:
+     * then no row changes. ?27 origin, ?28 remote version: numbered after the lifecycle's
+     * columns so both sets of columns share one numbering. */
     [ST_SALE_UPDATE] = "UPDATE sales SET seq = ?4, event_id = ?5, event_ref = ?6,"
                        " customer_id = ?7, purchase_datetime = ?8, sales_price_minor = ?9,"
                        " currency = ?10, doc = ?11, updated_usec = ?12, source = ?13,"
-                       " origin = ?14, remote_version = max(remote_version, ?15)"
+                       " origin = ?27, remote_version = max(remote_version, ?28)"
                        " WHERE tenant_id = ?1 AND env = ?2 AND invoice_number = ?3"
-                       " AND NOT (?15 <> 0 AND remote_version > ?15)",
+                       " AND NOT (?28 <> 0 AND remote_version > ?28)",
     [ST_IDEM_PUT] = "INSERT INTO idempotency (tenant_id, env, idem_key, body_hash, status,"
                     " response, created_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
                     " ON CONFLICT (tenant_id, env, idem_key) DO UPDATE SET"

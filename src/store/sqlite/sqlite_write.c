@@ -491,7 +491,8 @@ static int check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env en
     return n_err;
 }
 
-/* Bind a sale's columns ?1..?15 (the insert and the update share the numbering). */
+/* Bind a sale's columns ?1..?13, ?27 and ?28 (the insert and the update share the numbering;
+ * the order lifecycle's columns use ?14..?26). */
 static int bind_sale(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env,
                      const struct sd_sale_rec *sale, int64_t seq, const char *event_ref,
                      int64_t now, const char *source, const char *origin)
@@ -507,8 +508,8 @@ static int bind_sale(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env,
     rc |= sqlite3_bind_text(st, 11, sale->doc, -1, SQLITE_STATIC);
     rc |= sqlite3_bind_int64(st, 12, now);
     rc |= sqlite3_bind_text(st, 13, source, -1, SQLITE_STATIC);
-    rc |= bind_origin(st, 14, origin);
-    rc |= sqlite3_bind_int64(st, 15, sale->remote_version);
+    rc |= bind_origin(st, 27, origin);
+    rc |= sqlite3_bind_int64(st, 28, sale->remote_version);
     return rc;
 }
 
