@@ -32,6 +32,9 @@ int sd_api_profiles_find(struct sd_req *req);
 int sd_api_profile_get(struct sd_req *req);
 int sd_api_profile_split(struct sd_req *req);
 int sd_api_customer_erase(struct sd_req *req);
+/* DELETE of an event or a sale: the record leaves, its tombstone follows in the change feed. */
+int sd_api_event_delete(struct sd_req *req);
+int sd_api_sale_delete(struct sd_req *req);
 int sd_api_admin_tenant_get(struct sd_req *req);
 int sd_api_admin_tenant_update(struct sd_req *req);
 int sd_api_admin_suppressions_add(struct sd_req *req);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "core/deletions.h"
 #include "core/ingest.h"
 
 #define CURSOR_PREFIX "s1."
@@ -130,14 +131,86 @@ int sd_api_event_get(struct sd_req *req)
     return get_one(req, SD_KIND_EVENT, "event");
 }
 
+/* Customers are source records: one id may be held by several sources, each its own record.
+ * ?source= names one; without it an id held by several sources is ambiguous (409 listing them). */
 int sd_api_customer_get(struct sd_req *req)
 {
-    return get_one(req, SD_KIND_CUSTOMER, "customer");
+    const char *source = sd_req_query(req, "source");
+    if (source && !*source) {
+        sd_req_reply_error(req, 400, "invalid_parameter", "source must not be empty");
+        return SD_REQ_DONE;
+    }
+    const char *cid = req->params[1];
+    char *doc = NULL, **sources = NULL;
+    size_t n = 0;
+    int r = sd_store_get_customer(req->hub->store, req->who.tenant_id, req->who.env, cid, source,
+                                  &doc, &sources, &n);
+    if (r == -ENOENT && source) {
+        sd_req_reply_error(req, 404, "not_found", "no customer '%s' from source '%s' in %s", cid,
+                           source, sd_env_name(req->who.env));
+    } else if (r == -ENOENT) {
+        sd_req_reply_error(req, 404, "not_found", "no customer '%s' in %s", cid,
+                           sd_env_name(req->who.env));
+    } else if (r == -ENOTUNIQ) {
+        json_t *list = json_array();
+        for (size_t i = 0; i < n; i++) {
+            json_array_append_new(list, sd_json_text(sources[i]));
+            free(sources[i]);
+        }
+        free(sources);
+        json_t *msg = sd_json_text(cid);
+        char *m = sd_asprintf("customer '%s' exists in %zu sources in %s; name one with ?source=",
+                              json_string_value(msg), n, sd_env_name(req->who.env));
+        json_decref(msg);
+        sd_req_reply_json(req, 409,
+                          json_pack("{s:s, s:s, s:o}", "error", "ambiguous_customer", "message", m,
+                                    "sources", list));
+        free(m);
+    } else if (r < 0) {
+        sd_api_reply_store_error(req, r);
+    } else {
+        free(req->resp_body);
+        req->status = 200;
+        req->content_type = "application/json";
+        req->resp_body = doc;
+    }
+    return SD_REQ_DONE;
 }
 
 int sd_api_sale_get(struct sd_req *req)
 {
     return get_one(req, SD_KIND_SALE, "sale");
+}
+
+/* ---- DELETE /v1/{client_id}/events/{id}, /sales/{id} ----------------------------------------- */
+
+/* An event's aliases go with it and its sales stay (delete them first if they must go). The
+ * deletion is durable before the answer; deleting what is not there is 404. */
+static int delete_one(struct sd_req *req, enum sd_kind kind, const char *what)
+{
+    struct sd_deletion d = {.kind = kind, .id = req->params[1], .reason = SD_TOMBSTONE_DELETED};
+    struct sd_deletion_outcome out = {0};
+    int r = sd_hub_delete_records(req->hub, req->who.tenant_id, req->who.env, &d, 1, NULL, &out);
+    if (r < 0) {
+        sd_api_reply_store_error(req, r);
+    } else if (out.n_deleted == 0) {
+        sd_req_reply_error(req, 404, "not_found", "no %s '%s' in %s", what, req->params[1],
+                           sd_env_name(req->who.env));
+    } else {
+        sd_req_reply_json(req, 200,
+                          json_pack("{s:b, s:o}", "deleted", 1, "id", sd_json_text(d.id)));
+    }
+    return SD_REQ_DONE;
+}
+
+int sd_api_event_delete(struct sd_req *req)
+{
+    return delete_one(req, SD_KIND_EVENT, "event");
+}
+
+int sd_api_sale_delete(struct sd_req *req)
+{
+    return delete_one(req, SD_KIND_SALE, "sale");
 }
 
 /* ---- PUT /v1/{client_id}/sales/{invoice_number} -------------------------------------------- */

@@ -81,6 +81,11 @@ const struct sd_route sd_routes[] = {
     {"POST", "/admin/v1/deliveries/{delivery_id}/send-now", "delivery_send_now", ADMIN,
      sd_api_admin_delivery_send_now},
     /* ROUTES-OUTBOX */
+    {"DELETE", "/v1/{client_id}/events/{event_id}", "event_delete", TENANT_READ,
+     sd_api_event_delete},
+    {"DELETE", "/v1/{client_id}/sales/{invoice_number}", "sale_delete", TENANT_READ,
+     sd_api_sale_delete},
+    /* ROUTES-TOMBSTONES */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
 
@@ -99,6 +104,8 @@ const char *const sd_route_names[] = {
     "segment_push", "tenant_deliveries_list", "delivery_get", "deliveries_list",
     "admin_delivery_get", "delivery_retry", "delivery_cancel", "delivery_send_now",
     /* NAMES-OUTBOX */
+    "event_delete", "sale_delete",
+    /* NAMES-TOMBSTONES */
 };
 _Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,
                "every route has its own metrics row");

@@ -118,6 +118,7 @@ static void refusal_refs(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
     }
     batch.upsert_sales = o && o->upsert_sales;
     batch.source = o ? o->source : NULL;
+    batch.origin = o ? o->origin : NULL;
     struct apply a = {.tenant_id = tenant_id, .env = env, .batch = &batch, .opts = o};
     sd_apply_result_init(&a.res);
     a.res.errors.limit = out->errors.limit;
@@ -159,6 +160,7 @@ static int ingest_once(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, c
             out->n_customers = batch.n_customers;
             out->n_sales = batch.n_sales;
             out->n_unchanged = a.res.n_unchanged;
+            out->n_stale = a.res.n_stale;
             sd_metrics_records(SD_KIND_EVENT, batch.n_events);
             sd_metrics_records(SD_KIND_CUSTOMER, batch.n_customers);
             sd_metrics_records(SD_KIND_SALE, batch.n_sales);
@@ -327,6 +329,7 @@ int sd_hub_ingest_opts(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, c
             out->n_customers = one.n_customers;
             out->n_sales = one.n_sales;
             out->n_unchanged = one.n_unchanged;
+            out->n_stale = one.n_stale;
             move_issues(&out->warnings, &one.warnings);
             sd_ingest_outcome_release(&one);
             break;
@@ -394,6 +397,7 @@ int sd_ingest_batch_in_writer(struct sd_store_handle *st, int64_t tenant_id, enu
             out->n_customers = batch->n_customers;
             out->n_sales = batch->n_sales;
             out->n_unchanged = res.n_unchanged;
+            out->n_stale = res.n_stale;
         }
         for (size_t i = 0; i < res.n_duplicate_invoices; i++) {
             sd_issues_add(&out->errors, "/sales", "invoice number '%s' already exists",

@@ -23,6 +23,9 @@ struct sd_ingest_outcome {
      * events, customers, and with upsert_sales sales. */
     size_t n_unchanged;
     size_t n_skipped;   /* skip_bad: records left out because of an error (in errors) */
+    /* Of n_unchanged: records not applied because the source's remote version is older than
+     * the stored one (an older remote version never overwrites a newer one). */
+    size_t n_stale;
 };
 void sd_ingest_outcome_init(struct sd_ingest_outcome *o);
 /* The same with room for `limit` errors (a batch connector that must list every bad row). */
@@ -40,7 +43,7 @@ int sd_hub_ingest(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const 
 
 struct sd_ingest_opts {
     const char *source; /* the records' source label (sd_batch.source); NULL = "webhook" */
-    const char *origin; /* the connector instance writing them (sd_batch.origin), or NULL */
+    const char *origin; /* the connector instance writing (sd_batch.origin); NULL = the API */
     bool upsert_sales; /* see sd_batch.upsert_sales: re-reading a page stores nothing twice */
     /* Leave out every record with an error (validation or reference; each reported in
      * out->errors with its pointer into `body`) and store the rest; status is then 202 unless

@@ -976,9 +976,11 @@ static json_t *apply_cells(const struct sd_mapping *m, enum sd_kind kind, struct
     unsigned kb = MAP_KIND_BIT(kind);
     size_t pick[MAP_N_FIELDS];
     int rank[MAP_N_FIELDS];
+    bool null_seen[MAP_N_FIELDS];
     for (int t = 0; t < MAP_N_FIELDS; t++) {
         pick[t] = SIZE_MAX;
         rank[t] = INT_MAX;
+        null_seen[t] = false;
     }
     for (size_t i = 0; i < n; i++) {
         struct cell *c = &cells[i];
@@ -1005,6 +1007,11 @@ static json_t *apply_cells(const struct sd_mapping *m, enum sd_kind kind, struct
             continue;
         }
         if (cell_empty(c)) {
+            /* In an event or customer, a JSON null (not an empty cell) says "clear this field"
+             * (the store merges their updates: absent keeps the stored value); it stands only
+             * if no member gives a value. Sales are replaced whole: null is absent there. */
+            null_seen[t] =
+                null_seen[t] || (kind != SD_KIND_SALE && c->json && json_is_null(c->json));
             continue;
         }
         c->target = t;
@@ -1031,6 +1038,8 @@ static json_t *apply_cells(const struct sd_mapping *m, enum sd_kind kind, struct
             !json_object_get(out, sd_map_fields[t].name)) {
             json_object_set_new_nocheck(out, sd_map_fields[t].name,
                                         json_deep_copy(m->constants[t]));
+        } else if (null_seen[t] && pick[t] == SIZE_MAX) {
+            json_object_set_new_nocheck(out, sd_map_fields[t].name, json_null());
         }
     }
     if (errors->total != errors0) {

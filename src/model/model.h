@@ -51,13 +51,18 @@ json_t *sd_json_text(const char *s);
 
 /* ---- normalized records -------------------------------------------------------------------- */
 /* `doc` is the compact JSON text of the normalized record: the seed's fields (normalized as
- * described at each validator) plus every unknown field kept as sent. */
+ * described at each validator) plus every unknown field kept as sent. In an event's or a
+ * customer's doc a member whose value is null clears that (optional) field of the stored
+ * record; a member left out keeps the stored value (the store merges, RFC 7396). */
 struct sd_event_rec {
     size_t index; /* position in the request's "events" array */
     char *event_id;
     char *dup_key; /* "date|time|venue|hall", venue and hall trimmed, inner whitespace
                       collapsed to one space, lowercased (Unicode simple case folding) */
     char *doc;
+    /* The source's version of the record (a revision number or a last-change time as an
+     * integer), 0 = none. An update older than the stored version is not applied. */
+    int64_t remote_version;
 };
 struct sd_customer_rec {
     size_t index;
@@ -65,6 +70,7 @@ struct sd_customer_rec {
     char *email_key; /* the e-mail trimmed and lowercased, for case-insensitive matching */
     int ad_opt_out;  /* -1 unknown (absent), 0 false, 1 true */
     char *doc;
+    int64_t remote_version; /* as in sd_event_rec */
 };
 /* ---- order lifecycle ------------------------------------------------------------------------
  * A sales record is an order of one type. Only a `sale` is a purchase; the other types are kept
@@ -150,6 +156,7 @@ struct sd_sale_rec {
                                   stores a status other than sold/open) */
     char *expires_at;          /* reservation, option: normalized UTC, or NULL (no expiry) */
     char *refund_of;           /* refund: the refunded sale's invoice_number; else NULL */
+    int64_t remote_version; /* as in sd_event_rec */
 };
 struct sd_batch {
     struct sd_event_rec *events;

@@ -215,7 +215,9 @@ static void check_unknown(struct check *c, const json_t *obj, const char *const 
     }
 }
 
-enum { F_OPT = 0, F_REQ = 1, F_NONEMPTY = 2 };
+/* F_NULL: an optional field of an event or customer may be null, which clears the stored value
+ * when the record updates one (the store merges updates). */
+enum { F_OPT = 0, F_REQ = 1, F_NONEMPTY = 2, F_NULL = 4 };
 
 /* String member `field` of obj (at c->path); NULL if absent or reported. */
 static const char *want_string(struct check *c, const json_t *obj, const char *field, int flags)
@@ -227,8 +229,12 @@ static const char *want_string(struct check *c, const json_t *obj, const char *f
         if (flags & F_REQ) {
             err(c, MSG_MISSING);
         }
+    } else if (json_is_null(x) && (flags & F_NULL)) {
+        /* cleared */
     } else if (!json_is_string(x)) {
-        err(c, (flags & F_REQ) ? "must be a string" : "must be a string or absent");
+        err(c, (flags & F_REQ)    ? "must be a string"
+               : (flags & F_NULL) ? "must be a string or absent (null clears it)"
+                                  : "must be a string or absent");
     } else if (!string_ok(x)) {
         err(c, MSG_UTF8);
     } else if ((flags & F_NONEMPTY) && is_blank(json_string_value(x))) {
@@ -408,8 +414,8 @@ int sd_validate_event(const json_t *rec, const char *ptr, struct sd_event_rec *r
     json_int_t capacity;
     want_integer(&c, rec, "capacity", 0, &capacity);
     want_string(&c, rec, "city", F_REQ | F_NONEMPTY);
-    want_string(&c, rec, "work_title", F_OPT);
-    want_string(&c, rec, "composer", F_OPT);
+    want_string(&c, rec, "work_title", F_OPT | F_NULL);
+    want_string(&c, rec, "composer", F_OPT | F_NULL);
     check_cast(&c, rec);
     if (check_failed(&c)) {
         goto out;
@@ -459,8 +465,20 @@ int sd_validate_customer(const json_t *rec, const char *ptr, struct sd_customer_
     check_init(&c, ptr, errors, warnings);
     int r = -EINVAL;
     char *email_key = NULL;
+    json_t *own = NULL;
     if (!begin_record(&c, rec)) {
         goto out;
+    }
+    if (json_object_get(rec, "source")) {
+        /* The hub sets a customer's source (the transport's label) and shows it in reads, so a
+         * record read from one hub and sent to another carries one: never stored as sent. */
+        own = json_copy((json_t *)rec);
+        json_object_del(own, "source");
+        rec = own;
+        size_t at = path_push_key(&c.path, "source", 6);
+        sd_issues_add(c.warnings, c.path.data,
+                      "'source' is set by the hub (where the record came from); ignored");
+        path_pop(&c.path, at);
     }
     check_unknown(&c, rec, customer_fields);
     const char *id = want_string(&c, rec, "customer_id", F_REQ | F_NONEMPTY);
@@ -480,11 +498,11 @@ int sd_validate_customer(const json_t *rec, const char *ptr, struct sd_customer_
             path_pop(&c.path, at);
         }
     }
-    want_string(&c, rec, "salutation", F_OPT);
-    want_string(&c, rec, "first_name", F_OPT);
-    want_string(&c, rec, "last_name", F_OPT);
-    want_string(&c, rec, "street", F_OPT);
-    want_string(&c, rec, "post_code", F_OPT);
+    want_string(&c, rec, "salutation", F_OPT | F_NULL);
+    want_string(&c, rec, "first_name", F_OPT | F_NULL);
+    want_string(&c, rec, "last_name", F_OPT | F_NULL);
+    want_string(&c, rec, "street", F_OPT | F_NULL);
+    want_string(&c, rec, "post_code", F_OPT | F_NULL);
     int opt_out = -1;
     const json_t *o = json_object_get(rec, "ad_opt_out");
     if (o) {
@@ -514,6 +532,7 @@ int sd_validate_customer(const json_t *rec, const char *ptr, struct sd_customer_
     r = 0;
 out:
     free(email_key);
+    json_decref(own);
     check_release(&c);
     return r;
 }

@@ -111,8 +111,9 @@ struct sd_store_profile_ops {
      * ANON (column and document, new seq each), stored idempotent answers quoting one of the
      * ids or addresses deleted, the profile deleted, every member address hashed onto the
      * suppression list (reason "erased", other profiles using it become suppressed) and an
-     * `erasures` row written. -ENOENT: no such record; -ENOTUNIQ: source NULL and the id
-     * exists in several sources. */
+     * `erasures` row written; each deleted record leaves its tombstone (reason "erased", see
+     * delete_record in store.h) in the change feed. -ENOENT: no such record; -ENOTUNIQ: source NULL
+     * and the id exists in several sources. */
     int (*erase)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *source,
                  const char *customer_id, struct sd_erasure_result *ret);
 };

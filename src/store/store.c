@@ -230,6 +230,39 @@ int sd_store_count_records(struct sd_store_handle *h, enum sd_kind kind, int64_t
     return CALL(count_records, kind, tenant_id, env, ret);
 }
 
+int sd_store_delete_record(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                           enum sd_kind kind, const char *id, const char *source,
+                           enum sd_tombstone_reason reason, const char *merged_into,
+                           const char *origin)
+{
+    return CALL(delete_record, tenant_id, env, kind, id, source, reason, merged_into, origin);
+}
+
+int sd_store_get_customer(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                          const char *id, const char *source, char **ret_doc, char ***ret_sources,
+                          size_t *ret_n)
+{
+    return CALL(get_customer, tenant_id, env, id, source, ret_doc, ret_sources, ret_n);
+}
+
+static const char *const tombstone_reasons[] = {"deleted", "erased", "merged"};
+
+const char *sd_tombstone_reason_name(enum sd_tombstone_reason r)
+{
+    return (unsigned)r < 3 ? tombstone_reasons[r] : "deleted";
+}
+
+int sd_tombstone_reason_parse(const char *s, enum sd_tombstone_reason *ret)
+{
+    for (unsigned i = 0; s && i < 3; i++) {
+        if (strcmp(s, tombstone_reasons[i]) == 0) {
+            *ret = (enum sd_tombstone_reason)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
 /* ---- release helpers ------------------------------------------------------------------------ */
 
 void sd_tenant_release(struct sd_tenant *t)

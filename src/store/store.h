@@ -92,11 +92,25 @@ struct sd_apply_result {
     /* Records already stored with identical content, left as they are (their seq kept): events
      * and customers of any batch, sales of upsert_sales batches. */
     size_t n_unchanged;
+    /* Of n_unchanged: records not applied because their remote_version is older than the
+     * stored one. */
+    size_t n_stale;
 };
 void sd_apply_result_init(struct sd_apply_result *r);
 void sd_apply_result_release(struct sd_apply_result *r);
 
-/* A page of records in change order. docs[i] is the record's JSON text. */
+/* Why a record left the change feed; its tombstone says so ("deleted", "erased", "merged"). */
+enum sd_tombstone_reason {
+    SD_TOMBSTONE_DELETED = 0, /* deleted by an operator or by its source */
+    SD_TOMBSTONE_ERASED = 1,  /* its person was erased (GDPR Art. 17) */
+    SD_TOMBSTONE_MERGED = 2,  /* merged into another record, which lives on */
+};
+const char *sd_tombstone_reason_name(enum sd_tombstone_reason r);
+int sd_tombstone_reason_parse(const char *s, enum sd_tombstone_reason *ret); /* 0 or -EINVAL */
+
+/* A page of records in change order. docs[i] is the record's JSON text, or for a record that
+ * left the feed its tombstone {"deleted":true,"id":…,"reason":…} (customers: also "source";
+ * merged: also "merged_into"), which carries no other data. */
 struct sd_record_page {
     char **docs;
     int64_t *seqs;
@@ -185,13 +199,35 @@ struct sd_store_ops {
      * reference checks; duplicate invoice → 409; with b->upsert_sales a stored sale with an
      * identical document is left as it is and counted in n_unchanged, one with other content is
      * replaced). On status != 202 the caller rolls back the savepoint. Returns 0 (see res->status)
-     * or -EIO. */
+     * or -EIO.
+     * An event or customer update MERGES into the stored document as an RFC 7396 merge patch:
+     * members the record leaves out keep their stored values, a member whose value is null is
+     * removed (objects merge member by member, any other value replaces); a new record is
+     * stored without its null members. The store does not otherwise interpret the document
+     * (SQLite: json_patch; PostgreSQL: a merge-patch function over jsonb — || merges one level
+     * and keeps nulls, so it recurses into objects and deletes the keys the patch nulls).
+     * "Unchanged" compares the merged result.
+     * Every row written keeps b->origin. A record whose remote_version is not 0 and below the
+     * stored one (the highest seen) is left as it is: counted in n_unchanged and n_stale. */
     int (*apply_ingest)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                         const struct sd_batch *b, struct sd_apply_result *res);
     /* Replace an existing sale (same invoice_number); res->status 200, 404 (no such sale) or
      * 400 (reference errors). */
     int (*replace_sale)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                         const struct sd_sale_rec *sale, struct sd_apply_result *res);
+    /* Delete one record and leave its tombstone, numbered with the next seq, in the current
+     * transaction (so a change cursor sees it exactly once, after the record's last change).
+     * id: event_id (not an alias: the event's aliases go with it; its sales stay), customer_id
+     * (source NULL: the only source holding it, -ENOTUNIQ if several do; the record leaves its
+     * profile, which is removed once empty) or invoice_number. merged_into: with
+     * SD_TOMBSTONE_MERGED, the surviving record's id (kept in the tombstone), else NULL; when
+     * it exists, a merged event's id and aliases become aliases of it and its sales count for
+     * it, and a merged customer's sales (same source) name it, each with a new seq. origin as
+     * sd_batch.origin. Returns 1 deleted, 0 no such record (nothing written: deleting twice
+     * is harmless), -ENOTUNIQ, -EINVAL, -EIO. */
+    int (*delete_record)(struct sd_store *s, int64_t tenant_id, enum sd_env env, enum sd_kind kind,
+                         const char *id, const char *source, enum sd_tombstone_reason reason,
+                         const char *merged_into, const char *origin);
     /* Keeps the first entry: -EEXIST if the key is already stored (committed or earlier in
      * this transaction) and less than 24 h old; an older entry is replaced. */
     int (*idem_put)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
@@ -214,6 +250,11 @@ struct sd_store_ops {
                       const char *id, char **ret_doc);
     int (*count_records)(struct sd_store *s, enum sd_kind kind, int64_t tenant_id, enum sd_env env,
                          int64_t *ret);
+    /* One customer record, its doc with "source" set to the record's source. source NULL: the
+     * id must be held by one source only; if several hold it, -ENOTUNIQ and *ret_sources (heap
+     * array of heap strings, sorted, at most 100) and *ret_n. -ENOENT if none. One snapshot. */
+    int (*get_customer)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
+                        const char *source, char **ret_doc, char ***ret_sources, size_t *ret_n);
     /* The committed state document of a connector; -ENOENT if it never ran. */
     int (*connector_state_get)(struct sd_store *s, const char *id, char **ret_doc);
 
@@ -292,5 +333,12 @@ int sd_store_get_record(struct sd_store_handle *h, enum sd_kind kind, int64_t te
                         enum sd_env env, const char *id, char **ret_doc);
 int sd_store_count_records(struct sd_store_handle *h, enum sd_kind kind, int64_t tenant_id,
                            enum sd_env env, int64_t *ret);
+int sd_store_delete_record(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                           enum sd_kind kind, const char *id, const char *source,
+                           enum sd_tombstone_reason reason, const char *merged_into,
+                           const char *origin);
+int sd_store_get_customer(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                          const char *id, const char *source, char **ret_doc, char ***ret_sources,
+                          size_t *ret_n);
 
 #endif

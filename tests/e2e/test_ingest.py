@@ -262,7 +262,8 @@ class AcceptTests(IngestBase):
             self.assertIn(name, w, "warnings do not name %s: %s" % (name, w))
         got = self.present("events", e["event_id"])
         self.assertEqual(got.get("promoter"), "Live Nation")
-        self.assertEqual(got.get("x_meta"), {"a": [1, 2], "b": None})
+        # null members are not stored (an update's null clears a field: RFC 7396 merge patch)
+        self.assertEqual(got.get("x_meta"), {"a": [1, 2]})
         self.assertEqual(self.present("customers", c["customer_id"]).get("loyalty_tier"), "gold")
         self.assertEqual(self.present("sales", s["invoice_number"]).get("seat_row"), "A12")
 
@@ -342,7 +343,7 @@ class ValidationTests(IngestBase):
                  ("email", "jane doe@example.com"), ("email", "jane@@example.com"),
                  ("email", ""), ("email", 5), ("ad_opt_out", "yes"), ("ad_opt_out", 1),
                  ("ad_opt_out", "true"), ("salutation", 5), ("first_name", ["Jane"]),
-                 ("last_name", 1), ("street", None), ("post_code", 10115)]
+                 ("last_name", 1), ("street", True), ("post_code", 10115)]
         for field, value in cases:
             with self.subTest(field=field, value=value):
                 c = customer(**{field: value})
@@ -994,7 +995,7 @@ class HttpTests(IngestBase):
     def test_405_with_allow(self):
         cases = [("GET", "/v1/acme/ingest", "POST"), ("PUT", "/v1/acme/ingest", "POST"),
                  ("DELETE", "/v1/acme/ingest", "POST"), ("POST", "/v1/acme/events", "GET"),
-                 ("DELETE", "/v1/acme/events/x", "GET"), ("PATCH", "/v1/acme/sales/x", "PUT"),
+                 ("PUT", "/v1/acme/events/x", "GET"), ("PATCH", "/v1/acme/sales/x", "PUT"),
                  ("POST", "/v1/acme/sales/x", "GET"), ("POST", "/healthz", "GET")]
         for method, path, want in cases:
             with self.subTest(method=method, path=path):

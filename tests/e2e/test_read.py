@@ -110,7 +110,7 @@ class ReadTests(harness.ServerCase):
         c0 = dict(cus[0], email="NEW.Address@Example.org")
         self.ingest_ok(api, {"customers": [c0]})
         p = self.page(api, "customers", cursor=cursor)
-        self.assertEqual(p["data"], [c0])
+        self.assertEqual(p["data"], [dict(c0, source="webhook")])  # reads show the source
 
     def test_default_limit_100(self):
         api = self.a("r_default")
@@ -242,7 +242,7 @@ class ReadTests(harness.ServerCase):
         self.assertEqual(r.json, e)
         r = api.get("customers", c["customer_id"])
         self.assertStatus(r, 200)
-        self.assertEqual(r.json, c)
+        self.assertEqual(r.json, dict(c, source="webhook"))
         r = api.get("sales", s["invoice_number"])
         self.assertStatus(r, 200)
         self.assertEqual(r.json, dict(s, sales_price="12.50"))

@@ -853,6 +853,22 @@ static void test_apply_object(void **state)
     assert_int_equal(errors.total, 2);
     assert_string_equal(errors.items[0].pointer, "/items/2/ticket_category");
     assert_string_equal(errors.items[1].pointer, "/items/2/x\xef\xbf\xbdy");
+    /* An event's or customer's null clears the field (the store merges their updates), unless
+     * another member gives a value; an empty string is absent. */
+    struct sd_mapping *mc = mapping("{\"fields\":{\"vorname\":\"first_name\"}}");
+    json_t *src4 = load("{\"customer_id\":\"C1\",\"vorname\":null,\"last_name\":null,"
+                        "\"street\":\"\",\"post_code\":null,\"x\":null}");
+    out = sd_mapping_apply_object(mc, SD_KIND_CUSTOMER, src4, "/items/5", &errors);
+    assert_json(out, "{\"customer_id\":\"C1\",\"first_name\":null,\"last_name\":null,"
+                     "\"post_code\":null}");
+    json_decref(out);
+    json_t *src5 = load("{\"vorname\":null,\"first_name\":\"Jane\"}");
+    out = sd_mapping_apply_object(mc, SD_KIND_CUSTOMER, src5, "/items/6", &errors);
+    assert_json(out, "{\"first_name\":\"Jane\"}");
+    json_decref(out);
+    json_decref(src4);
+    json_decref(src5);
+    sd_mapping_free(mc);
     json_t *arr = load("[]");
     assert_null(sd_mapping_apply_object(m, S, arr, "/items/3", &errors));
     assert_null(sd_mapping_apply_object(m, S, NULL, "/items/4", &errors));

@@ -147,6 +147,10 @@ static const struct rec_case rec_cases[] = {
         "\"street\":\"Main St 12A\",\"post_code\":\"10115\",\"ad_opt_out\":true}",
      {NULL}, {NULL}},
     {C, "{\"ad_opt_out\":false}", {NULL}, {NULL}},
+    {C, "{\"first_name\":null,\"street\":null}", {NULL}, {NULL}},
+    {C, "{\"source\":\"crm\"}", {NULL}, {"/x/source|set by the hub"}},
+    {C, "{\"email\":null}", {"/x/email|must be a string"}, {NULL}},
+    {C, "{\"ad_opt_out\":null}", {"/x/ad_opt_out|must be true or false"}, {NULL}},
     {C, "{\"email\":\"  Jane.Doe@Example.com \"}", {NULL}, {NULL}},
     {C, "{\"customer_id\":\"anon\"}", {NULL}, {NULL}},
     {S, "{\"customer_id\":\"ANON\"}", {NULL}, {NULL}},
@@ -190,9 +194,10 @@ static const struct rec_case rec_cases[] = {
     {E, "{\"capacity\":\"1250\"}", {"/x/capacity|must be an integer"}, {NULL}},
     {E, "{\"capacity\":null}", {"/x/capacity|must be an integer"}, {NULL}},
     {E, "{\"capacity\":\"<del>\"}", {"/x/capacity|required field is missing"}, {NULL}},
+    /* null clears an optional field of a stored event (the store merges updates) */
     {E, "{\"work_title\":null,\"composer\":5}",
-     {"/x/work_title|must be a string or absent", "/x/composer|must be a string or absent"},
-     {NULL}},
+     {"/x/composer|must be a string or absent (null clears it)"}, {NULL}},
+    {E, "{\"title\":null}", {"/x/title|must be a string"}, {NULL}},
     {E, "{\"cast\":{}}", {"/x/cast|must be an array or absent"}, {NULL}},
     {E, "{\"cast\":null}", {"/x/cast|must be an array or absent"}, {NULL}},
     {E, "{\"cast\":[\"A\",{\"role\":\"X\"},{\"name\":\"\"},{\"name\":1,\"role\":2}]}",
@@ -218,7 +223,7 @@ static const struct rec_case rec_cases[] = {
     {C, "{\"ad_opt_out\":null}", {"/x/ad_opt_out|must be true or false"}, {NULL}},
     {C, "{\"ad_opt_out\":\"true\"}", {"/x/ad_opt_out|must be true or false"}, {NULL}},
     {C, "{\"ad_opt_out\":0}", {"/x/ad_opt_out|must be true or false"}, {NULL}},
-    {C, "{\"salutation\":null,\"first_name\":1,\"last_name\":{},\"street\":[],"
+    {C, "{\"salutation\":true,\"first_name\":1,\"last_name\":{},\"street\":[],"
         "\"post_code\":10115}",
      {"/x/salutation|string or absent", "/x/first_name|string or absent",
       "/x/last_name|string or absent", "/x/street|string or absent",

@@ -20,7 +20,13 @@
  * default); then, or at once for any other status but 2xx, the run fails with the reason and
  * the next run resumes from the same committed cursor. A page with a bad record is refused
  * whole by default (policy reject_page: the run fails there, nothing of the page is stored, the
- * cursor stays), or its bad records are skipped and listed (skip_records). */
+ * cursor stays), or its bad records are skipped and listed (skip_records).
+ *
+ * Another stagedoor's feed also carries tombstones ({"deleted": true, "id", "reason"}) for
+ * records deleted, erased or merged away there: they are applied here as deletions of this
+ * connector's records with the same reason (so they show in this hub's feed too), in one writer
+ * transaction before the page's records and cursor; a crash in between re-reads the page and
+ * finds them gone already. */
 #include <curl/curl.h>
 #include <errno.h>
 #include <stdio.h>
@@ -30,6 +36,7 @@
 
 #include "base/base.h"
 #include "core/connector.h"
+#include "core/deletions.h"
 #include "formats/json_pointer.h"
 #include "http/client.h"
 #include "http/verdict.h"
@@ -163,6 +170,49 @@ struct skipped {
     char *first;
 };
 
+/* Whether a page entry is a stagedoor tombstone: {"deleted": true, "id": "…", "reason": one of
+ * the three}. Anything else is a record, mapped as usual. */
+static bool is_tombstone(const json_t *rec, enum sd_tombstone_reason *ret_reason)
+{
+    return json_is_object(rec) && json_is_true(json_object_get(rec, "deleted")) &&
+           json_string_value(json_object_get(rec, "id")) &&
+           *json_string_value(json_object_get(rec, "id")) &&
+           sd_tombstone_reason_parse(json_string_value(json_object_get(rec, "reason")),
+                                     ret_reason) == 0;
+}
+
+/* The page's tombstones as deletions of this connector's records (its source label), in *dels
+ * (heap, *ret_n of them), and the page's other entries (new reference), to map as usual. Their
+ * pointers in messages count the page's records without its tombstones. */
+static json_t *split_tombstones(struct sd_connector_ctx *ctx, enum sd_kind kind,
+                                const json_t *records, struct sd_deletion **dels, size_t *ret_n)
+{
+    size_t n = json_array_size(records), nd = 0;
+    json_t *live = json_array();
+    *dels = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *rec = json_array_get(records, i);
+        enum sd_tombstone_reason reason;
+        if (!is_tombstone(rec, &reason)) {
+            json_array_append(live, (json_t *)rec);
+            continue;
+        }
+        if (!*dels) {
+            *dels = sd_calloc(n, sizeof(**dels));
+        }
+        const char *into = json_string_value(json_object_get(rec, "merged_into"));
+        (*dels)[nd++] = (struct sd_deletion){
+            .kind = kind,
+            .id = json_string_value(json_object_get(rec, "id")),
+            .source = kind == SD_KIND_CUSTOMER ? ctx->source : NULL,
+            .reason = reason == SD_TOMBSTONE_MERGED && !into ? SD_TOMBSTONE_DELETED : reason,
+            .merged_into = reason == SD_TOMBSTONE_MERGED ? into : NULL,
+        };
+    }
+    *ret_n = nd;
+    return live;
+}
+
 /* Pull one kind until the source says there is no more. */
 static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char *path,
                      struct skipped *skipped)
@@ -193,6 +243,7 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
         int attempts = 0;
         r = sd_http_fetch_retry(&rq, &pol, &resp, &attempts);
         json_t *doc = NULL, *body = NULL, *next_cursor = NULL;
+        struct sd_deletion *dels = NULL;
         struct sd_issues errors;
         sd_issues_init(&errors, SD_MAX_ISSUES);
         bool done = false;
@@ -259,10 +310,16 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
             json_object_set_new(next_cursor, name, json_string(nt));
         }
         free(nt);
+        size_t n_dels = 0;
+        json_t *live = split_tombstones(ctx, kind, records, &dels, &n_dels);
         body = json_object();
         char prefix[32];
         sd_utf8_snprintf(prefix, sizeof(prefix), "/%s", name);
-        size_t bad = sd_connector_map_records(ctx, kind, records, prefix, body, &errors);
+        size_t bad = sd_connector_map_records(ctx, kind, live, prefix, body, &errors);
+        json_decref(live);
+        if (json_array_size(json_object_get(body, name)) == 0) {
+            json_object_del(body, name); /* only deletions (or skipped records): the cursor */
+        }
         if (bad > 0 && !skip) {
             r = sd_connector_fail(ctx, -EINVAL,
                                   "%s page after cursor '%s' refused (%zu bad "
@@ -273,6 +330,18 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
             goto next;
         }
         ctx->records_rejected += bad;
+        if (n_dels > 0) {
+            /* Committed before the records and cursor: a crash in between re-reads the page,
+             * whose deletions then find nothing left to delete. */
+            struct sd_deletion_outcome gone = {0};
+            r = sd_hub_delete_records(ctx->hub, ctx->tenant_id, ctx->env, dels, n_dels, ctx->id,
+                                      &gone);
+            if (r < 0) {
+                sd_connector_fail(ctx, r, "%s page after cursor '%s': storing its deletions failed",
+                                  name, cur ? cur : "");
+                goto next;
+            }
+        }
         struct sd_ingest_outcome out;
         sd_ingest_outcome_init(&out);
         r = sd_connector_commit(ctx, body, next_cursor, skip, &out);
@@ -300,6 +369,7 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
         sd_ingest_outcome_release(&out);
         atomic_fetch_add(ctx->progress, n);
     next:
+        free(dels);
         sd_issues_release(&errors);
         json_decref(doc);
         json_decref(body);

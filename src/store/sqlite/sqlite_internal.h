@@ -69,6 +69,16 @@ enum stmt_id {
     ST_IDEM_PURGE,
     ST_SALE_DOC,
     ST_CONNECTOR_STATE_PUT,
+    ST_TOMBSTONE_INSERT,
+    ST_EVENT_DELETE,
+    ST_ALIASES_DELETE,
+    ST_CUSTOMER_FIND,
+    ST_CUSTOMER_DELETE,
+    ST_SALE_DELETE,
+    ST_ALIASES_REPOINT,
+    ST_SALES_REPOINT_EVENT,
+    ST_SALES_OF_CUSTOMER,
+    ST_SALE_RECUSTOMER,
     /* connectors (control plane) */
     ST_CONNECTOR_INSERT,
     ST_CONNECTOR_UPDATE,
@@ -93,6 +103,7 @@ enum stmt_id {
     /* order lifecycle (write path) */
     ST_SALE_STATE,
     ST_SALE_REFUNDS,
+    ST_GET_CUSTOMER_SOURCE,
     N_STMT
 };
 
@@ -230,6 +241,16 @@ int sd_sqlite_apply_ingest(struct sd_store *s, int64_t tenant_id, enum sd_env en
                            const struct sd_batch *b, struct sd_apply_result *res);
 int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                            const struct sd_sale_rec *sale, struct sd_apply_result *res);
+int sd_sqlite_delete_record(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                            enum sd_kind kind, const char *id, const char *source,
+                            enum sd_tombstone_reason reason, const char *merged_into,
+                            const char *origin);
+/* Write the tombstone of a record that has just left (kind, id; source for customers, else
+ * NULL) with the next seq, in the current transaction. Returns 0 or -EIO. */
+int sd_sqlite_tombstone_put(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                            enum sd_kind kind, const char *id, const char *source,
+                            enum sd_tombstone_reason reason, const char *merged_into,
+                            const char *origin, int64_t now);
 int sd_sqlite_idem_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
                        const struct sd_idem_entry *e);
 int sd_sqlite_idem_purge(struct sd_store *s, int64_t before_usec);
@@ -244,6 +265,8 @@ int sd_sqlite_get_record(struct sd_store *s, enum sd_kind kind, int64_t tenant_i
                          const char *rid, char **ret_doc);
 int sd_sqlite_count_records(struct sd_store *s, enum sd_kind kind, int64_t tenant_id,
                             enum sd_env env, int64_t *ret);
+int sd_sqlite_get_customer(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
+                           const char *source, char **ret_doc, char ***ret_sources, size_t *ret_n);
 
 /* The audience parts of the SQLite backend (issue #4), each an ops table of its own
  * (store/audience.h), reached through sd_store_sqlite_ops. */

@@ -1101,6 +1101,11 @@ static int erase(struct sd_store *s, int64_t tenant_id, enum sd_env env, const c
             r = run_scoped_id(c, P_REC_DELETE, tenant_id, env, v[i].seq, "customer delete");
         }
         if (r == 0) {
+            /* Followers of the change feed learn that the record is gone, without its data. */
+            r = sd_sqlite_tombstone_put(s, tenant_id, env, SD_KIND_CUSTOMER, v[i].customer_id,
+                                        v[i].source, SD_TOMBSTONE_ERASED, NULL, NULL, now);
+        }
+        if (r == 0) {
             r = purge_answers(c, tenant_id, env, v[i].customer_id, true, &res.idempotency_purged);
         }
         if (r < 0) {
@@ -1172,6 +1177,23 @@ out:
     free(first.email_key);
     members_free(v, n);
     return r < 0 ? r : 0;
+}
+
+/* A record deleted on its own (not erased) leaves its profile. */
+int sd_sqlite_profile_member_gone(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                                  int64_t profile_id, int64_t now)
+{
+    struct sd_sqlite_link_ctx ctx = {0};
+    size_t left = 0;
+    int r = ctx_load(s, tenant_id, env, &ctx);
+    if (r == 0) {
+        r = recompute(s, tenant_id, env, &ctx, profile_id, now, &left);
+    }
+    if (r == 0 && left == 0) {
+        r = run_scoped_id(s->writer, P_PROFILE_DELETE, tenant_id, env, profile_id,
+                          "profile delete");
+    }
+    return r;
 }
 
 const struct sd_store_profile_ops sd_sqlite_profile_ops = {

@@ -31,4 +31,9 @@ int sd_sqlite_profile_link(struct sd_store *s, int64_t tenant_id, enum sd_env en
  * Called by write_begin on the writer connection. Returns 0 or -EIO. */
 int sd_sqlite_profile_seq_floor(struct sd_store *s, int64_t *seq);
 
+/* A record of profile_id was deleted (not erased): recompute the profile's flags from the
+ * records left, or delete the profile when none is left. Returns 0 or -EIO. */
+int sd_sqlite_profile_member_gone(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                                  int64_t profile_id, int64_t now);
+
 #endif

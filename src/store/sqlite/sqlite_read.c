@@ -184,3 +184,60 @@ int sd_sqlite_count_records(struct sd_store *s, enum sd_kind kind, int64_t tenan
     sd_sqlite_pool_put(s, c);
     return r;
 }
+
+int sd_sqlite_get_customer(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
+                           const char *source, char **ret_doc, char ***ret_sources, size_t *ret_n)
+{
+    if (!id || !sd_sqlite_env_ok(env)) {
+        return -EINVAL;
+    }
+    struct conn *c = NULL;
+    int r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    char **sources = NULL, *doc = NULL;
+    size_t n = 0;
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_GET_CUSTOMER_SOURCE);
+    if (!st) {
+        r = -EIO;
+        goto out;
+    }
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, id) |
+         (source ? sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC)
+                 : sqlite3_bind_null(st, 4))) != SQLITE_OK) {
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        goto out;
+    }
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW && n < 100) {
+        sources = sd_realloc(sources, (n + 1) * sizeof(*sources));
+        sources[n++] = sd_sqlite_column_strdup(st, 0);
+        if (n == 1) {
+            doc = sd_sqlite_column_strdup(st, 1);
+        }
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        r = sd_sqlite_fail(c, rc, "customer get");
+    } else if (n == 0) {
+        r = -ENOENT;
+    } else if (n == 1) {
+        *ret_doc = doc;
+        doc = NULL;
+    } else {
+        *ret_sources = sources;
+        *ret_n = n;
+        sources = NULL;
+        n = 0;
+        r = -ENOTUNIQ;
+    }
+out:
+    for (size_t i = 0; i < n; i++) {
+        free(sources[i]);
+    }
+    free(sources);
+    free(doc);
+    sd_sqlite_pool_put(s, c);
+    return r;
+}

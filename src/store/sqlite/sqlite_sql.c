@@ -7,6 +7,26 @@
  * than 24 h is kept), the rule is stated next to it. */
 #include "sqlite_internal.h"
 
+/* A stored record's content is kept when the update is stale (an older remote version) or
+ * changes nothing. A record re-sent exactly as stored (a batch transport re-reading a feed) is
+ * recognised by its text first, which spares the merge (OR stops at the first true). */
+#define EV_STALE "(?9 <> 0 AND remote_version > ?9)"
+#define EV_MERGED "json_set(json_patch(doc, ?6), '$.event_id', ?3)"
+#define EV_KEEP "(" EV_STALE " OR ((doc IS ?6 OR doc IS " EV_MERGED ") AND dup_key IS ?5))"
+#define CU_STALE "(?11 <> 0 AND customers.remote_version > ?11)"
+#define CU_KEEP                                                                                    \
+    "(" CU_STALE " OR ((customers.doc IS ?7 OR customers.doc IS json_patch(customers.doc, ?7))"    \
+    " AND customers.email_key IS excluded.email_key"                                               \
+    " AND customers.ad_opt_out IS coalesce(excluded.ad_opt_out, customers.ad_opt_out)))"
+/* A new document without its null members (only parsed when it may have one). */
+#define EV_DOC_NEW "CASE WHEN instr(?6, 'null') THEN json_patch('{}', ?6) ELSE ?6 END"
+#define CU_DOC_NEW "CASE WHEN instr(?7, 'null') THEN json_patch('{}', ?7) ELSE ?7 END"
+/* The tombstones after cursor ?3 as feed entries; the kind's number follows. */
+#define TOMBSTONES                                                                                 \
+    "SELECT seq, json_patch(json_object('deleted', json('true'), 'id', record_id,"                 \
+    " 'reason', reason), json_object('source', source, 'merged_into', merged_into))"               \
+    " FROM tombstones WHERE tenant_id = ?1 AND env = ?2 AND seq > ?3 AND kind = "
+
 const char *const sd_sqlite_sql[N_STMT] = {
     [ST_BEGIN] = "BEGIN",
     [ST_BEGIN_IMMEDIATE] = "BEGIN IMMEDIATE",
@@ -18,7 +38,8 @@ const char *const sd_sqlite_sql[N_STMT] = {
     [ST_USER_VERSION] = "PRAGMA user_version",
     [ST_MAX_SEQ] = "SELECT max((SELECT coalesce(max(seq), 0) FROM events),"
                    " (SELECT coalesce(max(seq), 0) FROM customers),"
-                   " (SELECT coalesce(max(seq), 0) FROM sales))",
+                   " (SELECT coalesce(max(seq), 0) FROM sales),"
+                   " (SELECT coalesce(max(seq), 0) FROM tombstones))",
 
     [ST_SETTINGS_BUMP] = "UPDATE meta SET v = v + 1 WHERE k = 'settings_version'",
     [ST_SETTINGS_GET] = "SELECT v FROM meta WHERE k = 'settings_version'",
@@ -41,21 +62,30 @@ const char *const sd_sqlite_sql[N_STMT] = {
         "UPDATE api_keys SET revoked_usec = ?2 WHERE key_id = ?1 AND revoked_usec = 0",
     [ST_KEY_EXISTS] = "SELECT 1 FROM api_keys WHERE key_id = ?1",
 
-    /* json_set: an update sent under an alias id keeps the event's own id in the document. */
-    /* Content unchanged → seq and updated_usec stay, so a change cursor never returns an
-     * event that was merely re-sent (batch connectors re-read whole feeds). RETURNING seq: a
-     * seq other than ?4 means the event was unchanged (counted, sd_apply_result.n_unchanged);
-     * the customer upsert below does the same. */
+    /* An update merges (RFC 7396 merge patch, json_patch): a member the record leaves out keeps
+     * its stored value, a member sent as null is removed; json_set: an update sent under an
+     * alias id keeps the event's own id in the document (store.h states the merge every
+     * backend makes).
+     * Content unchanged → seq, updated_usec and origin stay, so a change cursor never returns
+     * an event that was merely re-sent (batch connectors re-read whole feeds). RETURNING seq: a
+     * seq other than ?4 means the event was left as it was (counted, n_unchanged); the customer
+     * upsert below does the same.
+     * An older remote version never overwrites a newer one: with ?9 (the record's remote
+     * version, 0 = none) below the stored one, nothing but the kept maximum changes, and
+     * RETURNING remote_version > ?9 tells the caller so (n_stale). */
     [ST_EVENT_UPDATE] =
         "UPDATE events SET"
-        " seq = CASE WHEN doc IS json_set(?6, '$.event_id', ?3) AND dup_key IS ?5"
-        " THEN seq ELSE ?4 END,"
-        " updated_usec = CASE WHEN doc IS json_set(?6, '$.event_id', ?3) AND dup_key IS ?5"
-        " THEN updated_usec ELSE ?7 END,"
-        " dup_key = ?5, doc = json_set(?6, '$.event_id', ?3)"
-        " WHERE tenant_id = ?1 AND env = ?2 AND event_id = ?3 RETURNING seq",
+        " seq = CASE WHEN " EV_KEEP " THEN seq ELSE ?4 END,"
+        " updated_usec = CASE WHEN " EV_KEEP " THEN updated_usec ELSE ?7 END,"
+        " origin = CASE WHEN " EV_KEEP " THEN origin ELSE ?8 END,"
+        " dup_key = CASE WHEN " EV_STALE " THEN dup_key ELSE ?5 END,"
+        " doc = CASE WHEN " EV_STALE " THEN doc ELSE " EV_MERGED " END,"
+        " remote_version = max(remote_version, ?9)"
+        " WHERE tenant_id = ?1 AND env = ?2 AND event_id = ?3 RETURNING seq, remote_version",
+    /* A new record's explicit nulls are dropped too (json_patch onto {}), as an update's are. */
     [ST_EVENT_INSERT] = "INSERT INTO events (tenant_id, env, event_id, seq, dup_key, doc,"
-                        " updated_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        " updated_usec, origin, remote_version) VALUES (?1, ?2, ?3, ?4, ?5,"
+                        " " EV_DOC_NEW ", ?7, ?8, ?9)",
     [ST_EVENT_BY_DUP] = "SELECT event_id FROM events WHERE tenant_id = ?1 AND env = ?2"
                         " AND dup_key = ?3 LIMIT 1",
     [ST_ALIAS_GET] = "SELECT event_id FROM event_aliases WHERE tenant_id = ?1 AND env = ?2"
@@ -65,23 +95,24 @@ const char *const sd_sqlite_sql[N_STMT] = {
     [ST_EVENT_RESOLVE] = "SELECT event_id FROM events WHERE tenant_id = ?1 AND env = ?2"
                          " AND event_id = ?3 UNION ALL SELECT event_id FROM event_aliases"
                          " WHERE tenant_id = ?1 AND env = ?2 AND alias_id = ?3 LIMIT 1",
-    /* An omitted opt-out flag never clears a known one: losing an opt-out is the costly
-     * mistake (ads sent against the customer's wish). */
+    /* Merged as events are (above); ?10 origin, ?11 remote version. An omitted opt-out flag
+     * never clears a known one: losing an opt-out is the costly mistake (ads sent against the
+     * customer's wish). */
     [ST_CUSTOMER_UPSERT] =
         "INSERT INTO customers (tenant_id, env, customer_id, seq, email_key, ad_opt_out, doc,"
-        " updated_usec, source) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+        " updated_usec, source, origin, remote_version)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, " CU_DOC_NEW ", ?8, ?9, ?10, ?11)"
         " ON CONFLICT (tenant_id, env, source, customer_id) DO UPDATE SET"
-        " seq = CASE WHEN customers.doc IS excluded.doc"
-        " AND customers.email_key IS excluded.email_key"
-        " AND customers.ad_opt_out IS coalesce(excluded.ad_opt_out, customers.ad_opt_out)"
-        " THEN customers.seq ELSE excluded.seq END,"
-        " updated_usec = CASE WHEN customers.doc IS excluded.doc"
-        " AND customers.email_key IS excluded.email_key"
-        " AND customers.ad_opt_out IS coalesce(excluded.ad_opt_out, customers.ad_opt_out)"
-        " THEN customers.updated_usec ELSE excluded.updated_usec END,"
-        " email_key = excluded.email_key,"
-        " ad_opt_out = coalesce(excluded.ad_opt_out, customers.ad_opt_out),"
-        " doc = excluded.doc RETURNING seq",
+        " seq = CASE WHEN " CU_KEEP " THEN customers.seq ELSE excluded.seq END,"
+        " updated_usec = CASE WHEN " CU_KEEP " THEN customers.updated_usec"
+        " ELSE excluded.updated_usec END,"
+        " origin = CASE WHEN " CU_KEEP " THEN customers.origin ELSE excluded.origin END,"
+        " email_key = CASE WHEN " CU_STALE " THEN customers.email_key ELSE excluded.email_key END,"
+        " ad_opt_out = CASE WHEN " CU_STALE " THEN customers.ad_opt_out"
+        " ELSE coalesce(excluded.ad_opt_out, customers.ad_opt_out) END,"
+        " doc = CASE WHEN " CU_STALE " THEN customers.doc ELSE json_patch(customers.doc, ?7) END,"
+        " remote_version = max(customers.remote_version, excluded.remote_version)"
+        " RETURNING seq, remote_version",
     /* A sale's customer is a customer of the same source. */
     [ST_CUSTOMER_EXISTS] = "SELECT 1 FROM customers WHERE tenant_id = ?1 AND env = ?2"
                            " AND customer_id = ?3 AND source = ?4",
@@ -90,12 +121,15 @@ const char *const sd_sqlite_sql[N_STMT] = {
         " customer_id, purchase_datetime, sales_price_minor, currency, doc, updated_usec, source,"
         " order_type, status, quantity, refunded_quantity, refunded_minor, net_quantity,"
         " net_minor, status_changed, expires, attended_quantity, refund_of, rr_quantity,"
-        " rr_minor)"
+        " rr_minor, origin, remote_version)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
-        " ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)"
+        " ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)"
         " ON CONFLICT (tenant_id, env, invoice_number) DO NOTHING",
     [ST_SALE_EXISTS] = "SELECT 1 FROM sales WHERE tenant_id = ?1 AND env = ?2"
                        " AND invoice_number = ?3",
+    /* A sale is replaced whole, unless its remote version (?28) is older than the stored one:
+     * then no row changes. ?27 origin, ?28 remote version: numbered after the lifecycle's
+     * columns so both sets of columns share one numbering. */
     [ST_SALE_UPDATE] = "UPDATE sales SET seq = ?4, event_id = ?5, event_ref = ?6,"
                        " customer_id = ?7, purchase_datetime = ?8, sales_price_minor = ?9,"
                        " currency = ?10, doc = ?11, updated_usec = ?12, source = ?13,"
@@ -103,8 +137,9 @@ const char *const sd_sqlite_sql[N_STMT] = {
                        " refunded_quantity = ?17, refunded_minor = ?18, net_quantity = ?19,"
                        " net_minor = ?20, status_changed = ?21, expires = ?22,"
                        " attended_quantity = ?23, refund_of = ?24, rr_quantity = ?25,"
-                       " rr_minor = ?26"
-                       " WHERE tenant_id = ?1 AND env = ?2 AND invoice_number = ?3",
+                       " rr_minor = ?26, origin = ?27, remote_version = max(remote_version, ?28)"
+                       " WHERE tenant_id = ?1 AND env = ?2 AND invoice_number = ?3"
+                       " AND NOT (?28 <> 0 AND remote_version > ?28)",
     [ST_IDEM_PUT] = "INSERT INTO idempotency (tenant_id, env, idem_key, body_hash, status,"
                     " response, created_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
                     " ON CONFLICT (tenant_id, env, idem_key) DO UPDATE SET"
@@ -118,6 +153,31 @@ const char *const sd_sqlite_sql[N_STMT] = {
         "INSERT INTO connector_state (connector_id, doc, updated_usec) VALUES (?1, ?2, ?3)"
         " ON CONFLICT (connector_id) DO UPDATE SET doc = excluded.doc,"
         " updated_usec = excluded.updated_usec",
+    [ST_TOMBSTONE_INSERT] = "INSERT INTO tombstones (tenant_id, env, record_id, seq, kind, source,"
+                            " reason, merged_into, origin, created_usec)"
+                            " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [ST_EVENT_DELETE] = "DELETE FROM events WHERE tenant_id = ?1 AND env = ?2 AND event_id = ?3",
+    [ST_ALIASES_DELETE] = "DELETE FROM event_aliases WHERE tenant_id = ?1 AND env = ?2"
+                          " AND event_id = ?3",
+    /* LIMIT 2: one is the record, a second means the id is ambiguous without a source. */
+    [ST_CUSTOMER_FIND] = "SELECT seq, source, profile_id FROM customers WHERE tenant_id = ?1"
+                         " AND env = ?2 AND customer_id = ?3 AND (?4 IS NULL OR source = ?4)"
+                         " ORDER BY source LIMIT 2",
+    [ST_CUSTOMER_DELETE] = "DELETE FROM customers WHERE tenant_id = ?1 AND env = ?2 AND seq = ?3",
+    [ST_SALE_DELETE] = "DELETE FROM sales WHERE tenant_id = ?1 AND env = ?2"
+                       " AND invoice_number = ?3",
+    /* An event merged into another: its aliases and its sales follow it (a sale's document
+     * keeps the event id it was sent with, which now resolves through the alias). */
+    [ST_ALIASES_REPOINT] = "UPDATE event_aliases SET event_id = ?4 WHERE tenant_id = ?1"
+                           " AND env = ?2 AND event_id = ?3",
+    [ST_SALES_REPOINT_EVENT] = "UPDATE sales SET event_ref = ?4 WHERE tenant_id = ?1 AND env = ?2"
+                               " AND event_ref = ?3",
+    /* A customer merged into another of its source: its sales name the survivor. */
+    [ST_SALES_OF_CUSTOMER] = "SELECT invoice_number FROM sales WHERE tenant_id = ?1 AND env = ?2"
+                             " AND source = ?4 AND customer_id = ?3",
+    [ST_SALE_RECUSTOMER] = "UPDATE sales SET customer_id = ?4,"
+                           " doc = json_set(doc, '$.customer_id', ?4), seq = ?5, updated_usec = ?6"
+                           " WHERE tenant_id = ?1 AND env = ?2 AND invoice_number = ?3",
 
     [ST_CONNECTOR_INSERT] = "INSERT INTO connectors (id, tenant_id, env, type, schedule, settings,"
                             " mapping, created_usec, updated_usec)"
@@ -143,24 +203,33 @@ const char *const sd_sqlite_sql[N_STMT] = {
 
     [ST_IDEM_GET] = "SELECT body_hash, status, response, created_usec FROM idempotency"
                     " WHERE tenant_id = ?1 AND env = ?2 AND idem_key = ?3",
+    /* The change feed: live rows and tombstones of one kind, merged in seq order (each side
+     * is read in seq order from its index, so the merge stops after LIMIT rows). A customer's
+     * document shows its source. */
     [ST_LIST_EVENTS] = "SELECT seq, doc FROM events WHERE tenant_id = ?1 AND env = ?2"
-                       " AND seq > ?3 ORDER BY seq LIMIT ?4",
-    [ST_LIST_CUSTOMERS] = "SELECT seq, doc FROM customers WHERE tenant_id = ?1 AND env = ?2"
-                          " AND seq > ?3 ORDER BY seq LIMIT ?4",
+                       " AND seq > ?3 UNION ALL " TOMBSTONES "0 ORDER BY seq LIMIT ?4",
+    [ST_LIST_CUSTOMERS] = "SELECT seq, json_set(doc, '$.source', source) FROM customers"
+                          " WHERE tenant_id = ?1 AND env = ?2 AND seq > ?3"
+                          " UNION ALL " TOMBSTONES "1 ORDER BY seq LIMIT ?4",
     [ST_LIST_SALES] = "SELECT seq, doc FROM sales WHERE tenant_id = ?1 AND env = ?2"
-                      " AND seq > ?3 ORDER BY seq LIMIT ?4",
+                      " AND seq > ?3 UNION ALL " TOMBSTONES "2 ORDER BY seq LIMIT ?4",
     [ST_GET_EVENT] = "SELECT doc FROM events WHERE tenant_id = ?1 AND env = ?2 AND event_id = ?3"
                      " UNION ALL SELECT e.doc FROM event_aliases a JOIN events e"
                      " ON e.tenant_id = a.tenant_id AND e.env = a.env AND e.event_id = a.event_id"
                      " WHERE a.tenant_id = ?1 AND a.env = ?2 AND a.alias_id = ?3 LIMIT 1",
     /* One id may exist in several sources: the webhook's record first, then the oldest. */
-    [ST_GET_CUSTOMER] = "SELECT doc FROM customers WHERE tenant_id = ?1 AND env = ?2"
-                        " AND customer_id = ?3 ORDER BY source <> 'webhook', seq LIMIT 1",
+    [ST_GET_CUSTOMER] =
+        "SELECT json_set(doc, '$.source', source) FROM customers WHERE tenant_id = ?1 AND env = ?2"
+        " AND customer_id = ?3 ORDER BY source <> 'webhook', seq LIMIT 1",
     [ST_GET_SALE] = "SELECT doc FROM sales WHERE tenant_id = ?1 AND env = ?2"
                     " AND invoice_number = ?3",
     [ST_COUNT_EVENTS] = "SELECT count(*) FROM events WHERE tenant_id = ?1 AND env = ?2",
     [ST_COUNT_CUSTOMERS] = "SELECT count(*) FROM customers WHERE tenant_id = ?1 AND env = ?2",
     [ST_COUNT_SALES] = "SELECT count(*) FROM sales WHERE tenant_id = ?1 AND env = ?2",
+    /* One source (?4) or every source holding the id; 101 rows tell "more than 100". */
+    [ST_GET_CUSTOMER_SOURCE] = "SELECT source, json_set(doc, '$.source', source) FROM customers"
+                               " WHERE tenant_id = ?1 AND env = ?2 AND customer_id = ?3"
+                               " AND (?4 IS NULL OR source = ?4) ORDER BY source LIMIT 101",
 
     /* order lifecycle (sqlite_write.c) */
     [ST_SALE_STATE] = "SELECT order_type, status, quantity, sales_price_minor, refunded_quantity,"

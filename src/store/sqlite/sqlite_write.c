@@ -123,14 +123,29 @@ int sd_sqlite_savepoint_rollback(struct sd_store *s)
 
 /* ---- write path: ingest ---------------------------------------------------------------------- */
 
-/* Step a statement that ends in RETURNING seq (one row at most): 1 and *ret_seq, 0 if it
- * touched no row, -EEXIST (constraint) or -EIO. */
-static int step_returning_seq(struct conn *c, sqlite3_stmt *st, const char *op, int64_t *ret_seq)
+static int bind_origin(sqlite3_stmt *st, int col, const char *origin)
+{
+    return origin ? sqlite3_bind_text(st, col, origin, -1, SQLITE_STATIC)
+                  : sqlite3_bind_null(st, col);
+}
+
+/* A record left as it was: 2 identical to the stored one, 3 older than it (stale). */
+static void count_kept(struct sd_apply_result *res, int how)
+{
+    res->n_unchanged += how == 2 || how == 3;
+    res->n_stale += how == 3;
+}
+
+/* Step a statement that ends in RETURNING seq, remote_version (one row at most): 1 and
+ * *ret_seq, *ret_rv, 0 if it touched no row, -EEXIST (constraint) or -EIO. */
+static int step_returning_seq(struct conn *c, sqlite3_stmt *st, const char *op, int64_t *ret_seq,
+                              int64_t *ret_rv)
 {
     int found = 0;
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *ret_seq = sqlite3_column_int64(st, 0);
+        *ret_rv = sqlite3_column_int64(st, 1);
         found = 1;
         rc = sqlite3_step(st);
     }
@@ -144,10 +159,12 @@ static int step_returning_seq(struct conn *c, sqlite3_stmt *st, const char *op, 
     return sd_sqlite_fail(c, rc, op);
 }
 
-/* Update event `event_id` with e's content and a new seq: 1 updated, 2 stored already with
- * identical content (it keeps its seq: unchanged), 0 no such event, -EIO. */
+/* Merge e's content into event `event_id` with a new seq: 1 updated, 2 stored already with
+ * identical content (it keeps its seq: unchanged), 3 not applied because e's remote version is
+ * older than the stored one (stale, kept as it was), 0 no such event, -EIO. */
 static int event_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                        const char *event_id, const struct sd_event_rec *e, int64_t now)
+                        const char *event_id, const struct sd_event_rec *e, int64_t now,
+                        const char *origin)
 {
     struct conn *c = s->writer;
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_EVENT_UPDATE);
@@ -157,21 +174,24 @@ static int event_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     int64_t seq = s->seq + 1;
     if ((sd_sqlite_bind_scope(st, tenant_id, env, event_id) | sqlite3_bind_int64(st, 4, seq) |
          sqlite3_bind_text(st, 5, e->dup_key, -1, SQLITE_STATIC) |
-         sqlite3_bind_text(st, 6, e->doc, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 7, now)) !=
-        SQLITE_OK) {
+         sqlite3_bind_text(st, 6, e->doc, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 7, now) |
+         bind_origin(st, 8, origin) | sqlite3_bind_int64(st, 9, e->remote_version)) != SQLITE_OK) {
         return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
-    int64_t kept = 0;
-    int r = step_returning_seq(c, st, "event update", &kept);
+    int64_t kept = 0, rv = 0;
+    int r = step_returning_seq(c, st, "event update", &kept, &rv);
     if (r <= 0) {
         return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "event update") : r;
     }
     s->seq = seq; /* taken even when kept: seq numbering is as it always was */
-    return kept == seq ? 1 : 2;
+    if (kept == seq) {
+        return 1;
+    }
+    return e->remote_version != 0 && rv > e->remote_version ? 3 : 2;
 }
 
 static int event_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                        const struct sd_event_rec *e, int64_t now)
+                        const struct sd_event_rec *e, int64_t now, const char *origin)
 {
     struct conn *c = s->writer;
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_EVENT_INSERT);
@@ -181,8 +201,8 @@ static int event_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     int64_t seq = s->seq + 1;
     if ((sd_sqlite_bind_scope(st, tenant_id, env, e->event_id) | sqlite3_bind_int64(st, 4, seq) |
          sqlite3_bind_text(st, 5, e->dup_key, -1, SQLITE_STATIC) |
-         sqlite3_bind_text(st, 6, e->doc, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 7, now)) !=
-        SQLITE_OK) {
+         sqlite3_bind_text(st, 6, e->doc, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 7, now) |
+         bind_origin(st, 8, origin) | sqlite3_bind_int64(st, 9, e->remote_version)) != SQLITE_OK) {
         return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
     int r = sd_sqlite_step_done(c, st, "event insert");
@@ -221,12 +241,12 @@ static int apply_events(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         char ptr[48];
         snprintf(ptr, sizeof(ptr), "/events/%zu", e->index);
 
-        r = event_update(s, tenant_id, env, e->event_id, e, now);
+        r = event_update(s, tenant_id, env, e->event_id, e, now, b->origin);
         if (r != 0) {
             if (r < 0) {
                 goto out;
             }
-            res->n_unchanged += r == 2;
+            count_kept(res, r);
             continue;
         }
         r = sd_sqlite_lookup_text(c, ST_ALIAS_GET, tenant_id, env, e->event_id, &other);
@@ -234,7 +254,7 @@ static int apply_events(struct sd_store *s, int64_t tenant_id, enum sd_env env,
             goto out;
         }
         if (r == 1) {
-            r = event_update(s, tenant_id, env, other.data, e, now);
+            r = event_update(s, tenant_id, env, other.data, e, now, b->origin);
             if (r < 0) {
                 goto out;
             }
@@ -244,7 +264,7 @@ static int apply_events(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                 r = -EIO;
                 goto out;
             }
-            res->n_unchanged += r == 2;
+            count_kept(res, r);
             sd_issues_add(&res->warnings, ptr, "'%s' is an alias of event '%s'; updated that event",
                           e->event_id, other.data);
             continue;
@@ -259,7 +279,7 @@ static int apply_events(struct sd_store *s, int64_t tenant_id, enum sd_env env,
              * alias was stored, so the record never counts as unchanged here. */
             r = alias_insert(s, tenant_id, env, e->event_id, other.data);
             if (r == 0) {
-                r = event_update(s, tenant_id, env, other.data, e, now);
+                r = event_update(s, tenant_id, env, other.data, e, now, b->origin);
                 r = r == 0 ? -EIO : r; /* found by dup_key a moment ago */
             }
             if (r < 0) {
@@ -271,7 +291,7 @@ static int apply_events(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                           other.data, e->event_id);
             continue;
         }
-        r = event_insert(s, tenant_id, env, e, now);
+        r = event_insert(s, tenant_id, env, e, now, b->origin);
         if (r < 0) {
             goto out;
         }
@@ -311,16 +331,20 @@ static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env en
         rc |= sqlite3_bind_text(st, 7, cu->doc, -1, SQLITE_STATIC);
         rc |= sqlite3_bind_int64(st, 8, now);
         rc |= sqlite3_bind_text(st, 9, batch_source(b), -1, SQLITE_STATIC);
+        rc |= bind_origin(st, 10, b->origin);
+        rc |= sqlite3_bind_int64(st, 11, cu->remote_version);
         if (rc != SQLITE_OK) {
             return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
         }
-        int64_t kept = seq;
-        int r = step_returning_seq(c, st, "customer upsert", &kept);
+        int64_t kept = seq, rv = 0;
+        int r = step_returning_seq(c, st, "customer upsert", &kept, &rv);
         if (r < 0) {
             return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "customer upsert") : r;
         }
         s->seq = seq;
-        res->n_unchanged += kept != seq;
+        if (kept != seq) {
+            count_kept(res, cu->remote_version != 0 && rv > cu->remote_version ? 3 : 2);
+        }
         r = sd_sqlite_profile_link(s, tenant_id, env, &link, batch_source(b), cu, now);
         if (r < 0) {
             return r;
@@ -784,11 +808,11 @@ static int write_refund_targets(struct sd_store *s, int64_t tenant_id, enum sd_e
     return 0;
 }
 
-/* Bind a sale's columns ?1..?26 (the insert and the update share the numbering): the record,
- * and the lifecycle figures its plan decided. */
+/* Bind a sale's columns ?1..?28 (the insert and the update share the numbering): the record,
+ * the lifecycle figures its plan decided, its origin (?27) and remote version (?28). */
 static int bind_sale(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env,
                      const struct sd_sale_rec *sale, const struct sale_plan *p, int64_t seq,
-                     const char *event_ref, int64_t now, const char *source)
+                     const char *event_ref, int64_t now, const char *source, const char *origin)
 {
     int rc = sd_sqlite_bind_scope(st, tenant_id, env, sale->invoice_number);
     rc |= sqlite3_bind_int64(st, 4, seq);
@@ -818,6 +842,8 @@ static int bind_sale(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env,
                           : sqlite3_bind_null(st, 24);
     rc |= sqlite3_bind_int64(st, 25, p->rr_quantity);
     rc |= sqlite3_bind_int64(st, 26, p->rr_minor);
+    rc |= bind_origin(st, 27, origin);
+    rc |= sqlite3_bind_int64(st, 28, sale->remote_version);
     return rc;
 }
 
@@ -835,7 +861,7 @@ static void push_duplicate(struct sd_apply_result *res, const char *invoice, siz
 static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                                 const struct sd_sale_rec *sale, const struct sale_plan *p,
                                 const char *event_ref, int64_t now, const char *source,
-                                struct sd_apply_result *res)
+                                const char *origin, struct sd_apply_result *res)
 {
     struct conn *c = s->writer;
     struct sd_buf doc = {0};
@@ -850,13 +876,17 @@ static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_e
         goto out;
     }
     int64_t seq = s->seq + 1;
-    if (bind_sale(st, tenant_id, env, sale, p, seq, event_ref, now, source) != SQLITE_OK) {
+    if (bind_sale(st, tenant_id, env, sale, p, seq, event_ref, now, source, origin) != SQLITE_OK) {
         r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
         goto out;
     }
     r = sd_sqlite_step_done(c, st, "sale update");
     if (r < 0) {
         r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale update") : r;
+        goto out;
+    }
+    if (sqlite3_changes(c->db) == 0) {
+        count_kept(res, 3); /* an older remote version: the stored sale stays */
         goto out;
     }
     s->seq = seq;
@@ -922,8 +952,8 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
             }
         }
         int64_t seq = s->seq + 1;
-        if (bind_sale(st, tenant_id, env, sale, &plans[i], seq, ref, now, batch_source(b)) !=
-            SQLITE_OK) {
+        if (bind_sale(st, tenant_id, env, sale, &plans[i], seq, ref, now, batch_source(b),
+                      b->origin) != SQLITE_OK) {
             r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
             goto out;
         }
@@ -938,7 +968,7 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
             push_duplicate(res, sale->invoice_number, &dup_cap);
         } else {
             r = upsert_existing_sale(s, tenant_id, env, sale, &plans[i], ref, now, batch_source(b),
-                                     res);
+                                     b->origin, res);
             if (r < 0) {
                 goto out;
             }
@@ -1033,7 +1063,8 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
         goto out;
     }
     int64_t seq = s->seq + 1;
-    if (bind_sale(st, tenant_id, env, sale, &plan, seq, ref, now, SD_SOURCE_WEBHOOK) != SQLITE_OK) {
+    if (bind_sale(st, tenant_id, env, sale, &plan, seq, ref, now, SD_SOURCE_WEBHOOK, NULL) !=
+        SQLITE_OK) {
         r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
         goto out;
     }
@@ -1087,4 +1118,246 @@ int sd_sqlite_idem_purge(struct sd_store *s, int64_t before_usec)
         return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
     return sd_sqlite_step_done(c, st, "idempotency purge");
+}
+
+/* ---- write path: deletions and their tombstones -------------------------------------------- */
+
+int sd_sqlite_tombstone_put(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                            enum sd_kind kind, const char *id, const char *source,
+                            enum sd_tombstone_reason reason, const char *merged_into,
+                            const char *origin, int64_t now)
+{
+    struct conn *c = s->writer;
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_TOMBSTONE_INSERT);
+    if (!st) {
+        return -EIO;
+    }
+    int64_t seq = s->seq + 1;
+    int rc = sd_sqlite_bind_scope(st, tenant_id, env, id);
+    rc |= sqlite3_bind_int64(st, 4, seq);
+    rc |= sqlite3_bind_int(st, 5, (int)kind);
+    rc |= bind_origin(st, 6, kind == SD_KIND_CUSTOMER ? source : NULL);
+    rc |= sqlite3_bind_text(st, 7, sd_tombstone_reason_name(reason), -1, SQLITE_STATIC);
+    rc |= bind_origin(st, 8, reason == SD_TOMBSTONE_MERGED ? merged_into : NULL);
+    rc |= bind_origin(st, 9, origin);
+    rc |= sqlite3_bind_int64(st, 10, now);
+    if (rc != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    int r = sd_sqlite_step_done(c, st, "tombstone insert");
+    if (r < 0) {
+        return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "tombstone insert") : r;
+    }
+    s->seq = seq;
+    return 0;
+}
+
+/* Run a scoped DELETE (?1..?3); returns the number of rows deleted or -EIO. */
+static int delete_scoped(struct conn *c, enum stmt_id id, int64_t tenant_id, enum sd_env env,
+                         const char *key, const char *op)
+{
+    sqlite3_stmt *st = sd_sqlite_stmt(c, id);
+    if (!st) {
+        return -EIO;
+    }
+    if (sd_sqlite_bind_scope(st, tenant_id, env, key) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    int r = sd_sqlite_step_done(c, st, op);
+    if (r < 0) {
+        return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, op) : r;
+    }
+    return sqlite3_changes(c->db);
+}
+
+/* The customer record (source NULL: any one source) to delete: 1 and its seq, source (heap)
+ * and profile id (0 none), 0 none, -ENOTUNIQ, -EIO. */
+static int customer_find(struct conn *c, int64_t tenant_id, enum sd_env env, const char *id,
+                         const char *source, int64_t *ret_seq, char **ret_source,
+                         int64_t *ret_profile)
+{
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_CUSTOMER_FIND);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, id) | bind_origin(st, 4, source)) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    int found = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (found) {
+            found = -ENOTUNIQ;
+            break;
+        }
+        found = 1;
+        *ret_seq = sqlite3_column_int64(st, 0);
+        *ret_source = sd_sqlite_column_strdup(st, 1);
+        *ret_profile = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        found = sd_sqlite_fail(c, rc, "customer find");
+    }
+    if (found < 0) {
+        free(*ret_source);
+        *ret_source = NULL;
+    }
+    return found;
+}
+
+/* Bind (tenant, env, a, b) to ?1..?4 and step; rows changed or -EIO. */
+static int run_pair(struct conn *c, enum stmt_id id, int64_t tenant_id, enum sd_env env,
+                    const char *a, const char *b, const char *op)
+{
+    sqlite3_stmt *st = sd_sqlite_stmt(c, id);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, a) |
+         sqlite3_bind_text(st, 4, b, -1, SQLITE_STATIC)) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    int r = sd_sqlite_step_done(c, st, op);
+    if (r < 0) {
+        return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, op) : r;
+    }
+    return sqlite3_changes(c->db);
+}
+
+/* Event `id` (its row deleted a moment ago) merged into `into`: id and its aliases become
+ * aliases of into's event, its sales count for that event. If into names no event, the
+ * aliases go as for a plain delete. */
+static int merge_event(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
+                       const char *into)
+{
+    struct conn *c = s->writer;
+    struct sd_buf ref = {0};
+    int r = sd_sqlite_lookup_text(c, ST_EVENT_RESOLVE, tenant_id, env, into, &ref);
+    if (r == 0) {
+        r = delete_scoped(c, ST_ALIASES_DELETE, tenant_id, env, id, "aliases delete");
+    } else if (r == 1) {
+        r = run_pair(c, ST_ALIASES_REPOINT, tenant_id, env, id, ref.data, "aliases merge");
+        if (r >= 0) {
+            r = alias_insert(s, tenant_id, env, id, ref.data);
+        }
+        if (r >= 0) {
+            r = run_pair(c, ST_SALES_REPOINT_EVENT, tenant_id, env, id, ref.data, "sales merge");
+        }
+    }
+    sd_buf_release(&ref);
+    return r < 0 ? r : 0;
+}
+
+/* Customer (source, id) merged into (source, into): each of its sales names into, with a new
+ * seq (its document changed). Nothing moves if into is not a customer of that source. */
+static int merge_customer_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                                const char *id, const char *source, const char *into, int64_t now)
+{
+    struct conn *c = s->writer;
+    int r = customer_exists(s, tenant_id, env, source, into);
+    if (r <= 0) {
+        return r;
+    }
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALES_OF_CUSTOMER);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, id) |
+         sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC)) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    /* Collect first: updating a row moves it (seq is the rowid) under the running scan. */
+    char **inv = NULL;
+    size_t n = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        inv = sd_realloc(inv, (n + 1) * sizeof(*inv));
+        inv[n++] = sd_sqlite_column_strdup(st, 0);
+    }
+    sqlite3_reset(st);
+    r = rc == SQLITE_DONE ? 0 : sd_sqlite_fail(c, rc, "sales of customer");
+    st = r == 0 ? sd_sqlite_stmt(c, ST_SALE_RECUSTOMER) : NULL;
+    if (r == 0 && !st) {
+        r = -EIO;
+    }
+    for (size_t i = 0; i < n && r == 0; i++) {
+        int64_t seq = s->seq + 1;
+        if ((sd_sqlite_bind_scope(st, tenant_id, env, inv[i]) |
+             sqlite3_bind_text(st, 4, into, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 5, seq) |
+             sqlite3_bind_int64(st, 6, now)) != SQLITE_OK) {
+            r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+            break;
+        }
+        r = sd_sqlite_step_done(c, st, "sale merge");
+        r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale merge") : r;
+        if (r == 0) {
+            s->seq = seq;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(inv[i]);
+    }
+    free(inv);
+    return r;
+}
+
+int sd_sqlite_delete_record(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                            enum sd_kind kind, const char *id, const char *source,
+                            enum sd_tombstone_reason reason, const char *merged_into,
+                            const char *origin)
+{
+    if (!id || !sd_sqlite_env_ok(env) || (unsigned)reason > SD_TOMBSTONE_MERGED ||
+        (reason == SD_TOMBSTONE_MERGED) != (merged_into != NULL)) {
+        return -EINVAL;
+    }
+    struct conn *c = s->writer;
+    int64_t now = sd_now_usec();
+    char *src = NULL;
+    int r;
+    switch (kind) {
+    case SD_KIND_EVENT:
+        r = delete_scoped(c, ST_EVENT_DELETE, tenant_id, env, id, "event delete");
+        if (r > 0) {
+            r = reason == SD_TOMBSTONE_MERGED
+                    ? merge_event(s, tenant_id, env, id, merged_into)
+                    : delete_scoped(c, ST_ALIASES_DELETE, tenant_id, env, id, "aliases delete");
+            r = r < 0 ? r : 1;
+        }
+        break;
+    case SD_KIND_CUSTOMER: {
+        int64_t seq = 0, profile_id = 0;
+        r = customer_find(c, tenant_id, env, id, source, &seq, &src, &profile_id);
+        if (r == 1) {
+            sqlite3_stmt *st = sd_sqlite_stmt(c, ST_CUSTOMER_DELETE);
+            if (!st) {
+                r = -EIO;
+            } else if ((sd_sqlite_bind_scope(st, tenant_id, env, NULL) |
+                        sqlite3_bind_int64(st, 3, seq)) != SQLITE_OK) {
+                r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+            } else {
+                r = sd_sqlite_step_done(c, st, "customer delete");
+                r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "customer delete") : r;
+            }
+            if (r == 0 && profile_id > 0) {
+                r = sd_sqlite_profile_member_gone(s, tenant_id, env, profile_id, now);
+            }
+            if (r == 0 && reason == SD_TOMBSTONE_MERGED) {
+                r = merge_customer_sales(s, tenant_id, env, id, src, merged_into, now);
+            }
+            r = r < 0 ? r : 1;
+        }
+        break;
+    }
+    case SD_KIND_SALE:
+        r = delete_scoped(c, ST_SALE_DELETE, tenant_id, env, id, "sale delete");
+        break;
+    default: return -EINVAL;
+    }
+    if (r > 0) {
+        r = sd_sqlite_tombstone_put(s, tenant_id, env, kind, id, src, reason, merged_into, origin,
+                                    now);
+        r = r < 0 ? r : 1;
+    }
+    free(src);
+    return r;
 }
