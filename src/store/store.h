@@ -33,6 +33,7 @@ struct sd_store; /* backend-private */
 struct sd_store_profile_ops;
 struct sd_store_segment_ops;
 struct sd_store_outbox_ops;
+struct sd_store_inbound_ops;
 
 struct sd_tenant {
     int64_t id;
@@ -195,6 +196,8 @@ struct sd_store_ops {
     const struct sd_store_profile_ops *profiles;
     const struct sd_store_segment_ops *segments;
     const struct sd_store_outbox_ops *outbox;
+    /* Raw-first vendor webhooks: store/inbound.h. */
+    const struct sd_store_inbound_ops *inbound;
 
     int (*log_stats)(struct sd_store *s, struct sd_store_log_stats *ret);
     /* Writer only, inside write_begin…commit: takes and frees again SD_STORE_PROBE_BYTES of new

@@ -842,4 +842,5 @@ const struct sd_store_ops sd_store_sqlite_ops = {
     .profiles = &sd_sqlite_profile_ops,
     .segments = &sd_sqlite_segment_ops,
     .outbox = &sd_sqlite_outbox_ops,
+    .inbound = &sd_sqlite_inbound_ops,
 };
