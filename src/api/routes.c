@@ -75,6 +75,14 @@ const struct sd_route sd_routes[] = {
     {"POST", "/admin/v1/deliveries/{delivery_id}/retry", "delivery_retry", ADMIN,
      sd_api_admin_delivery_retry},
     /* ROUTES-OUTBOX */
+    {"POST", "/in/{connector_id}/{token}", "inbound", SD_ROUTE_JSON_BODY, sd_api_inbound_receive},
+    {"POST", CONNECTORS "/{connector_id}/inbound-token", "inbound_token", ADMIN,
+     sd_api_admin_inbound_token},
+    {"POST", CONNECTORS "/{connector_id}/replay", "inbound_replay", ADMIN,
+     sd_api_admin_inbound_replay},
+    {"GET", "/admin/v1/tenants/{client_id}/quarantine", "quarantine_list", ADMIN,
+     sd_api_admin_quarantine_list},
+    /* ROUTES-INBOUND */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
 
@@ -92,6 +100,8 @@ const char *const sd_route_names[] = {
     "target_create", "targets_list", "target_get", "target_update", "target_delete",
     "segment_push", "delivery_get", "deliveries_list", "admin_delivery_get", "delivery_retry",
     /* NAMES-OUTBOX */
+    "inbound", "inbound_token", "inbound_replay", "quarantine_list",
+    /* NAMES-INBOUND */
 };
 _Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,
                "every route has its own metrics row");

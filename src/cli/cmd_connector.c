@@ -14,7 +14,7 @@
 #include "store/store.h"
 
 static const char usage_connector[] =
-    "usage: stagedoor connector <add|list|show|update|run|remove> ...\n"
+    "usage: stagedoor connector <add|list|show|update|run|remove|rotate-token> ...\n"
     "  connector add CLIENT_ID --type TYPE --env test|prod [--schedule S] [--settings JSON]\n"
     "                [--mapping JSON] [--data DIR]\n"
     "  connector list CLIENT_ID [--data DIR]\n"
@@ -22,6 +22,7 @@ static const char usage_connector[] =
     "  connector update CONNECTOR_ID [--schedule S] [--settings JSON] [--mapping JSON]\n"
     "  connector run CONNECTOR_ID [--data DIR]\n"
     "  connector remove CONNECTOR_ID [--data DIR]\n"
+    "  connector rotate-token CONNECTOR_ID [--data DIR]   (webhook doors: a new URL token)\n"
     "JSON arguments may be given as @FILE to read them from a file.\n";
 static const char usage_add[] =
     "usage: stagedoor connector add CLIENT_ID --type TYPE --env test|prod [--schedule S]\n"
@@ -139,6 +140,7 @@ static int connector_add(int argc, char **argv)
         rc = sd_cli_fail("cannot add the connector: %s", strerror(-r));
     } else {
         printf("%s\n", id);
+        rc = sd_cmd_connector_open_door(data, id);
     }
     free(id);
     sd_issues_release(&errors);
@@ -336,6 +338,7 @@ int sd_cmd_connector(int argc, char **argv)
         {"update", connector_update},
         {"run", connector_run},
         {"remove", connector_remove},
+        {"rotate-token", sd_cmd_connector_rotate_token},
         {NULL, NULL},
     };
     return sd_cli_dispatch("connector", subs, usage_connector, argc, argv);

@@ -106,6 +106,18 @@ struct sd_connector {
     const char *(*watch_dir)(const json_t *settings);
     /* Optional: more checks of the settings as a whole (pointers "/settings/<key>"). */
     void (*check)(const json_t *settings, struct sd_issues *errors);
+
+    /* ---- inbound door: raw-first vendor webhooks (core/inbound.h) ----
+     * Optional, sources: a connector that sets inbound_map gets a door, POST
+     * /in/{connector_id}/{token}, whose token is made when the instance is created. For each
+     * object of a payload received there (a JSON array of objects, or one object), with the
+     * instance's ctx (settings, mapping, source; no hub): append the model records it stands
+     * for to body["events"|"customers"|"sales"] and return 0, or return -EINVAL with the
+     * reasons in issues (the object is then quarantined, the rest of the payload applied).
+     * Its settings table must include SD_INBOUND_SETTINGS (the door's auth, allowlist, limits
+     * and retention). Pure: called on HTTP threads and on the writer (replay). */
+    int (*inbound_map)(struct sd_connector_ctx *ctx, const json_t *object, json_t *body,
+                       struct sd_issues *issues);
 };
 
 /* The registry (connectors/registry.c). */

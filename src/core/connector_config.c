@@ -11,6 +11,7 @@
 
 #include "base/base.h"
 #include "core/connector.h"
+#include "core/inbound.h"
 #include "core/schedule.h"
 #include "core/scheduler.h"
 #include "http/egress.h"
@@ -335,6 +336,11 @@ json_t *sd_connector_config_view(struct sd_hub *hub, struct sd_store_handle *st,
     const json_t *next = json_object_get(live, "next_run_usec");
     json_object_set_new(status, "next_run",
                         sd_json_time(json_is_integer(next) ? json_integer_value(next) : 0));
+    if (sd_inbound_type_has_door(c->type)) {
+        /* the door's payloads stored and objects waiting in quarantine */
+        json_t *in = sd_inbound_status(st, c->id);
+        json_object_set_new(status, "inbound", in ? in : json_null());
+    }
     json_object_set_new(out, "status", status);
     json_decref(state);
     json_decref(live);
