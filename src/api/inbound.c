@@ -316,13 +316,13 @@ int sd_api_admin_inbound_replay(struct sd_req *req)
         if (r < 0) {
             sd_api_reply_store_error(req, r);
         } else {
-            sd_req_reply_json(
-                req, 200,
-                json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "connector_id", c.id, "mode",
-                          from ? "range" : "quarantined", "payloads", (json_int_t)res.payloads,
-                          "objects", (json_int_t)res.objects, "applied", (json_int_t)res.applied,
-                          "quarantined", (json_int_t)res.quarantined, "skipped_erased",
-                          (json_int_t)res.skipped_erased));
+            sd_req_reply_json(req, 200,
+                              json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "connector_id", c.id,
+                                        "mode", from ? "range" : "quarantined", "payloads",
+                                        (json_int_t)res.payloads, "objects",
+                                        (json_int_t)res.objects, "applied", (json_int_t)res.applied,
+                                        "quarantined", (json_int_t)res.quarantined,
+                                        "skipped_erased", (json_int_t)res.skipped_erased));
         }
     }
     sd_issues_release(&errors);
@@ -334,9 +334,9 @@ int sd_api_admin_inbound_replay(struct sd_req *req)
 json_t *sd_api_inbound_quarantined_json(const struct sd_inbound_quarantined *q)
 {
     return json_pack("{s:I, s:I, s:s, s:o, s:s, s:o, s:o, s:o}", "id", (json_int_t)q->id,
-                     "payload_id", (json_int_t)q->raw_id, "connector_id", q->connector_id,
-                     "index", q->idx < 0 ? json_null() : json_integer(q->idx), "reason",
-                     q->reason, "received_at", sd_json_time(q->received_usec), "quarantined_at",
+                     "payload_id", (json_int_t)q->raw_id, "connector_id", q->connector_id, "index",
+                     q->idx < 0 ? json_null() : json_integer(q->idx), "reason", q->reason,
+                     "received_at", sd_json_time(q->received_usec), "quarantined_at",
                      sd_json_time(q->created_usec), "updated_at", sd_json_time(q->updated_usec));
 }
 
@@ -363,8 +363,8 @@ int sd_api_admin_quarantine_list(struct sd_req *req)
     if (after && sd_parse_int64(after, false, &after_id) < 0) {
         sd_issues_add(&errors, "/after", "must be a quarantine id (a non-negative integer)");
     }
-    if (limits && (sd_parse_int64(limits, false, &limit) < 0 || limit < 1 ||
-                   limit > SD_INBOUND_LIST_MAX)) {
+    if (limits &&
+        (sd_parse_int64(limits, false, &limit) < 0 || limit < 1 || limit > SD_INBOUND_LIST_MAX)) {
         sd_issues_add(&errors, "/limit", "must be an integer from 1 to %d", SD_INBOUND_LIST_MAX);
     }
     if (errors.total > 0) {
@@ -372,8 +372,8 @@ int sd_api_admin_quarantine_list(struct sd_req *req)
     } else {
         struct sd_inbound_quarantined *v = NULL;
         size_t n = 0;
-        int r = sd_store_inbound_quarantine_list(req->hub->store, t.id, (enum sd_env)env,
-                                                 connector, after_id, (size_t)limit, &v, &n);
+        int r = sd_store_inbound_quarantine_list(req->hub->store, t.id, (enum sd_env)env, connector,
+                                                 after_id, (size_t)limit, &v, &n);
         if (r < 0) {
             sd_api_reply_store_error(req, r);
         } else {

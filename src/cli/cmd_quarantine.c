@@ -42,7 +42,7 @@ static int quarantine_list(int argc, char **argv)
     if (n != 1) {
         return sd_cli_usage_error("quarantine list needs a CLIENT_ID");
     }
-    enum sd_env env = (enum sd_env)-1;
+    enum sd_env env = (enum sd_env) - 1;
     if (envs && sd_env_parse(envs, &env) < 0) {
         return sd_cli_usage_error("--env must be test or prod");
     }
@@ -98,8 +98,12 @@ static int parse_time(const char *s, int64_t *ret)
         sscanf(utc, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &sec) != 6) {
         return -EINVAL;
     }
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
-                    .tm_min = mi, .tm_sec = sec};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = sec};
     *ret = (int64_t)timegm(&tm) * 1000000;
     return 0;
 }
@@ -166,8 +170,8 @@ int sd_cmd_quarantine(int argc, char **argv)
 int sd_cmd_connector_rotate_token(int argc, char **argv)
 {
     const char *data = SD_DEFAULT_DATA_DIR, *id = NULL;
-    int r = sd_cli_parse_id(argc, argv, usage_rotate, "connector", "rotate-token",
-                            "CONNECTOR_ID", &data, &id);
+    int r = sd_cli_parse_id(argc, argv, usage_rotate, "connector", "rotate-token", "CONNECTOR_ID",
+                            &data, &id);
     if (r >= 0) {
         return r;
     }

@@ -168,8 +168,8 @@ void sd_inbound_check_settings(const json_t *settings, struct sd_issues *errors)
         const char *h = sget(settings, "auth_header");
         bool ok = *h != 0;
         for (const char *c = h; *c; c++) {
-            ok = ok && (((*c | 0x20) >= 'a' && (*c | 0x20) <= 'z') ||
-                        (*c >= '0' && *c <= '9') || *c == '-' || *c == '_');
+            ok = ok && (((*c | 0x20) >= 'a' && (*c | 0x20) <= 'z') || (*c >= '0' && *c <= '9') ||
+                        *c == '-' || *c == '_');
         }
         if (!ok || strcasecmp(h, "Authorization") == 0) {
             sd_issues_add(errors, "/settings/auth_header",
@@ -206,8 +206,7 @@ char *sd_inbound_path(const char *connector_id, const char *token)
     return sd_asprintf("/in/%s/%s", connector_id, token);
 }
 
-int sd_inbound_token_rotate(struct sd_store_handle *st, const char *connector_id,
-                            char **ret_token)
+int sd_inbound_token_rotate(struct sd_store_handle *st, const char *connector_id, char **ret_token)
 {
     struct sd_connector_conf c = {0};
     int r = sd_store_connector_get(st, connector_id, &c);
@@ -367,11 +366,11 @@ int sd_inbound_admit(struct sd_store_handle *st, const struct sd_inbound_request
 /* ---- preparing a payload --------------------------------------------------------------------- */
 
 struct item {
-    int64_t idx;        /* -1: the payload as a whole */
-    bool ok;            /* batch holds the object's records */
+    int64_t idx; /* -1: the payload as a whole */
+    bool ok;     /* batch holds the object's records */
     struct sd_batch batch;
-    char *reason;       /* !ok: why it is quarantined */
-    char **emails;      /* hashes ("em:…") of addresses in its mapped records, for replay */
+    char *reason;  /* !ok: why it is quarantined */
+    char **emails; /* hashes ("em:…") of addresses in its mapped records, for replay */
     size_t n_emails;
 };
 
@@ -735,8 +734,8 @@ int sd_inbound_store_run(struct sd_store_handle *st, struct sd_inbound_payload *
     if (r < 0) {
         return r;
     }
-    return sd_store_inbound_raw_counts(st, p->raw.id, (int64_t)p->n_items,
-                                       (int64_t)p->out.applied, (int64_t)p->out.quarantined);
+    return sd_store_inbound_raw_counts(st, p->raw.id, (int64_t)p->n_items, (int64_t)p->out.applied,
+                                       (int64_t)p->out.quarantined);
 }
 
 /* ---- replay ---------------------------------------------------------------------------------- */
@@ -847,8 +846,8 @@ int sd_inbound_forget_person(struct sd_store_handle *st, int64_t tenant_id, enum
 {
     char **subjects = NULL;
     size_t n = 0;
-    int r = sd_store_inbound_person_subjects(st, tenant_id, env, source, customer_id, &subjects,
-                                             &n);
+    int r =
+        sd_store_inbound_person_subjects(st, tenant_id, env, source, customer_id, &subjects, &n);
     if (r == -ENOTSUP) {
         return 0;
     }
@@ -960,7 +959,7 @@ void sd_inbound_metrics_render(struct sd_buf *out)
             if (i < COUNTER_SLOTS && atomic_load(&c->used) != 2) {
                 continue;
             }
-            _Atomic uint64_t *v = m == 0 ? &c->payloads
+            _Atomic uint64_t *v = m == 0   ? &c->payloads
                                   : m == 1 ? &c->applied
                                   : m == 2 ? &c->quarantined
                                            : &c->non200;

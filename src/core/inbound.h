@@ -32,6 +32,7 @@
 #include "store/store.h"
 
 /* The door's settings; every connector with inbound_map lists them in its settings table. */
+/* clang-format off */
 #define SD_INBOUND_SETTINGS                                                                        \
     {"auth", SD_SETTING_CHOICE, "\"none\"", 0, 0,                                                  \
      "credential the vendor must send besides the URL token: none, basic (HTTP Basic "             \
@@ -53,7 +54,8 @@
         {"max_body_kib", SD_SETTING_INT, "4096", 1, 8192,                                          \
          "bytes one payload may hold, in KiB; more is refused with 413", NULL},                    \
         {"raw_retention_days", SD_SETTING_INT, "30", 1, 3650,                                      \
-         "days a payload is kept as received (for replay) before the purge deletes it", NULL }
+         "days a payload is kept as received (for replay) before the purge deletes it", NULL}
+/* clang-format on */
 
 /* Whole-settings checks of the door settings (credential complete, allowlist parses); for a
  * connector's check hook. Pointers "/settings/<key>". */
@@ -62,8 +64,7 @@ void sd_inbound_check_settings(const json_t *settings, struct sd_issues *errors)
 /* A new door token for the instance (replacing any old one: the old URL stops working at
  * once). *ret_token is the token (heap), shown once; only its SHA-256 is stored. -ENOENT if
  * the instance does not exist, -EINVAL if its type has no door. */
-int sd_inbound_token_rotate(struct sd_store_handle *st, const char *connector_id,
-                            char **ret_token);
+int sd_inbound_token_rotate(struct sd_store_handle *st, const char *connector_id, char **ret_token);
 /* Whether instances of this connector type have a door. */
 bool sd_inbound_type_has_door(const char *type);
 /* The door's path for a token: "/in/<connector_id>/<token>" (heap). */

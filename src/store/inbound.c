@@ -104,9 +104,9 @@ int sd_store_inbound_forget(struct sd_store_handle *h, int64_t tenant_id, enum s
     return o->forget(s, tenant_id, env, subjects, n, ret_n);
 }
 
-int sd_store_inbound_person_subjects(struct sd_store_handle *h, int64_t tenant_id,
-                                     enum sd_env env, const char *source,
-                                     const char *customer_id, char ***ret, size_t *ret_n)
+int sd_store_inbound_person_subjects(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                                     const char *source, const char *customer_id, char ***ret,
+                                     size_t *ret_n)
 {
     OPS(h, person_subjects);
     return o->person_subjects(s, tenant_id, env, source, customer_id, ret, ret_n);
@@ -126,8 +126,7 @@ int sd_store_inbound_email_erased(struct sd_store_handle *h, int64_t tenant_id, 
     return o->email_erased(s, tenant_id, env, email_hash);
 }
 
-int sd_store_inbound_raw_get(struct sd_store_handle *h, int64_t raw_id,
-                             struct sd_inbound_raw *ret)
+int sd_store_inbound_raw_get(struct sd_store_handle *h, int64_t raw_id, struct sd_inbound_raw *ret)
 {
     OPS(h, raw_get);
     return o->raw_get(s, raw_id, ret);
@@ -142,10 +141,9 @@ int sd_store_inbound_raw_list(struct sd_store_handle *h, const char *connector_i
                        ret_ids, ret_n);
 }
 
-int sd_store_inbound_quarantine_list(struct sd_store_handle *h, int64_t tenant_id,
-                                     enum sd_env env, const char *connector_id, int64_t after_id,
-                                     size_t limit, struct sd_inbound_quarantined **ret,
-                                     size_t *ret_n)
+int sd_store_inbound_quarantine_list(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                                     const char *connector_id, int64_t after_id, size_t limit,
+                                     struct sd_inbound_quarantined **ret, size_t *ret_n)
 {
     OPS(h, quarantine_list);
     return o->quarantine_list(s, tenant_id, env, connector_id, after_id, limit, ret, ret_n);

@@ -95,8 +95,7 @@ struct sd_store_inbound_ops {
      * every customer id of the person's profile (or of that record alone) and "em:" + the
      * SHA-256 of each of their e-mail keys. Call before the records are erased. Heap array. */
     int (*person_subjects)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                           const char *source, const char *customer_id, char ***ret,
-                           size_t *ret_n);
+                           const char *source, const char *customer_id, char ***ret, size_t *ret_n);
     /* Writer. Delete at most `limit` payloads (with their quarantine and subject rows) whose
      * expires_usec is before now_usec. *ret_n: how many. */
     int (*purge_expired)(struct sd_store *s, int64_t now_usec, size_t limit, int64_t *ret_n);
@@ -142,22 +141,20 @@ int sd_store_inbound_subjects_put(struct sd_store_handle *h, int64_t tenant_id, 
                                   int64_t raw_id, char *const *subjects, size_t n);
 int sd_store_inbound_forget(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
                             char *const *subjects, size_t n, int64_t *ret_n);
-int sd_store_inbound_person_subjects(struct sd_store_handle *h, int64_t tenant_id,
-                                     enum sd_env env, const char *source,
-                                     const char *customer_id, char ***ret, size_t *ret_n);
+int sd_store_inbound_person_subjects(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                                     const char *source, const char *customer_id, char ***ret,
+                                     size_t *ret_n);
 int sd_store_inbound_purge_expired(struct sd_store_handle *h, int64_t now_usec, size_t limit,
                                    int64_t *ret_n);
 int sd_store_inbound_email_erased(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
                                   const char *email_hash);
-int sd_store_inbound_raw_get(struct sd_store_handle *h, int64_t raw_id,
-                             struct sd_inbound_raw *ret);
+int sd_store_inbound_raw_get(struct sd_store_handle *h, int64_t raw_id, struct sd_inbound_raw *ret);
 int sd_store_inbound_raw_list(struct sd_store_handle *h, const char *connector_id,
                               bool quarantined_only, int64_t from_usec, int64_t to_usec,
                               int64_t after_id, size_t limit, int64_t **ret_ids, size_t *ret_n);
-int sd_store_inbound_quarantine_list(struct sd_store_handle *h, int64_t tenant_id,
-                                     enum sd_env env, const char *connector_id, int64_t after_id,
-                                     size_t limit, struct sd_inbound_quarantined **ret,
-                                     size_t *ret_n);
+int sd_store_inbound_quarantine_list(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                                     const char *connector_id, int64_t after_id, size_t limit,
+                                     struct sd_inbound_quarantined **ret, size_t *ret_n);
 int sd_store_inbound_counts(struct sd_store_handle *h, const char *connector_id,
                             int64_t *ret_payloads, int64_t *ret_quarantined);
 

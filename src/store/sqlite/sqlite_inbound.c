@@ -89,10 +89,11 @@ static const char *const sql[] = {
                  "q.raw_id > ?2 ORDER BY q.raw_id LIMIT ?3",
     [I_LIST_RANGE] = "SELECT id FROM inbound_raw WHERE connector_id = ?1 AND received_usec >= ?4 "
                      "AND received_usec < ?5 AND id > ?2 ORDER BY id LIMIT ?3",
-    [I_Q_LIST] = "SELECT q.id, q.raw_id, q.connector_id, q.idx, q.reason, r.received_usec, "
-                 "q.created_usec, q.updated_usec FROM inbound_quarantine q JOIN inbound_raw r ON "
-                 "r.id = q.raw_id WHERE q.tenant_id = ?1 AND (?2 < 0 OR q.env = ?2) AND (?3 IS NULL OR "
-                 "q.connector_id = ?3) AND q.id > ?4 ORDER BY q.id LIMIT ?5",
+    [I_Q_LIST] =
+        "SELECT q.id, q.raw_id, q.connector_id, q.idx, q.reason, r.received_usec, "
+        "q.created_usec, q.updated_usec FROM inbound_quarantine q JOIN inbound_raw r ON "
+        "r.id = q.raw_id WHERE q.tenant_id = ?1 AND (?2 < 0 OR q.env = ?2) AND (?3 IS NULL OR "
+        "q.connector_id = ?3) AND q.id > ?4 ORDER BY q.id LIMIT ?5",
     [I_COUNTS] = "SELECT (SELECT count(*) FROM inbound_raw WHERE connector_id = ?1), "
                  "(SELECT count(*) FROM inbound_quarantine WHERE connector_id = ?1)",
     [I_Q_INDEXES] = "SELECT idx FROM inbound_quarantine WHERE raw_id = ?1 ORDER BY idx",
@@ -414,8 +415,7 @@ static void push(char ***v, size_t *n, size_t *cap, char *s)
 }
 
 static int person_subjects(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                           const char *source, const char *customer_id, char ***ret,
-                           size_t *ret_n)
+                           const char *source, const char *customer_id, char ***ret, size_t *ret_n)
 {
     if (!customer_id) {
         return -EINVAL;
@@ -605,8 +605,7 @@ static int quarantine_list(struct sd_store *s, int64_t tenant_id, enum sd_env en
     }
     int rc = sqlite3_bind_int64(st, 1, tenant_id) |
              sqlite3_bind_int(st, 2, sd_sqlite_env_ok(env) ? (int)env : -1) |
-             sqlite3_bind_int64(st, 4, after_id) |
-             sqlite3_bind_int64(st, 5, (int64_t)clamp(limit));
+             sqlite3_bind_int64(st, 4, after_id) | sqlite3_bind_int64(st, 5, (int64_t)clamp(limit));
     rc |= connector_id ? sqlite3_bind_text(st, 3, connector_id, -1, SQLITE_STATIC)
                        : sqlite3_bind_null(st, 3);
     if (rc != SQLITE_OK) {
