@@ -324,6 +324,32 @@ static void test_quarantine_and_duplicate(void **state)
     free(id);
 }
 
+/* S-360 wraps each record: {"orderDetailsData": {...}}; record_pointer unwraps it. */
+static void test_record_pointer(void **state)
+{
+    struct fx *f = *state;
+    char *id = make(f, "{\"record_pointer\":\"/contactData\"}", MAPPING);
+    const char *body = "[{\"contactData\":{\"contactNumber\":\"W1\",\"mail\":\"w@example.com\"}},"
+                       "{\"contactNumber\":\"W2\",\"mail\":\"w2@example.com\"},"
+                       "{\"contactData\":[1]}]";
+    struct sd_inbound_outcome o = store(f, id, body, sd_now_usec());
+    assert_int_equal(o.applied, 1);
+    assert_int_equal(o.quarantined, 2);
+    char *doc = NULL;
+    assert_int_equal(sd_store_get_record(f->h, SD_KIND_CUSTOMER, f->t.id, SD_ENV_TEST, "W1", &doc),
+                     0);
+    free(doc);
+    struct sd_inbound_quarantined *q = NULL;
+    size_t n = 0;
+    assert_int_equal(
+        sd_store_inbound_quarantine_list(f->h, f->t.id, SD_ENV_TEST, id, 0, 10, &q, &n), 0);
+    assert_int_equal(n, 2);
+    assert_non_null(strstr(q[0].reason, "record_pointer"));
+    assert_non_null(strstr(q[1].reason, "record_pointer"));
+    sd_inbound_quarantined_free(q, n);
+    free(id);
+}
+
 static void test_limits(void **state)
 {
     struct fx *f = *state;
@@ -407,6 +433,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_credentials, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quarantine_and_duplicate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_pointer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget_person, setup, teardown),
