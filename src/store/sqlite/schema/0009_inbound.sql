@@ -14,7 +14,9 @@
 -- index (-1: the payload as a whole, e.g. not JSON). A row is deleted once a replay applies it.
 --
 -- inbound_subjects: who a payload mentions ('cid:' customer id, 'em:' SHA-256 of an e-mail
--- key), written when it is mapped, so an erasure finds the raw payloads to purge.
+-- key), written when it is mapped, so an erasure finds the raw payloads to purge. A subject is
+-- kept as the first 16 bytes of its SHA-256: one row per subject and payload is written with
+-- every payload, so the key's size is the door's write volume.
 
 CREATE TABLE inbound_doors (
     connector_id TEXT PRIMARY KEY NOT NULL,
@@ -58,7 +60,7 @@ CREATE INDEX inbound_quarantine_list ON inbound_quarantine (tenant_id, env, conn
 CREATE TABLE inbound_subjects (
     tenant_id INTEGER NOT NULL,
     env INTEGER NOT NULL,
-    subject TEXT NOT NULL,
+    subject BLOB NOT NULL,
     raw_id INTEGER NOT NULL,
     PRIMARY KEY (tenant_id, env, subject, raw_id)
 ) WITHOUT ROWID;
