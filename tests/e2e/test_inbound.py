@@ -296,29 +296,61 @@ class InboundTest(unittest.TestCase):
         self.assertEqual(r.status, 200, r)
 
 
-class InboundCrashTest(unittest.TestCase):
-    """kill -9 between the commit and the answer: the resend changes nothing."""
+def faulty_server(data, fault):
+    old = os.environ.get("STAGEDOOR_FAULT")
+    os.environ["STAGEDOOR_FAULT"] = fault
+    try:
+        return harness.Server(data).start()
+    finally:
+        if old is None:
+            os.environ.pop("STAGEDOOR_FAULT", None)
+        else:
+            os.environ["STAGEDOOR_FAULT"] = old
 
-    def test_resend_after_crash(self):
+
+def door(port, data):
+    r = harness.http(port, "POST", "/admin/v1/tenants/%s/connectors" % CLIENT,
+                     {"type": "webhook_in", "environment": "test",
+                      "settings": {"kind": "customers"}, "mapping": MAPPING},
+                     key=admin_token(data))
+    if r.status != 201:
+        raise AssertionError("create -> %r" % (r,))
+    return r.json["connector_id"], r.json["inbound"]["path"]
+
+
+class InboundCrashTest(unittest.TestCase):
+    """Failures between the vendor and the store."""
+
+    def test_storage_failure_is_503_and_the_resend_is_applied(self):
         data = harness.tempdir(self)
         harness.tenant_create(data, CLIENT)
         key = harness.key_create(data, CLIENT, "test")
-        old = os.environ.get("STAGEDOOR_FAULT")
-        os.environ["STAGEDOOR_FAULT"] = "inbound_after_commit"
-        try:
-            server = harness.Server(data).start()
-        finally:
-            if old is None:
-                os.environ.pop("STAGEDOOR_FAULT", None)
-            else:
-                os.environ["STAGEDOOR_FAULT"] = old
+        server = faulty_server(data, "commit")  # every group commit fails
+        self.addCleanup(server.kill)
+        cid, path = door(server.port, data)
+        objs = [contact(harness.uid("F")) for _ in range(3)]
+        r = harness.http(server.port, "POST", path, body=objs)
+        self.assertEqual(r.status, 503, r)
+        self.assertTrue(r.header("Retry-After"))
+        server.kill()
+        server = harness.Server(data).start()
+        self.addCleanup(server.kill)
+        r = harness.http(server.port, "POST", path, body=objs)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.json["duplicate"], r.json["applied"]), (False, 3))
+        api = harness.Api(server.port, CLIENT, key)
+        self.assertEqual(len(api.list_all("customers")[0]), 3)
+        self.assertEqual(server.stop(), 0)
+
+    def test_resend_after_crash(self):
+        """kill -9 between the commit and the answer: the resend changes nothing."""
+        data = harness.tempdir(self)
+        harness.tenant_create(data, CLIENT)
+        key = harness.key_create(data, CLIENT, "test")
+        server = faulty_server(data, "inbound_after_commit")
         self.addCleanup(server.kill)
         tok = admin_token(data)
-        r = harness.http(server.port, "POST", "/admin/v1/tenants/%s/connectors" % CLIENT,
-                         {"type": "webhook_in", "environment": "test",
-                          "settings": {"kind": "customers"}, "mapping": MAPPING}, key=tok)
-        self.assertEqual(r.status, 201, r)
-        cid, path = r.json["connector_id"], r.json["inbound"]["path"]
+        cid, path = door(server.port, data)
         objs = [contact(harness.uid("K")) for _ in range(10)]
         body = json.dumps(objs).encode()
         h = {"Content-Type": "application/json"}
