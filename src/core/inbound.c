@@ -380,6 +380,7 @@ struct item {
 
 struct sd_inbound_payload {
     struct sd_connector_conf conf; /* copy of the strings we need */
+    char *source;                  /* the records' source label; the batches point here */
     struct sd_inbound_raw raw;
     struct item *items;
     size_t n_items;
@@ -539,6 +540,7 @@ void sd_inbound_payload_free(struct sd_inbound_payload *p)
     free(p->subjects);
     sd_inbound_raw_release(&p->raw);
     sd_connector_conf_release(&p->conf);
+    free(p->source);
     free(p);
 }
 
@@ -584,13 +586,15 @@ static int split_and_map(struct sd_inbound_payload *p, const char *body, size_t 
     }
     json_decref(mspec);
     const json_t *src = json_object_get(settings, "source");
+    free(p->source);
+    p->source = sd_strdup(json_is_string(src) ? json_string_value(src) : p->conf.type);
     struct sd_connector_ctx ctx = {
         .tenant_id = p->conf.tenant_id,
         .env = p->conf.env,
         .id = p->conf.id,
         .settings = settings,
         .mapping = mapping,
-        .source = json_is_string(src) ? json_string_value(src) : p->conf.type,
+        .source = p->source,
     };
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "base/base.h"
 #include "core/connector_config.h"
@@ -350,6 +351,29 @@ static void test_record_pointer(void **state)
     free(id);
 }
 
+/* Records are kept under the instance's source label (its "source" setting). */
+static void test_source_label(void **state)
+{
+    struct fx *f = *state;
+    char *id = make(f, "{\"source\":\"s360\"}", MAPPING);
+    struct sd_inbound_outcome o =
+        store(f, id, "[{\"contactNumber\":\"S1\",\"mail\":\"s1@example.com\"}]", sd_now_usec());
+    assert_int_equal(o.applied, 1);
+    char *path = sd_asprintf("%s/stagedoor.db", f->st.dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT source FROM customers WHERE customer_id = 'S1'",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "s360");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(path);
+    free(id);
+}
+
 static void test_limits(void **state)
 {
     struct fx *f = *state;
@@ -434,6 +458,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_settings_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quarantine_and_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_record_pointer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_source_label, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget_person, setup, teardown),
