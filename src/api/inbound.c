@@ -183,7 +183,10 @@ json_t *sd_api_inbound_door_json(struct sd_req *req, const char *connector_id, c
     const char *host = sd_req_header(req, "Host");
     json_t *o = json_pack("{s:s, s:s}", "path", path, "token", token);
     if (host) {
-        char *url = sd_asprintf("http://%s%s", host, path);
+        /* a TLS session on this connection: https (behind a TLS proxy, the path is what counts) */
+        bool tls = req->conn &&
+                   MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_PROTOCOL) != NULL;
+        char *url = sd_asprintf("%s://%s%s", tls ? "https" : "http", host, path);
         json_object_set_new(o, "url", sd_json_text(url));
         free(url);
     }

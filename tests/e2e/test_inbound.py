@@ -81,6 +81,7 @@ class InboundTest(unittest.TestCase):
         inbound = r.json["inbound"]
         self.assertTrue(inbound["path"].startswith("/in/" + r.json["connector_id"] + "/"))
         self.assertEqual(len(inbound["token"]), 64)
+        self.assertEqual(inbound["url"], "http://127.0.0.1:%d%s" % (self.port, inbound["path"]))
         return r.json["connector_id"], inbound["path"]
 
     def post(self, path, body, headers=None):
