@@ -168,6 +168,11 @@ static void test_allowlist_and_token(void **state)
     assert_int_equal(sd_inbound_token_rotate(f->h, id, &token2), 0);
     assert_int_equal(admit(f, id, token, (struct hdrs){0}, "10.0.0.1", &known), -ENOENT);
     assert_int_equal(admit(f, id, token2, (struct hdrs){0}, "10.0.0.1", &known), 0);
+    /* removing the connector removes its door */
+    char hash[65];
+    assert_int_equal(sd_store_inbound_door_get(f->h, id, hash), 0);
+    assert_int_equal(sd_store_connector_delete(f->h, id), 0);
+    assert_int_equal(sd_store_inbound_door_get(f->h, id, hash), -ENOENT);
     free(token);
     free(token2);
     free(id);

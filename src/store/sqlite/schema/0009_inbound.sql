@@ -24,6 +24,12 @@ CREATE TABLE inbound_doors (
     created_usec INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- A removed connector's door goes with it (its payloads stay until their retention ends).
+CREATE TRIGGER inbound_doors_connector_gone AFTER DELETE ON connectors
+BEGIN
+    DELETE FROM inbound_doors WHERE connector_id = old.id;
+END;
+
 CREATE TABLE inbound_raw (
     id INTEGER PRIMARY KEY,
     connector_id TEXT NOT NULL,
