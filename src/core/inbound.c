@@ -387,6 +387,8 @@ struct sd_inbound_payload {
     char **subjects;
     size_t n_subjects;
     struct sd_inbound_outcome out;
+    int64_t dedupe_after_usec; /* an identical payload received since is a resend */
+    bool renewed;              /* an identical payload older than that was received anew */
     /* replay */
     bool replay;
     bool replay_all;
@@ -641,6 +643,7 @@ int sd_inbound_prepare(const struct sd_connector_conf *conf, const char *body, s
     conf_copy(&p->conf, conf);
     json_t *settings = json_loads(conf->settings, 0, NULL);
     int64_t days = iget(settings, "raw_retention_days", 30);
+    p->dedupe_after_usec = now_usec - iget(settings, "dedupe_hours", 24) * 3600LL * 1000000;
     json_decref(settings);
     p->raw = (struct sd_inbound_raw){
         .connector_id = sd_strdup(conf->id),
@@ -710,7 +713,8 @@ static int apply_item(struct sd_store_handle *st, struct sd_inbound_payload *p, 
     }
     if (it->ok && !reason) {
         p->out.applied++;
-        return p->replay ? sd_store_inbound_quarantine_delete(st, p->raw.id, it->idx) : 0;
+        return p->replay || p->renewed ? sd_store_inbound_quarantine_delete(st, p->raw.id, it->idx)
+                                       : 0;
     }
     p->out.quarantined++;
     r = sd_store_inbound_quarantine_put(st, p->raw.id, p->conf.id, p->conf.tenant_id, p->conf.env,
@@ -721,7 +725,7 @@ static int apply_item(struct sd_store_handle *st, struct sd_inbound_payload *p, 
 
 int sd_inbound_store_run(struct sd_store_handle *st, struct sd_inbound_payload *p)
 {
-    int r = sd_store_inbound_raw_put(st, &p->raw, &p->raw.id);
+    int r = sd_store_inbound_raw_put(st, &p->raw, p->dedupe_after_usec, &p->raw.id, &p->renewed);
     p->out.raw_id = p->raw.id;
     if (r == -EEXIST) {
         p->out.duplicate = true;

@@ -54,7 +54,10 @@
         {"max_body_kib", SD_SETTING_INT, "4096", 1, 8192,                                          \
          "bytes one payload may hold, in KiB; more is refused with 413", NULL},                    \
         {"raw_retention_days", SD_SETTING_INT, "30", 1, 3650,                                      \
-         "days a payload is kept as received (for replay) before the purge deletes it", NULL}
+         "days a payload is kept as received (for replay) before the purge deletes it", NULL},     \
+        {"dedupe_hours", SD_SETTING_INT, "24", 1, 8760,                                            \
+         "a payload identical to one received this many hours before is a resend: answered "       \
+         "200 and applied once; an older twin is applied again", NULL}
 /* clang-format on */
 
 /* Whole-settings checks of the door settings (credential complete, allowlist parses); for a

@@ -56,10 +56,10 @@ int sd_store_inbound_door_delete(struct sd_store_handle *h, const char *connecto
 }
 
 int sd_store_inbound_raw_put(struct sd_store_handle *h, const struct sd_inbound_raw *r,
-                             int64_t *ret_id)
+                             int64_t dedupe_after_usec, int64_t *ret_id, bool *ret_renewed)
 {
     OPS(h, raw_put);
-    return o->raw_put(s, r, ret_id);
+    return o->raw_put(s, r, dedupe_after_usec, ret_id, ret_renewed);
 }
 
 int sd_store_inbound_raw_counts(struct sd_store_handle *h, int64_t raw_id, int64_t objects,

@@ -13,8 +13,9 @@
  *  - raw_put, quarantine_put/_delete, subjects_put, raw_counts, forget, purge_expired and
  *    email_erased run ONLY on the writer thread, inside its transaction: they commit with the
  *    records the same job applies, so "stored" and "applied" are never separated.
- *  - raw_put refuses a second payload with the same (connector_id, content_hash) with -EEXIST
- *    (committed or earlier in this transaction) and reports the first one's id.
+ *  - raw_put refuses a second payload with the same (connector_id, content_hash) received at or
+ *    after dedupe_after_usec with -EEXIST (committed or earlier in this transaction) and
+ *    reports the first one's id; an older one is received anew in place (same id).
  *  - raw_get, raw_list and quarantine_list are the read path (any thread; committed data only).
  *  - Every row is scoped by (tenant_id, env) like the records it leads to. */
 #ifndef SD_STORE_INBOUND_H
@@ -69,9 +70,13 @@ struct sd_store_inbound_ops {
     int (*door_get)(struct sd_store *s, const char *connector_id, char ret_hash[65]);
     int (*door_delete)(struct sd_store *s, const char *connector_id);
 
-    /* Writer. Store r (id ignored) and write its id into *ret_id; -EEXIST with the stored
-     * payload's id in *ret_id if this connector already has a payload with r's content_hash. */
-    int (*raw_put)(struct sd_store *s, const struct sd_inbound_raw *r, int64_t *ret_id);
+    /* Writer. Store r (id ignored) and write its id into *ret_id. If this connector already has
+     * a payload with r's content_hash: -EEXIST with its id in *ret_id when it was received at or
+     * after dedupe_after_usec (a resend); otherwise that row is received anew — its receipt and
+     * expiry times, headers and body become r's, its counters zero, purged_usec 0 — and 0 is
+     * returned with its id and *ret_renewed set. */
+    int (*raw_put)(struct sd_store *s, const struct sd_inbound_raw *r, int64_t dedupe_after_usec,
+                   int64_t *ret_id, bool *ret_renewed);
     /* Writer. The outcome counters of a payload (after it was mapped, or replayed). */
     int (*raw_counts)(struct sd_store *s, int64_t raw_id, int64_t objects, int64_t applied,
                       int64_t quarantined);
@@ -128,7 +133,7 @@ int sd_store_inbound_door_get(struct sd_store_handle *h, const char *connector_i
                               char ret_hash[65]);
 int sd_store_inbound_door_delete(struct sd_store_handle *h, const char *connector_id);
 int sd_store_inbound_raw_put(struct sd_store_handle *h, const struct sd_inbound_raw *r,
-                             int64_t *ret_id);
+                             int64_t dedupe_after_usec, int64_t *ret_id, bool *ret_renewed);
 int sd_store_inbound_raw_counts(struct sd_store_handle *h, int64_t raw_id, int64_t objects,
                                 int64_t applied, int64_t quarantined);
 int sd_store_inbound_quarantine_put(struct sd_store_handle *h, int64_t raw_id,

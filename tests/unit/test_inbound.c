@@ -404,6 +404,42 @@ static void test_limits(void **state)
     free(id);
 }
 
+/* Within dedupe_hours an identical payload is a resend; after it, a contact changed A → B → A
+ * must end as A, so the older twin is applied again. */
+static void test_dedupe_window(void **state)
+{
+    struct fx *f = *state;
+    char *id = make(f, "{\"dedupe_hours\":24}", MAPPING);
+    int64_t now = sd_now_usec();
+    const char *a = "[{\"contactNumber\":\"D1\",\"mail\":\"a@example.com\"},{\"x\":1}]";
+    const char *b = "[{\"contactNumber\":\"D1\",\"mail\":\"b@example.com\"}]";
+    struct sd_inbound_outcome first = store(f, id, a, now - 30 * 3600LL * 1000000);
+    assert_int_equal(first.applied, 1);
+    assert_int_equal(first.quarantined, 1);
+    struct sd_inbound_outcome second = store(f, id, b, now - 3600LL * 1000000);
+    assert_int_equal(second.applied, 1);
+    struct sd_inbound_outcome third = store(f, id, a, now);
+    assert_false(third.duplicate);
+    assert_int_equal(third.raw_id, first.raw_id); /* received anew in place */
+    assert_int_equal(third.applied, 1);
+    char *doc = NULL;
+    assert_int_equal(sd_store_get_record(f->h, SD_KIND_CUSTOMER, f->t.id, SD_ENV_TEST, "D1", &doc),
+                     0);
+    assert_non_null(strstr(doc, "a@example.com"));
+    free(doc);
+    struct sd_inbound_outcome fourth = store(f, id, a, now + 1000000);
+    assert_true(fourth.duplicate);
+    int64_t payloads = 0, quarantined = 0;
+    assert_int_equal(sd_store_inbound_counts(f->h, id, &payloads, &quarantined), 0);
+    assert_int_equal(payloads, 2);
+    assert_int_equal(quarantined, 1); /* the bad object's row, not two */
+    struct sd_inbound_raw raw = {0};
+    assert_int_equal(sd_store_inbound_raw_get(f->h, first.raw_id, &raw), 0);
+    assert_int_equal(raw.received_usec, now);
+    sd_inbound_raw_release(&raw);
+    free(id);
+}
+
 static void test_retention(void **state)
 {
     struct fx *f = *state;
@@ -465,6 +501,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_record_pointer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_source_label, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dedupe_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget_person, setup, teardown),
     };

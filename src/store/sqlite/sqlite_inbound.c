@@ -43,6 +43,7 @@ enum {
     I_Q_LIST,
     I_COUNTS,
     I_Q_INDEXES,
+    I_RAW_RENEW,
     I_LAST_ /* must stay <= 192 */
 };
 _Static_assert(I_LAST_ <= SD_SQLITE_EXTRA_SLOTS, "inbound statement slots are 160..191");
@@ -56,7 +57,11 @@ static const char *const sql[] = {
     [I_RAW_PUT] = "INSERT INTO inbound_raw (connector_id, tenant_id, env, content_hash, "
                   "received_usec, expires_usec, headers, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
                   "?7, ?8)",
-    [I_RAW_BY_HASH] = "SELECT id FROM inbound_raw WHERE connector_id = ?1 AND content_hash = ?2",
+    [I_RAW_BY_HASH] = "SELECT id, received_usec FROM inbound_raw WHERE connector_id = ?1 AND "
+                      "content_hash = ?2",
+    [I_RAW_RENEW] = "UPDATE inbound_raw SET received_usec = ?2, expires_usec = ?3, headers = ?4, "
+                    "body = ?5, purged_usec = 0, objects = 0, applied = 0, quarantined = 0 WHERE "
+                    "id = ?1",
     [I_RAW_COUNTS] = "UPDATE inbound_raw SET objects = ?2, applied = ?3, quarantined = ?4 WHERE "
                      "id = ?1",
     [I_Q_PUT] = "INSERT INTO inbound_quarantine (raw_id, connector_id, tenant_id, env, idx, "
@@ -191,8 +196,10 @@ static int door_get(struct sd_store *s, const char *connector_id, char ret_hash[
 
 /* ---- writer ---------------------------------------------------------------------------------- */
 
-static int raw_put(struct sd_store *s, const struct sd_inbound_raw *raw, int64_t *ret_id)
+static int raw_put(struct sd_store *s, const struct sd_inbound_raw *raw, int64_t dedupe_after_usec,
+                   int64_t *ret_id, bool *ret_renewed)
 {
+    *ret_renewed = false;
     if (!raw || !raw->connector_id || !raw->headers || !sd_sqlite_env_ok(raw->env)) {
         return -EINVAL;
     }
@@ -207,9 +214,27 @@ static int raw_put(struct sd_store *s, const struct sd_inbound_raw *raw, int64_t
     }
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        *ret_id = sqlite3_column_int64(st, 0);
+        int64_t id = sqlite3_column_int64(st, 0);
+        int64_t received = sqlite3_column_int64(st, 1);
         sqlite3_reset(st);
-        return -EEXIST;
+        *ret_id = id;
+        if (received >= dedupe_after_usec) {
+            return -EEXIST;
+        }
+        st = stmt(c, I_RAW_RENEW);
+        if (!st) {
+            return -EIO;
+        }
+        if ((sqlite3_bind_int64(st, 1, id) | sqlite3_bind_int64(st, 2, raw->received_usec) |
+             sqlite3_bind_int64(st, 3, raw->expires_usec) |
+             sqlite3_bind_text(st, 4, raw->headers, -1, SQLITE_STATIC) |
+             sqlite3_bind_blob64(st, 5, raw->body ? (const void *)raw->body : "",
+                                 (sqlite3_uint64)raw->body_len, SQLITE_STATIC)) != SQLITE_OK) {
+            return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        }
+        int r = sd_sqlite_step_done(c, st, "inbound raw renew");
+        *ret_renewed = r == 0;
+        return r;
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
