@@ -152,10 +152,12 @@ class InboundTest(unittest.TestCase):
         self.assertTrue(r.json["duplicate"])
         self.assertEqual(self.status(cid), {"payloads": 1, "quarantined": 1})
 
-        # replay before the fix: still quarantined, reason kept
+        # replay before the fix (API and CLI): still quarantined, reason kept
         r = self.admin("POST", "/connectors/%s/replay" % cid)
         self.assertEqual(r.status, 200, r)
         self.assertEqual((r.json["applied"], r.json["quarantined"]), (0, 1))
+        out = harness.cli_ok(self.data, "quarantine", "replay", cid).stdout
+        self.assertIn("replayed 1 payloads: 1 objects, 0 applied, 1 still quarantined", out)
 
         # fix the mapping, replay: applied once; replay again: nothing
         r = self.admin("PATCH", "/connectors/" + cid, {"mapping": FIXED})
@@ -170,6 +172,8 @@ class InboundTest(unittest.TestCase):
         self.assertIn("%s-poison" % pre, after)
         r = self.admin("POST", "/connectors/%s/replay" % cid)
         self.assertEqual((r.json["payloads"], r.json["applied"]), (0, 0))
+        out = harness.cli_ok(self.data, "quarantine", "replay", cid).stdout
+        self.assertIn("replayed 0 payloads", out)
         # a replay of every payload received re-applies without doubling anything
         r = self.admin("POST", "/connectors/%s/replay?from=2000-01-01T00:00:00Z&to="
                        "2100-01-01T00:00:00Z" % cid)
