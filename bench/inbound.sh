@@ -6,7 +6,8 @@
 # One run, on a fresh temporary data dir: build (release) if needed, `tenant create`, limits
 # raised out of the way, a TEST key, `serve --listen 127.0.0.1:0`, one webhook_in connector
 # (kind customers, a mapping of S-360-like contact objects). Then, for BENCH_SECONDS each and
-# with BENCH_CONNECTIONS client threads (bench/inbound_load.py, Python standard library):
+# with BENCH_CONNECTIONS client threads in 4 alternating rounds (bench/inbound_load.py, Python
+# standard library):
 #   (r) POST /v1/bench/ingest {"customers": [50 records]}      — the reference
 #   (i) POST /in/<id>/<token> [50 contact objects]             — the raw-first door
 # Every payload holds BENCH_OBJECTS (50, S-360's batch size) new, unique customers; both paths
