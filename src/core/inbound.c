@@ -9,9 +9,10 @@
  *    a refused batch writes nothing (the store checks an upsert batch's references before it
  *    writes), so one bad object never undoes the others, and no nested savepoint is needed.
  *    Upserts make a re-applied object change nothing: replay never doubles a record.
- *  - The subjects of a payload (customer ids of its records, hashes of every e-mail address
- *    found anywhere in it, mapped or not) are indexed when it is stored, so an erasure finds
- *    even a quarantined object that names the person. */
+ *  - The subjects of a payload (customer ids of its records, hashes of every other e-mail
+ *    address found anywhere in it, mapped or not) are indexed when it is stored, so an erasure
+ *    finds even a quarantined object that names the person. A customer record's own address
+ *    gets no row: its customer id already finds the payload, and the rows are write volume. */
 #include "core/inbound.h"
 
 #include <arpa/inet.h>
@@ -422,27 +423,33 @@ static char *email_subject(const char *email)
     return sd_asprintf("em:%s", h);
 }
 
-/* Every string in v that holds an '@' and is an e-mail address (depth-bounded by the parser). */
-static void scan_emails(struct sd_inbound_payload *p, const json_t *v)
+struct strs {
+    char **v;
+    size_t n;
+};
+
+/* Every string in v that holds an '@' and is an e-mail address (depth-bounded by the parser),
+ * as "em:" subjects into *out (at most MAX_SUBJECTS). */
+static void scan_emails(const json_t *v, struct strs *out)
 {
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
-        if (strchr(s, '@') && strlen(s) <= 320) {
-            char *sub = email_subject(s);
-            if (sub) {
-                add_subject(p, sub);
-            }
+        char *sub =
+            strchr(s, '@') && strlen(s) <= 320 && out->n < MAX_SUBJECTS ? email_subject(s) : NULL;
+        if (sub) {
+            out->v = sd_realloc(out->v, (out->n + 1) * sizeof(char *));
+            out->v[out->n++] = sub;
         }
     } else if (json_is_array(v)) {
         for (size_t i = 0; i < json_array_size(v); i++) {
-            scan_emails(p, json_array_get(v, i));
+            scan_emails(json_array_get(v, i), out);
         }
     } else if (json_is_object(v)) {
         const char *k;
         const json_t *x;
         json_object_foreach((json_t *)v, k, x)
         {
-            scan_emails(p, x);
+            scan_emails(x, out);
         }
     }
 }
@@ -473,7 +480,8 @@ static void prepare_object(struct sd_connector_ctx *ctx, const struct sd_connect
 {
     struct sd_issues issues;
     sd_issues_init(&issues, 8);
-    scan_emails(p, obj);
+    struct strs found = {0};
+    scan_emails(obj, &found);
     json_t *body = json_object();
     int r = json_is_object(obj) ? con->inbound_map(ctx, obj, body, &issues) : -EINVAL;
     if (!json_is_object(obj)) {
@@ -495,7 +503,7 @@ static void prepare_object(struct sd_connector_ctx *ctx, const struct sd_connect
         }
         for (size_t i = 0; i < it->batch.n_sales; i++) {
             const struct sd_sale_rec *s = &it->batch.sales[i];
-            if (s->customer_id) {
+            if (s->customer_id && strcmp(s->customer_id, SD_ANON_CUSTOMER) != 0) {
                 add_subject(p, sd_asprintf("cid:%s", s->customer_id));
             }
         }
@@ -512,6 +520,20 @@ static void prepare_object(struct sd_connector_ctx *ctx, const struct sd_connect
     } else {
         it->reason = issues_text(&issues);
     }
+    /* An address that is a mapped customer record's own needs no row of its own: the record's
+     * customer id finds the payload (an erasure forgets every customer id of the person). */
+    for (size_t i = 0; i < found.n; i++) {
+        bool own = false;
+        for (size_t k = 0; !own && k < it->n_emails; k++) {
+            own = strcmp(found.v[i], it->emails[k]) == 0;
+        }
+        if (own) {
+            free(found.v[i]);
+        } else {
+            add_subject(p, found.v[i]);
+        }
+    }
+    free(found.v);
     sd_issues_release(&warnings);
     sd_issues_release(&issues);
     json_decref(body);
