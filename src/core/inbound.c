@@ -468,8 +468,12 @@ static char *issues_text(const struct sd_issues *l)
         sd_buf_puts(&b, "the object could not be mapped");
     }
     if (b.len > MAX_REASON) {
-        b.data[MAX_REASON] = 0;
-        b.len = MAX_REASON;
+        size_t cut = MAX_REASON; /* on a character boundary: the reason is UTF-8 text */
+        while (cut > 0 && ((unsigned char)b.data[cut] & 0xC0) == 0x80) {
+            cut--;
+        }
+        b.data[cut] = 0;
+        b.len = cut;
     }
     return sd_buf_steal(&b);
 }
@@ -571,6 +575,16 @@ void sd_inbound_payload_free(struct sd_inbound_payload *p)
 const struct sd_inbound_outcome *sd_inbound_payload_outcome(const struct sd_inbound_payload *p)
 {
     return &p->out;
+}
+
+size_t sd_inbound_payload_count(const struct sd_inbound_payload *p)
+{
+    return p->n_items;
+}
+
+const char *sd_inbound_payload_reason(const struct sd_inbound_payload *p, size_t i)
+{
+    return i < p->n_items && !p->items[i].ok ? p->items[i].reason : NULL;
 }
 
 static void conf_copy(struct sd_connector_conf *to, const struct sd_connector_conf *from)

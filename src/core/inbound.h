@@ -105,6 +105,10 @@ int sd_inbound_prepare(const struct sd_connector_conf *conf, const char *body, s
 /* Writer: store the payload raw, apply what maps, quarantine the rest (see above). */
 int sd_inbound_store_run(struct sd_store_handle *st, struct sd_inbound_payload *p);
 const struct sd_inbound_outcome *sd_inbound_payload_outcome(const struct sd_inbound_payload *p);
+/* What prepare made of the body, for tests: the number of objects (1 for a body quarantined as
+ * a whole), and of object i whether it mapped (NULL) or why it will be quarantined. */
+size_t sd_inbound_payload_count(const struct sd_inbound_payload *p);
+const char *sd_inbound_payload_reason(const struct sd_inbound_payload *p, size_t i);
 void sd_inbound_payload_free(struct sd_inbound_payload *p);
 
 /* Replay: re-run through conf's current mapping the connector's payloads with quarantined
