@@ -454,6 +454,18 @@ static void scan_emails(const json_t *v, struct strs *out)
     }
 }
 
+/* A reason as stored and shown: valid UTF-8 (repaired), at most MAX_REASON bytes cut on a
+ * character boundary. Heap. */
+static char *reason_text(const char *s, size_t n)
+{
+    char *text = sd_utf8_repair(s, n);
+    size_t len = strlen(text);
+    if (len > MAX_REASON) {
+        text[sd_utf8_prefix_len(text, len, MAX_REASON)] = 0;
+    }
+    return text;
+}
+
 static char *issues_text(const struct sd_issues *l)
 {
     struct sd_buf b = {0};
@@ -467,15 +479,9 @@ static char *issues_text(const struct sd_issues *l)
     if (!b.data) {
         sd_buf_puts(&b, "the object could not be mapped");
     }
-    if (b.len > MAX_REASON) {
-        size_t cut = MAX_REASON; /* on a character boundary: the reason is UTF-8 text */
-        while (cut > 0 && ((unsigned char)b.data[cut] & 0xC0) == 0x80) {
-            cut--;
-        }
-        b.data[cut] = 0;
-        b.len = cut;
-    }
-    return sd_buf_steal(&b);
+    char *text = reason_text(b.data, b.len);
+    sd_buf_release(&b);
+    return text;
 }
 
 /* Map and validate one object into it. */
@@ -647,10 +653,12 @@ static int split_and_map(struct sd_inbound_payload *p, const char *body, size_t 
         p->items = sd_calloc(1, sizeof(struct item));
         p->n_items = 1;
         p->items[0].idx = -1;
-        p->items[0].reason =
-            root ? sd_strdup("the payload is neither a JSON object nor an array of objects")
-                 : sd_asprintf("the payload is not JSON: %s at line %d, column %d", jerr.text,
-                               jerr.line, jerr.column);
+        /* jansson quotes the text near the error, possibly a cut character: repaired */
+        char *why = root ? sd_strdup("the payload is neither a JSON object nor an array of objects")
+                         : sd_asprintf("the payload is not JSON: %s at line %d, column %d",
+                                       jerr.text, jerr.line, jerr.column);
+        p->items[0].reason = reason_text(why, strlen(why));
+        free(why);
     } else if (json_is_array(root) && json_array_size(root) > max && ret_why) {
         *ret_why = "the payload holds more objects than the door's max_objects";
         r = -E2BIG;

@@ -52,7 +52,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .mapping = (char *)confs[which].mapping,
     };
     json_t *s = json_loads(confs[which].settings, 0, NULL);
-    size_t max_objects = (size_t)json_integer_value(json_object_get(s, "max_objects"));
+    json_t *mo = json_object_get(s, "max_objects");
+    size_t max_objects = mo ? (size_t)json_integer_value(mo) : 500; /* the setting's default */
     json_t *kib = json_object_get(s, "max_body_kib");
     size_t max_bytes = kib ? (size_t)json_integer_value(kib) * 1024 : 4096 * 1024;
     json_decref(s);
@@ -84,7 +85,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     for (size_t i = 0; i < n; i++) {
         const char *reason = sd_inbound_payload_reason(p, i);
-        if (reason && (!*reason || strlen(reason) > 480 || !sd_utf8_valid(reason, strlen(reason)))) {
+        if (reason &&
+            (!*reason || strlen(reason) > 480 || !sd_utf8_valid(reason, strlen(reason)))) {
             abort();
         }
     }
