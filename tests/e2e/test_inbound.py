@@ -182,6 +182,20 @@ class InboundTest(unittest.TestCase):
         self.assertEqual(len(set(self.ids()) - before), 50)
         self.assertEqual(len(self.ids()), len(set(self.ids())))
 
+    def test_run_now_replays_the_quarantine(self):
+        cid, path = self.create()
+        poisoned = {"contactNo": harness.uid("RUN"), "mail": "run@example.com"}
+        r = self.post(path, poisoned)
+        self.assertEqual((r.status, r.json["quarantined"]), (200, 1), r)
+        self.assertEqual(self.admin("PATCH", "/connectors/" + cid, {"mapping": FIXED}).status, 200)
+        self.assertEqual(self.admin("POST", "/connectors/%s/run" % cid).status, 202)
+        harness.wait_until(lambda: self.quarantine(cid) == [], 15 * harness.TIME_SCALE,
+                           what="the run to replay the quarantine")
+        self.assertIn(poisoned["contactNo"], self.ids())
+        harness.wait_until(
+            lambda: self.admin("GET", "/connectors/" + cid).json["status"]["state"] == "ok",
+            15 * harness.TIME_SCALE, what="the run to finish")
+
     def test_single_object_and_not_json(self):
         cid, path = self.create()
         one = contact(harness.uid("S"))
