@@ -38,7 +38,9 @@ int sd_api_admin_connector_create(struct sd_req *req)
         if (r == 0) {
             sd_req_add_header(req, "Location", "/admin/v1/tenants/%s/connectors/%s", t.client_id,
                               id);
-            sd_req_reply_json(req, 201, json_pack("{s:s}", "connector_id", id));
+            json_t *created = json_pack("{s:s}", "connector_id", id);
+            sd_api_inbound_door_open(req, id, created);
+            sd_req_reply_json(req, 201, created);
         } else {
             reply_connector_error(req, r, &errors);
         }

@@ -60,6 +60,18 @@ int sd_api_deliveries_list(struct sd_req *req);
 int sd_api_admin_delivery_cancel(struct sd_req *req);
 int sd_api_admin_delivery_send_now(struct sd_req *req);
 /* API-OUTBOX */
+/* Raw-first vendor webhooks (api/inbound.c). */
+int sd_api_inbound_receive(struct sd_req *req);
+int sd_api_admin_inbound_token(struct sd_req *req);
+int sd_api_admin_inbound_replay(struct sd_req *req);
+int sd_api_admin_quarantine_list(struct sd_req *req);
+/* The door's address as shown once after creation or rotation: {"path", "url", "token"}. */
+json_t *sd_api_inbound_door_json(struct sd_req *req, const char *connector_id, const char *token);
+/* After a connector was created: if its type has a door, make the door's token and add
+ * "inbound" (sd_api_inbound_door_json) to the answer `o`. */
+void sd_api_inbound_door_open(struct sd_req *req, const char *connector_id, json_t *o);
+struct sd_inbound_quarantined;
+json_t *sd_api_inbound_quarantined_json(const struct sd_inbound_quarantined *q);
 
 /* Parse the request body as JSON (duplicate member names rejected). On failure answers 400
  * malformed_json with line and column and returns NULL. */

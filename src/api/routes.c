@@ -86,6 +86,14 @@ const struct sd_route sd_routes[] = {
     {"DELETE", "/v1/{client_id}/sales/{invoice_number}", "sale_delete", TENANT_READ,
      sd_api_sale_delete},
     /* ROUTES-TOMBSTONES */
+    {"POST", "/in/{connector_id}/{token}", "inbound", SD_ROUTE_JSON_BODY, sd_api_inbound_receive},
+    {"POST", CONNECTORS "/{connector_id}/inbound-token", "inbound_token", ADMIN,
+     sd_api_admin_inbound_token},
+    {"POST", CONNECTORS "/{connector_id}/replay", "inbound_replay", ADMIN,
+     sd_api_admin_inbound_replay},
+    {"GET", "/admin/v1/tenants/{client_id}/quarantine", "quarantine_list", ADMIN,
+     sd_api_admin_quarantine_list},
+    /* ROUTES-INBOUND */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
 
@@ -106,6 +114,8 @@ const char *const sd_route_names[] = {
     /* NAMES-OUTBOX */
     "event_delete", "sale_delete",
     /* NAMES-TOMBSTONES */
+    "inbound", "inbound_token", "inbound_replay", "quarantine_list",
+    /* NAMES-INBOUND */
 };
 _Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,
                "every route has its own metrics row");

@@ -72,5 +72,12 @@ int sd_cmd_profile(int argc, char **argv);
 int sd_cmd_target(int argc, char **argv);
 int sd_cmd_delivery(int argc, char **argv);
 /* CLI-OUTBOX */
+/* Raw-first vendor webhooks (cmd_quarantine.c): the quarantine command, `connector
+ * rotate-token`, printing a door once, and making the door of a connector just added (exit
+ * code; nothing for a type without a door). */
+int sd_cmd_quarantine(int argc, char **argv);
+int sd_cmd_connector_rotate_token(int argc, char **argv);
+void sd_cmd_print_door(const char *connector_id, const char *token);
+int sd_cmd_connector_open_door(const char *data, const char *connector_id);
 
 #endif

@@ -15,7 +15,7 @@
 #include "store/store.h"
 
 static const char usage_connector[] =
-    "usage: stagedoor connector <add|list|show|update|run|remove|types> ...\n"
+    "usage: stagedoor connector <add|list|show|update|run|remove|types|rotate-token> ...\n"
     "  connector add CLIENT_ID --type TYPE --env test|prod [--schedule S] [--settings JSON]\n"
     "                [--mapping JSON] [--data DIR]\n"
     "  connector list CLIENT_ID [--data DIR]\n"
@@ -24,6 +24,7 @@ static const char usage_connector[] =
     "  connector run CONNECTOR_ID [--data DIR]\n"
     "  connector remove CONNECTOR_ID [--data DIR]\n"
     "  connector types [TYPE] [--json|--markdown]\n"
+    "  connector rotate-token CONNECTOR_ID [--data DIR]   (webhook doors: a new URL token)\n"
     "JSON arguments may be given as @FILE to read them from a file.\n";
 /* The usage of `connector add`: its list of types comes from the registry. */
 static const char usage_add_head[] =
@@ -171,6 +172,7 @@ static int connector_add(int argc, char **argv)
         rc = sd_cli_fail("cannot add the connector: %s", strerror(-r));
     } else {
         printf("%s\n", id);
+        rc = sd_cmd_connector_open_door(data, id);
     }
     free(id);
     sd_issues_release(&errors);
@@ -429,6 +431,7 @@ int sd_cmd_connector(int argc, char **argv)
         {"run", connector_run},
         {"remove", connector_remove},
         {"types", connector_types},
+        {"rotate-token", sd_cmd_connector_rotate_token},
         {NULL, NULL},
     };
     return sd_cli_dispatch("connector", subs, usage_connector, argc, argv);

@@ -22,6 +22,7 @@
 #include "cli/cli.h"
 #include "cli/serve.h"
 #include "core/hub.h"
+#include "core/inbound.h"
 #include "core/outbox.h"
 #include "core/scheduler.h"
 #include "core/segment_jobs.h"
@@ -182,7 +183,8 @@ static void block_signals(void)
 static int purge_run(struct sd_store_handle *st, struct sd_write_job *job)
 {
     (void)job;
-    return sd_store_idem_purge(st, sd_now_usec() - 24LL * 3600 * 1000000);
+    int r = sd_store_idem_purge(st, sd_now_usec() - 24LL * 3600 * 1000000);
+    return r < 0 ? r : sd_inbound_purge_expired(st, sd_now_usec());
 }
 
 /* The hourly purge is queued, never waited for: the loop below also reloads the settings (a

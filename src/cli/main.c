@@ -22,6 +22,7 @@ static const struct command commands[] = {
     {"target", sd_cmd_target, "configure audience push targets (URL, app key, rate limit)"},
     {"delivery", sd_cmd_delivery, "list, show and replay audience push deliveries"},
     /* COMMANDS-OUTBOX */
+    {"quarantine", sd_cmd_quarantine, "list and replay vendor webhook objects that did not map"},
 };
 
 static void usage(FILE *f)

@@ -217,6 +217,18 @@ struct sd_connector {
     /* Compiled into test builds only (tests/connectors/, STAGEDOOR_TEST_CONNECTORS): usable
      * like any other, but left out of `stagedoor connector types` and the generated docs. */
     bool test_only;
+
+    /* ---- inbound door: raw-first vendor webhooks (core/inbound.h) ----
+     * Optional, sources: a connector that sets inbound_map gets a door, POST
+     * /in/{connector_id}/{token}, whose token is made when the instance is created. For each
+     * object of a payload received there (a JSON array of objects, or one object), with the
+     * instance's ctx (settings, mapping, source; no hub): append the model records it stands
+     * for to body["events"|"customers"|"sales"] and return 0, or return -EINVAL with the
+     * reasons in issues (the object is then quarantined, the rest of the payload applied).
+     * Its settings table must include SD_INBOUND_SETTINGS (the door's auth, allowlist, limits
+     * and retention). Pure: called on HTTP threads and on the writer (replay). */
+    int (*inbound_map)(struct sd_connector_ctx *ctx, const json_t *object, json_t *body,
+                       struct sd_issues *issues);
 };
 
 /* The registry (connectors/registry.c). */

@@ -11,6 +11,7 @@
 
 #include "base/base.h"
 #include "core/connector.h"
+#include "core/inbound.h"
 #include "core/quota.h"
 #include "core/schedule.h"
 #include "core/scheduler.h"
@@ -353,6 +354,11 @@ json_t *sd_connector_config_view(struct sd_hub *hub, struct sd_store_handle *st,
          * instance that has the same credential); null if the ledger cannot be read. */
         json_t *quotas = sd_quota_status_instance(st, con, settings, c->id, sd_now_usec());
         json_object_set_new(status, "quotas", quotas ? quotas : json_null());
+    }
+    if (sd_inbound_type_has_door(c->type)) {
+        /* the door's payloads stored and objects waiting in quarantine */
+        json_t *in = sd_inbound_status(st, c->id);
+        json_object_set_new(status, "inbound", in ? in : json_null());
     }
     json_object_set_new(out, "status", status);
     json_decref(settings);

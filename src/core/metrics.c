@@ -4,6 +4,8 @@
  * what Prometheus expects from counters. */
 #include "core/metrics.h"
 
+#include "core/inbound.h"
+
 #include <stdatomic.h>
 
 static const int statuses[] = {200, 201, 202, 204, 304, 400, 401, 403, 404, 405,
@@ -124,6 +126,7 @@ void sd_metrics_render(struct sd_buf *out, const char *const *route_names, size_
                      "Time from request headers to response queued.", &request_latency);
     render_histogram(out, "stagedoor_store_commit_duration_seconds",
                      "Duration of one group commit (fsync included).", &commit_latency);
+    sd_inbound_metrics_render(out);
 }
 
 void sd_metrics_render_store(struct sd_buf *out, const struct sd_store_log_stats *log,

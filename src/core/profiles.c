@@ -12,6 +12,7 @@
 
 #include "base/base.h"
 #include "core/connector_config.h"
+#include "core/inbound.h"
 
 /* "/" + key with RFC 6901 escapes (~0, ~1). */
 static char *member_pointer(const char *key)
@@ -293,6 +294,11 @@ static int split_run(struct sd_store_handle *st, struct sd_write_job *wj)
 static int erase_run(struct sd_store_handle *st, struct sd_write_job *wj)
 {
     struct job *j = wj->arg;
+    /* The raw vendor payloads that mention the person go with the records (same transaction). */
+    int r = sd_inbound_forget_person(st, j->tenant_id, j->env, j->source, j->customer_id);
+    if (r < 0) {
+        return r;
+    }
     return sd_store_profile_erase(st, j->tenant_id, j->env, j->source, j->customer_id, &j->erased);
 }
 

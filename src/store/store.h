@@ -59,6 +59,7 @@ struct sd_store_profile_ops;
 struct sd_store_segment_ops;
 struct sd_store_outbox_ops;
 struct sd_store_quota_ops;
+struct sd_store_inbound_ops;
 
 struct sd_tenant {
     int64_t id;
@@ -264,6 +265,8 @@ struct sd_store_ops {
     const struct sd_store_outbox_ops *outbox;
     /* The quota ledger per vendor credential (control plane): store/quota.h. */
     const struct sd_store_quota_ops *quota;
+    /* Raw-first vendor webhooks: store/inbound.h. */
+    const struct sd_store_inbound_ops *inbound;
 
     int (*log_stats)(struct sd_store *s, struct sd_store_log_stats *ret);
     /* Writer only, inside write_begin…commit: takes and frees again SD_STORE_PROBE_BYTES of new

@@ -172,6 +172,11 @@ static json_t *base_settings(const struct sd_connector *c)
     if (strcmp(c->name, "rest_pull") == 0) {
         return json_pack("{s:s, s:s}", "base_url", "https://api.example", "events_path", "/e");
     }
+    if (strcmp(c->name, "webhook_in") == 0) {
+        /* every auth choice but none needs its credential */
+        return json_pack("{s:s, s:s, s:s}", "auth_user", "u", "auth_header", "X-Api-Key",
+                         "auth_secret", "s3cret");
+    }
     return json_object();
 }
 

@@ -112,14 +112,14 @@ extern const char *const sd_sqlite_sql[N_STMT];
 
 /* One SQLite connection and its lazily prepared statements. A connection is used by one thread
  * at a time (they are opened SQLITE_OPEN_NOMUTEX); next_free links the read pool's free list. */
-#define SD_SQLITE_EXTRA_SLOTS 104
+#define SD_SQLITE_EXTRA_SLOTS 192
 
 struct conn {
     sqlite3 *db;
     sqlite3_stmt *st[N_STMT];
     /* Statements of the audience files, which keep their SQL next to their code: slots
      * 0..31 sqlite_profiles.c, 32..47 sqlite_segments.c, 48..95 sqlite_outbox.c, 96..103
-     * sqlite_quota.c. */
+     * sqlite_quota.c, 160..191 sqlite_inbound.c. */
     sqlite3_stmt *extra[SD_SQLITE_EXTRA_SLOTS];
     struct conn *next_free;
     bool full; /* a statement failed with SQLITE_FULL (writer: since write_begin) */
@@ -273,6 +273,8 @@ int sd_sqlite_get_customer(struct sd_store *s, int64_t tenant_id, enum sd_env en
 extern const struct sd_store_profile_ops sd_sqlite_profile_ops;
 extern const struct sd_store_segment_ops sd_sqlite_segment_ops;
 extern const struct sd_store_outbox_ops sd_sqlite_outbox_ops;
+/* Raw-first vendor webhooks (store/inbound.h), sqlite_inbound.c. */
+extern const struct sd_store_inbound_ops sd_sqlite_inbound_ops;
 
 /* sqlite_connectors.c */
 int sd_sqlite_connector_put(struct sd_store *s, const struct sd_connector_conf *c, bool create);

@@ -846,4 +846,5 @@ const struct sd_store_ops sd_store_sqlite_ops = {
     .segments = &sd_sqlite_segment_ops,
     .outbox = &sd_sqlite_outbox_ops,
     .quota = &sd_sqlite_quota_ops,
+    .inbound = &sd_sqlite_inbound_ops,
 };

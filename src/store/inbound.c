@@ -1,0 +1,157 @@
+/* inbound.c — the store's raw-first webhook wrappers (store/inbound.h) and the release helpers
+ * of the structs it hands out. Like store.c's wrappers they add nothing but a check that the
+ * backend implements the op (-ENOTSUP otherwise). */
+#include "store/inbound.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "store/store.h"
+
+void sd_inbound_raw_release(struct sd_inbound_raw *r)
+{
+    if (!r) {
+        return;
+    }
+    free(r->connector_id);
+    free(r->headers);
+    free(r->body);
+    *r = (struct sd_inbound_raw){0};
+}
+
+void sd_inbound_quarantined_free(struct sd_inbound_quarantined *v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++) {
+        free(v[i].connector_id);
+        free(v[i].reason);
+    }
+    free(v);
+}
+
+#define OPS(h, op)                                                                                 \
+    const struct sd_store_inbound_ops *o = sd_store_handle_ops(h)->inbound;                        \
+    if (!o || !o->op) {                                                                            \
+        return -ENOTSUP;                                                                           \
+    }                                                                                              \
+    struct sd_store *s = sd_store_handle_backend(h)
+
+int sd_store_inbound_door_set(struct sd_store_handle *h, const char *connector_id,
+                              const char *token_hash)
+{
+    OPS(h, door_set);
+    return o->door_set(s, connector_id, token_hash);
+}
+
+int sd_store_inbound_door_get(struct sd_store_handle *h, const char *connector_id,
+                              char ret_hash[65])
+{
+    OPS(h, door_get);
+    return o->door_get(s, connector_id, ret_hash);
+}
+
+int sd_store_inbound_door_delete(struct sd_store_handle *h, const char *connector_id)
+{
+    OPS(h, door_delete);
+    return o->door_delete(s, connector_id);
+}
+
+int sd_store_inbound_raw_put(struct sd_store_handle *h, const struct sd_inbound_raw *r,
+                             int64_t dedupe_after_usec, int64_t *ret_id, bool *ret_renewed)
+{
+    OPS(h, raw_put);
+    return o->raw_put(s, r, dedupe_after_usec, ret_id, ret_renewed);
+}
+
+int sd_store_inbound_raw_counts(struct sd_store_handle *h, int64_t raw_id, int64_t objects,
+                                int64_t applied, int64_t quarantined)
+{
+    OPS(h, raw_counts);
+    return o->raw_counts(s, raw_id, objects, applied, quarantined);
+}
+
+int sd_store_inbound_quarantine_put(struct sd_store_handle *h, int64_t raw_id,
+                                    const char *connector_id, int64_t tenant_id, enum sd_env env,
+                                    int64_t idx, const char *reason)
+{
+    OPS(h, quarantine_put);
+    return o->quarantine_put(s, raw_id, connector_id, tenant_id, env, idx, reason);
+}
+
+int sd_store_inbound_quarantine_delete(struct sd_store_handle *h, int64_t raw_id, int64_t idx)
+{
+    OPS(h, quarantine_delete);
+    return o->quarantine_delete(s, raw_id, idx);
+}
+
+int sd_store_inbound_quarantine_indexes(struct sd_store_handle *h, int64_t raw_id, int64_t **ret,
+                                        size_t *ret_n)
+{
+    OPS(h, quarantine_indexes);
+    return o->quarantine_indexes(s, raw_id, ret, ret_n);
+}
+
+int sd_store_inbound_subjects_put(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                                  int64_t raw_id, char *const *subjects, size_t n)
+{
+    OPS(h, subjects_put);
+    return o->subjects_put(s, tenant_id, env, raw_id, subjects, n);
+}
+
+int sd_store_inbound_forget(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                            char *const *subjects, size_t n, int64_t *ret_n)
+{
+    OPS(h, forget);
+    return o->forget(s, tenant_id, env, subjects, n, ret_n);
+}
+
+int sd_store_inbound_person_subjects(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                                     const char *source, const char *customer_id, char ***ret,
+                                     size_t *ret_n)
+{
+    OPS(h, person_subjects);
+    return o->person_subjects(s, tenant_id, env, source, customer_id, ret, ret_n);
+}
+
+int sd_store_inbound_purge_expired(struct sd_store_handle *h, int64_t now_usec, size_t limit,
+                                   int64_t *ret_n)
+{
+    OPS(h, purge_expired);
+    return o->purge_expired(s, now_usec, limit, ret_n);
+}
+
+int sd_store_inbound_email_erased(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                                  const char *email_hash)
+{
+    OPS(h, email_erased);
+    return o->email_erased(s, tenant_id, env, email_hash);
+}
+
+int sd_store_inbound_raw_get(struct sd_store_handle *h, int64_t raw_id, struct sd_inbound_raw *ret)
+{
+    OPS(h, raw_get);
+    return o->raw_get(s, raw_id, ret);
+}
+
+int sd_store_inbound_raw_list(struct sd_store_handle *h, const char *connector_id,
+                              bool quarantined_only, int64_t from_usec, int64_t to_usec,
+                              int64_t after_id, size_t limit, int64_t **ret_ids, size_t *ret_n)
+{
+    OPS(h, raw_list);
+    return o->raw_list(s, connector_id, quarantined_only, from_usec, to_usec, after_id, limit,
+                       ret_ids, ret_n);
+}
+
+int sd_store_inbound_quarantine_list(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                                     const char *connector_id, int64_t after_id, size_t limit,
+                                     struct sd_inbound_quarantined **ret, size_t *ret_n)
+{
+    OPS(h, quarantine_list);
+    return o->quarantine_list(s, tenant_id, env, connector_id, after_id, limit, ret, ret_n);
+}
+
+int sd_store_inbound_counts(struct sd_store_handle *h, const char *connector_id,
+                            int64_t *ret_payloads, int64_t *ret_quarantined)
+{
+    OPS(h, counts);
+    return o->counts(s, connector_id, ret_payloads, ret_quarantined);
+}
