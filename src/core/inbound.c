@@ -1048,3 +1048,15 @@ void sd_inbound_metrics_render(struct sd_buf *out)
         }
     }
 }
+
+int sd_inbound_replay_quarantine(struct sd_hub *hub, const char *connector_id,
+                                 struct sd_inbound_replay *ret)
+{
+    struct sd_connector_conf conf = {0};
+    int r = sd_store_connector_get(hub->store, connector_id, &conf);
+    if (r == 0) {
+        r = sd_inbound_replay(hub, &conf, false, 0, 0, ret);
+    }
+    sd_connector_conf_release(&conf);
+    return r;
+}

@@ -135,6 +135,10 @@ struct sd_inbound_replay {
 };
 int sd_inbound_replay(struct sd_hub *hub, const struct sd_connector_conf *conf, bool all,
                       int64_t from_usec, int64_t to_usec, struct sd_inbound_replay *ret);
+/* sd_inbound_replay of the quarantine of instance connector_id (for the connector's own run,
+ * which sees no store): -ENOENT if the instance is gone, or sd_inbound_replay's result. */
+int sd_inbound_replay_quarantine(struct sd_hub *hub, const char *connector_id,
+                                 struct sd_inbound_replay *ret);
 
 /* Writer: before an erasure of (source, customer_id), empty every payload that mentions the
  * person (their customer ids and addresses). Returns 0 or a store error. */

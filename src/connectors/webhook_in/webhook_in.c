@@ -93,14 +93,8 @@ static int run(struct sd_connector_ctx *ctx, void *state)
     if (!ctx->hub || !ctx->id) {
         return sd_connector_fail(ctx, -EINVAL, "a webhook_in instance runs only when configured");
     }
-    struct sd_connector_conf conf = {0};
-    int r = sd_store_connector_get(ctx->hub->store, ctx->id, &conf);
-    if (r < 0) {
-        return sd_connector_fail(ctx, r, "cannot read the configuration: %s", strerror(-r));
-    }
     struct sd_inbound_replay res = {0};
-    r = sd_inbound_replay(ctx->hub, &conf, false, 0, 0, &res);
-    sd_connector_conf_release(&conf);
+    int r = sd_inbound_replay_quarantine(ctx->hub, ctx->id, &res);
     if (r < 0) {
         return sd_connector_fail(ctx, r, "replay failed: %s", strerror(-r));
     }
