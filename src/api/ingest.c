@@ -110,7 +110,7 @@ static char *dump(json_t *o)
  * unless it must be stored as the idempotent answer in the same transaction. */
 static void build_answer(struct ingest *in)
 {
-    if (in->res.status == 202) {
+    if (in->res.outcome == SD_APPLY_OK) {
         json_t *warnings = json_array();
         append_issues(warnings, &in->warnings);
         append_issues(warnings, &in->res.warnings);
@@ -119,7 +119,7 @@ static void build_answer(struct ingest *in)
                                     (json_int_t)in->batch.n_events, "customers",
                                     (json_int_t)in->batch.n_customers, "sales",
                                     (json_int_t)in->batch.n_sales, "warnings", warnings));
-    } else if (in->res.status == 409) {
+    } else if (in->res.outcome == SD_APPLY_DUPLICATE) {
         json_t *inv = json_array();
         for (size_t i = 0; i < in->res.n_duplicate_invoices; i++) {
             json_array_append_new(inv, json_string(in->res.duplicate_invoices[i]));
@@ -133,7 +133,7 @@ static void build_answer(struct ingest *in)
     } else {
         in->answer = dump(sd_api_validation_body(&in->res.errors));
     }
-    in->answer_status = in->res.status;
+    in->answer_status = sd_ingest_status(in->res.outcome, false);
 }
 
 /* Store the fixed answer under the Idempotency-Key; a concurrent first use wins. */
@@ -164,7 +164,7 @@ static void refusal_errors(struct ingest *in)
     }
     sd_issues_release(&in->res.errors);
     in->res.errors = all;
-    in->res.status = 400;
+    in->res.outcome = SD_APPLY_REFUSED;
 }
 
 static int ingest_run(struct sd_store_handle *st, struct sd_write_job *job)
@@ -181,7 +181,7 @@ static int ingest_run(struct sd_store_handle *st, struct sd_write_job *job)
     if (in->idem_key) {
         build_answer(in);
     }
-    if (in->res.status != 202) {
+    if (in->res.outcome != SD_APPLY_OK) {
         return 1; /* undone; after_undo records the idempotent answer */
     }
     return in->idem_key ? put_idem(st, in) : 0;

@@ -242,7 +242,7 @@ static int sale_put_run(struct sd_store_handle *st, struct sd_write_job *job)
     if (r < 0) {
         return r;
     }
-    return sp->res.status == 200 ? 0 : 1;
+    return sp->res.outcome == SD_APPLY_OK ? 0 : 1;
 }
 
 static void sale_put_done(struct sd_write_job *job, int result)
@@ -257,11 +257,11 @@ static int sale_put_resume(struct sd_req *req)
     struct sale_put *sp = req->state;
     if (sp->result < 0) {
         sd_api_reply_store_error(req, sp->result);
-    } else if (sp->res.status == 404) {
+    } else if (sp->res.outcome == SD_APPLY_NOT_FOUND) {
         sd_req_reply_error(req, 404, "not_found",
                            "no sale '%s' in %s; create it with POST /v1/{client_id}/ingest",
                            req->params[1], sd_env_name(req->who.env));
-    } else if (sp->res.status != 200) {
+    } else if (sp->res.outcome != SD_APPLY_OK) {
         sd_api_reply_validation(req, &sp->res.errors);
     } else {
         json_t *sale = json_loads(sp->sale.doc, 0, NULL);

@@ -27,6 +27,7 @@
 
 #include "base/base.h"
 #include "base/log.h"
+#include "core/ingest.h"
 #include "core/profiles.h"
 #include "mapping/mapping.h"
 #include "store/inbound.h"
@@ -766,8 +767,8 @@ static int apply_item(struct sd_store_handle *st, struct sd_inbound_payload *p, 
     if (it->ok) {
         struct sd_apply_result res;
         sd_apply_result_init(&res);
-        r = sd_store_apply_ingest(st, p->conf.tenant_id, p->conf.env, &it->batch, &res);
-        if (r == 0 && res.status != 202) {
+        r = sd_ingest_apply(st, p->conf.tenant_id, p->conf.env, &it->batch, &res);
+        if (r == 0 && res.outcome != SD_APPLY_OK) {
             reason = apply_reason(&res);
         }
         sd_apply_result_release(&res);

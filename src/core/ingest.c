@@ -43,7 +43,7 @@ int sd_ingest_apply(struct sd_store_handle *st, int64_t tenant_id, enum sd_env e
                     const struct sd_batch *b, struct sd_apply_result *res)
 {
     int r = sd_store_apply_ingest(st, tenant_id, env, b, res);
-    if (r < 0 || res->status != 202) {
+    if (r < 0 || res->outcome != SD_APPLY_OK) {
         return r;
     }
     /* The outbound items the change causes commit with it (or not at all). */
@@ -51,11 +51,26 @@ int sd_ingest_apply(struct sd_store_handle *st, int64_t tenant_id, enum sd_env e
     return q < 0 ? q : 0;
 }
 
+int sd_ingest_status(enum sd_apply_outcome outcome, bool replace)
+{
+    switch (outcome) {
+    case SD_APPLY_OK:
+        return replace ? 200 : 202;
+    case SD_APPLY_DUPLICATE:
+        return 409;
+    case SD_APPLY_NOT_FOUND:
+        return 404;
+    case SD_APPLY_REFUSED:
+    default:
+        return 400;
+    }
+}
+
 int sd_ingest_replace_sale(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
                            const struct sd_sale_rec *sale, struct sd_apply_result *res)
 {
     int r = sd_store_replace_sale(st, tenant_id, env, sale, res);
-    if (r < 0 || res->status != 200) {
+    if (r < 0 || res->outcome != SD_APPLY_OK) {
         return r;
     }
     struct sd_batch one = {.sales = (struct sd_sale_rec *)sale, .n_sales = 1};
@@ -78,12 +93,12 @@ static int apply_run(struct sd_store_handle *st, struct sd_write_job *job)
     if (sd_batch_count(a->batch) > 0) {
         r = sd_ingest_apply(st, a->tenant_id, a->env, a->batch, &a->res);
     } else {
-        a->res.status = 202;
+        a->res.outcome = SD_APPLY_OK;
     }
     if (r < 0) {
         return r;
     }
-    if (a->res.status != 202) {
+    if (a->res.outcome != SD_APPLY_OK) {
         return 1;
     }
     if (a->opts && a->opts->state_id) {
@@ -152,10 +167,10 @@ static int ingest_once(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, c
     a.res.errors.limit = out->errors.limit; /* a batch connector may want every error */
     int r = sd_writer_run_sync(hub->writer, apply_run, &a);
     if (r == 0) {
-        out->status = a.res.status;
+        out->status = sd_ingest_status(a.res.outcome, false);
         move_issues(&out->errors, &a.res.errors);
         move_issues(&out->warnings, &a.res.warnings);
-        if (a.res.status == 202) {
+        if (a.res.outcome == SD_APPLY_OK) {
             out->n_events = batch.n_events;
             out->n_customers = batch.n_customers;
             out->n_sales = batch.n_sales;
@@ -164,7 +179,7 @@ static int ingest_once(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, c
             sd_metrics_records(SD_KIND_EVENT, batch.n_events);
             sd_metrics_records(SD_KIND_CUSTOMER, batch.n_customers);
             sd_metrics_records(SD_KIND_SALE, batch.n_sales);
-        } else if (a.res.status == 409) {
+        } else if (a.res.outcome == SD_APPLY_DUPLICATE) {
             out->duplicate_invoices = a.res.duplicate_invoices;
             out->n_duplicate_invoices = a.res.n_duplicate_invoices;
             a.res.duplicate_invoices = NULL;
@@ -389,10 +404,10 @@ int sd_ingest_batch_in_writer(struct sd_store_handle *st, int64_t tenant_id, enu
     res.errors.limit = out->errors.limit;
     int r = sd_ingest_apply(st, tenant_id, env, batch, &res);
     if (r == 0) {
-        out->status = res.status;
+        out->status = sd_ingest_status(res.outcome, false);
         move_issues(&out->errors, &res.errors);
         move_issues(&out->warnings, &res.warnings);
-        if (res.status == 202) {
+        if (res.outcome == SD_APPLY_OK) {
             out->n_events = batch->n_events;
             out->n_customers = batch->n_customers;
             out->n_sales = batch->n_sales;

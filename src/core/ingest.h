@@ -75,6 +75,9 @@ int sd_hub_ingest_opts(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, c
  * sd_store_replace_sale. */
 int sd_ingest_apply(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
                     const struct sd_batch *b, struct sd_apply_result *res);
+/* What the hub answers for a store outcome: 202 (200 for a replaced sale), 400 (refused),
+ * 409 (duplicate invoice numbers), 404 (no such sale). */
+int sd_ingest_status(enum sd_apply_outcome outcome, bool replace);
 int sd_ingest_replace_sale(struct sd_store_handle *st, int64_t tenant_id, enum sd_env env,
                            const struct sd_sale_rec *sale, struct sd_apply_result *res);
 

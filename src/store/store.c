@@ -344,7 +344,7 @@ void sd_apply_result_release(struct sd_apply_result *r)
     free(r->duplicate_invoices);
     r->duplicate_invoices = NULL;
     r->n_duplicate_invoices = 0;
-    r->status = 0;
+    r->outcome = SD_APPLY_OK;
 }
 
 void sd_record_page_release(struct sd_record_page *p)

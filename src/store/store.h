@@ -83,12 +83,21 @@ struct sd_key_info {
 };
 void sd_keys_free(struct sd_key_info *v, size_t n);
 
+/* How applying records ended (the store's outcome; what it means for a client — 202, 400, 409,
+ * 404 — is core's and the API's business). */
+enum sd_apply_outcome {
+    SD_APPLY_OK = 0,    /* applied (or replaced) */
+    SD_APPLY_REFUSED,   /* reference or lifecycle errors, listed in errors; nothing applied */
+    SD_APPLY_DUPLICATE, /* invoice numbers already stored (duplicate_invoices); nothing applied */
+    SD_APPLY_NOT_FOUND, /* replace_sale: no sale with that invoice number */
+};
+
 /* Result of applying one request's records inside the write transaction. */
 struct sd_apply_result {
-    int status; /* 202 applied; 400 reference errors (in errors); 409 duplicate invoices */
+    enum sd_apply_outcome outcome;
     struct sd_issues errors;   /* e.g. /sales/3/event_id "event 'X' does not exist in test" */
     struct sd_issues warnings; /* e.g. /events/1 "same performance as stored event 'E1'" */
-    char **duplicate_invoices; /* for 409 */
+    char **duplicate_invoices; /* SD_APPLY_DUPLICATE */
     size_t n_duplicate_invoices;
     /* Records already stored with identical content, left as they are (their seq kept): events
      * and customers of any batch, sales of upsert_sales batches. */
@@ -199,7 +208,7 @@ struct sd_store_ops {
      * stored counts in n_unchanged), then customers (upsert; likewise), then sales (insert;
      * reference checks; duplicate invoice → 409; with b->upsert_sales a stored sale with an
      * identical document is left as it is and counted in n_unchanged, one with other content is
-     * replaced). On status != 202 the caller rolls back the savepoint. Returns 0 (see res->status)
+     * replaced). On outcome != SD_APPLY_OK the caller rolls back the savepoint. Returns 0 (see res->outcome)
      * or -EIO.
      * An event or customer update MERGES into the stored document as an RFC 7396 merge patch:
      * members the record leaves out keep their stored values, a member whose value is null is
@@ -212,8 +221,8 @@ struct sd_store_ops {
      * stored one (the highest seen) is left as it is: counted in n_unchanged and n_stale. */
     int (*apply_ingest)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                         const struct sd_batch *b, struct sd_apply_result *res);
-    /* Replace an existing sale (same invoice_number); res->status 200, 404 (no such sale) or
-     * 400 (reference errors). */
+    /* Replace an existing sale (same invoice_number); res->outcome OK, NOT_FOUND or REFUSED
+     * (reference or lifecycle errors). */
     int (*replace_sale)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                         const struct sd_sale_rec *sale, struct sd_apply_result *res);
     /* Delete one record and leave its tombstone, numbered with the next seq, in the current

@@ -73,10 +73,10 @@ static void ingest(struct fx *f, int64_t tenant, enum sd_env env, const char *so
     assert_int_equal(sd_store_write_begin(f->h), 0);
     assert_int_equal(sd_store_savepoint(f->h), 0);
     assert_int_equal(sd_store_apply_ingest(f->h, tenant, env, &b, &res), 0);
-    if (res.status != 202 && res.errors.n) {
+    if (res.outcome != SD_APPLY_OK && res.errors.n) {
         fprintf(stderr, "%s: %s\n", res.errors.items[0].pointer, res.errors.items[0].message);
     }
-    assert_int_equal(res.status, 202);
+    assert_int_equal(res.outcome, SD_APPLY_OK);
     assert_int_equal(sd_store_savepoint_release(f->h), 0);
     assert_int_equal(sd_store_write_commit(f->h), 0);
     sd_apply_result_release(&res);

@@ -62,8 +62,8 @@ static void ingest(struct fx *f, int64_t tenant, enum sd_env env, const char *so
     assert_int_equal(sd_store_write_begin(f->h), 0);
     assert_int_equal(sd_store_savepoint(f->h), 0);
     assert_int_equal(sd_store_apply_ingest(f->h, tenant, env, &b, &res), 0);
-    if (res.status != 202) {
-        fail_msg("fixture refused: %d %s %s", res.status,
+    if (res.outcome != SD_APPLY_OK) {
+        fail_msg("fixture refused: %d %s %s", (int)res.outcome,
                  res.errors.n ? res.errors.items[0].pointer : "",
                  res.errors.n ? res.errors.items[0].message : "");
     }
@@ -809,13 +809,13 @@ static int apply_body(struct fx *f, int64_t tenant, bool upsert, const char *bod
     assert_int_equal(sd_store_write_begin(f->h), 0);
     assert_int_equal(sd_store_savepoint(f->h), 0);
     assert_int_equal(sd_store_apply_ingest(f->h, tenant, SD_ENV_TEST, &b, &res), 0);
-    int status = res.status;
+    int status = (int)res.outcome;
     if (ret_first) {
         *ret_first = res.errors.n ? sd_asprintf("%s %s", res.errors.items[0].pointer,
                                                 res.errors.items[0].message)
                                   : NULL;
     }
-    if (status == 202) {
+    if (status == SD_APPLY_OK) {
         assert_int_equal(sd_store_savepoint_release(f->h), 0);
     } else {
         assert_int_equal(sd_store_savepoint_rollback(f->h), 0);
@@ -926,7 +926,7 @@ static void expect_refused(struct fx *f, int64_t g, bool upsert, const char *bod
 {
     char *first = NULL;
     int status = apply_body(f, g, upsert, body, &first);
-    if (status != 400 || !first || strncmp(first, want_ptr, strlen(want_ptr)) != 0 ||
+    if (status != SD_APPLY_REFUSED || !first || strncmp(first, want_ptr, strlen(want_ptr)) != 0 ||
         !strstr(first, want_msg)) {
         fail_msg("%s: status %d, first error %s", body, status, first ? first : "(none)");
     }
@@ -943,7 +943,7 @@ static void test_lifecycle_refunds(void **state)
         SX("X9", "G2", "K1", "2025-12-01T10:00:00Z", "2", "40.00", "") ","
         SX("R9a", "G2", "K1", "2025-12-02T10:00:00Z", "1", "40.00", ",\"refund_of\":\"X9\"") ","
         SX("R9b", "G2", "K1", "2025-12-03T10:00:00Z", "1", "40.00", ",\"refund_of\":\"X9\"")
-        "]}", NULL), 202);
+        "]}", NULL), SD_APPLY_OK);
     /* a third exceeds what was sold: refused, naming the field */
     expect_refused(f, g, false, "{\"sales\":["
         SX("R9c", "G2", "K1", "2025-12-04T10:00:00Z", "1", "40.00", ",\"refund_of\":\"X9\"") "]}",
@@ -972,8 +972,8 @@ static void test_lifecycle_refunds(void **state)
     const char *file = "{\"sales\":["
         SX("X3", "G2", "K3", "2025-12-01T10:00:00Z", "2", "100.00", "") ","
         SX("R3", "G2", "K3", "2025-12-20T09:00:00Z", "2", "100.00", ",\"refund_of\":\"X3\"") "]}";
-    assert_int_equal(apply_body(f, g, true, file, NULL), 202);
-    assert_int_equal(apply_body(f, g, true, file, NULL), 202);
+    assert_int_equal(apply_body(f, g, true, file, NULL), SD_APPLY_OK);
+    assert_int_equal(apply_body(f, g, true, file, NULL), SD_APPLY_OK);
     const struct mcase still[] = {
         {"{\"count\":{\"of\":\"tickets\",\"eq\":0}}", "K3,K5,K6,K7"},
         {"{\"refunded\":{\"status_changed\":{\"after\":\"30 days ago\"}}}", "K1,K3"},
@@ -992,7 +992,7 @@ static void test_lifecycle_refunds(void **state)
     assert_int_equal(apply_body(f, g, true, "{\"sales\":["
         SX("X4", "G2", "K4", "2025-12-01T10:00:00Z", "4", "25.00",
            ",\"status\":\"refunded\",\"refunded_quantity\":2") ","
-        SX("V6", "G2", "K6", "2025-12-31T10:00:00Z", "2", "100.00", "") "]}", NULL), 202);
+        SX("V6", "G2", "K6", "2025-12-31T10:00:00Z", "2", "100.00", "") "]}", NULL), SD_APPLY_OK);
     // clang-format on
     const struct mcase last[] = {
         {"{\"count\":{\"of\":\"tickets\",\"eq\":2}}", "K1,K4,K6"},
@@ -1008,15 +1008,15 @@ static void test_lifecycle_replace(void **state)
     int64_t g = load_lifecycle(f);
     struct {
         const char *body;
-        int status;
+        enum sd_apply_outcome outcome;
         const char *ptr;
     } cases[] = {
         {SX("X5", "G2", "K5", "2025-12-01T10:00:00Z", "1", "300.00", ",\"status\":\"sold\"") "",
-         400, "/status"},
+         SD_APPLY_REFUSED, "/status"},
         {SX("X1", "G1", "K1", "2025-09-01T10:00:00Z", "2", "50.00", ",\"status\":\"cancelled\"") "",
-         200, NULL},
+         SD_APPLY_OK, NULL},
         {SX("X1", "G1", "K1", "2025-09-01T10:00:00Z", "2", "50.00", ",\"refunded_quantity\":1") "",
-         400, "/status"},
+         SD_APPLY_REFUSED, "/status"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
         json_t *rec = json_loads(cases[i].body, 0, NULL);
@@ -1030,9 +1030,9 @@ static void test_lifecycle_replace(void **state)
         assert_int_equal(sd_store_write_begin(f->h), 0);
         assert_int_equal(sd_store_replace_sale(f->h, g, SD_ENV_TEST, &s, &res), 0);
         assert_int_equal(sd_store_write_commit(f->h), 0);
-        if (res.status != cases[i].status ||
+        if (res.outcome != cases[i].outcome ||
             (cases[i].ptr && strcmp(res.errors.items[0].pointer, cases[i].ptr) != 0)) {
-            fail_msg("case %zu: status %d", i, res.status);
+            fail_msg("case %zu: outcome %d", i, (int)res.outcome);
         }
         sd_apply_result_release(&res);
         sd_sale_rec_release(&s);

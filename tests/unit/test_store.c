@@ -94,7 +94,7 @@ static void add_sa(struct sd_batch *b, const char *inv, const char *event_id, co
 }
 
 /* One request the way the writer runs it: begin, savepoint, apply, release or roll back the
- * savepoint, commit. Returns the status; res is left for the caller to inspect and release. */
+ * savepoint, commit. Returns the outcome; res is left for the caller to inspect and release. */
 static int ingest(struct fx *f, int64_t tenant, enum sd_env env, const struct sd_batch *b,
                   struct sd_apply_result *res)
 {
@@ -102,13 +102,13 @@ static int ingest(struct fx *f, int64_t tenant, enum sd_env env, const struct sd
     assert_int_equal(sd_store_write_begin(f->h), 0);
     assert_int_equal(sd_store_savepoint(f->h), 0);
     assert_int_equal(sd_store_apply_ingest(f->h, tenant, env, b, res), 0);
-    if (res->status == 202) {
+    if (res->outcome == SD_APPLY_OK) {
         assert_int_equal(sd_store_savepoint_release(f->h), 0);
     } else {
         assert_int_equal(sd_store_savepoint_rollback(f->h), 0);
     }
     assert_int_equal(sd_store_write_commit(f->h), 0);
-    return res->status;
+    return (int)res->outcome;
 }
 
 static int ingest_ok(struct fx *f, int64_t tenant, enum sd_env env, struct sd_batch *b)
@@ -375,7 +375,7 @@ static void test_ingest_insert_and_upsert(void **state)
     add_sa(&b, "INV-2", "E2", "ANON");
     add_sa(&b, "INV-3", "E1", "C2");
     struct sd_apply_result res;
-    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 202);
+    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), SD_APPLY_OK);
     assert_int_equal(res.errors.n, 0);
     assert_int_equal(res.warnings.n, 0);
     sd_apply_result_release(&res);
@@ -394,7 +394,7 @@ static void test_ingest_insert_and_upsert(void **state)
     /* Upserts: same ids, new content, new seq, counts unchanged. */
     add_ev(&b, "E2", "2025-06-02|21:00:00|arena|hall b");
     add_cu(&b, "C1", "b@example.org", -1); /* opt-out omitted: the stored one stays */
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), SD_APPLY_OK);
     assert_int_equal(count(f, SD_KIND_EVENT, f->t1, SD_ENV_TEST), 2);
     assert_int_equal(count(f, SD_KIND_CUSTOMER, f->t1, SD_ENV_TEST), 2);
     char *doc = get(f, SD_KIND_EVENT, f->t1, SD_ENV_TEST, "E2");
@@ -417,7 +417,7 @@ static void test_alias_detection(void **state)
     add_ev(&b, "E1", k);
     add_ev(&b, "E1-dup", k); /* same performance within one request */
     struct sd_apply_result res;
-    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 202);
+    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), SD_APPLY_OK);
     assert_int_equal(res.warnings.n, 1);
     assert_true(has_issue(&res.warnings, "/events/1",
                           "same performance (date, time, venue, hall) as event 'E1'; 'E1-dup' "
@@ -435,7 +435,7 @@ static void test_alias_detection(void **state)
     /* Sending the alias again updates the canonical event, with a warning. */
     add_ev(&b, "E0", "other|key");
     add_ev(&b, "E1-dup", "2025-05-01|20:00:00|arena|hall z");
-    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 202);
+    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), SD_APPLY_OK);
     assert_true(has_issue(&res.warnings, "/events/1",
                           "'E1-dup' is an alias of event 'E1'; updated that event"));
     sd_apply_result_release(&res);
@@ -447,17 +447,17 @@ static void test_alias_detection(void **state)
 
     /* A sale may reference the alias. */
     add_sa(&b, "INV-A", "E1-dup", "ANON");
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), SD_APPLY_OK);
     assert_int_equal(count(f, SD_KIND_SALE, f->t1, SD_ENV_TEST), 1);
 
     /* Same performance in another env or tenant is not a duplicate. */
     add_ev(&b, "P1", "2025-05-01|20:00:00|arena|hall z");
-    assert_int_equal(ingest(f, f->t1, SD_ENV_PROD, &b, &res), 202);
+    assert_int_equal(ingest(f, f->t1, SD_ENV_PROD, &b, &res), SD_APPLY_OK);
     assert_int_equal(res.warnings.n, 0);
     sd_apply_result_release(&res);
     sd_batch_release(&b);
     add_ev(&b, "Q1", "2025-05-01|20:00:00|arena|hall z");
-    assert_int_equal(ingest(f, f->t2, SD_ENV_TEST, &b, &res), 202);
+    assert_int_equal(ingest(f, f->t2, SD_ENV_TEST, &b, &res), SD_APPLY_OK);
     assert_int_equal(res.warnings.n, 0);
     sd_apply_result_release(&res);
     sd_batch_release(&b);
@@ -470,7 +470,7 @@ static void test_reference_errors_roll_back(void **state)
     struct sd_batch b = {0};
     add_ev(&b, "E1", "k1");
     add_cu(&b, "C1", NULL, 0);
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), SD_APPLY_OK);
     struct sd_record_page p = {0};
     assert_int_equal(sd_store_list_records(f->h, SD_KIND_CUSTOMER, f->t1, SD_ENV_TEST, 0, 10, &p),
                      0);
@@ -483,7 +483,7 @@ static void test_reference_errors_roll_back(void **state)
     add_sa(&b, "INV-3", "E1", "C-NOPE");
     add_sa(&b, "INV-4", "NOPE2", "ANON");
     struct sd_apply_result res;
-    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 400);
+    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), SD_APPLY_REFUSED);
     assert_int_equal(res.errors.n, 3);
     assert_true(has_issue(&res.errors, "/sales/1/event_id", "event 'NOPE' does not exist in test"));
     assert_true(has_issue(&res.errors, "/sales/2/customer_id",
@@ -497,7 +497,7 @@ static void test_reference_errors_roll_back(void **state)
 
     /* The seq counter was restored: the next change gets last_seq + 1. */
     add_cu(&b, "C9", NULL, -1);
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), SD_APPLY_OK);
     assert_int_equal(sd_store_list_records(f->h, SD_KIND_CUSTOMER, f->t1, SD_ENV_TEST, last_seq,
                                            10, &p),
                      0);
@@ -513,13 +513,13 @@ static void test_duplicate_invoices_409(void **state)
     add_ev(&b, "E1", "k1");
     add_sa(&b, "INV-1", "E1", "ANON");
     add_sa(&b, "INV-2", "E1", "ANON");
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), SD_APPLY_OK);
 
     add_sa(&b, "INV-3", "E1", "ANON");
     add_sa(&b, "INV-2", "E1", "ANON");
     add_sa(&b, "INV-1", "E1", "ANON");
     struct sd_apply_result res;
-    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 409);
+    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), SD_APPLY_DUPLICATE);
     assert_int_equal(res.n_duplicate_invoices, 2);
     assert_string_equal(res.duplicate_invoices[0], "INV-2");
     assert_string_equal(res.duplicate_invoices[1], "INV-1");
@@ -531,10 +531,10 @@ static void test_duplicate_invoices_409(void **state)
     /* The same invoice number in another env or tenant is a different sale. */
     add_ev(&b, "E1", "k1");
     add_sa(&b, "INV-1", "E1", "ANON");
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_PROD, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_PROD, &b), SD_APPLY_OK);
     add_ev(&b, "E1", "k1");
     add_sa(&b, "INV-1", "E1", "ANON");
-    assert_int_equal(ingest_ok(f, f->t2, SD_ENV_TEST, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t2, SD_ENV_TEST, &b), SD_APPLY_OK);
 }
 
 /* An upsert batch the store refuses writes nothing, even without a savepoint around it: the
@@ -550,7 +550,7 @@ static void test_upsert_refused_writes_nothing(void **state)
         add_ev(&b, id, id);
     }
     add_cu(&b, "C1", "c1@example.com", 0);
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), SD_APPLY_OK);
 
     add_sa(&b, "U-1", "EV1", "C1");
     add_sa(&b, "U-2", "NOPE", "C1");
@@ -561,7 +561,7 @@ static void test_upsert_refused_writes_nothing(void **state)
     sd_apply_result_init(&res);
     assert_int_equal(sd_store_write_begin(f->h), 0);
     assert_int_equal(sd_store_apply_ingest(f->h, f->t1, SD_ENV_TEST, &b, &res), 0);
-    assert_int_equal(res.status, 400);
+    assert_int_equal(res.outcome, SD_APPLY_REFUSED);
     assert_int_equal(res.errors.n, 2);
     assert_string_equal(res.errors.items[0].pointer, "/sales/1/event_id");
     assert_string_equal(res.errors.items[1].pointer, "/sales/3/customer_id");
@@ -577,7 +577,7 @@ static void test_upsert_refused_writes_nothing(void **state)
         add_sa(&b, inv, id, i % 2 ? "C1" : "ANON");
     }
     b.upsert_sales = true;
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), SD_APPLY_OK);
     assert_int_equal(count(f, SD_KIND_SALE, f->t1, SD_ENV_TEST), 300);
     char *doc = get(f, SD_KIND_SALE, f->t1, SD_ENV_TEST, "M-299");
     assert_non_null(doc);
@@ -593,7 +593,7 @@ static void test_upsert_sales(void **state)
     add_ev(&b, "E1", "k1");
     add_sa(&b, "INV-1", "E1", "ANON");
     add_sa(&b, "INV-2", "E1", "ANON");
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), SD_APPLY_OK);
     struct sd_record_page p0 = {0};
     assert_int_equal(sd_store_list_records(f->h, SD_KIND_SALE, f->t1, SD_ENV_TEST, 0, 100, &p0), 0);
     int64_t last_seq = p0.seqs[p0.n - 1];
@@ -606,7 +606,7 @@ static void test_upsert_sales(void **state)
     b.sales[1].doc = sd_strdup("{\"invoice_number\":\"INV-2\",\"price\":9900}");
     b.upsert_sales = true;
     struct sd_apply_result res;
-    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 202);
+    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), SD_APPLY_OK);
     assert_int_equal(res.n_unchanged, 1);
     assert_int_equal(res.n_duplicate_invoices, 0);
     sd_apply_result_release(&res);
@@ -626,7 +626,7 @@ static void test_upsert_sales(void **state)
     /* An event or customer re-sent with identical content keeps its place in change order. */
     struct sd_record_page pe = {0};
     add_cu(&b, "C1", "c1@example.com", 0);
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), SD_APPLY_OK);
     assert_int_equal(sd_store_list_records(f->h, SD_KIND_EVENT, f->t1, SD_ENV_TEST, 0, 100, &pe),
                      0);
     int64_t ev_seq = pe.seqs[pe.n - 1];
@@ -638,7 +638,7 @@ static void test_upsert_sales(void **state)
     sd_record_page_release(&pc);
     add_ev(&b, "E1", "k1");
     add_cu(&b, "C1", "c1@example.com", 0);
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), SD_APPLY_OK);
     assert_int_equal(
         sd_store_list_records(f->h, SD_KIND_EVENT, f->t1, SD_ENV_TEST, ev_seq, 100, &pe), 0);
     assert_int_equal(pe.n, 0);
@@ -649,7 +649,7 @@ static void test_upsert_sales(void **state)
     sd_record_page_release(&pc);
     /* … and a real change moves it. */
     add_cu(&b, "C1", "c1@example.com", 1);
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), SD_APPLY_OK);
     assert_int_equal(
         sd_store_list_records(f->h, SD_KIND_CUSTOMER, f->t1, SD_ENV_TEST, cu_seq, 100, &pc), 0);
     assert_int_equal(pc.n, 1);
@@ -668,7 +668,7 @@ static void test_unchanged_counts(void **state)
     add_ev(&b, "E2", "k2");
     add_cu(&b, "C1", "c1@example.com", 0);
     add_cu(&b, "C2", NULL, -1);
-    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 202);
+    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), SD_APPLY_OK);
     assert_int_equal(res.n_unchanged, 0); /* all new */
     sd_apply_result_release(&res);
     sd_batch_release(&b);
@@ -680,7 +680,7 @@ static void test_unchanged_counts(void **state)
         add_cu(&b, "C1", "c1@example.com", 0);
         add_cu(&b, "C2", NULL, -1);
         b.upsert_sales = upsert;
-        assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 202);
+        assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), SD_APPLY_OK);
         assert_int_equal(res.n_unchanged, 4);
         sd_apply_result_release(&res);
         sd_batch_release(&b);
@@ -694,14 +694,14 @@ static void test_unchanged_counts(void **state)
     add_cu(&b, "C1", "c1-new@example.com", 0);
     add_cu(&b, "C2", NULL, -1);
     add_cu(&b, "C3", NULL, -1);
-    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 202);
+    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), SD_APPLY_OK);
     assert_int_equal(res.n_unchanged, 2);
     sd_apply_result_release(&res);
     sd_batch_release(&b);
 
     /* An omitted opt-out flag keeps the stored one: the customer is still unchanged. */
     add_cu(&b, "C1", "c1-new@example.com", -1);
-    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 202);
+    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), SD_APPLY_OK);
     assert_int_equal(res.n_unchanged, 1);
     sd_apply_result_release(&res);
     sd_batch_release(&b);
@@ -709,12 +709,12 @@ static void test_unchanged_counts(void **state)
     /* Same performance under another id: a new alias is stored (not unchanged); sent again
      * under that alias it updates E2 with identical content (unchanged). */
     add_ev(&b, "E2-dup", "k2");
-    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 202);
+    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), SD_APPLY_OK);
     assert_int_equal(res.n_unchanged, 0);
     sd_apply_result_release(&res);
     sd_batch_release(&b);
     add_ev(&b, "E2-dup", "k2");
-    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), 202);
+    assert_int_equal(ingest(f, f->t1, SD_ENV_TEST, &b, &res), SD_APPLY_OK);
     assert_int_equal(res.n_unchanged, 1);
     sd_apply_result_release(&res);
     sd_batch_release(&b);
@@ -794,7 +794,7 @@ static void test_env_and_tenant_isolation(void **state)
     add_ev(&b, "E1", "k1");
     add_cu(&b, "C1", "x@example.org", 0);
     add_sa(&b, "INV-1", "E1", "C1");
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), SD_APPLY_OK);
 
     for (int kind = SD_KIND_EVENT; kind <= SD_KIND_SALE; kind++) {
         assert_int_equal(count(f, kind, f->t1, SD_ENV_PROD), 0);
@@ -813,11 +813,11 @@ static void test_env_and_tenant_isolation(void **state)
     /* References never cross env or tenant. */
     add_sa(&b, "INV-2", "E1", "C1");
     struct sd_apply_result res;
-    assert_int_equal(ingest(f, f->t1, SD_ENV_PROD, &b, &res), 400);
+    assert_int_equal(ingest(f, f->t1, SD_ENV_PROD, &b, &res), SD_APPLY_REFUSED);
     assert_true(has_issue(&res.errors, "/sales/0/event_id", "event 'E1' does not exist in prod"));
     assert_true(has_issue(&res.errors, "/sales/0/customer_id", "does not exist in prod"));
     sd_apply_result_release(&res);
-    assert_int_equal(ingest(f, f->t2, SD_ENV_TEST, &b, &res), 400);
+    assert_int_equal(ingest(f, f->t2, SD_ENV_TEST, &b, &res), SD_APPLY_REFUSED);
     assert_int_equal(res.errors.n, 2);
     sd_apply_result_release(&res);
     sd_batch_release(&b);
@@ -833,7 +833,7 @@ static void test_list_paging(void **state)
         snprintf(inv, sizeof(inv), "INV-%02d", i);
         add_sa(&b, inv, "E1", "ANON");
     }
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), SD_APPLY_OK);
 
     int64_t cursor = 0;
     size_t total = 0;
@@ -867,7 +867,7 @@ static void test_list_paging(void **state)
     sd_apply_result_init(&res);
     assert_int_equal(sd_store_write_begin(f->h), 0);
     assert_int_equal(sd_store_replace_sale(f->h, f->t1, SD_ENV_TEST, &s, &res), 0);
-    assert_int_equal(res.status, 200);
+    assert_int_equal(res.outcome, SD_APPLY_OK);
     assert_int_equal(sd_store_write_commit(f->h), 0);
     sd_apply_result_release(&res);
     sd_sale_rec_release(&s);
@@ -896,17 +896,17 @@ static void test_replace_sale(void **state)
     add_ev(&b, "E2b", "k2"); /* alias of E2 */
     add_cu(&b, "C1", NULL, -1);
     add_sa(&b, "INV-1", "E1", "ANON");
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), SD_APPLY_OK);
 
     struct {
         const char *inv, *event_id, *customer_id;
-        int status;
+        enum sd_apply_outcome outcome;
         const char *err_ptr;
     } cases[] = {
-        {"INV-1", "E2b", "C1", 200, NULL},
-        {"INV-404", "E1", "ANON", 404, NULL},
-        {"INV-1", "NOPE", "ANON", 400, "/event_id"},
-        {"INV-1", "E1", "C-NOPE", 400, "/customer_id"},
+        {"INV-1", "E2b", "C1", SD_APPLY_OK, NULL},
+        {"INV-404", "E1", "ANON", SD_APPLY_NOT_FOUND, NULL},
+        {"INV-1", "NOPE", "ANON", SD_APPLY_REFUSED, "/event_id"},
+        {"INV-1", "E1", "C-NOPE", SD_APPLY_REFUSED, "/customer_id"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct sd_sale_rec s = sa(0, cases[i].inv, cases[i].event_id, cases[i].customer_id, 42);
@@ -914,7 +914,7 @@ static void test_replace_sale(void **state)
         sd_apply_result_init(&res);
         assert_int_equal(sd_store_write_begin(f->h), 0);
         assert_int_equal(sd_store_replace_sale(f->h, f->t1, SD_ENV_TEST, &s, &res), 0);
-        assert_int_equal(res.status, cases[i].status);
+        assert_int_equal(res.outcome, cases[i].outcome);
         if (cases[i].err_ptr) {
             assert_true(has_issue(&res.errors, cases[i].err_ptr, "does not exist in test"));
         }
@@ -933,7 +933,7 @@ static void test_replace_sale(void **state)
     sd_apply_result_init(&res);
     assert_int_equal(sd_store_write_begin(f->h), 0);
     assert_int_equal(sd_store_replace_sale(f->h, f->t1, SD_ENV_PROD, &s, &res), 0);
-    assert_int_equal(res.status, 404);
+    assert_int_equal(res.outcome, SD_APPLY_NOT_FOUND);
     assert_int_equal(sd_store_write_rollback(f->h), 0);
     sd_apply_result_release(&res);
     sd_sale_rec_release(&s);
@@ -955,7 +955,7 @@ static void test_write_rollback(void **state)
     assert_int_equal(sd_store_write_rollback(f->h), 0);
     sd_apply_result_release(&res);
     assert_int_equal(count(f, SD_KIND_EVENT, f->t1, SD_ENV_TEST), 0);
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), SD_APPLY_OK);
     struct sd_record_page p = {0};
     assert_int_equal(sd_store_list_records(f->h, SD_KIND_EVENT, f->t1, SD_ENV_TEST, 0, 10, &p), 0);
     assert_int_equal(p.n, 1);
@@ -1004,7 +1004,7 @@ static void test_persisted_after_reopen(void **state)
     add_ev(&b, "E1x", "k1");
     add_cu(&b, "C1", NULL, 1);
     add_sa(&b, "INV-1", "E1x", "C1");
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_PROD, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_PROD, &b), SD_APPLY_OK);
     assert_int_equal(sd_store_key_insert(f->h, "key_a", "acme", SD_ENV_PROD, "aa11"), 0);
     fx_reopen(f);
     assert_int_equal(count(f, SD_KIND_EVENT, f->t1, SD_ENV_PROD), 1);
@@ -1021,7 +1021,7 @@ static void test_persisted_after_reopen(void **state)
 
     /* seq continues after reopen. */
     add_cu(&b, "C2", NULL, 0);
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_PROD, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_PROD, &b), SD_APPLY_OK);
     struct sd_record_page p = {0};
     assert_int_equal(sd_store_list_records(f->h, SD_KIND_CUSTOMER, f->t1, SD_ENV_PROD, 0, 10, &p),
                      0);
@@ -1070,7 +1070,7 @@ static void test_concurrent_readers(void **state)
     struct reader_arg args[N_READERS];
     struct sd_batch b = {0};
     add_ev(&b, "E1", "k1");
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), SD_APPLY_OK);
     for (int i = 0; i < N_READERS; i++) {
         args[i] = (struct reader_arg){.f = f};
         assert_int_equal(pthread_create(&th[i], NULL, reader_main, &args[i]), 0);
@@ -1079,7 +1079,7 @@ static void test_concurrent_readers(void **state)
         char inv[16];
         snprintf(inv, sizeof(inv), "INV-%d", i);
         add_sa(&b, inv, "E1", "ANON");
-        assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), 202);
+        assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &b), SD_APPLY_OK);
         char cid[16];
         snprintf(cid, sizeof(cid), "t%d", i);
         assert_int_equal(sd_store_tenant_create(f->h, cid, "x"), 0);
@@ -1122,7 +1122,7 @@ static void test_throughput(void **state)
         snprintf(id, sizeof(id), "C%d", i);
         add_cu(&setup_b, id, NULL, 0);
     }
-    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_PROD, &setup_b), 202);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_PROD, &setup_b), SD_APPLY_OK);
 
     /* Pre-build every request so that only the store is timed. Docs are ~350 bytes, like a
      * normalized sale with a few unknown fields. */
@@ -1162,7 +1162,7 @@ static void test_throughput(void **state)
             sd_apply_result_init(&res);
             assert_int_equal(sd_store_savepoint(f->h), 0);
             assert_int_equal(sd_store_apply_ingest(f->h, f->t1, SD_ENV_PROD, &reqs[r], &res), 0);
-            assert_int_equal(res.status, 202);
+            assert_int_equal(res.outcome, SD_APPLY_OK);
             assert_int_equal(sd_store_savepoint_release(f->h), 0);
             sd_apply_result_release(&res);
         }

@@ -103,7 +103,7 @@ static void ingest(struct fx *f, struct sd_batch *b, struct sd_apply_result *res
     assert_int_equal(sd_store_write_begin(f->h), 0);
     assert_int_equal(sd_store_savepoint(f->h), 0);
     assert_int_equal(sd_store_apply_ingest(f->h, f->t, SD_ENV_TEST, b, res), 0);
-    assert_int_equal(res->status, 202);
+    assert_int_equal(res->outcome, SD_APPLY_OK);
     assert_int_equal(sd_store_savepoint_release(f->h), 0);
     assert_int_equal(sd_store_write_commit(f->h), 0);
     sd_batch_release(b);

@@ -60,7 +60,7 @@ static int ingest_run(struct sd_store_handle *st, struct sd_write_job *wj)
     struct sd_apply_result res;
     sd_apply_result_init(&res);
     int r = sd_store_apply_ingest(st, j->f->tenant, SD_ENV_TEST, &b, &res);
-    if (r == 0 && res.status != 202) {
+    if (r == 0 && res.outcome != SD_APPLY_OK) {
         r = -EINVAL;
     }
     sd_apply_result_release(&res);

@@ -986,10 +986,10 @@ out:
         free(res->duplicate_invoices);
         res->duplicate_invoices = NULL;
         res->n_duplicate_invoices = 0;
-        res->status = 400;
+        res->outcome = SD_APPLY_REFUSED;
         r = 0;
     } else if (r >= 0 && res->n_duplicate_invoices > 0) {
-        res->status = 409;
+        res->outcome = SD_APPLY_DUPLICATE;
     }
     free(checked);
     plans_free(plans, b->n_sales);
@@ -1005,7 +1005,7 @@ int sd_sqlite_apply_ingest(struct sd_store *s, int64_t tenant_id, enum sd_env en
         return -EINVAL;
     }
     int64_t now = sd_now_usec();
-    res->status = 202;
+    res->outcome = SD_APPLY_OK;
     int r = apply_events(s, tenant_id, env, b, now, res);
     if (r == 0) {
         r = apply_customers(s, tenant_id, env, b, now, res);
@@ -1028,7 +1028,7 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
         return r;
     }
     if (r == 0) {
-        res->status = 404;
+        res->outcome = SD_APPLY_NOT_FOUND;
         return 0;
     }
     /* The PUT body is the sale itself, so pointers are relative to it ("/event_id"). */
@@ -1038,7 +1038,7 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
     r = check_sale_refs(s, tenant_id, env, SD_SOURCE_WEBHOOK, sale, "", &events, &customer_cache,
                         res, &ref);
     if (r > 0) {
-        res->status = 400;
+        res->outcome = SD_APPLY_REFUSED;
         r = 0;
         goto out;
     }
@@ -1050,7 +1050,7 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
     utc_text(now, now_text);
     r = plan_one(s, tenant_id, env, sale, "", true, now_text, &plan, res);
     if (r > 0) {
-        res->status = 400;
+        res->outcome = SD_APPLY_REFUSED;
         r = 0;
         goto out;
     }
@@ -1074,7 +1074,7 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
         goto out;
     }
     s->seq = seq;
-    res->status = 200;
+    res->outcome = SD_APPLY_OK;
 out:
     free(plan.changed);
     event_refs_release(&events);
