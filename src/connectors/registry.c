@@ -7,6 +7,7 @@ extern const struct sd_connector sd_connector_csv_drop;
 extern const struct sd_connector sd_connector_sftp_pull;
 extern const struct sd_connector sd_connector_feed;
 extern const struct sd_connector sd_connector_rest_pull;
+extern const struct sd_connector sd_connector_tradablebits;
 
 const struct sd_connector *const sd_connectors[] = {
     &sd_connector_demo_season,
@@ -14,5 +15,6 @@ const struct sd_connector *const sd_connectors[] = {
     &sd_connector_sftp_pull,
     &sd_connector_feed,
     &sd_connector_rest_pull,
+    &sd_connector_tradablebits,
     NULL,
 };

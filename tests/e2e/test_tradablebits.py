@@ -1,0 +1,299 @@
+"""The `tradablebits` connector (pull half) end to end against the Tradable Bits simulator
+(tests/sim/tradablebits): `stagedoor serve` runs connectors configured over the admin API, and
+what the hub stored is read back over GET /v1/{client_id}/customers|sales|events and compared
+with the simulator's own account.
+
+Covered: a backfill (ticket windows partitioned by last-update date, several pages each) then an
+incremental run after changes in the vendor's UI reproduce the simulator's fans and live tickets
+exactly, deleted tickets skipped and counted; a kill -9 between ticket pages and a restart
+resume after the last stored page (the simulator's call record shows no page asked twice); a
+429 with Retry-After is waited out and the page asked again; under a tight vendor limit the
+connector never calls before Retry-After allows and still completes; every call counted in the
+type's quota ledger."""
+
+import os
+import sys
+import tempfile
+import time
+import unittest
+
+import harness
+
+sys.path.insert(0, os.path.dirname(harness.HERE))      # tests/, for the sim package
+from sim.tradablebits import Simulator  # noqa: E402
+
+T = harness.TIME_SCALE
+RUN_TIMEOUT = 90.0 * T
+KEY, SECRET = "tb-test-key", "tb-test-secret"
+
+
+class Admin:
+    """Connectors of one tenant over the admin API of one server."""
+
+    def __init__(self, server, client_id):
+        self.server = server
+        self.client_id = client_id
+        with open(os.path.join(server.data_dir, "admin.token")) as f:
+            self.token = f.read().strip()
+
+    def req(self, method, path, body=None):
+        return harness.http(self.server.port, method,
+                            "/admin/v1/tenants/%s/connectors%s" % (self.client_id, path),
+                            body=body, key=self.token)
+
+    def add(self, settings, mapping=None):
+        body = {"type": "tradablebits", "environment": "test", "schedule": "manual",
+                "settings": settings}
+        if mapping is not None:
+            body["mapping"] = mapping
+        r = self.req("POST", "", body)
+        if r.status != 201:
+            raise AssertionError("connector not created: %r" % (r,))
+        return r.json["connector_id"]
+
+    def get(self, cid):
+        r = self.req("GET", "/" + cid)
+        if r.status != 200:
+            raise AssertionError("GET connector %s -> %r" % (cid, r))
+        return r.json
+
+    def status(self, cid):
+        return self.get(cid)["status"]
+
+    def run(self, cid, sim, timeout=None):
+        """Run now and wait for that run to end (its first call reached the simulator, then the
+        state left "running"); returns the status."""
+        n_before = len(sim.calls())
+        r = self.req("POST", "/%s/run" % cid)
+        if r.status != 202:
+            raise AssertionError("run %s -> %r" % (cid, r))
+        timeout = timeout or RUN_TIMEOUT
+        before = self.status(cid)
+
+        def started():
+            if len(sim.calls()) > n_before:
+                return True
+            st = self.status(cid)
+            if st["state"] == "failed" and st["last_run"] != before["last_run"]:
+                raise AssertionError("the run failed before calling: %r" % (st,))
+            return False
+        harness.wait_until(started, timeout, what="the run's first call")
+
+        def ended():
+            st = self.status(cid)
+            return None if st["state"] in ("running", "never_run") else st
+        return harness.wait_until(ended, timeout, interval=0.05, what="the run to end")
+
+
+def settings_for(sim, **kw):
+    s = {"base_url": sim.base_url, "api_key": KEY, "api_secret": SECRET, "currency": "CAD",
+         "event_city": "Vancouver", "backfill_start": "2025-01-01", "partition_days": 120}
+    s.update(kw)
+    return s
+
+
+def money(x):
+    return "%.2f" % float(x)
+
+
+class TradableBitsPull(unittest.TestCase):
+    """One hub for the class; each test has its own tenant and simulator."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="sd-e2e-tb-")
+        cls.data = cls.tmp.name
+        # Keys are created before the hub starts (it reads them once).
+        cls.keys = []
+        for i in range(4):
+            client = "tb%d" % i
+            harness.tenant_create(cls.data, client)
+            cls.keys.append((client, harness.key_create(cls.data, client, "test")))
+        cls.server = harness.Server(cls.data).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.kill()
+        cls.tmp.cleanup()
+
+    def tenant(self):
+        client, key = self.keys.pop()
+        return Admin(self.server, client), self.server.api(client, key)
+
+    def sim(self, **kw):
+        s = Simulator(seed=kw.pop("seed", 7), **kw).start()
+        self.addCleanup(s.stop)
+        return s
+
+    # -- comparison with the simulator's account -------------------------------------------
+    def assert_reproduces(self, api, sim):
+        fans = {str(f["fan_id"]): f for f in sim.fans()}
+        custs = {c["customer_id"]: c for c in api.list_all("customers")[0]}
+        self.assertEqual(set(custs), set(fans))
+        for fid, f in fans.items():
+            c = custs[fid]
+            self.assertEqual(c["email"], f["email"], fid)
+            self.assertEqual(c.get("first_name"), f["first_name"], fid)
+            self.assertEqual(c.get("last_name"), f["last_name"], fid)
+            self.assertEqual(c.get("post_code"), f["postal_code"], fid)
+            want = True if f["is_optout"] else (False if f["is_subscribed"] else None)
+            self.assertEqual(c.get("ad_opt_out"), want, fid)
+        tickets = {t["ticket_key"]: t for t in sim.tickets(include_deleted=False)}
+        full = {t["ticket_id"]: t for t in sim.tickets()}
+        self.assertTrue(any(t["is_deleted"] for t in full.values()), "seed has no deletion")
+        sales = {s["invoice_number"]: s for s in api.list_all("sales")[0]}
+        self.assertEqual(set(sales), set(tickets))
+        owners = {t["ticket_key"]: t for t in sim.tickets()}
+        for k, t in tickets.items():
+            s = sales[k]
+            self.assertEqual(s["quantity"], int(t["num_seats"]), k)
+            self.assertEqual(s["sales_price"], money(t["paid_amount"]), k)
+            self.assertEqual(s["currency"], "CAD", k)
+            self.assertEqual(s["event_id"], t["event_key"], k)
+            self.assertEqual(s["ticket_category"], "regular", k)
+            self.assertEqual(s["purchase_datetime"][:19], t["purchase_timestamp"][:19], k)
+            fan = sim.fan(email=owners[k]["email"])
+            self.assertEqual(s["customer_id"], str(fan["fan_id"]) if fan else "ANON", k)
+        events = {e["event_id"]: e for e in api.list_all("events")[0]}
+        for t in tickets.values():
+            e = events[t["event_key"]]
+            self.assertEqual(e["title"], t["event_name"])
+            self.assertEqual(e["venue"], t["venue_name"])
+            self.assertEqual(e["date"], t["event_date"][:10])
+            self.assertEqual(e["time"], t["event_date"][11:19])
+        return sum(1 for t in full.values() if t["is_deleted"])
+
+    # -- tests ---------------------------------------------------------------------------------
+    def test_backfill_then_incremental(self):
+        admin, api = self.tenant()
+        sim = self.sim(fans=60, tickets=150)
+        cid = admin.add(settings_for(sim, tickets_page_size=40))
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        deleted = self.assert_reproduces(api, sim)
+        self.assertIn("%d deleted ticket(s) skipped" % deleted, st["last_warning"] or "")
+
+        # The backfill was cut into closed date windows, then one open window; every ticket
+        # call asks for deleted ones too and stays within the page size.
+        calls = sim.calls("tickets_list")
+        his = {c.query.get("max_last_update_date", [None])[0] for c in calls}
+        self.assertGreater(len(his - {None}), 2, "the backfill was not partitioned")
+        self.assertIn(None, his)
+        for c in calls:
+            self.assertEqual(c.query["include_deleted"], ["true"])
+            self.assertEqual(c.query["limit"], ["40"])
+            self.assertEqual(c.status, 200)
+        self.assertEqual(sim.writes(), [])
+        fans_calls = sim.calls("fans_updated")
+        self.assertEqual(fans_calls[0].query, {"last_update_date": ["2025-01-01"]})
+
+        # Changes in the vendor's UI after the backfill; the next run finds exactly them.
+        fans = sim.fans()
+        sim.update_fan(fans[3]["fan_id"], first_name="Renamed", is_optout=True)
+        new_id = sim.add_fan(email="late.fan@example.test", first_name="Late", last_name="Fan",
+                             is_subscribed=True)
+        live = sim.tickets(include_deleted=False)
+        sim.update_ticket(live[5]["ticket_id"], num_seats=7, paid_amount=777.7)
+        max_key = fans_calls[-1].answer["meta"]["max_fan_time_key"] or \
+            fans_calls[-2].answer["meta"]["max_fan_time_key"]
+        sim.clear_calls()
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        self.assert_reproduces(api, sim)
+        self.assertEqual(api.get("customers", str(new_id)).json["first_name"], "Late")
+        # Incremental: the fans feed resumes after the last key stored, the tickets sweep is
+        # one open window from the latest update seen.
+        self.assertEqual(sim.calls("fans_updated")[0].query, {"min_time_key": [max_key]})
+        tcalls = sim.calls("tickets_list")
+        self.assertEqual(len(tcalls), 1, [c.query for c in tcalls])
+        self.assertNotIn("max_last_update_date", tcalls[0].query)
+        lo = tcalls[0].query["min_last_update_date"][0].replace(" ", "T")
+        want = sorted(t["ticket_id"] for t in sim.tickets()
+                      if t["last_updated_timestamp"][:19] >= lo)
+        self.assertEqual(sorted(t["ticket_id"] for t in tcalls[0].answer["data"]), want)
+        self.assertIn(live[5]["ticket_id"], want)
+
+    def test_restart_between_pages_resumes_without_refetching(self):
+        admin, api = self.tenant()
+        sim = self.sim(seed=11, fans=30, tickets=120)
+        cid = admin.add(settings_for(sim, tickets_page_size=25, partition_days=3660))
+        # Pages 1-3 of the tickets answer at once; the 4th hangs until the hub is killed.
+        sim.inject("tickets_list", ("sleep", 0), ("sleep", 0), ("sleep", 0),
+                   ("sleep", 15 * T))
+        r = admin.req("POST", "/%s/run" % cid)
+        self.assertEqual(r.status, 202)
+        sim.wait_calls(3, "tickets_list", timeout=RUN_TIMEOUT)
+        harness.wait_until(lambda: len(sim.calls("tickets_list")) >= 4, RUN_TIMEOUT,
+                           what="the 4th tickets call")
+        self.server.kill()
+        first = sim.calls("tickets_list")
+        stored_pages = first[:3]
+        sim.clear_faults()
+        sim.clear_calls()
+        type(self).server = harness.Server(self.data).start()
+        admin.server = self.server
+        api.port = self.server.port
+        # The interrupted run is due at once after a restart; start it if it is not.
+        try:
+            harness.wait_until(lambda: sim.calls(), 3 * T, what="the resumed run")
+        except AssertionError:
+            admin.req("POST", "/%s/run" % cid)
+
+        def ended():
+            st = admin.status(cid)
+            return st if st["state"] not in ("running", "never_run") and sim.calls() else None
+        st = harness.wait_until(ended, RUN_TIMEOUT, interval=0.05, what="the resumed run to end")
+        self.assertEqual(st["state"], "ok", st)
+        again = sim.calls("tickets_list")
+        # The run after the restart starts at the page that was in flight, after the last
+        # ticket of the third stored page, in the same window.
+        last_id = stored_pages[-1].answer["data"][-1]["ticket_id"]
+        self.assertEqual(again[0].query["min_ticket_id"], [str(last_id)])
+        self.assertEqual(again[0].query["min_last_update_date"],
+                         first[3].query["min_last_update_date"])
+        asked = [(c.query["min_last_update_date"][0], c.query.get("min_ticket_id", [""])[0])
+                 for c in stored_pages + again]
+        self.assertEqual(len(asked), len(set(asked)), asked)
+        got = [t["ticket_id"] for c in stored_pages + again for t in c.answer["data"]]
+        self.assertEqual(sorted(got), sorted(t["ticket_id"] for t in sim.tickets()))
+        self.assertEqual(len(got), len(set(got)), "a ticket was fetched twice")
+        self.assert_reproduces(api, sim)
+
+    def test_429_retry_after_is_waited_out(self):
+        admin, api = self.tenant()
+        sim = self.sim(seed=5, fans=20, tickets=40)
+        cid = admin.add(settings_for(sim, partition_days=3660))
+        sim.inject("tickets_list", ("status", 429, {"Retry-After": "2"}))
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        calls = sim.calls("tickets_list")
+        self.assertEqual(calls[0].status, 429)
+        self.assertEqual(calls[1].status, 200)
+        self.assertEqual(calls[1].raw_path, calls[0].raw_path)
+        self.assertGreaterEqual(calls[1].t - calls[0].t, 1.9)
+        self.assert_reproduces(api, sim)
+
+    def test_tight_vendor_limit_is_respected(self):
+        admin, api = self.tenant()
+        sim = self.sim(seed=9, fans=20, tickets=60, rate_limit=3, rate_window=2)
+        cid = admin.add(settings_for(sim, tickets_page_size=10, partition_days=3660))
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        calls = sim.calls()
+        refused = [c for c in calls if c.status == 429]
+        self.assertTrue(refused, "the limit was never reached: the test proves nothing")
+        for c in refused:
+            nxt = [d for d in calls if d.t > c.t]
+            self.assertTrue(nxt)
+            # the next call waits for the slot Retry-After names (whole seconds, rounded up)
+            self.assertGreaterEqual(nxt[0].t - c.t, float(c.retry_after) - 1.0, c.retry_after)
+        self.assert_reproduces(api, sim)
+        # Every call the simulator saw is in the type's ledger (one credential: the api_key).
+        q = st.get("quotas")
+        self.assertTrue(q, st)
+        self.assertEqual(q[0]["window"], "10s")
+        self.assertEqual(q[0]["limit"], 85)
+
+
+if __name__ == "__main__":
+    harness.main()
