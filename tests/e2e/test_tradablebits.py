@@ -8,8 +8,9 @@ incremental run after changes in the vendor's UI reproduce the simulator's fans 
 exactly, deleted tickets skipped and counted; a kill -9 between ticket pages and a restart
 resume after the last stored page (the simulator's call record shows no page asked twice); a
 429 with Retry-After is waited out and the page asked again; under a tight vendor limit the
-connector never calls before Retry-After allows and still completes; every call counted in the
-type's quota ledger."""
+connector never calls before Retry-After allows and still completes; the type's quota ledger
+holds a pull to 70 calls per aligned 10 s window (7 x 85 < 600 per rolling minute), and a
+ticket page whose numbers arrive as strings is stored the same."""
 
 import os
 import sys
@@ -105,7 +106,7 @@ class TradableBitsPull(unittest.TestCase):
         cls.data = cls.tmp.name
         # Keys are created before the hub starts (it reads them once).
         cls.keys = []
-        for i in range(4):
+        for i in range(5):
             client = "tb%d" % i
             harness.tenant_create(cls.data, client)
             cls.keys.append((client, harness.key_create(cls.data, client, "test")))
@@ -266,7 +267,8 @@ class TradableBitsPull(unittest.TestCase):
 
     def test_429_retry_after_is_waited_out(self):
         admin, api = self.tenant()
-        sim = self.sim(seed=5, fans=20, tickets=40)
+        # type_drift: numbers as strings and is_deleted as 0/1 on even ticket ids
+        sim = self.sim(seed=5, fans=20, tickets=40, type_drift=True)
         cid = admin.add(settings_for(sim, partition_days=3660))
         sim.inject("tickets_list", ("status", 429, {"Retry-After": "2"}))
         st = admin.run(cid, sim)
@@ -298,6 +300,26 @@ class TradableBitsPull(unittest.TestCase):
         self.assertTrue(q, st)
         self.assertEqual(q[0]["window"], "10s")
         self.assertEqual(q[0]["limit"], 85)
+
+    def test_ledger_caps_reads_per_window(self):
+        # 160 ticket pages of one ticket: unthrottled they would land in one or two aligned 10 s
+        # windows, so one would hold 80 or more; the ledger lets a pull make 70 per window.
+        admin, api = self.tenant()
+        sim = self.sim(seed=13, fans=10, tickets=160, rate_limit=0)
+        cid = admin.add(settings_for(sim, tickets_page_size=1, partition_days=3660))
+        offset = time.time() - time.monotonic()
+        st = admin.run(cid, sim, timeout=RUN_TIMEOUT + 60 * T)
+        self.assertEqual(st["state"], "ok", st)
+        calls = sim.calls()
+        self.assertGreater(len(calls), 160)
+        per_window = {}
+        for c in calls:
+            w = int((c.t + offset) // 10)
+            per_window[w] = per_window.get(w, 0) + 1
+        # 70 per window; 2 more for a call taken just before a boundary and received after it
+        self.assertLessEqual(max(per_window.values()), 72, per_window)
+        self.assertGreaterEqual(len(per_window), 3, per_window)
+        self.assert_reproduces(api, sim)
 
 
 if __name__ == "__main__":
