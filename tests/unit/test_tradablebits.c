@@ -18,8 +18,8 @@
 
 static json_t *good(void)
 {
-    return json_pack("{s:s, s:s, s:s, s:s}", "api_key", "k", "api_secret", "s", "currency",
-                     "CAD", "event_city", "Vancouver");
+    return json_pack("{s:s, s:s, s:s, s:s}", "api_key", "k", "api_secret", "s", "currency", "CAD",
+                     "event_city", "Vancouver");
 }
 
 static bool has(const struct sd_issues *e, const char *ptr, const char *why)

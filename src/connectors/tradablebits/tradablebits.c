@@ -52,25 +52,23 @@ struct tb_conf {
 #define AT(member) offsetof(struct tb_conf, member)
 
 static const struct sd_setting settings[] = {
-    {"base_url", SD_SETTING_URL, "\"https://tradablebits.com/api/v1/\"", 8, 2048,
-     "API base URL", SD_CHOICES("http", "https"), AT(base_url)},
+    {"base_url", SD_SETTING_URL, "\"https://tradablebits.com/api/v1/\"", 8, 2048, "API base URL",
+     SD_CHOICES("http", "https"), AT(base_url)},
     {"api_key", SD_SETTING_SECRET, NULL, 1, 256, "API key (sent as the Api-Key header)", NULL,
      AT(api_key)},
     {"api_secret", SD_SETTING_SECRET, NULL, 1, 256, "API secret (sent as the Api-Secret header)",
      NULL, AT(api_secret)},
     {"fans_updated_path", SD_SETTING_STRING, "\"/crm/fans/updated\"", 1, 256,
-     "path of the updated-fans feed (to confirm with Tradable Bits)", NULL,
-     AT(fans_updated_path)},
+     "path of the updated-fans feed (to confirm with Tradable Bits)", NULL, AT(fans_updated_path)},
     {"tickets_path", SD_SETTING_STRING, "\"/crm/tickets\"", 1, 256,
      "path of the tickets list (to confirm with Tradable Bits)", NULL, AT(tickets_path)},
     {"pull_fans", SD_SETTING_BOOL, "true", 0, 0, "pull fans into customers", NULL, AT(pull_fans)},
     {"pull_tickets", SD_SETTING_BOOL, "true", 0, 0, "pull tickets into sales and events", NULL,
      AT(pull_tickets)},
     {"backfill_start", SD_SETTING_STRING, "\"2010-01-01\"", 10, 10,
-     "YYYY-MM-DD: the first run pulls what changed on or after this day", NULL,
-     AT(backfill_start)},
-    {"partition_days", SD_SETTING_INT, "30", 1, 3660,
-     "days of ticket updates per backfill window", NULL, AT(partition_days)},
+     "YYYY-MM-DD: the first run pulls what changed on or after this day", NULL, AT(backfill_start)},
+    {"partition_days", SD_SETTING_INT, "30", 1, 3660, "days of ticket updates per backfill window",
+     NULL, AT(partition_days)},
     {"tickets_page_size", SD_SETTING_INT, "1000", 1, 1000, "tickets asked for per page (limit)",
      NULL, AT(tickets_page_size)},
     {"fans_page_size", SD_SETTING_INT, "1000", 1, 100000,
@@ -79,8 +77,7 @@ static const struct sd_setting settings[] = {
     {"currency", SD_SETTING_STRING, NULL, 3, 3,
      "ISO 4217 code of paid_amount (the API does not say)", NULL, AT(currency)},
     {"event_city", SD_SETTING_STRING, NULL, 1, 128,
-     "city of the events (tickets carry the buyer's city, not the venue's)", NULL,
-     AT(event_city)},
+     "city of the events (tickets carry the buyer's city, not the venue's)", NULL, AT(event_city)},
     {"timeout_seconds", SD_SETTING_INT, "60", 1, 600, "per request", NULL, AT(timeout_seconds)},
     {"max_attempts", SD_SETTING_INT, "6", 1, 20, "attempts per page before the run fails", NULL,
      AT(max_attempts)},
@@ -203,7 +200,7 @@ static char *build_url(const struct tb_conf *c, const char *path, const char *co
     size_t bl = strlen(c->base_url);
     bool slash = bl > 0 && c->base_url[bl - 1] == '/';
     sd_buf_printf(&b, "%.*s%s%s", (int)(slash ? bl - 1 : bl), c->base_url,
-                   path[0] == '/' ? "" : "/", path);
+                  path[0] == '/' ? "" : "/", path);
     char sep = strchr(path, '?') ? '&' : '?';
     for (size_t i = 0; params[i]; i += 2) {
         if (!params[i + 1]) {
@@ -251,9 +248,8 @@ static int fetch_page(struct tb_run *run, const char *what, const char *url, jso
     }
     enum sd_verdict verdict = sd_http_classify(0, resp.status);
     if (verdict != SD_VERDICT_OK) {
-        r = sd_connector_fail(ctx, -EIO, "%s: HTTP %ld after %d attempt(s) (%s)", what,
-                              resp.status, attempts,
-                              verdict == SD_VERDICT_REJECT ? "refused" : "gave up");
+        r = sd_connector_fail(ctx, -EIO, "%s: HTTP %ld after %d attempt(s) (%s)", what, resp.status,
+                              attempts, verdict == SD_VERDICT_REJECT ? "refused" : "gave up");
         goto out;
     }
     json_error_t jerr;
@@ -368,14 +364,15 @@ static int build_mapping(struct tb_run *run)
 {
     struct sd_connector_ctx *ctx = run->ctx;
     json_t *spec = json_pack(
-        "{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}, s:{}, s:{s:s, s:s, s:i, s:s},"
+        "{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}, s:{}, s:{s:s, s:s, s:i, "
+        "s:s},"
         " s:{}, s:s}",
-        "fields", "fan_id", "customer_id", "ticket_key", "invoice_number", "event_key",
-        "event_id", "purchase_timestamp", "purchase_datetime", "num_seats", "quantity",
-        "paid_amount", "sales_price", "event_name", "title", "venue_name", "venue", "event_hall",
-        "hall", "event_day", "date", "event_time", "time", "postal_code", "post_code", "values", "constants", "currency",
-        cf(ctx)->currency, "ticket_category", "regular", "capacity", 0, "city",
-        cf(ctx)->event_city, "formats", "unmapped", "drop");
+        "fields", "fan_id", "customer_id", "ticket_key", "invoice_number", "event_key", "event_id",
+        "purchase_timestamp", "purchase_datetime", "num_seats", "quantity", "paid_amount",
+        "sales_price", "event_name", "title", "venue_name", "venue", "event_hall", "hall",
+        "event_day", "date", "event_time", "time", "postal_code", "post_code", "values",
+        "constants", "currency", cf(ctx)->currency, "ticket_category", "regular", "capacity", 0,
+        "city", cf(ctx)->event_city, "formats", "unmapped", "drop");
     if (!spec) {
         return -ENOMEM;
     }
@@ -465,8 +462,9 @@ static int pull_fans(struct tb_run *run)
     struct sd_connector_ctx *ctx = run->ctx;
     for (;;) {
         if (stopping(ctx)) {
-            return sd_connector_fail(ctx, -ECANCELED, "stopped; the next run resumes from the "
-                                                      "committed cursor");
+            return sd_connector_fail(ctx, -ECANCELED,
+                                     "stopped; the next run resumes from the "
+                                     "committed cursor");
         }
         const char *key = json_string_value(json_object_get(ctx->cursor, "fans"));
         const char *params[] = {"last_update_date", key ? NULL : cf(ctx)->backfill_start,
@@ -525,8 +523,8 @@ static int pull_fans(struct tb_run *run)
 
 /* The tickets cursor: {"lo", "hi"?, "after"?, "max_seen"?} (times "YYYY-MM-DD HH:MM:SS"). */
 struct tk_window {
-    int64_t lo, hi; /* hi < 0: open */
-    int64_t after;  /* < 0: from the window's start */
+    int64_t lo, hi;   /* hi < 0: open */
+    int64_t after;    /* < 0: from the window's start */
     int64_t max_seen; /* < 0: none seen yet */
 };
 
@@ -595,8 +593,7 @@ static size_t ticket_page_body(struct tb_run *run, const json_t *data, json_t *b
             w->after = json_integer_value(tid);
         }
         int64_t up;
-        if (parse_time(json_string_value(json_object_get(t, "last_updated_timestamp")), &up) ==
-                0 &&
+        if (parse_time(json_string_value(json_object_get(t, "last_updated_timestamp")), &up) == 0 &&
             up > w->max_seen) {
             w->max_seen = up;
         }
@@ -642,8 +639,9 @@ static int pull_tickets(struct tb_run *run)
     sd_utf8_snprintf(page_size, sizeof(page_size), "%lld", (long long)cf(ctx)->tickets_page_size);
     while (r == 0) {
         if (stopping(ctx)) {
-            return sd_connector_fail(ctx, -ECANCELED, "stopped; the next run resumes from the "
-                                                      "committed cursor");
+            return sd_connector_fail(ctx, -ECANCELED,
+                                     "stopped; the next run resumes from the "
+                                     "committed cursor");
         }
         char lo[32], hi[32], after[24];
         format_gmt(w.lo, lo);
@@ -651,12 +649,18 @@ static int pull_tickets(struct tb_run *run)
             format_gmt(w.hi, hi);
         }
         sd_utf8_snprintf(after, sizeof(after), "%lld", (long long)w.after);
-        const char *params[] = {"min_last_update_date", lo,
-                                "max_last_update_date", w.hi >= 0 ? hi : NULL,
-                                "min_ticket_id",        w.after >= 0 ? after : NULL,
-                                "include_deleted",      "true",
-                                "data",                 "fan",
-                                "limit",                page_size,
+        const char *params[] = {"min_last_update_date",
+                                lo,
+                                "max_last_update_date",
+                                w.hi >= 0 ? hi : NULL,
+                                "min_ticket_id",
+                                w.after >= 0 ? after : NULL,
+                                "include_deleted",
+                                "true",
+                                "data",
+                                "fan",
+                                "limit",
+                                page_size,
                                 NULL};
         char *url = build_url(cf(ctx), cf(ctx)->tickets_path, params);
         char what[160];
