@@ -7,7 +7,8 @@ Covered: a backfill (ticket windows partitioned by last-update date, several pag
 incremental run after changes in the vendor's UI reproduce the simulator's fans and live tickets
 exactly, deleted tickets skipped and counted; a kill -9 between ticket pages and a restart
 resume after the last stored page (the simulator's call record shows no page asked twice); a
-429 with Retry-After is waited out and the page asked again; under a tight vendor limit the
+429 with Retry-After is waited out and the page asked again; a ticket that changes after its
+page was read, while a ticket on a later page changes after it, is found by the next sweep; under a tight vendor limit the
 connector never calls before Retry-After allows and still completes; the type's quota ledger
 holds a pull to 70 calls per aligned 10 s window (7 x 85 < 600 per rolling minute), and a
 ticket page whose numbers arrive as strings is stored the same."""
@@ -106,7 +107,7 @@ class TradableBitsPull(unittest.TestCase):
         cls.data = cls.tmp.name
         # Keys are created before the hub starts (it reads them once).
         cls.keys = []
-        for i in range(5):
+        for i in range(6):
             client = "tb%d" % i
             harness.tenant_create(cls.data, client)
             cls.keys.append((client, harness.key_create(cls.data, client, "test")))
@@ -191,7 +192,19 @@ class TradableBitsPull(unittest.TestCase):
         fans_calls = sim.calls("fans_updated")
         self.assertEqual(fans_calls[0].query, {"last_update_date": ["2025-01-01"]})
 
-        # Changes in the vendor's UI after the backfill; the next run finds exactly them.
+        # The first sweep after the backfill starts where the server's time stood at the
+        # backfill's first page (here: before any ticket, so from backfill_start): one open
+        # window, a full pass; it changes nothing.
+        sim.clear_calls()
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        for c in sim.calls("tickets_list"):
+            self.assertNotIn("max_last_update_date", c.query)
+        self.assertEqual(st["last_run_stats"]["records_unchanged"],
+                         st["last_run_stats"]["records_in"], st)
+        fans_calls = sim.calls("fans_updated")
+
+        # Changes in the vendor's UI after that; the next run finds exactly them.
         # A subscribed fan opts out without unsubscribing: opt-out wins.
         sub = next(f for f in sim.fans() if f["is_subscribed"])
         sim.update_fan(sub["fan_id"], first_name="Renamed", is_optout=True)
@@ -199,8 +212,7 @@ class TradableBitsPull(unittest.TestCase):
                              is_subscribed=True)
         live = sim.tickets(include_deleted=False)
         sim.update_ticket(live[5]["ticket_id"], num_seats=7, paid_amount=777.7)
-        max_key = fans_calls[-1].answer["meta"]["max_fan_time_key"] or \
-            fans_calls[-2].answer["meta"]["max_fan_time_key"]
+        max_key = [c.query for c in fans_calls][-1].get("min_time_key", [None])[0]
         sim.clear_calls()
         st = admin.run(cid, sim)
         self.assertEqual(st["state"], "ok", st)
@@ -319,6 +331,44 @@ class TradableBitsPull(unittest.TestCase):
         # 70 per window; 2 more for a call taken just before a boundary and received after it
         self.assertLessEqual(max(per_window.values()), 72, per_window)
         self.assertGreaterEqual(len(per_window), 3, per_window)
+        self.assert_reproduces(api, sim)
+
+    def test_change_during_a_sweep_is_not_lost(self):
+        # Ticket A (on the sweep's first page) changes after that page was read, and ticket B
+        # (on a later page) changes later still: the next sweep must start no later than A's
+        # change, although B's later timestamp was seen in this sweep.
+        admin, api = self.tenant()
+        sim = self.sim(seed=17, fans=20, tickets=60)
+        sim.clock.freeze()
+        start = sim.clock.now()
+        cid = admin.add(settings_for(sim, tickets_page_size=10, partition_days=3660))
+        self.assertEqual(admin.run(cid, sim)["state"], "ok")
+        live = sorted(sim.tickets(include_deleted=False), key=lambda t: t["ticket_id"])
+        sim.clock.set(start + 10)
+        for t in live[:30]:
+            sim.update_ticket(t["ticket_id"])       # 30 changed tickets: several pages
+        a, b = live[0], live[29]
+        sim.clear_calls()
+        sim.inject("tickets_list", ("sleep", 0), ("sleep", 3 * T))
+        self.assertEqual(admin.req("POST", "/%s/run" % cid).status, 202)
+        harness.wait_until(lambda: len(sim.calls("tickets_list")) >= 2, RUN_TIMEOUT,
+                           what="the sweep's second page asked")
+        sim.clock.set(start + 50)
+        sim.update_ticket(a["ticket_id"], num_seats=9)
+        sim.clock.set(start + 100)
+        sim.update_ticket(b["ticket_id"], num_seats=8)
+
+        def ended():
+            st = admin.status(cid)
+            return st if st["state"] not in ("running", "never_run") else None
+        self.assertEqual(harness.wait_until(ended, RUN_TIMEOUT, what="the run")["state"], "ok")
+        pages = sim.calls("tickets_list")
+        self.assertIn(a["ticket_id"], [t["ticket_id"] for t in pages[0].answer["data"]])
+        self.assertIn(b["ticket_id"], [t["ticket_id"] for c in pages[2:]
+                                       for t in c.answer["data"]])
+        self.assertEqual(admin.run(cid, sim)["state"], "ok")
+        self.assertEqual(api.get("sales", a["ticket_key"]).json["quantity"], 9)
+        self.assertEqual(api.get("sales", b["ticket_key"]).json["quantity"], 8)
         self.assert_reproduces(api, sim)
 
 

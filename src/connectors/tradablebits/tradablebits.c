@@ -10,9 +10,10 @@
  *  - tickets: ascending ticket_id windows (min_ticket_id, exclusive) inside a last-update date
  *    window [lo, hi] with include_deleted. A backfill walks closed windows of partition_days
  *    from backfill_start, so no single query spans the whole history; the window that reaches
- *    the present is open (no max). When the open window is exhausted, the next sweep starts at
- *    the latest last_updated_timestamp seen (inclusive): the server's own clock, never ours,
- *    so a skewed hub clock can neither skip nor stall a change. An id cursor alone would find
+ *    the present is open (no max). When the open window is exhausted, the next sweep starts
+ *    (inclusive) at the latest last update the server had reported by the current sweep's
+ *    first page (see struct tk_window): the server's own timestamps, never our clock, so a
+ *    skewed hub clock can neither skip nor stall a change. An id cursor alone would find
  *    new tickets only; the date window finds changed ones too. Records a sweep sees again are
  *    upserts of identical content ("unchanged").
  * Every page is stored with the cursor that follows it in ONE transaction (sd_connector_commit):
@@ -521,30 +522,49 @@ static int pull_fans(struct tb_run *run)
 
 /* ---- tickets --------------------------------------------------------------------------------- */
 
-/* The tickets cursor: {"lo", "hi"?, "after"?, "max_seen"?} (times "YYYY-MM-DD HH:MM:SS"). */
+/* The tickets cursor: {"lo", "hi"?, "after"?, "seen"?, "snap", "next_lo"?} (times
+ * "YYYY-MM-DD HH:MM:SS"). A sweep is the backfill (its closed windows and the open one) or one
+ * open window after it; a change may be missed only when it happens after the sweep's first
+ * page was read, and then it carries a later timestamp than anything the server had reported
+ * by that page. So the next sweep starts at next_lo: `seen` (the latest last update ever
+ * reported) as it stood after the sweep's first page ("snap": taken). Using the latest
+ * timestamp of the whole sweep would lose a ticket that changed after its page was read while
+ * a ticket on a later page changed after it. No clock of ours enters: only timestamps the
+ * server reported. */
 struct tk_window {
-    int64_t lo, hi;   /* hi < 0: open */
-    int64_t after;    /* < 0: from the window's start */
-    int64_t max_seen; /* < 0: none seen yet */
+    int64_t lo, hi;  /* hi < 0: open */
+    int64_t after;   /* < 0: from the window's start */
+    int64_t seen;    /* < 0: none reported yet */
+    bool snap;       /* next_lo taken for this sweep */
+    int64_t next_lo; /* < 0: none (the sweep after starts at backfill_start) */
 };
+
+static void put_time(json_t *o, const char *name, int64_t v)
+{
+    if (v >= 0) {
+        char t[32];
+        format_gmt(v, t);
+        json_object_set_new(o, name, json_string(t));
+    }
+}
+
+static int64_t get_time(const json_t *o, const char *name)
+{
+    int64_t t;
+    return parse_time(json_string_value(json_object_get(o, name)), &t) == 0 ? t : -1;
+}
 
 static json_t *window_json(const struct tk_window *w)
 {
-    char t[32];
     json_t *o = json_object();
-    format_gmt(w->lo, t);
-    json_object_set_new(o, "lo", json_string(t));
-    if (w->hi >= 0) {
-        format_gmt(w->hi, t);
-        json_object_set_new(o, "hi", json_string(t));
-    }
+    put_time(o, "lo", w->lo);
+    put_time(o, "hi", w->hi);
     if (w->after >= 0) {
         json_object_set_new(o, "after", json_integer(w->after));
     }
-    if (w->max_seen >= 0) {
-        format_gmt(w->max_seen, t);
-        json_object_set_new(o, "max_seen", json_string(t));
-    }
+    put_time(o, "seen", w->seen);
+    json_object_set_new(o, "snap", json_boolean(w->snap));
+    put_time(o, "next_lo", w->next_lo);
     return o;
 }
 
@@ -562,26 +582,30 @@ static void window_at(const struct tb_conf *c, int64_t lo, struct tk_window *w)
 static int window_from_cursor(struct sd_connector_ctx *ctx, struct tk_window *w)
 {
     const json_t *c = json_object_get(ctx->cursor, "tickets");
-    int64_t t;
     if (!c) {
+        int64_t t = 0;
         parse_time(cf(ctx)->backfill_start, &t);
         window_at(cf(ctx), t, w);
-        w->max_seen = -1;
+        w->seen = w->next_lo = -1;
+        w->snap = false;
         return 0;
     }
-    if (parse_time(json_string_value(json_object_get(c, "lo")), &w->lo) < 0) {
+    w->lo = get_time(c, "lo");
+    if (w->lo < 0) {
         return sd_connector_fail(ctx, -EINVAL, "the committed tickets cursor is unreadable");
     }
-    w->hi = parse_time(json_string_value(json_object_get(c, "hi")), &t) == 0 ? t : -1;
+    w->hi = get_time(c, "hi");
     const json_t *a = json_object_get(c, "after");
     w->after = json_is_integer(a) ? json_integer_value(a) : -1;
-    w->max_seen = parse_time(json_string_value(json_object_get(c, "max_seen")), &t) == 0 ? t : -1;
+    w->seen = get_time(c, "seen");
+    w->snap = json_is_true(json_object_get(c, "snap"));
+    w->next_lo = get_time(c, "next_lo");
     return 0;
 }
 
 /* Shape one ticket page into body; the ids and last update seen go to w. */
 static size_t ticket_page_body(struct tb_run *run, const json_t *data, json_t *body,
-                               struct tk_window *w, struct sd_issues *errors)
+                               struct tk_window *w, int64_t *page_max, struct sd_issues *errors)
 {
     json_t *seen_events = json_object(), *seen_fans = json_object();
     size_t bad = 0, i;
@@ -594,8 +618,8 @@ static size_t ticket_page_body(struct tb_run *run, const json_t *data, json_t *b
         }
         int64_t up;
         if (parse_time(json_string_value(json_object_get(t, "last_updated_timestamp")), &up) == 0 &&
-            up > w->max_seen) {
-            w->max_seen = up;
+            up > *page_max) {
+            *page_max = up;
         }
         if (truth(json_object_get(t, "is_deleted")) == 1) {
             run->deleted_skipped++;
@@ -677,10 +701,17 @@ static int pull_tickets(struct tb_run *run)
         json_t *body = json_object();
         struct sd_issues errors;
         sd_issues_init(&errors, SD_MAX_ISSUES);
-        int64_t before = w.after;
-        size_t bad = ticket_page_body(run, data, body, &w, &errors);
+        int64_t before = w.after, page_max = -1;
+        size_t bad = ticket_page_body(run, data, body, &w, &page_max, &errors);
         bool last = n < (size_t)cf(ctx)->tickets_page_size;
         bool open = w.hi < 0;
+        if (page_max > w.seen) {
+            w.seen = page_max;
+        }
+        if (!w.snap) {
+            w.snap = true; /* the sweep's first page */
+            w.next_lo = w.seen;
+        }
         if (bad > 0) {
             r = sd_connector_fail(ctx, -EINVAL, "%s refused (%zu bad record(s)); first: %s %s",
                                   what, bad, errors.items[0].pointer, errors.items[0].message);
@@ -688,17 +719,19 @@ static int pull_tickets(struct tb_run *run)
             r = sd_connector_fail(ctx, -EPROTO, "%s: the ticket ids do not move forward", what);
         } else {
             if (last) {
-                /* The window is done: the next one, or the next sweep from the latest update
-                 * the server reported (inclusive, so equal timestamps are not lost). */
-                int64_t seen = w.max_seen;
+                /* The window is done: the next one, or, after the open window, the next sweep
+                 * from next_lo (inclusive, so equal timestamps are not lost). After the
+                 * backfill every sweep is one open window. */
                 if (open) {
-                    /* Past the backfill every sweep is one open window. */
-                    w.lo = seen >= 0 ? seen : w.lo;
+                    int64_t t = 0;
+                    parse_time(cf(ctx)->backfill_start, &t);
+                    w.lo = w.next_lo >= 0 ? w.next_lo : t;
                     w.after = -1;
+                    w.snap = false;
+                    w.next_lo = -1;
                 } else {
                     window_at(cf(ctx), w.hi + 1, &w);
                 }
-                w.max_seen = seen;
             }
             json_t *cursor = cursor_with(ctx, "tickets", window_json(&w));
             r = store_page(run, what, body, cursor, n);
