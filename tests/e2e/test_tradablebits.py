@@ -8,7 +8,8 @@ incremental run after changes in the vendor's UI reproduce the simulator's fans 
 exactly, deleted tickets skipped and counted; a kill -9 between ticket pages and a restart
 resume after the last stored page (the simulator's call record shows no page asked twice); a
 429 with Retry-After is waited out and the page asked again; a ticket that changes after its
-page was read, while a ticket on a later page changes after it, is found by the next sweep; under a tight vendor limit the
+page was read, while a ticket on a later page changes after it, is found by the next sweep; a cut answer is retried, an in-band error fails the run and the next
+run completes; under a tight vendor limit the
 connector never calls before Retry-After allows and still completes; the type's quota ledger
 holds a pull to 70 calls per aligned 10 s window (7 x 85 < 600 per rolling minute), and a
 ticket page whose numbers arrive as strings is stored the same."""
@@ -107,7 +108,7 @@ class TradableBitsPull(unittest.TestCase):
         cls.data = cls.tmp.name
         # Keys are created before the hub starts (it reads them once).
         cls.keys = []
-        for i in range(6):
+        for i in range(7):
             client = "tb%d" % i
             harness.tenant_create(cls.data, client)
             cls.keys.append((client, harness.key_create(cls.data, client, "test")))
@@ -369,6 +370,27 @@ class TradableBitsPull(unittest.TestCase):
         self.assertEqual(admin.run(cid, sim)["state"], "ok")
         self.assertEqual(api.get("sales", a["ticket_key"]).json["quantity"], 9)
         self.assertEqual(api.get("sales", b["ticket_key"]).json["quantity"], 8)
+        self.assert_reproduces(api, sim)
+
+    def test_vendor_faults(self):
+        # A cut answer is retried; an in-band error (200 with meta.status "error") fails the
+        # run with the reason and stores nothing of that page; the next run completes.
+        admin, api = self.tenant()
+        sim = self.sim(seed=19, fans=15, tickets=30)
+        sim.delete_ticket(sim.tickets()[3]["ticket_id"])
+        cid = admin.add(settings_for(sim, partition_days=3660, retry_initial_ms=50))
+        sim.inject("tickets_list", ("truncate",))
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        self.assertEqual([c.status for c in sim.calls("tickets_list")][:2], ["truncate", 200])
+        self.assert_reproduces(api, sim)
+        sim.update_ticket(sim.tickets(include_deleted=False)[0]["ticket_id"], num_seats=6)
+        sim.inject("tickets_list", ("inband", "maintenance"))
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "failed", st)
+        self.assertIn('meta.status \"error\"', st["last_error"])
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
         self.assert_reproduces(api, sim)
 
 
