@@ -238,8 +238,10 @@ static int fetch_page(struct tb_run *run, const char *what, const char *url, jso
     if (attempts > 1) {
         /* The repeats were made already: count them so the ledger stays true. */
         int q = sd_connector_quota_take(ctx, attempts - 1);
-        if (q < 0 && q != -E2BIG) {
-            r = r < 0 ? r : q;
+        if (q < 0 && q != -E2BIG && r == 0) {
+            r = q;
+            sd_utf8_snprintf(resp.error, sizeof(resp.error), "%s",
+                             q == -ECANCELED ? "stopped" : "the call quota ledger failed");
         }
     }
     if (r < 0) {
