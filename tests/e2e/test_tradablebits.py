@@ -9,7 +9,8 @@ exactly, deleted tickets skipped and counted; a kill -9 between ticket pages and
 resume after the last stored page (the simulator's call record shows no page asked twice); a
 429 with Retry-After is waited out and the page asked again; a ticket that changes after its
 page was read, while a ticket on a later page changes after it, is found by the next sweep; a cut answer is retried, an in-band error fails the run and the next
-run completes; under a tight vendor limit the
+run completes; a bad ticket stops the run at its page (reject_page) or is skipped and named
+(skip_records); under a tight vendor limit the
 connector never calls before Retry-After allows and still completes; the type's quota ledger
 holds a pull to 70 calls per aligned 10 s window (7 x 85 < 600 per rolling minute), and a
 ticket page whose numbers arrive as strings is stored the same."""
@@ -108,7 +109,7 @@ class TradableBitsPull(unittest.TestCase):
         cls.data = cls.tmp.name
         # Keys are created before the hub starts (it reads them once).
         cls.keys = []
-        for i in range(7):
+        for i in range(8):
             client = "tb%d" % i
             harness.tenant_create(cls.data, client)
             cls.keys.append((client, harness.key_create(cls.data, client, "test")))
@@ -392,6 +393,28 @@ class TradableBitsPull(unittest.TestCase):
         st = admin.run(cid, sim)
         self.assertEqual(st["state"], "ok", st)
         self.assert_reproduces(api, sim)
+
+    def test_bad_ticket_policies(self):
+        # One ticket whose num_seats is not a number: reject_page (the default) stops the run at
+        # its page and stores nothing of it; skip_records stores every other ticket and names
+        # the bad one in the warning.
+        admin, api = self.tenant()
+        sim = self.sim(seed=23, fans=15, tickets=50)
+        bad = sim.tickets(include_deleted=False)[7]
+        sim.update_ticket(bad["ticket_id"], num_seats="many")
+        cid = admin.add(settings_for(sim, partition_days=3660, tickets_page_size=20))
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "failed", st)
+        self.assertIn("/data/", st["last_error"])
+        self.assertIn("num_seats", st["last_error"])
+        self.assertEqual(api.list_all("sales")[0], [])     # the bad ticket is on the first page
+        r = admin.req("PATCH", "/" + cid, {"settings": {"policy": "skip_records"}})
+        self.assertEqual(r.status, 200, r)
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        self.assertIn("1 record(s) skipped", st["last_warning"])
+        want = {t["ticket_key"] for t in sim.tickets(include_deleted=False)} - {bad["ticket_key"]}
+        self.assertEqual({s["invoice_number"] for s in api.list_all("sales")[0]}, want)
 
 
 if __name__ == "__main__":

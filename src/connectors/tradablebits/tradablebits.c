@@ -46,9 +46,12 @@ struct tb_conf {
     const char *fans_updated_path, *tickets_path;
     const char *backfill_start, *currency, *event_city;
     bool pull_fans, pull_tickets;
+    int policy; /* enum tb_policy */
     int64_t tickets_page_size, fans_page_size, partition_days;
     int64_t timeout_seconds, max_attempts, retry_initial_ms, max_wait_seconds;
 };
+
+enum tb_policy { POLICY_REJECT_PAGE, POLICY_SKIP_RECORDS };
 
 #define AT(member) offsetof(struct tb_conf, member)
 
@@ -79,6 +82,10 @@ static const struct sd_setting settings[] = {
      "ISO 4217 code of paid_amount (the API does not say)", NULL, AT(currency)},
     {"event_city", SD_SETTING_STRING, NULL, 1, 128,
      "city of the events (tickets carry the buyer's city, not the venue's)", NULL, AT(event_city)},
+    {"policy", SD_SETTING_CHOICE, "\"reject_page\"", 0, 0,
+     "reject_page (a page is all or nothing; the run stops there) or skip_records (store the "
+     "good records, list the others in the warning)",
+     SD_CHOICES("reject_page", "skip_records"), AT(policy)},
     {"timeout_seconds", SD_SETTING_INT, "60", 1, 600, "per request", NULL, AT(timeout_seconds)},
     {"max_attempts", SD_SETTING_INT, "6", 1, 20, "attempts per page before the run fails", NULL,
      AT(max_attempts)},
@@ -191,6 +198,8 @@ struct tb_run {
     struct sd_mapping *mapping; /* defaults overlaid with the instance's mapping */
     char *h_key, *h_secret;
     uint64_t deleted_skipped;
+    uint64_t skipped; /* records left out by skip_records */
+    char *first_skip; /* the first of them, for the warning */
 };
 
 /* base + path + "?" + name=value pairs (values escaped; NULL values left out). */
@@ -424,14 +433,22 @@ static bool map_into(struct tb_run *run, enum sd_kind kind, const json_t *src, c
     return true;
 }
 
-/* Store a page's body with its cursor; a page is all or nothing. */
+/* Store a page's body with its cursor. reject_page: a page with `bad` records the mapping
+ * refused (issues in mapped), or one the store refuses, fails the run and nothing of it is
+ * stored. skip_records: the good records are stored and the others counted for the warning. */
 static int store_page(struct tb_run *run, const char *what, const json_t *body,
-                      const json_t *cursor, size_t n)
+                      const json_t *cursor, size_t n, size_t bad, const struct sd_issues *mapped)
 {
     struct sd_connector_ctx *ctx = run->ctx;
+    bool skip = cf(ctx)->policy == POLICY_SKIP_RECORDS;
+    if (bad > 0 && !skip) {
+        return sd_connector_fail(ctx, -EINVAL, "%s refused (%zu bad record(s)); first: %s %s", what,
+                                 bad, mapped->items[0].pointer, mapped->items[0].message);
+    }
+    ctx->records_rejected += bad;
     struct sd_ingest_outcome out;
     sd_ingest_outcome_init(&out);
-    int r = sd_connector_commit(ctx, body, cursor, false, &out);
+    int r = sd_connector_commit(ctx, body, cursor, skip, &out);
     if (r < 0) {
         r = sd_connector_fail(ctx, r, "storing %s failed", what);
     } else if (out.status != 202) {
@@ -440,6 +457,16 @@ static int store_page(struct tb_run *run, const char *what, const json_t *body,
                               out.errors.n ? out.errors.items[0].message : "");
     } else {
         atomic_fetch_add(ctx->progress, n);
+        if (out.n_skipped + bad > 0) {
+            if (!run->first_skip) {
+                /* A mapping refusal points into the page as fetched; the store's into the
+                 * records the mapping kept. */
+                const struct sd_issues *is = bad > 0 ? mapped : &out.errors;
+                run->first_skip = sd_asprintf("%s: %s %s", what, is->n ? is->items[0].pointer : "",
+                                              is->n ? is->items[0].message : "");
+            }
+            run->skipped += out.n_skipped + bad;
+        }
     }
     sd_ingest_outcome_release(&out);
     return r;
@@ -505,12 +532,9 @@ static int pull_fans(struct tb_run *run)
             bad += !map_into(run, SD_KIND_CUSTOMER, src, ptr, body, &errors);
             json_decref(src);
         }
-        if (bad > 0) {
-            r = sd_connector_fail(ctx, -EINVAL, "%s refused (%zu bad fan(s)); first: %s %s", what,
-                                  bad, errors.items[0].pointer, errors.items[0].message);
-        } else if (n > 0) {
+        if (n > 0) {
             json_t *cursor = cursor_with(ctx, "fans", json_string(next));
-            r = store_page(run, what, body, cursor, n);
+            r = store_page(run, what, body, cursor, n, bad, &errors);
             json_decref(cursor);
         }
         sd_issues_release(&errors);
@@ -714,10 +738,7 @@ static int pull_tickets(struct tb_run *run)
             w.snap = true; /* the sweep's first page */
             w.next_lo = w.seen;
         }
-        if (bad > 0) {
-            r = sd_connector_fail(ctx, -EINVAL, "%s refused (%zu bad record(s)); first: %s %s",
-                                  what, bad, errors.items[0].pointer, errors.items[0].message);
-        } else if (n > 0 && w.after <= before) {
+        if (n > 0 && w.after <= before) {
             r = sd_connector_fail(ctx, -EPROTO, "%s: the ticket ids do not move forward", what);
         } else {
             if (last) {
@@ -736,7 +757,7 @@ static int pull_tickets(struct tb_run *run)
                 }
             }
             json_t *cursor = cursor_with(ctx, "tickets", window_json(&w));
-            r = store_page(run, what, body, cursor, n);
+            r = store_page(run, what, body, cursor, n, bad, &errors);
             json_decref(cursor);
         }
         sd_issues_release(&errors);
@@ -766,11 +787,21 @@ static int tb_run(struct sd_connector_ctx *ctx, void *state)
     if (r == 0 && cf(ctx)->pull_tickets) {
         r = pull_tickets(&run);
     }
-    if (r == 0 && run.deleted_skipped > 0) {
-        sd_connector_fail(ctx, 0,
-                          "%llu deleted ticket(s) skipped: deletions are not propagated yet",
-                          (unsigned long long)run.deleted_skipped);
+    if (r == 0 && (run.deleted_skipped > 0 || run.skipped > 0)) {
+        /* Stored what it could; the warning says what was left out in this run. */
+        char deleted[96] = "", skipped[1024] = "";
+        if (run.deleted_skipped > 0) {
+            sd_utf8_snprintf(deleted, sizeof(deleted),
+                             "%llu deleted ticket(s) skipped: deletions are not propagated yet",
+                             (unsigned long long)run.deleted_skipped);
+        }
+        if (run.skipped > 0) {
+            sd_utf8_snprintf(skipped, sizeof(skipped), "%llu record(s) skipped; first: %s",
+                             (unsigned long long)run.skipped, run.first_skip);
+        }
+        sd_connector_fail(ctx, 0, "%s%s%s", deleted, deleted[0] && skipped[0] ? "; " : "", skipped);
     }
+    free(run.first_skip);
     sd_http_header_free(run.h_key);
     sd_http_header_free(run.h_secret);
     sd_mapping_free(run.mapping);
