@@ -8,6 +8,7 @@ extern const struct sd_connector sd_connector_sftp_pull;
 extern const struct sd_connector sd_connector_feed;
 extern const struct sd_connector sd_connector_rest_pull;
 extern const struct sd_connector sd_connector_webhook_in;
+extern const struct sd_connector sd_connector_tradablebits;
 extern const struct sd_connector sd_connector_audience_push;
 #ifdef SD_TEST_CONNECTORS
 extern const struct sd_connector sd_connector_test_contacts; /* tests/connectors/, not shipped */
@@ -20,6 +21,7 @@ const struct sd_connector *const sd_connectors[] = {
     &sd_connector_feed,
     &sd_connector_rest_pull,
     &sd_connector_webhook_in,
+    &sd_connector_tradablebits,
     &sd_connector_audience_push,
 #ifdef SD_TEST_CONNECTORS
     &sd_connector_test_contacts,

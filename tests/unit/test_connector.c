@@ -177,6 +177,10 @@ static json_t *base_settings(const struct sd_connector *c)
         return json_pack("{s:s, s:s, s:s}", "auth_user", "u", "auth_header", "X-Api-Key",
                          "auth_secret", "s3cret");
     }
+    if (strcmp(c->name, "tradablebits") == 0) {
+        return json_pack("{s:s, s:s, s:s, s:s}", "api_key", "k", "api_secret", "s", "currency",
+                         "CAD", "event_city", "Vancouver");
+    }
     return json_object();
 }
 

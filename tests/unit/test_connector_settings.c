@@ -293,6 +293,10 @@ static json_t *base_settings(const struct sd_connector *c)
     if (strcmp(c->name, "rest_pull") == 0) {
         return json_pack("{s:s, s:s}", "base_url", "https://api.example", "events_path", "/e");
     }
+    if (strcmp(c->name, "tradablebits") == 0) {
+        return json_pack("{s:s, s:s, s:s, s:s}", "api_key", "k", "api_secret", "s", "currency",
+                         "CAD", "event_city", "Vancouver");
+    }
     return json_object();
 }
 

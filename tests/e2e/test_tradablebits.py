@@ -1,0 +1,419 @@
+"""The `tradablebits` connector (pull half) end to end against the Tradable Bits simulator
+(tests/sim/tradablebits): `stagedoor serve` runs connectors configured over the admin API, and
+what the hub stored is read back over GET /v1/{client_id}/customers|sales|events and compared
+with the simulator's own account.
+
+Covered: a backfill (ticket windows partitioned by last-update date, several pages each) then an
+incremental run after changes in the vendor's UI reproduce the simulator's fans and live tickets
+exactly, deleted tickets skipped and counted; a kill -9 between ticket pages and a restart
+resume after the last stored page (the simulator's call record shows no page asked twice); a
+429 with Retry-After is waited out and the page asked again; a ticket that changes after its
+page was read, while a ticket on a later page changes after it, is found by the next sweep; a cut answer is retried, an in-band error fails the run and the next
+run completes; a bad ticket stops the run at its page (reject_page) or is skipped and named
+(skip_records); under a tight vendor limit the
+connector never calls before Retry-After allows and still completes; the type's quota ledger
+holds a pull to 70 calls per aligned 10 s window (7 x 85 < 600 per rolling minute), and a
+ticket page whose numbers arrive as strings is stored the same."""
+
+import os
+import sys
+import tempfile
+import time
+import unittest
+
+import harness
+
+sys.path.insert(0, os.path.dirname(harness.HERE))      # tests/, for the sim package
+from sim.tradablebits import Simulator  # noqa: E402
+
+T = harness.TIME_SCALE
+RUN_TIMEOUT = 90.0 * T
+KEY, SECRET = "tb-test-key", "tb-test-secret"
+
+
+class Admin:
+    """Connectors of one tenant over the admin API of one server."""
+
+    def __init__(self, server, client_id):
+        self.server = server
+        self.client_id = client_id
+        with open(os.path.join(server.data_dir, "admin.token")) as f:
+            self.token = f.read().strip()
+
+    def req(self, method, path, body=None):
+        return harness.http(self.server.port, method,
+                            "/admin/v1/tenants/%s/connectors%s" % (self.client_id, path),
+                            body=body, key=self.token)
+
+    def add(self, settings, mapping=None):
+        body = {"type": "tradablebits", "environment": "test", "schedule": "manual",
+                "settings": settings}
+        if mapping is not None:
+            body["mapping"] = mapping
+        r = self.req("POST", "", body)
+        if r.status != 201:
+            raise AssertionError("connector not created: %r" % (r,))
+        return r.json["connector_id"]
+
+    def get(self, cid):
+        r = self.req("GET", "/" + cid)
+        if r.status != 200:
+            raise AssertionError("GET connector %s -> %r" % (cid, r))
+        return r.json
+
+    def status(self, cid):
+        return self.get(cid)["status"]
+
+    def run(self, cid, sim, timeout=None):
+        """Run now and wait for that run to end (its first call reached the simulator, then the
+        state left "running"); returns the status."""
+        n_before = len(sim.calls())
+        r = self.req("POST", "/%s/run" % cid)
+        if r.status != 202:
+            raise AssertionError("run %s -> %r" % (cid, r))
+        timeout = timeout or RUN_TIMEOUT
+        before = self.status(cid)
+
+        def started():
+            if len(sim.calls()) > n_before:
+                return True
+            st = self.status(cid)
+            if st["state"] == "failed" and st["last_run"] != before["last_run"]:
+                raise AssertionError("the run failed before calling: %r" % (st,))
+            return False
+        harness.wait_until(started, timeout, what="the run's first call")
+
+        def ended():
+            st = self.status(cid)
+            return None if st["state"] in ("running", "never_run") else st
+        return harness.wait_until(ended, timeout, interval=0.05, what="the run to end")
+
+
+def settings_for(sim, **kw):
+    s = {"base_url": sim.base_url, "api_key": KEY, "api_secret": SECRET, "currency": "CAD",
+         "event_city": "Vancouver", "backfill_start": "2025-01-01", "partition_days": 120}
+    s.update(kw)
+    return s
+
+
+def money(x):
+    return "%.2f" % float(x)
+
+
+class TradableBitsPull(unittest.TestCase):
+    """One hub for the class; each test has its own tenant and simulator."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="sd-e2e-tb-")
+        cls.data = cls.tmp.name
+        # Keys are created before the hub starts (it reads them once).
+        cls.keys = []
+        for i in range(8):
+            client = "tb%d" % i
+            harness.tenant_create(cls.data, client)
+            cls.keys.append((client, harness.key_create(cls.data, client, "test")))
+        cls.server = harness.Server(cls.data).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.server.stop_ok()    # a clean exit: sanitizer builds report leaks here
+        finally:
+            cls.server.kill()
+            cls.tmp.cleanup()
+
+    def tenant(self):
+        client, key = self.keys.pop()
+        return Admin(self.server, client), self.server.api(client, key)
+
+    def sim(self, **kw):
+        s = Simulator(seed=kw.pop("seed", 7), **kw).start()
+        self.addCleanup(s.stop)
+        return s
+
+    # -- comparison with the simulator's account -------------------------------------------
+    def assert_reproduces(self, api, sim):
+        fans = {str(f["fan_id"]): f for f in sim.fans()}
+        custs = {c["customer_id"]: c for c in api.list_all("customers")[0]}
+        self.assertEqual(set(custs), set(fans))
+        for fid, f in fans.items():
+            c = custs[fid]
+            self.assertEqual(c["email"], f["email"], fid)
+            self.assertEqual(c.get("first_name"), f["first_name"], fid)
+            self.assertEqual(c.get("last_name"), f["last_name"], fid)
+            self.assertEqual(c.get("post_code"), f["postal_code"], fid)
+            want = True if f["is_optout"] else (False if f["is_subscribed"] else None)
+            self.assertEqual(c.get("ad_opt_out"), want, fid)
+        tickets = {t["ticket_key"]: t for t in sim.tickets(include_deleted=False)}
+        full = {t["ticket_id"]: t for t in sim.tickets()}
+        self.assertTrue(any(t["is_deleted"] for t in full.values()), "seed has no deletion")
+        sales = {s["invoice_number"]: s for s in api.list_all("sales")[0]}
+        self.assertEqual(set(sales), set(tickets))
+        owners = {t["ticket_key"]: t for t in sim.tickets()}
+        for k, t in tickets.items():
+            s = sales[k]
+            self.assertEqual(s["quantity"], int(t["num_seats"]), k)
+            self.assertEqual(s["sales_price"], money(t["paid_amount"]), k)
+            self.assertEqual(s["currency"], "CAD", k)
+            self.assertEqual(s["event_id"], t["event_key"], k)
+            self.assertEqual(s["ticket_category"], "regular", k)
+            self.assertEqual(s["purchase_datetime"][:19], t["purchase_timestamp"][:19], k)
+            fan = sim.fan(email=owners[k]["email"])
+            self.assertEqual(s["customer_id"], str(fan["fan_id"]) if fan else "ANON", k)
+        events = {e["event_id"]: e for e in api.list_all("events")[0]}
+        for t in tickets.values():
+            e = events[t["event_key"]]
+            self.assertEqual(e["title"], t["event_name"])
+            self.assertEqual(e["venue"], t["venue_name"])
+            self.assertEqual(e["date"], t["event_date"][:10])
+            self.assertEqual(e["time"], t["event_date"][11:19])
+        return sum(1 for t in full.values() if t["is_deleted"])
+
+    # -- tests ---------------------------------------------------------------------------------
+    def test_backfill_then_incremental(self):
+        admin, api = self.tenant()
+        sim = self.sim(fans=60, tickets=150)
+        cid = admin.add(settings_for(sim, tickets_page_size=40))
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        deleted = self.assert_reproduces(api, sim)
+        self.assertIn("%d deleted ticket(s) skipped" % deleted, st["last_warning"] or "")
+
+        # The backfill was cut into closed date windows, then one open window; every ticket
+        # call asks for deleted ones too and stays within the page size.
+        calls = sim.calls("tickets_list")
+        his = {c.query.get("max_last_update_date", [None])[0] for c in calls}
+        self.assertGreater(len(his - {None}), 2, "the backfill was not partitioned")
+        self.assertIn(None, his)
+        for c in calls:
+            self.assertEqual(c.query["include_deleted"], ["true"])
+            self.assertEqual(c.query["limit"], ["40"])
+            self.assertEqual(c.status, 200)
+        self.assertEqual(sim.writes(), [])
+        fans_calls = sim.calls("fans_updated")
+        self.assertEqual(fans_calls[0].query, {"last_update_date": ["2025-01-01"]})
+
+        # The first sweep after the backfill starts where the server's time stood at the
+        # backfill's first page (here: before any ticket, so from backfill_start): one open
+        # window, a full pass; it changes nothing.
+        sim.clear_calls()
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        for c in sim.calls("tickets_list"):
+            self.assertNotIn("max_last_update_date", c.query)
+        self.assertEqual(st["last_run_stats"]["records_unchanged"],
+                         st["last_run_stats"]["records_in"], st)
+        fans_calls = sim.calls("fans_updated")
+
+        # Changes in the vendor's UI after that; the next run finds exactly them.
+        # A subscribed fan opts out without unsubscribing: opt-out wins.
+        sub = next(f for f in sim.fans() if f["is_subscribed"])
+        sim.update_fan(sub["fan_id"], first_name="Renamed", is_optout=True)
+        new_id = sim.add_fan(email="late.fan@example.test", first_name="Late", last_name="Fan",
+                             is_subscribed=True)
+        live = sim.tickets(include_deleted=False)
+        sim.update_ticket(live[5]["ticket_id"], num_seats=7, paid_amount=777.7)
+        max_key = [c.query for c in fans_calls][-1].get("min_time_key", [None])[0]
+        sim.clear_calls()
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        self.assert_reproduces(api, sim)
+        self.assertEqual(api.get("customers", str(new_id)).json["first_name"], "Late")
+        self.assertIs(api.get("customers", str(sub["fan_id"])).json["ad_opt_out"], True)
+        # Incremental: the fans feed resumes after the last key stored, the tickets sweep is
+        # one open window from the latest update seen.
+        self.assertEqual(sim.calls("fans_updated")[0].query, {"min_time_key": [max_key]})
+        tcalls = sim.calls("tickets_list")
+        self.assertEqual(len(tcalls), 1, [c.query for c in tcalls])
+        self.assertNotIn("max_last_update_date", tcalls[0].query)
+        lo = tcalls[0].query["min_last_update_date"][0].replace(" ", "T")
+        want = sorted(t["ticket_id"] for t in sim.tickets()
+                      if t["last_updated_timestamp"][:19] >= lo)
+        self.assertEqual(sorted(t["ticket_id"] for t in tcalls[0].answer["data"]), want)
+        self.assertIn(live[5]["ticket_id"], want)
+
+    def test_restart_between_pages_resumes_without_refetching(self):
+        admin, api = self.tenant()
+        sim = self.sim(seed=11, fans=30, tickets=120)
+        cid = admin.add(settings_for(sim, tickets_page_size=25, partition_days=3660))
+        # Pages 1-3 of the tickets answer at once; the 4th hangs until the hub is killed.
+        sim.inject("tickets_list", ("sleep", 0), ("sleep", 0), ("sleep", 0),
+                   ("sleep", 15 * T))
+        r = admin.req("POST", "/%s/run" % cid)
+        self.assertEqual(r.status, 202)
+        sim.wait_calls(3, "tickets_list", timeout=RUN_TIMEOUT)
+        harness.wait_until(lambda: len(sim.calls("tickets_list")) >= 4, RUN_TIMEOUT,
+                           what="the 4th tickets call")
+        self.server.kill()
+        first = sim.calls("tickets_list")
+        stored_pages = first[:3]
+        sim.clear_faults()
+        sim.clear_calls()
+        type(self).server = harness.Server(self.data).start()
+        admin.server = self.server
+        api.port = self.server.port
+        # A run cut short is resumed at once after a restart (the scheduler's rule): no request
+        # to run, so that exactly one run follows.
+        harness.wait_until(lambda: sim.calls(), RUN_TIMEOUT, what="the resumed run")
+
+        def ended():
+            st = admin.status(cid)
+            return st if st["state"] not in ("running", "never_run") and sim.calls() else None
+        st = harness.wait_until(ended, RUN_TIMEOUT, interval=0.05, what="the resumed run to end")
+        self.assertEqual(st["state"], "ok", st)
+        again = sim.calls("tickets_list")
+        # The run after the restart starts at the page that was in flight, after the last
+        # ticket of the third stored page, in the same window.
+        last_id = stored_pages[-1].answer["data"][-1]["ticket_id"]
+        self.assertEqual(again[0].query.get("min_ticket_id"), [str(last_id)])
+        self.assertEqual(again[0].query["min_last_update_date"],
+                         first[3].query["min_last_update_date"])
+        asked = [(c.query["min_last_update_date"][0], c.query.get("min_ticket_id", [""])[0])
+                 for c in stored_pages + again]
+        self.assertEqual(len(asked), len(set(asked)), asked)
+        got = [t["ticket_id"] for c in stored_pages + again for t in c.answer["data"]]
+        self.assertEqual(sorted(got), sorted(t["ticket_id"] for t in sim.tickets()))
+        self.assertEqual(len(got), len(set(got)), "a ticket was fetched twice")
+        self.assert_reproduces(api, sim)
+
+    def test_429_retry_after_is_waited_out(self):
+        admin, api = self.tenant()
+        # type_drift: numbers as strings and is_deleted as 0/1 on even ticket ids
+        sim = self.sim(seed=5, fans=20, tickets=40, type_drift=True)
+        cid = admin.add(settings_for(sim, partition_days=3660))
+        sim.inject("tickets_list", ("status", 429, {"Retry-After": "2"}))
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        calls = sim.calls("tickets_list")
+        self.assertEqual(calls[0].status, 429)
+        self.assertEqual(calls[1].status, 200)
+        self.assertEqual(calls[1].raw_path, calls[0].raw_path)
+        self.assertGreaterEqual(calls[1].t - calls[0].t, 1.9)
+        self.assert_reproduces(api, sim)
+
+    def test_tight_vendor_limit_is_respected(self):
+        admin, api = self.tenant()
+        sim = self.sim(seed=9, fans=20, tickets=60, rate_limit=3, rate_window=2)
+        cid = admin.add(settings_for(sim, tickets_page_size=10, partition_days=3660))
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        calls = sim.calls()
+        refused = [c for c in calls if c.status == 429]
+        self.assertTrue(refused, "the limit was never reached: the test proves nothing")
+        for c in refused:
+            nxt = [d for d in calls if d.t > c.t]
+            self.assertTrue(nxt)
+            # the next call waits for the slot Retry-After names (whole seconds, rounded up)
+            self.assertGreaterEqual(nxt[0].t - c.t, float(c.retry_after) - 1.0, c.retry_after)
+        self.assert_reproduces(api, sim)
+        # Every call the simulator saw is in the type's ledger (one credential: the api_key).
+        q = st.get("quotas")
+        self.assertTrue(q, st)
+        self.assertEqual(q[0]["window"], "10s")
+        self.assertEqual(q[0]["limit"], 85)
+
+    def test_ledger_caps_reads_per_window(self):
+        # 160 ticket pages of one ticket: unthrottled they would land in one or two aligned 10 s
+        # windows, so one would hold 80 or more; the ledger lets a pull make 70 per window.
+        admin, api = self.tenant()
+        sim = self.sim(seed=13, fans=10, tickets=160, rate_limit=0)
+        cid = admin.add(settings_for(sim, tickets_page_size=1, partition_days=3660))
+        offset = time.time() - time.monotonic()
+        st = admin.run(cid, sim, timeout=RUN_TIMEOUT + 60 * T)
+        self.assertEqual(st["state"], "ok", st)
+        calls = sim.calls()
+        self.assertGreater(len(calls), 160)
+        per_window = {}
+        for c in calls:
+            w = int((c.t + offset) // 10)
+            per_window[w] = per_window.get(w, 0) + 1
+        # 70 per window; 2 more for a call taken just before a boundary and received after it
+        self.assertLessEqual(max(per_window.values()), 72, per_window)
+        self.assertGreaterEqual(len(per_window), 3, per_window)
+        self.assert_reproduces(api, sim)
+
+    def test_change_during_a_sweep_is_not_lost(self):
+        # Ticket A (on the sweep's first page) changes after that page was read, and ticket B
+        # (on a later page) changes later still: the next sweep must start no later than A's
+        # change, although B's later timestamp was seen in this sweep.
+        admin, api = self.tenant()
+        sim = self.sim(seed=17, fans=20, tickets=60)
+        sim.clock.freeze()
+        start = sim.clock.now()
+        cid = admin.add(settings_for(sim, tickets_page_size=10, partition_days=3660))
+        self.assertEqual(admin.run(cid, sim)["state"], "ok")
+        live = sorted(sim.tickets(include_deleted=False), key=lambda t: t["ticket_id"])
+        sim.clock.set(start + 10)
+        for t in live[:30]:
+            sim.update_ticket(t["ticket_id"])       # 30 changed tickets: several pages
+        a, b = live[0], live[29]
+        sim.clear_calls()
+        sim.inject("tickets_list", ("sleep", 0), ("sleep", 3 * T))
+        self.assertEqual(admin.req("POST", "/%s/run" % cid).status, 202)
+        harness.wait_until(lambda: len(sim.calls("tickets_list")) >= 2, RUN_TIMEOUT,
+                           what="the sweep's second page asked")
+        sim.clock.set(start + 50)
+        sim.update_ticket(a["ticket_id"], num_seats=9)
+        sim.clock.set(start + 100)
+        sim.update_ticket(b["ticket_id"], num_seats=8)
+
+        def ended():
+            st = admin.status(cid)
+            return st if st["state"] not in ("running", "never_run") else None
+        self.assertEqual(harness.wait_until(ended, RUN_TIMEOUT, what="the run")["state"], "ok")
+        pages = sim.calls("tickets_list")
+        self.assertIn(a["ticket_id"], [t["ticket_id"] for t in pages[0].answer["data"]])
+        self.assertIn(b["ticket_id"], [t["ticket_id"] for c in pages[2:]
+                                       for t in c.answer["data"]])
+        self.assertEqual(admin.run(cid, sim)["state"], "ok")
+        self.assertEqual(api.get("sales", a["ticket_key"]).json["quantity"], 9)
+        self.assertEqual(api.get("sales", b["ticket_key"]).json["quantity"], 8)
+        self.assert_reproduces(api, sim)
+
+    def test_vendor_faults(self):
+        # A cut answer is retried; an in-band error (200 with meta.status "error") fails the
+        # run with the reason and stores nothing of that page; the next run completes.
+        admin, api = self.tenant()
+        sim = self.sim(seed=19, fans=15, tickets=30)
+        sim.delete_ticket(sim.tickets()[3]["ticket_id"])
+        cid = admin.add(settings_for(sim, partition_days=3660, retry_initial_ms=50))
+        sim.inject("tickets_list", ("truncate",))
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        self.assertEqual([c.status for c in sim.calls("tickets_list")][:2], ["truncate", 200])
+        self.assert_reproduces(api, sim)
+        sim.update_ticket(sim.tickets(include_deleted=False)[0]["ticket_id"], num_seats=6)
+        sim.inject("tickets_list", ("inband", "maintenance"))
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "failed", st)
+        self.assertIn('meta.status \"error\"', st["last_error"])
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        self.assert_reproduces(api, sim)
+
+    def test_bad_ticket_policies(self):
+        # One ticket whose num_seats is not a number: reject_page (the default) stops the run at
+        # its page and stores nothing of it; skip_records stores every other ticket and names
+        # the bad one in the warning.
+        admin, api = self.tenant()
+        sim = self.sim(seed=23, fans=15, tickets=50)
+        bad = sim.tickets(include_deleted=False)[7]
+        sim.update_ticket(bad["ticket_id"], num_seats="many")
+        cid = admin.add(settings_for(sim, partition_days=3660, tickets_page_size=20))
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "failed", st)
+        self.assertIn("/data/", st["last_error"])
+        self.assertIn("num_seats", st["last_error"])
+        self.assertEqual(api.list_all("sales")[0], [])     # the bad ticket is on the first page
+        r = admin.req("PATCH", "/" + cid, {"settings": {"policy": "skip_records"}})
+        self.assertEqual(r.status, 200, r)
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        self.assertIn("1 record(s) skipped", st["last_warning"])
+        want = {t["ticket_key"] for t in sim.tickets(include_deleted=False)} - {bad["ticket_key"]}
+        self.assertEqual({s["invoice_number"] for s in api.list_all("sales")[0]}, want)
+
+
+if __name__ == "__main__":
+    harness.main()
