@@ -62,6 +62,8 @@ int sd_connector_quota_take(struct sd_connector_ctx *ctx, int64_t n)
         return n < 0 ? -EINVAL : 0;
     }
     char *key = sd_quota_cred_key(c, ctx->settings, ctx->id);
+    struct sd_quota eff[SD_QUOTAS_MAX + 1];
+    const struct sd_quota *q = sd_quota_effective(c, ctx->settings, eff);
     int r;
     for (;;) {
         if (stopping(ctx)) {
@@ -70,7 +72,7 @@ int sd_connector_quota_take(struct sd_connector_ctx *ctx, int64_t n)
         }
         int64_t now = sd_now_usec();
         int64_t retry_at = 0;
-        r = sd_quota_take(ctx->hub->store, key, c->quotas, SD_QUOTA_READ, n, now, &retry_at);
+        r = sd_quota_take(ctx->hub->store, key, q, SD_QUOTA_READ, n, now, &retry_at);
         if (r != -EAGAIN) {
             break;
         }

@@ -14,6 +14,7 @@
 #include "core/quota.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,6 +128,30 @@ int sd_quota_take(struct sd_store_handle *st, const char *cred_key, const struct
     return r;
 }
 
+const struct sd_quota *sd_quota_effective(const struct sd_connector *c, const json_t *settings,
+                                          struct sd_quota *ret)
+{
+    size_t n = count_quotas(c->quotas);
+    bool changed = false;
+    for (size_t i = 0; i < n && i < SD_QUOTAS_MAX; i++) {
+        ret[i] = c->quotas[i];
+        char key[64];
+        snprintf(key, sizeof(key), "quota_%s_calls", c->quotas[i].name);
+        const json_t *v = json_object_get(settings, key);
+        json_int_t calls = json_is_integer(v) ? json_integer_value(v) : 0;
+        if (calls > 0 && calls != c->quotas[i].calls) {
+            /* the reserve keeps its share of the window, and reads keep at least one call */
+            int64_t reserve = (int64_t)((double)c->quotas[i].write_reserve * (double)calls /
+                                        (double)c->quotas[i].calls);
+            ret[i].calls = calls;
+            ret[i].write_reserve = reserve < calls ? reserve : calls - 1;
+            changed = true;
+        }
+    }
+    ret[n < SD_QUOTAS_MAX ? n : SD_QUOTAS_MAX] = (struct sd_quota){0};
+    return changed ? ret : c->quotas;
+}
+
 int sd_quota_take_instance(struct sd_store_handle *st, const struct sd_connector *c,
                            const json_t *settings, const char *instance_id, enum sd_quota_use use,
                            int64_t n, int64_t now_usec, int64_t *ret_retry_at_usec)
@@ -138,7 +163,9 @@ int sd_quota_take_instance(struct sd_store_handle *st, const struct sd_connector
         return n < 0 ? -EINVAL : 0;
     }
     char *key = sd_quota_cred_key(c, settings, instance_id);
-    int r = sd_quota_take(st, key, c->quotas, use, n, now_usec, ret_retry_at_usec);
+    struct sd_quota eff[SD_QUOTAS_MAX + 1];
+    int r = sd_quota_take(st, key, sd_quota_effective(c, settings, eff), use, n, now_usec,
+                          ret_retry_at_usec);
     free(key);
     return r;
 }
@@ -180,7 +207,8 @@ json_t *sd_quota_status_instance(struct sd_store_handle *st, const struct sd_con
         return json_array();
     }
     char *key = sd_quota_cred_key(c, settings, instance_id);
-    json_t *out = sd_quota_status(st, key, c->quotas, now_usec);
+    struct sd_quota eff[SD_QUOTAS_MAX + 1];
+    json_t *out = sd_quota_status(st, key, sd_quota_effective(c, settings, eff), now_usec);
     free(key);
     return out;
 }

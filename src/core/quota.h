@@ -55,6 +55,14 @@ char *sd_quota_cred_key(const struct sd_connector *c, const json_t *settings,
 int sd_quota_take(struct sd_store_handle *st, const char *cred_key, const struct sd_quota *q,
                   enum sd_quota_use use, int64_t n, int64_t now_usec, int64_t *ret_retry_at_usec);
 
+/* The quotas an instance counts against: c->quotas, with `calls` of quota NAME replaced by
+ * the instance's INT setting "quota_NAME_calls" when the type declares one and its value is
+ * above 0 (a venue whose contract allows more or fewer calls), and write_reserve scaled in
+ * proportion. Writes into ret (SD_QUOTAS_MAX + 1 entries, {NULL}-terminated); returns ret, or
+ * c->quotas itself when no setting overrides it. */
+const struct sd_quota *sd_quota_effective(const struct sd_connector *c, const json_t *settings,
+                                          struct sd_quota *ret);
+
 /* sd_quota_take for an instance: the key from sd_quota_cred_key(c, settings, instance_id) and
  * c's quotas. What the outbox worker calls (WRITE, n = 1) before each delivery. */
 int sd_quota_take_instance(struct sd_store_handle *st, const struct sd_connector *c,

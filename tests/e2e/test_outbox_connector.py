@@ -305,6 +305,48 @@ class OutboxTests(OutboxBase):
         self.assertEqual(self.item_of(a, "X-ECHO-1", source="test_contacts"), [])
         self.assertEqual(self.rx.received("/echo-a/contacts"), [])  # nothing POSTed back to A
 
+    def test_quota_exhausted_then_refilled(self):
+        # test_contacts declares a call quota per 2-second window; this instance allows 2 calls
+        # per window. Five changes: two go at once, the others wait for the next windows without
+        # using up an attempt, and all five arrive, at most two per window.
+        base = "/quota"
+        self.rx.handle(base + "/contacts", ContactSystem("quota"))
+        r = self.admin("POST", "/admin/v1/tenants/%s/connectors" % CLIENT,
+                       {"type": "test_contacts", "environment": "test",
+                        "settings": {"url": self.rx.url(base), "quota_window_calls": 2}})
+        self.assertEqual(r.status, 201, r)
+        con = r.json["connector_id"]
+        cs = [customer() for _ in range(5)]
+        r = harness.http(self.port, "POST", "/v1/%s/ingest" % CLIENT, body={"customers": cs},
+                         key=self.key)
+        self.assertEqual(r.status, 202, r)
+        waited = set()
+
+        def all_delivered():
+            its = [d for d in self.items(con) if d["operation"] == "upsert_contact"]
+            for d in its:
+                if d["state"] == "retrying" and "quota" in (d["last_error"] or ""):
+                    waited.add(d["delivery_id"])
+            return its if len(its) == 5 and all(d["state"] == "delivered" for d in its) else None
+        its = harness.wait_until(all_delivered, 30 * TS, interval=0.05, what="five delivered")
+        reqs = self.rx.received(base + "/contacts")
+        self.assertEqual(len(reqs), 5)
+        # Windows are aligned to the epoch (wall clock): count the arrivals per 2-second window
+        # (an arrival may land a hair after its window ended: the receiver's clock reads later).
+        per_window = {}
+        for q in reqs:
+            w = int(q["wall"] // 2)
+            per_window[w] = per_window.get(w, 0) + 1
+        self.assertGreaterEqual(len(per_window), 2, per_window)
+        self.assertTrue(waited, "no item was seen waiting for the quota")
+        for d in its:
+            self.assertEqual(self.delivery(d["delivery_id"])["attempts"], 1, d)
+        # The connector's status shows the calls used per window, with the instance's limit.
+        r = self.admin("GET", "/admin/v1/tenants/%s/connectors/%s" % (CLIENT, con))
+        self.assertEqual(r.status, 200, r)
+        q = r.json["status"]["quotas"]
+        self.assertEqual([(w["window"], w["limit"]) for w in q], [("window", 2)], q)
+
     def test_deleting_the_connector_settles_its_waiting_items(self):
         con = self.add_connector("/gone")
         self.rx.script("/gone/contacts", Answer(503, None, {"Retry-After": "3600"}))

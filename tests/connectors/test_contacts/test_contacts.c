@@ -36,6 +36,14 @@
 struct contacts_conf {
     const char *url;
     int64_t timeout_seconds;
+    int64_t quota_window_calls; /* read by core (sd_quota_effective), not here */
+};
+
+/* A vendor-style call quota, so the tests can exhaust one: per 2-second window, as good as
+ * unlimited unless an instance sets quota_window_calls. */
+static const struct sd_quota quotas[] = {
+    {"window", 2000000, 1000000, 0},
+    {NULL, 0, 0, 0},
 };
 
 static const struct sd_setting settings[] = {
@@ -44,6 +52,9 @@ static const struct sd_setting settings[] = {
      SD_CHOICES("http", "https"), offsetof(struct contacts_conf, url)},
     {"timeout_seconds", SD_SETTING_INT, "10", 1, 120, "HTTP timeout per request", NULL,
      offsetof(struct contacts_conf, timeout_seconds)},
+    {"quota_window_calls", SD_SETTING_INT, "0", 0, 1000000,
+     "calls per 2-second window (0: the declared 1,000,000)", NULL,
+     offsetof(struct contacts_conf, quota_window_calls)},
     {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 
@@ -227,6 +238,7 @@ const struct sd_connector sd_connector_test_contacts = {
     .settings = settings,
     .settings_size = sizeof(struct contacts_conf),
     .test_only = true,
+    .quotas = quotas,
     .default_schedule = "manual",
     .operations = operations,
     .run = contacts_run,
