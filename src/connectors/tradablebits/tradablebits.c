@@ -114,16 +114,6 @@ static const struct tb_conf *cf(const struct sd_connector_ctx *ctx)
 
 /* ---- time ------------------------------------------------------------------------------------ */
 
-static int64_t days_from_civil(int y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
 /* "YYYY-MM-DD", "YYYY-MM-DD HH:MM:SS" or ISO 8601 with optional fraction and Z/±HH:MM → epoch
  * seconds. -1 when unreadable. */
 static int parse_time(const char *s, int64_t *ret)
@@ -160,7 +150,7 @@ static int parse_time(const char *s, int64_t *ret)
     if (*p || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60) {
         return -1;
     }
-    *ret = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
+    *ret = sd_days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
     return 0;
 }
 
