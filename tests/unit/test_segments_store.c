@@ -40,8 +40,11 @@ struct fx {
 
 /* ---- ingest through the write path ----------------------------------------------------------- */
 
-static void ingest(struct fx *f, int64_t tenant, enum sd_env env, const char *source,
-                   const char *body_text)
+/* Apply an ingest body the way the writer does (savepoint released only when applied); returns
+ * the store's outcome and, in *ret_first (may be NULL; heap), the first error as
+ * "pointer message". */
+static int apply_body_as(struct fx *f, int64_t tenant, enum sd_env env, const char *source,
+                         bool upsert, const char *body_text, char **ret_first)
 {
     json_error_t jerr;
     json_t *body = json_loads(body_text, 0, &jerr);
@@ -54,26 +57,44 @@ static void ingest(struct fx *f, int64_t tenant, enum sd_env env, const char *so
     sd_issues_init(&warnings, 100);
     struct sd_batch b = {0};
     if (sd_validate_ingest(body, &b, &errors, &warnings) != 0) {
-        fail_msg("fixture invalid: %s %s", errors.items[0].pointer, errors.items[0].message);
+        fail_msg("body invalid: %s %s", errors.items[0].pointer, errors.items[0].message);
     }
     b.source = source;
+    b.upsert_sales = upsert;
     struct sd_apply_result res;
     sd_apply_result_init(&res);
     assert_int_equal(sd_store_write_begin(f->h), 0);
     assert_int_equal(sd_store_savepoint(f->h), 0);
     assert_int_equal(sd_store_apply_ingest(f->h, tenant, env, &b, &res), 0);
-    if (res.outcome != SD_APPLY_OK) {
-        fail_msg("fixture refused: %d %s %s", (int)res.outcome,
-                 res.errors.n ? res.errors.items[0].pointer : "",
-                 res.errors.n ? res.errors.items[0].message : "");
+    int outcome = (int)res.outcome;
+    if (ret_first) {
+        *ret_first = res.errors.n ? sd_asprintf("%s %s", res.errors.items[0].pointer,
+                                                res.errors.items[0].message)
+                                  : NULL;
     }
-    assert_int_equal(sd_store_savepoint_release(f->h), 0);
+    if (outcome == SD_APPLY_OK) {
+        assert_int_equal(sd_store_savepoint_release(f->h), 0);
+    } else {
+        assert_int_equal(sd_store_savepoint_rollback(f->h), 0);
+    }
     assert_int_equal(sd_store_write_commit(f->h), 0);
     sd_apply_result_release(&res);
     sd_batch_release(&b);
     sd_issues_release(&errors);
     sd_issues_release(&warnings);
     json_decref(body);
+    return outcome;
+}
+
+static void ingest(struct fx *f, int64_t tenant, enum sd_env env, const char *source,
+                   const char *body_text)
+{
+    char *first = NULL;
+    int outcome = apply_body_as(f, tenant, env, source, false, body_text, &first);
+    if (outcome != SD_APPLY_OK) {
+        fail_msg("fixture refused: %d %s", outcome, first ? first : "");
+    }
+    free(first);
 }
 
 /* The fixture reads best laid out as the records it is. */
@@ -793,40 +814,7 @@ static void test_definition_limit(void **state)
 static int apply_body(struct fx *f, int64_t tenant, bool upsert, const char *body_text,
                       char **ret_first)
 {
-    json_t *body = json_loads(body_text, 0, NULL);
-    assert_non_null(body);
-    sd_json_exact_prices(body, body_text, strlen(body_text));
-    struct sd_issues errors, warnings;
-    sd_issues_init(&errors, 10);
-    sd_issues_init(&warnings, 100);
-    struct sd_batch b = {0};
-    if (sd_validate_ingest(body, &b, &errors, &warnings) != 0) {
-        fail_msg("body invalid: %s %s", errors.items[0].pointer, errors.items[0].message);
-    }
-    b.upsert_sales = upsert;
-    struct sd_apply_result res;
-    sd_apply_result_init(&res);
-    assert_int_equal(sd_store_write_begin(f->h), 0);
-    assert_int_equal(sd_store_savepoint(f->h), 0);
-    assert_int_equal(sd_store_apply_ingest(f->h, tenant, SD_ENV_TEST, &b, &res), 0);
-    int status = (int)res.outcome;
-    if (ret_first) {
-        *ret_first = res.errors.n ? sd_asprintf("%s %s", res.errors.items[0].pointer,
-                                                res.errors.items[0].message)
-                                  : NULL;
-    }
-    if (status == SD_APPLY_OK) {
-        assert_int_equal(sd_store_savepoint_release(f->h), 0);
-    } else {
-        assert_int_equal(sd_store_savepoint_rollback(f->h), 0);
-    }
-    assert_int_equal(sd_store_write_commit(f->h), 0);
-    sd_apply_result_release(&res);
-    sd_batch_release(&b);
-    sd_issues_release(&errors);
-    sd_issues_release(&warnings);
-    json_decref(body);
-    return status;
+    return apply_body_as(f, tenant, SD_ENV_TEST, NULL, upsert, body_text, ret_first);
 }
 
 // clang-format off
