@@ -673,7 +673,7 @@ static size_t ticket_page_body(struct tb_run *run, const json_t *data, json_t *b
 static int pull_tickets(struct tb_run *run)
 {
     struct sd_connector_ctx *ctx = run->ctx;
-    struct tk_window w;
+    struct tk_window w = {0};
     int r = window_from_cursor(ctx, &w);
     char page_size[24];
     sd_utf8_snprintf(page_size, sizeof(page_size), "%lld", (long long)cf(ctx)->tickets_page_size);
