@@ -62,18 +62,4 @@ int sd_target_config_get(struct sd_store_handle *st, const struct sd_tenant *ten
  * "(set)", created_at, updated_at. New reference. */
 json_t *sd_target_config_view(const struct sd_target *t);
 
-/* The settings as the worker uses them, parsed from a stored document. */
-struct sd_target_settings {
-    char *url;
-    char *app_key;
-    char *secure_token;
-    char *source; /* NULL: e-mail only */
-    char *name;   /* NULL if unset */
-    int64_t segments_per_hour;
-    int64_t timeout_seconds;
-};
-/* 0, or -EINVAL if the document lacks a required member (never for a stored one). */
-int sd_target_settings_parse(const char *doc, struct sd_target_settings *ret);
-void sd_target_settings_release(struct sd_target_settings *s);
-
 #endif

@@ -372,13 +372,12 @@ static void test_target_secrets_and_update(void **state)
     assert_int_equal(sd_target_config_update(f->h, &f->acme, id, patch, &errors), 0);
     json_decref(patch);
     assert_int_equal(sd_store_target_get(f->h, id, &t), 0);
-    struct sd_target_settings ts = {0};
-    assert_int_equal(sd_target_settings_parse(t.doc, &ts), 0);
-    assert_string_equal(ts.app_key, "APPKEY-1");
-    assert_string_equal(ts.secure_token, "TOKEN-1");
-    assert_null(ts.source);
-    assert_int_equal(ts.segments_per_hour, 2);
-    sd_target_settings_release(&ts);
+    json_t *stored = json_loads(t.doc, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(stored, "app_key")), "APPKEY-1");
+    assert_string_equal(json_string_value(json_object_get(stored, "secure_token")), "TOKEN-1");
+    assert_null(json_object_get(stored, "source"));
+    assert_int_equal(json_integer_value(json_object_get(stored, "segments_per_hour")), 2);
+    json_decref(stored);
     sd_target_release(&t);
 
     patch = json_loads("{\"environment\":\"test\",\"app_key\":null}", 0, NULL);
