@@ -1,0 +1,44 @@
+/* s360.h — the `s360` connector's shared parts: stagedoor as the CRM ("ExtCRM") of one S-360
+ * (SecuTix) institution in one environment.
+ *
+ *  - s360.c        the type (settings table, checks, registry entry) and the inbound half:
+ *                  contacts, orders and access-control checks received at the instance's
+ *                  inbound doors, mapped to customers, sales and events, and scans.
+ *  - s360_out.c    the outbound half: the token exchange, contacts out through the outbox
+ *                  (saveIndividualContactData) and offers (createOrUpdateOrder).
+ *
+ * Both halves read the one settings struct below, filled by core (ctx->conf). */
+#ifndef SD_CONNECTORS_S360_H
+#define SD_CONNECTORS_S360_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/connector.h"
+#include "core/inbound.h"
+
+struct s360_conf {
+    /* the institution and how to reach its backend APIs */
+    const char *institution;   /* institution code (`myvenue`): in the inbound URLs */
+    const char *api_base;      /* https://{institution}.ws.secutix.com, or a test server */
+    const char *operator_name; /* setting "operator" */
+    const char *partner;
+    const char *secret;        /* SECRET */
+    const char *contact_service; /* "v2_21" */
+    const char *order_facade;    /* "v1_33" */
+    int64_t point_of_sales_id;
+    int64_t timeout_seconds;
+
+    /* inbound */
+    const char *time_zone;       /* the institution's IANA zone: referenceDate and local times */
+    const char *history_from;    /* YYYY-MM-DD, or "": older contacts/orders are counted, not stored */
+    const char *abandoned_states; /* comma-separated orderState literals meaning an abandoned basket */
+
+    /* outbound */
+    bool push_contacts;   /* customers linked to an S-360 contact, changed elsewhere, go out */
+    bool create_contacts; /* new customers of other sources become S-360 contacts */
+
+    struct sd_inbound_conf inbound; /* the doors' settings (SD_INBOUND_SETTINGS) */
+};
+
+#endif
