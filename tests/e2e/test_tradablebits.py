@@ -5,7 +5,8 @@ with the simulator's own account.
 
 Covered: a backfill (ticket windows partitioned by last-update date, several pages each) then an
 incremental run after changes in the vendor's UI reproduce the simulator's fans and live tickets
-exactly, deleted tickets skipped and counted; a kill -9 between ticket pages and a restart
+exactly (deleted tickets as cancelled sales); a ticket deleted later cancels its sale, or
+deletes it (tombstone), or is skipped and counted; a kill -9 between ticket pages and a restart
 resume after the last stored page (the simulator's call record shows no page asked twice); a
 429 with Retry-After is waited out and the page asked again; a ticket that changes after its
 page was read, while a ticket on a later page changes after it, is found by the next sweep; a cut answer is retried, an in-band error fails the run and the next
@@ -109,7 +110,7 @@ class TradableBitsPull(unittest.TestCase):
         cls.data = cls.tmp.name
         # Keys are created before the hub starts (it reads them once).
         cls.keys = []
-        for i in range(8):
+        for i in range(16):
             client = "tb%d" % i
             harness.tenant_create(cls.data, client)
             cls.keys.append((client, harness.key_create(cls.data, client, "test")))
@@ -133,7 +134,7 @@ class TradableBitsPull(unittest.TestCase):
         return s
 
     # -- comparison with the simulator's account -------------------------------------------
-    def assert_reproduces(self, api, sim):
+    def assert_reproduces(self, api, sim, deleted_tickets="cancel"):
         fans = {str(f["fan_id"]): f for f in sim.fans()}
         custs = {c["customer_id"]: c for c in api.list_all("customers")[0]}
         self.assertEqual(set(custs), set(fans))
@@ -145,14 +146,23 @@ class TradableBitsPull(unittest.TestCase):
             self.assertEqual(c.get("post_code"), f["postal_code"], fid)
             want = True if f["is_optout"] else (False if f["is_subscribed"] else None)
             self.assertEqual(c.get("ad_opt_out"), want, fid)
-        tickets = {t["ticket_key"]: t for t in sim.tickets(include_deleted=False)}
+        # cancel: every ticket is a sale, the deleted ones cancelled; tombstone and skip: the
+        # live tickets only (the tests never pull a ticket before it is deleted with skip).
+        tickets = {t["ticket_key"]: t for t in sim.tickets(include_deleted=
+                                                           deleted_tickets == "cancel")}
         full = {t["ticket_id"]: t for t in sim.tickets()}
         self.assertTrue(any(t["is_deleted"] for t in full.values()), "seed has no deletion")
-        sales = {s["invoice_number"]: s for s in api.list_all("sales")[0]}
+        sales = {s["invoice_number"]: s for s in api.list_all("sales")[0] if not s.get("deleted")}
         self.assertEqual(set(sales), set(tickets))
         owners = {t["ticket_key"]: t for t in sim.tickets()}
         for k, t in tickets.items():
             s = sales[k]
+            if t["is_deleted"] in (True, 1, "1"):
+                self.assertEqual(s.get("status"), "cancelled", k)
+                self.assertEqual(s["status_changed_at"][:19],
+                                 t["last_updated_timestamp"][:19], k)
+            else:
+                self.assertIn(s.get("status"), (None, "sold"), k)
             self.assertEqual(s["quantity"], int(t["num_seats"]), k)
             self.assertEqual(s["sales_price"], money(t["paid_amount"]), k)
             self.assertEqual(s["currency"], "CAD", k)
@@ -177,8 +187,8 @@ class TradableBitsPull(unittest.TestCase):
         cid = admin.add(settings_for(sim, tickets_page_size=40))
         st = admin.run(cid, sim)
         self.assertEqual(st["state"], "ok", st)
-        deleted = self.assert_reproduces(api, sim)
-        self.assertIn("%d deleted ticket(s) skipped" % deleted, st["last_warning"] or "")
+        self.assertTrue(self.assert_reproduces(api, sim))
+        self.assertIsNone(st["last_warning"], st)
 
         # The backfill was cut into closed date windows, then one open window; every ticket
         # call asks for deleted ones too and stays within the page size.
@@ -232,6 +242,53 @@ class TradableBitsPull(unittest.TestCase):
                       if t["last_updated_timestamp"][:19] >= lo)
         self.assertEqual(sorted(t["ticket_id"] for t in tcalls[0].answer["data"]), want)
         self.assertIn(live[5]["ticket_id"], want)
+
+    def test_deletion_propagates(self):
+        # A ticket deleted in the vendor's UI after its sale was pulled: cancel (the default)
+        # makes the sale cancelled; tombstone removes it from the hub (and from the change
+        # feed's live records); skip leaves it and says so.
+        admin, api = self.tenant()
+        sim = self.sim(seed=29, fans=15, tickets=40)
+        cid = admin.add(settings_for(sim, partition_days=3660))
+        self.assertEqual(admin.run(cid, sim)["state"], "ok")
+        self.assert_reproduces(api, sim)
+        live = sim.tickets(include_deleted=False)
+        seed_deleted = {t["ticket_key"] for t in sim.tickets() if t["is_deleted"]}
+        victim = live[3]
+        self.assertIn(api.get("sales", victim["ticket_key"]).json.get("status"), (None, "sold"))
+        sim.delete_ticket(victim["ticket_id"])
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        sale = api.get("sales", victim["ticket_key"]).json
+        self.assertEqual(sale["status"], "cancelled")
+        self.assert_reproduces(api, sim)
+        # The same deletion with tombstone: the sale leaves the hub.
+        r = admin.req("PATCH", "/" + cid, {"settings": {"deleted_tickets":
+                                                                     "tombstone"}})
+        self.assertEqual(r.status, 200, r)
+        victim2 = live[5]
+        sim.delete_ticket(victim2["ticket_id"])
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        self.assertEqual(api.get("sales", victim2["ticket_key"]).status, 404)
+        self.assertEqual(api.get("sales", victim["ticket_key"]).status, 404)
+        feed = api.list_all("sales")[0]
+        self.assertIn({"deleted": True, "id": victim2["ticket_key"]},
+                      [{"deleted": x.get("deleted"), "id": x.get("id")} for x in feed])
+        left = {s["invoice_number"] for s in feed if not s.get("deleted")}
+        # The sweep after the change reads only tickets updated since: the seed's deletions,
+        # cancelled by the first run, stay cancelled.
+        self.assertEqual(left, {t["ticket_key"] for t in sim.tickets(include_deleted=False)}
+                         | seed_deleted)
+        # skip: a deletion leaves the sale and is counted in the warning.
+        r = admin.req("PATCH", "/" + cid, {"settings": {"deleted_tickets": "skip"}})
+        self.assertEqual(r.status, 200, r)
+        victim3 = live[7]
+        sim.delete_ticket(victim3["ticket_id"])
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        self.assertIn("deleted ticket(s) skipped", st["last_warning"] or "")
+        self.assertIn(api.get("sales", victim3["ticket_key"]).json.get("status"), (None, "sold"))
 
     def test_restart_between_pages_resumes_without_refetching(self):
         admin, api = self.tenant()
@@ -411,7 +468,7 @@ class TradableBitsPull(unittest.TestCase):
         st = admin.run(cid, sim)
         self.assertEqual(st["state"], "ok", st)
         self.assertIn("1 record(s) skipped", st["last_warning"])
-        want = {t["ticket_key"] for t in sim.tickets(include_deleted=False)} - {bad["ticket_key"]}
+        want = {t["ticket_key"] for t in sim.tickets()} - {bad["ticket_key"]}
         self.assertEqual({s["invoice_number"] for s in api.list_all("sales")[0]}, want)
 
 

@@ -21,8 +21,12 @@
  *
  * A ticket page carries, with data=fan, each ticket's fan: its customer is stored with the sale
  * (a fan created after the fans stream ran still resolves), and its event from the ticket's
- * event fields (one per event_key per page). Tickets marked is_deleted are not stored and are
- * counted in the run's warning: the hub has no delete operation yet.
+ * event fields (one per event_key per page). A ticket marked is_deleted propagates as the
+ * setting deleted_tickets says: cancel (default) stores its sale with status "cancelled" and
+ * the ticket's last update as status_changed_at (a cancelled sale counts no tickets and no
+ * spend, and is final: docs/ORDER_LIFECYCLE.md); tombstone deletes the sale from the hub (a
+ * tombstone in the change feed, committed just before the page); skip leaves the sale as it
+ * is and counts the ticket in the run's warning.
  *
  * Records are shaped (ids as strings, consent, the event's date and time split) and then
  * mapped through the connector's default mapping overlaid with the instance's own (docs/
@@ -37,6 +41,7 @@
 
 #include "base/base.h"
 #include "core/connector.h"
+#include "core/deletions.h"
 #include "http/client.h"
 #include "http/verdict.h"
 #include "mapping/mapping.h"
@@ -220,6 +225,8 @@ struct tb_run {
     struct sd_mapping *mapping; /* defaults overlaid with the instance's mapping */
     char *h_key, *h_secret;
     uint64_t deleted_skipped;
+    uint64_t tombstoned; /* sales deleted because their ticket was */
+    json_t *deletions; /* tombstone: the invoices of the current page's deleted tickets */
     uint64_t skipped; /* records left out by skip_records */
     char *first_skip; /* the first of them, for the warning */
 };
@@ -398,13 +405,14 @@ static int build_mapping(struct tb_run *run)
 {
     struct sd_connector_ctx *ctx = run->ctx;
     json_t *spec = json_pack(
-        "{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}, s:{}, s:{s:s, s:s, s:i, "
+        "{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}, s:{}, s:{s:s, s:s, s:i, "
         "s:s},"
         " s:{}, s:s}",
         "fields", "fan_id", "customer_id", "ticket_key", "invoice_number", "event_key", "event_id",
         "purchase_timestamp", "purchase_datetime", "num_seats", "quantity", "paid_amount",
         "sales_price", "event_name", "title", "venue_name", "venue", "event_hall", "hall",
-        "event_day", "date", "event_time", "time", "postal_code", "post_code", "values",
+        "event_day", "date", "event_time", "time", "postal_code", "post_code", "sale_status", "status", "deleted_at",
+        "status_changed_at", "values",
         "constants", "currency", cf(ctx)->currency, "ticket_category", "regular", "capacity", 0,
         "city", cf(ctx)->event_city, "formats", "unmapped", "drop");
     if (!spec) {
@@ -651,6 +659,23 @@ static int window_from_cursor(struct sd_connector_ctx *ctx, struct tk_window *w)
     return 0;
 }
 
+/* A deleted ticket's sale: cancel stores it cancelled (into the page's body); tombstone
+ * queues the deletion of its invoice (run->deletions), applied before the page is stored. */
+static bool delete_sale(struct tb_run *run, const json_t *src, const char *ptr, json_t *body,
+                        struct sd_issues *errors)
+{
+    if (cf(run->ctx)->deleted_policy == TB_DELETED_CANCEL) {
+        return map_into(run, SD_KIND_SALE, src, ptr, body, errors);
+    }
+    json_t *rec = sd_mapping_apply_object(run->mapping, SD_KIND_SALE, src, ptr, errors);
+    const char *inv = json_string_value(json_object_get(rec, "invoice_number"));
+    if (inv && *inv) {
+        json_array_append_new(run->deletions, json_string(inv));
+    }
+    json_decref(rec);
+    return rec != NULL;
+}
+
 /* Shape one ticket page into body; the ids and last update seen go to w. */
 static size_t ticket_page_body(struct tb_run *run, const json_t *data, json_t *body,
                                struct tk_window *w, int64_t *page_max, struct sd_issues *errors)
@@ -669,7 +694,8 @@ static size_t ticket_page_body(struct tb_run *run, const json_t *data, json_t *b
             up > *page_max) {
             *page_max = up;
         }
-        if (truth(json_object_get(t, "is_deleted")) == 1) {
+        bool deleted = truth(json_object_get(t, "is_deleted")) == 1;
+        if (deleted && cf(run->ctx)->deleted_policy == TB_DELETED_SKIP) {
             run->deleted_skipped++;
             continue;
         }
@@ -694,12 +720,49 @@ static size_t ticket_page_body(struct tb_run *run, const json_t *data, json_t *b
         }
         json_decref(fid);
         json_t *src = shape_sale(t);
-        bad += !map_into(run, SD_KIND_SALE, src, ptr, body, errors);
+        if (deleted && cf(run->ctx)->deleted_policy == TB_DELETED_CANCEL) {
+            /* A cancelled sale counts for nothing (no tickets, no spend) and is final. */
+            json_object_set_new(src, "sale_status", json_string("cancelled"));
+            json_object_set(src, "deleted_at", json_object_get(t, "last_updated_timestamp"));
+        }
+        if (deleted) {
+            bad += !delete_sale(run, src, ptr, body, errors);
+        } else {
+            bad += !map_into(run, SD_KIND_SALE, src, ptr, body, errors);
+        }
         json_decref(src);
     }
     json_decref(seen_events);
     json_decref(seen_fans);
     return bad;
+}
+
+/* tombstone: the page's deletions, committed before its records and cursor: a crash in
+ * between reads the page again, whose deletions then find nothing left to delete. */
+static int apply_deletions(struct tb_run *run, const char *what)
+{
+    struct sd_connector_ctx *ctx = run->ctx;
+    size_t n = json_array_size(run->deletions);
+    if (n == 0) {
+        return 0;
+    }
+    struct sd_deletion *v = calloc(n, sizeof(*v));
+    if (!v) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        v[i].kind = SD_KIND_SALE;
+        v[i].id = json_string_value(json_array_get(run->deletions, i));
+        v[i].reason = SD_TOMBSTONE_DELETED;
+    }
+    struct sd_deletion_outcome gone = {0};
+    int r = sd_hub_delete_records(ctx->hub, ctx->tenant_id, ctx->env, v, n, ctx->id, &gone);
+    free(v);
+    if (r < 0) {
+        return sd_connector_fail(ctx, r, "%s: storing its deletions failed", what);
+    }
+    run->tombstoned += gone.n_deleted;
+    return 0;
 }
 
 static int pull_tickets(struct tb_run *run)
@@ -779,8 +842,13 @@ static int pull_tickets(struct tb_run *run)
                 }
             }
             json_t *cursor = cursor_with(ctx, "tickets", window_json(&w));
-            r = store_page(run, what, body, cursor, n, bad, &errors);
+            r = bad > 0 && cf(ctx)->policy != TB_POLICY_SKIP_RECORDS ? 0
+                                                                      : apply_deletions(run, what);
+            if (r == 0) {
+                r = store_page(run, what, body, cursor, n, bad, &errors);
+            }
             json_decref(cursor);
+            json_array_clear(run->deletions);
         }
         sd_issues_release(&errors);
         json_decref(body);
@@ -797,7 +865,7 @@ static int pull_tickets(struct tb_run *run)
 static int tb_run(struct sd_connector_ctx *ctx, void *state)
 {
     (void)state;
-    struct tb_run run = {.ctx = ctx};
+    struct tb_run run = {.ctx = ctx, .deletions = json_array()};
     int r = build_mapping(&run);
     if (r == 0 && (sd_http_header("Api-Key", cf(ctx)->api_key, &run.h_key) < 0 ||
                    sd_http_header("Api-Secret", cf(ctx)->api_secret, &run.h_secret) < 0)) {
@@ -814,7 +882,7 @@ static int tb_run(struct sd_connector_ctx *ctx, void *state)
         char deleted[96] = "", skipped[1024] = "";
         if (run.deleted_skipped > 0) {
             sd_utf8_snprintf(deleted, sizeof(deleted),
-                             "%llu deleted ticket(s) skipped: deletions are not propagated yet",
+                             "%llu deleted ticket(s) skipped (deleted_tickets is skip)",
                              (unsigned long long)run.deleted_skipped);
         }
         if (run.skipped > 0) {
@@ -824,6 +892,7 @@ static int tb_run(struct sd_connector_ctx *ctx, void *state)
         sd_connector_fail(ctx, 0, "%s%s%s", deleted, deleted[0] && skipped[0] ? "; " : "", skipped);
     }
     free(run.first_skip);
+    json_decref(run.deletions);
     sd_http_header_free(run.h_key);
     sd_http_header_free(run.h_secret);
     sd_mapping_free(run.mapping);
