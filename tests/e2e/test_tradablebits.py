@@ -16,6 +16,7 @@ connector never calls before Retry-After allows and still completes; the type's 
 holds a pull to 70 calls per aligned 10 s window (7 x 85 < 600 per rolling minute), and a
 ticket page whose numbers arrive as strings is stored the same."""
 
+import json
 import os
 import sys
 import tempfile
@@ -470,6 +471,161 @@ class TradableBitsPull(unittest.TestCase):
         self.assertIn("1 record(s) skipped", st["last_warning"])
         want = {t["ticket_key"] for t in sim.tickets()} - {bad["ticket_key"]}
         self.assertEqual({s["invoice_number"] for s in api.list_all("sales")[0]}, want)
+
+
+    # -- push ----------------------------------------------------------------------------------
+    def deliveries(self, api, cid):
+        r = harness.http(self.server.port, "GET", "/v1/%s/deliveries?connector=%s&limit=1000"
+                         % (api.client_id, cid), key=api.key)
+        self.assertEqual(r.status, 200, r)
+        return r.json["data"]
+
+    def wait_settled(self, api, cid, n, timeout=None):
+        """Wait until n items of cid are delivered or dead (none waiting); returns them."""
+        def done():
+            items = self.deliveries(api, cid)
+            ended = [d for d in items if d["state"] in ("delivered", "dead")]
+            return items if len(ended) >= n and len(ended) == len(items) else None
+        return harness.wait_until(done, timeout or RUN_TIMEOUT, interval=0.1,
+                                  what="%d deliveries of %s" % (n, cid))
+
+    def push_body(self, n, tag, bad=()):
+        ev = harness.event("EV-" + tag, title="Push Night", venue="Rogers Arena",
+                           date="2026-05-01", time="19:30:00")
+        custs = [harness.customer("C-%s-%d" % (tag, i), first_name="First%d" % i,
+                                  last_name="Last%d" % i,
+                                  email="c%d.%s@example.test" % (i, tag.lower()))
+                 for i in range(10)]
+        custs.append(harness.customer("C-%s-noname" % tag, email="noname.%s@example.test"
+                                      % tag.lower()))
+        sales = [harness.sale("S-%s-%03d" % (tag, i), event_id=ev["event_id"],
+                              customer_id=(custs[-1] if i in bad else custs[i % 10])
+                              ["customer_id"], quantity=1 + i % 3, sales_price="%d.50" % (10 + i),
+                              currency="CAD")
+                 for i in range(n)]
+        return {"events": [ev], "customers": custs, "sales": sales}
+
+    def test_bulk_push_of_250_tickets(self):
+        # 250 sales go out as tickets in three bulk calls (100, 100, 50) with deterministic
+        # ticket keys; the same sales pushed again answer 250 duplicates and change nothing.
+        admin, api = self.tenant()
+        sim = self.sim(seed=31, fans=5, tickets=3, require_ticket_key=True)
+        cid = admin.add(settings_for(sim, push_tickets=True))
+        before = {t["ticket_id"] for t in sim.tickets()}
+        body = self.push_body(250, "B")
+        r = api.ingest(body)
+        self.assertEqual(r.status, 202, r)
+        items = self.wait_settled(api, cid, 250)
+        self.assertEqual({d["state"] for d in items}, {"delivered"})
+        calls = sim.calls("tickets_bulk")
+        self.assertEqual(sorted(len(c.form["tickets"]) for c in calls), [50, 100, 100])
+        self.assertEqual([c.status for c in calls], [200, 200, 200])
+        for c in calls:
+            self.assertEqual(c.content_type.split(";")[0], "application/x-www-form-urlencoded")
+            self.assertEqual(c.key_via, "header")
+            self.assertEqual(c.answer["meta"]["success_count"], len(c.form["tickets"]))
+        created = [t for t in sim.tickets() if t["ticket_id"] not in before]
+        self.assertEqual(len(created), 250)
+        byk = {t["ticket_key"]: t for t in created}
+        sent = {}
+        for c in calls:
+            for row in c.form["tickets"]:
+                row = json.loads(row)
+                sent[row["ticket_key"]] = row
+        custs = {c["customer_id"]: c for c in body["customers"]}
+        for s in body["sales"]:
+            t = byk["webhook:" + s["invoice_number"]]
+            c = custs[s["customer_id"]]
+            row = sent["webhook:" + s["invoice_number"]]
+            self.assertEqual((row["email"], row["first_name"], row["last_name"]),
+                             (c["email"], c["first_name"], c["last_name"]))
+            self.assertEqual((row["customer_key"], row["price_code"]),
+                             (s["customer_id"], "regular"))
+            self.assertEqual(t["email"], c["email"])
+            self.assertEqual(t["num_seats"], s["quantity"])
+            self.assertEqual(money(t["paid_amount"]), s["sales_price"])
+            self.assertEqual((t["event_key"], t["event_name"], t["venue_name"]),
+                             ("EV-B", "Push Night", "Rogers Arena"))
+            self.assertEqual(t["purchase_timestamp"][:19], "2025-04-15T11:08:42")
+            self.assertEqual(t["event_date"][:19], "2026-05-01T19:30:00")
+        # Every item names its ticket.
+        snapshot = sim.tickets()
+        # The same sales again (deleted in the hub, then sent again): 250 duplicates, nothing new.
+        for s in body["sales"]:
+            self.assertEqual(api.req("DELETE", "/v1/%s/sales/%s" % (api.client_id,
+                                                                    s["invoice_number"])).status,
+                             200)
+        sim.clear_calls()
+        r = api.ingest(body)
+        self.assertEqual(r.status, 202, r)
+        self.wait_settled(api, cid, 500)
+        calls = sim.calls("tickets_bulk")
+        self.assertEqual(sorted(len(c.form["tickets"]) for c in calls), [50, 100, 100])
+        self.assertEqual(sum(c.answer["meta"]["duplicate_count"] for c in calls), 250)
+        self.assertEqual(sim.tickets(), snapshot)
+        self.assertEqual(sim.writes(), calls)
+
+    def test_bulk_push_row_errors_and_429(self):
+        # A 429 with Retry-After holds the whole batch that long, then it goes again; a row the
+        # API refuses dead-letters that sale alone, its neighbours are delivered.
+        admin, api = self.tenant()
+        sim = self.sim(seed=37, fans=5, tickets=3)
+        cid = admin.add(settings_for(sim, push_tickets=True))
+        sim.inject("tickets_bulk", ("status", 429, {"Retry-After": "2"}))
+        body = self.push_body(30, "E", bad={4})
+        self.assertEqual(api.ingest(body).status, 202)
+        items = self.wait_settled(api, cid, 30)
+        calls = sim.calls("tickets_bulk")
+        self.assertEqual([c.status for c in calls], [429, 200])
+        self.assertGreaterEqual(calls[1].t - calls[0].t, 1.9)
+        self.assertEqual(len(calls[1].form["tickets"]), 30)
+        dead = [d for d in items if d["state"] == "dead"]
+        self.assertEqual([d["subject"]["id"] for d in dead], ["S-E-004"])
+        self.assertIn("first_name is required", dead[0]["last_response"])
+        self.assertEqual(len([d for d in items if d["state"] == "delivered"]), 29)
+        keys = {t["ticket_key"] for t in sim.tickets()}
+        self.assertNotIn("webhook:S-E-004", keys)
+        self.assertIn("webhook:S-E-005", keys)
+
+    def test_fans_out_and_no_echo(self):
+        # Customers become fans: a new email is created, a known one (a fan pulled before) is a
+        # duplicate and that fan is updated; a later change updates the same fan. What the pull
+        # stored is never pushed back, and a fan the push created is not pulled back.
+        admin, api = self.tenant()
+        sim = self.sim(seed=41, fans=8, tickets=10)
+        cid = admin.add(settings_for(sim, push_fans=True, push_tickets=True))
+        self.assertEqual(admin.run(cid, sim)["state"], "ok")
+        self.assertEqual(self.deliveries(api, cid), [])    # nothing pulled goes back
+        known = sim.fans()[0]
+        new = harness.customer("N-1", first_name="Nora", last_name="New",
+                               email="nora.new@example.test", ad_opt_out=True)
+        dup = harness.customer("D-1", first_name="Dana", last_name="Dup",
+                               email=known["email"], ad_opt_out=False)
+        sim.clear_calls()
+        self.assertEqual(api.ingest({"customers": [new, dup]}).status, 202)
+        items = self.wait_settled(api, cid, 2)
+        self.assertEqual({d["state"] for d in items}, {"delivered"}, items)
+        f_new = sim.fan(email="nora.new@example.test")
+        self.assertEqual((f_new["first_name"], f_new["is_optout"], f_new["is_subscribed"]),
+                         ("Nora", True, False))
+        f_dup = sim.fan(email=known["email"])
+        self.assertEqual(f_dup["fan_id"], known["fan_id"])
+        self.assertEqual((f_dup["first_name"], f_dup["is_subscribed"]), ("Dana", True))
+        self.assertEqual([c.op for c in sim.writes()].count("fan_create"), 2)
+        self.assertEqual([c.op for c in sim.writes()].count("fan_update"), 1)
+        # A change of the new customer updates the fan it created: no second create.
+        sim.clear_calls()
+        self.assertEqual(api.ingest({"customers": [dict(new, first_name="Nina")]}).status, 202)
+        self.wait_settled(api, cid, 3)
+        self.assertEqual([c.op for c in sim.writes()], ["fan_update"])
+        self.assertEqual(sim.calls("fan_update")[0].params["fan_id"], str(f_new["fan_id"]))
+        self.assertEqual(sim.fan(email="nora.new@example.test")["first_name"], "Nina")
+        # The pull after: the fan the push created is not a customer of this source; the fan
+        # that was there before is, with the name the push gave it; nothing is pushed back.
+        self.assertEqual(admin.run(cid, sim)["state"], "ok")
+        self.assertEqual(api.get("customers", str(f_new["fan_id"])).status, 404)
+        self.assertEqual(api.get("customers", str(known["fan_id"])).json["first_name"], "Dana")
+        self.assertEqual(len(self.deliveries(api, cid)), 3)
 
 
 if __name__ == "__main__":

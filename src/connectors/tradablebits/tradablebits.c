@@ -109,15 +109,11 @@ static const struct sd_setting settings[] = {
     {"tickets_bulk_field", SD_SETTING_STRING, "\"tickets\"", 1, 64,
      "form field of the bulk call, one JSON ticket per repeated field (to confirm)", NULL,
      AT(tickets_bulk_field)},
-    {"bulk_size", SD_SETTING_INT, "100", 1, 100, "tickets per bulk call", NULL, AT(bulk_size)},
     {"fans_create_path", SD_SETTING_STRING, "\"/crm/fans\"", 1, 256,
      "path of fan create (to confirm with Tradable Bits)", NULL, AT(fans_create_path)},
     {"fan_update_path", SD_SETTING_STRING, "\"/crm/fans/{fan_id}\"", 1, 256,
      "path of fan update; {fan_id} is the fan (to confirm with Tradable Bits)", NULL,
      AT(fan_update_path)},
-    {"fan_get_path", SD_SETTING_STRING, "\"/crm/fans/{fan_id}\"", 1, 256,
-     "path of one fan; {fan_id} is the fan (to confirm with Tradable Bits)", NULL,
-     AT(fan_get_path)},
     {"tag_prefix", SD_SETTING_STRING, "\"stagedoor-\"", 0, 32,
      "a segment's tag is named tag_prefix + the segment id", NULL, AT(tag_prefix)},
     {"segments", SD_SETTING_STRING, "\"\"", 0, 4096,
@@ -226,6 +222,7 @@ struct tb_run {
     char *h_key, *h_secret;
     uint64_t deleted_skipped;
     uint64_t tombstoned; /* sales deleted because their ticket was */
+    uint64_t echoes;     /* records this instance pushed, left out */
     json_t *deletions; /* tombstone: the invoices of the current page's deleted tickets */
     uint64_t skipped; /* records left out by skip_records */
     char *first_skip; /* the first of them, for the warning */
@@ -515,6 +512,24 @@ static bool stopping(struct sd_connector_ctx *ctx)
     return ctx->stop && atomic_load(ctx->stop);
 }
 
+/* Whether the record of remote id `id` was written by this instance's push (no echo):
+ * tickets by the remote reference its delivery recorded (sale ↔ ticket id), fans by the note
+ * a fan create leaves (TB_REF_FAN_CREATED). A store error counts as not (the record is pulled,
+ * as before the push existed). */
+static bool pushed_here(struct tb_run *run, const char *kind, const json_t *id, bool by_local)
+{
+    json_t *s = id_string(id);
+    if (!s) {
+        return false;
+    }
+    char *other = NULL;
+    int r = by_local ? sd_connector_remote_ref_get(run->ctx, kind, json_string_value(s), &other)
+                     : sd_connector_remote_ref_find(run->ctx, kind, json_string_value(s), &other);
+    free(other);
+    json_decref(s);
+    return r == 0;
+}
+
 /* ---- fans ------------------------------------------------------------------------------------ */
 
 static int pull_fans(struct tb_run *run)
@@ -556,6 +571,10 @@ static int pull_fans(struct tb_run *run)
         size_t bad = 0;
         json_array_foreach(data, i, fan)
         {
+            if (pushed_here(run, TB_REF_FAN_CREATED, json_object_get(fan, "fan_id"), true)) {
+                run->echoes++;
+                continue; /* a fan this instance created: the hub's own customer */
+            }
             char ptr[64];
             sd_utf8_snprintf(ptr, sizeof(ptr), "/data/%zu", i);
             json_t *src = shape_fan(fan);
@@ -693,6 +712,10 @@ static size_t ticket_page_body(struct tb_run *run, const json_t *data, json_t *b
         if (parse_time(json_string_value(json_object_get(t, "last_updated_timestamp")), &up) == 0 &&
             up > *page_max) {
             *page_max = up;
+        }
+        if (pushed_here(run, "sale", tid, false)) {
+            run->echoes++;
+            continue; /* a ticket this instance pushed: the hub's own sale */
         }
         bool deleted = truth(json_object_get(t, "is_deleted")) == 1;
         if (deleted && cf(run->ctx)->deleted_policy == TB_DELETED_SKIP) {
@@ -899,10 +922,20 @@ static int tb_run(struct sd_connector_ctx *ctx, void *state)
     return r < 0 ? r : 0;
 }
 
+static const char *const operations[] = {TB_OP_TICKET, TB_OP_FAN, NULL};
+static const char *const batch_operations[] = {TB_OP_TICKET, NULL};
+
 const struct sd_connector sd_connector_tradablebits = {
     .name = "tradablebits",
-    .kind = SD_CONNECTOR_SOURCE,
-    .help = "pull fans (customers) and tickets (sales, events) from the Tradable Bits CRM API",
+    .kind = SD_CONNECTOR_SOURCE | SD_CONNECTOR_TARGET,
+    .help = "fans (customers) and tickets (sales, events) from the Tradable Bits CRM API, and "
+            "the hub's sales as tickets and customers as fans back to it",
+    .operations = operations,
+    .on_change = tb_on_change,
+    .deliver = tb_deliver,
+    .batch_operations = batch_operations,
+    .batch_max = TB_BULK_MAX,
+    .deliver_batch = tb_deliver_batch,
     .settings = settings,
     .settings_size = sizeof(struct tb_conf),
     .default_schedule = "every 15m",
