@@ -446,6 +446,69 @@ static void finish(struct sd_outbox *o, const struct sd_outbox_item *d,
     free(text);
 }
 
+/* The outcomes of a batch's items, written in one transaction (finish_flush). */
+struct finish_batch {
+    size_t n;
+    const char **ids;
+    int64_t *fences;
+    struct sd_delivery_outcome *oc; /* doc and remote_ref owned (heap) */
+};
+
+/* finish(), or, with a batch, its outcome kept for finish_flush. */
+static void finish_to(struct sd_outbox *o, struct finish_batch *fb, const struct sd_outbox_item *d,
+                      enum sd_delivery_state state, int64_t next, int64_t delta, json_t *doc,
+                      const char *remote)
+{
+    if (!fb) {
+        finish(o, d, state, next, delta, doc, remote);
+        return;
+    }
+    size_t i = fb->n++;
+    fb->ids[i] = d->id;
+    fb->fences[i] = d->fence;
+    fb->oc[i] = (struct sd_delivery_outcome){.state = state,
+                                             .next_attempt_usec = next,
+                                             .attempts_delta = delta,
+                                             .doc = json_dumps(doc, JSON_COMPACT),
+                                             .remote_ref = remote ? sd_strdup(remote) : NULL};
+}
+
+/* Write a batch's outcomes in one transaction; if the store cannot, one by one (each as
+ * finish() would, so a failure leaves that item to its lease's end). */
+static void finish_flush(struct sd_outbox *o, struct finish_batch *fb)
+{
+    int *ret = sd_calloc(fb->n ? fb->n : 1, sizeof(*ret));
+    bool docs = true;
+    for (size_t i = 0; i < fb->n; i++) {
+        docs = docs && fb->oc[i].doc;
+    }
+    int r = docs && fb->n ? sd_store_delivery_finish_many(o->hub->store, fb->n, fb->ids,
+                                                          fb->fences, fb->oc, ret)
+                          : -EIO;
+    for (size_t i = 0; i < fb->n; i++) {
+        if (r < 0 && fb->oc[i].doc) {
+            ret[i] = sd_store_delivery_finish(o->hub->store, fb->ids[i], fb->fences[i], &fb->oc[i]);
+        } else if (r < 0) {
+            ret[i] = -EIO;
+        }
+        if (ret[i] == -ESTALE) {
+            sd_log(SD_LOG_WARN,
+                   "delivery lease lost before its outcome was recorded; the worker "
+                   "that took it over decides",
+                   "delivery=%s", fb->ids[i]);
+        } else if (ret[i] < 0) {
+            sd_log(SD_LOG_ERROR,
+                   "cannot record a delivery outcome; it is sent again when its lease "
+                   "runs out",
+                   "delivery=%s " SD_LOG_ERR_FMT, fb->ids[i], SD_LOG_ERR_ARGS(ret[i]));
+        }
+        free((char *)fb->oc[i].doc);
+        free((char *)fb->oc[i].remote_ref);
+    }
+    free(ret);
+    fb->n = 0;
+}
+
 /* Fail the attempt without sending: dead at once, or retried with back-off (transient). */
 static void fail_unsent(struct sd_outbox *o, const struct sd_outbox_item *d, json_t *doc,
                         bool transient, const char *why)
@@ -484,7 +547,8 @@ static int typed_settings(const struct sd_connector *c, json_t **settings, void 
 
 /* Record one attempt's outcome from the connector's verdict and result. */
 static void conclude(struct sd_outbox *o, const struct sd_outbox_item *d, enum sd_verdict v,
-                     const struct sd_delivery_result *r, json_t *doc, int64_t now, uint64_t rnd)
+                     const struct sd_delivery_result *r, json_t *doc, int64_t now, uint64_t rnd,
+                     struct finish_batch *fb)
 {
     const struct sd_delivery_result res = *r;
     const char *key;
@@ -514,7 +578,7 @@ static void conclude(struct sd_outbox *o, const struct sd_outbox_item *d, enum s
                "delivery=%s connector=%s operation=%s %s=%s status=%ld attempt=%lld ms=%lld", d->id,
                d->connector_id, d->operation, d->subject_kind, d->subject_id, res.status,
                (long long)d->attempts, (long long)res.ms);
-        finish(o, d, SD_DELIVERY_DELIVERED, 0, 0, doc, res.remote_ref);
+        finish_to(o, fb, d, SD_DELIVERY_DELIVERED, 0, 0, doc, res.remote_ref);
         break;
     case SD_VERDICT_WAIT: {
         int64_t waits = doc_int(doc, "waits") + 1;
@@ -522,7 +586,7 @@ static void conclude(struct sd_outbox *o, const struct sd_outbox_item *d, enum s
         if (waits > SD_OUTBOX_MAX_WAITS) {
             sd_log(SD_LOG_WARN, "delivery dead-lettered: still rate-limited by the receiver",
                    "delivery=%s waits=%lld", d->id, (long long)waits);
-            finish(o, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
+            finish_to(o, fb, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
             break;
         }
         int64_t wait = res.retry_after_usec > 0
@@ -530,7 +594,7 @@ static void conclude(struct sd_outbox *o, const struct sd_outbox_item *d, enum s
                            : sd_outbox_retry_after_usec(NULL, sd_outbox_time_scale());
         sd_log(SD_LOG_INFO, "delivery rate-limited by the receiver, waiting",
                "delivery=%s status=%ld wait_ms=%lld", d->id, res.status, (long long)(wait / 1000));
-        finish(o, d, SD_DELIVERY_RETRYING, now + wait, -1, doc, NULL);
+        finish_to(o, fb, d, SD_DELIVERY_RETRYING, now + wait, -1, doc, NULL);
         break;
     }
     case SD_VERDICT_RETRY:
@@ -538,7 +602,7 @@ static void conclude(struct sd_outbox *o, const struct sd_outbox_item *d, enum s
             sd_log(SD_LOG_WARN, "delivery dead-lettered after the last attempt",
                    "delivery=%s status=%ld attempts=%lld error=\"%s\"", d->id, res.status,
                    (long long)d->attempts, err ? err : "");
-            finish(o, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
+            finish_to(o, fb, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
         } else {
             int64_t wait =
                 sd_outbox_backoff_usec((int)d->attempts, rnd, sd_outbox_time_scale());
@@ -549,13 +613,13 @@ static void conclude(struct sd_outbox *o, const struct sd_outbox_item *d, enum s
             sd_log(SD_LOG_INFO, "delivery attempt failed, retrying",
                    "delivery=%s status=%ld attempt=%lld error=\"%s\" wait_ms=%lld", d->id,
                    res.status, (long long)d->attempts, err ? err : "", (long long)(wait / 1000));
-            finish(o, d, SD_DELIVERY_RETRYING, now + wait, 0, doc, NULL);
+            finish_to(o, fb, d, SD_DELIVERY_RETRYING, now + wait, 0, doc, NULL);
         }
         break;
     case SD_VERDICT_REJECT:
         sd_log(SD_LOG_WARN, "delivery dead-lettered: the receiver refused it",
                "delivery=%s status=%ld error=\"%s\"", d->id, res.status, err ? err : "");
-        finish(o, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
+        finish_to(o, fb, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
         break;
     }
 }
@@ -663,6 +727,9 @@ static void process_batch(struct sd_outbox *o, const struct sd_connector *c,
      * together, so they go again as one request. */
     int64_t now = sd_now_usec();
     uint64_t rnd = random_u64();
+    struct finish_batch fb = {.ids = sd_calloc(n, sizeof(*fb.ids)),
+                              .fences = sd_calloc(n, sizeof(*fb.fences)),
+                              .oc = sd_calloc(n, sizeof(*fb.oc))};
     for (size_t i = 0; i < n; i++) {
         if (leases[i].lost) {
             sd_log(SD_LOG_WARN,
@@ -671,13 +738,18 @@ static void process_batch(struct sd_outbox *o, const struct sd_connector *c,
                    "delivery=%s", items[i].id);
         } else {
             items[i].lease_until_usec = leases[i].until;
-            conclude(o, &items[i], v[i], &res[i], docs[i], now, rnd);
+            conclude(o, &items[i], v[i], &res[i], docs[i], now, rnd, &fb);
         }
         sd_delivery_result_release(&res[i]);
-        if (i > 0) {
-            json_decref(docs[i]);
-            sd_outbox_item_release(&items[i]);
-        }
+    }
+    /* One transaction for the batch's outcomes (one fsync, not one per item). */
+    finish_flush(o, &fb);
+    free(fb.ids);
+    free(fb.fences);
+    free(fb.oc);
+    for (size_t i = 1; i < n; i++) {
+        json_decref(docs[i]);
+        sd_outbox_item_release(&items[i]);
     }
     ctx->lease = first;
     free(res);
@@ -818,7 +890,7 @@ static void process(struct sd_outbox *o, struct sd_outbox_item *d, struct sd_out
         sd_log_flush();
         _exit(137); /* test hook: a crash between the receiver's answer and its record */
     }
-    conclude(o, d, v, &res, doc, sd_now_usec(), random_u64());
+    conclude(o, d, v, &res, doc, sd_now_usec(), random_u64(), NULL);
 out:
     if (n_more > 0) {
         /* Claimed with d but not sent (d failed before its request): their leases are ended

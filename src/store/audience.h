@@ -551,6 +551,13 @@ struct sd_store_outbox_ops {
      * transaction. -ESTALE if the lease is no longer this fence's. */
     int (*delivery_finish)(struct sd_store *s, const char *id, int64_t fence,
                            const struct sd_delivery_outcome *o);
+    /* delivery_finish of n items (a batch sent in one request) in ONE transaction: ret[i] is 0,
+     * or -ESTALE for an item whose lease is no longer fences[i]'s (nothing written for it; the
+     * others are). Returns 0, -EINVAL (an outcome delivery_finish would refuse; nothing
+     * written), or a store error (nothing written). */
+    int (*delivery_finish_many)(struct sd_store *s, size_t n, const char *const *ids,
+                                const int64_t *fences, const struct sd_delivery_outcome *o,
+                                int *ret);
     /* Replay a dead item: queued, attempts 0, sent_usec cleared, the new idempotency key and
      * doc, then plan its connector. -EBUSY if it is not dead, -ENOENT if missing. */
     int (*delivery_requeue)(struct sd_store *s, const char *id, const char *idem_key,
@@ -607,6 +614,9 @@ int sd_store_delivery_renew(struct sd_store_handle *h, const char *id, int64_t f
                             int64_t new_lease_until_usec);
 int sd_store_delivery_finish(struct sd_store_handle *h, const char *id, int64_t fence,
                              const struct sd_delivery_outcome *o);
+int sd_store_delivery_finish_many(struct sd_store_handle *h, size_t n, const char *const *ids,
+                                  const int64_t *fences, const struct sd_delivery_outcome *o,
+                                  int *ret);
 int sd_store_delivery_requeue(struct sd_store_handle *h, const char *id, const char *idem_key,
                               const char *doc, const struct sd_outbox_clock *clk);
 int sd_store_delivery_cancel(struct sd_store_handle *h, const char *id, const char *doc,

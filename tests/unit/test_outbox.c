@@ -974,7 +974,8 @@ static void add_op_item(struct fx *f, const char *id, const char *con, const cha
 
 /* A batch claimed with a first item: due items of the same connector and operation only, in
  * due order, each leased as a claim leases one; FIFO per subject holds; first sends of a
- * connector with a rate are left to the planned claim. */
+ * connector with a rate are left to the planned claim. Outcomes of a batch are written
+ * together, an item whose lease is stale left out. */
 static void test_claim_more(void **state)
 {
     struct fx *f = *state;
@@ -1016,6 +1017,30 @@ static void test_claim_more(void **state)
     assert_int_equal(sd_store_delivery_claim_more(f->h, &clk, &first, 10, &more, &n), 0);
     assert_int_equal(n, 1);
     assert_string_equal(more[0].id, "dlv_7");
+    /* Their outcomes in one transaction; a stale fence is refused for that item alone. */
+    const char *ids[] = {more[0].id, "dlv_1"};
+    int64_t fences[] = {more[0].fence, first.fence + 1};
+    struct sd_delivery_outcome oc[] = {
+        {.state = SD_DELIVERY_DELIVERED, .doc = "{\"kind\":\"create\"}", .remote_ref = "T-7"},
+        {.state = SD_DELIVERY_DEAD, .doc = "{}"}};
+    int ret[2] = {1, 1};
+    assert_int_equal(sd_store_delivery_finish_many(f->h, 2, ids, fences, oc, ret), 0);
+    assert_int_equal(ret[0], 0);
+    assert_int_equal(ret[1], -ESTALE);
+    struct sd_outbox_item got = {0};
+    get(f, "dlv_7", &got);
+    assert_int_equal(got.state, SD_DELIVERY_DELIVERED);
+    assert_string_equal(got.remote_ref, "T-7");
+    sd_outbox_item_release(&got);
+    char *remote = NULL;
+    assert_int_equal(sd_store_remote_ref_get(f->h, "con_a", "customer", "c6", &remote), 0);
+    assert_string_equal(remote, "T-7");
+    free(remote);
+    get(f, "dlv_1", &got);
+    assert_int_equal(got.state, SD_DELIVERY_SENDING); /* its stale outcome wrote nothing */
+    sd_outbox_item_release(&got);
+    oc[1].state = SD_DELIVERY_QUEUED; /* not an outcome: nothing written at all */
+    assert_int_equal(sd_store_delivery_finish_many(f->h, 2, ids, fences, oc, ret), -EINVAL);
     sd_outbox_items_free(more, n);
     assert_int_equal(sd_store_delivery_claim_more(f->h, &clk, &first, 10, &more, &n), 0);
     assert_int_equal(n, 0);

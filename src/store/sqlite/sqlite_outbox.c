@@ -1051,25 +1051,23 @@ static int delivery_renew(struct sd_store *s, const char *id, int64_t fence,
     return sd_sqlite_ctl_end_write(s, r, false);
 }
 
-static int delivery_finish(struct sd_store *s, const char *id, int64_t fence,
-                           const struct sd_delivery_outcome *o)
+static bool outcome_ok(const char *id, const struct sd_delivery_outcome *o)
 {
-    if (!id || !o || !o->doc ||
-        (o->state != SD_DELIVERY_RETRYING && o->state != SD_DELIVERY_DELIVERED &&
-         o->state != SD_DELIVERY_DEAD)) {
-        return -EINVAL;
-    }
-    int r = sd_sqlite_ctl_begin_write(s);
-    if (r < 0) {
-        return r;
-    }
-    struct conn *k = s->ctl;
-    int64_t now = sd_now_usec();
+    return id && o && o->doc &&
+           (o->state == SD_DELIVERY_RETRYING || o->state == SD_DELIVERY_DELIVERED ||
+            o->state == SD_DELIVERY_DEAD);
+}
+
+/* One item's outcome inside the open write transaction: 0, -ESTALE (not this fence's lease),
+ * or a store error. */
+static int finish_row(struct conn *k, const char *id, int64_t fence,
+                      const struct sd_delivery_outcome *o, int64_t now)
+{
+    int r;
     const char *remote = o->state == SD_DELIVERY_DELIVERED ? o->remote_ref : NULL;
     sqlite3_stmt *st = stmt(k, S_DLV_FINISH);
     if (!st) {
-        r = -EIO;
-        goto out;
+        return -EIO;
     }
     if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 2, fence) |
          sqlite3_bind_text(st, 3, sd_delivery_state_name(o->state), -1, SQLITE_STATIC) |
@@ -1077,8 +1075,7 @@ static int delivery_finish(struct sd_store *s, const char *id, int64_t fence,
          sqlite3_bind_int64(st, 5, o->state == SD_DELIVERY_RETRYING ? o->next_attempt_usec : 0) |
          sqlite3_bind_text(st, 6, o->doc, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 7, now) |
          bind_opt(st, 8, remote)) != SQLITE_OK) {
-        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-        goto out;
+        return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
     }
     r = sd_sqlite_step_done(k, st, "item finish");
     if (r == 0 && sqlite3_changes(k->db) == 0) {
@@ -1096,7 +1093,42 @@ static int delivery_finish(struct sd_store *s, const char *id, int64_t fence,
             r = sd_sqlite_step_done(k, st, "remote reference upsert");
         }
     }
-out:
+    return r;
+}
+
+static int delivery_finish(struct sd_store *s, const char *id, int64_t fence,
+                           const struct sd_delivery_outcome *o)
+{
+    if (!outcome_ok(id, o)) {
+        return -EINVAL;
+    }
+    int r = sd_sqlite_ctl_begin_write(s);
+    if (r < 0) {
+        return r;
+    }
+    r = finish_row(s->ctl, id, fence, o, sd_now_usec());
+    return sd_sqlite_ctl_end_write(s, r, false);
+}
+
+static int delivery_finish_many(struct sd_store *s, size_t n, const char *const *ids,
+                                const int64_t *fences, const struct sd_delivery_outcome *o,
+                                int *ret)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!outcome_ok(ids[i], &o[i])) {
+            return -EINVAL;
+        }
+    }
+    int r = sd_sqlite_ctl_begin_write(s);
+    if (r < 0) {
+        return r;
+    }
+    int64_t now = sd_now_usec();
+    for (size_t i = 0; i < n && r == 0; i++) {
+        int x = finish_row(s->ctl, ids[i], fences[i], &o[i], now);
+        ret[i] = x == -ESTALE ? -ESTALE : 0;
+        r = x == -ESTALE ? 0 : x;
+    }
     return sd_sqlite_ctl_end_write(s, r, false);
 }
 
@@ -1309,6 +1341,7 @@ const struct sd_store_outbox_ops sd_sqlite_outbox_ops = {
     .delivery_claim_more = delivery_claim_more,
     .delivery_renew = delivery_renew,
     .delivery_finish = delivery_finish,
+    .delivery_finish_many = delivery_finish_many,
     .delivery_requeue = delivery_requeue,
     .delivery_cancel = delivery_cancel,
     .delivery_send_now = delivery_send_now,
