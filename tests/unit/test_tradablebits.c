@@ -150,6 +150,12 @@ static void test_ticket_and_bulk_body(void **state)
     assert_string_equal(json_string_value(json_object_get(bare, "ticket_key")), "hub:A 1&2");
     assert_null(json_object_get(bare, "email"));
     assert_null(json_object_get(bare, "event_date"));
+    assert_null(json_object_get(t, "is_deleted"));
+    json_object_set_new(sale, "status", json_string("cancelled"));
+    json_t *cancelled = tb_ticket_from_sale("webhook", sale, cust, ev);
+    assert_string_equal(json_string_value(json_object_get(cancelled, "is_deleted")), "true");
+    json_decref(cancelled);
+    json_object_del(sale, "status");
     json_object_del(sale, "invoice_number");
     assert_null(tb_ticket_from_sale("webhook", sale, cust, ev));
 

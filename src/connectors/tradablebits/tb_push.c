@@ -152,6 +152,10 @@ json_t *tb_ticket_from_sale(const char *source, const json_t *sale, const json_t
     put_str(t, "customer_key", json_object_get(sale, "customer_id"));
     put_str(t, "event_name", json_object_get(event, "title"));
     put_str(t, "venue_name", json_object_get(event, "venue"));
+    const char *status = json_string_value(json_object_get(sale, "status"));
+    if (status && strcmp(status, "cancelled") == 0) {
+        json_object_set_new(t, "is_deleted", json_string("true"));
+    }
     const char *day = json_string_value(json_object_get(event, "date"));
     const char *tm = json_string_value(json_object_get(event, "time"));
     if (day) {

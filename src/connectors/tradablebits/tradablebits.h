@@ -70,7 +70,8 @@ void tb_deliver_batch(struct sd_connector_ctx *ctx, void *state,
 
 /* A ticket (the create call's fields) from a stored sale, its customer and its event (either
  * may be NULL: the fields they give are left out, and the API refuses the row). ticket_key is
- * "<source>:<invoice_number>". NULL when the sale has no invoice_number. New reference. */
+ * "<source>:<invoice_number>"; a cancelled sale is sent is_deleted. NULL when the sale has no
+ * invoice_number. New reference. */
 json_t *tb_ticket_from_sale(const char *source, const json_t *sale, const json_t *customer,
                             const json_t *event);
 /* The bulk call's form body: one `field`=<ticket as JSON> per ticket. Heap, or NULL. */
