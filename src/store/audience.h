@@ -534,6 +534,15 @@ struct sd_store_outbox_ops {
      * nothing may go now. */
     int (*delivery_claim)(struct sd_store *s, const struct sd_outbox_clock *clk,
                           struct sd_outbox_item *ret);
+    /* After a claim of `first`: lease up to `max` more due items of the same connector and
+     * operation (due order; FIFO per subject; not first sends of a connector with a rate,
+     * which only the planned claim takes) as delivery_claim leases one, in one transaction,
+     * so that one request can carry them (sd_connector.deliver_batch). *ret (heap, free with
+     * sd_outbox_items_free) holds the *ret_n leased, possibly none. 0 or negative errno
+     * (nothing leased then). */
+    int (*delivery_claim_more)(struct sd_store *s, const struct sd_outbox_clock *clk,
+                               const struct sd_outbox_item *first, size_t max,
+                               struct sd_outbox_item **ret, size_t *ret_n);
     /* Move a held lease's end (longer before a send whose timeout outlasts it; to now to end a
      * dead instance's lease). -ESTALE if the row is not sending under this fence. */
     int (*delivery_renew)(struct sd_store *s, const char *id, int64_t fence,
@@ -542,6 +551,13 @@ struct sd_store_outbox_ops {
      * transaction. -ESTALE if the lease is no longer this fence's. */
     int (*delivery_finish)(struct sd_store *s, const char *id, int64_t fence,
                            const struct sd_delivery_outcome *o);
+    /* delivery_finish of n items (a batch sent in one request) in ONE transaction: ret[i] is 0,
+     * or -ESTALE for an item whose lease is no longer fences[i]'s (nothing written for it; the
+     * others are). Returns 0, -EINVAL (an outcome delivery_finish would refuse; nothing
+     * written), or a store error (nothing written). */
+    int (*delivery_finish_many)(struct sd_store *s, size_t n, const char *const *ids,
+                                const int64_t *fences, const struct sd_delivery_outcome *o,
+                                int *ret);
     /* Replay a dead item: queued, attempts 0, sent_usec cleared, the new idempotency key and
      * doc, then plan its connector. -EBUSY if it is not dead, -ENOENT if missing. */
     int (*delivery_requeue)(struct sd_store *s, const char *id, const char *idem_key,
@@ -591,10 +607,16 @@ int sd_store_delivery_list(struct sd_store_handle *h, const struct sd_delivery_f
 int sd_store_delivery_next_due(struct sd_store_handle *h, int64_t *ret_usec);
 int sd_store_delivery_claim(struct sd_store_handle *h, const struct sd_outbox_clock *clk,
                             struct sd_outbox_item *ret);
+int sd_store_delivery_claim_more(struct sd_store_handle *h, const struct sd_outbox_clock *clk,
+                                 const struct sd_outbox_item *first, size_t max,
+                                 struct sd_outbox_item **ret, size_t *ret_n);
 int sd_store_delivery_renew(struct sd_store_handle *h, const char *id, int64_t fence,
                             int64_t new_lease_until_usec);
 int sd_store_delivery_finish(struct sd_store_handle *h, const char *id, int64_t fence,
                              const struct sd_delivery_outcome *o);
+int sd_store_delivery_finish_many(struct sd_store_handle *h, size_t n, const char *const *ids,
+                                  const int64_t *fences, const struct sd_delivery_outcome *o,
+                                  int *ret);
 int sd_store_delivery_requeue(struct sd_store_handle *h, const char *id, const char *idem_key,
                               const char *doc, const struct sd_outbox_clock *clk);
 int sd_store_delivery_cancel(struct sd_store_handle *h, const char *id, const char *doc,

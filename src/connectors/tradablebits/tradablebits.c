@@ -1,5 +1,7 @@
-/* tradablebits.c — the `tradablebits` connector, pull half: fans and tickets from the Tradable
- * Bits CRM API (a fan CRM) into customers, sales and events.
+/* tradablebits.c — the `tradablebits` connector: its type (settings, quotas, the source and
+ * target entry points) and the pull half: fans and tickets from the Tradable Bits CRM API (a
+ * fan CRM) into customers, sales and events. The push half (sales as tickets, customers as
+ * fans) is tb_push.c; the parts share tradablebits.h.
  *
  * Streams, fans first so that the sales of a ticket page find their customer:
  *  - fans: the updated-fans feed in fan_time_key order (`<unix>_<ms>_<fan_id>`, unique even
@@ -21,8 +23,15 @@
  *
  * A ticket page carries, with data=fan, each ticket's fan: its customer is stored with the sale
  * (a fan created after the fans stream ran still resolves), and its event from the ticket's
- * event fields (one per event_key per page). Tickets marked is_deleted are not stored and are
- * counted in the run's warning: the hub has no delete operation yet.
+ * event fields (one per event_key per page). A ticket marked is_deleted propagates as the
+ * setting deleted_tickets says: cancel (default) stores its sale with status "cancelled" and
+ * the ticket's last update as status_changed_at (a cancelled sale counts no tickets and no
+ * spend, and is final: docs/ORDER_LIFECYCLE.md); tombstone deletes the sale from the hub (a
+ * tombstone in the change feed, committed just before the page); skip leaves the sale as it
+ * is and counts the ticket in the run's warning.
+ *
+ * No echo: a ticket whose sale this instance pushed (the remote reference its delivery
+ * recorded) and a fan its push created are left out of the pull.
  *
  * Records are shaped (ids as strings, consent, the event's date and time split) and then
  * mapped through the connector's default mapping overlaid with the instance's own (docs/
@@ -37,21 +46,12 @@
 
 #include "base/base.h"
 #include "core/connector.h"
+#include "core/deletions.h"
 #include "http/client.h"
 #include "http/verdict.h"
 #include "mapping/mapping.h"
 
-struct tb_conf {
-    const char *base_url, *api_key, *api_secret;
-    const char *fans_updated_path, *tickets_path;
-    const char *backfill_start, *currency, *event_city;
-    bool pull_fans, pull_tickets;
-    int policy; /* enum tb_policy */
-    int64_t tickets_page_size, fans_page_size, partition_days;
-    int64_t timeout_seconds, max_attempts, retry_initial_ms, max_wait_seconds;
-};
-
-enum tb_policy { POLICY_REJECT_PAGE, POLICY_SKIP_RECORDS };
+#include "connectors/tradablebits/tradablebits.h"
 
 #define AT(member) offsetof(struct tb_conf, member)
 
@@ -93,6 +93,42 @@ static const struct sd_setting settings[] = {
      AT(retry_initial_ms)},
     {"max_wait_seconds", SD_SETTING_INT, "120", 1, 3600,
      "longest wait for one Retry-After or back-off", NULL, AT(max_wait_seconds)},
+    {"quota_10s_calls", SD_SETTING_INT, "0", 0, 10000,
+     "calls per aligned 10 s window shared by pulls and pushes of this api_key (0: 85, under the "
+     "600 per minute default; 1400 fits a 10,000 per minute contract)",
+     NULL, AT(quota_10s_calls)},
+    {"deleted_tickets", SD_SETTING_CHOICE, "\"cancel\"", 0, 0,
+     "what a ticket marked is_deleted does to its stored sale: cancel (the sale is cancelled, "
+     "its quantity and amount kept), tombstone (the sale is deleted from the hub) or skip "
+     "(left as it is, counted in the warning)",
+     SD_CHOICES("cancel", "tombstone", "skip"), AT(deleted_policy)},
+    {"push_tickets", SD_SETTING_BOOL, "false", 0, 0,
+     "push the hub's sales as tickets (bulk call); the instance must be a target too", NULL,
+     AT(push_tickets)},
+    {"push_fans", SD_SETTING_BOOL, "false", 0, 0, "push the hub's customers as fans", NULL,
+     AT(push_fans)},
+    {"tickets_bulk_path", SD_SETTING_STRING, "\"/crm/tickets/bulk\"", 1, 256,
+     "path of the bulk ticket call (to confirm with Tradable Bits)", NULL, AT(tickets_bulk_path)},
+    {"tickets_bulk_field", SD_SETTING_STRING, "\"tickets\"", 1, 64,
+     "form field of the bulk call, one JSON ticket per repeated field (to confirm)", NULL,
+     AT(tickets_bulk_field)},
+    {"fans_create_path", SD_SETTING_STRING, "\"/crm/fans\"", 1, 256,
+     "path of fan create (to confirm with Tradable Bits)", NULL, AT(fans_create_path)},
+    {"fan_update_path", SD_SETTING_STRING, "\"/crm/fans/{fan_id}\"", 1, 256,
+     "path of fan update; {fan_id} is the fan (to confirm with Tradable Bits)", NULL,
+     AT(fan_update_path)},
+    {"tag_prefix", SD_SETTING_STRING, "\"stagedoor-\"", 0, 32,
+     "a segment's tag is named tag_prefix + the segment id", NULL, AT(tag_prefix)},
+    {"segments", SD_SETTING_STRING, "\"\"", 0, 4096,
+     "segments synced to fan tags: 'ID' or 'ID@SCHEDULE' separated by ';'", NULL, AT(segments)},
+    {"tags_path", SD_SETTING_STRING, "\"/crm/tags\"", 1, 256,
+     "path of tag create and list (to confirm with Tradable Bits)", NULL, AT(tags_path)},
+    {"tag_add_path", SD_SETTING_STRING, "\"/crm/tags/{tag_id}/fans\"", 1, 256,
+     "path adding fans to a tag; {tag_id} is the tag (to confirm with Tradable Bits)", NULL,
+     AT(tag_add_path)},
+    {"tag_remove_path", SD_SETTING_STRING, "\"/crm/tags/{tag_id}/fans/remove\"", 1, 256,
+     "path removing fans from a tag; {tag_id} is the tag (to confirm with Tradable Bits)", NULL,
+     AT(tag_remove_path)},
     {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 
@@ -176,8 +212,9 @@ static void check(const void *conf, struct sd_issues *errors)
             break;
         }
     }
-    if (!c->pull_fans && !c->pull_tickets) {
-        sd_issues_add(errors, "/settings", "pull_fans and pull_tickets are both off");
+    if (!c->pull_fans && !c->pull_tickets && !c->push_fans && !c->push_tickets) {
+        sd_issues_add(errors, "/settings",
+                      "pull_fans and pull_tickets are both off and nothing is pushed");
     }
 }
 
@@ -188,12 +225,15 @@ struct tb_run {
     struct sd_mapping *mapping; /* defaults overlaid with the instance's mapping */
     char *h_key, *h_secret;
     uint64_t deleted_skipped;
+    uint64_t tombstoned; /* sales deleted because their ticket was */
+    uint64_t echoes;     /* records this instance pushed, left out */
+    json_t *deletions; /* tombstone: the invoices of the current page's deleted tickets */
     uint64_t skipped; /* records left out by skip_records */
     char *first_skip; /* the first of them, for the warning */
 };
 
 /* base + path + "?" + name=value pairs (values escaped; NULL values left out). */
-static char *build_url(const struct tb_conf *c, const char *path, const char *const *params)
+char *tb_build_url(const struct tb_conf *c, const char *path, const char *const *params)
 {
     struct sd_buf b;
     sd_buf_init(&b);
@@ -366,13 +406,14 @@ static int build_mapping(struct tb_run *run)
 {
     struct sd_connector_ctx *ctx = run->ctx;
     json_t *spec = json_pack(
-        "{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}, s:{}, s:{s:s, s:s, s:i, "
+        "{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}, s:{}, s:{s:s, s:s, s:i, "
         "s:s},"
         " s:{}, s:s}",
         "fields", "fan_id", "customer_id", "ticket_key", "invoice_number", "event_key", "event_id",
         "purchase_timestamp", "purchase_datetime", "num_seats", "quantity", "paid_amount",
         "sales_price", "event_name", "title", "venue_name", "venue", "event_hall", "hall",
-        "event_day", "date", "event_time", "time", "postal_code", "post_code", "values",
+        "event_day", "date", "event_time", "time", "postal_code", "post_code", "sale_status", "status", "deleted_at",
+        "status_changed_at", "values",
         "constants", "currency", cf(ctx)->currency, "ticket_category", "regular", "capacity", 0,
         "city", cf(ctx)->event_city, "formats", "unmapped", "drop");
     if (!spec) {
@@ -430,7 +471,7 @@ static int store_page(struct tb_run *run, const char *what, const json_t *body,
                       const json_t *cursor, size_t n, size_t bad, const struct sd_issues *mapped)
 {
     struct sd_connector_ctx *ctx = run->ctx;
-    bool skip = cf(ctx)->policy == POLICY_SKIP_RECORDS;
+    bool skip = cf(ctx)->policy == TB_POLICY_SKIP_RECORDS;
     if (bad > 0 && !skip) {
         return sd_connector_fail(ctx, -EINVAL, "%s refused (%zu bad record(s)); first: %s %s", what,
                                  bad, mapped->items[0].pointer, mapped->items[0].message);
@@ -475,6 +516,24 @@ static bool stopping(struct sd_connector_ctx *ctx)
     return ctx->stop && atomic_load(ctx->stop);
 }
 
+/* Whether the record of remote id `id` was written by this instance's push (no echo):
+ * tickets by the remote reference its delivery recorded (sale ↔ ticket id), fans by the note
+ * a fan create leaves (TB_REF_FAN_CREATED). A store error counts as not (the record is pulled,
+ * as before the push existed). */
+static bool pushed_here(struct tb_run *run, const char *kind, const json_t *id, bool by_local)
+{
+    json_t *s = id_string(id);
+    if (!s) {
+        return false;
+    }
+    char *other = NULL;
+    int r = by_local ? sd_connector_remote_ref_get(run->ctx, kind, json_string_value(s), &other)
+                     : sd_connector_remote_ref_find(run->ctx, kind, json_string_value(s), &other);
+    free(other);
+    json_decref(s);
+    return r == 0;
+}
+
 /* ---- fans ------------------------------------------------------------------------------------ */
 
 static int pull_fans(struct tb_run *run)
@@ -489,7 +548,7 @@ static int pull_fans(struct tb_run *run)
         const char *key = json_string_value(json_object_get(ctx->cursor, "fans"));
         const char *params[] = {"last_update_date", key ? NULL : cf(ctx)->backfill_start,
                                 "min_time_key", key, NULL};
-        char *url = build_url(cf(ctx), cf(ctx)->fans_updated_path, params);
+        char *url = tb_build_url(cf(ctx), cf(ctx)->fans_updated_path, params);
         char what[160];
         sd_utf8_snprintf(what, sizeof(what), "fans page after '%s'",
                          key ? key : cf(ctx)->backfill_start);
@@ -516,6 +575,10 @@ static int pull_fans(struct tb_run *run)
         size_t bad = 0;
         json_array_foreach(data, i, fan)
         {
+            if (pushed_here(run, TB_REF_FAN_CREATED, json_object_get(fan, "fan_id"), true)) {
+                run->echoes++;
+                continue; /* a fan this instance created: the hub's own customer */
+            }
             char ptr[64];
             sd_utf8_snprintf(ptr, sizeof(ptr), "/data/%zu", i);
             json_t *src = shape_fan(fan);
@@ -619,6 +682,23 @@ static int window_from_cursor(struct sd_connector_ctx *ctx, struct tk_window *w)
     return 0;
 }
 
+/* A deleted ticket's sale: cancel stores it cancelled (into the page's body); tombstone
+ * queues the deletion of its invoice (run->deletions), applied before the page is stored. */
+static bool delete_sale(struct tb_run *run, const json_t *src, const char *ptr, json_t *body,
+                        struct sd_issues *errors)
+{
+    if (cf(run->ctx)->deleted_policy == TB_DELETED_CANCEL) {
+        return map_into(run, SD_KIND_SALE, src, ptr, body, errors);
+    }
+    json_t *rec = sd_mapping_apply_object(run->mapping, SD_KIND_SALE, src, ptr, errors);
+    const char *inv = json_string_value(json_object_get(rec, "invoice_number"));
+    if (inv && *inv) {
+        json_array_append_new(run->deletions, json_string(inv));
+    }
+    json_decref(rec);
+    return rec != NULL;
+}
+
 /* Shape one ticket page into body; the ids and last update seen go to w. */
 static size_t ticket_page_body(struct tb_run *run, const json_t *data, json_t *body,
                                struct tk_window *w, int64_t *page_max, struct sd_issues *errors)
@@ -637,7 +717,12 @@ static size_t ticket_page_body(struct tb_run *run, const json_t *data, json_t *b
             up > *page_max) {
             *page_max = up;
         }
-        if (truth(json_object_get(t, "is_deleted")) == 1) {
+        if (pushed_here(run, "sale", tid, false)) {
+            run->echoes++;
+            continue; /* a ticket this instance pushed: the hub's own sale */
+        }
+        bool deleted = truth(json_object_get(t, "is_deleted")) == 1;
+        if (deleted && cf(run->ctx)->deleted_policy == TB_DELETED_SKIP) {
             run->deleted_skipped++;
             continue;
         }
@@ -662,12 +747,49 @@ static size_t ticket_page_body(struct tb_run *run, const json_t *data, json_t *b
         }
         json_decref(fid);
         json_t *src = shape_sale(t);
-        bad += !map_into(run, SD_KIND_SALE, src, ptr, body, errors);
+        if (deleted && cf(run->ctx)->deleted_policy == TB_DELETED_CANCEL) {
+            /* A cancelled sale counts for nothing (no tickets, no spend) and is final. */
+            json_object_set_new(src, "sale_status", json_string("cancelled"));
+            json_object_set(src, "deleted_at", json_object_get(t, "last_updated_timestamp"));
+        }
+        if (deleted) {
+            bad += !delete_sale(run, src, ptr, body, errors);
+        } else {
+            bad += !map_into(run, SD_KIND_SALE, src, ptr, body, errors);
+        }
         json_decref(src);
     }
     json_decref(seen_events);
     json_decref(seen_fans);
     return bad;
+}
+
+/* tombstone: the page's deletions, committed before its records and cursor: a crash in
+ * between reads the page again, whose deletions then find nothing left to delete. */
+static int apply_deletions(struct tb_run *run, const char *what)
+{
+    struct sd_connector_ctx *ctx = run->ctx;
+    size_t n = json_array_size(run->deletions);
+    if (n == 0) {
+        return 0;
+    }
+    struct sd_deletion *v = calloc(n, sizeof(*v));
+    if (!v) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        v[i].kind = SD_KIND_SALE;
+        v[i].id = json_string_value(json_array_get(run->deletions, i));
+        v[i].reason = SD_TOMBSTONE_DELETED;
+    }
+    struct sd_deletion_outcome gone = {0};
+    int r = sd_hub_delete_records(ctx->hub, ctx->tenant_id, ctx->env, v, n, ctx->id, &gone);
+    free(v);
+    if (r < 0) {
+        return sd_connector_fail(ctx, r, "%s: storing its deletions failed", what);
+    }
+    run->tombstoned += gone.n_deleted;
+    return 0;
 }
 
 static int pull_tickets(struct tb_run *run)
@@ -702,7 +824,7 @@ static int pull_tickets(struct tb_run *run)
                                 "limit",
                                 page_size,
                                 NULL};
-        char *url = build_url(cf(ctx), cf(ctx)->tickets_path, params);
+        char *url = tb_build_url(cf(ctx), cf(ctx)->tickets_path, params);
         char what[160];
         sd_utf8_snprintf(what, sizeof(what), "tickets page updated %s..%s after id %s", lo,
                          w.hi >= 0 ? hi : "", w.after >= 0 ? after : "-");
@@ -747,8 +869,13 @@ static int pull_tickets(struct tb_run *run)
                 }
             }
             json_t *cursor = cursor_with(ctx, "tickets", window_json(&w));
-            r = store_page(run, what, body, cursor, n, bad, &errors);
+            r = bad > 0 && cf(ctx)->policy != TB_POLICY_SKIP_RECORDS ? 0
+                                                                      : apply_deletions(run, what);
+            if (r == 0) {
+                r = store_page(run, what, body, cursor, n, bad, &errors);
+            }
             json_decref(cursor);
+            json_array_clear(run->deletions);
         }
         sd_issues_release(&errors);
         json_decref(body);
@@ -765,7 +892,7 @@ static int pull_tickets(struct tb_run *run)
 static int tb_run(struct sd_connector_ctx *ctx, void *state)
 {
     (void)state;
-    struct tb_run run = {.ctx = ctx};
+    struct tb_run run = {.ctx = ctx, .deletions = json_array()};
     int r = build_mapping(&run);
     if (r == 0 && (sd_http_header("Api-Key", cf(ctx)->api_key, &run.h_key) < 0 ||
                    sd_http_header("Api-Secret", cf(ctx)->api_secret, &run.h_secret) < 0)) {
@@ -782,7 +909,7 @@ static int tb_run(struct sd_connector_ctx *ctx, void *state)
         char deleted[96] = "", skipped[1024] = "";
         if (run.deleted_skipped > 0) {
             sd_utf8_snprintf(deleted, sizeof(deleted),
-                             "%llu deleted ticket(s) skipped: deletions are not propagated yet",
+                             "%llu deleted ticket(s) skipped (deleted_tickets is skip)",
                              (unsigned long long)run.deleted_skipped);
         }
         if (run.skipped > 0) {
@@ -792,16 +919,27 @@ static int tb_run(struct sd_connector_ctx *ctx, void *state)
         sd_connector_fail(ctx, 0, "%s%s%s", deleted, deleted[0] && skipped[0] ? "; " : "", skipped);
     }
     free(run.first_skip);
+    json_decref(run.deletions);
     sd_http_header_free(run.h_key);
     sd_http_header_free(run.h_secret);
     sd_mapping_free(run.mapping);
     return r < 0 ? r : 0;
 }
 
+static const char *const operations[] = {TB_OP_TICKET, TB_OP_FAN, NULL};
+static const char *const batch_operations[] = {TB_OP_TICKET, NULL};
+
 const struct sd_connector sd_connector_tradablebits = {
     .name = "tradablebits",
-    .kind = SD_CONNECTOR_SOURCE,
-    .help = "pull fans (customers) and tickets (sales, events) from the Tradable Bits CRM API",
+    .kind = SD_CONNECTOR_SOURCE | SD_CONNECTOR_TARGET,
+    .help = "fans (customers) and tickets (sales, events) from the Tradable Bits CRM API, and "
+            "the hub's sales as tickets and customers as fans back to it",
+    .operations = operations,
+    .on_change = tb_on_change,
+    .deliver = tb_deliver,
+    .batch_operations = batch_operations,
+    .batch_max = TB_BULK_MAX,
+    .deliver_batch = tb_deliver_batch,
     .settings = settings,
     .settings_size = sizeof(struct tb_conf),
     .default_schedule = "every 15m",
