@@ -41,17 +41,7 @@
 #include "http/verdict.h"
 #include "mapping/mapping.h"
 
-struct tb_conf {
-    const char *base_url, *api_key, *api_secret;
-    const char *fans_updated_path, *tickets_path;
-    const char *backfill_start, *currency, *event_city;
-    bool pull_fans, pull_tickets;
-    int policy; /* enum tb_policy */
-    int64_t tickets_page_size, fans_page_size, partition_days;
-    int64_t timeout_seconds, max_attempts, retry_initial_ms, max_wait_seconds;
-};
-
-enum tb_policy { POLICY_REJECT_PAGE, POLICY_SKIP_RECORDS };
+#include "connectors/tradablebits/tradablebits.h"
 
 #define AT(member) offsetof(struct tb_conf, member)
 
@@ -93,6 +83,48 @@ static const struct sd_setting settings[] = {
      AT(retry_initial_ms)},
     {"max_wait_seconds", SD_SETTING_INT, "120", 1, 3600,
      "longest wait for one Retry-After or back-off", NULL, AT(max_wait_seconds)},
+    {"activities_path", SD_SETTING_STRING, "\"/crm/activities\"", 1, 256,
+     "path of the activities list", NULL, AT(activities_path)},
+    {"pull_activities", SD_SETTING_BOOL, "false", 0, 0,
+     "pull activities (the consent they carry) into customers", NULL, AT(pull_activities)},
+    {"activities_page_size", SD_SETTING_INT, "200", 1, 200, "activities asked for per page (limit)",
+     NULL, AT(activities_page_size)},
+    {"deleted_tickets", SD_SETTING_CHOICE, "\"cancel\"", 0, 0,
+     "what a ticket marked is_deleted does to its stored sale: cancel (the sale is cancelled, "
+     "its quantity and amount kept), tombstone (the sale is deleted from the hub) or skip "
+     "(left as it is, counted in the warning)",
+     SD_CHOICES("cancel", "tombstone", "skip"), AT(deleted_policy)},
+    {"push_tickets", SD_SETTING_BOOL, "false", 0, 0,
+     "push the hub's sales as tickets (bulk call); the instance must be a target too", NULL,
+     AT(push_tickets)},
+    {"push_fans", SD_SETTING_BOOL, "false", 0, 0, "push the hub's customers as fans", NULL,
+     AT(push_fans)},
+    {"tickets_bulk_path", SD_SETTING_STRING, "\"/crm/tickets/bulk\"", 1, 256,
+     "path of the bulk ticket call (to confirm with Tradable Bits)", NULL, AT(tickets_bulk_path)},
+    {"tickets_bulk_field", SD_SETTING_STRING, "\"tickets\"", 1, 64,
+     "form field of the bulk call, one JSON ticket per repeated field (to confirm)", NULL,
+     AT(tickets_bulk_field)},
+    {"bulk_size", SD_SETTING_INT, "100", 1, 100, "tickets per bulk call", NULL, AT(bulk_size)},
+    {"fans_create_path", SD_SETTING_STRING, "\"/crm/fans\"", 1, 256,
+     "path of fan create (to confirm with Tradable Bits)", NULL, AT(fans_create_path)},
+    {"fan_update_path", SD_SETTING_STRING, "\"/crm/fans/{fan_id}\"", 1, 256,
+     "path of fan update; {fan_id} is the fan (to confirm with Tradable Bits)", NULL,
+     AT(fan_update_path)},
+    {"fan_get_path", SD_SETTING_STRING, "\"/crm/fans/{fan_id}\"", 1, 256,
+     "path of one fan; {fan_id} is the fan (to confirm with Tradable Bits)", NULL,
+     AT(fan_get_path)},
+    {"tag_prefix", SD_SETTING_STRING, "\"stagedoor-\"", 0, 32,
+     "a segment's tag is named tag_prefix + the segment id", NULL, AT(tag_prefix)},
+    {"segments", SD_SETTING_STRING, "\"\"", 0, 4096,
+     "segments synced to fan tags: 'ID' or 'ID@SCHEDULE' separated by ';'", NULL, AT(segments)},
+    {"tags_path", SD_SETTING_STRING, "\"/crm/tags\"", 1, 256,
+     "path of tag create and list (to confirm with Tradable Bits)", NULL, AT(tags_path)},
+    {"tag_add_path", SD_SETTING_STRING, "\"/crm/tags/{tag_id}/fans\"", 1, 256,
+     "path adding fans to a tag; {tag_id} is the tag (to confirm with Tradable Bits)", NULL,
+     AT(tag_add_path)},
+    {"tag_remove_path", SD_SETTING_STRING, "\"/crm/tags/{tag_id}/fans/remove\"", 1, 256,
+     "path removing fans from a tag; {tag_id} is the tag (to confirm with Tradable Bits)", NULL,
+     AT(tag_remove_path)},
     {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 
@@ -193,7 +225,7 @@ struct tb_run {
 };
 
 /* base + path + "?" + name=value pairs (values escaped; NULL values left out). */
-static char *build_url(const struct tb_conf *c, const char *path, const char *const *params)
+char *tb_build_url(const struct tb_conf *c, const char *path, const char *const *params)
 {
     struct sd_buf b;
     sd_buf_init(&b);
@@ -430,7 +462,7 @@ static int store_page(struct tb_run *run, const char *what, const json_t *body,
                       const json_t *cursor, size_t n, size_t bad, const struct sd_issues *mapped)
 {
     struct sd_connector_ctx *ctx = run->ctx;
-    bool skip = cf(ctx)->policy == POLICY_SKIP_RECORDS;
+    bool skip = cf(ctx)->policy == TB_POLICY_SKIP_RECORDS;
     if (bad > 0 && !skip) {
         return sd_connector_fail(ctx, -EINVAL, "%s refused (%zu bad record(s)); first: %s %s", what,
                                  bad, mapped->items[0].pointer, mapped->items[0].message);
@@ -489,7 +521,7 @@ static int pull_fans(struct tb_run *run)
         const char *key = json_string_value(json_object_get(ctx->cursor, "fans"));
         const char *params[] = {"last_update_date", key ? NULL : cf(ctx)->backfill_start,
                                 "min_time_key", key, NULL};
-        char *url = build_url(cf(ctx), cf(ctx)->fans_updated_path, params);
+        char *url = tb_build_url(cf(ctx), cf(ctx)->fans_updated_path, params);
         char what[160];
         sd_utf8_snprintf(what, sizeof(what), "fans page after '%s'",
                          key ? key : cf(ctx)->backfill_start);
@@ -702,7 +734,7 @@ static int pull_tickets(struct tb_run *run)
                                 "limit",
                                 page_size,
                                 NULL};
-        char *url = build_url(cf(ctx), cf(ctx)->tickets_path, params);
+        char *url = tb_build_url(cf(ctx), cf(ctx)->tickets_path, params);
         char what[160];
         sd_utf8_snprintf(what, sizeof(what), "tickets page updated %s..%s after id %s", lo,
                          w.hi >= 0 ? hi : "", w.after >= 0 ? after : "-");
