@@ -36,12 +36,14 @@
 #include <time.h>
 
 #include "base/base.h"
+#include "base/log.h"
 #include "core/connector.h"
 #include "http/client.h"
 #include "http/verdict.h"
 #include "mapping/mapping.h"
 
 #include "connectors/tradablebits/tradablebits.h"
+#include "connectors/tradablebits/tb_tags.h"
 
 #define AT(member) offsetof(struct tb_conf, member)
 
@@ -211,6 +213,7 @@ static void check(const void *conf, struct sd_issues *errors)
     if (!c->pull_fans && !c->pull_tickets) {
         sd_issues_add(errors, "/settings", "pull_fans and pull_tickets are both off");
     }
+    tb_tags_check(c, errors);
 }
 
 /* ---- requests -------------------------------------------------------------------------------- */
@@ -798,6 +801,11 @@ static int tb_run(struct sd_connector_ctx *ctx, void *state)
 {
     (void)state;
     struct tb_run run = {.ctx = ctx};
+    /* Segments whose tag sync is due are queued first, whatever the pull does. */
+    if (tb_tags_schedule(ctx) < 0) {
+        sd_log(SD_LOG_WARN, "the segments' tag syncs could not be queued; the next run tries again",
+               "[tradablebits/%s]", ctx->id);
+    }
     int r = build_mapping(&run);
     if (r == 0 && (sd_http_header("Api-Key", cf(ctx)->api_key, &run.h_key) < 0 ||
                    sd_http_header("Api-Secret", cf(ctx)->api_secret, &run.h_secret) < 0)) {
@@ -830,9 +838,23 @@ static int tb_run(struct sd_connector_ctx *ctx, void *state)
     return r < 0 ? r : 0;
 }
 
+/* The outbox operations of the type, each performed by its part. */
+static const char *const operations[] = {TB_OP_SYNC_TAG, NULL};
+
+static enum sd_verdict tb_deliver(struct sd_connector_ctx *ctx, void *state,
+                                  const struct sd_outbox_item *item, struct sd_delivery_result *res)
+{
+    (void)state;
+    if (item->operation && strcmp(item->operation, TB_OP_SYNC_TAG) == 0) {
+        return tb_tags_deliver(ctx, item, res);
+    }
+    res->error = sd_strdup("an operation this type does not perform");
+    return SD_VERDICT_REJECT;
+}
+
 const struct sd_connector sd_connector_tradablebits = {
     .name = "tradablebits",
-    .kind = SD_CONNECTOR_SOURCE,
+    .kind = SD_CONNECTOR_SOURCE | SD_CONNECTOR_TARGET,
     .help = "pull fans (customers) and tickets (sales, events) from the Tradable Bits CRM API",
     .settings = settings,
     .settings_size = sizeof(struct tb_conf),
@@ -841,4 +863,8 @@ const struct sd_connector sd_connector_tradablebits = {
     .check = check,
     .quotas = quotas,
     .credential_settings = credential_settings,
+    .operations = operations,
+    .deliver = tb_deliver,
+    .segment_operation = TB_OP_SYNC_TAG,
+    .segment_dry_run = true,
 };
