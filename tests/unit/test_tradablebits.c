@@ -37,7 +37,7 @@ static void test_defaults(void **state)
     (void)state;
     const struct sd_connector *c = sd_connector_find("tradablebits");
     assert_non_null(c);
-    assert_int_equal(c->kind, SD_CONNECTOR_SOURCE);
+    assert_int_equal(c->kind, SD_CONNECTOR_SOURCE | SD_CONNECTOR_TARGET);
     json_t *in = good();
     struct sd_issues errors;
     sd_issues_init(&errors, SD_MAX_ISSUES);
