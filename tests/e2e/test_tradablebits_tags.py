@@ -13,6 +13,7 @@ fans' last update on the simulator (tag_touches_fan), and the pull that brings t
 them unchanged and queues nothing for the instance (no echo); a segment listed with a schedule
 in the `segments` setting is queued by the instance's run."""
 
+import json
 import os
 import sys
 import tempfile
@@ -236,10 +237,28 @@ class TradableBitsTags(unittest.TestCase):
         self.assertEqual((f["added"], f["removed"], f["unchanged"]), (2, 2, 3), f)
         self.assertEqual(sim.tag_members(self.tag_name(seg)), fans[:5])
 
+        # The CLI shows the same figures.
+        cp = harness.cli(self.data, "delivery", "show", d["delivery_id"])
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        shown = json.loads(cp.stdout)
+        self.assertEqual(shown["facts"], f)
+
         # The route refuses a bad flag, and a dry run of a type that cannot do one.
         r = api.req("POST", "/v1/%s/segments/%s/push?dry_run=maybe" % (api.client_id, seg),
                     body={"target_id": cid})
         self.assertEqual(r.status, 400, r)
+        with open(os.path.join(self.data, "admin.token")) as fh:
+            token = fh.read().strip()
+        r = harness.http(self.server.port, "POST",
+                         "/admin/v1/tenants/%s/targets" % api.client_id,
+                         body={"type": "audience_push", "environment": "test",
+                               "url": "http://127.0.0.1:9/x", "app_key": "a",
+                               "secure_token": "t"}, key=token)
+        self.assertEqual(r.status, 201, r)
+        r = api.req("POST", "/v1/%s/segments/%s/push?dry_run=true" % (api.client_id, seg),
+                    body={"target_id": r.json["target_id"]})
+        self.assertEqual(r.status, 400, r)
+        self.assertIn("dry run", r.text)
 
     def test_429_mid_sync_waits_and_resumes(self):
         admin, api, sim, cid = self.setup_instance(fans=2600)
