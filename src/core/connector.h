@@ -213,6 +213,21 @@ struct sd_connector {
      * id and settings only. */
     void (*on_change)(const struct sd_connector_ctx *ctx, const struct sd_change *change,
                       struct sd_outbox_adder *out);
+    /* Target, optional: one request for several items of one operation (a vendor's bulk call).
+     * For an item of an operation in batch_operations (NULL-terminated), core claims up to
+     * batch_max - 1 more due items of the same instance and operation with it (FIFO per
+     * subject holds; first sends under a per-hour rate are left to their planned claim) and
+     * calls deliver_batch once with all n (items[0] the one claimed first) instead of
+     * deliver: it fills res[i] and verdicts[i] (preset to RETRY) for each item, whose outcomes
+     * core then records one by one, as it does deliver's. One quota call is taken for the
+     * whole request. sd_connector_lease_extend keeps every item's lease; an item whose lease
+     * was taken over meanwhile gets no outcome recorded (its new holder decides), so the
+     * receiver must take a repeated item as a duplicate (a deterministic key). */
+    const char *const *batch_operations;
+    size_t batch_max;
+    void (*deliver_batch)(struct sd_connector_ctx *ctx, void *state,
+                          const struct sd_outbox_item *items, size_t n,
+                          struct sd_delivery_result *res, enum sd_verdict *verdicts);
     void (*fini)(void *state);
     /* Optional, sources: a local folder whose changes should trigger a run at once (inotify),
      * besides the schedule, from the filled settings struct (NULL when settings_size is 0).

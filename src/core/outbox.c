@@ -42,6 +42,7 @@ struct sd_outbox {
     atomic_bool stopping; /* stop, for the connectors' deliver (ctx->stop) */
     uint64_t wakes;  /* bumped by sd_outbox_wake; a thread that saw a change re-polls at once */
     char owner[128]; /* this process instance, recorded with every lease it takes */
+    pthread_mutex_t claim_lock; /* a claim and the batch claimed with it, as one step */
 };
 
 /* ---- lease owners ---------------------------------------------------------------------------- */
@@ -322,18 +323,15 @@ struct sd_outbox_lease {
     int64_t fence;
     int64_t until;
     bool lost; /* another claim took the item over: record nothing */
+    struct sd_outbox_lease *next; /* deliver_batch: the batch's other items */
 };
 
-int sd_connector_lease_extend(struct sd_connector_ctx *ctx, int64_t need_usec, int64_t to_usec)
+static int lease_extend_one(struct sd_outbox_lease *l, int64_t now, int64_t need_usec,
+                            int64_t to_usec)
 {
-    struct sd_outbox_lease *l = ctx ? ctx->lease : NULL;
-    if (!l) {
-        return 0;
-    }
     if (l->lost) {
         return -ESTALE;
     }
-    int64_t now = sd_now_usec();
     if (l->until >= now + need_usec) {
         return 0;
     }
@@ -342,6 +340,25 @@ int sd_connector_lease_extend(struct sd_connector_ctx *ctx, int64_t need_usec, i
         l->until = now + to_usec;
     } else if (r == -ESTALE) {
         l->lost = true;
+    }
+    return r;
+}
+
+int sd_connector_lease_extend(struct sd_connector_ctx *ctx, int64_t need_usec, int64_t to_usec)
+{
+    struct sd_outbox_lease *l = ctx ? ctx->lease : NULL;
+    if (!l) {
+        return 0;
+    }
+    /* A batch: every item's lease; -ESTALE only when every one was taken over (the others
+     * go, and the lost ones' outcomes are not recorded). */
+    int64_t now = sd_now_usec();
+    int r = -ESTALE;
+    for (; l; l = l->next) {
+        int x = lease_extend_one(l, now, need_usec, to_usec);
+        if (x == 0 || (x != -ESTALE && r == -ESTALE)) {
+            r = x;
+        }
     }
     return r;
 }
@@ -508,7 +525,223 @@ static int typed_settings(const struct sd_connector *c, json_t **settings, void 
     return sd_connector_settings_new(c, checked, ret_typed);
 }
 
-static void process(struct sd_outbox *o, struct sd_outbox_item *d)
+/* Record one attempt's outcome from the connector's verdict and result. */
+static void conclude(struct sd_outbox *o, const struct sd_outbox_item *d, enum sd_verdict v,
+                     const struct sd_delivery_result *r, json_t *doc, int64_t now, uint64_t rnd)
+{
+    const struct sd_delivery_result res = *r;
+    const char *key;
+    json_t *val;
+    json_object_foreach(res.facts, key, val)
+    {
+        json_object_set(doc, key, val);
+    }
+    /* The same facts together, as the views show them ("facts"): the connector's own figures
+     * (a sync's added / removed / unchanged), kept across the attempts of the item. */
+    if (json_object_size(res.facts) > 0) {
+        json_t *all = json_object_get(doc, "facts");
+        if (!json_is_object(all)) {
+            all = json_object();
+            json_object_set_new(doc, "facts", all);
+        }
+        json_object_update(all, res.facts);
+    }
+    char status_err[64];
+    const char *err = res.error;
+    if (!err && v != SD_VERDICT_OK && res.status) {
+        snprintf(status_err, sizeof(status_err), "HTTP %ld", res.status);
+        err = status_err;
+    }
+    char *kept = keep_answer(res.answer);
+    json_object_set_new(doc, "last_status", res.status ? json_integer(res.status) : json_null());
+    json_object_set_new(doc, "last_error", err ? sd_json_text(err) : json_null());
+    json_object_set_new(doc, "last_response", kept ? sd_json_text(kept) : json_null());
+    json_object_set_new(doc, "last_attempt_usec", json_integer(sd_now_usec()));
+    free(kept);
+    add_history(doc, d->attempts, res.status, err, res.ms);
+
+    switch (v) {
+    case SD_VERDICT_OK:
+        json_object_set_new(doc, "delivered_usec", json_integer(sd_now_usec()));
+        sd_log(SD_LOG_INFO, "delivery delivered",
+               "delivery=%s connector=%s operation=%s %s=%s status=%ld attempt=%lld ms=%lld", d->id,
+               d->connector_id, d->operation, d->subject_kind, d->subject_id, res.status,
+               (long long)d->attempts, (long long)res.ms);
+        finish(o, d, SD_DELIVERY_DELIVERED, 0, 0, doc, res.remote_ref);
+        break;
+    case SD_VERDICT_WAIT: {
+        int64_t waits = doc_int(doc, "waits") + 1;
+        json_object_set_new(doc, "waits", json_integer(waits));
+        if (waits > SD_OUTBOX_MAX_WAITS) {
+            sd_log(SD_LOG_WARN, "delivery dead-lettered: still rate-limited by the receiver",
+                   "delivery=%s waits=%lld", d->id, (long long)waits);
+            finish(o, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
+            break;
+        }
+        int64_t wait = res.retry_after_usec > 0
+                           ? res.retry_after_usec
+                           : sd_outbox_retry_after_usec(NULL, sd_outbox_time_scale());
+        sd_log(SD_LOG_INFO, "delivery rate-limited by the receiver, waiting",
+               "delivery=%s status=%ld wait_ms=%lld", d->id, res.status, (long long)(wait / 1000));
+        finish(o, d, SD_DELIVERY_RETRYING, now + wait, -1, doc, NULL);
+        break;
+    }
+    case SD_VERDICT_RETRY:
+        if (d->attempts >= SD_OUTBOX_MAX_ATTEMPTS) {
+            sd_log(SD_LOG_WARN, "delivery dead-lettered after the last attempt",
+                   "delivery=%s status=%ld attempts=%lld error=\"%s\"", d->id, res.status,
+                   (long long)d->attempts, err ? err : "");
+            finish(o, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
+        } else {
+            int64_t wait =
+                sd_outbox_backoff_usec((int)d->attempts, rnd, sd_outbox_time_scale());
+            /* A 503's Retry-After, when longer, is honoured too. */
+            if (res.retry_after_usec > wait) {
+                wait = res.retry_after_usec;
+            }
+            sd_log(SD_LOG_INFO, "delivery attempt failed, retrying",
+                   "delivery=%s status=%ld attempt=%lld error=\"%s\" wait_ms=%lld", d->id,
+                   res.status, (long long)d->attempts, err ? err : "", (long long)(wait / 1000));
+            finish(o, d, SD_DELIVERY_RETRYING, now + wait, 0, doc, NULL);
+        }
+        break;
+    case SD_VERDICT_REJECT:
+        sd_log(SD_LOG_WARN, "delivery dead-lettered: the receiver refused it",
+               "delivery=%s status=%ld error=\"%s\"", d->id, res.status, err ? err : "");
+        finish(o, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
+        break;
+    }
+}
+
+/* Whether c delivers `operation` in batches (deliver_batch). */
+static bool batched(const struct sd_connector *c, const char *operation)
+{
+    for (size_t i = 0; c->batch_operations && c->batch_operations[i]; i++) {
+        if (operation && strcmp(c->batch_operations[i], operation) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* After d's claim: the items of its batch, when d's connector delivers its operation in
+ * batches (none otherwise, or when anything fails: d then goes alone). */
+static void claim_batch(struct sd_outbox *o, const struct sd_outbox_item *d,
+                        struct sd_outbox_item **more, size_t *n_more)
+{
+    *more = NULL;
+    *n_more = 0;
+    struct sd_target t = {0};
+    if (!d->operation || sd_store_target_get(o->hub->store, d->connector_id, &t) < 0) {
+        return;
+    }
+    const struct sd_connector *c = sd_connector_find(t.type);
+    if (t.doc) {
+        explicit_bzero(t.doc, strlen(t.doc));
+    }
+    sd_target_release(&t);
+    if (!c || !c->deliver_batch || c->batch_max < 2 || !batched(c, d->operation)) {
+        return;
+    }
+    struct sd_outbox_clock clk = sd_outbox_clock_now(SD_OUTBOX_CLAIM_LEASE_USEC);
+    clk.owner = o->owner;
+    int r = sd_store_delivery_claim_more(o->hub->store, &clk, d, c->batch_max - 1, more, n_more);
+    if (r < 0) {
+        sd_log(SD_LOG_WARN, "cannot claim a batch; the item goes alone",
+               "delivery=%s " SD_LOG_ERR_FMT, d->id, SD_LOG_ERR_ARGS(r));
+        *more = NULL;
+        *n_more = 0;
+    }
+}
+
+/* One request for d and the n_more items claimed with it (moved in: freed here). Extras
+ * that used up their attempts (a lease ran out during the last one) are dead-lettered and
+ * left out, as process does for one item. Each item's outcome is recorded on its own: the
+ * connector's verdict per item. */
+static void process_batch(struct sd_outbox *o, const struct sd_connector *c,
+                          struct sd_connector_ctx *ctx, void *cstate, struct sd_outbox_item *d,
+                          json_t *doc, struct sd_outbox_item *more, size_t n_more)
+{
+    size_t n = 1;
+    struct sd_outbox_item *items = sd_calloc(1 + n_more, sizeof(*items));
+    json_t **docs = sd_calloc(1 + n_more, sizeof(*docs));
+    struct sd_outbox_lease *leases = sd_calloc(1 + n_more, sizeof(*leases));
+    items[0] = *d;
+    docs[0] = doc;
+    for (size_t i = 0; i < n_more; i++) {
+        json_t *x = json_loads(more[i].doc ? more[i].doc : "{}", 0, NULL);
+        if (!json_is_object(x)) {
+            json_decref(x);
+            x = json_object();
+        }
+        if (more[i].attempts > SD_OUTBOX_MAX_ATTEMPTS) {
+            fail_unsent(o, &more[i], x,
+                        false, "the worker stopped during the last attempt (its lease ran out); "
+                               "it may or may not have arrived");
+            json_decref(x);
+            sd_outbox_item_release(&more[i]);
+            continue;
+        }
+        items[n] = more[i];
+        docs[n++] = x;
+    }
+    free(more);
+    struct sd_outbox_lease *first = ctx->lease;
+    leases[0] = *first;
+    for (size_t i = 1; i < n; i++) {
+        leases[i] = (struct sd_outbox_lease){.store = first->store,
+                                             .id = items[i].id,
+                                             .fence = items[i].fence,
+                                             .until = items[i].lease_until_usec};
+    }
+    for (size_t i = 0; i + 1 < n; i++) {
+        leases[i].next = &leases[i + 1];
+    }
+    ctx->lease = &leases[0];
+    struct sd_delivery_result *res = sd_calloc(n, sizeof(*res));
+    enum sd_verdict *v = sd_calloc(n, sizeof(*v));
+    for (size_t i = 0; i < n; i++) {
+        v[i] = SD_VERDICT_RETRY;
+    }
+    c->deliver_batch(ctx, cstate, items, n, res, v);
+    bool sent = false;
+    for (size_t i = 0; i < n; i++) {
+        sent = sent || (res[i].status >= 200 && res[i].status < 300);
+    }
+    if (sent && sd_fault_hit("outbox_after_send")) {
+        sd_log_flush();
+        _exit(137); /* test hook: a crash between the receiver's answer and its record */
+    }
+    /* One time and one jitter for the whole batch: items that wait or retry together are due
+     * together, so they go again as one request. */
+    int64_t now = sd_now_usec();
+    uint64_t rnd = random_u64();
+    for (size_t i = 0; i < n; i++) {
+        if (leases[i].lost) {
+            sd_log(SD_LOG_WARN,
+                   "delivery lease lost during the attempt; the worker that took it "
+                   "over decides",
+                   "delivery=%s", items[i].id);
+        } else {
+            items[i].lease_until_usec = leases[i].until;
+            conclude(o, &items[i], v[i], &res[i], docs[i], now, rnd);
+        }
+        sd_delivery_result_release(&res[i]);
+        if (i > 0) {
+            json_decref(docs[i]);
+            sd_outbox_item_release(&items[i]);
+        }
+    }
+    ctx->lease = first;
+    free(res);
+    free(v);
+    free(leases);
+    free(docs);
+    free(items);
+}
+
+static void process(struct sd_outbox *o, struct sd_outbox_item *d, struct sd_outbox_item *more,
+                    size_t n_more)
 {
     struct sd_hub *hub = o->hub;
     struct sd_target conf = {0};
@@ -611,6 +844,16 @@ static void process(struct sd_outbox *o, struct sd_outbox_item *d)
         fail_unsent(o, d, doc, true, why);
         goto out;
     }
+    if (c->deliver_batch && batched(c, d->operation)) {
+        process_batch(o, c, &ctx, cstate, d, doc, more, n_more);
+        more = NULL;
+        n_more = 0;
+        if (c->fini) {
+            c->fini(cstate);
+        }
+        free(ctx.error);
+        goto out;
+    }
     enum sd_verdict v = c->deliver(&ctx, cstate, d, &res);
     if (c->fini) {
         c->fini(cstate);
@@ -628,89 +871,20 @@ static void process(struct sd_outbox *o, struct sd_outbox_item *d)
         sd_log_flush();
         _exit(137); /* test hook: a crash between the receiver's answer and its record */
     }
-
-    const char *key;
-    json_t *val;
-    json_object_foreach(res.facts, key, val)
-    {
-        json_object_set(doc, key, val);
-    }
-    /* The same facts together, as the views show them ("facts"): the connector's own figures
-     * (a sync's added / removed / unchanged), kept across the attempts of the item. */
-    if (json_object_size(res.facts) > 0) {
-        json_t *all = json_object_get(doc, "facts");
-        if (!json_is_object(all)) {
-            all = json_object();
-            json_object_set_new(doc, "facts", all);
-        }
-        json_object_update(all, res.facts);
-    }
-    char status_err[64];
-    const char *err = res.error;
-    if (!err && v != SD_VERDICT_OK && res.status) {
-        snprintf(status_err, sizeof(status_err), "HTTP %ld", res.status);
-        err = status_err;
-    }
-    char *kept = keep_answer(res.answer);
-    json_object_set_new(doc, "last_status", res.status ? json_integer(res.status) : json_null());
-    json_object_set_new(doc, "last_error", err ? sd_json_text(err) : json_null());
-    json_object_set_new(doc, "last_response", kept ? sd_json_text(kept) : json_null());
-    json_object_set_new(doc, "last_attempt_usec", json_integer(sd_now_usec()));
-    free(kept);
-    add_history(doc, d->attempts, res.status, err, res.ms);
-
-    switch (v) {
-    case SD_VERDICT_OK:
-        json_object_set_new(doc, "delivered_usec", json_integer(sd_now_usec()));
-        sd_log(SD_LOG_INFO, "delivery delivered",
-               "delivery=%s connector=%s operation=%s %s=%s status=%ld attempt=%lld ms=%lld", d->id,
-               d->connector_id, d->operation, d->subject_kind, d->subject_id, res.status,
-               (long long)d->attempts, (long long)res.ms);
-        finish(o, d, SD_DELIVERY_DELIVERED, 0, 0, doc, res.remote_ref);
-        break;
-    case SD_VERDICT_WAIT: {
-        int64_t waits = doc_int(doc, "waits") + 1;
-        json_object_set_new(doc, "waits", json_integer(waits));
-        if (waits > SD_OUTBOX_MAX_WAITS) {
-            sd_log(SD_LOG_WARN, "delivery dead-lettered: still rate-limited by the receiver",
-                   "delivery=%s waits=%lld", d->id, (long long)waits);
-            finish(o, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
-            break;
-        }
-        int64_t wait = res.retry_after_usec > 0
-                           ? res.retry_after_usec
-                           : sd_outbox_retry_after_usec(NULL, sd_outbox_time_scale());
-        sd_log(SD_LOG_INFO, "delivery rate-limited by the receiver, waiting",
-               "delivery=%s status=%ld wait_ms=%lld", d->id, res.status, (long long)(wait / 1000));
-        finish(o, d, SD_DELIVERY_RETRYING, sd_now_usec() + wait, -1, doc, NULL);
-        break;
-    }
-    case SD_VERDICT_RETRY:
-        if (d->attempts >= SD_OUTBOX_MAX_ATTEMPTS) {
-            sd_log(SD_LOG_WARN, "delivery dead-lettered after the last attempt",
-                   "delivery=%s status=%ld attempts=%lld error=\"%s\"", d->id, res.status,
-                   (long long)d->attempts, err ? err : "");
-            finish(o, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
-        } else {
-            int64_t wait =
-                sd_outbox_backoff_usec((int)d->attempts, random_u64(), sd_outbox_time_scale());
-            /* A 503's Retry-After, when longer, is honoured too. */
-            if (res.retry_after_usec > wait) {
-                wait = res.retry_after_usec;
-            }
-            sd_log(SD_LOG_INFO, "delivery attempt failed, retrying",
-                   "delivery=%s status=%ld attempt=%lld error=\"%s\" wait_ms=%lld", d->id,
-                   res.status, (long long)d->attempts, err ? err : "", (long long)(wait / 1000));
-            finish(o, d, SD_DELIVERY_RETRYING, sd_now_usec() + wait, 0, doc, NULL);
-        }
-        break;
-    case SD_VERDICT_REJECT:
-        sd_log(SD_LOG_WARN, "delivery dead-lettered: the receiver refused it",
-               "delivery=%s status=%ld error=\"%s\"", d->id, res.status, err ? err : "");
-        finish(o, d, SD_DELIVERY_DEAD, 0, 0, doc, NULL);
-        break;
-    }
+    conclude(o, d, v, &res, doc, sd_now_usec(), random_u64());
 out:
+    if (n_more > 0) {
+        /* Claimed with d but not sent (d failed before its request): their leases are ended
+         * at once, with their attempt given back, so they go again without waiting. */
+        for (size_t i = 0; i < n_more; i++) {
+            json_t *x = json_loads(more[i].doc ? more[i].doc : "{}", 0, NULL);
+            if (json_is_object(x)) {
+                finish(o, &more[i], SD_DELIVERY_RETRYING, sd_now_usec(), -1, x, NULL);
+            }
+            json_decref(x);
+        }
+        sd_outbox_items_free(more, n_more);
+    }
     sd_delivery_result_release(&res);
     free(typed);
     json_decref(settings);
@@ -925,11 +1099,20 @@ static void *worker(void *arg)
         struct sd_outbox_item d = {0};
         struct sd_outbox_clock clk = sd_outbox_clock_now(SD_OUTBOX_CLAIM_LEASE_USEC);
         clk.owner = o->owner;
+        struct sd_outbox_item *more = NULL;
+        size_t n_more = 0;
         if (r == 0) {
+            /* A batch is claimed right after its first item, before another thread of this
+             * process claims (so n items make ceil(n / batch_max) requests here). */
+            pthread_mutex_lock(&o->claim_lock);
             r = sd_store_delivery_claim(o->hub->store, &clk, &d);
+            if (r == 0) {
+                claim_batch(o, &d, &more, &n_more);
+            }
+            pthread_mutex_unlock(&o->claim_lock);
         }
         if (r == 0) {
-            process(o, &d);
+            process(o, &d, more, n_more);
             sd_outbox_item_release(&d);
             continue;
         }
@@ -949,6 +1132,7 @@ int sd_outbox_new(struct sd_hub *hub, struct sd_outbox **ret)
     struct sd_outbox *o = sd_calloc(1, sizeof(*o));
     o->hub = hub;
     pthread_mutex_init(&o->lock, NULL);
+    pthread_mutex_init(&o->claim_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_cond_init(&o->cond, &ca);
@@ -983,6 +1167,7 @@ void sd_outbox_free(struct sd_outbox *o)
     }
     pthread_cond_destroy(&o->cond);
     pthread_mutex_destroy(&o->lock);
+    pthread_mutex_destroy(&o->claim_lock);
     free(o);
 }
 

@@ -534,6 +534,15 @@ struct sd_store_outbox_ops {
      * nothing may go now. */
     int (*delivery_claim)(struct sd_store *s, const struct sd_outbox_clock *clk,
                           struct sd_outbox_item *ret);
+    /* After a claim of `first`: lease up to `max` more due items of the same connector and
+     * operation (due order; FIFO per subject; not first sends of a connector with a rate,
+     * which only the planned claim takes) as delivery_claim leases one, in one transaction,
+     * so that one request can carry them (sd_connector.deliver_batch). *ret (heap, free with
+     * sd_outbox_items_free) holds the *ret_n leased, possibly none. 0 or negative errno
+     * (nothing leased then). */
+    int (*delivery_claim_more)(struct sd_store *s, const struct sd_outbox_clock *clk,
+                               const struct sd_outbox_item *first, size_t max,
+                               struct sd_outbox_item **ret, size_t *ret_n);
     /* Move a held lease's end (longer before a send whose timeout outlasts it; to now to end a
      * dead instance's lease). -ESTALE if the row is not sending under this fence. */
     int (*delivery_renew)(struct sd_store *s, const char *id, int64_t fence,
@@ -606,6 +615,9 @@ int sd_store_delivery_list(struct sd_store_handle *h, const struct sd_delivery_f
 int sd_store_delivery_next_due(struct sd_store_handle *h, int64_t *ret_usec);
 int sd_store_delivery_claim(struct sd_store_handle *h, const struct sd_outbox_clock *clk,
                             struct sd_outbox_item *ret);
+int sd_store_delivery_claim_more(struct sd_store_handle *h, const struct sd_outbox_clock *clk,
+                                 const struct sd_outbox_item *first, size_t max,
+                                 struct sd_outbox_item **ret, size_t *ret_n);
 int sd_store_delivery_renew(struct sd_store_handle *h, const char *id, int64_t fence,
                             int64_t new_lease_until_usec);
 int sd_store_delivery_finish(struct sd_store_handle *h, const char *id, int64_t fence,

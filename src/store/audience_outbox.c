@@ -138,6 +138,13 @@ int sd_store_delivery_claim(struct sd_store_handle *h, const struct sd_outbox_cl
     return CALL(delivery_claim, clk, ret);
 }
 
+int sd_store_delivery_claim_more(struct sd_store_handle *h, const struct sd_outbox_clock *clk,
+                                 const struct sd_outbox_item *first, size_t max,
+                                 struct sd_outbox_item **ret, size_t *ret_n)
+{
+    return CALL(delivery_claim_more, clk, first, max, ret, ret_n);
+}
+
 int sd_store_delivery_renew(struct sd_store_handle *h, const char *id, int64_t fence,
                             int64_t new_lease_until_usec)
 {

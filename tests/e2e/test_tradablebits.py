@@ -5,7 +5,8 @@ with the simulator's own account.
 
 Covered: a backfill (ticket windows partitioned by last-update date, several pages each) then an
 incremental run after changes in the vendor's UI reproduce the simulator's fans and live tickets
-exactly, deleted tickets skipped and counted; a kill -9 between ticket pages and a restart
+exactly (deleted tickets as cancelled sales); a ticket deleted later cancels its sale, or
+deletes it (tombstone), or is skipped and counted; a kill -9 between ticket pages and a restart
 resume after the last stored page (the simulator's call record shows no page asked twice); a
 429 with Retry-After is waited out and the page asked again; a ticket that changes after its
 page was read, while a ticket on a later page changes after it, is found by the next sweep; a cut answer is retried, an in-band error fails the run and the next
@@ -15,6 +16,7 @@ connector never calls before Retry-After allows and still completes; the type's 
 holds a pull to 70 calls per aligned 10 s window (7 x 85 < 600 per rolling minute), and a
 ticket page whose numbers arrive as strings is stored the same."""
 
+import json
 import os
 import sys
 import tempfile
@@ -109,7 +111,7 @@ class TradableBitsPull(unittest.TestCase):
         cls.data = cls.tmp.name
         # Keys are created before the hub starts (it reads them once).
         cls.keys = []
-        for i in range(8):
+        for i in range(16):
             client = "tb%d" % i
             harness.tenant_create(cls.data, client)
             cls.keys.append((client, harness.key_create(cls.data, client, "test")))
@@ -133,7 +135,7 @@ class TradableBitsPull(unittest.TestCase):
         return s
 
     # -- comparison with the simulator's account -------------------------------------------
-    def assert_reproduces(self, api, sim):
+    def assert_reproduces(self, api, sim, deleted_tickets="cancel"):
         fans = {str(f["fan_id"]): f for f in sim.fans()}
         custs = {c["customer_id"]: c for c in api.list_all("customers")[0]}
         self.assertEqual(set(custs), set(fans))
@@ -145,14 +147,23 @@ class TradableBitsPull(unittest.TestCase):
             self.assertEqual(c.get("post_code"), f["postal_code"], fid)
             want = True if f["is_optout"] else (False if f["is_subscribed"] else None)
             self.assertEqual(c.get("ad_opt_out"), want, fid)
-        tickets = {t["ticket_key"]: t for t in sim.tickets(include_deleted=False)}
+        # cancel: every ticket is a sale, the deleted ones cancelled; tombstone and skip: the
+        # live tickets only (the tests never pull a ticket before it is deleted with skip).
+        tickets = {t["ticket_key"]: t for t in sim.tickets(include_deleted=
+                                                           deleted_tickets == "cancel")}
         full = {t["ticket_id"]: t for t in sim.tickets()}
         self.assertTrue(any(t["is_deleted"] for t in full.values()), "seed has no deletion")
-        sales = {s["invoice_number"]: s for s in api.list_all("sales")[0]}
+        sales = {s["invoice_number"]: s for s in api.list_all("sales")[0] if not s.get("deleted")}
         self.assertEqual(set(sales), set(tickets))
         owners = {t["ticket_key"]: t for t in sim.tickets()}
         for k, t in tickets.items():
             s = sales[k]
+            if t["is_deleted"] in (True, 1, "1"):
+                self.assertEqual(s.get("status"), "cancelled", k)
+                self.assertEqual(s["status_changed_at"][:19],
+                                 t["last_updated_timestamp"][:19], k)
+            else:
+                self.assertIn(s.get("status"), (None, "sold"), k)
             self.assertEqual(s["quantity"], int(t["num_seats"]), k)
             self.assertEqual(s["sales_price"], money(t["paid_amount"]), k)
             self.assertEqual(s["currency"], "CAD", k)
@@ -177,8 +188,8 @@ class TradableBitsPull(unittest.TestCase):
         cid = admin.add(settings_for(sim, tickets_page_size=40))
         st = admin.run(cid, sim)
         self.assertEqual(st["state"], "ok", st)
-        deleted = self.assert_reproduces(api, sim)
-        self.assertIn("%d deleted ticket(s) skipped" % deleted, st["last_warning"] or "")
+        self.assertTrue(self.assert_reproduces(api, sim))
+        self.assertIsNone(st["last_warning"], st)
 
         # The backfill was cut into closed date windows, then one open window; every ticket
         # call asks for deleted ones too and stays within the page size.
@@ -232,6 +243,53 @@ class TradableBitsPull(unittest.TestCase):
                       if t["last_updated_timestamp"][:19] >= lo)
         self.assertEqual(sorted(t["ticket_id"] for t in tcalls[0].answer["data"]), want)
         self.assertIn(live[5]["ticket_id"], want)
+
+    def test_deletion_propagates(self):
+        # A ticket deleted in the vendor's UI after its sale was pulled: cancel (the default)
+        # makes the sale cancelled; tombstone removes it from the hub (and from the change
+        # feed's live records); skip leaves it and says so.
+        admin, api = self.tenant()
+        sim = self.sim(seed=29, fans=15, tickets=40)
+        cid = admin.add(settings_for(sim, partition_days=3660))
+        self.assertEqual(admin.run(cid, sim)["state"], "ok")
+        self.assert_reproduces(api, sim)
+        live = sim.tickets(include_deleted=False)
+        seed_deleted = {t["ticket_key"] for t in sim.tickets() if t["is_deleted"]}
+        victim = live[3]
+        self.assertIn(api.get("sales", victim["ticket_key"]).json.get("status"), (None, "sold"))
+        sim.delete_ticket(victim["ticket_id"])
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        sale = api.get("sales", victim["ticket_key"]).json
+        self.assertEqual(sale["status"], "cancelled")
+        self.assert_reproduces(api, sim)
+        # The same deletion with tombstone: the sale leaves the hub.
+        r = admin.req("PATCH", "/" + cid, {"settings": {"deleted_tickets":
+                                                                     "tombstone"}})
+        self.assertEqual(r.status, 200, r)
+        victim2 = live[5]
+        sim.delete_ticket(victim2["ticket_id"])
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        self.assertEqual(api.get("sales", victim2["ticket_key"]).status, 404)
+        self.assertEqual(api.get("sales", victim["ticket_key"]).status, 404)
+        feed = api.list_all("sales")[0]
+        self.assertIn({"deleted": True, "id": victim2["ticket_key"]},
+                      [{"deleted": x.get("deleted"), "id": x.get("id")} for x in feed])
+        left = {s["invoice_number"] for s in feed if not s.get("deleted")}
+        # The sweep after the change reads only tickets updated since: the seed's deletions,
+        # cancelled by the first run, stay cancelled.
+        self.assertEqual(left, {t["ticket_key"] for t in sim.tickets(include_deleted=False)}
+                         | seed_deleted)
+        # skip: a deletion leaves the sale and is counted in the warning.
+        r = admin.req("PATCH", "/" + cid, {"settings": {"deleted_tickets": "skip"}})
+        self.assertEqual(r.status, 200, r)
+        victim3 = live[7]
+        sim.delete_ticket(victim3["ticket_id"])
+        st = admin.run(cid, sim)
+        self.assertEqual(st["state"], "ok", st)
+        self.assertIn("deleted ticket(s) skipped", st["last_warning"] or "")
+        self.assertIn(api.get("sales", victim3["ticket_key"]).json.get("status"), (None, "sold"))
 
     def test_restart_between_pages_resumes_without_refetching(self):
         admin, api = self.tenant()
@@ -411,8 +469,163 @@ class TradableBitsPull(unittest.TestCase):
         st = admin.run(cid, sim)
         self.assertEqual(st["state"], "ok", st)
         self.assertIn("1 record(s) skipped", st["last_warning"])
-        want = {t["ticket_key"] for t in sim.tickets(include_deleted=False)} - {bad["ticket_key"]}
+        want = {t["ticket_key"] for t in sim.tickets()} - {bad["ticket_key"]}
         self.assertEqual({s["invoice_number"] for s in api.list_all("sales")[0]}, want)
+
+
+    # -- push ----------------------------------------------------------------------------------
+    def deliveries(self, api, cid):
+        r = harness.http(self.server.port, "GET", "/v1/%s/deliveries?connector=%s&limit=1000"
+                         % (api.client_id, cid), key=api.key)
+        self.assertEqual(r.status, 200, r)
+        return r.json["data"]
+
+    def wait_settled(self, api, cid, n, timeout=None):
+        """Wait until n items of cid are delivered or dead (none waiting); returns them."""
+        def done():
+            items = self.deliveries(api, cid)
+            ended = [d for d in items if d["state"] in ("delivered", "dead")]
+            return items if len(ended) >= n and len(ended) == len(items) else None
+        return harness.wait_until(done, timeout or RUN_TIMEOUT, interval=0.1,
+                                  what="%d deliveries of %s" % (n, cid))
+
+    def push_body(self, n, tag, bad=()):
+        ev = harness.event("EV-" + tag, title="Push Night", venue="Rogers Arena",
+                           date="2026-05-01", time="19:30:00")
+        custs = [harness.customer("C-%s-%d" % (tag, i), first_name="First%d" % i,
+                                  last_name="Last%d" % i,
+                                  email="c%d.%s@example.test" % (i, tag.lower()))
+                 for i in range(10)]
+        custs.append(harness.customer("C-%s-noname" % tag, email="noname.%s@example.test"
+                                      % tag.lower()))
+        sales = [harness.sale("S-%s-%03d" % (tag, i), event_id=ev["event_id"],
+                              customer_id=(custs[-1] if i in bad else custs[i % 10])
+                              ["customer_id"], quantity=1 + i % 3, sales_price="%d.50" % (10 + i),
+                              currency="CAD")
+                 for i in range(n)]
+        return {"events": [ev], "customers": custs, "sales": sales}
+
+    def test_bulk_push_of_250_tickets(self):
+        # 250 sales go out as tickets in three bulk calls (100, 100, 50) with deterministic
+        # ticket keys; the same sales pushed again answer 250 duplicates and change nothing.
+        admin, api = self.tenant()
+        sim = self.sim(seed=31, fans=5, tickets=3, require_ticket_key=True)
+        cid = admin.add(settings_for(sim, push_tickets=True))
+        before = {t["ticket_id"] for t in sim.tickets()}
+        body = self.push_body(250, "B")
+        r = api.ingest(body)
+        self.assertEqual(r.status, 202, r)
+        items = self.wait_settled(api, cid, 250)
+        self.assertEqual({d["state"] for d in items}, {"delivered"})
+        calls = sim.calls("tickets_bulk")
+        self.assertEqual(sorted(len(c.form["tickets"]) for c in calls), [50, 100, 100])
+        self.assertEqual([c.status for c in calls], [200, 200, 200])
+        for c in calls:
+            self.assertEqual(c.content_type.split(";")[0], "application/x-www-form-urlencoded")
+            self.assertEqual(c.key_via, "header")
+            self.assertEqual(c.answer["meta"]["success_count"], len(c.form["tickets"]))
+        created = [t for t in sim.tickets() if t["ticket_id"] not in before]
+        self.assertEqual(len(created), 250)
+        byk = {t["ticket_key"]: t for t in created}
+        sent = {}
+        for c in calls:
+            for row in c.form["tickets"]:
+                row = json.loads(row)
+                sent[row["ticket_key"]] = row
+        custs = {c["customer_id"]: c for c in body["customers"]}
+        for s in body["sales"]:
+            t = byk["webhook:" + s["invoice_number"]]
+            c = custs[s["customer_id"]]
+            row = sent["webhook:" + s["invoice_number"]]
+            self.assertEqual((row["email"], row["first_name"], row["last_name"]),
+                             (c["email"], c["first_name"], c["last_name"]))
+            self.assertEqual((row["customer_key"], row["price_code"]),
+                             (s["customer_id"], "regular"))
+            self.assertEqual(t["email"], c["email"])
+            self.assertEqual(t["num_seats"], s["quantity"])
+            self.assertEqual(money(t["paid_amount"]), s["sales_price"])
+            self.assertEqual((t["event_key"], t["event_name"], t["venue_name"]),
+                             ("EV-B", "Push Night", "Rogers Arena"))
+            self.assertEqual(t["purchase_timestamp"][:19], "2025-04-15T11:08:42")
+            self.assertEqual(t["event_date"][:19], "2026-05-01T19:30:00")
+        # Every item names its ticket.
+        snapshot = sim.tickets()
+        # The same sales again (deleted in the hub, then sent again): 250 duplicates, nothing new.
+        for s in body["sales"]:
+            self.assertEqual(api.req("DELETE", "/v1/%s/sales/%s" % (api.client_id,
+                                                                    s["invoice_number"])).status,
+                             200)
+        sim.clear_calls()
+        r = api.ingest(body)
+        self.assertEqual(r.status, 202, r)
+        self.wait_settled(api, cid, 500)
+        calls = sim.calls("tickets_bulk")
+        self.assertEqual(sorted(len(c.form["tickets"]) for c in calls), [50, 100, 100])
+        self.assertEqual(sum(c.answer["meta"]["duplicate_count"] for c in calls), 250)
+        self.assertEqual(sim.tickets(), snapshot)
+        self.assertEqual(sim.writes(), calls)
+
+    def test_bulk_push_row_errors_and_429(self):
+        # A 429 with Retry-After holds the whole batch that long, then it goes again; a row the
+        # API refuses dead-letters that sale alone, its neighbours are delivered.
+        admin, api = self.tenant()
+        sim = self.sim(seed=37, fans=5, tickets=3)
+        cid = admin.add(settings_for(sim, push_tickets=True))
+        sim.inject("tickets_bulk", ("status", 429, {"Retry-After": "2"}))
+        body = self.push_body(30, "E", bad={4})
+        self.assertEqual(api.ingest(body).status, 202)
+        items = self.wait_settled(api, cid, 30)
+        calls = sim.calls("tickets_bulk")
+        self.assertEqual([c.status for c in calls], [429, 200])
+        self.assertGreaterEqual(calls[1].t - calls[0].t, 1.9)
+        self.assertEqual(len(calls[1].form["tickets"]), 30)
+        dead = [d for d in items if d["state"] == "dead"]
+        self.assertEqual([d["subject"]["id"] for d in dead], ["S-E-004"])
+        self.assertIn("first_name is required", dead[0]["last_response"])
+        self.assertEqual(len([d for d in items if d["state"] == "delivered"]), 29)
+        keys = {t["ticket_key"] for t in sim.tickets()}
+        self.assertNotIn("webhook:S-E-004", keys)
+        self.assertIn("webhook:S-E-005", keys)
+
+    def test_fans_out_and_no_echo(self):
+        # Customers become fans: a new email is created, a known one (a fan pulled before) is a
+        # duplicate and that fan is updated; a later change updates the same fan. What the pull
+        # stored is never pushed back, and a fan the push created is not pulled back.
+        admin, api = self.tenant()
+        sim = self.sim(seed=41, fans=8, tickets=10)
+        cid = admin.add(settings_for(sim, push_fans=True, push_tickets=True))
+        self.assertEqual(admin.run(cid, sim)["state"], "ok")
+        self.assertEqual(self.deliveries(api, cid), [])    # nothing pulled goes back
+        known = sim.fans()[0]
+        new = harness.customer("N-1", first_name="Nora", last_name="New",
+                               email="nora.new@example.test", ad_opt_out=True)
+        dup = harness.customer("D-1", first_name="Dana", last_name="Dup",
+                               email=known["email"], ad_opt_out=False)
+        sim.clear_calls()
+        self.assertEqual(api.ingest({"customers": [new, dup]}).status, 202)
+        items = self.wait_settled(api, cid, 2)
+        self.assertEqual({d["state"] for d in items}, {"delivered"}, items)
+        f_new = sim.fan(email="nora.new@example.test")
+        self.assertEqual((f_new["first_name"], f_new["is_optout"], f_new["is_subscribed"]),
+                         ("Nora", True, False))
+        f_dup = sim.fan(email=known["email"])
+        self.assertEqual(f_dup["fan_id"], known["fan_id"])
+        self.assertEqual((f_dup["first_name"], f_dup["is_subscribed"]), ("Dana", True))
+        self.assertEqual([c.op for c in sim.writes()].count("fan_create"), 2)
+        self.assertEqual([c.op for c in sim.writes()].count("fan_update"), 1)
+        # A change of the new customer updates the fan it created: no second create.
+        sim.clear_calls()
+        self.assertEqual(api.ingest({"customers": [dict(new, first_name="Nina")]}).status, 202)
+        self.wait_settled(api, cid, 3)
+        self.assertEqual([c.op for c in sim.writes()], ["fan_update"])
+        self.assertEqual(sim.calls("fan_update")[0].params["fan_id"], str(f_new["fan_id"]))
+        self.assertEqual(sim.fan(email="nora.new@example.test")["first_name"], "Nina")
+        # The pull after: the fan the push created is not a customer of this source; the fan
+        # that was there before is, with the name the push gave it; nothing is pushed back.
+        self.assertEqual(admin.run(cid, sim)["state"], "ok")
+        self.assertEqual(api.get("customers", str(f_new["fan_id"])).status, 404)
+        self.assertEqual(api.get("customers", str(known["fan_id"])).json["first_name"], "Dana")
+        self.assertEqual(len(self.deliveries(api, cid)), 3)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,12 @@
  *
  * A ticket page carries, with data=fan, each ticket's fan: its customer is stored with the sale
  * (a fan created after the fans stream ran still resolves), and its event from the ticket's
- * event fields (one per event_key per page). Tickets marked is_deleted are not stored and are
- * counted in the run's warning: the hub has no delete operation yet.
+ * event fields (one per event_key per page). A ticket marked is_deleted propagates as the
+ * setting deleted_tickets says: cancel (default) stores its sale with status "cancelled" and
+ * the ticket's last update as status_changed_at (a cancelled sale counts no tickets and no
+ * spend, and is final: docs/ORDER_LIFECYCLE.md); tombstone deletes the sale from the hub (a
+ * tombstone in the change feed, committed just before the page); skip leaves the sale as it
+ * is and counts the ticket in the run's warning.
  *
  * Records are shaped (ids as strings, consent, the event's date and time split) and then
  * mapped through the connector's default mapping overlaid with the instance's own (docs/
@@ -38,6 +42,7 @@
 #include "base/base.h"
 #include "base/log.h"
 #include "core/connector.h"
+#include "core/deletions.h"
 #include "http/client.h"
 #include "http/verdict.h"
 #include "mapping/mapping.h"
@@ -106,15 +111,11 @@ static const struct sd_setting settings[] = {
     {"tickets_bulk_field", SD_SETTING_STRING, "\"tickets\"", 1, 64,
      "form field of the bulk call, one JSON ticket per repeated field (to confirm)", NULL,
      AT(tickets_bulk_field)},
-    {"bulk_size", SD_SETTING_INT, "100", 1, 100, "tickets per bulk call", NULL, AT(bulk_size)},
     {"fans_create_path", SD_SETTING_STRING, "\"/crm/fans\"", 1, 256,
      "path of fan create (to confirm with Tradable Bits)", NULL, AT(fans_create_path)},
     {"fan_update_path", SD_SETTING_STRING, "\"/crm/fans/{fan_id}\"", 1, 256,
      "path of fan update; {fan_id} is the fan (to confirm with Tradable Bits)", NULL,
      AT(fan_update_path)},
-    {"fan_get_path", SD_SETTING_STRING, "\"/crm/fans/{fan_id}\"", 1, 256,
-     "path of one fan; {fan_id} is the fan (to confirm with Tradable Bits)", NULL,
-     AT(fan_get_path)},
     {"tag_prefix", SD_SETTING_STRING, "\"stagedoor-\"", 0, 32,
      "a segment's tag is named tag_prefix + the segment id", NULL, AT(tag_prefix)},
     {"segments", SD_SETTING_STRING, "\"\"", 0, 4096,
@@ -223,6 +224,9 @@ struct tb_run {
     struct sd_mapping *mapping; /* defaults overlaid with the instance's mapping */
     char *h_key, *h_secret;
     uint64_t deleted_skipped;
+    uint64_t tombstoned; /* sales deleted because their ticket was */
+    uint64_t echoes;     /* records this instance pushed, left out */
+    json_t *deletions; /* tombstone: the invoices of the current page's deleted tickets */
     uint64_t skipped; /* records left out by skip_records */
     char *first_skip; /* the first of them, for the warning */
 };
@@ -401,13 +405,14 @@ static int build_mapping(struct tb_run *run)
 {
     struct sd_connector_ctx *ctx = run->ctx;
     json_t *spec = json_pack(
-        "{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}, s:{}, s:{s:s, s:s, s:i, "
+        "{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}, s:{}, s:{s:s, s:s, s:i, "
         "s:s},"
         " s:{}, s:s}",
         "fields", "fan_id", "customer_id", "ticket_key", "invoice_number", "event_key", "event_id",
         "purchase_timestamp", "purchase_datetime", "num_seats", "quantity", "paid_amount",
         "sales_price", "event_name", "title", "venue_name", "venue", "event_hall", "hall",
-        "event_day", "date", "event_time", "time", "postal_code", "post_code", "values",
+        "event_day", "date", "event_time", "time", "postal_code", "post_code", "sale_status", "status", "deleted_at",
+        "status_changed_at", "values",
         "constants", "currency", cf(ctx)->currency, "ticket_category", "regular", "capacity", 0,
         "city", cf(ctx)->event_city, "formats", "unmapped", "drop");
     if (!spec) {
@@ -510,6 +515,24 @@ static bool stopping(struct sd_connector_ctx *ctx)
     return ctx->stop && atomic_load(ctx->stop);
 }
 
+/* Whether the record of remote id `id` was written by this instance's push (no echo):
+ * tickets by the remote reference its delivery recorded (sale ↔ ticket id), fans by the note
+ * a fan create leaves (TB_REF_FAN_CREATED). A store error counts as not (the record is pulled,
+ * as before the push existed). */
+static bool pushed_here(struct tb_run *run, const char *kind, const json_t *id, bool by_local)
+{
+    json_t *s = id_string(id);
+    if (!s) {
+        return false;
+    }
+    char *other = NULL;
+    int r = by_local ? sd_connector_remote_ref_get(run->ctx, kind, json_string_value(s), &other)
+                     : sd_connector_remote_ref_find(run->ctx, kind, json_string_value(s), &other);
+    free(other);
+    json_decref(s);
+    return r == 0;
+}
+
 /* ---- fans ------------------------------------------------------------------------------------ */
 
 static int pull_fans(struct tb_run *run)
@@ -551,6 +574,10 @@ static int pull_fans(struct tb_run *run)
         size_t bad = 0;
         json_array_foreach(data, i, fan)
         {
+            if (pushed_here(run, TB_REF_FAN_CREATED, json_object_get(fan, "fan_id"), true)) {
+                run->echoes++;
+                continue; /* a fan this instance created: the hub's own customer */
+            }
             char ptr[64];
             sd_utf8_snprintf(ptr, sizeof(ptr), "/data/%zu", i);
             json_t *src = shape_fan(fan);
@@ -654,6 +681,23 @@ static int window_from_cursor(struct sd_connector_ctx *ctx, struct tk_window *w)
     return 0;
 }
 
+/* A deleted ticket's sale: cancel stores it cancelled (into the page's body); tombstone
+ * queues the deletion of its invoice (run->deletions), applied before the page is stored. */
+static bool delete_sale(struct tb_run *run, const json_t *src, const char *ptr, json_t *body,
+                        struct sd_issues *errors)
+{
+    if (cf(run->ctx)->deleted_policy == TB_DELETED_CANCEL) {
+        return map_into(run, SD_KIND_SALE, src, ptr, body, errors);
+    }
+    json_t *rec = sd_mapping_apply_object(run->mapping, SD_KIND_SALE, src, ptr, errors);
+    const char *inv = json_string_value(json_object_get(rec, "invoice_number"));
+    if (inv && *inv) {
+        json_array_append_new(run->deletions, json_string(inv));
+    }
+    json_decref(rec);
+    return rec != NULL;
+}
+
 /* Shape one ticket page into body; the ids and last update seen go to w. */
 static size_t ticket_page_body(struct tb_run *run, const json_t *data, json_t *body,
                                struct tk_window *w, int64_t *page_max, struct sd_issues *errors)
@@ -672,7 +716,12 @@ static size_t ticket_page_body(struct tb_run *run, const json_t *data, json_t *b
             up > *page_max) {
             *page_max = up;
         }
-        if (truth(json_object_get(t, "is_deleted")) == 1) {
+        if (pushed_here(run, "sale", tid, false)) {
+            run->echoes++;
+            continue; /* a ticket this instance pushed: the hub's own sale */
+        }
+        bool deleted = truth(json_object_get(t, "is_deleted")) == 1;
+        if (deleted && cf(run->ctx)->deleted_policy == TB_DELETED_SKIP) {
             run->deleted_skipped++;
             continue;
         }
@@ -697,12 +746,49 @@ static size_t ticket_page_body(struct tb_run *run, const json_t *data, json_t *b
         }
         json_decref(fid);
         json_t *src = shape_sale(t);
-        bad += !map_into(run, SD_KIND_SALE, src, ptr, body, errors);
+        if (deleted && cf(run->ctx)->deleted_policy == TB_DELETED_CANCEL) {
+            /* A cancelled sale counts for nothing (no tickets, no spend) and is final. */
+            json_object_set_new(src, "sale_status", json_string("cancelled"));
+            json_object_set(src, "deleted_at", json_object_get(t, "last_updated_timestamp"));
+        }
+        if (deleted) {
+            bad += !delete_sale(run, src, ptr, body, errors);
+        } else {
+            bad += !map_into(run, SD_KIND_SALE, src, ptr, body, errors);
+        }
         json_decref(src);
     }
     json_decref(seen_events);
     json_decref(seen_fans);
     return bad;
+}
+
+/* tombstone: the page's deletions, committed before its records and cursor: a crash in
+ * between reads the page again, whose deletions then find nothing left to delete. */
+static int apply_deletions(struct tb_run *run, const char *what)
+{
+    struct sd_connector_ctx *ctx = run->ctx;
+    size_t n = json_array_size(run->deletions);
+    if (n == 0) {
+        return 0;
+    }
+    struct sd_deletion *v = calloc(n, sizeof(*v));
+    if (!v) {
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        v[i].kind = SD_KIND_SALE;
+        v[i].id = json_string_value(json_array_get(run->deletions, i));
+        v[i].reason = SD_TOMBSTONE_DELETED;
+    }
+    struct sd_deletion_outcome gone = {0};
+    int r = sd_hub_delete_records(ctx->hub, ctx->tenant_id, ctx->env, v, n, ctx->id, &gone);
+    free(v);
+    if (r < 0) {
+        return sd_connector_fail(ctx, r, "%s: storing its deletions failed", what);
+    }
+    run->tombstoned += gone.n_deleted;
+    return 0;
 }
 
 static int pull_tickets(struct tb_run *run)
@@ -782,8 +868,13 @@ static int pull_tickets(struct tb_run *run)
                 }
             }
             json_t *cursor = cursor_with(ctx, "tickets", window_json(&w));
-            r = store_page(run, what, body, cursor, n, bad, &errors);
+            r = bad > 0 && cf(ctx)->policy != TB_POLICY_SKIP_RECORDS ? 0
+                                                                      : apply_deletions(run, what);
+            if (r == 0) {
+                r = store_page(run, what, body, cursor, n, bad, &errors);
+            }
             json_decref(cursor);
+            json_array_clear(run->deletions);
         }
         sd_issues_release(&errors);
         json_decref(body);
@@ -800,7 +891,7 @@ static int pull_tickets(struct tb_run *run)
 static int tb_run(struct sd_connector_ctx *ctx, void *state)
 {
     (void)state;
-    struct tb_run run = {.ctx = ctx};
+    struct tb_run run = {.ctx = ctx, .deletions = json_array()};
     /* Segments whose tag sync is due are queued first, whatever the pull does. */
     if (tb_tags_schedule(ctx) < 0) {
         sd_log(SD_LOG_WARN, "the segments' tag syncs could not be queued; the next run tries again",
@@ -822,7 +913,7 @@ static int tb_run(struct sd_connector_ctx *ctx, void *state)
         char deleted[96] = "", skipped[1024] = "";
         if (run.deleted_skipped > 0) {
             sd_utf8_snprintf(deleted, sizeof(deleted),
-                             "%llu deleted ticket(s) skipped: deletions are not propagated yet",
+                             "%llu deleted ticket(s) skipped (deleted_tickets is skip)",
                              (unsigned long long)run.deleted_skipped);
         }
         if (run.skipped > 0) {
@@ -832,30 +923,27 @@ static int tb_run(struct sd_connector_ctx *ctx, void *state)
         sd_connector_fail(ctx, 0, "%s%s%s", deleted, deleted[0] && skipped[0] ? "; " : "", skipped);
     }
     free(run.first_skip);
+    json_decref(run.deletions);
     sd_http_header_free(run.h_key);
     sd_http_header_free(run.h_secret);
     sd_mapping_free(run.mapping);
     return r < 0 ? r : 0;
 }
 
-/* The outbox operations of the type, each performed by its part. */
-static const char *const operations[] = {TB_OP_SYNC_TAG, NULL};
-
-static enum sd_verdict tb_deliver(struct sd_connector_ctx *ctx, void *state,
-                                  const struct sd_outbox_item *item, struct sd_delivery_result *res)
-{
-    (void)state;
-    if (item->operation && strcmp(item->operation, TB_OP_SYNC_TAG) == 0) {
-        return tb_tags_deliver(ctx, item, res);
-    }
-    res->error = sd_strdup("an operation this type does not perform");
-    return SD_VERDICT_REJECT;
-}
+static const char *const operations[] = {TB_OP_TICKET, TB_OP_FAN, TB_OP_SYNC_TAG, NULL};
+static const char *const batch_operations[] = {TB_OP_TICKET, NULL};
 
 const struct sd_connector sd_connector_tradablebits = {
     .name = "tradablebits",
     .kind = SD_CONNECTOR_SOURCE | SD_CONNECTOR_TARGET,
-    .help = "pull fans (customers) and tickets (sales, events) from the Tradable Bits CRM API",
+    .help = "fans (customers) and tickets (sales, events) from the Tradable Bits CRM API, and "
+            "the hub's sales as tickets, customers as fans and segments as fan tags back to it",
+    .operations = operations,
+    .on_change = tb_on_change,
+    .deliver = tb_deliver,
+    .batch_operations = batch_operations,
+    .batch_max = TB_BULK_MAX,
+    .deliver_batch = tb_deliver_batch,
     .settings = settings,
     .settings_size = sizeof(struct tb_conf),
     .default_schedule = "every 15m",
@@ -863,8 +951,6 @@ const struct sd_connector sd_connector_tradablebits = {
     .check = check,
     .quotas = quotas,
     .credential_settings = credential_settings,
-    .operations = operations,
-    .deliver = tb_deliver,
     .segment_operation = TB_OP_SYNC_TAG,
     .segment_dry_run = true,
 };

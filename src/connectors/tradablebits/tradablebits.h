@@ -17,7 +17,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <stddef.h>
+
 #include "core/connector.h"
+#include "store/audience.h"
 
 struct tb_conf {
     const char *base_url, *api_key, *api_secret;
@@ -32,8 +35,6 @@ struct tb_conf {
     /* push */
     bool push_tickets, push_fans;
     const char *tickets_bulk_path, *tickets_bulk_field, *fans_create_path, *fan_update_path;
-    const char *fan_get_path;
-    int64_t bulk_size;
     /* segment → tag sync (tb_tags.c) */
     const char *tag_prefix, *segments;
     const char *tags_path, *tag_add_path, *tag_remove_path;
@@ -48,5 +49,46 @@ enum tb_deleted_policy { TB_DELETED_CANCEL, TB_DELETED_TOMBSTONE, TB_DELETED_SKI
  * NULL-terminated list of name, value; values URL-escaped; a NULL value leaves its pair out).
  * Heap string. */
 char *tb_build_url(const struct tb_conf *c, const char *path, const char *const *params);
+
+/* ---- push (tb_push.c) ---- */
+
+#define TB_OP_TICKET "ticket"
+#define TB_OP_FAN "fan"
+/* Remote references of kind TB_REF_FAN_CREATED: fan id → the customer subject whose push
+ * created that fan (the pull leaves such fans out: no echo). */
+#define TB_REF_FAN_CREATED "fan_created"
+#define TB_BULK_MAX 100 /* tickets per bulk call */
+
+void tb_on_change(const struct sd_connector_ctx *ctx, const struct sd_change *chg,
+                  struct sd_outbox_adder *out);
+enum sd_verdict tb_deliver(struct sd_connector_ctx *ctx, void *state,
+                           const struct sd_outbox_item *item, struct sd_delivery_result *res);
+void tb_deliver_batch(struct sd_connector_ctx *ctx, void *state,
+                      const struct sd_outbox_item *items, size_t n,
+                      struct sd_delivery_result *res, enum sd_verdict *verdicts);
+
+/* A ticket (the create call's fields) from a stored sale, its customer and its event (either
+ * may be NULL: the fields they give are left out, and the API refuses the row). ticket_key is
+ * "<source>:<invoice_number>". NULL when the sale has no invoice_number. New reference. */
+json_t *tb_ticket_from_sale(const char *source, const json_t *sale, const json_t *customer,
+                            const json_t *event);
+/* The bulk call's form body: one `field`=<ticket as JSON> per ticket. Heap, or NULL. */
+char *tb_bulk_body(const char *field, json_t *const *tickets, size_t n, size_t *ret_len);
+
+/* One row of a bulk answer. */
+enum tb_row_outcome { TB_ROW_MISSING, TB_ROW_CREATED, TB_ROW_DUPLICATE, TB_ROW_ERROR };
+struct tb_row {
+    enum tb_row_outcome outcome; /* MISSING: the answer has no row for this ticket */
+    char *ticket_id;             /* or NULL */
+    char *text;                  /* the row as answered (compact JSON), or NULL */
+};
+/* Read a bulk answer {"meta", "data": [{row, status, ticket_id?, errors?}...]} for a call of n
+ * tickets into rows[0..n) (each row found by its "row" index, else its position; a row
+ * outside the call or a second row for one ticket is ignored; a status other than success or
+ * duplicate is an error). 0, or -EPROTO with the reason in why (rows all MISSING). Release
+ * with tb_rows_release. Pure. */
+int tb_bulk_answer_parse(const char *body, size_t len, struct tb_row *rows, size_t n, char *why,
+                         size_t why_len);
+void tb_rows_release(struct tb_row *rows, size_t n);
 
 #endif

@@ -71,6 +71,7 @@ enum {
     S_REMOTE_PUT,
     S_REMOTE_LIST,
     S_REMOTE_DELETE,
+    S_DLV_MORE,
     S_LAST_ /* must stay <= 96 */
 };
 _Static_assert(S_LAST_ <= SD_SQLITE_EXTRA_SLOTS, "outbox statement slots are 48..95");
@@ -134,6 +135,12 @@ static const char *const sql[] = {
     [S_DLV_CANDIDATES] = "SELECT d.id, d.connector_id, d.state, coalesce((SELECT c.rate_per_hour "
                          "FROM connectors c WHERE c.id = d.connector_id), 0) FROM outbox_items d "
                          "WHERE " DUE_WHERE " ORDER BY d.next_attempt_usec, d.seq LIMIT 32",
+    /* Due items of one connector and operation, besides the one claimed (?2), in due order;
+     * first sends of a connector with a rate are left to the planned claim. */
+    [S_DLV_MORE] = "SELECT d.id FROM outbox_items d WHERE d.connector_id = ?3 AND d.operation = "
+                   "?4 AND d.id <> ?2 AND NOT (d.state = 'queued' AND coalesce((SELECT "
+                   "c.rate_per_hour FROM connectors c WHERE c.id = d.connector_id), 0) > 0) AND "
+                   DUE_WHERE " ORDER BY d.next_attempt_usec, d.seq LIMIT ?5",
     [S_TARGET_LIMIT] = "SELECT coalesce(rate_per_hour, 0) FROM connectors WHERE id = ?1",
     [S_DLV_SENDS] = "SELECT sent_usec FROM outbox_items WHERE connector_id = ?1 AND "
                     "updated_usec > ?2 AND sent_usec > ?2 ORDER BY sent_usec",
@@ -942,6 +949,88 @@ out:
     return fr < 0 ? fr : r;
 }
 
+static int delivery_claim_more(struct sd_store *s, const struct sd_outbox_clock *clk,
+                               const struct sd_outbox_item *first, size_t max,
+                               struct sd_outbox_item **ret, size_t *ret_n)
+{
+    *ret = NULL;
+    *ret_n = 0;
+    if (!clk || clk->lease_usec <= 0 || !first || !first->id || !first->connector_id ||
+        !first->operation) {
+        return -EINVAL;
+    }
+    if (max == 0) {
+        return 0;
+    }
+    int r = sd_sqlite_ctl_begin_write(s);
+    if (r < 0) {
+        return r;
+    }
+    struct conn *k = s->ctl;
+    char **ids = sd_calloc(max, sizeof(*ids));
+    size_t n_ids = 0, n = 0;
+    struct sd_outbox_item *v = sd_calloc(max, sizeof(*v));
+    sqlite3_stmt *st = stmt(k, S_DLV_MORE);
+    if (!st) {
+        r = -EIO;
+        goto out;
+    }
+    if ((sqlite3_bind_int64(st, 1, clk->now_usec) |
+         sqlite3_bind_text(st, 2, first->id, -1, SQLITE_STATIC) |
+         sqlite3_bind_text(st, 3, first->connector_id, -1, SQLITE_STATIC) |
+         sqlite3_bind_text(st, 4, first->operation, -1, SQLITE_STATIC) |
+         sqlite3_bind_int64(st, 5, (int64_t)max)) != SQLITE_OK) {
+        sqlite3_reset(st);
+        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+        goto out;
+    }
+    int rc = SQLITE_DONE;
+    while (n_ids < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        ids[n_ids++] = sd_sqlite_column_strdup(st, 0);
+    }
+    sqlite3_reset(st);
+    r = rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : sd_sqlite_fail(k, rc, "item batch");
+    for (size_t i = 0; i < n_ids && r == 0; i++) {
+        int lr = lease(k, ids[i], clk);
+        if (lr < 0) {
+            r = lr;
+            break;
+        }
+        if (lr == 0) {
+            continue;
+        }
+        st = stmt(k, S_DLV_GET);
+        if (!st) {
+            r = -EIO;
+        } else if (sqlite3_bind_text(st, 1, ids[i], -1, SQLITE_STATIC) != SQLITE_OK) {
+            r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+        } else {
+            r = one_row(k, st, read_delivery_v, &v[n], "item get");
+            n += r == 0;
+        }
+    }
+out:
+    for (size_t i = 0; i < n_ids; i++) {
+        free(ids[i]);
+    }
+    free(ids);
+    int fr = sd_sqlite_ctl_end_write(s, r, false);
+    if (r == 0 && fr < 0) {
+        r = fr;
+    }
+    if (r < 0) {
+        sd_outbox_items_free(v, n);
+        return r;
+    }
+    if (n == 0) {
+        free(v);
+        v = NULL;
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
 static int delivery_renew(struct sd_store *s, const char *id, int64_t fence,
                           int64_t new_lease_until_usec)
 {
@@ -1336,6 +1425,7 @@ const struct sd_store_outbox_ops sd_sqlite_outbox_ops = {
     .delivery_list = delivery_list,
     .delivery_next_due = delivery_next_due,
     .delivery_claim = delivery_claim,
+    .delivery_claim_more = delivery_claim_more,
     .delivery_renew = delivery_renew,
     .delivery_finish = delivery_finish,
     .delivery_requeue = delivery_requeue,
