@@ -5,8 +5,8 @@
  * "sync_tag" whose subject is the segment. Its deliver:
  *  1. reads the segment's members now (opt-outs, suppressions and erasures of this moment
  *     applied) and maps each to a fan: a source record of this instance's own source label (a
- *     pulled fan: its customer_id is the fan_id), else the remote reference of kind "fan" of
- *     any of its source records ("<source>:<customer_id>", set by the fan push). Profiles link
+ *     pulled fan: its customer_id is the fan_id), else the remote reference of kind "customer"
+ *     of any of its source records ("<source>:<customer_id>" → fan id, set by the fan push). Profiles link
  *     records by e-mail, so a member known to the hub under another system's record still
  *     finds the fan with the same address. A member with no fan is counted (no_fan), never
  *     created here: the fan push does that when the instance pushes fans.
@@ -331,7 +331,8 @@ static int member_fans(struct sync *s, struct strv *want, int64_t *ret_members,
             for (size_t k = 0; k < m->n_sources && !fan; k++) {
                 char *local = sd_asprintf("%s:%s", m->sources[k].source, m->sources[k].customer_id);
                 char *remote = NULL;
-                int g = sd_connector_remote_ref_get(ctx, "fan", local, &remote);
+                /* the fan push keeps a customer's fan id under the customer's subject */
+                int g = sd_connector_remote_ref_get(ctx, "customer", local, &remote);
                 free(local);
                 if (g == 0 && tb_tags_is_fan_id(remote)) {
                     fan = remote;
