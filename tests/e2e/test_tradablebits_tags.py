@@ -215,6 +215,9 @@ class TradableBitsTags(unittest.TestCase):
         fans = self.eligible(sim)
         self.set_members(sim, fans[:5], [])
         admin.run(cid, sim)
+        # A member known only to the hub (no fan): counted, never tagged.
+        r = api.ingest({"customers": [harness.customer("NOFAN-1", post_code=PREFIX + " 999")]})
+        self.assertEqual(r.status, 202, r)
         seg = self.segment(api)
 
         sim.clear_calls()
@@ -225,6 +228,7 @@ class TradableBitsTags(unittest.TestCase):
         f = d["facts"]
         self.assertTrue(f["dry_run"])
         self.assertEqual((f["added"], f["removed"], f["unchanged"]), (5, 0, 0), f)
+        self.assertEqual((f["members"], f["fans"], f["no_fan"]), (6, 5, 1), f)
         self.assertIsNone(f["tag_id"])
 
         self.delivered(api, self.push(api, seg, cid))
@@ -284,6 +288,31 @@ class TradableBitsTags(unittest.TestCase):
         self.assertEqual((f["added"], f["removed"], f["unchanged"]), (2100, 0, 0), f)
         self.assertEqual(len(sim.calls("tag_create")), 1)
         self.assertIn(429, [h["status"] for h in d["history"]])   # waited through the outbox
+
+    def test_member_reaches_the_fan_the_fan_push_made(self):
+        admin, api, sim, cid = self.setup_instance(push_fans=True)
+        fans = self.eligible(sim)
+        self.set_members(sim, fans[:2], [])
+        admin.run(cid, sim)
+        r = api.ingest({"customers": [harness.customer("HUB-7", post_code=PREFIX + " 777",
+                                                       email="hub7@example.com")]})
+        self.assertEqual(r.status, 202, r)
+
+        def fan_pushed():
+            f = sim.fan(email="hub7@example.com")
+            return f if f else None
+        fan = harness.wait_until(fan_pushed, TIMEOUT, what="the fan push")
+        # The fan push records the fan id when its delivery ends.
+        def fan_delivered():
+            r = api.req("GET", "/v1/%s/deliveries?connector=%s" % (api.client_id, cid))
+            return [d for d in r.json["data"]
+                    if d["operation"] == "fan" and d["state"] == "delivered"] or None
+        harness.wait_until(fan_delivered, TIMEOUT, what="the fan delivery")
+        seg = self.segment(api)
+        d = self.delivered(api, self.push(api, seg, cid))
+        self.assertEqual(sim.tag_members(self.tag_name(seg)),
+                         sorted(fans[:2] + [fan["fan_id"]]))
+        self.assertEqual((d["facts"]["fans"], d["facts"]["no_fan"]), (3, 0), d["facts"])
 
     def test_scheduled_segment_is_queued_by_the_run(self):
         admin, api, sim, cid = self.setup_instance()
