@@ -314,6 +314,11 @@ static int member_fans(struct sync *s, struct strv *want, int64_t *ret_members,
     int64_t members = 0, no_fan = 0, after = 0;
     bool more = r == 0;
     while (more) {
+        /* A large segment takes a while: keep the item ours meanwhile. */
+        if (sd_connector_lease_extend(ctx, 60 * 1000000LL, 2 * 60 * 1000000LL) == -ESTALE) {
+            r = -ESTALE;
+            break;
+        }
         struct sd_member_page page = {0};
         r = sd_segment_members(ctx->hub, seg, after, MEMBER_PAGE, &page);
         if (r < 0) {
