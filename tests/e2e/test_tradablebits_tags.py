@@ -148,7 +148,9 @@ class TradableBitsTags(unittest.TestCase):
 
     # -- tests ---------------------------------------------------------------------------------
     def test_two_syncs_send_exactly_the_difference(self):
-        admin, api, sim, cid = self.setup_instance()
+        # push_fans on: a fan the pull brings back after its tag moved would be pushed back if
+        # it counted as a change of this instance's.
+        admin, api, sim, cid = self.setup_instance(push_fans=True)
         fans = self.eligible(sim)
         self.assertGreaterEqual(len(fans), 20)
         first = fans[:8]
