@@ -10,8 +10,10 @@ a dry run reports the same figures and the simulator records no write at all; a 
 middle of a sync of more than 1000 fans (calls of at most 1000 fan ids) is waited out and the
 sync resumes where it stopped (no batch sent twice), the final tag exact; tagging moves the
 fans' last update on the simulator (tag_touches_fan), and the pull that brings them back stores
-them unchanged and queues nothing for the instance (no echo); a segment listed with a schedule
-in the `segments` setting is queued by the instance's run."""
+them unchanged and queues nothing for the instance (no echo); a member reaches the fan the fan
+push made for it, a member with no fan is counted; a hub killed right after a sync's calls, before
+their outcome is recorded, runs the item again after its restart and sends nothing twice; a
+segment listed with a schedule in the `segments` setting is queued by the instance's run."""
 
 import json
 import os
@@ -315,6 +317,54 @@ class TradableBitsTags(unittest.TestCase):
         self.assertEqual(sim.tag_members(self.tag_name(seg)),
                          sorted(fans[:2] + [fan["fan_id"]]))
         self.assertEqual((d["facts"]["fans"], d["facts"]["no_fan"]), (3, 0), d["facts"])
+
+    def test_crash_after_the_calls_resends_nothing(self):
+        # A hub of its own, killed by the fault hook right after the sync's last answer, before
+        # the outcome is recorded: the restarted hub runs the item again, which finds the tag
+        # already as the calls left it (the set moved with each answer) and sends nothing.
+        with tempfile.TemporaryDirectory(prefix="sd-e2e-tbtags-crash-") as data:
+            harness.tenant_create(data, "crash")
+            key = harness.key_create(data, "crash", "test")
+            os.environ["STAGEDOOR_FAULT"] = "outbox_after_send"
+            try:
+                server = harness.Server(data).start()
+            finally:
+                os.environ.pop("STAGEDOOR_FAULT", None)
+            self.addCleanup(server.kill)
+            admin, api = Admin(server, "crash"), server.api("crash", key)
+            sim = Simulator(seed=11, fans=60, tickets=20, activities=0).start()
+            self.addCleanup(sim.stop)
+            cid = admin.add({"base_url": sim.base_url, "api_key": KEY, "api_secret": SECRET,
+                             "currency": "CAD", "event_city": "Vancouver",
+                             "backfill_start": "2020-01-01", "pull_tickets": False})
+            fans = self.eligible(sim)
+            self.set_members(sim, fans[:6], [])
+            admin.run(cid, sim)
+            seg = self.segment(api)
+            sim.clear_calls()
+            try:
+                r = api.req("POST", "/v1/crash/segments/%s/push" % seg, body={"target_id": cid})
+                self.assertEqual(r.status, 202, r)
+            except (ConnectionError, OSError):
+                pass    # the worker may end the process before the answer is written
+            server.wait_exit(TIMEOUT)
+            self.assertEqual(sim.tag_members(self.tag_name(seg)), fans[:6])
+            before = len(sim.writes())
+            self.assertEqual(before, 2)                     # tag_create, tag_add
+
+            server = harness.Server(data).start()
+            self.addCleanup(server.kill)
+            api = server.api("crash", key)
+
+            def delivered():
+                r = api.req("GET", "/v1/crash/deliveries?connector=" + cid)
+                ds = [d for d in r.json["data"] if d["operation"] == "sync_tag"]
+                return ds[0] if ds and ds[0]["state"] == "delivered" else None
+            d = harness.wait_until(delivered, TIMEOUT, what="the rerun")
+            self.assertEqual(len(sim.writes()), before)     # nothing sent twice
+            self.assertEqual(sim.tag_members(self.tag_name(seg)), fans[:6])
+            self.assertEqual((d["facts"]["added"], d["facts"]["unchanged"]), (0, 6), d["facts"])
+            server.stop_ok(self)
 
     def test_scheduled_segment_is_queued_by_the_run(self):
         admin, api, sim, cid = self.setup_instance()
