@@ -1,4 +1,4 @@
-"""The `tradablebits` connector (pull half) end to end against the Tradable Bits simulator
+"""The `tradablebits` connector end to end against the Tradable Bits simulator
 (tests/sim/tradablebits): `stagedoor serve` runs connectors configured over the admin API, and
 what the hub stored is read back over GET /v1/{client_id}/customers|sales|events and compared
 with the simulator's own account.
@@ -14,7 +14,13 @@ run completes; a bad ticket stops the run at its page (reject_page) or is skippe
 (skip_records); under a tight vendor limit the
 connector never calls before Retry-After allows and still completes; the type's quota ledger
 holds a pull to 70 calls per aligned 10 s window (7 x 85 < 600 per rolling minute), and a
-ticket page whose numbers arrive as strings is stored the same."""
+ticket page whose numbers arrive as strings is stored the same.
+
+Push: 250 sales go out as tickets in three bulk calls (100, 100, 50) and the same sales again
+answer 250 duplicates with the simulator's tickets unchanged; a 429 holds the batch for its
+Retry-After and a refused row dead-letters its sale alone; customers go out as fans (create,
+duplicate email -> update, later change -> update of the same fan), nothing pulled is pushed
+back and a fan the push created is not pulled back."""
 
 import json
 import os

@@ -955,6 +955,96 @@ static void test_no_echo(void **state)
 #endif
 }
 
+/* An item of connector `con`, operation `op`, on customer `subject`. */
+static void add_op_item(struct fx *f, const char *id, const char *con, const char *op,
+                        const char *subject, int64_t now)
+{
+    struct sd_outbox_item d = {.id = (char *)id,
+                               .tenant_id = f->acme.id,
+                               .env = SD_ENV_TEST,
+                               .connector_id = (char *)con,
+                               .operation = (char *)op,
+                               .subject_kind = (char *)"customer",
+                               .subject_id = (char *)subject,
+                               .idem_key = (char *)id,
+                               .doc = (char *)"{}"};
+    struct sd_outbox_clock clk = clock_at(now);
+    assert_int_equal(sd_store_delivery_insert(f->h, &d, &clk, NULL), 0);
+}
+
+/* A batch claimed with a first item: due items of the same connector and operation only, in
+ * due order, each leased as a claim leases one; FIFO per subject holds; first sends of a
+ * connector with a rate are left to the planned claim. */
+static void test_claim_more(void **state)
+{
+    struct fx *f = *state;
+    const char *cons[] = {"con_a", "con_b"};
+    for (size_t i = 0; i < 2; i++) {
+        struct sd_target con = {.id = (char *)cons[i],
+                                .tenant_id = f->acme.id,
+                                .env = SD_ENV_TEST,
+                                .type = (char *)"test_contacts",
+                                .doc = (char *)"{}"};
+        assert_int_equal(sd_store_target_put(f->h, &con, true, NULL), 0);
+    }
+    const int64_t t0 = sd_now_usec();
+    add_op_item(f, "dlv_1", "con_a", "ticket", "c1", t0);
+    add_op_item(f, "dlv_2", "con_a", "ticket", "c1", t0 + 1); /* behind dlv_1 (same subject) */
+    add_op_item(f, "dlv_3", "con_a", "fan", "c2", t0 + 2);    /* another operation */
+    add_op_item(f, "dlv_4", "con_b", "ticket", "c3", t0 + 3); /* another connector */
+    add_op_item(f, "dlv_5", "con_a", "ticket", "c4", t0 + 4);
+    add_op_item(f, "dlv_6", "con_a", "ticket", "c5", t0 + 5);
+    add_op_item(f, "dlv_7", "con_a", "ticket", "c6", t0 + 6);
+    struct sd_outbox_item first = {0};
+    claim_is(f, t0 + 10, "dlv_1", &first);
+    struct sd_outbox_clock clk = clock_at(t0 + 10);
+    struct sd_outbox_item *more = NULL;
+    size_t n = 99;
+    assert_int_equal(sd_store_delivery_claim_more(f->h, &clk, &first, 0, &more, &n), 0);
+    assert_int_equal(n, 0);
+    assert_null(more);
+    assert_int_equal(sd_store_delivery_claim_more(f->h, &clk, &first, 2, &more, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(more[0].id, "dlv_5");
+    assert_string_equal(more[1].id, "dlv_6");
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(more[i].state, SD_DELIVERY_SENDING);
+        assert_int_equal(more[i].attempts, 1);
+        assert_true(more[i].lease_until_usec > t0 + 10);
+    }
+    sd_outbox_items_free(more, n);
+    assert_int_equal(sd_store_delivery_claim_more(f->h, &clk, &first, 10, &more, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(more[0].id, "dlv_7");
+    sd_outbox_items_free(more, n);
+    assert_int_equal(sd_store_delivery_claim_more(f->h, &clk, &first, 10, &more, &n), 0);
+    assert_int_equal(n, 0);
+    struct sd_outbox_item d = {0};
+    get(f, "dlv_2", &d);
+    assert_int_equal(d.state, SD_DELIVERY_QUEUED);
+    sd_outbox_item_release(&d);
+    sd_outbox_item_release(&first);
+
+    /* A connector with a rate: its first sends go one planned claim at a time. */
+    char *tgt = add_target(f, "{\"type\":\"audience_push\",\"environment\":\"test\","
+                              "\"url\":\"https://crm.example/s\",\"app_key\":\"k\","
+                              "\"secure_token\":\"t\",\"segments_per_hour\":100}");
+    insert(f, "dlv_r1", tgt, "key-r1", t0 + 20);
+    insert(f, "dlv_r2", tgt, "key-r2", t0 + 21);
+    struct sd_outbox_clock rclk = clock_at(t0 + 30);
+    struct sd_outbox_item r1 = {0};
+    assert_int_equal(sd_store_delivery_claim(f->h, &rclk, &r1), 0);
+    while (strcmp(r1.connector_id, tgt) != 0) { /* the con_a items still due go first */
+        sd_outbox_item_release(&r1);
+        assert_int_equal(sd_store_delivery_claim(f->h, &rclk, &r1), 0);
+    }
+    assert_string_equal(r1.id, "dlv_r1");
+    assert_int_equal(sd_store_delivery_claim_more(f->h, &rclk, &r1, 10, &more, &n), 0);
+    assert_int_equal(n, 0);
+    sd_outbox_item_release(&r1);
+    free(tgt);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -971,6 +1061,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_new_limit_replans_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_echo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claim_more, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,11 +3,18 @@
  * streams switched off are refused with a pointer to the setting; the required currency and
  * event city are named when missing; a complete configuration passes with the issue's defaults
  * filled), and its quotas follow the ledger's rules and stay under 600 calls in any rolling
- * minute. */
+ * minute. The push half's pure parts: a sale with its customer and event becomes the ticket
+ * the create call takes (ticket_key source:invoice, GMT purchase time, seats and amount as
+ * text), the bulk body carries one form field per ticket, and a bulk answer is read row by row
+ * (rows found by their index, in any order; duplicates a hit; an unknown status an error; a
+ * row outside the call or given twice ignored; a missing row reported; an answer that is not
+ * {"data": [...]} refused whole). */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -15,6 +22,7 @@
 #include "base/base.h"
 #include "core/connector.h"
 #include "core/quota.h"
+#include "connectors/tradablebits/tradablebits.h"
 
 static json_t *good(void)
 {
@@ -116,12 +124,109 @@ static void test_quotas(void **state)
     assert_null(c->credential_settings[1]);
 }
 
+static void test_ticket_and_bulk_body(void **state)
+{
+    (void)state;
+    json_t *sale = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s}", "invoice_number", "A 1&2",
+                             "event_id", "EV-1", "customer_id", "C-9", "purchase_datetime",
+                             "2025-04-15T11:08:42.250Z", "quantity", 3, "sales_price", "89.50",
+                             "ticket_category", "vip");
+    json_t *cust = json_pack("{s:s, s:s, s:s}", "email", "a@b.test", "first_name", "Ann",
+                             "last_name", "Lee");
+    json_t *ev = json_pack("{s:s, s:s, s:s, s:s}", "title", "Otello", "date", "2026-05-01",
+                           "time", "19:30:00", "venue", "Arena");
+    json_t *t = tb_ticket_from_sale("webhook", sale, cust, ev);
+    assert_non_null(t);
+    json_t *want = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+                             "ticket_key", "webhook:A 1&2", "first_name", "Ann", "last_name",
+                             "Lee", "email", "a@b.test", "purchase_timestamp",
+                             "2025-04-15 11:08:42", "paid_amount", "89.50", "num_seats", "3",
+                             "event_key", "EV-1", "price_code", "vip", "customer_key", "C-9",
+                             "event_name", "Otello", "venue_name", "Arena");
+    json_object_set_new(want, "event_date", json_string("2026-05-01T19:30:00"));
+    assert_true(json_equal(t, want));
+    /* No customer or event: their fields are left out (the API names them per row). */
+    json_t *bare = tb_ticket_from_sale(NULL, sale, NULL, NULL);
+    assert_string_equal(json_string_value(json_object_get(bare, "ticket_key")), "hub:A 1&2");
+    assert_null(json_object_get(bare, "email"));
+    assert_null(json_object_get(bare, "event_date"));
+    json_object_del(sale, "invoice_number");
+    assert_null(tb_ticket_from_sale("webhook", sale, cust, ev));
+
+    json_t *two[] = {t, bare};
+    size_t len = 0;
+    char *body = tb_bulk_body("tickets", two, 2, &len);
+    assert_non_null(body);
+    assert_int_equal(len, strlen(body));
+    /* two fields, each one JSON object, form-encoded ('&' inside a value escaped) */
+    assert_int_equal(strncmp(body, "tickets=%7B", 11), 0);
+    const char *amp = strchr(body, '&');
+    assert_non_null(amp);
+    assert_null(strchr(amp + 1, '&'));
+    assert_int_equal(strncmp(amp, "&tickets=%7B", 12), 0);
+    assert_non_null(strstr(body, "A+1%262"));
+    free(body);
+    json_decref(want);
+    json_decref(t);
+    json_decref(bare);
+    json_decref(sale);
+    json_decref(cust);
+    json_decref(ev);
+}
+
+static void test_bulk_answer(void **state)
+{
+    (void)state;
+    const char *ans =
+        "{\"meta\": {\"count\": 5}, \"data\": ["
+        "{\"row\": 2, \"ticket_id\": 7, \"status\": \"duplicate\"},"
+        "{\"row\": 0, \"ticket_id\": \"5\", \"status\": \"success\"},"
+        "{\"row\": 1, \"ticket_key\": \"k\", \"status\": \"error\", \"errors\": [\"email "
+        "is required\"]},"
+        "{\"row\": 3, \"status\": \"strange\"},"
+        "{\"row\": 2, \"status\": \"error\"},"
+        "{\"row\": 9, \"status\": \"success\"}]}";
+    struct tb_row rows[5];
+    char why[160];
+    assert_int_equal(tb_bulk_answer_parse(ans, strlen(ans), rows, 5, why, sizeof(why)), 0);
+    assert_int_equal(rows[0].outcome, TB_ROW_CREATED);
+    assert_string_equal(rows[0].ticket_id, "5");
+    assert_int_equal(rows[1].outcome, TB_ROW_ERROR);
+    assert_null(rows[1].ticket_id);
+    assert_non_null(strstr(rows[1].text, "email is required"));
+    assert_int_equal(rows[2].outcome, TB_ROW_DUPLICATE); /* the first answer for row 2 stands */
+    assert_string_equal(rows[2].ticket_id, "7");
+    assert_int_equal(rows[3].outcome, TB_ROW_ERROR);
+    assert_int_equal(rows[4].outcome, TB_ROW_MISSING);
+    assert_null(rows[4].text);
+    tb_rows_release(rows, 5);
+    /* rows without an index: by position */
+    const char *plain = "{\"data\": [{\"status\": \"success\", \"ticket_id\": 1},"
+                        " {\"status\": \"duplicate\", \"ticket_id\": 2}]}";
+    assert_int_equal(tb_bulk_answer_parse(plain, strlen(plain), rows, 2, why, sizeof(why)), 0);
+    assert_int_equal(rows[0].outcome, TB_ROW_CREATED);
+    assert_int_equal(rows[1].outcome, TB_ROW_DUPLICATE);
+    assert_string_equal(rows[1].ticket_id, "2");
+    tb_rows_release(rows, 2);
+    /* not a list of rows: refused whole, every row missing */
+    const char *bad[] = {"", "[]", "{\"data\": {}}", "{\"meta\": {}}", "{\"data\": [1,"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(tb_bulk_answer_parse(bad[i], strlen(bad[i]), rows, 2, why, sizeof(why)),
+                         -EPROTO);
+        assert_int_equal(rows[0].outcome, TB_ROW_MISSING);
+        assert_int_equal(rows[1].outcome, TB_ROW_MISSING);
+        assert_non_null(strstr(why, "data"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_quotas),
+        cmocka_unit_test(test_ticket_and_bulk_body),
+        cmocka_unit_test(test_bulk_answer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -451,8 +451,8 @@ void tb_deliver_batch(struct sd_connector_ctx *ctx, void *state,
         case TB_ROW_DUPLICATE:
             v[i] = SD_VERDICT_OK;
             res[i].remote_ref = rows[j].ticket_id ? sd_strdup(rows[j].ticket_id) : NULL;
-            res[i].facts = json_pack("{s:s, s:i}", "ticket",
-                                     rows[j].outcome == TB_ROW_CREATED ? "created" : "duplicate",
+            res[i].facts = json_pack("{s:s, s:i}", "kind",
+                                     rows[j].outcome == TB_ROW_CREATED ? "create" : "duplicate",
                                      "batch", (json_int_t)m);
             break;
         case TB_ROW_ERROR:

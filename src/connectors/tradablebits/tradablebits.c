@@ -90,12 +90,10 @@ static const struct sd_setting settings[] = {
      AT(retry_initial_ms)},
     {"max_wait_seconds", SD_SETTING_INT, "120", 1, 3600,
      "longest wait for one Retry-After or back-off", NULL, AT(max_wait_seconds)},
-    {"activities_path", SD_SETTING_STRING, "\"/crm/activities\"", 1, 256,
-     "path of the activities list", NULL, AT(activities_path)},
-    {"pull_activities", SD_SETTING_BOOL, "false", 0, 0,
-     "pull activities (the consent they carry) into customers", NULL, AT(pull_activities)},
-    {"activities_page_size", SD_SETTING_INT, "200", 1, 200, "activities asked for per page (limit)",
-     NULL, AT(activities_page_size)},
+    {"quota_10s_calls", SD_SETTING_INT, "0", 0, 10000,
+     "calls per aligned 10 s window shared by pulls and pushes of this api_key (0: 85, under the "
+     "600 per minute default; 1400 fits a 10,000 per minute contract)",
+     NULL, AT(quota_10s_calls)},
     {"deleted_tickets", SD_SETTING_CHOICE, "\"cancel\"", 0, 0,
      "what a ticket marked is_deleted does to its stored sale: cancel (the sale is cancelled, "
      "its quantity and amount kept), tombstone (the sale is deleted from the hub) or skip "
@@ -211,8 +209,9 @@ static void check(const void *conf, struct sd_issues *errors)
             break;
         }
     }
-    if (!c->pull_fans && !c->pull_tickets) {
-        sd_issues_add(errors, "/settings", "pull_fans and pull_tickets are both off");
+    if (!c->pull_fans && !c->pull_tickets && !c->push_fans && !c->push_tickets) {
+        sd_issues_add(errors, "/settings",
+                      "pull_fans and pull_tickets are both off and nothing is pushed");
     }
     tb_tags_check(c, errors);
 }

@@ -25,13 +25,14 @@
 struct tb_conf {
     const char *base_url, *api_key, *api_secret;
     /* pull */
-    const char *fans_updated_path, *tickets_path, *activities_path;
+    const char *fans_updated_path, *tickets_path;
     const char *backfill_start, *currency, *event_city;
-    bool pull_fans, pull_tickets, pull_activities;
+    bool pull_fans, pull_tickets;
     int policy;         /* enum tb_policy */
     int deleted_policy; /* enum tb_deleted_policy */
-    int64_t tickets_page_size, fans_page_size, partition_days, activities_page_size;
+    int64_t tickets_page_size, fans_page_size, partition_days;
     int64_t timeout_seconds, max_attempts, retry_initial_ms, max_wait_seconds;
+    int64_t quota_10s_calls; /* read by core (sd_quota_effective), not here */
     /* push */
     bool push_tickets, push_fans;
     const char *tickets_bulk_path, *tickets_bulk_field, *fans_create_path, *fan_update_path;

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# bench/tradablebits.sh — the tradablebits connector against its simulator answering at once
+# (no rate limit): tickets pushed per second and per call (the bulk call through the outbox),
+# and fans pulled per second, each next to the simulator's own rate for a trivial client
+# measured in the same run. bench/tradablebits_bench.py says how each figure is taken.
+#
+# Environment (defaults): BENCH_BIN (else build/release/stagedoor, built with the release
+# preset), BENCH_FANS (20000), BENCH_TICKETS (5000), BENCH_SECONDS (5, the push reference),
+# BENCH_KEEP=1 (keep the temp dir). Needs python3 and a C toolchain.
+# Exit: 0 figures printed, 1 a run failed (the reason on stderr), 2 setup failed.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+KEEP=${BENCH_KEEP:-0}
+
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+command -v python3 >/dev/null || die "'python3' not found"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/stagedoor-tbbench.XXXXXX")
+cleanup() {
+    if [[ $KEEP == 1 ]]; then
+        echo "bench: kept $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+bench_binary
+python3 "$ROOT/bench/tradablebits_bench.py" --bin "$BIN" --fans "${BENCH_FANS:-20000}" \
+    --tickets "${BENCH_TICKETS:-5000}" --seconds "${BENCH_SECONDS:-5}" --work "$WORK" || exit 1
