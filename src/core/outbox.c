@@ -199,16 +199,16 @@ int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const
 
 int sd_outbox_push_segment(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
                            const char *segment_id, const char *target_id, const char *request_key,
-                           const struct sd_push_options *opt, char **ret_id,
-                           const char **ret_what, bool *ret_replayed)
+                           const struct sd_push_options *opt, char **ret_id, const char **ret_what,
+                           bool *ret_replayed)
 {
     bool dry_run = opt && opt->dry_run;
     if (ret_replayed) {
         *ret_replayed = false;
     }
     if (request_key) {
-        int e = earlier_push(hub, tenant_id, env, request_key, segment_id, target_id, dry_run,
-                             ret_id);
+        int e =
+            earlier_push(hub, tenant_id, env, request_key, segment_id, target_id, dry_run, ret_id);
         if (e != 0) {
             if (ret_replayed) {
                 *ret_replayed = e == 1;
@@ -284,8 +284,8 @@ int sd_outbox_push_segment(struct sd_hub *hub, int64_t tenant_id, enum sd_env en
     r = sd_store_delivery_insert(hub->store, &d, &clk, NULL);
     if (r == -EEXIST && request_key) {
         /* The same key in a request racing with this one: its delivery is the answer. */
-        int e = earlier_push(hub, tenant_id, env, request_key, segment_id, target_id, dry_run,
-                             ret_id);
+        int e =
+            earlier_push(hub, tenant_id, env, request_key, segment_id, target_id, dry_run, ret_id);
         if (e == 1 && ret_replayed) {
             *ret_replayed = true;
         }
@@ -295,8 +295,8 @@ int sd_outbox_push_segment(struct sd_hub *hub, int64_t tenant_id, enum sd_env en
     if (r < 0) {
         goto out;
     }
-    sd_log(SD_LOG_INFO, "push queued", "delivery=%s segment=%s target=%s kind=%s%s", id,
-           segment_id, target_id, remote ? "update" : "create", dry_run ? " dry_run=true" : "");
+    sd_log(SD_LOG_INFO, "push queued", "delivery=%s segment=%s target=%s kind=%s%s", id, segment_id,
+           target_id, remote ? "update" : "create", dry_run ? " dry_run=true" : "");
     sd_outbox_wake(hub->outbox);
     *ret_id = id;
     id = NULL;

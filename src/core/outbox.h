@@ -143,8 +143,8 @@ struct sd_push_options {
 };
 int sd_outbox_push_segment(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
                            const char *segment_id, const char *target_id, const char *request_key,
-                           const struct sd_push_options *opt, char **ret_id,
-                           const char **ret_what, bool *ret_replayed);
+                           const struct sd_push_options *opt, char **ret_id, const char **ret_what,
+                           bool *ret_replayed);
 
 /* ---- transactional enqueue (the writer's side) ------------------------------------------------
  */

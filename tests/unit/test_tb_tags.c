@@ -167,8 +167,8 @@ static void test_parse_batch(void **state)
         char **failed = NULL;
         size_t n = 99;
         char why[128] = "";
-        int r = tb_tags_parse_batch(cases[k].body, strlen(cases[k].body), sent, 3, &failed, &n,
-                                    why, sizeof(why));
+        int r = tb_tags_parse_batch(cases[k].body, strlen(cases[k].body), sent, 3, &failed, &n, why,
+                                    sizeof(why));
         assert_int_equal(r, cases[k].r);
         if (r == 0) {
             assert_list((const char *const *)failed, n, cases[k].failed);
@@ -213,9 +213,9 @@ static void test_segments_setting(void **state)
         {"@every 1d", "not a segment id"},
     };
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
-        json_t *in = json_pack("{s:s, s:s, s:s, s:s, s:s}", "api_key", "k", "api_secret", "s",
-                               "currency", "CAD", "event_city", "Vancouver", "segments",
-                               cases[k].segments);
+        json_t *in =
+            json_pack("{s:s, s:s, s:s, s:s, s:s}", "api_key", "k", "api_secret", "s", "currency",
+                      "CAD", "event_city", "Vancouver", "segments", cases[k].segments);
         struct sd_issues errors;
         sd_issues_init(&errors, SD_MAX_ISSUES);
         json_t *out = sd_connector_check_settings(c, in, &errors);
@@ -291,9 +291,9 @@ static void test_remote_ref_set(void **state)
     assert_null(l);
     assert_null(r);
     assert_int_equal(sd_store_remote_ref_list(h, "c1", kind, NULL, 0, &l, &r, &n), -EINVAL);
-    assert_int_equal(sd_store_remote_ref_list(h, "c1", kind, NULL, SD_REMOTE_REFS_PAGE_MAX + 1,
-                                              &l, &r, &n),
-                     -EINVAL);
+    assert_int_equal(
+        sd_store_remote_ref_list(h, "c1", kind, NULL, SD_REMOTE_REFS_PAGE_MAX + 1, &l, &r, &n),
+        -EINVAL);
     assert_int_equal(
         sd_store_remote_ref_apply(h, "c1", kind, NULL, NULL, SD_REMOTE_REFS_APPLY_MAX + 1, NULL, 0),
         -EINVAL);

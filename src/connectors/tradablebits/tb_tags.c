@@ -6,8 +6,8 @@
  *  1. reads the segment's members now (opt-outs, suppressions and erasures of this moment
  *     applied) and maps each to a fan: a source record of this instance's own source label (a
  *     pulled fan: its customer_id is the fan_id), else the remote reference of kind "customer"
- *     of any of its source records ("<source>:<customer_id>" → fan id, set by the fan push). Profiles link
- *     records by e-mail, so a member known to the hub under another system's record still
+ *     of any of its source records ("<source>:<customer_id>" → fan id, set by the fan push).
+ * Profiles link records by e-mail, so a member known to the hub under another system's record still
  *     finds the fan with the same address. A member with no fan is counted (no_fan), never
  *     created here: the fan push does that when the instance pushes fans.
  *  2. reads the fans the tag was last given: remote references of kind "tag_member:<segment>"
@@ -301,8 +301,7 @@ struct sync {
 
 /* The fans of the segment's members now: want (heap strings, one per member with a fan), the
  * number of members and of those without a fan. -ENOENT: no such segment. */
-static int member_fans(struct sync *s, struct strv *want, int64_t *ret_members,
-                       int64_t *ret_no_fan)
+static int member_fans(struct sync *s, struct strv *want, int64_t *ret_members, int64_t *ret_no_fan)
 {
     struct sd_connector_ctx *ctx = s->ctx;
     const char *mine = json_string_value(json_object_get(ctx->settings, "source"));
@@ -456,8 +455,8 @@ static enum sd_verdict post(struct sync *s, const char *what, const char *path,
         res->error = sd_asprintf("%s: HTTP %ld", what, resp.status);
     }
     if (v == SD_VERDICT_WAIT || v == SD_VERDICT_RETRY) {
-        int64_t ra = e == 0 ? sd_http_retry_after(resp.retry_after, SD_OUTBOX_RETRY_AFTER_MAX_S)
-                            : -1;
+        int64_t ra =
+            e == 0 ? sd_http_retry_after(resp.retry_after, SD_OUTBOX_RETRY_AFTER_MAX_S) : -1;
         res->retry_after_usec = ra >= 0 ? (ra > 0 ? ra : 1) * 1000000 : 0;
     }
     if (v == SD_VERDICT_OK) {
@@ -501,8 +500,7 @@ static enum sd_verdict ensure_tag(struct sync *s)
         return SD_VERDICT_RETRY;
     }
     s->tag_created = !dup;
-    r = sd_connector_remote_ref_put(ctx, SD_OUTBOX_SUBJECT_SEGMENT, s->item->subject_id,
-                                    s->tag_id);
+    r = sd_connector_remote_ref_put(ctx, SD_OUTBOX_SUBJECT_SEGMENT, s->item->subject_id, s->tag_id);
     if (r < 0) {
         s->res->error = sd_asprintf("the tag reference could not be stored (%s)", strerror(-r));
         return SD_VERDICT_RETRY;
@@ -576,8 +574,8 @@ static enum sd_verdict send_batches(struct sync *s, bool add, const char *const 
         }
         free(failed);
         if (r < 0) {
-            s->res->error =
-                sd_asprintf("%s: the remote's answer could not be recorded (%s)", what, strerror(-r));
+            s->res->error = sd_asprintf("%s: the remote's answer could not be recorded (%s)", what,
+                                        strerror(-r));
             v = SD_VERDICT_RETRY;
             break;
         }
@@ -629,11 +627,11 @@ enum sd_verdict tb_tags_deliver(struct sd_connector_ctx *ctx, const struct sd_ou
         r = synced_fans(&s, &have);
     }
     if (r < 0) {
-        res->error = r == -ENOENT   ? sd_asprintf("segment '%s' no longer exists", item->subject_id)
-                     : r == -E2BIG ? sd_asprintf("more than %d fans: too many for one tag sync",
-                                                 TB_TAG_MEMBERS_MAX)
-                                   : sd_asprintf("the members could not be read (%s)",
-                                                 strerror(-r));
+        res->error =
+            r == -ENOENT ? sd_asprintf("segment '%s' no longer exists", item->subject_id)
+            : r == -E2BIG
+                ? sd_asprintf("more than %d fans: too many for one tag sync", TB_TAG_MEMBERS_MAX)
+                : sd_asprintf("the members could not be read (%s)", strerror(-r));
         v = r == -ENOENT || r == -E2BIG || r == -EINVAL ? SD_VERDICT_REJECT : SD_VERDICT_RETRY;
         goto out;
     }
@@ -641,8 +639,8 @@ enum sd_verdict tb_tags_deliver(struct sd_connector_ctx *ctx, const struct sd_ou
 
     if (dry) {
         char *known = NULL;
-        if (sd_connector_remote_ref_get(ctx, SD_OUTBOX_SUBJECT_SEGMENT, item->subject_id,
-                                        &known) == 0) {
+        if (sd_connector_remote_ref_get(ctx, SD_OUTBOX_SUBJECT_SEGMENT, item->subject_id, &known) ==
+            0) {
             s.tag_id = known;
         }
         goto facts;
@@ -685,8 +683,8 @@ facts:;
            "[tradablebits/%s] delivery=%s segment=%s verdict=%s members=%lld fans=%lld "
            "to_add=%zu to_remove=%zu added=%lld removed=%lld calls=%lld",
            ctx->id, item->id, item->subject_id, sd_verdict_name(v), (long long)members,
-           (long long)diff.n_want, diff.n_add, diff.n_del, (long long)s.added,
-           (long long)s.removed, (long long)s.calls);
+           (long long)diff.n_want, diff.n_add, diff.n_del, (long long)s.added, (long long)s.removed,
+           (long long)s.calls);
 out:
     tb_tag_diff_release(&diff);
     strv_release(&want);
@@ -779,8 +777,8 @@ static int check_entry(void *arg, const char *segment_id, const char *schedule, 
     }
     for (size_t i = 0; i < a->seen.n; i++) {
         if (strcmp(a->seen.v[i], segment_id) == 0) {
-            sd_issues_add(a->errors, "/settings/segments", "entry %zu: segment '%s' is listed twice",
-                          index + 1, segment_id);
+            sd_issues_add(a->errors, "/settings/segments",
+                          "entry %zu: segment '%s' is listed twice", index + 1, segment_id);
             return 0;
         }
     }
@@ -864,8 +862,9 @@ int tb_tags_schedule(struct sd_connector_ctx *ctx)
     if (a.queued > 0 && saved) {
         int r = sd_connector_state_save(ctx);
         if (r < 0 && r != -ENOTSUP) {
-            sd_log(SD_LOG_WARN, "the tag sync schedule could not be saved; a sync may be queued "
-                                "twice (harmless: it is a diff)",
+            sd_log(SD_LOG_WARN,
+                   "the tag sync schedule could not be saved; a sync may be queued "
+                   "twice (harmless: it is a diff)",
                    "[tradablebits/%s] " SD_LOG_ERR_FMT, ctx->id, SD_LOG_ERR_ARGS(r));
         }
     }
