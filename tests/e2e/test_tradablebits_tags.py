@@ -11,7 +11,8 @@ middle of a sync of more than 1000 fans (calls of at most 1000 fan ids) is waite
 sync resumes where it stopped (no batch sent twice), the final tag exact; tagging moves the
 fans' last update on the simulator (tag_touches_fan), and the pull that brings them back stores
 them unchanged and queues nothing for the instance (no echo); a member reaches the fan the fan
-push made for it, a member with no fan is counted; a hub killed right after a sync's calls, before
+push made for it, a member with no fan is counted; a tag deleted on the vendor's side is created
+again with every member by the next sync that has something to send; a hub killed right after a sync's calls, before
 their outcome is recorded, runs the item again after its restart and sends nothing twice; a
 segment listed with a schedule in the `segments` setting is queued by the instance's run."""
 
@@ -82,11 +83,16 @@ class TradableBitsTags(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory(prefix="sd-e2e-tbtags-")
         cls.data = cls.tmp.name
         cls.keys = []
-        for i in range(6):
+        for i in range(8):
             client = "tbt%d" % i
             harness.tenant_create(cls.data, client)
             cls.keys.append((client, harness.key_create(cls.data, client, "test")))
-        cls.server = harness.Server(cls.data).start()
+        # Back-off after a failed attempt shortened (30 s → 0.3 s); Retry-After is not scaled.
+        os.environ["STAGEDOOR_OUTBOX_TIME_SCALE"] = "0.01"
+        try:
+            cls.server = harness.Server(cls.data).start()
+        finally:
+            os.environ.pop("STAGEDOOR_OUTBOX_TIME_SCALE", None)
 
     @classmethod
     def tearDownClass(cls):
@@ -365,6 +371,26 @@ class TradableBitsTags(unittest.TestCase):
             self.assertEqual(sim.tag_members(self.tag_name(seg)), fans[:6])
             self.assertEqual((d["facts"]["added"], d["facts"]["unchanged"]), (0, 6), d["facts"])
             server.stop_ok(self)
+
+    def test_tag_deleted_on_the_vendor_side_is_made_again(self):
+        admin, api, sim, cid = self.setup_instance()
+        fans = self.eligible(sim)
+        self.set_members(sim, fans[:4], [])
+        admin.run(cid, sim)
+        seg = self.segment(api)
+        self.delivered(api, self.push(api, seg, cid))
+        old = sim.tag(self.tag_name(seg))["tag_id"]
+        self.assertTrue(sim.delete_tag(self.tag_name(seg)))
+        self.set_members(sim, fans[4:5], [])
+        admin.run(cid, sim)
+        sim.clear_calls()
+        d = self.delivered(api, self.push(api, seg, cid))
+        tag = sim.tag(self.tag_name(seg))
+        self.assertNotEqual(tag["tag_id"], old)
+        self.assertEqual(tag["members"], fans[:5])
+        self.assertEqual([c.status for c in sim.calls("tag_add")], [404, 200])
+        self.assertEqual(d["remote_ref"], str(tag["tag_id"]))
+        self.assertIn(404, [h["status"] for h in d["history"]])
 
     def test_scheduled_segment_is_queued_by_the_run(self):
         admin, api, sim, cid = self.setup_instance()

@@ -510,6 +510,34 @@ static enum sd_verdict ensure_tag(struct sync *s)
     return SD_VERDICT_OK;
 }
 
+/* The tag is gone on the vendor's side (a 404 to an add or remove): forget it and every fan it
+ * was given, so the next attempt creates it again and gives it all the members. */
+static int forget_tag(struct sync *s)
+{
+    const char *seg = s->item->subject_id;
+    int r = sd_connector_remote_ref_apply(s->ctx, SD_OUTBOX_SUBJECT_SEGMENT, NULL, NULL, 0, &seg,
+                                          1);
+    for (int guard = 0; r == 0 && guard < TB_TAG_MEMBERS_MAX / SYNCED_PAGE + 2; guard++) {
+        char **loc = NULL, **rem = NULL;
+        size_t n = 0;
+        r = sd_connector_remote_ref_list(s->ctx, s->kind, NULL, SYNCED_PAGE, &loc, &rem, &n);
+        if (r == 0 && n > 0) {
+            r = sd_connector_remote_ref_apply(s->ctx, s->kind, NULL, NULL, 0,
+                                              (const char *const *)loc, n);
+        }
+        for (size_t i = 0; i < n; i++) {
+            free(loc[i]);
+            free(rem[i]);
+        }
+        free(loc);
+        free(rem);
+        if (n == 0) {
+            break;
+        }
+    }
+    return r;
+}
+
 /* Send ids[0..n) to the tag (add) or take them off (remove), in batches; each answered batch
  * moves the stored set. */
 static enum sd_verdict send_batches(struct sync *s, bool add, const char *const *ids, size_t n)
@@ -532,6 +560,18 @@ static enum sd_verdict send_batches(struct sync *s, bool add, const char *const 
         size_t len = 0;
         v = post(s, what, path, form, &body, &len);
         sd_http_form_free(form);
+        if (v == SD_VERDICT_REJECT && s->res->status == 404) {
+            int r = forget_tag(s);
+            free(s->res->error);
+            s->res->error = sd_asprintf(
+                "%s: tag %s no longer exists on Tradable Bits; %s", what, s->tag_id,
+                r == 0 ? "the next attempt creates it again with every member"
+                       : "it could not be forgotten here (store error)");
+            sd_log(SD_LOG_WARN, "tag gone on the vendor's side, created again at the next attempt",
+                   "[tradablebits/%s] segment=%s tag=%s", s->ctx->id, s->item->subject_id,
+                   s->tag_id);
+            v = SD_VERDICT_RETRY;
+        }
         if (v != SD_VERDICT_OK) {
             break;
         }
