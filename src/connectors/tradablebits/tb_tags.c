@@ -515,8 +515,8 @@ static enum sd_verdict ensure_tag(struct sync *s)
 static int forget_tag(struct sync *s)
 {
     const char *seg = s->item->subject_id;
-    int r = sd_connector_remote_ref_apply(s->ctx, SD_OUTBOX_SUBJECT_SEGMENT, NULL, NULL, 0, &seg,
-                                          1);
+    int r =
+        sd_connector_remote_ref_apply(s->ctx, SD_OUTBOX_SUBJECT_SEGMENT, NULL, NULL, 0, &seg, 1);
     for (int guard = 0; r == 0 && guard < TB_TAG_MEMBERS_MAX / SYNCED_PAGE + 2; guard++) {
         char **loc = NULL, **rem = NULL;
         size_t n = 0;
@@ -563,10 +563,10 @@ static enum sd_verdict send_batches(struct sync *s, bool add, const char *const 
         if (v == SD_VERDICT_REJECT && s->res->status == 404) {
             int r = forget_tag(s);
             free(s->res->error);
-            s->res->error = sd_asprintf(
-                "%s: tag %s no longer exists on Tradable Bits; %s", what, s->tag_id,
-                r == 0 ? "the next attempt creates it again with every member"
-                       : "it could not be forgotten here (store error)");
+            s->res->error =
+                sd_asprintf("%s: tag %s no longer exists on Tradable Bits; %s", what, s->tag_id,
+                            r == 0 ? "the next attempt creates it again with every member"
+                                   : "it could not be forgotten here (store error)");
             sd_log(SD_LOG_WARN, "tag gone on the vendor's side, created again at the next attempt",
                    "[tradablebits/%s] segment=%s tag=%s", s->ctx->id, s->item->subject_id,
                    s->tag_id);
