@@ -592,6 +592,14 @@ class TradableBitsPull(unittest.TestCase):
         keys = {t["ticket_key"] for t in sim.tickets()}
         self.assertNotIn("webhook:S-E-004", keys)
         self.assertIn("webhook:S-E-005", keys)
+        # The pull after: the tickets this instance pushed are the hub's own sales, not pulled
+        # back as sales of their own; the account's other tickets are.
+        self.assertEqual(admin.run(cid, sim)["state"], "ok")
+        pulled = {x["invoice_number"] for x in api.list_all("sales")[0] if not x.get("deleted")}
+        self.assertEqual(pulled - {x["invoice_number"] for x in body["sales"]},
+                         {t["ticket_key"] for t in sim.tickets()
+                          if not t["ticket_key"].startswith("webhook:")})
+        self.assertEqual(len(self.deliveries(api, cid)), 30)
 
     def test_fans_out_and_no_echo(self):
         # Customers become fans: a new email is created, a known one (a fan pulled before) is a

@@ -1,5 +1,7 @@
-/* tradablebits.c — the `tradablebits` connector, pull half: fans and tickets from the Tradable
- * Bits CRM API (a fan CRM) into customers, sales and events.
+/* tradablebits.c — the `tradablebits` connector: its type (settings, quotas, the source and
+ * target entry points) and the pull half: fans and tickets from the Tradable Bits CRM API (a
+ * fan CRM) into customers, sales and events. The push half (sales as tickets, customers as
+ * fans) is tb_push.c; the parts share tradablebits.h.
  *
  * Streams, fans first so that the sales of a ticket page find their customer:
  *  - fans: the updated-fans feed in fan_time_key order (`<unix>_<ms>_<fan_id>`, unique even
@@ -27,6 +29,9 @@
  * spend, and is final: docs/ORDER_LIFECYCLE.md); tombstone deletes the sale from the hub (a
  * tombstone in the change feed, committed just before the page); skip leaves the sale as it
  * is and counts the ticket in the run's warning.
+ *
+ * No echo: a ticket whose sale this instance pushed (the remote reference its delivery
+ * recorded) and a fan its push created are left out of the pull.
  *
  * Records are shaped (ids as strings, consent, the event's date and time split) and then
  * mapped through the connector's default mapping overlaid with the instance's own (docs/
