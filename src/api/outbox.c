@@ -149,6 +149,13 @@ int sd_api_segment_push(struct sd_req *req)
     if (!sd_api_idempotency_key(req, &request_key)) {
         return SD_REQ_DONE;
     }
+    /* ?dry_run=true: the target computes and reports what it would do, and sends nothing. */
+    const char *dry = sd_req_query(req, "dry_run");
+    if (dry && strcmp(dry, "true") != 0 && strcmp(dry, "false") != 0) {
+        sd_req_reply_error(req, 400, "invalid_parameter", "dry_run must be true or false");
+        return SD_REQ_DONE;
+    }
+    struct sd_push_options opt = {.dry_run = dry && strcmp(dry, "true") == 0};
     json_t *body = sd_api_parse_body(req);
     if (!body) {
         return SD_REQ_DONE;
@@ -182,13 +189,21 @@ int sd_api_segment_push(struct sd_req *req)
     char *id = NULL;
     const char *what = NULL;
     bool replayed = false;
-    int r = sd_outbox_push(req->hub, req->who.tenant_id, req->who.env, segment_id, target_id,
-                           request_key, &id, &what, &replayed);
+    int r = sd_outbox_push_segment(req->hub, req->who.tenant_id, req->who.env, segment_id,
+                                   target_id, request_key, &opt, &id, &what, &replayed);
     if (r == -EEXIST) {
         sd_req_reply_error(req, 422, "idempotency_key_reused",
                            "Idempotency-Key '%s' was used for a push of another segment or "
-                           "target",
+                           "target (or for a dry run and a push)",
                            request_key);
+    } else if (r == -ENOTSUP && what && strcmp(what, "dry_run") == 0) {
+        sd_issues_add(&errors, "/target_id", "target '%s' is of a type that cannot do a dry run",
+                      target_id);
+        sd_api_reply_validation(req, &errors);
+    } else if (r == -ENOTSUP) {
+        sd_issues_add(&errors, "/target_id", "target '%s' is of a type that takes no segment",
+                      target_id);
+        sd_api_reply_validation(req, &errors);
     } else if (r == -ENOENT && what && strcmp(what, "target") == 0) {
         sd_issues_add(&errors, "/target_id", "no target '%s' for this tenant in %s", target_id,
                       sd_env_name(req->who.env));

@@ -139,7 +139,8 @@ struct sd_delivery_result {
     char *error;              /* why it failed, for operators (no secrets), or NULL */
     int64_t ms;               /* how long the exchange took */
     json_t *facts;            /* the connector's own facts about the item ({"kind": "update"}),
-                                 merged into its record and shown with it, or NULL */
+                                 merged into its record and shown with it
+                                 (the views' "facts"), or NULL */
 };
 void sd_delivery_result_release(struct sd_delivery_result *res);
 
@@ -160,6 +161,18 @@ int sd_connector_remote_ref_find(const struct sd_connector_ctx *ctx, const char 
                                  const char *remote_id, char **ret_local);
 int sd_connector_remote_ref_put(const struct sd_connector_ctx *ctx, const char *kind,
                                 const char *local_id, const char *remote_id);
+/* A set of remote references under one kind (what a remote list, a tag's members, was last
+ * given), so the next write sends only the difference. list: up to limit (1..10000) local ids
+ * greater than `after` (NULL: from the first) in byte order with their remote ids (heap arrays
+ * of heap strings, NULL when *ret_n is 0). apply: puts and deletes (each ≤ 10000) in one
+ * transaction: record each remote call's effect as soon as it is answered, so a sync cut short
+ * (a 429, a crash) resumes from exactly where the remote stands. Negative errno. */
+int sd_connector_remote_ref_list(const struct sd_connector_ctx *ctx, const char *kind,
+                                 const char *after, size_t limit, char ***ret_local,
+                                 char ***ret_remote, size_t *ret_n);
+int sd_connector_remote_ref_apply(const struct sd_connector_ctx *ctx, const char *kind,
+                                  const char *const *put_local, const char *const *put_remote,
+                                  size_t n_put, const char *const *del_local, size_t n_del);
 
 /* on_change: one stored change of a record, as the writer applies it. */
 struct sd_change {
@@ -244,6 +257,16 @@ struct sd_connector {
      * and retention). Pure: called on HTTP threads and on the writer (replay). */
     int (*inbound_map)(struct sd_connector_ctx *ctx, const json_t *object, json_t *body,
                        struct sd_issues *issues);
+
+    /* ---- segment push ----
+     * Optional, targets: the operation (one of `operations`) that a push of a segment to an
+     * instance of this type becomes (POST /v1/{client_id}/segments/{segment_id}/push with the
+     * instance as target_id; core/outbox.h sd_outbox_push_segment): an item of subject kind
+     * "segment" whose deliver reads the members at send time. NULL: the type takes no segment.
+     * segment_dry_run: deliver honours a payload {"dry_run": true} (computes and reports its
+     * facts, sends nothing), so the push route accepts ?dry_run=true for the type. */
+    const char *segment_operation;
+    bool segment_dry_run;
 };
 
 /* The registry (connectors/registry.c). */

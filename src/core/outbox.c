@@ -167,7 +167,7 @@ static void recover_leases(struct sd_outbox *o)
  * the same push, -EEXIST if the key was used for another segment or target, 0 if none. */
 static int earlier_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
                         const char *request_key, const char *segment_id, const char *target_id,
-                        char **ret_id)
+                        bool dry_run, char **ret_id)
 {
     struct sd_outbox_item d = {0};
     int r = sd_store_delivery_by_request(hub->store, tenant_id, env, request_key, &d);
@@ -175,7 +175,9 @@ static int earlier_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
         return 0;
     }
     if (r == 0) {
-        if (strcmp(d.subject_id, segment_id) == 0 && strcmp(d.connector_id, target_id) == 0) {
+        /* A dry run carries a payload, a push none: the same key for both is another push. */
+        if (strcmp(d.subject_id, segment_id) == 0 && strcmp(d.connector_id, target_id) == 0 &&
+            (d.payload != NULL) == dry_run) {
             *ret_id = d.id;
             d.id = NULL;
             r = 1;
@@ -191,11 +193,22 @@ int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const
                    const char *target_id, const char *request_key, char **ret_id,
                    const char **ret_what, bool *ret_replayed)
 {
+    return sd_outbox_push_segment(hub, tenant_id, env, segment_id, target_id, request_key, NULL,
+                                  ret_id, ret_what, ret_replayed);
+}
+
+int sd_outbox_push_segment(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
+                           const char *segment_id, const char *target_id, const char *request_key,
+                           const struct sd_push_options *opt, char **ret_id, const char **ret_what,
+                           bool *ret_replayed)
+{
+    bool dry_run = opt && opt->dry_run;
     if (ret_replayed) {
         *ret_replayed = false;
     }
     if (request_key) {
-        int e = earlier_push(hub, tenant_id, env, request_key, segment_id, target_id, ret_id);
+        int e =
+            earlier_push(hub, tenant_id, env, request_key, segment_id, target_id, dry_run, ret_id);
         if (e != 0) {
             if (ret_replayed) {
                 *ret_replayed = e == 1;
@@ -218,8 +231,17 @@ int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const
         goto out;
     }
     r = sd_store_target_get(hub->store, target_id, &t);
-    if (r == 0 && (t.tenant_id != tenant_id || t.env != env || !sd_target_is_push(&t))) {
+    if (r == 0 && (t.tenant_id != tenant_id || t.env != env)) {
         r = -ENOENT;
+    }
+    /* Any target type that declares a segment operation takes the push. */
+    const struct sd_connector *c = r == 0 ? sd_connector_find(t.type) : NULL;
+    if (r == 0 && (!c || !c->deliver || !c->segment_operation)) {
+        r = -ENOTSUP;
+    } else if (r == 0 && dry_run && !c->segment_dry_run) {
+        r = -ENOTSUP;
+        what = "dry_run";
+        goto out;
     }
     if (r < 0) {
         what = "target";
@@ -235,6 +257,9 @@ int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const
     if (remote) {
         json_object_set_new(doc, "remote_segment_id", json_string(remote));
     }
+    if (dry_run) {
+        json_object_set_new(doc, "dry_run", json_true());
+    }
     id = sd_outbox_new_id("dlv_");
     key = sd_outbox_new_idem_key();
     text = json_dumps(doc, JSON_COMPACT);
@@ -247,9 +272,10 @@ int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const
         .tenant_id = tenant_id,
         .env = env,
         .connector_id = (char *)target_id,
-        .operation = (char *)SD_OUTBOX_OP_PUSH_SEGMENT,
+        .operation = (char *)c->segment_operation,
         .subject_kind = (char *)SD_OUTBOX_SUBJECT_SEGMENT,
         .subject_id = (char *)segment_id,
+        .payload = dry_run ? (char *)"{\"dry_run\":true}" : NULL,
         .idem_key = key,
         .request_key = (char *)request_key,
         .doc = text,
@@ -258,7 +284,8 @@ int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const
     r = sd_store_delivery_insert(hub->store, &d, &clk, NULL);
     if (r == -EEXIST && request_key) {
         /* The same key in a request racing with this one: its delivery is the answer. */
-        int e = earlier_push(hub, tenant_id, env, request_key, segment_id, target_id, ret_id);
+        int e =
+            earlier_push(hub, tenant_id, env, request_key, segment_id, target_id, dry_run, ret_id);
         if (e == 1 && ret_replayed) {
             *ret_replayed = true;
         }
@@ -268,14 +295,14 @@ int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const
     if (r < 0) {
         goto out;
     }
-    sd_log(SD_LOG_INFO, "push queued", "delivery=%s segment=%s target=%s kind=%s", id, segment_id,
-           target_id, remote ? "update" : "create");
+    sd_log(SD_LOG_INFO, "push queued", "delivery=%s segment=%s target=%s kind=%s%s", id, segment_id,
+           target_id, remote ? "update" : "create", dry_run ? " dry_run=true" : "");
     sd_outbox_wake(hub->outbox);
     *ret_id = id;
     id = NULL;
 out:
     if (ret_what) {
-        *ret_what = r == -ENOENT ? what : NULL;
+        *ret_what = r == -ENOENT || r == -ENOTSUP ? what : NULL;
     }
     sd_segment_free(seg);
     sd_target_release(&t);
@@ -352,6 +379,22 @@ int sd_connector_remote_ref_put(const struct sd_connector_ctx *ctx, const char *
                                 const char *local_id, const char *remote_id)
 {
     return sd_store_remote_ref_put(ctx->hub->store, ctx->id, kind, local_id, remote_id);
+}
+
+int sd_connector_remote_ref_list(const struct sd_connector_ctx *ctx, const char *kind,
+                                 const char *after, size_t limit, char ***ret_local,
+                                 char ***ret_remote, size_t *ret_n)
+{
+    return sd_store_remote_ref_list(ctx->hub->store, ctx->id, kind, after, limit, ret_local,
+                                    ret_remote, ret_n);
+}
+
+int sd_connector_remote_ref_apply(const struct sd_connector_ctx *ctx, const char *kind,
+                                  const char *const *put_local, const char *const *put_remote,
+                                  size_t n_put, const char *const *del_local, size_t n_del)
+{
+    return sd_store_remote_ref_apply(ctx->hub->store, ctx->id, kind, put_local, put_remote, n_put,
+                                     del_local, n_del);
 }
 
 void sd_delivery_result_release(struct sd_delivery_result *res)
@@ -556,6 +599,16 @@ static void conclude(struct sd_outbox *o, const struct sd_outbox_item *d, enum s
     json_object_foreach(res.facts, key, val)
     {
         json_object_set(doc, key, val);
+    }
+    /* The same facts together, as the views show them ("facts"): the connector's own figures
+     * (a sync's added / removed / unchanged), kept across the attempts of the item. */
+    if (json_object_size(res.facts) > 0) {
+        json_t *all = json_object_get(doc, "facts");
+        if (!json_is_object(all)) {
+            all = json_object();
+            json_object_set_new(doc, "facts", all);
+        }
+        json_object_update(all, res.facts);
     }
     char status_err[64];
     const char *err = res.error;

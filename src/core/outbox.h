@@ -102,7 +102,8 @@ char *sd_outbox_new_idem_key(void);
 /* The delivery as shown: delivery_id, client_id, environment, segment_id, target_id, state,
  * kind, attempts, max_attempts, next_attempt_at, waiting_for ("rate_limit", "retry",
  * "flow_control" or null), last_status, last_error, last_response, remote_segment_id,
- * idempotency_key, customers, created_at, updated_at, first_sent_at, delivered_at, history.
+ * idempotency_key, customers, facts (the connector's own figures, an object, or null),
+ * created_at, updated_at, first_sent_at, delivered_at, history.
  * New reference. */
 json_t *sd_outbox_delivery_view(const struct sd_outbox_item *d);
 
@@ -131,6 +132,19 @@ int sd_outbox_send_now(struct sd_store_handle *st, const char *delivery_id);
 int sd_outbox_push(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const char *segment_id,
                    const char *target_id, const char *request_key, char **ret_id,
                    const char **ret_what, bool *ret_replayed);
+/* The same with options, for any target whose type declares a segment_operation (the item is
+ * of that operation; audience_push's is "push_segment"): -ENOTSUP with *ret_what "target" when
+ * the target's type takes no segment, or "dry_run" when a dry run is asked of a type that
+ * cannot do one. dry_run: the item carries the payload {"dry_run": true} and its doc
+ * "dry_run": true; the connector computes its facts and sends nothing. A request key used for a
+ * dry run and then for a real push (or back) is -EEXIST. opt may be NULL. */
+struct sd_push_options {
+    bool dry_run;
+};
+int sd_outbox_push_segment(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
+                           const char *segment_id, const char *target_id, const char *request_key,
+                           const struct sd_push_options *opt, char **ret_id, const char **ret_what,
+                           bool *ret_replayed);
 
 /* ---- transactional enqueue (the writer's side) ------------------------------------------------
  */

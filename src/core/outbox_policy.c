@@ -209,6 +209,7 @@ json_t *sd_outbox_delivery_view(const struct sd_outbox_item *d)
     json_object_set_new(v, "remote_segment_id", copy_or_null(doc, "remote_segment_id"));
     json_object_set_new(v, "segment_name", copy_or_null(doc, "segment_name"));
     json_object_set_new(v, "customers", copy_or_null(doc, "customers"));
+    json_object_set_new(v, "facts", copy_or_null(doc, "facts"));
     json_object_set_new(v, "idempotency_key", json_string(d->idem_key ? d->idem_key : ""));
     json_object_set_new(v, "replays", json_integer(doc_int(doc, "replays")));
     json_object_set_new(v, "created_at", sd_json_time(d->created_usec));

@@ -588,7 +588,22 @@ struct sd_store_outbox_ops {
                            const char *remote_id, char **ret_local);
     int (*remote_ref_put)(struct sd_store *s, const char *connector_id, const char *kind,
                           const char *local_id, const char *remote_id);
+    /* A set of references kept under one kind (the members a remote list was last given):
+     * list: up to `limit` (1..SD_REMOTE_REFS_PAGE_MAX) local ids of (connector_id, kind) greater
+     * than `after` (NULL: from the first), in byte order, with their remote ids; *ret_n may be
+     * 0 (then both arrays are NULL). apply: in ONE transaction, put the n_put pairs (insert or
+     * replace) and delete the n_del local ids (absent ones are no error), at most
+     * SD_REMOTE_REFS_APPLY_MAX of each, so the set moves exactly as far as the remote did.
+     * -EINVAL for NULL arguments or counts out of range. Read pool / control plane. */
+    int (*remote_ref_list)(struct sd_store *s, const char *connector_id, const char *kind,
+                           const char *after, size_t limit, char ***ret_local,
+                           char ***ret_remote, size_t *ret_n);
+    int (*remote_ref_apply)(struct sd_store *s, const char *connector_id, const char *kind,
+                            const char *const *put_local, const char *const *put_remote,
+                            size_t n_put, const char *const *del_local, size_t n_del);
 };
+#define SD_REMOTE_REFS_PAGE_MAX 10000
+#define SD_REMOTE_REFS_APPLY_MAX 10000
 
 int sd_store_target_put(struct sd_store_handle *h, const struct sd_target *t, bool create,
                         const struct sd_outbox_clock *clk);
@@ -633,6 +648,13 @@ int sd_store_remote_ref_find(struct sd_store_handle *h, const char *connector_id
                              const char *kind, const char *remote_id, char **ret_local);
 int sd_store_remote_ref_put(struct sd_store_handle *h, const char *connector_id,
                             const char *kind, const char *local_id, const char *remote_id);
+int sd_store_remote_ref_list(struct sd_store_handle *h, const char *connector_id,
+                             const char *kind, const char *after, size_t limit, char ***ret_local,
+                             char ***ret_remote, size_t *ret_n);
+int sd_store_remote_ref_apply(struct sd_store_handle *h, const char *connector_id,
+                              const char *kind, const char *const *put_local,
+                              const char *const *put_remote, size_t n_put,
+                              const char *const *del_local, size_t n_del);
 /* OUTBOX-END */
 
 #endif

@@ -211,3 +211,19 @@ int sd_store_remote_ref_put(struct sd_store_handle *h, const char *connector_id,
 {
     return CALL(remote_ref_put, connector_id, kind, local_id, remote_id);
 }
+
+int sd_store_remote_ref_list(struct sd_store_handle *h, const char *connector_id,
+                             const char *kind, const char *after, size_t limit, char ***ret_local,
+                             char ***ret_remote, size_t *ret_n)
+{
+    return CALL(remote_ref_list, connector_id, kind, after, limit, ret_local, ret_remote, ret_n);
+}
+
+int sd_store_remote_ref_apply(struct sd_store_handle *h, const char *connector_id,
+                              const char *kind, const char *const *put_local,
+                              const char *const *put_remote, size_t n_put,
+                              const char *const *del_local, size_t n_del)
+{
+    return CALL(remote_ref_apply, connector_id, kind, put_local, put_remote, n_put, del_local,
+                n_del);
+}

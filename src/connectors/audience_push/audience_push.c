@@ -323,4 +323,5 @@ const struct sd_connector sd_connector_audience_push = {
     .default_schedule = "manual",
     .operations = operations,
     .deliver = push_deliver,
+    .segment_operation = SD_OUTBOX_OP_PUSH_SEGMENT,
 };

@@ -36,6 +36,7 @@
 #include "store/store.h"
 
 #include "connectors/tradablebits/tradablebits.h"
+#include "connectors/tradablebits/tb_tags.h"
 
 #define MAX_ANSWER (4 * 1024 * 1024)
 
@@ -522,6 +523,9 @@ enum sd_verdict tb_deliver(struct sd_connector_ctx *ctx, void *state,
 {
     (void)state;
     const struct tb_conf *c = cf(ctx);
+    if (strcmp(item->operation, TB_OP_SYNC_TAG) == 0) {
+        return tb_tags_deliver(ctx, item, res); /* a segment as a fan tag (tb_tags.c) */
+    }
     if (strcmp(item->operation, TB_OP_FAN) != 0 || !item->payload) {
         res->error = sd_strdup("not an item of tradablebits with a payload");
         return SD_VERDICT_REJECT;

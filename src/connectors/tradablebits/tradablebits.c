@@ -45,6 +45,7 @@
 #include <time.h>
 
 #include "base/base.h"
+#include "base/log.h"
 #include "core/connector.h"
 #include "core/deletions.h"
 #include "http/client.h"
@@ -52,6 +53,7 @@
 #include "mapping/mapping.h"
 
 #include "connectors/tradablebits/tradablebits.h"
+#include "connectors/tradablebits/tb_tags.h"
 
 #define AT(member) offsetof(struct tb_conf, member)
 
@@ -216,6 +218,7 @@ static void check(const void *conf, struct sd_issues *errors)
         sd_issues_add(errors, "/settings",
                       "pull_fans and pull_tickets are both off and nothing is pushed");
     }
+    tb_tags_check(c, errors);
 }
 
 /* ---- requests -------------------------------------------------------------------------------- */
@@ -893,6 +896,11 @@ static int tb_run(struct sd_connector_ctx *ctx, void *state)
 {
     (void)state;
     struct tb_run run = {.ctx = ctx, .deletions = json_array()};
+    /* Segments whose tag sync is due are queued first, whatever the pull does. */
+    if (tb_tags_schedule(ctx) < 0) {
+        sd_log(SD_LOG_WARN, "the segments' tag syncs could not be queued; the next run tries again",
+               "[tradablebits/%s]", ctx->id);
+    }
     int r = build_mapping(&run);
     if (r == 0 && (sd_http_header("Api-Key", cf(ctx)->api_key, &run.h_key) < 0 ||
                    sd_http_header("Api-Secret", cf(ctx)->api_secret, &run.h_secret) < 0)) {
@@ -926,14 +934,14 @@ static int tb_run(struct sd_connector_ctx *ctx, void *state)
     return r < 0 ? r : 0;
 }
 
-static const char *const operations[] = {TB_OP_TICKET, TB_OP_FAN, NULL};
+static const char *const operations[] = {TB_OP_TICKET, TB_OP_FAN, TB_OP_SYNC_TAG, NULL};
 static const char *const batch_operations[] = {TB_OP_TICKET, NULL};
 
 const struct sd_connector sd_connector_tradablebits = {
     .name = "tradablebits",
     .kind = SD_CONNECTOR_SOURCE | SD_CONNECTOR_TARGET,
     .help = "fans (customers) and tickets (sales, events) from the Tradable Bits CRM API, and "
-            "the hub's sales as tickets and customers as fans back to it",
+            "the hub's sales as tickets, customers as fans and segments as fan tags back to it",
     .operations = operations,
     .on_change = tb_on_change,
     .deliver = tb_deliver,
@@ -947,4 +955,6 @@ const struct sd_connector sd_connector_tradablebits = {
     .check = check,
     .quotas = quotas,
     .credential_settings = credential_settings,
+    .segment_operation = TB_OP_SYNC_TAG,
+    .segment_dry_run = true,
 };

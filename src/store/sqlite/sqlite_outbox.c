@@ -69,6 +69,8 @@ enum {
     S_REMOTE_GET,
     S_REMOTE_FIND,
     S_REMOTE_PUT,
+    S_REMOTE_LIST,
+    S_REMOTE_DELETE,
     S_DLV_MORE,
     S_LAST_ /* must stay <= 96 */
 };
@@ -185,6 +187,10 @@ static const char *const sql[] = {
                      "updated_usec) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (connector_id, kind, "
                      "local_id) DO UPDATE SET remote_id = excluded.remote_id, "
                      "updated_usec = excluded.updated_usec",
+    [S_REMOTE_LIST] = "SELECT local_id, remote_id FROM remote_refs WHERE connector_id = ?1 AND "
+                      "kind = ?2 AND local_id > ?3 ORDER BY local_id LIMIT ?4",
+    [S_REMOTE_DELETE] = "DELETE FROM remote_refs WHERE connector_id = ?1 AND kind = ?2 AND "
+                        "local_id = ?3",
 };
 
 static sqlite3_stmt *stmt(struct conn *c, unsigned slot)
@@ -1327,6 +1333,119 @@ static int remote_ref_put(struct sd_store *s, const char *connector_id, const ch
     return sd_sqlite_ctl_end_write(s, r, false);
 }
 
+static int remote_ref_list(struct sd_store *s, const char *connector_id, const char *kind,
+                           const char *after, size_t limit, char ***ret_local, char ***ret_remote,
+                           size_t *ret_n)
+{
+    if (!connector_id || !kind || !ret_local || !ret_remote || !ret_n || limit == 0 ||
+        limit > SD_REMOTE_REFS_PAGE_MAX) {
+        return -EINVAL;
+    }
+    struct conn *c = NULL;
+    int r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    char **loc = NULL, **rem = NULL;
+    size_t n = 0;
+    sqlite3_stmt *st = stmt(c, S_REMOTE_LIST);
+    if (!st) {
+        r = -EIO;
+    } else if ((sqlite3_bind_text(st, 1, connector_id, -1, SQLITE_STATIC) |
+                sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC) |
+                sqlite3_bind_text(st, 3, after ? after : "", -1, SQLITE_STATIC) |
+                sqlite3_bind_int64(st, 4, (sqlite3_int64)limit)) != SQLITE_OK) {
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    } else {
+        loc = sd_calloc(limit, sizeof(*loc));
+        rem = sd_calloc(limit, sizeof(*rem));
+        int rc = SQLITE_DONE;
+        while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+            loc[n] = sd_sqlite_column_strdup(st, 0);
+            rem[n] = sd_sqlite_column_strdup(st, 1);
+            n++;
+            if (!loc[n - 1] || !rem[n - 1]) {
+                rc = SQLITE_CORRUPT;
+                break;
+            }
+        }
+        if (n < limit && rc != SQLITE_DONE) {
+            r = sd_sqlite_fail(c, rc, "remote reference list");
+        }
+        sqlite3_reset(st);
+    }
+    sd_sqlite_pool_put(s, c);
+    if (r < 0 || n == 0) {
+        for (size_t i = 0; i < n; i++) {
+            free(loc[i]);
+            free(rem[i]);
+        }
+        free(loc);
+        free(rem);
+        loc = rem = NULL;
+        n = 0;
+    }
+    if (r == 0) {
+        *ret_local = loc;
+        *ret_remote = rem;
+        *ret_n = n;
+    }
+    return r;
+}
+
+static int remote_ref_apply(struct sd_store *s, const char *connector_id, const char *kind,
+                            const char *const *put_local, const char *const *put_remote,
+                            size_t n_put, const char *const *del_local, size_t n_del)
+{
+    if (!connector_id || !kind || n_put > SD_REMOTE_REFS_APPLY_MAX ||
+        n_del > SD_REMOTE_REFS_APPLY_MAX || (n_put && (!put_local || !put_remote)) ||
+        (n_del && !del_local)) {
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < n_put; i++) {
+        if (!put_local[i] || !put_remote[i]) {
+            return -EINVAL;
+        }
+    }
+    for (size_t i = 0; i < n_del; i++) {
+        if (!del_local[i]) {
+            return -EINVAL;
+        }
+    }
+    int r = sd_sqlite_ctl_begin_write(s);
+    if (r < 0) {
+        return r;
+    }
+    struct conn *k = s->ctl;
+    int64_t now = sd_now_usec();
+    sqlite3_stmt *put = stmt(k, S_REMOTE_PUT);
+    sqlite3_stmt *del = stmt(k, S_REMOTE_DELETE);
+    if (!put || !del) {
+        r = -EIO;
+    }
+    for (size_t i = 0; r == 0 && i < n_put; i++) {
+        if ((sqlite3_bind_text(put, 1, connector_id, -1, SQLITE_STATIC) |
+             sqlite3_bind_text(put, 2, kind, -1, SQLITE_STATIC) |
+             sqlite3_bind_text(put, 3, put_local[i], -1, SQLITE_STATIC) |
+             sqlite3_bind_text(put, 4, put_remote[i], -1, SQLITE_STATIC) |
+             sqlite3_bind_int64(put, 5, now)) != SQLITE_OK) {
+            r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+        } else {
+            r = sd_sqlite_step_done(k, put, "remote reference put");
+        }
+    }
+    for (size_t i = 0; r == 0 && i < n_del; i++) {
+        if ((sqlite3_bind_text(del, 1, connector_id, -1, SQLITE_STATIC) |
+             sqlite3_bind_text(del, 2, kind, -1, SQLITE_STATIC) |
+             sqlite3_bind_text(del, 3, del_local[i], -1, SQLITE_STATIC)) != SQLITE_OK) {
+            r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+        } else {
+            r = sd_sqlite_step_done(k, del, "remote reference delete");
+        }
+    }
+    return sd_sqlite_ctl_end_write(s, r, false);
+}
+
 const struct sd_store_outbox_ops sd_sqlite_outbox_ops = {
     .target_put = target_put,
     .target_get = target_get,
@@ -1350,4 +1469,6 @@ const struct sd_store_outbox_ops sd_sqlite_outbox_ops = {
     .remote_ref_get = remote_ref_get,
     .remote_ref_find = remote_ref_find,
     .remote_ref_put = remote_ref_put,
+    .remote_ref_list = remote_ref_list,
+    .remote_ref_apply = remote_ref_apply,
 };

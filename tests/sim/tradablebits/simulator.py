@@ -704,6 +704,15 @@ class Simulator:
         """Mark a ticket deleted now (is_deleted, last update moves)."""
         return self.update_ticket(ticket_id, is_deleted=True)
 
+    def delete_tag(self, tag_name):
+        """Delete a tag as the vendor's UI would (its members lose it); True if it existed."""
+        with self._lock:
+            t = self._tag_by_name(tag_name)
+            if t is None:
+                return False
+            del self._tags[t["tag_id"]]
+            return True
+
     def add_activity(self, fan_id, campaign_title="Spring Giveaway"):
         with self._lock:
             f = self._fans[fan_id]
