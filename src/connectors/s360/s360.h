@@ -41,4 +41,9 @@ struct s360_conf {
     struct sd_inbound_conf inbound; /* the doors' settings (SD_INBOUND_SETTINGS) */
 };
 
+/* The outbound half (s360_out.c), hooked into sd_connector_s360. */
+enum sd_verdict s360_deliver(struct sd_connector_ctx *, void *, const struct sd_outbox_item *, struct sd_delivery_result *);
+void s360_on_change(const struct sd_connector_ctx *, const struct sd_change *, struct sd_outbox_adder *);
+extern const char *const s360_operations[];
+
 #endif
