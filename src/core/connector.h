@@ -126,6 +126,22 @@ struct sd_connector_ctx {
 
 struct sd_outbox_item; /* store/audience.h (through core/outbox.h) */
 
+/* An action an operator asks of a target instance through the API (core/actions.h): POST
+ * /v1/{client_id}/connectors/{connector_id}/{name} with a JSON body and an Idempotency-Key
+ * becomes ONE outbox item of `operation` (a retry of the request with the same key answers
+ * that item, never a second one), whose subject (kind `subject_kind`) is the item's own id; the
+ * API waits a bounded time for its delivery. `prepare` checks the body (pointers into it, e.g.
+ * "/quantity") and returns the item's payload (a new object), or -EINVAL with the reasons in
+ * errors. conf: the instance's filled settings struct (NULL when settings_size is 0). Pure:
+ * called on HTTP threads, no network, no store. */
+struct sd_connector_action {
+    const char *name; /* 1–32 of a-z 0-9 _ -; the route's last segment */
+    const char *operation;
+    const char *subject_kind;
+    int (*prepare)(const void *conf, const json_t *body, json_t **ret_payload,
+                   struct sd_issues *errors);
+};
+
 /* What one deliver says about its exchange; core records it with the item (the answer kept
  * bounded, the error and status in the item's history) and decides what happens next from the
  * verdict. Every pointer is the connector's allocation, freed by core (free / json_decref). */
@@ -229,6 +245,10 @@ struct sd_connector {
      * and retention). Pure: called on HTTP threads and on the writer (replay). */
     int (*inbound_map)(struct sd_connector_ctx *ctx, const json_t *object, json_t *body,
                        struct sd_issues *issues);
+
+    /* Optional, targets: the actions operators may ask for (struct sd_connector_action),
+     * terminated by {NULL}; their operations are among `operations`. NULL: none. */
+    const struct sd_connector_action *actions;
 };
 
 /* The registry (connectors/registry.c). */

@@ -45,5 +45,6 @@ struct s360_conf {
 enum sd_verdict s360_deliver(struct sd_connector_ctx *, void *, const struct sd_outbox_item *, struct sd_delivery_result *);
 void s360_on_change(const struct sd_connector_ctx *, const struct sd_change *, struct sd_outbox_adder *);
 extern const char *const s360_operations[];
+extern const struct sd_connector_action s360_actions[]; /* "offers": createOrUpdateOrder */
 
 #endif

@@ -684,7 +684,7 @@ static enum sd_verdict deliver_order(struct call_ctx *cc, const struct sd_outbox
     json_t *ans = NULL, *body = NULL;
     char *number = NULL, *path = NULL;
     enum sd_verdict v = SD_VERDICT_REJECT;
-    const char *offer_id = json_string_value(json_object_get(offer, "offer_id"));
+    const char *offer_id = item->subject_id; /* the action's id: S-360's externalReference */
     const char *contact = json_string_value(json_object_get(offer, "contact"));
     const char *source = json_string_value(json_object_get(offer, "source"));
     if (!offer_id || !contact) {
@@ -731,6 +731,7 @@ static enum sd_verdict deliver_order(struct call_ctx *cc, const struct sd_outbox
     }
     json_decref(ans);
     ans = NULL;
+    json_object_set_new(offer, "offer_id", json_string(offer_id));
     body = s360_order_body(offer, number, cc->cf->point_of_sales_id, item->idem_key);
     path = s360_order_path(cc->cf, "createOrUpdateOrder");
     v = rpc(cc, path, body, false, &ans);
@@ -748,6 +749,74 @@ out:
     free(number);
     return v;
 }
+
+/* The offers action: {contact, source?, performance_id, seat_category_id,
+ * audience_sub_category_id, quantity, order_type} checked and copied as the item's payload. */
+static int offer_prepare(const void *conf, const json_t *body, json_t **ret_payload,
+                         struct sd_issues *errors)
+{
+    (void)conf;
+    static const char *const ints[] = {"performance_id", "seat_category_id",
+                                       "audience_sub_category_id", "quantity", NULL};
+    static const char *const known[] = {"contact", "source", "performance_id",
+                                        "seat_category_id", "audience_sub_category_id",
+                                        "quantity", "order_type", NULL};
+    size_t before = errors->total;
+    if (!json_is_object(body)) {
+        sd_issues_add(errors, "", "must be a JSON object");
+        return -EINVAL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)body, key, v)
+    {
+        bool ok = false;
+        for (size_t i = 0; known[i] && !ok; i++) {
+            ok = strcmp(key, known[i]) == 0;
+        }
+        if (!ok) {
+            sd_issues_add(errors, "", "unknown member '%.*s'", 64, key);
+        }
+    }
+    const json_t *contact = json_object_get(body, "contact");
+    if (!json_is_string(contact) || json_string_length(contact) == 0 ||
+        json_string_length(contact) > 64) {
+        sd_issues_add(errors, "/contact",
+                      "required: the buyer's S-360 contact number (or, with source, the id of "
+                      "a customer of that source), 1 to 64 characters");
+    }
+    const json_t *source = json_object_get(body, "source");
+    if (source && (!json_is_string(source) || json_string_length(source) == 0 ||
+                   json_string_length(source) > 64)) {
+        sd_issues_add(errors, "/source", "must be a source label (1 to 64 characters)");
+    }
+    for (size_t i = 0; ints[i]; i++) {
+        const json_t *n = json_object_get(body, ints[i]);
+        bool qty = strcmp(ints[i], "quantity") == 0;
+        if (!json_is_integer(n) || json_integer_value(n) < 1 ||
+            (qty && json_integer_value(n) > 50)) {
+            char ptr[40];
+            snprintf(ptr, sizeof(ptr), "/%s", ints[i]);
+            sd_issues_add(errors, ptr, qty ? "required: an integer from 1 to 50"
+                                           : "required: a positive integer (S-360's id)");
+        }
+    }
+    const char *type = json_string_value(json_object_get(body, "order_type"));
+    if (!type || (strcmp(type, "SALE") != 0 && strcmp(type, "RESERVATION") != 0 &&
+                  strcmp(type, "OPTION") != 0)) {
+        sd_issues_add(errors, "/order_type", "required: SALE, RESERVATION or OPTION");
+    }
+    if (errors->total > before) {
+        return -EINVAL;
+    }
+    *ret_payload = json_deep_copy(body);
+    return 0;
+}
+
+const struct sd_connector_action s360_actions[] = {
+    {"offers", S360_OP_CREATE_ORDER, S360_KIND_OFFER, offer_prepare},
+    {NULL, NULL, NULL, NULL},
+};
 
 /* ---- deliver ------------------------------------------------------------------------------- */
 
