@@ -16,30 +16,6 @@
 #include "core/actions.h"
 #include "core/outbox.h"
 
-/* The facts the connector reported (the item's document without core's own members). */
-static json_t *result_facts(const struct sd_outbox_item *d)
-{
-    static const char *const core_keys[] = {
-        "last_status", "last_error", "last_response", "last_attempt_usec", "delivered_usec",
-        "waits", "replays", "previous_idempotency_keys", "cancelled", "history", NULL};
-    json_t *doc = d->doc ? json_loads(d->doc, 0, NULL) : NULL;
-    json_t *out = json_object();
-    const char *key;
-    json_t *v;
-    json_object_foreach(doc, key, v)
-    {
-        bool core = false;
-        for (size_t i = 0; core_keys[i] && !core; i++) {
-            core = strcmp(key, core_keys[i]) == 0;
-        }
-        if (!core) {
-            json_object_set(out, key, v);
-        }
-    }
-    json_decref(doc);
-    return out;
-}
-
 int sd_api_connector_action(struct sd_req *req)
 {
     const char *request_key = NULL;
@@ -100,7 +76,7 @@ int sd_api_connector_action(struct sd_req *req)
             }
             if (d.state == SD_DELIVERY_DELIVERED) {
                 json_object_set(ans, "remote_ref", json_object_get(view, "remote_ref"));
-                json_object_set_new(ans, "result", result_facts(&d));
+                json_object_set(ans, "result", json_object_get(view, "facts"));
                 sd_req_reply_json(req, 201, ans);
             } else if (d.state == SD_DELIVERY_DEAD || d.state == SD_DELIVERY_CANCELLED) {
                 json_object_set_new(ans, "error", json_string("action_failed"));

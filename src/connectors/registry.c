@@ -12,6 +12,7 @@ extern const struct sd_connector sd_connector_tradablebits;
 extern const struct sd_connector sd_connector_audience_push;
 #ifdef SD_TEST_CONNECTORS
 extern const struct sd_connector sd_connector_test_contacts; /* tests/connectors/, not shipped */
+extern const struct sd_connector sd_connector_test_s360out;
 #endif
 
 const struct sd_connector *const sd_connectors[] = {
@@ -25,6 +26,7 @@ const struct sd_connector *const sd_connectors[] = {
     &sd_connector_audience_push,
 #ifdef SD_TEST_CONNECTORS
     &sd_connector_test_contacts,
+    &sd_connector_test_s360out,
 #endif
     NULL,
 };

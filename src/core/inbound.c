@@ -202,7 +202,7 @@ void sd_inbound_check_conf(const struct sd_inbound_conf *conf, struct sd_issues 
 bool sd_inbound_type_has_door(const char *type)
 {
     const struct sd_connector *c = type ? sd_connector_find(type) : NULL;
-    return c && c->kind == SD_CONNECTOR_SOURCE && c->inbound_map;
+    return c && (c->kind & SD_CONNECTOR_SOURCE) && c->inbound_map;
 }
 
 char *sd_inbound_path(const char *connector_id, const char *token)

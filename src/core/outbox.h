@@ -102,8 +102,8 @@ char *sd_outbox_new_idem_key(void);
 /* The delivery as shown: delivery_id, client_id, environment, segment_id, target_id, state,
  * kind, attempts, max_attempts, next_attempt_at, waiting_for ("rate_limit", "retry",
  * "flow_control" or null), last_status, last_error, last_response, remote_segment_id,
- * idempotency_key, customers, created_at, updated_at, first_sent_at, delivered_at, history.
- * New reference. */
+ * idempotency_key, customers, created_at, updated_at, first_sent_at, delivered_at, history,
+ * facts (what the connector's deliver reported about the item: {"kind", …}). New reference. */
 json_t *sd_outbox_delivery_view(const struct sd_outbox_item *d);
 
 /* Replay a dead delivery: queued again now with attempts reset and a new Idempotency-Key (the

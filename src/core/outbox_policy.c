@@ -145,6 +145,28 @@ static int64_t doc_int(const json_t *doc, const char *key)
     return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
 }
 
+/* The facts its connector's deliver reported: the item's document without core's members. */
+static json_t *connector_facts(const json_t *doc)
+{
+    static const char *const core_keys[] = {
+        "last_status", "last_error", "last_response", "last_attempt_usec", "delivered_usec",
+        "waits",       "replays",    "previous_idempotency_keys", "cancelled", "history", NULL};
+    json_t *out = json_object();
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)doc, key, v)
+    {
+        bool core = false;
+        for (size_t i = 0; core_keys[i] && !core; i++) {
+            core = strcmp(key, core_keys[i]) == 0;
+        }
+        if (!core) {
+            json_object_set(out, key, v);
+        }
+    }
+    return out;
+}
+
 json_t *sd_outbox_delivery_view(const struct sd_outbox_item *d)
 {
     json_t *doc = d->doc ? json_loads(d->doc, 0, NULL) : NULL;
@@ -219,6 +241,7 @@ json_t *sd_outbox_delivery_view(const struct sd_outbox_item *d)
     json_object_set_new(v, "delivered_at", sd_json_time(doc_int(doc, "delivered_usec")));
     json_object_set_new(v, "cancelled", copy_or_null(doc, "cancelled"));
     json_object_set_new(v, "history", history);
+    json_object_set_new(v, "facts", connector_facts(doc));
     json_decref(doc);
     return v;
 }
