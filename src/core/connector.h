@@ -122,6 +122,9 @@ struct sd_connector_ctx {
      * the demo loader's too. */
     const struct sd_connector *connector;
     struct sd_outbox_lease *lease; /* deliver: the item's lease (sd_connector_lease_extend) */
+    /* inbound_map: the stream the object came in on (one of the type's inbound_streams), or
+     * NULL at a plain door; the same on replay (the payload keeps its stream). */
+    const char *inbound_stream;
 };
 
 struct sd_outbox_item; /* store/audience.h (through core/outbox.h) */
@@ -245,11 +248,26 @@ struct sd_connector {
      * and retention). Pure: called on HTTP threads and on the writer (replay). */
     int (*inbound_map)(struct sd_connector_ctx *ctx, const json_t *object, json_t *body,
                        struct sd_issues *issues);
+    /* inbound_map may also return SD_INBOUND_SKIP: the object is acknowledged and counted as
+     * skipped (a history depth: older than the instance wants), neither stored nor quarantined.
+     * It may set body["remote_version"] (an integer > 0, e.g. the record's last-change time in
+     * ms): core takes it out and gives it to every record of the object, so an older resend
+     * never overwrites a newer stored record (store.h, apply_ingest). */
+    /* Optional, with inbound_map: the door's named streams (NULL-terminated; each 1–32 of
+     * [a-z0-9_-]). The instance then has one URL per stream, POST
+     * /in/{connector_id}/{token}[/{scope}]/{stream}, and no plain door; inbound_map reads the
+     * stream in ctx->inbound_stream. */
+    const char *const *inbound_streams;
+    /* Optional, with inbound_streams: the key of a STRING setting whose value is a path segment
+     * every stream URL carries between the token and the stream (an institution code); a
+     * request with another segment is refused like a wrong token (404). NULL: no such segment. */
+    const char *inbound_scope_setting;
 
     /* Optional, targets: the actions operators may ask for (struct sd_connector_action),
      * terminated by {NULL}; their operations are among `operations`. NULL: none. */
     const struct sd_connector_action *actions;
 };
+#define SD_INBOUND_SKIP 1
 
 /* The registry (connectors/registry.c). */
 extern const struct sd_connector *const sd_connectors[];

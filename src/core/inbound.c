@@ -210,6 +210,57 @@ char *sd_inbound_path(const char *connector_id, const char *token)
     return sd_asprintf("/in/%s/%s", connector_id, token);
 }
 
+/* The scope segment a type's stream URLs carry (its inbound_scope_setting's value), or NULL. */
+static const char *scope_of(const struct sd_connector *c, const json_t *settings)
+{
+    if (!c->inbound_scope_setting) {
+        return NULL;
+    }
+    const json_t *v = json_object_get(settings, c->inbound_scope_setting);
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+json_t *sd_inbound_stream_paths(const char *type, const char *settings_json,
+                                const char *connector_id, const char *token)
+{
+    const struct sd_connector *c = type ? sd_connector_find(type) : NULL;
+    if (!c || !c->inbound_streams || !sd_inbound_type_has_door(type)) {
+        return NULL;
+    }
+    json_t *settings = json_loads(settings_json ? settings_json : "{}", 0, NULL);
+    const char *scope = scope_of(c, settings);
+    json_t *o = json_object();
+    for (size_t i = 0; c->inbound_streams[i]; i++) {
+        char *path = sd_asprintf("/in/%s/%s%s%s/%s", connector_id, token ? token : "{token}",
+                                 scope ? "/" : "", scope ? scope : "", c->inbound_streams[i]);
+        json_object_set_new(o, c->inbound_streams[i], sd_json_text(path));
+        free(path);
+    }
+    json_decref(settings);
+    return o;
+}
+
+/* Whether the request's stream and scope fit the type (see sd_inbound_request). */
+static bool stream_ok(const struct sd_connector *c, const json_t *settings,
+                      const struct sd_inbound_request *rq)
+{
+    if (!c || !c->inbound_streams) {
+        return rq->stream == NULL && rq->scope == NULL;
+    }
+    if (!rq->stream) {
+        return false;
+    }
+    bool known = false;
+    for (size_t i = 0; c->inbound_streams[i]; i++) {
+        known = known || strcmp(c->inbound_streams[i], rq->stream) == 0;
+    }
+    const char *want = scope_of(c, settings);
+    if ((want == NULL) != (rq->scope == NULL)) {
+        return false;
+    }
+    return known && (!want || (*want && strcmp(want, rq->scope) == 0));
+}
+
 int sd_inbound_token_rotate(struct sd_store_handle *st, const char *connector_id, char **ret_token)
 {
     struct sd_connector_conf c = {0};
@@ -362,6 +413,7 @@ int sd_inbound_admit(struct sd_store_handle *st, const struct sd_inbound_request
     json_t *settings = json_loads(c.settings, 0, NULL);
     ok = credential_ok(settings, rq) && ok;
     ok = allowed(sget(settings, "allow_from"), rq->peer) && ok;
+    ok = stream_ok(sd_connector_find(c.type), settings, rq) && ok;
     json_decref(settings);
     if (!ok) {
         sd_connector_conf_release(&c);
@@ -376,6 +428,7 @@ int sd_inbound_admit(struct sd_store_handle *st, const struct sd_inbound_request
 struct item {
     int64_t idx; /* -1: the payload as a whole */
     bool ok;     /* batch holds the object's records */
+    bool skip;   /* the mapping acknowledged it without records (SD_INBOUND_SKIP) */
     struct sd_batch batch;
     char *reason;  /* !ok: why it is quarantined */
     char **emails; /* hashes ("em:…") of addresses in its mapped records, for replay */
@@ -385,6 +438,7 @@ struct item {
 struct sd_inbound_payload {
     struct sd_connector_conf conf; /* copy of the strings we need */
     char *source;                  /* the records' source label; the batches point here */
+    char *stream;                  /* the stream it came in on (raw.headers "stream"), or NULL */
     struct sd_inbound_raw raw;
     struct item *items;
     size_t n_items;
@@ -500,12 +554,33 @@ static void prepare_object(struct sd_connector_ctx *ctx, const struct sd_connect
     if (!json_is_object(obj)) {
         sd_issues_add(&issues, "", "not a JSON object");
     }
+    int64_t version = 0;
+    const json_t *jv = json_object_get(body, "remote_version");
+    if (json_is_integer(jv) && json_integer_value(jv) > 0) {
+        version = (int64_t)json_integer_value(jv);
+    }
+    json_object_del(body, "remote_version");
     struct sd_issues warnings;
     sd_issues_init(&warnings, 4);
+    if (r == SD_INBOUND_SKIP && issues.total == 0) {
+        it->skip = true;
+        r = 1;
+    } else if (r == SD_INBOUND_SKIP) {
+        r = -EINVAL;
+    }
     if (r == 0 && issues.total == 0) {
         r = sd_validate_ingest(body, &it->batch, &issues, &warnings);
     }
     if (r == 0 && issues.total == 0) {
+        for (size_t i = 0; i < it->batch.n_events; i++) {
+            it->batch.events[i].remote_version = version;
+        }
+        for (size_t i = 0; i < it->batch.n_customers; i++) {
+            it->batch.customers[i].remote_version = version;
+        }
+        for (size_t i = 0; i < it->batch.n_sales; i++) {
+            it->batch.sales[i].remote_version = version;
+        }
         it->ok = true;
         it->batch.upsert_sales = true;
         it->batch.source = ctx->source;
@@ -530,7 +605,7 @@ static void prepare_object(struct sd_connector_ctx *ctx, const struct sd_connect
                 it->emails[it->n_emails++] = sub;
             }
         }
-    } else {
+    } else if (!it->skip) {
         it->reason = issues_text(&issues);
     }
     /* An address that is a mapped customer record's own needs no row of its own: the record's
@@ -578,6 +653,7 @@ void sd_inbound_payload_free(struct sd_inbound_payload *p)
     sd_inbound_raw_release(&p->raw);
     sd_connector_conf_release(&p->conf);
     free(p->source);
+    free(p->stream);
     free(p);
 }
 
@@ -650,6 +726,11 @@ static int split_and_map(struct sd_inbound_payload *p, const char *body, size_t 
     const json_t *src = json_object_get(settings, "source");
     free(p->source);
     p->source = sd_strdup(json_is_string(src) ? json_string_value(src) : p->conf.type);
+    json_t *hdrs = json_loads(p->raw.headers ? p->raw.headers : "{}", 0, NULL);
+    const json_t *stream = json_object_get(hdrs, "stream");
+    free(p->stream);
+    p->stream = json_is_string(stream) ? sd_strdup(json_string_value(stream)) : NULL;
+    json_decref(hdrs);
     struct sd_connector_ctx ctx = {
         .tenant_id = p->conf.tenant_id,
         .env = p->conf.env,
@@ -659,6 +740,7 @@ static int split_and_map(struct sd_inbound_payload *p, const char *body, size_t 
         .mapping = mapping,
         .source = p->source,
         .connector = con,
+        .inbound_stream = p->stream,
     };
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -762,6 +844,11 @@ static int apply_item(struct sd_store_handle *st, struct sd_inbound_payload *p, 
                 return sd_store_inbound_quarantine_delete(st, p->raw.id, it->idx);
             }
         }
+    }
+    if (it->skip) {
+        p->out.skipped++;
+        return p->replay || p->renewed ? sd_store_inbound_quarantine_delete(st, p->raw.id, it->idx)
+                                       : 0;
     }
     char *reason = NULL;
     if (it->ok) {
@@ -967,19 +1054,22 @@ json_t *sd_inbound_status(struct sd_store_handle *st, const char *connector_id)
 
 /* ---- counters -------------------------------------------------------------------------------- */
 
-/* A fixed table: a connector id is taken by the first slot free, the last slot counts every
- * connector past the table's size ("other"). Ids are "con_" + 16 hex, so they fit. */
+/* A fixed table: a (connector id, stream) pair is taken by the first slot free, the last slot
+ * counts every pair past the table's size ("other"). Ids are "con_" + 16 hex and streams at
+ * most 32 bytes, so they fit. */
 #define COUNTER_SLOTS 64
 
 struct counter {
     _Atomic int used; /* 0 free, 1 being written, 2 ready */
     char id[24];
-    _Atomic uint64_t payloads, applied, quarantined, non200;
+    char stream[33]; /* "" for a plain door */
+    _Atomic uint64_t payloads, applied, quarantined, skipped, non200;
 };
 static struct counter counters[COUNTER_SLOTS + 1];
 
-static struct counter *counter_for(const char *id)
+static struct counter *counter_for(const char *id, const char *stream)
 {
+    stream = stream ? stream : "";
     for (size_t i = 0; i < COUNTER_SLOTS; i++) {
         struct counter *c = &counters[i];
         int u = atomic_load(&c->used);
@@ -987,6 +1077,7 @@ static struct counter *counter_for(const char *id)
             int expect = 0;
             if (atomic_compare_exchange_strong(&c->used, &expect, 1)) {
                 snprintf(c->id, sizeof(c->id), "%s", id);
+                snprintf(c->stream, sizeof(c->stream), "%s", stream);
                 atomic_store(&c->used, 2);
                 return c;
             }
@@ -995,40 +1086,55 @@ static struct counter *counter_for(const char *id)
         while (u == 1) {
             u = atomic_load(&c->used);
         }
-        if (strncmp(c->id, id, sizeof(c->id) - 1) == 0) {
+        if (strncmp(c->id, id, sizeof(c->id) - 1) == 0 &&
+            strncmp(c->stream, stream, sizeof(c->stream) - 1) == 0) {
             return c;
         }
     }
     return &counters[COUNTER_SLOTS];
 }
 
-void sd_inbound_count(const char *connector_id, const struct sd_inbound_outcome *o)
+void sd_inbound_count_stream(const char *connector_id, const char *stream,
+                             const struct sd_inbound_outcome *o)
 {
-    struct counter *c = counter_for(connector_id);
+    struct counter *c = counter_for(connector_id, stream);
     if (!o->duplicate) {
         atomic_fetch_add_explicit(&c->payloads, 1, memory_order_relaxed);
     }
     atomic_fetch_add_explicit(&c->applied, o->applied, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->quarantined, o->quarantined, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->skipped, o->skipped, memory_order_relaxed);
+}
+
+void sd_inbound_count(const char *connector_id, const struct sd_inbound_outcome *o)
+{
+    sd_inbound_count_stream(connector_id, NULL, o);
+}
+
+void sd_inbound_count_non200_stream(const char *connector_id, const char *stream, int status)
+{
+    struct counter *c = counter_for(connector_id, stream);
+    atomic_fetch_add_explicit(&c->non200, 1, memory_order_relaxed);
+    sd_log(SD_LOG_WARN, "inbound payload not accepted; the vendor may resend it, then drop it",
+           "connector=%s stream=%s status=%d", connector_id, stream ? stream : "", status);
 }
 
 void sd_inbound_count_non200(const char *connector_id, int status)
 {
-    struct counter *c = counter_for(connector_id);
-    atomic_fetch_add_explicit(&c->non200, 1, memory_order_relaxed);
-    sd_log(SD_LOG_WARN, "inbound payload not accepted; the vendor may resend it, then drop it",
-           "connector=%s status=%d", connector_id, status);
+    sd_inbound_count_non200_stream(connector_id, NULL, status);
 }
 
 void sd_inbound_metrics_render(struct sd_buf *out)
 {
-    static const char *const names[4][2] = {
+    static const char *const names[5][2] = {
         {"stagedoor_inbound_payloads_total", "vendor webhook payloads stored raw"},
         {"stagedoor_inbound_applied_total", "objects of vendor webhook payloads applied"},
         {"stagedoor_inbound_quarantined_total", "objects of vendor webhook payloads quarantined"},
+        {"stagedoor_inbound_skipped_total",
+         "objects of vendor webhook payloads acknowledged without storing (history depth)"},
         {"stagedoor_inbound_non200_total",
          "vendor webhook requests of a known door answered other than 200 (possible loss)"}};
-    for (size_t m = 0; m < 4; m++) {
+    for (size_t m = 0; m < 5; m++) {
         sd_buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", names[m][0], names[m][1],
                       names[m][0]);
         for (size_t i = 0; i <= COUNTER_SLOTS; i++) {
@@ -1039,13 +1145,19 @@ void sd_inbound_metrics_render(struct sd_buf *out)
             _Atomic uint64_t *v = m == 0   ? &c->payloads
                                   : m == 1 ? &c->applied
                                   : m == 2 ? &c->quarantined
+                                  : m == 3 ? &c->skipped
                                            : &c->non200;
             uint64_t x = atomic_load_explicit(v, memory_order_relaxed);
             if (i == COUNTER_SLOTS && x == 0) {
                 continue;
             }
-            sd_buf_printf(out, "%s{connector=\"%s\"} %llu\n", names[m][0],
-                          i < COUNTER_SLOTS ? c->id : "other", (unsigned long long)x);
+            if (i < COUNTER_SLOTS && *c->stream) {
+                sd_buf_printf(out, "%s{connector=\"%s\",stream=\"%s\"} %llu\n", names[m][0],
+                              c->id, c->stream, (unsigned long long)x);
+            } else {
+                sd_buf_printf(out, "%s{connector=\"%s\"} %llu\n", names[m][0],
+                              i < COUNTER_SLOTS ? c->id : "other", (unsigned long long)x);
+            }
         }
     }
 }
