@@ -582,10 +582,6 @@ static enum sd_verdict deliver_contact(struct call_ctx *cc, const struct sd_outb
                                "remote_updated", stamp));
             goto out;
         }
-        v = take_calls(cc, 1, true); /* the save below */
-        if (v != SD_VERDICT_OK) {
-            goto out;
-        }
     }
     body = s360_contact_body(customer, current, number, item->idem_key, why, sizeof(why));
     if (!body) {
@@ -593,7 +589,7 @@ static enum sd_verdict deliver_contact(struct call_ctx *cc, const struct sd_outb
         goto out;
     }
     path = contact_path(cc->cf, "saveIndividualContactData");
-    v = rpc(cc, path, body, !number, &ans);
+    v = rpc(cc, path, body, !number, &ans); /* an update's second call takes its own quota */
     if (v != SD_VERDICT_OK) {
         goto out;
     }
