@@ -15,7 +15,7 @@ simulator (tests/sim/s360), whose clock follows the wall clock here (start = now
   - a 401 (expired token) refreshes the token once and repeats the call;
   - offers (POST /v1/{client_id}/connectors/{id}/offers): created once even when the request
     is retried; an in_progress answer whose order was made is found by its external reference
-    instead of opening a second order; a failed offer (NOT_ENOUGH_SEATS) answers 422 with
+    instead of opening a second order; a pending offer answers 202 and its delivery is polled; a failed offer (NOT_ENOUGH_SEATS) answers 422 with
     S-360's statusDetail and leaves no order; the request is checked (400) before anything.
 
 The connector type is "s360": its contact webhook arrives at the instance's contacts stream."""
@@ -355,6 +355,31 @@ class Offers(S360OutBase):
         self.assertEqual(r.status, 422, r)
         self.assertIn("NOT_ENOUGH_SEATS", r.json["message"])
         self.assertEqual(self.sim.orders_by_reference(r.json["delivery_id"]), [])
+
+    def test_5_pending_answers_202_then_poll(self):
+        self.sim.inject("findOrdersByExternalReference", [("sleep", 2.0)])
+        r = harness.http(self.port, "POST", "/v1/%s/connectors/%s/offers?wait=0"
+                         % (CLIENT, self.cid),
+                         body={"contact": self.buyer, "performance_id": self.perf["performanceId"],
+                               "seat_category_id": self.cat, "audience_sub_category_id": self.aud,
+                               "quantity": 1, "order_type": "OPTION"},
+                         key=self.key, headers={"Idempotency-Key": "offer-key-6"})
+        self.assertEqual(r.status, 202, r)
+        dlv = r.json["delivery_id"]
+        self.assertIn(r.json["state"], ("queued", "sending"))
+        self.assertEqual(r.header("Location"), "/v1/%s/deliveries/%s" % (CLIENT, dlv))
+
+        def delivered():
+            d = harness.http(self.port, "GET", "/v1/%s/deliveries/%s" % (CLIENT, dlv),
+                             key=self.key)
+            return d.json if d.json["state"] == "delivered" else None
+        d = harness.wait_until(delivered, 30 * TS, interval=0.1, what="offer delivered")
+        self.assertEqual(d["facts"]["order_type"], "OPTION")
+        self.assertEqual(len(self.sim.orders_by_reference(dlv)), 1)
+        r = self.offer("offer-key-6", quantity=1, order_type="OPTION")
+        self.assertEqual(r.status, 201, r)
+        self.assertEqual(r.json["delivery_id"], dlv)
+        self.assertEqual(r.json["remote_ref"], d["remote_ref"])
 
     def test_4_requests_checked_first(self):
         n = len(self.sim.calls())
