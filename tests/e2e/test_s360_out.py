@@ -381,6 +381,14 @@ class Offers(S360OutBase):
         self.assertEqual(r.json["delivery_id"], dlv)
         self.assertEqual(r.json["remote_ref"], d["remote_ref"])
 
+    def test_6_quota_per_credential(self):
+        """The 180-per-minute quota, overridable per instance, counted per credential."""
+        st = self.admin("GET", "/connectors/" + self.cid).json["status"]["quotas"]
+        self.assertEqual([(q["window"], q["limit"]) for q in st], [("minute", 180)])
+        other, _ = self.add_connector(quota_minute_calls=40, institution="othervenue")
+        st = self.admin("GET", "/connectors/" + other).json["status"]["quotas"]
+        self.assertEqual([(q["window"], q["limit"]) for q in st], [("minute", 40)])
+
     def test_4_requests_checked_first(self):
         n = len(self.sim.calls())
         r = self.offer(None)

@@ -28,6 +28,7 @@ struct s360_conf {
     const char *order_facade;    /* "v1_33" */
     int64_t point_of_sales_id;
     int64_t timeout_seconds;
+    int64_t quota_minute_calls; /* read by core (sd_quota_effective): 0 = the declared 180 */
 
     /* inbound */
     const char *time_zone;       /* the institution's IANA zone: referenceDate and local times */
