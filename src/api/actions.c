@@ -45,15 +45,15 @@ int sd_api_connector_action(struct sd_req *req)
     char *id = NULL;
     bool replayed = false;
     const char *what = NULL;
-    int r = sd_action_submit(req->hub, req->who.tenant_id, req->who.env, connector_id, action,
-                             body, request_key, &id, &replayed, &what, &errors);
+    int r = sd_action_submit(req->hub, req->who.tenant_id, req->who.env, connector_id, action, body,
+                             request_key, &id, &replayed, &what, &errors);
     if (r == -EEXIST) {
         sd_req_reply_error(req, 422, "idempotency_key_reused",
                            "Idempotency-Key '%s' was used for another connector or action",
                            request_key);
     } else if (r == -ENOENT && what && strcmp(what, "action") == 0) {
-        sd_req_reply_error(req, 404, "not_found", "connector '%s' has no action '%s'",
-                           connector_id, action);
+        sd_req_reply_error(req, 404, "not_found", "connector '%s' has no action '%s'", connector_id,
+                           action);
     } else if (r == -ENOENT) {
         sd_req_reply_error(req, 404, "not_found", "no connector '%s' in %s", connector_id,
                            sd_env_name(req->who.env));
@@ -82,9 +82,9 @@ int sd_api_connector_action(struct sd_req *req)
                 json_object_set_new(ans, "error", json_string("action_failed"));
                 const json_t *why = json_object_get(view, "last_error");
                 json_object_set_new(ans, "message",
-                                    json_is_string(why) ? json_incref((json_t *)why)
-                                                        : json_string(sd_delivery_state_name(
-                                                              d.state)));
+                                    json_is_string(why)
+                                        ? json_incref((json_t *)why)
+                                        : json_string(sd_delivery_state_name(d.state)));
                 json_object_set(ans, "last_status", json_object_get(view, "last_status"));
                 sd_req_reply_json(req, 422, ans);
             } else {

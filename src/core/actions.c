@@ -89,8 +89,7 @@ int sd_action_submit(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
     json_decref(stored);
     sd_issues_release(&serr);
     if (!settings || sd_connector_settings_new(c, settings, &conf) < 0) {
-        sd_issues_add(errors, "", "connector '%s' has settings its type cannot hold",
-                      connector_id);
+        sd_issues_add(errors, "", "connector '%s' has settings its type cannot hold", connector_id);
         r = -EINVAL;
         goto out;
     }

@@ -15,8 +15,10 @@ simulator (tests/sim/s360), whose clock follows the wall clock here (start = now
   - a 401 (expired token) refreshes the token once and repeats the call;
   - offers (POST /v1/{client_id}/connectors/{id}/offers): created once even when the request
     is retried; an in_progress answer whose order was made is found by its external reference
-    instead of opening a second order; a pending offer answers 202 and its delivery is polled; a failed offer (NOT_ENOUGH_SEATS) answers 422 with
-    S-360's statusDetail and leaves no order; the request is checked (400) before anything.
+    instead of opening a second order; a pending offer answers 202 and its delivery is polled;
+    a failed offer (NOT_ENOUGH_SEATS) answers 422 with S-360's statusDetail and leaves no
+    order; the request is checked (400) before anything; the quota is 180 per minute unless
+    the instance sets quota_minute_calls.
 
 The connector type is "s360": its contact webhook arrives at the instance's contacts stream."""
 
@@ -301,7 +303,7 @@ class Offers(S360OutBase):
         body.update(kw)
         headers = {"Idempotency-Key": key} if key else {}
         return harness.http(self.port, "POST", "/v1/%s/connectors/%s/offers?wait=%d"
-                            % (CLIENT, self.cid, int(20 * TS)), body=body, key=self.key,
+                            % (CLIENT, self.cid, min(60, int(20 * TS))), body=body, key=self.key,
                             headers=headers)
 
     def test_1_created_once_when_retried(self):

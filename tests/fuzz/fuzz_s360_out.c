@@ -42,10 +42,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         char *text = json_dumps(body, JSON_COMPACT);
         free(text);
     }
-    json_t *offer = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "offer_id", "act_1",
-                              "order_type", "SALE", "performance_id", (json_int_t)1,
-                              "seat_category_id", (json_int_t)2, "audience_sub_category_id",
-                              (json_int_t)3, "quantity", (json_int_t)1);
+    json_t *offer =
+        json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "offer_id", "act_1", "order_type", "SALE",
+                  "performance_id", (json_int_t)1, "seat_category_id", (json_int_t)2,
+                  "audience_sub_category_id", (json_int_t)3, "quantity", (json_int_t)1);
     json_t *order = s360_order_body(answer ? answer : offer, "1", 1001, "r");
     json_decref(order);
     json_decref(offer);

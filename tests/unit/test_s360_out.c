@@ -201,10 +201,10 @@ static void test_order_body(void **state)
     assert_string_equal(str_at(b, "orderType", NULL), "RESERVATION");
     assert_string_equal(str_at(b, "externalReference", NULL), "off_1");
     assert_string_equal(str_at(b, "purchasersInfo", "contactReference"), "0000000042");
-    const json_t *line = json_array_get(
-        json_object_get(json_object_get(b, "singleEntryAttributionOperations"),
-                        "operationAttributions"),
-        0);
+    const json_t *line =
+        json_array_get(json_object_get(json_object_get(b, "singleEntryAttributionOperations"),
+                                       "operationAttributions"),
+                       0);
     assert_true(json_integer_value(json_object_get(line, "performanceId")) == 10000000123LL);
     assert_int_equal(json_integer_value(json_object_get(line, "seatCategoryId")), 7);
     assert_int_equal(json_integer_value(json_object_get(line, "audienceSubCategoryId")), 3);

@@ -163,8 +163,9 @@ json_t *s360_contact_body(const json_t *customer, const json_t *current, const c
     const char *last = json_string_value(json_object_get(ind, "lastName"));
     if (!last || !*last) {
         json_decref(ind);
-        snprintf(why, why_size, "S-360 requires a last name (individualContact.lastName) and "
-                                "the customer has none");
+        snprintf(why, why_size,
+                 "S-360 requires a last name (individualContact.lastName) and "
+                 "the customer has none");
         return NULL;
     }
 
@@ -187,8 +188,8 @@ json_t *s360_contact_body(const json_t *customer, const json_t *current, const c
             }
         }
         if (!done && v) {
-            json_array_append_new(means, json_pack("{s:s, s:s, s:b}", "type", "EMAIL", "value", v,
-                                                   "isMain", 1));
+            json_array_append_new(
+                means, json_pack("{s:s, s:s, s:b}", "type", "EMAIL", "value", v, "isMain", 1));
         }
     }
 
@@ -217,9 +218,9 @@ json_t *s360_contact_body(const json_t *customer, const json_t *current, const c
         }
     }
 
-    json_t *body = json_pack("{s:s, s:o, s:o, s:o}", "requestId", request_id ? request_id : "",
-                             "individualContact", ind, "communicationMeans", means, "addresses",
-                             addrs);
+    json_t *body =
+        json_pack("{s:s, s:o, s:o, s:o}", "requestId", request_id ? request_id : "",
+                  "individualContact", ind, "communicationMeans", means, "addresses", addrs);
     if (number) {
         json_object_set_new(body, "contactNumber", json_string(number));
     }
@@ -358,8 +359,8 @@ static enum sd_verdict take_calls(struct call_ctx *cc, int64_t n, bool must)
 /* POST body to path (under api_base) with the Bearer token; *ret_answer: the JSON answer of a
  * 2xx (NULL otherwise). counted: the call was already counted against the quota. Fills res
  * (status, answer, error, ms, retry_after_usec) and returns the verdict (s360_judge). */
-static enum sd_verdict rpc(struct call_ctx *cc, const char *path, const json_t *body,
-                           bool counted, json_t **ret_answer)
+static enum sd_verdict rpc(struct call_ctx *cc, const char *path, const json_t *body, bool counted,
+                           json_t **ret_answer)
 {
     struct sd_delivery_result *res = cc->res;
     *ret_answer = NULL;
@@ -461,16 +462,14 @@ out:
 static char *contact_path(const struct s360_conf *cf, const char *method)
 {
     return sd_asprintf("/tnco/backend-apis/contactInformationPublicService/%s/%s",
-                       cf->contact_service && *cf->contact_service ? cf->contact_service
-                                                                   : "v2_21",
+                       cf->contact_service && *cf->contact_service ? cf->contact_service : "v2_21",
                        method);
 }
 
 static char *s360_order_path(const struct s360_conf *cf, const char *method)
 {
     return sd_asprintf("/tnseb/backend-apis/externalOrderFacade/%s/%s",
-                       cf->order_facade && *cf->order_facade ? cf->order_facade : "v1_33",
-                       method);
+                       cf->order_facade && *cf->order_facade ? cf->order_facade : "v1_33", method);
 }
 
 /* ---- contacts out -------------------------------------------------------------------------- */
@@ -606,8 +605,8 @@ static enum sd_verdict deliver_contact(struct call_ctx *cc, const struct sd_outb
         sd_log(SD_LOG_WARN, "s360: the time of a contact's write could not be kept", "id=%s",
                ctx->id);
     }
-    done(res, SD_VERDICT_OK, json_pack("{s:s, s:s}", "kind", number ? "update" : "create",
-                                       "contact_number", got));
+    done(res, SD_VERDICT_OK,
+         json_pack("{s:s, s:s}", "kind", number ? "update" : "create", "contact_number", got));
 out:
     json_decref(ans);
     json_decref(body);
@@ -754,9 +753,14 @@ static int offer_prepare(const void *conf, const json_t *body, json_t **ret_payl
     (void)conf;
     static const char *const ints[] = {"performance_id", "seat_category_id",
                                        "audience_sub_category_id", "quantity", NULL};
-    static const char *const known[] = {"contact", "source", "performance_id",
-                                        "seat_category_id", "audience_sub_category_id",
-                                        "quantity", "order_type", NULL};
+    static const char *const known[] = {"contact",
+                                        "source",
+                                        "performance_id",
+                                        "seat_category_id",
+                                        "audience_sub_category_id",
+                                        "quantity",
+                                        "order_type",
+                                        NULL};
     size_t before = errors->total;
     if (!json_is_object(body)) {
         sd_issues_add(errors, "", "must be a JSON object");
@@ -793,8 +797,9 @@ static int offer_prepare(const void *conf, const json_t *body, json_t **ret_payl
             (qty && json_integer_value(n) > 50)) {
             char ptr[40];
             snprintf(ptr, sizeof(ptr), "/%s", ints[i]);
-            sd_issues_add(errors, ptr, qty ? "required: an integer from 1 to 50"
-                                           : "required: a positive integer (S-360's id)");
+            sd_issues_add(errors, ptr,
+                          qty ? "required: an integer from 1 to 50"
+                              : "required: a positive integer (S-360's id)");
         }
     }
     const char *type = json_string_value(json_object_get(body, "order_type"));

@@ -19,9 +19,11 @@
 /* The outbox operations and subject kinds of the type. */
 #define S360_OP_SAVE_CONTACT "save_contact"
 #define S360_OP_CREATE_ORDER "create_order"
-#define S360_KIND_CONTACT "contact" /* subject "<source>:<customer_id>"; remote ref: contactNumber */
-#define S360_KIND_OFFER "offer"     /* subject: the offer id; remote ref: S-360's orderId */
-/* Remote reference kind of a subject: when stagedoor last wrote it (µs since the epoch, as text). */
+#define S360_KIND_CONTACT                                                                          \
+    "contact"                   /* subject "<source>:<customer_id>"; remote ref: contactNumber */
+#define S360_KIND_OFFER "offer" /* subject: the offer id; remote ref: S-360's orderId */
+/* Remote reference kind of a subject: when stagedoor last wrote it (µs since the epoch, as text).
+ */
 #define S360_KIND_WRITTEN "contact_written"
 
 /* S-360's clock and ours may differ by this much: a remote change less than this after a local
