@@ -16,6 +16,9 @@ What is checked:
   - kill -9 between the commit and the answer: the simulator's resend completes the payload,
     nothing is dropped or doubled;
   - a refund order changes a segment's result;
+  - access control: scans count once each into their sale's attendance, so "bought but did not
+    attend" finds who never came; a resent scan and a resent order change nothing; a scan of a
+    sale not stored yet waits in quarantine;
   - history_from: older contacts and orders are acknowledged and counted (skipped), not stored;
     a backfill burst of many payloads over several runs is answered without a drop.
 Four door credentials are used: HTTP Basic, Bearer, a static header, and the token alone.
@@ -93,7 +96,7 @@ class Base(unittest.TestCase):
     def setUpClass(cls):
         cls.data = harness.tempdir(cls)
         cls.keys = {}
-        for client in (CLIENT, "s360_seg", "s360_hist"):   # before the start: keys are read then
+        for client in (CLIENT, "s360_seg", "s360_hist", "s360_att"):   # before the start: keys are read then
             harness.tenant_create(cls.data, client)
             cls.keys[client] = harness.key_create(cls.data, client, "test")
         cls.key = cls.keys[CLIENT]
@@ -371,6 +374,67 @@ def members(api, rules):
     r = api.req("GET", "/v1/%s/segments/%s/members?limit=100" % (api.client_id,
                                                                 r.json["segment_id"]))
     return sorted(s["customer_id"] for m in r.json["data"] for s in m["source_ids"])
+
+
+class AttendanceTest(Base):
+    def test_scans_make_attendance(self):
+        client = "s360_att"
+        api = harness.Api(self.port, client, self.keys[client])
+        cid, streams = self.create(client=client, attendance=True)
+        self.assertEqual(sorted(streams), ["access", "contacts", "orders"])
+        with Simulator(seed=37, clock_speed=0) as sim:
+            season = sim.season
+            perf = season.performances[1]
+            people = [season.contact(kind="person", email="a%d@example.ch" % i) for i in range(3)]
+            for c in people:
+                for a in c["authorizations"]:
+                    a["value"] = a["authorizationType"] == "NEWSLETTER"
+            sales = [season.order(c, "SALE", performance=perf, quantity=2) for c in people]
+            sim.add_contacts(people)
+            sim.add_orders(sales)
+            for s in ("contacts", "orders", "access"):
+                sim.set_webhook(s, "http://127.0.0.1:%d%s" % (self.port, streams[s]))
+            sim.advance(minutes=15)
+            pid = str(perf["performanceId"])
+            came_not = {"bought": {"event_id": pid, "attended": 0}}
+            self.assertEqual(members(api, came_not), sorted(c["contactNumber"] for c in people))
+            # person 0 comes with one of two tickets, person 1 with both
+            scans = season.scans(sales[:2], share=1.0)
+            first_ticket = [x for x in scans if x["orderId"] == sales[0]["orderId"]][:1]
+            both = [x for x in scans if x["orderId"] == sales[1]["orderId"]]
+            self.assertEqual(len(both), 2)
+            sim.add_scans(first_ticket + both)
+            sim.advance(minutes=15)
+            self.assertEqual(sim.drops(), 0)
+            self.assertEqual(members(api, came_not), [people[2]["contactNumber"]])
+            one = {"bought": {"event_id": pid, "attended": 1}}
+            self.assertEqual(members(api, one), [people[0]["contactNumber"]])
+            # the same scan again (another payload) and the order again: nothing changes
+            r = harness.http(self.port, "POST", streams["access"], body=first_ticket + both[:1])
+            self.assertEqual((r.status, r.json["applied"]), (200, 2), r)
+            r = harness.http(self.port, "POST", streams["orders"],
+                             body=[{"orderDetailsData": sales[0]}, {"orderDetailsData": sales[1]}])
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(members(api, one), [people[0]["contactNumber"]])
+            self.assertEqual(members(api, {"bought": {"event_id": pid, "attended": 2}}),
+                             [people[1]["contactNumber"]])
+            # a scan of a sale not stored yet waits in quarantine, with the reason
+            late = season.order(people[2], "SALE", performance=perf, quantity=1)
+            early_scan = season.scans([late], share=1.0)
+            r = harness.http(self.port, "POST", streams["access"], body=early_scan)
+            self.assertEqual((r.status, r.json["quarantined"]), (200, 1), r)
+            q = self.quarantine(cid, client=client)
+            inv = "%d-%d" % (late["orderId"], late["operationDatas"][0]["operationId"])
+            self.assertIn("sale '%s' does not exist" % inv, q[0]["reason"])
+            sim.add_orders([late])
+            sim.advance(minutes=15)
+            self.assertEqual(self.admin("POST", "/connectors/%s/run" % cid,
+                                        client=client).status, 202)
+            harness.wait_until(lambda: self.quarantine(cid, client=client) == [],
+                               10 * harness.TIME_SCALE, what="the scan replayed")
+            self.assertEqual(members(api, one),
+                             sorted([people[0]["contactNumber"], people[2]["contactNumber"]]))
+        self.assertGreater(self.metric("stagedoor_inbound_applied_total", cid, "access"), 0)
 
 
 class HistoryTest(Base):
