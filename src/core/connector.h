@@ -252,7 +252,11 @@ struct sd_connector {
      * skipped (a history depth: older than the instance wants), neither stored nor quarantined.
      * It may set body["remote_version"] (an integer > 0, e.g. the record's last-change time in
      * ms): core takes it out and gives it to every record of the object, so an older resend
-     * never overwrites a newer stored record (store.h, apply_ingest). */
+     * never overwrites a newer stored record (store.h, apply_ingest). It may also append entry
+     * scans to body["scans"]: [{"invoice_number", "scan_id", "scanned_at"?, "gate"?}], each
+     * counted once per scan_id into that sale's attended_quantity (store/inbound.h, scan_put);
+     * a scan of a sale not stored (yet) quarantines the object. An object may map to scans
+     * alone. */
     /* Optional, with inbound_map: the door's named streams (NULL-terminated; each 1–32 of
      * [a-z0-9_-]). The instance then has one URL per stream, POST
      * /in/{connector_id}/{token}[/{scope}]/{stream}, and no plain door; inbound_map reads the

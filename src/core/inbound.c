@@ -429,6 +429,10 @@ struct item {
     int64_t idx; /* -1: the payload as a whole */
     bool ok;     /* batch holds the object's records */
     bool skip;   /* the mapping acknowledged it without records (SD_INBOUND_SKIP) */
+    struct scan {
+        char *invoice, *scan_id, *scanned_at, *gate;
+    } *scans; /* entry scans of stored sales (body["scans"]) */
+    size_t n_scans;
     struct sd_batch batch;
     char *reason;  /* !ok: why it is quarantined */
     char **emails; /* hashes ("em:…") of addresses in its mapped records, for replay */
@@ -541,6 +545,53 @@ static char *issues_text(const struct sd_issues *l)
     return text;
 }
 
+/* body["scans"] (taken out of body) into it->scans; problems into issues. */
+static void take_scans(json_t *body, struct item *it, struct sd_issues *issues)
+{
+    json_t *arr = json_incref(json_object_get(body, "scans"));
+    json_object_del(body, "scans");
+    if (!arr) {
+        return;
+    }
+    if (!json_is_array(arr)) {
+        sd_issues_add(issues, "/scans", "must be an array of scans");
+    }
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        const json_t *x = json_array_get(arr, i);
+        static const char *const keys[] = {"invoice_number", "scan_id", "scanned_at", "gate"};
+        const char *v[4] = {NULL, NULL, NULL, NULL};
+        bool ok = json_is_object(x);
+        for (size_t k = 0; ok && k < 4; k++) {
+            const json_t *f = json_object_get(x, keys[k]);
+            v[k] = json_is_string(f) ? json_string_value(f) : NULL;
+            if ((k < 2 && (!v[k] || !*v[k])) || (f && !v[k] && !json_is_null(f)) ||
+                (v[k] && strlen(v[k]) > 200)) {
+                char *ptr = sd_asprintf("/scans/%zu/%s", i, keys[k]);
+                sd_issues_add(issues, ptr, "must be a string of 1-200 bytes");
+                free(ptr);
+                ok = false;
+            }
+        }
+        char utc[64] = "";
+        if (ok && v[2] && sd_datetime_to_utc(v[2], utc, sizeof(utc)) < 0) {
+            char *ptr = sd_asprintf("/scans/%zu/scanned_at", i);
+            sd_issues_add(issues, ptr, "must be an RFC 3339 date-time");
+            free(ptr);
+            ok = false;
+        }
+        if (ok) {
+            it->scans = sd_realloc(it->scans, (it->n_scans + 1) * sizeof(*it->scans));
+            it->scans[it->n_scans++] = (struct scan){
+                .invoice = sd_strdup(v[0]),
+                .scan_id = sd_strdup(v[1]),
+                .scanned_at = v[2] ? sd_strdup(utc) : NULL,
+                .gate = v[3] ? sd_strdup(v[3]) : NULL,
+            };
+        }
+    }
+    json_decref(arr);
+}
+
 /* Map and validate one object into it. */
 static void prepare_object(struct sd_connector_ctx *ctx, const struct sd_connector *con,
                            const json_t *obj, struct sd_inbound_payload *p, struct item *it)
@@ -560,6 +611,7 @@ static void prepare_object(struct sd_connector_ctx *ctx, const struct sd_connect
         version = (int64_t)json_integer_value(jv);
     }
     json_object_del(body, "remote_version");
+    take_scans(body, it, &issues);
     struct sd_issues warnings;
     sd_issues_init(&warnings, 4);
     if (r == SD_INBOUND_SKIP && issues.total == 0) {
@@ -568,7 +620,7 @@ static void prepare_object(struct sd_connector_ctx *ctx, const struct sd_connect
     } else if (r == SD_INBOUND_SKIP) {
         r = -EINVAL;
     }
-    if (r == 0 && issues.total == 0) {
+    if (r == 0 && issues.total == 0 && !(it->n_scans > 0 && json_object_size(body) == 0)) {
         r = sd_validate_ingest(body, &it->batch, &issues, &warnings);
     }
     if (r == 0 && issues.total == 0) {
@@ -630,6 +682,13 @@ static void prepare_object(struct sd_connector_ctx *ctx, const struct sd_connect
 static void item_release(struct item *it)
 {
     sd_batch_release(&it->batch);
+    for (size_t i = 0; i < it->n_scans; i++) {
+        free(it->scans[i].invoice);
+        free(it->scans[i].scan_id);
+        free(it->scans[i].scanned_at);
+        free(it->scans[i].gate);
+    }
+    free(it->scans);
     free(it->reason);
     for (size_t i = 0; i < it->n_emails; i++) {
         free(it->emails[i]);
@@ -851,7 +910,7 @@ static int apply_item(struct sd_store_handle *st, struct sd_inbound_payload *p, 
                                        : 0;
     }
     char *reason = NULL;
-    if (it->ok) {
+    if (it->ok && sd_batch_count(&it->batch) > 0) {
         struct sd_apply_result res;
         sd_apply_result_init(&res);
         r = sd_ingest_apply(st, p->conf.tenant_id, p->conf.env, &it->batch, &res);
@@ -860,6 +919,17 @@ static int apply_item(struct sd_store_handle *st, struct sd_inbound_payload *p, 
         }
         sd_apply_result_release(&res);
         if (r < 0) {
+            return r;
+        }
+    }
+    for (size_t i = 0; it->ok && !reason && i < it->n_scans; i++) {
+        const struct scan *sc = &it->scans[i];
+        r = sd_store_inbound_scan_put(st, p->conf.tenant_id, p->conf.env, sc->invoice,
+                                      sc->scan_id, sc->scanned_at, sc->gate);
+        if (r == -ENOENT) {
+            reason = sd_asprintf("/scans/%zu/invoice_number: sale '%.80s' does not exist in %s",
+                                 i, sc->invoice, sd_env_name(p->conf.env));
+        } else if (r < 0) {
             return r;
         }
     }

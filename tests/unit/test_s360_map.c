@@ -384,6 +384,63 @@ static void test_history_from(void **state)
     sd_issues_release(&is);
 }
 
+/* Access control: a scan names its sale line by order and operation; the field names are a
+ * setting; a refused entry is acknowledged without storing; with attendance, sales start at 0. */
+static void test_access(void **state)
+{
+    (void)state;
+    struct s360_conf cf = conf();
+    cf.access_fields = "scan_id=controlId,order=orderId,operation=operationId,"
+                       "time=controlDateTime,gate=accessPoint,result=result";
+    struct sd_issues is;
+    sd_issues_init(&is, 8);
+    json_t *body;
+    const char *scan = "{\"controlId\": 500123, \"ticketBarcode\": \"TOSCA1\", \"orderId\": "
+                       "9007199254740993, \"operationId\": 20000000000001, \"performanceId\": 8, "
+                       "\"controlDateTime\": \"2026-04-12T19:02:00.000+02:00\", \"accessPoint\": "
+                       "\"Gate B\", \"result\": \"ACCEPTED\"}";
+    assert_int_equal(map(&cf, "access", scan, &body, &is), 0);
+    const json_t *sc = json_array_get(json_object_get(body, "scans"), 0);
+    assert_string_equal(str(sc, "invoice_number"), "9007199254740993-20000000000001");
+    assert_string_equal(str(sc, "scan_id"), "500123");
+    assert_string_equal(str(sc, "scanned_at"), "2026-04-12T17:02:00.000Z");
+    assert_string_equal(str(sc, "gate"), "Gate B");
+    json_decref(body);
+    const char *refused = "{\"controlId\": 1, \"orderId\": 2, \"operationId\": 3, \"result\": "
+                          "\"REFUSED\"}";
+    assert_int_equal(map(&cf, "access", refused, &body, &is), SD_INBOUND_SKIP);
+    json_decref(body);
+    cf.access_fields = "scan_id=checkId, order=order, operation=line";
+    const char *renamed = "{\"checkId\": \"c-1\", \"order\": 2, \"line\": 3}";
+    assert_int_equal(map(&cf, "access", renamed, &body, &is), 0);
+    sc = json_array_get(json_object_get(body, "scans"), 0);
+    assert_string_equal(str(sc, "invoice_number"), "2-3");
+    assert_string_equal(str(sc, "scan_id"), "c-1");
+    json_decref(body);
+    assert_int_equal(is.total, 0);
+    assert_int_equal(map(&cf, "access", "{\"order\": 2}", &body, &is), -EINVAL);
+    json_decref(body);
+    cf.access_fields = "seat=x";
+    assert_int_equal(map(&cf, "access", renamed, &body, &is), -EINVAL);
+    json_decref(body);
+    /* attendance reported: a sale starts at 0 attended, other order types carry nothing */
+    cf.attendance = true;
+    assert_int_equal(map(&cf, "orders", ORDER("1", "SALE", "CLOSED", "", LINE("2", "1", "1000")),
+                         &body, &is),
+                     0);
+    assert_int_equal(json_integer_value(json_object_get(sale(body, 0), "attended_quantity")), 0);
+    assert_valid(body);
+    json_decref(body);
+    assert_int_equal(map(&cf, "orders",
+                         ORDER("1", "RESERVATION", "CLOSED", "", LINE("2", "1", "1000")), &body,
+                         &is),
+                     0);
+    assert_null(json_object_get(sale(body, 0), "attended_quantity"));
+    assert_valid(body);
+    json_decref(body);
+    sd_issues_release(&is);
+}
+
 /* Through the door's prepare step: the stream kept in the headers chooses the mapping, an
  * object of the orders stream sent to the contacts stream is quarantined with the reason, and
  * a skipped object is neither applied nor quarantined. */
@@ -422,7 +479,8 @@ int main(void)
         cmocka_unit_test(test_int64_ids),   cmocka_unit_test(test_thousandths),
         cmocka_unit_test(test_dst_reference_date), cmocka_unit_test(test_states),
         cmocka_unit_test(test_lifecycle),   cmocka_unit_test(test_contacts),
-        cmocka_unit_test(test_history_from), cmocka_unit_test(test_door_streams),
+        cmocka_unit_test(test_history_from), cmocka_unit_test(test_access),
+        cmocka_unit_test(test_door_streams),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

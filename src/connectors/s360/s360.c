@@ -89,6 +89,17 @@ static const struct sd_setting s360_settings[] = {
     {"access_ok_results", SD_SETTING_STRING, "\"ACCEPTED\"", 0, 512,
      "comma-separated access-control `result` values that count as an entry", NULL,
      AT(access_ok_results)},
+    {"attendance", SD_SETTING_BOOL, "false", 0, 0,
+     "the access-control stream is set up: ticket sales start with attended_quantity 0 and each "
+     "scan counts one, so \"bought but did not attend\" (attended: 0) finds who never came",
+     NULL, AT(attendance)},
+    {"access_fields", SD_SETTING_STRING,
+     "\"scan_id=controlId,order=orderId,operation=operationId,time=controlDateTime,"
+     "gate=accessPoint,result=result\"",
+     1, 512,
+     "the access-control scan's field names, as role=field pairs (roles: scan_id, order, "
+     "operation, time, gate, result)",
+     NULL, AT(access_fields)},
     SD_INBOUND_SETTINGS(struct s360_conf),
     {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
@@ -648,6 +659,9 @@ static int map_order(struct mctx *m, const json_t *o, json_t *body)
         }
         json_object_set_new(s, "currency", sd_json_text(currency));
         json_object_set_new(s, "order_type", json_string(otype));
+        if (strcmp(otype, "sale") == 0 && m->cf->attendance) {
+            json_object_set_new(s, "attended_quantity", json_integer(0));
+        }
         if (strcmp(otype, "refund") == 0) {
             json_object_set_new(s, "refund_of", json_string(refund_of));
         } else if (kind->role == ROLE_FREE) {
@@ -696,6 +710,105 @@ static int map_order(struct mctx *m, const json_t *o, json_t *body)
         json_object_del(body, "sales");
         return json_object_size(body) ? 0 : SD_INBOUND_SKIP;
     }
+    return 0;
+}
+
+/* ---- access control -------------------------------------------------------------------------- */
+
+enum { F_SCAN, F_ORDER, F_OPERATION, F_TIME, F_GATE, F_RESULT, F_N };
+static const char *const roles[F_N] = {"scan_id", "order", "operation", "time", "gate", "result"};
+
+/* access_fields ("role=field,…") into names[role] (into buf); -EINVAL on a malformed list or an
+ * unknown role. Roles left out keep their default. */
+static int access_names(const char *spec, char buf[512], const char *names[F_N])
+{
+    static const char *const dflt[F_N] = {"controlId",       "orderId",     "operationId",
+                                          "controlDateTime", "accessPoint", "result"};
+    for (size_t i = 0; i < F_N; i++) {
+        names[i] = dflt[i];
+    }
+    snprintf(buf, 512, "%s", spec ? spec : "");
+    char *save = NULL;
+    for (char *pair = strtok_r(buf, ",", &save); pair; pair = strtok_r(NULL, ",", &save)) {
+        while (*pair == ' ') {
+            pair++;
+        }
+        char *eq = strchr(pair, '=');
+        if (!eq || eq == pair || !eq[1]) {
+            return -EINVAL;
+        }
+        *eq = 0;
+        size_t i = 0;
+        while (i < F_N && strcmp(roles[i], pair) != 0) {
+            i++;
+        }
+        if (i == F_N) {
+            return -EINVAL;
+        }
+        char *end = eq + 1 + strlen(eq + 1);
+        while (end > eq + 1 && end[-1] == ' ') {
+            *--end = 0;
+        }
+        names[i] = eq + 1;
+    }
+    return 0;
+}
+
+/* An id-like member as text: a JSON integer or a non-empty string. */
+static bool id_text(const json_t *v, char out[64])
+{
+    if (json_is_integer(v)) {
+        snprintf(out, 64, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        return true;
+    }
+    if (json_is_string(v) && *json_string_value(v) && strlen(json_string_value(v)) < 64) {
+        snprintf(out, 64, "%s", json_string_value(v));
+        return true;
+    }
+    return false;
+}
+
+/* A scan (access-control check) becomes an entry of the sale line it names: body["scans"]. A
+ * scan whose result is not an entry (access_ok_results) is acknowledged, not stored. */
+static int map_access(struct mctx *m, const json_t *o, json_t *body)
+{
+    char buf[512];
+    const char *f[F_N];
+    if (access_names(m->cf->access_fields, buf, f) < 0) {
+        sd_issues_add(m->issues, "", "the setting access_fields is malformed");
+        return -EINVAL;
+    }
+    size_t before = m->issues->total;
+    char scan[64], order_s[64];
+    int64_t order = 0, op = 0;
+    if (!id_text(json_object_get(o, f[F_SCAN]), scan)) {
+        bad(m, f[F_SCAN], "missing: the scan's id (an integer or a string)");
+    }
+    get_id(m, o, f[F_ORDER], true, &order);
+    get_id(m, o, f[F_OPERATION], true, &op);
+    const char *when = get_str(o, f[F_TIME]);
+    char utc[64] = "";
+    int64_t ms = 0;
+    if (when && (instant_ms(when, &ms) < 0 || sd_datetime_to_utc(when, utc, sizeof(utc)) < 0)) {
+        bad(m, f[F_TIME], "must be an ISO 8601 date-time with an offset");
+    }
+    const char *result = get_str(o, f[F_RESULT]);
+    if (m->issues->total > before) {
+        return -EINVAL;
+    }
+    if ((result && !in_list(m->cf->access_ok_results, result)) || (when && ms < history_ms(m))) {
+        return SD_INBOUND_SKIP;
+    }
+    snprintf(order_s, sizeof(order_s), "%" PRId64 "-%" PRId64, order, op);
+    json_t *s = json_pack("{s:s, s:s}", "invoice_number", order_s, "scan_id", scan);
+    if (*utc) {
+        json_object_set_new(s, "scanned_at", json_string(utc));
+    }
+    const char *gate = get_str(o, f[F_GATE]);
+    if (gate) {
+        json_object_set_new(s, "gate", sd_json_text(gate));
+    }
+    json_array_append_new(ensure(body, "scans"), s);
     return 0;
 }
 
@@ -749,6 +862,9 @@ int s360_map_object(const struct s360_conf *cf, const char *stream, const json_t
         }
         return r;
     }
+    if (stream && strcmp(stream, "access") == 0) {
+        return map_access(&m, object, body);
+    }
     sd_issues_add(issues, "", "stream '%.32s' has no mapping", stream ? stream : "");
     return -EINVAL;
 }
@@ -781,6 +897,13 @@ static void check(const void *conf, struct sd_issues *errors)
     if (cf->history_from && *cf->history_from &&
         !(strlen(cf->history_from) == 10 && sd_date_valid(cf->history_from))) {
         sd_issues_add(errors, "/settings/history_from", "must be a date YYYY-MM-DD or \"\"");
+    }
+    char buf[512];
+    const char *names[F_N];
+    if (access_names(cf->access_fields, buf, names) < 0) {
+        sd_issues_add(errors, "/settings/access_fields",
+                      "must be role=field pairs separated by commas (roles: scan_id, order, "
+                      "operation, time, gate, result)");
     }
     if (cf->push_contacts || cf->create_contacts) {
         static const char *const keys[] = {"operator", "partner", "secret"};
@@ -830,9 +953,9 @@ static void fini(void *state)
 const struct sd_connector sd_connector_s360 = {
     .name = "s360",
     .kind = SD_CONNECTOR_SOURCE | SD_CONNECTOR_TARGET,
-    .help = "S-360 (SecuTix) institution: contact and order webhooks in at "
-            "/in/{connector_id}/{token}/{institution}/{contacts|orders}; a run replays the "
-            "quarantine",
+    .help = "S-360 (SecuTix) institution: contact, order and access-control webhooks in at "
+            "/in/{connector_id}/{token}/{institution}/{contacts|orders|access}; a run replays "
+            "the quarantine",
     .settings = s360_settings,
     .settings_size = sizeof(struct s360_conf),
     .default_schedule = "every 15m",
@@ -841,7 +964,7 @@ const struct sd_connector sd_connector_s360 = {
     .fini = fini,
     .check = check,
     .inbound_map = inbound_map,
-    .inbound_streams = SD_CHOICES("contacts", "orders"),
+    .inbound_streams = SD_CHOICES("contacts", "orders", "access"),
     .inbound_scope_setting = "institution",
     .operations = s360_operations,
     .deliver = s360_deliver,

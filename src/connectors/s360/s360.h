@@ -47,6 +47,8 @@ struct s360_conf {
     const char *event_hall;
     const char *event_city;
     const char *access_ok_results;    /* scan `result` values that count as an entry */
+    const char *access_fields;        /* the scan payload's field names (s360.c) */
+    bool attendance;                  /* sales start with attended_quantity 0 (scans count up) */
 };
 
 /* The outbound half (s360_out.c), referred to by sd_connector_s360. */
