@@ -30,6 +30,7 @@ struct door {
     struct sd_req *req;
     struct sd_inbound_payload *payload;
     char *connector_id;
+    char *stream; /* the admitted stream, or NULL (plain door) */
     int result;
 };
 
@@ -38,6 +39,7 @@ static void door_cleanup(struct sd_req *req)
     struct door *d = req->state;
     sd_inbound_payload_free(d->payload);
     free(d->connector_id);
+    free(d->stream);
     free(d);
     req->state = NULL;
 }
@@ -92,21 +94,22 @@ static int door_run(struct sd_store_handle *st, struct sd_write_job *job)
     return sd_inbound_store_run(st, d->payload);
 }
 
-static void refuse_unavailable(struct sd_req *req, const char *connector_id, int err)
+static void refuse_unavailable(struct sd_req *req, const char *connector_id, const char *stream,
+                               int err)
 {
     sd_log(SD_LOG_ERROR, "inbound payload not stored", "request_id=%s " SD_LOG_ERR_FMT,
            req->request_id, SD_LOG_ERR_ARGS(err));
     sd_req_add_header(req, "Retry-After", "%d", SD_API_STORAGE_RETRY_S);
     sd_req_reply_error(req, 503, "storage_unavailable",
                        "the payload could not be stored; nothing was kept. Send it again");
-    sd_inbound_count_non200(connector_id, 503);
+    sd_inbound_count_non200_stream(connector_id, stream, 503);
 }
 
 static int door_resume(struct sd_req *req)
 {
     struct door *d = req->state;
     if (d->result < 0) {
-        refuse_unavailable(req, d->connector_id, d->result);
+        refuse_unavailable(req, d->connector_id, d->stream, d->result);
         return SD_REQ_DONE;
     }
     if (sd_fault_hit("inbound_after_commit")) {
@@ -114,15 +117,20 @@ static int door_resume(struct sd_req *req)
         _exit(137); /* test hook: a crash between the commit and the answer */
     }
     const struct sd_inbound_outcome *o = sd_inbound_payload_outcome(d->payload);
-    sd_inbound_count(d->connector_id, o);
-    sd_req_reply_json(req, 200,
-                      json_pack("{s:s, s:I, s:b, s:I, s:I, s:I}", "status", "stored", "payload_id",
-                                (json_int_t)o->raw_id, "duplicate", o->duplicate, "objects",
-                                (json_int_t)o->objects, "applied", (json_int_t)o->applied,
-                                "quarantined", (json_int_t)o->quarantined));
+    sd_inbound_count_stream(d->connector_id, d->stream, o);
+    json_t *answer =
+        json_pack("{s:s, s:I, s:b, s:I, s:I, s:I}", "status", "stored", "payload_id",
+                  (json_int_t)o->raw_id, "duplicate", o->duplicate, "objects",
+                  (json_int_t)o->objects, "applied", (json_int_t)o->applied, "quarantined",
+                  (json_int_t)o->quarantined);
+    if (o->skipped > 0) {
+        json_object_set_new(answer, "skipped", json_integer((json_int_t)o->skipped));
+    }
+    sd_req_reply_json(req, 200, answer);
     return SD_REQ_DONE;
 }
 
+/* POST /in/{connector_id}/{token}, …/{stream} and …/{scope}/{stream}. */
 int sd_api_inbound_receive(struct sd_req *req)
 {
     struct sd_inbound_request rq = {
@@ -131,6 +139,8 @@ int sd_api_inbound_receive(struct sd_req *req)
         .header = header_of,
         .header_arg = req,
         .peer = peer_of(req),
+        .scope = req->n_params == 4 ? req->params[2] : NULL,
+        .stream = req->n_params >= 3 ? req->params[req->n_params - 1] : NULL,
     };
     struct sd_connector_conf conf = {0};
     bool known = false;
@@ -143,27 +153,33 @@ int sd_api_inbound_receive(struct sd_req *req)
         return SD_REQ_DONE;
     }
     if (r < 0) {
-        refuse_unavailable(req, known ? req->params[0] : "other", r);
+        refuse_unavailable(req, known ? req->params[0] : "other", NULL, r);
         return SD_REQ_DONE;
+    }
+    /* admitted: the stream (if any) is one of the type's, a safe metrics label */
+    json_t *headers = kept_headers(req);
+    if (rq.stream) {
+        json_object_set_new(headers, "stream", json_string(rq.stream));
     }
     struct sd_inbound_payload *p = NULL;
     const char *why = NULL;
-    r = sd_inbound_prepare(&conf, req->body.data ? req->body.data : "", req->body.len,
-                           kept_headers(req), sd_now_usec(), &p, &why);
+    r = sd_inbound_prepare(&conf, req->body.data ? req->body.data : "", req->body.len, headers,
+                           sd_now_usec(), &p, &why);
     sd_connector_conf_release(&conf);
     if (r == -E2BIG) {
         sd_req_reply_error(req, 413, "payload_too_large", "%s; nothing was stored", why);
-        sd_inbound_count_non200(req->params[0], 413);
+        sd_inbound_count_non200_stream(req->params[0], rq.stream, 413);
         return SD_REQ_DONE;
     }
     if (r < 0) {
-        refuse_unavailable(req, req->params[0], r);
+        refuse_unavailable(req, req->params[0], rq.stream, r);
         return SD_REQ_DONE;
     }
     struct door *d = sd_calloc(1, sizeof(*d));
     d->req = req;
     d->payload = p;
     d->connector_id = sd_strdup(req->params[0]);
+    d->stream = rq.stream ? sd_strdup(rq.stream) : NULL;
     d->job.run = door_run;
     d->job.done = door_done;
     d->job.arg = d;
@@ -191,6 +207,15 @@ json_t *sd_api_inbound_door_json(struct sd_req *req, const char *connector_id, c
         free(url);
     }
     free(path);
+    /* a type with streams: one URL per stream (the plain path above is not a door then) */
+    struct sd_connector_conf c = {0};
+    if (sd_store_connector_get(req->hub->store, connector_id, &c) == 0) {
+        json_t *streams = sd_inbound_stream_paths(c.type, c.settings, connector_id, token);
+        if (streams) {
+            json_object_set_new(o, "streams", streams);
+        }
+        sd_connector_conf_release(&c);
+    }
     return o;
 }
 

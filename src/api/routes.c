@@ -94,6 +94,14 @@ const struct sd_route sd_routes[] = {
     {"GET", "/admin/v1/tenants/{client_id}/quarantine", "quarantine_list", ADMIN,
      sd_api_admin_quarantine_list},
     /* ROUTES-INBOUND */
+    {"POST", "/in/{connector_id}/{token}/{stream}", "inbound_stream", SD_ROUTE_JSON_BODY,
+     sd_api_inbound_receive},
+    {"POST", "/in/{connector_id}/{token}/{scope}/{stream}", "inbound_scoped", SD_ROUTE_JSON_BODY,
+     sd_api_inbound_receive},
+    /* ROUTES-INBOUND-STREAMS */
+    {"POST", "/v1/{client_id}/connectors/{connector_id}/{action}", "connector_action",
+     TENANT_WRITE, sd_api_connector_action},
+    /* ROUTES-ACTIONS */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
 
@@ -116,6 +124,10 @@ const char *const sd_route_names[] = {
     /* NAMES-TOMBSTONES */
     "inbound", "inbound_token", "inbound_replay", "quarantine_list",
     /* NAMES-INBOUND */
+    "inbound_stream", "inbound_scoped",
+    /* NAMES-INBOUND-STREAMS */
+    "connector_action",
+    /* NAMES-ACTIONS */
 };
 _Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,
                "every route has its own metrics row");

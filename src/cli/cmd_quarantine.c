@@ -28,6 +28,8 @@ static const char usage_rotate[] =
     "Make a new inbound door token; the old URL stops working at once. The new path is\n"
     "printed once.\n";
 
+static void print_doors(struct sd_store_handle *st, const char *connector_id, const char *token);
+
 static int quarantine_list(int argc, char **argv)
 {
     const char *data = SD_DEFAULT_DATA_DIR, *connector = NULL, *envs = NULL, *pos[1];
@@ -181,6 +183,9 @@ int sd_cmd_connector_rotate_token(int argc, char **argv)
     }
     char *token = NULL;
     r = sd_inbound_token_rotate(st, id, &token);
+    if (r == 0) {
+        print_doors(st, id, token);
+    }
     sd_store_close(st);
     if (r == -ENOENT) {
         return sd_cli_fail("no connector '%s'", id);
@@ -191,7 +196,6 @@ int sd_cmd_connector_rotate_token(int argc, char **argv)
     if (r < 0) {
         return sd_cli_fail("cannot rotate the token: %s", strerror(-r));
     }
-    sd_cmd_print_door(id, token);
     free(token);
     return SD_EXIT_OK;
 }
@@ -201,6 +205,29 @@ void sd_cmd_print_door(const char *connector_id, const char *token)
     char *path = sd_inbound_path(connector_id, token);
     printf("inbound door (shown once; POST the vendor's payloads here): %s\n", path);
     free(path);
+}
+
+/* A type with streams: one URL per stream instead of the plain door. */
+static void print_doors(struct sd_store_handle *st, const char *connector_id, const char *token)
+{
+    struct sd_connector_conf c = {0};
+    json_t *streams = NULL;
+    if (sd_store_connector_get(st, connector_id, &c) == 0) {
+        streams = sd_inbound_stream_paths(c.type, c.settings, connector_id, token);
+    }
+    sd_connector_conf_release(&c);
+    if (!streams) {
+        sd_cmd_print_door(connector_id, token);
+        return;
+    }
+    const char *name;
+    json_t *path;
+    json_object_foreach(streams, name, path)
+    {
+        printf("inbound stream %s (shown once; POST the vendor's payloads here): %s\n", name,
+               json_string_value(path));
+    }
+    json_decref(streams);
 }
 
 int sd_cmd_connector_open_door(const char *data, const char *connector_id)
@@ -220,7 +247,7 @@ int sd_cmd_connector_open_door(const char *data, const char *connector_id)
                              "run `stagedoor connector rotate-token %s`",
                              strerror(-r), connector_id);
         } else {
-            sd_cmd_print_door(connector_id, token);
+            print_doors(st, connector_id, token);
         }
         free(token);
     }

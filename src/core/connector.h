@@ -122,9 +122,28 @@ struct sd_connector_ctx {
      * the demo loader's too. */
     const struct sd_connector *connector;
     struct sd_outbox_lease *lease; /* deliver: the item's lease (sd_connector_lease_extend) */
+    /* inbound_map: the stream the object came in on (one of the type's inbound_streams), or
+     * NULL at a plain door; the same on replay (the payload keeps its stream). */
+    const char *inbound_stream;
 };
 
 struct sd_outbox_item; /* store/audience.h (through core/outbox.h) */
+
+/* An action an operator asks of a target instance through the API (core/actions.h): POST
+ * /v1/{client_id}/connectors/{connector_id}/{name} with a JSON body and an Idempotency-Key
+ * becomes ONE outbox item of `operation` (a retry of the request with the same key answers
+ * that item, never a second one), whose subject (kind `subject_kind`) is the item's own id; the
+ * API waits a bounded time for its delivery. `prepare` checks the body (pointers into it, e.g.
+ * "/quantity") and returns the item's payload (a new object), or -EINVAL with the reasons in
+ * errors. conf: the instance's filled settings struct (NULL when settings_size is 0). Pure:
+ * called on HTTP threads, no network, no store. */
+struct sd_connector_action {
+    const char *name; /* 1–32 of a-z 0-9 _ -; the route's last segment */
+    const char *operation;
+    const char *subject_kind;
+    int (*prepare)(const void *conf, const json_t *body, json_t **ret_payload,
+                   struct sd_issues *errors);
+};
 
 /* What one deliver says about its exchange; core records it with the item (the answer kept
  * bounded, the error and status in the item's history) and decides what happens next from the
@@ -267,7 +286,30 @@ struct sd_connector {
      * facts, sends nothing), so the push route accepts ?dry_run=true for the type. */
     const char *segment_operation;
     bool segment_dry_run;
+    /* inbound_map may also return SD_INBOUND_SKIP: the object is acknowledged and counted as
+     * skipped (a history depth: older than the instance wants), neither stored nor quarantined.
+     * It may set body["remote_version"] (an integer > 0, e.g. the record's last-change time in
+     * ms): core takes it out and gives it to every record of the object, so an older resend
+     * never overwrites a newer stored record (store.h, apply_ingest). It may also append entry
+     * scans to body["scans"]: [{"invoice_number", "scan_id", "scanned_at"?, "gate"?}], each
+     * counted once per scan_id into that sale's attended_quantity (store/inbound.h, scan_put);
+     * a scan of a sale not stored (yet) quarantines the object. An object may map to scans
+     * alone. */
+    /* Optional, with inbound_map: the door's named streams (NULL-terminated; each 1–32 of
+     * [a-z0-9_-]). The instance then has one URL per stream, POST
+     * /in/{connector_id}/{token}[/{scope}]/{stream}, and no plain door; inbound_map reads the
+     * stream in ctx->inbound_stream. */
+    const char *const *inbound_streams;
+    /* Optional, with inbound_streams: the key of a STRING setting whose value is a path segment
+     * every stream URL carries between the token and the stream (an institution code); a
+     * request with another segment is refused like a wrong token (404). NULL: no such segment. */
+    const char *inbound_scope_setting;
+
+    /* Optional, targets: the actions operators may ask for (struct sd_connector_action),
+     * terminated by {NULL}; their operations are among `operations`. NULL: none. */
+    const struct sd_connector_action *actions;
 };
+#define SD_INBOUND_SKIP 1
 
 /* The registry (connectors/registry.c). */
 extern const struct sd_connector *const sd_connectors[];

@@ -361,6 +361,11 @@ json_t *sd_connector_config_view(struct sd_hub *hub, struct sd_store_handle *st,
         json_object_set_new(status, "inbound", in ? in : json_null());
     }
     json_object_set_new(out, "status", status);
+    /* a door with streams: its URLs, the token left as "{token}" (shown once when made) */
+    json_t *streams = sd_inbound_stream_paths(c->type, c->settings, c->id, NULL);
+    if (streams) {
+        json_object_set_new(out, "inbound_streams", streams);
+    }
     json_decref(settings);
     json_decref(state);
     json_decref(live);

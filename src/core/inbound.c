@@ -202,12 +202,63 @@ void sd_inbound_check_conf(const struct sd_inbound_conf *conf, struct sd_issues 
 bool sd_inbound_type_has_door(const char *type)
 {
     const struct sd_connector *c = type ? sd_connector_find(type) : NULL;
-    return c && c->kind == SD_CONNECTOR_SOURCE && c->inbound_map;
+    return c && (c->kind & SD_CONNECTOR_SOURCE) && c->inbound_map;
 }
 
 char *sd_inbound_path(const char *connector_id, const char *token)
 {
     return sd_asprintf("/in/%s/%s", connector_id, token);
+}
+
+/* The scope segment a type's stream URLs carry (its inbound_scope_setting's value), or NULL. */
+static const char *scope_of(const struct sd_connector *c, const json_t *settings)
+{
+    if (!c->inbound_scope_setting) {
+        return NULL;
+    }
+    const json_t *v = json_object_get(settings, c->inbound_scope_setting);
+    return json_is_string(v) ? json_string_value(v) : "";
+}
+
+json_t *sd_inbound_stream_paths(const char *type, const char *settings_json,
+                                const char *connector_id, const char *token)
+{
+    const struct sd_connector *c = type ? sd_connector_find(type) : NULL;
+    if (!c || !c->inbound_streams || !sd_inbound_type_has_door(type)) {
+        return NULL;
+    }
+    json_t *settings = json_loads(settings_json ? settings_json : "{}", 0, NULL);
+    const char *scope = scope_of(c, settings);
+    json_t *o = json_object();
+    for (size_t i = 0; c->inbound_streams[i]; i++) {
+        char *path = sd_asprintf("/in/%s/%s%s%s/%s", connector_id, token ? token : "{token}",
+                                 scope ? "/" : "", scope ? scope : "", c->inbound_streams[i]);
+        json_object_set_new(o, c->inbound_streams[i], sd_json_text(path));
+        free(path);
+    }
+    json_decref(settings);
+    return o;
+}
+
+/* Whether the request's stream and scope fit the type (see sd_inbound_request). */
+static bool stream_ok(const struct sd_connector *c, const json_t *settings,
+                      const struct sd_inbound_request *rq)
+{
+    if (!c || !c->inbound_streams) {
+        return rq->stream == NULL && rq->scope == NULL;
+    }
+    if (!rq->stream) {
+        return false;
+    }
+    bool known = false;
+    for (size_t i = 0; c->inbound_streams[i]; i++) {
+        known = known || strcmp(c->inbound_streams[i], rq->stream) == 0;
+    }
+    const char *want = scope_of(c, settings);
+    if ((want == NULL) != (rq->scope == NULL)) {
+        return false;
+    }
+    return known && (!want || (*want && strcmp(want, rq->scope) == 0));
 }
 
 int sd_inbound_token_rotate(struct sd_store_handle *st, const char *connector_id, char **ret_token)
@@ -362,6 +413,7 @@ int sd_inbound_admit(struct sd_store_handle *st, const struct sd_inbound_request
     json_t *settings = json_loads(c.settings, 0, NULL);
     ok = credential_ok(settings, rq) && ok;
     ok = allowed(sget(settings, "allow_from"), rq->peer) && ok;
+    ok = stream_ok(sd_connector_find(c.type), settings, rq) && ok;
     json_decref(settings);
     if (!ok) {
         sd_connector_conf_release(&c);
@@ -376,6 +428,11 @@ int sd_inbound_admit(struct sd_store_handle *st, const struct sd_inbound_request
 struct item {
     int64_t idx; /* -1: the payload as a whole */
     bool ok;     /* batch holds the object's records */
+    bool skip;   /* the mapping acknowledged it without records (SD_INBOUND_SKIP) */
+    struct scan {
+        char *invoice, *scan_id, *scanned_at, *gate;
+    } *scans; /* entry scans of stored sales (body["scans"]) */
+    size_t n_scans;
     struct sd_batch batch;
     char *reason;  /* !ok: why it is quarantined */
     char **emails; /* hashes ("em:…") of addresses in its mapped records, for replay */
@@ -385,6 +442,7 @@ struct item {
 struct sd_inbound_payload {
     struct sd_connector_conf conf; /* copy of the strings we need */
     char *source;                  /* the records' source label; the batches point here */
+    char *stream;                  /* the stream it came in on (raw.headers "stream"), or NULL */
     struct sd_inbound_raw raw;
     struct item *items;
     size_t n_items;
@@ -487,6 +545,53 @@ static char *issues_text(const struct sd_issues *l)
     return text;
 }
 
+/* body["scans"] (taken out of body) into it->scans; problems into issues. */
+static void take_scans(json_t *body, struct item *it, struct sd_issues *issues)
+{
+    json_t *arr = json_incref(json_object_get(body, "scans"));
+    json_object_del(body, "scans");
+    if (!arr) {
+        return;
+    }
+    if (!json_is_array(arr)) {
+        sd_issues_add(issues, "/scans", "must be an array of scans");
+    }
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        const json_t *x = json_array_get(arr, i);
+        static const char *const keys[] = {"invoice_number", "scan_id", "scanned_at", "gate"};
+        const char *v[4] = {NULL, NULL, NULL, NULL};
+        bool ok = json_is_object(x);
+        for (size_t k = 0; ok && k < 4; k++) {
+            const json_t *f = json_object_get(x, keys[k]);
+            v[k] = json_is_string(f) ? json_string_value(f) : NULL;
+            if ((k < 2 && (!v[k] || !*v[k])) || (f && !v[k] && !json_is_null(f)) ||
+                (v[k] && strlen(v[k]) > 200)) {
+                char *ptr = sd_asprintf("/scans/%zu/%s", i, keys[k]);
+                sd_issues_add(issues, ptr, "must be a string of 1-200 bytes");
+                free(ptr);
+                ok = false;
+            }
+        }
+        char utc[64] = "";
+        if (ok && v[2] && sd_datetime_to_utc(v[2], utc, sizeof(utc)) < 0) {
+            char *ptr = sd_asprintf("/scans/%zu/scanned_at", i);
+            sd_issues_add(issues, ptr, "must be an RFC 3339 date-time");
+            free(ptr);
+            ok = false;
+        }
+        if (ok) {
+            it->scans = sd_realloc(it->scans, (it->n_scans + 1) * sizeof(*it->scans));
+            it->scans[it->n_scans++] = (struct scan){
+                .invoice = sd_strdup(v[0]),
+                .scan_id = sd_strdup(v[1]),
+                .scanned_at = v[2] ? sd_strdup(utc) : NULL,
+                .gate = v[3] ? sd_strdup(v[3]) : NULL,
+            };
+        }
+    }
+    json_decref(arr);
+}
+
 /* Map and validate one object into it. */
 static void prepare_object(struct sd_connector_ctx *ctx, const struct sd_connector *con,
                            const json_t *obj, struct sd_inbound_payload *p, struct item *it)
@@ -500,12 +605,34 @@ static void prepare_object(struct sd_connector_ctx *ctx, const struct sd_connect
     if (!json_is_object(obj)) {
         sd_issues_add(&issues, "", "not a JSON object");
     }
+    int64_t version = 0;
+    const json_t *jv = json_object_get(body, "remote_version");
+    if (json_is_integer(jv) && json_integer_value(jv) > 0) {
+        version = (int64_t)json_integer_value(jv);
+    }
+    json_object_del(body, "remote_version");
+    take_scans(body, it, &issues);
     struct sd_issues warnings;
     sd_issues_init(&warnings, 4);
-    if (r == 0 && issues.total == 0) {
+    if (r == SD_INBOUND_SKIP && issues.total == 0) {
+        it->skip = true;
+        r = 1;
+    } else if (r == SD_INBOUND_SKIP) {
+        r = -EINVAL;
+    }
+    if (r == 0 && issues.total == 0 && !(it->n_scans > 0 && json_object_size(body) == 0)) {
         r = sd_validate_ingest(body, &it->batch, &issues, &warnings);
     }
     if (r == 0 && issues.total == 0) {
+        for (size_t i = 0; i < it->batch.n_events; i++) {
+            it->batch.events[i].remote_version = version;
+        }
+        for (size_t i = 0; i < it->batch.n_customers; i++) {
+            it->batch.customers[i].remote_version = version;
+        }
+        for (size_t i = 0; i < it->batch.n_sales; i++) {
+            it->batch.sales[i].remote_version = version;
+        }
         it->ok = true;
         it->batch.upsert_sales = true;
         it->batch.source = ctx->source;
@@ -530,7 +657,7 @@ static void prepare_object(struct sd_connector_ctx *ctx, const struct sd_connect
                 it->emails[it->n_emails++] = sub;
             }
         }
-    } else {
+    } else if (!it->skip) {
         it->reason = issues_text(&issues);
     }
     /* An address that is a mapped customer record's own needs no row of its own: the record's
@@ -555,6 +682,13 @@ static void prepare_object(struct sd_connector_ctx *ctx, const struct sd_connect
 static void item_release(struct item *it)
 {
     sd_batch_release(&it->batch);
+    for (size_t i = 0; i < it->n_scans; i++) {
+        free(it->scans[i].invoice);
+        free(it->scans[i].scan_id);
+        free(it->scans[i].scanned_at);
+        free(it->scans[i].gate);
+    }
+    free(it->scans);
     free(it->reason);
     for (size_t i = 0; i < it->n_emails; i++) {
         free(it->emails[i]);
@@ -578,6 +712,7 @@ void sd_inbound_payload_free(struct sd_inbound_payload *p)
     sd_inbound_raw_release(&p->raw);
     sd_connector_conf_release(&p->conf);
     free(p->source);
+    free(p->stream);
     free(p);
 }
 
@@ -650,6 +785,11 @@ static int split_and_map(struct sd_inbound_payload *p, const char *body, size_t 
     const json_t *src = json_object_get(settings, "source");
     free(p->source);
     p->source = sd_strdup(json_is_string(src) ? json_string_value(src) : p->conf.type);
+    json_t *hdrs = json_loads(p->raw.headers ? p->raw.headers : "{}", 0, NULL);
+    const json_t *stream = json_object_get(hdrs, "stream");
+    free(p->stream);
+    p->stream = json_is_string(stream) ? sd_strdup(json_string_value(stream)) : NULL;
+    json_decref(hdrs);
     struct sd_connector_ctx ctx = {
         .tenant_id = p->conf.tenant_id,
         .env = p->conf.env,
@@ -659,6 +799,7 @@ static int split_and_map(struct sd_inbound_payload *p, const char *body, size_t 
         .mapping = mapping,
         .source = p->source,
         .connector = con,
+        .inbound_stream = p->stream,
     };
     json_error_t jerr;
     json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -763,8 +904,13 @@ static int apply_item(struct sd_store_handle *st, struct sd_inbound_payload *p, 
             }
         }
     }
+    if (it->skip) {
+        p->out.skipped++;
+        return p->replay || p->renewed ? sd_store_inbound_quarantine_delete(st, p->raw.id, it->idx)
+                                       : 0;
+    }
     char *reason = NULL;
-    if (it->ok) {
+    if (it->ok && sd_batch_count(&it->batch) > 0) {
         struct sd_apply_result res;
         sd_apply_result_init(&res);
         r = sd_ingest_apply(st, p->conf.tenant_id, p->conf.env, &it->batch, &res);
@@ -773,6 +919,17 @@ static int apply_item(struct sd_store_handle *st, struct sd_inbound_payload *p, 
         }
         sd_apply_result_release(&res);
         if (r < 0) {
+            return r;
+        }
+    }
+    for (size_t i = 0; it->ok && !reason && i < it->n_scans; i++) {
+        const struct scan *sc = &it->scans[i];
+        r = sd_store_inbound_scan_put(st, p->conf.tenant_id, p->conf.env, sc->invoice,
+                                      sc->scan_id, sc->scanned_at, sc->gate);
+        if (r == -ENOENT) {
+            reason = sd_asprintf("/scans/%zu/invoice_number: sale '%.80s' does not exist in %s",
+                                 i, sc->invoice, sd_env_name(p->conf.env));
+        } else if (r < 0) {
             return r;
         }
     }
@@ -967,19 +1124,22 @@ json_t *sd_inbound_status(struct sd_store_handle *st, const char *connector_id)
 
 /* ---- counters -------------------------------------------------------------------------------- */
 
-/* A fixed table: a connector id is taken by the first slot free, the last slot counts every
- * connector past the table's size ("other"). Ids are "con_" + 16 hex, so they fit. */
+/* A fixed table: a (connector id, stream) pair is taken by the first slot free, the last slot
+ * counts every pair past the table's size ("other"). Ids are "con_" + 16 hex and streams at
+ * most 32 bytes, so they fit. */
 #define COUNTER_SLOTS 64
 
 struct counter {
     _Atomic int used; /* 0 free, 1 being written, 2 ready */
     char id[24];
-    _Atomic uint64_t payloads, applied, quarantined, non200;
+    char stream[33]; /* "" for a plain door */
+    _Atomic uint64_t payloads, applied, quarantined, skipped, non200;
 };
 static struct counter counters[COUNTER_SLOTS + 1];
 
-static struct counter *counter_for(const char *id)
+static struct counter *counter_for(const char *id, const char *stream)
 {
+    stream = stream ? stream : "";
     for (size_t i = 0; i < COUNTER_SLOTS; i++) {
         struct counter *c = &counters[i];
         int u = atomic_load(&c->used);
@@ -987,6 +1147,7 @@ static struct counter *counter_for(const char *id)
             int expect = 0;
             if (atomic_compare_exchange_strong(&c->used, &expect, 1)) {
                 snprintf(c->id, sizeof(c->id), "%s", id);
+                snprintf(c->stream, sizeof(c->stream), "%s", stream);
                 atomic_store(&c->used, 2);
                 return c;
             }
@@ -995,40 +1156,55 @@ static struct counter *counter_for(const char *id)
         while (u == 1) {
             u = atomic_load(&c->used);
         }
-        if (strncmp(c->id, id, sizeof(c->id) - 1) == 0) {
+        if (strncmp(c->id, id, sizeof(c->id) - 1) == 0 &&
+            strncmp(c->stream, stream, sizeof(c->stream) - 1) == 0) {
             return c;
         }
     }
     return &counters[COUNTER_SLOTS];
 }
 
-void sd_inbound_count(const char *connector_id, const struct sd_inbound_outcome *o)
+void sd_inbound_count_stream(const char *connector_id, const char *stream,
+                             const struct sd_inbound_outcome *o)
 {
-    struct counter *c = counter_for(connector_id);
+    struct counter *c = counter_for(connector_id, stream);
     if (!o->duplicate) {
         atomic_fetch_add_explicit(&c->payloads, 1, memory_order_relaxed);
     }
     atomic_fetch_add_explicit(&c->applied, o->applied, memory_order_relaxed);
     atomic_fetch_add_explicit(&c->quarantined, o->quarantined, memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->skipped, o->skipped, memory_order_relaxed);
+}
+
+void sd_inbound_count(const char *connector_id, const struct sd_inbound_outcome *o)
+{
+    sd_inbound_count_stream(connector_id, NULL, o);
+}
+
+void sd_inbound_count_non200_stream(const char *connector_id, const char *stream, int status)
+{
+    struct counter *c = counter_for(connector_id, stream);
+    atomic_fetch_add_explicit(&c->non200, 1, memory_order_relaxed);
+    sd_log(SD_LOG_WARN, "inbound payload not accepted; the vendor may resend it, then drop it",
+           "connector=%s stream=%s status=%d", connector_id, stream ? stream : "", status);
 }
 
 void sd_inbound_count_non200(const char *connector_id, int status)
 {
-    struct counter *c = counter_for(connector_id);
-    atomic_fetch_add_explicit(&c->non200, 1, memory_order_relaxed);
-    sd_log(SD_LOG_WARN, "inbound payload not accepted; the vendor may resend it, then drop it",
-           "connector=%s status=%d", connector_id, status);
+    sd_inbound_count_non200_stream(connector_id, NULL, status);
 }
 
 void sd_inbound_metrics_render(struct sd_buf *out)
 {
-    static const char *const names[4][2] = {
+    static const char *const names[5][2] = {
         {"stagedoor_inbound_payloads_total", "vendor webhook payloads stored raw"},
         {"stagedoor_inbound_applied_total", "objects of vendor webhook payloads applied"},
         {"stagedoor_inbound_quarantined_total", "objects of vendor webhook payloads quarantined"},
+        {"stagedoor_inbound_skipped_total",
+         "objects of vendor webhook payloads acknowledged without storing (history depth)"},
         {"stagedoor_inbound_non200_total",
          "vendor webhook requests of a known door answered other than 200 (possible loss)"}};
-    for (size_t m = 0; m < 4; m++) {
+    for (size_t m = 0; m < 5; m++) {
         sd_buf_printf(out, "# HELP %s %s\n# TYPE %s counter\n", names[m][0], names[m][1],
                       names[m][0]);
         for (size_t i = 0; i <= COUNTER_SLOTS; i++) {
@@ -1039,13 +1215,19 @@ void sd_inbound_metrics_render(struct sd_buf *out)
             _Atomic uint64_t *v = m == 0   ? &c->payloads
                                   : m == 1 ? &c->applied
                                   : m == 2 ? &c->quarantined
+                                  : m == 3 ? &c->skipped
                                            : &c->non200;
             uint64_t x = atomic_load_explicit(v, memory_order_relaxed);
             if (i == COUNTER_SLOTS && x == 0) {
                 continue;
             }
-            sd_buf_printf(out, "%s{connector=\"%s\"} %llu\n", names[m][0],
-                          i < COUNTER_SLOTS ? c->id : "other", (unsigned long long)x);
+            if (i < COUNTER_SLOTS && *c->stream) {
+                sd_buf_printf(out, "%s{connector=\"%s\",stream=\"%s\"} %llu\n", names[m][0],
+                              c->id, c->stream, (unsigned long long)x);
+            } else {
+                sd_buf_printf(out, "%s{connector=\"%s\"} %llu\n", names[m][0],
+                              i < COUNTER_SLOTS ? c->id : "other", (unsigned long long)x);
+            }
         }
     }
 }

@@ -84,10 +84,16 @@ void sd_inbound_check_conf(const struct sd_inbound_conf *conf, struct sd_issues 
  * once). *ret_token is the token (heap), shown once; only its SHA-256 is stored. -ENOENT if
  * the instance does not exist, -EINVAL if its type has no door. */
 int sd_inbound_token_rotate(struct sd_store_handle *st, const char *connector_id, char **ret_token);
-/* Whether instances of this connector type have a door. */
+/* Whether instances of this connector type have a door (SOURCE with inbound_map). */
 bool sd_inbound_type_has_door(const char *type);
 /* The door's path for a token: "/in/<connector_id>/<token>" (heap). */
 char *sd_inbound_path(const char *connector_id, const char *token);
+/* A type with inbound_streams: its stream paths for the instance, {"<stream>":
+ * "/in/<connector_id>/<token>[/<scope>]/<stream>", …} (scope: the value of the type's
+ * inbound_scope_setting in settings_json, the stored settings); token NULL writes "{token}".
+ * NULL for a type without streams. New reference. */
+json_t *sd_inbound_stream_paths(const char *type, const char *settings_json,
+                                const char *connector_id, const char *token);
 
 /* What the door needs of a request. header(arg, name) returns a request header or NULL. */
 struct sd_inbound_request {
@@ -96,6 +102,11 @@ struct sd_inbound_request {
     const char *(*header)(void *arg, const char *name);
     void *header_arg;
     const struct sockaddr *peer; /* NULL: unknown (refused when an allowlist is set) */
+    /* A streamed door (/in/{id}/{token}[/{scope}]/{stream}): the stream and the scope segment
+     * (NULL when the path has none). A type with inbound_streams admits only a known stream
+     * with the right scope; a type without admits only stream == NULL. */
+    const char *scope;
+    const char *stream;
 };
 /* Admit a request: 0 with the instance's configuration in *ret_conf, or -ENOENT whatever the
  * reason (no such instance, no door, wrong token, credential or address), or a store error
@@ -110,11 +121,14 @@ struct sd_inbound_outcome {
     int64_t raw_id;
     bool duplicate; /* the same body was stored before: nothing changed */
     size_t objects, applied, quarantined, skipped_erased;
+    size_t skipped; /* objects the mapping acknowledged without storing (SD_INBOUND_SKIP) */
 };
 /* Prepare a payload for conf's instance: -E2BIG with *ret_why (static text) when it breaks
  * the door's limits (bytes, objects: nothing is stored, answer 413); otherwise 0. A body that
  * is not JSON, or not an object or an array, is stored and quarantined as a whole (index -1).
- * headers: the kept request headers as a JSON object (reference stolen). */
+ * headers: the kept request headers as a JSON object (reference stolen); its member "stream"
+ * (set by the door, not a request header) is the stream the payload came in on, kept with the
+ * payload so that replay maps it the same way. */
 int sd_inbound_prepare(const struct sd_connector_conf *conf, const char *body, size_t len,
                        json_t *headers, int64_t now_usec, struct sd_inbound_payload **ret,
                        const char **ret_why);
@@ -154,6 +168,10 @@ json_t *sd_inbound_status(struct sd_store_handle *st, const char *connector_id);
  * answers other than 200 (each one a potential loss at the vendor, also logged). */
 void sd_inbound_count(const char *connector_id, const struct sd_inbound_outcome *o);
 void sd_inbound_count_non200(const char *connector_id, int status);
+/* The same by connector and stream (stream NULL or "": the plain door, no stream label). */
+void sd_inbound_count_stream(const char *connector_id, const char *stream,
+                             const struct sd_inbound_outcome *o);
+void sd_inbound_count_non200_stream(const char *connector_id, const char *stream, int status);
 void sd_inbound_metrics_render(struct sd_buf *out);
 
 #endif

@@ -155,3 +155,11 @@ int sd_store_inbound_counts(struct sd_store_handle *h, const char *connector_id,
     OPS(h, counts);
     return o->counts(s, connector_id, ret_payloads, ret_quarantined);
 }
+
+int sd_store_inbound_scan_put(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                              const char *invoice, const char *scan_id, const char *scanned_at,
+                              const char *gate)
+{
+    OPS(h, scan_put);
+    return o->scan_put(s, tenant_id, env, invoice, scan_id, scanned_at, gate);
+}

@@ -108,6 +108,14 @@ struct sd_store_inbound_ops {
      * erased, else 0. */
     int (*email_erased)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                         const char *email_hash);
+    /* Writer. An entry scan of sale `invoice` of tenant/env (a vendor's access-control stream),
+     * kept once per scan_id (scanned_at: normalized UTC or NULL; gate or NULL): 1 when new (the
+     * sale's attended_quantity becomes min(quantity, its scans)), 0 when that scan was kept
+     * before (nothing changes), -ENOENT when no such sale exists (nothing kept); a record of
+     * another order type keeps the scan but no attendance. A sale stored again keeps at least
+     * the count of its scans as its attended_quantity (the larger of the two). */
+    int (*scan_put)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *invoice,
+                    const char *scan_id, const char *scanned_at, const char *gate);
     /* Writer or read path. One payload; -ENOENT if missing. */
     int (*raw_get)(struct sd_store *s, int64_t raw_id, struct sd_inbound_raw *ret);
 
@@ -154,6 +162,9 @@ int sd_store_inbound_purge_expired(struct sd_store_handle *h, int64_t now_usec, 
 int sd_store_inbound_email_erased(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
                                   const char *email_hash);
 int sd_store_inbound_raw_get(struct sd_store_handle *h, int64_t raw_id, struct sd_inbound_raw *ret);
+int sd_store_inbound_scan_put(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                              const char *invoice, const char *scan_id, const char *scanned_at,
+                              const char *gate);
 int sd_store_inbound_raw_list(struct sd_store_handle *h, const char *connector_id,
                               bool quarantined_only, int64_t from_usec, int64_t to_usec,
                               int64_t after_id, size_t limit, int64_t **ret_ids, size_t *ret_n);

@@ -181,6 +181,13 @@ static json_t *base_settings(const struct sd_connector *c)
         return json_pack("{s:s, s:s, s:s, s:s}", "api_key", "k", "api_secret", "s", "currency",
                          "CAD", "event_city", "Vancouver");
     }
+    if (strcmp(c->name, "s360") == 0) {
+        /* every auth choice but none needs its credential; push_contacts needs the API's */
+        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "institution",
+                         "myvenue", "api_base", "https://myvenue.ws.example", "event_city",
+                         "Zurich", "operator", "o", "partner", "p", "secret", "s", "auth_user",
+                         "u", "auth_header", "X-Api-Key", "auth_secret", "s3cret");
+    }
     return json_object();
 }
 

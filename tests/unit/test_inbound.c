@@ -491,10 +491,79 @@ static void test_forget_person(void **state)
     free(id);
 }
 
+/* Streamed doors: a type with streams admits only a known stream under the right scope
+ * segment (its inbound_scope_setting's value), a type without admits only the plain door; each
+ * refusal is the same -ENOENT, known to be the connector's. */
+static void test_stream_admission(void **state)
+{
+    struct fx *f = *state;
+    char *plain = make(f, "{}", NULL);
+    json_t *body = json_loads("{\"type\":\"s360\",\"environment\":\"test\",\"settings\":"
+                              "{\"institution\":\"myvenue\",\"api_base\":"
+                              "\"https://myvenue.ws.example\",\"event_city\":\"Bern\","
+                              "\"push_contacts\":false}}",
+                              0, NULL);
+    struct sd_issues errors;
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    char *id = NULL;
+    assert_int_equal(sd_connector_config_create(f->h, &f->t, body, &id, &errors), 0);
+    sd_issues_release(&errors);
+    json_decref(body);
+    char *t1 = NULL, *t2 = NULL;
+    assert_int_equal(sd_inbound_token_rotate(f->h, plain, &t1), 0);
+    assert_int_equal(sd_inbound_token_rotate(f->h, id, &t2), 0);
+    static const struct {
+        bool streamed_type;
+        const char *scope, *stream;
+        int want;
+    } cases[] = {
+        {false, NULL, NULL, 0},          {false, NULL, "orders", -ENOENT},
+        {false, "myvenue", "orders", -ENOENT}, {true, NULL, NULL, -ENOENT},
+        {true, "myvenue", "orders", 0},  {true, "myvenue", "contacts", 0},
+        {true, "myvenue", "access", 0},  {true, "othervenue", "orders", -ENOENT},
+        {true, "myvenue", "scans", -ENOENT}, {true, NULL, "orders", -ENOENT},
+        {true, "", "orders", -ENOENT},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct hdrs h = {0};
+        struct sd_inbound_request rq = {.connector_id = cases[i].streamed_type ? id : plain,
+                                        .token = cases[i].streamed_type ? t2 : t1,
+                                        .header = hdr,
+                                        .header_arg = &h,
+                                        .scope = cases[i].scope,
+                                        .stream = cases[i].stream};
+        struct sd_connector_conf c = {0};
+        bool known = false;
+        int r = sd_inbound_admit(f->h, &rq, &c, &known);
+        if (r != cases[i].want) {
+            fail_msg("case %zu: %d, want %d", i, r, cases[i].want);
+        }
+        assert_true(known);
+        sd_connector_conf_release(&c);
+    }
+    struct sd_connector_conf c = {0};
+    assert_int_equal(sd_store_connector_get(f->h, id, &c), 0);
+    json_t *paths = sd_inbound_stream_paths(c.type, c.settings, id, NULL);
+    char *want = sd_asprintf("/in/%s/{token}/myvenue/access", id);
+    assert_string_equal(json_string_value(json_object_get(paths, "access")), want);
+    assert_int_equal(json_object_size(paths), 3);
+    free(want);
+    json_decref(paths);
+    sd_connector_conf_release(&c);
+    assert_int_equal(sd_store_connector_get(f->h, plain, &c), 0);
+    assert_null(sd_inbound_stream_paths(c.type, c.settings, plain, NULL));
+    sd_connector_conf_release(&c);
+    free(t1);
+    free(t2);
+    free(id);
+    free(plain);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_allowlist_and_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_admission, setup, teardown),
         cmocka_unit_test_setup_teardown(test_credentials, setup, teardown),
         cmocka_unit_test_setup_teardown(test_settings_checked, setup, teardown),
         cmocka_unit_test_setup_teardown(test_quarantine_and_duplicate, setup, teardown),

@@ -28,6 +28,7 @@ struct s360_conf {
     const char *order_facade;    /* "v1_33" */
     int64_t point_of_sales_id;
     int64_t timeout_seconds;
+    int64_t quota_minute_calls; /* read by core (sd_quota_effective): 0 = the declared 180 */
 
     /* inbound */
     const char *time_zone;       /* the institution's IANA zone: referenceDate and local times */
@@ -39,6 +40,29 @@ struct s360_conf {
     bool create_contacts; /* new customers of other sources become S-360 contacts */
 
     struct sd_inbound_conf inbound; /* the doors' settings (SD_INBOUND_SETTINGS) */
+
+    /* inbound mapping details (s360.c) */
+    const char *optin_authorizations; /* authorizationType values that are advertising consent */
+    const char *event_venue;          /* events' venue ("" = the institution code) */
+    const char *event_hall;
+    const char *event_city;
+    const char *access_ok_results;    /* scan `result` values that count as an entry */
+    const char *access_fields;        /* the scan payload's field names (s360.c) */
+    bool attendance;                  /* sales start with attended_quantity 0 (scans count up) */
 };
+
+/* The outbound half (s360_out.c), referred to by sd_connector_s360. */
+enum sd_verdict s360_deliver(struct sd_connector_ctx *, void *, const struct sd_outbox_item *,
+                             struct sd_delivery_result *);
+void s360_on_change(const struct sd_connector_ctx *, const struct sd_change *,
+                    struct sd_outbox_adder *);
+extern const char *const s360_operations[];
+extern const struct sd_connector_action s360_actions[]; /* "offers": createOrUpdateOrder */
+
+/* The inbound mapping of one object of a stream ("contacts", "orders", "access") into body's
+ * "customers"/"events"/"sales" (inbound_map; pure, exposed for tests and fuzzing). 0,
+ * SD_INBOUND_SKIP (older than history_from), or -EINVAL with the reasons in issues. */
+int s360_map_object(const struct s360_conf *cf, const char *stream, const json_t *object,
+                    json_t *body, struct sd_issues *issues);
 
 #endif

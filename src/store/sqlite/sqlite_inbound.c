@@ -44,6 +44,9 @@ enum {
     I_COUNTS,
     I_Q_INDEXES,
     I_RAW_RENEW,
+    I_SCAN_SALE,
+    I_SCAN_PUT,
+    I_SCAN_ATTEND,
     I_LAST_ /* must stay <= 192 */
 };
 _Static_assert(I_LAST_ <= SD_SQLITE_EXTRA_SLOTS, "inbound statement slots are 160..191");
@@ -69,6 +72,13 @@ static const char *const sql[] = {
                 "ON CONFLICT (raw_id, idx) DO UPDATE SET reason = excluded.reason, "
                 "updated_usec = excluded.updated_usec",
     [I_Q_DELETE] = "DELETE FROM inbound_quarantine WHERE raw_id = ?1 AND idx = ?2",
+    [I_SCAN_SALE] = "SELECT 1 FROM sales WHERE tenant_id = ?1 AND env = ?2 AND invoice_number = ?3",
+    [I_SCAN_PUT] = "INSERT OR IGNORE INTO sale_scans (tenant_id, env, invoice_number, scan_id, "
+                   "scanned_at, gate, created_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [I_SCAN_ATTEND] = "UPDATE sales SET attended_quantity = min(quantity, (SELECT count(*) FROM "
+                      "sale_scans WHERE tenant_id = ?1 AND env = ?2 AND invoice_number = ?3)) "
+                      "WHERE tenant_id = ?1 AND env = ?2 AND invoice_number = ?3 "
+                      "AND order_type = 'sale'",
     [I_SUBJ_PUT] = "INSERT OR IGNORE INTO inbound_subjects (tenant_id, env, subject, raw_id) "
                    "VALUES (?1, ?2, ?3, ?4)",
     [I_SUBJ_RAWS] = "SELECT raw_id FROM inbound_subjects WHERE tenant_id = ?1 AND env = ?2 AND "
@@ -714,7 +724,50 @@ static int counts(struct sd_store *s, const char *connector_id, int64_t *ret_pay
     return r;
 }
 
+static int scan_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *invoice,
+                    const char *scan_id, const char *scanned_at, const char *gate)
+{
+    if (!invoice || !scan_id || !sd_sqlite_env_ok(env)) {
+        return -EINVAL;
+    }
+    struct conn *c = s->writer;
+    static const unsigned slots[] = {I_SCAN_SALE, I_SCAN_PUT, I_SCAN_ATTEND};
+    for (size_t i = 0; i < 3; i++) {
+        sqlite3_stmt *st = stmt(c, slots[i]);
+        if (!st) {
+            return -EIO;
+        }
+        int rc = sqlite3_bind_int64(st, 1, tenant_id) | sqlite3_bind_int(st, 2, (int)env) |
+                 sqlite3_bind_text(st, 3, invoice, -1, SQLITE_STATIC);
+        if (slots[i] == I_SCAN_PUT) {
+            rc |= sqlite3_bind_text(st, 4, scan_id, -1, SQLITE_STATIC) |
+                  (scanned_at ? sqlite3_bind_text(st, 5, scanned_at, -1, SQLITE_STATIC)
+                              : sqlite3_bind_null(st, 5)) |
+                  (gate ? sqlite3_bind_text(st, 6, gate, -1, SQLITE_STATIC)
+                        : sqlite3_bind_null(st, 6)) |
+                  sqlite3_bind_int64(st, 7, sd_now_usec());
+        }
+        if (rc != SQLITE_OK) {
+            sqlite3_reset(st);
+            return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        }
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (slots[i] == I_SCAN_SALE && rc == SQLITE_DONE) {
+            return -ENOENT;
+        }
+        if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+            return sd_sqlite_fail(c, rc, "sale scan");
+        }
+        if (slots[i] == I_SCAN_PUT && sqlite3_changes(c->db) == 0) {
+            return 0; /* this scan was kept before */
+        }
+    }
+    return 1;
+}
+
 const struct sd_store_inbound_ops sd_sqlite_inbound_ops = {
+    .scan_put = scan_put,
     .door_set = door_set,
     .door_get = door_get,
     .door_delete = door_delete,

@@ -136,7 +136,11 @@ const char *const sd_sqlite_sql[N_STMT] = {
                        " order_type = ?14, status = ?15, quantity = ?16,"
                        " refunded_quantity = ?17, refunded_minor = ?18, net_quantity = ?19,"
                        " net_minor = ?20, status_changed = ?21, expires = ?22,"
-                       " attended_quantity = ?23, refund_of = ?24, rr_quantity = ?25,"
+                       " attended_quantity = (SELECT CASE WHEN ?14 <> 'sale' THEN ?23"
+                       " WHEN ?23 IS NULL THEN nullif(min(?16, count(*)), 0)"
+                       " ELSE max(?23, min(?16, count(*))) END FROM sale_scans"
+                       " WHERE tenant_id = ?1 AND env = ?2 AND invoice_number = ?3),"
+                       " refund_of = ?24, rr_quantity = ?25,"
                        " rr_minor = ?26, origin = ?27, remote_version = max(remote_version, ?28)"
                        " WHERE tenant_id = ?1 AND env = ?2 AND invoice_number = ?3"
                        " AND NOT (?28 <> 0 AND remote_version > ?28)",

@@ -286,7 +286,8 @@ class Season:
             for o in undoes["operationDatas"]:
                 self._next_operation += 1 + rng.randrange(3)
                 ops.append(dict(o, operationId=self._next_operation, quantity=-o["quantity"],
-                                itemId=self._next_operation + 7))
+                                itemId=self._next_operation + 7,
+                                originalOperationId=o["operationId"]))
             if order_type.startswith("EXCHANGE"):
                 old = [o for o in undoes["operationDatas"] if "performanceId" in o]
                 if old:
