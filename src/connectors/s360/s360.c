@@ -567,17 +567,15 @@ static int map_order(struct mctx *m, const json_t *o, json_t *body)
     size_t made = 0;
     for (size_t i = 0; i < json_array_size(lines); i++) {
         const json_t *line = json_array_get(lines, i);
-        char lp[64];
-        snprintf(lp, sizeof(lp), "operationDatas/%zu/", i);
-        char f[96];
+        char lp[48];
+        snprintf(lp, sizeof(lp), "operationDatas/%zu", i);
         int64_t op = 0, perf = 0, qty = 0;
-        snprintf(f, sizeof(f), "%soperationId", lp);
         struct mctx lm = *m;
-        char *lptr = sd_asprintf("%s/operationDatas/%zu", m->ptr, i);
+        char *lptr = sd_asprintf("%s/%s", m->ptr, lp);
         lm.ptr = lptr;
         bool ok = json_is_object(line);
         if (!ok) {
-            bad(m, f, "not an object");
+            bad(m, lp, "not an object");
         }
         ok = ok && get_id(&lm, line, "operationId", true, &op);
         if (ok && !json_object_get(line, "performanceId")) {
