@@ -20,7 +20,8 @@ What is checked:
     attend" finds who never came; a resent scan and a resent order change nothing; a scan of a
     sale not stored yet waits in quarantine;
   - history_from: older contacts and orders are acknowledged and counted (skipped), not stored;
-    a backfill burst of many payloads over several runs is answered without a drop.
+    a backfill burst of many payloads over several runs is answered without a drop, while another
+    tenant's webhooks keep being accepted.
 Four door credentials are used: HTTP Basic, Bearer, a static header, and the token alone.
 """
 
@@ -29,6 +30,7 @@ import datetime as dt
 import json
 import os
 import sys
+import threading
 import unittest
 from decimal import Decimal
 
@@ -445,13 +447,32 @@ class HistoryTest(Base):
         start = dt.datetime(2025, 9, 1, tzinfo=dt.timezone.utc).timestamp()
         end = dt.datetime(2026, 2, 27, tzinfo=dt.timezone.utc).timestamp()
         cut = dt.datetime(2025, 11, 30, 23, 0, tzinfo=dt.timezone.utc)  # Zürich midnight
+        other = harness.Api(self.port, "s360_seg", self.keys["s360_seg"])
+        answers, done = [], threading.Event()
+
+        def other_tenant():   # another tenant's webhook during the burst
+            k = 0
+            while not done.is_set() and k < 2000:
+                cid = "burst-%d" % k
+                r = other.ingest({"customers": [{"customer_id": cid,
+                                                 "email": "%s@example.ch" % cid}]})
+                answers.append(r.status)
+                k += 1
         with Simulator(seed=41, clock_speed=0) as sim:
             contacts, orders, _ = sim.make_season(1200, 800, start, end)
             self.hook(sim, streams)   # the token in the URL alone
-            for _ in range(8):
-                sim.advance(minutes=15)
-                if all(sim.stats(s)["queued"] == 0 for s in ("contacts", "orders")):
-                    break
+            t = threading.Thread(target=other_tenant)
+            t.start()
+            try:
+                for _ in range(8):
+                    sim.advance(minutes=15)
+                    if all(sim.stats(s)["queued"] == 0 for s in ("contacts", "orders")):
+                        break
+            finally:
+                done.set()
+                t.join()
+            self.assertTrue(answers)
+            self.assertEqual(set(answers), {202})
             self.assertEqual(sim.drops(), 0)
             for s in ("contacts", "orders"):
                 st = sim.stats(s)
