@@ -118,11 +118,10 @@ static int door_resume(struct sd_req *req)
     }
     const struct sd_inbound_outcome *o = sd_inbound_payload_outcome(d->payload);
     sd_inbound_count_stream(d->connector_id, d->stream, o);
-    json_t *answer =
-        json_pack("{s:s, s:I, s:b, s:I, s:I, s:I}", "status", "stored", "payload_id",
-                  (json_int_t)o->raw_id, "duplicate", o->duplicate, "objects",
-                  (json_int_t)o->objects, "applied", (json_int_t)o->applied, "quarantined",
-                  (json_int_t)o->quarantined);
+    json_t *answer = json_pack("{s:s, s:I, s:b, s:I, s:I, s:I}", "status", "stored", "payload_id",
+                               (json_int_t)o->raw_id, "duplicate", o->duplicate, "objects",
+                               (json_int_t)o->objects, "applied", (json_int_t)o->applied,
+                               "quarantined", (json_int_t)o->quarantined);
     if (o->skipped > 0) {
         json_object_set_new(answer, "skipped", json_integer((json_int_t)o->skipped));
     }

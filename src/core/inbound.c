@@ -425,13 +425,15 @@ int sd_inbound_admit(struct sd_store_handle *st, const struct sd_inbound_request
 
 /* ---- preparing a payload --------------------------------------------------------------------- */
 
+struct scan {
+    char *invoice, *scan_id, *scanned_at, *gate;
+};
+
 struct item {
     int64_t idx; /* -1: the payload as a whole */
     bool ok;     /* batch holds the object's records */
     bool skip;   /* the mapping acknowledged it without records (SD_INBOUND_SKIP) */
-    struct scan {
-        char *invoice, *scan_id, *scanned_at, *gate;
-    } *scans; /* entry scans of stored sales (body["scans"]) */
+    struct scan *scans; /* entry scans of stored sales (body["scans"]) */
     size_t n_scans;
     struct sd_batch batch;
     char *reason;  /* !ok: why it is quarantined */
@@ -924,11 +926,11 @@ static int apply_item(struct sd_store_handle *st, struct sd_inbound_payload *p, 
     }
     for (size_t i = 0; it->ok && !reason && i < it->n_scans; i++) {
         const struct scan *sc = &it->scans[i];
-        r = sd_store_inbound_scan_put(st, p->conf.tenant_id, p->conf.env, sc->invoice,
-                                      sc->scan_id, sc->scanned_at, sc->gate);
+        r = sd_store_inbound_scan_put(st, p->conf.tenant_id, p->conf.env, sc->invoice, sc->scan_id,
+                                      sc->scanned_at, sc->gate);
         if (r == -ENOENT) {
-            reason = sd_asprintf("/scans/%zu/invoice_number: sale '%.80s' does not exist in %s",
-                                 i, sc->invoice, sd_env_name(p->conf.env));
+            reason = sd_asprintf("/scans/%zu/invoice_number: sale '%.80s' does not exist in %s", i,
+                                 sc->invoice, sd_env_name(p->conf.env));
         } else if (r < 0) {
             return r;
         }
@@ -1222,8 +1224,8 @@ void sd_inbound_metrics_render(struct sd_buf *out)
                 continue;
             }
             if (i < COUNTER_SLOTS && *c->stream) {
-                sd_buf_printf(out, "%s{connector=\"%s\",stream=\"%s\"} %llu\n", names[m][0],
-                              c->id, c->stream, (unsigned long long)x);
+                sd_buf_printf(out, "%s{connector=\"%s\",stream=\"%s\"} %llu\n", names[m][0], c->id,
+                              c->stream, (unsigned long long)x);
             } else {
                 sd_buf_printf(out, "%s{connector=\"%s\"} %llu\n", names[m][0],
                               i < COUNTER_SLOTS ? c->id : "other", (unsigned long long)x);

@@ -132,8 +132,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     };
     struct sd_inbound_payload *p = NULL;
     const char *why = NULL;
-    int r = sd_inbound_prepare(&conf, body, len, json_pack("{s:s}", "stream", stream), 1000000,
-                               &p, &why);
+    int r = sd_inbound_prepare(&conf, body, len, json_pack("{s:s}", "stream", stream), 1000000, &p,
+                               &why);
     if (r == -E2BIG) {
         if (!why || !*why) {
             abort();

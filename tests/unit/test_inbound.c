@@ -517,11 +517,16 @@ static void test_stream_admission(void **state)
         const char *scope, *stream;
         int want;
     } cases[] = {
-        {false, NULL, NULL, 0},          {false, NULL, "orders", -ENOENT},
-        {false, "myvenue", "orders", -ENOENT}, {true, NULL, NULL, -ENOENT},
-        {true, "myvenue", "orders", 0},  {true, "myvenue", "contacts", 0},
-        {true, "myvenue", "access", 0},  {true, "othervenue", "orders", -ENOENT},
-        {true, "myvenue", "scans", -ENOENT}, {true, NULL, "orders", -ENOENT},
+        {false, NULL, NULL, 0},
+        {false, NULL, "orders", -ENOENT},
+        {false, "myvenue", "orders", -ENOENT},
+        {true, NULL, NULL, -ENOENT},
+        {true, "myvenue", "orders", 0},
+        {true, "myvenue", "contacts", 0},
+        {true, "myvenue", "access", 0},
+        {true, "othervenue", "orders", -ENOENT},
+        {true, "myvenue", "scans", -ENOENT},
+        {true, NULL, "orders", -ENOENT},
         {true, "", "orders", -ENOENT},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -79,17 +79,17 @@ static const char *str(const json_t *o, const char *k)
     return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
-#define ORDER(id, type, state, extra, lines)                                                      \
-    "{\"orderDetailsData\": {\"orderId\": " id ", \"orderType\": \"" type                         \
-    "\", \"orderState\": \"" state "\", \"contactReference\": \"0000001234\", "                  \
-    "\"creationDateTime\": \"2026-03-29T10:15:00.250+02:00\", "                                   \
-    "\"referenceDate\": \"2026-03-28T23:00:00.000+00:00\", "                                      \
+#define ORDER(id, type, state, extra, lines)                                                       \
+    "{\"orderDetailsData\": {\"orderId\": " id ", \"orderType\": \"" type                          \
+    "\", \"orderState\": \"" state "\", \"contactReference\": \"0000001234\", "                    \
+    "\"creationDateTime\": \"2026-03-29T10:15:00.250+02:00\", "                                    \
+    "\"referenceDate\": \"2026-03-28T23:00:00.000+00:00\", "                                       \
     "\"catalogCurrency\": {\"currencyCode\": \"CHF\", \"fractionDigit\": 2}" extra                 \
     ", \"operationDatas\": [" lines "]}}"
-#define LINE(op, qty, price)                                                                      \
-    "{\"operationId\": " op ", \"kind\": \"SINGLE_ENTRY\", \"quantity\": " qty                    \
-    ", \"basePrice\": 120000, \"unitPrice\": " price ", \"productId\": 10226000000001, "          \
-    "\"product\": \"Tosca\", \"performanceId\": 10228000000007, "                                 \
+#define LINE(op, qty, price)                                                                       \
+    "{\"operationId\": " op ", \"kind\": \"SINGLE_ENTRY\", \"quantity\": " qty                     \
+    ", \"basePrice\": 120000, \"unitPrice\": " price ", \"productId\": 10226000000001, "           \
+    "\"product\": \"Tosca\", \"performanceId\": 10228000000007, "                                  \
     "\"performance\": \"Tosca — 12.04.2026 19:30\", \"eventId\": 10227000000000}"
 
 /* An orderId past 2^53 keeps every digit; the same id as a floating-point number is refused. */
@@ -101,7 +101,8 @@ static void test_int64_ids(void **state)
     sd_issues_init(&is, 8);
     json_t *body;
     assert_int_equal(
-        map(&cf, "orders", ORDER("9007199254740993", "SALE", "CLOSED", "", LINE("20000000000001", "2", "40000")),
+        map(&cf, "orders",
+            ORDER("9007199254740993", "SALE", "CLOSED", "", LINE("20000000000001", "2", "40000")),
             &body, &is),
         0);
     assert_string_equal(str(sale(body, 0), "invoice_number"), "9007199254740993-20000000000001");
@@ -109,10 +110,10 @@ static void test_int64_ids(void **state)
     assert_string_equal(str(sale(body, 0), "event_id"), "10228000000007");
     assert_valid(body);
     json_decref(body);
-    assert_int_equal(
-        map(&cf, "orders", ORDER("9007199254740993.0", "SALE", "CLOSED", "", LINE("2", "1", "1000")),
-            &body, &is),
-        -EINVAL);
+    assert_int_equal(map(&cf, "orders",
+                         ORDER("9007199254740993.0", "SALE", "CLOSED", "", LINE("2", "1", "1000")),
+                         &body, &is),
+                     -EINVAL);
     assert_string_equal(is.items[0].pointer, "/orderDetailsData/orderId");
     assert_non_null(strstr(is.items[0].message, "floating-point"));
     json_decref(body);
@@ -127,16 +128,16 @@ static void test_thousandths(void **state)
     struct sd_issues is;
     sd_issues_init(&is, 8);
     json_t *body;
-    assert_int_equal(map(&cf, "orders", ORDER("1", "SALE", "CLOSED", "", LINE("2", "3", "42500")),
-                         &body, &is),
-                     0);
+    assert_int_equal(
+        map(&cf, "orders", ORDER("1", "SALE", "CLOSED", "", LINE("2", "3", "42500")), &body, &is),
+        0);
     assert_string_equal(str(sale(body, 0), "sales_price"), "42.50");
     assert_string_equal(str(sale(body, 0), "base_price"), "120.00");
     assert_int_equal(json_integer_value(json_object_get(sale(body, 0), "quantity")), 3);
     json_decref(body);
-    assert_int_equal(map(&cf, "orders", ORDER("1", "SALE", "CLOSED", "", LINE("2", "1", "40005")),
-                         &body, &is),
-                     -EINVAL);
+    assert_int_equal(
+        map(&cf, "orders", ORDER("1", "SALE", "CLOSED", "", LINE("2", "1", "40005")), &body, &is),
+        -EINVAL);
     assert_string_equal(is.items[0].pointer, "/orderDetailsData/operationDatas/0/unitPrice");
     json_decref(body);
     sd_issues_release(&is);
@@ -152,9 +153,9 @@ static void test_dst_reference_date(void **state)
     struct sd_issues is;
     sd_issues_init(&is, 8);
     json_t *body;
-    assert_int_equal(map(&cf, "orders", ORDER("1", "SALE", "CLOSED", "", LINE("2", "1", "1000")),
-                         &body, &is),
-                     0);
+    assert_int_equal(
+        map(&cf, "orders", ORDER("1", "SALE", "CLOSED", "", LINE("2", "1", "1000")), &body, &is),
+        0);
     assert_string_equal(str(sale(body, 0), "reference_date"), "2026-03-29");
     assert_string_equal(str(sale(body, 0), "purchase_datetime"), "2026-03-29T08:15:00.250Z");
     const json_t *ev = json_array_get(json_object_get(body, "events"), 0);
@@ -198,8 +199,8 @@ static void test_states(void **state)
     assert_valid(body);
     json_decref(body);
     assert_int_equal(map(&cf, "orders",
-                         ORDER("1", "SALE", "CANCELLED_BASKET", "", LINE("2", "1", "1000")),
-                         &body, &is),
+                         ORDER("1", "SALE", "CANCELLED_BASKET", "", LINE("2", "1", "1000")), &body,
+                         &is),
                      0);
     assert_string_equal(str(sale(body, 0), "order_type"), "abandoned");
     assert_valid(body);
@@ -290,15 +291,17 @@ static void test_lifecycle(void **state)
     sd_issues_release(&is);
 }
 
-#define CONTACT(num, email, who, auth)                                                            \
-    "{\"contactId\": 700000000001, \"contactNumber\": \"" num "\", "                              \
-    "\"lastUpdateDate\": \"2026-03-29T10:15:00.250+02:00\", " who ", \"addresses\": "            \
-    "[{\"isMain\": false, \"street1\": \"Old 1\", \"zipCode\": \"1000\"}, {\"isMain\": true, "   \
-    "\"street1\": \"Seestrasse 5\", \"zipCode\": \"8001\", \"town\": \"Zürich\", "              \
-    "\"countryCode\": \"CH\"}], \"communicationMeans\": [{\"type\": \"MOBILE\", \"value\": "    \
-    "\"+41 79 000 00 00\"}, {\"type\": \"EMAIL\", \"value\": \"" email "\", \"isMain\": true}], " \
+#define CONTACT(num, email, who, auth)                                                             \
+    "{\"contactId\": 700000000001, \"contactNumber\": \"" num "\", "                               \
+    "\"lastUpdateDate\": \"2026-03-29T10:15:00.250+02:00\", " who ", \"addresses\": "              \
+    "[{\"isMain\": false, \"street1\": \"Old 1\", \"zipCode\": \"1000\"}, {\"isMain\": true, "     \
+    "\"street1\": \"Seestrasse 5\", \"zipCode\": \"8001\", \"town\": \"Zürich\", "                \
+    "\"countryCode\": \"CH\"}], \"communicationMeans\": [{\"type\": \"MOBILE\", \"value\": "       \
+    "\"+41 79 000 00 00\"}, {\"type\": \"EMAIL\", \"value\": \"" email "\", \"isMain\": true}], "  \
     "\"authorizations\": [" auth "], \"unknownExtra\": {\"x\": 1}}"
-#define PERSON "\"individualContact\": {\"title\": \"MRS\", \"firstName\": \"Zoë\", \"lastName\": \"Müller\"}"
+#define PERSON                                                                                     \
+    "\"individualContact\": {\"title\": \"MRS\", \"firstName\": \"Zoë\", \"lastName\": "          \
+    "\"Müller\"}"
 
 /* Contacts: the contact number as sent (leading zeros), never keyed by e-mail (two contacts
  * sharing one address are two customers), the main address, phones, consent (opt-out wins),
@@ -310,9 +313,11 @@ static void test_contacts(void **state)
     struct sd_issues is;
     sd_issues_init(&is, 8);
     json_t *a, *b;
-    assert_int_equal(
-        map(&cf, "contacts", CONTACT("0000001234", "fam@example.ch", PERSON, "{\"authorizationType\": \"NEWSLETTER\", \"value\": true}"), &a, &is),
-        0);
+    assert_int_equal(map(&cf, "contacts",
+                         CONTACT("0000001234", "fam@example.ch", PERSON,
+                                 "{\"authorizationType\": \"NEWSLETTER\", \"value\": true}"),
+                         &a, &is),
+                     0);
     assert_int_equal(map(&cf, "contacts",
                          CONTACT("0000001235", "fam@example.ch", PERSON,
                                  "{\"authorizationType\": \"NEWSLETTER\", \"value\": true}, "
@@ -368,17 +373,17 @@ static void test_history_from(void **state)
     struct sd_issues is;
     sd_issues_init(&is, 8);
     json_t *body;
-    assert_int_equal(map(&cf, "orders", ORDER("1", "SALE", "CLOSED", "", LINE("2", "1", "1000")),
-                         &body, &is),
-                     SD_INBOUND_SKIP);
+    assert_int_equal(
+        map(&cf, "orders", ORDER("1", "SALE", "CLOSED", "", LINE("2", "1", "1000")), &body, &is),
+        SD_INBOUND_SKIP);
     json_decref(body);
     assert_int_equal(map(&cf, "contacts", CONTACT("1", "a@example.ch", PERSON, ""), &body, &is),
                      SD_INBOUND_SKIP);
     json_decref(body);
     cf.history_from = "2026-03-29"; /* local midnight 2026-03-28T23:00Z: both are after it */
-    assert_int_equal(map(&cf, "orders", ORDER("1", "SALE", "CLOSED", "", LINE("2", "1", "1000")),
-                         &body, &is),
-                     0);
+    assert_int_equal(
+        map(&cf, "orders", ORDER("1", "SALE", "CLOSED", "", LINE("2", "1", "1000")), &body, &is),
+        0);
     json_decref(body);
     assert_int_equal(is.total, 0);
     sd_issues_release(&is);
@@ -425,9 +430,9 @@ static void test_access(void **state)
     json_decref(body);
     /* attendance reported: a sale starts at 0 attended, other order types carry nothing */
     cf.attendance = true;
-    assert_int_equal(map(&cf, "orders", ORDER("1", "SALE", "CLOSED", "", LINE("2", "1", "1000")),
-                         &body, &is),
-                     0);
+    assert_int_equal(
+        map(&cf, "orders", ORDER("1", "SALE", "CLOSED", "", LINE("2", "1", "1000")), &body, &is),
+        0);
     assert_int_equal(json_integer_value(json_object_get(sale(body, 0), "attended_quantity")), 0);
     assert_valid(body);
     json_decref(body);
@@ -476,10 +481,10 @@ static void test_door_streams(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_int64_ids),   cmocka_unit_test(test_thousandths),
+        cmocka_unit_test(test_int64_ids),          cmocka_unit_test(test_thousandths),
         cmocka_unit_test(test_dst_reference_date), cmocka_unit_test(test_states),
-        cmocka_unit_test(test_lifecycle),   cmocka_unit_test(test_contacts),
-        cmocka_unit_test(test_history_from), cmocka_unit_test(test_access),
+        cmocka_unit_test(test_lifecycle),          cmocka_unit_test(test_contacts),
+        cmocka_unit_test(test_history_from),       cmocka_unit_test(test_access),
         cmocka_unit_test(test_door_streams),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -96,7 +96,7 @@ static const struct sd_setting s360_settings[] = {
     {"access_fields", SD_SETTING_STRING,
      "\"scan_id=controlId,order=orderId,operation=operationId,time=controlDateTime,"
      "gate=accessPoint,result=result\"",
-     1, 512,
+     1, 400,
      "the access-control scan's field names, as role=field pairs (roles: scan_id, order, "
      "operation, time, gate, result)",
      NULL, AT(access_fields)},
@@ -128,7 +128,7 @@ static bool in_list(const char *list, const char *word)
     return false;
 }
 
-/* ---- small readers ---------------------------------------------------------------------------- */
+/* ---- small readers --------------------------------------------------------------------------- */
 
 struct mctx {
     const struct s360_conf *cf;
@@ -152,8 +152,7 @@ static void bad(struct mctx *m, const char *field, const char *fmt, ...)
 }
 
 /* An int64 id: a JSON integer, or a string of digits (never a double). */
-static bool get_id(struct mctx *m, const json_t *o, const char *field, bool required,
-                   int64_t *ret)
+static bool get_id(struct mctx *m, const json_t *o, const char *field, bool required, int64_t *ret)
 {
     const json_t *v = json_object_get(o, field);
     if (!v || json_is_null(v)) {
@@ -319,8 +318,7 @@ static int map_contact(struct mctx *m, const json_t *c, json_t *body, int64_t *r
         set_text_or_null(rec, "last_name", get_str(person, "lastName"));
         set_text_or_null(rec, "birth_date", get_str(person, "birthDate"));
         set_text_or_null(rec, "language", get_str(person, "languageCode"));
-        set_text_or_null(rec, "company_contact_number",
-                         get_str(person, "structureContactNumber"));
+        set_text_or_null(rec, "company_contact_number", get_str(person, "structureContactNumber"));
         json_object_set_new(rec, "company", json_null());
         json_object_set_new(rec, "vat_number", json_null());
     } else {
@@ -338,9 +336,10 @@ static int map_contact(struct mctx *m, const json_t *c, json_t *body, int64_t *r
     char *street = NULL;
     if (addr) {
         const char *s1 = get_str(addr, "street1"), *s2 = get_str(addr, "street2");
-        street = s1 && s2 ? sd_asprintf("%s, %s", s1, s2) : s1 ? sd_strdup(s1)
-                                                     : s2   ? sd_strdup(s2)
-                                                            : NULL;
+        street = s1 && s2 ? sd_asprintf("%s, %s", s1, s2)
+                 : s1     ? sd_strdup(s1)
+                 : s2     ? sd_strdup(s2)
+                          : NULL;
     }
     set_text_or_null(rec, "street", street);
     free(street);
@@ -351,10 +350,10 @@ static int map_contact(struct mctx *m, const json_t *c, json_t *body, int64_t *r
     for (size_t i = 0; i < json_array_size(means); i++) {
         const json_t *x = json_array_get(means, i);
         const char *t = get_str(x, "type"), *v = get_str(x, "value");
-        if (t && v && (strcmp(t, "PHONE") == 0 || strcmp(t, "MOBILE") == 0 ||
-                       strcmp(t, "FAX") == 0)) {
-            json_array_append_new(phones, json_pack("{s:o, s:o}", "type", sd_json_text(t),
-                                                    "number", sd_json_text(v)));
+        if (t && v &&
+            (strcmp(t, "PHONE") == 0 || strcmp(t, "MOBILE") == 0 || strcmp(t, "FAX") == 0)) {
+            json_array_append_new(phones, json_pack("{s:o, s:o}", "type", sd_json_text(t), "number",
+                                                    sd_json_text(v)));
         }
     }
     json_object_set_new(rec, "phones", phones);
@@ -478,14 +477,15 @@ static void add_event(struct mctx *m, json_t *body, const char *event_id, const 
     }
     const char *title = get_str(line, "performance");
     const char *product = get_str(line, "product");
-    const char *venue = m->cf->event_venue && *m->cf->event_venue ? m->cf->event_venue
-                                                                   : m->cf->institution;
-    json_t *ev = json_pack("{s:o, s:o, s:s, s:s, s:o, s:o, s:i, s:o}", "event_id",
-                           sd_json_text(event_id), "title",
-                           sd_json_text(title ? title : product ? product : event_id), "date",
-                           date, "time", time, "venue", sd_json_text(venue), "hall",
-                           sd_json_text(m->cf->event_hall), "capacity", 0, "city",
-                           sd_json_text(m->cf->event_city));
+    const char *venue =
+        m->cf->event_venue && *m->cf->event_venue ? m->cf->event_venue : m->cf->institution;
+    json_t *ev = json_pack(
+        "{s:o, s:o, s:s, s:s, s:o, s:o, s:i, s:o}", "event_id", sd_json_text(event_id), "title",
+        sd_json_text(title     ? title
+                     : product ? product
+                               : event_id),
+        "date", date, "time", time, "venue", sd_json_text(venue), "hall",
+        sd_json_text(m->cf->event_hall), "capacity", 0, "city", sd_json_text(m->cf->event_city));
     if (product) {
         json_object_set_new(ev, "work_title", sd_json_text(product));
     }
@@ -570,17 +570,15 @@ static int map_order(struct mctx *m, const json_t *o, json_t *body)
     size_t made = 0;
     for (size_t i = 0; i < json_array_size(lines); i++) {
         const json_t *line = json_array_get(lines, i);
-        char lp[64];
-        snprintf(lp, sizeof(lp), "operationDatas/%zu/", i);
-        char f[96];
+        char lp[48];
+        snprintf(lp, sizeof(lp), "operationDatas/%zu", i);
         int64_t op = 0, perf = 0, qty = 0;
-        snprintf(f, sizeof(f), "%soperationId", lp);
         struct mctx lm = *m;
-        char *lptr = sd_asprintf("%s/operationDatas/%zu", m->ptr, i);
+        char *lptr = sd_asprintf("%s/%s", m->ptr, lp);
         lm.ptr = lptr;
         bool ok = json_is_object(line);
         if (!ok) {
-            bad(m, f, "not an object");
+            bad(m, lp, "not an object");
         }
         ok = ok && get_id(&lm, line, "operationId", true, &op);
         if (ok && !json_object_get(line, "performanceId")) {
@@ -883,8 +881,7 @@ static void check(const void *conf, struct sd_issues *errors)
     const char *inst = cf->institution ? cf->institution : "";
     bool ok = *inst != 0 && strlen(inst) <= 64;
     for (const char *p = inst; *p; p++) {
-        ok = ok && ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' ||
-                    *p == '-');
+        ok = ok && ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-');
     }
     if (!ok) {
         sd_issues_add(errors, "/settings/institution", "must be 1-64 of a-z 0-9 _ -");
@@ -912,8 +909,7 @@ static void check(const void *conf, struct sd_issues *errors)
             if (!vals[i] || !*vals[i]) {
                 char p[32];
                 snprintf(p, sizeof(p), "/settings/%s", keys[i]);
-                sd_issues_add(errors, p,
-                              "required when push_contacts or create_contacts is true");
+                sd_issues_add(errors, p, "required when push_contacts or create_contacts is true");
             }
         }
     }
