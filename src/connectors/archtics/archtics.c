@@ -441,7 +441,7 @@ static json_t *sale_record(const struct run *run, const json_t *row, int64_t att
 /* ---- commits ------------------------------------------------------------------------------ */
 
 /* A record the store found missing for a sale: fetch it (customer_query / event_details) into
- * the body. 0 (added or nothing to add), a stop, or a failure. */
+ * the body. 0 (added), -ENOENT (ATS does not have it either), a stop, or a failure. */
 static int fetch_missing(struct run *run, const char *field, const char *id)
 {
     struct ats_answer a;
@@ -476,7 +476,9 @@ static int fetch_missing(struct run *run, const char *field, const char *id)
             }
         }
         run->refetched++;
-    } else if (a.status != ATS_NOT_FOUND) {
+    } else if (a.status == ATS_NOT_FOUND) {
+        r = -ENOENT; /* deleted or merged in Archtics since the sale */
+    } else {
         r = answer_stop(run, cmd, &a);
     }
     ats_answer_release(&a);
@@ -489,7 +491,10 @@ static int fetch_missing(struct run *run, const char *field, const char *id)
 static int flush(struct run *run)
 {
     struct sd_connector_ctx *ctx = run->ctx;
+    uint64_t rejected = ctx->records_rejected;
     for (int attempt = 0;; attempt++) {
+        /* a refused attempt that is made again with what it lacked rejected nothing */
+        ctx->records_rejected = rejected;
         struct sd_ingest_outcome out;
         sd_ingest_outcome_init(&out);
         int r = sd_connector_commit(ctx, run->body, run->cursor, false, &out);
@@ -525,6 +530,19 @@ static int flush(struct run *run)
                 break;
             }
             stop = fetch_missing(run, field, id);
+            if (stop == -ENOENT && strcmp(field, "customer_id") == 0) {
+                /* the account is gone (deleted or merged, which the incremental calls do not
+                 * report): the sale stays, anonymous, with the account id kept beside it */
+                json_t *ax = json_object_get(sale, "archtics");
+                if (json_is_object(ax)) {
+                    json_object_set_new(ax, "acct_id", json_string(id));
+                }
+                json_object_set_new((json_t *)sale, "customer_id", json_string("ANON"));
+                stop = 0;
+            } else if (stop == -ENOENT) {
+                stop = 0;
+                fixable = false;
+            }
         }
         if (fixable && stop == 0) {
             sd_ingest_outcome_release(&out);
