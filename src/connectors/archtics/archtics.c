@@ -1028,8 +1028,9 @@ static int pull_attendance(struct run *run)
             break;
         }
         const char *old = json_string_value(json_object_get(known, ev));
-        const char *first = old && strcmp(old, json_string_value(v)) < 0 ? old
-                                                                           : json_string_value(v);
+        char first[20];
+        snprintf(first, sizeof(first), "%s",
+                 old && strcmp(old, json_string_value(v)) < 0 ? old : json_string_value(v));
         json_object_set_new(known, ev, json_string(first));
         r = recount_event(run, ev, first);
         if (r == 0) {
