@@ -11,8 +11,11 @@ the saved cookies; the command is not submitted again); a 401 pauses the instanc
 the settings change); a 429 is waited out; 503s are backed off; the day's quota running out in
 the middle of a backfill pauses the run and the next simulated day resumes it without asking for
 anything twice; the ledger's own day limit pauses the run before the server refuses anything;
-a daylight-saving change (clocks back) in the venue's zone loses and doubles nothing. Every test
-not about the limits asserts the simulator saw no call beyond its quotas."""
+a daylight-saving change (clocks back) in the venue's zone loses and doubles nothing; an
+event_details page too large (11075) is halved until it fits; a 404 is a setup error; with a
+bootstrap cut-off the streams start there; a sale of an account deleted in Archtics is stored
+anonymous. Every test not about the limits asserts the simulator saw no call beyond its
+quotas."""
 
 import os
 import sys
@@ -107,7 +110,7 @@ class ArchticsPull(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory(prefix="sd-e2e-archtics-")
         cls.data = cls.tmp.name
         cls.keys = []
-        for i in range(10):
+        for i in range(12):
             client = "at%d" % i
             harness.tenant_create(cls.data, client)
             cls.keys.append((client, harness.key_create(cls.data, client, "test")))
@@ -330,6 +333,29 @@ class ArchticsPull(unittest.TestCase):
         self.assertGreater(e[2].t - e[1].t, e[1].t - e[0].t, "no growing back-off")
         self.assertEqual(sim.pending_faults(), [])
         self.assert_clean(sim)
+
+    def test_event_page_shrinks_when_too_large_and_404_is_a_setup_error(self):
+        admin, api = self.tenant()
+        # a page of more than 3 events exceeds the answer limit: 11075
+        sim = self.sim(queue_mode="never", event_details_max_bytes=4500)
+        cid = admin.add(settings_for(sim, event_page_size=50))
+        st = admin.run(cid)
+        self.assertEqual(st["state"], "ok", st)
+        self.assert_reproduces(api, sim)
+        counts = [(int(c.doc["command1"]["count"]), c.answer_json()["command1"]["result"])
+                  for c in sim.record("event_details") if c.answer_json()]
+        self.assertEqual(counts[0], (50, 11075))
+        self.assertTrue(any(r == 0 for _, r in counts))
+        for (n1, r1), (n2, _) in zip(counts, counts[1:]):
+            if r1 == 11075:
+                self.assertEqual(n2, n1 // 2)
+        self.assert_clean(sim)
+
+        admin2, _ = self.tenant()
+        cid2 = admin2.add(settings_for(sim, product="no-such-product"))
+        st = admin2.run(cid2)
+        self.assertEqual(st["state"], "failed")
+        self.assertIn("setup error: HTTP 404", st["last_error"])
 
     def test_bootstrap_cutoff_starts_the_streams_there(self):
         admin, api = self.tenant()
