@@ -614,6 +614,9 @@ static void since_of(const struct run *run, const json_t *cur, char out[20])
     ats_local_format(since, out);
 }
 
+#define SEEN_MAX 2000
+#define FIRST_SCANS_MAX 400
+
 /* A row was read: raise the mark and remember it among the rows at mark − 1 minute or later. */
 static void cursor_note(json_t *cur, const char *ts, const char *key)
 {
@@ -635,6 +638,11 @@ static void cursor_note(json_t *cur, const char *ts, const char *key)
         }
     }
     json_array_append_new(keep, json_sprintf("%s|%s", ts, key));
+    /* the state document is bounded: beyond SEEN_MAX rows in two minutes (a bulk change) the
+     * earliest are forgotten, and read again (stored again unchanged) by the next run */
+    while (json_array_size(keep) > SEEN_MAX) {
+        json_array_remove(keep, 0);
+    }
     json_object_set_new(cur, "seen", keep);
 }
 
@@ -1032,6 +1040,21 @@ static int pull_attendance(struct run *run)
         snprintf(first, sizeof(first), "%s",
                  old && strcmp(old, json_string_value(v)) < 0 ? old : json_string_value(v));
         json_object_set_new(known, ev, json_string(first));
+        while (json_object_size(known) > FIRST_SCANS_MAX) {
+            /* forget the event scanned longest ago: its scans are over */
+            const char *k, *oldest = NULL, *oldest_at = NULL;
+            json_t *x;
+            json_object_foreach(known, k, x) {
+                const char *at = json_string_value(x);
+                if (!oldest || (at && oldest_at && strcmp(at, oldest_at) < 0)) {
+                    oldest = k;
+                    oldest_at = at;
+                }
+            }
+            char *gone = sd_strdup(oldest);
+            json_object_del(known, gone);
+            free(gone);
+        }
         r = recount_event(run, ev, first);
         if (r == 0) {
             r = flush(run);
