@@ -13,8 +13,8 @@ the middle of a backfill pauses the run and the next simulated day resumes it wi
 anything twice; the ledger's own day limit pauses the run before the server refuses anything;
 a daylight-saving change (clocks back) in the venue's zone loses and doubles nothing; an
 event_details page too large (11075) is halved until it fits; a 404 is a setup error; with a
-bootstrap cut-off the streams start there; a sale of an account deleted in Archtics is stored
-anonymous. Every test not about the limits asserts the simulator saw no call beyond its
+bootstrap cut-off the streams start there; a sale of an account deleted in Archtics, or of one
+without an e-mail (no customer without one), is stored anonymous. Every test not about the limits asserts the simulator saw no call beyond its
 quotas."""
 
 import os
@@ -110,7 +110,7 @@ class ArchticsPull(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory(prefix="sd-e2e-archtics-")
         cls.data = cls.tmp.name
         cls.keys = []
-        for i in range(12):
+        for i in range(14):
             client = "at%d" % i
             harness.tenant_create(cls.data, client)
             cls.keys.append((client, harness.key_create(cls.data, client, "test")))
@@ -142,7 +142,8 @@ class ArchticsPull(unittest.TestCase):
     def assert_reproduces(self, api, sim):
         w = sim.world
         now = sim.clock.now()
-        accts = {str(a): x for a, x in w.accounts.items() if x["visible"] <= now}
+        # an account without an e-mail cannot be a customer; its sales stay, anonymous
+        accts = {str(a): x for a, x in w.accounts.items() if x["visible"] <= now and x["email"]}
         custs = {c["customer_id"]: c for c in api.list_all("customers")[0]}
         self.assertEqual(set(custs), set(accts))
         for k, a in accts.items():
@@ -171,7 +172,7 @@ class ArchticsPull(unittest.TestCase):
             self.assertEqual(got["sales_price"], money(s["paid_cents"]), k)
             # a sale of an account deleted in Archtics stays, anonymous
             self.assertEqual(got["customer_id"],
-                             str(s["acct_id"]) if s["acct_id"] in w.accounts else "ANON", k)
+                             str(s["acct_id"]) if str(s["acct_id"]) in accts else "ANON", k)
             self.assertEqual(got["event_id"], s["event_name"], k)
             utc = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(s["at"] - s["at"] % 60))
             self.assertEqual(got["purchase_datetime"][:16], utc, k)
@@ -356,6 +357,21 @@ class ArchticsPull(unittest.TestCase):
         st = admin2.run(cid2)
         self.assertEqual(st["state"], "failed")
         self.assertIn("setup error: HTTP 404", st["last_error"])
+
+    def test_account_without_email_is_left_out_and_its_sales_kept(self):
+        admin, api = self.tenant()
+        sim = self.sim(queue_mode="never", accounts=8, events=4, sales_per_event=4,
+                       plan_holders=0)
+        w = sim.world
+        box = next(s["acct_id"] for s in w.sales)
+        w.accounts[box]["email"] = ""
+        cid = admin.add(settings_for(sim))
+        st = admin.run(cid)
+        self.assertEqual(st["state"], "ok", st)
+        self.assertIn("account(s) without a valid e-mail left out", st["last_warning"])
+        self.assert_reproduces(api, sim)
+        self.assertIn("ANON", {x["customer_id"] for x in api.list_all("sales")[0]})
+        self.assert_clean(sim)
 
     def test_bootstrap_cutoff_starts_the_streams_there(self):
         admin, api = self.tenant()

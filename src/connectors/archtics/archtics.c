@@ -198,6 +198,7 @@ struct run {
     int64_t paused_until_usec;
     uint64_t records;
     uint64_t refetched; /* customers/events fetched because a sale named them */
+    uint64_t no_email;  /* accounts left out: no valid e-mail */
 };
 
 static const struct archtics_conf *cf_of(const struct sd_connector_ctx *ctx)
@@ -289,12 +290,16 @@ static void set_text(json_t *rec, const char *name, const json_t *src, const cha
     free(v);
 }
 
-/* A customer record from customer_query's answer; NULL if it has no account id. */
+/* A customer record from customer_query's answer; NULL if it has no account id or no valid
+ * e-mail (a customer needs one: box-office accounts often have none). */
 static json_t *customer_record(const json_t *c1)
 {
     const json_t *cu = ats_get(c1, "customer");
     int64_t acct;
-    if (ats_get_int(cu, "acct_id", &acct) < 0) {
+    char *mail = ats_get_text(cu, "email");
+    bool usable = mail && sd_email_valid(mail);
+    free(mail);
+    if (!usable || ats_get_int(cu, "acct_id", &acct) < 0) {
         return NULL;
     }
     json_t *rec = json_object();
@@ -465,6 +470,8 @@ static int fetch_missing(struct run *run, const char *field, const char *id)
             rec = customer_record(a.c1);
             if (rec) {
                 body_add(run, "customers", rec);
+            } else {
+                r = -ENOENT; /* no e-mail: the sale stays anonymous */
             }
         } else {
             size_t i;
@@ -476,6 +483,9 @@ static int fetch_missing(struct run *run, const char *field, const char *id)
             }
         }
         run->refetched++;
+        if (r == -ENOENT) {
+            run->no_email++;
+        }
     } else if (a.status == ATS_NOT_FOUND) {
         r = -ENOENT; /* deleted or merged in Archtics since the sale */
     } else {
@@ -755,6 +765,9 @@ static int account_row(struct run *run, const json_t *row, void *arg)
         json_t *rec = customer_record(a.c1);
         if (rec) {
             body_add(run, "customers", rec);
+        } else {
+            run->no_email++;
+            run->ctx->records_rejected++;
         }
     } else if (a.status != ATS_NOT_FOUND) {
         /* deleted or merged since it was listed: reconciliation handles those */
@@ -1191,6 +1204,15 @@ static int archtics_run(struct sd_connector_ctx *ctx, void *state)
                           "from the checkpoint",
                           (long long)cf->max_calls_per_run);
         r = 0;
+    }
+    if (r == 0 && run.no_email > 0) {
+        char *before = ctx->error ? sd_strdup(ctx->error) : NULL;
+        sd_connector_fail(ctx, 0,
+                          "%s%s%llu account(s) without a valid e-mail left out of the customers "
+                          "(their sales are stored anonymous)",
+                          before ? before : "", before ? "; " : "",
+                          (unsigned long long)run.no_email);
+        free(before);
     }
     json_decref(run.cursor);
     json_decref(run.body);
