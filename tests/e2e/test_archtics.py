@@ -110,7 +110,7 @@ class ArchticsPull(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory(prefix="sd-e2e-archtics-")
         cls.data = cls.tmp.name
         cls.keys = []
-        for i in range(14):
+        for i in range(16):
             client = "at%d" % i
             harness.tenant_create(cls.data, client)
             cls.keys.append((client, harness.key_create(cls.data, client, "test")))
@@ -439,6 +439,28 @@ class ArchticsPull(unittest.TestCase):
         self.assertEqual(sim.quota_violations(), [])
         custs = api.list_all("customers")[0]
         self.assertGreater(len(custs), 0, "nothing was committed before the pause")
+        self.assert_clean(sim)
+
+    def test_max_calls_per_run_ends_runs_that_resume(self):
+        admin, api = self.tenant()
+        sim = self.sim(queue_mode="never", accounts=12, events=3, sales_per_event=3,
+                       plan_holders=0)
+        cid = admin.add(settings_for(sim, max_calls_per_run=6, page_size=5))
+        runs = 0
+        while True:
+            before = len([c for c in sim.record() if c.counted])
+            st = admin.run(cid)
+            runs += 1
+            self.assertEqual(st["state"], "ok", st)
+            self.assertLessEqual(len([c for c in sim.record() if c.counted]) - before, 6)
+            if not st["last_warning"]:
+                break
+            self.assertIn("ended after max_calls_per_run", st["last_warning"])
+            self.assertLess(runs, 40, "the runs do not get anywhere")
+        self.assertGreater(runs, 2)
+        self.assert_reproduces(api, sim)
+        asked = [c.doc["command1"]["acct_id"] for c in sim.record("customer_query")]
+        self.assertEqual(len(asked), len(set(asked)), "an account was asked for twice")
         self.assert_clean(sim)
 
     def test_dst_fall_back_loses_and_doubles_nothing(self):
