@@ -336,6 +336,12 @@ int sd_connector_wait(struct sd_connector_ctx *ctx, int64_t usec);
  * (more than calls - write_reserve); -EINVAL: ctx->connector unset or its quotas malformed;
  * -EIO: the ledger failed. Every wait is logged once, with the time it ends. */
 int sd_connector_quota_take(struct sd_connector_ctx *ctx, int64_t n);
+/* sd_connector_quota_take that waits at most max_wait_usec: when the windows have room no
+ * sooner than that (a day's quota spent), it takes nothing and returns -EAGAIN with the time
+ * every window has room in *ret_retry_at_usec (µs since the epoch; may be NULL), so that a
+ * run can end with its checkpoints committed instead of holding a worker for hours. */
+int sd_connector_quota_take_within(struct sd_connector_ctx *ctx, int64_t n, int64_t max_wait_usec,
+                                   int64_t *ret_retry_at_usec);
 
 /* ---- long-lived state across runs ----------------------------------------------------------
  *

@@ -54,6 +54,12 @@ int sd_connector_wait(struct sd_connector_ctx *ctx, int64_t usec)
 
 int sd_connector_quota_take(struct sd_connector_ctx *ctx, int64_t n)
 {
+    return sd_connector_quota_take_within(ctx, n, INT64_MAX, NULL);
+}
+
+int sd_connector_quota_take_within(struct sd_connector_ctx *ctx, int64_t n, int64_t max_wait_usec,
+                                   int64_t *ret_retry_at_usec)
+{
     if (!ctx || !ctx->connector || !ctx->hub) {
         return -EINVAL;
     }
@@ -77,6 +83,12 @@ int sd_connector_quota_take(struct sd_connector_ctx *ctx, int64_t n)
             break;
         }
         int64_t wait = retry_at - now < MIN_QUOTA_WAIT_USEC ? MIN_QUOTA_WAIT_USEC : retry_at - now;
+        if (wait > max_wait_usec) {
+            if (ret_retry_at_usec) {
+                *ret_retry_at_usec = retry_at;
+            }
+            break; /* r is -EAGAIN: nothing taken */
+        }
         json_t *until = sd_json_time(retry_at);
         sd_log(SD_LOG_INFO, "quota exhausted, waiting for the next window",
                "connector=\"[%s/%s]\" calls=%lld until=%s wait_ms=%lld", c->name,

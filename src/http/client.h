@@ -135,6 +135,15 @@ struct sd_http_session *sd_http_session_new(void);
 void sd_http_session_free(struct sd_http_session *s); /* NULL is fine */
 /* How many cookies the jar holds now. */
 size_t sd_http_session_cookies(struct sd_http_session *s);
+/* The jar as text, to resume an exchange after a restart (a queued command whose poll must go
+ * on with the same cookies): one Netscape-format line per cookie ("host\tFALSE\t/path\t…"),
+ * each ended by '\n'; "" when empty. New string; it holds the cookies, so keep it where secrets
+ * may go (a connector's saved state), never in a log line or an error text. */
+char *sd_http_session_export(struct sd_http_session *s);
+/* Put the cookies of sd_http_session_export's text into the jar (replacing equal names): 0, or
+ * -EINVAL (a line that is not a cookie line, more than the caps allow, a control character
+ * other than TAB), nothing imported then. */
+int sd_http_session_import(struct sd_http_session *s, const char *text);
 
 /* ---- form bodies (application/x-www-form-urlencoded) ------------------------------------------
  *

@@ -96,3 +96,79 @@ size_t sd_http_session_cookies(struct sd_http_session *s)
     curl_easy_cleanup(h);
     return n;
 }
+
+char *sd_http_session_export(struct sd_http_session *s)
+{
+    CURL *h = curl_easy_init();
+    if (!h) {
+        abort(); /* allocation failure */
+    }
+    sd_http_session_attach(s, h);
+    struct curl_slist *list = NULL;
+    struct sd_buf out;
+    sd_buf_init(&out);
+    if (curl_easy_getinfo(h, CURLINFO_COOKIELIST, &list) == CURLE_OK) {
+        for (const struct curl_slist *l = list; l; l = l->next) {
+            sd_buf_puts(&out, l->data);
+            sd_buf_puts(&out, "\n");
+        }
+    }
+    curl_slist_free_all(list);
+    curl_easy_cleanup(h);
+    return sd_buf_steal(&out);
+}
+
+/* A Netscape cookie line: 7 TAB-separated fields, no other control character. */
+static bool cookie_line_ok(const char *l, size_t n)
+{
+    size_t tabs = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)l[i];
+        if (ch == '\t') {
+            tabs++;
+        } else if (ch < 0x20 || ch == 0x7f) {
+            return false;
+        }
+    }
+    return tabs == 6;
+}
+
+int sd_http_session_import(struct sd_http_session *s, const char *text)
+{
+    if (!s || !text) {
+        return -EINVAL;
+    }
+    size_t n = 0, bytes = 0;
+    for (const char *p = text; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len > 0) {
+            if (!cookie_line_ok(p, len)) {
+                return -EINVAL;
+            }
+            n++;
+            bytes += len;
+        }
+        p += len + (e ? 1 : 0);
+    }
+    if (n > SD_HTTP_SESSION_MAX_COOKIES || bytes > SD_HTTP_SESSION_MAX_COOKIE_BYTES) {
+        return -EINVAL;
+    }
+    CURL *h = curl_easy_init();
+    if (!h) {
+        abort(); /* allocation failure */
+    }
+    sd_http_session_attach(s, h);
+    for (const char *p = text; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len > 0) {
+            char *line = sd_strndup(p, len);
+            curl_easy_setopt(h, CURLOPT_COOKIELIST, line);
+            free(line);
+        }
+        p += len + (e ? 1 : 0);
+    }
+    curl_easy_cleanup(h);
+    return 0;
+}
