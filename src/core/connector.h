@@ -122,6 +122,11 @@ struct sd_connector_ctx {
      * the demo loader's too. */
     const struct sd_connector *connector;
     struct sd_outbox_lease *lease; /* deliver: the item's lease (sd_connector_lease_extend) */
+    /* deliver: calls core already took from the quotas for this attempt (1 for a type with
+     * quotas); sd_connector_quota_take* spends them first, and counts every further call of a
+     * delivery (lease set) as a write, so a deliver that makes several requests (a query and
+     * an update, a 202 poll) takes each of them from the ledger. */
+    int64_t prepaid_calls;
 };
 
 struct sd_outbox_item; /* store/audience.h (through core/outbox.h) */
@@ -330,7 +335,8 @@ struct sd_connector_ctx *sd_connector_job_ctx(struct sd_connector_job *job);
 int sd_connector_wait(struct sd_connector_ctx *ctx, int64_t usec);
 
 /* Count n calls of this run against its type's quotas (as reads: the write reserve stays
- * untouched), for the credential of ctx->settings, before making them. Waits (with
+ * untouched; inside a deliver as writes, after ctx->prepaid_calls), for the credential of
+ * ctx->settings, before making them. Waits (with
  * sd_connector_wait) until every window has room, then takes. 0: taken (or the type declares
  * no quotas); -ECANCELED: the hub stopped while waiting; -E2BIG: n can never fit a window
  * (more than calls - write_reserve); -EINVAL: ctx->connector unset or its quotas malformed;

@@ -66,4 +66,18 @@ extern const struct sd_connector sd_connector_archtics;
 /* The client parameters of cf (strings borrowed from cf). */
 void archtics_ats_params(const struct archtics_conf *cf, struct ats_params *ret);
 
+/* Customers out (archtics_out.c): the outbox operations, the change → item hook (customers of
+ * other sources, when push_customers is on) and the delivery (customer_add, or customer_query
+ * + customer_update). */
+struct sd_change;
+struct sd_outbox_adder;
+struct sd_outbox_item;
+struct sd_delivery_result;
+extern const char *const archtics_operations[];
+void archtics_on_change(const struct sd_connector_ctx *ctx, const struct sd_change *chg,
+                        struct sd_outbox_adder *out);
+enum sd_verdict archtics_deliver(struct sd_connector_ctx *ctx, void *state,
+                                 const struct sd_outbox_item *item,
+                                 struct sd_delivery_result *res);
+
 #endif

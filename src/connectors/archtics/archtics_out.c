@@ -16,221 +16,235 @@
  * makes a call the ledger did not count. A value wider than its Archtics field is never sent:
  * the item is refused before any request, naming the field and its width.
  *
- * Invariants: no value is ever truncated; customer_update always carries every field Archtics
- * held a moment before (it blanks what it is not sent); other_info_* sit at command1 level. */
+ * A 202 (queued) is polled within the delivery: the item's lease is extended before each
+ * command to outlast its whole polling cycle, so no other worker can take the item over while
+ * it polls, and a hub that dies mid-poll leaves a lease that the next start ends; the item is
+ * then sent again, which customer_add's e-mail dedupe (11408) and the full-overwrite update
+ * make harmless. Delivery workers are not run threads: a poll is never saved in a state. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "base/base.h"
-#include "base/utf8.h"
+#include "connectors/archtics/archtics.h"
 #include "connectors/archtics/archtics_out.h"
+#include "core/outbox.h"
 
-const struct archtics_width archtics_customer_widths[] = {
-    {"name_first", 40},     {"name_mi", 1},         {"name_last", 80},
-    {"title", 10},          {"company_name", 100},  {"street_addr_1", 40},
-    {"street_addr_2", 40},  {"city", 20},           {"state", 2},
-    {"zip", 10},            {"country", 8},         {"phone_day", 15},
-    {"phone_eve", 15},      {"phone_fax", 10},      {"phone_cell", 15},
-    {"email", 100},         {"birth_date", 10},     {"gender", 1},
-    {"email_optout", 1},    {"email_deliv_opt", 1}, {"text_on_mobile_phone", 1},
-    {"ext_system_id_1", 10}, {"ext_system_id_2", 10}, {NULL, 0},
-};
+/* ---- the outbox: on_change and deliver ------------------------------------------------------ */
 
-/* stagedoor's model fields that have an Archtics customer field of another name */
-static const struct {
-    const char *model;
-    const char *ats;
-} renamed[] = {
-    {"email", "email"},          {"first_name", "name_first"}, {"last_name", "name_last"},
-    {"salutation", "title"},     {"street", "street_addr_1"},  {"post_code", "zip"},
-    {"ad_opt_out", "email_optout"},
-};
+#define OP_PUSH "push_customer"
+#define REF_KIND "account" /* remote reference: "<source>:<customer_id>" → Archtics acct_id */
 
-int archtics_field_width(const char *field)
+const char *const archtics_operations[] = {OP_PUSH, NULL};
+
+/* The label the instance's own records carry (its "source" setting, or the type's name). */
+static const char *own_source(const struct sd_connector_ctx *ctx)
 {
-    for (const struct archtics_width *w = archtics_customer_widths; w->field; w++) {
-        if (strcmp(w->field, field) == 0) {
-            return w->width;
-        }
+    if (ctx->source && *ctx->source) {
+        return ctx->source;
     }
-    if (strcmp(field, "name_type") == 0) {
-        return 1;
-    }
-    if (strncmp(field, "other_info_", 11) == 0) {
-        char *end = NULL;
-        long n = strtol(field + 11, &end, 10);
-        if (end != field + 11 && *end == '\0' && n >= 1 && n <= ARCHTICS_OTHER_INFO_N) {
-            return ARCHTICS_OTHER_INFO_WIDTH;
-        }
-    }
-    return 0;
+    const char *s = json_string_value(json_object_get(ctx->settings, "source"));
+    return s && *s ? s : "archtics";
 }
 
-size_t archtics_char_count(const char *s)
+void archtics_on_change(const struct sd_connector_ctx *ctx, const struct sd_change *chg,
+                        struct sd_outbox_adder *out)
 {
-    size_t n = 0, len = strlen(s);
-    for (size_t i = 0; i < len; n++) {
-        size_t k = sd_utf8_seq_len(s + i, len - i);
-        i += k ? k : 1;
+    const struct archtics_conf *cf = ctx->conf;
+    if (!cf || !cf->push_customers || chg->kind != SD_KIND_CUSTOMER || !chg->record) {
+        return;
     }
-    return n;
+    /* Archtics' own accounts, whichever instance or file import stored them: no echo */
+    if (chg->source && strcmp(chg->source, own_source(ctx)) == 0) {
+        return;
+    }
+    char *subject = sd_asprintf("%s:%s", chg->source ? chg->source : "", chg->id);
+    json_t *payload = json_pack("{s:s, s:s, s:O}", "source", chg->source ? chg->source : "",
+                                "customer_id", chg->id, "customer", chg->record);
+    char *text = json_dumps(chg->record, JSON_COMPACT | JSON_SORT_KEYS);
+    char hash[65];
+    sd_sha256_hex(text ? text : "", text ? strlen(text) : 0, hash);
+    char *dedupe = sd_asprintf("%s|%s", subject, hash);
+    sd_outbox_add(out, OP_PUSH, "customer", subject, payload, dedupe);
+    free(dedupe);
+    free(text);
+    json_decref(payload);
+    free(subject);
 }
 
-static const char *model_name_of(const char *ats)
+/* What a call's status means for the item; 0 to go on (OK or, where allowed, HIT). */
+static enum sd_verdict verdict_of(const struct ats_answer *a, const char *cmd,
+                                  struct sd_delivery_result *res)
 {
-    for (size_t i = 0; i < sizeof(renamed) / sizeof(renamed[0]); i++) {
-        if (strcmp(renamed[i].ats, ats) == 0) {
-            return renamed[i].model;
-        }
+    res->status = a->http_status;
+    switch (a->status) {
+    case ATS_OK:
+    case ATS_HIT:
+        return SD_VERDICT_OK;
+    case ATS_PAUSED: {
+        int64_t now = sd_now_usec();
+        res->retry_after_usec = a->paused_until_usec > now ? a->paused_until_usec - now : 1000000;
+        res->error = sd_asprintf("%s: %s; waiting for the window", cmd, a->detail);
+        return SD_VERDICT_WAIT;
     }
-    return NULL;
+    case ATS_RETRY:
+    case ATS_CANCELED:
+    case ATS_TOO_LARGE:
+        res->error = sd_asprintf("%s: %s", cmd, a->detail[0] ? a->detail : "try again later");
+        return SD_VERDICT_RETRY;
+    case ATS_AUTH:
+    case ATS_SETUP:
+        /* the key, DSN or URL is wrong: retried (with back-off) so a fixed setting delivers */
+        res->error = sd_asprintf("%s: %s", cmd, a->detail);
+        return SD_VERDICT_RETRY;
+    case ATS_NOT_FOUND:
+    case ATS_REJECTED:
+    default:
+        res->error = sd_asprintf("%s refused: result %lld: %s", cmd, (long long)a->result,
+                                 a->detail);
+        return SD_VERDICT_REJECT;
+    }
 }
 
-/* Put field = text into out unless it does not fit: -EMSGSIZE with why. */
-static int put_checked(json_t *out, const char *field, const char *from, const char *text,
-                       char *why, size_t why_size)
+/* One command within the item's lease: the lease is extended to outlast the whole call (its
+ * polls and the client's resubmits of an expired poll). */
+static int call_leased(struct sd_connector_ctx *ctx, struct ats_client *cl,
+                       const struct ats_params *p, const char *cmd, const json_t *params,
+                       struct ats_answer *a)
 {
-    int width = archtics_field_width(field);
-    size_t n = archtics_char_count(text);
-    if (width > 0 && n > (size_t)width) {
-        if (strcmp(field, from) == 0) {
-            snprintf(why, why_size,
-                     "%s is %zu characters long; Archtics holds at most %d (Char(%d)): not sent",
-                     field, n, width, width);
-        } else {
-            snprintf(why, why_size,
-                     "%s (from %s) is %zu characters long; Archtics holds at most %d "
-                     "(Char(%d)): not sent",
-                     field, from, n, width, width);
-        }
-        return -EMSGSIZE;
+    int64_t need = 3 * (p->poll_timeout_ms + p->timeout_ms) * 1000 + SD_OUTBOX_LEASE_MARGIN_USEC;
+    if (sd_connector_lease_extend(ctx, need, need) < 0) {
+        return -ESTALE;
     }
-    json_object_set_new(out, field, json_string(text));
-    return 0;
+    return ats_call(cl, cmd, params, a);
 }
 
-int archtics_out_fields(const json_t *record, json_t **ret, char *why, size_t why_size)
+static void keep_answer(struct sd_delivery_result *res, const struct ats_answer *a)
 {
-    json_t *out = json_object();
-    int r = 0;
-    for (size_t i = 0; r == 0 && i < sizeof(renamed) / sizeof(renamed[0]); i++) {
-        const json_t *v = json_object_get(record, renamed[i].model);
-        if (json_is_boolean(v)) {
-            r = put_checked(out, renamed[i].ats, renamed[i].model, json_is_true(v) ? "1" : "0",
-                            why, why_size);
-        } else if (json_is_string(v)) {
-            r = put_checked(out, renamed[i].ats, renamed[i].model, json_string_value(v), why,
-                            why_size);
-        }
+    free(res->answer);
+    res->answer = a->c1 ? json_dumps(a->c1, JSON_COMPACT) : NULL;
+}
+
+enum sd_verdict archtics_deliver(struct sd_connector_ctx *ctx, void *state,
+                                 const struct sd_outbox_item *item,
+                                 struct sd_delivery_result *res)
+{
+    (void)state;
+    const struct archtics_conf *cf = ctx->conf;
+    enum sd_verdict v = SD_VERDICT_REJECT;
+    json_t *payload = NULL, *fields = NULL, *params = NULL;
+    char *remote = NULL;
+    struct ats_client *cl = NULL;
+    struct ats_answer a = {0}, q = {0};
+    char why[320] = "";
+    int64_t t0 = sd_mono_usec();
+
+    if (!cf || strcmp(item->operation, OP_PUSH) != 0 || !item->payload ||
+        !(payload = json_loads(item->payload, 0, NULL))) {
+        res->error = sd_strdup("not an archtics push_customer item with a payload");
+        goto out;
     }
-    const char *key;
-    const json_t *v;
-    json_object_foreach((json_t *)record, key, v)
-    {
-        /* members named as Archtics fields (kept from an extract or another source); a field
-         * stagedoor has under its own name (email, first_name …) wins over a stray copy */
-        if (r < 0 || !json_is_string(v) || archtics_field_width(key) == 0 ||
-            strcmp(key, "name_type") == 0 || model_name_of(key)) {
-            continue;
-        }
-        r = put_checked(out, key, key, json_string_value(v), why, why_size);
+    if (archtics_out_fields(json_object_get(payload, "customer"), &fields, why, sizeof(why)) <
+        0) {
+        res->error = sd_strdup(why); /* refused before any request: nothing was sent */
+        goto out;
     }
+    int r = sd_connector_remote_ref_get(ctx, REF_KIND, item->subject_id, &remote);
+    if (r < 0 && r != -ENOENT) {
+        res->error = sd_strdup("cannot read the customer's Archtics account");
+        v = SD_VERDICT_RETRY;
+        goto out;
+    }
+    struct ats_params p;
+    archtics_ats_params(cf, &p);
+    cl = ats_client_new(ctx, &p);
+
+    if (!remote) {
+        /* a new account; an e-mail Archtics knows answers 11408 with its account: a hit */
+        if (archtics_out_add_params(fields, &params, why, sizeof(why)) < 0) {
+            res->error = sd_strdup(why);
+            goto out;
+        }
+        if (call_leased(ctx, cl, &p, "customer_add", params, &a) < 0) {
+            v = SD_VERDICT_RETRY;
+            goto out;
+        }
+        keep_answer(res, &a);
+        v = verdict_of(&a, "customer_add", res);
+        int64_t acct = 0;
+        if (v == SD_VERDICT_OK && ats_get_int(a.c1, "acct_id", &acct) < 0) {
+            v = SD_VERDICT_REJECT;
+            res->error = sd_strdup("customer_add answered without an acct_id");
+        }
+        if (v == SD_VERDICT_OK) {
+            res->remote_ref = sd_asprintf("%lld", (long long)acct);
+            res->facts = json_pack("{s:s, s:I}", "kind", a.status == ATS_HIT ? "hit" : "add",
+                                   "acct_id", (json_int_t)acct);
+        }
+        goto out;
+    }
+
+    /* an account: customer_query → merge → full customer_update (two calls) */
+    char *end = NULL;
+    long long acct = strtoll(remote, &end, 10);
+    if (end == remote || *end) {
+        res->error = sd_asprintf("the stored Archtics account '%.40s' is not a number", remote);
+        goto out;
+    }
+    json_t *qp = json_pack("{s:I, s:s}", "acct_id", (json_int_t)acct, "call_reason", "S");
+    r = call_leased(ctx, cl, &p, "customer_query", qp, &q);
+    json_decref(qp);
     if (r < 0) {
-        json_decref(out);
-        return r;
+        v = SD_VERDICT_RETRY;
+        goto out;
     }
-    *ret = out;
-    return 0;
-}
-
-int archtics_out_add_params(const json_t *fields, json_t **ret, char *why, size_t why_size)
-{
-    const char *last = json_string_value(json_object_get(fields, "name_last"));
-    const char *email = json_string_value(json_object_get(fields, "email"));
-    if (!last || !*last) {
-        snprintf(why, why_size, "customer_add needs name_last (from last_name) for an "
-                                "individual's account: not sent");
-        return -EINVAL;
+    keep_answer(res, &q);
+    if (q.status == ATS_NOT_FOUND) {
+        res->status = q.http_status;
+        res->error = sd_asprintf("Archtics account %lld no longer exists (deleted or merged on "
+                                 "the Archtics side): not updated",
+                                 acct);
+        goto out;
     }
-    if (!email || !*email) {
-        snprintf(why, why_size, "customer_add needs email: without it a repeated add would "
-                                "create a second account: not sent");
-        return -EINVAL;
+    if ((v = verdict_of(&q, "customer_query", res)) != SD_VERDICT_OK) {
+        goto out;
     }
-    json_t *cust = json_deep_copy(fields);
-    json_object_set_new(cust, "name_type", json_string("I"));
-    *ret = json_pack("{s:o}", "customer", cust);
-    return 0;
-}
-
-/* member key of obj, exact first, else without regard to ASCII case (servers vary it) */
-static const json_t *get_ci(const json_t *obj, const char *key)
-{
-    const json_t *v = json_object_get(obj, key);
-    if (v || !json_is_object(obj)) {
-        return v;
+    const char *sid = json_string_value(json_object_get(payload, "customer_id"));
+    if (cf->alt_id_type[0] && sid && archtics_char_count(sid) > ARCHTICS_ALT_ID_WIDTH) {
+        v = SD_VERDICT_REJECT;
+        res->error = sd_asprintf("alt_id (the customer id) is %zu characters long; Archtics "
+                                 "holds at most %d: not sent",
+                                 archtics_char_count(sid), ARCHTICS_ALT_ID_WIDTH);
+        goto out;
     }
-    const char *k;
-    const json_t *x;
-    json_object_foreach((json_t *)obj, k, x)
-    {
-        if (strcasecmp(k, key) == 0) {
-            return x;
-        }
+    params = archtics_out_update_params(q.c1, fields, acct, cf->alt_id_type, sid, why,
+                                        sizeof(why));
+    if (!params) {
+        v = SD_VERDICT_RETRY;
+        res->error = sd_asprintf("customer_query: %s", why);
+        goto out;
     }
-    return NULL;
-}
-
-/* a scalar as text (numbers in decimal, as servers send them either way), or NULL */
-static json_t *text_of(const json_t *v)
-{
-    if (json_is_string(v)) {
-        return json_string(json_string_value(v));
+    if (call_leased(ctx, cl, &p, "customer_update", params, &a) < 0) {
+        v = SD_VERDICT_RETRY;
+        goto out;
     }
-    if (json_is_integer(v)) {
-        char b[32];
-        snprintf(b, sizeof(b), "%lld", (long long)json_integer_value(v));
-        return json_string(b);
+    keep_answer(res, &a);
+    free(res->error);
+    res->error = NULL;
+    v = verdict_of(&a, "customer_update", res);
+    if (v == SD_VERDICT_OK) {
+        res->facts = json_pack("{s:s, s:I}", "kind", "update", "acct_id", (json_int_t)acct);
     }
-    if (json_is_real(v)) {
-        char b[64];
-        snprintf(b, sizeof(b), "%.15g", json_real_value(v));
-        return json_string(b);
-    }
-    return NULL;
-}
-
-json_t *archtics_out_update_params(const json_t *query_c1, const json_t *fields, int64_t acct_id,
-                                   const char *alt_id_type, const char *alt_id, char *why,
-                                   size_t why_size)
-{
-    const json_t *have = get_ci(query_c1, "customer");
-    if (!json_is_object(have)) {
-        snprintf(why, why_size, "customer_query answered without a customer object");
-        return NULL;
-    }
-    json_t *cust = json_object();
-    json_object_set_new(cust, "acct_id", json_integer(acct_id));
-    for (const struct archtics_width *w = archtics_customer_widths; w->field; w++) {
-        const json_t *ours = json_object_get(fields, w->field);
-        json_t *t = ours ? json_incref((json_t *)ours) : text_of(get_ci(have, w->field));
-        json_object_set_new(cust, w->field, t ? t : json_string(""));
-    }
-    if (alt_id_type && *alt_id_type && alt_id && *alt_id) {
-        json_object_set_new(cust, "alt_id_array",
-                            json_pack("[{s:s, s:s}]", "alt_id_type", alt_id_type, "alt_id",
-                                      alt_id));
-    }
-    json_t *params = json_pack("{s:o}", "customer", cust);
-    for (int i = 1; i <= ARCHTICS_OTHER_INFO_N; i++) {
-        char name[24];
-        snprintf(name, sizeof(name), "other_info_%d", i);
-        json_t *t = text_of(get_ci(query_c1, name));
-        json_object_set_new(params, name, t ? t : json_string(""));
-    }
-    return params;
+out:
+    res->ms = (sd_mono_usec() - t0) / 1000;
+    ats_answer_release(&a);
+    ats_answer_release(&q);
+    ats_client_free(cl);
+    free(remote);
+    json_decref(params);
+    json_decref(fields);
+    json_decref(payload);
+    return v;
 }
