@@ -166,6 +166,18 @@ int sd_connector_remote_ref_find(const struct sd_connector_ctx *ctx, const char 
 int sd_connector_remote_ref_put(const struct sd_connector_ctx *ctx, const char *kind,
                                 const char *local_id, const char *remote_id);
 
+/* Read back the hub's records of `kind` in this instance's tenant and environment, in change
+ * order after sequence number after_seq (0: from the first), at most `limit` rows (clamped to
+ * SD_CONNECTOR_READ_MAX): *ret_records is a new array of the live records as stored (customers
+ * carry their "source"; tombstones are skipped), *ret_last_seq the sequence number of the last
+ * row read (tombstones included: pass it as after_seq for the next page), *ret_more whether
+ * rows follow. For a reconciliation that compares the vendor's records with the hub's; any
+ * thread but the writer's (not from on_change). 0, -EINVAL, or the store's negative errno. */
+#define SD_CONNECTOR_READ_MAX 1000
+int sd_connector_records_page(const struct sd_connector_ctx *ctx, enum sd_kind kind,
+                              int64_t after_seq, size_t limit, json_t **ret_records,
+                              int64_t *ret_last_seq, bool *ret_more);
+
 /* on_change: one stored change of a record, as the writer applies it. */
 struct sd_change {
     enum sd_kind kind;   /* SD_KIND_CUSTOMER, SD_KIND_EVENT, SD_KIND_SALE */

@@ -52,6 +52,7 @@ struct archtics_conf {
 
     /* reconciliation and out (archtics_reconcile.c, archtics_out.c) */
     int64_t reconcile_days;       /* days between reconciliation runs; 0: never */
+    int64_t reconcile_calls_per_run; /* calls one run may spend on the sweep */
     bool push_customers;          /* customers of other sources go to Archtics */
     const char *alt_id_type;      /* alt_id_type that carries the stagedoor customer id; "" none */
 
@@ -76,6 +77,19 @@ struct sd_delivery_result;
 extern const char *const archtics_operations[];
 void archtics_on_change(const struct sd_connector_ctx *ctx, const struct sd_change *chg,
                         struct sd_outbox_adder *out);
+/* Reconciliation (archtics_reconcile.c): one step of the sweep of the hub's accounts of this
+ * source (customer_query each; 5024 → merged into the account that holds its sale now, or
+ * deleted), within reconcile_calls_per_run calls, every reconcile_days; its checkpoint is kept
+ * in the saved state. Called by the run after its streams, with the run's client. 0 (also when
+ * not due, or when a call failed: the next run goes on from the checkpoint), or a negative
+ * errno of the store. */
+struct archtics_reconcile_report {
+    bool ran, finished;
+    int64_t calls;
+    size_t checked, deleted, merged;
+};
+int archtics_reconcile_step(struct sd_connector_ctx *ctx, struct ats_client *cl,
+                            struct archtics_reconcile_report *rep);
 enum sd_verdict archtics_deliver(struct sd_connector_ctx *ctx, void *state,
                                  const struct sd_outbox_item *item,
                                  struct sd_delivery_result *res);

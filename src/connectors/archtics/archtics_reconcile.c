@@ -1,0 +1,263 @@
+/* archtics_reconcile.c — accounts deleted or merged on the Archtics side, applied to the hub.
+ *
+ * No incremental call reports a deleted or merged account, and customer_query answers both the
+ * same way (5024, "not found"). So a sweep, every reconcile_days, asks customer_query for each
+ * account the hub holds under the instance's source label (read back with
+ * sd_connector_records_page, in change order). An account Archtics no longer knows is:
+ *  - merged, when a sale the hub holds for it now belongs to another account in Archtics (a
+ *    merge moves the sales to the survivor): one get_ticket_sales call for that sale's event,
+ *    from one minute before its time, finds it; the account gets a "merged" tombstone naming the
+ *    survivor, and its sales and profile membership move to the survivor (core/deletions.h);
+ *  - deleted otherwise: a "deleted" tombstone.
+ *
+ * Cost: one call per account the hub holds, plus one per vanished account that has a sale; a
+ * sweep of N accounts costs N calls. It is spread over runs: each run spends at most
+ * reconcile_calls_per_run calls on it (never the write reserve: these are reads) and commits
+ * where it stopped in the instance's saved state, so the next run goes on from there and the
+ * day's quota is shared with the streams. With 5,000 calls a day, 100,000 accounts take about
+ * 100,000 / reconcile_calls_per_run runs: size reconcile_days to match (docs/connectors).
+ *
+ * Invariant: only an account Archtics answered "not found" for (5024 / sql_code 100) is ever
+ * removed; every other answer (quota, transport, any other error) stops the step and keeps the
+ * checkpoint, so a failing call never deletes anything. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "base/log.h"
+#include "connectors/archtics/archtics.h"
+#include "core/deletions.h"
+#include "model/tz.h"
+
+#define SAVED "reconcile"
+#define PAGE 200
+
+/* The hub's latest sale of customer `acct` (its invoice, event and UTC time), read back from
+ * the sales feed: 1 found, 0 none, negative errno. */
+static int sale_of(struct sd_connector_ctx *ctx, const char *acct, char **ret_invoice,
+                   char **ret_event, char **ret_when)
+{
+    int64_t after = 0;
+    bool more = true;
+    int found = 0;
+    while (more) {
+        json_t *recs = NULL;
+        int r = sd_connector_records_page(ctx, SD_KIND_SALE, after, SD_CONNECTOR_READ_MAX, &recs,
+                                          &after, &more);
+        if (r < 0) {
+            return r;
+        }
+        size_t i;
+        json_t *s;
+        json_array_foreach(recs, i, s)
+        {
+            const char *cid = json_string_value(json_object_get(s, "customer_id"));
+            const char *inv = json_string_value(json_object_get(s, "invoice_number"));
+            const char *ev = json_string_value(json_object_get(s, "event_id"));
+            const char *at = json_string_value(json_object_get(s, "purchase_datetime"));
+            if (cid && inv && ev && at && strcmp(cid, acct) == 0 &&
+                !json_object_get(s, "refund_of")) {
+                free(*ret_invoice);
+                free(*ret_event);
+                free(*ret_when);
+                *ret_invoice = sd_strdup(inv);
+                *ret_event = sd_strdup(ev);
+                *ret_when = sd_strdup(at);
+                found = 1;
+            }
+        }
+        json_decref(recs);
+    }
+    return found;
+}
+
+/* Which account holds sale `invoice` now in Archtics: 0 with *ret_acct, -ENOENT when the sale
+ * is not found, -EAGAIN when the call did not succeed (a->status says why). */
+static int holder_of(struct ats_client *cl, const struct sd_tz *tz, const char *event,
+                     const char *invoice, const char *when_utc, struct ats_answer *a,
+                     int64_t *ret_acct)
+{
+    int64_t utc = 0, local = 0;
+    char since[20], stamp[20];
+    snprintf(stamp, sizeof(stamp), "%.19s", when_utc); /* "YYYY-MM-DDTHH:MM:SS" of "…Z" */
+    if (ats_local_parse(stamp, &utc) < 0 || sd_tz_utc_to_local(tz, utc, &local) < 0) {
+        return -ENOENT;
+    }
+    ats_local_format(local - 60, since); /* one minute before: the boundary is never missed */
+    json_t *params = json_pack("{s:s, s:s, s:i}", "event_name", event, "since_date_time", since,
+                               "count", 1000);
+    int r = ats_call(cl, "get_ticket_sales", params, a);
+    json_decref(params);
+    if (r < 0 || (a->status != ATS_OK && a->status != ATS_NOT_FOUND)) {
+        return -EAGAIN;
+    }
+    const json_t *rows = ats_get(a->c1, "sales");
+    size_t i;
+    const json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        char *t = ats_get_text(row, "trans_id");
+        bool hit = t && strcmp(t, invoice) == 0;
+        free(t);
+        if (hit && ats_get_int(row, "acct_id", ret_acct) == 0) {
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+static bool due(const struct archtics_conf *cf, const json_t *st)
+{
+    if (cf->reconcile_days <= 0) {
+        return false;
+    }
+    if (json_integer_value(json_object_get(st, "after_seq")) > 0) {
+        return true; /* a sweep in progress */
+    }
+    const json_t *done = json_object_get(st, "last_done_usec");
+    return !json_is_integer(done) ||
+           sd_now_usec() - json_integer_value(done) >= cf->reconcile_days * 86400LL * 1000000;
+}
+
+int archtics_reconcile_step(struct sd_connector_ctx *ctx, struct ats_client *cl,
+                            struct archtics_reconcile_report *rep)
+{
+    const struct archtics_conf *cf = ctx->conf;
+    memset(rep, 0, sizeof(*rep));
+    json_t *saved = sd_connector_saved(ctx);
+    if (!cf || !saved) {
+        return 0;
+    }
+    json_t *st = json_object_get(saved, SAVED);
+    if (!json_is_object(st)) {
+        st = json_object();
+        json_object_set_new(saved, SAVED, st);
+    }
+    if (!due(cf, st)) {
+        return 0;
+    }
+    const struct sd_tz *tz = NULL;
+    if (sd_tz_get(cf->venue_time_zone, &tz, NULL, 0) < 0) {
+        return sd_connector_fail(ctx, -EINVAL, "reconciliation: unknown venue_time_zone");
+    }
+    const char *own = ctx->source ? ctx->source : "archtics";
+    int64_t after = json_integer_value(json_object_get(st, "after_seq"));
+    int64_t budget = cf->reconcile_calls_per_run;
+    bool more = true;
+    int r = 0;
+    rep->ran = true;
+    while (more && r == 0) {
+        json_t *recs = NULL;
+        int64_t last = after;
+        r = sd_connector_records_page(ctx, SD_KIND_CUSTOMER, after, PAGE, &recs, &last, &more);
+        if (r < 0) {
+            break;
+        }
+        size_t i;
+        json_t *c;
+        json_array_foreach(recs, i, c)
+        {
+            const char *src = json_string_value(json_object_get(c, "source"));
+            const char *id = json_string_value(json_object_get(c, "customer_id"));
+            char *end = NULL;
+            long long acct = id ? strtoll(id, &end, 10) : 0;
+            if (!src || strcmp(src, own) != 0 || !id || end == id || *end) {
+                continue; /* another system's customer, or not an Archtics account number */
+            }
+            if (rep->calls + 2 > budget) {
+                more = true;
+                r = 1; /* out of this run's share: the checkpoint stays before this record */
+                break;
+            }
+            struct ats_answer a = {0};
+            json_t *qp = json_pack("{s:I, s:s}", "acct_id", (json_int_t)acct, "call_reason", "S");
+            int cr = ats_call(cl, "customer_query", qp, &a);
+            json_decref(qp);
+            rep->calls += a.calls;
+            enum ats_status status = cr < 0 ? ATS_RETRY : a.status;
+            ats_answer_release(&a);
+            if (status == ATS_OK) {
+                rep->checked++;
+                continue;
+            }
+            if (status != ATS_NOT_FOUND) {
+                r = status == ATS_PAUSED || status == ATS_CANCELED ? 1 : -EAGAIN;
+                break;
+            }
+            /* gone: merged (a sale of it belongs to another account now) or deleted */
+            char *inv = NULL, *ev = NULL, *when = NULL;
+            int64_t into = 0;
+            int hr = sale_of(ctx, id, &inv, &ev, &when);
+            if (hr == 1) {
+                struct ats_answer s = {0};
+                hr = holder_of(cl, tz, ev, inv, when, &s, &into);
+                rep->calls += s.calls;
+                enum ats_status ss = s.status;
+                ats_answer_release(&s);
+                if (hr == -EAGAIN) {
+                    r = ss == ATS_PAUSED || ss == ATS_CANCELED ? 1 : -EAGAIN;
+                }
+            }
+            free(inv);
+            free(ev);
+            free(when);
+            if (hr < 0 && hr != -ENOENT && hr != -EAGAIN) {
+                r = hr; /* the store failed reading the hub's sales */
+            }
+            if (r != 0) {
+                break;
+            }
+            char into_text[32];
+            snprintf(into_text, sizeof(into_text), "%lld", (long long)into);
+            bool merged = hr == 0 && into != acct;
+            struct sd_deletion d = {.kind = SD_KIND_CUSTOMER,
+                                    .id = id,
+                                    .source = own,
+                                    .reason = merged ? SD_TOMBSTONE_MERGED : SD_TOMBSTONE_DELETED,
+                                    .merged_into = merged ? into_text : NULL};
+            struct sd_deletion_outcome out = {0};
+            int dr = sd_hub_delete_records(ctx->hub, ctx->tenant_id, ctx->env, &d, 1, ctx->id,
+                                           &out);
+            if (dr < 0) {
+                r = dr;
+                break;
+            }
+            if (merged) {
+                rep->merged++;
+            } else {
+                rep->deleted++;
+            }
+            sd_log(SD_LOG_INFO, merged ? "archtics account merged" : "archtics account deleted",
+                   "connector=\"[archtics/%s]\" acct_id=%lld into=%s", ctx->id ? ctx->id : "",
+                   acct, merged ? into_text : "-");
+        }
+        if (r == 0) {
+            after = last; /* the whole page was checked */
+        }
+        json_decref(recs);
+    }
+    /* the saved object may have been replaced by a commit in between: look it up again */
+    saved = sd_connector_saved(ctx);
+    st = json_object_get(saved, SAVED);
+    if (!json_is_object(st)) {
+        st = json_object();
+        json_object_set_new(saved, SAVED, st);
+    }
+    if (r == 0 && !more) {
+        json_object_set_new(st, "after_seq", json_integer(0));
+        json_object_set_new(st, "last_done_usec", json_integer(sd_now_usec()));
+        rep->finished = true;
+    } else {
+        json_object_set_new(st, "after_seq", json_integer(after));
+    }
+    json_object_set_new(st, "last_checked", json_integer((json_int_t)rep->checked));
+    json_object_set_new(st, "last_deleted", json_integer((json_int_t)rep->deleted));
+    json_object_set_new(st, "last_merged", json_integer((json_int_t)rep->merged));
+    int sr = sd_connector_state_save(ctx);
+    if (r < 0) {
+        return r == -EAGAIN ? 0 : r; /* a failed call: the next run goes on from here */
+    }
+    return sr < 0 && sr != -ENOTSUP ? sr : 0;
+}
