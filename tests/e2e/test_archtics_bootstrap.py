@@ -5,6 +5,7 @@
     (docs/connectors/archtics-extract-mapping.json) and the source label "archtics": every row
     is stored, none refused; local times become their UTC instants in the venue's zone, prices
     are exact, returns are refund records of the sale they return;
+  - scans join the sales extract as attended_quantity (scripts/archtics-extract-attendance);
   - what the hub then holds equals the simulator's world at the cut-off, record by record.
 
 Run: python3 tests/e2e/test_archtics_bootstrap.py --bin build/debug/stagedoor
@@ -14,6 +15,7 @@ import csv
 import io
 import json
 import os
+import subprocess
 import sys
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
@@ -27,6 +29,7 @@ TS = harness.TIME_SCALE
 WAIT = 60 * TS
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAPPING_FILE = os.path.join(ROOT, "docs", "connectors", "archtics-extract-mapping.json")
+ATTENDANCE = os.path.join(ROOT, "scripts", "archtics-extract-attendance")
 ZONE = "America/New_York"
 KEY = "k-boot-1"
 DSN = "venue_boot"
@@ -66,31 +69,60 @@ def single_events(text):
     return out.getvalue()
 
 
-def expected_from_extract(extract):
-    """What the documented mapping makes of the extract, computed here independently of the
-    hub: {kind: {id: {field: value}}} for the fields the comparison checks."""
+def with_attendance(sales_csv, scans_csv, tmp):
+    """The sales extract joined with the scans extract by scripts/archtics-extract-attendance."""
+    paths = []
+    for name, text in (("sales.csv", sales_csv), ("scans.csv", scans_csv)):
+        paths.append(os.path.join(tmp, name))
+        with open(paths[-1], "w", encoding="utf-8") as f:
+            f.write(text)
+    out = subprocess.run([sys.executable, ATTENDANCE] + paths, capture_output=True, text=True,
+                         timeout=60 * TS)
+    if out.returncode != 0:
+        raise AssertionError("archtics-extract-attendance failed: %s" % out.stderr)
+    return out.stdout
+
+
+def world_view(sim, cutoff=None):
+    """The simulator's world as stagedoor should hold it — at the cut-off (what the extract
+    covers) or now: {kind: {id: {field: value}}}, computed from the world itself, not from any
+    file or answer."""
+    w, clock = sim.world, sim.clock
+    upto = clock.epoch_of(cutoff) + 59.999 if cutoff else float("inf")
     want = {"events": {}, "customers": {}, "sales": {}}
-    for r in rows(extract["events"]):
-        want["events"][r["event_name"]] = {
-            "title": r["event_description"], "venue": r["venue_name"],
-            "date": r["event_date"], "time": r["event_time"] + ":00"}
-    for r in rows(extract["accounts"]):
-        c = {"email": r["email"], "first_name": r["name_first"], "last_name": r["name_last"],
-             "street": r["street_addr_1"], "post_code": r["zip"],
-             "ad_opt_out": r["email_optout"] == "1"}
-        for kept in ("city", "state", "country", "phone_cell", "birth_date", "gender"):
-            if r[kept]:
-                c[kept] = r[kept]
-        want["customers"][r["acct_id"]] = c
-    for r in rows(extract["sales"]):
-        s = {"event_id": r["event_name"], "customer_id": r["acct_id"],
-             "purchase_datetime": utc_text(r["trans_date_time"]),
-             "quantity": int(r["num_seats"]), "sales_price": r["purchase_price"],
-             "currency": "USD"}
-        if r["trans_type"] == "R":
-            s["refund_of"] = r["orig_trans_id"]
-            s["order_type"] = "refund"
-        want["sales"][r["trans_id"]] = s
+    for e in w.events:
+        if e["event_category"] != "E":
+            continue
+        d = clock.local_dt(e["start"])
+        want["events"][e["event_name"]] = {
+            "title": e["event_name_inet"], "venue": e["venue_name"],
+            "date": d.strftime("%Y-%m-%d"), "time": d.strftime("%H:%M:00")}
+    for a in w.accounts.values():
+        if a["created"] > upto:
+            continue
+        c = {"email": a["email"], "first_name": a["name_first"], "last_name": a["name_last"],
+             "street": a["street_addr_1"], "post_code": a["zip"], "city": a["city"]}
+        if a["email_optout"]:
+            c["ad_opt_out"] = a["email_optout"] == "1"
+        want["customers"][str(a["acct_id"])] = c
+    scans = [x for x in w.scans if x["at"] <= upto]
+    seats = {(x["event_name"], x["section_name"], x["row_name"], x["seat_num"]) for x in scans}
+    scanned = {x["event_name"] for x in scans}
+    for x in w.sales:
+        if x["at"] > upto:
+            continue
+        rec = {"event_id": x["event_name"], "customer_id": str(x["acct_id"]),
+               "purchase_datetime": utc_text(clock.local(x["at"])),
+               "quantity": x["num_seats"], "sales_price": "%d.%02d" % divmod(x["paid_cents"], 100),
+               "base_price": "%d.%02d" % divmod(x["full_cents"], 100), "currency": "USD",
+               "ticket_category": "subscription" if x["plan_name"] else "regular"}
+        if x["trans_type"] == "R":
+            rec["refund_of"] = str(x["orig_trans_id"])
+        elif x["event_name"] in scanned:
+            rec["attended_quantity"] = sum(
+                1 for k in range(x["num_seats"])
+                if (x["event_name"], x["section_name"], x["row_name"], x["seat_num"] + k) in seats)
+        want["sales"][str(x["trans_id"])] = rec
     return want
 
 
@@ -175,14 +207,24 @@ class ArchticsBootstrap(harness.ServerCase):
             for f, v in fields.items():
                 self.assertEqual(have[rid].get(f), v, "%s %s.%s: %r" % (kind, rid, f, have[rid]))
 
-    def test_extract_through_csv_drop(self):
-        extract = {kind: self.sim.extract_csv(kind, CUTOFF) for kind in
+    def extract(self, cutoff):
+        """The four extract files, as the venue prepares them for the import."""
+        extract = {kind: self.sim.extract_csv(kind, cutoff) for kind in
                    ("accounts", "events", "sales", "scans")}
         extract["events"] = single_events(extract["events"])
-        self.assertGreater(len(rows(extract["sales"])), 100)
-        self.assertTrue(any(r["trans_type"] == "R" for r in rows(extract["sales"])))
+        extract["sales"] = with_attendance(extract["sales"], extract["scans"],
+                                           harness.tempdir(self))
+        return extract
+
+    def test_extract_through_csv_drop(self):
+        extract = self.extract(CUTOFF)
+        sales = rows(extract["sales"])
+        self.assertGreater(len(sales), 100)
+        self.assertTrue(any(r["trans_type"] == "R" for r in sales))
+        self.assertTrue(any(r["attended_quantity"] not in ("", "0") for r in sales))
+        self.assertTrue(any(r["plan_name"] for r in sales))
         self.import_extract(extract)
-        want = expected_from_extract(extract)
+        want = world_view(self.sim, CUTOFF)
         for kind in ("events", "customers", "sales"):
             with self.subTest(kind):
                 self.assertMatches(want[kind], self.hub_records(kind), kind)
