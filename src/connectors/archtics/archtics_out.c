@@ -7,8 +7,8 @@
  * whichever instance stored them: they came from Archtics (its pull, or a file extract imported
  * under the same label), so writing them back would echo Archtics to itself.
  *
- * deliver: the item's subject has no Archtics account yet (no remote reference of kind
- * "account") → customer_add; result 0 or 11408 (the e-mail exists: a hit) gives the acct_id,
+ * deliver: the item's subject has no Archtics account yet (no remote reference) →
+ * customer_add; result 0 or 11408 (the e-mail exists: a hit) gives the acct_id,
  * kept as the remote reference. With an account → customer_query, the merge of
  * archtics_out_update_params, customer_update: two calls. Core takes the first call from the
  * quota before deliver; the ATS client takes every further request (the second command, a 202
@@ -35,7 +35,7 @@
 /* ---- the outbox: on_change and deliver ------------------------------------------------------ */
 
 #define OP_PUSH "push_customer"
-#define REF_KIND "account" /* remote reference: "<source>:<customer_id>" → Archtics acct_id */
+#define REF_KIND "customer" /* the item's subject kind: core keeps the remote reference under it */
 
 const char *const archtics_operations[] = {OP_PUSH, NULL};
 

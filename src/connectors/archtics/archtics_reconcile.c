@@ -189,29 +189,29 @@ int archtics_reconcile_step(struct sd_connector_ctx *ctx, struct ats_client *cl,
             /* gone: merged (a sale of it belongs to another account now) or deleted */
             char *inv = NULL, *ev = NULL, *when = NULL;
             int64_t into = 0;
+            bool merged = false;
             int hr = sale_of(ctx, id, &inv, &ev, &when);
-            if (hr == 1) {
+            if (hr < 0) {
+                r = hr; /* the store failed reading the hub's sales */
+            } else if (hr == 1) {
                 struct ats_answer s = {0};
-                hr = holder_of(cl, tz, ev, inv, when, &s, &into);
+                int h = holder_of(cl, tz, ev, inv, when, &s, &into);
                 rep->calls += s.calls;
                 enum ats_status ss = s.status;
                 ats_answer_release(&s);
-                if (hr == -EAGAIN) {
+                if (h == -EAGAIN) {
                     r = ss == ATS_PAUSED || ss == ATS_CANCELED ? 1 : -EAGAIN;
                 }
+                merged = h == 0 && into != acct;
             }
             free(inv);
             free(ev);
             free(when);
-            if (hr < 0 && hr != -ENOENT && hr != -EAGAIN) {
-                r = hr; /* the store failed reading the hub's sales */
-            }
             if (r != 0) {
                 break;
             }
             char into_text[32];
             snprintf(into_text, sizeof(into_text), "%lld", (long long)into);
-            bool merged = hr == 0 && into != acct;
             struct sd_deletion d = {.kind = SD_KIND_CUSTOMER,
                                     .id = id,
                                     .source = own,
