@@ -34,14 +34,13 @@
 #define SAVED "reconcile"
 #define PAGE 200
 
-/* The hub's latest sale of customer `acct` (its invoice, event and UTC time), read back from
- * the sales feed: 1 found, 0 none, negative errno. */
-static int sale_of(struct sd_connector_ctx *ctx, const char *acct, char **ret_invoice,
-                   char **ret_event, char **ret_when)
+/* For each account id that is a key of `gone` (values null), the hub's latest sale of it that
+ * is not a refund, read back from the sales feed in one pass: gone[id] becomes {"invoice",
+ * "event", "when"}. 0, or the store's negative errno. */
+static int sales_of(struct sd_connector_ctx *ctx, json_t *gone)
 {
     int64_t after = 0;
     bool more = true;
-    int found = 0;
     while (more) {
         json_t *recs = NULL;
         int r = sd_connector_records_page(ctx, SD_KIND_SALE, after, SD_CONNECTOR_READ_MAX, &recs,
@@ -57,20 +56,16 @@ static int sale_of(struct sd_connector_ctx *ctx, const char *acct, char **ret_in
             const char *inv = json_string_value(json_object_get(s, "invoice_number"));
             const char *ev = json_string_value(json_object_get(s, "event_id"));
             const char *at = json_string_value(json_object_get(s, "purchase_datetime"));
-            if (cid && inv && ev && at && strcmp(cid, acct) == 0 &&
+            if (cid && inv && ev && at && json_object_get(gone, cid) &&
                 !json_object_get(s, "refund_of")) {
-                free(*ret_invoice);
-                free(*ret_event);
-                free(*ret_when);
-                *ret_invoice = sd_strdup(inv);
-                *ret_event = sd_strdup(ev);
-                *ret_when = sd_strdup(at);
-                found = 1;
+                json_object_set_new(gone, cid,
+                                    json_pack("{s:s, s:s, s:s}", "invoice", inv, "event", ev,
+                                              "when", at));
             }
         }
         json_decref(recs);
     }
-    return found;
+    return 0;
 }
 
 /* Which account holds sale `invoice` now in Archtics: 0 with *ret_acct, -ENOENT when the sale
@@ -149,12 +144,18 @@ int archtics_reconcile_step(struct sd_connector_ctx *ctx, struct ats_client *cl,
     int r = 0;
     rep->ran = true;
     while (more && r == 0) {
-        json_t *recs = NULL;
-        int64_t last = after;
-        r = sd_connector_records_page(ctx, SD_KIND_CUSTOMER, after, PAGE, &recs, &last, &more);
-        if (r < 0) {
+        /* a page no larger than what is left of the share (an account costs one call, a
+         * vanished one a second), so a page is normally checked whole and the checkpoint moves
+         * past it; a step stopped inside a page asks that page's accounts again next time */
+        int64_t left = budget - rep->calls;
+        if (left < 2) {
+            r = 1;
             break;
         }
+        size_t limit = (size_t)(left / 2 < PAGE ? left / 2 : PAGE);
+        json_t *recs = NULL, *gone = json_object();
+        int64_t last = after;
+        r = sd_connector_records_page(ctx, SD_KIND_CUSTOMER, after, limit, &recs, &last, &more);
         size_t i;
         json_t *c;
         json_array_foreach(recs, i, c)
@@ -163,13 +164,11 @@ int archtics_reconcile_step(struct sd_connector_ctx *ctx, struct ats_client *cl,
             const char *id = json_string_value(json_object_get(c, "customer_id"));
             char *end = NULL;
             long long acct = id ? strtoll(id, &end, 10) : 0;
+            if (r != 0) {
+                break;
+            }
             if (!src || strcmp(src, own) != 0 || !id || end == id || *end) {
                 continue; /* another system's customer, or not an Archtics account number */
-            }
-            if (rep->calls + 2 > budget) {
-                more = true;
-                r = 1; /* out of this run's share: the checkpoint stays before this record */
-                break;
             }
             struct ats_answer a = {0};
             json_t *qp = json_pack("{s:I, s:s}", "acct_id", (json_int_t)acct, "call_reason", "S");
@@ -180,35 +179,38 @@ int archtics_reconcile_step(struct sd_connector_ctx *ctx, struct ats_client *cl,
             ats_answer_release(&a);
             if (status == ATS_OK) {
                 rep->checked++;
-                continue;
-            }
-            if (status != ATS_NOT_FOUND) {
+            } else if (status == ATS_NOT_FOUND) {
+                json_object_set_new(gone, id, json_null()); /* vanished: merged or deleted */
+            } else {
                 r = status == ATS_PAUSED || status == ATS_CANCELED ? 1 : -EAGAIN;
+            }
+        }
+        if (json_object_size(gone) > 0) {
+            int sr = sales_of(ctx, gone);
+            r = sr < 0 ? sr : r;
+        }
+        const char *id;
+        json_t *sale;
+        json_object_foreach(gone, id, sale)
+        {
+            if (r < 0) {
                 break;
             }
-            /* gone: merged (a sale of it belongs to another account now) or deleted */
-            char *inv = NULL, *ev = NULL, *when = NULL;
-            int64_t into = 0;
+            int64_t into = 0, acct = strtoll(id, NULL, 10);
             bool merged = false;
-            int hr = sale_of(ctx, id, &inv, &ev, &when);
-            if (hr < 0) {
-                r = hr; /* the store failed reading the hub's sales */
-            } else if (hr == 1) {
-                struct ats_answer s = {0};
-                int h = holder_of(cl, tz, ev, inv, when, &s, &into);
-                rep->calls += s.calls;
-                enum ats_status ss = s.status;
-                ats_answer_release(&s);
-                if (h == -EAGAIN) {
-                    r = ss == ATS_PAUSED || ss == ATS_CANCELED ? 1 : -EAGAIN;
+            if (json_is_object(sale)) {
+                struct ats_answer h = {0};
+                int hr = holder_of(cl, tz, json_string_value(json_object_get(sale, "event")),
+                                   json_string_value(json_object_get(sale, "invoice")),
+                                   json_string_value(json_object_get(sale, "when")), &h, &into);
+                rep->calls += h.calls;
+                enum ats_status hs = h.status;
+                ats_answer_release(&h);
+                if (hr == -EAGAIN) {
+                    r = hs == ATS_PAUSED || hs == ATS_CANCELED ? 1 : -EAGAIN;
+                    break; /* not judged: asked again by the next step */
                 }
-                merged = h == 0 && into != acct;
-            }
-            free(inv);
-            free(ev);
-            free(when);
-            if (r != 0) {
-                break;
+                merged = hr == 0 && into != acct;
             }
             char into_text[32];
             snprintf(into_text, sizeof(into_text), "%lld", (long long)into);
@@ -231,11 +233,12 @@ int archtics_reconcile_step(struct sd_connector_ctx *ctx, struct ats_client *cl,
             }
             sd_log(SD_LOG_INFO, merged ? "archtics account merged" : "archtics account deleted",
                    "connector=\"[archtics/%s]\" acct_id=%lld into=%s", ctx->id ? ctx->id : "",
-                   acct, merged ? into_text : "-");
+                   (long long)acct, merged ? into_text : "-");
         }
         if (r == 0) {
             after = last; /* the whole page was checked */
         }
+        json_decref(gone);
         json_decref(recs);
     }
     /* the saved object may have been replaced by a commit in between: look it up again */
