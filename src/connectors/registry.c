@@ -10,6 +10,7 @@ extern const struct sd_connector sd_connector_rest_pull;
 extern const struct sd_connector sd_connector_webhook_in;
 extern const struct sd_connector sd_connector_tradablebits;
 extern const struct sd_connector sd_connector_audience_push;
+extern const struct sd_connector sd_connector_archtics;
 #ifdef SD_TEST_CONNECTORS
 extern const struct sd_connector sd_connector_test_contacts; /* tests/connectors/, not shipped */
 #endif
@@ -23,6 +24,7 @@ const struct sd_connector *const sd_connectors[] = {
     &sd_connector_webhook_in,
     &sd_connector_tradablebits,
     &sd_connector_audience_push,
+    &sd_connector_archtics,
 #ifdef SD_TEST_CONNECTORS
     &sd_connector_test_contacts,
 #endif

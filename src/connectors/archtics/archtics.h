@@ -4,8 +4,8 @@
  *  - ats.c               the ATS client: envelope, tolerant answers, 202 polling with saved
  *                        cookies, quota before every request.
  *  - archtics.c          the type (settings table, quotas, registry entry) and the pull streams:
- *                        accounts, events, sales and returns, seats of season-ticket holders,
- *                        attendance; the incremental commands' table.
+ *                        accounts, events, sales and returns, attendance; the incremental
+ *                        commands' table.
  *  - archtics_out.c, archtics_reconcile.c   customers out, reconciliation (their own header
  *                        lines below, added with them).
  *
@@ -30,6 +30,7 @@ struct archtics_conf {
     const char *uid;
     const char *venue_time_zone;  /* IANA: every ATS date and time is venue-local */
     const char *currency;         /* ISO 4217 of every price */
+    const char *event_city;       /* the venue's city (events need one) */
 
     /* patience */
     int64_t timeout_seconds;      /* per request */
@@ -41,13 +42,15 @@ struct archtics_conf {
     int64_t no_data_result;       /* `result` of an expired poll ("No data for token") */
 
     /* streams */
-    bool pull_accounts, pull_events, pull_sales, pull_seats, pull_attendance;
+    bool pull_accounts, pull_events, pull_sales, pull_attendance;
     const char *history_from;     /* "YYYY-MM-DD HH:MM" venue-local: a stream's first since */
     const char *bootstrap_cutoff; /* "YYYY-MM-DD HH:MM" venue-local, or "": streams without a
                                      cursor start here (the file extract covers what is older) */
     int64_t page_size;            /* rows per incremental page (count) */
     int64_t event_page_size;      /* event_details count (halved on 11075) */
     int64_t event_refresh_hours;  /* the events list is read again after this long */
+    int64_t scan_window_hours;    /* an event's scans are counted from this long before the
+                                     first one seen */
     int64_t max_calls_per_run;    /* 0: no bound; else the run ends (checkpointed) after it */
 
     /* reconciliation and out (archtics_reconcile.c, archtics_out.c) */
