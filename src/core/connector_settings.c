@@ -212,7 +212,7 @@ json_t *sd_connector_describe(const struct sd_connector *c)
     for (const struct sd_setting *s = c->settings; s && s->key; s++) {
         json_array_append_new(settings, setting_json(s, s->default_value));
     }
-    if (c->kind == SD_CONNECTOR_SOURCE) {
+    if (c->kind & SD_CONNECTOR_SOURCE) {
         char *d = sd_asprintf("\"%s\"", c->name); /* connector names are [a-z0-9_] */
         json_array_append_new(settings, setting_json(&source_setting, d));
         free(d);
@@ -347,7 +347,7 @@ static void rows(const struct sd_connector *c, struct sd_buf *out,
     for (const struct sd_setting *s = c->settings; s && s->key; s++) {
         row(out, s, s->default_value);
     }
-    if (c->kind == SD_CONNECTOR_SOURCE) {
+    if (c->kind & SD_CONNECTOR_SOURCE) {
         char *d = sd_asprintf("\"%s\"", c->name);
         row(out, &source_setting, d);
         free(d);
