@@ -102,6 +102,7 @@ def world_view(sim, cutoff=None):
             continue
         c = {"email": a["email"], "first_name": a["name_first"], "last_name": a["name_last"],
              "street": a["street_addr_1"], "post_code": a["zip"], "city": a["city"]}
+        c = {k: (v or None) for k, v in c.items()}   # an empty value is no value
         if a["email_optout"]:
             c["ad_opt_out"] = a["email_optout"] == "1"
         want["customers"][str(a["acct_id"])] = c
@@ -233,6 +234,61 @@ class ArchticsBootstrap(harness.ServerCase):
             self.assertEqual(c["source"], SOURCE)
         self.sim.assert_within_quota()
         self.assertEqual(self.sim.record(kind="command"), [], "the import made an ATS call")
+
+        # then the archtics instance from the cut-off: what happened after it arrives, and no
+        # call asks for anything older than the cut-off's minute
+        w, clock = self.sim.world, self.sim.clock
+        after = clock.epoch_of(CUTOFF) + 60 * 30
+        fresh = w.add_account({"name_first": "Ola", "name_last": "Berg", "email":
+                               "ola.berg@example.com", "city": "Boise"}, at=after)
+        old_acct = min(w.accounts)
+        w.touch_account(old_acct, {"city": "Spokane", "name_first": "Renamed"}, at=after + 60)
+        game = sorted(w.events, key=lambda e: e["start"])[-3]["event_name"]
+        sale = w.add_sale(fresh["acct_id"], game, "202", "9", 3, 2, "A", at=after + 120)
+        back = next(x for x in w.sales if x["trans_type"] == "S" and not x["returned"] and
+                    x["at"] < clock.epoch_of(CUTOFF) and not x["plan_name"])
+        w.add_return(back["trans_id"], at=after + 180)
+        self.sim.clear_record()
+        r = self.admin("POST", "/tenants/arch_boot/connectors", {
+            "type": "archtics", "environment": "test", "schedule": "manual",
+            "settings": {"base_url": self.sim.url, "api_key": KEY, "dsn": DSN,
+                         "venue_time_zone": ZONE, "event_city": "Seattle", "currency": "USD",
+                         "poll_interval_ms": 100, "retry_initial_ms": 50,
+                         "quota_10s_calls": 200, "bootstrap_cutoff": CUTOFF,
+                         "reconcile_days": 0}})
+        self.assertStatus(r, 201)
+        cid = r.json["connector_id"]
+        self.assertStatus(self.admin("POST", "/tenants/arch_boot/connectors/%s/run" % cid), 202)
+        st = harness.wait_until(
+            lambda: (lambda s: s if s["last_run"] and s["state"] not in ("running", "never_run")
+                     else None)(self.status(cid)), WAIT, interval=0.05, what="the archtics run")
+        self.assertEqual(st["state"], "ok", st)
+
+        want = world_view(self.sim)
+        for kind in ("events", "customers", "sales"):
+            with self.subTest("after the incrementals: " + kind):
+                self.assertMatches(want[kind], self.hub_records(kind), kind)
+        self.assertIn(str(sale["trans_id"]), want["sales"])
+        self.assertIn(str(fresh["acct_id"]), want["customers"])
+
+        since = clock.local(clock.epoch_of(CUTOFF) - 60)
+        calls = self.sim.record(kind="command")
+        firsts = {}
+        for c in calls:
+            s = c.doc["command1"].get("since_date_time")
+            if s is not None:
+                self.assertGreaterEqual(s, since, "%s asked for what the extract had" % c.cmd)
+                firsts.setdefault(c.cmd, s)
+        # the streams start within the cut-off's own minute or the one before it: the boundary
+        # minute is read again (and deduplicated), nothing older
+        for cmd in ("get_accounts_with_updates", "get_events_with_sales",
+                    "get_attendance_incremental"):
+            self.assertIn(firsts.get(cmd), (since, CUTOFF), (cmd, firsts))
+        queried = {int(str(c.doc["command1"].get("acct_id"))) for c in calls
+                   if c.cmd == "customer_query"}
+        self.assertEqual(queried, {fresh["acct_id"], old_acct},
+                         "only the accounts changed after the cut-off are read")
+        self.sim.assert_within_quota()
 
 
 if __name__ == "__main__":
