@@ -8,7 +8,7 @@ Customers out (push_customers on):
     remote reference, no account is added;
   - a change of a pushed customer is customer_query + customer_update: stagedoor's fields win,
     what stagedoor does not hold (phone, other_info_*) survives on the simulator, and the
-    stagedoor id is set as an alt id;
+    stagedoor id is set as an alt id; a 202 of the update is polled within the delivery;
   - a city longer than Archtics' 20 characters is never sent: the item is dead with the field and
     the width named;
   - customers stored under the instance's own source label (an extract imported as "archtics")
@@ -182,6 +182,7 @@ class ArchticsOut(harness.ServerCase):
         # a change: query, merge, full update; what only Archtics holds survives
         w.touch_account(acct, {"phone_cell": "2065550199", "other_info_2": "courtside"})
         sim.clear_record()
+        sim.inject(("queue", 2), cmd="customer_update")   # a 202 cycle inside the delivery
         r = api.ingest({"customers": [
             {"customer_id": "W-1", "email": "nora.new@example.com", "first_name": "Nora",
              "last_name": "Quill", "city": "Tacoma", "street": "1 Pier St"}]})
@@ -196,6 +197,8 @@ class ArchticsOut(harness.ServerCase):
         self.assertEqual((upd["state"], upd["kind"]), ("delivered", "update"), upd)
         cmds = [c.cmd for c in sim.record(kind="command")]
         self.assertEqual(cmds, ["customer_query", "customer_update"])
+        polls = sim.record(cmd="customer_update", kind="poll")
+        self.assertEqual(len(polls), 2, "the queued update was polled within the delivery")
         a = w.accounts[acct]
         self.assertEqual((a["city"], a["name_first"]), ("Tacoma", "Nora"))
         self.assertEqual((a["phone_cell"], a["other_info_2"]), ("2065550199", "courtside"))
