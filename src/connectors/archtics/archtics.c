@@ -110,7 +110,7 @@ static const struct sd_setting settings[] = {
     {"reconcile_days", SD_SETTING_INT, "7", 0, 365,
      "days between reconciliation runs (deleted and merged accounts); 0: never", NULL,
      AT(reconcile_days)},
-    {"reconcile_calls_per_run", SD_SETTING_INT, "500", 1, 100000,
+    {"reconcile_calls_per_run", SD_SETTING_INT, "25", 1, 100000,
      "calls one run may spend on the reconciliation sweep (one per account)", NULL,
      AT(reconcile_calls_per_run)},
     {"push_customers", SD_SETTING_BOOL, "false", 0, 0,
