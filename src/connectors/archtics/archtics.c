@@ -444,7 +444,7 @@ static json_t *sale_record(const struct run *run, const json_t *row, int64_t att
 /* ---- commits ------------------------------------------------------------------------------ */
 
 /* A record the store found missing for a sale: fetch it (customer_query / event_details) into
- * the body. 0 (added or nothing to add), a stop, or a failure. */
+ * the body. 0 (added), -ENOENT (ATS does not have it either), a stop, or a failure. */
 static int fetch_missing(struct run *run, const char *field, const char *id)
 {
     struct ats_answer a;
@@ -479,7 +479,9 @@ static int fetch_missing(struct run *run, const char *field, const char *id)
             }
         }
         run->refetched++;
-    } else if (a.status != ATS_NOT_FOUND) {
+    } else if (a.status == ATS_NOT_FOUND) {
+        r = -ENOENT; /* deleted or merged in Archtics since the sale */
+    } else {
         r = answer_stop(run, cmd, &a);
     }
     ats_answer_release(&a);
@@ -492,7 +494,10 @@ static int fetch_missing(struct run *run, const char *field, const char *id)
 static int flush(struct run *run)
 {
     struct sd_connector_ctx *ctx = run->ctx;
+    uint64_t rejected = ctx->records_rejected;
     for (int attempt = 0;; attempt++) {
+        /* a refused attempt that is made again with what it lacked rejected nothing */
+        ctx->records_rejected = rejected;
         struct sd_ingest_outcome out;
         sd_ingest_outcome_init(&out);
         int r = sd_connector_commit(ctx, run->body, run->cursor, false, &out);
@@ -528,6 +533,19 @@ static int flush(struct run *run)
                 break;
             }
             stop = fetch_missing(run, field, id);
+            if (stop == -ENOENT && strcmp(field, "customer_id") == 0) {
+                /* the account is gone (deleted or merged, which the incremental calls do not
+                 * report): the sale stays, anonymous, with the account id kept beside it */
+                json_t *ax = json_object_get(sale, "archtics");
+                if (json_is_object(ax)) {
+                    json_object_set_new(ax, "acct_id", json_string(id));
+                }
+                json_object_set_new((json_t *)sale, "customer_id", json_string("ANON"));
+                stop = 0;
+            } else if (stop == -ENOENT) {
+                stop = 0;
+                fixable = false;
+            }
         }
         if (fixable && stop == 0) {
             sd_ingest_outcome_release(&out);
@@ -1013,8 +1031,9 @@ static int pull_attendance(struct run *run)
             break;
         }
         const char *old = json_string_value(json_object_get(known, ev));
-        const char *first = old && strcmp(old, json_string_value(v)) < 0 ? old
-                                                                           : json_string_value(v);
+        char first[20];
+        snprintf(first, sizeof(first), "%s",
+                 old && strcmp(old, json_string_value(v)) < 0 ? old : json_string_value(v));
         json_object_set_new(known, ev, json_string(first));
         r = recount_event(run, ev, first);
         if (r == 0) {
