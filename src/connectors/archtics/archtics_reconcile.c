@@ -103,7 +103,11 @@ static int holder_of(struct ats_client *cl, const struct sd_tz *tz, const char *
     return -ENOENT;
 }
 
-static bool due(const struct archtics_conf *cf, const json_t *st)
+/* Is a sweep due? One in progress goes on; the next begins reconcile_days after the last one
+ * ended. The first: at once when the hub started from a file extract (bootstrap_cutoff: the
+ * extract may be outdated already), else reconcile_days after the first run (a backfill has
+ * just read every account). */
+static bool due(const struct archtics_conf *cf, json_t *st)
 {
     if (cf->reconcile_days <= 0) {
         return false;
@@ -112,8 +116,14 @@ static bool due(const struct archtics_conf *cf, const json_t *st)
         return true; /* a sweep in progress */
     }
     const json_t *done = json_object_get(st, "last_done_usec");
-    return !json_is_integer(done) ||
-           sd_now_usec() - json_integer_value(done) >= cf->reconcile_days * 86400LL * 1000000;
+    if (!json_is_integer(done)) {
+        if (cf->bootstrap_cutoff[0]) {
+            return true;
+        }
+        json_object_set_new(st, "last_done_usec", json_integer(sd_now_usec()));
+        return false;
+    }
+    return sd_now_usec() - json_integer_value(done) >= cf->reconcile_days * 86400LL * 1000000;
 }
 
 int archtics_reconcile_step(struct sd_connector_ctx *ctx, struct ats_client *cl,
