@@ -17,7 +17,9 @@ Customers out (push_customers on):
     ledger, and none went beyond the simulator's quotas.
 Reconciliation: after a bootstrap from the extract, an account deleted and one merged on the
 Archtics side become a "deleted" and a "merged" tombstone (the merged one's sales then name the
-survivor), at one customer_query per account plus one get_ticket_sales for the merge.
+survivor), and an event Archtics no longer lists a "deleted" one, at one customer_query per
+account, one get_ticket_sales for the merge and one event_details per 50 events; the sweep
+spreads over runs of at most reconcile_calls_per_run calls and asks no account twice.
 
 Run: python3 tests/e2e/test_archtics_out.py --bin build/debug/stagedoor
 """
@@ -243,6 +245,9 @@ class ArchticsOut(harness.ServerCase):
         n_accounts = len(w.accounts)
         w.delete_account(gone)
         w.merge_accounts(merged, into)
+        dropped = sorted(e["event_name"] for e in w.events if e["event_category"] == "E")[-1]
+        dropped_sales = [str(s["trans_id"]) for s in w.sales if s["event_name"] == dropped]
+        w.delete_event(dropped)
         sim.clear_record()
 
         cid = self.add("arch_rec", {
@@ -261,7 +266,8 @@ class ArchticsOut(harness.ServerCase):
                        if c.cmd == "customer_query"]
             lookups = [c for c in calls if c.cmd == "get_ticket_sales" and
                        c.doc["command1"].get("since_date_time", "") < cutoff]
-            self.assertLessEqual(len(queries) + len(lookups), 10, calls)
+            by_name = [c for c in calls if c.cmd == "event_details"]
+            self.assertLessEqual(len(queries) + len(lookups) + len(by_name), 10, calls)
             if not queries:
                 break
             asked += queries
@@ -279,6 +285,13 @@ class ArchticsOut(harness.ServerCase):
         self.assertEqual(len(tomb), 2, tomb)
         for inv in moved:
             self.assertEqual(api.get("sales", inv).json["customer_id"], str(into))
+        # the event Archtics no longer lists is deleted (its sales stay), the others are not
+        self.assertStatus(api.get("events", dropped), 404)
+        gone_events = [t for t in api.list_all("events")[0] if t.get("deleted")]
+        self.assertEqual([(t["id"], t["reason"]) for t in gone_events], [(dropped, "deleted")])
+        self.assertTrue(dropped_sales)
+        for inv in dropped_sales:
+            self.assertStatus(api.get("sales", inv), 200)
         sim.assert_within_quota()
 
 

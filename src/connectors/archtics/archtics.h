@@ -80,16 +80,17 @@ struct sd_delivery_result;
 extern const char *const archtics_operations[];
 void archtics_on_change(const struct sd_connector_ctx *ctx, const struct sd_change *chg,
                         struct sd_outbox_adder *out);
-/* Reconciliation (archtics_reconcile.c): one step of the sweep of the hub's accounts of this
- * source (customer_query each; 5024 → merged into the account that holds its sale now, or
- * deleted), within reconcile_calls_per_run calls, every reconcile_days; its checkpoint is kept
+/* Reconciliation (archtics_reconcile.c): one step of the sweep — first the hub's Archtics
+ * events (event_details by name, 50 a call; not listed → deleted), then the hub's accounts of
+ * this source (customer_query each; 5024 → merged into the account that holds its sale now, or
+ * deleted) — within reconcile_calls_per_run calls, every reconcile_days; its checkpoint is kept
  * in the saved state. Called by the run after its streams, with the run's client. 0 (also when
  * not due, or when a call failed: the next run goes on from the checkpoint), or a negative
  * errno of the store. */
 struct archtics_reconcile_report {
     bool ran, finished;
     int64_t calls;
-    size_t checked, deleted, merged;
+    size_t checked, deleted, merged, events_deleted;
 };
 int archtics_reconcile_step(struct sd_connector_ctx *ctx, struct ats_client *cl,
                             struct archtics_reconcile_report *rep);

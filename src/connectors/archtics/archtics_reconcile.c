@@ -103,6 +103,99 @@ static int holder_of(struct ats_client *cl, const struct sd_tz *tz, const char *
     return -ENOENT;
 }
 
+/* An event the hub holds from Archtics: written by the events stream (its "archtics" member)
+ * or imported from an extract (its kept "event_category" column). */
+static bool archtics_event(const json_t *e)
+{
+    return json_is_object(json_object_get(e, "archtics")) ||
+           json_is_string(json_object_get(e, "event_category"));
+}
+
+/* The events pass of a sweep: the hub's Archtics events are asked for by name, EVENTS_BATCH at
+ * a time (event_details with an event_filter list); one Archtics does not list any more gets a
+ * "deleted" tombstone (its sales stay). 0 when done, 1 when the share or the quota ended it,
+ * -EAGAIN when a call failed (nothing removed for that batch), or the store's negative errno. */
+#define EVENTS_BATCH 50
+static int sweep_events(struct sd_connector_ctx *ctx, struct ats_client *cl, int64_t budget,
+                        struct archtics_reconcile_report *rep)
+{
+    json_t *ids = json_array();
+    int64_t after = 0;
+    bool more = true;
+    int r = 0;
+    while (more && r == 0) {
+        json_t *recs = NULL;
+        r = sd_connector_records_page(ctx, SD_KIND_EVENT, after, SD_CONNECTOR_READ_MAX, &recs,
+                                      &after, &more);
+        size_t i;
+        json_t *e;
+        json_array_foreach(recs, i, e)
+        {
+            const char *id = json_string_value(json_object_get(e, "event_id"));
+            if (id && *id && !strchr(id, ',') && archtics_event(e)) {
+                json_array_append_new(ids, json_string(id));
+            }
+        }
+        json_decref(recs);
+    }
+    for (size_t at = 0; r == 0 && at < json_array_size(ids); at += EVENTS_BATCH) {
+        if (rep->calls + 1 > budget) {
+            r = 1;
+            break;
+        }
+        struct sd_buf filter;
+        sd_buf_init(&filter);
+        size_t end = at + EVENTS_BATCH < json_array_size(ids) ? at + EVENTS_BATCH
+                                                               : json_array_size(ids);
+        for (size_t k = at; k < end; k++) {
+            sd_buf_printf(&filter, "%s%s", k > at ? "," : "",
+                          json_string_value(json_array_get(ids, k)));
+        }
+        json_t *params = json_pack("{s:s, s:s, s:I}", "event_filter", filter.data,
+                                   "event_filter_type", "L", "count", (json_int_t)EVENTS_BATCH);
+        sd_buf_release(&filter);
+        struct ats_answer a = {0};
+        int cr = ats_call(cl, "event_details", params, &a);
+        json_decref(params);
+        rep->calls += a.calls;
+        if (cr < 0 || (a.status != ATS_OK && a.status != ATS_NOT_FOUND)) {
+            r = a.status == ATS_PAUSED || a.status == ATS_CANCELED ? 1 : -EAGAIN;
+            ats_answer_release(&a);
+            break;
+        }
+        json_t *listed = json_object();
+        size_t i;
+        const json_t *ev;
+        json_array_foreach(ats_get(a.c1, "events"), i, ev)
+        {
+            char *name = ats_get_text(ev, "event_name");
+            if (name) {
+                json_object_set_new(listed, name, json_true());
+            }
+            free(name);
+        }
+        ats_answer_release(&a);
+        for (size_t k = at; r == 0 && k < end; k++) {
+            const char *id = json_string_value(json_array_get(ids, k));
+            if (json_object_get(listed, id)) {
+                continue;
+            }
+            struct sd_deletion d = {
+                .kind = SD_KIND_EVENT, .id = id, .reason = SD_TOMBSTONE_DELETED};
+            struct sd_deletion_outcome out = {0};
+            r = sd_hub_delete_records(ctx->hub, ctx->tenant_id, ctx->env, &d, 1, ctx->id, &out);
+            if (r == 0) {
+                rep->events_deleted++;
+                sd_log(SD_LOG_INFO, "archtics event deleted", "connector=\"[archtics/%s]\"",
+                       ctx->id ? ctx->id : "");
+            }
+        }
+        json_decref(listed);
+    }
+    json_decref(ids);
+    return r;
+}
+
 /* Is a sweep due? One in progress goes on; the next begins reconcile_days after the last one
  * ended. The first: at once when the hub started from a file extract (bootstrap_cutoff: the
  * extract may be outdated already), else reconcile_days after the first run (a backfill has
@@ -153,6 +246,15 @@ int archtics_reconcile_step(struct sd_connector_ctx *ctx, struct ats_client *cl,
     bool more = true;
     int r = 0;
     rep->ran = true;
+    if (after == 0 && !json_is_true(json_object_get(st, "events_checked"))) {
+        /* a sweep begins with the events: few calls (one per EVENTS_BATCH events) */
+        r = sweep_events(ctx, cl, budget, rep);
+        if (r == 0) {
+            saved = sd_connector_saved(ctx);
+            st = json_object_get(saved, SAVED);
+            json_object_set_new(st, "events_checked", json_true());
+        }
+    }
     while (more && r == 0) {
         /* a page no larger than what is left of the share (an account costs one call, a
          * vanished one a second), so a page is normally checked whole and the checkpoint moves
@@ -260,6 +362,7 @@ int archtics_reconcile_step(struct sd_connector_ctx *ctx, struct ats_client *cl,
     }
     if (r == 0 && !more) {
         json_object_set_new(st, "after_seq", json_integer(0));
+        json_object_del(st, "events_checked");
         json_object_set_new(st, "last_done_usec", json_integer(sd_now_usec()));
         rep->finished = true;
     } else {
@@ -268,6 +371,7 @@ int archtics_reconcile_step(struct sd_connector_ctx *ctx, struct ats_client *cl,
     json_object_set_new(st, "last_checked", json_integer((json_int_t)rep->checked));
     json_object_set_new(st, "last_deleted", json_integer((json_int_t)rep->deleted));
     json_object_set_new(st, "last_merged", json_integer((json_int_t)rep->merged));
+    json_object_set_new(st, "last_events_deleted", json_integer((json_int_t)rep->events_deleted));
     int sr = sd_connector_state_save(ctx);
     if (r < 0) {
         return r == -EAGAIN ? 0 : r; /* a failed call: the next run goes on from here */

@@ -213,6 +213,14 @@ class World:
             if s["acct_id"] == src:
                 s["acct_id"] = into
 
+    @_locked
+    def delete_event(self, name):
+        """Delete an event on the Archtics side, with its sales and scans (no incremental call
+        reports it; event_details no longer lists it)."""
+        self.events = [e for e in self.events if e["event_name"] != name]
+        self.sales = [s for s in self.sales if s["event_name"] != name]
+        self.scans = [s for s in self.scans if s["event_name"] != name]
+
     def event(self, name):
         for e in self.events:
             if e["event_name"] == name:
