@@ -8,7 +8,8 @@ Customers out (push_customers on):
     remote reference, no account is added;
   - a change of a pushed customer is customer_query + customer_update: stagedoor's fields win,
     what stagedoor does not hold (phone, other_info_*) survives on the simulator, and the
-    stagedoor id is set as an alt id; a 202 of the update is polled within the delivery;
+    stagedoor id is set as an alt id; a 202 of the update is polled within the delivery; the
+    same customer stored again unchanged is delivered without a call;
   - a city longer than Archtics' 20 characters is never sent: the item is dead with the field and
     the width named;
   - customers stored under the instance's own source label (an extract imported as "archtics")
@@ -207,6 +208,21 @@ class ArchticsOut(harness.ServerCase):
         self.assertIn({"alt_id_type": "SDHUB", "alt_id": "W-1", "alt_id_comment": ""},
                       a["alt_ids"])
 
+        # the same customer stored again unchanged: delivered without a call
+        sim.clear_record()
+        seen = {d["delivery_id"] for d in self.items("arch_out", cid)}
+        r = api.ingest({"customers": [
+            {"customer_id": "W-1", "email": "nora.new@example.com", "first_name": "Nora",
+             "last_name": "Quill", "city": "Tacoma", "street": "1 Pier St"}]})
+        self.assertStatus(r, 202)
+
+        def again():
+            got = [d for d in self.items("arch_out", cid) if d["delivery_id"] not in seen]
+            return got[0] if got and got[0]["state"] in ("delivered", "dead") else None
+        same = harness.wait_until(again, WAIT, interval=0.05, what="the unchanged push")
+        self.assertEqual((same["state"], same["kind"]), ("delivered", "unchanged"), same)
+        self.assertEqual(sim.record(), [], "an unchanged customer made a call")
+
         # no echo: Archtics' own accounts, imported under the instance's label, stay put
         n_items = len(self.items("arch_out", cid))
         self.import_as_archtics("arch_out", [
@@ -215,10 +231,11 @@ class ArchticsOut(harness.ServerCase):
                          "queued to be written back")
 
         # every call was taken from the ledger (polls and second calls too); the ledger holds
-        # one more: the call core took for W-4, which was refused before it was sent
+        # two more: the calls core took for W-4 (refused before it was sent) and for the
+        # unchanged push (no call needed)
         st = self.status("arch_out", cid)
         day = [q for q in st["quotas"] if q["window"] == "day"][0]
-        self.assertEqual(day["used"], sim.usage(key)["day"] + 1, st["quotas"])
+        self.assertEqual(day["used"], sim.usage(key)["day"] + 2, st["quotas"])
         sim.assert_within_quota()
 
     def test_reconciliation(self):

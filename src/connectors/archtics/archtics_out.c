@@ -36,6 +36,8 @@
 
 #define OP_PUSH "push_customer"
 #define REF_KIND "customer" /* the item's subject kind: core keeps the remote reference under it */
+#define REF_SENT "customer_sent" /* the hash of the fields Archtics was last sent */
+#define DELIVERY_MAX_WAIT_USEC (15 * 1000000LL)
 
 const char *const archtics_operations[] = {OP_PUSH, NULL};
 
@@ -135,7 +137,8 @@ enum sd_verdict archtics_deliver(struct sd_connector_ctx *ctx, void *state,
     const struct archtics_conf *cf = ctx->conf;
     enum sd_verdict v = SD_VERDICT_REJECT;
     json_t *payload = NULL, *fields = NULL, *params = NULL;
-    char *remote = NULL;
+    char *remote = NULL, *sent = NULL;
+    char hash[65];
     struct ats_client *cl = NULL;
     struct ats_answer a = {0}, q = {0};
     char why[320] = "";
@@ -152,13 +155,31 @@ enum sd_verdict archtics_deliver(struct sd_connector_ctx *ctx, void *state,
         goto out;
     }
     int r = sd_connector_remote_ref_get(ctx, REF_KIND, item->subject_id, &remote);
+    if (r == 0) {
+        r = sd_connector_remote_ref_get(ctx, REF_SENT, item->subject_id, &sent);
+    }
     if (r < 0 && r != -ENOENT) {
         res->error = sd_strdup("cannot read the customer's Archtics account");
         v = SD_VERDICT_RETRY;
         goto out;
     }
+    /* the fields Archtics was last sent for this customer: the same again needs no call (the
+     * hub offers every stored customer, changed or not) */
+    char *text = json_dumps(fields, JSON_COMPACT | JSON_SORT_KEYS);
+    sd_sha256_hex(text ? text : "", text ? strlen(text) : 0, hash);
+    free(text);
+    if (remote && sent && strcmp(sent, hash) == 0) {
+        v = SD_VERDICT_OK;
+        res->facts = json_pack("{s:s, s:s}", "kind", "unchanged", "acct_id", remote);
+        goto out;
+    }
     struct ats_params p;
     archtics_ats_params(cf, &p);
+    /* a delivery waits for the vendor's quota briefly at most, then gives its attempt back
+     * (WAIT) instead of holding a delivery worker */
+    if (p.max_wait_usec > DELIVERY_MAX_WAIT_USEC) {
+        p.max_wait_usec = DELIVERY_MAX_WAIT_USEC;
+    }
     cl = ats_client_new(ctx, &p);
 
     if (!remote) {
@@ -182,6 +203,10 @@ enum sd_verdict archtics_deliver(struct sd_connector_ctx *ctx, void *state,
             res->remote_ref = sd_asprintf("%lld", (long long)acct);
             res->facts = json_pack("{s:s, s:I}", "kind", a.status == ATS_HIT ? "hit" : "add",
                                    "acct_id", (json_int_t)acct);
+            if (a.status == ATS_OK) {
+                /* a hit's account keeps its own fields: the next change sends ours */
+                (void)sd_connector_remote_ref_put(ctx, REF_SENT, item->subject_id, hash);
+            }
         }
         goto out;
     }
@@ -236,12 +261,14 @@ enum sd_verdict archtics_deliver(struct sd_connector_ctx *ctx, void *state,
     v = verdict_of(&a, "customer_update", res);
     if (v == SD_VERDICT_OK) {
         res->facts = json_pack("{s:s, s:I}", "kind", "update", "acct_id", (json_int_t)acct);
+        (void)sd_connector_remote_ref_put(ctx, REF_SENT, item->subject_id, hash);
     }
 out:
     res->ms = (sd_mono_usec() - t0) / 1000;
     ats_answer_release(&a);
     ats_answer_release(&q);
     ats_client_free(cl);
+    free(sent);
     free(remote);
     json_decref(params);
     json_decref(fields);
