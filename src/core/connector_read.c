@@ -23,8 +23,8 @@ int sd_connector_records_page(const struct sd_connector_ctx *ctx, enum sd_kind k
         limit = SD_CONNECTOR_READ_MAX;
     }
     struct sd_record_page page = {0};
-    int r = sd_store_list_records(ctx->hub->store, kind, ctx->tenant_id, ctx->env, after_seq,
-                                  limit, &page);
+    int r = sd_store_list_records(ctx->hub->store, kind, ctx->tenant_id, ctx->env, after_seq, limit,
+                                  &page);
     if (r < 0) {
         return r;
     }

@@ -81,10 +81,14 @@ static void test_widths_boundaries(void **state)
         const char *model, *ats;
         int width;
     } cases[] = {
-        {"state", "state", 2},           {"country", "country", 8},
-        {"city", "city", 20},            {"first_name", "name_first", 40},
-        {"email", "email", 100},         {"post_code", "zip", 10},
-        {"salutation", "title", 10},     {"last_name", "name_last", 80},
+        {"state", "state", 2},
+        {"country", "country", 8},
+        {"city", "city", 20},
+        {"first_name", "name_first", 40},
+        {"email", "email", 100},
+        {"post_code", "zip", 10},
+        {"salutation", "title", 10},
+        {"last_name", "name_last", 80},
         {"other_info_3", "other_info_3", 100},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -35,8 +35,10 @@
 /* ---- the outbox: on_change and deliver ------------------------------------------------------ */
 
 #define OP_PUSH "push_customer"
-#define REF_KIND "customer" /* the item's subject kind: core keeps the remote reference under it */
-#define REF_SENT "customer_sent" /* the hash of the fields Archtics was last sent */
+/* remote references: the account under the item's subject kind (core keeps it there), and the
+ * hash of the fields Archtics was last sent */
+#define REF_KIND "customer"
+#define REF_SENT "customer_sent"
 #define DELIVERY_MAX_WAIT_USEC (15 * 1000000LL)
 
 const char *const archtics_operations[] = {OP_PUSH, NULL};
@@ -83,8 +85,7 @@ static enum sd_verdict verdict_of(const struct ats_answer *a, const char *cmd,
     res->status = a->http_status;
     switch (a->status) {
     case ATS_OK:
-    case ATS_HIT:
-        return SD_VERDICT_OK;
+    case ATS_HIT: return SD_VERDICT_OK;
     case ATS_PAUSED: {
         int64_t now = sd_now_usec();
         res->retry_after_usec = a->paused_until_usec > now ? a->paused_until_usec - now : 1000000;
@@ -104,8 +105,8 @@ static enum sd_verdict verdict_of(const struct ats_answer *a, const char *cmd,
     case ATS_NOT_FOUND:
     case ATS_REJECTED:
     default:
-        res->error = sd_asprintf("%s refused: result %lld: %s", cmd, (long long)a->result,
-                                 a->detail);
+        res->error =
+            sd_asprintf("%s refused: result %lld: %s", cmd, (long long)a->result, a->detail);
         return SD_VERDICT_REJECT;
     }
 }
@@ -130,8 +131,7 @@ static void keep_answer(struct sd_delivery_result *res, const struct ats_answer 
 }
 
 enum sd_verdict archtics_deliver(struct sd_connector_ctx *ctx, void *state,
-                                 const struct sd_outbox_item *item,
-                                 struct sd_delivery_result *res)
+                                 const struct sd_outbox_item *item, struct sd_delivery_result *res)
 {
     (void)state;
     const struct archtics_conf *cf = ctx->conf;
@@ -149,8 +149,7 @@ enum sd_verdict archtics_deliver(struct sd_connector_ctx *ctx, void *state,
         res->error = sd_strdup("not an archtics push_customer item with a payload");
         goto out;
     }
-    if (archtics_out_fields(json_object_get(payload, "customer"), &fields, why, sizeof(why)) <
-        0) {
+    if (archtics_out_fields(json_object_get(payload, "customer"), &fields, why, sizeof(why)) < 0) {
         res->error = sd_strdup(why); /* refused before any request: nothing was sent */
         goto out;
     }
@@ -244,8 +243,7 @@ enum sd_verdict archtics_deliver(struct sd_connector_ctx *ctx, void *state,
                                  archtics_char_count(sid), ARCHTICS_ALT_ID_WIDTH);
         goto out;
     }
-    params = archtics_out_update_params(q.c1, fields, acct, cf->alt_id_type, sid, why,
-                                        sizeof(why));
+    params = archtics_out_update_params(q.c1, fields, acct, cf->alt_id_type, sid, why, sizeof(why));
     if (!params) {
         v = SD_VERDICT_RETRY;
         res->error = sd_asprintf("customer_query: %s", why);

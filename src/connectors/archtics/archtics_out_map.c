@@ -18,14 +18,30 @@
 #include "connectors/archtics/archtics_out.h"
 
 const struct archtics_width archtics_customer_widths[] = {
-    {"name_first", 40},     {"name_mi", 1},         {"name_last", 80},
-    {"title", 10},          {"company_name", 100},  {"street_addr_1", 40},
-    {"street_addr_2", 40},  {"city", 20},           {"state", 2},
-    {"zip", 10},            {"country", 8},         {"phone_day", 15},
-    {"phone_eve", 15},      {"phone_fax", 10},      {"phone_cell", 15},
-    {"email", 100},         {"birth_date", 10},     {"gender", 1},
-    {"email_optout", 1},    {"email_deliv_opt", 1}, {"text_on_mobile_phone", 1},
-    {"ext_system_id_1", 10}, {"ext_system_id_2", 10}, {NULL, 0},
+    {"name_first", 40},
+    {"name_mi", 1},
+    {"name_last", 80},
+    {"title", 10},
+    {"company_name", 100},
+    {"street_addr_1", 40},
+    {"street_addr_2", 40},
+    {"city", 20},
+    {"state", 2},
+    {"zip", 10},
+    {"country", 8},
+    {"phone_day", 15},
+    {"phone_eve", 15},
+    {"phone_fax", 10},
+    {"phone_cell", 15},
+    {"email", 100},
+    {"birth_date", 10},
+    {"gender", 1},
+    {"email_optout", 1},
+    {"email_deliv_opt", 1},
+    {"text_on_mobile_phone", 1},
+    {"ext_system_id_1", 10},
+    {"ext_system_id_2", 10},
+    {NULL, 0},
 };
 
 /* stagedoor's model fields that have an Archtics customer field of another name */
@@ -33,8 +49,12 @@ static const struct {
     const char *model;
     const char *ats;
 } renamed[] = {
-    {"email", "email"},          {"first_name", "name_first"}, {"last_name", "name_last"},
-    {"salutation", "title"},     {"street", "street_addr_1"},  {"post_code", "zip"},
+    {"email", "email"},
+    {"first_name", "name_first"},
+    {"last_name", "name_last"},
+    {"salutation", "title"},
+    {"street", "street_addr_1"},
+    {"post_code", "zip"},
     {"ad_opt_out", "email_optout"},
 };
 
@@ -108,8 +128,8 @@ int archtics_out_fields(const json_t *record, json_t **ret, char *why, size_t wh
     for (size_t i = 0; r == 0 && i < sizeof(renamed) / sizeof(renamed[0]); i++) {
         const json_t *v = json_object_get(record, renamed[i].model);
         if (json_is_boolean(v)) {
-            r = put_checked(out, renamed[i].ats, renamed[i].model, json_is_true(v) ? "1" : "0",
-                            why, why_size);
+            r = put_checked(out, renamed[i].ats, renamed[i].model, json_is_true(v) ? "1" : "0", why,
+                            why_size);
         } else if (json_is_string(v)) {
             r = put_checked(out, renamed[i].ats, renamed[i].model, json_string_value(v), why,
                             why_size);
@@ -140,13 +160,15 @@ int archtics_out_add_params(const json_t *fields, json_t **ret, char *why, size_
     const char *last = json_string_value(json_object_get(fields, "name_last"));
     const char *email = json_string_value(json_object_get(fields, "email"));
     if (!last || !*last) {
-        snprintf(why, why_size, "customer_add needs name_last (from last_name) for an "
-                                "individual's account: not sent");
+        snprintf(why, why_size,
+                 "customer_add needs name_last (from last_name) for an "
+                 "individual's account: not sent");
         return -EINVAL;
     }
     if (!email || !*email) {
-        snprintf(why, why_size, "customer_add needs email: without it a repeated add would "
-                                "create a second account: not sent");
+        snprintf(why, why_size,
+                 "customer_add needs email: without it a repeated add would "
+                 "create a second account: not sent");
         return -EINVAL;
     }
     json_t *cust = json_deep_copy(fields);
@@ -209,9 +231,9 @@ json_t *archtics_out_update_params(const json_t *query_c1, const json_t *fields,
         json_object_set_new(cust, w->field, t ? t : json_string(""));
     }
     if (alt_id_type && *alt_id_type && alt_id && *alt_id) {
-        json_object_set_new(cust, "alt_id_array",
-                            json_pack("[{s:s, s:s}]", "alt_id_type", alt_id_type, "alt_id",
-                                      alt_id));
+        json_object_set_new(
+            cust, "alt_id_array",
+            json_pack("[{s:s, s:s}]", "alt_id_type", alt_id_type, "alt_id", alt_id));
     }
     json_t *params = json_pack("{s:o}", "customer", cust);
     for (int i = 1; i <= ARCHTICS_OTHER_INFO_N; i++) {
@@ -222,4 +244,3 @@ json_t *archtics_out_update_params(const json_t *query_c1, const json_t *fields,
     }
     return params;
 }
-

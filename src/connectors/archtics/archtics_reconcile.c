@@ -58,9 +58,9 @@ static int sales_of(struct sd_connector_ctx *ctx, json_t *gone)
             const char *at = json_string_value(json_object_get(s, "purchase_datetime"));
             if (cid && inv && ev && at && json_object_get(gone, cid) &&
                 !json_object_get(s, "refund_of")) {
-                json_object_set_new(gone, cid,
-                                    json_pack("{s:s, s:s, s:s}", "invoice", inv, "event", ev,
-                                              "when", at));
+                json_object_set_new(
+                    gone, cid,
+                    json_pack("{s:s, s:s, s:s}", "invoice", inv, "event", ev, "when", at));
             }
         }
         json_decref(recs);
@@ -81,8 +81,8 @@ static int holder_of(struct ats_client *cl, const struct sd_tz *tz, const char *
         return -ENOENT;
     }
     ats_local_format(local - 60, since); /* one minute before: the boundary is never missed */
-    json_t *params = json_pack("{s:s, s:s, s:i}", "event_name", event, "since_date_time", since,
-                               "count", 1000);
+    json_t *params =
+        json_pack("{s:s, s:s, s:i}", "event_name", event, "since_date_time", since, "count", 1000);
     int r = ats_call(cl, "get_ticket_sales", params, a);
     json_decref(params);
     if (r < 0 || (a->status != ATS_OK && a->status != ATS_NOT_FOUND)) {
@@ -145,8 +145,8 @@ static int sweep_events(struct sd_connector_ctx *ctx, struct ats_client *cl, int
         }
         struct sd_buf filter;
         sd_buf_init(&filter);
-        size_t end = at + EVENTS_BATCH < json_array_size(ids) ? at + EVENTS_BATCH
-                                                               : json_array_size(ids);
+        size_t end =
+            at + EVENTS_BATCH < json_array_size(ids) ? at + EVENTS_BATCH : json_array_size(ids);
         for (size_t k = at; k < end; k++) {
             sd_buf_printf(&filter, "%s%s", k > at ? "," : "",
                           json_string_value(json_array_get(ids, k)));
@@ -332,8 +332,8 @@ int archtics_reconcile_step(struct sd_connector_ctx *ctx, struct ats_client *cl,
                                     .reason = merged ? SD_TOMBSTONE_MERGED : SD_TOMBSTONE_DELETED,
                                     .merged_into = merged ? into_text : NULL};
             struct sd_deletion_outcome out = {0};
-            int dr = sd_hub_delete_records(ctx->hub, ctx->tenant_id, ctx->env, &d, 1, ctx->id,
-                                           &out);
+            int dr =
+                sd_hub_delete_records(ctx->hub, ctx->tenant_id, ctx->env, &d, 1, ctx->id, &out);
             if (dr < 0) {
                 r = dr;
                 break;
