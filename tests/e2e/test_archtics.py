@@ -11,8 +11,11 @@ the saved cookies; the command is not submitted again); a 401 pauses the instanc
 the settings change); a 429 is waited out; 503s are backed off; the day's quota running out in
 the middle of a backfill pauses the run and the next simulated day resumes it without asking for
 anything twice; the ledger's own day limit pauses the run before the server refuses anything;
-a daylight-saving change (clocks back) in the venue's zone loses and doubles nothing. Every test
-not about the limits asserts the simulator saw no call beyond its quotas."""
+a daylight-saving change (clocks back) in the venue's zone loses and doubles nothing; an
+event_details page too large (11075) is halved until it fits; a 404 is a setup error; with a
+bootstrap cut-off the streams start there; a sale of an account deleted in Archtics, or of one
+without an e-mail (no customer without one), is stored anonymous. Every test not about the limits asserts the simulator saw no call beyond its
+quotas."""
 
 import os
 import sys
@@ -107,7 +110,7 @@ class ArchticsPull(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory(prefix="sd-e2e-archtics-")
         cls.data = cls.tmp.name
         cls.keys = []
-        for i in range(10):
+        for i in range(16):
             client = "at%d" % i
             harness.tenant_create(cls.data, client)
             cls.keys.append((client, harness.key_create(cls.data, client, "test")))
@@ -139,7 +142,8 @@ class ArchticsPull(unittest.TestCase):
     def assert_reproduces(self, api, sim):
         w = sim.world
         now = sim.clock.now()
-        accts = {str(a): x for a, x in w.accounts.items() if x["visible"] <= now}
+        # an account without an e-mail cannot be a customer; its sales stay, anonymous
+        accts = {str(a): x for a, x in w.accounts.items() if x["visible"] <= now and x["email"]}
         custs = {c["customer_id"]: c for c in api.list_all("customers")[0]}
         self.assertEqual(set(custs), set(accts))
         for k, a in accts.items():
@@ -168,7 +172,7 @@ class ArchticsPull(unittest.TestCase):
             self.assertEqual(got["sales_price"], money(s["paid_cents"]), k)
             # a sale of an account deleted in Archtics stays, anonymous
             self.assertEqual(got["customer_id"],
-                             str(s["acct_id"]) if s["acct_id"] in w.accounts else "ANON", k)
+                             str(s["acct_id"]) if str(s["acct_id"]) in accts else "ANON", k)
             self.assertEqual(got["event_id"], s["event_name"], k)
             utc = time.strftime("%Y-%m-%dT%H:%M", time.gmtime(s["at"] - s["at"] % 60))
             self.assertEqual(got["purchase_datetime"][:16], utc, k)
@@ -331,6 +335,44 @@ class ArchticsPull(unittest.TestCase):
         self.assertEqual(sim.pending_faults(), [])
         self.assert_clean(sim)
 
+    def test_event_page_shrinks_when_too_large_and_404_is_a_setup_error(self):
+        admin, api = self.tenant()
+        # a page of more than 3 events exceeds the answer limit: 11075
+        sim = self.sim(queue_mode="never", event_details_max_bytes=4500)
+        cid = admin.add(settings_for(sim, event_page_size=50))
+        st = admin.run(cid)
+        self.assertEqual(st["state"], "ok", st)
+        self.assert_reproduces(api, sim)
+        counts = [(int(c.doc["command1"]["count"]), c.answer_json()["command1"]["result"])
+                  for c in sim.record("event_details") if c.answer_json()]
+        self.assertEqual(counts[0], (50, 11075))
+        self.assertTrue(any(r == 0 for _, r in counts))
+        for (n1, r1), (n2, _) in zip(counts, counts[1:]):
+            if r1 == 11075:
+                self.assertEqual(n2, n1 // 2)
+        self.assert_clean(sim)
+
+        admin2, _ = self.tenant()
+        cid2 = admin2.add(settings_for(sim, product="no-such-product"))
+        st = admin2.run(cid2)
+        self.assertEqual(st["state"], "failed")
+        self.assertIn("setup error: HTTP 404", st["last_error"])
+
+    def test_account_without_email_is_left_out_and_its_sales_kept(self):
+        admin, api = self.tenant()
+        sim = self.sim(queue_mode="never", accounts=8, events=4, sales_per_event=4,
+                       plan_holders=0)
+        w = sim.world
+        box = next(s["acct_id"] for s in w.sales)
+        w.accounts[box]["email"] = ""
+        cid = admin.add(settings_for(sim))
+        st = admin.run(cid)
+        self.assertEqual(st["state"], "ok", st)
+        self.assertIn("account(s) without a valid e-mail left out", st["last_warning"])
+        self.assert_reproduces(api, sim)
+        self.assertIn("ANON", {x["customer_id"] for x in api.list_all("sales")[0]})
+        self.assert_clean(sim)
+
     def test_bootstrap_cutoff_starts_the_streams_there(self):
         admin, api = self.tenant()
         sim = self.sim(queue_mode="never")
@@ -397,6 +439,28 @@ class ArchticsPull(unittest.TestCase):
         self.assertEqual(sim.quota_violations(), [])
         custs = api.list_all("customers")[0]
         self.assertGreater(len(custs), 0, "nothing was committed before the pause")
+        self.assert_clean(sim)
+
+    def test_max_calls_per_run_ends_runs_that_resume(self):
+        admin, api = self.tenant()
+        sim = self.sim(queue_mode="never", accounts=12, events=3, sales_per_event=3,
+                       plan_holders=0)
+        cid = admin.add(settings_for(sim, max_calls_per_run=6, page_size=5))
+        runs = 0
+        while True:
+            before = len([c for c in sim.record() if c.counted])
+            st = admin.run(cid)
+            runs += 1
+            self.assertEqual(st["state"], "ok", st)
+            self.assertLessEqual(len([c for c in sim.record() if c.counted]) - before, 6)
+            if not st["last_warning"]:
+                break
+            self.assertIn("ended after max_calls_per_run", st["last_warning"])
+            self.assertLess(runs, 40, "the runs do not get anywhere")
+        self.assertGreater(runs, 2)
+        self.assert_reproduces(api, sim)
+        asked = [c.doc["command1"]["acct_id"] for c in sim.record("customer_query")]
+        self.assertEqual(len(asked), len(set(asked)), "an account was asked for twice")
         self.assert_clean(sim)
 
     def test_dst_fall_back_loses_and_doubles_nothing(self):

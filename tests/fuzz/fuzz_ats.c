@@ -18,7 +18,8 @@ static void probe(const json_t *obj)
 {
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)obj, k, v) {
+    json_object_foreach((json_t *)obj, k, v)
+    {
         int64_t n;
         (void)ats_get_int(obj, k, &n);
         char *t = ats_get_text(obj, k);
@@ -68,10 +69,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     probe(c1);
     const char *k;
     json_t *v;
-    json_object_foreach((json_t *)c1, k, v) {
+    json_object_foreach((json_t *)c1, k, v)
+    {
         size_t i;
         json_t *row;
-        json_array_foreach(v, i, row) {
+        json_array_foreach(v, i, row)
+        {
             probe(row);
         }
         if (json_is_object(v)) {

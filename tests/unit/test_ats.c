@@ -40,8 +40,7 @@ static void test_envelope(void **unused)
     assert_string_equal(json_string_value(json_object_get(h, "src_sys_name")), "stagedoor");
     assert_string_equal(json_string_value(json_object_get(h, "archtics_version")), "1");
     const json_t *c1 = json_object_get(doc, "command1");
-    assert_string_equal(json_string_value(json_object_get(c1, "cmd")),
-                        "get_accounts_with_updates");
+    assert_string_equal(json_string_value(json_object_get(c1, "cmd")), "get_accounts_with_updates");
     assert_string_equal(json_string_value(json_object_get(c1, "uid")), "stagedoor");
     assert_string_equal(json_string_value(json_object_get(c1, "dsn")), "venue_a");
     const char *ref = json_string_value(json_object_get(c1, "ref"));
@@ -103,8 +102,7 @@ static void test_tolerant_answers(void **unused)
     assert_int_equal(sql, 100);
     assert_string_equal(detail, "No blocks found");
     /* the result only in the header (a malformed envelope) */
-    assert_int_equal(parse("{\"header\":{\"result\":9999},\"command1\":{}}", &result, &sql,
-                           detail),
+    assert_int_equal(parse("{\"header\":{\"result\":9999},\"command1\":{}}", &result, &sql, detail),
                      0);
     assert_int_equal(result, 9999);
     /* an integral real is an integer; control characters leave the detail */
@@ -114,10 +112,14 @@ static void test_tolerant_answers(void **unused)
     assert_int_equal(result, 11408);
     assert_string_equal(detail, "a b");
     /* refused: not JSON, not an object, no result, a fractional result, a repeated key */
-    static const char *const bad[] = {"", "nope", "[1]", "{\"command1\":{}}",
+    static const char *const bad[] = {"",
+                                      "nope",
+                                      "[1]",
+                                      "{\"command1\":{}}",
                                       "{\"command1\":{\"result\":1.5}}",
                                       "{\"command1\":{\"result\":\"x\"}}",
-                                      "{\"command1\":{\"result\":0,\"result\":1}}", NULL};
+                                      "{\"command1\":{\"result\":0,\"result\":1}}",
+                                      NULL};
     for (size_t i = 0; bad[i]; i++) {
         assert_int_equal(parse(bad[i], &result, &sql, detail), -EBADMSG);
     }
@@ -171,8 +173,9 @@ static void test_money(void **unused)
     static const struct {
         double v;
         const char *text;
-    } reals[] = {{99.0, "99"},  {12.35, "12.35"}, {64.5, "64.5"},     {0.1, "0.1"},
-                 {19.99, "19.99"}, {42.35, "42.35"}, {84.15, "84.15"}, {1e20, "100000000000000000000"}};
+    } reals[] = {
+        {99.0, "99"},     {12.35, "12.35"}, {64.5, "64.5"},   {0.1, "0.1"},
+        {19.99, "19.99"}, {42.35, "42.35"}, {84.15, "84.15"}, {1e20, "100000000000000000000"}};
     for (size_t i = 0; i < sizeof(reals) / sizeof(reals[0]); i++) {
         assert_int_equal(ats_real_text(reals[i].v, out), 0);
         assert_string_equal(out, reals[i].text);
@@ -211,9 +214,15 @@ static void test_local_times(void **unused)
     assert_int_equal(ats_local_parse("2026-03-08T10:05:30", &l), 0);
     ats_local_format(l, out);
     assert_string_equal(out, "2026-03-08 10:05");
-    static const char *const bad[] = {"",           "2026-3-8",         "2026-02-29 00:00",
-                                      "2026-13-01", "2026-01-01 24:00", "2026-01-01 10:60",
-                                      "2026-01-01 1:00", "2026-01-01x10:00", NULL};
+    static const char *const bad[] = {"",
+                                      "2026-3-8",
+                                      "2026-02-29 00:00",
+                                      "2026-13-01",
+                                      "2026-01-01 24:00",
+                                      "2026-01-01 10:60",
+                                      "2026-01-01 1:00",
+                                      "2026-01-01x10:00",
+                                      NULL};
     for (size_t i = 0; bad[i]; i++) {
         assert_int_equal(ats_local_parse(bad[i], &l), -EINVAL);
     }
@@ -277,9 +286,9 @@ static void test_session_export_import(void **unused)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_envelope),      cmocka_unit_test(test_tolerant_answers),
+        cmocka_unit_test(test_envelope),       cmocka_unit_test(test_tolerant_answers),
         cmocka_unit_test(test_result_classes), cmocka_unit_test(test_money),
-        cmocka_unit_test(test_local_times),   cmocka_unit_test(test_session_export_import),
+        cmocka_unit_test(test_local_times),    cmocka_unit_test(test_session_export_import),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

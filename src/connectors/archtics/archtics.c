@@ -94,8 +94,8 @@ static const struct sd_setting settings[] = {
      "YYYY-MM-DD HH:MM venue-local cut-off of a file extract, or \"\": streams without a "
      "cursor start there instead of history_from",
      NULL, AT(bootstrap_cutoff)},
-    {"page_size", SD_SETTING_INT, "500", 1, 1000, "rows per page of the incremental commands",
-     NULL, AT(page_size)},
+    {"page_size", SD_SETTING_INT, "500", 1, 1000, "rows per page of the incremental commands", NULL,
+     AT(page_size)},
     {"event_page_size", SD_SETTING_INT, "500", 1, 500,
      "events per event_details page (halved when the answer is too large)", NULL,
      AT(event_page_size)},
@@ -105,8 +105,7 @@ static const struct sd_setting settings[] = {
      "scans of one event are counted from this long before its first scan seen", NULL,
      AT(scan_window_hours)},
     {"max_calls_per_run", SD_SETTING_INT, "0", 0, 1000000,
-     "0: none; else a run ends (checkpointed) after this many calls", NULL,
-     AT(max_calls_per_run)},
+     "0: none; else a run ends (checkpointed) after this many calls", NULL, AT(max_calls_per_run)},
     {"reconcile_days", SD_SETTING_INT, "7", 0, 365,
      "days between reconciliation runs (deleted and merged accounts); 0: never", NULL,
      AT(reconcile_days)},
@@ -119,11 +118,9 @@ static const struct sd_setting settings[] = {
      "alt_id_type that carries the stagedoor customer id in Archtics, or \"\"", NULL,
      AT(alt_id_type)},
     {"quota_10s_calls", SD_SETTING_INT, "0", 0, 100000,
-     "calls per 10 s window instead of the type's 11 (0: the default)", NULL,
-     AT(quota_10s_calls)},
+     "calls per 10 s window instead of the type's 11 (0: the default)", NULL, AT(quota_10s_calls)},
     {"quota_day_calls", SD_SETTING_INT, "0", 0, 100000000,
-     "calls per UTC day instead of the type's 5,000 (0: the default)", NULL,
-     AT(quota_day_calls)},
+     "calls per UTC day instead of the type's 5,000 (0: the default)", NULL, AT(quota_day_calls)},
     {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 
@@ -163,18 +160,17 @@ void archtics_ats_params(const struct archtics_conf *cf, struct ats_params *ret)
  * them. Input: since_date_time (venue-local, inclusive), count, and for the next page
  * prev_<ts> + prev_<key> of the last row read. */
 struct inc_def {
-    const char *cmd;    /* the command */
-    const char *array;  /* the answer's list */
-    const char *ts;     /* each row's venue-local "YYYY-MM-DD HH:MM" */
-    const char *key;    /* each row's key (unique with ts) */
-    const char *extra;  /* one more input, or NULL */
+    const char *cmd;   /* the command */
+    const char *array; /* the answer's list */
+    const char *ts;    /* each row's venue-local "YYYY-MM-DD HH:MM" */
+    const char *key;   /* each row's key (unique with ts) */
+    const char *extra; /* one more input, or NULL */
 };
 
 enum { INC_ACCOUNTS, INC_EVENTS_WITH_SALES, INC_SALES, INC_SCANS };
 
 static const struct inc_def INCREMENTAL[] = {
-    [INC_ACCOUNTS] = {"get_accounts_with_updates", "accounts", "update_date_time", "acct_id",
-                      NULL},
+    [INC_ACCOUNTS] = {"get_accounts_with_updates", "accounts", "update_date_time", "acct_id", NULL},
     [INC_EVENTS_WITH_SALES] = {"get_events_with_sales", "events", "last_sale_date_time",
                                "event_name", NULL},
     [INC_SALES] = {"get_ticket_sales", "sales", "trans_date_time", "trans_id", "event_name"},
@@ -201,6 +197,7 @@ struct run {
     int64_t paused_until_usec;
     uint64_t records;
     uint64_t refetched; /* customers/events fetched because a sale named them */
+    uint64_t no_email;  /* accounts left out: no valid e-mail */
 };
 
 static const struct archtics_conf *cf_of(const struct sd_connector_ctx *ctx)
@@ -234,9 +231,7 @@ static int answer_stop(struct run *run, const char *what, const struct ats_answe
 {
     struct sd_connector_ctx *ctx = run->ctx;
     switch (a->status) {
-    case ATS_PAUSED:
-        run->paused_until_usec = a->paused_until_usec;
-        return STOP_PAUSED;
+    case ATS_PAUSED: run->paused_until_usec = a->paused_until_usec; return STOP_PAUSED;
     case ATS_CANCELED:
         return sd_connector_fail(ctx, -ECANCELED,
                                  "stopped; the next run resumes from the committed cursor");
@@ -255,11 +250,15 @@ static int answer_stop(struct run *run, const char *what, const struct ats_answe
                                  a->detail, what);
     }
     case ATS_SETUP:
-        return sd_connector_fail(ctx, -ENOENT, "setup error: %s during %s (check base_url and "
-                                 "product)", a->detail, what);
+        return sd_connector_fail(ctx, -ENOENT,
+                                 "setup error: %s during %s (check base_url and "
+                                 "product)",
+                                 a->detail, what);
     case ATS_RETRY:
-        return sd_connector_fail(ctx, -EAGAIN, "%s: %s; the next run resumes from the committed "
-                                 "cursor", what, a->detail);
+        return sd_connector_fail(ctx, -EAGAIN,
+                                 "%s: %s; the next run resumes from the committed "
+                                 "cursor",
+                                 what, a->detail);
     default:
         return sd_connector_fail(ctx, -EPROTO, "%s refused by ATS: result %lld: %s", what,
                                  (long long)a->result, a->detail);
@@ -292,12 +291,16 @@ static void set_text(json_t *rec, const char *name, const json_t *src, const cha
     free(v);
 }
 
-/* A customer record from customer_query's answer; NULL if it has no account id. */
+/* A customer record from customer_query's answer; NULL if it has no account id or no valid
+ * e-mail (a customer needs one: box-office accounts often have none). */
 static json_t *customer_record(const json_t *c1)
 {
     const json_t *cu = ats_get(c1, "customer");
     int64_t acct;
-    if (ats_get_int(cu, "acct_id", &acct) < 0) {
+    char *mail = ats_get_text(cu, "email");
+    bool usable = mail && sd_email_valid(mail);
+    free(mail);
+    if (!usable || ats_get_int(cu, "acct_id", &acct) < 0) {
         return NULL;
     }
     json_t *rec = json_object();
@@ -312,15 +315,15 @@ static json_t *customer_record(const json_t *c1)
     set_text(rec, "city", cu, "city");
     char *opt = ats_get_text(cu, "email_optout");
     if (opt && *opt) {
-        json_object_set_new(rec, "ad_opt_out", json_boolean(strcmp(opt, "1") == 0 ||
-                                                            strcasecmp(opt, "Y") == 0));
+        json_object_set_new(rec, "ad_opt_out",
+                            json_boolean(strcmp(opt, "1") == 0 || strcasecmp(opt, "Y") == 0));
     }
     free(opt);
     json_t *ax = json_object();
-    static const char *const extra[] = {"name_mi", "company_name", "street_addr_2", "state",
-                                        "country", "phone_cell", "phone_day", "phone_eve",
-                                        "birth_date", "gender", "name_type", "cust_name_id",
-                                        NULL};
+    static const char *const extra[] = {
+        "name_mi",   "company_name", "street_addr_2", "state",  "country",   "phone_cell",
+        "phone_day", "phone_eve",    "birth_date",    "gender", "name_type", "cust_name_id",
+        NULL};
     for (size_t i = 0; extra[i]; i++) {
         set_text(ax, extra[i], cu, extra[i]);
     }
@@ -369,9 +372,9 @@ static json_t *event_record(const struct run *run, const json_t *ev)
         free(title);
         free(venue);
         json_t *ax = json_object();
-        static const char *const extra[] = {"event_id", "event_description", "performer",
-                                            "season_name", "manifest_name", "major_cat",
-                                            "minor_cat", NULL};
+        static const char *const extra[] = {
+            "event_id",      "event_description", "performer", "season_name",
+            "manifest_name", "major_cat",         "minor_cat", NULL};
         for (size_t i = 0; extra[i]; i++) {
             set_text(ax, extra[i], ev, extra[i]);
         }
@@ -404,9 +407,8 @@ static json_t *sale_record(const struct run *run, const json_t *row, int64_t att
     } else {
         char *plan = ats_get_text(row, "plan_name");
         rec = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s}", "event_id", ev, "purchase_datetime", at,
-                        "ticket_category", plan && *plan ? "subscription" : "regular",
-                        "quantity", (json_int_t)qty, "sales_price", price, "currency",
-                        run->cf->currency);
+                        "ticket_category", plan && *plan ? "subscription" : "regular", "quantity",
+                        (json_int_t)qty, "sales_price", price, "currency", run->cf->currency);
         json_object_set_new(rec, "invoice_number", json_sprintf("%lld", (long long)trans));
         json_object_set_new(rec, "customer_id", json_sprintf("%lld", (long long)acct));
         if (ats_money_text(row, "full_price", full) == 0) {
@@ -426,8 +428,8 @@ static json_t *sale_record(const struct run *run, const json_t *row, int64_t att
         }
         if (rec) {
             json_t *ax = json_object();
-            static const char *const extra[] = {"section_name", "row_name", "seat_num",
-                                                "price_code", "plan_name", NULL};
+            static const char *const extra[] = {"section_name", "row_name",  "seat_num",
+                                                "price_code",   "plan_name", NULL};
             for (size_t i = 0; extra[i]; i++) {
                 set_text(ax, extra[i], row, extra[i]);
             }
@@ -468,17 +470,23 @@ static int fetch_missing(struct run *run, const char *field, const char *id)
             rec = customer_record(a.c1);
             if (rec) {
                 body_add(run, "customers", rec);
+            } else {
+                r = -ENOENT; /* no e-mail: the sale stays anonymous */
             }
         } else {
             size_t i;
             json_t *ev;
-            json_array_foreach(ats_get(a.c1, "events"), i, ev) {
+            json_array_foreach(ats_get(a.c1, "events"), i, ev)
+            {
                 if ((rec = event_record(run, ev))) {
                     body_add(run, "events", rec);
                 }
             }
         }
         run->refetched++;
+        if (r == -ENOENT) {
+            run->no_email++;
+        }
     } else if (a.status == ATS_NOT_FOUND) {
         r = -ENOENT; /* deleted or merged in Archtics since the sale */
     } else {
@@ -552,7 +560,8 @@ static int flush(struct run *run)
             continue;
         }
         r = stop != 0 ? stop
-                      : sd_connector_fail(ctx, -EINVAL, "a page was refused, nothing of it "
+                      : sd_connector_fail(ctx, -EINVAL,
+                                          "a page was refused, nothing of it "
                                           "stored: %s %s",
                                           out.errors.n ? out.errors.items[0].pointer : "",
                                           out.errors.n ? out.errors.items[0].message : "");
@@ -617,6 +626,9 @@ static void since_of(const struct run *run, const json_t *cur, char out[20])
     ats_local_format(since, out);
 }
 
+#define SEEN_MAX 2000
+#define FIRST_SCANS_MAX 400
+
 /* A row was read: raise the mark and remember it among the rows at mark − 1 minute or later. */
 static void cursor_note(json_t *cur, const char *ts, const char *key)
 {
@@ -631,13 +643,19 @@ static void cursor_note(json_t *cur, const char *ts, const char *key)
     json_t *keep = json_array();
     size_t i;
     json_t *v;
-    json_array_foreach(seen, i, v) {
+    json_array_foreach(seen, i, v)
+    {
         const char *s = json_string_value(v);
         if (s && strncmp(s, floor, 16) >= 0) {
             json_array_append(keep, v);
         }
     }
     json_array_append_new(keep, json_sprintf("%s|%s", ts, key));
+    /* the state document is bounded: beyond SEEN_MAX rows in two minutes (a bulk change) the
+     * earliest are forgotten, and read again (stored again unchanged) by the next run */
+    while (json_array_size(keep) > SEEN_MAX) {
+        json_array_remove(keep, 0);
+    }
     json_object_set_new(cur, "seen", keep);
 }
 
@@ -645,7 +663,8 @@ static bool cursor_seen(const json_t *cur, const char *ts, const char *key)
 {
     size_t n = strlen(ts), i;
     json_t *v;
-    json_array_foreach(json_object_get(cur, "seen"), i, v) {
+    json_array_foreach(json_object_get(cur, "seen"), i, v)
+    {
         const char *s = json_string_value(v);
         if (s && strncmp(s, ts, n) == 0 && s[n] == '|' && strcmp(s + n + 1, key) == 0) {
             return true;
@@ -693,7 +712,8 @@ static int inc_read(struct run *run, const struct inc_def *def, const char *extr
         const json_t *rows = ats_get(a.c1, def->array);
         size_t n = json_array_size(rows), i;
         json_t *row;
-        json_array_foreach(rows, i, row) {
+        json_array_foreach(rows, i, row)
+        {
             char *ts = ats_get_text(row, def->ts);
             char *key = ats_get_text(row, def->key);
             int64_t local;
@@ -750,6 +770,9 @@ static int account_row(struct run *run, const json_t *row, void *arg)
         json_t *rec = customer_record(a.c1);
         if (rec) {
             body_add(run, "customers", rec);
+        } else {
+            run->no_email++;
+            run->ctx->records_rejected++;
         }
     } else if (a.status != ATS_NOT_FOUND) {
         /* deleted or merged since it was listed: reconciliation handles those */
@@ -826,7 +849,8 @@ static int pull_events(struct run *run)
         size_t n = json_array_size(evs), i;
         json_t *ev;
         char *last = NULL;
-        json_array_foreach(evs, i, ev) {
+        json_array_foreach(evs, i, ev)
+        {
             json_t *rec = event_record(run, ev);
             if (rec) {
                 body_add(run, "events", rec);
@@ -880,7 +904,8 @@ static int event_with_sales_row(struct run *run, const json_t *row, void *arg)
     char *name = ats_get_text(row, "event_name");
     if (!name || !*name) {
         free(name);
-        return sd_connector_fail(run->ctx, -EPROTO, "get_events_with_sales: a row without "
+        return sd_connector_fail(run->ctx, -EPROTO,
+                                 "get_events_with_sales: a row without "
                                  "event_name");
     }
     json_t *per = obj_member(obj_member(run->cursor, "sales"), "events");
@@ -896,8 +921,8 @@ static int event_with_sales_row(struct run *run, const json_t *row, void *arg)
 static int pull_sales(struct run *run)
 {
     json_t *cur = obj_member(obj_member(run->cursor, "sales"), "with_sales");
-    int r = inc_read(run, &INCREMENTAL[INC_EVENTS_WITH_SALES], NULL, cur, event_with_sales_row,
-                     NULL);
+    int r =
+        inc_read(run, &INCREMENTAL[INC_EVENTS_WITH_SALES], NULL, cur, event_with_sales_row, NULL);
     /* the event list's cursor moves with the last event whose sales are all stored */
     int f = run->pending || r == 0 ? flush(run) : 0;
     return r != 0 ? r : f;
@@ -1026,7 +1051,8 @@ static int pull_attendance(struct run *run)
     json_t *known = obj_member(att, "first_scan");
     const char *ev;
     json_t *v;
-    json_object_foreach(s.first, ev, v) {
+    json_object_foreach(s.first, ev, v)
+    {
         if (r != 0) {
             break;
         }
@@ -1035,6 +1061,22 @@ static int pull_attendance(struct run *run)
         snprintf(first, sizeof(first), "%s",
                  old && strcmp(old, json_string_value(v)) < 0 ? old : json_string_value(v));
         json_object_set_new(known, ev, json_string(first));
+        while (json_object_size(known) > FIRST_SCANS_MAX) {
+            /* forget the event scanned longest ago: its scans are over */
+            const char *k, *oldest = NULL, *oldest_at = NULL;
+            json_t *x;
+            json_object_foreach(known, k, x)
+            {
+                const char *at = json_string_value(x);
+                if (!oldest || (at && oldest_at && strcmp(at, oldest_at) < 0)) {
+                    oldest = k;
+                    oldest_at = at;
+                }
+            }
+            char *gone = sd_strdup(oldest);
+            json_object_del(known, gone);
+            free(gone);
+        }
         r = recount_event(run, ev, first);
         if (r == 0) {
             r = flush(run);
@@ -1075,13 +1117,13 @@ static void note_status(struct run *run, int64_t started_usec, int stop)
     } else {
         json_object_del(st, "paused_until");
     }
-    const char *hw = json_string_value(json_object_get(json_object_get(run->cursor, "accounts"),
-                                                       "hw"));
+    const char *hw =
+        json_string_value(json_object_get(json_object_get(run->cursor, "accounts"), "hw"));
     int64_t from, mark, now_local;
     if (stop != GO && hw && ats_local_parse(run->cf->history_from, &from) == 0 &&
         ats_local_parse(hw, &mark) == 0 &&
-        sd_tz_utc_to_local(run->tz, sd_now_usec() / 1000000, &now_local) == 0 &&
-        mark > from && now_local > mark && calls > 0) {
+        sd_tz_utc_to_local(run->tz, sd_now_usec() / 1000000, &now_local) == 0 && mark > from &&
+        now_local > mark && calls > 0) {
         /* calls still needed ≈ calls so far × the time not yet covered / the time covered */
         double done = (double)(mark - from), left = (double)(now_local - mark);
         json_t *c = json_object_get(st, "backfill_calls");
@@ -1176,6 +1218,15 @@ static int archtics_run(struct sd_connector_ctx *ctx, void *state)
                           "from the checkpoint",
                           (long long)cf->max_calls_per_run);
         r = 0;
+    }
+    if (r == 0 && run.no_email > 0) {
+        char *before = ctx->error ? sd_strdup(ctx->error) : NULL;
+        sd_connector_fail(ctx, 0,
+                          "%s%s%llu account(s) without a valid e-mail left out of the customers "
+                          "(their sales are stored anonymous)",
+                          before ? before : "", before ? "; " : "",
+                          (unsigned long long)run.no_email);
+        free(before);
     }
     json_decref(run.cursor);
     json_decref(run.body);

@@ -21,16 +21,16 @@
 
 struct archtics_conf {
     /* the service (credential_settings: base_url, api_key, dsn) */
-    const char *base_url;         /* https://app.ticketmaster.com/archtics-ats, or a test server */
-    const char *product;          /* "sth-customer" */
+    const char *base_url; /* https://app.ticketmaster.com/archtics-ats, or a test server */
+    const char *product;  /* "sth-customer" */
     const char *dsn;
-    const char *api_key;          /* SECRET */
+    const char *api_key; /* SECRET */
     const char *src_sys_name;
     const char *archtics_version;
     const char *uid;
-    const char *venue_time_zone;  /* IANA: every ATS date and time is venue-local */
-    const char *currency;         /* ISO 4217 of every price */
-    const char *event_city;       /* the venue's city (events need one) */
+    const char *venue_time_zone; /* IANA: every ATS date and time is venue-local */
+    const char *currency;        /* ISO 4217 of every price */
+    const char *event_city;      /* the venue's city (events need one) */
 
     /* patience */
     int64_t timeout_seconds;      /* per request */
@@ -38,8 +38,8 @@ struct archtics_conf {
     int64_t poll_timeout_seconds; /* a poll older than this is submitted again */
     int64_t max_attempts;         /* transport errors / 5xx per request */
     int64_t retry_initial_ms;
-    int64_t max_wait_seconds;     /* longest quota wait inside a run; longer: pause the run */
-    int64_t no_data_result;       /* `result` of an expired poll ("No data for token") */
+    int64_t max_wait_seconds; /* longest quota wait inside a run; longer: pause the run */
+    int64_t no_data_result;   /* `result` of an expired poll ("No data for token") */
 
     /* streams */
     bool pull_accounts, pull_events, pull_sales, pull_attendance;
@@ -54,10 +54,10 @@ struct archtics_conf {
     int64_t max_calls_per_run;    /* 0: no bound; else the run ends (checkpointed) after it */
 
     /* reconciliation and out (archtics_reconcile.c, archtics_out.c) */
-    int64_t reconcile_days;       /* days between reconciliation runs; 0: never */
+    int64_t reconcile_days;          /* days between reconciliation runs; 0: never */
     int64_t reconcile_calls_per_run; /* calls one run may spend on the sweep */
-    bool push_customers;          /* customers of other sources go to Archtics */
-    const char *alt_id_type;      /* alt_id_type that carries the stagedoor customer id; "" none */
+    bool push_customers;             /* customers of other sources go to Archtics */
+    const char *alt_id_type; /* alt_id_type that carries the stagedoor customer id; "" none */
 
     /* quota overrides (sd_quota_effective: quota_<name>_calls) */
     int64_t quota_10s_calls;
@@ -95,7 +95,6 @@ struct archtics_reconcile_report {
 int archtics_reconcile_step(struct sd_connector_ctx *ctx, struct ats_client *cl,
                             struct archtics_reconcile_report *rep);
 enum sd_verdict archtics_deliver(struct sd_connector_ctx *ctx, void *state,
-                                 const struct sd_outbox_item *item,
-                                 struct sd_delivery_result *res);
+                                 const struct sd_outbox_item *item, struct sd_delivery_result *res);
 
 #endif

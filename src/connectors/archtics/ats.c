@@ -70,8 +70,8 @@ struct ats_client *ats_client_new(struct sd_connector_ctx *ctx, const struct ats
     while (n > 0 && p->base_url[n - 1] == '/') {
         n--;
     }
-    c->url = sd_asprintf("%.*s/%s/ticketing_services.aspx?dsn=%s", (int)n, p->base_url,
-                         p->product, dsn);
+    c->url =
+        sd_asprintf("%.*s/%s/ticketing_services.aspx?dsn=%s", (int)n, p->base_url, p->product, dsn);
     free(dsn);
     if (sd_http_header("apikey", p->api_key ? p->api_key : "", &c->key_line) < 0) {
         c->key_line = NULL; /* ats_call refuses to send (ATS_AUTH) */
@@ -107,7 +107,8 @@ const json_t *ats_get(const json_t *obj, const char *key)
     }
     const char *k;
     json_t *val;
-    json_object_foreach((json_t *)obj, k, val) {
+    json_object_foreach((json_t *)obj, k, val)
+    {
         if (strcasecmp(k, key) == 0) {
             return val;
         }
@@ -282,8 +283,8 @@ int ats_local_parse(const char *s, int64_t *ret_local)
     size_t n;
     s = trim(s, &n);
     int y, mo, d, h = 0, mi = 0, sec = 0;
-    if (n < 10 || digits(s, 4, &y) < 0 || s[4] != '-' || digits(s + 5, 2, &mo) < 0 ||
-        s[7] != '-' || digits(s + 8, 2, &d) < 0) {
+    if (n < 10 || digits(s, 4, &y) < 0 || s[4] != '-' || digits(s + 5, 2, &mo) < 0 || s[7] != '-' ||
+        digits(s + 8, 2, &d) < 0) {
         return -EINVAL;
     }
     if (n > 10) {
@@ -354,12 +355,13 @@ char *ats_envelope_text(const struct ats_params *p, const char *cmd, const json_
     free(seed);
     free(canon);
     hex[16] = '\0';
-    json_t *c1 = json_pack("{s:s, s:s, s:s, s:s+}", "cmd", cmd, "uid", p->uid ? p->uid : "",
-                           "dsn", p->dsn ? p->dsn : "", "ref", "sd-", hex);
+    json_t *c1 = json_pack("{s:s, s:s, s:s, s:s+}", "cmd", cmd, "uid", p->uid ? p->uid : "", "dsn",
+                           p->dsn ? p->dsn : "", "ref", "sd-", hex);
     if (json_is_object(params)) {
         const char *k;
         json_t *v;
-        json_object_foreach((json_t *)params, k, v) {
+        json_object_foreach((json_t *)params, k, v)
+        {
             if (!json_object_get(c1, k)) {
                 json_object_set(c1, k, v);
             }
@@ -439,20 +441,15 @@ enum ats_status ats_classify_result(int64_t result, int64_t sql_code, const char
                                     int64_t no_data_result)
 {
     switch (result) {
-    case 0:
-        return ATS_OK;
-    case 11408:
-        return ATS_HIT;
-    case 11075:
-        return ATS_TOO_LARGE;
-    case 5024:  /* customer_query: account or e-mail not found */
-    case 5069:  /* seats_sold: no blocks found */
-    case 5212:  /* event_search: no events */
-    case 5231:  /* event_details: no events (past the last page) */
-    case 10684: /* customer_query: no record for alt_id */
-        return ATS_NOT_FOUND;
-    default:
-        break;
+    case 0: return ATS_OK;
+    case 11408: return ATS_HIT;
+    case 11075: return ATS_TOO_LARGE;
+    case 5024: /* customer_query: account or e-mail not found */
+    case 5069: /* seats_sold: no blocks found */
+    case 5212: /* event_search: no events */
+    case 5231: /* event_details: no events (past the last page) */
+    case 10684: /* customer_query: no record for alt_id */ return ATS_NOT_FOUND;
+    default: break;
     }
     if (ats_is_no_data(result, detail, no_data_result)) {
         return ATS_RETRY;
@@ -539,8 +536,9 @@ static int send_one(struct ats_client *c, const char *text, struct sd_http_sessi
                 sd_http_response_release(resp);
                 return -1;
             }
-            sd_log(SD_LOG_INFO, "ats rate limit, waiting", "connector=\"[archtics/%s]\" wait_s=%lld",
-                   c->ctx->id ? c->ctx->id : "", (long long)ra);
+            sd_log(SD_LOG_INFO, "ats rate limit, waiting",
+                   "connector=\"[archtics/%s]\" wait_s=%lld", c->ctx->id ? c->ctx->id : "",
+                   (long long)ra);
             wait_ms = ra * 1000;
         } else if (r == 0 && (resp->status == 401 || resp->status == 403)) {
             char f[120];

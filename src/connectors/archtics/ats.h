@@ -56,16 +56,16 @@ struct ats_params {
 
 /* What a call's answer means. */
 enum ats_status {
-    ATS_OK = 0,        /* result 0 */
-    ATS_HIT,           /* 11408: customer_add found the e-mail; acct_id is the existing one */
-    ATS_NOT_FOUND,     /* an in-band "nothing there" (5024, 5069, 5212, 5231, 10684, sql 100) */
-    ATS_TOO_LARGE,     /* 11075: the answer would exceed the server's size: ask for less */
-    ATS_REJECTED,      /* any other in-band error: permanent for this command */
-    ATS_RETRY,         /* transport errors / 5xx beyond max_attempts, poll timeout: later */
-    ATS_AUTH,          /* HTTP 401 (or 403): the key or the DSN is refused */
-    ATS_SETUP,         /* HTTP 404 (or another 4xx): wrong base URL or product */
-    ATS_PAUSED,        /* no call possible before paused_until_usec (quota) */
-    ATS_CANCELED,      /* the hub is stopping */
+    ATS_OK = 0,    /* result 0 */
+    ATS_HIT,       /* 11408: customer_add found the e-mail; acct_id is the existing one */
+    ATS_NOT_FOUND, /* an in-band "nothing there" (5024, 5069, 5212, 5231, 10684, sql 100) */
+    ATS_TOO_LARGE, /* 11075: the answer would exceed the server's size: ask for less */
+    ATS_REJECTED,  /* any other in-band error: permanent for this command */
+    ATS_RETRY,     /* transport errors / 5xx beyond max_attempts, poll timeout: later */
+    ATS_AUTH,      /* HTTP 401 (or 403): the key or the DSN is refused */
+    ATS_SETUP,     /* HTTP 404 (or another 4xx): wrong base URL or product */
+    ATS_PAUSED,    /* no call possible before paused_until_usec (quota) */
+    ATS_CANCELED,  /* the hub is stopping */
 };
 
 /* One answer. doc is the parsed body (owned), c1 its command1 (borrowed from doc). */
