@@ -125,6 +125,11 @@ struct sd_connector_ctx {
     /* inbound_map: the stream the object came in on (one of the type's inbound_streams), or
      * NULL at a plain door; the same on replay (the payload keeps its stream). */
     const char *inbound_stream;
+    /* deliver: calls core already took from the quotas for this attempt (1 for a type with
+     * quotas); sd_connector_quota_take* spends them first, and counts every further call of a
+     * delivery (lease set) as a write, so a deliver that makes several requests (a query and
+     * an update, a 202 poll) takes each of them from the ledger. */
+    int64_t prepaid_calls;
 };
 
 struct sd_outbox_item; /* store/audience.h (through core/outbox.h) */
@@ -192,6 +197,18 @@ int sd_connector_remote_ref_list(const struct sd_connector_ctx *ctx, const char 
 int sd_connector_remote_ref_apply(const struct sd_connector_ctx *ctx, const char *kind,
                                   const char *const *put_local, const char *const *put_remote,
                                   size_t n_put, const char *const *del_local, size_t n_del);
+
+/* Read back the hub's records of `kind` in this instance's tenant and environment, in change
+ * order after sequence number after_seq (0: from the first), at most `limit` rows (clamped to
+ * SD_CONNECTOR_READ_MAX): *ret_records is a new array of the live records as stored (customers
+ * carry their "source"; tombstones are skipped), *ret_last_seq the sequence number of the last
+ * row read (tombstones included: pass it as after_seq for the next page), *ret_more whether
+ * rows follow. For a reconciliation that compares the vendor's records with the hub's; any
+ * thread but the writer's (not from on_change). 0, -EINVAL, or the store's negative errno. */
+#define SD_CONNECTOR_READ_MAX 1000
+int sd_connector_records_page(const struct sd_connector_ctx *ctx, enum sd_kind kind,
+                              int64_t after_seq, size_t limit, json_t **ret_records,
+                              int64_t *ret_last_seq, bool *ret_more);
 
 /* on_change: one stored change of a record, as the writer applies it. */
 struct sd_change {
@@ -410,7 +427,8 @@ struct sd_connector_ctx *sd_connector_job_ctx(struct sd_connector_job *job);
 int sd_connector_wait(struct sd_connector_ctx *ctx, int64_t usec);
 
 /* Count n calls of this run against its type's quotas (as reads: the write reserve stays
- * untouched), for the credential of ctx->settings, before making them. Waits (with
+ * untouched; inside a deliver as writes, after ctx->prepaid_calls), for the credential of
+ * ctx->settings, before making them. Waits (with
  * sd_connector_wait) until every window has room, then takes. 0: taken (or the type declares
  * no quotas); -ECANCELED: the hub stopped while waiting; -E2BIG: n can never fit a window
  * (more than calls - write_reserve); -EINVAL: ctx->connector unset or its quotas malformed;

@@ -67,6 +67,13 @@ int sd_connector_quota_take_within(struct sd_connector_ctx *ctx, int64_t n, int6
     if (!c->quotas || !c->quotas[0].name) {
         return n < 0 ? -EINVAL : 0;
     }
+    /* a delivery: the call core took before deliver is spent first, and every further call
+     * of the attempt is a write (the write reserve is the outbox's) */
+    if (n > 0 && ctx->prepaid_calls >= n) {
+        ctx->prepaid_calls -= n;
+        return 0;
+    }
+    enum sd_quota_use use = ctx->lease ? SD_QUOTA_WRITE : SD_QUOTA_READ;
     char *key = sd_quota_cred_key(c, ctx->settings, ctx->id);
     struct sd_quota eff[SD_QUOTAS_MAX + 1];
     const struct sd_quota *q = sd_quota_effective(c, ctx->settings, eff);
@@ -78,7 +85,7 @@ int sd_connector_quota_take_within(struct sd_connector_ctx *ctx, int64_t n, int6
         }
         int64_t now = sd_now_usec();
         int64_t retry_at = 0;
-        r = sd_quota_take(ctx->hub->store, key, q, SD_QUOTA_READ, n, now, &retry_at);
+        r = sd_quota_take(ctx->hub->store, key, q, use, n, now, &retry_at);
         if (r != -EAGAIN) {
             break;
         }

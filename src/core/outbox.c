@@ -909,6 +909,7 @@ static void process(struct sd_outbox *o, struct sd_outbox_item *d, struct sd_out
         .stop = &o->stopping,
         .lease = &lease,
         .connector = c,
+        .prepaid_calls = c->quotas ? 1 : 0, /* the write call taken above */
     };
     if (c->init && (r = c->init(&ctx, &cstate)) < 0) {
         snprintf(why, sizeof(why), "connector '%s' could not start (%s)", d->connector_id,

@@ -520,6 +520,52 @@ static void test_connector_quota_take(void **state)
     json_decref(settings);
 }
 
+/* Inside a delivery (a lease set): the call core took before deliver is spent first, and the
+ * further calls of the same deliver count as writes, so a read-merge-write takes its second
+ * call from the write reserve that pull runs leave; a full window answers -EAGAIN within the
+ * bound instead of holding the delivery worker. */
+static void test_delivery_quota_take(void **state)
+{
+    struct fx *f = *state;
+    struct sd_hub hub = {.store = f->h};
+    atomic_bool stop = false;
+    json_t *settings = json_pack("{s:s}", "api_key", "deliveries");
+    struct sd_connector daily = {
+        .name = "daily", .quotas = decade_q, .credential_settings = SD_CHOICES("api_key")};
+    struct sd_connector_ctx run = {
+        .hub = &hub, .id = "con_r", .settings = settings, .stop = &stop, .connector = &daily};
+    /* a pull run spends the read share (2 - 1) */
+    assert_int_equal(sd_connector_quota_take(&run, 1), 0);
+    int64_t retry_at = 0;
+    assert_int_equal(sd_connector_quota_take_within(&run, 1, 0, &retry_at), -EAGAIN);
+
+    /* a delivery whose first call core took already (prepaid) */
+    struct sd_outbox_lease *lease = (struct sd_outbox_lease *)&stop; /* only tested for NULL */
+    struct sd_connector_ctx dlv = {.hub = &hub,
+                                   .id = "con_d",
+                                   .settings = settings,
+                                   .stop = &stop,
+                                   .connector = &daily,
+                                   .lease = lease,
+                                   .prepaid_calls = 1};
+    /* the prepaid call is spent without the ledger; the next one is a write, which finds the
+     * reserve a read could not use */
+    assert_int_equal(sd_connector_quota_take_within(&dlv, 1, 0, NULL), 0);
+    assert_int_equal(dlv.prepaid_calls, 0);
+    assert_int_equal(sd_connector_quota_take_within(&dlv, 1, 0, &retry_at), 0);
+    assert_int_equal(sd_connector_quota_take_within(&dlv, 1, 0, &retry_at), -EAGAIN);
+    assert_true(retry_at > sd_now_usec());
+    char *key = sd_quota_cred_key(&daily, settings, "con_d");
+    json_t *st = sd_quota_status(f->h, key, decade_q, sd_now_usec());
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(st, 0), "used")), 2);
+    /* outside a delivery the same take is a read: still refused */
+    dlv.lease = NULL;
+    assert_int_equal(sd_connector_quota_take_within(&dlv, 1, 0, NULL), -EAGAIN);
+    json_decref(st);
+    free(key);
+    json_decref(settings);
+}
+
 /* Every registered type's declaration is well-formed and names real settings: a vendor
  * connector with a malformed quota would otherwise fail only when it first runs. */
 static void test_registry_declarations(void **state)
@@ -577,6 +623,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_takes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_processes, setup, teardown),
         cmocka_unit_test(test_wait_honours_stop),
+        cmocka_unit_test_setup_teardown(test_delivery_quota_take, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connector_quota_take, setup, teardown),
         cmocka_unit_test_setup_teardown(test_view_only_for_quota_types, setup, teardown),
     };

@@ -109,6 +109,9 @@ static const struct sd_setting settings[] = {
     {"reconcile_days", SD_SETTING_INT, "7", 0, 365,
      "days between reconciliation runs (deleted and merged accounts); 0: never", NULL,
      AT(reconcile_days)},
+    {"reconcile_calls_per_run", SD_SETTING_INT, "25", 1, 100000,
+     "calls one run may spend on the reconciliation sweep (one per account)", NULL,
+     AT(reconcile_calls_per_run)},
     {"push_customers", SD_SETTING_BOOL, "false", 0, 0,
      "customers created or changed in stagedoor go to Archtics", NULL, AT(push_customers)},
     {"alt_id_type", SD_SETTING_STRING, "\"\"", 0, 6,
@@ -1185,6 +1188,11 @@ static int archtics_run(struct sd_connector_ctx *ctx, void *state)
     if (r == 0 && cf->pull_attendance) {
         r = pull_attendance(&run);
     }
+    if (r == 0) {
+        struct archtics_reconcile_report rep;
+        int rr = archtics_reconcile_step(ctx, run.ats, &rep);
+        r = rr < 0 ? rr : r;
+    }
     if (r >= 0) {
         /* GO or a stop: the status travels with the final (record-less) commit */
         json_object_clear(run.body);
@@ -1250,12 +1258,15 @@ static void check(const void *conf, struct sd_issues *errors)
 
 const struct sd_connector sd_connector_archtics = {
     .name = "archtics",
-    .kind = SD_CONNECTOR_SOURCE,
+    .kind = SD_CONNECTOR_SOURCE | SD_CONNECTOR_TARGET,
     .help = "Ticketmaster Archtics (ATS): accounts, events, sales and returns, attendance in",
     .settings = settings,
     .settings_size = sizeof(struct archtics_conf),
     .default_schedule = "every 15m",
     .run = archtics_run,
+    .operations = archtics_operations,
+    .on_change = archtics_on_change,
+    .deliver = archtics_deliver,
     .check = check,
     .quotas = quotas,
     .credential_settings = credential_settings,

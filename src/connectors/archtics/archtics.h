@@ -54,8 +54,9 @@ struct archtics_conf {
     int64_t max_calls_per_run;    /* 0: no bound; else the run ends (checkpointed) after it */
 
     /* reconciliation and out (archtics_reconcile.c, archtics_out.c) */
-    int64_t reconcile_days;  /* days between reconciliation runs; 0: never */
-    bool push_customers;     /* customers of other sources go to Archtics */
+    int64_t reconcile_days;          /* days between reconciliation runs; 0: never */
+    int64_t reconcile_calls_per_run; /* calls one run may spend on the sweep */
+    bool push_customers;             /* customers of other sources go to Archtics */
     const char *alt_id_type; /* alt_id_type that carries the stagedoor customer id; "" none */
 
     /* quota overrides (sd_quota_effective: quota_<name>_calls) */
@@ -68,5 +69,32 @@ extern const struct sd_connector sd_connector_archtics;
 
 /* The client parameters of cf (strings borrowed from cf). */
 void archtics_ats_params(const struct archtics_conf *cf, struct ats_params *ret);
+
+/* Customers out (archtics_out.c): the outbox operations, the change → item hook (customers of
+ * other sources, when push_customers is on) and the delivery (customer_add, or customer_query
+ * + customer_update). */
+struct sd_change;
+struct sd_outbox_adder;
+struct sd_outbox_item;
+struct sd_delivery_result;
+extern const char *const archtics_operations[];
+void archtics_on_change(const struct sd_connector_ctx *ctx, const struct sd_change *chg,
+                        struct sd_outbox_adder *out);
+/* Reconciliation (archtics_reconcile.c): one step of the sweep — first the hub's Archtics
+ * events (event_details by name, 50 a call; not listed → deleted), then the hub's accounts of
+ * this source (customer_query each; 5024 → merged into the account that holds its sale now, or
+ * deleted) — within reconcile_calls_per_run calls, every reconcile_days; its checkpoint is kept
+ * in the saved state. Called by the run after its streams, with the run's client. 0 (also when
+ * not due, or when a call failed: the next run goes on from the checkpoint), or a negative
+ * errno of the store. */
+struct archtics_reconcile_report {
+    bool ran, finished;
+    int64_t calls;
+    size_t checked, deleted, merged, events_deleted;
+};
+int archtics_reconcile_step(struct sd_connector_ctx *ctx, struct ats_client *cl,
+                            struct archtics_reconcile_report *rep);
+enum sd_verdict archtics_deliver(struct sd_connector_ctx *ctx, void *state,
+                                 const struct sd_outbox_item *item, struct sd_delivery_result *res);
 
 #endif

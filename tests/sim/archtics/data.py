@@ -213,6 +213,14 @@ class World:
             if s["acct_id"] == src:
                 s["acct_id"] = into
 
+    @_locked
+    def delete_event(self, name):
+        """Delete an event on the Archtics side, with its sales and scans (no incremental call
+        reports it; event_details no longer lists it)."""
+        self.events = [e for e in self.events if e["event_name"] != name]
+        self.sales = [s for s in self.sales if s["event_name"] != name]
+        self.scans = [s for s in self.scans if s["event_name"] != name]
+
     def event(self, name):
         for e in self.events:
             if e["event_name"] == name:
@@ -288,25 +296,27 @@ class World:
                 if a["created"] <= cutoff:
                     w.writerow([a[c] for c in cols] + [loc(a["at"])])
         elif kind == "events":
-            w.writerow(["event_name", "event_id", "event_description", "event_date",
-                        "event_time", "event_category", "plan_type", "events_in_plan",
-                        "venue_name", "season_name"])
+            w.writerow(["event_name", "event_id", "event_name_inet", "event_description",
+                        "event_date", "event_time", "event_category", "plan_type",
+                        "events_in_plan", "venue_name", "season_name"])
             for e in sorted(self.events, key=lambda e: e["event_name"]):
                 d = self.clock.local_dt(e["start"])
-                w.writerow([e["event_name"], e["event_id"], e["event_description"],
+                w.writerow([e["event_name"], e["event_id"], e["event_name_inet"],
+                            e["event_description"],
                             d.strftime("%Y-%m-%d"), d.strftime("%H:%M"), e["event_category"],
                             e["plan_type"], "|".join(e["events_in_plan"]), e["venue_name"],
                             e["season_name"]])
         elif kind == "sales":
             w.writerow(["trans_id", "trans_type", "orig_trans_id", "acct_id", "event_name",
                         "plan_name", "section_name", "row_name", "seat_num", "num_seats",
-                        "price_code", "purchase_price", "trans_date_time"])
+                        "price_code", "full_price", "purchase_price", "trans_date_time"])
             for s in sorted(self.sales, key=lambda s: s["trans_id"]):
                 if s["at"] <= cutoff:
                     w.writerow([s["trans_id"], s["trans_type"], s["orig_trans_id"] or "",
                                 s["acct_id"], s["event_name"], s["plan_name"],
                                 s["section_name"], s["row_name"],
                                 s["seat_num"], s["num_seats"], s["price_code"],
+                                "%d.%02d" % divmod(s["full_cents"], 100),
                                 "%d.%02d" % divmod(s["paid_cents"], 100), loc(s["at"])])
         elif kind == "scans":
             w.writerow(["scan_id", "acct_id", "event_name", "section_name", "row_name",
