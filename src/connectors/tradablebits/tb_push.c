@@ -556,6 +556,14 @@ enum sd_verdict tb_deliver(struct sd_connector_ctx *ctx, void *state,
     enum sd_verdict v = SD_VERDICT_RETRY;
     bool created = false;
     const char *kind = "update";
+    /* The first request's call is the one core took for the attempt (sd_connector_quota_take
+     * spends it first); a second request (the update after a duplicate) takes its own. */
+    r = sd_connector_quota_take(ctx, 1);
+    if (r < 0) {
+        v = SD_VERDICT_RETRY;
+        res->error = sd_strdup("the call quota could not be taken for the fan");
+        goto out;
+    }
     if (!fan) {
         size_t len = 0;
         const char *text = sd_http_form_body(form, &len);

@@ -413,8 +413,9 @@ static enum sd_verdict post(struct sync *s, const char *what, const char *path,
     struct sd_connector_ctx *ctx = s->ctx;
     struct sd_delivery_result *res = s->res;
     int64_t timeout_usec = s->c->timeout_seconds * 1000000;
-    /* The first call of an attempt is counted by core before deliver; the others here. */
-    if (s->calls > 0) {
+    /* Every call is taken before it is made: the first spends the call core took for the
+     * attempt (ctx->prepaid_calls), the others are writes of their own. */
+    {
         int q = sd_connector_quota_take(ctx, 1);
         if (q < 0 && q != -E2BIG) {
             free(res->error);
