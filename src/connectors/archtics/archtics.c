@@ -583,14 +583,20 @@ static void local_shift(const char *local, int64_t seconds, char out[20])
 
 /* Where a stream with cursor cur starts: one minute before its high-water mark, and earlier
  * when the venue's clocks went back after it (rows stamped after the change may sort before
- * the mark: the repeated hour's minutes come again). Without a cursor: the bootstrap cut-off,
- * else history_from. */
+ * the mark: the repeated hour's minutes come again). Without a cursor: one minute before the
+ * bootstrap cut-off — the cut-off is the extract's high-water mark, and a row committed late
+ * in the minute before it is in neither the extract nor a read from the cut-off — else
+ * history_from (nothing is older). */
 static void since_of(const struct run *run, const json_t *cur, char out[20])
 {
     const char *hw = json_string_value(json_object_get(cur, "hw"));
     if (!hw) {
         const char *c = run->cf->bootstrap_cutoff;
-        snprintf(out, 20, "%s", c && *c ? c : run->cf->history_from);
+        if (c && *c) {
+            local_shift(c, -60, out);
+        } else {
+            snprintf(out, 20, "%s", run->cf->history_from);
+        }
         return;
     }
     int64_t local, u;
