@@ -252,6 +252,26 @@ class ArchticsPull(unittest.TestCase):
         self.assertEqual(sim.record("customer_query"), [])
         self.assertEqual(st["last_run_stats"]["records_in"], 0, st)
         self.assertEqual(st["records_in"], before)
+
+        # a new scan of a game whose sales the hub holds: the recount reads the hub's own
+        # sales, not ATS (no get_ticket_sales call), and stores the one sale whose count changed
+        now = sim.clock.now()
+        scanned = {(x["event_name"], x["section_name"], x["row_name"], x["seat_num"])
+                   for x in w.scans}
+        sale, seat = next((s, s["seat_num"] + k) for s in w.sales
+                          if s["trans_type"] == "S" and not s["returned"]
+                          and w.event(s["event_name"])["start"] < now
+                          for k in range(s["num_seats"])
+                          if (s["event_name"], s["section_name"], s["row_name"],
+                              s["seat_num"] + k) not in scanned)
+        w.add_scan(sale, seat)
+        sim.clear_record()
+        st = admin.run(cid)
+        self.assertEqual(st["state"], "ok", st)
+        self.assert_reproduces(api, sim)
+        self.assertEqual(sim.record("get_ticket_sales"), [],
+                         "the recount fetched sales the hub holds")
+        self.assertEqual(st["last_run_stats"]["records_in"], 1, st)
         self.assert_clean(sim)
 
     def test_restart_mid_poll_resumes_it(self):

@@ -8,7 +8,8 @@
  *  - sales: get_events_with_sales (incremental) → get_ticket_sales per event (incremental, a
  *    cursor per event); returns (trans_type R) become refund records (refund_of);
  *  - attendance: get_attendance_incremental; for every event with new scans, its scans are
- *    counted per sale seat block and its sales sent again with attended_quantity.
+ *    counted per sale seat block and the hub's own sales of it (read back locally, never
+ *    fetched again) sent again with attended_quantity where it changed.
  *
  * The four incremental commands are one table (INCREMENTAL below): a since-time in, a list
  * out, keyset paging on (venue-local minute, key). Their cursor is {"hw": the latest minute
@@ -984,68 +985,112 @@ static int collect_scan(struct run *run, const json_t *row, void *arg)
     return 0;
 }
 
-/* The sales of an event, each sent again with the number of its seats scanned. */
-struct sale_attend {
-    json_t *seats;
-};
-
-static int attend_sale_row(struct run *run, const json_t *row, void *arg)
+/* A seat-block field of a sale as the hub holds it: under "archtics" (written by this
+ * connector) or at the top level (imported from a file extract, whose columns are kept). */
+static const json_t *sale_seat_field(const json_t *sale, const char *name)
 {
-    struct sale_attend *s = arg;
-    char *type = ats_get_text(row, "trans_type");
-    bool ret = type && strcasecmp(type, "R") == 0;
-    free(type);
-    if (ret) {
-        return 0; /* refund records do not change with attendance */
-    }
-    char *sec = ats_get_text(row, "section_name");
-    char *rw = ats_get_text(row, "row_name");
-    int64_t seat = 0, n = 0, attended = 0;
-    if (sec && rw && ats_get_int(row, "seat_num", &seat) == 0 &&
-        ats_get_int(row, "num_seats", &n) == 0) {
-        for (int64_t k = 0; k < n && k < 10000; k++) {
-            char key[160];
-            snprintf(key, sizeof(key), "%s|%s|%lld", sec, rw, (long long)(seat + k));
-            if (json_object_get(s->seats, key)) {
-                attended++;
-            }
-        }
-    }
-    free(sec);
-    free(rw);
-    const char *why = NULL;
-    json_t *rec = sale_record(run, row, attended, &why);
-    if (!rec) {
-        return sd_connector_fail(run->ctx, -EPROTO, "get_ticket_sales: %s", why);
-    }
-    body_add(run, "sales", rec);
-    return 0;
+    const json_t *v = json_object_get(json_object_get(sale, "archtics"), name);
+    return v ? v : json_object_get(sale, name);
 }
 
-static int recount_event(struct run *run, const char *event, const char *first)
+/* The number of seats of a stored sale's block (section_name, row_name, seat_num …
+ * seat_num + quantity − 1) that `seats` holds; -1 when the sale has no readable block. */
+static int64_t seats_scanned(const json_t *sale, const json_t *seats)
+{
+    const char *sec = json_string_value(sale_seat_field(sale, "section_name"));
+    const char *rw = json_string_value(sale_seat_field(sale, "row_name"));
+    const json_t *sv = sale_seat_field(sale, "seat_num");
+    const json_t *qv = json_object_get(sale, "quantity");
+    int64_t seat;
+    if (!sec || !rw || !json_is_integer(qv)) {
+        return -1;
+    }
+    if (json_is_string(sv)) {
+        char *end = NULL;
+        const char *t = json_string_value(sv);
+        long long x = strtoll(t, &end, 10);
+        if (!*t || *end) {
+            return -1;
+        }
+        seat = x;
+    } else if (json_is_integer(sv)) {
+        seat = json_integer_value(sv);
+    } else {
+        return -1;
+    }
+    int64_t n = json_integer_value(qv), attended = 0;
+    for (int64_t k = 0; k < n && k < 10000; k++) {
+        char key[160];
+        snprintf(key, sizeof(key), "%s|%s|%lld", sec, rw, (long long)(seat + k));
+        if (json_object_get(seats, key)) {
+            attended++;
+        }
+    }
+    return attended;
+}
+
+/* The seats scanned of `event`: its scans from scan_window_hours before `first` (its first
+ * scan seen) into *ret_seats ("section|row|seat" → true). 0, a stop, or a failure. */
+static int scanned_seats(struct run *run, const char *event, const char *first, json_t **ret_seats)
 {
     char since[20];
     local_shift(first, -run->cf->scan_window_hours * 3600, since);
-    json_t *tmp = json_pack("{s:s}", "hw", since);
     /* since_of reads hw − 1 minute: start one minute later so the window is exact */
     char hw[20];
     local_shift(since, 60, hw);
-    json_object_set_new(tmp, "hw", json_string(hw));
+    json_t *tmp = json_pack("{s:s}", "hw", hw);
     struct scan_collect c = {.event = event, .seats = json_object()};
     int r = inc_read(run, &INCREMENTAL[INC_SCANS], NULL, tmp, collect_scan, &c);
     json_decref(tmp);
-    if (r == 0) {
-        /* every sale of the event, from the start of its history */
-        json_t *all = json_object();
-        char start[20];
-        local_shift(run->cf->history_from, 60, start);
-        json_object_set_new(all, "hw", json_string(start));
-        struct sale_attend s = {.seats = c.seats};
-        r = inc_read(run, &INCREMENTAL[INC_SALES], event, all, attend_sale_row, &s);
-        json_decref(all);
+    if (r != 0) {
+        json_decref(c.seats);
+        return r;
     }
-    json_decref(c.seats);
-    return r;
+    *ret_seats = c.seats;
+    return 0;
+}
+
+/* Every sale the hub holds of an event in `recount` (event_name → its seats scanned), sent
+ * again with attended_quantity when that changed. The sales are the hub's own, read back in
+ * one local pass (sd_connector_records_page): the sales stream (or the file extract) stored
+ * them already, so a recount costs no get_ticket_sales call. Refund records do not change with
+ * attendance. 0, a stop, or a failure. */
+static int recount_from_hub(struct run *run, const json_t *recount)
+{
+    int64_t after = 0;
+    bool more = true;
+    while (more) {
+        json_t *recs = NULL;
+        int r = sd_connector_records_page(run->ctx, SD_KIND_SALE, after, SD_CONNECTOR_READ_MAX,
+                                          &recs, &after, &more);
+        if (r < 0) {
+            return sd_connector_fail(run->ctx, r, "reading the hub's sales back failed");
+        }
+        size_t i;
+        json_t *sale;
+        json_array_foreach(recs, i, sale)
+        {
+            const char *ev = json_string_value(json_object_get(sale, "event_id"));
+            const json_t *seats = ev ? json_object_get(recount, ev) : NULL;
+            if (!seats || json_object_get(sale, "refund_of")) {
+                continue;
+            }
+            int64_t attended = seats_scanned(sale, seats);
+            const json_t *old = json_object_get(sale, "attended_quantity");
+            if (attended < 0 || (json_is_integer(old) && json_integer_value(old) == attended)) {
+                continue;
+            }
+            if (run->pending >= SALES_PER_COMMIT && (r = flush(run)) != 0) {
+                json_decref(recs);
+                return r;
+            }
+            json_t *rec = json_deep_copy(sale);
+            json_object_set_new(rec, "attended_quantity", json_integer(attended));
+            body_add(run, "sales", rec);
+        }
+        json_decref(recs);
+    }
+    return 0;
 }
 
 static int pull_attendance(struct run *run)
@@ -1055,6 +1100,7 @@ static int pull_attendance(struct run *run)
     struct scans_seen s = {.first = json_object()};
     int r = inc_read(run, &INCREMENTAL[INC_SCANS], NULL, cur, scan_row, &s);
     json_t *known = obj_member(att, "first_scan");
+    json_t *recount = json_object(); /* event_name → its seats scanned */
     const char *ev;
     json_t *v;
     json_object_foreach(s.first, ev, v)
@@ -1083,11 +1129,16 @@ static int pull_attendance(struct run *run)
             json_object_del(known, gone);
             free(gone);
         }
-        r = recount_event(run, ev, first);
+        json_t *seats = NULL;
+        r = scanned_seats(run, ev, first, &seats);
         if (r == 0) {
-            r = flush(run);
+            json_object_set_new(recount, ev, seats);
         }
     }
+    if (r == 0) {
+        r = recount_from_hub(run, recount);
+    }
+    json_decref(recount);
     if (r == 0) {
         /* every event with new scans is counted: the scans' cursor moves */
         json_object_set(att, "scans", cur);
