@@ -163,7 +163,8 @@ class ArchticsPull(unittest.TestCase):
         visible = [s for s in w.sales if s["visible"] <= now]
         scans = [s for s in w.scans if s["visible"] <= now]
         scanned_events = {s["event_name"] for s in scans}
-        sales = {s["invoice_number"]: s for s in api.list_all("sales")[0]}
+        sales = {s["invoice_number"]: s for s in api.list_all("sales")[0]
+                 if s.get("order_type") != "reservation"}   # plan seat blocks: see below
         self.assertEqual(set(sales), {str(s["trans_id"]) for s in visible})
         for s in visible:
             k = str(s["trans_id"])
@@ -272,6 +273,87 @@ class ArchticsPull(unittest.TestCase):
         self.assertEqual(sim.record("get_ticket_sales"), [],
                          "the recount fetched sales the hub holds")
         self.assertEqual(st["last_run_stats"]["records_in"], 1, st)
+        self.assert_clean(sim)
+
+    def plan_blocks(self, sim):
+        """The plan seat blocks the hub should hold open, from the simulator's world: one per
+        holder, plan, section, row, first seat, seats and time added, across the plan's games."""
+        w, want = sim.world, {}
+        for acct in w.accounts:
+            for b in w.seats_of(acct):
+                if not b["plan_name"]:
+                    continue
+                added = sim.clock.local(b["at"]).replace("-", "").replace(" ", "").replace(":", "")
+                inv = "st-%s-%s-%s-%s-%s-%s" % (acct, b["plan_name"], b["section_name"],
+                                                b["row_name"], b["seat_num"], added)
+                rec = want.setdefault(inv, {
+                    "customer_id": str(acct), "event_id": b["event_name"],
+                    "quantity": b["num_seats"], "sales_price": money(b["paid_cents"]),
+                    "base_price": money(b["full_cents"]), "ticket_category": "subscription",
+                    "games": 0})
+                rec["event_id"] = min(rec["event_id"], b["event_name"])
+                rec["games"] += 1
+        return want
+
+    def assert_plan_blocks(self, api, sim):
+        got = {s["invoice_number"]: s for s in api.list_all("sales")[0]
+               if s.get("order_type") == "reservation"}
+        want = self.plan_blocks(sim)
+        opened = {k for k, s in got.items() if s.get("status", "open") == "open"}
+        self.assertEqual(opened, set(want))
+        for k, rec in want.items():
+            games = rec.pop("games")
+            for f, v in rec.items():
+                self.assertEqual(got[k].get(f), v, (k, f))
+            self.assertEqual(got[k]["archtics"]["games"], games, k)
+        return got
+
+    def test_plan_seats_per_holder(self):
+        admin, api = self.tenant()
+        sim = self.sim(plan_holders=3)
+        w = sim.world
+        cid = admin.add(settings_for(sim))
+        st = admin.run(cid)
+        self.assertEqual(st["state"], "ok", st)
+        got = self.assert_plan_blocks(api, sim)
+        holders = {b["customer_id"] for b in self.plan_blocks(sim).values()}
+        self.assertEqual(len(holders), 3)
+        asked = sorted(str(c.doc["command1"]["acct_id"]) for c in sim.record("seats_sold"))
+        self.assertEqual(asked, sorted(holders), "one seats_sold call per holder")
+        self.assertEqual(len(got), len(self.plan_blocks(sim)))
+
+        # a holder moves: every game's block returned, a new one two rows up
+        holder = int(sorted(holders)[0])
+        moved = [x for x in w.sales if x["acct_id"] == holder and x["plan_name"]
+                 and x["trans_type"] == "S" and not x["returned"]]
+        sim.clock.advance(120)
+        for x in moved:
+            w.add_return(x["trans_id"])
+            w.add_sale(holder, x["event_name"], x["section_name"], str(int(x["row_name"]) + 2),
+                       x["seat_num"], x["num_seats"], x["price_code"],
+                       price_cents=x["paid_cents"], plan_name=x["plan_name"])
+        sim.clear_record()
+        st = admin.run(cid)
+        self.assertEqual(st["state"], "ok", st)
+        self.assertEqual(sim.record("seats_sold"), [], "read again before seats_refresh_hours")
+
+        # when the refresh is due (here: every run) the blocks are read again: the old block is
+        # freed, the new one open
+        admin.update(cid, {"seats_refresh_hours": 0})
+        sim.clear_record()
+        st = admin.run(cid)
+        self.assertEqual(st["state"], "ok", st)
+        got = self.assert_plan_blocks(api, sim)
+        freed = {k for k, s in got.items() if s.get("status") == "freed"}
+        self.assertEqual(len(freed), 1)
+        self.assertTrue(next(iter(freed)).startswith("st-%d-" % holder))
+
+        # unchanged blocks are read (the refresh is due) but not written again
+        sim.clear_record()
+        st = admin.run(cid)
+        self.assertEqual(st["state"], "ok", st)
+        self.assertEqual(len(sim.record("seats_sold", kind="command")), 3)
+        self.assertEqual(st["last_run_stats"]["records_in"], 0, st)
         self.assert_clean(sim)
 
     def test_restart_mid_poll_resumes_it(self):

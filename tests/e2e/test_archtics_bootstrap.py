@@ -191,11 +191,15 @@ class ArchticsBootstrap(harness.ServerCase):
             self.assertEqual(acks[kind]["records_stored"], len(rows(extract[kind])), acks[kind])
         return cid, acks
 
-    def hub_records(self, kind):
+    def hub_records(self, kind, plan_blocks=False):
+        """The hub's records of a kind; sales without (or with only: plan_blocks) the
+        season-ticket holders' plan seat blocks (reservations)."""
         api = self.api("arch_boot")
         out = {}
         for rec in api.list_all(kind)[0]:
             if rec.get("deleted"):
+                continue
+            if kind == "sales" and (rec.get("order_type") == "reservation") != plan_blocks:
                 continue
             key = rec.get("event_id") if kind == "events" else (
                 rec.get("customer_id") if kind == "customers" else rec.get("invoice_number"))
@@ -278,6 +282,11 @@ class ArchticsBootstrap(harness.ServerCase):
             with self.subTest("after the incrementals: " + kind):
                 self.assertMatches(want[kind], self.hub_records(kind), kind)
         self.assertIn(str(sale["trans_id"]), want["sales"])
+        # the holders of the extract's plan sales (subscription) get their plan seat blocks
+        holders = {str(x["acct_id"]) for x in w.sales if x["plan_name"]}
+        blocks = self.hub_records("sales", plan_blocks=True)
+        self.assertGreater(len(holders), 0)
+        self.assertEqual({b["customer_id"] for b in blocks.values()}, holders)
         self.assertIn(str(fresh["acct_id"]), want["customers"])
 
         since = clock.local(clock.epoch_of(CUTOFF) - 60)
