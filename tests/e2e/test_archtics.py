@@ -14,7 +14,11 @@ anything twice; the ledger's own day limit pauses the run before the server refu
 a daylight-saving change (clocks back) in the venue's zone loses and doubles nothing; an
 event_details page too large (11075) is halved until it fits; a 404 is a setup error; with a
 bootstrap cut-off the streams start there; a sale of an account deleted in Archtics, or of one
-without an e-mail (no customer without one), is stored anonymous. Every test not about the limits asserts the simulator saw no call beyond its
+without an e-mail (no customer without one), is stored anonymous; a new scan is counted from
+the hub's own sales (no get_ticket_sales); the season-ticket holders' plan seat blocks
+(seats_sold) are reproduced, a seat change frees the old block, nothing is read before
+seats_refresh_hours nor written again unchanged, and a pass stopped by the call budget resumes
+with the next holder. Every test not about the limits asserts the simulator saw no call beyond its
 quotas."""
 
 import os
@@ -354,6 +358,34 @@ class ArchticsPull(unittest.TestCase):
         self.assertEqual(st["state"], "ok", st)
         self.assertEqual(len(sim.record("seats_sold", kind="command")), 3)
         self.assertEqual(st["last_run_stats"]["records_in"], 0, st)
+        self.assert_clean(sim)
+
+    def test_plan_seats_pass_resumes_with_the_next_holder(self):
+        admin, api = self.tenant()
+        sim = self.sim(plan_holders=3, queue_mode="never")
+        cid = admin.add(settings_for(sim, seats_refresh_hours=0))
+        st = admin.run(cid)
+        self.assertEqual(st["state"], "ok", st)
+        holders = sorted({b["customer_id"] for b in self.plan_blocks(sim).values()}, key=int)
+        self.assertEqual(len(holders), 3)
+        # an idle run without the seats: what the other streams cost
+        admin.update(cid, {"pull_seats": False})
+        st = admin.run(cid)
+        base = st["cursor"]["status"]["calls_last_run"]
+        # a run may make one seats_sold call more: the pass stops after each holder and the
+        # next run goes on with the next one, asking none twice
+        admin.update(cid, {"pull_seats": True, "max_calls_per_run": base + 1})
+        sim.clear_record()
+        for k in range(3):
+            st = admin.run(cid)
+            self.assertEqual(st["state"], "ok", st)
+            if k < 2:
+                self.assertIn("max_calls_per_run", st["last_warning"] or "", st)
+                self.assertEqual(st["cursor"]["seats"]["after"], holders[k], st["cursor"])
+        asked = [str(c.doc["command1"]["acct_id"]) for c in sim.record("seats_sold")]
+        self.assertEqual(asked, holders)
+        self.assertNotIn("after", st["cursor"]["seats"])
+        self.assert_plan_blocks(api, sim)
         self.assert_clean(sim)
 
     def test_restart_mid_poll_resumes_it(self):
