@@ -11,8 +11,8 @@
    returns, 6 season-ticket holders, the past games' scans) from scratch; the simulator answers
    at once (no 202 cycles, no latency) and the connector's ledger is opened wide, so the figure is
    the connector's own speed, not the quota's. Printed: records stored, calls made (the
-   simulator's record), calls per synced source record (accounts, games, sales and returns,
-   scans), source records per second (the run's duration from its status), calls per second
+   simulator's record, and by command), calls per synced source record (accounts, games, sales
+   and returns, scans, plan seat blocks), source records per second (the run's duration from its status), calls per second
    and its ratio to the reference.
 3. What the real quota makes of it: days a backfill of that many calls needs at 4,500 read calls a
    day (5,000 less the write reserve).
@@ -88,6 +88,10 @@ def main():
                 raise SystemExit("bench: the backfill did not complete: %r" % (st,))
             records = st["records_in"]
             calls = len([c for c in sim.record() if c.counted])
+            by_cmd = {}
+            for c in sim.record():
+                if c.counted:
+                    by_cmd[c.cmd] = by_cmd.get(c.cmd, 0) + 1
             secs = st["last_run_stats"]["duration_ms"] / 1000.0 or wall
         finally:
             server.stop()
@@ -97,13 +101,16 @@ def main():
     print("season: %d accounts, %d events, %d sales and returns, %d scans"
           % (len(w.accounts), len(w.events), len(w.sales), len(w.scans)))
     print("reference: simulator raw ping rate        %8.1f calls/s" % ref)
+    blocks = {(s["acct_id"], s["plan_name"], s["section_name"], s["row_name"], s["seat_num"])
+              for s in w.sales if s["plan_name"] and s["trans_type"] == "S"}
     source = (len(w.accounts) + sum(1 for e in w.events if e["event_category"] == "E")
-              + len(w.sales) + len(w.scans))
+              + len(w.sales) + len(w.scans) + len(blocks))
     print("backfill: source records synced           %8d  (accounts, games, sales and returns, "
-          "scans)" % source)
+          "scans, plan seat blocks)" % source)
     print("backfill: records stored                  %8d  (scanned games' sales stored twice)"
           % records)
-    print("backfill: calls made                      %8d" % calls)
+    print("backfill: calls made                      %8d  (%s)"
+          % (calls, ", ".join("%s %d" % kv for kv in sorted(by_cmd.items()))))
     print("backfill: calls per synced record         %8.3f" % (calls / source))
     print("backfill: records per second              %8.1f  (%.2f s)" % (source / secs, secs))
     print("backfill: calls per second                %8.1f  = %.2f x the reference"

@@ -8,7 +8,10 @@
  *  - sales: get_events_with_sales (incremental) → get_ticket_sales per event (incremental, a
  *    cursor per event); returns (trans_type R) become refund records (refund_of);
  *  - attendance: get_attendance_incremental; for every event with new scans, its scans are
- *    counted per sale seat block and its sales sent again with attended_quantity.
+ *    counted per sale seat block and the hub's own sales of it (read back locally, never
+ *    fetched again) sent again with attended_quantity where it changed.
+ *  - seats: seats_sold per season-ticket holder (plan seat blocks), every
+ *    seats_refresh_hours.
  *
  * The four incremental commands are one table (INCREMENTAL below): a since-time in, a list
  * out, keyset paging on (venue-local minute, key). Their cursor is {"hw": the latest minute
@@ -87,6 +90,12 @@ static const struct sd_setting settings[] = {
      AT(pull_sales)},
     {"pull_attendance", SD_SETTING_BOOL, "true", 0, 0, "scans into attended_quantity", NULL,
      AT(pull_attendance)},
+    {"pull_seats", SD_SETTING_BOOL, "true", 0, 0,
+     "season-ticket holders' plan seat blocks (seats_sold) into reservations", NULL,
+     AT(pull_seats)},
+    {"seats_refresh_hours", SD_SETTING_INT, "24", 0, 8760,
+     "the plan seat blocks are read again after this (0: every run)", NULL,
+     AT(seats_refresh_hours)},
     {"history_from", SD_SETTING_STRING, "\"2000-01-01 00:00\"", 16, 16,
      "YYYY-MM-DD HH:MM venue-local: where a stream without a cursor starts", NULL,
      AT(history_from)},
@@ -583,14 +592,20 @@ static void local_shift(const char *local, int64_t seconds, char out[20])
 
 /* Where a stream with cursor cur starts: one minute before its high-water mark, and earlier
  * when the venue's clocks went back after it (rows stamped after the change may sort before
- * the mark: the repeated hour's minutes come again). Without a cursor: the bootstrap cut-off,
- * else history_from. */
+ * the mark: the repeated hour's minutes come again). Without a cursor: one minute before the
+ * bootstrap cut-off — the cut-off is the extract's high-water mark, and a row committed late
+ * in the minute before it is in neither the extract nor a read from the cut-off — else
+ * history_from (nothing is older). */
 static void since_of(const struct run *run, const json_t *cur, char out[20])
 {
     const char *hw = json_string_value(json_object_get(cur, "hw"));
     if (!hw) {
         const char *c = run->cf->bootstrap_cutoff;
-        snprintf(out, 20, "%s", c && *c ? c : run->cf->history_from);
+        if (c && *c) {
+            local_shift(c, -60, out);
+        } else {
+            snprintf(out, 20, "%s", run->cf->history_from);
+        }
         return;
     }
     int64_t local, u;
@@ -978,68 +993,113 @@ static int collect_scan(struct run *run, const json_t *row, void *arg)
     return 0;
 }
 
-/* The sales of an event, each sent again with the number of its seats scanned. */
-struct sale_attend {
-    json_t *seats;
-};
-
-static int attend_sale_row(struct run *run, const json_t *row, void *arg)
+/* A seat-block field of a sale as the hub holds it: under "archtics" (written by this
+ * connector) or at the top level (imported from a file extract, whose columns are kept). */
+static const json_t *sale_seat_field(const json_t *sale, const char *name)
 {
-    struct sale_attend *s = arg;
-    char *type = ats_get_text(row, "trans_type");
-    bool ret = type && strcasecmp(type, "R") == 0;
-    free(type);
-    if (ret) {
-        return 0; /* refund records do not change with attendance */
-    }
-    char *sec = ats_get_text(row, "section_name");
-    char *rw = ats_get_text(row, "row_name");
-    int64_t seat = 0, n = 0, attended = 0;
-    if (sec && rw && ats_get_int(row, "seat_num", &seat) == 0 &&
-        ats_get_int(row, "num_seats", &n) == 0) {
-        for (int64_t k = 0; k < n && k < 10000; k++) {
-            char key[160];
-            snprintf(key, sizeof(key), "%s|%s|%lld", sec, rw, (long long)(seat + k));
-            if (json_object_get(s->seats, key)) {
-                attended++;
-            }
-        }
-    }
-    free(sec);
-    free(rw);
-    const char *why = NULL;
-    json_t *rec = sale_record(run, row, attended, &why);
-    if (!rec) {
-        return sd_connector_fail(run->ctx, -EPROTO, "get_ticket_sales: %s", why);
-    }
-    body_add(run, "sales", rec);
-    return 0;
+    const json_t *v = json_object_get(json_object_get(sale, "archtics"), name);
+    return v ? v : json_object_get(sale, name);
 }
 
-static int recount_event(struct run *run, const char *event, const char *first)
+/* The number of seats of a stored sale's block (section_name, row_name, seat_num …
+ * seat_num + quantity − 1) that `seats` holds; -1 when the sale has no readable block. */
+static int64_t seats_scanned(const json_t *sale, const json_t *seats)
+{
+    const char *sec = json_string_value(sale_seat_field(sale, "section_name"));
+    const char *rw = json_string_value(sale_seat_field(sale, "row_name"));
+    const json_t *sv = sale_seat_field(sale, "seat_num");
+    const json_t *qv = json_object_get(sale, "quantity");
+    int64_t seat;
+    if (!sec || !rw || !json_is_integer(qv)) {
+        return -1;
+    }
+    if (json_is_string(sv)) {
+        char *end = NULL;
+        const char *t = json_string_value(sv);
+        long long x = strtoll(t, &end, 10);
+        if (!*t || *end) {
+            return -1;
+        }
+        seat = x;
+    } else if (json_is_integer(sv)) {
+        seat = json_integer_value(sv);
+    } else {
+        return -1;
+    }
+    int64_t n = json_integer_value(qv), attended = 0;
+    for (int64_t k = 0; k < n && k < 10000; k++) {
+        char key[160];
+        snprintf(key, sizeof(key), "%s|%s|%lld", sec, rw, (long long)(seat + k));
+        if (json_object_get(seats, key)) {
+            attended++;
+        }
+    }
+    return attended;
+}
+
+/* The seats scanned of `event`: its scans from scan_window_hours before `first` (its first
+ * scan seen) into *ret_seats ("section|row|seat" → true). 0, a stop, or a failure. */
+static int scanned_seats(struct run *run, const char *event, const char *first, json_t **ret_seats)
 {
     char since[20];
     local_shift(first, -run->cf->scan_window_hours * 3600, since);
-    json_t *tmp = json_pack("{s:s}", "hw", since);
     /* since_of reads hw − 1 minute: start one minute later so the window is exact */
     char hw[20];
     local_shift(since, 60, hw);
-    json_object_set_new(tmp, "hw", json_string(hw));
+    json_t *tmp = json_pack("{s:s}", "hw", hw);
     struct scan_collect c = {.event = event, .seats = json_object()};
     int r = inc_read(run, &INCREMENTAL[INC_SCANS], NULL, tmp, collect_scan, &c);
     json_decref(tmp);
-    if (r == 0) {
-        /* every sale of the event, from the start of its history */
-        json_t *all = json_object();
-        char start[20];
-        local_shift(run->cf->history_from, 60, start);
-        json_object_set_new(all, "hw", json_string(start));
-        struct sale_attend s = {.seats = c.seats};
-        r = inc_read(run, &INCREMENTAL[INC_SALES], event, all, attend_sale_row, &s);
-        json_decref(all);
+    if (r != 0) {
+        json_decref(c.seats);
+        return r;
     }
-    json_decref(c.seats);
-    return r;
+    *ret_seats = c.seats;
+    return 0;
+}
+
+/* Every sale the hub holds of an event in `recount` (event_name → its seats scanned), sent
+ * again with attended_quantity when that changed. The sales are the hub's own, read back in
+ * one local pass (sd_connector_records_page): the sales stream (or the file extract) stored
+ * them already, so a recount costs no get_ticket_sales call. Refund records do not change with
+ * attendance. 0, a stop, or a failure. */
+static int recount_from_hub(struct run *run, const json_t *recount)
+{
+    int64_t after = 0;
+    bool more = true;
+    while (more) {
+        json_t *recs = NULL;
+        int r = sd_connector_records_page(run->ctx, SD_KIND_SALE, after, SD_CONNECTOR_READ_MAX,
+                                          &recs, &after, &more);
+        if (r < 0) {
+            return sd_connector_fail(run->ctx, r, "reading the hub's sales back failed");
+        }
+        size_t i;
+        json_t *sale;
+        json_array_foreach(recs, i, sale)
+        {
+            const char *ev = json_string_value(json_object_get(sale, "event_id"));
+            const json_t *seats = ev ? json_object_get(recount, ev) : NULL;
+            const char *type = json_string_value(json_object_get(sale, "order_type"));
+            if (!seats || json_object_get(sale, "refund_of") || (type && strcmp(type, "sale"))) {
+                continue;
+            }
+            int64_t attended = seats_scanned(sale, seats);
+            const json_t *old = json_object_get(sale, "attended_quantity");
+            if (attended < 0 || (json_is_integer(old) && json_integer_value(old) == attended)) {
+                continue;
+            }
+            if (run->pending >= SALES_PER_COMMIT && (r = flush(run)) != 0) {
+                json_decref(recs);
+                return r;
+            }
+            json_t *rec = json_deep_copy(sale);
+            json_object_set_new(rec, "attended_quantity", json_integer(attended));
+            body_add(run, "sales", rec);
+        }
+        json_decref(recs);
+    }
+    return 0;
 }
 
 static int pull_attendance(struct run *run)
@@ -1049,6 +1109,7 @@ static int pull_attendance(struct run *run)
     struct scans_seen s = {.first = json_object()};
     int r = inc_read(run, &INCREMENTAL[INC_SCANS], NULL, cur, scan_row, &s);
     json_t *known = obj_member(att, "first_scan");
+    json_t *recount = json_object(); /* event_name → its seats scanned */
     const char *ev;
     json_t *v;
     json_object_foreach(s.first, ev, v)
@@ -1077,11 +1138,16 @@ static int pull_attendance(struct run *run)
             json_object_del(known, gone);
             free(gone);
         }
-        r = recount_event(run, ev, first);
+        json_t *seats = NULL;
+        r = scanned_seats(run, ev, first, &seats);
         if (r == 0) {
-            r = flush(run);
+            json_object_set_new(recount, ev, seats);
         }
     }
+    if (r == 0) {
+        r = recount_from_hub(run, recount);
+    }
+    json_decref(recount);
     if (r == 0) {
         /* every event with new scans is counted: the scans' cursor moves */
         json_object_set(att, "scans", cur);
@@ -1092,6 +1158,336 @@ static int pull_attendance(struct run *run)
     }
     json_decref(cur);
     json_decref(s.first);
+    return r;
+}
+
+/* ---- seats of season-ticket holders ------------------------------------------------------- */
+
+/* Every seats_refresh_hours, for each season-ticket holder, seats_sold paged with its keyset
+ * (prev_event_name, prev_section_name, prev_row_name, prev_seatnum). The holders are the
+ * accounts the hub holds a subscription record of (a plan's sale, from the sales stream or a
+ * file extract, or a plan seat block stored before): read back locally, no call.
+ *
+ * A plan seat block — one plan, section, row, first seat and number of seats, held for every
+ * game of the plan — is one record: order_type reservation (the seats held for the season; the
+ * spend is already counted by the plan's sales of each game, which a second sale would
+ * count twice), ticket_category subscription, event_id the first game it holds, quantity the
+ * seats, sales_price / base_price the purchase_price / full_price of one seat for one game
+ * (through the decimal text), invoice_number "st-<acct>-<plan>-<section>-<row>-<seat>-<added>"
+ * (added: the block's add_date_time, so a block given up and taken again is a new record).
+ * A block no longer listed (a seat change, a plan given up) is sent again with status freed.
+ * Unchanged blocks are not written again. The pass commits after each account with its
+ * position ("after"), so a pause resumes with the next account. */
+
+#define SEATS_KIND "plan_seats"
+
+static bool seats_digits(const char *s)
+{
+    if (!s || !*s || strlen(s) > 18) {
+        return false;
+    }
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9') {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Holders (acct → true) and their stored open plan seat blocks (acct → {invoice → record})
+ * from one local pass over the hub's sales. 0, or a failure. */
+static int seats_holders(struct run *run, json_t *holders, json_t *open)
+{
+    int64_t after = 0;
+    bool more = true;
+    while (more) {
+        json_t *recs = NULL;
+        int r = sd_connector_records_page(run->ctx, SD_KIND_SALE, after, SD_CONNECTOR_READ_MAX,
+                                          &recs, &after, &more);
+        if (r < 0) {
+            return sd_connector_fail(run->ctx, r, "reading the hub's sales back failed");
+        }
+        size_t i;
+        json_t *s;
+        json_array_foreach(recs, i, s)
+        {
+            const char *cat = json_string_value(json_object_get(s, "ticket_category"));
+            const char *cid = json_string_value(json_object_get(s, "customer_id"));
+            const char *inv = json_string_value(json_object_get(s, "invoice_number"));
+            if (!cat || strcmp(cat, "subscription") != 0 || !seats_digits(cid) || !inv ||
+                json_object_get(s, "refund_of")) {
+                continue;
+            }
+            json_object_set_new(holders, cid, json_true());
+            const json_t *ax = json_object_get(s, "archtics");
+            const char *kind = json_string_value(json_object_get(ax, "kind"));
+            const char *status = json_string_value(json_object_get(s, "status"));
+            if (kind && strcmp(kind, SEATS_KIND) == 0 && (!status || strcmp(status, "open") == 0)) {
+                json_object_set(obj_member(open, cid), inv, s);
+            }
+        }
+        json_decref(recs);
+    }
+    return 0;
+}
+
+/* One seats_sold row into the account's blocks (invoice → record); rows of no plan (single
+ * games) are not season seats. NULL, or why the row cannot be read. */
+static const char *seats_block(const struct run *run, const char *acct, const json_t *row,
+                               json_t *blocks)
+{
+    char *plan = ats_get_text(row, "plan_name");
+    char *ev = ats_get_text(row, "event_name");
+    char *sec = ats_get_text(row, "section_name");
+    char *rw = ats_get_text(row, "row_name");
+    char *added = ats_get_text(row, "add_date_time");
+    int64_t seat, n, local;
+    char price[40], full[40], at[24];
+    const char *why = NULL;
+    if (!plan || !*plan) {
+        goto out; /* a single game's seats */
+    }
+    if (!ev || !*ev || !sec || !rw || ats_get_int(row, "seat_num", &seat) < 0 ||
+        ats_get_int(row, "num_seat", &n) < 0 || n < 1) {
+        why = "a block without event_name, section_name, row_name, seat_num or num_seat";
+    } else if (ats_money_text(row, "purchase_price", price) < 0) {
+        why = "a block whose purchase_price is not a decimal";
+    } else if (!added || ats_local_parse(added, &local) < 0 ||
+               local_to_rfc3339(run, added, at) < 0) {
+        why = "a block whose add_date_time is not venue-local YYYY-MM-DD HH:MM";
+    }
+    if (why) {
+        goto out;
+    }
+    char stamp[20], compact[16];
+    ats_local_format(local, stamp); /* "YYYY-MM-DD HH:MM" */
+    snprintf(compact, sizeof(compact), "%.4s%.2s%.2s%.2s%.2s", stamp, stamp + 5, stamp + 8,
+             stamp + 11, stamp + 14);
+    json_t *inv =
+        json_sprintf("st-%s-%s-%s-%s-%lld-%s", acct, plan, sec, rw, (long long)seat, compact);
+    const char *key = json_string_value(inv);
+    json_t *rec = json_object_get(blocks, key);
+    if (rec) {
+        /* the same block in another game of the plan */
+        json_t *ax = json_object_get(rec, "archtics");
+        json_object_set_new(ax, "games",
+                            json_integer(json_integer_value(json_object_get(ax, "games")) + 1));
+    } else {
+        rec = json_pack("{s:O, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:s}", "invoice_number", inv,
+                        "order_type", "reservation", "event_id", ev, "customer_id", acct,
+                        "purchase_datetime", at, "quantity", (json_int_t)n, "sales_price", price,
+                        "currency", run->cf->currency, "ticket_category", "subscription", "status",
+                        "open");
+        if (ats_money_text(row, "full_price", full) == 0) {
+            json_object_set_new(rec, "base_price", json_string(full));
+        }
+        json_t *ax = json_pack("{s:s, s:s, s:s, s:s, s:I, s:i}", "kind", SEATS_KIND, "plan_name",
+                               plan, "section_name", sec, "row_name", rw, "seat_num",
+                               (json_int_t)seat, "games", 1);
+        set_text(ax, "price_code", row, "price_code");
+        json_object_set_new(rec, "archtics", ax);
+        json_object_set_new(blocks, key, rec);
+    }
+    json_decref(inv);
+out:
+    free(plan);
+    free(ev);
+    free(sec);
+    free(rw);
+    free(added);
+    return why;
+}
+
+/* The account's blocks now (seats_sold, every page) into blocks. 0, a stop, or a failure. */
+static int seats_of_account(struct run *run, const char *acct, json_t *blocks)
+{
+    char prev_ev[128] = "", prev_sec[64] = "", prev_row[64] = "";
+    int64_t prev_seat = -1;
+    for (;;) {
+        json_t *p =
+            json_pack("{s:s, s:I}", "acct_id", acct, "count", (json_int_t)run->cf->page_size);
+        if (prev_ev[0]) {
+            json_object_set_new(p, "prev_event_name", json_string(prev_ev));
+            json_object_set_new(p, "prev_section_name", json_string(prev_sec));
+            json_object_set_new(p, "prev_row_name", json_string(prev_row));
+            json_object_set_new(p, "prev_seatnum", json_integer(prev_seat));
+        }
+        struct ats_answer a;
+        int r = call(run, "seats_sold", p, &a);
+        json_decref(p);
+        if (r != 0) {
+            return r;
+        }
+        if (a.status == ATS_NOT_FOUND) {
+            ats_answer_release(&a); /* 5069 "No blocks found": past the last page */
+            return 0;
+        }
+        if (a.status != ATS_OK) {
+            r = answer_stop(run, "seats_sold", &a);
+            ats_answer_release(&a);
+            return r;
+        }
+        const json_t *rows = ats_get(a.c1, "seats_array");
+        size_t n = json_array_size(rows), i;
+        json_t *row;
+        json_array_foreach(rows, i, row)
+        {
+            const char *why = seats_block(run, acct, row, blocks);
+            char *ev = ats_get_text(row, "event_name");
+            char *sec = ats_get_text(row, "section_name");
+            char *rw = ats_get_text(row, "row_name");
+            if (!why && (!ev || !sec || !rw || ats_get_int(row, "seat_num", &prev_seat) < 0)) {
+                why = "a block without its keyset (event, section, row, seat)";
+            }
+            if (!why) {
+                snprintf(prev_ev, sizeof(prev_ev), "%s", ev);
+                snprintf(prev_sec, sizeof(prev_sec), "%s", sec);
+                snprintf(prev_row, sizeof(prev_row), "%s", rw);
+            }
+            free(ev);
+            free(sec);
+            free(rw);
+            if (why) {
+                ats_answer_release(&a);
+                return sd_connector_fail(run->ctx, -EPROTO, "seats_sold: %s", why);
+            }
+        }
+        ats_answer_release(&a);
+        if (n < (size_t)run->cf->page_size) {
+            return 0;
+        }
+    }
+}
+
+/* Decimal texts a and b are the same amount ("42.5" and the hub's "42.50"). */
+static bool seats_amount_same(const json_t *a, const json_t *b)
+{
+    const char *x = json_string_value(a), *y = json_string_value(b);
+    if (!x || !y) {
+        return !x && !y && json_equal(a, b);
+    }
+    size_t nx = strlen(x), ny = strlen(y);
+    if (strchr(x, '.')) {
+        while (nx > 0 && x[nx - 1] == '0') {
+            nx--;
+        }
+        nx -= nx > 0 && x[nx - 1] == '.';
+    }
+    if (strchr(y, '.')) {
+        while (ny > 0 && y[ny - 1] == '0') {
+            ny--;
+        }
+        ny -= ny > 0 && y[ny - 1] == '.';
+    }
+    return nx == ny && strncmp(x, y, nx) == 0;
+}
+
+/* Whether stored record `old` says what `now` says (the hub keeps what it was sent, amounts
+ * normalized). */
+static bool seats_same(const json_t *old, const json_t *now)
+{
+    const char *keys[] = {"event_id", "purchase_datetime", "quantity", "currency",
+                          "status",   "archtics",          NULL};
+    for (size_t i = 0; keys[i]; i++) {
+        const json_t *x = json_object_get(old, keys[i]), *y = json_object_get(now, keys[i]);
+        if ((x || y) && !json_equal(x, y)) {
+            return false;
+        }
+    }
+    return seats_amount_same(json_object_get(old, "sales_price"),
+                             json_object_get(now, "sales_price")) &&
+           seats_amount_same(json_object_get(old, "base_price"),
+                             json_object_get(now, "base_price"));
+}
+
+static int64_t acct_number(const char *s)
+{
+    return strtoll(s, NULL, 10);
+}
+
+static int pull_seats(struct run *run)
+{
+    json_t *cur = obj_member(run->cursor, "seats");
+    const json_t *done = json_object_get(cur, "refreshed_usec");
+    int64_t now = sd_now_usec();
+    const char *after = json_string_value(json_object_get(cur, "after"));
+    if (!after && json_is_integer(done) && run->cf->seats_refresh_hours > 0 &&
+        now - json_integer_value(done) < run->cf->seats_refresh_hours * 3600 * 1000000LL) {
+        return 0; /* refreshed within seats_refresh_hours: no call */
+    }
+    json_t *holders = json_object(), *open = json_object();
+    int r = seats_holders(run, holders, open);
+    /* the holders in account order, from where a paused pass stopped */
+    size_t nh = json_object_size(holders), k = 0;
+    const char **ids = sd_calloc(nh ? nh : 1, sizeof(*ids));
+    const char *id;
+    json_t *v;
+    json_object_foreach(holders, id, v)
+    {
+        ids[k++] = id;
+    }
+    for (size_t i = 1; i < nh; i++) { /* insertion sort by number: holders are few */
+        const char *x = ids[i];
+        size_t j = i;
+        while (j > 0 && acct_number(ids[j - 1]) > acct_number(x)) {
+            ids[j] = ids[j - 1];
+            j--;
+        }
+        ids[j] = x;
+    }
+    int64_t from = after ? acct_number(after) : -1;
+    for (size_t i = 0; r == 0 && i < nh; i++) {
+        if (acct_number(ids[i]) <= from) {
+            continue;
+        }
+        json_t *blocks = json_object();
+        r = seats_of_account(run, ids[i], blocks);
+        if (r == 0) {
+            const json_t *had = json_object_get(open, ids[i]);
+            const char *inv;
+            json_t *rec;
+            json_object_foreach(blocks, inv, rec)
+            {
+                const json_t *old = json_object_get(had, inv);
+                if (!old || !seats_same(old, rec)) {
+                    body_add(run, "sales", json_incref(rec));
+                }
+            }
+            json_object_foreach((json_t *)had, inv, rec)
+            {
+                if (!json_object_get(blocks, inv)) {
+                    /* no longer held: a seat change or a plan given up */
+                    json_t *gone = json_deep_copy(rec);
+                    json_object_set_new(gone, "status", json_string("freed"));
+                    body_add(run, "sales", gone);
+                }
+            }
+            json_t *before = json_incref(json_object_get(cur, "after"));
+            json_object_set_new(cur, "after", json_string(ids[i]));
+            r = flush(run);
+            if (r != 0) {
+                /* not committed: the position stays where the store has it */
+                if (before) {
+                    json_object_set(cur, "after", before);
+                } else {
+                    json_object_del(cur, "after");
+                }
+            }
+            json_decref(before);
+        }
+        json_decref(blocks);
+    }
+    if (r == 0) {
+        json_object_del(cur, "after");
+        json_object_set_new(cur, "refreshed_usec", json_integer(now));
+        r = flush(run);
+    } else {
+        json_object_clear(run->body);
+        run->pending = 0;
+    }
+    free(ids);
+    json_decref(holders);
+    json_decref(open);
     return r;
 }
 
@@ -1187,6 +1583,9 @@ static int archtics_run(struct sd_connector_ctx *ctx, void *state)
     }
     if (r == 0 && cf->pull_attendance) {
         r = pull_attendance(&run);
+    }
+    if (r == 0 && cf->pull_seats) {
+        r = pull_seats(&run);
     }
     if (r == 0) {
         struct archtics_reconcile_report rep;

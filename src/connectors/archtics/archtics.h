@@ -4,8 +4,8 @@
  *  - ats.c               the ATS client: envelope, tolerant answers, 202 polling with saved
  *                        cookies, quota before every request.
  *  - archtics.c          the type (settings table, quotas, registry entry) and the pull streams:
- *                        accounts, events, sales and returns, attendance; the incremental
- *                        commands' table.
+ *                        accounts, events, sales and returns, attendance, plan seats;
+ *                        the incremental commands' table.
  *  - archtics_out.c, archtics_reconcile.c   customers out, reconciliation (their own header
  *                        lines below, added with them).
  *
@@ -42,13 +42,14 @@ struct archtics_conf {
     int64_t no_data_result;   /* `result` of an expired poll ("No data for token") */
 
     /* streams */
-    bool pull_accounts, pull_events, pull_sales, pull_attendance;
+    bool pull_accounts, pull_events, pull_sales, pull_attendance, pull_seats;
     const char *history_from;     /* "YYYY-MM-DD HH:MM" venue-local: a stream's first since */
     const char *bootstrap_cutoff; /* "YYYY-MM-DD HH:MM" venue-local, or "": streams without a
                                      cursor start here (the file extract covers what is older) */
     int64_t page_size;            /* rows per incremental page (count) */
     int64_t event_page_size;      /* event_details count (halved on 11075) */
     int64_t event_refresh_hours;  /* the events list is read again after this long */
+    int64_t seats_refresh_hours;  /* the plan seat blocks (seats_sold) are read again after this */
     int64_t scan_window_hours;    /* an event's scans are counted from this long before the
                                      first one seen */
     int64_t max_calls_per_run;    /* 0: no bound; else the run ends (checkpointed) after it */

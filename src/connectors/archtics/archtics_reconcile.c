@@ -56,8 +56,10 @@ static int sales_of(struct sd_connector_ctx *ctx, json_t *gone)
             const char *inv = json_string_value(json_object_get(s, "invoice_number"));
             const char *ev = json_string_value(json_object_get(s, "event_id"));
             const char *at = json_string_value(json_object_get(s, "purchase_datetime"));
+            const char *type = json_string_value(json_object_get(s, "order_type"));
+            /* a plan seat block (a reservation) is no get_ticket_sales row */
             if (cid && inv && ev && at && json_object_get(gone, cid) &&
-                !json_object_get(s, "refund_of")) {
+                !json_object_get(s, "refund_of") && (!type || strcmp(type, "sale") == 0)) {
                 json_object_set_new(
                     gone, cid,
                     json_pack("{s:s, s:s, s:s}", "invoice", inv, "event", ev, "when", at));
