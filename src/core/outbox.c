@@ -1144,9 +1144,8 @@ int sd_outbox_changes_in_writer(struct sd_store_handle *st, int64_t tenant_id, e
 
 /* ---- threads --------------------------------------------------------------------------------- */
 
-/* Sleep until `usec` from now (at most the poll interval), a wake-up or stop. True when a
- * wake-up ended it. */
-static bool nap(struct sd_outbox *o, int64_t usec, uint64_t seen)
+/* Sleep until `usec` from now (at most the poll interval), a wake-up or stop. */
+static void nap(struct sd_outbox *o, int64_t usec, uint64_t seen)
 {
     if (usec < POLL_MIN_USEC) {
         usec = POLL_MIN_USEC;
@@ -1165,16 +1164,18 @@ static bool nap(struct sd_outbox *o, int64_t usec, uint64_t seen)
             break;
         }
     }
-    bool woken = o->wakes != seen;
     pthread_mutex_unlock(&o->lock);
-    return woken;
 }
 
 static void *worker(void *arg)
 {
     struct sd_outbox *o = arg;
     int64_t last_error_log = 0;
-    _Atomic uint64_t *after = &claims_timer; /* what ended the last wait, for the metrics */
+    /* For the metrics: whether the worker napped since its last claim, and the wake-ups it had
+     * seen when it began that nap (a claim after a nap is the signal's when a wake-up came
+     * since, the poll's otherwise). */
+    bool napped = true;
+    uint64_t napped_seen = 0;
     for (;;) {
         pthread_mutex_lock(&o->lock);
         bool stop = o->stop;
@@ -1187,8 +1188,9 @@ static void *worker(void *arg)
         int r = sd_store_delivery_next_due(o->hub->store, &due);
         int64_t now = sd_now_usec();
         if (r == -ENOENT || (r == 0 && due > now)) {
-            after =
-                nap(o, r == 0 ? due - now : o->poll_usec, seen) ? &claims_signal : &claims_timer;
+            napped = true;
+            napped_seen = seen;
+            nap(o, r == 0 ? due - now : o->poll_usec, seen);
             continue;
         }
         struct sd_outbox_item d = {0};
@@ -1207,8 +1209,11 @@ static void *worker(void *arg)
             pthread_mutex_unlock(&o->claim_lock);
         }
         if (r == 0) {
-            atomic_fetch_add_explicit(after, 1, memory_order_relaxed);
-            after = &claims_busy;
+            atomic_fetch_add_explicit(!napped               ? &claims_busy
+                                      : seen != napped_seen ? &claims_signal
+                                                            : &claims_timer,
+                                      1, memory_order_relaxed);
+            napped = false;
             process(o, &d, more, n_more);
             sd_outbox_item_release(&d);
             continue;
@@ -1219,8 +1224,9 @@ static void *worker(void *arg)
                    SD_LOG_ERR_FMT, SD_LOG_ERR_ARGS(r));
         }
         /* Nothing may go now (e.g. rate-limited): poll again soon, the plan has the times. */
-        after = nap(o, r == -ENOENT ? BLOCKED_POLL_USEC : o->poll_usec, seen) ? &claims_signal
-                                                                              : &claims_timer;
+        napped = true;
+        napped_seen = seen;
+        nap(o, r == -ENOENT ? BLOCKED_POLL_USEC : o->poll_usec, seen);
     }
     return NULL;
 }
