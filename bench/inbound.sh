@@ -32,9 +32,7 @@ CLIENT=bench
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
-for tool in sqlite3 python3; do
-    command -v "$tool" >/dev/null || die "'$tool' not found (apt-get install sqlite3 python3)"
-done
+bench_need sqlite3 python3
 bench_workdir inboundbench
 bench_binary
 

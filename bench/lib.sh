@@ -5,10 +5,12 @@
 # stop_server     SIGTERM the server in $SERVER_PID, wait up to 30 s, then SIGKILL; clears it.
 # bench_binary    sets BIN: $BENCH_BIN if set, else build/release/stagedoor of $ROOT, built
 #                 with the release preset (build output in $WORK/build.log); dies if none.
+# bench_need TOOL…
+#                 dies unless every TOOL is on PATH.
 # bench_workdir NAME
 #                 sets WORK (a new temp dir stagedoor-NAME.XXXXXX), DATA (WORK/data, made),
-#                 LOG (WORK/server.log) and an EXIT trap that stops the server and removes WORK
-#                 (kept when KEEP=1).
+#                 LOG (WORK/server.log) and traps: on exit the server is stopped and WORK removed
+#                 (kept when KEEP=1); SIGINT and SIGTERM exit 130 and 143 through that.
 # bench_tenant CLIENT
 #                 in $DATA with $BIN: tenant CLIENT with its limits raised out of the way; sets
 #                 KEY to a new TEST key (setup output in $WORK/setup.log).
@@ -49,6 +51,13 @@ bench_binary() {
     [[ -x $BIN ]] || die "no binary at '$BIN'"
 }
 
+bench_need() {
+    local tool
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null || die "'$tool' not found (apt-get install $*)"
+    done
+}
+
 bench_workdir() {
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/stagedoor-$1.XXXXXX")
     DATA="$WORK/data"
@@ -56,6 +65,8 @@ bench_workdir() {
     SERVER_PID=
     mkdir -p "$DATA"
     trap bench_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
 }
 
 bench_cleanup() {
