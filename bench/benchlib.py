@@ -8,6 +8,8 @@ a watcher that notes when something first arrives.
                                     port and admin token; .call(method, path, body, auth)
                                     answers (status, JSON); .stop() ends it (SIGTERM, then
                                     SIGKILL after 60 s)
+    run_threads(n, fn)              fn(0) … fn(n-1) on n threads at once; the seconds until
+                                    all returned (a reference's clients)
     FirstArrival(probe)             a thread calling probe() every 5 ms until it is true; .at
                                     is the time.monotonic() it first was (None while not)
 
@@ -87,6 +89,16 @@ class Hub:
                 self.p.kill()
                 self.p.wait()
         self.log.close()
+
+
+def run_threads(n, fn):
+    t0 = time.monotonic()
+    ts = [threading.Thread(target=fn, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return time.monotonic() - t0
 
 
 class FirstArrival(threading.Thread):

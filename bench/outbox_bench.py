@@ -34,7 +34,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from benchlib import FirstArrival, Hub, bench_tenant
+from benchlib import FirstArrival, Hub, bench_tenant, run_threads
 
 THREADS = 4  # SD_OUTBOX_THREADS
 BATCH = 500
@@ -114,13 +114,7 @@ def ceiling(port, seconds):
             except OSError:
                 errors[i] += 1
 
-    t0 = time.monotonic()
-    ts = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    elapsed = time.monotonic() - t0
+    elapsed = run_threads(THREADS, run)
     return sum(counts) / elapsed, sum(errors)
 
 

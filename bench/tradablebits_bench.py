@@ -29,11 +29,10 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
 
-from benchlib import FirstArrival, Hub, bench_tenant
+from benchlib import FirstArrival, Hub, bench_tenant, run_threads
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -133,13 +132,8 @@ def ref_push(sim, seconds):
             sim.call("POST", "/crm/tickets/bulk", form={"tickets": rows})
             n += 1
             counts[i] += 100
-    t0 = time.monotonic()
-    ts = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    return sum(counts) / (time.monotonic() - t0)
+    elapsed = run_threads(THREADS, run)
+    return sum(counts) / elapsed
 
 
 def ref_pull(sim):
