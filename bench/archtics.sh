@@ -16,19 +16,9 @@ KEEP=${BENCH_KEEP:-0}
 
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-command -v python3 >/dev/null || die "'python3' not found"
+bench_need python3
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/stagedoor-archticsbench.XXXXXX")
-cleanup() {
-    if [[ $KEEP == 1 ]]; then
-        echo "bench: kept $WORK" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+bench_workdir archticsbench
 
 bench_binary
 python3 "$ROOT/bench/archtics_bench.py" --bin "$BIN" --seconds "$SECONDS_REF" --work "$WORK" ||

@@ -15,21 +15,26 @@ its own process so that neither measurement shares a Python interpreter with it.
    test_contacts instance pointed at the receiver; N customers are ingested through the webhook
    in batches of 500 (each customer change queues one upsert_contact item in the same
    transaction); the figure is N / (time from the first ingest request until the receiver has
-   answered N POSTs). The ingest time alone is printed too.
+   answered N POSTs). The ingest time alone is printed too, and the first delivery's latency:
+   from the first ingest request's 202 (its items committed) until the receiver has answered
+   a POST (polled every 5 ms).
 3. The ratio outbox / ceiling.
+
+The hub, its CLI and the first-arrival watch come from bench/benchlib.py.
 """
 
 import argparse
 import http.client
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from benchlib import FirstArrival, Hub, bench_tenant, run_threads
 
 THREADS = 4  # SD_OUTBOX_THREADS
 BATCH = 500
@@ -109,22 +114,8 @@ def ceiling(port, seconds):
             except OSError:
                 errors[i] += 1
 
-    t0 = time.monotonic()
-    ts = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    elapsed = time.monotonic() - t0
+    elapsed = run_threads(THREADS, run)
     return sum(counts) / elapsed, sum(errors)
-
-
-def cli(binary, data, *args):
-    cp = subprocess.run([binary] + list(args) + ["--data", data], capture_output=True, text=True,
-                        timeout=120)
-    if cp.returncode != 0:
-        sys.exit("bench: stagedoor %s failed: %s" % (" ".join(args), cp.stderr.strip()))
-    return cp.stdout
 
 
 def main():
@@ -148,55 +139,26 @@ def main():
             print("bench: %d receiver requests failed during the ceiling run" % ceil_err,
                   file=sys.stderr)
 
-        cli(a.bin, data, "tenant", "create", "bench")
-        cli(a.bin, data, "tenant", "limits", "bench", "--per-minute", "100000000",
-            "--burst", "100000000")
-        key = [l for l in cli(a.bin, data, "key", "create", "bench", "--env", "test")
-               .splitlines() if l.strip()][-1].strip()
-        env = dict(os.environ, STAGEDOOR_EGRESS_ALLOW="loopback")
-        log = open(os.path.join(work, "serve.log"), "w")
-        hub = subprocess.Popen([a.bin, "serve", "--listen", "127.0.0.1:0", "--data", data,
-                                "--log-level", "warn"], stdout=log, stderr=subprocess.STDOUT,
-                               env=env)
-        port = None
-        deadline = time.monotonic() + 60
-        while port is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-            with open(os.path.join(work, "serve.log")) as f:
-                m = re.search(r"listening on http://[0-9.]+:(\d+)", f.read())
-            port = int(m.group(1)) if m else None
-            if hub.poll() is not None:
-                sys.exit("bench: the hub exited; see %s/serve.log" % work)
-        if port is None:
-            sys.exit("bench: the hub did not listen within 60 s")
-        with open(os.path.join(data, "admin.token")) as f:
-            token = f.read().strip()
-
-        def call(method, path, body, auth):
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            c.request(method, path, body=json.dumps(body),
-                      headers={"Content-Type": "application/json",
-                               "Authorization": "Bearer " + auth})
-            r = c.getresponse()
-            out = json.loads(r.read() or b"null")
-            c.close()
-            return r.status, out
-
-        st, out = call("POST", "/admin/v1/tenants/bench/connectors",
-                       {"type": "test_contacts", "environment": "test",
-                        "settings": {"url": "http://127.0.0.1:%d" % rx_port}}, token)
+        key = bench_tenant(a.bin, data)
+        hub = Hub(a.bin, data, work)
+        st, out = hub.call("POST", "/admin/v1/tenants/bench/connectors",
+                           {"type": "test_contacts", "environment": "test",
+                            "settings": {"url": "http://127.0.0.1:%d" % rx_port}})
         if st != 201:
             sys.exit("bench: connector create answered %d: %s" % (st, out))
         get(rx_port, "/reset")
 
+        first = FirstArrival(lambda: get(rx_port, "/count")["n"] >= 1)
         t0 = time.monotonic()
+        t_first_202 = None
         for start in range(0, a.items, BATCH):
             cs = [{"customer_id": "C-%07d" % i, "email": "c%d@example.org" % i,
                    "first_name": "Bench", "last_name": "Customer %d" % i}
                   for i in range(start, min(a.items, start + BATCH))]
-            st, out = call("POST", "/v1/bench/ingest", {"customers": cs}, key)
+            st, out = hub.call("POST", "/v1/bench/ingest", {"customers": cs}, key)
             if st != 202:
                 sys.exit("bench: ingest answered %d: %s" % (st, out))
+            t_first_202 = t_first_202 or time.monotonic()
         t_ingest = time.monotonic() - t0
         deadline = time.monotonic() + 1800
         n = 0
@@ -208,6 +170,10 @@ def main():
         elapsed = time.monotonic() - t0
         if n < a.items:
             sys.exit("bench: only %d of %d items arrived within 30 min" % (n, a.items))
+        first.stop()
+        if first.at is None:
+            sys.exit("bench: the watch missed the first delivery")
+        first_ms = max(0.0, first.at - t_first_202) * 1000
         rate = a.items / elapsed
         print("outbox bench (%d items, %d worker threads, 1 test_contacts instance)"
               % (a.items, THREADS))
@@ -217,14 +183,11 @@ def main():
               % rate)
         print("    (ingest of the %d changes with their items took %.2f s; all delivered "
               "after %.2f s)" % (a.items, t_ingest, elapsed))
+        print("    first delivery %.1f ms after the first ingest's 202" % first_ms)
         print("  ratio outbox / ceiling: %.3f" % (rate / ceil if ceil else 0.0))
     finally:
-        if hub and hub.poll() is None:
-            hub.terminate()
-            try:
-                hub.wait(60)
-            except subprocess.TimeoutExpired:
-                hub.kill()
+        if hub:
+            hub.stop()
         rx.kill()
         rx.wait()
 

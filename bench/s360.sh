@@ -31,31 +31,11 @@ CLIENT=bench
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
 
-for tool in sqlite3 python3; do
-    command -v "$tool" >/dev/null || die "'$tool' not found (apt-get install sqlite3 python3)"
-done
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/stagedoor-s360bench.XXXXXX")
-DATA="$WORK/data"
-LOG="$WORK/server.log"
-SERVER_PID=
-cleanup() {
-    stop_server
-    if [[ $KEEP == 1 ]]; then
-        echo "bench: kept $WORK (data/, server.log)" >&2
-    else
-        rm -rf "$WORK"
-    fi
-}
-trap cleanup EXIT
+bench_need sqlite3 python3
+bench_workdir s360bench
 bench_binary
 
-mkdir -p "$DATA"
-"$BIN" tenant create "$CLIENT" --data "$DATA" >"$WORK/setup.log" 2>&1 ||
-    die "tenant create failed: $(cat "$WORK/setup.log")"
-"$BIN" tenant limits "$CLIENT" --per-minute 100000000 --burst 100000000 --data "$DATA" \
-    >>"$WORK/setup.log" 2>&1 || die "tenant limits failed: $(cat "$WORK/setup.log")"
-KEY=$("$BIN" key create "$CLIENT" --env test --data "$DATA" 2>>"$WORK/setup.log" | tail -n 1)
-[[ -n $KEY ]] || die "key create printed no key: $(cat "$WORK/setup.log")"
+bench_tenant "$CLIENT"
 ADD=$("$BIN" connector add "$CLIENT" --type s360 --env test --settings \
     '{"institution":"myvenue","api_base":"https://myvenue.ws.example","event_city":"Bern","push_contacts":false}' \
     --data "$DATA" 2>>"$WORK/setup.log") || die "connector add failed: $(cat "$WORK/setup.log")"
@@ -63,17 +43,7 @@ CONTACTS=$(sed -n 's/^inbound stream contacts .*: \(\/in\/.*\)$/\1/p' <<<"$ADD" 
 ORDERS=$(sed -n 's/^inbound stream orders .*: \(\/in\/.*\)$/\1/p' <<<"$ADD" | head -n 1)
 [[ -n $CONTACTS && -n $ORDERS ]] || die "connector add printed no stream URLs: $ADD"
 
-# shellcheck disable=SC2086 # BENCH_SERVE_ARGS is a list of words
-"$BIN" serve --data "$DATA" --listen 127.0.0.1:0 ${BENCH_SERVE_ARGS:-} >"$LOG" 2>&1 &
-SERVER_PID=$!
-BASE=
-for _ in $(seq 1 300); do
-    BASE=$(sed -n 's/.*listening on \(http:\/\/[0-9.]*:[0-9]*\).*/\1/p' "$LOG" | head -n 1)
-    [[ -n $BASE ]] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || die "server exited: $(tail -n 20 "$LOG")"
-    sleep 0.1
-done
-[[ -n $BASE ]] || die "server did not report its address: $(tail -n 20 "$LOG")"
+bench_serve
 
 RESULT=$(python3 "$ROOT/bench/s360_load.py" --base "$BASE" --client "$CLIENT" --key "$KEY" \
     --contacts "$CONTACTS" --orders "$ORDERS" --seconds "$SECONDS_EACH" \

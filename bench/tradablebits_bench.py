@@ -10,11 +10,15 @@ run against the same simulator by a trivial client (the simulator's own request 
 1. Tickets pushed: a hub with one tradablebits instance (push_tickets on, pulls off) gets N
    sales through the webhook in batches of 500 (with their event and 50 customers); the figure
    is N / (time from the first ingest request until the simulator holds the N-th new ticket),
-   and N / bulk calls made (tickets per call). Reference: 4 clients (the outbox's worker
-   threads) POST 100-ticket bulk calls of new tickets for S seconds.
+   and N / bulk calls made (tickets per call), and the first batch's latency: from the first
+   ingest request's 202 (its sales and their items committed) until the simulator holds a new
+   ticket (polled every 5 ms). Reference: 4 clients (the outbox's worker threads) POST
+   100-ticket bulk calls of new tickets for S seconds.
 2. Fans pulled: a run of an instance with pull_fans only over the account's N fans; the figure
    is N / the run's time. Reference: one client pages the same feed (fans/updated) to its end.
 3. The ratios hub / reference.
+
+The hub, its CLI and the first-arrival watch come from bench/benchlib.py.
 """
 
 import argparse
@@ -25,9 +29,10 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.parse
+
+from benchlib import FirstArrival, Hub, bench_tenant, run_threads
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -127,13 +132,8 @@ def ref_push(sim, seconds):
             sim.call("POST", "/crm/tickets/bulk", form={"tickets": rows})
             n += 1
             counts[i] += 100
-    t0 = time.monotonic()
-    ts = [threading.Thread(target=run, args=(i,)) for i in range(THREADS)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    return sum(counts) / (time.monotonic() - t0)
+    elapsed = run_threads(THREADS, run)
+    return sum(counts) / elapsed
 
 
 def ref_pull(sim):
@@ -147,14 +147,6 @@ def ref_pull(sim):
             break
         key = out["meta"]["max_fan_time_key"]
     return n, n / (time.monotonic() - t0)
-
-
-def cli(binary, data, *args):
-    cp = subprocess.run([binary] + list(args) + ["--data", data], capture_output=True, text=True,
-                        timeout=120)
-    if cp.returncode != 0:
-        sys.exit("bench: stagedoor %s failed: %s" % (" ".join(args), cp.stderr.strip()))
-    return cp.stdout
 
 
 def main():
@@ -174,39 +166,9 @@ def main():
         ref_tps = ref_push(sim, a.seconds)
         n_ref_fans, ref_fps = ref_pull(sim)
 
-        cli(a.bin, data, "tenant", "create", "bench")
-        cli(a.bin, data, "tenant", "limits", "bench", "--per-minute", "100000000",
-            "--burst", "100000000")
-        key = [ln for ln in cli(a.bin, data, "key", "create", "bench", "--env", "test")
-               .splitlines() if ln.strip()][-1].strip()
-        env = dict(os.environ, STAGEDOOR_EGRESS_ALLOW="loopback")
-        log = open(os.path.join(work, "serve.log"), "w")
-        hub = subprocess.Popen([a.bin, "serve", "--listen", "127.0.0.1:0", "--data", data,
-                                "--log-level", "warn"], stdout=log, stderr=subprocess.STDOUT,
-                               env=env)
-        port = None
-        deadline = time.monotonic() + 60
-        while port is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-            with open(os.path.join(work, "serve.log")) as f:
-                m = re.search(r"listening on http://[0-9.]+:(\d+)", f.read())
-            port = int(m.group(1)) if m else None
-            if hub.poll() is not None:
-                sys.exit("bench: the hub exited; see %s/serve.log" % work)
-        if port is None:
-            sys.exit("bench: the hub did not listen within 60 s")
-        with open(os.path.join(data, "admin.token")) as f:
-            token = f.read().strip()
-
-        def call(method, path, body, auth):
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-            c.request(method, path, body=json.dumps(body) if body is not None else None,
-                      headers={"Content-Type": "application/json",
-                               "Authorization": "Bearer " + auth})
-            r = c.getresponse()
-            out = json.loads(r.read() or b"null")
-            c.close()
-            return r.status, out
+        key = bench_tenant(a.bin, data)
+        hub = Hub(a.bin, data, work)
+        call = hub.call
 
         base = {"base_url": sim.url, "api_key": KEY, "api_secret": SECRET, "currency": "CAD",
                 "event_city": "Vancouver", "backfill_start": "2000-01-01"}
@@ -215,7 +177,7 @@ def main():
         st, out = call("POST", "/admin/v1/tenants/bench/connectors",
                        {"type": "tradablebits", "environment": "test", "schedule": "manual",
                         "settings": dict(base, pull_fans=False, pull_tickets=False,
-                                         push_tickets=True)}, token)
+                                         push_tickets=True)})
         if st != 201:
             sys.exit("bench: connector create answered %d: %s" % (st, out))
         push_id = out["connector_id"]
@@ -226,7 +188,9 @@ def main():
               "city": "Vancouver"}
         custs = [{"customer_id": "C-%d" % i, "email": "c%d@example.org" % i,
                   "first_name": "Bench", "last_name": "Buyer %d" % i} for i in range(50)]
+        first = FirstArrival(lambda: sim.has_ticket_after(top))
         t0 = time.monotonic()
+        t_first_202 = None
         for start in range(0, a.tickets, BATCH):
             sales = [{"invoice_number": "INV-%07d" % i, "event_id": "EV-B",
                       "customer_id": "C-%d" % (i % 50), "purchase_datetime":
@@ -239,6 +203,7 @@ def main():
             st, out = call("POST", "/v1/bench/ingest", body, key)
             if st != 202:
                 sys.exit("bench: ingest answered %d: %s" % (st, out))
+            t_first_202 = t_first_202 or time.monotonic()
         t_ingest = time.monotonic() - t0
         deadline = time.monotonic() + 1800
         while not sim.has_ticket_after(top + a.tickets - 1):
@@ -246,23 +211,27 @@ def main():
                 sys.exit("bench: the tickets did not all arrive within 30 min")
             time.sleep(0.05)
         t_push = time.monotonic() - t0
+        first.stop()
+        if first.at is None:
+            sys.exit("bench: the watch missed the first ticket")
+        first_ms = max(0.0, first.at - t_first_202) * 1000
         calls = int(sim.ask("calls tickets_bulk"))
 
         # 2. pull
         st, out = call("POST", "/admin/v1/tenants/bench/connectors",
                        {"type": "tradablebits", "environment": "test", "schedule": "manual",
-                        "settings": dict(base, pull_tickets=False)}, token)
+                        "settings": dict(base, pull_tickets=False)})
         if st != 201:
             sys.exit("bench: connector create answered %d: %s" % (st, out))
         pull_id = out["connector_id"]
         t1 = time.monotonic()
-        st, out = call("POST", "/admin/v1/tenants/bench/connectors/%s/run" % pull_id, {}, token)
+        st, out = call("POST", "/admin/v1/tenants/bench/connectors/%s/run" % pull_id, {})
         if st != 202:
             sys.exit("bench: run answered %d: %s" % (st, out))
         stt = None
         while time.monotonic() - t1 < 1800:
             time.sleep(0.05)
-            st, q = call("GET", "/admin/v1/tenants/bench/connectors/" + pull_id, None, token)
+            st, q = call("GET", "/admin/v1/tenants/bench/connectors/" + pull_id)
             stt = q["status"]
             if stt["state"] not in ("running", "never_run"):
                 break
@@ -278,6 +247,8 @@ def main():
         print("  push: %8.0f tickets/s  (ingest %.2f s, all in Tradable Bits after %.2f s)"
               % (tps, t_ingest, t_push))
         print("        %8.1f tickets per call (%d bulk calls)" % (a.tickets / calls, calls))
+        print("        first batch in Tradable Bits %.1f ms after the first ingest's 202"
+              % first_ms)
         print("  reference, %d clients posting 100-ticket bulk calls: %8.0f tickets/s"
               % (THREADS, ref_tps))
         print("  ratio push / reference: %.3f" % (tps / ref_tps if ref_tps else 0.0))
@@ -286,12 +257,8 @@ def main():
               % (ref_fps, n_ref_fans))
         print("  ratio pull / reference: %.3f" % (fps / ref_fps if ref_fps else 0.0))
     finally:
-        if hub and hub.poll() is None:
-            hub.terminate()
-            try:
-                hub.wait(60)
-            except subprocess.TimeoutExpired:
-                hub.kill()
+        if hub:
+            hub.stop()
         sim.stop()
 
 

@@ -1245,3 +1245,20 @@ int sd_inbound_replay_quarantine(struct sd_hub *hub, const char *connector_id,
     sd_connector_conf_release(&conf);
     return r;
 }
+
+int sd_inbound_replay_run(struct sd_connector_ctx *ctx, void *state)
+{
+    (void)state;
+    const char *type = ctx->connector ? ctx->connector->name : "door";
+    if (!ctx->hub || !ctx->id) {
+        return sd_connector_fail(ctx, -EINVAL, "this %s instance runs only when configured", type);
+    }
+    struct sd_inbound_replay res = {0};
+    int r = sd_inbound_replay_quarantine(ctx->hub, ctx->id, &res);
+    if (r < 0) {
+        return sd_connector_fail(ctx, r, "replay failed: %s", strerror(-r));
+    }
+    ctx->records_in += res.applied;
+    ctx->records_rejected += res.quarantined;
+    return 0;
+}

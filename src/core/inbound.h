@@ -153,6 +153,12 @@ int sd_inbound_replay(struct sd_hub *hub, const struct sd_connector_conf *conf, 
  * which sees no store): -ENOENT if the instance is gone, or sd_inbound_replay's result. */
 int sd_inbound_replay_quarantine(struct sd_hub *hub, const char *connector_id,
                                  struct sd_inbound_replay *ret);
+/* A door connector's run (struct sd_connector.run, usable as it is): replay the instance's
+ * quarantine through its current mapping (an object that arrived before what it needs applies
+ * once that is stored), counting applied objects as records_in and those still quarantined as
+ * records_rejected. Fails the run (sd_connector_fail) with -EINVAL when ctx has no hub or id
+ * (an instance runs only when configured), or with the replay's error. state is unused. */
+int sd_inbound_replay_run(struct sd_connector_ctx *ctx, void *state);
 
 /* Writer: before an erasure of (source, customer_id), empty every payload that mentions the
  * person (their customer ids and addresses). Returns 0 or a store error. */

@@ -5,6 +5,7 @@
 #include "core/metrics.h"
 
 #include "core/inbound.h"
+#include "core/outbox.h"
 
 #include <stdatomic.h>
 
@@ -127,6 +128,7 @@ void sd_metrics_render(struct sd_buf *out, const char *const *route_names, size_
     render_histogram(out, "stagedoor_store_commit_duration_seconds",
                      "Duration of one group commit (fsync included).", &commit_latency);
     sd_inbound_metrics_render(out);
+    sd_outbox_metrics_render(out);
 }
 
 void sd_metrics_render_store(struct sd_buf *out, const struct sd_store_log_stats *log,

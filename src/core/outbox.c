@@ -5,8 +5,11 @@
  * process it without holding anything but the lease: load the target and the segment, build the
  * body from the segment's current members, extend the lease past the HTTP timeout, send, and
  * record the outcome with the lease as fencing token. Threads sleep on a condition variable
- * between polls (at most a second, so work queued by another process — the CLI's replay — is
- * seen quickly); a push in this process wakes them at once.
+ * until the next item is due, or at most the poll interval (a second; STAGEDOOR_OUTBOX_POLL_MS),
+ * so that work queued by another process — the CLI's replay — is seen. Work queued in this
+ * process wakes them at once: a push, a replay or an action after its commit, and the items a
+ * change queued (sd_outbox_add, on the writer thread) through the writer's group hook, after
+ * the COMMIT that makes them visible — a worker never looks for an item before it is committed.
  *
  * Nothing here logs a secret, a URL (it may carry tokens in its query) or personal data: log
  * lines name the delivery, the target and the segment by id, and the remote status. */
@@ -29,8 +32,20 @@
 #include "core/targets.h"
 
 #define HISTORY_KEEP 20
-#define POLL_MAX_USEC (1000LL * 1000)
+#define POLL_DEFAULT_USEC (1000LL * 1000)
 #define POLL_MIN_USEC (5LL * 1000)
+#define BLOCKED_POLL_USEC (250LL * 1000)
+
+/* Items sd_outbox_add queued in the writer's open group (on the writer thread only): the group
+ * hook wakes the workers when the group commits, and forgets them either way. An item whose
+ * job's savepoint was rolled back still counts: that wake finds nothing, which is harmless. */
+static _Thread_local int64_t group_queued;
+
+/* Process-wide counters for /metrics (sd_outbox_metrics_render). */
+static _Atomic uint64_t commit_wakes;  /* groups that committed items and woke the workers */
+static _Atomic uint64_t claims_signal; /* claims right after a wake-up signal */
+static _Atomic uint64_t claims_timer;  /* claims right after a nap that timed out */
+static _Atomic uint64_t claims_busy;   /* claims right after the worker's previous item */
 
 struct sd_outbox {
     struct sd_hub *hub;
@@ -43,6 +58,7 @@ struct sd_outbox {
     uint64_t wakes;  /* bumped by sd_outbox_wake; a thread that saw a change re-polls at once */
     char owner[128]; /* this process instance, recorded with every lease it takes */
     pthread_mutex_t claim_lock; /* a claim and the batch claimed with it, as one step */
+    int64_t poll_usec;          /* longest nap (STAGEDOOR_OUTBOX_POLL_MS) */
 };
 
 /* ---- lease owners ---------------------------------------------------------------------------- */
@@ -1016,6 +1032,7 @@ void sd_outbox_add(struct sd_outbox_adder *out, const char *operation, const cha
             out->err = r;
         } else if (r == 0) {
             out->added++;
+            group_queued++;
         }
     }
     free(id);
@@ -1127,14 +1144,14 @@ int sd_outbox_changes_in_writer(struct sd_store_handle *st, int64_t tenant_id, e
 
 /* ---- threads --------------------------------------------------------------------------------- */
 
-/* Sleep until `usec` from now, a wake-up or stop. */
+/* Sleep until `usec` from now (at most the poll interval), a wake-up or stop. */
 static void nap(struct sd_outbox *o, int64_t usec, uint64_t seen)
 {
     if (usec < POLL_MIN_USEC) {
         usec = POLL_MIN_USEC;
     }
-    if (usec > POLL_MAX_USEC) {
-        usec = POLL_MAX_USEC;
+    if (usec > o->poll_usec) {
+        usec = o->poll_usec;
     }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -1154,6 +1171,11 @@ static void *worker(void *arg)
 {
     struct sd_outbox *o = arg;
     int64_t last_error_log = 0;
+    /* For the metrics: whether the worker napped since its last claim, and the wake-ups it had
+     * seen when it began that nap (a claim after a nap is the signal's when a wake-up came
+     * since, the poll's otherwise). */
+    bool napped = true;
+    uint64_t napped_seen = 0;
     for (;;) {
         pthread_mutex_lock(&o->lock);
         bool stop = o->stop;
@@ -1166,7 +1188,9 @@ static void *worker(void *arg)
         int r = sd_store_delivery_next_due(o->hub->store, &due);
         int64_t now = sd_now_usec();
         if (r == -ENOENT || (r == 0 && due > now)) {
-            nap(o, r == 0 ? due - now : POLL_MAX_USEC, seen);
+            napped = true;
+            napped_seen = seen;
+            nap(o, r == 0 ? due - now : o->poll_usec, seen);
             continue;
         }
         struct sd_outbox_item d = {0};
@@ -1185,6 +1209,11 @@ static void *worker(void *arg)
             pthread_mutex_unlock(&o->claim_lock);
         }
         if (r == 0) {
+            atomic_fetch_add_explicit(!napped               ? &claims_busy
+                                      : seen != napped_seen ? &claims_signal
+                                                            : &claims_timer,
+                                      1, memory_order_relaxed);
+            napped = false;
             process(o, &d, more, n_more);
             sd_outbox_item_release(&d);
             continue;
@@ -1195,9 +1224,40 @@ static void *worker(void *arg)
                    SD_LOG_ERR_FMT, SD_LOG_ERR_ARGS(r));
         }
         /* Nothing may go now (e.g. rate-limited): poll again soon, the plan has the times. */
-        nap(o, r == -ENOENT ? 250LL * 1000 : POLL_MAX_USEC, seen);
+        napped = true;
+        napped_seen = seen;
+        nap(o, r == -ENOENT ? BLOCKED_POLL_USEC : o->poll_usec, seen);
     }
     return NULL;
+}
+
+/* STAGEDOOR_OUTBOX_POLL_MS (milliseconds, 5..3600000; default 1000): the longest a worker
+ * sleeps before looking for work it was not woken for (another process's, or one whose time
+ * came). Out of range or unreadable: the default. */
+static int64_t poll_interval_usec(void)
+{
+    const char *v = getenv("STAGEDOOR_OUTBOX_POLL_MS");
+    if (!v || !*v) {
+        return POLL_DEFAULT_USEC;
+    }
+    char *end = NULL;
+    errno = 0;
+    long long ms = strtoll(v, &end, 10);
+    if (errno != 0 || *end != '\0' || ms < 5 || ms > 3600LL * 1000) {
+        return POLL_DEFAULT_USEC;
+    }
+    return ms * 1000;
+}
+
+/* The writer's group hook: a group that committed items wakes the workers. */
+static void group_ended(void *arg, bool committed)
+{
+    int64_t n = group_queued;
+    group_queued = 0;
+    if (committed && n > 0) {
+        atomic_fetch_add_explicit(&commit_wakes, 1, memory_order_relaxed);
+        sd_outbox_wake(arg);
+    }
 }
 
 int sd_outbox_new(struct sd_hub *hub, struct sd_outbox **ret)
@@ -1211,6 +1271,7 @@ int sd_outbox_new(struct sd_hub *hub, struct sd_outbox **ret)
     pthread_cond_init(&o->cond, &ca);
     pthread_condattr_destroy(&ca);
     (void)sd_outbox_time_scale(); /* read the knob once, at start */
+    o->poll_usec = poll_interval_usec();
     instance_id(o->owner, sizeof(o->owner));
     recover_leases(o);
     for (size_t i = 0; i < SD_OUTBOX_THREADS; i++) {
@@ -1221,6 +1282,9 @@ int sd_outbox_new(struct sd_hub *hub, struct sd_outbox **ret)
         }
         o->n_threads++;
     }
+    if (hub->writer) {
+        sd_writer_set_group_hook(hub->writer, group_ended, o);
+    }
     *ret = o;
     return 0;
 }
@@ -1229,6 +1293,9 @@ void sd_outbox_free(struct sd_outbox *o)
 {
     if (!o) {
         return;
+    }
+    if (o->hub->writer) {
+        sd_writer_set_group_hook(o->hub->writer, NULL, NULL); /* no wake-up once o is gone */
     }
     pthread_mutex_lock(&o->lock);
     o->stop = true;
@@ -1253,4 +1320,24 @@ void sd_outbox_wake(struct sd_outbox *o)
     o->wakes++;
     pthread_cond_broadcast(&o->cond);
     pthread_mutex_unlock(&o->lock);
+}
+
+void sd_outbox_metrics_render(struct sd_buf *out)
+{
+    sd_buf_printf(out,
+                  "# HELP stagedoor_outbox_commit_wakes_total Group commits that queued outbox "
+                  "items and woke the workers.\n"
+                  "# TYPE stagedoor_outbox_commit_wakes_total counter\n"
+                  "stagedoor_outbox_commit_wakes_total %llu\n"
+                  "# HELP stagedoor_outbox_claims_total Items claimed, by what the worker did "
+                  "just before: woken (signal), its wait ran out (poll), or its previous item "
+                  "(busy).\n"
+                  "# TYPE stagedoor_outbox_claims_total counter\n"
+                  "stagedoor_outbox_claims_total{after=\"signal\"} %llu\n"
+                  "stagedoor_outbox_claims_total{after=\"poll\"} %llu\n"
+                  "stagedoor_outbox_claims_total{after=\"busy\"} %llu\n",
+                  (unsigned long long)atomic_load_explicit(&commit_wakes, memory_order_relaxed),
+                  (unsigned long long)atomic_load_explicit(&claims_signal, memory_order_relaxed),
+                  (unsigned long long)atomic_load_explicit(&claims_timer, memory_order_relaxed),
+                  (unsigned long long)atomic_load_explicit(&claims_busy, memory_order_relaxed));
 }

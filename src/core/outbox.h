@@ -30,6 +30,10 @@
  * once, with the remote answer kept. A dead item can be replayed (sd_outbox_retry): a new run
  * with attempts reset and a new Idempotency-Key. A waiting item can be cancelled or sent now.
  *
+ * Wake-up: a worker sleeps until its next item is due, a wake-up, or the poll interval
+ * (STAGEDOOR_OUTBOX_POLL_MS, default 1000, range 5..3600000; the fallback for items queued by
+ * another process). Items queued in this process wake the workers after their commit.
+ *
  * Test knob: STAGEDOOR_OUTBOX_TIME_SCALE (read once; default 1, range 0.000001..1) multiplies
  * the back-off schedule and the default WAIT, so 0.001 turns 30 s into 30 ms. It does not
  * touch Retry-After values sent by the receiver, HTTP timeouts, leases or the one-hour rate
@@ -167,13 +171,21 @@ void sd_outbox_add(struct sd_outbox_adder *out, const char *operation, const cha
                    const char *subject_id, const json_t *payload, const char *dedupe_key);
 
 struct sd_outbox;
+struct sd_buf;
 
 /* Start SD_OUTBOX_THREADS worker threads on the hub's store. */
 int sd_outbox_new(struct sd_hub *hub, struct sd_outbox **ret);
 /* Stop: threads finish the attempt they are in (bounded by its HTTP timeout) and record it,
  * then exit. NULL is fine. */
 void sd_outbox_free(struct sd_outbox *o);
-/* Look for due deliveries now (after a push or a replay). NULL is fine. */
+/* Look for due deliveries now (after a push or a replay). NULL is fine. Items that a change
+ * queued (sd_outbox_add) need no call: sd_outbox_new hooks the hub's writer
+ * (sd_writer_set_group_hook), which wakes the workers after the COMMIT that stores them. */
 void sd_outbox_wake(struct sd_outbox *o);
+
+/* /metrics: stagedoor_outbox_commit_wakes_total (commits that queued items and woke the
+ * workers) and stagedoor_outbox_claims_total{after="signal"|"poll"|"busy"} (what preceded each
+ * claim). Process-wide; any thread. */
+void sd_outbox_metrics_render(struct sd_buf *out);
 
 #endif

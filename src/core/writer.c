@@ -5,7 +5,8 @@
  * clears. `disk_full` is not a broken state: it is set by a group that ran out of space (the
  * store rolled it back whole, nothing of it is kept, no job after the failing one is run) and
  * cleared by the next group that commits; while it is set and no job comes, a probe group
- * (take and free 64 KiB) runs every PROBE_INTERVAL_S. Commit latency goes to the metrics. */
+ * (take and free 64 KiB) runs every PROBE_INTERVAL_S. Commit latency goes to the metrics. The
+ * group hook (the outbox's wake-up) runs after every group's end, committed or not. */
 #include "core/writer.h"
 
 #include <errno.h>
@@ -28,6 +29,8 @@ struct sd_writer {
     bool stopping;
     atomic_bool broken;
     atomic_bool disk_full;
+    sd_writer_group_fn hook; /* under mu, and called under mu (see sd_writer_set_group_hook) */
+    void *hook_arg;
 };
 
 #define MAX_GROUP 1024 /* jobs per transaction: bounds the latency of the first job */
@@ -46,8 +49,20 @@ static void probe_done(struct sd_write_job *job, int result)
     (void)result; /* run_group logs the change of state */
 }
 
-static void fail_group(struct sd_write_job *j, int err)
+/* The group hook is called with mu held, so that removing it waits for a call in progress;
+ * it never submits, and submitters hold mu only briefly, so nothing waits on the writer. */
+static void group_end(struct sd_writer *w, bool committed)
 {
+    pthread_mutex_lock(&w->mu);
+    if (w->hook) {
+        w->hook(w->hook_arg, committed);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void fail_group(struct sd_writer *w, struct sd_write_job *j, int err)
+{
+    group_end(w, false);
     while (j) {
         struct sd_write_job *next = j->next;
         j->done(j, err);
@@ -58,7 +73,7 @@ static void fail_group(struct sd_write_job *j, int err)
 static void run_group(struct sd_writer *w, struct sd_write_job *group)
 {
     if (atomic_load(&w->broken)) {
-        fail_group(group, -EIO);
+        fail_group(w, group, -EIO);
         return;
     }
     int r = sd_store_write_begin(w->st);
@@ -67,7 +82,7 @@ static void run_group(struct sd_writer *w, struct sd_write_job *group)
          * not broken — typically another process held the write lock past busy_timeout. */
         sd_log(SD_LOG_ERROR, "store begin failed; failing this group", SD_LOG_ERR_FMT,
                SD_LOG_ERR_ARGS(r));
-        fail_group(group, -EIO);
+        fail_group(w, group, -EIO);
         return;
     }
     bool full = false;
@@ -115,7 +130,7 @@ static void run_group(struct sd_writer *w, struct sd_write_job *group)
             sd_log(SD_LOG_ERROR, "store is full; writes are refused until space comes back",
                    "err=%d", r);
         }
-        fail_group(group, -ENOSPC);
+        fail_group(w, group, -ENOSPC);
         return;
     }
     if (r < 0) {
@@ -123,12 +138,13 @@ static void run_group(struct sd_writer *w, struct sd_write_job *group)
         sd_log(SD_LOG_ERROR, "store commit failed; store is broken until restart", SD_LOG_ERR_FMT,
                SD_LOG_ERR_ARGS(r));
         sd_store_write_rollback(w->st);
-        fail_group(group, -EIO);
+        fail_group(w, group, -EIO);
         return;
     }
     if (atomic_exchange(&w->disk_full, false)) {
         sd_log(SD_LOG_INFO, "store accepts writes again after running out of space", NULL);
     }
+    group_end(w, true);
     while (group) {
         struct sd_write_job *next = group->next;
         group->done(group, group->run_result);
@@ -283,4 +299,12 @@ bool sd_writer_broken(struct sd_writer *w)
 bool sd_writer_disk_full(struct sd_writer *w)
 {
     return atomic_load(&w->disk_full);
+}
+
+void sd_writer_set_group_hook(struct sd_writer *w, sd_writer_group_fn fn, void *arg)
+{
+    pthread_mutex_lock(&w->mu);
+    w->hook = fn;
+    w->hook_arg = fn ? arg : NULL;
+    pthread_mutex_unlock(&w->mu);
 }

@@ -57,4 +57,14 @@ bool sd_writer_broken(struct sd_writer *w);
  * writer probes for space every 5 s meanwhile). */
 bool sd_writer_disk_full(struct sd_writer *w);
 
+/* The group hook: called on the writer thread once at the end of every group, after its COMMIT
+ * returned (committed true: its work is durable and visible to readers) or after it failed or
+ * was rolled back (committed false: nothing of it is kept). It runs before the jobs' `done`
+ * and must be quick and must not submit (the outbox wakes its workers here, so an item a change
+ * queued is claimed as soon as it is committed, never before). One hook per writer; fn NULL
+ * removes it. Set from any thread: when sd_writer_set_group_hook returns, the previous hook
+ * is not running and is never called again. */
+typedef void (*sd_writer_group_fn)(void *arg, bool committed);
+void sd_writer_set_group_hook(struct sd_writer *w, sd_writer_group_fn fn, void *arg);
+
 #endif

@@ -1,7 +1,8 @@
 /* test_inbound.c — raw-first vendor webhooks (core/inbound.h) against the SQLite store: the
  * door's admission (token, credentials, IPv4/IPv6 allowlists with CIDR ranges, mapped
  * addresses) table-driven, a payload stored raw with one object quarantined, the same body
- * twice, the limits, retention and erasure. Writer work runs the way the writer runs it
+ * twice, the limits, retention and erasure, and a door connector's run (sd_inbound_replay_run:
+ * the quarantine replayed through the fixed mapping). Writer work runs the way the writer runs it
  * (begin, savepoint, op, release, commit). Each test gets a fresh store. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -19,6 +20,7 @@
 
 #include "base/base.h"
 #include "core/connector_config.h"
+#include "core/hub.h"
 #include "core/inbound.h"
 #include "model/model.h"
 #include "store/inbound.h"
@@ -564,9 +566,60 @@ static void test_stream_admission(void **state)
     free(plain);
 }
 
+/* A door connector's run (webhook_in's, s360's): without a hub it fails naming the type; with
+ * one it replays the quarantine through the current mapping and counts what applied and what
+ * is still quarantined. */
+static void test_replay_run(void **state)
+{
+    struct fx *f = *state;
+    const struct sd_connector *type = sd_connector_find("webhook_in");
+    assert_non_null(type);
+    assert_ptr_equal(type->run, sd_inbound_replay_run);
+    assert_ptr_equal(sd_connector_find("s360")->run, sd_inbound_replay_run);
+    struct sd_connector_ctx bare = {.connector = type, .id = "con_x"};
+    assert_int_equal(sd_inbound_replay_run(&bare, NULL), -EINVAL);
+    assert_non_null(bare.error);
+    assert_non_null(strstr(bare.error, "this webhook_in instance runs only when configured"));
+    free(bare.error);
+
+    /* Two objects name their contact "contactNo", which the mapping does not know yet. */
+    char *id = make(f, "{\"kind\":\"customers\"}", MAPPING);
+    struct sd_inbound_outcome o = store(f, id,
+                                        "[{\"contactNo\":\"R1\",\"mail\":\"r1@example.com\"},"
+                                        "{\"contactNo\":\"R2\",\"mail\":\"r2@example.com\"},"
+                                        "{\"contactNumber\":\"R3\",\"mail\":\"r3@example.com\"}]",
+                                        sd_now_usec());
+    assert_int_equal(o.applied, 1);
+    assert_int_equal(o.quarantined, 2);
+    json_t *fix = json_loads("{\"mapping\":{\"fields\":{\"contactNo\":\"customer_id\","
+                             "\"mail\":\"email\"},\"unmapped\":\"drop\"}}",
+                             0, NULL);
+    struct sd_issues errors;
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    assert_int_equal(sd_connector_config_update(f->h, &f->t, id, fix, &errors), 0);
+    sd_issues_release(&errors);
+    json_decref(fix);
+
+    struct sd_hub *hub = NULL;
+    assert_int_equal(sd_hub_open(f->st.dir, &hub), 0);
+    struct sd_connector_ctx ctx = {
+        .hub = hub, .tenant_id = f->t.id, .env = SD_ENV_TEST, .id = id, .connector = type};
+    assert_int_equal(sd_inbound_replay_run(&ctx, NULL), 0);
+    assert_null(ctx.error);
+    assert_int_equal(ctx.records_in, 2);
+    assert_int_equal(ctx.records_rejected, 0);
+    /* a second run finds nothing left */
+    assert_int_equal(sd_inbound_replay_run(&ctx, NULL), 0);
+    assert_int_equal(ctx.records_in, 2);
+    sd_hub_close(hub);
+    assert_int_equal(customers(f), 3);
+    free(id);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_replay_run, setup, teardown),
         cmocka_unit_test_setup_teardown(test_allowlist_and_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_admission, setup, teardown),
         cmocka_unit_test_setup_teardown(test_credentials, setup, teardown),

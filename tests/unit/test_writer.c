@@ -2,7 +2,9 @@
  * runs out of space (SQLITE_FULL) is refused whole with -ENOSPC, nothing of it is kept, the
  * writer is not broken, and the next group that commits clears the state. The space limit is
  * the store's test hook (STAGEDOOR_FAULT=max_pages: DIR/fault-max-pages caps the page count),
- * which fails writes exactly like a full disk. */
+ * which fails writes exactly like a full disk. The group hook (what the outbox wakes its workers
+ * with) runs once per group, after the COMMIT — a reader already sees the group's rows — and
+ * before the jobs' `done`; a group that is refused calls it with committed false. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -250,6 +252,56 @@ static void test_job_that_hides_enospc_still_gets_it(void **state)
     assert_false(sd_writer_disk_full(f->w));
 }
 
+/* What the group hook saw, on the writer thread. */
+struct hook_log {
+    struct fx *f;
+    struct ingest_job *job; /* the job whose group is watched, or NULL */
+    int calls, committed;
+    int64_t seen_customers; /* as a reader saw them from inside the hook */
+    bool job_done_before;   /* the job's done had run before the hook */
+};
+
+static void hook(void *arg, bool committed)
+{
+    struct hook_log *h = arg;
+    h->calls++;
+    h->committed += committed ? 1 : 0;
+    h->seen_customers = customers(h->f);
+    if (h->job) {
+        pthread_mutex_lock(&h->job->mu);
+        h->job_done_before = h->job->done;
+        pthread_mutex_unlock(&h->job->mu);
+    }
+}
+
+static void test_group_hook_runs_after_commit_before_done(void **state)
+{
+    struct fx *f = *state;
+    struct hook_log h = {.f = f};
+    sd_writer_set_group_hook(f->w, hook, &h);
+
+    struct ingest_job j;
+    job_init(&j, f, "HOOK", 2, false);
+    h.job = &j;
+    assert_int_equal(sd_writer_submit(f->w, &j.job), 0);
+    assert_int_equal(job_wait(&j), 0);
+    assert_int_equal(h.calls, 1);
+    assert_int_equal(h.committed, 1);
+    assert_int_equal(h.seen_customers, 2); /* committed: a reader sees the rows */
+    assert_false(h.job_done_before);
+
+    h.job = NULL;
+    set_cap(f, "1");
+    assert_int_equal(ingest_sync(f, "BIG", 2000), -ENOSPC);
+    assert_int_equal(h.calls, 2);
+    assert_int_equal(h.committed, 1); /* refused: told, but not as committed */
+    set_cap(f, NULL);
+
+    sd_writer_set_group_hook(f->w, NULL, NULL);
+    assert_int_equal(ingest_sync(f, "AFTER", 1), 0);
+    assert_int_equal(h.calls, 2); /* removed: never called again */
+}
+
 int main(void)
 {
     /* read once by base/fault.c, before the first write */
@@ -257,6 +309,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_full_group_refused_whole_then_heals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_job_that_hides_enospc_still_gets_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_hook_runs_after_commit_before_done, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -923,24 +923,6 @@ static int init(struct sd_connector_ctx *ctx, void **ret_state)
     return 0;
 }
 
-/* A run replays the doors' quarantine through the current mapping (an order that arrived
- * before its contact applies once the contact is stored). */
-static int run(struct sd_connector_ctx *ctx, void *state)
-{
-    (void)state;
-    if (!ctx->hub || !ctx->id) {
-        return sd_connector_fail(ctx, -EINVAL, "an s360 instance runs only when configured");
-    }
-    struct sd_inbound_replay res = {0};
-    int r = sd_inbound_replay_quarantine(ctx->hub, ctx->id, &res);
-    if (r < 0) {
-        return sd_connector_fail(ctx, r, "replay failed: %s", strerror(-r));
-    }
-    ctx->records_in += res.applied;
-    ctx->records_rejected += res.quarantined;
-    return 0;
-}
-
 static void fini(void *state)
 {
     (void)state;
@@ -956,7 +938,7 @@ const struct sd_connector sd_connector_s360 = {
     .settings_size = sizeof(struct s360_conf),
     .default_schedule = "every 15m",
     .init = init,
-    .run = run,
+    .run = sd_inbound_replay_run, /* a run replays the quarantine */
     .fini = fini,
     .check = check,
     .inbound_map = inbound_map,

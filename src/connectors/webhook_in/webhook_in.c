@@ -86,23 +86,6 @@ static int init(struct sd_connector_ctx *ctx, void **ret_state)
     return 0;
 }
 
-/* A run replays the quarantine through the current mapping. */
-static int run(struct sd_connector_ctx *ctx, void *state)
-{
-    (void)state;
-    if (!ctx->hub || !ctx->id) {
-        return sd_connector_fail(ctx, -EINVAL, "a webhook_in instance runs only when configured");
-    }
-    struct sd_inbound_replay res = {0};
-    int r = sd_inbound_replay_quarantine(ctx->hub, ctx->id, &res);
-    if (r < 0) {
-        return sd_connector_fail(ctx, r, "replay failed: %s", strerror(-r));
-    }
-    ctx->records_in += res.applied;
-    ctx->records_rejected += res.quarantined;
-    return 0;
-}
-
 static void fini(void *state)
 {
     (void)state;
@@ -117,7 +100,7 @@ const struct sd_connector sd_connector_webhook_in = {
     .settings_size = sizeof(struct webhook_in_conf),
     .default_schedule = "manual",
     .init = init,
-    .run = run,
+    .run = sd_inbound_replay_run, /* a run replays the quarantine */
     .deliver = NULL,
     .fini = fini,
     .check = check,
