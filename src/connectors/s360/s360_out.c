@@ -6,16 +6,22 @@
  *    process and shared by every delivery of every instance with that credential; a 401 drops
  *    it, refreshes it once and repeats the call once (http/client.h, sd_http_token).
  *  - Contacts out ("save_contact", subject kind "contact", subject "<source>:<customer_id>"):
- *    a customer of the instance's own source (its customer_id is S-360's contactNumber) that
- *    changed through another origin, or with create_contacts a customer of another source, is
- *    queued by on_change; deliver reads the customer as stored NOW and calls
- *    saveIndividualContactData; the contactNumber answered is the subject's remote reference,
- *    so the next change updates the same contact. Before an update it reads S-360's contact
- *    (getContactData): if S-360 changed it after the local change was queued and after
- *    stagedoor's own last write (s360_remote_newer), S-360's version is newer and is not
- *    overwritten (delivered with the fact {"skipped": "remote newer"}: S-360's version comes
- *    in through the contact webhook). A contact S-360 no longer has (CONTACT_NOT_FOUND) is not
- *    created again: S-360 deleted or merged it, so the item is rejected with the detail.
+ *    on_change queues a customer of the instance's own source (its customer_id is S-360's
+ *    contactNumber) that changed through another origin, a customer of another source whose
+ *    profile holds one of the instance's contacts (one indexed look-up in the writer's
+ *    transaction, so an import of unlinked customers queues nothing), or with create_contacts
+ *    any customer of another source. deliver reads the customer as stored NOW, finds its contact
+ *    (own number, remote reference, else the profile: exactly one contact of the instance's
+ *    source, several are never guessed between) and calls saveIndividualContactData over
+ *    S-360's current contact; a created contact's number becomes the subject's remote reference.
+ *    Before an update it reads S-360's contact (getContactData): a lastUpdateDate past the
+ *    remote_version stagedoor received from S-360's webhook, and not stagedoor's own last
+ *    write, is a change stagedoor has not seen, which is not overwritten (delivered with the
+ *    fact {"skipped": "remote newer"}; it comes in through the contact webhook); without a
+ *    received version the times of the local change and of the last write decide
+ *    (s360_remote_newer). A contact S-360 no longer has (CONTACT_NOT_FOUND) is not created
+ *    again: S-360 deleted or merged it, so the item is rejected with the detail. An opt-out is
+ *    written as refused opt-in authorizations; nothing is ever written as an opt-in.
  *  - Every call counts against the instance's call quota (the outbox takes one per delivery;
  *    deliver takes the others before it makes them). 429 and 509 (S-360's rate limit, never
  *    with Retry-After) make the item wait; in_progress retries soon; any other in-band status
