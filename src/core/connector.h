@@ -185,6 +185,18 @@ int sd_connector_remote_ref_find(const struct sd_connector_ctx *ctx, const char 
                                  const char *remote_id, char **ret_local);
 int sd_connector_remote_ref_put(const struct sd_connector_ctx *ctx, const char *kind,
                                 const char *local_id, const char *remote_id);
+/* The customer records linked with one: the ids of the records of member_source that share the
+ * profile of record (source, customer_id), in record order, that record itself left out (heap
+ * array of heap strings, NULL when *ret_n is 0); 0 ids when it is not stored. And the
+ * remote_version stored with a customer record (the highest version its source gave with it,
+ * e.g. a CRM's last-change time; 0 = none; -ENOENT: no such record). For deliver and source
+ * runs (read path, not from on_change: there, sd_outbox_change_linked). Negative errno. */
+int sd_connector_linked_ids(const struct sd_connector_ctx *ctx, const char *source,
+                            const char *customer_id, const char *member_source, char ***ret_ids,
+                            size_t *ret_n);
+int sd_connector_record_version(const struct sd_connector_ctx *ctx, const char *source,
+                                const char *customer_id, int64_t *ret_version);
+
 /* A set of remote references under one kind (what a remote list, a tag's members, was last
  * given), so the next write sends only the difference. list: up to limit (1..10000) local ids
  * greater than `after` (NULL: from the first) in byte order with their remote ids (heap arrays
@@ -245,8 +257,9 @@ struct sd_connector {
     /* Target, optional: called on the writer thread, inside the transaction that stores a
      * change, for each instance of this type in the record's tenant and environment whose id
      * is not the change's origin (no echo). Appends the items the change causes with
-     * sd_outbox_add; must not block (no network, no store access). ctx has hub, tenant, env,
-     * id and settings only. */
+     * sd_outbox_add; must not block (no network, no store access but
+     * sd_outbox_change_linked: which records of a source share the changed customer's
+     * profile). ctx has tenant, env, id, settings and conf only. */
     void (*on_change)(const struct sd_connector_ctx *ctx, const struct sd_change *change,
                       struct sd_outbox_adder *out);
     /* Target, optional: one request for several items of one operation (a vendor's bulk call).

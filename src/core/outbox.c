@@ -385,6 +385,50 @@ int sd_connector_remote_ref_get(const struct sd_connector_ctx *ctx, const char *
     return sd_store_remote_ref_get(ctx->hub->store, ctx->id, kind, local_id, ret_remote);
 }
 
+int sd_connector_record_version(const struct sd_connector_ctx *ctx, const char *source,
+                                const char *customer_id, int64_t *ret_version)
+{
+    return sd_store_customer_version(ctx->hub->store, ctx->tenant_id, ctx->env, source, customer_id,
+                                     ret_version);
+}
+
+int sd_connector_linked_ids(const struct sd_connector_ctx *ctx, const char *source,
+                            const char *customer_id, const char *member_source, char ***ret_ids,
+                            size_t *ret_n)
+{
+    if (!ctx || !ctx->hub || !source || !customer_id || !member_source || !ret_ids || !ret_n) {
+        return -EINVAL;
+    }
+    struct sd_profile *v = NULL;
+    size_t n = 0;
+    int r = sd_store_profile_find_by_source(ctx->hub->store, ctx->tenant_id, ctx->env, source,
+                                            customer_id, &v, &n);
+    if (r < 0) {
+        return r;
+    }
+    char **ids = NULL;
+    size_t k = 0;
+    for (size_t p = 0; p < n && p < 1; p++) { /* (source, customer_id) has one profile */
+        ids = sd_calloc(v[p].n_members + 1, sizeof(*ids));
+        for (size_t m = 0; m < v[p].n_members; m++) {
+            const struct sd_profile_member *mb = &v[p].members[m];
+            if (mb->source && mb->customer_id && strcmp(mb->source, member_source) == 0 &&
+                !(strcmp(source, member_source) == 0 &&
+                  strcmp(mb->customer_id, customer_id) == 0)) {
+                ids[k++] = sd_strdup(mb->customer_id);
+            }
+        }
+    }
+    sd_profiles_free(v, n);
+    if (k == 0) {
+        free(ids);
+        ids = NULL;
+    }
+    *ret_ids = ids;
+    *ret_n = k;
+    return 0;
+}
+
 int sd_connector_remote_ref_find(const struct sd_connector_ctx *ctx, const char *kind,
                                  const char *remote_id, char **ret_local)
 {
@@ -1038,6 +1082,24 @@ void sd_outbox_add(struct sd_outbox_adder *out, const char *operation, const cha
     free(id);
     free(key);
     free(text);
+}
+
+int sd_outbox_change_linked(struct sd_outbox_adder *out, const struct sd_change *chg,
+                            const char *member_source, int64_t *ret_n)
+{
+    if (!out || !chg || chg->kind != SD_KIND_CUSTOMER || !chg->id || !chg->source ||
+        !member_source || !ret_n) {
+        return -EINVAL;
+    }
+    if (out->err < 0) {
+        return out->err;
+    }
+    int r = sd_store_outbox_linked_tx(out->st, out->tenant_id, out->env, chg->source, chg->id,
+                                      member_source, ret_n);
+    if (r < 0) {
+        out->err = r;
+    }
+    return r;
 }
 
 static bool any_on_change(void)

@@ -170,6 +170,15 @@ int sd_outbox_changes_in_writer(struct sd_store_handle *st, int64_t tenant_id, e
 void sd_outbox_add(struct sd_outbox_adder *out, const char *operation, const char *subject_kind,
                    const char *subject_id, const json_t *payload, const char *dedupe_key);
 
+/* For on_change, the one store read it may make: *ret_n = how many customer records of
+ * member_source are linked into the same profile as the changed customer (the record itself not
+ * counted), as the writer's transaction sees it (profiles are linked before on_change runs).
+ * One indexed lookup, so an instance can queue only the customers linked to one of its records
+ * instead of every change of a large import. 0, -EINVAL (not a customer change), or the store's
+ * negative errno, which is also kept in `out` and fails the writer's job. */
+int sd_outbox_change_linked(struct sd_outbox_adder *out, const struct sd_change *chg,
+                            const char *member_source, int64_t *ret_n);
+
 struct sd_outbox;
 struct sd_buf;
 

@@ -578,6 +578,17 @@ struct sd_store_outbox_ops {
      * so the writer never waits for a read connection. */
     int (*outbox_targets_tx)(struct sd_store *s, int64_t tenant_id, struct sd_target **ret,
                              size_t *ret_n);
+    /* Writer only, inside its transaction (it sees the links the job just made): *ret_n = how
+     * many customer records of member_source share the profile of record (source, customer_id)
+     * in (tenant_id, env), that record itself not counted; 0 when it has no profile or is not
+     * stored. One indexed lookup (the record by its key, then its profile's members). */
+    int (*outbox_linked_tx)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                            const char *source, const char *customer_id, const char *member_source,
+                            int64_t *ret_n);
+    /* Read pool: the remote_version stored with customer record (source, customer_id) (the
+     * highest version its source gave, 0 = none; store.h, apply_ingest). -ENOENT: no record. */
+    int (*customer_version)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                            const char *source, const char *customer_id, int64_t *ret_version);
 
     /* Remote references: (connector_id, kind, local_id) ↔ remote_id. get: by local id; find:
      * the local id of a remote id (the oldest if several); both -ENOENT. put: insert or
@@ -642,6 +653,11 @@ int sd_store_outbox_add_tx(struct sd_store_handle *h, const struct sd_outbox_ite
                            int64_t now_usec, char **ret_id);
 int sd_store_outbox_targets_tx(struct sd_store_handle *h, int64_t tenant_id,
                                struct sd_target **ret, size_t *ret_n);
+int sd_store_outbox_linked_tx(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                              const char *source, const char *customer_id,
+                              const char *member_source, int64_t *ret_n);
+int sd_store_customer_version(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                              const char *source, const char *customer_id, int64_t *ret_version);
 int sd_store_remote_ref_get(struct sd_store_handle *h, const char *connector_id,
                             const char *kind, const char *local_id, char **ret_remote);
 int sd_store_remote_ref_find(struct sd_store_handle *h, const char *connector_id,

@@ -194,6 +194,19 @@ int sd_store_outbox_targets_tx(struct sd_store_handle *h, int64_t tenant_id, str
     return CALL(outbox_targets_tx, tenant_id, ret, ret_n);
 }
 
+int sd_store_outbox_linked_tx(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                              const char *source, const char *customer_id,
+                              const char *member_source, int64_t *ret_n)
+{
+    return CALL(outbox_linked_tx, tenant_id, env, source, customer_id, member_source, ret_n);
+}
+
+int sd_store_customer_version(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                              const char *source, const char *customer_id, int64_t *ret_version)
+{
+    return CALL(customer_version, tenant_id, env, source, customer_id, ret_version);
+}
+
 int sd_store_remote_ref_get(struct sd_store_handle *h, const char *connector_id, const char *kind,
                             const char *local_id, char **ret_remote)
 {

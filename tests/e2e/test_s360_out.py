@@ -195,6 +195,11 @@ class Linked(S360OutBase):
                          headers={"Content-Type": "application/json"})
         self.assertEqual(r.status, 200, r)
 
+    def stored(self, number, source="s360"):
+        r = harness.http(self.port, "GET", "/v1/%s/customers/%s?source=%s"
+                         % (CLIENT, number, source), key=self.key)
+        return r.json if r.status == 200 else {}
+
     def email_of(self, number):
         return [m["value"] for m in self.sim.contacts[number]["communicationMeans"]
                 if m["type"] == "EMAIL"][0]
@@ -252,8 +257,25 @@ class Linked(S360OutBase):
         self.assertEqual(self.sim.contacts[num]["individualContact"]["firstName"], "Operator")
         self.assertEqual(self.saves(num), [])
 
-        # a later local change (after S-360's) goes out
-        time.sleep(2.5)
+        # S-360's own times decide, not the clocks: while stagedoor has not received the
+        # operator's change (its lastUpdateDate is past the version stored), a later local
+        # change is still skipped ...
+        before = len(self.items(self.cid))
+        self.change_elsewhere(num, first_name="Unseen")
+        items = self.settled(self.cid, before + 1)
+        mine = [d for d in items if d["subject"]["id"] == "s360:" + num]
+        self.assertEqual(len(mine), 2, mine)
+        for d in mine:
+            self.assertEqual(d["facts"].get("skipped"), "remote newer", d)
+            self.assertEqual(d["facts"].get("rule"), "remote_version", d)
+        self.assertEqual(self.sim.contacts[num]["individualContact"]["firstName"], "Operator")
+        self.assertEqual(self.saves(num), [])
+        # ... and once its webhook brought the change in, a later local change goes out
+        self.sim.change_contact(num, firstName="Operator")
+        self.sim.run_now()
+        self.assertEqual(self.sim.drops(), 0)
+        harness.wait_until(lambda: self.stored(num).get("first_name") == "Operator", 20 * TS,
+                           what="the operator's change received")
         self.change_elsewhere(num, first_name="Later")
         items = self.settled(self.cid, before + 2)
         self.assertEqual(self.sim.contacts[num]["individualContact"]["firstName"], "Later")

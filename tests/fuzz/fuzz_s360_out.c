@@ -31,7 +31,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *customer = json_pack("{s:s, s:s, s:s, s:n, s:s}", "customer_id", "c1", "email",
                                  "a@example.ch", "last_name", "L", "first_name", "street", "S 1");
     char why[256];
-    json_t *body = s360_contact_body(customer, answer, "0000000001", "r", why, sizeof(why));
+    json_t *body =
+        s360_contact_body(customer, answer, "0000000001", "r", "NEWSLETTER", why, sizeof(why));
     if (body) {
         const char *num = json_string_value(json_object_get(body, "contactNumber"));
         const char *last = json_string_value(

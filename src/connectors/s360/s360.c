@@ -77,7 +77,8 @@ static const struct sd_setting s360_settings[] = {
      NULL, AT(abandoned_states)},
     {"optin_authorizations", SD_SETTING_STRING, "\"NEWSLETTER\"", 0, 512,
      "comma-separated authorizationType values that are advertising consent: any of them "
-     "false makes the customer opted out (opt-out wins), all present ones true opted in",
+     "false makes the customer opted out (opt-out wins), all present ones true opted in; a "
+     "customer's opt-out is written to S-360 as all of them false",
      NULL, AT(optin_authorizations)},
     {"event_venue", SD_SETTING_STRING, "\"\"", 0, 200,
      "venue of the events made from performances (\"\": the institution code)", NULL,

@@ -6,16 +6,22 @@
  *    process and shared by every delivery of every instance with that credential; a 401 drops
  *    it, refreshes it once and repeats the call once (http/client.h, sd_http_token).
  *  - Contacts out ("save_contact", subject kind "contact", subject "<source>:<customer_id>"):
- *    a customer of the instance's own source (its customer_id is S-360's contactNumber) that
- *    changed through another origin, or with create_contacts a customer of another source, is
- *    queued by on_change; deliver reads the customer as stored NOW and calls
- *    saveIndividualContactData; the contactNumber answered is the subject's remote reference,
- *    so the next change updates the same contact. Before an update it reads S-360's contact
- *    (getContactData): if S-360 changed it after the local change was queued and after
- *    stagedoor's own last write (s360_remote_newer), S-360's version is newer and is not
- *    overwritten (delivered with the fact {"skipped": "remote newer"}: S-360's version comes
- *    in through the contact webhook). A contact S-360 no longer has (CONTACT_NOT_FOUND) is not
- *    created again: S-360 deleted or merged it, so the item is rejected with the detail.
+ *    on_change queues a customer of the instance's own source (its customer_id is S-360's
+ *    contactNumber) that changed through another origin, a customer of another source whose
+ *    profile holds one of the instance's contacts (one indexed look-up in the writer's
+ *    transaction, so an import of unlinked customers queues nothing), or with create_contacts
+ *    any customer of another source. deliver reads the customer as stored NOW, finds its contact
+ *    (own number, remote reference, else the profile: exactly one contact of the instance's
+ *    source, several are never guessed between) and calls saveIndividualContactData over
+ *    S-360's current contact; a created contact's number becomes the subject's remote reference.
+ *    Before an update it reads S-360's contact (getContactData): a lastUpdateDate past the
+ *    remote_version stagedoor received from S-360's webhook, and not stagedoor's own last
+ *    write, is a change stagedoor has not seen, which is not overwritten (delivered with the
+ *    fact {"skipped": "remote newer"}; it comes in through the contact webhook); without a
+ *    received version the times of the local change and of the last write decide
+ *    (s360_remote_newer). A contact S-360 no longer has (CONTACT_NOT_FOUND) is not created
+ *    again: S-360 deleted or merged it, so the item is rejected with the detail. An opt-out is
+ *    written as refused opt-in authorizations; nothing is ever written as an opt-in.
  *  - Every call counts against the instance's call quota (the outbox takes one per delivery;
  *    deliver takes the others before it makes them). 429 and 509 (S-360's rate limit, never
  *    with Retry-After) make the item wait; in_progress retries soon; any other in-band status
@@ -65,8 +71,15 @@ int s360_time_usec(const char *text, int64_t *ret_usec)
     return 0;
 }
 
-bool s360_remote_newer(int64_t remote_usec, int64_t queued_usec, int64_t written_usec)
+bool s360_remote_newer(int64_t remote_usec, int64_t received_ms, int64_t queued_usec,
+                       int64_t written_usec)
 {
+    if (received_ms > 0) {
+        /* S-360's own word: its contact is newer than every version stagedoor received from
+         * it, and not stagedoor's own last write (whose echo may still be on its way). */
+        return remote_usec > received_ms * 1000 &&
+               (written_usec <= 0 || remote_usec > written_usec + S360_CLOCK_SKEW_USEC);
+    }
     int64_t known = queued_usec > written_usec ? queued_usec : written_usec;
     return remote_usec > known + S360_CLOCK_SKEW_USEC;
 }
@@ -134,6 +147,117 @@ static void overlay(json_t *obj, const char *key, const char *value)
     }
 }
 
+static json_t *array_copy(const json_t *current, const char *key);
+
+/* stagedoor keeps one street; S-360 two lines, which the inbound joins as "street1, street2".
+ * An unchanged street keeps both lines; a street that still ends in ", <street2>" splits back
+ * there; any other street is street1 alone (street2 would repeat part of it or contradict it). */
+static void put_street(json_t *addr, const char *street)
+{
+    const char *s1 = json_string_value(json_object_get(addr, "street1"));
+    const char *s2 = json_string_value(json_object_get(addr, "street2"));
+    if (!street) {
+        json_object_del(addr, "street1");
+        json_object_del(addr, "street2");
+        return;
+    }
+    size_t n = strlen(street), n2 = s2 ? strlen(s2) : 0;
+    if (s2 && *s2) {
+        if (s1 && *s1 && n == strlen(s1) + 2 + n2 && strncmp(street, s1, strlen(s1)) == 0 &&
+            strncmp(street + strlen(s1), ", ", 2) == 0 && strcmp(street + n - n2, s2) == 0) {
+            return; /* unchanged */
+        }
+        if ((!s1 || !*s1) && strcmp(street, s2) == 0) {
+            return; /* the inbound took a lone street2 as the street */
+        }
+        if (n > n2 + 2 && strcmp(street + n - n2, s2) == 0 &&
+            strncmp(street + n - n2 - 2, ", ", 2) == 0) {
+            json_object_set_new(addr, "street1", json_stringn(street, n - n2 - 2));
+            return; /* street1 changed, street2 kept */
+        }
+        json_object_del(addr, "street2");
+    }
+    json_object_set_new(addr, "street1", json_string(street));
+}
+
+/* Is type one of the comma-separated list (spaces around items ignored)? */
+static bool listed(const char *list, const char *type)
+{
+    size_t tl = strlen(type);
+    for (const char *p = list; p && *p;) {
+        while (*p == ' ' || *p == ',') {
+            p++;
+        }
+        const char *e = p;
+        while (*e && *e != ',') {
+            e++;
+        }
+        const char *t = e;
+        while (t > p && t[-1] == ' ') {
+            t--;
+        }
+        if (t > p && (size_t)(t - p) == tl && strncmp(p, type, tl) == 0) {
+            return true;
+        }
+        p = e;
+    }
+    return false;
+}
+
+/* The customer's opt-out as S-360 authorizations: every opt-in type of optin_types set to
+ * false (added when S-360 has none). NULL when nothing is to be written: the customer is not
+ * opted out (an opt-out in S-360 is never turned into an opt-in, and a missing consent is not
+ * invented), or no type is configured. */
+static json_t *opt_out_authorizations(const json_t *customer, const json_t *current,
+                                      const char *optin_types)
+{
+    if (!json_is_true(json_object_get(customer, "ad_opt_out")) || !optin_types ||
+        !optin_types[strspn(optin_types, " ,")]) {
+        return NULL;
+    }
+    json_t *auths = array_copy(current, "authorizations");
+    size_t i;
+    json_t *a;
+    json_array_foreach(auths, i, a)
+    {
+        const char *t = json_string_value(json_object_get(a, "authorizationType"));
+        if (t && listed(optin_types, t)) {
+            json_object_set_new(a, "value", json_false());
+        }
+    }
+    for (const char *p = optin_types; *p;) {
+        while (*p == ' ' || *p == ',') {
+            p++;
+        }
+        const char *e = p;
+        while (*e && *e != ',') {
+            e++;
+        }
+        const char *t = e;
+        while (t > p && t[-1] == ' ') {
+            t--;
+        }
+        if (t > p) {
+            bool have = false;
+            json_array_foreach(auths, i, a)
+            {
+                const char *x = json_string_value(json_object_get(a, "authorizationType"));
+                have = have || (x && strlen(x) == (size_t)(t - p) && strncmp(x, p, t - p) == 0);
+            }
+            if (!have) {
+                json_array_append_new(auths, json_pack("{s:s%, s:b}", "authorizationType", p,
+                                                       (size_t)(t - p), "value", 0));
+            }
+        }
+        p = e;
+    }
+    if (json_array_size(auths) == 0) {
+        json_decref(auths);
+        return NULL;
+    }
+    return auths;
+}
+
 /* A copy of current[key] if it is an array, else a new empty one. */
 static json_t *array_copy(const json_t *current, const char *key)
 {
@@ -142,7 +266,8 @@ static json_t *array_copy(const json_t *current, const char *key)
 }
 
 json_t *s360_contact_body(const json_t *customer, const json_t *current, const char *number,
-                          const char *request_id, char *why, size_t why_size)
+                          const char *request_id, const char *optin_types, char *why,
+                          size_t why_size)
 {
     if (current && !json_is_object(json_object_get(current, "individualContact")) &&
         json_object_get(current, "structureContact")) {
@@ -211,7 +336,7 @@ json_t *s360_contact_body(const json_t *customer, const json_t *current, const c
             json_array_append_new(addrs, main_addr);
         }
         if (main_addr && has_street) {
-            overlay(main_addr, "street1", street);
+            put_street(main_addr, street);
         }
         if (main_addr && has_zip) {
             overlay(main_addr, "zipCode", zip);
@@ -223,6 +348,10 @@ json_t *s360_contact_body(const json_t *customer, const json_t *current, const c
                   "individualContact", ind, "communicationMeans", means, "addresses", addrs);
     if (number) {
         json_object_set_new(body, "contactNumber", json_string(number));
+    }
+    json_t *auths = opt_out_authorizations(customer, current, optin_types);
+    if (auths) {
+        json_object_set_new(body, "authorizations", auths);
     }
     return body;
 }
@@ -487,9 +616,19 @@ void s360_on_change(const struct sd_connector_ctx *ctx, const struct sd_change *
     if (!cf || chg->kind != SD_KIND_CUSTOMER || !chg->id || !chg->source) {
         return;
     }
-    bool own = strcmp(chg->source, own_source(ctx)) == 0;
-    if (own ? !cf->push_contacts : !cf->create_contacts) {
+    const char *mine = own_source(ctx);
+    bool own = strcmp(chg->source, mine) == 0;
+    if (own && !cf->push_contacts) {
         return;
+    }
+    if (!own && !cf->create_contacts) {
+        /* Only a customer linked to one of this instance's contacts can go out: one indexed
+         * look-up here keeps a large import of unlinked customers from queueing an item each. */
+        int64_t linked = 0;
+        if (!cf->push_contacts || sd_outbox_change_linked(out, chg, mine, &linked) < 0 ||
+            linked == 0) {
+            return;
+        }
     }
     /* The body is built at send time from the customer as stored then; items of one customer
      * with the same content are one item while it waits. */
@@ -523,8 +662,8 @@ static enum sd_verdict deliver_contact(struct call_ctx *cc, const struct sd_outb
     struct sd_connector_ctx *ctx = cc->ctx;
     struct sd_delivery_result *res = cc->res;
     char *buf = NULL, *doc = NULL, *number = NULL, *written = NULL, *path = NULL;
-    char **sources = NULL;
-    size_t n_sources = 0;
+    char **sources = NULL, **linked = NULL;
+    size_t n_sources = 0, n_linked = 0;
     const char *source, *id;
     json_t *customer = NULL, *current = NULL, *body = NULL, *ans = NULL;
     enum sd_verdict v = SD_VERDICT_REJECT;
@@ -544,7 +683,8 @@ static enum sd_verdict deliver_contact(struct call_ctx *cc, const struct sd_outb
         v = SD_VERDICT_RETRY;
         goto out;
     }
-    bool own = strcmp(source, own_source(ctx)) == 0;
+    const char *mine = own_source(ctx);
+    bool own = strcmp(source, mine) == 0, by_profile = false;
     if (own) {
         number = sd_strdup(id);
     } else if ((r = sd_connector_remote_ref_get(ctx, S360_KIND_CONTACT, item->subject_id,
@@ -554,6 +694,32 @@ static enum sd_verdict deliver_contact(struct call_ctx *cc, const struct sd_outb
         res->error = sd_strdup("the customer's S-360 contact number could not be read");
         v = SD_VERDICT_RETRY;
         goto out;
+    }
+    if (!number) {
+        /* Not created by this instance: linked to one of its contacts by the tenant's profile
+         * link rule? */
+        r = sd_connector_linked_ids(ctx, source, id, mine, &linked, &n_linked);
+        if (r < 0) {
+            free(res->error);
+            res->error = sd_strdup("the customer's profile could not be read");
+            v = SD_VERDICT_RETRY;
+            goto out;
+        }
+        if (n_linked > 1) {
+            /* People sharing an address (a family, a company's buyers) may share a profile:
+             * which contact this customer is cannot be told, so none is overwritten. */
+            v = done(res, SD_VERDICT_OK,
+                     json_pack("{s:s, s:I}", "skipped", "linked to several contacts",
+                               "linked_contacts", (json_int_t)n_linked));
+            goto out;
+        }
+        if (n_linked == 1) {
+            number = sd_strdup(linked[0]);
+            by_profile = true;
+        } else if (!cc->cf->create_contacts) {
+            v = done(res, SD_VERDICT_OK, json_pack("{s:s}", "skipped", "not linked"));
+            goto out;
+        }
     }
 
     if (number) {
@@ -569,20 +735,29 @@ static enum sd_verdict deliver_contact(struct call_ctx *cc, const struct sd_outb
         if (v != SD_VERDICT_OK) {
             goto out; /* CONTACT_NOT_FOUND included: S-360 deleted or merged it */
         }
-        int64_t remote = 0, written_usec = 0;
+        int64_t remote = 0, written_usec = 0, received_ms = 0;
         const char *stamp = json_string_value(json_object_get(current, "lastUpdateDate"));
         if (sd_connector_remote_ref_get(ctx, S360_KIND_WRITTEN, item->subject_id, &written) == 0) {
             sd_parse_int64(written, false, &written_usec);
         }
+        r = sd_connector_record_version(ctx, mine, number, &received_ms);
+        if (r < 0 && r != -ENOENT) {
+            free(res->error);
+            res->error = sd_strdup("the S-360 contact's received version could not be read");
+            v = SD_VERDICT_RETRY;
+            goto out;
+        }
         if (stamp && s360_time_usec(stamp, &remote) == 0 &&
-            s360_remote_newer(remote, item->created_usec, written_usec)) {
+            s360_remote_newer(remote, received_ms, item->created_usec, written_usec)) {
             v = done(res, SD_VERDICT_OK,
-                     json_pack("{s:s, s:s, s:s}", "kind", "update", "skipped", "remote newer",
-                               "remote_updated", stamp));
+                     json_pack("{s:s, s:s, s:s, s:s}", "kind", "update", "skipped", "remote newer",
+                               "remote_updated", stamp, "rule",
+                               received_ms > 0 ? "remote_version" : "clock"));
             goto out;
         }
     }
-    body = s360_contact_body(customer, current, number, item->idem_key, why, sizeof(why));
+    body = s360_contact_body(customer, current, number, item->idem_key,
+                             cc->cf->optin_authorizations, why, sizeof(why));
     if (!body) {
         v = reject(res, why);
         goto out;
@@ -598,16 +773,26 @@ static enum sd_verdict deliver_contact(struct call_ctx *cc, const struct sd_outb
                         "contactNumber");
         goto out;
     }
-    res->remote_ref = sd_strdup(got);
+    if (!by_profile) {
+        res->remote_ref = sd_strdup(got); /* a linked contact stays found through the profile */
+    }
     char stamp_now[32];
     snprintf(stamp_now, sizeof(stamp_now), "%lld", (long long)sd_now_usec());
     if (sd_connector_remote_ref_put(ctx, S360_KIND_WRITTEN, item->subject_id, stamp_now) < 0) {
         sd_log(SD_LOG_WARN, "s360: the time of a contact's write could not be kept", "id=%s",
                ctx->id);
     }
-    done(res, SD_VERDICT_OK,
-         json_pack("{s:s, s:s}", "kind", number ? "update" : "create", "contact_number", got));
+    json_t *facts =
+        json_pack("{s:s, s:s}", "kind", number ? "update" : "create", "contact_number", got);
+    if (by_profile) {
+        json_object_set_new(facts, "linked", json_string("profile"));
+    }
+    done(res, SD_VERDICT_OK, facts);
 out:
+    for (size_t i = 0; i < n_linked; i++) {
+        free(linked[i]);
+    }
+    free(linked);
     json_decref(ans);
     json_decref(body);
     json_decref(current);

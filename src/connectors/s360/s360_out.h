@@ -41,10 +41,16 @@
  * lastName, email → the EMAIL means, street/post_code → street1/zipCode of the main address), so
  * the sections S-360 replaces keep what stagedoor does not manage (phones, town, birth date).
  * A null member clears the S-360 field, an absent one leaves it; lastName is never cleared.
+ * street: S-360's two lines, which the inbound joined as "street1, street2", are kept when the
+ * street is that join, split back when it still ends in ", street2", else street1 alone.
+ * ad_opt_out true: every authorizationType of optin_types (comma-separated) is written false
+ * (added if S-360 has none), the other authorizations kept; otherwise no authorizations are
+ * sent (S-360 keeps its own: an opt-out there is never turned into an opt-in).
  * number: the contactNumber to update, or NULL to create. request_id: the requestId. Returns a
  * new object, or NULL with the reason in why (no lastName at all; `current` is a company). */
 json_t *s360_contact_body(const json_t *customer, const json_t *current, const char *number,
-                          const char *request_id, char *why, size_t why_size);
+                          const char *request_id, const char *optin_types, char *why,
+                          size_t why_size);
 
 /* The verdict of one REST-RPC answer: transport_err and status as sd_http_classify takes them
  * (429 and 509: WAIT; 401 after the token's one refresh: REJECT); for a 2xx, the JSON answer's
@@ -58,10 +64,16 @@ enum sd_verdict s360_judge(int transport_err, long status, const json_t *answer,
  * 0, or -EINVAL. */
 int s360_time_usec(const char *text, int64_t *ret_usec);
 
-/* No stale overwrite: S-360's contact was changed after stagedoor's change (queued_usec) and
- * after stagedoor's own last write of it (written_usec, 0: never), by more than the clock skew:
- * S-360's version is newer and stays. */
-bool s360_remote_newer(int64_t remote_usec, int64_t queued_usec, int64_t written_usec);
+/* No stale overwrite: is S-360's contact (its lastUpdateDate, remote_usec) newer than what
+ * stagedoor would write? With received_ms > 0 (the remote_version stagedoor stored from S-360's
+ * contact webhook: the lastUpdateDate it last received, in ms) S-360's own times decide: newer
+ * when S-360 changed it after that version, unless the change is stagedoor's own last write
+ * (written_usec, 0: never; within the clock skew) whose echo has not come in yet. Without a
+ * received version (a contact created here whose webhook has not come yet) the clock rule: S-360
+ * changed it after stagedoor's change was queued (queued_usec) and after stagedoor's own last
+ * write, by more than the clock skew. S-360's newer version stays. */
+bool s360_remote_newer(int64_t remote_usec, int64_t received_ms, int64_t queued_usec,
+                       int64_t written_usec);
 
 /* The subject of a customer: "<source>:<customer_id>" split at its first ':' (sources hold no
  * ':'). 0, or -EINVAL. The out strings point into subject's copy in *ret_buf (free it). */

@@ -72,6 +72,8 @@ enum {
     S_REMOTE_LIST,
     S_REMOTE_DELETE,
     S_DLV_MORE,
+    S_LINKED,
+    S_VERSION,
     S_LAST_ /* must stay <= 96 */
 };
 _Static_assert(S_LAST_ <= SD_SQLITE_EXTRA_SLOTS, "outbox statement slots are 48..95");
@@ -191,6 +193,13 @@ static const char *const sql[] = {
                       "kind = ?2 AND local_id > ?3 ORDER BY local_id LIMIT ?4",
     [S_REMOTE_DELETE] = "DELETE FROM remote_refs WHERE connector_id = ?1 AND kind = ?2 AND "
                         "local_id = ?3",
+    /* Records of source ?5 in the profile of record (?3, ?4), the record itself left out. */
+    [S_LINKED] = "SELECT count(*) FROM customers c JOIN customers m ON m.profile_id = c.profile_id "
+                 "WHERE c.tenant_id = ?1 AND c.env = ?2 AND c.source = ?3 AND c.customer_id = ?4 "
+                 "AND m.tenant_id = ?1 AND m.env = ?2 AND m.source = ?5 AND "
+                 "NOT (m.source = c.source AND m.customer_id = c.customer_id)",
+    [S_VERSION] = "SELECT remote_version FROM customers WHERE tenant_id = ?1 AND env = ?2 AND "
+                  "source = ?3 AND customer_id = ?4",
 };
 
 static sqlite3_stmt *stmt(struct conn *c, unsigned slot)
@@ -404,6 +413,74 @@ static int outbox_targets_tx(struct sd_store *s, int64_t tenant_id, struct sd_ta
         return -EINVAL;
     }
     return list_targets(s->writer, tenant_id, ret, ret_n);
+}
+
+/* On the writer's own connection, inside its transaction: sees the records the job just linked. */
+static int outbox_linked_tx(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                            const char *source, const char *customer_id, const char *member_source,
+                            int64_t *ret_n)
+{
+    if (!s->writer || !source || !customer_id || !member_source || !ret_n ||
+        !sd_sqlite_env_ok(env)) {
+        return -EINVAL;
+    }
+    struct conn *c = s->writer;
+    sqlite3_stmt *st = stmt(c, S_LINKED);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, source) |
+         sqlite3_bind_text(st, 4, customer_id, -1, SQLITE_STATIC) |
+         sqlite3_bind_text(st, 5, member_source, -1, SQLITE_STATIC)) != SQLITE_OK) {
+        sqlite3_reset(st);
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    int rc = sqlite3_step(st);
+    int64_t n = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_ROW) {
+        return sd_sqlite_fail(c, rc, "linked records");
+    }
+    *ret_n = n;
+    return 0;
+}
+
+static int customer_version(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                            const char *source, const char *customer_id, int64_t *ret_version)
+{
+    if (!source || !customer_id || !ret_version || !sd_sqlite_env_ok(env)) {
+        return -EINVAL;
+    }
+    struct conn *c = NULL;
+    int r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    sqlite3_stmt *st = stmt(c, S_VERSION);
+    if (!st) {
+        r = -EIO;
+        goto out;
+    }
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, source) |
+         sqlite3_bind_text(st, 4, customer_id, -1, SQLITE_STATIC)) != SQLITE_OK) {
+        sqlite3_reset(st);
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        goto out;
+    }
+    int rc = sqlite3_step(st);
+    int64_t v = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc == SQLITE_ROW) {
+        *ret_version = v;
+        r = 0;
+    } else {
+        r = rc == SQLITE_DONE ? -ENOENT : sd_sqlite_fail(c, rc, "customer version");
+    }
+out:
+    sd_sqlite_pool_put(s, c);
+    return r;
 }
 
 /* Run statement `slot` on ctl binding ?1 = id. Returns the number of rows changed or -EIO. */
@@ -1466,6 +1543,8 @@ const struct sd_store_outbox_ops sd_sqlite_outbox_ops = {
     .delivery_send_now = delivery_send_now,
     .outbox_add_tx = outbox_add_tx,
     .outbox_targets_tx = outbox_targets_tx,
+    .outbox_linked_tx = outbox_linked_tx,
+    .customer_version = customer_version,
     .remote_ref_get = remote_ref_get,
     .remote_ref_find = remote_ref_find,
     .remote_ref_put = remote_ref_put,
