@@ -194,6 +194,16 @@ json_t *sd_connector_redact_settings(const struct sd_connector *c, const json_t 
     return out;
 }
 
+bool sd_connector_email_optional(const struct sd_connector_ctx *ctx)
+{
+    return ctx && ctx->connector && ctx->connector->customers_email_optional;
+}
+
+unsigned sd_connector_validate_flags(const struct sd_connector_ctx *ctx)
+{
+    return sd_connector_email_optional(ctx) ? SD_VALIDATE_EMAIL_OPTIONAL : 0;
+}
+
 int sd_connector_emit(struct sd_connector_ctx *ctx, const json_t *body,
                       struct sd_ingest_outcome *out)
 {

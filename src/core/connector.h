@@ -338,6 +338,14 @@ struct sd_connector {
     /* Optional, targets: the actions operators may ask for (struct sd_connector_action),
      * terminated by {NULL}; their operations are among `operations`. NULL: none. */
     const struct sd_connector_action *actions;
+
+    /* Optional, sources: the vendor's people need not have an e-mail address (a box-office
+     * buyer known by phone and postal address). Its customers are then validated with
+     * SD_VALIDATE_EMAIL_OPTIONAL (model.h) on every path core validates them (commit, write
+     * jobs, the inbound door and its replay): a record without "email" (or with null, which
+     * clears a stored one) is stored with no e-mail, identified by (source, customer_id) only,
+     * linked to a profile of its own. false: the hub's contract, an e-mail is required. */
+    bool customers_email_optional;
 };
 #define SD_INBOUND_SKIP 1
 
@@ -381,6 +389,12 @@ void sd_connector_text(const struct sd_connector *c, struct sd_buf *out);
 
 /* Settings for display: secrets replaced by "(set)". New reference. */
 json_t *sd_connector_redact_settings(const struct sd_connector *c, const json_t *settings);
+
+/* The validation flags of the instance's records (SD_VALIDATE_EMAIL_OPTIONAL when its type
+ * sets customers_email_optional), for a connector that validates on its own thread before
+ * sd_connector_job_ingest_batch; sd_connector_email_optional is the same as a bool. */
+unsigned sd_connector_validate_flags(const struct sd_connector_ctx *ctx);
+bool sd_connector_email_optional(const struct sd_connector_ctx *ctx);
 
 /* Hand one ingest body to the hub (sd_hub_ingest) and count it. */
 int sd_connector_emit(struct sd_connector_ctx *ctx, const json_t *body,

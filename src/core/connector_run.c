@@ -98,6 +98,7 @@ int sd_connector_commit_fn(struct sd_connector_ctx *ctx, const json_t *body,
     struct sd_ingest_opts o = {.source = ctx->source,
                                .origin = ctx->id,
                                .upsert_sales = true,
+                               .email_optional = sd_connector_email_optional(ctx),
                                .skip_bad = skip_bad,
                                .state_id = ctx->state ? ctx->id : NULL,
                                .state_fn = ctx->state ? commit_state : NULL,
@@ -195,7 +196,8 @@ int sd_connector_job_ingest(struct sd_connector_job *job, const json_t *body,
                             struct sd_ingest_outcome *out)
 {
     struct sd_batch batch = {0};
-    int r = sd_validate_ingest(body, &batch, &out->errors, &out->warnings);
+    int r = sd_validate_ingest_flags(body, sd_connector_validate_flags(job->ctx), &batch,
+                                     &out->errors, &out->warnings);
     if (r < 0 || out->errors.total > 0) {
         out->status = 400;
         return 0;

@@ -623,7 +623,9 @@ static void prepare_object(struct sd_connector_ctx *ctx, const struct sd_connect
         r = -EINVAL;
     }
     if (r == 0 && issues.total == 0 && !(it->n_scans > 0 && json_object_size(body) == 0)) {
-        r = sd_validate_ingest(body, &it->batch, &issues, &warnings);
+        r = sd_validate_ingest_flags(body,
+                                     con->customers_email_optional ? SD_VALIDATE_EMAIL_OPTIONAL : 0,
+                                     &it->batch, &issues, &warnings);
     }
     if (r == 0 && issues.total == 0) {
         for (size_t i = 0; i < it->batch.n_events; i++) {

@@ -121,6 +121,11 @@ static int check_run(struct sd_store_handle *st, struct sd_write_job *job)
     return r < 0 ? r : 1; /* only the errors are wanted: undo whatever was applied */
 }
 
+static unsigned ingest_flags(const struct sd_ingest_opts *o)
+{
+    return o && o->email_optional ? SD_VALIDATE_EMAIL_OPTIONAL : 0;
+}
+
 /* A body validation refused: add the reference errors (unknown event or customer) of its sales
  * that are valid on their own, found by the store inside a savepoint that is undone, so one
  * answer lists every error. A failure of this check leaves the field errors alone. */
@@ -128,7 +133,7 @@ static void refusal_refs(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
                          const struct sd_ingest_opts *o, struct sd_ingest_outcome *out)
 {
     struct sd_batch batch;
-    if (sd_validate_ingest_checkable(body, &batch) == 0) {
+    if (sd_validate_ingest_checkable_flags(body, ingest_flags(o), &batch) == 0) {
         return;
     }
     batch.upsert_sales = o && o->upsert_sales;
@@ -152,7 +157,8 @@ static int ingest_once(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, c
     struct sd_batch batch = {0};
     bool state_only = o && o->state_id && json_is_object(body) && json_object_size(body) == 0;
     if (!state_only) {
-        int r = sd_validate_ingest(body, &batch, &out->errors, &out->warnings);
+        int r =
+            sd_validate_ingest_flags(body, ingest_flags(o), &batch, &out->errors, &out->warnings);
         if (r < 0 || out->errors.total > 0) {
             out->status = 400;
             refusal_refs(hub, tenant_id, env, body, o, out);

@@ -45,6 +45,9 @@ struct sd_ingest_opts {
     const char *source; /* the records' source label (sd_batch.source); NULL = "webhook" */
     const char *origin; /* the connector instance writing (sd_batch.origin); NULL = the API */
     bool upsert_sales; /* see sd_batch.upsert_sales: re-reading a page stores nothing twice */
+    /* Customers may come without an e-mail (SD_VALIDATE_EMAIL_OPTIONAL): a connector whose
+     * type sets customers_email_optional. The webhook never sets it. */
+    bool email_optional;
     /* Leave out every record with an error (validation or reference; each reported in
      * out->errors with its pointer into `body`) and store the rest; status is then 202 unless
      * the body itself is malformed. Without it the body is all or nothing, as for the webhook. */

@@ -67,7 +67,8 @@ struct sd_event_rec {
 struct sd_customer_rec {
     size_t index;
     char *customer_id;
-    char *email_key; /* the e-mail trimmed and lowercased, for case-insensitive matching */
+    char *email_key; /* the e-mail trimmed and lowercased, for case-insensitive matching; NULL:
+                        none (SD_VALIDATE_EMAIL_OPTIONAL) */
     int ad_opt_out;  /* -1 unknown (absent), 0 false, 1 true */
     char *doc;
     int64_t remote_version; /* as in sd_event_rec */
@@ -197,12 +198,27 @@ int sd_validate_ingest(const json_t *body, struct sd_batch *ret, struct sd_issue
  * number of sales kept; with 0, *ret is empty (nothing to check). */
 size_t sd_validate_ingest_checkable(const json_t *body, struct sd_batch *ret);
 
+/* Flags of the *_flags variants (0 = the hub's own contract, as above). */
+enum {
+    /* A customer's "email" may be absent or null: records of a source whose people need not
+     * have an address (a vendor connector that declares it). Such a customer has email_key
+     * NULL and is identified by (source, customer_id) only; a null clears a stored address.
+     * A string sent is still checked (non-empty, a valid address). */
+    SD_VALIDATE_EMAIL_OPTIONAL = 1u << 0,
+};
+int sd_validate_ingest_flags(const json_t *body, unsigned flags, struct sd_batch *ret,
+                             struct sd_issues *errors, struct sd_issues *warnings);
+size_t sd_validate_ingest_checkable_flags(const json_t *body, unsigned flags, struct sd_batch *ret);
+
 /* Single-record validators; `ptr` is the record's JSON Pointer ("/sales/3"). Return 0 and fill
  * *ret, or -EINVAL with issues added. Used by PUT /sales/{id} and by later connectors. */
 int sd_validate_event(const json_t *rec, const char *ptr, struct sd_event_rec *ret,
                       struct sd_issues *errors, struct sd_issues *warnings);
 int sd_validate_customer(const json_t *rec, const char *ptr, struct sd_customer_rec *ret,
                          struct sd_issues *errors, struct sd_issues *warnings);
+int sd_validate_customer_flags(const json_t *rec, const char *ptr, unsigned flags,
+                               struct sd_customer_rec *ret, struct sd_issues *errors,
+                               struct sd_issues *warnings);
 int sd_validate_sale(const json_t *rec, const char *ptr, struct sd_sale_rec *ret,
                      struct sd_issues *errors, struct sd_issues *warnings);
 void sd_event_rec_release(struct sd_event_rec *r);

@@ -461,6 +461,13 @@ static const char *const customer_fields[] = {
 int sd_validate_customer(const json_t *rec, const char *ptr, struct sd_customer_rec *ret,
                          struct sd_issues *errors, struct sd_issues *warnings)
 {
+    return sd_validate_customer_flags(rec, ptr, 0, ret, errors, warnings);
+}
+
+int sd_validate_customer_flags(const json_t *rec, const char *ptr, unsigned flags,
+                               struct sd_customer_rec *ret, struct sd_issues *errors,
+                               struct sd_issues *warnings)
+{
     struct check c;
     check_init(&c, ptr, errors, warnings);
     int r = -EINVAL;
@@ -487,7 +494,12 @@ int sd_validate_customer(const json_t *rec, const char *ptr, struct sd_customer_
         err(&c, "must not be \"" SD_ANON_CUSTOMER "\": it is reserved for anonymous sales");
         path_pop(&c.path, at);
     }
-    const char *email = want_string(&c, rec, "email", F_REQ | F_NONEMPTY);
+    /* The hub's own contract (seed §2) requires the e-mail; a vendor whose contacts may have
+     * none (a box-office buyer with a phone and a postal address) admits the record without
+     * it, identified by (source, customer_id) alone, and a null clears a stored address. */
+    const char *email = want_string(
+        &c, rec, "email",
+        (flags & SD_VALIDATE_EMAIL_OPTIONAL) ? F_OPT | F_NULL | F_NONEMPTY : F_REQ | F_NONEMPTY);
     if (email) {
         /* Surrounding whitespace is tolerated (the key is trimmed); the address itself is
          * checked in its folded form, which only lowercases it. */
@@ -913,6 +925,12 @@ static const char *const top_names[ARR_N] = {"events", "customers", "sales"};
 int sd_validate_ingest(const json_t *body, struct sd_batch *ret, struct sd_issues *errors,
                        struct sd_issues *warnings)
 {
+    return sd_validate_ingest_flags(body, 0, ret, errors, warnings);
+}
+
+int sd_validate_ingest_flags(const json_t *body, unsigned flags, struct sd_batch *ret,
+                             struct sd_issues *errors, struct sd_issues *warnings)
+{
     size_t errors0 = errors->total;
     struct sd_batch b = {0};
     const json_t *arr[ARR_N] = {NULL};
@@ -978,8 +996,8 @@ int sd_validate_ingest(const json_t *body, struct sd_batch *ret, struct sd_issue
         sd_buf_reset(&ptr);
         sd_buf_printf(&ptr, "/customers/%zu", i);
         struct sd_customer_rec rec;
-        if (sd_validate_customer(json_array_get(arr[ARR_CUSTOMERS], i), ptr.data, &rec, errors,
-                                 warnings) < 0) {
+        if (sd_validate_customer_flags(json_array_get(arr[ARR_CUSTOMERS], i), ptr.data, flags, &rec,
+                                       errors, warnings) < 0) {
             continue;
         }
         if (errors->total != errors0) {
@@ -1068,6 +1086,11 @@ static bool named(const char **ids, size_t n, const char *id)
 
 size_t sd_validate_ingest_checkable(const json_t *body, struct sd_batch *ret)
 {
+    return sd_validate_ingest_checkable_flags(body, 0, ret);
+}
+
+size_t sd_validate_ingest_checkable_flags(const json_t *body, unsigned flags, struct sd_batch *ret)
+{
     *ret = (struct sd_batch){0};
     if (!json_is_object(body)) {
         return 0;
@@ -1111,8 +1134,8 @@ size_t sd_validate_ingest_checkable(const json_t *body, struct sd_batch *ret)
         snprintf(ptr, sizeof(ptr), "/customers/%zu", i);
         struct sd_customer_rec rec;
         size_t before = errs.total;
-        int vr =
-            sd_validate_customer(json_array_get(arr[ARR_CUSTOMERS], i), ptr, &rec, &errs, &none);
+        int vr = sd_validate_customer_flags(json_array_get(arr[ARR_CUSTOMERS], i), ptr, flags, &rec,
+                                            &errs, &none);
         bad[ARR_CUSTOMERS][i] = vr < 0 || errs.total != before;
         if (vr == 0 && bad[ARR_CUSTOMERS][i]) {
             sd_customer_rec_release(&rec);

@@ -13,8 +13,9 @@ the middle of a backfill pauses the run and the next simulated day resumes it wi
 anything twice; the ledger's own day limit pauses the run before the server refuses anything;
 a daylight-saving change (clocks back) in the venue's zone loses and doubles nothing; an
 event_details page too large (11075) is halved until it fits; a 404 is a setup error; with a
-bootstrap cut-off the streams start there; a sale of an account deleted in Archtics, or of one
-without an e-mail (no customer without one), is stored anonymous; a new scan is counted from
+bootstrap cut-off the streams start there; a sale of an account deleted in Archtics is stored
+anonymous; an account without an e-mail, or with one that is not a valid address (dropped with a
+warning), is a customer all the same and its sales are its own; a new scan is counted from
 the hub's own sales (no get_ticket_sales); the season-ticket holders' plan seat blocks
 (seats_sold) are reproduced, a seat change frees the old block, nothing is read before
 seats_refresh_hours nor written again unchanged, and a pass stopped by the call budget resumes
@@ -31,6 +32,7 @@ import harness
 
 sys.path.insert(0, os.path.dirname(harness.HERE))      # tests/, for the sim package
 from sim.archtics import Simulator  # noqa: E402
+from sim.archtics.commands import EMAIL_RE  # noqa: E402
 
 T = harness.TIME_SCALE
 RUN_TIMEOUT = 120.0 * T
@@ -146,13 +148,14 @@ class ArchticsPull(unittest.TestCase):
     def assert_reproduces(self, api, sim):
         w = sim.world
         now = sim.clock.now()
-        # an account without an e-mail cannot be a customer; its sales stay, anonymous
-        accts = {str(a): x for a, x in w.accounts.items() if x["visible"] <= now and x["email"]}
+        # every account is a customer, with or without a (valid) e-mail
+        accts = {str(a): x for a, x in w.accounts.items() if x["visible"] <= now}
         custs = {c["customer_id"]: c for c in api.list_all("customers")[0]}
         self.assertEqual(set(custs), set(accts))
         for k, a in accts.items():
             c = custs[k]
-            self.assertEqual(c["email"], a["email"], k)
+            valid = a["email"] and EMAIL_RE.match(a["email"])
+            self.assertEqual(c.get("email"), a["email"] if valid else None, k)
             self.assertEqual(c.get("first_name"), a["name_first"] or None, k)
             self.assertEqual(c.get("last_name"), a["name_last"] or None, k)
             self.assertEqual(c.get("post_code"), a["zip"] or None, k)
@@ -492,19 +495,26 @@ class ArchticsPull(unittest.TestCase):
         self.assertEqual(st["state"], "failed")
         self.assertIn("setup error: HTTP 404", st["last_error"])
 
-    def test_account_without_email_is_left_out_and_its_sales_kept(self):
+    def test_account_without_email_is_a_customer_with_its_sales(self):
         admin, api = self.tenant()
         sim = self.sim(queue_mode="never", accounts=8, events=4, sales_per_event=4,
                        plan_holders=0)
         w = sim.world
-        box = next(s["acct_id"] for s in w.sales)
+        buyers = list(dict.fromkeys(s["acct_id"] for s in w.sales))
+        box, typo = buyers[0], buyers[1]
         w.accounts[box]["email"] = ""
+        w.accounts[typo]["email"] = "typo-at-example.com"
         cid = admin.add(settings_for(sim))
         st = admin.run(cid)
         self.assertEqual(st["state"], "ok", st)
-        self.assertIn("account(s) without a valid e-mail left out", st["last_warning"])
+        self.assertIn("1 account(s) with an e-mail that is not a valid address stored without it",
+                      st["last_warning"])
         self.assert_reproduces(api, sim)
-        self.assertIn("ANON", {x["customer_id"] for x in api.list_all("sales")[0]})
+        sales = api.list_all("sales")[0]
+        self.assertNotIn("ANON", {x["customer_id"] for x in sales})
+        for acct in (box, typo):
+            self.assertIsNone(api.get("customers", str(acct), "source=archtics").json.get("email"))
+            self.assertIn(str(acct), {x["customer_id"] for x in sales})
         self.assert_clean(sim)
 
     def test_bootstrap_cutoff_starts_the_streams_there(self):

@@ -1,4 +1,5 @@
-/* fuzz_ingest.c — fuzz target for the ingest body: JSON text → jansson → sd_validate_ingest.
+/* fuzz_ingest.c — fuzz target for the ingest body: JSON text → jansson → sd_validate_ingest,
+ * under the hub's contract and with SD_VALIDATE_EMAIL_OPTIONAL (a superset).
  * Besides "no crash, no leak" (ASan/LSan) it checks the layer's promises and aborts when one
  * breaks: success means no errors and at least one record, each doc is a JSON object; failure
  * leaves the batch untouched; every issue encodes to JSON (valid UTF-8 pointers/messages).
@@ -41,32 +42,46 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* As the API does: prices sent as decimal literals are taken from the raw text. */
     sd_json_exact_prices(body, (const char *)data, size);
-    struct sd_issues errors, warnings;
-    sd_issues_init(&errors, SD_MAX_ISSUES);
-    sd_issues_init(&warnings, SD_MAX_ISSUES);
-    struct sd_batch b = {0};
-    int rc = sd_validate_ingest(body, &b, &errors, &warnings);
-    if (rc == 0) {
-        if (errors.total != 0 || sd_batch_count(&b) == 0) {
+    /* The hub's contract, then a vendor's whose customers may lack an e-mail: the second
+     * admits everything the first does (a superset). */
+    int strict = -1;
+    for (unsigned flags = 0; flags <= SD_VALIDATE_EMAIL_OPTIONAL;
+         flags += SD_VALIDATE_EMAIL_OPTIONAL) {
+        struct sd_issues errors, warnings;
+        sd_issues_init(&errors, SD_MAX_ISSUES);
+        sd_issues_init(&warnings, SD_MAX_ISSUES);
+        struct sd_batch b = {0};
+        int rc = sd_validate_ingest_flags(body, flags, &b, &errors, &warnings);
+        if (flags == 0) {
+            strict = rc;
+        } else if (strict == 0 && rc != 0) {
             abort();
         }
-        for (size_t i = 0; i < b.n_events; i++) {
-            check_doc(b.events[i].doc);
+        if (rc == 0) {
+            if (errors.total != 0 || sd_batch_count(&b) == 0) {
+                abort();
+            }
+            for (size_t i = 0; i < b.n_events; i++) {
+                check_doc(b.events[i].doc);
+            }
+            for (size_t i = 0; i < b.n_customers; i++) {
+                check_doc(b.customers[i].doc);
+                if (!flags && !b.customers[i].email_key) {
+                    abort(); /* the hub's contract: every customer has an e-mail */
+                }
+            }
+            for (size_t i = 0; i < b.n_sales; i++) {
+                check_doc(b.sales[i].doc);
+            }
+        } else if (errors.total == 0 || sd_batch_count(&b) != 0 || b.events || b.sales) {
+            abort();
         }
-        for (size_t i = 0; i < b.n_customers; i++) {
-            check_doc(b.customers[i].doc);
-        }
-        for (size_t i = 0; i < b.n_sales; i++) {
-            check_doc(b.sales[i].doc);
-        }
-    } else if (errors.total == 0 || sd_batch_count(&b) != 0 || b.events || b.sales) {
-        abort();
+        check_issues(&errors);
+        check_issues(&warnings);
+        sd_batch_release(&b);
+        sd_issues_release(&errors);
+        sd_issues_release(&warnings);
     }
-    check_issues(&errors);
-    check_issues(&warnings);
-    sd_batch_release(&b);
-    sd_issues_release(&errors);
-    sd_issues_release(&warnings);
     json_decref(body);
     return 0;
 }

@@ -388,6 +388,87 @@ static void test_customer_output(void **state)
     }
 }
 
+/* SD_VALIDATE_EMAIL_OPTIONAL (a vendor whose people need not have an address): no e-mail, or
+ * null, is admitted with no e-mail key; an address that is sent is still checked. Without the
+ * flag (the hub's own contract) the same records are refused with the precise message. */
+static void test_customer_email_optional(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *patch;
+        const char *strict;   /* error message without the flag */
+        const char *optional; /* with it; NULL: admitted */
+        const char *email_key;
+    } cases[] = {
+        {"{\"email\":\"<del>\"}", "required field is missing", NULL, NULL},
+        {"{\"email\":null}", "must be a string", NULL, NULL},
+        {"{\"email\":\"\"}", "must not be empty", "must not be empty", NULL},
+        {"{\"email\":\"jane\"}", "must be a valid e-mail address", "must be a valid e-mail address",
+         NULL},
+        {"{\"email\":5}", "must be a string", "must be a string or absent (null clears it)", NULL},
+        {"{\"email\":\" Jane@Example.com\"}", NULL, NULL, "jane@example.com"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+        for (unsigned flags = 0; flags <= SD_VALIDATE_EMAIL_OPTIONAL;
+             flags += SD_VALIDATE_EMAIL_OPTIONAL) {
+            const char *want = flags ? cases[i].optional : cases[i].strict;
+            json_t *rec = patched(SD_KIND_CUSTOMER, cases[i].patch);
+            struct sd_issues errors, warnings;
+            sd_issues_init(&errors, SD_MAX_ISSUES);
+            sd_issues_init(&warnings, SD_MAX_ISSUES);
+            struct sd_customer_rec r;
+            int rc = sd_validate_customer_flags(rec, "/customers/0", flags, &r, &errors, &warnings);
+            if (want) {
+                assert_int_equal(rc, -EINVAL);
+                assert_int_equal(errors.total, 1);
+                assert_string_equal(errors.items[0].pointer, "/customers/0/email");
+                assert_string_equal(errors.items[0].message, want);
+            } else {
+                assert_int_equal(rc, 0);
+                assert_int_equal(errors.total, 0);
+                assert_string_equal(r.customer_id, "C-9988");
+                if (cases[i].email_key) {
+                    assert_string_equal(r.email_key, cases[i].email_key);
+                } else {
+                    assert_null(r.email_key);
+                }
+                sd_customer_rec_release(&r);
+            }
+            sd_issues_release(&errors);
+            sd_issues_release(&warnings);
+            json_decref(rec);
+        }
+    }
+    /* A whole body: the customer without e-mail and its sale; refused by the hub's contract. */
+    json_t *body = load("{\"events\":[" EV_BASE "],\"customers\":[{\"customer_id\":\"C-9988\","
+                        "\"first_name\":\"Box\"}],\"sales\":[" SA_BASE "]}");
+    struct sd_batch b = {0};
+    struct sd_issues errors, warnings;
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    sd_issues_init(&warnings, SD_MAX_ISSUES);
+    assert_int_equal(sd_validate_ingest(body, &b, &errors, &warnings), -EINVAL);
+    assert_int_equal(errors.total, 1);
+    assert_string_equal(errors.items[0].pointer, "/customers/0/email");
+    assert_string_equal(errors.items[0].message, "required field is missing");
+    sd_issues_release(&errors);
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    assert_int_equal(
+        sd_validate_ingest_flags(body, SD_VALIDATE_EMAIL_OPTIONAL, &b, &errors, &warnings), 0);
+    assert_int_equal(b.n_customers, 1);
+    assert_null(b.customers[0].email_key);
+    assert_int_equal(b.n_sales, 1);
+    sd_batch_release(&b);
+    /* the checkable records of a refused body: the customer counts only under the flag */
+    assert_int_equal(sd_validate_ingest_checkable_flags(body, SD_VALIDATE_EMAIL_OPTIONAL, &b), 1);
+    assert_int_equal(b.n_customers, 1);
+    sd_batch_release(&b);
+    assert_int_equal(sd_validate_ingest_checkable(body, &b), 0);
+    sd_batch_release(&b);
+    sd_issues_release(&errors);
+    sd_issues_release(&warnings);
+    json_decref(body);
+}
+
 static void test_sale_output(void **state)
 {
     static const struct {
@@ -606,6 +687,7 @@ int main(void)
         cmocka_unit_test(test_invalid_utf8_built),
         cmocka_unit_test(test_event_output),
         cmocka_unit_test(test_customer_output),
+        cmocka_unit_test(test_customer_email_optional),
         cmocka_unit_test(test_sale_output),
         cmocka_unit_test(test_body_cases),
         cmocka_unit_test(test_second_in_sequence),

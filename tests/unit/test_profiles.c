@@ -51,8 +51,8 @@ static int teardown(void **state)
 /* ---- helpers --------------------------------------------------------------------------------- */
 
 /* Validate `json` (an ingest body) and apply it from `source` as the writer would; 202 asserted. */
-static void ingest(struct fx *f, int64_t tenant, enum sd_env env, const char *source,
-                   const char *json)
+static void ingest_flags(struct fx *f, int64_t tenant, enum sd_env env, const char *source,
+                         const char *json, unsigned flags)
 {
     json_error_t jerr;
     json_t *body = json_loads(json, JSON_REJECT_DUPLICATES, &jerr);
@@ -61,7 +61,7 @@ static void ingest(struct fx *f, int64_t tenant, enum sd_env env, const char *so
     struct sd_issues errors, warnings;
     sd_issues_init(&errors, SD_MAX_ISSUES);
     sd_issues_init(&warnings, SD_MAX_ISSUES);
-    int r = sd_validate_ingest(body, &b, &errors, &warnings);
+    int r = sd_validate_ingest_flags(body, flags, &b, &errors, &warnings);
     if (r != 0 && errors.n) {
         fprintf(stderr, "%s: %s\n", errors.items[0].pointer, errors.items[0].message);
     }
@@ -84,6 +84,12 @@ static void ingest(struct fx *f, int64_t tenant, enum sd_env env, const char *so
     sd_issues_release(&errors);
     sd_issues_release(&warnings);
     json_decref(body);
+}
+
+static void ingest(struct fx *f, int64_t tenant, enum sd_env env, const char *source,
+                   const char *json)
+{
+    ingest_flags(f, tenant, env, source, json, 0);
 }
 
 /* One customer from a source (`extra`: more members, e.g. ",\"ad_opt_out\":true"). */
@@ -635,6 +641,76 @@ static void test_records_without_profile(void **state)
     assert_int_equal(sql_int(f, "SELECT count(*) FROM suppression WHERE reason = 'erased'"), 1);
 }
 
+/* Customers of a source whose people need not have an e-mail (SD_VALIDATE_EMAIL_OPTIONAL):
+ * stored with no e-mail key, each its own profile under every rule (nothing links on a missing
+ * address), untouched by suppressions; a resend without "email" keeps a stored address, null
+ * clears it; erasure deletes them and their sales go ANON without hashing any address. */
+static void test_customers_without_email(void **state)
+{
+    struct fx *f = *state;
+    static const char ev[] = "{\"event_id\":\"E1\",\"title\":\"Otello\",\"date\":\"2025-10-03\","
+                             "\"time\":\"19:30:00\",\"venue\":\"State Opera\",\"hall\":\"Main\","
+                             "\"city\":\"Berlin\",\"capacity\":1250}";
+    char *body = sd_asprintf(
+        "{\"events\":[%s],\"customers\":[{\"customer_id\":\"B1\",\"last_name\":\"Box\"},"
+        "{\"customer_id\":\"B2\",\"email\":null,\"last_name\":\"Box\"}],\"sales\":["
+        "{\"invoice_number\":\"I1\",\"event_id\":\"E1\",\"customer_id\":\"B1\","
+        "\"purchase_datetime\":\"2025-04-15T11:08:42Z\",\"sales_price\":\"89.00\","
+        "\"currency\":\"EUR\",\"ticket_category\":\"regular\",\"quantity\":1}]}",
+        ev);
+    ingest_flags(f, f->t1, T, "box", body, SD_VALIDATE_EMAIL_OPTIONAL);
+    free(body);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM customers WHERE source = 'box'"
+                                " AND email_key IS NULL AND profile_id IS NOT NULL"),
+                     2);
+    struct sd_profile p1;
+    int64_t b1 = profile_of(f, f->t1, "box", "B1", &p1);
+    assert_int_equal(p1.n_members, 1);
+    assert_null(p1.members[0].email);
+    sd_profile_release(&p1);
+    assert_true(b1 != profile_of(f, f->t1, "box", "B2", NULL));
+    set_rule(f, "acme", SD_LINK_EMAIL_AND_LAST_NAME);
+    ingest_flags(f, f->t1, T, "box", "{\"customers\":[{\"customer_id\":\"B3\",\"last_name\":\"Box\"}]}",
+                 SD_VALIDATE_EMAIL_OPTIONAL);
+    assert_true(profile_of(f, f->t1, "box", "B3", NULL) != b1);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM profiles WHERE link_key IS NULL"), 3);
+
+    /* an address arrives, a resend without the member keeps it, null clears it */
+    ingest_flags(f, f->t1, T, "box",
+                 "{\"customers\":[{\"customer_id\":\"B3\",\"email\":\"B3@example.com\"}]}",
+                 SD_VALIDATE_EMAIL_OPTIONAL);
+    ingest_flags(f, f->t1, T, "box", "{\"customers\":[{\"customer_id\":\"B3\",\"first_name\":\"Al\"}]}",
+                 SD_VALIDATE_EMAIL_OPTIONAL);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM customers WHERE customer_id = 'B3'"
+                                " AND email_key = 'b3@example.com'"
+                                " AND doc ->> '$.email' = 'B3@example.com'"),
+                     1);
+    ingest_flags(f, f->t1, T, "box", "{\"customers\":[{\"customer_id\":\"B3\",\"email\":null}]}",
+                 SD_VALIDATE_EMAIL_OPTIONAL);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM customers WHERE customer_id = 'B3'"
+                                " AND email_key IS NULL AND json_type(doc, '$.email') IS NULL"
+                                " AND doc ->> '$.first_name' = 'Al'"),
+                     1);
+
+    /* suppressions never reach them */
+    struct sd_suppress_result sr = suppress(f, f->t1, "b3@example.com");
+    assert_int_equal(sr.profiles_suppressed, 0);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM profiles WHERE suppressed = 1"), 0);
+
+    /* erasure: the record goes, its sale is ANON, no address is hashed */
+    int64_t hashes = sql_int(f, "SELECT count(*) FROM suppression");
+    struct sd_erasure_result er = {0};
+    assert_int_equal(erase(f, f->t1, "box", "B1", &er), 0);
+    assert_int_equal(er.profile_id, b1);
+    assert_int_equal(er.records_erased, 1);
+    assert_int_equal(er.sales_anonymized, 1);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM suppression"), hashes);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM sales WHERE invoice_number = 'I1'"
+                                " AND customer_id = 'ANON'"),
+                     1);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM customers WHERE customer_id = 'B1'"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -651,6 +727,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_erase_needs_source_when_ambiguous, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erasure_keeps_seq_increasing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_without_profile, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_customers_without_email, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

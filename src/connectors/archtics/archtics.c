@@ -206,7 +206,7 @@ struct run {
     int64_t paused_until_usec;
     uint64_t records;
     uint64_t refetched; /* customers/events fetched because a sale named them */
-    uint64_t no_email;  /* accounts left out: no valid e-mail */
+    uint64_t bad_email; /* accounts whose e-mail was not a valid address: stored without it */
 };
 
 static const struct archtics_conf *cf_of(const struct sd_connector_ctx *ctx)
@@ -300,22 +300,28 @@ static void set_text(json_t *rec, const char *name, const json_t *src, const cha
     free(v);
 }
 
-/* A customer record from customer_query's answer; NULL if it has no account id or no valid
- * e-mail (a customer needs one: box-office accounts often have none). */
-static json_t *customer_record(const json_t *c1)
+/* A customer record from customer_query's answer; NULL if it has no account id. An account
+ * without an e-mail (box-office accounts often have none) is a customer all the same, with
+ * e-mail null (the type sets customers_email_optional; null also clears an address removed in
+ * Archtics); an e-mail that is not a valid address is dropped the same way and counted in
+ * *bad_email, never the account. */
+static json_t *customer_record(const json_t *c1, uint64_t *bad_email)
 {
     const json_t *cu = ats_get(c1, "customer");
     int64_t acct;
-    char *mail = ats_get_text(cu, "email");
-    bool usable = mail && sd_email_valid(mail);
-    free(mail);
-    if (!usable || ats_get_int(cu, "acct_id", &acct) < 0) {
+    if (ats_get_int(cu, "acct_id", &acct) < 0) {
         return NULL;
     }
     json_t *rec = json_object();
     json_object_set_new(rec, "customer_id", json_sprintf("%lld", (long long)acct));
     char *email = ats_get_text(cu, "email");
-    json_object_set_new(rec, "email", json_string(email ? email : ""));
+    char *key = email ? sd_text_fold(email) : NULL; /* blank: none */
+    bool usable = key && sd_email_valid(key);
+    if (key && *key && !usable) {
+        (*bad_email)++;
+    }
+    json_object_set_new(rec, "email", usable ? json_string(email) : json_null());
+    free(key);
     free(email);
     set_text(rec, "first_name", cu, "name_first");
     set_text(rec, "last_name", cu, "name_last");
@@ -476,11 +482,11 @@ static int fetch_missing(struct run *run, const char *field, const char *id)
     if (a.status == ATS_OK) {
         json_t *rec = NULL;
         if (strcmp(cmd, "customer_query") == 0) {
-            rec = customer_record(a.c1);
+            rec = customer_record(a.c1, &run->bad_email);
             if (rec) {
                 body_add(run, "customers", rec);
             } else {
-                r = -ENOENT; /* no e-mail: the sale stays anonymous */
+                r = -ENOENT; /* no account id: the sale stays anonymous */
             }
         } else {
             size_t i;
@@ -493,9 +499,6 @@ static int fetch_missing(struct run *run, const char *field, const char *id)
             }
         }
         run->refetched++;
-        if (r == -ENOENT) {
-            run->no_email++;
-        }
     } else if (a.status == ATS_NOT_FOUND) {
         r = -ENOENT; /* deleted or merged in Archtics since the sale */
     } else {
@@ -782,12 +785,11 @@ static int account_row(struct run *run, const json_t *row, void *arg)
         return r;
     }
     if (a.status == ATS_OK) {
-        json_t *rec = customer_record(a.c1);
+        json_t *rec = customer_record(a.c1, &run->bad_email);
         if (rec) {
             body_add(run, "customers", rec);
         } else {
-            run->no_email++;
-            run->ctx->records_rejected++;
+            run->ctx->records_rejected++; /* no account id */
         }
     } else if (a.status != ATS_NOT_FOUND) {
         /* deleted or merged since it was listed: reconciliation handles those */
@@ -1618,13 +1620,13 @@ static int archtics_run(struct sd_connector_ctx *ctx, void *state)
                           (long long)cf->max_calls_per_run);
         r = 0;
     }
-    if (r == 0 && run.no_email > 0) {
+    if (r == 0 && run.bad_email > 0) {
         char *before = ctx->error ? sd_strdup(ctx->error) : NULL;
         sd_connector_fail(ctx, 0,
-                          "%s%s%llu account(s) without a valid e-mail left out of the customers "
-                          "(their sales are stored anonymous)",
+                          "%s%s%llu account(s) with an e-mail that is not a valid address "
+                          "stored without it",
                           before ? before : "", before ? "; " : "",
-                          (unsigned long long)run.no_email);
+                          (unsigned long long)run.bad_email);
         free(before);
     }
     json_decref(run.cursor);
@@ -1669,4 +1671,5 @@ const struct sd_connector sd_connector_archtics = {
     .check = check,
     .quotas = quotas,
     .credential_settings = credential_settings,
+    .customers_email_optional = true,
 };

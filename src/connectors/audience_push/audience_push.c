@@ -80,13 +80,15 @@ static void put_json_string(struct sd_buf *b, const char *s)
 
 /* The request body: {"segment_name", "description", ["remote_segment_id",] "customers": [...]}
  * from the segment's members now. A member goes in once per customer id it has from the
- * target's source (with its e-mail if known), else by e-mail alone, else not at all.
+ * target's source (with its e-mail if known), else by e-mail alone, else not at all (a member
+ * without e-mail from a source the receiver does not know: counted in *ret_skipped).
  * Returns 0, -E2BIG (more than SD_PUSH_MAX_CUSTOMERS), -ESTALE (the lease was lost) or the
  * members' error. */
 static int build_body(struct sd_connector_ctx *ctx, const struct sd_segment *seg,
                       const char *source, const char *remote_id, struct sd_buf *out,
-                      int64_t *ret_customers)
+                      int64_t *ret_customers, int64_t *ret_skipped)
 {
+    int64_t skipped = 0;
     sd_buf_puts(out, "{\"segment_name\":");
     put_json_string(out, seg->name ? seg->name : "");
     sd_buf_puts(out, ",\"description\":");
@@ -127,6 +129,8 @@ static int build_body(struct sd_connector_ctx *ctx, const struct sd_segment *seg
                 put_json_string(out, email);
                 sd_buf_puts(out, "}");
                 n++;
+            } else if (by_id == 0) {
+                skipped++;
             }
         }
         bool more = page.has_more && page.n > 0;
@@ -147,6 +151,7 @@ static int build_body(struct sd_connector_ctx *ctx, const struct sd_segment *seg
     }
     sd_buf_puts(out, "]}");
     *ret_customers = n;
+    *ret_skipped = skipped;
     return 0;
 }
 
@@ -263,8 +268,8 @@ static enum sd_verdict push_deliver(struct sd_connector_ctx *ctx, void *state,
         v = fail(res, SD_VERDICT_RETRY, "cannot read the remote segment id");
         goto out;
     }
-    int64_t customers = 0;
-    r = build_body(ctx, seg, *ts->source ? ts->source : NULL, remote, &body, &customers);
+    int64_t customers = 0, skipped = 0;
+    r = build_body(ctx, seg, *ts->source ? ts->source : NULL, remote, &body, &customers, &skipped);
     if (r == -ESTALE) {
         v = SD_VERDICT_RETRY; /* core sees the lost lease and records nothing */
         goto out;
@@ -282,8 +287,9 @@ static enum sd_verdict push_deliver(struct sd_connector_ctx *ctx, void *state,
         v = fail(res, r != -E2BIG && r != -EINVAL ? SD_VERDICT_RETRY : SD_VERDICT_REJECT, why);
         goto out;
     }
-    res->facts = json_pack("{s:s, s:s, s:I}", "kind", remote ? "update" : "create", "segment_name",
-                           seg->name ? seg->name : "", "customers", (json_int_t)customers);
+    res->facts = json_pack("{s:s, s:s, s:I, s:I}", "kind", remote ? "update" : "create",
+                           "segment_name", seg->name ? seg->name : "", "customers",
+                           (json_int_t)customers, "skipped_without_email", (json_int_t)skipped);
     if (remote) {
         json_object_set_new(res->facts, "remote_segment_id", json_string(remote));
     }

@@ -10,7 +10,8 @@
  *  - money arrives in integer thousandths of the catalogue currency and converts exactly to
  *    the currency's minor unit (sd_money_scaled_to_minor); a fraction of a cent is refused;
  *  - a contact is the customer whose customer_id is its contactNumber (as sent, leading zeros
- *    kept): never keyed by e-mail, so people sharing an address stay separate customers; its
+ *    kept): never keyed by e-mail, so people sharing an address stay separate customers, and
+ *    one without any e-mail is a customer too (e-mail null); its
  *    lastUpdateDate (ms) is the record's remote_version, so an older resend never overwrites;
  *  - one sales record per operation line, invoice "<orderId>-<operationId>", upserted: a
  *    resend changes nothing;
@@ -295,13 +296,10 @@ static int map_contact(struct mctx *m, const json_t *c, json_t *body, int64_t *r
         return SD_INBOUND_SKIP;
     }
     const json_t *means = json_object_get(c, "communicationMeans");
+    /* A contact without a communication mean of type EMAIL (a box-office buyer known by
+     * phone and address) is a customer all the same: "email" null, which also clears the
+     * address a resend no longer has (the type sets customers_email_optional). */
     const json_t *mail = main_of(means, "EMAIL");
-    if (!mail) {
-        bad(m, "communicationMeans",
-            "no e-mail address (a communication mean of type EMAIL): the hub's customer "
-            "records need one");
-        return -EINVAL;
-    }
     const json_t *person = json_object_get(c, "individualContact");
     const json_t *company = json_object_get(c, "structureContact");
     if (!json_is_object(person) && !json_is_object(company)) {
@@ -311,7 +309,7 @@ static int map_contact(struct mctx *m, const json_t *c, json_t *body, int64_t *r
     }
     json_t *rec = json_object();
     json_object_set_new(rec, "customer_id", sd_json_text(json_string_value(num)));
-    json_object_set_new(rec, "email", sd_json_text(get_str(mail, "value")));
+    set_text_or_null(rec, "email", mail ? get_str(mail, "value") : NULL);
     if (json_is_object(person)) {
         json_object_set_new(rec, "contact_type", json_string("person"));
         set_text_or_null(rec, "salutation", get_str(person, "title"));
@@ -949,6 +947,7 @@ const struct sd_connector sd_connector_s360 = {
     .deliver = s360_deliver,
     .on_change = s360_on_change,
     .actions = s360_actions,
+    .customers_email_optional = true,
     .quotas = (const struct sd_quota[]){{"minute", 60000000, 180, 30}, {NULL, 0, 0, 0}},
     .credential_settings = (const char *const[]){"api_base", "operator", "partner", NULL},
 };

@@ -14,9 +14,15 @@
 #define EV_MERGED "json_set(json_patch(doc, ?6), '$.event_id', ?3)"
 #define EV_KEEP "(" EV_STALE " OR ((doc IS ?6 OR doc IS " EV_MERGED ") AND dup_key IS ?5))"
 #define CU_STALE "(?11 <> 0 AND customers.remote_version > ?11)"
+/* The e-mail key after an update: the record's own, else (a source whose customers may have
+ * none) the stored one when the record leaves "email" out (its document is merged), none when
+ * it sends null (that clears the address in the document too). */
+#define CU_EMAIL_KEY                                                                               \
+    "coalesce(excluded.email_key, CASE WHEN json_type(?7, '$.email') = 'null' THEN NULL"          \
+    " ELSE customers.email_key END)"
 #define CU_KEEP                                                                                    \
     "(" CU_STALE " OR ((customers.doc IS ?7 OR customers.doc IS json_patch(customers.doc, ?7))"    \
-    " AND customers.email_key IS excluded.email_key"                                               \
+    " AND customers.email_key IS " CU_EMAIL_KEY                                                    \
     " AND customers.ad_opt_out IS coalesce(excluded.ad_opt_out, customers.ad_opt_out)))"
 /* A new document without its null members (only parsed when it may have one). */
 #define EV_DOC_NEW "CASE WHEN instr(?6, 'null') THEN json_patch('{}', ?6) ELSE ?6 END"
@@ -107,7 +113,7 @@ const char *const sd_sqlite_sql[N_STMT] = {
         " updated_usec = CASE WHEN " CU_KEEP " THEN customers.updated_usec"
         " ELSE excluded.updated_usec END,"
         " origin = CASE WHEN " CU_KEEP " THEN customers.origin ELSE excluded.origin END,"
-        " email_key = CASE WHEN " CU_STALE " THEN customers.email_key ELSE excluded.email_key END,"
+        " email_key = CASE WHEN " CU_STALE " THEN customers.email_key ELSE " CU_EMAIL_KEY " END,"
         " ad_opt_out = CASE WHEN " CU_STALE " THEN customers.ad_opt_out"
         " ELSE coalesce(excluded.ad_opt_out, customers.ad_opt_out) END,"
         " doc = CASE WHEN " CU_STALE " THEN customers.doc ELSE json_patch(customers.doc, ?7) END,"
