@@ -231,6 +231,32 @@ int sd_connector_job_cursor(struct sd_connector_job *job, const json_t *cursor)
     return 0;
 }
 
+int sd_connector_job_customer(struct sd_connector_job *job, const char *customer_id,
+                              json_t **ret_doc)
+{
+    char *doc = NULL, **sources = NULL;
+    size_t n = 0;
+    int r = sd_store_get_customer(job->st, job->ctx->tenant_id, job->ctx->env, customer_id,
+                                  job->ctx->source, &doc, &sources, &n);
+    for (size_t i = 0; i < n; i++) {
+        free(sources[i]);
+    }
+    free(sources);
+    if (r < 0) {
+        free(doc);
+        return r;
+    }
+    json_t *o = json_loads(doc ? doc : "", 0, NULL);
+    free(doc);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return -EIO;
+    }
+    json_object_del(o, "source");
+    *ret_doc = o;
+    return 0;
+}
+
 static int job_run(struct sd_store_handle *st, struct sd_write_job *wj)
 {
     struct sd_connector_job *job = wj->arg;

@@ -22,12 +22,16 @@
 #include "core/connector.h"
 #include "store/audience.h"
 
+struct sd_mapping;
+
 struct tb_conf {
     const char *base_url, *api_key, *api_secret;
     /* pull */
     const char *fans_updated_path, *tickets_path;
     const char *backfill_start, *currency, *event_city;
-    bool pull_fans, pull_tickets;
+    bool pull_fans, pull_tickets, pull_activities;
+    const char *activities_path;
+    int64_t activities_page_size;
     int policy;         /* enum tb_policy */
     int deleted_policy; /* enum tb_deleted_policy */
     int64_t tickets_page_size, fans_page_size, partition_days;
@@ -50,6 +54,43 @@ enum tb_deleted_policy { TB_DELETED_CANCEL, TB_DELETED_TOMBSTONE, TB_DELETED_SKI
  * NULL-terminated list of name, value; values URL-escaped; a NULL value leaves its pair out).
  * Heap string. */
 char *tb_build_url(const struct tb_conf *c, const char *path, const char *const *params);
+
+/* ---- pull (tradablebits.c, tb_activities.c) ---- */
+
+/* One pull run: what every stream shares. */
+struct tb_run {
+    struct sd_connector_ctx *ctx;
+    struct sd_mapping *mapping; /* defaults overlaid with the instance's mapping */
+    char *h_key, *h_secret;
+    uint64_t deleted_skipped;
+    uint64_t tombstoned; /* sales deleted because their ticket was */
+    uint64_t echoes;     /* records this instance pushed, left out */
+    json_t *deletions; /* tombstone: the invoices of the current page's deleted tickets */
+    uint64_t skipped; /* records left out by skip_records */
+    char *first_skip; /* the first of them, for the warning */
+    uint64_t activities_unmatched; /* activities whose fan could not be stored, left out */
+    char *first_unmatched;         /* the first of them, for the warning */
+};
+
+/* "YYYY-MM-DD", "YYYY-MM-DD HH:MM:SS" or ISO 8601 with optional fraction and Z/±HH:MM → epoch
+ * seconds in *ret; -1 when unreadable. */
+int tb_parse_time(const char *s, int64_t *ret);
+/* GET url (the call quota taken first, repeats counted after) and return its JSON object
+ * answer {"meta", "data": [...]} in *ret_doc; 0, or the run's failure (sd_connector_fail). */
+int tb_fetch_page(struct tb_run *run, const char *what, const char *url, json_t **ret_doc);
+/* A JSON id (integer or non-empty string) as a JSON string, or NULL. New reference. */
+json_t *tb_id_string(const json_t *v);
+/* A boolean the API may send as true/false, 0/1 or "0"/"1"/"true"/"false"; -1: absent. */
+int tb_truth(const json_t *v);
+/* A fan as a customer source record (fan_id a string, consent as ad_opt_out). New reference. */
+json_t *tb_shape_fan(const json_t *fan);
+/* The committed cursor with member `name` replaced by v (stolen). New reference. */
+json_t *tb_cursor_with(struct sd_connector_ctx *ctx, const char *name, json_t *v);
+bool tb_stopping(struct sd_connector_ctx *ctx);
+/* Whether the record of remote id `id` was written by this instance's push (no echo). */
+bool tb_pushed_here(struct tb_run *run, const char *kind, const json_t *id, bool by_local);
+/* The activities stream (tb_activities.c): 0 or the run's failure. */
+int tb_pull_activities(struct tb_run *run);
 
 /* ---- push (tb_push.c) ---- */
 
