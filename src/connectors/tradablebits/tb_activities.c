@@ -36,24 +36,10 @@
 
 #include "connectors/tradablebits/tradablebits.h"
 
-/* One fan's activities on a page. */
-struct fan_agg {
-    json_t *fan_id;   /* JSON string */
-    json_t *fan_rec;  /* the mapped customer of the page's fan structure, or NULL */
-    char *why;        /* why fan_rec is NULL (heap), or NULL when no structure came */
-    bool pushed;      /* a fan this instance's push created */
-    int64_t n;        /* activities */
-    int64_t last_t;   /* latest creation time, epoch s; -1 none readable */
-    const json_t *last; /* the activity at last_t (borrowed from the page) */
-    bool opt_in;      /* an activity with is_subscribed */
-};
-
 struct page {
     struct tb_run *run;
     const char *what;
-    struct fan_agg *fans;
-    size_t n_fans;
-    uint64_t orphans; /* activities without a fan id */
+    struct tb_act_page agg;
     json_t *cursor;
     /* out of the job */
     uint64_t unmatched;
@@ -78,10 +64,8 @@ static void format_utc(int64_t t, char out[32])
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* The record that brings fan a's stored figures up to date: NULL (with the reason noted) when
- * the fan cannot be stored. stored: the customer as the job's transaction sees it, or NULL. */
-static json_t *fan_record(struct page *pg, const struct fan_agg *a, const char *cid,
-                          const json_t *stored)
+json_t *tb_act_record(const struct tb_act_fan *a, const char *cid, const json_t *stored,
+                      const char **ret_why)
 {
     json_t *rec;
     int64_t count = a->n, stored_last = -1;
@@ -94,7 +78,8 @@ static json_t *fan_record(struct page *pg, const struct fan_agg *a, const char *
             json_object_set(rec, "email", (json_t *)email);
         }
         const json_t *c = json_object_get(stored, "activity_count");
-        if (json_is_integer(c) && json_integer_value(c) > 0) {
+        if (json_is_integer(c) && json_integer_value(c) > 0 &&
+            json_integer_value(c) <= INT64_MAX - count) {
             count += json_integer_value(c);
         }
         const char *at = json_string_value(json_object_get(stored, "last_activity_at"));
@@ -103,12 +88,10 @@ static json_t *fan_record(struct page *pg, const struct fan_agg *a, const char *
         }
         opted_out = json_is_true(json_object_get(stored, "ad_opt_out"));
     } else if (a->pushed) {
-        note_unmatched(pg, a->n, a->fan_id,
-                       "created by this instance's push (its customer is the hub's own)");
+        *ret_why = "created by this instance's push (its customer is the hub's own)";
         return NULL;
-    } else if (!a->fan_rec) {
-        note_unmatched(pg, a->n, a->fan_id,
-                       a->why ? a->why : "unknown to the hub and the page carries no fan");
+    } else if (!json_is_object(a->fan_rec)) {
+        *ret_why = a->why ? a->why : "unknown to the hub and the page carries no fan";
         return NULL;
     } else {
         rec = json_deep_copy(a->fan_rec);
@@ -129,7 +112,20 @@ static json_t *fan_record(struct page *pg, const struct fan_agg *a, const char *
     if (a->opt_in && !opted_out) {
         json_object_set_new(rec, "ad_opt_out", json_false());
     }
-    /* Refused records are left out one by one, never with the whole page. */
+    return rec;
+}
+
+/* The record for fan a (tb_act_record), validated: NULL, noted as left out, when it cannot be
+ * stored; refused records are left out one by one, never with the whole page. */
+static json_t *fan_record(struct page *pg, const struct tb_act_fan *a, const char *cid,
+                          const json_t *stored)
+{
+    const char *why = NULL;
+    json_t *rec = tb_act_record(a, cid, stored, &why);
+    if (!rec) {
+        note_unmatched(pg, a->n, a->fan_id, why);
+        return NULL;
+    }
     struct sd_issues errors, warnings;
     sd_issues_init(&errors, 1);
     sd_issues_init(&warnings, 1);
@@ -153,8 +149,8 @@ static int page_job(struct sd_connector_job *job, void *arg)
     struct page *pg = arg;
     json_t *customers = json_array();
     int r = 0;
-    for (size_t i = 0; i < pg->n_fans && r == 0; i++) {
-        const struct fan_agg *a = &pg->fans[i];
+    for (size_t i = 0; i < pg->agg.n_fans && r == 0; i++) {
+        const struct tb_act_fan *a = &pg->agg.fans[i];
         const char *cid = json_string_value(json_object_get(a->fan_rec, "customer_id"));
         if (!cid) {
             cid = json_string_value(a->fan_id);
@@ -188,13 +184,13 @@ static int page_job(struct sd_connector_job *job, void *arg)
     }
     json_decref(customers);
     if (r == 0) {
-        sd_connector_job_reject(job, pg->unmatched + pg->orphans);
+        sd_connector_job_reject(job, pg->unmatched + pg->agg.orphans);
         r = sd_connector_job_cursor(job, pg->cursor);
     }
     return r;
 }
 
-static struct fan_agg *agg_of(struct page *pg, json_t *fid)
+static struct tb_act_fan *agg_of(struct tb_act_page *pg, json_t *fid)
 {
     for (size_t i = 0; i < pg->n_fans; i++) {
         if (json_equal(pg->fans[i].fan_id, fid)) {
@@ -202,24 +198,30 @@ static struct fan_agg *agg_of(struct page *pg, json_t *fid)
             return &pg->fans[i];
         }
     }
-    struct fan_agg *a = &pg->fans[pg->n_fans++];
-    *a = (struct fan_agg){.fan_id = fid, .last_t = -1};
+    struct tb_act_fan *a = &pg->fans[pg->n_fans++];
+    *a = (struct tb_act_fan){.fan_id = fid, .last_t = -1};
     return a;
 }
 
-/* Aggregate one page per fan into pg; the ids must rise above *after, which moves to the last. */
-static int aggregate(struct page *pg, const json_t *data, int64_t *after)
+int tb_act_aggregate(const json_t *data, int64_t *after, struct tb_act_page *pg, size_t *ret_bad)
 {
-    struct tb_run *run = pg->run;
+    size_t n = json_array_size(data);
+    *pg = (struct tb_act_page){0};
+    if (n == 0) {
+        return 0;
+    }
+    pg->fans = calloc(n, sizeof(*pg->fans));
+    if (!pg->fans) {
+        return -ENOMEM;
+    }
     size_t i;
     const json_t *act;
     json_array_foreach(data, i, act)
     {
         const json_t *id = json_object_get(act, "activity_id");
         if (!json_is_integer(id) || json_integer_value(id) <= *after) {
-            return sd_connector_fail(run->ctx, -EPROTO,
-                                     "%s: activity %zu has no activity_id above %lld", pg->what,
-                                     i, (long long)*after);
+            *ret_bad = i;
+            return -EPROTO;
         }
         *after = json_integer_value(id);
         json_t *fid = tb_id_string(json_object_get(act, "fan_id"));
@@ -227,7 +229,7 @@ static int aggregate(struct page *pg, const json_t *data, int64_t *after)
             pg->orphans++;
             continue;
         }
-        struct fan_agg *a = agg_of(pg, fid);
+        struct tb_act_fan *a = agg_of(pg, fid);
         a->n++;
         int64_t t;
         const char *when = json_string_value(json_object_get(act, "creation_timestamp"));
@@ -240,7 +242,32 @@ static int aggregate(struct page *pg, const json_t *data, int64_t *after)
         }
         a->opt_in = a->opt_in || tb_truth(json_object_get(act, "is_subscribed")) == 1;
         const json_t *fan = json_object_get(act, "fan");
-        if (a->fan_rec || a->pushed || a->why || !json_is_object(fan)) {
+        if (!a->fan && json_is_object(fan)) {
+            a->fan = fan;
+            a->fan_index = i;
+        }
+    }
+    return 0;
+}
+
+/* Aggregate one page into pg->agg, then each fan's structure as a customer record through the
+ * instance's mapping (unless this instance's push created the fan). */
+static int aggregate(struct page *pg, const json_t *data, int64_t *after)
+{
+    struct tb_run *run = pg->run;
+    size_t bad = 0;
+    int r = tb_act_aggregate(data, after, &pg->agg, &bad);
+    if (r == -EPROTO) {
+        return sd_connector_fail(run->ctx, -EPROTO,
+                                 "%s: activity %zu has no activity_id above the one before",
+                                 pg->what, bad);
+    }
+    if (r < 0) {
+        return r;
+    }
+    for (size_t k = 0; k < pg->agg.n_fans; k++) {
+        struct tb_act_fan *a = &pg->agg.fans[k];
+        if (!a->fan) {
             continue;
         }
         if (tb_pushed_here(run, TB_REF_FAN_CREATED, a->fan_id, true)) {
@@ -248,10 +275,10 @@ static int aggregate(struct page *pg, const json_t *data, int64_t *after)
             continue;
         }
         char ptr[64];
-        sd_utf8_snprintf(ptr, sizeof(ptr), "/data/%zu/fan", i);
+        sd_utf8_snprintf(ptr, sizeof(ptr), "/data/%zu/fan", a->fan_index);
         struct sd_issues errors;
         sd_issues_init(&errors, 1);
-        json_t *src = tb_shape_fan(fan);
+        json_t *src = tb_shape_fan(a->fan);
         a->fan_rec = sd_mapping_apply_object(run->mapping, SD_KIND_CUSTOMER, src, ptr, &errors);
         if (!a->fan_rec) {
             a->why = sd_asprintf("%s %s", errors.n ? errors.items[0].pointer : ptr,
@@ -263,7 +290,7 @@ static int aggregate(struct page *pg, const json_t *data, int64_t *after)
     return 0;
 }
 
-static void page_release(struct page *pg)
+void tb_act_page_release(struct tb_act_page *pg)
 {
     for (size_t i = 0; i < pg->n_fans; i++) {
         json_decref(pg->fans[i].fan_id);
@@ -271,6 +298,12 @@ static void page_release(struct page *pg)
         free(pg->fans[i].why);
     }
     free(pg->fans);
+    *pg = (struct tb_act_page){0};
+}
+
+static void page_release(struct page *pg)
+{
+    tb_act_page_release(&pg->agg);
     json_decref(pg->cursor);
     free(pg->first_unmatched);
     free(pg->refused);
@@ -291,12 +324,16 @@ int tb_pull_activities(struct tb_run *run)
         int64_t after = json_is_integer(cur) ? json_integer_value(cur) : -1;
         char min[24];
         sd_utf8_snprintf(min, sizeof(min), "%lld", (long long)after);
-        const char *params[] = {"min_activity_id", after >= 0 ? min : NULL, "limit", limit,
-                                "include_details", "true", NULL};
+        const char *params[] = {"min_activity_id",
+                                after >= 0 ? min : NULL,
+                                "limit",
+                                limit,
+                                "include_details",
+                                "true",
+                                NULL};
         char *url = tb_build_url(c, c->activities_path, params);
         char what[96];
-        sd_utf8_snprintf(what, sizeof(what), "activities page after id %s",
-                         after >= 0 ? min : "-");
+        sd_utf8_snprintf(what, sizeof(what), "activities page after id %s", after >= 0 ? min : "-");
         json_t *doc = NULL;
         int r = tb_fetch_page(run, what, url, &doc);
         free(url);
@@ -307,16 +344,11 @@ int tb_pull_activities(struct tb_run *run)
         size_t n = json_array_size(data);
         if (n > (size_t)c->activities_page_size) {
             json_decref(doc);
-            return sd_connector_fail(ctx, -EPROTO, "%s: %zu activities, more than the limit",
-                                     what, n);
+            return sd_connector_fail(ctx, -EPROTO, "%s: %zu activities, more than the limit", what,
+                                     n);
         }
         struct page pg = {.run = run, .what = what};
         if (n > 0) {
-            pg.fans = calloc(n, sizeof(*pg.fans));
-            if (!pg.fans) {
-                json_decref(doc);
-                return -ENOMEM;
-            }
             r = aggregate(&pg, data, &after);
         }
         if (r == 0 && n > 0) {
@@ -329,11 +361,10 @@ int tb_pull_activities(struct tb_run *run)
                                       pg.refused ? pg.refused : "");
             } else {
                 atomic_fetch_add(ctx->progress, n);
-                run->activities_unmatched += pg.unmatched + pg.orphans;
-                if (!run->first_unmatched && (pg.first_unmatched || pg.orphans > 0)) {
-                    run->first_unmatched =
-                        sd_asprintf("%s: %s", what,
-                                    pg.first_unmatched ? pg.first_unmatched : "no fan_id");
+                run->activities_unmatched += pg.unmatched + pg.agg.orphans;
+                if (!run->first_unmatched && (pg.first_unmatched || pg.agg.orphans > 0)) {
+                    run->first_unmatched = sd_asprintf(
+                        "%s: %s", what, pg.first_unmatched ? pg.first_unmatched : "no fan_id");
                 }
             }
         }

@@ -1,7 +1,8 @@
 /* tradablebits.c — the `tradablebits` connector: its type (settings, quotas, the source and
  * target entry points) and the pull half: fans and tickets from the Tradable Bits CRM API (a
  * fan CRM) into customers, sales and events. The push half (sales as tickets, customers as
- * fans) is tb_push.c; the parts share tradablebits.h.
+ * fans) is tb_push.c; the activities stream (pull_activities: per-fan figures on the customer)
+ * is tb_activities.c; the parts share tradablebits.h.
  *
  * Streams, fans first so that the sales of a ticket page find their customer:
  *  - fans: the updated-fans feed in fan_time_key order (`<unix>_<ms>_<fan_id>`, unique even
@@ -716,8 +717,8 @@ static size_t ticket_page_body(struct tb_run *run, const json_t *data, json_t *b
             w->after = json_integer_value(tid);
         }
         int64_t up;
-        if (tb_parse_time(json_string_value(json_object_get(t, "last_updated_timestamp")), &up) == 0 &&
-            up > *page_max) {
+        const char *updated = json_string_value(json_object_get(t, "last_updated_timestamp"));
+        if (tb_parse_time(updated, &up) == 0 && up > *page_max) {
             *page_max = up;
         }
         if (tb_pushed_here(run, "sale", tid, false)) {

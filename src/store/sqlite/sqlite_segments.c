@@ -433,8 +433,7 @@ static const char *field_expr(enum sd_seg_field f)
     case SD_SEG_F_SOURCE: return "c.source";
     case SD_SEG_F_ACTIVITIES: return "coalesce(json_extract(c.doc, '$.activity_count'), 0)";
     case SD_SEG_F_LAST_ACTIVITY: return "json_extract(c.doc, '$.last_activity_at')";
-    case SD_SEG_F_LAST_ACTIVITY_TYPE:
-        return "sd_fold(json_extract(c.doc, '$.last_activity_type'))";
+    case SD_SEG_F_LAST_ACTIVITY_TYPE: return "sd_fold(json_extract(c.doc, '$.last_activity_type'))";
     case SD_SEG_F_LAST_ACTIVITY_CAMPAIGN:
         return "sd_fold(json_extract(c.doc, '$.last_activity_campaign'))";
     case SD_SEG_F_STATUS: return "s.status";
