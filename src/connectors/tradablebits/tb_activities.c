@@ -143,11 +143,12 @@ static json_t *fan_record(struct page *pg, const struct tb_act_fan *a, const cha
     return rec;
 }
 
-/* On the writer thread: the page's customers, derived from what is stored, with the cursor. */
+/* On the writer thread: the page's customers, derived from what is stored, with the cursor.
+ * Each record is stored before the next is read, so two fans the mapping gives one customer id
+ * add up instead of overwriting each other. */
 static int page_job(struct sd_connector_job *job, void *arg)
 {
     struct page *pg = arg;
-    json_t *customers = json_array();
     int r = 0;
     for (size_t i = 0; i < pg->agg.n_fans && r == 0; i++) {
         const struct tb_act_fan *a = &pg->agg.fans[i];
@@ -160,29 +161,26 @@ static int page_job(struct sd_connector_job *job, void *arg)
         if (r < 0 && r != -ENOENT) {
             break;
         }
-        r = 0;
         json_t *rec = fan_record(pg, a, cid, stored);
         json_decref(stored);
-        if (rec) {
-            json_array_append_new(customers, rec);
+        r = 0;
+        if (!rec) {
+            continue;
         }
-    }
-    if (r == 0 && json_array_size(customers) > 0) {
-        json_t *body = json_pack("{s:O}", "customers", customers);
+        json_t *body = json_pack("{s:[o]}", "customers", rec);
         struct sd_ingest_outcome out;
         sd_ingest_outcome_init(&out);
         r = sd_connector_job_ingest(job, body, &out);
         if (r == 0 && out.status != 202) {
-            pg->refused = sd_asprintf("%s %s", out.errors.n ? out.errors.items[0].pointer : "",
-                                      out.errors.n ? out.errors.items[0].message : "");
+            pg->refused = sd_asprintf("fan %s: %s", json_string_value(a->fan_id),
+                                      out.errors.n ? out.errors.items[0].message : "refused");
             r = 1; /* undo: nothing of the page, not even its cursor */
         } else if (r == 0) {
-            pg->stored = out.n_customers;
+            pg->stored += out.n_customers;
         }
         sd_ingest_outcome_release(&out);
         json_decref(body);
     }
-    json_decref(customers);
     if (r == 0) {
         sd_connector_job_reject(job, pg->unmatched + pg->agg.orphans);
         r = sd_connector_job_cursor(job, pg->cursor);
