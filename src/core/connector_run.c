@@ -234,16 +234,10 @@ int sd_connector_job_cursor(struct sd_connector_job *job, const json_t *cursor)
 int sd_connector_job_customer(struct sd_connector_job *job, const char *customer_id,
                               json_t **ret_doc)
 {
-    char *doc = NULL, **sources = NULL;
-    size_t n = 0;
-    int r = sd_store_get_customer(job->st, job->ctx->tenant_id, job->ctx->env, customer_id,
-                                  job->ctx->source, &doc, &sources, &n);
-    for (size_t i = 0; i < n; i++) {
-        free(sources[i]);
-    }
-    free(sources);
+    char *doc = NULL;
+    int r = sd_store_get_customer_in_write(job->st, job->ctx->tenant_id, job->ctx->env,
+                                           customer_id, job->ctx->source, &doc);
     if (r < 0) {
-        free(doc);
         return r;
     }
     json_t *o = json_loads(doc ? doc : "", 0, NULL);

@@ -143,12 +143,37 @@ static json_t *fan_record(struct page *pg, const struct tb_act_fan *a, const cha
     return rec;
 }
 
+/* Store the records gathered in *customers (emptied); 0, 1 (refused: undo the page) or the
+ * store's negative errno. */
+static int flush(struct sd_connector_job *job, struct page *pg, json_t *customers)
+{
+    if (json_array_size(customers) == 0) {
+        return 0;
+    }
+    json_t *body = json_pack("{s:O}", "customers", customers);
+    struct sd_ingest_outcome out;
+    sd_ingest_outcome_init(&out);
+    int r = sd_connector_job_ingest(job, body, &out);
+    if (r == 0 && out.status != 202) {
+        pg->refused = sd_asprintf("%s %s", out.errors.n ? out.errors.items[0].pointer : "",
+                                  out.errors.n ? out.errors.items[0].message : "refused");
+        r = 1; /* undo: nothing of the page, not even its cursor */
+    } else if (r == 0) {
+        pg->stored += out.n_customers;
+    }
+    sd_ingest_outcome_release(&out);
+    json_decref(body);
+    json_array_clear(customers);
+    return r;
+}
+
 /* On the writer thread: the page's customers, derived from what is stored, with the cursor.
- * Each record is stored before the next is read, so two fans the mapping gives one customer id
- * add up instead of overwriting each other. */
+ * The records go to the store in one body; a customer id met again (two fans a custom mapping
+ * gives one id) first stores what was gathered, so that its second read sees the first. */
 static int page_job(struct sd_connector_job *job, void *arg)
 {
     struct page *pg = arg;
+    json_t *customers = json_array(), *seen = json_object();
     int r = 0;
     for (size_t i = 0; i < pg->agg.n_fans && r == 0; i++) {
         const struct tb_act_fan *a = &pg->agg.fans[i];
@@ -156,31 +181,31 @@ static int page_job(struct sd_connector_job *job, void *arg)
         if (!cid) {
             cid = json_string_value(a->fan_id);
         }
+        if (json_object_get(seen, cid)) {
+            r = flush(job, pg, customers);
+            json_object_clear(seen);
+            if (r != 0) {
+                break;
+            }
+        }
+        json_object_set_new(seen, cid, json_true());
         json_t *stored = NULL;
         r = sd_connector_job_customer(job, cid, &stored);
         if (r < 0 && r != -ENOENT) {
             break;
         }
+        r = 0;
         json_t *rec = fan_record(pg, a, cid, stored);
         json_decref(stored);
-        r = 0;
-        if (!rec) {
-            continue;
+        if (rec) {
+            json_array_append_new(customers, rec);
         }
-        json_t *body = json_pack("{s:[o]}", "customers", rec);
-        struct sd_ingest_outcome out;
-        sd_ingest_outcome_init(&out);
-        r = sd_connector_job_ingest(job, body, &out);
-        if (r == 0 && out.status != 202) {
-            pg->refused = sd_asprintf("fan %s: %s", json_string_value(a->fan_id),
-                                      out.errors.n ? out.errors.items[0].message : "refused");
-            r = 1; /* undo: nothing of the page, not even its cursor */
-        } else if (r == 0) {
-            pg->stored += out.n_customers;
-        }
-        sd_ingest_outcome_release(&out);
-        json_decref(body);
     }
+    if (r == 0) {
+        r = flush(job, pg, customers);
+    }
+    json_decref(customers);
+    json_decref(seen);
     if (r == 0) {
         sd_connector_job_reject(job, pg->unmatched + pg->agg.orphans);
         r = sd_connector_job_cursor(job, pg->cursor);
