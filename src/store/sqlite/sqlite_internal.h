@@ -104,6 +104,7 @@ enum stmt_id {
     ST_SALE_STATE,
     ST_SALE_REFUNDS,
     ST_GET_CUSTOMER_SOURCE,
+    ST_GET_CUSTOMER_OF_SOURCE,
     N_STMT
 };
 

@@ -250,7 +250,7 @@ int sd_sqlite_get_customer_in_write(struct sd_store *s, int64_t tenant_id, enum 
         return -EINVAL;
     }
     struct conn *c = s->writer;
-    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_GET_CUSTOMER_SOURCE);
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_GET_CUSTOMER_OF_SOURCE);
     if (!st) {
         return -EIO;
     }
