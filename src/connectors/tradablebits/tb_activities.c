@@ -259,7 +259,7 @@ int tb_act_aggregate(const json_t *data, int64_t *after, struct tb_act_page *pg,
         if (!when) {
             when = json_string_value(json_object_get(act, "creation_date"));
         }
-        if (when && tb_parse_time(when, &t) == 0 && t >= a->last_t) {
+        if (when && tb_parse_time(when, &t) == 0 && t >= 0 && t >= a->last_t) {
             a->last_t = t; /* ids ascend: of equal times the later activity wins */
             a->last = act;
         }
