@@ -41,12 +41,12 @@ THREADS = 4
 BATCH = 500
 
 
-def serve_sim(fans):
+def serve_sim(fans, activities=0):
     """(internal) The simulator in its own process; stdin takes "calls OP" (answers the number
     of calls of OP recorded) and "clear" (empties the record)."""
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     from sim.tradablebits import Simulator
-    sim = Simulator(seed="bench", fans=fans, tickets=1, activities=0, rate_limit=0,
+    sim = Simulator(seed="bench", fans=fans, tickets=1, activities=activities, rate_limit=0,
                     keys={KEY: {"secret": SECRET, "scopes": {"crm", "segments"}}}).start()
     print("listening on %s" % sim.base_url, flush=True)
     for line in sys.stdin:
@@ -60,8 +60,9 @@ def serve_sim(fans):
 
 
 class Sim:
-    def __init__(self, fans):
-        self.p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "sim", str(fans)],
+    def __init__(self, fans, activities=0):
+        self.p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "sim", str(fans),
+                                   str(activities)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = self.p.stdout.readline()
         m = re.search(r"http://127\.0\.0\.1:(\d+)(/\S*)", line)
@@ -149,22 +150,64 @@ def ref_pull(sim):
     return n, n / (time.monotonic() - t0)
 
 
+def ref_activities(sim):
+    """One client paging the activities list as the connector does (200, with details)."""
+    t0 = time.monotonic()
+    n, after = 0, None
+    while True:
+        q = {"limit": "200", "include_details": "true"}
+        if after is not None:
+            q["min_activity_id"] = str(after)
+        out = sim.call("GET", "/crm/activities", q)
+        n += len(out["data"])
+        if len(out["data"]) < 200:
+            break
+        after = out["data"][-1]["activity_id"]
+    return n, n / (time.monotonic() - t0)
+
+
+def run_pull(call, base, **settings):
+    """Create an instance with settings over base, run it, wait for it; (seconds, status)."""
+    st, out = call("POST", "/admin/v1/tenants/bench/connectors",
+                   {"type": "tradablebits", "environment": "test", "schedule": "manual",
+                    "settings": dict(base, **settings)})
+    if st != 201:
+        sys.exit("bench: connector create answered %d: %s" % (st, out))
+    cid = out["connector_id"]
+    t1 = time.monotonic()
+    st, out = call("POST", "/admin/v1/tenants/bench/connectors/%s/run" % cid, {})
+    if st != 202:
+        sys.exit("bench: run answered %d: %s" % (st, out))
+    stt = None
+    while time.monotonic() - t1 < 1800:
+        time.sleep(0.05)
+        st, q = call("GET", "/admin/v1/tenants/bench/connectors/" + cid)
+        stt = q["status"]
+        if stt["state"] not in ("running", "never_run"):
+            break
+    if not stt or stt["state"] != "ok":
+        sys.exit("bench: the pull run did not end ok: %r" % (stt,))
+    return time.monotonic() - t1, stt
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--fans", type=int, default=20000)
     ap.add_argument("--tickets", type=int, default=5000)
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--activities", type=int, default=20000)
     ap.add_argument("--work", default=None)
     a = ap.parse_args()
     work = a.work or tempfile.mkdtemp(prefix="stagedoor-tbbench.")
     data = os.path.join(work, "data")
     os.makedirs(data, exist_ok=True)
-    sim = Sim(a.fans)
+    sim = Sim(a.fans, a.activities)
     hub = None
     try:
         ref_tps = ref_push(sim, a.seconds)
         n_ref_fans, ref_fps = ref_pull(sim)
+        n_ref_acts, ref_aps = ref_activities(sim)
 
         key = bench_tenant(a.bin, data)
         hub = Hub(a.bin, data, work)
@@ -217,27 +260,10 @@ def main():
         first_ms = max(0.0, first.at - t_first_202) * 1000
         calls = int(sim.ask("calls tickets_bulk"))
 
-        # 2. pull
-        st, out = call("POST", "/admin/v1/tenants/bench/connectors",
-                       {"type": "tradablebits", "environment": "test", "schedule": "manual",
-                        "settings": dict(base, pull_tickets=False)})
-        if st != 201:
-            sys.exit("bench: connector create answered %d: %s" % (st, out))
-        pull_id = out["connector_id"]
-        t1 = time.monotonic()
-        st, out = call("POST", "/admin/v1/tenants/bench/connectors/%s/run" % pull_id, {})
-        if st != 202:
-            sys.exit("bench: run answered %d: %s" % (st, out))
-        stt = None
-        while time.monotonic() - t1 < 1800:
-            time.sleep(0.05)
-            st, q = call("GET", "/admin/v1/tenants/bench/connectors/" + pull_id)
-            stt = q["status"]
-            if stt["state"] not in ("running", "never_run"):
-                break
-        t_pull = time.monotonic() - t1
-        if not stt or stt["state"] != "ok":
-            sys.exit("bench: the pull run did not end ok: %r" % (stt,))
+        # 2. pull: fans, then (another instance, same source) activities onto those fans
+        t_pull, stt = run_pull(call, base, pull_tickets=False)
+        t_act, _ = run_pull(call, base, pull_tickets=False, pull_fans=False,
+                            pull_activities=True)
         n_fans = stt["last_run_stats"]["records_in"]
 
         tps = a.tickets / t_push
@@ -256,6 +282,12 @@ def main():
         print("  reference, one client paging fans/updated:          %8.0f fans/s (%d fans)"
               % (ref_fps, n_ref_fans))
         print("  ratio pull / reference: %.3f" % (fps / ref_fps if ref_fps else 0.0))
+        aps = a.activities / t_act
+        print("  activities: %8.0f activities/s  (%d activities onto their fans in %.2f s)"
+              % (aps, a.activities, t_act))
+        print("  reference, one client paging activities (200, details): %8.0f activities/s"
+              " (%d)" % (ref_aps, n_ref_acts))
+        print("  ratio activities / reference: %.3f" % (aps / ref_aps if ref_aps else 0.0))
     finally:
         if hub:
             hub.stop()
@@ -264,6 +296,6 @@ def main():
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "sim":
-        serve_sim(int(sys.argv[2]))
+        serve_sim(int(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 0)
     else:
         main()

@@ -446,6 +446,12 @@ int sd_connector_job_ingest_batch(struct sd_connector_job *job, struct sd_batch 
 void sd_connector_job_reject(struct sd_connector_job *job, uint64_t n);
 int sd_connector_job_cursor(struct sd_connector_job *job, const json_t *cursor);
 struct sd_connector_ctx *sd_connector_job_ctx(struct sd_connector_job *job);
+/* Inside a job: this instance's own customer record `customer_id` (of ctx->source) as the
+ * job's transaction sees it, so that a record can be derived from what is stored (a count
+ * increased) and stored in the same transaction. *ret_doc is a new object without "source";
+ * -ENOENT when there is none, else the store's negative errno. */
+int sd_connector_job_customer(struct sd_connector_job *job, const char *customer_id,
+                              json_t **ret_doc);
 
 /* Sleep usec µs (≤ 0: not at all), or less if the hub stops: 0 after the full wait,
  * -ECANCELED as soon as *ctx->stop is set (checked at least every 50 ms, so a stop is seen

@@ -233,6 +233,26 @@ int sd_connector_job_cursor(struct sd_connector_job *job, const json_t *cursor)
     return 0;
 }
 
+int sd_connector_job_customer(struct sd_connector_job *job, const char *customer_id,
+                              json_t **ret_doc)
+{
+    char *doc = NULL;
+    int r = sd_store_get_customer_in_write(job->st, job->ctx->tenant_id, job->ctx->env,
+                                           customer_id, job->ctx->source, &doc);
+    if (r < 0) {
+        return r;
+    }
+    json_t *o = json_loads(doc ? doc : "", 0, NULL);
+    free(doc);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return -EIO;
+    }
+    json_object_del(o, "source");
+    *ret_doc = o;
+    return 0;
+}
+
 static int job_run(struct sd_store_handle *st, struct sd_write_job *wj)
 {
     struct sd_connector_job *job = wj->arg;

@@ -113,9 +113,15 @@ static const struct field_def customer_fields[] = {
     {"city", SD_SEG_F_CUSTOMER_CITY, FT_TEXT},
     {"salutation", SD_SEG_F_SALUTATION, FT_TEXT},
     {"source", SD_SEG_F_SOURCE, FT_EXACT},
+    {"activities", SD_SEG_F_ACTIVITIES, FT_NUM},
+    {"last_activity", SD_SEG_F_LAST_ACTIVITY, FT_TIME_O},
+    {"last_activity_type", SD_SEG_F_LAST_ACTIVITY_TYPE, FT_TEXT},
+    {"last_activity_campaign", SD_SEG_F_LAST_ACTIVITY_CAMPAIGN, FT_TEXT},
     {NULL, 0, 0},
 };
-static const char customer_field_names[] = "post_code, city, salutation, source";
+static const char customer_field_names[] = "post_code, city, salutation, source, activities, "
+                                           "last_activity, last_activity_type, "
+                                           "last_activity_campaign";
 
 struct op_def {
     const char *name;

@@ -200,6 +200,12 @@ enum sd_seg_field {
     SD_SEG_F_CUSTOMER_CITY,
     SD_SEG_F_SALUTATION,
     SD_SEG_F_SOURCE, /* exact text: the system the record came from */
+    /* customer activity (fields a source keeps on the record: activity_count, last_activity_at,
+     * last_activity_type, last_activity_campaign) */
+    SD_SEG_F_ACTIVITIES,             /* num: activity_count, absent counts 0 */
+    SD_SEG_F_LAST_ACTIVITY,          /* time values, to the second; may be absent */
+    SD_SEG_F_LAST_ACTIVITY_TYPE,     /* text */
+    SD_SEG_F_LAST_ACTIVITY_CAMPAIGN, /* text */
     /* sales record lifecycle */
     SD_SEG_F_STATUS,         /* exact text: sold, refunded, cancelled, exchanged, open, freed */
     SD_SEG_F_STATUS_CHANGED, /* time values, to the second: when the status last changed */

@@ -245,6 +245,12 @@ int sd_store_get_customer(struct sd_store_handle *h, int64_t tenant_id, enum sd_
     return CALL(get_customer, tenant_id, env, id, source, ret_doc, ret_sources, ret_n);
 }
 
+int sd_store_get_customer_in_write(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                                   const char *id, const char *source, char **ret_doc)
+{
+    return CALL(get_customer_in_write, tenant_id, env, id, source, ret_doc);
+}
+
 static const char *const tombstone_reasons[] = {"deleted", "erased", "merged"};
 
 const char *sd_tombstone_reason_name(enum sd_tombstone_reason r)

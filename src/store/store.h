@@ -265,6 +265,11 @@ struct sd_store_ops {
      * array of heap strings, sorted, at most 100) and *ret_n. -ENOENT if none. One snapshot. */
     int (*get_customer)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
                         const char *source, char **ret_doc, char ***ret_sources, size_t *ret_n);
+    /* Writer thread only, inside a write job: the customer record (source, id) as the write
+     * transaction sees it (the group's uncommitted writes included), its doc with "source"
+     * set. -ENOENT if none. For a record derived from the stored one in the same transaction. */
+    int (*get_customer_in_write)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                                 const char *id, const char *source, char **ret_doc);
     /* The committed state document of a connector; -ENOENT if it never ran. */
     int (*connector_state_get)(struct sd_store *s, const char *id, char **ret_doc);
 
@@ -352,5 +357,7 @@ int sd_store_delete_record(struct sd_store_handle *h, int64_t tenant_id, enum sd
 int sd_store_get_customer(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
                           const char *id, const char *source, char **ret_doc, char ***ret_sources,
                           size_t *ret_n);
+int sd_store_get_customer_in_write(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                                   const char *id, const char *source, char **ret_doc);
 
 #endif

@@ -67,6 +67,60 @@ static void add_events(struct fx *f, enum sd_env env, const char *const *ids)
     sd_batch_release(&b);
 }
 
+/* A record read inside the write transaction (what sd_connector_job_customer uses): the
+ * transaction's own uncommitted customer is seen there and nowhere else until the commit; it is
+ * found by its source only; a rolled back one is gone. */
+static void test_customer_in_write(void **state)
+{
+    struct fx *f = *state;
+    struct sd_batch b = {.source = "tb", .origin = "con_x"};
+    b.customers = sd_calloc(1, sizeof(*b.customers));
+    b.customers[0] = (struct sd_customer_rec){
+        .customer_id = sd_strdup("F1"),
+        .email_key = sd_strdup("f1@x.org"),
+        .ad_opt_out = -1,
+        .doc = sd_strdup("{\"customer_id\":\"F1\",\"email\":\"f1@x.org\",\"activity_count\":2}")};
+    b.n_customers = 1;
+    struct sd_apply_result res;
+    char *doc = NULL, **sources = NULL;
+    size_t n = 0;
+    for (int keep = 0; keep < 2; keep++) {
+        sd_apply_result_init(&res);
+        assert_int_equal(sd_store_write_begin(f->h), 0);
+        assert_int_equal(sd_store_get_customer_in_write(f->h, f->t, SD_ENV_TEST, "F1", "tb", &doc),
+                         -ENOENT);
+        assert_int_equal(sd_store_apply_ingest(f->h, f->t, SD_ENV_TEST, &b, &res), 0);
+        assert_int_equal(res.outcome, SD_APPLY_OK);
+        assert_int_equal(sd_store_get_customer_in_write(f->h, f->t, SD_ENV_TEST, "F1", "tb", &doc),
+                         0);
+        json_t *o = json_loads(doc, 0, NULL);
+        assert_int_equal(json_integer_value(json_object_get(o, "activity_count")), 2);
+        assert_string_equal(json_string_value(json_object_get(o, "source")), "tb");
+        json_decref(o);
+        free(doc);
+        doc = NULL;
+        assert_int_equal(
+            sd_store_get_customer_in_write(f->h, f->t, SD_ENV_TEST, "F1", "webhook", &doc),
+            -ENOENT);
+        assert_int_equal(sd_store_get_customer_in_write(f->h, f->t, SD_ENV_PROD, "F1", "tb", &doc),
+                         -ENOENT);
+        /* a reader outside the transaction does not see it yet */
+        assert_int_equal(
+            sd_store_get_customer(f->h, f->t, SD_ENV_TEST, "F1", "tb", &doc, &sources, &n),
+            -ENOENT);
+        if (keep) {
+            assert_int_equal(sd_store_write_commit(f->h), 0);
+        } else {
+            assert_int_equal(sd_store_write_rollback(f->h), 0);
+        }
+        sd_apply_result_release(&res);
+    }
+    assert_int_equal(sd_store_get_customer(f->h, f->t, SD_ENV_TEST, "F1", "tb", &doc, &sources, &n),
+                     0);
+    free(doc);
+    sd_batch_release(&b);
+}
+
 static const char *id_at(const json_t *recs, size_t i)
 {
     return json_string_value(json_object_get(json_array_get(recs, i), "event_id"));
@@ -128,6 +182,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_pages_in_change_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_customer_in_write, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -154,6 +154,15 @@ static void test_every_field(void **state)
         {"{\"customer\":{\"salutation\":{\"in\":[\"Ms\",\"Frau\"]}}}", SD_SEG_F_SALUTATION,
          SD_SEG_IN},
         {"{\"customer\":{\"source\":{\"eq\":\"csv\"}}}", SD_SEG_F_SOURCE, SD_SEG_EQ},
+        {"{\"customer\":{\"activities\":{\"gte\":2}}}", SD_SEG_F_ACTIVITIES, SD_SEG_GTE},
+        {"{\"customer\":{\"last_activity\":{\"after\":\"90 days ago\"}}}", SD_SEG_F_LAST_ACTIVITY,
+         SD_SEG_GT},
+        {"{\"customer\":{\"last_activity\":{\"exists\":false}}}", SD_SEG_F_LAST_ACTIVITY,
+         SD_SEG_EXISTS},
+        {"{\"customer\":{\"last_activity_type\":\"contest\"}}", SD_SEG_F_LAST_ACTIVITY_TYPE,
+         SD_SEG_EQ},
+        {"{\"customer\":{\"last_activity_campaign\":{\"contains\":\"give\"}}}",
+         SD_SEG_F_LAST_ACTIVITY_CAMPAIGN, SD_SEG_CONTAINS},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct sd_seg_rule *r = parse_ok(cases[i].rule);
@@ -325,7 +334,8 @@ static void test_errors(void **state)
         {"{\"bought\":[]}", "/rules/bought", "must be an object of fields"},
         {"{\"bought\":{\"composr\":\"x\"}}", "/rules/bought", "unknown field 'composr' (use"},
         {"{\"customer\":{\"composer\":\"x\"}}", "/rules/customer",
-         "unknown field 'composer' (use post_code, city, salutation, source)"},
+         "unknown field 'composer' (use post_code, city, salutation, source, activities, "
+         "last_activity, last_activity_type, last_activity_campaign)"},
         {"{\"bought\":{\"composer\":{}}}", "/rules/bought/composer", "needs at least one operator"},
         {"{\"bought\":{\"composer\":{\"gt\":\"a\"}}}", "/rules/bought/composer",
          "operator 'gt' does not apply to composer"},

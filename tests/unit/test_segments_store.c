@@ -536,6 +536,50 @@ static void test_customer_and_boolean(void **state)
     check_cases(*state, cases, sizeof(cases) / sizeof(cases[0]));
 }
 
+/* The activity fields a source keeps on its customer records (activity_count, last_activity_at,
+ * last_activity_type, last_activity_campaign): a record without them counts 0 activities and
+ * has no last activity. */
+static void test_customer_activity(void **state)
+{
+    struct fx *f = *state;
+    // clang-format off
+    ingest(f, f->acme, SD_ENV_TEST, NULL,
+           "{\"customers\":["
+           CU("B", "b@x.org", ",\"activity_count\":3,\"last_activity_at\":\"2026-02-10T12:00:00Z\","
+                              "\"last_activity_type\":\"contest\","
+                              "\"last_activity_campaign\":\"Spring Giveaway\"") ","
+           CU("C", "c@x.org", ",\"activity_count\":1,\"last_activity_at\":\"2025-11-01T08:00:00Z\","
+                              "\"last_activity_type\":\"quiz\","
+                              "\"last_activity_campaign\":\"Trivia Night\"") ","
+           CU("D", "d@x.org", ",\"activity_count\":9,\"last_activity_at\":\"2026-02-10T12:00:00Z\"")
+           "]}");
+    ingest(f, f->acme, SD_ENV_TEST, "csv",
+           "{\"customers\":[" CU("A2", "A@X.org", ",\"activity_count\":2,"
+                                               "\"last_activity_at\":\"2026-02-01T00:00:00Z\","
+                                               "\"last_activity_type\":\"Contest\"") "]}");
+    // clang-format on
+    static const struct mcase cases[] = {
+        {"{\"customer\":{\"activities\":{\"gte\":2}}}", "A,B"}, /* D opted out */
+        {"{\"customer\":{\"activities\":0}}", "A,E"},           /* A's webhook record */
+        {"{\"customer\":{\"activities\":{\"between\":[1,2]}}}", "A,C"},
+        {"{\"customer\":{\"last_activity\":{\"after\":\"2026-01-31\"}}}", "A,B"},
+        {"{\"customer\":{\"last_activity\":{\"after\":\"2026-02-01\"}}}", "B"},
+        {"{\"customer\":{\"last_activity\":{\"gte\":\"2026-02-10T12:00:00Z\"}}}", "B"},
+        {"{\"customer\":{\"last_activity\":{\"gt\":\"2026-02-10T12:00:00Z\"}}}", ""},
+        {"{\"customer\":{\"last_activity\":{\"exists\":false}}}", "A,E"},
+        {"{\"customer\":{\"last_activity\":{\"eq\":\"2025-11-01\"}}}", "C"},
+        {"{\"customer\":{\"last_activity_type\":\"CONTEST\"}}", "A,B"},
+        {"{\"customer\":{\"last_activity_campaign\":{\"contains\":\"trivia\"}}}", "C"},
+        {"{\"all\":[{\"customer\":{\"last_activity\":{\"after\":\"2026-01-01\"}}},"
+         "{\"not\":{\"bought\":{}}}]}",
+         ""},
+        {"{\"all\":[{\"customer\":{\"activities\":{\"gte\":1}}},{\"count\":{\"of\":"
+         "\"purchases\",\"gte\":2}}]}",
+         "A,B"},
+    };
+    check_cases(*state, cases, sizeof(cases) / sizeof(cases[0]));
+}
+
 /* Paging: every page size yields the same members; ids, e-mails and source ids are right. */
 static void test_member_pages(void **state)
 {
@@ -1109,6 +1153,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_last_purchase, setup, teardown),
         cmocka_unit_test_setup_teardown(test_customer_and_boolean, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_customer_activity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scope, setup, teardown),

@@ -88,14 +88,22 @@ static void test_refusals(void **state)
         json_decref(in);
         sd_issues_release(&errors);
     }
-    /* both streams off */
+    /* every stream off */
     json_t *in = good();
     json_object_set_new(in, "pull_fans", json_false());
     json_object_set_new(in, "pull_tickets", json_false());
     struct sd_issues errors;
     sd_issues_init(&errors, SD_MAX_ISSUES);
     assert_null(sd_connector_check_settings(c, in, &errors));
-    assert_true(has(&errors, "/settings", "both off"));
+    assert_true(has(&errors, "/settings", "all off"));
+    sd_issues_release(&errors);
+    /* activities alone are a pull of their own */
+    json_object_set_new(in, "pull_activities", json_true());
+    sd_issues_init(&errors, SD_MAX_ISSUES);
+    json_t *ok = sd_connector_check_settings(c, in, &errors);
+    assert_non_null(ok);
+    assert_int_equal(errors.total, 0);
+    json_decref(ok);
     sd_issues_release(&errors);
     json_decref(in);
     /* the required ones, named */

@@ -1,7 +1,8 @@
 /* tradablebits.c — the `tradablebits` connector: its type (settings, quotas, the source and
  * target entry points) and the pull half: fans and tickets from the Tradable Bits CRM API (a
  * fan CRM) into customers, sales and events. The push half (sales as tickets, customers as
- * fans) is tb_push.c; the parts share tradablebits.h.
+ * fans) is tb_push.c; the activities stream (pull_activities: per-fan figures on the customer)
+ * is tb_activities.c; the parts share tradablebits.h.
  *
  * Streams, fans first so that the sales of a ticket page find their customer:
  *  - fans: the updated-fans feed in fan_time_key order (`<unix>_<ms>_<fan_id>`, unique even
@@ -71,6 +72,16 @@ static const struct sd_setting settings[] = {
     {"pull_fans", SD_SETTING_BOOL, "true", 0, 0, "pull fans into customers", NULL, AT(pull_fans)},
     {"pull_tickets", SD_SETTING_BOOL, "true", 0, 0, "pull tickets into sales and events", NULL,
      AT(pull_tickets)},
+    {"pull_activities", SD_SETTING_BOOL, "false", 0, 0,
+     "pull activities (contest entries, campaign sign-ups) into their fans' customer records: "
+     "activity_count, last_activity_at, last_activity_type, last_activity_campaign and the "
+     "opt-in an entry carries",
+     NULL, AT(pull_activities)},
+    {"activities_path", SD_SETTING_STRING, "\"/crm/activities\"", 1, 256,
+     "path of the activities list", NULL, AT(activities_path)},
+    {"activities_page_size", SD_SETTING_INT, "200", 1, 200,
+     "activities asked for per page (limit; the API allows at most 200)", NULL,
+     AT(activities_page_size)},
     {"backfill_start", SD_SETTING_STRING, "\"2010-01-01\"", 10, 10,
      "YYYY-MM-DD: the first run pulls what changed on or after this day", NULL, AT(backfill_start)},
     {"partition_days", SD_SETTING_INT, "30", 1, 3660, "days of ticket updates per backfill window",
@@ -154,7 +165,7 @@ static const struct tb_conf *cf(const struct sd_connector_ctx *ctx)
 
 /* "YYYY-MM-DD", "YYYY-MM-DD HH:MM:SS" or ISO 8601 with optional fraction and Z/±HH:MM → epoch
  * seconds. -1 when unreadable. */
-static int parse_time(const char *s, int64_t *ret)
+int tb_parse_time(const char *s, int64_t *ret)
 {
     int y, mo, d, h = 0, mi = 0, sec = 0, n = 0;
     if (!s || sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10) {
@@ -205,7 +216,7 @@ static void check(const void *conf, struct sd_issues *errors)
 {
     const struct tb_conf *c = conf;
     int64_t t;
-    if (parse_time(c->backfill_start, &t) < 0 || strlen(c->backfill_start) != 10) {
+    if (tb_parse_time(c->backfill_start, &t) < 0 || strlen(c->backfill_start) != 10) {
         sd_issues_add(errors, "/settings/backfill_start", "must be a date YYYY-MM-DD");
     }
     for (int i = 0; i < 3; i++) {
@@ -214,26 +225,16 @@ static void check(const void *conf, struct sd_issues *errors)
             break;
         }
     }
-    if (!c->pull_fans && !c->pull_tickets && !c->push_fans && !c->push_tickets) {
+    if (!c->pull_fans && !c->pull_tickets && !c->pull_activities && !c->push_fans &&
+        !c->push_tickets) {
         sd_issues_add(errors, "/settings",
-                      "pull_fans and pull_tickets are both off and nothing is pushed");
+                      "pull_fans, pull_tickets and pull_activities are all off and nothing is "
+                      "pushed");
     }
     tb_tags_check(c, errors);
 }
 
 /* ---- requests -------------------------------------------------------------------------------- */
-
-struct tb_run {
-    struct sd_connector_ctx *ctx;
-    struct sd_mapping *mapping; /* defaults overlaid with the instance's mapping */
-    char *h_key, *h_secret;
-    uint64_t deleted_skipped;
-    uint64_t tombstoned; /* sales deleted because their ticket was */
-    uint64_t echoes;     /* records this instance pushed, left out */
-    json_t *deletions; /* tombstone: the invoices of the current page's deleted tickets */
-    uint64_t skipped; /* records left out by skip_records */
-    char *first_skip; /* the first of them, for the warning */
-};
 
 /* base + path + "?" + name=value pairs (values escaped; NULL values left out). */
 char *tb_build_url(const struct tb_conf *c, const char *path, const char *const *params)
@@ -258,7 +259,7 @@ char *tb_build_url(const struct tb_conf *c, const char *path, const char *const 
 }
 
 /* GET url and return its JSON object answer in *ret_doc; 0 or the run's failure. */
-static int fetch_page(struct tb_run *run, const char *what, const char *url, json_t **ret_doc)
+int tb_fetch_page(struct tb_run *run, const char *what, const char *url, json_t **ret_doc)
 {
     struct sd_connector_ctx *ctx = run->ctx;
     *ret_doc = NULL;
@@ -322,7 +323,7 @@ out:
 /* ---- shaping and mapping --------------------------------------------------------------------- */
 
 /* A JSON id (integer or string) as a string, or NULL. */
-static json_t *id_string(const json_t *v)
+json_t *tb_id_string(const json_t *v)
 {
     if (json_is_integer(v)) {
         return json_sprintf("%" JSON_INTEGER_FORMAT, json_integer_value(v));
@@ -334,7 +335,7 @@ static json_t *id_string(const json_t *v)
 }
 
 /* A boolean the API may send as true/false, 0/1 or "0"/"1"/"true"/"false". -1: absent. */
-static int truth(const json_t *v)
+int tb_truth(const json_t *v)
 {
     if (json_is_boolean(v)) {
         return json_is_true(v);
@@ -351,14 +352,14 @@ static int truth(const json_t *v)
 
 /* A fan as a source record: fan_id a string, consent as ad_opt_out (opt-out wins; an explicit
  * subscription is consent; neither says nothing), nested members dropped. */
-static json_t *shape_fan(const json_t *fan)
+json_t *tb_shape_fan(const json_t *fan)
 {
     json_t *o = json_deep_copy(fan);
-    json_object_set_new(o, "fan_id", id_string(json_object_get(fan, "fan_id")));
+    json_object_set_new(o, "fan_id", tb_id_string(json_object_get(fan, "fan_id")));
     json_object_del(o, "fields");
     json_object_del(o, "tags");
-    int optout = truth(json_object_get(fan, "is_optout"));
-    int sub = truth(json_object_get(fan, "is_subscribed"));
+    int optout = tb_truth(json_object_get(fan, "is_optout"));
+    int sub = tb_truth(json_object_get(fan, "is_subscribed"));
     if (optout == 1) {
         json_object_set_new(o, "ad_opt_out", json_true());
     } else if (sub == 1) {
@@ -371,7 +372,7 @@ static json_t *shape_fan(const json_t *fan)
 static json_t *shape_sale(const json_t *t)
 {
     json_t *o = json_deep_copy(t);
-    json_t *fid = id_string(json_object_get(json_object_get(t, "fan"), "fan_id"));
+    json_t *fid = tb_id_string(json_object_get(json_object_get(t, "fan"), "fan_id"));
     json_object_set_new(o, "fan_id", fid ? fid : json_string("ANON"));
     json_object_del(o, "fan");
     const json_t *paid = json_object_get(t, "paid_amount");
@@ -507,14 +508,14 @@ static int store_page(struct tb_run *run, const char *what, const json_t *body,
 }
 
 /* The committed cursor with `name` replaced by v (stolen). New reference. */
-static json_t *cursor_with(struct sd_connector_ctx *ctx, const char *name, json_t *v)
+json_t *tb_cursor_with(struct sd_connector_ctx *ctx, const char *name, json_t *v)
 {
     json_t *c = json_is_object(ctx->cursor) ? json_deep_copy(ctx->cursor) : json_object();
     json_object_set_new(c, name, v);
     return c;
 }
 
-static bool stopping(struct sd_connector_ctx *ctx)
+bool tb_stopping(struct sd_connector_ctx *ctx)
 {
     return ctx->stop && atomic_load(ctx->stop);
 }
@@ -523,9 +524,9 @@ static bool stopping(struct sd_connector_ctx *ctx)
  * tickets by the remote reference its delivery recorded (sale ↔ ticket id), fans by the note
  * a fan create leaves (TB_REF_FAN_CREATED). A store error counts as not (the record is pulled,
  * as before the push existed). */
-static bool pushed_here(struct tb_run *run, const char *kind, const json_t *id, bool by_local)
+bool tb_pushed_here(struct tb_run *run, const char *kind, const json_t *id, bool by_local)
 {
-    json_t *s = id_string(id);
+    json_t *s = tb_id_string(id);
     if (!s) {
         return false;
     }
@@ -543,7 +544,7 @@ static int pull_fans(struct tb_run *run)
 {
     struct sd_connector_ctx *ctx = run->ctx;
     for (;;) {
-        if (stopping(ctx)) {
+        if (tb_stopping(ctx)) {
             return sd_connector_fail(ctx, -ECANCELED,
                                      "stopped; the next run resumes from the "
                                      "committed cursor");
@@ -556,7 +557,7 @@ static int pull_fans(struct tb_run *run)
         sd_utf8_snprintf(what, sizeof(what), "fans page after '%s'",
                          key ? key : cf(ctx)->backfill_start);
         json_t *doc = NULL;
-        int r = fetch_page(run, what, url, &doc);
+        int r = tb_fetch_page(run, what, url, &doc);
         free(url);
         if (r < 0) {
             return r;
@@ -578,18 +579,18 @@ static int pull_fans(struct tb_run *run)
         size_t bad = 0;
         json_array_foreach(data, i, fan)
         {
-            if (pushed_here(run, TB_REF_FAN_CREATED, json_object_get(fan, "fan_id"), true)) {
+            if (tb_pushed_here(run, TB_REF_FAN_CREATED, json_object_get(fan, "fan_id"), true)) {
                 run->echoes++;
                 continue; /* a fan this instance created: the hub's own customer */
             }
             char ptr[64];
             sd_utf8_snprintf(ptr, sizeof(ptr), "/data/%zu", i);
-            json_t *src = shape_fan(fan);
+            json_t *src = tb_shape_fan(fan);
             bad += !map_into(run, SD_KIND_CUSTOMER, src, ptr, body, &errors);
             json_decref(src);
         }
         if (n > 0) {
-            json_t *cursor = cursor_with(ctx, "fans", json_string(next));
+            json_t *cursor = tb_cursor_with(ctx, "fans", json_string(next));
             r = store_page(run, what, body, cursor, n, bad, &errors);
             json_decref(cursor);
         }
@@ -633,7 +634,7 @@ static void put_time(json_t *o, const char *name, int64_t v)
 static int64_t get_time(const json_t *o, const char *name)
 {
     int64_t t;
-    return parse_time(json_string_value(json_object_get(o, name)), &t) == 0 ? t : -1;
+    return tb_parse_time(json_string_value(json_object_get(o, name)), &t) == 0 ? t : -1;
 }
 
 static json_t *window_json(const struct tk_window *w)
@@ -666,7 +667,7 @@ static int window_from_cursor(struct sd_connector_ctx *ctx, struct tk_window *w)
     const json_t *c = json_object_get(ctx->cursor, "tickets");
     if (!c) {
         int64_t t = 0;
-        parse_time(cf(ctx)->backfill_start, &t);
+        tb_parse_time(cf(ctx)->backfill_start, &t);
         window_at(cf(ctx), t, w);
         w->seen = w->next_lo = -1;
         w->snap = false;
@@ -716,15 +717,15 @@ static size_t ticket_page_body(struct tb_run *run, const json_t *data, json_t *b
             w->after = json_integer_value(tid);
         }
         int64_t up;
-        if (parse_time(json_string_value(json_object_get(t, "last_updated_timestamp")), &up) == 0 &&
-            up > *page_max) {
+        const char *updated = json_string_value(json_object_get(t, "last_updated_timestamp"));
+        if (tb_parse_time(updated, &up) == 0 && up > *page_max) {
             *page_max = up;
         }
-        if (pushed_here(run, "sale", tid, false)) {
+        if (tb_pushed_here(run, "sale", tid, false)) {
             run->echoes++;
             continue; /* a ticket this instance pushed: the hub's own sale */
         }
-        bool deleted = truth(json_object_get(t, "is_deleted")) == 1;
+        bool deleted = tb_truth(json_object_get(t, "is_deleted")) == 1;
         if (deleted && cf(run->ctx)->deleted_policy == TB_DELETED_SKIP) {
             run->deleted_skipped++;
             continue;
@@ -739,12 +740,12 @@ static size_t ticket_page_body(struct tb_run *run, const json_t *data, json_t *b
         }
         json_decref(ev);
         const json_t *fan = json_object_get(t, "fan");
-        json_t *fid = id_string(json_object_get(fan, "fan_id"));
+        json_t *fid = tb_id_string(json_object_get(fan, "fan_id"));
         if (fid && !json_object_get(seen_fans, json_string_value(fid))) {
             json_object_set_new(seen_fans, json_string_value(fid), json_true());
             char fptr[80];
             sd_utf8_snprintf(fptr, sizeof(fptr), "%s/fan", ptr);
-            json_t *src = shape_fan(fan);
+            json_t *src = tb_shape_fan(fan);
             bad += !map_into(run, SD_KIND_CUSTOMER, src, fptr, body, errors);
             json_decref(src);
         }
@@ -803,7 +804,7 @@ static int pull_tickets(struct tb_run *run)
     char page_size[24];
     sd_utf8_snprintf(page_size, sizeof(page_size), "%lld", (long long)cf(ctx)->tickets_page_size);
     while (r == 0) {
-        if (stopping(ctx)) {
+        if (tb_stopping(ctx)) {
             return sd_connector_fail(ctx, -ECANCELED,
                                      "stopped; the next run resumes from the "
                                      "committed cursor");
@@ -832,7 +833,7 @@ static int pull_tickets(struct tb_run *run)
         sd_utf8_snprintf(what, sizeof(what), "tickets page updated %s..%s after id %s", lo,
                          w.hi >= 0 ? hi : "", w.after >= 0 ? after : "-");
         json_t *doc = NULL;
-        r = fetch_page(run, what, url, &doc);
+        r = tb_fetch_page(run, what, url, &doc);
         free(url);
         if (r < 0) {
             return r;
@@ -862,7 +863,7 @@ static int pull_tickets(struct tb_run *run)
                  * backfill every sweep is one open window. */
                 if (open) {
                     int64_t t = 0;
-                    parse_time(cf(ctx)->backfill_start, &t);
+                    tb_parse_time(cf(ctx)->backfill_start, &t);
                     w.lo = w.next_lo >= 0 ? w.next_lo : t;
                     w.after = -1;
                     w.snap = false;
@@ -871,7 +872,7 @@ static int pull_tickets(struct tb_run *run)
                     window_at(cf(ctx), w.hi + 1, &w);
                 }
             }
-            json_t *cursor = cursor_with(ctx, "tickets", window_json(&w));
+            json_t *cursor = tb_cursor_with(ctx, "tickets", window_json(&w));
             r = bad > 0 && cf(ctx)->policy != TB_POLICY_SKIP_RECORDS ? 0
                                                                       : apply_deletions(run, what);
             if (r == 0) {
@@ -912,9 +913,12 @@ static int tb_run(struct sd_connector_ctx *ctx, void *state)
     if (r == 0 && cf(ctx)->pull_tickets) {
         r = pull_tickets(&run);
     }
-    if (r == 0 && (run.deleted_skipped > 0 || run.skipped > 0)) {
+    if (r == 0 && cf(ctx)->pull_activities) {
+        r = tb_pull_activities(&run);
+    }
+    if (r == 0 && (run.deleted_skipped > 0 || run.skipped > 0 || run.activities_unmatched > 0)) {
         /* Stored what it could; the warning says what was left out in this run. */
-        char deleted[96] = "", skipped[1024] = "";
+        char deleted[96] = "", skipped[1024] = "", unmatched[1024] = "";
         if (run.deleted_skipped > 0) {
             sd_utf8_snprintf(deleted, sizeof(deleted),
                              "%llu deleted ticket(s) skipped (deleted_tickets is skip)",
@@ -924,9 +928,18 @@ static int tb_run(struct sd_connector_ctx *ctx, void *state)
             sd_utf8_snprintf(skipped, sizeof(skipped), "%llu record(s) skipped; first: %s",
                              (unsigned long long)run.skipped, run.first_skip);
         }
-        sd_connector_fail(ctx, 0, "%s%s%s", deleted, deleted[0] && skipped[0] ? "; " : "", skipped);
+        if (run.activities_unmatched > 0) {
+            sd_utf8_snprintf(unmatched, sizeof(unmatched),
+                             "%llu activit(ies) left out, their fan could not be stored; "
+                             "first: %s",
+                             (unsigned long long)run.activities_unmatched, run.first_unmatched);
+        }
+        sd_connector_fail(ctx, 0, "%s%s%s%s%s", deleted, deleted[0] && skipped[0] ? "; " : "",
+                          skipped, (deleted[0] || skipped[0]) && unmatched[0] ? "; " : "",
+                          unmatched);
     }
     free(run.first_skip);
+    free(run.first_unmatched);
     json_decref(run.deletions);
     sd_http_header_free(run.h_key);
     sd_http_header_free(run.h_secret);

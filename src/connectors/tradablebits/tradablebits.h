@@ -22,12 +22,16 @@
 #include "core/connector.h"
 #include "store/audience.h"
 
+struct sd_mapping;
+
 struct tb_conf {
     const char *base_url, *api_key, *api_secret;
     /* pull */
     const char *fans_updated_path, *tickets_path;
     const char *backfill_start, *currency, *event_city;
-    bool pull_fans, pull_tickets;
+    bool pull_fans, pull_tickets, pull_activities;
+    const char *activities_path;
+    int64_t activities_page_size;
     int policy;         /* enum tb_policy */
     int deleted_policy; /* enum tb_deleted_policy */
     int64_t tickets_page_size, fans_page_size, partition_days;
@@ -51,6 +55,77 @@ enum tb_deleted_policy { TB_DELETED_CANCEL, TB_DELETED_TOMBSTONE, TB_DELETED_SKI
  * Heap string. */
 char *tb_build_url(const struct tb_conf *c, const char *path, const char *const *params);
 
+/* ---- pull (tradablebits.c, tb_activities.c) ---- */
+
+/* One pull run: what every stream shares. */
+struct tb_run {
+    struct sd_connector_ctx *ctx;
+    struct sd_mapping *mapping; /* defaults overlaid with the instance's mapping */
+    char *h_key, *h_secret;
+    uint64_t deleted_skipped;
+    uint64_t tombstoned; /* sales deleted because their ticket was */
+    uint64_t echoes;     /* records this instance pushed, left out */
+    json_t *deletions;   /* tombstone: the invoices of the current page's deleted tickets */
+    uint64_t skipped;    /* records left out by skip_records */
+    char *first_skip;    /* the first of them, for the warning */
+    uint64_t activities_unmatched; /* activities whose fan could not be stored, left out */
+    char *first_unmatched;         /* the first of them, for the warning */
+};
+
+/* "YYYY-MM-DD", "YYYY-MM-DD HH:MM:SS" or ISO 8601 with optional fraction and Z/±HH:MM → epoch
+ * seconds in *ret; -1 when unreadable. */
+int tb_parse_time(const char *s, int64_t *ret);
+/* GET url (the call quota taken first, repeats counted after) and return its JSON object
+ * answer {"meta", "data": [...]} in *ret_doc; 0, or the run's failure (sd_connector_fail). */
+int tb_fetch_page(struct tb_run *run, const char *what, const char *url, json_t **ret_doc);
+/* A JSON id (integer or non-empty string) as a JSON string, or NULL. New reference. */
+json_t *tb_id_string(const json_t *v);
+/* A boolean the API may send as true/false, 0/1 or "0"/"1"/"true"/"false"; -1: absent. */
+int tb_truth(const json_t *v);
+/* A fan as a customer source record (fan_id a string, consent as ad_opt_out). New reference. */
+json_t *tb_shape_fan(const json_t *fan);
+/* The committed cursor with member `name` replaced by v (stolen). New reference. */
+json_t *tb_cursor_with(struct sd_connector_ctx *ctx, const char *name, json_t *v);
+bool tb_stopping(struct sd_connector_ctx *ctx);
+/* Whether the record of remote id `id` was written by this instance's push (no echo). */
+bool tb_pushed_here(struct tb_run *run, const char *kind, const json_t *id, bool by_local);
+/* The activities stream (tb_activities.c): 0 or the run's failure. */
+int tb_pull_activities(struct tb_run *run);
+
+/* One fan's activities on a page of the activities list. */
+struct tb_act_fan {
+    json_t *fan_id;     /* JSON string */
+    int64_t n;          /* activities */
+    int64_t last_t;     /* latest creation time, epoch s; -1: none readable */
+    const json_t *last; /* the activity at last_t (borrowed from the page), or NULL */
+    bool opt_in;        /* an activity with is_subscribed (an opt-in through its form) */
+    const json_t *fan;  /* the first fan structure the page carries (borrowed), or NULL */
+    size_t fan_index;   /* its activity's index in the page */
+    /* filled by the pull: */
+    json_t *fan_rec; /* the fan as a mapped customer record, or NULL */
+    char *why;       /* why the mapping refused it (heap), or NULL */
+    bool pushed;     /* a fan this instance's push created (never pulled: no echo) */
+};
+struct tb_act_page {
+    struct tb_act_fan *fans;
+    size_t n_fans;
+    uint64_t orphans; /* activities without a fan_id */
+};
+/* Aggregate a page's activities (a JSON array) per fan into *pg. Each activity_id must be an
+ * integer above the one before, starting above *after, which moves to the last. 0; -EPROTO
+ * with the offending index in *ret_bad; -ENOMEM. Release *pg with tb_act_page_release in
+ * every case. Pure; borrows from data. */
+int tb_act_aggregate(const json_t *data, int64_t *after, struct tb_act_page *pg, size_t *ret_bad);
+void tb_act_page_release(struct tb_act_page *pg);
+/* The customer record that brings fan a's figures up to date: stored is the fan's customer as
+ * stored (NULL: none), cid its customer id. With a stored record: {customer_id, email (as
+ * stored), activity_count (stored + a->n), last_activity_* (when a's last is not older than
+ * the stored one), ad_opt_out false (an opt-in, unless stored opted out)}; without: a's
+ * fan_rec with the same figures. NULL with the reason in *ret_why (static or a->why) when the
+ * fan cannot be stored. New reference. Pure. */
+json_t *tb_act_record(const struct tb_act_fan *a, const char *cid, const json_t *stored,
+                      const char **ret_why);
+
 /* ---- push (tb_push.c) ---- */
 
 #define TB_OP_TICKET "ticket"
@@ -64,9 +139,8 @@ void tb_on_change(const struct sd_connector_ctx *ctx, const struct sd_change *ch
                   struct sd_outbox_adder *out);
 enum sd_verdict tb_deliver(struct sd_connector_ctx *ctx, void *state,
                            const struct sd_outbox_item *item, struct sd_delivery_result *res);
-void tb_deliver_batch(struct sd_connector_ctx *ctx, void *state,
-                      const struct sd_outbox_item *items, size_t n,
-                      struct sd_delivery_result *res, enum sd_verdict *verdicts);
+void tb_deliver_batch(struct sd_connector_ctx *ctx, void *state, const struct sd_outbox_item *items,
+                      size_t n, struct sd_delivery_result *res, enum sd_verdict *verdicts);
 
 /* A ticket (the create call's fields) from a stored sale, its customer and its event (either
  * may be NULL: the fields they give are left out, and the API refuses the row). ticket_key is

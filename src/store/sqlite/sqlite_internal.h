@@ -104,6 +104,7 @@ enum stmt_id {
     ST_SALE_STATE,
     ST_SALE_REFUNDS,
     ST_GET_CUSTOMER_SOURCE,
+    ST_GET_CUSTOMER_OF_SOURCE,
     N_STMT
 };
 
@@ -267,6 +268,8 @@ int sd_sqlite_count_records(struct sd_store *s, enum sd_kind kind, int64_t tenan
                             enum sd_env env, int64_t *ret);
 int sd_sqlite_get_customer(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
                            const char *source, char **ret_doc, char ***ret_sources, size_t *ret_n);
+int sd_sqlite_get_customer_in_write(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                                    const char *id, const char *source, char **ret_doc);
 
 /* The audience parts of the SQLite backend (issue #4), each an ops table of its own
  * (store/audience.h), reached through sd_store_sqlite_ops. */

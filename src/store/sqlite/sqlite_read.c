@@ -241,3 +241,32 @@ out:
     sd_sqlite_pool_put(s, c);
     return r;
 }
+
+/* On the writer's connection, inside its transaction: (source, id) is unique, so one row. */
+int sd_sqlite_get_customer_in_write(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                                    const char *id, const char *source, char **ret_doc)
+{
+    if (!id || !source || !sd_sqlite_env_ok(env) || !s->writer) {
+        return -EINVAL;
+    }
+    struct conn *c = s->writer;
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_GET_CUSTOMER_OF_SOURCE);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, id) |
+         sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC)) != SQLITE_OK) {
+        sqlite3_reset(st);
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    int r = -ENOENT;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *ret_doc = sd_sqlite_column_strdup(st, 1);
+        r = 0;
+    } else if (rc != SQLITE_DONE) {
+        r = sd_sqlite_fail(c, rc, "customer get in write");
+    }
+    sqlite3_reset(st);
+    return r;
+}

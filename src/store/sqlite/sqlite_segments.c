@@ -394,6 +394,8 @@ static bool is_text_field(enum sd_seg_field f)
     case SD_SEG_F_CUSTOMER_CITY:
     case SD_SEG_F_SALUTATION:
     case SD_SEG_F_SOURCE:
+    case SD_SEG_F_LAST_ACTIVITY_TYPE:
+    case SD_SEG_F_LAST_ACTIVITY_CAMPAIGN:
     case SD_SEG_F_STATUS:
     case SD_SEG_F_ORDER_TYPE: return true;
     default: return false;
@@ -429,6 +431,11 @@ static const char *field_expr(enum sd_seg_field f)
     case SD_SEG_F_CUSTOMER_CITY: return "sd_fold(json_extract(c.doc, '$.city'))";
     case SD_SEG_F_SALUTATION: return "sd_fold(json_extract(c.doc, '$.salutation'))";
     case SD_SEG_F_SOURCE: return "c.source";
+    case SD_SEG_F_ACTIVITIES: return "coalesce(json_extract(c.doc, '$.activity_count'), 0)";
+    case SD_SEG_F_LAST_ACTIVITY: return "json_extract(c.doc, '$.last_activity_at')";
+    case SD_SEG_F_LAST_ACTIVITY_TYPE: return "sd_fold(json_extract(c.doc, '$.last_activity_type'))";
+    case SD_SEG_F_LAST_ACTIVITY_CAMPAIGN:
+        return "sd_fold(json_extract(c.doc, '$.last_activity_campaign'))";
     case SD_SEG_F_STATUS: return "s.status";
     case SD_SEG_F_STATUS_CHANGED: return "s.status_changed";
     case SD_SEG_F_ATTENDED: return "s.attended_quantity";
@@ -654,7 +661,8 @@ static void cond_sql(struct q *q, const struct sd_seg_cond *c)
         return;
     }
     if (c->field == SD_SEG_F_DATE || c->field == SD_SEG_F_PURCHASED ||
-        c->field == SD_SEG_F_STATUS_CHANGED || c->field == SD_SEG_F_EXPIRES) {
+        c->field == SD_SEG_F_STATUS_CHANGED || c->field == SD_SEG_F_EXPIRES ||
+        c->field == SD_SEG_F_LAST_ACTIVITY) {
         bool by_day = c->field == SD_SEG_F_DATE;
         if (c->op == SD_SEG_EXISTS) {
             if (c->field == SD_SEG_F_DATE || c->field == SD_SEG_F_PURCHASED) {

@@ -240,6 +240,11 @@ const char *const sd_sqlite_sql[N_STMT] = {
     [ST_GET_CUSTOMER_SOURCE] = "SELECT source, json_set(doc, '$.source', source) FROM customers"
                                " WHERE tenant_id = ?1 AND env = ?2 AND customer_id = ?3"
                                " AND (?4 IS NULL OR source = ?4) ORDER BY source LIMIT 101",
+    /* One source: the whole unique key, so the lookup is one index probe (the OR above lets
+     * the planner use only (tenant_id, env) of an index and scan the tenant's customers). */
+    [ST_GET_CUSTOMER_OF_SOURCE] = "SELECT source, json_set(doc, '$.source', source) FROM customers"
+                                  " WHERE tenant_id = ?1 AND env = ?2 AND customer_id = ?3"
+                                  " AND source = ?4",
 
     /* order lifecycle (sqlite_write.c) */
     [ST_SALE_STATE] = "SELECT order_type, status, quantity, sales_price_minor, refunded_quantity,"

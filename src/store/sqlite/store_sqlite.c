@@ -832,6 +832,7 @@ const struct sd_store_ops sd_store_sqlite_ops = {
     .get_record = sd_sqlite_get_record,
     .count_records = sd_sqlite_count_records,
     .get_customer = sd_sqlite_get_customer,
+    .get_customer_in_write = sd_sqlite_get_customer_in_write,
     .delete_record = sd_sqlite_delete_record,
     .connector_put = sd_sqlite_connector_put,
     .connector_get = sd_sqlite_connector_get,

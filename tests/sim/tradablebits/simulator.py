@@ -713,15 +713,22 @@ class Simulator:
             del self._tags[t["tag_id"]]
             return True
 
-    def add_activity(self, fan_id, campaign_title="Spring Giveaway"):
+    def add_activity(self, fan_id, campaign_title="Spring Giveaway", app_type="contest",
+                     is_subscribed=None):
+        """A new activity now; fan_id None is an activity without a fan (a fan deleted since).
+        is_subscribed: the opt-in the entry's form carried (None: the fan's own flag)."""
         with self._lock:
-            f = self._fans[fan_id]
+            f = self._fans[fan_id] if fan_id is not None else None
             a = {"activity_id": self._next_id("activity"), "account_id": self.account_id,
-                 "fan_id": fan_id, "campaign_title": campaign_title, "app_type": "contest",
-                 "page_tab_id": 300, "stream_key": None, "ip_address": f["ip_address"],
-                 "user_key": None, "name": "%s %s" % (f["first_name"], f["last_name"]),
-                 "is_subscribed": f["is_subscribed"],
-                 "is_phone_subscribed": f["is_phone_subscribed"], "created": self.clock.now()}
+                 "fan_id": fan_id, "campaign_title": campaign_title, "app_type": app_type,
+                 "page_tab_id": 300, "stream_key": None,
+                 "ip_address": f["ip_address"] if f else None,
+                 "user_key": None, "name": "%s %s" % (f["first_name"], f["last_name"]) if f
+                 else None,
+                 "is_subscribed": bool(f and f["is_subscribed"]) if is_subscribed is None
+                 else is_subscribed,
+                 "is_phone_subscribed": bool(f and f["is_phone_subscribed"]),
+                 "created": self.clock.now()}
             self._activities.append(a)
             return a["activity_id"]
 
