@@ -160,7 +160,8 @@ static char *id_text(const json_t *v)
     char buf[32];
     if (json_is_integer(v) && json_integer_value(v) > 0) {
         snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return sd_strdup(buf);
+        /* the same shape as an id sent as text: at most 18 digits */
+        return tb_tags_is_fan_id(buf) ? sd_strdup(buf) : NULL;
     }
     if (json_is_string(v) && tb_tags_is_fan_id(json_string_value(v))) {
         return sd_strdup(json_string_value(v));
