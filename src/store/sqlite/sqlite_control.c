@@ -128,7 +128,13 @@ int sd_sqlite_cp_end_write(struct sd_store *s, int r, bool changed)
 int sd_sqlite_ctl_begin_write(struct sd_store *s)
 {
     pthread_mutex_lock(&s->ctl_lock);
-    int r = sd_sqlite_run(s->ctl, ST_BEGIN_IMMEDIATE);
+    int r = sd_sqlite_turn_ctl_take(s);
+    if (r == 0) {
+        r = sd_sqlite_run(s->ctl, ST_BEGIN_IMMEDIATE);
+        if (r < 0) {
+            sd_sqlite_turn_ctl_give(s);
+        }
+    }
     if (r < 0) {
         pthread_mutex_unlock(&s->ctl_lock);
     }
@@ -138,6 +144,7 @@ int sd_sqlite_ctl_begin_write(struct sd_store *s)
 int sd_sqlite_ctl_end_write(struct sd_store *s, int r, bool changed)
 {
     r = sd_sqlite_tx_finish(s->ctl, r);
+    sd_sqlite_turn_ctl_give(s);
     pthread_mutex_unlock(&s->ctl_lock);
     if (r >= 0 && changed) {
         /* The change is committed; only the notice can fail here. Report the change as made

@@ -146,6 +146,16 @@ struct sd_store {
     pthread_mutex_t ctl_lock;
     struct conn *ctl;
 
+    /* Turns at the data file's write lock between the writer and ctl (store_sqlite.c, "write
+     * turns"), all under turn_lock. */
+    pthread_mutex_t turn_lock;
+    pthread_cond_t turn_cond;
+    bool turn_held;       /* the writer or ctl is inside its BEGIN IMMEDIATE … end */
+    bool writer_holds;    /* that one is the writer */
+    bool writer_waiting;  /* the writer waits for its turn */
+    unsigned ctl_waiting; /* ctl transactions waiting for their turn */
+    bool last_was_writer; /* who had the last turn */
+
     pthread_mutex_t pool_lock;
     pthread_cond_t pool_cond;
     struct conn *pool_free;
@@ -298,6 +308,14 @@ int sd_sqlite_connector_state_get(struct sd_store *s, const char *id, char **ret
  * (queued, retrying) outbox items dead with last_error `reason` (sqlite_outbox.c). */
 int sd_sqlite_outbox_settle_connector(struct sd_store *s, const char *id, const char *reason);
 int sd_sqlite_ctl_begin_write(struct sd_store *s);
+/* Write turns (store_sqlite.c): the writer and the ctl connection take the data file's write
+ * lock in turns, each BEGIN IMMEDIATE after a take and each end before the give. writer_take
+ * waits at most for one ctl transaction; writer_give does nothing when the writer holds no
+ * turn. ctl_take waits at most BUSY_TIMEOUT_MS (then -EIO, as a BEGIN past busy_timeout). */
+void sd_sqlite_turn_writer_take(struct sd_store *s);
+void sd_sqlite_turn_writer_give(struct sd_store *s);
+int sd_sqlite_turn_ctl_take(struct sd_store *s);
+void sd_sqlite_turn_ctl_give(struct sd_store *s);
 int sd_sqlite_ctl_end_write(struct sd_store *s, int r, bool changed);
 
 /* Write transaction on control.db (the `cp` connection): begin takes cp_lock; end bumps the

@@ -34,8 +34,10 @@ int sd_sqlite_write_begin(struct sd_store *s)
     struct conn *c = s->writer;
     sd_sqlite_fault_max_pages(s);
     c->full = false;
+    sd_sqlite_turn_writer_take(s);
     int r = sd_sqlite_run(c, ST_BEGIN_IMMEDIATE);
     if (r < 0) {
+        sd_sqlite_turn_writer_give(s);
         return r;
     }
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_MAX_SEQ);
@@ -56,6 +58,7 @@ int sd_sqlite_write_begin(struct sd_store *s)
     }
     if (r < 0) {
         (void)sd_sqlite_run(c, ST_ROLLBACK);
+        sd_sqlite_turn_writer_give(s);
         return r;
     }
     s->seq_at_begin = s->seq;
@@ -75,8 +78,10 @@ int sd_sqlite_write_commit(struct sd_store *s)
             (void)sd_sqlite_run(c, ST_ROLLBACK);
         }
         s->seq = s->seq_at_begin;
+        sd_sqlite_turn_writer_give(s);
         return r == -ENOSPC ? r : -EIO;
     }
+    sd_sqlite_turn_writer_give(s);
     return 0;
 }
 
@@ -84,10 +89,12 @@ int sd_sqlite_write_rollback(struct sd_store *s)
 {
     struct conn *c = s->writer;
     s->seq = s->seq_at_begin;
-    if (sqlite3_get_autocommit(c->db)) {
-        return 0; /* SQLite already rolled back (e.g. after an I/O error) */
+    int r = 0; /* 0: SQLite already rolled back (e.g. after an I/O error) */
+    if (!sqlite3_get_autocommit(c->db)) {
+        r = sd_sqlite_run(c, ST_ROLLBACK);
     }
-    return sd_sqlite_run(c, ST_ROLLBACK);
+    sd_sqlite_turn_writer_give(s);
+    return r;
 }
 
 int sd_sqlite_savepoint(struct sd_store *s)

@@ -20,6 +20,8 @@
  *    meta.settings_version in the same transaction, which is how running servers notice.
  *  - `ctl`: settings that live with the data (connectors, segments, targets, deliveries),
  *    guarded by ctl_lock; BEGIN IMMEDIATE on the data file, then a settings version bump.
+ *    The writer and ctl take the data file's write lock in turns (see "write turns"): SQLite's
+ *    busy handler alone lets a stream of ctl transactions starve the writer.
  *  - Every data connection (writer, ctl, readers) ATTACHes control.db read-only as `control`,
  *    so statements that join `tenants` resolve to it (SQLite looks a name up in main first,
  *    then in attached files), and BEGIN IMMEDIATE takes only a read snapshot of it.
@@ -47,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "base/base.h"
 #include "base/fault.h"
@@ -428,6 +431,8 @@ static void sqlite_close(struct sd_store *s)
     pthread_cond_destroy(&s->pool_cond);
     pthread_mutex_destroy(&s->pool_lock);
     pthread_mutex_destroy(&s->ctl_lock);
+    pthread_mutex_destroy(&s->turn_lock);
+    pthread_cond_destroy(&s->turn_cond);
     pthread_cond_destroy(&s->ckpt_cond);
     pthread_mutex_destroy(&s->ckpt_lock);
     free(s->path);
@@ -658,6 +663,12 @@ static int sqlite_open(const char *location, struct sd_store **ret)
     struct sd_store *s = sd_calloc(1, sizeof(*s));
     pthread_mutex_init(&s->cp_lock, NULL);
     pthread_mutex_init(&s->ctl_lock, NULL);
+    pthread_mutex_init(&s->turn_lock, NULL);
+    pthread_condattr_t turn_attr;
+    pthread_condattr_init(&turn_attr);
+    pthread_condattr_setclock(&turn_attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->turn_cond, &turn_attr);
+    pthread_condattr_destroy(&turn_attr);
     pthread_mutex_init(&s->pool_lock, NULL);
     pthread_cond_init(&s->pool_cond, NULL);
     pthread_mutex_init(&s->ckpt_lock, NULL);
@@ -707,6 +718,85 @@ static int sqlite_open(const char *location, struct sd_store **ret)
 out:
     sqlite_close(s);
     return r;
+}
+
+/* ---- write turns ----------------------------------------------------------------------------- */
+
+/* The writer and ctl are two connections of this process on one file; SQLite arbitrates them by
+ * sleeping and polling (the busy handler), which is not fair: the outbox workers' claims and
+ * finishes, short transactions on ctl one after another (each commit syncing the log), can
+ * hold the lock at every poll until busy_timeout runs out, and the writer's group fails with
+ * "database is locked" — an accepted-looking batch answered 500 because of our own background
+ * work. So the two take the lock in turns here, before their BEGIN IMMEDIATE: when both wait,
+ * the one that did not have the last turn goes first. The writer therefore waits for at most
+ * one ctl transaction and ctl for at most one group. SQLite's busy handler is then left only to
+ * other processes (the CLI). */
+
+void sd_sqlite_turn_writer_take(struct sd_store *s)
+{
+    pthread_mutex_lock(&s->turn_lock);
+    s->writer_waiting = true;
+    while (s->turn_held || (s->ctl_waiting > 0 && s->last_was_writer)) {
+        pthread_cond_wait(&s->turn_cond, &s->turn_lock);
+    }
+    s->writer_waiting = false;
+    s->turn_held = true;
+    s->writer_holds = true;
+    s->last_was_writer = true;
+    pthread_mutex_unlock(&s->turn_lock);
+}
+
+void sd_sqlite_turn_writer_give(struct sd_store *s)
+{
+    pthread_mutex_lock(&s->turn_lock);
+    if (s->writer_holds) {
+        s->writer_holds = false;
+        s->turn_held = false;
+        pthread_cond_broadcast(&s->turn_cond);
+    }
+    pthread_mutex_unlock(&s->turn_lock);
+}
+
+int sd_sqlite_turn_ctl_take(struct sd_store *s)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += BUSY_TIMEOUT_MS / 1000;
+    until.tv_nsec += (long)(BUSY_TIMEOUT_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    int r = 0;
+    pthread_mutex_lock(&s->turn_lock);
+    s->ctl_waiting++;
+    while (s->turn_held || (s->writer_waiting && !s->last_was_writer)) {
+        if (pthread_cond_timedwait(&s->turn_cond, &s->turn_lock, &until) == ETIMEDOUT) {
+            r = -EIO;
+            break;
+        }
+    }
+    s->ctl_waiting--;
+    if (r == 0) {
+        s->turn_held = true;
+        s->last_was_writer = false;
+    } else {
+        pthread_cond_broadcast(&s->turn_cond); /* the writer may have waited for this one */
+    }
+    pthread_mutex_unlock(&s->turn_lock);
+    if (r < 0) {
+        sd_log(SD_LOG_ERROR, "data file write lock still taken; giving up", "waited_ms=%d",
+               BUSY_TIMEOUT_MS);
+    }
+    return r;
+}
+
+void sd_sqlite_turn_ctl_give(struct sd_store *s)
+{
+    pthread_mutex_lock(&s->turn_lock);
+    s->turn_held = false;
+    pthread_cond_broadcast(&s->turn_cond);
+    pthread_mutex_unlock(&s->turn_lock);
 }
 
 /* ---- read pool ------------------------------------------------------------------------------- */
