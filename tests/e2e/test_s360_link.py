@@ -132,6 +132,27 @@ class LinkedByProfile(S360OutBase):
         self.assertEqual(self.sim.contacts[a]["individualContact"]["firstName"], "Eva")
         self.assertEqual(self.sim.contacts[b]["individualContact"]["firstName"], "Max")
 
+    def test_3b_linked_to_a_company_skipped_not_dead(self):
+        # a company (structure contact) shares its address with a buyer of another source:
+        # saveIndividualContactData writes persons only, so the item is a no-op with a fact
+        email = "buyer.company@example.ch"
+        co = self.sim.season.contact(time.time() - 3600, "company", email=email)
+        self.sim.add_contacts([co])
+        self.sim.run_now()
+        self.assertEqual(self.sim.drops(), 0)
+        num = co["contactNumber"]
+        harness.wait_until(lambda: self.stored(num), 20 * TS, what="company %s received" % num)
+        self.sim.clear_calls()
+        self.ingest([harness.customer("csv-buyer", email=email, last_name="Buyer")])
+        mine = self.settled_for("webhook:csv-buyer")
+        self.assertEqual(len(mine), 1, mine)
+        self.assertEqual(mine[0]["state"], "delivered", mine)
+        self.assertEqual(mine[0]["facts"].get("skipped"), "linked to a company", mine)
+        self.assertEqual(mine[0]["facts"].get("contact_number"), num, mine)
+        rpcs = [c.rpc for c in self.sim.calls() if c.rpc not in (None, "auth")]
+        self.assertEqual(rpcs, ["getContactData"])   # read, never written
+        self.assertNotIn("individualContact", self.sim.contacts[num])
+
     def test_4_opt_out_flows_out_and_is_never_undone(self):
         email = "olga.optout@example.ch"
         num = self.contact(email, lastName="Optout")

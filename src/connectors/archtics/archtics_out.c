@@ -8,9 +8,11 @@
  * under the same label), so writing them back would echo Archtics to itself.
  *
  * deliver: the item's subject has no Archtics account yet (no remote reference) →
- * customer_add; result 0 or 11408 (the e-mail exists: a hit) gives the acct_id,
- * kept as the remote reference. With an account → customer_query, the merge of
- * archtics_out_update_params, customer_update: two calls. Core takes the first call from the
+ * customer_add, or, for a customer without an e-mail (admitted from vendor sources), nothing:
+ * delivered with the fact {"skipped": "no e-mail"} and no call. customer_add's result 0 or
+ * 11408 (the e-mail exists: a hit) gives the acct_id, kept as the remote reference. With an
+ * account → customer_query, the merge of archtics_out_update_params, customer_update: two
+ * calls (an e-mail the customer lacks stays the account's). Core takes the first call from the
  * quota before deliver; the ATS client takes every further request (the second command, a 202
  * poll) as a write of the same delivery (sd_connector_quota_take_within), so an item never
  * makes a call the ledger did not count. A value wider than its Archtics field is never sent:
@@ -170,6 +172,15 @@ enum sd_verdict archtics_deliver(struct sd_connector_ctx *ctx, void *state,
     if (remote && sent && strcmp(sent, hash) == 0) {
         v = SD_VERDICT_OK;
         res->facts = json_pack("{s:s, s:s}", "kind", "unchanged", "acct_id", remote);
+        goto out;
+    }
+    const char *email = json_string_value(json_object_get(fields, "email"));
+    if (!remote && (!email || !*email)) {
+        /* Archtics finds an account by its e-mail and customer_add requires one: a customer
+         * without it (admitted from a vendor source) and without an account is not written,
+         * and no call is made. With an account, the update keeps the account's e-mail. */
+        v = SD_VERDICT_OK;
+        res->facts = json_pack("{s:s}", "skipped", "no e-mail");
         goto out;
     }
     struct ats_params p;

@@ -106,7 +106,7 @@ static const struct sd_setting s360_settings[] = {
     {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 
-static bool in_list(const char *list, const char *word)
+bool s360_in_list(const char *list, const char *word)
 {
     size_t n = strlen(word);
     const char *p = list ? list : "";
@@ -369,7 +369,7 @@ static int map_contact(struct mctx *m, const json_t *c, json_t *body, int64_t *r
             continue;
         }
         json_object_set_new(auths, t, json_boolean(json_is_true(v)));
-        if (in_list(m->cf->optin_authorizations, t)) {
+        if (s360_in_list(m->cf->optin_authorizations, t)) {
             seen++;
             refused += json_is_false(v);
         }
@@ -559,7 +559,7 @@ static int map_order(struct mctx *m, const json_t *o, json_t *body)
     if (created_ms < history_ms(m)) {
         return SD_INBOUND_SKIP;
     }
-    bool abandoned = in_list(m->cf->abandoned_states, state);
+    bool abandoned = s360_in_list(m->cf->abandoned_states, state);
     const json_t *lines = json_object_get(o, "operationDatas");
     if (!json_is_array(lines)) {
         bad(m, "operationDatas", "must be an array of operation lines");
@@ -793,7 +793,8 @@ static int map_access(struct mctx *m, const json_t *o, json_t *body)
     if (m->issues->total > before) {
         return -EINVAL;
     }
-    if ((result && !in_list(m->cf->access_ok_results, result)) || (when && ms < history_ms(m))) {
+    if ((result && !s360_in_list(m->cf->access_ok_results, result)) ||
+        (when && ms < history_ms(m))) {
         return SD_INBOUND_SKIP;
     }
     snprintf(order_s, sizeof(order_s), "%" PRId64 "-%" PRId64, order, op);

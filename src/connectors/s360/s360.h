@@ -59,6 +59,10 @@ void s360_on_change(const struct sd_connector_ctx *, const struct sd_change *,
 extern const char *const s360_operations[];
 extern const struct sd_connector_action s360_actions[]; /* "offers": createOrUpdateOrder */
 
+/* Is word one of the comma-separated list (spaces around items ignored; an empty word or list
+ * matches nothing)? The settings' lists (optin_authorizations, abandoned_states …) read so. */
+bool s360_in_list(const char *list, const char *word);
+
 /* The inbound mapping of one object of a stream ("contacts", "orders", "access") into body's
  * "customers"/"events"/"sales" (inbound_map; pure, exposed for tests and fuzzing). 0,
  * SD_INBOUND_SKIP (older than history_from), or -EINVAL with the reasons in issues. */

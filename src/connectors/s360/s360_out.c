@@ -180,30 +180,6 @@ static void put_street(json_t *addr, const char *street)
     json_object_set_new(addr, "street1", json_string(street));
 }
 
-/* Is type one of the comma-separated list (spaces around items ignored)? */
-static bool listed(const char *list, const char *type)
-{
-    size_t tl = strlen(type);
-    for (const char *p = list; p && *p;) {
-        while (*p == ' ' || *p == ',') {
-            p++;
-        }
-        const char *e = p;
-        while (*e && *e != ',') {
-            e++;
-        }
-        const char *t = e;
-        while (t > p && t[-1] == ' ') {
-            t--;
-        }
-        if (t > p && (size_t)(t - p) == tl && strncmp(p, type, tl) == 0) {
-            return true;
-        }
-        p = e;
-    }
-    return false;
-}
-
 /* The customer's opt-out as S-360 authorizations: every opt-in type of optin_types set to
  * false (added when S-360 has none). NULL when nothing is to be written: the customer is not
  * opted out (an opt-out in S-360 is never turned into an opt-in, and a missing consent is not
@@ -221,7 +197,7 @@ static json_t *opt_out_authorizations(const json_t *customer, const json_t *curr
     json_array_foreach(auths, i, a)
     {
         const char *t = json_string_value(json_object_get(a, "authorizationType"));
-        if (t && listed(optin_types, t)) {
+        if (t && s360_in_list(optin_types, t)) {
             json_object_set_new(a, "value", json_false());
         }
     }
@@ -753,6 +729,17 @@ static enum sd_verdict deliver_contact(struct call_ctx *cc, const struct sd_outb
                      json_pack("{s:s, s:s, s:s, s:s}", "kind", "update", "skipped", "remote newer",
                                "remote_updated", stamp, "rule",
                                received_ms > 0 ? "remote_version" : "clock"));
+            goto out;
+        }
+        if (!json_is_object(json_object_get(current, "individualContact")) &&
+            json_object_get(current, "structureContact")) {
+            /* saveIndividualContactData writes persons only: a company (a person of another
+             * source linked to it through a shared address, or the company itself) is left as
+             * S-360 has it, like a profile of several contacts. */
+            v = done(res, SD_VERDICT_OK,
+                     json_pack("{s:s, s:s}", "skipped",
+                               by_profile ? "linked to a company" : "a company contact",
+                               "contact_number", number));
             goto out;
         }
     }

@@ -2,7 +2,7 @@
  * call) and its customers as fans, through the outbox.
  *
  *  - on_change (writer thread): a sale (order type sale, not anonymous) becomes an item
- *    "ticket" (subject sale/<invoice>), a customer with an email an item "fan" (subject
+ *    "ticket" (subject sale/<invoice>), a customer an item "fan" (subject
  *    customer/<source>:<customer_id>); the payload is the record as stored then with its
  *    source, deduplicated while it waits by a hash of that content. Records whose source is
  *    this instance's own (pulled from Tradable Bits) are never offered back, and core offers
@@ -16,8 +16,11 @@
  *    never its neighbours. A 429 or 509 waits the whole batch out (Retry-After when sent, else
  *    the outbox's default), a transport error or a 5xx retries it with back-off, any other
  *    refusal of the call dead-letters the batch with the answer.
- *  - a fan: fan_update when its remote fan id is known, else fan_create; a create answered
- *    `duplicate` (the email is known) names the existing fan, which is then updated. The fan
+ *  - a fan: fan_update when its remote fan id is known, else fan_create, which needs an email
+ *    or a phone: a customer without an email (admitted from a vendor source) is created with
+ *    its first phone number; with neither, the item is delivered without a call and its facts
+ *    say {"skipped": "no e-mail or phone"}. A create answered `duplicate` (the email is
+ *    known) names the existing fan, which is then updated. The fan
  *    id is the customer's remote reference; a fan this instance created is also noted (kind
  *    "fan_created") so the pull does not bring it back as a customer of its own.
  *
@@ -84,10 +87,6 @@ void tb_on_change(const struct sd_connector_ctx *ctx, const struct sd_change *ch
         free(h);
         json_decref(payload);
     } else if (chg->kind == SD_KIND_CUSTOMER && c->push_fans) {
-        const char *email = json_string_value(json_object_get(rec, "email"));
-        if (!email || !*email) {
-            return; /* a fan needs an email (or a phone, which the hub does not keep) */
-        }
         char *subject = sd_asprintf("%s:%s", chg->source ? chg->source : "", chg->id);
         json_t *payload = json_pack("{s:s, s:O}", "source", chg->source ? chg->source : "",
                                     "customer", rec);
@@ -481,7 +480,23 @@ out:
     free(idx);
 }
 
-/* The form of a fan from a customer record. */
+/* The customer's first phone number with text, or NULL. */
+static const char *first_phone(const json_t *cust)
+{
+    size_t i;
+    const json_t *ph;
+    json_array_foreach(json_object_get(cust, "phones"), i, ph)
+    {
+        const char *n = json_string_value(json_object_get(ph, "number"));
+        if (n && *n) {
+            return n;
+        }
+    }
+    return NULL;
+}
+
+/* The form of a fan from a customer record: its e-mail, else (a customer admitted without one
+ * from a vendor source) its first phone number, which fan_create takes instead. */
 static struct sd_http_form *fan_form(const json_t *cust)
 {
     struct sd_http_form *f = sd_http_form_new();
@@ -493,6 +508,11 @@ static struct sd_http_form *fan_form(const json_t *cust)
         if (s && *s) {
             sd_http_form_add(f, names[i][1], s);
         }
+    }
+    const char *email = json_string_value(json_object_get(cust, "email"));
+    const char *phone = first_phone(cust);
+    if ((!email || !*email) && phone) {
+        sd_http_form_add(f, "phone", phone);
     }
     const json_t *opt = json_object_get(cust, "ad_opt_out");
     if (json_is_boolean(opt)) {
@@ -543,6 +563,14 @@ enum sd_verdict tb_deliver(struct sd_connector_ctx *ctx, void *state,
         json_decref(p);
         res->error = sd_strdup("cannot read the fan id");
         return SD_VERDICT_RETRY;
+    }
+    const char *email = json_string_value(json_object_get(cust, "email"));
+    if (!fan && (!email || !*email) && !first_phone(cust)) {
+        /* fan_create needs an email or a phone: a customer with neither (admitted from a
+         * vendor source) is no fan; delivered without a call, the skip in its facts */
+        json_decref(p);
+        res->facts = json_pack("{s:s}", "skipped", "no e-mail or phone");
+        return SD_VERDICT_OK;
     }
     struct tb_call k;
     if (call_open(c, &k) < 0) {
