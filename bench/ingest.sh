@@ -8,6 +8,7 @@
 #   (a) GET /healthz                      — reference: what the HTTP layer alone answers
 #   (b) POST ingest, 1 sale per request   — sales/s, p50, p99
 #   (c) POST ingest, BENCH_BATCH sales    — sales/s, p50, p99
+#   (d) POST ingest, 1 sale, paced        — p50, p99 at about BENCH_RATE (100) requests/s
 # Only 202 counts as accepted (200 for /healthz); any other status or socket error voids that
 # figure. Afterwards the server is stopped (SIGTERM: it drains and closes the store) and the
 # stored sales are counted with sqlite3 and compared with the accepted ones.
@@ -29,6 +30,8 @@ THREADS=${BENCH_THREADS:-2}
 BATCH=${BENCH_BATCH:-100}
 AIM=${BENCH_AIM:-50000}
 TIMEOUT=${BENCH_TIMEOUT:-30s}
+RATE=${BENCH_RATE:-100}
+PACED_CONNS=10 # (d): each of these connections waits PACED_CONNS*1000/RATE ms before a request
 KEEP=${BENCH_KEEP:-0}
 CLIENT=bench
 
@@ -134,11 +137,11 @@ code=$(post '{"events":[{"event_id":"EVT-BENCH-1","title":"Otello","work_title":
 # ---- figures ------------------------------------------------------------------------------------
 # run NAME SCRIPT URL BATCH: runs wrk, leaves BENCH_RESULT fields in R_<field> variables.
 run() {
-    local name=$1 script=$2 url=$3 batch=$4
-    echo "bench: ($name) ${SECONDS_PER}s, $CONNS connections, $THREADS threads, batch $batch" >&2
+    local name=$1 script=$2 url=$3 batch=$4 conns=${5:-$CONNS} delay=${6:-0}
+    echo "bench: ($name) ${SECONDS_PER}s, $conns connections, $THREADS threads, batch $batch" >&2
     BENCH_KEY=$KEY BENCH_CLIENT=$CLIENT BENCH_BATCH=$batch BENCH_RUN=$name \
-        BENCH_EVENT=EVT-BENCH-1 BENCH_CUSTOMER=C-BENCH-1 \
-        wrk -t"$THREADS" -c"$CONNS" -d"${SECONDS_PER}s" --timeout "$TIMEOUT" --latency \
+        BENCH_EVENT=EVT-BENCH-1 BENCH_CUSTOMER=C-BENCH-1 BENCH_DELAY_MS=$delay \
+        wrk -t"$THREADS" -c"$conns" -d"${SECONDS_PER}s" --timeout "$TIMEOUT" --latency \
         -s "$script" "$url" >"$WORK/wrk-$name.txt" 2>&1 || true
     local line
     line=$(grep '^BENCH_RESULT ' "$WORK/wrk-$name.txt" | tail -n 1) ||
@@ -186,6 +189,9 @@ run b "$BENCH_DIR/ingest.lua" "$BASE/v1/$CLIENT/ingest" 1
 figure b
 run c "$BENCH_DIR/ingest.lua" "$BASE/v1/$CLIENT/ingest" "$BATCH"
 figure c
+run d "$BENCH_DIR/ingest.lua" "$BASE/v1/$CLIENT/ingest" 1 "$PACED_CONNS" \
+    "$(awk -v c="$PACED_CONNS" -v r="$RATE" 'BEGIN{printf "%d", c*1000/r}')"
+figure d
 
 # ---- verify: stored == accepted ---------------------------------------------------------------
 code=$(curl -s -o "$WORK/last.json" -w '%{http_code}' "$BASE/v1/$CLIENT/sales?limit=1" \
@@ -198,6 +204,7 @@ DB="$DATA/stagedoor.db"
 count() { sqlite3 "$DB" "select count(*) from sales where invoice_number like '$1'"; }
 STORED_B=$(count 'Bb-%')
 STORED_C=$(count 'Bc-%')
+STORED_D=$(count 'Bd-%')
 EXPECT_B=$F_b_acc
 EXPECT_C=$((F_c_acc * BATCH))
 # A request still in flight when wrk stops may be stored without its 202 being counted: at most
@@ -214,6 +221,7 @@ verdict() { # stored expected batch
 }
 V_B=$(verdict "$STORED_B" "$EXPECT_B" 1)
 V_C=$(verdict "$STORED_C" "$EXPECT_C" "$BATCH")
+V_D=$(verdict "$STORED_D" "$F_d_acc" 1)
 
 # ---- summary --------------------------------------------------------------------------------------
 show() { # name label
@@ -235,6 +243,7 @@ printf '%-34s %12s %12s %10s %10s\n' "figure" "req/s" "sales/s" "p50 ms" "p99 ms
 show a "(a) GET /healthz (reference)"
 show b "(b) ingest, 1 sale/request"
 show c "(c) ingest, $BATCH sales/request"
+show d "(d) ingest, 1 sale, ~$RATE req/s"
 echo
 R_BA=void R_CA=void
 [[ $F_a_ok == 1 && $F_b_ok == 1 ]] && R_BA=$(ratio "$F_b_rps" "$F_a_rps")
@@ -243,11 +252,12 @@ echo "(b)/(a) req/s:             $R_BA  (share of the HTTP ceiling left for 1-sa
 echo "(c) sales/s / aim $AIM:  $R_CA  (>= 1 meets the aim)"
 echo "stored sales (b): $STORED_B, accepted $EXPECT_B — $V_B"
 echo "stored sales (c): $STORED_C, accepted $EXPECT_C — $V_C"
+echo "stored sales (d): $STORED_D, accepted $F_d_acc — $V_D"
 
 status=0
-for n in a b c; do
+for n in a b c d; do
     v=F_${n}_ok
     [[ ${!v} == 1 ]] || status=1
 done
-[[ $V_B != MISMATCH* && $V_C != MISMATCH* ]] || status=1
+[[ $V_B != MISMATCH* && $V_C != MISMATCH* && $V_D != MISMATCH* ]] || status=1
 exit $status

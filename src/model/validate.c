@@ -81,6 +81,17 @@ static void put_sanitized(struct sd_buf *b, const char *s, size_t len, bool poin
 {
     size_t i = 0;
     while (i < len) {
+        /* A run of plain ASCII (no NUL, and no '~' or '/' in a pointer) is copied as it is. */
+        size_t run = i;
+        while (run < len && (unsigned char)s[run] - 1u < 0x7Fu &&
+               !(pointer && (s[run] == '~' || s[run] == '/'))) {
+            run++;
+        }
+        if (run > i) {
+            sd_buf_append(b, s + i, run - i);
+            i = run;
+            continue;
+        }
         uint32_t cp;
         int n = sd_utf8_next(s + i, len - i, &cp);
         if (n < 0 || cp == 0) {
