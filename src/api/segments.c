@@ -129,8 +129,8 @@ static int call_run(struct sd_segment_job *job, const struct sd_seg_budget *budg
         struct sd_segment *seg = NULL;
         int r = sd_segment_load(c->hub, job->tenant_id, c->env, c->segment_id, &seg);
         if (r == 0) {
-            r = sd_segment_members_snapshot(c->hub, seg, c->snapshot_id, c->after, c->limit,
-                                            budget, &c->page);
+            r = sd_segment_members_snapshot(c->hub, seg, c->snapshot_id, c->after, c->limit, budget,
+                                            &c->page);
         }
         sd_segment_free(seg);
         return r;
@@ -375,8 +375,8 @@ int sd_api_segment_members(struct sd_req *req)
         return SD_REQ_DONE;
     }
     const char *sn = sd_req_query(req, "snapshot");
-    if (sn && (strlen(sn) != SD_SNAPSHOT_ID_HEX || parse_hex(sn, strlen(sn), &named) < 0 ||
-               named == 0)) {
+    if (sn &&
+        (strlen(sn) != SD_SNAPSHOT_ID_HEX || parse_hex(sn, strlen(sn), &named) < 0 || named == 0)) {
         sd_req_reply_error(req, 400, "invalid_parameter",
                            "snapshot must be a snapshot_id this hub returned (%d hex digits)",
                            SD_SNAPSHOT_ID_HEX);

@@ -66,8 +66,8 @@ struct sd_member {
 struct sd_member_page {
     struct sd_member *v;
     size_t n;
-    bool has_more;      /* members with a greater profile id exist */
-    int64_t next_after; /* pass as `after` for the next page (the last id of this one) */
+    bool has_more;        /* members with a greater profile id exist */
+    int64_t next_after;   /* pass as `after` for the next page (the last id of this one) */
     int64_t snapshot_id;  /* sd_segment_members_snapshot: the snapshot paged (0 otherwise) */
     int64_t member_count; /* its count, as the segment's member_count when it was made */
 };
@@ -86,9 +86,10 @@ int sd_segment_members_within(struct sd_hub *hub, const struct sd_segment *seg, 
 /* Members from a snapshot (store/audience.h): snapshot_id 0 computes the rule once, freezes
  * its member ids in a new snapshot (SD_SEGMENT_SNAPSHOT_TTL_USEC) and stores its count as the
  * segment's member_count; else the page of that snapshot of this segment (-ESTALE: no such
- * snapshot, or it expired; -ENOENT stays "no such segment"). Either way the page reads ids by keyset (profile_id > after):
- * count and pages agree, and no page recomputes the rule. Today's opt-outs, suppressions and
- * erasures still apply to every page. page->snapshot_id / member_count say which snapshot. */
+ * snapshot, or it expired; -ENOENT stays "no such segment"). Either way the page reads ids by
+ * keyset (profile_id > after): count and pages agree, and no page recomputes the rule. Today's
+ * opt-outs, suppressions and erasures still apply to every page. page->snapshot_id / member_count
+ * say which snapshot. */
 int sd_segment_members_snapshot(struct sd_hub *hub, const struct sd_segment *seg,
                                 int64_t snapshot_id, int64_t after, size_t limit,
                                 const struct sd_seg_budget *budget, struct sd_member_page *ret);

@@ -1294,9 +1294,9 @@ static void test_snapshot_scope_purge(void **state)
                      0);
     assert_int_equal(p.total, 4);
     sd_seg_member_page_release(&p);
-    assert_int_equal(sd_store_segment_snapshot_members(f->h, f->acme, SD_ENV_TEST, "seg_t", s1,
-                                                       late, 0, 10, &p),
-                     -ENOENT);
+    assert_int_equal(
+        sd_store_segment_snapshot_members(f->h, f->acme, SD_ENV_TEST, "seg_t", s1, late, 0, 10, &p),
+        -ENOENT);
     /* the cap: s1 and SD_SEGMENT_SNAPSHOTS_MAX more, the oldest (s1) goes, the others stay */
     int64_t ids[SD_SEGMENT_SNAPSHOTS_MAX];
     for (int i = 0; i < SD_SEGMENT_SNAPSHOTS_MAX; i++) {

@@ -1497,9 +1497,8 @@ static int snap_purge(struct conn *k, unsigned slot, const char *sql, int64_t no
 }
 
 /* The first ctl transaction: purge, then the snapshot's row (not complete yet). */
-static int snap_open(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                     const char *segment_id, int64_t id, int64_t count, int64_t now_usec,
-                     int64_t ttl_usec)
+static int snap_open(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *segment_id,
+                     int64_t id, int64_t count, int64_t now_usec, int64_t ttl_usec)
 {
     int r = sd_sqlite_ctl_begin_write(s);
     if (r < 0) {
@@ -1561,9 +1560,9 @@ static int snap_chunk(struct sd_store *s, int64_t id, const int64_t *v, size_t n
 }
 
 static int snapshot_create(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                           const char *segment_id, const struct sd_seg_rule *rule,
-                           int64_t now_usec, int64_t ttl_usec, const struct sd_seg_budget *budget,
-                           int64_t *ret_id, int64_t *ret_count)
+                           const char *segment_id, const struct sd_seg_rule *rule, int64_t now_usec,
+                           int64_t ttl_usec, const struct sd_seg_budget *budget, int64_t *ret_id,
+                           int64_t *ret_count)
 {
     if (!rule || !segment_id || !sd_sqlite_env_ok(env) || ttl_usec <= 0) {
         return -EINVAL;
