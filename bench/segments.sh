@@ -165,11 +165,11 @@ run_set() {
 
 # paging_set LABEL CLIENT KEY: for every rule, paging all members against computing it once.
 paging_set() {
-    local label=$1 client=$2 key=$3 i out c p s n m
+    local label=$1 client=$2 key=$3 i out c p s n m sp ss
     [[ ${BENCH_PAGING:-1} == 1 ]] || return 0
     printf '\n%s paging, %s members a page (from no cursor):\n' "$label" "${BENCH_PAGE:-10000}"
-    printf '  %-4s %10s %10s %8s %12s %6s %8s\n' rule "compute s" "paging s" "ratio" \
-        "slowest page" pages members
+    printf '  %-4s %10s %10s %8s %12s %6s %8s  %s\n' rule "compute s" "paging s" "ratio" \
+        "slowest page" pages members "from the POST's snapshot: paging s, ratio, slowest page"
     for i in "${!RULES[@]}"; do
         if ! out=$(python3 "$ROOT/bench/segment_pages.py" "$BASE" "$client" "$key" \
             "${RULES[$i]}" "${BENCH_PAGE:-10000}"); then
@@ -177,9 +177,14 @@ paging_set() {
             FAILED=1
             continue
         fi
-        read -r c p s n m _ <<<"$out"
-        printf '  %-4s %10.3f %10.3f %8.2f %12.3f %6s %8s\n' "${RULE_NAMES[$i]}" "$c" "$p" \
+        read -r c p s n m _ sp ss <<<"$out"
+        printf '  %-4s %10.3f %10.3f %8.2f %12.3f %6s %8s' "${RULE_NAMES[$i]}" "$c" "$p" \
             "$(awk -v a="$p" -v b="$c" 'BEGIN{print (b > 0 ? a/b : 0)}')" "$s" "$n" "$m"
+        if [[ -n ${sp:-} ]]; then
+            printf '  %10.3f %8.2f %12.3f' "$sp" \
+                "$(awk -v a="$sp" -v b="$c" 'BEGIN{print (b > 0 ? a/b : 0)}')" "$ss"
+        fi
+        printf '\n'
     done
 }
 
