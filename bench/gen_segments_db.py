@@ -239,7 +239,8 @@ def main():
     getrandbits = rnd.getrandbits
     sql = ("INSERT INTO sales (seq, tenant_id, env, invoice_number, event_id, event_ref,"
            " customer_id, purchase_datetime, sales_price_minor, currency, doc, updated_usec,"
-           " source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'EUR', ?, ?, ?)")
+           " source, quantity, net_quantity, net_minor)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'EUR', ?, ?, ?, ?, ?, ?)")
     batch = []
     for i in range(1, a.sales + 1):
         x = getrandbits(128)
@@ -268,7 +269,10 @@ def main():
                '"ticket_category":"%s","quantity":%d,"sales_price":"%s","currency":"EUR"}'
                % (inv, eid, jstr(cid), when, cat, QTY[q], ptext))
         seq += 1
-        batch.append((seq, tenant, env, inv, eid, eid, cid, when, price, doc, now_usec, src))
+        # a sale of the order lifecycle (0010_order_lifecycle.sql): nothing refunded, so its
+        # net figures are its own; left at their defaults (0) it would count as wholly refunded
+        batch.append((seq, tenant, env, inv, eid, eid, cid, when, price, doc, now_usec, src,
+                      QTY[q], QTY[q], price * QTY[q]))
         if len(batch) >= 200000:
             db.executemany(sql, batch)
             batch = []

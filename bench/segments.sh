@@ -15,7 +15,13 @@
 #      (20,000 / 1,000,000 / 10,000,000) straight into SQLite — loading 10M sales through HTTP
 #      would take hours and measure ingest, not segments — then served and timed the same way;
 #      plus the first members page (1,000) of rule R1;
-#   4. reference, per data set: `sqlite3` reading every sale document once
+#   4. paging (BENCH_PAGING=1, default on; big data set only): per rule, POST it ("computing
+#      once") and read ALL its members in pages of BENCH_PAGE (10000) from no cursor
+#      (bench/segment_pages.py); prints paging-all / computing-once and the slowest page. With
+#      BENCH_BIN_BEFORE (an older binary, e.g. main before member snapshots) the generated data
+#      dir is created by that binary, paged with it first ("before"), then served by BIN, which
+#      migrates it, and paged again ("after") — before and after in the same run, same data;
+#   5. reference, per data set: `sqlite3` reading every sale document once
 #      (SELECT sum(length(doc)) FROM sales), i.e. what one pass over the sales costs on this
 #      machine with a cold-ish cache; the table prints each rule's time as a multiple of it.
 #
@@ -157,6 +163,31 @@ run_set() {
     [[ ${out%% *} == 200 ]] || FAILED=1
 }
 
+# paging_set LABEL CLIENT KEY: for every rule, paging all members against computing it once.
+paging_set() {
+    local label=$1 client=$2 key=$3 i out c p s n m sp ss
+    [[ ${BENCH_PAGING:-1} == 1 ]] || return 0
+    printf '\n%s paging, %s members a page (from no cursor):\n' "$label" "${BENCH_PAGE:-10000}"
+    printf '  %-4s %10s %10s %8s %12s %6s %8s  %s\n' rule "compute s" "paging s" "ratio" \
+        "slowest page" pages members "from the POST's snapshot: paging s, ratio, slowest page"
+    for i in "${!RULES[@]}"; do
+        if ! out=$(python3 "$ROOT/bench/segment_pages.py" "$BASE" "$client" "$key" \
+            "${RULES[$i]}" "${BENCH_PAGE:-10000}"); then
+            printf '  %-4s failed\n' "${RULE_NAMES[$i]}"
+            FAILED=1
+            continue
+        fi
+        read -r c p s n m _ sp ss <<<"$out"
+        printf '  %-4s %10.3f %10.3f %8.2f %12.3f %6s %8s' "${RULE_NAMES[$i]}" "$c" "$p" \
+            "$(awk -v a="$p" -v b="$c" 'BEGIN{print (b > 0 ? a/b : 0)}')" "$s" "$n" "$m"
+        if [[ -n ${sp:-} ]]; then
+            printf '  %10.3f %8.2f %12.3f' "$sp" \
+                "$(awk -v a="$sp" -v b="$c" 'BEGIN{print (b > 0 ? a/b : 0)}')" "$ss"
+        fi
+        printf '\n'
+    done
+}
+
 echo "bench: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), binary $BIN" >&2
 for i in "${!RULES[@]}"; do
     printf '%s %s\n' "${RULE_NAMES[$i]}" "${RULES[$i]}"
@@ -180,7 +211,7 @@ if [[ ${BENCH_SKIP_BIG:-0} != 1 ]]; then
     else
         BIG="$WORK/big"
         mkdir -p "$BIG"
-        "$BIN" tenant create bench --data "$BIG" >"$WORK/setup.log" 2>&1 ||
+        "${BENCH_BIN_BEFORE:-$BIN}" tenant create bench --data "$BIG" >"$WORK/setup.log" 2>&1 ||
             die "tenant create failed: $(cat "$WORK/setup.log")"
         echo "bench: generating $SALES sales, $CUSTOMERS customers, $EVENTS events..." >&2
         t0=$(date +%s)
@@ -188,10 +219,22 @@ if [[ ${BENCH_SKIP_BIG:-0} != 1 ]]; then
             --customers "$CUSTOMERS" --sales "$SALES" >&2 || die "generator failed"
         echo "bench: generated in $(($(date +%s) - t0)) s" >&2
     fi
+    if [[ -n ${BENCH_BIN_BEFORE:-} ]]; then
+        BEFORE_KEY=$("$BENCH_BIN_BEFORE" key create bench --env test --data "$BIG" 2>/dev/null |
+            tail -n 1)
+        [[ -n $BEFORE_KEY ]] || die "key create (before) printed no key"
+        AFTER_BIN=$BIN
+        BIN=$BENCH_BIN_BEFORE
+        start_server "$WORK/before.log" serve --data "$BIG"
+        paging_set "before ($BENCH_BIN_BEFORE)" bench "$BEFORE_KEY"
+        stop_server
+        BIN=$AFTER_BIN
+    fi
     BIG_KEY=$("$BIN" key create bench --env test --data "$BIG" 2>/dev/null | tail -n 1)
     [[ -n $BIG_KEY ]] || die "key create printed no key"
     start_server "$WORK/big.log" serve --data "$BIG"
     run_set "generated" bench "$BIG_KEY" "$BIG/stagedoor.db"
+    paging_set "after ($BIN)" bench "$BIG_KEY"
     stop_server
 fi
 

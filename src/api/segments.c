@@ -12,8 +12,12 @@
  * 429 with Retry-After), so the HTTP threads only ever wait for microseconds of work here. List,
  * get and delete read or write one row and stay on the HTTP thread.
  *
- * The member cursor is "p1." + the last profile id in hex: opaque to clients, stable across
- * calls (members are ordered by profile id), and checked strictly when it comes back. */
+ * Member pages read a snapshot of the members (core/segments.h): POST and PUT answer the
+ * snapshot_id of the count they computed; a page without one (no snapshot parameter, no
+ * cursor naming one) computes a new snapshot first. The member cursor is "s1." + the snapshot
+ * id in hex + "." + the last profile id in hex: opaque to clients, checked strictly when it
+ * comes back. The earlier "p1." + last id cursor is still accepted (it starts a new snapshot
+ * after that id). An unknown or expired snapshot is 410 snapshot_expired. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -25,6 +29,7 @@
 #include "core/segments.h"
 
 #define CURSOR_PREFIX "p1."
+#define SNAP_CURSOR_PREFIX "s1."
 #define MEMBERS_DEFAULT 100
 
 static void reply_error(struct sd_req *req, int r, const struct sd_issues *errors)
@@ -47,6 +52,13 @@ static void reply_error(struct sd_req *req, int r, const struct sd_issues *error
         sd_req_reply_error(req, 409, "segment_limit_reached",
                            "this environment already has %d segments; delete one first",
                            SD_SEGMENTS_MAX);
+        return;
+    case -ESTALE:
+        sd_req_reply_error(req, 410, "snapshot_expired",
+                           "this snapshot of the segment's members is unknown or expired "
+                           "(snapshots live %lld minutes); start again without cursor and "
+                           "snapshot",
+                           (long long)(SD_SEGMENT_SNAPSHOT_TTL_USEC / 60000000));
         return;
     case -ETIME: {
         struct sd_seg_budget b = sd_segment_jobs_budget(req->hub->segment_jobs);
@@ -78,6 +90,7 @@ struct call {
     json_t *body; /* create, update (NULL: recount) */
     char *segment_id;
     int64_t after;
+    int64_t snapshot_id;
     size_t limit;
     /* results */
     int r;
@@ -116,7 +129,8 @@ static int call_run(struct sd_segment_job *job, const struct sd_seg_budget *budg
         struct sd_segment *seg = NULL;
         int r = sd_segment_load(c->hub, job->tenant_id, c->env, c->segment_id, &seg);
         if (r == 0) {
-            r = sd_segment_members_within(c->hub, seg, c->after, c->limit, budget, &c->page);
+            r = sd_segment_members_snapshot(c->hub, seg, c->snapshot_id, c->after, c->limit, budget,
+                                            &c->page);
         }
         sd_segment_free(seg);
         return r;
@@ -296,23 +310,19 @@ int sd_api_segment_delete(struct sd_req *req)
     return SD_REQ_DONE;
 }
 
-static int parse_cursor(const char *c, int64_t *ret)
+/* Hex digits c[0..n) (1..16 of them, lowercase) as a non-negative int64. */
+static int parse_hex(const char *c, size_t n, int64_t *ret)
 {
-    if (!c || !*c) {
-        *ret = 0;
-        return 0;
-    }
-    size_t pl = strlen(CURSOR_PREFIX);
-    if (strncmp(c, CURSOR_PREFIX, pl) != 0 || !c[pl] || strlen(c + pl) > 16) {
+    if (n < 1 || n > 16) {
         return -EINVAL;
     }
     uint64_t v = 0;
-    for (c += pl; *c; c++) {
+    for (size_t i = 0; i < n; i++) {
         int d;
-        if (*c >= '0' && *c <= '9') {
-            d = *c - '0';
-        } else if (*c >= 'a' && *c <= 'f') {
-            d = *c - 'a' + 10;
+        if (c[i] >= '0' && c[i] <= '9') {
+            d = c[i] - '0';
+        } else if (c[i] >= 'a' && c[i] <= 'f') {
+            d = c[i] - 'a' + 10;
         } else {
             return -EINVAL;
         }
@@ -325,6 +335,29 @@ static int parse_cursor(const char *c, int64_t *ret)
     return 0;
 }
 
+/* A cursor: "p1.<after>" (no snapshot) or "s1.<snapshot>.<after>" (snapshot > 0). */
+static int parse_cursor(const char *c, int64_t *ret_snapshot, int64_t *ret_after)
+{
+    *ret_snapshot = 0;
+    *ret_after = 0;
+    if (!c || !*c) {
+        return 0;
+    }
+    if (strncmp(c, CURSOR_PREFIX, strlen(CURSOR_PREFIX)) == 0) {
+        c += strlen(CURSOR_PREFIX);
+        return parse_hex(c, strlen(c), ret_after);
+    }
+    if (strncmp(c, SNAP_CURSOR_PREFIX, strlen(SNAP_CURSOR_PREFIX)) != 0) {
+        return -EINVAL;
+    }
+    c += strlen(SNAP_CURSOR_PREFIX);
+    const char *dot = strchr(c, '.');
+    if (!dot || parse_hex(c, (size_t)(dot - c), ret_snapshot) < 0 || *ret_snapshot == 0) {
+        return -EINVAL;
+    }
+    return parse_hex(dot + 1, strlen(dot + 1), ret_after);
+}
+
 int sd_api_segment_members(struct sd_req *req)
 {
     int64_t limit = MEMBERS_DEFAULT, after = 0;
@@ -335,15 +368,30 @@ int sd_api_segment_members(struct sd_req *req)
                            SD_SEGMENT_MEMBERS_MAX);
         return SD_REQ_DONE;
     }
-    if (parse_cursor(sd_req_query(req, "cursor"), &after) < 0) {
+    int64_t snapshot = 0, named = 0;
+    if (parse_cursor(sd_req_query(req, "cursor"), &snapshot, &after) < 0) {
         sd_req_reply_error(req, 400, "invalid_parameter",
                            "cursor is not a cursor this hub returned");
+        return SD_REQ_DONE;
+    }
+    const char *sn = sd_req_query(req, "snapshot");
+    if (sn &&
+        (strlen(sn) != SD_SNAPSHOT_ID_HEX || parse_hex(sn, strlen(sn), &named) < 0 || named == 0)) {
+        sd_req_reply_error(req, 400, "invalid_parameter",
+                           "snapshot must be a snapshot_id this hub returned (%d hex digits)",
+                           SD_SNAPSHOT_ID_HEX);
+        return SD_REQ_DONE;
+    }
+    if (sn && snapshot != 0 && named != snapshot) {
+        sd_req_reply_error(req, 400, "invalid_parameter",
+                           "snapshot and cursor name different snapshots");
         return SD_REQ_DONE;
     }
     struct call *c = sd_calloc(1, sizeof(*c));
     c->kind = CALL_MEMBERS;
     c->segment_id = sd_strdup(req->params[1]);
     c->after = after;
+    c->snapshot_id = snapshot ? snapshot : named;
     c->limit = (size_t)limit;
     return submit(req, c);
 }
@@ -362,9 +410,12 @@ static void reply_members(struct sd_req *req, const struct sd_member_page *page)
             data, json_pack("{s:I, s:o, s:o}", "profile_id", (json_int_t)m->profile_id, "email",
                             m->email ? json_string(m->email) : json_null(), "source_ids", ids));
     }
-    char cursor[32];
-    snprintf(cursor, sizeof(cursor), CURSOR_PREFIX "%" PRIx64, (uint64_t)page->next_after);
+    char cursor[64], snap[SD_SNAPSHOT_ID_HEX + 1];
+    snprintf(snap, sizeof(snap), "%016" PRIx64, (uint64_t)page->snapshot_id);
+    snprintf(cursor, sizeof(cursor), SNAP_CURSOR_PREFIX "%s.%" PRIx64, snap,
+             (uint64_t)page->next_after);
     sd_req_reply_json(req, 200,
-                      json_pack("{s:o, s:s, s:b}", "data", data, "next_cursor", cursor, "has_more",
-                                page->has_more));
+                      json_pack("{s:o, s:s, s:b, s:s, s:I}", "data", data, "next_cursor", cursor,
+                                "has_more", page->has_more, "snapshot_id", snap, "member_count",
+                                (json_int_t)page->member_count));
 }

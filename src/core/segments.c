@@ -5,7 +5,9 @@
  * the stored text is the truth, and a rule that no longer parses — a later release dropped a
  * field — fails that call with -EINVAL instead of silently meaning something else.
  * Counting happens before the write that stores the count, outside any transaction: the count
- * is what the rule matched at computed_usec, which is what the API reports. */
+ * is what the rule matched at computed_usec, which is what the API reports. Counting freezes
+ * the member ids in a snapshot (store/audience.h) whose id the answer carries; member pages
+ * read a snapshot by keyset, so the count and the pages agree and no page recomputes the rule. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +77,8 @@ int sd_segment_load(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, cons
     return 0;
 }
 
+static void move_page(struct sd_seg_member_page *sp_in, struct sd_member_page *ret);
+
 void sd_member_page_release(struct sd_member_page *p)
 {
     if (!p) {
@@ -128,7 +132,15 @@ int sd_segment_members_within(struct sd_hub *hub, const struct sd_segment *seg, 
     if (r < 0) {
         return r;
     }
-    /* Same shape, core's names: move every pointer over. */
+    move_page(&sp, ret);
+    return 0;
+}
+
+/* Same shape, core's names: move every pointer of sp over to *ret. */
+static void move_page(struct sd_seg_member_page *sp_in, struct sd_member_page *ret)
+{
+    struct sd_seg_member_page sp = *sp_in;
+    *sp_in = (struct sd_seg_member_page){0};
     struct sd_member_page page = {
         .v = sd_calloc(sp.n ? sp.n : 1, sizeof(*page.v)),
         .n = sp.n,
@@ -150,6 +162,57 @@ int sd_segment_members_within(struct sd_hub *hub, const struct sd_segment *seg, 
     }
     sd_seg_member_page_release(&sp);
     *ret = page;
+}
+
+/* The stored rule of seg, parsed: -EINVAL if it no longer parses. */
+static int rule_of(const struct sd_segment *seg, struct sd_seg_rule **ret)
+{
+    struct sd_issues errors;
+    sd_issues_init(&errors, 1);
+    int r = sd_seg_rule_parse(seg->rules, "/rules", ret, &errors);
+    sd_issues_release(&errors);
+    return r < 0 ? -EINVAL : 0;
+}
+
+int sd_segment_members_snapshot(struct sd_hub *hub, const struct sd_segment *seg,
+                                int64_t snapshot_id, int64_t after, size_t limit,
+                                const struct sd_seg_budget *budget, struct sd_member_page *ret)
+{
+    if (!seg || limit < 1 || limit > SD_SEGMENT_MEMBERS_MAX || snapshot_id < 0) {
+        return -EINVAL;
+    }
+    int r = 0;
+    if (snapshot_id == 0) {
+        struct sd_seg_rule *rule = NULL;
+        r = rule_of(seg, &rule);
+        int64_t now = sd_now_usec(), count = 0;
+        if (r == 0) {
+            struct sd_seg_budget b = budget_of(hub, budget);
+            r = sd_store_segment_snapshot_create(hub->store, seg->tenant_id, seg->env, seg->id,
+                                                 rule, now, SD_SEGMENT_SNAPSHOT_TTL_USEC, &b,
+                                                 &snapshot_id, &count);
+        }
+        sd_seg_rule_free(rule);
+        if (r == 0) {
+            /* The segment's count is this snapshot's from now on: the count agrees with the
+             * pages being read. */
+            r = sd_store_segment_set_count(hub->store, seg->tenant_id, seg->env, seg->id, count,
+                                           now);
+        }
+        if (r < 0) {
+            return r;
+        }
+    }
+    struct sd_seg_member_page sp = {0};
+    r = sd_store_segment_snapshot_members(hub->store, seg->tenant_id, seg->env, seg->id,
+                                          snapshot_id, sd_now_usec(), after, limit, &sp);
+    if (r < 0) {
+        return r == -ENOENT ? -ESTALE : r;
+    }
+    int64_t total = sp.total;
+    move_page(&sp, ret);
+    ret->snapshot_id = snapshot_id;
+    ret->member_count = total;
     return 0;
 }
 
@@ -302,11 +365,14 @@ int sd_segment_create(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, co
         return r;
     }
     char id[21];
-    int64_t now = sd_now_usec(), count = 0;
+    int64_t now = sd_now_usec(), count = 0, snapshot_id = 0;
     r = new_id(id);
     if (r == 0) {
+        /* Counting freezes the members in a snapshot, so pages of them agree with this count. */
         struct sd_seg_budget b = budget_of(hub, budget);
-        r = sd_store_segment_count(hub->store, tenant_id, env, rule, now, &b, &count);
+        r = sd_store_segment_snapshot_create(hub->store, tenant_id, env, id, rule, now,
+                                             SD_SEGMENT_SNAPSHOT_TTL_USEC, &b, &snapshot_id,
+                                             &count);
     }
     if (r == 0) {
         struct sd_segment_row row = {
@@ -328,7 +394,11 @@ int sd_segment_create(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, co
     if (r < 0) {
         return r;
     }
-    return sd_segment_load(hub, tenant_id, env, id, ret);
+    r = sd_segment_load(hub, tenant_id, env, id, ret);
+    if (r == 0) {
+        (*ret)->snapshot_id = snapshot_id;
+    }
+    return r;
 }
 
 int sd_segment_update(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const char *id,
@@ -370,9 +440,10 @@ int sd_segment_update(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, co
             goto out;
         }
     }
-    int64_t now = sd_now_usec(), count = 0;
+    int64_t now = sd_now_usec(), count = 0, snapshot_id = 0;
     struct sd_seg_budget b = budget_of(hub, budget);
-    r = sd_store_segment_count(hub->store, tenant_id, env, rule, now, &b, &count);
+    r = sd_store_segment_snapshot_create(hub->store, tenant_id, env, id, rule, now,
+                                         SD_SEGMENT_SNAPSHOT_TTL_USEC, &b, &snapshot_id, &count);
     if (r < 0) {
         goto out;
     }
@@ -382,6 +453,9 @@ int sd_segment_update(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, co
     r = sd_store_segment_update(hub->store, &row);
     if (r == 0) {
         r = sd_segment_load(hub, tenant_id, env, id, ret);
+    }
+    if (r == 0) {
+        (*ret)->snapshot_id = snapshot_id;
     }
 out:
     sd_seg_rule_free(rule);
@@ -427,5 +501,10 @@ json_t *sd_segment_view(const struct sd_segment *s)
     json_object_set_new(o, "computed_at", sd_json_time(s->computed_usec));
     json_object_set_new(o, "created_at", sd_json_time(s->created_usec));
     json_object_set_new(o, "updated_at", sd_json_time(s->updated_usec));
+    if (s->snapshot_id > 0) {
+        char snap[SD_SNAPSHOT_ID_HEX + 1];
+        snprintf(snap, sizeof(snap), "%016llx", (unsigned long long)s->snapshot_id);
+        json_object_set_new(o, "snapshot_id", json_string(snap));
+    }
     return o;
 }

@@ -32,6 +32,7 @@
 
 #define SD_SEGMENT_NAME_MAX 200         /* bytes */
 #define SD_SEGMENT_DESCRIPTION_MAX 2000 /* bytes */
+#define SD_SNAPSHOT_ID_HEX 16           /* a snapshot id as the API shows it: %016llx */
 
 struct sd_segment {
     char *id; /* "seg_" + 16 hex */
@@ -44,6 +45,7 @@ struct sd_segment {
     int64_t computed_usec;
     int64_t created_usec;
     int64_t updated_usec;
+    int64_t snapshot_id; /* create/update: the snapshot of the members just counted; 0 else */
 };
 void sd_segment_free(struct sd_segment *s); /* NULL is fine */
 
@@ -64,8 +66,10 @@ struct sd_member {
 struct sd_member_page {
     struct sd_member *v;
     size_t n;
-    bool has_more;      /* members with a greater profile id exist */
-    int64_t next_after; /* pass as `after` for the next page (the last id of this one) */
+    bool has_more;        /* members with a greater profile id exist */
+    int64_t next_after;   /* pass as `after` for the next page (the last id of this one) */
+    int64_t snapshot_id;  /* sd_segment_members_snapshot: the snapshot paged (0 otherwise) */
+    int64_t member_count; /* its count, as the segment's member_count when it was made */
 };
 void sd_member_page_release(struct sd_member_page *p);
 
@@ -78,6 +82,17 @@ int sd_segment_members(struct sd_hub *hub, const struct sd_segment *seg, int64_t
 int sd_segment_members_within(struct sd_hub *hub, const struct sd_segment *seg, int64_t after,
                               size_t limit, const struct sd_seg_budget *budget,
                               struct sd_member_page *ret);
+
+/* Members from a snapshot (store/audience.h): snapshot_id 0 computes the rule once, freezes
+ * its member ids in a new snapshot (SD_SEGMENT_SNAPSHOT_TTL_USEC) and stores its count as the
+ * segment's member_count; else the page of that snapshot of this segment (-ESTALE: no such
+ * snapshot, or it expired; -ENOENT stays "no such segment"). Either way the page reads ids by
+ * keyset (profile_id > after): count and pages agree, and no page recomputes the rule. Today's
+ * opt-outs, suppressions and erasures still apply to every page. page->snapshot_id / member_count
+ * say which snapshot. */
+int sd_segment_members_snapshot(struct sd_hub *hub, const struct sd_segment *seg,
+                                int64_t snapshot_id, int64_t after, size_t limit,
+                                const struct sd_seg_budget *budget, struct sd_member_page *ret);
 
 /* ---- for the HTTP API ---------------------------------------------------------------------- */
 
@@ -102,7 +117,8 @@ int sd_segment_list(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
 void sd_segments_free(struct sd_segment **v, size_t n);
 int sd_segment_delete(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const char *id);
 /* {"segment_id", "segment_name", "description", "rules", "member_count", "computed_at",
- * "created_at", "updated_at"} (times RFC 3339 UTC). New reference. */
+ * "created_at", "updated_at"} (times RFC 3339 UTC), and "snapshot_id" (16 hex) when the
+ * segment was just counted. New reference. */
 json_t *sd_segment_view(const struct sd_segment *s);
 
 #endif

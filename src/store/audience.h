@@ -308,6 +308,7 @@ struct sd_seg_member_page {
     size_t n;
     bool has_more;      /* members with a greater profile id exist */
     int64_t next_after; /* the last profile id of the page (the `after` given if empty) */
+    int64_t total;      /* snapshot pages: the snapshot's member count (0 otherwise) */
 };
 void sd_seg_member_page_release(struct sd_seg_member_page *p);
 
@@ -324,6 +325,9 @@ struct sd_seg_budget {
 
 #define SD_SEGMENTS_MAX 1000         /* segments per tenant and environment */
 #define SD_SEGMENT_MEMBERS_MAX 10000 /* members per page */
+#define SD_SEGMENT_SNAPSHOT_TTL_USEC (15 * 60 * 1000000LL) /* a snapshot lives 15 minutes */
+#define SD_SEGMENT_SNAPSHOTS_MAX 8       /* snapshots kept per tenant+env (newest) */
+#define SD_SEGMENT_SNAPSHOT_CHUNK 10000  /* ids written per write transaction */
 
 struct sd_store_segment_ops {
     /* Control plane (ctl connection; does not bump the settings version: nothing reloads on
@@ -351,6 +355,26 @@ struct sd_store_segment_ops {
     int (*members)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                    const struct sd_seg_rule *rule, int64_t now_usec, int64_t after, size_t limit,
                    const struct sd_seg_budget *budget, struct sd_seg_member_page *ret);
+    /* Snapshots: a segment's members frozen at now_usec, so a count and all pages of members
+     * come from one computation and a page costs a keyset read, not the rule again.
+     * snapshot_create computes the rule once (read pool, within budget, errors as count),
+     * then writes the ids through the control plane in transactions of at most
+     * SD_SEGMENT_SNAPSHOT_CHUNK rows (the writer waits for one chunk at most, never for the
+     * computation); the snapshot is visible only once complete. It first purges expired
+     * snapshots (every tenant) and the oldest of this tenant+env beyond
+     * SD_SEGMENT_SNAPSHOTS_MAX - 1. Returns a new positive id and the member count; it expires
+     * at now_usec + ttl_usec. snapshot_members: the page of snapshot `id` of this segment,
+     * tenant and env with profile id > after, in id order, its e-mails and source ids read now;
+     * a profile that is no member any more by today's flags (opt_out, suppressed, erased or
+     * merged away) is left out at read time, never returned from a stale snapshot. -ENOENT if
+     * there is no such complete snapshot, or it expired at now_usec. page->total: its count. */
+    int (*snapshot_create)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const char *segment_id, const struct sd_seg_rule *rule,
+                           int64_t now_usec, int64_t ttl_usec, const struct sd_seg_budget *budget,
+                           int64_t *ret_id, int64_t *ret_count);
+    int (*snapshot_members)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                            const char *segment_id, int64_t id, int64_t now_usec, int64_t after,
+                            size_t limit, struct sd_seg_member_page *ret);
 };
 
 /* Wrappers (store/audience_segments.c): the handle's ops, -ENOTSUP if the backend has none. */
@@ -371,6 +395,15 @@ int sd_store_segment_members(struct sd_store_handle *h, int64_t tenant_id, enum 
                              const struct sd_seg_rule *rule, int64_t now_usec, int64_t after,
                              size_t limit, const struct sd_seg_budget *budget,
                              struct sd_seg_member_page *ret);
+int sd_store_segment_snapshot_create(struct sd_store_handle *h, int64_t tenant_id,
+                                     enum sd_env env, const char *segment_id,
+                                     const struct sd_seg_rule *rule, int64_t now_usec,
+                                     int64_t ttl_usec, const struct sd_seg_budget *budget,
+                                     int64_t *ret_id, int64_t *ret_count);
+int sd_store_segment_snapshot_members(struct sd_store_handle *h, int64_t tenant_id,
+                                      enum sd_env env, const char *segment_id, int64_t id,
+                                      int64_t now_usec, int64_t after, size_t limit,
+                                      struct sd_seg_member_page *ret);
 /* SEGMENTS-END */
 
 /* ==== outbox ================================================================================== */

@@ -61,6 +61,23 @@ int sd_store_segment_members(struct sd_store_handle *h, int64_t tenant_id, enum 
     return SEG_CALL(members, tenant_id, env, rule, now_usec, after, limit, budget, ret);
 }
 
+int sd_store_segment_snapshot_create(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                                     const char *segment_id, const struct sd_seg_rule *rule,
+                                     int64_t now_usec, int64_t ttl_usec,
+                                     const struct sd_seg_budget *budget, int64_t *ret_id,
+                                     int64_t *ret_count)
+{
+    return SEG_CALL(snapshot_create, tenant_id, env, segment_id, rule, now_usec, ttl_usec, budget,
+                    ret_id, ret_count);
+}
+
+int sd_store_segment_snapshot_members(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                                      const char *segment_id, int64_t id, int64_t now_usec,
+                                      int64_t after, size_t limit, struct sd_seg_member_page *ret)
+{
+    return SEG_CALL(snapshot_members, tenant_id, env, segment_id, id, now_usec, after, limit, ret);
+}
+
 /* ---- release helpers --------------------------------------------------------------------------
  */
 

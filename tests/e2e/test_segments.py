@@ -57,6 +57,37 @@ def box_office(api, prefix):
     return c, e
 
 
+# Rules over box_office and their exact members (also read through snapshots by
+# test_segment_snapshots.py).
+RULE_CASES = [
+    ({"bought": {"cast": "anna netrebko"}}, ["A"]),
+    ({"bought": {"title": {"contains": "ZAUBER"}}}, ["A", "B"]),
+    ({"bought": {"ticket_category": "vip"}}, ["B"]),
+    ({"bought": {"time": {"lt": "19:00"}}}, ["A", "B", "C"]),
+    ({"bought": {"weekday": "friday"}}, ["A"]),  # 2025-10-03
+    ({"bought": {"date": {"after": "2025-11-01"}}}, ["A", "B", "C"]),
+    ({"bought": {"purchased": {"before": "2024-06-01"}}}, ["B", "C"]),
+    ({"bought": {"price": {"currency": "EUR", "gte": "100.00"}}}, ["B"]),
+    ({"count": {"of": "tickets", "gte": 3}}, ["A", "B"]),
+    ({"count": {"of": "purchases", "eq": 0}}, ["E"]),
+    ({"count": {"of": "events", "eq": 2}}, ["A"]),
+    ({"count": {"of": "spend", "currency": "EUR", "gte": "500.00"}}, ["B"]),  # 600.00
+    ({"count": {"of": "spend", "currency": "EUR", "lt": 10000}}, ["C", "E"]),
+    ({"first_purchase": {"before": "2024-01-01"}}, ["C"]),
+    ({"last_purchase": {"after": "2025-01-01"}}, ["A"]),
+    ({"last_purchase": {"exists": False}}, ["E"]),
+    ({"customer": {"post_code": {"prefix": "10"}}}, ["A", "C"]),
+    ({"customer": {"city": "hamburg"}}, ["B"]),
+    ({"customer": {"salutation": {"in": ["Ms", "Frau"]}}}, ["A", "C"]),
+    ({"all": [{"bought": {"composer": "giuseppe verdi"}},
+              {"customer": {"post_code": {"prefix": "109"}}}]}, ["C"]),
+    ({"any": [{"bought": {"city": "hamburg"}}, {"count": {"of": "purchases", "eq": 0}}]},
+     ["A", "B", "E"]),
+    ({"not": {"bought": {}}}, ["E"]),
+    ({"all": []}, ["A", "B", "C", "E"]),
+]
+
+
 class SegmentTests(harness.ServerCase):
     TENANTS = {name: ["test", "prod"] for name in
                ("s_create", "s_rules", "s_crud", "s_pages", "s_errors", "s_scope", "s_optout",
@@ -120,34 +151,7 @@ class SegmentTests(harness.ServerCase):
     def test_rule_kinds(self):
         api = self.api("s_rules")
         c, e = box_office(api, "ru")
-        cases = [
-            ({"bought": {"cast": "anna netrebko"}}, ["A"]),
-            ({"bought": {"title": {"contains": "ZAUBER"}}}, ["A", "B"]),
-            ({"bought": {"ticket_category": "vip"}}, ["B"]),
-            ({"bought": {"time": {"lt": "19:00"}}}, ["A", "B", "C"]),
-            ({"bought": {"weekday": "friday"}}, ["A"]),  # 2025-10-03
-            ({"bought": {"date": {"after": "2025-11-01"}}}, ["A", "B", "C"]),
-            ({"bought": {"purchased": {"before": "2024-06-01"}}}, ["B", "C"]),
-            ({"bought": {"price": {"currency": "EUR", "gte": "100.00"}}}, ["B"]),
-            ({"count": {"of": "tickets", "gte": 3}}, ["A", "B"]),
-            ({"count": {"of": "purchases", "eq": 0}}, ["E"]),
-            ({"count": {"of": "events", "eq": 2}}, ["A"]),
-            ({"count": {"of": "spend", "currency": "EUR", "gte": "500.00"}}, ["B"]),  # 600.00
-            ({"count": {"of": "spend", "currency": "EUR", "lt": 10000}}, ["C", "E"]),
-            ({"first_purchase": {"before": "2024-01-01"}}, ["C"]),
-            ({"last_purchase": {"after": "2025-01-01"}}, ["A"]),
-            ({"last_purchase": {"exists": False}}, ["E"]),
-            ({"customer": {"post_code": {"prefix": "10"}}}, ["A", "C"]),
-            ({"customer": {"city": "hamburg"}}, ["B"]),
-            ({"customer": {"salutation": {"in": ["Ms", "Frau"]}}}, ["A", "C"]),
-            ({"all": [{"bought": {"composer": "giuseppe verdi"}},
-                      {"customer": {"post_code": {"prefix": "109"}}}]}, ["C"]),
-            ({"any": [{"bought": {"city": "hamburg"}}, {"count": {"of": "purchases", "eq": 0}}]},
-             ["A", "B", "E"]),
-            ({"not": {"bought": {}}}, ["E"]),
-            ({"all": []}, ["A", "B", "C", "E"]),
-        ]
-        for rules, want in cases:
+        for rules, want in RULE_CASES:
             with self.subTest(rules=rules):
                 r = self.create(api, rules)
                 self.assertEqual(r.json["member_count"], len(want), rules)

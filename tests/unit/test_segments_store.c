@@ -213,8 +213,77 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The members of snapshot id (of segment "seg_t") read page by page, named as members() names
+ * them; -ENOENT (as a negative return in *ret_r) if the snapshot cannot be read at now_usec. */
+static char *snap_listing(struct fx *f, int64_t tenant, enum sd_env env, int64_t id,
+                          int64_t now_usec, size_t page, int *ret_r)
+{
+    struct sd_buf b;
+    sd_buf_init(&b);
+    sd_buf_puts(&b, "");
+    char **names = NULL;
+    size_t got = 0;
+    int64_t after = 0, last = 0;
+    *ret_r = 0;
+    for (int guard = 0; guard < 1000; guard++) {
+        struct sd_seg_member_page p = {0};
+        int r = sd_store_segment_snapshot_members(f->h, tenant, env, "seg_t", id, now_usec, after,
+                                                  page, &p);
+        if (r < 0) {
+            *ret_r = r;
+            break;
+        }
+        assert_true(p.n <= page);
+        names = sd_realloc(names, (got + p.n + 1) * sizeof(*names));
+        for (size_t i = 0; i < p.n; i++) {
+            assert_true(p.v[i].profile_id > last);
+            last = p.v[i].profile_id;
+            assert_true(p.v[i].n_sources >= 1);
+            const char *best = p.v[i].sources[0].customer_id;
+            for (size_t j = 1; j < p.v[i].n_sources; j++) {
+                if (strcmp(p.v[i].sources[j].customer_id, best) < 0) {
+                    best = p.v[i].sources[j].customer_id;
+                }
+            }
+            names[got++] = sd_strdup(best);
+        }
+        after = p.next_after;
+        bool more = p.has_more;
+        sd_seg_member_page_release(&p);
+        if (!more) {
+            break;
+        }
+    }
+    if (got > 1) {
+        qsort(names, got, sizeof(*names), cmp_str);
+    }
+    for (size_t i = 0; i < got; i++) {
+        sd_buf_printf(&b, "%s%s", i ? "," : "", names[i]);
+        free(names[i]);
+    }
+    free(names);
+    return sd_buf_steal(&b);
+}
+
+static int64_t snap_make(struct fx *f, int64_t tenant, enum sd_env env, const char *text,
+                         int64_t now_usec, int64_t *ret_count)
+{
+    struct sd_seg_rule *r = rule_of(text);
+    int64_t id = 0, n = -1;
+    assert_int_equal(sd_store_segment_snapshot_create(f->h, tenant, env, "seg_t", r, now_usec,
+                                                      SD_SEGMENT_SNAPSHOT_TTL_USEC, NULL, &id, &n),
+                     0);
+    assert_true(id > 0);
+    sd_seg_rule_free(r);
+    if (ret_count) {
+        *ret_count = n;
+    }
+    return id;
+}
+
 /* The members of rule as "A,B,C" (each named by its smallest customer id), checked against the
- * count, and paged through with `page` members per call. */
+ * count, and paged through with `page` members per call; a snapshot of the
+ * rule made then must hold exactly them. */
 static char *members(struct fx *f, int64_t tenant, enum sd_env env, const char *text, size_t page)
 {
     struct sd_seg_rule *r = rule_of(text);
@@ -263,6 +332,18 @@ static char *members(struct fx *f, int64_t tenant, enum sd_env env, const char *
     }
     free(names);
     sd_seg_rule_free(r);
+    /* A snapshot of the same rule at the same instant holds exactly these members, and its
+     * count is theirs: count and pages agree. */
+    int64_t sn = -1;
+    int64_t id = snap_make(f, tenant, env, text, NOW_USEC, &sn);
+    assert_int_equal(sn, n);
+    int rr = 0;
+    char *snap = snap_listing(f, tenant, env, id, NOW_USEC, page, &rr);
+    assert_int_equal(rr, 0);
+    if (strcmp(snap, b.data) != 0) {
+        fail_msg("rule %s: snapshot [%s], computed [%s]", text, snap, b.data);
+    }
+    free(snap);
     return sd_buf_steal(&b);
 }
 
@@ -1103,9 +1184,11 @@ static void test_lifecycle_migration(void **state)
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     char sql[2048];
     /* back to the schema before 0010_order_lifecycle.sql: what later migrations made goes too
-     * (0011_sale_scans.sql), and every migration from 0010 on runs again */
+     * (0011_sale_scans.sql, 0012_segment_snapshots.sql), and every migration from 0010 on
+     * runs again */
     snprintf(
         sql, sizeof(sql),
+        "DROP TABLE segment_snapshot_members; DROP TABLE segment_snapshots;"
         "DROP TRIGGER sale_scans_sale_gone; DROP TABLE sale_scans;"
         "DROP INDEX seg_sales_lifecycle; DROP INDEX seg_sales_event; DROP INDEX sales_customer;"
         "ALTER TABLE sales DROP COLUMN order_type; ALTER TABLE sales DROP COLUMN status;"
@@ -1144,6 +1227,105 @@ static void test_lifecycle_migration(void **state)
     check_cases(f, cases, sizeof(cases) / sizeof(*cases));
 }
 
+/* ---- snapshots ------------------------------------------------------------------------------- */
+
+/* A snapshot keeps the members of its instant: a later customer is only in the next one;
+ * today's opt-outs, suppressions and erasures still leave a stale snapshot at once. */
+static void test_snapshot_frozen(void **state)
+{
+    struct fx *f = *state;
+    const char *all = "{\"all\":[]}";
+    int64_t n = 0;
+    int64_t s1 = snap_make(f, f->acme, SD_ENV_TEST, all, NOW_USEC, &n);
+    assert_int_equal(n, 4);
+    ingest(f, f->acme, SD_ENV_TEST, NULL, "{\"customers\":[" CU("F", "f@x.org", "") "]}");
+    int r = 0;
+    char *got = snap_listing(f, f->acme, SD_ENV_TEST, s1, NOW_USEC, 2, &r);
+    assert_int_equal(r, 0);
+    assert_string_equal(got, "A,B,C,E");
+    free(got);
+    int64_t s2 = snap_make(f, f->acme, SD_ENV_TEST, all, NOW_USEC, &n);
+    assert_true(s2 != s1);
+    assert_int_equal(n, 5);
+    got = snap_listing(f, f->acme, SD_ENV_TEST, s2, NOW_USEC, 2, &r);
+    assert_string_equal(got, "A,B,C,E,F");
+    free(got);
+    /* B opts out, E is suppressed, C is erased: gone from both snapshots at once */
+    ingest(f, f->acme, SD_ENV_TEST, NULL,
+           "{\"customers\":[" CU("B", "b@x.org", ",\"ad_opt_out\":true") "]}");
+    const char *keys[] = {"e@x.org"};
+    struct sd_suppress_result sr = {0};
+    assert_int_equal(sd_store_write_begin(f->h), 0);
+    assert_int_equal(sd_store_profile_suppress(f->h, f->acme, SD_ENV_TEST, keys, 1, &sr), 0);
+    assert_int_equal(sd_store_write_commit(f->h), 0);
+    struct sd_erasure_result er = {0};
+    assert_int_equal(sd_store_write_begin(f->h), 0);
+    assert_int_equal(sd_store_profile_erase(f->h, f->acme, SD_ENV_TEST, "webhook", "C", &er), 0);
+    assert_int_equal(sd_store_write_commit(f->h), 0);
+    got = snap_listing(f, f->acme, SD_ENV_TEST, s1, NOW_USEC, 1, &r);
+    assert_int_equal(r, 0);
+    assert_string_equal(got, "A");
+    free(got);
+    got = snap_listing(f, f->acme, SD_ENV_TEST, s2, NOW_USEC, 10, &r);
+    assert_string_equal(got, "A,F");
+    free(got);
+}
+
+/* A snapshot is read only in its scope and segment, until it expires; a scope keeps at most
+ * SD_SEGMENT_SNAPSHOTS_MAX (the oldest goes), and an expired one is purged by the next. */
+static void test_snapshot_scope_purge(void **state)
+{
+    struct fx *f = *state;
+    const char *all = "{\"all\":[]}";
+    int64_t s1 = snap_make(f, f->acme, SD_ENV_TEST, all, NOW_USEC, NULL);
+    struct sd_seg_member_page p = {0};
+    assert_int_equal(sd_store_segment_snapshot_members(f->h, f->beta, SD_ENV_TEST, "seg_t", s1,
+                                                       NOW_USEC, 0, 10, &p),
+                     -ENOENT);
+    assert_int_equal(sd_store_segment_snapshot_members(f->h, f->acme, SD_ENV_PROD, "seg_t", s1,
+                                                       NOW_USEC, 0, 10, &p),
+                     -ENOENT);
+    assert_int_equal(sd_store_segment_snapshot_members(f->h, f->acme, SD_ENV_TEST, "seg_u", s1,
+                                                       NOW_USEC, 0, 10, &p),
+                     -ENOENT);
+    int64_t late = NOW_USEC + SD_SEGMENT_SNAPSHOT_TTL_USEC;
+    assert_int_equal(sd_store_segment_snapshot_members(f->h, f->acme, SD_ENV_TEST, "seg_t", s1,
+                                                       late - 1, 0, 10, &p),
+                     0);
+    assert_int_equal(p.total, 4);
+    sd_seg_member_page_release(&p);
+    assert_int_equal(
+        sd_store_segment_snapshot_members(f->h, f->acme, SD_ENV_TEST, "seg_t", s1, late, 0, 10, &p),
+        -ENOENT);
+    /* the cap: s1 and SD_SEGMENT_SNAPSHOTS_MAX more, the oldest (s1) goes, the others stay */
+    int64_t ids[SD_SEGMENT_SNAPSHOTS_MAX];
+    for (int i = 0; i < SD_SEGMENT_SNAPSHOTS_MAX; i++) {
+        ids[i] = snap_make(f, f->acme, SD_ENV_TEST, all, NOW_USEC + 1 + i, NULL);
+    }
+    int r = 0;
+    char *got = snap_listing(f, f->acme, SD_ENV_TEST, s1, NOW_USEC, 10, &r);
+    assert_int_equal(r, -ENOENT);
+    free(got);
+    for (int i = 0; i < SD_SEGMENT_SNAPSHOTS_MAX; i++) {
+        got = snap_listing(f, f->acme, SD_ENV_TEST, ids[i], NOW_USEC, 10, &r);
+        assert_int_equal(r, 0);
+        assert_string_equal(got, "A,B,C,E");
+        free(got);
+    }
+    /* another scope's snapshot is not counted against acme's cap; expiry purges any scope */
+    int64_t b1 = snap_make(f, f->beta, SD_ENV_TEST, all, NOW_USEC, NULL);
+    got = snap_listing(f, f->beta, SD_ENV_TEST, b1, NOW_USEC, 10, &r);
+    assert_int_equal(r, 0);
+    assert_string_equal(got, "Q");
+    free(got);
+    (void)snap_make(f, f->beta, SD_ENV_TEST, all, late + SD_SEGMENT_SNAPSHOTS_MAX, NULL);
+    for (int i = 0; i < SD_SEGMENT_SNAPSHOTS_MAX; i++) {
+        got = snap_listing(f, f->acme, SD_ENV_TEST, ids[i], NOW_USEC, 10, &r);
+        assert_int_equal(r, -ENOENT); /* purged, not merely unreadable: read before expiry */
+        free(got);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1164,6 +1346,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lifecycle_refunds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lifecycle_replace, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lifecycle_migration, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_frozen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_scope_purge, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -72,6 +72,13 @@ enum {
     SLOT_GET,
     SLOT_LIST,
     SLOT_SOURCES,
+    SLOT_SNAP_PURGE_MEMBERS = 40,
+    SLOT_SNAP_PURGE,
+    SLOT_SNAP_INSERT,
+    SLOT_SNAP_MEMBER,
+    SLOT_SNAP_COMPLETE,
+    SLOT_SNAP_GET,
+    SLOT_SNAP_PAGE,
 };
 
 #define SEG_COLS                                                                                   \
@@ -1390,6 +1397,293 @@ out:
     return r;
 }
 
+/* ---- snapshots ------------------------------------------------------------------------------- */
+
+/* The snapshots to purge: expired ones (?1 now), and this scope's (?2, ?3) beyond the newest
+ * ?4 (the new one makes the cap). */
+#define SNAP_DOOMED                                                                                \
+    "SELECT id FROM segment_snapshots WHERE expires_usec <= ?1 UNION SELECT id FROM"               \
+    " (SELECT id FROM segment_snapshots WHERE tenant_id = ?2 AND env = ?3"                         \
+    " ORDER BY created_usec DESC, id DESC LIMIT -1 OFFSET ?4)"
+static const char SQL_SNAP_PURGE_MEMBERS[] =
+    "DELETE FROM segment_snapshot_members WHERE snapshot_id IN (" SNAP_DOOMED ")";
+static const char SQL_SNAP_PURGE[] = "DELETE FROM segment_snapshots WHERE id IN (" SNAP_DOOMED ")";
+static const char SQL_SNAP_INSERT[] =
+    "INSERT INTO segment_snapshots (id, tenant_id, env, segment_id, member_count, created_usec,"
+    " expires_usec, complete) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)";
+static const char SQL_SNAP_MEMBER[] =
+    "INSERT INTO segment_snapshot_members (snapshot_id, profile_id) VALUES (?1, ?2)";
+static const char SQL_SNAP_COMPLETE[] = "UPDATE segment_snapshots SET complete = 1 WHERE id = ?1";
+static const char SQL_SNAP_GET[] =
+    "SELECT member_count FROM segment_snapshots WHERE id = ?1 AND tenant_id = ?2 AND env = ?3"
+    " AND segment_id = ?4 AND complete = 1 AND expires_usec > ?5";
+/* Today's flags apply: a profile opted out, suppressed, erased or merged away since is left
+ * out (the join finds no profile of this scope with both flags 0). */
+static const char SQL_SNAP_PAGE[] =
+    "SELECT m.profile_id FROM segment_snapshot_members m JOIN profiles p ON p.id = m.profile_id"
+    " WHERE m.snapshot_id = ?1 AND m.profile_id > ?2 AND p.tenant_id = ?3 AND p.env = ?4"
+    " AND p.opt_out = 0 AND p.suppressed = 0"
+    " ORDER BY m.profile_id LIMIT ?5";
+
+/* Every member id of rule at now_usec, in id order, from one read transaction. */
+static int member_ids(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                      const struct sd_seg_rule *rule, int64_t now_usec,
+                      const struct sd_seg_budget *budget, int64_t **ret, size_t *ret_n)
+{
+    struct q q = {0};
+    int r = build(&q, rule, now_usec, false);
+    if (r < 0) {
+        q_release(&q);
+        return r;
+    }
+    struct conn *c = NULL;
+    r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        q_release(&q);
+        return r;
+    }
+    int64_t *v = NULL;
+    size_t n = 0, cap = 0;
+    sqlite3_stmt *st = NULL;
+    struct limits lim;
+    limits_init(&lim, budget);
+    r = over_limits(&lim) ? lim.reason : ensure_fold(c);
+    if (r == 0) {
+        r = prepare(c, &q, tenant_id, env, &st);
+    }
+    if (r == 0 && (sqlite3_bind_int64(st, 3, 0) | sqlite3_bind_int64(st, 4, -1)) != SQLITE_OK) {
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    if (r == 0) {
+        limits_on(c, &lim);
+        while ((r = step(c, st, &lim, "segment snapshot")) == SQLITE_ROW) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 1024;
+                v = sd_realloc(v, cap * sizeof(*v));
+            }
+            v[n++] = sqlite3_column_int64(st, 0);
+        }
+        limits_off(c);
+        if (r == SQLITE_DONE) {
+            r = 0;
+        }
+    }
+    sqlite3_finalize(st);
+    sd_sqlite_pool_put(s, c);
+    q_release(&q);
+    if (r < 0) {
+        free(v);
+        return r;
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+/* Bind ?1..?4 of a purge statement and run it (inside a ctl write). */
+static int snap_purge(struct conn *k, unsigned slot, const char *sql, int64_t now_usec,
+                      int64_t tenant_id, enum sd_env env)
+{
+    sqlite3_stmt *st = sd_sqlite_stmt_extra(k, slot, sql);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sqlite3_bind_int64(st, 1, now_usec) | sqlite3_bind_int64(st, 2, tenant_id) |
+         sqlite3_bind_int(st, 3, (int)env) |
+         sqlite3_bind_int(st, 4, SD_SEGMENT_SNAPSHOTS_MAX - 1)) != SQLITE_OK) {
+        return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+    }
+    return sd_sqlite_step_done(k, st, "segment snapshot purge");
+}
+
+/* The first ctl transaction: purge, then the snapshot's row (not complete yet). */
+static int snap_open(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *segment_id,
+                     int64_t id, int64_t count, int64_t now_usec, int64_t ttl_usec)
+{
+    int r = sd_sqlite_ctl_begin_write(s);
+    if (r < 0) {
+        return r;
+    }
+    struct conn *k = s->ctl;
+    r = snap_purge(k, SLOT_SNAP_PURGE_MEMBERS, SQL_SNAP_PURGE_MEMBERS, now_usec, tenant_id, env);
+    if (r == 0) {
+        r = snap_purge(k, SLOT_SNAP_PURGE, SQL_SNAP_PURGE, now_usec, tenant_id, env);
+    }
+    sqlite3_stmt *st = r == 0 ? sd_sqlite_stmt_extra(k, SLOT_SNAP_INSERT, SQL_SNAP_INSERT) : NULL;
+    if (r == 0 && !st) {
+        r = -EIO;
+    }
+    if (r == 0) {
+        if ((sqlite3_bind_int64(st, 1, id) | sqlite3_bind_int64(st, 2, tenant_id) |
+             sqlite3_bind_int(st, 3, (int)env) |
+             sqlite3_bind_text(st, 4, segment_id, -1, SQLITE_STATIC) |
+             sqlite3_bind_int64(st, 5, count) | sqlite3_bind_int64(st, 6, now_usec) |
+             sqlite3_bind_int64(st, 7, now_usec + ttl_usec)) != SQLITE_OK) {
+            r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+        } else {
+            r = sd_sqlite_step_done(k, st, "segment snapshot insert");
+        }
+    }
+    return sd_sqlite_ctl_end_write(s, r, false);
+}
+
+/* One ctl transaction writing ids v[0..n) of snapshot id (and, when last, completing it). */
+static int snap_chunk(struct sd_store *s, int64_t id, const int64_t *v, size_t n, bool last)
+{
+    int r = sd_sqlite_ctl_begin_write(s);
+    if (r < 0) {
+        return r;
+    }
+    struct conn *k = s->ctl;
+    sqlite3_stmt *st = sd_sqlite_stmt_extra(k, SLOT_SNAP_MEMBER, SQL_SNAP_MEMBER);
+    if (!st) {
+        r = -EIO;
+    }
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        if ((sqlite3_bind_int64(st, 1, id) | sqlite3_bind_int64(st, 2, v[i])) != SQLITE_OK) {
+            r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+        } else {
+            r = sd_sqlite_step_done(k, st, "segment snapshot member");
+        }
+    }
+    if (r == 0 && last) {
+        st = sd_sqlite_stmt_extra(k, SLOT_SNAP_COMPLETE, SQL_SNAP_COMPLETE);
+        if (!st) {
+            r = -EIO;
+        } else if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK) {
+            r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+        } else {
+            r = sd_sqlite_step_done(k, st, "segment snapshot complete");
+        }
+    }
+    return sd_sqlite_ctl_end_write(s, r, false);
+}
+
+static int snapshot_create(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const char *segment_id, const struct sd_seg_rule *rule, int64_t now_usec,
+                           int64_t ttl_usec, const struct sd_seg_budget *budget, int64_t *ret_id,
+                           int64_t *ret_count)
+{
+    if (!rule || !segment_id || !sd_sqlite_env_ok(env) || ttl_usec <= 0) {
+        return -EINVAL;
+    }
+    int64_t *v = NULL;
+    size_t n = 0;
+    int r = member_ids(s, tenant_id, env, rule, now_usec, budget, &v, &n);
+    if (r < 0) {
+        return r;
+    }
+    uint64_t raw = 0;
+    r = sd_random_bytes(&raw, sizeof(raw));
+    int64_t id = (int64_t)(raw >> 1);
+    id = id ? id : 1;
+    if (r == 0) {
+        r = snap_open(s, tenant_id, env, segment_id, id, (int64_t)n, now_usec, ttl_usec);
+    }
+    for (size_t at = 0; r == 0 && (at < n || at == 0);) {
+        size_t k = n - at < SD_SEGMENT_SNAPSHOT_CHUNK ? n - at : SD_SEGMENT_SNAPSHOT_CHUNK;
+        r = snap_chunk(s, id, v + at, k, at + k == n);
+        at += k;
+        if (n == 0) {
+            break;
+        }
+    }
+    free(v);
+    if (r < 0) {
+        return r; /* an incomplete snapshot is never read and goes with its expiry */
+    }
+    *ret_id = id;
+    *ret_count = (int64_t)n;
+    return 0;
+}
+
+static int snapshot_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                            const char *segment_id, int64_t id, int64_t now_usec, int64_t after,
+                            size_t limit, struct sd_seg_member_page *ret)
+{
+    if (!segment_id || !sd_sqlite_env_ok(env) || limit < 1 || limit > SD_SEGMENT_MEMBERS_MAX) {
+        return -EINVAL;
+    }
+    struct conn *c = NULL;
+    int r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    struct sd_seg_member_page page = {.next_after = after};
+    struct limits lim;
+    limits_init(&lim, NULL);
+    sqlite3_stmt *st = NULL;
+    r = sd_sqlite_run(c, ST_BEGIN);
+    if (r < 0) {
+        sd_sqlite_pool_put(s, c);
+        return r;
+    }
+    st = sd_sqlite_stmt_extra(c, SLOT_SNAP_GET, SQL_SNAP_GET);
+    if (!st) {
+        r = -EIO;
+        goto out;
+    }
+    if ((sqlite3_bind_int64(st, 1, id) | sqlite3_bind_int64(st, 2, tenant_id) |
+         sqlite3_bind_int(st, 3, (int)env) |
+         sqlite3_bind_text(st, 4, segment_id, -1, SQLITE_STATIC) |
+         sqlite3_bind_int64(st, 5, now_usec)) != SQLITE_OK) {
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        goto out;
+    }
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        page.total = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) {
+        r = -ENOENT;
+        goto out;
+    }
+    if (rc != SQLITE_ROW) {
+        r = sd_sqlite_fail(c, rc, "segment snapshot get");
+        goto out;
+    }
+    st = sd_sqlite_stmt_extra(c, SLOT_SNAP_PAGE, SQL_SNAP_PAGE);
+    if (!st) {
+        r = -EIO;
+        goto out;
+    }
+    if ((sqlite3_bind_int64(st, 1, id) | sqlite3_bind_int64(st, 2, after) |
+         sqlite3_bind_int64(st, 3, tenant_id) | sqlite3_bind_int(st, 4, (int)env) |
+         sqlite3_bind_int64(st, 5, (int64_t)limit + 1)) != SQLITE_OK) {
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        goto out;
+    }
+    page.v = sd_calloc(limit, sizeof(*page.v));
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (page.n == limit) {
+            page.has_more = true;
+            break;
+        }
+        page.v[page.n++].profile_id = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        r = sd_sqlite_fail(c, rc, "segment snapshot page");
+        goto out;
+    }
+    for (size_t i = 0; i < page.n && r == 0; i++) {
+        r = member_sources(c, tenant_id, env, &lim, &page.v[i]);
+    }
+    if (r == 0 && page.n > 0) {
+        page.next_after = page.v[page.n - 1].profile_id;
+    }
+out:
+    (void)sd_sqlite_run(c, ST_COMMIT); /* ends the read transaction */
+    sd_sqlite_pool_put(s, c);
+    if (r == 0) {
+        *ret = page;
+    } else {
+        sd_seg_member_page_release(&page);
+    }
+    return r;
+}
+
 const struct sd_store_segment_ops sd_sqlite_segment_ops = {
     .create = seg_create,
     .update = seg_update,
@@ -1399,4 +1693,6 @@ const struct sd_store_segment_ops sd_sqlite_segment_ops = {
     .list = seg_list,
     .count = seg_count,
     .members = seg_members,
+    .snapshot_create = snapshot_create,
+    .snapshot_members = snapshot_members,
 };
