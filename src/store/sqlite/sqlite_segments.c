@@ -1582,7 +1582,7 @@ static int snapshot_create(struct sd_store *s, int64_t tenant_id, enum sd_env en
     }
     for (size_t at = 0; r == 0 && (at < n || at == 0);) {
         size_t k = n - at < SD_SEGMENT_SNAPSHOT_CHUNK ? n - at : SD_SEGMENT_SNAPSHOT_CHUNK;
-        r = snap_chunk(s, id, v + at, k, at + k == n);
+        r = snap_chunk(s, id, n ? v + at : NULL, k, at + k == n); /* no members: v is NULL */
         at += k;
         if (n == 0) {
             break;
