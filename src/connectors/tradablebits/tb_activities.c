@@ -96,6 +96,10 @@ json_t *tb_act_record(const struct tb_act_fan *a, const char *cid, const json_t 
     } else {
         rec = json_deep_copy(a->fan_rec);
         opted_out = json_is_true(json_object_get(rec, "ad_opt_out"));
+        /* the activity figures are computed here, never taken from the vendor's fan */
+        json_object_del(rec, "last_activity_at");
+        json_object_del(rec, "last_activity_type");
+        json_object_del(rec, "last_activity_campaign");
     }
     json_object_set_new(rec, "activity_count", json_integer(count));
     if (a->last && a->last_t >= stored_last) {
