@@ -64,6 +64,23 @@ void sd_log_set_level(enum sd_log_level lvl)
     atomic_store(&min_level, (int)lvl);
 }
 
+/* "YYYY-MM-DDTHH:MM:SS" of a second, formatted once per second and thread: gmtime_r takes
+ * glibc's time zone lock, which every thread's request line would otherwise queue on. */
+static const char *second_text(int64_t secs)
+{
+    static _Thread_local int64_t cached_secs = -1;
+    static _Thread_local char text[80]; /* room for any int the fields may hold */
+    if (secs != cached_secs) {
+        time_t t = (time_t)secs;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        snprintf(text, sizeof(text), "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        cached_secs = secs;
+    }
+    return text;
+}
+
 void sd_log(enum sd_log_level lvl, const char *msg, const char *fmt, ...)
 {
     if ((int)lvl < atomic_load(&min_level)) {
@@ -71,14 +88,9 @@ void sd_log(enum sd_log_level lvl, const char *msg, const char *fmt, ...)
     }
     static const char *names[] = {"debug", "info", "warn", "error"};
     int64_t now = sd_now_usec();
-    time_t secs = (time_t)(now / 1000000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
     char line[2048];
-    int n =
-        snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03dZ level=%s msg=\"%s\"",
-                 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                 (int)(now % 1000000 / 1000), names[lvl], msg);
+    int n = snprintf(line, sizeof(line), "ts=%s.%03dZ level=%s msg=\"%s\"",
+                     second_text(now / 1000000), (int)(now % 1000000 / 1000), names[lvl], msg);
     if (n < 0) {
         return;
     }
