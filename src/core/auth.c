@@ -327,7 +327,10 @@ static const struct sd_tenant *find_tenant_by_id(const struct snapshot *s, int64
 static void fill_tenant(const struct sd_tenant *t, struct sd_principal *ret)
 {
     ret->tenant_id = t->id;
-    snprintf(ret->client_id, sizeof(ret->client_id), "%s", t->client_id);
+    /* a client id is at most SD_CLIENT_ID_MAX bytes (checked at creation); cut, never overrun */
+    size_t n = strnlen(t->client_id, sizeof(ret->client_id) - 1);
+    memcpy(ret->client_id, t->client_id, n);
+    ret->client_id[n] = '\0';
     ret->per_minute = t->per_minute;
     ret->burst = t->burst;
 }
