@@ -199,9 +199,27 @@ run b "$BENCH_DIR/ingest.lua" "$BASE/v1/$CLIENT/ingest" 1
 figure b
 run c "$BENCH_DIR/ingest.lua" "$BASE/v1/$CLIENT/ingest" "$BATCH"
 figure c
+# The store's commit durations during (d) (the histogram of /metrics, before and after): how
+# much of (d)'s latency the group commit itself takes (its fsync) on this disk.
+commit_hist() {
+    curl -s "$BASE/metrics" | awk '/^stagedoor_store_commit_duration_seconds_bucket/ {
+        le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le); print le, $2 }'
+}
+HIST_D0=$(commit_hist)
 run d "$BENCH_DIR/ingest.lua" "$BASE/v1/$CLIENT/ingest" 1 "$PACED_CONNS" \
     "$(awk -v c="$PACED_CONNS" -v r="$RATE" 'BEGIN{printf "%d", c*1000/r}')"
 figure d
+HIST_D1=$(commit_hist)
+# "N commits, p50 <= X ms, p99 <= Y ms" from the bucket counts' difference (upper bounds)
+COMMITS_D=$(paste -d' ' <(echo "$HIST_D0") <(echo "$HIST_D1") | awk '
+    { le[NR] = $1; n[NR] = $4 - $2 } END {
+        total = n[NR]; if (total <= 0) { print "no commits"; exit }
+        for (i = 1; i <= NR; i++) {
+            if (p50 == "" && n[i] >= 0.5 * total) p50 = le[i]
+            if (p99 == "" && n[i] >= 0.99 * total) p99 = le[i]
+        }
+        printf "%d commits, p50 <= %s ms, p99 <= %s ms", total,
+            (p50 == "+Inf" ? "inf" : p50 * 1000), (p99 == "+Inf" ? "inf" : p99 * 1000) }')
 
 # ---- verify: stored == accepted ---------------------------------------------------------------
 code=$(curl -s -o "$WORK/last.json" -w '%{http_code}' "$BASE/v1/$CLIENT/sales?limit=1" \
@@ -264,6 +282,7 @@ echo "(b)/(a) req/s:             $R_BA  (share of the HTTP ceiling left for 1-sa
 [[ $F_a_ok == 1 && $F_b_ok == 1 ]] &&
     echo "(a)/(b) server CPU/req:    $(ratio "$F_a_cpu" "$F_b_cpu")  (the same share in the server's CPU time)"
 echo "(c) sales/s / aim $AIM:  $R_CA  (>= 1 meets the aim)"
+echo "(d) group commits:         ${COMMITS_D:-unknown} (stagedoor_store_commit_duration_seconds)"
 echo "stored sales (b): $STORED_B, accepted $EXPECT_B — $V_B"
 echo "stored sales (c): $STORED_C, accepted $EXPECT_C — $V_C"
 echo "stored sales (d): $STORED_D, accepted $F_d_acc — $V_D"
