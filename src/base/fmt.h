@@ -20,7 +20,7 @@ struct sd_line {
     char *buf;
     size_t cap; /* bytes of buf, at least 1 */
     size_t len;
-    int cut;    /* an append did not fit */
+    int cut; /* an append did not fit */
 };
 
 void sd_line_init(struct sd_line *l, char *buf, size_t cap);

@@ -170,8 +170,8 @@ int sd_key_create(struct sd_store_handle *st, const char *client_id, enum sd_env
     return 0;
 }
 
-#define CACHE_SLOTS 64      /* verified keys kept per snapshot */
-#define CACHE_KEY_MAX 64    /* longer presented keys are never cached (ours are 51 bytes) */
+#define CACHE_SLOTS 64   /* verified keys kept per snapshot */
+#define CACHE_KEY_MAX 64 /* longer presented keys are never cached (ours are 51 bytes) */
 
 /* One verified key: the bytes presented, and what they resolved to in this snapshot. */
 struct cache_slot {

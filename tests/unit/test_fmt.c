@@ -40,8 +40,21 @@ static void check_hex(uint64_t v)
 static void test_same_digits_as_printf(void **state)
 {
     (void)state;
-    static const int64_t edges[] = {0, 1, -1, 9, 10, -10, 99, 100, 999999, 1000000,
-                                    INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, INT64_MIN + 1,
+    static const int64_t edges[] = {0,
+                                    1,
+                                    -1,
+                                    9,
+                                    10,
+                                    -10,
+                                    99,
+                                    100,
+                                    999999,
+                                    1000000,
+                                    INT32_MAX,
+                                    INT32_MIN,
+                                    INT64_MAX,
+                                    INT64_MIN,
+                                    INT64_MIN + 1,
                                     INT64_MAX - 1};
     for (size_t i = 0; i < sizeof(edges) / sizeof(*edges); i++) {
         check_i64(edges[i]);

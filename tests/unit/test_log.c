@@ -84,12 +84,16 @@ static void two_lines(void)
 static const char *check_ts(const char *line)
 {
     int y, mo, d, h, mi, sec, ms, used = 0;
-    assert_int_equal(sscanf(line, "ts=%4d-%2d-%2dT%2d:%2d:%2d.%3dZ %n", &y, &mo, &d, &h, &mi,
-                            &sec, &ms, &used),
-                     7);
+    assert_int_equal(
+        sscanf(line, "ts=%4d-%2d-%2dT%2d:%2d:%2d.%3dZ %n", &y, &mo, &d, &h, &mi, &sec, &ms, &used),
+        7);
     assert_int_equal(used, 28);
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h,
-                    .tm_min = mi, .tm_sec = sec};
+    struct tm tm = {.tm_year = y - 1900,
+                    .tm_mon = mo - 1,
+                    .tm_mday = d,
+                    .tm_hour = h,
+                    .tm_min = mi,
+                    .tm_sec = sec};
     time_t t = timegm(&tm);
     time_t now = time(NULL);
     assert_true(t <= now && now - t <= 5);
