@@ -195,16 +195,29 @@ figure() {
 
 run a "$BENCH_DIR/healthz.lua" "$BASE/healthz" 1
 figure a
-run b "$BENCH_DIR/ingest.lua" "$BASE/v1/$CLIENT/ingest" 1
-figure b
-run c "$BENCH_DIR/ingest.lua" "$BASE/v1/$CLIENT/ingest" "$BATCH"
-figure c
 # The store's commit durations during (d) (the histogram of /metrics, before and after): how
 # much of (d)'s latency the group commit itself takes (its fsync) on this disk.
 commit_hist() {
     curl -s "$BASE/metrics" | awk '/^stagedoor_store_commit_duration_seconds_bucket/ {
         le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le); print le, $2 }'
 }
+# "count sum" of the same histogram: (b)'s group commits, their mean size and the share of the
+# run the writer spent in COMMIT (when it is near 1, the writer's fsync bounds (b)).
+commit_sums() {
+    curl -s "$BASE/metrics" | awk '/^stagedoor_store_commit_duration_seconds_count/ { c = $2 }
+        /^stagedoor_store_commit_duration_seconds_sum/ { s = $2 } END { print c + 0, s + 0 }'
+}
+SUMS_B0=$(commit_sums)
+run b "$BENCH_DIR/ingest.lua" "$BASE/v1/$CLIENT/ingest" 1
+figure b
+SUMS_B1=$(commit_sums)
+COMMITS_B=$(echo "$SUMS_B0 $SUMS_B1 $R_accepted $R_duration_us" | awk '{
+    n = $3 - $1; t = $4 - $2
+    if (n <= 0) { print "no commits"; exit }
+    printf "%d commits, %.1f requests each, %.2f ms each, in COMMIT %.0f %% of the run",
+        n, $5 / n, 1000 * t / n, 100 * t / ($6 / 1e6) }')
+run c "$BENCH_DIR/ingest.lua" "$BASE/v1/$CLIENT/ingest" "$BATCH"
+figure c
 HIST_D0=$(commit_hist)
 run d "$BENCH_DIR/ingest.lua" "$BASE/v1/$CLIENT/ingest" 1 "$PACED_CONNS" \
     "$(awk -v c="$PACED_CONNS" -v r="$RATE" 'BEGIN{printf "%d", c*1000/r}')"
@@ -282,6 +295,7 @@ echo "(b)/(a) req/s:             $R_BA  (share of the HTTP ceiling left for 1-sa
 [[ $F_a_ok == 1 && $F_b_ok == 1 ]] &&
     echo "(a)/(b) server CPU/req:    $(ratio "$F_a_cpu" "$F_b_cpu")  (the same share in the server's CPU time)"
 echo "(c) sales/s / aim $AIM:  $R_CA  (>= 1 meets the aim)"
+echo "(b) group commits:         ${COMMITS_B:-unknown}"
 echo "(d) group commits:         ${COMMITS_D:-unknown} (stagedoor_store_commit_duration_seconds)"
 echo "stored sales (b): $STORED_B, accepted $EXPECT_B — $V_B"
 echo "stored sales (c): $STORED_C, accepted $EXPECT_C — $V_C"
