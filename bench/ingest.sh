@@ -10,7 +10,8 @@
 #   (c) POST ingest, BENCH_BATCH sales    — sales/s, p50, p99
 #   (d) POST ingest, 1 sale, paced        — p50, p99 at about BENCH_RATE (100) requests/s
 # Only 202 counts as accepted (200 for /healthz); any other status or socket error voids that
-# figure. Afterwards the server is stopped (SIGTERM: it drains and closes the store) and the
+# figure. Each figure also shows the server's CPU time (user + system, all its threads, from
+# /proc/PID/stat around the wrk run) per accepted request. Afterwards the server is stopped (SIGTERM: it drains and closes the store) and the
 # stored sales are counted with sqlite3 and compared with the accepted ones.
 #
 # Environment (defaults): BENCH_SECONDS (10) per figure, BENCH_CONNECTIONS (64),
@@ -135,14 +136,21 @@ code=$(post '{"events":[{"event_id":"EVT-BENCH-1","title":"Otello","work_title":
 [[ $code == 202 ]] || die "preload answered $code: $(cat "$WORK/last.json")"
 
 # ---- figures ------------------------------------------------------------------------------------
-# run NAME SCRIPT URL BATCH: runs wrk, leaves BENCH_RESULT fields in R_<field> variables.
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$SERVER_PID/stat" 2>/dev/null || echo 0; }
+
+# run NAME SCRIPT URL BATCH: runs wrk, leaves BENCH_RESULT fields in R_<field> variables and the
+# server's CPU ticks over the run in R_cpu_ticks.
 run() {
     local name=$1 script=$2 url=$3 batch=$4 conns=${5:-$CONNS} delay=${6:-0}
     echo "bench: ($name) ${SECONDS_PER}s, $conns connections, $THREADS threads, batch $batch" >&2
+    local t0
+    t0=$(cpu_ticks)
     BENCH_KEY=$KEY BENCH_CLIENT=$CLIENT BENCH_BATCH=$batch BENCH_RUN=$name \
         BENCH_EVENT=EVT-BENCH-1 BENCH_CUSTOMER=C-BENCH-1 BENCH_DELAY_MS=$delay \
         wrk -t"$THREADS" -c"$conns" -d"${SECONDS_PER}s" --timeout "$TIMEOUT" --latency \
         -s "$script" "$url" >"$WORK/wrk-$name.txt" 2>&1 || true
+    R_cpu_ticks=$(($(cpu_ticks) - t0))
     local line
     line=$(grep '^BENCH_RESULT ' "$WORK/wrk-$name.txt" | tail -n 1) ||
         die "wrk ($name) printed no result: $(tail -n 20 "$WORK/wrk-$name.txt")"
@@ -177,6 +185,8 @@ figure() {
     printf -v "F_${n}_sps" '%s' "$(awk -v a="$R_accepted" -v b="$R_batch" -v d="$R_duration_us" 'BEGIN{printf "%.0f", a*b/(d/1e6)}')"
     printf -v "F_${n}_p50" '%s' "$(awk -v u="$R_p50_us" 'BEGIN{printf "%.2f", u/1000}')"
     printf -v "F_${n}_p99" '%s' "$(awk -v u="$R_p99_us" 'BEGIN{printf "%.2f", u/1000}')"
+    printf -v "F_${n}_cpu" '%s' "$(awk -v t="$R_cpu_ticks" -v hz="$CLK_TCK" -v a="$R_accepted" \
+        'BEGIN{ if (a > 0) printf "%.1f", t * 1e6 / hz / a; else print "-" }')"
     if ((!ok)); then
         echo "bench: ($n) figure void: $why" >&2
         grep '^BENCH_FIRST_ERROR' "$WORK/wrk-$n.txt" >&2 || true
@@ -185,13 +195,44 @@ figure() {
 
 run a "$BENCH_DIR/healthz.lua" "$BASE/healthz" 1
 figure a
+# The store's commit durations during (d) (the histogram of /metrics, before and after): how
+# much of (d)'s latency the group commit itself takes (its fsync) on this disk.
+commit_hist() {
+    curl -s "$BASE/metrics" | awk '/^stagedoor_store_commit_duration_seconds_bucket/ {
+        le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le); print le, $2 }'
+}
+# "count sum" of the same histogram: (b)'s group commits, their mean size and the share of the
+# run the writer spent in COMMIT (when it is near 1, the writer's fsync bounds (b)).
+commit_sums() {
+    curl -s "$BASE/metrics" | awk '/^stagedoor_store_commit_duration_seconds_count/ { c = $2 }
+        /^stagedoor_store_commit_duration_seconds_sum/ { s = $2 } END { print c + 0, s + 0 }'
+}
+SUMS_B0=$(commit_sums)
 run b "$BENCH_DIR/ingest.lua" "$BASE/v1/$CLIENT/ingest" 1
 figure b
+SUMS_B1=$(commit_sums)
+COMMITS_B=$(echo "$SUMS_B0 $SUMS_B1 $R_accepted $R_duration_us" | awk '{
+    n = $3 - $1; t = $4 - $2
+    if (n <= 0) { print "no commits"; exit }
+    printf "%d commits, %.1f requests each, %.2f ms each, in COMMIT %.0f %% of the run",
+        n, $5 / n, 1000 * t / n, 100 * t / ($6 / 1e6) }')
 run c "$BENCH_DIR/ingest.lua" "$BASE/v1/$CLIENT/ingest" "$BATCH"
 figure c
+HIST_D0=$(commit_hist)
 run d "$BENCH_DIR/ingest.lua" "$BASE/v1/$CLIENT/ingest" 1 "$PACED_CONNS" \
     "$(awk -v c="$PACED_CONNS" -v r="$RATE" 'BEGIN{printf "%d", c*1000/r}')"
 figure d
+HIST_D1=$(commit_hist)
+# "N commits, p50 <= X ms, p99 <= Y ms" from the bucket counts' difference (upper bounds)
+COMMITS_D=$(paste -d' ' <(echo "$HIST_D0") <(echo "$HIST_D1") | awk '
+    { le[NR] = $1; n[NR] = $4 - $2 } END {
+        total = n[NR]; if (total <= 0) { print "no commits"; exit }
+        for (i = 1; i <= NR; i++) {
+            if (p50 == "" && n[i] >= 0.5 * total) p50 = le[i]
+            if (p99 == "" && n[i] >= 0.99 * total) p99 = le[i]
+        }
+        printf "%d commits, p50 <= %s ms, p99 <= %s ms", total,
+            (p50 == "+Inf" ? "inf" : p50 * 1000), (p99 == "+Inf" ? "inf" : p99 * 1000) }')
 
 # ---- verify: stored == accepted ---------------------------------------------------------------
 code=$(curl -s -o "$WORK/last.json" -w '%{http_code}' "$BASE/v1/$CLIENT/sales?limit=1" \
@@ -225,12 +266,13 @@ V_D=$(verdict "$STORED_D" "$F_d_acc" 1)
 
 # ---- summary --------------------------------------------------------------------------------------
 show() { # name label
-    local n=$1 ok rps sps p50 p99
-    ok=F_${n}_ok rps=F_${n}_rps sps=F_${n}_sps p50=F_${n}_p50 p99=F_${n}_p99
+    local n=$1 ok rps sps p50 p99 cpu
+    ok=F_${n}_ok rps=F_${n}_rps sps=F_${n}_sps p50=F_${n}_p50 p99=F_${n}_p99 cpu=F_${n}_cpu
     if [[ ${!ok} == 1 ]]; then
-        printf '%-34s %12s %12s %10s %10s\n' "$2" "${!rps}" "${!sps}" "${!p50}" "${!p99}"
+        printf '%-34s %12s %12s %10s %10s %12s\n' "$2" "${!rps}" "${!sps}" "${!p50}" "${!p99}" \
+            "${!cpu}"
     else
-        printf '%-34s %12s %12s %10s %10s\n' "$2" "void" "void" "-" "-"
+        printf '%-34s %12s %12s %10s %10s %12s\n' "$2" "void" "void" "-" "-" "-"
     fi
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (b > 0) printf "%.3f", a/b; else print "n/a" }'; }
@@ -239,7 +281,8 @@ echo
 echo "stagedoor ingest bench — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs (wrk shares them)," \
     "${SECONDS_PER}s per figure, $CONNS connections, $THREADS wrk threads," \
     "load average before: $LOAD_BEFORE"
-printf '%-34s %12s %12s %10s %10s\n' "figure" "req/s" "sales/s" "p50 ms" "p99 ms"
+printf '%-34s %12s %12s %10s %10s %12s\n' "figure" "req/s" "sales/s" "p50 ms" "p99 ms" \
+    "CPU µs/req"
 show a "(a) GET /healthz (reference)"
 show b "(b) ingest, 1 sale/request"
 show c "(c) ingest, $BATCH sales/request"
@@ -249,7 +292,11 @@ R_BA=void R_CA=void
 [[ $F_a_ok == 1 && $F_b_ok == 1 ]] && R_BA=$(ratio "$F_b_rps" "$F_a_rps")
 [[ $F_c_ok == 1 ]] && R_CA=$(ratio "$F_c_sps" "$AIM")
 echo "(b)/(a) req/s:             $R_BA  (share of the HTTP ceiling left for 1-sale ingest)"
+[[ $F_a_ok == 1 && $F_b_ok == 1 ]] &&
+    echo "(a)/(b) server CPU/req:    $(ratio "$F_a_cpu" "$F_b_cpu")  (the same share in the server's CPU time)"
 echo "(c) sales/s / aim $AIM:  $R_CA  (>= 1 meets the aim)"
+echo "(b) group commits:         ${COMMITS_B:-unknown}"
+echo "(d) group commits:         ${COMMITS_D:-unknown} (stagedoor_store_commit_duration_seconds)"
 echo "stored sales (b): $STORED_B, accepted $EXPECT_B — $V_B"
 echo "stored sales (c): $STORED_C, accepted $EXPECT_C — $V_C"
 echo "stored sales (d): $STORED_D, accepted $F_d_acc — $V_D"

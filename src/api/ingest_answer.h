@@ -12,7 +12,8 @@
 #include <stddef.h>
 
 /* The 202 body for a request with no warnings, or NULL when request_id holds a character that
- * JSON would escape (the caller then builds it with jansson). Free with free(). */
+ * JSON would escape or is longer than 128 bytes (ours have 24; the caller then builds the
+ * answer with jansson). Free with free(). */
 char *sd_ingest_accepted_text(const char *request_id, size_t n_events, size_t n_customers,
                               size_t n_sales);
 

@@ -2,13 +2,24 @@
  *
  * The snapshot is immutable once built: refresh builds a new one and swaps the pointer under a
  * write lock, so lookups hold a read lock only while they copy a few fields. Keys are sorted by
- * hash for binary search; the final comparison of the found hash is constant-time. */
+ * hash for binary search; the final comparison of the found hash is constant-time.
+ *
+ * Verified keys: hashing the presented key is most of a lookup's cost, and a webhook client
+ * presents the same key on every request. Each snapshot carries a small direct-mapped cache of
+ * keys it has verified (the presented bytes, compared in constant time, and the key and tenant
+ * they resolved to in that snapshot). Only an active key's success is cached, never a miss or
+ * a revoked key. The cache lives and dies with its snapshot: a revocation, rotation or new
+ * limits change the settings version, refresh swaps in a new snapshot with an empty cache, and
+ * the old one's key bytes are wiped when it is freed — a cached key is never trusted past the
+ * snapshot that verified it. The slot is chosen by a seeded hash, so which keys evict each
+ * other cannot be chosen from outside; an eviction only costs a hash. */
 #include "core/auth.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,18 +170,34 @@ int sd_key_create(struct sd_store_handle *st, const char *client_id, enum sd_env
     return 0;
 }
 
+#define CACHE_SLOTS 64   /* verified keys kept per snapshot */
+#define CACHE_KEY_MAX 64 /* longer presented keys are never cached (ours are 51 bytes) */
+
+/* One verified key: the bytes presented, and what they resolved to in this snapshot. */
+struct cache_slot {
+    size_t len; /* 0: empty */
+    char key[CACHE_KEY_MAX];
+    const struct sd_key_info *k;
+    const struct sd_tenant *t;
+};
+
 struct snapshot {
     struct sd_tenant *tenants; /* sorted by id */
     size_t n_tenants;
     struct sd_key_info *keys; /* sorted by hash_hex */
     size_t n_keys;
     int64_t version;
+    pthread_mutex_t cache_lock; /* the slots; taken under the auth read lock */
+    struct cache_slot cache[CACHE_SLOTS];
 };
 
 struct sd_auth {
     struct sd_store_handle *st;
     pthread_rwlock_t lock;
     struct snapshot *snap;
+    uint64_t seed;                 /* of the slot hash, random per process */
+    _Atomic uint64_t cache_hits;   /* lookups answered from a snapshot's cache */
+    _Atomic uint64_t cache_misses; /* lookups that hashed the key */
 };
 
 static void snapshot_free(struct snapshot *s)
@@ -178,9 +205,22 @@ static void snapshot_free(struct snapshot *s)
     if (!s) {
         return;
     }
+    explicit_bzero(s->cache, sizeof(s->cache));
+    pthread_mutex_destroy(&s->cache_lock);
     sd_tenants_free(s->tenants, s->n_tenants);
     sd_keys_free(s->keys, s->n_keys);
     free(s);
+}
+
+/* FNV-1a over the presented bytes, from a per-process random seed. */
+static size_t cache_slot_of(const struct sd_auth *a, const char *key, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL ^ a->seed;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (uint8_t)key[i];
+        h *= 0x100000001b3ULL;
+    }
+    return (size_t)((h ^ (h >> 32)) % CACHE_SLOTS);
 }
 
 static int cmp_tenant(const void *a, const void *b)
@@ -204,6 +244,7 @@ static int load(struct sd_store_handle *st, int64_t version, struct snapshot **r
         return r;
     }
     s->version = version;
+    pthread_mutex_init(&s->cache_lock, NULL);
     if (s->n_tenants) {
         qsort(s->tenants, s->n_tenants, sizeof(*s->tenants), cmp_tenant);
     }
@@ -219,8 +260,13 @@ int sd_auth_new(struct sd_store_handle *st, struct sd_auth **ret)
     struct sd_auth *a = sd_calloc(1, sizeof(*a));
     a->st = st;
     pthread_rwlock_init(&a->lock, NULL);
+    atomic_init(&a->cache_hits, 0);
+    atomic_init(&a->cache_misses, 0);
+    int r = sd_random_bytes(&a->seed, sizeof(a->seed));
     int64_t v = 0;
-    int r = sd_store_settings_version(st, &v);
+    if (r >= 0) {
+        r = sd_store_settings_version(st, &v);
+    }
     if (r >= 0) {
         r = load(st, v, &a->snap);
     }
@@ -281,18 +327,40 @@ static const struct sd_tenant *find_tenant_by_id(const struct snapshot *s, int64
 static void fill_tenant(const struct sd_tenant *t, struct sd_principal *ret)
 {
     ret->tenant_id = t->id;
-    snprintf(ret->client_id, sizeof(ret->client_id), "%s", t->client_id);
+    /* a client id is at most SD_CLIENT_ID_MAX bytes (checked at creation); cut, never overrun */
+    size_t n = strnlen(t->client_id, sizeof(ret->client_id) - 1);
+    memcpy(ret->client_id, t->client_id, n);
+    ret->client_id[n] = '\0';
     ret->per_minute = t->per_minute;
     ret->burst = t->burst;
 }
 
 int sd_auth_key(struct sd_auth *a, const char *key, struct sd_principal *ret)
 {
-    char hash[65];
-    sd_sha256_hex(key, strlen(key), hash);
+    size_t len = strlen(key);
     int r = -ENOENT;
     pthread_rwlock_rdlock(&a->lock);
-    const struct snapshot *s = a->snap;
+    struct snapshot *s = a->snap;
+    struct cache_slot *slot = NULL;
+    if (len > 0 && len <= CACHE_KEY_MAX) {
+        slot = &s->cache[cache_slot_of(a, key, len)];
+        pthread_mutex_lock(&s->cache_lock);
+        bool hit = sd_ct_equal(slot->key, slot->len, key, len);
+        const struct sd_key_info *k = slot->k;
+        const struct sd_tenant *t = slot->t;
+        pthread_mutex_unlock(&s->cache_lock);
+        if (hit) {
+            /* verified in this snapshot: active, its tenant present */
+            fill_tenant(t, ret);
+            ret->env = k->env;
+            pthread_rwlock_unlock(&a->lock);
+            atomic_fetch_add(&a->cache_hits, 1);
+            return 0;
+        }
+    }
+    atomic_fetch_add(&a->cache_misses, 1);
+    char hash[65];
+    sd_sha256_hex(key, len, hash);
     struct sd_key_info probe = {.hash_hex = hash};
     const struct sd_key_info *k =
         s->n_keys ? bsearch(&probe, s->keys, s->n_keys, sizeof(*s->keys), cmp_key) : NULL;
@@ -304,8 +372,23 @@ int sd_auth_key(struct sd_auth *a, const char *key, struct sd_principal *ret)
             fill_tenant(t, ret);
             ret->env = k->env;
             r = 0;
+            if (slot) {
+                pthread_mutex_lock(&s->cache_lock);
+                explicit_bzero(slot->key, sizeof(slot->key));
+                memcpy(slot->key, key, len);
+                slot->len = len;
+                slot->k = k;
+                slot->t = t;
+                pthread_mutex_unlock(&s->cache_lock);
+            }
         }
     }
     pthread_rwlock_unlock(&a->lock);
     return r;
+}
+
+void sd_auth_cache_stats(struct sd_auth *a, uint64_t *ret_hits, uint64_t *ret_misses)
+{
+    *ret_hits = atomic_load(&a->cache_hits);
+    *ret_misses = atomic_load(&a->cache_misses);
 }

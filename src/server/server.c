@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/fmt.h"
 #include "base/log.h"
 #include "base/utf8.h"
 #include "core/metrics.h"
@@ -218,12 +219,12 @@ static enum MHD_Result send_answer(struct req_priv *p)
     MHD_add_response_header(resp, "X-Request-Id", req->request_id);
     MHD_add_response_header(resp, "Cache-Control", "no-store");
     if (req->has_ratelimit) {
-        char v[32];
-        snprintf(v, sizeof(v), "%lld", (long long)req->ratelimit.limit);
+        char v[SD_FMT_I64_MAX];
+        sd_fmt_i64(v, req->ratelimit.limit);
         MHD_add_response_header(resp, "RateLimit-Limit", v);
-        snprintf(v, sizeof(v), "%lld", (long long)req->ratelimit.remaining);
+        sd_fmt_i64(v, req->ratelimit.remaining);
         MHD_add_response_header(resp, "RateLimit-Remaining", v);
-        snprintf(v, sizeof(v), "%lld", (long long)req->ratelimit.reset_sec);
+        sd_fmt_i64(v, req->ratelimit.reset_sec);
         MHD_add_response_header(resp, "RateLimit-Reset", v);
     }
     for (size_t i = 0; i < req->n_headers; i++) {
@@ -611,8 +612,10 @@ static struct req_priv *req_new(struct sd_server *srv, struct MHD_Connection *co
     p->srv = srv;
     struct sd_req *req = &p->req;
     uint64_t id = atomic_fetch_add(&srv->id_counter, 1);
-    snprintf(req->request_id, sizeof(req->request_id), "%s%016llx", srv->id_prefix,
-             (unsigned long long)id);
+    /* "%s%016llx" of the prefix and the counter, without printf (fmt.h) */
+    _Static_assert(sizeof(req->request_id) >= sizeof(srv->id_prefix) - 1 + 17, "request id");
+    memcpy(req->request_id, srv->id_prefix, sizeof(srv->id_prefix) - 1);
+    sd_fmt_hex64(req->request_id + sizeof(srv->id_prefix) - 1, id);
     req->start_usec = sd_mono_usec();
     req->hub = srv->hub;
     req->conn = conn;
@@ -745,11 +748,27 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     int64_t dur = sd_mono_usec() - req->start_usec;
     int status = p->phase == PHASE_ANSWERED ? req->status : 499;
     sd_metrics_request(req->route_idx, status, dur);
-    sd_log(SD_LOG_INFO, "request",
-           "request_id=%s client=%s method=%s route=%s status=%d duration_us=%lld%s",
-           req->request_id, req->authenticated ? req->who.client_id : "-", req->method,
-           req->route ? req->route->name : "-", status, (long long)dur,
-           toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " aborted=true");
+    /* "request_id=%s client=%s method=%s route=%s status=%d duration_us=%lld[ aborted=true]",
+     * built without printf: this line is written for every request. */
+    char tail[2048]; /* as long as a whole line: a long method is cut where the line is */
+    struct sd_line l;
+    sd_line_init(&l, tail, sizeof(tail));
+    sd_line_puts(&l, "request_id=");
+    sd_line_puts(&l, req->request_id);
+    sd_line_puts(&l, " client=");
+    sd_line_puts(&l, req->authenticated ? req->who.client_id : "-");
+    sd_line_puts(&l, " method=");
+    sd_line_puts(&l, req->method);
+    sd_line_puts(&l, " route=");
+    sd_line_puts(&l, req->route ? req->route->name : "-");
+    sd_line_puts(&l, " status=");
+    sd_line_i64(&l, status);
+    sd_line_puts(&l, " duration_us=");
+    sd_line_i64(&l, dur);
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK) {
+        sd_line_puts(&l, " aborted=true");
+    }
+    sd_log_text(SD_LOG_INFO, "request", tail, l.len);
     if (req->cleanup) {
         req->cleanup(req);
     }

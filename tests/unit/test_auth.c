@@ -1,5 +1,7 @@
 /* test_auth.c — API keys: format and entropy, only the hash stored, lookup by key, revocation
- * seen after a refresh, tenant isolation, client id rules. */
+ * seen after a refresh, tenant isolation, client id rules; the verified-key cache (repeated
+ * lookups skip the hash, never accept other bytes, and never outlive a revocation, a rotation
+ * or new limits). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -108,11 +110,148 @@ static void test_key_lifecycle(void **state)
     free(key_id2);
 }
 
+/* The same key again is answered from the cache; every other presented text is hashed and
+ * judged as before. */
+static void test_key_cache_hits(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(sd_store_tenant_create(f->st, "acme", "Acme"), 0);
+    char *key = NULL, *key_id = NULL;
+    assert_int_equal(sd_key_create(f->st, "acme", SD_ENV_TEST, &key, &key_id), 0);
+    struct sd_auth *a = NULL;
+    assert_int_equal(sd_auth_new(f->st, &a), 0);
+    uint64_t hits = 0, misses = 0;
+    struct sd_principal p;
+    for (int i = 0; i < 10; i++) {
+        memset(&p, 0, sizeof(p));
+        assert_int_equal(sd_auth_key(a, key, &p), 0);
+        assert_string_equal(p.client_id, "acme");
+        assert_int_equal(p.env, SD_ENV_TEST);
+        assert_int_equal(p.per_minute, 500);
+        assert_int_equal(p.burst, 1000);
+    }
+    sd_auth_cache_stats(a, &hits, &misses);
+    assert_int_equal(misses, 1);
+    assert_int_equal(hits, 9);
+
+    /* Texts near the cached key: one byte changed (first, middle, last), cut short, one byte
+     * longer. Each is hashed and refused; the cached key still works afterwards. */
+    size_t len = strlen(key);
+    char *near = malloc(len + 2);
+    size_t at[] = {0, len / 2, len - 1};
+    for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+        memcpy(near, key, len + 1);
+        near[at[i]] = near[at[i]] == 'A' ? 'B' : 'A';
+        assert_int_equal(sd_auth_key(a, near, &p), -ENOENT);
+    }
+    memcpy(near, key, len + 1);
+    near[len - 1] = '\0';
+    assert_int_equal(sd_auth_key(a, near, &p), -ENOENT);
+    memcpy(near, key, len);
+    near[len] = 'x';
+    near[len + 1] = '\0';
+    assert_int_equal(sd_auth_key(a, near, &p), -ENOENT);
+    /* unknown keys are not cached: asked twice, hashed twice */
+    assert_int_equal(sd_auth_key(a, "sd_test_unknown", &p), -ENOENT);
+    assert_int_equal(sd_auth_key(a, "sd_test_unknown", &p), -ENOENT);
+    sd_auth_cache_stats(a, &hits, &misses);
+    assert_int_equal(misses, 1 + 5 + 2);
+    assert_int_equal(hits, 9);
+    assert_int_equal(sd_auth_key(a, key, &p), 0);
+    sd_auth_cache_stats(a, &hits, &misses);
+    assert_int_equal(hits, 10);
+    free(near);
+    sd_auth_free(a);
+    free(key);
+    free(key_id);
+}
+
+/* A cached key is revoked, rotated or gets new limits: the refresh that sees the change is the
+ * last moment the cache answers for it, exactly as without a cache. */
+static void test_key_cache_revoke_rotate(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(sd_store_tenant_create(f->st, "acme", "Acme"), 0);
+    char *old_key = NULL, *old_id = NULL, *new_key = NULL, *new_id = NULL;
+    assert_int_equal(sd_key_create(f->st, "acme", SD_ENV_PROD, &old_key, &old_id), 0);
+    struct sd_auth *a = NULL;
+    assert_int_equal(sd_auth_new(f->st, &a), 0);
+    struct sd_principal p;
+    assert_int_equal(sd_auth_key(a, old_key, &p), 0);
+    assert_int_equal(sd_auth_key(a, old_key, &p), 0);
+    uint64_t hits = 0, misses = 0;
+    sd_auth_cache_stats(a, &hits, &misses);
+    assert_int_equal(hits, 1); /* it is cached now */
+
+    /* new limits: the cached key answers with them right after the refresh */
+    assert_int_equal(sd_store_tenant_set_limits(f->st, "acme", 60, 5), 0);
+    assert_int_equal(sd_auth_refresh(a), 0);
+    assert_int_equal(sd_auth_key(a, old_key, &p), 0);
+    assert_int_equal(p.per_minute, 60);
+    assert_int_equal(p.burst, 5);
+    assert_int_equal(sd_auth_key(a, old_key, &p), 0);
+
+    /* rotation: a new key, then the old one revoked */
+    assert_int_equal(sd_key_create(f->st, "acme", SD_ENV_PROD, &new_key, &new_id), 0);
+    assert_int_equal(sd_auth_refresh(a), 0);
+    assert_int_equal(sd_auth_key(a, new_key, &p), 0);
+    assert_int_equal(sd_auth_key(a, old_key, &p), 0);
+    assert_int_equal(sd_store_key_revoke(f->st, old_id), 0);
+    assert_int_equal(sd_auth_refresh(a), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sd_auth_key(a, old_key, &p), -EKEYREVOKED);
+        assert_int_equal(sd_auth_key(a, new_key, &p), 0);
+        assert_string_equal(p.client_id, "acme");
+        assert_int_equal(p.env, SD_ENV_PROD);
+    }
+    sd_auth_free(a);
+    free(old_key);
+    free(old_id);
+    free(new_key);
+    free(new_id);
+}
+
+/* Many keys at once: more than the cache holds, each still resolves to its own tenant. */
+static void test_key_cache_many_keys(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 150 };
+    char *keys[N], *ids[N];
+    char client[16];
+    for (int i = 0; i < N; i++) {
+        snprintf(client, sizeof(client), "c%d", i);
+        assert_int_equal(sd_store_tenant_create(f->st, client, client), 0);
+        assert_int_equal(sd_key_create(f->st, client, SD_ENV_TEST, &keys[i], &ids[i]), 0);
+    }
+    struct sd_auth *a = NULL;
+    assert_int_equal(sd_auth_new(f->st, &a), 0);
+    struct sd_principal p;
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            snprintf(client, sizeof(client), "c%d", i);
+            assert_int_equal(sd_auth_key(a, keys[i], &p), 0);
+            assert_string_equal(p.client_id, client);
+        }
+    }
+    uint64_t hits = 0, misses = 0;
+    sd_auth_cache_stats(a, &hits, &misses);
+    assert_int_equal(hits + misses, 3 * N);
+    assert_true(misses >= N); /* each key hashed at least once */
+    sd_auth_free(a);
+    for (int i = 0; i < N; i++) {
+        free(keys[i]);
+        free(ids[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_client_id_rules),
         cmocka_unit_test_setup_teardown(test_key_lifecycle, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_cache_hits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_cache_revoke_rotate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_key_cache_many_keys, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -54,6 +54,19 @@ static void test_escaped_ids_left_to_jansson(void **state)
         assert_null(sd_ingest_accepted_text(ids[i], 0, 0, 1));
     }
     assert_null(sd_ingest_accepted_text(NULL, 0, 0, 1));
+    /* the longest id written directly, and one longer: left to jansson, never cut */
+    char id[130];
+    memset(id, 'r', 128);
+    id[128] = '\0';
+    char *fast = sd_ingest_accepted_text(id, 1, 2, 3);
+    char *want = jansson_answer(id, 1, 2, 3);
+    assert_non_null(fast);
+    assert_string_equal(fast, want);
+    free(fast);
+    free(want);
+    id[128] = 'r';
+    id[129] = '\0';
+    assert_null(sd_ingest_accepted_text(id, 1, 2, 3));
 }
 
 int main(void)

@@ -528,6 +528,78 @@ static void test_sale_output(void **state)
     }
 }
 
+/* The stored document is byte for byte what json_dumps (compact, member order as sent) makes of
+ * the record with its normalized values: the fields a case normalizes are taken from the
+ * document, every other member from the record, and the expected text is dumped by jansson. The
+ * extras cover escapes, non-ASCII text, nested values, numbers of every kind, and member names
+ * that need escaping (which take another route through the validator). */
+static void test_doc_bytes(void **state)
+{
+    (void)state;
+    static const char *const extras[] = {
+        "{}",
+        "{\"note\":\"kept\"}",
+        "{\"note\":\"quote \\\" backslash \\\\ slash / tab \\t nl \\n ctl \\u0001 del \\u007f\"}",
+        "{\"note\":\"Gr\\u00fc\\u00dfe \\u2603 \\ud83c\\udfb5\",\"seat\":{\"row\":12,"
+        "\"block\":[\"A\",null,true,false,1.5,-0.0,1e300,123456789012345]}}",
+        "{\"r\":0.1,\"i\":-7,\"big\":9007199254740993,\"e\":[],\"o\":{},\"z\":\"\"}",
+        "{\"\":\"empty name\",\"a b\":1,\"~/x\":2}",
+        "{\"caf\\u00e9\":\"name not ASCII\"}",
+        "{\"q\\\"uote\":1,\"back\\\\slash\":2,\"tab\\tname\":3}",
+        "{\"note\":\"x\",\"sales_price\":89.5,\"base_price\":\"70\","
+        "\"purchase_datetime\":\"2025-04-15T13:08:42+02:00\"}",
+    };
+    static const char *const normalized[] = {"sales_price", "base_price", "purchase_datetime"};
+    for (size_t i = 0; i < sizeof(extras) / sizeof(*extras); i++) {
+        json_t *rec = patched(SD_KIND_SALE, extras[i]);
+        struct sd_issues errors, warnings;
+        sd_issues_init(&errors, SD_MAX_ISSUES);
+        sd_issues_init(&warnings, SD_MAX_ISSUES);
+        struct sd_sale_rec r;
+        assert_int_equal(sd_validate_sale(rec, "/sales/0", &r, &errors, &warnings), 0);
+        json_t *doc = load(r.doc);
+        json_t *want = json_deep_copy(rec);
+        for (size_t k = 0; k < sizeof(normalized) / sizeof(*normalized); k++) {
+            json_t *v = json_object_get(doc, normalized[k]);
+            if (v) {
+                json_object_set(want, normalized[k], v);
+            }
+        }
+        char *want_text = json_dumps(want, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        assert_non_null(want_text);
+        if (strcmp(r.doc, want_text) != 0) {
+            fail_msg("case %zu:\n got  %s\n want %s", i, r.doc, want_text);
+        }
+        free(want_text);
+        json_decref(want);
+        json_decref(doc);
+        sd_sale_rec_release(&r);
+        sd_issues_release(&errors);
+        sd_issues_release(&warnings);
+        json_decref(rec);
+    }
+    /* events and customers are kept as sent: the same rule */
+    static const char *const ev_extras[] = {
+        "{\"program\":{\"conductor\":\"Muti\",\"acts\":4},\"note\":\"\\u00e9\\\"\"}",
+        "{\"na\\u00efve key\":[1,2.25,\"x\"]}",
+    };
+    for (size_t i = 0; i < sizeof(ev_extras) / sizeof(*ev_extras); i++) {
+        json_t *rec = patched(SD_KIND_EVENT, ev_extras[i]);
+        struct sd_issues errors, warnings;
+        sd_issues_init(&errors, SD_MAX_ISSUES);
+        sd_issues_init(&warnings, SD_MAX_ISSUES);
+        struct sd_event_rec r;
+        assert_int_equal(sd_validate_event(rec, "/events/0", &r, &errors, &warnings), 0);
+        char *want_text = json_dumps(rec, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        assert_string_equal(r.doc, want_text);
+        free(want_text);
+        sd_event_rec_release(&r);
+        sd_issues_release(&errors);
+        sd_issues_release(&warnings);
+        json_decref(rec);
+    }
+}
+
 /* ---- ingest body ---------------------------------------------------------------------------- */
 
 struct body_case {
@@ -690,6 +762,7 @@ int main(void)
         cmocka_unit_test(test_customer_email_optional),
         cmocka_unit_test(test_sale_output),
         cmocka_unit_test(test_body_cases),
+        cmocka_unit_test(test_doc_bytes),
         cmocka_unit_test(test_second_in_sequence),
         cmocka_unit_test(test_many_errors_capped),
         cmocka_unit_test(test_null_body),

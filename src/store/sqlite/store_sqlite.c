@@ -65,7 +65,12 @@ extern const unsigned sd_sqlite_control_schema_count;
 
 #define POOL_MAX 8
 #define BUSY_TIMEOUT_MS 5000
-#define WAL_CHECKPOINT_FRAMES 1000
+/* A PASSIVE checkpoint is due once the log holds this many frames (about 40 MiB). A round
+ * copies each page once, however many frames rewrote it, and ends with one fsync of the
+ * database: the pages a stream of small commits keeps rewriting (the tables' and indexes'
+ * right-hand leaves, the sequence counter) cost once per round, so rarer, larger rounds cost
+ * less per commit. It stays well below WAL_RESTART_FRAMES and WAL_SIZE_LIMIT. */
+#define WAL_CHECKPOINT_FRAMES 10000
 #define WAL_RESTART_FRAMES 50000
 #define WAL_PAGE_BYTES 4096 /* SQLite's default page size, which the schema keeps */
 #define WAL_SIZE_LIMIT (64LL << 20)
