@@ -218,6 +218,13 @@ def main():
     db.executemany("INSERT INTO customers (seq, tenant_id, env, source, customer_id, email_key,"
                    " ad_opt_out, profile_id, doc, updated_usec)"
                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", crow)
+    cols = [r[1] for r in db.execute("PRAGMA table_info(customers)")]
+    if "seg_post_code" in cols:  # 0014: the folded copies the customer upsert keeps
+        db.create_function("sd_fold", 1, lambda v: None if v is None else fold(str(v)),
+                           deterministic=True)
+        db.execute("UPDATE customers SET seg_post_code = sd_fold(json_extract(doc, '$.post_code')),"
+                   " seg_city = sd_fold(json_extract(doc, '$.city'))"
+                   " WHERE tenant_id = ? AND env = ?", (tenant, env))
     print("customers %d %.1f" % (len(customers), time.time() - t0), flush=True)
 
     # ---- sales ---------------------------------------------------------------------------

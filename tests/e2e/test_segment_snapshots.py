@@ -16,7 +16,7 @@ SNAP = re.compile(r"^[0-9a-f]{16}$")
 
 
 class SnapshotTests(harness.ServerCase):
-    TENANTS = {name: ["test"] for name in ("n_exact", "n_change", "n_gone", "n_errors")}
+    TENANTS = {name: ["test"] for name in ("n_exact", "n_change", "n_gone", "n_errors", "n_text")}
 
     def create(self, api, rules):
         r = api.req("POST", "/v1/%s/segments" % api.client_id,
@@ -68,6 +68,25 @@ class SnapshotTests(harness.ServerCase):
                 again, answers = self.pages(api, seg["segment_id"], limit=3)
                 self.assertNotEqual(answers[0]["snapshot_id"], seg["snapshot_id"])
                 self.assertEqual(again, ms)
+
+    def test_page_text_is_exact(self):
+        # A page is written as JSON text directly: ids and addresses with quotes, backslashes,
+        # control characters and non-ASCII come back as they were stored.
+        api = self.api("n_text")
+        tag = uid("T")
+        ids = [tag + s for s in ('-"q"', "-back\\slash", "-tab\tnl\n", "-ü€😀", "-</x>", "-\x01")]
+        sent = [customer(i, email="M%d.%s@Example.com" % (n, tag.lower()))
+                for n, i in enumerate(ids)]
+        r = api.ingest({"customers": sent})
+        self.assertStatus(r, 202)
+        seg = self.create(api, {"all": []})
+        ms, _ = self.pages(api, seg["segment_id"], seg["snapshot_id"], limit=4)
+        got = {m["source_ids"][0]["customer_id"]: m.get("email") for m in ms}
+        want = {c["customer_id"]: c.get("email") for c in sent}
+        self.assertEqual(got, want)
+        for m in ms:
+            self.assertEqual(sorted(m), ["email", "profile_id", "source_ids"])
+            self.assertEqual([sorted(x) for x in m["source_ids"]], [["customer_id", "source"]])
 
     def test_change_after_snapshot(self):
         api = self.api("n_change")

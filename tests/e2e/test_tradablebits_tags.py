@@ -14,7 +14,8 @@ them unchanged and queues nothing for the instance (no echo); a member reaches t
 push made for it, a member with no fan is counted; a tag deleted on the vendor's side is created
 again with every member by the next sync that has something to send; a hub killed right after a sync's calls, before
 their outcome is recorded, runs the item again after its restart and sends nothing twice; a
-segment listed with a schedule in the `segments` setting is queued by the instance's run."""
+segment listed with a schedule in the `segments` setting is queued by the instance's run; a sync
+reads its members from one snapshot, whose count becomes the segment's member_count."""
 
 import json
 import os
@@ -83,7 +84,7 @@ class TradableBitsTags(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory(prefix="sd-e2e-tbtags-")
         cls.data = cls.tmp.name
         cls.keys = []
-        for i in range(8):
+        for i in range(10):
             client = "tbt%d" % i
             harness.tenant_create(cls.data, client)
             cls.keys.append((client, harness.key_create(cls.data, client, "test")))
@@ -219,6 +220,26 @@ class TradableBitsTags(unittest.TestCase):
         stats = st["last_run_stats"]
         self.assertGreaterEqual(stats["records_in"], len(touched), st)
         self.assertEqual(stats["records_unchanged"], stats["records_in"], st)
+
+    def test_sync_reads_the_members_from_a_snapshot(self):
+        # The sync computes the rule once, freezing its members in a snapshot that its pages
+        # read; making the snapshot also stores the count as the segment's member_count.
+        admin, api, sim, cid = self.setup_instance()
+        fans = self.eligible(sim)
+        self.set_members(sim, fans[:8], [])
+        admin.run(cid, sim)
+        seg = self.segment(api)
+        r = api.req("GET", "/v1/%s/segments/%s" % (api.client_id, seg))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["member_count"], 8, r.json)
+        self.set_members(sim, fans[10:14], [])
+        admin.run(cid, sim)
+        d = self.delivered(api, self.push(api, seg, cid))
+        self.assertEqual((d["facts"]["members"], d["facts"]["added"]), (12, 12), d["facts"])
+        self.assertEqual(sim.tag_members(self.tag_name(seg)), sorted(fans[:8] + fans[10:14]))
+        r = api.req("GET", "/v1/%s/segments/%s" % (api.client_id, seg))
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["member_count"], 12, r.json)
 
     def test_dry_run_sends_nothing(self):
         admin, api, sim, cid = self.setup_instance()

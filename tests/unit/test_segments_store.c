@@ -620,6 +620,111 @@ static void test_customer_and_boolean(void **state)
 /* The activity fields a source keeps on its customer records (activity_count, last_activity_at,
  * last_activity_type, last_activity_campaign): a record without them counts 0 activities and
  * has no last activity. */
+/* Every stored customer's folded copies of post_code and city (seg_post_code, seg_city) equal
+ * the folding of its document's values, read straight from the file. */
+static void check_folded_columns(struct fx *f)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/stagedoor.db", f->st.dir);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT customer_id, json_extract(doc, '$.post_code'),"
+                                        " seg_post_code, json_extract(doc, '$.city'), seg_city"
+                                        " FROM customers",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    int rows = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        rows++;
+        for (int col = 1; col <= 3; col += 2) {
+            const char *raw = (const char *)sqlite3_column_text(st, col);
+            const char *stored = (const char *)sqlite3_column_text(st, col + 1);
+            char *want = raw ? sd_text_fold(raw) : NULL;
+            if (!want != !stored || (want && strcmp(want, stored) != 0)) {
+                fail_msg("customer %s: column %d holds [%s], its document folds to [%s]",
+                         sqlite3_column_text(st, 0), col + 1, stored ? stored : "NULL",
+                         want ? want : "NULL");
+            }
+            free(want);
+        }
+    }
+    assert_true(rows > 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* Customers of the default source with the given remote version, as a connector stores them. */
+static void ingest_versioned(struct fx *f, const char *body_text, int64_t version)
+{
+    json_error_t jerr;
+    json_t *body = json_loads(body_text, 0, &jerr);
+    assert_non_null(body);
+    struct sd_issues errors, warnings;
+    sd_issues_init(&errors, 10);
+    sd_issues_init(&warnings, 100);
+    struct sd_batch b = {0};
+    assert_int_equal(sd_validate_ingest(body, &b, &errors, &warnings), 0);
+    for (size_t i = 0; i < b.n_customers; i++) {
+        b.customers[i].remote_version = version;
+    }
+    struct sd_apply_result res;
+    sd_apply_result_init(&res);
+    assert_int_equal(sd_store_write_begin(f->h), 0);
+    assert_int_equal(sd_store_apply_ingest(f->h, f->acme, SD_ENV_TEST, &b, &res), 0);
+    assert_int_equal((int)res.outcome, SD_APPLY_OK);
+    assert_int_equal(sd_store_write_commit(f->h), 0);
+    sd_apply_result_release(&res);
+    sd_batch_release(&b);
+    sd_issues_release(&errors);
+    sd_issues_release(&warnings);
+    json_decref(body);
+}
+
+/* Customer filters on post_code and city read folded copies of the document's values, kept by
+ * every customer write: a changed value, one left out (kept), one sent as null (removed), a
+ * stale update (ignored); prefixes over them are exact, multibyte text included. */
+static void test_customer_fields_follow_writes(void **state)
+{
+    struct fx *f = *state;
+    check_folded_columns(f);
+    ingest(
+        f, f->acme, SD_ENV_TEST, NULL,
+        "{\"customers\":[" CU("A", "a@x.org", ",\"post_code\":\"20095\"") "," CU(
+            "B", "b@x.org",
+            ",\"post_code\":null") "," CU("C", "c@x.org",
+                                          ",\"city\":\"  BERLIN   Mitte \"") "," CU("E", "e@x.org",
+                                                                                    ",\"salutation"
+                                                                                    "\":\"Herr\"") "]}");
+    check_folded_columns(f);
+    const struct mcase cases[] = {
+        {"{\"customer\":{\"post_code\":{\"prefix\":\"1\"}}}", "C"}, /* D opted out */
+        {"{\"customer\":{\"post_code\":{\"eq\":\"20095\"}}}", "A"},
+        {"{\"customer\":{\"post_code\":{\"exists\":false}}}", "A,B"},     /* A2 has none */
+        {"{\"customer\":{\"post_code\":{\"prefix\":\"8\"}}}", "E"},       /* left out: kept */
+        {"{\"customer\":{\"post_code\":{\"ne\":\"20095\"}}}", "A,B,C,E"}, /* none: not 20095 */
+        {"{\"customer\":{\"city\":\"berlin mitte\"}}", "C"},
+        {"{\"customer\":{\"city\":{\"prefix\":\"BERLIN\"}}}", "A,C"},
+        {"{\"customer\":{\"city\":{\"in\":[\"MÜNCHEN\",\"hamburg\"]}}}", "B,E"},
+        {"{\"customer\":{\"city\":{\"prefix\":\"MÜ\"}}}", "E"},
+        {"{\"customer\":{\"city\":{\"prefix\":\"mün\"},\"post_code\":{\"prefix\":\"80\"}}}", "E"},
+        {"{\"customer\":{\"post_code\":{\"prefix\":\"2\"},\"city\":{\"prefix\":\"ham\"}}}", ""},
+    };
+    check_cases(f, cases, sizeof(cases) / sizeof(*cases));
+    /* version 5 is applied, an older version 3 afterwards is stale and changes nothing */
+    ingest_versioned(f, "{\"customers\":[" CU("E", "e@x.org", ",\"post_code\":\"10000\"") "]}", 5);
+    ingest_versioned(
+        f, "{\"customers\":[" CU("E", "e@x.org", ",\"post_code\":\"99999\",\"city\":null") "]}", 3);
+    check_folded_columns(f);
+    const struct mcase later[] = {
+        {"{\"customer\":{\"post_code\":{\"prefix\":\"1\"}}}", "C,E"},
+        {"{\"customer\":{\"post_code\":{\"prefix\":\"9\"}}}", ""},
+        {"{\"customer\":{\"city\":{\"prefix\":\"mü\"}}}", "E"},
+    };
+    check_cases(f, later, sizeof(later) / sizeof(*later));
+}
+
 static void test_customer_activity(void **state)
 {
     struct fx *f = *state;
@@ -1170,6 +1275,8 @@ static void test_lifecycle_migration(void **state)
         "{\"count\":{\"of\":\"tickets\",\"gte\":2}}",
         "{\"count\":{\"of\":\"events\",\"gte\":2}}",
         "{\"last_purchase\":{\"after\":\"2025-01-01\"}}",
+        "{\"customer\":{\"post_code\":{\"prefix\":\"10\"}}}", /* 0014 fills the columns */
+        "{\"customer\":{\"city\":\"münchen\"}}",
     };
     enum { N = sizeof(rules) / sizeof(*rules) };
     char *before[N];
@@ -1184,10 +1291,13 @@ static void test_lifecycle_migration(void **state)
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     char sql[2048];
     /* back to the schema before 0010_order_lifecycle.sql: what later migrations made goes too
-     * (0011_sale_scans.sql, 0012_segment_snapshots.sql), and every migration from 0010 on
-     * runs again */
+     * (0011_sale_scans.sql, 0012_segment_snapshots.sql, 0014_segment_customer_fields.sql),
+     * and every migration from 0010 on runs again */
     snprintf(
         sql, sizeof(sql),
+        "DROP INDEX seg_profiles_live; DROP INDEX seg_customers_city;"
+        "DROP INDEX seg_customers_post_code; ALTER TABLE customers DROP COLUMN seg_city;"
+        "ALTER TABLE customers DROP COLUMN seg_post_code;"
         "DROP TABLE segment_snapshot_members; DROP TABLE segment_snapshots;"
         "DROP TRIGGER sale_scans_sale_gone; DROP TABLE sale_scans;"
         "DROP INDEX seg_sales_lifecycle; DROP INDEX seg_sales_event; DROP INDEX sales_customer;"
@@ -1335,6 +1445,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_first_last_purchase, setup, teardown),
         cmocka_unit_test_setup_teardown(test_customer_and_boolean, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_customer_fields_follow_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_customer_activity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget, setup, teardown),

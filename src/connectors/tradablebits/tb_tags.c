@@ -4,7 +4,8 @@
  * schedule of the `segments` setting, which a pull run applies) is an outbox item of operation
  * "sync_tag" whose subject is the segment. Its deliver:
  *  1. reads the segment's members now (opt-outs, suppressions and erasures of this moment
- *     applied) and maps each to a fan: a source record of this instance's own source label (a
+ *     applied; the rule is computed once, into a member snapshot that the pages read) and maps
+ *     each to a fan: a source record of this instance's own source label (a
  *     pulled fan: its customer_id is the fan_id), else the remote reference of kind "customer"
  *     of any of its source records ("<source>:<customer_id>" → fan id, set by the fan push).
  * Profiles link records by e-mail, so a member known to the hub under another system's record still
@@ -301,7 +302,9 @@ struct sync {
 };
 
 /* The fans of the segment's members now: want (heap strings, one per member with a fan), the
- * number of members and of those without a fan. -ENOENT: no such segment. */
+ * number of members and of those without a fan. -ENOENT: no such segment. The first page
+ * computes the rule once and freezes its members in a snapshot (which also becomes the
+ * segment's member_count); every later page reads that snapshot by profile id. */
 static int member_fans(struct sync *s, struct strv *want, int64_t *ret_members, int64_t *ret_no_fan)
 {
     struct sd_connector_ctx *ctx = s->ctx;
@@ -311,7 +314,7 @@ static int member_fans(struct sync *s, struct strv *want, int64_t *ret_members, 
     }
     struct sd_segment *seg = NULL;
     int r = sd_segment_load(ctx->hub, ctx->tenant_id, ctx->env, s->item->subject_id, &seg);
-    int64_t members = 0, no_fan = 0, after = 0;
+    int64_t members = 0, no_fan = 0, after = 0, snapshot = 0;
     bool more = r == 0;
     while (more) {
         /* A large segment takes a while: keep the item ours meanwhile. */
@@ -320,10 +323,14 @@ static int member_fans(struct sync *s, struct strv *want, int64_t *ret_members, 
             break;
         }
         struct sd_member_page page = {0};
-        r = sd_segment_members(ctx->hub, seg, after, MEMBER_PAGE, &page);
+        r = sd_segment_members_snapshot(ctx->hub, seg, snapshot, after, MEMBER_PAGE, NULL, &page);
+        if (r == -ESTALE) {
+            r = -EAGAIN; /* the snapshot expired mid-read: the next attempt makes a new one */
+        }
         if (r < 0) {
             break;
         }
+        snapshot = page.snapshot_id;
         for (size_t i = 0; i < page.n && r == 0; i++) {
             const struct sd_member *m = &page.v[i];
             char *fan = NULL;

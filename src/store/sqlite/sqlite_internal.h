@@ -285,6 +285,9 @@ int sd_sqlite_get_customer_in_write(struct sd_store *s, int64_t tenant_id, enum 
  * (store/audience.h), reached through sd_store_sqlite_ops. */
 extern const struct sd_store_profile_ops sd_sqlite_profile_ops;
 extern const struct sd_store_segment_ops sd_sqlite_segment_ops;
+/* Register sd_fold(x) (the model's text folding, sd_text_fold) on a new connection, before it
+ * prepares anything: segment queries, migration 0014 and the customer upsert call it. */
+int sd_sqlite_register_fold(sqlite3 *db);
 extern const struct sd_store_outbox_ops sd_sqlite_outbox_ops;
 /* Raw-first vendor webhooks (store/inbound.h), sqlite_inbound.c. */
 extern const struct sd_store_inbound_ops sd_sqlite_inbound_ops;

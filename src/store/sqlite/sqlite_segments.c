@@ -34,7 +34,9 @@
  * purchase_datetime, "YYYY-MM-DD" event dates), which is exact to the second.
  * Case-insensitive fields compare sd_fold(stored) with the rule's value folded the same way
  * (sd_text_fold, Unicode simple lowercase, whitespace trimmed and collapsed): sd_fold is a SQL
- * function registered on each read connection the first time it runs a segment query.
+ * function registered on every connection the store opens. The customer fields a rule filters
+ * on most (post_code, city) are stored folded beside the document (seg_post_code, seg_city,
+ * 0014_segment_customer_fields.sql) and read through their indexes.
  *
  * A membership query runs on one read connection, in one read transaction (the member page and
  * its e-mails and source ids come from the same snapshot) and never blocks the writer. A
@@ -101,13 +103,14 @@ static const char SQL_GET[] =
     "SELECT " SEG_COLS " FROM segments WHERE id = ?1 AND tenant_id = ?2 AND env = ?3";
 static const char SQL_LIST[] = "SELECT " SEG_COLS " FROM segments WHERE tenant_id = ?1"
                                " AND env = ?2 ORDER BY created_usec, id";
-/* A member's source records, most recently updated first (the e-mail is the first one's that
- * has one). Without the index named, the planner prefers (tenant_id, env) — two equalities —
- * and reads every customer of the tenant per member. */
+/* The source records of a page's members (?1: their ids as a JSON array), per member most
+ * recently updated first (a member's e-mail is the first one's that has one): one statement
+ * for the whole page. Without the index named, the planner prefers (tenant_id, env) — two
+ * equalities — and reads every customer of the tenant. */
 static const char SQL_SOURCES[] =
-    "SELECT source, customer_id, json_extract(doc, '$.email') FROM customers"
-    " INDEXED BY customers_profile WHERE profile_id = ?1 AND tenant_id = ?2 AND env = ?3 ORDER BY "
-    "updated_usec DESC, seq DESC";
+    "SELECT profile_id, source, customer_id, json_extract(doc, '$.email') FROM customers"
+    " INDEXED BY customers_profile WHERE profile_id IN (SELECT value FROM json_each(?1))"
+    " AND tenant_id = ?2 AND env = ?3 ORDER BY profile_id, updated_usec DESC, seq DESC";
 
 /* ---- definitions (control plane) ------------------------------------------------------------- */
 
@@ -434,8 +437,8 @@ static const char *field_expr(enum sd_seg_field f)
     case SD_SEG_F_PRICE: return "s.sales_price_minor";
     case SD_SEG_F_CURRENCY: return "s.currency";
     case SD_SEG_F_QUANTITY: return "json_extract(s.doc, '$.quantity')";
-    case SD_SEG_F_POST_CODE: return "sd_fold(json_extract(c.doc, '$.post_code'))";
-    case SD_SEG_F_CUSTOMER_CITY: return "sd_fold(json_extract(c.doc, '$.city'))";
+    case SD_SEG_F_POST_CODE: return "c.seg_post_code"; /* sd_fold of '$.post_code' */
+    case SD_SEG_F_CUSTOMER_CITY: return "c.seg_city";  /* sd_fold of '$.city' */
     case SD_SEG_F_SALUTATION: return "sd_fold(json_extract(c.doc, '$.salutation'))";
     case SD_SEG_F_SOURCE: return "c.source";
     case SD_SEG_F_ACTIVITIES: return "coalesce(json_extract(c.doc, '$.activity_count'), 0)";
@@ -1005,13 +1008,72 @@ static void purchase_leaf(struct q *q, const struct sd_seg_rule *r)
     put(q, ")");
 }
 
+/* The index of the folded customer field a condition can be looked up in (eq, in, prefix), or
+ * NULL (ne, contains and exists read every record of the scope). */
+static const char *customer_index(const struct sd_seg_cond *c)
+{
+    if (c->op != SD_SEG_EQ && c->op != SD_SEG_IN && c->op != SD_SEG_PREFIX) {
+        return NULL;
+    }
+    if (c->field == SD_SEG_F_POST_CODE) {
+        return "seg_customers_post_code";
+    }
+    if (c->field == SD_SEG_F_CUSTOMER_CITY) {
+        return "seg_customers_city";
+    }
+    return NULL;
+}
+
+/* A prefix as the index range [p, p with its last byte raised) on column x, ANDed to the exact
+ * instr() test that compare() writes. Text compares bytewise (BINARY), so every string that
+ * starts with p lies in the range; folded text is UTF-8 and never holds a 0xFF byte, but such
+ * bytes are dropped before raising the last one all the same. */
+static void prefix_range(struct q *q, const char *x, const char *p)
+{
+    size_t n = strlen(p);
+    put(q, " AND ");
+    put(q, x);
+    put(q, " >= ");
+    param_text(q, p);
+    while (n > 0 && (unsigned char)p[n - 1] == 0xFF) {
+        n--;
+    }
+    if (n == 0) {
+        return;
+    }
+    char *hi = sd_strndup(p, n);
+    hi[n - 1] = (char)((unsigned char)hi[n - 1] + 1);
+    put(q, " AND ");
+    put(q, x);
+    put(q, " < ");
+    param_text(q, hi);
+    free(hi);
+}
+
+/* The profiles of the source records matching every filter. The first filter on post_code or
+ * city that an index serves picks that index (covering: the profile id is in it), so a filter
+ * such as post_code prefix "1" reads its index range, not every customer. */
 static void customer_leaf(struct q *q, const struct sd_seg_rule *r)
 {
-    put(q, "p.id IN (SELECT c.profile_id FROM customers c WHERE c.tenant_id = ?1 AND c.env = ?2"
-           " AND c.profile_id IS NOT NULL");
+    const char *index = NULL;
+    size_t at = 0;
+    for (size_t i = 0; i < r->n_where && !index; i++) {
+        index = customer_index(&r->where[i]);
+        at = i;
+    }
+    put(q, "p.id IN (SELECT c.profile_id FROM customers c");
+    if (index) {
+        put(q, " INDEXED BY ");
+        put(q, index);
+    }
+    put(q, " WHERE c.tenant_id = ?1 AND c.env = ?2 AND c.profile_id IS NOT NULL");
     for (size_t i = 0; i < r->n_where; i++) {
         put(q, " AND ");
         cond_sql(q, &r->where[i]);
+    }
+    const struct sd_seg_cond *c = index ? &r->where[at] : NULL;
+    if (c && c->op == SD_SEG_PREFIX && c->n == 1 && c->v[0].text) {
+        prefix_range(q, field_expr(c->field), c->v[0].text);
     }
     put(q, ")");
 }
@@ -1095,19 +1157,11 @@ static void fold_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
     sqlite3_result_text(ctx, f, -1, free);
 }
 
-/* Register sd_fold on c unless it has it (registering again would expire every statement
- * cached on the connection). */
-static int ensure_fold(struct conn *c)
+int sd_sqlite_register_fold(sqlite3 *db)
 {
-    sqlite3_stmt *probe = NULL;
-    if (sqlite3_prepare_v2(c->db, "SELECT sd_fold('')", -1, &probe, NULL) == SQLITE_OK) {
-        sqlite3_finalize(probe);
-        return 0;
-    }
-    int rc = sqlite3_create_function_v2(c->db, "sd_fold", 1,
-                                        SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
-                                        fold_fn, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? 0 : sd_sqlite_fail(c, rc, "register sd_fold");
+    return sqlite3_create_function_v2(db, "sd_fold", 1,
+                                      SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, NULL,
+                                      fold_fn, NULL, NULL, NULL);
 }
 
 /* The running computation's limits, as the progress handler sees them. */
@@ -1239,7 +1293,7 @@ static int seg_count(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     sqlite3_stmt *st = NULL;
     struct limits lim;
     limits_init(&lim, budget);
-    r = over_limits(&lim) ? lim.reason : ensure_fold(c);
+    r = over_limits(&lim) ? lim.reason : 0;
     if (r == 0) {
         r = prepare(c, &q, tenant_id, env, &st);
     }
@@ -1267,47 +1321,74 @@ static int cmp_source(const void *a, const void *b)
     return r ? r : strcmp(x->customer_id, y->customer_id);
 }
 
-/* Fill m's e-mail and source ids from the profile's source records. */
+/* Fill the e-mail and source ids of every member of page (ids ascending) from their source
+ * records, in one statement. */
 static int member_sources(struct conn *c, int64_t tenant_id, enum sd_env env, struct limits *l,
-                          struct sd_seg_member *m)
+                          struct sd_seg_member_page *page)
 {
+    if (page->n == 0) {
+        return 0;
+    }
     sqlite3_stmt *st = sd_sqlite_stmt_extra(c, SLOT_SOURCES, SQL_SOURCES);
     if (!st) {
         return -EIO;
     }
-    if ((sqlite3_bind_int64(st, 1, m->profile_id) | sqlite3_bind_int64(st, 2, tenant_id) |
-         sqlite3_bind_int(st, 3, (int)env)) != SQLITE_OK) {
+    struct sd_buf ids;
+    sd_buf_init(&ids);
+    for (size_t i = 0; i < page->n; i++) {
+        sd_buf_printf(&ids, "%c%" PRId64, i ? ',' : '[', page->v[i].profile_id);
+    }
+    sd_buf_puts(&ids, "]");
+    int rc = sqlite3_bind_text(st, 1, ids.data, (int)ids.len, SQLITE_STATIC) |
+             sqlite3_bind_int64(st, 2, tenant_id) | sqlite3_bind_int(st, 3, (int)env);
+    if (rc != SQLITE_OK) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        sd_buf_release(&ids);
         return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
-    size_t cap = 0;
-    int rc;
+    size_t at = 0, cap = 0; /* the member the rows are at, and its sources' capacity */
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t id = sqlite3_column_int64(st, 0);
+        while (at < page->n && page->v[at].profile_id < id) {
+            at++;
+            cap = 0;
+        }
+        if (at == page->n || page->v[at].profile_id != id) {
+            continue; /* not a member of the page: cannot happen, the ids came from it */
+        }
+        struct sd_seg_member *m = &page->v[at];
         if (m->n_sources == cap) {
             cap = cap ? cap * 2 : 2;
             m->sources = sd_realloc(m->sources, cap * sizeof(*m->sources));
         }
         struct sd_seg_member_source *src = &m->sources[m->n_sources++];
-        src->source = sd_sqlite_column_strdup(st, 0);
-        src->customer_id = sd_sqlite_column_strdup(st, 1);
+        src->source = sd_sqlite_column_strdup(st, 1);
+        src->customer_id = sd_sqlite_column_strdup(st, 2);
         if (!src->source) {
             src->source = sd_strdup("");
         }
         if (!src->customer_id) {
             src->customer_id = sd_strdup("");
         }
-        if (!m->email && sqlite3_column_type(st, 2) == SQLITE_TEXT) {
-            m->email = sd_sqlite_column_strdup(st, 2);
+        if (!m->email && sqlite3_column_type(st, 3) == SQLITE_TEXT) {
+            m->email = sd_sqlite_column_strdup(st, 3);
         }
     }
     sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    sd_buf_release(&ids);
     if (rc == SQLITE_INTERRUPT && l->reason < 0) {
         return l->reason;
     }
     if (rc != SQLITE_DONE) {
         return sd_sqlite_fail(c, rc, "segment member sources");
     }
-    if (m->n_sources > 1) {
-        qsort(m->sources, m->n_sources, sizeof(*m->sources), cmp_source);
+    for (size_t i = 0; i < page->n; i++) {
+        struct sd_seg_member *m = &page->v[i];
+        if (m->n_sources > 1) {
+            qsort(m->sources, m->n_sources, sizeof(*m->sources), cmp_source);
+        }
     }
     return 0;
 }
@@ -1337,7 +1418,7 @@ static int seg_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     bool in_tx = false, limited = false;
     struct limits lim;
     limits_init(&lim, budget);
-    r = over_limits(&lim) ? lim.reason : ensure_fold(c);
+    r = over_limits(&lim) ? lim.reason : 0;
     if (r < 0) {
         goto out;
     }
@@ -1369,11 +1450,9 @@ static int seg_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         goto out;
     }
     sqlite3_reset(st);
-    for (size_t i = 0; i < page.n; i++) {
-        r = member_sources(c, tenant_id, env, &lim, &page.v[i]);
-        if (r < 0) {
-            goto out;
-        }
+    r = member_sources(c, tenant_id, env, &lim, &page);
+    if (r < 0) {
+        goto out;
     }
     if (page.n > 0) {
         page.next_after = page.v[page.n - 1].profile_id;
@@ -1447,7 +1526,7 @@ static int member_ids(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     sqlite3_stmt *st = NULL;
     struct limits lim;
     limits_init(&lim, budget);
-    r = over_limits(&lim) ? lim.reason : ensure_fold(c);
+    r = over_limits(&lim) ? lim.reason : 0;
     if (r == 0) {
         r = prepare(c, &q, tenant_id, env, &st);
     }
@@ -1667,9 +1746,7 @@ static int snapshot_members(struct sd_store *s, int64_t tenant_id, enum sd_env e
         r = sd_sqlite_fail(c, rc, "segment snapshot page");
         goto out;
     }
-    for (size_t i = 0; i < page.n && r == 0; i++) {
-        r = member_sources(c, tenant_id, env, &lim, &page.v[i]);
-    }
+    r = member_sources(c, tenant_id, env, &lim, &page);
     if (r == 0 && page.n > 0) {
         page.next_after = page.v[page.n - 1].profile_id;
     }

@@ -24,6 +24,19 @@
     "(" CU_STALE " OR ((customers.doc IS ?7 OR customers.doc IS json_patch(customers.doc, ?7))"    \
     " AND customers.email_key IS " CU_EMAIL_KEY                                                    \
     " AND customers.ad_opt_out IS coalesce(excluded.ad_opt_out, customers.ad_opt_out)))"
+/* The folded copies of document fields that segments filter on (seg_post_code, seg_city:
+ * 0014_segment_customer_fields.sql), always sd_fold(json_extract(doc, '$.<key>')) of the
+ * stored document. The update's document is the stored one patched with ?7 (RFC 7396): a key
+ * that ?7 leaves out keeps the stored value, one it sends (null included: the patch removes
+ * it) takes ?7's. */
+#define CU_POST_CODE_NEW "sd_fold(json_extract(?7, '$.post_code'))"
+#define CU_CITY_NEW "sd_fold(json_extract(?7, '$.city'))"
+#define CU_POST_CODE                                                                               \
+    "CASE WHEN " CU_STALE " OR json_type(?7, '$.post_code') IS NULL THEN customers.seg_post_code" \
+    " ELSE " CU_POST_CODE_NEW " END"
+#define CU_CITY                                                                                    \
+    "CASE WHEN " CU_STALE " OR json_type(?7, '$.city') IS NULL THEN customers.seg_city"           \
+    " ELSE " CU_CITY_NEW " END"
 /* A new document without its null members (only parsed when it may have one). */
 #define EV_DOC_NEW "CASE WHEN instr(?6, 'null') THEN json_patch('{}', ?6) ELSE ?6 END"
 #define CU_DOC_NEW "CASE WHEN instr(?7, 'null') THEN json_patch('{}', ?7) ELSE ?7 END"
@@ -106,8 +119,9 @@ const char *const sd_sqlite_sql[N_STMT] = {
      * customer's wish). */
     [ST_CUSTOMER_UPSERT] =
         "INSERT INTO customers (tenant_id, env, customer_id, seq, email_key, ad_opt_out, doc,"
-        " updated_usec, source, origin, remote_version)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, " CU_DOC_NEW ", ?8, ?9, ?10, ?11)"
+        " updated_usec, source, origin, remote_version, seg_post_code, seg_city)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, " CU_DOC_NEW ", ?8, ?9, ?10, ?11,"
+        " " CU_POST_CODE_NEW ", " CU_CITY_NEW ")"
         " ON CONFLICT (tenant_id, env, source, customer_id) DO UPDATE SET"
         " seq = CASE WHEN " CU_KEEP " THEN customers.seq ELSE excluded.seq END,"
         " updated_usec = CASE WHEN " CU_KEEP " THEN customers.updated_usec"
@@ -117,8 +131,8 @@ const char *const sd_sqlite_sql[N_STMT] = {
         " ad_opt_out = CASE WHEN " CU_STALE " THEN customers.ad_opt_out"
         " ELSE coalesce(excluded.ad_opt_out, customers.ad_opt_out) END,"
         " doc = CASE WHEN " CU_STALE " THEN customers.doc ELSE json_patch(customers.doc, ?7) END,"
-        " remote_version = max(customers.remote_version, excluded.remote_version)"
-        " RETURNING seq, remote_version",
+        " remote_version = max(customers.remote_version, excluded.remote_version),"
+        " seg_post_code = " CU_POST_CODE ", seg_city = " CU_CITY " RETURNING seq, remote_version",
     /* A sale's customer is a customer of the same source. */
     [ST_CUSTOMER_EXISTS] = "SELECT 1 FROM customers WHERE tenant_id = ?1 AND env = ?2"
                            " AND customer_id = ?3 AND source = ?4",

@@ -214,6 +214,11 @@ static int conn_open(const char *path, enum conn_role role, struct conn **ret)
     }
     sqlite3_extended_result_codes(c->db, 0);
     sqlite3_busy_timeout(c->db, BUSY_TIMEOUT_MS);
+    if (sd_sqlite_register_fold(c->db) != SQLITE_OK) {
+        sd_log(SD_LOG_ERROR, "cannot register sd_fold", "path=\"%s\"", path);
+        r = -EIO;
+        goto out;
+    }
     if (role != ROLE_READ) {
         /* journal_mode answers with the mode in force; anything but wal means we could not
          * switch (e.g. a filesystem without shared memory) and durability assumptions break. */
