@@ -452,6 +452,9 @@ int sd_connector_job_ingest(struct sd_connector_job *job, const json_t *body,
  * records it named. */
 int sd_connector_job_ingest_batch(struct sd_connector_job *job, struct sd_batch *batch,
                                   struct sd_ingest_outcome *out);
+/* Inside a job: whether other writes (a webhook request) wait for this job to commit, so a
+ * long job can end at its next step and let them in. */
+bool sd_connector_job_others_waiting(struct sd_connector_job *job);
 /* Count n records as rejected; they count into the state only if the job's work is kept. */
 void sd_connector_job_reject(struct sd_connector_job *job, uint64_t n);
 int sd_connector_job_cursor(struct sd_connector_job *job, const json_t *cursor);
