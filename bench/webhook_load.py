@@ -31,7 +31,7 @@ def main():
     ap.add_argument("--rate", type=float, default=50.0)
     ap.add_argument("--seconds", type=float, default=0.0)
     ap.add_argument("--stop-file", default="")
-    ap.add_argument("--threads", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=64)
     ap.add_argument("--timeout", type=float, default=30.0)
     a = ap.parse_args()
     u = urlparse(a.base)

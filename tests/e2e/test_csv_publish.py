@@ -138,7 +138,7 @@ class PublishCrash(Publish):
     FAULT = "csv_publish_exit:1"
 
     def test_crash_mid_publish_resumes_and_stores_every_row_once(self):
-        n = 45000  # more than two publish jobs (at most 20,000 rows each)
+        n = 110000  # more than one publish job (at most 100,000 rows each)
         events = ["PC-E%d" % i for i in range(5)]
         self.events(events)
         folder = self.folder()
@@ -241,7 +241,7 @@ class PublishAfterCheck(Publish):
         self.events(events)
         folder = self.folder()
         cid = self.add(folder)
-        n = 20000
+        n = 120000  # more than one write job (at most 100,000 rows each)
         self.drop(folder, "sales.csv", sales_csv("WH-", n, events))
         work = os.path.join(self.data, "connectors", cid)
         harness.wait_until(lambda: os.path.exists(os.path.join(work, "fault-csv-checked")),
