@@ -472,10 +472,11 @@ static int start_reading(struct importer *im)
     return 0;
 }
 
-/* Invoice numbers seen in a file, as 64-bit hashes (open addressing, 0 = a free slot; 8 bytes
- * per row, 16 MiB for a million): an invoice twice in one file is a change of a sale, which
- * the lifecycle rules judge while storing. A collision only sends the file the whole-file
- * way. */
+/* Invoice numbers seen in a file, as 64-bit hashes (open addressing, 0 = a free slot; at most
+ * INVOICE_SET_MAX slots, 32 MiB: 2 million rows): an invoice twice in one file is a change of a
+ * sale, which the lifecycle rules judge while storing. A collision, or a file with more sales
+ * than the set holds, only sends the file the whole-file way. */
+#define INVOICE_SET_MAX ((size_t)1 << 22)
 struct invoice_set {
     uint64_t *slot;
     size_t cap, n; /* cap: 0 or a power of two */
@@ -500,10 +501,13 @@ static void invoice_set_put(struct invoice_set *s, uint64_t h)
     s->slot[i] = h;
 }
 
-/* Adds inv; true if it was there already. */
+/* Adds inv; true if it was there already (or may have been: the set is full). */
 static bool invoice_set_add(struct invoice_set *s, const char *inv)
 {
     if (2 * (s->n + 1) > s->cap) {
+        if (s->cap >= INVOICE_SET_MAX) {
+            return true;
+        }
         struct invoice_set old = *s;
         s->cap = old.cap ? old.cap * 2 : 4096;
         s->slot = sd_calloc(s->cap, sizeof(*s->slot));
