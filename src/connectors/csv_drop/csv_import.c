@@ -3,8 +3,8 @@
  * Two policies, one reader (csv_chunks.c: a thread that reads, maps and validates chunks of
  * 1,000 rows ahead of the store, so the writer thread only stores). Rows are written in
  * bounded write jobs (at most JOB_ROWS rows, and about JOB_USEC of storing when other writes
- * wait), so the writer takes other writes — webhook requests — between them; each job commits the cursor
- * (byte offset and line after its rows, counters, and the size errors.csv had then), so a
+ * wait), so the writer takes other writes — webhook requests — between them; each job commits the
+ * cursor (byte offset and line after its rows, counters, and the size errors.csv had then), so a
  * crash resumes after the last commit and errors.csv is cut back to match.
  *  - reject_file runs in two phases. CHECK reads, maps and validates the whole file and checks
  *    every sale's references against the committed data (sd_connector_check_sale_refs, a read:

@@ -25,8 +25,8 @@ struct event_memo {
 };
 
 /* 1 if the event (or an alias of it) exists, 0 if not, -EIO. */
-static int event_exists(struct conn *c, struct event_memo *m, int64_t tenant_id,
-                        enum sd_env env, const char *event_id)
+static int event_exists(struct conn *c, struct event_memo *m, int64_t tenant_id, enum sd_env env,
+                        const char *event_id)
 {
     for (size_t i = 0; i < m->n; i++) {
         if (strcmp(m->id[i], event_id) == 0) {
@@ -42,8 +42,8 @@ static int event_exists(struct conn *c, struct event_memo *m, int64_t tenant_id,
 }
 
 /* 1 if the customer exists in source, 0 if not, -EIO. */
-static int customer_exists(struct conn *c, int64_t tenant_id, enum sd_env env,
-                           const char *source, const char *cid)
+static int customer_exists(struct conn *c, int64_t tenant_id, enum sd_env env, const char *source,
+                           const char *cid)
 {
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_CUSTOMER_EXISTS);
     if (!st) {
@@ -64,8 +64,8 @@ static int customer_exists(struct conn *c, int64_t tenant_id, enum sd_env env,
 
 /* 1 if the invoice is stored with another document than doc, 0 if not stored or stored as
  * is, -EIO. */
-static int stored_otherwise(struct conn *c, int64_t tenant_id, enum sd_env env,
-                            const char *invoice, const char *doc, struct sd_buf *buf)
+static int stored_otherwise(struct conn *c, int64_t tenant_id, enum sd_env env, const char *invoice,
+                            const char *doc, struct sd_buf *buf)
 {
     int r = sd_sqlite_lookup_text(c, ST_SALE_DOC, tenant_id, env, invoice, buf);
     if (r != 1) {
