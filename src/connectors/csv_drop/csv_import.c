@@ -109,8 +109,8 @@ struct importer {
     bool publishing;         /* reject_file after its check: bounded jobs, "phase" in cursor */
     uint64_t rows_committed; /* rows read up to the last commit of a bounded job */
     uint64_t body_offset, body_line; /* the reader's position after the header row */
-    uint64_t offset, line;  /* reader position after the last chunk taken */
-    int fatal;              /* a structural error ended the file */
+    uint64_t offset, line;           /* reader position after the last chunk taken */
+    int fatal;                       /* a structural error ended the file */
     char fatal_msg[300];
 };
 
@@ -178,13 +178,12 @@ static json_t *cursor_doc(struct importer *im, bool done)
     fflush(im->errf);
     long errbytes = ftell(im->errf);
     char delim[2] = {im->copt.delimiter, 0};
-    json_t *c =
-        json_pack("{s:s, s:s, s:b, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I}", "file", im->name,
-                  "sha256", im->sha, "done", done, "offset", (json_int_t)im->offset, "line",
-                  (json_int_t)im->line, "delimiter", delim, "rows", (json_int_t)im->rows,
-                  "stored", (json_int_t)im->stored, "rejected", (json_int_t)im->rejected,
-                  "unchanged", (json_int_t)im->unchanged, "errors_bytes",
-                  (json_int_t)(errbytes < 0 ? 0 : errbytes));
+    json_t *c = json_pack(
+        "{s:s, s:s, s:b, s:I, s:I, s:s, s:I, s:I, s:I, s:I, s:I}", "file", im->name, "sha256",
+        im->sha, "done", done, "offset", (json_int_t)im->offset, "line", (json_int_t)im->line,
+        "delimiter", delim, "rows", (json_int_t)im->rows, "stored", (json_int_t)im->stored,
+        "rejected", (json_int_t)im->rejected, "unchanged", (json_int_t)im->unchanged,
+        "errors_bytes", (json_int_t)(errbytes < 0 ? 0 : errbytes));
     if (im->publishing) {
         json_object_set_new(c, "phase", json_string("publishing"));
     }
@@ -320,8 +319,8 @@ struct bounded_group {
 };
 
 /* Publish: one store attempt of a checked chunk; a refusal is the group's end. */
-static int publish_chunk(struct importer *im, struct sd_connector_job *job,
-                         struct sd_csv_chunk *ch, struct bounded_group *g)
+static int publish_chunk(struct importer *im, struct sd_connector_job *job, struct sd_csv_chunk *ch,
+                         struct bounded_group *g)
 {
     struct sd_ingest_outcome out;
     sd_ingest_outcome_init_limit(&out, 16);
@@ -359,8 +358,7 @@ static int bounded_job(struct sd_connector_job *job, void *arg)
         uint64_t refused = 0;
         int r = 0;
         if (ch->validated && ch->n > 0) {
-            r = im->publishing ? publish_chunk(im, job, ch, g)
-                               : store_chunk(im, job, ch, &refused);
+            r = im->publishing ? publish_chunk(im, job, ch, g) : store_chunk(im, job, ch, &refused);
         }
         sd_connector_job_reject(job, ch->rejected + refused);
         g->eof = ch->eof;
@@ -434,9 +432,8 @@ static int bounded_import(struct importer *im)
             }
         }
         if (r < 0) {
-            return sd_connector_fail(im->ctx, r, "storing %s failed after row %llu: %s",
-                                     im->name, (unsigned long long)im->rows_committed,
-                                     strerror(-r));
+            return sd_connector_fail(im->ctx, r, "storing %s failed after row %llu: %s", im->name,
+                                     (unsigned long long)im->rows_committed, strerror(-r));
         }
         if (g.refused) {
             return sd_connector_fail(
@@ -536,8 +533,7 @@ static int finish(struct importer *im, bool failed, int64_t started,
 
 /* reject_file when storing must judge rows: the whole file in one write job, as checked
  * (im->rd after the header). */
-static int whole_file_import(struct importer *im, int64_t started,
-                             struct sd_csv_import_result *res)
+static int whole_file_import(struct importer *im, int64_t started, struct sd_csv_import_result *res)
 {
     int r = start_reading(im);
     if (r < 0) {
@@ -546,9 +542,8 @@ static int whole_file_import(struct importer *im, int64_t started,
     r = sd_connector_write_job(im->ctx, whole_file_job, im);
     if (r < 0) {
         if (r == -ECANCELED) {
-            return sd_connector_fail(im->ctx, r,
-                                     "stopped while importing %s; the next run starts it again",
-                                     im->name);
+            return sd_connector_fail(
+                im->ctx, r, "stopped while importing %s; the next run starts it again", im->name);
         }
         return sd_connector_fail(im->ctx, r, "storing %s failed", im->name);
     }
@@ -614,9 +609,9 @@ static mode_t folder_mode(const char *dir, bool for_dir)
  * refuses to move anything rather than write where the link points (every step below is
  * relative to the opened folder, so swapping the folder for a link later changes nothing). */
 struct dest {
-    int fd;       /* dir/sub */
-    char *name;   /* the file's name there */
-    char *path;   /* dir/sub/name, for messages and the result */
+    int fd;     /* dir/sub */
+    char *name; /* the file's name there */
+    char *path; /* dir/sub/name, for messages and the result */
 };
 
 static void dest_release(struct dest *d)
