@@ -23,7 +23,10 @@
 # BENCH_TIMEOUT (1800) seconds to wait for one ack, BENCH_BIN (build-bench/stagedoor, built if
 # unset), BENCH_SERVE_ARGS extra `serve` arguments, BENCH_PERF=1 records `perf record -g` of the
 # server during each large import (perf-<figure>.data in the temp dir; implies BENCH_KEEP=1),
-# BENCH_KEEP=1 keeps the temp dir.
+# BENCH_KEEP=1 keeps the temp dir, BENCH_WEBHOOK_RATE (50; 0 = none) webhook requests per second
+# of one sale each (bench/webhook_load.py) sent for BENCH_WEBHOOK_BASE_S (5) seconds before
+# sales.csv (no import running) and then from its rename until its ack (during the import):
+# p50/p99/max latency and failures of both, per figure.
 # Exit: 0 every figure valid and every count matches, 1 a figure was void (file refused, count
 # or sum differs, timeout), 2 setup failed. Wall time never fails the run.
 set -euo pipefail
@@ -40,6 +43,9 @@ AIM=${BENCH_AIM:-0.5}
 TIMEOUT=${BENCH_TIMEOUT:-1800}
 PERF=${BENCH_PERF:-0}
 KEEP=${BENCH_KEEP:-0}
+WH_RATE=${BENCH_WEBHOOK_RATE:-50}
+WH_BASE_S=${BENCH_WEBHOOK_BASE_S:-5}
+WH_PID=
 [[ $PERF == 1 ]] && KEEP=1
 CLIENT=bench
 
@@ -89,6 +95,7 @@ stop_perf() {
 }
 
 cleanup() {
+    [[ -z $WH_PID ]] || kill "$WH_PID" 2>/dev/null || true
     stop_perf
     stop_server
     if [[ $KEEP == 1 ]]; then
@@ -243,6 +250,16 @@ drop_in() {
     mv "$2/.$3.part" "$2/$3"
 }
 
+# wh_line FILE: "p50 X ms, p99 Y ms, max Z ms, F of N failed" from webhook_load.py's output
+wh_line() {
+    [[ -s $1 ]] || {
+        echo "not measured"
+        return 0
+    }
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+print("p50 %s ms, p99 %s ms, max %s ms, %d of %d failed" % (d["p50_ms"], d["p99_ms"], d["max_ms"], d["failed"], d["sent"]))' "$1"
+}
+
 # run_one FIG POLICY GENDIR ROWS EXPECTED_SUM: sets F_<FIG>_{ok,why,s,rps,dur,rss0,rss}
 run_one() {
     local fig=$1 policy=$2 gdir=$3 rows=$4 want_sum=$5
@@ -252,6 +269,13 @@ run_one() {
     echo "bench: ($fig) $policy, $rows rows" >&2
     "$BIN" tenant create "$CLIENT" --data "$data" >"$dir/setup.log" 2>&1 ||
         die "tenant create failed: $(cat "$dir/setup.log")"
+    # The webhook load must not meet the tenant's rate limit (it measures latency, not 429s).
+    "$BIN" tenant limits "$CLIENT" --per-minute 1000000 --burst 100000 --data "$data" \
+        >>"$dir/setup.log" 2>&1 || die "tenant limits failed: $(cat "$dir/setup.log")"
+    local key event
+    key=$("$BIN" key create "$CLIENT" --env test --data "$data" 2>>"$dir/setup.log" |
+        awk 'NF {k = $0} END {print k}') || die "key create failed: $(cat "$dir/setup.log")"
+    event=$(sed -n '2s/,.*//p' "$gdir/events.csv")
     start_server "$data" "$log"
     code=$(curl -s -o "$dir/connector.json" -w '%{http_code}' -X POST \
         "$BASE/admin/v1/tenants/$CLIENT/connectors" -H "Authorization: Bearer $TOKEN" \
@@ -287,13 +311,31 @@ run_one() {
         PERF_PID=$!
         sleep 0.5
     fi
+    # The webhook without an import, then during it (invoice numbers WH-*, not in the file).
+    local wh=(python3 "$BENCH_DIR/webhook_load.py" --base "$BASE" --client "$CLIENT" --key "$key"
+        --event "$event" --rate "$WH_RATE")
+    if [[ $WH_RATE != 0 ]]; then
+        "${wh[@]}" --prefix WH-B- --seconds "$WH_BASE_S" >"$dir/webhook-idle.json" ||
+            die "webhook_load.py failed"
+        rm -f "$dir/webhook.stop"
+        "${wh[@]}" --prefix WH-I- --stop-file "$dir/webhook.stop" >"$dir/webhook-import.json" &
+        WH_PID=$!
+    fi
     local c0 c1 w0 w1
     c0=$(cpu_ticks "$SERVER_PID") w0=$(io_wchar "$SERVER_PID")
     t0=$(now_ns)
     mv "$drop/.sales.csv.part" "$drop/sales.csv"
+    # inotify starts the run; ask too, in case the watch missed it (a run in flight answers 409)
+    curl -s -o /dev/null -X POST "$BASE/admin/v1/tenants/$CLIENT/connectors/$id/run" \
+        -H "Authorization: Bearer $TOKEN" || true
     st=$(wait_ack "$drop" sales.csv)
     t1=$(now_ns)
     c1=$(cpu_ticks "$SERVER_PID") w1=$(io_wchar "$SERVER_PID")
+    if [[ -n $WH_PID ]]; then
+        touch "$dir/webhook.stop"
+        wait "$WH_PID" || true
+        WH_PID=
+    fi
     stop_perf
     local rss dur rows_read stored
     rss=$(hwm_kb "$SERVER_PID")
@@ -317,8 +359,10 @@ run_one() {
         [[ $stored == "$rows" ]] || { ok=0; why="${why:+$why; }ack records_stored $stored, not $rows"; }
         [[ $rej == 0 ]] || { ok=0; why="${why:+$why; }ack records_rejected $rej"; }
         local db_n db_sum
-        db_n=$(sqlite3 "$data/stagedoor.db" "select count(*) from sales")
-        db_sum=$(sqlite3 "$data/stagedoor.db" "select sum(sales_price_minor) from sales")
+        db_n=$(sqlite3 "$data/stagedoor.db" \
+            "select count(*) from sales where invoice_number not like 'WH-%'")
+        db_sum=$(sqlite3 "$data/stagedoor.db" \
+            "select sum(sales_price_minor) from sales where invoice_number not like 'WH-%'")
         [[ $db_n == "$rows" ]] || { ok=0; why="${why:+$why; }stored count $db_n, not $rows"; }
         [[ $db_sum == "$want_sum" ]] ||
             { ok=0; why="${why:+$why; }stored price total $db_sum, sqlite3 .import has $want_sum"; }
@@ -335,6 +379,7 @@ run_one() {
     printf -v "F_${fig}_rows" '%s' "$rows"
     printf -v "F_${fig}_cpu" '%s' "$(awk -v a="$c0" -v b="$c1" -v t="$TICKS" 'BEGIN{printf "%.2f", (b - a) / t}')"
     printf -v "F_${fig}_wmib" '%s' "$(awk -v a="$w0" -v b="$w1" 'BEGIN{printf "%.0f", (b - a) / 1048576}')"
+    printf -v "F_${fig}_wh" '%s' "$(wh_line "$dir/webhook-idle.json") | during the import: $(wh_line "$dir/webhook-import.json")"
     if ((!ok)); then
         echo "bench: ($fig) figure void: $why" >&2
     fi
@@ -393,8 +438,11 @@ for fig in "${FIGS[@]}"; do
     if [[ ${!ok} == 1 ]]; then
         echo "($fig) ack duration_ms ${!dur} ($(rate "${!rows}" "$(awk -v d="${!dur}" 'BEGIN{print d/1000}')") rows/s inside the import)," \
             "peak RSS $(mib "${!rss0}") MiB before sales.csv → $(mib "${!rss}") MiB after," \
-            "${!wmib} MiB written (WAL, checkpoints, errors.csv);" \
+            "${!wmib} MiB written ($(awk -v w="${!wmib}" -v b="$SALES_BYTES" -v r="${!rows}" -v n="$ROWS" 'BEGIN{printf "%.1f", w * 1048576 / (b * r / n)}')× the file: WAL, checkpoints, errors.csv);" \
             "stored ${!rows} = rows, price total matches (r)"
+        wh=F_${fig}_wh
+        [[ $WH_RATE == 0 ]] ||
+            echo "($fig) webhook, 1 sale per request at $WH_RATE/s — no import: ${!wh}"
     else
         echo "($fig) VOID: ${!why}"
     fi

@@ -4,6 +4,9 @@
  * "commit" (core/writer.c), "outbox_after_send", "outbox_after_claim" (core/outbox.c),
  * "sftp_before_move" (connectors/sftp_pull: exits after a file's import, before its remote move),
  * "inbound_after_commit" (api/inbound.c: exits after a vendor payload's commit, before its 200),
+ * "csv_publish_exit" (connectors/csv_drop: exits right after a publish's write job committed),
+ * "csv_after_check" (connectors/csv_drop: a checked sales file waits for DATA/connectors/ID/
+ * fault-csv-go before its publish),
  * "max_pages" (the SQLite store caps its size at the page count in DATA/fault-max-pages before
  * each write transaction: writes then fail with SQLITE_FULL like on a full disk; no file, no
  * cap). Unset (always, in production)

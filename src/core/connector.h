@@ -222,6 +222,16 @@ int sd_connector_records_page(const struct sd_connector_ctx *ctx, enum sd_kind k
                               int64_t after_seq, size_t limit, json_t **ret_records,
                               int64_t *ret_last_seq, bool *ret_more);
 
+/* Check the references of a validated batch's sales (this instance's source, tenant and
+ * environment) against the committed data, without a write job: a file transport checks a
+ * whole file this way before it stores any of it. Issues go to errors in the words and at the
+ * pointers sd_connector_job_ingest_batch would give; *ret_needs_writer is set when a sale's
+ * acceptance depends on more than references (a refund, or a stored invoice with other
+ * content), which only storing can judge (store.h, check_sale_refs). Any thread but the
+ * writer's. Returns the number of issues, or a negative errno. */
+int sd_connector_check_sale_refs(const struct sd_connector_ctx *ctx, struct sd_batch *batch,
+                                 struct sd_issues *errors, bool *ret_needs_writer);
+
 /* on_change: one stored change of a record, as the writer applies it. */
 struct sd_change {
     enum sd_kind kind;   /* SD_KIND_CUSTOMER, SD_KIND_EVENT, SD_KIND_SALE */
@@ -442,6 +452,9 @@ int sd_connector_job_ingest(struct sd_connector_job *job, const json_t *body,
  * records it named. */
 int sd_connector_job_ingest_batch(struct sd_connector_job *job, struct sd_batch *batch,
                                   struct sd_ingest_outcome *out);
+/* Inside a job: whether other writes (a webhook request) wait for this job to commit, so a
+ * long job can end at its next step and let them in. */
+bool sd_connector_job_others_waiting(struct sd_connector_job *job);
 /* Count n records as rejected; they count into the state only if the job's work is kept. */
 void sd_connector_job_reject(struct sd_connector_job *job, uint64_t n);
 int sd_connector_job_cursor(struct sd_connector_job *job, const json_t *cursor);

@@ -4,7 +4,8 @@
  *
  * Invariant: reads only, through the store's read path (any thread but the writer's); records
  * come in change order with their sequence number, so a sweep spread over many runs resumes
- * after the last one it checked. */
+ * after the last one it checked. A file transport checks a whole file's references here
+ * (sd_connector_check_sale_refs) before it writes any of it, without holding the writer. */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -44,4 +45,17 @@ int sd_connector_records_page(const struct sd_connector_ctx *ctx, enum sd_kind k
     *ret_records = out;
     *ret_last_seq = last;
     return 0;
+}
+
+int sd_connector_check_sale_refs(const struct sd_connector_ctx *ctx, struct sd_batch *batch,
+                                 struct sd_issues *errors, bool *ret_needs_writer)
+{
+    if (!ctx || !ctx->hub || !ctx->hub->store || !batch || !errors || !ret_needs_writer) {
+        return -EINVAL;
+    }
+    batch->upsert_sales = true;
+    batch->source = ctx->source;
+    batch->origin = ctx->id;
+    return sd_store_check_sale_refs(ctx->hub->store, ctx->tenant_id, ctx->env, batch, errors,
+                                    ret_needs_writer);
 }

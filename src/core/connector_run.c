@@ -221,6 +221,11 @@ int sd_connector_job_ingest_batch(struct sd_connector_job *job, struct sd_batch 
     return r;
 }
 
+bool sd_connector_job_others_waiting(struct sd_connector_job *job)
+{
+    return sd_writer_others_waiting(job->ctx->hub->writer);
+}
+
 void sd_connector_job_reject(struct sd_connector_job *job, uint64_t n)
 {
     job->rejected += n;

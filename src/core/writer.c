@@ -291,6 +291,14 @@ int sd_writer_run_sync(struct sd_writer *w, sd_write_run_fn run, void *arg)
     return r;
 }
 
+bool sd_writer_others_waiting(struct sd_writer *w)
+{
+    pthread_mutex_lock(&w->mu);
+    bool waiting = w->head != NULL;
+    pthread_mutex_unlock(&w->mu);
+    return waiting;
+}
+
 bool sd_writer_broken(struct sd_writer *w)
 {
     return atomic_load(&w->broken);

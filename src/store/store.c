@@ -224,6 +224,13 @@ int sd_store_get_record(struct sd_store_handle *h, enum sd_kind kind, int64_t te
     return CALL(get_record, kind, tenant_id, env, id, ret_doc);
 }
 
+int sd_store_check_sale_refs(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                             const struct sd_batch *b, struct sd_issues *errors,
+                             bool *ret_needs_writer)
+{
+    return CALL(check_sale_refs, tenant_id, env, b, errors, ret_needs_writer);
+}
+
 int sd_store_count_records(struct sd_store_handle *h, enum sd_kind kind, int64_t tenant_id,
                            enum sd_env env, int64_t *ret)
 {

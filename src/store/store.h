@@ -272,6 +272,18 @@ struct sd_store_ops {
                                  const char *id, const char *source, char **ret_doc);
     /* The committed state document of a connector; -ENOENT if it never ran. */
     int (*connector_state_get)(struct sd_store *s, const char *id, char **ret_doc);
+    /* A file transport's check before it writes anything of a file: the references of b's
+     * sales as one committed snapshot sees them. For each sale: its event (an alias counts)
+     * and its customer (a customer of b->source; SD_ANON_CUSTOMER needs none) must exist, else
+     * an issue is added at "/sales/<index>/event_id" or "/sales/<index>/customer_id" in the
+     * words apply_ingest uses. *ret_needs_writer (never cleared) is set when a sale's
+     * acceptance depends on more than its references, which only apply_ingest can judge: it
+     * refunds another sale (refund_of), or its invoice is stored with another document (the
+     * lifecycle rules judge the change). A sale stored with this very document is fine.
+     * Returns the number of issues added, or -EINVAL / -EIO. Writes nothing. */
+    int (*check_sale_refs)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const struct sd_batch *b, struct sd_issues *errors,
+                           bool *ret_needs_writer);
 
     /* Audiences (issue #4): profiles, segments, the outbox — store/audience.h. */
     const struct sd_store_profile_ops *profiles;
@@ -348,6 +360,9 @@ int sd_store_list_records(struct sd_store_handle *h, enum sd_kind kind, int64_t 
                           struct sd_record_page *ret);
 int sd_store_get_record(struct sd_store_handle *h, enum sd_kind kind, int64_t tenant_id,
                         enum sd_env env, const char *id, char **ret_doc);
+int sd_store_check_sale_refs(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                             const struct sd_batch *b, struct sd_issues *errors,
+                             bool *ret_needs_writer);
 int sd_store_count_records(struct sd_store_handle *h, enum sd_kind kind, int64_t tenant_id,
                            enum sd_env env, int64_t *ret);
 int sd_store_delete_record(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,

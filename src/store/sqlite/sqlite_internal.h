@@ -301,6 +301,10 @@ int sd_sqlite_connector_delete(struct sd_store *s, const char *id);
 int sd_sqlite_connector_request_run(struct sd_store *s, const char *id, int64_t usec);
 int sd_sqlite_connector_state_put(struct sd_store *s, const char *id, const char *doc);
 int sd_sqlite_connector_state_get(struct sd_store *s, const char *id, char **ret_doc);
+/* sqlite_import_check.c — read path. */
+int sd_sqlite_check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                              const struct sd_batch *b, struct sd_issues *errors,
+                              bool *ret_needs_writer);
 
 /* Write transaction on the data file's ctl connection (sqlite_control.c), for settings that
  * live with the data (connectors, segments, targets, deliveries): begin takes ctl_lock; end

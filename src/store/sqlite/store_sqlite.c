@@ -941,6 +941,7 @@ const struct sd_store_ops sd_store_sqlite_ops = {
     .connector_request_run = sd_sqlite_connector_request_run,
     .connector_state_put = sd_sqlite_connector_state_put,
     .connector_state_get = sd_sqlite_connector_state_get,
+    .check_sale_refs = sd_sqlite_check_sale_refs,
     .log_stats = sd_sqlite_log_stats,
     .space_probe = sd_sqlite_space_probe,
     .profiles = &sd_sqlite_profile_ops,
