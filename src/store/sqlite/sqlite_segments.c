@@ -13,12 +13,16 @@
  *    keys of the matching sales — the sales give each buyer once, so a profile is looked up
  *    per buyer, not per sale. Event filters become `s.event_ref IN (SELECT event_id FROM
  *    events e WHERE …)`: only the events' documents are parsed;
- *  - count: purchases, tickets and spend are summed per customer key first and the partial
- *    sums per profile (a profile may have records in several sources); distinct events are
- *    grouped by profile directly. When the comparison holds for zero (lt 3, eq 0, …) the leaf
+ *  - count: without a `where`, purchases, tickets and spend read the per-profile facts
+ *    (profile_facts, 0013_profile_facts.sql, kept by triggers in the writer's transaction).
+ *    Otherwise they are summed per customer key first and the partial sums per profile (a
+ *    profile may have records in several sources); distinct events are always grouped by
+ *    profile from the sales. When the comparison holds for zero (lt 3, eq 0, …) the leaf
  *    is `NOT IN (… HAVING NOT <comparison>)`, which keeps the profiles without a matching sale;
  *  - first / last purchase: rewritten into bought leaves with a purchase-time range
  *    ("last purchase before X" = bought ∧ ¬bought at or after X), which need no grouping;
+ *    without a `where`, a one-sided range is one range of the facts' earliest / latest live
+ *    purchase instead of the sales;
  *  - customer: the source records of the tenant+env matching every filter.
  * Subqueries never return NULL (c.profile_id IS NOT NULL), so NOT IN and NOT are exact.
  * Sales are read through an index chosen here, not by the planner (no ANALYZE statistics;
@@ -884,10 +888,51 @@ static bool holds_at_zero(const struct sd_seg_cond *c)
     }
 }
 
-/* Counts are per profile, over all its source records. Purchases, tickets and spend add up, so
- * they are summed per customer key first (one group per buyer, in the index's order where it
- * can) and those partial sums per profile; distinct events do not add up and are grouped by
- * profile directly. */
+/* The comparisons of a count leaf on total, ANDed (negated as a whole when not `in`). */
+static void count_cmp(struct q *q, const struct sd_seg_rule *r, const char *total, bool negate)
+{
+    put(q, negate ? "NOT (" : "(");
+    for (size_t i = 0; i < r->n_cmp; i++) {
+        if (i) {
+            put(q, " AND ");
+        }
+        compare(q, total, &r->cmp[i], false);
+    }
+    put(q, ")");
+}
+
+/* A count of purchases, tickets or spend without a `where`: read from the per-profile facts
+ * (0013_profile_facts.sql), which hold exactly the sums the sales path computes, per currency.
+ * Spend in one currency is one row per profile, so its comparison is one range of the spend
+ * index; the others sum a profile's rows (one pass over the facts in profile order). */
+static void count_facts_leaf(struct q *q, const struct sd_seg_rule *r, bool zero)
+{
+    static const char *const total[] = {
+        [SD_SEG_M_PURCHASES] = "sum(f.purchases)",
+        [SD_SEG_M_TICKETS] = "sum(f.tickets)",
+        [SD_SEG_M_EVENTS] = NULL,
+        [SD_SEG_M_SPEND] = "sum(f.spend_minor)",
+    };
+    put(q, zero ? "p.id NOT IN (" : "p.id IN (");
+    if (r->measure == SD_SEG_M_SPEND && r->currency[0]) {
+        put(q, "SELECT f.profile_id FROM profile_facts f INDEXED BY profile_facts_spend"
+               " WHERE f.tenant_id = ?1 AND f.env = ?2 AND f.currency = ");
+        param_text(q, r->currency);
+        put(q, " AND ");
+        count_cmp(q, r, "f.spend_minor", zero);
+    } else {
+        put(q, "SELECT f.profile_id FROM profile_facts f WHERE f.tenant_id = ?1 AND f.env = ?2"
+               " GROUP BY f.profile_id HAVING ");
+        count_cmp(q, r, total[r->measure], zero);
+    }
+    put(q, ")");
+}
+
+/* Counts are per profile, over all its source records. Without a `where`, purchases, tickets
+ * and spend come from the per-profile facts (count_facts_leaf). Otherwise purchases, tickets and
+ * spend add up, so they are summed per customer key first (one group per buyer, in the index's
+ * order where it can) and those partial sums per profile; distinct events do not add up and
+ * are grouped by profile directly. */
 static void count_leaf(struct q *q, const struct sd_seg_rule *r)
 {
     static const char *const partial[] = {
@@ -907,6 +952,10 @@ static void count_leaf(struct q *q, const struct sd_seg_rule *r)
     bool zero = true;
     for (size_t i = 0; i < r->n_cmp; i++) {
         zero = zero && holds_at_zero(&r->cmp[i]);
+    }
+    if (r->n_where == 0 && r->measure != SD_SEG_M_EVENTS) {
+        count_facts_leaf(q, r, zero);
+        return;
     }
     const char *index = sales_index(r->where, r->n_where, r->measure, true, NULL);
     const char *currency = r->measure == SD_SEG_M_SPEND ? r->currency : NULL;
@@ -931,14 +980,39 @@ static void count_leaf(struct q *q, const struct sd_seg_rule *r)
                " AND c.customer_id = x.cid WHERE c.profile_id IS NOT NULL");
         total = "sum(x.v)";
     }
-    put(q, zero ? " GROUP BY c.profile_id HAVING NOT (" : " GROUP BY c.profile_id HAVING (");
-    for (size_t i = 0; i < r->n_cmp; i++) {
-        if (i) {
-            put(q, " AND ");
-        }
-        compare(q, total, &r->cmp[i], false);
+    put(q, " GROUP BY c.profile_id HAVING ");
+    count_cmp(q, r, total, zero);
+    put(q, ")");
+}
+
+/* "p.id [NOT] IN (profiles with a live purchase within b)" for first/last purchase leaves.
+ * Without a `where` and with at most one bound it reads the per-profile facts: a live purchase
+ * at or after lo exists iff the latest is at or after lo, one before hi iff the earliest is
+ * before hi — one range of profile_facts_last / _first. Otherwise the sales (bought_leaf). */
+static void purchased_leaf(struct q *q, bool in, const struct sd_seg_rule *r,
+                           const struct bounds *b)
+{
+    bool lo = b && b->has_lo, hi = b && b->has_hi;
+    if (r->n_where > 0 || (lo && hi)) {
+        bought_leaf(q, in, r, b);
+        return;
     }
-    put(q, "))");
+    put(q, in ? "p.id IN (" : "p.id NOT IN (");
+    if (hi) {
+        put(q, "SELECT f.profile_id FROM profile_facts f INDEXED BY profile_facts_first"
+               " WHERE f.tenant_id = ?1 AND f.env = ?2 AND f.first_purchase < ");
+        param_time(q, b->hi, false);
+    } else {
+        put(q, "SELECT f.profile_id FROM profile_facts f INDEXED BY profile_facts_last"
+               " WHERE f.tenant_id = ?1 AND f.env = ?2 AND f.last_purchase ");
+        if (lo) {
+            put(q, ">= ");
+            param_time(q, b->lo, false);
+        } else {
+            put(q, "IS NOT NULL");
+        }
+    }
+    put(q, ")");
 }
 
 /* first/last purchase within a range, as bought leaves (see the top of the file). */
@@ -962,11 +1036,11 @@ static void purchase_range(struct q *q, const struct sd_seg_rule *r, const struc
     }
     put(q, "(");
     if (need_inner) {
-        bought_leaf(q, true, r, &inner);
+        purchased_leaf(q, true, r, &inner);
     }
     if (need_outer) {
         put(q, " AND ");
-        bought_leaf(q, false, r, &outer);
+        purchased_leaf(q, false, r, &outer);
     }
     put(q, ")");
 }
@@ -984,7 +1058,7 @@ static void purchase_leaf(struct q *q, const struct sd_seg_rule *r)
             put(q, " AND ");
         }
         if (c->op == SD_SEG_EXISTS) {
-            bought_leaf(q, c->exists, r, NULL);
+            purchased_leaf(q, c->exists, r, NULL);
             continue;
         }
         struct range g;
@@ -994,7 +1068,7 @@ static void purchase_leaf(struct q *q, const struct sd_seg_rule *r)
         }
         if (g.negate) {
             put(q, "(");
-            bought_leaf(q, true, r, NULL);
+            purchased_leaf(q, true, r, NULL);
             put(q, " AND NOT ");
             purchase_range(q, r, &g);
             put(q, ")");
