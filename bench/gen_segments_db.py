@@ -21,12 +21,11 @@ them. So this writes the rows itself, in the hub's own schema:
 
 Secondary indexes on `sales` are dropped before the bulk insert and recreated afterwards from
 their own `CREATE INDEX` text (read back from sqlite_master), which is several times faster
-than maintaining them row by row and ends in the same schema. The triggers on `customers` and
-`sales` (the per-profile facts of 0013_profile_facts.sql) are dropped and recreated the same
-way, and `profile_facts` is then filled by the migration's own backfill statement, read from
-src/store/sqlite/schema/0013_profile_facts.sql, so the facts agree with the sales as the hub
-would have kept them. The journal is switched off
-during the load and the file is put back into WAL mode at the end.
+than maintaining them row by row and ends in the same schema. Triggers on `customers` and
+`sales` are dropped and recreated the same way. The per-profile facts (0013_profile_facts.sql),
+which the hub keeps as it writes, are then filled by the migration's own backfill statement,
+read from src/store/sqlite/schema/0013_profile_facts.sql, so they agree with the sales. The
+journal is switched off during the load and the file is put back into WAL mode at the end.
 
 Data (deterministic for a given --seed): events over 2019-01-01 .. 2027-06-30 in Berlin,
 Hamburg, Munich and Vienna with real works, composers and role names sung by fictional

@@ -1182,15 +1182,12 @@ static void test_lifecycle_migration(void **state)
     snprintf(path, sizeof(path), "%s/stagedoor.db", f->st.dir);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    char sql[4096];
+    char sql[2048];
     /* back to the schema before 0010_order_lifecycle.sql: what later migrations made goes too
      * (0011_sale_scans.sql, 0012_segment_snapshots.sql, 0013_profile_facts.sql), and every
      * migration from 0010 on runs again */
     snprintf(
         sql, sizeof(sql),
-        "DROP TRIGGER profile_facts_sale_insert; DROP TRIGGER profile_facts_sale_update;"
-        "DROP TRIGGER profile_facts_sale_delete; DROP TRIGGER profile_facts_customer_insert;"
-        "DROP TRIGGER profile_facts_customer_update; DROP TRIGGER profile_facts_customer_delete;"
         "DROP TABLE profile_facts;"
         "DROP TABLE segment_snapshot_members; DROP TABLE segment_snapshots;"
         "DROP TRIGGER sale_scans_sale_gone; DROP TABLE sale_scans;"

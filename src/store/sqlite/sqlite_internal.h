@@ -120,7 +120,7 @@ struct conn {
     sqlite3_stmt *st[N_STMT];
     /* Statements of the audience files, which keep their SQL next to their code: slots
      * 0..31 sqlite_profiles.c, 32..47 sqlite_segments.c, 48..95 sqlite_outbox.c, 96..103
-     * sqlite_quota.c, 160..191 sqlite_inbound.c. */
+     * sqlite_quota.c, 144..152 sqlite_facts.c, 160..191 sqlite_inbound.c. */
     sqlite3_stmt *extra[SD_SQLITE_EXTRA_SLOTS];
     struct conn *next_free;
     bool full; /* a statement failed with SQLITE_FULL (writer: since write_begin) */
@@ -283,6 +283,30 @@ int sd_sqlite_get_customer_in_write(struct sd_store *s, int64_t tenant_id, enum 
 
 /* The audience parts of the SQLite backend (issue #4), each an ops table of its own
  * (store/audience.h), reached through sd_store_sqlite_ops. */
+/* ---- per-profile purchase facts (sqlite_facts.c, 0013_profile_facts.sql) ----------------------
+ * Every change of a sale's key (source, customer_id), currency, purchase time or net figures,
+ * and of which profile a customer record belongs to, keeps profile_facts equal to its
+ * definition by calling these on the writer connection, in the same transaction, as follows:
+ *  - a sale just inserted: sale_add with the values stored (nothing for ANON or a sale with
+ *    nothing net left);
+ *  - a sale about to be updated or deleted: sale_out before the statement; after an update
+ *    (whether or not it changed the row), sale_in;
+ *  - a customer record about to change profile or be deleted: record_get before (its profile,
+ *    and whether its key has sales); after, if it has sales, profile for the old and the new
+ *    profile.
+ * Each returns 0 or a negative errno (-EIO, -ENOSPC) after logging; the caller rolls back. */
+int sd_sqlite_facts_sale_add(struct conn *c, int64_t tenant_id, enum sd_env env, const char *source,
+                             const char *customer_id, const char *currency, const char *purchased,
+                             int64_t net_quantity, int64_t net_minor);
+int sd_sqlite_facts_sale_out(struct conn *c, int64_t tenant_id, enum sd_env env,
+                             const char *invoice);
+int sd_sqlite_facts_sale_in(struct conn *c, int64_t tenant_id, enum sd_env env,
+                            const char *invoice);
+int sd_sqlite_facts_record_get(struct conn *c, int64_t tenant_id, enum sd_env env, int64_t seq,
+                               int64_t *ret_profile_id, bool *ret_has_sales);
+/* Recompute profile_id's rows from its sales (nothing for profile_id ≤ 0). */
+int sd_sqlite_facts_profile(struct conn *c, int64_t tenant_id, enum sd_env env, int64_t profile_id);
+
 extern const struct sd_store_profile_ops sd_sqlite_profile_ops;
 extern const struct sd_store_segment_ops sd_sqlite_segment_ops;
 extern const struct sd_store_outbox_ops sd_sqlite_outbox_ops;
