@@ -1114,17 +1114,11 @@ static int erase(struct sd_store *s, int64_t tenant_id, enum sd_env env, const c
     }
     res.profile_id = profile_id;
     for (size_t i = 0; i < n; i++) {
+        /* Its sales become ANON (each taken out of the purchase facts), so deleting the record
+         * afterwards changes no facts. */
         r = anonymize_sales(s, tenant_id, env, &v[i], now, &res.sales_anonymized);
-        int64_t facts_profile = 0;
-        bool has_sales = false;
-        if (r == 0) {
-            r = sd_sqlite_facts_record_get(c, tenant_id, env, v[i].seq, &facts_profile, &has_sales);
-        }
         if (r == 0) {
             r = run_scoped_id(c, P_REC_DELETE, tenant_id, env, v[i].seq, "customer delete");
-        }
-        if (r == 0 && has_sales) {
-            r = sd_sqlite_facts_profile(c, tenant_id, env, facts_profile);
         }
         if (r == 0) {
             /* Followers of the change feed learn that the record is gone, without its data. */

@@ -1321,10 +1321,8 @@ static int merge_customer_sales(struct sd_store *s, int64_t tenant_id, enum sd_e
     }
     for (size_t i = 0; i < n && r == 0; i++) {
         int64_t seq = s->seq + 1;
-        r = sd_sqlite_facts_sale_out(c, tenant_id, env, inv[i]);
-        if (r < 0) {
-            break;
-        }
+        /* Nothing to take out of the facts: the merged record is deleted already, so its sales
+         * count for nobody until they name the survivor. */
         if ((sd_sqlite_bind_scope(st, tenant_id, env, inv[i]) |
              sqlite3_bind_text(st, 4, into, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 5, seq) |
              sqlite3_bind_int64(st, 6, now)) != SQLITE_OK) {
