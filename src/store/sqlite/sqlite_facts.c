@@ -24,7 +24,7 @@
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/base.h"
@@ -175,12 +175,18 @@ int sd_sqlite_facts_sale_add(struct conn *c, int64_t tenant_id, enum sd_env env,
 }
 
 /* The stored sale `invoice` if it counts and its customer record has a profile: 1 and its
- * figures (text copied into the caller's buffers), 0 if it adds nothing, or -EIO. */
+ * figures (currency and purchase time copied: release them with sale_row_release), 0 if it
+ * adds nothing, or -EIO. */
 struct sale_row {
-    char currency[4];
-    char purchased[40];
+    char *currency, *purchased;
     int64_t net_quantity, net_minor, profile_id;
 };
+
+static void sale_row_release(struct sale_row *r)
+{
+    free(r->currency);
+    free(r->purchased);
+}
 
 static int sale_row(struct conn *c, int64_t tenant_id, enum sd_env env, const char *invoice,
                     struct sale_row *ret)
@@ -196,10 +202,8 @@ static int sale_row(struct conn *c, int64_t tenant_id, enum sd_env env, const ch
     int rc = sqlite3_step(st);
     r = 0;
     if (rc == SQLITE_ROW && sqlite3_column_type(st, 6) != SQLITE_NULL) {
-        const char *cur = (const char *)sqlite3_column_text(st, 2);
-        const char *when = (const char *)sqlite3_column_text(st, 3);
-        snprintf(ret->currency, sizeof(ret->currency), "%s", cur ? cur : "");
-        snprintf(ret->purchased, sizeof(ret->purchased), "%s", when ? when : "");
+        ret->currency = sd_sqlite_column_strdup(st, 2);
+        ret->purchased = sd_sqlite_column_strdup(st, 3);
         ret->net_quantity = sqlite3_column_int64(st, 4);
         ret->net_minor = sqlite3_column_int64(st, 5);
         ret->profile_id = sqlite3_column_int64(st, 6);
@@ -213,52 +217,60 @@ static int sale_row(struct conn *c, int64_t tenant_id, enum sd_env env, const ch
 
 int sd_sqlite_facts_sale_in(struct conn *c, int64_t tenant_id, enum sd_env env, const char *invoice)
 {
-    struct sale_row s;
+    struct sale_row s = {0};
     int r = sale_row(c, tenant_id, env, invoice, &s);
-    if (r <= 0) {
-        return r;
+    if (r > 0) {
+        r = add(c, tenant_id, env, s.profile_id, s.currency, s.purchased, s.net_quantity,
+                s.net_minor);
     }
-    return add(c, tenant_id, env, s.profile_id, s.currency, s.purchased, s.net_quantity,
-               s.net_minor);
+    sale_row_release(&s);
+    return r;
 }
 
 int sd_sqlite_facts_sale_out(struct conn *c, int64_t tenant_id, enum sd_env env,
                              const char *invoice)
 {
-    struct sale_row s;
+    struct sale_row s = {0};
     int r = sale_row(c, tenant_id, env, invoice, &s);
     if (r <= 0) {
-        return r;
+        goto out;
     }
     bool live = s.net_quantity > 0;
     sqlite3_stmt *st;
     if ((r = run(c, SLOT_SUB, SQL_SUB, &st)) < 0) {
-        return r;
+        goto out;
     }
     if ((bind_key(st, tenant_id, env, s.profile_id, s.currency) |
          sqlite3_bind_int(st, 5, live ? 1 : 0) | sqlite3_bind_int64(st, 6, s.net_quantity) |
          sqlite3_bind_int64(st, 7, s.net_minor)) != SQLITE_OK) {
-        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        goto out;
     }
     if ((r = done(c, st, "facts subtract")) < 0 ||
         (r = run(c, SLOT_DROP_EMPTY, SQL_DROP_EMPTY, &st)) < 0) {
-        return r;
+        goto out;
     }
     if (bind_key(st, tenant_id, env, s.profile_id, s.currency) != SQLITE_OK) {
-        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        goto out;
     }
     if ((r = done(c, st, "facts drop")) < 0 || !live) {
-        return r;
+        goto out;
     }
+    /* It was live: if it was its row's first or last purchase, the others decide now. */
     if ((r = run(c, SLOT_BOUNDS, SQL_BOUNDS, &st)) < 0) {
-        return r;
+        goto out;
     }
     if ((bind_key(st, tenant_id, env, s.profile_id, s.currency) |
          sqlite3_bind_text(st, 5, s.purchased, -1, SQLITE_STATIC) |
          sqlite3_bind_text(st, 6, invoice, -1, SQLITE_STATIC)) != SQLITE_OK) {
-        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        goto out;
     }
-    return done(c, st, "facts bounds");
+    r = done(c, st, "facts bounds");
+out:
+    sale_row_release(&s);
+    return r < 0 ? r : 0;
 }
 
 int sd_sqlite_facts_record_get(struct conn *c, int64_t tenant_id, enum sd_env env, int64_t seq,
