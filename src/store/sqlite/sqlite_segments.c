@@ -21,8 +21,7 @@
  *    is `NOT IN (… HAVING NOT <comparison>)`, which keeps the profiles without a matching sale;
  *  - first / last purchase: rewritten into bought leaves with a purchase-time range
  *    ("last purchase before X" = bought ∧ ¬bought at or after X), which need no grouping;
- *    without a `where`, a one-sided range is one range of the facts' earliest / latest live
- *    purchase instead of the sales;
+ *    without a `where`, they compare the earliest / latest live purchase the facts hold;
  *  - customer: the source records of the tenant+env matching every filter.
  * Subqueries never return NULL (c.profile_id IS NOT NULL), so NOT IN and NOT are exact.
  * Sales are read through an index chosen here, not by the planner (no ANALYZE statistics;
@@ -902,9 +901,9 @@ static void count_cmp(struct q *q, const struct sd_seg_rule *r, const char *tota
 }
 
 /* A count of purchases, tickets or spend without a `where`: read from the per-profile facts
- * (0013_profile_facts.sql), which hold exactly the sums the sales path computes, per currency.
- * Spend in one currency is one row per profile, so its comparison is one range of the spend
- * index; the others sum a profile's rows (one pass over the facts in profile order). */
+ * (0013_profile_facts.sql), which hold exactly the sums the sales path computes, per currency,
+ * in one pass over them (their primary key, in profile order). Spend in one currency is one
+ * row per profile, compared as it is; the others sum a profile's rows. */
 static void count_facts_leaf(struct q *q, const struct sd_seg_rule *r, bool zero)
 {
     static const char *const total[] = {
@@ -915,8 +914,8 @@ static void count_facts_leaf(struct q *q, const struct sd_seg_rule *r, bool zero
     };
     put(q, zero ? "p.id NOT IN (" : "p.id IN (");
     if (r->measure == SD_SEG_M_SPEND && r->currency[0]) {
-        put(q, "SELECT f.profile_id FROM profile_facts f INDEXED BY profile_facts_spend"
-               " WHERE f.tenant_id = ?1 AND f.env = ?2 AND f.currency = ");
+        put(q, "SELECT f.profile_id FROM profile_facts f WHERE f.tenant_id = ?1 AND f.env = ?2"
+               " AND f.currency = ");
         param_text(q, r->currency);
         put(q, " AND ");
         count_cmp(q, r, "f.spend_minor", zero);
@@ -985,32 +984,37 @@ static void count_leaf(struct q *q, const struct sd_seg_rule *r)
     put(q, ")");
 }
 
-/* "p.id [NOT] IN (profiles with a live purchase within b)" for first/last purchase leaves.
- * Without a `where` and with at most one bound it reads the per-profile facts: a live purchase
- * at or after lo exists iff the latest is at or after lo, one before hi iff the earliest is
- * before hi — one range of profile_facts_last / _first. Otherwise the sales (bought_leaf). */
-static void purchased_leaf(struct q *q, bool in, const struct sd_seg_rule *r,
-                           const struct bounds *b)
+/* first/last purchase without a `where`, from the per-profile facts: the profile's latest
+ * (earliest) live purchase is the max (min) over its rows, one pass over the facts in profile
+ * order per condition. "Last purchase within [lo, hi)" = some live purchase ≥ lo and none ≥ hi
+ * = latest ≥ lo and latest < hi, the rewrite purchase_range makes into bought leaves; ne is
+ * "bought, and not within"; exists false is "no live purchase". */
+static void purchase_facts_leaf(struct q *q, const struct sd_seg_rule *r)
 {
-    bool lo = b && b->has_lo, hi = b && b->has_hi;
-    if (r->n_where > 0 || (lo && hi)) {
-        bought_leaf(q, in, r, b);
-        return;
-    }
-    put(q, in ? "p.id IN (" : "p.id NOT IN (");
-    if (hi) {
-        put(q, "SELECT f.profile_id FROM profile_facts f INDEXED BY profile_facts_first"
-               " WHERE f.tenant_id = ?1 AND f.env = ?2 AND f.first_purchase < ");
-        param_time(q, b->hi, false);
-    } else {
-        put(q, "SELECT f.profile_id FROM profile_facts f INDEXED BY profile_facts_last"
-               " WHERE f.tenant_id = ?1 AND f.env = ?2 AND f.last_purchase ");
-        if (lo) {
-            put(q, ">= ");
-            param_time(q, b->lo, false);
-        } else {
-            put(q, "IS NOT NULL");
+    const char *x =
+        r->kind == SD_SEG_LAST_PURCHASE ? "max(f.last_purchase)" : "min(f.first_purchase)";
+    put(q, "(");
+    for (size_t i = 0; i < r->n_cmp; i++) {
+        const struct sd_seg_cond *c = &r->cmp[i];
+        if (i) {
+            put(q, " AND ");
         }
+        bool never = c->op == SD_SEG_EXISTS && !c->exists;
+        put(q, never ? "p.id NOT IN (" : "p.id IN (");
+        put(q, "SELECT f.profile_id FROM profile_facts f WHERE f.tenant_id = ?1 AND f.env = ?2"
+               " GROUP BY f.profile_id HAVING ");
+        put(q, x);
+        put(q, " IS NOT NULL");
+        if (c->op != SD_SEG_EXISTS) {
+            struct range g;
+            if (cond_range(q, c, false, &g) < 0) {
+                q->err = -EINVAL;
+                return;
+            }
+            put(q, g.negate ? " AND NOT " : " AND ");
+            range_sql(q, x, &g, false);
+        }
+        put(q, ")");
     }
     put(q, ")");
 }
@@ -1036,11 +1040,11 @@ static void purchase_range(struct q *q, const struct sd_seg_rule *r, const struc
     }
     put(q, "(");
     if (need_inner) {
-        purchased_leaf(q, true, r, &inner);
+        bought_leaf(q, true, r, &inner);
     }
     if (need_outer) {
         put(q, " AND ");
-        purchased_leaf(q, false, r, &outer);
+        bought_leaf(q, false, r, &outer);
     }
     put(q, ")");
 }
@@ -1051,6 +1055,10 @@ static void purchase_leaf(struct q *q, const struct sd_seg_rule *r)
         q->err = -EINVAL;
         return;
     }
+    if (r->n_where == 0) {
+        purchase_facts_leaf(q, r);
+        return;
+    }
     put(q, "(");
     for (size_t i = 0; i < r->n_cmp; i++) {
         const struct sd_seg_cond *c = &r->cmp[i];
@@ -1058,7 +1066,7 @@ static void purchase_leaf(struct q *q, const struct sd_seg_rule *r)
             put(q, " AND ");
         }
         if (c->op == SD_SEG_EXISTS) {
-            purchased_leaf(q, c->exists, r, NULL);
+            bought_leaf(q, c->exists, r, NULL);
             continue;
         }
         struct range g;
@@ -1068,7 +1076,7 @@ static void purchase_leaf(struct q *q, const struct sd_seg_rule *r)
         }
         if (g.negate) {
             put(q, "(");
-            purchased_leaf(q, true, r, NULL);
+            bought_leaf(q, true, r, NULL);
             put(q, " AND NOT ");
             purchase_range(q, r, &g);
             put(q, ")");
