@@ -185,22 +185,33 @@ static bool step_sale(struct fx *f)
         ",\"status\":\"refunded\",\"refunded_quantity\":1",
         ",\"status\":\"refunded\",\"refunded_quantity\":1,\"refunded_amount\":\"5.00\"",
     };
-    unsigned src = pick(f, 2), id = pick(f, N_CUSTOMERS);
-    bool anon = pick(f, 10) == 0;
-    char cust[128], cid[16], body[1024];
-    customer_json(f, cust, sizeof(cust), src, id);
-    snprintf(cid, sizeof(cid), "%s", anon ? "ANON" : "");
-    if (!anon) {
-        snprintf(cid, sizeof(cid), "%c%u", src == 0 ? 'W' : 'K', id);
+    /* one to three sales in one body (one batch), of customers of one source */
+    unsigned src = pick(f, 2), n = 1 + pick(f, 3) / 2 + pick(f, 3) / 2;
+    char custs[512] = "", sales[2048] = "", body[2600];
+    for (unsigned k = 0; k < n; k++) {
+        unsigned id = pick(f, N_CUSTOMERS);
+        bool anon = pick(f, 10) == 0;
+        char cust[128], cid[16], sale[640];
+        customer_json(f, cust, sizeof(cust), src, id);
+        snprintf(cid, sizeof(cid), "%s", anon ? "ANON" : "");
+        if (!anon) {
+            snprintf(cid, sizeof(cid), "%c%u", src == 0 ? 'W' : 'K', id);
+        }
+        snprintf(sale, sizeof(sale),
+                 "%s{\"invoice_number\":\"I%u\",\"event_id\":\"E1\",\"customer_id\":\"%s\","
+                 "\"purchase_datetime\":\"2025-%02u-%02uT1%u:00:00Z\","
+                 "\"ticket_category\":\"regular\",\"quantity\":%u,\"sales_price\":\"%s\","
+                 "\"currency\":\"%s\"%s}",
+                 k ? "," : "", pick(f, N_INVOICES), cid, 1 + pick(f, 12), 1 + pick(f, 28),
+                 pick(f, 10), 1 + pick(f, 4), prices[pick(f, 4)], pick(f, 4) ? "EUR" : "CHF",
+                 extras[pick(f, sizeof(extras) / sizeof(*extras))]);
+        strncat(sales, sale, sizeof(sales) - strlen(sales) - 1);
+        if (!anon) {
+            strncat(custs, k && custs[0] ? "," : "", sizeof(custs) - strlen(custs) - 1);
+            strncat(custs, cust, sizeof(custs) - strlen(custs) - 1);
+        }
     }
-    snprintf(body, sizeof(body),
-             "{\"customers\":[%s],\"sales\":[{\"invoice_number\":\"I%u\",\"event_id\":\"E1\","
-             "\"customer_id\":\"%s\",\"purchase_datetime\":\"2025-%02u-%02uT1%u:00:00Z\","
-             "\"ticket_category\":\"regular\",\"quantity\":%u,\"sales_price\":\"%s\","
-             "\"currency\":\"%s\"%s}]}",
-             cust, pick(f, N_INVOICES), cid, 1 + pick(f, 12), 1 + pick(f, 28), pick(f, 10),
-             1 + pick(f, 4), prices[pick(f, 4)], pick(f, 4) ? "EUR" : "CHF",
-             extras[pick(f, sizeof(extras) / sizeof(*extras))]);
+    snprintf(body, sizeof(body), "{\"customers\":[%s],\"sales\":[%s]}", custs, sales);
     return ingest(f, f->t, source_arg(src), body);
 }
 

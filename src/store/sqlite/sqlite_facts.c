@@ -4,15 +4,20 @@
  * figures, and which profile a customer record belongs to. sqlite_segments.c reads them for
  * counts of purchases / tickets / spend and first / last purchase without a `where`.
  *
- * The rules callers follow (sqlite_internal.h): a new sale is added (sale_add, one UPSERT); a
- * sale about to change or go is taken out first (sale_out) and, if it still exists, put back
- * as it is after the change (sale_in); a customer record that changes profile or goes has the
- * profiles concerned recomputed from their sales (record_get before, profile after).
+ * The rules callers follow (sqlite_internal.h): the sales a batch stores with new seqs (new
+ * ones, and new versions of replaced ones) are added once per batch by their seq range
+ * (sales_since: one INSERT … SELECT grouped per profile and currency, an UPSERT per group); a
+ * sale about to change or go otherwise is taken out first (sale_out) and, if it still exists,
+ * put back as it is after the change (sale_in); a customer record that changes profile or
+ * goes has the profiles concerned recomputed from their sales (record_get before, profile
+ * after).
  *
  * Why not triggers: a trigger on `sales` makes SQLite open a statement journal for every sale
  * statement (a trigger may fail after the row was written), which cost 13 µs a sale for an
- * empty trigger and 30 µs for the UPSERT on this machine; the plain statements here cost about
- * 5 µs a sale on the insert path.
+ * empty trigger and 30 µs for the UPSERT on this machine. Why by batch: one UPSERT per sale
+ * after its insert still cost about 7 µs a sale of server CPU in a CSV import (bench/README.md
+ * "Per-profile facts"); the batch's rows are the newest of the table and are read back by
+ * rowid range, and a profile with several sales in a batch is written once.
  *
  * Taking a sale out subtracts what it added; the row goes when it sums no sale. Only when the
  * sale was its row's first or last live purchase are the row's bounds read again from the
@@ -46,8 +51,6 @@ enum {
 #define COUNTS(s)                                                                                  \
     "(" s ".customer_id <> 'ANON' AND (" s ".net_quantity <> 0 OR " s ".net_minor <> 0))"
 
-static const char SQL_CUSTOMER[] = "SELECT profile_id FROM customers WHERE tenant_id = ?1"
-                                   " AND env = ?2 AND customer_id = ?3 AND source = ?4";
 /* A record's profile, and whether its key has sales (if not, its moves change no facts). */
 static const char SQL_PROFILE_OF[] =
     "SELECT profile_id, EXISTS (SELECT 1 FROM sales INDEXED BY sales_customer"
@@ -59,20 +62,26 @@ static const char SQL_SALE_ROW[] =
     " s.net_minor, c.profile_id FROM sales s LEFT JOIN customers c ON c.tenant_id = s.tenant_id"
     " AND c.env = s.env AND c.source = s.source AND c.customer_id = s.customer_id"
     " WHERE s.tenant_id = ?1 AND s.env = ?2 AND s.invoice_number = ?3 AND " COUNTS("s");
-/* ?1 tenant ?2 env ?3 profile ?4 currency ?5 live (0/1) ?6 tickets ?7 spend ?8 time if live */
-static const char SQL_ADD[] =
-    "INSERT INTO profile_facts (tenant_id, env, profile_id, currency, purchases, tickets,"
+#define COLUMNS                                                                                    \
+    "INSERT INTO profile_facts (tenant_id, env, profile_id, currency, purchases, tickets,"         \
     " spend_minor, sales, first_purchase, last_purchase)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, ?8, ?8)"
-    " ON CONFLICT (tenant_id, env, profile_id, currency) DO UPDATE SET"
-    " purchases = purchases + excluded.purchases, tickets = tickets + excluded.tickets,"
-    " spend_minor = spend_minor + excluded.spend_minor, sales = sales + 1,"
-    " first_purchase = CASE WHEN excluded.first_purchase IS NULL THEN first_purchase"
-    " WHEN first_purchase IS NULL OR excluded.first_purchase < first_purchase"
-    " THEN excluded.first_purchase ELSE first_purchase END,"
-    " last_purchase = CASE WHEN excluded.last_purchase IS NULL THEN last_purchase"
-    " WHEN last_purchase IS NULL OR excluded.last_purchase > last_purchase"
-    " THEN excluded.last_purchase ELSE last_purchase END";
+#define ADD_TO_ROW                                                                                 \
+    " ON CONFLICT (tenant_id, env, profile_id, currency) DO UPDATE SET"                            \
+    " purchases = purchases + excluded.purchases, tickets = tickets + excluded.tickets,"           \
+    " spend_minor = spend_minor + excluded.spend_minor, sales = sales + excluded.sales,"           \
+    " first_purchase = CASE WHEN excluded.first_purchase IS NULL THEN first_purchase"              \
+    " WHEN first_purchase IS NULL OR excluded.first_purchase < first_purchase"                     \
+    " THEN excluded.first_purchase ELSE first_purchase END,"                                       \
+    " last_purchase = CASE WHEN excluded.last_purchase IS NULL THEN last_purchase"                 \
+    " WHEN last_purchase IS NULL OR excluded.last_purchase > last_purchase"                        \
+    " THEN excluded.last_purchase ELSE last_purchase END"
+/* ?1 tenant ?2 env ?3 profile ?4 currency ?5 purchases ?6 tickets ?7 spend ?8 sales ?9 first
+ * ?10 last live purchase (NULL: none) */
+static const char SQL_ADD[] =
+    COLUMNS " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)" ADD_TO_ROW;
+static const char SQL_CUSTOMER[] = "SELECT profile_id FROM customers INDEXED BY seg_customers_key"
+                                   " WHERE tenant_id = ?1 AND env = ?2 AND source = ?4"
+                                   " AND customer_id = ?3";
 static const char SQL_SUB[] =
     "UPDATE profile_facts SET purchases = purchases - ?5, tickets = tickets - ?6,"
     " spend_minor = spend_minor - ?7, sales = sales - 1"
@@ -137,22 +146,81 @@ static int add(struct conn *c, int64_t tenant_id, enum sd_env env, int64_t profi
         return r;
     }
     bool live = net_quantity > 0;
-    if ((bind_key(st, tenant_id, env, profile_id, currency) |
-         sqlite3_bind_int(st, 5, live ? 1 : 0) | sqlite3_bind_int64(st, 6, net_quantity) |
-         sqlite3_bind_int64(st, 7, net_minor) |
-         (live ? sqlite3_bind_text(st, 8, purchased, -1, SQLITE_STATIC)
-               : sqlite3_bind_null(st, 8))) != SQLITE_OK) {
+    int rc = bind_key(st, tenant_id, env, profile_id, currency);
+    rc |= sqlite3_bind_int(st, 5, live ? 1 : 0) | sqlite3_bind_int64(st, 6, net_quantity) |
+          sqlite3_bind_int64(st, 7, net_minor) | sqlite3_bind_int(st, 8, 1);
+    rc |= live ? sqlite3_bind_text(st, 9, purchased, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 9);
+    rc |=
+        live ? sqlite3_bind_text(st, 10, purchased, -1, SQLITE_STATIC) : sqlite3_bind_null(st, 10);
+    if (rc != SQLITE_OK) {
         return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
     return done(c, st, "facts add");
 }
 
-int sd_sqlite_facts_sale_add(struct conn *c, int64_t tenant_id, enum sd_env env, const char *source,
-                             const char *customer_id, const char *currency, const char *purchased,
-                             int64_t net_quantity, int64_t net_minor)
+/* ---- a batch's new sales, summed in memory ------------------------------------------------ */
+
+static uint64_t hash_text(uint64_t h, const char *t)
 {
-    if (strcmp(customer_id, SD_ANON_CUSTOMER) == 0 || (net_quantity == 0 && net_minor == 0)) {
-        return 0;
+    for (; *t; t++) {
+        h = (h ^ (unsigned char)*t) * 1099511628211ull;
+    }
+    return (h ^ 0xff) * 1099511628211ull; /* a separator, so ("ab","c") ≠ ("a","bc") */
+}
+
+/* Grow a table of `size`-byte slots to hold one more (at most half full), rehashing with
+ * `hash_of` (a slot is free when its first pointer is NULL). */
+static void grow(void **v, size_t *cap, size_t n, size_t size, uint64_t (*hash_of)(const void *))
+{
+    if ((n + 1) * 2 <= *cap) {
+        return;
+    }
+    size_t ncap = *cap ? *cap * 2 : 64;
+    char *nv = sd_calloc(ncap, size);
+    char *old = *v;
+    for (size_t i = 0; i < *cap; i++) {
+        const void *slot = old + i * size;
+        if (*(void *const *)slot) {
+            size_t j = hash_of(slot) & (ncap - 1);
+            while (*(void **)(nv + j * size)) {
+                j = (j + 1) & (ncap - 1);
+            }
+            memcpy(nv + j * size, slot, size);
+        }
+    }
+    free(old);
+    *v = nv;
+    *cap = ncap;
+}
+
+static uint64_t key_hash(const void *slot)
+{
+    const struct sd_sqlite_facts_key *k = slot;
+    return hash_text(hash_text(14695981039346656037ull, k->source), k->customer_id);
+}
+
+static uint64_t sum_hash(const void *slot)
+{
+    const struct sd_sqlite_facts_sum *f = slot;
+    return hash_text(14695981039346656037ull ^ (uint64_t)f->profile_id, f->currency);
+}
+
+/* The profile of customer key (source, customer_id) from the batch's cache or the store: 0 if
+ * the record has none (or does not exist). */
+static int profile_of(struct conn *c, struct sd_sqlite_facts_batch *fb, int64_t tenant_id,
+                      enum sd_env env, const char *source, const char *customer_id, int64_t *ret)
+{
+    uint64_t h = hash_text(hash_text(14695981039346656037ull, source), customer_id);
+    for (size_t i = fb->keys_cap ? h & (fb->keys_cap - 1) : 0; fb->keys_cap;
+         i = (i + 1) & (fb->keys_cap - 1)) {
+        struct sd_sqlite_facts_key *k = &fb->keys[i];
+        if (!k->source) {
+            break;
+        }
+        if (strcmp(k->source, source) == 0 && strcmp(k->customer_id, customer_id) == 0) {
+            *ret = k->profile_id;
+            return 0;
+        }
     }
     sqlite3_stmt *st;
     int r = run(c, SLOT_CUSTOMER, SQL_CUSTOMER, &st);
@@ -169,9 +237,116 @@ int sd_sqlite_facts_sale_add(struct conn *c, int64_t tenant_id, enum sd_env env,
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         return sd_sqlite_fail(c, rc, "facts profile");
     }
-    return profile_id > 0
-               ? add(c, tenant_id, env, profile_id, currency, purchased, net_quantity, net_minor)
-               : 0;
+    grow((void **)&fb->keys, &fb->keys_cap, fb->n_keys, sizeof(*fb->keys), key_hash);
+    size_t i = h & (fb->keys_cap - 1);
+    while (fb->keys[i].source) {
+        i = (i + 1) & (fb->keys_cap - 1);
+    }
+    fb->keys[i] =
+        (struct sd_sqlite_facts_key){sd_strdup(source), sd_strdup(customer_id), profile_id};
+    fb->n_keys++;
+    *ret = profile_id;
+    return 0;
+}
+
+static void text_min(char **cur, const char *v, bool min)
+{
+    if (!*cur || (min ? strcmp(v, *cur) < 0 : strcmp(v, *cur) > 0)) {
+        free(*cur);
+        *cur = sd_strdup(v);
+    }
+}
+
+int sd_sqlite_facts_batch_add(struct conn *c, struct sd_sqlite_facts_batch *fb, int64_t tenant_id,
+                              enum sd_env env, const char *source, const char *customer_id,
+                              const char *currency, const char *purchased, int64_t net_quantity,
+                              int64_t net_minor)
+{
+    if (strcmp(customer_id, SD_ANON_CUSTOMER) == 0 || (net_quantity == 0 && net_minor == 0)) {
+        return 0;
+    }
+    int64_t profile_id = 0;
+    int r = profile_of(c, fb, tenant_id, env, source, customer_id, &profile_id);
+    if (r < 0 || profile_id <= 0) {
+        return r;
+    }
+    uint64_t h = hash_text(14695981039346656037ull ^ (uint64_t)profile_id, currency);
+    grow((void **)&fb->sums, &fb->sums_cap, fb->n_sums, sizeof(*fb->sums), sum_hash);
+    size_t i = h & (fb->sums_cap - 1);
+    struct sd_sqlite_facts_sum *f;
+    for (;; i = (i + 1) & (fb->sums_cap - 1)) {
+        f = &fb->sums[i];
+        if (!f->currency) {
+            *f = (struct sd_sqlite_facts_sum){.profile_id = profile_id,
+                                              .currency = sd_strdup(currency)};
+            fb->n_sums++;
+            break;
+        }
+        if (f->profile_id == profile_id && strcmp(f->currency, currency) == 0) {
+            break;
+        }
+    }
+    f->purchases += net_quantity > 0;
+    f->tickets += net_quantity;
+    f->spend_minor += net_minor;
+    f->sales++;
+    if (net_quantity > 0) {
+        text_min(&f->first, purchased, true);
+        text_min(&f->last, purchased, false);
+    }
+    return 0;
+}
+
+int sd_sqlite_facts_batch_flush(struct conn *c, struct sd_sqlite_facts_batch *fb, int64_t tenant_id,
+                                enum sd_env env)
+{
+    int r = 0;
+    for (size_t i = 0; i < fb->sums_cap && r == 0; i++) {
+        struct sd_sqlite_facts_sum *f = &fb->sums[i];
+        if (!f->currency) {
+            continue;
+        }
+        sqlite3_stmt *st;
+        if ((r = run(c, SLOT_ADD, SQL_ADD, &st)) < 0) {
+            break;
+        }
+        if ((bind_key(st, tenant_id, env, f->profile_id, f->currency) |
+             sqlite3_bind_int64(st, 5, f->purchases) | sqlite3_bind_int64(st, 6, f->tickets) |
+             sqlite3_bind_int64(st, 7, f->spend_minor) | sqlite3_bind_int64(st, 8, f->sales) |
+             (f->first ? sqlite3_bind_text(st, 9, f->first, -1, SQLITE_STATIC)
+                       : sqlite3_bind_null(st, 9)) |
+             (f->last ? sqlite3_bind_text(st, 10, f->last, -1, SQLITE_STATIC)
+                      : sqlite3_bind_null(st, 10))) != SQLITE_OK) {
+            r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+            break;
+        }
+        r = done(c, st, "facts add");
+    }
+    for (size_t i = 0; i < fb->sums_cap; i++) {
+        free(fb->sums[i].currency);
+        free(fb->sums[i].first);
+        free(fb->sums[i].last);
+    }
+    free(fb->sums);
+    fb->sums = NULL;
+    fb->sums_cap = fb->n_sums = 0;
+    return r;
+}
+
+void sd_sqlite_facts_batch_release(struct sd_sqlite_facts_batch *fb)
+{
+    for (size_t i = 0; i < fb->sums_cap; i++) {
+        free(fb->sums[i].currency);
+        free(fb->sums[i].first);
+        free(fb->sums[i].last);
+    }
+    free(fb->sums);
+    for (size_t i = 0; i < fb->keys_cap; i++) {
+        free(fb->keys[i].source);
+        free(fb->keys[i].customer_id);
+    }
+    free(fb->keys);
+    *fb = (struct sd_sqlite_facts_batch){0};
 }
 
 /* The stored sale `invoice` if it counts and its customer record has a profile: 1 and its

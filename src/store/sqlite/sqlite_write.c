@@ -938,6 +938,7 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     size_t ref_errors = 0, dup_cap = 0;
     struct sale_plan *plans = sd_calloc(b->n_sales + 1, sizeof(*plans));
     struct refund_targets targets = {0};
+    struct sd_sqlite_facts_batch facts = {0};
     int r = plan_sales(s, tenant_id, env, b, now, plans, &targets, res);
     if (r < 0) {
         goto out;
@@ -988,25 +989,28 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         }
         if (sqlite3_changes(c->db) > 0) {
             s->seq = seq;
-            r = sd_sqlite_facts_sale_add(c, tenant_id, env, batch_source(b), sale->customer_id,
-                                         sale->currency, sale->purchase_datetime,
-                                         sd_sale_net_quantity(&plans[i].st),
-                                         sd_sale_net_minor(&plans[i].st));
+            r = sd_sqlite_facts_batch_add(
+                c, &facts, tenant_id, env, batch_source(b), sale->customer_id, sale->currency,
+                sale->purchase_datetime, sd_sale_net_quantity(&plans[i].st),
+                sd_sale_net_minor(&plans[i].st));
             if (r < 0) {
                 goto out;
             }
         } else if (!b->upsert_sales) {
             push_duplicate(res, sale->invoice_number, &dup_cap);
         } else {
-            r = upsert_existing_sale(s, tenant_id, env, sale, &plans[i], ref, now, batch_source(b),
-                                     b->origin, res);
+            r = sd_sqlite_facts_batch_flush(c, &facts, tenant_id, env);
+            r = r < 0 ? r
+                      : upsert_existing_sale(s, tenant_id, env, sale, &plans[i], ref, now,
+                                             batch_source(b), b->origin, res);
             if (r < 0) {
                 goto out;
             }
         }
     }
-    r = 0;
-    if (ref_errors == 0 && res->n_duplicate_invoices == 0) {
+    /* the new sales join the purchase facts before refunds change any of them */
+    r = sd_sqlite_facts_batch_flush(c, &facts, tenant_id, env);
+    if (r >= 0 && ref_errors == 0 && res->n_duplicate_invoices == 0) {
         r = write_refund_targets(s, tenant_id, env, &targets);
     }
 out:
@@ -1023,6 +1027,7 @@ out:
         res->outcome = SD_APPLY_DUPLICATE;
     }
     free(checked);
+    sd_sqlite_facts_batch_release(&facts);
     plans_free(plans, b->n_sales);
     refund_targets_release(&targets);
     event_refs_release(&events);
