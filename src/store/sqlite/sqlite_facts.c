@@ -4,20 +4,19 @@
  * figures, and which profile a customer record belongs to. sqlite_segments.c reads them for
  * counts of purchases / tickets / spend and first / last purchase without a `where`.
  *
- * The rules callers follow (sqlite_internal.h): the sales a batch stores with new seqs (new
- * ones, and new versions of replaced ones) are added once per batch by their seq range
- * (sales_since: one INSERT … SELECT grouped per profile and currency, an UPSERT per group); a
- * sale about to change or go otherwise is taken out first (sale_out) and, if it still exists,
- * put back as it is after the change (sale_in); a customer record that changes profile or
- * goes has the profiles concerned recomputed from their sales (record_get before, profile
- * after).
+ * The rules callers follow (sqlite_internal.h): a batch's new sales are summed in memory per
+ * profile and currency (batch_add; each customer key's profile looked up once) and written with
+ * one UPSERT per sum (batch_flush) at the end of the batch or before any other facts change in
+ * it; a sale about to change or go is taken out first (sale_out) and put back as it is after
+ * the change (sale_in); a customer record that changes profile or goes has the profiles
+ * concerned recomputed from their sales (record_get before, profile after).
  *
  * Why not triggers: a trigger on `sales` makes SQLite open a statement journal for every sale
  * statement (a trigger may fail after the row was written), which cost 13 µs a sale for an
- * empty trigger and 30 µs for the UPSERT on this machine. Why by batch: one UPSERT per sale
- * after its insert still cost about 7 µs a sale of server CPU in a CSV import (bench/README.md
- * "Per-profile facts"); the batch's rows are the newest of the table and are read back by
- * rowid range, and a profile with several sales in a batch is written once.
+ * empty trigger and 30 µs for the UPSERT on this machine. Why sums per batch: one UPSERT per
+ * inserted sale cost 1 s more server CPU in a 200,000-row CSV import, the sums 0.5 s; a
+ * set-based INSERT … SELECT over the batch wrote three times as much (its statement journal
+ * and sorter spill). bench/README.md "Per-profile facts" has the figures.
  *
  * Taking a sale out subtracts what it added; the row goes when it sums no sale. Only when the
  * sale was its row's first or last live purchase are the row's bounds read again from the
@@ -103,9 +102,7 @@ static const char SQL_BOUNDS[] =
     " AND (first_purchase = ?5 OR last_purchase = ?5)";
 static const char SQL_CLEAR[] =
     "DELETE FROM profile_facts WHERE tenant_id = ?1 AND env = ?2 AND profile_id = ?3";
-static const char SQL_RECOMPUTE[] =
-    "INSERT INTO profile_facts (tenant_id, env, profile_id, currency, purchases, tickets,"
-    " spend_minor, sales, first_purchase, last_purchase)"
+static const char SQL_RECOMPUTE[] = COLUMNS
     " SELECT ?1, ?2, ?3, s.currency, sum(s.net_quantity > 0), sum(s.net_quantity),"
     " sum(s.net_minor), count(*), min(CASE WHEN s.net_quantity > 0 THEN s.purchase_datetime END),"
     " max(CASE WHEN s.net_quantity > 0 THEN s.purchase_datetime END)"
