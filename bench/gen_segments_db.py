@@ -21,8 +21,11 @@ them. So this writes the rows itself, in the hub's own schema:
 
 Secondary indexes on `sales` are dropped before the bulk insert and recreated afterwards from
 their own `CREATE INDEX` text (read back from sqlite_master), which is several times faster
-than maintaining them row by row and ends in the same schema. The journal is switched off
-during the load and the file is put back into WAL mode at the end.
+than maintaining them row by row and ends in the same schema. Triggers on `customers` and
+`sales` are dropped and recreated the same way. The per-profile facts (0013_profile_facts.sql),
+which the hub keeps as it writes, are then filled by the migration's own backfill statement,
+read from src/store/sqlite/schema/0013_profile_facts.sql, so they agree with the sales. The
+journal is switched off during the load and the file is put back into WAL mode at the end.
 
 Data (deterministic for a given --seed): events over 2019-01-01 .. 2027-06-30 in Berlin,
 Hamburg, Munich and Vienna with real works, composers and role names sung by fictional
@@ -103,6 +106,18 @@ def fold(s):
     return " ".join(s.split()).lower()
 
 
+def backfill_sql():
+    """The INSERT … SELECT that fills profile_facts in 0013_profile_facts.sql (its first
+    statement that inserts into the table), so generated data agrees with the migration."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "store",
+                        "sqlite", "schema", "0013_profile_facts.sql")
+    with open(path, encoding="utf-8") as f:
+        text = "\n".join(line for line in f.read().splitlines()
+                         if not line.lstrip().startswith("--"))
+    start = text.index("INSERT INTO profile_facts")
+    return text[start:text.index(";", start)]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data_dir")
@@ -179,6 +194,10 @@ def main():
 
     # ---- customers and profiles ----------------------------------------------------------
     t0 = time.time()
+    triggers = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+                          " AND tbl_name IN ('customers', 'sales')").fetchall()
+    for name, _ in triggers:
+        db.execute('DROP TRIGGER "%s"' % name.replace('"', '""'))
     pid = db.execute("SELECT coalesce(max(id), 0) FROM profiles").fetchone()[0]
     customers = []  # (source, customer_id)
     prow, crow = [], []
@@ -287,9 +306,19 @@ def main():
     t1 = time.time()
     for _, text in saved:
         db.execute(text)
-    db.execute("COMMIT")
     print("sales %d %.1f (indexes %.1f)" % (a.sales, time.time() - t0, time.time() - t1),
           flush=True)
+
+    # ---- per-profile facts ---------------------------------------------------------------
+    t0 = time.time()
+    for _, text in triggers:
+        db.execute(text)
+    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'profile_facts'").fetchone():
+        db.execute("DELETE FROM profile_facts")
+        db.execute(backfill_sql())
+        n = db.execute("SELECT count(*) FROM profile_facts").fetchone()[0]
+        print("profile_facts %d %.1f" % (n, time.time() - t0), flush=True)
+    db.execute("COMMIT")
     db.execute("PRAGMA journal_mode = WAL")
     db.close()
 

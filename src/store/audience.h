@@ -348,7 +348,10 @@ struct sd_store_segment_ops {
      * how many members. members: those with profile id > after, at most limit (1 ..
      * SD_SEGMENT_MEMBERS_MAX), in id order. budget may be NULL (the wall-clock cap only).
      * -ETIME past the budget, -ECANCELED when budget->cancel turned true (both checked before
-     * the first statement too), -EINVAL for a malformed tree. */
+     * the first statement too), -EINVAL for a malformed tree. A backend may answer leaves from
+     * aggregates it keeps (SQLite: per-profile purchase facts, sqlite_facts.c) if they are
+     * changed in the same transaction as every sale and profile link they sum, so an answer
+     * equals the one computed from the sales at that snapshot. */
     int (*count)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                  const struct sd_seg_rule *rule, int64_t now_usec,
                  const struct sd_seg_budget *budget, int64_t *ret);

@@ -91,7 +91,7 @@ RULE_CASES = [
 class SegmentTests(harness.ServerCase):
     TENANTS = {name: ["test", "prod"] for name in
                ("s_create", "s_rules", "s_crud", "s_pages", "s_errors", "s_scope", "s_optout",
-                "s_other")}
+                "s_other", "s_fresh")}
 
     def create(self, api, rules, name="seg", description=None, status=201):
         body = {"segment_name": name, "rules": rules}
@@ -309,6 +309,34 @@ class SegmentTests(harness.ServerCase):
                         "sales": [sale(uid("I"), e["V2"], f)]})
         self.assertStatus(r, 202)
         self.assertEqual(self.member_ids(api, seg["segment_id"]), sorted([c["A"], f]))
+
+    def test_webhook_sale_counts_at_once(self):
+        # count rules read per-profile facts the writer keeps in the sale's own transaction:
+        # the request after the 202 already counts the sale (and its refund)
+        api = self.api("s_fresh")
+        c, e = box_office(api, "fr")
+        spend = {"count": {"of": "spend", "currency": "EUR", "gte": "500.00"}}
+        seg = self.create(api, spend).json
+        self.assertEqual(seg["member_count"], 1)  # B
+        path = "/v1/s_fresh/segments/" + seg["segment_id"]
+        inv = uid("I")
+        self.assertStatus(api.ingest({"sales": [sale(inv, e["V2"], c["C"], quantity=4,
+                                                     sales_price="120.00")]}), 202)
+        r = api.req("PUT", path, body={}, headers=JSON)
+        self.assertEqual(r.json["member_count"], 2)  # B, C (480.00 + 89.00)
+        self.assertEqual(self.member_ids(api, seg["segment_id"]), sorted([c["B"], c["C"]]))
+        self.assertStatus(api.ingest({"sales": [sale(uid("R"), e["V2"], c["C"], quantity=1,
+                                                     sales_price="120.00", refund_of=inv)]}),
+                          202)
+        r = api.req("PUT", path, body={}, headers=JSON)
+        self.assertEqual(r.json["member_count"], 1)  # C is back to 449.00
+        last = self.create(api, {"last_purchase": {"after": "2026-01-01"}}).json
+        self.assertEqual(last["member_count"], 0)
+        self.assertStatus(api.ingest({"sales": [sale(uid("I"), e["M1"], c["E"],
+                                                     purchase_datetime="2026-02-01T10:00:00Z")]}),
+                          202)
+        r = api.req("PUT", "/v1/s_fresh/segments/" + last["segment_id"], body={}, headers=JSON)
+        self.assertEqual(r.json["member_count"], 1)  # E, a first purchase
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ struct conn {
     sqlite3_stmt *st[N_STMT];
     /* Statements of the audience files, which keep their SQL next to their code: slots
      * 0..31 sqlite_profiles.c, 32..47 sqlite_segments.c, 48..95 sqlite_outbox.c, 96..103
-     * sqlite_quota.c, 160..191 sqlite_inbound.c. */
+     * sqlite_quota.c, 144..152 sqlite_facts.c, 160..191 sqlite_inbound.c. */
     sqlite3_stmt *extra[SD_SQLITE_EXTRA_SLOTS];
     struct conn *next_free;
     bool full; /* a statement failed with SQLITE_FULL (writer: since write_begin) */
@@ -283,6 +283,54 @@ int sd_sqlite_get_customer_in_write(struct sd_store *s, int64_t tenant_id, enum 
 
 /* The audience parts of the SQLite backend (issue #4), each an ops table of its own
  * (store/audience.h), reached through sd_store_sqlite_ops. */
+/* ---- per-profile purchase facts (sqlite_facts.c, 0013_profile_facts.sql) ----------------------
+ * Every change of a sale's key (source, customer_id), currency, purchase time or net figures,
+ * and of which profile a customer record belongs to, keeps profile_facts equal to its
+ * definition by calling these on the writer connection, in the same transaction, as follows:
+ *  - a sale just inserted: batch_add (below), flushed before any other facts call and at the
+ *    end of the batch;
+ *  - a sale about to be updated or deleted: sale_out before the statement; after an update
+ *    (whether or not it changed the row), sale_in;
+ *  - a customer record about to change profile or be deleted: record_get before (its profile,
+ *    and whether its key has sales); after, if it has sales, profile for the old and the new
+ *    profile.
+ * Each returns 0 or a negative errno (-EIO, -ENOSPC) after logging; the caller rolls back. */
+/* The new sales of one batch, summed per profile and currency before they are written (with
+ * the profile of each customer key looked up once): batch_add per sale just inserted, then
+ * batch_flush (one UPSERT per profile and currency) before any other facts call and at the
+ * end of the batch; batch_release frees it. Zero-initialised. */
+struct sd_sqlite_facts_key {
+    char *source, *customer_id; /* NULL: free slot */
+    int64_t profile_id;         /* 0: none */
+};
+struct sd_sqlite_facts_sum {
+    int64_t profile_id;
+    char *currency; /* NULL: free slot */
+    int64_t purchases, tickets, spend_minor, sales;
+    char *first, *last; /* live purchase times, NULL: none */
+};
+struct sd_sqlite_facts_batch {
+    struct sd_sqlite_facts_key *keys;
+    size_t keys_cap, n_keys;
+    struct sd_sqlite_facts_sum *sums;
+    size_t sums_cap, n_sums;
+};
+int sd_sqlite_facts_batch_add(struct conn *c, struct sd_sqlite_facts_batch *fb, int64_t tenant_id,
+                              enum sd_env env, const char *source, const char *customer_id,
+                              const char *currency, const char *purchased, int64_t net_quantity,
+                              int64_t net_minor);
+int sd_sqlite_facts_batch_flush(struct conn *c, struct sd_sqlite_facts_batch *fb, int64_t tenant_id,
+                                enum sd_env env);
+void sd_sqlite_facts_batch_release(struct sd_sqlite_facts_batch *fb);
+int sd_sqlite_facts_sale_out(struct conn *c, int64_t tenant_id, enum sd_env env,
+                             const char *invoice);
+int sd_sqlite_facts_sale_in(struct conn *c, int64_t tenant_id, enum sd_env env,
+                            const char *invoice);
+int sd_sqlite_facts_record_get(struct conn *c, int64_t tenant_id, enum sd_env env, int64_t seq,
+                               int64_t *ret_profile_id, bool *ret_has_sales);
+/* Recompute profile_id's rows from its sales (nothing for profile_id ≤ 0). */
+int sd_sqlite_facts_profile(struct conn *c, int64_t tenant_id, enum sd_env env, int64_t profile_id);
+
 extern const struct sd_store_profile_ops sd_sqlite_profile_ops;
 extern const struct sd_store_segment_ops sd_sqlite_segment_ops;
 /* Register sd_fold(x) (the model's text folding, sd_text_fold) on a new connection, before it

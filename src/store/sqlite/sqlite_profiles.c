@@ -297,9 +297,17 @@ static int profile_insert(struct conn *c, int64_t tenant_id, enum sd_env env, co
     return r;
 }
 
+/* A record moved to profile_id: the purchase facts of the profile it left and of the one it
+ * joined follow when its key has sales (sqlite_facts.c). */
 static int rec_set_profile(struct conn *c, int64_t tenant_id, enum sd_env env, int64_t seq,
                            int64_t profile_id, bool pinned)
 {
+    int64_t was = 0;
+    bool has_sales = false;
+    int r = sd_sqlite_facts_record_get(c, tenant_id, env, seq, &was, &has_sales);
+    if (r < 0) {
+        return r;
+    }
     sqlite3_stmt *st = stmt(c, P_REC_SET_PROFILE);
     if (!st) {
         return -EIO;
@@ -309,7 +317,12 @@ static int rec_set_profile(struct conn *c, int64_t tenant_id, enum sd_env env, i
         SQLITE_OK) {
         return bind_fail(c);
     }
-    return run_done(c, st, "customer link");
+    r = run_done(c, st, "customer link");
+    if (r == 0 && has_sales && was != profile_id) {
+        r = sd_sqlite_facts_profile(c, tenant_id, env, was);
+        r = r < 0 ? r : sd_sqlite_facts_profile(c, tenant_id, env, profile_id);
+    }
+    return r;
 }
 
 /* Recompute opt_out and suppressed of a profile from all its members; *ret_members (optional)
@@ -1001,6 +1014,11 @@ static int anonymize_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
     }
     for (size_t i = 0; i < n; i++) {
         int64_t seq = s->seq + 1;
+        /* an ANON sale counts for nobody: only taking it out of the facts is left */
+        r = sd_sqlite_facts_sale_out(c, tenant_id, env, inv[i]);
+        if (r < 0) {
+            goto out;
+        }
         if ((sd_sqlite_bind_scope(st, tenant_id, env, inv[i]) | sqlite3_bind_int64(st, 4, seq) |
              sqlite3_bind_int64(st, 5, now)) != SQLITE_OK) {
             r = bind_fail(c);
@@ -1096,6 +1114,8 @@ static int erase(struct sd_store *s, int64_t tenant_id, enum sd_env env, const c
     }
     res.profile_id = profile_id;
     for (size_t i = 0; i < n; i++) {
+        /* Its sales become ANON (each taken out of the purchase facts), so deleting the record
+         * afterwards changes no facts. */
         r = anonymize_sales(s, tenant_id, env, &v[i], now, &res.sales_anonymized);
         if (r == 0) {
             r = run_scoped_id(c, P_REC_DELETE, tenant_id, env, v[i].seq, "customer delete");

@@ -13,12 +13,15 @@
  *    keys of the matching sales — the sales give each buyer once, so a profile is looked up
  *    per buyer, not per sale. Event filters become `s.event_ref IN (SELECT event_id FROM
  *    events e WHERE …)`: only the events' documents are parsed;
- *  - count: purchases, tickets and spend are summed per customer key first and the partial
- *    sums per profile (a profile may have records in several sources); distinct events are
- *    grouped by profile directly. When the comparison holds for zero (lt 3, eq 0, …) the leaf
+ *  - count: without a `where`, purchases, tickets and spend read the per-profile facts
+ *    (profile_facts, 0013_profile_facts.sql, kept by triggers in the writer's transaction).
+ *    Otherwise they are summed per customer key first and the partial sums per profile (a
+ *    profile may have records in several sources); distinct events are always grouped by
+ *    profile from the sales. When the comparison holds for zero (lt 3, eq 0, …) the leaf
  *    is `NOT IN (… HAVING NOT <comparison>)`, which keeps the profiles without a matching sale;
  *  - first / last purchase: rewritten into bought leaves with a purchase-time range
  *    ("last purchase before X" = bought ∧ ¬bought at or after X), which need no grouping;
+ *    without a `where`, they compare the earliest / latest live purchase the facts hold;
  *  - customer: the source records of the tenant+env matching every filter.
  * Subqueries never return NULL (c.profile_id IS NOT NULL), so NOT IN and NOT are exact.
  * Sales are read through an index chosen here, not by the planner (no ANALYZE statistics;
@@ -887,10 +890,51 @@ static bool holds_at_zero(const struct sd_seg_cond *c)
     }
 }
 
-/* Counts are per profile, over all its source records. Purchases, tickets and spend add up, so
- * they are summed per customer key first (one group per buyer, in the index's order where it
- * can) and those partial sums per profile; distinct events do not add up and are grouped by
- * profile directly. */
+/* The comparisons of a count leaf on total, ANDed (negated as a whole when not `in`). */
+static void count_cmp(struct q *q, const struct sd_seg_rule *r, const char *total, bool negate)
+{
+    put(q, negate ? "NOT (" : "(");
+    for (size_t i = 0; i < r->n_cmp; i++) {
+        if (i) {
+            put(q, " AND ");
+        }
+        compare(q, total, &r->cmp[i], false);
+    }
+    put(q, ")");
+}
+
+/* A count of purchases, tickets or spend without a `where`: read from the per-profile facts
+ * (0013_profile_facts.sql), which hold exactly the sums the sales path computes, per currency,
+ * in one pass over them (their primary key, in profile order). Spend in one currency is one
+ * row per profile, compared as it is; the others sum a profile's rows. */
+static void count_facts_leaf(struct q *q, const struct sd_seg_rule *r, bool zero)
+{
+    static const char *const total[] = {
+        [SD_SEG_M_PURCHASES] = "sum(f.purchases)",
+        [SD_SEG_M_TICKETS] = "sum(f.tickets)",
+        [SD_SEG_M_EVENTS] = NULL,
+        [SD_SEG_M_SPEND] = "sum(f.spend_minor)",
+    };
+    put(q, zero ? "p.id NOT IN (" : "p.id IN (");
+    if (r->measure == SD_SEG_M_SPEND && r->currency[0]) {
+        put(q, "SELECT f.profile_id FROM profile_facts f WHERE f.tenant_id = ?1 AND f.env = ?2"
+               " AND f.currency = ");
+        param_text(q, r->currency);
+        put(q, " AND ");
+        count_cmp(q, r, "f.spend_minor", zero);
+    } else {
+        put(q, "SELECT f.profile_id FROM profile_facts f WHERE f.tenant_id = ?1 AND f.env = ?2"
+               " GROUP BY f.profile_id HAVING ");
+        count_cmp(q, r, total[r->measure], zero);
+    }
+    put(q, ")");
+}
+
+/* Counts are per profile, over all its source records. Without a `where`, purchases, tickets
+ * and spend come from the per-profile facts (count_facts_leaf). Otherwise purchases, tickets and
+ * spend add up, so they are summed per customer key first (one group per buyer, in the index's
+ * order where it can) and those partial sums per profile; distinct events do not add up and
+ * are grouped by profile directly. */
 static void count_leaf(struct q *q, const struct sd_seg_rule *r)
 {
     static const char *const partial[] = {
@@ -910,6 +954,10 @@ static void count_leaf(struct q *q, const struct sd_seg_rule *r)
     bool zero = true;
     for (size_t i = 0; i < r->n_cmp; i++) {
         zero = zero && holds_at_zero(&r->cmp[i]);
+    }
+    if (r->n_where == 0 && r->measure != SD_SEG_M_EVENTS) {
+        count_facts_leaf(q, r, zero);
+        return;
     }
     const char *index = sales_index(r->where, r->n_where, r->measure, true, NULL);
     const char *currency = r->measure == SD_SEG_M_SPEND ? r->currency : NULL;
@@ -934,14 +982,44 @@ static void count_leaf(struct q *q, const struct sd_seg_rule *r)
                " AND c.customer_id = x.cid WHERE c.profile_id IS NOT NULL");
         total = "sum(x.v)";
     }
-    put(q, zero ? " GROUP BY c.profile_id HAVING NOT (" : " GROUP BY c.profile_id HAVING (");
+    put(q, " GROUP BY c.profile_id HAVING ");
+    count_cmp(q, r, total, zero);
+    put(q, ")");
+}
+
+/* first/last purchase without a `where`, from the per-profile facts: the profile's latest
+ * (earliest) live purchase is the max (min) over its rows, one pass over the facts in profile
+ * order per condition. "Last purchase within [lo, hi)" = some live purchase ≥ lo and none ≥ hi
+ * = latest ≥ lo and latest < hi, the rewrite purchase_range makes into bought leaves; ne is
+ * "bought, and not within"; exists false is "no live purchase". */
+static void purchase_facts_leaf(struct q *q, const struct sd_seg_rule *r)
+{
+    const char *x =
+        r->kind == SD_SEG_LAST_PURCHASE ? "max(f.last_purchase)" : "min(f.first_purchase)";
+    put(q, "(");
     for (size_t i = 0; i < r->n_cmp; i++) {
+        const struct sd_seg_cond *c = &r->cmp[i];
         if (i) {
             put(q, " AND ");
         }
-        compare(q, total, &r->cmp[i], false);
+        bool never = c->op == SD_SEG_EXISTS && !c->exists;
+        put(q, never ? "p.id NOT IN (" : "p.id IN (");
+        put(q, "SELECT f.profile_id FROM profile_facts f WHERE f.tenant_id = ?1 AND f.env = ?2"
+               " GROUP BY f.profile_id HAVING ");
+        put(q, x);
+        put(q, " IS NOT NULL");
+        if (c->op != SD_SEG_EXISTS) {
+            struct range g;
+            if (cond_range(q, c, false, &g) < 0) {
+                q->err = -EINVAL;
+                return;
+            }
+            put(q, g.negate ? " AND NOT " : " AND ");
+            range_sql(q, x, &g, false);
+        }
+        put(q, ")");
     }
-    put(q, "))");
+    put(q, ")");
 }
 
 /* first/last purchase within a range, as bought leaves (see the top of the file). */
@@ -978,6 +1056,10 @@ static void purchase_leaf(struct q *q, const struct sd_seg_rule *r)
 {
     if (r->n_cmp == 0) {
         q->err = -EINVAL;
+        return;
+    }
+    if (r->n_where == 0) {
+        purchase_facts_leaf(q, r);
         return;
     }
     put(q, "(");

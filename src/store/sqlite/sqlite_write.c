@@ -790,6 +790,10 @@ static int write_refund_targets(struct sd_store *s, int64_t tenant_id, enum sd_e
     struct conn *c = s->writer;
     for (size_t k = 0; k < t->n; k++) {
         const struct refund_target *tg = &t->v[k];
+        int r = sd_sqlite_facts_sale_out(c, tenant_id, env, tg->invoice);
+        if (r < 0) {
+            return r;
+        }
         sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_REFUNDS);
         if (!st) {
             return -EIO;
@@ -807,9 +811,13 @@ static int write_refund_targets(struct sd_store *s, int64_t tenant_id, enum sd_e
         if (rc != SQLITE_OK) {
             return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
         }
-        int r = sd_sqlite_step_done(c, st, "sale refunds");
+        r = sd_sqlite_step_done(c, st, "sale refunds");
         if (r < 0) {
             return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale refunds") : r;
+        }
+        r = sd_sqlite_facts_sale_in(c, tenant_id, env, tg->invoice);
+        if (r < 0) {
+            return r;
         }
     }
     return 0;
@@ -883,6 +891,10 @@ static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_e
         goto out;
     }
     int64_t seq = s->seq + 1;
+    r = sd_sqlite_facts_sale_out(c, tenant_id, env, sale->invoice_number);
+    if (r < 0) {
+        goto out;
+    }
     if (bind_sale(st, tenant_id, env, sale, p, seq, event_ref, now, source, origin) != SQLITE_OK) {
         r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
         goto out;
@@ -892,7 +904,12 @@ static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_e
         r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale update") : r;
         goto out;
     }
-    if (sqlite3_changes(c->db) == 0) {
+    bool changed = sqlite3_changes(c->db) > 0;
+    r = sd_sqlite_facts_sale_in(c, tenant_id, env, sale->invoice_number);
+    if (r < 0) {
+        goto out;
+    }
+    if (!changed) {
         count_kept(res, 3); /* an older remote version: the stored sale stays */
         goto out;
     }
@@ -921,6 +938,7 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     size_t ref_errors = 0, dup_cap = 0;
     struct sale_plan *plans = sd_calloc(b->n_sales + 1, sizeof(*plans));
     struct refund_targets targets = {0};
+    struct sd_sqlite_facts_batch facts = {0};
     int r = plan_sales(s, tenant_id, env, b, now, plans, &targets, res);
     if (r < 0) {
         goto out;
@@ -971,18 +989,28 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         }
         if (sqlite3_changes(c->db) > 0) {
             s->seq = seq;
+            r = sd_sqlite_facts_batch_add(
+                c, &facts, tenant_id, env, batch_source(b), sale->customer_id, sale->currency,
+                sale->purchase_datetime, sd_sale_net_quantity(&plans[i].st),
+                sd_sale_net_minor(&plans[i].st));
+            if (r < 0) {
+                goto out;
+            }
         } else if (!b->upsert_sales) {
             push_duplicate(res, sale->invoice_number, &dup_cap);
         } else {
-            r = upsert_existing_sale(s, tenant_id, env, sale, &plans[i], ref, now, batch_source(b),
-                                     b->origin, res);
+            r = sd_sqlite_facts_batch_flush(c, &facts, tenant_id, env);
+            r = r < 0 ? r
+                      : upsert_existing_sale(s, tenant_id, env, sale, &plans[i], ref, now,
+                                             batch_source(b), b->origin, res);
             if (r < 0) {
                 goto out;
             }
         }
     }
-    r = 0;
-    if (ref_errors == 0 && res->n_duplicate_invoices == 0) {
+    /* the new sales join the purchase facts before refunds change any of them */
+    r = sd_sqlite_facts_batch_flush(c, &facts, tenant_id, env);
+    if (r >= 0 && ref_errors == 0 && res->n_duplicate_invoices == 0) {
         r = write_refund_targets(s, tenant_id, env, &targets);
     }
 out:
@@ -999,6 +1027,7 @@ out:
         res->outcome = SD_APPLY_DUPLICATE;
     }
     free(checked);
+    sd_sqlite_facts_batch_release(&facts);
     plans_free(plans, b->n_sales);
     refund_targets_release(&targets);
     event_refs_release(&events);
@@ -1070,6 +1099,10 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
         goto out;
     }
     int64_t seq = s->seq + 1;
+    r = sd_sqlite_facts_sale_out(c, tenant_id, env, sale->invoice_number);
+    if (r < 0) {
+        goto out;
+    }
     if (bind_sale(st, tenant_id, env, sale, &plan, seq, ref, now, SD_SOURCE_WEBHOOK, NULL) !=
         SQLITE_OK) {
         r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
@@ -1078,6 +1111,10 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
     r = sd_sqlite_step_done(c, st, "sale update");
     if (r < 0) {
         r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale update") : r;
+        goto out;
+    }
+    r = sd_sqlite_facts_sale_in(c, tenant_id, env, sale->invoice_number);
+    if (r < 0) {
         goto out;
     }
     s->seq = seq;
@@ -1289,6 +1326,8 @@ static int merge_customer_sales(struct sd_store *s, int64_t tenant_id, enum sd_e
     }
     for (size_t i = 0; i < n && r == 0; i++) {
         int64_t seq = s->seq + 1;
+        /* Nothing to take out of the facts: the merged record is deleted already, so its sales
+         * count for nobody until they name the survivor. */
         if ((sd_sqlite_bind_scope(st, tenant_id, env, inv[i]) |
              sqlite3_bind_text(st, 4, into, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 5, seq) |
              sqlite3_bind_int64(st, 6, now)) != SQLITE_OK) {
@@ -1299,6 +1338,7 @@ static int merge_customer_sales(struct sd_store *s, int64_t tenant_id, enum sd_e
         r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale merge") : r;
         if (r == 0) {
             s->seq = seq;
+            r = sd_sqlite_facts_sale_in(c, tenant_id, env, inv[i]);
         }
     }
     for (size_t i = 0; i < n; i++) {
@@ -1334,6 +1374,12 @@ int sd_sqlite_delete_record(struct sd_store *s, int64_t tenant_id, enum sd_env e
     case SD_KIND_CUSTOMER: {
         int64_t seq = 0, profile_id = 0;
         r = customer_find(c, tenant_id, env, id, source, &seq, &src, &profile_id);
+        int64_t facts_profile = 0;
+        bool has_sales = false;
+        if (r == 1) {
+            r = sd_sqlite_facts_record_get(c, tenant_id, env, seq, &facts_profile, &has_sales);
+            r = r < 0 ? r : 1;
+        }
         if (r == 1) {
             sqlite3_stmt *st = sd_sqlite_stmt(c, ST_CUSTOMER_DELETE);
             if (!st) {
@@ -1344,6 +1390,9 @@ int sd_sqlite_delete_record(struct sd_store *s, int64_t tenant_id, enum sd_env e
             } else {
                 r = sd_sqlite_step_done(c, st, "customer delete");
                 r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "customer delete") : r;
+            }
+            if (r == 0 && has_sales) {
+                r = sd_sqlite_facts_profile(c, tenant_id, env, facts_profile);
             }
             if (r == 0 && profile_id > 0) {
                 r = sd_sqlite_profile_member_gone(s, tenant_id, env, profile_id, now);
@@ -1356,7 +1405,8 @@ int sd_sqlite_delete_record(struct sd_store *s, int64_t tenant_id, enum sd_env e
         break;
     }
     case SD_KIND_SALE:
-        r = delete_scoped(c, ST_SALE_DELETE, tenant_id, env, id, "sale delete");
+        r = sd_sqlite_facts_sale_out(c, tenant_id, env, id);
+        r = r < 0 ? r : delete_scoped(c, ST_SALE_DELETE, tenant_id, env, id, "sale delete");
         break;
     default: return -EINVAL;
     }
