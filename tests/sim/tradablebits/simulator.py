@@ -279,16 +279,19 @@ class Call:
     """One recorded call. headers, form and query (dicts of lists) keep what was sent, except that
     the secret (Api-Secret header, api_secret field) reads '***' once checked; answer is the
     decoded JSON answer (None for a broken one); status is the HTTP status, or
-    'close'/'reset'/'truncate'; t is time.monotonic() at arrival, sim_time the simulated clock;
+    'close'/'reset'/'truncate'; t is time.monotonic() at arrival, wall is time.time() then (to
+    place a call in the hub's wall-clock windows: a fixed offset between the two clocks drifts
+    while the system clock is slewed), sim_time the simulated clock;
     op is the operation name (None when the path matched none); api_key/key_via say which key
     came and how ('header', 'body', 'query')."""
 
-    __slots__ = ("t", "sim_time", "method", "path", "raw_path", "op", "params", "query", "form",
+    __slots__ = ("t", "wall", "sim_time", "method", "path", "raw_path", "op", "params", "query", "form",
                  "content_type", "headers", "body", "api_key", "key_via", "status", "answer",
                  "fault", "retry_after", "_secret")
 
     def __init__(self, method, raw_path, headers, sim_time):
         self.t = time.monotonic()
+        self.wall = time.time()
         self.sim_time = sim_time
         self.method = method
         self.raw_path = raw_path
