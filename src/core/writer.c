@@ -296,7 +296,8 @@ bool sd_writer_others_waiting(struct sd_writer *w)
     pthread_mutex_lock(&w->mu);
     bool waiting = w->head != NULL;
     pthread_mutex_unlock(&w->mu);
-    return waiting;
+    /* a settings write waiting for the data's write lock counts too (store.h write_waiting) */
+    return waiting || sd_store_write_waiting(w->st);
 }
 
 bool sd_writer_broken(struct sd_writer *w)

@@ -53,8 +53,9 @@ int sd_writer_submit(struct sd_writer *w, struct sd_write_job *job);
  * failed, else the commit result. For the CLI and loaders, not for request handlers. */
 int sd_writer_run_sync(struct sd_writer *w, sd_write_run_fn run, void *arg);
 bool sd_writer_broken(struct sd_writer *w);
-/* True when jobs are queued behind the group in progress: a long job called on the writer
- * thread (a file being stored) ends early for them. Any thread; a hint, not a lock. */
+/* True when jobs are queued behind the group in progress, or a settings write (connectors,
+ * segments: the store's write_waiting) waits for the write lock: a long job called on the
+ * writer thread (a file being stored) ends early for them. Any thread; a hint, not a lock. */
 bool sd_writer_others_waiting(struct sd_writer *w);
 /* True while the last group failed for lack of space (cleared by the next commit; an idle
  * writer probes for space every 5 s meanwhile). */
