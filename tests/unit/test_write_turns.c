@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "base/base.h"
 #include "core/outbox.h"
@@ -256,12 +257,40 @@ static void test_settings_write_waiting_is_seen_then_times_out(void **state)
     sd_test_store_release(&st, h);
 }
 
+/* Another process (here: another connection, as the CLI's) holds the data file's write lock
+ * past busy_timeout: the settings write gives up with -ETIMEDOUT too, not a store failure. */
+static void test_settings_write_behind_another_connection_times_out(void **state)
+{
+    (void)state;
+    struct sd_test_store st;
+    struct sd_store_handle *h = NULL;
+    sd_test_store_setup(&st, "turnsother", &h);
+    int64_t tenant = sd_test_store_tenant(h, "acme", "Acme");
+    char path[160];
+    snprintf(path, sizeof(path), "%s/stagedoor.db", st.dir);
+    sqlite3 *other = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &other, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    struct ctl_put p;
+    pthread_t t;
+    ctl_put_start(&p, h, tenant, "con_other", &t);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(atomic_load(&p.result), -ETIMEDOUT);
+    assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    ctl_put_start(&p, h, tenant, "con_other", &t);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(atomic_load(&p.result), 0);
+    sd_test_store_release(&st, h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_writer_begins_while_ctl_transactions_run_back_to_back),
         cmocka_unit_test(test_long_writer_job_yields_to_a_waiting_settings_write),
         cmocka_unit_test(test_settings_write_waiting_is_seen_then_times_out),
+        cmocka_unit_test(test_settings_write_behind_another_connection_times_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -97,9 +97,10 @@ int sd_sqlite_fail(struct conn *c, int rc, const char *op)
         }
         return -ENOSPC;
     }
-    if ((rc & 0xff) == SQLITE_BUSY) {
-        /* The write lock stayed taken (another process) past busy_timeout: nothing of this
-         * transaction was written, the same call can succeed later. */
+    if ((rc & 0xff) == SQLITE_BUSY && op && strcmp(op, sd_sqlite_sql[ST_BEGIN_IMMEDIATE]) == 0) {
+        /* A write's BEGIN found the write lock taken (another process) past busy_timeout:
+         * nothing of this transaction was written, the same call can succeed later. Other
+         * statements keep -EIO (their callers judge -EIO as a transient store failure). */
         return -ETIMEDOUT;
     }
     return -EIO;
