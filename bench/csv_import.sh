@@ -260,6 +260,29 @@ wh_line() {
 print("p50 %s ms, p99 %s ms, max %s ms, %d of %d failed" % (d["p50_ms"], d["p99_ms"], d["max_ms"], d["failed"], d["sent"]))' "$1"
 }
 
+# commit_figure BEFORE AFTER: the group commits between two /metrics scrapes (the store's
+# commit-duration histogram): how many, their mean, and how many took over 0.25 / 0.5 / 1 s.
+commit_figure() {
+    awk '
+        /^stagedoor_store_commit_duration_seconds_(bucket|sum|count)/ {
+            v = $NF; k = $1
+            if (FILENAME == ARGV[1]) { a[k] = v } else { b[k] = v }
+        }
+        END {
+            n = b["stagedoor_store_commit_duration_seconds_count"] - a["stagedoor_store_commit_duration_seconds_count"]
+            sum = b["stagedoor_store_commit_duration_seconds_sum"] - a["stagedoor_store_commit_duration_seconds_sum"]
+            split("0.25 0.5 1", les, " ")
+            out = ""
+            for (i = 1; i <= 3; i++) {
+                k = "stagedoor_store_commit_duration_seconds_bucket{le=\"" les[i] "\"}"
+                over = n - (b[k] - a[k])
+                out = out sprintf("%s> %s s %d", i > 1 ? ", " : "", les[i], over)
+            }
+            if (n > 0) printf "%d commits, mean %.0f ms, %s", n, sum / n * 1000, out
+            else printf "no commit figures (no /metrics)"
+        }' "$1" "$2"
+}
+
 # run_one FIG POLICY GENDIR ROWS EXPECTED_SUM: sets F_<FIG>_{ok,why,s,rps,dur,rss0,rss}
 run_one() {
     local fig=$1 policy=$2 gdir=$3 rows=$4 want_sum=$5
@@ -322,6 +345,7 @@ run_one() {
         WH_PID=$!
     fi
     local c0 c1 w0 w1
+    curl -s "$BASE/metrics" >"$dir/metrics-0.txt" || true
     c0=$(cpu_ticks "$SERVER_PID") w0=$(io_wchar "$SERVER_PID")
     t0=$(now_ns)
     mv "$drop/.sales.csv.part" "$drop/sales.csv"
@@ -331,6 +355,8 @@ run_one() {
     st=$(wait_ack "$drop" sales.csv)
     t1=$(now_ns)
     c1=$(cpu_ticks "$SERVER_PID") w1=$(io_wchar "$SERVER_PID")
+    curl -s "$BASE/metrics" >"$dir/metrics-1.txt" || true
+    printf -v "F_${fig}_commits" '%s' "$(commit_figure "$dir/metrics-0.txt" "$dir/metrics-1.txt")"
     if [[ -n $WH_PID ]]; then
         touch "$dir/webhook.stop"
         wait "$WH_PID" || true
@@ -443,6 +469,8 @@ for fig in "${FIGS[@]}"; do
         wh=F_${fig}_wh
         [[ $WH_RATE == 0 ]] ||
             echo "($fig) webhook, 1 sale per request at $WH_RATE/s — no import: ${!wh}"
+        commits=F_${fig}_commits
+        echo "($fig) group commits during the import: ${!commits}"
     else
         echo "($fig) VOID: ${!why}"
     fi

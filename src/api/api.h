@@ -89,9 +89,12 @@ bool sd_api_path_tenant(struct sd_req *req, struct sd_tenant *ret);
  * answering 400 invalid_idempotency_key (1 to 255 printable ASCII characters). */
 bool sd_api_idempotency_key(struct sd_req *req, const char **ret);
 /* 500 after a store failure; the answer carries only the request id. -ENOSPC (out of space,
- * nothing stored) is a 503 storage_full with Retry-After instead. */
+ * nothing stored) is a 503 storage_full with Retry-After instead, -ETIMEDOUT (the write lock
+ * stayed taken for the store's bound, nothing applied) a 503 store_busy with Retry-After. */
 void sd_api_reply_store_error(struct sd_req *req, int err);
 /* Retry-After (seconds) of a 503 storage_full answer and of /healthz while degraded. */
 #define SD_API_STORAGE_RETRY_S 30
+/* Retry-After (seconds) of a 503 store_busy answer: a write job ends within a second. */
+#define SD_API_BUSY_RETRY_S 1
 
 #endif

@@ -45,6 +45,15 @@ void sd_api_reply_store_error(struct sd_req *req, int err)
                            "Retry later");
         return;
     }
+    if (err == -ETIMEDOUT) {
+        /* The write lock stayed taken (a long write job, another process) for the store's
+         * bound: nothing was written, the same request can be sent again. */
+        sd_req_add_header(req, "Retry-After", "%d", SD_API_BUSY_RETRY_S);
+        sd_req_reply_error(req, 503, "store_busy",
+                           "the hub's store stayed busy with other writes; nothing of this "
+                           "request was applied. Retry later");
+        return;
+    }
     sd_log(SD_LOG_ERROR, "store operation failed", "request_id=%s " SD_LOG_ERR_FMT, req->request_id,
            SD_LOG_ERR_ARGS(err));
     sd_req_reply_error(req, 500, "internal_error",

@@ -6,7 +6,8 @@
  * "inbound_after_commit" (api/inbound.c: exits after a vendor payload's commit, before its 200),
  * "csv_publish_exit" (connectors/csv_drop: exits right after a publish's write job committed),
  * "csv_after_check" (connectors/csv_drop: a checked sales file waits for DATA/connectors/ID/
- * fault-csv-go before its publish),
+ * fault-csv-go before its publish), "csv_slow_chunk" (connectors/csv_drop: every 1,000-row chunk
+ * of an import's write job takes 80 ms more, holding the write lock),
  * "max_pages" (the SQLite store caps its size at the page count in DATA/fault-max-pages before
  * each write transaction: writes then fail with SQLITE_FULL like on a full disk; no file, no
  * cap). Unset (always, in production)

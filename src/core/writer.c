@@ -178,9 +178,10 @@ static void *writer_main(void *arg)
         if (!w->head && w->stopping) {
             break;
         }
+        /* A job `alone` ends the group before it and is a group of its own. */
         struct sd_write_job *group = w->head, *last = group;
         size_t n = 1;
-        while (last->next && n < MAX_GROUP) {
+        while (!last->alone && last->next && !last->next->alone && n < MAX_GROUP) {
             last = last->next;
             n++;
         }
@@ -274,7 +275,7 @@ static void sync_done(struct sd_write_job *job, int result)
 
 int sd_writer_run_sync(struct sd_writer *w, sd_write_run_fn run, void *arg)
 {
-    struct sync_job sj = {.job = {.run = run, .done = sync_done, .arg = arg}};
+    struct sync_job sj = {.job = {.run = run, .done = sync_done, .arg = arg, .alone = true}};
     pthread_mutex_init(&sj.mu, NULL);
     pthread_cond_init(&sj.cv, NULL);
     int r = sd_writer_submit(w, &sj.job);
@@ -296,7 +297,8 @@ bool sd_writer_others_waiting(struct sd_writer *w)
     pthread_mutex_lock(&w->mu);
     bool waiting = w->head != NULL;
     pthread_mutex_unlock(&w->mu);
-    return waiting;
+    /* a settings write waiting for the data's write lock counts too (store.h write_waiting) */
+    return waiting || sd_store_write_waiting(w->st);
 }
 
 bool sd_writer_broken(struct sd_writer *w)

@@ -32,11 +32,16 @@ typedef void (*sd_write_done_fn)(struct sd_write_job *job, int result);
 /* Embed in the caller's own struct; `arg` is free for the caller. `after_undo` (optional) runs
  * when `run` returned 1, after its savepoint was rolled back, still inside the group's
  * transaction: to record something about a refused request (e.g. its idempotent answer). */
+/* `alone`: a long job (a loader's, e.g. one write job of a file being stored) runs in a group
+ * of its own: the jobs queued before it commit first in their group, the ones queued after it
+ * go into the next group, so that no request's answer waits for a long job besides the one in
+ * progress. sd_writer_run_sync sets it. */
 struct sd_write_job {
     sd_write_run_fn run;
     sd_write_done_fn done;
     sd_write_run_fn after_undo;
     void *arg;
+    bool alone;
     int run_result;            /* writer-private */
     struct sd_write_job *next; /* writer-private */
 };
@@ -49,12 +54,14 @@ void sd_writer_free(struct sd_writer *w);
 /* Queue a job. Returns 0, or -EIO if the writer is broken / -ESHUTDOWN while stopping (then
  * `done` is never called). */
 int sd_writer_submit(struct sd_writer *w, struct sd_write_job *job);
-/* Submit and wait: runs `run` with a job whose arg is `arg`; returns run's result if it
- * failed, else the commit result. For the CLI and loaders, not for request handlers. */
+/* Submit and wait: runs `run` with a job whose arg is `arg`, alone in its group; returns run's
+ * result if it failed, else the commit result. For the CLI and loaders, not for request
+ * handlers. */
 int sd_writer_run_sync(struct sd_writer *w, sd_write_run_fn run, void *arg);
 bool sd_writer_broken(struct sd_writer *w);
-/* True when jobs are queued behind the group in progress: a long job called on the writer
- * thread (a file being stored) ends early for them. Any thread; a hint, not a lock. */
+/* True when jobs are queued behind the group in progress, or a settings write (connectors,
+ * segments: the store's write_waiting) waits for the write lock: a long job called on the
+ * writer thread (a file being stored) ends early for them. Any thread; a hint, not a lock. */
 bool sd_writer_others_waiting(struct sd_writer *w);
 /* True while the last group failed for lack of space (cleared by the next commit; an idle
  * writer probes for space every 5 s meanwhile). */

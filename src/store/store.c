@@ -381,6 +381,11 @@ void sd_store_log_stats(struct sd_store_handle *h, struct sd_store_log_stats *re
     }
 }
 
+bool sd_store_write_waiting(struct sd_store_handle *h)
+{
+    return h->ops->write_waiting && h->ops->write_waiting(h->s);
+}
+
 int sd_store_space_probe(struct sd_store_handle *h)
 {
     return CALL0(space_probe);

@@ -21,7 +21,9 @@
  * Errors: ≥ 0 success, negative errno: -ENOENT (not found), -EEXIST (already exists),
  * -EIO (backend failure; the message is logged by the backend, without personal data),
  * -ENOSPC (the store is full: the transaction was rolled back, nothing half-applied),
- * -ESTALE (a lease or fencing token is no longer the caller's), -EDQUOT (a configured limit).
+ * -ESTALE (a lease or fencing token is no longer the caller's), -EDQUOT (a configured limit),
+ * -ETIMEDOUT (a write that waited its bound for the data's write lock and gave up: nothing was
+ * written, the same call may succeed later).
  * Operations return outcomes, never HTTP statuses: what an outcome means for a client is the
  * caller's business (core and api).
  *
@@ -295,6 +297,12 @@ struct sd_store_ops {
     const struct sd_store_inbound_ops *inbound;
 
     int (*log_stats)(struct sd_store *s, struct sd_store_log_stats *ret);
+    /* Any thread, a hint: true while a settings write (connectors, segments, targets,
+     * deliveries) waits for the data's write lock that the write path holds or is about to
+     * take. A long writer job ends early for it, so that the wait stays within the job's time
+     * bound. A backend whose settings writes never wait behind the writer answers false (NULL:
+     * the wrapper answers false). */
+    bool (*write_waiting)(struct sd_store *s);
     /* Writer only, inside write_begin…commit: takes and frees again SD_STORE_PROBE_BYTES of new
      * space, so that the commit shows whether writes fit again; -ENOSPC if not. */
     int (*space_probe)(struct sd_store *s);
@@ -314,6 +322,9 @@ int sd_store_open(const char *kind, const char *location, struct sd_store_handle
 void sd_store_close(struct sd_store_handle *h);
 /* The write-ahead log's size; zeros for a backend without one. Any thread. */
 void sd_store_log_stats(struct sd_store_handle *h, struct sd_store_log_stats *ret);
+/* A settings write waits for the data's write lock (ops.write_waiting); false for a backend
+ * without the op. Any thread. */
+bool sd_store_write_waiting(struct sd_store_handle *h);
 #define SD_STORE_PROBE_BYTES (64 * 1024)
 int sd_store_space_probe(struct sd_store_handle *h);
 

@@ -16,11 +16,14 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "base/base.h"
 #include "core/outbox.h"
+#include "core/writer.h"
 #include "store/audience.h"
 #include "store/store.h"
 #include "store_fixture.h"
@@ -140,10 +143,154 @@ static void test_writer_begins_while_ctl_transactions_run_back_to_back(void **st
     sd_test_store_release(&st, h);
 }
 
+/* ---- a settings write during a long writer job ---------------------------------------------
+ * A long job on the writer thread (a CSV file being published) ends early when
+ * sd_writer_others_waiting() says so. A settings write (a connector, a segment: the `ctl`
+ * transactions) waits for its turn at the write lock for a bounded time, then gives up: the
+ * writer must see it waiting, or the job runs to its row bound and the settings write fails. */
+
+struct ctl_put {
+    struct sd_store_handle *h;
+    const char *id;
+    int64_t tenant;
+    atomic_int result;
+    atomic_bool finished;
+};
+
+static void *ctl_put_main(void *arg)
+{
+    struct ctl_put *p = arg;
+    struct sd_target con = {.id = (char *)p->id,
+                            .tenant_id = p->tenant,
+                            .env = SD_ENV_TEST,
+                            .type = (char *)"test_contacts",
+                            .doc = (char *)"{}"};
+    atomic_store(&p->result, sd_store_target_put(p->h, &con, true, NULL));
+    atomic_store(&p->finished, true);
+    return NULL;
+}
+
+static void ctl_put_start(struct ctl_put *p, struct sd_store_handle *h, int64_t tenant,
+                          const char *id, pthread_t *t)
+{
+    p->h = h;
+    p->id = id;
+    p->tenant = tenant;
+    atomic_init(&p->result, 1);
+    atomic_init(&p->finished, false);
+    assert_int_equal(pthread_create(t, NULL, ctl_put_main, p), 0);
+}
+
+struct long_job {
+    struct sd_writer *w;
+    struct ctl_put put;
+    pthread_t put_thread;
+    bool saw_waiting;
+};
+
+/* Runs on the writer thread inside its group, holding the write lock: starts the settings
+ * write, then stores nothing until the writer says someone waits, as a publish job past its
+ * time bound does. It gives up after a minute so that a regression fails instead of hanging. */
+static int long_job_run(struct sd_store_handle *st, struct sd_write_job *job)
+{
+    struct long_job *lj = job->arg;
+    ctl_put_start(&lj->put, st, lj->put.tenant, "con_during_job", &lj->put_thread);
+    int64_t until = sd_now_usec() + 60LL * 1000000;
+    while (sd_now_usec() < until && !lj->saw_waiting) {
+        lj->saw_waiting = sd_writer_others_waiting(lj->w);
+        struct timespec ms = {.tv_nsec = 1000000};
+        nanosleep(&ms, NULL);
+    }
+    return 0;
+}
+
+static void test_long_writer_job_yields_to_a_waiting_settings_write(void **state)
+{
+    (void)state;
+    struct sd_test_store st;
+    struct sd_store_handle *h = NULL;
+    sd_test_store_setup(&st, "turnsyield", &h);
+    struct long_job lj = {0};
+    lj.put.tenant = sd_test_store_tenant(h, "acme", "Acme");
+    assert_int_equal(sd_writer_new(h, &lj.w), 0);
+    assert_false(sd_store_write_waiting(h));
+    assert_false(sd_writer_others_waiting(lj.w));
+    assert_int_equal(sd_writer_run_sync(lj.w, long_job_run, &lj), 0);
+    assert_int_equal(pthread_join(lj.put_thread, NULL), 0);
+    assert_true(lj.saw_waiting);
+    /* the job ended for it, so the settings write had its turn within its bound */
+    assert_int_equal(atomic_load(&lj.put.result), 0);
+    assert_false(sd_store_write_waiting(h));
+    sd_writer_free(lj.w);
+    sd_test_store_release(&st, h);
+}
+
+/* While the write path holds the lock past the bound, the settings write gives up with
+ * -ETIMEDOUT (nothing written, retry later: the API answers 503 with Retry-After), and while it
+ * waits the store says so; once the lock is free the same write succeeds. */
+static void test_settings_write_waiting_is_seen_then_times_out(void **state)
+{
+    (void)state;
+    struct sd_test_store st;
+    struct sd_store_handle *h = NULL;
+    sd_test_store_setup(&st, "turnswait", &h);
+    int64_t tenant = sd_test_store_tenant(h, "acme", "Acme");
+    assert_int_equal(sd_store_write_begin(h), 0);
+    assert_false(sd_store_write_waiting(h));
+    struct ctl_put p;
+    pthread_t t;
+    ctl_put_start(&p, h, tenant, "con_blocked", &t);
+    bool seen = false;
+    while (!atomic_load(&p.finished)) {
+        seen = seen || sd_store_write_waiting(h);
+        sched_yield();
+    }
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(seen);
+    assert_int_equal(atomic_load(&p.result), -ETIMEDOUT);
+    assert_false(sd_store_write_waiting(h));
+    assert_int_equal(sd_store_write_commit(h), 0);
+
+    ctl_put_start(&p, h, tenant, "con_blocked", &t);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(atomic_load(&p.result), 0);
+    sd_test_store_release(&st, h);
+}
+
+/* Another process (here: another connection, as the CLI's) holds the data file's write lock
+ * past busy_timeout: the settings write gives up with -ETIMEDOUT too, not a store failure. */
+static void test_settings_write_behind_another_connection_times_out(void **state)
+{
+    (void)state;
+    struct sd_test_store st;
+    struct sd_store_handle *h = NULL;
+    sd_test_store_setup(&st, "turnsother", &h);
+    int64_t tenant = sd_test_store_tenant(h, "acme", "Acme");
+    char path[160];
+    snprintf(path, sizeof(path), "%s/stagedoor.db", st.dir);
+    sqlite3 *other = NULL;
+    assert_int_equal(sqlite3_open_v2(path, &other, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    struct ctl_put p;
+    pthread_t t;
+    ctl_put_start(&p, h, tenant, "con_other", &t);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(atomic_load(&p.result), -ETIMEDOUT);
+    assert_int_equal(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    ctl_put_start(&p, h, tenant, "con_other", &t);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(atomic_load(&p.result), 0);
+    sd_test_store_release(&st, h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_writer_begins_while_ctl_transactions_run_back_to_back),
+        cmocka_unit_test(test_long_writer_job_yields_to_a_waiting_settings_write),
+        cmocka_unit_test(test_settings_write_waiting_is_seen_then_times_out),
+        cmocka_unit_test(test_settings_write_behind_another_connection_times_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -88,6 +88,7 @@ int sd_csv_import_order(const char *name)
  * writes only after JOB_USEC, and grow to JOB_ROWS when nothing waits. */
 #define JOB_ROWS 100000
 #define JOB_USEC 500000
+#define SLOW_CHUNK_USEC 80000 /* fault point csv_slow_chunk: 8 s per JOB_ROWS */
 
 struct importer {
     struct sd_connector_ctx *ctx;
@@ -361,6 +362,12 @@ static int bounded_job(struct sd_connector_job *job, void *arg)
             r = im->publishing ? publish_chunk(im, job, ch, g) : store_chunk(im, job, ch, &refused);
         }
         sd_connector_job_reject(job, ch->rejected + refused);
+        if (sd_fault_hit("csv_slow_chunk")) {
+            /* Test hook: every chunk of a write job takes SLOW_CHUNK_USEC more, holding the
+             * write lock as a slow disk would, so that a job of JOB_ROWS outlasts the store's
+             * wait bound for the write lock unless it ends early for waiting writes. */
+            (void)sd_connector_wait(im->ctx, SLOW_CHUNK_USEC);
+        }
         g->eof = ch->eof;
         sd_csv_chunks_done(im->chunks, ch);
         if (r < 0) {

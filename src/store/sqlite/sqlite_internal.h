@@ -366,10 +366,12 @@ int sd_sqlite_ctl_begin_write(struct sd_store *s);
 /* Write turns (store_sqlite.c): the writer and the ctl connection take the data file's write
  * lock in turns, each BEGIN IMMEDIATE after a take and each end before the give. writer_take
  * waits at most for one ctl transaction; writer_give does nothing when the writer holds no
- * turn. ctl_take waits at most BUSY_TIMEOUT_MS (then -EIO, as a BEGIN past busy_timeout). */
+ * turn. ctl_take waits at most BUSY_TIMEOUT_MS (then -ETIMEDOUT, as a BEGIN past busy_timeout).
+ * write_waiting: a ctl transaction waits in ctl_take (ops.write_waiting). */
 void sd_sqlite_turn_writer_take(struct sd_store *s);
 void sd_sqlite_turn_writer_give(struct sd_store *s);
 int sd_sqlite_turn_ctl_take(struct sd_store *s);
+bool sd_sqlite_write_waiting(struct sd_store *s);
 void sd_sqlite_turn_ctl_give(struct sd_store *s);
 int sd_sqlite_ctl_end_write(struct sd_store *s, int r, bool changed);
 

@@ -97,6 +97,12 @@ int sd_sqlite_fail(struct conn *c, int rc, const char *op)
         }
         return -ENOSPC;
     }
+    if ((rc & 0xff) == SQLITE_BUSY && op && strcmp(op, sd_sqlite_sql[ST_BEGIN_IMMEDIATE]) == 0) {
+        /* A write's BEGIN found the write lock taken (another process) past busy_timeout:
+         * nothing of this transaction was written, the same call can succeed later. Other
+         * statements keep -EIO (their callers judge -EIO as a transient store failure). */
+        return -ETIMEDOUT;
+    }
     return -EIO;
 }
 
@@ -782,7 +788,7 @@ int sd_sqlite_turn_ctl_take(struct sd_store *s)
     s->ctl_waiting++;
     while (s->turn_held || (s->writer_waiting && !s->last_was_writer)) {
         if (pthread_cond_timedwait(&s->turn_cond, &s->turn_lock, &until) == ETIMEDOUT) {
-            r = -EIO;
+            r = -ETIMEDOUT; /* nothing written: the caller may answer "retry later" */
             break;
         }
     }
@@ -799,6 +805,16 @@ int sd_sqlite_turn_ctl_take(struct sd_store *s)
                BUSY_TIMEOUT_MS);
     }
     return r;
+}
+
+/* A ctl transaction waits for its turn: the writer's long jobs (a file being published) end
+ * early for it as they do for queued writer jobs, so ctl waits for at most one bounded job. */
+bool sd_sqlite_write_waiting(struct sd_store *s)
+{
+    pthread_mutex_lock(&s->turn_lock);
+    bool waiting = s->ctl_waiting > 0;
+    pthread_mutex_unlock(&s->turn_lock);
+    return waiting;
 }
 
 void sd_sqlite_turn_ctl_give(struct sd_store *s)
@@ -943,6 +959,7 @@ const struct sd_store_ops sd_store_sqlite_ops = {
     .connector_state_get = sd_sqlite_connector_state_get,
     .check_sale_refs = sd_sqlite_check_sale_refs,
     .log_stats = sd_sqlite_log_stats,
+    .write_waiting = sd_sqlite_write_waiting,
     .space_probe = sd_sqlite_space_probe,
     .profiles = &sd_sqlite_profile_ops,
     .segments = &sd_sqlite_segment_ops,
