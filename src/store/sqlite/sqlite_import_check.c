@@ -41,9 +41,10 @@ static int event_exists(struct conn *c, struct event_memo *m, int64_t tenant_id,
     return r;
 }
 
-/* 1 if the customer exists in source, 0 if not, -EIO. */
-static int customer_exists(struct conn *c, int64_t tenant_id, enum sd_env env, const char *source,
-                           const char *cid)
+/* 1 if the customer exists in source, 0 if not, -EIO (the writer's reference check and the
+ * import check both ask it, each on its own connection). */
+int sd_sqlite_customer_exists(struct conn *c, int64_t tenant_id, enum sd_env env,
+                              const char *source, const char *cid)
 {
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_CUSTOMER_EXISTS);
     if (!st) {
@@ -112,7 +113,7 @@ int sd_sqlite_check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env
         const char *cid = sale->customer_id;
         if (r >= 0 && strcmp(cid, SD_ANON_CUSTOMER) != 0 &&
             !(last_customer && strcmp(last_customer, cid) == 0)) {
-            r = customer_exists(c, tenant_id, env, source, cid);
+            r = sd_sqlite_customer_exists(c, tenant_id, env, source, cid);
             if (r == 0) {
                 sd_utf8_snprintf(ptr, sizeof(ptr), "/sales/%zu/customer_id", sale->index);
                 sd_issues_add(errors, ptr, "customer '%s' does not exist in %s", cid, envn);

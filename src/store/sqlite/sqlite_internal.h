@@ -219,6 +219,11 @@ int sd_sqlite_bind_scope(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env, c
 int sd_sqlite_lookup_text(struct conn *c, enum stmt_id id, int64_t tenant_id, enum sd_env env,
                           const char *key, struct sd_buf *out);
 
+/* 1 if customer `cid` of `source` exists, 0 if not, -EIO (sqlite_import_check.c). Used by the
+ * writer's reference check on its connection and by the import check on a reader. */
+int sd_sqlite_customer_exists(struct conn *c, int64_t tenant_id, enum sd_env env,
+                              const char *source, const char *cid);
+
 static inline bool sd_sqlite_env_ok(enum sd_env env)
 {
     return env == SD_ENV_TEST || env == SD_ENV_PROD;

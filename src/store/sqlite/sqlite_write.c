@@ -437,27 +437,6 @@ static int resolve_event(struct sd_store *s, struct event_refs *m, int64_t tenan
     return e->ref != NULL;
 }
 
-/* 1 if the customer exists in this source, 0 if not, -EIO. */
-static int customer_exists(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                           const char *source, const char *cid)
-{
-    struct conn *c = s->writer;
-    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_CUSTOMER_EXISTS);
-    if (!st) {
-        return -EIO;
-    }
-    if ((sd_sqlite_bind_scope(st, tenant_id, env, cid) |
-         sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC)) != SQLITE_OK) {
-        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-    }
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc == SQLITE_ROW) {
-        return 1;
-    }
-    return rc == SQLITE_DONE ? 0 : sd_sqlite_fail(c, rc, "customer exists");
-}
-
 /* Check both references of a sale; adds errors at ptr_prefix + "/event_id" / "/customer_id".
  * Returns the number of errors added (0..2) or -EIO. On 0, *ret_ref is the event's canonical
  * id (valid while events lives). */
@@ -482,7 +461,7 @@ static int check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env en
     const char *cid = sale->customer_id;
     if (strcmp(cid, SD_ANON_CUSTOMER) != 0 &&
         !(*customer_cache && strcmp(*customer_cache, cid) == 0)) {
-        r = customer_exists(s, tenant_id, env, source, cid);
+        r = sd_sqlite_customer_exists(s->writer, tenant_id, env, source, cid);
         if (r < 0) {
             return r;
         }
@@ -1298,7 +1277,7 @@ static int merge_customer_sales(struct sd_store *s, int64_t tenant_id, enum sd_e
                                 const char *id, const char *source, const char *into, int64_t now)
 {
     struct conn *c = s->writer;
-    int r = customer_exists(s, tenant_id, env, source, into);
+    int r = sd_sqlite_customer_exists(s->writer, tenant_id, env, source, into);
     if (r <= 0) {
         return r;
     }
