@@ -3,7 +3,7 @@
  * sale's key, currency, purchase time or net figures, and which profile a customer record
  * belongs to. The rules and the arithmetic are the SQLite backend's (sqlite_facts.c), so the
  * two backends hold the same rows: a batch's new sales are summed in memory per profile and
- * currency and written with one UPSERT per sum; a sale about to change or go is taken out
+ * currency and written with one UPSERT; a sale about to change or go is taken out
  * first (sale_out) and put back as it is after the change (sale_in); a customer record that
  * changes profile or goes has the profiles concerned recomputed from their sales.
  *
@@ -33,6 +33,7 @@ enum {
     SLOT_BOUNDS,
     SLOT_CLEAR,
     SLOT_RECOMPUTE,
+    SLOT_ADD_MANY,
 };
 
 /* What makes a sale count: not ANON, something net left. */
@@ -66,6 +67,11 @@ static const char SQL_SALE_ROW[] =
 /* $1 tenant $2 env $3 profile $4 currency $5 purchases $6 tickets $7 spend $8 sales $9 first
  * $10 last live purchase (NULL: none) */
 static const char SQL_ADD[] = COLUMNS " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)" ADD_TO_ROW;
+/* A batch's sums, one row per (profile, currency), in one statement. */
+static const char SQL_ADD_MANY[] = COLUMNS
+    " SELECT $1::bigint, $2::smallint, u.p, u.c, u.pu, u.t, u.sp, u.sa, u.fi, u.la"
+    " FROM unnest($3::bigint[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[],"
+    " $8::bigint[], $9::text[], $10::text[]) AS u(p, c, pu, t, sp, sa, fi, la)" ADD_TO_ROW;
 static const char SQL_CUSTOMER[] = "SELECT profile_id FROM customers WHERE tenant_id = $1"
                                    " AND env = $2 AND source = $4 AND customer_id = $3";
 static const char SQL_SUB[] =
@@ -215,15 +221,26 @@ static int profile_of(struct pgconn *c, struct sd_pg_facts_batch *fb, int64_t te
     }
     int64_t profile_id = r > 0 ? sd_pg_int64(res, 0, 0) : 0;
     PQclear(res);
+    sd_pg_facts_batch_known(fb, source, customer_id, profile_id);
+    *ret = profile_id;
+    return 0;
+}
+
+void sd_pg_facts_batch_known(struct sd_pg_facts_batch *fb, const char *source,
+                             const char *customer_id, int64_t profile_id)
+{
+    uint64_t h = hash_text(hash_text(14695981039346656037ull, source), customer_id);
     grow((void **)&fb->keys, &fb->keys_cap, fb->n_keys, sizeof(*fb->keys), key_hash);
     size_t i = h & (fb->keys_cap - 1);
-    while (fb->keys[i].source) {
-        i = (i + 1) & (fb->keys_cap - 1);
+    for (; fb->keys[i].source; i = (i + 1) & (fb->keys_cap - 1)) {
+        if (strcmp(fb->keys[i].source, source) == 0 &&
+            strcmp(fb->keys[i].customer_id, customer_id) == 0) {
+            fb->keys[i].profile_id = profile_id;
+            return;
+        }
     }
     fb->keys[i] = (struct sd_pg_facts_key){sd_strdup(source), sd_strdup(customer_id), profile_id};
     fb->n_keys++;
-    *ret = profile_id;
-    return 0;
 }
 
 static void text_min(char **cur, const char *v, bool min)
@@ -273,6 +290,24 @@ int sd_pg_facts_batch_add(struct pgconn *c, struct sd_pg_facts_batch *fb, int64_
     return 0;
 }
 
+/* Append sep and v as an element of an array literal (NULL: NULL). */
+static void array_text(struct sd_buf *b, const char *sep, const char *v)
+{
+    sd_buf_puts(b, sep);
+    if (!v) {
+        sd_buf_puts(b, "NULL");
+        return;
+    }
+    sd_buf_puts(b, "\"");
+    for (; *v; v++) {
+        if (*v == '"' || *v == '\\') {
+            sd_buf_puts(b, "\\");
+        }
+        sd_buf_append(b, v, 1);
+    }
+    sd_buf_puts(b, "\"");
+}
+
 static void sums_free(struct sd_pg_facts_batch *fb)
 {
     for (size_t i = 0; i < fb->sums_cap; i++) {
@@ -289,11 +324,50 @@ int sd_pg_facts_batch_flush(struct pgconn *c, struct sd_pg_facts_batch *fb, int6
                             enum sd_env env)
 {
     int r = 0;
-    for (size_t i = 0; i < fb->sums_cap && r == 0; i++) {
-        struct sd_pg_facts_sum *f = &fb->sums[i];
-        if (f->currency) {
-            r = add(c, tenant_id, env, f->profile_id, f->currency, f->purchases, f->tickets,
-                    f->spend_minor, f->sales, f->first, f->last);
+    if (fb->n_sums == 1) {
+        for (size_t i = 0; i < fb->sums_cap && r == 0; i++) {
+            struct sd_pg_facts_sum *f = &fb->sums[i];
+            if (f->currency) {
+                r = add(c, tenant_id, env, f->profile_id, f->currency, f->purchases, f->tickets,
+                        f->spend_minor, f->sales, f->first, f->last);
+            }
+        }
+    } else if (fb->n_sums > 1) {
+        /* Array literals: {…} of numbers, and of texts quoted (currencies and ISO times hold no
+         * '"' or '\\', which are escaped all the same). */
+        struct sd_buf col[8];
+        for (int k = 0; k < 8; k++) {
+            sd_buf_init(&col[k]);
+            sd_buf_puts(&col[k], "{");
+        }
+        bool first = true;
+        for (size_t i = 0; i < fb->sums_cap; i++) {
+            struct sd_pg_facts_sum *f = &fb->sums[i];
+            if (!f->currency) {
+                continue;
+            }
+            const char *sep = first ? "" : ",";
+            first = false;
+            sd_buf_printf(&col[0], "%s%lld", sep, (long long)f->profile_id);
+            array_text(&col[1], sep, f->currency);
+            sd_buf_printf(&col[2], "%s%lld", sep, (long long)f->purchases);
+            sd_buf_printf(&col[3], "%s%lld", sep, (long long)f->tickets);
+            sd_buf_printf(&col[4], "%s%lld", sep, (long long)f->spend_minor);
+            sd_buf_printf(&col[5], "%s%lld", sep, (long long)f->sales);
+            array_text(&col[6], sep, f->first);
+            array_text(&col[7], sep, f->last);
+        }
+        struct sd_pg_params p;
+        sd_pg_params_init(&p);
+        sd_pg_p_scope(&p, tenant_id, env, NULL);
+        for (int k = 0; k < 8; k++) {
+            sd_buf_puts(&col[k], "}");
+            sd_pg_p_text(&p, col[k].data);
+        }
+        r = exec(c, SLOT_ADD_MANY, SQL_ADD_MANY, &p, NULL);
+        r = r < 0 ? r : 0;
+        for (int k = 0; k < 8; k++) {
+            sd_buf_release(&col[k]);
         }
     }
     sums_free(fb);

@@ -46,6 +46,10 @@ int sd_pg_facts_batch_add(struct pgconn *c, struct sd_pg_facts_batch *fb, int64_
 int sd_pg_facts_batch_flush(struct pgconn *c, struct sd_pg_facts_batch *fb, int64_t tenant_id,
                             enum sd_env env);
 void sd_pg_facts_batch_release(struct sd_pg_facts_batch *fb);
+/* Tell the batch the profile of customer key (source, customer_id) (0: none), looked up by the
+ * caller with others in one statement, so batch_add need not ask the store. */
+void sd_pg_facts_batch_known(struct sd_pg_facts_batch *fb, const char *source,
+                             const char *customer_id, int64_t profile_id);
 int sd_pg_facts_sale_out(struct pgconn *c, int64_t tenant_id, enum sd_env env,
                          const char *invoice);
 int sd_pg_facts_sale_in(struct pgconn *c, int64_t tenant_id, enum sd_env env,

@@ -62,6 +62,7 @@ enum {
     SLOT_SALE_STATE,
     SLOT_SALE_REFUNDS,
     SLOT_CUSTOMER_OF_SOURCE,
+    SLOT_SALES_INSERT_MANY,
     SLOT_WRITE_END_
 };
 _Static_assert(SLOT_WRITE_END_ <= 192, "pg_write.c owns slots 128..191");
@@ -183,9 +184,49 @@ static const char SQL_CUSTOMER_OF_SOURCE[] =
     "SELECT source, doc FROM customers WHERE tenant_id = $1 AND env = $2"
     " AND customer_id = $3 AND source = $4";
 
+/* A batch of new sales (apply_new_sales): what its records name, looked up in one statement
+ * each, and its rows written in one statement, which names the invoices it stored (the others
+ * are duplicates). An event resolves to itself first, else to the event its alias names, as
+ * SQL_EVENT_RESOLVE does (a subquery per id: a batch names a few events). The lookups are
+ * planned for each batch (exec_planned). */
+static const char SQL_EVENTS_RESOLVE_MANY[] =
+    "SELECT x.id, coalesce((SELECT e.event_id FROM events e WHERE e.tenant_id = $1"
+    " AND e.env = $2 AND e.event_id = x.id LIMIT 1), (SELECT a.event_id FROM event_aliases a"
+    " WHERE a.tenant_id = $1 AND a.env = $2 AND a.alias_id = x.id LIMIT 1))"
+    " FROM unnest($3::text[]) AS x(id)";
+/* "= ANY": at worst (no statistics yet) one scan of the scope per batch, never one per id. */
+static const char SQL_CUSTOMERS_MANY[] =
+    "SELECT customer_id, profile_id FROM customers WHERE tenant_id = $1 AND env = $2"
+    " AND source = $3 AND customer_id = ANY ($4::text[])";
+static const char SQL_SALES_INSERT_MANY[] =
+    "INSERT INTO sales (tenant_id, env, invoice_number, seq, event_id, event_ref,"
+    " customer_id, purchase_datetime, sales_price_minor, currency, doc, updated_usec, source,"
+    " order_type, status, quantity, refunded_quantity, refunded_minor, net_quantity,"
+    " net_minor, status_changed, expires, attended_quantity, refund_of, rr_quantity,"
+    " rr_minor, origin, remote_version)"
+    " SELECT $1::bigint, $2::smallint, u.inv, u.seq, u.ev, u.ref, u.cid, u.pdt, u.price, u.cur,"
+    " u.doc, $3::bigint, $4::text, u.ot, u.st, u.q, u.rq, u.rm, u.nq, u.nm, u.sc, u.ex, u.att,"
+    " u.rof, u.rrq, u.rrm, $5::text, u.rv"
+    " FROM unnest($6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[],"
+    " $12::bigint[], $13::text[], $14::text[], $15::text[], $16::text[], $17::bigint[],"
+    " $18::bigint[], $19::bigint[], $20::bigint[], $21::bigint[], $22::text[], $23::text[],"
+    " $24::bigint[], $25::text[], $26::bigint[], $27::bigint[], $28::bigint[])"
+    " AS u(inv, seq, ev, ref, cid, pdt, price, cur, doc, ot, st, q, rq, rm, nq, nm, sc, ex,"
+    " att, rof, rrq, rrm, rv)"
+    " ON CONFLICT (tenant_id, env, invoice_number) DO NOTHING RETURNING invoice_number";
+
 static const char *env_name(enum sd_env env)
 {
     return env == SD_ENV_PROD ? "prod" : "test";
+}
+
+/* A batch lookup, planned for its values and the tables' current size each time
+ * (sd_pg_exec_text): a plan cached while a table was small scans it whole per element once it
+ * has grown (a long import grows it within one transaction, before any statistics). */
+static int exec_planned(struct pgconn *c, const char *sql, const struct sd_pg_params *p,
+                        PGresult **ret)
+{
+    return sd_pg_exec_text(c, sql, p, ret);
 }
 
 /* Run a write-path statement: rows affected or returned, or a negative errno; a constraint
@@ -288,6 +329,73 @@ static int doc_fail(int r)
         sd_log(SD_LOG_ERROR, "stored or sent document is not JSON", NULL);
     }
     return -EIO;
+}
+
+/* ---- array parameters ------------------------------------------------------------------------
+ * A column of a batch as one PostgreSQL array literal ({"a","b",NULL} / {1,2}), passed as one
+ * text parameter: every element quoted, '"' and '\\' escaped, so no value is ever SQL. */
+struct pg_array {
+    struct sd_buf b;
+    size_t n;
+};
+
+static void arr_init(struct pg_array *a)
+{
+    sd_buf_init(&a->b);
+    sd_buf_append(&a->b, "{", 1);
+    a->n = 0;
+}
+
+static void arr_sep(struct pg_array *a)
+{
+    if (a->n++) {
+        sd_buf_append(&a->b, ",", 1);
+    }
+}
+
+static void arr_text(struct pg_array *a, const char *v)
+{
+    arr_sep(a);
+    if (!v) {
+        sd_buf_puts(&a->b, "NULL");
+        return;
+    }
+    sd_buf_append(&a->b, "\"", 1);
+    for (const char *p = v; *p; p++) {
+        size_t run = strcspn(p, "\"\\");
+        sd_buf_append(&a->b, p, run);
+        p += run;
+        if (!*p) {
+            break;
+        }
+        char e[2] = {'\\', *p};
+        sd_buf_append(&a->b, e, 2);
+    }
+    sd_buf_append(&a->b, "\"", 1);
+}
+
+static void arr_int(struct pg_array *a, int64_t v)
+{
+    arr_sep(a);
+    sd_buf_printf(&a->b, "%lld", (long long)v);
+}
+
+static void arr_null(struct pg_array *a)
+{
+    arr_sep(a);
+    sd_buf_puts(&a->b, "NULL");
+}
+
+/* The literal, valid until arr_release. */
+static const char *arr_end(struct pg_array *a)
+{
+    sd_buf_append(&a->b, "}", 1);
+    return a->b.data;
+}
+
+static void arr_release(struct pg_array *a)
+{
+    sd_buf_release(&a->b);
 }
 
 /* ---- write path: ingest ---------------------------------------------------------------------- */
@@ -660,6 +768,30 @@ static void event_refs_release(struct event_refs *m)
     *m = (struct event_refs){0};
 }
 
+/* The entry of key, NULL if the map has none. */
+static const struct event_ref *refs_get(const struct event_refs *m, const char *key)
+{
+    if (!m->cap) {
+        return NULL;
+    }
+    const struct event_ref *e = event_refs_find((struct event_refs *)m, key);
+    return e->event_id ? e : NULL;
+}
+
+/* Add key → val (val NULL: known to name nothing) unless key is there already. */
+static void refs_put(struct event_refs *m, const char *key, const char *val)
+{
+    if (2 * (m->n + 1) > m->cap) {
+        event_refs_grow(m);
+    }
+    struct event_ref *e = event_refs_find(m, key);
+    if (!e->event_id) {
+        e->event_id = sd_strdup(key);
+        e->ref = val ? sd_strdup(val) : NULL;
+        m->n++;
+    }
+}
+
 /* Resolve a sale's event_id (an alias included) to the canonical event id: 1 and *ret_ref
  * (valid while m lives), 0 if there is no such event, -EIO. */
 static int resolve_event(struct sd_store *s, struct event_refs *m, int64_t tenant_id,
@@ -691,8 +823,8 @@ static int resolve_event(struct sd_store *s, struct event_refs *m, int64_t tenan
 static int check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                            const char *source, const struct sd_sale_rec *sale,
                            const char *ptr_prefix, struct event_refs *events,
-                           const char **customer_cache, struct sd_apply_result *res,
-                           const char **ret_ref)
+                           const struct event_refs *customers, const char **customer_cache,
+                           struct sd_apply_result *res, const char **ret_ref)
 {
     int n_err = 0;
     char ptr[64];
@@ -709,7 +841,9 @@ static int check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env en
     const char *cid = sale->customer_id;
     if (strcmp(cid, SD_ANON_CUSTOMER) != 0 &&
         !(*customer_cache && strcmp(*customer_cache, cid) == 0)) {
-        r = sd_pg_customer_exists(sd_pg_writer(s), tenant_id, env, source, cid);
+        const struct event_ref *known = customers ? refs_get(customers, cid) : NULL;
+        r = known ? known->ref != NULL
+                  : sd_pg_customer_exists(sd_pg_writer(s), tenant_id, env, source, cid);
         if (r < 0) {
             return r;
         }
@@ -1134,6 +1268,234 @@ static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_e
     return r < 0 ? r : 0;
 }
 
+/* The columns of a batch's new sales, one array each (SQL_SALES_INSERT_MANY's $6..$28). */
+enum { SALE_COLS = 23 };
+
+static void sale_row_add(struct pg_array *col, const struct sd_sale_rec *sale,
+                         const struct sale_plan *pl, int64_t seq, const char *event_ref)
+{
+    char cur[4];
+    snprintf(cur, sizeof(cur), "%.3s", sale->currency);
+    int i = 0;
+    arr_text(&col[i++], sale->invoice_number);
+    arr_int(&col[i++], seq);
+    arr_text(&col[i++], sale->event_id);
+    arr_text(&col[i++], event_ref);
+    arr_text(&col[i++], sale->customer_id);
+    arr_text(&col[i++], sale->purchase_datetime);
+    arr_int(&col[i++], sale->sales_price_minor);
+    arr_text(&col[i++], cur);
+    arr_text(&col[i++], sale->doc);
+    arr_text(&col[i++], sd_order_type_name(pl->st.order_type));
+    arr_text(&col[i++], sd_sale_status_name(pl->st.status));
+    arr_int(&col[i++], pl->st.quantity);
+    arr_int(&col[i++], pl->st.refunded_quantity);
+    arr_int(&col[i++], pl->st.refunded_minor);
+    arr_int(&col[i++], sd_sale_net_quantity(&pl->st));
+    arr_int(&col[i++], sd_sale_net_minor(&pl->st));
+    arr_text(&col[i++], pl->changed);
+    arr_text(&col[i++], sale->expires_at);
+    if (sale->attended_quantity >= 0) {
+        arr_int(&col[i++], sale->attended_quantity);
+    } else {
+        arr_null(&col[i++]);
+    }
+    arr_text(&col[i++], sale->refund_of);
+    arr_int(&col[i++], pl->rr_quantity);
+    arr_int(&col[i++], pl->rr_minor);
+    arr_int(&col[i++], sale->remote_version);
+}
+
+/* What a batch of new sales names, each looked up once for the whole batch: the events (into
+ * events: id → canonical id or NULL) and the customers of the batch's source (into customers:
+ * id → "1" or NULL, and their profiles into the facts' key cache). Nothing of it changes while
+ * the batch's sales are applied: events and customers are applied before them. */
+static int prefetch_refs(struct pgconn *c, int64_t tenant_id, enum sd_env env,
+                         const struct sd_batch *b, struct event_refs *events,
+                         struct event_refs *customers, struct sd_pg_facts_batch *facts)
+{
+    const char *source = batch_source(b);
+    struct pg_array ev, cu;
+    arr_init(&ev);
+    arr_init(&cu);
+    struct event_refs seen_ev = {0}, seen_cu = {0};
+    for (size_t i = 0; i < b->n_sales; i++) {
+        const struct sd_sale_rec *sale = &b->sales[i];
+        if (!refs_get(&seen_ev, sale->event_id)) {
+            refs_put(&seen_ev, sale->event_id, NULL);
+            arr_text(&ev, sale->event_id);
+        }
+        if (strcmp(sale->customer_id, SD_ANON_CUSTOMER) != 0 &&
+            !refs_get(&seen_cu, sale->customer_id)) {
+            refs_put(&seen_cu, sale->customer_id, NULL);
+            arr_text(&cu, sale->customer_id);
+        }
+    }
+    PGresult *res = NULL;
+    struct sd_pg_params p;
+    sd_pg_params_init(&p);
+    sd_pg_p_scope(&p, tenant_id, env, arr_end(&ev));
+    int r = exec_planned(c, SQL_EVENTS_RESOLVE_MANY, &p, &res);
+    for (int i = 0; i < r; i++) {
+        refs_put(events, sd_pg_text(res, i, 0), sd_pg_text(res, i, 1));
+    }
+    PQclear(res);
+    res = NULL;
+    if (r >= 0 && seen_cu.n > 0) {
+        sd_pg_params_init(&p);
+        sd_pg_p_scope(&p, tenant_id, env, source);
+        sd_pg_p_text(&p, arr_end(&cu));
+        r = exec_planned(c, SQL_CUSTOMERS_MANY, &p, &res);
+        for (int i = 0; i < r; i++) {
+            refs_put(customers, sd_pg_text(res, i, 0), "1");
+            sd_pg_facts_batch_known(facts, source, sd_pg_text(res, i, 0),
+                                    sd_pg_int64(res, i, 1));
+        }
+        PQclear(res);
+        res = NULL;
+        /* the ones the store does not hold */
+        for (size_t i = 0; r >= 0 && i < seen_cu.cap; i++) {
+            if (seen_cu.slot[i].event_id) {
+                refs_put(customers, seen_cu.slot[i].event_id, NULL);
+            }
+        }
+    }
+    event_refs_release(&seen_ev);
+    event_refs_release(&seen_cu);
+    arr_release(&ev);
+    arr_release(&cu);
+    return r < 0 ? r : 0;
+}
+
+/* The sales of a batch that stores new invoices only (the webhook: a stored invoice is a
+ * duplicate), with the outcome, errors, facts and (for an applied batch) seq numbers of the
+ * one-by-one pass below, in a fixed number of statements: the references are looked up for
+ * the whole batch first, every sale is checked in order (all errors reported), and the rows
+ * are written with one INSERT, numbered in batch order, which names the invoices it stored.
+ * A duplicate is an invoice stored before the batch (the INSERT skipped it) or earlier in it.
+ * A batch with a duplicate is not applied (the caller rolls it back), so the gaps its skipped
+ * rows leave in the numbering are never seen. */
+static int apply_new_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
+{
+    struct pgconn *c = sd_pg_writer(s);
+    const char *source = batch_source(b);
+    struct event_refs events = {0}, customers = {0}, fresh = {0}, stored = {0};
+    const char *customer_cache = NULL;
+    size_t ref_errors = 0, dup_cap = 0, n_new = 0;
+    struct sale_plan *plans = sd_calloc(b->n_sales + 1, sizeof(*plans));
+    bool *in_batch_dup = sd_calloc(b->n_sales + 1, sizeof(*in_batch_dup));
+    struct refund_targets targets = {0};
+    struct sd_pg_facts_batch facts = {0};
+    struct pg_array col[SALE_COLS];
+    for (int k = 0; k < SALE_COLS; k++) {
+        arr_init(&col[k]);
+    }
+    PGresult *ins = NULL;
+    int r = plan_sales(s, tenant_id, env, b, now, plans, &targets, res);
+    if (r < 0) {
+        goto out;
+    }
+    ref_errors += (size_t)r;
+    r = prefetch_refs(c, tenant_id, env, b, &events, &customers, &facts);
+    if (r < 0) {
+        goto out;
+    }
+    for (size_t i = 0; i < b->n_sales; i++) {
+        const struct sd_sale_rec *sale = &b->sales[i];
+        const char *ref = NULL;
+        char prefix[40];
+        snprintf(prefix, sizeof(prefix), "/sales/%zu", sale->index);
+        r = check_sale_refs(s, tenant_id, env, source, sale, prefix, &events, &customers,
+                            &customer_cache, res, &ref);
+        if (r < 0) {
+            goto out;
+        }
+        ref_errors += (size_t)r;
+        if (ref_errors > 0) {
+            continue;
+        }
+        if (refs_get(&fresh, sale->invoice_number)) {
+            in_batch_dup[i] = true;
+            continue;
+        }
+        refs_put(&fresh, sale->invoice_number, "1");
+        sale_row_add(col, sale, &plans[i], s->seq + 1 + (int64_t)n_new, ref);
+        n_new++;
+    }
+    r = 0;
+    if (ref_errors > 0 || n_new == 0) {
+        goto tail;
+    }
+    struct sd_pg_params p;
+    sd_pg_params_init(&p);
+    sd_pg_p_scope(&p, tenant_id, env, NULL);
+    sd_pg_p_int(&p, now);
+    sd_pg_p_text(&p, source);
+    sd_pg_p_text(&p, b->origin);
+    for (int k = 0; k < SALE_COLS; k++) {
+        sd_pg_p_text(&p, arr_end(&col[k]));
+    }
+    r = exec(c, SLOT_SALES_INSERT_MANY, SQL_SALES_INSERT_MANY, &p, &ins);
+    if (r < 0) {
+        goto out;
+    }
+    for (int k = 0; k < r; k++) {
+        refs_put(&stored, sd_pg_text(ins, k, 0), "1");
+    }
+    /* every number handed out stays taken (a skipped row's is a gap, see above) */
+    for (size_t k = 0; k < n_new; k++) {
+        (void)sd_pg_seq_next(s);
+    }
+    r = 0;
+    for (size_t i = 0; i < b->n_sales && r == 0; i++) {
+        const struct sd_sale_rec *sale = &b->sales[i];
+        if (in_batch_dup[i] || !refs_get(&stored, sale->invoice_number)) {
+            push_duplicate(res, sale->invoice_number, &dup_cap);
+            continue;
+        }
+        r = sd_pg_facts_batch_add(c, &facts, tenant_id, env, source, sale->customer_id,
+                                  sale->currency, sale->purchase_datetime,
+                                  sd_sale_net_quantity(&plans[i].st),
+                                  sd_sale_net_minor(&plans[i].st));
+    }
+    if (r < 0) {
+        goto out;
+    }
+tail:
+    /* the new sales join the purchase facts before refunds change any of them */
+    r = sd_pg_facts_batch_flush(c, &facts, tenant_id, env);
+    if (r >= 0 && ref_errors == 0 && res->n_duplicate_invoices == 0) {
+        r = write_refund_targets(s, tenant_id, env, &targets);
+    }
+out:
+    if (r >= 0 && ref_errors > 0) {
+        for (size_t i = 0; i < res->n_duplicate_invoices; i++) {
+            free(res->duplicate_invoices[i]);
+        }
+        free(res->duplicate_invoices);
+        res->duplicate_invoices = NULL;
+        res->n_duplicate_invoices = 0;
+        res->outcome = SD_APPLY_REFUSED;
+        r = 0;
+    } else if (r >= 0 && res->n_duplicate_invoices > 0) {
+        res->outcome = SD_APPLY_DUPLICATE;
+    }
+    PQclear(ins);
+    for (int k = 0; k < SALE_COLS; k++) {
+        arr_release(&col[k]);
+    }
+    sd_pg_facts_batch_release(&facts);
+    plans_free(plans, b->n_sales);
+    free(in_batch_dup);
+    refund_targets_release(&targets);
+    event_refs_release(&events);
+    event_refs_release(&customers);
+    event_refs_release(&fresh);
+    event_refs_release(&stored);
+    return r;
+}
+
 /* One pass: check references and insert while no reference error was seen. Once one is
  * found, inserting stops (the caller rolls the savepoint back) but the checks go on so that
  * every error is reported. An upsert batch (a batch transport, which stores a refused batch
@@ -1142,6 +1504,9 @@ static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_e
 static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                        const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
 {
+    if (!b->upsert_sales) {
+        return b->n_sales ? apply_new_sales(s, tenant_id, env, b, now, res) : 0;
+    }
     struct pgconn *c = sd_pg_writer(s);
     struct event_refs events = {0};
     const char *customer_cache = NULL;
@@ -1162,7 +1527,7 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
             char prefix[40];
             snprintf(prefix, sizeof(prefix), "/sales/%zu", b->sales[i].index);
             r = check_sale_refs(s, tenant_id, env, batch_source(b), &b->sales[i], prefix, &events,
-                                &customer_cache, res, &checked[i]);
+                                NULL, &customer_cache, res, &checked[i]);
             ref_errors += r > 0 ? (size_t)r : 0;
         }
         if (r < 0 || ref_errors > 0) {
@@ -1178,7 +1543,7 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
             char prefix[40];
             snprintf(prefix, sizeof(prefix), "/sales/%zu", sale->index);
             r = check_sale_refs(s, tenant_id, env, batch_source(b), sale, prefix, &events,
-                                &customer_cache, res, &ref);
+                                NULL, &customer_cache, res, &ref);
             if (r < 0) {
                 goto out;
             }
@@ -1287,8 +1652,8 @@ int sd_pg_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     struct sale_plan plan = {0};
     struct event_refs events = {0};
     const char *customer_cache = NULL, *ref = NULL;
-    r = check_sale_refs(s, tenant_id, env, SD_SOURCE_WEBHOOK, sale, "", &events, &customer_cache,
-                        res, &ref);
+    r = check_sale_refs(s, tenant_id, env, SD_SOURCE_WEBHOOK, sale, "", &events, NULL,
+                        &customer_cache, res, &ref);
     if (r > 0) {
         res->outcome = SD_APPLY_REFUSED;
         r = 0;
