@@ -417,6 +417,7 @@ static int event_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     PGresult *res = NULL;
     int r = exec(c, SLOT_EVENT_GET, SQL_EVENT_GET, &p, &res);
     if (r <= 0) {
+        PQclear(res);
         return r;
     }
     int64_t old_seq = sd_pg_int64(res, 0, 0);
@@ -933,6 +934,7 @@ static int sale_state_get(struct sd_store *s, int64_t tenant_id, enum sd_env env
     PGresult *res = NULL;
     int r = exec(sd_pg_writer(s), SLOT_SALE_STATE, SQL_SALE_STATE, &p, &res);
     if (r <= 0) {
+        PQclear(res);
         return r;
     }
     struct stored_sale x = {0};
