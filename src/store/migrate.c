@@ -103,9 +103,9 @@ static int pg_fail(struct ctx *x, const PGresult *res, const char *what)
     if (!msg) {
         msg = PQerrorMessage(x->pg);
     }
-    int r = PQstatus(x->pg) != CONNECTION_OK ? -ECONNRESET
+    int r = PQstatus(x->pg) != CONNECTION_OK        ? -ECONNRESET
             : state && strncmp(state, "22", 2) == 0 ? -EINVAL
-                                                     : -EIO;
+                                                    : -EIO;
     return fail(x, r, "%s: %.200s", what, msg ? msg : "?");
 }
 
@@ -155,8 +155,7 @@ out:
 }
 
 /* One integer from sql with an optional text parameter: 1 with *ret set, 0 if no row. */
-static int sqlite_int(struct ctx *x, sqlite3 *db, const char *sql, const char *param,
-                      int64_t *ret)
+static int sqlite_int(struct ctx *x, sqlite3 *db, const char *sql, const char *param, int64_t *ret)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
@@ -354,8 +353,8 @@ static int col_index(const struct table *t, const char *name)
 static int sqlite_has_table(struct ctx *x, sqlite3 *db, const char *name)
 {
     int64_t one = 0;
-    return sqlite_int(x, db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
-                      name, &one);
+    return sqlite_int(x, db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", name,
+                      &one);
 }
 
 /* t's columns in PostgreSQL and in its SQLite file must be the same set. */
@@ -625,8 +624,7 @@ static int expected_meta(struct ctx *x, int64_t *ret_seq, int64_t *ret_settings)
                        &sv_data);
     }
     if (r >= 0) {
-        r = sqlite_int(x, x->ctl, "SELECT v FROM meta WHERE k = 'settings_version'", NULL,
-                       &sv_ctl);
+        r = sqlite_int(x, x->ctl, "SELECT v FROM meta WHERE k = 'settings_version'", NULL, &sv_ctl);
     }
     if (r < 0) {
         return r;
@@ -660,7 +658,7 @@ static void append_copy_text(struct sd_buf *b, const unsigned char *p, size_t n)
 {
     size_t start = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *esc = p[i] == '\\' ? "\\\\"
+        const char *esc = p[i] == '\\'   ? "\\\\"
                           : p[i] == '\n' ? "\\n"
                           : p[i] == '\r' ? "\\r"
                           : p[i] == '\t' ? "\\t"
@@ -676,8 +674,8 @@ static void append_copy_text(struct sd_buf *b, const unsigned char *p, size_t n)
 
 /* Value i of the current row as the bytes the checksum and the copy work from; *ret_null for
  * NULL. Integers must be stored as integers, text must hold no NUL byte. */
-static int column_value(struct ctx *x, const struct table *t, sqlite3_stmt *st, int i,
-                        char num[24], const unsigned char **ret, size_t *ret_n, bool *ret_null)
+static int column_value(struct ctx *x, const struct table *t, sqlite3_stmt *st, int i, char num[24],
+                        const unsigned char **ret, size_t *ret_n, bool *ret_null)
 {
     int type = sqlite3_column_type(st, i);
     *ret_null = type == SQLITE_NULL;
@@ -697,8 +695,9 @@ static int column_value(struct ctx *x, const struct table *t, sqlite3_stmt *st, 
         *ret = sqlite3_column_text(st, i);
         *ret_n = (size_t)sqlite3_column_bytes(st, i);
         if (*ret_n && memchr(*ret, 0, *ret_n)) {
-            return fail(x, -EINVAL, "column %s.%s holds text with a NUL byte (PostgreSQL text "
-                                    "cannot)",
+            return fail(x, -EINVAL,
+                        "column %s.%s holds text with a NUL byte (PostgreSQL text "
+                        "cannot)",
                         t->name, t->cols[i].name);
         }
         return 0;
@@ -731,8 +730,7 @@ static int sqlite_select(struct ctx *x, const struct table *t, bool ordered, sql
     return rc == SQLITE_OK ? 0 : sqlite_fail(x, db, "select");
 }
 
-static int copy_end(struct ctx *x, const struct table *t, const char *abort_reason,
-                    int64_t rows)
+static int copy_end(struct ctx *x, const struct table *t, const char *abort_reason, int64_t rows)
 {
     int r = 0;
     if (PQputCopyEnd(x->pg, abort_reason) != 1) {
@@ -990,8 +988,8 @@ static int pg_checksum(struct ctx *x, const struct table *t, int64_t *ret_rows,
     sd_buf_puts(&q, "SELECT sha256(");
     for (int i = 0; i < t->ncols; i++) {
         const char *c = t->cols[i].name;
-        sd_buf_printf(&q, "%sCASE WHEN %s IS NULL THEN convert_to('-', 'UTF8') ELSE ", i ? " || " : "",
-                      c);
+        sd_buf_printf(&q, "%sCASE WHEN %s IS NULL THEN convert_to('-', 'UTF8') ELSE ",
+                      i ? " || " : "", c);
         switch (t->cols[i].type) {
         case COL_INT:
             sd_buf_printf(&q, "convert_to(length(%s::text)::text || ':' || %s::text, 'UTF8')", c,
@@ -1095,8 +1093,8 @@ static int verify(struct ctx *x)
     }
     if (r == 0 && pg_seq != seq && !bad) {
         bad = "meta";
-        fail(x, -EBADMSG, "meta 'seq' differs: expected %" PRId64 ", PostgreSQL has %" PRId64,
-             seq, pg_seq);
+        fail(x, -EBADMSG, "meta 'seq' differs: expected %" PRId64 ", PostgreSQL has %" PRId64, seq,
+             pg_seq);
     }
     if (r == 0) {
         x->res->seq = pg_seq;
