@@ -362,41 +362,61 @@ static int match_sqlite_columns(struct ctx *x, struct table *t)
 {
     sqlite3 *db = t->control ? x->ctl : x->data;
     sqlite3_stmt *st = NULL;
+    bool *seen = sd_calloc((size_t)t->ncols + 1, sizeof(*seen));
     int rc = sqlite3_prepare_v2(db, "SELECT name FROM pragma_table_info(?1)", -1, &st, NULL);
     if (rc == SQLITE_OK) {
         rc = sqlite3_bind_text(st, 1, t->name, -1, SQLITE_STATIC);
     }
-    int r = 0, seen = 0;
+    int r = 0;
     while (r == 0 && rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(st, 0);
-        if (!name || col_index(t, name) < 0) {
-            r = fail(x, -EPROTO, "column %s.%s exists only in SQLite (the schemas have drifted)",
+        int i = name ? col_index(t, name) : -1;
+        if (i < 0) {
+            r = fail(x, -EPROTO, "column %s.%.64s exists only in SQLite (the schemas have drifted)",
                      t->name, name ? name : "?");
+        } else {
+            seen[i] = true;
         }
-        seen++;
         rc = SQLITE_OK;
     }
     if (r == 0 && rc != SQLITE_DONE && rc != SQLITE_OK) {
         r = sqlite_fail(x, db, "table info");
     }
     sqlite3_finalize(st);
-    if (r == 0 && seen != t->ncols) {
-        /* Name the first PostgreSQL column SQLite lacks. */
-        for (int i = 0; i < t->ncols && r == 0; i++) {
-            int64_t one = 0;
-            char *q = sd_asprintf("SELECT 1 FROM pragma_table_info('%s') WHERE name = ?1",
-                                  t->name); /* t->name passed ident_ok */
-            int h = sqlite_int(x, db, q, t->cols[i].name, &one);
-            free(q);
-            if (h < 0) {
-                r = h;
-            } else if (h == 0) {
-                r = fail(x, -EPROTO,
-                         "column %s.%s exists only in PostgreSQL (the schemas have drifted)",
-                         t->name, t->cols[i].name);
-            }
+    for (int i = 0; i < t->ncols && r == 0; i++) {
+        if (!seen[i]) {
+            r = fail(x, -EPROTO,
+                     "column %s.%s exists only in PostgreSQL (the schemas have drifted)", t->name,
+                     t->cols[i].name);
         }
     }
+    free(seen);
+    return r;
+}
+
+/* The meta keys SQLite keeps that PostgreSQL's meta takes over (see set_counters); any other
+ * key would be lost, so it is drift. ('space_probe' exists only inside a probe's transaction.) */
+static int check_meta_keys(struct ctx *x, sqlite3 *db, const char *file, const char *known)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT k FROM meta ORDER BY k", -1, &st, NULL);
+    int r = 0;
+    while (r == 0 && rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(st, 0);
+        char word[72];
+        snprintf(word, sizeof(word), " %.64s ", k ? k : "");
+        if (!k || !strstr(known, word)) {
+            r = fail(x, -EPROTO,
+                     "meta key '%.64s' of %s has no place in PostgreSQL's meta (the "
+                     "schemas have drifted)",
+                     k ? k : "?", file);
+        }
+        rc = SQLITE_OK;
+    }
+    if (r == 0 && rc != SQLITE_DONE && rc != SQLITE_OK) {
+        r = sqlite_fail(x, db, "meta");
+    }
+    sqlite3_finalize(st);
     return r;
 }
 
@@ -577,6 +597,12 @@ static int load_schema(struct ctx *x)
         r = load_table(x, &x->t[x->nt - 1]);
     }
     PQclear(res);
+    if (r == 0) {
+        r = check_meta_keys(x, x->data, "stagedoor.db", " settings_version seq_floor ");
+    }
+    if (r == 0) {
+        r = check_meta_keys(x, x->ctl, "control.db", " settings_version ");
+    }
     if (r == 0) {
         r = sqlite_extra_tables(x, x->data, "stagedoor.db");
     }

@@ -632,6 +632,12 @@ static void test_refuses_drift(void **state)
     assert_non_null(strstr(m.error, "table leftovers of stagedoor.db exists only in SQLite"));
     sd_migrate_result_release(&m);
     sqlite_exec_file(f, "stagedoor.db", "DROP TABLE leftovers");
+    /* a meta key PostgreSQL has no place for */
+    sqlite_exec_file(f, "stagedoor.db", "INSERT INTO meta (k, v) VALUES ('lease_epoch', 7)");
+    assert_int_equal(sd_store_migrate(f->st.dir, f->url, &m), -EPROTO);
+    assert_non_null(strstr(m.error, "meta key 'lease_epoch' of stagedoor.db"));
+    sd_migrate_result_release(&m);
+    sqlite_exec_file(f, "stagedoor.db", "DELETE FROM meta WHERE k = 'lease_epoch'");
     /* with the schemas equal again, it goes */
     assert_int_equal(sd_store_migrate(f->st.dir, f->url, &m), 0);
     assert_int_equal(table(&m, "tenants")->rows, 1);
