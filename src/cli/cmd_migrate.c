@@ -56,7 +56,8 @@ int sd_cmd_migrate(int argc, char **argv)
         return sd_cli_usage_error("migrate needs --from DATA_DIR");
     }
     if (!to || !*to) {
-        return sd_cli_usage_error("migrate needs --to postgresql://…");
+        /* --store and STAGEDOOR_STORE name the store other commands open, not the target. */
+        return sd_cli_usage_error("migrate needs --to postgresql://… (the target database)");
     }
     struct sd_migrate_result m = {0};
     int r = verify_only ? sd_store_migrate_verify(from, to, &m) : sd_store_migrate(from, to, &m);
