@@ -17,14 +17,16 @@
  *   -ENOENT     DATA_DIR holds no stagedoor.db / control.db
  *   -EPROTO     the SQLite files' schema version is not this binary's (older: upgrade DATA_DIR
  *               first by opening it with this stagedoor; newer: use a newer stagedoor), or the
- *               two schemas differ (a table or column on one side only, an unknown type)
+ *               two schemas differ (a table or column on one side only, a SQLite meta key
+ *               PostgreSQL's meta does not take over, a column type migrate does not know)
  *   -ENOTEMPTY  the PostgreSQL database already holds data (ret->error names the first table)
  *   -EBADMSG    verification found a difference (ret->error names the table); the data copied
  *               stays committed
  *   -EINVAL     a value PostgreSQL cannot hold as its column's type (a NUL byte in text, a
  *               non-integer in an integer column)
- *   -ECONNREFUSED, -EIO  PostgreSQL unreachable, a statement failed (ret->error holds the
- *               server's primary message, which names relations, not values)
+ *   -ECONNREFUSED, -ECONNRESET, -EIO  PostgreSQL unreachable or lost, a statement failed
+ *               (ret->error holds the server's primary message, which names relations, not
+ *               values)
  * Nothing is written to PostgreSQL unless every table was copied: the copy commits at once.
  *
  * Threads: any one thread; nothing is shared. */
