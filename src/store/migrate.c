@@ -19,7 +19,9 @@
  *    applies the backend's migrations, then used through one libpq connection of our own.
  *  - Schemas must not drift: the tables and columns copied are those of the PostgreSQL schema
  *    (information_schema); each must exist in one of the SQLite files with exactly the same
- *    columns, and every SQLite table must exist in PostgreSQL. meta and schema_version are kept
+ *    columns, and every SQLite table must exist in PostgreSQL. A table only PostgreSQL has is
+ *    an error too unless pg_only_tables[] names it with the reason nothing is copied into it
+ *    (it is locked and must be empty like the others). meta and schema_version are kept
  *    apart: PostgreSQL's meta holds 'seq' (the last record number handed out: the highest seq of
  *    events, customers, sales and tombstones, or SQLite's meta 'seq_floor' if higher, as the
  *    SQLite writer computes it) and 'settings_version' (the higher of the two files').
@@ -75,10 +77,29 @@ struct table {
 struct ctx {
     sqlite3 *data, *ctl;
     PGconn *pg;
-    struct table *t;
+    struct table *t; /* the tables copied, in copy order */
     size_t nt;
+    char (*pg_only)[NAME_MAX_LEN + 1]; /* tables of pg_only_tables[] the database has */
+    size_t n_pg_only;
     struct sd_migrate_result *res;
 };
+
+/* Tables only PostgreSQL has, and why nothing is copied into them. Every other table must exist
+ * on both sides; these are locked and must be empty like the others. */
+static const char *const pg_only_tables[][2] = {
+    {"rate_buckets", "the token buckets several nodes share: SQLite keeps them in each process's "
+                     "memory, so they start full, as after a restart"},
+};
+
+static bool is_pg_only(const char *name)
+{
+    for (size_t i = 0; i < sizeof(pg_only_tables) / sizeof(pg_only_tables[0]); i++) {
+        if (strcmp(pg_only_tables[i][0], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
 
 /* ---- errors ---------------------------------------------------------------------------------- */
 
@@ -338,6 +359,9 @@ static void tables_free(struct ctx *x)
     free(x->t);
     x->t = NULL;
     x->nt = 0;
+    free(x->pg_only);
+    x->pg_only = NULL;
+    x->n_pg_only = 0;
 }
 
 static int col_index(const struct table *t, const char *name)
@@ -482,9 +506,12 @@ static int load_table(struct ctx *x, struct table *t)
     if (in_data < 0 || in_ctl < 0) {
         return in_data < 0 ? in_data : in_ctl;
     }
-    if (in_data == in_ctl) {
-        return fail(x, -EPROTO, "table %s is in %s SQLite file", t->name,
-                    in_data ? "both stagedoor.db and control.db, not one" : "neither");
+    if (in_data && in_ctl) {
+        return fail(x, -EPROTO, "table %s is in both stagedoor.db and control.db", t->name);
+    }
+    if (!in_data && !in_ctl) {
+        return fail(x, -EPROTO, "table %s exists only in PostgreSQL (the schemas have drifted)",
+                    t->name);
     }
     t->control = in_ctl;
     return match_sqlite_columns(x, t);
@@ -586,11 +613,16 @@ static int load_schema(struct ctx *x)
     }
     int n = PQntuples(res);
     x->t = sd_calloc((size_t)n + 1, sizeof(*x->t));
+    x->pg_only = sd_calloc((size_t)n + 1, sizeof(*x->pg_only));
     for (int i = 0; i < n && r == 0; i++) {
         const char *name = PQgetvalue(res, i, 0);
         if (!ident_ok(name)) {
             r = fail(x, -EPROTO, "a table name in the PostgreSQL schema is not supported");
             break;
+        }
+        if (is_pg_only(name)) {
+            snprintf(x->pg_only[x->n_pg_only++], sizeof(x->pg_only[0]), "%s", name);
+            continue;
         }
         snprintf(x->t[x->nt].name, sizeof(x->t[x->nt].name), "%s", name);
         x->nt++;
@@ -860,21 +892,23 @@ static int lock_and_check_empty(struct ctx *x)
     struct sd_buf q;
     sd_buf_init(&q);
     sd_buf_puts(&q, "LOCK TABLE meta");
-    for (size_t i = 0; i < x->nt; i++) {
-        sd_buf_printf(&q, ", %s", x->t[i].name);
+    size_t n = x->nt + x->n_pg_only;
+    for (size_t i = 0; i < n; i++) {
+        sd_buf_printf(&q, ", %s", i < x->nt ? x->t[i].name : x->pg_only[i - x->nt]);
     }
     sd_buf_puts(&q, " IN EXCLUSIVE MODE");
     int r = pg_query(x, q.data, 0, NULL, NULL);
-    for (size_t i = 0; i < x->nt && r == 0; i++) {
+    for (size_t i = 0; i < n && r == 0; i++) {
+        const char *name = i < x->nt ? x->t[i].name : x->pg_only[i - x->nt];
         int64_t any = 0;
         sd_buf_reset(&q);
-        sd_buf_printf(&q, "SELECT count(*) FROM (SELECT 1 FROM %s LIMIT 1) AS one", x->t[i].name);
+        sd_buf_printf(&q, "SELECT count(*) FROM (SELECT 1 FROM %s LIMIT 1) AS one", name);
         r = pg_int(x, q.data, &any);
         if (r == 0 && any) {
             r = fail(x, -ENOTEMPTY,
                      "the PostgreSQL database is not empty (table %s has rows): migrate into a "
                      "fresh database",
-                     x->t[i].name);
+                     name);
         }
     }
     int64_t seq = 0;

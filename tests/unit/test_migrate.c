@@ -626,6 +626,12 @@ static void test_refuses_drift(void **state)
     assert_non_null(strstr(m.error, "column remote_refs.extra exists only in PostgreSQL"));
     sd_migrate_result_release(&m);
     pg_exec(f, "ALTER TABLE remote_refs DROP COLUMN extra");
+    /* a table only PostgreSQL has */
+    pg_exec(f, "CREATE TABLE pg_extra (x BIGINT PRIMARY KEY)");
+    assert_int_equal(sd_store_migrate(f->st.dir, f->url, &m), -EPROTO);
+    assert_non_null(strstr(m.error, "table pg_extra exists only in PostgreSQL"));
+    sd_migrate_result_release(&m);
+    pg_exec(f, "DROP TABLE pg_extra");
     /* a table only SQLite has */
     sqlite_exec_file(f, "stagedoor.db", "CREATE TABLE leftovers (x INTEGER)");
     assert_int_equal(sd_store_migrate(f->st.dir, f->url, &m), -EPROTO);
@@ -642,6 +648,31 @@ static void test_refuses_drift(void **state)
     assert_int_equal(sd_store_migrate(f->st.dir, f->url, &m), 0);
     assert_int_equal(table(&m, "tenants")->rows, 1);
     sd_migrate_result_release(&m);
+}
+
+/* rate_buckets (the token buckets nodes share) exists only in PostgreSQL: nothing is copied into
+ * it, but it must be empty like every other table. */
+static void test_pg_only_table(void **state)
+{
+    struct fx *f = *state;
+    sd_test_store_tenant(f->h, "acme", "Acme");
+    struct sd_store_handle *pg = NULL;
+    assert_int_equal(sd_store_open("postgresql", f->url, &pg), 0);
+    sd_store_close(pg);
+    pg_exec(f, "INSERT INTO rate_buckets (bucket_key, tokens, updated_usec) VALUES (1, 5, 1)");
+    struct sd_migrate_result m = {0};
+    assert_int_equal(sd_store_migrate(f->st.dir, f->url, &m), -ENOTEMPTY);
+    assert_non_null(strstr(m.error, "table rate_buckets has rows"));
+    sd_migrate_result_release(&m);
+    assert_int_equal(pg_count(f, "SELECT count(*) FROM tenants"), 0);
+    pg_exec(f, "DELETE FROM rate_buckets");
+    assert_int_equal(sd_store_migrate(f->st.dir, f->url, &m), 0);
+    for (size_t i = 0; i < m.n; i++) {
+        assert_string_not_equal(m.tables[i].name, "rate_buckets");
+    }
+    assert_int_equal(table(&m, "tenants")->rows, 1);
+    sd_migrate_result_release(&m);
+    assert_int_equal(pg_count(f, "SELECT count(*) FROM rate_buckets"), 0);
 }
 
 static void test_not_a_data_dir(void **state)
@@ -666,6 +697,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_verify_finds_meta_seq, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_other_schema_version, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_drift, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_only_table, setup, teardown),
         cmocka_unit_test_setup_teardown(test_not_a_data_dir, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
