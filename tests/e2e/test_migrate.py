@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import unittest
 import uuid
 
@@ -160,6 +161,48 @@ class Migrate(unittest.TestCase):
         cp = cli(None, "key", "list", CID, "--store", self.url, data=False)
         self.assertEqual(cp.returncode, 0, cp.stderr)
         self.assertIn(key_id, cp.stdout)
+
+    def test_migrate_while_the_hub_ingests(self):
+        """The copy is one snapshot: sales keep arriving during it, and the verification (which
+        compares PostgreSQL with that snapshot) still passes; what came later is not there."""
+        data = harness.tempdir(self, prefix="sd-e2e-migrate-live-")
+        harness.tenant_create(data, CID)
+        key = harness.key_create(data, CID, "test")
+        server = harness.Server(data)
+        self.addCleanup(server.kill)
+        server.start()
+        api = server.api(CID, key)
+        ev = event(uid("LEV"))
+        self.ok(api.ingest({"events": [ev]}))
+        stop = threading.Event()
+        sent = []
+
+        def writer():
+            while not stop.is_set():
+                batch = [sale(uid("LINV"), event_id=ev["event_id"]) for _ in range(50)]
+                r = api.ingest({"sales": batch})
+                if r.status == 202:
+                    sent.extend(batch)
+
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            harness.wait_until(lambda: len(sent) >= 500, 60, what="sales before the copy")
+            cp = cli(None, "migrate", "--from", data, "--to", self.url, data=False, timeout=300)
+            after = len(sent)  # a batch accepted after the command ended came after its snapshot
+            harness.wait_until(lambda: len(sent) > after, 60, what="sales after the copy")
+        finally:
+            stop.set()
+            t.join()
+        self.assertEqual(cp.returncode, 0, "stdout: %s\nstderr: %s" % (cp.stdout, cp.stderr))
+        rows, _ = self.tables(cp.stdout)
+        self.assertGreaterEqual(rows["sales"], 500)
+        self.assertLess(rows["sales"], len(sent))
+        self.assertEqual(int(self.sql(self.url, "SELECT count(*) FROM sales")), rows["sales"])
+        # meta seq is the snapshot's last number: every copied row is at or below it
+        self.assertEqual(self.sql(self.url, "SELECT v FROM meta WHERE k = 'seq'"),
+                         self.sql(self.url, "SELECT greatest((SELECT max(seq) FROM sales),"
+                                            " (SELECT max(seq) FROM events))"))
 
     def test_usage_and_missing_data(self):
         for args in (["migrate"], ["migrate", "--from", "/tmp"], ["migrate", "--to", self.url],
