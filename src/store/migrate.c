@@ -226,7 +226,9 @@ static int check_version(struct ctx *x, sqlite3 *db, const char *file, unsigned 
 }
 
 /* Open both files and start one read transaction on each (a deferred BEGIN takes its snapshot
- * at the first read, which follows at once). */
+ * at the first read, which follows at once). The data file's snapshot is taken first: the
+ * control file's is then at least as new, so every tenant a copied record names is copied too
+ * (tenants are never deleted). */
 static int sqlite_begin(struct ctx *x, const char *dir)
 {
     int r = sqlite_open_ro(x, dir, "stagedoor.db", &x->data);
