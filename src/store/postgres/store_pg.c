@@ -40,6 +40,7 @@
 #include "base/base.h"
 #include "base/log.h"
 #include "pg_internal.h"
+#include "pg_outbox.h"
 #include "store/store.h"
 
 extern const char *const sd_pg_schema[];
@@ -685,4 +686,7 @@ const struct sd_store_ops sd_store_pg_ops = {
     .savepoint_rollback = sd_pg_savepoint_rollback,
     .connector_state_put = sd_pg_connector_state_put,
     .connector_state_get = sd_pg_connector_state_get,
+    .outbox = &sd_pg_outbox_ops,
+    .quota = &sd_pg_quota_ops,
+    .inbound = &sd_pg_inbound_ops,
 };
