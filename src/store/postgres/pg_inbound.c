@@ -55,7 +55,7 @@ enum {
 _Static_assert(I_LAST_ <= 896, "inbound statement slots are 800..895");
 
 static const char *const sql[I_LAST_ - I_FIRST_] = {
-#define Q(slot) [(slot) - I_FIRST_]
+#define Q(slot) [(slot)-I_FIRST_]
     Q(I_DOOR_SET) = "INSERT INTO inbound_doors (connector_id, token_hash, created_usec) VALUES "
                     "($1, $2, $3) ON CONFLICT (connector_id) DO UPDATE SET token_hash = "
                     "excluded.token_hash, created_usec = excluded.created_usec",

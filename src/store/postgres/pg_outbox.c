@@ -28,6 +28,9 @@
  *  - A claim may answer -ENOENT while a due item exists that a concurrent claim holds locked
  *    (SKIP LOCKED), where SQLite would have waited for the lock; the caller's next claim (at
  *    delivery_next_due, which is then now) finds it.
+ *  - A claim reads a connector's rate with its candidates: a claim that read them just before a
+ *    target_put gave the connector its first rate may lease one queued item of it without a
+ *    plan; every claim that starts after that commit plans.
  *  - outbox_add_tx (the writer) checks its dedupe key without the connector lock, so a
  *    delivery_insert racing it from another process may store a second item with the same key
  *    (sent twice, never lost). Taking the lock there would hold claims back for a whole group
@@ -124,7 +127,7 @@ _Static_assert(S_LAST_ <= 768, "outbox statement slots are 576..767");
     "coalesce((SELECT c.rate_per_hour FROM connectors c WHERE c.id = d.connector_id), 0)"
 
 static const char *const sql[S_LAST_ - S_FIRST_] = {
-#define Q(slot) [(slot) - S_FIRST_]
+#define Q(slot) [(slot)-S_FIRST_]
     Q(S_TARGET_INSERT) = "INSERT INTO connectors (id, tenant_id, env, type, schedule, settings, "
                          "mapping, run_requested_usec, created_usec, updated_usec, rate_per_hour) "
                          "VALUES ($1, $2, $3, $4, 'manual', $5, '{}', 0, $6, $6, $7) "
@@ -160,9 +163,9 @@ static const char *const sql[S_LAST_ - S_FIRST_] = {
         "(SELECT d.next_attempt_usec FROM outbox_items d WHERE d.state = 'retrying' AND " FIFO_FREE
         " ORDER BY d.next_attempt_usec LIMIT 1), "
         "(SELECT min(lease_until_usec) FROM outbox_items WHERE state = 'sending')",
-    Q(S_DLV_CANDIDATES) = "SELECT d.id, d.connector_id, d.state, " RATE_OF_D
-                          " FROM outbox_items d WHERE " DUE_WHERE
-                          " ORDER BY d.next_attempt_usec, d.seq LIMIT 32",
+    Q(S_DLV_CANDIDATES) =
+        "SELECT d.id, d.connector_id, d.state, " RATE_OF_D " FROM outbox_items d WHERE " DUE_WHERE
+        " ORDER BY d.next_attempt_usec, d.seq LIMIT 32",
     /* The connector's row lock: plans of one connector are serialized by it (see the top). */
     Q(S_TARGET_LOCK) = "SELECT coalesce(rate_per_hour, 0) FROM connectors WHERE id = $1 "
                        "FOR UPDATE",
@@ -230,8 +233,8 @@ static const char *const sql[S_LAST_ - S_FIRST_] = {
      * locked for this transaction (others skip them); first sends of a connector with a rate
      * are left to the planned claim. */
     Q(S_DLV_MORE) = "SELECT d.id FROM outbox_items d WHERE d.connector_id = $3 AND d.operation = "
-                    "$4 AND d.id <> $2 AND NOT (d.state = 'queued' AND " RATE_OF_D " > 0) AND "
-                    DUE_WHERE " ORDER BY d.next_attempt_usec, d.seq LIMIT $5 "
+                    "$4 AND d.id <> $2 AND NOT (d.state = 'queued' AND " RATE_OF_D
+                    " > 0) AND " DUE_WHERE " ORDER BY d.next_attempt_usec, d.seq LIMIT $5 "
                     "FOR UPDATE OF d SKIP LOCKED",
     /* Records of source $5 in the profile of record ($3, $4), the record itself left out. */
     Q(S_LINKED) = "SELECT count(*) FROM customers c JOIN customers m ON m.profile_id = "
@@ -427,8 +430,7 @@ out:
 
 /* Lock connector target_id (waiting for it) and plan it: what every non-claim change that
  * affects a plan does. */
-static int lock_and_plan(struct pgconn *c, const char *target_id,
-                         const struct sd_outbox_clock *clk)
+static int lock_and_plan(struct pgconn *c, const char *target_id, const struct sd_outbox_clock *clk)
 {
     int64_t limit = 0;
     int r = lock_target(c, S_TARGET_LOCK, target_id, &limit);
@@ -842,8 +844,8 @@ static int delivery_list(struct sd_store *s, const struct sd_delivery_filter *f,
     size_t limit = f->limit < 1 ? 1 : f->limit > 1000 ? 1000 : f->limit;
     struct sd_pg_params p = {0};
     sd_pg_p_int(&p, f->tenant_id);
-    sd_pg_p_text(&p, f->state >= 0 ? sd_delivery_state_name((enum sd_delivery_state)f->state)
-                                   : NULL);
+    sd_pg_p_text(&p,
+                 f->state >= 0 ? sd_delivery_state_name((enum sd_delivery_state)f->state) : NULL);
     sd_pg_p_int(&p, (int64_t)limit + 1);
     sd_pg_p_int(&p, f->tenant_id ? f->env : -1);
     sd_pg_p_text(&p, f->connector_id);
@@ -1370,8 +1372,7 @@ static int remote_apply_tx(struct pgconn *c, void *arg)
     }
     for (size_t i = 0; r >= 0 && i < a->n_del; i++) {
         r = run_texts(c, S_REMOTE_DELETE,
-                      (const char *const[]){a->connector_id, a->kind, a->del_local[i], NULL},
-                      NULL);
+                      (const char *const[]){a->connector_id, a->kind, a->del_local[i], NULL}, NULL);
     }
     return r < 0 ? r : 0;
 }
