@@ -1239,6 +1239,67 @@ static void test_claim_more(void **state)
     free(tgt);
 }
 
+/* A set of remote references kept under one kind (the members a remote list was last given):
+ * applied in one call (puts replace, deletes of absent ids are no error), listed in pages in
+ * byte order ("B" before "a", "é" after "z"), scoped by connector and kind; bad arguments are
+ * refused whole. */
+static void test_remote_ref_sets(void **state)
+{
+    struct fx *f = *state;
+    const char *put_l[] = {"a", "B", "\xc3\xa9", "z", "a"};
+    const char *put_r[] = {"R-a", "R-B", "R-e", "R-z", "R-a2"};
+    const char *del_l[] = {"z", "missing"};
+    assert_int_equal(sd_store_remote_ref_apply(f->h, "con_s", "member", put_l, put_r, 5, del_l, 2),
+                     0);
+    assert_int_equal(sd_store_remote_ref_put(f->h, "con_s", "other", "a", "X"), 0);
+    assert_int_equal(sd_store_remote_ref_put(f->h, "con_t", "member", "a", "Y"), 0);
+    char **loc = NULL, **rem = NULL;
+    size_t n = 0;
+    assert_int_equal(sd_store_remote_ref_list(f->h, "con_s", "member", NULL, 2, &loc, &rem, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(loc[0], "B");
+    assert_string_equal(rem[0], "R-B");
+    assert_string_equal(loc[1], "a");
+    assert_string_equal(rem[1], "R-a2"); /* the later put of the same id wins */
+    char *after = sd_strdup(loc[1]);
+    for (size_t i = 0; i < n; i++) {
+        free(loc[i]);
+        free(rem[i]);
+    }
+    free(loc);
+    free(rem);
+    assert_int_equal(sd_store_remote_ref_list(f->h, "con_s", "member", after, 10, &loc, &rem, &n),
+                     0);
+    free(after);
+    assert_int_equal(n, 1);
+    assert_string_equal(loc[0], "\xc3\xa9");
+    assert_string_equal(rem[0], "R-e");
+    free(loc[0]);
+    free(rem[0]);
+    free(loc);
+    free(rem);
+    assert_int_equal(
+        sd_store_remote_ref_list(f->h, "con_s", "member", "\xc3\xa9", 10, &loc, &rem, &n), 0);
+    assert_int_equal(n, 0);
+    assert_null(loc);
+    assert_null(rem);
+    char *local = NULL;
+    assert_int_equal(sd_store_remote_ref_find(f->h, "con_s", "member", "R-z", &local), -ENOENT);
+    assert_int_equal(sd_store_remote_ref_find(f->h, "con_s", "member", "R-B", &local), 0);
+    assert_string_equal(local, "B");
+    free(local);
+    /* Refused whole: a NULL id among the puts, or too many. */
+    const char *bad_l[] = {"q", NULL};
+    assert_int_equal(sd_store_remote_ref_apply(f->h, "con_s", "member", bad_l, put_r, 2, NULL, 0),
+                     -EINVAL);
+    assert_int_equal(sd_store_remote_ref_apply(f->h, "con_s", "member", put_l, put_r,
+                                               SD_REMOTE_REFS_APPLY_MAX + 1, NULL, 0),
+                     -EINVAL);
+    assert_int_equal(sd_store_remote_ref_list(f->h, "con_s", "member", NULL, 0, &loc, &rem, &n),
+                     -EINVAL);
+    assert_int_equal(sd_store_remote_ref_get(f->h, "con_s", "member", "q", &local), -ENOENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1257,6 +1318,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_echo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_more, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remote_ref_sets, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
