@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -56,6 +57,17 @@ long long sd_cli_positive(const char *name, const char *v, long long max)
     return n;
 }
 
+static const char *store_option; /* --store, set by sd_cli_parse */
+
+const char *sd_cli_store_location(void)
+{
+    if (store_option) {
+        return store_option;
+    }
+    const char *env = getenv("STAGEDOOR_STORE");
+    return env && *env ? env : NULL;
+}
+
 int sd_cli_parse(int argc, char **argv, const struct sd_cli_opt *opts, const char **pos,
                  size_t max_pos, const char *usage)
 {
@@ -74,6 +86,16 @@ int sd_cli_parse(int argc, char **argv, const struct sd_cli_opt *opts, const cha
                 if (strlen(o->name) == nl && strncmp(o->name, a, nl) == 0) {
                     break;
                 }
+            }
+            if ((!o || !o->name) && nl == 7 && strncmp(a, "--store", 7) == 0) {
+                /* Every command takes --store (where the store is), like --data. */
+                const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+                if (!v || !*v) {
+                    sd_cli_usage_error("option '--store' needs a value");
+                    return -2;
+                }
+                store_option = v;
+                continue;
             }
             if (!o || !o->name) {
                 sd_cli_usage_error("unknown option '%.*s' (see --help)", (int)nl, a);
@@ -143,6 +165,16 @@ int sd_cli_dispatch(const char *command, const struct sd_cli_subcommand *subs, c
 
 int sd_cli_open_store(const char *data, struct sd_store_handle **ret)
 {
+    const char *store = sd_cli_store_location();
+    if (store) {
+        /* PostgreSQL: the location is the database; the libpq message was logged. */
+        int r = sd_store_open("postgresql", store, ret);
+        if (r < 0) {
+            return sd_cli_fail("cannot open the PostgreSQL store: %s", strerror(-r));
+        }
+        sd_egress_set_data_dir(data);
+        return 0;
+    }
     /* Only `serve` and `demo` create a data directory (they do not come here): a mistyped
      * --data must not turn into an empty store and a listing that says "no tenants". */
     struct stat sb;

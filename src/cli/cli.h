@@ -36,6 +36,9 @@ int sd_cli_dispatch(const char *command, const struct sd_cli_subcommand *subs, c
 struct sd_store_handle;
 /* Open the store in data for a CLI command: 0, or SD_EXIT_FAIL after printing why. */
 int sd_cli_open_store(const char *data, struct sd_store_handle **ret);
+/* Where the store is: the --store option any command takes, else $STAGEDOOR_STORE, else NULL
+ * (the SQLite store in --data). A value is a PostgreSQL conninfo or postgresql:// URL. */
+const char *sd_cli_store_location(void);
 
 /* Print "stagedoor: <msg>" to stderr and return SD_EXIT_USAGE. */
 int sd_cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -169,7 +169,7 @@ static int profile_suppress(int argc, char **argv)
         }
         nk++;
     }
-    int r = sd_hub_open(sc.data, &hub);
+    int r = sd_hub_open(sc.data, sd_cli_store_location(), &hub);
     if (r < 0) {
         rc = sd_cli_fail("cannot open the store in '%s': %s", sc.data, strerror(-r));
         goto out;
@@ -319,7 +319,7 @@ static int profile_split(int argc, char **argv)
         return sd_cli_usage_error("--source and --customer-id name the record to split out");
     }
     struct sd_hub *hub = NULL;
-    int r = sd_hub_open(sc.data, &hub);
+    int r = sd_hub_open(sc.data, sd_cli_store_location(), &hub);
     if (r < 0) {
         return sd_cli_fail("cannot open the store in '%s': %s", sc.data, strerror(-r));
     }
@@ -371,7 +371,7 @@ static int profile_erase(int argc, char **argv)
         return sd_cli_usage_error("--source must not be empty");
     }
     struct sd_hub *hub = NULL;
-    int r = sd_hub_open(sc.data, &hub);
+    int r = sd_hub_open(sc.data, sd_cli_store_location(), &hub);
     if (r < 0) {
         return sd_cli_fail("cannot open the store in '%s': %s", sc.data, strerror(-r));
     }

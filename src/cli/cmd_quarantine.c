@@ -132,7 +132,7 @@ static int quarantine_replay(int argc, char **argv)
         return sd_cli_usage_error("--from and --to must be RFC 3339 date-times");
     }
     struct sd_hub *hub = NULL;
-    int r = sd_hub_open(data, &hub);
+    int r = sd_hub_open(data, sd_cli_store_location(), &hub);
     if (r < 0) {
         return sd_cli_fail("cannot open the store in '%s': %s", data, strerror(-r));
     }

@@ -289,7 +289,7 @@ int sd_serve_prepare(int argc, char **argv, const char *usage, struct sd_serve_o
         return SD_EXIT_OK;
     }
     block_signals();
-    int r = sd_hub_open(o->data, ret_hub);
+    int r = sd_hub_open(o->data, sd_cli_store_location(), ret_hub);
     if (r < 0) {
         return sd_cli_fail("cannot open the store in '%s': %s", o->data, strerror(-r));
     }

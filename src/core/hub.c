@@ -3,18 +3,25 @@
  * drains the writer before the store closes so no accepted job is lost. */
 #include "core/hub.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "base/base.h"
 #include "base/log.h"
 #include "core/segment_jobs.h"
 #include "http/egress.h"
 
-int sd_hub_open(const char *data_dir, struct sd_hub **ret)
+int sd_hub_open(const char *data_dir, const char *store, struct sd_hub **ret)
 {
     struct sd_hub *hub = sd_calloc(1, sizeof(*hub));
     hub->data_dir = sd_strdup(data_dir);
-    int r = sd_store_open("sqlite", data_dir, &hub->store);
+    int r = 0;
+    if (store && mkdir(data_dir, 0700) < 0 && errno != EEXIST) {
+        r = -errno; /* SQLite's backend makes its own folder; PostgreSQL's has none */
+        goto fail;
+    }
+    r = sd_store_open(store ? "postgresql" : "sqlite", store ? store : data_dir, &hub->store);
     if (r < 0) {
         goto fail;
     }

@@ -26,9 +26,11 @@ struct sd_hub {
     struct sd_segment_jobs *segment_jobs;
 };
 
-/* Open the store in data_dir (created if missing), start the writer and the segment
- * workers (default configuration). */
-int sd_hub_open(const char *data_dir, struct sd_hub **ret);
+/* Open the store, start the writer and the segment workers (default configuration). store
+ * NULL: the SQLite store in data_dir; otherwise a PostgreSQL conninfo or postgresql:// URL.
+ * data_dir is created if missing either way: it holds the node's local things (connector work
+ * folders, the admin token). */
+int sd_hub_open(const char *data_dir, const char *store, struct sd_hub **ret);
 /* Stops the segment workers (cancelling what runs), drains the writer, then closes
  * everything. NULL is fine. */
 void sd_hub_close(struct sd_hub *hub);

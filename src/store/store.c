@@ -19,6 +19,7 @@ struct sd_store_handle {
 
 static const struct sd_store_ops *const backends[] = {
     &sd_store_sqlite_ops,
+    &sd_store_pg_ops,
 };
 
 int sd_store_open(const char *kind, const char *location, struct sd_store_handle **ret)

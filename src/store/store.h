@@ -310,6 +310,8 @@ struct sd_store_ops {
 
 /* The SQLite backend (embedded default). */
 extern const struct sd_store_ops sd_store_sqlite_ops;
+/* The PostgreSQL backend (location: a libpq conninfo or postgresql:// URL). */
+extern const struct sd_store_ops sd_store_pg_ops;
 
 /* A store handle: the ops table plus the backend's state. */
 struct sd_store_handle;
@@ -317,7 +319,8 @@ struct sd_store_handle;
 const struct sd_store_ops *sd_store_handle_ops(struct sd_store_handle *h);
 struct sd_store *sd_store_handle_backend(struct sd_store_handle *h);
 
-/* Open by kind: "sqlite" (location = data dir). Returns 0 or -errno. */
+/* Open by kind: "sqlite" (location = data dir) or "postgresql" (location = a conninfo or
+ * postgresql:// URL). Returns 0 or -errno. */
 int sd_store_open(const char *kind, const char *location, struct sd_store_handle **ret);
 void sd_store_close(struct sd_store_handle *h);
 /* The write-ahead log's size; zeros for a backend without one. Any thread. */

@@ -596,7 +596,7 @@ static void setup(void)
         }
     }
     sd_store_close(st);
-    r = sd_hub_open(fx.dir, &fx.hub);
+    r = sd_hub_open(fx.dir, NULL, &fx.hub);
     if (r < 0) {
         fail_setup("sd_hub_open", r);
     }

@@ -12,8 +12,16 @@
  * sd_test_store_release(), which closes it before removing TMP.
  *
  * Errors: every failure is a cmocka assertion, so these functions belong in cmocka setups,
- * teardowns and test bodies. One thread at a time. The backend is SD_TEST_STORE_KIND, the one
- * place a unit test names it; tests that read the files directly are SQLite tests anyway. */
+ * teardowns and test bodies. One thread at a time.
+ *
+ * Backends (the store conformance suite). The store is SQLite unless the environment says
+ * SD_TEST_STORE_BACKEND=postgresql: then make() also creates a fresh database on the cluster
+ * whose URL is in STAGEDOOR_TEST_PG (scripts/pg-cluster), open() opens the PostgreSQL backend
+ * on it, and release() drops it. Without STAGEDOOR_TEST_PG such a run exits 77 (ctest: skipped).
+ * A unit test file holding the line "store suite: both backends" in a comment is registered
+ * twice by CMakeLists.txt: unit.NAME (SQLite) and store_pg.NAME (PostgreSQL). DIR is made in
+ * both cases (connector work folders and raw files live there on PostgreSQL too). A case that
+ * only makes sense on SQLite (it reads the files) skips itself when !sd_test_store_is_sqlite(). */
 #ifndef SD_TESTS_UNIT_STORE_FIXTURE_H
 #define SD_TESTS_UNIT_STORE_FIXTURE_H
 
@@ -21,12 +29,20 @@
 
 struct sd_store_handle;
 
-#define SD_TEST_STORE_KIND "sqlite"
+#include <stdbool.h>
 
 struct sd_test_store {
     char tmp[64]; /* TMP: "/tmp/sd_<tag>_test.XXXXXX"; empty until sd_test_store_make() */
     char dir[96]; /* DIR: TMP "/data", the data folder */
+    char db[64];  /* PostgreSQL: the test's database name, else empty */
+    char url[512]; /* PostgreSQL: its URL, else empty */
 };
+
+/* True unless this run tests the PostgreSQL backend. */
+bool sd_test_store_is_sqlite(void);
+/* The backend kind and location sd_test_store_open() uses for s. */
+const char *sd_test_store_kind(void);
+const char *sd_test_store_location(const struct sd_test_store *s);
 
 /* Make a new TMP for `tag` (a short word naming the test, e.g. "outbox") and set DIR. */
 void sd_test_store_make(struct sd_test_store *s, const char *tag);

@@ -103,7 +103,7 @@ static void test_source_run_into_store(void **state)
     char dir[] = "/tmp/sd-test-connector-XXXXXX";
     assert_non_null(mkdtemp(dir));
     struct sd_hub *hub = NULL;
-    assert_int_equal(sd_hub_open(dir, &hub), 0);
+    assert_int_equal(sd_hub_open(dir, NULL, &hub), 0);
     assert_int_equal(sd_store_tenant_create(hub->store, "venue", "Venue"), 0);
     struct sd_tenant t = {0};
     assert_int_equal(sd_store_tenant_get(hub->store, "venue", &t), 0);

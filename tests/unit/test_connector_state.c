@@ -57,7 +57,7 @@ static int teardown(void **state)
 static void child_run_and_die(const struct fx *f, int poll, bool save)
 {
     struct sd_hub *hub = NULL;
-    if (sd_hub_open(f->ts.dir, &hub) != 0) {
+    if (sd_hub_open(f->ts.dir, NULL, &hub) != 0) {
         _exit(2);
     }
     struct sd_connector_ctx ctx = {
@@ -108,13 +108,13 @@ static void test_saved_state_survives_kill(void **state)
     run_child(f, 7, true);
 
     struct sd_hub *hub = NULL;
-    assert_int_equal(sd_hub_open(f->ts.dir, &hub), 0);
+    assert_int_equal(sd_hub_open(f->ts.dir, NULL, &hub), 0);
     assert_int_equal(saved_poll(hub), 7); /* saved; the change after the save is gone */
     sd_hub_close(hub);
 
     /* A change never saved dies with the process. */
     run_child(f, 8, false);
-    assert_int_equal(sd_hub_open(f->ts.dir, &hub), 0);
+    assert_int_equal(sd_hub_open(f->ts.dir, NULL, &hub), 0);
     assert_int_equal(saved_poll(hub), 7);
 
     /* The next run of the instance starts from the saved document and keeps it: a rest_pull
@@ -146,7 +146,7 @@ static void test_save_limits(void **state)
 {
     struct fx *f = *state;
     struct sd_hub *hub = NULL;
-    assert_int_equal(sd_hub_open(f->ts.dir, &hub), 0);
+    assert_int_equal(sd_hub_open(f->ts.dir, NULL, &hub), 0);
     /* No state document (a run not configured in the store). */
     struct sd_connector_ctx bare = {.hub = hub, .tenant_id = f->tenant, .id = ID};
     assert_null(sd_connector_saved(&bare));

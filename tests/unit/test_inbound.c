@@ -601,7 +601,7 @@ static void test_replay_run(void **state)
     json_decref(fix);
 
     struct sd_hub *hub = NULL;
-    assert_int_equal(sd_hub_open(f->st.dir, &hub), 0);
+    assert_int_equal(sd_hub_open(f->st.dir, NULL, &hub), 0);
     struct sd_connector_ctx ctx = {
         .hub = hub, .tenant_id = f->t.id, .env = SD_ENV_TEST, .id = id, .connector = type};
     assert_int_equal(sd_inbound_replay_run(&ctx, NULL), 0);

@@ -392,7 +392,7 @@ static void test_concurrent_processes(void **state)
     if (pid == 0) {
         struct sd_store_handle *h = NULL;
         int taken = 0;
-        if (sd_store_open(SD_TEST_STORE_KIND, f->ts.dir, &h) != 0) {
+        if (sd_store_open(sd_test_store_kind(), sd_test_store_location(&f->ts), &h) != 0) {
             _exit(255);
         }
         for (int i = 0; i < RACE_TRIES * 2; i++) {

@@ -205,5 +205,8 @@ int sd_pg_connector_request_run(struct sd_store *s, const char *id, int64_t usec
 /* Writer thread, inside write_begin … commit. */
 int sd_pg_connector_state_put(struct sd_store *s, const char *id, const char *doc);
 int sd_pg_connector_state_get(struct sd_store *s, const char *id, char **ret_doc);
+/* Inside a transaction on k: forget connector id's remote references and make its waiting
+ * (queued, retrying) outbox items dead with last_error `reason`. */
+int sd_pg_outbox_settle_connector(struct pgconn *k, const char *id, const char *reason);
 
 #endif

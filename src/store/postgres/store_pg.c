@@ -1,0 +1,688 @@
+/* store_pg.c — the PostgreSQL backend of store.h: one database (a libpq conninfo or
+ * postgresql:// URL) shared by any number of stagedoor processes ("nodes").
+ *
+ * This file holds the ops table sd_store_pg_ops, open and close, connections, the pool, the
+ * statement and parameter helpers, transactions with retry, migrations and the write path's
+ * transaction (pg_internal.h documents the helpers). The operations live by concern in the
+ * pg_*.c files beside it.
+ *
+ * Connections: `writer` belongs to the single writer thread of this process; everything else
+ * borrows from a pool of at most POOL_MAX connections for one call. A connection found broken
+ * (the server restarted, the network dropped) is reset before its next use, so a lost
+ * connection costs the calls that were running on it, never the process's store.
+ *
+ * Change order across nodes (store.h obligation 1). Every transaction that numbers records
+ * takes one transaction-level advisory lock (WRITE_LOCK_KEY) before its first number and keeps
+ * it to COMMIT; the last number handed out lives in meta('seq') and is read under the lock and
+ * written back before COMMIT. So numbers are handed out in commit order whichever node writes,
+ * and a reader that saw seq N never later sees a commit with a smaller one: a change cursor
+ * stays gap-free. The price: the write path of all nodes is one queue (each node still groups
+ * its requests into one transaction per group commit); reads, control-plane calls, leases and
+ * segment computations run beside it.
+ *
+ * Durability (obligation 2): synchronous_commit is forced on for every connection, so COMMIT
+ * returns once the commit record is flushed; a COMMIT whose answer was lost with the connection
+ * is reported as -EIO, never as success.
+ *
+ * Migrations: src/store/postgres/schema/NNNN_*.sql, embedded at build time, applied in order
+ * under a session advisory lock (MIGRATE_LOCK_KEY), so two nodes starting at once apply each
+ * file once; schema_version records the number. Each file runs in its own transaction. */
+#include <errno.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/base.h"
+#include "base/log.h"
+#include "pg_internal.h"
+#include "store/store.h"
+
+extern const char *const sd_pg_schema[];
+extern const unsigned sd_pg_schema_count;
+
+#define POOL_MAX 8
+#define TX_RETRIES 5
+/* Advisory lock keys: fixed numbers of stagedoor's own ("sd" + purpose). */
+#define MIGRATE_LOCK_KEY INT64_C(0x7364000000000001)
+#define WRITE_LOCK_KEY INT64_C(0x7364000000000002)
+
+/* ---- parameters and results ------------------------------------------------------------------ */
+
+void sd_pg_params_init(struct sd_pg_params *p)
+{
+    p->n = 0;
+}
+
+static int param_slot(struct sd_pg_params *p)
+{
+    if (p->n >= SD_PG_MAX_PARAMS) {
+        sd_log(SD_LOG_ERROR, "too many statement parameters", "max=%d", SD_PG_MAX_PARAMS);
+        abort();
+    }
+    int i = p->n++;
+    p->len[i] = 0;
+    p->fmt[i] = 0;
+    return i;
+}
+
+void sd_pg_p_text(struct sd_pg_params *p, const char *s)
+{
+    int i = param_slot(p);
+    p->v[i] = s;
+}
+
+void sd_pg_p_int(struct sd_pg_params *p, int64_t v)
+{
+    int i = param_slot(p);
+    snprintf(p->num[i], sizeof(p->num[i]), "%" PRId64, v);
+    p->v[i] = p->num[i];
+}
+
+void sd_pg_p_bool(struct sd_pg_params *p, bool v)
+{
+    sd_pg_p_int(p, v ? 1 : 0);
+}
+
+void sd_pg_p_bytes(struct sd_pg_params *p, const void *b, size_t n)
+{
+    if (n > INT32_MAX) {
+        sd_log(SD_LOG_ERROR, "bytea parameter too large", "bytes=%zu", n);
+        abort();
+    }
+    int i = param_slot(p);
+    /* A zero-length value still needs a non-NULL pointer (NULL means SQL NULL). */
+    p->v[i] = n ? (const char *)b : "";
+    p->len[i] = (int)n;
+    p->fmt[i] = 1;
+}
+
+void sd_pg_p_scope(struct sd_pg_params *p, int64_t tenant_id, enum sd_env env, const char *key)
+{
+    sd_pg_p_int(p, tenant_id);
+    sd_pg_p_int(p, (int64_t)env);
+    if (key) {
+        sd_pg_p_text(p, key);
+    }
+}
+
+int64_t sd_pg_int64(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col)) {
+        return 0;
+    }
+    return strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+bool sd_pg_isnull(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) != 0;
+}
+
+char *sd_pg_strdup(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col)) {
+        return NULL;
+    }
+    return sd_strdup(PQgetvalue(r, row, col));
+}
+
+const char *sd_pg_text(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col)) {
+        return NULL;
+    }
+    return PQgetvalue(r, row, col);
+}
+
+int sd_pg_bytes(const PGresult *r, int row, int col, uint8_t **ret, size_t *ret_n)
+{
+    if (PQgetisnull(r, row, col)) {
+        *ret = NULL;
+        *ret_n = 0;
+        return 0;
+    }
+    size_t n = 0;
+    unsigned char *b = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &n);
+    if (!b) {
+        sd_log(SD_LOG_ERROR, "cannot decode a bytea column", "col=%d", col);
+        return -EIO;
+    }
+    uint8_t *copy = sd_malloc(n ? n : 1);
+    memcpy(copy, b, n);
+    PQfreemem(b);
+    *ret = copy;
+    *ret_n = n;
+    return 0;
+}
+
+/* ---- errors and statements ------------------------------------------------------------------- */
+
+int sd_pg_fail(struct pgconn *c, const PGresult *res, const char *op)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    /* The primary message names relations and constraints, never values (DETAIL does: it is
+     * not logged). */
+    const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    if (!msg && c && c->pg) {
+        msg = PQerrorMessage(c->pg);
+    }
+    bool lost = c && c->pg && PQstatus(c->pg) != CONNECTION_OK;
+    int r = -EIO;
+    if (lost) {
+        r = -ECONNRESET;
+    } else if (state && strcmp(state, "23505") == 0) {
+        r = -EEXIST;
+    } else if (state && strncmp(state, "23", 2) == 0) {
+        r = -EINVAL;
+    } else if (state && (strcmp(state, "53100") == 0 || strcmp(state, "53200") == 0 ||
+                         strcmp(state, "53400") == 0)) {
+        r = -ENOSPC;
+    } else if (state && (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)) {
+        r = -EAGAIN;
+    } else if (state && (strcmp(state, "55P03") == 0 || strcmp(state, "57014") == 0)) {
+        r = -ETIMEDOUT;
+    }
+    /* A duplicate key is an expected outcome callers turn into -EEXIST answers. */
+    if (r != -EEXIST) {
+        sd_log(r == -EAGAIN ? SD_LOG_WARN : SD_LOG_ERROR, "postgresql operation failed",
+               "op=\"%.60s\" sqlstate=%s error=\"%.200s\"", op ? op : "?", state ? state : "-",
+               msg ? msg : "?");
+    }
+    return r;
+}
+
+static int result_rows(PGresult *res)
+{
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        return PQntuples(res);
+    }
+    const char *n = PQcmdTuples(res);
+    return n && *n ? atoi(n) : 0; /* NOLINT: libpq's own decimal text */
+}
+
+static int finish(struct pgconn *c, PGresult *res, const char *op, PGresult **ret)
+{
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        int r = sd_pg_fail(c, res, op);
+        PQclear(res);
+        return r;
+    }
+    int n = result_rows(res);
+    if (ret) {
+        *ret = res;
+    } else {
+        PQclear(res);
+    }
+    return n;
+}
+
+int sd_pg_exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd_pg_params *p,
+               PGresult **ret)
+{
+    if (slot >= SD_PG_SLOTS) {
+        sd_log(SD_LOG_ERROR, "statement slot out of range", "slot=%u", slot);
+        abort();
+    }
+    char name[16];
+    snprintf(name, sizeof(name), "s%u", slot);
+    uint64_t bit = UINT64_C(1) << (slot % 64);
+    if (!(c->prepared[slot / 64] & bit)) {
+        PGresult *pr = PQprepare(c->pg, name, sql, 0, NULL);
+        if (!pr || PQresultStatus(pr) != PGRES_COMMAND_OK) {
+            int r = sd_pg_fail(c, pr, sql);
+            PQclear(pr);
+            return r;
+        }
+        PQclear(pr);
+        c->prepared[slot / 64] |= bit;
+    }
+    int n = p ? p->n : 0;
+    PGresult *res = PQexecPrepared(c->pg, name, n, p ? p->v : NULL, p ? p->len : NULL,
+                                   p ? p->fmt : NULL, 0);
+    return finish(c, res, sql, ret);
+}
+
+int sd_pg_exec_text(struct pgconn *c, const char *sql, const struct sd_pg_params *p,
+                    PGresult **ret)
+{
+    int n = p ? p->n : 0;
+    PGresult *res = PQexecParams(c->pg, sql, n, NULL, p ? p->v : NULL, p ? p->len : NULL,
+                                 p ? p->fmt : NULL, 0);
+    return finish(c, res, sql, ret);
+}
+
+int sd_pg_run(struct pgconn *c, const char *sql)
+{
+    return finish(c, PQexec(c->pg, sql), sql, NULL) < 0 ? -EIO : 0;
+}
+
+/* sd_pg_run with the error kept (BEGIN/COMMIT callers need -EAGAIN and -ECONNRESET). */
+static int run_keep(struct pgconn *c, const char *sql)
+{
+    int r = finish(c, PQexec(c->pg, sql), sql, NULL);
+    return r < 0 ? r : 0;
+}
+
+/* ---- connections ----------------------------------------------------------------------------- */
+
+static void notice_quiet(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message; /* NOTICEs (e.g. "relation already exists, skipping") are not our log's */
+}
+
+static int conn_setup(struct pgconn *c)
+{
+    /* Durability before "accepted" whatever the server's default; UTC so that any timestamp
+     * PostgreSQL prints is the same on every node; no statement waits forever for a lock. */
+    static const char setup[] = "SET synchronous_commit = on; SET TimeZone = 'UTC';"
+                                " SET lock_timeout = '30s'; SET application_name = 'stagedoor'";
+    memset(c->prepared, 0, sizeof(c->prepared));
+    c->in_tx = false;
+    PQsetNoticeProcessor(c->pg, notice_quiet, NULL);
+    return sd_pg_run(c, setup);
+}
+
+static int conn_open(const char *conninfo, struct pgconn **ret)
+{
+    struct pgconn *c = sd_calloc(1, sizeof(*c));
+    c->pg = PQconnectdb(conninfo);
+    if (!c->pg || PQstatus(c->pg) != CONNECTION_OK) {
+        /* libpq's message may quote the host and user, never the password. */
+        sd_log(SD_LOG_ERROR, "cannot connect to postgresql", "error=\"%.200s\"",
+               c->pg ? PQerrorMessage(c->pg) : "out of memory");
+        PQfinish(c->pg);
+        free(c);
+        return -ECONNREFUSED;
+    }
+    int r = conn_setup(c);
+    if (r < 0) {
+        PQfinish(c->pg);
+        free(c);
+        return r;
+    }
+    *ret = c;
+    return 0;
+}
+
+static void conn_close(struct pgconn *c)
+{
+    if (c) {
+        PQfinish(c->pg);
+        free(c);
+    }
+}
+
+/* A connection that lost its server is reset (a new session: prepared statements go). */
+static int conn_ensure(struct pgconn *c)
+{
+    if (PQstatus(c->pg) == CONNECTION_OK) {
+        return 0;
+    }
+    sd_log(SD_LOG_WARN, "postgresql connection lost, reconnecting", NULL);
+    PQreset(c->pg);
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        sd_log(SD_LOG_ERROR, "cannot reconnect to postgresql", "error=\"%.200s\"",
+               PQerrorMessage(c->pg));
+        return -ECONNRESET;
+    }
+    return conn_setup(c);
+}
+
+int sd_pg_pool_get(struct sd_store *s, struct pgconn **ret)
+{
+    pthread_mutex_lock(&s->pool_lock);
+    for (;;) {
+        if (s->pool_free) {
+            struct pgconn *c = s->pool_free;
+            s->pool_free = c->next_free;
+            pthread_mutex_unlock(&s->pool_lock);
+            int r = conn_ensure(c);
+            if (r < 0) {
+                sd_pg_pool_put(s, c);
+                return r;
+            }
+            *ret = c;
+            return 0;
+        }
+        if (s->pool_open < POOL_MAX) {
+            s->pool_open++;
+            pthread_mutex_unlock(&s->pool_lock);
+            struct pgconn *c = NULL;
+            int r = conn_open(s->conninfo, &c);
+            if (r < 0) {
+                pthread_mutex_lock(&s->pool_lock);
+                s->pool_open--;
+                pthread_cond_signal(&s->pool_cond);
+                pthread_mutex_unlock(&s->pool_lock);
+                return r;
+            }
+            *ret = c;
+            return 0;
+        }
+        pthread_cond_wait(&s->pool_cond, &s->pool_lock);
+    }
+}
+
+void sd_pg_pool_put(struct sd_store *s, struct pgconn *c)
+{
+    if (PQstatus(c->pg) == CONNECTION_OK &&
+        PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+        sd_log(SD_LOG_ERROR, "pool connection returned inside a transaction, rolling back", NULL);
+        sd_pg_run(c, "ROLLBACK");
+    }
+    c->in_tx = false;
+    pthread_mutex_lock(&s->pool_lock);
+    c->next_free = s->pool_free;
+    s->pool_free = c;
+    pthread_cond_signal(&s->pool_cond);
+    pthread_mutex_unlock(&s->pool_lock);
+}
+
+static void backoff(int attempt)
+{
+    struct timespec ts = {0, (long)(1000000L * (1 + attempt * 3 + (rand() % 5)))}; /* NOLINT */
+    nanosleep(&ts, NULL);
+}
+
+int sd_pg_tx_run(struct sd_store *s, const char *begin, bool bump,
+                 int (*fn)(struct pgconn *c, void *arg), void *arg)
+{
+    int r = 0;
+    for (int attempt = 0; attempt < TX_RETRIES; attempt++) {
+        struct pgconn *c = NULL;
+        r = sd_pg_pool_get(s, &c);
+        if (r < 0) {
+            if (r == -ECONNRESET) {
+                backoff(attempt);
+                continue;
+            }
+            return r;
+        }
+        r = run_keep(c, begin ? begin : "BEGIN");
+        if (r == 0) {
+            c->in_tx = true;
+            r = fn(c, arg);
+            if (r >= 0 && bump) {
+                int b = sd_pg_exec(c, 0,
+                                   "UPDATE meta SET v = v + 1 WHERE k = 'settings_version'",
+                                   NULL, NULL);
+                if (b < 0) {
+                    r = b;
+                }
+            }
+            if (r >= 0) {
+                int cr = run_keep(c, "COMMIT");
+                if (cr < 0) {
+                    /* A commit whose answer was lost may or may not have happened: only a
+                     * refusal before the commit (serialization) is retried. */
+                    r = cr == -EAGAIN ? -EAGAIN : -EIO;
+                }
+            } else if (PQstatus(c->pg) == CONNECTION_OK) {
+                sd_pg_run(c, "ROLLBACK");
+            }
+            c->in_tx = false;
+        }
+        sd_pg_pool_put(s, c);
+        if (r != -EAGAIN && r != -ECONNRESET) {
+            return r;
+        }
+        backoff(attempt);
+    }
+    return r;
+}
+
+int sd_pg_write_lock(struct pgconn *c, int64_t *ret_seq)
+{
+    struct sd_pg_params p = {0};
+    sd_pg_p_int(&p, WRITE_LOCK_KEY);
+    int r = sd_pg_exec(c, 1, "SELECT pg_advisory_xact_lock($1)", &p, NULL);
+    if (r < 0) {
+        return r;
+    }
+    PGresult *res = NULL;
+    r = sd_pg_exec(c, 2, "SELECT v FROM meta WHERE k = 'seq'", NULL, &res);
+    if (r < 0) {
+        return r;
+    }
+    if (r != 1) {
+        PQclear(res);
+        sd_log(SD_LOG_ERROR, "meta row 'seq' missing", NULL);
+        return -EIO;
+    }
+    *ret_seq = sd_pg_int64(res, 0, 0);
+    PQclear(res);
+    return 0;
+}
+
+int sd_pg_seq_store(struct pgconn *c, int64_t seq)
+{
+    struct sd_pg_params p = {0};
+    sd_pg_p_int(&p, seq);
+    int r = sd_pg_exec(c, 3, "UPDATE meta SET v = $1 WHERE k = 'seq'", &p, NULL);
+    return r < 0 ? r : 0;
+}
+
+/* ---- the write path's transaction ------------------------------------------------------------ */
+
+int sd_pg_write_begin(struct sd_store *s)
+{
+    if (s->writing) {
+        return -EINVAL;
+    }
+    int r = conn_ensure(s->writer);
+    if (r < 0) {
+        return r;
+    }
+    r = run_keep(s->writer, "BEGIN");
+    if (r < 0) {
+        return r == -ECONNRESET ? -EIO : r;
+    }
+    r = sd_pg_write_lock(s->writer, &s->seq_at_begin);
+    if (r < 0) {
+        sd_pg_run(s->writer, "ROLLBACK");
+        return r == -ECONNRESET ? -EIO : r;
+    }
+    s->seq = s->seq_at_begin;
+    s->seq_at_sp = s->seq;
+    s->writer->in_tx = true;
+    s->writing = true;
+    return 0;
+}
+
+int sd_pg_write_commit(struct sd_store *s)
+{
+    if (!s->writing) {
+        return -EINVAL;
+    }
+    int r = 0;
+    if (s->seq != s->seq_at_begin) {
+        r = sd_pg_seq_store(s->writer, s->seq);
+    }
+    if (r == 0) {
+        r = run_keep(s->writer, "COMMIT");
+    }
+    if (r < 0 && PQstatus(s->writer->pg) == CONNECTION_OK &&
+        PQtransactionStatus(s->writer->pg) != PQTRANS_IDLE) {
+        sd_pg_run(s->writer, "ROLLBACK");
+    }
+    s->writer->in_tx = false;
+    s->writing = false;
+    /* Never a success for a commit that may not have happened; -ENOSPC keeps its meaning
+     * (nothing was written). */
+    return r < 0 ? (r == -ENOSPC ? -ENOSPC : -EIO) : 0;
+}
+
+int sd_pg_write_rollback(struct sd_store *s)
+{
+    if (!s->writing) {
+        return 0;
+    }
+    int r = 0;
+    if (PQstatus(s->writer->pg) == CONNECTION_OK) {
+        r = sd_pg_run(s->writer, "ROLLBACK");
+    }
+    s->writer->in_tx = false;
+    s->writing = false;
+    s->seq = s->seq_at_begin;
+    return r;
+}
+
+int sd_pg_savepoint(struct sd_store *s)
+{
+    if (!s->writing) {
+        return -EINVAL;
+    }
+    s->seq_at_sp = s->seq;
+    return run_keep(s->writer, "SAVEPOINT sp");
+}
+
+int sd_pg_savepoint_release(struct sd_store *s)
+{
+    if (!s->writing) {
+        return -EINVAL;
+    }
+    return run_keep(s->writer, "RELEASE SAVEPOINT sp");
+}
+
+int sd_pg_savepoint_rollback(struct sd_store *s)
+{
+    if (!s->writing) {
+        return -EINVAL;
+    }
+    s->seq = s->seq_at_sp;
+    int r = run_keep(s->writer, "ROLLBACK TO SAVEPOINT sp");
+    if (r == 0) {
+        r = run_keep(s->writer, "RELEASE SAVEPOINT sp");
+    }
+    return r;
+}
+
+/* ---- migrations ------------------------------------------------------------------------------ */
+
+static int migrate(struct pgconn *c)
+{
+    struct sd_pg_params p = {0};
+    sd_pg_p_int(&p, MIGRATE_LOCK_KEY);
+    int r = sd_pg_exec_text(c, "SELECT pg_advisory_lock($1)", &p, NULL);
+    if (r < 0) {
+        return r;
+    }
+    r = sd_pg_run(c, "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL);"
+                     " INSERT INTO schema_version SELECT 0"
+                     " WHERE NOT EXISTS (SELECT 1 FROM schema_version)");
+    PGresult *res = NULL;
+    if (r == 0) {
+        r = sd_pg_exec_text(c, "SELECT version FROM schema_version", NULL, &res);
+    }
+    int64_t have = r == 1 ? sd_pg_int64(res, 0, 0) : 0;
+    PQclear(res);
+    if (r >= 0 && r != 1) {
+        r = -EIO;
+    }
+    if (r >= 0 && have > (int64_t)sd_pg_schema_count) {
+        sd_log(SD_LOG_ERROR, "the database's schema is newer than this stagedoor",
+               "version=%" PRId64 " known=%u", have, sd_pg_schema_count);
+        r = -EPROTO;
+    }
+    for (int64_t v = have; r >= 0 && v < (int64_t)sd_pg_schema_count; v++) {
+        r = run_keep(c, "BEGIN");
+        if (r == 0) {
+            r = run_keep(c, sd_pg_schema[v]);
+        }
+        if (r == 0) {
+            struct sd_pg_params q = {0};
+            sd_pg_p_int(&q, v + 1);
+            r = sd_pg_exec_text(c, "UPDATE schema_version SET version = $1", &q, NULL);
+        }
+        if (r >= 0) {
+            r = run_keep(c, "COMMIT");
+        } else {
+            sd_pg_run(c, "ROLLBACK");
+        }
+        if (r >= 0) {
+            sd_log(SD_LOG_INFO, "postgresql schema migrated", "version=%" PRId64, v + 1);
+        }
+    }
+    struct sd_pg_params u = {0};
+    sd_pg_p_int(&u, MIGRATE_LOCK_KEY);
+    sd_pg_exec_text(c, "SELECT pg_advisory_unlock($1)", &u, NULL);
+    return r < 0 ? r : 0;
+}
+
+/* ---- open / close ---------------------------------------------------------------------------- */
+
+static void pg_close(struct sd_store *s)
+{
+    if (!s) {
+        return;
+    }
+    if (s->writing) {
+        sd_pg_write_rollback(s);
+    }
+    conn_close(s->writer);
+    while (s->pool_free) {
+        struct pgconn *c = s->pool_free;
+        s->pool_free = c->next_free;
+        conn_close(c);
+    }
+    pthread_mutex_destroy(&s->pool_lock);
+    pthread_cond_destroy(&s->pool_cond);
+    free(s->conninfo);
+    free(s);
+}
+
+static int pg_open(const char *location, struct sd_store **ret)
+{
+    if (!location || !*location) {
+        return -EINVAL;
+    }
+    struct sd_store *s = sd_calloc(1, sizeof(*s));
+    s->conninfo = sd_strdup(location);
+    pthread_mutex_init(&s->pool_lock, NULL);
+    pthread_cond_init(&s->pool_cond, NULL);
+    int r = conn_open(s->conninfo, &s->writer);
+    if (r == 0) {
+        r = migrate(s->writer);
+    }
+    if (r < 0) {
+        pg_close(s);
+        return r;
+    }
+    *ret = s;
+    return 0;
+}
+
+const struct sd_store_ops sd_store_pg_ops = {
+    .name = "postgresql",
+    .open = pg_open,
+    .close = pg_close,
+    .tenant_create = sd_pg_tenant_create,
+    .tenant_get = sd_pg_tenant_get,
+    .tenant_list = sd_pg_tenant_list,
+    .tenant_set_limits = sd_pg_tenant_set_limits,
+    .key_insert = sd_pg_key_insert,
+    .key_list = sd_pg_key_list,
+    .key_revoke = sd_pg_key_revoke,
+    .settings_version = sd_pg_settings_version,
+    .auth_snapshot = sd_pg_auth_snapshot,
+    .connector_put = sd_pg_connector_put,
+    .connector_get = sd_pg_connector_get,
+    .connector_list = sd_pg_connector_list,
+    .connector_delete = sd_pg_connector_delete,
+    .connector_request_run = sd_pg_connector_request_run,
+    .write_begin = sd_pg_write_begin,
+    .write_commit = sd_pg_write_commit,
+    .write_rollback = sd_pg_write_rollback,
+    .savepoint = sd_pg_savepoint,
+    .savepoint_release = sd_pg_savepoint_release,
+    .savepoint_rollback = sd_pg_savepoint_rollback,
+    .connector_state_put = sd_pg_connector_state_put,
+    .connector_state_get = sd_pg_connector_state_get,
+};
