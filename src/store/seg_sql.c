@@ -40,11 +40,17 @@
  *    its index (INDEXED BY); PostgreSQL has no hints, and its planner has statistics
  *    (autovacuum's ANALYZE): nothing is written;
  *  - JSON members of a TEXT document: SQLite json_extract(doc, '$.a'), PostgreSQL
- *    (doc::jsonb ->> 'a'); both give a string member's text and NULL for an absent or null one.
- *    Numeric members: SQLite's json_extract gives a number already, PostgreSQL's text is cast
- *    to numeric (the model validates these members as integers, so the cast never fails). An
- *    array's length and its elements (the cast): json_array_length / json_each against
- *    jsonb_array_length / jsonb_array_elements;
+ *    (doc::jsonb ->> 'a'); both give a string member's text and NULL for an absent or null one,
+ *    and the model validates most members' types (strings; quantity an integer, cast to
+ *    numeric). The customer's activity members are kept as sent, of any JSON type, and
+ *    json_extract gives numbers as numbers (true as 1), which SQLite orders before all text and
+ *    after none; PostgreSQL reproduces that where it can without failing: a count that is not
+ *    a number compares as +Infinity (above every integer, equal to none, as text is in SQLite),
+ *    true/false count 1/0, a time that is a number or boolean compares as '' (before every
+ *    time), a folded text that is a boolean folds '1'/'0'. Left different: a folded member
+ *    that is a non-integer number or an object folds jsonb's text ("2.50", {"a": 1}), SQLite
+ *    its own ("2.5", {"a":1}). An array's length and its elements (the cast):
+ *    json_array_length / json_each against jsonb_array_length / jsonb_array_elements;
  *  - a value list (in): one JSON array text parameter, expanded by json_each (SQLite) or
  *    jsonb_array_elements_text (PostgreSQL, cast to bigint for numbers);
  *  - the weekday of a "YYYY-MM-DD" text: strftime('%w') against extract(dow) (0 = Sunday in
@@ -73,14 +79,18 @@
 
 struct sd_seg_dialect {
     const char *name;
-    char placeholder;                   /* before a parameter's number */
-    const char *int_type, *text_type;   /* after it */
-    bool index_hints;                   /* " INDEXED BY <index>" after a table */
-    const char *json_text[3];           /* [0] document [1] member [2]: a member as text */
-    const char *json_num[3];            /* … a numeric member as a number */
-    const char *json_len[3];            /* … an array member's length, NULL when absent */
-    const char *json_elems[3];          /* … a FROM item: an array member's elements j(value) */
-    const char *weekday[2];             /* around a "YYYY-MM-DD": its weekday, 0 = Sunday */
+    char placeholder;                 /* before a parameter's number */
+    const char *int_type, *text_type; /* after it */
+    bool index_hints;                 /* " INDEXED BY <index>" after a table */
+    /* JSON members of a document, as templates: %D the document, %M the member's name */
+    const char *json_text;  /* a string member's text */
+    const char *json_num;   /* an integer member's value */
+    const char *json_any;   /* a member of any type as SQLite's json_extract gives it to text */
+    const char *json_time;  /* … to a comparison with a time's text */
+    const char *json_count; /* … to a comparison with an integer */
+    const char *json_len;   /* an array member's length, NULL when absent */
+    const char *json_elems; /* a FROM item: an array member's elements, j(value) */
+    const char *weekday[2]; /* around a "YYYY-MM-DD": its weekday, 0 = Sunday */
     const char *in_text[2], *in_int[2]; /* around a JSON array parameter: " IN (its values)" */
     const char *ne;                     /* not equal, NULL being a value */
     const char *position;               /* name of f(haystack, needle): 1-based, 0 if absent */
@@ -94,10 +104,13 @@ const struct sd_seg_dialect sd_seg_dialect_sqlite = {
     .int_type = "",
     .text_type = "",
     .index_hints = true,
-    .json_text = {"json_extract(", ", '$.", "')"},
-    .json_num = {"json_extract(", ", '$.", "')"},
-    .json_len = {"json_array_length(", ", '$.", "')"},
-    .json_elems = {"json_each(", ", '$.", "') j"},
+    .json_text = "json_extract(%D, '$.%M')",
+    .json_num = "json_extract(%D, '$.%M')",
+    .json_any = "json_extract(%D, '$.%M')",
+    .json_time = "json_extract(%D, '$.%M')",
+    .json_count = "json_extract(%D, '$.%M')",
+    .json_len = "json_array_length(%D, '$.%M')",
+    .json_elems = "json_each(%D, '$.%M') j",
     .weekday = {"CAST(strftime('%w', ", ") AS INTEGER)"},
     .in_text = {" IN (SELECT value FROM json_each(", "))"},
     .in_int = {" IN (SELECT value FROM json_each(", "))"},
@@ -114,10 +127,21 @@ const struct sd_seg_dialect sd_seg_dialect_pg = {
     .int_type = "::bigint",
     .text_type = "::text",
     .index_hints = false,
-    .json_text = {"(", "::jsonb ->> '", "')"},
-    .json_num = {"CAST(", "::jsonb ->> '", "' AS numeric)"},
-    .json_len = {"jsonb_array_length(", "::jsonb -> '", "')"},
-    .json_elems = {"jsonb_array_elements(", "::jsonb -> '", "') j"},
+    .json_text = "(%D::jsonb ->> '%M')",
+    .json_num = "CAST(%D::jsonb ->> '%M' AS numeric)",
+    .json_any = "(CASE jsonb_typeof(%D::jsonb -> '%M') WHEN 'boolean'"
+                " THEN CAST(CAST(%D::jsonb ->> '%M' AS boolean) AS integer)::text"
+                " ELSE %D::jsonb ->> '%M' END)",
+    .json_time = "(CASE jsonb_typeof(%D::jsonb -> '%M') WHEN 'number' THEN ''"
+                 " WHEN 'boolean' THEN '' ELSE %D::jsonb ->> '%M' END)",
+    .json_count = "(CASE jsonb_typeof(%D::jsonb -> '%M')"
+                  " WHEN 'number' THEN CAST(%D::jsonb ->> '%M' AS numeric)"
+                  " WHEN 'boolean' THEN CAST(CAST(%D::jsonb ->> '%M' AS boolean) AS integer)"
+                  " WHEN 'string' THEN CAST('Infinity' AS numeric)"
+                  " WHEN 'object' THEN CAST('Infinity' AS numeric)"
+                  " WHEN 'array' THEN CAST('Infinity' AS numeric) END)",
+    .json_len = "jsonb_array_length(%D::jsonb -> '%M')",
+    .json_elems = "jsonb_array_elements(%D::jsonb -> '%M') j",
     .weekday = {"CAST(extract(dow FROM CAST(", " AS date)) AS integer)"},
     .in_text = {" IN (SELECT jsonb_array_elements_text(", "::jsonb))"},
     .in_int = {" IN (SELECT CAST(jsonb_array_elements_text(", "::jsonb) AS bigint))"},
@@ -181,14 +205,14 @@ static void put_index(struct q *q, const char *index)
     }
 }
 
-/* pre, doc, mid, member, post: a JSON member of a document (member is a fixed name). */
-static void put_json(struct sd_buf *b, const char *const f[3], const char *doc, const char *member)
+/* A JSON member of a document: template t with %D the document, %M the member (a fixed name). */
+static void put_json(struct sd_buf *b, const char *t, const char *doc, const char *member)
 {
-    sd_buf_puts(b, f[0]);
-    sd_buf_puts(b, doc);
-    sd_buf_puts(b, f[1]);
-    sd_buf_puts(b, member);
-    sd_buf_puts(b, f[2]);
+    for (const char *at; (at = strchr(t, '%')) != NULL; t = at + 2) {
+        sd_buf_append(b, t, (size_t)(at - t));
+        sd_buf_puts(b, at[1] == 'D' ? doc : member);
+    }
+    sd_buf_puts(b, t);
 }
 
 /* Append a new parameter bound to an integer / a text (copied). */
@@ -246,11 +270,14 @@ static bool is_event_field(enum sd_seg_field f)
 enum source {
     SRC_NONE,    /* not a filter field */
     SRC_COLUMN,  /* a column, as it is */
-    SRC_TEXT,    /* a document member's text */
+    SRC_TEXT,    /* a document member the model validates as a string */
     SRC_FOLD,    /* … folded (sd_fold) */
-    SRC_NUM,     /* a numeric document member */
-    SRC_NUM0,    /* … absent counts 0 */
+    SRC_NUM,     /* a document member the model validates as an integer */
     SRC_WEEKDAY, /* the weekday of a "YYYY-MM-DD" member */
+    /* members the model keeps as sent, of any JSON type (a source writes them) */
+    SRC_ANY_TIME,  /* compared with times */
+    SRC_ANY_FOLD,  /* folded */
+    SRC_ANY_COUNT, /* compared with integers; absent counts 0 */
 };
 
 static const struct field {
@@ -278,10 +305,10 @@ static const struct field {
     [SD_SEG_F_CUSTOMER_CITY] = {SRC_COLUMN, "c.seg_city", NULL},  /* sd_fold of city */
     [SD_SEG_F_SALUTATION] = {SRC_FOLD, "c.doc", "salutation"},
     [SD_SEG_F_SOURCE] = {SRC_COLUMN, "c.source", NULL},
-    [SD_SEG_F_ACTIVITIES] = {SRC_NUM0, "c.doc", "activity_count"},
-    [SD_SEG_F_LAST_ACTIVITY] = {SRC_TEXT, "c.doc", "last_activity_at"},
-    [SD_SEG_F_LAST_ACTIVITY_TYPE] = {SRC_FOLD, "c.doc", "last_activity_type"},
-    [SD_SEG_F_LAST_ACTIVITY_CAMPAIGN] = {SRC_FOLD, "c.doc", "last_activity_campaign"},
+    [SD_SEG_F_ACTIVITIES] = {SRC_ANY_COUNT, "c.doc", "activity_count"},
+    [SD_SEG_F_LAST_ACTIVITY] = {SRC_ANY_TIME, "c.doc", "last_activity_at"},
+    [SD_SEG_F_LAST_ACTIVITY_TYPE] = {SRC_ANY_FOLD, "c.doc", "last_activity_type"},
+    [SD_SEG_F_LAST_ACTIVITY_CAMPAIGN] = {SRC_ANY_FOLD, "c.doc", "last_activity_campaign"},
     [SD_SEG_F_STATUS] = {SRC_COLUMN, "s.status", NULL},
     [SD_SEG_F_STATUS_CHANGED] = {SRC_COLUMN, "s.status_changed", NULL},
     [SD_SEG_F_ATTENDED] = {SRC_COLUMN, "s.attended_quantity", NULL},
@@ -304,20 +331,22 @@ static bool field_expr(const struct sd_seg_dialect *d, enum sd_seg_field f, stru
     case SRC_COLUMN: sd_buf_puts(ret, x->what); break;
     case SRC_TEXT: put_json(ret, d->json_text, x->what, x->member); break;
     case SRC_FOLD:
+    case SRC_ANY_FOLD:
         sd_buf_puts(ret, "sd_fold(");
-        put_json(ret, d->json_text, x->what, x->member);
+        put_json(ret, x->src == SRC_FOLD ? d->json_text : d->json_any, x->what, x->member);
         sd_buf_puts(ret, ")");
         break;
     case SRC_NUM: put_json(ret, d->json_num, x->what, x->member); break;
-    case SRC_NUM0:
-        sd_buf_puts(ret, "coalesce(");
-        put_json(ret, d->json_num, x->what, x->member);
-        sd_buf_puts(ret, ", 0)");
-        break;
     case SRC_WEEKDAY:
         sd_buf_puts(ret, d->weekday[0]);
         put_json(ret, d->json_text, x->what, x->member);
         sd_buf_puts(ret, d->weekday[1]);
+        break;
+    case SRC_ANY_TIME: put_json(ret, d->json_time, x->what, x->member); break;
+    case SRC_ANY_COUNT:
+        sd_buf_puts(ret, "coalesce(");
+        put_json(ret, d->json_count, x->what, x->member);
+        sd_buf_puts(ret, ", 0)");
         break;
     }
     return true;

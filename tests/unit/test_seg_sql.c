@@ -287,6 +287,16 @@ static const char *const parser_rules[] = {
     "{\"bought\":{\"title\":{\"prefix\":\"ΣΟΦΊΑ OTELLO\"}}}",
     "{\"bought\":{\"venue\":\"istanbul opera\",\"composer\":\"giuseppe verdi\"}}",
     "{\"last_purchase\":{\"eq\":\"2025-06-01T10:00:00Z\"}}",
+    "{\"customer\":{\"last_activity_type\":\"1\"}}",
+    "{\"customer\":{\"last_activity_type\":{\"in\":[\"7\",\"0\",\"quiz\"]}}}",
+    "{\"customer\":{\"last_activity_campaign\":{\"exists\":false}}}",
+    "{\"customer\":{\"activities\":{\"gt\":1000}}}",
+    "{\"customer\":{\"activities\":{\"ne\":1}}}",
+    "{\"customer\":{\"activities\":{\"between\":[2,3]}}}",
+    "{\"customer\":{\"activities\":{\"lt\":3}}}",
+    "{\"customer\":{\"last_activity\":{\"before\":\"2026-01-01\"}}}",
+    "{\"customer\":{\"last_activity\":{\"ne\":\"2026-02-01\"}}}",
+    "{\"customer\":{\"last_activity\":{\"exists\":true}}}",
     "{\"all\":[{\"bought\":{}},{\"any\":[{\"not\":{\"customer\":{}}},{\"all\":[]}]}]}",
     "{\"bought\":{\"composer\":{\"eq\":\"  Giuseppe   VERDI \"},\"city\":\"Berlin\","
     "\"title\":[\"Otello\",\"AIDA\"],\"purchased\":{\"after\":\"730 days ago\","
@@ -817,6 +827,17 @@ static void load(struct lite *l, int64_t acme, int64_t beta, int64_t gamma)
                                     "\"time\":\"19:30:00\"")
            "],\"customers\":[" CU("Q", "q@x.org", ",\"post_code\":\" 1011\\t5 \","
                                                   "\"salutation\":\"HERR\\u3000Dr.\"")
+           /* activity fields of other JSON types than a source writes: kept as sent */
+           "," CU("Q3", "q3@x.org", ",\"activity_count\":\"many\",\"last_activity_at\":5,"
+                                    "\"last_activity_type\":true")
+           "," CU("Q4", "q4@x.org", ",\"activity_count\":true,\"last_activity_at\":true,"
+                                    "\"last_activity_type\":7,\"last_activity_campaign\":false")
+           "," CU("Q5", "q5@x.org", ",\"activity_count\":2.5,\"last_activity_at\":{\"a\":1},"
+                                    "\"last_activity_type\":\"Quiz\"")
+           "," CU("Q6", "q6@x.org", ",\"activity_count\":{\"a\":1},\"last_activity_at\":[1],"
+                                    "\"last_activity_campaign\":null")
+           "," CU("Q7", "q7@x.org", ",\"activity_count\":null,"
+                                    "\"last_activity_at\":\"2026-02-01T00:00:00Z\"")
            "],\"sales\":[" SA("Q1", "E1", "Q", "2025-06-01T10:00:00.250Z", "regular", "5", "89.00",
                               "EUR") "," SA("Q2", "E1", "Q", "2025-06-01T10:00:00Z", "regular",
                               "1", "9.00", "EUR") "]}");
