@@ -169,8 +169,7 @@ struct q {
 };
 
 /* Append a fixed fragment. Fragments spell the fixed parameters SQLite's way (?1 tenant, ?2
- * env, ?3 after, ?4 limit); a dialect with another placeholder gets its own ($1 …). Fragments
- * hold no '?' otherwise. */
+ * env, ?3 after, ?4 limit); a dialect with another placeholder gets its own ($1 …). */
 static void put(struct q *q, const char *s)
 {
     if (q->d->placeholder == '?') {
@@ -179,7 +178,7 @@ static void put(struct q *q, const char *s)
     }
     for (const char *at; (at = strchr(s, '?')) != NULL; s = at + 1) {
         sd_buf_append(&q->sql, s, (size_t)(at - s));
-        sd_buf_append(&q->sql, &q->d->placeholder, 1);
+        sd_buf_append(&q->sql, at[1] >= '0' && at[1] <= '9' ? &q->d->placeholder : "?", 1);
     }
     sd_buf_puts(&q->sql, s);
 }
