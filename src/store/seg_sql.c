@@ -63,7 +63,12 @@
  *    the database's collation unless told, so those operands carry COLLATE "C" (equality needs
  *    nothing: PostgreSQL's deterministic collations are equal only when the bytes are).
  * The fold function keeps its name, sd_fold: SQLite's is registered in C on every connection,
- * PostgreSQL's is SQL (postgres/schema/0004_fold.sql), equal to sd_text_fold on every input. */
+ * PostgreSQL's is SQL (postgres/schema/0004_fold.sql), equal to sd_text_fold on every input.
+ * One thing the text cannot settle for PostgreSQL: it runs a leaf's `p.id [NOT] IN (subquery)`
+ * as a hashed SubPlan only while the subquery's ids fit in work_mem × hash_mem_multiplier;
+ * beyond that (a few hundred thousand ids at the default 4MB) it plans a scan of the
+ * materialised ids per profile, quadratic. Whoever runs these queries on PostgreSQL sets
+ * work_mem for the computation's transaction (SET LOCAL). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
