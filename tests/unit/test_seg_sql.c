@@ -7,7 +7,8 @@
  * spelling, and holds nothing of the other dialect; malformed trees are refused.
  *
  * With STAGEDOOR_TEST_PG set (scripts/pg-cluster start DIR), against a database made for this
- * run from every file of src/store/postgres/schema (applied in order with PQexec, dropped at the end):
+ * run from every file of src/store/postgres/schema (applied in order with PQexec, dropped at
+ * the end):
  *  - every PostgreSQL query (count and members) is EXPLAINed with its parameters bound, so each
  *    one parses and plans;
  *  - the box office of test_segments_store.c (plus activity fields and the order lifecycle) is
@@ -1108,7 +1109,8 @@ static void test_pg_fold_strings(void **state)
         "a\u1680b\u2000c\u2001d\u2002e\u2003f\u2004g\u2005h\u2006i\u2008j\u2009k\u200al",
         "\u2028x\u2029y\u205fz\u3000",
         "\u3000\u3000 lead and trail \u2003\u2003",
-        "a\xc2\x85" "b\u200bc\ufeffd",
+        "a\xc2\x85"
+        "b\u200bc\ufeffd",
         /* letters off the usual path */
         "ǅ ǈ ǋ ǲ Ⅻ Ⓐ Ａｂｃ \u212a \u2126 \u212b \U00010400 \U0001E900 \U00010C80",
         "Ꭰ ꭰ Ա ա Ⴀ ⴀ Ａ",
