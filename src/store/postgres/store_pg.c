@@ -42,6 +42,7 @@
 #include "base/base.h"
 #include "base/log.h"
 #include "pg_internal.h"
+#include "pg_outbox.h"
 #include "store/store.h"
 
 extern const char *const sd_pg_schema[];
@@ -715,4 +716,7 @@ const struct sd_store_ops sd_store_pg_ops = {
     .connector_state_put = sd_pg_connector_state_put,
     .connector_state_get = sd_pg_connector_state_get,
     .rate_take = sd_pg_rate_take,
+    .outbox = &sd_pg_outbox_ops,
+    .quota = &sd_pg_quota_ops,
+    .inbound = &sd_pg_inbound_ops,
 };
