@@ -70,8 +70,7 @@ static void check_patch(const char *target, const char *patch)
     if (target) {
         want = sqlite_text("SELECT json_set(json_patch(?1, ?2), '$.event_id', ?3)", target, patch,
                            "E\"1\\\x01\x1f\tx");
-        assert_int_equal(sd_pg_json_patch(target, patch, "event_id", "E\"1\\\x01\x1f\tx", &got),
-                         0);
+        assert_int_equal(sd_pg_json_patch(target, patch, "event_id", "E\"1\\\x01\x1f\tx", &got), 0);
         assert_string_equal(got, want);
         free(got);
         free(want);
@@ -190,8 +189,9 @@ static unsigned rnd(unsigned n)
 
 static json_t *random_value(int depth)
 {
-    static const char *const texts[] = {"", "a", "Zoë", "\"q\"", "back\\slash", "tab\there",
-                                        "nl\n", "\x01\x1f", "€ 1,00", "/path", "😀"};
+    static const char *const texts[] = {"",          "a",    "Zoë",      "\"q\"",  "back\\slash",
+                                        "tab\there", "nl\n", "\x01\x1f", "€ 1,00", "/path",
+                                        "😀"};
     switch (rnd(depth > 2 ? 6 : 8)) {
     case 0: return json_null();
     case 1: return json_integer((json_int_t)rnd(100000) - 50000);
@@ -207,8 +207,8 @@ static json_t *random_value(int depth)
         return a;
     }
     default: {
-        static const char *const keys[] = {"a", "b", "c", "title", "city", "post_code",
-                                           "event_id", "x y", "é", "n\"k"};
+        static const char *const keys[] = {"a",         "b",        "c",   "title", "city",
+                                           "post_code", "event_id", "x y", "é",     "n\"k"};
         json_t *o = json_object();
         for (unsigned i = rnd(6); i > 0; i--) {
             json_object_set_new(o, keys[rnd(sizeof(keys) / sizeof(keys[0]))],

@@ -51,9 +51,9 @@ struct fx {
     struct sd_store_handle *h;
     int64_t t, other;
     bool have_profiles, have_segments; /* the backend offers erase + split, segment members */
-    uint64_t rng;     /* xorshift64 state */
-    unsigned refunds; /* refund records sent so far (their invoice numbers) */
-    unsigned done[8]; /* successful steps per kind */
+    uint64_t rng;                      /* xorshift64 state */
+    unsigned refunds;                  /* refund records sent so far (their invoice numbers) */
+    unsigned done[8];                  /* successful steps per kind */
     int64_t peak_profiles, seen_chf, seen_unlive,
         nonempty_rules; /* what the facts held along the way */
 };
@@ -91,8 +91,7 @@ static int64_t scalar(struct fx *f, const char *sql)
 
 /* Row number `want` of sql's rows (the last one if there are fewer), its first n columns
  * copied into cols; returns how many rows were passed on the way (0: none). */
-static unsigned pick_row(struct fx *f, const char *sql, unsigned want, char cols[][16],
-                         unsigned n)
+static unsigned pick_row(struct fx *f, const char *sql, unsigned want, char cols[][16], unsigned n)
 {
     char *rows = sd_test_sql(&f->st, sql);
     const char *line = rows, *chosen = NULL;
@@ -117,9 +116,10 @@ static int64_t differences(struct fx *f)
 {
     const char *want = sd_test_store_is_sqlite() ? WANT_SQLITE : WANT_PG;
     char sql[4096];
-    snprintf(sql, sizeof(sql),
-             "SELECT (SELECT count(*) FROM (%s EXCEPT %s) a) + (SELECT count(*) FROM (%s EXCEPT %s) b)",
-             want, HAVE, HAVE, want);
+    snprintf(
+        sql, sizeof(sql),
+        "SELECT (SELECT count(*) FROM (%s EXCEPT %s) a) + (SELECT count(*) FROM (%s EXCEPT %s) b)",
+        want, HAVE, HAVE, want);
     return scalar(f, sql);
 }
 
@@ -305,8 +305,8 @@ static bool step_refund(struct fx *f)
              "\"customer_id\":\"%s\",\"purchase_datetime\":\"2025-12-%02uT09:00:00Z\","
              "\"ticket_category\":\"regular\",\"quantity\":1,"
              "\"sales_price\":\"%lld.%02lld\",\"currency\":\"%s\",\"refund_of\":\"%s\"}]}",
-             f->refunds, cid, 1 + pick(f, 28), price / 100, price % 100,
-             pick(f, 8) ? cur : "USD", inv);
+             f->refunds, cid, 1 + pick(f, 28), price / 100, price % 100, pick(f, 8) ? cur : "USD",
+             inv);
     bool ok = ingest(f, f->t, strcmp(source, "webhook") == 0 ? NULL : source, body);
     f->refunds += ok;
     return ok;
@@ -555,8 +555,8 @@ static void test_facts_equal_definition(void **state)
      * and the facts held rows of several profiles, of both currencies and of profiles with
      * nothing live (only refunded or cancelled sales) along the way */
     for (size_t k = 0; k < sizeof(STEP_KINDS) / sizeof(*STEP_KINDS); k++) {
-        bool offered = f.have_profiles ||
-                       (STEP_KINDS[k].fn != step_erase && STEP_KINDS[k].fn != step_split);
+        bool offered =
+            f.have_profiles || (STEP_KINDS[k].fn != step_erase && STEP_KINDS[k].fn != step_split);
         if (offered && f.done[k] < 3) {
             fail_msg("step kind %zu applied only %u times", k, f.done[k]);
         }

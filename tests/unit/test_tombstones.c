@@ -515,9 +515,10 @@ static void test_origin_kept(void **state)
     add_cu(&b, "C2", "{\"customer_id\":\"C2\"}", -1, 0); /* the API: no origin */
     ingest_ok(f, &b);
 
-    char *rows = sd_test_sql(&f->st, "SELECT 'e', origin FROM events UNION ALL SELECT customer_id,"
-                                     " origin FROM customers UNION ALL SELECT 's', origin FROM sales"
-                                     " ORDER BY 1");
+    char *rows =
+        sd_test_sql(&f->st, "SELECT 'e', origin FROM events UNION ALL SELECT customer_id,"
+                            " origin FROM customers UNION ALL SELECT 's', origin FROM sales"
+                            " ORDER BY 1");
     assert_string_equal(rows, "C1|con_0123456789abcdef\n"
                               "C2|NULL\n"
                               "e|con_0123456789abcdef\n"

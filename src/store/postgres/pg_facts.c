@@ -66,12 +66,13 @@ static const char SQL_SALE_ROW[] =
     " THEN excluded.last_purchase ELSE f.last_purchase END"
 /* $1 tenant $2 env $3 profile $4 currency $5 purchases $6 tickets $7 spend $8 sales $9 first
  * $10 last live purchase (NULL: none) */
-static const char SQL_ADD[] = COLUMNS " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)" ADD_TO_ROW;
+static const char SQL_ADD[] =
+    COLUMNS " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)" ADD_TO_ROW;
 /* A batch's sums, one row per (profile, currency), in one statement. */
-static const char SQL_ADD_MANY[] = COLUMNS
-    " SELECT $1::bigint, $2::smallint, u.p, u.c, u.pu, u.t, u.sp, u.sa, u.fi, u.la"
-    " FROM unnest($3::bigint[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[],"
-    " $8::bigint[], $9::text[], $10::text[]) AS u(p, c, pu, t, sp, sa, fi, la)" ADD_TO_ROW;
+static const char SQL_ADD_MANY[] =
+    COLUMNS " SELECT $1::bigint, $2::smallint, u.p, u.c, u.pu, u.t, u.sp, u.sa, u.fi, u.la"
+            " FROM unnest($3::bigint[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[],"
+            " $8::bigint[], $9::text[], $10::text[]) AS u(p, c, pu, t, sp, sa, fi, la)" ADD_TO_ROW;
 static const char SQL_CUSTOMER[] = "SELECT profile_id FROM customers WHERE tenant_id = $1"
                                    " AND env = $2 AND source = $4 AND customer_id = $3";
 static const char SQL_SUB[] =
@@ -89,22 +90,23 @@ static const char SQL_DROP_EMPTY[] =
     " AND m.env = $2 AND s.currency = $4 AND s.net_quantity > 0 AND s.customer_id <> 'ANON'"       \
     " AND s.invoice_number <> $6::text"
 static const char SQL_BOUNDS[] =
-    "UPDATE profile_facts SET first_purchase = (SELECT min(s.purchase_datetime COLLATE \"C\")"
-    LIVE_OTHERS "), last_purchase = (SELECT max(s.purchase_datetime COLLATE \"C\")" LIVE_OTHERS ")"
+    "UPDATE profile_facts SET first_purchase = (SELECT min(s.purchase_datetime COLLATE "
+    "\"C\")" LIVE_OTHERS
+    "), last_purchase = (SELECT max(s.purchase_datetime COLLATE \"C\")" LIVE_OTHERS ")"
     " WHERE tenant_id = $1 AND env = $2 AND profile_id = $3 AND currency = $4"
     " AND (first_purchase = $5::text OR last_purchase = $5::text)";
 static const char SQL_CLEAR[] =
     "DELETE FROM profile_facts WHERE tenant_id = $1 AND env = $2 AND profile_id = $3";
-static const char SQL_RECOMPUTE[] = COLUMNS
-    " SELECT $1::bigint, $2::smallint, $3::bigint, s.currency,"
-    " sum((s.net_quantity > 0)::int)::bigint, sum(s.net_quantity)::bigint,"
-    " sum(s.net_minor)::bigint, count(*),"
-    " min(CASE WHEN s.net_quantity > 0 THEN s.purchase_datetime END COLLATE \"C\"),"
-    " max(CASE WHEN s.net_quantity > 0 THEN s.purchase_datetime END COLLATE \"C\")"
-    " FROM customers m JOIN sales s"
-    " ON s.tenant_id = $1 AND s.env = $2 AND s.source = m.source"
-    " AND s.customer_id = m.customer_id WHERE m.profile_id = $3 AND m.tenant_id = $1"
-    " AND m.env = $2 AND " COUNTS("s") " GROUP BY s.currency";
+static const char SQL_RECOMPUTE[] =
+    COLUMNS " SELECT $1::bigint, $2::smallint, $3::bigint, s.currency,"
+            " sum((s.net_quantity > 0)::int)::bigint, sum(s.net_quantity)::bigint,"
+            " sum(s.net_minor)::bigint, count(*),"
+            " min(CASE WHEN s.net_quantity > 0 THEN s.purchase_datetime END COLLATE \"C\"),"
+            " max(CASE WHEN s.net_quantity > 0 THEN s.purchase_datetime END COLLATE \"C\")"
+            " FROM customers m JOIN sales s"
+            " ON s.tenant_id = $1 AND s.env = $2 AND s.source = m.source"
+            " AND s.customer_id = m.customer_id WHERE m.profile_id = $3 AND m.tenant_id = $1"
+            " AND m.env = $2 AND " COUNTS("s") " GROUP BY s.currency";
 
 /* A constraint failure here is a backend failure (the facts are derived, never keyed by
  * input). */
@@ -271,7 +273,8 @@ int sd_pg_facts_batch_add(struct pgconn *c, struct sd_pg_facts_batch *fb, int64_
     for (;; i = (i + 1) & (fb->sums_cap - 1)) {
         f = &fb->sums[i];
         if (!f->currency) {
-            *f = (struct sd_pg_facts_sum){.profile_id = profile_id, .currency = sd_strdup(currency)};
+            *f =
+                (struct sd_pg_facts_sum){.profile_id = profile_id, .currency = sd_strdup(currency)};
             fb->n_sums++;
             break;
         }

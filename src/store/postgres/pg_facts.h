@@ -50,10 +50,8 @@ void sd_pg_facts_batch_release(struct sd_pg_facts_batch *fb);
  * caller with others in one statement, so batch_add need not ask the store. */
 void sd_pg_facts_batch_known(struct sd_pg_facts_batch *fb, const char *source,
                              const char *customer_id, int64_t profile_id);
-int sd_pg_facts_sale_out(struct pgconn *c, int64_t tenant_id, enum sd_env env,
-                         const char *invoice);
-int sd_pg_facts_sale_in(struct pgconn *c, int64_t tenant_id, enum sd_env env,
-                        const char *invoice);
+int sd_pg_facts_sale_out(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *invoice);
+int sd_pg_facts_sale_in(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *invoice);
 int sd_pg_facts_record_get(struct pgconn *c, int64_t tenant_id, enum sd_env env, int64_t seq,
                            int64_t *ret_profile_id, bool *ret_has_sales);
 /* Recompute profile_id's rows from its sales (nothing for profile_id ≤ 0). */

@@ -37,7 +37,7 @@ struct jv {
     enum jt type;
     const char *raw; /* leaves: the token as written */
     size_t len;
-    char *own;       /* a leaf whose text is ours (json_set's value) */
+    char *own;         /* a leaf whose text is ours (json_set's value) */
     struct jmember *m; /* object members */
     struct jv **el;    /* array elements */
     size_t n, cap;
@@ -198,8 +198,8 @@ static struct jv *parse_value(struct parser *ps)
         }
     } else {
         const char *q = ps->p;
-        while (q < ps->end && (strchr("-+.eE", *q) || (*q >= '0' && *q <= '9') ||
-                               (*q >= 'a' && *q <= 'z'))) {
+        while (q < ps->end &&
+               (strchr("-+.eE", *q) || (*q >= '0' && *q <= '9') || (*q >= 'a' && *q <= 'z'))) {
             q++;
         }
         v->raw = ps->p;
@@ -342,8 +342,8 @@ static struct jv *merge(struct jv *target, struct jv *patch)
 
 void sd_pg_json_string(struct sd_buf *b, const char *s)
 {
-    static const char special[32] = {['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', ['\f'] = 'f',
-                                     ['\r'] = 'r'};
+    static const char special[32] = {
+        ['\b'] = 'b', ['\t'] = 't', ['\n'] = 'n', ['\f'] = 'f', ['\r'] = 'r'};
     static const char hex[] = "0123456789abcdef";
     sd_buf_append(b, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {

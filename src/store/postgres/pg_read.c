@@ -48,7 +48,7 @@ static const char SQL_IDEM_GET[] = "SELECT body_hash, status, response, created_
  * read in seq order from its index, so the merge stops after LIMIT rows). Columns: seq, the
  * document (tombstones: the record's id), source, reason, merged_into, 1 for a tombstone. */
 #define TOMBSTONES                                                                                 \
-    " UNION ALL SELECT seq, record_id, source, reason, merged_into, 1 FROM tombstones"            \
+    " UNION ALL SELECT seq, record_id, source, reason, merged_into, 1 FROM tombstones"             \
     " WHERE tenant_id = $1 AND env = $2 AND seq > $3 AND kind = "
 static const char SQL_LIST_EVENTS[] =
     "SELECT seq, doc, NULL::text, NULL::text, NULL::text, 0 FROM events WHERE tenant_id = $1"
@@ -89,11 +89,14 @@ static const struct {
     const char *sql;
 } by_kind[3][3] = {
     /* list, get, count — in enum sd_kind order */
-    {{SLOT_LIST_EVENTS, SQL_LIST_EVENTS}, {SLOT_GET_EVENT, SQL_GET_EVENT},
+    {{SLOT_LIST_EVENTS, SQL_LIST_EVENTS},
+     {SLOT_GET_EVENT, SQL_GET_EVENT},
      {SLOT_COUNT_EVENTS, SQL_COUNT_EVENTS}},
-    {{SLOT_LIST_CUSTOMERS, SQL_LIST_CUSTOMERS}, {SLOT_GET_CUSTOMER, SQL_GET_CUSTOMER},
+    {{SLOT_LIST_CUSTOMERS, SQL_LIST_CUSTOMERS},
+     {SLOT_GET_CUSTOMER, SQL_GET_CUSTOMER},
      {SLOT_COUNT_CUSTOMERS, SQL_COUNT_CUSTOMERS}},
-    {{SLOT_LIST_SALES, SQL_LIST_SALES}, {SLOT_GET_SALE, SQL_GET_SALE},
+    {{SLOT_LIST_SALES, SQL_LIST_SALES},
+     {SLOT_GET_SALE, SQL_GET_SALE},
      {SLOT_COUNT_SALES, SQL_COUNT_SALES}},
 };
 
@@ -349,7 +352,7 @@ struct import_check {
     struct sd_issues errors;
     int n_err;
     bool needs_writer;
-    bool caller_needs_writer; /* already set: no need to look at stored documents */
+    bool caller_needs_writer;        /* already set: no need to look at stored documents */
     const char *memo_id[EVENT_MEMO]; /* borrowed from the batch */
     bool memo_exists[EVENT_MEMO];
     size_t n_memo;
@@ -393,8 +396,7 @@ static int import_check_tx(struct pgconn *c, void *arg)
         r = event_exists(c, x, sale->event_id);
         if (r == 0) {
             sd_utf8_snprintf(ptr, sizeof(ptr), "/sales/%zu/event_id", sale->index);
-            sd_issues_add(&x->errors, ptr, "event '%s' does not exist in %s", sale->event_id,
-                          envn);
+            sd_issues_add(&x->errors, ptr, "event '%s' does not exist in %s", sale->event_id, envn);
             x->n_err++;
         }
         const char *cid = sale->customer_id;

@@ -18,8 +18,8 @@
 int sd_pg_event_resolve(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *id,
                         struct sd_buf *out);
 /* Customer `cid` of `source` exists. */
-int sd_pg_customer_exists(struct pgconn *c, int64_t tenant_id, enum sd_env env,
-                          const char *source, const char *cid);
+int sd_pg_customer_exists(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *source,
+                          const char *cid);
 /* The stored document of sale `invoice` into *out (reset first). */
 int sd_pg_sale_doc(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *invoice,
                    struct sd_buf *out);

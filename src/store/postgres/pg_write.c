@@ -285,8 +285,8 @@ int sd_pg_event_resolve(struct pgconn *c, int64_t tenant_id, enum sd_env env, co
     return lookup_scoped(c, SLOT_EVENT_RESOLVE, SQL_EVENT_RESOLVE, tenant_id, env, id, out);
 }
 
-int sd_pg_customer_exists(struct pgconn *c, int64_t tenant_id, enum sd_env env,
-                          const char *source, const char *cid)
+int sd_pg_customer_exists(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *source,
+                          const char *cid)
 {
     struct sd_pg_params p;
     sd_pg_params_init(&p);
@@ -595,8 +595,8 @@ static int fold_field(const char *doc, const char *key, bool *ret_present, char 
  * an update is the record's own, else the stored one when the record leaves "email" out, none
  * when it sends null. */
 static int customer_upsert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                           const char *source, const char *origin,
-                           const struct sd_customer_rec *cu, int64_t now)
+                           const char *source, const char *origin, const struct sd_customer_rec *cu,
+                           int64_t now)
 {
     struct pgconn *c = sd_pg_writer(s);
     struct sd_pg_params p;
@@ -716,7 +716,6 @@ static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env en
     return 0;
 }
 
-
 /* The canonical ids of the events one batch's sales name, each looked up once per batch (a
  * day's sales name a few events, a season's history a few hundred): open addressing over the
  * event id as sent; an unknown event is remembered too (ref NULL). */
@@ -724,7 +723,7 @@ struct event_refs {
     struct event_ref {
         char *event_id; /* NULL: free slot */
         char *ref;      /* canonical id, NULL if no such event */
-    } *slot;
+    } * slot;
     size_t cap, n; /* cap: 0 or a power of two */
 };
 
@@ -1187,8 +1186,8 @@ static int write_refund_targets(struct sd_store *s, int64_t tenant_id, enum sd_e
  * are the caller's and outlive the statement; cur holds the currency. */
 static void sale_params(struct sd_pg_params *p, int64_t tenant_id, enum sd_env env,
                         const struct sd_sale_rec *sale, const struct sale_plan *pl, int64_t seq,
-                        const char *event_ref, int64_t now, const char *source,
-                        const char *origin, char cur[4])
+                        const char *event_ref, int64_t now, const char *source, const char *origin,
+                        char cur[4])
 {
     snprintf(cur, 4, "%.3s", sale->currency);
     sd_pg_params_init(p);
@@ -1350,8 +1349,7 @@ static int prefetch_refs(struct pgconn *c, int64_t tenant_id, enum sd_env env,
         r = exec_planned(c, SQL_CUSTOMERS_MANY, &p, &res);
         for (int i = 0; i < r; i++) {
             refs_put(customers, sd_pg_text(res, i, 0), "1");
-            sd_pg_facts_batch_known(facts, source, sd_pg_text(res, i, 0),
-                                    sd_pg_int64(res, i, 1));
+            sd_pg_facts_batch_known(facts, source, sd_pg_text(res, i, 0), sd_pg_int64(res, i, 1));
         }
         PQclear(res);
         res = NULL;
@@ -1544,8 +1542,8 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         } else {
             char prefix[40];
             snprintf(prefix, sizeof(prefix), "/sales/%zu", sale->index);
-            r = check_sale_refs(s, tenant_id, env, batch_source(b), sale, prefix, &events,
-                                NULL, &customer_cache, res, &ref);
+            r = check_sale_refs(s, tenant_id, env, batch_source(b), sale, prefix, &events, NULL,
+                                &customer_cache, res, &ref);
             if (r < 0) {
                 goto out;
             }
@@ -1564,8 +1562,8 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         }
         if (r > 0) {
             (void)sd_pg_seq_next(s);
-            r = sd_pg_facts_batch_add(c, &facts, tenant_id, env, batch_source(b),
-                                      sale->customer_id, sale->currency, sale->purchase_datetime,
+            r = sd_pg_facts_batch_add(c, &facts, tenant_id, env, batch_source(b), sale->customer_id,
+                                      sale->currency, sale->purchase_datetime,
                                       sd_sale_net_quantity(&plans[i].st),
                                       sd_sale_net_minor(&plans[i].st));
             if (r < 0) {
@@ -1836,8 +1834,8 @@ static int merge_event(struct sd_store *s, int64_t tenant_id, enum sd_env env, c
             r = alias_insert(s, tenant_id, env, id, ref.data);
         }
         if (r >= 0) {
-            r = exec_pair(c, SLOT_SALES_REPOINT_EVENT, SQL_SALES_REPOINT_EVENT, tenant_id, env,
-                          id, ref.data);
+            r = exec_pair(c, SLOT_SALES_REPOINT_EVENT, SQL_SALES_REPOINT_EVENT, tenant_id, env, id,
+                          ref.data);
         }
     }
     sd_buf_release(&ref);
@@ -1950,8 +1948,7 @@ int sd_pg_delete_record(struct sd_store *s, int64_t tenant_id, enum sd_env env, 
     default: return -EINVAL;
     }
     if (r > 0) {
-        r = sd_pg_tombstone_put(s, tenant_id, env, kind, id, src, reason, merged_into, origin,
-                                now);
+        r = sd_pg_tombstone_put(s, tenant_id, env, kind, id, src, reason, merged_into, origin, now);
         r = r < 0 ? r : 1;
     }
     free(src);
