@@ -1576,7 +1576,7 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         return b->n_sales ? apply_new_sales(s, tenant_id, env, b, now, res) : 0;
     }
     struct pgconn *c = sd_pg_writer(s);
-    struct event_refs events = {0};
+    struct event_refs events = {0}, customers = {0};
     const char *customer_cache = NULL;
     const char **checked = NULL; /* upsert: each sale's event ref, from the first pass */
     size_t ref_errors = 0, dup_cap = 0;
@@ -1588,14 +1588,17 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         goto out;
     }
     ref_errors += (size_t)r;
-    r = 0;
+    r = prefetch_refs(c, tenant_id, env, b, &events, &customers, &facts);
+    if (r < 0) {
+        goto out;
+    }
     if (b->upsert_sales && ref_errors == 0) {
         checked = sd_calloc(b->n_sales + 1, sizeof(*checked));
         for (size_t i = 0; i < b->n_sales && r >= 0; i++) {
             char prefix[40];
             snprintf(prefix, sizeof(prefix), "/sales/%zu", b->sales[i].index);
             r = check_sale_refs(s, tenant_id, env, batch_source(b), &b->sales[i], prefix, &events,
-                                NULL, &customer_cache, res, &checked[i]);
+                                &customers, &customer_cache, res, &checked[i]);
             ref_errors += r > 0 ? (size_t)r : 0;
         }
         if (r < 0 || ref_errors > 0) {
@@ -1610,8 +1613,8 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         } else {
             char prefix[40];
             snprintf(prefix, sizeof(prefix), "/sales/%zu", sale->index);
-            r = check_sale_refs(s, tenant_id, env, batch_source(b), sale, prefix, &events, NULL,
-                                &customer_cache, res, &ref);
+            r = check_sale_refs(s, tenant_id, env, batch_source(b), sale, prefix, &events,
+                                &customers, &customer_cache, res, &ref);
             if (r < 0) {
                 goto out;
             }
@@ -1675,6 +1678,7 @@ out:
     plans_free(plans, b->n_sales);
     refund_targets_release(&targets);
     event_refs_release(&events);
+    event_refs_release(&customers);
     return r;
 }
 
