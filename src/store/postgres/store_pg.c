@@ -40,6 +40,7 @@
 #include "base/base.h"
 #include "base/log.h"
 #include "pg_internal.h"
+#include "pg_leases.h"
 #include "store/store.h"
 
 extern const char *const sd_pg_schema[];
@@ -685,4 +686,8 @@ const struct sd_store_ops sd_store_pg_ops = {
     .savepoint_rollback = sd_pg_savepoint_rollback,
     .connector_state_put = sd_pg_connector_state_put,
     .connector_state_get = sd_pg_connector_state_get,
+    .connector_state_put_fenced = sd_pg_connector_state_put_fenced,
+    .run_lease_take = sd_pg_run_lease_take,
+    .run_lease_renew = sd_pg_run_lease_renew,
+    .run_lease_release = sd_pg_run_lease_release,
 };
