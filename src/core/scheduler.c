@@ -112,9 +112,12 @@ struct sd_scheduler {
     struct inst **v;
     size_t n;
     int inotify_fd;
-    char node_id[SD_LEASE_OWNER_MAX + 1]; /* lease owner: hostname/pid/random */
+    char node_id[SD_LEASE_OWNER_MAX + 1]; /* lease owner: host/pid/random/boot/pidns/start */
+    char boot[64], pidns[64];             /* this process's kernel boot id and pid namespace */
     int64_t lease_usec;
 };
+
+static bool owner_gone(const struct sd_scheduler *s, const char *owner);
 
 static struct inst *find(struct sd_scheduler *s, const char *id)
 {
@@ -306,7 +309,18 @@ static enum run_outcome lease_and_run(struct inst *in)
     struct sd_scheduler *s = in->owner;
     const char *id = in->conf.id;
     int64_t fence = 0;
-    int r = sd_store_run_lease_take(s->hub->store, id, s->node_id, s->lease_usec, &fence);
+    char *holder = NULL;
+    int r = sd_store_run_lease_take(s->hub->store, id, s->node_id, NULL, s->lease_usec, &fence,
+                                    &holder);
+    if (r == -EBUSY && holder && owner_gone(s, holder)) {
+        /* A node of this host that died (kill -9, crash): no need to wait out its lease. */
+        r = sd_store_run_lease_take(s->hub->store, id, s->node_id, holder, s->lease_usec, &fence,
+                                    NULL);
+        if (r == 0) {
+            sd_log(SD_LOG_INFO, "run lease of a stopped node taken over", "connector=%s", id);
+        }
+    }
+    free(holder);
     if (r == -EBUSY) {
         return RUN_BUSY;
     }
@@ -608,9 +622,85 @@ int64_t sd_scheduler_lease_usec(void)
     return sec * 1000000LL;
 }
 
-/* hostname/pid/16 random hex digits: unique per scheduler (two hubs in one process too), and
- * an operator can tell which host and process holds a lease. */
-static void make_node_id(char *out, size_t size)
+static bool read_line(const char *path, char *buf, size_t n)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        return false;
+    }
+    bool ok = fgets(buf, (int)n, f) != NULL;
+    fclose(f);
+    if (ok) {
+        buf[strcspn(buf, "\n")] = '\0';
+    }
+    return ok;
+}
+
+/* Field 22 (starttime, clock ticks since boot) of /proc/PID/stat, or 0 (no such process). */
+static unsigned long long start_time(long pid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    if (!read_line(path, line, sizeof(line))) {
+        return 0;
+    }
+    const char *p = strrchr(line, ')'); /* the command name may hold spaces */
+    if (!p) {
+        return 0;
+    }
+    p++;
+    for (int field = 3; *p; field++) {
+        while (*p == ' ') {
+            p++;
+        }
+        if (field == 22) {
+            return strtoull(p, NULL, 10);
+        }
+        while (*p && *p != ' ') {
+            p++;
+        }
+    }
+    return 0;
+}
+
+/* This process as a node: the kernel's boot id and pid namespace, which tell whether another
+ * node's pid can be looked up here, and its start time, which tells a reused pid apart. */
+static void local_identity(char *boot, size_t nb, char *pidns, size_t np, unsigned long long *start)
+{
+    if (!read_line("/proc/sys/kernel/random/boot_id", boot, nb)) {
+        boot[0] = '\0';
+    }
+    ssize_t n = readlink("/proc/self/ns/pid", pidns, np - 1);
+    pidns[n > 0 ? n : 0] = '\0';
+    for (char *c = pidns; *c; c++) {
+        *c = *c == '/' ? '_' : *c;
+    }
+    *start = start_time((long)getpid());
+}
+
+/* Whether lease owner `owner` (a node id) is certainly gone: a process of this kernel boot
+ * and pid namespace whose pid no longer runs the process that took the lease. Anything else
+ * (another host, a container of its own, an id not in this format) cannot be told from here:
+ * its lease runs out as usual. */
+static bool owner_gone(const struct sd_scheduler *s, const char *owner)
+{
+    char host[72], rnd[24], boot[64], pidns[64];
+    long pid = 0;
+    unsigned long long start = 0;
+    if (strcmp(owner, s->node_id) == 0 ||
+        sscanf(owner, "%71[^/]/%ld/%23[^/]/%63[^/]/%63[^/]/%llu", host, &pid, rnd, boot, pidns,
+               &start) != 6 ||
+        pid <= 0 || start == 0 || !s->boot[0] || !s->pidns[0] || strcmp(boot, s->boot) != 0 ||
+        strcmp(pidns, s->pidns) != 0) {
+        return false;
+    }
+    return start_time(pid) != start;
+}
+
+/* host/pid/16 random hex digits/boot id/pid namespace/start time: unique per scheduler (two
+ * hubs in one process too); an operator can tell which host and process holds a lease, and a
+ * node of the same host can tell that the holder is gone (owner_gone). */
+static void make_node_id(struct sd_scheduler *s, char *out, size_t size)
 {
     char host[65] = "";
     if (gethostname(host, sizeof(host) - 1) != 0 || !host[0]) {
@@ -627,7 +717,13 @@ static void make_node_id(char *out, size_t size)
     for (size_t i = 0; i < sizeof(rnd); i++) {
         snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
     }
-    snprintf(out, size, "%s/%ld/%s", host, (long)getpid(), hex);
+    for (char *c = host; *c; c++) {
+        *c = *c == '/' ? '_' : *c;
+    }
+    unsigned long long start = 0;
+    local_identity(s->boot, sizeof(s->boot), s->pidns, sizeof(s->pidns), &start);
+    snprintf(out, size, "%s/%ld/%s/%s/%s/%llu", host, (long)getpid(), hex,
+             s->boot[0] ? s->boot : "-", s->pidns[0] ? s->pidns : "-", start);
 }
 
 int sd_scheduler_new(struct sd_hub *hub, struct sd_scheduler **ret)
@@ -635,7 +731,7 @@ int sd_scheduler_new(struct sd_hub *hub, struct sd_scheduler **ret)
     struct sd_scheduler *s = sd_calloc(1, sizeof(*s));
     s->hub = hub;
     s->version = -1;
-    make_node_id(s->node_id, sizeof(s->node_id));
+    make_node_id(s, s->node_id, sizeof(s->node_id));
     s->lease_usec = sd_scheduler_lease_usec();
     sd_log(SD_LOG_INFO, "scheduler started", "node=\"%s\" run_lease_seconds=%lld", s->node_id,
            (long long)(s->lease_usec / 1000000));

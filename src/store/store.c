@@ -160,12 +160,13 @@ int sd_store_connector_state_put_fenced(struct sd_store_handle *h, const char *i
 }
 
 int sd_store_run_lease_take(struct sd_store_handle *h, const char *id, const char *owner,
-                            int64_t lease_usec, int64_t *ret_fence)
+                            const char *gone_owner, int64_t lease_usec, int64_t *ret_fence,
+                            char **ret_holder)
 {
     if (!id || !owner || !ret_fence || lease_usec <= 0 || strlen(owner) > SD_LEASE_OWNER_MAX) {
         return -EINVAL;
     }
-    return CALL(run_lease_take, id, owner, lease_usec, ret_fence);
+    return CALL(run_lease_take, id, owner, gone_owner, lease_usec, ret_fence, ret_holder);
 }
 
 int sd_store_run_lease_renew(struct sd_store_handle *h, const char *id, int64_t fence,

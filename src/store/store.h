@@ -208,14 +208,18 @@ struct sd_store_ops {
      * `id` until now + lease_usec, and *ret_fence receives its fencing token, a number that
      * grows with every take of this lease (across expiry, release and takeover; it never goes
      * back, not even when the connector is deleted). -EBUSY (nothing changed) if another owner
-     * holds an unexpired lease; a lease of the same owner is taken again with a new token. The
-     * connector need not exist (the lease names an id, not a row).
+     * holds an unexpired lease, its owner then in *ret_holder (heap; ret_holder may be NULL);
+     * a lease of the same owner is taken again with a new token, and so is an unexpired lease
+     * of `gone_owner` (NULL: none), an owner the caller knows has ended (its process is gone),
+     * so a restarted node need not wait out a dead one's lease. The connector need not exist
+     * (the lease names an id, not a row).
      * renew: the lease with token `fence` now lasts until now + lease_usec; -ESTALE if fence is
      * no longer its token (taken over) or it was released.
      * release: the lease with token `fence` ends now (takeable at once); -ESTALE as renew.
      * A lease that expired but was not taken over still renews and releases with its token. */
     int (*run_lease_take)(struct sd_store *s, const char *id, const char *owner,
-                          int64_t lease_usec, int64_t *ret_fence);
+                          const char *gone_owner, int64_t lease_usec, int64_t *ret_fence,
+                          char **ret_holder);
     int (*run_lease_renew)(struct sd_store *s, const char *id, int64_t fence, int64_t lease_usec);
     int (*run_lease_release)(struct sd_store *s, const char *id, int64_t fence);
 
@@ -388,7 +392,8 @@ int sd_store_connector_state_put_fenced(struct sd_store_handle *h, const char *i
 /* A lease owner: a node id (core/scheduler.c: hostname, pid and random bits). */
 #define SD_LEASE_OWNER_MAX 200
 int sd_store_run_lease_take(struct sd_store_handle *h, const char *id, const char *owner,
-                            int64_t lease_usec, int64_t *ret_fence);
+                            const char *gone_owner, int64_t lease_usec, int64_t *ret_fence,
+                            char **ret_holder);
 int sd_store_run_lease_renew(struct sd_store_handle *h, const char *id, int64_t fence,
                              int64_t lease_usec);
 int sd_store_run_lease_release(struct sd_store_handle *h, const char *id, int64_t fence);

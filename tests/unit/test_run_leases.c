@@ -4,6 +4,9 @@
  *
  *  - test_one_wins: two handles (two nodes) take one lease: the first gets a token, the second
  *    -EBUSY; the holder takes it again with a greater token; another connector's lease is free.
+ *  - test_gone_owner: a busy take names the holder; a take naming a gone owner other than the
+ *    holder is still -EBUSY; naming the holder as gone takes its unexpired lease over, and
+ *    the holder's token is then stale.
  *  - test_race: four threads, each with its own handle, take one lease at once: exactly one
  *    gets it.
  *  - test_expiry: a lease that ran out is taken by the other node with a greater token; the
@@ -65,29 +68,62 @@ static void sleep_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
+/* A take without a gone owner, not asking who holds it. */
+static int take(struct sd_store_handle *h, const char *id, const char *owner, int64_t lease_usec,
+                int64_t *ret_fence)
+{
+    return sd_store_run_lease_take(h, id, owner, NULL, lease_usec, ret_fence, NULL);
+}
+
 static void test_one_wins(void **state)
 {
     struct fx *f = *state;
     int64_t fa = 0, fb = 0, fa2 = 0;
-    assert_int_equal(sd_store_run_lease_take(f->a, CON, "node-a", LONG_USEC, &fa), 0);
+    assert_int_equal(take(f->a, CON, "node-a", LONG_USEC, &fa), 0);
     assert_true(fa > 0);
-    assert_int_equal(sd_store_run_lease_take(f->b, CON, "node-b", LONG_USEC, &fb), -EBUSY);
+    assert_int_equal(take(f->b, CON, "node-b", LONG_USEC, &fb), -EBUSY);
     assert_int_equal(fb, 0); /* written only on success */
-    assert_int_equal(sd_store_run_lease_take(f->a, CON, "node-a", LONG_USEC, &fa2), 0);
+    assert_int_equal(take(f->a, CON, "node-a", LONG_USEC, &fa2), 0);
     assert_true(fa2 > fa);
     /* the first token is no longer the lease's */
     assert_int_equal(sd_store_run_lease_renew(f->a, CON, fa, LONG_USEC), -ESTALE);
     assert_int_equal(sd_store_run_lease_renew(f->a, CON, fa2, LONG_USEC), 0);
     /* a lease is per connector */
-    assert_int_equal(
-        sd_store_run_lease_take(f->b, "con_00000000000000c2", "node-b", LONG_USEC, &fb), 0);
+    assert_int_equal(take(f->b, "con_00000000000000c2", "node-b", LONG_USEC, &fb), 0);
     assert_true(fb > 0);
     /* bounds */
-    assert_int_equal(sd_store_run_lease_take(f->b, CON, "node-b", 0, &fb), -EINVAL);
+    assert_int_equal(take(f->b, CON, "node-b", 0, &fb), -EINVAL);
     char big[SD_LEASE_OWNER_MAX + 2];
     memset(big, 'x', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
-    assert_int_equal(sd_store_run_lease_take(f->b, CON, big, LONG_USEC, &fb), -EINVAL);
+    assert_int_equal(take(f->b, CON, big, LONG_USEC, &fb), -EINVAL);
+}
+
+static void test_gone_owner(void **state)
+{
+    struct fx *f = *state;
+    int64_t fa = 0, fb = 0;
+    char *holder = NULL;
+    assert_int_equal(take(f->a, CON, "host-a/101/aa", LONG_USEC, &fa), 0);
+    assert_int_equal(
+        sd_store_run_lease_take(f->b, CON, "host-b/202/bb", NULL, LONG_USEC, &fb, &holder), -EBUSY);
+    assert_non_null(holder);
+    assert_string_equal(holder, "host-a/101/aa");
+    free(holder);
+    holder = NULL;
+    assert_int_equal(sd_store_run_lease_take(f->b, CON, "host-b/202/bb", "host-a/999/zz", LONG_USEC,
+                                             &fb, &holder),
+                     -EBUSY);
+    assert_string_equal(holder, "host-a/101/aa");
+    free(holder);
+    holder = NULL;
+    assert_int_equal(sd_store_run_lease_take(f->b, CON, "host-b/202/bb", "host-a/101/aa", LONG_USEC,
+                                             &fb, &holder),
+                     0);
+    assert_null(holder);
+    assert_true(fb > fa);
+    assert_int_equal(sd_store_run_lease_renew(f->a, CON, fa, LONG_USEC), -ESTALE);
+    assert_int_equal(sd_store_run_lease_renew(f->b, CON, fb, LONG_USEC), 0);
 }
 
 struct racer {
@@ -103,7 +139,7 @@ static void *race(void *arg)
 {
     struct racer *r = arg;
     pthread_barrier_wait(r->start);
-    r->result = sd_store_run_lease_take(r->h, CON, r->owner, LONG_USEC, &r->fence);
+    r->result = take(r->h, CON, r->owner, LONG_USEC, &r->fence);
     return NULL;
 }
 
@@ -139,29 +175,27 @@ static void test_expiry(void **state)
 {
     struct fx *f = *state;
     int64_t fa = 0, fb = 0, fa2 = 0;
-    assert_int_equal(sd_store_run_lease_take(f->a, CON, "node-a", 200000, &fa), 0);
-    assert_int_equal(sd_store_run_lease_take(f->b, CON, "node-b", LONG_USEC, &fb), -EBUSY);
+    assert_int_equal(take(f->a, CON, "node-a", 200000, &fa), 0);
+    assert_int_equal(take(f->b, CON, "node-b", LONG_USEC, &fb), -EBUSY);
     sleep_ms(300);
-    assert_int_equal(sd_store_run_lease_take(f->b, CON, "node-b", LONG_USEC, &fb), 0);
+    assert_int_equal(take(f->b, CON, "node-b", LONG_USEC, &fb), 0);
     assert_true(fb > fa);
     assert_int_equal(sd_store_run_lease_renew(f->a, CON, fa, LONG_USEC), -ESTALE);
     assert_int_equal(sd_store_run_lease_release(f->a, CON, fa), -ESTALE);
     /* the old holder's failed calls changed nothing: the new holder's lease stands */
-    assert_int_equal(sd_store_run_lease_take(f->a, CON, "node-a", LONG_USEC, &fa2), -EBUSY);
+    assert_int_equal(take(f->a, CON, "node-a", LONG_USEC, &fa2), -EBUSY);
     assert_int_equal(sd_store_run_lease_renew(f->b, CON, fb, LONG_USEC), 0);
     assert_int_equal(sd_store_run_lease_release(f->b, CON, fb), 0);
     assert_int_equal(sd_store_run_lease_release(f->b, CON, fb), -ESTALE); /* released already */
     assert_int_equal(sd_store_run_lease_renew(f->b, CON, fb, LONG_USEC), -ESTALE);
-    assert_int_equal(sd_store_run_lease_take(f->a, CON, "node-a", LONG_USEC, &fa2), 0);
+    assert_int_equal(take(f->a, CON, "node-a", LONG_USEC, &fa2), 0);
     assert_true(fa2 > fb);
     /* expired but not taken over: its holder still renews it */
     int64_t fc = 0;
-    assert_int_equal(sd_store_run_lease_take(f->a, "con_00000000000000c3", "node-a", 100000, &fc),
-                     0);
+    assert_int_equal(take(f->a, "con_00000000000000c3", "node-a", 100000, &fc), 0);
     sleep_ms(200);
     assert_int_equal(sd_store_run_lease_renew(f->a, "con_00000000000000c3", fc, LONG_USEC), 0);
-    assert_int_equal(
-        sd_store_run_lease_take(f->b, "con_00000000000000c3", "node-b", LONG_USEC, &fb), -EBUSY);
+    assert_int_equal(take(f->b, "con_00000000000000c3", "node-b", LONG_USEC, &fb), -EBUSY);
 }
 
 /* One customer record to apply with the state, for backends that store records. */
@@ -219,13 +253,13 @@ static void test_fenced_commit(void **state)
 {
     struct fx *f = *state;
     int64_t fa = 0, fb = 0;
-    assert_int_equal(sd_store_run_lease_take(f->a, CON, "node-a", 200000, &fa), 0);
+    assert_int_equal(take(f->a, CON, "node-a", 200000, &fa), 0);
     assert_int_equal(fenced_job(f, f->a, "{\"cursor\":1}", fa, false), 0);
     assert_state(f, "{\"cursor\":1}");
     /* a token never issued */
     assert_int_equal(fenced_job(f, f->a, "{\"cursor\":9}", fa + 1000, false), -ESTALE);
     sleep_ms(300);
-    assert_int_equal(sd_store_run_lease_take(f->b, CON, "node-b", LONG_USEC, &fb), 0);
+    assert_int_equal(take(f->b, CON, "node-b", LONG_USEC, &fb), 0);
     /* Records only where the backend stores them yet (the wrapper answers -ENOTSUP without the
      * op); the state part is checked on every backend. */
     bool records = sd_store_count_records(f->a, SD_KIND_CUSTOMER, f->tenant, SD_ENV_TEST,
@@ -255,6 +289,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_one_wins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gone_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fenced_commit, setup, teardown),

@@ -3,12 +3,12 @@
  *
  * Take, renew and release are one statement each, in a transaction of their own on a pool
  * connection (sd_pg_tx_run, no settings version bump). A take is one
- * INSERT … ON CONFLICT DO UPDATE … WHERE (expired, released or the same owner) RETURNING
- * fence: the conflicting row is locked and the WHERE evaluated on its latest committed version,
- * so of two nodes taking at once exactly one gets a row back and the other waits the few
- * microseconds of the winner's commit, then sees the new lease and gets none (-EBUSY). Rows
- * are locked, not skipped (SKIP LOCKED would answer "busy" for a lease whose holder is only
- * releasing it); no statement holds a lease row longer than its own transaction, except the
+ * INSERT … ON CONFLICT DO UPDATE … WHERE (expired, released, the same owner or the gone owner
+ * the caller names) RETURNING fence: the conflicting row is locked and the WHERE evaluated on its
+ * latest committed version, so of two nodes taking at once exactly one gets a row back and the
+ * other waits the few microseconds of the winner's commit, then sees the new lease and gets none
+ * (-EBUSY). Rows are locked, not skipped (SKIP LOCKED would answer "busy" for a lease whose holder
+ * is only releasing it); no statement holds a lease row longer than its own transaction, except the
  * fenced put below, which holds it to the writer's COMMIT.
  *
  * Time is the server's (clock_timestamp() in µs), not the node's: nodes with skewed clocks
@@ -18,7 +18,7 @@
  * The fenced state put (writer, inside its transaction) reads the lease row FOR SHARE: a take
  * that committed before it makes the check fail (-ESTALE); one that comes after waits for the
  * writer's COMMIT, so no takeover can slip between the check and the commit of what the run
- * wrote. Slots 960..963 (pg_internal.h leaves 896..1023 unassigned). */
+ * wrote. Slots 960..964 (pg_internal.h leaves 896..1023 unassigned). */
 #include "pg_leases.h"
 
 #include <errno.h>
@@ -35,6 +35,7 @@ enum {
     S_LEASE_RENEW,
     S_LEASE_RELEASE,
     S_LEASE_CHECK,
+    S_LEASE_HOLDER,
 };
 
 #define NOW_USEC "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
@@ -42,17 +43,23 @@ enum {
 struct take_args {
     const char *id;
     const char *owner;
+    const char *gone_owner;
     int64_t lease_usec;
+    bool want_holder;
     int64_t fence;
+    char *holder; /* -EBUSY: who holds it */
 };
 
 static int tx_take(struct pgconn *k, void *arg)
 {
     struct take_args *a = arg;
+    free(a->holder); /* a retried transaction starts over */
+    a->holder = NULL;
     struct sd_pg_params p = {0};
     sd_pg_p_text(&p, a->id);
     sd_pg_p_text(&p, a->owner);
     sd_pg_p_int(&p, a->lease_usec);
+    sd_pg_p_text(&p, a->gone_owner);
     PGresult *res = NULL;
     int r = sd_pg_exec(k, S_LEASE_TAKE,
                        "INSERT INTO connector_leases AS l (connector_id, owner, fence, until_usec)"
@@ -60,29 +67,53 @@ static int tx_take(struct pgconn *k, void *arg)
                        " ON CONFLICT (connector_id) DO UPDATE SET owner = excluded.owner,"
                        " fence = l.fence + 1, until_usec = excluded.until_usec"
                        " WHERE l.until_usec <= " NOW_USEC " OR l.owner = excluded.owner"
+                       " OR l.owner = $4"
                        " RETURNING fence",
                        &p, &res);
     if (r == 1) {
         a->fence = sd_pg_int64(res, 0, 0);
-        r = 0;
-    } else if (r == 0) {
-        r = -EBUSY;
     }
     PQclear(res);
-    return r;
+    res = NULL;
+    if (r != 0) {
+        return r < 0 ? r : 0;
+    }
+    if (a->want_holder) {
+        struct sd_pg_params q = {0};
+        sd_pg_p_text(&q, a->id);
+        r = sd_pg_exec(k, S_LEASE_HOLDER,
+                       "SELECT owner FROM connector_leases WHERE connector_id = $1", &q, &res);
+        if (r == 1) {
+            a->holder = sd_pg_strdup(res, 0, 0);
+        }
+        PQclear(res);
+        if (r < 0) {
+            return r;
+        }
+    }
+    return -EBUSY;
 }
 
-int sd_pg_run_lease_take(struct sd_store *s, const char *id, const char *owner, int64_t lease_usec,
-                         int64_t *ret_fence)
+int sd_pg_run_lease_take(struct sd_store *s, const char *id, const char *owner,
+                         const char *gone_owner, int64_t lease_usec, int64_t *ret_fence,
+                         char **ret_holder)
 {
     if (!id || !owner || lease_usec <= 0) {
         return -EINVAL;
     }
-    struct take_args a = {.id = id, .owner = owner, .lease_usec = lease_usec};
+    struct take_args a = {.id = id,
+                          .owner = owner,
+                          .gone_owner = gone_owner,
+                          .lease_usec = lease_usec,
+                          .want_holder = ret_holder != NULL};
     int r = sd_pg_tx_run(s, NULL, false, tx_take, &a);
     if (r == 0) {
         *ret_fence = a.fence;
+    } else if (r == -EBUSY && ret_holder) {
+        *ret_holder = a.holder;
+        a.holder = NULL;
     }
+    free(a.holder);
     return r;
 }
 

@@ -9,8 +9,9 @@
 struct sd_store;
 
 /* Any thread: each one transaction on a pool connection. */
-int sd_pg_run_lease_take(struct sd_store *s, const char *id, const char *owner, int64_t lease_usec,
-                         int64_t *ret_fence);
+int sd_pg_run_lease_take(struct sd_store *s, const char *id, const char *owner,
+                         const char *gone_owner, int64_t lease_usec, int64_t *ret_fence,
+                         char **ret_holder);
 int sd_pg_run_lease_renew(struct sd_store *s, const char *id, int64_t fence, int64_t lease_usec);
 int sd_pg_run_lease_release(struct sd_store *s, const char *id, int64_t fence);
 /* Writer thread, inside write_begin … commit. */

@@ -120,7 +120,7 @@ struct conn {
     sqlite3_stmt *st[N_STMT];
     /* Statements of the audience files, which keep their SQL next to their code: slots
      * 0..31 sqlite_profiles.c, 32..47 sqlite_segments.c, 48..95 sqlite_outbox.c, 96..103
-     * sqlite_quota.c, 120..123 sqlite_leases.c, 144..152 sqlite_facts.c, 160..191
+     * sqlite_quota.c, 120..124 sqlite_leases.c, 144..152 sqlite_facts.c, 160..191
      * sqlite_inbound.c. */
     sqlite3_stmt *extra[SD_SQLITE_EXTRA_SLOTS];
     struct conn *next_free;
@@ -357,7 +357,8 @@ int sd_sqlite_connector_state_put(struct sd_store *s, const char *id, const char
 int sd_sqlite_connector_state_get(struct sd_store *s, const char *id, char **ret_doc);
 /* sqlite_leases.c — connector run leases (ctl) and the fenced state put (writer). */
 int sd_sqlite_run_lease_take(struct sd_store *s, const char *id, const char *owner,
-                             int64_t lease_usec, int64_t *ret_fence);
+                             const char *gone_owner, int64_t lease_usec, int64_t *ret_fence,
+                             char **ret_holder);
 int sd_sqlite_run_lease_renew(struct sd_store *s, const char *id, int64_t fence,
                               int64_t lease_usec);
 int sd_sqlite_run_lease_release(struct sd_store *s, const char *id, int64_t fence);

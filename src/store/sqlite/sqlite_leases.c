@@ -5,8 +5,9 @@
  * (BEGIN IMMEDIATE under ctl_lock, in turns with the writer): the file's write lock makes each
  * decision atomic across threads and processes, and no settings version is bumped (a lease is
  * not a setting: schedulers must not reload for it). A take is one UPSERT whose DO UPDATE only
- * fires when the stored lease is expired, released or the same owner's, RETURNING the new
- * token; no row back means another owner holds it (-EBUSY).
+ * fires when the stored lease is expired, released, the same owner's or the gone owner's the
+ * caller names, RETURNING the new token; no row back means another owner holds it (-EBUSY),
+ * whose name is then read in the same transaction.
  *
  * The fenced state put runs on the writer inside its BEGIN IMMEDIATE transaction: the lease
  * check and the put see the same file under the same write lock, so no take can come between
@@ -27,6 +28,7 @@ enum {
     SLOT_RENEW,
     SLOT_RELEASE,
     SLOT_CHECK,
+    SLOT_HOLDER,
 };
 
 static const char SQL_TAKE[] =
@@ -34,8 +36,9 @@ static const char SQL_TAKE[] =
     " VALUES (?1, ?2, 1, ?3 + ?4)"
     " ON CONFLICT (connector_id) DO UPDATE SET owner = excluded.owner, fence = fence + 1,"
     " until_usec = excluded.until_usec"
-    " WHERE until_usec <= ?3 OR owner = excluded.owner"
+    " WHERE until_usec <= ?3 OR owner = excluded.owner OR owner = ?5"
     " RETURNING fence";
+static const char SQL_HOLDER[] = "SELECT owner FROM connector_leases WHERE connector_id = ?1";
 static const char SQL_RENEW[] = "UPDATE connector_leases SET until_usec = ?3 + ?4"
                                 " WHERE connector_id = ?1 AND fence = ?2 AND until_usec > 0";
 static const char SQL_RELEASE[] = "UPDATE connector_leases SET until_usec = 0"
@@ -43,8 +46,31 @@ static const char SQL_RELEASE[] = "UPDATE connector_leases SET until_usec = 0"
 static const char SQL_CHECK[] = "SELECT 1 FROM connector_leases"
                                 " WHERE connector_id = ?1 AND fence = ?2 AND until_usec > 0";
 
+/* The holder of lease id, for a take that found it busy (inside the take's transaction). */
+static int holder(struct conn *k, const char *id, char **ret)
+{
+    sqlite3_stmt *st = sd_sqlite_stmt_extra(k, SLOT_HOLDER, SQL_HOLDER);
+    if (!st) {
+        return -EIO;
+    }
+    if (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) != SQLITE_OK) {
+        sqlite3_reset(st);
+        return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+    }
+    int rc = sqlite3_step(st);
+    int r = 0;
+    if (rc == SQLITE_ROW) {
+        *ret = sd_sqlite_column_strdup(st, 0);
+    } else if (rc != SQLITE_DONE) {
+        r = sd_sqlite_fail(k, rc, "run lease holder");
+    }
+    sqlite3_reset(st);
+    return r;
+}
+
 int sd_sqlite_run_lease_take(struct sd_store *s, const char *id, const char *owner,
-                             int64_t lease_usec, int64_t *ret_fence)
+                             const char *gone_owner, int64_t lease_usec, int64_t *ret_fence,
+                             char **ret_holder)
 {
     if (!id || !owner || lease_usec <= 0) {
         return -EINVAL;
@@ -55,6 +81,7 @@ int sd_sqlite_run_lease_take(struct sd_store *s, const char *id, const char *own
     }
     struct conn *k = s->ctl;
     int64_t fence = 0;
+    char *held_by = NULL;
     sqlite3_stmt *st = sd_sqlite_stmt_extra(k, SLOT_TAKE, SQL_TAKE);
     if (!st) {
         r = -EIO;
@@ -62,8 +89,9 @@ int sd_sqlite_run_lease_take(struct sd_store *s, const char *id, const char *own
     }
     if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
          sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC) |
-         sqlite3_bind_int64(st, 3, sd_now_usec()) | sqlite3_bind_int64(st, 4, lease_usec)) !=
-        SQLITE_OK) {
+         sqlite3_bind_int64(st, 3, sd_now_usec()) | sqlite3_bind_int64(st, 4, lease_usec) |
+         (gone_owner ? sqlite3_bind_text(st, 5, gone_owner, -1, SQLITE_STATIC)
+                     : sqlite3_bind_null(st, 5))) != SQLITE_OK) {
         r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
         sqlite3_reset(st);
         goto out;
@@ -79,11 +107,19 @@ int sd_sqlite_run_lease_take(struct sd_store *s, const char *id, const char *own
         r = -EBUSY;
     }
     sqlite3_reset(st);
+    if (r == -EBUSY && ret_holder) {
+        int hr = holder(k, id, &held_by);
+        r = hr < 0 ? hr : r;
+    }
 out:
     r = sd_sqlite_ctl_end_write(s, r, false);
     if (r == 0) {
         *ret_fence = fence;
+    } else if (r == -EBUSY && ret_holder) {
+        *ret_holder = held_by;
+        held_by = NULL;
     }
+    free(held_by);
     return r;
 }
 
