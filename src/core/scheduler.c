@@ -223,7 +223,9 @@ static void reload(struct sd_scheduler *s)
         }
         if (in) {
             in->gone = false;
-            bool changed = in->conf.updated_usec != confs[i].updated_usec;
+            /* A running instance keeps its conf until its run ends (its run thread reads it);
+             * the end of the run wakes the loop, whose reload then applies the change. */
+            bool changed = in->conf.updated_usec != confs[i].updated_usec && !in->running;
             int64_t req = confs[i].run_requested_usec;
             if (req > in->request_seen_usec) {
                 in->request_seen_usec = req;
