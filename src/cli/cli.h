@@ -79,6 +79,8 @@ int sd_cmd_delivery(int argc, char **argv);
  * rotate-token`, printing a door once, and making the door of a connector just added (exit
  * code; nothing for a type without a door). */
 int sd_cmd_quarantine(int argc, char **argv);
+/* `stagedoor migrate` (cmd_migrate.c). */
+int sd_cmd_migrate(int argc, char **argv);
 int sd_cmd_connector_rotate_token(int argc, char **argv);
 void sd_cmd_print_door(const char *connector_id, const char *token);
 int sd_cmd_connector_open_door(const char *data, const char *connector_id);

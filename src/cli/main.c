@@ -23,6 +23,7 @@ static const struct command commands[] = {
     {"delivery", sd_cmd_delivery, "list, show and replay audience push deliveries"},
     /* COMMANDS-OUTBOX */
     {"quarantine", sd_cmd_quarantine, "list and replay vendor webhook objects that did not map"},
+    {"migrate", sd_cmd_migrate, "move a venue's SQLite store into an empty PostgreSQL database"},
 };
 
 static void usage(FILE *f)

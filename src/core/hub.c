@@ -35,6 +35,7 @@ int sd_hub_open(const char *data_dir, const char *store, struct sd_hub **ret)
         goto fail;
     }
     hub->ratelimiter = sd_ratelimiter_new();
+    sd_ratelimiter_share(hub->ratelimiter, hub->store); /* several nodes: one limit per tenant */
     struct sd_segment_jobs_config cfg;
     sd_segment_jobs_config_default(&cfg);
     r = sd_segment_jobs_new(&cfg, &hub->segment_jobs);

@@ -424,3 +424,14 @@ int sd_store_space_probe(struct sd_store_handle *h)
 {
     return CALL0(space_probe);
 }
+
+bool sd_store_has_shared_rate(struct sd_store_handle *h)
+{
+    return h->ops->rate_take != NULL;
+}
+
+int sd_store_rate_take(struct sd_store_handle *h, uint64_t key, int64_t per_minute, int64_t burst,
+                       int64_t want, int64_t now_usec, int64_t *ret_granted, double *ret_left)
+{
+    return CALL(rate_take, key, per_minute, burst, want, now_usec, ret_granted, ret_left);
+}

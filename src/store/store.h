@@ -339,6 +339,14 @@ struct sd_store_ops {
     /* Writer only, inside write_begin…commit: takes and frees again SD_STORE_PROBE_BYTES of new
      * space, so that the commit shows whether writes fit again; -ENOSPC if not. */
     int (*space_probe)(struct sd_store *s);
+    /* Any thread: a token bucket shared by every process on the store (the per-tenant request
+     * limits of several nodes). The bucket `key` refills at per_minute/60 tokens a second up to
+     * burst (a new bucket starts full); then min(want, its whole tokens) are taken, in one
+     * atomic step whichever process asks. *ret_granted: tokens taken (0..want); *ret_left:
+     * tokens left after. NULL for a backend one process serves (SQLite): limits stay in
+     * memory. */
+    int (*rate_take)(struct sd_store *s, uint64_t key, int64_t per_minute, int64_t burst,
+                     int64_t want, int64_t now_usec, int64_t *ret_granted, double *ret_left);
 };
 
 /* The SQLite backend (embedded default). */
@@ -363,6 +371,10 @@ void sd_store_log_stats(struct sd_store_handle *h, struct sd_store_log_stats *re
 bool sd_store_write_waiting(struct sd_store_handle *h);
 #define SD_STORE_PROBE_BYTES (64 * 1024)
 int sd_store_space_probe(struct sd_store_handle *h);
+/* ops.rate_take; -ENOTSUP for a backend without shared buckets. */
+bool sd_store_has_shared_rate(struct sd_store_handle *h);
+int sd_store_rate_take(struct sd_store_handle *h, uint64_t key, int64_t per_minute, int64_t burst,
+                       int64_t want, int64_t now_usec, int64_t *ret_granted, double *ret_left);
 
 /* Wrappers: one per op, same arguments with the handle in front. */
 int sd_store_tenant_create(struct sd_store_handle *h, const char *client_id, const char *name);

@@ -14,6 +14,11 @@ What is here:
   - Api: a client bound to (port, client_id, key) with ingest/get/put helpers
   - record factories (event/customer/sale) with unique ids that never collide as performances
 
+Backends: with SD_E2E_STORE=postgresql (ctest's e2e_pg.NAME runs of a test file marked "store
+suite: both backends") every data dir a test uses gets a fresh PostgreSQL database on the cluster
+at STAGEDOOR_TEST_PG (scripts/pg-cluster), and cli() and Server pass it as --store; the databases
+are dropped at exit. Without STAGEDOOR_TEST_PG such a run exits 77 (skipped).
+
 Timeouts: every wait has one; TIME_SCALE (env E2E_TIME_SCALE, default 1) stretches them, for
 instance under a sanitizer build.
 """
@@ -55,6 +60,48 @@ os.environ.setdefault("STAGEDOOR_FILE_ROOTS", ":".join(
 
 
 # ---------------------------------------------------------------------------------------------
+# the store backend (SQLite in the data dir unless SD_E2E_STORE=postgresql)
+
+PG_MODE = os.environ.get("SD_E2E_STORE") == "postgresql"
+_pg_lock = threading.Lock()
+_pg_dbs = {}  # realpath(data_dir) -> (database name, URL)
+
+
+def _psql(sql):
+    subprocess.run(["psql", os.environ["STAGEDOOR_TEST_PG"], "-q", "-v", "ON_ERROR_STOP=1",
+                    "-c", sql], check=True, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                   timeout=60)
+
+
+def store_url(data_dir):
+    """The --store URL for data_dir: None on SQLite, else its own PostgreSQL database."""
+    if not PG_MODE or data_dir is None:
+        return None
+    key = os.path.realpath(data_dir)
+    with _pg_lock:
+        if key not in _pg_dbs:
+            name = "sd_e2e_%s_%d" % (uuid.uuid4().hex[:12], len(_pg_dbs))
+            _psql("CREATE DATABASE %s" % name)
+            admin = os.environ["STAGEDOOR_TEST_PG"]
+            head, _, tail = admin.partition("://")
+            host, _, _ = tail.partition("/")
+            _pg_dbs[key] = (name, "%s://%s/%s" % (head, host, name))
+        return _pg_dbs[key][1]
+
+
+def _drop_databases():
+    # Registered before _kill_all, so it runs after it (atexit is last in, first out).
+    for name, _ in list(_pg_dbs.values()):
+        try:
+            _psql("DROP DATABASE IF EXISTS %s WITH (FORCE)" % name)
+        except Exception as e:  # a failed drop must not hide the test's own result
+            sys.stderr.write("could not drop %s: %s\n" % (name, e))
+
+
+atexit.register(_drop_databases)
+
+
+# ---------------------------------------------------------------------------------------------
 # entry point and binary
 
 
@@ -85,6 +132,9 @@ def main():
     if b is None:
         b = os.environ.get("STAGEDOOR_BIN") or os.path.join(REPO, "build", "e2e", "stagedoor")
     _BIN = os.path.abspath(b)
+    if PG_MODE and not os.environ.get("STAGEDOOR_TEST_PG"):
+        sys.stderr.write("skipped: STAGEDOOR_TEST_PG is not set (scripts/pg-cluster start DIR)\n")
+        sys.exit(77)
     if not (os.path.isfile(_BIN) and os.access(_BIN, os.X_OK)):
         sys.stderr.write("stagedoor binary not found or not executable: %s\n" % _BIN)
         sys.exit(2)
@@ -146,6 +196,8 @@ def cli(data_dir, *args, timeout=None, cwd=None, data=True):
     cmd = [bin_path()] + [str(a) for a in args]
     if data and data_dir is not None:
         cmd += ["--data", data_dir]
+        if PG_MODE:
+            cmd += ["--store", store_url(data_dir)]
     if cwd is None:
         cwd = data_dir if data_dir and os.path.isdir(data_dir) else tempfile.gettempdir()
     try:
@@ -257,6 +309,8 @@ class Server:
     # -- lifecycle
     def start(self, timeout=None, expect_ready=True):
         cmd = [bin_path(), "serve", "--data", self.data_dir, "--listen", self.listen] + self.args
+        if PG_MODE:
+            cmd += ["--store", store_url(self.data_dir)]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, cwd=self.data_dir)
         _live_servers.add(self)

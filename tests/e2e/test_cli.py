@@ -50,6 +50,7 @@ class TenantTests(CliCase):
         cp = cli(self.data, "tenant", "list")
         self.assertEqual(cp.returncode, 0, cp.stderr)
 
+    @unittest.skipIf(harness.PG_MODE, "SQLite's default data dir (PostgreSQL: --store names the store)")
     def test_default_data_dir(self):
         # Only serve and demo create a data directory; the default one is no exception.
         default = os.path.join(self.data, "stagedoor-data")
@@ -65,6 +66,7 @@ class TenantTests(CliCase):
         cp = cli_ok(None, "tenant", "list", data=False, cwd=self.data)
         self.assertIn("dflt", cp.stdout.split())
 
+    @unittest.skipIf(harness.PG_MODE, "with --store the data dir holds no store")
     def test_missing_data_dir_refused(self):
         """A mistyped --data is refused by every command but serve/demo: exit 1, one line
         naming the directory, and nothing is created (it used to make an empty store)."""

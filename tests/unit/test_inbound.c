@@ -1,9 +1,10 @@
-/* test_inbound.c — raw-first vendor webhooks (core/inbound.h) against the SQLite store: the
+/* test_inbound.c — raw-first vendor webhooks (core/inbound.h) against the store: the
  * door's admission (token, credentials, IPv4/IPv6 allowlists with CIDR ranges, mapped
  * addresses) table-driven, a payload stored raw with one object quarantined, the same body
  * twice, the limits, retention and erasure, and a door connector's run (sd_inbound_replay_run:
- * the quarantine replayed through the fixed mapping). Writer work runs the way the writer runs it
- * (begin, savepoint, op, release, commit). Each test gets a fresh store. */
+ * the quarantine replayed through the fixed mapping), and the store's inbound operations one by
+ * one. Writer work runs the way the writer runs it (begin, savepoint, op, release, commit). Each
+ * test gets a fresh store. store suite: both backends */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -74,6 +75,16 @@ static char *make(struct fx *f, const char *settings, const char *mapping)
     json_decref(body);
     return id;
 }
+
+/* Cases whose payloads become records need the write path's apply_ingest, which the PostgreSQL
+ * backend does not have yet (it is ported apart from the inbound part): skipped there until it
+ * has it. */
+#define NEEDS_APPLY_INGEST()                                                                       \
+    do {                                                                                           \
+        if (!sd_test_store_is_sqlite()) {                                                          \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
 
 /* ---- admission ------------------------------------------------------------------------------- */
 
@@ -285,6 +296,7 @@ static int64_t customers(struct fx *f)
 
 static void test_quarantine_and_duplicate(void **state)
 {
+    NEEDS_APPLY_INGEST();
     struct fx *f = *state;
     char *id = make(f, "{\"kind\":\"customers\"}", MAPPING);
     const char *body = "[{\"contactNumber\":\"C1\",\"mail\":\"a@example.com\"},"
@@ -335,6 +347,7 @@ static void test_quarantine_and_duplicate(void **state)
 /* S-360 wraps each record: {"orderDetailsData": {...}}; record_pointer unwraps it. */
 static void test_record_pointer(void **state)
 {
+    NEEDS_APPLY_INGEST();
     struct fx *f = *state;
     char *id = make(f, "{\"record_pointer\":\"/contactData\"}", MAPPING);
     const char *body = "[{\"contactData\":{\"contactNumber\":\"W1\",\"mail\":\"w@example.com\"}},"
@@ -361,6 +374,9 @@ static void test_record_pointer(void **state)
 /* Records are kept under the instance's source label (its "source" setting). */
 static void test_source_label(void **state)
 {
+    if (!sd_test_store_is_sqlite()) {
+        skip(); /* it reads the SQLite file */
+    }
     struct fx *f = *state;
     char *id = make(f, "{\"source\":\"s360\"}", MAPPING);
     struct sd_inbound_outcome o =
@@ -410,6 +426,7 @@ static void test_limits(void **state)
  * must end as A, so the older twin is applied again. */
 static void test_dedupe_window(void **state)
 {
+    NEEDS_APPLY_INGEST();
     struct fx *f = *state;
     char *id = make(f, "{\"dedupe_hours\":24}", MAPPING);
     int64_t now = sd_now_usec();
@@ -444,6 +461,7 @@ static void test_dedupe_window(void **state)
 
 static void test_retention(void **state)
 {
+    NEEDS_APPLY_INGEST();
     struct fx *f = *state;
     char *id = make(f, "{\"raw_retention_days\":30}", MAPPING);
     int64_t now = sd_now_usec();
@@ -465,6 +483,7 @@ static void test_retention(void **state)
 
 static void test_forget_person(void **state)
 {
+    NEEDS_APPLY_INGEST();
     struct fx *f = *state;
     char *id = make(f, "{}", MAPPING);
     int64_t now = sd_now_usec();
@@ -571,6 +590,7 @@ static void test_stream_admission(void **state)
  * is still quarantined. */
 static void test_replay_run(void **state)
 {
+    NEEDS_APPLY_INGEST();
     struct fx *f = *state;
     const struct sd_connector *type = sd_connector_find("webhook_in");
     assert_non_null(type);
@@ -616,6 +636,197 @@ static void test_replay_run(void **state)
     free(id);
 }
 
+/* ---- the store's operations ----------------------------------------------------------------- */
+
+static void raw_of(struct fx *f, struct sd_inbound_raw *r, int hash, int64_t received,
+                   int64_t expires, const void *body, size_t len)
+{
+    *r = (struct sd_inbound_raw){.connector_id = (char *)"con_d",
+                                 .tenant_id = f->t.id,
+                                 .env = SD_ENV_TEST,
+                                 .received_usec = received,
+                                 .expires_usec = expires,
+                                 .headers = (char *)"{\"content-type\":\"application/json\"}",
+                                 .body = (unsigned char *)body,
+                                 .body_len = len};
+    snprintf(r->content_hash, sizeof(r->content_hash), "%064d", hash);
+}
+
+/* The store's inbound operations one by one, as core calls them: doors replaced and removed; a
+ * payload kept byte for byte (NUL and 0xff included); a resend refused with the first one's id
+ * and an older twin received anew in place; the outcome counters; quarantine rows replaced,
+ * indexed, listed by environment and deleted; the lists by time and by quarantine; the subjects
+ * index and a purge by subject; expiry; a person without records; a scan without a sale. */
+static void test_store_ops(void **state)
+{
+    struct fx *f = *state;
+    struct sd_store_handle *h = f->h;
+    char tok1[65], tok2[65], got[65];
+    memset(tok1, 'a', 64);
+    memset(tok2, 'b', 64);
+    tok1[64] = tok2[64] = '\0';
+    assert_int_equal(sd_store_inbound_door_get(h, "con_d", got), -ENOENT);
+    assert_int_equal(sd_store_inbound_door_set(h, "con_d", tok1), 0);
+    assert_int_equal(sd_store_inbound_door_set(h, "con_d", tok2), 0);
+    assert_int_equal(sd_store_inbound_door_get(h, "con_d", got), 0);
+    assert_string_equal(got, tok2);
+    assert_int_equal(sd_store_inbound_door_delete(h, "con_d"), 0);
+    assert_int_equal(sd_store_inbound_door_get(h, "con_d", got), -ENOENT);
+    assert_int_equal(sd_store_inbound_door_delete(h, "con_d"), 0);
+
+    const int64_t now = sd_now_usec();
+    static const unsigned char bin[] = {'[', 0, 0xff, ']', 'x'};
+    struct sd_inbound_raw r1, r2;
+    raw_of(f, &r1, 1, now - 10 * DAY, now + DAY, bin, sizeof(bin));
+    raw_of(f, &r2, 2, now, now + 30 * DAY, "{}", 2);
+    int64_t id1 = 0, id2 = 0, again = 0;
+    bool renewed = true;
+    char *subj2[] = {(char *)"cid:C1", (char *)"em:0123"};
+    char *subj1[] = {(char *)"cid:C2"};
+    int64_t *idx = NULL;
+    size_t n = 0;
+    assert_int_equal(sd_store_write_begin(h), 0);
+    assert_int_equal(sd_store_inbound_raw_put(h, &r1, now - DAY, &id1, &renewed), 0);
+    assert_false(renewed);
+    assert_int_equal(sd_store_inbound_raw_put(h, &r2, now - DAY, &id2, &renewed), 0);
+    assert_true(id2 > id1);
+    assert_int_equal(sd_store_inbound_raw_put(h, &r2, now - DAY, &again, &renewed), -EEXIST);
+    assert_int_equal(again, id2);
+    assert_int_equal(sd_store_inbound_raw_counts(h, id2, 3, 1, 2), 0);
+    assert_int_equal(
+        sd_store_inbound_quarantine_put(h, id2, "con_d", f->t.id, SD_ENV_TEST, 0, "bad one"), 0);
+    assert_int_equal(
+        sd_store_inbound_quarantine_put(h, id2, "con_d", f->t.id, SD_ENV_TEST, 2, "bad two"), 0);
+    assert_int_equal(
+        sd_store_inbound_quarantine_put(h, id2, "con_d", f->t.id, SD_ENV_TEST, 0, "bad again"), 0);
+    assert_int_equal(
+        sd_store_inbound_quarantine_put(h, id1, "con_d", f->t.id, SD_ENV_TEST, 5, "bad five"), 0);
+    assert_int_equal(sd_store_inbound_quarantine_delete(h, id1, 5), 0);
+    assert_int_equal(sd_store_inbound_quarantine_delete(h, id1, 5), 0); /* none: no error */
+    assert_int_equal(sd_store_inbound_quarantine_indexes(h, id2, &idx, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 2);
+    free(idx);
+    assert_int_equal(sd_store_inbound_subjects_put(h, f->t.id, SD_ENV_TEST, id2, subj2, 2), 0);
+    assert_int_equal(sd_store_inbound_subjects_put(h, f->t.id, SD_ENV_TEST, id2, subj2, 2), 0);
+    assert_int_equal(sd_store_inbound_subjects_put(h, f->t.id, SD_ENV_TEST, id1, subj1, 1), 0);
+    char **who = NULL;
+    assert_int_equal(
+        sd_store_inbound_person_subjects(h, f->t.id, SD_ENV_TEST, NULL, "C9", &who, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(who[0], "cid:C9");
+    free(who[0]);
+    free(who);
+    assert_int_equal(sd_store_inbound_email_erased(h, f->t.id, SD_ENV_TEST, "0123"), 0);
+    assert_int_equal(
+        sd_store_inbound_scan_put(h, f->t.id, SD_ENV_TEST, "INV-1", "scan-1", NULL, NULL), -ENOENT);
+    assert_int_equal(sd_store_write_commit(h), 0);
+
+    /* Committed: what the read path sees. */
+    struct sd_inbound_raw raw = {0};
+    assert_int_equal(sd_store_inbound_raw_get(h, id1, &raw), 0);
+    assert_int_equal(raw.body_len, sizeof(bin));
+    assert_memory_equal(raw.body, bin, sizeof(bin));
+    assert_string_equal(raw.headers, r1.headers);
+    assert_string_equal(raw.content_hash, r1.content_hash);
+    assert_int_equal(raw.received_usec, now - 10 * DAY);
+    assert_int_equal(raw.env, SD_ENV_TEST);
+    sd_inbound_raw_release(&raw);
+    assert_int_equal(sd_store_inbound_raw_get(h, id2, &raw), 0);
+    assert_int_equal(raw.objects, 3);
+    assert_int_equal(raw.applied, 1);
+    assert_int_equal(raw.quarantined, 2);
+    sd_inbound_raw_release(&raw);
+    assert_int_equal(sd_store_inbound_raw_get(h, id2 + 1000, &raw), -ENOENT);
+    int64_t payloads = 0, quarantined = 0;
+    assert_int_equal(sd_store_inbound_counts(h, "con_d", &payloads, &quarantined), 0);
+    assert_int_equal(payloads, 2);
+    assert_int_equal(quarantined, 2);
+    struct sd_inbound_quarantined *q = NULL;
+    assert_int_equal(
+        sd_store_inbound_quarantine_list(h, f->t.id, SD_ENV_TEST, "con_d", 0, 10, &q, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(q[0].idx, 0);
+    assert_string_equal(q[0].reason, "bad again");
+    assert_int_equal(q[0].raw_id, id2);
+    assert_int_equal(q[0].received_usec, now);
+    assert_int_equal(q[1].idx, 2);
+    int64_t after = q[0].id;
+    sd_inbound_quarantined_free(q, n);
+    assert_int_equal(
+        sd_store_inbound_quarantine_list(h, f->t.id, SD_ENV_TEST, NULL, after, 10, &q, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(q[0].idx, 2);
+    sd_inbound_quarantined_free(q, n);
+    assert_int_equal(sd_store_inbound_quarantine_list(h, f->t.id, SD_ENV_PROD, NULL, 0, 10, &q, &n),
+                     0);
+    assert_int_equal(n, 0);
+    sd_inbound_quarantined_free(q, n);
+    const enum sd_env both = (enum sd_env)2; /* neither test nor prod: both */
+    assert_int_equal(sd_store_inbound_quarantine_list(h, f->t.id, both, NULL, 0, 10, &q, &n), 0);
+    assert_int_equal(n, 2);
+    sd_inbound_quarantined_free(q, n);
+    int64_t *ids = NULL;
+    assert_int_equal(sd_store_inbound_raw_list(h, "con_d", true, 0, 0, 0, 10, &ids, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], id2);
+    free(ids);
+    assert_int_equal(
+        sd_store_inbound_raw_list(h, "con_d", false, now - 11 * DAY, now + 1, 0, 10, &ids, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(ids[0], id1);
+    assert_int_equal(ids[1], id2);
+    free(ids);
+    assert_int_equal(
+        sd_store_inbound_raw_list(h, "con_d", false, now - 11 * DAY, now + 1, id1, 1, &ids, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ids[0], id2);
+    free(ids);
+    assert_int_equal(sd_store_inbound_raw_list(h, "con_d", false, now - DAY, now, 0, 10, &ids, &n),
+                     0);
+    assert_int_equal(n, 0);
+    free(ids);
+
+    /* The older twin of r1 arrives again after the dedupe window: received anew in place. */
+    static const unsigned char empty[1] = {0};
+    raw_of(f, &r1, 1, now, now - 1, empty, 0);
+    int64_t purged = -1;
+    char *forget[] = {(char *)"cid:C1"};
+    assert_int_equal(sd_store_write_begin(h), 0);
+    assert_int_equal(sd_store_inbound_raw_put(h, &r1, now - DAY, &again, &renewed), 0);
+    assert_true(renewed);
+    assert_int_equal(again, id1);
+    assert_int_equal(sd_store_inbound_forget(h, f->t.id, SD_ENV_TEST, forget, 1, &purged), 0);
+    assert_int_equal(purged, 1);
+    assert_int_equal(sd_store_inbound_forget(h, f->t.id, SD_ENV_TEST, forget, 1, &purged), 0);
+    assert_int_equal(purged, 0); /* its subject rows went with the purge */
+    assert_int_equal(sd_store_write_commit(h), 0);
+    assert_int_equal(sd_store_inbound_raw_get(h, id1, &raw), 0);
+    assert_int_equal(raw.received_usec, now);
+    assert_int_equal(raw.body_len, 0);
+    assert_int_equal(raw.purged_usec, 0);
+    sd_inbound_raw_release(&raw);
+    assert_int_equal(sd_store_inbound_raw_get(h, id2, &raw), 0);
+    assert_true(raw.purged_usec != 0);
+    assert_int_equal(raw.body_len, 0);
+    assert_string_equal(raw.headers, "{}");
+    assert_string_equal(raw.content_hash, r2.content_hash); /* the hash stays */
+    sd_inbound_raw_release(&raw);
+    assert_int_equal(sd_store_inbound_counts(h, "con_d", &payloads, &quarantined), 0);
+    assert_int_equal(payloads, 2);
+    assert_int_equal(quarantined, 0);
+
+    /* Expiry: r1 (renewed with an expiry in the past) goes, r2 stays. */
+    assert_int_equal(sd_store_write_begin(h), 0);
+    assert_int_equal(sd_store_inbound_purge_expired(h, now, 10, &purged), 0);
+    assert_int_equal(purged, 1);
+    assert_int_equal(sd_store_write_commit(h), 0);
+    assert_int_equal(sd_store_inbound_raw_get(h, id1, &raw), -ENOENT);
+    assert_int_equal(sd_store_inbound_raw_get(h, id2, &raw), 0);
+    sd_inbound_raw_release(&raw);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -631,6 +842,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dedupe_window, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retention, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget_person, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_ops, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

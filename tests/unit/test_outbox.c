@@ -1,10 +1,12 @@
 /* test_outbox.c — the audience push outbox without the network: the back-off schedule and its
  * jitter bounds, how answers are classified, the 429 wait, the rate plan (checked against a
  * brute-force reading of "at most L sends in any rolling window"), push target validation, and
- * the store's outbox operations on a real SQLite file: FIFO and the rate limit at claim time,
+ * the store's outbox operations on a real store: FIFO and the rate limit at claim time,
  * leases (no double claim, takeover after expiry with the same Idempotency-Key), fencing of
  * late outcomes, the remote segment id, replay, and claims racing from two store handles (two
- * processes) with two threads each. */
+ * processes) with two threads each; on PostgreSQL also two nodes claiming a long queue without
+ * a rate (every lease decided by FOR UPDATE SKIP LOCKED alone), each item exactly once.
+ * store suite: both backends */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -737,6 +739,160 @@ static void test_claims_race_across_handles(void **state)
     free(t2);
 }
 
+/* ---- two nodes on one database (PostgreSQL) ------------------------------------------------- */
+
+#define NODE_ITEMS 240
+#define NODE_THREADS 4
+
+struct node_claimer {
+    struct sd_store_handle *h;
+    const char *owner;
+    int got[NODE_ITEMS]; /* how often this thread leased item i */
+    size_t n;
+    int err; /* the first unexpected answer, or 0 */
+};
+
+/* Claim (one, then up to four more of the same connector and operation, as a batch send does)
+ * and finish them delivered, until the queue has stayed empty for a while. */
+static void *node_claim(void *arg)
+{
+    struct node_claimer *r = arg;
+    for (int idle = 0; idle < 40 && !r->err;) {
+        struct sd_outbox_clock clk = clock_at(sd_now_usec());
+        clk.owner = r->owner;
+        struct sd_outbox_item first = {0};
+        int e = sd_store_delivery_claim(r->h, &clk, &first);
+        if (e == -ENOENT) {
+            idle++;
+            usleep(2000);
+            continue;
+        }
+        if (e != 0) {
+            r->err = e;
+            break;
+        }
+        idle = 0;
+        struct sd_outbox_item *more = NULL;
+        size_t n_more = 0;
+        e = sd_store_delivery_claim_more(r->h, &clk, &first, 4, &more, &n_more);
+        if (e != 0) {
+            r->err = e;
+        }
+        const char *ids[5];
+        int64_t fences[5];
+        struct sd_delivery_outcome oc[5];
+        int ret[5];
+        for (size_t i = 0; i <= n_more; i++) {
+            const struct sd_outbox_item *d = i == 0 ? &first : &more[i - 1];
+            int64_t num = -1;
+            if (sd_parse_int64(d->id + 4, false, &num) != 0 || num < 0 || num >= NODE_ITEMS ||
+                !d->lease_owner || strcmp(d->lease_owner, r->owner) != 0) {
+                r->err = -EPROTO;
+                continue;
+            }
+            r->got[num]++;
+            r->n++;
+            ids[i] = d->id;
+            fences[i] = d->fence;
+            oc[i] = (struct sd_delivery_outcome){.state = SD_DELIVERY_DELIVERED, .doc = "{}"};
+        }
+        if (!r->err) {
+            e = sd_store_delivery_finish_many(r->h, n_more + 1, ids, fences, oc, ret);
+            for (size_t i = 0; e == 0 && i <= n_more; i++) {
+                e = ret[i];
+            }
+            if (e != 0) {
+                r->err = e;
+            }
+        }
+        sd_outbox_item_release(&first);
+        sd_outbox_items_free(more, n_more);
+    }
+    return NULL;
+}
+
+/* Two nodes (two store handles, two threads each) drain one queue of a connector without a
+ * rate: every lease is decided by the claim statement's row lock alone (FOR UPDATE SKIP
+ * LOCKED), so each item is leased exactly once and every outcome names a fence that is still
+ * its own. SQLite serializes claims by its write lock; test_claims_race_across_handles covers
+ * it there. */
+static void test_claims_two_nodes(void **state)
+{
+    if (sd_test_store_is_sqlite()) {
+        skip();
+    }
+    struct fx *f = *state;
+    struct sd_target con = {.id = (char *)"con_nodes",
+                            .tenant_id = f->acme.id,
+                            .env = SD_ENV_TEST,
+                            .type = (char *)"test_contacts",
+                            .doc = (char *)"{}"};
+    assert_int_equal(sd_store_target_put(f->h, &con, true, NULL), 0);
+    int64_t now = sd_now_usec();
+    for (int i = 0; i < NODE_ITEMS; i++) {
+        char id[32], subject[32];
+        snprintf(id, sizeof(id), "dlv_%03d", i);
+        snprintf(subject, sizeof(subject), "c%d", i);
+        struct sd_outbox_item d = {.id = id,
+                                   .tenant_id = f->acme.id,
+                                   .env = SD_ENV_TEST,
+                                   .connector_id = con.id,
+                                   .operation = (char *)"upsert_contact",
+                                   .subject_kind = (char *)"customer",
+                                   .subject_id = subject,
+                                   .idem_key = id,
+                                   .doc = (char *)"{}"};
+        struct sd_outbox_clock clk = clock_at(now - 1000);
+        assert_int_equal(sd_store_delivery_insert(f->h, &d, &clk, NULL), 0);
+    }
+    struct sd_store_handle *h2 = NULL;
+    sd_test_store_open(&f->st, &h2);
+    struct node_claimer *rs = sd_calloc(NODE_THREADS, sizeof(*rs));
+    pthread_t th[NODE_THREADS];
+    for (int i = 0; i < NODE_THREADS; i++) {
+        rs[i].h = i % 2 ? h2 : f->h;
+        rs[i].owner = i % 2 ? "node-b" : "node-a";
+        assert_int_equal(pthread_create(&th[i], NULL, node_claim, &rs[i]), 0);
+    }
+    for (int i = 0; i < NODE_THREADS; i++) {
+        pthread_join(th[i], NULL);
+    }
+    sd_store_close(h2);
+    size_t per_node[2] = {0, 0};
+    for (int i = 0; i < NODE_THREADS; i++) {
+        if (rs[i].err) {
+            fail_msg("claimer %d: %d", i, rs[i].err);
+        }
+        per_node[i % 2] += rs[i].n;
+    }
+    for (int k = 0; k < NODE_ITEMS; k++) {
+        int times = 0;
+        for (int i = 0; i < NODE_THREADS; i++) {
+            times += rs[i].got[k];
+        }
+        if (times != 1) {
+            fail_msg("dlv_%03d leased %d times", k, times);
+        }
+    }
+    assert_int_equal(per_node[0] + per_node[1], NODE_ITEMS);
+    /* Nothing is left waiting, and no item was delivered twice. */
+    struct sd_delivery_filter flt = {
+        .tenant_id = f->acme.id, .env = -1, .state = SD_DELIVERY_DELIVERED, .limit = 1000};
+    struct sd_outbox_item *v = NULL;
+    size_t n = 0;
+    bool more = true;
+    assert_int_equal(sd_store_delivery_list(f->h, &flt, &v, &n, &more), 0);
+    assert_int_equal(n, NODE_ITEMS);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(v[i].attempts, 1);
+        assert_int_equal(v[i].fence, 1);
+    }
+    sd_outbox_items_free(v, n);
+    int64_t due = 0;
+    assert_int_equal(sd_store_delivery_next_due(f->h, &due), -ENOENT);
+    free(rs);
+}
+
 /* ---- the generic queue rules ----------------------------------------------------------------- */
 
 /* An item of connector `con` on customer `subject`; 0 stored, 1 deduplicated (*ret_id). */
@@ -892,7 +1048,8 @@ static void test_queue_rules(void **state)
     assert_int_equal(sd_store_target_delete(f->h, con.id, "the connector was deleted"), 0);
     assert_int_equal(sd_store_delivery_get(f->h, 0, SD_ENV_TEST, "dlv_6", &d), 0);
     assert_int_equal(d.state, SD_DELIVERY_DEAD);
-    assert_non_null(strstr(d.doc, "the connector was deleted"));
+    /* Its document gains last_error, as SQLite's json_set writes it (compact, members kept). */
+    assert_string_equal(d.doc, "{\"last_error\":\"the connector was deleted\"}");
     sd_outbox_item_release(&d);
     assert_int_equal(sd_store_remote_ref_get(f->h, con.id, "customer", "c1", &got), -ENOENT);
     sd_outbox_item_release(&one);
@@ -901,6 +1058,18 @@ static void test_queue_rules(void **state)
 
 /* ---- no echo -----------------------------------------------------------------------------------
  */
+
+#ifdef SD_TEST_CONNECTORS
+/* The outbox items of a batch's changes, added as the writer adds them: inside its transaction
+ * (the *_tx ops run on the writer's connection only while it writes), committed with it. */
+static int changes_in_writer(struct fx *f, const struct sd_batch *batch)
+{
+    assert_int_equal(sd_store_write_begin(f->h), 0);
+    int r = sd_outbox_changes_in_writer(f->h, f->acme.id, SD_ENV_TEST, batch);
+    assert_int_equal(sd_store_write_commit(f->h), 0);
+    return r;
+}
+#endif
 
 /* A stored change is offered to every target instance of its tenant and environment with
  * on_change except the one it came from; each instance's items are its own. Uses the test
@@ -925,7 +1094,7 @@ static void test_no_echo(void **state)
                                   .doc = (char *)"{\"customer_id\":\"C1\",\"email\":\"a@b.c\"}"};
     struct sd_batch batch = {.customers = &rec, .n_customers = 1, .origin = "con_a"};
     /* From con_a: only con_b gets an item (con_prod is another environment). */
-    assert_int_equal(sd_outbox_changes_in_writer(f->h, f->acme.id, SD_ENV_TEST, &batch), 1);
+    assert_int_equal(changes_in_writer(f, &batch), 1);
     struct sd_delivery_filter flt = {
         .tenant_id = f->acme.id, .env = -1, .state = -1, .connector_id = "con_a", .limit = 10};
     struct sd_outbox_item *v = NULL;
@@ -943,11 +1112,11 @@ static void test_no_echo(void **state)
     assert_non_null(v[0].payload);
     sd_outbox_items_free(v, n);
     /* The same content again while con_b's item waits: deduplicated, nothing new. */
-    assert_int_equal(sd_outbox_changes_in_writer(f->h, f->acme.id, SD_ENV_TEST, &batch), 0);
+    assert_int_equal(changes_in_writer(f, &batch), 0);
     /* From the API (no origin): both test instances. */
     batch.origin = NULL;
     rec.doc = (char *)"{\"customer_id\":\"C1\",\"email\":\"new@b.c\"}";
-    assert_int_equal(sd_outbox_changes_in_writer(f->h, f->acme.id, SD_ENV_TEST, &batch), 2);
+    assert_int_equal(changes_in_writer(f, &batch), 2);
     flt.connector_id = "con_prod";
     assert_int_equal(sd_store_delivery_list(f->h, &flt, &v, &n, &more), 0);
     assert_int_equal(n, 0);
@@ -1070,6 +1239,67 @@ static void test_claim_more(void **state)
     free(tgt);
 }
 
+/* A set of remote references kept under one kind (the members a remote list was last given):
+ * applied in one call (puts replace, deletes of absent ids are no error), listed in pages in
+ * byte order ("B" before "a", "é" after "z"), scoped by connector and kind; bad arguments are
+ * refused whole. */
+static void test_remote_ref_sets(void **state)
+{
+    struct fx *f = *state;
+    const char *put_l[] = {"a", "B", "\xc3\xa9", "z", "a"};
+    const char *put_r[] = {"R-a", "R-B", "R-e", "R-z", "R-a2"};
+    const char *del_l[] = {"z", "missing"};
+    assert_int_equal(sd_store_remote_ref_apply(f->h, "con_s", "member", put_l, put_r, 5, del_l, 2),
+                     0);
+    assert_int_equal(sd_store_remote_ref_put(f->h, "con_s", "other", "a", "X"), 0);
+    assert_int_equal(sd_store_remote_ref_put(f->h, "con_t", "member", "a", "Y"), 0);
+    char **loc = NULL, **rem = NULL;
+    size_t n = 0;
+    assert_int_equal(sd_store_remote_ref_list(f->h, "con_s", "member", NULL, 2, &loc, &rem, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(loc[0], "B");
+    assert_string_equal(rem[0], "R-B");
+    assert_string_equal(loc[1], "a");
+    assert_string_equal(rem[1], "R-a2"); /* the later put of the same id wins */
+    char *after = sd_strdup(loc[1]);
+    for (size_t i = 0; i < n; i++) {
+        free(loc[i]);
+        free(rem[i]);
+    }
+    free(loc);
+    free(rem);
+    assert_int_equal(sd_store_remote_ref_list(f->h, "con_s", "member", after, 10, &loc, &rem, &n),
+                     0);
+    free(after);
+    assert_int_equal(n, 1);
+    assert_string_equal(loc[0], "\xc3\xa9");
+    assert_string_equal(rem[0], "R-e");
+    free(loc[0]);
+    free(rem[0]);
+    free(loc);
+    free(rem);
+    assert_int_equal(
+        sd_store_remote_ref_list(f->h, "con_s", "member", "\xc3\xa9", 10, &loc, &rem, &n), 0);
+    assert_int_equal(n, 0);
+    assert_null(loc);
+    assert_null(rem);
+    char *local = NULL;
+    assert_int_equal(sd_store_remote_ref_find(f->h, "con_s", "member", "R-z", &local), -ENOENT);
+    assert_int_equal(sd_store_remote_ref_find(f->h, "con_s", "member", "R-B", &local), 0);
+    assert_string_equal(local, "B");
+    free(local);
+    /* Refused whole: a NULL id among the puts, or too many. */
+    const char *bad_l[] = {"q", NULL};
+    assert_int_equal(sd_store_remote_ref_apply(f->h, "con_s", "member", bad_l, put_r, 2, NULL, 0),
+                     -EINVAL);
+    assert_int_equal(sd_store_remote_ref_apply(f->h, "con_s", "member", put_l, put_r,
+                                               SD_REMOTE_REFS_APPLY_MAX + 1, NULL, 0),
+                     -EINVAL);
+    assert_int_equal(sd_store_remote_ref_list(f->h, "con_s", "member", NULL, 0, &loc, &rem, &n),
+                     -EINVAL);
+    assert_int_equal(sd_store_remote_ref_get(f->h, "con_s", "member", "q", &local), -ENOENT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1082,11 +1312,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_target_secrets_and_update, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_fifo_rate_limit_and_leases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claims_race_across_handles, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_claims_two_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_request_keys, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_limit_replans_waiting, setup, teardown),
         cmocka_unit_test_setup_teardown(test_queue_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_echo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_claim_more, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_remote_ref_sets, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,4 @@
-/* test_quota.c — vendor quotas as data (core/quota.h over store/quota.h, real SQLite store):
+/* test_quota.c — vendor quotas as data (core/quota.h over store/quota.h, a real store):
  * fixed windows that roll over, all-or-nothing takes across a minute and a day window, a day
  * count that survives closing and reopening the store, credentials (shared by instances with
  * one credential, independent otherwise, never the secret itself), the write reserve, the
@@ -6,7 +6,7 @@
  * threads on one and on two store handles and from two processes, the connector's waits
  * (sd_connector_wait, sd_connector_quota_take) that end as soon as the hub stops, and the
  * registered types' declarations. Times are passed in, except for the two waits, which
- * assert only what a loaded machine cannot break. */
+ * assert only what a loaded machine cannot break. store suite: both backends */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>

@@ -8,7 +8,10 @@
  *  - the write path: a connector's state committed by one handle's writer is what the other
  *    reads; a rolled-back write leaves nothing; two writers in turn both commit;
  *  - PostgreSQL only: a connection the server drops is reconnected on next use, and a call
- *    that runs then succeeds (not "broken until restart"). */
+ *    that runs then succeeds (not "broken until restart");
+ *  - PostgreSQL only: a tenant's rate limit is shared by the nodes — threads of three nodes
+ *    taking from one bucket get exactly its tokens between them, and three nodes' limiters
+ *    together allow the burst less at most the documented tolerance, never more. */
 #include <errno.h>
 #include <libpq-fe.h>
 #include <pthread.h>
@@ -23,6 +26,7 @@
 #include <cmocka.h>
 
 #include "base/base.h"
+#include "core/ratelimit.h"
 #include "store/store.h"
 #include "store_fixture.h"
 
@@ -255,6 +259,72 @@ static void test_lost_connections_reconnect(void **state)
     free(doc);
 }
 
+struct taker {
+    struct sd_store_handle *h;
+    int64_t got;
+    int fails;
+};
+
+static void *take_thread(void *arg)
+{
+    struct taker *t = arg;
+    for (int i = 0; i < 400; i++) {
+        int64_t g = 0;
+        double left = 0;
+        /* per_minute 1: no whole token comes back during the test */
+        if (sd_store_rate_take(t->h, 42, 1, 1000, 3, 1000000, &g, &left) < 0) {
+            t->fails++;
+        }
+        t->got += g;
+    }
+    return NULL;
+}
+
+static void test_shared_rate_limit(void **state)
+{
+    struct fx *f = *state;
+    open_all(f);
+    if (!sd_store_has_shared_rate(f->h[0])) {
+        assert_true(sd_test_store_is_sqlite()); /* one process serves a SQLite store */
+        skip();
+    }
+    /* The store's bucket: 3 nodes x 400 takes of 3 want 3,600 of 1,000 tokens. */
+    struct taker t[NODES];
+    pthread_t th[NODES];
+    for (int i = 0; i < NODES; i++) {
+        t[i] = (struct taker){.h = f->h[i]};
+        assert_int_equal(pthread_create(&th[i], NULL, take_thread, &t[i]), 0);
+    }
+    int64_t total = 0;
+    for (int i = 0; i < NODES; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_int_equal(t[i].fails, 0);
+        total += t[i].got;
+    }
+    assert_int_equal(total, 1000);
+
+    /* Three nodes' limiters on one tenant's bucket (burst 100, chunk 5). */
+    struct sd_ratelimiter *rl[NODES];
+    for (int i = 0; i < NODES; i++) {
+        rl[i] = sd_ratelimiter_new();
+        sd_ratelimiter_share(rl[i], f->h[i]);
+    }
+    int allowed = 0;
+    for (int i = 0; i < 600; i++) {
+        struct sd_ratelimit_result r = {0};
+        sd_ratelimit_take(rl[i % NODES], 7, 1, 100, 2000000, &r);
+        allowed += r.allowed;
+        if (!r.allowed) {
+            assert_true(r.retry_after >= 1);
+        }
+    }
+    assert_true(allowed <= 100);
+    assert_true(allowed >= 100 - NODES * (SD_RATELIMIT_CHUNK(100) - 1));
+    for (int i = 0; i < NODES; i++) {
+        sd_ratelimiter_free(rl[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -262,6 +332,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_connectors_and_state_across_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lost_connections_reconnect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shared_rate_limit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,8 +23,6 @@ enum {
     S_CONNECTOR_REQUEST_RUN,
     S_CONNECTOR_STATE_GET,
     S_CONNECTOR_STATE_PUT,
-    S_SETTLE_REFS,
-    S_SETTLE_ITEMS,
     S_BUMP,
 };
 
@@ -156,29 +154,7 @@ int sd_pg_connector_list(struct sd_store *s, int64_t tenant_id, struct sd_connec
     return 0;
 }
 
-int sd_pg_outbox_settle_connector(struct pgconn *k, const char *id, const char *reason)
-{
-    struct sd_pg_params p = {0};
-    sd_pg_p_text(&p, id);
-    int r = sd_pg_exec(k, S_SETTLE_REFS, "DELETE FROM remote_refs WHERE connector_id = $1", &p,
-                       NULL);
-    if (r < 0) {
-        return r;
-    }
-    struct sd_pg_params q = {0};
-    sd_pg_p_text(&q, id);
-    sd_pg_p_int(&q, sd_now_usec());
-    sd_pg_p_text(&q, reason);
-    /* The document is core's opaque text; only its last_error member is set, as SQLite's
-     * json_set does (jsonb_set over the text: members keep their values). */
-    r = sd_pg_exec(k, S_SETTLE_ITEMS,
-                   "UPDATE outbox_items SET state = 'dead', next_attempt_usec = 0,"
-                   " lease_until_usec = 0, updated_usec = $2,"
-                   " doc = jsonb_set(doc::jsonb, '{last_error}', to_jsonb($3::text))::text"
-                   " WHERE connector_id = $1 AND state IN ('queued', 'retrying')",
-                   &q, NULL);
-    return r < 0 ? r : 0;
-}
+/* sd_pg_outbox_settle_connector: pg_outbox.c. */
 
 struct id_args {
     const char *id;

@@ -195,6 +195,10 @@ int sd_pg_settings_version(struct sd_store *s, int64_t *ret);
 int sd_pg_auth_snapshot(struct sd_store *s, struct sd_tenant **ret_t, size_t *ret_nt,
                         struct sd_key_info **ret_k, size_t *ret_nk);
 
+/* pg_ratelimit.c — any thread. */
+int sd_pg_rate_take(struct sd_store *s, uint64_t key, int64_t per_minute, int64_t burst,
+                    int64_t want, int64_t now_usec, int64_t *ret_granted, double *ret_left);
+
 /* pg_connectors.c */
 int sd_pg_connector_put(struct sd_store *s, const struct sd_connector_conf *c, bool create);
 int sd_pg_connector_get(struct sd_store *s, const char *id, struct sd_connector_conf *ret);

@@ -26,7 +26,9 @@
  *
  * Migrations: src/store/postgres/schema/NNNN_*.sql, embedded at build time, applied in order
  * under a session advisory lock (MIGRATE_LOCK_KEY), so two nodes starting at once apply each
- * file once; schema_version records the number. Each file runs in its own transaction. */
+ * file once; schema_version records the number of the last file applied (each file's first
+ * line is "-- NNNN_name.sql": numbers may have gaps, never repeat). Each file runs in its own
+ * transaction. */
 #include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -41,6 +43,7 @@
 #include "base/log.h"
 #include "pg_internal.h"
 #include "pg_leases.h"
+#include "pg_outbox.h"
 #include "store/store.h"
 
 extern const char *const sd_pg_schema[];
@@ -567,6 +570,20 @@ int sd_pg_savepoint_rollback(struct sd_store *s)
 
 /* ---- migrations ------------------------------------------------------------------------------ */
 
+/* The number a schema file names on its first line ("-- NNNN_name.sql"), or -1. */
+static int64_t file_number(const char *sql)
+{
+    if (strncmp(sql, "-- ", 3) != 0) {
+        return -1;
+    }
+    int64_t n = 0;
+    int digits = 0;
+    for (const char *p = sql + 3; *p >= '0' && *p <= '9' && digits < 9; p++, digits++) {
+        n = n * 10 + (*p - '0');
+    }
+    return digits == 4 ? n : -1;
+}
+
 static int migrate(struct pgconn *c)
 {
     struct sd_pg_params p = {0};
@@ -587,19 +604,32 @@ static int migrate(struct pgconn *c)
     if (r >= 0 && r != 1) {
         r = -EIO;
     }
-    if (r >= 0 && have > (int64_t)sd_pg_schema_count) {
+    int64_t last = 0;
+    for (unsigned i = 0; r >= 0 && i < sd_pg_schema_count; i++) {
+        int64_t num = file_number(sd_pg_schema[i]);
+        if (num <= last) {
+            sd_log(SD_LOG_ERROR, "postgresql schema files misnumbered", "file=%u", i);
+            r = -EPROTO;
+        }
+        last = num;
+    }
+    if (r >= 0 && have > last) {
         sd_log(SD_LOG_ERROR, "the database's schema is newer than this stagedoor",
-               "version=%" PRId64 " known=%u", have, sd_pg_schema_count);
+               "version=%" PRId64 " known=%" PRId64, have, last);
         r = -EPROTO;
     }
-    for (int64_t v = have; r >= 0 && v < (int64_t)sd_pg_schema_count; v++) {
+    for (unsigned i = 0; r >= 0 && i < sd_pg_schema_count; i++) {
+        int64_t num = file_number(sd_pg_schema[i]);
+        if (num <= have) {
+            continue;
+        }
         r = run_keep(c, "BEGIN");
         if (r == 0) {
-            r = run_keep(c, sd_pg_schema[v]);
+            r = run_keep(c, sd_pg_schema[i]);
         }
         if (r == 0) {
             struct sd_pg_params q = {0};
-            sd_pg_p_int(&q, v + 1);
+            sd_pg_p_int(&q, num);
             r = sd_pg_exec_text(c, "UPDATE schema_version SET version = $1", &q, NULL);
         }
         if (r >= 0) {
@@ -608,7 +638,7 @@ static int migrate(struct pgconn *c)
             sd_pg_run(c, "ROLLBACK");
         }
         if (r >= 0) {
-            sd_log(SD_LOG_INFO, "postgresql schema migrated", "version=%" PRId64, v + 1);
+            sd_log(SD_LOG_INFO, "postgresql schema migrated", "version=%" PRId64, num);
         }
     }
     struct sd_pg_params u = {0};
@@ -690,4 +720,8 @@ const struct sd_store_ops sd_store_pg_ops = {
     .run_lease_take = sd_pg_run_lease_take,
     .run_lease_renew = sd_pg_run_lease_renew,
     .run_lease_release = sd_pg_run_lease_release,
+    .rate_take = sd_pg_rate_take,
+    .outbox = &sd_pg_outbox_ops,
+    .quota = &sd_pg_quota_ops,
+    .inbound = &sd_pg_inbound_ops,
 };

@@ -5,41 +5,15 @@
  * connection like every configuration change, but do not bump the settings version: nothing
  * reloads on a segment. Reads use the pool.
  *
- * Membership compiles the rule tree into ONE SELECT over profiles p (tenant, env, opt_out = 0,
- * suppressed = 0) whose WHERE is the rule: every leaf becomes `p.id [NOT] IN (subquery)` with
- * a subquery that is not correlated to p, so SQLite runs each once per statement and probes
- * the result per profile, instead of once per profile. The subqueries:
- *  - bought: the profiles of the customer records whose key (source, customer_id) is among the
- *    keys of the matching sales — the sales give each buyer once, so a profile is looked up
- *    per buyer, not per sale. Event filters become `s.event_ref IN (SELECT event_id FROM
- *    events e WHERE …)`: only the events' documents are parsed;
- *  - count: without a `where`, purchases, tickets and spend read the per-profile facts
- *    (profile_facts, 0013_profile_facts.sql, kept by triggers in the writer's transaction).
- *    Otherwise they are summed per customer key first and the partial sums per profile (a
- *    profile may have records in several sources); distinct events are always grouped by
- *    profile from the sales. When the comparison holds for zero (lt 3, eq 0, …) the leaf
- *    is `NOT IN (… HAVING NOT <comparison>)`, which keeps the profiles without a matching sale;
- *  - first / last purchase: rewritten into bought leaves with a purchase-time range
- *    ("last purchase before X" = bought ∧ ¬bought at or after X), which need no grouping;
- *    without a `where`, they compare the earliest / latest live purchase the facts hold;
- *  - customer: the source records of the tenant+env matching every filter.
- * Subqueries never return NULL (c.profile_id IS NOT NULL), so NOT IN and NOT are exact.
- * Sales are read through an index chosen here, not by the planner (no ANALYZE statistics;
- * left alone it walks an index whose order scatters the table reads, which is one random read
- * per sale on a cold cache): the covering seg_sales_event for everything but the document
- * fields, sales_customer when only the customer key counts, sales_seq — one pass in rowid
- * order — when quantity or ticket_category must be read (0004_segment_indexes.sql).
- *
- * The SQL text is built from fixed fragments only; numbered parameters (?5 …) carry every
- * value of the rule. ?1 tenant, ?2 env, ?3 after, ?4 limit are the same in every query.
- * Relative times are resolved here against the caller's now_usec; time bounds become half-open
- * [lo, hi) ranges compared as text on the stored UTC forms ("YYYY-MM-DDTHH:MM:SS" prefix of
- * purchase_datetime, "YYYY-MM-DD" event dates), which is exact to the second.
- * Case-insensitive fields compare sd_fold(stored) with the rule's value folded the same way
- * (sd_text_fold, Unicode simple lowercase, whitespace trimmed and collapsed): sd_fold is a SQL
- * function registered on every connection the store opens. The customer fields a rule filters
- * on most (post_code, city) are stored folded beside the document (seg_post_code, seg_city,
- * 0014_segment_customer_fields.sql) and read through their indexes.
+ * Membership: the rule tree compiles into ONE SELECT (store/seg_sql.c, the compiler both
+ * backends share, here in SQLite's dialect), prepared and run here. Sales are read through an
+ * index the compiler names, not the planner's choice (no ANALYZE statistics; left alone it
+ * walks an index whose order scatters the table reads, which is one random read per sale on a
+ * cold cache): the covering seg_sales_event for everything but the document fields,
+ * sales_customer when only the customer key counts, sales_seq — one pass in rowid order — when
+ * quantity or ticket_category must be read (0004_segment_indexes.sql). Case-insensitive fields
+ * compare sd_fold(stored), sd_fold being the model's sd_text_fold registered as a SQL function
+ * on every connection the store opens (sd_sqlite_register_fold).
  *
  * A membership query runs on one read connection, in one read transaction (the member page and
  * its e-mails and source ids come from the same snapshot) and never blocks the writer. A
@@ -62,10 +36,10 @@
 #include "base/log.h"
 #include "sqlite_internal.h"
 #include "store/audience.h"
+#include "store/seg_sql.h"
 #include "store/store.h"
 
 #define PROGRESS_OPS 4096 /* about 20-100 µs of work between two checks */
-#define PARAM_FIRST 5
 
 /* Extra statement slots 32..47 (sqlite_internal.h). */
 enum {
@@ -339,890 +313,6 @@ out:
     return r;
 }
 
-/* ---- the rule compiler ------------------------------------------------------------------------
- */
-
-enum bind_type { B_INT, B_TEXT };
-struct bind {
-    enum bind_type type;
-    int64_t i;
-    char *text; /* owned */
-};
-
-struct q {
-    struct sd_buf sql;
-    struct bind *binds; /* binds[k] is parameter PARAM_FIRST + k */
-    size_t n_binds;
-    int64_t now_sec;
-    int64_t today; /* days since 1970-01-01 (UTC) */
-    int err;       /* -EINVAL once the tree turned out malformed */
-};
-
-static void q_release(struct q *q)
-{
-    sd_buf_release(&q->sql);
-    for (size_t i = 0; i < q->n_binds; i++) {
-        free(q->binds[i].text);
-    }
-    free(q->binds);
-}
-
-static void put(struct q *q, const char *s)
-{
-    sd_buf_puts(&q->sql, s);
-}
-
-/* Append a new parameter "?N" bound to an integer / a text (copied). */
-static void param_int(struct q *q, int64_t v)
-{
-    q->binds = sd_realloc(q->binds, (q->n_binds + 1) * sizeof(*q->binds));
-    q->binds[q->n_binds] = (struct bind){B_INT, v, NULL};
-    sd_buf_printf(&q->sql, "?%zu", PARAM_FIRST + q->n_binds);
-    q->n_binds++;
-}
-
-static void param_text(struct q *q, const char *v)
-{
-    q->binds = sd_realloc(q->binds, (q->n_binds + 1) * sizeof(*q->binds));
-    q->binds[q->n_binds] = (struct bind){B_TEXT, 0, sd_strdup(v ? v : "")};
-    sd_buf_printf(&q->sql, "?%zu", PARAM_FIRST + q->n_binds);
-    q->n_binds++;
-}
-
-static bool is_text_field(enum sd_seg_field f)
-{
-    switch (f) {
-    case SD_SEG_F_EVENT_ID:
-    case SD_SEG_F_TITLE:
-    case SD_SEG_F_WORK_TITLE:
-    case SD_SEG_F_COMPOSER:
-    case SD_SEG_F_CAST:
-    case SD_SEG_F_VENUE:
-    case SD_SEG_F_HALL:
-    case SD_SEG_F_CITY:
-    case SD_SEG_F_TIME:
-    case SD_SEG_F_TICKET_CATEGORY:
-    case SD_SEG_F_CURRENCY:
-    case SD_SEG_F_POST_CODE:
-    case SD_SEG_F_CUSTOMER_CITY:
-    case SD_SEG_F_SALUTATION:
-    case SD_SEG_F_SOURCE:
-    case SD_SEG_F_LAST_ACTIVITY_TYPE:
-    case SD_SEG_F_LAST_ACTIVITY_CAMPAIGN:
-    case SD_SEG_F_STATUS:
-    case SD_SEG_F_ORDER_TYPE: return true;
-    default: return false;
-    }
-}
-
-static bool is_event_field(enum sd_seg_field f)
-{
-    return f <= SD_SEG_F_TIME;
-}
-
-/* The SQL expression a field's condition compares (events e, sales s, customers c). */
-static const char *field_expr(enum sd_seg_field f)
-{
-    switch (f) {
-    case SD_SEG_F_EVENT_ID: return "e.event_id";
-    case SD_SEG_F_TITLE: return "sd_fold(json_extract(e.doc, '$.title'))";
-    case SD_SEG_F_WORK_TITLE: return "sd_fold(json_extract(e.doc, '$.work_title'))";
-    case SD_SEG_F_COMPOSER: return "sd_fold(json_extract(e.doc, '$.composer'))";
-    case SD_SEG_F_CAST: return "sd_fold(json_extract(j.value, '$.name'))";
-    case SD_SEG_F_VENUE: return "sd_fold(json_extract(e.doc, '$.venue'))";
-    case SD_SEG_F_HALL: return "sd_fold(json_extract(e.doc, '$.hall'))";
-    case SD_SEG_F_CITY: return "sd_fold(json_extract(e.doc, '$.city'))";
-    case SD_SEG_F_DATE: return "json_extract(e.doc, '$.date')";
-    case SD_SEG_F_WEEKDAY: return "CAST(strftime('%w', json_extract(e.doc, '$.date')) AS INTEGER)";
-    case SD_SEG_F_TIME: return "json_extract(e.doc, '$.time')";
-    case SD_SEG_F_TICKET_CATEGORY: return "json_extract(s.doc, '$.ticket_category')";
-    case SD_SEG_F_PURCHASED: return "s.purchase_datetime";
-    case SD_SEG_F_PRICE: return "s.sales_price_minor";
-    case SD_SEG_F_CURRENCY: return "s.currency";
-    case SD_SEG_F_QUANTITY: return "json_extract(s.doc, '$.quantity')";
-    case SD_SEG_F_POST_CODE: return "c.seg_post_code"; /* sd_fold of '$.post_code' */
-    case SD_SEG_F_CUSTOMER_CITY: return "c.seg_city";  /* sd_fold of '$.city' */
-    case SD_SEG_F_SALUTATION: return "sd_fold(json_extract(c.doc, '$.salutation'))";
-    case SD_SEG_F_SOURCE: return "c.source";
-    case SD_SEG_F_ACTIVITIES: return "coalesce(json_extract(c.doc, '$.activity_count'), 0)";
-    case SD_SEG_F_LAST_ACTIVITY: return "json_extract(c.doc, '$.last_activity_at')";
-    case SD_SEG_F_LAST_ACTIVITY_TYPE: return "sd_fold(json_extract(c.doc, '$.last_activity_type'))";
-    case SD_SEG_F_LAST_ACTIVITY_CAMPAIGN:
-        return "sd_fold(json_extract(c.doc, '$.last_activity_campaign'))";
-    case SD_SEG_F_STATUS: return "s.status";
-    case SD_SEG_F_STATUS_CHANGED: return "s.status_changed";
-    case SD_SEG_F_ATTENDED: return "s.attended_quantity";
-    case SD_SEG_F_ORDER_TYPE: return "s.order_type";
-    case SD_SEG_F_EXPIRES: return "s.expires";
-    case SD_SEG_F_MEASURE: break;
-    }
-    return NULL;
-}
-
-/* A value list as a JSON array text, for `x IN (SELECT value FROM json_each(?))`. */
-static void param_list(struct q *q, const struct sd_seg_cond *c, bool text)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; i < c->n; i++) {
-        json_array_append_new(a, text ? json_string(c->v[i].text ? c->v[i].text : "")
-                                      : json_integer(c->v[i].num));
-    }
-    char *s = json_dumps(a, JSON_COMPACT);
-    json_decref(a);
-    param_text(q, s ? s : "[]");
-    free(s);
-}
-
-/* Text or number comparison of expression x. */
-static void compare(struct q *q, const char *x, const struct sd_seg_cond *c, bool text)
-{
-    static const char *const sym[] = {
-        [SD_SEG_EQ] = " = ",   [SD_SEG_NE] = " IS NOT ", [SD_SEG_GT] = " > ",
-        [SD_SEG_GTE] = " >= ", [SD_SEG_LT] = " < ",      [SD_SEG_LTE] = " <= ",
-    };
-    put(q, "(");
-    switch (c->op) {
-    case SD_SEG_EQ:
-    case SD_SEG_NE:
-    case SD_SEG_GT:
-    case SD_SEG_GTE:
-    case SD_SEG_LT:
-    case SD_SEG_LTE:
-        if (c->n != 1) {
-            q->err = -EINVAL;
-            break;
-        }
-        put(q, x);
-        put(q, sym[c->op]);
-        if (text) {
-            param_text(q, c->v[0].text);
-        } else {
-            param_int(q, c->v[0].num);
-        }
-        break;
-    case SD_SEG_BETWEEN:
-        if (c->n != 2) {
-            q->err = -EINVAL;
-            break;
-        }
-        put(q, x);
-        put(q, " BETWEEN ");
-        text ? param_text(q, c->v[0].text) : param_int(q, c->v[0].num);
-        put(q, " AND ");
-        text ? param_text(q, c->v[1].text) : param_int(q, c->v[1].num);
-        break;
-    case SD_SEG_IN:
-        put(q, x);
-        put(q, " IN (SELECT value FROM json_each(");
-        param_list(q, c, text);
-        put(q, "))");
-        break;
-    case SD_SEG_CONTAINS:
-    case SD_SEG_PREFIX:
-        if (c->n != 1 || !text) {
-            q->err = -EINVAL;
-            break;
-        }
-        put(q, "instr(");
-        put(q, x);
-        put(q, ", ");
-        param_text(q, c->v[0].text);
-        put(q, c->op == SD_SEG_PREFIX ? ") = 1" : ") > 0");
-        break;
-    case SD_SEG_EXISTS:
-        put(q, x);
-        put(q, c->exists ? " IS NOT NULL" : " IS NULL");
-        break;
-    }
-    put(q, ")");
-}
-
-/* ---- time ranges ---- */
-
-static void format_day(int64_t days, char out[16])
-{
-    int64_t y;
-    int m, d;
-    sd_civil_from_days(days, &y, &m, &d);
-    if (y > 9999) {
-        snprintf(out, 16, "~"); /* after every stored date */
-    } else if (y < 0) {
-        snprintf(out, 16, "0"); /* before every stored date */
-    } else {
-        snprintf(out, 16, "%04" PRId64 "-%02d-%02d", y, m, d);
-    }
-}
-
-static void format_instant(int64_t secs, char out[32])
-{
-    int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
-    int64_t rem = secs - days * 86400;
-    char day[16];
-    format_day(days, day);
-    if (day[0] == '~' || day[0] == '0') {
-        snprintf(out, 32, "%s", day);
-        return;
-    }
-    snprintf(out, 32, "%sT%02d:%02d:%02d", day, (int)(rem / 3600), (int)(rem / 60 % 60),
-             (int)(rem % 60));
-}
-
-/* The half-open range [lo, hi) a time value stands for: in seconds (by_day false) or days. */
-static void time_range(const struct q *q, const struct sd_seg_time *t, bool by_day, int64_t *lo,
-                       int64_t *hi)
-{
-    int64_t secs = 0;
-    bool is_day = false;
-    int64_t day = 0;
-    switch (t->kind) {
-    case SD_SEG_T_DAY:
-        is_day = true;
-        day = t->v;
-        break;
-    case SD_SEG_T_DAYS_AGO:
-        is_day = true;
-        day = q->today - t->v;
-        break;
-    case SD_SEG_T_INSTANT: secs = t->v; break;
-    case SD_SEG_T_AGO: secs = q->now_sec - t->v; break;
-    }
-    if (by_day) {
-        int64_t d = is_day ? day : (secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400));
-        *lo = d;
-        *hi = d + 1;
-    } else if (is_day) {
-        *lo = day * 86400;
-        *hi = (day + 1) * 86400;
-    } else {
-        *lo = secs;
-        *hi = secs + 1;
-    }
-}
-
-static void param_time(struct q *q, int64_t v, bool by_day)
-{
-    char buf[32];
-    if (by_day) {
-        format_day(v, buf);
-    } else {
-        format_instant(v, buf);
-    }
-    param_text(q, buf);
-}
-
-/* A time condition as an optional lower and upper bound, and whether it is negated (ne). */
-struct range {
-    bool has_lo, has_hi, negate;
-    int64_t lo, hi;
-};
-
-static int cond_range(const struct q *q, const struct sd_seg_cond *c, bool by_day,
-                      struct range *ret)
-{
-    int64_t lo = 0, hi = 0, lo2 = 0, hi2 = 0;
-    if (c->op == SD_SEG_BETWEEN ? c->n != 2 : c->n != 1) {
-        return -EINVAL;
-    }
-    time_range(q, &c->v[0].time, by_day, &lo, &hi);
-    struct range r = {0};
-    switch (c->op) {
-    case SD_SEG_NE: r.negate = true; /* fall through */
-    case SD_SEG_EQ: r = (struct range){true, true, r.negate, lo, hi}; break;
-    case SD_SEG_GT: r = (struct range){true, false, false, hi, 0}; break;
-    case SD_SEG_GTE: r = (struct range){true, false, false, lo, 0}; break;
-    case SD_SEG_LT: r = (struct range){false, true, false, 0, lo}; break;
-    case SD_SEG_LTE: r = (struct range){false, true, false, 0, hi}; break;
-    case SD_SEG_BETWEEN:
-        time_range(q, &c->v[1].time, by_day, &lo2, &hi2);
-        r = (struct range){true, true, false, lo, hi2};
-        break;
-    default: return -EINVAL;
-    }
-    *ret = r;
-    return 0;
-}
-
-/* x within range (no negation applied). */
-static void range_sql(struct q *q, const char *x, const struct range *r, bool by_day)
-{
-    put(q, "(");
-    if (r->has_lo) {
-        put(q, x);
-        put(q, " >= ");
-        param_time(q, r->lo, by_day);
-    }
-    if (r->has_lo && r->has_hi) {
-        put(q, " AND ");
-    }
-    if (r->has_hi) {
-        put(q, x);
-        put(q, " < ");
-        param_time(q, r->hi, by_day);
-    }
-    if (!r->has_lo && !r->has_hi) {
-        put(q, "1");
-    }
-    put(q, ")");
-}
-
-/* One filter condition on the current row (events e, sales s, customers c). */
-static void cond_sql(struct q *q, const struct sd_seg_cond *c)
-{
-    const char *x = field_expr(c->field);
-    if (!x) {
-        q->err = -EINVAL;
-        return;
-    }
-    if (c->field == SD_SEG_F_DATE || c->field == SD_SEG_F_PURCHASED ||
-        c->field == SD_SEG_F_STATUS_CHANGED || c->field == SD_SEG_F_EXPIRES ||
-        c->field == SD_SEG_F_LAST_ACTIVITY) {
-        bool by_day = c->field == SD_SEG_F_DATE;
-        if (c->op == SD_SEG_EXISTS) {
-            if (c->field == SD_SEG_F_DATE || c->field == SD_SEG_F_PURCHASED) {
-                put(q, c->exists ? "1" : "0"); /* both are required fields */
-            } else {
-                put(q, x);
-                put(q, c->exists ? " IS NOT NULL" : " IS NULL");
-            }
-            return;
-        }
-        struct range r;
-        if (cond_range(q, c, by_day, &r) < 0) {
-            q->err = -EINVAL;
-            return;
-        }
-        if (r.negate) {
-            put(q, "NOT ");
-        }
-        range_sql(q, x, &r, by_day);
-        return;
-    }
-    if (c->field == SD_SEG_F_CAST) {
-        if (c->op == SD_SEG_EXISTS) {
-            put(q, c->exists ? "(coalesce(json_array_length(e.doc, '$.cast'), 0) > 0)"
-                             : "(coalesce(json_array_length(e.doc, '$.cast'), 0) = 0)");
-            return;
-        }
-        /* ne: no cast member has the name. */
-        struct sd_seg_cond eq = *c;
-        if (c->op == SD_SEG_NE) {
-            eq.op = SD_SEG_EQ;
-        }
-        put(q, c->op == SD_SEG_NE ? "NOT EXISTS" : "EXISTS");
-        put(q, " (SELECT 1 FROM json_each(e.doc, '$.cast') j WHERE ");
-        compare(q, x, &eq, true);
-        put(q, ")");
-        return;
-    }
-    if (c->field == SD_SEG_F_PRICE) {
-        put(q, "(s.currency = ");
-        param_text(q, c->currency);
-        put(q, " AND ");
-        compare(q, x, c, false);
-        put(q, ")");
-        return;
-    }
-    compare(q, x, c, is_text_field(c->field));
-}
-
-/* Extra purchase-time bounds of a bought leaf (first/last purchase rewrites). */
-struct bounds {
-    bool has_lo, has_hi;
-    int64_t lo, hi; /* seconds */
-};
-
-/* Which index a sales subquery reads (0004_segment_indexes.sql). Every choice is spelled out
- * with INDEXED BY: the planner has no statistics (nobody runs ANALYZE) and, left alone, walks
- * an index whose order scatters its table reads. */
-static const char *sales_index(const struct sd_seg_cond *where, size_t n_where,
-                               enum sd_seg_measure m, bool is_count, const struct bounds *b)
-{
-    bool doc = false;
-    bool few_events = false;
-    for (size_t i = 0; i < n_where; i++) {
-        enum sd_seg_field f = where[i].field;
-        doc = doc || f == SD_SEG_F_TICKET_CATEGORY || f == SD_SEG_F_QUANTITY ||
-              f == SD_SEG_F_STATUS || f == SD_SEG_F_STATUS_CHANGED || f == SD_SEG_F_ATTENDED;
-        few_events = few_events || (f == SD_SEG_F_EVENT_ID &&
-                                    (where[i].op == SD_SEG_EQ || where[i].op == SD_SEG_IN));
-    }
-    if (doc) {
-        /* The document is in the table only: the few sales of named events through the
-         * event index, otherwise one pass over the table in rowid order. */
-        return few_events ? "seg_sales_event" : "sales_seq";
-    }
-    if (n_where == 0 && (!is_count || m == SD_SEG_M_PURCHASES || m == SD_SEG_M_TICKETS)) {
-        /* customer key, net tickets and purchase time are all it reads, in customer order */
-        (void)b;
-        return "sales_customer";
-    }
-    return "seg_sales_event"; /* covers event, purchase time, customer, currency, price, nets */
-}
-
-/* Which sales rows a leaf looks at, before its filters (model.h "order lifecycle"). */
-enum base {
-    BASE_ALL,       /* every row: sums of net figures (0 where nothing counts) */
-    BASE_LIVE,      /* live sales: net tickets left */
-    BASE_REFUNDED,  /* sales with something refunded */
-    BASE_HOLD,      /* open reservations and options, not expired */
-    BASE_ABANDONED, /* abandoned baskets */
-};
-
-/* The partial index of the rows that are not plain sold sales (0010_order_lifecycle.sql); the
- * query must repeat its WHERE term word for word for SQLite to use it. */
-#define LIFECYCLE_ROWS "(s.order_type <> 'sale' OR s.status <> 'sold')"
-
-static void base_sql(struct q *q, enum base base)
-{
-    switch (base) {
-    case BASE_ALL: return;
-    case BASE_LIVE: put(q, " AND s.net_quantity > 0"); return;
-    case BASE_REFUNDED:
-        put(q, " AND " LIFECYCLE_ROWS " AND s.order_type = 'sale'"
-               " AND (s.refunded_quantity > 0 OR s.refunded_minor > 0)");
-        return;
-    case BASE_HOLD:
-        put(q, " AND " LIFECYCLE_ROWS " AND s.order_type IN ('reservation', 'option')"
-               " AND s.status = 'open' AND (s.expires IS NULL OR s.expires > ");
-        param_time(q, q->now_sec, false);
-        put(q, ")");
-        return;
-    case BASE_ABANDONED: put(q, " AND " LIFECYCLE_ROWS " AND s.order_type = 'abandoned'"); return;
-    }
-}
-
-/* " FROM sales s INDEXED BY … [join] WHERE <scope, filters, currency, bounds>". */
-static void sales_from(struct q *q, const char *index, const char *join,
-                       const struct sd_seg_cond *where, size_t n_where, const char *currency,
-                       const struct bounds *b, enum base base)
-{
-    put(q, " FROM sales s INDEXED BY ");
-    put(q, base >= BASE_REFUNDED ? "seg_sales_lifecycle" : index);
-    if (join) {
-        put(q, join);
-    }
-    put(q, " WHERE s.tenant_id = ?1 AND s.env = ?2 AND s.customer_id <> '" SD_ANON_CUSTOMER "'");
-    base_sql(q, base);
-    bool any_event = false;
-    for (size_t i = 0; i < n_where; i++) {
-        any_event = any_event || is_event_field(where[i].field);
-    }
-    if (any_event) {
-        put(q, " AND s.event_ref IN (SELECT e.event_id FROM events e WHERE e.tenant_id = ?1"
-               " AND e.env = ?2");
-        for (size_t i = 0; i < n_where; i++) {
-            if (is_event_field(where[i].field)) {
-                put(q, " AND ");
-                cond_sql(q, &where[i]);
-            }
-        }
-        put(q, ")");
-    }
-    for (size_t i = 0; i < n_where; i++) {
-        if (!is_event_field(where[i].field)) {
-            put(q, " AND ");
-            cond_sql(q, &where[i]);
-        }
-    }
-    if (currency && currency[0]) {
-        put(q, " AND s.currency = ");
-        param_text(q, currency);
-    }
-    if (b && b->has_lo) {
-        put(q, " AND s.purchase_datetime >= ");
-        param_time(q, b->lo, false);
-    }
-    if (b && b->has_hi) {
-        put(q, " AND s.purchase_datetime < ");
-        param_time(q, b->hi, false);
-    }
-}
-
-/* "p.id IN (profiles of the customers with a matching sale)", or NOT IN. The sales give the
- * distinct customer keys first, so each buyer's profile is looked up once, not once a sale. */
-static void facts_leaf(struct q *q, bool in, const struct sd_seg_rule *r, const struct bounds *b,
-                       enum base base)
-{
-    put(q, in ? "p.id IN (" : "p.id NOT IN (");
-    put(q, "SELECT c.profile_id FROM customers c INDEXED BY seg_customers_key"
-           " WHERE c.tenant_id = ?1 AND c.env = ?2 AND c.profile_id IS NOT NULL"
-           " AND (c.source, c.customer_id) IN (SELECT s.source, s.customer_id");
-    sales_from(q, sales_index(r->where, r->n_where, 0, false, b), NULL, r->where, r->n_where, NULL,
-               b, base);
-    if (r->kind == SD_SEG_ABANDONED && r->not_bought_since) {
-        /* no live sale of the same profile (any of its source records) purchased after it */
-        put(q, " AND NOT EXISTS (SELECT 1 FROM customers c1 INDEXED BY seg_customers_key"
-               " JOIN customers c2 INDEXED BY customers_profile ON c2.profile_id = c1.profile_id"
-               " JOIN sales s2 INDEXED BY sales_customer ON s2.tenant_id = ?1 AND s2.env = ?2"
-               " AND s2.source = c2.source AND s2.customer_id = c2.customer_id"
-               " WHERE c1.tenant_id = ?1 AND c1.env = ?2 AND c1.source = s.source"
-               " AND c1.customer_id = s.customer_id AND c2.tenant_id = ?1 AND c2.env = ?2"
-               " AND s2.net_quantity > 0 AND s2.purchase_datetime > s.purchase_datetime)");
-    }
-    put(q, "))");
-}
-
-static void bought_leaf(struct q *q, bool in, const struct sd_seg_rule *r, const struct bounds *b)
-{
-    facts_leaf(q, in, r, b, BASE_LIVE);
-}
-
-/* Whether a count comparison holds for a profile without any matching sale (value 0). */
-static bool holds_at_zero(const struct sd_seg_cond *c)
-{
-    int64_t a = c->n > 0 ? c->v[0].num : 0, b = c->n > 1 ? c->v[1].num : 0;
-    switch (c->op) {
-    case SD_SEG_EQ: return a == 0;
-    case SD_SEG_NE: return a != 0;
-    case SD_SEG_GT: return 0 > a;
-    case SD_SEG_GTE: return 0 >= a;
-    case SD_SEG_LT: return 0 < a;
-    case SD_SEG_LTE: return 0 <= a;
-    case SD_SEG_BETWEEN: return a <= 0 && 0 <= b;
-    case SD_SEG_IN:
-        for (size_t i = 0; i < c->n; i++) {
-            if (c->v[i].num == 0) {
-                return true;
-            }
-        }
-        return false;
-    default: return false;
-    }
-}
-
-/* The comparisons of a count leaf on total, ANDed (negated as a whole when not `in`). */
-static void count_cmp(struct q *q, const struct sd_seg_rule *r, const char *total, bool negate)
-{
-    put(q, negate ? "NOT (" : "(");
-    for (size_t i = 0; i < r->n_cmp; i++) {
-        if (i) {
-            put(q, " AND ");
-        }
-        compare(q, total, &r->cmp[i], false);
-    }
-    put(q, ")");
-}
-
-/* A count of purchases, tickets or spend without a `where`: read from the per-profile facts
- * (0013_profile_facts.sql), which hold exactly the sums the sales path computes, per currency,
- * in one pass over them (their primary key, in profile order). Spend in one currency is one
- * row per profile, compared as it is; the others sum a profile's rows. */
-static void count_facts_leaf(struct q *q, const struct sd_seg_rule *r, bool zero)
-{
-    static const char *const total[] = {
-        [SD_SEG_M_PURCHASES] = "sum(f.purchases)",
-        [SD_SEG_M_TICKETS] = "sum(f.tickets)",
-        [SD_SEG_M_EVENTS] = NULL,
-        [SD_SEG_M_SPEND] = "sum(f.spend_minor)",
-    };
-    put(q, zero ? "p.id NOT IN (" : "p.id IN (");
-    if (r->measure == SD_SEG_M_SPEND && r->currency[0]) {
-        put(q, "SELECT f.profile_id FROM profile_facts f WHERE f.tenant_id = ?1 AND f.env = ?2"
-               " AND f.currency = ");
-        param_text(q, r->currency);
-        put(q, " AND ");
-        count_cmp(q, r, "f.spend_minor", zero);
-    } else {
-        put(q, "SELECT f.profile_id FROM profile_facts f WHERE f.tenant_id = ?1 AND f.env = ?2"
-               " GROUP BY f.profile_id HAVING ");
-        count_cmp(q, r, total[r->measure], zero);
-    }
-    put(q, ")");
-}
-
-/* Counts are per profile, over all its source records. Without a `where`, purchases, tickets
- * and spend come from the per-profile facts (count_facts_leaf). Otherwise purchases, tickets and
- * spend add up, so they are summed per customer key first (one group per buyer, in the index's
- * order where it can) and those partial sums per profile; distinct events do not add up and
- * are grouped by profile directly. */
-static void count_leaf(struct q *q, const struct sd_seg_rule *r)
-{
-    static const char *const partial[] = {
-        [SD_SEG_M_PURCHASES] = "count(*)",
-        [SD_SEG_M_TICKETS] = "coalesce(sum(s.net_quantity), 0)",
-        [SD_SEG_M_EVENTS] = NULL,
-        [SD_SEG_M_SPEND] = "coalesce(sum(s.net_minor), 0)",
-    };
-    /* Purchases and events count live sales; tickets and spend add net figures, which are 0
-     * wherever nothing is left to count. */
-    enum base base =
-        r->measure == SD_SEG_M_PURCHASES || r->measure == SD_SEG_M_EVENTS ? BASE_LIVE : BASE_ALL;
-    if ((unsigned)r->measure > SD_SEG_M_SPEND || r->n_cmp == 0) {
-        q->err = -EINVAL;
-        return;
-    }
-    bool zero = true;
-    for (size_t i = 0; i < r->n_cmp; i++) {
-        zero = zero && holds_at_zero(&r->cmp[i]);
-    }
-    if (r->n_where == 0 && r->measure != SD_SEG_M_EVENTS) {
-        count_facts_leaf(q, r, zero);
-        return;
-    }
-    const char *index = sales_index(r->where, r->n_where, r->measure, true, NULL);
-    const char *currency = r->measure == SD_SEG_M_SPEND ? r->currency : NULL;
-    const char *total;
-    put(q, zero ? "p.id NOT IN (" : "p.id IN (");
-    if (r->measure == SD_SEG_M_EVENTS) {
-        put(q, "SELECT c.profile_id");
-        /* CROSS JOIN keeps sales the outer loop: the filters first, then each matching sale's
-         * customer key to its profile. */
-        sales_from(q, index, " CROSS JOIN customers c INDEXED BY seg_customers_key", r->where,
-                   r->n_where, NULL, NULL, base);
-        put(q, " AND c.tenant_id = ?1 AND c.env = ?2 AND c.source = s.source"
-               " AND c.customer_id = s.customer_id AND c.profile_id IS NOT NULL");
-        total = "count(DISTINCT s.event_ref)";
-    } else {
-        put(q, "SELECT c.profile_id FROM (SELECT s.source AS src, s.customer_id AS cid, ");
-        put(q, partial[r->measure]);
-        put(q, " AS v");
-        sales_from(q, index, NULL, r->where, r->n_where, currency, NULL, base);
-        put(q, " GROUP BY s.source, s.customer_id) x JOIN customers c INDEXED BY"
-               " seg_customers_key ON c.tenant_id = ?1 AND c.env = ?2 AND c.source = x.src"
-               " AND c.customer_id = x.cid WHERE c.profile_id IS NOT NULL");
-        total = "sum(x.v)";
-    }
-    put(q, " GROUP BY c.profile_id HAVING ");
-    count_cmp(q, r, total, zero);
-    put(q, ")");
-}
-
-/* first/last purchase without a `where`, from the per-profile facts: the profile's latest
- * (earliest) live purchase is the max (min) over its rows, one pass over the facts in profile
- * order per condition. "Last purchase within [lo, hi)" = some live purchase ≥ lo and none ≥ hi
- * = latest ≥ lo and latest < hi, the rewrite purchase_range makes into bought leaves; ne is
- * "bought, and not within"; exists false is "no live purchase". */
-static void purchase_facts_leaf(struct q *q, const struct sd_seg_rule *r)
-{
-    const char *x =
-        r->kind == SD_SEG_LAST_PURCHASE ? "max(f.last_purchase)" : "min(f.first_purchase)";
-    put(q, "(");
-    for (size_t i = 0; i < r->n_cmp; i++) {
-        const struct sd_seg_cond *c = &r->cmp[i];
-        if (i) {
-            put(q, " AND ");
-        }
-        bool never = c->op == SD_SEG_EXISTS && !c->exists;
-        put(q, never ? "p.id NOT IN (" : "p.id IN (");
-        put(q, "SELECT f.profile_id FROM profile_facts f WHERE f.tenant_id = ?1 AND f.env = ?2"
-               " GROUP BY f.profile_id HAVING ");
-        put(q, x);
-        put(q, " IS NOT NULL");
-        if (c->op != SD_SEG_EXISTS) {
-            struct range g;
-            if (cond_range(q, c, false, &g) < 0) {
-                q->err = -EINVAL;
-                return;
-            }
-            put(q, g.negate ? " AND NOT " : " AND ");
-            range_sql(q, x, &g, false);
-        }
-        put(q, ")");
-    }
-    put(q, ")");
-}
-
-/* first/last purchase within a range, as bought leaves (see the top of the file). */
-static void purchase_range(struct q *q, const struct sd_seg_rule *r, const struct range *g)
-{
-    bool last = r->kind == SD_SEG_LAST_PURCHASE;
-    struct bounds inner = {0}, outer = {0};
-    bool need_inner, need_outer;
-    if (last) {
-        /* some purchase ≥ lo, none ≥ hi */
-        inner = (struct bounds){.has_lo = g->has_lo, .lo = g->lo};
-        outer = (struct bounds){.has_lo = true, .lo = g->hi};
-        need_inner = true;
-        need_outer = g->has_hi;
-    } else {
-        /* some purchase < hi, none < lo */
-        inner = (struct bounds){.has_hi = g->has_hi, .hi = g->hi};
-        outer = (struct bounds){.has_hi = true, .hi = g->lo};
-        need_inner = true;
-        need_outer = g->has_lo;
-    }
-    put(q, "(");
-    if (need_inner) {
-        bought_leaf(q, true, r, &inner);
-    }
-    if (need_outer) {
-        put(q, " AND ");
-        bought_leaf(q, false, r, &outer);
-    }
-    put(q, ")");
-}
-
-static void purchase_leaf(struct q *q, const struct sd_seg_rule *r)
-{
-    if (r->n_cmp == 0) {
-        q->err = -EINVAL;
-        return;
-    }
-    if (r->n_where == 0) {
-        purchase_facts_leaf(q, r);
-        return;
-    }
-    put(q, "(");
-    for (size_t i = 0; i < r->n_cmp; i++) {
-        const struct sd_seg_cond *c = &r->cmp[i];
-        if (i) {
-            put(q, " AND ");
-        }
-        if (c->op == SD_SEG_EXISTS) {
-            bought_leaf(q, c->exists, r, NULL);
-            continue;
-        }
-        struct range g;
-        if (cond_range(q, c, false, &g) < 0) {
-            q->err = -EINVAL;
-            return;
-        }
-        if (g.negate) {
-            put(q, "(");
-            bought_leaf(q, true, r, NULL);
-            put(q, " AND NOT ");
-            purchase_range(q, r, &g);
-            put(q, ")");
-        } else {
-            purchase_range(q, r, &g);
-        }
-    }
-    put(q, ")");
-}
-
-/* The index of the folded customer field a condition can be looked up in (eq, in, prefix), or
- * NULL (ne, contains and exists read every record of the scope). */
-static const char *customer_index(const struct sd_seg_cond *c)
-{
-    if (c->op != SD_SEG_EQ && c->op != SD_SEG_IN && c->op != SD_SEG_PREFIX) {
-        return NULL;
-    }
-    if (c->field == SD_SEG_F_POST_CODE) {
-        return "seg_customers_post_code";
-    }
-    if (c->field == SD_SEG_F_CUSTOMER_CITY) {
-        return "seg_customers_city";
-    }
-    return NULL;
-}
-
-/* A prefix as the index range [p, p with its last byte raised) on column x, ANDed to the exact
- * instr() test that compare() writes. Text compares bytewise (BINARY), so every string that
- * starts with p lies in the range; folded text is UTF-8 and never holds a 0xFF byte, but such
- * bytes are dropped before raising the last one all the same. */
-static void prefix_range(struct q *q, const char *x, const char *p)
-{
-    size_t n = strlen(p);
-    put(q, " AND ");
-    put(q, x);
-    put(q, " >= ");
-    param_text(q, p);
-    while (n > 0 && (unsigned char)p[n - 1] == 0xFF) {
-        n--;
-    }
-    if (n == 0) {
-        return;
-    }
-    char *hi = sd_strndup(p, n);
-    hi[n - 1] = (char)((unsigned char)hi[n - 1] + 1);
-    put(q, " AND ");
-    put(q, x);
-    put(q, " < ");
-    param_text(q, hi);
-    free(hi);
-}
-
-/* The profiles of the source records matching every filter. The first filter on post_code or
- * city that an index serves picks that index (covering: the profile id is in it), so a filter
- * such as post_code prefix "1" reads its index range, not every customer. */
-static void customer_leaf(struct q *q, const struct sd_seg_rule *r)
-{
-    const char *index = NULL;
-    size_t at = 0;
-    for (size_t i = 0; i < r->n_where && !index; i++) {
-        index = customer_index(&r->where[i]);
-        at = i;
-    }
-    put(q, "p.id IN (SELECT c.profile_id FROM customers c");
-    if (index) {
-        put(q, " INDEXED BY ");
-        put(q, index);
-    }
-    put(q, " WHERE c.tenant_id = ?1 AND c.env = ?2 AND c.profile_id IS NOT NULL");
-    for (size_t i = 0; i < r->n_where; i++) {
-        put(q, " AND ");
-        cond_sql(q, &r->where[i]);
-    }
-    const struct sd_seg_cond *c = index ? &r->where[at] : NULL;
-    if (c && c->op == SD_SEG_PREFIX && c->n == 1 && c->v[0].text) {
-        prefix_range(q, field_expr(c->field), c->v[0].text);
-    }
-    put(q, ")");
-}
-
-static void rule_sql(struct q *q, const struct sd_seg_rule *r, unsigned depth)
-{
-    if (!r || depth > 64 || q->err) {
-        q->err = -EINVAL;
-        return;
-    }
-    switch (r->kind) {
-    case SD_SEG_ALL:
-    case SD_SEG_ANY:
-        if (r->n_kids == 0) {
-            put(q, r->kind == SD_SEG_ALL ? "1" : "0");
-            return;
-        }
-        put(q, "(");
-        for (size_t i = 0; i < r->n_kids; i++) {
-            if (i) {
-                put(q, r->kind == SD_SEG_ALL ? " AND " : " OR ");
-            }
-            rule_sql(q, r->kids[i], depth + 1);
-        }
-        put(q, ")");
-        return;
-    case SD_SEG_NOT:
-        if (r->n_kids != 1) {
-            q->err = -EINVAL;
-            return;
-        }
-        put(q, "NOT (");
-        rule_sql(q, r->kids[0], depth + 1);
-        put(q, ")");
-        return;
-    case SD_SEG_BOUGHT: bought_leaf(q, true, r, NULL); return;
-    case SD_SEG_COUNT: count_leaf(q, r); return;
-    case SD_SEG_FIRST_PURCHASE:
-    case SD_SEG_LAST_PURCHASE: purchase_leaf(q, r); return;
-    case SD_SEG_CUSTOMER: customer_leaf(q, r); return;
-    case SD_SEG_REFUNDED: facts_leaf(q, true, r, NULL, BASE_REFUNDED); return;
-    case SD_SEG_HOLDS: facts_leaf(q, true, r, NULL, BASE_HOLD); return;
-    case SD_SEG_ABANDONED: facts_leaf(q, true, r, NULL, BASE_ABANDONED); return;
-    }
-    q->err = -EINVAL;
-}
-
-/* The whole query: the members' ids (count_only: their number). */
-static int build(struct q *q, const struct sd_seg_rule *rule, int64_t now_usec, bool count_only)
-{
-    sd_buf_init(&q->sql);
-    q->now_sec = now_usec / 1000000;
-    q->today = q->now_sec >= 0 ? q->now_sec / 86400 : -((-q->now_sec + 86399) / 86400);
-    put(q, count_only ? "SELECT count(*)" : "SELECT p.id");
-    put(q, " FROM profiles p WHERE p.tenant_id = ?1 AND p.env = ?2 AND p.opt_out = 0"
-           " AND p.suppressed = 0");
-    if (!count_only) {
-        put(q, " AND p.id > ?3");
-    }
-    put(q, " AND ");
-    rule_sql(q, rule, 0);
-    if (!count_only) {
-        put(q, " ORDER BY p.id LIMIT ?4");
-    }
-    return q->err;
-}
-
 /* ---- running it -------------------------------------------------------------------------------
  */
 
@@ -1312,30 +402,76 @@ static void limits_off(struct conn *c)
     sqlite3_progress_handler(c->db, 0, NULL, NULL);
 }
 
-/* Prepare q on c and bind the scope and every parameter. */
-static int prepare(struct conn *c, const struct q *q, int64_t tenant_id, enum sd_env env,
-                   sqlite3_stmt **ret)
+/* A membership query being run: its compiled text, the read connection it runs on, its
+ * prepared statement and the budget the progress handler enforces. */
+struct run {
+    struct sd_seg_sql q;
+    struct conn *c;
+    sqlite3_stmt *st;
+    struct limits lim;
+};
+
+static void run_close(struct sd_store *s, struct run *run)
 {
-    sqlite3_stmt *st = NULL;
+    sqlite3_finalize(run->st);
+    if (run->c) {
+        sd_sqlite_pool_put(s, run->c);
+    }
+    sd_seg_sql_release(&run->q);
+    run->st = NULL;
+    run->c = NULL;
+}
+
+/* What every membership query does first: compile the rule in SQLite's dialect, borrow a read
+ * connection, start the budget (one already spent stops here), prepare the statement and bind
+ * the scope, the rule's values and, for members, after (?3) and limit (?4; -1: no limit).
+ * On failure nothing is left to close. */
+static int run_open(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                    const struct sd_seg_rule *rule, int64_t now_usec, bool count_only,
+                    int64_t after, int64_t limit, const struct sd_seg_budget *budget,
+                    struct run *ret)
+{
+    struct run run = {0};
+    int r = sd_seg_sql_build(rule, now_usec, count_only, &sd_seg_dialect_sqlite, &run.q);
+    if (r < 0) {
+        return r;
+    }
+    r = sd_sqlite_pool_get(s, &run.c);
+    if (r < 0) {
+        run.c = NULL;
+        goto fail;
+    }
+    limits_init(&run.lim, budget);
+    if (over_limits(&run.lim)) {
+        r = run.lim.reason;
+        goto fail;
+    }
     /* The text holds no values (they are bound), so it may be logged. */
-    sd_log(SD_LOG_DEBUG, "segment query", "sql=\"%s\"", q->sql.data);
-    int rc = sqlite3_prepare_v2(c->db, q->sql.data, (int)q->sql.len + 1, &st, NULL);
+    sd_log(SD_LOG_DEBUG, "segment query", "sql=\"%s\"", run.q.sql);
+    int rc = sqlite3_prepare_v2(run.c->db, run.q.sql, (int)run.q.len + 1, &run.st, NULL);
     if (rc != SQLITE_OK) {
-        return sd_sqlite_fail(c, rc, "prepare segment query");
+        r = sd_sqlite_fail(run.c, rc, "prepare segment query");
+        goto fail;
     }
-    rc = sqlite3_bind_int64(st, 1, tenant_id) | sqlite3_bind_int(st, 2, (int)env);
-    for (size_t i = 0; i < q->n_binds; i++) {
-        int n = (int)(PARAM_FIRST + i);
-        const struct bind *b = &q->binds[i];
-        rc |= b->type == B_INT ? sqlite3_bind_int64(st, n, b->i)
-                               : sqlite3_bind_text(st, n, b->text, -1, SQLITE_STATIC);
+    rc = sqlite3_bind_int64(run.st, 1, tenant_id) | sqlite3_bind_int(run.st, 2, (int)env);
+    if (!count_only) {
+        rc |= sqlite3_bind_int64(run.st, 3, after) | sqlite3_bind_int64(run.st, 4, limit);
+    }
+    for (size_t i = 0; i < run.q.n_params; i++) {
+        int n = (int)(run.q.first_param + i);
+        const struct sd_seg_param *p = &run.q.params[i];
+        rc |= p->type == SD_SEG_P_INT ? sqlite3_bind_int64(run.st, n, p->i)
+                                      : sqlite3_bind_text(run.st, n, p->text, -1, SQLITE_STATIC);
     }
     if (rc != SQLITE_OK) {
-        sqlite3_finalize(st);
-        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        r = sd_sqlite_fail(run.c, SQLITE_MISUSE, "bind");
+        goto fail;
     }
-    *ret = st;
+    *ret = run;
     return 0;
+fail:
+    run_close(s, &run);
+    return r;
 }
 
 /* Step st; an interruption by the progress handler becomes l->reason. */
@@ -1360,39 +496,21 @@ static int seg_count(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     if (!rule || !sd_sqlite_env_ok(env)) {
         return -EINVAL;
     }
-    struct q q = {0};
-    int r = build(&q, rule, now_usec, true);
+    struct run run;
+    int r = run_open(s, tenant_id, env, rule, now_usec, true, 0, 0, budget, &run);
     if (r < 0) {
-        q_release(&q);
         return r;
     }
-    struct conn *c = NULL;
-    r = sd_sqlite_pool_get(s, &c);
-    if (r < 0) {
-        q_release(&q);
-        return r;
+    limits_on(run.c, &run.lim);
+    r = step(run.c, run.st, &run.lim, "segment count");
+    limits_off(run.c);
+    if (r == SQLITE_ROW) {
+        *ret = sqlite3_column_int64(run.st, 0);
+        r = 0;
+    } else if (r >= 0) {
+        r = sd_sqlite_fail(run.c, SQLITE_ERROR, "segment count: no row");
     }
-    sqlite3_stmt *st = NULL;
-    struct limits lim;
-    limits_init(&lim, budget);
-    r = over_limits(&lim) ? lim.reason : 0;
-    if (r == 0) {
-        r = prepare(c, &q, tenant_id, env, &st);
-    }
-    if (r == 0) {
-        limits_on(c, &lim);
-        r = step(c, st, &lim, "segment count");
-        limits_off(c);
-        if (r == SQLITE_ROW) {
-            *ret = sqlite3_column_int64(st, 0);
-            r = 0;
-        } else if (r >= 0) {
-            r = sd_sqlite_fail(c, SQLITE_ERROR, "segment count: no row");
-        }
-    }
-    sqlite3_finalize(st);
-    sd_sqlite_pool_put(s, c);
-    q_release(&q);
+    run_close(s, &run);
     return r;
 }
 
@@ -1483,56 +601,34 @@ static int seg_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     if (!rule || !sd_sqlite_env_ok(env) || limit < 1 || limit > SD_SEGMENT_MEMBERS_MAX) {
         return -EINVAL;
     }
-    struct q q = {0};
-    int r = build(&q, rule, now_usec, false);
+    struct run run;
+    int r =
+        run_open(s, tenant_id, env, rule, now_usec, false, after, (int64_t)limit + 1, budget, &run);
     if (r < 0) {
-        q_release(&q);
-        return r;
-    }
-    struct conn *c = NULL;
-    r = sd_sqlite_pool_get(s, &c);
-    if (r < 0) {
-        q_release(&q);
         return r;
     }
     struct sd_seg_member_page page = {.next_after = after};
-    sqlite3_stmt *st = NULL;
     bool in_tx = false, limited = false;
-    struct limits lim;
-    limits_init(&lim, budget);
-    r = over_limits(&lim) ? lim.reason : 0;
-    if (r < 0) {
-        goto out;
-    }
-    r = prepare(c, &q, tenant_id, env, &st);
-    if (r < 0) {
-        goto out;
-    }
-    if ((sqlite3_bind_int64(st, 3, after) | sqlite3_bind_int64(st, 4, (int64_t)limit + 1)) !=
-        SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-        goto out;
-    }
-    r = sd_sqlite_run(c, ST_BEGIN);
+    r = sd_sqlite_run(run.c, ST_BEGIN);
     if (r < 0) {
         goto out;
     }
     in_tx = true;
     page.v = sd_calloc(limit, sizeof(*page.v));
-    limits_on(c, &lim);
+    limits_on(run.c, &run.lim);
     limited = true;
-    while ((r = step(c, st, &lim, "segment members")) == SQLITE_ROW) {
+    while ((r = step(run.c, run.st, &run.lim, "segment members")) == SQLITE_ROW) {
         if (page.n == limit) {
             page.has_more = true;
             break;
         }
-        page.v[page.n++].profile_id = sqlite3_column_int64(st, 0);
+        page.v[page.n++].profile_id = sqlite3_column_int64(run.st, 0);
     }
     if (r < 0) {
         goto out;
     }
-    sqlite3_reset(st);
-    r = member_sources(c, tenant_id, env, &lim, &page);
+    sqlite3_reset(run.st);
+    r = member_sources(run.c, tenant_id, env, &run.lim, &page);
     if (r < 0) {
         goto out;
     }
@@ -1542,14 +638,14 @@ static int seg_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     r = 0;
 out:
     if (limited) {
-        limits_off(c);
+        limits_off(run.c);
     }
-    sqlite3_finalize(st);
+    sqlite3_finalize(run.st);
+    run.st = NULL;
     if (in_tx) {
-        (void)sd_sqlite_run(c, ST_COMMIT); /* ends the read transaction */
+        (void)sd_sqlite_run(run.c, ST_COMMIT); /* ends the read transaction */
     }
-    sd_sqlite_pool_put(s, c);
-    q_release(&q);
+    run_close(s, &run);
     if (r == 0) {
         *ret = page;
     } else {
@@ -1591,50 +687,26 @@ static int member_ids(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                       const struct sd_seg_rule *rule, int64_t now_usec,
                       const struct sd_seg_budget *budget, int64_t **ret, size_t *ret_n)
 {
-    struct q q = {0};
-    int r = build(&q, rule, now_usec, false);
+    struct run run;
+    int r = run_open(s, tenant_id, env, rule, now_usec, false, 0, -1, budget, &run);
     if (r < 0) {
-        q_release(&q);
-        return r;
-    }
-    struct conn *c = NULL;
-    r = sd_sqlite_pool_get(s, &c);
-    if (r < 0) {
-        q_release(&q);
         return r;
     }
     int64_t *v = NULL;
     size_t n = 0, cap = 0;
-    sqlite3_stmt *st = NULL;
-    struct limits lim;
-    limits_init(&lim, budget);
-    r = over_limits(&lim) ? lim.reason : 0;
-    if (r == 0) {
-        r = prepare(c, &q, tenant_id, env, &st);
-    }
-    if (r == 0 && (sqlite3_bind_int64(st, 3, 0) | sqlite3_bind_int64(st, 4, -1)) != SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-    }
-    if (r == 0) {
-        limits_on(c, &lim);
-        while ((r = step(c, st, &lim, "segment snapshot")) == SQLITE_ROW) {
-            if (n == cap) {
-                cap = cap ? cap * 2 : 1024;
-                v = sd_realloc(v, cap * sizeof(*v));
-            }
-            v[n++] = sqlite3_column_int64(st, 0);
+    limits_on(run.c, &run.lim);
+    while ((r = step(run.c, run.st, &run.lim, "segment snapshot")) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 1024;
+            v = sd_realloc(v, cap * sizeof(*v));
         }
-        limits_off(c);
-        if (r == SQLITE_DONE) {
-            r = 0;
-        }
+        v[n++] = sqlite3_column_int64(run.st, 0);
     }
-    sqlite3_finalize(st);
-    sd_sqlite_pool_put(s, c);
-    q_release(&q);
-    if (r < 0) {
+    limits_off(run.c);
+    run_close(s, &run);
+    if (r != SQLITE_DONE) {
         free(v);
-        return r;
+        return r < 0 ? r : -EIO;
     }
     *ret = v;
     *ret_n = n;
