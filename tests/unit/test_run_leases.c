@@ -15,10 +15,15 @@
  *  - test_fenced_commit: the holder's fenced state put commits; once the lease is taken over,
  *    the old holder's put is -ESTALE and, its savepoint undone, nothing of its job is stored
  *    (neither the state nor, where the backend stores records, the records it applied); a put
- *    with a token never issued is -ESTALE too; the new holder's put commits. */
+ *    with a token never issued is -ESTALE too; the new holder's put commits.
+ *  - test_takeover_waits_for_commit: the holder's fenced put has passed its check (its lease
+ *    already expired) and its transaction is still open: another node's take waits until that
+ *    transaction commits, and only then gets the lease, so what the check let through is
+ *    committed before any takeover (the stored state is the old holder's). */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -285,6 +290,45 @@ static void test_fenced_commit(void **state)
     assert_state(f, "{\"cursor\":5}");
 }
 
+struct taker {
+    struct sd_store_handle *h;
+    int result;
+    int64_t fence;
+    atomic_bool finished;
+};
+
+static void *take_later(void *arg)
+{
+    struct taker *t = arg;
+    t->result = take(t->h, CON, "node-b", LONG_USEC, &t->fence);
+    atomic_store(&t->finished, true);
+    return NULL;
+}
+
+static void test_takeover_waits_for_commit(void **state)
+{
+    struct fx *f = *state;
+    int64_t fa = 0;
+    assert_int_equal(take(f->a, CON, "node-a", 100000, &fa), 0);
+    sleep_ms(200); /* expired, not taken over: the token still passes */
+    assert_int_equal(sd_store_write_begin(f->a), 0);
+    assert_int_equal(sd_store_connector_state_put_fenced(f->a, CON, "{\"cursor\":7}", fa), 0);
+    struct taker t = {.h = f->b};
+    atomic_init(&t.finished, false);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, take_later, &t), 0);
+    sleep_ms(500);
+    bool early = atomic_load(&t.finished);
+    assert_int_equal(sd_store_write_commit(f->a), 0);
+    pthread_join(th, NULL);
+    assert_false(early);
+    assert_int_equal(t.result, 0);
+    assert_true(t.fence > fa);
+    assert_state(f, "{\"cursor\":7}");
+    assert_int_equal(fenced_job(f, f->a, "{\"cursor\":8}", fa, false), -ESTALE);
+    assert_state(f, "{\"cursor\":7}");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -293,6 +337,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fenced_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_takeover_waits_for_commit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
