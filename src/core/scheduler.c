@@ -75,8 +75,8 @@ struct inst {
     int64_t run_started_usec;
     int watch_wd;
     struct sd_scheduler *owner;
-    /* The run in progress: what the run thread decides with, copied at dispatch (the loop may
-     * replace conf and sched while it runs), and its lease. */
+    /* The run in progress: what the run thread judges "due" by, copied at dispatch, and the
+     * lease it holds. */
     struct sd_schedule run_sched;
     bool run_sched_ok;
     int64_t run_due_after_usec;

@@ -273,7 +273,7 @@ struct sd_store_ops {
     /* Replace a connector's state document (cursor and run status), in the current
      * transaction: committed together with the records of the same job. */
     int (*connector_state_put)(struct sd_store *s, const char *id, const char *doc);
-    /* The same, for a run that holds the connector's run lease (below): in the same
+    /* The same, for a run that holds the connector's run lease (above): in the same
      * transaction, the put first checks that `fence` is still the lease's current token and not
      * released, and fails with -ESTALE otherwise (nothing written; the caller's job fails, so
      * its savepoint and the records it applied go with it). The check holds until COMMIT: a
