@@ -82,6 +82,7 @@ struct inst {
     int64_t run_due_after_usec;
     atomic_bool stop;           /* the run stops at its next safe point */
     bool leased;                /* lock: the run holds its lease (the loop renews it) */
+    bool run_active;            /* lock: the connector itself runs (lease taken, still due) */
     int64_t fence;              /* lock: its token */
     int64_t renewed_mono_usec;  /* lock: when it was taken or last renewed */
     enum run_outcome outcome;   /* set by the run thread before done */
@@ -348,6 +349,7 @@ static enum run_outcome lease_and_run(struct inst *in)
     } else {
         pthread_mutex_lock(&s->lock);
         in->run_started_usec = sd_now_usec();
+        in->run_active = true;
         pthread_mutex_unlock(&s->lock);
         sd_connector_run_instance(s->hub, &in->conf, fence, &in->stop, &in->live);
         out = RUN_RAN;
@@ -473,6 +475,7 @@ static void dispatch(struct sd_scheduler *s)
         best->due_now = false;
         best->busy_until_usec = 0;
         best->leased = false;
+        best->run_active = false;
         best->outcome = RUN_BUSY;
         atomic_store(&best->stop, false);
         best->running = true;
@@ -797,8 +800,11 @@ json_t *sd_scheduler_live(struct sd_scheduler *s, const char *id)
     struct inst *in = find(s, id);
     if (in) {
         out = json_object();
-        json_object_set_new(out, "running", json_boolean(in->running && !in->done));
-        if (in->running) {
+        /* This node's view: running only once it holds the lease and the run has started (a
+         * node that found the lease busy shows what it plans next). */
+        bool active = in->running && in->run_active && !in->done;
+        json_object_set_new(out, "running", json_boolean(active));
+        if (active) {
             json_object_set_new(out, "run_started_usec", json_integer(in->run_started_usec));
             json_object_set_new(out, "progress",
                                 json_integer((json_int_t)atomic_load(&in->live.progress)));
