@@ -3,9 +3,9 @@
  * save, what it only changed in memory does not, and the next run of the instance starts from
  * the saved document and carries it on. Also the limits: no state document, too large.
  *
- * The killed "hub" is a child process: it opens the data folder, saves and is killed with
- * SIGKILL before it can close anything; the test then opens the folder again as a restarted
- * hub would. */
+ * The killed "hub" is a child process: it opens the store, saves and is killed with SIGKILL
+ * before it can close anything; the test then opens the store again as a restarted hub would.
+ * The writer side of the state lives in the store: store suite: both backends. */
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -32,6 +32,12 @@ struct fx {
     int64_t tenant;
 };
 
+/* The hub on the test's store: the data folder alone (SQLite) or with the database's URL. */
+static int hub_open(const struct fx *f, struct sd_hub **ret)
+{
+    return sd_hub_open(f->ts.dir, sd_test_store_is_sqlite() ? NULL : f->ts.url, ret);
+}
+
 static int setup(void **state)
 {
     struct fx *f = sd_calloc(1, sizeof(*f));
@@ -57,7 +63,7 @@ static int teardown(void **state)
 static void child_run_and_die(const struct fx *f, int poll, bool save)
 {
     struct sd_hub *hub = NULL;
-    if (sd_hub_open(f->ts.dir, NULL, &hub) != 0) {
+    if (hub_open(f, &hub) != 0) {
         _exit(2);
     }
     struct sd_connector_ctx ctx = {
@@ -108,13 +114,13 @@ static void test_saved_state_survives_kill(void **state)
     run_child(f, 7, true);
 
     struct sd_hub *hub = NULL;
-    assert_int_equal(sd_hub_open(f->ts.dir, NULL, &hub), 0);
+    assert_int_equal(hub_open(f, &hub), 0);
     assert_int_equal(saved_poll(hub), 7); /* saved; the change after the save is gone */
     sd_hub_close(hub);
 
     /* A change never saved dies with the process. */
     run_child(f, 8, false);
-    assert_int_equal(sd_hub_open(f->ts.dir, NULL, &hub), 0);
+    assert_int_equal(hub_open(f, &hub), 0);
     assert_int_equal(saved_poll(hub), 7);
 
     /* The next run of the instance starts from the saved document and keeps it: a rest_pull
@@ -146,7 +152,7 @@ static void test_save_limits(void **state)
 {
     struct fx *f = *state;
     struct sd_hub *hub = NULL;
-    assert_int_equal(sd_hub_open(f->ts.dir, NULL, &hub), 0);
+    assert_int_equal(hub_open(f, &hub), 0);
     /* No state document (a run not configured in the store). */
     struct sd_connector_ctx bare = {.hub = hub, .tenant_id = f->tenant, .id = ID};
     assert_null(sd_connector_saved(&bare));

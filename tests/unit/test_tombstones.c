@@ -1,6 +1,6 @@
 /* test_tombstones.c — the store's side of deletions in the change feed, merged updates, remote
- * versions and origins (store.h: delete_record, get_customer, apply_ingest), on the SQLite
- * backend in a fresh directory per test. Records are built by hand (no validator): each doc is
+ * versions and origins (store.h: delete_record, get_customer, apply_ingest), a fresh store per
+ * test; store suite: both backends. Records are built by hand (no validator): each doc is
  * given as JSON text, so merging and the feed's entries can be checked by content.
  *
  * What must hold:
@@ -21,13 +21,13 @@
 
 #include <cmocka.h>
 #include <jansson.h>
-#include <sqlite3.h>
 
 #include "base/base.h"
 #include "model/model.h"
 #include "store/audience.h"
 #include "store/store.h"
 #include "store_fixture.h"
+#include "store_sql.h"
 
 struct fx {
     struct sd_test_store st;
@@ -199,7 +199,14 @@ static void test_erased_customer_feed(void **state)
 
     assert_int_equal(sd_store_write_begin(f->h), 0);
     struct sd_erasure_result er = {0};
-    assert_int_equal(sd_store_profile_erase(f->h, f->t, SD_ENV_TEST, NULL, "C1", &er), 0);
+    int r = sd_store_profile_erase(f->h, f->t, SD_ENV_TEST, NULL, "C1", &er);
+    if (r == -ENOTSUP && !sd_test_store_is_sqlite()) {
+        /* Erasure belongs to the profiles part (audience.h), not yet on this backend. */
+        assert_int_equal(sd_store_write_rollback(f->h), 0);
+        sd_batch_release(&b);
+        skip();
+    }
+    assert_int_equal(r, 0);
     assert_int_equal(sd_store_write_commit(f->h), 0);
 
     for (int k = 0; k < 2; k++) {
@@ -348,18 +355,9 @@ static void test_merge_moves_references(void **state)
     b.sales[0].event_id[1] = '2';
     ingest_ok(f, &b); /* E2 resolves: no reference error */
 
-    char path[160];
-    snprintf(path, sizeof(path), "%s/stagedoor.db", f->st.dir);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT DISTINCT event_ref FROM sales", -1, &st, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "E1");
-    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    char *rows = sd_test_sql(&f->st, "SELECT DISTINCT event_ref FROM sales");
+    assert_string_equal(rows, "E1\n");
+    free(rows);
 }
 
 /* A rolled-back deletion leaves neither the deletion nor its tombstone, and its number is
@@ -517,34 +515,15 @@ static void test_origin_kept(void **state)
     add_cu(&b, "C2", "{\"customer_id\":\"C2\"}", -1, 0); /* the API: no origin */
     ingest_ok(f, &b);
 
-    char path[160];
-    snprintf(path, sizeof(path), "%s/stagedoor.db", f->st.dir);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(
-        sqlite3_prepare_v2(db,
-                           "SELECT 'e', origin FROM events UNION ALL SELECT customer_id, origin"
-                           " FROM customers UNION ALL SELECT 's', origin FROM sales ORDER BY 1",
-                           -1, &st, NULL),
-        SQLITE_OK);
-    const char *want[][2] = {{"C1", "con_0123456789abcdef"},
-                             {"C2", NULL},
-                             {"e", "con_0123456789abcdef"},
-                             {"s", "con_0123456789abcdef"}};
-    for (size_t i = 0; i < 4; i++) {
-        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-        assert_string_equal((const char *)sqlite3_column_text(st, 0), want[i][0]);
-        const unsigned char *o = sqlite3_column_text(st, 1);
-        if (want[i][1]) {
-            assert_string_equal((const char *)o, want[i][1]);
-        } else {
-            assert_null(o);
-        }
-    }
-    assert_int_equal(sqlite3_step(st), SQLITE_DONE);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    char *rows =
+        sd_test_sql(&f->st, "SELECT 'e', origin FROM events UNION ALL SELECT customer_id,"
+                            " origin FROM customers UNION ALL SELECT 's', origin FROM sales"
+                            " ORDER BY 1");
+    assert_string_equal(rows, "C1|con_0123456789abcdef\n"
+                              "C2|NULL\n"
+                              "e|con_0123456789abcdef\n"
+                              "s|con_0123456789abcdef\n");
+    free(rows);
 }
 
 /* ---- reads: a customer's source -------------------------------------------------------------- */

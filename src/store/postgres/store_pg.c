@@ -44,6 +44,7 @@
 #include "pg_internal.h"
 #include "pg_leases.h"
 #include "pg_outbox.h"
+#include "pg_records.h"
 #include "store/store.h"
 
 extern const char *const sd_pg_schema[];
@@ -720,6 +721,18 @@ const struct sd_store_ops sd_store_pg_ops = {
     .run_lease_take = sd_pg_run_lease_take,
     .run_lease_renew = sd_pg_run_lease_renew,
     .run_lease_release = sd_pg_run_lease_release,
+    .apply_ingest = sd_pg_apply_ingest,
+    .replace_sale = sd_pg_replace_sale,
+    .delete_record = sd_pg_delete_record,
+    .idem_put = sd_pg_idem_put,
+    .idem_purge = sd_pg_idem_purge,
+    .idem_get = sd_pg_idem_get,
+    .list_records = sd_pg_list_records,
+    .get_record = sd_pg_get_record,
+    .count_records = sd_pg_count_records,
+    .get_customer = sd_pg_get_customer,
+    .get_customer_in_write = sd_pg_get_customer_in_write,
+    .check_sale_refs = sd_pg_check_sale_refs,
     .rate_take = sd_pg_rate_take,
     .outbox = &sd_pg_outbox_ops,
     .quota = &sd_pg_quota_ops,

@@ -1,0 +1,60 @@
+/* pg_facts.h — the per-profile purchase facts (profile_facts) of the PostgreSQL backend, kept
+ * equal to their definition inside the writer's transaction, under the same rules as the
+ * SQLite backend (sqlite_internal.h, "per-profile purchase facts"):
+ *  - a sale just inserted: batch_add, flushed before any other facts call and at the end of
+ *    the batch;
+ *  - a sale about to be updated or deleted: sale_out before the statement; after an update
+ *    (whether or not it changed the row), sale_in;
+ *  - a customer record about to change profile or be deleted: record_get before (its profile,
+ *    and whether its key has sales); after, if it has sales, profile for the old and the new
+ *    profile.
+ * All run on the connection given (the writer's), writer thread only. Each returns 0 or a
+ * negative errno (-EIO, -ENOSPC …) after logging; the caller rolls back. Private to
+ * src/store/postgres/. */
+#ifndef SD_PG_FACTS_H
+#define SD_PG_FACTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pg_internal.h"
+
+/* The new sales of one batch, summed per profile and currency before they are written (the
+ * profile of each customer key looked up once). Zero-initialised; batch_release frees it. */
+struct sd_pg_facts_key {
+    char *source, *customer_id; /* NULL: free slot */
+    int64_t profile_id;         /* 0: none */
+};
+struct sd_pg_facts_sum {
+    int64_t profile_id;
+    char *currency; /* NULL: free slot */
+    int64_t purchases, tickets, spend_minor, sales;
+    char *first, *last; /* live purchase times, NULL: none */
+};
+struct sd_pg_facts_batch {
+    struct sd_pg_facts_key *keys;
+    size_t keys_cap, n_keys;
+    struct sd_pg_facts_sum *sums;
+    size_t sums_cap, n_sums;
+};
+
+int sd_pg_facts_batch_add(struct pgconn *c, struct sd_pg_facts_batch *fb, int64_t tenant_id,
+                          enum sd_env env, const char *source, const char *customer_id,
+                          const char *currency, const char *purchased, int64_t net_quantity,
+                          int64_t net_minor);
+int sd_pg_facts_batch_flush(struct pgconn *c, struct sd_pg_facts_batch *fb, int64_t tenant_id,
+                            enum sd_env env);
+void sd_pg_facts_batch_release(struct sd_pg_facts_batch *fb);
+/* Tell the batch the profile of customer key (source, customer_id) (0: none), looked up by the
+ * caller with others in one statement, so batch_add need not ask the store. */
+void sd_pg_facts_batch_known(struct sd_pg_facts_batch *fb, const char *source,
+                             const char *customer_id, int64_t profile_id);
+int sd_pg_facts_sale_out(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *invoice);
+int sd_pg_facts_sale_in(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *invoice);
+int sd_pg_facts_record_get(struct pgconn *c, int64_t tenant_id, enum sd_env env, int64_t seq,
+                           int64_t *ret_profile_id, bool *ret_has_sales);
+/* Recompute profile_id's rows from its sales (nothing for profile_id ≤ 0). */
+int sd_pg_facts_profile(struct pgconn *c, int64_t tenant_id, enum sd_env env, int64_t profile_id);
+
+#endif
