@@ -2,7 +2,8 @@
 one store"). The nodes are `stagedoor serve` processes on one SQLite data directory; the
 connector is "test_runs" (tests/connectors/test_runs: a run appends "start N PID" to a log file,
 holds, commits its cursor N + 1 with the customer "run-N-PID", then appends "done N PID").
-Leases last 2 s (STAGEDOOR_RUN_LEASE_SECONDS).
+Leases last 2 s (STAGEDOOR_RUN_LEASE_SECONDS). store suite: both backends (on PostgreSQL every
+node is given the one database of the data directory).
 
   - two nodes, five "run now" requests one after the other (each node sees each request): every
     run is done exactly once, and exactly one customer per run is stored;

@@ -4,9 +4,9 @@
  * store suite: both backends
  *
  * The connector is "test_runs" (tests/connectors/test_runs): a run reads its cursor n, appends
- * "start n PID" to a log file, holds, commits cursor n + 1 (with a customer "run-n-PID" on
- * SQLite; state only on PostgreSQL until the records are ported there) and appends "done n PID"
- * or "refused n PID ERR" ("stopped n PID ERR" if asked to stop while holding). Leases last
+ * "start n PID" to a log file, holds, commits cursor n + 1 with a customer "run-n-PID" and
+ * appends "done n PID" or "refused n PID ERR" ("stopped n PID ERR" if asked to stop while
+ * holding). Leases last
  * 2 s (STAGEDOOR_RUN_LEASE_SECONDS).
  *
  *  - test_each_run_once: two hubs with a scheduler each, in this process, on one store; five
@@ -73,8 +73,7 @@ static void put_connector(struct fx *f, int hold_ms)
 {
     struct sd_store_handle *h = NULL;
     open_store(f, &h);
-    char *settings = sd_asprintf("{\"log\":\"%s\",\"hold_ms\":%d,\"customers\":%s}", f->log,
-                                 hold_ms, sd_test_store_is_sqlite() ? "true" : "false");
+    char *settings = sd_asprintf("{\"log\":\"%s\",\"hold_ms\":%d}", f->log, hold_ms);
     struct sd_connector_conf c = {.id = CON,
                                   .tenant_id = f->tenant,
                                   .env = SD_ENV_TEST,
@@ -164,7 +163,7 @@ static int64_t committed_cursor(struct fx *f)
     return v;
 }
 
-/* SQLite (records stored by the runs): whether customer run-n-pid exists. */
+/* Whether the customer run-n-pid (stored by run n of process pid) exists. */
 static bool has_customer(struct fx *f, long long n, long pid)
 {
     struct sd_store_handle *h = NULL;
@@ -279,10 +278,8 @@ static void test_sigkill_takeover(void **state)
     assert_int_equal(count_lines(f, "done", 0, child), 0);
     assert_int_equal(count_lines(f, "done", 0, getpid()), 1);
     assert_int_equal(committed_cursor(f), 1);
-    if (sd_test_store_is_sqlite()) {
-        assert_true(has_customer(f, 0, getpid()));
-        assert_false(has_customer(f, 0, child));
-    }
+    assert_true(has_customer(f, 0, getpid()));
+    assert_false(has_customer(f, 0, child));
 }
 
 static void test_stalled_node_fenced(void **state)
@@ -310,10 +307,8 @@ static void test_stalled_node_fenced(void **state)
     assert_int_equal(count_lines(f, "done", 0, child), 0);
     assert_int_equal(count_lines(f, "done", 0, getpid()), 1);
     assert_int_equal(committed_cursor(f), 1);
-    if (sd_test_store_is_sqlite()) {
-        assert_true(has_customer(f, 0, getpid()));
-        assert_false(has_customer(f, 0, child));
-    }
+    assert_true(has_customer(f, 0, getpid()));
+    assert_false(has_customer(f, 0, child));
 }
 
 int main(void)
