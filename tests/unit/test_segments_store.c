@@ -1,5 +1,5 @@
-/* test_segments_store.c — segment membership as the store computes it (sqlite_segments.c), and
- * the segment definitions (control plane).
+/* test_segments_store.c — segment membership as the store computes it (sqlite_segments.c,
+ * pg_segments.c), and the segment definitions (control plane).
  *
  * A fresh store per test with a small, hand-made box office: four events, five customers (one
  * opted out, one without sales, one person also present in a second source, "csv", with the
@@ -8,7 +8,11 @@
  * sd_store_apply_ingest, which links customers into profiles — so no SQL appears here. Each
  * rule is parsed by core/segment_rules.c and its members compared with the expected set; a
  * member is named by the smallest customer id among its source records ("A" for A + A2).
- * Relative dates resolve against a fixed now, 2026-01-01T00:00:00Z. */
+ * Relative dates resolve against a fixed now, 2026-01-01T00:00:00Z.
+ *
+ * store suite: both backends (sqlite_segments.c, pg_segments.c). On PostgreSQL, the cases that
+ * read or rewrite the SQLite file skip that part, and the checks that need the profiles part's
+ * suppress and erase skip while that backend answers them -ENOTSUP. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -95,6 +99,23 @@ static void ingest(struct fx *f, int64_t tenant, enum sd_env env, const char *so
         fail_msg("fixture refused: %d %s", outcome, first ? first : "");
     }
     free(first);
+}
+
+/* Suppress one address of acme's TEST (through the writer). -ENOTSUP (nothing written) when
+ * the backend lacks the profiles part's write ops: PostgreSQL until they are ported. */
+static int suppress_one(struct fx *f, const char *email_key)
+{
+    const char *keys[] = {email_key};
+    struct sd_suppress_result sr = {0};
+    assert_int_equal(sd_store_write_begin(f->h), 0);
+    int r = sd_store_profile_suppress(f->h, f->acme, SD_ENV_TEST, keys, 1, &sr);
+    if (r == -ENOTSUP && !sd_test_store_is_sqlite()) {
+        assert_int_equal(sd_store_write_rollback(f->h), 0);
+        return r;
+    }
+    assert_int_equal(r, 0);
+    assert_int_equal(sd_store_write_commit(f->h), 0);
+    return 0;
 }
 
 /* The fixture reads best laid out as the records it is. */
@@ -624,6 +645,9 @@ static void test_customer_and_boolean(void **state)
  * the folding of its document's values, read straight from the file. */
 static void check_folded_columns(struct fx *f)
 {
+    if (!sd_test_store_is_sqlite()) {
+        return; /* it reads the SQLite file; the rules below check the columns' effect */
+    }
     char path[160];
     snprintf(path, sizeof(path), "%s/stagedoor.db", f->st.dir);
     sqlite3 *db = NULL;
@@ -896,11 +920,9 @@ static void test_opt_out_suppression_erasure(void **state)
     assert_string_equal(got, "A,C,E");
     free(got);
     /* E's address is suppressed */
-    const char *keys[] = {"e@x.org"};
-    struct sd_suppress_result sr = {0};
-    assert_int_equal(sd_store_write_begin(f->h), 0);
-    assert_int_equal(sd_store_profile_suppress(f->h, f->acme, SD_ENV_TEST, keys, 1, &sr), 0);
-    assert_int_equal(sd_store_write_commit(f->h), 0);
+    if (suppress_one(f, "e@x.org") == -ENOTSUP) {
+        skip(); /* no profile suppress and erase on this backend yet */
+    }
     got = members(f, f->acme, SD_ENV_TEST, all, 10);
     assert_string_equal(got, "A,C");
     free(got);
@@ -1269,6 +1291,9 @@ static void test_lifecycle_replace(void **state)
 static void test_lifecycle_migration(void **state)
 {
     struct fx *f = *state;
+    if (!sd_test_store_is_sqlite()) {
+        skip(); /* it rewrites the SQLite file to an older schema */
+    }
     static const char *const rules[] = {
         "{\"bought\":{}}",
         "{\"count\":{\"of\":\"spend\",\"currency\":\"EUR\",\"gte\":\"178.00\"}}",
@@ -1364,11 +1389,14 @@ static void test_snapshot_frozen(void **state)
     /* B opts out, E is suppressed, C is erased: gone from both snapshots at once */
     ingest(f, f->acme, SD_ENV_TEST, NULL,
            "{\"customers\":[" CU("B", "b@x.org", ",\"ad_opt_out\":true") "]}");
-    const char *keys[] = {"e@x.org"};
-    struct sd_suppress_result sr = {0};
-    assert_int_equal(sd_store_write_begin(f->h), 0);
-    assert_int_equal(sd_store_profile_suppress(f->h, f->acme, SD_ENV_TEST, keys, 1, &sr), 0);
-    assert_int_equal(sd_store_write_commit(f->h), 0);
+    if (suppress_one(f, "e@x.org") == -ENOTSUP) {
+        /* no profile suppress and erase on this backend yet: the opt-out alone */
+        got = snap_listing(f, f->acme, SD_ENV_TEST, s1, NOW_USEC, 1, &r);
+        assert_int_equal(r, 0);
+        assert_string_equal(got, "A,C,E");
+        free(got);
+        skip();
+    }
     struct sd_erasure_result er = {0};
     assert_int_equal(sd_store_write_begin(f->h), 0);
     assert_int_equal(sd_store_profile_erase(f->h, f->acme, SD_ENV_TEST, "webhook", "C", &er), 0);
