@@ -22,9 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
+#include <pthread.h>
 #include <sqlite3.h>
 
 #include "base/base.h"
@@ -893,6 +896,83 @@ static void test_budget(void **state)
     sd_seg_rule_free(heavy);
 }
 
+struct raiser {
+    atomic_bool *flag;
+    int64_t after_usec;
+};
+
+static void *raise_later(void *arg)
+{
+    struct raiser *r = arg;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(r->after_usec * 1000)};
+    nanosleep(&ts, NULL);
+    atomic_store(r->flag, true);
+    return NULL;
+}
+
+/* A budget that runs out while the statement runs (PostgreSQL): another session holds an ACCESS
+ * EXCLUSIVE lock on profiles, so every membership statement waits inside the server. A
+ * wall-clock or CPU budget of 200 ms ends count, members and snapshot_create with -ETIME, a
+ * cancel flag raised 200 ms into a count with -ECANCELED, each long before the lock goes (the
+ * statement is cancelled, not left running); then the connections serve the next calls. */
+static void test_budget_in_flight(void **state)
+{
+    struct fx *f = *state;
+    if (sd_test_store_is_sqlite()) {
+        skip(); /* SQLite's readers never wait for a lock; test_budget covers its handler */
+    }
+    PGconn *pg = PQconnectdb(f->st.url);
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    PGresult *res = PQexec(pg, "BEGIN; LOCK TABLE profiles IN ACCESS EXCLUSIVE MODE");
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    struct sd_seg_rule *r = rule_of("{\"all\":[]}");
+    struct sd_seg_budget wall = {.wall_usec = 200000}, cpu = {.cpu_usec = 200000};
+    int64_t n = -1, id = 0;
+    struct sd_seg_member_page p = {0};
+    int64_t t0 = sd_mono_usec();
+    assert_int_equal(sd_store_segment_count(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, &wall, &n),
+                     -ETIME);
+    assert_int_equal(sd_store_segment_count(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, &cpu, &n),
+                     -ETIME);
+    assert_int_equal(
+        sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 10, &wall, &p),
+        -ETIME);
+    assert_int_equal(sd_store_segment_snapshot_create(f->h, f->acme, SD_ENV_TEST, "seg_t", r,
+                                                      NOW_USEC, SD_SEGMENT_SNAPSHOT_TTL_USEC, &wall,
+                                                      &id, &n),
+                     -ETIME);
+    int64_t spent = sd_mono_usec() - t0;
+    assert_true(spent >= 4 * 200000);
+    assert_true(spent < 4 * 200000 + 4000000); /* cut off, not waiting for the lock */
+    atomic_bool cancel;
+    atomic_init(&cancel, false);
+    struct raiser rz = {.flag = &cancel, .after_usec = 200000};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, raise_later, &rz), 0);
+    struct sd_seg_budget cancelled = {.cancel = &cancel};
+    t0 = sd_mono_usec();
+    assert_int_equal(
+        sd_store_segment_count(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, &cancelled, &n),
+        -ECANCELED);
+    spent = sd_mono_usec() - t0;
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(spent >= 200000 && spent < 1200000);
+    res = PQexec(pg, "ROLLBACK");
+    PQclear(res);
+    PQfinish(pg);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sd_store_segment_count(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, NULL, &n),
+                         0);
+        assert_int_equal(n, 4);
+        assert_int_equal(
+            sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 10, NULL, &p), 0);
+        assert_int_equal(p.n, 4);
+        sd_seg_member_page_release(&p);
+    }
+    sd_seg_rule_free(r);
+}
+
 static void test_scope(void **state)
 {
     struct fx *f = *state;
@@ -1478,6 +1558,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_customer_activity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_budget_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scope, setup, teardown),
         cmocka_unit_test_setup_teardown(test_opt_out_suppression_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_definitions, setup, teardown),
