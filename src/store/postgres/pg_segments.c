@@ -15,7 +15,8 @@
  * (SET LOCAL, via set_config): a leaf `p.id [NOT] IN (subquery)` is a hashed SubPlan only while
  * the subquery's ids fit in work_mem × hash_mem_multiplier, and at the server's default (4MB) a
  * few hundred thousand ids already make it a scan of the materialised ids per profile
- * (quadratic). 64MB holds a few million ids per leaf; it is per computation, not per server.
+ * (quadratic: `p.id NOT IN` one million ids over one million profiles ran past 30 s at 4MB,
+ * 1.3 s at 64MB). 64MB holds a few million ids per leaf; it is per computation, not per server.
  *
  * The budget (audience.h). The statement is sent asynchronously and the calling thread waits
  * for its answer in slices of at most WATCH_USEC, checking the budget between slices: the cancel
