@@ -45,6 +45,7 @@
 #include "pg_leases.h"
 #include "pg_outbox.h"
 #include "pg_records.h"
+#include "pg_segments.h"
 #include "store/store.h"
 
 extern const char *const sd_pg_schema[];
@@ -737,4 +738,5 @@ const struct sd_store_ops sd_store_pg_ops = {
     .outbox = &sd_pg_outbox_ops,
     .quota = &sd_pg_quota_ops,
     .inbound = &sd_pg_inbound_ops,
+    .segments = &sd_pg_segment_ops,
 };
