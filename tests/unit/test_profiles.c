@@ -1,8 +1,9 @@
-/* test_profiles.c — unified customers (issue #4 §1) against the SQLite store: linking at ingest
- * under each rule, a source record that never moves, split, the most restrictive opt-out, the
- * suppression list at ingest, and GDPR erasure. Records go through the real validator
- * (sd_validate_ingest) so e-mail folding is the production one; write operations run the way
- * the writer runs them (begin, savepoint, op, release, commit). Each test gets a fresh store. */
+/* test_profiles.c — unified customers (issue #4 §1): linking at ingest under each rule, a
+ * source record that never moves, split, the most restrictive opt-out, the suppression list at
+ * ingest, and GDPR erasure. Records go through the real validator (sd_validate_ingest) so
+ * e-mail folding is the production one; write operations run the way the writer runs them
+ * (begin, savepoint, op, release, commit). Each test gets a fresh store.
+ * store suite: both backends */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "base/base.h"
@@ -21,6 +23,7 @@
 #include "store/audience.h"
 #include "store/store.h"
 #include "store_fixture.h"
+#include "store_sql.h"
 
 struct fx {
     struct sd_test_store st;
@@ -192,6 +195,15 @@ static void set_rule(struct fx *f, const char *client_id, enum sd_link_rule rule
 /* Run a statement on the database behind the store's back (simulating older data). */
 static void sql_exec(struct fx *f, const char *q)
 {
+    if (!sd_test_store_is_sqlite()) {
+        PGconn *pg = PQconnectdb(f->st.url);
+        assert_int_equal(PQstatus(pg), CONNECTION_OK);
+        PGresult *res = PQexec(pg, q);
+        assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+        PQclear(res);
+        PQfinish(pg);
+        return;
+    }
     char path[160];
     snprintf(path, sizeof(path), "%s/stagedoor.db", f->st.dir);
     sqlite3 *db = NULL;
@@ -203,17 +215,14 @@ static void sql_exec(struct fx *f, const char *q)
 /* Direct SQL for facts the store interface does not expose (inspection only). */
 static int64_t sql_int(struct fx *f, const char *q)
 {
-    char path[160];
-    snprintf(path, sizeof(path), "%s/stagedoor.db", f->st.dir);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
+    return sd_test_sql_int(&f->st, q);
+}
+
+/* The text of q for the backend under test: SQLite's dialect, or PostgreSQL's (documents are
+ * TEXT there, read as json). */
+static const char *dialect(const char *sqlite, const char *pg)
+{
+    return sd_test_store_is_sqlite() ? sqlite : pg;
 }
 
 /* ---- tests ----------------------------------------------------------------------------------- */
@@ -551,8 +560,10 @@ static void test_erasure(void **state)
     assert_null(strstr(doc, "C1"));
     free(doc);
     assert_int_equal(sql_int(f, "SELECT count(*) FROM sales WHERE customer_id = 'ANON'"), 3);
-    assert_int_equal(sql_int(f, "SELECT count(*) FROM sales WHERE customer_id = 'ANON'"
-                                " AND json_extract(doc, '$.customer_id') = 'ANON'"),
+    assert_int_equal(sql_int(f, dialect("SELECT count(*) FROM sales WHERE customer_id = 'ANON'"
+                                        " AND json_extract(doc, '$.customer_id') = 'ANON'",
+                                        "SELECT count(*) FROM sales WHERE customer_id = 'ANON'"
+                                        " AND doc::json ->> 'customer_id' = 'ANON'")),
                      3);
     assert_int_equal(sql_int(f, "SELECT count(*) FROM sales WHERE customer_id = 'C2'"), 1);
     assert_true(sql_int(f, "SELECT min(seq) FROM sales WHERE customer_id = 'ANON'") >
@@ -670,7 +681,8 @@ static void test_customers_without_email(void **state)
     sd_profile_release(&p1);
     assert_true(b1 != profile_of(f, f->t1, "box", "B2", NULL));
     set_rule(f, "acme", SD_LINK_EMAIL_AND_LAST_NAME);
-    ingest_flags(f, f->t1, T, "box", "{\"customers\":[{\"customer_id\":\"B3\",\"last_name\":\"Box\"}]}",
+    ingest_flags(f, f->t1, T, "box",
+                 "{\"customers\":[{\"customer_id\":\"B3\",\"last_name\":\"Box\"}]}",
                  SD_VALIDATE_EMAIL_OPTIONAL);
     assert_true(profile_of(f, f->t1, "box", "B3", NULL) != b1);
     assert_int_equal(sql_int(f, "SELECT count(*) FROM profiles WHERE link_key IS NULL"), 3);
@@ -679,18 +691,26 @@ static void test_customers_without_email(void **state)
     ingest_flags(f, f->t1, T, "box",
                  "{\"customers\":[{\"customer_id\":\"B3\",\"email\":\"B3@example.com\"}]}",
                  SD_VALIDATE_EMAIL_OPTIONAL);
-    ingest_flags(f, f->t1, T, "box", "{\"customers\":[{\"customer_id\":\"B3\",\"first_name\":\"Al\"}]}",
+    ingest_flags(f, f->t1, T, "box",
+                 "{\"customers\":[{\"customer_id\":\"B3\",\"first_name\":\"Al\"}]}",
                  SD_VALIDATE_EMAIL_OPTIONAL);
-    assert_int_equal(sql_int(f, "SELECT count(*) FROM customers WHERE customer_id = 'B3'"
-                                " AND email_key = 'b3@example.com'"
-                                " AND doc ->> '$.email' = 'B3@example.com'"),
+    assert_int_equal(sql_int(f, dialect("SELECT count(*) FROM customers WHERE customer_id = 'B3'"
+                                        " AND email_key = 'b3@example.com'"
+                                        " AND doc ->> '$.email' = 'B3@example.com'",
+                                        "SELECT count(*) FROM customers WHERE customer_id = 'B3'"
+                                        " AND email_key = 'b3@example.com'"
+                                        " AND doc::json ->> 'email' = 'B3@example.com'")),
                      1);
     ingest_flags(f, f->t1, T, "box", "{\"customers\":[{\"customer_id\":\"B3\",\"email\":null}]}",
                  SD_VALIDATE_EMAIL_OPTIONAL);
-    assert_int_equal(sql_int(f, "SELECT count(*) FROM customers WHERE customer_id = 'B3'"
-                                " AND email_key IS NULL AND json_type(doc, '$.email') IS NULL"
-                                " AND doc ->> '$.first_name' = 'Al'"),
-                     1);
+    assert_int_equal(
+        sql_int(f, dialect("SELECT count(*) FROM customers WHERE customer_id = 'B3'"
+                           " AND email_key IS NULL AND json_type(doc, '$.email') IS NULL"
+                           " AND doc ->> '$.first_name' = 'Al'",
+                           "SELECT count(*) FROM customers WHERE customer_id = 'B3'"
+                           " AND email_key IS NULL AND NOT (doc::jsonb ? 'email')"
+                           " AND doc::json ->> 'first_name' = 'Al'")),
+        1);
 
     /* suppressions never reach them */
     struct sd_suppress_result sr = suppress(f, f->t1, "b3@example.com");
