@@ -600,6 +600,64 @@ static void test_erasure(void **state)
     assert_int_equal(erase(f, f->t2, "webhook", "C2", &res), -ENOENT);
 }
 
+/* The anonymised sales get their new seqs in one order on every backend (by net quantity, then
+ * purchase time, then their old seq), and each document is the stored one with only its
+ * customer_id replaced, in place. */
+static void test_erasure_sales_order_and_documents(void **state)
+{
+    struct fx *f = *state;
+    static const char *const sales[][3] = {
+        /* invoice, purchased, quantity */
+        {"I-a", "2025-05-01T10:00:00Z", "2"},
+        {"I-b", "2025-06-01T10:00:00Z", "1"},
+        {"I-c", "2025-04-01T10:00:00Z", "1"},
+        {"I-d", "2025-06-01T10:00:00Z", "1"},
+    };
+    struct sd_buf body;
+    sd_buf_init(&body);
+    sd_buf_puts(&body, "{\"events\":[{\"event_id\":\"E1\",\"title\":\"Otello\","
+                       "\"date\":\"2025-10-03\",\"time\":\"19:30:00\",\"venue\":\"Opera\","
+                       "\"hall\":\"Main\",\"city\":\"Berlin\",\"capacity\":1250}],"
+                       "\"customers\":[{\"customer_id\":\"Z1\",\"email\":\"z@example.com\"}],"
+                       "\"sales\":[");
+    for (size_t i = 0; i < 4; i++) {
+        char *one = sd_asprintf("%s{\"invoice_number\":\"%s\",\"event_id\":\"E1\","
+                                "\"customer_id\":\"Z1\",\"purchase_datetime\":\"%s\","
+                                "\"sales_price\":\"10.50\",\"currency\":\"EUR\","
+                                "\"ticket_category\":\"regular\",\"quantity\":%s}",
+                                i ? "," : "", sales[i][0], sales[i][1], sales[i][2]);
+        sd_buf_puts(&body, one);
+        free(one);
+    }
+    sd_buf_puts(&body, "]}");
+    char *json = sd_buf_steal(&body);
+    ingest(f, f->t1, T, "webhook", json);
+    free(json);
+    char *before[4] = {NULL};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(sd_store_get_record(f->h, SD_KIND_SALE, f->t1, T, sales[i][0], &before[i]),
+                         0);
+    }
+    struct sd_erasure_result res = {0};
+    assert_int_equal(erase(f, f->t1, "webhook", "Z1", &res), 0);
+    assert_int_equal(res.sales_anonymized, 4);
+    char *order = sd_test_sql(&f->st, "SELECT invoice_number FROM sales ORDER BY seq");
+    assert_string_equal(order, "I-c\nI-b\nI-d\nI-a\n");
+    free(order);
+    for (size_t i = 0; i < 4; i++) {
+        char *doc = NULL;
+        assert_int_equal(sd_store_get_record(f->h, SD_KIND_SALE, f->t1, T, sales[i][0], &doc), 0);
+        char *at = strstr(before[i], "\"customer_id\":\"Z1\"");
+        assert_non_null(at);
+        char *want = sd_asprintf("%.*s\"customer_id\":\"ANON\"%s", (int)(at - before[i]), before[i],
+                                 at + strlen("\"customer_id\":\"Z1\""));
+        assert_string_equal(doc, want);
+        free(want);
+        free(doc);
+        free(before[i]);
+    }
+}
+
 static void test_erase_needs_source_when_ambiguous(void **state)
 {
     struct fx *f = *state;
@@ -744,6 +802,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_opt_out_most_restrictive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_suppression, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erasure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_erasure_sales_order_and_documents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_needs_source_when_ambiguous, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erasure_keeps_seq_increasing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_without_profile, setup, teardown),
