@@ -14,6 +14,7 @@ extern const struct sd_connector sd_connector_s360;
 extern const struct sd_connector sd_connector_archtics;
 #ifdef SD_TEST_CONNECTORS
 extern const struct sd_connector sd_connector_test_contacts; /* tests/connectors/, not shipped */
+extern const struct sd_connector sd_connector_test_runs;
 #endif
 
 const struct sd_connector *const sd_connectors[] = {
@@ -29,6 +30,7 @@ const struct sd_connector *const sd_connectors[] = {
     &sd_connector_archtics,
 #ifdef SD_TEST_CONNECTORS
     &sd_connector_test_contacts,
+    &sd_connector_test_runs,
 #endif
     NULL,
 };

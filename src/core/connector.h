@@ -130,6 +130,11 @@ struct sd_connector_ctx {
      * delivery (lease set) as a write, so a deliver that makes several requests (a query and
      * an update, a 202 poll) takes each of them from the ledger. */
     int64_t prepaid_calls;
+    /* A scheduled run: the fencing token of the run lease its node holds (0: no lease, e.g.
+     * the demo loader or a delivery). Core names it in every commit of the run (records with
+     * their cursor, state saves, the run's last state document), so once another node took
+     * the lease over, each of them fails with -ESTALE and nothing more is stored. */
+    int64_t run_fence;
 };
 
 struct sd_outbox_item; /* store/audience.h (through core/outbox.h) */

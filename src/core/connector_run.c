@@ -102,7 +102,8 @@ int sd_connector_commit_fn(struct sd_connector_ctx *ctx, const json_t *body,
                                .skip_bad = skip_bad,
                                .state_id = ctx->state ? ctx->id : NULL,
                                .state_fn = ctx->state ? commit_state : NULL,
-                               .state_arg = &c};
+                               .state_arg = &c,
+                               .state_fence = ctx->run_fence};
     int r = sd_hub_ingest_opts(ctx->hub, ctx->tenant_id, ctx->env, body, &o, out);
     if (r == 0 && out->status == 202) {
         ctx->records_in += out->n_events + out->n_customers + out->n_sales;
@@ -273,7 +274,9 @@ static int job_run(struct sd_store_handle *st, struct sd_write_job *wj)
                         json_integer((json_int_t)(state_u64(job->ctx->state, "records_unchanged") +
                                                   job->unchanged)));
     char *doc = json_dumps(state, JSON_COMPACT);
-    r = sd_store_connector_state_put(st, job->ctx->id, doc);
+    r = job->ctx->run_fence
+            ? sd_store_connector_state_put_fenced(st, job->ctx->id, doc, job->ctx->run_fence)
+            : sd_store_connector_state_put(st, job->ctx->id, doc);
     free(doc);
     if (r == 0) {
         job->new_state = state;
@@ -335,7 +338,8 @@ int sd_connector_state_save(struct sd_connector_ctx *ctx)
     json_t *empty = json_object();
     struct sd_ingest_outcome res;
     sd_ingest_outcome_init(&res);
-    struct sd_ingest_opts o = {.state_id = ctx->id, .state_doc = doc};
+    struct sd_ingest_opts o = {
+        .state_id = ctx->id, .state_doc = doc, .state_fence = ctx->run_fence};
     r = sd_hub_ingest_opts(ctx->hub, ctx->tenant_id, ctx->env, empty, &o, &res);
     if (r == 0 && res.status != 202) {
         r = -EIO;
@@ -376,7 +380,8 @@ int sd_connector_state_load(struct sd_hub *hub, const char *id, json_t **ret)
 }
 
 int sd_connector_run_instance(struct sd_hub *hub, const struct sd_connector_conf *conf,
-                              const atomic_bool *stop, struct sd_connector_live *live)
+                              int64_t fence, const atomic_bool *stop,
+                              struct sd_connector_live *live)
 {
     const struct sd_connector *c = sd_connector_find(conf->type);
     int64_t started = sd_now_usec();
@@ -394,7 +399,8 @@ int sd_connector_run_instance(struct sd_hub *hub, const struct sd_connector_conf
                                    .id = conf->id,
                                    .work_dir = work_dir,
                                    .connector = c,
-                                   .stop = stop};
+                                   .stop = stop,
+                                   .run_fence = fence};
     _Atomic uint64_t progress_local = 0;
     ctx.progress = live ? &live->progress : &progress_local;
     atomic_store(ctx.progress, 0);
@@ -411,11 +417,16 @@ int sd_connector_run_instance(struct sd_hub *hub, const struct sd_connector_conf
         json_t *empty0 = json_object();
         struct sd_ingest_outcome out0;
         sd_ingest_outcome_init(&out0);
-        struct sd_ingest_opts o0 = {.state_id = conf->id, .state_doc = doc0};
-        (void)sd_hub_ingest_opts(hub, conf->tenant_id, conf->env, empty0, &o0, &out0);
+        struct sd_ingest_opts o0 = {.state_id = conf->id, .state_doc = doc0, .state_fence = fence};
+        int r0 = sd_hub_ingest_opts(hub, conf->tenant_id, conf->env, empty0, &o0, &out0);
         sd_ingest_outcome_release(&out0);
         json_decref(empty0);
         free(doc0);
+        if (r0 == -ESTALE) {
+            /* The lease went to another node between the take and this first commit. */
+            r = sd_connector_fail(&ctx, r0, "the run lease was taken over by another node");
+            goto finish;
+        }
     }
     base_in = state_u64(ctx.state, "records_in");
     base_rej = state_u64(ctx.state, "records_rejected");
@@ -498,8 +509,13 @@ finish:
         json_t *empty = json_object();
         struct sd_ingest_outcome out;
         sd_ingest_outcome_init(&out);
-        struct sd_ingest_opts o = {.state_id = conf->id, .state_doc = doc};
-        if (sd_hub_ingest_opts(hub, conf->tenant_id, conf->env, empty, &o, &out) < 0) {
+        struct sd_ingest_opts o = {.state_id = conf->id, .state_doc = doc, .state_fence = fence};
+        int sr = sd_hub_ingest_opts(hub, conf->tenant_id, conf->env, empty, &o, &out);
+        if (sr == -ESTALE) {
+            /* Another node holds the lease now: its run owns the state. */
+            sd_log(SD_LOG_WARN, "connector run lost its lease; its outcome is not stored",
+                   "connector=%s", conf->id);
+        } else if (sr < 0) {
             sd_log(SD_LOG_ERROR, "connector state not stored", "connector=%s", conf->id);
         }
         sd_ingest_outcome_release(&out);

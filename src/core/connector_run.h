@@ -19,9 +19,13 @@ struct sd_connector_live {
 
 /* Run conf once: check its settings and mapping, init/run/fini, then store the run's outcome
  * (state, last_run_usec, last_success_usec or last_error, counters) in its state document.
- * Returns the connector's result (0 or negative errno). */
+ * fence: the token of the run lease the caller holds (store run_lease_take), named in every
+ * commit of the run, so that a run whose lease was taken over stores nothing more (its
+ * commits fail with -ESTALE); 0 for a caller that holds no lease. Returns the connector's
+ * result (0 or negative errno; -ESTALE when the lease was lost). */
 int sd_connector_run_instance(struct sd_hub *hub, const struct sd_connector_conf *conf,
-                              const atomic_bool *stop, struct sd_connector_live *live);
+                              int64_t fence, const atomic_bool *stop,
+                              struct sd_connector_live *live);
 
 /* The committed state document of an instance ({} if it never ran). */
 int sd_connector_state_load(struct sd_hub *hub, const char *id, json_t **ret);

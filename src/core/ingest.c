@@ -102,7 +102,10 @@ static int apply_run(struct sd_store_handle *st, struct sd_write_job *job)
         return 1;
     }
     if (a->opts && a->opts->state_id) {
-        r = sd_store_connector_state_put(st, a->opts->state_id, a->opts->state_doc);
+        r = a->opts->state_fence
+                ? sd_store_connector_state_put_fenced(st, a->opts->state_id, a->opts->state_doc,
+                                                      a->opts->state_fence)
+                : sd_store_connector_state_put(st, a->opts->state_id, a->opts->state_doc);
     }
     return r;
 }

@@ -62,6 +62,11 @@ struct sd_ingest_opts {
      * outcome (how many rows were skipped) yet commit in the same transaction. */
     char *(*state_fn)(void *arg, const struct sd_issues *skipped, size_t n_skipped);
     void *state_arg;
+    /* With state_id: the fencing token of the run lease the writing run holds (0: none, a
+     * caller without a lease). The state is then put only while that token is still the
+     * lease's (store connector_state_put_fenced), so a run whose lease was taken over stores
+     * nothing: the whole job fails with -ESTALE, its records undone with it. */
+    int64_t state_fence;
 };
 
 /* sd_hub_ingest with options. An empty body ({} or no records) is allowed when state_id is

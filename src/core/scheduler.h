@@ -12,6 +12,19 @@
  * connector's watch_dir are watched with inotify (plus the schedule as a periodic rescan) and
  * trigger a run as soon as something lands.
  *
+ * Several nodes on one store: each scheduler has a node id (hostname/pid/random, logged at
+ * start) and runs a due connector only under its run lease (store run_lease_take), renewed
+ * every third of the lease while the run lasts and released at its end; every commit of the
+ * run names the lease's fencing token, so a run whose lease was taken over stores nothing more
+ * and stops at its next safe point. A node that dies leaves its lease to expire; another node
+ * then takes the run over and resumes it from the committed cursor. The lease lasts
+ * STAGEDOOR_RUN_LEASE_SECONDS (1 … 86400, default 900): longer than the longest HTTP timeout
+ * a connector can be configured with (600 s). Renewals run on the scheduler's thread, not the
+ * run's, so a run waiting on a slow request keeps its lease; the lease runs out only when the
+ * node itself stalls or loses the store, and a run learns of a lost lease at its next safe
+ * point, which may be one whole request away. A failover takes at most one lease plus a
+ * quarter of it (at most 30 s). See scheduler.c for how a run is judged due.
+ *
  * Thread rules: new/free from the main thread; wake/live from any thread. */
 #ifndef SD_CORE_SCHEDULER_H
 #define SD_CORE_SCHEDULER_H
@@ -43,6 +56,9 @@ ssize_t sd_scheduler_pick(const struct sd_scheduler_candidate *c, size_t n, size
                           size_t max_per_tenant);
 
 struct sd_scheduler;
+
+/* The run lease length from STAGEDOOR_RUN_LEASE_SECONDS (out of range: the default, logged). */
+int64_t sd_scheduler_lease_usec(void);
 
 int sd_scheduler_new(struct sd_hub *hub, struct sd_scheduler **ret);
 /* Asks running connectors to stop at their next safe point, waits for them, stops. NULL ok. */

@@ -153,6 +153,39 @@ int sd_store_connector_state_get(struct sd_store_handle *h, const char *id, char
     return CALL(connector_state_get, id, ret_doc);
 }
 
+int sd_store_connector_state_put_fenced(struct sd_store_handle *h, const char *id,
+                                       const char *doc, int64_t fence)
+{
+    return CALL(connector_state_put_fenced, id, doc, fence);
+}
+
+int sd_store_run_lease_take(struct sd_store_handle *h, const char *id, const char *owner,
+                            const char *gone_owner, int64_t lease_usec, int64_t *ret_fence,
+                            char **ret_holder)
+{
+    if (!id || !owner || !ret_fence || lease_usec <= 0 || strlen(owner) > SD_LEASE_OWNER_MAX) {
+        return -EINVAL;
+    }
+    return CALL(run_lease_take, id, owner, gone_owner, lease_usec, ret_fence, ret_holder);
+}
+
+int sd_store_run_lease_renew(struct sd_store_handle *h, const char *id, int64_t fence,
+                             int64_t lease_usec)
+{
+    if (!id || lease_usec <= 0) {
+        return -EINVAL;
+    }
+    return CALL(run_lease_renew, id, fence, lease_usec);
+}
+
+int sd_store_run_lease_release(struct sd_store_handle *h, const char *id, int64_t fence)
+{
+    if (!id) {
+        return -EINVAL;
+    }
+    return CALL(run_lease_release, id, fence);
+}
+
 int sd_store_write_begin(struct sd_store_handle *h)
 {
     return CALL0(write_begin);

@@ -199,6 +199,30 @@ struct sd_store_ops {
     int (*connector_delete)(struct sd_store *s, const char *id);
     int (*connector_request_run)(struct sd_store *s, const char *id, int64_t usec);
 
+    /* Connector run leases (obligation 6): which node runs a connector instance now. Any
+     * thread; each call is one atomic statement in its own durable transaction, bumps no
+     * settings version, and never holds anything past its return. Time is the store's clock
+     * (SQLite: the host's, which every process on one data file shares; PostgreSQL: the
+     * server's, so nodes with skewed clocks agree on expiry).
+     * take: owner (a node id, at most SD_LEASE_OWNER_MAX bytes) holds the lease of connector
+     * `id` until now + lease_usec, and *ret_fence receives its fencing token, a number that
+     * grows with every take of this lease (across expiry, release and takeover; it never goes
+     * back, not even when the connector is deleted). -EBUSY (nothing changed) if another owner
+     * holds an unexpired lease, its owner then in *ret_holder (heap; ret_holder may be NULL);
+     * a lease of the same owner is taken again with a new token, and so is an unexpired lease
+     * of `gone_owner` (NULL: none), an owner the caller knows has ended (its process is gone),
+     * so a restarted node need not wait out a dead one's lease. The connector need not exist
+     * (the lease names an id, not a row).
+     * renew: the lease with token `fence` now lasts until now + lease_usec; -ESTALE if fence is
+     * no longer its token (taken over) or it was released.
+     * release: the lease with token `fence` ends now (takeable at once); -ESTALE as renew.
+     * A lease that expired but was not taken over still renews and releases with its token. */
+    int (*run_lease_take)(struct sd_store *s, const char *id, const char *owner,
+                          const char *gone_owner, int64_t lease_usec, int64_t *ret_fence,
+                          char **ret_holder);
+    int (*run_lease_renew)(struct sd_store *s, const char *id, int64_t fence, int64_t lease_usec);
+    int (*run_lease_release)(struct sd_store *s, const char *id, int64_t fence);
+
     /* write path — writer thread only */
     int (*write_begin)(struct sd_store *s);
     int (*write_commit)(struct sd_store *s); /* 0 only once durable (fsync done) */
@@ -249,6 +273,15 @@ struct sd_store_ops {
     /* Replace a connector's state document (cursor and run status), in the current
      * transaction: committed together with the records of the same job. */
     int (*connector_state_put)(struct sd_store *s, const char *id, const char *doc);
+    /* The same, for a run that holds the connector's run lease (above): in the same
+     * transaction, the put first checks that `fence` is still the lease's current token and not
+     * released, and fails with -ESTALE otherwise (nothing written; the caller's job fails, so
+     * its savepoint and the records it applied go with it). The check holds until COMMIT: a
+     * take on any node cannot slip between it and the commit (SQLite: the writer holds the data
+     * file's write lock; PostgreSQL: the lease row is locked FOR SHARE). A lease that expired
+     * but was not taken over still passes: no one else has run since. */
+    int (*connector_state_put_fenced)(struct sd_store *s, const char *id, const char *doc,
+                                      int64_t fence);
 
     /* read path — any thread */
     int (*idem_get)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
@@ -366,6 +399,16 @@ int sd_store_connector_delete(struct sd_store_handle *h, const char *id);
 int sd_store_connector_request_run(struct sd_store_handle *h, const char *id, int64_t usec);
 int sd_store_connector_state_put(struct sd_store_handle *h, const char *id, const char *doc);
 int sd_store_connector_state_get(struct sd_store_handle *h, const char *id, char **ret_doc);
+int sd_store_connector_state_put_fenced(struct sd_store_handle *h, const char *id,
+                                       const char *doc, int64_t fence);
+/* A lease owner: a node id (core/scheduler.c: hostname, pid and random bits). */
+#define SD_LEASE_OWNER_MAX 200
+int sd_store_run_lease_take(struct sd_store_handle *h, const char *id, const char *owner,
+                            const char *gone_owner, int64_t lease_usec, int64_t *ret_fence,
+                            char **ret_holder);
+int sd_store_run_lease_renew(struct sd_store_handle *h, const char *id, int64_t fence,
+                             int64_t lease_usec);
+int sd_store_run_lease_release(struct sd_store_handle *h, const char *id, int64_t fence);
 int sd_store_write_begin(struct sd_store_handle *h);
 int sd_store_write_commit(struct sd_store_handle *h);
 int sd_store_write_rollback(struct sd_store_handle *h);

@@ -1,7 +1,10 @@
 """POST /v1/{client_id}/ingest and PUT /v1/{client_id}/sales/{invoice}: auth, content type,
 validation, malformed JSON, transactions, duplicates, aliases, environments, idempotency,
 size limits, rate limits, and the generic HTTP behaviour (405, 404, X-Request-Id, /healthz,
-/metrics)."""
+/metrics).
+
+store suite: both backends (ctest e2e_pg.*: the same cases with --store on PostgreSQL)
+"""
 
 import json
 import re

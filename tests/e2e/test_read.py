@@ -1,5 +1,8 @@
 """GET list endpoints (limit/cursor, change order, has_more, following the change feed) and
-single-record reads."""
+single-record reads.
+
+store suite: both backends (ctest e2e_pg.*: the same cases with --store on PostgreSQL)
+"""
 
 import threading
 import time

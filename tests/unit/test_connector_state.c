@@ -136,7 +136,7 @@ static void test_saved_state_survives_kill(void **state)
                                      .settings = settings,
                                      .mapping = "{}"};
     atomic_bool stop = false;
-    assert_true(sd_connector_run_instance(hub, &conf, &stop, NULL) < 0);
+    assert_true(sd_connector_run_instance(hub, &conf, 0, &stop, NULL) < 0);
     json_t *st = NULL;
     assert_int_equal(sd_connector_state_load(hub, ID, &st), 0);
     assert_string_equal(json_string_value(json_object_get(st, "state")), "failed");

@@ -42,6 +42,7 @@
 #include "base/base.h"
 #include "base/log.h"
 #include "pg_internal.h"
+#include "pg_leases.h"
 #include "pg_outbox.h"
 #include "pg_profiles.h"
 #include "pg_records.h"
@@ -717,6 +718,10 @@ const struct sd_store_ops sd_store_pg_ops = {
     .savepoint_rollback = sd_pg_savepoint_rollback,
     .connector_state_put = sd_pg_connector_state_put,
     .connector_state_get = sd_pg_connector_state_get,
+    .connector_state_put_fenced = sd_pg_connector_state_put_fenced,
+    .run_lease_take = sd_pg_run_lease_take,
+    .run_lease_renew = sd_pg_run_lease_renew,
+    .run_lease_release = sd_pg_run_lease_release,
     .apply_ingest = sd_pg_apply_ingest,
     .replace_sale = sd_pg_replace_sale,
     .delete_record = sd_pg_delete_record,

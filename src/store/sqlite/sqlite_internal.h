@@ -120,7 +120,8 @@ struct conn {
     sqlite3_stmt *st[N_STMT];
     /* Statements of the audience files, which keep their SQL next to their code: slots
      * 0..31 sqlite_profiles.c, 32..47 sqlite_segments.c, 48..95 sqlite_outbox.c, 96..103
-     * sqlite_quota.c, 144..152 sqlite_facts.c, 160..191 sqlite_inbound.c. */
+     * sqlite_quota.c, 120..124 sqlite_leases.c, 144..152 sqlite_facts.c, 160..191
+     * sqlite_inbound.c. */
     sqlite3_stmt *extra[SD_SQLITE_EXTRA_SLOTS];
     struct conn *next_free;
     bool full; /* a statement failed with SQLITE_FULL (writer: since write_begin) */
@@ -354,6 +355,15 @@ int sd_sqlite_connector_delete(struct sd_store *s, const char *id);
 int sd_sqlite_connector_request_run(struct sd_store *s, const char *id, int64_t usec);
 int sd_sqlite_connector_state_put(struct sd_store *s, const char *id, const char *doc);
 int sd_sqlite_connector_state_get(struct sd_store *s, const char *id, char **ret_doc);
+/* sqlite_leases.c — connector run leases (ctl) and the fenced state put (writer). */
+int sd_sqlite_run_lease_take(struct sd_store *s, const char *id, const char *owner,
+                             const char *gone_owner, int64_t lease_usec, int64_t *ret_fence,
+                             char **ret_holder);
+int sd_sqlite_run_lease_renew(struct sd_store *s, const char *id, int64_t fence,
+                              int64_t lease_usec);
+int sd_sqlite_run_lease_release(struct sd_store *s, const char *id, int64_t fence);
+int sd_sqlite_connector_state_put_fenced(struct sd_store *s, const char *id, const char *doc,
+                                         int64_t fence);
 /* sqlite_import_check.c — read path. */
 int sd_sqlite_check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                               const struct sd_batch *b, struct sd_issues *errors,
