@@ -501,6 +501,48 @@ static void test_suppression(void **state)
     sd_profile_release(&p);
 }
 
+/* One request with several addresses: an address twice is added once, a profile reached by two
+ * of them is counted once, addresses with quotes, backslashes and braces are kept as sent, and
+ * an empty address fails the request (the writer rolls it back whole). */
+static void test_suppress_many(void **state)
+{
+    struct fx *f = *state;
+    static const char odd[] = "\"o'b\\c{,}\"@example.com";
+    customer(f, f->t1, "webhook", "M1", "m1@example.com", NULL);
+    customer(f, f->t1, "crm", "M2", "m1@example.com", NULL); /* the same profile */
+    customer(f, f->t1, "webhook", "M3", "m3@example.com", NULL);
+    const char *keys[] = {"m1@example.com", "new@example.com", "m1@example.com", odd};
+    struct sd_suppress_result res = {0};
+    write_begin(f);
+    assert_int_equal(write_end(f, sd_store_profile_suppress(f->h, f->t1, T, keys, 4, &res)), 0);
+    assert_int_equal(res.added, 3);
+    assert_int_equal(res.profiles_suppressed, 1);
+    bool sup = false;
+    assert_int_equal(sd_store_profile_is_suppressed(f->h, f->t1, T, odd, &sup), 0);
+    assert_true(sup);
+    struct sd_profile p = {0};
+    profile_of(f, f->t1, "crm", "M2", &p);
+    assert_true(p.suppressed);
+    sd_profile_release(&p);
+    profile_of(f, f->t1, "webhook", "M3", &p);
+    assert_false(p.suppressed);
+    sd_profile_release(&p);
+
+    const char *bad[] = {"m3@example.com", ""};
+    write_begin(f);
+    assert_int_equal(write_end(f, sd_store_profile_suppress(f->h, f->t1, T, bad, 2, &res)),
+                     -EINVAL);
+    assert_int_equal(sd_store_profile_is_suppressed(f->h, f->t1, T, "m3@example.com", &sup), 0);
+    assert_false(sup);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM suppression"), 3);
+
+    /* nothing to add: no entry, no count */
+    write_begin(f);
+    assert_int_equal(write_end(f, sd_store_profile_suppress(f->h, f->t1, T, NULL, 0, &res)), 0);
+    assert_int_equal(res.added, 0);
+    assert_int_equal(res.profiles_suppressed, 0);
+}
+
 static void test_erasure(void **state)
 {
     struct fx *f = *state;
@@ -801,6 +843,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_split_sticks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_opt_out_most_restrictive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_suppression, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_suppress_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erasure_sales_order_and_documents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_needs_source_when_ambiguous, setup, teardown),
