@@ -13,6 +13,8 @@ reads every sale document once (tens of seconds over the demo season in a debug 
 
 Before this change the computations ran on the HTTP threads (`--threads 2` here), and /healthz
 waited for them: the probes below time out.
+
+store suite: both backends (ctest e2e_pg.*: the same cases with --store on PostgreSQL)
 """
 
 import shutil
@@ -51,8 +53,10 @@ def cheap_rule():
 
 def load_demo(data):
     """`stagedoor demo` until it listens (the season is loaded by then), then SIGTERM."""
+    store = harness.store_url(data)
     proc = subprocess.Popen([harness.bin_path(), "demo", "--data", data, "--listen",
-                             "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             "127.0.0.1:0"] + (["--store", store] if store else []),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, cwd=data, text=True)
     lines = []
 

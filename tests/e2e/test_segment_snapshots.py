@@ -129,8 +129,6 @@ class SnapshotTests(harness.ServerCase):
         self.assertStatus(r, 202)
         ms, _ = self.pages(api, sid, snap)
         self.assertEqual(self.cids(ms), sorted([c["A"], c["C"], c["E"]]))
-        if harness.PG_MODE:
-            self.skipTest("erasure (the profiles part) is not on the PostgreSQL backend yet")
         r = api.req("DELETE", "/v1/n_gone/customers/%s?erase=profile" % harness._quote(c["C"]))
         self.assertStatus(r, 200)
         ms, answers = self.pages(api, sid, snap)

@@ -97,7 +97,7 @@ void sd_pg_p_scope(struct sd_pg_params *p, int64_t tenant_id, enum sd_env env, c
 /* Column readers for row `row` of a result: NULL reads as 0 / NULL / false. */
 int64_t sd_pg_int64(const PGresult *r, int row, int col);
 bool sd_pg_isnull(const PGresult *r, int row, int col);
-char *sd_pg_strdup(const PGresult *r, int row, int col); /* malloc'ed, NULL if SQL NULL */
+char *sd_pg_strdup(const PGresult *r, int row, int col);     /* malloc'ed, NULL if SQL NULL */
 const char *sd_pg_text(const PGresult *r, int row, int col); /* valid until PQclear, NULL */
 /* A bytea column (text format "\x…" decoded): malloc'ed bytes in *ret, length in *ret_n.
  * Returns 0 or -EIO. */
@@ -131,6 +131,11 @@ int sd_pg_run(struct pgconn *c, const char *sql);
  * transaction (put rolls back one left open, after logging: a bug, never a commit). */
 int sd_pg_pool_get(struct sd_store *s, struct pgconn **ret);
 void sd_pg_pool_put(struct sd_store *s, struct pgconn *c);
+
+/* End c's session and start a new one at once (its server process is left to end the query
+ * it may still run); prepared statements and any transaction are gone. 0 or -ECONNRESET (then
+ * the next sd_pg_pool_get resets it again). */
+int sd_pg_conn_drop(struct pgconn *c);
 
 /* Run fn(c, arg) inside one transaction on a pool connection: BEGIN (with `begin`, e.g.
  * "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY" for a read that must see one snapshot;
@@ -186,8 +191,8 @@ int sd_pg_tenant_get(struct sd_store *s, const char *client_id, struct sd_tenant
 int sd_pg_tenant_list(struct sd_store *s, struct sd_tenant **ret, size_t *ret_n);
 int sd_pg_tenant_set_limits(struct sd_store *s, const char *client_id, int64_t per_minute,
                             int64_t burst);
-int sd_pg_key_insert(struct sd_store *s, const char *key_id, const char *client_id,
-                     enum sd_env env, const char *hash_hex);
+int sd_pg_key_insert(struct sd_store *s, const char *key_id, const char *client_id, enum sd_env env,
+                     const char *hash_hex);
 int sd_pg_key_list(struct sd_store *s, const char *client_id, struct sd_key_info **ret,
                    size_t *ret_n);
 int sd_pg_key_revoke(struct sd_store *s, const char *key_id);

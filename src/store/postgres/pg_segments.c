@@ -50,10 +50,12 @@
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base/base.h"
 #include "base/log.h"
@@ -63,9 +65,10 @@
 #include "store/seg_sql.h"
 #include "store/store.h"
 
-#define SEGMENT_WORK_MEM "64MB" /* work_mem of a membership computation, see above */
-#define WATCH_USEC 5000         /* the longest wait for the server between budget checks */
-#define TIMEOUT_SLACK_MSEC 250  /* statement_timeout beyond the client's own deadline */
+#define SEGMENT_WORK_MEM "64MB"   /* work_mem of a membership computation, see above */
+#define WATCH_USEC 5000           /* the longest wait for the server between budget checks */
+#define CANCEL_GRACE_USEC 1000000 /* how long a cancelled query may take to stop */
+#define TIMEOUT_SLACK_MSEC 250    /* statement_timeout beyond the client's own deadline */
 #define READ_TX "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 
 enum {
@@ -371,6 +374,103 @@ static int limits_set(struct pgconn *c, const struct limits *l)
     return r < 0 ? r : 0;
 }
 
+/* The canceller: a thread of ordinary priority that sends the cancel request of a running
+ * computation whose cancel flag is set or whose deadline passed. The computation's own thread
+ * (a segment worker) runs at the lowest priority (SCHED_IDLE): while PostgreSQL backends burn
+ * both CPUs on computations, it may not be scheduled for seconds, and a cancel that waits for
+ * it lets a shutdown wait for the whole query. The canceller needs no CPU but a wake-up every
+ * WATCH_USEC, so it reacts at once; the worker still returns the reason when it runs. It is
+ * started when the store opens (sd_pg_segments_init), from the opening thread: a thread
+ * inherits its creator's scheduling, and one started by a segment worker would be as slow to
+ * run as the worker. */
+struct watch {
+    const atomic_bool *cancel;
+    int64_t deadline;
+    PGcancel *cn;
+    bool fired;
+    struct watch *next;
+};
+
+static pthread_mutex_t watch_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t watch_cond = PTHREAD_COND_INITIALIZER;
+static struct watch *watch_head;
+static pthread_once_t watch_once = PTHREAD_ONCE_INIT;
+
+static void *canceller(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&watch_mu);
+    for (;;) {
+        while (!watch_head) {
+            pthread_cond_wait(&watch_cond, &watch_mu);
+        }
+        int64_t now = sd_mono_usec();
+        for (struct watch *w = watch_head; w; w = w->next) {
+            if (w->fired || !w->cn) {
+                continue;
+            }
+            bool cancelled = w->cancel && atomic_load_explicit(w->cancel, memory_order_relaxed);
+            if (cancelled || now > w->deadline) {
+                char err[256];
+                if (!PQcancel(w->cn, err, (int)sizeof(err))) {
+                    sd_log(SD_LOG_WARN, "segment query cancel request failed", "error=\"%.200s\"",
+                           err);
+                }
+                w->fired = true;
+            }
+        }
+        pthread_mutex_unlock(&watch_mu);
+        struct timespec ts = {0, WATCH_USEC * 1000};
+        nanosleep(&ts, NULL);
+        pthread_mutex_lock(&watch_mu);
+    }
+    return NULL;
+}
+
+static void canceller_start(void)
+{
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &a, canceller, NULL) != 0) {
+        sd_log(SD_LOG_WARN, "cannot start the segment query canceller", NULL);
+    }
+    pthread_attr_destroy(&a);
+}
+
+void sd_pg_segments_init(void)
+{
+    pthread_once(&watch_once, canceller_start);
+}
+
+static void watch_add(struct watch *w, struct pgconn *c, const struct limits *l)
+{
+    sd_pg_segments_init();
+    *w = (struct watch){.cancel = l->cancel, .deadline = l->deadline, .cn = PQgetCancel(c->pg)};
+    pthread_mutex_lock(&watch_mu);
+    w->next = watch_head;
+    watch_head = w;
+    pthread_cond_signal(&watch_cond);
+    pthread_mutex_unlock(&watch_mu);
+}
+
+/* Under watch_mu, so the canceller never uses w->cn after it is freed. */
+static void watch_remove(struct watch *w)
+{
+    pthread_mutex_lock(&watch_mu);
+    for (struct watch **p = &watch_head; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&watch_mu);
+    if (w->cn) {
+        PQfreeCancel(w->cn);
+    }
+}
+
 static void cancel_request(struct pgconn *c)
 {
     PGcancel *cn = PQgetCancel(c->pg);
@@ -396,11 +496,26 @@ static int run_query(struct pgconn *c, const char *sql, int n, const char *const
     if (!PQsendQueryParams(c->pg, sql, n, NULL, v, NULL, NULL, 0)) {
         return sd_pg_fail(c, NULL, op);
     }
+    struct watch w;
+    watch_add(&w, c, l);
     bool cut = false, broken = false;
+    int64_t cut_at = 0;
     for (;;) {
         if (!cut && over_limits(l)) {
             cancel_request(c);
             cut = true;
+            cut_at = sd_mono_usec();
+        }
+        if (cut && sd_mono_usec() - cut_at > CANCEL_GRACE_USEC) {
+            /* Some plans act on a cancel only when they finish (seen: a hashed NOT IN over
+             * 150,000 sale documents went on for 10+ s). The caller is not kept waiting for
+             * that: the session is dropped (the server ends the query when it next looks at
+             * its client) and the connection starts a new one. */
+            sd_log(SD_LOG_WARN, "segment query ignored its cancel, dropping its session",
+                   "op=\"%s\"", op);
+            sd_pg_conn_drop(c);
+            broken = true;
+            break;
         }
         if (!PQconsumeInput(c->pg)) {
             broken = true;
@@ -416,6 +531,11 @@ static int run_query(struct pgconn *c, const char *sql, int n, const char *const
         }
         struct pollfd pfd = {.fd = PQsocket(c->pg), .events = POLLIN};
         (void)poll(&pfd, 1, (int)((wait + 999) / 1000));
+    }
+    watch_remove(&w);
+    /* The canceller may have cut the query before this thread looked: judge by the limits. */
+    if (!cut && over_limits(l)) {
+        cut = true;
     }
     PGresult *res = NULL, *got = NULL;
     while (!broken && (res = PQgetResult(c->pg)) != NULL) {

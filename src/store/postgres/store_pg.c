@@ -250,17 +250,16 @@ int sd_pg_exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd
         c->prepared[slot / 64] |= bit;
     }
     int n = p ? p->n : 0;
-    PGresult *res = PQexecPrepared(c->pg, name, n, p ? p->v : NULL, p ? p->len : NULL,
-                                   p ? p->fmt : NULL, 0);
+    PGresult *res =
+        PQexecPrepared(c->pg, name, n, p ? p->v : NULL, p ? p->len : NULL, p ? p->fmt : NULL, 0);
     return finish(c, res, sql, ret);
 }
 
-int sd_pg_exec_text(struct pgconn *c, const char *sql, const struct sd_pg_params *p,
-                    PGresult **ret)
+int sd_pg_exec_text(struct pgconn *c, const char *sql, const struct sd_pg_params *p, PGresult **ret)
 {
     int n = p ? p->n : 0;
-    PGresult *res = PQexecParams(c->pg, sql, n, NULL, p ? p->v : NULL, p ? p->len : NULL,
-                                 p ? p->fmt : NULL, 0);
+    PGresult *res =
+        PQexecParams(c->pg, sql, n, NULL, p ? p->v : NULL, p ? p->len : NULL, p ? p->fmt : NULL, 0);
     return finish(c, res, sql, ret);
 }
 
@@ -342,6 +341,15 @@ static int conn_ensure(struct pgconn *c)
     return conn_setup(c);
 }
 
+int sd_pg_conn_drop(struct pgconn *c)
+{
+    PQreset(c->pg);
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        return -ECONNRESET; /* reset again before its next use (conn_ensure) */
+    }
+    return conn_setup(c);
+}
+
 int sd_pg_pool_get(struct sd_store *s, struct pgconn **ret)
 {
     pthread_mutex_lock(&s->pool_lock);
@@ -379,8 +387,7 @@ int sd_pg_pool_get(struct sd_store *s, struct pgconn **ret)
 
 void sd_pg_pool_put(struct sd_store *s, struct pgconn *c)
 {
-    if (PQstatus(c->pg) == CONNECTION_OK &&
-        PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+    if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
         sd_log(SD_LOG_ERROR, "pool connection returned inside a transaction, rolling back", NULL);
         sd_pg_run(c, "ROLLBACK");
     }
@@ -417,8 +424,7 @@ int sd_pg_tx_run(struct sd_store *s, const char *begin, bool bump,
             c->in_tx = true;
             r = fn(c, arg);
             if (r >= 0 && bump) {
-                int b = sd_pg_exec(c, 0,
-                                   "UPDATE meta SET v = v + 1 WHERE k = 'settings_version'",
+                int b = sd_pg_exec(c, 0, "UPDATE meta SET v = v + 1 WHERE k = 'settings_version'",
                                    NULL, NULL);
                 if (b < 0) {
                     r = b;
@@ -684,6 +690,9 @@ static int pg_open(const char *location, struct sd_store **ret)
     int r = conn_open(s->conninfo, &s->writer);
     if (r == 0) {
         r = migrate(s->writer);
+    }
+    if (r == 0) {
+        sd_pg_segments_init();
     }
     if (r < 0) {
         pg_close(s);
