@@ -221,15 +221,6 @@ static const char *env_name(enum sd_env env)
     return env == SD_ENV_PROD ? "prod" : "test";
 }
 
-/* A batch lookup, planned for its values and the tables' current size each time
- * (sd_pg_exec_text): a plan cached while a table was small scans it whole per element once it
- * has grown (a long import grows it within one transaction, before any statistics). */
-static int exec_planned(struct pgconn *c, const char *sql, const struct sd_pg_params *p,
-                        PGresult **ret)
-{
-    return sd_pg_exec_text(c, sql, p, ret);
-}
-
 /* Run a write-path statement: rows affected or returned, or a negative errno; a constraint
  * violation is a backend failure here (logged by sd_pg_exec). */
 static int exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd_pg_params *p,
@@ -1400,34 +1391,39 @@ static int prefetch_refs(struct pgconn *c, int64_t tenant_id, enum sd_env env,
             arr_text(&cu, sale->customer_id);
         }
     }
-    PGresult *res = NULL;
-    struct sd_pg_params p;
+    /* Both lookups in one round trip, each unnamed: planned for its values and the tables'
+     * current size each time (a plan cached while a table was small scans it whole per element
+     * once it has grown: a long import grows it within one transaction, before statistics). */
+    PGresult *res = NULL, *res_cu = NULL;
+    struct sd_pg_params p, pc;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, arr_end(&ev));
-    int r = exec_planned(c, SQL_EVENTS_RESOLVE_MANY, &p, &res);
-    for (int i = 0; i < r; i++) {
+    sd_pg_params_init(&pc);
+    sd_pg_p_scope(&pc, tenant_id, env, source);
+    sd_pg_p_text(&pc, seen_cu.n > 0 ? arr_end(&cu) : NULL);
+    struct sd_pg_stmt st[] = {
+        {.slot = -1, .sql = SQL_EVENTS_RESOLVE_MANY, .p = &p, .ret = &res},
+        {.slot = -1, .sql = SQL_CUSTOMERS_MANY, .p = &pc, .ret = &res_cu},
+    };
+    int r = sd_pg_exec_pipeline(c, st, seen_cu.n > 0 ? 2 : 1);
+    for (int i = 0; r == 0 && i < st[0].result; i++) {
         refs_put(events, sd_pg_text(res, i, 0), sd_pg_text(res, i, 1));
     }
     PQclear(res);
-    res = NULL;
-    if (r >= 0 && seen_cu.n > 0) {
-        sd_pg_params_init(&p);
-        sd_pg_p_scope(&p, tenant_id, env, source);
-        sd_pg_p_text(&p, arr_end(&cu));
-        r = exec_planned(c, SQL_CUSTOMERS_MANY, &p, &res);
-        for (int i = 0; i < r; i++) {
-            refs_put(customers, sd_pg_text(res, i, 0), "1");
-            sd_pg_facts_batch_known(facts, source, sd_pg_text(res, i, 0), sd_pg_int64(res, i, 1));
+    if (r == 0 && seen_cu.n > 0) {
+        for (int i = 0; i < st[1].result; i++) {
+            refs_put(customers, sd_pg_text(res_cu, i, 0), "1");
+            sd_pg_facts_batch_known(facts, source, sd_pg_text(res_cu, i, 0),
+                                    sd_pg_int64(res_cu, i, 1));
         }
-        PQclear(res);
-        res = NULL;
         /* the ones the store does not hold */
-        for (size_t i = 0; r >= 0 && i < seen_cu.cap; i++) {
+        for (size_t i = 0; i < seen_cu.cap; i++) {
             if (seen_cu.slot[i].event_id) {
                 refs_put(customers, seen_cu.slot[i].event_id, NULL);
             }
         }
     }
+    PQclear(res_cu);
     event_refs_release(&seen_ev);
     event_refs_release(&seen_cu);
     arr_release(&ev);
@@ -1504,11 +1500,33 @@ static int apply_new_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
     for (int k = 0; k < SALE_COLS; k++) {
         sd_pg_p_text(&p, arr_end(&col[k]));
     }
-    r = exec(c, SLOT_SALES_INSERT_MANY, SQL_SALES_INSERT_MANY, &p, &ins);
+    /* The facts of every row the INSERT is to store go out with it, in one round trip: a row
+     * it skips makes the batch a duplicate, which the caller rolls back whole, facts and all. */
+    for (size_t i = 0; i < b->n_sales; i++) {
+        const struct sd_sale_rec *sale = &b->sales[i];
+        if (in_batch_dup[i]) {
+            continue;
+        }
+        r = sd_pg_facts_batch_add(c, &facts, tenant_id, env, source, sale->customer_id,
+                                  sale->currency, sale->purchase_datetime,
+                                  sd_sale_net_quantity(&plans[i].st),
+                                  sd_sale_net_minor(&plans[i].st));
+        if (r < 0) {
+            goto out;
+        }
+    }
+    struct sd_pg_stmt insert = {
+        .slot = SLOT_SALES_INSERT_MANY, .sql = SQL_SALES_INSERT_MANY, .p = &p, .ret = &ins};
+    r = sd_pg_facts_batch_flush_with(c, &facts, tenant_id, env, &insert);
+    if (insert.result == -EEXIST || insert.result == -EINVAL) {
+        sd_log(SD_LOG_ERROR, "constraint violated on the write path", "slot=%d",
+               SLOT_SALES_INSERT_MANY);
+        r = -EIO;
+    }
     if (r < 0) {
         goto out;
     }
-    for (int k = 0; k < r; k++) {
+    for (int k = 0; k < insert.result; k++) {
         refs_put(&stored, sd_pg_text(ins, k, 0), "1");
     }
     /* every number handed out stays taken (a skipped row's is a gap, see above) */
@@ -1516,19 +1534,14 @@ static int apply_new_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
         (void)sd_pg_seq_next(s);
     }
     r = stats_tick(c, n_new);
-    for (size_t i = 0; i < b->n_sales && r == 0; i++) {
+    if (r < 0) {
+        goto out;
+    }
+    for (size_t i = 0; i < b->n_sales; i++) {
         const struct sd_sale_rec *sale = &b->sales[i];
         if (in_batch_dup[i] || !refs_get(&stored, sale->invoice_number)) {
             push_duplicate(res, sale->invoice_number, &dup_cap);
-            continue;
         }
-        r = sd_pg_facts_batch_add(c, &facts, tenant_id, env, source, sale->customer_id,
-                                  sale->currency, sale->purchase_datetime,
-                                  sd_sale_net_quantity(&plans[i].st),
-                                  sd_sale_net_minor(&plans[i].st));
-    }
-    if (r < 0) {
-        goto out;
     }
 tail:
     /* the new sales join the purchase facts before refunds change any of them */
