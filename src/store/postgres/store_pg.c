@@ -359,8 +359,8 @@ int sd_pg_exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd
     stmt_name(name, slot);
     if (c->pending) {
         struct sd_pg_stmt one = {.slot = (int)slot, .sql = sql, .p = p, .ret = ret};
-        sd_pg_exec_pipeline(c, &one, 1);
-        return one.result;
+        int r = sd_pg_exec_pipeline(c, &one, 1);
+        return r < 0 ? r : one.result; /* a failed savepoint command fails the statement */
     }
     if (!slot_prepared(c, slot)) {
         PGresult *pr = PQprepare(c->pg, name, sql, 0, NULL);
@@ -383,8 +383,8 @@ int sd_pg_exec_text(struct pgconn *c, const char *sql, const struct sd_pg_params
 {
     if (c->pending) {
         struct sd_pg_stmt one = {.slot = -1, .sql = sql, .p = p, .ret = ret};
-        sd_pg_exec_pipeline(c, &one, 1);
-        return one.result;
+        int r = sd_pg_exec_pipeline(c, &one, 1);
+        return r < 0 ? r : one.result;
     }
     int n = p ? p->n : 0;
     PGresult *res = PQexecParams(c->pg, sql, n, NULL, p ? p->v : NULL, p ? p->len : NULL,
@@ -679,7 +679,15 @@ int sd_pg_write_commit(struct sd_store *s)
         {.slot = -1, .sql = "COMMIT", .ret = &res},
     };
     bool moved = s->seq != s->seq_at_begin;
-    int r = sd_pg_exec_pipeline(c, moved ? st : st + 1, moved ? 2 : 1);
+    int r = 0;
+    if (PQtransactionStatus(c->pg) != PQTRANS_INTRANS) {
+        /* failed, or gone with its session: a COMMIT sent now would answer ROLLBACK, or
+         * commit nothing with a mere warning */
+        sd_log(SD_LOG_ERROR, "postgresql write transaction not open at commit", NULL);
+        r = -EIO;
+    } else {
+        r = sd_pg_exec_pipeline(c, moved ? st : st + 1, moved ? 2 : 1);
+    }
     if (r == 0 && strcmp(PQcmdStatus(res), "COMMIT") != 0) {
         sd_log(SD_LOG_ERROR, "postgresql commit was a rollback", NULL);
         r = -EIO;
