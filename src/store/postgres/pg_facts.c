@@ -326,16 +326,21 @@ static void sums_free(struct sd_pg_facts_batch *fb)
 int sd_pg_facts_batch_flush(struct pgconn *c, struct sd_pg_facts_batch *fb, int64_t tenant_id,
                             enum sd_env env)
 {
-    return sd_pg_facts_batch_flush_with(c, fb, tenant_id, env, NULL);
+    return sd_pg_facts_batch_flush_with(c, fb, tenant_id, env, NULL, 0);
 }
 
 int sd_pg_facts_batch_flush_with(struct pgconn *c, struct sd_pg_facts_batch *fb,
-                                 int64_t tenant_id, enum sd_env env, struct sd_pg_stmt *lead)
+                                 int64_t tenant_id, enum sd_env env, struct sd_pg_stmt *lead,
+                                 size_t n_lead)
 {
-    struct sd_pg_stmt st[2];
+    struct sd_pg_stmt st[4];
     size_t n = 0;
-    if (lead) {
-        st[n++] = *lead;
+    if (n_lead > 3) {
+        sd_log(SD_LOG_ERROR, "too many statements ahead of the facts", "n=%zu", n_lead);
+        abort();
+    }
+    for (; n < n_lead; n++) {
+        st[n] = lead[n];
     }
     struct sd_pg_params p;
     struct sd_buf col[8];
@@ -387,11 +392,13 @@ int sd_pg_facts_batch_flush_with(struct pgconn *c, struct sd_pg_facts_batch *fb,
         st[n++] = (struct sd_pg_stmt){.slot = SLOT_ADD_MANY, .sql = SQL_ADD_MANY, .p = &p};
     }
     int r = n ? sd_pg_exec_pipeline(c, st, n) : 0;
-    if (lead) {
-        *lead = st[0];
+    bool lead_failed = false;
+    for (size_t k = 0; k < n_lead; k++) {
+        lead[k] = st[k];
+        lead_failed = lead_failed || lead[k].result < 0;
     }
     /* A constraint failure of the facts' own statement is a backend failure (derived rows). */
-    if ((r == -EEXIST || r == -EINVAL) && !(lead && lead->result < 0)) {
+    if ((r == -EEXIST || r == -EINVAL) && !lead_failed) {
         sd_log(SD_LOG_ERROR, "constraint violated on the write path", "slot=%d", st[n - 1].slot);
         r = -EIO;
     }

@@ -416,25 +416,36 @@ static const char SQL_NEEDS_STATS[] =
     " AND c.relname = ANY ($1::text[]) AND c.reltuples < 0 AND pg_relation_size(c.oid) >= $2";
 
 /* Count `rows` records written; every STATS_CHECK_ROWS, analyze what needs it. */
-static int stats_tick(struct pgconn *c, size_t rows)
+/* Count `rows` records written: true every STATS_CHECK_ROWS (then run the check). */
+static bool stats_due(size_t rows)
 {
     static _Thread_local size_t written; /* the writer thread's, since its last check */
     written += rows;
     if (written < STATS_CHECK_ROWS) {
-        return 0;
+        return false;
     }
     written = 0;
-    struct pg_array names;
-    arr_init(&names);
+    return true;
+}
+
+/* The check's statement; names holds its array (release it after the run). */
+static struct sd_pg_stmt stats_stmt(struct pg_array *names, struct sd_pg_params *p,
+                                    PGresult **res)
+{
+    arr_init(names);
     for (size_t i = 0; i < sizeof(STATS_TABLES) / sizeof(*STATS_TABLES); i++) {
-        arr_text(&names, STATS_TABLES[i]);
+        arr_text(names, STATS_TABLES[i]);
     }
-    struct sd_pg_params p;
-    sd_pg_params_init(&p);
-    sd_pg_p_text(&p, arr_end(&names));
-    sd_pg_p_int(&p, STATS_MIN_BYTES);
-    PGresult *res = NULL;
-    int r = exec(c, SLOT_NEEDS_STATS, SQL_NEEDS_STATS, &p, &res);
+    sd_pg_params_init(p);
+    sd_pg_p_text(p, arr_end(names));
+    sd_pg_p_int(p, STATS_MIN_BYTES);
+    return (struct sd_pg_stmt){
+        .slot = SLOT_NEEDS_STATS, .sql = SQL_NEEDS_STATS, .p = p, .ret = res};
+}
+
+/* Analyze the tables the check (r rows in res) named. */
+static int stats_analyze(struct pgconn *c, int r, const PGresult *res)
+{
     for (int k = 0; k < r; k++) {
         const char *name = sd_pg_text(res, k, 0);
         for (size_t i = 0; i < sizeof(STATS_TABLES) / sizeof(*STATS_TABLES); i++) {
@@ -449,9 +460,23 @@ static int stats_tick(struct pgconn *c, size_t rows)
             break;
         }
     }
+    return r < 0 ? r : 0;
+}
+
+static int stats_tick(struct pgconn *c, size_t rows)
+{
+    if (!stats_due(rows)) {
+        return 0;
+    }
+    struct pg_array names;
+    struct sd_pg_params p;
+    PGresult *res = NULL;
+    struct sd_pg_stmt st = stats_stmt(&names, &p, &res);
+    int r = exec(c, (unsigned)st.slot, st.sql, st.p, st.ret);
+    r = stats_analyze(c, r, res);
     PQclear(res);
     arr_release(&names);
-    return r < 0 ? r : 0;
+    return r;
 }
 
 /* ---- write path: ingest ---------------------------------------------------------------------- */
@@ -1455,7 +1480,7 @@ static int apply_new_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
     for (int k = 0; k < SALE_COLS; k++) {
         arr_init(&col[k]);
     }
-    PGresult *ins = NULL;
+    PGresult *ins = NULL, *stats_res = NULL;
     int r = plan_sales(s, tenant_id, env, b, now, plans, &targets, res);
     if (r < 0) {
         goto out;
@@ -1515,9 +1540,18 @@ static int apply_new_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
             goto out;
         }
     }
-    struct sd_pg_stmt insert = {
-        .slot = SLOT_SALES_INSERT_MANY, .sql = SQL_SALES_INSERT_MANY, .p = &p, .ret = &ins};
-    r = sd_pg_facts_batch_flush_with(c, &facts, tenant_id, env, &insert);
+    /* and the statistics check when due (it sees the rows: same transaction) */
+    struct pg_array stats_names;
+    struct sd_pg_params stats_p;
+    struct sd_pg_stmt lead[2] = {
+        {.slot = SLOT_SALES_INSERT_MANY, .sql = SQL_SALES_INSERT_MANY, .p = &p, .ret = &ins},
+        stats_due(n_new) ? stats_stmt(&stats_names, &stats_p, &stats_res)
+                         : (struct sd_pg_stmt){.slot = -1}};
+    r = sd_pg_facts_batch_flush_with(c, &facts, tenant_id, env, lead, lead[1].sql ? 2 : 1);
+    if (lead[1].sql) {
+        arr_release(&stats_names);
+    }
+    struct sd_pg_stmt insert = lead[0];
     if (insert.result == -EEXIST || insert.result == -EINVAL) {
         sd_log(SD_LOG_ERROR, "constraint violated on the write path", "slot=%d",
                SLOT_SALES_INSERT_MANY);
@@ -1533,7 +1567,7 @@ static int apply_new_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
     for (size_t k = 0; k < n_new; k++) {
         (void)sd_pg_seq_next(s);
     }
-    r = stats_tick(c, n_new);
+    r = lead[1].sql ? stats_analyze(c, lead[1].result, stats_res) : 0;
     if (r < 0) {
         goto out;
     }
@@ -1563,6 +1597,7 @@ out:
         res->outcome = SD_APPLY_DUPLICATE;
     }
     PQclear(ins);
+    PQclear(stats_res);
     for (int k = 0; k < SALE_COLS; k++) {
         arr_release(&col[k]);
     }
