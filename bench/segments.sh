@@ -31,6 +31,11 @@
 #   R3 big spenders: 1,000.00 EUR or more          (spend = price × quantity: reads every sale)
 #   R4 lapsed Berliners: post code 1…, no purchase in the last 180 days, but bought before
 #
+#   6. PostgreSQL (BENCH_PG_URL=postgresql://…/postgres of a cluster, e.g. scripts/pg-cluster;
+#      big data set only): the generated data dir is moved into a fresh database of that
+#      cluster (`stagedoor migrate`, then ANALYZE, as autovacuum would shortly after), served
+#      with --store and timed the same way (steps 3 and 4); the database is dropped at the end.
+#
 # Environment (defaults): BENCH_BIN, BENCH_REPEAT (3), BENCH_SALES (10000000),
 # BENCH_CUSTOMERS (1000000), BENCH_EVENTS (20000), BENCH_SKIP_DEMO=1, BENCH_SKIP_BIG=1,
 # BENCH_BIG_DATA=DIR (reuse a data dir made by an earlier run with BENCH_KEEP=1: skips the
@@ -55,8 +60,12 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/stagedoor-segbench.XXXXXX")
 SERVER_PID=
 FAILED=0
 
+PG_DB=
 cleanup() {
     stop_server
+    if [[ -n $PG_DB ]]; then
+        psql "$BENCH_PG_URL" -qc "DROP DATABASE IF EXISTS $PG_DB" >/dev/null 2>&1 || true
+    fi
     if [[ $KEEP == 1 ]]; then
         echo "bench: kept $WORK" >&2
     else
@@ -236,6 +245,22 @@ if [[ ${BENCH_SKIP_BIG:-0} != 1 ]]; then
     run_set "generated" bench "$BIG_KEY" "$BIG/stagedoor.db"
     paging_set "after ($BIN)" bench "$BIG_KEY"
     stop_server
+    if [[ -n ${BENCH_PG_URL:-} ]]; then
+        command -v psql >/dev/null || die "'psql' not found (BENCH_PG_URL needs it)"
+        PG_DB="segbench_$$"
+        psql "$BENCH_PG_URL" -qc "CREATE DATABASE $PG_DB" >/dev/null || die "CREATE DATABASE failed"
+        PG_STORE="${BENCH_PG_URL%/*}/$PG_DB"
+        echo "bench: moving the generated data into PostgreSQL..." >&2
+        t0=$(date +%s)
+        "$BIN" migrate --from "$BIG" --to "$PG_STORE" >"$WORK/migrate.log" 2>&1 ||
+            die "migrate failed: $(tail -n 5 "$WORK/migrate.log")"
+        psql "$PG_STORE" -qc ANALYZE >/dev/null || die "ANALYZE failed"
+        echo "bench: moved in $(($(date +%s) - t0)) s" >&2
+        start_server "$WORK/big_pg.log" serve --data "$BIG" --store "$PG_STORE"
+        run_set "generated, PostgreSQL" bench "$BIG_KEY" "$BIG/stagedoor.db"
+        paging_set "PostgreSQL ($BIN)" bench "$BIG_KEY"
+        stop_server
+    fi
 fi
 
 exit "$FAILED"

@@ -1232,6 +1232,11 @@ int sd_store_migrate(const char *data_dir, const char *url, struct sd_migrate_re
     }
     ret->copy_usec = sd_mono_usec() - start;
     if (r == 0) {
+        /* Statistics now, not whenever autovacuum gets to it: without them the planner picks
+         * whole-tenant scans for key lookups and segment rules on the moved data. */
+        r = pg_query(&x, "ANALYZE", 0, NULL, NULL);
+    }
+    if (r == 0) {
         sd_log(SD_LOG_INFO, "store copied to postgresql, verifying", "tables=%zu", x.nt);
         r = verify(&x);
     }

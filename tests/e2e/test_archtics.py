@@ -20,7 +20,10 @@ the hub's own sales (no get_ticket_sales); the season-ticket holders' plan seat 
 (seats_sold) are reproduced, a seat change frees the old block, nothing is read before
 seats_refresh_hours nor written again unchanged, and a pass stopped by the call budget resumes
 with the next holder. Every test not about the limits asserts the simulator saw no call beyond its
-quotas."""
+quotas.
+
+store suite: both backends (ctest e2e_pg.*: the same cases with --store on PostgreSQL)
+"""
 
 import os
 import sys

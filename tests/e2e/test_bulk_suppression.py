@@ -11,6 +11,8 @@ checks the answer covers the whole batch, that the profiles are suppressed, that
 batch again is idempotent, and that every webhook was answered. It prints how long the
 suppression took and how long webhooks waited meanwhile; it asserts only a liveness bound far
 above the aim (~100 ms) and far below the old stall.
+
+store suite: both backends
 """
 
 import os

@@ -1,6 +1,9 @@
 """Crash safety: kill -9 under concurrent ingest load, restart on the same data directory.
 Every request answered 202 must be fully present; a request without an answer is either fully
-present or fully absent (never half-applied)."""
+present or fully absent (never half-applied).
+
+store suite: both backends (ctest e2e_pg.*: the same cases with --store on PostgreSQL)
+"""
 
 import random
 import threading

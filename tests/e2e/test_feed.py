@@ -11,7 +11,10 @@ an invalid record, one the store refuses in a later chunk of a 2500-record feed)
 with a precise last_error, and the invalid record skipped under skip_records (the warning points
 into the feed, not into a chunk); retries (500 twice with growing back-off, 429 with
 Retry-After, truncated/reset/closed answers, a timeout, a permanent 503), max_bytes, and the
-auth header (sent, redacted in the view, 401 not retried)."""
+auth header (sent, redacted in the view, 401 not retried).
+
+store suite: both backends (ctest e2e_pg.*: the same cases with --store on PostgreSQL)
+"""
 
 import json
 import re

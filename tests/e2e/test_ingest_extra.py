@@ -1,6 +1,9 @@
 """Ingest details from issue #8 §4: a record stored through an event alias keeps what it sent
 (the "unknown field kept" warning is true), and one 400 lists field errors and reference errors
-(unknown event, unknown customer) together instead of one after the other."""
+(unknown event, unknown customer) together instead of one after the other.
+
+store suite: both backends (ctest e2e_pg.*: the same cases with --store on PostgreSQL)
+"""
 
 import json
 

@@ -12,7 +12,10 @@ compiled in by the debug/asan/tsan presets) writing contacts to a local contact 
   - GET /v1/{client_id}/deliveries shows a tenant key its own items, in its own environment;
   - a change that came from an instance (its run) is not written back to it, but goes to the
     other instance (no echo);
-  - deleting the connector settles its waiting items at once."""
+  - deleting the connector settles its waiting items at once.
+
+store suite: both backends (ctest e2e_pg.*: the same cases with --store on PostgreSQL)
+"""
 
 import json
 import os

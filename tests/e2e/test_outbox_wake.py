@@ -6,7 +6,10 @@ connector "test_contacts" (tests/connectors/), and the item is delivered — whi
 writer's wake-up after the commit can start. /metrics says so: the group commit that stored
 the item woke the workers, and the claim came right after a wake-up signal, not a poll.
 
-No wall-clock assertion: the wait below is a timeout far shorter than the poll interval."""
+No wall-clock assertion: the wait below is a timeout far shorter than the poll interval.
+
+store suite: both backends (ctest e2e_pg.*: the same cases with --store on PostgreSQL)
+"""
 
 import re
 import unittest

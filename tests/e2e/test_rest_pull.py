@@ -14,7 +14,10 @@ source, the next run completes); skip_records over two pages (the warning counts
 skipped records and names the page); 401 and a wrong records_pointer; kill -9 during a slow
 paged pull and a restart, and SIGTERM while a page hangs (the hub stops at once; both resume and
 end with the stored set equal to the source); and hub-to-hub replication through stagedoor's own
-read API, then incremental catch-up."""
+read API, then incremental catch-up.
+
+store suite: both backends (ctest e2e_pg.*: the same cases with --store on PostgreSQL)
+"""
 
 import json
 import os

@@ -13,7 +13,9 @@ the S-360 simulator (tests/sim/s360), with create_contacts off (the default):
     later "not opted out" never turns S-360's opt-out back into an opt-in;
   - no stale overwrite by S-360's own version: an operator's change in S-360 that stagedoor has
     not received yet (lastUpdateDate past the remote_version stored) is not overwritten; once its
-    webhook came in, the next local change goes out."""
+    webhook came in, the next local change goes out.
+
+store suite: both backends"""
 
 import os
 import sys

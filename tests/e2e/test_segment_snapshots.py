@@ -4,6 +4,9 @@ the count counted — checked on every exact-membership rule of test_segments.py
 page; a change after the snapshot is not in it and is in the next one (a page without a
 snapshot starts one, and the segment's count becomes that snapshot's); an opt-out or an
 erasure after the snapshot leaves it at once; snapshot parameters are checked strictly.
+
+store suite: both backends (on PostgreSQL the erasure step skips until that backend has the
+profiles part's erase).
 """
 
 import re
@@ -124,6 +127,10 @@ class SnapshotTests(harness.ServerCase):
         r = api.ingest({"customers": [customer(c["B"], email="%s@example.org" % c["B"].lower(),
                                                ad_opt_out=True)]})
         self.assertStatus(r, 202)
+        ms, _ = self.pages(api, sid, snap)
+        self.assertEqual(self.cids(ms), sorted([c["A"], c["C"], c["E"]]))
+        if harness.PG_MODE:
+            self.skipTest("erasure (the profiles part) is not on the PostgreSQL backend yet")
         r = api.req("DELETE", "/v1/n_gone/customers/%s?erase=profile" % harness._quote(c["C"]))
         self.assertStatus(r, 200)
         ms, answers = self.pages(api, sid, snap)

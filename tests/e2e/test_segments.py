@@ -7,6 +7,8 @@ Every test has its own tenant, so counts are exact. The box office of each tenan
              E (no sales); ANON sales exist too
   events     V1 Verdi/Otello/Berlin 2025-10-03 19:30, V2 Verdi/Aida/Berlin, M1 Mozart/Hamburg
   sales      A: V1 x2, M1 ; B: M1 x4 (VIP) ; C: V2 ; D: V1 ; ANON: V1
+
+store suite: both backends
 """
 
 import json

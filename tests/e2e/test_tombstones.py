@@ -8,7 +8,9 @@ event deleted on A (DELETE …/sales/{id}, …/events/{id}) disappear from B too
 between a record's last change and its deletion sees the tombstone once; a customer id held by
 two sources is two records: GET without ?source= is 409 listing both, with it 200 and the
 record's source; a customer re-sent with only ad_opt_out keeps her name and address, and null
-clears one field."""
+clears one field.
+
+store suite: both backends"""
 
 import json
 import unittest

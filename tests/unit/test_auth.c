@@ -1,7 +1,9 @@
 /* test_auth.c — API keys: format and entropy, only the hash stored, lookup by key, revocation
  * seen after a refresh, tenant isolation, client id rules; the verified-key cache (repeated
  * lookups skip the hash, never accept other bytes, and never outlive a revocation, a rotation
- * or new limits). */
+ * or new limits).
+ *
+ * store suite: both backends (ctest store_pg.* runs it on PostgreSQL). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -2,7 +2,9 @@
  * (a reconciliation's view of what the hub holds): live records of its own tenant and
  * environment in change order, tombstones skipped but passed over by the sequence number to
  * resume from, pages bounded by the limit, bad arguments refused; and sd_connector_check_sale_refs,
- * a file's references checked before anything of it is written. */
+ * a file's references checked before anything of it is written.
+ *
+ * store suite: both backends (ctest store_pg.* runs it on PostgreSQL). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

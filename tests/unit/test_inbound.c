@@ -76,16 +76,6 @@ static char *make(struct fx *f, const char *settings, const char *mapping)
     return id;
 }
 
-/* Cases whose payloads become records need the write path's apply_ingest, which the PostgreSQL
- * backend does not have yet (it is ported apart from the inbound part): skipped there until it
- * has it. */
-#define NEEDS_APPLY_INGEST()                                                                       \
-    do {                                                                                           \
-        if (!sd_test_store_is_sqlite()) {                                                          \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
-
 /* ---- admission ------------------------------------------------------------------------------- */
 
 struct hdrs {
@@ -296,7 +286,6 @@ static int64_t customers(struct fx *f)
 
 static void test_quarantine_and_duplicate(void **state)
 {
-    NEEDS_APPLY_INGEST();
     struct fx *f = *state;
     char *id = make(f, "{\"kind\":\"customers\"}", MAPPING);
     const char *body = "[{\"contactNumber\":\"C1\",\"mail\":\"a@example.com\"},"
@@ -347,7 +336,6 @@ static void test_quarantine_and_duplicate(void **state)
 /* S-360 wraps each record: {"orderDetailsData": {...}}; record_pointer unwraps it. */
 static void test_record_pointer(void **state)
 {
-    NEEDS_APPLY_INGEST();
     struct fx *f = *state;
     char *id = make(f, "{\"record_pointer\":\"/contactData\"}", MAPPING);
     const char *body = "[{\"contactData\":{\"contactNumber\":\"W1\",\"mail\":\"w@example.com\"}},"
@@ -426,7 +414,6 @@ static void test_limits(void **state)
  * must end as A, so the older twin is applied again. */
 static void test_dedupe_window(void **state)
 {
-    NEEDS_APPLY_INGEST();
     struct fx *f = *state;
     char *id = make(f, "{\"dedupe_hours\":24}", MAPPING);
     int64_t now = sd_now_usec();
@@ -461,7 +448,6 @@ static void test_dedupe_window(void **state)
 
 static void test_retention(void **state)
 {
-    NEEDS_APPLY_INGEST();
     struct fx *f = *state;
     char *id = make(f, "{\"raw_retention_days\":30}", MAPPING);
     int64_t now = sd_now_usec();
@@ -483,7 +469,6 @@ static void test_retention(void **state)
 
 static void test_forget_person(void **state)
 {
-    NEEDS_APPLY_INGEST();
     struct fx *f = *state;
     char *id = make(f, "{}", MAPPING);
     int64_t now = sd_now_usec();
@@ -590,7 +575,6 @@ static void test_stream_admission(void **state)
  * is still quarantined. */
 static void test_replay_run(void **state)
 {
-    NEEDS_APPLY_INGEST();
     struct fx *f = *state;
     const struct sd_connector *type = sd_connector_find("webhook_in");
     assert_non_null(type);
@@ -621,7 +605,7 @@ static void test_replay_run(void **state)
     json_decref(fix);
 
     struct sd_hub *hub = NULL;
-    assert_int_equal(sd_hub_open(f->st.dir, NULL, &hub), 0);
+    assert_int_equal(sd_hub_open(f->st.dir, sd_test_store_is_sqlite() ? NULL : f->st.url, &hub), 0);
     struct sd_connector_ctx ctx = {
         .hub = hub, .tenant_id = f->t.id, .env = SD_ENV_TEST, .id = id, .connector = type};
     assert_int_equal(sd_inbound_replay_run(&ctx, NULL), 0);

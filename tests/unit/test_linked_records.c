@@ -1,9 +1,11 @@
 /* test_linked_records.c — the two store reads a CRM connector's outbound half makes about a
- * customer of another source, against the SQLite store: how many records of a source share its
+ * customer of another source, against the store: how many records of a source share its
  * profile, in the writer's transaction right after the ingest that linked them
  * (sd_store_outbox_linked_tx, what on_change asks through sd_outbox_change_linked), and the
  * remote_version a record was stored with (sd_store_customer_version). Records go through the
- * real validator and are applied the way the writer applies them. Each test gets a fresh store. */
+ * real validator and are applied the way the writer applies them. Each test gets a fresh store.
+ *
+ * store suite: both backends (ctest store_pg.* runs it on PostgreSQL). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

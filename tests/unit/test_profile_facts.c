@@ -13,10 +13,9 @@
  * path). Removing any one maintenance call of sqlite_facts.c from the write paths makes this
  * test fail at some step (checked by hand for each call when it was written).
  *
- * The store suite: both backends. On a backend that does not offer erasure and split (the
- * profiles part) or segment members yet (the op is not in its table), those steps change
- * nothing and the rule check is left out; the facts must still equal their definition after
- * every other step, with the same random sequence. */
+ * The store suite: both backends. On a backend that does not offer segment members yet (the
+ * op is not in its table), the rule check is left out; the facts must still equal their
+ * definition after every step, with the same random sequence. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -50,10 +49,10 @@ struct fx {
     struct sd_test_store st;
     struct sd_store_handle *h;
     int64_t t, other;
-    bool have_profiles, have_segments; /* the backend offers erase + split, segment members */
-    uint64_t rng;                      /* xorshift64 state */
-    unsigned refunds;                  /* refund records sent so far (their invoice numbers) */
-    unsigned done[8];                  /* successful steps per kind */
+    bool have_segments; /* the backend offers segment members */
+    uint64_t rng;       /* xorshift64 state */
+    unsigned refunds;   /* refund records sent so far (their invoice numbers) */
+    unsigned done[8];   /* successful steps per kind */
     int64_t peak_profiles, seen_chf, seen_unlive,
         nonempty_rules; /* what the facts held along the way */
 };
@@ -354,9 +353,6 @@ static bool step_erase(struct fx *f)
     char id[16];
     snprintf(id, sizeof(id), "%c%u", src == 0 ? 'W' : 'K', pick(f, N_CUSTOMERS));
     struct sd_erasure_result res = {0};
-    if (!f->have_profiles) {
-        return false;
-    }
     write_begin(f);
     return write_end(f, sd_store_profile_erase(f->h, f->t, T, SOURCES[src], id, &res) == 0);
 }
@@ -374,7 +370,7 @@ static bool step_split(struct fx *f)
     unsigned n = pick_row(f, sql, pick(f, 8), cols, 3);
     int64_t pid = n ? strtoll(cols[0], NULL, 10) : 0;
     const char *source = cols[1], *cid = cols[2];
-    if (pid == 0 || !f->have_profiles) {
+    if (pid == 0) {
         return false;
     }
     int64_t made = 0;
@@ -528,11 +524,10 @@ static void fx_open(struct fx *f)
     f->t = sd_test_store_tenant(f->h, "acme", "Acme");
     f->other = sd_test_store_tenant(f->h, "beta", "Beta");
     const struct sd_store_ops *ops = sd_store_handle_ops(f->h);
-    f->have_profiles = ops->profiles && ops->profiles->erase && ops->profiles->split;
     f->have_segments = ops->segments && ops->segments->members;
     if (sd_test_store_is_sqlite()) {
         /* the reference backend has everything: nothing of this test may be left out there */
-        assert_true(f->have_profiles && f->have_segments);
+        assert_true(f->have_segments);
     }
     f->rng = 0x9e3779b97f4a7c15ull; /* the fixed seed */
 }
@@ -555,9 +550,7 @@ static void test_facts_equal_definition(void **state)
      * and the facts held rows of several profiles, of both currencies and of profiles with
      * nothing live (only refunded or cancelled sales) along the way */
     for (size_t k = 0; k < sizeof(STEP_KINDS) / sizeof(*STEP_KINDS); k++) {
-        bool offered =
-            f.have_profiles || (STEP_KINDS[k].fn != step_erase && STEP_KINDS[k].fn != step_split);
-        if (offered && f.done[k] < 3) {
+        if (f.done[k] < 3) {
             fail_msg("step kind %zu applied only %u times", k, f.done[k]);
         }
     }

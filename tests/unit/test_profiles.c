@@ -1,8 +1,9 @@
-/* test_profiles.c — unified customers (issue #4 §1) against the SQLite store: linking at ingest
- * under each rule, a source record that never moves, split, the most restrictive opt-out, the
- * suppression list at ingest, and GDPR erasure. Records go through the real validator
- * (sd_validate_ingest) so e-mail folding is the production one; write operations run the way
- * the writer runs them (begin, savepoint, op, release, commit). Each test gets a fresh store. */
+/* test_profiles.c — unified customers (issue #4 §1): linking at ingest under each rule, a
+ * source record that never moves, split, the most restrictive opt-out, the suppression list at
+ * ingest, and GDPR erasure. Records go through the real validator (sd_validate_ingest) so
+ * e-mail folding is the production one; write operations run the way the writer runs them
+ * (begin, savepoint, op, release, commit). Each test gets a fresh store.
+ * store suite: both backends */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "base/base.h"
@@ -21,6 +23,7 @@
 #include "store/audience.h"
 #include "store/store.h"
 #include "store_fixture.h"
+#include "store_sql.h"
 
 struct fx {
     struct sd_test_store st;
@@ -192,6 +195,15 @@ static void set_rule(struct fx *f, const char *client_id, enum sd_link_rule rule
 /* Run a statement on the database behind the store's back (simulating older data). */
 static void sql_exec(struct fx *f, const char *q)
 {
+    if (!sd_test_store_is_sqlite()) {
+        PGconn *pg = PQconnectdb(f->st.url);
+        assert_int_equal(PQstatus(pg), CONNECTION_OK);
+        PGresult *res = PQexec(pg, q);
+        assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+        PQclear(res);
+        PQfinish(pg);
+        return;
+    }
     char path[160];
     snprintf(path, sizeof(path), "%s/stagedoor.db", f->st.dir);
     sqlite3 *db = NULL;
@@ -203,17 +215,14 @@ static void sql_exec(struct fx *f, const char *q)
 /* Direct SQL for facts the store interface does not expose (inspection only). */
 static int64_t sql_int(struct fx *f, const char *q)
 {
-    char path[160];
-    snprintf(path, sizeof(path), "%s/stagedoor.db", f->st.dir);
-    sqlite3 *db = NULL;
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-    sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, q, -1, &st, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    int64_t v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return v;
+    return sd_test_sql_int(&f->st, q);
+}
+
+/* The text of q for the backend under test: SQLite's dialect, or PostgreSQL's (documents are
+ * TEXT there, read as json). */
+static const char *dialect(const char *sqlite, const char *pg)
+{
+    return sd_test_store_is_sqlite() ? sqlite : pg;
 }
 
 /* ---- tests ----------------------------------------------------------------------------------- */
@@ -492,6 +501,48 @@ static void test_suppression(void **state)
     sd_profile_release(&p);
 }
 
+/* One request with several addresses: an address twice is added once, a profile reached by two
+ * of them is counted once, addresses with quotes, backslashes and braces are kept as sent, and
+ * an empty address fails the request (the writer rolls it back whole). */
+static void test_suppress_many(void **state)
+{
+    struct fx *f = *state;
+    static const char odd[] = "\"o'b\\c{,}\"@example.com";
+    customer(f, f->t1, "webhook", "M1", "m1@example.com", NULL);
+    customer(f, f->t1, "crm", "M2", "m1@example.com", NULL); /* the same profile */
+    customer(f, f->t1, "webhook", "M3", "m3@example.com", NULL);
+    const char *keys[] = {"m1@example.com", "new@example.com", "m1@example.com", odd};
+    struct sd_suppress_result res = {0};
+    write_begin(f);
+    assert_int_equal(write_end(f, sd_store_profile_suppress(f->h, f->t1, T, keys, 4, &res)), 0);
+    assert_int_equal(res.added, 3);
+    assert_int_equal(res.profiles_suppressed, 1);
+    bool sup = false;
+    assert_int_equal(sd_store_profile_is_suppressed(f->h, f->t1, T, odd, &sup), 0);
+    assert_true(sup);
+    struct sd_profile p = {0};
+    profile_of(f, f->t1, "crm", "M2", &p);
+    assert_true(p.suppressed);
+    sd_profile_release(&p);
+    profile_of(f, f->t1, "webhook", "M3", &p);
+    assert_false(p.suppressed);
+    sd_profile_release(&p);
+
+    const char *bad[] = {"m3@example.com", ""};
+    write_begin(f);
+    assert_int_equal(write_end(f, sd_store_profile_suppress(f->h, f->t1, T, bad, 2, &res)),
+                     -EINVAL);
+    assert_int_equal(sd_store_profile_is_suppressed(f->h, f->t1, T, "m3@example.com", &sup), 0);
+    assert_false(sup);
+    assert_int_equal(sql_int(f, "SELECT count(*) FROM suppression"), 3);
+
+    /* nothing to add: no entry, no count */
+    write_begin(f);
+    assert_int_equal(write_end(f, sd_store_profile_suppress(f->h, f->t1, T, NULL, 0, &res)), 0);
+    assert_int_equal(res.added, 0);
+    assert_int_equal(res.profiles_suppressed, 0);
+}
+
 static void test_erasure(void **state)
 {
     struct fx *f = *state;
@@ -551,8 +602,10 @@ static void test_erasure(void **state)
     assert_null(strstr(doc, "C1"));
     free(doc);
     assert_int_equal(sql_int(f, "SELECT count(*) FROM sales WHERE customer_id = 'ANON'"), 3);
-    assert_int_equal(sql_int(f, "SELECT count(*) FROM sales WHERE customer_id = 'ANON'"
-                                " AND json_extract(doc, '$.customer_id') = 'ANON'"),
+    assert_int_equal(sql_int(f, dialect("SELECT count(*) FROM sales WHERE customer_id = 'ANON'"
+                                        " AND json_extract(doc, '$.customer_id') = 'ANON'",
+                                        "SELECT count(*) FROM sales WHERE customer_id = 'ANON'"
+                                        " AND doc::json ->> 'customer_id' = 'ANON'")),
                      3);
     assert_int_equal(sql_int(f, "SELECT count(*) FROM sales WHERE customer_id = 'C2'"), 1);
     assert_true(sql_int(f, "SELECT min(seq) FROM sales WHERE customer_id = 'ANON'") >
@@ -587,6 +640,64 @@ static void test_erasure(void **state)
     /* nothing to erase */
     assert_int_equal(erase(f, f->t1, "webhook", "NOPE", &res), -ENOENT);
     assert_int_equal(erase(f, f->t2, "webhook", "C2", &res), -ENOENT);
+}
+
+/* The anonymised sales get their new seqs in one order on every backend (by net quantity, then
+ * purchase time, then their old seq), and each document is the stored one with only its
+ * customer_id replaced, in place. */
+static void test_erasure_sales_order_and_documents(void **state)
+{
+    struct fx *f = *state;
+    static const char *const sales[][3] = {
+        /* invoice, purchased, quantity */
+        {"I-a", "2025-05-01T10:00:00Z", "2"},
+        {"I-b", "2025-06-01T10:00:00Z", "1"},
+        {"I-c", "2025-04-01T10:00:00Z", "1"},
+        {"I-d", "2025-06-01T10:00:00Z", "1"},
+    };
+    struct sd_buf body;
+    sd_buf_init(&body);
+    sd_buf_puts(&body, "{\"events\":[{\"event_id\":\"E1\",\"title\":\"Otello\","
+                       "\"date\":\"2025-10-03\",\"time\":\"19:30:00\",\"venue\":\"Opera\","
+                       "\"hall\":\"Main\",\"city\":\"Berlin\",\"capacity\":1250}],"
+                       "\"customers\":[{\"customer_id\":\"Z1\",\"email\":\"z@example.com\"}],"
+                       "\"sales\":[");
+    for (size_t i = 0; i < 4; i++) {
+        char *one = sd_asprintf("%s{\"invoice_number\":\"%s\",\"event_id\":\"E1\","
+                                "\"customer_id\":\"Z1\",\"purchase_datetime\":\"%s\","
+                                "\"sales_price\":\"10.50\",\"currency\":\"EUR\","
+                                "\"ticket_category\":\"regular\",\"quantity\":%s}",
+                                i ? "," : "", sales[i][0], sales[i][1], sales[i][2]);
+        sd_buf_puts(&body, one);
+        free(one);
+    }
+    sd_buf_puts(&body, "]}");
+    char *json = sd_buf_steal(&body);
+    ingest(f, f->t1, T, "webhook", json);
+    free(json);
+    char *before[4] = {NULL};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(sd_store_get_record(f->h, SD_KIND_SALE, f->t1, T, sales[i][0], &before[i]),
+                         0);
+    }
+    struct sd_erasure_result res = {0};
+    assert_int_equal(erase(f, f->t1, "webhook", "Z1", &res), 0);
+    assert_int_equal(res.sales_anonymized, 4);
+    char *order = sd_test_sql(&f->st, "SELECT invoice_number FROM sales ORDER BY seq");
+    assert_string_equal(order, "I-c\nI-b\nI-d\nI-a\n");
+    free(order);
+    for (size_t i = 0; i < 4; i++) {
+        char *doc = NULL;
+        assert_int_equal(sd_store_get_record(f->h, SD_KIND_SALE, f->t1, T, sales[i][0], &doc), 0);
+        char *at = strstr(before[i], "\"customer_id\":\"Z1\"");
+        assert_non_null(at);
+        char *want = sd_asprintf("%.*s\"customer_id\":\"ANON\"%s", (int)(at - before[i]), before[i],
+                                 at + strlen("\"customer_id\":\"Z1\""));
+        assert_string_equal(doc, want);
+        free(want);
+        free(doc);
+        free(before[i]);
+    }
 }
 
 static void test_erase_needs_source_when_ambiguous(void **state)
@@ -670,7 +781,8 @@ static void test_customers_without_email(void **state)
     sd_profile_release(&p1);
     assert_true(b1 != profile_of(f, f->t1, "box", "B2", NULL));
     set_rule(f, "acme", SD_LINK_EMAIL_AND_LAST_NAME);
-    ingest_flags(f, f->t1, T, "box", "{\"customers\":[{\"customer_id\":\"B3\",\"last_name\":\"Box\"}]}",
+    ingest_flags(f, f->t1, T, "box",
+                 "{\"customers\":[{\"customer_id\":\"B3\",\"last_name\":\"Box\"}]}",
                  SD_VALIDATE_EMAIL_OPTIONAL);
     assert_true(profile_of(f, f->t1, "box", "B3", NULL) != b1);
     assert_int_equal(sql_int(f, "SELECT count(*) FROM profiles WHERE link_key IS NULL"), 3);
@@ -679,18 +791,26 @@ static void test_customers_without_email(void **state)
     ingest_flags(f, f->t1, T, "box",
                  "{\"customers\":[{\"customer_id\":\"B3\",\"email\":\"B3@example.com\"}]}",
                  SD_VALIDATE_EMAIL_OPTIONAL);
-    ingest_flags(f, f->t1, T, "box", "{\"customers\":[{\"customer_id\":\"B3\",\"first_name\":\"Al\"}]}",
+    ingest_flags(f, f->t1, T, "box",
+                 "{\"customers\":[{\"customer_id\":\"B3\",\"first_name\":\"Al\"}]}",
                  SD_VALIDATE_EMAIL_OPTIONAL);
-    assert_int_equal(sql_int(f, "SELECT count(*) FROM customers WHERE customer_id = 'B3'"
-                                " AND email_key = 'b3@example.com'"
-                                " AND doc ->> '$.email' = 'B3@example.com'"),
+    assert_int_equal(sql_int(f, dialect("SELECT count(*) FROM customers WHERE customer_id = 'B3'"
+                                        " AND email_key = 'b3@example.com'"
+                                        " AND doc ->> '$.email' = 'B3@example.com'",
+                                        "SELECT count(*) FROM customers WHERE customer_id = 'B3'"
+                                        " AND email_key = 'b3@example.com'"
+                                        " AND doc::json ->> 'email' = 'B3@example.com'")),
                      1);
     ingest_flags(f, f->t1, T, "box", "{\"customers\":[{\"customer_id\":\"B3\",\"email\":null}]}",
                  SD_VALIDATE_EMAIL_OPTIONAL);
-    assert_int_equal(sql_int(f, "SELECT count(*) FROM customers WHERE customer_id = 'B3'"
-                                " AND email_key IS NULL AND json_type(doc, '$.email') IS NULL"
-                                " AND doc ->> '$.first_name' = 'Al'"),
-                     1);
+    assert_int_equal(
+        sql_int(f, dialect("SELECT count(*) FROM customers WHERE customer_id = 'B3'"
+                           " AND email_key IS NULL AND json_type(doc, '$.email') IS NULL"
+                           " AND doc ->> '$.first_name' = 'Al'",
+                           "SELECT count(*) FROM customers WHERE customer_id = 'B3'"
+                           " AND email_key IS NULL AND NOT (doc::jsonb ? 'email')"
+                           " AND doc::json ->> 'first_name' = 'Al'")),
+        1);
 
     /* suppressions never reach them */
     struct sd_suppress_result sr = suppress(f, f->t1, "b3@example.com");
@@ -723,7 +843,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_split_sticks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_opt_out_most_restrictive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_suppression, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_suppress_many, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erasure, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_erasure_sales_order_and_documents, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erase_needs_source_when_ambiguous, setup, teardown),
         cmocka_unit_test_setup_teardown(test_erasure_keeps_seq_increasing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_records_without_profile, setup, teardown),

@@ -1,5 +1,5 @@
-/* test_segments_store.c — segment membership as the store computes it (sqlite_segments.c), and
- * the segment definitions (control plane).
+/* test_segments_store.c — segment membership as the store computes it (sqlite_segments.c,
+ * pg_segments.c), and the segment definitions (control plane).
  *
  * A fresh store per test with a small, hand-made box office: four events, five customers (one
  * opted out, one without sales, one person also present in a second source, "csv", with the
@@ -8,7 +8,11 @@
  * sd_store_apply_ingest, which links customers into profiles — so no SQL appears here. Each
  * rule is parsed by core/segment_rules.c and its members compared with the expected set; a
  * member is named by the smallest customer id among its source records ("A" for A + A2).
- * Relative dates resolve against a fixed now, 2026-01-01T00:00:00Z. */
+ * Relative dates resolve against a fixed now, 2026-01-01T00:00:00Z.
+ *
+ * store suite: both backends (sqlite_segments.c, pg_segments.c). On PostgreSQL, the cases that
+ * read or rewrite the SQLite file skip that part, and the checks that need the profiles part's
+ * suppress and erase skip while that backend answers them -ENOTSUP. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,9 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
+#include <pthread.h>
 #include <sqlite3.h>
 
 #include "base/base.h"
@@ -95,6 +102,23 @@ static void ingest(struct fx *f, int64_t tenant, enum sd_env env, const char *so
         fail_msg("fixture refused: %d %s", outcome, first ? first : "");
     }
     free(first);
+}
+
+/* Suppress one address of acme's TEST (through the writer). -ENOTSUP (nothing written) when
+ * the backend lacks the profiles part's write ops: PostgreSQL until they are ported. */
+static int suppress_one(struct fx *f, const char *email_key)
+{
+    const char *keys[] = {email_key};
+    struct sd_suppress_result sr = {0};
+    assert_int_equal(sd_store_write_begin(f->h), 0);
+    int r = sd_store_profile_suppress(f->h, f->acme, SD_ENV_TEST, keys, 1, &sr);
+    if (r == -ENOTSUP && !sd_test_store_is_sqlite()) {
+        assert_int_equal(sd_store_write_rollback(f->h), 0);
+        return r;
+    }
+    assert_int_equal(r, 0);
+    assert_int_equal(sd_store_write_commit(f->h), 0);
+    return 0;
 }
 
 /* The fixture reads best laid out as the records it is. */
@@ -624,6 +648,9 @@ static void test_customer_and_boolean(void **state)
  * the folding of its document's values, read straight from the file. */
 static void check_folded_columns(struct fx *f)
 {
+    if (!sd_test_store_is_sqlite()) {
+        return; /* it reads the SQLite file; the rules below check the columns' effect */
+    }
     char path[160];
     snprintf(path, sizeof(path), "%s/stagedoor.db", f->st.dir);
     sqlite3 *db = NULL;
@@ -869,6 +896,83 @@ static void test_budget(void **state)
     sd_seg_rule_free(heavy);
 }
 
+struct raiser {
+    atomic_bool *flag;
+    int64_t after_usec;
+};
+
+static void *raise_later(void *arg)
+{
+    struct raiser *r = arg;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(r->after_usec * 1000)};
+    nanosleep(&ts, NULL);
+    atomic_store(r->flag, true);
+    return NULL;
+}
+
+/* A budget that runs out while the statement runs (PostgreSQL): another session holds an ACCESS
+ * EXCLUSIVE lock on profiles, so every membership statement waits inside the server. A
+ * wall-clock or CPU budget of 200 ms ends count, members and snapshot_create with -ETIME, a
+ * cancel flag raised 200 ms into a count with -ECANCELED, each long before the lock goes (the
+ * statement is cancelled, not left running); then the connections serve the next calls. */
+static void test_budget_in_flight(void **state)
+{
+    struct fx *f = *state;
+    if (sd_test_store_is_sqlite()) {
+        skip(); /* SQLite's readers never wait for a lock; test_budget covers its handler */
+    }
+    PGconn *pg = PQconnectdb(f->st.url);
+    assert_int_equal(PQstatus(pg), CONNECTION_OK);
+    PGresult *res = PQexec(pg, "BEGIN; LOCK TABLE profiles IN ACCESS EXCLUSIVE MODE");
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    struct sd_seg_rule *r = rule_of("{\"all\":[]}");
+    struct sd_seg_budget wall = {.wall_usec = 200000}, cpu = {.cpu_usec = 200000};
+    int64_t n = -1, id = 0;
+    struct sd_seg_member_page p = {0};
+    int64_t t0 = sd_mono_usec();
+    assert_int_equal(sd_store_segment_count(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, &wall, &n),
+                     -ETIME);
+    assert_int_equal(sd_store_segment_count(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, &cpu, &n),
+                     -ETIME);
+    assert_int_equal(
+        sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 10, &wall, &p),
+        -ETIME);
+    assert_int_equal(sd_store_segment_snapshot_create(f->h, f->acme, SD_ENV_TEST, "seg_t", r,
+                                                      NOW_USEC, SD_SEGMENT_SNAPSHOT_TTL_USEC, &wall,
+                                                      &id, &n),
+                     -ETIME);
+    int64_t spent = sd_mono_usec() - t0;
+    assert_true(spent >= 4 * 200000);
+    assert_true(spent < 4 * 200000 + 4000000); /* cut off, not waiting for the lock */
+    atomic_bool cancel;
+    atomic_init(&cancel, false);
+    struct raiser rz = {.flag = &cancel, .after_usec = 200000};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, raise_later, &rz), 0);
+    struct sd_seg_budget cancelled = {.cancel = &cancel};
+    t0 = sd_mono_usec();
+    assert_int_equal(
+        sd_store_segment_count(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, &cancelled, &n),
+        -ECANCELED);
+    spent = sd_mono_usec() - t0;
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_true(spent >= 200000 && spent < 1200000);
+    res = PQexec(pg, "ROLLBACK");
+    PQclear(res);
+    PQfinish(pg);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sd_store_segment_count(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, NULL, &n),
+                         0);
+        assert_int_equal(n, 4);
+        assert_int_equal(
+            sd_store_segment_members(f->h, f->acme, SD_ENV_TEST, r, NOW_USEC, 0, 10, NULL, &p), 0);
+        assert_int_equal(p.n, 4);
+        sd_seg_member_page_release(&p);
+    }
+    sd_seg_rule_free(r);
+}
+
 static void test_scope(void **state)
 {
     struct fx *f = *state;
@@ -896,11 +1000,9 @@ static void test_opt_out_suppression_erasure(void **state)
     assert_string_equal(got, "A,C,E");
     free(got);
     /* E's address is suppressed */
-    const char *keys[] = {"e@x.org"};
-    struct sd_suppress_result sr = {0};
-    assert_int_equal(sd_store_write_begin(f->h), 0);
-    assert_int_equal(sd_store_profile_suppress(f->h, f->acme, SD_ENV_TEST, keys, 1, &sr), 0);
-    assert_int_equal(sd_store_write_commit(f->h), 0);
+    if (suppress_one(f, "e@x.org") == -ENOTSUP) {
+        skip(); /* no profile suppress and erase on this backend yet */
+    }
     got = members(f, f->acme, SD_ENV_TEST, all, 10);
     assert_string_equal(got, "A,C");
     free(got);
@@ -1269,6 +1371,9 @@ static void test_lifecycle_replace(void **state)
 static void test_lifecycle_migration(void **state)
 {
     struct fx *f = *state;
+    if (!sd_test_store_is_sqlite()) {
+        skip(); /* it rewrites the SQLite file to an older schema */
+    }
     static const char *const rules[] = {
         "{\"bought\":{}}",
         "{\"count\":{\"of\":\"spend\",\"currency\":\"EUR\",\"gte\":\"178.00\"}}",
@@ -1365,11 +1470,14 @@ static void test_snapshot_frozen(void **state)
     /* B opts out, E is suppressed, C is erased: gone from both snapshots at once */
     ingest(f, f->acme, SD_ENV_TEST, NULL,
            "{\"customers\":[" CU("B", "b@x.org", ",\"ad_opt_out\":true") "]}");
-    const char *keys[] = {"e@x.org"};
-    struct sd_suppress_result sr = {0};
-    assert_int_equal(sd_store_write_begin(f->h), 0);
-    assert_int_equal(sd_store_profile_suppress(f->h, f->acme, SD_ENV_TEST, keys, 1, &sr), 0);
-    assert_int_equal(sd_store_write_commit(f->h), 0);
+    if (suppress_one(f, "e@x.org") == -ENOTSUP) {
+        /* no profile suppress and erase on this backend yet: the opt-out alone */
+        got = snap_listing(f, f->acme, SD_ENV_TEST, s1, NOW_USEC, 1, &r);
+        assert_int_equal(r, 0);
+        assert_string_equal(got, "A,C,E");
+        free(got);
+        skip();
+    }
     struct sd_erasure_result er = {0};
     assert_int_equal(sd_store_write_begin(f->h), 0);
     assert_int_equal(sd_store_profile_erase(f->h, f->acme, SD_ENV_TEST, "webhook", "C", &er), 0);
@@ -1451,6 +1559,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_customer_activity, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_pages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_budget_in_flight, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scope, setup, teardown),
         cmocka_unit_test_setup_teardown(test_opt_out_suppression_erasure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_definitions, setup, teardown),

@@ -1,7 +1,9 @@
 /* test_writer_alone.c — a long job (`alone`: a loader's write job, e.g. part of a CSV file being
  * stored) is a group of its own. The jobs queued before it commit in their own group, before it
  * runs; the ones queued after it go into the next group. So a webhook request queued during
- * one import job waits for that job only, never also for the next one sharing its commit. */
+ * one import job waits for that job only, never also for the next one sharing its commit.
+ *
+ * store suite: both backends (ctest store_pg.* runs it on PostgreSQL). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -354,3 +354,49 @@ int sd_pg_profile_member_gone(struct sd_store *s, int64_t tenant_id, enum sd_env
     }
     return r;
 }
+
+/* ---- for the operator's split (pg_profiles.c) ------------------------------------------------ */
+
+int sd_pg_profile_record(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *source,
+                         const char *customer_id, int64_t *ret_seq, int64_t *ret_profile,
+                         int *ret_opt_out)
+{
+    struct pgconn *c = sd_pg_writer(s);
+    if (!c) {
+        return -EINVAL;
+    }
+    return rec_get(c, tenant_id, env, source, customer_id, ret_seq, ret_profile, ret_opt_out);
+}
+
+int sd_pg_profile_recompute(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                            struct sd_pg_link_ctx *ctx, int64_t profile_id, int64_t now,
+                            size_t *ret_members)
+{
+    struct pgconn *c = sd_pg_writer(s);
+    if (!c) {
+        return -EINVAL;
+    }
+    int r = ctx_load(c, tenant_id, env, ctx);
+    return r < 0 ? r : recompute(c, tenant_id, env, ctx, profile_id, now, ret_members);
+}
+
+int sd_pg_profile_create(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                         const char *link_key, bool opt_out, bool suppressed, int64_t now,
+                         int64_t *ret_id)
+{
+    struct pgconn *c = sd_pg_writer(s);
+    if (!c) {
+        return -EINVAL;
+    }
+    return profile_insert(c, tenant_id, env, link_key, opt_out, suppressed, now, ret_id);
+}
+
+int sd_pg_profile_move(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t seq,
+                       int64_t profile_id, bool pinned)
+{
+    struct pgconn *c = sd_pg_writer(s);
+    if (!c) {
+        return -EINVAL;
+    }
+    return rec_set_profile(c, tenant_id, env, seq, profile_id, pinned);
+}

@@ -9,6 +9,7 @@
 #define SD_PG_LINK_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "pg_internal.h"
@@ -34,5 +35,25 @@ int sd_pg_profile_link(struct sd_store *s, int64_t tenant_id, enum sd_env env,
  * records left, or delete the profile when none is left. Returns 0 or a negative errno. */
 int sd_pg_profile_member_gone(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                               int64_t profile_id, int64_t now);
+
+/* The building blocks of an operator's split (pg_profiles.c), on the writer connection inside
+ * write_begin … commit, with the rules above. record: the stored record (source, customer_id):
+ * 1 found (its seq, profile id or 0, ad_opt_out -1/0/1), 0 not found. recompute: a profile's
+ * opt_out and suppressed from all its members (ctx loaded on first use); *ret_members
+ * (optional) the member count. create: a new profile with these flags (link_key NULL: nothing
+ * links to it by itself). move: record seq to profile_id (pinned: split out by an operator),
+ * the purchase facts of both profiles following. Each returns 0 (or 1/0 as said) or a
+ * negative errno. */
+int sd_pg_profile_record(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *source,
+                         const char *customer_id, int64_t *ret_seq, int64_t *ret_profile,
+                         int *ret_opt_out);
+int sd_pg_profile_recompute(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                            struct sd_pg_link_ctx *ctx, int64_t profile_id, int64_t now,
+                            size_t *ret_members);
+int sd_pg_profile_create(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                         const char *link_key, bool opt_out, bool suppressed, int64_t now,
+                         int64_t *ret_id);
+int sd_pg_profile_move(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t seq,
+                       int64_t profile_id, bool pinned);
 
 #endif

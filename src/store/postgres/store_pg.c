@@ -44,7 +44,9 @@
 #include "pg_internal.h"
 #include "pg_leases.h"
 #include "pg_outbox.h"
+#include "pg_profiles.h"
 #include "pg_records.h"
+#include "pg_segments.h"
 #include "store/store.h"
 
 extern const char *const sd_pg_schema[];
@@ -937,7 +939,9 @@ const struct sd_store_ops sd_store_pg_ops = {
     .get_customer_in_write = sd_pg_get_customer_in_write,
     .check_sale_refs = sd_pg_check_sale_refs,
     .rate_take = sd_pg_rate_take,
+    .profiles = &sd_pg_profile_ops,
     .outbox = &sd_pg_outbox_ops,
     .quota = &sd_pg_quota_ops,
     .inbound = &sd_pg_inbound_ops,
+    .segments = &sd_pg_segment_ops,
 };

@@ -232,6 +232,15 @@ static int conn_open(const char *path, enum conn_role role, struct conn **ret)
         rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
         if (rc == SQLITE_OK) {
             rc = sqlite3_step(st);
+            /* Two processes opening a new file at once: the switch needs the file to itself and
+             * SQLite answers BUSY at once there (its busy handler is not called for this lock,
+             * to rule out deadlock), so wait here as the busy timeout would. */
+            for (int waited = 0; rc == SQLITE_BUSY && waited < BUSY_TIMEOUT_MS; waited += 10) {
+                sqlite3_reset(st);
+                struct timespec ts = {0, 10 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+                rc = sqlite3_step(st);
+            }
         }
         if (rc != SQLITE_ROW || !sqlite3_column_text(st, 0) ||
             strcmp((const char *)sqlite3_column_text(st, 0), "wal") != 0) {
