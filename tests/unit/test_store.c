@@ -1012,6 +1012,62 @@ static void test_write_rollback(void **state)
     sd_record_page_release(&p);
 }
 
+/* One group of requests the way the writer runs them: each savepoint undoes exactly its own
+ * request, also next to requests that ran no statement, and the numbering skips nothing kept. */
+static void test_savepoints_in_one_group(void **state)
+{
+    struct fx *f = *state;
+    struct sd_batch a = {0}, refused = {0}, c = {0}, dup = {0};
+    add_ev(&a, "E1", "k1");
+    add_sa(&refused, "INV-X", "E-MISSING", SD_ANON_CUSTOMER);
+    add_ev(&c, "E2", "k2");
+    add_sa(&c, "INV-1", "E1", SD_ANON_CUSTOMER);
+    add_sa(&dup, "INV-1", "E1", SD_ANON_CUSTOMER);
+    const struct sd_batch *jobs[] = {&a, &refused, NULL, NULL, &c, &dup};
+    const enum sd_apply_outcome want[] = {SD_APPLY_OK,       SD_APPLY_REFUSED, SD_APPLY_OK,
+                                          SD_APPLY_REFUSED, SD_APPLY_OK,      SD_APPLY_DUPLICATE};
+    assert_int_equal(sd_store_write_begin(f->h), 0);
+    for (size_t i = 0; i < sizeof(jobs) / sizeof(*jobs); i++) {
+        struct sd_apply_result res;
+        sd_apply_result_init(&res);
+        assert_int_equal(sd_store_savepoint(f->h), 0);
+        if (jobs[i]) {
+            assert_int_equal(sd_store_apply_ingest(f->h, f->t1, SD_ENV_TEST, jobs[i], &res), 0);
+        } else {
+            res.outcome = want[i]; /* a request that ran no statement, kept or undone */
+        }
+        assert_int_equal(res.outcome, want[i]);
+        if (res.outcome == SD_APPLY_OK) {
+            assert_int_equal(sd_store_savepoint_release(f->h), 0);
+        } else {
+            assert_int_equal(sd_store_savepoint_rollback(f->h), 0);
+        }
+        sd_apply_result_release(&res);
+    }
+    assert_int_equal(sd_store_write_commit(f->h), 0);
+    struct sd_record_page p = {0};
+    assert_int_equal(sd_store_list_records(f->h, SD_KIND_EVENT, f->t1, SD_ENV_TEST, 0, 10, &p), 0);
+    assert_int_equal(p.n, 2);
+    assert_int_equal(p.seqs[0], 1);
+    assert_int_equal(p.seqs[1], 2);
+    sd_record_page_release(&p);
+    assert_int_equal(sd_store_list_records(f->h, SD_KIND_SALE, f->t1, SD_ENV_TEST, 0, 10, &p), 0);
+    assert_int_equal(p.n, 1);
+    assert_int_equal(p.seqs[0], 3);
+    sd_record_page_release(&p);
+    char *doc = get(f, SD_KIND_SALE, f->t1, SD_ENV_TEST, "INV-X");
+    assert_null(doc);
+    sd_batch_release(&a);
+    sd_batch_release(&refused);
+    sd_batch_release(&c);
+    sd_batch_release(&dup);
+    /* the next group starts clean */
+    struct sd_batch d = {0};
+    add_sa(&d, "INV-2", "E2", SD_ANON_CUSTOMER);
+    assert_int_equal(ingest_ok(f, f->t1, SD_ENV_TEST, &d), SD_APPLY_OK);
+    assert_int_equal(count(f, SD_KIND_SALE, f->t1, SD_ENV_TEST), 2);
+}
+
 static void test_idempotency(void **state)
 {
     struct fx *f = *state;
@@ -1254,6 +1310,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_replace_sale, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_savepoints_in_one_group, setup, teardown),
         cmocka_unit_test_setup_teardown(test_persisted_after_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_readers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throughput, setup, teardown),

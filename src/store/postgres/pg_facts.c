@@ -326,19 +326,42 @@ static void sums_free(struct sd_pg_facts_batch *fb)
 int sd_pg_facts_batch_flush(struct pgconn *c, struct sd_pg_facts_batch *fb, int64_t tenant_id,
                             enum sd_env env)
 {
-    int r = 0;
-    if (fb->n_sums == 1) {
-        for (size_t i = 0; i < fb->sums_cap && r == 0; i++) {
-            struct sd_pg_facts_sum *f = &fb->sums[i];
-            if (f->currency) {
-                r = add(c, tenant_id, env, f->profile_id, f->currency, f->purchases, f->tickets,
-                        f->spend_minor, f->sales, f->first, f->last);
-            }
-        }
+    return sd_pg_facts_batch_flush_with(c, fb, tenant_id, env, NULL, 0);
+}
+
+int sd_pg_facts_batch_flush_with(struct pgconn *c, struct sd_pg_facts_batch *fb,
+                                 int64_t tenant_id, enum sd_env env, struct sd_pg_stmt *lead,
+                                 size_t n_lead)
+{
+    struct sd_pg_stmt st[4];
+    size_t n = 0;
+    if (n_lead > 3) {
+        sd_log(SD_LOG_ERROR, "too many statements ahead of the facts", "n=%zu", n_lead);
+        abort();
+    }
+    for (; n < n_lead; n++) {
+        st[n] = lead[n];
+    }
+    struct sd_pg_params p;
+    struct sd_buf col[8];
+    int ncol = 0;
+    struct sd_pg_facts_sum *one = NULL;
+    for (size_t i = 0; fb->n_sums == 1 && i < fb->sums_cap; i++) {
+        one = fb->sums[i].currency ? &fb->sums[i] : one;
+    }
+    if (one) {
+        key_params(&p, tenant_id, env, one->profile_id, one->currency);
+        sd_pg_p_int(&p, one->purchases);
+        sd_pg_p_int(&p, one->tickets);
+        sd_pg_p_int(&p, one->spend_minor);
+        sd_pg_p_int(&p, one->sales);
+        sd_pg_p_text(&p, one->first);
+        sd_pg_p_text(&p, one->last);
+        st[n++] = (struct sd_pg_stmt){.slot = SLOT_ADD, .sql = SQL_ADD, .p = &p};
     } else if (fb->n_sums > 1) {
         /* Array literals: {…} of numbers, and of texts quoted (currencies and ISO times hold no
          * '"' or '\\', which are escaped all the same). */
-        struct sd_buf col[8];
+        ncol = 8;
         for (int k = 0; k < 8; k++) {
             sd_buf_init(&col[k]);
             sd_buf_puts(&col[k], "{");
@@ -360,18 +383,27 @@ int sd_pg_facts_batch_flush(struct pgconn *c, struct sd_pg_facts_batch *fb, int6
             array_text(&col[6], sep, f->first);
             array_text(&col[7], sep, f->last);
         }
-        struct sd_pg_params p;
         sd_pg_params_init(&p);
         sd_pg_p_scope(&p, tenant_id, env, NULL);
         for (int k = 0; k < 8; k++) {
             sd_buf_puts(&col[k], "}");
             sd_pg_p_text(&p, col[k].data);
         }
-        r = exec(c, SLOT_ADD_MANY, SQL_ADD_MANY, &p, NULL);
-        r = r < 0 ? r : 0;
-        for (int k = 0; k < 8; k++) {
-            sd_buf_release(&col[k]);
-        }
+        st[n++] = (struct sd_pg_stmt){.slot = SLOT_ADD_MANY, .sql = SQL_ADD_MANY, .p = &p};
+    }
+    int r = n ? sd_pg_exec_pipeline(c, st, n) : 0;
+    bool lead_failed = false;
+    for (size_t k = 0; k < n_lead; k++) {
+        lead[k] = st[k];
+        lead_failed = lead_failed || lead[k].result < 0;
+    }
+    /* A constraint failure of the facts' own statement is a backend failure (derived rows). */
+    if ((r == -EEXIST || r == -EINVAL) && !lead_failed) {
+        sd_log(SD_LOG_ERROR, "constraint violated on the write path", "slot=%d", st[n - 1].slot);
+        r = -EIO;
+    }
+    for (int k = 0; k < ncol; k++) {
+        sd_buf_release(&col[k]);
     }
     sums_free(fb);
     return r;

@@ -45,6 +45,12 @@ int sd_pg_facts_batch_add(struct pgconn *c, struct sd_pg_facts_batch *fb, int64_
                           int64_t net_minor);
 int sd_pg_facts_batch_flush(struct pgconn *c, struct sd_pg_facts_batch *fb, int64_t tenant_id,
                             enum sd_env env);
+/* The same, in one round trip with the caller's statements lead[0..n_lead) (at most 3), run
+ * first (their outcomes are left in lead[k].result; after a failure nothing later runs).
+ * Returns 0 or the first failure. */
+int sd_pg_facts_batch_flush_with(struct pgconn *c, struct sd_pg_facts_batch *fb,
+                                 int64_t tenant_id, enum sd_env env, struct sd_pg_stmt *lead,
+                                 size_t n_lead);
 void sd_pg_facts_batch_release(struct sd_pg_facts_batch *fb);
 /* Tell the batch the profile of customer key (source, customer_id) (0: none), looked up by the
  * caller with others in one statement, so batch_add need not ask the store. */

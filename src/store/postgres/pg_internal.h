@@ -55,6 +55,9 @@ struct pgconn {
     uint64_t prepared[SD_PG_SLOTS / 64];
     struct pgconn *next_free;
     bool in_tx; /* between BEGIN and COMMIT/ROLLBACK issued through the helpers below */
+    /* The writer's savepoint commands not sent yet (SD_PG_PEND_*, store_pg.c): they go out in
+     * the same round trip as the next statement, ahead of it. */
+    unsigned pending;
 };
 
 struct sd_store {
@@ -120,6 +123,20 @@ int sd_pg_exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd
  * unnamed with PQexecParams, so it is planned for its values. */
 int sd_pg_exec_text(struct pgconn *c, const char *sql, const struct sd_pg_params *p,
                     PGresult **ret);
+
+/* Several statements in one round trip (libpq pipeline mode), for statements none of which
+ * needs another's answer: each is run as sd_pg_exec would (slot < 0: unnamed, as
+ * sd_pg_exec_text) and its result (rows ≥ 0 or negative errno) is left in .result, its
+ * PGresult in *ret if ret is set and it succeeded. After a failure the later ones are not run
+ * (-ECANCELED). Returns 0 if all succeeded, else the first failure. */
+struct sd_pg_stmt {
+    int slot;
+    const char *sql;
+    const struct sd_pg_params *p;
+    PGresult **ret;
+    int result;
+};
+int sd_pg_exec_pipeline(struct pgconn *c, struct sd_pg_stmt *st, size_t n);
 
 /* A statement without parameters or rows ("BEGIN", "COMMIT", "SAVEPOINT sp" …): PQexec. */
 int sd_pg_run(struct pgconn *c, const char *sql);

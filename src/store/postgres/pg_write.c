@@ -221,15 +221,6 @@ static const char *env_name(enum sd_env env)
     return env == SD_ENV_PROD ? "prod" : "test";
 }
 
-/* A batch lookup, planned for its values and the tables' current size each time
- * (sd_pg_exec_text): a plan cached while a table was small scans it whole per element once it
- * has grown (a long import grows it within one transaction, before any statistics). */
-static int exec_planned(struct pgconn *c, const char *sql, const struct sd_pg_params *p,
-                        PGresult **ret)
-{
-    return sd_pg_exec_text(c, sql, p, ret);
-}
-
 /* Run a write-path statement: rows affected or returned, or a negative errno; a constraint
  * violation is a backend failure here (logged by sd_pg_exec). */
 static int exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd_pg_params *p,
@@ -425,25 +416,36 @@ static const char SQL_NEEDS_STATS[] =
     " AND c.relname = ANY ($1::text[]) AND c.reltuples < 0 AND pg_relation_size(c.oid) >= $2";
 
 /* Count `rows` records written; every STATS_CHECK_ROWS, analyze what needs it. */
-static int stats_tick(struct pgconn *c, size_t rows)
+/* Count `rows` records written: true every STATS_CHECK_ROWS (then run the check). */
+static bool stats_due(size_t rows)
 {
     static _Thread_local size_t written; /* the writer thread's, since its last check */
     written += rows;
     if (written < STATS_CHECK_ROWS) {
-        return 0;
+        return false;
     }
     written = 0;
-    struct pg_array names;
-    arr_init(&names);
+    return true;
+}
+
+/* The check's statement; names holds its array (release it after the run). */
+static struct sd_pg_stmt stats_stmt(struct pg_array *names, struct sd_pg_params *p,
+                                    PGresult **res)
+{
+    arr_init(names);
     for (size_t i = 0; i < sizeof(STATS_TABLES) / sizeof(*STATS_TABLES); i++) {
-        arr_text(&names, STATS_TABLES[i]);
+        arr_text(names, STATS_TABLES[i]);
     }
-    struct sd_pg_params p;
-    sd_pg_params_init(&p);
-    sd_pg_p_text(&p, arr_end(&names));
-    sd_pg_p_int(&p, STATS_MIN_BYTES);
-    PGresult *res = NULL;
-    int r = exec(c, SLOT_NEEDS_STATS, SQL_NEEDS_STATS, &p, &res);
+    sd_pg_params_init(p);
+    sd_pg_p_text(p, arr_end(names));
+    sd_pg_p_int(p, STATS_MIN_BYTES);
+    return (struct sd_pg_stmt){
+        .slot = SLOT_NEEDS_STATS, .sql = SQL_NEEDS_STATS, .p = p, .ret = res};
+}
+
+/* Analyze the tables the check (r rows in res) named. */
+static int stats_analyze(struct pgconn *c, int r, const PGresult *res)
+{
     for (int k = 0; k < r; k++) {
         const char *name = sd_pg_text(res, k, 0);
         for (size_t i = 0; i < sizeof(STATS_TABLES) / sizeof(*STATS_TABLES); i++) {
@@ -458,9 +460,23 @@ static int stats_tick(struct pgconn *c, size_t rows)
             break;
         }
     }
+    return r < 0 ? r : 0;
+}
+
+static int stats_tick(struct pgconn *c, size_t rows)
+{
+    if (!stats_due(rows)) {
+        return 0;
+    }
+    struct pg_array names;
+    struct sd_pg_params p;
+    PGresult *res = NULL;
+    struct sd_pg_stmt st = stats_stmt(&names, &p, &res);
+    int r = exec(c, (unsigned)st.slot, st.sql, st.p, st.ret);
+    r = stats_analyze(c, r, res);
     PQclear(res);
     arr_release(&names);
-    return r < 0 ? r : 0;
+    return r;
 }
 
 /* ---- write path: ingest ---------------------------------------------------------------------- */
@@ -1400,34 +1416,39 @@ static int prefetch_refs(struct pgconn *c, int64_t tenant_id, enum sd_env env,
             arr_text(&cu, sale->customer_id);
         }
     }
-    PGresult *res = NULL;
-    struct sd_pg_params p;
+    /* Both lookups in one round trip, each unnamed: planned for its values and the tables'
+     * current size each time (a plan cached while a table was small scans it whole per element
+     * once it has grown: a long import grows it within one transaction, before statistics). */
+    PGresult *res = NULL, *res_cu = NULL;
+    struct sd_pg_params p, pc;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, arr_end(&ev));
-    int r = exec_planned(c, SQL_EVENTS_RESOLVE_MANY, &p, &res);
-    for (int i = 0; i < r; i++) {
+    sd_pg_params_init(&pc);
+    sd_pg_p_scope(&pc, tenant_id, env, source);
+    sd_pg_p_text(&pc, seen_cu.n > 0 ? arr_end(&cu) : NULL);
+    struct sd_pg_stmt st[] = {
+        {.slot = -1, .sql = SQL_EVENTS_RESOLVE_MANY, .p = &p, .ret = &res},
+        {.slot = -1, .sql = SQL_CUSTOMERS_MANY, .p = &pc, .ret = &res_cu},
+    };
+    int r = sd_pg_exec_pipeline(c, st, seen_cu.n > 0 ? 2 : 1);
+    for (int i = 0; r == 0 && i < st[0].result; i++) {
         refs_put(events, sd_pg_text(res, i, 0), sd_pg_text(res, i, 1));
     }
     PQclear(res);
-    res = NULL;
-    if (r >= 0 && seen_cu.n > 0) {
-        sd_pg_params_init(&p);
-        sd_pg_p_scope(&p, tenant_id, env, source);
-        sd_pg_p_text(&p, arr_end(&cu));
-        r = exec_planned(c, SQL_CUSTOMERS_MANY, &p, &res);
-        for (int i = 0; i < r; i++) {
-            refs_put(customers, sd_pg_text(res, i, 0), "1");
-            sd_pg_facts_batch_known(facts, source, sd_pg_text(res, i, 0), sd_pg_int64(res, i, 1));
+    if (r == 0 && seen_cu.n > 0) {
+        for (int i = 0; i < st[1].result; i++) {
+            refs_put(customers, sd_pg_text(res_cu, i, 0), "1");
+            sd_pg_facts_batch_known(facts, source, sd_pg_text(res_cu, i, 0),
+                                    sd_pg_int64(res_cu, i, 1));
         }
-        PQclear(res);
-        res = NULL;
         /* the ones the store does not hold */
-        for (size_t i = 0; r >= 0 && i < seen_cu.cap; i++) {
+        for (size_t i = 0; i < seen_cu.cap; i++) {
             if (seen_cu.slot[i].event_id) {
                 refs_put(customers, seen_cu.slot[i].event_id, NULL);
             }
         }
     }
+    PQclear(res_cu);
     event_refs_release(&seen_ev);
     event_refs_release(&seen_cu);
     arr_release(&ev);
@@ -1459,7 +1480,7 @@ static int apply_new_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
     for (int k = 0; k < SALE_COLS; k++) {
         arr_init(&col[k]);
     }
-    PGresult *ins = NULL;
+    PGresult *ins = NULL, *stats_res = NULL;
     int r = plan_sales(s, tenant_id, env, b, now, plans, &targets, res);
     if (r < 0) {
         goto out;
@@ -1504,31 +1525,57 @@ static int apply_new_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
     for (int k = 0; k < SALE_COLS; k++) {
         sd_pg_p_text(&p, arr_end(&col[k]));
     }
-    r = exec(c, SLOT_SALES_INSERT_MANY, SQL_SALES_INSERT_MANY, &p, &ins);
-    if (r < 0) {
-        goto out;
-    }
-    for (int k = 0; k < r; k++) {
-        refs_put(&stored, sd_pg_text(ins, k, 0), "1");
-    }
-    /* every number handed out stays taken (a skipped row's is a gap, see above) */
-    for (size_t k = 0; k < n_new; k++) {
-        (void)sd_pg_seq_next(s);
-    }
-    r = stats_tick(c, n_new);
-    for (size_t i = 0; i < b->n_sales && r == 0; i++) {
+    /* The facts of every row the INSERT is to store go out with it, in one round trip: a row
+     * it skips makes the batch a duplicate, which the caller rolls back whole, facts and all. */
+    for (size_t i = 0; i < b->n_sales; i++) {
         const struct sd_sale_rec *sale = &b->sales[i];
-        if (in_batch_dup[i] || !refs_get(&stored, sale->invoice_number)) {
-            push_duplicate(res, sale->invoice_number, &dup_cap);
+        if (in_batch_dup[i]) {
             continue;
         }
         r = sd_pg_facts_batch_add(c, &facts, tenant_id, env, source, sale->customer_id,
                                   sale->currency, sale->purchase_datetime,
                                   sd_sale_net_quantity(&plans[i].st),
                                   sd_sale_net_minor(&plans[i].st));
+        if (r < 0) {
+            goto out;
+        }
+    }
+    /* and the statistics check when due (it sees the rows: same transaction) */
+    struct pg_array stats_names;
+    struct sd_pg_params stats_p;
+    struct sd_pg_stmt lead[2] = {
+        {.slot = SLOT_SALES_INSERT_MANY, .sql = SQL_SALES_INSERT_MANY, .p = &p, .ret = &ins},
+        stats_due(n_new) ? stats_stmt(&stats_names, &stats_p, &stats_res)
+                         : (struct sd_pg_stmt){.slot = -1}};
+    r = sd_pg_facts_batch_flush_with(c, &facts, tenant_id, env, lead, lead[1].sql ? 2 : 1);
+    if (lead[1].sql) {
+        arr_release(&stats_names);
+    }
+    struct sd_pg_stmt insert = lead[0];
+    if (insert.result == -EEXIST || insert.result == -EINVAL) {
+        sd_log(SD_LOG_ERROR, "constraint violated on the write path", "slot=%d",
+               SLOT_SALES_INSERT_MANY);
+        r = -EIO;
     }
     if (r < 0) {
         goto out;
+    }
+    for (int k = 0; k < insert.result; k++) {
+        refs_put(&stored, sd_pg_text(ins, k, 0), "1");
+    }
+    /* every number handed out stays taken (a skipped row's is a gap, see above) */
+    for (size_t k = 0; k < n_new; k++) {
+        (void)sd_pg_seq_next(s);
+    }
+    r = lead[1].sql ? stats_analyze(c, lead[1].result, stats_res) : 0;
+    if (r < 0) {
+        goto out;
+    }
+    for (size_t i = 0; i < b->n_sales; i++) {
+        const struct sd_sale_rec *sale = &b->sales[i];
+        if (in_batch_dup[i] || !refs_get(&stored, sale->invoice_number)) {
+            push_duplicate(res, sale->invoice_number, &dup_cap);
+        }
     }
 tail:
     /* the new sales join the purchase facts before refunds change any of them */
@@ -1550,6 +1597,7 @@ out:
         res->outcome = SD_APPLY_DUPLICATE;
     }
     PQclear(ins);
+    PQclear(stats_res);
     for (int k = 0; k < SALE_COLS; k++) {
         arr_release(&col[k]);
     }

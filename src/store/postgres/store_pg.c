@@ -229,17 +229,142 @@ static int finish(struct pgconn *c, PGresult *res, const char *op, PGresult **re
     return n;
 }
 
-int sd_pg_exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd_pg_params *p,
-               PGresult **ret)
+/* ---- pipelines and the writer's deferred savepoint commands -----------------------------------
+ * The writer's savepoint commands cost a round trip each if sent on their own, and nothing
+ * needs their answer before the next statement: SAVEPOINT and RELEASE are noted in
+ * c->pending and go out ahead of the next statement on the connection, in the same pipeline
+ * (a failure of one of them fails that statement, the later ones are not run). A savepoint in
+ * which no statement ran is never sent; COMMIT and ROLLBACK drop what is pending (COMMIT
+ * keeps the work of open savepoints). When the transaction is already failed, the commands are
+ * sent at once, so their failure lands on the request that caused it. */
+enum { PEND_RELEASE = 1u, PEND_SAVEPOINT = 2u };
+static const char *const PENDING_SQL[] = {"RELEASE SAVEPOINT sp", "SAVEPOINT sp"};
+
+static void stmt_name(char name[16], unsigned slot)
 {
     if (slot >= SD_PG_SLOTS) {
         sd_log(SD_LOG_ERROR, "statement slot out of range", "slot=%u", slot);
         abort();
     }
+    snprintf(name, 16, "s%u", slot);
+}
+
+static bool slot_prepared(const struct pgconn *c, unsigned slot)
+{
+    return c->prepared[slot / 64] & (UINT64_C(1) << (slot % 64));
+}
+
+/* What one pipeline queued, in order. */
+struct queued {
+    enum { Q_PENDING, Q_PREPARE, Q_EXEC } kind;
+    size_t idx;
+};
+
+int sd_pg_exec_pipeline(struct pgconn *c, struct sd_pg_stmt *st, size_t n)
+{
+    PGconn *pg = c->pg;
+    unsigned pend = c->pending;
+    c->pending = 0;
+    for (size_t i = 0; i < n; i++) {
+        st[i].result = -ECANCELED;
+        if (st[i].ret) {
+            *st[i].ret = NULL;
+        }
+    }
+    if (!PQenterPipelineMode(pg)) {
+        return sd_pg_fail(c, NULL, "pipeline");
+    }
+    struct queued *q = sd_calloc(2 * n + 2, sizeof(*q));
+    size_t nq = 0;
+    bool sent = true;
+    for (size_t k = 0; k < 2; k++) {
+        if (pend & (1u << k)) {
+            sent = sent && PQsendQueryParams(pg, PENDING_SQL[k], 0, NULL, NULL, NULL, NULL, 0);
+            q[nq++] = (struct queued){Q_PENDING, k};
+        }
+    }
+    for (size_t i = 0; i < n && sent; i++) {
+        const struct sd_pg_params *p = st[i].p;
+        int np = p ? p->n : 0;
+        if (st[i].slot < 0) {
+            sent = PQsendQueryParams(pg, st[i].sql, np, NULL, p ? p->v : NULL, p ? p->len : NULL,
+                                     p ? p->fmt : NULL, 0);
+            q[nq++] = (struct queued){Q_EXEC, i};
+            continue;
+        }
+        char name[16];
+        stmt_name(name, (unsigned)st[i].slot);
+        if (!slot_prepared(c, (unsigned)st[i].slot)) {
+            sent = PQsendPrepare(pg, name, st[i].sql, 0, NULL);
+            q[nq++] = (struct queued){Q_PREPARE, i};
+        }
+        sent = sent && PQsendQueryPrepared(pg, name, np, p ? p->v : NULL, p ? p->len : NULL,
+                                           p ? p->fmt : NULL, 0);
+        q[nq++] = (struct queued){Q_EXEC, i};
+    }
+    sent = sent && PQpipelineSync(pg);
+    int first = 0;
+    if (!sent) {
+        first = sd_pg_fail(c, NULL, "pipeline");
+        nq = 0;
+    }
+    for (size_t j = 0; j < nq; j++) {
+        PGresult *res = PQgetResult(pg);
+        if (!res) {
+            first = first ? first : sd_pg_fail(c, NULL, "pipeline");
+            break;
+        }
+        PGresult *end = PQgetResult(pg); /* each query's results end with NULL */
+        PQclear(end);
+        ExecStatusType stt = PQresultStatus(res);
+        struct sd_pg_stmt *x = q[j].kind == Q_PENDING ? NULL : &st[q[j].idx];
+        if (stt == PGRES_PIPELINE_ABORTED) {
+            PQclear(res);
+            continue;
+        }
+        if (q[j].kind == Q_EXEC) {
+            x->result = finish(c, res, x->sql, x->ret);
+            first = first ? first : (x->result < 0 ? x->result : 0);
+            continue;
+        }
+        if (stt == PGRES_COMMAND_OK) {
+            if (q[j].kind == Q_PREPARE) {
+                c->prepared[x->slot / 64] |= UINT64_C(1) << (x->slot % 64);
+            }
+        } else {
+            int r = sd_pg_fail(c, res, x ? x->sql : PENDING_SQL[q[j].idx]);
+            if (x) {
+                x->result = r;
+            }
+            first = first ? first : r;
+        }
+        PQclear(res);
+    }
+    free(q);
+    if (sent && PQstatus(pg) == CONNECTION_OK) {
+        PGresult *sync = PQgetResult(pg);
+        if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC) {
+            first = first ? first : sd_pg_fail(c, sync, "pipeline sync");
+        }
+        PQclear(sync);
+    }
+    if (!PQexitPipelineMode(pg) && PQstatus(pg) == CONNECTION_OK) {
+        first = first ? first : sd_pg_fail(c, NULL, "pipeline end");
+    }
+    return first;
+}
+
+int sd_pg_exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd_pg_params *p,
+               PGresult **ret)
+{
     char name[16];
-    snprintf(name, sizeof(name), "s%u", slot);
-    uint64_t bit = UINT64_C(1) << (slot % 64);
-    if (!(c->prepared[slot / 64] & bit)) {
+    stmt_name(name, slot);
+    if (c->pending) {
+        struct sd_pg_stmt one = {.slot = (int)slot, .sql = sql, .p = p, .ret = ret};
+        int r = sd_pg_exec_pipeline(c, &one, 1);
+        return r < 0 ? r : one.result; /* a failed savepoint command fails the statement */
+    }
+    if (!slot_prepared(c, slot)) {
         PGresult *pr = PQprepare(c->pg, name, sql, 0, NULL);
         if (!pr || PQresultStatus(pr) != PGRES_COMMAND_OK) {
             int r = sd_pg_fail(c, pr, sql);
@@ -247,7 +372,7 @@ int sd_pg_exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd
             return r;
         }
         PQclear(pr);
-        c->prepared[slot / 64] |= bit;
+        c->prepared[slot / 64] |= UINT64_C(1) << (slot % 64);
     }
     int n = p ? p->n : 0;
     PGresult *res =
@@ -257,21 +382,39 @@ int sd_pg_exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd
 
 int sd_pg_exec_text(struct pgconn *c, const char *sql, const struct sd_pg_params *p, PGresult **ret)
 {
+    if (c->pending) {
+        struct sd_pg_stmt one = {.slot = -1, .sql = sql, .p = p, .ret = ret};
+        int r = sd_pg_exec_pipeline(c, &one, 1);
+        return r < 0 ? r : one.result;
+    }
     int n = p ? p->n : 0;
     PGresult *res =
         PQexecParams(c->pg, sql, n, NULL, p ? p->v : NULL, p ? p->len : NULL, p ? p->fmt : NULL, 0);
     return finish(c, res, sql, ret);
 }
 
+/* What is pending goes out before a command run on its own. */
+static int flush_pending(struct pgconn *c)
+{
+    return c->pending ? sd_pg_exec_pipeline(c, NULL, 0) : 0;
+}
+
 int sd_pg_run(struct pgconn *c, const char *sql)
 {
+    if (flush_pending(c) < 0) {
+        return -EIO;
+    }
     return finish(c, PQexec(c->pg, sql), sql, NULL) < 0 ? -EIO : 0;
 }
 
 /* sd_pg_run with the error kept (BEGIN/COMMIT callers need -EAGAIN and -ECONNRESET). */
 static int run_keep(struct pgconn *c, const char *sql)
 {
-    int r = finish(c, PQexec(c->pg, sql), sql, NULL);
+    int r = flush_pending(c);
+    if (r < 0) {
+        return r;
+    }
+    r = finish(c, PQexec(c->pg, sql), sql, NULL);
     return r < 0 ? r : 0;
 }
 
@@ -291,6 +434,7 @@ static int conn_setup(struct pgconn *c)
                                 " SET lock_timeout = '30s'; SET application_name = 'stagedoor'";
     memset(c->prepared, 0, sizeof(c->prepared));
     c->in_tx = false;
+    c->pending = 0;
     PQsetNoticeProcessor(c->pg, notice_quiet, NULL);
     return sd_pg_run(c, setup);
 }
@@ -484,6 +628,8 @@ int sd_pg_seq_store(struct pgconn *c, int64_t seq)
 
 /* ---- the write path's transaction ------------------------------------------------------------ */
 
+/* BEGIN, the write lock and the seq read go out in one round trip (each statement of a
+ * pipeline takes its own snapshot, so the read sees what the lock's last holder committed). */
 int sd_pg_write_begin(struct sd_store *s)
 {
     if (s->writing) {
@@ -493,15 +639,30 @@ int sd_pg_write_begin(struct sd_store *s)
     if (r < 0) {
         return r;
     }
-    r = run_keep(s->writer, "BEGIN");
+    s->writer->pending = 0;
+    struct sd_pg_params lock = {0};
+    sd_pg_p_int(&lock, WRITE_LOCK_KEY);
+    PGresult *res = NULL;
+    struct sd_pg_stmt st[] = {
+        {.slot = -1, .sql = "BEGIN"},
+        {.slot = 1, .sql = "SELECT pg_advisory_xact_lock($1)", .p = &lock},
+        {.slot = 2, .sql = "SELECT v FROM meta WHERE k = 'seq'", .ret = &res},
+    };
+    r = sd_pg_exec_pipeline(s->writer, st, sizeof(st) / sizeof(*st));
+    if (r == 0 && st[2].result != 1) {
+        sd_log(SD_LOG_ERROR, "meta row 'seq' missing", NULL);
+        r = -EIO;
+    }
     if (r < 0) {
+        PQclear(res);
+        if (PQstatus(s->writer->pg) == CONNECTION_OK &&
+            PQtransactionStatus(s->writer->pg) != PQTRANS_IDLE) {
+            sd_pg_run(s->writer, "ROLLBACK");
+        }
         return r == -ECONNRESET ? -EIO : r;
     }
-    r = sd_pg_write_lock(s->writer, &s->seq_at_begin);
-    if (r < 0) {
-        sd_pg_run(s->writer, "ROLLBACK");
-        return r == -ECONNRESET ? -EIO : r;
-    }
+    s->seq_at_begin = sd_pg_int64(res, 0, 0);
+    PQclear(res);
     s->seq = s->seq_at_begin;
     s->seq_at_sp = s->seq;
     s->writer->in_tx = true;
@@ -509,23 +670,41 @@ int sd_pg_write_begin(struct sd_store *s)
     return 0;
 }
 
+/* The seq write and COMMIT in one round trip. A COMMIT answered "ROLLBACK" (the transaction
+ * had failed) is a failure. */
 int sd_pg_write_commit(struct sd_store *s)
 {
     if (!s->writing) {
         return -EINVAL;
     }
+    struct pgconn *c = s->writer;
+    c->pending = 0; /* COMMIT keeps the work of open savepoints; an unsent one holds none */
+    struct sd_pg_params p = {0};
+    sd_pg_p_int(&p, s->seq);
+    PGresult *res = NULL;
+    struct sd_pg_stmt st[] = {
+        {.slot = 3, .sql = "UPDATE meta SET v = $1 WHERE k = 'seq'", .p = &p},
+        {.slot = -1, .sql = "COMMIT", .ret = &res},
+    };
+    bool moved = s->seq != s->seq_at_begin;
     int r = 0;
-    if (s->seq != s->seq_at_begin) {
-        r = sd_pg_seq_store(s->writer, s->seq);
+    if (PQtransactionStatus(c->pg) != PQTRANS_INTRANS) {
+        /* failed, or gone with its session: a COMMIT sent now would answer ROLLBACK, or
+         * commit nothing with a mere warning */
+        sd_log(SD_LOG_ERROR, "postgresql write transaction not open at commit", NULL);
+        r = -EIO;
+    } else {
+        r = sd_pg_exec_pipeline(c, moved ? st : st + 1, moved ? 2 : 1);
     }
-    if (r == 0) {
-        r = run_keep(s->writer, "COMMIT");
+    if (r == 0 && strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+        sd_log(SD_LOG_ERROR, "postgresql commit was a rollback", NULL);
+        r = -EIO;
     }
-    if (r < 0 && PQstatus(s->writer->pg) == CONNECTION_OK &&
-        PQtransactionStatus(s->writer->pg) != PQTRANS_IDLE) {
-        sd_pg_run(s->writer, "ROLLBACK");
+    PQclear(res);
+    if (r < 0 && PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+        sd_pg_run(c, "ROLLBACK");
     }
-    s->writer->in_tx = false;
+    c->in_tx = false;
     s->writing = false;
     /* Never a success for a commit that may not have happened; -ENOSPC keeps its meaning
      * (nothing was written). */
@@ -538,6 +717,7 @@ int sd_pg_write_rollback(struct sd_store *s)
         return 0;
     }
     int r = 0;
+    s->writer->pending = 0;
     if (PQstatus(s->writer->pg) == CONNECTION_OK) {
         r = sd_pg_run(s->writer, "ROLLBACK");
     }
@@ -547,13 +727,22 @@ int sd_pg_write_rollback(struct sd_store *s)
     return r;
 }
 
+static bool tx_failed(const struct pgconn *c)
+{
+    return PQtransactionStatus(c->pg) != PQTRANS_INTRANS;
+}
+
 int sd_pg_savepoint(struct sd_store *s)
 {
     if (!s->writing) {
         return -EINVAL;
     }
     s->seq_at_sp = s->seq;
-    return run_keep(s->writer, "SAVEPOINT sp");
+    if (tx_failed(s->writer)) {
+        return run_keep(s->writer, "SAVEPOINT sp");
+    }
+    s->writer->pending |= PEND_SAVEPOINT;
+    return 0;
 }
 
 int sd_pg_savepoint_release(struct sd_store *s)
@@ -561,7 +750,16 @@ int sd_pg_savepoint_release(struct sd_store *s)
     if (!s->writing) {
         return -EINVAL;
     }
-    return run_keep(s->writer, "RELEASE SAVEPOINT sp");
+    struct pgconn *c = s->writer;
+    if (c->pending & PEND_SAVEPOINT) {
+        c->pending &= ~PEND_SAVEPOINT; /* never sent: no statement ran in it */
+        return 0;
+    }
+    if (tx_failed(c)) {
+        return run_keep(c, "RELEASE SAVEPOINT sp");
+    }
+    c->pending |= PEND_RELEASE;
+    return 0;
 }
 
 int sd_pg_savepoint_rollback(struct sd_store *s)
@@ -569,10 +767,15 @@ int sd_pg_savepoint_rollback(struct sd_store *s)
     if (!s->writing) {
         return -EINVAL;
     }
+    struct pgconn *c = s->writer;
     s->seq = s->seq_at_sp;
-    int r = run_keep(s->writer, "ROLLBACK TO SAVEPOINT sp");
+    if (c->pending & PEND_SAVEPOINT) {
+        c->pending &= ~PEND_SAVEPOINT; /* never sent: nothing to undo */
+        return 0;
+    }
+    int r = run_keep(c, "ROLLBACK TO SAVEPOINT sp");
     if (r == 0) {
-        r = run_keep(s->writer, "RELEASE SAVEPOINT sp");
+        c->pending |= PEND_RELEASE;
     }
     return r;
 }
