@@ -11,6 +11,8 @@ reads back as before.
   - an old webhook body: 202, and GET returns the record as sent (no field added).
 
 Run: python3 tests/e2e/test_order_lifecycle.py --bin build/debug/stagedoor
+
+store suite: both backends (ctest e2e_pg.*: the same cases with --store on PostgreSQL)
 """
 
 import datetime

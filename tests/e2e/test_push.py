@@ -5,7 +5,10 @@ answer beyond the timeout, 400 — and the delivery records, replay, the rate li
 between the receiver's 201 and its record.
 
 The back-off schedule is compressed with STAGEDOOR_OUTBOX_TIME_SCALE=0.001 (30 s → 30 ms);
-Retry-After, timeouts, leases and the one-hour rate window are real time."""
+Retry-After, timeouts, leases and the one-hour rate window are real time.
+
+store suite: both backends (ctest e2e_pg.*: the same cases with --store on PostgreSQL)
+"""
 
 import json
 import os

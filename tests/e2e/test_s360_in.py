@@ -24,6 +24,8 @@ What is checked:
     a backfill burst of many payloads over several runs is answered without a drop, while another
     tenant's webhooks keep being accepted.
 Four door credentials are used: HTTP Basic, Bearer, a static header, and the token alone.
+
+store suite: both backends (ctest e2e_pg.*: the same cases with --store on PostgreSQL)
 """
 
 import collections
