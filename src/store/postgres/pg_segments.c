@@ -51,6 +51,7 @@
 #include <libpq-fe.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -379,10 +380,7 @@ static int limits_set(struct pgconn *c, const struct limits *l)
  * (a segment worker) runs at the lowest priority (SCHED_IDLE): while PostgreSQL backends burn
  * both CPUs on computations, it may not be scheduled for seconds, and a cancel that waits for
  * it lets a shutdown wait for the whole query. The canceller needs no CPU but a wake-up every
- * WATCH_USEC, so it reacts at once; the worker still returns the reason when it runs. It is
- * started when the store opens (sd_pg_segments_init), from the opening thread: a thread
- * inherits its creator's scheduling, and one started by a segment worker would be as slow to
- * run as the worker. */
+ * WATCH_USEC, so it reacts at once; the worker still returns the reason when it runs. */
 struct watch {
     const atomic_bool *cancel;
     int64_t deadline;
@@ -429,24 +427,35 @@ static void *canceller(void *arg)
 
 static void canceller_start(void)
 {
+    /* A thread inherits its creator's scheduling: the first computation's worker is SCHED_IDLE,
+     * so ask for ordinary scheduling explicitly (refused without the privilege to leave
+     * SCHED_IDLE: then it runs as its creator does, and a cancel the server ignores is still
+     * cut by the worker after CANCEL_GRACE_USEC). Started on first use, not when the store
+     * opens: a process that never computes a segment stays single-threaded (fork-safe). */
     pthread_t t;
     pthread_attr_t a;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&t, &a, canceller, NULL) != 0) {
+    pthread_attr_setinheritsched(&a, PTHREAD_EXPLICIT_SCHED);
+    pthread_attr_setschedpolicy(&a, SCHED_OTHER);
+    struct sched_param sp = {.sched_priority = 0};
+    pthread_attr_setschedparam(&a, &sp);
+    int rc = pthread_create(&t, &a, canceller, NULL);
+    pthread_attr_destroy(&a);
+    if (rc != 0) {
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        rc = pthread_create(&t, &a, canceller, NULL);
+        pthread_attr_destroy(&a);
+    }
+    if (rc != 0) {
         sd_log(SD_LOG_WARN, "cannot start the segment query canceller", NULL);
     }
-    pthread_attr_destroy(&a);
-}
-
-void sd_pg_segments_init(void)
-{
-    pthread_once(&watch_once, canceller_start);
 }
 
 static void watch_add(struct watch *w, struct pgconn *c, const struct limits *l)
 {
-    sd_pg_segments_init();
+    pthread_once(&watch_once, canceller_start);
     *w = (struct watch){.cancel = l->cancel, .deadline = l->deadline, .cn = PQgetCancel(c->pg)};
     pthread_mutex_lock(&watch_mu);
     w->next = watch_head;

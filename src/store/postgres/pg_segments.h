@@ -7,8 +7,4 @@
 
 extern const struct sd_store_segment_ops sd_pg_segment_ops;
 
-/* Start the canceller thread of running segment computations (once per process), from a
- * thread of ordinary priority: store_pg.c calls it when a store opens. */
-void sd_pg_segments_init(void);
-
 #endif

@@ -894,9 +894,6 @@ static int pg_open(const char *location, struct sd_store **ret)
     if (r == 0) {
         r = migrate(s->writer);
     }
-    if (r == 0) {
-        sd_pg_segments_init();
-    }
     if (r < 0) {
         pg_close(s);
         return r;
