@@ -45,6 +45,17 @@ void sd_api_reply_store_error(struct sd_req *req, int err)
                            "Retry later");
         return;
     }
+    if (err == -ECONNRESET) {
+        /* The database server went away mid-request (a restart, a failover): the store
+         * reconnects on its next use. A COMMIT whose answer was lost may have happened, so the
+         * answer does not claim "nothing was stored": a re-sent request is applied once. */
+        sd_req_add_header(req, "Retry-After", "%d", SD_API_BUSY_RETRY_S);
+        sd_req_reply_error(req, 503, "store_unavailable",
+                           "the hub lost its connection to the database; this request was not "
+                           "accepted (it may have been stored if the connection broke at "
+                           "commit). Send it again, with the same Idempotency-Key if it has one");
+        return;
+    }
     if (err == -ETIMEDOUT) {
         /* The write lock stayed taken (a long write job, another process) for the store's
          * bound: nothing was written, the same request can be sent again. */

@@ -1,8 +1,9 @@
 /* writer.c — single writer thread with group commit (see writer.h for the contract).
  *
  * Invariants: only this thread touches the store's write path; a job's `done` is called only
- * after the COMMIT that contains its work returned success; once `broken` is set it never
- * clears. `disk_full` is not a broken state: it is set by a group that ran out of space (the
+ * after the COMMIT that contains its work returned success; once `broken` is set (a commit
+ * failed in a way that leaves the store's state unknown) it never clears. A lost database
+ * server (-ECONNRESET, store.h) is not broken: its group fails, the next one reconnects. `disk_full` is not a broken state: it is set by a group that ran out of space (the
  * store rolled it back whole, nothing of it is kept, no job after the failing one is run) and
  * cleared by the next group that commits; while it is set and no job comes, a probe group
  * (take and free 64 KiB) runs every PROBE_INTERVAL_S. Commit latency goes to the metrics. The
@@ -78,11 +79,12 @@ static void run_group(struct sd_writer *w, struct sd_write_job *group)
     }
     int r = sd_store_write_begin(w->st);
     if (r < 0) {
-        /* Nothing was written: these requests fail (500, the client retries) but the store is
-         * not broken — typically another process held the write lock past busy_timeout. */
+        /* Nothing was written: these requests fail (500, or 503 when the database server is
+         * away; the client retries) but the store is not broken — typically another process
+         * held the write lock past busy_timeout, or the server restarts. */
         sd_log(SD_LOG_ERROR, "store begin failed; failing this group", SD_LOG_ERR_FMT,
                SD_LOG_ERR_ARGS(r));
-        fail_group(w, group, -EIO);
+        fail_group(w, group, r == -ECONNRESET ? -ECONNRESET : -EIO);
         return;
     }
     bool full = false;
@@ -131,6 +133,16 @@ static void run_group(struct sd_writer *w, struct sd_write_job *group)
                    "err=%d", r);
         }
         fail_group(w, group, -ENOSPC);
+        return;
+    }
+    if (r == -ECONNRESET) {
+        /* The database server went away (store.h): this group is not accepted — its commit
+         * did not happen or its outcome is unknown — but the store is intact and the next
+         * group reconnects. */
+        sd_log(SD_LOG_ERROR, "store connection lost; failing this group", SD_LOG_ERR_FMT,
+               SD_LOG_ERR_ARGS(r));
+        sd_store_write_rollback(w->st);
+        fail_group(w, group, -ECONNRESET);
         return;
     }
     if (r < 0) {

@@ -224,6 +224,12 @@ struct sd_store_ops {
     int (*run_lease_release)(struct sd_store *s, const char *id, int64_t fence);
 
     /* write path — writer thread only */
+    /* write_begin and write_commit answer -ECONNRESET when a backend with a database server
+     * lost it: nothing was committed, or (at COMMIT) the outcome is unknown; the store itself
+     * is intact and reconnects on its next use, so the caller fails this group's requests
+     * (never "accepted") and goes on. Any other failure of write_commit leaves the store in
+     * an unknown state (the writer stops writing until a restart). SQLite never answers
+     * -ECONNRESET. */
     int (*write_begin)(struct sd_store *s);
     int (*write_commit)(struct sd_store *s); /* 0 only once durable (fsync done) */
     int (*write_rollback)(struct sd_store *s);

@@ -58,7 +58,14 @@ struct pgconn {
     /* The writer's savepoint commands not sent yet (SD_PG_PEND_*, store_pg.c): they go out in
      * the same round trip as the next statement, ahead of it. */
     unsigned pending;
+    /* The server ended the session (SQLSTATE class 08 or 57P, e.g. 57P01 at a fast shutdown)
+     * or a pipeline could not be left: unusable even while libpq still says CONNECTION_OK
+     * (it has not read the EOF yet). Reset before the next use (sd_pg_conn_lost). */
+    bool lost;
 };
+
+/* The connection cannot be used until reset: libpq lost it, or the server said it ends. */
+bool sd_pg_conn_lost(const struct pgconn *c);
 
 struct sd_store {
     char *conninfo;

@@ -596,7 +596,7 @@ static int read_begin(struct pgconn *c, const struct limits *l)
  * ROLLBACK (a cancelled statement left the transaction aborted). */
 static int read_end(struct pgconn *c, int r)
 {
-    if (c->in_tx && PQstatus(c->pg) == CONNECTION_OK) {
+    if (c->in_tx && !sd_pg_conn_lost(c)) {
         int e = sd_pg_run(c, r < 0 ? "ROLLBACK" : "COMMIT");
         if (r >= 0 && e < 0) {
             r = e;

@@ -33,6 +33,7 @@
 #include <inttypes.h>
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,7 +179,10 @@ int sd_pg_fail(struct pgconn *c, const PGresult *res, const char *op)
     if (!msg && c && c->pg) {
         msg = PQerrorMessage(c->pg);
     }
-    bool lost = c && c->pg && PQstatus(c->pg) != CONNECTION_OK;
+    if (c && state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0)) {
+        c->lost = true; /* the server ends the session: this connection is done */
+    }
+    bool lost = c && c->pg && sd_pg_conn_lost(c);
     int r = -EIO;
     if (lost) {
         r = -ECONNRESET;
@@ -349,6 +353,7 @@ int sd_pg_exec_pipeline(struct pgconn *c, struct sd_pg_stmt *st, size_t n)
         PQclear(sync);
     }
     if (!PQexitPipelineMode(pg) && PQstatus(pg) == CONNECTION_OK) {
+        c->lost = true; /* results left uncollected: no statement can run on it any more */
         first = first ? first : sd_pg_fail(c, NULL, "pipeline end");
     }
     return first;
@@ -475,17 +480,37 @@ static void conn_close(struct pgconn *c)
     }
 }
 
+/* While the server is away every request tries to reconnect: one log line a second says so,
+ * not one per request (a restart under load wrote hundreds a second). */
+static bool reconnect_log_due(void)
+{
+    static _Atomic int64_t last_usec;
+    int64_t now = sd_mono_usec(), last = atomic_load(&last_usec);
+    return now - last >= 1000000 && atomic_compare_exchange_strong(&last_usec, &last, now);
+}
+
+bool sd_pg_conn_lost(const struct pgconn *c)
+{
+    return c->lost || PQstatus(c->pg) != CONNECTION_OK;
+}
+
 /* A connection that lost its server is reset (a new session: prepared statements go). */
 static int conn_ensure(struct pgconn *c)
 {
-    if (PQstatus(c->pg) == CONNECTION_OK) {
+    if (!sd_pg_conn_lost(c)) {
         return 0;
     }
-    sd_log(SD_LOG_WARN, "postgresql connection lost, reconnecting", NULL);
+    c->lost = false;
+    bool log = reconnect_log_due();
+    if (log) {
+        sd_log(SD_LOG_WARN, "postgresql connection lost, reconnecting", NULL);
+    }
     PQreset(c->pg);
     if (PQstatus(c->pg) != CONNECTION_OK) {
-        sd_log(SD_LOG_ERROR, "cannot reconnect to postgresql", "error=\"%.200s\"",
-               PQerrorMessage(c->pg));
+        if (log) {
+            sd_log(SD_LOG_ERROR, "cannot reconnect to postgresql", "error=\"%.200s\"",
+                   PQerrorMessage(c->pg));
+        }
         return -ECONNRESET;
     }
     return conn_setup(c);
@@ -493,6 +518,7 @@ static int conn_ensure(struct pgconn *c)
 
 int sd_pg_conn_drop(struct pgconn *c)
 {
+    c->lost = false;
     PQreset(c->pg);
     if (PQstatus(c->pg) != CONNECTION_OK) {
         return -ECONNRESET; /* reset again before its next use (conn_ensure) */
@@ -537,7 +563,7 @@ int sd_pg_pool_get(struct sd_store *s, struct pgconn **ret)
 
 void sd_pg_pool_put(struct sd_store *s, struct pgconn *c)
 {
-    if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+    if (!sd_pg_conn_lost(c) && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
         sd_log(SD_LOG_ERROR, "pool connection returned inside a transaction, rolling back", NULL);
         sd_pg_run(c, "ROLLBACK");
     }
@@ -587,7 +613,7 @@ int sd_pg_tx_run(struct sd_store *s, const char *begin, bool bump,
                      * refusal before the commit (serialization) is retried. */
                     r = cr == -EAGAIN ? -EAGAIN : -EIO;
                 }
-            } else if (PQstatus(c->pg) == CONNECTION_OK) {
+            } else if (!sd_pg_conn_lost(c)) {
                 sd_pg_run(c, "ROLLBACK");
             }
             c->in_tx = false;
@@ -661,11 +687,13 @@ int sd_pg_write_begin(struct sd_store *s)
     }
     if (r < 0) {
         PQclear(res);
-        if (PQstatus(s->writer->pg) == CONNECTION_OK &&
+        if (!sd_pg_conn_lost(s->writer) &&
             PQtransactionStatus(s->writer->pg) != PQTRANS_IDLE) {
             sd_pg_run(s->writer, "ROLLBACK");
         }
-        return r == -ECONNRESET ? -EIO : r;
+        return sd_pg_conn_lost(s->writer) ? -ECONNRESET
+               : r == -ECONNRESET                       ? -EIO
+                                                        : r;
     }
     s->seq_at_begin = sd_pg_int64(res, 0, 0);
     PQclear(res);
@@ -707,13 +735,17 @@ int sd_pg_write_commit(struct sd_store *s)
         r = -EIO;
     }
     PQclear(res);
-    if (r < 0 && PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+    if (r < 0 && !sd_pg_conn_lost(c) && PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
         sd_pg_run(c, "ROLLBACK");
     }
     c->in_tx = false;
     s->writing = false;
     /* Never a success for a commit that may not have happened; -ENOSPC keeps its meaning
-     * (nothing was written). */
+     * (nothing was written); a lost server is -ECONNRESET (store.h: the store is intact, the
+     * session is reset on the next write_begin). */
+    if (r < 0 && sd_pg_conn_lost(c)) {
+        return -ECONNRESET;
+    }
     return r < 0 ? (r == -ENOSPC ? -ENOSPC : -EIO) : 0;
 }
 
@@ -724,7 +756,7 @@ int sd_pg_write_rollback(struct sd_store *s)
     }
     int r = 0;
     s->writer->pending = 0;
-    if (PQstatus(s->writer->pg) == CONNECTION_OK) {
+    if (!sd_pg_conn_lost(s->writer)) {
         r = sd_pg_run(s->writer, "ROLLBACK");
     }
     s->writer->in_tx = false;
