@@ -9,6 +9,9 @@
  *    second backup holds the new records.
  *  - test_refuses_dest: a non-empty directory (-ENOTEMPTY, its file untouched) and a file
  *    (-ENOTDIR) are refused with a message; an empty directory is used.
+ *  - test_failed_copy_leaves_nothing: a copy that cannot be written (files limited to 64 KiB,
+ *    so the write fails as on a full disk) fails with a message and removes what it wrote and
+ *    the directory it made; the same DEST works once the limit is gone.
  *  - test_postgresql_points_to_pg_dump: PostgreSQL answers -ENOTSUP, a message naming pg_dump,
  *    and writes nothing. */
 #include <errno.h>
@@ -19,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -211,6 +216,30 @@ static void test_refuses_dest(void **state)
     assert_int_equal(rows(&rep, "tenants"), 1);
 }
 
+static void test_failed_copy_leaves_nothing(void **state)
+{
+    struct fx *f = *state;
+    if (!sd_test_store_is_sqlite()) {
+        skip();
+    }
+    apply(f, records, true);
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN); /* the write fails with EFBIG */
+    struct rlimit small = {64 * 1024, old.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+    struct sd_store_backup_report rep;
+    int r = sd_store_backup(f->h, f->dest, &rep);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, old_handler);
+    assert_true(r == -EIO || r == -ENOSPC);
+    assert_non_null(strstr(rep.message, "stagedoor.db"));
+    struct stat sb;
+    assert_int_equal(stat(f->dest, &sb), -1); /* DEST, made by the backup, is gone */
+    assert_int_equal(sd_store_backup(f->h, f->dest, &rep), 0);
+    assert_int_equal(rows(&rep, "sales"), 1);
+}
+
 static void test_postgresql_points_to_pg_dump(void **state)
 {
     struct fx *f = *state;
@@ -230,6 +259,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_copy_is_a_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_writer_keeps_writing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuses_dest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_copy_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_postgresql_points_to_pg_dump, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

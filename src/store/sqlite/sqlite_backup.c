@@ -17,6 +17,7 @@
  * user_version equal to the source's, the row counts of the main tables equal to the counts of
  * the same snapshot. A copy that fails verification stays in DEST for inspection (-EBADMSG). */
 #include <dirent.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -87,10 +88,11 @@ static int sqlite_errno(int rc)
     return (rc & 0xff) == SQLITE_FULL ? -ENOSPC : -EIO;
 }
 
-/* DEST: created, or an existing empty directory. */
-static int prepare_dest(const char *dest, struct sd_store_backup_report *rep)
+/* DEST: created (*ret_created), or an existing empty directory. */
+static int prepare_dest(const char *dest, bool *ret_created, struct sd_store_backup_report *rep)
 {
     if (mkdir(dest, 0700) == 0) {
+        *ret_created = true;
         return 0;
     }
     int e = errno;
@@ -275,6 +277,23 @@ out:
     return r;
 }
 
+/* A copy that failed before it was complete goes again, so DEST can be used once the cause is
+ * fixed (a copy that failed verification stays: it is complete, and the finding is about it). */
+static void remove_partial(const char *dest, bool created, const char *const files[2])
+{
+    static const char *const suffixes[] = {"", "-journal", "-wal", "-shm"};
+    for (size_t i = 0; i < 2; i++) {
+        for (size_t k = 0; k < sizeof(suffixes) / sizeof(suffixes[0]); k++) {
+            char *path = sd_asprintf("%s%s", files[i], suffixes[k]);
+            (void)unlink(path);
+            free(path);
+        }
+    }
+    if (created) {
+        (void)rmdir(dest);
+    }
+}
+
 /* The directory entries of the new files reach the disk too. */
 static int sync_dir(const char *dest, struct sd_store_backup_report *rep)
 {
@@ -298,8 +317,9 @@ int sd_sqlite_backup(struct sd_store *s, const char *dest, struct sd_store_backu
     int64_t src_version = 0, src_control = 0, copy_version = 0, copy_control = 0;
     sqlite3 *src = NULL, *copy = NULL;
     char *dest_data = NULL, *dest_control = NULL;
+    bool created = false;
 
-    int r = prepare_dest(dest, rep);
+    int r = prepare_dest(dest, &created, rep);
     if (r < 0) {
         return r;
     }
@@ -313,13 +333,13 @@ int sd_sqlite_backup(struct sd_store *s, const char *dest, struct sd_store_backu
         r = attach_control(src, s->control_path, "mode=ro", rep);
     }
     if (r < 0) {
-        goto out;
+        goto incomplete;
     }
     /* One read transaction, held until both files are copied: the data file's snapshot first
      * (its first read starts it), then the control file's. */
     if (sqlite3_exec(src, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) {
         r = fail(rep, -EIO, "cannot begin reading the store: %s", sqlite3_errmsg(src));
-        goto out;
+        goto incomplete;
     }
     r = read_figures(src, &src_version, &src_control, src_rows, rep);
     if (r == 0) {
@@ -333,7 +353,7 @@ int sd_sqlite_backup(struct sd_store *s, const char *dest, struct sd_store_backu
         r = sync_dir(dest, rep);
     }
     if (r < 0) {
-        goto out;
+        goto incomplete;
     }
 
     /* Verification: the copy as a restore would open it. */
@@ -377,6 +397,9 @@ int sd_sqlite_backup(struct sd_store *s, const char *dest, struct sd_store_backu
     rep->usec = now_usec() - start;
     sd_log(SD_LOG_INFO, "backup written and verified", "dest=\"%s\" pages=%lld usec=%lld", dest,
            (long long)rep->pages, (long long)rep->usec);
+    goto out;
+incomplete:
+    remove_partial(dest, created, (const char *const[]){dest_data, dest_control});
 out:
     sqlite3_close(copy); /* the last connection: checkpoints the copy and removes its WAL */
     sqlite3_close(src);
