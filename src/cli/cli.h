@@ -81,6 +81,20 @@ int sd_cmd_delivery(int argc, char **argv);
 int sd_cmd_quarantine(int argc, char **argv);
 /* `stagedoor migrate` (cmd_migrate.c). */
 int sd_cmd_migrate(int argc, char **argv);
+/* `stagedoor backup` (cmd_backup.c), `stagedoor version` and `--version` (cmd_version.c),
+ * `stagedoor man` (cmd_man.c). */
+int sd_cmd_backup(int argc, char **argv);
+int sd_cmd_version(int argc, char **argv);
+const char *sd_cli_version(void); /* "X.Y.Z" */
+/* One entry of main.c's command table: `stagedoor NAME` runs fn with the words after NAME. */
+struct sd_cli_command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+};
+/* `stagedoor man [CMD|--list]` over the command table (each command's usage text is its
+ * --help output). */
+int sd_cli_man(const struct sd_cli_command *commands, size_t n, int argc, char **argv);
 int sd_cmd_connector_rotate_token(int argc, char **argv);
 void sd_cmd_print_door(const char *connector_id, const char *token);
 int sd_cmd_connector_open_door(const char *data, const char *connector_id);

@@ -5,13 +5,9 @@
 
 #include "cli/cli.h"
 
-struct command {
-    const char *name;
-    int (*fn)(int argc, char **argv);
-    const char *help;
-};
+static int cmd_man(int argc, char **argv);
 
-static const struct command commands[] = {
+static const struct sd_cli_command commands[] = {
     {"serve", sd_cmd_serve, "run the hub (HTTP API)"},
     {"tenant", sd_cmd_tenant, "create and list tenants, set their rate limits"},
     {"key", sd_cmd_key, "create, list and revoke API keys"},
@@ -24,7 +20,16 @@ static const struct command commands[] = {
     /* COMMANDS-OUTBOX */
     {"quarantine", sd_cmd_quarantine, "list and replay vendor webhook objects that did not map"},
     {"migrate", sd_cmd_migrate, "move a venue's SQLite store into an empty PostgreSQL database"},
+    {"backup", sd_cmd_backup, "copy the SQLite store, online and verified, into a new directory"},
+    {"version", sd_cmd_version, "print the version, git commit and library versions"},
+    {"man", cmd_man, "print the manual page of stagedoor or of one command (troff)"},
 };
+
+/* The manual pages are generated from this table, so `man` sees it. */
+static int cmd_man(int argc, char **argv)
+{
+    return sd_cli_man(commands, sizeof(commands) / sizeof(commands[0]), argc, argv);
+}
 
 static void usage(FILE *f)
 {
@@ -47,6 +52,9 @@ int main(int argc, char **argv)
     if (argc < 2) {
         usage(stderr);
         return SD_EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        return sd_cmd_version(argc - 2, argv + 2);
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {

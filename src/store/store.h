@@ -62,6 +62,7 @@ struct sd_store_segment_ops;
 struct sd_store_outbox_ops;
 struct sd_store_quota_ops;
 struct sd_store_inbound_ops;
+struct sd_store_backup_report; /* store/backup.h */
 
 struct sd_tenant {
     int64_t id;
@@ -336,6 +337,8 @@ struct sd_store_ops {
     const struct sd_store_inbound_ops *inbound;
 
     int (*log_stats)(struct sd_store *s, struct sd_store_log_stats *ret);
+    /* An online backup into a new directory, verified: store/backup.h has the contract. */
+    int (*backup)(struct sd_store *s, const char *dest, struct sd_store_backup_report *ret);
     /* Any thread, a hint: true while a settings write (connectors, segments, targets,
      * deliveries) waits for the data's write lock that the write path holds or is about to
      * take. A long writer job ends early for it, so that the wait stays within the job's time

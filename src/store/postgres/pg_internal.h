@@ -225,6 +225,7 @@ int sd_pg_auth_snapshot(struct sd_store *s, struct sd_tenant **ret_t, size_t *re
                         struct sd_key_info **ret_k, size_t *ret_nk);
 
 /* pg_ratelimit.c — any thread. */
+int sd_pg_backup(struct sd_store *s, const char *dest, struct sd_store_backup_report *rep);
 int sd_pg_rate_take(struct sd_store *s, uint64_t key, int64_t per_minute, int64_t burst,
                     int64_t want, int64_t now_usec, int64_t *ret_granted, double *ret_left);
 

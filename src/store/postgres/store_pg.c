@@ -983,6 +983,7 @@ const struct sd_store_ops sd_store_pg_ops = {
     .get_customer_in_write = sd_pg_get_customer_in_write,
     .check_sale_refs = sd_pg_check_sale_refs,
     .rate_take = sd_pg_rate_take,
+    .backup = sd_pg_backup,
     .profiles = &sd_pg_profile_ops,
     .outbox = &sd_pg_outbox_ops,
     .quota = &sd_pg_quota_ops,

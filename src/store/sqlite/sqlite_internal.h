@@ -182,6 +182,7 @@ int sd_sqlite_log_stats(struct sd_store *s, struct sd_store_log_stats *ret);
 /* Test hook STAGEDOOR_FAULT=max_pages: apply DIR/fault-max-pages to the writer (store_sqlite.c). */
 void sd_sqlite_fault_max_pages(struct sd_store *s);
 int sd_sqlite_space_probe(struct sd_store *s);
+int sd_sqlite_backup(struct sd_store *s, const char *dest, struct sd_store_backup_report *rep);
 
 /* Log a failed SQLite operation `op` with c's error message (or rc's when there is no
  * connection); returns -ENOSPC for SQLITE_FULL (and marks c->full), else -EIO. */

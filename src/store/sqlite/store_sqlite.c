@@ -972,6 +972,7 @@ const struct sd_store_ops sd_store_sqlite_ops = {
     .run_lease_release = sd_sqlite_run_lease_release,
     .check_sale_refs = sd_sqlite_check_sale_refs,
     .log_stats = sd_sqlite_log_stats,
+    .backup = sd_sqlite_backup,
     .write_waiting = sd_sqlite_write_waiting,
     .space_probe = sd_sqlite_space_probe,
     .profiles = &sd_sqlite_profile_ops,
