@@ -15,6 +15,7 @@ struct delete_job {
     const struct sd_deletion *v;
     size_t n;
     const char *origin;
+    int64_t fence; /* the origin connector's run lease token, 0 = not a leased run */
     struct sd_deletion_outcome out;
 };
 
@@ -44,6 +45,13 @@ int sd_delete_records_in_writer(struct sd_store_handle *st, int64_t tenant_id, e
 static int delete_run(struct sd_store_handle *st, struct sd_write_job *wj)
 {
     struct delete_job *j = wj->arg;
+    if (j->fence) {
+        /* A run that lost its lease (another node runs the connector now) writes nothing. */
+        int r = sd_store_run_lease_check(st, j->origin, j->fence);
+        if (r < 0) {
+            return r;
+        }
+    }
     return sd_delete_records_in_writer(st, j->tenant_id, j->env, j->v, j->n, j->origin, &j->out);
 }
 
@@ -51,13 +59,24 @@ int sd_hub_delete_records(struct sd_hub *hub, int64_t tenant_id, enum sd_env env
                           const struct sd_deletion *v, size_t n, const char *origin,
                           struct sd_deletion_outcome *ret)
 {
+    return sd_hub_delete_records_fenced(hub, tenant_id, env, v, n, origin, 0, ret);
+}
+
+int sd_hub_delete_records_fenced(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
+                                 const struct sd_deletion *v, size_t n, const char *origin,
+                                 int64_t fence, struct sd_deletion_outcome *ret)
+{
+    if (fence && !origin) {
+        return -EINVAL;
+    }
     for (size_t i = 0; i < n; i++) {
         if (!v[i].id || !*v[i].id || (unsigned)v[i].kind > SD_KIND_SALE ||
             (v[i].reason == SD_TOMBSTONE_MERGED) != (v[i].merged_into != NULL)) {
             return -EINVAL;
         }
     }
-    struct delete_job j = {.tenant_id = tenant_id, .env = env, .v = v, .n = n, .origin = origin};
+    struct delete_job j = {
+        .tenant_id = tenant_id, .env = env, .v = v, .n = n, .origin = origin, .fence = fence};
     if (n == 0) {
         *ret = j.out;
         return 0;

@@ -35,6 +35,14 @@ int sd_hub_delete_records(struct sd_hub *hub, int64_t tenant_id, enum sd_env env
                           const struct sd_deletion *v, size_t n, const char *origin,
                           struct sd_deletion_outcome *ret);
 
+/* The same for a connector run that holds its run lease (connector.h, run_fence): the
+ * deletions are stored only while `fence` is still the lease's token of the connector `origin`
+ * — checked in the same transaction and held to its COMMIT — else -ESTALE and nothing is
+ * applied (another node took the connector over). fence 0 = an unleased caller. */
+int sd_hub_delete_records_fenced(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
+                                 const struct sd_deletion *v, size_t n, const char *origin,
+                                 int64_t fence, struct sd_deletion_outcome *ret);
+
 /* For code already running on the writer thread (a connector's write job storing a vendor's
  * deletions with its records and cursor): the same, in the current transaction, no commit.
  * Returns 0 and *ret, or -EIO / -ENOSPC (the caller's job fails; its savepoint is undone). */

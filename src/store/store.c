@@ -159,6 +159,14 @@ int sd_store_connector_state_put_fenced(struct sd_store_handle *h, const char *i
     return CALL(connector_state_put_fenced, id, doc, fence);
 }
 
+int sd_store_run_lease_check(struct sd_store_handle *h, const char *id, int64_t fence)
+{
+    if (!id) {
+        return -EINVAL;
+    }
+    return CALL(run_lease_check, id, fence);
+}
+
 int sd_store_run_lease_take(struct sd_store_handle *h, const char *id, const char *owner,
                             const char *gone_owner, int64_t lease_usec, int64_t *ret_fence,
                             char **ret_holder)

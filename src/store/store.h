@@ -289,6 +289,10 @@ struct sd_store_ops {
      * but was not taken over still passes: no one else has run since. */
     int (*connector_state_put_fenced)(struct sd_store *s, const char *id, const char *doc,
                                       int64_t fence);
+    /* The fence check of connector_state_put_fenced alone (writer, in the current
+     * transaction, held to COMMIT the same way): 0 while `fence` is the lease's current
+     * token, -ESTALE otherwise. For a leased run's other writes (the deletions it stores). */
+    int (*run_lease_check)(struct sd_store *s, const char *id, int64_t fence);
 
     /* read path — any thread */
     int (*idem_get)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
@@ -410,6 +414,7 @@ int sd_store_connector_state_put(struct sd_store_handle *h, const char *id, cons
 int sd_store_connector_state_get(struct sd_store_handle *h, const char *id, char **ret_doc);
 int sd_store_connector_state_put_fenced(struct sd_store_handle *h, const char *id,
                                        const char *doc, int64_t fence);
+int sd_store_run_lease_check(struct sd_store_handle *h, const char *id, int64_t fence);
 /* A lease owner: a node id (core/scheduler.c: hostname, pid and random bits). */
 #define SD_LEASE_OWNER_MAX 200
 int sd_store_run_lease_take(struct sd_store_handle *h, const char *id, const char *owner,

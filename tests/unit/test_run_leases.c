@@ -290,6 +290,62 @@ static void test_fenced_commit(void **state)
     assert_state(f, "{\"cursor\":5}");
 }
 
+/* A leased run's deletions (core/deletions.c): run_lease_check in the deletion's transaction —
+ * a run that lost its lease deletes nothing. */
+static int fenced_delete(struct sd_store_handle *h, int64_t tenant, int64_t fence)
+{
+    assert_int_equal(sd_store_write_begin(h), 0);
+    assert_int_equal(sd_store_savepoint(h), 0);
+    int r = sd_store_run_lease_check(h, CON, fence);
+    if (r == 0) {
+        r = sd_store_delete_record(h, tenant, SD_ENV_TEST, SD_KIND_CUSTOMER, "c-stale", "leases",
+                                   SD_TOMBSTONE_DELETED, NULL, CON);
+    }
+    if (r >= 0) {
+        assert_int_equal(sd_store_savepoint_release(h), 0);
+    } else {
+        assert_int_equal(sd_store_savepoint_rollback(h), 0);
+    }
+    assert_int_equal(sd_store_write_commit(h), 0);
+    return r;
+}
+
+static void test_fenced_deletion(void **state)
+{
+    struct fx *f = *state;
+    int64_t fa = 0, fb = 0, n = -1;
+    assert_int_equal(take(f->a, CON, "node-a", 200000, &fa), 0);
+    assert_int_equal(sd_store_write_begin(f->a), 0);
+    assert_int_equal(sd_store_run_lease_check(f->a, CON, fa), 0);
+    assert_int_equal(sd_store_run_lease_check(f->a, CON, fa + 1000), -ESTALE);
+    assert_int_equal(sd_store_run_lease_check(f->a, "con_00000000000000c9", fa), -ESTALE);
+    assert_int_equal(sd_store_write_commit(f->a), 0);
+    /* one customer, stored without a lease */
+    struct sd_batch b;
+    struct sd_customer_rec c;
+    json_t *src = NULL;
+    one_customer(&b, &c, &src);
+    struct sd_apply_result res;
+    sd_apply_result_init(&res);
+    assert_int_equal(sd_store_write_begin(f->a), 0);
+    assert_int_equal(sd_store_apply_ingest(f->a, f->tenant, SD_ENV_TEST, &b, &res), 0);
+    assert_int_equal(res.outcome, SD_APPLY_OK);
+    assert_int_equal(sd_store_write_commit(f->a), 0);
+    sd_apply_result_release(&res);
+    sd_customer_rec_release(&c);
+    json_decref(src);
+    /* node b takes the connector over: node a's deletion is refused, the record stays */
+    sleep_ms(300);
+    assert_int_equal(take(f->b, CON, "node-b", LONG_USEC, &fb), 0);
+    assert_int_equal(fenced_delete(f->a, f->tenant, fa), -ESTALE);
+    assert_int_equal(sd_store_count_records(f->a, SD_KIND_CUSTOMER, f->tenant, SD_ENV_TEST, &n), 0);
+    assert_int_equal(n, 1);
+    /* the holder's deletion goes through */
+    assert_int_equal(fenced_delete(f->b, f->tenant, fb), 1);
+    assert_int_equal(sd_store_count_records(f->a, SD_KIND_CUSTOMER, f->tenant, SD_ENV_TEST, &n), 0);
+    assert_int_equal(n, 0);
+}
+
 struct taker {
     struct sd_store_handle *h;
     int result;
@@ -337,6 +393,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fenced_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fenced_deletion, setup, teardown),
         cmocka_unit_test_setup_teardown(test_takeover_waits_for_commit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -185,7 +185,8 @@ static int sweep_events(struct sd_connector_ctx *ctx, struct ats_client *cl, int
             struct sd_deletion d = {
                 .kind = SD_KIND_EVENT, .id = id, .reason = SD_TOMBSTONE_DELETED};
             struct sd_deletion_outcome out = {0};
-            r = sd_hub_delete_records(ctx->hub, ctx->tenant_id, ctx->env, &d, 1, ctx->id, &out);
+            r = sd_hub_delete_records_fenced(ctx->hub, ctx->tenant_id, ctx->env, &d, 1, ctx->id,
+                                             ctx->run_fence, &out);
             if (r == 0) {
                 rep->events_deleted++;
                 sd_log(SD_LOG_INFO, "archtics event deleted", "connector=\"[archtics/%s]\"",
@@ -334,8 +335,8 @@ int archtics_reconcile_step(struct sd_connector_ctx *ctx, struct ats_client *cl,
                                     .reason = merged ? SD_TOMBSTONE_MERGED : SD_TOMBSTONE_DELETED,
                                     .merged_into = merged ? into_text : NULL};
             struct sd_deletion_outcome out = {0};
-            int dr =
-                sd_hub_delete_records(ctx->hub, ctx->tenant_id, ctx->env, &d, 1, ctx->id, &out);
+            int dr = sd_hub_delete_records_fenced(ctx->hub, ctx->tenant_id, ctx->env, &d, 1,
+                                                  ctx->id, ctx->run_fence, &out);
             if (dr < 0) {
                 r = dr;
                 break;

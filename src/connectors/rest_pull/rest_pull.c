@@ -334,8 +334,8 @@ static int pull_kind(struct sd_connector_ctx *ctx, enum sd_kind kind, const char
             /* Committed before the records and cursor: a crash in between re-reads the page,
              * whose deletions then find nothing left to delete. */
             struct sd_deletion_outcome gone = {0};
-            r = sd_hub_delete_records(ctx->hub, ctx->tenant_id, ctx->env, dels, n_dels, ctx->id,
-                                      &gone);
+            r = sd_hub_delete_records_fenced(ctx->hub, ctx->tenant_id, ctx->env, dels, n_dels,
+                                             ctx->id, ctx->run_fence, &gone);
             if (r < 0) {
                 sd_connector_fail(ctx, r, "%s page after cursor '%s': storing its deletions failed",
                                   name, cur ? cur : "");

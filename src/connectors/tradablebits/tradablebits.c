@@ -409,17 +409,18 @@ static json_t *shape_event(const json_t *t)
 static int build_mapping(struct tb_run *run)
 {
     struct sd_connector_ctx *ctx = run->ctx;
-    json_t *spec = json_pack(
-        "{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}, s:{}, s:{s:s, s:s, s:i, "
-        "s:s},"
-        " s:{}, s:s}",
-        "fields", "fan_id", "customer_id", "ticket_key", "invoice_number", "event_key", "event_id",
-        "purchase_timestamp", "purchase_datetime", "num_seats", "quantity", "paid_amount",
-        "sales_price", "event_name", "title", "venue_name", "venue", "event_hall", "hall",
-        "event_day", "date", "event_time", "time", "postal_code", "post_code", "sale_status", "status", "deleted_at",
-        "status_changed_at", "values",
-        "constants", "currency", cf(ctx)->currency, "ticket_category", "regular", "capacity", 0,
-        "city", cf(ctx)->event_city, "formats", "unmapped", "drop");
+    json_t *spec =
+        json_pack("{s:{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}, "
+                  "s:{}, s:{s:s, s:s, s:i, "
+                  "s:s},"
+                  " s:{}, s:s}",
+                  "fields", "fan_id", "customer_id", "ticket_key", "invoice_number", "event_key",
+                  "event_id", "purchase_timestamp", "purchase_datetime", "num_seats", "quantity",
+                  "paid_amount", "sales_price", "event_name", "title", "venue_name", "venue",
+                  "event_hall", "hall", "event_day", "date", "event_time", "time", "postal_code",
+                  "post_code", "sale_status", "status", "deleted_at", "status_changed_at", "values",
+                  "constants", "currency", cf(ctx)->currency, "ticket_category", "regular",
+                  "capacity", 0, "city", cf(ctx)->event_city, "formats", "unmapped", "drop");
     if (!spec) {
         return -ENOMEM;
     }
@@ -787,7 +788,8 @@ static int apply_deletions(struct tb_run *run, const char *what)
         v[i].reason = SD_TOMBSTONE_DELETED;
     }
     struct sd_deletion_outcome gone = {0};
-    int r = sd_hub_delete_records(ctx->hub, ctx->tenant_id, ctx->env, v, n, ctx->id, &gone);
+    int r = sd_hub_delete_records_fenced(ctx->hub, ctx->tenant_id, ctx->env, v, n, ctx->id,
+                                         ctx->run_fence, &gone);
     free(v);
     if (r < 0) {
         return sd_connector_fail(ctx, r, "%s: storing its deletions failed", what);
@@ -874,7 +876,7 @@ static int pull_tickets(struct tb_run *run)
             }
             json_t *cursor = tb_cursor_with(ctx, "tickets", window_json(&w));
             r = bad > 0 && cf(ctx)->policy != TB_POLICY_SKIP_RECORDS ? 0
-                                                                      : apply_deletions(run, what);
+                                                                     : apply_deletions(run, what);
             if (r == 0) {
                 r = store_page(run, what, body, cursor, n, bad, &errors);
             }

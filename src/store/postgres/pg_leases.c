@@ -169,6 +169,12 @@ int sd_pg_connector_state_put_fenced(struct sd_store *s, const char *id, const c
     if (!id || !doc) {
         return -EINVAL;
     }
+    int r = sd_pg_run_lease_check(s, id, fence);
+    return r < 0 ? r : sd_pg_connector_state_put(s, id, doc);
+}
+
+int sd_pg_run_lease_check(struct sd_store *s, const char *id, int64_t fence)
+{
     struct pgconn *c = sd_pg_writer(s);
     if (!c) {
         return -EINVAL;
@@ -183,8 +189,5 @@ int sd_pg_connector_state_put_fenced(struct sd_store *s, const char *id, const c
     if (r < 0) {
         return r;
     }
-    if (r == 0) {
-        return -ESTALE;
-    }
-    return sd_pg_connector_state_put(s, id, doc);
+    return r == 0 ? -ESTALE : 0;
 }

@@ -177,6 +177,12 @@ int sd_sqlite_connector_state_put_fenced(struct sd_store *s, const char *id, con
     if (!id || !doc) {
         return -EINVAL;
     }
+    int r = sd_sqlite_run_lease_check(s, id, fence);
+    return r < 0 ? r : sd_sqlite_connector_state_put(s, id, doc);
+}
+
+int sd_sqlite_run_lease_check(struct sd_store *s, const char *id, int64_t fence)
+{
     struct conn *c = s->writer;
     sqlite3_stmt *st = sd_sqlite_stmt_extra(c, SLOT_CHECK, SQL_CHECK);
     if (!st) {
@@ -195,5 +201,5 @@ int sd_sqlite_connector_state_put_fenced(struct sd_store *s, const char *id, con
     if (rc != SQLITE_ROW) {
         return sd_sqlite_fail(c, rc, "run lease check");
     }
-    return sd_sqlite_connector_state_put(s, id, doc);
+    return 0;
 }
