@@ -318,12 +318,23 @@ json_t *sd_connector_config_view(struct sd_hub *hub, struct sd_store_handle *st,
         free(doc);
     }
     bool running = json_is_true(json_object_get(live, "running"));
+    /* A run on another node (or process) sharing the store: it holds the connector's run
+     * lease while it runs, so every node shows it as running, and where. */
+    char *lease_owner = NULL;
+    int64_t lease_until = 0;
+    if (!running && sd_store_run_lease_holder(st, c->id, &lease_owner, &lease_until) == 0) {
+        running = true;
+    }
     const char *st_name = running ? "running"
                           : json_is_string(json_object_get(state, "state"))
                               ? json_string_value(json_object_get(state, "state"))
                               : "never_run";
     json_t *status = json_object();
     json_object_set_new(status, "state", json_string(st_name));
+    if (lease_owner) {
+        json_object_set_new(status, "running_on", json_string(lease_owner));
+        free(lease_owner);
+    }
     static const char *const times[][2] = {{"last_run_usec", "last_run"},
                                            {"last_success_usec", "last_success"},
                                            {"last_error_usec", "last_error_at"}};

@@ -159,6 +159,15 @@ int sd_store_connector_state_put_fenced(struct sd_store_handle *h, const char *i
     return CALL(connector_state_put_fenced, id, doc, fence);
 }
 
+int sd_store_run_lease_holder(struct sd_store_handle *h, const char *id, char **ret_owner,
+                              int64_t *ret_until_usec)
+{
+    if (!id || !ret_owner || !ret_until_usec) {
+        return -EINVAL;
+    }
+    return CALL(run_lease_holder, id, ret_owner, ret_until_usec);
+}
+
 int sd_store_run_lease_check(struct sd_store_handle *h, const char *id, int64_t fence)
 {
     if (!id) {

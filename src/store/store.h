@@ -223,6 +223,11 @@ struct sd_store_ops {
                           char **ret_holder);
     int (*run_lease_renew)(struct sd_store *s, const char *id, int64_t fence, int64_t lease_usec);
     int (*run_lease_release)(struct sd_store *s, const char *id, int64_t fence);
+    /* holder: the owner of connector `id`'s unexpired lease (heap) and when it expires, or
+     * -ENOENT when no node holds one — a run in progress on any node sharing the store (a
+     * lease is held only while a run goes on). Any thread, a plain read. */
+    int (*run_lease_holder)(struct sd_store *s, const char *id, char **ret_owner,
+                            int64_t *ret_until_usec);
 
     /* write path — writer thread only */
     /* write_begin and write_commit answer -ECONNRESET when a backend with a database server
@@ -423,6 +428,8 @@ int sd_store_run_lease_take(struct sd_store_handle *h, const char *id, const cha
 int sd_store_run_lease_renew(struct sd_store_handle *h, const char *id, int64_t fence,
                              int64_t lease_usec);
 int sd_store_run_lease_release(struct sd_store_handle *h, const char *id, int64_t fence);
+int sd_store_run_lease_holder(struct sd_store_handle *h, const char *id, char **ret_owner,
+                              int64_t *ret_until_usec);
 int sd_store_write_begin(struct sd_store_handle *h);
 int sd_store_write_commit(struct sd_store_handle *h);
 int sd_store_write_rollback(struct sd_store_handle *h);

@@ -8,6 +8,7 @@ node is given the one database of the data directory).
   - two nodes, five "run now" requests one after the other (each node sees each request): every
     run is done exactly once, and exactly one customer per run is stored;
   - three nodes, a run that holds 3 s: the node running it is killed with SIGKILL mid-run;
+    while it runs every node (and the CLI) shows it "running", with the node that runs it;
     another node takes the run over and finishes it; the killed node's run stored nothing, the
     run's one customer is the survivor's, and the remaining nodes stop cleanly."""
 
@@ -88,6 +89,19 @@ class NodesConnectors(unittest.TestCase):
         victim_pid = int(first[0][2])
         victim = [srv for srv in self.nodes if srv.proc.pid == victim_pid]
         self.assertEqual(len(victim), 1, "the run's node is not one of ours: %r" % first)
+        # Every node shows the run (its run lease), the others with the node that runs it.
+        with open(os.path.join(self.data, "admin.token")) as f:
+            admin = f.read().strip()
+        for srv in self.nodes:
+            r = harness.http(srv.port, "GET", "/admin/v1/tenants/venue/connectors/" + cid,
+                             key=admin)
+            self.assertEqual(r.status, 200, r)
+            status = r.json["status"]
+            self.assertEqual(status["state"], "running", (srv.proc.pid, status))
+            if srv is not victim[0]:
+                self.assertIn("/%d/" % victim_pid, status.get("running_on", ""), status)
+        cp = harness.cli_ok(self.data, "connector", "show", cid)
+        self.assertEqual(json.loads(cp.stdout)["status"]["state"], "running")
         time.sleep(0.5)
         victim[0].kill()  # SIGKILL mid-run
         survivors = [srv for srv in self.nodes if srv is not victim[0]]

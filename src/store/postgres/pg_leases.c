@@ -36,6 +36,7 @@ enum {
     S_LEASE_RELEASE,
     S_LEASE_CHECK,
     S_LEASE_HOLDER,
+    S_LEASE_LIVE,
 };
 
 #define NOW_USEC "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
@@ -190,4 +191,31 @@ int sd_pg_run_lease_check(struct sd_store *s, const char *id, int64_t fence)
         return r;
     }
     return r == 0 ? -ESTALE : 0;
+}
+
+int sd_pg_run_lease_holder(struct sd_store *s, const char *id, char **ret_owner,
+                           int64_t *ret_until_usec)
+{
+    struct pgconn *c = NULL;
+    int r = sd_pg_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    struct sd_pg_params p = {0};
+    sd_pg_p_text(&p, id);
+    PGresult *res = NULL;
+    r = sd_pg_exec(c, S_LEASE_LIVE,
+                   "SELECT owner, until_usec FROM connector_leases"
+                   " WHERE connector_id = $1 AND until_usec > " NOW_USEC,
+                   &p, &res);
+    if (r == 1) {
+        *ret_owner = sd_pg_strdup(res, 0, 0);
+        *ret_until_usec = sd_pg_int64(res, 0, 1);
+        r = 0;
+    } else if (r == 0) {
+        r = -ENOENT;
+    }
+    PQclear(res);
+    sd_pg_pool_put(s, c);
+    return r;
 }

@@ -16,6 +16,8 @@ int sd_pg_run_lease_renew(struct sd_store *s, const char *id, int64_t fence, int
 int sd_pg_run_lease_release(struct sd_store *s, const char *id, int64_t fence);
 /* Writer thread, inside write_begin … commit. */
 int sd_pg_run_lease_check(struct sd_store *s, const char *id, int64_t fence);
+int sd_pg_run_lease_holder(struct sd_store *s, const char *id, char **ret_owner,
+                           int64_t *ret_until_usec);
 int sd_pg_connector_state_put_fenced(struct sd_store *s, const char *id, const char *doc,
                                      int64_t fence);
 

@@ -968,6 +968,7 @@ const struct sd_store_ops sd_store_pg_ops = {
     .connector_state_get = sd_pg_connector_state_get,
     .connector_state_put_fenced = sd_pg_connector_state_put_fenced,
     .run_lease_check = sd_pg_run_lease_check,
+    .run_lease_holder = sd_pg_run_lease_holder,
     .run_lease_take = sd_pg_run_lease_take,
     .run_lease_renew = sd_pg_run_lease_renew,
     .run_lease_release = sd_pg_run_lease_release,

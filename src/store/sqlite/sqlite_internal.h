@@ -364,6 +364,8 @@ int sd_sqlite_run_lease_renew(struct sd_store *s, const char *id, int64_t fence,
                               int64_t lease_usec);
 int sd_sqlite_run_lease_release(struct sd_store *s, const char *id, int64_t fence);
 int sd_sqlite_run_lease_check(struct sd_store *s, const char *id, int64_t fence);
+int sd_sqlite_run_lease_holder(struct sd_store *s, const char *id, char **ret_owner,
+                               int64_t *ret_until_usec);
 int sd_sqlite_connector_state_put_fenced(struct sd_store *s, const char *id, const char *doc,
                                          int64_t fence);
 /* sqlite_import_check.c — read path. */

@@ -29,6 +29,7 @@ enum {
     SLOT_RELEASE,
     SLOT_CHECK,
     SLOT_HOLDER,
+    SLOT_LIVE,
 };
 
 static const char SQL_TAKE[] =
@@ -39,6 +40,8 @@ static const char SQL_TAKE[] =
     " WHERE until_usec <= ?3 OR owner = excluded.owner OR owner = ?5"
     " RETURNING fence";
 static const char SQL_HOLDER[] = "SELECT owner FROM connector_leases WHERE connector_id = ?1";
+static const char SQL_LIVE[] = "SELECT owner, until_usec FROM connector_leases"
+                               " WHERE connector_id = ?1 AND until_usec > ?2";
 static const char SQL_RENEW[] = "UPDATE connector_leases SET until_usec = ?3 + ?4"
                                 " WHERE connector_id = ?1 AND fence = ?2 AND until_usec > 0";
 static const char SQL_RELEASE[] = "UPDATE connector_leases SET until_usec = 0"
@@ -202,4 +205,33 @@ int sd_sqlite_run_lease_check(struct sd_store *s, const char *id, int64_t fence)
         return sd_sqlite_fail(c, rc, "run lease check");
     }
     return 0;
+}
+
+int sd_sqlite_run_lease_holder(struct sd_store *s, const char *id, char **ret_owner,
+                               int64_t *ret_until_usec)
+{
+    struct conn *c = NULL;
+    int r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    sqlite3_stmt *st = sd_sqlite_stmt_extra(c, SLOT_LIVE, SQL_LIVE);
+    if (!st) {
+        r = -EIO;
+    } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
+                sqlite3_bind_int64(st, 2, sd_now_usec())) != SQLITE_OK) {
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+        sqlite3_reset(st);
+    } else {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *ret_owner = sd_sqlite_column_strdup(st, 0);
+            *ret_until_usec = sqlite3_column_int64(st, 1);
+        } else {
+            r = rc == SQLITE_DONE ? -ENOENT : sd_sqlite_fail(c, rc, "run lease holder");
+        }
+        sqlite3_reset(st);
+    }
+    sd_sqlite_pool_put(s, c);
+    return r;
 }

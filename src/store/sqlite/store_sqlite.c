@@ -968,6 +968,7 @@ const struct sd_store_ops sd_store_sqlite_ops = {
     .connector_state_get = sd_sqlite_connector_state_get,
     .connector_state_put_fenced = sd_sqlite_connector_state_put_fenced,
     .run_lease_check = sd_sqlite_run_lease_check,
+    .run_lease_holder = sd_sqlite_run_lease_holder,
     .run_lease_take = sd_sqlite_run_lease_take,
     .run_lease_renew = sd_sqlite_run_lease_renew,
     .run_lease_release = sd_sqlite_run_lease_release,
