@@ -102,6 +102,8 @@ const struct sd_route sd_routes[] = {
     {"POST", "/v1/{client_id}/connectors/{connector_id}/{action}", "connector_action",
      TENANT_WRITE, sd_api_connector_action},
     /* ROUTES-ACTIONS */
+    {"GET", "/openapi.yaml", "openapi", 0, sd_api_openapi},
+    /* ROUTES-OPENAPI */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
 
@@ -128,6 +130,8 @@ const char *const sd_route_names[] = {
     /* NAMES-INBOUND-STREAMS */
     "connector_action",
     /* NAMES-ACTIONS */
+    "openapi",
+    /* NAMES-OPENAPI */
 };
 _Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,
                "every route has its own metrics row");
