@@ -20,33 +20,8 @@
 #include "store/store.h"
 
 enum {
-    I_DOOR_SET = 160,
-    I_DOOR_GET,
-    I_DOOR_DELETE,
-    I_RAW_PUT,
-    I_RAW_BY_HASH,
-    I_RAW_COUNTS,
-    I_Q_PUT,
-    I_Q_DELETE,
-    I_SUBJ_PUT,
-    I_SUBJ_RAWS,
-    I_RAW_PURGE,
-    I_Q_DELETE_RAW,
-    I_SUBJ_DELETE_RAW,
-    I_PERSON,
-    I_EXPIRED,
-    I_RAW_DELETE,
-    I_ERASED,
-    I_RAW_GET,
-    I_LIST_Q,
-    I_LIST_RANGE,
-    I_Q_LIST,
-    I_COUNTS,
-    I_Q_INDEXES,
-    I_RAW_RENEW,
-    I_SCAN_SALE,
-    I_SCAN_PUT,
-    I_SCAN_ATTEND,
+    I_BEFORE_ = 159, /* the first statement is slot 160 */
+    SD_INBOUND_STATEMENTS(I_),
     I_LAST_ /* must stay <= 192 */
 };
 _Static_assert(I_LAST_ <= SD_SQLITE_EXTRA_SLOTS, "inbound statement slots are 160..191");
@@ -346,22 +321,6 @@ static int quarantine_indexes(struct sd_store *s, int64_t raw_id, int64_t **ret,
     return collect_ids(c, st, ret, ret_n, "inbound quarantine indexes");
 }
 
-/* The stored form of a subject: the first 16 bytes of its SHA-256. A row per subject and payload
- * is written with every payload, so its size is the door's write volume: 16 bytes instead of
- * about 70 of text; two subjects sharing a digest would only make an erasure purge more. */
-#define SUBJECT_KEY_BYTES 16
-
-static void subject_key(const char *subject, uint8_t out[SUBJECT_KEY_BYTES])
-{
-    char hex[65];
-    sd_sha256_hex(subject, strlen(subject), hex);
-    for (size_t i = 0; i < SUBJECT_KEY_BYTES; i++) {
-        unsigned v = 0;
-        sscanf(hex + 2 * i, "%2x", &v);
-        out[i] = (uint8_t)v;
-    }
-}
-
 static int subjects_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t raw_id,
                         char *const *subjects, size_t n)
 {
@@ -371,8 +330,8 @@ static int subjects_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, 
         return -EIO;
     }
     for (size_t i = 0; i < n; i++) {
-        uint8_t key[SUBJECT_KEY_BYTES];
-        subject_key(subjects[i], key);
+        uint8_t key[SD_INBOUND_SUBJECT_KEY_BYTES];
+        sd_inbound_subject_key(subjects[i], key);
         if ((sqlite3_bind_int64(st, 1, tenant_id) | sqlite3_bind_int(st, 2, (int)env) |
              sqlite3_bind_blob(st, 3, key, sizeof(key), SQLITE_TRANSIENT) |
              sqlite3_bind_int64(st, 4, raw_id)) != SQLITE_OK) {
@@ -421,8 +380,8 @@ static int forget(struct sd_store *s, int64_t tenant_id, enum sd_env env, char *
         if (!st) {
             return -EIO;
         }
-        uint8_t key[SUBJECT_KEY_BYTES];
-        subject_key(subjects[i], key);
+        uint8_t key[SD_INBOUND_SUBJECT_KEY_BYTES];
+        sd_inbound_subject_key(subjects[i], key);
         if ((sqlite3_bind_int64(st, 1, tenant_id) | sqlite3_bind_int(st, 2, (int)env) |
              sqlite3_bind_blob(st, 3, key, sizeof(key), SQLITE_TRANSIENT)) != SQLITE_OK) {
             return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
@@ -460,15 +419,6 @@ static int forget(struct sd_store *s, int64_t tenant_id, enum sd_env env, char *
     return 0;
 }
 
-static void push(char ***v, size_t *n, size_t *cap, char *s)
-{
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 8;
-        *v = sd_realloc(*v, *cap * sizeof(**v));
-    }
-    (*v)[(*n)++] = s;
-}
-
 static int person_subjects(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                            const char *source, const char *customer_id, char ***ret, size_t *ret_n)
 {
@@ -486,31 +436,20 @@ static int person_subjects(struct sd_store *s, int64_t tenant_id, enum sd_env en
     if (rc != SQLITE_OK) {
         return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
-    char **v = NULL;
-    size_t n = 0, cap = 0;
-    push(&v, &n, &cap, sd_asprintf("cid:%s", customer_id));
+    struct sd_inbound_subjects b;
+    sd_inbound_subjects_init(&b, customer_id);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 0);
         const char *email = (const char *)sqlite3_column_text(st, 1);
-        if (id && strcmp(id, customer_id) != 0) {
-            push(&v, &n, &cap, sd_asprintf("cid:%s", id));
-        }
-        if (email) {
-            char h[65];
-            sd_sha256_hex(email, strlen(email), h);
-            push(&v, &n, &cap, sd_asprintf("em:%s", h));
-        }
+        sd_inbound_subjects_add(&b, customer_id, id, email);
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
-        for (size_t i = 0; i < n; i++) {
-            free(v[i]);
-        }
-        free(v);
+        sd_inbound_subjects_release(&b);
         return sd_sqlite_fail(c, rc, "inbound person subjects");
     }
-    *ret = v;
-    *ret_n = n;
+    *ret = b.v;
+    *ret_n = b.n;
     return 0;
 }
 
@@ -766,23 +705,4 @@ static int scan_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, cons
     return 1;
 }
 
-const struct sd_store_inbound_ops sd_sqlite_inbound_ops = {
-    .scan_put = scan_put,
-    .door_set = door_set,
-    .door_get = door_get,
-    .door_delete = door_delete,
-    .raw_put = raw_put,
-    .raw_counts = raw_counts,
-    .quarantine_put = quarantine_put,
-    .quarantine_delete = quarantine_delete,
-    .quarantine_indexes = quarantine_indexes,
-    .subjects_put = subjects_put,
-    .forget = forget,
-    .person_subjects = person_subjects,
-    .purge_expired = purge_expired,
-    .email_erased = email_erased,
-    .raw_get = raw_get,
-    .raw_list = raw_list,
-    .quarantine_list = quarantine_list,
-    .counts = counts,
-};
+const struct sd_store_inbound_ops sd_sqlite_inbound_ops = SD_INBOUND_OPS_INIT;
