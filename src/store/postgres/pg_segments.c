@@ -63,6 +63,7 @@
 #include "pg_internal.h"
 #include "pg_segments.h"
 #include "store/audience.h"
+#include "store/seg_members.h"
 #include "store/seg_sql.h"
 #include "store/store.h"
 
@@ -730,13 +731,6 @@ static int seg_count(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     return computation_close(s, c, r);
 }
 
-static int cmp_source(const void *a, const void *b)
-{
-    const struct sd_seg_member_source *x = a, *y = b;
-    int r = strcmp(x->source, y->source);
-    return r ? r : strcmp(x->customer_id, y->customer_id);
-}
-
 /* Fill the e-mail and source ids of every member of page (ids ascending) from their source
  * records, in one statement on c (inside its read transaction). */
 static int member_sources(struct pgconn *c, int64_t tenant_id, enum sd_env env, struct limits *l,
@@ -762,41 +756,13 @@ static int member_sources(struct pgconn *c, int64_t tenant_id, enum sd_env env, 
         return r;
     }
     int rows = PQntuples(res);
-    size_t at = 0, cap = 0; /* the member the rows are at, and its sources' capacity */
+    struct sd_seg_sources_cursor cur = {0};
     for (int i = 0; i < rows; i++) {
-        int64_t id = sd_pg_int64(res, i, 0);
-        while (at < page->n && page->v[at].profile_id < id) {
-            at++;
-            cap = 0;
-        }
-        if (at == page->n || page->v[at].profile_id != id) {
-            continue; /* not a member of the page: cannot happen, the ids came from it */
-        }
-        struct sd_seg_member *m = &page->v[at];
-        if (m->n_sources == cap) {
-            cap = cap ? cap * 2 : 2;
-            m->sources = sd_realloc(m->sources, cap * sizeof(*m->sources));
-        }
-        struct sd_seg_member_source *src = &m->sources[m->n_sources++];
-        src->source = sd_pg_strdup(res, i, 1);
-        src->customer_id = sd_pg_strdup(res, i, 2);
-        if (!src->source) {
-            src->source = sd_strdup("");
-        }
-        if (!src->customer_id) {
-            src->customer_id = sd_strdup("");
-        }
-        if (!m->email && !sd_pg_isnull(res, i, 3)) {
-            m->email = sd_pg_strdup(res, i, 3);
-        }
+        sd_seg_sources_add(page, &cur, sd_pg_int64(res, i, 0), sd_pg_text(res, i, 1),
+                           sd_pg_text(res, i, 2), sd_pg_text(res, i, 3));
     }
     PQclear(res);
-    for (size_t i = 0; i < page->n; i++) {
-        struct sd_seg_member *m = &page->v[i];
-        if (m->n_sources > 1) {
-            qsort(m->sources, m->n_sources, sizeof(*m->sources), cmp_source);
-        }
-    }
+    sd_seg_sources_sort(page);
     return 0;
 }
 
@@ -806,16 +772,11 @@ static int fill_page(struct pgconn *c, int64_t tenant_id, enum sd_env env, struc
 {
     int rows = PQntuples(res);
     page->v = sd_calloc(limit, sizeof(*page->v));
-    for (int i = 0; i < rows; i++) {
-        if (page->n == limit) {
-            page->has_more = true;
-            break;
-        }
-        page->v[page->n++].profile_id = sd_pg_int64(res, i, 0);
+    for (int i = 0; i < rows && sd_seg_page_add(page, limit, sd_pg_int64(res, i, 0)); i++) {
     }
     int r = member_sources(c, tenant_id, env, l, page);
-    if (r == 0 && page->n > 0) {
-        page->next_after = page->v[page->n - 1].profile_id;
+    if (r == 0) {
+        sd_seg_page_done(page);
     }
     return r;
 }
@@ -982,6 +943,36 @@ static int tx_snap_chunk(struct pgconn *c, void *arg)
     return r < 0 ? r : 0;
 }
 
+struct snap_ctx {
+    struct sd_store *s;
+    struct snap_open_args open;
+};
+
+static int snap_open(void *ctx, int64_t id)
+{
+    struct snap_ctx *x = ctx;
+    x->open.id = id;
+    return sd_pg_tx_run(x->s, NULL, false, tx_snap_open, &x->open);
+}
+
+static int snap_chunk(void *ctx, int64_t id, const int64_t *v, size_t n, bool last)
+{
+    const struct snap_ctx *x = ctx;
+    struct sd_buf ids;
+    sd_buf_init(&ids);
+    sd_buf_puts(&ids, "{");
+    for (size_t i = 0; i < n; i++) {
+        sd_buf_printf(&ids, "%s%" PRId64, i ? "," : "", v[i]);
+    }
+    sd_buf_puts(&ids, "}");
+    struct snap_chunk_args a = {.id = id, .ids = ids.data, .last = last};
+    int r = sd_pg_tx_run(x->s, NULL, false, tx_snap_chunk, &a);
+    sd_buf_release(&ids);
+    return r;
+}
+
+static const struct sd_seg_snapshot_io snap_io = {.open = snap_open, .chunk = snap_chunk};
+
 static int snapshot_create(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                            const char *segment_id, const struct sd_seg_rule *rule, int64_t now_usec,
                            int64_t ttl_usec, const struct sd_seg_budget *budget, int64_t *ret_id,
@@ -996,40 +987,18 @@ static int snapshot_create(struct sd_store *s, int64_t tenant_id, enum sd_env en
     if (r < 0) {
         return r;
     }
-    uint64_t raw = 0;
-    r = sd_random_bytes(&raw, sizeof(raw));
-    int64_t id = (int64_t)(raw >> 1);
-    id = id ? id : 1;
-    if (r == 0) {
-        struct snap_open_args a = {.tenant_id = tenant_id,
-                                   .env = env,
-                                   .segment_id = segment_id,
-                                   .id = id,
-                                   .count = (int64_t)n,
-                                   .now_usec = now_usec,
-                                   .ttl_usec = ttl_usec};
-        r = sd_pg_tx_run(s, NULL, false, tx_snap_open, &a);
-    }
-    for (size_t at = 0; r == 0 && (at < n || at == 0);) {
-        size_t k = n - at < SD_SEGMENT_SNAPSHOT_CHUNK ? n - at : SD_SEGMENT_SNAPSHOT_CHUNK;
-        struct sd_buf ids;
-        sd_buf_init(&ids);
-        sd_buf_puts(&ids, "{");
-        for (size_t i = 0; i < k; i++) {
-            sd_buf_printf(&ids, "%s%" PRId64, i ? "," : "", v[at + i]);
-        }
-        sd_buf_puts(&ids, "}");
-        struct snap_chunk_args a = {.id = id, .ids = ids.data, .last = at + k == n};
-        r = sd_pg_tx_run(s, NULL, false, tx_snap_chunk, &a);
-        sd_buf_release(&ids);
-        at += k;
-        if (n == 0) {
-            break;
-        }
-    }
+    struct snap_ctx x = {.s = s,
+                         .open = {.tenant_id = tenant_id,
+                                  .env = env,
+                                  .segment_id = segment_id,
+                                  .count = (int64_t)n,
+                                  .now_usec = now_usec,
+                                  .ttl_usec = ttl_usec}};
+    int64_t id = 0;
+    r = sd_seg_snapshot_store(v, n, &snap_io, &x, &id);
     free(v);
     if (r < 0) {
-        return r; /* an incomplete snapshot is never read and goes with its expiry */
+        return r;
     }
     *ret_id = id;
     *ret_count = (int64_t)n;
@@ -1086,15 +1055,4 @@ static int snapshot_members(struct sd_store *s, int64_t tenant_id, enum sd_env e
     return r;
 }
 
-const struct sd_store_segment_ops sd_pg_segment_ops = {
-    .create = seg_create,
-    .update = seg_update,
-    .set_count = seg_set_count,
-    .remove = seg_remove,
-    .get = seg_get,
-    .list = seg_list,
-    .count = seg_count,
-    .members = seg_members,
-    .snapshot_create = snapshot_create,
-    .snapshot_members = snapshot_members,
-};
+const struct sd_store_segment_ops sd_pg_segment_ops = SD_SEGMENT_OPS_INIT;
