@@ -697,6 +697,23 @@ static int computation_close(struct sd_store *s, struct pgconn *c, int r)
     return r;
 }
 
+/* Compile rule (a malformed tree is refused before anything is borrowed), then open a
+ * computation for it. On success the caller releases *q and closes *ret. */
+static int rule_open(struct sd_store *s, const struct sd_seg_rule *rule, int64_t now_usec,
+                     bool count_only, const struct sd_seg_budget *budget, struct sd_seg_sql *q,
+                     struct limits *l, struct pgconn **ret)
+{
+    int r = sd_seg_sql_build(rule, now_usec, count_only, &sd_seg_dialect_pg, q);
+    if (r < 0) {
+        return r;
+    }
+    r = computation_open(s, budget, l, ret);
+    if (r < 0) {
+        sd_seg_sql_release(q);
+    }
+    return r;
+}
+
 static int seg_count(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                      const struct sd_seg_rule *rule, int64_t now_usec,
                      const struct sd_seg_budget *budget, int64_t *ret)
@@ -704,17 +721,11 @@ static int seg_count(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     if (!rule || !sd_pg_env_ok(env)) {
         return -EINVAL;
     }
-    /* A malformed tree is refused before anything is borrowed. */
     struct sd_seg_sql q = {0};
-    int r = sd_seg_sql_build(rule, now_usec, true, &sd_seg_dialect_pg, &q);
-    if (r < 0) {
-        return r;
-    }
     struct limits l;
     struct pgconn *c = NULL;
-    r = computation_open(s, budget, &l, &c);
+    int r = rule_open(s, rule, now_usec, true, budget, &q, &l, &c);
     if (r < 0) {
-        sd_seg_sql_release(&q);
         return r;
     }
     PGresult *res = NULL;
@@ -790,15 +801,10 @@ static int seg_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         return -EINVAL;
     }
     struct sd_seg_sql q = {0};
-    int r = sd_seg_sql_build(rule, now_usec, false, &sd_seg_dialect_pg, &q);
-    if (r < 0) {
-        return r;
-    }
     struct limits l;
     struct pgconn *c = NULL;
-    r = computation_open(s, budget, &l, &c);
+    int r = rule_open(s, rule, now_usec, false, budget, &q, &l, &c);
     if (r < 0) {
-        sd_seg_sql_release(&q);
         return r;
     }
     struct sd_seg_member_page page = {.next_after = after};
@@ -854,15 +860,10 @@ static int member_ids(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                       const struct sd_seg_budget *budget, int64_t **ret, size_t *ret_n)
 {
     struct sd_seg_sql q = {0};
-    int r = sd_seg_sql_build(rule, now_usec, false, &sd_seg_dialect_pg, &q);
-    if (r < 0) {
-        return r;
-    }
     struct limits l;
     struct pgconn *c = NULL;
-    r = computation_open(s, budget, &l, &c);
+    int r = rule_open(s, rule, now_usec, false, budget, &q, &l, &c);
     if (r < 0) {
-        sd_seg_sql_release(&q);
         return r;
     }
     PGresult *res = NULL;
