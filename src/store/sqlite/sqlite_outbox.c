@@ -430,13 +430,40 @@ out:
 }
 
 /* Run statement `slot` on ctl binding ?1 = id. Returns the number of rows changed or -EIO. */
-static int ctl_by_id(struct conn *k, unsigned slot, const char *id, const char *op)
+/* A statement parameter of exec(): text (NULL binds SQL NULL) or integer. */
+struct param {
+    bool is_text;
+    const char *text;
+    int64_t num;
+};
+#define P_TEXT(v)                                                                                  \
+    {                                                                                              \
+        .is_text = true, .text = (v)                                                               \
+    }
+#define P_NUM(v)                                                                                   \
+    {                                                                                              \
+        .num = (v)                                                                                 \
+    }
+/* The parameters of one exec() call, and their count. */
+#define PARAMS(...)                                                                                \
+    (const struct param[]){__VA_ARGS__},                                                           \
+        sizeof((const struct param[]){__VA_ARGS__}) / sizeof(struct param)
+
+/* Run the statement in `slot` on k with parameters p[0..n) (?1..?n) to its end. Returns the
+ * number of rows it changed, -EIO without a statement, or the bind or step failure (-EEXIST
+ * on a constraint). */
+static int exec(struct conn *k, unsigned slot, const struct param *p, size_t n, const char *op)
 {
     sqlite3_stmt *st = stmt(k, slot);
     if (!st) {
         return -EIO;
     }
-    if (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) != SQLITE_OK) {
+    int rc = SQLITE_OK;
+    for (size_t i = 0; i < n; i++) {
+        rc |= p[i].is_text ? sqlite3_bind_text(st, (int)i + 1, p[i].text, -1, SQLITE_STATIC)
+                           : sqlite3_bind_int64(st, (int)i + 1, p[i].num);
+    }
+    if (rc != SQLITE_OK) {
         return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
     }
     int r = sd_sqlite_step_done(k, st, op);
@@ -445,20 +472,13 @@ static int ctl_by_id(struct conn *k, unsigned slot, const char *id, const char *
 
 int sd_sqlite_outbox_settle_connector(struct sd_store *s, const char *id, const char *reason)
 {
-    int r = ctl_by_id(s->ctl, S_REMOTE_DELETE_TARGET, id, "remote references delete");
+    int r = exec(s->ctl, S_REMOTE_DELETE_TARGET, PARAMS(P_TEXT(id)), "remote references delete");
     if (r < 0) {
         return r;
     }
-    sqlite3_stmt *st = stmt(s->ctl, S_DLV_KILL_TARGET);
-    if (!st) {
-        return -EIO;
-    }
-    if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
-         sqlite3_bind_int64(st, 2, sd_now_usec()) |
-         sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC)) != SQLITE_OK) {
-        return sd_sqlite_fail(s->ctl, SQLITE_MISUSE, "bind");
-    }
-    return sd_sqlite_step_done(s->ctl, st, "items of a deleted connector");
+    r = exec(s->ctl, S_DLV_KILL_TARGET, PARAMS(P_TEXT(id), P_NUM(sd_now_usec()), P_TEXT(reason)),
+             "items of a deleted connector");
+    return r < 0 ? r : 0;
 }
 
 static int target_delete(struct sd_store *s, const char *id, const char *reason)
@@ -470,12 +490,12 @@ static int target_delete(struct sd_store *s, const char *id, const char *reason)
     if (r < 0) {
         return r;
     }
-    r = ctl_by_id(s->ctl, S_TARGET_DELETE, id, "target delete");
+    r = exec(s->ctl, S_TARGET_DELETE, PARAMS(P_TEXT(id)), "target delete");
     if (r == 0) {
         r = -ENOENT;
     }
     if (r >= 0) {
-        r = ctl_by_id(s->ctl, S_TARGET_STATE_DELETE, id, "connector state delete");
+        r = exec(s->ctl, S_TARGET_STATE_DELETE, PARAMS(P_TEXT(id)), "connector state delete");
     }
     if (r >= 0) {
         r = sd_sqlite_outbox_settle_connector(s, id, reason);
@@ -487,16 +507,8 @@ static int target_delete(struct sd_store *s, const char *id, const char *reason)
 
 static int set_next(void *ctx, const char *id, int64_t next_usec)
 {
-    struct conn *k = ctx;
-    sqlite3_stmt *st = stmt(k, S_DLV_SET_NEXT);
-    if (!st) {
-        return -EIO;
-    }
-    if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 2, next_usec)) !=
-        SQLITE_OK) {
-        return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    }
-    return sd_sqlite_step_done(k, st, "delivery plan");
+    int r = exec(ctx, S_DLV_SET_NEXT, PARAMS(P_TEXT(id), P_NUM(next_usec)), "delivery plan");
+    return r < 0 ? r : 0;
 }
 
 /* Give every queued (never sent in this run) item of connector target_id its slot under the
@@ -617,23 +629,14 @@ static int insert_item(struct conn *k, const struct sd_outbox_item *d, int64_t n
     if (d->dedupe_key && (r = dedupe_lookup(k, d->connector_id, d->dedupe_key, ret_found)) != 0) {
         return r;
     }
-    sqlite3_stmt *st = stmt(k, S_DLV_INSERT);
-    if (!st) {
-        return -EIO;
-    }
-    if ((sqlite3_bind_text(st, 1, d->id, -1, SQLITE_STATIC) |
-         sqlite3_bind_int64(st, 2, d->tenant_id) | sqlite3_bind_int(st, 3, (int)d->env) |
-         sqlite3_bind_text(st, 4, d->connector_id, -1, SQLITE_STATIC) |
-         sqlite3_bind_text(st, 5, d->operation, -1, SQLITE_STATIC) |
-         sqlite3_bind_text(st, 6, d->subject_kind, -1, SQLITE_STATIC) |
-         sqlite3_bind_text(st, 7, d->subject_id, -1, SQLITE_STATIC) | bind_opt(st, 8, d->payload) |
-         bind_opt(st, 9, d->dedupe_key) | sqlite3_bind_int64(st, 10, now_usec) |
-         sqlite3_bind_text(st, 11, d->idem_key, -1, SQLITE_STATIC) |
-         bind_opt(st, 12, d->request_key) | bind_opt(st, 13, d->origin) |
-         sqlite3_bind_text(st, 14, d->doc, -1, SQLITE_STATIC)) != SQLITE_OK) {
-        return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    }
-    return sd_sqlite_step_done(k, st, "item insert");
+    r = exec(k, S_DLV_INSERT,
+             PARAMS(P_TEXT(d->id), P_NUM(d->tenant_id), P_NUM((int64_t)d->env),
+                    P_TEXT(d->connector_id), P_TEXT(d->operation), P_TEXT(d->subject_kind),
+                    P_TEXT(d->subject_id), P_TEXT(d->payload), P_TEXT(d->dedupe_key),
+                    P_NUM(now_usec), P_TEXT(d->idem_key), P_TEXT(d->request_key), P_TEXT(d->origin),
+                    P_TEXT(d->doc)),
+             "item insert");
+    return r < 0 ? r : 0;
 }
 
 static int delivery_insert(struct sd_store *s, const struct sd_outbox_item *d,
@@ -824,18 +827,11 @@ static int delivery_next_due(struct sd_store *s, int64_t *ret_usec)
 /* Lease `id` if it is still due; 1 leased, 0 not due (any more), or -EIO. */
 static int lease(struct conn *k, const char *id, const struct sd_outbox_clock *clk)
 {
-    sqlite3_stmt *st = stmt(k, S_DLV_CLAIM);
-    if (!st) {
-        return -EIO;
-    }
-    if ((sqlite3_bind_int64(st, 1, clk->now_usec) |
-         sqlite3_bind_int64(st, 2, clk->now_usec + clk->lease_usec) |
-         sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC) | bind_opt(st, 4, clk->owner)) !=
-        SQLITE_OK) {
-        return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    }
-    int r = sd_sqlite_step_done(k, st, "item claim");
-    return r < 0 ? r : sqlite3_changes(k->db) > 0;
+    int r = exec(k, S_DLV_CLAIM,
+                 PARAMS(P_NUM(clk->now_usec), P_NUM(clk->now_usec + clk->lease_usec), P_TEXT(id),
+                        P_TEXT(clk->owner)),
+                 "item claim");
+    return r < 0 ? r : r > 0;
 }
 
 struct claim_io_ctx {
@@ -1009,20 +1005,9 @@ static int delivery_renew(struct sd_store *s, const char *id, int64_t fence,
     if (r < 0) {
         return r;
     }
-    struct conn *k = s->ctl;
-    sqlite3_stmt *st = stmt(k, S_DLV_RENEW);
-    if (!st) {
-        r = -EIO;
-    } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 2, fence) |
-                sqlite3_bind_int64(st, 3, new_lease_until_usec)) != SQLITE_OK) {
-        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    } else {
-        r = sd_sqlite_step_done(k, st, "item renew");
-        if (r == 0 && sqlite3_changes(k->db) == 0) {
-            r = -ESTALE;
-        }
-    }
-    return sd_sqlite_ctl_end_write(s, r, false);
+    r = exec(s->ctl, S_DLV_RENEW, PARAMS(P_TEXT(id), P_NUM(fence), P_NUM(new_lease_until_usec)),
+             "item renew");
+    return sd_sqlite_ctl_end_write(s, r < 0 ? r : r == 0 ? -ESTALE : 0, false);
 }
 
 /* One item's outcome inside the open write transaction: 0, -ESTALE (not this fence's lease),
@@ -1030,37 +1015,21 @@ static int delivery_renew(struct sd_store *s, const char *id, int64_t fence,
 static int finish_row(struct conn *k, const char *id, int64_t fence,
                       const struct sd_delivery_outcome *o, int64_t now)
 {
-    int r;
     const char *remote = o->state == SD_DELIVERY_DELIVERED ? o->remote_ref : NULL;
-    sqlite3_stmt *st = stmt(k, S_DLV_FINISH);
-    if (!st) {
-        return -EIO;
+    int r = exec(k, S_DLV_FINISH,
+                 PARAMS(P_TEXT(id), P_NUM(fence), P_TEXT(sd_delivery_state_name(o->state)),
+                        P_NUM(o->attempts_delta),
+                        P_NUM(o->state == SD_DELIVERY_RETRYING ? o->next_attempt_usec : 0),
+                        P_TEXT(o->doc), P_NUM(now), P_TEXT(remote)),
+                 "item finish");
+    if (r == 0) {
+        return -ESTALE;
     }
-    if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 2, fence) |
-         sqlite3_bind_text(st, 3, sd_delivery_state_name(o->state), -1, SQLITE_STATIC) |
-         sqlite3_bind_int64(st, 4, o->attempts_delta) |
-         sqlite3_bind_int64(st, 5, o->state == SD_DELIVERY_RETRYING ? o->next_attempt_usec : 0) |
-         sqlite3_bind_text(st, 6, o->doc, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 7, now) |
-         bind_opt(st, 8, remote)) != SQLITE_OK) {
-        return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+    if (r > 0 && remote) {
+        r = exec(k, S_REMOTE_UPSERT_ITEM, PARAMS(P_TEXT(id), P_TEXT(remote), P_NUM(now)),
+                 "remote reference upsert");
     }
-    r = sd_sqlite_step_done(k, st, "item finish");
-    if (r == 0 && sqlite3_changes(k->db) == 0) {
-        r = -ESTALE;
-    }
-    if (r == 0 && remote) {
-        st = stmt(k, S_REMOTE_UPSERT_ITEM);
-        if (!st) {
-            r = -EIO;
-        } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
-                    sqlite3_bind_text(st, 2, remote, -1, SQLITE_STATIC) |
-                    sqlite3_bind_int64(st, 3, now)) != SQLITE_OK) {
-            r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-        } else {
-            r = sd_sqlite_step_done(k, st, "remote reference upsert");
-        }
-    }
-    return r;
+    return r < 0 ? r : 0;
 }
 
 static int delivery_finish(struct sd_store *s, const char *id, int64_t fence,
@@ -1129,6 +1098,29 @@ static int item_connector(struct conn *k, const char *id, char **ret)
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : sd_sqlite_fail(k, rc, "item");
 }
 
+/* After a state-guarded UPDATE of item `id` (r: the rows it changed, or an error): -ENOENT or
+ * -EBUSY when it changed nothing (why_unchanged); else, with clk, the item's connector is
+ * planned again. */
+static int changed_then_plan(struct conn *k, const char *id, int r,
+                             const struct sd_outbox_clock *clk)
+{
+    if (r < 0) {
+        return r;
+    }
+    if (r == 0) {
+        return why_unchanged(k, id);
+    }
+    if (!clk) {
+        return 0;
+    }
+    char *connector = NULL;
+    if ((r = item_connector(k, id, &connector)) == 0) {
+        r = plan_target(k, connector, clk, NULL);
+    }
+    free(connector);
+    return r;
+}
+
 static int delivery_requeue(struct sd_store *s, const char *id, const char *idem_key,
                             const char *doc, const struct sd_outbox_clock *clk)
 {
@@ -1140,31 +1132,10 @@ static int delivery_requeue(struct sd_store *s, const char *id, const char *idem
         return r;
     }
     struct conn *k = s->ctl;
-    char *connector = NULL;
-    sqlite3_stmt *st = stmt(k, S_DLV_REQUEUE);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
-         sqlite3_bind_text(st, 2, idem_key, -1, SQLITE_STATIC) |
-         sqlite3_bind_text(st, 3, doc, -1, SQLITE_STATIC) |
-         sqlite3_bind_int64(st, 4, clk->now_usec)) != SQLITE_OK) {
-        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-        goto out;
-    }
-    if ((r = sd_sqlite_step_done(k, st, "item requeue")) < 0) {
-        goto out;
-    }
-    if (sqlite3_changes(k->db) == 0) {
-        r = why_unchanged(k, id);
-        goto out;
-    }
-    if ((r = item_connector(k, id, &connector)) == 0) {
-        r = plan_target(k, connector, clk, NULL);
-    }
-out:
-    free(connector);
+    r = exec(k, S_DLV_REQUEUE,
+             PARAMS(P_TEXT(id), P_TEXT(idem_key), P_TEXT(doc), P_NUM(clk->now_usec)),
+             "item requeue");
+    r = changed_then_plan(k, id, r, clk);
     return sd_sqlite_ctl_end_write(s, r, false);
 }
 
@@ -1177,18 +1148,8 @@ static int delivery_cancel(struct sd_store *s, const char *id, const char *doc, 
     if (r < 0) {
         return r;
     }
-    struct conn *k = s->ctl;
-    sqlite3_stmt *st = stmt(k, S_DLV_CANCEL);
-    if (!st) {
-        r = -EIO;
-    } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 2, doc, -1, SQLITE_STATIC) |
-                sqlite3_bind_int64(st, 3, now_usec)) != SQLITE_OK) {
-        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    } else if ((r = sd_sqlite_step_done(k, st, "item cancel")) == 0 &&
-               sqlite3_changes(k->db) == 0) {
-        r = why_unchanged(k, id);
-    }
+    r = exec(s->ctl, S_DLV_CANCEL, PARAMS(P_TEXT(id), P_TEXT(doc), P_NUM(now_usec)), "item cancel");
+    r = changed_then_plan(s->ctl, id, r, NULL);
     return sd_sqlite_ctl_end_write(s, r, false);
 }
 
@@ -1201,22 +1162,8 @@ static int delivery_send_now(struct sd_store *s, const char *id, const struct sd
     if (r < 0) {
         return r;
     }
-    struct conn *k = s->ctl;
-    char *connector = NULL;
-    sqlite3_stmt *st = stmt(k, S_DLV_SEND_NOW);
-    if (!st) {
-        r = -EIO;
-    } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
-                sqlite3_bind_int64(st, 2, clk->now_usec)) != SQLITE_OK) {
-        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    } else if ((r = sd_sqlite_step_done(k, st, "item send now")) == 0) {
-        if (sqlite3_changes(k->db) == 0) {
-            r = why_unchanged(k, id);
-        } else if ((r = item_connector(k, id, &connector)) == 0) {
-            r = plan_target(k, connector, clk, NULL); /* a rate still applies to a first send */
-        }
-    }
-    free(connector);
+    r = exec(s->ctl, S_DLV_SEND_NOW, PARAMS(P_TEXT(id), P_NUM(clk->now_usec)), "item send now");
+    r = changed_then_plan(s->ctl, id, r, clk); /* a rate still applies to a first send */
     return sd_sqlite_ctl_end_write(s, r, false);
 }
 
@@ -1278,20 +1225,11 @@ static int remote_ref_put(struct sd_store *s, const char *connector_id, const ch
     if (r < 0) {
         return r;
     }
-    struct conn *k = s->ctl;
-    sqlite3_stmt *st = stmt(k, S_REMOTE_PUT);
-    if (!st) {
-        r = -EIO;
-    } else if ((sqlite3_bind_text(st, 1, connector_id, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 3, local_id, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 4, remote_id, -1, SQLITE_STATIC) |
-                sqlite3_bind_int64(st, 5, sd_now_usec())) != SQLITE_OK) {
-        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    } else {
-        r = sd_sqlite_step_done(k, st, "remote reference put");
-    }
-    return sd_sqlite_ctl_end_write(s, r, false);
+    r = exec(s->ctl, S_REMOTE_PUT,
+             PARAMS(P_TEXT(connector_id), P_TEXT(kind), P_TEXT(local_id), P_TEXT(remote_id),
+                    P_NUM(sd_now_usec())),
+             "remote reference put");
+    return sd_sqlite_ctl_end_write(s, r < 0 ? r : 0, false);
 }
 
 static int remote_ref_list(struct sd_store *s, const char *connector_id, const char *kind,
@@ -1367,32 +1305,18 @@ static int remote_ref_apply(struct sd_store *s, const char *connector_id, const 
     }
     struct conn *k = s->ctl;
     int64_t now = sd_now_usec();
-    sqlite3_stmt *put = stmt(k, S_REMOTE_PUT);
-    sqlite3_stmt *del = stmt(k, S_REMOTE_DELETE);
-    if (!put || !del) {
-        r = -EIO;
+    for (size_t i = 0; r >= 0 && i < n_put; i++) {
+        r = exec(k, S_REMOTE_PUT,
+                 PARAMS(P_TEXT(connector_id), P_TEXT(kind), P_TEXT(put_local[i]),
+                        P_TEXT(put_remote[i]), P_NUM(now)),
+                 "remote reference put");
     }
-    for (size_t i = 0; r == 0 && i < n_put; i++) {
-        if ((sqlite3_bind_text(put, 1, connector_id, -1, SQLITE_STATIC) |
-             sqlite3_bind_text(put, 2, kind, -1, SQLITE_STATIC) |
-             sqlite3_bind_text(put, 3, put_local[i], -1, SQLITE_STATIC) |
-             sqlite3_bind_text(put, 4, put_remote[i], -1, SQLITE_STATIC) |
-             sqlite3_bind_int64(put, 5, now)) != SQLITE_OK) {
-            r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-        } else {
-            r = sd_sqlite_step_done(k, put, "remote reference put");
-        }
+    for (size_t i = 0; r >= 0 && i < n_del; i++) {
+        r = exec(k, S_REMOTE_DELETE,
+                 PARAMS(P_TEXT(connector_id), P_TEXT(kind), P_TEXT(del_local[i])),
+                 "remote reference delete");
     }
-    for (size_t i = 0; r == 0 && i < n_del; i++) {
-        if ((sqlite3_bind_text(del, 1, connector_id, -1, SQLITE_STATIC) |
-             sqlite3_bind_text(del, 2, kind, -1, SQLITE_STATIC) |
-             sqlite3_bind_text(del, 3, del_local[i], -1, SQLITE_STATIC)) != SQLITE_OK) {
-            r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-        } else {
-            r = sd_sqlite_step_done(k, del, "remote reference delete");
-        }
-    }
-    return sd_sqlite_ctl_end_write(s, r, false);
+    return sd_sqlite_ctl_end_write(s, r < 0 ? r : 0, false);
 }
 
 const struct sd_store_outbox_ops sd_sqlite_outbox_ops = SD_OUTBOX_OPS_INIT;
