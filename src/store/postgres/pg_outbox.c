@@ -1095,30 +1095,28 @@ static int lock_item_connector(struct pgconn *c, const char *id, char **ret_conn
     return r < 0 ? r : 0;
 }
 
+/* A state-guarded UPDATE of one item (requeue, cancel, send now). */
 struct change_arg {
     const char *id;
-    const char *idem_key;
-    const char *doc;
-    const struct sd_outbox_clock *clk;
-    int64_t now_usec;
+    unsigned slot;
+    struct sd_pg_params p;             /* the statement's parameters */
+    const struct sd_outbox_clock *clk; /* the change may let a first send go: plan; or NULL */
 };
 
-static int requeue_tx(struct pgconn *c, void *arg)
+/* The item's connector locked first when the change plans (lock order: connector before
+ * item), the UPDATE, then -ENOENT or -EBUSY when it changed nothing (why_unchanged), else the
+ * connector planned again. */
+static int change_tx(struct pgconn *c, void *arg)
 {
     const struct change_arg *a = arg;
     char *connector = NULL;
     int64_t limit = 0;
-    int r = lock_item_connector(c, a->id, &connector, &limit);
+    int r = a->clk ? lock_item_connector(c, a->id, &connector, &limit) : 0;
     if (r == 0) {
-        struct sd_pg_params p = {0};
-        sd_pg_p_text(&p, a->id);
-        sd_pg_p_text(&p, a->idem_key);
-        sd_pg_p_text(&p, a->doc);
-        sd_pg_p_int(&p, a->clk->now_usec);
-        r = run(c, S_DLV_REQUEUE, &p, NULL);
+        r = run(c, a->slot, &a->p, NULL);
         if (r == 0) {
             r = why_unchanged(c, a->id);
-        } else if (r > 0) {
+        } else if (r > 0 && a->clk) {
             r = plan_target(c, connector, limit, a->clk, NULL);
         }
     }
@@ -1132,22 +1130,12 @@ static int delivery_requeue(struct sd_store *s, const char *id, const char *idem
     if (!id || !idem_key || !doc || !clk || !clk->plan) {
         return -EINVAL;
     }
-    struct change_arg a = {.id = id, .idem_key = idem_key, .doc = doc, .clk = clk};
-    return sd_pg_tx_run(s, NULL, false, requeue_tx, &a);
-}
-
-static int cancel_tx(struct pgconn *c, void *arg)
-{
-    const struct change_arg *a = arg;
-    struct sd_pg_params p = {0};
-    sd_pg_p_text(&p, a->id);
-    sd_pg_p_text(&p, a->doc);
-    sd_pg_p_int(&p, a->now_usec);
-    int r = run(c, S_DLV_CANCEL, &p, NULL);
-    if (r == 0) {
-        r = why_unchanged(c, a->id);
-    }
-    return r < 0 ? r : 0;
+    struct change_arg a = {.id = id, .slot = S_DLV_REQUEUE, .clk = clk};
+    sd_pg_p_text(&a.p, id);
+    sd_pg_p_text(&a.p, idem_key);
+    sd_pg_p_text(&a.p, doc);
+    sd_pg_p_int(&a.p, clk->now_usec);
+    return sd_pg_tx_run(s, NULL, false, change_tx, &a);
 }
 
 static int delivery_cancel(struct sd_store *s, const char *id, const char *doc, int64_t now_usec)
@@ -1155,30 +1143,11 @@ static int delivery_cancel(struct sd_store *s, const char *id, const char *doc, 
     if (!id || !doc) {
         return -EINVAL;
     }
-    struct change_arg a = {.id = id, .doc = doc, .now_usec = now_usec};
-    return sd_pg_tx_run(s, NULL, false, cancel_tx, &a);
-}
-
-static int send_now_tx(struct pgconn *c, void *arg)
-{
-    const struct change_arg *a = arg;
-    char *connector = NULL;
-    int64_t limit = 0;
-    int r = lock_item_connector(c, a->id, &connector, &limit);
-    if (r == 0) {
-        struct sd_pg_params p = {0};
-        sd_pg_p_text(&p, a->id);
-        sd_pg_p_int(&p, a->clk->now_usec);
-        r = run(c, S_DLV_SEND_NOW, &p, NULL);
-        if (r == 0) {
-            r = why_unchanged(c, a->id);
-        } else if (r > 0) {
-            /* a rate still applies to a first send */
-            r = plan_target(c, connector, limit, a->clk, NULL);
-        }
-    }
-    free(connector);
-    return r < 0 ? r : 0;
+    struct change_arg a = {.id = id, .slot = S_DLV_CANCEL};
+    sd_pg_p_text(&a.p, id);
+    sd_pg_p_text(&a.p, doc);
+    sd_pg_p_int(&a.p, now_usec);
+    return sd_pg_tx_run(s, NULL, false, change_tx, &a);
 }
 
 static int delivery_send_now(struct sd_store *s, const char *id, const struct sd_outbox_clock *clk)
@@ -1186,8 +1155,11 @@ static int delivery_send_now(struct sd_store *s, const char *id, const struct sd
     if (!id || !clk || !clk->plan) {
         return -EINVAL;
     }
-    struct change_arg a = {.id = id, .clk = clk};
-    return sd_pg_tx_run(s, NULL, false, send_now_tx, &a);
+    /* a rate still applies to a first send */
+    struct change_arg a = {.id = id, .slot = S_DLV_SEND_NOW, .clk = clk};
+    sd_pg_p_text(&a.p, id);
+    sd_pg_p_int(&a.p, clk->now_usec);
+    return sd_pg_tx_run(s, NULL, false, change_tx, &a);
 }
 
 /* ---- remote references ----------------------------------------------------------------------- */
