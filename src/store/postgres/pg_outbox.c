@@ -192,6 +192,20 @@ static int run(struct pgconn *c, unsigned slot, const struct sd_pg_params *p, PG
     return sd_pg_exec(c, slot, sql[slot - S_FIRST_], p, ret);
 }
 
+/* Run a statement on a pool connection (committed rows, no transaction of its own). */
+static int run_pooled(struct sd_store *s, unsigned slot, const struct sd_pg_params *p,
+                      PGresult **ret)
+{
+    struct pgconn *c = NULL;
+    int r = sd_pg_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    r = run(c, slot, p, ret);
+    sd_pg_pool_put(s, c);
+    return r;
+}
+
 static enum sd_env col_env(const PGresult *r, int row, int col)
 {
     return sd_pg_int64(r, row, col) == 1 ? SD_ENV_PROD : SD_ENV_TEST;
@@ -241,13 +255,19 @@ static void read_delivery(const PGresult *r, int i, struct sd_outbox_item *d)
     d->updated_usec = sd_pg_int64(r, i, 23);
 }
 
-/* Run a statement whose parameters are the ids in `ids` (NULL-terminated, at most 4 texts). */
+/* The parameters of a statement that takes the texts in `ids` (NULL-terminated, at most 4). */
+static void p_texts(struct sd_pg_params *p, const char *const *ids)
+{
+    for (size_t i = 0; ids[i]; i++) {
+        sd_pg_p_text(p, ids[i]);
+    }
+}
+
+/* Run a statement whose parameters are the texts in `ids` (p_texts). */
 static int run_texts(struct pgconn *c, unsigned slot, const char *const *ids, PGresult **ret)
 {
     struct sd_pg_params p = {0};
-    for (size_t i = 0; ids[i]; i++) {
-        sd_pg_p_text(&p, ids[i]);
-    }
+    p_texts(&p, ids);
     return run(c, slot, &p, ret);
 }
 
@@ -407,14 +427,10 @@ static int target_get(struct sd_store *s, const char *id, struct sd_target *ret)
     if (!id) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
+    struct sd_pg_params p = {0};
+    sd_pg_p_text(&p, id);
     PGresult *res = NULL;
-    r = run_texts(c, S_TARGET_GET, (const char *const[]){id, NULL}, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, S_TARGET_GET, &p, &res);
     if (r > 0) {
         read_target(res, 0, ret);
         r = 0;
@@ -499,17 +515,11 @@ static int customer_version(struct sd_store *s, int64_t tenant_id, enum sd_env e
     if (!source || !customer_id || !ret_version || !sd_pg_env_ok(env)) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p = {0};
     sd_pg_p_scope(&p, tenant_id, env, source);
     sd_pg_p_text(&p, customer_id);
     PGresult *res = NULL;
-    r = run(c, S_VERSION, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, S_VERSION, &p, &res);
     if (r > 0) {
         *ret_version = sd_pg_int64(res, 0, 0);
         r = 0;
@@ -703,14 +713,8 @@ static int outbox_add_tx(struct sd_store *s, const struct sd_outbox_item *d, int
 static int delivery_one(struct sd_store *s, unsigned slot, const struct sd_pg_params *p,
                         struct sd_outbox_item *ret)
 {
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     PGresult *res = NULL;
-    r = run(c, slot, p, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, slot, p, &res);
     if (r > 0) {
         read_delivery(res, 0, ret);
         r = 0;
@@ -758,14 +762,8 @@ static int delivery_list(struct sd_store *s, const struct sd_delivery_filter *f,
     sd_pg_p_int(&p, (int64_t)limit + 1);
     sd_pg_p_int(&p, f->tenant_id ? f->env : -1);
     sd_pg_p_text(&p, f->connector_id);
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     PGresult *res = NULL;
-    r = run(c, S_DLV_LIST, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, S_DLV_LIST, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -783,14 +781,8 @@ static int delivery_list(struct sd_store *s, const struct sd_delivery_filter *f,
 
 static int delivery_next_due(struct sd_store *s, int64_t *ret_usec)
 {
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     PGresult *res = NULL;
-    r = run(c, S_DLV_NEXT_DUE, NULL, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, S_DLV_NEXT_DUE, NULL, &res);
     if (r > 0) {
         r = -ENOENT;
         for (int i = 0; i < 3; i++) {
@@ -972,17 +964,11 @@ static int delivery_renew(struct sd_store *s, const char *id, int64_t fence,
     if (!id) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p = {0};
     sd_pg_p_text(&p, id);
     sd_pg_p_int(&p, fence);
     sd_pg_p_int(&p, new_lease_until_usec);
-    r = run(c, S_DLV_RENEW, &p, NULL);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, S_DLV_RENEW, &p, NULL);
     return r < 0 ? r : r == 0 ? -ESTALE : 0;
 }
 
@@ -1170,14 +1156,10 @@ static int remote_lookup(struct sd_store *s, unsigned slot, const char *connecto
     if (!connector_id || !kind || !key || !ret) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
+    struct sd_pg_params p = {0};
+    p_texts(&p, (const char *const[]){connector_id, kind, key, NULL});
     PGresult *res = NULL;
-    r = run_texts(c, slot, (const char *const[]){connector_id, kind, key, NULL}, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, slot, &p, &res);
     if (r > 0) {
         *ret = sd_pg_strdup(res, 0, 0);
         r = *ret ? 0 : -ENOENT;
@@ -1252,19 +1234,13 @@ static int remote_ref_list(struct sd_store *s, const char *connector_id, const c
     if (!sd_outbox_refs_list_ok(connector_id, kind, limit, ret_local, ret_remote, ret_n)) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p = {0};
     sd_pg_p_text(&p, connector_id);
     sd_pg_p_text(&p, kind);
     sd_pg_p_text(&p, after ? after : "");
     sd_pg_p_int(&p, (int64_t)limit);
     PGresult *res = NULL;
-    r = run(c, S_REMOTE_LIST, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, S_REMOTE_LIST, &p, &res);
     if (r < 0) {
         return r;
     }
