@@ -196,14 +196,7 @@ static int run(struct pgconn *c, unsigned slot, const struct sd_pg_params *p, PG
 static int run_pooled(struct sd_store *s, unsigned slot, const struct sd_pg_params *p,
                       PGresult **ret)
 {
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
-    r = run(c, slot, p, ret);
-    sd_pg_pool_put(s, c);
-    return r;
+    return sd_pg_exec_pooled(s, slot, sql[slot - S_FIRST_], p, ret);
 }
 
 static enum sd_env col_env(const PGresult *r, int row, int col)

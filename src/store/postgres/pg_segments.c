@@ -259,16 +259,10 @@ static int seg_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const
     if (!id || !sd_pg_env_ok(env)) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p;
     p_key(&p, id, tenant_id, env);
     PGresult *res = NULL;
-    r = sd_pg_exec(c, SLOT_GET, SQL_GET, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = sd_pg_exec_pooled(s, SLOT_GET, SQL_GET, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -287,18 +281,12 @@ static int seg_list(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     if (!sd_pg_env_ok(env)) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_int(&p, tenant_id);
     sd_pg_p_int(&p, (int64_t)env);
     PGresult *res = NULL;
-    r = sd_pg_exec(c, SLOT_LIST, SQL_LIST, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = sd_pg_exec_pooled(s, SLOT_LIST, SQL_LIST, &p, &res);
     if (r < 0) {
         return r;
     }
