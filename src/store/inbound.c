@@ -44,6 +44,31 @@ void sd_inbound_subject_key(const char *subject, uint8_t out[SD_INBOUND_SUBJECT_
     }
 }
 
+int sd_inbound_forget_run(char *const *subjects, size_t n, const struct sd_inbound_forget_io *io,
+                          void *ctx, int64_t *ret_n)
+{
+    int64_t purged = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t key[SD_INBOUND_SUBJECT_KEY_BYTES];
+        sd_inbound_subject_key(subjects[i], key);
+        int64_t *ids = NULL;
+        size_t nid = 0;
+        int r = io->raws(ctx, key, &ids, &nid);
+        for (size_t j = 0; r >= 0 && j < nid; j++) {
+            r = io->purge(ctx, ids[j]);
+            purged += r > 0 ? r : 0;
+        }
+        free(ids);
+        if (r < 0) {
+            return r;
+        }
+    }
+    if (ret_n) {
+        *ret_n = purged;
+    }
+    return 0;
+}
+
 static void push(struct sd_inbound_subjects *b, char *s)
 {
     if (b->n == b->cap) {

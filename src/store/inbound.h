@@ -204,6 +204,22 @@ int sd_store_inbound_counts(struct sd_store_handle *h, const char *connector_id,
 
 void sd_inbound_subject_key(const char *subject, uint8_t out[SD_INBOUND_SUBJECT_KEY_BYTES]);
 
+/* What forget does to the database, inside the writer's transaction. */
+struct sd_inbound_forget_io {
+    /* The ids of the payloads of (the call's tenant and env) that hold the subject stored as
+     * `key`: a heap array (NULL when none). 0 or a negative errno. */
+    int (*raws)(void *ctx, const uint8_t key[SD_INBOUND_SUBJECT_KEY_BYTES], int64_t **ret,
+                size_t *ret_n);
+    /* Purge payload raw_id (its body gone) and drop its quarantine and subject rows: the
+     * payload rows purged (0 or 1), or a negative errno. */
+    int (*purge)(void *ctx, int64_t raw_id);
+};
+
+/* forget: every payload holding one of the subjects is purged, subject by subject in order;
+ * the first error ends it. 0 with *ret_n (may be NULL) the payloads purged, or the error. */
+int sd_inbound_forget_run(char *const *subjects, size_t n, const struct sd_inbound_forget_io *io,
+                          void *ctx, int64_t *ret_n);
+
 /* The subjects person_subjects answers, built from the rows of the person's profile:
  * "cid:<customer_id>" first, then per row (in the backend's row order) "cid:<id>" for a record
  * of another customer id and "em:<sha256 hex of the e-mail>" for a row with an e-mail. */

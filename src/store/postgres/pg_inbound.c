@@ -103,6 +103,13 @@ static int run(struct pgconn *c, unsigned slot, const struct sd_pg_params *p, PG
     return sd_pg_exec(c, slot, sql[slot - I_FIRST_], p, ret);
 }
 
+/* The same on a pool connection (committed rows). */
+static int run_pooled(struct sd_store *s, unsigned slot, const struct sd_pg_params *p,
+                      PGresult **ret)
+{
+    return sd_pg_exec_pooled(s, slot, sql[slot - I_FIRST_], p, ret);
+}
+
 static size_t clamp(size_t limit)
 {
     return limit == 0 || limit > SD_INBOUND_LIST_MAX ? SD_INBOUND_LIST_MAX : limit;
@@ -173,16 +180,10 @@ static int door_get(struct sd_store *s, const char *connector_id, char ret_hash[
     if (!connector_id) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p = {0};
     sd_pg_p_text(&p, connector_id);
     PGresult *res = NULL;
-    r = run(c, I_DOOR_GET, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, I_DOOR_GET, &p, &res);
     if (r > 0) {
         const char *h = sd_pg_text(res, 0, 0);
         if (h && strlen(h) == 64) {
@@ -351,6 +352,44 @@ static int drop_rows_of(struct pgconn *c, int64_t raw_id)
     return r < 0 ? r : 0;
 }
 
+struct forget_ctx {
+    struct pgconn *c;
+    int64_t tenant_id;
+    enum sd_env env;
+    int64_t now_usec;
+};
+
+static int forget_raws(void *ctx, const uint8_t key[SD_INBOUND_SUBJECT_KEY_BYTES], int64_t **ret,
+                       size_t *ret_n)
+{
+    const struct forget_ctx *x = ctx;
+    struct sd_pg_params p = {0};
+    sd_pg_p_int(&p, x->tenant_id);
+    sd_pg_p_int(&p, (int64_t)x->env);
+    sd_pg_p_bytes(&p, key, SD_INBOUND_SUBJECT_KEY_BYTES);
+    PGresult *res = NULL;
+    int r = run(x->c, I_SUBJ_RAWS, &p, &res);
+    if (r >= 0) {
+        collect_ids(res, r, ret, ret_n);
+        r = 0;
+    }
+    PQclear(res);
+    return r;
+}
+
+static int forget_purge(void *ctx, int64_t raw_id)
+{
+    struct forget_ctx *x = ctx;
+    int r = run_ids(x->c, I_RAW_PURGE, raw_id, &x->now_usec, NULL);
+    if (r >= 0) {
+        int d = drop_rows_of(x->c, raw_id);
+        r = d < 0 ? d : r;
+    }
+    return r;
+}
+
+static const struct sd_inbound_forget_io forget_io = {.raws = forget_raws, .purge = forget_purge};
+
 static int forget(struct sd_store *s, int64_t tenant_id, enum sd_env env, char *const *subjects,
                   size_t n, int64_t *ret_n)
 {
@@ -358,40 +397,8 @@ static int forget(struct sd_store *s, int64_t tenant_id, enum sd_env env, char *
     if (!c) {
         return -EINVAL;
     }
-    int64_t purged = 0;
-    int64_t now = sd_now_usec();
-    for (size_t i = 0; i < n; i++) {
-        uint8_t key[SD_INBOUND_SUBJECT_KEY_BYTES];
-        sd_inbound_subject_key(subjects[i], key);
-        struct sd_pg_params p = {0};
-        sd_pg_p_int(&p, tenant_id);
-        sd_pg_p_int(&p, (int64_t)env);
-        sd_pg_p_bytes(&p, key, sizeof(key));
-        PGresult *res = NULL;
-        int r = run(c, I_SUBJ_RAWS, &p, &res);
-        int64_t *ids = NULL;
-        size_t nid = 0;
-        if (r >= 0) {
-            collect_ids(res, r, &ids, &nid);
-            r = 0;
-        }
-        PQclear(res);
-        for (size_t j = 0; r >= 0 && j < nid; j++) {
-            r = run_ids(c, I_RAW_PURGE, ids[j], &now, NULL);
-            purged += r > 0 ? r : 0;
-            if (r >= 0) {
-                r = drop_rows_of(c, ids[j]);
-            }
-        }
-        free(ids);
-        if (r < 0) {
-            return r;
-        }
-    }
-    if (ret_n) {
-        *ret_n = purged;
-    }
-    return 0;
+    struct forget_ctx x = {.c = c, .tenant_id = tenant_id, .env = env, .now_usec = sd_now_usec()};
+    return sd_inbound_forget_run(subjects, n, &forget_io, &x, ret_n);
 }
 
 static int person_subjects(struct sd_store *s, int64_t tenant_id, enum sd_env env,
@@ -557,14 +564,8 @@ static int raw_list(struct sd_store *s, const char *connector_id, bool quarantin
         sd_pg_p_int(&p, from_usec);
         sd_pg_p_int(&p, to_usec);
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     PGresult *res = NULL;
-    r = run(c, quarantined_only ? I_LIST_Q : I_LIST_RANGE, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, quarantined_only ? I_LIST_Q : I_LIST_RANGE, &p, &res);
     if (r >= 0) {
         collect_ids(res, r, ret_ids, ret_n);
         r = 0;
@@ -583,14 +584,8 @@ static int quarantine_list(struct sd_store *s, int64_t tenant_id, enum sd_env en
     sd_pg_p_text(&p, connector_id);
     sd_pg_p_int(&p, after_id);
     sd_pg_p_int(&p, (int64_t)clamp(limit));
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     PGresult *res = NULL;
-    r = run(c, I_Q_LIST, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, I_Q_LIST, &p, &res);
     if (r < 0) {
         PQclear(res);
         return r;
@@ -620,16 +615,10 @@ static int counts(struct sd_store *s, const char *connector_id, int64_t *ret_pay
     if (!connector_id) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p = {0};
     sd_pg_p_text(&p, connector_id);
     PGresult *res = NULL;
-    r = run(c, I_COUNTS, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, I_COUNTS, &p, &res);
     if (r > 0) {
         *ret_payloads = sd_pg_int64(res, 0, 0);
         *ret_quarantined = sd_pg_int64(res, 0, 1);

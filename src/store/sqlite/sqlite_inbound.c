@@ -369,54 +369,59 @@ static int collect_ids(struct conn *c, sqlite3_stmt *st, int64_t **ret, size_t *
     return 0;
 }
 
+struct forget_ctx {
+    struct conn *c;
+    int64_t tenant_id;
+    enum sd_env env;
+    int64_t now_usec;
+};
+
+static int forget_raws(void *ctx, const uint8_t key[SD_INBOUND_SUBJECT_KEY_BYTES], int64_t **ret,
+                       size_t *ret_n)
+{
+    const struct forget_ctx *x = ctx;
+    sqlite3_stmt *st = stmt(x->c, I_SUBJ_RAWS);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sqlite3_bind_int64(st, 1, x->tenant_id) | sqlite3_bind_int(st, 2, (int)x->env) |
+         sqlite3_bind_blob(st, 3, key, SD_INBOUND_SUBJECT_KEY_BYTES, SQLITE_TRANSIENT)) !=
+        SQLITE_OK) {
+        return sd_sqlite_fail(x->c, SQLITE_MISUSE, "bind");
+    }
+    return collect_ids(x->c, st, ret, ret_n, "inbound subjects lookup");
+}
+
+static int forget_purge(void *ctx, int64_t raw_id)
+{
+    const struct forget_ctx *x = ctx;
+    struct conn *c = x->c;
+    sqlite3_stmt *p = stmt(c, I_RAW_PURGE);
+    if (!p) {
+        return -EIO;
+    }
+    if ((sqlite3_bind_int64(p, 1, raw_id) | sqlite3_bind_int64(p, 2, x->now_usec)) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    int r = sd_sqlite_step_done(c, p, "inbound raw purge");
+    int purged = r == 0 ? sqlite3_changes(c->db) : 0;
+    if (r == 0) {
+        r = by_raw_idx(c, I_Q_DELETE_RAW, raw_id, 0, false, "inbound quarantine purge");
+    }
+    if (r == 0) {
+        r = by_raw_idx(c, I_SUBJ_DELETE_RAW, raw_id, 0, false, "inbound subjects purge");
+    }
+    return r < 0 ? r : purged;
+}
+
+static const struct sd_inbound_forget_io forget_io = {.raws = forget_raws, .purge = forget_purge};
+
 static int forget(struct sd_store *s, int64_t tenant_id, enum sd_env env, char *const *subjects,
                   size_t n, int64_t *ret_n)
 {
-    struct conn *c = s->writer;
-    int64_t purged = 0;
-    int64_t now = sd_now_usec();
-    for (size_t i = 0; i < n; i++) {
-        sqlite3_stmt *st = stmt(c, I_SUBJ_RAWS);
-        if (!st) {
-            return -EIO;
-        }
-        uint8_t key[SD_INBOUND_SUBJECT_KEY_BYTES];
-        sd_inbound_subject_key(subjects[i], key);
-        if ((sqlite3_bind_int64(st, 1, tenant_id) | sqlite3_bind_int(st, 2, (int)env) |
-             sqlite3_bind_blob(st, 3, key, sizeof(key), SQLITE_TRANSIENT)) != SQLITE_OK) {
-            return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-        }
-        int64_t *ids = NULL;
-        size_t nid = 0;
-        int r = collect_ids(c, st, &ids, &nid, "inbound subjects lookup");
-        for (size_t j = 0; r == 0 && j < nid; j++) {
-            sqlite3_stmt *p = stmt(c, I_RAW_PURGE);
-            if (!p) {
-                r = -EIO;
-                break;
-            }
-            if ((sqlite3_bind_int64(p, 1, ids[j]) | sqlite3_bind_int64(p, 2, now)) != SQLITE_OK) {
-                r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-                break;
-            }
-            r = sd_sqlite_step_done(c, p, "inbound raw purge");
-            purged += r == 0 ? sqlite3_changes(c->db) : 0;
-            if (r == 0) {
-                r = by_raw_idx(c, I_Q_DELETE_RAW, ids[j], 0, false, "inbound quarantine purge");
-            }
-            if (r == 0) {
-                r = by_raw_idx(c, I_SUBJ_DELETE_RAW, ids[j], 0, false, "inbound subjects purge");
-            }
-        }
-        free(ids);
-        if (r < 0) {
-            return r;
-        }
-    }
-    if (ret_n) {
-        *ret_n = purged;
-    }
-    return 0;
+    struct forget_ctx x = {
+        .c = s->writer, .tenant_id = tenant_id, .env = env, .now_usec = sd_now_usec()};
+    return sd_inbound_forget_run(subjects, n, &forget_io, &x, ret_n);
 }
 
 static int person_subjects(struct sd_store *s, int64_t tenant_id, enum sd_env env,
