@@ -53,6 +53,16 @@ void sd_seg_sources_add(struct sd_seg_member_page *page, struct sd_seg_sources_c
     }
 }
 
+int sd_seg_page_hand(int r, struct sd_seg_member_page *page, struct sd_seg_member_page *ret)
+{
+    if (r == 0) {
+        *ret = *page;
+    } else {
+        sd_seg_member_page_release(page);
+    }
+    return r;
+}
+
 static int cmp_source(const void *a, const void *b)
 {
     const struct sd_seg_member_source *x = a, *y = b;

@@ -30,6 +30,10 @@ bool sd_seg_page_add(struct sd_seg_member_page *page, size_t limit, int64_t prof
 /* The page is complete (sources read): next_after becomes its last profile id, if any. */
 void sd_seg_page_done(struct sd_seg_member_page *page);
 
+/* The end of a page call: on success (r == 0) *ret receives the page, else the page is
+ * released. Returns r. */
+int sd_seg_page_hand(int r, struct sd_seg_member_page *page, struct sd_seg_member_page *ret);
+
 /* The cursor of the source rows of one page: rows come ordered by profile id. */
 struct sd_seg_sources_cursor {
     size_t at;  /* the member the rows are at */

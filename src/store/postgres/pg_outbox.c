@@ -264,19 +264,36 @@ static int run_texts(struct pgconn *c, unsigned slot, const char *const *ids, PG
     return run(c, slot, &p, ret);
 }
 
-/* The item `id` on c (inside c's transaction when it has one): 0, -ENOENT or an error. */
-static int item_get(struct pgconn *c, const char *id, struct sd_outbox_item *ret)
+static void read_target_v(const PGresult *r, int i, void *ret)
 {
-    PGresult *res = NULL;
-    int r = run_texts(c, S_DLV_GET, (const char *const[]){id, NULL}, &res);
+    read_target(r, i, ret);
+}
+
+static void read_delivery_v(const PGresult *r, int i, void *ret)
+{
+    read_delivery(r, i, ret);
+}
+
+/* A lookup's answer (r: its rows or an error): the first row read into ret (0), -ENOENT when
+ * there is none, or the error. Clears res. */
+static int first_row(int r, PGresult *res, void (*read)(const PGresult *, int, void *), void *ret)
+{
     if (r > 0) {
-        read_delivery(res, 0, ret);
+        read(res, 0, ret);
         r = 0;
     } else if (r == 0) {
         r = -ENOENT;
     }
     PQclear(res);
     return r;
+}
+
+/* The item `id` on c (inside c's transaction when it has one): 0, -ENOENT or an error. */
+static int item_get(struct pgconn *c, const char *id, struct sd_outbox_item *ret)
+{
+    PGresult *res = NULL;
+    int r = run_texts(c, S_DLV_GET, (const char *const[]){id, NULL}, &res);
+    return first_row(r, res, read_delivery_v, ret);
 }
 
 /* ---- rate plan ------------------------------------------------------------------------------- */
@@ -424,14 +441,7 @@ static int target_get(struct sd_store *s, const char *id, struct sd_target *ret)
     sd_pg_p_text(&p, id);
     PGresult *res = NULL;
     int r = run_pooled(s, S_TARGET_GET, &p, &res);
-    if (r > 0) {
-        read_target(res, 0, ret);
-        r = 0;
-    } else if (r == 0) {
-        r = -ENOENT;
-    }
-    PQclear(res);
-    return r;
+    return first_row(r, res, read_target_v, ret);
 }
 
 /* The connectors of tenant_id, read on connection c. */
@@ -708,14 +718,7 @@ static int delivery_one(struct sd_store *s, unsigned slot, const struct sd_pg_pa
 {
     PGresult *res = NULL;
     int r = run_pooled(s, slot, p, &res);
-    if (r > 0) {
-        read_delivery(res, 0, ret);
-        r = 0;
-    } else if (r == 0) {
-        r = -ENOENT;
-    }
-    PQclear(res);
-    return r;
+    return first_row(r, res, read_delivery_v, ret);
 }
 
 static int delivery_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,

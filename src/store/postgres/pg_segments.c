@@ -805,12 +805,7 @@ static int seg_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         PQclear(res);
     }
     r = computation_close(s, c, r);
-    if (r == 0) {
-        *ret = page;
-    } else {
-        sd_seg_member_page_release(&page);
-    }
-    return r;
+    return sd_seg_page_hand(r, &page, ret);
 }
 
 /* ---- snapshots ------------------------------------------------------------------------------- */
@@ -1036,12 +1031,7 @@ static int snapshot_members(struct sd_store *s, int64_t tenant_id, enum sd_env e
         }
     }
     r = computation_close(s, c, r);
-    if (r == 0) {
-        *ret = page;
-    } else {
-        sd_seg_member_page_release(&page);
-    }
-    return r;
+    return sd_seg_page_hand(r, &page, ret);
 }
 
 const struct sd_store_segment_ops sd_pg_segment_ops = SD_SEGMENT_OPS_INIT;

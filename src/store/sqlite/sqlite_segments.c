@@ -610,12 +610,7 @@ out:
         (void)sd_sqlite_run(run.c, ST_COMMIT); /* ends the read transaction */
     }
     run_close(s, &run);
-    if (r == 0) {
-        *ret = page;
-    } else {
-        sd_seg_member_page_release(&page);
-    }
-    return r;
+    return sd_seg_page_hand(r, &page, ret);
 }
 
 /* ---- snapshots ------------------------------------------------------------------------------- */
@@ -876,12 +871,7 @@ static int snapshot_members(struct sd_store *s, int64_t tenant_id, enum sd_env e
 out:
     (void)sd_sqlite_run(c, ST_COMMIT); /* ends the read transaction */
     sd_sqlite_pool_put(s, c);
-    if (r == 0) {
-        *ret = page;
-    } else {
-        sd_seg_member_page_release(&page);
-    }
-    return r;
+    return sd_seg_page_hand(r, &page, ret);
 }
 
 const struct sd_store_segment_ops sd_sqlite_segment_ops = SD_SEGMENT_OPS_INIT;
