@@ -231,6 +231,77 @@ static void read_delivery_v(sqlite3_stmt *st, void *ret)
     read_delivery(st, ret);
 }
 
+/* A statement parameter of exec(): text (NULL binds SQL NULL) or integer. */
+struct param {
+    bool is_text;
+    const char *text;
+    int64_t num;
+};
+#define P_TEXT(v)                                                                                  \
+    {                                                                                              \
+        .is_text = true, .text = (v)                                                               \
+    }
+#define P_NUM(v)                                                                                   \
+    {                                                                                              \
+        .num = (v)                                                                                 \
+    }
+/* The parameters of one exec() call, and their count. */
+#define PARAMS(...)                                                                                \
+    (const struct param[]){__VA_ARGS__},                                                           \
+        sizeof((const struct param[]){__VA_ARGS__}) / sizeof(struct param)
+
+/* The statement in `slot` on k with parameters p[0..n) bound (?1..?n) into *ret: 0, -EIO
+ * without a statement, or the bind failure. */
+static int bound(struct conn *k, unsigned slot, const struct param *p, size_t n, sqlite3_stmt **ret)
+{
+    sqlite3_stmt *st = stmt(k, slot);
+    if (!st) {
+        return -EIO;
+    }
+    int rc = SQLITE_OK;
+    for (size_t i = 0; i < n; i++) {
+        rc |= p[i].is_text ? sqlite3_bind_text(st, (int)i + 1, p[i].text, -1, SQLITE_STATIC)
+                           : sqlite3_bind_int64(st, (int)i + 1, p[i].num);
+    }
+    if (rc != SQLITE_OK) {
+        return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+    }
+    *ret = st;
+    return 0;
+}
+
+/* Run the statement in `slot` on k with parameters p[0..n) (?1..?n) to its end. Returns the
+ * number of rows it changed, -EIO without a statement, or the bind or step failure (-EEXIST
+ * on a constraint). */
+static int exec(struct conn *k, unsigned slot, const struct param *p, size_t n, const char *op)
+{
+    sqlite3_stmt *st = NULL;
+    int r = bound(k, slot, p, n, &st);
+    if (r == 0) {
+        r = sd_sqlite_step_done(k, st, op);
+    }
+    return r < 0 ? r : sqlite3_changes(k->db);
+}
+
+/* A one-row lookup on a pool connection (statement `slot`, parameters p[0..n)): the row
+ * copied out by `read` (0), -ENOENT without one, or an error. */
+static int lookup(struct sd_store *s, unsigned slot, const struct param *p, size_t n,
+                  void (*read)(sqlite3_stmt *, void *), void *ret, const char *op)
+{
+    struct conn *c = NULL;
+    int r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    sqlite3_stmt *st = NULL;
+    r = bound(c, slot, p, n, &st);
+    if (r == 0) {
+        r = one_row(c, st, read, ret, op);
+    }
+    sd_sqlite_pool_put(s, c);
+    return r;
+}
+
 /* ---- targets --------------------------------------------------------------------------------- */
 
 static int plan_target(struct conn *k, const char *target_id, const struct sd_outbox_clock *clk,
@@ -290,21 +361,7 @@ static int target_get(struct sd_store *s, const char *id, struct sd_target *ret)
     if (!id) {
         return -EINVAL;
     }
-    struct conn *c = NULL;
-    int r = sd_sqlite_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
-    sqlite3_stmt *st = stmt(c, S_TARGET_GET);
-    if (!st) {
-        r = -EIO;
-    } else if (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) != SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-    } else {
-        r = one_row(c, st, read_target_v, ret, "target get");
-    }
-    sd_sqlite_pool_put(s, c);
-    return r;
+    return lookup(s, S_TARGET_GET, PARAMS(P_TEXT(id)), read_target_v, ret, "target get");
 }
 
 /* The connectors of tenant_id, read on connection c. */
@@ -430,46 +487,6 @@ out:
 }
 
 /* Run statement `slot` on ctl binding ?1 = id. Returns the number of rows changed or -EIO. */
-/* A statement parameter of exec(): text (NULL binds SQL NULL) or integer. */
-struct param {
-    bool is_text;
-    const char *text;
-    int64_t num;
-};
-#define P_TEXT(v)                                                                                  \
-    {                                                                                              \
-        .is_text = true, .text = (v)                                                               \
-    }
-#define P_NUM(v)                                                                                   \
-    {                                                                                              \
-        .num = (v)                                                                                 \
-    }
-/* The parameters of one exec() call, and their count. */
-#define PARAMS(...)                                                                                \
-    (const struct param[]){__VA_ARGS__},                                                           \
-        sizeof((const struct param[]){__VA_ARGS__}) / sizeof(struct param)
-
-/* Run the statement in `slot` on k with parameters p[0..n) (?1..?n) to its end. Returns the
- * number of rows it changed, -EIO without a statement, or the bind or step failure (-EEXIST
- * on a constraint). */
-static int exec(struct conn *k, unsigned slot, const struct param *p, size_t n, const char *op)
-{
-    sqlite3_stmt *st = stmt(k, slot);
-    if (!st) {
-        return -EIO;
-    }
-    int rc = SQLITE_OK;
-    for (size_t i = 0; i < n; i++) {
-        rc |= p[i].is_text ? sqlite3_bind_text(st, (int)i + 1, p[i].text, -1, SQLITE_STATIC)
-                           : sqlite3_bind_int64(st, (int)i + 1, p[i].num);
-    }
-    if (rc != SQLITE_OK) {
-        return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    }
-    int r = sd_sqlite_step_done(k, st, op);
-    return r < 0 ? r : sqlite3_changes(k->db);
-}
-
 int sd_sqlite_outbox_settle_connector(struct sd_store *s, const char *id, const char *reason)
 {
     int r = exec(s->ctl, S_REMOTE_DELETE_TARGET, PARAMS(P_TEXT(id)), "remote references delete");
@@ -691,30 +708,11 @@ static int delivery_one(struct sd_store *s, int slot, int64_t tenant_id, enum sd
     if (!text) {
         return -EINVAL;
     }
-    struct conn *c = NULL;
-    int r = sd_sqlite_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
-    sqlite3_stmt *st = stmt(c, slot);
-    int rc;
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
     if (tenant_id) {
-        rc = sd_sqlite_bind_scope(st, tenant_id, env, text);
-    } else {
-        rc = sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+        return lookup(s, slot, PARAMS(P_NUM(tenant_id), P_NUM((int64_t)env), P_TEXT(text)),
+                      read_delivery_v, ret, "delivery get");
     }
-    if (rc != SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-        goto out;
-    }
-    r = one_row(c, st, read_delivery_v, ret, "delivery get");
-out:
-    sd_sqlite_pool_put(s, c);
-    return r;
+    return lookup(s, slot, PARAMS(P_TEXT(text)), read_delivery_v, ret, "delivery get");
 }
 
 static int delivery_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
@@ -1169,38 +1167,20 @@ static int delivery_send_now(struct sd_store *s, const char *id, const struct sd
 
 /* ---- remote references ----------------------------------------------------------------------- */
 
+static void read_text_v(sqlite3_stmt *st, void *ret)
+{
+    *(char **)ret = sd_sqlite_column_strdup(st, 0);
+}
+
 static int remote_lookup(struct sd_store *s, unsigned slot, const char *connector_id,
                          const char *kind, const char *key, char **ret)
 {
     if (!connector_id || !kind || !key || !ret) {
         return -EINVAL;
     }
-    struct conn *c = NULL;
-    int r = sd_sqlite_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
-    sqlite3_stmt *st = stmt(c, slot);
-    if (!st) {
-        r = -EIO;
-    } else if ((sqlite3_bind_text(st, 1, connector_id, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC)) != SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-    } else {
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            *ret = sd_sqlite_column_strdup(st, 0);
-            r = *ret ? 0 : -ENOENT;
-        } else if (rc == SQLITE_DONE) {
-            r = -ENOENT;
-        } else {
-            r = sd_sqlite_fail(c, rc, "remote reference");
-        }
-        sqlite3_reset(st);
-    }
-    sd_sqlite_pool_put(s, c);
-    return r;
+    int r = lookup(s, slot, PARAMS(P_TEXT(connector_id), P_TEXT(kind), P_TEXT(key)), read_text_v,
+                   ret, "remote reference");
+    return r == 0 && !*ret ? -ENOENT : r;
 }
 
 static int remote_ref_get(struct sd_store *s, const char *connector_id, const char *kind,
