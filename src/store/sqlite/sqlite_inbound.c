@@ -112,13 +112,11 @@ static int door_set(struct sd_store *s, const char *connector_id, const char *to
     }
     struct conn *k = s->ctl;
     sqlite3_stmt *st = stmt(k, I_DOOR_SET);
-    if (!st) {
-        r = -EIO;
-    } else if ((sqlite3_bind_text(st, 1, connector_id, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 2, token_hash, -1, SQLITE_STATIC) |
-                sqlite3_bind_int64(st, 3, sd_now_usec())) != SQLITE_OK) {
-        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    } else {
+    r = sd_sqlite_bind_params(k, st,
+                              SD_SQLITE_PARAMS(SD_SQLITE_TEXT(connector_id),
+                                               SD_SQLITE_TEXT(token_hash),
+                                               SD_SQLITE_NUM(sd_now_usec())));
+    if (r == 0) {
         r = sd_sqlite_step_done(k, st, "inbound door set");
     }
     return sd_sqlite_ctl_end_write(s, r, false);
@@ -135,11 +133,8 @@ static int door_delete(struct sd_store *s, const char *connector_id)
     }
     struct conn *k = s->ctl;
     sqlite3_stmt *st = stmt(k, I_DOOR_DELETE);
-    if (!st) {
-        r = -EIO;
-    } else if (sqlite3_bind_text(st, 1, connector_id, -1, SQLITE_STATIC) != SQLITE_OK) {
-        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    } else {
+    r = sd_sqlite_bind_params(k, st, SD_SQLITE_PARAMS(SD_SQLITE_TEXT(connector_id)));
+    if (r == 0) {
         r = sd_sqlite_step_done(k, st, "inbound door delete");
     }
     return sd_sqlite_ctl_end_write(s, r, false);
@@ -156,11 +151,8 @@ static int door_get(struct sd_store *s, const char *connector_id, char ret_hash[
         return r;
     }
     sqlite3_stmt *st = stmt(c, I_DOOR_GET);
-    if (!st) {
-        r = -EIO;
-    } else if (sqlite3_bind_text(st, 1, connector_id, -1, SQLITE_STATIC) != SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-    } else {
+    r = sd_sqlite_bind_params(c, st, SD_SQLITE_PARAMS(SD_SQLITE_TEXT(connector_id)));
+    if (r == 0) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
             const char *h = (const char *)sqlite3_column_text(st, 0);
@@ -649,11 +641,8 @@ static int counts(struct sd_store *s, const char *connector_id, int64_t *ret_pay
         return r;
     }
     sqlite3_stmt *st = stmt(c, I_COUNTS);
-    if (!st) {
-        r = -EIO;
-    } else if (sqlite3_bind_text(st, 1, connector_id, -1, SQLITE_STATIC) != SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-    } else {
+    r = sd_sqlite_bind_params(c, st, SD_SQLITE_PARAMS(SD_SQLITE_TEXT(connector_id)));
+    if (r == 0) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
             *ret_payloads = sqlite3_column_int64(st, 0);

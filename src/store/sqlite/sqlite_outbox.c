@@ -231,49 +231,24 @@ static void read_delivery_v(sqlite3_stmt *st, void *ret)
     read_delivery(st, ret);
 }
 
-/* A statement parameter of exec(): text (NULL binds SQL NULL) or integer. */
-struct param {
-    bool is_text;
-    const char *text;
-    int64_t num;
-};
-#define P_TEXT(v)                                                                                  \
-    {                                                                                              \
-        .is_text = true, .text = (v)                                                               \
-    }
-#define P_NUM(v)                                                                                   \
-    {                                                                                              \
-        .num = (v)                                                                                 \
-    }
-/* The parameters of one exec() call, and their count. */
-#define PARAMS(...)                                                                                \
-    (const struct param[]){__VA_ARGS__},                                                           \
-        sizeof((const struct param[]){__VA_ARGS__}) / sizeof(struct param)
-
 /* The statement in `slot` on k with parameters p[0..n) bound (?1..?n) into *ret: 0, -EIO
  * without a statement, or the bind failure. */
-static int bound(struct conn *k, unsigned slot, const struct param *p, size_t n, sqlite3_stmt **ret)
+static int bound(struct conn *k, unsigned slot, const struct sd_sqlite_param *p, size_t n,
+                 sqlite3_stmt **ret)
 {
     sqlite3_stmt *st = stmt(k, slot);
-    if (!st) {
-        return -EIO;
+    int r = sd_sqlite_bind_params(k, st, p, n);
+    if (r == 0) {
+        *ret = st;
     }
-    int rc = SQLITE_OK;
-    for (size_t i = 0; i < n; i++) {
-        rc |= p[i].is_text ? sqlite3_bind_text(st, (int)i + 1, p[i].text, -1, SQLITE_STATIC)
-                           : sqlite3_bind_int64(st, (int)i + 1, p[i].num);
-    }
-    if (rc != SQLITE_OK) {
-        return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    }
-    *ret = st;
-    return 0;
+    return r;
 }
 
 /* Run the statement in `slot` on k with parameters p[0..n) (?1..?n) to its end. Returns the
  * number of rows it changed, -EIO without a statement, or the bind or step failure (-EEXIST
  * on a constraint). */
-static int exec(struct conn *k, unsigned slot, const struct param *p, size_t n, const char *op)
+static int exec(struct conn *k, unsigned slot, const struct sd_sqlite_param *p, size_t n,
+                const char *op)
 {
     sqlite3_stmt *st = NULL;
     int r = bound(k, slot, p, n, &st);
@@ -285,7 +260,7 @@ static int exec(struct conn *k, unsigned slot, const struct param *p, size_t n, 
 
 /* A one-row lookup on a pool connection (statement `slot`, parameters p[0..n)): the row
  * copied out by `read` (0), -ENOENT without one, or an error. */
-static int lookup(struct sd_store *s, unsigned slot, const struct param *p, size_t n,
+static int lookup(struct sd_store *s, unsigned slot, const struct sd_sqlite_param *p, size_t n,
                   void (*read)(sqlite3_stmt *, void *), void *ret, const char *op)
 {
     struct conn *c = NULL;
@@ -361,7 +336,8 @@ static int target_get(struct sd_store *s, const char *id, struct sd_target *ret)
     if (!id) {
         return -EINVAL;
     }
-    return lookup(s, S_TARGET_GET, PARAMS(P_TEXT(id)), read_target_v, ret, "target get");
+    return lookup(s, S_TARGET_GET, SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id)), read_target_v, ret,
+                  "target get");
 }
 
 /* The connectors of tenant_id, read on connection c. */
@@ -489,12 +465,15 @@ out:
 /* Run statement `slot` on ctl binding ?1 = id. Returns the number of rows changed or -EIO. */
 int sd_sqlite_outbox_settle_connector(struct sd_store *s, const char *id, const char *reason)
 {
-    int r = exec(s->ctl, S_REMOTE_DELETE_TARGET, PARAMS(P_TEXT(id)), "remote references delete");
+    int r = exec(s->ctl, S_REMOTE_DELETE_TARGET, SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id)),
+                 "remote references delete");
     if (r < 0) {
         return r;
     }
-    r = exec(s->ctl, S_DLV_KILL_TARGET, PARAMS(P_TEXT(id), P_NUM(sd_now_usec()), P_TEXT(reason)),
-             "items of a deleted connector");
+    r = exec(
+        s->ctl, S_DLV_KILL_TARGET,
+        SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id), SD_SQLITE_NUM(sd_now_usec()), SD_SQLITE_TEXT(reason)),
+        "items of a deleted connector");
     return r < 0 ? r : 0;
 }
 
@@ -507,12 +486,13 @@ static int target_delete(struct sd_store *s, const char *id, const char *reason)
     if (r < 0) {
         return r;
     }
-    r = exec(s->ctl, S_TARGET_DELETE, PARAMS(P_TEXT(id)), "target delete");
+    r = exec(s->ctl, S_TARGET_DELETE, SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id)), "target delete");
     if (r == 0) {
         r = -ENOENT;
     }
     if (r >= 0) {
-        r = exec(s->ctl, S_TARGET_STATE_DELETE, PARAMS(P_TEXT(id)), "connector state delete");
+        r = exec(s->ctl, S_TARGET_STATE_DELETE, SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id)),
+                 "connector state delete");
     }
     if (r >= 0) {
         r = sd_sqlite_outbox_settle_connector(s, id, reason);
@@ -524,7 +504,8 @@ static int target_delete(struct sd_store *s, const char *id, const char *reason)
 
 static int set_next(void *ctx, const char *id, int64_t next_usec)
 {
-    int r = exec(ctx, S_DLV_SET_NEXT, PARAMS(P_TEXT(id), P_NUM(next_usec)), "delivery plan");
+    int r = exec(ctx, S_DLV_SET_NEXT,
+                 SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id), SD_SQLITE_NUM(next_usec)), "delivery plan");
     return r < 0 ? r : 0;
 }
 
@@ -647,11 +628,13 @@ static int insert_item(struct conn *k, const struct sd_outbox_item *d, int64_t n
         return r;
     }
     r = exec(k, S_DLV_INSERT,
-             PARAMS(P_TEXT(d->id), P_NUM(d->tenant_id), P_NUM((int64_t)d->env),
-                    P_TEXT(d->connector_id), P_TEXT(d->operation), P_TEXT(d->subject_kind),
-                    P_TEXT(d->subject_id), P_TEXT(d->payload), P_TEXT(d->dedupe_key),
-                    P_NUM(now_usec), P_TEXT(d->idem_key), P_TEXT(d->request_key), P_TEXT(d->origin),
-                    P_TEXT(d->doc)),
+             SD_SQLITE_PARAMS(SD_SQLITE_TEXT(d->id), SD_SQLITE_NUM(d->tenant_id),
+                              SD_SQLITE_NUM((int64_t)d->env), SD_SQLITE_TEXT(d->connector_id),
+                              SD_SQLITE_TEXT(d->operation), SD_SQLITE_TEXT(d->subject_kind),
+                              SD_SQLITE_TEXT(d->subject_id), SD_SQLITE_TEXT(d->payload),
+                              SD_SQLITE_TEXT(d->dedupe_key), SD_SQLITE_NUM(now_usec),
+                              SD_SQLITE_TEXT(d->idem_key), SD_SQLITE_TEXT(d->request_key),
+                              SD_SQLITE_TEXT(d->origin), SD_SQLITE_TEXT(d->doc)),
              "item insert");
     return r < 0 ? r : 0;
 }
@@ -709,10 +692,13 @@ static int delivery_one(struct sd_store *s, int slot, int64_t tenant_id, enum sd
         return -EINVAL;
     }
     if (tenant_id) {
-        return lookup(s, slot, PARAMS(P_NUM(tenant_id), P_NUM((int64_t)env), P_TEXT(text)),
+        return lookup(s, slot,
+                      SD_SQLITE_PARAMS(SD_SQLITE_NUM(tenant_id), SD_SQLITE_NUM((int64_t)env),
+                                       SD_SQLITE_TEXT(text)),
                       read_delivery_v, ret, "delivery get");
     }
-    return lookup(s, slot, PARAMS(P_TEXT(text)), read_delivery_v, ret, "delivery get");
+    return lookup(s, slot, SD_SQLITE_PARAMS(SD_SQLITE_TEXT(text)), read_delivery_v, ret,
+                  "delivery get");
 }
 
 static int delivery_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
@@ -826,8 +812,9 @@ static int delivery_next_due(struct sd_store *s, int64_t *ret_usec)
 static int lease(struct conn *k, const char *id, const struct sd_outbox_clock *clk)
 {
     int r = exec(k, S_DLV_CLAIM,
-                 PARAMS(P_NUM(clk->now_usec), P_NUM(clk->now_usec + clk->lease_usec), P_TEXT(id),
-                        P_TEXT(clk->owner)),
+                 SD_SQLITE_PARAMS(SD_SQLITE_NUM(clk->now_usec),
+                                  SD_SQLITE_NUM(clk->now_usec + clk->lease_usec),
+                                  SD_SQLITE_TEXT(id), SD_SQLITE_TEXT(clk->owner)),
                  "item claim");
     return r < 0 ? r : r > 0;
 }
@@ -1003,7 +990,9 @@ static int delivery_renew(struct sd_store *s, const char *id, int64_t fence,
     if (r < 0) {
         return r;
     }
-    r = exec(s->ctl, S_DLV_RENEW, PARAMS(P_TEXT(id), P_NUM(fence), P_NUM(new_lease_until_usec)),
+    r = exec(s->ctl, S_DLV_RENEW,
+             SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id), SD_SQLITE_NUM(fence),
+                              SD_SQLITE_NUM(new_lease_until_usec)),
              "item renew");
     return sd_sqlite_ctl_end_write(s, r < 0 ? r : r == 0 ? -ESTALE : 0, false);
 }
@@ -1014,17 +1003,20 @@ static int finish_row(struct conn *k, const char *id, int64_t fence,
                       const struct sd_delivery_outcome *o, int64_t now)
 {
     const char *remote = o->state == SD_DELIVERY_DELIVERED ? o->remote_ref : NULL;
-    int r = exec(k, S_DLV_FINISH,
-                 PARAMS(P_TEXT(id), P_NUM(fence), P_TEXT(sd_delivery_state_name(o->state)),
-                        P_NUM(o->attempts_delta),
-                        P_NUM(o->state == SD_DELIVERY_RETRYING ? o->next_attempt_usec : 0),
-                        P_TEXT(o->doc), P_NUM(now), P_TEXT(remote)),
-                 "item finish");
+    int r =
+        exec(k, S_DLV_FINISH,
+             SD_SQLITE_PARAMS(
+                 SD_SQLITE_TEXT(id), SD_SQLITE_NUM(fence),
+                 SD_SQLITE_TEXT(sd_delivery_state_name(o->state)), SD_SQLITE_NUM(o->attempts_delta),
+                 SD_SQLITE_NUM(o->state == SD_DELIVERY_RETRYING ? o->next_attempt_usec : 0),
+                 SD_SQLITE_TEXT(o->doc), SD_SQLITE_NUM(now), SD_SQLITE_TEXT(remote)),
+             "item finish");
     if (r == 0) {
         return -ESTALE;
     }
     if (r > 0 && remote) {
-        r = exec(k, S_REMOTE_UPSERT_ITEM, PARAMS(P_TEXT(id), P_TEXT(remote), P_NUM(now)),
+        r = exec(k, S_REMOTE_UPSERT_ITEM,
+                 SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id), SD_SQLITE_TEXT(remote), SD_SQLITE_NUM(now)),
                  "remote reference upsert");
     }
     return r < 0 ? r : 0;
@@ -1131,7 +1123,8 @@ static int delivery_requeue(struct sd_store *s, const char *id, const char *idem
     }
     struct conn *k = s->ctl;
     r = exec(k, S_DLV_REQUEUE,
-             PARAMS(P_TEXT(id), P_TEXT(idem_key), P_TEXT(doc), P_NUM(clk->now_usec)),
+             SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id), SD_SQLITE_TEXT(idem_key), SD_SQLITE_TEXT(doc),
+                              SD_SQLITE_NUM(clk->now_usec)),
              "item requeue");
     r = changed_then_plan(k, id, r, clk);
     return sd_sqlite_ctl_end_write(s, r, false);
@@ -1146,7 +1139,9 @@ static int delivery_cancel(struct sd_store *s, const char *id, const char *doc, 
     if (r < 0) {
         return r;
     }
-    r = exec(s->ctl, S_DLV_CANCEL, PARAMS(P_TEXT(id), P_TEXT(doc), P_NUM(now_usec)), "item cancel");
+    r = exec(s->ctl, S_DLV_CANCEL,
+             SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id), SD_SQLITE_TEXT(doc), SD_SQLITE_NUM(now_usec)),
+             "item cancel");
     r = changed_then_plan(s->ctl, id, r, NULL);
     return sd_sqlite_ctl_end_write(s, r, false);
 }
@@ -1160,7 +1155,8 @@ static int delivery_send_now(struct sd_store *s, const char *id, const struct sd
     if (r < 0) {
         return r;
     }
-    r = exec(s->ctl, S_DLV_SEND_NOW, PARAMS(P_TEXT(id), P_NUM(clk->now_usec)), "item send now");
+    r = exec(s->ctl, S_DLV_SEND_NOW,
+             SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id), SD_SQLITE_NUM(clk->now_usec)), "item send now");
     r = changed_then_plan(s->ctl, id, r, clk); /* a rate still applies to a first send */
     return sd_sqlite_ctl_end_write(s, r, false);
 }
@@ -1178,8 +1174,10 @@ static int remote_lookup(struct sd_store *s, unsigned slot, const char *connecto
     if (!connector_id || !kind || !key || !ret) {
         return -EINVAL;
     }
-    int r = lookup(s, slot, PARAMS(P_TEXT(connector_id), P_TEXT(kind), P_TEXT(key)), read_text_v,
-                   ret, "remote reference");
+    int r = lookup(
+        s, slot,
+        SD_SQLITE_PARAMS(SD_SQLITE_TEXT(connector_id), SD_SQLITE_TEXT(kind), SD_SQLITE_TEXT(key)),
+        read_text_v, ret, "remote reference");
     return r == 0 && !*ret ? -ENOENT : r;
 }
 
@@ -1206,8 +1204,9 @@ static int remote_ref_put(struct sd_store *s, const char *connector_id, const ch
         return r;
     }
     r = exec(s->ctl, S_REMOTE_PUT,
-             PARAMS(P_TEXT(connector_id), P_TEXT(kind), P_TEXT(local_id), P_TEXT(remote_id),
-                    P_NUM(sd_now_usec())),
+             SD_SQLITE_PARAMS(SD_SQLITE_TEXT(connector_id), SD_SQLITE_TEXT(kind),
+                              SD_SQLITE_TEXT(local_id), SD_SQLITE_TEXT(remote_id),
+                              SD_SQLITE_NUM(sd_now_usec())),
              "remote reference put");
     return sd_sqlite_ctl_end_write(s, r < 0 ? r : 0, false);
 }
@@ -1287,13 +1286,15 @@ static int remote_ref_apply(struct sd_store *s, const char *connector_id, const 
     int64_t now = sd_now_usec();
     for (size_t i = 0; r >= 0 && i < n_put; i++) {
         r = exec(k, S_REMOTE_PUT,
-                 PARAMS(P_TEXT(connector_id), P_TEXT(kind), P_TEXT(put_local[i]),
-                        P_TEXT(put_remote[i]), P_NUM(now)),
+                 SD_SQLITE_PARAMS(SD_SQLITE_TEXT(connector_id), SD_SQLITE_TEXT(kind),
+                                  SD_SQLITE_TEXT(put_local[i]), SD_SQLITE_TEXT(put_remote[i]),
+                                  SD_SQLITE_NUM(now)),
                  "remote reference put");
     }
     for (size_t i = 0; r >= 0 && i < n_del; i++) {
         r = exec(k, S_REMOTE_DELETE,
-                 PARAMS(P_TEXT(connector_id), P_TEXT(kind), P_TEXT(del_local[i])),
+                 SD_SQLITE_PARAMS(SD_SQLITE_TEXT(connector_id), SD_SQLITE_TEXT(kind),
+                                  SD_SQLITE_TEXT(del_local[i])),
                  "remote reference delete");
     }
     return sd_sqlite_ctl_end_write(s, r < 0 ? r : 0, false);
