@@ -7,6 +7,7 @@
  * order and only the last one completes it. */
 #include "store/seg_members.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -80,27 +81,40 @@ void sd_seg_sources_sort(struct sd_seg_member_page *page)
     }
 }
 
-int sd_seg_snapshot_store(const int64_t *v, size_t n, const struct sd_seg_snapshot_io *io,
-                          void *ctx, int64_t *ret_id)
+int sd_seg_snapshot_create(struct sd_store *s, const struct sd_seg_snapshot_io *io,
+                           struct sd_seg_snapshot_req *q, int64_t *ret_id, int64_t *ret_count)
 {
+    if (!q->rule || !q->segment_id || (q->env != SD_ENV_TEST && q->env != SD_ENV_PROD) ||
+        q->ttl_usec <= 0) {
+        return -EINVAL;
+    }
+    int64_t *v = NULL;
+    size_t n = 0;
+    int r = io->members(s, q, &v, &n);
+    if (r < 0) {
+        return r;
+    }
+    q->count = (int64_t)n;
     uint64_t raw = 0;
-    int r = sd_random_bytes(&raw, sizeof(raw));
+    r = sd_random_bytes(&raw, sizeof(raw));
     int64_t id = (int64_t)(raw >> 1);
     id = id ? id : 1;
     if (r == 0) {
-        r = io->open(ctx, id);
+        r = io->open(s, q, id);
     }
     for (size_t at = 0; r == 0 && (at < n || at == 0);) {
         size_t k = n - at < SD_SEGMENT_SNAPSHOT_CHUNK ? n - at : SD_SEGMENT_SNAPSHOT_CHUNK;
-        r = io->chunk(ctx, id, n ? v + at : NULL, k, at + k == n); /* no members: v is NULL */
+        r = io->chunk(s, id, n ? v + at : NULL, k, at + k == n); /* no members: v is NULL */
         at += k;
         if (n == 0) {
             break;
         }
     }
+    free(v);
     if (r < 0) {
         return r;
     }
     *ret_id = id;
+    *ret_count = (int64_t)n;
     return 0;
 }

@@ -869,21 +869,20 @@ static int member_ids(struct sd_store *s, int64_t tenant_id, enum sd_env env,
 }
 
 struct snap_open_args {
-    int64_t tenant_id;
-    enum sd_env env;
-    const char *segment_id;
-    int64_t id, count, now_usec, ttl_usec;
+    const struct sd_seg_snapshot_req *q;
+    int64_t id;
 };
 
 /* The first transaction: purge, then the snapshot's row (not complete yet). */
 static int tx_snap_open(struct pgconn *c, void *arg)
 {
     const struct snap_open_args *a = arg;
+    const struct sd_seg_snapshot_req *q = a->q;
     struct sd_pg_params p;
     sd_pg_params_init(&p);
-    sd_pg_p_int(&p, a->now_usec);
-    sd_pg_p_int(&p, a->tenant_id);
-    sd_pg_p_int(&p, (int64_t)a->env);
+    sd_pg_p_int(&p, q->now_usec);
+    sd_pg_p_int(&p, q->tenant_id);
+    sd_pg_p_int(&p, (int64_t)q->env);
     sd_pg_p_int(&p, SD_SEGMENT_SNAPSHOTS_MAX - 1);
     int r = sd_pg_exec(c, SLOT_SNAP_PURGE_MEMBERS, SQL_SNAP_PURGE_MEMBERS, &p, NULL);
     if (r >= 0) {
@@ -894,12 +893,12 @@ static int tx_snap_open(struct pgconn *c, void *arg)
     }
     sd_pg_params_init(&p);
     sd_pg_p_int(&p, a->id);
-    sd_pg_p_int(&p, a->tenant_id);
-    sd_pg_p_int(&p, (int64_t)a->env);
-    sd_pg_p_text(&p, a->segment_id);
-    sd_pg_p_int(&p, a->count);
-    sd_pg_p_int(&p, a->now_usec);
-    sd_pg_p_int(&p, a->now_usec + a->ttl_usec);
+    sd_pg_p_int(&p, q->tenant_id);
+    sd_pg_p_int(&p, (int64_t)q->env);
+    sd_pg_p_text(&p, q->segment_id);
+    sd_pg_p_int(&p, q->count);
+    sd_pg_p_int(&p, q->now_usec);
+    sd_pg_p_int(&p, q->now_usec + q->ttl_usec);
     r = sd_pg_exec(c, SLOT_SNAP_INSERT, SQL_SNAP_INSERT, &p, NULL);
     return r < 0 ? r : 0;
 }
@@ -927,21 +926,20 @@ static int tx_snap_chunk(struct pgconn *c, void *arg)
     return r < 0 ? r : 0;
 }
 
-struct snap_ctx {
-    struct sd_store *s;
-    struct snap_open_args open;
-};
-
-static int snap_open(void *ctx, int64_t id)
+static int snap_members(struct sd_store *s, const struct sd_seg_snapshot_req *q, int64_t **ret,
+                        size_t *ret_n)
 {
-    struct snap_ctx *x = ctx;
-    x->open.id = id;
-    return sd_pg_tx_run(x->s, NULL, false, tx_snap_open, &x->open);
+    return member_ids(s, q->tenant_id, q->env, q->rule, q->now_usec, q->budget, ret, ret_n);
 }
 
-static int snap_chunk(void *ctx, int64_t id, const int64_t *v, size_t n, bool last)
+static int snap_open(struct sd_store *s, const struct sd_seg_snapshot_req *q, int64_t id)
 {
-    const struct snap_ctx *x = ctx;
+    struct snap_open_args a = {.q = q, .id = id};
+    return sd_pg_tx_run(s, NULL, false, tx_snap_open, &a);
+}
+
+static int snap_chunk(struct sd_store *s, int64_t id, const int64_t *v, size_t n, bool last)
+{
     struct sd_buf ids;
     sd_buf_init(&ids);
     sd_buf_puts(&ids, "{");
@@ -950,43 +948,27 @@ static int snap_chunk(void *ctx, int64_t id, const int64_t *v, size_t n, bool la
     }
     sd_buf_puts(&ids, "}");
     struct snap_chunk_args a = {.id = id, .ids = ids.data, .last = last};
-    int r = sd_pg_tx_run(x->s, NULL, false, tx_snap_chunk, &a);
+    int r = sd_pg_tx_run(s, NULL, false, tx_snap_chunk, &a);
     sd_buf_release(&ids);
     return r;
 }
 
-static const struct sd_seg_snapshot_io snap_io = {.open = snap_open, .chunk = snap_chunk};
+static const struct sd_seg_snapshot_io snap_io = {
+    .members = snap_members, .open = snap_open, .chunk = snap_chunk};
 
 static int snapshot_create(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                            const char *segment_id, const struct sd_seg_rule *rule, int64_t now_usec,
                            int64_t ttl_usec, const struct sd_seg_budget *budget, int64_t *ret_id,
                            int64_t *ret_count)
 {
-    if (!rule || !segment_id || !sd_pg_env_ok(env) || ttl_usec <= 0) {
-        return -EINVAL;
-    }
-    int64_t *v = NULL;
-    size_t n = 0;
-    int r = member_ids(s, tenant_id, env, rule, now_usec, budget, &v, &n);
-    if (r < 0) {
-        return r;
-    }
-    struct snap_ctx x = {.s = s,
-                         .open = {.tenant_id = tenant_id,
-                                  .env = env,
-                                  .segment_id = segment_id,
-                                  .count = (int64_t)n,
-                                  .now_usec = now_usec,
-                                  .ttl_usec = ttl_usec}};
-    int64_t id = 0;
-    r = sd_seg_snapshot_store(v, n, &snap_io, &x, &id);
-    free(v);
-    if (r < 0) {
-        return r;
-    }
-    *ret_id = id;
-    *ret_count = (int64_t)n;
-    return 0;
+    struct sd_seg_snapshot_req q = {.tenant_id = tenant_id,
+                                    .env = env,
+                                    .segment_id = segment_id,
+                                    .rule = rule,
+                                    .now_usec = now_usec,
+                                    .ttl_usec = ttl_usec,
+                                    .budget = budget};
+    return sd_seg_snapshot_create(s, &snap_io, &q, ret_id, ret_count);
 }
 
 static int snapshot_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,

@@ -688,22 +688,11 @@ static int snap_purge(struct conn *k, unsigned slot, const char *sql, int64_t no
     return sd_sqlite_step_done(k, st, "segment snapshot purge");
 }
 
-/* The snapshot being stored (sd_seg_snapshot_store's ctx). */
-struct snap_ctx {
-    struct sd_store *s;
-    int64_t tenant_id;
-    enum sd_env env;
-    const char *segment_id;
-    int64_t count, now_usec, ttl_usec;
-};
-
 /* The first ctl transaction: purge, then the snapshot's row (not complete yet). */
-static int snap_open(void *ctx, int64_t id)
+static int snap_open(struct sd_store *s, const struct sd_seg_snapshot_req *q, int64_t id)
 {
-    const struct snap_ctx *x = ctx;
-    struct sd_store *s = x->s;
-    int64_t tenant_id = x->tenant_id, now_usec = x->now_usec;
-    enum sd_env env = x->env;
+    int64_t tenant_id = q->tenant_id, now_usec = q->now_usec;
+    enum sd_env env = q->env;
     int r = sd_sqlite_ctl_begin_write(s);
     if (r < 0) {
         return r;
@@ -720,9 +709,9 @@ static int snap_open(void *ctx, int64_t id)
     if (r == 0) {
         if ((sqlite3_bind_int64(st, 1, id) | sqlite3_bind_int64(st, 2, tenant_id) |
              sqlite3_bind_int(st, 3, (int)env) |
-             sqlite3_bind_text(st, 4, x->segment_id, -1, SQLITE_STATIC) |
-             sqlite3_bind_int64(st, 5, x->count) | sqlite3_bind_int64(st, 6, now_usec) |
-             sqlite3_bind_int64(st, 7, now_usec + x->ttl_usec)) != SQLITE_OK) {
+             sqlite3_bind_text(st, 4, q->segment_id, -1, SQLITE_STATIC) |
+             sqlite3_bind_int64(st, 5, q->count) | sqlite3_bind_int64(st, 6, now_usec) |
+             sqlite3_bind_int64(st, 7, now_usec + q->ttl_usec)) != SQLITE_OK) {
             r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
         } else {
             r = sd_sqlite_step_done(k, st, "segment snapshot insert");
@@ -732,9 +721,8 @@ static int snap_open(void *ctx, int64_t id)
 }
 
 /* One ctl transaction writing ids v[0..n) of snapshot id (and, when last, completing it). */
-static int snap_chunk(void *ctx, int64_t id, const int64_t *v, size_t n, bool last)
+static int snap_chunk(struct sd_store *s, int64_t id, const int64_t *v, size_t n, bool last)
 {
-    struct sd_store *s = ((const struct snap_ctx *)ctx)->s;
     int r = sd_sqlite_ctl_begin_write(s);
     if (r < 0) {
         return r;
@@ -764,38 +752,28 @@ static int snap_chunk(void *ctx, int64_t id, const int64_t *v, size_t n, bool la
     return sd_sqlite_ctl_end_write(s, r, false);
 }
 
-static const struct sd_seg_snapshot_io snap_io = {.open = snap_open, .chunk = snap_chunk};
+static int snap_members(struct sd_store *s, const struct sd_seg_snapshot_req *q, int64_t **ret,
+                        size_t *ret_n)
+{
+    return member_ids(s, q->tenant_id, q->env, q->rule, q->now_usec, q->budget, ret, ret_n);
+}
+
+static const struct sd_seg_snapshot_io snap_io = {
+    .members = snap_members, .open = snap_open, .chunk = snap_chunk};
 
 static int snapshot_create(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                            const char *segment_id, const struct sd_seg_rule *rule, int64_t now_usec,
                            int64_t ttl_usec, const struct sd_seg_budget *budget, int64_t *ret_id,
                            int64_t *ret_count)
 {
-    if (!rule || !segment_id || !sd_sqlite_env_ok(env) || ttl_usec <= 0) {
-        return -EINVAL;
-    }
-    int64_t *v = NULL;
-    size_t n = 0;
-    int r = member_ids(s, tenant_id, env, rule, now_usec, budget, &v, &n);
-    if (r < 0) {
-        return r;
-    }
-    struct snap_ctx x = {.s = s,
-                         .tenant_id = tenant_id,
-                         .env = env,
-                         .segment_id = segment_id,
-                         .count = (int64_t)n,
-                         .now_usec = now_usec,
-                         .ttl_usec = ttl_usec};
-    int64_t id = 0;
-    r = sd_seg_snapshot_store(v, n, &snap_io, &x, &id);
-    free(v);
-    if (r < 0) {
-        return r;
-    }
-    *ret_id = id;
-    *ret_count = (int64_t)n;
-    return 0;
+    struct sd_seg_snapshot_req q = {.tenant_id = tenant_id,
+                                    .env = env,
+                                    .segment_id = segment_id,
+                                    .rule = rule,
+                                    .now_usec = now_usec,
+                                    .ttl_usec = ttl_usec,
+                                    .budget = budget};
+    return sd_seg_snapshot_create(s, &snap_io, &q, ret_id, ret_count);
 }
 
 static int snapshot_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
