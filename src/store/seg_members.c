@@ -81,26 +81,32 @@ void sd_seg_sources_sort(struct sd_seg_member_page *page)
     }
 }
 
-int sd_seg_snapshot_create(struct sd_store *s, const struct sd_seg_snapshot_io *io,
-                           struct sd_seg_snapshot_req *q, int64_t *ret_id, int64_t *ret_count)
+int sd_seg_snapshot_create(const struct sd_seg_snapshot_io *io, struct sd_store *s,
+                           int64_t tenant_id, enum sd_env env, const char *segment_id,
+                           const struct sd_seg_rule *rule, int64_t now_usec, int64_t ttl_usec,
+                           const struct sd_seg_budget *budget, int64_t *ret_id, int64_t *ret_count)
 {
-    if (!q->rule || !q->segment_id || (q->env != SD_ENV_TEST && q->env != SD_ENV_PROD) ||
-        q->ttl_usec <= 0) {
+    if (!rule || !segment_id || (env != SD_ENV_TEST && env != SD_ENV_PROD) || ttl_usec <= 0) {
         return -EINVAL;
     }
     int64_t *v = NULL;
     size_t n = 0;
-    int r = io->members(s, q, &v, &n);
+    int r = io->members(s, tenant_id, env, rule, now_usec, budget, &v, &n);
     if (r < 0) {
         return r;
     }
-    q->count = (int64_t)n;
+    struct sd_seg_snapshot_req q = {.tenant_id = tenant_id,
+                                    .env = env,
+                                    .segment_id = segment_id,
+                                    .count = (int64_t)n,
+                                    .now_usec = now_usec,
+                                    .ttl_usec = ttl_usec};
     uint64_t raw = 0;
     r = sd_random_bytes(&raw, sizeof(raw));
     int64_t id = (int64_t)(raw >> 1);
     id = id ? id : 1;
     if (r == 0) {
-        r = io->open(s, q, id);
+        r = io->open(s, &q, id);
     }
     for (size_t at = 0; r == 0 && (at < n || at == 0);) {
         size_t k = n - at < SD_SEGMENT_SNAPSHOT_CHUNK ? n - at : SD_SEGMENT_SNAPSHOT_CHUNK;

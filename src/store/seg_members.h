@@ -50,24 +50,23 @@ void sd_seg_sources_add(struct sd_seg_member_page *page, struct sd_seg_sources_c
 /* After the last row: every member's sources by (source, customer_id), byte order. */
 void sd_seg_sources_sort(struct sd_seg_member_page *page);
 
-/* A snapshot to create: snapshot_create's arguments. */
+/* The snapshot being created, as its row is written. */
 struct sd_seg_snapshot_req {
     int64_t tenant_id;
     enum sd_env env;
     const char *segment_id;
-    const struct sd_seg_rule *rule;
+    int64_t count; /* its member count */
     int64_t now_usec;
     int64_t ttl_usec;
-    const struct sd_seg_budget *budget;
-    int64_t count; /* the member count, set once the members are computed */
 };
 
 /* What creating a snapshot does to the database. */
 struct sd_seg_snapshot_io {
-    /* Every member id of q's rule at q->now_usec, ascending, from one read (heap; within
-     * q->budget). 0 or a negative errno. */
-    int (*members)(struct sd_store *s, const struct sd_seg_snapshot_req *q, int64_t **ret,
-                   size_t *ret_n);
+    /* Every member id of rule at now_usec, ascending, from one read within budget (heap). 0
+     * or a negative errno. */
+    int (*members)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                   const struct sd_seg_rule *rule, int64_t now_usec,
+                   const struct sd_seg_budget *budget, int64_t **ret, size_t *ret_n);
     /* Purge and insert the (incomplete) snapshot row `id` of q. 0 or a negative errno. */
     int (*open)(struct sd_store *s, const struct sd_seg_snapshot_req *q, int64_t id);
     /* Insert ids[0..n) as members of `id` (n may be 0, ids NULL then); `last`: the snapshot
@@ -75,12 +74,15 @@ struct sd_seg_snapshot_io {
     int (*chunk)(struct sd_store *s, int64_t id, const int64_t *ids, size_t n, bool last);
 };
 
-/* snapshot_create: -EINVAL unless q has a rule, a segment id, env TEST or PROD and a positive
- * ttl; then the members are computed, a random positive id drawn, the row written, then chunks
- * of at most SD_SEGMENT_SNAPSHOT_CHUNK ids (one empty chunk when there are no members), the
- * last completing it. 0 with *ret_id and *ret_count, or the first negative errno (an
- * incomplete snapshot is never read and goes with its expiry). */
-int sd_seg_snapshot_create(struct sd_store *s, const struct sd_seg_snapshot_io *io,
-                           struct sd_seg_snapshot_req *q, int64_t *ret_id, int64_t *ret_count);
+/* The snapshot_create op (audience.h) with io's reads and writes: -EINVAL unless there is a
+ * rule, a segment id, env TEST or PROD and a positive ttl; then the members are computed, a
+ * random positive id drawn, the row written, then chunks of at most SD_SEGMENT_SNAPSHOT_CHUNK
+ * ids (one empty chunk when there are no members), the last completing it. 0 with *ret_id and
+ * *ret_count, or the first negative errno (an incomplete snapshot is never read and goes with
+ * its expiry). */
+int sd_seg_snapshot_create(const struct sd_seg_snapshot_io *io, struct sd_store *s,
+                           int64_t tenant_id, enum sd_env env, const char *segment_id,
+                           const struct sd_seg_rule *rule, int64_t now_usec, int64_t ttl_usec,
+                           const struct sd_seg_budget *budget, int64_t *ret_id, int64_t *ret_count);
 
 #endif

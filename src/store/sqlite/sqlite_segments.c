@@ -752,28 +752,16 @@ static int snap_chunk(struct sd_store *s, int64_t id, const int64_t *v, size_t n
     return sd_sqlite_ctl_end_write(s, r, false);
 }
 
-static int snap_members(struct sd_store *s, const struct sd_seg_snapshot_req *q, int64_t **ret,
-                        size_t *ret_n)
-{
-    return member_ids(s, q->tenant_id, q->env, q->rule, q->now_usec, q->budget, ret, ret_n);
-}
-
 static const struct sd_seg_snapshot_io snap_io = {
-    .members = snap_members, .open = snap_open, .chunk = snap_chunk};
+    .members = member_ids, .open = snap_open, .chunk = snap_chunk};
 
 static int snapshot_create(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                            const char *segment_id, const struct sd_seg_rule *rule, int64_t now_usec,
                            int64_t ttl_usec, const struct sd_seg_budget *budget, int64_t *ret_id,
                            int64_t *ret_count)
 {
-    struct sd_seg_snapshot_req q = {.tenant_id = tenant_id,
-                                    .env = env,
-                                    .segment_id = segment_id,
-                                    .rule = rule,
-                                    .now_usec = now_usec,
-                                    .ttl_usec = ttl_usec,
-                                    .budget = budget};
-    return sd_seg_snapshot_create(s, &snap_io, &q, ret_id, ret_count);
+    return sd_seg_snapshot_create(&snap_io, s, tenant_id, env, segment_id, rule, now_usec, ttl_usec,
+                                  budget, ret_id, ret_count);
 }
 
 static int snapshot_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
