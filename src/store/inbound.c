@@ -1,10 +1,15 @@
-/* inbound.c — the store's raw-first webhook wrappers (store/inbound.h) and the release helpers
- * of the structs it hands out. Like store.c's wrappers they add nothing but a check that the
- * backend implements the op (-ENOTSUP otherwise). */
+/* inbound.c — the store's raw-first webhook wrappers (store/inbound.h), the release helpers
+ * of the structs it hands out, and what both backends compute alike (a subject's stored key, a
+ * person's subjects). The wrappers add nothing but a check that the backend implements the op
+ * (-ENOTSUP otherwise). */
 #include "store/inbound.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
 
 #include "store/store.h"
 
@@ -26,6 +31,79 @@ void sd_inbound_quarantined_free(struct sd_inbound_quarantined *v, size_t n)
         free(v[i].reason);
     }
     free(v);
+}
+
+void sd_inbound_subject_key(const char *subject, uint8_t out[SD_INBOUND_SUBJECT_KEY_BYTES])
+{
+    char hex[65];
+    sd_sha256_hex(subject, strlen(subject), hex);
+    for (size_t i = 0; i < SD_INBOUND_SUBJECT_KEY_BYTES; i++) {
+        unsigned v = 0;
+        sscanf(hex + 2 * i, "%2x", &v);
+        out[i] = (uint8_t)v;
+    }
+}
+
+int sd_inbound_forget_run(char *const *subjects, size_t n, const struct sd_inbound_forget_io *io,
+                          void *ctx, int64_t *ret_n)
+{
+    int64_t purged = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t key[SD_INBOUND_SUBJECT_KEY_BYTES];
+        sd_inbound_subject_key(subjects[i], key);
+        int64_t *ids = NULL;
+        size_t nid = 0;
+        int r = io->raws(ctx, key, &ids, &nid);
+        for (size_t j = 0; r >= 0 && j < nid; j++) {
+            r = io->purge(ctx, ids[j]);
+            purged += r > 0 ? r : 0;
+        }
+        free(ids);
+        if (r < 0) {
+            return r;
+        }
+    }
+    if (ret_n) {
+        *ret_n = purged;
+    }
+    return 0;
+}
+
+static void push(struct sd_inbound_subjects *b, char *s)
+{
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 8;
+        b->v = sd_realloc(b->v, b->cap * sizeof(*b->v));
+    }
+    b->v[b->n++] = s;
+}
+
+void sd_inbound_subjects_init(struct sd_inbound_subjects *b, const char *customer_id)
+{
+    *b = (struct sd_inbound_subjects){0};
+    push(b, sd_asprintf("cid:%s", customer_id));
+}
+
+void sd_inbound_subjects_add(struct sd_inbound_subjects *b, const char *customer_id,
+                             const char *row_id, const char *row_email)
+{
+    if (row_id && strcmp(row_id, customer_id) != 0) {
+        push(b, sd_asprintf("cid:%s", row_id));
+    }
+    if (row_email) {
+        char h[65];
+        sd_sha256_hex(row_email, strlen(row_email), h);
+        push(b, sd_asprintf("em:%s", h));
+    }
+}
+
+void sd_inbound_subjects_release(struct sd_inbound_subjects *b)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->v[i]);
+    }
+    free(b->v);
+    *b = (struct sd_inbound_subjects){0};
 }
 
 #define OPS(h, op)                                                                                 \

@@ -174,4 +174,65 @@ int sd_store_inbound_quarantine_list(struct sd_store_handle *h, int64_t tenant_i
 int sd_store_inbound_counts(struct sd_store_handle *h, const char *connector_id,
                             int64_t *ret_payloads, int64_t *ret_quarantined);
 
+/* ---- for the backends (sqlite_inbound.c, pg_inbound.c) ------------------------------------- */
+
+/* The statements both backends have, by name (P is the backend's enum prefix), in slot order. */
+#define SD_INBOUND_STATEMENTS(P)                                                                   \
+    P##DOOR_SET, P##DOOR_GET, P##DOOR_DELETE, P##RAW_PUT, P##RAW_BY_HASH, P##RAW_COUNTS, P##Q_PUT, \
+        P##Q_DELETE, P##SUBJ_PUT, P##SUBJ_RAWS, P##RAW_PURGE, P##Q_DELETE_RAW, P##SUBJ_DELETE_RAW, \
+        P##PERSON, P##EXPIRED, P##RAW_DELETE, P##ERASED, P##RAW_GET, P##LIST_Q, P##LIST_RANGE,     \
+        P##Q_LIST, P##COUNTS, P##Q_INDEXES, P##RAW_RENEW, P##SCAN_SALE, P##SCAN_PUT,               \
+        P##SCAN_ATTEND
+
+/* Both backends name the function of each op after the op (statics of their *_inbound.c): one
+ * initializer serves both ops tables. */
+#define SD_INBOUND_OPS_INIT                                                                        \
+    {                                                                                              \
+        .scan_put = scan_put, .door_set = door_set, .door_get = door_get,                          \
+        .door_delete = door_delete, .raw_put = raw_put, .raw_counts = raw_counts,                  \
+        .quarantine_put = quarantine_put, .quarantine_delete = quarantine_delete,                  \
+        .quarantine_indexes = quarantine_indexes, .subjects_put = subjects_put, .forget = forget,  \
+        .person_subjects = person_subjects, .purge_expired = purge_expired,                        \
+        .email_erased = email_erased, .raw_get = raw_get, .raw_list = raw_list,                    \
+        .quarantine_list = quarantine_list, .counts = counts,                                      \
+    }
+
+/* The stored form of a subject: the first 16 bytes of its SHA-256. A row per subject and payload
+ * is written with every payload, so its size is the door's write volume: 16 bytes instead of
+ * about 70 of text; two subjects sharing a digest would only make an erasure purge more. */
+#define SD_INBOUND_SUBJECT_KEY_BYTES 16
+
+void sd_inbound_subject_key(const char *subject, uint8_t out[SD_INBOUND_SUBJECT_KEY_BYTES]);
+
+/* What forget does to the database, inside the writer's transaction. */
+struct sd_inbound_forget_io {
+    /* The ids of the payloads of (the call's tenant and env) that hold the subject stored as
+     * `key`: a heap array (NULL when none). 0 or a negative errno. */
+    int (*raws)(void *ctx, const uint8_t key[SD_INBOUND_SUBJECT_KEY_BYTES], int64_t **ret,
+                size_t *ret_n);
+    /* Purge payload raw_id (its body gone) and drop its quarantine and subject rows: the
+     * payload rows purged (0 or 1), or a negative errno. */
+    int (*purge)(void *ctx, int64_t raw_id);
+};
+
+/* forget: every payload holding one of the subjects is purged, subject by subject in order;
+ * the first error ends it. 0 with *ret_n (may be NULL) the payloads purged, or the error. */
+int sd_inbound_forget_run(char *const *subjects, size_t n, const struct sd_inbound_forget_io *io,
+                          void *ctx, int64_t *ret_n);
+
+/* The subjects person_subjects answers, built from the rows of the person's profile:
+ * "cid:<customer_id>" first, then per row (in the backend's row order) "cid:<id>" for a record
+ * of another customer id and "em:<sha256 hex of the e-mail>" for a row with an e-mail. */
+struct sd_inbound_subjects {
+    char **v; /* heap, n strings (heap) */
+    size_t n;
+    size_t cap;
+};
+
+void sd_inbound_subjects_init(struct sd_inbound_subjects *b, const char *customer_id);
+/* One row of the profile: its customer id and e-mail (either may be NULL). */
+void sd_inbound_subjects_add(struct sd_inbound_subjects *b, const char *customer_id,
+                             const char *row_id, const char *row_email);
+void sd_inbound_subjects_release(struct sd_inbound_subjects *b);
+
 #endif

@@ -27,6 +27,7 @@
 #ifndef SD_STORE_QUOTA_H
 #define SD_STORE_QUOTA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,6 +68,13 @@ int sd_store_quota_take(struct sd_store_handle *h, const char *cred_key, int64_t
                         int64_t n, struct sd_quota_slot *slots, size_t n_slots);
 int sd_store_quota_read(struct sd_store_handle *h, const char *cred_key,
                         struct sd_quota_slot *slots, size_t n_slots);
+
+/* The -EINVAL rules of the ops, for the backends: sd_quota_args_ok is read's (cred_key, every
+ * slot's name and bounds, n_slots), sd_quota_take_args_ok is take's (read's, and n and every
+ * limit ≥ 0). True when the call may proceed. */
+bool sd_quota_args_ok(const char *cred_key, const struct sd_quota_slot *slots, size_t n_slots);
+bool sd_quota_take_args_ok(const char *cred_key, int64_t n, const struct sd_quota_slot *slots,
+                           size_t n_slots);
 
 /* The SQLite ledger (store/sqlite/sqlite_quota.c). */
 extern const struct sd_store_quota_ops sd_sqlite_quota_ops;

@@ -100,15 +100,10 @@ int sd_pg_connector_get(struct sd_store *s, const char *id, struct sd_connector_
     if (!id) {
         return -EINVAL;
     }
-    struct pgconn *k = NULL;
-    int r = sd_pg_pool_get(s, &k);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p = {0};
     sd_pg_p_text(&p, id);
     PGresult *res = NULL;
-    r = sd_pg_exec(k, S_CONNECTOR_GET, CONF_COLS " WHERE c.id = $1", &p, &res);
+    int r = sd_pg_exec_pooled(s, S_CONNECTOR_GET, CONF_COLS " WHERE c.id = $1", &p, &res);
     if (r == 1) {
         read_conf(res, 0, ret);
         r = 0;
@@ -116,31 +111,24 @@ int sd_pg_connector_get(struct sd_store *s, const char *id, struct sd_connector_
         r = -ENOENT;
     }
     PQclear(res);
-    sd_pg_pool_put(s, k);
     return r;
 }
 
 int sd_pg_connector_list(struct sd_store *s, int64_t tenant_id, struct sd_connector_conf **ret,
                          size_t *ret_n)
 {
-    struct pgconn *k = NULL;
-    int r = sd_pg_pool_get(s, &k);
-    if (r < 0) {
-        return r;
-    }
     PGresult *res = NULL;
     int n;
     if (tenant_id) {
         struct sd_pg_params p = {0};
         sd_pg_p_int(&p, tenant_id);
-        n = sd_pg_exec(k, S_CONNECTOR_LIST,
-                       CONF_COLS " WHERE c.tenant_id = $1 ORDER BY c.created_usec, c.id", &p,
-                       &res);
+        n = sd_pg_exec_pooled(s, S_CONNECTOR_LIST,
+                              CONF_COLS " WHERE c.tenant_id = $1 ORDER BY c.created_usec, c.id", &p,
+                              &res);
     } else {
-        n = sd_pg_exec(k, S_CONNECTOR_LIST_ALL, CONF_COLS " ORDER BY c.created_usec, c.id", NULL,
-                       &res);
+        n = sd_pg_exec_pooled(s, S_CONNECTOR_LIST_ALL, CONF_COLS " ORDER BY c.created_usec, c.id",
+                              NULL, &res);
     }
-    sd_pg_pool_put(s, k);
     if (n < 0) {
         return n;
     }
@@ -234,16 +222,11 @@ int sd_pg_connector_state_get(struct sd_store *s, const char *id, char **ret_doc
     if (!id) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p = {0};
     sd_pg_p_text(&p, id);
     PGresult *res = NULL;
-    r = sd_pg_exec(c, S_CONNECTOR_STATE_GET,
-                   "SELECT doc FROM connector_state WHERE connector_id = $1", &p, &res);
+    int r = sd_pg_exec_pooled(s, S_CONNECTOR_STATE_GET,
+                              "SELECT doc FROM connector_state WHERE connector_id = $1", &p, &res);
     if (r == 1) {
         *ret_doc = sd_pg_strdup(res, 0, 0);
         r = 0;
@@ -251,6 +234,5 @@ int sd_pg_connector_state_get(struct sd_store *s, const char *id, char **ret_doc
         r = -ENOENT;
     }
     PQclear(res);
-    sd_pg_pool_put(s, c);
     return r;
 }

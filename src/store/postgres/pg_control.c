@@ -152,15 +152,10 @@ int sd_pg_tenant_get(struct sd_store *s, const char *client_id, struct sd_tenant
     if (!client_id) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p = {0};
     sd_pg_p_text(&p, client_id);
     PGresult *res = NULL;
-    r = sd_pg_exec(c, S_TENANT_GET, TENANT_COLS " WHERE client_id = $1", &p, &res);
+    int r = sd_pg_exec_pooled(s, S_TENANT_GET, TENANT_COLS " WHERE client_id = $1", &p, &res);
     if (r == 1) {
         read_tenant(res, 0, ret);
         r = 0;
@@ -168,7 +163,6 @@ int sd_pg_tenant_get(struct sd_store *s, const char *client_id, struct sd_tenant
         r = -ENOENT;
     }
     PQclear(res);
-    sd_pg_pool_put(s, c);
     return r;
 }
 
@@ -191,9 +185,9 @@ static int tx_tenant_set_limits(struct pgconn *c, void *arg)
     sd_pg_p_text(&p, a->client_id);
     sd_pg_p_int(&p, a->per_minute);
     sd_pg_p_int(&p, a->burst);
-    int r = sd_pg_exec(c, S_TENANT_SET_LIMITS,
-                       "UPDATE tenants SET per_minute = $2, burst = $3 WHERE client_id = $1", &p,
-                       NULL);
+    int r =
+        sd_pg_exec(c, S_TENANT_SET_LIMITS,
+                   "UPDATE tenants SET per_minute = $2, burst = $3 WHERE client_id = $1", &p, NULL);
     return r < 0 ? r : r == 0 ? -ENOENT : 0;
 }
 
@@ -234,14 +228,14 @@ static int tx_key_insert(struct pgconn *c, void *arg)
     return r < 0 ? r : 0;
 }
 
-int sd_pg_key_insert(struct sd_store *s, const char *key_id, const char *client_id,
-                     enum sd_env env, const char *hash_hex)
+int sd_pg_key_insert(struct sd_store *s, const char *key_id, const char *client_id, enum sd_env env,
+                     const char *hash_hex)
 {
     if (!key_id || !client_id || !hash_hex || !sd_pg_env_ok(env)) {
         return -EINVAL;
     }
-    struct key_args a = {.key_id = key_id, .client_id = client_id, .hash_hex = hash_hex,
-                         .env = env};
+    struct key_args a = {
+        .key_id = key_id, .client_id = client_id, .hash_hex = hash_hex, .env = env};
     return sd_pg_tx_run(s, NULL, true, tx_key_insert, &a);
 }
 
@@ -332,14 +326,9 @@ int sd_pg_key_revoke(struct sd_store *s, const char *key_id)
 
 int sd_pg_settings_version(struct sd_store *s, int64_t *ret)
 {
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     PGresult *res = NULL;
-    r = sd_pg_exec(c, S_SETTINGS_GET, "SELECT v FROM meta WHERE k = 'settings_version'", NULL,
-                   &res);
+    int r = sd_pg_exec_pooled(s, S_SETTINGS_GET, "SELECT v FROM meta WHERE k = 'settings_version'",
+                              NULL, &res);
     if (r == 1) {
         *ret = sd_pg_int64(res, 0, 0);
         r = 0;
@@ -347,7 +336,6 @@ int sd_pg_settings_version(struct sd_store *s, int64_t *ret)
         r = -EIO;
     }
     PQclear(res);
-    sd_pg_pool_put(s, c);
     return r;
 }
 

@@ -22,36 +22,11 @@
 #include "store/store.h"
 
 enum {
-    I_FIRST_ = 800,
-    I_DOOR_SET = I_FIRST_,
-    I_DOOR_GET,
-    I_DOOR_DELETE,
-    I_RAW_PUT,
-    I_RAW_BY_HASH,
-    I_RAW_COUNTS,
-    I_Q_PUT,
-    I_Q_DELETE,
-    I_SUBJ_PUT,
-    I_SUBJ_RAWS,
-    I_RAW_PURGE,
-    I_Q_DELETE_RAW,
-    I_SUBJ_DELETE_RAW,
-    I_PERSON,
-    I_EXPIRED,
-    I_RAW_DELETE,
-    I_ERASED,
-    I_RAW_GET,
-    I_LIST_Q,
-    I_LIST_RANGE,
-    I_Q_LIST,
-    I_COUNTS,
-    I_Q_INDEXES,
-    I_RAW_RENEW,
-    I_SCAN_SALE,
-    I_SCAN_PUT,
-    I_SCAN_ATTEND,
+    I_BEFORE_ = 799, /* the first statement is slot 800 */
+    SD_INBOUND_STATEMENTS(I_),
     I_LAST_
 };
+#define I_FIRST_ I_DOOR_SET
 _Static_assert(I_LAST_ <= 896, "inbound statement slots are 800..895");
 
 static const char *const sql[I_LAST_ - I_FIRST_] = {
@@ -128,6 +103,13 @@ static int run(struct pgconn *c, unsigned slot, const struct sd_pg_params *p, PG
     return sd_pg_exec(c, slot, sql[slot - I_FIRST_], p, ret);
 }
 
+/* The same on a pool connection (committed rows). */
+static int run_pooled(struct sd_store *s, unsigned slot, const struct sd_pg_params *p,
+                      PGresult **ret)
+{
+    return sd_pg_exec_pooled(s, slot, sql[slot - I_FIRST_], p, ret);
+}
+
 static size_t clamp(size_t limit)
 {
     return limit == 0 || limit > SD_INBOUND_LIST_MAX ? SD_INBOUND_LIST_MAX : limit;
@@ -198,16 +180,10 @@ static int door_get(struct sd_store *s, const char *connector_id, char ret_hash[
     if (!connector_id) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p = {0};
     sd_pg_p_text(&p, connector_id);
     PGresult *res = NULL;
-    r = run(c, I_DOOR_GET, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, I_DOOR_GET, &p, &res);
     if (r > 0) {
         const char *h = sd_pg_text(res, 0, 0);
         if (h && strlen(h) == 64) {
@@ -343,21 +319,6 @@ static int quarantine_indexes(struct sd_store *s, int64_t raw_id, int64_t **ret,
     return r;
 }
 
-/* The stored form of a subject: the first 16 bytes of its SHA-256 (as SQLite stores it: a row
- * per subject and payload is written with every payload, so it is kept small). */
-#define SUBJECT_KEY_BYTES 16
-
-static void subject_key(const char *subject, uint8_t out[SUBJECT_KEY_BYTES])
-{
-    char hex[65];
-    sd_sha256_hex(subject, strlen(subject), hex);
-    for (size_t i = 0; i < SUBJECT_KEY_BYTES; i++) {
-        unsigned v = 0;
-        sscanf(hex + 2 * i, "%2x", &v);
-        out[i] = (uint8_t)v;
-    }
-}
-
 static int subjects_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t raw_id,
                         char *const *subjects, size_t n)
 {
@@ -366,8 +327,8 @@ static int subjects_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, 
         return -EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
-        uint8_t key[SUBJECT_KEY_BYTES];
-        subject_key(subjects[i], key);
+        uint8_t key[SD_INBOUND_SUBJECT_KEY_BYTES];
+        sd_inbound_subject_key(subjects[i], key);
         struct sd_pg_params p = {0};
         sd_pg_p_int(&p, tenant_id);
         sd_pg_p_int(&p, (int64_t)env);
@@ -391,6 +352,44 @@ static int drop_rows_of(struct pgconn *c, int64_t raw_id)
     return r < 0 ? r : 0;
 }
 
+struct forget_ctx {
+    struct pgconn *c;
+    int64_t tenant_id;
+    enum sd_env env;
+    int64_t now_usec;
+};
+
+static int forget_raws(void *ctx, const uint8_t key[SD_INBOUND_SUBJECT_KEY_BYTES], int64_t **ret,
+                       size_t *ret_n)
+{
+    const struct forget_ctx *x = ctx;
+    struct sd_pg_params p = {0};
+    sd_pg_p_int(&p, x->tenant_id);
+    sd_pg_p_int(&p, (int64_t)x->env);
+    sd_pg_p_bytes(&p, key, SD_INBOUND_SUBJECT_KEY_BYTES);
+    PGresult *res = NULL;
+    int r = run(x->c, I_SUBJ_RAWS, &p, &res);
+    if (r >= 0) {
+        collect_ids(res, r, ret, ret_n);
+        r = 0;
+    }
+    PQclear(res);
+    return r;
+}
+
+static int forget_purge(void *ctx, int64_t raw_id)
+{
+    struct forget_ctx *x = ctx;
+    int r = run_ids(x->c, I_RAW_PURGE, raw_id, &x->now_usec, NULL);
+    if (r >= 0) {
+        int d = drop_rows_of(x->c, raw_id);
+        r = d < 0 ? d : r;
+    }
+    return r;
+}
+
+static const struct sd_inbound_forget_io forget_io = {.raws = forget_raws, .purge = forget_purge};
+
 static int forget(struct sd_store *s, int64_t tenant_id, enum sd_env env, char *const *subjects,
                   size_t n, int64_t *ret_n)
 {
@@ -398,49 +397,8 @@ static int forget(struct sd_store *s, int64_t tenant_id, enum sd_env env, char *
     if (!c) {
         return -EINVAL;
     }
-    int64_t purged = 0;
-    int64_t now = sd_now_usec();
-    for (size_t i = 0; i < n; i++) {
-        uint8_t key[SUBJECT_KEY_BYTES];
-        subject_key(subjects[i], key);
-        struct sd_pg_params p = {0};
-        sd_pg_p_int(&p, tenant_id);
-        sd_pg_p_int(&p, (int64_t)env);
-        sd_pg_p_bytes(&p, key, sizeof(key));
-        PGresult *res = NULL;
-        int r = run(c, I_SUBJ_RAWS, &p, &res);
-        int64_t *ids = NULL;
-        size_t nid = 0;
-        if (r >= 0) {
-            collect_ids(res, r, &ids, &nid);
-            r = 0;
-        }
-        PQclear(res);
-        for (size_t j = 0; r >= 0 && j < nid; j++) {
-            r = run_ids(c, I_RAW_PURGE, ids[j], &now, NULL);
-            purged += r > 0 ? r : 0;
-            if (r >= 0) {
-                r = drop_rows_of(c, ids[j]);
-            }
-        }
-        free(ids);
-        if (r < 0) {
-            return r;
-        }
-    }
-    if (ret_n) {
-        *ret_n = purged;
-    }
-    return 0;
-}
-
-static void push(char ***v, size_t *n, size_t *cap, char *s)
-{
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 8;
-        *v = sd_realloc(*v, *cap * sizeof(**v));
-    }
-    (*v)[(*n)++] = s;
+    struct forget_ctx x = {.c = c, .tenant_id = tenant_id, .env = env, .now_usec = sd_now_usec()};
+    return sd_inbound_forget_run(subjects, n, &forget_io, &x, ret_n);
 }
 
 static int person_subjects(struct sd_store *s, int64_t tenant_id, enum sd_env env,
@@ -461,24 +419,16 @@ static int person_subjects(struct sd_store *s, int64_t tenant_id, enum sd_env en
         PQclear(res);
         return r;
     }
-    char **v = NULL;
-    size_t n = 0, cap = 0;
-    push(&v, &n, &cap, sd_asprintf("cid:%s", customer_id));
+    struct sd_inbound_subjects b;
+    sd_inbound_subjects_init(&b, customer_id);
     for (int i = 0; i < r; i++) {
         const char *id = sd_pg_text(res, i, 0);
         const char *email = sd_pg_text(res, i, 1);
-        if (id && strcmp(id, customer_id) != 0) {
-            push(&v, &n, &cap, sd_asprintf("cid:%s", id));
-        }
-        if (email) {
-            char h[65];
-            sd_sha256_hex(email, strlen(email), h);
-            push(&v, &n, &cap, sd_asprintf("em:%s", h));
-        }
+        sd_inbound_subjects_add(&b, customer_id, id, email);
     }
     PQclear(res);
-    *ret = v;
-    *ret_n = n;
+    *ret = b.v;
+    *ret_n = b.n;
     return 0;
 }
 
@@ -614,14 +564,8 @@ static int raw_list(struct sd_store *s, const char *connector_id, bool quarantin
         sd_pg_p_int(&p, from_usec);
         sd_pg_p_int(&p, to_usec);
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     PGresult *res = NULL;
-    r = run(c, quarantined_only ? I_LIST_Q : I_LIST_RANGE, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, quarantined_only ? I_LIST_Q : I_LIST_RANGE, &p, &res);
     if (r >= 0) {
         collect_ids(res, r, ret_ids, ret_n);
         r = 0;
@@ -640,14 +584,8 @@ static int quarantine_list(struct sd_store *s, int64_t tenant_id, enum sd_env en
     sd_pg_p_text(&p, connector_id);
     sd_pg_p_int(&p, after_id);
     sd_pg_p_int(&p, (int64_t)clamp(limit));
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     PGresult *res = NULL;
-    r = run(c, I_Q_LIST, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, I_Q_LIST, &p, &res);
     if (r < 0) {
         PQclear(res);
         return r;
@@ -677,16 +615,10 @@ static int counts(struct sd_store *s, const char *connector_id, int64_t *ret_pay
     if (!connector_id) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p = {0};
     sd_pg_p_text(&p, connector_id);
     PGresult *res = NULL;
-    r = run(c, I_COUNTS, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, I_COUNTS, &p, &res);
     if (r > 0) {
         *ret_payloads = sd_pg_int64(res, 0, 0);
         *ret_quarantined = sd_pg_int64(res, 0, 1);
@@ -698,23 +630,4 @@ static int counts(struct sd_store *s, const char *connector_id, int64_t *ret_pay
     return r;
 }
 
-const struct sd_store_inbound_ops sd_pg_inbound_ops = {
-    .scan_put = scan_put,
-    .door_set = door_set,
-    .door_get = door_get,
-    .door_delete = door_delete,
-    .raw_put = raw_put,
-    .raw_counts = raw_counts,
-    .quarantine_put = quarantine_put,
-    .quarantine_delete = quarantine_delete,
-    .quarantine_indexes = quarantine_indexes,
-    .subjects_put = subjects_put,
-    .forget = forget,
-    .person_subjects = person_subjects,
-    .purge_expired = purge_expired,
-    .email_erased = email_erased,
-    .raw_get = raw_get,
-    .raw_list = raw_list,
-    .quarantine_list = quarantine_list,
-    .counts = counts,
-};
+const struct sd_store_inbound_ops sd_pg_inbound_ops = SD_INBOUND_OPS_INIT;

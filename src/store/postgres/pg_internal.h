@@ -155,6 +155,10 @@ int sd_pg_run(struct pgconn *c, const char *sql);
  * transaction (put rolls back one left open, after logging: a bug, never a commit). */
 int sd_pg_pool_get(struct sd_store *s, struct pgconn **ret);
 void sd_pg_pool_put(struct sd_store *s, struct pgconn *c);
+/* One statement on a pool connection (borrowed, sd_pg_exec, given back): a read of committed
+ * rows, or a write that is its own transaction. As sd_pg_exec, or the pool's error. */
+int sd_pg_exec_pooled(struct sd_store *s, unsigned slot, const char *sql,
+                      const struct sd_pg_params *p, PGresult **ret);
 
 /* End c's session and start a new one at once (its server process is left to end the query
  * it may still run); prepared statements and any transaction are gone. 0 or -ECONNRESET (then

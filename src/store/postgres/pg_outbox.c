@@ -50,78 +50,25 @@
 #include "pg_internal.h"
 #include "pg_outbox.h"
 #include "store/audience.h"
+#include "store/outbox_plan.h"
 #include "store/store.h"
 
 enum {
-    S_FIRST_ = 576,
-    S_TARGET_INSERT = S_FIRST_,
-    S_TARGET_UPDATE,
-    S_TARGET_GET,
-    S_TARGET_LIST,
-    S_TARGET_DELETE,
-    S_TARGET_STATE_DELETE,
-    S_REMOTE_DELETE_TARGET,
-    S_DLV_INSERT,
-    S_DLV_BY_REQUEST,
-    S_DLV_GET,
-    S_DLV_GET_SCOPED,
-    S_DLV_LIST,
-    S_DLV_NEXT_DUE,
-    S_DLV_CANDIDATES,
+    S_BEFORE_ = 575, /* the first statement is slot 576 */
+    SD_OUTBOX_STATEMENTS(S_),
     S_TARGET_LOCK,
     S_TARGET_LOCK_SKIP,
-    S_DLV_SENDS,
-    S_DLV_WAITING,
-    S_DLV_SET_NEXT,
-    S_DLV_CLAIM,
-    S_DLV_RENEW,
-    S_DLV_FINISH,
-    S_REMOTE_UPSERT_ITEM,
-    S_DLV_REQUEUE,
-    S_DLV_STATE,
-    S_DLV_CONNECTOR,
     S_DLV_KILL_LIST,
     S_DLV_KILL_ONE,
-    S_DLV_DEDUPE,
-    S_DLV_CANCEL,
-    S_DLV_SEND_NOW,
-    S_REMOTE_GET,
-    S_REMOTE_FIND,
-    S_REMOTE_PUT,
-    S_REMOTE_LIST,
-    S_REMOTE_DELETE,
-    S_DLV_MORE,
-    S_LINKED,
-    S_VERSION,
     S_LAST_
 };
+#define S_FIRST_ S_TARGET_INSERT
 _Static_assert(S_LAST_ <= 768, "outbox statement slots are 576..767");
-
-#define TARGET_COLS                                                                                \
-    "SELECT t.id, t.tenant_id, n.client_id, t.env, t.type, t.settings, "                           \
-    "coalesce(t.rate_per_hour, 0), t.created_usec, t.updated_usec FROM connectors t "              \
-    "JOIN tenants n ON n.id = t.tenant_id "
-
-#define DLV_COLS                                                                                   \
-    "SELECT d.id, d.tenant_id, n.client_id, d.env, d.connector_id, d.operation, d.subject_kind, "  \
-    "d.subject_id, d.payload, d.dedupe_key, d.state, d.attempts, d.next_attempt_usec, "            \
-    "d.lease_until_usec, d.fence, d.lease_owner, d.sent_usec, d.idem_key, d.request_key, "         \
-    "d.origin, d.remote_ref, d.doc, d.created_usec, d.updated_usec "                               \
-    "FROM outbox_items d JOIN tenants n ON n.id = d.tenant_id "
-
-#define WAITING "('queued', 'retrying')"
-#define ACTIVE "('queued', 'sending', 'retrying')"
-
-/* No earlier item of the same subject is still on its way (FIFO per subject). */
-#define FIFO_FREE                                                                                  \
-    "NOT EXISTS (SELECT 1 FROM outbox_items e WHERE e.connector_id = d.connector_id AND "          \
-    "e.subject_kind = d.subject_kind AND e.subject_id = d.subject_id AND e.seq < d.seq AND "       \
-    "e.state IN " ACTIVE ")"
 
 /* Rows a claim may take now ($1 = now), in due order. */
 #define DUE_WHERE                                                                                  \
-    "((d.state IN " WAITING " AND d.next_attempt_usec <= $1::bigint) OR "                          \
-    "(d.state = 'sending' AND d.lease_until_usec <= $1::bigint)) AND " FIFO_FREE
+    "((d.state IN " SD_OUTBOX_WAITING " AND d.next_attempt_usec <= $1::bigint) OR "                \
+    "(d.state = 'sending' AND d.lease_until_usec <= $1::bigint)) AND " SD_OUTBOX_FIFO_FREE
 
 #define RATE_OF_D                                                                                  \
     "coalesce((SELECT c.rate_per_hour FROM connectors c WHERE c.id = d.connector_id), 0)"
@@ -134,9 +81,9 @@ static const char *const sql[S_LAST_ - S_FIRST_] = {
                          "ON CONFLICT DO NOTHING",
     Q(S_TARGET_UPDATE) = "UPDATE connectors SET settings = $2, updated_usec = $3, "
                          "rate_per_hour = $4 WHERE id = $1",
-    Q(S_TARGET_GET) = TARGET_COLS "WHERE t.id = $1",
-    Q(S_TARGET_LIST) = TARGET_COLS "WHERE t.tenant_id = $1 ORDER BY t.created_usec, "
-                                   "t.id COLLATE \"C\"",
+    Q(S_TARGET_GET) = SD_OUTBOX_TARGET_COLS "WHERE t.id = $1",
+    Q(S_TARGET_LIST) = SD_OUTBOX_TARGET_COLS "WHERE t.tenant_id = $1 ORDER BY t.created_usec, "
+                                             "t.id COLLATE \"C\"",
     Q(S_TARGET_DELETE) = "DELETE FROM connectors WHERE id = $1",
     Q(S_TARGET_STATE_DELETE) = "DELETE FROM connector_state WHERE connector_id = $1",
     Q(S_REMOTE_DELETE_TARGET) = "DELETE FROM remote_refs WHERE connector_id = $1",
@@ -147,22 +94,16 @@ static const char *const sql[S_LAST_ - S_FIRST_] = {
         "subject_id, payload, dedupe_key, state, attempts, next_attempt_usec, idem_key, "
         "request_key, origin, doc, created_usec, updated_usec) VALUES ($1, $2, $3, $4, $5, $6, "
         "$7, $8, $9, 'queued', 0, $10, $11, $12, $13, $14, $10, $10) ON CONFLICT DO NOTHING",
-    Q(S_DLV_BY_REQUEST) = DLV_COLS "WHERE d.tenant_id = $1 AND d.env = $2 AND d.request_key = $3",
-    Q(S_DLV_GET) = DLV_COLS "WHERE d.id = $1",
-    Q(S_DLV_GET_SCOPED) = DLV_COLS "WHERE d.tenant_id = $1 AND d.env = $2 AND d.id = $3",
-    Q(S_DLV_LIST) = DLV_COLS
+    Q(S_DLV_BY_REQUEST) =
+        SD_OUTBOX_ITEM_COLS "WHERE d.tenant_id = $1 AND d.env = $2 AND d.request_key = $3",
+    Q(S_DLV_GET) = SD_OUTBOX_ITEM_COLS "WHERE d.id = $1",
+    Q(S_DLV_GET_SCOPED) = SD_OUTBOX_ITEM_COLS "WHERE d.tenant_id = $1 AND d.env = $2 AND d.id = $3",
+    Q(S_DLV_LIST) = SD_OUTBOX_ITEM_COLS
     "WHERE ($1::bigint = 0 OR d.tenant_id = $1::bigint) AND "
     "($4::int < 0 OR d.env = $4::int) AND ($2::text IS NULL OR d.state = $2::text) AND "
     "($5::text IS NULL OR d.connector_id = $5::text) "
     "ORDER BY d.created_usec DESC, d.seq DESC LIMIT $3",
-    /* One lookup per state, in time order, skipping items held back by an earlier item of
-     * their subject (they become due when that one ends, not by their time). */
-    Q(S_DLV_NEXT_DUE) =
-        "SELECT (SELECT d.next_attempt_usec FROM outbox_items d WHERE d.state = 'queued' "
-        "AND " FIFO_FREE " ORDER BY d.next_attempt_usec LIMIT 1), "
-        "(SELECT d.next_attempt_usec FROM outbox_items d WHERE d.state = 'retrying' AND " FIFO_FREE
-        " ORDER BY d.next_attempt_usec LIMIT 1), "
-        "(SELECT min(lease_until_usec) FROM outbox_items WHERE state = 'sending')",
+    Q(S_DLV_NEXT_DUE) = SD_OUTBOX_NEXT_DUE_SQL,
     Q(S_DLV_CANDIDATES) =
         "SELECT d.id, d.connector_id, d.state, " RATE_OF_D " FROM outbox_items d WHERE " DUE_WHERE
         " ORDER BY d.next_attempt_usec, d.seq LIMIT 32",
@@ -173,7 +114,7 @@ static const char *const sql[S_LAST_ - S_FIRST_] = {
                             "FOR UPDATE SKIP LOCKED",
     Q(S_DLV_SENDS) = "SELECT sent_usec FROM outbox_items WHERE connector_id = $1 AND "
                      "updated_usec > $2 AND sent_usec > $2 ORDER BY sent_usec",
-    Q(S_DLV_WAITING) = "SELECT d.id, d.next_attempt_usec, CASE WHEN " FIFO_FREE
+    Q(S_DLV_WAITING) = "SELECT d.id, d.next_attempt_usec, CASE WHEN " SD_OUTBOX_FIFO_FREE
                        " THEN 1 ELSE 0 END FROM outbox_items d "
                        "WHERE d.connector_id = $1 AND d.state = 'queued' ORDER BY d.seq",
     Q(S_DLV_SET_NEXT) = "UPDATE outbox_items SET next_attempt_usec = $2 WHERE id = $1 AND "
@@ -204,17 +145,17 @@ static const char *const sql[S_LAST_ - S_FIRST_] = {
     Q(S_DLV_CONNECTOR) = "SELECT connector_id FROM outbox_items WHERE id = $1",
     /* A deleted connector's waiting items: dead at once (one in flight finishes on its own). */
     Q(S_DLV_KILL_LIST) = "SELECT id, doc FROM outbox_items WHERE connector_id = $1 AND "
-                         "state IN " WAITING " ORDER BY seq FOR UPDATE",
+                         "state IN " SD_OUTBOX_WAITING " ORDER BY seq FOR UPDATE",
     Q(S_DLV_KILL_ONE) = "UPDATE outbox_items SET state = 'dead', next_attempt_usec = 0, "
                         "lease_until_usec = 0, updated_usec = $2, doc = $3 WHERE id = $1 AND "
-                        "state IN " WAITING,
+                        "state IN " SD_OUTBOX_WAITING,
     Q(S_DLV_DEDUPE) = "SELECT id FROM outbox_items WHERE connector_id = $1 AND dedupe_key = $2 "
-                      "AND state IN " WAITING " ORDER BY seq LIMIT 1",
+                      "AND state IN " SD_OUTBOX_WAITING " ORDER BY seq LIMIT 1",
     Q(S_DLV_CANCEL) = "UPDATE outbox_items SET state = 'cancelled', next_attempt_usec = 0, "
-                      "doc = $2, updated_usec = $3 WHERE id = $1 AND state IN " WAITING,
+                      "doc = $2, updated_usec = $3 WHERE id = $1 AND state IN " SD_OUTBOX_WAITING,
     Q(S_DLV_SEND_NOW) = "UPDATE outbox_items SET next_attempt_usec = "
                         "least(next_attempt_usec, $2), updated_usec = $2 WHERE id = $1 AND "
-                        "state IN " WAITING,
+                        "state IN " SD_OUTBOX_WAITING,
     Q(S_REMOTE_GET) = "SELECT remote_id FROM remote_refs WHERE connector_id = $1 AND kind = $2 "
                       "AND local_id = $3",
     Q(S_REMOTE_FIND) = "SELECT local_id FROM remote_refs WHERE connector_id = $1 AND kind = $2 "
@@ -249,6 +190,13 @@ static const char *const sql[S_LAST_ - S_FIRST_] = {
 static int run(struct pgconn *c, unsigned slot, const struct sd_pg_params *p, PGresult **ret)
 {
     return sd_pg_exec(c, slot, sql[slot - S_FIRST_], p, ret);
+}
+
+/* Run a statement on a pool connection (committed rows, no transaction of its own). */
+static int run_pooled(struct sd_store *s, unsigned slot, const struct sd_pg_params *p,
+                      PGresult **ret)
+{
+    return sd_pg_exec_pooled(s, slot, sql[slot - S_FIRST_], p, ret);
 }
 
 static enum sd_env col_env(const PGresult *r, int row, int col)
@@ -300,14 +248,44 @@ static void read_delivery(const PGresult *r, int i, struct sd_outbox_item *d)
     d->updated_usec = sd_pg_int64(r, i, 23);
 }
 
-/* Run a statement whose parameters are the ids in `ids` (NULL-terminated, at most 4 texts). */
+/* The parameters of a statement that takes the texts in `ids` (NULL-terminated, at most 4). */
+static void p_texts(struct sd_pg_params *p, const char *const *ids)
+{
+    for (size_t i = 0; ids[i]; i++) {
+        sd_pg_p_text(p, ids[i]);
+    }
+}
+
+/* Run a statement whose parameters are the texts in `ids` (p_texts). */
 static int run_texts(struct pgconn *c, unsigned slot, const char *const *ids, PGresult **ret)
 {
     struct sd_pg_params p = {0};
-    for (size_t i = 0; ids[i]; i++) {
-        sd_pg_p_text(&p, ids[i]);
-    }
+    p_texts(&p, ids);
     return run(c, slot, &p, ret);
+}
+
+static void read_target_v(const PGresult *r, int i, void *ret)
+{
+    read_target(r, i, ret);
+}
+
+static void read_delivery_v(const PGresult *r, int i, void *ret)
+{
+    read_delivery(r, i, ret);
+}
+
+/* A lookup's answer (r: its rows or an error): the first row read into ret (0), -ENOENT when
+ * there is none, or the error. Clears res. */
+static int first_row(int r, PGresult *res, void (*read)(const PGresult *, int, void *), void *ret)
+{
+    if (r > 0) {
+        read(res, 0, ret);
+        r = 0;
+    } else if (r == 0) {
+        r = -ENOENT;
+    }
+    PQclear(res);
+    return r;
 }
 
 /* The item `id` on c (inside c's transaction when it has one): 0, -ENOENT or an error. */
@@ -315,14 +293,7 @@ static int item_get(struct pgconn *c, const char *id, struct sd_outbox_item *ret
 {
     PGresult *res = NULL;
     int r = run_texts(c, S_DLV_GET, (const char *const[]){id, NULL}, &res);
-    if (r > 0) {
-        read_delivery(res, 0, ret);
-        r = 0;
-    } else if (r == 0) {
-        r = -ENOENT;
-    }
-    PQclear(res);
-    return r;
+    return first_row(r, res, read_delivery_v, ret);
 }
 
 /* ---- rate plan ------------------------------------------------------------------------------- */
@@ -339,23 +310,24 @@ static int lock_target(struct pgconn *c, unsigned mode, const char *target_id, i
     return r < 0 ? r : r > 0;
 }
 
-struct waiting {
-    char *id;
-    int64_t next;
-    bool fifo_free; /* no earlier item of its subject is on its way */
-};
+static int set_next(void *ctx, const char *id, int64_t next_usec)
+{
+    struct sd_pg_params p = {0};
+    sd_pg_p_text(&p, id);
+    sd_pg_p_int(&p, next_usec);
+    return run(ctx, S_DLV_SET_NEXT, &p, NULL);
+}
 
 /* Give every queued (never sent in this run) item of connector target_id its slot under its
- * rate `limit`, oldest first, inside the open transaction that holds the connector's row lock.
- * *ret_first (may be NULL) receives the id of the oldest waiting item whose slot is now and
- * whose subject is free (heap), else NULL. A connector without a rate is left alone. */
+ * rate `limit` (sd_outbox_plan_apply), inside the open transaction that holds the connector's
+ * row lock. *ret_first (may be NULL): as sd_outbox_plan_apply's. A connector without a rate is
+ * left alone. */
 static int plan_target(struct pgconn *c, const char *target_id, int64_t limit,
                        const struct sd_outbox_clock *clk, char **ret_first)
 {
     PGresult *res = NULL;
     int64_t *sends = NULL;
-    struct waiting *w = NULL;
-    int64_t *slots = NULL;
+    struct sd_outbox_waiting *w = NULL;
     size_t ns = 0, nw = 0;
     int r;
     if (ret_first) {
@@ -393,39 +365,12 @@ static int plan_target(struct pgconn *c, const char *target_id, int64_t limit,
     }
     PQclear(res);
     res = NULL;
-
-    slots = sd_calloc(nw, sizeof(*slots));
-    clk->plan(sends, ns, limit, clk->window_usec, clk->now_usec, nw, slots);
-    r = 0;
-    for (size_t j = 0; j < nw && r >= 0; j++) {
-        bool may_go = slots[j] <= clk->now_usec;
-        /* One that may go keeps its own (past) time, so due order among targets stays. */
-        int64_t next = may_go ? (w[j].next <= clk->now_usec ? w[j].next : clk->now_usec) : slots[j];
-        if (next != w[j].next) {
-            struct sd_pg_params q = {0};
-            sd_pg_p_text(&q, w[j].id);
-            sd_pg_p_int(&q, next);
-            r = run(c, S_DLV_SET_NEXT, &q, NULL);
-        }
-        if (r >= 0 && ret_first && !*ret_first && may_go && w[j].fifo_free) {
-            *ret_first = w[j].id;
-            w[j].id = NULL;
-        }
-    }
-    r = r < 0 ? r : 0;
+    r = sd_outbox_plan_apply(clk, limit, sends, ns, w, nw, set_next, c, ret_first);
 out:
     PQclear(res);
-    for (size_t j = 0; j < nw; j++) {
-        free(w[j].id);
-    }
-    free(w);
+    sd_outbox_waiting_free(w, nw);
     free(sends);
-    free(slots);
-    if (r < 0 && ret_first) {
-        free(*ret_first);
-        *ret_first = NULL;
-    }
-    return r;
+    return r < 0 ? r : 0;
 }
 
 /* Lock connector target_id (waiting for it) and plan it: what every non-claim change that
@@ -492,22 +437,11 @@ static int target_get(struct sd_store *s, const char *id, struct sd_target *ret)
     if (!id) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
+    struct sd_pg_params p = {0};
+    sd_pg_p_text(&p, id);
     PGresult *res = NULL;
-    r = run_texts(c, S_TARGET_GET, (const char *const[]){id, NULL}, &res);
-    sd_pg_pool_put(s, c);
-    if (r > 0) {
-        read_target(res, 0, ret);
-        r = 0;
-    } else if (r == 0) {
-        r = -ENOENT;
-    }
-    PQclear(res);
-    return r;
+    int r = run_pooled(s, S_TARGET_GET, &p, &res);
+    return first_row(r, res, read_target_v, ret);
 }
 
 /* The connectors of tenant_id, read on connection c. */
@@ -584,17 +518,11 @@ static int customer_version(struct sd_store *s, int64_t tenant_id, enum sd_env e
     if (!source || !customer_id || !ret_version || !sd_pg_env_ok(env)) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p = {0};
     sd_pg_p_scope(&p, tenant_id, env, source);
     sd_pg_p_text(&p, customer_id);
     PGresult *res = NULL;
-    r = run(c, S_VERSION, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, S_VERSION, &p, &res);
     if (r > 0) {
         *ret_version = sd_pg_int64(res, 0, 0);
         r = 0;
@@ -727,12 +655,6 @@ static int insert_item(struct pgconn *c, const struct sd_outbox_item *d, int64_t
     return r < 0 ? r : r == 0 ? -EEXIST : 0;
 }
 
-static bool item_ok(const struct sd_outbox_item *d)
-{
-    return d && d->id && d->connector_id && d->operation && d->subject_kind && d->subject_id &&
-           d->idem_key && d->doc && sd_pg_env_ok(d->env);
-}
-
 struct insert_arg {
     const struct sd_outbox_item *d;
     const struct sd_outbox_clock *clk;
@@ -760,7 +682,7 @@ static int insert_tx(struct pgconn *c, void *arg)
 static int delivery_insert(struct sd_store *s, const struct sd_outbox_item *d,
                            const struct sd_outbox_clock *clk, char **ret_id)
 {
-    if (!item_ok(d) || !clk || !clk->plan) {
+    if (!sd_outbox_item_ok(d) || !clk || !clk->plan) {
         return -EINVAL;
     }
     struct insert_arg a = {.d = d, .clk = clk};
@@ -777,7 +699,7 @@ static int outbox_add_tx(struct sd_store *s, const struct sd_outbox_item *d, int
                          char **ret_id)
 {
     struct pgconn *w = sd_pg_writer(s);
-    if (!item_ok(d) || !w) {
+    if (!sd_outbox_item_ok(d) || !w) {
         return -EINVAL;
     }
     char *found = NULL;
@@ -794,22 +716,9 @@ static int outbox_add_tx(struct sd_store *s, const struct sd_outbox_item *d, int
 static int delivery_one(struct sd_store *s, unsigned slot, const struct sd_pg_params *p,
                         struct sd_outbox_item *ret)
 {
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     PGresult *res = NULL;
-    r = run(c, slot, p, &res);
-    sd_pg_pool_put(s, c);
-    if (r > 0) {
-        read_delivery(res, 0, ret);
-        r = 0;
-    } else if (r == 0) {
-        r = -ENOENT;
-    }
-    PQclear(res);
-    return r;
+    int r = run_pooled(s, slot, p, &res);
+    return first_row(r, res, read_delivery_v, ret);
 }
 
 static int delivery_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
@@ -849,14 +758,8 @@ static int delivery_list(struct sd_store *s, const struct sd_delivery_filter *f,
     sd_pg_p_int(&p, (int64_t)limit + 1);
     sd_pg_p_int(&p, f->tenant_id ? f->env : -1);
     sd_pg_p_text(&p, f->connector_id);
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     PGresult *res = NULL;
-    r = run(c, S_DLV_LIST, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, S_DLV_LIST, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -874,14 +777,8 @@ static int delivery_list(struct sd_store *s, const struct sd_delivery_filter *f,
 
 static int delivery_next_due(struct sd_store *s, int64_t *ret_usec)
 {
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     PGresult *res = NULL;
-    r = run(c, S_DLV_NEXT_DUE, NULL, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, S_DLV_NEXT_DUE, NULL, &res);
     if (r > 0) {
         r = -ENOENT;
         for (int i = 0; i < 3; i++) {
@@ -914,17 +811,38 @@ static int lease(struct pgconn *c, const char *id, const struct sd_outbox_clock 
     return r < 0 ? r : r > 0;
 }
 
-struct candidate {
-    char *id;
-    char *connector_id;
-    bool first_send; /* queued under a rate: subject to the rate limit */
-};
-
 struct claim_arg {
     const struct sd_outbox_clock *clk;
     struct sd_outbox_item item;
     bool found;
 };
+
+struct claim_io_ctx {
+    struct pgconn *c;
+    const struct sd_outbox_clock *clk;
+};
+
+/* The first connector planned waits for its lock (nothing is held yet); a later one another
+ * claim is planning is skipped, so two claims never wait on each other. */
+static int claim_plan(void *ctx, const char *connector_id, bool first, char **ret_first)
+{
+    const struct claim_io_ctx *x = ctx;
+    int64_t limit = 0;
+    int r = lock_target(x->c, first ? S_TARGET_LOCK : S_TARGET_LOCK_SKIP, connector_id, &limit);
+    if (r <= 0) {
+        *ret_first = NULL;
+        return r;
+    }
+    return plan_target(x->c, connector_id, limit, x->clk, ret_first);
+}
+
+static int claim_lease(void *ctx, const char *id)
+{
+    const struct claim_io_ctx *x = ctx;
+    return lease(x->c, id, x->clk);
+}
+
+static const struct sd_outbox_claim_io claim_io = {.plan = claim_plan, .lease = claim_lease};
 
 static int claim_tx(struct pgconn *c, void *arg)
 {
@@ -940,7 +858,7 @@ static int claim_tx(struct pgconn *c, void *arg)
         return r;
     }
     size_t nc = (size_t)r;
-    struct candidate *cand = sd_calloc(nc ? nc : 1, sizeof(*cand));
+    struct sd_outbox_candidate *cand = sd_calloc(nc ? nc : 1, sizeof(*cand));
     for (size_t i = 0; i < nc; i++) {
         cand[i].id = sd_pg_strdup(res, (int)i, 0);
         cand[i].connector_id = sd_pg_strdup(res, (int)i, 1);
@@ -949,55 +867,15 @@ static int claim_tx(struct pgconn *c, void *arg)
             state && strcmp(state, "queued") == 0 && sd_pg_int64(res, (int)i, 3) > 0;
     }
     PQclear(res);
+    struct claim_io_ctx x = {.c = c, .clk = clk};
     char *chosen = NULL;
-    bool planned_any = false;
-    r = 0;
-    for (size_t i = 0; i < nc && r >= 0; i++) {
-        if (!cand[i].first_send) {
-            /* No rate, a retry or a lease that ran out: it may go as it is. */
-            chosen = sd_strdup(cand[i].id);
-        } else {
-            bool planned = false;
-            for (size_t j = 0; j < i; j++) {
-                planned = planned || (cand[j].first_send &&
-                                      strcmp(cand[j].connector_id, cand[i].connector_id) == 0);
-            }
-            if (planned) {
-                continue; /* its connector was planned already and had no free slot */
-            }
-            /* The first connector planned waits for its lock (nothing is held yet); a later
-             * one another claim is planning is skipped, so two claims never wait on each
-             * other. */
-            int64_t limit = 0;
-            int lr = lock_target(c, planned_any ? S_TARGET_LOCK_SKIP : S_TARGET_LOCK,
-                                 cand[i].connector_id, &limit);
-            planned_any = true;
-            if (lr <= 0) {
-                r = lr;
-                continue;
-            }
-            r = plan_target(c, cand[i].connector_id, limit, clk, &chosen);
-            if (r < 0 || !chosen) {
-                continue;
-            }
-        }
-        r = lease(c, chosen, clk);
-        if (r == 1) {
-            break;
-        }
-        free(chosen); /* planned but not due yet, or taken: it keeps its place */
-        chosen = NULL;
-    }
+    r = sd_outbox_claim_pick(cand, nc, &claim_io, &x, &chosen);
     if (r >= 0 && chosen) {
         r = item_get(c, chosen, &a->item);
         a->found = r == 0;
     }
     free(chosen);
-    for (size_t i = 0; i < nc; i++) {
-        free(cand[i].id);
-        free(cand[i].connector_id);
-    }
-    free(cand);
+    sd_outbox_candidates_free(cand, nc);
     /* Nothing found still commits: the plan written above is what the status shows. */
     return r < 0 ? r : 0;
 }
@@ -1059,8 +937,7 @@ static int delivery_claim_more(struct sd_store *s, const struct sd_outbox_clock 
 {
     *ret = NULL;
     *ret_n = 0;
-    if (!clk || clk->lease_usec <= 0 || !first || !first->id || !first->connector_id ||
-        !first->operation) {
+    if (!sd_outbox_more_ok(clk, first)) {
         return -EINVAL;
     }
     if (max == 0) {
@@ -1083,25 +960,12 @@ static int delivery_renew(struct sd_store *s, const char *id, int64_t fence,
     if (!id) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p = {0};
     sd_pg_p_text(&p, id);
     sd_pg_p_int(&p, fence);
     sd_pg_p_int(&p, new_lease_until_usec);
-    r = run(c, S_DLV_RENEW, &p, NULL);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, S_DLV_RENEW, &p, NULL);
     return r < 0 ? r : r == 0 ? -ESTALE : 0;
-}
-
-static bool outcome_ok(const char *id, const struct sd_delivery_outcome *o)
-{
-    return id && o && o->doc &&
-           (o->state == SD_DELIVERY_RETRYING || o->state == SD_DELIVERY_DELIVERED ||
-            o->state == SD_DELIVERY_DEAD);
 }
 
 /* One item's outcome inside the open transaction: 0, -ESTALE (not this fence's lease; nothing
@@ -1164,7 +1028,7 @@ static int finish_tx(struct pgconn *c, void *arg)
 static int delivery_finish(struct sd_store *s, const char *id, int64_t fence,
                            const struct sd_delivery_outcome *o)
 {
-    if (!outcome_ok(id, o)) {
+    if (!sd_outbox_outcome_ok(id, o)) {
         return -EINVAL;
     }
     struct finish_arg a = {.n = 1, .ids = &id, .fences = &fence, .o = o};
@@ -1176,7 +1040,7 @@ static int delivery_finish_many(struct sd_store *s, size_t n, const char *const 
                                 int *ret)
 {
     for (size_t i = 0; i < n; i++) {
-        if (!outcome_ok(ids[i], &o[i])) {
+        if (!sd_outbox_outcome_ok(ids[i], &o[i])) {
             return -EINVAL;
         }
     }
@@ -1213,30 +1077,28 @@ static int lock_item_connector(struct pgconn *c, const char *id, char **ret_conn
     return r < 0 ? r : 0;
 }
 
+/* A state-guarded UPDATE of one item (requeue, cancel, send now). */
 struct change_arg {
     const char *id;
-    const char *idem_key;
-    const char *doc;
-    const struct sd_outbox_clock *clk;
-    int64_t now_usec;
+    unsigned slot;
+    struct sd_pg_params p;             /* the statement's parameters */
+    const struct sd_outbox_clock *clk; /* the change may let a first send go: plan; or NULL */
 };
 
-static int requeue_tx(struct pgconn *c, void *arg)
+/* The item's connector locked first when the change plans (lock order: connector before
+ * item), the UPDATE, then -ENOENT or -EBUSY when it changed nothing (why_unchanged), else the
+ * connector planned again. */
+static int change_tx(struct pgconn *c, void *arg)
 {
     const struct change_arg *a = arg;
     char *connector = NULL;
     int64_t limit = 0;
-    int r = lock_item_connector(c, a->id, &connector, &limit);
+    int r = a->clk ? lock_item_connector(c, a->id, &connector, &limit) : 0;
     if (r == 0) {
-        struct sd_pg_params p = {0};
-        sd_pg_p_text(&p, a->id);
-        sd_pg_p_text(&p, a->idem_key);
-        sd_pg_p_text(&p, a->doc);
-        sd_pg_p_int(&p, a->clk->now_usec);
-        r = run(c, S_DLV_REQUEUE, &p, NULL);
+        r = run(c, a->slot, &a->p, NULL);
         if (r == 0) {
             r = why_unchanged(c, a->id);
-        } else if (r > 0) {
+        } else if (r > 0 && a->clk) {
             r = plan_target(c, connector, limit, a->clk, NULL);
         }
     }
@@ -1250,22 +1112,12 @@ static int delivery_requeue(struct sd_store *s, const char *id, const char *idem
     if (!id || !idem_key || !doc || !clk || !clk->plan) {
         return -EINVAL;
     }
-    struct change_arg a = {.id = id, .idem_key = idem_key, .doc = doc, .clk = clk};
-    return sd_pg_tx_run(s, NULL, false, requeue_tx, &a);
-}
-
-static int cancel_tx(struct pgconn *c, void *arg)
-{
-    const struct change_arg *a = arg;
-    struct sd_pg_params p = {0};
-    sd_pg_p_text(&p, a->id);
-    sd_pg_p_text(&p, a->doc);
-    sd_pg_p_int(&p, a->now_usec);
-    int r = run(c, S_DLV_CANCEL, &p, NULL);
-    if (r == 0) {
-        r = why_unchanged(c, a->id);
-    }
-    return r < 0 ? r : 0;
+    struct change_arg a = {.id = id, .slot = S_DLV_REQUEUE, .clk = clk};
+    sd_pg_p_text(&a.p, id);
+    sd_pg_p_text(&a.p, idem_key);
+    sd_pg_p_text(&a.p, doc);
+    sd_pg_p_int(&a.p, clk->now_usec);
+    return sd_pg_tx_run(s, NULL, false, change_tx, &a);
 }
 
 static int delivery_cancel(struct sd_store *s, const char *id, const char *doc, int64_t now_usec)
@@ -1273,30 +1125,11 @@ static int delivery_cancel(struct sd_store *s, const char *id, const char *doc, 
     if (!id || !doc) {
         return -EINVAL;
     }
-    struct change_arg a = {.id = id, .doc = doc, .now_usec = now_usec};
-    return sd_pg_tx_run(s, NULL, false, cancel_tx, &a);
-}
-
-static int send_now_tx(struct pgconn *c, void *arg)
-{
-    const struct change_arg *a = arg;
-    char *connector = NULL;
-    int64_t limit = 0;
-    int r = lock_item_connector(c, a->id, &connector, &limit);
-    if (r == 0) {
-        struct sd_pg_params p = {0};
-        sd_pg_p_text(&p, a->id);
-        sd_pg_p_int(&p, a->clk->now_usec);
-        r = run(c, S_DLV_SEND_NOW, &p, NULL);
-        if (r == 0) {
-            r = why_unchanged(c, a->id);
-        } else if (r > 0) {
-            /* a rate still applies to a first send */
-            r = plan_target(c, connector, limit, a->clk, NULL);
-        }
-    }
-    free(connector);
-    return r < 0 ? r : 0;
+    struct change_arg a = {.id = id, .slot = S_DLV_CANCEL};
+    sd_pg_p_text(&a.p, id);
+    sd_pg_p_text(&a.p, doc);
+    sd_pg_p_int(&a.p, now_usec);
+    return sd_pg_tx_run(s, NULL, false, change_tx, &a);
 }
 
 static int delivery_send_now(struct sd_store *s, const char *id, const struct sd_outbox_clock *clk)
@@ -1304,8 +1137,11 @@ static int delivery_send_now(struct sd_store *s, const char *id, const struct sd
     if (!id || !clk || !clk->plan) {
         return -EINVAL;
     }
-    struct change_arg a = {.id = id, .clk = clk};
-    return sd_pg_tx_run(s, NULL, false, send_now_tx, &a);
+    /* a rate still applies to a first send */
+    struct change_arg a = {.id = id, .slot = S_DLV_SEND_NOW, .clk = clk};
+    sd_pg_p_text(&a.p, id);
+    sd_pg_p_int(&a.p, clk->now_usec);
+    return sd_pg_tx_run(s, NULL, false, change_tx, &a);
 }
 
 /* ---- remote references ----------------------------------------------------------------------- */
@@ -1316,14 +1152,10 @@ static int remote_lookup(struct sd_store *s, unsigned slot, const char *connecto
     if (!connector_id || !kind || !key || !ret) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
+    struct sd_pg_params p = {0};
+    p_texts(&p, (const char *const[]){connector_id, kind, key, NULL});
     PGresult *res = NULL;
-    r = run_texts(c, slot, (const char *const[]){connector_id, kind, key, NULL}, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, slot, &p, &res);
     if (r > 0) {
         *ret = sd_pg_strdup(res, 0, 0);
         r = *ret ? 0 : -ENOENT;
@@ -1395,14 +1227,8 @@ static int remote_ref_list(struct sd_store *s, const char *connector_id, const c
                            const char *after, size_t limit, char ***ret_local, char ***ret_remote,
                            size_t *ret_n)
 {
-    if (!connector_id || !kind || !ret_local || !ret_remote || !ret_n || limit == 0 ||
-        limit > SD_REMOTE_REFS_PAGE_MAX) {
+    if (!sd_outbox_refs_list_ok(connector_id, kind, limit, ret_local, ret_remote, ret_n)) {
         return -EINVAL;
-    }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
     }
     struct sd_pg_params p = {0};
     sd_pg_p_text(&p, connector_id);
@@ -1410,8 +1236,7 @@ static int remote_ref_list(struct sd_store *s, const char *connector_id, const c
     sd_pg_p_text(&p, after ? after : "");
     sd_pg_p_int(&p, (int64_t)limit);
     PGresult *res = NULL;
-    r = run(c, S_REMOTE_LIST, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = run_pooled(s, S_REMOTE_LIST, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -1436,20 +1261,9 @@ static int remote_ref_apply(struct sd_store *s, const char *connector_id, const 
                             const char *const *put_local, const char *const *put_remote,
                             size_t n_put, const char *const *del_local, size_t n_del)
 {
-    if (!connector_id || !kind || n_put > SD_REMOTE_REFS_APPLY_MAX ||
-        n_del > SD_REMOTE_REFS_APPLY_MAX || (n_put && (!put_local || !put_remote)) ||
-        (n_del && !del_local)) {
+    if (!sd_outbox_refs_apply_ok(connector_id, kind, put_local, put_remote, n_put, del_local,
+                                 n_del)) {
         return -EINVAL;
-    }
-    for (size_t i = 0; i < n_put; i++) {
-        if (!put_local[i] || !put_remote[i]) {
-            return -EINVAL;
-        }
-    }
-    for (size_t i = 0; i < n_del; i++) {
-        if (!del_local[i]) {
-            return -EINVAL;
-        }
     }
     struct remote_apply_arg a = {.connector_id = connector_id,
                                  .kind = kind,
@@ -1461,31 +1275,4 @@ static int remote_ref_apply(struct sd_store *s, const char *connector_id, const 
     return sd_pg_tx_run(s, NULL, false, remote_apply_tx, &a);
 }
 
-const struct sd_store_outbox_ops sd_pg_outbox_ops = {
-    .target_put = target_put,
-    .target_get = target_get,
-    .target_list = target_list,
-    .target_delete = target_delete,
-    .delivery_insert = delivery_insert,
-    .delivery_by_request = delivery_by_request,
-    .delivery_get = delivery_get,
-    .delivery_list = delivery_list,
-    .delivery_next_due = delivery_next_due,
-    .delivery_claim = delivery_claim,
-    .delivery_claim_more = delivery_claim_more,
-    .delivery_renew = delivery_renew,
-    .delivery_finish = delivery_finish,
-    .delivery_finish_many = delivery_finish_many,
-    .delivery_requeue = delivery_requeue,
-    .delivery_cancel = delivery_cancel,
-    .delivery_send_now = delivery_send_now,
-    .outbox_add_tx = outbox_add_tx,
-    .outbox_targets_tx = outbox_targets_tx,
-    .outbox_linked_tx = outbox_linked_tx,
-    .customer_version = customer_version,
-    .remote_ref_get = remote_ref_get,
-    .remote_ref_find = remote_ref_find,
-    .remote_ref_put = remote_ref_put,
-    .remote_ref_list = remote_ref_list,
-    .remote_ref_apply = remote_ref_apply,
-};
+const struct sd_store_outbox_ops sd_pg_outbox_ops = SD_OUTBOX_OPS_INIT;

@@ -63,6 +63,7 @@
 #include "pg_internal.h"
 #include "pg_segments.h"
 #include "store/audience.h"
+#include "store/seg_members.h"
 #include "store/seg_sql.h"
 #include "store/store.h"
 
@@ -258,16 +259,10 @@ static int seg_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const
     if (!id || !sd_pg_env_ok(env)) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p;
     p_key(&p, id, tenant_id, env);
     PGresult *res = NULL;
-    r = sd_pg_exec(c, SLOT_GET, SQL_GET, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = sd_pg_exec_pooled(s, SLOT_GET, SQL_GET, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -286,18 +281,12 @@ static int seg_list(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     if (!sd_pg_env_ok(env)) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_int(&p, tenant_id);
     sd_pg_p_int(&p, (int64_t)env);
     PGresult *res = NULL;
-    r = sd_pg_exec(c, SLOT_LIST, SQL_LIST, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = sd_pg_exec_pooled(s, SLOT_LIST, SQL_LIST, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -696,6 +685,23 @@ static int computation_close(struct sd_store *s, struct pgconn *c, int r)
     return r;
 }
 
+/* Compile rule (a malformed tree is refused before anything is borrowed), then open a
+ * computation for it. On success the caller releases *q and closes *ret. */
+static int rule_open(struct sd_store *s, const struct sd_seg_rule *rule, int64_t now_usec,
+                     bool count_only, const struct sd_seg_budget *budget, struct sd_seg_sql *q,
+                     struct limits *l, struct pgconn **ret)
+{
+    int r = sd_seg_sql_build(rule, now_usec, count_only, &sd_seg_dialect_pg, q);
+    if (r < 0) {
+        return r;
+    }
+    r = computation_open(s, budget, l, ret);
+    if (r < 0) {
+        sd_seg_sql_release(q);
+    }
+    return r;
+}
+
 static int seg_count(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                      const struct sd_seg_rule *rule, int64_t now_usec,
                      const struct sd_seg_budget *budget, int64_t *ret)
@@ -703,17 +709,11 @@ static int seg_count(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     if (!rule || !sd_pg_env_ok(env)) {
         return -EINVAL;
     }
-    /* A malformed tree is refused before anything is borrowed. */
     struct sd_seg_sql q = {0};
-    int r = sd_seg_sql_build(rule, now_usec, true, &sd_seg_dialect_pg, &q);
-    if (r < 0) {
-        return r;
-    }
     struct limits l;
     struct pgconn *c = NULL;
-    r = computation_open(s, budget, &l, &c);
+    int r = rule_open(s, rule, now_usec, true, budget, &q, &l, &c);
     if (r < 0) {
-        sd_seg_sql_release(&q);
         return r;
     }
     PGresult *res = NULL;
@@ -728,13 +728,6 @@ static int seg_count(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         PQclear(res);
     }
     return computation_close(s, c, r);
-}
-
-static int cmp_source(const void *a, const void *b)
-{
-    const struct sd_seg_member_source *x = a, *y = b;
-    int r = strcmp(x->source, y->source);
-    return r ? r : strcmp(x->customer_id, y->customer_id);
 }
 
 /* Fill the e-mail and source ids of every member of page (ids ascending) from their source
@@ -762,41 +755,13 @@ static int member_sources(struct pgconn *c, int64_t tenant_id, enum sd_env env, 
         return r;
     }
     int rows = PQntuples(res);
-    size_t at = 0, cap = 0; /* the member the rows are at, and its sources' capacity */
+    struct sd_seg_sources_cursor cur = {0};
     for (int i = 0; i < rows; i++) {
-        int64_t id = sd_pg_int64(res, i, 0);
-        while (at < page->n && page->v[at].profile_id < id) {
-            at++;
-            cap = 0;
-        }
-        if (at == page->n || page->v[at].profile_id != id) {
-            continue; /* not a member of the page: cannot happen, the ids came from it */
-        }
-        struct sd_seg_member *m = &page->v[at];
-        if (m->n_sources == cap) {
-            cap = cap ? cap * 2 : 2;
-            m->sources = sd_realloc(m->sources, cap * sizeof(*m->sources));
-        }
-        struct sd_seg_member_source *src = &m->sources[m->n_sources++];
-        src->source = sd_pg_strdup(res, i, 1);
-        src->customer_id = sd_pg_strdup(res, i, 2);
-        if (!src->source) {
-            src->source = sd_strdup("");
-        }
-        if (!src->customer_id) {
-            src->customer_id = sd_strdup("");
-        }
-        if (!m->email && !sd_pg_isnull(res, i, 3)) {
-            m->email = sd_pg_strdup(res, i, 3);
-        }
+        sd_seg_sources_add(page, &cur, sd_pg_int64(res, i, 0), sd_pg_text(res, i, 1),
+                           sd_pg_text(res, i, 2), sd_pg_text(res, i, 3));
     }
     PQclear(res);
-    for (size_t i = 0; i < page->n; i++) {
-        struct sd_seg_member *m = &page->v[i];
-        if (m->n_sources > 1) {
-            qsort(m->sources, m->n_sources, sizeof(*m->sources), cmp_source);
-        }
-    }
+    sd_seg_sources_sort(page);
     return 0;
 }
 
@@ -806,16 +771,11 @@ static int fill_page(struct pgconn *c, int64_t tenant_id, enum sd_env env, struc
 {
     int rows = PQntuples(res);
     page->v = sd_calloc(limit, sizeof(*page->v));
-    for (int i = 0; i < rows; i++) {
-        if (page->n == limit) {
-            page->has_more = true;
-            break;
-        }
-        page->v[page->n++].profile_id = sd_pg_int64(res, i, 0);
+    for (int i = 0; i < rows && sd_seg_page_add(page, limit, sd_pg_int64(res, i, 0)); i++) {
     }
     int r = member_sources(c, tenant_id, env, l, page);
-    if (r == 0 && page->n > 0) {
-        page->next_after = page->v[page->n - 1].profile_id;
+    if (r == 0) {
+        sd_seg_page_done(page);
     }
     return r;
 }
@@ -829,15 +789,10 @@ static int seg_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         return -EINVAL;
     }
     struct sd_seg_sql q = {0};
-    int r = sd_seg_sql_build(rule, now_usec, false, &sd_seg_dialect_pg, &q);
-    if (r < 0) {
-        return r;
-    }
     struct limits l;
     struct pgconn *c = NULL;
-    r = computation_open(s, budget, &l, &c);
+    int r = rule_open(s, rule, now_usec, false, budget, &q, &l, &c);
     if (r < 0) {
-        sd_seg_sql_release(&q);
         return r;
     }
     struct sd_seg_member_page page = {.next_after = after};
@@ -850,12 +805,7 @@ static int seg_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         PQclear(res);
     }
     r = computation_close(s, c, r);
-    if (r == 0) {
-        *ret = page;
-    } else {
-        sd_seg_member_page_release(&page);
-    }
-    return r;
+    return sd_seg_page_hand(r, &page, ret);
 }
 
 /* ---- snapshots ------------------------------------------------------------------------------- */
@@ -893,15 +843,10 @@ static int member_ids(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                       const struct sd_seg_budget *budget, int64_t **ret, size_t *ret_n)
 {
     struct sd_seg_sql q = {0};
-    int r = sd_seg_sql_build(rule, now_usec, false, &sd_seg_dialect_pg, &q);
-    if (r < 0) {
-        return r;
-    }
     struct limits l;
     struct pgconn *c = NULL;
-    r = computation_open(s, budget, &l, &c);
+    int r = rule_open(s, rule, now_usec, false, budget, &q, &l, &c);
     if (r < 0) {
-        sd_seg_sql_release(&q);
         return r;
     }
     PGresult *res = NULL;
@@ -924,21 +869,20 @@ static int member_ids(struct sd_store *s, int64_t tenant_id, enum sd_env env,
 }
 
 struct snap_open_args {
-    int64_t tenant_id;
-    enum sd_env env;
-    const char *segment_id;
-    int64_t id, count, now_usec, ttl_usec;
+    const struct sd_seg_snapshot_req *q;
+    int64_t id;
 };
 
 /* The first transaction: purge, then the snapshot's row (not complete yet). */
 static int tx_snap_open(struct pgconn *c, void *arg)
 {
     const struct snap_open_args *a = arg;
+    const struct sd_seg_snapshot_req *q = a->q;
     struct sd_pg_params p;
     sd_pg_params_init(&p);
-    sd_pg_p_int(&p, a->now_usec);
-    sd_pg_p_int(&p, a->tenant_id);
-    sd_pg_p_int(&p, (int64_t)a->env);
+    sd_pg_p_int(&p, q->now_usec);
+    sd_pg_p_int(&p, q->tenant_id);
+    sd_pg_p_int(&p, (int64_t)q->env);
     sd_pg_p_int(&p, SD_SEGMENT_SNAPSHOTS_MAX - 1);
     int r = sd_pg_exec(c, SLOT_SNAP_PURGE_MEMBERS, SQL_SNAP_PURGE_MEMBERS, &p, NULL);
     if (r >= 0) {
@@ -949,12 +893,12 @@ static int tx_snap_open(struct pgconn *c, void *arg)
     }
     sd_pg_params_init(&p);
     sd_pg_p_int(&p, a->id);
-    sd_pg_p_int(&p, a->tenant_id);
-    sd_pg_p_int(&p, (int64_t)a->env);
-    sd_pg_p_text(&p, a->segment_id);
-    sd_pg_p_int(&p, a->count);
-    sd_pg_p_int(&p, a->now_usec);
-    sd_pg_p_int(&p, a->now_usec + a->ttl_usec);
+    sd_pg_p_int(&p, q->tenant_id);
+    sd_pg_p_int(&p, (int64_t)q->env);
+    sd_pg_p_text(&p, q->segment_id);
+    sd_pg_p_int(&p, q->count);
+    sd_pg_p_int(&p, q->now_usec);
+    sd_pg_p_int(&p, q->now_usec + q->ttl_usec);
     r = sd_pg_exec(c, SLOT_SNAP_INSERT, SQL_SNAP_INSERT, &p, NULL);
     return r < 0 ? r : 0;
 }
@@ -982,58 +926,37 @@ static int tx_snap_chunk(struct pgconn *c, void *arg)
     return r < 0 ? r : 0;
 }
 
+static int snap_open(struct sd_store *s, const struct sd_seg_snapshot_req *q, int64_t id)
+{
+    struct snap_open_args a = {.q = q, .id = id};
+    return sd_pg_tx_run(s, NULL, false, tx_snap_open, &a);
+}
+
+static int snap_chunk(struct sd_store *s, int64_t id, const int64_t *v, size_t n, bool last)
+{
+    struct sd_buf ids;
+    sd_buf_init(&ids);
+    sd_buf_puts(&ids, "{");
+    for (size_t i = 0; i < n; i++) {
+        sd_buf_printf(&ids, "%s%" PRId64, i ? "," : "", v[i]);
+    }
+    sd_buf_puts(&ids, "}");
+    struct snap_chunk_args a = {.id = id, .ids = ids.data, .last = last};
+    int r = sd_pg_tx_run(s, NULL, false, tx_snap_chunk, &a);
+    sd_buf_release(&ids);
+    return r;
+}
+
+static const struct sd_seg_snapshot_io snap_io = {
+    .members = member_ids, .open = snap_open, .chunk = snap_chunk};
+
 static int snapshot_create(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                            const char *segment_id, const struct sd_seg_rule *rule, int64_t now_usec,
                            int64_t ttl_usec, const struct sd_seg_budget *budget, int64_t *ret_id,
                            int64_t *ret_count)
 {
-    if (!rule || !segment_id || !sd_pg_env_ok(env) || ttl_usec <= 0) {
-        return -EINVAL;
-    }
-    int64_t *v = NULL;
-    size_t n = 0;
-    int r = member_ids(s, tenant_id, env, rule, now_usec, budget, &v, &n);
-    if (r < 0) {
-        return r;
-    }
-    uint64_t raw = 0;
-    r = sd_random_bytes(&raw, sizeof(raw));
-    int64_t id = (int64_t)(raw >> 1);
-    id = id ? id : 1;
-    if (r == 0) {
-        struct snap_open_args a = {.tenant_id = tenant_id,
-                                   .env = env,
-                                   .segment_id = segment_id,
-                                   .id = id,
-                                   .count = (int64_t)n,
-                                   .now_usec = now_usec,
-                                   .ttl_usec = ttl_usec};
-        r = sd_pg_tx_run(s, NULL, false, tx_snap_open, &a);
-    }
-    for (size_t at = 0; r == 0 && (at < n || at == 0);) {
-        size_t k = n - at < SD_SEGMENT_SNAPSHOT_CHUNK ? n - at : SD_SEGMENT_SNAPSHOT_CHUNK;
-        struct sd_buf ids;
-        sd_buf_init(&ids);
-        sd_buf_puts(&ids, "{");
-        for (size_t i = 0; i < k; i++) {
-            sd_buf_printf(&ids, "%s%" PRId64, i ? "," : "", v[at + i]);
-        }
-        sd_buf_puts(&ids, "}");
-        struct snap_chunk_args a = {.id = id, .ids = ids.data, .last = at + k == n};
-        r = sd_pg_tx_run(s, NULL, false, tx_snap_chunk, &a);
-        sd_buf_release(&ids);
-        at += k;
-        if (n == 0) {
-            break;
-        }
-    }
-    free(v);
-    if (r < 0) {
-        return r; /* an incomplete snapshot is never read and goes with its expiry */
-    }
-    *ret_id = id;
-    *ret_count = (int64_t)n;
-    return 0;
+    return sd_seg_snapshot_create(&snap_io, s, tenant_id, env, segment_id, rule, now_usec, ttl_usec,
+                                  budget, ret_id, ret_count);
 }
 
 static int snapshot_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
@@ -1078,23 +1001,7 @@ static int snapshot_members(struct sd_store *s, int64_t tenant_id, enum sd_env e
         }
     }
     r = computation_close(s, c, r);
-    if (r == 0) {
-        *ret = page;
-    } else {
-        sd_seg_member_page_release(&page);
-    }
-    return r;
+    return sd_seg_page_hand(r, &page, ret);
 }
 
-const struct sd_store_segment_ops sd_pg_segment_ops = {
-    .create = seg_create,
-    .update = seg_update,
-    .set_count = seg_set_count,
-    .remove = seg_remove,
-    .get = seg_get,
-    .list = seg_list,
-    .count = seg_count,
-    .members = seg_members,
-    .snapshot_create = snapshot_create,
-    .snapshot_members = snapshot_members,
-};
+const struct sd_store_segment_ops sd_pg_segment_ops = SD_SEGMENT_OPS_INIT;

@@ -575,6 +575,19 @@ void sd_pg_pool_put(struct sd_store *s, struct pgconn *c)
     pthread_mutex_unlock(&s->pool_lock);
 }
 
+int sd_pg_exec_pooled(struct sd_store *s, unsigned slot, const char *sql,
+                      const struct sd_pg_params *p, PGresult **ret)
+{
+    struct pgconn *c = NULL;
+    int r = sd_pg_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    r = sd_pg_exec(c, slot, sql, p, ret);
+    sd_pg_pool_put(s, c);
+    return r;
+}
+
 static void backoff(int attempt)
 {
     struct timespec ts = {0, (long)(1000000L * (1 + attempt * 3 + (rand() % 5)))}; /* NOLINT */

@@ -20,33 +20,8 @@
 #include "store/store.h"
 
 enum {
-    I_DOOR_SET = 160,
-    I_DOOR_GET,
-    I_DOOR_DELETE,
-    I_RAW_PUT,
-    I_RAW_BY_HASH,
-    I_RAW_COUNTS,
-    I_Q_PUT,
-    I_Q_DELETE,
-    I_SUBJ_PUT,
-    I_SUBJ_RAWS,
-    I_RAW_PURGE,
-    I_Q_DELETE_RAW,
-    I_SUBJ_DELETE_RAW,
-    I_PERSON,
-    I_EXPIRED,
-    I_RAW_DELETE,
-    I_ERASED,
-    I_RAW_GET,
-    I_LIST_Q,
-    I_LIST_RANGE,
-    I_Q_LIST,
-    I_COUNTS,
-    I_Q_INDEXES,
-    I_RAW_RENEW,
-    I_SCAN_SALE,
-    I_SCAN_PUT,
-    I_SCAN_ATTEND,
+    I_BEFORE_ = 159, /* the first statement is slot 160 */
+    SD_INBOUND_STATEMENTS(I_),
     I_LAST_ /* must stay <= 192 */
 };
 _Static_assert(I_LAST_ <= SD_SQLITE_EXTRA_SLOTS, "inbound statement slots are 160..191");
@@ -137,13 +112,11 @@ static int door_set(struct sd_store *s, const char *connector_id, const char *to
     }
     struct conn *k = s->ctl;
     sqlite3_stmt *st = stmt(k, I_DOOR_SET);
-    if (!st) {
-        r = -EIO;
-    } else if ((sqlite3_bind_text(st, 1, connector_id, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 2, token_hash, -1, SQLITE_STATIC) |
-                sqlite3_bind_int64(st, 3, sd_now_usec())) != SQLITE_OK) {
-        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    } else {
+    r = sd_sqlite_bind_params(k, st,
+                              SD_SQLITE_PARAMS(SD_SQLITE_TEXT(connector_id),
+                                               SD_SQLITE_TEXT(token_hash),
+                                               SD_SQLITE_NUM(sd_now_usec())));
+    if (r == 0) {
         r = sd_sqlite_step_done(k, st, "inbound door set");
     }
     return sd_sqlite_ctl_end_write(s, r, false);
@@ -160,11 +133,8 @@ static int door_delete(struct sd_store *s, const char *connector_id)
     }
     struct conn *k = s->ctl;
     sqlite3_stmt *st = stmt(k, I_DOOR_DELETE);
-    if (!st) {
-        r = -EIO;
-    } else if (sqlite3_bind_text(st, 1, connector_id, -1, SQLITE_STATIC) != SQLITE_OK) {
-        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    } else {
+    r = sd_sqlite_bind_params(k, st, SD_SQLITE_PARAMS(SD_SQLITE_TEXT(connector_id)));
+    if (r == 0) {
         r = sd_sqlite_step_done(k, st, "inbound door delete");
     }
     return sd_sqlite_ctl_end_write(s, r, false);
@@ -181,11 +151,8 @@ static int door_get(struct sd_store *s, const char *connector_id, char ret_hash[
         return r;
     }
     sqlite3_stmt *st = stmt(c, I_DOOR_GET);
-    if (!st) {
-        r = -EIO;
-    } else if (sqlite3_bind_text(st, 1, connector_id, -1, SQLITE_STATIC) != SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-    } else {
+    r = sd_sqlite_bind_params(c, st, SD_SQLITE_PARAMS(SD_SQLITE_TEXT(connector_id)));
+    if (r == 0) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
             const char *h = (const char *)sqlite3_column_text(st, 0);
@@ -346,22 +313,6 @@ static int quarantine_indexes(struct sd_store *s, int64_t raw_id, int64_t **ret,
     return collect_ids(c, st, ret, ret_n, "inbound quarantine indexes");
 }
 
-/* The stored form of a subject: the first 16 bytes of its SHA-256. A row per subject and payload
- * is written with every payload, so its size is the door's write volume: 16 bytes instead of
- * about 70 of text; two subjects sharing a digest would only make an erasure purge more. */
-#define SUBJECT_KEY_BYTES 16
-
-static void subject_key(const char *subject, uint8_t out[SUBJECT_KEY_BYTES])
-{
-    char hex[65];
-    sd_sha256_hex(subject, strlen(subject), hex);
-    for (size_t i = 0; i < SUBJECT_KEY_BYTES; i++) {
-        unsigned v = 0;
-        sscanf(hex + 2 * i, "%2x", &v);
-        out[i] = (uint8_t)v;
-    }
-}
-
 static int subjects_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t raw_id,
                         char *const *subjects, size_t n)
 {
@@ -371,8 +322,8 @@ static int subjects_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, 
         return -EIO;
     }
     for (size_t i = 0; i < n; i++) {
-        uint8_t key[SUBJECT_KEY_BYTES];
-        subject_key(subjects[i], key);
+        uint8_t key[SD_INBOUND_SUBJECT_KEY_BYTES];
+        sd_inbound_subject_key(subjects[i], key);
         if ((sqlite3_bind_int64(st, 1, tenant_id) | sqlite3_bind_int(st, 2, (int)env) |
              sqlite3_bind_blob(st, 3, key, sizeof(key), SQLITE_TRANSIENT) |
              sqlite3_bind_int64(st, 4, raw_id)) != SQLITE_OK) {
@@ -410,63 +361,59 @@ static int collect_ids(struct conn *c, sqlite3_stmt *st, int64_t **ret, size_t *
     return 0;
 }
 
+struct forget_ctx {
+    struct conn *c;
+    int64_t tenant_id;
+    enum sd_env env;
+    int64_t now_usec;
+};
+
+static int forget_raws(void *ctx, const uint8_t key[SD_INBOUND_SUBJECT_KEY_BYTES], int64_t **ret,
+                       size_t *ret_n)
+{
+    const struct forget_ctx *x = ctx;
+    sqlite3_stmt *st = stmt(x->c, I_SUBJ_RAWS);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sqlite3_bind_int64(st, 1, x->tenant_id) | sqlite3_bind_int(st, 2, (int)x->env) |
+         sqlite3_bind_blob(st, 3, key, SD_INBOUND_SUBJECT_KEY_BYTES, SQLITE_TRANSIENT)) !=
+        SQLITE_OK) {
+        return sd_sqlite_fail(x->c, SQLITE_MISUSE, "bind");
+    }
+    return collect_ids(x->c, st, ret, ret_n, "inbound subjects lookup");
+}
+
+static int forget_purge(void *ctx, int64_t raw_id)
+{
+    const struct forget_ctx *x = ctx;
+    struct conn *c = x->c;
+    sqlite3_stmt *p = stmt(c, I_RAW_PURGE);
+    if (!p) {
+        return -EIO;
+    }
+    if ((sqlite3_bind_int64(p, 1, raw_id) | sqlite3_bind_int64(p, 2, x->now_usec)) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    int r = sd_sqlite_step_done(c, p, "inbound raw purge");
+    int purged = r == 0 ? sqlite3_changes(c->db) : 0;
+    if (r == 0) {
+        r = by_raw_idx(c, I_Q_DELETE_RAW, raw_id, 0, false, "inbound quarantine purge");
+    }
+    if (r == 0) {
+        r = by_raw_idx(c, I_SUBJ_DELETE_RAW, raw_id, 0, false, "inbound subjects purge");
+    }
+    return r < 0 ? r : purged;
+}
+
+static const struct sd_inbound_forget_io forget_io = {.raws = forget_raws, .purge = forget_purge};
+
 static int forget(struct sd_store *s, int64_t tenant_id, enum sd_env env, char *const *subjects,
                   size_t n, int64_t *ret_n)
 {
-    struct conn *c = s->writer;
-    int64_t purged = 0;
-    int64_t now = sd_now_usec();
-    for (size_t i = 0; i < n; i++) {
-        sqlite3_stmt *st = stmt(c, I_SUBJ_RAWS);
-        if (!st) {
-            return -EIO;
-        }
-        uint8_t key[SUBJECT_KEY_BYTES];
-        subject_key(subjects[i], key);
-        if ((sqlite3_bind_int64(st, 1, tenant_id) | sqlite3_bind_int(st, 2, (int)env) |
-             sqlite3_bind_blob(st, 3, key, sizeof(key), SQLITE_TRANSIENT)) != SQLITE_OK) {
-            return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-        }
-        int64_t *ids = NULL;
-        size_t nid = 0;
-        int r = collect_ids(c, st, &ids, &nid, "inbound subjects lookup");
-        for (size_t j = 0; r == 0 && j < nid; j++) {
-            sqlite3_stmt *p = stmt(c, I_RAW_PURGE);
-            if (!p) {
-                r = -EIO;
-                break;
-            }
-            if ((sqlite3_bind_int64(p, 1, ids[j]) | sqlite3_bind_int64(p, 2, now)) != SQLITE_OK) {
-                r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-                break;
-            }
-            r = sd_sqlite_step_done(c, p, "inbound raw purge");
-            purged += r == 0 ? sqlite3_changes(c->db) : 0;
-            if (r == 0) {
-                r = by_raw_idx(c, I_Q_DELETE_RAW, ids[j], 0, false, "inbound quarantine purge");
-            }
-            if (r == 0) {
-                r = by_raw_idx(c, I_SUBJ_DELETE_RAW, ids[j], 0, false, "inbound subjects purge");
-            }
-        }
-        free(ids);
-        if (r < 0) {
-            return r;
-        }
-    }
-    if (ret_n) {
-        *ret_n = purged;
-    }
-    return 0;
-}
-
-static void push(char ***v, size_t *n, size_t *cap, char *s)
-{
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 8;
-        *v = sd_realloc(*v, *cap * sizeof(**v));
-    }
-    (*v)[(*n)++] = s;
+    struct forget_ctx x = {
+        .c = s->writer, .tenant_id = tenant_id, .env = env, .now_usec = sd_now_usec()};
+    return sd_inbound_forget_run(subjects, n, &forget_io, &x, ret_n);
 }
 
 static int person_subjects(struct sd_store *s, int64_t tenant_id, enum sd_env env,
@@ -486,31 +433,20 @@ static int person_subjects(struct sd_store *s, int64_t tenant_id, enum sd_env en
     if (rc != SQLITE_OK) {
         return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
-    char **v = NULL;
-    size_t n = 0, cap = 0;
-    push(&v, &n, &cap, sd_asprintf("cid:%s", customer_id));
+    struct sd_inbound_subjects b;
+    sd_inbound_subjects_init(&b, customer_id);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *id = (const char *)sqlite3_column_text(st, 0);
         const char *email = (const char *)sqlite3_column_text(st, 1);
-        if (id && strcmp(id, customer_id) != 0) {
-            push(&v, &n, &cap, sd_asprintf("cid:%s", id));
-        }
-        if (email) {
-            char h[65];
-            sd_sha256_hex(email, strlen(email), h);
-            push(&v, &n, &cap, sd_asprintf("em:%s", h));
-        }
+        sd_inbound_subjects_add(&b, customer_id, id, email);
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
-        for (size_t i = 0; i < n; i++) {
-            free(v[i]);
-        }
-        free(v);
+        sd_inbound_subjects_release(&b);
         return sd_sqlite_fail(c, rc, "inbound person subjects");
     }
-    *ret = v;
-    *ret_n = n;
+    *ret = b.v;
+    *ret_n = b.n;
     return 0;
 }
 
@@ -705,11 +641,8 @@ static int counts(struct sd_store *s, const char *connector_id, int64_t *ret_pay
         return r;
     }
     sqlite3_stmt *st = stmt(c, I_COUNTS);
-    if (!st) {
-        r = -EIO;
-    } else if (sqlite3_bind_text(st, 1, connector_id, -1, SQLITE_STATIC) != SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-    } else {
+    r = sd_sqlite_bind_params(c, st, SD_SQLITE_PARAMS(SD_SQLITE_TEXT(connector_id)));
+    if (r == 0) {
         int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
             *ret_payloads = sqlite3_column_int64(st, 0);
@@ -766,23 +699,4 @@ static int scan_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, cons
     return 1;
 }
 
-const struct sd_store_inbound_ops sd_sqlite_inbound_ops = {
-    .scan_put = scan_put,
-    .door_set = door_set,
-    .door_get = door_get,
-    .door_delete = door_delete,
-    .raw_put = raw_put,
-    .raw_counts = raw_counts,
-    .quarantine_put = quarantine_put,
-    .quarantine_delete = quarantine_delete,
-    .quarantine_indexes = quarantine_indexes,
-    .subjects_put = subjects_put,
-    .forget = forget,
-    .person_subjects = person_subjects,
-    .purge_expired = purge_expired,
-    .email_erased = email_erased,
-    .raw_get = raw_get,
-    .raw_list = raw_list,
-    .quarantine_list = quarantine_list,
-    .counts = counts,
-};
+const struct sd_store_inbound_ops sd_sqlite_inbound_ops = SD_INBOUND_OPS_INIT;

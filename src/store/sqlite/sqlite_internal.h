@@ -198,6 +198,26 @@ sqlite3_stmt *sd_sqlite_stmt_extra(struct conn *c, unsigned slot, const char *sq
 /* Step a statement that returns no row; resets it. Returns 0, -EEXIST (constraint) or -EIO. */
 int sd_sqlite_step_done(struct conn *c, sqlite3_stmt *st, const char *op);
 
+/* A statement parameter of sd_sqlite_bind_params: text (NULL binds SQL NULL) or integer. */
+struct sd_sqlite_param {
+    bool is_text;
+    const char *text;
+    int64_t num;
+};
+/* clang-format off */
+#define SD_SQLITE_TEXT(v) {.is_text = true, .text = (v)}
+#define SD_SQLITE_NUM(v) {.num = (v)}
+/* clang-format on */
+/* The parameters of one call, and their count. */
+#define SD_SQLITE_PARAMS(...)                                                                      \
+    (const struct sd_sqlite_param[]){__VA_ARGS__},                                                 \
+        sizeof((const struct sd_sqlite_param[]){__VA_ARGS__}) / sizeof(struct sd_sqlite_param)
+
+/* Bind p[0..n) to st as ?1..?n. 0, -EIO when st is NULL (it did not prepare), or the bind
+ * failure (logged). */
+int sd_sqlite_bind_params(struct conn *c, sqlite3_stmt *st, const struct sd_sqlite_param *p,
+                          size_t n);
+
 /* Run statement `id` of c, which takes no parameters and returns no row (BEGIN, COMMIT …). */
 int sd_sqlite_run(struct conn *c, enum stmt_id id);
 

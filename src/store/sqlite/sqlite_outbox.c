@@ -34,75 +34,22 @@
 #include "base/base.h"
 #include "sqlite_internal.h"
 #include "store/audience.h"
+#include "store/outbox_plan.h"
 #include "store/store.h"
 
 enum {
-    S_TARGET_INSERT = 48,
-    S_TARGET_UPDATE,
-    S_TARGET_GET,
-    S_TARGET_LIST,
-    S_TARGET_DELETE,
-    S_TARGET_STATE_DELETE,
-    S_REMOTE_DELETE_TARGET,
-    S_DLV_INSERT,
-    S_DLV_GET,
-    S_DLV_GET_SCOPED,
-    S_DLV_LIST,
-    S_DLV_NEXT_DUE,
-    S_DLV_CANDIDATES,
+    S_BEFORE_ = 47, /* the first statement is slot 48 */
+    SD_OUTBOX_STATEMENTS(S_),
     S_TARGET_LIMIT,
-    S_DLV_SENDS,
-    S_DLV_WAITING,
-    S_DLV_SET_NEXT,
-    S_DLV_CLAIM,
-    S_DLV_RENEW,
-    S_DLV_FINISH,
-    S_REMOTE_UPSERT_ITEM,
-    S_DLV_REQUEUE,
-    S_DLV_STATE,
-    S_DLV_CONNECTOR,
-    S_DLV_BY_REQUEST,
     S_DLV_KILL_TARGET,
-    S_DLV_DEDUPE,
-    S_DLV_CANCEL,
-    S_DLV_SEND_NOW,
-    S_REMOTE_GET,
-    S_REMOTE_FIND,
-    S_REMOTE_PUT,
-    S_REMOTE_LIST,
-    S_REMOTE_DELETE,
-    S_DLV_MORE,
-    S_LINKED,
-    S_VERSION,
     S_LAST_ /* must stay <= 96 */
 };
 _Static_assert(S_LAST_ <= SD_SQLITE_EXTRA_SLOTS, "outbox statement slots are 48..95");
 
-#define TARGET_COLS                                                                                \
-    "SELECT t.id, t.tenant_id, n.client_id, t.env, t.type, t.settings, "                           \
-    "coalesce(t.rate_per_hour, 0), t.created_usec, t.updated_usec FROM connectors t "              \
-    "JOIN tenants n ON n.id = t.tenant_id "
-
-#define DLV_COLS                                                                                   \
-    "SELECT d.id, d.tenant_id, n.client_id, d.env, d.connector_id, d.operation, d.subject_kind, "  \
-    "d.subject_id, d.payload, d.dedupe_key, d.state, d.attempts, d.next_attempt_usec, "            \
-    "d.lease_until_usec, d.fence, d.lease_owner, d.sent_usec, d.idem_key, d.request_key, "         \
-    "d.origin, d.remote_ref, d.doc, d.created_usec, d.updated_usec "                               \
-    "FROM outbox_items d JOIN tenants n ON n.id = d.tenant_id "
-
-#define WAITING "('queued', 'retrying')"
-#define ACTIVE "('queued', 'sending', 'retrying')"
-
-/* No earlier item of the same subject is still on its way (FIFO per subject). */
-#define FIFO_FREE                                                                                  \
-    "NOT EXISTS (SELECT 1 FROM outbox_items e WHERE e.connector_id = d.connector_id AND "          \
-    "e.subject_kind = d.subject_kind AND e.subject_id = d.subject_id AND e.seq < d.seq AND "       \
-    "e.state IN " ACTIVE ")"
-
 /* Rows a claim may take now (?1 = now), in due order. */
 #define DUE_WHERE                                                                                  \
-    "((d.state IN " WAITING " AND d.next_attempt_usec <= ?1) OR "                                  \
-    "(d.state = 'sending' AND d.lease_until_usec <= ?1)) AND " FIFO_FREE
+    "((d.state IN " SD_OUTBOX_WAITING " AND d.next_attempt_usec <= ?1) OR "                        \
+    "(d.state = 'sending' AND d.lease_until_usec <= ?1)) AND " SD_OUTBOX_FIFO_FREE
 
 static const char *const sql[] = {
     [S_TARGET_INSERT] = "INSERT INTO connectors (id, tenant_id, env, type, schedule, settings, "
@@ -110,8 +57,8 @@ static const char *const sql[] = {
                         "VALUES (?1, ?2, ?3, ?4, 'manual', ?5, '{}', 0, ?6, ?6, ?7)",
     [S_TARGET_UPDATE] = "UPDATE connectors SET settings = ?2, updated_usec = ?3, "
                         "rate_per_hour = ?4 WHERE id = ?1",
-    [S_TARGET_GET] = TARGET_COLS "WHERE t.id = ?1",
-    [S_TARGET_LIST] = TARGET_COLS "WHERE t.tenant_id = ?1 ORDER BY t.created_usec, t.id",
+    [S_TARGET_GET] = SD_OUTBOX_TARGET_COLS "WHERE t.id = ?1",
+    [S_TARGET_LIST] = SD_OUTBOX_TARGET_COLS "WHERE t.tenant_id = ?1 ORDER BY t.created_usec, t.id",
     [S_TARGET_DELETE] = "DELETE FROM connectors WHERE id = ?1",
     [S_TARGET_STATE_DELETE] = "DELETE FROM connector_state WHERE connector_id = ?1",
     [S_REMOTE_DELETE_TARGET] = "DELETE FROM remote_refs WHERE connector_id = ?1",
@@ -120,34 +67,32 @@ static const char *const sql[] = {
         "subject_id, payload, dedupe_key, state, attempts, next_attempt_usec, idem_key, "
         "request_key, origin, doc, created_usec, updated_usec) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
         "?7, ?8, ?9, 'queued', 0, ?10, ?11, ?12, ?13, ?14, ?10, ?10)",
-    [S_DLV_BY_REQUEST] = DLV_COLS "WHERE d.tenant_id = ?1 AND d.env = ?2 AND d.request_key = ?3",
-    [S_DLV_GET] = DLV_COLS "WHERE d.id = ?1",
-    [S_DLV_GET_SCOPED] = DLV_COLS "WHERE d.tenant_id = ?1 AND d.env = ?2 AND d.id = ?3",
-    [S_DLV_LIST] = DLV_COLS "WHERE (?1 = 0 OR d.tenant_id = ?1) AND (?4 < 0 OR d.env = ?4) AND "
+    [S_DLV_BY_REQUEST] =
+        SD_OUTBOX_ITEM_COLS "WHERE d.tenant_id = ?1 AND d.env = ?2 AND d.request_key = ?3",
+    [S_DLV_GET] = SD_OUTBOX_ITEM_COLS "WHERE d.id = ?1",
+    [S_DLV_GET_SCOPED] = SD_OUTBOX_ITEM_COLS "WHERE d.tenant_id = ?1 AND d.env = ?2 AND d.id = ?3",
+    [S_DLV_LIST] =
+        SD_OUTBOX_ITEM_COLS "WHERE (?1 = 0 OR d.tenant_id = ?1) AND (?4 < 0 OR d.env = ?4) AND "
                             "(?2 IS NULL OR d.state = ?2) AND (?5 IS NULL OR d.connector_id = ?5) "
                             "ORDER BY d.created_usec DESC, d.seq DESC LIMIT ?3",
-    /* One lookup per state on outbox_items_due, in time order, skipping items held back by an
-     * earlier item of their subject (they become due when that one ends, not by their time). */
-    [S_DLV_NEXT_DUE] =
-        "SELECT (SELECT d.next_attempt_usec FROM outbox_items d WHERE d.state = 'queued' "
-        "AND " FIFO_FREE " ORDER BY d.next_attempt_usec LIMIT 1), "
-        "(SELECT d.next_attempt_usec FROM outbox_items d WHERE d.state = 'retrying' AND " FIFO_FREE
-        " ORDER BY d.next_attempt_usec LIMIT 1), "
-        "(SELECT min(lease_until_usec) FROM outbox_items WHERE state = 'sending')",
+    /* On outbox_items_due. */
+    [S_DLV_NEXT_DUE] = SD_OUTBOX_NEXT_DUE_SQL,
     [S_DLV_CANDIDATES] = "SELECT d.id, d.connector_id, d.state, coalesce((SELECT c.rate_per_hour "
                          "FROM connectors c WHERE c.id = d.connector_id), 0) FROM outbox_items d "
                          "WHERE " DUE_WHERE " ORDER BY d.next_attempt_usec, d.seq LIMIT 32",
     /* Due items of one connector and operation, besides the one claimed (?2), in due order;
      * first sends of a connector with a rate are left to the planned claim. */
-    [S_DLV_MORE] = "SELECT d.id FROM outbox_items d WHERE d.connector_id = ?3 AND d.operation = "
-                   "?4 AND d.id <> ?2 AND NOT (d.state = 'queued' AND coalesce((SELECT "
-                   "c.rate_per_hour FROM connectors c WHERE c.id = d.connector_id), 0) > 0) AND "
-                   DUE_WHERE " ORDER BY d.next_attempt_usec, d.seq LIMIT ?5",
+    [S_DLV_MORE] =
+        "SELECT d.id FROM outbox_items d WHERE d.connector_id = ?3 AND d.operation = "
+        "?4 AND d.id <> ?2 AND NOT (d.state = 'queued' AND coalesce((SELECT "
+        "c.rate_per_hour FROM connectors c WHERE c.id = d.connector_id), 0) > 0) AND " DUE_WHERE
+        " ORDER BY d.next_attempt_usec, d.seq LIMIT ?5",
     [S_TARGET_LIMIT] = "SELECT coalesce(rate_per_hour, 0) FROM connectors WHERE id = ?1",
     [S_DLV_SENDS] = "SELECT sent_usec FROM outbox_items WHERE connector_id = ?1 AND "
                     "updated_usec > ?2 AND sent_usec > ?2 ORDER BY sent_usec",
-    [S_DLV_WAITING] = "SELECT d.id, d.next_attempt_usec, " FIFO_FREE " FROM outbox_items d "
-                      "WHERE d.connector_id = ?1 AND d.state = 'queued' ORDER BY d.seq",
+    [S_DLV_WAITING] =
+        "SELECT d.id, d.next_attempt_usec, " SD_OUTBOX_FIFO_FREE " FROM outbox_items d "
+        "WHERE d.connector_id = ?1 AND d.state = 'queued' ORDER BY d.seq",
     [S_DLV_SET_NEXT] = "UPDATE outbox_items SET next_attempt_usec = ?2 WHERE id = ?1 AND "
                        "state = 'queued'",
     [S_DLV_CLAIM] = "UPDATE outbox_items AS d SET state = 'sending', attempts = attempts + 1, "
@@ -172,15 +117,16 @@ static const char *const sql[] = {
     [S_DLV_STATE] = "SELECT state FROM outbox_items WHERE id = ?1",
     [S_DLV_CONNECTOR] = "SELECT connector_id FROM outbox_items WHERE id = ?1",
     /* A deleted connector's waiting items: dead at once (one in flight finishes on its own). */
-    [S_DLV_KILL_TARGET] = "UPDATE outbox_items SET state = 'dead', next_attempt_usec = 0, "
-                          "lease_until_usec = 0, updated_usec = ?2, doc = json_set(doc, "
-                          "'$.last_error', ?3) WHERE connector_id = ?1 AND state IN " WAITING,
+    [S_DLV_KILL_TARGET] =
+        "UPDATE outbox_items SET state = 'dead', next_attempt_usec = 0, "
+        "lease_until_usec = 0, updated_usec = ?2, doc = json_set(doc, "
+        "'$.last_error', ?3) WHERE connector_id = ?1 AND state IN " SD_OUTBOX_WAITING,
     [S_DLV_DEDUPE] = "SELECT id FROM outbox_items WHERE connector_id = ?1 AND dedupe_key = ?2 "
-                     "AND state IN " WAITING " ORDER BY seq LIMIT 1",
+                     "AND state IN " SD_OUTBOX_WAITING " ORDER BY seq LIMIT 1",
     [S_DLV_CANCEL] = "UPDATE outbox_items SET state = 'cancelled', next_attempt_usec = 0, "
-                     "doc = ?2, updated_usec = ?3 WHERE id = ?1 AND state IN " WAITING,
+                     "doc = ?2, updated_usec = ?3 WHERE id = ?1 AND state IN " SD_OUTBOX_WAITING,
     [S_DLV_SEND_NOW] = "UPDATE outbox_items SET next_attempt_usec = min(next_attempt_usec, ?2), "
-                       "updated_usec = ?2 WHERE id = ?1 AND state IN " WAITING,
+                       "updated_usec = ?2 WHERE id = ?1 AND state IN " SD_OUTBOX_WAITING,
     [S_REMOTE_GET] = "SELECT remote_id FROM remote_refs WHERE connector_id = ?1 AND kind = ?2 "
                      "AND local_id = ?3",
     [S_REMOTE_FIND] = "SELECT local_id FROM remote_refs WHERE connector_id = ?1 AND kind = ?2 "
@@ -285,6 +231,52 @@ static void read_delivery_v(sqlite3_stmt *st, void *ret)
     read_delivery(st, ret);
 }
 
+/* The statement in `slot` on k with parameters p[0..n) bound (?1..?n) into *ret: 0, -EIO
+ * without a statement, or the bind failure. */
+static int bound(struct conn *k, unsigned slot, const struct sd_sqlite_param *p, size_t n,
+                 sqlite3_stmt **ret)
+{
+    sqlite3_stmt *st = stmt(k, slot);
+    int r = sd_sqlite_bind_params(k, st, p, n);
+    if (r == 0) {
+        *ret = st;
+    }
+    return r;
+}
+
+/* Run the statement in `slot` on k with parameters p[0..n) (?1..?n) to its end. Returns the
+ * number of rows it changed, -EIO without a statement, or the bind or step failure (-EEXIST
+ * on a constraint). */
+static int exec(struct conn *k, unsigned slot, const struct sd_sqlite_param *p, size_t n,
+                const char *op)
+{
+    sqlite3_stmt *st = NULL;
+    int r = bound(k, slot, p, n, &st);
+    if (r == 0) {
+        r = sd_sqlite_step_done(k, st, op);
+    }
+    return r < 0 ? r : sqlite3_changes(k->db);
+}
+
+/* A one-row lookup on a pool connection (statement `slot`, parameters p[0..n)): the row
+ * copied out by `read` (0), -ENOENT without one, or an error. */
+static int lookup(struct sd_store *s, unsigned slot, const struct sd_sqlite_param *p, size_t n,
+                  void (*read)(sqlite3_stmt *, void *), void *ret, const char *op)
+{
+    struct conn *c = NULL;
+    int r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    sqlite3_stmt *st = NULL;
+    r = bound(c, slot, p, n, &st);
+    if (r == 0) {
+        r = one_row(c, st, read, ret, op);
+    }
+    sd_sqlite_pool_put(s, c);
+    return r;
+}
+
 /* ---- targets --------------------------------------------------------------------------------- */
 
 static int plan_target(struct conn *k, const char *target_id, const struct sd_outbox_clock *clk,
@@ -344,21 +336,8 @@ static int target_get(struct sd_store *s, const char *id, struct sd_target *ret)
     if (!id) {
         return -EINVAL;
     }
-    struct conn *c = NULL;
-    int r = sd_sqlite_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
-    sqlite3_stmt *st = stmt(c, S_TARGET_GET);
-    if (!st) {
-        r = -EIO;
-    } else if (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) != SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-    } else {
-        r = one_row(c, st, read_target_v, ret, "target get");
-    }
-    sd_sqlite_pool_put(s, c);
-    return r;
+    return lookup(s, S_TARGET_GET, SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id)), read_target_v, ret,
+                  "target get");
 }
 
 /* The connectors of tenant_id, read on connection c. */
@@ -484,35 +463,18 @@ out:
 }
 
 /* Run statement `slot` on ctl binding ?1 = id. Returns the number of rows changed or -EIO. */
-static int ctl_by_id(struct conn *k, unsigned slot, const char *id, const char *op)
-{
-    sqlite3_stmt *st = stmt(k, slot);
-    if (!st) {
-        return -EIO;
-    }
-    if (sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) != SQLITE_OK) {
-        return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    }
-    int r = sd_sqlite_step_done(k, st, op);
-    return r < 0 ? r : sqlite3_changes(k->db);
-}
-
 int sd_sqlite_outbox_settle_connector(struct sd_store *s, const char *id, const char *reason)
 {
-    int r = ctl_by_id(s->ctl, S_REMOTE_DELETE_TARGET, id, "remote references delete");
+    int r = exec(s->ctl, S_REMOTE_DELETE_TARGET, SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id)),
+                 "remote references delete");
     if (r < 0) {
         return r;
     }
-    sqlite3_stmt *st = stmt(s->ctl, S_DLV_KILL_TARGET);
-    if (!st) {
-        return -EIO;
-    }
-    if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
-         sqlite3_bind_int64(st, 2, sd_now_usec()) |
-         sqlite3_bind_text(st, 3, reason, -1, SQLITE_STATIC)) != SQLITE_OK) {
-        return sd_sqlite_fail(s->ctl, SQLITE_MISUSE, "bind");
-    }
-    return sd_sqlite_step_done(s->ctl, st, "items of a deleted connector");
+    r = exec(
+        s->ctl, S_DLV_KILL_TARGET,
+        SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id), SD_SQLITE_NUM(sd_now_usec()), SD_SQLITE_TEXT(reason)),
+        "items of a deleted connector");
+    return r < 0 ? r : 0;
 }
 
 static int target_delete(struct sd_store *s, const char *id, const char *reason)
@@ -524,12 +486,13 @@ static int target_delete(struct sd_store *s, const char *id, const char *reason)
     if (r < 0) {
         return r;
     }
-    r = ctl_by_id(s->ctl, S_TARGET_DELETE, id, "target delete");
+    r = exec(s->ctl, S_TARGET_DELETE, SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id)), "target delete");
     if (r == 0) {
         r = -ENOENT;
     }
     if (r >= 0) {
-        r = ctl_by_id(s->ctl, S_TARGET_STATE_DELETE, id, "connector state delete");
+        r = exec(s->ctl, S_TARGET_STATE_DELETE, SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id)),
+                 "connector state delete");
     }
     if (r >= 0) {
         r = sd_sqlite_outbox_settle_connector(s, id, reason);
@@ -539,22 +502,22 @@ static int target_delete(struct sd_store *s, const char *id, const char *reason)
 
 /* ---- rate plan ------------------------------------------------------------------------------- */
 
-struct waiting {
-    char *id;
-    int64_t next;
-    bool fifo_free; /* no earlier item of its subject is on its way */
-};
+static int set_next(void *ctx, const char *id, int64_t next_usec)
+{
+    int r = exec(ctx, S_DLV_SET_NEXT,
+                 SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id), SD_SQLITE_NUM(next_usec)), "delivery plan");
+    return r < 0 ? r : 0;
+}
 
 /* Give every queued (never sent in this run) item of connector target_id its slot under the
- * rate limit, oldest first, inside the open ctl transaction. *ret_first (may be NULL) receives
- * the id of the oldest waiting item whose slot is now and whose subject is free (heap), else
- * NULL. A connector without a rate is left alone (its items keep their times). */
+ * rate limit (sd_outbox_plan_apply), inside the open ctl transaction. *ret_first (may be NULL):
+ * as sd_outbox_plan_apply's. A connector without a rate is left alone (its items keep their
+ * times). */
 static int plan_target(struct conn *k, const char *target_id, const struct sd_outbox_clock *clk,
                        char **ret_first)
 {
     int64_t *sends = NULL;
-    struct waiting *w = NULL;
-    int64_t *slots = NULL;
+    struct sd_outbox_waiting *w = NULL;
     size_t ns = 0, cs = 0, nw = 0, cw = 0;
     int64_t limit = 0;
     int r = -EIO, rc;
@@ -617,46 +580,10 @@ static int plan_target(struct conn *k, const char *target_id, const struct sd_ou
         r = sd_sqlite_fail(k, rc, "delivery waiting");
         goto out;
     }
-    if (nw == 0) {
-        r = 0;
-        goto out;
-    }
-
-    slots = sd_calloc(nw, sizeof(*slots));
-    clk->plan(sends, ns, limit, clk->window_usec, clk->now_usec, nw, slots);
-    st = stmt(k, S_DLV_SET_NEXT);
-    if (!st) {
-        goto out;
-    }
-    for (size_t j = 0; j < nw; j++) {
-        bool may_go = slots[j] <= clk->now_usec;
-        /* One that may go keeps its own (past) time, so due order among targets stays. */
-        int64_t next = may_go ? (w[j].next <= clk->now_usec ? w[j].next : clk->now_usec) : slots[j];
-        if (ret_first && !*ret_first && may_go && w[j].fifo_free) {
-            *ret_first = w[j].id;
-            w[j].id = NULL;
-        }
-        if (next == w[j].next) {
-            continue;
-        }
-        if ((sqlite3_bind_text(st, 1, w[j].id ? w[j].id : *ret_first, -1, SQLITE_STATIC) |
-             sqlite3_bind_int64(st, 2, next)) != SQLITE_OK) {
-            r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-            goto out;
-        }
-        if ((r = sd_sqlite_step_done(k, st, "delivery plan")) < 0) {
-            goto out;
-        }
-        r = -EIO;
-    }
-    r = 0;
+    r = sd_outbox_plan_apply(clk, limit, sends, ns, w, nw, set_next, k, ret_first);
 out:
-    for (size_t j = 0; j < nw; j++) {
-        free(w[j].id);
-    }
-    free(w);
+    sd_outbox_waiting_free(w, nw);
     free(sends);
-    free(slots);
     return r;
 }
 
@@ -700,35 +627,22 @@ static int insert_item(struct conn *k, const struct sd_outbox_item *d, int64_t n
     if (d->dedupe_key && (r = dedupe_lookup(k, d->connector_id, d->dedupe_key, ret_found)) != 0) {
         return r;
     }
-    sqlite3_stmt *st = stmt(k, S_DLV_INSERT);
-    if (!st) {
-        return -EIO;
-    }
-    if ((sqlite3_bind_text(st, 1, d->id, -1, SQLITE_STATIC) |
-         sqlite3_bind_int64(st, 2, d->tenant_id) | sqlite3_bind_int(st, 3, (int)d->env) |
-         sqlite3_bind_text(st, 4, d->connector_id, -1, SQLITE_STATIC) |
-         sqlite3_bind_text(st, 5, d->operation, -1, SQLITE_STATIC) |
-         sqlite3_bind_text(st, 6, d->subject_kind, -1, SQLITE_STATIC) |
-         sqlite3_bind_text(st, 7, d->subject_id, -1, SQLITE_STATIC) | bind_opt(st, 8, d->payload) |
-         bind_opt(st, 9, d->dedupe_key) | sqlite3_bind_int64(st, 10, now_usec) |
-         sqlite3_bind_text(st, 11, d->idem_key, -1, SQLITE_STATIC) |
-         bind_opt(st, 12, d->request_key) | bind_opt(st, 13, d->origin) |
-         sqlite3_bind_text(st, 14, d->doc, -1, SQLITE_STATIC)) != SQLITE_OK) {
-        return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    }
-    return sd_sqlite_step_done(k, st, "item insert");
-}
-
-static bool item_ok(const struct sd_outbox_item *d)
-{
-    return d && d->id && d->connector_id && d->operation && d->subject_kind && d->subject_id &&
-           d->idem_key && d->doc && sd_sqlite_env_ok(d->env);
+    r = exec(k, S_DLV_INSERT,
+             SD_SQLITE_PARAMS(SD_SQLITE_TEXT(d->id), SD_SQLITE_NUM(d->tenant_id),
+                              SD_SQLITE_NUM((int64_t)d->env), SD_SQLITE_TEXT(d->connector_id),
+                              SD_SQLITE_TEXT(d->operation), SD_SQLITE_TEXT(d->subject_kind),
+                              SD_SQLITE_TEXT(d->subject_id), SD_SQLITE_TEXT(d->payload),
+                              SD_SQLITE_TEXT(d->dedupe_key), SD_SQLITE_NUM(now_usec),
+                              SD_SQLITE_TEXT(d->idem_key), SD_SQLITE_TEXT(d->request_key),
+                              SD_SQLITE_TEXT(d->origin), SD_SQLITE_TEXT(d->doc)),
+             "item insert");
+    return r < 0 ? r : 0;
 }
 
 static int delivery_insert(struct sd_store *s, const struct sd_outbox_item *d,
                            const struct sd_outbox_clock *clk, char **ret_id)
 {
-    if (!item_ok(d) || !clk || !clk->plan) {
+    if (!sd_outbox_item_ok(d) || !clk || !clk->plan) {
         return -EINVAL;
     }
     int r = sd_sqlite_ctl_begin_write(s);
@@ -756,7 +670,7 @@ static int delivery_insert(struct sd_store *s, const struct sd_outbox_item *d,
 static int outbox_add_tx(struct sd_store *s, const struct sd_outbox_item *d, int64_t now_usec,
                          char **ret_id)
 {
-    if (!item_ok(d) || !s->writer) {
+    if (!sd_outbox_item_ok(d) || !s->writer) {
         return -EINVAL;
     }
     char *found = NULL;
@@ -777,30 +691,14 @@ static int delivery_one(struct sd_store *s, int slot, int64_t tenant_id, enum sd
     if (!text) {
         return -EINVAL;
     }
-    struct conn *c = NULL;
-    int r = sd_sqlite_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
-    sqlite3_stmt *st = stmt(c, slot);
-    int rc;
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
     if (tenant_id) {
-        rc = sd_sqlite_bind_scope(st, tenant_id, env, text);
-    } else {
-        rc = sqlite3_bind_text(st, 1, text, -1, SQLITE_STATIC);
+        return lookup(s, slot,
+                      SD_SQLITE_PARAMS(SD_SQLITE_NUM(tenant_id), SD_SQLITE_NUM((int64_t)env),
+                                       SD_SQLITE_TEXT(text)),
+                      read_delivery_v, ret, "delivery get");
     }
-    if (rc != SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-        goto out;
-    }
-    r = one_row(c, st, read_delivery_v, ret, "delivery get");
-out:
-    sd_sqlite_pool_put(s, c);
-    return r;
+    return lookup(s, slot, SD_SQLITE_PARAMS(SD_SQLITE_TEXT(text)), read_delivery_v, ret,
+                  "delivery get");
 }
 
 static int delivery_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
@@ -910,28 +808,36 @@ static int delivery_next_due(struct sd_store *s, int64_t *ret_usec)
     return r;
 }
 
-struct candidate {
-    char *id;
-    char *connector_id;
-    bool first_send; /* queued under a rate: subject to the rate limit */
-};
-
 /* Lease `id` if it is still due; 1 leased, 0 not due (any more), or -EIO. */
 static int lease(struct conn *k, const char *id, const struct sd_outbox_clock *clk)
 {
-    sqlite3_stmt *st = stmt(k, S_DLV_CLAIM);
-    if (!st) {
-        return -EIO;
-    }
-    if ((sqlite3_bind_int64(st, 1, clk->now_usec) |
-         sqlite3_bind_int64(st, 2, clk->now_usec + clk->lease_usec) |
-         sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC) | bind_opt(st, 4, clk->owner)) !=
-        SQLITE_OK) {
-        return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    }
-    int r = sd_sqlite_step_done(k, st, "item claim");
-    return r < 0 ? r : sqlite3_changes(k->db) > 0;
+    int r = exec(k, S_DLV_CLAIM,
+                 SD_SQLITE_PARAMS(SD_SQLITE_NUM(clk->now_usec),
+                                  SD_SQLITE_NUM(clk->now_usec + clk->lease_usec),
+                                  SD_SQLITE_TEXT(id), SD_SQLITE_TEXT(clk->owner)),
+                 "item claim");
+    return r < 0 ? r : r > 0;
 }
+
+struct claim_io_ctx {
+    struct conn *k;
+    const struct sd_outbox_clock *clk;
+};
+
+static int claim_plan(void *ctx, const char *connector_id, bool first, char **ret_first)
+{
+    const struct claim_io_ctx *x = ctx;
+    (void)first; /* SQLite's one write lock serializes every plan */
+    return plan_target(x->k, connector_id, x->clk, ret_first);
+}
+
+static int claim_lease(void *ctx, const char *id)
+{
+    const struct claim_io_ctx *x = ctx;
+    return lease(x->k, id, x->clk);
+}
+
+static const struct sd_outbox_claim_io claim_io = {.plan = claim_plan, .lease = claim_lease};
 
 static int delivery_claim(struct sd_store *s, const struct sd_outbox_clock *clk,
                           struct sd_outbox_item *ret)
@@ -944,7 +850,7 @@ static int delivery_claim(struct sd_store *s, const struct sd_outbox_clock *clk,
         return r;
     }
     struct conn *k = s->ctl;
-    struct candidate *cand = NULL;
+    struct sd_outbox_candidate *cand = NULL;
     size_t nc = 0, cap = 0;
     char *chosen = NULL;
     sqlite3_stmt *st = stmt(k, S_DLV_CANDIDATES);
@@ -970,40 +876,11 @@ static int delivery_claim(struct sd_store *s, const struct sd_outbox_clock *clk,
         r = sd_sqlite_fail(k, rc, "item candidates");
         goto out;
     }
-    r = -ENOENT;
-    for (size_t i = 0; i < nc; i++) {
-        if (!cand[i].first_send) {
-            /* No rate, a retry or a lease that ran out: it may go as it is. */
-            chosen = sd_strdup(cand[i].id);
-        } else {
-            bool planned = false;
-            for (size_t j = 0; j < i; j++) {
-                planned = planned || (cand[j].first_send &&
-                                      strcmp(cand[j].connector_id, cand[i].connector_id) == 0);
-            }
-            if (planned) {
-                continue; /* its connector was planned already and had no free slot */
-            }
-            int pr = plan_target(k, cand[i].connector_id, clk, &chosen);
-            if (pr < 0) {
-                r = pr;
-                goto out;
-            }
-            if (!chosen) {
-                continue;
-            }
-        }
-        int lr = lease(k, chosen, clk);
-        if (lr < 0) {
-            r = lr;
-            goto out;
-        }
-        if (lr == 1) {
-            break;
-        }
-        free(chosen); /* planned but not due yet: it keeps its place */
-        chosen = NULL;
+    struct claim_io_ctx x = {.k = k, .clk = clk};
+    if ((r = sd_outbox_claim_pick(cand, nc, &claim_io, &x, &chosen)) < 0) {
+        goto out;
     }
+    r = -ENOENT;
     if (chosen) {
         st = stmt(k, S_DLV_GET);
         if (!st) {
@@ -1015,11 +892,7 @@ static int delivery_claim(struct sd_store *s, const struct sd_outbox_clock *clk,
         }
     }
 out:
-    for (size_t i = 0; i < nc; i++) {
-        free(cand[i].id);
-        free(cand[i].connector_id);
-    }
-    free(cand);
+    sd_outbox_candidates_free(cand, nc);
     free(chosen);
     /* -ENOENT still commits: the plan written above is what the status shows. */
     int fr = sd_sqlite_ctl_end_write(s, r == -ENOENT ? 0 : r, false);
@@ -1032,8 +905,7 @@ static int delivery_claim_more(struct sd_store *s, const struct sd_outbox_clock 
 {
     *ret = NULL;
     *ret_n = 0;
-    if (!clk || clk->lease_usec <= 0 || !first || !first->id || !first->connector_id ||
-        !first->operation) {
+    if (!sd_outbox_more_ok(clk, first)) {
         return -EINVAL;
     }
     if (max == 0) {
@@ -1118,27 +990,11 @@ static int delivery_renew(struct sd_store *s, const char *id, int64_t fence,
     if (r < 0) {
         return r;
     }
-    struct conn *k = s->ctl;
-    sqlite3_stmt *st = stmt(k, S_DLV_RENEW);
-    if (!st) {
-        r = -EIO;
-    } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 2, fence) |
-                sqlite3_bind_int64(st, 3, new_lease_until_usec)) != SQLITE_OK) {
-        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    } else {
-        r = sd_sqlite_step_done(k, st, "item renew");
-        if (r == 0 && sqlite3_changes(k->db) == 0) {
-            r = -ESTALE;
-        }
-    }
-    return sd_sqlite_ctl_end_write(s, r, false);
-}
-
-static bool outcome_ok(const char *id, const struct sd_delivery_outcome *o)
-{
-    return id && o && o->doc &&
-           (o->state == SD_DELIVERY_RETRYING || o->state == SD_DELIVERY_DELIVERED ||
-            o->state == SD_DELIVERY_DEAD);
+    r = exec(s->ctl, S_DLV_RENEW,
+             SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id), SD_SQLITE_NUM(fence),
+                              SD_SQLITE_NUM(new_lease_until_usec)),
+             "item renew");
+    return sd_sqlite_ctl_end_write(s, r < 0 ? r : r == 0 ? -ESTALE : 0, false);
 }
 
 /* One item's outcome inside the open write transaction: 0, -ESTALE (not this fence's lease),
@@ -1146,43 +1002,30 @@ static bool outcome_ok(const char *id, const struct sd_delivery_outcome *o)
 static int finish_row(struct conn *k, const char *id, int64_t fence,
                       const struct sd_delivery_outcome *o, int64_t now)
 {
-    int r;
     const char *remote = o->state == SD_DELIVERY_DELIVERED ? o->remote_ref : NULL;
-    sqlite3_stmt *st = stmt(k, S_DLV_FINISH);
-    if (!st) {
-        return -EIO;
+    int r =
+        exec(k, S_DLV_FINISH,
+             SD_SQLITE_PARAMS(
+                 SD_SQLITE_TEXT(id), SD_SQLITE_NUM(fence),
+                 SD_SQLITE_TEXT(sd_delivery_state_name(o->state)), SD_SQLITE_NUM(o->attempts_delta),
+                 SD_SQLITE_NUM(o->state == SD_DELIVERY_RETRYING ? o->next_attempt_usec : 0),
+                 SD_SQLITE_TEXT(o->doc), SD_SQLITE_NUM(now), SD_SQLITE_TEXT(remote)),
+             "item finish");
+    if (r == 0) {
+        return -ESTALE;
     }
-    if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 2, fence) |
-         sqlite3_bind_text(st, 3, sd_delivery_state_name(o->state), -1, SQLITE_STATIC) |
-         sqlite3_bind_int64(st, 4, o->attempts_delta) |
-         sqlite3_bind_int64(st, 5, o->state == SD_DELIVERY_RETRYING ? o->next_attempt_usec : 0) |
-         sqlite3_bind_text(st, 6, o->doc, -1, SQLITE_STATIC) | sqlite3_bind_int64(st, 7, now) |
-         bind_opt(st, 8, remote)) != SQLITE_OK) {
-        return sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+    if (r > 0 && remote) {
+        r = exec(k, S_REMOTE_UPSERT_ITEM,
+                 SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id), SD_SQLITE_TEXT(remote), SD_SQLITE_NUM(now)),
+                 "remote reference upsert");
     }
-    r = sd_sqlite_step_done(k, st, "item finish");
-    if (r == 0 && sqlite3_changes(k->db) == 0) {
-        r = -ESTALE;
-    }
-    if (r == 0 && remote) {
-        st = stmt(k, S_REMOTE_UPSERT_ITEM);
-        if (!st) {
-            r = -EIO;
-        } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
-                    sqlite3_bind_text(st, 2, remote, -1, SQLITE_STATIC) |
-                    sqlite3_bind_int64(st, 3, now)) != SQLITE_OK) {
-            r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-        } else {
-            r = sd_sqlite_step_done(k, st, "remote reference upsert");
-        }
-    }
-    return r;
+    return r < 0 ? r : 0;
 }
 
 static int delivery_finish(struct sd_store *s, const char *id, int64_t fence,
                            const struct sd_delivery_outcome *o)
 {
-    if (!outcome_ok(id, o)) {
+    if (!sd_outbox_outcome_ok(id, o)) {
         return -EINVAL;
     }
     int r = sd_sqlite_ctl_begin_write(s);
@@ -1198,7 +1041,7 @@ static int delivery_finish_many(struct sd_store *s, size_t n, const char *const 
                                 int *ret)
 {
     for (size_t i = 0; i < n; i++) {
-        if (!outcome_ok(ids[i], &o[i])) {
+        if (!sd_outbox_outcome_ok(ids[i], &o[i])) {
             return -EINVAL;
         }
     }
@@ -1245,6 +1088,29 @@ static int item_connector(struct conn *k, const char *id, char **ret)
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? -ENOENT : sd_sqlite_fail(k, rc, "item");
 }
 
+/* After a state-guarded UPDATE of item `id` (r: the rows it changed, or an error): -ENOENT or
+ * -EBUSY when it changed nothing (why_unchanged); else, with clk, the item's connector is
+ * planned again. */
+static int changed_then_plan(struct conn *k, const char *id, int r,
+                             const struct sd_outbox_clock *clk)
+{
+    if (r < 0) {
+        return r;
+    }
+    if (r == 0) {
+        return why_unchanged(k, id);
+    }
+    if (!clk) {
+        return 0;
+    }
+    char *connector = NULL;
+    if ((r = item_connector(k, id, &connector)) == 0) {
+        r = plan_target(k, connector, clk, NULL);
+    }
+    free(connector);
+    return r;
+}
+
 static int delivery_requeue(struct sd_store *s, const char *id, const char *idem_key,
                             const char *doc, const struct sd_outbox_clock *clk)
 {
@@ -1256,31 +1122,11 @@ static int delivery_requeue(struct sd_store *s, const char *id, const char *idem
         return r;
     }
     struct conn *k = s->ctl;
-    char *connector = NULL;
-    sqlite3_stmt *st = stmt(k, S_DLV_REQUEUE);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
-         sqlite3_bind_text(st, 2, idem_key, -1, SQLITE_STATIC) |
-         sqlite3_bind_text(st, 3, doc, -1, SQLITE_STATIC) |
-         sqlite3_bind_int64(st, 4, clk->now_usec)) != SQLITE_OK) {
-        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-        goto out;
-    }
-    if ((r = sd_sqlite_step_done(k, st, "item requeue")) < 0) {
-        goto out;
-    }
-    if (sqlite3_changes(k->db) == 0) {
-        r = why_unchanged(k, id);
-        goto out;
-    }
-    if ((r = item_connector(k, id, &connector)) == 0) {
-        r = plan_target(k, connector, clk, NULL);
-    }
-out:
-    free(connector);
+    r = exec(k, S_DLV_REQUEUE,
+             SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id), SD_SQLITE_TEXT(idem_key), SD_SQLITE_TEXT(doc),
+                              SD_SQLITE_NUM(clk->now_usec)),
+             "item requeue");
+    r = changed_then_plan(k, id, r, clk);
     return sd_sqlite_ctl_end_write(s, r, false);
 }
 
@@ -1293,18 +1139,10 @@ static int delivery_cancel(struct sd_store *s, const char *id, const char *doc, 
     if (r < 0) {
         return r;
     }
-    struct conn *k = s->ctl;
-    sqlite3_stmt *st = stmt(k, S_DLV_CANCEL);
-    if (!st) {
-        r = -EIO;
-    } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 2, doc, -1, SQLITE_STATIC) |
-                sqlite3_bind_int64(st, 3, now_usec)) != SQLITE_OK) {
-        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    } else if ((r = sd_sqlite_step_done(k, st, "item cancel")) == 0 &&
-               sqlite3_changes(k->db) == 0) {
-        r = why_unchanged(k, id);
-    }
+    r = exec(s->ctl, S_DLV_CANCEL,
+             SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id), SD_SQLITE_TEXT(doc), SD_SQLITE_NUM(now_usec)),
+             "item cancel");
+    r = changed_then_plan(s->ctl, id, r, NULL);
     return sd_sqlite_ctl_end_write(s, r, false);
 }
 
@@ -1317,26 +1155,18 @@ static int delivery_send_now(struct sd_store *s, const char *id, const struct sd
     if (r < 0) {
         return r;
     }
-    struct conn *k = s->ctl;
-    char *connector = NULL;
-    sqlite3_stmt *st = stmt(k, S_DLV_SEND_NOW);
-    if (!st) {
-        r = -EIO;
-    } else if ((sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) |
-                sqlite3_bind_int64(st, 2, clk->now_usec)) != SQLITE_OK) {
-        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    } else if ((r = sd_sqlite_step_done(k, st, "item send now")) == 0) {
-        if (sqlite3_changes(k->db) == 0) {
-            r = why_unchanged(k, id);
-        } else if ((r = item_connector(k, id, &connector)) == 0) {
-            r = plan_target(k, connector, clk, NULL); /* a rate still applies to a first send */
-        }
-    }
-    free(connector);
+    r = exec(s->ctl, S_DLV_SEND_NOW,
+             SD_SQLITE_PARAMS(SD_SQLITE_TEXT(id), SD_SQLITE_NUM(clk->now_usec)), "item send now");
+    r = changed_then_plan(s->ctl, id, r, clk); /* a rate still applies to a first send */
     return sd_sqlite_ctl_end_write(s, r, false);
 }
 
 /* ---- remote references ----------------------------------------------------------------------- */
+
+static void read_text_v(sqlite3_stmt *st, void *ret)
+{
+    *(char **)ret = sd_sqlite_column_strdup(st, 0);
+}
 
 static int remote_lookup(struct sd_store *s, unsigned slot, const char *connector_id,
                          const char *kind, const char *key, char **ret)
@@ -1344,32 +1174,11 @@ static int remote_lookup(struct sd_store *s, unsigned slot, const char *connecto
     if (!connector_id || !kind || !key || !ret) {
         return -EINVAL;
     }
-    struct conn *c = NULL;
-    int r = sd_sqlite_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
-    sqlite3_stmt *st = stmt(c, slot);
-    if (!st) {
-        r = -EIO;
-    } else if ((sqlite3_bind_text(st, 1, connector_id, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 3, key, -1, SQLITE_STATIC)) != SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-    } else {
-        int rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-            *ret = sd_sqlite_column_strdup(st, 0);
-            r = *ret ? 0 : -ENOENT;
-        } else if (rc == SQLITE_DONE) {
-            r = -ENOENT;
-        } else {
-            r = sd_sqlite_fail(c, rc, "remote reference");
-        }
-        sqlite3_reset(st);
-    }
-    sd_sqlite_pool_put(s, c);
-    return r;
+    int r = lookup(
+        s, slot,
+        SD_SQLITE_PARAMS(SD_SQLITE_TEXT(connector_id), SD_SQLITE_TEXT(kind), SD_SQLITE_TEXT(key)),
+        read_text_v, ret, "remote reference");
+    return r == 0 && !*ret ? -ENOENT : r;
 }
 
 static int remote_ref_get(struct sd_store *s, const char *connector_id, const char *kind,
@@ -1394,28 +1203,19 @@ static int remote_ref_put(struct sd_store *s, const char *connector_id, const ch
     if (r < 0) {
         return r;
     }
-    struct conn *k = s->ctl;
-    sqlite3_stmt *st = stmt(k, S_REMOTE_PUT);
-    if (!st) {
-        r = -EIO;
-    } else if ((sqlite3_bind_text(st, 1, connector_id, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 3, local_id, -1, SQLITE_STATIC) |
-                sqlite3_bind_text(st, 4, remote_id, -1, SQLITE_STATIC) |
-                sqlite3_bind_int64(st, 5, sd_now_usec())) != SQLITE_OK) {
-        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-    } else {
-        r = sd_sqlite_step_done(k, st, "remote reference put");
-    }
-    return sd_sqlite_ctl_end_write(s, r, false);
+    r = exec(s->ctl, S_REMOTE_PUT,
+             SD_SQLITE_PARAMS(SD_SQLITE_TEXT(connector_id), SD_SQLITE_TEXT(kind),
+                              SD_SQLITE_TEXT(local_id), SD_SQLITE_TEXT(remote_id),
+                              SD_SQLITE_NUM(sd_now_usec())),
+             "remote reference put");
+    return sd_sqlite_ctl_end_write(s, r < 0 ? r : 0, false);
 }
 
 static int remote_ref_list(struct sd_store *s, const char *connector_id, const char *kind,
                            const char *after, size_t limit, char ***ret_local, char ***ret_remote,
                            size_t *ret_n)
 {
-    if (!connector_id || !kind || !ret_local || !ret_remote || !ret_n || limit == 0 ||
-        limit > SD_REMOTE_REFS_PAGE_MAX) {
+    if (!sd_outbox_refs_list_ok(connector_id, kind, limit, ret_local, ret_remote, ret_n)) {
         return -EINVAL;
     }
     struct conn *c = NULL;
@@ -1474,20 +1274,9 @@ static int remote_ref_apply(struct sd_store *s, const char *connector_id, const 
                             const char *const *put_local, const char *const *put_remote,
                             size_t n_put, const char *const *del_local, size_t n_del)
 {
-    if (!connector_id || !kind || n_put > SD_REMOTE_REFS_APPLY_MAX ||
-        n_del > SD_REMOTE_REFS_APPLY_MAX || (n_put && (!put_local || !put_remote)) ||
-        (n_del && !del_local)) {
+    if (!sd_outbox_refs_apply_ok(connector_id, kind, put_local, put_remote, n_put, del_local,
+                                 n_del)) {
         return -EINVAL;
-    }
-    for (size_t i = 0; i < n_put; i++) {
-        if (!put_local[i] || !put_remote[i]) {
-            return -EINVAL;
-        }
-    }
-    for (size_t i = 0; i < n_del; i++) {
-        if (!del_local[i]) {
-            return -EINVAL;
-        }
     }
     int r = sd_sqlite_ctl_begin_write(s);
     if (r < 0) {
@@ -1495,59 +1284,20 @@ static int remote_ref_apply(struct sd_store *s, const char *connector_id, const 
     }
     struct conn *k = s->ctl;
     int64_t now = sd_now_usec();
-    sqlite3_stmt *put = stmt(k, S_REMOTE_PUT);
-    sqlite3_stmt *del = stmt(k, S_REMOTE_DELETE);
-    if (!put || !del) {
-        r = -EIO;
+    for (size_t i = 0; r >= 0 && i < n_put; i++) {
+        r = exec(k, S_REMOTE_PUT,
+                 SD_SQLITE_PARAMS(SD_SQLITE_TEXT(connector_id), SD_SQLITE_TEXT(kind),
+                                  SD_SQLITE_TEXT(put_local[i]), SD_SQLITE_TEXT(put_remote[i]),
+                                  SD_SQLITE_NUM(now)),
+                 "remote reference put");
     }
-    for (size_t i = 0; r == 0 && i < n_put; i++) {
-        if ((sqlite3_bind_text(put, 1, connector_id, -1, SQLITE_STATIC) |
-             sqlite3_bind_text(put, 2, kind, -1, SQLITE_STATIC) |
-             sqlite3_bind_text(put, 3, put_local[i], -1, SQLITE_STATIC) |
-             sqlite3_bind_text(put, 4, put_remote[i], -1, SQLITE_STATIC) |
-             sqlite3_bind_int64(put, 5, now)) != SQLITE_OK) {
-            r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-        } else {
-            r = sd_sqlite_step_done(k, put, "remote reference put");
-        }
+    for (size_t i = 0; r >= 0 && i < n_del; i++) {
+        r = exec(k, S_REMOTE_DELETE,
+                 SD_SQLITE_PARAMS(SD_SQLITE_TEXT(connector_id), SD_SQLITE_TEXT(kind),
+                                  SD_SQLITE_TEXT(del_local[i])),
+                 "remote reference delete");
     }
-    for (size_t i = 0; r == 0 && i < n_del; i++) {
-        if ((sqlite3_bind_text(del, 1, connector_id, -1, SQLITE_STATIC) |
-             sqlite3_bind_text(del, 2, kind, -1, SQLITE_STATIC) |
-             sqlite3_bind_text(del, 3, del_local[i], -1, SQLITE_STATIC)) != SQLITE_OK) {
-            r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
-        } else {
-            r = sd_sqlite_step_done(k, del, "remote reference delete");
-        }
-    }
-    return sd_sqlite_ctl_end_write(s, r, false);
+    return sd_sqlite_ctl_end_write(s, r < 0 ? r : 0, false);
 }
 
-const struct sd_store_outbox_ops sd_sqlite_outbox_ops = {
-    .target_put = target_put,
-    .target_get = target_get,
-    .target_list = target_list,
-    .target_delete = target_delete,
-    .delivery_insert = delivery_insert,
-    .delivery_by_request = delivery_by_request,
-    .delivery_get = delivery_get,
-    .delivery_list = delivery_list,
-    .delivery_next_due = delivery_next_due,
-    .delivery_claim = delivery_claim,
-    .delivery_claim_more = delivery_claim_more,
-    .delivery_renew = delivery_renew,
-    .delivery_finish = delivery_finish,
-    .delivery_finish_many = delivery_finish_many,
-    .delivery_requeue = delivery_requeue,
-    .delivery_cancel = delivery_cancel,
-    .delivery_send_now = delivery_send_now,
-    .outbox_add_tx = outbox_add_tx,
-    .outbox_targets_tx = outbox_targets_tx,
-    .outbox_linked_tx = outbox_linked_tx,
-    .customer_version = customer_version,
-    .remote_ref_get = remote_ref_get,
-    .remote_ref_find = remote_ref_find,
-    .remote_ref_put = remote_ref_put,
-    .remote_ref_list = remote_ref_list,
-    .remote_ref_apply = remote_ref_apply,
-};
+const struct sd_store_outbox_ops sd_sqlite_outbox_ops = SD_OUTBOX_OPS_INIT;

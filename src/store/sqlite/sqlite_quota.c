@@ -33,26 +33,6 @@ static const char SQL_ADD[] =
     "VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (cred_key, name, start_usec) "
     "DO UPDATE SET used = used + excluded.used";
 
-static bool text_ok(const char *s, size_t max)
-{
-    return s && s[0] && strnlen(s, max + 1) <= max;
-}
-
-static bool args_ok(const char *cred_key, const struct sd_quota_slot *slots, size_t n_slots)
-{
-    if (!text_ok(cred_key, SD_QUOTA_KEY_MAX) || !slots || n_slots == 0 ||
-        n_slots > SD_QUOTA_SLOTS_MAX) {
-        return false;
-    }
-    for (size_t i = 0; i < n_slots; i++) {
-        if (!text_ok(slots[i].name, SD_QUOTA_NAME_MAX) ||
-            slots[i].start_usec >= slots[i].end_usec) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* The count of one window into *ret (0 without a row). */
 static int get_used(struct conn *c, const char *cred_key, const struct sd_quota_slot *slot,
                     int64_t *ret)
@@ -80,13 +60,8 @@ static int get_used(struct conn *c, const char *cred_key, const struct sd_quota_
 static int quota_take(struct sd_store *s, const char *cred_key, int64_t now_usec, int64_t n,
                       struct sd_quota_slot *slots, size_t n_slots)
 {
-    if (!args_ok(cred_key, slots, n_slots) || n < 0) {
+    if (!sd_quota_take_args_ok(cred_key, n, slots, n_slots)) {
         return -EINVAL;
-    }
-    for (size_t i = 0; i < n_slots; i++) {
-        if (slots[i].limit < 0) {
-            return -EINVAL;
-        }
     }
     int64_t used[SD_QUOTA_SLOTS_MAX] = {0};
     bool room = true;
@@ -147,7 +122,7 @@ out:
 static int quota_read(struct sd_store *s, const char *cred_key, struct sd_quota_slot *slots,
                       size_t n_slots)
 {
-    if (!args_ok(cred_key, slots, n_slots)) {
+    if (!sd_quota_args_ok(cred_key, slots, n_slots)) {
         return -EINVAL;
     }
     int64_t used[SD_QUOTA_SLOTS_MAX] = {0};

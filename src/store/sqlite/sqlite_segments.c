@@ -36,6 +36,7 @@
 #include "base/log.h"
 #include "sqlite_internal.h"
 #include "store/audience.h"
+#include "store/seg_members.h"
 #include "store/seg_sql.h"
 #include "store/store.h"
 
@@ -514,13 +515,6 @@ static int seg_count(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     return r;
 }
 
-static int cmp_source(const void *a, const void *b)
-{
-    const struct sd_seg_member_source *x = a, *y = b;
-    int r = strcmp(x->source, y->source);
-    return r ? r : strcmp(x->customer_id, y->customer_id);
-}
-
 /* Fill the e-mail and source ids of every member of page (ids ascending) from their source
  * records, in one statement. */
 static int member_sources(struct conn *c, int64_t tenant_id, enum sd_env env, struct limits *l,
@@ -547,33 +541,14 @@ static int member_sources(struct conn *c, int64_t tenant_id, enum sd_env env, st
         sd_buf_release(&ids);
         return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
-    size_t at = 0, cap = 0; /* the member the rows are at, and its sources' capacity */
+    struct sd_seg_sources_cursor cur = {0};
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(st, 0);
-        while (at < page->n && page->v[at].profile_id < id) {
-            at++;
-            cap = 0;
-        }
-        if (at == page->n || page->v[at].profile_id != id) {
-            continue; /* not a member of the page: cannot happen, the ids came from it */
-        }
-        struct sd_seg_member *m = &page->v[at];
-        if (m->n_sources == cap) {
-            cap = cap ? cap * 2 : 2;
-            m->sources = sd_realloc(m->sources, cap * sizeof(*m->sources));
-        }
-        struct sd_seg_member_source *src = &m->sources[m->n_sources++];
-        src->source = sd_sqlite_column_strdup(st, 1);
-        src->customer_id = sd_sqlite_column_strdup(st, 2);
-        if (!src->source) {
-            src->source = sd_strdup("");
-        }
-        if (!src->customer_id) {
-            src->customer_id = sd_strdup("");
-        }
-        if (!m->email && sqlite3_column_type(st, 3) == SQLITE_TEXT) {
-            m->email = sd_sqlite_column_strdup(st, 3);
-        }
+        const char *email = sqlite3_column_type(st, 3) == SQLITE_TEXT
+                                ? (const char *)sqlite3_column_text(st, 3)
+                                : NULL;
+        sd_seg_sources_add(page, &cur, sqlite3_column_int64(st, 0),
+                           (const char *)sqlite3_column_text(st, 1),
+                           (const char *)sqlite3_column_text(st, 2), email);
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
@@ -584,12 +559,7 @@ static int member_sources(struct conn *c, int64_t tenant_id, enum sd_env env, st
     if (rc != SQLITE_DONE) {
         return sd_sqlite_fail(c, rc, "segment member sources");
     }
-    for (size_t i = 0; i < page->n; i++) {
-        struct sd_seg_member *m = &page->v[i];
-        if (m->n_sources > 1) {
-            qsort(m->sources, m->n_sources, sizeof(*m->sources), cmp_source);
-        }
-    }
+    sd_seg_sources_sort(page);
     return 0;
 }
 
@@ -617,12 +587,8 @@ static int seg_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     page.v = sd_calloc(limit, sizeof(*page.v));
     limits_on(run.c, &run.lim);
     limited = true;
-    while ((r = step(run.c, run.st, &run.lim, "segment members")) == SQLITE_ROW) {
-        if (page.n == limit) {
-            page.has_more = true;
-            break;
-        }
-        page.v[page.n++].profile_id = sqlite3_column_int64(run.st, 0);
+    while ((r = step(run.c, run.st, &run.lim, "segment members")) == SQLITE_ROW &&
+           sd_seg_page_add(&page, limit, sqlite3_column_int64(run.st, 0))) {
     }
     if (r < 0) {
         goto out;
@@ -632,9 +598,7 @@ static int seg_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     if (r < 0) {
         goto out;
     }
-    if (page.n > 0) {
-        page.next_after = page.v[page.n - 1].profile_id;
-    }
+    sd_seg_page_done(&page);
     r = 0;
 out:
     if (limited) {
@@ -646,12 +610,7 @@ out:
         (void)sd_sqlite_run(run.c, ST_COMMIT); /* ends the read transaction */
     }
     run_close(s, &run);
-    if (r == 0) {
-        *ret = page;
-    } else {
-        sd_seg_member_page_release(&page);
-    }
-    return r;
+    return sd_seg_page_hand(r, &page, ret);
 }
 
 /* ---- snapshots ------------------------------------------------------------------------------- */
@@ -730,9 +689,10 @@ static int snap_purge(struct conn *k, unsigned slot, const char *sql, int64_t no
 }
 
 /* The first ctl transaction: purge, then the snapshot's row (not complete yet). */
-static int snap_open(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *segment_id,
-                     int64_t id, int64_t count, int64_t now_usec, int64_t ttl_usec)
+static int snap_open(struct sd_store *s, const struct sd_seg_snapshot_req *q, int64_t id)
 {
+    int64_t tenant_id = q->tenant_id, now_usec = q->now_usec;
+    enum sd_env env = q->env;
     int r = sd_sqlite_ctl_begin_write(s);
     if (r < 0) {
         return r;
@@ -749,9 +709,9 @@ static int snap_open(struct sd_store *s, int64_t tenant_id, enum sd_env env, con
     if (r == 0) {
         if ((sqlite3_bind_int64(st, 1, id) | sqlite3_bind_int64(st, 2, tenant_id) |
              sqlite3_bind_int(st, 3, (int)env) |
-             sqlite3_bind_text(st, 4, segment_id, -1, SQLITE_STATIC) |
-             sqlite3_bind_int64(st, 5, count) | sqlite3_bind_int64(st, 6, now_usec) |
-             sqlite3_bind_int64(st, 7, now_usec + ttl_usec)) != SQLITE_OK) {
+             sqlite3_bind_text(st, 4, q->segment_id, -1, SQLITE_STATIC) |
+             sqlite3_bind_int64(st, 5, q->count) | sqlite3_bind_int64(st, 6, now_usec) |
+             sqlite3_bind_int64(st, 7, now_usec + q->ttl_usec)) != SQLITE_OK) {
             r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
         } else {
             r = sd_sqlite_step_done(k, st, "segment snapshot insert");
@@ -792,42 +752,16 @@ static int snap_chunk(struct sd_store *s, int64_t id, const int64_t *v, size_t n
     return sd_sqlite_ctl_end_write(s, r, false);
 }
 
+static const struct sd_seg_snapshot_io snap_io = {
+    .members = member_ids, .open = snap_open, .chunk = snap_chunk};
+
 static int snapshot_create(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                            const char *segment_id, const struct sd_seg_rule *rule, int64_t now_usec,
                            int64_t ttl_usec, const struct sd_seg_budget *budget, int64_t *ret_id,
                            int64_t *ret_count)
 {
-    if (!rule || !segment_id || !sd_sqlite_env_ok(env) || ttl_usec <= 0) {
-        return -EINVAL;
-    }
-    int64_t *v = NULL;
-    size_t n = 0;
-    int r = member_ids(s, tenant_id, env, rule, now_usec, budget, &v, &n);
-    if (r < 0) {
-        return r;
-    }
-    uint64_t raw = 0;
-    r = sd_random_bytes(&raw, sizeof(raw));
-    int64_t id = (int64_t)(raw >> 1);
-    id = id ? id : 1;
-    if (r == 0) {
-        r = snap_open(s, tenant_id, env, segment_id, id, (int64_t)n, now_usec, ttl_usec);
-    }
-    for (size_t at = 0; r == 0 && (at < n || at == 0);) {
-        size_t k = n - at < SD_SEGMENT_SNAPSHOT_CHUNK ? n - at : SD_SEGMENT_SNAPSHOT_CHUNK;
-        r = snap_chunk(s, id, n ? v + at : NULL, k, at + k == n); /* no members: v is NULL */
-        at += k;
-        if (n == 0) {
-            break;
-        }
-    }
-    free(v);
-    if (r < 0) {
-        return r; /* an incomplete snapshot is never read and goes with its expiry */
-    }
-    *ret_id = id;
-    *ret_count = (int64_t)n;
-    return 0;
+    return sd_seg_snapshot_create(&snap_io, s, tenant_id, env, segment_id, rule, now_usec, ttl_usec,
+                                  budget, ret_id, ret_count);
 }
 
 static int snapshot_members(struct sd_store *s, int64_t tenant_id, enum sd_env env,
@@ -888,12 +822,8 @@ static int snapshot_members(struct sd_store *s, int64_t tenant_id, enum sd_env e
         goto out;
     }
     page.v = sd_calloc(limit, sizeof(*page.v));
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (page.n == limit) {
-            page.has_more = true;
-            break;
-        }
-        page.v[page.n++].profile_id = sqlite3_column_int64(st, 0);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW &&
+           sd_seg_page_add(&page, limit, sqlite3_column_int64(st, 0))) {
     }
     sqlite3_reset(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
@@ -901,29 +831,13 @@ static int snapshot_members(struct sd_store *s, int64_t tenant_id, enum sd_env e
         goto out;
     }
     r = member_sources(c, tenant_id, env, &lim, &page);
-    if (r == 0 && page.n > 0) {
-        page.next_after = page.v[page.n - 1].profile_id;
+    if (r == 0) {
+        sd_seg_page_done(&page);
     }
 out:
     (void)sd_sqlite_run(c, ST_COMMIT); /* ends the read transaction */
     sd_sqlite_pool_put(s, c);
-    if (r == 0) {
-        *ret = page;
-    } else {
-        sd_seg_member_page_release(&page);
-    }
-    return r;
+    return sd_seg_page_hand(r, &page, ret);
 }
 
-const struct sd_store_segment_ops sd_sqlite_segment_ops = {
-    .create = seg_create,
-    .update = seg_update,
-    .set_count = seg_set_count,
-    .remove = seg_remove,
-    .get = seg_get,
-    .list = seg_list,
-    .count = seg_count,
-    .members = seg_members,
-    .snapshot_create = snapshot_create,
-    .snapshot_members = snapshot_members,
-};
+const struct sd_store_segment_ops sd_sqlite_segment_ops = SD_SEGMENT_OPS_INIT;

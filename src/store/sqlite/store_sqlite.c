@@ -140,6 +140,20 @@ sqlite3_stmt *sd_sqlite_stmt_extra(struct conn *c, unsigned slot, const char *sq
     return c->extra[slot];
 }
 
+int sd_sqlite_bind_params(struct conn *c, sqlite3_stmt *st, const struct sd_sqlite_param *p,
+                          size_t n)
+{
+    if (!st) {
+        return -EIO;
+    }
+    int rc = SQLITE_OK;
+    for (size_t i = 0; i < n; i++) {
+        rc |= p[i].is_text ? sqlite3_bind_text(st, (int)i + 1, p[i].text, -1, SQLITE_STATIC)
+                           : sqlite3_bind_int64(st, (int)i + 1, p[i].num);
+    }
+    return rc == SQLITE_OK ? 0 : sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+}
+
 int sd_sqlite_step_done(struct conn *c, sqlite3_stmt *st, const char *op)
 {
     int rc = sqlite3_step(st);
