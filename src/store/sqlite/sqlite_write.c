@@ -20,12 +20,9 @@
 #include "base/log.h"
 #include "sqlite_internal.h"
 #include "sqlite_profiles.h"
+#include "store/lifecycle_plan.h"
 #include "store/store.h"
-
-static const char *env_name(enum sd_env env)
-{
-    return env == SD_ENV_PROD ? "prod" : "test";
-}
+#include "store/write_plan.h"
 
 /* ---- write path: transactions ---------------------------------------------------------------- */
 
@@ -134,13 +131,6 @@ static int bind_origin(sqlite3_stmt *st, int col, const char *origin)
 {
     return origin ? sqlite3_bind_text(st, col, origin, -1, SQLITE_STATIC)
                   : sqlite3_bind_null(st, col);
-}
-
-/* A record left as it was: 2 identical to the stored one, 3 older than it (stale). */
-static void count_kept(struct sd_apply_result *res, int how)
-{
-    res->n_unchanged += how == 2 || how == 3;
-    res->n_stale += how == 3;
 }
 
 /* Step a statement that ends in RETURNING seq, remote_version (one row at most): 1 and
@@ -253,7 +243,7 @@ static int apply_events(struct sd_store *s, int64_t tenant_id, enum sd_env env,
             if (r < 0) {
                 goto out;
             }
-            count_kept(res, r);
+            sd_write_count_kept(res, r);
             continue;
         }
         r = sd_sqlite_lookup_text(c, ST_ALIAS_GET, tenant_id, env, e->event_id, &other);
@@ -271,7 +261,7 @@ static int apply_events(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                 r = -EIO;
                 goto out;
             }
-            count_kept(res, r);
+            sd_write_count_kept(res, r);
             sd_issues_add(&res->warnings, ptr, "'%s' is an alias of event '%s'; updated that event",
                           e->event_id, other.data);
             continue;
@@ -309,11 +299,6 @@ out:
     return r;
 }
 
-static const char *batch_source(const struct sd_batch *b)
-{
-    return b->source && *b->source ? b->source : SD_SOURCE_WEBHOOK;
-}
-
 /* Upsert each customer record, then link it to its profile (sqlite_profiles.c) in the same
  * transaction, so a committed record always has a profile with up-to-date flags. A customer
  * stored already as sent keeps its seq and counts in res->n_unchanged. */
@@ -337,7 +322,7 @@ static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env en
                                  : sqlite3_bind_int(st, 6, cu->ad_opt_out ? 1 : 0);
         rc |= sqlite3_bind_text(st, 7, cu->doc, -1, SQLITE_STATIC);
         rc |= sqlite3_bind_int64(st, 8, now);
-        rc |= sqlite3_bind_text(st, 9, batch_source(b), -1, SQLITE_STATIC);
+        rc |= sqlite3_bind_text(st, 9, sd_write_batch_source(b), -1, SQLITE_STATIC);
         rc |= bind_origin(st, 10, b->origin);
         rc |= sqlite3_bind_int64(st, 11, cu->remote_version);
         if (rc != SQLITE_OK) {
@@ -350,9 +335,9 @@ static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env en
         }
         s->seq = seq;
         if (kept != seq) {
-            count_kept(res, cu->remote_version != 0 && rv > cu->remote_version ? 3 : 2);
+            sd_write_count_kept(res, cu->remote_version != 0 && rv > cu->remote_version ? 3 : 2);
         }
-        r = sd_sqlite_profile_link(s, tenant_id, env, &link, batch_source(b), cu, now);
+        r = sd_sqlite_profile_link(s, tenant_id, env, &link, sd_write_batch_source(b), cu, now);
         if (r < 0) {
             return r;
         }
@@ -360,191 +345,14 @@ static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env en
     return 0;
 }
 
-/* The canonical ids of the events one batch's sales name, each looked up once per batch (a
- * day's sales name a few events, a season's history a few hundred): open addressing over the
- * event id as sent; an unknown event is remembered too (ref NULL). */
-struct event_refs {
-    struct event_ref {
-        char *event_id; /* NULL: free slot */
-        char *ref;      /* canonical id, NULL if no such event */
-    } *slot;
-    size_t cap, n; /* cap: 0 or a power of two */
-};
-
-static size_t str_hash(const char *k)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *k; k++) {
-        h = (h ^ (unsigned char)*k) * 1099511628211ULL;
-    }
-    return (size_t)h;
-}
-
-static struct event_ref *event_refs_find(struct event_refs *m, const char *event_id)
-{
-    size_t i = str_hash(event_id) & (m->cap - 1);
-    while (m->slot[i].event_id && strcmp(m->slot[i].event_id, event_id) != 0) {
-        i = (i + 1) & (m->cap - 1);
-    }
-    return &m->slot[i];
-}
-
-static void event_refs_grow(struct event_refs *m)
-{
-    struct event_refs old = *m;
-    m->cap = old.cap ? old.cap * 2 : 64;
-    m->slot = sd_calloc(m->cap, sizeof(*m->slot));
-    for (size_t i = 0; i < old.cap; i++) {
-        if (old.slot[i].event_id) {
-            *event_refs_find(m, old.slot[i].event_id) = old.slot[i];
-        }
-    }
-    free(old.slot);
-}
-
-static void event_refs_release(struct event_refs *m)
-{
-    for (size_t i = 0; i < m->cap; i++) {
-        free(m->slot[i].event_id);
-        free(m->slot[i].ref);
-    }
-    free(m->slot);
-    *m = (struct event_refs){0};
-}
-
-/* Resolve a sale's event_id (an alias included) to the canonical event id: 1 and *ret_ref
- * (valid while m lives), 0 if there is no such event, -EIO. */
-static int resolve_event(struct sd_store *s, struct event_refs *m, int64_t tenant_id,
-                         enum sd_env env, const char *event_id, const char **ret_ref)
-{
-    if (2 * (m->n + 1) > m->cap) {
-        event_refs_grow(m);
-    }
-    struct event_ref *e = event_refs_find(m, event_id);
-    if (!e->event_id) {
-        struct sd_buf ref = {0};
-        int r = sd_sqlite_lookup_text(s->writer, ST_EVENT_RESOLVE, tenant_id, env, event_id, &ref);
-        if (r < 0) {
-            sd_buf_release(&ref);
-            return r;
-        }
-        e->event_id = sd_strdup(event_id);
-        e->ref = r == 1 ? sd_buf_steal(&ref) : NULL;
-        sd_buf_release(&ref);
-        m->n++;
-    }
-    *ret_ref = e->ref;
-    return e->ref != NULL;
-}
-
-/* Check both references of a sale; adds errors at ptr_prefix + "/event_id" / "/customer_id".
- * Returns the number of errors added (0..2) or -EIO. On 0, *ret_ref is the event's canonical
- * id (valid while events lives). */
-static int check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                           const char *source, const struct sd_sale_rec *sale,
-                           const char *ptr_prefix, struct event_refs *events,
-                           const char **customer_cache, struct sd_apply_result *res,
-                           const char **ret_ref)
-{
-    int n_err = 0;
-    char ptr[64];
-    int r = resolve_event(s, events, tenant_id, env, sale->event_id, ret_ref);
-    if (r < 0) {
-        return r;
-    }
-    if (r == 0) {
-        sd_utf8_snprintf(ptr, sizeof(ptr), "%s/event_id", ptr_prefix);
-        sd_issues_add(&res->errors, ptr, "event '%s' does not exist in %s", sale->event_id,
-                      env_name(env));
-        n_err++;
-    }
-    const char *cid = sale->customer_id;
-    if (strcmp(cid, SD_ANON_CUSTOMER) != 0 &&
-        !(*customer_cache && strcmp(*customer_cache, cid) == 0)) {
-        r = sd_sqlite_customer_exists(s->writer, tenant_id, env, source, cid);
-        if (r < 0) {
-            return r;
-        }
-        if (r == 0) {
-            sd_utf8_snprintf(ptr, sizeof(ptr), "%s/customer_id", ptr_prefix);
-            sd_issues_add(&res->errors, ptr, "customer '%s' does not exist in %s", cid,
-                          env_name(env));
-            n_err++;
-        } else {
-            *customer_cache = cid;
-        }
-    }
-    return n_err;
-}
-
 /* ---- order lifecycle ---------------------------------------------------------------------------
- * A sales record's lifecycle columns (0010_order_lifecycle.sql) are decided before any sale of
- * the batch is written, in one planning pass: the stored state of each invoice is read, the
- * model's rules (model/lifecycle.c) judge the change, and refund records are added to the
- * sales they name — in this batch or stored — so that a refusal writes nothing. After the
- * batch's rows are written, the sales that refund records changed get their new figures.
- * The store computes nothing itself: statuses, refunds and net figures come from the model. */
-
-/* What planning decided for one sales record of the batch. */
-struct sale_plan {
-    struct sd_sale_state st;       /* to store: the record's own figures plus refund records' */
-    int64_t rr_quantity, rr_minor; /* refund records' part, kept from the stored row */
-    char *changed;                 /* status_changed to store, or NULL (owned) */
-    bool stored;                   /* the invoice is stored already */
-    bool unchanged;                /* ... with this very document */
-};
-
-/* A sale that refund records of this batch refund. */
-struct refund_target {
-    char *invoice;
-    char *customer_id; /* the sale's customer (owned) */
-    struct sd_sale_state st;
-    int64_t rr_quantity, rr_minor;
-    char *changed; /* the latest refund's time, owned */
-};
-
-struct refund_targets {
-    struct refund_target *v;
-    size_t n, cap;
-};
-
-static void refund_targets_release(struct refund_targets *t)
-{
-    for (size_t i = 0; i < t->n; i++) {
-        free(t->v[i].invoice);
-        free(t->v[i].customer_id);
-        free(t->v[i].changed);
-    }
-    free(t->v);
-    *t = (struct refund_targets){0};
-}
-
-static void plans_free(struct sale_plan *p, size_t n)
-{
-    for (size_t i = 0; p && i < n; i++) {
-        free(p[i].changed);
-    }
-    free(p);
-}
-
-/* A stored sales record as the lifecycle rules see it. */
-struct stored_sale {
-    struct sd_sale_state st; /* effective figures (refund records included) */
-    int64_t rr_quantity, rr_minor;
-    char *changed, *doc, *customer_id;
-};
-
-static void stored_sale_release(struct stored_sale *x)
-{
-    free(x->changed);
-    free(x->doc);
-    free(x->customer_id);
-    *x = (struct stored_sale){0};
-}
+ * The planning pass (store/lifecycle_plan.c) reads the stored state of each invoice through
+ * sale_state_get below; after the batch's rows are written, the sales that refund records
+ * changed get their new figures (write_refund_targets). */
 
 /* 1 and *ret when invoice is stored, 0 when not, -EIO. */
 static int sale_state_get(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                          const char *invoice, struct stored_sale *ret)
+                          const char *invoice, struct sd_stored_sale *ret)
 {
     struct conn *c = s->writer;
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_STATE);
@@ -556,7 +364,7 @@ static int sale_state_get(struct sd_store *s, int64_t tenant_id, enum sd_env env
     }
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        struct stored_sale x = {0};
+        struct sd_stored_sale x = {0};
         if (sd_order_type_parse((const char *)sqlite3_column_text(st, 0), &x.st.order_type) < 0) {
             x.st.order_type = SD_ORDER_SALE;
         }
@@ -586,189 +394,32 @@ static int sale_state_get(struct sd_store *s, int64_t tenant_id, enum sd_env env
     return rc == SQLITE_DONE ? 0 : sd_sqlite_fail(c, rc, "sale state");
 }
 
-/* now as stored UTC text, "YYYY-MM-DDTHH:MM:SSZ". */
-static void utc_text(int64_t usec, char out[32])
+static int event_resolve(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                         const char *event_id, struct sd_buf *out)
 {
-    int64_t secs = usec / 1000000;
-    int64_t days = secs / 86400, rem = secs % 86400;
-    int64_t y;
-    int m, d;
-    sd_civil_from_days(days, &y, &m, &d);
-    snprintf(out, 32, "%04lld-%02d-%02dT%02d:%02d:%02dZ", (long long)y, m, d, (int)(rem / 3600),
-             (int)(rem / 60 % 60), (int)(rem % 60));
+    return sd_sqlite_lookup_text(s->writer, ST_EVENT_RESOLVE, tenant_id, env, event_id, out);
 }
 
-static bool status_is_initial(enum sd_sale_status st)
+static int customer_exists(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const char *source, const char *cid)
 {
-    return st == SD_STATUS_SOLD || st == SD_STATUS_OPEN;
+    return sd_sqlite_customer_exists(s->writer, tenant_id, env, source, cid);
 }
 
-/* Plan one record against its stored row (if any): the figures to store and whether the rules
- * allow the change. Adds an issue and returns 1 when they do not; 0; -EIO. With check_stored
- * false the stored row is not looked at (the webhook answers a stored invoice 409). */
-static int plan_one(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                    const struct sd_sale_rec *rec, const char *ptr, bool check_stored,
-                    const char *now_text, struct sale_plan *p, struct sd_apply_result *res)
-{
-    struct stored_sale old = {0};
-    *p = (struct sale_plan){.st = rec->state};
-    /* The webhook stores new invoices only (a stored one fails the whole request with 409), so
-     * it reads no stored state: its ingest costs what it did. */
-    int r = check_stored ? sale_state_get(s, tenant_id, env, rec->invoice_number, &old) : 0;
-    if (r < 0) {
-        return r;
-    }
-    p->stored = r == 1;
-    r = 0;
-    if (p->stored) {
-        p->unchanged = old.doc && strcmp(old.doc, rec->doc) == 0;
-        /* What refund records took stays taken when the sale itself is sent again. */
-        p->rr_quantity = old.rr_quantity;
-        p->rr_minor = old.rr_minor;
-        if (p->st.order_type == SD_ORDER_SALE && (old.rr_quantity > 0 || old.rr_minor > 0)) {
-            p->st.refunded_quantity += old.rr_quantity;
-            p->st.refunded_minor += old.rr_minor;
-            if (p->st.status == SD_STATUS_SOLD) {
-                p->st.status = SD_STATUS_REFUNDED;
-            }
-            if (p->st.refunded_quantity > p->st.quantity ||
-                p->st.refunded_minor > p->st.total_minor) {
-                char at[64];
-                snprintf(at, sizeof(at), "%s/quantity", ptr);
-                sd_issues_add(&res->errors, at,
-                              "must leave room for the %lld tickets refunded by refund records",
-                              (long long)old.rr_quantity);
-                r = 1;
-                goto out;
-            }
-        }
-        if (!p->unchanged && sd_sale_transition_check(&old.st, &p->st, ptr, &res->errors) < 0) {
-            r = 1;
-            goto out;
-        }
-    }
-    if (rec->status_changed_at) {
-        p->changed = sd_strdup(rec->status_changed_at);
-    } else if (!status_is_initial(p->st.status)) {
-        bool keep = p->stored && old.changed && old.st.status == p->st.status;
-        p->changed = sd_strdup(keep ? old.changed : now_text);
-    }
-out:
-    stored_sale_release(&old);
-    return r;
-}
-
-/* Add refund record i to the sale it names: a sale planned earlier in this batch, or a stored
- * one. 1 with an issue when that is not allowed, 0, -EIO. */
-static int plan_refund(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                       const struct sd_batch *b, size_t i, struct sale_plan *plans,
-                       struct refund_targets *t, const char *ptr, struct sd_apply_result *res)
-{
-    const struct sd_sale_rec *rec = &b->sales[i];
-    struct refund_target *tg = NULL;
-    for (size_t k = 0; k < t->n && !tg; k++) {
-        if (strcmp(t->v[k].invoice, rec->refund_of) == 0) {
-            tg = &t->v[k];
-        }
-    }
-    struct refund_target fresh = {0};
-    const char *buyer = tg ? tg->customer_id : NULL;
-    if (!tg) {
-        size_t j = i;
-        while (j > 0 && strcmp(b->sales[j - 1].invoice_number, rec->refund_of) != 0) {
-            j--;
-        }
-        if (j > 0) {
-            const struct sale_plan *o = &plans[j - 1];
-            fresh = (struct refund_target){.st = o->st,
-                                           .rr_quantity = o->rr_quantity,
-                                           .rr_minor = o->rr_minor,
-                                           .customer_id = sd_strdup(b->sales[j - 1].customer_id)};
-        } else {
-            struct stored_sale old = {0};
-            int r = sale_state_get(s, tenant_id, env, rec->refund_of, &old);
-            if (r < 0) {
-                return r;
-            }
-            if (r == 0) {
-                char at[64];
-                snprintf(at, sizeof(at), "%s/refund_of", ptr);
-                sd_issues_add(&res->errors, at, "sale '%s' does not exist in %s", rec->refund_of,
-                              env_name(env));
-                return 1;
-            }
-            fresh = (struct refund_target){.st = old.st,
-                                           .rr_quantity = old.rr_quantity,
-                                           .rr_minor = old.rr_minor,
-                                           .customer_id = old.customer_id};
-            old.customer_id = NULL;
-            stored_sale_release(&old);
-        }
-        buyer = fresh.customer_id;
-    }
-    /* A refund goes back to whoever bought: the record names the sale's customer. */
-    if (buyer && strcmp(buyer, rec->customer_id) != 0) {
-        char at[64];
-        snprintf(at, sizeof(at), "%s/customer_id", ptr);
-        sd_issues_add(&res->errors, at, "must be '%s', the customer of sale '%s'", buyer,
-                      rec->refund_of);
-        free(fresh.customer_id);
-        return 1;
-    }
-    struct sd_sale_state *st = tg ? &tg->st : &fresh.st;
-    if (sd_sale_refund_apply(st, rec->refund_of, rec->state.quantity, rec->state.total_minor,
-                             rec->currency, ptr, &res->errors) < 0) {
-        free(fresh.customer_id);
-        return 1;
-    }
-    if (!tg) {
-        if (t->n == t->cap) {
-            t->cap = t->cap ? t->cap * 2 : 8;
-            t->v = sd_realloc(t->v, t->cap * sizeof(*t->v));
-        }
-        fresh.invoice = sd_strdup(rec->refund_of);
-        tg = &t->v[t->n++];
-        *tg = fresh;
-    }
-    tg->rr_quantity += rec->state.quantity;
-    tg->rr_minor += rec->state.total_minor;
-    free(tg->changed);
-    tg->changed = sd_strdup(rec->purchase_datetime); /* the refund's time */
-    return 0;
-}
-
-/* The planning pass over a batch's sales: plans[i] for each, refund targets collected. Returns
- * the number of issues added (each refuses the batch) or -EIO. */
-static int plan_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                      const struct sd_batch *b, int64_t now, struct sale_plan *plans,
-                      struct refund_targets *t, struct sd_apply_result *res)
-{
-    char now_text[32];
-    utc_text(now, now_text);
-    int n_err = 0;
-    for (size_t i = 0; i < b->n_sales; i++) {
-        const struct sd_sale_rec *rec = &b->sales[i];
-        char ptr[40];
-        snprintf(ptr, sizeof(ptr), "/sales/%zu", rec->index);
-        int r = plan_one(s, tenant_id, env, rec, ptr, b->upsert_sales, now_text, &plans[i], res);
-        if (r == 0 && rec->refund_of && !plans[i].stored) {
-            r = plan_refund(s, tenant_id, env, b, i, plans, t, ptr, res);
-        }
-        if (r < 0) {
-            return r;
-        }
-        n_err += r;
-    }
-    return n_err;
-}
+/* What the backend-neutral planning and checks (store/write_plan.h) read, on the writer. */
+static const struct sd_write_lookup lookup = {
+    .sale_state = sale_state_get,
+    .event_resolve = event_resolve,
+    .customer_exists = customer_exists,
+};
 
 /* Write the new figures of the sales refund records changed. */
 static int write_refund_targets(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                                const struct refund_targets *t)
+                                const struct sd_refund_targets *t)
 {
     struct conn *c = s->writer;
     for (size_t k = 0; k < t->n; k++) {
-        const struct refund_target *tg = &t->v[k];
+        const struct sd_refund_target *tg = &t->v[k];
         int r = sd_sqlite_facts_sale_out(c, tenant_id, env, tg->invoice);
         if (r < 0) {
             return r;
@@ -805,7 +456,7 @@ static int write_refund_targets(struct sd_store *s, int64_t tenant_id, enum sd_e
 /* Bind a sale's columns ?1..?28 (the insert and the update share the numbering): the record,
  * the lifecycle figures its plan decided, its origin (?27) and remote version (?28). */
 static int bind_sale(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env,
-                     const struct sd_sale_rec *sale, const struct sale_plan *p, int64_t seq,
+                     const struct sd_sale_rec *sale, const struct sd_sale_plan *p, int64_t seq,
                      const char *event_ref, int64_t now, const char *source, const char *origin)
 {
     int rc = sd_sqlite_bind_scope(st, tenant_id, env, sale->invoice_number);
@@ -841,19 +492,9 @@ static int bind_sale(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env,
     return rc;
 }
 
-static void push_duplicate(struct sd_apply_result *res, const char *invoice, size_t *cap)
-{
-    if (res->n_duplicate_invoices == *cap) {
-        *cap = *cap ? *cap * 2 : 8;
-        res->duplicate_invoices =
-            sd_realloc(res->duplicate_invoices, *cap * sizeof(*res->duplicate_invoices));
-    }
-    res->duplicate_invoices[res->n_duplicate_invoices++] = sd_strdup(invoice);
-}
-
 /* A batch transport re-sent a stored sale: identical → unchanged, else replace it (new seq). */
 static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                                const struct sd_sale_rec *sale, const struct sale_plan *p,
+                                const struct sd_sale_rec *sale, const struct sd_sale_plan *p,
                                 const char *event_ref, int64_t now, const char *source,
                                 const char *origin, struct sd_apply_result *res)
 {
@@ -889,7 +530,7 @@ static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_e
         goto out;
     }
     if (!changed) {
-        count_kept(res, 3); /* an older remote version: the stored sale stays */
+        sd_write_count_kept(res, 3); /* an older remote version: the stored sale stays */
         goto out;
     }
     s->seq = seq;
@@ -911,14 +552,14 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     if (!st) {
         return -EIO;
     }
-    struct event_refs events = {0};
+    struct sd_refmap events = {0};
     const char *customer_cache = NULL;
     const char **checked = NULL; /* upsert: each sale's event ref, from the first pass */
     size_t ref_errors = 0, dup_cap = 0;
-    struct sale_plan *plans = sd_calloc(b->n_sales + 1, sizeof(*plans));
-    struct refund_targets targets = {0};
+    struct sd_sale_plan *plans = sd_calloc(b->n_sales + 1, sizeof(*plans));
+    struct sd_refund_targets targets = {0};
     struct sd_sqlite_facts_batch facts = {0};
-    int r = plan_sales(s, tenant_id, env, b, now, plans, &targets, res);
+    int r = sd_lifecycle_plan_sales(s, &lookup, tenant_id, env, b, now, plans, &targets, res);
     if (r < 0) {
         goto out;
     }
@@ -926,14 +567,10 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     r = 0;
     if (b->upsert_sales && ref_errors == 0) {
         checked = sd_calloc(b->n_sales + 1, sizeof(*checked));
-        for (size_t i = 0; i < b->n_sales && r >= 0; i++) {
-            char prefix[40];
-            snprintf(prefix, sizeof(prefix), "/sales/%zu", b->sales[i].index);
-            r = check_sale_refs(s, tenant_id, env, batch_source(b), &b->sales[i], prefix, &events,
-                                &customer_cache, res, &checked[i]);
+        r = sd_write_check_all_sales(s, &lookup, tenant_id, env, b, &events, NULL, &customer_cache,
+                                     res, checked);
+        if (r != 0) {
             ref_errors += r > 0 ? (size_t)r : 0;
-        }
-        if (r < 0 || ref_errors > 0) {
             goto out;
         }
     }
@@ -945,8 +582,8 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         } else {
             char prefix[40];
             snprintf(prefix, sizeof(prefix), "/sales/%zu", sale->index);
-            r = check_sale_refs(s, tenant_id, env, batch_source(b), sale, prefix, &events,
-                                &customer_cache, res, &ref);
+            r = sd_write_check_sale_refs(s, &lookup, tenant_id, env, sd_write_batch_source(b), sale,
+                                         prefix, &events, NULL, &customer_cache, res, &ref);
             if (r < 0) {
                 goto out;
             }
@@ -956,7 +593,7 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
             }
         }
         int64_t seq = s->seq + 1;
-        if (bind_sale(st, tenant_id, env, sale, &plans[i], seq, ref, now, batch_source(b),
+        if (bind_sale(st, tenant_id, env, sale, &plans[i], seq, ref, now, sd_write_batch_source(b),
                       b->origin) != SQLITE_OK) {
             r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
             goto out;
@@ -969,19 +606,19 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         if (sqlite3_changes(c->db) > 0) {
             s->seq = seq;
             r = sd_sqlite_facts_batch_add(
-                c, &facts, tenant_id, env, batch_source(b), sale->customer_id, sale->currency,
-                sale->purchase_datetime, sd_sale_net_quantity(&plans[i].st),
+                c, &facts, tenant_id, env, sd_write_batch_source(b), sale->customer_id,
+                sale->currency, sale->purchase_datetime, sd_sale_net_quantity(&plans[i].st),
                 sd_sale_net_minor(&plans[i].st));
             if (r < 0) {
                 goto out;
             }
         } else if (!b->upsert_sales) {
-            push_duplicate(res, sale->invoice_number, &dup_cap);
+            sd_write_push_duplicate(res, sale->invoice_number, &dup_cap);
         } else {
             r = sd_sqlite_facts_batch_flush(c, &facts, tenant_id, env);
             r = r < 0 ? r
                       : upsert_existing_sale(s, tenant_id, env, sale, &plans[i], ref, now,
-                                             batch_source(b), b->origin, res);
+                                             sd_write_batch_source(b), b->origin, res);
             if (r < 0) {
                 goto out;
             }
@@ -993,23 +630,12 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         r = write_refund_targets(s, tenant_id, env, &targets);
     }
 out:
-    if (r >= 0 && ref_errors > 0) {
-        for (size_t i = 0; i < res->n_duplicate_invoices; i++) {
-            free(res->duplicate_invoices[i]);
-        }
-        free(res->duplicate_invoices);
-        res->duplicate_invoices = NULL;
-        res->n_duplicate_invoices = 0;
-        res->outcome = SD_APPLY_REFUSED;
-        r = 0;
-    } else if (r >= 0 && res->n_duplicate_invoices > 0) {
-        res->outcome = SD_APPLY_DUPLICATE;
-    }
+    r = sd_write_sales_outcome(res, r, ref_errors);
     free(checked);
     sd_sqlite_facts_batch_release(&facts);
-    plans_free(plans, b->n_sales);
-    refund_targets_release(&targets);
-    event_refs_release(&events);
+    sd_sale_plans_free(plans, b->n_sales);
+    sd_refund_targets_release(&targets);
+    sd_refmap_release(&events);
     return r;
 }
 
@@ -1047,11 +673,11 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
         return 0;
     }
     /* The PUT body is the sale itself, so pointers are relative to it ("/event_id"). */
-    struct sale_plan plan = {0};
-    struct event_refs events = {0};
+    struct sd_sale_plan plan = {0};
+    struct sd_refmap events = {0};
     const char *customer_cache = NULL, *ref = NULL;
-    r = check_sale_refs(s, tenant_id, env, SD_SOURCE_WEBHOOK, sale, "", &events, &customer_cache,
-                        res, &ref);
+    r = sd_write_check_sale_refs(s, &lookup, tenant_id, env, SD_SOURCE_WEBHOOK, sale, "", &events,
+                                 NULL, &customer_cache, res, &ref);
     if (r > 0) {
         res->outcome = SD_APPLY_REFUSED;
         r = 0;
@@ -1062,8 +688,8 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
     }
     int64_t now = sd_now_usec();
     char now_text[32];
-    utc_text(now, now_text);
-    r = plan_one(s, tenant_id, env, sale, "", true, now_text, &plan, res);
+    sd_lifecycle_utc_text(now, now_text);
+    r = sd_lifecycle_plan_one(s, &lookup, tenant_id, env, sale, "", true, now_text, &plan, res);
     if (r > 0) {
         res->outcome = SD_APPLY_REFUSED;
         r = 0;
@@ -1100,7 +726,7 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
     res->outcome = SD_APPLY_OK;
 out:
     free(plan.changed);
-    event_refs_release(&events);
+    sd_refmap_release(&events);
     return r;
 }
 

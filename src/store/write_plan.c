@@ -1,0 +1,226 @@
+/* write_plan.c — the parts of applying an ingest batch that do not depend on the database,
+ * shared by sqlite_write.c and pg_write.c so that both backends give the same outcomes,
+ * messages and ordering by construction: the batch's map of looked-up ids, a sale's reference
+ * checks, the refusal / duplicate outcome of a batch's sales and the unchanged / stale counts.
+ *
+ * Invariants: each event id a batch names is looked up once per batch (a day's sales name a
+ * few events, a season's history a few hundred), an unknown one is remembered too; the checks
+ * report every error of every sale, in batch order, so that a refused batch names them all. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+#include "base/utf8.h"
+#include "store/write_plan.h"
+
+void sd_stored_sale_release(struct sd_stored_sale *x)
+{
+    free(x->changed);
+    free(x->doc);
+    free(x->customer_id);
+    *x = (struct sd_stored_sale){0};
+}
+
+/* ---- the batch's map --------------------------------------------------------------------- */
+
+static size_t str_hash(const char *k)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (; *k; k++) {
+        h = (h ^ (unsigned char)*k) * 1099511628211ULL;
+    }
+    return (size_t)h;
+}
+
+static struct sd_refmap_entry *refmap_find(struct sd_refmap *m, const char *key)
+{
+    size_t i = str_hash(key) & (m->cap - 1);
+    while (m->slot[i].key && strcmp(m->slot[i].key, key) != 0) {
+        i = (i + 1) & (m->cap - 1);
+    }
+    return &m->slot[i];
+}
+
+static void refmap_grow(struct sd_refmap *m)
+{
+    struct sd_refmap old = *m;
+    m->cap = old.cap ? old.cap * 2 : 64;
+    m->slot = sd_calloc(m->cap, sizeof(*m->slot));
+    for (size_t i = 0; i < old.cap; i++) {
+        if (old.slot[i].key) {
+            *refmap_find(m, old.slot[i].key) = old.slot[i];
+        }
+    }
+    free(old.slot);
+}
+
+/* The entry of key, a free slot for it if there is none (room made first). */
+static struct sd_refmap_entry *refmap_slot(struct sd_refmap *m, const char *key)
+{
+    if (2 * (m->n + 1) > m->cap) {
+        refmap_grow(m);
+    }
+    return refmap_find(m, key);
+}
+
+const struct sd_refmap_entry *sd_refmap_get(const struct sd_refmap *m, const char *key)
+{
+    if (!m->cap) {
+        return NULL;
+    }
+    const struct sd_refmap_entry *e = refmap_find((struct sd_refmap *)m, key);
+    return e->key ? e : NULL;
+}
+
+void sd_refmap_put(struct sd_refmap *m, const char *key, const char *val)
+{
+    struct sd_refmap_entry *e = refmap_slot(m, key);
+    if (!e->key) {
+        e->key = sd_strdup(key);
+        e->val = val ? sd_strdup(val) : NULL;
+        m->n++;
+    }
+}
+
+void sd_refmap_release(struct sd_refmap *m)
+{
+    for (size_t i = 0; i < m->cap; i++) {
+        free(m->slot[i].key);
+        free(m->slot[i].val);
+    }
+    free(m->slot);
+    *m = (struct sd_refmap){0};
+}
+
+/* ---- small rules ------------------------------------------------------------------------- */
+
+const char *sd_write_env_name(enum sd_env env)
+{
+    return env == SD_ENV_PROD ? "prod" : "test";
+}
+
+const char *sd_write_batch_source(const struct sd_batch *b)
+{
+    return b->source && *b->source ? b->source : SD_SOURCE_WEBHOOK;
+}
+
+void sd_write_count_kept(struct sd_apply_result *res, int how)
+{
+    res->n_unchanged += how == 2 || how == 3;
+    res->n_stale += how == 3;
+}
+
+void sd_write_push_duplicate(struct sd_apply_result *res, const char *invoice, size_t *cap)
+{
+    if (res->n_duplicate_invoices == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        res->duplicate_invoices =
+            sd_realloc(res->duplicate_invoices, *cap * sizeof(*res->duplicate_invoices));
+    }
+    res->duplicate_invoices[res->n_duplicate_invoices++] = sd_strdup(invoice);
+}
+
+/* ---- a sale's references ----------------------------------------------------------------- */
+
+/* Resolve a sale's event_id (an alias included) to the canonical event id: 1 and *ret_ref
+ * (valid while m lives), 0 if there is no such event, negative errno. */
+static int resolve_event(struct sd_store *s, const struct sd_write_lookup *lk, struct sd_refmap *m,
+                         int64_t tenant_id, enum sd_env env, const char *event_id,
+                         const char **ret_ref)
+{
+    struct sd_refmap_entry *e = refmap_slot(m, event_id);
+    if (!e->key) {
+        struct sd_buf ref = {0};
+        int r = lk->event_resolve(s, tenant_id, env, event_id, &ref);
+        if (r < 0) {
+            sd_buf_release(&ref);
+            return r;
+        }
+        e->key = sd_strdup(event_id);
+        e->val = r == 1 ? sd_buf_steal(&ref) : NULL;
+        sd_buf_release(&ref);
+        m->n++;
+    }
+    *ret_ref = e->val;
+    return e->val != NULL;
+}
+
+int sd_write_check_sale_refs(struct sd_store *s, const struct sd_write_lookup *lk,
+                             int64_t tenant_id, enum sd_env env, const char *source,
+                             const struct sd_sale_rec *sale, const char *ptr_prefix,
+                             struct sd_refmap *events, const struct sd_refmap *customers,
+                             const char **customer_cache, struct sd_apply_result *res,
+                             const char **ret_ref)
+{
+    int n_err = 0;
+    char ptr[64];
+    int r = resolve_event(s, lk, events, tenant_id, env, sale->event_id, ret_ref);
+    if (r < 0) {
+        return r;
+    }
+    if (r == 0) {
+        sd_utf8_snprintf(ptr, sizeof(ptr), "%s/event_id", ptr_prefix);
+        sd_issues_add(&res->errors, ptr, "event '%s' does not exist in %s", sale->event_id,
+                      sd_write_env_name(env));
+        n_err++;
+    }
+    const char *cid = sale->customer_id;
+    if (strcmp(cid, SD_ANON_CUSTOMER) != 0 &&
+        !(*customer_cache && strcmp(*customer_cache, cid) == 0)) {
+        const struct sd_refmap_entry *known = customers ? sd_refmap_get(customers, cid) : NULL;
+        r = known ? known->val != NULL : lk->customer_exists(s, tenant_id, env, source, cid);
+        if (r < 0) {
+            return r;
+        }
+        if (r == 0) {
+            sd_utf8_snprintf(ptr, sizeof(ptr), "%s/customer_id", ptr_prefix);
+            sd_issues_add(&res->errors, ptr, "customer '%s' does not exist in %s", cid,
+                          sd_write_env_name(env));
+            n_err++;
+        } else {
+            *customer_cache = cid;
+        }
+    }
+    return n_err;
+}
+
+int sd_write_check_all_sales(struct sd_store *s, const struct sd_write_lookup *lk,
+                             int64_t tenant_id, enum sd_env env, const struct sd_batch *b,
+                             struct sd_refmap *events, const struct sd_refmap *customers,
+                             const char **customer_cache, struct sd_apply_result *res,
+                             const char **checked)
+{
+    int n_err = 0;
+    for (size_t i = 0; i < b->n_sales; i++) {
+        char prefix[40];
+        snprintf(prefix, sizeof(prefix), "/sales/%zu", b->sales[i].index);
+        int r =
+            sd_write_check_sale_refs(s, lk, tenant_id, env, sd_write_batch_source(b), &b->sales[i],
+                                     prefix, events, customers, customer_cache, res, &checked[i]);
+        if (r < 0) {
+            return r;
+        }
+        n_err += r;
+    }
+    return n_err;
+}
+
+int sd_write_sales_outcome(struct sd_apply_result *res, int r, size_t ref_errors)
+{
+    if (r >= 0 && ref_errors > 0) {
+        for (size_t i = 0; i < res->n_duplicate_invoices; i++) {
+            free(res->duplicate_invoices[i]);
+        }
+        free(res->duplicate_invoices);
+        res->duplicate_invoices = NULL;
+        res->n_duplicate_invoices = 0;
+        res->outcome = SD_APPLY_REFUSED;
+        return 0;
+    }
+    if (r >= 0 && res->n_duplicate_invoices > 0) {
+        res->outcome = SD_APPLY_DUPLICATE;
+    }
+    return r;
+}

@@ -1,0 +1,99 @@
+/* write_plan.h — the database-independent parts of applying an ingest batch, shared by the
+ * backends: the per-batch map of looked-up ids, the reference checks of a sale (its event, an
+ * alias included, and its customer), the outcome of a batch's sales, and the counters of
+ * records left as they were. Backend-neutral: it runs no statement itself; what it must know
+ * of the stored records it asks through the backend's lookups (struct sd_write_lookup), all
+ * made on the backend's writer inside the write transaction.
+ *
+ * Errors: negative errno as the backend's lookup returned it (-EIO, …); every refusal of a
+ * record is an issue in res->errors with the JSON Pointer of the field, counted in the return
+ * value. Allocation failure aborts. Only the writer thread calls these. */
+#ifndef SD_STORE_WRITE_PLAN_H
+#define SD_STORE_WRITE_PLAN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/base.h"
+#include "store/store.h"
+
+/* A stored sales record as the lifecycle rules see it (store/lifecycle_plan.h). */
+struct sd_stored_sale {
+    struct sd_sale_state st; /* effective figures (refund records included) */
+    int64_t rr_quantity, rr_minor;
+    char *changed, *doc, *customer_id; /* owned */
+};
+void sd_stored_sale_release(struct sd_stored_sale *x);
+
+/* The backend's lookups on its writer, inside the write transaction. */
+struct sd_write_lookup {
+    /* Sales record `invoice`: 1 and *ret (released with sd_stored_sale_release), 0 when not
+     * stored, negative errno. */
+    int (*sale_state)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *invoice,
+                      struct sd_stored_sale *ret);
+    /* The canonical id of event `event_id` (itself, or the event it is an alias of): 1 and the
+     * id in *out, 0 if there is no such event, negative errno. */
+    int (*event_resolve)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                         const char *event_id, struct sd_buf *out);
+    /* 1 when customer `cid` of `source` is stored, 0 when not, negative errno. */
+    int (*customer_exists)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const char *source, const char *cid);
+};
+
+/* A string → string-or-NULL map over one batch (open addressing, FNV-1a): the canonical ids
+ * of the events a batch's sales name, the customers known to exist, the invoices seen. An
+ * entry with val NULL records that the key names nothing. Zero-initialised is empty. */
+struct sd_refmap {
+    struct sd_refmap_entry {
+        char *key; /* NULL: free slot */
+        char *val; /* owned, or NULL */
+    } * slot;
+    size_t cap, n; /* cap: 0 or a power of two */
+};
+/* The entry of key, NULL if the map has none. */
+const struct sd_refmap_entry *sd_refmap_get(const struct sd_refmap *m, const char *key);
+/* Add key → val (copied; val NULL: known to name nothing) unless key is there already. */
+void sd_refmap_put(struct sd_refmap *m, const char *key, const char *val);
+void sd_refmap_release(struct sd_refmap *m);
+
+/* "prod" / "test", as messages name an environment. */
+const char *sd_write_env_name(enum sd_env env);
+
+/* The batch's source: b->source, or SD_SOURCE_WEBHOOK when it names none. */
+const char *sd_write_batch_source(const struct sd_batch *b);
+
+/* A record left as it was: how 2 identical to the stored one, 3 older than it (stale);
+ * anything else counts nothing. */
+void sd_write_count_kept(struct sd_apply_result *res, int how);
+
+/* Add `invoice` to res->duplicate_invoices (*cap: its capacity, 0 at first). */
+void sd_write_push_duplicate(struct sd_apply_result *res, const char *invoice, size_t *cap);
+
+/* Check both references of a sale; adds errors at ptr_prefix + "/event_id" / "/customer_id".
+ * events caches the event lookups of the batch; customers (NULL: none) holds customers looked
+ * up already for the batch's source (val non-NULL: exists); *customer_cache is the last
+ * customer found. Returns the number of errors added (0..2) or negative errno. On 0, *ret_ref
+ * is the event's canonical id (valid while events lives). */
+int sd_write_check_sale_refs(struct sd_store *s, const struct sd_write_lookup *lk,
+                             int64_t tenant_id, enum sd_env env, const char *source,
+                             const struct sd_sale_rec *sale, const char *ptr_prefix,
+                             struct sd_refmap *events, const struct sd_refmap *customers,
+                             const char **customer_cache, struct sd_apply_result *res,
+                             const char **ret_ref);
+
+/* An upsert batch's sales are checked whole before any is written, so that a refused batch
+ * writes nothing: checks every sale in order (at "/sales/<index>"), checked[i] its event ref.
+ * Returns the number of errors added, or negative errno (then stops). */
+int sd_write_check_all_sales(struct sd_store *s, const struct sd_write_lookup *lk,
+                             int64_t tenant_id, enum sd_env env, const struct sd_batch *b,
+                             struct sd_refmap *events, const struct sd_refmap *customers,
+                             const char **customer_cache, struct sd_apply_result *res,
+                             const char **checked);
+
+/* The outcome of a batch's sales once applying them ended with r: with reference errors the
+ * batch is refused (its duplicates forgotten, 0 returned); else with duplicates it is a
+ * duplicate. A negative r is returned as it is. */
+int sd_write_sales_outcome(struct sd_apply_result *res, int r, size_t ref_errors);
+
+#endif
