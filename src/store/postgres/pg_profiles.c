@@ -450,41 +450,7 @@ static int split(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t
     if (!source || !customer_id || !sd_pg_env_ok(env) || !sd_pg_writer(s)) {
         return -EINVAL;
     }
-    struct sd_pg_link_ctx ctx = {0};
-    int64_t seq = 0, current = 0;
-    int opt_out = -1;
-    int r = sd_pg_profile_record(s, tenant_id, env, source, customer_id, &seq, &current, &opt_out);
-    if (r < 0) {
-        return r;
-    }
-    if (r == 0 || current != profile_id) {
-        return -ENOENT;
-    }
-    int64_t now = sd_now_usec();
-    size_t members = 0;
-    /* Counting through recompute keeps one members query; the flags are rewritten below. */
-    r = sd_pg_profile_recompute(s, tenant_id, env, &ctx, profile_id, now, &members);
-    if (r < 0) {
-        return r;
-    }
-    if (members <= 1) {
-        return -EBUSY;
-    }
-    int64_t new_id = 0;
-    r = sd_pg_profile_create(s, tenant_id, env, NULL, false, false, now, &new_id);
-    if (r == 0) {
-        r = sd_pg_profile_move(s, tenant_id, env, seq, new_id, true);
-    }
-    if (r == 0) {
-        r = sd_pg_profile_recompute(s, tenant_id, env, &ctx, profile_id, now, NULL);
-    }
-    if (r == 0) {
-        r = sd_pg_profile_recompute(s, tenant_id, env, &ctx, new_id, now, NULL);
-    }
-    if (r == 0 && ret_new_id) {
-        *ret_new_id = new_id;
-    }
-    return r;
+    return sd_pg_profile_split(s, tenant_id, env, profile_id, source, customer_id, ret_new_id);
 }
 
 /* ---- write path: suppress -------------------------------------------------------------------- */

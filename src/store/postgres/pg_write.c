@@ -766,7 +766,7 @@ out:
 static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                            const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
 {
-    struct sd_pg_link_ctx link = {0};
+    struct sd_link_ctx link = {0};
     for (size_t i = 0; i < b->n_customers; i++) {
         const struct sd_customer_rec *cu = &b->customers[i];
         int r = customer_upsert(s, tenant_id, env, sd_write_batch_source(b), b->origin, cu, now);
@@ -1013,7 +1013,7 @@ static void sale_row_add(struct pg_array *col, const struct sd_sale_rec *sale,
  * the batch's sales are applied: events and customers are applied before them. */
 static int prefetch_refs(struct pgconn *c, int64_t tenant_id, enum sd_env env,
                          const struct sd_batch *b, struct sd_refmap *events,
-                         struct sd_refmap *customers, struct sd_pg_facts_batch *facts)
+                         struct sd_refmap *customers, struct sd_facts_batch *facts)
 {
     const char *source = sd_write_batch_source(b);
     struct pg_array ev, cu;
@@ -1054,8 +1054,8 @@ static int prefetch_refs(struct pgconn *c, int64_t tenant_id, enum sd_env env,
     if (r == 0 && seen_cu.n > 0) {
         for (int i = 0; i < st[1].result; i++) {
             sd_refmap_put(customers, sd_pg_text(res_cu, i, 0), "1");
-            sd_pg_facts_batch_known(facts, source, sd_pg_text(res_cu, i, 0),
-                                    sd_pg_int64(res_cu, i, 1));
+            sd_facts_batch_known(facts, source, sd_pg_text(res_cu, i, 0),
+                                 sd_pg_int64(res_cu, i, 1));
         }
         /* the ones the store does not hold */
         for (size_t i = 0; i < seen_cu.cap; i++) {
@@ -1091,7 +1091,7 @@ static int apply_new_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
     struct sd_sale_plan *plans = sd_calloc(b->n_sales + 1, sizeof(*plans));
     bool *in_batch_dup = sd_calloc(b->n_sales + 1, sizeof(*in_batch_dup));
     struct sd_refund_targets targets = {0};
-    struct sd_pg_facts_batch facts = {0};
+    struct sd_facts_batch facts = {0};
     struct pg_array col[SALE_COLS];
     for (int k = 0; k < SALE_COLS; k++) {
         arr_init(&col[k]);
@@ -1206,7 +1206,7 @@ out:
     for (int k = 0; k < SALE_COLS; k++) {
         arr_release(&col[k]);
     }
-    sd_pg_facts_batch_release(&facts);
+    sd_facts_batch_release(&facts);
     sd_sale_plans_free(plans, b->n_sales);
     free(in_batch_dup);
     sd_refund_targets_release(&targets);
@@ -1235,7 +1235,7 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     size_t ref_errors = 0, dup_cap = 0;
     struct sd_sale_plan *plans = sd_calloc(b->n_sales + 1, sizeof(*plans));
     struct sd_refund_targets targets = {0};
-    struct sd_pg_facts_batch facts = {0};
+    struct sd_facts_batch facts = {0};
     int r = sd_lifecycle_plan_sales(s, &lookup, tenant_id, env, b, now, plans, &targets, res);
     if (r < 0) {
         goto out;
@@ -1312,7 +1312,7 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
 out:
     r = sd_write_sales_outcome(res, r, ref_errors);
     free(checked);
-    sd_pg_facts_batch_release(&facts);
+    sd_facts_batch_release(&facts);
     sd_sale_plans_free(plans, b->n_sales);
     sd_refund_targets_release(&targets);
     sd_refmap_release(&events);

@@ -155,76 +155,26 @@ static int add(struct conn *c, int64_t tenant_id, enum sd_env env, int64_t profi
     return done(c, st, "facts add");
 }
 
-/* ---- a batch's new sales, summed in memory ------------------------------------------------ */
+/* ---- a batch's new sales, summed in memory (store/facts_plan.c) --------------------------- */
 
-static uint64_t hash_text(uint64_t h, const char *t)
-{
-    for (; *t; t++) {
-        h = (h ^ (unsigned char)*t) * 1099511628211ull;
-    }
-    return (h ^ 0xff) * 1099511628211ull; /* a separator, so ("ab","c") ≠ ("a","bc") */
-}
+struct lookup_ctx {
+    struct conn *c;
+    int64_t tenant_id;
+    enum sd_env env;
+};
 
-/* Grow a table of `size`-byte slots to hold one more (at most half full), rehashing with
- * `hash_of` (a slot is free when its first pointer is NULL). */
-static void grow(void **v, size_t *cap, size_t n, size_t size, uint64_t (*hash_of)(const void *))
+/* The profile of customer key (source, customer_id) in the store: 0 if the record has none
+ * (or does not exist). */
+static int customer_profile(void *ctx, const char *source, const char *customer_id, int64_t *ret)
 {
-    if ((n + 1) * 2 <= *cap) {
-        return;
-    }
-    size_t ncap = *cap ? *cap * 2 : 64;
-    char *nv = sd_calloc(ncap, size);
-    char *old = *v;
-    for (size_t i = 0; i < *cap; i++) {
-        const void *slot = old + i * size;
-        if (*(void *const *)slot) {
-            size_t j = hash_of(slot) & (ncap - 1);
-            while (*(void **)(nv + j * size)) {
-                j = (j + 1) & (ncap - 1);
-            }
-            memcpy(nv + j * size, slot, size);
-        }
-    }
-    free(old);
-    *v = nv;
-    *cap = ncap;
-}
-
-static uint64_t key_hash(const void *slot)
-{
-    const struct sd_sqlite_facts_key *k = slot;
-    return hash_text(hash_text(14695981039346656037ull, k->source), k->customer_id);
-}
-
-static uint64_t sum_hash(const void *slot)
-{
-    const struct sd_sqlite_facts_sum *f = slot;
-    return hash_text(14695981039346656037ull ^ (uint64_t)f->profile_id, f->currency);
-}
-
-/* The profile of customer key (source, customer_id) from the batch's cache or the store: 0 if
- * the record has none (or does not exist). */
-static int profile_of(struct conn *c, struct sd_sqlite_facts_batch *fb, int64_t tenant_id,
-                      enum sd_env env, const char *source, const char *customer_id, int64_t *ret)
-{
-    uint64_t h = hash_text(hash_text(14695981039346656037ull, source), customer_id);
-    for (size_t i = fb->keys_cap ? h & (fb->keys_cap - 1) : 0; fb->keys_cap;
-         i = (i + 1) & (fb->keys_cap - 1)) {
-        struct sd_sqlite_facts_key *k = &fb->keys[i];
-        if (!k->source) {
-            break;
-        }
-        if (strcmp(k->source, source) == 0 && strcmp(k->customer_id, customer_id) == 0) {
-            *ret = k->profile_id;
-            return 0;
-        }
-    }
+    const struct lookup_ctx *x = ctx;
+    struct conn *c = x->c;
     sqlite3_stmt *st;
     int r = run(c, SLOT_CUSTOMER, SQL_CUSTOMER, &st);
     if (r < 0) {
         return r;
     }
-    if ((sd_sqlite_bind_scope(st, tenant_id, env, customer_id) |
+    if ((sd_sqlite_bind_scope(st, x->tenant_id, x->env, customer_id) |
          sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC)) != SQLITE_OK) {
         return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
@@ -234,72 +184,27 @@ static int profile_of(struct conn *c, struct sd_sqlite_facts_batch *fb, int64_t 
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         return sd_sqlite_fail(c, rc, "facts profile");
     }
-    grow((void **)&fb->keys, &fb->keys_cap, fb->n_keys, sizeof(*fb->keys), key_hash);
-    size_t i = h & (fb->keys_cap - 1);
-    while (fb->keys[i].source) {
-        i = (i + 1) & (fb->keys_cap - 1);
-    }
-    fb->keys[i] =
-        (struct sd_sqlite_facts_key){sd_strdup(source), sd_strdup(customer_id), profile_id};
-    fb->n_keys++;
     *ret = profile_id;
     return 0;
 }
 
-static void text_min(char **cur, const char *v, bool min)
-{
-    if (!*cur || (min ? strcmp(v, *cur) < 0 : strcmp(v, *cur) > 0)) {
-        free(*cur);
-        *cur = sd_strdup(v);
-    }
-}
-
-int sd_sqlite_facts_batch_add(struct conn *c, struct sd_sqlite_facts_batch *fb, int64_t tenant_id,
+int sd_sqlite_facts_batch_add(struct conn *c, struct sd_facts_batch *fb, int64_t tenant_id,
                               enum sd_env env, const char *source, const char *customer_id,
                               const char *currency, const char *purchased, int64_t net_quantity,
                               int64_t net_minor)
 {
-    if (strcmp(customer_id, SD_ANON_CUSTOMER) == 0 || (net_quantity == 0 && net_minor == 0)) {
-        return 0;
-    }
-    int64_t profile_id = 0;
-    int r = profile_of(c, fb, tenant_id, env, source, customer_id, &profile_id);
-    if (r < 0 || profile_id <= 0) {
-        return r;
-    }
-    uint64_t h = hash_text(14695981039346656037ull ^ (uint64_t)profile_id, currency);
-    grow((void **)&fb->sums, &fb->sums_cap, fb->n_sums, sizeof(*fb->sums), sum_hash);
-    size_t i = h & (fb->sums_cap - 1);
-    struct sd_sqlite_facts_sum *f;
-    for (;; i = (i + 1) & (fb->sums_cap - 1)) {
-        f = &fb->sums[i];
-        if (!f->currency) {
-            *f = (struct sd_sqlite_facts_sum){.profile_id = profile_id,
-                                              .currency = sd_strdup(currency)};
-            fb->n_sums++;
-            break;
-        }
-        if (f->profile_id == profile_id && strcmp(f->currency, currency) == 0) {
-            break;
-        }
-    }
-    f->purchases += net_quantity > 0;
-    f->tickets += net_quantity;
-    f->spend_minor += net_minor;
-    f->sales++;
-    if (net_quantity > 0) {
-        text_min(&f->first, purchased, true);
-        text_min(&f->last, purchased, false);
-    }
-    return 0;
+    struct lookup_ctx x = {c, tenant_id, env};
+    const struct sd_facts_lookup lk = {customer_profile, &x};
+    return sd_facts_batch_add(fb, &lk, source, customer_id, currency, purchased, net_quantity,
+                              net_minor);
 }
 
-int sd_sqlite_facts_batch_flush(struct conn *c, struct sd_sqlite_facts_batch *fb, int64_t tenant_id,
+int sd_sqlite_facts_batch_flush(struct conn *c, struct sd_facts_batch *fb, int64_t tenant_id,
                                 enum sd_env env)
 {
     int r = 0;
     for (size_t i = 0; i < fb->sums_cap && r == 0; i++) {
-        struct sd_sqlite_facts_sum *f = &fb->sums[i];
+        struct sd_facts_sum *f = &fb->sums[i];
         if (!f->currency) {
             continue;
         }
@@ -319,31 +224,8 @@ int sd_sqlite_facts_batch_flush(struct conn *c, struct sd_sqlite_facts_batch *fb
         }
         r = done(c, st, "facts add");
     }
-    for (size_t i = 0; i < fb->sums_cap; i++) {
-        free(fb->sums[i].currency);
-        free(fb->sums[i].first);
-        free(fb->sums[i].last);
-    }
-    free(fb->sums);
-    fb->sums = NULL;
-    fb->sums_cap = fb->n_sums = 0;
+    sd_facts_batch_sums_free(fb);
     return r;
-}
-
-void sd_sqlite_facts_batch_release(struct sd_sqlite_facts_batch *fb)
-{
-    for (size_t i = 0; i < fb->sums_cap; i++) {
-        free(fb->sums[i].currency);
-        free(fb->sums[i].first);
-        free(fb->sums[i].last);
-    }
-    free(fb->sums);
-    for (size_t i = 0; i < fb->keys_cap; i++) {
-        free(fb->keys[i].source);
-        free(fb->keys[i].customer_id);
-    }
-    free(fb->keys);
-    *fb = (struct sd_sqlite_facts_batch){0};
 }
 
 /* The stored sale `invoice` if it counts and its customer record has a profile: 1 and its

@@ -30,6 +30,7 @@
 #include "sqlite_internal.h"
 #include "sqlite_profiles.h"
 #include "store/audience.h"
+#include "store/profile_rules.h"
 
 #define SLOT_BASE 0u
 
@@ -205,8 +206,7 @@ static int rule_from_text(const unsigned char *t, enum sd_link_rule *ret)
     return 0;
 }
 
-static int ctx_load(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                    struct sd_sqlite_link_ctx *ctx)
+static int ctx_load(struct sd_store *s, int64_t tenant_id, enum sd_env env, struct sd_link_ctx *ctx)
 {
     if (ctx->loaded) {
         return 0;
@@ -327,8 +327,10 @@ static int rec_set_profile(struct conn *c, int64_t tenant_id, enum sd_env env, i
 
 /* Recompute opt_out and suppressed of a profile from all its members; *ret_members (optional)
  * receives the member count. */
+static const struct sd_profile_steps steps;
+
 static int recompute(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                     const struct sd_sqlite_link_ctx *ctx, int64_t profile_id, int64_t now,
+                     const struct sd_link_ctx *ctx, int64_t profile_id, int64_t now,
                      size_t *ret_members)
 {
     struct conn *c = s->writer;
@@ -340,22 +342,18 @@ static int recompute(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         SQLITE_OK) {
         return bind_fail(c);
     }
-    bool opt_out = false, suppressed = false;
+    struct sd_profile_flags f = {0};
     size_t n = 0;
     int rc, r = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         n++;
-        if (sqlite3_column_type(st, 1) != SQLITE_NULL && sqlite3_column_int(st, 1) != 0) {
-            opt_out = true;
-        }
-        const unsigned char *email = sqlite3_column_text(st, 0);
-        if (ctx->any_suppression && !suppressed && email) {
-            /* P_SUP_HAS is another statement: stepping it while this one is open is fine. */
-            r = sup_has(c, tenant_id, env, (const char *)email);
-            if (r < 0) {
-                break;
-            }
-            suppressed = r == 1;
+        int opt_out =
+            sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 1) != 0;
+        /* P_SUP_HAS is another statement: stepping it while this one is open is fine. */
+        r = sd_profile_flags_add(&f, s, &steps, tenant_id, env, ctx, opt_out,
+                                 (const char *)sqlite3_column_text(st, 0));
+        if (r < 0) {
+            break;
         }
     }
     sqlite3_reset(st);
@@ -370,8 +368,9 @@ static int recompute(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         return -EIO;
     }
     if ((sd_sqlite_bind_scope(st, tenant_id, env, NULL) | sqlite3_bind_int64(st, 3, profile_id) |
-         sqlite3_bind_int(st, 4, opt_out ? 1 : 0) | sqlite3_bind_int(st, 5, suppressed ? 1 : 0) |
-         sqlite3_bind_int64(st, 6, now)) != SQLITE_OK) {
+         sqlite3_bind_int(st, 4, f.opt_out ? 1 : 0) |
+         sqlite3_bind_int(st, 5, f.suppressed ? 1 : 0) | sqlite3_bind_int64(st, 6, now)) !=
+        SQLITE_OK) {
         return bind_fail(c);
     }
     r = run_done(c, st, "profile flags");
@@ -379,28 +378,6 @@ static int recompute(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         *ret_members = n;
     }
     return r;
-}
-
-/* The record's link key under rule (heap), or NULL: nothing links to it. */
-static char *link_key(enum sd_link_rule rule, const struct sd_customer_rec *cu)
-{
-    if (rule == SD_LINK_NONE || !cu->email_key || !*cu->email_key) {
-        return NULL;
-    }
-    if (rule == SD_LINK_EMAIL) {
-        return sd_strdup(cu->email_key);
-    }
-    /* The validated document holds last_name as sent (a string, if present). */
-    char *folded = NULL;
-    json_t *doc = cu->doc ? json_loads(cu->doc, 0, NULL) : NULL;
-    const char *last = json_string_value(json_object_get(doc, "last_name"));
-    if (last) {
-        folded = sd_text_fold(last);
-    }
-    char *key = sd_asprintf("%s\x1f%s", cu->email_key, folded ? folded : "");
-    free(folded);
-    json_decref(doc);
-    return key;
 }
 
 /* 1 and the oldest profile with this link key, 0 if none, -EIO. */
@@ -425,58 +402,64 @@ static int by_key(struct conn *c, int64_t tenant_id, enum sd_env env, const char
     return rc == SQLITE_DONE ? 0 : sd_sqlite_fail(c, rc, "profile by key");
 }
 
+/* ---- the steps store/profile_rules.c takes, on the writer ------------------------------------ */
+
+static int step_record(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *source,
+                       const char *customer_id, int64_t *ret_seq, int64_t *ret_profile,
+                       int *ret_opt_out)
+{
+    return rec_get(s->writer, tenant_id, env, source, customer_id, ret_seq, ret_profile,
+                   ret_opt_out);
+}
+
+static int step_by_key(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
+                       int64_t *ret_id)
+{
+    return by_key(s->writer, tenant_id, env, key, ret_id);
+}
+
+static int step_sup_has(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                        const char *email_key)
+{
+    return sup_has(s->writer, tenant_id, env, email_key);
+}
+
+static int step_create(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *link_key,
+                       bool opt_out, bool suppressed, int64_t now, int64_t *ret_id)
+{
+    return profile_insert(s->writer, tenant_id, env, link_key, opt_out, suppressed, now, ret_id);
+}
+
+static int step_move(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t seq,
+                     int64_t profile_id, bool pinned)
+{
+    return rec_set_profile(s->writer, tenant_id, env, seq, profile_id, pinned);
+}
+
+static int run_scoped_id(struct conn *c, unsigned id, int64_t tenant_id, enum sd_env env, int64_t v,
+                         const char *op);
+
+static int step_remove(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t profile_id)
+{
+    return run_scoped_id(s->writer, P_PROFILE_DELETE, tenant_id, env, profile_id, "profile delete");
+}
+
+static const struct sd_profile_steps steps = {
+    .ctx_load = ctx_load,
+    .record = step_record,
+    .recompute = recompute,
+    .by_key = step_by_key,
+    .sup_has = step_sup_has,
+    .create = step_create,
+    .move = step_move,
+    .remove = step_remove,
+};
+
 int sd_sqlite_profile_link(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                           struct sd_sqlite_link_ctx *ctx, const char *source,
+                           struct sd_link_ctx *ctx, const char *source,
                            const struct sd_customer_rec *cu, int64_t now)
 {
-    struct conn *c = s->writer;
-    int r = ctx_load(s, tenant_id, env, ctx);
-    if (r < 0) {
-        return r;
-    }
-    int64_t seq = 0, profile_id = 0;
-    int opt_out = -1;
-    r = rec_get(c, tenant_id, env, source, cu->customer_id, &seq, &profile_id, &opt_out);
-    if (r <= 0) {
-        if (r == 0) {
-            sd_log(SD_LOG_ERROR, "upserted customer not found for linking", "tenant=%lld",
-                   (long long)tenant_id);
-            r = -EIO;
-        }
-        return r;
-    }
-    if (profile_id > 0) {
-        return recompute(s, tenant_id, env, ctx, profile_id, now, NULL);
-    }
-    char *key = link_key(ctx->rule, cu);
-    int64_t target = 0;
-    r = key ? by_key(c, tenant_id, env, key, &target) : 0;
-    if (r < 0) {
-        goto out;
-    }
-    if (r == 0) {
-        /* A new person: the flags are this record's own, no recompute needed. */
-        bool suppressed = false;
-        if (ctx->any_suppression && cu->email_key) {
-            r = sup_has(c, tenant_id, env, cu->email_key);
-            if (r < 0) {
-                goto out;
-            }
-            suppressed = r == 1;
-        }
-        r = profile_insert(c, tenant_id, env, key, opt_out == 1, suppressed, now, &target);
-        if (r == 0) {
-            r = rec_set_profile(c, tenant_id, env, seq, target, false);
-        }
-        goto out;
-    }
-    r = rec_set_profile(c, tenant_id, env, seq, target, false);
-    if (r == 0) {
-        r = recompute(s, tenant_id, env, ctx, target, now, NULL);
-    }
-out:
-    free(key);
-    return r;
+    return sd_profile_link(s, &steps, tenant_id, env, ctx, source, cu, now);
 }
 
 int sd_sqlite_profile_seq_floor(struct sd_store *s, int64_t *seq)
@@ -768,46 +751,7 @@ static int split(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t
     if (!source || !customer_id || !sd_sqlite_env_ok(env)) {
         return -EINVAL;
     }
-    struct conn *c = s->writer;
-    struct sd_sqlite_link_ctx ctx = {0};
-    int r = ctx_load(s, tenant_id, env, &ctx);
-    if (r < 0) {
-        return r;
-    }
-    int64_t seq = 0, current = 0;
-    int opt_out = -1;
-    r = rec_get(c, tenant_id, env, source, customer_id, &seq, &current, &opt_out);
-    if (r < 0) {
-        return r;
-    }
-    if (r == 0 || current != profile_id) {
-        return -ENOENT;
-    }
-    int64_t now = sd_now_usec();
-    size_t members = 0;
-    /* Counting through recompute keeps one members query; the flags are rewritten below. */
-    r = recompute(s, tenant_id, env, &ctx, profile_id, now, &members);
-    if (r < 0) {
-        return r;
-    }
-    if (members <= 1) {
-        return -EBUSY;
-    }
-    int64_t new_id = 0;
-    r = profile_insert(c, tenant_id, env, NULL, false, false, now, &new_id);
-    if (r == 0) {
-        r = rec_set_profile(c, tenant_id, env, seq, new_id, true);
-    }
-    if (r == 0) {
-        r = recompute(s, tenant_id, env, &ctx, profile_id, now, NULL);
-    }
-    if (r == 0) {
-        r = recompute(s, tenant_id, env, &ctx, new_id, now, NULL);
-    }
-    if (r == 0 && ret_new_id) {
-        *ret_new_id = new_id;
-    }
-    return r;
+    return sd_profile_split(s, &steps, tenant_id, env, profile_id, source, customer_id, ret_new_id);
 }
 
 /* Put one e-mail key's hash on the list: 1 added, 0 already there, -EIO. */
@@ -1203,17 +1147,7 @@ out:
 int sd_sqlite_profile_member_gone(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                                   int64_t profile_id, int64_t now)
 {
-    struct sd_sqlite_link_ctx ctx = {0};
-    size_t left = 0;
-    int r = ctx_load(s, tenant_id, env, &ctx);
-    if (r == 0) {
-        r = recompute(s, tenant_id, env, &ctx, profile_id, now, &left);
-    }
-    if (r == 0 && left == 0) {
-        r = run_scoped_id(s->writer, P_PROFILE_DELETE, tenant_id, env, profile_id,
-                          "profile delete");
-    }
-    return r;
+    return sd_profile_member_gone(s, &steps, tenant_id, env, profile_id, now);
 }
 
 const struct sd_store_profile_ops sd_sqlite_profile_ops = {

@@ -310,7 +310,7 @@ static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env en
     if (!st) {
         return -EIO;
     }
-    struct sd_sqlite_link_ctx link = {0};
+    struct sd_link_ctx link = {0};
     for (size_t i = 0; i < b->n_customers; i++) {
         const struct sd_customer_rec *cu = &b->customers[i];
         int64_t seq = s->seq + 1;
@@ -558,7 +558,7 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     size_t ref_errors = 0, dup_cap = 0;
     struct sd_sale_plan *plans = sd_calloc(b->n_sales + 1, sizeof(*plans));
     struct sd_refund_targets targets = {0};
-    struct sd_sqlite_facts_batch facts = {0};
+    struct sd_facts_batch facts = {0};
     int r = sd_lifecycle_plan_sales(s, &lookup, tenant_id, env, b, now, plans, &targets, res);
     if (r < 0) {
         goto out;
@@ -632,7 +632,7 @@ static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
 out:
     r = sd_write_sales_outcome(res, r, ref_errors);
     free(checked);
-    sd_sqlite_facts_batch_release(&facts);
+    sd_facts_batch_release(&facts);
     sd_sale_plans_free(plans, b->n_sales);
     sd_refund_targets_release(&targets);
     sd_refmap_release(&events);
