@@ -13,6 +13,8 @@
 
 #include "base/base.h"
 #include "base/utf8.h"
+#include "base/log.h"
+#include "store/lifecycle_plan.h"
 #include "store/write_plan.h"
 
 void sd_stored_sale_release(struct sd_stored_sale *x)
@@ -221,6 +223,254 @@ int sd_write_sales_outcome(struct sd_apply_result *res, int r, size_t ref_errors
     }
     if (r >= 0 && res->n_duplicate_invoices > 0) {
         res->outcome = SD_APPLY_DUPLICATE;
+    }
+    return r;
+}
+
+/* ---- events ------------------------------------------------------------------------------ */
+
+int sd_write_apply_events(struct sd_store *s, const struct sd_event_steps *st, int64_t tenant_id,
+                          enum sd_env env, const struct sd_batch *b, int64_t now,
+                          struct sd_apply_result *res)
+{
+    struct sd_buf other;
+    sd_buf_init(&other);
+    int r = 0;
+    for (size_t i = 0; i < b->n_events; i++) {
+        const struct sd_event_rec *e = &b->events[i];
+        char ptr[48];
+        snprintf(ptr, sizeof(ptr), "/events/%zu", e->index);
+
+        r = st->update(s, tenant_id, env, e->event_id, e, now, b->origin);
+        if (r != 0) {
+            if (r < 0) {
+                goto out;
+            }
+            sd_write_count_kept(res, r);
+            continue;
+        }
+        r = st->alias_get(s, tenant_id, env, e->event_id, &other);
+        if (r < 0) {
+            goto out;
+        }
+        if (r == 1) {
+            r = st->update(s, tenant_id, env, other.data, e, now, b->origin);
+            if (r < 0) {
+                goto out;
+            }
+            if (r == 0) {
+                sd_log(SD_LOG_ERROR, "event alias points to no event", "tenant=%lld",
+                       (long long)tenant_id);
+                r = -EIO;
+                goto out;
+            }
+            sd_write_count_kept(res, r);
+            sd_issues_add(&res->warnings, ptr, "'%s' is an alias of event '%s'; updated that event",
+                          e->event_id, other.data);
+            continue;
+        }
+        r = st->by_dup(s, tenant_id, env, e->dup_key, &other);
+        if (r < 0) {
+            goto out;
+        }
+        if (r == 1) {
+            /* The record updates that event, as any later send under the alias does: what the
+             * request sent (unknown fields included) is what reading the event returns. A new
+             * alias was stored, so the record never counts as unchanged here. */
+            r = st->alias_insert(s, tenant_id, env, e->event_id, other.data);
+            if (r == 0) {
+                r = st->update(s, tenant_id, env, other.data, e, now, b->origin);
+                r = r == 0 ? -EIO : r; /* found by dup_key a moment ago */
+            }
+            if (r < 0) {
+                goto out;
+            }
+            sd_issues_add(&res->warnings, ptr,
+                          "same performance (date, time, venue, hall) as event '%s'; '%s' stored "
+                          "as an alias and that event updated with this record",
+                          other.data, e->event_id);
+            continue;
+        }
+        r = st->insert(s, tenant_id, env, e, now, b->origin);
+        if (r < 0) {
+            goto out;
+        }
+    }
+    r = 0;
+out:
+    sd_buf_release(&other);
+    return r;
+}
+
+/* ---- sales ------------------------------------------------------------------------------- */
+
+/* A batch transport re-sent a stored sale: identical → unchanged, else replace it (new seq). */
+static int upsert_existing_sale(struct sd_store *s, const struct sd_sale_steps *st,
+                                int64_t tenant_id, enum sd_env env, const struct sd_batch *b,
+                                const struct sd_sale_rec *sale, const struct sd_sale_plan *p,
+                                const char *event_ref, int64_t now, struct sd_apply_result *res)
+{
+    if (p->unchanged) {
+        res->n_unchanged++;
+        return 0;
+    }
+    int r = st->update(s, tenant_id, env, sale, p, event_ref, now, sd_write_batch_source(b),
+                       b->origin, false);
+    if (r == 0) {
+        sd_write_count_kept(res, 3); /* an older remote version: the stored sale stays */
+    }
+    return r < 0 ? r : 0;
+}
+
+int sd_write_apply_sales(struct sd_store *s, const struct sd_write_lookup *lk,
+                         const struct sd_sale_steps *st, int64_t tenant_id, enum sd_env env,
+                         const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
+{
+    struct sd_refmap events = {0}, customers = {0};
+    const char *customer_cache = NULL;
+    const char **checked = NULL; /* upsert: each sale's event ref, from the first pass */
+    size_t ref_errors = 0, dup_cap = 0;
+    struct sd_sale_plan *plans = sd_calloc(b->n_sales + 1, sizeof(*plans));
+    struct sd_refund_targets targets = {0};
+    struct sd_facts_batch facts = {0};
+    int r = sd_lifecycle_plan_sales(s, lk, tenant_id, env, b, now, plans, &targets, res);
+    if (r < 0) {
+        goto out;
+    }
+    ref_errors += (size_t)r;
+    r = st->prefetch ? st->prefetch(s, tenant_id, env, b, &events, &customers, &facts) : 0;
+    if (r < 0) {
+        goto out;
+    }
+    if (b->upsert_sales && ref_errors == 0) {
+        checked = sd_calloc(b->n_sales + 1, sizeof(*checked));
+        r = sd_write_check_all_sales(s, lk, tenant_id, env, b, &events, &customers, &customer_cache,
+                                     res, checked);
+        if (r != 0) {
+            ref_errors += r > 0 ? (size_t)r : 0;
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < b->n_sales; i++) {
+        const struct sd_sale_rec *sale = &b->sales[i];
+        const char *ref = NULL;
+        if (checked) {
+            ref = checked[i];
+        } else {
+            char prefix[40];
+            snprintf(prefix, sizeof(prefix), "/sales/%zu", sale->index);
+            r = sd_write_check_sale_refs(s, lk, tenant_id, env, sd_write_batch_source(b), sale,
+                                         prefix, &events, &customers, &customer_cache, res, &ref);
+            if (r < 0) {
+                goto out;
+            }
+            ref_errors += (size_t)r;
+            if (ref_errors > 0) {
+                continue;
+            }
+        }
+        r = st->insert(s, tenant_id, env, b, sale, &plans[i], ref, now, &facts);
+        if (r < 0) {
+            goto out;
+        }
+        if (r == 0 && !b->upsert_sales) {
+            sd_write_push_duplicate(res, sale->invoice_number, &dup_cap);
+        } else if (r == 0) {
+            r = st->facts_flush(s, tenant_id, env, &facts);
+            r = r < 0 ? r
+                      : upsert_existing_sale(s, st, tenant_id, env, b, sale, &plans[i], ref, now,
+                                             res);
+            if (r < 0) {
+                goto out;
+            }
+        }
+    }
+    /* the new sales join the purchase facts before refunds change any of them */
+    r = st->facts_flush(s, tenant_id, env, &facts);
+    if (r >= 0 && ref_errors == 0 && res->n_duplicate_invoices == 0) {
+        r = st->refunds(s, tenant_id, env, &targets);
+    }
+out:
+    r = sd_write_sales_outcome(res, r, ref_errors);
+    free(checked);
+    sd_facts_batch_release(&facts);
+    sd_sale_plans_free(plans, b->n_sales);
+    sd_refund_targets_release(&targets);
+    sd_refmap_release(&events);
+    sd_refmap_release(&customers);
+    return r;
+}
+
+/* ---- replacing one sale ------------------------------------------------------------------ */
+
+/* The planning of a replacement: its references checked and its lifecycle planned at now. 1
+ * when the replacement is refused (issues added, res->outcome SD_APPLY_REFUSED), 0 with *plan
+ * (release plan->changed) and *ret_ref (valid while events lives), or negative errno. */
+static int replace_plan(struct sd_store *s, const struct sd_write_lookup *lk, int64_t tenant_id,
+                        enum sd_env env, const struct sd_sale_rec *sale, int64_t now,
+                        struct sd_sale_plan *plan, struct sd_refmap *events, const char **ret_ref,
+                        struct sd_apply_result *res)
+{
+    const char *customer_cache = NULL;
+    int r = sd_write_check_sale_refs(s, lk, tenant_id, env, SD_SOURCE_WEBHOOK, sale, "", events,
+                                     NULL, &customer_cache, res, ret_ref);
+    if (r == 0) {
+        char now_text[32];
+        sd_lifecycle_utc_text(now, now_text);
+        r = sd_lifecycle_plan_one(s, lk, tenant_id, env, sale, "", true, now_text, plan, res);
+    }
+    if (r > 0) {
+        res->outcome = SD_APPLY_REFUSED;
+        return 1;
+    }
+    return r;
+}
+
+int sd_write_replace_sale(struct sd_store *s, const struct sd_write_lookup *lk,
+                          const struct sd_sale_steps *st, int64_t tenant_id, enum sd_env env,
+                          const struct sd_sale_rec *sale, struct sd_apply_result *res)
+{
+    int r = st->exists(s, tenant_id, env, sale->invoice_number);
+    if (r < 0) {
+        return r;
+    }
+    if (r == 0) {
+        res->outcome = SD_APPLY_NOT_FOUND;
+        return 0;
+    }
+    struct sd_sale_plan plan = {0};
+    struct sd_refmap events = {0};
+    const char *ref = NULL;
+    int64_t now = sd_now_usec();
+    r = replace_plan(s, lk, tenant_id, env, sale, now, &plan, &events, &ref, res);
+    if (r != 0) {
+        r = r < 0 ? r : 0;
+        goto out;
+    }
+    /* A replacement is numbered even when its remote version kept the stored sale. */
+    r = st->update(s, tenant_id, env, sale, &plan, ref, now, SD_SOURCE_WEBHOOK, NULL, true);
+    if (r < 0) {
+        goto out;
+    }
+    r = 0;
+    res->outcome = SD_APPLY_OK;
+out:
+    free(plan.changed);
+    sd_refmap_release(&events);
+    return r;
+}
+
+int sd_write_apply_ingest(struct sd_store *s, const struct sd_ingest_steps *st, int64_t tenant_id,
+                          enum sd_env env, const struct sd_batch *b, struct sd_apply_result *res)
+{
+    int64_t now = sd_now_usec();
+    res->outcome = SD_APPLY_OK;
+    int r = sd_write_apply_events(s, st->events, tenant_id, env, b, now, res);
+    if (r == 0) {
+        r = st->customers(s, tenant_id, env, b, now, res);
+    }
+    if (r == 0) {
+        r = st->sales(s, tenant_id, env, b, now, res);
     }
     return r;
 }

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "base/base.h"
+#include "store/facts_plan.h"
 #include "store/store.h"
 
 /* A stored sales record as the lifecycle rules see it (store/lifecycle_plan.h). */
@@ -41,6 +42,35 @@ struct sd_write_lookup {
                            const char *source, const char *cid);
 };
 
+/* The backend's steps of applying a batch's events, on its writer. */
+struct sd_event_steps {
+    /* Merge e's content into event `event_id` with a new seq: 1 updated, 2 stored already with
+     * identical content (unchanged), 3 not applied because e's remote version is older than
+     * the stored one (stale), 0 no such event, negative errno. */
+    int (*update)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *event_id,
+                  const struct sd_event_rec *e, int64_t now, const char *origin);
+    /* The event alias_id is an alias of: 1 and its id in *out, 0 none, negative errno. */
+    int (*alias_get)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *alias_id,
+                     struct sd_buf *out);
+    /* The oldest event of performance dup_key: 1 and its id in *out, 0 none, negative errno. */
+    int (*by_dup)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *dup_key,
+                  struct sd_buf *out);
+    /* Store alias_id as an alias of event_id: 0 or negative errno. */
+    int (*alias_insert)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                        const char *alias_id, const char *event_id);
+    /* Insert e as a new event with a new seq: 0 or negative errno. */
+    int (*insert)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                  const struct sd_event_rec *e, int64_t now, const char *origin);
+};
+
+/* Apply a batch's events in order: an event stored under its id (or under an alias of it) is
+ * updated; a new id for a stored performance (same dup_key) becomes an alias of that event,
+ * which is updated with the record (a warning at "/events/<index>" says so); else the event is
+ * inserted. Unchanged and stale records count in res. 0 or negative errno. */
+int sd_write_apply_events(struct sd_store *s, const struct sd_event_steps *st, int64_t tenant_id,
+                          enum sd_env env, const struct sd_batch *b, int64_t now,
+                          struct sd_apply_result *res);
+
 /* A string → string-or-NULL map over one batch (open addressing, FNV-1a): the canonical ids
  * of the events a batch's sales name, the customers known to exist, the invoices seen. An
  * entry with val NULL records that the key names nothing. Zero-initialised is empty. */
@@ -56,6 +86,67 @@ const struct sd_refmap_entry *sd_refmap_get(const struct sd_refmap *m, const cha
 /* Add key → val (copied; val NULL: known to name nothing) unless key is there already. */
 void sd_refmap_put(struct sd_refmap *m, const char *key, const char *val);
 void sd_refmap_release(struct sd_refmap *m);
+
+struct sd_sale_plan;
+struct sd_refund_targets;
+
+/* The backend's steps of writing a batch's sales, on its writer. Each returns 0 (or as said)
+ * or a negative errno. */
+struct sd_sale_steps {
+    /* Look up the events and customers the batch's sales name in one go (into events: id →
+     * canonical id or NULL; customers: id → non-NULL or NULL; their profiles into facts).
+     * NULL: each is looked up when a sale names it. */
+    int (*prefetch)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                    const struct sd_batch *b, struct sd_refmap *events, struct sd_refmap *customers,
+                    struct sd_facts_batch *facts);
+    /* 1 when sales record `invoice` is stored, 0 when not. */
+    int (*exists)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *invoice);
+    /* Insert sale with the figures planned and the next seq unless its invoice is stored: 1
+     * inserted (the seq taken, its facts added to *facts), 0 stored already. */
+    int (*insert)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const struct sd_batch *b,
+                  const struct sd_sale_rec *sale, const struct sd_sale_plan *plan,
+                  const char *event_ref, int64_t now, struct sd_facts_batch *facts);
+    /* Replace stored sale with the record as planned, with the next seq, its facts following:
+     * 1 replaced, 0 kept (an older remote version). number_kept: the seq is taken even then. */
+    int (*update)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                  const struct sd_sale_rec *sale, const struct sd_sale_plan *plan,
+                  const char *event_ref, int64_t now, const char *source, const char *origin,
+                  bool number_kept);
+    /* Write the facts summed in *facts so far (and empty the sums). */
+    int (*facts_flush)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       struct sd_facts_batch *facts);
+    /* Write the new figures of the sales refund records changed. */
+    int (*refunds)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                   const struct sd_refund_targets *t);
+};
+
+/* A batch's sales, one by one: planned (store/lifecycle_plan.h), references checked, inserted
+ * while no reference error was seen. Once one is found, inserting stops (the answer is 400 and
+ * the caller rolls the savepoint back) but the checks go on so that every error is reported.
+ * An upsert batch (a batch transport, which stores a refused batch again without the records
+ * named, inside one larger transaction) is checked whole first, so that a refused one writes
+ * nothing; its stored sales are left as they are when identical, else replaced. A stored
+ * invoice in any other batch is a duplicate. Sets res->outcome; 0 or negative errno. */
+int sd_write_apply_sales(struct sd_store *s, const struct sd_write_lookup *lk,
+                         const struct sd_sale_steps *st, int64_t tenant_id, enum sd_env env,
+                         const struct sd_batch *b, int64_t now, struct sd_apply_result *res);
+
+/* Replace stored sale `sale` (PUT, pointers relative to the sale): res->outcome
+ * SD_APPLY_NOT_FOUND, SD_APPLY_REFUSED (issues added) or SD_APPLY_OK. 0 or negative errno. */
+int sd_write_replace_sale(struct sd_store *s, const struct sd_write_lookup *lk,
+                          const struct sd_sale_steps *st, int64_t tenant_id, enum sd_env env,
+                          const struct sd_sale_rec *sale, struct sd_apply_result *res);
+
+/* An ingest batch: its events (st->events), then customers, then sales, at one `now`. */
+struct sd_ingest_steps {
+    const struct sd_event_steps *events;
+    int (*customers)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                     const struct sd_batch *b, int64_t now, struct sd_apply_result *res);
+    int (*sales)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const struct sd_batch *b,
+                 int64_t now, struct sd_apply_result *res);
+};
+int sd_write_apply_ingest(struct sd_store *s, const struct sd_ingest_steps *st, int64_t tenant_id,
+                          enum sd_env env, const struct sd_batch *b, struct sd_apply_result *res);
 
 /* "prod" / "test", as messages name an environment. */
 const char *sd_write_env_name(enum sd_env env);

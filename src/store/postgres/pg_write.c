@@ -550,7 +550,7 @@ static int event_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         return r;
     }
     (void)sd_pg_seq_next(s);
-    return 0;
+    return stats_tick(sd_pg_writer(s), 1);
 }
 
 static int alias_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
@@ -564,82 +564,28 @@ static int alias_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     return r < 0 ? r : 0;
 }
 
-static int apply_events(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                        const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
+static int alias_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *alias_id,
+                     struct sd_buf *out)
 {
-    struct pgconn *c = sd_pg_writer(s);
-    struct sd_buf other;
-    sd_buf_init(&other);
-    int r = 0;
-    for (size_t i = 0; i < b->n_events; i++) {
-        const struct sd_event_rec *e = &b->events[i];
-        char ptr[48];
-        snprintf(ptr, sizeof(ptr), "/events/%zu", e->index);
-
-        r = event_update(s, tenant_id, env, e->event_id, e, now, b->origin);
-        if (r != 0) {
-            if (r < 0) {
-                goto out;
-            }
-            sd_write_count_kept(res, r);
-            continue;
-        }
-        r = lookup_scoped(c, SLOT_ALIAS_GET, SQL_ALIAS_GET, tenant_id, env, e->event_id, &other);
-        if (r < 0) {
-            goto out;
-        }
-        if (r == 1) {
-            r = event_update(s, tenant_id, env, other.data, e, now, b->origin);
-            if (r < 0) {
-                goto out;
-            }
-            if (r == 0) {
-                sd_log(SD_LOG_ERROR, "event alias points to no event", "tenant=%lld",
-                       (long long)tenant_id);
-                r = -EIO;
-                goto out;
-            }
-            sd_write_count_kept(res, r);
-            sd_issues_add(&res->warnings, ptr, "'%s' is an alias of event '%s'; updated that event",
-                          e->event_id, other.data);
-            continue;
-        }
-        r = lookup_scoped(c, SLOT_EVENT_BY_DUP, SQL_EVENT_BY_DUP, tenant_id, env, e->dup_key,
-                          &other);
-        if (r < 0) {
-            goto out;
-        }
-        if (r == 1) {
-            /* The record updates that event, as any later send under the alias does: what the
-             * request sent (unknown fields included) is what reading the event returns. A new
-             * alias was stored, so the record never counts as unchanged here. */
-            r = alias_insert(s, tenant_id, env, e->event_id, other.data);
-            if (r == 0) {
-                r = event_update(s, tenant_id, env, other.data, e, now, b->origin);
-                r = r == 0 ? -EIO : r; /* found by dup_key a moment ago */
-            }
-            if (r < 0) {
-                goto out;
-            }
-            sd_issues_add(&res->warnings, ptr,
-                          "same performance (date, time, venue, hall) as event '%s'; '%s' stored "
-                          "as an alias and that event updated with this record",
-                          other.data, e->event_id);
-            continue;
-        }
-        r = event_insert(s, tenant_id, env, e, now, b->origin);
-        if (r < 0) {
-            goto out;
-        }
-        if ((r = stats_tick(c, 1)) < 0) {
-            goto out;
-        }
-    }
-    r = 0;
-out:
-    sd_buf_release(&other);
-    return r;
+    return lookup_scoped(sd_pg_writer(s), SLOT_ALIAS_GET, SQL_ALIAS_GET, tenant_id, env, alias_id,
+                         out);
 }
+
+static int event_by_dup(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *dup_key,
+                        struct sd_buf *out)
+{
+    return lookup_scoped(sd_pg_writer(s), SLOT_EVENT_BY_DUP, SQL_EVENT_BY_DUP, tenant_id, env,
+                         dup_key, out);
+}
+
+/* What applying a batch's events (store/write_plan.c) does on the writer. */
+static const struct sd_event_steps event_steps = {
+    .update = event_update,
+    .alias_get = alias_get,
+    .by_dup = event_by_dup,
+    .alias_insert = alias_insert,
+    .insert = event_insert,
+};
 
 static void p_opt_out(struct sd_pg_params *p, int v)
 {
@@ -924,10 +870,12 @@ static void sale_params(struct sd_pg_params *p, int64_t tenant_id, enum sd_env e
 }
 
 /* Replace a stored sale with this record (new seq) as its plan says: 1 replaced, 0 not (an
- * older remote version: the stored sale stays), negative errno. The facts follow. */
+ * older remote version: the stored sale stays; number_kept: its seq is taken all the same),
+ * negative errno. The facts follow. */
 static int sale_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                        const struct sd_sale_rec *sale, const struct sd_sale_plan *pl,
-                       const char *event_ref, int64_t now, const char *source, const char *origin)
+                       const char *event_ref, int64_t now, const char *source, const char *origin,
+                       bool number_kept)
 {
     struct pgconn *c = sd_pg_writer(s);
     int r = sd_pg_facts_sale_out(c, tenant_id, env, sale->invoice_number);
@@ -946,27 +894,10 @@ static int sale_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     if (r < 0) {
         return r;
     }
-    if (changed) {
+    if (changed || number_kept) {
         (void)sd_pg_seq_next(s);
     }
     return changed;
-}
-
-/* A batch transport re-sent a stored sale: identical → unchanged, else replace it (new seq). */
-static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                                const struct sd_sale_rec *sale, const struct sd_sale_plan *p,
-                                const char *event_ref, int64_t now, const char *source,
-                                const char *origin, struct sd_apply_result *res)
-{
-    if (p->unchanged) {
-        res->n_unchanged++;
-        return 0;
-    }
-    int r = sale_update(s, tenant_id, env, sale, p, event_ref, now, source, origin);
-    if (r == 0) {
-        sd_write_count_kept(res, 3); /* an older remote version: the stored sale stays */
-    }
-    return r < 0 ? r : 0;
 }
 
 /* The columns of a batch's new sales, one array each (SQL_SALES_INSERT_MANY's $6..$28). */
@@ -1011,10 +942,11 @@ static void sale_row_add(struct pg_array *col, const struct sd_sale_rec *sale,
  * events: id → canonical id or NULL) and the customers of the batch's source (into customers:
  * id → "1" or NULL, and their profiles into the facts' key cache). Nothing of it changes while
  * the batch's sales are applied: events and customers are applied before them. */
-static int prefetch_refs(struct pgconn *c, int64_t tenant_id, enum sd_env env,
+static int prefetch_refs(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                          const struct sd_batch *b, struct sd_refmap *events,
                          struct sd_refmap *customers, struct sd_facts_batch *facts)
 {
+    struct pgconn *c = sd_pg_writer(s);
     const char *source = sd_write_batch_source(b);
     struct pg_array ev, cu;
     arr_init(&ev);
@@ -1102,7 +1034,7 @@ static int apply_new_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
         goto out;
     }
     ref_errors += (size_t)r;
-    r = prefetch_refs(c, tenant_id, env, b, &events, &customers, &facts);
+    r = prefetch_refs(s, tenant_id, env, b, &events, &customers, &facts);
     if (r < 0) {
         goto out;
     }
@@ -1217,108 +1149,68 @@ out:
     return r;
 }
 
-/* One pass: check references and insert while no reference error was seen. Once one is
- * found, inserting stops (the caller rolls the savepoint back) but the checks go on so that
- * every error is reported. An upsert batch (a batch transport, which stores a refused batch
- * again without the records named, inside one larger transaction) is checked whole first, so
- * that a refused one writes nothing. */
+static int sale_exists(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *invoice)
+{
+    return lookup_scoped(sd_pg_writer(s), SLOT_SALE_EXISTS, SQL_SALE_EXISTS, tenant_id, env,
+                         invoice, NULL);
+}
+
+/* Insert a new sale as planned: 1 inserted, 0 its invoice is stored already, negative errno. */
+static int sale_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       const struct sd_batch *b, const struct sd_sale_rec *sale,
+                       const struct sd_sale_plan *pl, const char *event_ref, int64_t now,
+                       struct sd_facts_batch *facts)
+{
+    struct pgconn *c = sd_pg_writer(s);
+    struct sd_pg_params p;
+    char cur[4];
+    sale_params(&p, tenant_id, env, sale, pl, s->seq + 1, event_ref, now, sd_write_batch_source(b),
+                b->origin, cur);
+    int r = exec(c, SLOT_SALE_INSERT, SQL_SALE_INSERT, &p, NULL);
+    if (r <= 0) {
+        return r;
+    }
+    (void)sd_pg_seq_next(s);
+    r = stats_tick(c, 1);
+    r = r < 0 ? r
+              : sd_pg_facts_batch_add(c, facts, tenant_id, env, sd_write_batch_source(b),
+                                      sale->customer_id, sale->currency, sale->purchase_datetime,
+                                      sd_sale_net_quantity(&pl->st), sd_sale_net_minor(&pl->st));
+    return r < 0 ? r : 1;
+}
+
+static int facts_flush(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       struct sd_facts_batch *facts)
+{
+    return sd_pg_facts_batch_flush(sd_pg_writer(s), facts, tenant_id, env);
+}
+
+/* What writing a batch's sales and replacing a sale (store/write_plan.c) do on the writer. */
+static const struct sd_sale_steps sale_steps = {
+    .prefetch = prefetch_refs,
+    .exists = sale_exists,
+    .insert = sale_insert,
+    .update = sale_update,
+    .facts_flush = facts_flush,
+    .refunds = write_refund_targets,
+};
+
+/* A batch that stores new invoices only has a path of its own (apply_new_sales); an upsert
+ * batch goes one by one (store/write_plan.c). */
 static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                        const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
 {
     if (!b->upsert_sales) {
         return b->n_sales ? apply_new_sales(s, tenant_id, env, b, now, res) : 0;
     }
-    struct pgconn *c = sd_pg_writer(s);
-    struct sd_refmap events = {0}, customers = {0};
-    const char *customer_cache = NULL;
-    const char **checked = NULL; /* upsert: each sale's event ref, from the first pass */
-    size_t ref_errors = 0, dup_cap = 0;
-    struct sd_sale_plan *plans = sd_calloc(b->n_sales + 1, sizeof(*plans));
-    struct sd_refund_targets targets = {0};
-    struct sd_facts_batch facts = {0};
-    int r = sd_lifecycle_plan_sales(s, &lookup, tenant_id, env, b, now, plans, &targets, res);
-    if (r < 0) {
-        goto out;
-    }
-    ref_errors += (size_t)r;
-    r = prefetch_refs(c, tenant_id, env, b, &events, &customers, &facts);
-    if (r < 0) {
-        goto out;
-    }
-    if (b->upsert_sales && ref_errors == 0) {
-        checked = sd_calloc(b->n_sales + 1, sizeof(*checked));
-        r = sd_write_check_all_sales(s, &lookup, tenant_id, env, b, &events, &customers,
-                                     &customer_cache, res, checked);
-        if (r != 0) {
-            ref_errors += r > 0 ? (size_t)r : 0;
-            goto out;
-        }
-    }
-    for (size_t i = 0; i < b->n_sales; i++) {
-        const struct sd_sale_rec *sale = &b->sales[i];
-        const char *ref = NULL;
-        if (checked) {
-            ref = checked[i];
-        } else {
-            char prefix[40];
-            snprintf(prefix, sizeof(prefix), "/sales/%zu", sale->index);
-            r = sd_write_check_sale_refs(s, &lookup, tenant_id, env, sd_write_batch_source(b), sale,
-                                         prefix, &events, &customers, &customer_cache, res, &ref);
-            if (r < 0) {
-                goto out;
-            }
-            ref_errors += (size_t)r;
-            if (ref_errors > 0) {
-                continue;
-            }
-        }
-        struct sd_pg_params p;
-        char cur[4];
-        sale_params(&p, tenant_id, env, sale, &plans[i], s->seq + 1, ref, now,
-                    sd_write_batch_source(b), b->origin, cur);
-        r = exec(c, SLOT_SALE_INSERT, SQL_SALE_INSERT, &p, NULL);
-        if (r < 0) {
-            goto out;
-        }
-        if (r > 0) {
-            (void)sd_pg_seq_next(s);
-            r = stats_tick(c, 1);
-            r = r < 0 ? r
-                      : sd_pg_facts_batch_add(
-                            c, &facts, tenant_id, env, sd_write_batch_source(b), sale->customer_id,
-                            sale->currency, sale->purchase_datetime,
-                            sd_sale_net_quantity(&plans[i].st), sd_sale_net_minor(&plans[i].st));
-            if (r < 0) {
-                goto out;
-            }
-        } else if (!b->upsert_sales) {
-            sd_write_push_duplicate(res, sale->invoice_number, &dup_cap);
-        } else {
-            r = sd_pg_facts_batch_flush(c, &facts, tenant_id, env);
-            r = r < 0 ? r
-                      : upsert_existing_sale(s, tenant_id, env, sale, &plans[i], ref, now,
-                                             sd_write_batch_source(b), b->origin, res);
-            if (r < 0) {
-                goto out;
-            }
-        }
-        r = 0;
-    }
-    /* the new sales join the purchase facts before refunds change any of them */
-    r = sd_pg_facts_batch_flush(c, &facts, tenant_id, env);
-    if (r >= 0 && ref_errors == 0 && res->n_duplicate_invoices == 0) {
-        r = write_refund_targets(s, tenant_id, env, &targets);
-    }
-out:
-    r = sd_write_sales_outcome(res, r, ref_errors);
-    free(checked);
-    sd_facts_batch_release(&facts);
-    sd_sale_plans_free(plans, b->n_sales);
-    sd_refund_targets_release(&targets);
-    sd_refmap_release(&events);
-    sd_refmap_release(&customers);
-    return r;
+    return sd_write_apply_sales(s, &lookup, &sale_steps, tenant_id, env, b, now, res);
 }
+
+static const struct sd_ingest_steps ingest_steps = {
+    .events = &event_steps,
+    .customers = apply_customers,
+    .sales = apply_sales,
+};
 
 int sd_pg_apply_ingest(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                        const struct sd_batch *b, struct sd_apply_result *res)
@@ -1329,78 +1221,16 @@ int sd_pg_apply_ingest(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     if (!sd_pg_writer(s)) {
         return -EINVAL;
     }
-    int64_t now = sd_now_usec();
-    res->outcome = SD_APPLY_OK;
-    int r = apply_events(s, tenant_id, env, b, now, res);
-    if (r == 0) {
-        r = apply_customers(s, tenant_id, env, b, now, res);
-    }
-    if (r == 0) {
-        r = apply_sales(s, tenant_id, env, b, now, res);
-    }
-    return r;
+    return sd_write_apply_ingest(s, &ingest_steps, tenant_id, env, b, res);
 }
 
 int sd_pg_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                        const struct sd_sale_rec *sale, struct sd_apply_result *res)
 {
-    if (!sd_pg_env_ok(env) || !sale || !res) {
+    if (!sd_pg_env_ok(env) || !sale || !res || !sd_pg_writer(s)) {
         return -EINVAL;
     }
-    struct pgconn *c = sd_pg_writer(s);
-    if (!c) {
-        return -EINVAL;
-    }
-    int r = lookup_scoped(c, SLOT_SALE_EXISTS, SQL_SALE_EXISTS, tenant_id, env,
-                          sale->invoice_number, NULL);
-    if (r < 0) {
-        return r;
-    }
-    if (r == 0) {
-        res->outcome = SD_APPLY_NOT_FOUND;
-        return 0;
-    }
-    /* The PUT body is the sale itself, so pointers are relative to it ("/event_id"). */
-    struct sd_sale_plan plan = {0};
-    struct sd_refmap events = {0};
-    const char *customer_cache = NULL, *ref = NULL;
-    r = sd_write_check_sale_refs(s, &lookup, tenant_id, env, SD_SOURCE_WEBHOOK, sale, "", &events,
-                                 NULL, &customer_cache, res, &ref);
-    if (r > 0) {
-        res->outcome = SD_APPLY_REFUSED;
-        r = 0;
-        goto out;
-    }
-    if (r < 0) {
-        goto out;
-    }
-    int64_t now = sd_now_usec();
-    char now_text[32];
-    sd_lifecycle_utc_text(now, now_text);
-    r = sd_lifecycle_plan_one(s, &lookup, tenant_id, env, sale, "", true, now_text, &plan, res);
-    if (r > 0) {
-        res->outcome = SD_APPLY_REFUSED;
-        r = 0;
-        goto out;
-    }
-    if (r < 0) {
-        goto out;
-    }
-    r = sale_update(s, tenant_id, env, sale, &plan, ref, now, SD_SOURCE_WEBHOOK, NULL);
-    if (r < 0) {
-        goto out;
-    }
-    if (r == 0) {
-        /* SQLite's replace numbers the sale even when its remote version kept it (the
-         * statement changed no row, the number is taken all the same). */
-        (void)sd_pg_seq_next(s);
-    }
-    r = 0;
-    res->outcome = SD_APPLY_OK;
-out:
-    free(plan.changed);
-    sd_refmap_release(&events);
-    return r;
+    return sd_write_replace_sale(s, &lookup, &sale_steps, tenant_id, env, sale, res);
 }
 
 int sd_pg_idem_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,

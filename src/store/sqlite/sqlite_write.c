@@ -226,78 +226,26 @@ static int alias_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "alias insert") : r;
 }
 
-static int apply_events(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                        const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
+static int alias_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *alias_id,
+                     struct sd_buf *out)
 {
-    struct conn *c = s->writer;
-    struct sd_buf other;
-    sd_buf_init(&other);
-    int r = 0;
-    for (size_t i = 0; i < b->n_events; i++) {
-        const struct sd_event_rec *e = &b->events[i];
-        char ptr[48];
-        snprintf(ptr, sizeof(ptr), "/events/%zu", e->index);
-
-        r = event_update(s, tenant_id, env, e->event_id, e, now, b->origin);
-        if (r != 0) {
-            if (r < 0) {
-                goto out;
-            }
-            sd_write_count_kept(res, r);
-            continue;
-        }
-        r = sd_sqlite_lookup_text(c, ST_ALIAS_GET, tenant_id, env, e->event_id, &other);
-        if (r < 0) {
-            goto out;
-        }
-        if (r == 1) {
-            r = event_update(s, tenant_id, env, other.data, e, now, b->origin);
-            if (r < 0) {
-                goto out;
-            }
-            if (r == 0) {
-                sd_log(SD_LOG_ERROR, "event alias points to no event", "tenant=%lld",
-                       (long long)tenant_id);
-                r = -EIO;
-                goto out;
-            }
-            sd_write_count_kept(res, r);
-            sd_issues_add(&res->warnings, ptr, "'%s' is an alias of event '%s'; updated that event",
-                          e->event_id, other.data);
-            continue;
-        }
-        r = sd_sqlite_lookup_text(c, ST_EVENT_BY_DUP, tenant_id, env, e->dup_key, &other);
-        if (r < 0) {
-            goto out;
-        }
-        if (r == 1) {
-            /* The record updates that event, as any later send under the alias does: what the
-             * request sent (unknown fields included) is what reading the event returns. A new
-             * alias was stored, so the record never counts as unchanged here. */
-            r = alias_insert(s, tenant_id, env, e->event_id, other.data);
-            if (r == 0) {
-                r = event_update(s, tenant_id, env, other.data, e, now, b->origin);
-                r = r == 0 ? -EIO : r; /* found by dup_key a moment ago */
-            }
-            if (r < 0) {
-                goto out;
-            }
-            sd_issues_add(&res->warnings, ptr,
-                          "same performance (date, time, venue, hall) as event '%s'; '%s' stored "
-                          "as an alias and that event updated with this record",
-                          other.data, e->event_id);
-            continue;
-        }
-        r = event_insert(s, tenant_id, env, e, now, b->origin);
-        if (r < 0) {
-            goto out;
-        }
-    }
-    r = 0;
-out:
-    sd_buf_release(&other);
-    return r;
+    return sd_sqlite_lookup_text(s->writer, ST_ALIAS_GET, tenant_id, env, alias_id, out);
 }
+
+static int event_by_dup(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *dup_key,
+                        struct sd_buf *out)
+{
+    return sd_sqlite_lookup_text(s->writer, ST_EVENT_BY_DUP, tenant_id, env, dup_key, out);
+}
+
+/* What applying a batch's events (store/write_plan.c) does on the writer. */
+static const struct sd_event_steps event_steps = {
+    .update = event_update,
+    .alias_get = alias_get,
+    .by_dup = event_by_dup,
+    .alias_insert = alias_insert,
+    .insert = event_insert,
+};
 
 /* Upsert each customer record, then link it to its profile (sqlite_profiles.c) in the same
  * transaction, so a committed record always has a profile with up-to-date flags. A customer
@@ -492,152 +440,103 @@ static int bind_sale(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env,
     return rc;
 }
 
-/* A batch transport re-sent a stored sale: identical → unchanged, else replace it (new seq). */
-static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                                const struct sd_sale_rec *sale, const struct sd_sale_plan *p,
-                                const char *event_ref, int64_t now, const char *source,
-                                const char *origin, struct sd_apply_result *res)
+static int sale_exists(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *invoice)
 {
-    struct conn *c = s->writer;
-    struct sd_buf doc = {0};
-    int r = 0;
-    if (p->unchanged) {
-        res->n_unchanged++;
-        goto out;
-    }
-    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_UPDATE);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    int64_t seq = s->seq + 1;
-    r = sd_sqlite_facts_sale_out(c, tenant_id, env, sale->invoice_number);
-    if (r < 0) {
-        goto out;
-    }
-    if (bind_sale(st, tenant_id, env, sale, p, seq, event_ref, now, source, origin) != SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-        goto out;
-    }
-    r = sd_sqlite_step_done(c, st, "sale update");
-    if (r < 0) {
-        r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale update") : r;
-        goto out;
-    }
-    bool changed = sqlite3_changes(c->db) > 0;
-    r = sd_sqlite_facts_sale_in(c, tenant_id, env, sale->invoice_number);
-    if (r < 0) {
-        goto out;
-    }
-    if (!changed) {
-        sd_write_count_kept(res, 3); /* an older remote version: the stored sale stays */
-        goto out;
-    }
-    s->seq = seq;
-out:
-    sd_buf_release(&doc);
-    return r;
+    return sd_sqlite_lookup_text(s->writer, ST_SALE_EXISTS, tenant_id, env, invoice, NULL);
 }
 
-/* One pass: check references and insert while no reference error was seen. Once one is
- * found, inserting stops (the answer is 400 and the caller rolls the savepoint back) but the
- * checks go on so that every error is reported. An upsert batch (a batch transport, which stores
- * a refused batch again without the records named, inside one larger transaction) is checked
- * whole first, so that a refused one writes nothing. */
-static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                       const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
+/* Insert a new sale as planned: 1 inserted, 0 its invoice is stored already, -EIO. */
+static int sale_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       const struct sd_batch *b, const struct sd_sale_rec *sale,
+                       const struct sd_sale_plan *p, const char *event_ref, int64_t now,
+                       struct sd_facts_batch *facts)
 {
     struct conn *c = s->writer;
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_INSERT);
     if (!st) {
         return -EIO;
     }
-    struct sd_refmap events = {0};
-    const char *customer_cache = NULL;
-    const char **checked = NULL; /* upsert: each sale's event ref, from the first pass */
-    size_t ref_errors = 0, dup_cap = 0;
-    struct sd_sale_plan *plans = sd_calloc(b->n_sales + 1, sizeof(*plans));
-    struct sd_refund_targets targets = {0};
-    struct sd_facts_batch facts = {0};
-    int r = sd_lifecycle_plan_sales(s, &lookup, tenant_id, env, b, now, plans, &targets, res);
+    int64_t seq = s->seq + 1;
+    if (bind_sale(st, tenant_id, env, sale, p, seq, event_ref, now, sd_write_batch_source(b),
+                  b->origin) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    int r = sd_sqlite_step_done(c, st, "sale insert");
     if (r < 0) {
-        goto out;
+        return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale insert") : r;
     }
-    ref_errors += (size_t)r;
-    r = 0;
-    if (b->upsert_sales && ref_errors == 0) {
-        checked = sd_calloc(b->n_sales + 1, sizeof(*checked));
-        r = sd_write_check_all_sales(s, &lookup, tenant_id, env, b, &events, NULL, &customer_cache,
-                                     res, checked);
-        if (r != 0) {
-            ref_errors += r > 0 ? (size_t)r : 0;
-            goto out;
-        }
+    if (sqlite3_changes(c->db) == 0) {
+        return 0;
     }
-    for (size_t i = 0; i < b->n_sales; i++) {
-        const struct sd_sale_rec *sale = &b->sales[i];
-        const char *ref = NULL;
-        if (checked) {
-            ref = checked[i];
-        } else {
-            char prefix[40];
-            snprintf(prefix, sizeof(prefix), "/sales/%zu", sale->index);
-            r = sd_write_check_sale_refs(s, &lookup, tenant_id, env, sd_write_batch_source(b), sale,
-                                         prefix, &events, NULL, &customer_cache, res, &ref);
-            if (r < 0) {
-                goto out;
-            }
-            ref_errors += (size_t)r;
-            if (ref_errors > 0) {
-                continue;
-            }
-        }
-        int64_t seq = s->seq + 1;
-        if (bind_sale(st, tenant_id, env, sale, &plans[i], seq, ref, now, sd_write_batch_source(b),
-                      b->origin) != SQLITE_OK) {
-            r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-            goto out;
-        }
-        r = sd_sqlite_step_done(c, st, "sale insert");
-        if (r < 0) {
-            r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale insert") : r;
-            goto out;
-        }
-        if (sqlite3_changes(c->db) > 0) {
-            s->seq = seq;
-            r = sd_sqlite_facts_batch_add(
-                c, &facts, tenant_id, env, sd_write_batch_source(b), sale->customer_id,
-                sale->currency, sale->purchase_datetime, sd_sale_net_quantity(&plans[i].st),
-                sd_sale_net_minor(&plans[i].st));
-            if (r < 0) {
-                goto out;
-            }
-        } else if (!b->upsert_sales) {
-            sd_write_push_duplicate(res, sale->invoice_number, &dup_cap);
-        } else {
-            r = sd_sqlite_facts_batch_flush(c, &facts, tenant_id, env);
-            r = r < 0 ? r
-                      : upsert_existing_sale(s, tenant_id, env, sale, &plans[i], ref, now,
-                                             sd_write_batch_source(b), b->origin, res);
-            if (r < 0) {
-                goto out;
-            }
-        }
-    }
-    /* the new sales join the purchase facts before refunds change any of them */
-    r = sd_sqlite_facts_batch_flush(c, &facts, tenant_id, env);
-    if (r >= 0 && ref_errors == 0 && res->n_duplicate_invoices == 0) {
-        r = write_refund_targets(s, tenant_id, env, &targets);
-    }
-out:
-    r = sd_write_sales_outcome(res, r, ref_errors);
-    free(checked);
-    sd_facts_batch_release(&facts);
-    sd_sale_plans_free(plans, b->n_sales);
-    sd_refund_targets_release(&targets);
-    sd_refmap_release(&events);
-    return r;
+    s->seq = seq;
+    r = sd_sqlite_facts_batch_add(c, facts, tenant_id, env, sd_write_batch_source(b),
+                                  sale->customer_id, sale->currency, sale->purchase_datetime,
+                                  sd_sale_net_quantity(&p->st), sd_sale_net_minor(&p->st));
+    return r < 0 ? r : 1;
 }
+
+/* Replace a stored sale with this record (new seq) as its plan says: 1 replaced, 0 not (an
+ * older remote version: the stored sale stays; number_kept: its seq is taken all the same),
+ * -EIO. The facts follow. */
+static int sale_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       const struct sd_sale_rec *sale, const struct sd_sale_plan *p,
+                       const char *event_ref, int64_t now, const char *source, const char *origin,
+                       bool number_kept)
+{
+    struct conn *c = s->writer;
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_UPDATE);
+    if (!st) {
+        return -EIO;
+    }
+    int64_t seq = s->seq + 1;
+    int r = sd_sqlite_facts_sale_out(c, tenant_id, env, sale->invoice_number);
+    if (r < 0) {
+        return r;
+    }
+    if (bind_sale(st, tenant_id, env, sale, p, seq, event_ref, now, source, origin) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    r = sd_sqlite_step_done(c, st, "sale update");
+    if (r < 0) {
+        return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale update") : r;
+    }
+    bool changed = sqlite3_changes(c->db) > 0;
+    r = sd_sqlite_facts_sale_in(c, tenant_id, env, sale->invoice_number);
+    if (r < 0) {
+        return r;
+    }
+    if (changed || number_kept) {
+        s->seq = seq;
+    }
+    return changed;
+}
+
+static int facts_flush(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       struct sd_facts_batch *facts)
+{
+    return sd_sqlite_facts_batch_flush(s->writer, facts, tenant_id, env);
+}
+
+/* What writing a batch's sales and replacing a sale (store/write_plan.c) do on the writer. */
+static const struct sd_sale_steps sale_steps = {
+    .exists = sale_exists,
+    .insert = sale_insert,
+    .update = sale_update,
+    .facts_flush = facts_flush,
+    .refunds = write_refund_targets,
+};
+
+static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
+{
+    return sd_write_apply_sales(s, &lookup, &sale_steps, tenant_id, env, b, now, res);
+}
+
+static const struct sd_ingest_steps ingest_steps = {
+    .events = &event_steps,
+    .customers = apply_customers,
+    .sales = apply_sales,
+};
 
 int sd_sqlite_apply_ingest(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                            const struct sd_batch *b, struct sd_apply_result *res)
@@ -645,16 +544,7 @@ int sd_sqlite_apply_ingest(struct sd_store *s, int64_t tenant_id, enum sd_env en
     if (!sd_sqlite_env_ok(env)) {
         return -EINVAL;
     }
-    int64_t now = sd_now_usec();
-    res->outcome = SD_APPLY_OK;
-    int r = apply_events(s, tenant_id, env, b, now, res);
-    if (r == 0) {
-        r = apply_customers(s, tenant_id, env, b, now, res);
-    }
-    if (r == 0) {
-        r = apply_sales(s, tenant_id, env, b, now, res);
-    }
-    return r;
+    return sd_write_apply_ingest(s, &ingest_steps, tenant_id, env, b, res);
 }
 
 int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
@@ -663,71 +553,7 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
     if (!sd_sqlite_env_ok(env)) {
         return -EINVAL;
     }
-    struct conn *c = s->writer;
-    int r = sd_sqlite_lookup_text(c, ST_SALE_EXISTS, tenant_id, env, sale->invoice_number, NULL);
-    if (r < 0) {
-        return r;
-    }
-    if (r == 0) {
-        res->outcome = SD_APPLY_NOT_FOUND;
-        return 0;
-    }
-    /* The PUT body is the sale itself, so pointers are relative to it ("/event_id"). */
-    struct sd_sale_plan plan = {0};
-    struct sd_refmap events = {0};
-    const char *customer_cache = NULL, *ref = NULL;
-    r = sd_write_check_sale_refs(s, &lookup, tenant_id, env, SD_SOURCE_WEBHOOK, sale, "", &events,
-                                 NULL, &customer_cache, res, &ref);
-    if (r > 0) {
-        res->outcome = SD_APPLY_REFUSED;
-        r = 0;
-        goto out;
-    }
-    if (r < 0) {
-        goto out;
-    }
-    int64_t now = sd_now_usec();
-    char now_text[32];
-    sd_lifecycle_utc_text(now, now_text);
-    r = sd_lifecycle_plan_one(s, &lookup, tenant_id, env, sale, "", true, now_text, &plan, res);
-    if (r > 0) {
-        res->outcome = SD_APPLY_REFUSED;
-        r = 0;
-        goto out;
-    }
-    if (r < 0) {
-        goto out;
-    }
-    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_UPDATE);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    int64_t seq = s->seq + 1;
-    r = sd_sqlite_facts_sale_out(c, tenant_id, env, sale->invoice_number);
-    if (r < 0) {
-        goto out;
-    }
-    if (bind_sale(st, tenant_id, env, sale, &plan, seq, ref, now, SD_SOURCE_WEBHOOK, NULL) !=
-        SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-        goto out;
-    }
-    r = sd_sqlite_step_done(c, st, "sale update");
-    if (r < 0) {
-        r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale update") : r;
-        goto out;
-    }
-    r = sd_sqlite_facts_sale_in(c, tenant_id, env, sale->invoice_number);
-    if (r < 0) {
-        goto out;
-    }
-    s->seq = seq;
-    res->outcome = SD_APPLY_OK;
-out:
-    free(plan.changed);
-    sd_refmap_release(&events);
-    return r;
+    return sd_write_replace_sale(s, &lookup, &sale_steps, tenant_id, env, sale, res);
 }
 
 int sd_sqlite_idem_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
