@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/base.h"
 #include "base/log.h"
@@ -163,4 +164,134 @@ int sd_profile_split(struct sd_store *s, const struct sd_profile_steps *st, int6
         *ret_new_id = new_id;
     }
     return r;
+}
+
+/* ---- erasure ----------------------------------------------------------------------------- */
+
+void sd_erase_member_release(struct sd_erase_member *m)
+{
+    free(m->source);
+    free(m->customer_id);
+    free(m->email_key);
+    *m = (struct sd_erase_member){0};
+}
+
+void sd_erase_members_free(struct sd_erase_member *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        sd_erase_member_release(&v[i]);
+    }
+    free(v);
+}
+
+char *sd_profile_answer_needle(const char *text, bool quoted)
+{
+    char *raw = quoted ? sd_asprintf("'%s'", text) : sd_strdup(text);
+    json_t *j = json_string(raw);
+    free(raw);
+    char *enc = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+    json_decref(j);
+    if (!enc) {
+        return NULL;
+    }
+    /* Without the surrounding quotes of the JSON string. */
+    size_t len = strlen(enc);
+    enc[len - 1] = '\0';
+    memmove(enc, enc + 1, len - 1);
+    return enc;
+}
+
+/* Purge the answers naming text (nothing to purge when it is not valid UTF-8). */
+static int purge_answers(struct sd_store *s, const struct sd_erase_steps *st, int64_t tenant_id,
+                         enum sd_env env, const char *text, bool quoted, int64_t *count)
+{
+    char *needle = sd_profile_answer_needle(text, quoted);
+    if (!needle) {
+        return 0; /* not valid UTF-8: could not have been stored in a JSON answer either */
+    }
+    int r = st->purge_answers(s, tenant_id, env, needle, count);
+    free(needle);
+    return r;
+}
+
+int sd_profile_erase(struct sd_store *s, const struct sd_erase_steps *st, int64_t tenant_id,
+                     enum sd_env env, const char *source, const char *customer_id,
+                     struct sd_erasure_result *ret)
+{
+    struct sd_erase_member first = {0};
+    struct sd_erase_member *v = NULL;
+    size_t n = 0;
+    int64_t profile_id = 0, now = sd_now_usec();
+    struct sd_erasure_result res = {0};
+    int r = st->find(s, tenant_id, env, source, customer_id, &first, &profile_id);
+    if (r <= 0) {
+        return r == 0 ? -ENOENT : r;
+    }
+    if (profile_id > 0) {
+        r = st->members(s, tenant_id, env, profile_id, &v, &n);
+        if (r < 0) {
+            goto out;
+        }
+    } else {
+        /* Stored before profiles existed and never updated since: the person is this record. */
+        v = sd_calloc(1, sizeof(*v));
+        v[0] = first;
+        n = 1;
+        first = (struct sd_erase_member){0};
+    }
+    res.profile_id = profile_id;
+    for (size_t i = 0; i < n; i++) {
+        /* Its sales become ANON (each taken out of the purchase facts), so deleting the record
+         * afterwards changes no facts. */
+        r = st->anonymize_sales(s, tenant_id, env, &v[i], now, &res.sales_anonymized);
+        if (r == 0) {
+            r = st->record_delete(s, tenant_id, env, v[i].seq);
+        }
+        if (r == 0) {
+            /* Followers of the change feed learn that the record is gone, without its data. */
+            r = st->tombstone_put(s, tenant_id, env, SD_KIND_CUSTOMER, v[i].customer_id,
+                                  v[i].source, SD_TOMBSTONE_ERASED, NULL, NULL, now);
+        }
+        if (r == 0) {
+            r = purge_answers(s, st, tenant_id, env, v[i].customer_id, true,
+                              &res.idempotency_purged);
+        }
+        if (r < 0) {
+            goto out;
+        }
+        res.records_erased++;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *email = v[i].email_key;
+        if (!email || !*email) {
+            continue;
+        }
+        r = purge_answers(s, st, tenant_id, env, email, false, &res.idempotency_purged);
+        if (r == 0) {
+            r = st->address_erased(s, tenant_id, env, email, now);
+        }
+        if (r < 0) {
+            goto out;
+        }
+    }
+    if (profile_id > 0) {
+        r = st->remove(s, tenant_id, env, profile_id);
+        if (r < 0) {
+            goto out;
+        }
+    }
+    r = st->erasure_log(s, tenant_id, env, profile_id, res.records_erased, res.sales_anonymized,
+                        now);
+    if (r == 0) {
+        sd_log(SD_LOG_INFO, "profile erased", "tenant=%lld env=%s profile=%lld records=%lld",
+               (long long)tenant_id, sd_env_name(env), (long long)profile_id,
+               (long long)res.records_erased);
+        if (ret) {
+            *ret = res;
+        }
+    }
+out:
+    sd_erase_member_release(&first);
+    sd_erase_members_free(v, n);
+    return r < 0 ? r : 0;
 }

@@ -27,6 +27,16 @@ struct sd_link_ctx {
     bool any_suppression;
 };
 
+/* A source record of a profile, as erasure handles it (owned texts). */
+struct sd_erase_member {
+    int64_t seq;
+    char *source;
+    char *customer_id;
+    char *email_key;
+};
+void sd_erase_member_release(struct sd_erase_member *m);
+void sd_erase_members_free(struct sd_erase_member *v, size_t n);
+
 /* What the rules ask of a backend, on its writer. Each returns 0 (or as said) or a negative
  * errno. */
 struct sd_profile_steps {
@@ -58,6 +68,56 @@ struct sd_profile_steps {
     /* Delete the profile row (it has no member left). */
     int (*remove)(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t profile_id);
 };
+
+/* What erasure asks of a backend, on its writer. Each returns 0 (or as said) or a negative
+ * errno. */
+struct sd_erase_steps {
+    /* The record (source NULL: of any one source) to erase: 1 found (*ret owned by the caller,
+     * its profile id or 0), 0 none, -ENOTUNIQ. */
+    int (*find)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *source,
+                const char *customer_id, struct sd_erase_member *ret, int64_t *ret_profile);
+    /* All records of profile_id. */
+    int (*members)(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t profile_id,
+                   struct sd_erase_member **ret, size_t *ret_n);
+    /* Re-point every sale of the record to ANON, one new seq each (each taken out of the
+     * purchase facts first); *count grows by the sales changed. */
+    int (*anonymize_sales)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const struct sd_erase_member *m, int64_t now, int64_t *count);
+    /* Delete the record row seq. */
+    int (*record_delete)(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t seq);
+    /* The backend's tombstone_put (store.h's delete_record tombstones). */
+    int (*tombstone_put)(struct sd_store *s, int64_t tenant_id, enum sd_env env, enum sd_kind kind,
+                         const char *id, const char *source, enum sd_tombstone_reason reason,
+                         const char *merged_into, const char *origin, int64_t now);
+    /* Delete the stored idempotent answers of tenant/env that contain needle (as
+     * sd_profile_answer_needle made it); *count grows by the answers deleted. */
+    int (*purge_answers)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *needle,
+                         int64_t *count);
+    /* Hash the address onto the suppression list as erased and mark every other profile using
+     * it suppressed. */
+    int (*address_erased)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                          const char *email_key, int64_t now);
+    /* Record the erasure (profile id, records, sales) at now: the last step. */
+    int (*erasure_log)(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t profile_id,
+                       int64_t records, int64_t sales, int64_t now);
+    /* Delete the profile row (its records are gone). */
+    int (*remove)(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t profile_id);
+};
+
+/* What an idempotent answer holding `text` contains: text JSON-encoded as a string, without
+ * the surrounding quotes (quoted: 'text', how messages quote ids). NULL when text is not valid
+ * UTF-8 (it could not have been stored in a JSON answer either). Free it. */
+char *sd_profile_answer_needle(const char *text, bool quoted);
+
+/* GDPR erasure of the person of record (source, customer_id) (source NULL: of any one
+ * source): every record of its profile (or the record alone, without a profile) has its sales
+ * made ANON, is deleted with an "erased" tombstone, and the idempotent answers naming it are
+ * purged; each address is hashed onto the suppression list; the profile goes. -ENOENT when no
+ * such record, -ENOTUNIQ when source is NULL and several sources hold the id. On success
+ * *ret (optional). */
+int sd_profile_erase(struct sd_store *s, const struct sd_erase_steps *st, int64_t tenant_id,
+                     enum sd_env env, const char *source, const char *customer_id,
+                     struct sd_erasure_result *ret);
 
 /* A profile's flags, folded over its members. */
 struct sd_profile_flags {
