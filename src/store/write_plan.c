@@ -474,3 +474,52 @@ int sd_write_apply_ingest(struct sd_store *s, const struct sd_ingest_steps *st, 
     }
     return r;
 }
+
+/* ---- deleting a record ------------------------------------------------------------------- */
+
+int sd_write_delete_record(struct sd_store *s, const struct sd_delete_steps *st, int64_t tenant_id,
+                           enum sd_env env, enum sd_kind kind, const char *id, const char *source,
+                           enum sd_tombstone_reason reason, const char *merged_into,
+                           const char *origin)
+{
+    if (!id || (unsigned)reason > SD_TOMBSTONE_MERGED ||
+        (reason == SD_TOMBSTONE_MERGED) != (merged_into != NULL)) {
+        return -EINVAL;
+    }
+    int64_t now = sd_now_usec();
+    char *src = NULL;
+    int r;
+    switch (kind) {
+    case SD_KIND_EVENT:
+        r = st->event_delete(s, tenant_id, env, id);
+        if (r > 0) {
+            r = reason == SD_TOMBSTONE_MERGED ? st->merge_event(s, tenant_id, env, id, merged_into)
+                                              : st->aliases_delete(s, tenant_id, env, id);
+            r = r < 0 ? r : 1;
+        }
+        break;
+    case SD_KIND_CUSTOMER: {
+        int64_t seq = 0, profile_id = 0;
+        r = st->customer_find(s, tenant_id, env, id, source, &seq, &src, &profile_id);
+        if (r == 1) {
+            r = st->customer_delete(s, tenant_id, env, seq);
+            if (r == 0 && profile_id > 0) {
+                r = st->member_gone(s, tenant_id, env, profile_id, now);
+            }
+            if (r == 0 && reason == SD_TOMBSTONE_MERGED) {
+                r = st->merge_customer_sales(s, tenant_id, env, id, src, merged_into, now);
+            }
+            r = r < 0 ? r : 1;
+        }
+        break;
+    }
+    case SD_KIND_SALE: r = st->sale_delete(s, tenant_id, env, id); break;
+    default: return -EINVAL;
+    }
+    if (r > 0) {
+        r = st->tombstone_put(s, tenant_id, env, kind, id, src, reason, merged_into, origin, now);
+        r = r < 0 ? r : 1;
+    }
+    free(src);
+    return r;
+}

@@ -148,6 +148,46 @@ struct sd_ingest_steps {
 int sd_write_apply_ingest(struct sd_store *s, const struct sd_ingest_steps *st, int64_t tenant_id,
                           enum sd_env env, const struct sd_batch *b, struct sd_apply_result *res);
 
+/* The backend's steps of deleting a record, on its writer. Each returns 0 (or as said) or a
+ * negative errno. */
+struct sd_delete_steps {
+    /* Delete event id's row: the rows deleted (0 or 1). */
+    int (*event_delete)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id);
+    /* Delete the aliases of event id. */
+    int (*aliases_delete)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id);
+    /* Event id (deleted a moment ago) merged into `into`: its aliases and sales follow. */
+    int (*merge_event)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
+                       const char *into);
+    /* The customer record (source NULL: any one source) to delete: 1 and its seq, source
+     * (heap) and profile id (0 none), 0 none, -ENOTUNIQ. */
+    int (*customer_find)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
+                         const char *source, int64_t *ret_seq, char **ret_source,
+                         int64_t *ret_profile);
+    /* Delete customer row seq, the purchase facts of its profile following. */
+    int (*customer_delete)(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t seq);
+    /* A record of profile_id was deleted (store/profile_rules.h, sd_profile_member_gone). */
+    int (*member_gone)(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t profile_id,
+                       int64_t now);
+    /* Customer (source, id) merged into (source, into): its sales name into. */
+    int (*merge_customer_sales)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                                const char *id, const char *source, const char *into, int64_t now);
+    /* Delete sale id, taken out of the purchase facts first: the rows deleted (0 or 1). */
+    int (*sale_delete)(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id);
+    /* The backend's tombstone_put. */
+    int (*tombstone_put)(struct sd_store *s, int64_t tenant_id, enum sd_env env, enum sd_kind kind,
+                         const char *id, const char *source, enum sd_tombstone_reason reason,
+                         const char *merged_into, const char *origin, int64_t now);
+};
+
+/* store.h's delete_record, once the backend checked env: 1 deleted (its tombstone written), 0
+ * no such record, -ENOTUNIQ (a customer id of several sources, source NULL), -EINVAL (no id,
+ * an unknown kind or reason, merged_into given exactly when reason is merged), or negative
+ * errno. */
+int sd_write_delete_record(struct sd_store *s, const struct sd_delete_steps *st, int64_t tenant_id,
+                           enum sd_env env, enum sd_kind kind, const char *id, const char *source,
+                           enum sd_tombstone_reason reason, const char *merged_into,
+                           const char *origin);
+
 /* "prod" / "test", as messages name an environment. */
 const char *sd_write_env_name(enum sd_env env);
 

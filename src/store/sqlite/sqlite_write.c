@@ -647,10 +647,11 @@ static int delete_scoped(struct conn *c, enum stmt_id id, int64_t tenant_id, enu
 
 /* The customer record (source NULL: any one source) to delete: 1 and its seq, source (heap)
  * and profile id (0 none), 0 none, -ENOTUNIQ, -EIO. */
-static int customer_find(struct conn *c, int64_t tenant_id, enum sd_env env, const char *id,
+static int customer_find(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
                          const char *source, int64_t *ret_seq, char **ret_source,
                          int64_t *ret_profile)
 {
+    struct conn *c = s->writer;
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_CUSTOMER_FIND);
     if (!st) {
         return -EIO;
@@ -779,73 +780,67 @@ static int merge_customer_sales(struct sd_store *s, int64_t tenant_id, enum sd_e
     return r;
 }
 
+static int event_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id)
+{
+    return delete_scoped(s->writer, ST_EVENT_DELETE, tenant_id, env, id, "event delete");
+}
+
+static int aliases_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id)
+{
+    return delete_scoped(s->writer, ST_ALIASES_DELETE, tenant_id, env, id, "aliases delete");
+}
+
+static int customer_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t seq)
+{
+    struct conn *c = s->writer;
+    int64_t facts_profile = 0;
+    bool has_sales = false;
+    int r = sd_sqlite_facts_record_get(c, tenant_id, env, seq, &facts_profile, &has_sales);
+    if (r < 0) {
+        return r;
+    }
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_CUSTOMER_DELETE);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, NULL) | sqlite3_bind_int64(st, 3, seq)) !=
+        SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    r = sd_sqlite_step_done(c, st, "customer delete");
+    if (r < 0) {
+        return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "customer delete") : r;
+    }
+    return has_sales ? sd_sqlite_facts_profile(c, tenant_id, env, facts_profile) : 0;
+}
+
+static int sale_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id)
+{
+    int r = sd_sqlite_facts_sale_out(s->writer, tenant_id, env, id);
+    return r < 0 ? r : delete_scoped(s->writer, ST_SALE_DELETE, tenant_id, env, id, "sale delete");
+}
+
+/* What deleting a record (store/write_plan.c) does on the writer. */
+static const struct sd_delete_steps delete_steps = {
+    .event_delete = event_delete,
+    .aliases_delete = aliases_delete,
+    .merge_event = merge_event,
+    .customer_find = customer_find,
+    .customer_delete = customer_delete,
+    .member_gone = sd_sqlite_profile_member_gone,
+    .merge_customer_sales = merge_customer_sales,
+    .sale_delete = sale_delete,
+    .tombstone_put = sd_sqlite_tombstone_put,
+};
+
 int sd_sqlite_delete_record(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                             enum sd_kind kind, const char *id, const char *source,
                             enum sd_tombstone_reason reason, const char *merged_into,
                             const char *origin)
 {
-    if (!id || !sd_sqlite_env_ok(env) || (unsigned)reason > SD_TOMBSTONE_MERGED ||
-        (reason == SD_TOMBSTONE_MERGED) != (merged_into != NULL)) {
+    if (!sd_sqlite_env_ok(env)) {
         return -EINVAL;
     }
-    struct conn *c = s->writer;
-    int64_t now = sd_now_usec();
-    char *src = NULL;
-    int r;
-    switch (kind) {
-    case SD_KIND_EVENT:
-        r = delete_scoped(c, ST_EVENT_DELETE, tenant_id, env, id, "event delete");
-        if (r > 0) {
-            r = reason == SD_TOMBSTONE_MERGED
-                    ? merge_event(s, tenant_id, env, id, merged_into)
-                    : delete_scoped(c, ST_ALIASES_DELETE, tenant_id, env, id, "aliases delete");
-            r = r < 0 ? r : 1;
-        }
-        break;
-    case SD_KIND_CUSTOMER: {
-        int64_t seq = 0, profile_id = 0;
-        r = customer_find(c, tenant_id, env, id, source, &seq, &src, &profile_id);
-        int64_t facts_profile = 0;
-        bool has_sales = false;
-        if (r == 1) {
-            r = sd_sqlite_facts_record_get(c, tenant_id, env, seq, &facts_profile, &has_sales);
-            r = r < 0 ? r : 1;
-        }
-        if (r == 1) {
-            sqlite3_stmt *st = sd_sqlite_stmt(c, ST_CUSTOMER_DELETE);
-            if (!st) {
-                r = -EIO;
-            } else if ((sd_sqlite_bind_scope(st, tenant_id, env, NULL) |
-                        sqlite3_bind_int64(st, 3, seq)) != SQLITE_OK) {
-                r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-            } else {
-                r = sd_sqlite_step_done(c, st, "customer delete");
-                r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "customer delete") : r;
-            }
-            if (r == 0 && has_sales) {
-                r = sd_sqlite_facts_profile(c, tenant_id, env, facts_profile);
-            }
-            if (r == 0 && profile_id > 0) {
-                r = sd_sqlite_profile_member_gone(s, tenant_id, env, profile_id, now);
-            }
-            if (r == 0 && reason == SD_TOMBSTONE_MERGED) {
-                r = merge_customer_sales(s, tenant_id, env, id, src, merged_into, now);
-            }
-            r = r < 0 ? r : 1;
-        }
-        break;
-    }
-    case SD_KIND_SALE:
-        r = sd_sqlite_facts_sale_out(c, tenant_id, env, id);
-        r = r < 0 ? r : delete_scoped(c, ST_SALE_DELETE, tenant_id, env, id, "sale delete");
-        break;
-    default: return -EINVAL;
-    }
-    if (r > 0) {
-        r = sd_sqlite_tombstone_put(s, tenant_id, env, kind, id, src, reason, merged_into, origin,
-                                    now);
-        r = r < 0 ? r : 1;
-    }
-    free(src);
-    return r;
+    return sd_write_delete_record(s, &delete_steps, tenant_id, env, kind, id, source, reason,
+                                  merged_into, origin);
 }
