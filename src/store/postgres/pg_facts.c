@@ -22,6 +22,7 @@
 #include "base/log.h"
 #include "pg_facts.h"
 #include "pg_internal.h"
+#include "pg_records.h"
 
 enum {
     SLOT_CUSTOMER = 320,
@@ -108,19 +109,6 @@ static const char SQL_RECOMPUTE[] =
             " AND s.customer_id = m.customer_id WHERE m.profile_id = $3 AND m.tenant_id = $1"
             " AND m.env = $2 AND " COUNTS("s") " GROUP BY s.currency";
 
-/* A constraint failure here is a backend failure (the facts are derived, never keyed by
- * input). */
-static int exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd_pg_params *p,
-                PGresult **ret)
-{
-    int r = sd_pg_exec(c, slot, sql, p, ret);
-    if (r == -EEXIST || r == -EINVAL) {
-        sd_log(SD_LOG_ERROR, "constraint violated on the write path", "slot=%u", slot);
-        r = -EIO;
-    }
-    return r;
-}
-
 static void key_params(struct sd_pg_params *p, int64_t tenant_id, enum sd_env env,
                        int64_t profile_id, const char *currency)
 {
@@ -144,7 +132,7 @@ static int add(struct pgconn *c, int64_t tenant_id, enum sd_env env, int64_t pro
     sd_pg_p_int(&p, sales);
     sd_pg_p_text(&p, first);
     sd_pg_p_text(&p, last);
-    int r = exec(c, SLOT_ADD, SQL_ADD, &p, NULL);
+    int r = sd_pg_write_exec(c, SLOT_ADD, SQL_ADD, &p, NULL);
     return r < 0 ? r : 0;
 }
 
@@ -166,7 +154,7 @@ static int customer_profile(void *ctx, const char *source, const char *customer_
     sd_pg_p_scope(&p, x->tenant_id, x->env, customer_id);
     sd_pg_p_text(&p, source);
     PGresult *res = NULL;
-    int r = exec(x->c, SLOT_CUSTOMER, SQL_CUSTOMER, &p, &res);
+    int r = sd_pg_write_exec(x->c, SLOT_CUSTOMER, SQL_CUSTOMER, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -309,7 +297,7 @@ static int sale_row(struct pgconn *c, int64_t tenant_id, enum sd_env env, const 
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, invoice);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_SALE_ROW, SQL_SALE_ROW, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_SALE_ROW, SQL_SALE_ROW, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -352,18 +340,18 @@ int sd_pg_facts_sale_out(struct pgconn *c, int64_t tenant_id, enum sd_env env, c
     sd_pg_p_int(&p, live ? 1 : 0);
     sd_pg_p_int(&p, s.net_quantity);
     sd_pg_p_int(&p, s.net_minor);
-    if ((r = exec(c, SLOT_SUB, SQL_SUB, &p, NULL)) < 0) {
+    if ((r = sd_pg_write_exec(c, SLOT_SUB, SQL_SUB, &p, NULL)) < 0) {
         goto out;
     }
     key_params(&p, tenant_id, env, s.profile_id, s.currency);
-    if ((r = exec(c, SLOT_DROP_EMPTY, SQL_DROP_EMPTY, &p, NULL)) < 0 || !live) {
+    if ((r = sd_pg_write_exec(c, SLOT_DROP_EMPTY, SQL_DROP_EMPTY, &p, NULL)) < 0 || !live) {
         goto out;
     }
     /* It was live: if it was its row's first or last purchase, the others decide now. */
     key_params(&p, tenant_id, env, s.profile_id, s.currency);
     sd_pg_p_text(&p, s.purchased);
     sd_pg_p_text(&p, invoice);
-    r = exec(c, SLOT_BOUNDS, SQL_BOUNDS, &p, NULL);
+    r = sd_pg_write_exec(c, SLOT_BOUNDS, SQL_BOUNDS, &p, NULL);
 out:
     sale_row_release(&s);
     return r < 0 ? r : 0;
@@ -375,7 +363,7 @@ int sd_pg_facts_record_get(struct pgconn *c, int64_t tenant_id, enum sd_env env,
     struct sd_pg_params p;
     key_params(&p, tenant_id, env, seq, NULL);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_PROFILE_OF, SQL_PROFILE_OF, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_PROFILE_OF, SQL_PROFILE_OF, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -392,9 +380,9 @@ int sd_pg_facts_profile(struct pgconn *c, int64_t tenant_id, enum sd_env env, in
     }
     struct sd_pg_params p;
     key_params(&p, tenant_id, env, profile_id, NULL);
-    int r = exec(c, SLOT_CLEAR, SQL_CLEAR, &p, NULL);
+    int r = sd_pg_write_exec(c, SLOT_CLEAR, SQL_CLEAR, &p, NULL);
     if (r >= 0) {
-        r = exec(c, SLOT_RECOMPUTE, SQL_RECOMPUTE, &p, NULL);
+        r = sd_pg_write_exec(c, SLOT_RECOMPUTE, SQL_RECOMPUTE, &p, NULL);
     }
     return r < 0 ? r : 0;
 }

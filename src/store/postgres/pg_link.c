@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "pg_facts.h"
 #include "pg_internal.h"
+#include "pg_records.h"
 #include "pg_link.h"
 #include "store/profile_rules.h"
 
@@ -56,25 +57,6 @@ static const char SQL_PROFILE_FLAGS[] = "UPDATE profiles SET opt_out = $4, suppr
 static const char SQL_PROFILE_DELETE[] =
     "DELETE FROM profiles WHERE tenant_id = $1 AND env = $2 AND id = $3";
 
-/* Constraint failures here are backend failures (nothing is keyed by input). */
-static int exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd_pg_params *p,
-                PGresult **ret)
-{
-    int r = sd_pg_exec(c, slot, sql, p, ret);
-    if (r == -EEXIST || r == -EINVAL) {
-        sd_log(SD_LOG_ERROR, "constraint violated on the write path", "slot=%u", slot);
-        r = -EIO;
-    }
-    return r;
-}
-
-static void scope_id(struct sd_pg_params *p, int64_t tenant_id, enum sd_env env, int64_t id)
-{
-    sd_pg_params_init(p);
-    sd_pg_p_scope(p, tenant_id, env, NULL);
-    sd_pg_p_int(p, id);
-}
-
 /* 1 if the e-mail key is on the suppression list of tenant/env, 0 if not, negative errno. */
 static int sup_has(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *email_key)
 {
@@ -83,7 +65,7 @@ static int sup_has(struct pgconn *c, int64_t tenant_id, enum sd_env env, const c
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, hex);
-    int r = exec(c, SLOT_SUP_HAS, SQL_SUP_HAS, &p, NULL);
+    int r = sd_pg_write_exec(c, SLOT_SUP_HAS, SQL_SUP_HAS, &p, NULL);
     return r < 0 ? r : r > 0;
 }
 
@@ -97,7 +79,7 @@ static int ctx_load(struct sd_store *s, int64_t tenant_id, enum sd_env env, stru
     sd_pg_params_init(&p);
     sd_pg_p_int(&p, tenant_id);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_RULE_GET, SQL_RULE_GET, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_RULE_GET, SQL_RULE_GET, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -110,7 +92,7 @@ static int ctx_load(struct sd_store *s, int64_t tenant_id, enum sd_env env, stru
     PQclear(res);
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, NULL);
-    r = exec(c, SLOT_SUP_ANY, SQL_SUP_ANY, &p, &res);
+    r = sd_pg_write_exec(c, SLOT_SUP_ANY, SQL_SUP_ANY, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -131,7 +113,7 @@ static int rec_get(struct pgconn *c, int64_t tenant_id, enum sd_env env, const c
     sd_pg_p_scope(&p, tenant_id, env, customer_id);
     sd_pg_p_text(&p, source);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_REC_GET, SQL_REC_GET, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_REC_GET, SQL_REC_GET, &p, &res);
     if (r > 0) {
         *ret_seq = sd_pg_int64(res, 0, 0);
         *ret_profile = sd_pg_int64(res, 0, 1); /* NULL reads as 0 */
@@ -154,7 +136,7 @@ static int profile_insert(struct pgconn *c, int64_t tenant_id, enum sd_env env,
     sd_pg_p_bool(&p, suppressed);
     sd_pg_p_int(&p, now);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_PROFILE_INSERT, SQL_PROFILE_INSERT, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_PROFILE_INSERT, SQL_PROFILE_INSERT, &p, &res);
     if (r > 0) {
         *ret_id = sd_pg_int64(res, 0, 0);
     }
@@ -174,10 +156,10 @@ static int rec_set_profile(struct pgconn *c, int64_t tenant_id, enum sd_env env,
         return r;
     }
     struct sd_pg_params p;
-    scope_id(&p, tenant_id, env, seq);
+    sd_pg_p_scope_id(&p, tenant_id, env, seq);
     sd_pg_p_int(&p, profile_id);
     sd_pg_p_bool(&p, pinned);
-    r = exec(c, SLOT_REC_SET_PROFILE, SQL_REC_SET_PROFILE, &p, NULL);
+    r = sd_pg_write_exec(c, SLOT_REC_SET_PROFILE, SQL_REC_SET_PROFILE, &p, NULL);
     if (r < 0) {
         return r;
     }
@@ -199,9 +181,9 @@ static int recompute(struct sd_store *s, int64_t tenant_id, enum sd_env env,
 {
     struct pgconn *c = sd_pg_writer(s);
     struct sd_pg_params p;
-    scope_id(&p, tenant_id, env, profile_id);
+    sd_pg_p_scope_id(&p, tenant_id, env, profile_id);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_MEMBER_FLAGS, SQL_MEMBER_FLAGS, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_MEMBER_FLAGS, SQL_MEMBER_FLAGS, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -217,11 +199,11 @@ static int recompute(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     if (r < 0) {
         return r;
     }
-    scope_id(&p, tenant_id, env, profile_id);
+    sd_pg_p_scope_id(&p, tenant_id, env, profile_id);
     sd_pg_p_bool(&p, f.opt_out);
     sd_pg_p_bool(&p, f.suppressed);
     sd_pg_p_int(&p, now);
-    r = exec(c, SLOT_PROFILE_FLAGS, SQL_PROFILE_FLAGS, &p, NULL);
+    r = sd_pg_write_exec(c, SLOT_PROFILE_FLAGS, SQL_PROFILE_FLAGS, &p, NULL);
     if (r < 0) {
         return r;
     }
@@ -239,7 +221,7 @@ static int by_key(struct pgconn *c, int64_t tenant_id, enum sd_env env, const ch
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, key);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_BY_KEY, SQL_BY_KEY, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_BY_KEY, SQL_BY_KEY, &p, &res);
     if (r > 0) {
         *ret_id = sd_pg_int64(res, 0, 0);
         r = 1;
@@ -286,8 +268,8 @@ static int step_move(struct sd_store *s, int64_t tenant_id, enum sd_env env, int
 static int step_remove(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t profile_id)
 {
     struct sd_pg_params p;
-    scope_id(&p, tenant_id, env, profile_id);
-    int r = exec(sd_pg_writer(s), SLOT_PROFILE_DELETE, SQL_PROFILE_DELETE, &p, NULL);
+    sd_pg_p_scope_id(&p, tenant_id, env, profile_id);
+    int r = sd_pg_write_exec(sd_pg_writer(s), SLOT_PROFILE_DELETE, SQL_PROFILE_DELETE, &p, NULL);
     return r < 0 ? r : 0;
 }
 

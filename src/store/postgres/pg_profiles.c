@@ -138,19 +138,7 @@ static const char SQL_ERASURE_INSERT[] =
 static int exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd_pg_params *p,
                 PGresult **ret)
 {
-    int r = sd_pg_exec(c, slot, sql, p, ret);
-    if (r == -EEXIST || r == -EINVAL) {
-        sd_log(SD_LOG_ERROR, "constraint violated in the profiles", "slot=%u", slot);
-        r = -EIO;
-    }
-    return r;
-}
-
-static void scope_id(struct sd_pg_params *p, int64_t tenant_id, enum sd_env env, int64_t id)
-{
-    sd_pg_params_init(p);
-    sd_pg_p_scope(p, tenant_id, env, NULL);
-    sd_pg_p_int(p, id);
+    return sd_pg_exec_strict(c, "constraint violated in the profiles", slot, sql, p, ret);
 }
 
 static void email_hash(const char *email_key, char out[65])
@@ -228,7 +216,7 @@ static char *doc_string(const json_t *doc, const char *key)
 static int read_members(struct pgconn *c, int64_t tenant_id, enum sd_env env, struct sd_profile *p)
 {
     struct sd_pg_params prm;
-    scope_id(&prm, tenant_id, env, p->id);
+    sd_pg_p_scope_id(&prm, tenant_id, env, p->id);
     PGresult *res = NULL;
     int n = exec(c, S_PROFILE_MEMBERS, SQL_PROFILE_MEMBERS, &prm, &res);
     if (n < 0) {
@@ -260,7 +248,7 @@ static int read_profile(struct pgconn *c, int64_t tenant_id, enum sd_env env, in
                         struct sd_profile *ret)
 {
     struct sd_pg_params prm;
-    scope_id(&prm, tenant_id, env, id);
+    sd_pg_p_scope_id(&prm, tenant_id, env, id);
     PGresult *res = NULL;
     int r = exec(c, S_PROFILE_GET, SQL_PROFILE_GET, &prm, &res);
     if (r <= 0) {
@@ -577,7 +565,7 @@ static int load_members(struct sd_store *s, int64_t tenant_id, enum sd_env env, 
 {
     struct pgconn *c = sd_pg_writer(s);
     struct sd_pg_params p;
-    scope_id(&p, tenant_id, env, profile_id);
+    sd_pg_p_scope_id(&p, tenant_id, env, profile_id);
     PGresult *res = NULL;
     int n = exec(c, S_MEMBERS, SQL_MEMBERS, &p, &res);
     if (n < 0) {
@@ -662,7 +650,7 @@ static int run_scoped_id(struct pgconn *c, unsigned slot, const char *sql, int64
                          enum sd_env env, int64_t v)
 {
     struct sd_pg_params p;
-    scope_id(&p, tenant_id, env, v);
+    sd_pg_p_scope_id(&p, tenant_id, env, v);
     int r = exec(c, slot, sql, &p, NULL);
     return r < 0 ? r : 0;
 }
@@ -708,7 +696,7 @@ static int erasure_log(struct sd_store *s, int64_t tenant_id, enum sd_env env, i
                        int64_t records, int64_t sales, int64_t now)
 {
     struct sd_pg_params p;
-    scope_id(&p, tenant_id, env, profile_id);
+    sd_pg_p_scope_id(&p, tenant_id, env, profile_id);
     sd_pg_p_int(&p, records);
     sd_pg_p_int(&p, sales);
     sd_pg_p_int(&p, now);

@@ -218,17 +218,28 @@ static const char SQL_SALES_INSERT_MANY[] =
     " att, rof, rrq, rrm, rv)"
     " ON CONFLICT (tenant_id, env, invoice_number) DO NOTHING RETURNING invoice_number";
 
-/* Run a write-path statement: rows affected or returned, or a negative errno; a constraint
- * violation is a backend failure here (logged by sd_pg_exec). */
-static int exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd_pg_params *p,
-                PGresult **ret)
+int sd_pg_exec_strict(struct pgconn *c, const char *msg, unsigned slot, const char *sql,
+                      const struct sd_pg_params *p, PGresult **ret)
 {
     int r = sd_pg_exec(c, slot, sql, p, ret);
     if (r == -EEXIST || r == -EINVAL) {
-        sd_log(SD_LOG_ERROR, "constraint violated on the write path", "slot=%u", slot);
+        sd_log(SD_LOG_ERROR, msg, "slot=%u", slot);
         r = -EIO;
     }
     return r;
+}
+
+int sd_pg_write_exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd_pg_params *p,
+                     PGresult **ret)
+{
+    return sd_pg_exec_strict(c, "constraint violated on the write path", slot, sql, p, ret);
+}
+
+void sd_pg_p_scope_id(struct sd_pg_params *p, int64_t tenant_id, enum sd_env env, int64_t id)
+{
+    sd_pg_params_init(p);
+    sd_pg_p_scope(p, tenant_id, env, NULL);
+    sd_pg_p_int(p, id);
 }
 
 static int exec_scoped(struct pgconn *c, unsigned slot, const char *sql, int64_t tenant_id,
@@ -237,7 +248,7 @@ static int exec_scoped(struct pgconn *c, unsigned slot, const char *sql, int64_t
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, key);
-    return exec(c, slot, sql, &p, NULL);
+    return sd_pg_write_exec(c, slot, sql, &p, NULL);
 }
 
 /* A scoped lookup whose first column is text: 1 and the text in *out (reset first; out NULL:
@@ -246,7 +257,7 @@ static int lookup_text(struct pgconn *c, unsigned slot, const char *sql,
                        const struct sd_pg_params *p, struct sd_buf *out)
 {
     PGresult *res = NULL;
-    int r = exec(c, slot, sql, p, &res);
+    int r = sd_pg_write_exec(c, slot, sql, p, &res);
     if (r > 0) {
         if (out) {
             sd_buf_reset(out);
@@ -461,7 +472,7 @@ static int stats_tick(struct pgconn *c, size_t rows)
     struct sd_pg_params p;
     PGresult *res = NULL;
     struct sd_pg_stmt st = stats_stmt(&names, &p, &res);
-    int r = exec(c, (unsigned)st.slot, st.sql, st.p, st.ret);
+    int r = sd_pg_write_exec(c, (unsigned)st.slot, st.sql, st.p, st.ret);
     r = stats_analyze(c, r, res);
     PQclear(res);
     arr_release(&names);
@@ -485,7 +496,7 @@ static int event_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, event_id);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_EVENT_GET, SQL_EVENT_GET, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_EVENT_GET, SQL_EVENT_GET, &p, &res);
     if (r <= 0) {
         PQclear(res);
         return r;
@@ -516,7 +527,7 @@ static int event_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     sd_pg_p_text(&p, stale ? old_dup : e->dup_key);
     sd_pg_p_text(&p, stale ? old_doc : merged);
     sd_pg_p_int(&p, rv);
-    r = exec(c, SLOT_EVENT_SET, SQL_EVENT_SET, &p, NULL);
+    r = sd_pg_write_exec(c, SLOT_EVENT_SET, SQL_EVENT_SET, &p, NULL);
     if (r < 0) {
         goto out;
     }
@@ -544,7 +555,7 @@ static int event_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     sd_pg_p_int(&p, now);
     sd_pg_p_text(&p, origin);
     sd_pg_p_int(&p, e->remote_version);
-    r = exec(sd_pg_writer(s), SLOT_EVENT_INSERT, SQL_EVENT_INSERT, &p, NULL);
+    r = sd_pg_write_exec(sd_pg_writer(s), SLOT_EVENT_INSERT, SQL_EVENT_INSERT, &p, NULL);
     free(doc);
     if (r < 0) {
         return r;
@@ -560,7 +571,7 @@ static int alias_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, alias_id);
     sd_pg_p_text(&p, event_id);
-    int r = exec(sd_pg_writer(s), SLOT_ALIAS_INSERT, SQL_ALIAS_INSERT, &p, NULL);
+    int r = sd_pg_write_exec(sd_pg_writer(s), SLOT_ALIAS_INSERT, SQL_ALIAS_INSERT, &p, NULL);
     return r < 0 ? r : 0;
 }
 
@@ -620,7 +631,7 @@ static int customer_upsert(struct sd_store *s, int64_t tenant_id, enum sd_env en
     PGresult *res = NULL;
     char *doc = NULL, *post = NULL, *city = NULL;
     bool has_post = false, has_city = false;
-    int r = exec(c, SLOT_CUSTOMER_GET, SQL_CUSTOMER_GET, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_CUSTOMER_GET, SQL_CUSTOMER_GET, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -645,7 +656,7 @@ static int customer_upsert(struct sd_store *s, int64_t tenant_id, enum sd_env en
         sd_pg_p_int(&p, cu->remote_version);
         sd_pg_p_text(&p, post);
         sd_pg_p_text(&p, city);
-        r = exec(c, SLOT_CUSTOMER_INSERT, SQL_CUSTOMER_INSERT, &p, NULL);
+        r = sd_pg_write_exec(c, SLOT_CUSTOMER_INSERT, SQL_CUSTOMER_INSERT, &p, NULL);
         if (r >= 0) {
             (void)sd_pg_seq_next(s);
             r = 1;
@@ -694,7 +705,7 @@ static int customer_upsert(struct sd_store *s, int64_t tenant_id, enum sd_env en
     sd_pg_p_int(&p, rv);
     sd_pg_p_text(&p, stale || !has_post ? sd_pg_text(res, 0, 5) : post);
     sd_pg_p_text(&p, stale || !has_city ? sd_pg_text(res, 0, 6) : city);
-    r = exec(c, SLOT_CUSTOMER_SET, SQL_CUSTOMER_SET, &p, NULL);
+    r = sd_pg_write_exec(c, SLOT_CUSTOMER_SET, SQL_CUSTOMER_SET, &p, NULL);
     if (r >= 0) {
         r = !keep ? 1 : cu->remote_version != 0 && rv > cu->remote_version ? 3 : 2;
     }
@@ -743,7 +754,7 @@ static int sale_state_get(struct sd_store *s, int64_t tenant_id, enum sd_env env
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, invoice);
     PGresult *res = NULL;
-    int r = exec(sd_pg_writer(s), SLOT_SALE_STATE, SQL_SALE_STATE, &p, &res);
+    int r = sd_pg_write_exec(sd_pg_writer(s), SLOT_SALE_STATE, SQL_SALE_STATE, &p, &res);
     if (r <= 0) {
         PQclear(res);
         return r;
@@ -815,7 +826,7 @@ static int write_refund_targets(struct sd_store *s, int64_t tenant_id, enum sd_e
         sd_pg_p_int(&p, sd_sale_net_quantity(&tg->st));
         sd_pg_p_int(&p, sd_sale_net_minor(&tg->st));
         sd_pg_p_text(&p, tg->changed);
-        r = exec(c, SLOT_SALE_REFUNDS, SQL_SALE_REFUNDS, &p, NULL);
+        r = sd_pg_write_exec(c, SLOT_SALE_REFUNDS, SQL_SALE_REFUNDS, &p, NULL);
         if (r < 0) {
             return r;
         }
@@ -885,7 +896,7 @@ static int sale_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     struct sd_pg_params p;
     char cur[4];
     sale_params(&p, tenant_id, env, sale, pl, s->seq + 1, event_ref, now, source, origin, cur);
-    r = exec(c, SLOT_SALE_UPDATE, SQL_SALE_UPDATE, &p, NULL);
+    r = sd_pg_write_exec(c, SLOT_SALE_UPDATE, SQL_SALE_UPDATE, &p, NULL);
     if (r < 0) {
         return r;
     }
@@ -1166,7 +1177,7 @@ static int sale_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     char cur[4];
     sale_params(&p, tenant_id, env, sale, pl, s->seq + 1, event_ref, now, sd_write_batch_source(b),
                 b->origin, cur);
-    int r = exec(c, SLOT_SALE_INSERT, SQL_SALE_INSERT, &p, NULL);
+    int r = sd_pg_write_exec(c, SLOT_SALE_INSERT, SQL_SALE_INSERT, &p, NULL);
     if (r <= 0) {
         return r;
     }
@@ -1252,7 +1263,7 @@ int sd_pg_idem_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, const
     sd_pg_p_int(&p, e->status);
     sd_pg_p_text(&p, e->response ? e->response : "");
     sd_pg_p_int(&p, e->created_usec);
-    int r = exec(c, SLOT_IDEM_PUT, SQL_IDEM_PUT, &p, NULL);
+    int r = sd_pg_write_exec(c, SLOT_IDEM_PUT, SQL_IDEM_PUT, &p, NULL);
     if (r < 0) {
         return r;
     }
@@ -1268,7 +1279,7 @@ int sd_pg_idem_purge(struct sd_store *s, int64_t before_usec)
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_int(&p, before_usec);
-    int r = exec(c, SLOT_IDEM_PURGE, SQL_IDEM_PURGE, &p, NULL);
+    int r = sd_pg_write_exec(c, SLOT_IDEM_PURGE, SQL_IDEM_PURGE, &p, NULL);
     return r < 0 ? r : 0;
 }
 
@@ -1284,7 +1295,7 @@ int sd_pg_get_customer_in_write(struct sd_store *s, int64_t tenant_id, enum sd_e
     sd_pg_p_scope(&p, tenant_id, env, id);
     sd_pg_p_text(&p, source);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_CUSTOMER_OF_SOURCE, SQL_CUSTOMER_OF_SOURCE, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_CUSTOMER_OF_SOURCE, SQL_CUSTOMER_OF_SOURCE, &p, &res);
     if (r > 0) {
         char *doc = NULL;
         r = sd_pg_json_set(sd_pg_text(res, 0, 1), "source", sd_pg_text(res, 0, 0), &doc);
@@ -1316,7 +1327,8 @@ int sd_pg_tombstone_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, 
     sd_pg_p_text(&p, reason == SD_TOMBSTONE_MERGED ? merged_into : NULL);
     sd_pg_p_text(&p, origin);
     sd_pg_p_int(&p, now);
-    int r = exec(sd_pg_writer(s), SLOT_TOMBSTONE_INSERT, SQL_TOMBSTONE_INSERT, &p, NULL);
+    int r =
+        sd_pg_write_exec(sd_pg_writer(s), SLOT_TOMBSTONE_INSERT, SQL_TOMBSTONE_INSERT, &p, NULL);
     if (r < 0) {
         return r;
     }
@@ -1332,21 +1344,22 @@ static int exec_pair(struct pgconn *c, unsigned slot, const char *sql, int64_t t
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, a);
     sd_pg_p_text(&p, b);
-    return exec(c, slot, sql, &p, NULL);
+    return sd_pg_write_exec(c, slot, sql, &p, NULL);
 }
 
 /* The customer record (source NULL: any one source) to delete: 1 and its seq, source (heap)
  * and profile id (0 none), 0 none, -ENOTUNIQ, negative errno. */
-static int customer_find(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *id,
+static int customer_find(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
                          const char *source, int64_t *ret_seq, char **ret_source,
                          int64_t *ret_profile)
 {
+    struct pgconn *c = sd_pg_writer(s);
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, id);
     sd_pg_p_text(&p, source);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_CUSTOMER_FIND, SQL_CUSTOMER_FIND, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_CUSTOMER_FIND, SQL_CUSTOMER_FIND, &p, &res);
     if (r == 1) {
         *ret_seq = sd_pg_int64(res, 0, 0);
         *ret_source = sd_pg_strdup(res, 0, 1);
@@ -1399,7 +1412,7 @@ static int merge_customer_sales(struct sd_store *s, int64_t tenant_id, enum sd_e
     sd_pg_p_scope(&p, tenant_id, env, id);
     sd_pg_p_text(&p, source);
     PGresult *res = NULL;
-    r = exec(c, SLOT_SALES_OF_CUSTOMER, SQL_SALES_OF_CUSTOMER, &p, &res);
+    r = sd_pg_write_exec(c, SLOT_SALES_OF_CUSTOMER, SQL_SALES_OF_CUSTOMER, &p, &res);
     int n = r;
     r = r < 0 ? r : 0;
     for (int i = 0; i < n && r == 0; i++) {
@@ -1418,7 +1431,7 @@ static int merge_customer_sales(struct sd_store *s, int64_t tenant_id, enum sd_e
         sd_pg_p_text(&p, doc);
         sd_pg_p_int(&p, s->seq + 1);
         sd_pg_p_int(&p, now);
-        r = exec(c, SLOT_SALE_RECUSTOMER, SQL_SALE_RECUSTOMER, &p, NULL);
+        r = sd_pg_write_exec(c, SLOT_SALE_RECUSTOMER, SQL_SALE_RECUSTOMER, &p, NULL);
         free(doc);
         if (r >= 0) {
             (void)sd_pg_seq_next(s);
@@ -1429,70 +1442,64 @@ static int merge_customer_sales(struct sd_store *s, int64_t tenant_id, enum sd_e
     return r;
 }
 
+static int event_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id)
+{
+    return exec_scoped(sd_pg_writer(s), SLOT_EVENT_DELETE, SQL_EVENT_DELETE, tenant_id, env, id);
+}
+
+static int aliases_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id)
+{
+    return exec_scoped(sd_pg_writer(s), SLOT_ALIASES_DELETE, SQL_ALIASES_DELETE, tenant_id, env,
+                       id);
+}
+
+static int customer_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t seq)
+{
+    struct pgconn *c = sd_pg_writer(s);
+    int64_t facts_profile = 0;
+    bool has_sales = false;
+    int r = sd_pg_facts_record_get(c, tenant_id, env, seq, &facts_profile, &has_sales);
+    if (r < 0) {
+        return r;
+    }
+    struct sd_pg_params p;
+    sd_pg_params_init(&p);
+    sd_pg_p_scope(&p, tenant_id, env, NULL);
+    sd_pg_p_int(&p, seq);
+    r = sd_pg_write_exec(c, SLOT_CUSTOMER_DELETE, SQL_CUSTOMER_DELETE, &p, NULL);
+    if (r < 0) {
+        return r;
+    }
+    return has_sales ? sd_pg_facts_profile(c, tenant_id, env, facts_profile) : 0;
+}
+
+static int sale_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id)
+{
+    struct pgconn *c = sd_pg_writer(s);
+    int r = sd_pg_facts_sale_out(c, tenant_id, env, id);
+    return r < 0 ? r : exec_scoped(c, SLOT_SALE_DELETE, SQL_SALE_DELETE, tenant_id, env, id);
+}
+
+/* What deleting a record (store/write_plan.c) does on the writer. */
+static const struct sd_delete_steps delete_steps = {
+    .event_delete = event_delete,
+    .aliases_delete = aliases_delete,
+    .merge_event = merge_event,
+    .customer_find = customer_find,
+    .customer_delete = customer_delete,
+    .member_gone = sd_pg_profile_member_gone,
+    .merge_customer_sales = merge_customer_sales,
+    .sale_delete = sale_delete,
+    .tombstone_put = sd_pg_tombstone_put,
+};
+
 int sd_pg_delete_record(struct sd_store *s, int64_t tenant_id, enum sd_env env, enum sd_kind kind,
                         const char *id, const char *source, enum sd_tombstone_reason reason,
                         const char *merged_into, const char *origin)
 {
-    if (!id || !sd_pg_env_ok(env) || (unsigned)reason > SD_TOMBSTONE_MERGED ||
-        (reason == SD_TOMBSTONE_MERGED) != (merged_into != NULL)) {
+    if (!sd_pg_env_ok(env) || !sd_pg_writer(s)) {
         return -EINVAL;
     }
-    struct pgconn *c = sd_pg_writer(s);
-    if (!c) {
-        return -EINVAL;
-    }
-    int64_t now = sd_now_usec();
-    char *src = NULL;
-    int r;
-    switch (kind) {
-    case SD_KIND_EVENT:
-        r = exec_scoped(c, SLOT_EVENT_DELETE, SQL_EVENT_DELETE, tenant_id, env, id);
-        if (r > 0) {
-            r = reason == SD_TOMBSTONE_MERGED
-                    ? merge_event(s, tenant_id, env, id, merged_into)
-                    : exec_scoped(c, SLOT_ALIASES_DELETE, SQL_ALIASES_DELETE, tenant_id, env, id);
-            r = r < 0 ? r : 1;
-        }
-        break;
-    case SD_KIND_CUSTOMER: {
-        int64_t seq = 0, profile_id = 0;
-        r = customer_find(c, tenant_id, env, id, source, &seq, &src, &profile_id);
-        int64_t facts_profile = 0;
-        bool has_sales = false;
-        if (r == 1) {
-            r = sd_pg_facts_record_get(c, tenant_id, env, seq, &facts_profile, &has_sales);
-            r = r < 0 ? r : 1;
-        }
-        if (r == 1) {
-            struct sd_pg_params p;
-            sd_pg_params_init(&p);
-            sd_pg_p_scope(&p, tenant_id, env, NULL);
-            sd_pg_p_int(&p, seq);
-            r = exec(c, SLOT_CUSTOMER_DELETE, SQL_CUSTOMER_DELETE, &p, NULL);
-            r = r < 0 ? r : 0;
-            if (r == 0 && has_sales) {
-                r = sd_pg_facts_profile(c, tenant_id, env, facts_profile);
-            }
-            if (r == 0 && profile_id > 0) {
-                r = sd_pg_profile_member_gone(s, tenant_id, env, profile_id, now);
-            }
-            if (r == 0 && reason == SD_TOMBSTONE_MERGED) {
-                r = merge_customer_sales(s, tenant_id, env, id, src, merged_into, now);
-            }
-            r = r < 0 ? r : 1;
-        }
-        break;
-    }
-    case SD_KIND_SALE:
-        r = sd_pg_facts_sale_out(c, tenant_id, env, id);
-        r = r < 0 ? r : exec_scoped(c, SLOT_SALE_DELETE, SQL_SALE_DELETE, tenant_id, env, id);
-        break;
-    default: return -EINVAL;
-    }
-    if (r > 0) {
-        r = sd_pg_tombstone_put(s, tenant_id, env, kind, id, src, reason, merged_into, origin, now);
-        r = r < 0 ? r : 1;
-    }
-    free(src);
-    return r;
+    return sd_write_delete_record(s, &delete_steps, tenant_id, env, kind, id, source, reason,
+                                  merged_into, origin);
 }
