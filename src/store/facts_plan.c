@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "base/base.h"
-#include "model/model.h"
 #include "store/facts_plan.h"
 
 #define FNV_OFFSET 14695981039346656037ull
@@ -63,8 +62,9 @@ static uint64_t sum_hash(const void *slot)
 
 /* The profile of customer key (source, customer_id) from the batch's cache or the backend: 0
  * if the record has none (or does not exist). */
-static int profile_of(struct sd_facts_batch *fb, const struct sd_facts_lookup *lk,
-                      const char *source, const char *customer_id, int64_t *ret)
+static int profile_of(struct sd_facts_batch *fb, struct sd_store *s, sd_facts_profile_fn *lookup,
+                      int64_t tenant_id, enum sd_env env, const char *source,
+                      const char *customer_id, int64_t *ret)
 {
     uint64_t h = hash_text(hash_text(FNV_OFFSET, source), customer_id);
     for (size_t i = fb->keys_cap ? h & (fb->keys_cap - 1) : 0; fb->keys_cap;
@@ -79,7 +79,7 @@ static int profile_of(struct sd_facts_batch *fb, const struct sd_facts_lookup *l
         }
     }
     int64_t profile_id = 0;
-    int r = lk->profile_of(lk->ctx, source, customer_id, &profile_id);
+    int r = lookup(s, tenant_id, env, source, customer_id, &profile_id);
     if (r < 0) {
         return r;
     }
@@ -113,7 +113,8 @@ static void text_min(char **cur, const char *v, bool min)
     }
 }
 
-int sd_facts_batch_add(struct sd_facts_batch *fb, const struct sd_facts_lookup *lk,
+int sd_facts_batch_add(struct sd_facts_batch *fb, struct sd_store *s,
+                       sd_facts_profile_fn *profile_of_fn, int64_t tenant_id, enum sd_env env,
                        const char *source, const char *customer_id, const char *currency,
                        const char *purchased, int64_t net_quantity, int64_t net_minor)
 {
@@ -121,7 +122,7 @@ int sd_facts_batch_add(struct sd_facts_batch *fb, const struct sd_facts_lookup *
         return 0;
     }
     int64_t profile_id = 0;
-    int r = profile_of(fb, lk, source, customer_id, &profile_id);
+    int r = profile_of(fb, s, profile_of_fn, tenant_id, env, source, customer_id, &profile_id);
     if (r < 0 || profile_id <= 0) {
         return r;
     }
@@ -161,6 +162,13 @@ void sd_facts_batch_sums_free(struct sd_facts_batch *fb)
     free(fb->sums);
     fb->sums = NULL;
     fb->sums_cap = fb->n_sums = 0;
+}
+
+void sd_facts_sale_row_release(struct sd_facts_sale_row *r)
+{
+    free(r->currency);
+    free(r->purchased);
+    *r = (struct sd_facts_sale_row){0};
 }
 
 void sd_facts_batch_release(struct sd_facts_batch *fb)

@@ -24,18 +24,8 @@
 #include "pg_internal.h"
 #include "pg_records.h"
 
-enum {
-    SLOT_CUSTOMER = 320,
-    SLOT_PROFILE_OF,
-    SLOT_SALE_ROW,
-    SLOT_ADD,
-    SLOT_SUB,
-    SLOT_DROP_EMPTY,
-    SLOT_BOUNDS,
-    SLOT_CLEAR,
-    SLOT_RECOMPUTE,
-    SLOT_ADD_MANY,
-};
+enum { FIRST_SLOT = 320, SLOT_ADD_MANY = FIRST_SLOT + SD_FACTS_N_STMT };
+#define SLOT(name) (FIRST_SLOT + SD_FACTS_##name)
 
 /* What makes a sale count: not ANON, something net left. */
 #define COUNTS(s)                                                                                  \
@@ -132,46 +122,27 @@ static int add(struct pgconn *c, int64_t tenant_id, enum sd_env env, int64_t pro
     sd_pg_p_int(&p, sales);
     sd_pg_p_text(&p, first);
     sd_pg_p_text(&p, last);
-    int r = sd_pg_write_exec(c, SLOT_ADD, SQL_ADD, &p, NULL);
+    int r = sd_pg_write_exec(c, SLOT(ADD), SQL_ADD, &p, NULL);
     return r < 0 ? r : 0;
 }
 
 /* ---- a batch's new sales, summed in memory ------------------------------------------------ */
 
-struct lookup_ctx {
-    struct pgconn *c;
-    int64_t tenant_id;
-    enum sd_env env;
-};
-
-/* The profile of customer key (source, customer_id) in the store: 0 if the record has none
- * (or does not exist). */
-static int customer_profile(void *ctx, const char *source, const char *customer_id, int64_t *ret)
+int sd_pg_facts_profile_of(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const char *source, const char *customer_id, int64_t *ret)
 {
-    const struct lookup_ctx *x = ctx;
     struct sd_pg_params p;
     sd_pg_params_init(&p);
-    sd_pg_p_scope(&p, x->tenant_id, x->env, customer_id);
+    sd_pg_p_scope(&p, tenant_id, env, customer_id);
     sd_pg_p_text(&p, source);
     PGresult *res = NULL;
-    int r = sd_pg_write_exec(x->c, SLOT_CUSTOMER, SQL_CUSTOMER, &p, &res);
+    int r = sd_pg_write_exec(sd_pg_writer(s), SLOT(CUSTOMER), SQL_CUSTOMER, &p, &res);
     if (r < 0) {
         return r;
     }
     *ret = r > 0 ? sd_pg_int64(res, 0, 0) : 0;
     PQclear(res);
     return 0;
-}
-
-int sd_pg_facts_batch_add(struct pgconn *c, struct sd_facts_batch *fb, int64_t tenant_id,
-                          enum sd_env env, const char *source, const char *customer_id,
-                          const char *currency, const char *purchased, int64_t net_quantity,
-                          int64_t net_minor)
-{
-    struct lookup_ctx x = {c, tenant_id, env};
-    const struct sd_facts_lookup lk = {customer_profile, &x};
-    return sd_facts_batch_add(fb, &lk, source, customer_id, currency, purchased, net_quantity,
-                              net_minor);
 }
 
 /* Append sep and v as an element of an array literal (NULL: NULL). */
@@ -225,7 +196,7 @@ int sd_pg_facts_batch_flush_with(struct pgconn *c, struct sd_facts_batch *fb, in
         sd_pg_p_int(&p, one->sales);
         sd_pg_p_text(&p, one->first);
         sd_pg_p_text(&p, one->last);
-        st[n++] = (struct sd_pg_stmt){.slot = SLOT_ADD, .sql = SQL_ADD, .p = &p};
+        st[n++] = (struct sd_pg_stmt){.slot = SLOT(ADD), .sql = SQL_ADD, .p = &p};
     } else if (fb->n_sums > 1) {
         /* Array literals: {…} of numbers, and of texts quoted (currencies and ISO times hold no
          * '"' or '\\', which are escaped all the same). */
@@ -279,25 +250,14 @@ int sd_pg_facts_batch_flush_with(struct pgconn *c, struct sd_facts_batch *fb, in
 
 /* The stored sale `invoice` if it counts and its customer record has a profile: 1 and its
  * figures (release with sale_row_release), 0 if it adds nothing, or a negative errno. */
-struct sale_row {
-    char *currency, *purchased;
-    int64_t net_quantity, net_minor, profile_id;
-};
-
-static void sale_row_release(struct sale_row *r)
-{
-    free(r->currency);
-    free(r->purchased);
-}
-
 static int sale_row(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *invoice,
-                    struct sale_row *ret)
+                    struct sd_facts_sale_row *ret)
 {
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, invoice);
     PGresult *res = NULL;
-    int r = sd_pg_write_exec(c, SLOT_SALE_ROW, SQL_SALE_ROW, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT(SALE_ROW), SQL_SALE_ROW, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -316,20 +276,20 @@ static int sale_row(struct pgconn *c, int64_t tenant_id, enum sd_env env, const 
 
 int sd_pg_facts_sale_in(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *invoice)
 {
-    struct sale_row s = {0};
+    struct sd_facts_sale_row s = {0};
     int r = sale_row(c, tenant_id, env, invoice, &s);
     if (r > 0) {
         bool live = s.net_quantity > 0;
         r = add(c, tenant_id, env, s.profile_id, s.currency, live ? 1 : 0, s.net_quantity,
                 s.net_minor, 1, live ? s.purchased : NULL, live ? s.purchased : NULL);
     }
-    sale_row_release(&s);
+    sd_facts_sale_row_release(&s);
     return r < 0 ? r : 0;
 }
 
 int sd_pg_facts_sale_out(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *invoice)
 {
-    struct sale_row s = {0};
+    struct sd_facts_sale_row s = {0};
     int r = sale_row(c, tenant_id, env, invoice, &s);
     if (r <= 0) {
         goto out;
@@ -340,20 +300,20 @@ int sd_pg_facts_sale_out(struct pgconn *c, int64_t tenant_id, enum sd_env env, c
     sd_pg_p_int(&p, live ? 1 : 0);
     sd_pg_p_int(&p, s.net_quantity);
     sd_pg_p_int(&p, s.net_minor);
-    if ((r = sd_pg_write_exec(c, SLOT_SUB, SQL_SUB, &p, NULL)) < 0) {
+    if ((r = sd_pg_write_exec(c, SLOT(SUB), SQL_SUB, &p, NULL)) < 0) {
         goto out;
     }
     key_params(&p, tenant_id, env, s.profile_id, s.currency);
-    if ((r = sd_pg_write_exec(c, SLOT_DROP_EMPTY, SQL_DROP_EMPTY, &p, NULL)) < 0 || !live) {
+    if ((r = sd_pg_write_exec(c, SLOT(DROP_EMPTY), SQL_DROP_EMPTY, &p, NULL)) < 0 || !live) {
         goto out;
     }
     /* It was live: if it was its row's first or last purchase, the others decide now. */
     key_params(&p, tenant_id, env, s.profile_id, s.currency);
     sd_pg_p_text(&p, s.purchased);
     sd_pg_p_text(&p, invoice);
-    r = sd_pg_write_exec(c, SLOT_BOUNDS, SQL_BOUNDS, &p, NULL);
+    r = sd_pg_write_exec(c, SLOT(BOUNDS), SQL_BOUNDS, &p, NULL);
 out:
-    sale_row_release(&s);
+    sd_facts_sale_row_release(&s);
     return r < 0 ? r : 0;
 }
 
@@ -363,7 +323,7 @@ int sd_pg_facts_record_get(struct pgconn *c, int64_t tenant_id, enum sd_env env,
     struct sd_pg_params p;
     key_params(&p, tenant_id, env, seq, NULL);
     PGresult *res = NULL;
-    int r = sd_pg_write_exec(c, SLOT_PROFILE_OF, SQL_PROFILE_OF, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT(PROFILE_OF), SQL_PROFILE_OF, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -380,9 +340,9 @@ int sd_pg_facts_profile(struct pgconn *c, int64_t tenant_id, enum sd_env env, in
     }
     struct sd_pg_params p;
     key_params(&p, tenant_id, env, profile_id, NULL);
-    int r = sd_pg_write_exec(c, SLOT_CLEAR, SQL_CLEAR, &p, NULL);
+    int r = sd_pg_write_exec(c, SLOT(CLEAR), SQL_CLEAR, &p, NULL);
     if (r >= 0) {
-        r = sd_pg_write_exec(c, SLOT_RECOMPUTE, SQL_RECOMPUTE, &p, NULL);
+        r = sd_pg_write_exec(c, SLOT(RECOMPUTE), SQL_RECOMPUTE, &p, NULL);
     }
     return r < 0 ? r : 0;
 }

@@ -24,10 +24,9 @@
 /* The new sales of one batch, summed per profile and currency before they are written (the
  * profile of each customer key looked up once, store/facts_plan.h). Zero-initialised;
  * sd_facts_batch_release frees it, sd_facts_batch_known tells it profiles looked up already. */
-int sd_pg_facts_batch_add(struct pgconn *c, struct sd_facts_batch *fb, int64_t tenant_id,
-                          enum sd_env env, const char *source, const char *customer_id,
-                          const char *currency, const char *purchased, int64_t net_quantity,
-                          int64_t net_minor);
+/* The profile of a customer key, for sd_facts_batch_add (store/facts_plan.h). */
+int sd_pg_facts_profile_of(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const char *source, const char *customer_id, int64_t *ret);
 int sd_pg_facts_batch_flush(struct pgconn *c, struct sd_facts_batch *fb, int64_t tenant_id,
                             enum sd_env env);
 /* The same, in one round trip with the caller's statements lead[0..n_lead) (at most 3), run

@@ -288,23 +288,18 @@ int sd_pg_get_customer(struct sd_store *s, int64_t tenant_id, enum sd_env env, c
     if (!id || !sd_pg_env_ok(env) || !ret_doc) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, id);
     PGresult *res = NULL;
+    int r;
     if (source) {
         /* One source: the whole unique key, one index probe. */
         sd_pg_p_text(&p, source);
-        r = sd_pg_exec(c, SLOT_CUSTOMER_OF_SOURCE, SQL_CUSTOMER_OF_SOURCE, &p, &res);
+        r = sd_pg_pool_exec(s, SLOT_CUSTOMER_OF_SOURCE, SQL_CUSTOMER_OF_SOURCE, &p, &res);
     } else {
-        r = sd_pg_exec(c, SLOT_CUSTOMER_SOURCES, SQL_CUSTOMER_SOURCES, &p, &res);
+        r = sd_pg_pool_exec(s, SLOT_CUSTOMER_SOURCES, SQL_CUSTOMER_SOURCES, &p, &res);
     }
-    sd_pg_pool_put(s, c);
     if (r < 0) {
         return r;
     }

@@ -1091,10 +1091,9 @@ static int apply_new_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
         if (in_batch_dup[i]) {
             continue;
         }
-        r = sd_pg_facts_batch_add(c, &facts, tenant_id, env, source, sale->customer_id,
-                                  sale->currency, sale->purchase_datetime,
-                                  sd_sale_net_quantity(&plans[i].st),
-                                  sd_sale_net_minor(&plans[i].st));
+        r = sd_facts_batch_add(&facts, s, sd_pg_facts_profile_of, tenant_id, env, source,
+                               sale->customer_id, sale->currency, sale->purchase_datetime,
+                               sd_sale_net_quantity(&plans[i].st), sd_sale_net_minor(&plans[i].st));
         if (r < 0) {
             goto out;
         }
@@ -1184,9 +1183,10 @@ static int sale_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     (void)sd_pg_seq_next(s);
     r = stats_tick(c, 1);
     r = r < 0 ? r
-              : sd_pg_facts_batch_add(c, facts, tenant_id, env, sd_write_batch_source(b),
-                                      sale->customer_id, sale->currency, sale->purchase_datetime,
-                                      sd_sale_net_quantity(&pl->st), sd_sale_net_minor(&pl->st));
+              : sd_facts_batch_add(facts, s, sd_pg_facts_profile_of, tenant_id, env,
+                                   sd_write_batch_source(b), sale->customer_id, sale->currency,
+                                   sale->purchase_datetime, sd_sale_net_quantity(&pl->st),
+                                   sd_sale_net_minor(&pl->st));
     return r < 0 ? r : 1;
 }
 

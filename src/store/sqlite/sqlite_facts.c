@@ -34,17 +34,8 @@
 #include "base/base.h"
 #include "sqlite_internal.h"
 
-enum {
-    SLOT_CUSTOMER = 144,
-    SLOT_PROFILE_OF,
-    SLOT_SALE_ROW,
-    SLOT_ADD,
-    SLOT_SUB,
-    SLOT_DROP_EMPTY,
-    SLOT_BOUNDS,
-    SLOT_CLEAR,
-    SLOT_RECOMPUTE,
-};
+enum { FIRST_SLOT = 144 };
+#define SLOT(name) (FIRST_SLOT + SD_FACTS_##name)
 
 /* What makes a sale count (0013_profile_facts.sql): not ANON, something net left. */
 #define COUNTS(s)                                                                                  \
@@ -138,7 +129,7 @@ static int add(struct conn *c, int64_t tenant_id, enum sd_env env, int64_t profi
                const char *currency, const char *purchased, int64_t net_quantity, int64_t net_minor)
 {
     sqlite3_stmt *st;
-    int r = run(c, SLOT_ADD, SQL_ADD, &st);
+    int r = run(c, SLOT(ADD), SQL_ADD, &st);
     if (r < 0) {
         return r;
     }
@@ -157,24 +148,16 @@ static int add(struct conn *c, int64_t tenant_id, enum sd_env env, int64_t profi
 
 /* ---- a batch's new sales, summed in memory (store/facts_plan.c) --------------------------- */
 
-struct lookup_ctx {
-    struct conn *c;
-    int64_t tenant_id;
-    enum sd_env env;
-};
-
-/* The profile of customer key (source, customer_id) in the store: 0 if the record has none
- * (or does not exist). */
-static int customer_profile(void *ctx, const char *source, const char *customer_id, int64_t *ret)
+int sd_sqlite_facts_profile_of(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                               const char *source, const char *customer_id, int64_t *ret)
 {
-    const struct lookup_ctx *x = ctx;
-    struct conn *c = x->c;
+    struct conn *c = s->writer;
     sqlite3_stmt *st;
-    int r = run(c, SLOT_CUSTOMER, SQL_CUSTOMER, &st);
+    int r = run(c, SLOT(CUSTOMER), SQL_CUSTOMER, &st);
     if (r < 0) {
         return r;
     }
-    if ((sd_sqlite_bind_scope(st, x->tenant_id, x->env, customer_id) |
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, customer_id) |
          sqlite3_bind_text(st, 4, source, -1, SQLITE_STATIC)) != SQLITE_OK) {
         return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
@@ -188,17 +171,6 @@ static int customer_profile(void *ctx, const char *source, const char *customer_
     return 0;
 }
 
-int sd_sqlite_facts_batch_add(struct conn *c, struct sd_facts_batch *fb, int64_t tenant_id,
-                              enum sd_env env, const char *source, const char *customer_id,
-                              const char *currency, const char *purchased, int64_t net_quantity,
-                              int64_t net_minor)
-{
-    struct lookup_ctx x = {c, tenant_id, env};
-    const struct sd_facts_lookup lk = {customer_profile, &x};
-    return sd_facts_batch_add(fb, &lk, source, customer_id, currency, purchased, net_quantity,
-                              net_minor);
-}
-
 int sd_sqlite_facts_batch_flush(struct conn *c, struct sd_facts_batch *fb, int64_t tenant_id,
                                 enum sd_env env)
 {
@@ -209,7 +181,7 @@ int sd_sqlite_facts_batch_flush(struct conn *c, struct sd_facts_batch *fb, int64
             continue;
         }
         sqlite3_stmt *st;
-        if ((r = run(c, SLOT_ADD, SQL_ADD, &st)) < 0) {
+        if ((r = run(c, SLOT(ADD), SQL_ADD, &st)) < 0) {
             break;
         }
         if ((bind_key(st, tenant_id, env, f->profile_id, f->currency) |
@@ -231,22 +203,11 @@ int sd_sqlite_facts_batch_flush(struct conn *c, struct sd_facts_batch *fb, int64
 /* The stored sale `invoice` if it counts and its customer record has a profile: 1 and its
  * figures (currency and purchase time copied: release them with sale_row_release), 0 if it
  * adds nothing, or -EIO. */
-struct sale_row {
-    char *currency, *purchased;
-    int64_t net_quantity, net_minor, profile_id;
-};
-
-static void sale_row_release(struct sale_row *r)
-{
-    free(r->currency);
-    free(r->purchased);
-}
-
 static int sale_row(struct conn *c, int64_t tenant_id, enum sd_env env, const char *invoice,
-                    struct sale_row *ret)
+                    struct sd_facts_sale_row *ret)
 {
     sqlite3_stmt *st;
-    int r = run(c, SLOT_SALE_ROW, SQL_SALE_ROW, &st);
+    int r = run(c, SLOT(SALE_ROW), SQL_SALE_ROW, &st);
     if (r < 0) {
         return r;
     }
@@ -271,27 +232,27 @@ static int sale_row(struct conn *c, int64_t tenant_id, enum sd_env env, const ch
 
 int sd_sqlite_facts_sale_in(struct conn *c, int64_t tenant_id, enum sd_env env, const char *invoice)
 {
-    struct sale_row s = {0};
+    struct sd_facts_sale_row s = {0};
     int r = sale_row(c, tenant_id, env, invoice, &s);
     if (r > 0) {
         r = add(c, tenant_id, env, s.profile_id, s.currency, s.purchased, s.net_quantity,
                 s.net_minor);
     }
-    sale_row_release(&s);
+    sd_facts_sale_row_release(&s);
     return r;
 }
 
 int sd_sqlite_facts_sale_out(struct conn *c, int64_t tenant_id, enum sd_env env,
                              const char *invoice)
 {
-    struct sale_row s = {0};
+    struct sd_facts_sale_row s = {0};
     int r = sale_row(c, tenant_id, env, invoice, &s);
     if (r <= 0) {
         goto out;
     }
     bool live = s.net_quantity > 0;
     sqlite3_stmt *st;
-    if ((r = run(c, SLOT_SUB, SQL_SUB, &st)) < 0) {
+    if ((r = run(c, SLOT(SUB), SQL_SUB, &st)) < 0) {
         goto out;
     }
     if ((bind_key(st, tenant_id, env, s.profile_id, s.currency) |
@@ -301,7 +262,7 @@ int sd_sqlite_facts_sale_out(struct conn *c, int64_t tenant_id, enum sd_env env,
         goto out;
     }
     if ((r = done(c, st, "facts subtract")) < 0 ||
-        (r = run(c, SLOT_DROP_EMPTY, SQL_DROP_EMPTY, &st)) < 0) {
+        (r = run(c, SLOT(DROP_EMPTY), SQL_DROP_EMPTY, &st)) < 0) {
         goto out;
     }
     if (bind_key(st, tenant_id, env, s.profile_id, s.currency) != SQLITE_OK) {
@@ -312,7 +273,7 @@ int sd_sqlite_facts_sale_out(struct conn *c, int64_t tenant_id, enum sd_env env,
         goto out;
     }
     /* It was live: if it was its row's first or last purchase, the others decide now. */
-    if ((r = run(c, SLOT_BOUNDS, SQL_BOUNDS, &st)) < 0) {
+    if ((r = run(c, SLOT(BOUNDS), SQL_BOUNDS, &st)) < 0) {
         goto out;
     }
     if ((bind_key(st, tenant_id, env, s.profile_id, s.currency) |
@@ -323,7 +284,7 @@ int sd_sqlite_facts_sale_out(struct conn *c, int64_t tenant_id, enum sd_env env,
     }
     r = done(c, st, "facts bounds");
 out:
-    sale_row_release(&s);
+    sd_facts_sale_row_release(&s);
     return r < 0 ? r : 0;
 }
 
@@ -331,7 +292,7 @@ int sd_sqlite_facts_record_get(struct conn *c, int64_t tenant_id, enum sd_env en
                                int64_t *ret_profile_id, bool *ret_has_sales)
 {
     sqlite3_stmt *st;
-    int r = run(c, SLOT_PROFILE_OF, SQL_PROFILE_OF, &st);
+    int r = run(c, SLOT(PROFILE_OF), SQL_PROFILE_OF, &st);
     if (r < 0) {
         return r;
     }
@@ -352,7 +313,7 @@ int sd_sqlite_facts_profile(struct conn *c, int64_t tenant_id, enum sd_env env, 
         return 0;
     }
     sqlite3_stmt *st;
-    int r = run(c, SLOT_CLEAR, SQL_CLEAR, &st);
+    int r = run(c, SLOT(CLEAR), SQL_CLEAR, &st);
     if (r < 0) {
         return r;
     }
@@ -360,7 +321,7 @@ int sd_sqlite_facts_profile(struct conn *c, int64_t tenant_id, enum sd_env env, 
         return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
     if ((r = done(c, st, "facts clear")) < 0 ||
-        (r = run(c, SLOT_RECOMPUTE, SQL_RECOMPUTE, &st)) < 0) {
+        (r = run(c, SLOT(RECOMPUTE), SQL_RECOMPUTE, &st)) < 0) {
         return r;
     }
     if (bind_key(st, tenant_id, env, profile_id, NULL) != SQLITE_OK) {

@@ -306,10 +306,9 @@ int sd_sqlite_get_customer_in_write(struct sd_store *s, int64_t tenant_id, enum 
  * the profile of each customer key looked up once, store/facts_plan.h): batch_add per sale
  * just inserted, then batch_flush (one UPSERT per profile and currency) before any other facts
  * call and at the end of the batch; sd_facts_batch_release frees it. Zero-initialised. */
-int sd_sqlite_facts_batch_add(struct conn *c, struct sd_facts_batch *fb, int64_t tenant_id,
-                              enum sd_env env, const char *source, const char *customer_id,
-                              const char *currency, const char *purchased, int64_t net_quantity,
-                              int64_t net_minor);
+/* The profile of a customer key, for sd_facts_batch_add (store/facts_plan.h). */
+int sd_sqlite_facts_profile_of(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                               const char *source, const char *customer_id, int64_t *ret);
 int sd_sqlite_facts_batch_flush(struct conn *c, struct sd_facts_batch *fb, int64_t tenant_id,
                                 enum sd_env env);
 int sd_sqlite_facts_sale_out(struct conn *c, int64_t tenant_id, enum sd_env env,

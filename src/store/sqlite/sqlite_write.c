@@ -469,9 +469,10 @@ static int sale_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         return 0;
     }
     s->seq = seq;
-    r = sd_sqlite_facts_batch_add(c, facts, tenant_id, env, sd_write_batch_source(b),
-                                  sale->customer_id, sale->currency, sale->purchase_datetime,
-                                  sd_sale_net_quantity(&p->st), sd_sale_net_minor(&p->st));
+    r = sd_facts_batch_add(facts, s, sd_sqlite_facts_profile_of, tenant_id, env,
+                           sd_write_batch_source(b), sale->customer_id, sale->currency,
+                           sale->purchase_datetime, sd_sale_net_quantity(&p->st),
+                           sd_sale_net_minor(&p->st));
     return r < 0 ? r : 1;
 }
 
