@@ -1,11 +1,11 @@
 /* pg_facts.c — keeps the per-profile purchase facts (profile_facts) equal to their definition,
  * inside the writer's transaction, on every path that changes what they are computed from: a
  * sale's key, currency, purchase time or net figures, and which profile a customer record
- * belongs to. The rules and the arithmetic are the SQLite backend's (sqlite_facts.c), so the
- * two backends hold the same rows: a batch's new sales are summed in memory per profile and
- * currency and written with one UPSERT; a sale about to change or go is taken out
- * first (sale_out) and put back as it is after the change (sale_in); a customer record that
- * changes profile or goes has the profiles concerned recomputed from their sales.
+ * belongs to. The rules are the SQLite backend's (sqlite_facts.c) and a batch's sums are
+ * store/facts_plan.c's for both, so the two backends hold the same rows: a batch's new sales are
+ * summed in memory per profile and currency and written with one UPSERT; a sale about to change or
+ * go is taken out first (sale_out) and put back as it is after the change (sale_in); a customer
+ * record that changes profile or goes has the profiles concerned recomputed from their sales.
  *
  * Taking a sale out subtracts what it added; the row goes when it sums no sale. Only when the
  * sale was its row's first or last live purchase are the row's bounds read again from the

@@ -1,6 +1,6 @@
 /* pg_link.c — linking source records into profiles at ingest, and a record leaving its
- * profile when it is deleted: the parts of the profiles the write path needs, with the SQLite
- * backend's rules (sqlite_profiles.c):
+ * profile when it is deleted: the statements of the profiles the write path needs, run by the
+ * rules of store/profile_rules.c (shared with sqlite_profiles.c):
  *  - a record's profile_id, once set, changes only by an explicit split (or disappears with the
  *    record at erasure) — never because of what a source sends;
  *  - profiles.opt_out / suppressed are recomputed from all members whenever one changes, so a

@@ -3,8 +3,9 @@
  * with its tombstone, and idempotency put/purge. Only the single writer thread calls these, on
  * the writer connection (sd_pg_writer), inside the transaction write_begin opened under the
  * write path's advisory lock; every record is numbered with sd_pg_seq_next, so commit order
- * equals seq order on any number of nodes. The outcomes, errors, warnings, seq numbering and
- * documents are the SQLite backend's (sqlite_write.c), rule for rule.
+ * equals seq order on any number of nodes. The outcomes, errors, warnings and order are
+ * decided once for both backends (store/write_plan.c, store/lifecycle_plan.c); this file gives
+ * its statements as steps, with the SQLite backend's seq numbering and documents.
  *
  * Documents. An event or customer update merges into the stored document as an RFC 7396
  * merge patch; the merge is made in C over the document text (pg_json.c) so the result is
