@@ -1,11 +1,11 @@
 /* pg_facts.c — keeps the per-profile purchase facts (profile_facts) equal to their definition,
  * inside the writer's transaction, on every path that changes what they are computed from: a
  * sale's key, currency, purchase time or net figures, and which profile a customer record
- * belongs to. The rules and the arithmetic are the SQLite backend's (sqlite_facts.c), so the
- * two backends hold the same rows: a batch's new sales are summed in memory per profile and
- * currency and written with one UPSERT; a sale about to change or go is taken out
- * first (sale_out) and put back as it is after the change (sale_in); a customer record that
- * changes profile or goes has the profiles concerned recomputed from their sales.
+ * belongs to. The rules are the SQLite backend's (sqlite_facts.c) and a batch's sums are
+ * store/facts_plan.c's for both, so the two backends hold the same rows: a batch's new sales are
+ * summed in memory per profile and currency and written with one UPSERT; a sale about to change or
+ * go is taken out first (sale_out) and put back as it is after the change (sale_in); a customer
+ * record that changes profile or goes has the profiles concerned recomputed from their sales.
  *
  * Taking a sale out subtracts what it added; the row goes when it sums no sale. Only when the
  * sale was its row's first or last live purchase are the row's bounds read again from the
@@ -22,19 +22,10 @@
 #include "base/log.h"
 #include "pg_facts.h"
 #include "pg_internal.h"
+#include "pg_records.h"
 
-enum {
-    SLOT_CUSTOMER = 320,
-    SLOT_PROFILE_OF,
-    SLOT_SALE_ROW,
-    SLOT_ADD,
-    SLOT_SUB,
-    SLOT_DROP_EMPTY,
-    SLOT_BOUNDS,
-    SLOT_CLEAR,
-    SLOT_RECOMPUTE,
-    SLOT_ADD_MANY,
-};
+enum { FIRST_SLOT = 320, SLOT_ADD_MANY = FIRST_SLOT + SD_FACTS_N_STMT };
+#define SLOT(name) (FIRST_SLOT + SD_FACTS_##name)
 
 /* What makes a sale count: not ANON, something net left. */
 #define COUNTS(s)                                                                                  \
@@ -108,19 +99,6 @@ static const char SQL_RECOMPUTE[] =
             " AND s.customer_id = m.customer_id WHERE m.profile_id = $3 AND m.tenant_id = $1"
             " AND m.env = $2 AND " COUNTS("s") " GROUP BY s.currency";
 
-/* A constraint failure here is a backend failure (the facts are derived, never keyed by
- * input). */
-static int exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd_pg_params *p,
-                PGresult **ret)
-{
-    int r = sd_pg_exec(c, slot, sql, p, ret);
-    if (r == -EEXIST || r == -EINVAL) {
-        sd_log(SD_LOG_ERROR, "constraint violated on the write path", "slot=%u", slot);
-        r = -EIO;
-    }
-    return r;
-}
-
 static void key_params(struct sd_pg_params *p, int64_t tenant_id, enum sd_env env,
                        int64_t profile_id, const char *currency)
 {
@@ -144,152 +122,26 @@ static int add(struct pgconn *c, int64_t tenant_id, enum sd_env env, int64_t pro
     sd_pg_p_int(&p, sales);
     sd_pg_p_text(&p, first);
     sd_pg_p_text(&p, last);
-    int r = exec(c, SLOT_ADD, SQL_ADD, &p, NULL);
+    int r = sd_pg_write_exec(c, SLOT(ADD), SQL_ADD, &p, NULL);
     return r < 0 ? r : 0;
 }
 
 /* ---- a batch's new sales, summed in memory ------------------------------------------------ */
 
-static uint64_t hash_text(uint64_t h, const char *t)
+int sd_pg_facts_profile_of(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const char *source, const char *customer_id, int64_t *ret)
 {
-    for (; *t; t++) {
-        h = (h ^ (unsigned char)*t) * 1099511628211ull;
-    }
-    return (h ^ 0xff) * 1099511628211ull; /* a separator, so ("ab","c") ≠ ("a","bc") */
-}
-
-/* Grow a table of `size`-byte slots to hold one more (at most half full), rehashing with
- * `hash_of` (a slot is free when its first pointer is NULL). */
-static void grow(void **v, size_t *cap, size_t n, size_t size, uint64_t (*hash_of)(const void *))
-{
-    if ((n + 1) * 2 <= *cap) {
-        return;
-    }
-    size_t ncap = *cap ? *cap * 2 : 64;
-    char *nv = sd_calloc(ncap, size);
-    char *old = *v;
-    for (size_t i = 0; i < *cap; i++) {
-        const void *slot = old + i * size;
-        if (*(void *const *)slot) {
-            size_t j = hash_of(slot) & (ncap - 1);
-            while (*(void **)(nv + j * size)) {
-                j = (j + 1) & (ncap - 1);
-            }
-            memcpy(nv + j * size, slot, size);
-        }
-    }
-    free(old);
-    *v = nv;
-    *cap = ncap;
-}
-
-static uint64_t key_hash(const void *slot)
-{
-    const struct sd_pg_facts_key *k = slot;
-    return hash_text(hash_text(14695981039346656037ull, k->source), k->customer_id);
-}
-
-static uint64_t sum_hash(const void *slot)
-{
-    const struct sd_pg_facts_sum *f = slot;
-    return hash_text(14695981039346656037ull ^ (uint64_t)f->profile_id, f->currency);
-}
-
-/* The profile of customer key (source, customer_id) from the batch's cache or the store: 0 if
- * the record has none (or does not exist). */
-static int profile_of(struct pgconn *c, struct sd_pg_facts_batch *fb, int64_t tenant_id,
-                      enum sd_env env, const char *source, const char *customer_id, int64_t *ret)
-{
-    uint64_t h = hash_text(hash_text(14695981039346656037ull, source), customer_id);
-    for (size_t i = fb->keys_cap ? h & (fb->keys_cap - 1) : 0; fb->keys_cap;
-         i = (i + 1) & (fb->keys_cap - 1)) {
-        struct sd_pg_facts_key *k = &fb->keys[i];
-        if (!k->source) {
-            break;
-        }
-        if (strcmp(k->source, source) == 0 && strcmp(k->customer_id, customer_id) == 0) {
-            *ret = k->profile_id;
-            return 0;
-        }
-    }
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, customer_id);
     sd_pg_p_text(&p, source);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_CUSTOMER, SQL_CUSTOMER, &p, &res);
+    int r = sd_pg_write_exec(sd_pg_writer(s), SLOT(CUSTOMER), SQL_CUSTOMER, &p, &res);
     if (r < 0) {
         return r;
     }
-    int64_t profile_id = r > 0 ? sd_pg_int64(res, 0, 0) : 0;
+    *ret = r > 0 ? sd_pg_int64(res, 0, 0) : 0;
     PQclear(res);
-    sd_pg_facts_batch_known(fb, source, customer_id, profile_id);
-    *ret = profile_id;
-    return 0;
-}
-
-void sd_pg_facts_batch_known(struct sd_pg_facts_batch *fb, const char *source,
-                             const char *customer_id, int64_t profile_id)
-{
-    uint64_t h = hash_text(hash_text(14695981039346656037ull, source), customer_id);
-    grow((void **)&fb->keys, &fb->keys_cap, fb->n_keys, sizeof(*fb->keys), key_hash);
-    size_t i = h & (fb->keys_cap - 1);
-    for (; fb->keys[i].source; i = (i + 1) & (fb->keys_cap - 1)) {
-        if (strcmp(fb->keys[i].source, source) == 0 &&
-            strcmp(fb->keys[i].customer_id, customer_id) == 0) {
-            fb->keys[i].profile_id = profile_id;
-            return;
-        }
-    }
-    fb->keys[i] = (struct sd_pg_facts_key){sd_strdup(source), sd_strdup(customer_id), profile_id};
-    fb->n_keys++;
-}
-
-static void text_min(char **cur, const char *v, bool min)
-{
-    if (!*cur || (min ? strcmp(v, *cur) < 0 : strcmp(v, *cur) > 0)) {
-        free(*cur);
-        *cur = sd_strdup(v);
-    }
-}
-
-int sd_pg_facts_batch_add(struct pgconn *c, struct sd_pg_facts_batch *fb, int64_t tenant_id,
-                          enum sd_env env, const char *source, const char *customer_id,
-                          const char *currency, const char *purchased, int64_t net_quantity,
-                          int64_t net_minor)
-{
-    if (strcmp(customer_id, SD_ANON_CUSTOMER) == 0 || (net_quantity == 0 && net_minor == 0)) {
-        return 0;
-    }
-    int64_t profile_id = 0;
-    int r = profile_of(c, fb, tenant_id, env, source, customer_id, &profile_id);
-    if (r < 0 || profile_id <= 0) {
-        return r;
-    }
-    uint64_t h = hash_text(14695981039346656037ull ^ (uint64_t)profile_id, currency);
-    grow((void **)&fb->sums, &fb->sums_cap, fb->n_sums, sizeof(*fb->sums), sum_hash);
-    size_t i = h & (fb->sums_cap - 1);
-    struct sd_pg_facts_sum *f;
-    for (;; i = (i + 1) & (fb->sums_cap - 1)) {
-        f = &fb->sums[i];
-        if (!f->currency) {
-            *f =
-                (struct sd_pg_facts_sum){.profile_id = profile_id, .currency = sd_strdup(currency)};
-            fb->n_sums++;
-            break;
-        }
-        if (f->profile_id == profile_id && strcmp(f->currency, currency) == 0) {
-            break;
-        }
-    }
-    f->purchases += net_quantity > 0;
-    f->tickets += net_quantity;
-    f->spend_minor += net_minor;
-    f->sales++;
-    if (net_quantity > 0) {
-        text_min(&f->first, purchased, true);
-        text_min(&f->last, purchased, false);
-    }
     return 0;
 }
 
@@ -311,27 +163,14 @@ static void array_text(struct sd_buf *b, const char *sep, const char *v)
     sd_buf_puts(b, "\"");
 }
 
-static void sums_free(struct sd_pg_facts_batch *fb)
-{
-    for (size_t i = 0; i < fb->sums_cap; i++) {
-        free(fb->sums[i].currency);
-        free(fb->sums[i].first);
-        free(fb->sums[i].last);
-    }
-    free(fb->sums);
-    fb->sums = NULL;
-    fb->sums_cap = fb->n_sums = 0;
-}
-
-int sd_pg_facts_batch_flush(struct pgconn *c, struct sd_pg_facts_batch *fb, int64_t tenant_id,
+int sd_pg_facts_batch_flush(struct pgconn *c, struct sd_facts_batch *fb, int64_t tenant_id,
                             enum sd_env env)
 {
     return sd_pg_facts_batch_flush_with(c, fb, tenant_id, env, NULL, 0);
 }
 
-int sd_pg_facts_batch_flush_with(struct pgconn *c, struct sd_pg_facts_batch *fb,
-                                 int64_t tenant_id, enum sd_env env, struct sd_pg_stmt *lead,
-                                 size_t n_lead)
+int sd_pg_facts_batch_flush_with(struct pgconn *c, struct sd_facts_batch *fb, int64_t tenant_id,
+                                 enum sd_env env, struct sd_pg_stmt *lead, size_t n_lead)
 {
     struct sd_pg_stmt st[4];
     size_t n = 0;
@@ -345,7 +184,7 @@ int sd_pg_facts_batch_flush_with(struct pgconn *c, struct sd_pg_facts_batch *fb,
     struct sd_pg_params p;
     struct sd_buf col[8];
     int ncol = 0;
-    struct sd_pg_facts_sum *one = NULL;
+    struct sd_facts_sum *one = NULL;
     for (size_t i = 0; fb->n_sums == 1 && i < fb->sums_cap; i++) {
         one = fb->sums[i].currency ? &fb->sums[i] : one;
     }
@@ -357,7 +196,7 @@ int sd_pg_facts_batch_flush_with(struct pgconn *c, struct sd_pg_facts_batch *fb,
         sd_pg_p_int(&p, one->sales);
         sd_pg_p_text(&p, one->first);
         sd_pg_p_text(&p, one->last);
-        st[n++] = (struct sd_pg_stmt){.slot = SLOT_ADD, .sql = SQL_ADD, .p = &p};
+        st[n++] = (struct sd_pg_stmt){.slot = SLOT(ADD), .sql = SQL_ADD, .p = &p};
     } else if (fb->n_sums > 1) {
         /* Array literals: {…} of numbers, and of texts quoted (currencies and ISO times hold no
          * '"' or '\\', which are escaped all the same). */
@@ -368,7 +207,7 @@ int sd_pg_facts_batch_flush_with(struct pgconn *c, struct sd_pg_facts_batch *fb,
         }
         bool first = true;
         for (size_t i = 0; i < fb->sums_cap; i++) {
-            struct sd_pg_facts_sum *f = &fb->sums[i];
+            struct sd_facts_sum *f = &fb->sums[i];
             if (!f->currency) {
                 continue;
             }
@@ -405,42 +244,20 @@ int sd_pg_facts_batch_flush_with(struct pgconn *c, struct sd_pg_facts_batch *fb,
     for (int k = 0; k < ncol; k++) {
         sd_buf_release(&col[k]);
     }
-    sums_free(fb);
+    sd_facts_batch_sums_free(fb);
     return r;
-}
-
-void sd_pg_facts_batch_release(struct sd_pg_facts_batch *fb)
-{
-    sums_free(fb);
-    for (size_t i = 0; i < fb->keys_cap; i++) {
-        free(fb->keys[i].source);
-        free(fb->keys[i].customer_id);
-    }
-    free(fb->keys);
-    *fb = (struct sd_pg_facts_batch){0};
 }
 
 /* The stored sale `invoice` if it counts and its customer record has a profile: 1 and its
  * figures (release with sale_row_release), 0 if it adds nothing, or a negative errno. */
-struct sale_row {
-    char *currency, *purchased;
-    int64_t net_quantity, net_minor, profile_id;
-};
-
-static void sale_row_release(struct sale_row *r)
-{
-    free(r->currency);
-    free(r->purchased);
-}
-
 static int sale_row(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *invoice,
-                    struct sale_row *ret)
+                    struct sd_facts_sale_row *ret)
 {
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, invoice);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_SALE_ROW, SQL_SALE_ROW, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT(SALE_ROW), SQL_SALE_ROW, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -459,20 +276,20 @@ static int sale_row(struct pgconn *c, int64_t tenant_id, enum sd_env env, const 
 
 int sd_pg_facts_sale_in(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *invoice)
 {
-    struct sale_row s = {0};
+    struct sd_facts_sale_row s = {0};
     int r = sale_row(c, tenant_id, env, invoice, &s);
     if (r > 0) {
         bool live = s.net_quantity > 0;
         r = add(c, tenant_id, env, s.profile_id, s.currency, live ? 1 : 0, s.net_quantity,
                 s.net_minor, 1, live ? s.purchased : NULL, live ? s.purchased : NULL);
     }
-    sale_row_release(&s);
+    sd_facts_sale_row_release(&s);
     return r < 0 ? r : 0;
 }
 
 int sd_pg_facts_sale_out(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *invoice)
 {
-    struct sale_row s = {0};
+    struct sd_facts_sale_row s = {0};
     int r = sale_row(c, tenant_id, env, invoice, &s);
     if (r <= 0) {
         goto out;
@@ -483,20 +300,20 @@ int sd_pg_facts_sale_out(struct pgconn *c, int64_t tenant_id, enum sd_env env, c
     sd_pg_p_int(&p, live ? 1 : 0);
     sd_pg_p_int(&p, s.net_quantity);
     sd_pg_p_int(&p, s.net_minor);
-    if ((r = exec(c, SLOT_SUB, SQL_SUB, &p, NULL)) < 0) {
+    if ((r = sd_pg_write_exec(c, SLOT(SUB), SQL_SUB, &p, NULL)) < 0) {
         goto out;
     }
     key_params(&p, tenant_id, env, s.profile_id, s.currency);
-    if ((r = exec(c, SLOT_DROP_EMPTY, SQL_DROP_EMPTY, &p, NULL)) < 0 || !live) {
+    if ((r = sd_pg_write_exec(c, SLOT(DROP_EMPTY), SQL_DROP_EMPTY, &p, NULL)) < 0 || !live) {
         goto out;
     }
     /* It was live: if it was its row's first or last purchase, the others decide now. */
     key_params(&p, tenant_id, env, s.profile_id, s.currency);
     sd_pg_p_text(&p, s.purchased);
     sd_pg_p_text(&p, invoice);
-    r = exec(c, SLOT_BOUNDS, SQL_BOUNDS, &p, NULL);
+    r = sd_pg_write_exec(c, SLOT(BOUNDS), SQL_BOUNDS, &p, NULL);
 out:
-    sale_row_release(&s);
+    sd_facts_sale_row_release(&s);
     return r < 0 ? r : 0;
 }
 
@@ -506,7 +323,7 @@ int sd_pg_facts_record_get(struct pgconn *c, int64_t tenant_id, enum sd_env env,
     struct sd_pg_params p;
     key_params(&p, tenant_id, env, seq, NULL);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_PROFILE_OF, SQL_PROFILE_OF, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT(PROFILE_OF), SQL_PROFILE_OF, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -523,9 +340,9 @@ int sd_pg_facts_profile(struct pgconn *c, int64_t tenant_id, enum sd_env env, in
     }
     struct sd_pg_params p;
     key_params(&p, tenant_id, env, profile_id, NULL);
-    int r = exec(c, SLOT_CLEAR, SQL_CLEAR, &p, NULL);
+    int r = sd_pg_write_exec(c, SLOT(CLEAR), SQL_CLEAR, &p, NULL);
     if (r >= 0) {
-        r = exec(c, SLOT_RECOMPUTE, SQL_RECOMPUTE, &p, NULL);
+        r = sd_pg_write_exec(c, SLOT(RECOMPUTE), SQL_RECOMPUTE, &p, NULL);
     }
     return r < 0 ? r : 0;
 }

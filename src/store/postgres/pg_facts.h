@@ -19,43 +19,21 @@
 #include <stdint.h>
 
 #include "pg_internal.h"
+#include "store/facts_plan.h"
 
 /* The new sales of one batch, summed per profile and currency before they are written (the
- * profile of each customer key looked up once). Zero-initialised; batch_release frees it. */
-struct sd_pg_facts_key {
-    char *source, *customer_id; /* NULL: free slot */
-    int64_t profile_id;         /* 0: none */
-};
-struct sd_pg_facts_sum {
-    int64_t profile_id;
-    char *currency; /* NULL: free slot */
-    int64_t purchases, tickets, spend_minor, sales;
-    char *first, *last; /* live purchase times, NULL: none */
-};
-struct sd_pg_facts_batch {
-    struct sd_pg_facts_key *keys;
-    size_t keys_cap, n_keys;
-    struct sd_pg_facts_sum *sums;
-    size_t sums_cap, n_sums;
-};
-
-int sd_pg_facts_batch_add(struct pgconn *c, struct sd_pg_facts_batch *fb, int64_t tenant_id,
-                          enum sd_env env, const char *source, const char *customer_id,
-                          const char *currency, const char *purchased, int64_t net_quantity,
-                          int64_t net_minor);
-int sd_pg_facts_batch_flush(struct pgconn *c, struct sd_pg_facts_batch *fb, int64_t tenant_id,
+ * profile of each customer key looked up once, store/facts_plan.h). Zero-initialised;
+ * sd_facts_batch_release frees it, sd_facts_batch_known tells it profiles looked up already. */
+/* The profile of a customer key, for sd_facts_batch_add (store/facts_plan.h). */
+int sd_pg_facts_profile_of(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const char *source, const char *customer_id, int64_t *ret);
+int sd_pg_facts_batch_flush(struct pgconn *c, struct sd_facts_batch *fb, int64_t tenant_id,
                             enum sd_env env);
 /* The same, in one round trip with the caller's statements lead[0..n_lead) (at most 3), run
  * first (their outcomes are left in lead[k].result; after a failure nothing later runs).
  * Returns 0 or the first failure. */
-int sd_pg_facts_batch_flush_with(struct pgconn *c, struct sd_pg_facts_batch *fb,
-                                 int64_t tenant_id, enum sd_env env, struct sd_pg_stmt *lead,
-                                 size_t n_lead);
-void sd_pg_facts_batch_release(struct sd_pg_facts_batch *fb);
-/* Tell the batch the profile of customer key (source, customer_id) (0: none), looked up by the
- * caller with others in one statement, so batch_add need not ask the store. */
-void sd_pg_facts_batch_known(struct sd_pg_facts_batch *fb, const char *source,
-                             const char *customer_id, int64_t profile_id);
+int sd_pg_facts_batch_flush_with(struct pgconn *c, struct sd_facts_batch *fb, int64_t tenant_id,
+                                 enum sd_env env, struct sd_pg_stmt *lead, size_t n_lead);
 int sd_pg_facts_sale_out(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *invoice);
 int sd_pg_facts_sale_in(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *invoice);
 int sd_pg_facts_record_get(struct pgconn *c, int64_t tenant_id, enum sd_env env, int64_t seq,

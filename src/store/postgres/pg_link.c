@@ -1,6 +1,6 @@
 /* pg_link.c — linking source records into profiles at ingest, and a record leaving its
- * profile when it is deleted: the parts of the profiles the write path needs, with the SQLite
- * backend's rules (sqlite_profiles.c):
+ * profile when it is deleted: the statements of the profiles the write path needs, run by the
+ * rules of store/profile_rules.c (shared with sqlite_profiles.c):
  *  - a record's profile_id, once set, changes only by an explicit split (or disappears with the
  *    record at erasure) — never because of what a source sends;
  *  - profiles.opt_out / suppressed are recomputed from all members whenever one changes, so a
@@ -9,7 +9,6 @@
  *    and skipped entirely while a tenant's list is empty (the usual case).
  * Writer connection only; statements live in slots 192..207. */
 #include <errno.h>
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,7 +16,9 @@
 #include "base/log.h"
 #include "pg_facts.h"
 #include "pg_internal.h"
+#include "pg_records.h"
 #include "pg_link.h"
+#include "store/profile_rules.h"
 
 enum {
     SLOT_REC_GET = 192,
@@ -56,25 +57,6 @@ static const char SQL_PROFILE_FLAGS[] = "UPDATE profiles SET opt_out = $4, suppr
 static const char SQL_PROFILE_DELETE[] =
     "DELETE FROM profiles WHERE tenant_id = $1 AND env = $2 AND id = $3";
 
-/* Constraint failures here are backend failures (nothing is keyed by input). */
-static int exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd_pg_params *p,
-                PGresult **ret)
-{
-    int r = sd_pg_exec(c, slot, sql, p, ret);
-    if (r == -EEXIST || r == -EINVAL) {
-        sd_log(SD_LOG_ERROR, "constraint violated on the write path", "slot=%u", slot);
-        r = -EIO;
-    }
-    return r;
-}
-
-static void scope_id(struct sd_pg_params *p, int64_t tenant_id, enum sd_env env, int64_t id)
-{
-    sd_pg_params_init(p);
-    sd_pg_p_scope(p, tenant_id, env, NULL);
-    sd_pg_p_int(p, id);
-}
-
 /* 1 if the e-mail key is on the suppression list of tenant/env, 0 if not, negative errno. */
 static int sup_has(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *email_key)
 {
@@ -83,21 +65,21 @@ static int sup_has(struct pgconn *c, int64_t tenant_id, enum sd_env env, const c
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, hex);
-    int r = exec(c, SLOT_SUP_HAS, SQL_SUP_HAS, &p, NULL);
+    int r = sd_pg_write_exec(c, SLOT_SUP_HAS, SQL_SUP_HAS, &p, NULL);
     return r < 0 ? r : r > 0;
 }
 
-static int ctx_load(struct pgconn *c, int64_t tenant_id, enum sd_env env,
-                    struct sd_pg_link_ctx *ctx)
+static int ctx_load(struct sd_store *s, int64_t tenant_id, enum sd_env env, struct sd_link_ctx *ctx)
 {
     if (ctx->loaded) {
         return 0;
     }
+    struct pgconn *c = sd_pg_writer(s);
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_int(&p, tenant_id);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_RULE_GET, SQL_RULE_GET, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_RULE_GET, SQL_RULE_GET, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -110,7 +92,7 @@ static int ctx_load(struct pgconn *c, int64_t tenant_id, enum sd_env env,
     PQclear(res);
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, NULL);
-    r = exec(c, SLOT_SUP_ANY, SQL_SUP_ANY, &p, &res);
+    r = sd_pg_write_exec(c, SLOT_SUP_ANY, SQL_SUP_ANY, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -131,7 +113,7 @@ static int rec_get(struct pgconn *c, int64_t tenant_id, enum sd_env env, const c
     sd_pg_p_scope(&p, tenant_id, env, customer_id);
     sd_pg_p_text(&p, source);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_REC_GET, SQL_REC_GET, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_REC_GET, SQL_REC_GET, &p, &res);
     if (r > 0) {
         *ret_seq = sd_pg_int64(res, 0, 0);
         *ret_profile = sd_pg_int64(res, 0, 1); /* NULL reads as 0 */
@@ -154,7 +136,7 @@ static int profile_insert(struct pgconn *c, int64_t tenant_id, enum sd_env env,
     sd_pg_p_bool(&p, suppressed);
     sd_pg_p_int(&p, now);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_PROFILE_INSERT, SQL_PROFILE_INSERT, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_PROFILE_INSERT, SQL_PROFILE_INSERT, &p, &res);
     if (r > 0) {
         *ret_id = sd_pg_int64(res, 0, 0);
     }
@@ -174,10 +156,10 @@ static int rec_set_profile(struct pgconn *c, int64_t tenant_id, enum sd_env env,
         return r;
     }
     struct sd_pg_params p;
-    scope_id(&p, tenant_id, env, seq);
+    sd_pg_p_scope_id(&p, tenant_id, env, seq);
     sd_pg_p_int(&p, profile_id);
     sd_pg_p_bool(&p, pinned);
-    r = exec(c, SLOT_REC_SET_PROFILE, SQL_REC_SET_PROFILE, &p, NULL);
+    r = sd_pg_write_exec(c, SLOT_REC_SET_PROFILE, SQL_REC_SET_PROFILE, &p, NULL);
     if (r < 0) {
         return r;
     }
@@ -191,43 +173,37 @@ static int rec_set_profile(struct pgconn *c, int64_t tenant_id, enum sd_env env,
 
 /* Recompute opt_out and suppressed of a profile from all its members; *ret_members (optional)
  * receives the member count. */
-static int recompute(struct pgconn *c, int64_t tenant_id, enum sd_env env,
-                     const struct sd_pg_link_ctx *ctx, int64_t profile_id, int64_t now,
+static const struct sd_profile_steps steps;
+
+static int recompute(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                     const struct sd_link_ctx *ctx, int64_t profile_id, int64_t now,
                      size_t *ret_members)
 {
+    struct pgconn *c = sd_pg_writer(s);
     struct sd_pg_params p;
-    scope_id(&p, tenant_id, env, profile_id);
+    sd_pg_p_scope_id(&p, tenant_id, env, profile_id);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_MEMBER_FLAGS, SQL_MEMBER_FLAGS, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_MEMBER_FLAGS, SQL_MEMBER_FLAGS, &p, &res);
     if (r < 0) {
         return r;
     }
-    bool opt_out = false, suppressed = false;
+    struct sd_profile_flags f = {0};
     size_t n = (size_t)r;
     r = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!sd_pg_isnull(res, (int)i, 1) && sd_pg_int64(res, (int)i, 1) != 0) {
-            opt_out = true;
-        }
-        const char *email = sd_pg_text(res, (int)i, 0);
-        if (ctx->any_suppression && !suppressed && email) {
-            r = sup_has(c, tenant_id, env, email);
-            if (r < 0) {
-                break;
-            }
-            suppressed = r == 1;
-            r = 0;
-        }
+    for (size_t i = 0; i < n && r == 0; i++) {
+        int opt_out = sd_pg_isnull(res, (int)i, 1) ? -1 : sd_pg_int64(res, (int)i, 1) != 0;
+        r = sd_profile_flags_add(&f, s, &steps, tenant_id, env, ctx, opt_out,
+                                 sd_pg_text(res, (int)i, 0));
     }
     PQclear(res);
     if (r < 0) {
         return r;
     }
-    scope_id(&p, tenant_id, env, profile_id);
-    sd_pg_p_bool(&p, opt_out);
-    sd_pg_p_bool(&p, suppressed);
+    sd_pg_p_scope_id(&p, tenant_id, env, profile_id);
+    sd_pg_p_bool(&p, f.opt_out);
+    sd_pg_p_bool(&p, f.suppressed);
     sd_pg_p_int(&p, now);
-    r = exec(c, SLOT_PROFILE_FLAGS, SQL_PROFILE_FLAGS, &p, NULL);
+    r = sd_pg_write_exec(c, SLOT_PROFILE_FLAGS, SQL_PROFILE_FLAGS, &p, NULL);
     if (r < 0) {
         return r;
     }
@@ -235,28 +211,6 @@ static int recompute(struct pgconn *c, int64_t tenant_id, enum sd_env env,
         *ret_members = n;
     }
     return 0;
-}
-
-/* The record's link key under rule (heap), or NULL: nothing links to it. */
-static char *link_key(enum sd_link_rule rule, const struct sd_customer_rec *cu)
-{
-    if (rule == SD_LINK_NONE || !cu->email_key || !*cu->email_key) {
-        return NULL;
-    }
-    if (rule == SD_LINK_EMAIL) {
-        return sd_strdup(cu->email_key);
-    }
-    /* The validated document holds last_name as sent (a string, if present). */
-    char *folded = NULL;
-    json_t *doc = cu->doc ? json_loads(cu->doc, 0, NULL) : NULL;
-    const char *last = json_string_value(json_object_get(doc, "last_name"));
-    if (last) {
-        folded = sd_text_fold(last);
-    }
-    char *key = sd_asprintf("%s\x1f%s", cu->email_key, folded ? folded : "");
-    free(folded);
-    json_decref(doc);
-    return key;
 }
 
 /* 1 and the oldest profile with this link key, 0 if none, negative errno. */
@@ -267,7 +221,7 @@ static int by_key(struct pgconn *c, int64_t tenant_id, enum sd_env env, const ch
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, key);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_BY_KEY, SQL_BY_KEY, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_BY_KEY, SQL_BY_KEY, &p, &res);
     if (r > 0) {
         *ret_id = sd_pg_int64(res, 0, 0);
         r = 1;
@@ -276,127 +230,81 @@ static int by_key(struct pgconn *c, int64_t tenant_id, enum sd_env env, const ch
     return r;
 }
 
+/* ---- the steps store/profile_rules.c takes, on the writer ------------------------------------ */
+
+static int step_record(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *source,
+                       const char *customer_id, int64_t *ret_seq, int64_t *ret_profile,
+                       int *ret_opt_out)
+{
+    return rec_get(sd_pg_writer(s), tenant_id, env, source, customer_id, ret_seq, ret_profile,
+                   ret_opt_out);
+}
+
+static int step_by_key(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
+                       int64_t *ret_id)
+{
+    return by_key(sd_pg_writer(s), tenant_id, env, key, ret_id);
+}
+
+static int step_sup_has(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                        const char *email_key)
+{
+    return sup_has(sd_pg_writer(s), tenant_id, env, email_key);
+}
+
+static int step_create(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *link_key,
+                       bool opt_out, bool suppressed, int64_t now, int64_t *ret_id)
+{
+    return profile_insert(sd_pg_writer(s), tenant_id, env, link_key, opt_out, suppressed, now,
+                          ret_id);
+}
+
+static int step_move(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t seq,
+                     int64_t profile_id, bool pinned)
+{
+    return rec_set_profile(sd_pg_writer(s), tenant_id, env, seq, profile_id, pinned);
+}
+
+static int step_remove(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t profile_id)
+{
+    struct sd_pg_params p;
+    sd_pg_p_scope_id(&p, tenant_id, env, profile_id);
+    int r = sd_pg_write_exec(sd_pg_writer(s), SLOT_PROFILE_DELETE, SQL_PROFILE_DELETE, &p, NULL);
+    return r < 0 ? r : 0;
+}
+
+static const struct sd_profile_steps steps = {
+    .ctx_load = ctx_load,
+    .record = step_record,
+    .recompute = recompute,
+    .by_key = step_by_key,
+    .sup_has = step_sup_has,
+    .create = step_create,
+    .move = step_move,
+    .remove = step_remove,
+};
+
 int sd_pg_profile_link(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                       struct sd_pg_link_ctx *ctx, const char *source,
+                       struct sd_link_ctx *ctx, const char *source,
                        const struct sd_customer_rec *cu, int64_t now)
 {
-    struct pgconn *c = sd_pg_writer(s);
-    if (!c) {
+    if (!sd_pg_writer(s)) {
         return -EINVAL;
     }
-    int r = ctx_load(c, tenant_id, env, ctx);
-    if (r < 0) {
-        return r;
-    }
-    int64_t seq = 0, profile_id = 0;
-    int opt_out = -1;
-    r = rec_get(c, tenant_id, env, source, cu->customer_id, &seq, &profile_id, &opt_out);
-    if (r <= 0) {
-        if (r == 0) {
-            sd_log(SD_LOG_ERROR, "upserted customer not found for linking", "tenant=%lld",
-                   (long long)tenant_id);
-            r = -EIO;
-        }
-        return r;
-    }
-    if (profile_id > 0) {
-        return recompute(c, tenant_id, env, ctx, profile_id, now, NULL);
-    }
-    char *key = link_key(ctx->rule, cu);
-    int64_t target = 0;
-    r = key ? by_key(c, tenant_id, env, key, &target) : 0;
-    if (r < 0) {
-        goto out;
-    }
-    if (r == 0) {
-        /* A new person: the flags are this record's own, no recompute needed. */
-        bool suppressed = false;
-        if (ctx->any_suppression && cu->email_key) {
-            r = sup_has(c, tenant_id, env, cu->email_key);
-            if (r < 0) {
-                goto out;
-            }
-            suppressed = r == 1;
-        }
-        r = profile_insert(c, tenant_id, env, key, opt_out == 1, suppressed, now, &target);
-        if (r == 0) {
-            r = rec_set_profile(c, tenant_id, env, seq, target, false);
-        }
-        goto out;
-    }
-    r = rec_set_profile(c, tenant_id, env, seq, target, false);
-    if (r == 0) {
-        r = recompute(c, tenant_id, env, ctx, target, now, NULL);
-    }
-out:
-    free(key);
-    return r;
+    return sd_profile_link(s, &steps, tenant_id, env, ctx, source, cu, now);
 }
 
 int sd_pg_profile_member_gone(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                               int64_t profile_id, int64_t now)
 {
-    struct pgconn *c = sd_pg_writer(s);
-    if (!c) {
+    if (!sd_pg_writer(s)) {
         return -EINVAL;
     }
-    struct sd_pg_link_ctx ctx = {0};
-    size_t left = 0;
-    int r = ctx_load(c, tenant_id, env, &ctx);
-    if (r == 0) {
-        r = recompute(c, tenant_id, env, &ctx, profile_id, now, &left);
-    }
-    if (r == 0 && left == 0) {
-        struct sd_pg_params p;
-        scope_id(&p, tenant_id, env, profile_id);
-        r = exec(c, SLOT_PROFILE_DELETE, SQL_PROFILE_DELETE, &p, NULL);
-        r = r < 0 ? r : 0;
-    }
-    return r;
+    return sd_profile_member_gone(s, &steps, tenant_id, env, profile_id, now);
 }
 
-/* ---- for the operator's split (pg_profiles.c) ------------------------------------------------ */
-
-int sd_pg_profile_record(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *source,
-                         const char *customer_id, int64_t *ret_seq, int64_t *ret_profile,
-                         int *ret_opt_out)
+int sd_pg_profile_split(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t profile_id,
+                        const char *source, const char *customer_id, int64_t *ret_new_id)
 {
-    struct pgconn *c = sd_pg_writer(s);
-    if (!c) {
-        return -EINVAL;
-    }
-    return rec_get(c, tenant_id, env, source, customer_id, ret_seq, ret_profile, ret_opt_out);
-}
-
-int sd_pg_profile_recompute(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                            struct sd_pg_link_ctx *ctx, int64_t profile_id, int64_t now,
-                            size_t *ret_members)
-{
-    struct pgconn *c = sd_pg_writer(s);
-    if (!c) {
-        return -EINVAL;
-    }
-    int r = ctx_load(c, tenant_id, env, ctx);
-    return r < 0 ? r : recompute(c, tenant_id, env, ctx, profile_id, now, ret_members);
-}
-
-int sd_pg_profile_create(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                         const char *link_key, bool opt_out, bool suppressed, int64_t now,
-                         int64_t *ret_id)
-{
-    struct pgconn *c = sd_pg_writer(s);
-    if (!c) {
-        return -EINVAL;
-    }
-    return profile_insert(c, tenant_id, env, link_key, opt_out, suppressed, now, ret_id);
-}
-
-int sd_pg_profile_move(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t seq,
-                       int64_t profile_id, bool pinned)
-{
-    struct pgconn *c = sd_pg_writer(s);
-    if (!c) {
-        return -EINVAL;
-    }
-    return rec_set_profile(c, tenant_id, env, seq, profile_id, pinned);
+    return sd_profile_split(s, &steps, tenant_id, env, profile_id, source, customer_id, ret_new_id);
 }

@@ -37,6 +37,7 @@
 #include "pg_internal.h"
 #include "pg_json.h"
 #include "pg_link.h"
+#include "store/profile_rules.h"
 #include "pg_profiles.h"
 #include "pg_records.h"
 #include "store/audience.h"
@@ -137,19 +138,7 @@ static const char SQL_ERASURE_INSERT[] =
 static int exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd_pg_params *p,
                 PGresult **ret)
 {
-    int r = sd_pg_exec(c, slot, sql, p, ret);
-    if (r == -EEXIST || r == -EINVAL) {
-        sd_log(SD_LOG_ERROR, "constraint violated in the profiles", "slot=%u", slot);
-        r = -EIO;
-    }
-    return r;
-}
-
-static void scope_id(struct sd_pg_params *p, int64_t tenant_id, enum sd_env env, int64_t id)
-{
-    sd_pg_params_init(p);
-    sd_pg_p_scope(p, tenant_id, env, NULL);
-    sd_pg_p_int(p, id);
+    return sd_pg_exec_strict(c, "constraint violated in the profiles", slot, sql, p, ret);
 }
 
 static void email_hash(const char *email_key, char out[65])
@@ -227,7 +216,7 @@ static char *doc_string(const json_t *doc, const char *key)
 static int read_members(struct pgconn *c, int64_t tenant_id, enum sd_env env, struct sd_profile *p)
 {
     struct sd_pg_params prm;
-    scope_id(&prm, tenant_id, env, p->id);
+    sd_pg_p_scope_id(&prm, tenant_id, env, p->id);
     PGresult *res = NULL;
     int n = exec(c, S_PROFILE_MEMBERS, SQL_PROFILE_MEMBERS, &prm, &res);
     if (n < 0) {
@@ -259,7 +248,7 @@ static int read_profile(struct pgconn *c, int64_t tenant_id, enum sd_env env, in
                         struct sd_profile *ret)
 {
     struct sd_pg_params prm;
-    scope_id(&prm, tenant_id, env, id);
+    sd_pg_p_scope_id(&prm, tenant_id, env, id);
     PGresult *res = NULL;
     int r = exec(c, S_PROFILE_GET, SQL_PROFILE_GET, &prm, &res);
     if (r <= 0) {
@@ -450,41 +439,7 @@ static int split(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t
     if (!source || !customer_id || !sd_pg_env_ok(env) || !sd_pg_writer(s)) {
         return -EINVAL;
     }
-    struct sd_pg_link_ctx ctx = {0};
-    int64_t seq = 0, current = 0;
-    int opt_out = -1;
-    int r = sd_pg_profile_record(s, tenant_id, env, source, customer_id, &seq, &current, &opt_out);
-    if (r < 0) {
-        return r;
-    }
-    if (r == 0 || current != profile_id) {
-        return -ENOENT;
-    }
-    int64_t now = sd_now_usec();
-    size_t members = 0;
-    /* Counting through recompute keeps one members query; the flags are rewritten below. */
-    r = sd_pg_profile_recompute(s, tenant_id, env, &ctx, profile_id, now, &members);
-    if (r < 0) {
-        return r;
-    }
-    if (members <= 1) {
-        return -EBUSY;
-    }
-    int64_t new_id = 0;
-    r = sd_pg_profile_create(s, tenant_id, env, NULL, false, false, now, &new_id);
-    if (r == 0) {
-        r = sd_pg_profile_move(s, tenant_id, env, seq, new_id, true);
-    }
-    if (r == 0) {
-        r = sd_pg_profile_recompute(s, tenant_id, env, &ctx, profile_id, now, NULL);
-    }
-    if (r == 0) {
-        r = sd_pg_profile_recompute(s, tenant_id, env, &ctx, new_id, now, NULL);
-    }
-    if (r == 0 && ret_new_id) {
-        *ret_new_id = new_id;
-    }
-    return r;
+    return sd_pg_profile_split(s, tenant_id, env, profile_id, source, customer_id, ret_new_id);
 }
 
 /* ---- write path: suppress -------------------------------------------------------------------- */
@@ -565,28 +520,12 @@ static int suppress(struct sd_store *s, int64_t tenant_id, enum sd_env env,
 
 /* ---- write path: erase ----------------------------------------------------------------------- */
 
-struct member {
-    int64_t seq;
-    char *source;
-    char *customer_id;
-    char *email_key;
-};
-
-static void members_free(struct member *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(v[i].source);
-        free(v[i].customer_id);
-        free(v[i].email_key);
-    }
-    free(v);
-}
-
 /* The record to erase: 1 found (its member row and profile id), 0 none, -ENOTUNIQ, or a
  * negative errno. */
-static int erase_find(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *source,
-                      const char *customer_id, struct member *ret, int64_t *ret_profile)
+static int erase_find(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *source,
+                      const char *customer_id, struct sd_erase_member *ret, int64_t *ret_profile)
 {
+    struct pgconn *c = sd_pg_writer(s);
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, customer_id);
@@ -609,7 +548,7 @@ static int erase_find(struct pgconn *c, int64_t tenant_id, enum sd_env env, cons
         at = i;
     }
     if (found == 1) {
-        *ret = (struct member){
+        *ret = (struct sd_erase_member){
             .seq = sd_pg_int64(res, at, 0),
             .source = sd_pg_strdup(res, at, 1),
             .customer_id = sd_strdup(customer_id),
@@ -621,19 +560,20 @@ static int erase_find(struct pgconn *c, int64_t tenant_id, enum sd_env env, cons
     return found;
 }
 
-static int load_members(struct pgconn *c, int64_t tenant_id, enum sd_env env, int64_t profile_id,
-                        struct member **ret, size_t *ret_n)
+static int load_members(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t profile_id,
+                        struct sd_erase_member **ret, size_t *ret_n)
 {
+    struct pgconn *c = sd_pg_writer(s);
     struct sd_pg_params p;
-    scope_id(&p, tenant_id, env, profile_id);
+    sd_pg_p_scope_id(&p, tenant_id, env, profile_id);
     PGresult *res = NULL;
     int n = exec(c, S_MEMBERS, SQL_MEMBERS, &p, &res);
     if (n < 0) {
         return n;
     }
-    struct member *v = n ? sd_calloc((size_t)n, sizeof(*v)) : NULL;
+    struct sd_erase_member *v = n ? sd_calloc((size_t)n, sizeof(*v)) : NULL;
     for (int i = 0; i < n; i++) {
-        v[i] = (struct member){
+        v[i] = (struct sd_erase_member){
             .seq = sd_pg_int64(res, i, 0),
             .source = sd_pg_strdup(res, i, 1),
             .customer_id = sd_pg_strdup(res, i, 2),
@@ -648,7 +588,7 @@ static int load_members(struct pgconn *c, int64_t tenant_id, enum sd_env env, in
 
 /* Re-point every sale of (source, customer_id) to ANON, one new seq each. */
 static int anonymize_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                           const struct member *m, int64_t now, int64_t *count)
+                           const struct sd_erase_member *m, int64_t now, int64_t *count)
 {
     struct pgconn *c = sd_pg_writer(s);
     struct sd_pg_params p;
@@ -691,27 +631,14 @@ static int anonymize_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
     return r;
 }
 
-/* Delete the stored idempotent answers of tenant/env whose JSON text contains `text` as it
- * would be encoded there; quoted: look for 'text' (how messages quote ids). */
-static int purge_answers(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *text,
-                         bool quoted, int64_t *count)
+/* Delete the stored idempotent answers of tenant/env that contain needle. */
+static int purge_answers(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *needle,
+                         int64_t *count)
 {
-    char *raw = quoted ? sd_asprintf("'%s'", text) : sd_strdup(text);
-    json_t *j = json_string(raw);
-    free(raw);
-    char *enc = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-    json_decref(j);
-    if (!enc) {
-        return 0; /* not valid UTF-8: could not have been stored in a JSON answer either */
-    }
-    /* Without the surrounding quotes of the JSON string. */
-    size_t len = strlen(enc);
-    enc[len - 1] = '\0';
     struct sd_pg_params p;
     sd_pg_params_init(&p);
-    sd_pg_p_scope(&p, tenant_id, env, enc + 1);
-    int r = exec(c, S_IDEM_PURGE_TEXT, SQL_IDEM_PURGE_TEXT, &p, NULL);
-    free(enc);
+    sd_pg_p_scope(&p, tenant_id, env, needle);
+    int r = exec(sd_pg_writer(s), S_IDEM_PURGE_TEXT, SQL_IDEM_PURGE_TEXT, &p, NULL);
     if (r < 0) {
         return r;
     }
@@ -723,15 +650,16 @@ static int run_scoped_id(struct pgconn *c, unsigned slot, const char *sql, int64
                          enum sd_env env, int64_t v)
 {
     struct sd_pg_params p;
-    scope_id(&p, tenant_id, env, v);
+    sd_pg_p_scope_id(&p, tenant_id, env, v);
     int r = exec(c, slot, sql, &p, NULL);
     return r < 0 ? r : 0;
 }
 
 /* Hash one address onto the list as erased and suppress the other profiles using it. */
-static int erase_address(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *email,
+static int erase_address(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *email,
                          int64_t now)
 {
+    struct pgconn *c = sd_pg_writer(s);
     char hex[65];
     email_hash(email, hex);
     struct sd_pg_params p;
@@ -752,95 +680,50 @@ static int erase_address(struct pgconn *c, int64_t tenant_id, enum sd_env env, c
     return r < 0 ? r : 0;
 }
 
+static int record_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t seq)
+{
+    return run_scoped_id(sd_pg_writer(s), S_REC_DELETE, SQL_REC_DELETE, tenant_id, env, seq);
+}
+
+static int profile_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                          int64_t profile_id)
+{
+    return run_scoped_id(sd_pg_writer(s), S_PROFILE_DELETE, SQL_PROFILE_DELETE, tenant_id, env,
+                         profile_id);
+}
+
+static int erasure_log(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t profile_id,
+                       int64_t records, int64_t sales, int64_t now)
+{
+    struct sd_pg_params p;
+    sd_pg_p_scope_id(&p, tenant_id, env, profile_id);
+    sd_pg_p_int(&p, records);
+    sd_pg_p_int(&p, sales);
+    sd_pg_p_int(&p, now);
+    int r = exec(sd_pg_writer(s), S_ERASURE_INSERT, SQL_ERASURE_INSERT, &p, NULL);
+    return r < 0 ? r : 0;
+}
+
+/* What erasure (store/profile_rules.c) does on the writer. */
+static const struct sd_erase_steps erase_steps = {
+    .find = erase_find,
+    .members = load_members,
+    .anonymize_sales = anonymize_sales,
+    .record_delete = record_delete,
+    .tombstone_put = sd_pg_tombstone_put,
+    .purge_answers = purge_answers,
+    .address_erased = erase_address,
+    .erasure_log = erasure_log,
+    .remove = profile_delete,
+};
+
 static int erase(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *source,
                  const char *customer_id, struct sd_erasure_result *ret)
 {
-    struct pgconn *c = sd_pg_writer(s);
-    if (!customer_id || !sd_pg_env_ok(env) || !c) {
+    if (!customer_id || !sd_pg_env_ok(env) || !sd_pg_writer(s)) {
         return -EINVAL;
     }
-    struct member first = {0};
-    struct member *v = NULL;
-    size_t n = 0;
-    int64_t profile_id = 0, now = sd_now_usec();
-    struct sd_erasure_result res = {0};
-    int r = erase_find(c, tenant_id, env, source, customer_id, &first, &profile_id);
-    if (r <= 0) {
-        return r == 0 ? -ENOENT : r;
-    }
-    if (profile_id > 0) {
-        r = load_members(c, tenant_id, env, profile_id, &v, &n);
-        if (r < 0) {
-            goto out;
-        }
-    } else {
-        /* Stored before profiles existed and never updated since: the person is this record. */
-        v = sd_calloc(1, sizeof(*v));
-        v[0] = first;
-        n = 1;
-        first = (struct member){0};
-    }
-    res.profile_id = profile_id;
-    for (size_t i = 0; i < n; i++) {
-        /* Its sales become ANON (each taken out of the purchase facts), so deleting the record
-         * afterwards changes no facts. */
-        r = anonymize_sales(s, tenant_id, env, &v[i], now, &res.sales_anonymized);
-        if (r == 0) {
-            r = run_scoped_id(c, S_REC_DELETE, SQL_REC_DELETE, tenant_id, env, v[i].seq);
-        }
-        if (r == 0) {
-            /* Followers of the change feed learn that the record is gone, without its data. */
-            r = sd_pg_tombstone_put(s, tenant_id, env, SD_KIND_CUSTOMER, v[i].customer_id,
-                                    v[i].source, SD_TOMBSTONE_ERASED, NULL, NULL, now);
-        }
-        if (r == 0) {
-            r = purge_answers(c, tenant_id, env, v[i].customer_id, true, &res.idempotency_purged);
-        }
-        if (r < 0) {
-            goto out;
-        }
-        res.records_erased++;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const char *email = v[i].email_key;
-        if (!email || !*email) {
-            continue;
-        }
-        r = purge_answers(c, tenant_id, env, email, false, &res.idempotency_purged);
-        if (r == 0) {
-            r = erase_address(c, tenant_id, env, email, now);
-        }
-        if (r < 0) {
-            goto out;
-        }
-    }
-    if (profile_id > 0) {
-        r = run_scoped_id(c, S_PROFILE_DELETE, SQL_PROFILE_DELETE, tenant_id, env, profile_id);
-        if (r < 0) {
-            goto out;
-        }
-    }
-    struct sd_pg_params p;
-    scope_id(&p, tenant_id, env, profile_id);
-    sd_pg_p_int(&p, res.records_erased);
-    sd_pg_p_int(&p, res.sales_anonymized);
-    sd_pg_p_int(&p, now);
-    r = exec(c, S_ERASURE_INSERT, SQL_ERASURE_INSERT, &p, NULL);
-    if (r >= 0) {
-        r = 0;
-        sd_log(SD_LOG_INFO, "profile erased", "tenant=%lld env=%s profile=%lld records=%lld",
-               (long long)tenant_id, sd_env_name(env), (long long)profile_id,
-               (long long)res.records_erased);
-        if (ret) {
-            *ret = res;
-        }
-    }
-out:
-    free(first.source);
-    free(first.customer_id);
-    free(first.email_key);
-    members_free(v, n);
-    return r < 0 ? r : 0;
+    return sd_profile_erase(s, &erase_steps, tenant_id, env, source, customer_id, ret);
 }
 
 const struct sd_store_profile_ops sd_pg_profile_ops = {

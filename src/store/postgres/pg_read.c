@@ -100,6 +100,19 @@ static const struct {
      {SLOT_COUNT_SALES, SQL_COUNT_SALES}},
 };
 
+int sd_pg_pool_exec(struct sd_store *s, unsigned slot, const char *sql,
+                    const struct sd_pg_params *p, PGresult **ret)
+{
+    struct pgconn *c = NULL;
+    int r = sd_pg_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    r = sd_pg_exec(c, slot, sql, p, ret);
+    sd_pg_pool_put(s, c);
+    return r;
+}
+
 static bool kind_ok(enum sd_kind kind)
 {
     return kind == SD_KIND_EVENT || kind == SD_KIND_CUSTOMER || kind == SD_KIND_SALE;
@@ -145,17 +158,11 @@ int sd_pg_idem_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const
     if (!key || !ret || !sd_pg_env_ok(env)) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, key);
     PGresult *res = NULL;
-    r = sd_pg_exec(c, SLOT_IDEM_GET, SQL_IDEM_GET, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = sd_pg_pool_exec(s, SLOT_IDEM_GET, SQL_IDEM_GET, &p, &res);
     if (r > 0) {
         const char *h = sd_pg_text(res, 0, 0);
         memset(ret->body_hash, 0, sizeof(ret->body_hash));
@@ -183,19 +190,13 @@ int sd_pg_list_records(struct sd_store *s, enum sd_kind kind, int64_t tenant_id,
     if (limit > PAGE_MAX) {
         limit = PAGE_MAX;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, NULL);
     sd_pg_p_int(&p, after_seq);
     sd_pg_p_int(&p, (int64_t)limit + 1);
     PGresult *res = NULL;
-    r = sd_pg_exec(c, by_kind[kind][0].slot, by_kind[kind][0].sql, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = sd_pg_pool_exec(s, by_kind[kind][0].slot, by_kind[kind][0].sql, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -239,17 +240,11 @@ int sd_pg_get_record(struct sd_store *s, enum sd_kind kind, int64_t tenant_id, e
     if (!kind_ok(kind) || !sd_pg_env_ok(env) || !id || !ret_doc) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, id);
     PGresult *res = NULL;
-    r = sd_pg_exec(c, by_kind[kind][1].slot, by_kind[kind][1].sql, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = sd_pg_pool_exec(s, by_kind[kind][1].slot, by_kind[kind][1].sql, &p, &res);
     if (r > 0) {
         const char *doc = sd_pg_text(res, 0, 0);
         if (kind == SD_KIND_CUSTOMER) {
@@ -271,17 +266,11 @@ int sd_pg_count_records(struct sd_store *s, enum sd_kind kind, int64_t tenant_id
     if (!kind_ok(kind) || !sd_pg_env_ok(env) || !ret) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, NULL);
     PGresult *res = NULL;
-    r = sd_pg_exec(c, by_kind[kind][2].slot, by_kind[kind][2].sql, &p, &res);
-    sd_pg_pool_put(s, c);
+    int r = sd_pg_pool_exec(s, by_kind[kind][2].slot, by_kind[kind][2].sql, &p, &res);
     if (r > 0) {
         *ret = sd_pg_int64(res, 0, 0);
         r = 0;
@@ -299,23 +288,18 @@ int sd_pg_get_customer(struct sd_store *s, int64_t tenant_id, enum sd_env env, c
     if (!id || !sd_pg_env_ok(env) || !ret_doc) {
         return -EINVAL;
     }
-    struct pgconn *c = NULL;
-    int r = sd_pg_pool_get(s, &c);
-    if (r < 0) {
-        return r;
-    }
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, id);
     PGresult *res = NULL;
+    int r;
     if (source) {
         /* One source: the whole unique key, one index probe. */
         sd_pg_p_text(&p, source);
-        r = sd_pg_exec(c, SLOT_CUSTOMER_OF_SOURCE, SQL_CUSTOMER_OF_SOURCE, &p, &res);
+        r = sd_pg_pool_exec(s, SLOT_CUSTOMER_OF_SOURCE, SQL_CUSTOMER_OF_SOURCE, &p, &res);
     } else {
-        r = sd_pg_exec(c, SLOT_CUSTOMER_SOURCES, SQL_CUSTOMER_SOURCES, &p, &res);
+        r = sd_pg_pool_exec(s, SLOT_CUSTOMER_SOURCES, SQL_CUSTOMER_SOURCES, &p, &res);
     }
-    sd_pg_pool_put(s, c);
     if (r < 0) {
         return r;
     }

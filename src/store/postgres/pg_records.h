@@ -13,6 +13,21 @@
 
 #include "pg_internal.h"
 
+/* Run a statement on the writer where every key was looked up first: as sd_pg_exec, but a
+ * constraint violation is a backend failure, logged as `msg` with the slot, and -EIO. */
+int sd_pg_exec_strict(struct pgconn *c, const char *msg, unsigned slot, const char *sql,
+                      const struct sd_pg_params *p, PGresult **ret);
+/* sd_pg_exec_strict as the write path, the links and the facts log it ("constraint violated
+ * on the write path"). */
+int sd_pg_write_exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd_pg_params *p,
+                     PGresult **ret);
+/* Parameters $1 tenant, $2 env, $3 id (an integer key). */
+void sd_pg_p_scope_id(struct sd_pg_params *p, int64_t tenant_id, enum sd_env env, int64_t id);
+
+/* Run a read on a pool connection (taken and given back here): as sd_pg_exec. */
+int sd_pg_pool_exec(struct sd_store *s, unsigned slot, const char *sql,
+                    const struct sd_pg_params *p, PGresult **ret);
+
 /* The canonical id of event `id` (an alias resolves to its event) into *out (reset first;
  * out NULL: existence only). */
 int sd_pg_event_resolve(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *id,

@@ -3,8 +3,9 @@
  * with its tombstone, and idempotency put/purge. Only the single writer thread calls these, on
  * the writer connection (sd_pg_writer), inside the transaction write_begin opened under the
  * write path's advisory lock; every record is numbered with sd_pg_seq_next, so commit order
- * equals seq order on any number of nodes. The outcomes, errors, warnings, seq numbering and
- * documents are the SQLite backend's (sqlite_write.c), rule for rule.
+ * equals seq order on any number of nodes. The outcomes, errors, warnings and order are
+ * decided once for both backends (store/write_plan.c, store/lifecycle_plan.c); this file gives
+ * its statements as steps, with the SQLite backend's seq numbering and documents.
  *
  * Documents. An event or customer update merges into the stored document as an RFC 7396
  * merge patch; the merge is made in C over the document text (pg_json.c) so the result is
@@ -29,7 +30,9 @@
 #include "pg_json.h"
 #include "pg_link.h"
 #include "pg_records.h"
+#include "store/lifecycle_plan.h"
 #include "store/store.h"
+#include "store/write_plan.h"
 
 enum {
     SLOT_EVENT_GET = 128,
@@ -216,22 +219,28 @@ static const char SQL_SALES_INSERT_MANY[] =
     " att, rof, rrq, rrm, rv)"
     " ON CONFLICT (tenant_id, env, invoice_number) DO NOTHING RETURNING invoice_number";
 
-static const char *env_name(enum sd_env env)
-{
-    return env == SD_ENV_PROD ? "prod" : "test";
-}
-
-/* Run a write-path statement: rows affected or returned, or a negative errno; a constraint
- * violation is a backend failure here (logged by sd_pg_exec). */
-static int exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd_pg_params *p,
-                PGresult **ret)
+int sd_pg_exec_strict(struct pgconn *c, const char *msg, unsigned slot, const char *sql,
+                      const struct sd_pg_params *p, PGresult **ret)
 {
     int r = sd_pg_exec(c, slot, sql, p, ret);
     if (r == -EEXIST || r == -EINVAL) {
-        sd_log(SD_LOG_ERROR, "constraint violated on the write path", "slot=%u", slot);
+        sd_log(SD_LOG_ERROR, msg, "slot=%u", slot);
         r = -EIO;
     }
     return r;
+}
+
+int sd_pg_write_exec(struct pgconn *c, unsigned slot, const char *sql, const struct sd_pg_params *p,
+                     PGresult **ret)
+{
+    return sd_pg_exec_strict(c, "constraint violated on the write path", slot, sql, p, ret);
+}
+
+void sd_pg_p_scope_id(struct sd_pg_params *p, int64_t tenant_id, enum sd_env env, int64_t id)
+{
+    sd_pg_params_init(p);
+    sd_pg_p_scope(p, tenant_id, env, NULL);
+    sd_pg_p_int(p, id);
 }
 
 static int exec_scoped(struct pgconn *c, unsigned slot, const char *sql, int64_t tenant_id,
@@ -240,7 +249,7 @@ static int exec_scoped(struct pgconn *c, unsigned slot, const char *sql, int64_t
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, key);
-    return exec(c, slot, sql, &p, NULL);
+    return sd_pg_write_exec(c, slot, sql, &p, NULL);
 }
 
 /* A scoped lookup whose first column is text: 1 and the text in *out (reset first; out NULL:
@@ -249,7 +258,7 @@ static int lookup_text(struct pgconn *c, unsigned slot, const char *sql,
                        const struct sd_pg_params *p, struct sd_buf *out)
 {
     PGresult *res = NULL;
-    int r = exec(c, slot, sql, p, &res);
+    int r = sd_pg_write_exec(c, slot, sql, p, &res);
     if (r > 0) {
         if (out) {
             sd_buf_reset(out);
@@ -296,13 +305,6 @@ int sd_pg_sale_doc(struct pgconn *c, int64_t tenant_id, enum sd_env env, const c
 static bool same_text(const char *a, const char *b)
 {
     return a == b || (a && b && strcmp(a, b) == 0);
-}
-
-/* A record left as it was: 2 identical to the stored one, 3 older than it (stale). */
-static void count_kept(struct sd_apply_result *res, int how)
-{
-    res->n_unchanged += how == 2 || how == 3;
-    res->n_stale += how == 3;
 }
 
 /* A new record's document without its null members (only parsed when it may have one). */
@@ -429,8 +431,7 @@ static bool stats_due(size_t rows)
 }
 
 /* The check's statement; names holds its array (release it after the run). */
-static struct sd_pg_stmt stats_stmt(struct pg_array *names, struct sd_pg_params *p,
-                                    PGresult **res)
+static struct sd_pg_stmt stats_stmt(struct pg_array *names, struct sd_pg_params *p, PGresult **res)
 {
     arr_init(names);
     for (size_t i = 0; i < sizeof(STATS_TABLES) / sizeof(*STATS_TABLES); i++) {
@@ -472,7 +473,7 @@ static int stats_tick(struct pgconn *c, size_t rows)
     struct sd_pg_params p;
     PGresult *res = NULL;
     struct sd_pg_stmt st = stats_stmt(&names, &p, &res);
-    int r = exec(c, (unsigned)st.slot, st.sql, st.p, st.ret);
+    int r = sd_pg_write_exec(c, (unsigned)st.slot, st.sql, st.p, st.ret);
     r = stats_analyze(c, r, res);
     PQclear(res);
     arr_release(&names);
@@ -496,7 +497,7 @@ static int event_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, event_id);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_EVENT_GET, SQL_EVENT_GET, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_EVENT_GET, SQL_EVENT_GET, &p, &res);
     if (r <= 0) {
         PQclear(res);
         return r;
@@ -527,7 +528,7 @@ static int event_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     sd_pg_p_text(&p, stale ? old_dup : e->dup_key);
     sd_pg_p_text(&p, stale ? old_doc : merged);
     sd_pg_p_int(&p, rv);
-    r = exec(c, SLOT_EVENT_SET, SQL_EVENT_SET, &p, NULL);
+    r = sd_pg_write_exec(c, SLOT_EVENT_SET, SQL_EVENT_SET, &p, NULL);
     if (r < 0) {
         goto out;
     }
@@ -555,13 +556,13 @@ static int event_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     sd_pg_p_int(&p, now);
     sd_pg_p_text(&p, origin);
     sd_pg_p_int(&p, e->remote_version);
-    r = exec(sd_pg_writer(s), SLOT_EVENT_INSERT, SQL_EVENT_INSERT, &p, NULL);
+    r = sd_pg_write_exec(sd_pg_writer(s), SLOT_EVENT_INSERT, SQL_EVENT_INSERT, &p, NULL);
     free(doc);
     if (r < 0) {
         return r;
     }
     (void)sd_pg_seq_next(s);
-    return 0;
+    return stats_tick(sd_pg_writer(s), 1);
 }
 
 static int alias_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
@@ -571,91 +572,32 @@ static int alias_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, alias_id);
     sd_pg_p_text(&p, event_id);
-    int r = exec(sd_pg_writer(s), SLOT_ALIAS_INSERT, SQL_ALIAS_INSERT, &p, NULL);
+    int r = sd_pg_write_exec(sd_pg_writer(s), SLOT_ALIAS_INSERT, SQL_ALIAS_INSERT, &p, NULL);
     return r < 0 ? r : 0;
 }
 
-static int apply_events(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                        const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
+static int alias_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *alias_id,
+                     struct sd_buf *out)
 {
-    struct pgconn *c = sd_pg_writer(s);
-    struct sd_buf other;
-    sd_buf_init(&other);
-    int r = 0;
-    for (size_t i = 0; i < b->n_events; i++) {
-        const struct sd_event_rec *e = &b->events[i];
-        char ptr[48];
-        snprintf(ptr, sizeof(ptr), "/events/%zu", e->index);
-
-        r = event_update(s, tenant_id, env, e->event_id, e, now, b->origin);
-        if (r != 0) {
-            if (r < 0) {
-                goto out;
-            }
-            count_kept(res, r);
-            continue;
-        }
-        r = lookup_scoped(c, SLOT_ALIAS_GET, SQL_ALIAS_GET, tenant_id, env, e->event_id, &other);
-        if (r < 0) {
-            goto out;
-        }
-        if (r == 1) {
-            r = event_update(s, tenant_id, env, other.data, e, now, b->origin);
-            if (r < 0) {
-                goto out;
-            }
-            if (r == 0) {
-                sd_log(SD_LOG_ERROR, "event alias points to no event", "tenant=%lld",
-                       (long long)tenant_id);
-                r = -EIO;
-                goto out;
-            }
-            count_kept(res, r);
-            sd_issues_add(&res->warnings, ptr, "'%s' is an alias of event '%s'; updated that event",
-                          e->event_id, other.data);
-            continue;
-        }
-        r = lookup_scoped(c, SLOT_EVENT_BY_DUP, SQL_EVENT_BY_DUP, tenant_id, env, e->dup_key,
-                          &other);
-        if (r < 0) {
-            goto out;
-        }
-        if (r == 1) {
-            /* The record updates that event, as any later send under the alias does: what the
-             * request sent (unknown fields included) is what reading the event returns. A new
-             * alias was stored, so the record never counts as unchanged here. */
-            r = alias_insert(s, tenant_id, env, e->event_id, other.data);
-            if (r == 0) {
-                r = event_update(s, tenant_id, env, other.data, e, now, b->origin);
-                r = r == 0 ? -EIO : r; /* found by dup_key a moment ago */
-            }
-            if (r < 0) {
-                goto out;
-            }
-            sd_issues_add(&res->warnings, ptr,
-                          "same performance (date, time, venue, hall) as event '%s'; '%s' stored "
-                          "as an alias and that event updated with this record",
-                          other.data, e->event_id);
-            continue;
-        }
-        r = event_insert(s, tenant_id, env, e, now, b->origin);
-        if (r < 0) {
-            goto out;
-        }
-        if ((r = stats_tick(c, 1)) < 0) {
-            goto out;
-        }
-    }
-    r = 0;
-out:
-    sd_buf_release(&other);
-    return r;
+    return lookup_scoped(sd_pg_writer(s), SLOT_ALIAS_GET, SQL_ALIAS_GET, tenant_id, env, alias_id,
+                         out);
 }
 
-static const char *batch_source(const struct sd_batch *b)
+static int event_by_dup(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *dup_key,
+                        struct sd_buf *out)
 {
-    return b->source && *b->source ? b->source : SD_SOURCE_WEBHOOK;
+    return lookup_scoped(sd_pg_writer(s), SLOT_EVENT_BY_DUP, SQL_EVENT_BY_DUP, tenant_id, env,
+                         dup_key, out);
 }
+
+/* What applying a batch's events (store/write_plan.c) does on the writer. */
+static const struct sd_event_steps event_steps = {
+    .update = event_update,
+    .alias_get = alias_get,
+    .by_dup = event_by_dup,
+    .alias_insert = alias_insert,
+    .insert = event_insert,
+};
 
 static void p_opt_out(struct sd_pg_params *p, int v)
 {
@@ -690,7 +632,7 @@ static int customer_upsert(struct sd_store *s, int64_t tenant_id, enum sd_env en
     PGresult *res = NULL;
     char *doc = NULL, *post = NULL, *city = NULL;
     bool has_post = false, has_city = false;
-    int r = exec(c, SLOT_CUSTOMER_GET, SQL_CUSTOMER_GET, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_CUSTOMER_GET, SQL_CUSTOMER_GET, &p, &res);
     if (r < 0) {
         return r;
     }
@@ -715,7 +657,7 @@ static int customer_upsert(struct sd_store *s, int64_t tenant_id, enum sd_env en
         sd_pg_p_int(&p, cu->remote_version);
         sd_pg_p_text(&p, post);
         sd_pg_p_text(&p, city);
-        r = exec(c, SLOT_CUSTOMER_INSERT, SQL_CUSTOMER_INSERT, &p, NULL);
+        r = sd_pg_write_exec(c, SLOT_CUSTOMER_INSERT, SQL_CUSTOMER_INSERT, &p, NULL);
         if (r >= 0) {
             (void)sd_pg_seq_next(s);
             r = 1;
@@ -764,7 +706,7 @@ static int customer_upsert(struct sd_store *s, int64_t tenant_id, enum sd_env en
     sd_pg_p_int(&p, rv);
     sd_pg_p_text(&p, stale || !has_post ? sd_pg_text(res, 0, 5) : post);
     sd_pg_p_text(&p, stale || !has_city ? sd_pg_text(res, 0, 6) : city);
-    r = exec(c, SLOT_CUSTOMER_SET, SQL_CUSTOMER_SET, &p, NULL);
+    r = sd_pg_write_exec(c, SLOT_CUSTOMER_SET, SQL_CUSTOMER_SET, &p, NULL);
     if (r >= 0) {
         r = !keep ? 1 : cu->remote_version != 0 && rv > cu->remote_version ? 3 : 2;
     }
@@ -782,17 +724,17 @@ out:
 static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                            const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
 {
-    struct sd_pg_link_ctx link = {0};
+    struct sd_link_ctx link = {0};
     for (size_t i = 0; i < b->n_customers; i++) {
         const struct sd_customer_rec *cu = &b->customers[i];
-        int r = customer_upsert(s, tenant_id, env, batch_source(b), b->origin, cu, now);
+        int r = customer_upsert(s, tenant_id, env, sd_write_batch_source(b), b->origin, cu, now);
         if (r < 0) {
             return r;
         }
         if (r > 1) {
-            count_kept(res, r);
+            sd_write_count_kept(res, r);
         }
-        r = sd_pg_profile_link(s, tenant_id, env, &link, batch_source(b), cu, now);
+        r = sd_pg_profile_link(s, tenant_id, env, &link, sd_write_batch_source(b), cu, now);
         if (r < 0 || (r = stats_tick(sd_pg_writer(s), 1)) < 0) {
             return r;
         }
@@ -800,227 +742,25 @@ static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env en
     return 0;
 }
 
-/* The canonical ids of the events one batch's sales name, each looked up once per batch (a
- * day's sales name a few events, a season's history a few hundred): open addressing over the
- * event id as sent; an unknown event is remembered too (ref NULL). */
-struct event_refs {
-    struct event_ref {
-        char *event_id; /* NULL: free slot */
-        char *ref;      /* canonical id, NULL if no such event */
-    } * slot;
-    size_t cap, n; /* cap: 0 or a power of two */
-};
-
-static size_t str_hash(const char *k)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *k; k++) {
-        h = (h ^ (unsigned char)*k) * 1099511628211ULL;
-    }
-    return (size_t)h;
-}
-
-static struct event_ref *event_refs_find(struct event_refs *m, const char *event_id)
-{
-    size_t i = str_hash(event_id) & (m->cap - 1);
-    while (m->slot[i].event_id && strcmp(m->slot[i].event_id, event_id) != 0) {
-        i = (i + 1) & (m->cap - 1);
-    }
-    return &m->slot[i];
-}
-
-static void event_refs_grow(struct event_refs *m)
-{
-    struct event_refs old = *m;
-    m->cap = old.cap ? old.cap * 2 : 64;
-    m->slot = sd_calloc(m->cap, sizeof(*m->slot));
-    for (size_t i = 0; i < old.cap; i++) {
-        if (old.slot[i].event_id) {
-            *event_refs_find(m, old.slot[i].event_id) = old.slot[i];
-        }
-    }
-    free(old.slot);
-}
-
-static void event_refs_release(struct event_refs *m)
-{
-    for (size_t i = 0; i < m->cap; i++) {
-        free(m->slot[i].event_id);
-        free(m->slot[i].ref);
-    }
-    free(m->slot);
-    *m = (struct event_refs){0};
-}
-
-/* The entry of key, NULL if the map has none. */
-static const struct event_ref *refs_get(const struct event_refs *m, const char *key)
-{
-    if (!m->cap) {
-        return NULL;
-    }
-    const struct event_ref *e = event_refs_find((struct event_refs *)m, key);
-    return e->event_id ? e : NULL;
-}
-
-/* Add key → val (val NULL: known to name nothing) unless key is there already. */
-static void refs_put(struct event_refs *m, const char *key, const char *val)
-{
-    if (2 * (m->n + 1) > m->cap) {
-        event_refs_grow(m);
-    }
-    struct event_ref *e = event_refs_find(m, key);
-    if (!e->event_id) {
-        e->event_id = sd_strdup(key);
-        e->ref = val ? sd_strdup(val) : NULL;
-        m->n++;
-    }
-}
-
-/* Resolve a sale's event_id (an alias included) to the canonical event id: 1 and *ret_ref
- * (valid while m lives), 0 if there is no such event, -EIO. */
-static int resolve_event(struct sd_store *s, struct event_refs *m, int64_t tenant_id,
-                         enum sd_env env, const char *event_id, const char **ret_ref)
-{
-    if (2 * (m->n + 1) > m->cap) {
-        event_refs_grow(m);
-    }
-    struct event_ref *e = event_refs_find(m, event_id);
-    if (!e->event_id) {
-        struct sd_buf ref = {0};
-        int r = sd_pg_event_resolve(sd_pg_writer(s), tenant_id, env, event_id, &ref);
-        if (r < 0) {
-            sd_buf_release(&ref);
-            return r;
-        }
-        e->event_id = sd_strdup(event_id);
-        e->ref = r == 1 ? sd_buf_steal(&ref) : NULL;
-        sd_buf_release(&ref);
-        m->n++;
-    }
-    *ret_ref = e->ref;
-    return e->ref != NULL;
-}
-
-/* Check both references of a sale; adds errors at ptr_prefix + "/event_id" / "/customer_id".
- * Returns the number of errors added (0..2) or -EIO. On 0, *ret_ref is the event's canonical
- * id (valid while events lives). */
-static int check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                           const char *source, const struct sd_sale_rec *sale,
-                           const char *ptr_prefix, struct event_refs *events,
-                           const struct event_refs *customers, const char **customer_cache,
-                           struct sd_apply_result *res, const char **ret_ref)
-{
-    int n_err = 0;
-    char ptr[64];
-    int r = resolve_event(s, events, tenant_id, env, sale->event_id, ret_ref);
-    if (r < 0) {
-        return r;
-    }
-    if (r == 0) {
-        sd_utf8_snprintf(ptr, sizeof(ptr), "%s/event_id", ptr_prefix);
-        sd_issues_add(&res->errors, ptr, "event '%s' does not exist in %s", sale->event_id,
-                      env_name(env));
-        n_err++;
-    }
-    const char *cid = sale->customer_id;
-    if (strcmp(cid, SD_ANON_CUSTOMER) != 0 &&
-        !(*customer_cache && strcmp(*customer_cache, cid) == 0)) {
-        const struct event_ref *known = customers ? refs_get(customers, cid) : NULL;
-        r = known ? known->ref != NULL
-                  : sd_pg_customer_exists(sd_pg_writer(s), tenant_id, env, source, cid);
-        if (r < 0) {
-            return r;
-        }
-        if (r == 0) {
-            sd_utf8_snprintf(ptr, sizeof(ptr), "%s/customer_id", ptr_prefix);
-            sd_issues_add(&res->errors, ptr, "customer '%s' does not exist in %s", cid,
-                          env_name(env));
-            n_err++;
-        } else {
-            *customer_cache = cid;
-        }
-    }
-    return n_err;
-}
 /* ---- order lifecycle ---------------------------------------------------------------------------
- * A sales record's lifecycle columns (0010_order_lifecycle.sql) are decided before any sale of
- * the batch is written, in one planning pass: the stored state of each invoice is read, the
- * model's rules (model/lifecycle.c) judge the change, and refund records are added to the
- * sales they name — in this batch or stored — so that a refusal writes nothing. After the
- * batch's rows are written, the sales that refund records changed get their new figures.
- * The store computes nothing itself: statuses, refunds and net figures come from the model. */
-
-/* What planning decided for one sales record of the batch. */
-struct sale_plan {
-    struct sd_sale_state st;       /* to store: the record's own figures plus refund records' */
-    int64_t rr_quantity, rr_minor; /* refund records' part, kept from the stored row */
-    char *changed;                 /* status_changed to store, or NULL (owned) */
-    bool stored;                   /* the invoice is stored already */
-    bool unchanged;                /* ... with this very document */
-};
-
-/* A sale that refund records of this batch refund. */
-struct refund_target {
-    char *invoice;
-    char *customer_id; /* the sale's customer (owned) */
-    struct sd_sale_state st;
-    int64_t rr_quantity, rr_minor;
-    char *changed; /* the latest refund's time, owned */
-};
-
-struct refund_targets {
-    struct refund_target *v;
-    size_t n, cap;
-};
-
-static void refund_targets_release(struct refund_targets *t)
-{
-    for (size_t i = 0; i < t->n; i++) {
-        free(t->v[i].invoice);
-        free(t->v[i].customer_id);
-        free(t->v[i].changed);
-    }
-    free(t->v);
-    *t = (struct refund_targets){0};
-}
-
-static void plans_free(struct sale_plan *p, size_t n)
-{
-    for (size_t i = 0; p && i < n; i++) {
-        free(p[i].changed);
-    }
-    free(p);
-}
-
-/* A stored sales record as the lifecycle rules see it. */
-struct stored_sale {
-    struct sd_sale_state st; /* effective figures (refund records included) */
-    int64_t rr_quantity, rr_minor;
-    char *changed, *doc, *customer_id;
-};
-
-static void stored_sale_release(struct stored_sale *x)
-{
-    free(x->changed);
-    free(x->doc);
-    free(x->customer_id);
-    *x = (struct stored_sale){0};
-}
+ * The planning pass (store/lifecycle_plan.c) reads the stored state of each invoice through
+ * sale_state_get below; after the batch's rows are written, the sales that refund records
+ * changed get their new figures (write_refund_targets). */
 
 /* 1 and *ret when invoice is stored, 0 when not, negative errno. */
 static int sale_state_get(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                          const char *invoice, struct stored_sale *ret)
+                          const char *invoice, struct sd_stored_sale *ret)
 {
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, invoice);
     PGresult *res = NULL;
-    int r = exec(sd_pg_writer(s), SLOT_SALE_STATE, SQL_SALE_STATE, &p, &res);
+    int r = sd_pg_write_exec(sd_pg_writer(s), SLOT_SALE_STATE, SQL_SALE_STATE, &p, &res);
     if (r <= 0) {
         PQclear(res);
         return r;
     }
-    struct stored_sale x = {0};
+    struct sd_stored_sale x = {0};
     if (sd_order_type_parse(sd_pg_text(res, 0, 0), &x.st.order_type) < 0) {
         x.st.order_type = SD_ORDER_SALE;
     }
@@ -1046,198 +786,32 @@ static int sale_state_get(struct sd_store *s, int64_t tenant_id, enum sd_env env
     return 1;
 }
 
-/* now as stored UTC text, "YYYY-MM-DDTHH:MM:SSZ". */
-static void utc_text(int64_t usec, char out[32])
+static int event_resolve(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                         const char *event_id, struct sd_buf *out)
 {
-    int64_t secs = usec / 1000000;
-    int64_t days = secs / 86400, rem = secs % 86400;
-    int64_t y;
-    int m, d;
-    sd_civil_from_days(days, &y, &m, &d);
-    snprintf(out, 32, "%04lld-%02d-%02dT%02d:%02d:%02dZ", (long long)y, m, d, (int)(rem / 3600),
-             (int)(rem / 60 % 60), (int)(rem % 60));
+    return sd_pg_event_resolve(sd_pg_writer(s), tenant_id, env, event_id, out);
 }
 
-static bool status_is_initial(enum sd_sale_status st)
+static int customer_exists(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const char *source, const char *cid)
 {
-    return st == SD_STATUS_SOLD || st == SD_STATUS_OPEN;
+    return sd_pg_customer_exists(sd_pg_writer(s), tenant_id, env, source, cid);
 }
 
-/* Plan one record against its stored row (if any): the figures to store and whether the rules
- * allow the change. Adds an issue and returns 1 when they do not; 0; -EIO. With check_stored
- * false the stored row is not looked at (the webhook answers a stored invoice 409). */
-static int plan_one(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                    const struct sd_sale_rec *rec, const char *ptr, bool check_stored,
-                    const char *now_text, struct sale_plan *p, struct sd_apply_result *res)
-{
-    struct stored_sale old = {0};
-    *p = (struct sale_plan){.st = rec->state};
-    /* The webhook stores new invoices only (a stored one fails the whole request with 409), so
-     * it reads no stored state: its ingest costs what it did. */
-    int r = check_stored ? sale_state_get(s, tenant_id, env, rec->invoice_number, &old) : 0;
-    if (r < 0) {
-        return r;
-    }
-    p->stored = r == 1;
-    r = 0;
-    if (p->stored) {
-        p->unchanged = old.doc && strcmp(old.doc, rec->doc) == 0;
-        /* What refund records took stays taken when the sale itself is sent again. */
-        p->rr_quantity = old.rr_quantity;
-        p->rr_minor = old.rr_minor;
-        if (p->st.order_type == SD_ORDER_SALE && (old.rr_quantity > 0 || old.rr_minor > 0)) {
-            p->st.refunded_quantity += old.rr_quantity;
-            p->st.refunded_minor += old.rr_minor;
-            if (p->st.status == SD_STATUS_SOLD) {
-                p->st.status = SD_STATUS_REFUNDED;
-            }
-            if (p->st.refunded_quantity > p->st.quantity ||
-                p->st.refunded_minor > p->st.total_minor) {
-                char at[64];
-                snprintf(at, sizeof(at), "%s/quantity", ptr);
-                sd_issues_add(&res->errors, at,
-                              "must leave room for the %lld tickets refunded by refund records",
-                              (long long)old.rr_quantity);
-                r = 1;
-                goto out;
-            }
-        }
-        if (!p->unchanged && sd_sale_transition_check(&old.st, &p->st, ptr, &res->errors) < 0) {
-            r = 1;
-            goto out;
-        }
-    }
-    if (rec->status_changed_at) {
-        p->changed = sd_strdup(rec->status_changed_at);
-    } else if (!status_is_initial(p->st.status)) {
-        bool keep = p->stored && old.changed && old.st.status == p->st.status;
-        p->changed = sd_strdup(keep ? old.changed : now_text);
-    }
-out:
-    stored_sale_release(&old);
-    return r;
-}
-
-/* Add refund record i to the sale it names: a sale planned earlier in this batch, or a stored
- * one. 1 with an issue when that is not allowed, 0, -EIO. */
-static int plan_refund(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                       const struct sd_batch *b, size_t i, struct sale_plan *plans,
-                       struct refund_targets *t, const char *ptr, struct sd_apply_result *res)
-{
-    const struct sd_sale_rec *rec = &b->sales[i];
-    struct refund_target *tg = NULL;
-    for (size_t k = 0; k < t->n && !tg; k++) {
-        if (strcmp(t->v[k].invoice, rec->refund_of) == 0) {
-            tg = &t->v[k];
-        }
-    }
-    struct refund_target fresh = {0};
-    const char *buyer = tg ? tg->customer_id : NULL;
-    if (!tg) {
-        size_t j = i;
-        while (j > 0 && strcmp(b->sales[j - 1].invoice_number, rec->refund_of) != 0) {
-            j--;
-        }
-        if (j > 0) {
-            const struct sale_plan *o = &plans[j - 1];
-            fresh = (struct refund_target){.st = o->st,
-                                           .rr_quantity = o->rr_quantity,
-                                           .rr_minor = o->rr_minor,
-                                           .customer_id = sd_strdup(b->sales[j - 1].customer_id)};
-        } else {
-            struct stored_sale old = {0};
-            int r = sale_state_get(s, tenant_id, env, rec->refund_of, &old);
-            if (r < 0) {
-                return r;
-            }
-            if (r == 0) {
-                char at[64];
-                snprintf(at, sizeof(at), "%s/refund_of", ptr);
-                sd_issues_add(&res->errors, at, "sale '%s' does not exist in %s", rec->refund_of,
-                              env_name(env));
-                return 1;
-            }
-            fresh = (struct refund_target){.st = old.st,
-                                           .rr_quantity = old.rr_quantity,
-                                           .rr_minor = old.rr_minor,
-                                           .customer_id = old.customer_id};
-            old.customer_id = NULL;
-            stored_sale_release(&old);
-        }
-        buyer = fresh.customer_id;
-    }
-    /* A refund goes back to whoever bought: the record names the sale's customer. */
-    if (buyer && strcmp(buyer, rec->customer_id) != 0) {
-        char at[64];
-        snprintf(at, sizeof(at), "%s/customer_id", ptr);
-        sd_issues_add(&res->errors, at, "must be '%s', the customer of sale '%s'", buyer,
-                      rec->refund_of);
-        free(fresh.customer_id);
-        return 1;
-    }
-    struct sd_sale_state *st = tg ? &tg->st : &fresh.st;
-    if (sd_sale_refund_apply(st, rec->refund_of, rec->state.quantity, rec->state.total_minor,
-                             rec->currency, ptr, &res->errors) < 0) {
-        free(fresh.customer_id);
-        return 1;
-    }
-    if (!tg) {
-        if (t->n == t->cap) {
-            t->cap = t->cap ? t->cap * 2 : 8;
-            t->v = sd_realloc(t->v, t->cap * sizeof(*t->v));
-        }
-        fresh.invoice = sd_strdup(rec->refund_of);
-        tg = &t->v[t->n++];
-        *tg = fresh;
-    }
-    tg->rr_quantity += rec->state.quantity;
-    tg->rr_minor += rec->state.total_minor;
-    free(tg->changed);
-    tg->changed = sd_strdup(rec->purchase_datetime); /* the refund's time */
-    return 0;
-}
-
-/* The planning pass over a batch's sales: plans[i] for each, refund targets collected. Returns
- * the number of issues added (each refuses the batch) or -EIO. */
-static int plan_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                      const struct sd_batch *b, int64_t now, struct sale_plan *plans,
-                      struct refund_targets *t, struct sd_apply_result *res)
-{
-    char now_text[32];
-    utc_text(now, now_text);
-    int n_err = 0;
-    for (size_t i = 0; i < b->n_sales; i++) {
-        const struct sd_sale_rec *rec = &b->sales[i];
-        char ptr[40];
-        snprintf(ptr, sizeof(ptr), "/sales/%zu", rec->index);
-        int r = plan_one(s, tenant_id, env, rec, ptr, b->upsert_sales, now_text, &plans[i], res);
-        if (r == 0 && rec->refund_of && !plans[i].stored) {
-            r = plan_refund(s, tenant_id, env, b, i, plans, t, ptr, res);
-        }
-        if (r < 0) {
-            return r;
-        }
-        n_err += r;
-    }
-    return n_err;
-}
-static void push_duplicate(struct sd_apply_result *res, const char *invoice, size_t *cap)
-{
-    if (res->n_duplicate_invoices == *cap) {
-        *cap = *cap ? *cap * 2 : 8;
-        res->duplicate_invoices =
-            sd_realloc(res->duplicate_invoices, *cap * sizeof(*res->duplicate_invoices));
-    }
-    res->duplicate_invoices[res->n_duplicate_invoices++] = sd_strdup(invoice);
-}
+/* What the backend-neutral planning and checks (store/write_plan.h) read, on the writer. */
+static const struct sd_write_lookup lookup = {
+    .sale_state = sale_state_get,
+    .event_resolve = event_resolve,
+    .customer_exists = customer_exists,
+};
 
 /* Write the new figures of the sales refund records changed. */
 static int write_refund_targets(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                                const struct refund_targets *t)
+                                const struct sd_refund_targets *t)
 {
     struct pgconn *c = sd_pg_writer(s);
     for (size_t k = 0; k < t->n; k++) {
-        const struct refund_target *tg = &t->v[k];
+        const struct sd_refund_target *tg = &t->v[k];
         int r = sd_pg_facts_sale_out(c, tenant_id, env, tg->invoice);
         if (r < 0) {
             return r;
@@ -1253,7 +827,7 @@ static int write_refund_targets(struct sd_store *s, int64_t tenant_id, enum sd_e
         sd_pg_p_int(&p, sd_sale_net_quantity(&tg->st));
         sd_pg_p_int(&p, sd_sale_net_minor(&tg->st));
         sd_pg_p_text(&p, tg->changed);
-        r = exec(c, SLOT_SALE_REFUNDS, SQL_SALE_REFUNDS, &p, NULL);
+        r = sd_pg_write_exec(c, SLOT_SALE_REFUNDS, SQL_SALE_REFUNDS, &p, NULL);
         if (r < 0) {
             return r;
         }
@@ -1269,7 +843,7 @@ static int write_refund_targets(struct sd_store *s, int64_t tenant_id, enum sd_e
  * lifecycle figures its plan decided, its origin ($27) and remote version ($28). The texts
  * are the caller's and outlive the statement; cur holds the currency. */
 static void sale_params(struct sd_pg_params *p, int64_t tenant_id, enum sd_env env,
-                        const struct sd_sale_rec *sale, const struct sale_plan *pl, int64_t seq,
+                        const struct sd_sale_rec *sale, const struct sd_sale_plan *pl, int64_t seq,
                         const char *event_ref, int64_t now, const char *source, const char *origin,
                         char cur[4])
 {
@@ -1308,10 +882,12 @@ static void sale_params(struct sd_pg_params *p, int64_t tenant_id, enum sd_env e
 }
 
 /* Replace a stored sale with this record (new seq) as its plan says: 1 replaced, 0 not (an
- * older remote version: the stored sale stays), negative errno. The facts follow. */
+ * older remote version: the stored sale stays; number_kept: its seq is taken all the same),
+ * negative errno. The facts follow. */
 static int sale_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                       const struct sd_sale_rec *sale, const struct sale_plan *pl,
-                       const char *event_ref, int64_t now, const char *source, const char *origin)
+                       const struct sd_sale_rec *sale, const struct sd_sale_plan *pl,
+                       const char *event_ref, int64_t now, const char *source, const char *origin,
+                       bool number_kept)
 {
     struct pgconn *c = sd_pg_writer(s);
     int r = sd_pg_facts_sale_out(c, tenant_id, env, sale->invoice_number);
@@ -1321,7 +897,7 @@ static int sale_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     struct sd_pg_params p;
     char cur[4];
     sale_params(&p, tenant_id, env, sale, pl, s->seq + 1, event_ref, now, source, origin, cur);
-    r = exec(c, SLOT_SALE_UPDATE, SQL_SALE_UPDATE, &p, NULL);
+    r = sd_pg_write_exec(c, SLOT_SALE_UPDATE, SQL_SALE_UPDATE, &p, NULL);
     if (r < 0) {
         return r;
     }
@@ -1330,34 +906,17 @@ static int sale_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     if (r < 0) {
         return r;
     }
-    if (changed) {
+    if (changed || number_kept) {
         (void)sd_pg_seq_next(s);
     }
     return changed;
-}
-
-/* A batch transport re-sent a stored sale: identical → unchanged, else replace it (new seq). */
-static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                                const struct sd_sale_rec *sale, const struct sale_plan *p,
-                                const char *event_ref, int64_t now, const char *source,
-                                const char *origin, struct sd_apply_result *res)
-{
-    if (p->unchanged) {
-        res->n_unchanged++;
-        return 0;
-    }
-    int r = sale_update(s, tenant_id, env, sale, p, event_ref, now, source, origin);
-    if (r == 0) {
-        count_kept(res, 3); /* an older remote version: the stored sale stays */
-    }
-    return r < 0 ? r : 0;
 }
 
 /* The columns of a batch's new sales, one array each (SQL_SALES_INSERT_MANY's $6..$28). */
 enum { SALE_COLS = 23 };
 
 static void sale_row_add(struct pg_array *col, const struct sd_sale_rec *sale,
-                         const struct sale_plan *pl, int64_t seq, const char *event_ref)
+                         const struct sd_sale_plan *pl, int64_t seq, const char *event_ref)
 {
     char cur[4];
     snprintf(cur, sizeof(cur), "%.3s", sale->currency);
@@ -1395,24 +954,25 @@ static void sale_row_add(struct pg_array *col, const struct sd_sale_rec *sale,
  * events: id → canonical id or NULL) and the customers of the batch's source (into customers:
  * id → "1" or NULL, and their profiles into the facts' key cache). Nothing of it changes while
  * the batch's sales are applied: events and customers are applied before them. */
-static int prefetch_refs(struct pgconn *c, int64_t tenant_id, enum sd_env env,
-                         const struct sd_batch *b, struct event_refs *events,
-                         struct event_refs *customers, struct sd_pg_facts_batch *facts)
+static int prefetch_refs(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                         const struct sd_batch *b, struct sd_refmap *events,
+                         struct sd_refmap *customers, struct sd_facts_batch *facts)
 {
-    const char *source = batch_source(b);
+    struct pgconn *c = sd_pg_writer(s);
+    const char *source = sd_write_batch_source(b);
     struct pg_array ev, cu;
     arr_init(&ev);
     arr_init(&cu);
-    struct event_refs seen_ev = {0}, seen_cu = {0};
+    struct sd_refmap seen_ev = {0}, seen_cu = {0};
     for (size_t i = 0; i < b->n_sales; i++) {
         const struct sd_sale_rec *sale = &b->sales[i];
-        if (!refs_get(&seen_ev, sale->event_id)) {
-            refs_put(&seen_ev, sale->event_id, NULL);
+        if (!sd_refmap_get(&seen_ev, sale->event_id)) {
+            sd_refmap_put(&seen_ev, sale->event_id, NULL);
             arr_text(&ev, sale->event_id);
         }
         if (strcmp(sale->customer_id, SD_ANON_CUSTOMER) != 0 &&
-            !refs_get(&seen_cu, sale->customer_id)) {
-            refs_put(&seen_cu, sale->customer_id, NULL);
+            !sd_refmap_get(&seen_cu, sale->customer_id)) {
+            sd_refmap_put(&seen_cu, sale->customer_id, NULL);
             arr_text(&cu, sale->customer_id);
         }
     }
@@ -1432,25 +992,25 @@ static int prefetch_refs(struct pgconn *c, int64_t tenant_id, enum sd_env env,
     };
     int r = sd_pg_exec_pipeline(c, st, seen_cu.n > 0 ? 2 : 1);
     for (int i = 0; r == 0 && i < st[0].result; i++) {
-        refs_put(events, sd_pg_text(res, i, 0), sd_pg_text(res, i, 1));
+        sd_refmap_put(events, sd_pg_text(res, i, 0), sd_pg_text(res, i, 1));
     }
     PQclear(res);
     if (r == 0 && seen_cu.n > 0) {
         for (int i = 0; i < st[1].result; i++) {
-            refs_put(customers, sd_pg_text(res_cu, i, 0), "1");
-            sd_pg_facts_batch_known(facts, source, sd_pg_text(res_cu, i, 0),
-                                    sd_pg_int64(res_cu, i, 1));
+            sd_refmap_put(customers, sd_pg_text(res_cu, i, 0), "1");
+            sd_facts_batch_known(facts, source, sd_pg_text(res_cu, i, 0),
+                                 sd_pg_int64(res_cu, i, 1));
         }
         /* the ones the store does not hold */
         for (size_t i = 0; i < seen_cu.cap; i++) {
-            if (seen_cu.slot[i].event_id) {
-                refs_put(customers, seen_cu.slot[i].event_id, NULL);
+            if (seen_cu.slot[i].key) {
+                sd_refmap_put(customers, seen_cu.slot[i].key, NULL);
             }
         }
     }
     PQclear(res_cu);
-    event_refs_release(&seen_ev);
-    event_refs_release(&seen_cu);
+    sd_refmap_release(&seen_ev);
+    sd_refmap_release(&seen_cu);
     arr_release(&ev);
     arr_release(&cu);
     return r < 0 ? r : 0;
@@ -1468,25 +1028,25 @@ static int apply_new_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
                            const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
 {
     struct pgconn *c = sd_pg_writer(s);
-    const char *source = batch_source(b);
-    struct event_refs events = {0}, customers = {0}, fresh = {0}, stored = {0};
+    const char *source = sd_write_batch_source(b);
+    struct sd_refmap events = {0}, customers = {0}, fresh = {0}, stored = {0};
     const char *customer_cache = NULL;
     size_t ref_errors = 0, dup_cap = 0, n_new = 0;
-    struct sale_plan *plans = sd_calloc(b->n_sales + 1, sizeof(*plans));
+    struct sd_sale_plan *plans = sd_calloc(b->n_sales + 1, sizeof(*plans));
     bool *in_batch_dup = sd_calloc(b->n_sales + 1, sizeof(*in_batch_dup));
-    struct refund_targets targets = {0};
-    struct sd_pg_facts_batch facts = {0};
+    struct sd_refund_targets targets = {0};
+    struct sd_facts_batch facts = {0};
     struct pg_array col[SALE_COLS];
     for (int k = 0; k < SALE_COLS; k++) {
         arr_init(&col[k]);
     }
     PGresult *ins = NULL, *stats_res = NULL;
-    int r = plan_sales(s, tenant_id, env, b, now, plans, &targets, res);
+    int r = sd_lifecycle_plan_sales(s, &lookup, tenant_id, env, b, now, plans, &targets, res);
     if (r < 0) {
         goto out;
     }
     ref_errors += (size_t)r;
-    r = prefetch_refs(c, tenant_id, env, b, &events, &customers, &facts);
+    r = prefetch_refs(s, tenant_id, env, b, &events, &customers, &facts);
     if (r < 0) {
         goto out;
     }
@@ -1495,8 +1055,8 @@ static int apply_new_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
         const char *ref = NULL;
         char prefix[40];
         snprintf(prefix, sizeof(prefix), "/sales/%zu", sale->index);
-        r = check_sale_refs(s, tenant_id, env, source, sale, prefix, &events, &customers,
-                            &customer_cache, res, &ref);
+        r = sd_write_check_sale_refs(s, &lookup, tenant_id, env, source, sale, prefix, &events,
+                                     &customers, &customer_cache, res, &ref);
         if (r < 0) {
             goto out;
         }
@@ -1504,11 +1064,11 @@ static int apply_new_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
         if (ref_errors > 0) {
             continue;
         }
-        if (refs_get(&fresh, sale->invoice_number)) {
+        if (sd_refmap_get(&fresh, sale->invoice_number)) {
             in_batch_dup[i] = true;
             continue;
         }
-        refs_put(&fresh, sale->invoice_number, "1");
+        sd_refmap_put(&fresh, sale->invoice_number, "1");
         sale_row_add(col, sale, &plans[i], s->seq + 1 + (int64_t)n_new, ref);
         n_new++;
     }
@@ -1532,10 +1092,9 @@ static int apply_new_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
         if (in_batch_dup[i]) {
             continue;
         }
-        r = sd_pg_facts_batch_add(c, &facts, tenant_id, env, source, sale->customer_id,
-                                  sale->currency, sale->purchase_datetime,
-                                  sd_sale_net_quantity(&plans[i].st),
-                                  sd_sale_net_minor(&plans[i].st));
+        r = sd_facts_batch_add(&facts, s, sd_pg_facts_profile_of, tenant_id, env, source,
+                               sale->customer_id, sale->currency, sale->purchase_datetime,
+                               sd_sale_net_quantity(&plans[i].st), sd_sale_net_minor(&plans[i].st));
         if (r < 0) {
             goto out;
         }
@@ -1561,7 +1120,7 @@ static int apply_new_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
         goto out;
     }
     for (int k = 0; k < insert.result; k++) {
-        refs_put(&stored, sd_pg_text(ins, k, 0), "1");
+        sd_refmap_put(&stored, sd_pg_text(ins, k, 0), "1");
     }
     /* every number handed out stays taken (a skipped row's is a gap, see above) */
     for (size_t k = 0; k < n_new; k++) {
@@ -1573,8 +1132,8 @@ static int apply_new_sales(struct sd_store *s, int64_t tenant_id, enum sd_env en
     }
     for (size_t i = 0; i < b->n_sales; i++) {
         const struct sd_sale_rec *sale = &b->sales[i];
-        if (in_batch_dup[i] || !refs_get(&stored, sale->invoice_number)) {
-            push_duplicate(res, sale->invoice_number, &dup_cap);
+        if (in_batch_dup[i] || !sd_refmap_get(&stored, sale->invoice_number)) {
+            sd_write_push_duplicate(res, sale->invoice_number, &dup_cap);
         }
     }
 tail:
@@ -1584,151 +1143,86 @@ tail:
         r = write_refund_targets(s, tenant_id, env, &targets);
     }
 out:
-    if (r >= 0 && ref_errors > 0) {
-        for (size_t i = 0; i < res->n_duplicate_invoices; i++) {
-            free(res->duplicate_invoices[i]);
-        }
-        free(res->duplicate_invoices);
-        res->duplicate_invoices = NULL;
-        res->n_duplicate_invoices = 0;
-        res->outcome = SD_APPLY_REFUSED;
-        r = 0;
-    } else if (r >= 0 && res->n_duplicate_invoices > 0) {
-        res->outcome = SD_APPLY_DUPLICATE;
-    }
+    r = sd_write_sales_outcome(res, r, ref_errors);
     PQclear(ins);
     PQclear(stats_res);
     for (int k = 0; k < SALE_COLS; k++) {
         arr_release(&col[k]);
     }
-    sd_pg_facts_batch_release(&facts);
-    plans_free(plans, b->n_sales);
+    sd_facts_batch_release(&facts);
+    sd_sale_plans_free(plans, b->n_sales);
     free(in_batch_dup);
-    refund_targets_release(&targets);
-    event_refs_release(&events);
-    event_refs_release(&customers);
-    event_refs_release(&fresh);
-    event_refs_release(&stored);
+    sd_refund_targets_release(&targets);
+    sd_refmap_release(&events);
+    sd_refmap_release(&customers);
+    sd_refmap_release(&fresh);
+    sd_refmap_release(&stored);
     return r;
 }
 
-/* One pass: check references and insert while no reference error was seen. Once one is
- * found, inserting stops (the caller rolls the savepoint back) but the checks go on so that
- * every error is reported. An upsert batch (a batch transport, which stores a refused batch
- * again without the records named, inside one larger transaction) is checked whole first, so
- * that a refused one writes nothing. */
+static int sale_exists(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *invoice)
+{
+    return lookup_scoped(sd_pg_writer(s), SLOT_SALE_EXISTS, SQL_SALE_EXISTS, tenant_id, env,
+                         invoice, NULL);
+}
+
+/* Insert a new sale as planned: 1 inserted, 0 its invoice is stored already, negative errno. */
+static int sale_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       const struct sd_batch *b, const struct sd_sale_rec *sale,
+                       const struct sd_sale_plan *pl, const char *event_ref, int64_t now,
+                       struct sd_facts_batch *facts)
+{
+    struct pgconn *c = sd_pg_writer(s);
+    struct sd_pg_params p;
+    char cur[4];
+    sale_params(&p, tenant_id, env, sale, pl, s->seq + 1, event_ref, now, sd_write_batch_source(b),
+                b->origin, cur);
+    int r = sd_pg_write_exec(c, SLOT_SALE_INSERT, SQL_SALE_INSERT, &p, NULL);
+    if (r <= 0) {
+        return r;
+    }
+    (void)sd_pg_seq_next(s);
+    r = stats_tick(c, 1);
+    r = r < 0 ? r
+              : sd_facts_batch_add(facts, s, sd_pg_facts_profile_of, tenant_id, env,
+                                   sd_write_batch_source(b), sale->customer_id, sale->currency,
+                                   sale->purchase_datetime, sd_sale_net_quantity(&pl->st),
+                                   sd_sale_net_minor(&pl->st));
+    return r < 0 ? r : 1;
+}
+
+static int facts_flush(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       struct sd_facts_batch *facts)
+{
+    return sd_pg_facts_batch_flush(sd_pg_writer(s), facts, tenant_id, env);
+}
+
+/* What writing a batch's sales and replacing a sale (store/write_plan.c) do on the writer. */
+static const struct sd_sale_steps sale_steps = {
+    .prefetch = prefetch_refs,
+    .exists = sale_exists,
+    .insert = sale_insert,
+    .update = sale_update,
+    .facts_flush = facts_flush,
+    .refunds = write_refund_targets,
+};
+
+/* A batch that stores new invoices only has a path of its own (apply_new_sales); an upsert
+ * batch goes one by one (store/write_plan.c). */
 static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                        const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
 {
     if (!b->upsert_sales) {
         return b->n_sales ? apply_new_sales(s, tenant_id, env, b, now, res) : 0;
     }
-    struct pgconn *c = sd_pg_writer(s);
-    struct event_refs events = {0}, customers = {0};
-    const char *customer_cache = NULL;
-    const char **checked = NULL; /* upsert: each sale's event ref, from the first pass */
-    size_t ref_errors = 0, dup_cap = 0;
-    struct sale_plan *plans = sd_calloc(b->n_sales + 1, sizeof(*plans));
-    struct refund_targets targets = {0};
-    struct sd_pg_facts_batch facts = {0};
-    int r = plan_sales(s, tenant_id, env, b, now, plans, &targets, res);
-    if (r < 0) {
-        goto out;
-    }
-    ref_errors += (size_t)r;
-    r = prefetch_refs(c, tenant_id, env, b, &events, &customers, &facts);
-    if (r < 0) {
-        goto out;
-    }
-    if (b->upsert_sales && ref_errors == 0) {
-        checked = sd_calloc(b->n_sales + 1, sizeof(*checked));
-        for (size_t i = 0; i < b->n_sales && r >= 0; i++) {
-            char prefix[40];
-            snprintf(prefix, sizeof(prefix), "/sales/%zu", b->sales[i].index);
-            r = check_sale_refs(s, tenant_id, env, batch_source(b), &b->sales[i], prefix, &events,
-                                &customers, &customer_cache, res, &checked[i]);
-            ref_errors += r > 0 ? (size_t)r : 0;
-        }
-        if (r < 0 || ref_errors > 0) {
-            goto out;
-        }
-    }
-    for (size_t i = 0; i < b->n_sales; i++) {
-        const struct sd_sale_rec *sale = &b->sales[i];
-        const char *ref = NULL;
-        if (checked) {
-            ref = checked[i];
-        } else {
-            char prefix[40];
-            snprintf(prefix, sizeof(prefix), "/sales/%zu", sale->index);
-            r = check_sale_refs(s, tenant_id, env, batch_source(b), sale, prefix, &events,
-                                &customers, &customer_cache, res, &ref);
-            if (r < 0) {
-                goto out;
-            }
-            ref_errors += (size_t)r;
-            if (ref_errors > 0) {
-                continue;
-            }
-        }
-        struct sd_pg_params p;
-        char cur[4];
-        sale_params(&p, tenant_id, env, sale, &plans[i], s->seq + 1, ref, now, batch_source(b),
-                    b->origin, cur);
-        r = exec(c, SLOT_SALE_INSERT, SQL_SALE_INSERT, &p, NULL);
-        if (r < 0) {
-            goto out;
-        }
-        if (r > 0) {
-            (void)sd_pg_seq_next(s);
-            r = stats_tick(c, 1);
-            r = r < 0 ? r
-                      : sd_pg_facts_batch_add(
-                            c, &facts, tenant_id, env, batch_source(b), sale->customer_id,
-                            sale->currency, sale->purchase_datetime,
-                            sd_sale_net_quantity(&plans[i].st), sd_sale_net_minor(&plans[i].st));
-            if (r < 0) {
-                goto out;
-            }
-        } else if (!b->upsert_sales) {
-            push_duplicate(res, sale->invoice_number, &dup_cap);
-        } else {
-            r = sd_pg_facts_batch_flush(c, &facts, tenant_id, env);
-            r = r < 0 ? r
-                      : upsert_existing_sale(s, tenant_id, env, sale, &plans[i], ref, now,
-                                             batch_source(b), b->origin, res);
-            if (r < 0) {
-                goto out;
-            }
-        }
-        r = 0;
-    }
-    /* the new sales join the purchase facts before refunds change any of them */
-    r = sd_pg_facts_batch_flush(c, &facts, tenant_id, env);
-    if (r >= 0 && ref_errors == 0 && res->n_duplicate_invoices == 0) {
-        r = write_refund_targets(s, tenant_id, env, &targets);
-    }
-out:
-    if (r >= 0 && ref_errors > 0) {
-        for (size_t i = 0; i < res->n_duplicate_invoices; i++) {
-            free(res->duplicate_invoices[i]);
-        }
-        free(res->duplicate_invoices);
-        res->duplicate_invoices = NULL;
-        res->n_duplicate_invoices = 0;
-        res->outcome = SD_APPLY_REFUSED;
-        r = 0;
-    } else if (r >= 0 && res->n_duplicate_invoices > 0) {
-        res->outcome = SD_APPLY_DUPLICATE;
-    }
-    free(checked);
-    sd_pg_facts_batch_release(&facts);
-    plans_free(plans, b->n_sales);
-    refund_targets_release(&targets);
-    event_refs_release(&events);
-    event_refs_release(&customers);
-    return r;
+    return sd_write_apply_sales(s, &lookup, &sale_steps, tenant_id, env, b, now, res);
 }
+
+static const struct sd_ingest_steps ingest_steps = {
+    .events = &event_steps,
+    .customers = apply_customers,
+    .sales = apply_sales,
+};
 
 int sd_pg_apply_ingest(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                        const struct sd_batch *b, struct sd_apply_result *res)
@@ -1739,78 +1233,16 @@ int sd_pg_apply_ingest(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     if (!sd_pg_writer(s)) {
         return -EINVAL;
     }
-    int64_t now = sd_now_usec();
-    res->outcome = SD_APPLY_OK;
-    int r = apply_events(s, tenant_id, env, b, now, res);
-    if (r == 0) {
-        r = apply_customers(s, tenant_id, env, b, now, res);
-    }
-    if (r == 0) {
-        r = apply_sales(s, tenant_id, env, b, now, res);
-    }
-    return r;
+    return sd_write_apply_ingest(s, &ingest_steps, tenant_id, env, b, res);
 }
 
 int sd_pg_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                        const struct sd_sale_rec *sale, struct sd_apply_result *res)
 {
-    if (!sd_pg_env_ok(env) || !sale || !res) {
+    if (!sd_pg_env_ok(env) || !sale || !res || !sd_pg_writer(s)) {
         return -EINVAL;
     }
-    struct pgconn *c = sd_pg_writer(s);
-    if (!c) {
-        return -EINVAL;
-    }
-    int r = lookup_scoped(c, SLOT_SALE_EXISTS, SQL_SALE_EXISTS, tenant_id, env,
-                          sale->invoice_number, NULL);
-    if (r < 0) {
-        return r;
-    }
-    if (r == 0) {
-        res->outcome = SD_APPLY_NOT_FOUND;
-        return 0;
-    }
-    /* The PUT body is the sale itself, so pointers are relative to it ("/event_id"). */
-    struct sale_plan plan = {0};
-    struct event_refs events = {0};
-    const char *customer_cache = NULL, *ref = NULL;
-    r = check_sale_refs(s, tenant_id, env, SD_SOURCE_WEBHOOK, sale, "", &events, NULL,
-                        &customer_cache, res, &ref);
-    if (r > 0) {
-        res->outcome = SD_APPLY_REFUSED;
-        r = 0;
-        goto out;
-    }
-    if (r < 0) {
-        goto out;
-    }
-    int64_t now = sd_now_usec();
-    char now_text[32];
-    utc_text(now, now_text);
-    r = plan_one(s, tenant_id, env, sale, "", true, now_text, &plan, res);
-    if (r > 0) {
-        res->outcome = SD_APPLY_REFUSED;
-        r = 0;
-        goto out;
-    }
-    if (r < 0) {
-        goto out;
-    }
-    r = sale_update(s, tenant_id, env, sale, &plan, ref, now, SD_SOURCE_WEBHOOK, NULL);
-    if (r < 0) {
-        goto out;
-    }
-    if (r == 0) {
-        /* SQLite's replace numbers the sale even when its remote version kept it (the
-         * statement changed no row, the number is taken all the same). */
-        (void)sd_pg_seq_next(s);
-    }
-    r = 0;
-    res->outcome = SD_APPLY_OK;
-out:
-    free(plan.changed);
-    event_refs_release(&events);
-    return r;
+    return sd_write_replace_sale(s, &lookup, &sale_steps, tenant_id, env, sale, res);
 }
 
 int sd_pg_idem_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
@@ -1832,7 +1264,7 @@ int sd_pg_idem_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, const
     sd_pg_p_int(&p, e->status);
     sd_pg_p_text(&p, e->response ? e->response : "");
     sd_pg_p_int(&p, e->created_usec);
-    int r = exec(c, SLOT_IDEM_PUT, SQL_IDEM_PUT, &p, NULL);
+    int r = sd_pg_write_exec(c, SLOT_IDEM_PUT, SQL_IDEM_PUT, &p, NULL);
     if (r < 0) {
         return r;
     }
@@ -1848,7 +1280,7 @@ int sd_pg_idem_purge(struct sd_store *s, int64_t before_usec)
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_int(&p, before_usec);
-    int r = exec(c, SLOT_IDEM_PURGE, SQL_IDEM_PURGE, &p, NULL);
+    int r = sd_pg_write_exec(c, SLOT_IDEM_PURGE, SQL_IDEM_PURGE, &p, NULL);
     return r < 0 ? r : 0;
 }
 
@@ -1864,7 +1296,7 @@ int sd_pg_get_customer_in_write(struct sd_store *s, int64_t tenant_id, enum sd_e
     sd_pg_p_scope(&p, tenant_id, env, id);
     sd_pg_p_text(&p, source);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_CUSTOMER_OF_SOURCE, SQL_CUSTOMER_OF_SOURCE, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_CUSTOMER_OF_SOURCE, SQL_CUSTOMER_OF_SOURCE, &p, &res);
     if (r > 0) {
         char *doc = NULL;
         r = sd_pg_json_set(sd_pg_text(res, 0, 1), "source", sd_pg_text(res, 0, 0), &doc);
@@ -1896,7 +1328,8 @@ int sd_pg_tombstone_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, 
     sd_pg_p_text(&p, reason == SD_TOMBSTONE_MERGED ? merged_into : NULL);
     sd_pg_p_text(&p, origin);
     sd_pg_p_int(&p, now);
-    int r = exec(sd_pg_writer(s), SLOT_TOMBSTONE_INSERT, SQL_TOMBSTONE_INSERT, &p, NULL);
+    int r =
+        sd_pg_write_exec(sd_pg_writer(s), SLOT_TOMBSTONE_INSERT, SQL_TOMBSTONE_INSERT, &p, NULL);
     if (r < 0) {
         return r;
     }
@@ -1912,21 +1345,22 @@ static int exec_pair(struct pgconn *c, unsigned slot, const char *sql, int64_t t
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, a);
     sd_pg_p_text(&p, b);
-    return exec(c, slot, sql, &p, NULL);
+    return sd_pg_write_exec(c, slot, sql, &p, NULL);
 }
 
 /* The customer record (source NULL: any one source) to delete: 1 and its seq, source (heap)
  * and profile id (0 none), 0 none, -ENOTUNIQ, negative errno. */
-static int customer_find(struct pgconn *c, int64_t tenant_id, enum sd_env env, const char *id,
+static int customer_find(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
                          const char *source, int64_t *ret_seq, char **ret_source,
                          int64_t *ret_profile)
 {
+    struct pgconn *c = sd_pg_writer(s);
     struct sd_pg_params p;
     sd_pg_params_init(&p);
     sd_pg_p_scope(&p, tenant_id, env, id);
     sd_pg_p_text(&p, source);
     PGresult *res = NULL;
-    int r = exec(c, SLOT_CUSTOMER_FIND, SQL_CUSTOMER_FIND, &p, &res);
+    int r = sd_pg_write_exec(c, SLOT_CUSTOMER_FIND, SQL_CUSTOMER_FIND, &p, &res);
     if (r == 1) {
         *ret_seq = sd_pg_int64(res, 0, 0);
         *ret_source = sd_pg_strdup(res, 0, 1);
@@ -1979,7 +1413,7 @@ static int merge_customer_sales(struct sd_store *s, int64_t tenant_id, enum sd_e
     sd_pg_p_scope(&p, tenant_id, env, id);
     sd_pg_p_text(&p, source);
     PGresult *res = NULL;
-    r = exec(c, SLOT_SALES_OF_CUSTOMER, SQL_SALES_OF_CUSTOMER, &p, &res);
+    r = sd_pg_write_exec(c, SLOT_SALES_OF_CUSTOMER, SQL_SALES_OF_CUSTOMER, &p, &res);
     int n = r;
     r = r < 0 ? r : 0;
     for (int i = 0; i < n && r == 0; i++) {
@@ -1998,7 +1432,7 @@ static int merge_customer_sales(struct sd_store *s, int64_t tenant_id, enum sd_e
         sd_pg_p_text(&p, doc);
         sd_pg_p_int(&p, s->seq + 1);
         sd_pg_p_int(&p, now);
-        r = exec(c, SLOT_SALE_RECUSTOMER, SQL_SALE_RECUSTOMER, &p, NULL);
+        r = sd_pg_write_exec(c, SLOT_SALE_RECUSTOMER, SQL_SALE_RECUSTOMER, &p, NULL);
         free(doc);
         if (r >= 0) {
             (void)sd_pg_seq_next(s);
@@ -2009,70 +1443,64 @@ static int merge_customer_sales(struct sd_store *s, int64_t tenant_id, enum sd_e
     return r;
 }
 
+static int event_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id)
+{
+    return exec_scoped(sd_pg_writer(s), SLOT_EVENT_DELETE, SQL_EVENT_DELETE, tenant_id, env, id);
+}
+
+static int aliases_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id)
+{
+    return exec_scoped(sd_pg_writer(s), SLOT_ALIASES_DELETE, SQL_ALIASES_DELETE, tenant_id, env,
+                       id);
+}
+
+static int customer_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t seq)
+{
+    struct pgconn *c = sd_pg_writer(s);
+    int64_t facts_profile = 0;
+    bool has_sales = false;
+    int r = sd_pg_facts_record_get(c, tenant_id, env, seq, &facts_profile, &has_sales);
+    if (r < 0) {
+        return r;
+    }
+    struct sd_pg_params p;
+    sd_pg_params_init(&p);
+    sd_pg_p_scope(&p, tenant_id, env, NULL);
+    sd_pg_p_int(&p, seq);
+    r = sd_pg_write_exec(c, SLOT_CUSTOMER_DELETE, SQL_CUSTOMER_DELETE, &p, NULL);
+    if (r < 0) {
+        return r;
+    }
+    return has_sales ? sd_pg_facts_profile(c, tenant_id, env, facts_profile) : 0;
+}
+
+static int sale_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id)
+{
+    struct pgconn *c = sd_pg_writer(s);
+    int r = sd_pg_facts_sale_out(c, tenant_id, env, id);
+    return r < 0 ? r : exec_scoped(c, SLOT_SALE_DELETE, SQL_SALE_DELETE, tenant_id, env, id);
+}
+
+/* What deleting a record (store/write_plan.c) does on the writer. */
+static const struct sd_delete_steps delete_steps = {
+    .event_delete = event_delete,
+    .aliases_delete = aliases_delete,
+    .merge_event = merge_event,
+    .customer_find = customer_find,
+    .customer_delete = customer_delete,
+    .member_gone = sd_pg_profile_member_gone,
+    .merge_customer_sales = merge_customer_sales,
+    .sale_delete = sale_delete,
+    .tombstone_put = sd_pg_tombstone_put,
+};
+
 int sd_pg_delete_record(struct sd_store *s, int64_t tenant_id, enum sd_env env, enum sd_kind kind,
                         const char *id, const char *source, enum sd_tombstone_reason reason,
                         const char *merged_into, const char *origin)
 {
-    if (!id || !sd_pg_env_ok(env) || (unsigned)reason > SD_TOMBSTONE_MERGED ||
-        (reason == SD_TOMBSTONE_MERGED) != (merged_into != NULL)) {
+    if (!sd_pg_env_ok(env) || !sd_pg_writer(s)) {
         return -EINVAL;
     }
-    struct pgconn *c = sd_pg_writer(s);
-    if (!c) {
-        return -EINVAL;
-    }
-    int64_t now = sd_now_usec();
-    char *src = NULL;
-    int r;
-    switch (kind) {
-    case SD_KIND_EVENT:
-        r = exec_scoped(c, SLOT_EVENT_DELETE, SQL_EVENT_DELETE, tenant_id, env, id);
-        if (r > 0) {
-            r = reason == SD_TOMBSTONE_MERGED
-                    ? merge_event(s, tenant_id, env, id, merged_into)
-                    : exec_scoped(c, SLOT_ALIASES_DELETE, SQL_ALIASES_DELETE, tenant_id, env, id);
-            r = r < 0 ? r : 1;
-        }
-        break;
-    case SD_KIND_CUSTOMER: {
-        int64_t seq = 0, profile_id = 0;
-        r = customer_find(c, tenant_id, env, id, source, &seq, &src, &profile_id);
-        int64_t facts_profile = 0;
-        bool has_sales = false;
-        if (r == 1) {
-            r = sd_pg_facts_record_get(c, tenant_id, env, seq, &facts_profile, &has_sales);
-            r = r < 0 ? r : 1;
-        }
-        if (r == 1) {
-            struct sd_pg_params p;
-            sd_pg_params_init(&p);
-            sd_pg_p_scope(&p, tenant_id, env, NULL);
-            sd_pg_p_int(&p, seq);
-            r = exec(c, SLOT_CUSTOMER_DELETE, SQL_CUSTOMER_DELETE, &p, NULL);
-            r = r < 0 ? r : 0;
-            if (r == 0 && has_sales) {
-                r = sd_pg_facts_profile(c, tenant_id, env, facts_profile);
-            }
-            if (r == 0 && profile_id > 0) {
-                r = sd_pg_profile_member_gone(s, tenant_id, env, profile_id, now);
-            }
-            if (r == 0 && reason == SD_TOMBSTONE_MERGED) {
-                r = merge_customer_sales(s, tenant_id, env, id, src, merged_into, now);
-            }
-            r = r < 0 ? r : 1;
-        }
-        break;
-    }
-    case SD_KIND_SALE:
-        r = sd_pg_facts_sale_out(c, tenant_id, env, id);
-        r = r < 0 ? r : exec_scoped(c, SLOT_SALE_DELETE, SQL_SALE_DELETE, tenant_id, env, id);
-        break;
-    default: return -EINVAL;
-    }
-    if (r > 0) {
-        r = sd_pg_tombstone_put(s, tenant_id, env, kind, id, src, reason, merged_into, origin, now);
-        r = r < 0 ? r : 1;
-    }
-    free(src);
-    return r;
+    return sd_write_delete_record(s, &delete_steps, tenant_id, env, kind, id, source, reason,
+                                  merged_into, origin);
 }

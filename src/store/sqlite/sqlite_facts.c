@@ -34,17 +34,8 @@
 #include "base/base.h"
 #include "sqlite_internal.h"
 
-enum {
-    SLOT_CUSTOMER = 144,
-    SLOT_PROFILE_OF,
-    SLOT_SALE_ROW,
-    SLOT_ADD,
-    SLOT_SUB,
-    SLOT_DROP_EMPTY,
-    SLOT_BOUNDS,
-    SLOT_CLEAR,
-    SLOT_RECOMPUTE,
-};
+enum { FIRST_SLOT = 144 };
+#define SLOT(name) (FIRST_SLOT + SD_FACTS_##name)
 
 /* What makes a sale count (0013_profile_facts.sql): not ANON, something net left. */
 #define COUNTS(s)                                                                                  \
@@ -138,7 +129,7 @@ static int add(struct conn *c, int64_t tenant_id, enum sd_env env, int64_t profi
                const char *currency, const char *purchased, int64_t net_quantity, int64_t net_minor)
 {
     sqlite3_stmt *st;
-    int r = run(c, SLOT_ADD, SQL_ADD, &st);
+    int r = run(c, SLOT(ADD), SQL_ADD, &st);
     if (r < 0) {
         return r;
     }
@@ -155,72 +146,14 @@ static int add(struct conn *c, int64_t tenant_id, enum sd_env env, int64_t profi
     return done(c, st, "facts add");
 }
 
-/* ---- a batch's new sales, summed in memory ------------------------------------------------ */
+/* ---- a batch's new sales, summed in memory (store/facts_plan.c) --------------------------- */
 
-static uint64_t hash_text(uint64_t h, const char *t)
+int sd_sqlite_facts_profile_of(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                               const char *source, const char *customer_id, int64_t *ret)
 {
-    for (; *t; t++) {
-        h = (h ^ (unsigned char)*t) * 1099511628211ull;
-    }
-    return (h ^ 0xff) * 1099511628211ull; /* a separator, so ("ab","c") ≠ ("a","bc") */
-}
-
-/* Grow a table of `size`-byte slots to hold one more (at most half full), rehashing with
- * `hash_of` (a slot is free when its first pointer is NULL). */
-static void grow(void **v, size_t *cap, size_t n, size_t size, uint64_t (*hash_of)(const void *))
-{
-    if ((n + 1) * 2 <= *cap) {
-        return;
-    }
-    size_t ncap = *cap ? *cap * 2 : 64;
-    char *nv = sd_calloc(ncap, size);
-    char *old = *v;
-    for (size_t i = 0; i < *cap; i++) {
-        const void *slot = old + i * size;
-        if (*(void *const *)slot) {
-            size_t j = hash_of(slot) & (ncap - 1);
-            while (*(void **)(nv + j * size)) {
-                j = (j + 1) & (ncap - 1);
-            }
-            memcpy(nv + j * size, slot, size);
-        }
-    }
-    free(old);
-    *v = nv;
-    *cap = ncap;
-}
-
-static uint64_t key_hash(const void *slot)
-{
-    const struct sd_sqlite_facts_key *k = slot;
-    return hash_text(hash_text(14695981039346656037ull, k->source), k->customer_id);
-}
-
-static uint64_t sum_hash(const void *slot)
-{
-    const struct sd_sqlite_facts_sum *f = slot;
-    return hash_text(14695981039346656037ull ^ (uint64_t)f->profile_id, f->currency);
-}
-
-/* The profile of customer key (source, customer_id) from the batch's cache or the store: 0 if
- * the record has none (or does not exist). */
-static int profile_of(struct conn *c, struct sd_sqlite_facts_batch *fb, int64_t tenant_id,
-                      enum sd_env env, const char *source, const char *customer_id, int64_t *ret)
-{
-    uint64_t h = hash_text(hash_text(14695981039346656037ull, source), customer_id);
-    for (size_t i = fb->keys_cap ? h & (fb->keys_cap - 1) : 0; fb->keys_cap;
-         i = (i + 1) & (fb->keys_cap - 1)) {
-        struct sd_sqlite_facts_key *k = &fb->keys[i];
-        if (!k->source) {
-            break;
-        }
-        if (strcmp(k->source, source) == 0 && strcmp(k->customer_id, customer_id) == 0) {
-            *ret = k->profile_id;
-            return 0;
-        }
-    }
+    struct conn *c = s->writer;
     sqlite3_stmt *st;
-    int r = run(c, SLOT_CUSTOMER, SQL_CUSTOMER, &st);
+    int r = run(c, SLOT(CUSTOMER), SQL_CUSTOMER, &st);
     if (r < 0) {
         return r;
     }
@@ -234,77 +167,21 @@ static int profile_of(struct conn *c, struct sd_sqlite_facts_batch *fb, int64_t 
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         return sd_sqlite_fail(c, rc, "facts profile");
     }
-    grow((void **)&fb->keys, &fb->keys_cap, fb->n_keys, sizeof(*fb->keys), key_hash);
-    size_t i = h & (fb->keys_cap - 1);
-    while (fb->keys[i].source) {
-        i = (i + 1) & (fb->keys_cap - 1);
-    }
-    fb->keys[i] =
-        (struct sd_sqlite_facts_key){sd_strdup(source), sd_strdup(customer_id), profile_id};
-    fb->n_keys++;
     *ret = profile_id;
     return 0;
 }
 
-static void text_min(char **cur, const char *v, bool min)
-{
-    if (!*cur || (min ? strcmp(v, *cur) < 0 : strcmp(v, *cur) > 0)) {
-        free(*cur);
-        *cur = sd_strdup(v);
-    }
-}
-
-int sd_sqlite_facts_batch_add(struct conn *c, struct sd_sqlite_facts_batch *fb, int64_t tenant_id,
-                              enum sd_env env, const char *source, const char *customer_id,
-                              const char *currency, const char *purchased, int64_t net_quantity,
-                              int64_t net_minor)
-{
-    if (strcmp(customer_id, SD_ANON_CUSTOMER) == 0 || (net_quantity == 0 && net_minor == 0)) {
-        return 0;
-    }
-    int64_t profile_id = 0;
-    int r = profile_of(c, fb, tenant_id, env, source, customer_id, &profile_id);
-    if (r < 0 || profile_id <= 0) {
-        return r;
-    }
-    uint64_t h = hash_text(14695981039346656037ull ^ (uint64_t)profile_id, currency);
-    grow((void **)&fb->sums, &fb->sums_cap, fb->n_sums, sizeof(*fb->sums), sum_hash);
-    size_t i = h & (fb->sums_cap - 1);
-    struct sd_sqlite_facts_sum *f;
-    for (;; i = (i + 1) & (fb->sums_cap - 1)) {
-        f = &fb->sums[i];
-        if (!f->currency) {
-            *f = (struct sd_sqlite_facts_sum){.profile_id = profile_id,
-                                              .currency = sd_strdup(currency)};
-            fb->n_sums++;
-            break;
-        }
-        if (f->profile_id == profile_id && strcmp(f->currency, currency) == 0) {
-            break;
-        }
-    }
-    f->purchases += net_quantity > 0;
-    f->tickets += net_quantity;
-    f->spend_minor += net_minor;
-    f->sales++;
-    if (net_quantity > 0) {
-        text_min(&f->first, purchased, true);
-        text_min(&f->last, purchased, false);
-    }
-    return 0;
-}
-
-int sd_sqlite_facts_batch_flush(struct conn *c, struct sd_sqlite_facts_batch *fb, int64_t tenant_id,
+int sd_sqlite_facts_batch_flush(struct conn *c, struct sd_facts_batch *fb, int64_t tenant_id,
                                 enum sd_env env)
 {
     int r = 0;
     for (size_t i = 0; i < fb->sums_cap && r == 0; i++) {
-        struct sd_sqlite_facts_sum *f = &fb->sums[i];
+        struct sd_facts_sum *f = &fb->sums[i];
         if (!f->currency) {
             continue;
         }
         sqlite3_stmt *st;
-        if ((r = run(c, SLOT_ADD, SQL_ADD, &st)) < 0) {
+        if ((r = run(c, SLOT(ADD), SQL_ADD, &st)) < 0) {
             break;
         }
         if ((bind_key(st, tenant_id, env, f->profile_id, f->currency) |
@@ -319,52 +196,18 @@ int sd_sqlite_facts_batch_flush(struct conn *c, struct sd_sqlite_facts_batch *fb
         }
         r = done(c, st, "facts add");
     }
-    for (size_t i = 0; i < fb->sums_cap; i++) {
-        free(fb->sums[i].currency);
-        free(fb->sums[i].first);
-        free(fb->sums[i].last);
-    }
-    free(fb->sums);
-    fb->sums = NULL;
-    fb->sums_cap = fb->n_sums = 0;
+    sd_facts_batch_sums_free(fb);
     return r;
-}
-
-void sd_sqlite_facts_batch_release(struct sd_sqlite_facts_batch *fb)
-{
-    for (size_t i = 0; i < fb->sums_cap; i++) {
-        free(fb->sums[i].currency);
-        free(fb->sums[i].first);
-        free(fb->sums[i].last);
-    }
-    free(fb->sums);
-    for (size_t i = 0; i < fb->keys_cap; i++) {
-        free(fb->keys[i].source);
-        free(fb->keys[i].customer_id);
-    }
-    free(fb->keys);
-    *fb = (struct sd_sqlite_facts_batch){0};
 }
 
 /* The stored sale `invoice` if it counts and its customer record has a profile: 1 and its
  * figures (currency and purchase time copied: release them with sale_row_release), 0 if it
  * adds nothing, or -EIO. */
-struct sale_row {
-    char *currency, *purchased;
-    int64_t net_quantity, net_minor, profile_id;
-};
-
-static void sale_row_release(struct sale_row *r)
-{
-    free(r->currency);
-    free(r->purchased);
-}
-
 static int sale_row(struct conn *c, int64_t tenant_id, enum sd_env env, const char *invoice,
-                    struct sale_row *ret)
+                    struct sd_facts_sale_row *ret)
 {
     sqlite3_stmt *st;
-    int r = run(c, SLOT_SALE_ROW, SQL_SALE_ROW, &st);
+    int r = run(c, SLOT(SALE_ROW), SQL_SALE_ROW, &st);
     if (r < 0) {
         return r;
     }
@@ -389,27 +232,27 @@ static int sale_row(struct conn *c, int64_t tenant_id, enum sd_env env, const ch
 
 int sd_sqlite_facts_sale_in(struct conn *c, int64_t tenant_id, enum sd_env env, const char *invoice)
 {
-    struct sale_row s = {0};
+    struct sd_facts_sale_row s = {0};
     int r = sale_row(c, tenant_id, env, invoice, &s);
     if (r > 0) {
         r = add(c, tenant_id, env, s.profile_id, s.currency, s.purchased, s.net_quantity,
                 s.net_minor);
     }
-    sale_row_release(&s);
+    sd_facts_sale_row_release(&s);
     return r;
 }
 
 int sd_sqlite_facts_sale_out(struct conn *c, int64_t tenant_id, enum sd_env env,
                              const char *invoice)
 {
-    struct sale_row s = {0};
+    struct sd_facts_sale_row s = {0};
     int r = sale_row(c, tenant_id, env, invoice, &s);
     if (r <= 0) {
         goto out;
     }
     bool live = s.net_quantity > 0;
     sqlite3_stmt *st;
-    if ((r = run(c, SLOT_SUB, SQL_SUB, &st)) < 0) {
+    if ((r = run(c, SLOT(SUB), SQL_SUB, &st)) < 0) {
         goto out;
     }
     if ((bind_key(st, tenant_id, env, s.profile_id, s.currency) |
@@ -419,7 +262,7 @@ int sd_sqlite_facts_sale_out(struct conn *c, int64_t tenant_id, enum sd_env env,
         goto out;
     }
     if ((r = done(c, st, "facts subtract")) < 0 ||
-        (r = run(c, SLOT_DROP_EMPTY, SQL_DROP_EMPTY, &st)) < 0) {
+        (r = run(c, SLOT(DROP_EMPTY), SQL_DROP_EMPTY, &st)) < 0) {
         goto out;
     }
     if (bind_key(st, tenant_id, env, s.profile_id, s.currency) != SQLITE_OK) {
@@ -430,7 +273,7 @@ int sd_sqlite_facts_sale_out(struct conn *c, int64_t tenant_id, enum sd_env env,
         goto out;
     }
     /* It was live: if it was its row's first or last purchase, the others decide now. */
-    if ((r = run(c, SLOT_BOUNDS, SQL_BOUNDS, &st)) < 0) {
+    if ((r = run(c, SLOT(BOUNDS), SQL_BOUNDS, &st)) < 0) {
         goto out;
     }
     if ((bind_key(st, tenant_id, env, s.profile_id, s.currency) |
@@ -441,7 +284,7 @@ int sd_sqlite_facts_sale_out(struct conn *c, int64_t tenant_id, enum sd_env env,
     }
     r = done(c, st, "facts bounds");
 out:
-    sale_row_release(&s);
+    sd_facts_sale_row_release(&s);
     return r < 0 ? r : 0;
 }
 
@@ -449,7 +292,7 @@ int sd_sqlite_facts_record_get(struct conn *c, int64_t tenant_id, enum sd_env en
                                int64_t *ret_profile_id, bool *ret_has_sales)
 {
     sqlite3_stmt *st;
-    int r = run(c, SLOT_PROFILE_OF, SQL_PROFILE_OF, &st);
+    int r = run(c, SLOT(PROFILE_OF), SQL_PROFILE_OF, &st);
     if (r < 0) {
         return r;
     }
@@ -470,7 +313,7 @@ int sd_sqlite_facts_profile(struct conn *c, int64_t tenant_id, enum sd_env env, 
         return 0;
     }
     sqlite3_stmt *st;
-    int r = run(c, SLOT_CLEAR, SQL_CLEAR, &st);
+    int r = run(c, SLOT(CLEAR), SQL_CLEAR, &st);
     if (r < 0) {
         return r;
     }
@@ -478,7 +321,7 @@ int sd_sqlite_facts_profile(struct conn *c, int64_t tenant_id, enum sd_env env, 
         return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     }
     if ((r = done(c, st, "facts clear")) < 0 ||
-        (r = run(c, SLOT_RECOMPUTE, SQL_RECOMPUTE, &st)) < 0) {
+        (r = run(c, SLOT(RECOMPUTE), SQL_RECOMPUTE, &st)) < 0) {
         return r;
     }
     if (bind_key(st, tenant_id, env, profile_id, NULL) != SQLITE_OK) {

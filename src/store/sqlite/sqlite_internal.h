@@ -26,6 +26,7 @@
 
 #include "base/base.h"
 #include "store/audience.h"
+#include "store/facts_plan.h"
 #include "store/store.h"
 
 /* Every statement the backend runs. The per-kind read statements (LIST_*, GET_*, COUNT_*) are
@@ -323,32 +324,14 @@ int sd_sqlite_get_customer_in_write(struct sd_store *s, int64_t tenant_id, enum 
  *    profile.
  * Each returns 0 or a negative errno (-EIO, -ENOSPC) after logging; the caller rolls back. */
 /* The new sales of one batch, summed per profile and currency before they are written (with
- * the profile of each customer key looked up once): batch_add per sale just inserted, then
- * batch_flush (one UPSERT per profile and currency) before any other facts call and at the
- * end of the batch; batch_release frees it. Zero-initialised. */
-struct sd_sqlite_facts_key {
-    char *source, *customer_id; /* NULL: free slot */
-    int64_t profile_id;         /* 0: none */
-};
-struct sd_sqlite_facts_sum {
-    int64_t profile_id;
-    char *currency; /* NULL: free slot */
-    int64_t purchases, tickets, spend_minor, sales;
-    char *first, *last; /* live purchase times, NULL: none */
-};
-struct sd_sqlite_facts_batch {
-    struct sd_sqlite_facts_key *keys;
-    size_t keys_cap, n_keys;
-    struct sd_sqlite_facts_sum *sums;
-    size_t sums_cap, n_sums;
-};
-int sd_sqlite_facts_batch_add(struct conn *c, struct sd_sqlite_facts_batch *fb, int64_t tenant_id,
-                              enum sd_env env, const char *source, const char *customer_id,
-                              const char *currency, const char *purchased, int64_t net_quantity,
-                              int64_t net_minor);
-int sd_sqlite_facts_batch_flush(struct conn *c, struct sd_sqlite_facts_batch *fb, int64_t tenant_id,
+ * the profile of each customer key looked up once, store/facts_plan.h): batch_add per sale
+ * just inserted, then batch_flush (one UPSERT per profile and currency) before any other facts
+ * call and at the end of the batch; sd_facts_batch_release frees it. Zero-initialised. */
+/* The profile of a customer key, for sd_facts_batch_add (store/facts_plan.h). */
+int sd_sqlite_facts_profile_of(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                               const char *source, const char *customer_id, int64_t *ret);
+int sd_sqlite_facts_batch_flush(struct conn *c, struct sd_facts_batch *fb, int64_t tenant_id,
                                 enum sd_env env);
-void sd_sqlite_facts_batch_release(struct sd_sqlite_facts_batch *fb);
 int sd_sqlite_facts_sale_out(struct conn *c, int64_t tenant_id, enum sd_env env,
                              const char *invoice);
 int sd_sqlite_facts_sale_in(struct conn *c, int64_t tenant_id, enum sd_env env,

@@ -30,6 +30,7 @@
 #include "sqlite_internal.h"
 #include "sqlite_profiles.h"
 #include "store/audience.h"
+#include "store/profile_rules.h"
 
 #define SLOT_BASE 0u
 
@@ -205,8 +206,7 @@ static int rule_from_text(const unsigned char *t, enum sd_link_rule *ret)
     return 0;
 }
 
-static int ctx_load(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                    struct sd_sqlite_link_ctx *ctx)
+static int ctx_load(struct sd_store *s, int64_t tenant_id, enum sd_env env, struct sd_link_ctx *ctx)
 {
     if (ctx->loaded) {
         return 0;
@@ -327,8 +327,11 @@ static int rec_set_profile(struct conn *c, int64_t tenant_id, enum sd_env env, i
 
 /* Recompute opt_out and suppressed of a profile from all its members; *ret_members (optional)
  * receives the member count. */
+static const struct sd_profile_steps steps;
+static const struct sd_erase_steps erase_steps;
+
 static int recompute(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                     const struct sd_sqlite_link_ctx *ctx, int64_t profile_id, int64_t now,
+                     const struct sd_link_ctx *ctx, int64_t profile_id, int64_t now,
                      size_t *ret_members)
 {
     struct conn *c = s->writer;
@@ -340,22 +343,18 @@ static int recompute(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         SQLITE_OK) {
         return bind_fail(c);
     }
-    bool opt_out = false, suppressed = false;
+    struct sd_profile_flags f = {0};
     size_t n = 0;
     int rc, r = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         n++;
-        if (sqlite3_column_type(st, 1) != SQLITE_NULL && sqlite3_column_int(st, 1) != 0) {
-            opt_out = true;
-        }
-        const unsigned char *email = sqlite3_column_text(st, 0);
-        if (ctx->any_suppression && !suppressed && email) {
-            /* P_SUP_HAS is another statement: stepping it while this one is open is fine. */
-            r = sup_has(c, tenant_id, env, (const char *)email);
-            if (r < 0) {
-                break;
-            }
-            suppressed = r == 1;
+        int opt_out =
+            sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 1) != 0;
+        /* P_SUP_HAS is another statement: stepping it while this one is open is fine. */
+        r = sd_profile_flags_add(&f, s, &steps, tenant_id, env, ctx, opt_out,
+                                 (const char *)sqlite3_column_text(st, 0));
+        if (r < 0) {
+            break;
         }
     }
     sqlite3_reset(st);
@@ -370,8 +369,9 @@ static int recompute(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         return -EIO;
     }
     if ((sd_sqlite_bind_scope(st, tenant_id, env, NULL) | sqlite3_bind_int64(st, 3, profile_id) |
-         sqlite3_bind_int(st, 4, opt_out ? 1 : 0) | sqlite3_bind_int(st, 5, suppressed ? 1 : 0) |
-         sqlite3_bind_int64(st, 6, now)) != SQLITE_OK) {
+         sqlite3_bind_int(st, 4, f.opt_out ? 1 : 0) |
+         sqlite3_bind_int(st, 5, f.suppressed ? 1 : 0) | sqlite3_bind_int64(st, 6, now)) !=
+        SQLITE_OK) {
         return bind_fail(c);
     }
     r = run_done(c, st, "profile flags");
@@ -379,28 +379,6 @@ static int recompute(struct sd_store *s, int64_t tenant_id, enum sd_env env,
         *ret_members = n;
     }
     return r;
-}
-
-/* The record's link key under rule (heap), or NULL: nothing links to it. */
-static char *link_key(enum sd_link_rule rule, const struct sd_customer_rec *cu)
-{
-    if (rule == SD_LINK_NONE || !cu->email_key || !*cu->email_key) {
-        return NULL;
-    }
-    if (rule == SD_LINK_EMAIL) {
-        return sd_strdup(cu->email_key);
-    }
-    /* The validated document holds last_name as sent (a string, if present). */
-    char *folded = NULL;
-    json_t *doc = cu->doc ? json_loads(cu->doc, 0, NULL) : NULL;
-    const char *last = json_string_value(json_object_get(doc, "last_name"));
-    if (last) {
-        folded = sd_text_fold(last);
-    }
-    char *key = sd_asprintf("%s\x1f%s", cu->email_key, folded ? folded : "");
-    free(folded);
-    json_decref(doc);
-    return key;
 }
 
 /* 1 and the oldest profile with this link key, 0 if none, -EIO. */
@@ -425,58 +403,53 @@ static int by_key(struct conn *c, int64_t tenant_id, enum sd_env env, const char
     return rc == SQLITE_DONE ? 0 : sd_sqlite_fail(c, rc, "profile by key");
 }
 
+/* ---- the steps store/profile_rules.c takes, on the writer ------------------------------------ */
+
+static int step_record(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *source,
+                       const char *customer_id, int64_t *ret_seq, int64_t *ret_profile,
+                       int *ret_opt_out)
+{
+    return rec_get(s->writer, tenant_id, env, source, customer_id, ret_seq, ret_profile,
+                   ret_opt_out);
+}
+
+static int step_by_key(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
+                       int64_t *ret_id)
+{
+    return by_key(s->writer, tenant_id, env, key, ret_id);
+}
+
+static int step_sup_has(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                        const char *email_key)
+{
+    return sup_has(s->writer, tenant_id, env, email_key);
+}
+
+static int step_create(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *link_key,
+                       bool opt_out, bool suppressed, int64_t now, int64_t *ret_id)
+{
+    return profile_insert(s->writer, tenant_id, env, link_key, opt_out, suppressed, now, ret_id);
+}
+
+static int step_move(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t seq,
+                     int64_t profile_id, bool pinned)
+{
+    return rec_set_profile(s->writer, tenant_id, env, seq, profile_id, pinned);
+}
+
+static int run_scoped_id(struct conn *c, unsigned id, int64_t tenant_id, enum sd_env env, int64_t v,
+                         const char *op);
+
+static int step_remove(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t profile_id)
+{
+    return run_scoped_id(s->writer, P_PROFILE_DELETE, tenant_id, env, profile_id, "profile delete");
+}
+
 int sd_sqlite_profile_link(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                           struct sd_sqlite_link_ctx *ctx, const char *source,
+                           struct sd_link_ctx *ctx, const char *source,
                            const struct sd_customer_rec *cu, int64_t now)
 {
-    struct conn *c = s->writer;
-    int r = ctx_load(s, tenant_id, env, ctx);
-    if (r < 0) {
-        return r;
-    }
-    int64_t seq = 0, profile_id = 0;
-    int opt_out = -1;
-    r = rec_get(c, tenant_id, env, source, cu->customer_id, &seq, &profile_id, &opt_out);
-    if (r <= 0) {
-        if (r == 0) {
-            sd_log(SD_LOG_ERROR, "upserted customer not found for linking", "tenant=%lld",
-                   (long long)tenant_id);
-            r = -EIO;
-        }
-        return r;
-    }
-    if (profile_id > 0) {
-        return recompute(s, tenant_id, env, ctx, profile_id, now, NULL);
-    }
-    char *key = link_key(ctx->rule, cu);
-    int64_t target = 0;
-    r = key ? by_key(c, tenant_id, env, key, &target) : 0;
-    if (r < 0) {
-        goto out;
-    }
-    if (r == 0) {
-        /* A new person: the flags are this record's own, no recompute needed. */
-        bool suppressed = false;
-        if (ctx->any_suppression && cu->email_key) {
-            r = sup_has(c, tenant_id, env, cu->email_key);
-            if (r < 0) {
-                goto out;
-            }
-            suppressed = r == 1;
-        }
-        r = profile_insert(c, tenant_id, env, key, opt_out == 1, suppressed, now, &target);
-        if (r == 0) {
-            r = rec_set_profile(c, tenant_id, env, seq, target, false);
-        }
-        goto out;
-    }
-    r = rec_set_profile(c, tenant_id, env, seq, target, false);
-    if (r == 0) {
-        r = recompute(s, tenant_id, env, ctx, target, now, NULL);
-    }
-out:
-    free(key);
-    return r;
+    return sd_profile_link(s, &steps, tenant_id, env, ctx, source, cu, now);
 }
 
 int sd_sqlite_profile_seq_floor(struct sd_store *s, int64_t *seq)
@@ -768,46 +741,7 @@ static int split(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t
     if (!source || !customer_id || !sd_sqlite_env_ok(env)) {
         return -EINVAL;
     }
-    struct conn *c = s->writer;
-    struct sd_sqlite_link_ctx ctx = {0};
-    int r = ctx_load(s, tenant_id, env, &ctx);
-    if (r < 0) {
-        return r;
-    }
-    int64_t seq = 0, current = 0;
-    int opt_out = -1;
-    r = rec_get(c, tenant_id, env, source, customer_id, &seq, &current, &opt_out);
-    if (r < 0) {
-        return r;
-    }
-    if (r == 0 || current != profile_id) {
-        return -ENOENT;
-    }
-    int64_t now = sd_now_usec();
-    size_t members = 0;
-    /* Counting through recompute keeps one members query; the flags are rewritten below. */
-    r = recompute(s, tenant_id, env, &ctx, profile_id, now, &members);
-    if (r < 0) {
-        return r;
-    }
-    if (members <= 1) {
-        return -EBUSY;
-    }
-    int64_t new_id = 0;
-    r = profile_insert(c, tenant_id, env, NULL, false, false, now, &new_id);
-    if (r == 0) {
-        r = rec_set_profile(c, tenant_id, env, seq, new_id, true);
-    }
-    if (r == 0) {
-        r = recompute(s, tenant_id, env, &ctx, profile_id, now, NULL);
-    }
-    if (r == 0) {
-        r = recompute(s, tenant_id, env, &ctx, new_id, now, NULL);
-    }
-    if (r == 0 && ret_new_id) {
-        *ret_new_id = new_id;
-    }
-    return r;
+    return sd_profile_split(s, &steps, tenant_id, env, profile_id, source, customer_id, ret_new_id);
 }
 
 /* Put one e-mail key's hash on the list: 1 added, 0 already there, -EIO. */
@@ -875,24 +809,8 @@ static int suppress(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     return 0;
 }
 
-struct member {
-    int64_t seq;
-    char *source;
-    char *customer_id;
-    char *email_key;
-};
-
-static void members_free(struct member *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(v[i].source);
-        free(v[i].customer_id);
-        free(v[i].email_key);
-    }
-    free(v);
-}
-
-static void members_push(struct member **v, size_t *n, size_t *cap, struct member m)
+static void members_push(struct sd_erase_member **v, size_t *n, size_t *cap,
+                         struct sd_erase_member m)
 {
     if (*n == *cap) {
         *cap = *cap ? *cap * 2 : 4;
@@ -902,9 +820,10 @@ static void members_push(struct member **v, size_t *n, size_t *cap, struct membe
 }
 
 /* The record to erase: 1 found (its member row and profile id), 0 none, -ENOTUNIQ, -EIO. */
-static int erase_find(struct conn *c, int64_t tenant_id, enum sd_env env, const char *source,
-                      const char *customer_id, struct member *ret, int64_t *ret_profile)
+static int erase_find(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *source,
+                      const char *customer_id, struct sd_erase_member *ret, int64_t *ret_profile)
 {
+    struct conn *c = s->writer;
     sqlite3_stmt *st = stmt(c, P_REC_FIND);
     if (!st) {
         return -EIO;
@@ -923,7 +842,7 @@ static int erase_find(struct conn *c, int64_t tenant_id, enum sd_env env, const 
             break;
         }
         found = 1;
-        *ret = (struct member){
+        *ret = (struct sd_erase_member){
             .seq = sqlite3_column_int64(st, 0),
             .source = sd_sqlite_column_strdup(st, 1),
             .customer_id = sd_strdup(customer_id),
@@ -935,18 +854,16 @@ static int erase_find(struct conn *c, int64_t tenant_id, enum sd_env env, const 
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
         found = sd_sqlite_fail(c, rc, "customer find");
     }
-    if (found < 0 && ret->source) {
-        free(ret->source);
-        free(ret->customer_id);
-        free(ret->email_key);
-        *ret = (struct member){0};
+    if (found < 0) {
+        sd_erase_member_release(ret);
     }
     return found;
 }
 
-static int load_members(struct conn *c, int64_t tenant_id, enum sd_env env, int64_t profile_id,
-                        struct member **ret, size_t *ret_n)
+static int load_members(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t profile_id,
+                        struct sd_erase_member **ret, size_t *ret_n)
 {
+    struct conn *c = s->writer;
     sqlite3_stmt *st = stmt(c, P_MEMBERS);
     if (!st) {
         return -EIO;
@@ -955,12 +872,12 @@ static int load_members(struct conn *c, int64_t tenant_id, enum sd_env env, int6
         SQLITE_OK) {
         return bind_fail(c);
     }
-    struct member *v = NULL;
+    struct sd_erase_member *v = NULL;
     size_t n = 0, cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         members_push(&v, &n, &cap,
-                     (struct member){
+                     (struct sd_erase_member){
                          .seq = sqlite3_column_int64(st, 0),
                          .source = sd_sqlite_column_strdup(st, 1),
                          .customer_id = sd_sqlite_column_strdup(st, 2),
@@ -969,7 +886,7 @@ static int load_members(struct conn *c, int64_t tenant_id, enum sd_env env, int6
     }
     sqlite3_reset(st);
     if (rc != SQLITE_DONE) {
-        members_free(v, n);
+        sd_erase_members_free(v, n);
         return sd_sqlite_fail(c, rc, "profile members");
     }
     *ret = v;
@@ -979,7 +896,7 @@ static int load_members(struct conn *c, int64_t tenant_id, enum sd_env env, int6
 
 /* Re-point every sale of (source, customer_id) to ANON, one new seq each. */
 static int anonymize_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                           const struct member *m, int64_t now, int64_t *count)
+                           const struct sd_erase_member *m, int64_t now, int64_t *count)
 {
     struct conn *c = s->writer;
     sqlite3_stmt *st = stmt(c, P_SALES_OF);
@@ -1039,35 +956,23 @@ out:
     return r;
 }
 
-/* Delete the stored idempotent answers of tenant/env whose JSON text contains `text` as it
- * would be encoded there; quoted: look for 'text' (how messages quote ids). */
-static int purge_answers(struct conn *c, int64_t tenant_id, enum sd_env env, const char *text,
-                         bool quoted, int64_t *count)
+/* Delete the stored idempotent answers of tenant/env that contain needle. */
+static int purge_answers(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *needle,
+                         int64_t *count)
 {
-    char *raw = quoted ? sd_asprintf("'%s'", text) : sd_strdup(text);
-    json_t *j = json_string(raw);
-    free(raw);
-    char *enc = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-    json_decref(j);
-    if (!enc) {
-        return 0; /* not valid UTF-8: could not have been stored in a JSON answer either */
-    }
-    size_t len = strlen(enc);
-    int r = -EIO;
+    struct conn *c = s->writer;
     sqlite3_stmt *st = stmt(c, P_IDEM_PURGE_TEXT);
-    if (st) {
-        /* Without the surrounding quotes of the JSON string. */
-        if ((sd_sqlite_bind_scope(st, tenant_id, env, NULL) |
-             sqlite3_bind_text(st, 3, enc + 1, (int)(len - 2), SQLITE_STATIC)) != SQLITE_OK) {
-            r = bind_fail(c);
-        } else {
-            r = run_done(c, st, "idempotency purge");
-            if (r == 0) {
-                *count += sqlite3_changes(c->db);
-            }
-        }
+    if (!st) {
+        return -EIO;
     }
-    free(enc);
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, NULL) |
+         sqlite3_bind_text(st, 3, needle, -1, SQLITE_STATIC)) != SQLITE_OK) {
+        return bind_fail(c);
+    }
+    int r = run_done(c, st, "idempotency purge");
+    if (r == 0) {
+        *count += sqlite3_changes(c->db);
+    }
     return r;
 }
 
@@ -1085,135 +990,91 @@ static int run_scoped_id(struct conn *c, unsigned id, int64_t tenant_id, enum sd
     return run_done(c, st, op);
 }
 
+static int record_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t seq)
+{
+    return run_scoped_id(s->writer, P_REC_DELETE, tenant_id, env, seq, "customer delete");
+}
+
+static int address_erased(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                          const char *email_key, int64_t now)
+{
+    int r = sup_insert(s->writer, tenant_id, env, email_key, "erased", now);
+    if (r >= 0) {
+        /* Others sharing the address (a family, under email_and_last_name) are kept out of
+         * pushes too: the address itself is now on the list. */
+        r = sup_mark(s->writer, tenant_id, env, email_key, now);
+    }
+    return r < 0 ? r : 0;
+}
+
+/* The erasure's record, and the sequence floor: the rows deleted may have carried the highest
+ * seq, which write_begin must never hand out again. */
+static int erasure_log(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t profile_id,
+                       int64_t records, int64_t sales, int64_t now)
+{
+    struct conn *c = s->writer;
+    sqlite3_stmt *st = stmt(c, P_ERASURE_INSERT);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, NULL) | sqlite3_bind_int64(st, 3, profile_id) |
+         sqlite3_bind_int64(st, 4, records) | sqlite3_bind_int64(st, 5, sales) |
+         sqlite3_bind_int64(st, 6, now)) != SQLITE_OK) {
+        return bind_fail(c);
+    }
+    int r = run_done(c, st, "erasure insert");
+    if (r < 0) {
+        return r;
+    }
+    st = stmt(c, P_SEQ_FLOOR_SET);
+    if (!st) {
+        return -EIO;
+    }
+    if (sqlite3_bind_int64(st, 1, s->seq) != SQLITE_OK) {
+        return bind_fail(c);
+    }
+    return run_done(c, st, "seq floor");
+}
+
 static int erase(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *source,
                  const char *customer_id, struct sd_erasure_result *ret)
 {
     if (!customer_id || !sd_sqlite_env_ok(env)) {
         return -EINVAL;
     }
-    struct conn *c = s->writer;
-    struct member first = {0};
-    struct member *v = NULL;
-    size_t n = 0;
-    int64_t profile_id = 0, now = sd_now_usec();
-    struct sd_erasure_result res = {0};
-    int r = erase_find(c, tenant_id, env, source, customer_id, &first, &profile_id);
-    if (r <= 0) {
-        return r == 0 ? -ENOENT : r;
-    }
-    if (profile_id > 0) {
-        r = load_members(c, tenant_id, env, profile_id, &v, &n);
-        if (r < 0) {
-            goto out;
-        }
-    } else {
-        /* Stored before profiles existed and never updated since: the person is this record. */
-        size_t cap = 0;
-        members_push(&v, &n, &cap, first);
-        first = (struct member){0};
-    }
-    res.profile_id = profile_id;
-    for (size_t i = 0; i < n; i++) {
-        /* Its sales become ANON (each taken out of the purchase facts), so deleting the record
-         * afterwards changes no facts. */
-        r = anonymize_sales(s, tenant_id, env, &v[i], now, &res.sales_anonymized);
-        if (r == 0) {
-            r = run_scoped_id(c, P_REC_DELETE, tenant_id, env, v[i].seq, "customer delete");
-        }
-        if (r == 0) {
-            /* Followers of the change feed learn that the record is gone, without its data. */
-            r = sd_sqlite_tombstone_put(s, tenant_id, env, SD_KIND_CUSTOMER, v[i].customer_id,
-                                        v[i].source, SD_TOMBSTONE_ERASED, NULL, NULL, now);
-        }
-        if (r == 0) {
-            r = purge_answers(c, tenant_id, env, v[i].customer_id, true, &res.idempotency_purged);
-        }
-        if (r < 0) {
-            goto out;
-        }
-        res.records_erased++;
-    }
-    for (size_t i = 0; i < n; i++) {
-        const char *email = v[i].email_key;
-        if (!email || !*email) {
-            continue;
-        }
-        r = purge_answers(c, tenant_id, env, email, false, &res.idempotency_purged);
-        if (r >= 0) {
-            r = sup_insert(c, tenant_id, env, email, "erased", now);
-        }
-        if (r >= 0) {
-            /* Others sharing the address (a family, under email_and_last_name) are kept out
-             * of pushes too: the address itself is now on the list. */
-            r = sup_mark(c, tenant_id, env, email, now);
-        }
-        if (r < 0) {
-            goto out;
-        }
-    }
-    if (profile_id > 0) {
-        r = run_scoped_id(c, P_PROFILE_DELETE, tenant_id, env, profile_id, "profile delete");
-        if (r < 0) {
-            goto out;
-        }
-    }
-    sqlite3_stmt *st = stmt(c, P_ERASURE_INSERT);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    if ((sd_sqlite_bind_scope(st, tenant_id, env, NULL) | sqlite3_bind_int64(st, 3, profile_id) |
-         sqlite3_bind_int64(st, 4, res.records_erased) |
-         sqlite3_bind_int64(st, 5, res.sales_anonymized) | sqlite3_bind_int64(st, 6, now)) !=
-        SQLITE_OK) {
-        r = bind_fail(c);
-        goto out;
-    }
-    r = run_done(c, st, "erasure insert");
-    if (r < 0) {
-        goto out;
-    }
-    st = stmt(c, P_SEQ_FLOOR_SET);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    if (sqlite3_bind_int64(st, 1, s->seq) != SQLITE_OK) {
-        r = bind_fail(c);
-        goto out;
-    }
-    r = run_done(c, st, "seq floor");
-    if (r == 0) {
-        sd_log(SD_LOG_INFO, "profile erased", "tenant=%lld env=%s profile=%lld records=%lld",
-               (long long)tenant_id, sd_env_name(env), (long long)profile_id,
-               (long long)res.records_erased);
-        if (ret) {
-            *ret = res;
-        }
-    }
-out:
-    free(first.source);
-    free(first.customer_id);
-    free(first.email_key);
-    members_free(v, n);
-    return r < 0 ? r : 0;
+    return sd_profile_erase(s, &erase_steps, tenant_id, env, source, customer_id, ret);
 }
+
+/* What store/profile_rules.c does on the writer. */
+static const struct sd_profile_steps steps = {
+    .ctx_load = ctx_load,
+    .record = step_record,
+    .recompute = recompute,
+    .by_key = step_by_key,
+    .sup_has = step_sup_has,
+    .create = step_create,
+    .move = step_move,
+    .remove = step_remove,
+};
+
+/* What erasure (store/profile_rules.c) does on the writer. */
+static const struct sd_erase_steps erase_steps = {
+    .find = erase_find,
+    .members = load_members,
+    .anonymize_sales = anonymize_sales,
+    .record_delete = record_delete,
+    .tombstone_put = sd_sqlite_tombstone_put,
+    .purge_answers = purge_answers,
+    .address_erased = address_erased,
+    .erasure_log = erasure_log,
+    .remove = step_remove,
+};
 
 /* A record deleted on its own (not erased) leaves its profile. */
 int sd_sqlite_profile_member_gone(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                                   int64_t profile_id, int64_t now)
 {
-    struct sd_sqlite_link_ctx ctx = {0};
-    size_t left = 0;
-    int r = ctx_load(s, tenant_id, env, &ctx);
-    if (r == 0) {
-        r = recompute(s, tenant_id, env, &ctx, profile_id, now, &left);
-    }
-    if (r == 0 && left == 0) {
-        r = run_scoped_id(s->writer, P_PROFILE_DELETE, tenant_id, env, profile_id,
-                          "profile delete");
-    }
-    return r;
+    return sd_profile_member_gone(s, &steps, tenant_id, env, profile_id, now);
 }
 
 const struct sd_store_profile_ops sd_sqlite_profile_ops = {

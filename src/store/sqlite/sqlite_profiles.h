@@ -8,22 +8,14 @@
 #include <stdint.h>
 
 #include "sqlite_internal.h"
-
-/* Facts that hold for one apply (one request's records), looked up once on first use: the
- * tenant's link rule and whether its suppression list (in this env) has any entry at all —
- * when it has none, no e-mail needs hashing. Zero-initialize before the first call. */
-struct sd_sqlite_link_ctx {
-    bool loaded;
-    enum sd_link_rule rule;
-    bool any_suppression;
-};
+#include "store/profile_rules.h"
 
 /* Link the record (source, cu->customer_id) the writer has just upserted, in the current
  * transaction: a record with a profile keeps it and that profile's flags are recomputed; a new
  * record joins the oldest profile with its link key or gets a new profile (see audience.h).
  * Returns 0 or -EIO. */
 int sd_sqlite_profile_link(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                           struct sd_sqlite_link_ctx *ctx, const char *source,
+                           struct sd_link_ctx *ctx, const char *source,
                            const struct sd_customer_rec *cu, int64_t now);
 
 /* Raise *seq to the highest sequence number an erasure has handed out (rows carrying it may

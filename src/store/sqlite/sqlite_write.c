@@ -20,12 +20,9 @@
 #include "base/log.h"
 #include "sqlite_internal.h"
 #include "sqlite_profiles.h"
+#include "store/lifecycle_plan.h"
 #include "store/store.h"
-
-static const char *env_name(enum sd_env env)
-{
-    return env == SD_ENV_PROD ? "prod" : "test";
-}
+#include "store/write_plan.h"
 
 /* ---- write path: transactions ---------------------------------------------------------------- */
 
@@ -136,13 +133,6 @@ static int bind_origin(sqlite3_stmt *st, int col, const char *origin)
                   : sqlite3_bind_null(st, col);
 }
 
-/* A record left as it was: 2 identical to the stored one, 3 older than it (stale). */
-static void count_kept(struct sd_apply_result *res, int how)
-{
-    res->n_unchanged += how == 2 || how == 3;
-    res->n_stale += how == 3;
-}
-
 /* Step a statement that ends in RETURNING seq, remote_version (one row at most): 1 and
  * *ret_seq, *ret_rv, 0 if it touched no row, -EEXIST (constraint) or -EIO. */
 static int step_returning_seq(struct conn *c, sqlite3_stmt *st, const char *op, int64_t *ret_seq,
@@ -236,83 +226,26 @@ static int alias_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "alias insert") : r;
 }
 
-static int apply_events(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                        const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
+static int alias_get(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *alias_id,
+                     struct sd_buf *out)
 {
-    struct conn *c = s->writer;
-    struct sd_buf other;
-    sd_buf_init(&other);
-    int r = 0;
-    for (size_t i = 0; i < b->n_events; i++) {
-        const struct sd_event_rec *e = &b->events[i];
-        char ptr[48];
-        snprintf(ptr, sizeof(ptr), "/events/%zu", e->index);
-
-        r = event_update(s, tenant_id, env, e->event_id, e, now, b->origin);
-        if (r != 0) {
-            if (r < 0) {
-                goto out;
-            }
-            count_kept(res, r);
-            continue;
-        }
-        r = sd_sqlite_lookup_text(c, ST_ALIAS_GET, tenant_id, env, e->event_id, &other);
-        if (r < 0) {
-            goto out;
-        }
-        if (r == 1) {
-            r = event_update(s, tenant_id, env, other.data, e, now, b->origin);
-            if (r < 0) {
-                goto out;
-            }
-            if (r == 0) {
-                sd_log(SD_LOG_ERROR, "event alias points to no event", "tenant=%lld",
-                       (long long)tenant_id);
-                r = -EIO;
-                goto out;
-            }
-            count_kept(res, r);
-            sd_issues_add(&res->warnings, ptr, "'%s' is an alias of event '%s'; updated that event",
-                          e->event_id, other.data);
-            continue;
-        }
-        r = sd_sqlite_lookup_text(c, ST_EVENT_BY_DUP, tenant_id, env, e->dup_key, &other);
-        if (r < 0) {
-            goto out;
-        }
-        if (r == 1) {
-            /* The record updates that event, as any later send under the alias does: what the
-             * request sent (unknown fields included) is what reading the event returns. A new
-             * alias was stored, so the record never counts as unchanged here. */
-            r = alias_insert(s, tenant_id, env, e->event_id, other.data);
-            if (r == 0) {
-                r = event_update(s, tenant_id, env, other.data, e, now, b->origin);
-                r = r == 0 ? -EIO : r; /* found by dup_key a moment ago */
-            }
-            if (r < 0) {
-                goto out;
-            }
-            sd_issues_add(&res->warnings, ptr,
-                          "same performance (date, time, venue, hall) as event '%s'; '%s' stored "
-                          "as an alias and that event updated with this record",
-                          other.data, e->event_id);
-            continue;
-        }
-        r = event_insert(s, tenant_id, env, e, now, b->origin);
-        if (r < 0) {
-            goto out;
-        }
-    }
-    r = 0;
-out:
-    sd_buf_release(&other);
-    return r;
+    return sd_sqlite_lookup_text(s->writer, ST_ALIAS_GET, tenant_id, env, alias_id, out);
 }
 
-static const char *batch_source(const struct sd_batch *b)
+static int event_by_dup(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *dup_key,
+                        struct sd_buf *out)
 {
-    return b->source && *b->source ? b->source : SD_SOURCE_WEBHOOK;
+    return sd_sqlite_lookup_text(s->writer, ST_EVENT_BY_DUP, tenant_id, env, dup_key, out);
 }
+
+/* What applying a batch's events (store/write_plan.c) does on the writer. */
+static const struct sd_event_steps event_steps = {
+    .update = event_update,
+    .alias_get = alias_get,
+    .by_dup = event_by_dup,
+    .alias_insert = alias_insert,
+    .insert = event_insert,
+};
 
 /* Upsert each customer record, then link it to its profile (sqlite_profiles.c) in the same
  * transaction, so a committed record always has a profile with up-to-date flags. A customer
@@ -325,7 +258,7 @@ static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env en
     if (!st) {
         return -EIO;
     }
-    struct sd_sqlite_link_ctx link = {0};
+    struct sd_link_ctx link = {0};
     for (size_t i = 0; i < b->n_customers; i++) {
         const struct sd_customer_rec *cu = &b->customers[i];
         int64_t seq = s->seq + 1;
@@ -337,7 +270,7 @@ static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env en
                                  : sqlite3_bind_int(st, 6, cu->ad_opt_out ? 1 : 0);
         rc |= sqlite3_bind_text(st, 7, cu->doc, -1, SQLITE_STATIC);
         rc |= sqlite3_bind_int64(st, 8, now);
-        rc |= sqlite3_bind_text(st, 9, batch_source(b), -1, SQLITE_STATIC);
+        rc |= sqlite3_bind_text(st, 9, sd_write_batch_source(b), -1, SQLITE_STATIC);
         rc |= bind_origin(st, 10, b->origin);
         rc |= sqlite3_bind_int64(st, 11, cu->remote_version);
         if (rc != SQLITE_OK) {
@@ -350,9 +283,9 @@ static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env en
         }
         s->seq = seq;
         if (kept != seq) {
-            count_kept(res, cu->remote_version != 0 && rv > cu->remote_version ? 3 : 2);
+            sd_write_count_kept(res, cu->remote_version != 0 && rv > cu->remote_version ? 3 : 2);
         }
-        r = sd_sqlite_profile_link(s, tenant_id, env, &link, batch_source(b), cu, now);
+        r = sd_sqlite_profile_link(s, tenant_id, env, &link, sd_write_batch_source(b), cu, now);
         if (r < 0) {
             return r;
         }
@@ -360,191 +293,14 @@ static int apply_customers(struct sd_store *s, int64_t tenant_id, enum sd_env en
     return 0;
 }
 
-/* The canonical ids of the events one batch's sales name, each looked up once per batch (a
- * day's sales name a few events, a season's history a few hundred): open addressing over the
- * event id as sent; an unknown event is remembered too (ref NULL). */
-struct event_refs {
-    struct event_ref {
-        char *event_id; /* NULL: free slot */
-        char *ref;      /* canonical id, NULL if no such event */
-    } *slot;
-    size_t cap, n; /* cap: 0 or a power of two */
-};
-
-static size_t str_hash(const char *k)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (; *k; k++) {
-        h = (h ^ (unsigned char)*k) * 1099511628211ULL;
-    }
-    return (size_t)h;
-}
-
-static struct event_ref *event_refs_find(struct event_refs *m, const char *event_id)
-{
-    size_t i = str_hash(event_id) & (m->cap - 1);
-    while (m->slot[i].event_id && strcmp(m->slot[i].event_id, event_id) != 0) {
-        i = (i + 1) & (m->cap - 1);
-    }
-    return &m->slot[i];
-}
-
-static void event_refs_grow(struct event_refs *m)
-{
-    struct event_refs old = *m;
-    m->cap = old.cap ? old.cap * 2 : 64;
-    m->slot = sd_calloc(m->cap, sizeof(*m->slot));
-    for (size_t i = 0; i < old.cap; i++) {
-        if (old.slot[i].event_id) {
-            *event_refs_find(m, old.slot[i].event_id) = old.slot[i];
-        }
-    }
-    free(old.slot);
-}
-
-static void event_refs_release(struct event_refs *m)
-{
-    for (size_t i = 0; i < m->cap; i++) {
-        free(m->slot[i].event_id);
-        free(m->slot[i].ref);
-    }
-    free(m->slot);
-    *m = (struct event_refs){0};
-}
-
-/* Resolve a sale's event_id (an alias included) to the canonical event id: 1 and *ret_ref
- * (valid while m lives), 0 if there is no such event, -EIO. */
-static int resolve_event(struct sd_store *s, struct event_refs *m, int64_t tenant_id,
-                         enum sd_env env, const char *event_id, const char **ret_ref)
-{
-    if (2 * (m->n + 1) > m->cap) {
-        event_refs_grow(m);
-    }
-    struct event_ref *e = event_refs_find(m, event_id);
-    if (!e->event_id) {
-        struct sd_buf ref = {0};
-        int r = sd_sqlite_lookup_text(s->writer, ST_EVENT_RESOLVE, tenant_id, env, event_id, &ref);
-        if (r < 0) {
-            sd_buf_release(&ref);
-            return r;
-        }
-        e->event_id = sd_strdup(event_id);
-        e->ref = r == 1 ? sd_buf_steal(&ref) : NULL;
-        sd_buf_release(&ref);
-        m->n++;
-    }
-    *ret_ref = e->ref;
-    return e->ref != NULL;
-}
-
-/* Check both references of a sale; adds errors at ptr_prefix + "/event_id" / "/customer_id".
- * Returns the number of errors added (0..2) or -EIO. On 0, *ret_ref is the event's canonical
- * id (valid while events lives). */
-static int check_sale_refs(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                           const char *source, const struct sd_sale_rec *sale,
-                           const char *ptr_prefix, struct event_refs *events,
-                           const char **customer_cache, struct sd_apply_result *res,
-                           const char **ret_ref)
-{
-    int n_err = 0;
-    char ptr[64];
-    int r = resolve_event(s, events, tenant_id, env, sale->event_id, ret_ref);
-    if (r < 0) {
-        return r;
-    }
-    if (r == 0) {
-        sd_utf8_snprintf(ptr, sizeof(ptr), "%s/event_id", ptr_prefix);
-        sd_issues_add(&res->errors, ptr, "event '%s' does not exist in %s", sale->event_id,
-                      env_name(env));
-        n_err++;
-    }
-    const char *cid = sale->customer_id;
-    if (strcmp(cid, SD_ANON_CUSTOMER) != 0 &&
-        !(*customer_cache && strcmp(*customer_cache, cid) == 0)) {
-        r = sd_sqlite_customer_exists(s->writer, tenant_id, env, source, cid);
-        if (r < 0) {
-            return r;
-        }
-        if (r == 0) {
-            sd_utf8_snprintf(ptr, sizeof(ptr), "%s/customer_id", ptr_prefix);
-            sd_issues_add(&res->errors, ptr, "customer '%s' does not exist in %s", cid,
-                          env_name(env));
-            n_err++;
-        } else {
-            *customer_cache = cid;
-        }
-    }
-    return n_err;
-}
-
 /* ---- order lifecycle ---------------------------------------------------------------------------
- * A sales record's lifecycle columns (0010_order_lifecycle.sql) are decided before any sale of
- * the batch is written, in one planning pass: the stored state of each invoice is read, the
- * model's rules (model/lifecycle.c) judge the change, and refund records are added to the
- * sales they name — in this batch or stored — so that a refusal writes nothing. After the
- * batch's rows are written, the sales that refund records changed get their new figures.
- * The store computes nothing itself: statuses, refunds and net figures come from the model. */
-
-/* What planning decided for one sales record of the batch. */
-struct sale_plan {
-    struct sd_sale_state st;       /* to store: the record's own figures plus refund records' */
-    int64_t rr_quantity, rr_minor; /* refund records' part, kept from the stored row */
-    char *changed;                 /* status_changed to store, or NULL (owned) */
-    bool stored;                   /* the invoice is stored already */
-    bool unchanged;                /* ... with this very document */
-};
-
-/* A sale that refund records of this batch refund. */
-struct refund_target {
-    char *invoice;
-    char *customer_id; /* the sale's customer (owned) */
-    struct sd_sale_state st;
-    int64_t rr_quantity, rr_minor;
-    char *changed; /* the latest refund's time, owned */
-};
-
-struct refund_targets {
-    struct refund_target *v;
-    size_t n, cap;
-};
-
-static void refund_targets_release(struct refund_targets *t)
-{
-    for (size_t i = 0; i < t->n; i++) {
-        free(t->v[i].invoice);
-        free(t->v[i].customer_id);
-        free(t->v[i].changed);
-    }
-    free(t->v);
-    *t = (struct refund_targets){0};
-}
-
-static void plans_free(struct sale_plan *p, size_t n)
-{
-    for (size_t i = 0; p && i < n; i++) {
-        free(p[i].changed);
-    }
-    free(p);
-}
-
-/* A stored sales record as the lifecycle rules see it. */
-struct stored_sale {
-    struct sd_sale_state st; /* effective figures (refund records included) */
-    int64_t rr_quantity, rr_minor;
-    char *changed, *doc, *customer_id;
-};
-
-static void stored_sale_release(struct stored_sale *x)
-{
-    free(x->changed);
-    free(x->doc);
-    free(x->customer_id);
-    *x = (struct stored_sale){0};
-}
+ * The planning pass (store/lifecycle_plan.c) reads the stored state of each invoice through
+ * sale_state_get below; after the batch's rows are written, the sales that refund records
+ * changed get their new figures (write_refund_targets). */
 
 /* 1 and *ret when invoice is stored, 0 when not, -EIO. */
 static int sale_state_get(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                          const char *invoice, struct stored_sale *ret)
+                          const char *invoice, struct sd_stored_sale *ret)
 {
     struct conn *c = s->writer;
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_STATE);
@@ -556,7 +312,7 @@ static int sale_state_get(struct sd_store *s, int64_t tenant_id, enum sd_env env
     }
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        struct stored_sale x = {0};
+        struct sd_stored_sale x = {0};
         if (sd_order_type_parse((const char *)sqlite3_column_text(st, 0), &x.st.order_type) < 0) {
             x.st.order_type = SD_ORDER_SALE;
         }
@@ -586,189 +342,32 @@ static int sale_state_get(struct sd_store *s, int64_t tenant_id, enum sd_env env
     return rc == SQLITE_DONE ? 0 : sd_sqlite_fail(c, rc, "sale state");
 }
 
-/* now as stored UTC text, "YYYY-MM-DDTHH:MM:SSZ". */
-static void utc_text(int64_t usec, char out[32])
+static int event_resolve(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                         const char *event_id, struct sd_buf *out)
 {
-    int64_t secs = usec / 1000000;
-    int64_t days = secs / 86400, rem = secs % 86400;
-    int64_t y;
-    int m, d;
-    sd_civil_from_days(days, &y, &m, &d);
-    snprintf(out, 32, "%04lld-%02d-%02dT%02d:%02d:%02dZ", (long long)y, m, d, (int)(rem / 3600),
-             (int)(rem / 60 % 60), (int)(rem % 60));
+    return sd_sqlite_lookup_text(s->writer, ST_EVENT_RESOLVE, tenant_id, env, event_id, out);
 }
 
-static bool status_is_initial(enum sd_sale_status st)
+static int customer_exists(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                           const char *source, const char *cid)
 {
-    return st == SD_STATUS_SOLD || st == SD_STATUS_OPEN;
+    return sd_sqlite_customer_exists(s->writer, tenant_id, env, source, cid);
 }
 
-/* Plan one record against its stored row (if any): the figures to store and whether the rules
- * allow the change. Adds an issue and returns 1 when they do not; 0; -EIO. With check_stored
- * false the stored row is not looked at (the webhook answers a stored invoice 409). */
-static int plan_one(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                    const struct sd_sale_rec *rec, const char *ptr, bool check_stored,
-                    const char *now_text, struct sale_plan *p, struct sd_apply_result *res)
-{
-    struct stored_sale old = {0};
-    *p = (struct sale_plan){.st = rec->state};
-    /* The webhook stores new invoices only (a stored one fails the whole request with 409), so
-     * it reads no stored state: its ingest costs what it did. */
-    int r = check_stored ? sale_state_get(s, tenant_id, env, rec->invoice_number, &old) : 0;
-    if (r < 0) {
-        return r;
-    }
-    p->stored = r == 1;
-    r = 0;
-    if (p->stored) {
-        p->unchanged = old.doc && strcmp(old.doc, rec->doc) == 0;
-        /* What refund records took stays taken when the sale itself is sent again. */
-        p->rr_quantity = old.rr_quantity;
-        p->rr_minor = old.rr_minor;
-        if (p->st.order_type == SD_ORDER_SALE && (old.rr_quantity > 0 || old.rr_minor > 0)) {
-            p->st.refunded_quantity += old.rr_quantity;
-            p->st.refunded_minor += old.rr_minor;
-            if (p->st.status == SD_STATUS_SOLD) {
-                p->st.status = SD_STATUS_REFUNDED;
-            }
-            if (p->st.refunded_quantity > p->st.quantity ||
-                p->st.refunded_minor > p->st.total_minor) {
-                char at[64];
-                snprintf(at, sizeof(at), "%s/quantity", ptr);
-                sd_issues_add(&res->errors, at,
-                              "must leave room for the %lld tickets refunded by refund records",
-                              (long long)old.rr_quantity);
-                r = 1;
-                goto out;
-            }
-        }
-        if (!p->unchanged && sd_sale_transition_check(&old.st, &p->st, ptr, &res->errors) < 0) {
-            r = 1;
-            goto out;
-        }
-    }
-    if (rec->status_changed_at) {
-        p->changed = sd_strdup(rec->status_changed_at);
-    } else if (!status_is_initial(p->st.status)) {
-        bool keep = p->stored && old.changed && old.st.status == p->st.status;
-        p->changed = sd_strdup(keep ? old.changed : now_text);
-    }
-out:
-    stored_sale_release(&old);
-    return r;
-}
-
-/* Add refund record i to the sale it names: a sale planned earlier in this batch, or a stored
- * one. 1 with an issue when that is not allowed, 0, -EIO. */
-static int plan_refund(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                       const struct sd_batch *b, size_t i, struct sale_plan *plans,
-                       struct refund_targets *t, const char *ptr, struct sd_apply_result *res)
-{
-    const struct sd_sale_rec *rec = &b->sales[i];
-    struct refund_target *tg = NULL;
-    for (size_t k = 0; k < t->n && !tg; k++) {
-        if (strcmp(t->v[k].invoice, rec->refund_of) == 0) {
-            tg = &t->v[k];
-        }
-    }
-    struct refund_target fresh = {0};
-    const char *buyer = tg ? tg->customer_id : NULL;
-    if (!tg) {
-        size_t j = i;
-        while (j > 0 && strcmp(b->sales[j - 1].invoice_number, rec->refund_of) != 0) {
-            j--;
-        }
-        if (j > 0) {
-            const struct sale_plan *o = &plans[j - 1];
-            fresh = (struct refund_target){.st = o->st,
-                                           .rr_quantity = o->rr_quantity,
-                                           .rr_minor = o->rr_minor,
-                                           .customer_id = sd_strdup(b->sales[j - 1].customer_id)};
-        } else {
-            struct stored_sale old = {0};
-            int r = sale_state_get(s, tenant_id, env, rec->refund_of, &old);
-            if (r < 0) {
-                return r;
-            }
-            if (r == 0) {
-                char at[64];
-                snprintf(at, sizeof(at), "%s/refund_of", ptr);
-                sd_issues_add(&res->errors, at, "sale '%s' does not exist in %s", rec->refund_of,
-                              env_name(env));
-                return 1;
-            }
-            fresh = (struct refund_target){.st = old.st,
-                                           .rr_quantity = old.rr_quantity,
-                                           .rr_minor = old.rr_minor,
-                                           .customer_id = old.customer_id};
-            old.customer_id = NULL;
-            stored_sale_release(&old);
-        }
-        buyer = fresh.customer_id;
-    }
-    /* A refund goes back to whoever bought: the record names the sale's customer. */
-    if (buyer && strcmp(buyer, rec->customer_id) != 0) {
-        char at[64];
-        snprintf(at, sizeof(at), "%s/customer_id", ptr);
-        sd_issues_add(&res->errors, at, "must be '%s', the customer of sale '%s'", buyer,
-                      rec->refund_of);
-        free(fresh.customer_id);
-        return 1;
-    }
-    struct sd_sale_state *st = tg ? &tg->st : &fresh.st;
-    if (sd_sale_refund_apply(st, rec->refund_of, rec->state.quantity, rec->state.total_minor,
-                             rec->currency, ptr, &res->errors) < 0) {
-        free(fresh.customer_id);
-        return 1;
-    }
-    if (!tg) {
-        if (t->n == t->cap) {
-            t->cap = t->cap ? t->cap * 2 : 8;
-            t->v = sd_realloc(t->v, t->cap * sizeof(*t->v));
-        }
-        fresh.invoice = sd_strdup(rec->refund_of);
-        tg = &t->v[t->n++];
-        *tg = fresh;
-    }
-    tg->rr_quantity += rec->state.quantity;
-    tg->rr_minor += rec->state.total_minor;
-    free(tg->changed);
-    tg->changed = sd_strdup(rec->purchase_datetime); /* the refund's time */
-    return 0;
-}
-
-/* The planning pass over a batch's sales: plans[i] for each, refund targets collected. Returns
- * the number of issues added (each refuses the batch) or -EIO. */
-static int plan_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                      const struct sd_batch *b, int64_t now, struct sale_plan *plans,
-                      struct refund_targets *t, struct sd_apply_result *res)
-{
-    char now_text[32];
-    utc_text(now, now_text);
-    int n_err = 0;
-    for (size_t i = 0; i < b->n_sales; i++) {
-        const struct sd_sale_rec *rec = &b->sales[i];
-        char ptr[40];
-        snprintf(ptr, sizeof(ptr), "/sales/%zu", rec->index);
-        int r = plan_one(s, tenant_id, env, rec, ptr, b->upsert_sales, now_text, &plans[i], res);
-        if (r == 0 && rec->refund_of && !plans[i].stored) {
-            r = plan_refund(s, tenant_id, env, b, i, plans, t, ptr, res);
-        }
-        if (r < 0) {
-            return r;
-        }
-        n_err += r;
-    }
-    return n_err;
-}
+/* What the backend-neutral planning and checks (store/write_plan.h) read, on the writer. */
+static const struct sd_write_lookup lookup = {
+    .sale_state = sale_state_get,
+    .event_resolve = event_resolve,
+    .customer_exists = customer_exists,
+};
 
 /* Write the new figures of the sales refund records changed. */
 static int write_refund_targets(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                                const struct refund_targets *t)
+                                const struct sd_refund_targets *t)
 {
     struct conn *c = s->writer;
     for (size_t k = 0; k < t->n; k++) {
-        const struct refund_target *tg = &t->v[k];
+        const struct sd_refund_target *tg = &t->v[k];
         int r = sd_sqlite_facts_sale_out(c, tenant_id, env, tg->invoice);
         if (r < 0) {
             return r;
@@ -805,7 +404,7 @@ static int write_refund_targets(struct sd_store *s, int64_t tenant_id, enum sd_e
 /* Bind a sale's columns ?1..?28 (the insert and the update share the numbering): the record,
  * the lifecycle figures its plan decided, its origin (?27) and remote version (?28). */
 static int bind_sale(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env,
-                     const struct sd_sale_rec *sale, const struct sale_plan *p, int64_t seq,
+                     const struct sd_sale_rec *sale, const struct sd_sale_plan *p, int64_t seq,
                      const char *event_ref, int64_t now, const char *source, const char *origin)
 {
     int rc = sd_sqlite_bind_scope(st, tenant_id, env, sale->invoice_number);
@@ -841,177 +440,104 @@ static int bind_sale(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env,
     return rc;
 }
 
-static void push_duplicate(struct sd_apply_result *res, const char *invoice, size_t *cap)
+static int sale_exists(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *invoice)
 {
-    if (res->n_duplicate_invoices == *cap) {
-        *cap = *cap ? *cap * 2 : 8;
-        res->duplicate_invoices =
-            sd_realloc(res->duplicate_invoices, *cap * sizeof(*res->duplicate_invoices));
-    }
-    res->duplicate_invoices[res->n_duplicate_invoices++] = sd_strdup(invoice);
+    return sd_sqlite_lookup_text(s->writer, ST_SALE_EXISTS, tenant_id, env, invoice, NULL);
 }
 
-/* A batch transport re-sent a stored sale: identical → unchanged, else replace it (new seq). */
-static int upsert_existing_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                                const struct sd_sale_rec *sale, const struct sale_plan *p,
-                                const char *event_ref, int64_t now, const char *source,
-                                const char *origin, struct sd_apply_result *res)
-{
-    struct conn *c = s->writer;
-    struct sd_buf doc = {0};
-    int r = 0;
-    if (p->unchanged) {
-        res->n_unchanged++;
-        goto out;
-    }
-    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_UPDATE);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    int64_t seq = s->seq + 1;
-    r = sd_sqlite_facts_sale_out(c, tenant_id, env, sale->invoice_number);
-    if (r < 0) {
-        goto out;
-    }
-    if (bind_sale(st, tenant_id, env, sale, p, seq, event_ref, now, source, origin) != SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-        goto out;
-    }
-    r = sd_sqlite_step_done(c, st, "sale update");
-    if (r < 0) {
-        r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale update") : r;
-        goto out;
-    }
-    bool changed = sqlite3_changes(c->db) > 0;
-    r = sd_sqlite_facts_sale_in(c, tenant_id, env, sale->invoice_number);
-    if (r < 0) {
-        goto out;
-    }
-    if (!changed) {
-        count_kept(res, 3); /* an older remote version: the stored sale stays */
-        goto out;
-    }
-    s->seq = seq;
-out:
-    sd_buf_release(&doc);
-    return r;
-}
-
-/* One pass: check references and insert while no reference error was seen. Once one is
- * found, inserting stops (the answer is 400 and the caller rolls the savepoint back) but the
- * checks go on so that every error is reported. An upsert batch (a batch transport, which stores
- * a refused batch again without the records named, inside one larger transaction) is checked
- * whole first, so that a refused one writes nothing. */
-static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
-                       const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
+/* Insert a new sale as planned: 1 inserted, 0 its invoice is stored already, -EIO. */
+static int sale_insert(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       const struct sd_batch *b, const struct sd_sale_rec *sale,
+                       const struct sd_sale_plan *p, const char *event_ref, int64_t now,
+                       struct sd_facts_batch *facts)
 {
     struct conn *c = s->writer;
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_INSERT);
     if (!st) {
         return -EIO;
     }
-    struct event_refs events = {0};
-    const char *customer_cache = NULL;
-    const char **checked = NULL; /* upsert: each sale's event ref, from the first pass */
-    size_t ref_errors = 0, dup_cap = 0;
-    struct sale_plan *plans = sd_calloc(b->n_sales + 1, sizeof(*plans));
-    struct refund_targets targets = {0};
-    struct sd_sqlite_facts_batch facts = {0};
-    int r = plan_sales(s, tenant_id, env, b, now, plans, &targets, res);
+    int64_t seq = s->seq + 1;
+    if (bind_sale(st, tenant_id, env, sale, p, seq, event_ref, now, sd_write_batch_source(b),
+                  b->origin) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    int r = sd_sqlite_step_done(c, st, "sale insert");
     if (r < 0) {
-        goto out;
+        return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale insert") : r;
     }
-    ref_errors += (size_t)r;
-    r = 0;
-    if (b->upsert_sales && ref_errors == 0) {
-        checked = sd_calloc(b->n_sales + 1, sizeof(*checked));
-        for (size_t i = 0; i < b->n_sales && r >= 0; i++) {
-            char prefix[40];
-            snprintf(prefix, sizeof(prefix), "/sales/%zu", b->sales[i].index);
-            r = check_sale_refs(s, tenant_id, env, batch_source(b), &b->sales[i], prefix, &events,
-                                &customer_cache, res, &checked[i]);
-            ref_errors += r > 0 ? (size_t)r : 0;
-        }
-        if (r < 0 || ref_errors > 0) {
-            goto out;
-        }
+    if (sqlite3_changes(c->db) == 0) {
+        return 0;
     }
-    for (size_t i = 0; i < b->n_sales; i++) {
-        const struct sd_sale_rec *sale = &b->sales[i];
-        const char *ref = NULL;
-        if (checked) {
-            ref = checked[i];
-        } else {
-            char prefix[40];
-            snprintf(prefix, sizeof(prefix), "/sales/%zu", sale->index);
-            r = check_sale_refs(s, tenant_id, env, batch_source(b), sale, prefix, &events,
-                                &customer_cache, res, &ref);
-            if (r < 0) {
-                goto out;
-            }
-            ref_errors += (size_t)r;
-            if (ref_errors > 0) {
-                continue;
-            }
-        }
-        int64_t seq = s->seq + 1;
-        if (bind_sale(st, tenant_id, env, sale, &plans[i], seq, ref, now, batch_source(b),
-                      b->origin) != SQLITE_OK) {
-            r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-            goto out;
-        }
-        r = sd_sqlite_step_done(c, st, "sale insert");
-        if (r < 0) {
-            r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale insert") : r;
-            goto out;
-        }
-        if (sqlite3_changes(c->db) > 0) {
-            s->seq = seq;
-            r = sd_sqlite_facts_batch_add(
-                c, &facts, tenant_id, env, batch_source(b), sale->customer_id, sale->currency,
-                sale->purchase_datetime, sd_sale_net_quantity(&plans[i].st),
-                sd_sale_net_minor(&plans[i].st));
-            if (r < 0) {
-                goto out;
-            }
-        } else if (!b->upsert_sales) {
-            push_duplicate(res, sale->invoice_number, &dup_cap);
-        } else {
-            r = sd_sqlite_facts_batch_flush(c, &facts, tenant_id, env);
-            r = r < 0 ? r
-                      : upsert_existing_sale(s, tenant_id, env, sale, &plans[i], ref, now,
-                                             batch_source(b), b->origin, res);
-            if (r < 0) {
-                goto out;
-            }
-        }
-    }
-    /* the new sales join the purchase facts before refunds change any of them */
-    r = sd_sqlite_facts_batch_flush(c, &facts, tenant_id, env);
-    if (r >= 0 && ref_errors == 0 && res->n_duplicate_invoices == 0) {
-        r = write_refund_targets(s, tenant_id, env, &targets);
-    }
-out:
-    if (r >= 0 && ref_errors > 0) {
-        for (size_t i = 0; i < res->n_duplicate_invoices; i++) {
-            free(res->duplicate_invoices[i]);
-        }
-        free(res->duplicate_invoices);
-        res->duplicate_invoices = NULL;
-        res->n_duplicate_invoices = 0;
-        res->outcome = SD_APPLY_REFUSED;
-        r = 0;
-    } else if (r >= 0 && res->n_duplicate_invoices > 0) {
-        res->outcome = SD_APPLY_DUPLICATE;
-    }
-    free(checked);
-    sd_sqlite_facts_batch_release(&facts);
-    plans_free(plans, b->n_sales);
-    refund_targets_release(&targets);
-    event_refs_release(&events);
-    return r;
+    s->seq = seq;
+    r = sd_facts_batch_add(facts, s, sd_sqlite_facts_profile_of, tenant_id, env,
+                           sd_write_batch_source(b), sale->customer_id, sale->currency,
+                           sale->purchase_datetime, sd_sale_net_quantity(&p->st),
+                           sd_sale_net_minor(&p->st));
+    return r < 0 ? r : 1;
 }
+
+/* Replace a stored sale with this record (new seq) as its plan says: 1 replaced, 0 not (an
+ * older remote version: the stored sale stays; number_kept: its seq is taken all the same),
+ * -EIO. The facts follow. */
+static int sale_update(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       const struct sd_sale_rec *sale, const struct sd_sale_plan *p,
+                       const char *event_ref, int64_t now, const char *source, const char *origin,
+                       bool number_kept)
+{
+    struct conn *c = s->writer;
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_UPDATE);
+    if (!st) {
+        return -EIO;
+    }
+    int64_t seq = s->seq + 1;
+    int r = sd_sqlite_facts_sale_out(c, tenant_id, env, sale->invoice_number);
+    if (r < 0) {
+        return r;
+    }
+    if (bind_sale(st, tenant_id, env, sale, p, seq, event_ref, now, source, origin) != SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    r = sd_sqlite_step_done(c, st, "sale update");
+    if (r < 0) {
+        return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale update") : r;
+    }
+    bool changed = sqlite3_changes(c->db) > 0;
+    r = sd_sqlite_facts_sale_in(c, tenant_id, env, sale->invoice_number);
+    if (r < 0) {
+        return r;
+    }
+    if (changed || number_kept) {
+        s->seq = seq;
+    }
+    return changed;
+}
+
+static int facts_flush(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       struct sd_facts_batch *facts)
+{
+    return sd_sqlite_facts_batch_flush(s->writer, facts, tenant_id, env);
+}
+
+/* What writing a batch's sales and replacing a sale (store/write_plan.c) do on the writer. */
+static const struct sd_sale_steps sale_steps = {
+    .exists = sale_exists,
+    .insert = sale_insert,
+    .update = sale_update,
+    .facts_flush = facts_flush,
+    .refunds = write_refund_targets,
+};
+
+static int apply_sales(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       const struct sd_batch *b, int64_t now, struct sd_apply_result *res)
+{
+    return sd_write_apply_sales(s, &lookup, &sale_steps, tenant_id, env, b, now, res);
+}
+
+static const struct sd_ingest_steps ingest_steps = {
+    .events = &event_steps,
+    .customers = apply_customers,
+    .sales = apply_sales,
+};
 
 int sd_sqlite_apply_ingest(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                            const struct sd_batch *b, struct sd_apply_result *res)
@@ -1019,16 +545,7 @@ int sd_sqlite_apply_ingest(struct sd_store *s, int64_t tenant_id, enum sd_env en
     if (!sd_sqlite_env_ok(env)) {
         return -EINVAL;
     }
-    int64_t now = sd_now_usec();
-    res->outcome = SD_APPLY_OK;
-    int r = apply_events(s, tenant_id, env, b, now, res);
-    if (r == 0) {
-        r = apply_customers(s, tenant_id, env, b, now, res);
-    }
-    if (r == 0) {
-        r = apply_sales(s, tenant_id, env, b, now, res);
-    }
-    return r;
+    return sd_write_apply_ingest(s, &ingest_steps, tenant_id, env, b, res);
 }
 
 int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env env,
@@ -1037,71 +554,7 @@ int sd_sqlite_replace_sale(struct sd_store *s, int64_t tenant_id, enum sd_env en
     if (!sd_sqlite_env_ok(env)) {
         return -EINVAL;
     }
-    struct conn *c = s->writer;
-    int r = sd_sqlite_lookup_text(c, ST_SALE_EXISTS, tenant_id, env, sale->invoice_number, NULL);
-    if (r < 0) {
-        return r;
-    }
-    if (r == 0) {
-        res->outcome = SD_APPLY_NOT_FOUND;
-        return 0;
-    }
-    /* The PUT body is the sale itself, so pointers are relative to it ("/event_id"). */
-    struct sale_plan plan = {0};
-    struct event_refs events = {0};
-    const char *customer_cache = NULL, *ref = NULL;
-    r = check_sale_refs(s, tenant_id, env, SD_SOURCE_WEBHOOK, sale, "", &events, &customer_cache,
-                        res, &ref);
-    if (r > 0) {
-        res->outcome = SD_APPLY_REFUSED;
-        r = 0;
-        goto out;
-    }
-    if (r < 0) {
-        goto out;
-    }
-    int64_t now = sd_now_usec();
-    char now_text[32];
-    utc_text(now, now_text);
-    r = plan_one(s, tenant_id, env, sale, "", true, now_text, &plan, res);
-    if (r > 0) {
-        res->outcome = SD_APPLY_REFUSED;
-        r = 0;
-        goto out;
-    }
-    if (r < 0) {
-        goto out;
-    }
-    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_SALE_UPDATE);
-    if (!st) {
-        r = -EIO;
-        goto out;
-    }
-    int64_t seq = s->seq + 1;
-    r = sd_sqlite_facts_sale_out(c, tenant_id, env, sale->invoice_number);
-    if (r < 0) {
-        goto out;
-    }
-    if (bind_sale(st, tenant_id, env, sale, &plan, seq, ref, now, SD_SOURCE_WEBHOOK, NULL) !=
-        SQLITE_OK) {
-        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-        goto out;
-    }
-    r = sd_sqlite_step_done(c, st, "sale update");
-    if (r < 0) {
-        r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "sale update") : r;
-        goto out;
-    }
-    r = sd_sqlite_facts_sale_in(c, tenant_id, env, sale->invoice_number);
-    if (r < 0) {
-        goto out;
-    }
-    s->seq = seq;
-    res->outcome = SD_APPLY_OK;
-out:
-    free(plan.changed);
-    event_refs_release(&events);
-    return r;
+    return sd_write_replace_sale(s, &lookup, &sale_steps, tenant_id, env, sale, res);
 }
 
 int sd_sqlite_idem_put(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *key,
@@ -1195,10 +648,11 @@ static int delete_scoped(struct conn *c, enum stmt_id id, int64_t tenant_id, enu
 
 /* The customer record (source NULL: any one source) to delete: 1 and its seq, source (heap)
  * and profile id (0 none), 0 none, -ENOTUNIQ, -EIO. */
-static int customer_find(struct conn *c, int64_t tenant_id, enum sd_env env, const char *id,
+static int customer_find(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id,
                          const char *source, int64_t *ret_seq, char **ret_source,
                          int64_t *ret_profile)
 {
+    struct conn *c = s->writer;
     sqlite3_stmt *st = sd_sqlite_stmt(c, ST_CUSTOMER_FIND);
     if (!st) {
         return -EIO;
@@ -1327,73 +781,67 @@ static int merge_customer_sales(struct sd_store *s, int64_t tenant_id, enum sd_e
     return r;
 }
 
+static int event_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id)
+{
+    return delete_scoped(s->writer, ST_EVENT_DELETE, tenant_id, env, id, "event delete");
+}
+
+static int aliases_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id)
+{
+    return delete_scoped(s->writer, ST_ALIASES_DELETE, tenant_id, env, id, "aliases delete");
+}
+
+static int customer_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, int64_t seq)
+{
+    struct conn *c = s->writer;
+    int64_t facts_profile = 0;
+    bool has_sales = false;
+    int r = sd_sqlite_facts_record_get(c, tenant_id, env, seq, &facts_profile, &has_sales);
+    if (r < 0) {
+        return r;
+    }
+    sqlite3_stmt *st = sd_sqlite_stmt(c, ST_CUSTOMER_DELETE);
+    if (!st) {
+        return -EIO;
+    }
+    if ((sd_sqlite_bind_scope(st, tenant_id, env, NULL) | sqlite3_bind_int64(st, 3, seq)) !=
+        SQLITE_OK) {
+        return sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    }
+    r = sd_sqlite_step_done(c, st, "customer delete");
+    if (r < 0) {
+        return r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "customer delete") : r;
+    }
+    return has_sales ? sd_sqlite_facts_profile(c, tenant_id, env, facts_profile) : 0;
+}
+
+static int sale_delete(struct sd_store *s, int64_t tenant_id, enum sd_env env, const char *id)
+{
+    int r = sd_sqlite_facts_sale_out(s->writer, tenant_id, env, id);
+    return r < 0 ? r : delete_scoped(s->writer, ST_SALE_DELETE, tenant_id, env, id, "sale delete");
+}
+
+/* What deleting a record (store/write_plan.c) does on the writer. */
+static const struct sd_delete_steps delete_steps = {
+    .event_delete = event_delete,
+    .aliases_delete = aliases_delete,
+    .merge_event = merge_event,
+    .customer_find = customer_find,
+    .customer_delete = customer_delete,
+    .member_gone = sd_sqlite_profile_member_gone,
+    .merge_customer_sales = merge_customer_sales,
+    .sale_delete = sale_delete,
+    .tombstone_put = sd_sqlite_tombstone_put,
+};
+
 int sd_sqlite_delete_record(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                             enum sd_kind kind, const char *id, const char *source,
                             enum sd_tombstone_reason reason, const char *merged_into,
                             const char *origin)
 {
-    if (!id || !sd_sqlite_env_ok(env) || (unsigned)reason > SD_TOMBSTONE_MERGED ||
-        (reason == SD_TOMBSTONE_MERGED) != (merged_into != NULL)) {
+    if (!sd_sqlite_env_ok(env)) {
         return -EINVAL;
     }
-    struct conn *c = s->writer;
-    int64_t now = sd_now_usec();
-    char *src = NULL;
-    int r;
-    switch (kind) {
-    case SD_KIND_EVENT:
-        r = delete_scoped(c, ST_EVENT_DELETE, tenant_id, env, id, "event delete");
-        if (r > 0) {
-            r = reason == SD_TOMBSTONE_MERGED
-                    ? merge_event(s, tenant_id, env, id, merged_into)
-                    : delete_scoped(c, ST_ALIASES_DELETE, tenant_id, env, id, "aliases delete");
-            r = r < 0 ? r : 1;
-        }
-        break;
-    case SD_KIND_CUSTOMER: {
-        int64_t seq = 0, profile_id = 0;
-        r = customer_find(c, tenant_id, env, id, source, &seq, &src, &profile_id);
-        int64_t facts_profile = 0;
-        bool has_sales = false;
-        if (r == 1) {
-            r = sd_sqlite_facts_record_get(c, tenant_id, env, seq, &facts_profile, &has_sales);
-            r = r < 0 ? r : 1;
-        }
-        if (r == 1) {
-            sqlite3_stmt *st = sd_sqlite_stmt(c, ST_CUSTOMER_DELETE);
-            if (!st) {
-                r = -EIO;
-            } else if ((sd_sqlite_bind_scope(st, tenant_id, env, NULL) |
-                        sqlite3_bind_int64(st, 3, seq)) != SQLITE_OK) {
-                r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
-            } else {
-                r = sd_sqlite_step_done(c, st, "customer delete");
-                r = r == -EEXIST ? sd_sqlite_fail(c, SQLITE_CONSTRAINT, "customer delete") : r;
-            }
-            if (r == 0 && has_sales) {
-                r = sd_sqlite_facts_profile(c, tenant_id, env, facts_profile);
-            }
-            if (r == 0 && profile_id > 0) {
-                r = sd_sqlite_profile_member_gone(s, tenant_id, env, profile_id, now);
-            }
-            if (r == 0 && reason == SD_TOMBSTONE_MERGED) {
-                r = merge_customer_sales(s, tenant_id, env, id, src, merged_into, now);
-            }
-            r = r < 0 ? r : 1;
-        }
-        break;
-    }
-    case SD_KIND_SALE:
-        r = sd_sqlite_facts_sale_out(c, tenant_id, env, id);
-        r = r < 0 ? r : delete_scoped(c, ST_SALE_DELETE, tenant_id, env, id, "sale delete");
-        break;
-    default: return -EINVAL;
-    }
-    if (r > 0) {
-        r = sd_sqlite_tombstone_put(s, tenant_id, env, kind, id, src, reason, merged_into, origin,
-                                    now);
-        r = r < 0 ? r : 1;
-    }
-    free(src);
-    return r;
+    return sd_write_delete_record(s, &delete_steps, tenant_id, env, kind, id, source, reason,
+                                  merged_into, origin);
 }
