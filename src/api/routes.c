@@ -102,6 +102,10 @@ const struct sd_route sd_routes[] = {
     {"POST", "/v1/{client_id}/connectors/{connector_id}/{action}", "connector_action",
      TENANT_WRITE, sd_api_connector_action},
     /* ROUTES-ACTIONS */
+    {"GET", CONNECTORS "/{connector_id}/runs", "connector_runs", ADMIN, sd_api_admin_connector_runs},
+    {"GET", "/v1/{client_id}/connectors/{connector_id}/runs", "tenant_connector_runs", TENANT_READ,
+     sd_api_connector_runs},
+    /* ROUTES-RUNS */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
 
@@ -128,6 +132,8 @@ const char *const sd_route_names[] = {
     /* NAMES-INBOUND-STREAMS */
     "connector_action",
     /* NAMES-ACTIONS */
+    "connector_runs", "tenant_connector_runs",
+    /* NAMES-RUNS */
 };
 _Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,
                "every route has its own metrics row");

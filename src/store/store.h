@@ -62,6 +62,7 @@ struct sd_store_segment_ops;
 struct sd_store_outbox_ops;
 struct sd_store_quota_ops;
 struct sd_store_inbound_ops;
+struct sd_store_runs_ops;
 
 struct sd_tenant {
     int64_t id;
@@ -328,6 +329,8 @@ struct sd_store_ops {
     const struct sd_store_quota_ops *quota;
     /* Raw-first vendor webhooks: store/inbound.h. */
     const struct sd_store_inbound_ops *inbound;
+    /* Connector run history: store/runs.h. */
+    const struct sd_store_runs_ops *runs;
 
     int (*log_stats)(struct sd_store *s, struct sd_store_log_stats *ret);
     /* Any thread, a hint: true while a settings write (connectors, segments, targets,
