@@ -1,5 +1,5 @@
 /* pg_runs.c — the connector run history of the PostgreSQL backend (store/runs.h), table
- * connector_runs (0008_connector_runs.sql).
+ * connector_runs (0008_runs_alerts.sql).
  *
  * A record is one transaction on a pool connection (sd_pg_tx_run, no settings version bump):
  * for a fenced run it first reads the lease row FOR SHARE, so a take that committed before

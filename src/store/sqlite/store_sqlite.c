@@ -56,6 +56,7 @@
 #include "base/log.h"
 #include "sqlite_internal.h"
 #include "store/quota.h"
+#include "store/alerts.h"
 #include "store/runs.h"
 #include "store/store.h"
 
@@ -981,4 +982,5 @@ const struct sd_store_ops sd_store_sqlite_ops = {
     .quota = &sd_sqlite_quota_ops,
     .inbound = &sd_sqlite_inbound_ops,
     .runs = &sd_sqlite_runs_ops,
+    .alerts = &sd_sqlite_alert_ops,
 };
