@@ -112,6 +112,8 @@ const struct sd_route sd_routes[] = {
     {"GET", "/admin/v1/tenants/{client_id}/alerts/history", "alerts_history", ADMIN,
      sd_api_admin_alerts_history},
     /* ROUTES-ALERTS */
+    {"GET", "/openapi.yaml", "openapi", 0, sd_api_openapi},
+    /* ROUTES-OPENAPI */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
 
@@ -142,6 +144,8 @@ const char *const sd_route_names[] = {
     /* NAMES-RUNS */
     "alerts_get", "alerts_put", "alerts_history",
     /* NAMES-ALERTS */
+    "openapi",
+    /* NAMES-OPENAPI */
 };
 _Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,
                "every route has its own metrics row");
