@@ -955,6 +955,20 @@ int64_t sd_alerts_backoff_usec(int64_t failed, double scale)
     return us < 1000 ? 1000 : (int64_t)us;
 }
 
+enum sd_alert_delivery sd_alerts_after_failure(int64_t created_usec, int64_t now_usec,
+                                               int64_t attempts, double scale,
+                                               int64_t *ret_next_usec)
+{
+    /* "gives up after a day" */
+    int64_t next = now_usec + sd_alerts_backoff_usec(attempts, scale);
+    if (now_usec - created_usec >= GIVE_UP_USEC || next - created_usec > GIVE_UP_USEC) {
+        *ret_next_usec = 0;
+        return SD_ALERT_FAILED;
+    }
+    *ret_next_usec = next;
+    return SD_ALERT_PENDING;
+}
+
 static double time_scale(void)
 {
     const char *v = getenv("STAGEDOOR_ALERT_TIME_SCALE");
@@ -1061,10 +1075,11 @@ static void send_one(struct sd_alerts *al, const struct sd_alert *a)
         } else {
             snprintf(err, sizeof(err), "%s", res.error[0] ? res.error : sd_log_reason(fr));
         }
-        bool give_up = now - a->created_usec >= GIVE_UP_USEC;
-        int64_t next = now + sd_alerts_backoff_usec(attempts, al->scale);
-        sd_store_alert_delivery_set(st, a->id, give_up ? SD_ALERT_FAILED : SD_ALERT_PENDING,
-                                    attempts, give_up ? 0 : next, 0, err);
+        int64_t next = 0;
+        enum sd_alert_delivery state =
+            sd_alerts_after_failure(a->created_usec, now, attempts, al->scale, &next);
+        bool give_up = state == SD_ALERT_FAILED;
+        sd_store_alert_delivery_set(st, a->id, state, attempts, next, 0, err);
         sd_log(SD_LOG_WARN, give_up ? "alert delivery given up" : "alert delivery failed, retrying",
                "alert=%s attempt=%lld error=\"%s\"", a->id, (long long)attempts, err);
     }

@@ -85,6 +85,12 @@ void sd_alerts_stop(struct sd_hub *hub);
 
 /* Pure parts, for tests. The wait after `failed` failed attempts at time scale `scale`. */
 int64_t sd_alerts_backoff_usec(int64_t failed, double scale);
+/* After a failed attempt (attempts counted with it) at now_usec of an alert created at
+ * created_usec: SD_ALERT_PENDING with *ret_next_usec the next attempt, or SD_ALERT_FAILED
+ * (given up: the alert is a day old, or the next attempt would come after that day). */
+enum sd_alert_delivery sd_alerts_after_failure(int64_t created_usec, int64_t now_usec,
+                                               int64_t attempts, double scale,
+                                               int64_t *ret_next_usec);
 /* The Standard Webhooks signature "v1,<base64>" of (id, timestamp, body) with secret
  * "whsec_<base64>" into out (at least 64 bytes). 0, or -EINVAL for a malformed secret. */
 int sd_alerts_sign(const char *secret, const char *id, int64_t timestamp, const char *body,

@@ -173,6 +173,7 @@ class Settings(Base):
         self.assertNotIn(SECRET, r.text)
         bad = [({"webhook_url": "ftp://x/"}, "/webhook_url"),
                ({"webhook_url": "http://example.com/hook"}, "/webhook_url"),
+               ({"webhook_url": "https://169.254.169.254/latest"}, "/webhook_url"),
                ({"webhook_url": None, "secret": "not-a-secret"}, "/secret"),
                ({"webhook_url": None, "secret": "whsec_" + base64.b64encode(b"short").decode()},
                 "/secret"),

@@ -62,6 +62,23 @@ static void test_backoff(void **state)
     assert_int_equal(sd_alerts_backoff_usec(1, 0.01), 100LL * 1000);
 }
 
+static void test_give_up_after_a_day(void **state)
+{
+    (void)state;
+    const int64_t t0 = 1700000000000000LL, hour = 3600LL * 1000000, day = 24 * hour;
+    int64_t next = -1;
+    assert_int_equal(sd_alerts_after_failure(t0, t0 + 1000, 1, 1.0, &next), SD_ALERT_PENDING);
+    assert_int_equal(next, t0 + 1000 + 10LL * 1000000);
+    assert_int_equal(sd_alerts_after_failure(t0, t0 + 20 * hour, 9, 1.0, &next),
+                     SD_ALERT_PENDING);
+    assert_int_equal(next, t0 + 21 * hour);
+    /* the next attempt would come after the day: given up now */
+    assert_int_equal(sd_alerts_after_failure(t0, t0 + day - hour / 2, 9, 1.0, &next),
+                     SD_ALERT_FAILED);
+    assert_int_equal(next, 0);
+    assert_int_equal(sd_alerts_after_failure(t0, t0 + day, 2, 1.0, &next), SD_ALERT_FAILED);
+}
+
 /* Check body text; returns the number of errors and, when 0, the doc and secret. */
 static size_t check(const char *text, json_t **doc, char **secret, const char *want_ptr)
 {
@@ -164,7 +181,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sign_known_answer), cmocka_unit_test(test_sign_bad_secrets),
         cmocka_unit_test(test_backoff),           cmocka_unit_test(test_settings_check),
-        cmocka_unit_test(test_settings_view),
+        cmocka_unit_test(test_settings_view),    cmocka_unit_test(test_give_up_after_a_day),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
