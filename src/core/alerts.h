@@ -50,7 +50,8 @@ int sd_alerts_settings_check(const json_t *body, json_t **ret_doc, char **ret_se
  * ("defaults": true when the tenant never set any). doc NULL: none stored. New reference. */
 json_t *sd_alerts_settings_view(const char *doc, bool secret_set);
 
-/* ---- facts (hooks) ---------------------------------------------------------------------------- */
+/* ---- facts (hooks) ----------------------------------------------------------------------------
+ */
 
 struct sd_run_end;
 /* A run of conf ended and was recorded as run_id. */
@@ -74,7 +75,8 @@ void sd_alerts_ingest(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, in
 /* The inbound door of connector_id answered status. */
 void sd_alerts_inbound_answer(struct sd_hub *hub, const char *connector_id, int status);
 
-/* ---- the worker ------------------------------------------------------------------------------- */
+/* ---- the worker -------------------------------------------------------------------------------
+ */
 
 /* Start the worker of hub (hub->alerts): it judges queued facts and sends due alerts, retrying
  * with back-off (10 s, 1 min, 5 min, 30 min, then hourly; STAGEDOOR_ALERT_TIME_SCALE scales
