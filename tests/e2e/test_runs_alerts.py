@@ -367,7 +367,8 @@ class IngestWindow(Base):
         # by STAGEDOOR_ALERT_TIME_SCALE (3 s here)
         api = harness.Api(self.port, "ingest", Fixture.keys["ingest"])
         for _ in range(3):
-            r = api.ingest({"events": [{"event_id": uid("BAD")} for _ in range(10)]})
+            # well-formed sales of events that do not exist: refused whole by the reference check
+            r = api.ingest({"sales": [sale(uid("BAD"), event_id=uid("NOEV")) for _ in range(10)]})
             self.assertEqual(r.status, 400, r)
         r = api.ingest({"events": [event() for _ in range(5)]})
         self.assertEqual(r.status, 202, r)
