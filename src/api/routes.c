@@ -102,6 +102,16 @@ const struct sd_route sd_routes[] = {
     {"POST", "/v1/{client_id}/connectors/{connector_id}/{action}", "connector_action",
      TENANT_WRITE, sd_api_connector_action},
     /* ROUTES-ACTIONS */
+    {"GET", CONNECTORS "/{connector_id}/runs", "connector_runs", ADMIN, sd_api_admin_connector_runs},
+    {"GET", "/v1/{client_id}/connectors/{connector_id}/runs", "tenant_connector_runs", TENANT_READ,
+     sd_api_connector_runs},
+    /* ROUTES-RUNS */
+    {"GET", "/admin/v1/tenants/{client_id}/alerts", "alerts_get", ADMIN, sd_api_admin_alerts_get},
+    {"PUT", "/admin/v1/tenants/{client_id}/alerts", "alerts_put", ADMIN_WRITE,
+     sd_api_admin_alerts_put},
+    {"GET", "/admin/v1/tenants/{client_id}/alerts/history", "alerts_history", ADMIN,
+     sd_api_admin_alerts_history},
+    /* ROUTES-ALERTS */
     {"GET", "/openapi.yaml", "openapi", 0, sd_api_openapi},
     /* ROUTES-OPENAPI */
 };
@@ -130,6 +140,10 @@ const char *const sd_route_names[] = {
     /* NAMES-INBOUND-STREAMS */
     "connector_action",
     /* NAMES-ACTIONS */
+    "connector_runs", "tenant_connector_runs",
+    /* NAMES-RUNS */
+    "alerts_get", "alerts_put", "alerts_history",
+    /* NAMES-ALERTS */
     "openapi",
     /* NAMES-OPENAPI */
 };

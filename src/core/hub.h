@@ -24,6 +24,7 @@ struct sd_hub {
     struct sd_outbox *outbox;         /* audience push worker; only while serving (or NULL) */
     /* segment computations (core/segment_jobs.h) */
     struct sd_segment_jobs *segment_jobs;
+    struct sd_alerts *alerts; /* alert worker (core/alerts.h); only while serving (or NULL) */
 };
 
 /* Open the store, start the writer and the segment workers (default configuration). store

@@ -63,6 +63,8 @@ struct sd_store_outbox_ops;
 struct sd_store_quota_ops;
 struct sd_store_inbound_ops;
 struct sd_store_backup_report; /* store/backup.h */
+struct sd_store_runs_ops;
+struct sd_store_alert_ops;
 
 struct sd_tenant {
     int64_t id;
@@ -344,6 +346,10 @@ struct sd_store_ops {
     const struct sd_store_quota_ops *quota;
     /* Raw-first vendor webhooks: store/inbound.h. */
     const struct sd_store_inbound_ops *inbound;
+    /* Connector run history: store/runs.h. */
+    const struct sd_store_runs_ops *runs;
+    /* Alert settings and history: store/alerts.h. */
+    const struct sd_store_alert_ops *alerts;
 
     int (*log_stats)(struct sd_store *s, struct sd_store_log_stats *ret);
     /* An online backup into a new directory, verified: store/backup.h has the contract. */

@@ -48,6 +48,8 @@
 #include "pg_profiles.h"
 #include "pg_records.h"
 #include "pg_segments.h"
+#include "store/alerts.h"
+#include "store/runs.h"
 #include "store/store.h"
 
 extern const char *const sd_pg_schema[];
@@ -1003,5 +1005,7 @@ const struct sd_store_ops sd_store_pg_ops = {
     .outbox = &sd_pg_outbox_ops,
     .quota = &sd_pg_quota_ops,
     .inbound = &sd_pg_inbound_ops,
+    .runs = &sd_pg_runs_ops,
+    .alerts = &sd_pg_alert_ops,
     .segments = &sd_pg_segment_ops,
 };

@@ -56,6 +56,8 @@
 #include "base/log.h"
 #include "sqlite_internal.h"
 #include "store/quota.h"
+#include "store/alerts.h"
+#include "store/runs.h"
 #include "store/store.h"
 
 extern const char *const sd_sqlite_schema[];
@@ -996,4 +998,6 @@ const struct sd_store_ops sd_store_sqlite_ops = {
     .outbox = &sd_sqlite_outbox_ops,
     .quota = &sd_sqlite_quota_ops,
     .inbound = &sd_sqlite_inbound_ops,
+    .runs = &sd_sqlite_runs_ops,
+    .alerts = &sd_sqlite_alert_ops,
 };
