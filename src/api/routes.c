@@ -102,6 +102,14 @@ const struct sd_route sd_routes[] = {
     {"POST", "/v1/{client_id}/connectors/{connector_id}/{action}", "connector_action",
      TENANT_WRITE, sd_api_connector_action},
     /* ROUTES-ACTIONS */
+    {"GET", "/admin/v1/tenants", "tenants_list", ADMIN, sd_api_admin_tenants_list},
+    {"POST", "/admin/v1/tenants", "tenant_create", ADMIN_WRITE, sd_api_admin_tenant_create},
+    {"GET", "/admin/v1/tenants/{client_id}/keys", "keys_list", ADMIN, sd_api_admin_keys_list},
+    {"POST", "/admin/v1/tenants/{client_id}/keys", "key_create", ADMIN_WRITE,
+     sd_api_admin_key_create},
+    {"DELETE", "/admin/v1/tenants/{client_id}/keys/{key_id}", "key_revoke", ADMIN,
+     sd_api_admin_key_revoke},
+    /* ROUTES-OBSERVE */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
 
@@ -128,6 +136,8 @@ const char *const sd_route_names[] = {
     /* NAMES-INBOUND-STREAMS */
     "connector_action",
     /* NAMES-ACTIONS */
+    "tenants_list", "tenant_create", "keys_list", "key_create", "key_revoke",
+    /* NAMES-OBSERVE */
 };
 _Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,
                "every route has its own metrics row");
