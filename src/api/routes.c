@@ -102,6 +102,8 @@ const struct sd_route sd_routes[] = {
     {"POST", "/v1/{client_id}/connectors/{connector_id}/{action}", "connector_action",
      TENANT_WRITE, sd_api_connector_action},
     /* ROUTES-ACTIONS */
+    {"GET", "/openapi.yaml", "openapi", 0, sd_api_openapi},
+    /* ROUTES-OPENAPI */
     {"GET", "/admin/v1/tenants", "tenants_list", ADMIN, sd_api_admin_tenants_list},
     {"POST", "/admin/v1/tenants", "tenant_create", ADMIN_WRITE, sd_api_admin_tenant_create},
     {"GET", "/admin/v1/tenants/{client_id}/keys", "keys_list", ADMIN, sd_api_admin_keys_list},
@@ -136,6 +138,8 @@ const char *const sd_route_names[] = {
     /* NAMES-INBOUND-STREAMS */
     "connector_action",
     /* NAMES-ACTIONS */
+    "openapi",
+    /* NAMES-OPENAPI */
     "tenants_list", "tenant_create", "keys_list", "key_create", "key_revoke",
     /* NAMES-OBSERVE */
 };

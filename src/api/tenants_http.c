@@ -13,14 +13,14 @@
 #include "api/api.h"
 #include "core/auth.h"
 #include "core/connector_config.h"
+#include "core/profiles.h"
 
 #define TENANT_NAME_MAX 200
 
-static json_t *tenant_json(const struct sd_tenant *t)
+/* The tenant as GET /admin/v1/tenants/{client_id} shows it; NULL after a store failure. */
+static json_t *tenant_json(struct sd_req *req, const struct sd_tenant *t)
 {
-    return json_pack("{s:s, s:s, s:I, s:I, s:o}", "client_id", t->client_id, "name",
-                     t->name ? t->name : "", "per_minute", (json_int_t)t->per_minute, "burst",
-                     (json_int_t)t->burst, "created_at", sd_json_time(t->created_usec));
+    return sd_profiles_tenant_view(req->hub->store, t);
 }
 
 static json_t *key_json(const struct sd_key_info *k)
@@ -41,11 +41,21 @@ int sd_api_admin_tenants_list(struct sd_req *req)
         return SD_REQ_DONE;
     }
     json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) {
-        json_array_append_new(arr, tenant_json(&v[i]));
+    for (size_t i = 0; i < n && arr; i++) {
+        json_t *o = tenant_json(req, &v[i]);
+        if (!o) {
+            json_decref(arr);
+            arr = NULL;
+        } else {
+            json_array_append_new(arr, o);
+        }
     }
     sd_tenants_free(v, n);
-    sd_req_reply_json(req, 200, json_pack("{s:o}", "data", arr));
+    if (arr) {
+        sd_req_reply_json(req, 200, json_pack("{s:o}", "data", arr));
+    } else {
+        sd_api_reply_store_error(req, -EIO);
+    }
     return SD_REQ_DONE;
 }
 
@@ -110,11 +120,12 @@ int sd_api_admin_tenant_create(struct sd_req *req)
     if (r == 0) {
         r = sd_store_tenant_get(req->hub->store, client_id, &t);
     }
-    if (r < 0) {
-        sd_api_reply_store_error(req, r);
+    json_t *view = r == 0 ? tenant_json(req, &t) : NULL;
+    if (r < 0 || !view) {
+        sd_api_reply_store_error(req, r < 0 ? r : -EIO);
     } else {
         sd_req_add_header(req, "Location", "/admin/v1/tenants/%s", client_id);
-        sd_req_reply_json(req, 201, tenant_json(&t));
+        sd_req_reply_json(req, 201, view);
     }
     sd_tenant_release(&t);
 out:
