@@ -111,6 +111,9 @@ const struct sd_route sd_routes[] = {
      sd_api_admin_key_create},
     {"DELETE", "/admin/v1/tenants/{client_id}/keys/{key_id}", "key_revoke", ADMIN,
      sd_api_admin_key_revoke},
+    {"GET", "/admin/v1/tenants/{client_id}/quality", "admin_quality", ADMIN,
+     sd_api_admin_quality},
+    {"GET", "/v1/{client_id}/quality", "quality", TENANT_READ, sd_api_quality},
     /* ROUTES-OBSERVE */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
@@ -141,6 +144,7 @@ const char *const sd_route_names[] = {
     "openapi",
     /* NAMES-OPENAPI */
     "tenants_list", "tenant_create", "keys_list", "key_create", "key_revoke",
+    "admin_quality", "quality",
     /* NAMES-OBSERVE */
 };
 _Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,
