@@ -114,6 +114,7 @@ const struct sd_route sd_routes[] = {
     {"GET", "/admin/v1/tenants/{client_id}/quality", "admin_quality", ADMIN,
      sd_api_admin_quality},
     {"GET", "/v1/{client_id}/quality", "quality", TENANT_READ, sd_api_quality},
+    {"GET", "/admin/v1/tenants/{client_id}/quotas", "admin_quotas", ADMIN, sd_api_admin_quotas},
     /* ROUTES-OBSERVE */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
@@ -144,7 +145,7 @@ const char *const sd_route_names[] = {
     "openapi",
     /* NAMES-OPENAPI */
     "tenants_list", "tenant_create", "keys_list", "key_create", "key_revoke",
-    "admin_quality", "quality",
+    "admin_quality", "quality", "admin_quotas",
     /* NAMES-OBSERVE */
 };
 _Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,
