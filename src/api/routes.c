@@ -115,6 +115,8 @@ const struct sd_route sd_routes[] = {
      sd_api_admin_quality},
     {"GET", "/v1/{client_id}/quality", "quality", TENANT_READ, sd_api_quality},
     {"GET", "/admin/v1/tenants/{client_id}/quotas", "admin_quotas", ADMIN, sd_api_admin_quotas},
+    {"GET", "/v1/{client_id}/segments/{segment_id}/history", "segment_history", TENANT_READ,
+     sd_api_segment_history},
     /* ROUTES-OBSERVE */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
@@ -145,7 +147,7 @@ const char *const sd_route_names[] = {
     "openapi",
     /* NAMES-OPENAPI */
     "tenants_list", "tenant_create", "keys_list", "key_create", "key_revoke",
-    "admin_quality", "quality", "admin_quotas",
+    "admin_quality", "quality", "admin_quotas", "segment_history",
     /* NAMES-OBSERVE */
 };
 _Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,

@@ -15,7 +15,9 @@ What is checked:
     environment only; another tenant's key is refused, a since= that is not a time is a 400).
   - vendor quotas: per connector whose type declares quotas, its windows (limit, used,
     reserved for writes, reset time) and which other instances share its credential (never the
-    credential or its hash); connectors without quotas are left out."""
+    credential or its hash); connectors without quotas are left out.
+  - segment history: a point when a segment is computed, none more within 10 minutes (a
+    recount), the tenant's own segments only."""
 
 import json
 import os
@@ -266,6 +268,39 @@ class Quotas(ObserveCase):
         self.assertEqual(r.json["data"], [])
         self.assertEqual(self.admin("GET", "/tenants/ballet/quotas", token=self.key).status, 401)
         self.assertEqual(self.admin("GET", "/tenants/nobody/quotas").status, 404)
+
+
+class SegmentHistory(ObserveCase):
+    def test_history(self):
+        custs = [harness.customer(harness.uid("C"), post_code="2%04d" % i) for i in range(3)]
+        r = self.tenant("POST", "opera", "/ingest", {"customers": custs})
+        self.assertEqual(r.status, 202, r)
+        r = self.tenant("POST", "opera", "/segments",
+                        {"segment_name": "hamburg", "rules": {"customer": {"post_code":
+                                                                           {"prefix": "2"}}}})
+        self.assertEqual(r.status, 201, r)
+        seg = r.json
+        path = "/segments/%s/history" % seg["segment_id"]
+        h = self.tenant("GET", "opera", path)
+        self.assertEqual(h.status, 200, h)
+        self.assertEqual(h.json["segment_id"], seg["segment_id"])
+        self.assertEqual(len(h.json["points"]), 1, h)
+        self.assertEqual(h.json["points"][0]["member_count"], seg["member_count"])
+        self.assertGreaterEqual(seg["member_count"], 3)
+        # a recount within 10 minutes adds no point
+        r = harness.http(self.server.port, "PUT", "/v1/opera/segments/" + seg["segment_id"],
+                         body=b"", headers={"Content-Type": "application/json"}, key=self.key)
+        self.assertEqual(r.status, 200, r)
+        h = self.tenant("GET", "opera", path)
+        self.assertEqual(len(h.json["points"]), 1, h)
+        # since later than the point: none
+        h = self.tenant("GET", "opera", path + "?since=2999-01-01T00:00:00Z")
+        self.assertEqual(h.json["points"], [])
+        self.assertEqual(self.tenant("GET", "opera", path + "?since=soon").status, 400)
+        # another tenant's key: 403 on this path, 404 for the id under its own tenant
+        self.assertEqual(self.tenant("GET", "opera", path, key=self.ballet_key).status, 403)
+        self.assertEqual(self.tenant("GET", "ballet", path, key=self.ballet_key).status, 404)
+        self.assertEqual(self.tenant("GET", "opera", "/segments/seg_nope/history").status, 404)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 /* test_observe_store.c — the store's observation ops (store/observe.h) on a real store: a key's
  * last use only moves forward and shows in key_list and the auth snapshot without changing the
  * settings version; traffic counters add up across flushes, stay per tenant, list in order
- * with a limit, purge old hours, and refuse bad rows. store suite: both backends */
+ * with a limit, purge old hours, and refuse bad rows; segment sizes keep one point per segment
+ * per 10 minutes (either side: nodes' clocks differ) for 400 days, per tenant and environment.
+ * store suite: both backends */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -201,12 +203,81 @@ static void test_traffic_refuses_bad_rows(void **state)
     free(got);
 }
 
+static void test_segment_sizes(void **state)
+{
+    struct fx *f = *state;
+    const int64_t MIN = 60LL * 1000000;
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_a",
+                                                          T0, 100),
+                     1);
+    /* 5 minutes later, or 5 minutes earlier (another node's clock): skipped */
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_a",
+                                                          T0 + 5 * MIN, 101),
+                     0);
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_a",
+                                                          T0 - 5 * MIN, 99),
+                     0);
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_a",
+                                                          T0 + 10 * MIN, 120),
+                     1);
+    /* other scopes are their own */
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_PROD, "seg_a",
+                                                          T0 + MIN, 7),
+                     1);
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->ballet, SD_ENV_TEST, "seg_a",
+                                                          T0 + MIN, 8),
+                     1);
+    struct sd_segment_size_point *v = NULL;
+    size_t n = 0;
+    assert_int_equal(sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_a",
+                                                           0, &v, &n),
+                     0);
+    assert_int_equal(n, 2);
+    assert_int_equal(v[0].at_usec, T0);
+    assert_int_equal(v[0].member_count, 100);
+    assert_int_equal(v[1].at_usec, T0 + 10 * MIN);
+    assert_int_equal(v[1].member_count, 120);
+    free(v);
+    assert_int_equal(sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_a",
+                                                           T0 + MIN, &v, &n),
+                     0);
+    assert_int_equal(n, 1);
+    free(v);
+    assert_int_equal(sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_b",
+                                                           0, &v, &n),
+                     0);
+    assert_int_equal(n, 0);
+    free(v);
+    /* 400 days on: the new point purges the old ones of this segment */
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_a",
+                                                          T0 + SD_SEGMENT_SIZE_KEEP_USEC + 5 * MIN,
+                                                          130),
+                     1);
+    assert_int_equal(sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_a",
+                                                           0, &v, &n),
+                     0);
+    assert_int_equal(n, 2);
+    assert_int_equal(v[0].member_count, 120);
+    assert_int_equal(v[1].member_count, 130);
+    free(v);
+    /* bad arguments */
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "", T0, 1),
+                     -EINVAL);
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, NULL, T0,
+                                                          1),
+                     -EINVAL);
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_c", T0,
+                                                          -1),
+                     -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_key_touch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_traffic_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_traffic_refuses_bad_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_segment_sizes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
