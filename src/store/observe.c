@@ -43,6 +43,13 @@ int sd_store_observe_segment_size_history(struct sd_store_handle *h, int64_t ten
     return CALL(segment_size_history, tenant_id, env, segment_id, since_usec, ret, ret_n);
 }
 
+int sd_store_observe_segment_pushes(struct sd_store_handle *h, int64_t tenant_id,
+                                    enum sd_env env, const char *segment_id,
+                                    struct sd_segment_push **ret, size_t *ret_n)
+{
+    return CALL(segment_pushes, tenant_id, env, segment_id, ret, ret_n);
+}
+
 bool sd_traffic_count_valid(const struct sd_traffic_count *t)
 {
     return t->n >= 0 && t->source[0] &&

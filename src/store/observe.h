@@ -53,6 +53,14 @@ struct sd_segment_size_point {
     int64_t member_count;
 };
 
+/* The last delivery of a segment to one connector instance (a push target). */
+struct sd_segment_push {
+    char connector_id[SD_TRAFFIC_TEXT_MAX + 1];
+    char delivery_id[SD_TRAFFIC_TEXT_MAX + 1];
+    char state[SD_TRAFFIC_TEXT_MAX + 1]; /* queued | sending | retrying | delivered | dead | … */
+    int64_t updated_usec;
+};
+
 struct sd_store_observe_ops {
     /* Record that key_ids[i] was last used at used_usec[i] (a key's stored time only moves
      * forward; an unknown key id is skipped). One transaction. -EINVAL: n > 0 with a NULL
@@ -83,6 +91,12 @@ struct sd_store_observe_ops {
     int (*segment_size_history)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                                 const char *segment_id, int64_t since_usec,
                                 struct sd_segment_size_point **ret, size_t *ret_n);
+    /* Read pool, one statement: for each connector instance of (tenant, env) that segment_id
+     * was ever pushed to (an outbox item with subject segment / segment_id), its newest such
+     * item; ordered by connector id. Each is one index seek per connector of the scope
+     * (outbox_items_subject), so the cost does not grow with the outbox. *ret heap. */
+    int (*segment_pushes)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                          const char *segment_id, struct sd_segment_push **ret, size_t *ret_n);
 };
 
 /* The row checks traffic_add makes (for the backends): kind, env, source, n. */
@@ -103,6 +117,9 @@ int sd_store_observe_segment_size_history(struct sd_store_handle *h, int64_t ten
                                           enum sd_env env, const char *segment_id,
                                           int64_t since_usec, struct sd_segment_size_point **ret,
                                           size_t *ret_n);
+int sd_store_observe_segment_pushes(struct sd_store_handle *h, int64_t tenant_id,
+                                    enum sd_env env, const char *segment_id,
+                                    struct sd_segment_push **ret, size_t *ret_n);
 
 extern const struct sd_store_observe_ops sd_sqlite_observe_ops;
 extern const struct sd_store_observe_ops sd_pg_observe_ops;

@@ -17,7 +17,8 @@ What is checked:
     reserved for writes, reset time) and which other instances share its credential (never the
     credential or its hash); connectors without quotas are left out.
   - segment history: a point when a segment is computed, none more within 10 minutes (a
-    recount), the tenant's own segments only."""
+    recount), the tenant's own segments only; the segment's answer names the targets it was
+    pushed to with the newest delivery's state and time."""
 
 import json
 import os
@@ -25,6 +26,7 @@ import time
 import unittest
 
 import harness
+from receiver import Receiver
 
 TS = harness.TIME_SCALE
 
@@ -301,6 +303,40 @@ class SegmentHistory(ObserveCase):
         self.assertEqual(self.tenant("GET", "opera", path, key=self.ballet_key).status, 403)
         self.assertEqual(self.tenant("GET", "ballet", path, key=self.ballet_key).status, 404)
         self.assertEqual(self.tenant("GET", "opera", "/segments/seg_nope/history").status, 404)
+
+    def test_pushed_to(self):
+        rx = Receiver().start()
+        self.addCleanup(rx.stop)
+        r = self.admin("POST", "/tenants/opera/targets",
+                       {"type": "audience_push", "environment": "test", "url": rx.url("/aud"),
+                        "app_key": "APP-1", "secure_token": "TOK-1"})
+        self.assertEqual(r.status, 201, r)
+        target = r.json["target_id"]
+        ev = harness.event(harness.uid("E"))
+        c = harness.customer(harness.uid("C"))
+        body = {"events": [ev], "customers": [c],
+                "sales": [harness.sale(harness.uid("S"), event_id=ev["event_id"],
+                                       customer_id=c["customer_id"])]}
+        self.assertEqual(self.tenant("POST", "opera", "/ingest", body).status, 202)
+        r = self.tenant("POST", "opera", "/segments",
+                        {"segment_name": "buyers", "rules": {"bought":
+                                                             {"event_id": ev["event_id"]}}})
+        self.assertEqual(r.status, 201, r)
+        seg = r.json["segment_id"]
+        r = self.tenant("GET", "opera", "/segments/" + seg)
+        self.assertEqual(r.json["pushed_to"], [], r)
+        r = self.tenant("POST", "opera", "/segments/%s/push" % seg, {"target_id": target})
+        self.assertEqual(r.status, 202, r)
+        dlv = r.json["delivery_id"]
+
+        def delivered():
+            p = self.tenant("GET", "opera", "/segments/" + seg).json["pushed_to"]
+            return p if p and p[0]["state"] == "delivered" else None
+        pushed = harness.wait_until(delivered, 20 * TS, interval=0.05, what="push delivered")
+        self.assertEqual(len(pushed), 1, pushed)
+        self.assertEqual(pushed[0]["connector_id"], target)
+        self.assertEqual(pushed[0]["delivery_id"], dlv)
+        self.assertRegex(pushed[0]["at"], r"^\d{4}-\d\d-\d\dT")
 
 
 if __name__ == "__main__":

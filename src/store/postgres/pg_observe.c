@@ -27,6 +27,7 @@ enum {
     SLOT_SIZE_INSERT,
     SLOT_SIZE_PURGE,
     SLOT_SIZE_LIST,
+    SLOT_PUSHES,
 };
 
 static const char SQL_KEY_TOUCH[] =
@@ -59,6 +60,12 @@ static const char SQL_SIZE_LIST[] =
     "SELECT at_usec, member_count FROM (SELECT at_usec, member_count FROM segment_sizes"
     " WHERE tenant_id = $1 AND env = $2 AND segment_id = $3 AND at_usec >= $4"
     " ORDER BY at_usec DESC LIMIT $5) AS newest ORDER BY at_usec";
+
+static const char SQL_PUSHES[] =
+    "SELECT c.id, o.id, o.state, o.updated_usec FROM connectors c JOIN outbox_items o"
+    " ON o.seq = (SELECT max(i.seq) FROM outbox_items i WHERE i.connector_id = c.id"
+    " AND i.subject_kind = 'segment' AND i.subject_id = $3)"
+    " WHERE c.tenant_id = $1 AND c.env = $2 ORDER BY c.id COLLATE \"C\"";
 
 #define TRAFFIC_LIST_MAX 10000
 
@@ -290,10 +297,44 @@ static int size_history(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     return 0;
 }
 
+static int segment_pushes(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                          const char *segment_id, struct sd_segment_push **ret, size_t *ret_n)
+{
+    if (!segment_id || !ret || !ret_n || !sd_pg_env_ok(env)) {
+        return -EINVAL;
+    }
+    struct pgconn *c = NULL;
+    int r = sd_pg_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    struct size_args a = {.tenant_id = tenant_id, .env = env, .id = segment_id};
+    struct sd_pg_params p = {0};
+    p_segment(&p, &a);
+    PGresult *res = NULL;
+    int rows = sd_pg_exec(c, SLOT_PUSHES, SQL_PUSHES, &p, &res);
+    sd_pg_pool_put(s, c);
+    if (rows < 0) {
+        return rows;
+    }
+    struct sd_segment_push *v = rows ? sd_calloc((size_t)rows, sizeof(*v)) : NULL;
+    for (int i = 0; i < rows; i++) {
+        copy_label(v[i].connector_id, sizeof(v[i].connector_id), res, i, 0);
+        copy_label(v[i].delivery_id, sizeof(v[i].delivery_id), res, i, 1);
+        copy_label(v[i].state, sizeof(v[i].state), res, i, 2);
+        v[i].updated_usec = sd_pg_int64(res, i, 3);
+    }
+    PQclear(res);
+    *ret = v;
+    *ret_n = (size_t)rows;
+    return 0;
+}
+
 const struct sd_store_observe_ops sd_pg_observe_ops = {
     .key_touch = key_touch,
     .traffic_add = traffic_add,
     .traffic_list = traffic_list,
     .segment_size_record = size_record,
     .segment_size_history = size_history,
+    .segment_pushes = segment_pushes,
 };

@@ -28,6 +28,7 @@ enum {
     SLOT_SIZE_INSERT,
     SLOT_SIZE_PURGE,
     SLOT_SIZE_LIST,
+    SLOT_PUSHES,
     SLOT_LAST_,
 };
 _Static_assert(SLOT_LAST_ <= 240, "observe statement slots are 224..239");
@@ -56,6 +57,12 @@ static const char SQL_SIZE_LIST[] =
     "SELECT at_usec, member_count FROM (SELECT at_usec, member_count FROM segment_sizes"
     " WHERE tenant_id = ?1 AND env = ?2 AND segment_id = ?3 AND at_usec >= ?4"
     " ORDER BY at_usec DESC LIMIT ?5) ORDER BY at_usec";
+
+static const char SQL_PUSHES[] =
+    "SELECT c.id, o.id, o.state, o.updated_usec FROM connectors c JOIN outbox_items o"
+    " ON o.seq = (SELECT max(i.seq) FROM outbox_items i WHERE i.connector_id = c.id"
+    " AND i.subject_kind = 'segment' AND i.subject_id = ?3)"
+    " WHERE c.tenant_id = ?1 AND c.env = ?2 ORDER BY c.id";
 
 #define TRAFFIC_LIST_MAX 10000
 
@@ -304,10 +311,59 @@ static int size_history(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     return 0;
 }
 
+static int segment_pushes(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                          const char *segment_id, struct sd_segment_push **ret, size_t *ret_n)
+{
+    if (!segment_id || !ret || !ret_n || !sd_sqlite_env_ok(env)) {
+        return -EINVAL;
+    }
+    struct conn *c = NULL;
+    int r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    struct sd_segment_push *v = NULL;
+    size_t n = 0, cap = 0;
+    sqlite3_stmt *st = sd_sqlite_stmt_extra(c, SLOT_PUSHES, SQL_PUSHES);
+    if (!st) {
+        r = -EIO;
+    } else if (bind_segment(st, tenant_id, env, segment_id) != SQLITE_OK) {
+        sqlite3_reset(st);
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    } else {
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 8;
+                v = sd_realloc(v, cap * sizeof(*v));
+            }
+            struct sd_segment_push *p = &v[n++];
+            memset(p, 0, sizeof(*p));
+            copy_label(p->connector_id, sizeof(p->connector_id), sqlite3_column_text(st, 0));
+            copy_label(p->delivery_id, sizeof(p->delivery_id), sqlite3_column_text(st, 1));
+            copy_label(p->state, sizeof(p->state), sqlite3_column_text(st, 2));
+            p->updated_usec = sqlite3_column_int64(st, 3);
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) {
+            r = sd_sqlite_fail(c, rc, "segment pushes");
+        }
+    }
+    sd_sqlite_pool_put(s, c);
+    if (r < 0) {
+        free(v);
+        return r;
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
 const struct sd_store_observe_ops sd_sqlite_observe_ops = {
     .key_touch = key_touch,
     .traffic_add = traffic_add,
     .traffic_list = traffic_list,
     .segment_size_record = size_record,
     .segment_size_history = size_history,
+    .segment_pushes = segment_pushes,
 };
