@@ -50,6 +50,12 @@ int sd_store_observe_segment_pushes(struct sd_store_handle *h, int64_t tenant_id
     return CALL(segment_pushes, tenant_id, env, segment_id, ret, ret_n);
 }
 
+int sd_store_observe_outbox_stats(struct sd_store_handle *h, struct sd_outbox_stat **ret,
+                                  size_t *ret_n)
+{
+    return CALL(outbox_stats, ret, ret_n);
+}
+
 bool sd_traffic_count_valid(const struct sd_traffic_count *t)
 {
     return t->n >= 0 && t->source[0] &&

@@ -61,6 +61,18 @@ struct sd_segment_push {
     int64_t updated_usec;
 };
 
+/* The outbox of one (tenant, connector) as /metrics shows it: items waiting (queued, retrying or
+ * sending), the oldest waiting item's creation time (0: none), attempts the waiting items used,
+ * dead letters. */
+struct sd_outbox_stat {
+    int64_t tenant_id;
+    char connector_id[SD_TRAFFIC_TEXT_MAX + 1];
+    int64_t depth;
+    int64_t oldest_usec;
+    int64_t attempts;
+    int64_t dead;
+};
+
 struct sd_store_observe_ops {
     /* Record that key_ids[i] was last used at used_usec[i] (a key's stored time only moves
      * forward; an unknown key id is skipped). One transaction. -EINVAL: n > 0 with a NULL
@@ -97,6 +109,11 @@ struct sd_store_observe_ops {
      * (outbox_items_subject), so the cost does not grow with the outbox. *ret heap. */
     int (*segment_pushes)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                           const char *segment_id, struct sd_segment_push **ret, size_t *ret_n);
+    /* Read pool, one statement: one row per connector instance that has outbox items (any
+     * state; zeros when none waits), ordered by tenant then connector. Per connector it reads
+     * its waiting and dead items only, by the index on (connector_id, state, seq), never the
+     * delivered history. Items of a removed connector are not counted. *ret heap. */
+    int (*outbox_stats)(struct sd_store *s, struct sd_outbox_stat **ret, size_t *ret_n);
 };
 
 /* The row checks traffic_add makes (for the backends): kind, env, source, n. */
@@ -120,6 +137,8 @@ int sd_store_observe_segment_size_history(struct sd_store_handle *h, int64_t ten
 int sd_store_observe_segment_pushes(struct sd_store_handle *h, int64_t tenant_id,
                                     enum sd_env env, const char *segment_id,
                                     struct sd_segment_push **ret, size_t *ret_n);
+int sd_store_observe_outbox_stats(struct sd_store_handle *h, struct sd_outbox_stat **ret,
+                                  size_t *ret_n);
 
 extern const struct sd_store_observe_ops sd_sqlite_observe_ops;
 extern const struct sd_store_observe_ops sd_pg_observe_ops;

@@ -26,6 +26,7 @@ import time
 import unittest
 
 import harness
+from fake_sources import FakeSources
 from receiver import Receiver
 
 TS = harness.TIME_SCALE
@@ -337,6 +338,44 @@ class SegmentHistory(ObserveCase):
         self.assertEqual(pushed[0]["connector_id"], target)
         self.assertEqual(pushed[0]["delivery_id"], dlv)
         self.assertRegex(pushed[0]["at"], r"^\d{4}-\d\d-\d\dT")
+        # the outbox series name the tenant and the target: nothing waits, nothing is dead
+        m = harness.http(self.server.port, "GET", "/metrics").text
+        for series in ("queue_depth", "attempts", "dead_letters"):
+            self.assertIn('stagedoor_outbox_%s{tenant="opera",target="%s"} 0\n'
+                          % (series, target), m)
+        self.assertIn('stagedoor_outbox_oldest_age_seconds{tenant="opera",target="%s"} 0.000\n'
+                      % target, m)
+
+
+class ConnectorMetrics(ObserveCase):
+    def test_connector_run_series(self):
+        src = FakeSources()
+        src.start()
+        self.addCleanup(src.stop)
+        evs = [harness.event(harness.uid("F")) for _ in range(3)]
+        src.add_feed("/feeds/season.json", json.dumps({"events": evs}), "application/json",
+                     token="feed-Secr3t")
+        r = self.admin("POST", "/tenants/opera/connectors",
+                       {"type": "feed", "environment": "test", "schedule": "manual",
+                        "settings": {"url": src.address("/feeds/season.json"), "kind": "ingest",
+                                     "auth_header": "Bearer feed-Secr3t"}})
+        self.assertEqual(r.status, 201, r)
+        cid = r.json["connector_id"]
+        self.assertEqual(self.admin("POST", "/tenants/opera/connectors/%s/run" % cid).status, 202)
+        ok = 'stagedoor_connector_runs_total{tenant="opera",connector="%s",outcome="ok"} 1\n' % cid
+
+        def ran():
+            m = harness.http(self.server.port, "GET", "/metrics").text
+            return m if ok in m else None
+        m = harness.wait_until(ran, 20 * TS, interval=0.1, what="run counted")
+        self.assertIn('stagedoor_connector_last_run_records{tenant="opera",connector="%s",'
+                      'kind="stored"} 3\n' % cid, m)
+        self.assertRegex(m, r'stagedoor_connector_last_run_age_seconds\{tenant="opera",'
+                            r'connector="%s"\} \d+\.\d{3}\n' % cid)
+        # the run's records count for its source in the quality view
+        q = self.admin("GET", "/tenants/opera/quality").json
+        acc = {(x["source"], x["kind"]): x["count"] for x in q["accepted"]}
+        self.assertEqual(acc.get((cid, "events")), 3, q)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
  * settings version; traffic counters add up across flushes, stay per tenant, list in order
  * with a limit, purge old hours, and refuse bad rows; segment sizes keep one point per segment
  * per 10 minutes (either side: nodes' clocks differ) for 400 days, per tenant and environment;
- * a segment's pushes name each target's newest item of it. store suite: both backends */
+ * a segment's pushes name each target's newest item of it; the outbox figures count waiting
+ * items per tenant and connector. store suite: both backends */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -342,6 +343,37 @@ static void test_segment_pushes(void **state)
     assert_int_equal(n, 1);
     assert_string_equal(v[0].delivery_id, "dlv_0000000000000006");
     free(v);
+
+    /* The outbox figures: waiting items (a claimed one counts, sending), their oldest creation
+     * and attempts, per tenant and connector; the cancelled item counts nowhere. */
+    struct sd_outbox_item claimed = {0};
+    assert_int_equal(sd_store_delivery_claim(f->h, &clk, &claimed), 0);
+    sd_outbox_item_release(&claimed);
+    struct sd_outbox_stat *o = NULL;
+    assert_int_equal(sd_store_observe_outbox_stats(f->h, &o, &n), 0);
+    assert_int_equal(n, 3);
+    int64_t depth = 0, attempts = 0;
+    for (size_t i = 0; i < n; i++) {
+        depth += o[i].depth;
+        attempts += o[i].attempts;
+        assert_int_equal(o[i].dead, 0);
+        assert_true(o[i].oldest_usec > 0 && o[i].oldest_usec <= sd_now_usec());
+        if (strcmp(o[i].connector_id, targets[0]) == 0) {
+            assert_int_equal(o[i].tenant_id, f->opera);
+            assert_int_equal(o[i].depth, 1); /* dlv_1; dlv_2 was cancelled */
+        } else if (strcmp(o[i].connector_id, targets[1]) == 0) {
+            assert_int_equal(o[i].depth, 3);
+        } else {
+            assert_string_equal(o[i].connector_id, targets[2]);
+            assert_int_equal(o[i].tenant_id, f->ballet);
+            assert_int_equal(o[i].depth, 1);
+        }
+    }
+    assert_int_equal(depth, 5);
+    assert_int_equal(attempts, 1); /* the claim */
+    /* ordered by tenant, then connector */
+    assert_true(o[0].tenant_id <= o[1].tenant_id && o[1].tenant_id <= o[2].tenant_id);
+    free(o);
 }
 
 int main(void)
