@@ -11,7 +11,8 @@ What is checked:
     refused on every admin route (401) and another tenant's key id is a 404.
   - data quality: rejected fields counted per source, field label and error code (ingest and
     PUT of a sale; an unknown member's label bounded to "other"), records accepted by kind,
-    answers by route and status class; the admin view and a tenant key's own view (its
+    answers by route and status class, an inbound door's quarantined objects under its
+    connector id (a replay does not count them twice); the admin view and a tenant key's own view (its
     environment only; another tenant's key is refused, a since= that is not a time is a 400).
   - vendor quotas: per connector whose type declares quotas, its windows (limit, used,
     reserved for writes, reset time) and which other instances share its credential (never the
@@ -231,6 +232,32 @@ class Quality(ObserveCase):
         self.assertRegex(m, r'stagedoor_tenant_records_rejected_total\{tenant="opera"\} [1-9]')
         self.assertRegex(m, r'stagedoor_tenant_http_answers_total\{tenant="opera",class="4xx"\}'
                             r' [1-9]')
+
+    def test_inbound_door_rejections(self):
+        r = self.admin("POST", "/tenants/opera/connectors",
+                       {"type": "webhook_in", "environment": "test",
+                        "settings": {"kind": "customers"},
+                        "mapping": {"fields": {"contactNumber": "customer_id", "mail": "email"},
+                                    "unmapped": "drop"}})
+        self.assertEqual(r.status, 201, r)
+        cid, path = r.json["connector_id"], r.json["inbound"]["path"]
+        objs = [{"contactNumber": harness.uid("K"), "mail": "a%d@example.com" % i}
+                for i in range(3)]
+        objs.append({"contactNumber": harness.uid("K"), "mail": "not-an-address"})
+        r = harness.http(self.server.port, "POST", path, body=json.dumps(objs).encode(),
+                         headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.json["applied"], r.json["quarantined"]), (3, 1), r)
+
+        def rejected():
+            q = self.admin("GET", "/tenants/opera/quality").json
+            return {(x["field"], x["code"]): x["count"] for x in q["rejected"]
+                    if x["source"] == cid}
+        self.assertEqual(rejected(), {("customers.email", "invalid"): 1})
+        # a replay that still quarantines it does not count it again
+        self.assertEqual(self.admin("POST", "/tenants/opera/connectors/%s/replay" % cid).status,
+                         200)
+        self.assertEqual(rejected(), {("customers.email", "invalid"): 1})
 
 
 class Quotas(ObserveCase):
