@@ -308,8 +308,8 @@ void sd_quality_accepted(struct sd_quality *q, int64_t tenant_id, enum sd_env en
     pthread_mutex_unlock(&q->lock);
 }
 
-void sd_quality_answer(struct sd_quality *q, int64_t tenant_id, enum sd_env env,
-                       const char *route, int status)
+void sd_quality_answer(struct sd_quality *q, int64_t tenant_id, enum sd_env env, const char *route,
+                       int status)
 {
     if (!q || !route || status < 200 || status > 599 || (status >= 300 && status < 400)) {
         return;
@@ -510,11 +510,11 @@ static void render_outbox(struct sd_store_handle *st, const struct sd_tenant *tv
     } series[4] = {
         {"stagedoor_outbox_queue_depth", "Outbox items waiting (queued, retrying or sending).",
          "gauge"},
-        {"stagedoor_outbox_oldest_age_seconds", "Age of the oldest waiting outbox item.",
-         "gauge"},
+        {"stagedoor_outbox_oldest_age_seconds", "Age of the oldest waiting outbox item.", "gauge"},
         {"stagedoor_outbox_attempts", "Attempts the waiting outbox items have used.", "gauge"},
-        {"stagedoor_outbox_dead_letters", "Outbox items that gave up (dead), until replayed or "
-                                          "cancelled.",
+        {"stagedoor_outbox_dead_letters",
+         "Outbox items that gave up (dead), until replayed or "
+         "cancelled.",
          "gauge"},
     };
     int64_t now = sd_now_usec();
@@ -541,8 +541,7 @@ static void render_outbox(struct sd_store_handle *st, const struct sd_tenant *tv
     free(v);
 }
 
-void sd_quality_render_metrics(struct sd_quality *q, struct sd_store_handle *st,
-                               struct sd_buf *out)
+void sd_quality_render_metrics(struct sd_quality *q, struct sd_store_handle *st, struct sd_buf *out)
 {
     if (!q) {
         return;

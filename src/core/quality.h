@@ -49,8 +49,8 @@ void sd_quality_rejected_n(struct sd_quality *q, int64_t tenant_id, enum sd_env 
 void sd_quality_accepted(struct sd_quality *q, int64_t tenant_id, enum sd_env env,
                          const char *source, enum sd_kind kind, uint64_t n);
 /* One HTTP answer of route with status (counted by class 2xx / 4xx / 5xx). */
-void sd_quality_answer(struct sd_quality *q, int64_t tenant_id, enum sd_env env,
-                       const char *route, int status);
+void sd_quality_answer(struct sd_quality *q, int64_t tenant_id, enum sd_env env, const char *route,
+                       int status);
 
 /* A connector run ended: ok or failed, with the records it stored and rejected, at end_usec
  * (for the per-connector /metrics series; at most SD_QUALITY_METRIC_CONNECTORS connectors by

@@ -112,9 +112,9 @@ static void test_key_touch(void **state)
     assert_int_equal(sd_store_observe_key_touch(f->h, NULL, NULL, 0), 0);
 }
 
-static struct sd_traffic_count row(int64_t tenant, enum sd_env env, int64_t hour,
-                                   const char *kind, const char *source, const char *field,
-                                   const char *code, int64_t n)
+static struct sd_traffic_count row(int64_t tenant, enum sd_env env, int64_t hour, const char *kind,
+                                   const char *source, const char *field, const char *code,
+                                   int64_t n)
 {
     struct sd_traffic_count t = {.tenant_id = tenant, .env = env, .hour_usec = hour, .n = n};
     snprintf(t.kind, sizeof(t.kind), "%s", kind);
@@ -210,9 +210,8 @@ static void test_segment_sizes(void **state)
 {
     struct fx *f = *state;
     const int64_t MIN = 60LL * 1000000;
-    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_a",
-                                                          T0, 100),
-                     1);
+    assert_int_equal(
+        sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_a", T0, 100), 1);
     /* 5 minutes later, or 5 minutes earlier (another node's clock): skipped */
     assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_a",
                                                           T0 + 5 * MIN, 101),
@@ -224,17 +223,15 @@ static void test_segment_sizes(void **state)
                                                           T0 + 10 * MIN, 120),
                      1);
     /* other scopes are their own */
-    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_PROD, "seg_a",
-                                                          T0 + MIN, 7),
-                     1);
-    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->ballet, SD_ENV_TEST, "seg_a",
-                                                          T0 + MIN, 8),
-                     1);
+    assert_int_equal(
+        sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_PROD, "seg_a", T0 + MIN, 7), 1);
+    assert_int_equal(
+        sd_store_observe_segment_size_record(f->h, f->ballet, SD_ENV_TEST, "seg_a", T0 + MIN, 8),
+        1);
     struct sd_segment_size_point *v = NULL;
     size_t n = 0;
-    assert_int_equal(sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_a",
-                                                           0, &v, &n),
-                     0);
+    assert_int_equal(
+        sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_a", 0, &v, &n), 0);
     assert_int_equal(n, 2);
     assert_int_equal(v[0].at_usec, T0);
     assert_int_equal(v[0].member_count, 100);
@@ -246,9 +243,8 @@ static void test_segment_sizes(void **state)
                      0);
     assert_int_equal(n, 1);
     free(v);
-    assert_int_equal(sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_b",
-                                                           0, &v, &n),
-                     0);
+    assert_int_equal(
+        sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_b", 0, &v, &n), 0);
     assert_int_equal(n, 0);
     free(v);
     /* 400 days on: the new point purges the old ones of this segment */
@@ -256,9 +252,8 @@ static void test_segment_sizes(void **state)
                                                           T0 + SD_SEGMENT_SIZE_KEEP_USEC + 5 * MIN,
                                                           130),
                      1);
-    assert_int_equal(sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_a",
-                                                           0, &v, &n),
-                     0);
+    assert_int_equal(
+        sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_a", 0, &v, &n), 0);
     assert_int_equal(n, 2);
     assert_int_equal(v[0].member_count, 120);
     assert_int_equal(v[1].member_count, 130);
@@ -266,12 +261,11 @@ static void test_segment_sizes(void **state)
     /* bad arguments */
     assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "", T0, 1),
                      -EINVAL);
-    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, NULL, T0,
-                                                          1),
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, NULL, T0, 1),
                      -EINVAL);
-    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_c", T0,
-                                                          -1),
-                     -EINVAL);
+    assert_int_equal(
+        sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_c", T0, -1),
+        -EINVAL);
 }
 
 static void add_item(struct sd_store_handle *h, const struct sd_outbox_clock *clk, int64_t tenant,

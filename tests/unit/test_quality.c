@@ -142,8 +142,7 @@ static void test_metrics_bounded(void **state)
     sd_buf_init(&b);
     sd_quality_render_metrics(q, f->h, &b);
     size_t series = 0;
-    for (const char *p = b.data; (p = strstr(p, "stagedoor_tenant_records_rejected_total{"));
-         p++) {
+    for (const char *p = b.data; (p = strstr(p, "stagedoor_tenant_records_rejected_total{")); p++) {
         series++;
     }
     assert_int_equal(series, SD_QUALITY_METRIC_TENANTS + 1);

@@ -269,8 +269,11 @@ static int size_record(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     if (!segment_id || !segment_id[0] || member_count < 0 || !sd_pg_env_ok(env)) {
         return -EINVAL;
     }
-    struct size_args a = {.tenant_id = tenant_id, .env = env, .id = segment_id,
-                          .at_usec = at_usec, .member_count = member_count};
+    struct size_args a = {.tenant_id = tenant_id,
+                          .env = env,
+                          .id = segment_id,
+                          .at_usec = at_usec,
+                          .member_count = member_count};
     int r = sd_pg_tx_run(s, NULL, false, tx_size_record, &a);
     return r < 0 ? r : a.added ? 1 : 0;
 }
