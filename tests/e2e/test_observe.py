@@ -180,9 +180,14 @@ class Quality(ObserveCase):
                         dict(good, quantity="many"))
         self.assertEqual(r.status, 400, r)
 
-        r = self.admin("GET", "/tenants/opera/quality")
-        self.assertEqual(r.status, 200, r)
-        q = r.json
+        # An answer is counted once it has been sent (its connection's completion), so the
+        # last one may land just after the client saw it: wait for it.
+        def counted():
+            r = self.admin("GET", "/tenants/opera/quality")
+            self.assertEqual(r.status, 200, r)
+            a = {(x["route"], x["class"]) for x in r.json["answers"]}
+            return r.json if ("sale_put", "4xx") in a else None
+        q = harness.wait_until(counted, 5 * TS, what="answers counted")
         rej = {(x["source"], x["field"], x["code"]): x["count"] for x in q["rejected"]}
         self.assertGreaterEqual(rej.get(("ingest", "sales.currency", "invalid"), 0), 1, q)
         self.assertGreaterEqual(rej.get(("ingest", "events.title", "missing"), 0), 1, q)
