@@ -114,6 +114,20 @@ const struct sd_route sd_routes[] = {
     /* ROUTES-ALERTS */
     {"GET", "/openapi.yaml", "openapi", 0, sd_api_openapi},
     /* ROUTES-OPENAPI */
+    {"GET", "/admin/v1/tenants", "tenants_list", ADMIN, sd_api_admin_tenants_list},
+    {"POST", "/admin/v1/tenants", "tenant_create", ADMIN_WRITE, sd_api_admin_tenant_create},
+    {"GET", "/admin/v1/tenants/{client_id}/keys", "keys_list", ADMIN, sd_api_admin_keys_list},
+    {"POST", "/admin/v1/tenants/{client_id}/keys", "key_create", ADMIN_WRITE,
+     sd_api_admin_key_create},
+    {"DELETE", "/admin/v1/tenants/{client_id}/keys/{key_id}", "key_revoke", ADMIN,
+     sd_api_admin_key_revoke},
+    {"GET", "/admin/v1/tenants/{client_id}/quality", "admin_quality", ADMIN,
+     sd_api_admin_quality},
+    {"GET", "/v1/{client_id}/quality", "quality", TENANT_READ, sd_api_quality},
+    {"GET", "/admin/v1/tenants/{client_id}/quotas", "admin_quotas", ADMIN, sd_api_admin_quotas},
+    {"GET", "/v1/{client_id}/segments/{segment_id}/history", "segment_history", TENANT_READ,
+     sd_api_segment_history},
+    /* ROUTES-OBSERVE */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
 
@@ -146,6 +160,9 @@ const char *const sd_route_names[] = {
     /* NAMES-ALERTS */
     "openapi",
     /* NAMES-OPENAPI */
+    "tenants_list", "tenant_create", "keys_list", "key_create", "key_revoke",
+    "admin_quality", "quality", "admin_quotas", "segment_history",
+    /* NAMES-OBSERVE */
 };
 _Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,
                "every route has its own metrics row");

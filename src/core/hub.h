@@ -25,6 +25,8 @@ struct sd_hub {
     /* segment computations (core/segment_jobs.h) */
     struct sd_segment_jobs *segment_jobs;
     struct sd_alerts *alerts; /* alert worker (core/alerts.h); only while serving (or NULL) */
+    /* data-quality and traffic counters (core/quality.h) */
+    struct sd_quality *quality;
 };
 
 /* Open the store, start the writer and the segment workers (default configuration). store

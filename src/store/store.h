@@ -65,6 +65,7 @@ struct sd_store_inbound_ops;
 struct sd_store_backup_report; /* store/backup.h */
 struct sd_store_runs_ops;
 struct sd_store_alert_ops;
+struct sd_store_observe_ops;
 
 struct sd_tenant {
     int64_t id;
@@ -85,6 +86,7 @@ struct sd_key_info {
     char *hash_hex; /* SHA-256 of the key, hex; only filled by auth_snapshot */
     int64_t created_usec;
     int64_t revoked_usec; /* 0 if active */
+    int64_t last_used_usec; /* 0: never; kept to the minute (store/observe.h key_touch) */
 };
 void sd_keys_free(struct sd_key_info *v, size_t n);
 
@@ -350,6 +352,8 @@ struct sd_store_ops {
     const struct sd_store_runs_ops *runs;
     /* Alert settings and history: store/alerts.h. */
     const struct sd_store_alert_ops *alerts;
+    /* Key use, traffic counters, segment sizes, outbox figures: store/observe.h. */
+    const struct sd_store_observe_ops *observe;
 
     int (*log_stats)(struct sd_store *s, struct sd_store_log_stats *ret);
     /* An online backup into a new directory, verified: store/backup.h has the contract. */

@@ -51,6 +51,7 @@
 #include "store/alerts.h"
 #include "store/runs.h"
 #include "store/store.h"
+#include "store/observe.h"
 
 extern const char *const sd_pg_schema[];
 extern const unsigned sd_pg_schema_count;
@@ -1008,4 +1009,5 @@ const struct sd_store_ops sd_store_pg_ops = {
     .runs = &sd_pg_runs_ops,
     .alerts = &sd_pg_alert_ops,
     .segments = &sd_pg_segment_ops,
+    .observe = &sd_pg_observe_ops,
 };

@@ -58,6 +58,7 @@
 #include "store/quota.h"
 #include "store/alerts.h"
 #include "store/runs.h"
+#include "store/observe.h"
 #include "store/store.h"
 
 extern const char *const sd_sqlite_schema[];
@@ -1000,4 +1001,5 @@ const struct sd_store_ops sd_store_sqlite_ops = {
     .inbound = &sd_sqlite_inbound_ops,
     .runs = &sd_sqlite_runs_ops,
     .alerts = &sd_sqlite_alert_ops,
+    .observe = &sd_sqlite_observe_ops,
 };
