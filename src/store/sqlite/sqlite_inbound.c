@@ -24,7 +24,7 @@ enum {
     SD_INBOUND_STATEMENTS(I_),
     I_LAST_ /* must stay <= 192 */
 };
-_Static_assert(I_LAST_ <= SD_SQLITE_EXTRA_SLOTS, "inbound statement slots are 160..191");
+_Static_assert(I_LAST_ <= 192, "inbound statement slots are 160..191");
 
 static const char *const sql[] = {
     [I_DOOR_SET] = "INSERT INTO inbound_doors (connector_id, token_hash, created_usec) VALUES "

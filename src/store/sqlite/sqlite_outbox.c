@@ -44,7 +44,7 @@ enum {
     S_DLV_KILL_TARGET,
     S_LAST_ /* must stay <= 96 */
 };
-_Static_assert(S_LAST_ <= SD_SQLITE_EXTRA_SLOTS, "outbox statement slots are 48..95");
+_Static_assert(S_LAST_ <= 96, "outbox statement slots are 48..95 (quota starts at 96)");
 
 /* Rows a claim may take now (?1 = now), in due order. */
 #define DUE_WHERE                                                                                  \
