@@ -57,6 +57,8 @@ static const struct {
     {"STAGEDOOR_OUTBOX_POLL_MS",
      "The longest an outbox worker sleeps before looking for work it was not woken for, in "
      "milliseconds, 5 to 3600000 (default 1000)."},
+    {"STAGEDOOR_ALERT_TIME_SCALE",
+     "Tests only: a factor above 0 and at most 1 that shortens the alert sender's retry schedule."},
     {"STAGEDOOR_OUTBOX_TIME_SCALE",
      "Tests only: a factor from 0.000001 to 1 that shortens the outbox's retry schedule."},
     {"STAGEDOOR_WAL_RESTART_FRAMES",
