@@ -67,6 +67,11 @@ int sd_api_admin_inbound_replay(struct sd_req *req);
 int sd_api_admin_quarantine_list(struct sd_req *req);
 /* Connector actions (api/actions.c): POST /v1/{client_id}/connectors/{connector_id}/{action}. */
 int sd_api_connector_action(struct sd_req *req);
+/* The dashboard's files (api/ui.c) and the tenant's record counts (api/summary.c). */
+int sd_api_ui_index(struct sd_req *req);
+int sd_api_ui_file(struct sd_req *req);
+int sd_api_summary(struct sd_req *req);
+int sd_api_admin_summary(struct sd_req *req);
 /* The door's address as shown once after creation or rotation: {"path", "url", "token"}. */
 json_t *sd_api_inbound_door_json(struct sd_req *req, const char *connector_id, const char *token);
 /* After a connector was created: if its type has a door, make the door's token and add

@@ -102,6 +102,11 @@ const struct sd_route sd_routes[] = {
     {"POST", "/v1/{client_id}/connectors/{connector_id}/{action}", "connector_action",
      TENANT_WRITE, sd_api_connector_action},
     /* ROUTES-ACTIONS */
+    {"GET", "/ui", "ui", 0, sd_api_ui_index},
+    {"GET", "/ui/{file}", "ui_file", 0, sd_api_ui_file},
+    {"GET", "/v1/{client_id}/summary", "summary", TENANT_READ, sd_api_summary},
+    {"GET", "/admin/v1/tenants/{client_id}/summary", "admin_summary", ADMIN, sd_api_admin_summary},
+    /* ROUTES-UI */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
 
@@ -128,6 +133,8 @@ const char *const sd_route_names[] = {
     /* NAMES-INBOUND-STREAMS */
     "connector_action",
     /* NAMES-ACTIONS */
+    "ui", "ui_file", "summary", "admin_summary",
+    /* NAMES-UI */
 };
 _Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,
                "every route has its own metrics row");
