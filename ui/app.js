@@ -1,0 +1,610 @@
+/* app.js — the operator dashboard: hash-routed pages that read and act through the hub's API.
+ *
+ * Rules this file keeps:
+ * - Every number comes from an API answer fetched when the page renders; nothing is computed
+ *   from guesses or cached across sign-ins.
+ * - Data never goes through innerHTML: every node is built with el() and text nodes, so a
+ *   record holding markup shows as text (the server's Content-Security-Policy forbids inline
+ *   script as a second line).
+ * - The token lives in sessionStorage (this tab only). An admin token opens every page for the
+ *   tenant chosen in the header; a tenant key opens only the pages whose routes take a tenant
+ *   key, and the API refuses anything else anyway.
+ */
+'use strict';
+
+(function () {
+  const STORE_KEY = 'stagedoor.session';
+  const NF = new Intl.NumberFormat('en');
+  let session = load();
+  let timer = null;
+
+  /* ---- small helpers ------------------------------------------------------------------------ */
+
+  function load() {
+    try {
+      const s = JSON.parse(sessionStorage.getItem(STORE_KEY) || 'null');
+      return s && s.token ? s : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function save() {
+    if (session) {
+      sessionStorage.setItem(STORE_KEY, JSON.stringify(session));
+    } else {
+      sessionStorage.removeItem(STORE_KEY);
+    }
+  }
+
+  /* el('tag', {attr: value, onclick: fn}, child, …): children are nodes, strings or arrays. */
+  function el(tag, attrs, ...kids) {
+    const n = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k.startsWith('on')) n.addEventListener(k.slice(2), v);
+      else if (k === 'class') n.className = v;
+      else if (k === 'text') n.textContent = v;
+      else n.setAttribute(k, v === true ? '' : String(v));
+    }
+    append(n, kids);
+    return n;
+  }
+
+  function append(n, kids) {
+    for (const k of kids) {
+      if (k === null || k === undefined || k === false) continue;
+      if (Array.isArray(k)) append(n, k);
+      else n.appendChild(typeof k === 'object' ? k : document.createTextNode(String(k)));
+    }
+  }
+
+  function num(v) {
+    return typeof v === 'number' ? NF.format(v) : v === null || v === undefined ? '—' : String(v);
+  }
+
+  function when(iso) {
+    if (!iso) return '—';
+    return el('time', { datetime: iso }, iso.replace('T', ' ').replace('Z', ' UTC'));
+  }
+
+  function enc(s) {
+    return encodeURIComponent(s);
+  }
+
+  function toast(msg) {
+    const t = document.getElementById('toast');
+    t.textContent = msg;
+  }
+
+  class ApiError extends Error {
+    constructor(status, body) {
+      super(body && body.message ? body.message : 'HTTP ' + status);
+      this.status = status;
+      this.body = body;
+    }
+  }
+
+  /* One API call with the session's token; answers the parsed JSON (null for 204). */
+  async function api(method, path, body) {
+    const headers = { Authorization: 'Bearer ' + session.token, Accept: 'application/json' };
+    const init = { method, headers, cache: 'no-store', credentials: 'omit' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const r = await fetch(path, init);
+    const text = await r.text();
+    let js = null;
+    try {
+      js = text ? JSON.parse(text) : null;
+    } catch (e) {
+      js = { message: text.slice(0, 200) };
+    }
+    if (r.status === 401 && session) {
+      signOut('The hub refused the token (' + (js && js.message ? js.message : '401') + ').');
+      throw new ApiError(401, js);
+    }
+    if (!r.ok) throw new ApiError(r.status, js);
+    return js;
+  }
+
+  const isAdmin = () => session && session.mode === 'admin';
+  const client = () => session.client;
+  const adminTenant = () => '/admin/v1/tenants/' + enc(client());
+
+  /* ---- pages -------------------------------------------------------------------------------- */
+
+  /* who: 'admin' (admin token), 'tenant' (tenant key) or 'both'. */
+  const PAGES = [
+    { id: 'overview', title: 'Overview', who: 'both', render: pageOverview },
+    { id: 'connectors', title: 'Connectors', who: 'admin', render: pageConnectors },
+    { id: 'quarantine', title: 'Quarantine', who: 'admin', render: pageQuarantine },
+    { id: 'outbox', title: 'Outbox', who: 'both', render: pageOutbox },
+    { id: 'segments', title: 'Segments', who: 'tenant', render: pageSegments },
+    { id: 'quotas', title: 'Vendor quotas', who: 'admin', render: pageQuotas },
+  ];
+
+  function visiblePages() {
+    return PAGES.filter((p) => p.who === 'both' || p.who === (isAdmin() ? 'admin' : 'tenant'));
+  }
+
+  function heading(text, ...extra) {
+    return el('div', { class: 'page-head' }, el('h1', { id: 'page-title', tabindex: '-1' }, text),
+      extra);
+  }
+
+  function refreshButton(fn) {
+    return el('button', { type: 'button', class: 'secondary', onclick: fn }, 'Refresh');
+  }
+
+  /* A table: cols [{label, cell(row) → node|string, num?}], a caption for screen readers. */
+  function table(caption, cols, rows, empty) {
+    if (!rows.length) return el('p', { class: 'empty' }, empty);
+    return el('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': caption },
+      el('table', {},
+        el('caption', {}, caption),
+        el('thead', {}, el('tr', {}, cols.map((c) =>
+          el('th', { scope: 'col', class: c.num ? 'num' : null }, c.label)))),
+        el('tbody', {}, rows.map((r) => el('tr', { 'data-id': r.__id || null },
+          cols.map((c, i) => (i === 0
+            ? el('th', { scope: 'row' }, c.cell(r))
+            : el('td', { class: c.num ? 'num' : null }, c.cell(r)))))))));
+  }
+
+  function badge(state) {
+    return el('span', { class: 'badge b-' + String(state).replace(/[^a-z_]/g, '') }, state);
+  }
+
+  function stat(label, value, key) {
+    return el('div', { class: 'stat' }, el('dt', {}, label),
+      el('dd', { 'data-stat': key, 'data-value': typeof value === 'number' ? value : null },
+        num(value)));
+  }
+
+  async function pageOverview(root) {
+    const s = await api('GET', isAdmin()
+      ? adminTenant() + '/summary?environment=' + enc(session.env)
+      : '/v1/' + enc(client()) + '/summary');
+    root.append(heading('Overview'),
+      el('p', {}, 'Records stored for ', el('strong', {}, s.client_id), ' in ',
+        el('strong', {}, s.environment), ' now.'),
+      el('dl', { class: 'stats', id: 'summary' },
+        stat('Events', s.events, 'events'),
+        stat('Customers', s.customers, 'customers'),
+        stat('Sales', s.sales, 'sales')));
+    const q = isAdmin()
+      ? '/admin/v1/deliveries?state=dead&limit=1000&client_id=' + enc(client())
+      : '/v1/' + enc(client()) + '/deliveries?state=dead&limit=1000';
+    const dead = await api('GET', q);
+    const n = dead.data.filter((d) => d.environment === session.env).length;
+    root.append(el('h2', {}, 'Outbox'),
+      el('dl', { class: 'stats' },
+        stat('Dead letters' + (dead.has_more ? ' (first 1,000)' : ''), n, 'dead')),
+      el('p', {}, el('a', { href: '#/outbox?state=dead' }, 'See the dead letters')));
+  }
+
+  /* -- connectors -- */
+
+  function progressText(st) {
+    if (st.state !== 'running') return '—';
+    const p = st.progress;
+    if (p && typeof p === 'object') {
+      return p.total ? num(p.done) + ' of ' + num(p.total) : num(p.done) + ' read';
+    }
+    return typeof p === 'number' ? num(p) + ' read' : 'running';
+  }
+
+  async function runNow(c, after) {
+    await api('POST', adminTenant() + '/connectors/' + enc(c.connector_id) + '/run');
+    toast('Run of ' + c.connector_id + ' queued.');
+    after();
+  }
+
+  async function setSchedule(id, schedule, after) {
+    await api('PATCH', adminTenant() + '/connectors/' + enc(id), { schedule });
+    toast('Schedule of ' + id + ' set to "' + schedule + '".');
+    after();
+  }
+
+  async function pageConnectors(root, arg) {
+    if (arg) return pageConnector(root, arg);
+    const js = await api('GET', adminTenant() + '/connectors');
+    const rerender = () => route();
+    const rows = js.data.map((c) => Object.assign({ __id: c.connector_id }, c));
+    root.append(heading('Connectors', refreshButton(rerender)),
+      table('Connectors of ' + client(), [
+        { label: 'Connector', cell: (c) => el('a', { href: '#/connectors/' + enc(c.connector_id) },
+          c.connector_id) },
+        { label: 'Type', cell: (c) => c.type },
+        { label: 'Env', cell: (c) => c.environment },
+        { label: 'Schedule', cell: (c) => c.schedule },
+        { label: 'State', cell: (c) => badge(c.status.state) },
+        { label: 'Progress', cell: (c) => progressText(c.status) },
+        { label: 'Last run', cell: (c) => when(c.status.last_run) },
+        { label: 'Records in', num: true, cell: (c) => num(c.status.records_in) },
+        { label: 'Rejected', num: true, cell: (c) => num(c.status.records_rejected) },
+        { label: 'Next run', cell: (c) => when(c.status.next_run) },
+        { label: 'Last error', cell: (c) => c.status.last_error || '—' },
+        { label: 'Actions', cell: (c) => el('div', { class: 'actions' },
+          el('button', { type: 'button', onclick: () => act(() => runNow(c, rerender)),
+            'aria-label': 'Run ' + c.connector_id + ' now' }, 'Run now'),
+          c.schedule.toLowerCase() !== 'manual'
+            ? el('button', { type: 'button', class: 'secondary',
+              'aria-label': 'Pause ' + c.connector_id,
+              onclick: () => act(() => setSchedule(c.connector_id, 'manual', rerender)) }, 'Pause')
+            : null) },
+      ], rows, 'No connectors are configured for this tenant.'));
+    if (rows.some((c) => c.status.state === 'running')) poll(rerender, 1000);
+  }
+
+  async function pageConnector(root, id) {
+    const c = await api('GET', adminTenant() + '/connectors/' + enc(id));
+    const st = c.status;
+    const rerender = () => route();
+    const sched = el('input', { id: 'schedule', value: c.schedule, 'aria-describedby': 'sched-help' });
+    root.append(heading('Connector ' + c.connector_id, refreshButton(rerender)),
+      el('p', {}, el('a', { href: '#/connectors' }, '← All connectors')),
+      el('dl', { class: 'facts' },
+        fact('Type', c.type), fact('Environment', c.environment),
+        fact('State', badge(st.state)), fact('Progress', progressText(st)),
+        fact('Last run', when(st.last_run)), fact('Last success', when(st.last_success)),
+        fact('Records in (last run)', num(st.records_in)),
+        fact('Rejected (last run)', num(st.records_rejected)),
+        fact('Next run', when(st.next_run)), fact('Last error', st.last_error || '—'),
+        fact('Last error at', when(st.last_error_at))),
+      el('div', { class: 'actions' },
+        el('button', { type: 'button', onclick: () => act(() => runNow(c, rerender)) }, 'Run now')),
+      el('form', { class: 'inline', onsubmit: (e) => {
+        e.preventDefault();
+        act(() => setSchedule(c.connector_id, sched.value.trim(), rerender));
+      } },
+      el('label', { for: 'schedule' }, 'Schedule'), sched,
+      el('button', { type: 'submit' }, 'Save schedule'),
+      el('button', { type: 'button', class: 'secondary',
+        onclick: () => act(() => setSchedule(c.connector_id, 'manual', rerender)) }, 'Pause'),
+      el('p', { class: 'help', id: 'sched-help' },
+        'Pause sets the schedule to "manual": the connector then runs only when asked. ' +
+        'Write a schedule ("every 15m", "daily at 02:00 Europe/Berlin", cron) to resume.')),
+      el('h2', {}, 'Settings (secrets redacted)'),
+      el('pre', { class: 'json' }, JSON.stringify(c.settings, null, 2)));
+    if (st.state === 'running') poll(rerender, 1000);
+  }
+
+  function fact(label, value) {
+    return el('div', {}, el('dt', {}, label), el('dd', {}, value));
+  }
+
+  /* -- quarantine -- */
+
+  async function pageQuarantine(root) {
+    const js = await api('GET', adminTenant() + '/quarantine?limit=500&environment=' +
+      enc(session.env));
+    const rerender = () => route();
+    const connectors = [...new Set(js.quarantine.map((q) => q.connector_id))];
+    root.append(heading('Quarantine', refreshButton(rerender)),
+      el('p', {}, 'Objects a vendor sent that could not be stored yet, with the reason. ' +
+        'A replay tries every quarantined object of a connector again.'),
+      connectors.length ? el('div', { class: 'actions' }, connectors.map((id) =>
+        el('button', { type: 'button', onclick: () => act(async () => {
+          const r = await api('POST', adminTenant() + '/connectors/' + enc(id) + '/replay');
+          toast('Replay of ' + id + ': ' + r.applied + ' applied, ' + r.quarantined +
+            ' still quarantined.');
+          rerender();
+        }) }, 'Replay ' + id))) : null,
+      table('Quarantined objects', [
+        { label: 'Id', cell: (q) => String(q.id) },
+        { label: 'Connector', cell: (q) => q.connector_id },
+        { label: 'Payload', num: true, cell: (q) => String(q.payload_id) },
+        { label: 'Reason', cell: (q) => q.reason },
+        { label: 'Received', cell: (q) => when(q.received_at) },
+        { label: 'Quarantined', cell: (q) => when(q.quarantined_at) },
+      ], js.quarantine, 'Nothing is in quarantine.'),
+      js.next_after ? el('p', {}, 'Showing the first 500.') : null);
+  }
+
+  /* -- outbox -- */
+
+  const STATES = ['', 'queued', 'sending', 'retrying', 'delivered', 'dead', 'cancelled'];
+
+  async function deliveryAction(d, what, after) {
+    await api('POST', '/admin/v1/deliveries/' + enc(d.delivery_id) + '/' + what);
+    toast({ retry: 'Replay', cancel: 'Cancel', 'send-now': 'Send now' }[what] + ' of ' +
+      d.delivery_id + ' accepted.');
+    after();
+  }
+
+  function deliveryActions(d, after) {
+    if (!isAdmin()) return '—';
+    const b = (label, what, cls) => el('button', { type: 'button', class: cls || null,
+      'aria-label': label + ' ' + d.delivery_id,
+      onclick: () => act(() => deliveryAction(d, what, after)) }, label);
+    if (d.state === 'dead') return b('Replay', 'retry');
+    if (d.state === 'queued' || d.state === 'retrying') {
+      return el('div', { class: 'actions' }, b('Send now', 'send-now'),
+        b('Cancel', 'cancel', 'danger'));
+    }
+    return '—';
+  }
+
+  async function pageOutbox(root, arg, query) {
+    if (arg) return pageDelivery(root, arg);
+    const state = STATES.includes(query.get('state') || '') ? query.get('state') || '' : '';
+    const base = isAdmin() ? '/admin/v1/deliveries?client_id=' + enc(client()) + '&'
+      : '/v1/' + enc(client()) + '/deliveries?';
+    const js = await api('GET', base + 'limit=200' + (state ? '&state=' + state : ''));
+    const rows = js.data.filter((d) => d.environment === session.env)
+      .map((d) => Object.assign({ __id: d.delivery_id }, d));
+    const rerender = () => route();
+    const select = el('select', { id: 'state-filter', onchange: (e) => {
+      location.hash = '#/outbox' + (e.target.value ? '?state=' + e.target.value : '');
+    } }, STATES.map((s) => el('option', { value: s, selected: s === state }, s || 'all')));
+    root.append(heading('Outbox', refreshButton(rerender)),
+      el('p', {}, 'Deliveries to vendors and targets. A dead letter failed for good; a replay ' +
+        'queues it again with a new idempotency key.'),
+      el('div', { class: 'inline' }, el('label', { for: 'state-filter' }, 'State'), select),
+      table('Deliveries' + (state ? ' (' + state + ')' : ''), [
+        { label: 'Delivery', cell: (d) => el('a', { href: '#/outbox/' + enc(d.delivery_id) },
+          d.delivery_id) },
+        { label: 'Target', cell: (d) => d.target_id },
+        { label: 'Operation', cell: (d) => d.operation },
+        { label: 'Subject', cell: (d) => d.subject.kind + ' ' + d.subject.id },
+        { label: 'State', cell: (d) => badge(d.state) },
+        { label: 'Attempts', num: true, cell: (d) => num(d.attempts) },
+        { label: 'Last status', num: true, cell: (d) => num(d.last_status) },
+        { label: 'Last error', cell: (d) => d.last_error || '—' },
+        { label: 'Updated', cell: (d) => when(d.updated_at) },
+        { label: 'Actions', cell: (d) => deliveryActions(d, rerender) },
+      ], rows, 'No deliveries' + (state ? ' in state ' + state : '') + '.'),
+      js.has_more ? el('p', {}, 'Showing the newest 200.') : null);
+    if (rows.some((d) => ['queued', 'sending', 'retrying'].includes(d.state))) {
+      poll(rerender, 1500);
+    }
+  }
+
+  async function pageDelivery(root, id) {
+    const d = await api('GET', isAdmin() ? '/admin/v1/deliveries/' + enc(id)
+      : '/v1/' + enc(client()) + '/deliveries/' + enc(id));
+    const rerender = () => route();
+    root.append(heading('Delivery ' + d.delivery_id, refreshButton(rerender)),
+      el('p', {}, el('a', { href: '#/outbox' }, '← All deliveries')),
+      el('dl', { class: 'facts' },
+        fact('State', badge(d.state)), fact('Target', d.target_id),
+        fact('Operation', d.operation), fact('Subject', d.subject.kind + ' ' + d.subject.id),
+        fact('Attempts', num(d.attempts) + ' of ' + num(d.max_attempts)),
+        fact('Replays', num(d.replays)), fact('Next attempt', when(d.next_attempt_at)),
+        fact('Last status', num(d.last_status)), fact('Last error', d.last_error || '—'),
+        fact('Created', when(d.created_at)), fact('Delivered', when(d.delivered_at))),
+      el('div', { class: 'actions' }, deliveryActions(d, rerender)),
+      table('Attempts', [
+        { label: 'Attempt', cell: (h) => num(h.attempt) },
+        { label: 'At', cell: (h) => when(h.at) },
+        { label: 'Status', num: true, cell: (h) => num(h.status) },
+        { label: 'Duration (ms)', num: true, cell: (h) => num(h.duration_ms) },
+        { label: 'Error', cell: (h) => h.error || '—' },
+      ], d.history || [], 'No attempt yet.'));
+    if (['queued', 'sending', 'retrying'].includes(d.state)) poll(rerender, 1500);
+  }
+
+  /* -- segments (tenant key) -- */
+
+  async function pageSegments(root) {
+    const js = await api('GET', '/v1/' + enc(client()) + '/segments');
+    root.append(heading('Segments', refreshButton(() => route())),
+      table('Segments', [
+        { label: 'Segment', cell: (s) => s.segment_name },
+        { label: 'Id', cell: (s) => s.segment_id },
+        { label: 'Members', num: true, cell: (s) => num(s.member_count) },
+        { label: 'Computed', cell: (s) => when(s.computed_at) },
+        { label: 'Updated', cell: (s) => when(s.updated_at) },
+      ], js.data, 'No segments yet.'));
+  }
+
+  /* -- quotas -- */
+
+  async function pageQuotas(root) {
+    const js = await api('GET', adminTenant() + '/connectors');
+    const rows = [];
+    for (const c of js.data) {
+      for (const q of c.status.quotas || []) rows.push(Object.assign({ c }, q));
+    }
+    root.append(heading('Vendor quotas', refreshButton(() => route())),
+      el('p', {}, 'Calls used in the current window of each vendor credential ' +
+        '(instances sharing a credential share its quota).'),
+      table('Quota use per window', [
+        { label: 'Connector', cell: (q) => q.c.connector_id },
+        { label: 'Type', cell: (q) => q.c.type },
+        { label: 'Window', cell: (q) => q.window },
+        { label: 'Used', num: true, cell: (q) => num(q.used) },
+        { label: 'Limit', num: true, cell: (q) => num(q.limit) },
+        { label: 'Share', cell: (q) => el('meter', { min: 0, max: q.limit, value: q.used,
+          high: q.limit * 0.8, 'aria-label': 'share used' }) },
+        { label: 'Reserved for writes', num: true, cell: (q) => num(q.reserved_for_writes) },
+        { label: 'Resets', cell: (q) => when(q.resets_at) },
+      ], rows, 'No connector of this tenant has a vendor quota.'));
+  }
+
+  /* ---- router, chrome, sign-in -------------------------------------------------------------- */
+
+  function poll(fn, ms) {
+    clearTimeout(timer);
+    timer = setTimeout(fn, ms);
+  }
+
+  /* Run a user action; its error becomes the toast (the page stays). */
+  async function act(fn) {
+    try {
+      await fn();
+    } catch (e) {
+      if (e.status !== 401) toast('Failed: ' + e.message);
+    }
+  }
+
+  function parseHash() {
+    const h = location.hash.replace(/^#\/?/, '');
+    const [path, qs] = h.split('?');
+    const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+    return { page: parts[0] || 'overview', arg: parts[1] || '', query: new URLSearchParams(qs) };
+  }
+
+  let renderSeq = 0;
+  let lastPage = null;
+
+  async function route() {
+    clearTimeout(timer);
+    if (!session) return showLogin();
+    const { page, arg, query } = parseHash();
+    const pages = visiblePages();
+    const p = pages.find((x) => x.id === page) || pages[0];
+    for (const a of document.querySelectorAll('#nav-list a')) {
+      if (a.dataset.page === p.id) a.setAttribute('aria-current', 'page');
+      else a.removeAttribute('aria-current');
+    }
+    const seq = ++renderSeq;
+    const root = el('div', { class: 'page', 'data-page': p.id });
+    try {
+      await p.render(root, arg, query);
+    } catch (e) {
+      if (!session) return;
+      root.replaceChildren(heading(p.title),
+        el('p', { class: 'error', role: 'alert' }, 'Could not load this page: ' + e.message));
+    }
+    if (seq !== renderSeq || !session) return;
+    const host = document.getElementById('page');
+    const keep = document.activeElement && host.contains(document.activeElement)
+      ? document.activeElement.getAttribute('aria-label') || document.activeElement.id : null;
+    host.replaceChildren(root);
+    document.title = p.title + ' · stagedoor';
+    const key = p.id + '/' + arg;
+    if (key !== lastPage) {
+      lastPage = key;
+      const t = document.getElementById('page-title');
+      if (t) t.focus();
+    } else if (keep) {
+      /* a refresh of the same page keeps the keyboard where it was */
+      const again = [...host.querySelectorAll('[aria-label],[id]')].find((n) =>
+        n.getAttribute('aria-label') === keep || n.id === keep);
+      if (again) again.focus();
+    }
+  }
+
+  function chrome() {
+    const nav = document.getElementById('nav');
+    const list = document.getElementById('nav-list');
+    const who = document.getElementById('who');
+    list.replaceChildren(...visiblePages().map((p) =>
+      el('li', {}, el('a', { href: '#/' + p.id, 'data-page': p.id }, p.title))));
+    const out = el('button', { type: 'button', class: 'secondary', onclick: () => signOut('') },
+      'Sign out');
+    if (isAdmin()) {
+      const c = el('input', { id: 'who-client', value: client(), size: 12,
+        'aria-label': 'Tenant client id' });
+      const env = el('select', { id: 'who-env', 'aria-label': 'Environment' },
+        ['test', 'prod'].map((e) => el('option', { value: e, selected: e === session.env }, e)));
+      const form = el('form', { class: 'inline', onsubmit: async (e) => {
+        e.preventDefault();
+        try {
+          await api('GET', '/admin/v1/tenants/' + enc(c.value.trim()));
+        } catch (err) {
+          toast('No tenant "' + c.value.trim() + '": ' + err.message);
+          return;
+        }
+        session.client = c.value.trim();
+        session.env = env.value;
+        save();
+        toast('Showing ' + session.client + ' (' + session.env + ').');
+        route();
+      } }, el('span', { class: 'role' }, 'Operator'), c, env,
+      el('button', { type: 'submit', class: 'secondary' }, 'Open'));
+      who.replaceChildren(form, out);
+    } else {
+      who.replaceChildren(el('span', { class: 'role' }, 'Tenant ' + client() + ' (' +
+        session.env + ')'), out);
+    }
+    nav.hidden = false;
+    who.hidden = false;
+  }
+
+  function showLogin(msg) {
+    document.getElementById('nav').hidden = true;
+    document.getElementById('who').hidden = true;
+    document.getElementById('page').hidden = true;
+    document.getElementById('page').replaceChildren();
+    document.getElementById('login').hidden = false;
+    document.getElementById('login-error').textContent = msg || '';
+    document.title = 'Sign in · stagedoor';
+  }
+
+  function signOut(msg) {
+    clearTimeout(timer);
+    session = null;
+    lastPage = null;
+    save();
+    showLogin(msg);
+  }
+
+  async function signIn(e) {
+    e.preventDefault();
+    const f = e.target;
+    const mode = f.mode.value;
+    const clientId = f.client.value.trim();
+    const errBox = document.getElementById('login-error');
+    errBox.textContent = '';
+    if (!clientId) {
+      errBox.textContent = 'Enter the tenant client id.';
+      f.client.focus();
+      return;
+    }
+    const token = (mode === 'admin' ? f.token.value : f.key.value).trim();
+    if (!token) {
+      errBox.textContent = mode === 'admin' ? 'Enter the admin token.' : 'Enter the API key.';
+      (mode === 'admin' ? f.token : f.key).focus();
+      return;
+    }
+    session = { mode, token, client: clientId, env: 'test' };
+    try {
+      if (mode === 'admin') {
+        await api('GET', '/admin/v1/tenants/' + enc(clientId));
+      } else {
+        const s = await api('GET', '/v1/' + enc(clientId) + '/summary');
+        session.env = s.environment;
+      }
+    } catch (err) {
+      session = null;
+      errBox.textContent = 'Sign-in failed: ' + (err.status === 401 ? (mode === 'admin'
+        ? 'the admin token is not valid.' : 'the API key is not valid.') : err.message);
+      return;
+    }
+    save();
+    f.token.value = '';
+    f.key.value = '';
+    document.getElementById('login').hidden = true;
+    document.getElementById('page').hidden = false;
+    chrome();
+    if (location.hash === '#/overview') route();
+    else location.hash = '#/overview';
+  }
+
+  function init() {
+    const form = document.getElementById('login-form');
+    form.addEventListener('submit', signIn);
+    for (const r of form.querySelectorAll('input[name=mode]')) {
+      r.addEventListener('change', () => {
+        const tenant = form.mode.value === 'tenant';
+        document.getElementById('f-token').hidden = tenant;
+        document.getElementById('f-key').hidden = !tenant;
+      });
+    }
+    window.addEventListener('hashchange', route);
+    if (session) {
+      document.getElementById('login').hidden = true;
+      document.getElementById('page').hidden = false;
+      chrome();
+      route();
+    } else {
+      showLogin();
+    }
+  }
+
+  init();
+})();
