@@ -59,6 +59,11 @@
     }
   }
 
+  /* Element.append would turn a null child into the text "null": this skips it. */
+  function add(n, ...kids) {
+    append(n, kids);
+  }
+
   function num(v) {
     return typeof v === 'number' ? NF.format(v) : v === null || v === undefined ? '—' : String(v);
   }
@@ -138,7 +143,8 @@
     return el('button', { type: 'button', class: 'secondary', onclick: fn }, 'Refresh');
   }
 
-  /* A table: cols [{label, cell(row) → node|string, num?}], a caption for screen readers. */
+  /* A table: cols [{label, cell(row) → node|string, num?, key?}] (key names the cells for
+   * tests: data-col), a caption for screen readers. */
   function table(caption, cols, rows, empty) {
     if (!rows.length) return el('p', { class: 'empty' }, empty);
     return el('div', { class: 'table-wrap', tabindex: '0', role: 'region', 'aria-label': caption },
@@ -148,8 +154,9 @@
           el('th', { scope: 'col', class: c.num ? 'num' : null }, c.label)))),
         el('tbody', {}, rows.map((r) => el('tr', { 'data-id': r.__id || null },
           cols.map((c, i) => (i === 0
-            ? el('th', { scope: 'row' }, c.cell(r))
-            : el('td', { class: c.num ? 'num' : null }, c.cell(r)))))))));
+            ? el('th', { scope: 'row', 'data-col': c.key || null }, c.cell(r))
+            : el('td', { class: c.num ? 'num' : null, 'data-col': c.key || null },
+              c.cell(r)))))))));
   }
 
   function badge(state) {
@@ -166,7 +173,7 @@
     const s = await api('GET', isAdmin()
       ? adminTenant() + '/summary?environment=' + enc(session.env)
       : '/v1/' + enc(client()) + '/summary');
-    root.append(heading('Overview'),
+    add(root, heading('Overview'),
       el('p', {}, 'Records stored for ', el('strong', {}, s.client_id), ' in ',
         el('strong', {}, s.environment), ' now.'),
       el('dl', { class: 'stats', id: 'summary' },
@@ -178,7 +185,7 @@
       : '/v1/' + enc(client()) + '/deliveries?state=dead&limit=1000';
     const dead = await api('GET', q);
     const n = dead.data.filter((d) => d.environment === session.env).length;
-    root.append(el('h2', {}, 'Outbox'),
+    add(root, el('h2', {}, 'Outbox'),
       el('dl', { class: 'stats' },
         stat('Dead letters' + (dead.has_more ? ' (first 1,000)' : ''), n, 'dead')),
       el('p', {}, el('a', { href: '#/outbox?state=dead' }, 'See the dead letters')));
@@ -195,8 +202,23 @@
     return typeof p === 'number' ? num(p) + ' read' : 'running';
   }
 
+  /* A run asked for from this page: the page polls until the connector's last run is a new
+   * one (or two minutes passed), since the scheduler starts it a moment later. */
+  let pendingRun = null;
+
+  function runPending(c) {
+    if (!pendingRun || pendingRun.id !== c.connector_id) return false;
+    if (Date.now() > pendingRun.until || (c.status.state !== 'running' &&
+        c.status.last_run !== pendingRun.since)) {
+      pendingRun = null;
+      return false;
+    }
+    return true;
+  }
+
   async function runNow(c, after) {
     await api('POST', adminTenant() + '/connectors/' + enc(c.connector_id) + '/run');
+    pendingRun = { id: c.connector_id, since: c.status.last_run, until: Date.now() + 120000 };
     toast('Run of ' + c.connector_id + ' queued.');
     after();
   }
@@ -212,30 +234,33 @@
     const js = await api('GET', adminTenant() + '/connectors');
     const rerender = () => route();
     const rows = js.data.map((c) => Object.assign({ __id: c.connector_id }, c));
-    root.append(heading('Connectors', refreshButton(rerender)),
+    add(root, heading('Connectors', refreshButton(rerender)),
       table('Connectors of ' + client(), [
         { label: 'Connector', cell: (c) => el('a', { href: '#/connectors/' + enc(c.connector_id) },
           c.connector_id) },
         { label: 'Type', cell: (c) => c.type },
         { label: 'Env', cell: (c) => c.environment },
         { label: 'Schedule', cell: (c) => c.schedule },
-        { label: 'State', cell: (c) => badge(c.status.state) },
+        { key: 'state', label: 'State', cell: (c) => badge(c.status.state) },
         { label: 'Progress', cell: (c) => progressText(c.status) },
-        { label: 'Last run', cell: (c) => when(c.status.last_run) },
-        { label: 'Records in', num: true, cell: (c) => num(c.status.records_in) },
-        { label: 'Rejected', num: true, cell: (c) => num(c.status.records_rejected) },
-        { label: 'Next run', cell: (c) => when(c.status.next_run) },
-        { label: 'Last error', cell: (c) => c.status.last_error || '—' },
+        { key: 'last_run', label: 'Last run', cell: (c) => when(c.status.last_run) },
+        { key: 'records_in', label: 'In', num: true, cell: (c) => num(c.status.records_in) },
+        { key: 'records_rejected', label: 'Rejected', num: true,
+          cell: (c) => num(c.status.records_rejected) },
+        { label: 'Last error', cell: (c) => el('span', { class: 'clip' },
+          c.status.last_error || '—') },
         { label: 'Actions', cell: (c) => el('div', { class: 'actions' },
-          el('button', { type: 'button', onclick: () => act(() => runNow(c, rerender)),
-            'aria-label': 'Run ' + c.connector_id + ' now' }, 'Run now'),
+          /* targets (ids "tgt_…") only deliver what the outbox hands them: nothing to run */
+          c.connector_id.startsWith('tgt_') ? null
+            : el('button', { type: 'button', onclick: () => act(() => runNow(c, rerender)),
+              'aria-label': 'Run ' + c.connector_id + ' now' }, 'Run now'),
           c.schedule.toLowerCase() !== 'manual'
             ? el('button', { type: 'button', class: 'secondary',
               'aria-label': 'Pause ' + c.connector_id,
               onclick: () => act(() => setSchedule(c.connector_id, 'manual', rerender)) }, 'Pause')
             : null) },
       ], rows, 'No connectors are configured for this tenant.'));
-    if (rows.some((c) => c.status.state === 'running')) poll(rerender, 1000);
+    if (rows.some((c) => c.status.state === 'running' || runPending(c))) poll(rerender, 1000);
   }
 
   async function pageConnector(root, id) {
@@ -243,7 +268,7 @@
     const st = c.status;
     const rerender = () => route();
     const sched = el('input', { id: 'schedule', value: c.schedule, 'aria-describedby': 'sched-help' });
-    root.append(heading('Connector ' + c.connector_id, refreshButton(rerender)),
+    add(root, heading('Connector ' + c.connector_id, refreshButton(rerender)),
       el('p', {}, el('a', { href: '#/connectors' }, '← All connectors')),
       el('dl', { class: 'facts' },
         fact('Type', c.type), fact('Environment', c.environment),
@@ -253,7 +278,7 @@
         fact('Rejected (last run)', num(st.records_rejected)),
         fact('Next run', when(st.next_run)), fact('Last error', st.last_error || '—'),
         fact('Last error at', when(st.last_error_at))),
-      el('div', { class: 'actions' },
+      c.connector_id.startsWith('tgt_') ? null : el('div', { class: 'actions' },
         el('button', { type: 'button', onclick: () => act(() => runNow(c, rerender)) }, 'Run now')),
       el('form', { class: 'inline', onsubmit: (e) => {
         e.preventDefault();
@@ -268,7 +293,7 @@
         'Write a schedule ("every 15m", "daily at 02:00 Europe/Berlin", cron) to resume.')),
       el('h2', {}, 'Settings (secrets redacted)'),
       el('pre', { class: 'json' }, JSON.stringify(c.settings, null, 2)));
-    if (st.state === 'running') poll(rerender, 1000);
+    if (st.state === 'running' || runPending(c)) poll(rerender, 1000);
   }
 
   function fact(label, value) {
@@ -282,7 +307,7 @@
       enc(session.env));
     const rerender = () => route();
     const connectors = [...new Set(js.quarantine.map((q) => q.connector_id))];
-    root.append(heading('Quarantine', refreshButton(rerender)),
+    add(root, heading('Quarantine', refreshButton(rerender)),
       el('p', {}, 'Objects a vendor sent that could not be stored yet, with the reason. ' +
         'A replay tries every quarantined object of a connector again.'),
       connectors.length ? el('div', { class: 'actions' }, connectors.map((id) =>
@@ -339,7 +364,7 @@
     const select = el('select', { id: 'state-filter', onchange: (e) => {
       location.hash = '#/outbox' + (e.target.value ? '?state=' + e.target.value : '');
     } }, STATES.map((s) => el('option', { value: s, selected: s === state }, s || 'all')));
-    root.append(heading('Outbox', refreshButton(rerender)),
+    add(root, heading('Outbox', refreshButton(rerender)),
       el('p', {}, 'Deliveries to vendors and targets. A dead letter failed for good; a replay ' +
         'queues it again with a new idempotency key.'),
       el('div', { class: 'inline' }, el('label', { for: 'state-filter' }, 'State'), select),
@@ -347,12 +372,13 @@
         { label: 'Delivery', cell: (d) => el('a', { href: '#/outbox/' + enc(d.delivery_id) },
           d.delivery_id) },
         { label: 'Target', cell: (d) => d.target_id },
-        { label: 'Operation', cell: (d) => d.operation },
-        { label: 'Subject', cell: (d) => d.subject.kind + ' ' + d.subject.id },
-        { label: 'State', cell: (d) => badge(d.state) },
+        { label: 'Operation', cell: (d) => [d.operation, el('br'),
+          el('span', { class: 'sub' }, d.subject.kind + ' ' + d.subject.id)] },
+        { key: 'state', label: 'State', cell: (d) => badge(d.state) },
         { label: 'Attempts', num: true, cell: (d) => num(d.attempts) },
-        { label: 'Last status', num: true, cell: (d) => num(d.last_status) },
-        { label: 'Last error', cell: (d) => d.last_error || '—' },
+        { label: 'Last answer', cell: (d) => el('span', { class: 'clip' },
+          d.last_status === null ? '—' : String(d.last_status),
+          d.last_error ? ' · ' + d.last_error : '') },
         { label: 'Updated', cell: (d) => when(d.updated_at) },
         { label: 'Actions', cell: (d) => deliveryActions(d, rerender) },
       ], rows, 'No deliveries' + (state ? ' in state ' + state : '') + '.'),
@@ -366,7 +392,7 @@
     const d = await api('GET', isAdmin() ? '/admin/v1/deliveries/' + enc(id)
       : '/v1/' + enc(client()) + '/deliveries/' + enc(id));
     const rerender = () => route();
-    root.append(heading('Delivery ' + d.delivery_id, refreshButton(rerender)),
+    add(root, heading('Delivery ' + d.delivery_id, refreshButton(rerender)),
       el('p', {}, el('a', { href: '#/outbox' }, '← All deliveries')),
       el('dl', { class: 'facts' },
         fact('State', badge(d.state)), fact('Target', d.target_id),
@@ -390,7 +416,7 @@
 
   async function pageSegments(root) {
     const js = await api('GET', '/v1/' + enc(client()) + '/segments');
-    root.append(heading('Segments', refreshButton(() => route())),
+    add(root, heading('Segments', refreshButton(() => route())),
       table('Segments', [
         { label: 'Segment', cell: (s) => s.segment_name },
         { label: 'Id', cell: (s) => s.segment_id },
@@ -408,7 +434,7 @@
     for (const c of js.data) {
       for (const q of c.status.quotas || []) rows.push(Object.assign({ c }, q));
     }
-    root.append(heading('Vendor quotas', refreshButton(() => route())),
+    add(root, heading('Vendor quotas', refreshButton(() => route())),
       el('p', {}, 'Calls used in the current window of each vendor credential ' +
         '(instances sharing a credential share its quota).'),
       table('Quota use per window', [
