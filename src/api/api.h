@@ -14,6 +14,8 @@ extern const char *const sd_route_names[];
 
 int sd_api_healthz(struct sd_req *req);
 int sd_api_metrics(struct sd_req *req);
+/* GET /openapi.yaml: the embedded docs/openapi.yaml (api/docs.c). */
+int sd_api_openapi(struct sd_req *req);
 int sd_api_ingest(struct sd_req *req);
 int sd_api_sale_put(struct sd_req *req);
 int sd_api_events_list(struct sd_req *req);

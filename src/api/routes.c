@@ -102,6 +102,8 @@ const struct sd_route sd_routes[] = {
     {"POST", "/v1/{client_id}/connectors/{connector_id}/{action}", "connector_action",
      TENANT_WRITE, sd_api_connector_action},
     /* ROUTES-ACTIONS */
+    {"GET", "/openapi.yaml", "openapi", 0, sd_api_openapi},
+    /* ROUTES-OPENAPI */
     {"GET", "/ui", "ui", 0, sd_api_ui_index},
     {"GET", "/ui/{file}", "ui_file", 0, sd_api_ui_file},
     {"GET", "/v1/{client_id}/summary", "summary", TENANT_READ, sd_api_summary},
@@ -133,6 +135,8 @@ const char *const sd_route_names[] = {
     /* NAMES-INBOUND-STREAMS */
     "connector_action",
     /* NAMES-ACTIONS */
+    "openapi",
+    /* NAMES-OPENAPI */
     "ui", "ui_file", "summary", "admin_summary",
     /* NAMES-UI */
 };
