@@ -62,6 +62,13 @@ int sd_api_deliveries_list(struct sd_req *req);
 int sd_api_admin_delivery_cancel(struct sd_req *req);
 int sd_api_admin_delivery_send_now(struct sd_req *req);
 /* API-OUTBOX */
+/* Tenants and keys over HTTP (api/tenants_http.c). */
+int sd_api_admin_tenants_list(struct sd_req *req);
+int sd_api_admin_tenant_create(struct sd_req *req);
+int sd_api_admin_keys_list(struct sd_req *req);
+int sd_api_admin_key_create(struct sd_req *req);
+int sd_api_admin_key_revoke(struct sd_req *req);
+/* API-OBSERVE */
 /* Raw-first vendor webhooks (api/inbound.c). */
 int sd_api_inbound_receive(struct sd_req *req);
 int sd_api_admin_inbound_token(struct sd_req *req);

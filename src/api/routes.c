@@ -104,6 +104,14 @@ const struct sd_route sd_routes[] = {
     /* ROUTES-ACTIONS */
     {"GET", "/openapi.yaml", "openapi", 0, sd_api_openapi},
     /* ROUTES-OPENAPI */
+    {"GET", "/admin/v1/tenants", "tenants_list", ADMIN, sd_api_admin_tenants_list},
+    {"POST", "/admin/v1/tenants", "tenant_create", ADMIN_WRITE, sd_api_admin_tenant_create},
+    {"GET", "/admin/v1/tenants/{client_id}/keys", "keys_list", ADMIN, sd_api_admin_keys_list},
+    {"POST", "/admin/v1/tenants/{client_id}/keys", "key_create", ADMIN_WRITE,
+     sd_api_admin_key_create},
+    {"DELETE", "/admin/v1/tenants/{client_id}/keys/{key_id}", "key_revoke", ADMIN,
+     sd_api_admin_key_revoke},
+    /* ROUTES-OBSERVE */
     {"GET", "/ui", "ui", 0, sd_api_ui_index},
     {"GET", "/ui/{file}", "ui_file", 0, sd_api_ui_file},
     {"GET", "/v1/{client_id}/summary", "summary", TENANT_READ, sd_api_summary},
@@ -137,6 +145,8 @@ const char *const sd_route_names[] = {
     /* NAMES-ACTIONS */
     "openapi",
     /* NAMES-OPENAPI */
+    "tenants_list", "tenant_create", "keys_list", "key_create", "key_revoke",
+    /* NAMES-OBSERVE */
     "ui", "ui_file", "summary", "admin_summary",
     /* NAMES-UI */
 };

@@ -18,7 +18,8 @@ static const char usage_create[] =
     "Creates an API key for one environment. The key is printed once, alone on the last line;\n"
     "only its SHA-256 is stored.\n";
 static const char usage_list[] = "usage: stagedoor key list CLIENT_ID [--data DIR]\n"
-                                 "Lists key ids, environment, created and revoked (UTC).\n";
+                                 "Lists key ids, environment, created, revoked and last used\n"
+                                 "(UTC; a server records a key's use within a minute).\n";
 static const char usage_revoke[] = "usage: stagedoor key revoke KEY_ID [--data DIR]\n"
                                    "Revokes a key; a running server refuses it within a "
                                    "second.\n";
@@ -96,12 +97,13 @@ static int key_list(int argc, char **argv)
     if (r < 0) {
         return sd_cli_fail("cannot list keys: %s", strerror(-r));
     }
-    printf("%-22s %-5s %-21s %s\n", "KEY_ID", "ENV", "CREATED", "REVOKED");
+    printf("%-22s %-5s %-21s %-21s %s\n", "KEY_ID", "ENV", "CREATED", "REVOKED", "LAST_USED");
     for (size_t i = 0; i < nk; i++) {
-        char c[32], rv[32];
+        char c[32], rv[32], lu[32];
         sd_cli_format_time(k[i].created_usec, c);
         sd_cli_format_time(k[i].revoked_usec, rv);
-        printf("%-22s %-5s %-21s %s\n", k[i].key_id, sd_env_name(k[i].env), c, rv);
+        sd_cli_format_time(k[i].last_used_usec, lu);
+        printf("%-22s %-5s %-21s %-21s %s\n", k[i].key_id, sd_env_name(k[i].env), c, rv, lu);
     }
     sd_keys_free(k, nk);
     return SD_EXIT_OK;

@@ -257,6 +257,11 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
             sd_log(SD_LOG_WARN, "cannot reload settings; keeping the current ones", SD_LOG_ERR_FMT,
                    SD_LOG_ERR_ARGS(ar));
         }
+        int ur = sd_auth_flush_usage(hub->auth, false);
+        if (ur < 0) {
+            sd_log(SD_LOG_WARN, "cannot record when keys were last used, retrying",
+                   SD_LOG_ERR_FMT, SD_LOG_ERR_ARGS(ur));
+        }
         if (sd_mono_usec() > next_purge) {
             next_purge = sd_mono_usec() + 3600LL * 1000000;
             purge_queue(hub->writer);

@@ -12,7 +12,15 @@
  * limits change the settings version, refresh swaps in a new snapshot with an empty cache, and
  * the old one's key bytes are wiped when it is freed — a cached key is never trusted past the
  * snapshot that verified it. The slot is chosen by a seeded hash, so which keys evict each
- * other cannot be chosen from outside; an eviction only costs a hash. */
+ * other cannot be chosen from outside; an eviction only costs a hash.
+ *
+ * Last use: written to the store at most once a minute per key, never once per request. A
+ * lookup that resolves an active key stores the time in the snapshot's per-key atomic (to the
+ * second: at most one store a second per key); sd_auth_flush_usage, on the housekeeping
+ * thread, writes a key's time when it is a minute or more past the time last written (so a
+ * key's first use shows at once, and then the stored time is never more than a minute behind),
+ * all due keys in one transaction. A refresh carries the times (and what was written) over to
+ * the new snapshot under the write lock, so no use recorded in the old one is lost. */
 #include "core/auth.h"
 
 #include <errno.h>
@@ -26,6 +34,7 @@
 
 #include "base/base.h"
 #include "base/log.h"
+#include "store/observe.h"
 
 bool sd_client_id_valid(const char *s)
 {
@@ -187,6 +196,10 @@ struct snapshot {
     struct sd_key_info *keys; /* sorted by hash_hex */
     size_t n_keys;
     int64_t version;
+    /* Per key (same index as keys): last use seen (any thread), and last written to the store
+     * (only by the housekeeping thread). */
+    _Atomic int64_t *used;
+    int64_t *flushed;
     pthread_mutex_t cache_lock; /* the slots; taken under the auth read lock */
     struct cache_slot cache[CACHE_SLOTS];
 };
@@ -209,6 +222,8 @@ static void snapshot_free(struct snapshot *s)
     pthread_mutex_destroy(&s->cache_lock);
     sd_tenants_free(s->tenants, s->n_tenants);
     sd_keys_free(s->keys, s->n_keys);
+    free(s->used);
+    free(s->flushed);
     free(s);
 }
 
@@ -251,6 +266,13 @@ static int load(struct sd_store_handle *st, int64_t version, struct snapshot **r
     if (s->n_keys) {
         qsort(s->keys, s->n_keys, sizeof(*s->keys), cmp_key);
     }
+    size_t nk = s->n_keys ? s->n_keys : 1;
+    s->used = sd_calloc(nk, sizeof(*s->used));
+    s->flushed = sd_calloc(nk, sizeof(*s->flushed));
+    for (size_t i = 0; i < s->n_keys; i++) {
+        atomic_init(&s->used[i], s->keys[i].last_used_usec);
+        s->flushed[i] = s->keys[i].last_used_usec;
+    }
     *ret = s;
     return 0;
 }
@@ -289,6 +311,70 @@ void sd_auth_free(struct sd_auth *a)
     free(a);
 }
 
+/* Under the write lock: the uses the old snapshot saw, and what was written, move to the
+ * same keys (by hash) in the new one. */
+static void carry_usage(const struct snapshot *old, struct snapshot *s)
+{
+    for (size_t i = 0; i < s->n_keys; i++) {
+        const struct sd_key_info *k =
+            old->n_keys ? bsearch(&s->keys[i], old->keys, old->n_keys, sizeof(*old->keys), cmp_key)
+                        : NULL;
+        if (!k) {
+            continue;
+        }
+        size_t j = (size_t)(k - old->keys);
+        int64_t u = atomic_load(&old->used[j]);
+        if (u > atomic_load(&s->used[i])) {
+            atomic_store(&s->used[i], u);
+        }
+        if (old->flushed[j] > s->flushed[i]) {
+            s->flushed[i] = old->flushed[j];
+        }
+    }
+}
+
+/* A resolved key's use, kept to the second (see the file's comment). */
+static void mark_used(struct snapshot *s, const struct sd_key_info *k)
+{
+    _Atomic int64_t *u = &s->used[k - s->keys];
+    int64_t now = sd_now_usec();
+    if (now - atomic_load_explicit(u, memory_order_relaxed) >= 1000000) {
+        atomic_store_explicit(u, now, memory_order_relaxed);
+    }
+}
+
+#define USAGE_FLUSH_USEC (60LL * 1000000) /* a key's last use is written at most this often */
+
+int sd_auth_flush_usage(struct sd_auth *a, bool all)
+{
+    pthread_rwlock_rdlock(&a->lock);
+    struct snapshot *s = a->snap;
+    size_t cap = s->n_keys ? s->n_keys : 1, n = 0;
+    size_t *idx = sd_calloc(cap, sizeof(*idx));
+    const char **ids = sd_calloc(cap, sizeof(*ids));
+    int64_t *when = sd_calloc(cap, sizeof(*when));
+    for (size_t i = 0; i < s->n_keys; i++) {
+        int64_t u = atomic_load_explicit(&s->used[i], memory_order_relaxed);
+        if (u > s->flushed[i] && (all || u - s->flushed[i] >= USAGE_FLUSH_USEC)) {
+            idx[n] = i;
+            ids[n] = s->keys[i].key_id;
+            when[n++] = u;
+        }
+    }
+    /* Only this thread swaps snapshots (sd_auth_refresh), so s and its keys stay valid. */
+    pthread_rwlock_unlock(&a->lock);
+    int r = n ? sd_store_observe_key_touch(a->st, ids, when, n) : 0;
+    if (r == 0) {
+        for (size_t i = 0; i < n; i++) {
+            s->flushed[idx[i]] = when[i];
+        }
+    }
+    free(idx);
+    free(ids);
+    free(when);
+    return r;
+}
+
 int sd_auth_refresh(struct sd_auth *a)
 {
     int64_t v = 0;
@@ -309,6 +395,7 @@ int sd_auth_refresh(struct sd_auth *a)
     }
     pthread_rwlock_wrlock(&a->lock);
     struct snapshot *old = a->snap;
+    carry_usage(old, s);
     a->snap = s;
     pthread_rwlock_unlock(&a->lock);
     snapshot_free(old);
@@ -353,6 +440,7 @@ int sd_auth_key(struct sd_auth *a, const char *key, struct sd_principal *ret)
             /* verified in this snapshot: active, its tenant present */
             fill_tenant(t, ret);
             ret->env = k->env;
+            mark_used(s, k);
             pthread_rwlock_unlock(&a->lock);
             atomic_fetch_add(&a->cache_hits, 1);
             return 0;
@@ -371,6 +459,7 @@ int sd_auth_key(struct sd_auth *a, const char *key, struct sd_principal *ret)
         } else if (t) {
             fill_tenant(t, ret);
             ret->env = k->env;
+            mark_used(s, k);
             r = 0;
             if (slot) {
                 pthread_mutex_lock(&s->cache_lock);

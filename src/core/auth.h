@@ -55,6 +55,13 @@ void sd_auth_free(struct sd_auth *a);
 int sd_auth_refresh(struct sd_auth *a);
 /* Resolve a presented bearer key: 0 (ret filled), -ENOENT unknown, -EKEYREVOKED revoked. */
 int sd_auth_key(struct sd_auth *a, const char *key, struct sd_principal *ret);
+/* Write the last-use times of keys resolved since they were last written to the store
+ * (store/observe.h key_touch): a key whose last use is a minute or more past its stored time
+ * (its first use at once, then at most once a minute); all: every pending one now. Call from the thread that calls sd_auth_refresh. 0 or
+ * negative errno (the times stay pending). A server does not flush when it stops: a stored
+ * time is at most a minute behind the key's last use, and a stopped hub writes nothing more
+ * (`stagedoor migrate --verify` after a stop compares equal). */
+int sd_auth_flush_usage(struct sd_auth *a, bool all);
 /* Lookups so far answered from the verified-key cache (hits) and by hashing (misses). */
 void sd_auth_cache_stats(struct sd_auth *a, uint64_t *ret_hits, uint64_t *ret_misses);
 

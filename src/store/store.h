@@ -62,6 +62,7 @@ struct sd_store_segment_ops;
 struct sd_store_outbox_ops;
 struct sd_store_quota_ops;
 struct sd_store_inbound_ops;
+struct sd_store_observe_ops;
 
 struct sd_tenant {
     int64_t id;
@@ -82,6 +83,7 @@ struct sd_key_info {
     char *hash_hex; /* SHA-256 of the key, hex; only filled by auth_snapshot */
     int64_t created_usec;
     int64_t revoked_usec; /* 0 if active */
+    int64_t last_used_usec; /* 0: never; kept to the minute (store/observe.h key_touch) */
 };
 void sd_keys_free(struct sd_key_info *v, size_t n);
 
@@ -328,6 +330,8 @@ struct sd_store_ops {
     const struct sd_store_quota_ops *quota;
     /* Raw-first vendor webhooks: store/inbound.h. */
     const struct sd_store_inbound_ops *inbound;
+    /* Key use, traffic counters, segment sizes, outbox figures: store/observe.h. */
+    const struct sd_store_observe_ops *observe;
 
     int (*log_stats)(struct sd_store *s, struct sd_store_log_stats *ret);
     /* Any thread, a hint: true while a settings write (connectors, segments, targets,

@@ -244,14 +244,15 @@ def key_create(data_dir, client_id, env="test"):
 
 
 def key_list(data_dir, client_id):
-    """Parse `key list`: rows of dicts {key_id, env, created, revoked, line} (env test|prod)."""
+    """Parse `key list`: rows of dicts {key_id, env, created, revoked, last_used, line}."""
     cp = cli_ok(data_dir, "key", "list", client_id)
     rows = []
     for line in cp.stdout.splitlines():
         cols = line.split()
         if len(cols) >= 4 and cols[1] in ("test", "prod", "TEST", "PROD"):
             rows.append({"key_id": cols[0], "env": cols[1].lower(), "created": cols[2],
-                         "revoked": cols[-1], "line": line})
+                         "revoked": cols[3], "last_used": cols[4] if len(cols) > 4 else "-",
+                         "line": line})
     return rows
 
 

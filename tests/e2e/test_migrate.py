@@ -102,6 +102,10 @@ class Migrate(unittest.TestCase):
         self.addCleanup(server.kill)
         server.start()
         n_events, n_sales = self.season(server.api(CID, key))
+        # The hub writes the key's first use within a second (then at most once a minute):
+        # let it land before the snapshot, so the hub writes nothing after the copy.
+        harness.wait_until(lambda: harness.key_list(data, CID)[0]["last_used"] != "-",
+                           10 * harness.TIME_SCALE, what="key use recorded")
 
         # The hub keeps serving while the copy reads one snapshot of its files.
         cp = cli(None, "migrate", "--from", data, "--to", self.url, data=False, timeout=300)

@@ -53,6 +53,7 @@ static void read_key(const PGresult *res, int i, struct sd_key_info *k)
     k->hash_hex = sd_pg_strdup(res, i, 4);
     k->created_usec = sd_pg_int64(res, i, 5);
     k->revoked_usec = sd_pg_int64(res, i, 6);
+    k->last_used_usec = sd_pg_int64(res, i, 7);
 }
 
 static int collect_tenants(struct pgconn *c, struct sd_tenant **ret, size_t *ret_n)
@@ -82,13 +83,14 @@ static int collect_keys(struct pgconn *c, const char *client_id, struct sd_key_i
         sd_pg_p_text(&p, client_id);
         n = sd_pg_exec(c, S_KEY_LIST,
                        "SELECT k.key_id, t.client_id, k.tenant_id, k.env, NULL, k.created_usec,"
-                       " k.revoked_usec FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+                       " k.revoked_usec, k.last_used_usec"
+                       " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
                        " WHERE t.client_id = $1 ORDER BY k.created_usec, k.key_id",
                        &p, &res);
     } else {
         n = sd_pg_exec(c, S_KEY_LIST_ALL,
                        "SELECT k.key_id, t.client_id, k.tenant_id, k.env, k.hash_hex,"
-                       " k.created_usec, k.revoked_usec FROM api_keys k"
+                       " k.created_usec, k.revoked_usec, k.last_used_usec FROM api_keys k"
                        " JOIN tenants t ON t.id = k.tenant_id ORDER BY k.created_usec, k.key_id",
                        NULL, &res);
     }

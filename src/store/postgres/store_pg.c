@@ -48,6 +48,7 @@
 #include "pg_records.h"
 #include "pg_segments.h"
 #include "store/store.h"
+#include "store/observe.h"
 
 extern const char *const sd_pg_schema[];
 extern const unsigned sd_pg_schema_count;
@@ -950,4 +951,5 @@ const struct sd_store_ops sd_store_pg_ops = {
     .quota = &sd_pg_quota_ops,
     .inbound = &sd_pg_inbound_ops,
     .segments = &sd_pg_segment_ops,
+    .observe = &sd_pg_observe_ops,
 };

@@ -44,6 +44,7 @@ static void read_key(sqlite3_stmt *st, struct sd_key_info *k)
     k->hash_hex = sd_sqlite_column_strdup(st, 4);
     k->created_usec = sqlite3_column_int64(st, 5);
     k->revoked_usec = sqlite3_column_int64(st, 6);
+    k->last_used_usec = sqlite3_column_int64(st, 7);
 }
 
 static int collect_tenants(struct conn *c, struct sd_tenant **ret, size_t *ret_n)

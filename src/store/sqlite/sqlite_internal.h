@@ -113,7 +113,7 @@ extern const char *const sd_sqlite_sql[N_STMT];
 
 /* One SQLite connection and its lazily prepared statements. A connection is used by one thread
  * at a time (they are opened SQLITE_OPEN_NOMUTEX); next_free links the read pool's free list. */
-#define SD_SQLITE_EXTRA_SLOTS 192
+#define SD_SQLITE_EXTRA_SLOTS 256
 
 struct conn {
     sqlite3 *db;

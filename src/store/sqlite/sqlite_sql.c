@@ -72,10 +72,11 @@ const char *const sd_sqlite_sql[N_STMT] = {
     [ST_KEY_INSERT] = "INSERT INTO api_keys (key_id, tenant_id, env, hash_hex, created_usec)"
                       " VALUES (?1, ?2, ?3, ?4, ?5)",
     [ST_KEY_LIST] = "SELECT k.key_id, t.client_id, k.tenant_id, k.env, NULL, k.created_usec,"
-                    " k.revoked_usec FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+                    " k.revoked_usec, k.last_used_usec"
+                    " FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
                     " WHERE t.client_id = ?1 ORDER BY k.created_usec, k.key_id",
     [ST_KEY_LIST_ALL] = "SELECT k.key_id, t.client_id, k.tenant_id, k.env, k.hash_hex,"
-                        " k.created_usec, k.revoked_usec FROM api_keys k"
+                        " k.created_usec, k.revoked_usec, k.last_used_usec FROM api_keys k"
                         " JOIN tenants t ON t.id = k.tenant_id ORDER BY k.created_usec, k.key_id",
     [ST_KEY_REVOKE] =
         "UPDATE api_keys SET revoked_usec = ?2 WHERE key_id = ?1 AND revoked_usec = 0",

@@ -56,6 +56,7 @@
 #include "base/log.h"
 #include "sqlite_internal.h"
 #include "store/quota.h"
+#include "store/observe.h"
 #include "store/store.h"
 
 extern const char *const sd_sqlite_schema[];
@@ -979,4 +980,5 @@ const struct sd_store_ops sd_store_sqlite_ops = {
     .outbox = &sd_sqlite_outbox_ops,
     .quota = &sd_sqlite_quota_ops,
     .inbound = &sd_sqlite_inbound_ops,
+    .observe = &sd_sqlite_observe_ops,
 };

@@ -1,0 +1,78 @@
+/* observe.h — the store's part of watching a hub: when each API key was last used, traffic and
+ * data-quality counters per hour, segment sizes over time and the outbox's queue figures. Part
+ * of the one store interface (store.h): sd_store_ops.observe points to a backend's
+ * `struct sd_store_observe_ops`, callers use the sd_store_observe_* wrappers (store/observe.c),
+ * which answer -ENOTSUP for a backend without them.
+ *
+ * Obligations of every backend:
+ *  - key_touch and the traffic counters are control plane: any thread, never waiting behind
+ *    the data writer's transaction (SQLite: control.db), and they never change
+ *    sd_store_settings_version (they are traffic, not settings: a bump would make every server
+ *    reload its auth snapshot).
+ *  - Counters only grow: traffic_add adds to a row's count, key_touch only moves last_used
+ *    forward, so several nodes flushing their own counts never lose each other's.
+ *  - Bounded size: traffic_add deletes hour rows older than its purge_before_usec in the same
+ *    transaction.
+ *
+ * Errors: -EINVAL (bad arguments, see each op), -EIO (backend failure, logged by the backend). */
+#ifndef SD_STORE_OBSERVE_H
+#define SD_STORE_OBSERVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+#define SD_TRAFFIC_KIND_MAX 12
+#define SD_TRAFFIC_TEXT_MAX 64 /* bytes of a source, field or code label */
+#define SD_TRAFFIC_ADD_MAX 4096 /* rows in one traffic_add */
+
+/* One counter row: how many `kind` things happened for (tenant, env) in the UTC hour starting
+ * at hour_usec. kind "rejected": records or fields refused, by source ("ingest", "sale_put", a
+ * connector id), field label and error code; "accepted": records stored, by source and record
+ * kind (field "events" | "customers" | "sales", code ""); "answer": HTTP answers, by route
+ * name (source), field "" and status class (code "2xx" | "4xx" | "5xx"). */
+struct sd_traffic_count {
+    int64_t tenant_id;
+    enum sd_env env;
+    int64_t hour_usec; /* a multiple of 3600 s */
+    char kind[SD_TRAFFIC_KIND_MAX + 1];
+    char source[SD_TRAFFIC_TEXT_MAX + 1];
+    char field[SD_TRAFFIC_TEXT_MAX + 1];
+    char code[SD_TRAFFIC_TEXT_MAX + 1];
+    int64_t n;
+};
+
+struct sd_store_observe_ops {
+    /* Record that key_ids[i] was last used at used_usec[i] (a key's stored time only moves
+     * forward; an unknown key id is skipped). One transaction. -EINVAL: n > 0 with a NULL
+     * array or key id. */
+    int (*key_touch)(struct sd_store *s, const char *const *key_ids, const int64_t *used_usec,
+                     size_t n);
+    /* Add every row's n to its stored counter (creating it), then delete every row (of any
+     * tenant) whose hour_usec < purge_before_usec; one transaction. -EINVAL: n above
+     * SD_TRAFFIC_ADD_MAX, a row with n < 0, a kind not "rejected" / "accepted" / "answer",
+     * or an empty source. */
+    int (*traffic_add)(struct sd_store *s, const struct sd_traffic_count *v, size_t n,
+                       int64_t purge_before_usec);
+    /* A tenant's rows with hour_usec >= since_usec, ordered by hour, kind, env, source, field,
+     * code; at most `limit` rows (clamped to 10000), *ret_more set when more exist. */
+    int (*traffic_list)(struct sd_store *s, int64_t tenant_id, int64_t since_usec, size_t limit,
+                        struct sd_traffic_count **ret, size_t *ret_n, bool *ret_more);
+};
+
+/* The row checks traffic_add makes (for the backends): kind, env, source, n. */
+bool sd_traffic_count_valid(const struct sd_traffic_count *t);
+
+int sd_store_observe_key_touch(struct sd_store_handle *h, const char *const *key_ids,
+                               const int64_t *used_usec, size_t n);
+int sd_store_observe_traffic_add(struct sd_store_handle *h, const struct sd_traffic_count *v,
+                                 size_t n, int64_t purge_before_usec);
+int sd_store_observe_traffic_list(struct sd_store_handle *h, int64_t tenant_id,
+                                  int64_t since_usec, size_t limit,
+                                  struct sd_traffic_count **ret, size_t *ret_n, bool *ret_more);
+
+extern const struct sd_store_observe_ops sd_sqlite_observe_ops;
+extern const struct sd_store_observe_ops sd_pg_observe_ops;
+
+#endif
