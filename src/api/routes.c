@@ -117,6 +117,10 @@ const struct sd_route sd_routes[] = {
     {"GET", "/v1/{client_id}/summary", "summary", TENANT_READ, sd_api_summary},
     {"GET", "/admin/v1/tenants/{client_id}/summary", "admin_summary", ADMIN, sd_api_admin_summary},
     /* ROUTES-UI */
+    {"GET", CONNECTORS "/{connector_id}/runs", "connector_runs", ADMIN, sd_api_admin_connector_runs},
+    {"GET", "/v1/{client_id}/connectors/{connector_id}/runs", "tenant_connector_runs", TENANT_READ,
+     sd_api_connector_runs},
+    /* ROUTES-RUNS */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
 
@@ -149,6 +153,8 @@ const char *const sd_route_names[] = {
     /* NAMES-OBSERVE */
     "ui", "ui_file", "summary", "admin_summary",
     /* NAMES-UI */
+    "connector_runs", "tenant_connector_runs",
+    /* NAMES-RUNS */
 };
 _Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,
                "every route has its own metrics row");

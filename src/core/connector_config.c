@@ -13,6 +13,7 @@
 #include "core/connector.h"
 #include "core/inbound.h"
 #include "core/quota.h"
+#include "core/runs.h"
 #include "core/schedule.h"
 #include "core/scheduler.h"
 #include "http/egress.h"
@@ -361,6 +362,7 @@ json_t *sd_connector_config_view(struct sd_hub *hub, struct sd_store_handle *st,
         json_object_set_new(status, "inbound", in ? in : json_null());
     }
     json_object_set_new(out, "status", status);
+    json_object_set_new(out, "last_run", sd_runs_last_json(st, c->tenant_id, c->id));
     /* a door with streams: its URLs, the token left as "{token}" (shown once when made) */
     json_t *streams = sd_inbound_stream_paths(c->type, c->settings, c->id, NULL);
     if (streams) {

@@ -23,6 +23,7 @@
 
 #include "base/base.h"
 #include "base/log.h"
+#include "core/runs.h"
 #include "mapping/mapping.h"
 
 int sd_connector_fail(struct sd_connector_ctx *ctx, int code, const char *fmt, ...)
@@ -405,12 +406,14 @@ int sd_connector_run_instance(struct sd_hub *hub, const struct sd_connector_conf
     ctx.progress = live ? &live->progress : &progress_local;
     atomic_store(ctx.progress, 0);
     uint64_t base_in = 0, base_rej = 0, base_unch = 0;
+    const char *trigger = "schedule";
     int r = load_state(hub, conf->id, &ctx.state);
     if (r < 0) {
         sd_connector_fail(&ctx, r, "could not read the connector state");
         goto finish;
     }
     ctx.cursor = json_object_get(ctx.state, "cursor");
+    trigger = sd_runs_trigger(ctx.state, conf->run_requested_usec);
     {
         json_object_set_new(ctx.state, "run_started_usec", json_integer(started));
         char *doc0 = json_dumps(ctx.state, JSON_COMPACT);
@@ -517,6 +520,20 @@ finish:
                    "connector=%s", conf->id);
         } else if (sr < 0) {
             sd_log(SD_LOG_ERROR, "connector state not stored", "connector=%s", conf->id);
+        }
+        if (sr != -ESTALE) {
+            /* One row of run history per run; a run that lost its lease records nothing. */
+            struct sd_run_end end = {.trigger = trigger,
+                                     .started_usec = started,
+                                     .finished_usec = now,
+                                     .result = r,
+                                     .cancelled = r == -ECANCELED || (r != 0 && stop &&
+                                                                      atomic_load(stop)),
+                                     .error = ctx.error ? ctx.error : "failed",
+                                     .records_in = ctx.records_in,
+                                     .records_rejected = ctx.records_rejected,
+                                     .records_unchanged = ctx.records_unchanged};
+            sd_runs_record(hub, conf, fence, &end);
         }
         sd_ingest_outcome_release(&out);
         json_decref(empty);

@@ -63,6 +63,8 @@ struct sd_store_outbox_ops;
 struct sd_store_quota_ops;
 struct sd_store_inbound_ops;
 struct sd_store_observe_ops;
+struct sd_store_runs_ops;
+struct sd_store_alert_ops;
 
 struct sd_tenant {
     int64_t id;
@@ -332,6 +334,10 @@ struct sd_store_ops {
     const struct sd_store_inbound_ops *inbound;
     /* Key use, traffic counters, segment sizes, outbox figures: store/observe.h. */
     const struct sd_store_observe_ops *observe;
+    /* Connector run history: store/runs.h. */
+    const struct sd_store_runs_ops *runs;
+    /* Alert settings and history: store/alerts.h. */
+    const struct sd_store_alert_ops *alerts;
 
     int (*log_stats)(struct sd_store *s, struct sd_store_log_stats *ret);
     /* Any thread, a hint: true while a settings write (connectors, segments, targets,

@@ -47,6 +47,8 @@
 #include "pg_profiles.h"
 #include "pg_records.h"
 #include "pg_segments.h"
+#include "store/alerts.h"
+#include "store/runs.h"
 #include "store/store.h"
 #include "store/observe.h"
 
@@ -950,6 +952,8 @@ const struct sd_store_ops sd_store_pg_ops = {
     .outbox = &sd_pg_outbox_ops,
     .quota = &sd_pg_quota_ops,
     .inbound = &sd_pg_inbound_ops,
+    .runs = &sd_pg_runs_ops,
+    .alerts = &sd_pg_alert_ops,
     .segments = &sd_pg_segment_ops,
     .observe = &sd_pg_observe_ops,
 };

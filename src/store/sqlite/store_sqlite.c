@@ -57,6 +57,8 @@
 #include "sqlite_internal.h"
 #include "store/quota.h"
 #include "store/observe.h"
+#include "store/alerts.h"
+#include "store/runs.h"
 #include "store/store.h"
 
 extern const char *const sd_sqlite_schema[];
@@ -981,4 +983,6 @@ const struct sd_store_ops sd_store_sqlite_ops = {
     .quota = &sd_sqlite_quota_ops,
     .inbound = &sd_sqlite_inbound_ops,
     .observe = &sd_sqlite_observe_ops,
+    .runs = &sd_sqlite_runs_ops,
+    .alerts = &sd_sqlite_alert_ops,
 };
