@@ -77,9 +77,13 @@
     return encodeURIComponent(s);
   }
 
+  let toastTimer = null;
+
   function toast(msg) {
     const t = document.getElementById('toast');
     t.textContent = msg;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { t.textContent = ''; }, 8000);
   }
 
   class ApiError extends Error {
@@ -123,6 +127,7 @@
   /* who: 'admin' (admin token), 'tenant' (tenant key) or 'both'. */
   const PAGES = [
     { id: 'overview', title: 'Overview', who: 'both', render: pageOverview },
+    { id: 'tenants', title: 'Tenants & keys', who: 'admin', render: pageTenants },
     { id: 'connectors', title: 'Connectors', who: 'admin', render: pageConnectors },
     { id: 'quarantine', title: 'Quarantine', who: 'admin', render: pageQuarantine },
     { id: 'outbox', title: 'Outbox', who: 'both', render: pageOutbox },
@@ -264,7 +269,8 @@
   }
 
   async function pageConnector(root, id) {
-    const c = await api('GET', adminTenant() + '/connectors/' + enc(id));
+    const path = adminTenant() + '/connectors/' + enc(id);
+    const [c, runs] = await Promise.all([api('GET', path), api('GET', path + '/runs')]);
     const st = c.status;
     const rerender = () => route();
     const sched = el('input', { id: 'schedule', value: c.schedule, 'aria-describedby': 'sched-help' });
@@ -291,9 +297,117 @@
       el('p', { class: 'help', id: 'sched-help' },
         'Pause sets the schedule to "manual": the connector then runs only when asked. ' +
         'Write a schedule ("every 15m", "daily at 02:00 Europe/Berlin", cron) to resume.')),
+      el('h2', {}, 'Run history'),
+      runsTable(runs.runs),
+      runs.next_before ? el('p', {}, 'Showing the newest 50 runs.') : null,
       el('h2', {}, 'Settings (secrets redacted)'),
       el('pre', { class: 'json' }, JSON.stringify(c.settings, null, 2)));
     if (st.state === 'running' || runPending(c)) poll(rerender, 1000);
+  }
+
+  function runsTable(runs) {
+    return el('div', { id: 'runs' }, table('Runs, newest first', [
+      { key: 'started_at', label: 'Started', cell: (r) => when(r.started_at) },
+      { label: 'Trigger', cell: (r) => r.trigger + (r.dry_run ? ' (dry run)' : '') },
+      { key: 'status', label: 'Status', cell: (r) => badge(r.status) },
+      { key: 'records_in', label: 'In', num: true, cell: (r) => num(r.records_in) },
+      { key: 'records_rejected', label: 'Rejected', num: true,
+        cell: (r) => num(r.records_rejected) },
+      { label: 'Unchanged', num: true, cell: (r) => num(r.records_unchanged) },
+      { key: 'duration_ms', label: 'Duration', num: true, cell: (r) => duration(r.duration_ms) },
+      { label: 'Error', cell: (r) => el('span', { class: 'clip' }, r.error || '—') },
+    ], runs.map((r) => Object.assign({ __id: r.run_id }, r)), 'No run has finished yet.'));
+  }
+
+  function duration(ms) {
+    if (typeof ms !== 'number') return '—';
+    return ms < 1000 ? ms + ' ms' : ms < 60000 ? (ms / 1000).toFixed(1) + ' s'
+      : Math.floor(ms / 60000) + ' min ' + Math.round((ms % 60000) / 1000) + ' s';
+  }
+
+  /* -- tenants and keys -- */
+
+  async function pageTenants(root) {
+    const [tenants, keys] = await Promise.all([api('GET', '/admin/v1/tenants'),
+      api('GET', adminTenant() + '/keys')]);
+    const rerender = () => route();
+    const cid = el('input', { id: 'new-client', required: true, pattern: '[A-Za-z0-9_\\-]{1,64}',
+      autocomplete: 'off' });
+    const name = el('input', { id: 'new-name', autocomplete: 'off' });
+    const keyEnv = el('select', { id: 'new-key-env' },
+      ['test', 'prod'].map((e) => el('option', { value: e, selected: e === session.env }, e)));
+    const secret = el('div', { id: 'new-key', role: 'status' });
+    add(root, heading('Tenants & keys', refreshButton(rerender)),
+      table('Tenants', [
+        { label: 'Client id', cell: (t) => t.client_id },
+        { label: 'Name', cell: (t) => t.name || '—' },
+        { label: 'Per minute', num: true, cell: (t) => num(t.per_minute) },
+        { label: 'Burst', num: true, cell: (t) => num(t.burst) },
+        { label: 'Created', cell: (t) => when(t.created_at) },
+        { label: 'Open', cell: (t) => (t.client_id === client() ? 'shown'
+          : el('button', { type: 'button', class: 'secondary', 'aria-label': 'Open ' + t.client_id,
+            onclick: () => switchTenant(t.client_id, session.env) }, 'Open')) },
+      ], tenants.data.map((t) => Object.assign({ __id: t.client_id }, t)), 'No tenants yet.'),
+      el('form', { class: 'inline', id: 'tenant-form', onsubmit: (e) => {
+        e.preventDefault();
+        act(async () => {
+          const body = { client_id: cid.value.trim() };
+          if (name.value.trim()) body.name = name.value.trim();
+          await api('POST', '/admin/v1/tenants', body);
+          toast('Tenant ' + body.client_id + ' created.');
+          rerender();
+        });
+      } }, el('label', { for: 'new-client' }, 'New tenant: client id'), cid,
+      el('label', { for: 'new-name' }, 'Name'), name,
+      el('button', { type: 'submit' }, 'Create tenant')),
+      el('h2', {}, 'API keys of ' + client()),
+      table('Keys of ' + client(), [
+        { label: 'Key id', cell: (k) => k.key_id },
+        { label: 'Environment', cell: (k) => k.environment },
+        { label: 'Created', cell: (k) => when(k.created_at) },
+        { key: 'last_used_at', label: 'Last used', cell: (k) => when(k.last_used_at) },
+        { key: 'state', label: 'State', cell: (k) => (k.revoked
+          ? [badge('revoked'), ' ', when(k.revoked_at)] : badge('active')) },
+        { label: 'Actions', cell: (k) => (k.revoked ? '—' : el('button', { type: 'button',
+          class: 'danger', 'aria-label': 'Revoke ' + k.key_id, onclick: () => act(async () => {
+            if (!window.confirm('Revoke ' + k.key_id + '? Requests with it fail from now on.')) {
+              return;
+            }
+            await api('DELETE', adminTenant() + '/keys/' + enc(k.key_id));
+            toast('Key ' + k.key_id + ' revoked.');
+            rerender();
+          }) }, 'Revoke')) },
+      ], keys.data.map((k) => Object.assign({ __id: k.key_id }, k)), 'No keys yet.'),
+      el('p', { class: 'help' }, 'Last use is recorded at most once a minute per key.'),
+      el('form', { class: 'inline', id: 'key-form', onsubmit: (e) => {
+        e.preventDefault();
+        act(async () => {
+          const k = await api('POST', adminTenant() + '/keys', { environment: keyEnv.value });
+          await rerender();
+          /* the secret is shown once, here, and never again */
+          document.getElementById('new-key').replaceChildren(
+            el('p', {}, 'New ' + k.environment + ' key ' + k.key_id +
+              ' — copy it now, it is not shown again:'),
+            el('code', { class: 'secret', id: 'new-key-secret' }, k.key));
+        });
+      } }, el('label', { for: 'new-key-env' }, 'New key for'), keyEnv,
+      el('button', { type: 'submit' }, 'Create key')),
+      secret);
+  }
+
+  async function switchTenant(id, env) {
+    try {
+      await api('GET', '/admin/v1/tenants/' + enc(id));
+    } catch (err) {
+      toast('No tenant "' + id + '": ' + err.message);
+      return;
+    }
+    session.client = id;
+    session.env = env;
+    save();
+    chrome();
+    toast('Showing ' + session.client + ' (' + session.env + ').');
+    route();
   }
 
   function fact(label, value) {
@@ -523,24 +637,19 @@
     const out = el('button', { type: 'button', class: 'secondary', onclick: () => signOut('') },
       'Sign out');
     if (isAdmin()) {
-      const c = el('input', { id: 'who-client', value: client(), size: 12,
+      const c = el('input', { id: 'who-client', value: client(), size: 10,
         'aria-label': 'Tenant client id' });
       const env = el('select', { id: 'who-env', 'aria-label': 'Environment' },
         ['test', 'prod'].map((e) => el('option', { value: e, selected: e === session.env }, e)));
-      const form = el('form', { class: 'inline', onsubmit: async (e) => {
+      const list = el('datalist', { id: 'tenant-ids' });
+      c.setAttribute('list', 'tenant-ids');
+      api('GET', '/admin/v1/tenants').then((js) => list.replaceChildren(
+        ...js.data.map((t) => el('option', { value: t.client_id }, t.name || t.client_id))))
+        .catch(() => {});
+      const form = el('form', { class: 'inline', onsubmit: (e) => {
         e.preventDefault();
-        try {
-          await api('GET', '/admin/v1/tenants/' + enc(c.value.trim()));
-        } catch (err) {
-          toast('No tenant "' + c.value.trim() + '": ' + err.message);
-          return;
-        }
-        session.client = c.value.trim();
-        session.env = env.value;
-        save();
-        toast('Showing ' + session.client + ' (' + session.env + ').');
-        route();
-      } }, el('span', { class: 'role' }, 'Operator'), c, env,
+        switchTenant(c.value.trim(), env.value);
+      } }, el('span', { class: 'role' }, 'Operator'), c, list, env,
       el('button', { type: 'submit', class: 'secondary' }, 'Open'));
       who.replaceChildren(form, out);
     } else {
@@ -573,10 +682,10 @@
     e.preventDefault();
     const f = e.target;
     const mode = f.mode.value;
-    const clientId = f.client.value.trim();
+    let clientId = f.client.value.trim();
     const errBox = document.getElementById('login-error');
     errBox.textContent = '';
-    if (!clientId) {
+    if (!clientId && mode === 'tenant') {
       errBox.textContent = 'Enter the tenant client id.';
       f.client.focus();
       return;
@@ -589,7 +698,12 @@
     }
     session = { mode, token, client: clientId, env: 'test' };
     try {
-      if (mode === 'admin') {
+      if (mode === 'admin' && !clientId) {
+        /* no tenant named: the first one (the list also proves the token) */
+        const ts = await api('GET', '/admin/v1/tenants');
+        if (!ts.data.length) throw new ApiError(404, { message: 'no tenant exists yet' });
+        clientId = session.client = ts.data[0].client_id;
+      } else if (mode === 'admin') {
         await api('GET', '/admin/v1/tenants/' + enc(clientId));
       } else {
         const s = await api('GET', '/v1/' + enc(clientId) + '/summary');

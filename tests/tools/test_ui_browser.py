@@ -55,6 +55,13 @@ class DemoServer(harness.Server):
         self.wait_ready(timeout or 180 * TS)
         return self
 
+    def demo_key_id(self):
+        for line in self.stdout_lines:
+            m = re.search(r"TEST key id (\S+)", line)
+            if m:
+                return m.group(1)
+        raise AssertionError("no demo key id printed\n" + self.diagnostics())
+
     def demo_key(self):
         for line in self.stdout_lines:
             m = re.search(r"TEST API key \(shown once\): (\S+)", line)
@@ -161,7 +168,8 @@ class DashboardBrowser(unittest.TestCase):
             "expected": expected, "connector": connector,
             "season_records": SMALL_SEASON["events"] + SMALL_SEASON["customers"]
             + SMALL_SEASON["sales"],
-            "dead": dead, "segment": segment,
+            "dead": dead, "segment": segment, "new_tenant": "boxoffice",
+            "demo_key_id": self.server.demo_key_id(),
             "artifacts": artifacts_dir(),
             "screenshots": os.environ.get("SD_UI_SCREENSHOTS") or "",
             "chromium": CHROMIUM,
@@ -182,6 +190,25 @@ class DashboardBrowser(unittest.TestCase):
         self.assertEqual(c["status"]["state"], "ok", c)
         self.assertEqual(c["status"]["records_in"], cfg["season_records"])
         self.assertEqual(c["status"]["last_run"], seen["run"]["last_run"])
+
+        runs = self.admin("GET", "/admin/v1/tenants/%s/connectors/%s/runs"
+                          % (CLIENT, connector)).json["runs"]
+        self.assertEqual(len(runs), 1, runs)
+        self.assertEqual(seen["run"]["history"], {
+            "run_id": runs[0]["run_id"], "status": runs[0]["status"],
+            "records_in": runs[0]["records_in"], "rows": 1})
+        self.assertEqual(runs[0]["records_in"], cfg["season_records"])
+
+        # tenants and keys: the tenant made on the page exists, the key made there is revoked,
+        # the demo key's last use is the one the API shows
+        r = self.admin("GET", "/admin/v1/tenants/boxoffice")
+        self.assertEqual((r.status, r.json["name"]), (200, "Box office"), r)
+        keys = {k["key_id"]: k for k in
+                self.admin("GET", "/admin/v1/tenants/%s/keys" % CLIENT).json["data"]}
+        self.assertTrue(keys[seen["keys"]["created"]]["revoked"], keys)
+        self.assertEqual(seen["keys"]["secret_prefix"], "sd_test_")
+        self.assertIsNotNone(keys[cfg["demo_key_id"]]["last_used_at"])
+        self.assertEqual(seen["keys"]["demo_last_used"], keys[cfg["demo_key_id"]]["last_used_at"])
 
         d = self.admin("GET", "/admin/v1/deliveries/" + dead).json
         self.assertEqual(d["state"], "delivered", d)

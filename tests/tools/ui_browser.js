@@ -105,8 +105,41 @@ async function main() {
     };
     await shot(page, 'connectors', true);
     await page.click(`tr[data-id="${cfg.connector}"] a`);
-    await page.waitForSelector('#schedule', WAIT);
+    await page.waitForSelector('#runs tbody tr', WAIT);
+    const runId = await page.$eval('#runs tbody tr', (n) => n.dataset.id);
+    out.run.history = {
+      run_id: runId,
+      status: await cellText(page, runId, 'status'),
+      records_in: Number((await cellText(page, runId, 'records_in')).replace(/,/g, '')),
+      rows: await page.$$eval('#runs tbody tr', (rs) => rs.length),
+    };
     await shot(page, 'connector', true);
+
+    log('tenants and keys');
+    await openPage(page, 'tenants');
+    await page.waitForSelector('tr[data-id="demo"]', WAIT);
+    await page.fill('#new-client', cfg.new_tenant);
+    await page.fill('#new-name', 'Box office');
+    await page.click('#tenant-form button[type="submit"]');
+    await page.waitForSelector(`tr[data-id="${cfg.new_tenant}"]`, WAIT);
+    await page.selectOption('#new-key-env', 'test');
+    await page.click('#key-form button[type="submit"]');
+    await page.waitForSelector('#new-key-secret', WAIT);
+    const secret = await page.textContent('#new-key-secret');
+    const newKeyId = (await page.textContent('#new-key p')).match(/key (key_\S+)/)[1];
+    await page.waitForSelector(`tr[data-id="${newKeyId}"]`, WAIT);
+    page.once('dialog', (d) => d.accept());
+    await page.click(`tr[data-id="${newKeyId}"] button:has-text("Revoke")`);
+    await page.waitForFunction((id) => {
+      const n = document.querySelector(`tr[data-id="${id}"] [data-col="state"]`);
+      return n && /revoked/.test(n.textContent);
+    }, newKeyId, WAIT);
+    out.keys = {
+      created: newKeyId, secret_prefix: secret.slice(0, 8),
+      demo_last_used: await page.$eval(`tr[data-id="${cfg.demo_key_id}"] [data-col="last_used_at"]`,
+        (n) => (n.querySelector('time') ? n.querySelector('time').getAttribute('datetime') : '')),
+    };
+    await shot(page, 'tenants', true);
 
     log('quarantine');
     await openPage(page, 'quarantine');
