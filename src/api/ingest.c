@@ -21,6 +21,7 @@
 #include "api/ingest_answer.h"
 #include "base/log.h"
 #include "core/ingest.h"
+#include "core/quality.h"
 #include "core/metrics.h"
 #include "core/outbox.h"
 
@@ -141,6 +142,30 @@ static void build_answer(struct ingest *in)
     in->answer_status = sd_ingest_status(in->res.outcome, false);
 }
 
+/* The data-quality counts of the writer's outcome: records stored, or what refused them (field
+ * errors found before the writer are counted where they are found). */
+static void count_quality(struct ingest *in)
+{
+    struct sd_quality *q = in->req->hub->quality;
+    int64_t t = in->req->who.tenant_id;
+    enum sd_env env = in->req->who.env;
+    if (in->res.outcome == SD_APPLY_OK && in->answer_status == 202) {
+        sd_quality_accepted(q, t, env, "ingest", SD_KIND_EVENT, in->batch.n_events);
+        sd_quality_accepted(q, t, env, "ingest", SD_KIND_CUSTOMER, in->batch.n_customers);
+        sd_quality_accepted(q, t, env, "ingest", SD_KIND_SALE, in->batch.n_sales);
+    } else if (in->res.outcome == SD_APPLY_DUPLICATE) {
+        struct sd_issues dup;
+        sd_issues_init(&dup, SD_MAX_ISSUES);
+        for (size_t i = 0; i < in->res.n_duplicate_invoices; i++) {
+            sd_issues_add(&dup, "/sales/0/invoice_number", "duplicate invoice number");
+        }
+        sd_quality_rejected(q, t, env, "ingest", NULL, &dup);
+        sd_issues_release(&dup);
+    } else {
+        sd_quality_rejected(q, t, env, "ingest", NULL, &in->res.errors);
+    }
+}
+
 /* Store the fixed answer under the Idempotency-Key; a concurrent first use wins. */
 static int put_idem(struct sd_store_handle *st, struct ingest *in)
 {
@@ -240,6 +265,7 @@ static int ingest_resume(struct sd_req *req)
         sd_metrics_records(SD_KIND_CUSTOMER, in->batch.n_customers);
         sd_metrics_records(SD_KIND_SALE, in->batch.n_sales);
     }
+    count_quality(in);
     sd_req_reply_text(req, in->answer_status, "application/json", in->answer);
     return SD_REQ_DONE;
 }
@@ -287,6 +313,8 @@ int sd_api_ingest(struct sd_req *req)
     }
     json_decref(body);
     if (r < 0 || errors.total > 0) {
+        sd_quality_rejected(req->hub->quality, req->who.tenant_id, req->who.env, "ingest", NULL,
+                            &errors);
         if (!in->idem_key) {
             sd_api_reply_validation(req, &errors);
             sd_issues_release(&errors);

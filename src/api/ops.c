@@ -1,11 +1,13 @@
 /* ops.c — operating endpoints: /healthz for load balancers (503 "failing" once the store is
  * broken, 503 "degraded" while the store is out of space — that one clears by itself at the
  * next successful write) and /metrics in Prometheus text format. Neither needs a key; neither
- * shows tenant data. */
+ * shows a record: /metrics names tenants by client id and connectors by id, with counts only,
+ * and bounds how many it names (core/quality.h, core/metrics.h). */
 #include <stdlib.h>
 
 #include "api/api.h"
 #include "core/metrics.h"
+#include "core/quality.h"
 #include "server/router.h"
 
 int sd_api_healthz(struct sd_req *req)
@@ -37,6 +39,7 @@ int sd_api_metrics(struct sd_req *req)
     struct sd_store_log_stats log;
     sd_store_log_stats(req->hub->store, &log);
     sd_metrics_render_store(&b, &log, sd_writer_disk_full(req->hub->writer));
+    sd_quality_render_metrics(req->hub->quality, req->hub->store, &b);
     free(req->resp_body);
     req->status = 200;
     req->content_type = "text/plain; version=0.0.4";

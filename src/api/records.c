@@ -14,6 +14,7 @@
 #include "api/api.h"
 #include "core/deletions.h"
 #include "core/ingest.h"
+#include "core/quality.h"
 
 #define CURSOR_PREFIX "s1."
 
@@ -262,8 +263,12 @@ static int sale_put_resume(struct sd_req *req)
                            "no sale '%s' in %s; create it with POST /v1/{client_id}/ingest",
                            req->params[1], sd_env_name(req->who.env));
     } else if (sp->res.outcome != SD_APPLY_OK) {
+        sd_quality_rejected(req->hub->quality, req->who.tenant_id, req->who.env, "sale_put",
+                            "/sales/0", &sp->res.errors);
         sd_api_reply_validation(req, &sp->res.errors);
     } else {
+        sd_quality_accepted(req->hub->quality, req->who.tenant_id, req->who.env, "sale_put",
+                            SD_KIND_SALE, 1);
         json_t *sale = json_loads(sp->sale.doc, 0, NULL);
         sd_req_reply_json(req, 200,
                           json_pack("{s:s, s:s, s:o, s:o}", "status", "updated", "request_id",
@@ -303,6 +308,8 @@ int sd_api_sale_put(struct sd_req *req)
     }
     json_decref(body);
     if (errors.total > 0) {
+        sd_quality_rejected(req->hub->quality, req->who.tenant_id, req->who.env, "sale_put",
+                            "/sales/0", &errors);
         sd_api_reply_validation(req, &errors);
         sd_issues_release(&errors);
         return SD_REQ_DONE;

@@ -111,6 +111,9 @@ const struct sd_route sd_routes[] = {
      sd_api_admin_key_create},
     {"DELETE", "/admin/v1/tenants/{client_id}/keys/{key_id}", "key_revoke", ADMIN,
      sd_api_admin_key_revoke},
+    {"GET", "/admin/v1/tenants/{client_id}/quality", "admin_quality", ADMIN,
+     sd_api_admin_quality},
+    {"GET", "/v1/{client_id}/quality", "quality", TENANT_READ, sd_api_quality},
     /* ROUTES-OBSERVE */
     {"GET", "/ui", "ui", 0, sd_api_ui_index},
     {"GET", "/ui/{file}", "ui_file", 0, sd_api_ui_file},
@@ -150,6 +153,7 @@ const char *const sd_route_names[] = {
     "openapi",
     /* NAMES-OPENAPI */
     "tenants_list", "tenant_create", "keys_list", "key_create", "key_revoke",
+    "admin_quality", "quality",
     /* NAMES-OBSERVE */
     "ui", "ui_file", "summary", "admin_summary",
     /* NAMES-UI */

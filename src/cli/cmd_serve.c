@@ -24,6 +24,7 @@
 #include "core/hub.h"
 #include "core/inbound.h"
 #include "core/outbox.h"
+#include "core/quality.h"
 #include "core/scheduler.h"
 #include "core/segment_jobs.h"
 #include "http/egress.h"
@@ -244,6 +245,10 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     int64_t next_purge = sd_mono_usec() + 60LL * 1000000;
+    /* Data-quality counters reach the store once a minute (and before a quality read). A
+     * stopping server does not flush: what it counted in its last minute is not kept, and a
+     * stopped hub writes nothing more (`stagedoor migrate --verify` after a stop). */
+    int64_t next_quality = sd_mono_usec() + 60LL * 1000000;
     int sig = 0;
     for (;;) {
         struct timespec ts = {.tv_sec = 0, .tv_nsec = 250 * 1000 * 1000};
@@ -261,6 +266,14 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
         if (ur < 0) {
             sd_log(SD_LOG_WARN, "cannot record when keys were last used, retrying",
                    SD_LOG_ERR_FMT, SD_LOG_ERR_ARGS(ur));
+        }
+        if (sd_mono_usec() > next_quality) {
+            next_quality = sd_mono_usec() + 60LL * 1000000;
+            int qr = sd_quality_flush(hub->quality, hub->store);
+            if (qr < 0) {
+                sd_log(SD_LOG_WARN, "cannot store the data-quality counters, retrying in 60s",
+                       SD_LOG_ERR_FMT, SD_LOG_ERR_ARGS(qr));
+            }
         }
         if (sd_mono_usec() > next_purge) {
             next_purge = sd_mono_usec() + 3600LL * 1000000;

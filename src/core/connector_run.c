@@ -24,6 +24,7 @@
 #include "base/base.h"
 #include "base/log.h"
 #include "core/runs.h"
+#include "core/quality.h"
 #include "mapping/mapping.h"
 
 int sd_connector_fail(struct sd_connector_ctx *ctx, int code, const char *fmt, ...)
@@ -106,6 +107,19 @@ int sd_connector_commit_fn(struct sd_connector_ctx *ctx, const json_t *body,
                                .state_arg = &c,
                                .state_fence = ctx->run_fence};
     int r = sd_hub_ingest_opts(ctx->hub, ctx->tenant_id, ctx->env, body, &o, out);
+    if (r == 0) {
+        /* what the source sent that was refused, by field and error, and what was stored */
+        struct sd_quality *q = ctx->hub->quality;
+        sd_quality_rejected(q, ctx->tenant_id, ctx->env, ctx->id, NULL, &out->errors);
+        if (out->status == 202) {
+            sd_quality_accepted(q, ctx->tenant_id, ctx->env, ctx->id, SD_KIND_EVENT,
+                                out->n_events);
+            sd_quality_accepted(q, ctx->tenant_id, ctx->env, ctx->id, SD_KIND_CUSTOMER,
+                                out->n_customers);
+            sd_quality_accepted(q, ctx->tenant_id, ctx->env, ctx->id, SD_KIND_SALE,
+                                out->n_sales);
+        }
+    }
     if (r == 0 && out->status == 202) {
         ctx->records_in += out->n_events + out->n_customers + out->n_sales;
         ctx->records_unchanged += out->n_unchanged;
@@ -187,6 +201,7 @@ struct sd_connector_job {
     uint64_t stored;
     uint64_t unchanged; /* of stored: already stored as they were */
     uint64_t rejected;  /* sd_connector_job_reject */
+    uint64_t stored_kind[3]; /* of stored: events, customers, sales (data-quality counts) */
 };
 
 struct sd_connector_ctx *sd_connector_job_ctx(struct sd_connector_job *job)
@@ -218,6 +233,9 @@ int sd_connector_job_ingest_batch(struct sd_connector_job *job, struct sd_batch 
     int r = sd_ingest_batch_in_writer(job->st, job->ctx->tenant_id, job->ctx->env, batch, out);
     if (r == 0 && out->status == 202) {
         job->stored += out->n_events + out->n_customers + out->n_sales;
+        job->stored_kind[SD_KIND_EVENT] += out->n_events;
+        job->stored_kind[SD_KIND_CUSTOMER] += out->n_customers;
+        job->stored_kind[SD_KIND_SALE] += out->n_sales;
         job->unchanged += out->n_unchanged;
     }
     return r;
@@ -300,6 +318,12 @@ int sd_connector_write_job(struct sd_connector_ctx *ctx, sd_connector_job_fn fn,
         ctx->records_in += job.stored;
         ctx->records_unchanged += job.unchanged;
         ctx->records_rejected += job.rejected;
+        struct sd_quality *q = ctx->hub->quality;
+        for (int k = 0; k < 3; k++) {
+            sd_quality_accepted(q, ctx->tenant_id, ctx->env, ctx->id, (enum sd_kind)k,
+                                job.stored_kind[k]);
+        }
+        sd_quality_rejected_n(q, ctx->tenant_id, ctx->env, ctx->id, job.rejected);
     }
     json_decref(job.new_state);
     json_decref(job.cursor);

@@ -9,6 +9,7 @@
 
 #include "base/base.h"
 #include "base/log.h"
+#include "core/quality.h"
 #include "core/segment_jobs.h"
 #include "http/egress.h"
 
@@ -34,6 +35,7 @@ int sd_hub_open(const char *data_dir, const char *store, struct sd_hub **ret)
     if (r < 0) {
         goto fail;
     }
+    hub->quality = sd_quality_new();
     hub->ratelimiter = sd_ratelimiter_new();
     sd_ratelimiter_share(hub->ratelimiter, hub->store); /* several nodes: one limit per tenant */
     struct sd_segment_jobs_config cfg;
@@ -58,6 +60,7 @@ void sd_hub_close(struct sd_hub *hub)
     sd_writer_free(hub->writer);
     sd_auth_free(hub->auth);
     sd_ratelimiter_free(hub->ratelimiter);
+    sd_quality_free(hub->quality);
     sd_store_close(hub->store);
     free(hub->data_dir);
     free(hub);

@@ -24,6 +24,8 @@ struct sd_hub {
     struct sd_outbox *outbox;         /* audience push worker; only while serving (or NULL) */
     /* segment computations (core/segment_jobs.h) */
     struct sd_segment_jobs *segment_jobs;
+    /* data-quality and traffic counters (core/quality.h) */
+    struct sd_quality *quality;
 };
 
 /* Open the store, start the writer and the segment workers (default configuration). store

@@ -197,6 +197,10 @@ int sd_validate_ingest(const json_t *body, struct sd_batch *ret, struct sd_issue
  * naming an event_id or customer_id that an invalid record of the request carries. Returns the
  * number of sales kept; with 0, *ret is empty (nothing to check). */
 size_t sd_validate_ingest_checkable(const json_t *body, struct sd_batch *ret);
+/* Whether `name` is a field the model defines for records of the array `records` ("events"
+ * (cast members' fields included), "customers", "sales"): the bounded field labels of the
+ * data-quality counts (core/quality.c). */
+bool sd_validate_field_known(const char *records, const char *name);
 
 /* Flags of the *_flags variants (0 = the hub's own contract, as above). */
 enum {

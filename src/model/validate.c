@@ -1247,3 +1247,24 @@ size_t sd_validate_ingest_checkable_flags(const json_t *body, unsigned flags, st
     }
     return kept;
 }
+
+bool sd_validate_field_known(const char *records, const char *name)
+{
+    const char *const *lists[2] = {NULL, NULL};
+    if (strcmp(records, "events") == 0) {
+        lists[0] = event_fields;
+        lists[1] = cast_fields;
+    } else if (strcmp(records, "customers") == 0) {
+        lists[0] = customer_fields;
+    } else if (strcmp(records, "sales") == 0) {
+        lists[0] = sale_fields;
+    }
+    for (size_t l = 0; l < 2 && lists[l]; l++) {
+        for (size_t i = 0; lists[l][i]; i++) {
+            if (strcmp(lists[l][i], name) == 0) {
+                return true;
+            }
+        }
+    }
+    return false;
+}

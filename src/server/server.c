@@ -36,6 +36,7 @@
 #include "base/log.h"
 #include "base/utf8.h"
 #include "core/metrics.h"
+#include "core/quality.h"
 #include "server/bodyscan.h"
 #include "server/guard.h"
 #include "server/router.h"
@@ -756,6 +757,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     int64_t dur = sd_mono_usec() - req->start_usec;
     int status = p->phase == PHASE_ANSWERED ? req->status : 499;
     sd_metrics_request(req->route_idx, status, dur);
+    if (req->authenticated && req->route && req->hub) {
+        sd_quality_answer(req->hub->quality, req->who.tenant_id, req->who.env, req->route->name,
+                          status);
+    }
     /* "request_id=%s client=%s method=%s route=%s status=%d duration_us=%lld[ aborted=true]",
      * built without printf: this line is written for every request. */
     char tail[2048]; /* as long as a whole line: a long method is cut where the line is */

@@ -8,7 +8,11 @@ What is checked:
     the secret appears once (in the create answer) and never in a list or in the server's log;
     a revoked key is refused within a second; last_used_at moves once a key is used, in the API
     and in `stagedoor key list`; bad bodies answer 400 with the member named; a tenant key is
-    refused on every admin route (401) and another tenant's key id is a 404."""
+    refused on every admin route (401) and another tenant's key id is a 404.
+  - data quality: rejected fields counted per source, field label and error code (ingest and
+    PUT of a sale; an unknown member's label bounded to "other"), records accepted by kind,
+    answers by route and status class; the admin view and a tenant key's own view (its
+    environment only; another tenant's key is refused, a since= that is not a time is a 400)."""
 
 import json
 import os
@@ -148,6 +152,77 @@ class TenantsAndKeys(ObserveCase):
             self.assertEqual(r.status, 401, (method, path, r))
             r = self.admin(method, path, body, token=None)
             self.assertEqual(r.status, 401, (method, path, r))
+
+
+class Quality(ObserveCase):
+    def test_quality_counts(self):
+        ev = harness.event(harness.uid("E"))
+        r = self.tenant("POST", "opera", "/ingest", {"events": [ev]})
+        self.assertEqual(r.status, 202, r)
+        bad_sale = harness.sale(harness.uid("S"), event_id=ev["event_id"], currency="euro")
+        no_title = harness.without(harness.event(harness.uid("E")), "title")
+        r = self.tenant("POST", "opera", "/ingest", {"sales": [bad_sale], "events": [no_title]})
+        self.assertEqual(r.status, 400, r)
+        r = self.tenant("POST", "opera", "/ingest", {"events": [dict(ev, zzz_secret_field=1)]})
+        self.assertIn(r.status, (202, 400), r)
+        good = harness.sale(harness.uid("S"), event_id=ev["event_id"])
+        self.assertEqual(self.tenant("POST", "opera", "/ingest", {"sales": [good]}).status, 202)
+        r = self.tenant("PUT", "opera", "/sales/" + good["invoice_number"],
+                        dict(good, quantity="many"))
+        self.assertEqual(r.status, 400, r)
+
+        r = self.admin("GET", "/tenants/opera/quality")
+        self.assertEqual(r.status, 200, r)
+        q = r.json
+        rej = {(x["source"], x["field"], x["code"]): x["count"] for x in q["rejected"]}
+        self.assertGreaterEqual(rej.get(("ingest", "sales.currency", "invalid"), 0), 1, q)
+        self.assertGreaterEqual(rej.get(("ingest", "events.title", "missing"), 0), 1, q)
+        self.assertGreaterEqual(rej.get(("sale_put", "sales.quantity", "invalid"), 0), 1, q)
+        for (source, field, code) in rej:
+            self.assertNotIn("zzz", field)
+            self.assertIn(code, ("missing", "invalid", "unknown_field", "unknown_reference",
+                                 "duplicate", "other"))
+        acc = {(x["source"], x["kind"]): x["count"] for x in q["accepted"]}
+        self.assertGreaterEqual(acc.get(("ingest", "events"), 0), 1, q)
+        self.assertGreaterEqual(acc.get(("ingest", "sales"), 0), 1, q)
+        ans = {(x["route"], x["class"]): x["count"] for x in q["answers"]}
+        self.assertGreaterEqual(ans.get(("ingest", "2xx"), 0), 2, q)
+        self.assertGreaterEqual(ans.get(("ingest", "4xx"), 0), 1, q)
+        self.assertGreaterEqual(ans.get(("sale_put", "4xx"), 0), 1, q)
+        self.assertGreaterEqual(q["totals"]["rejected"], 3)
+        self.assertFalse(q["has_more"])
+        for x in q["rejected"] + q["accepted"] + q["answers"]:
+            self.assertEqual(x["environment"], "test")
+            self.assertRegex(x["hour"], r"^\d{4}-\d\d-\d\dT\d\d:00:00Z$")
+
+        # the tenant's own view: the same counts of its environment
+        mine = self.tenant("GET", "opera", "/quality")
+        self.assertEqual(mine.status, 200, mine)
+        mrej = {(x["source"], x["field"], x["code"]): x["count"] for x in mine.json["rejected"]}
+        self.assertEqual(mrej.get(("ingest", "sales.currency", "invalid")),
+                         rej[("ingest", "sales.currency", "invalid")])
+        # another tenant sees none of it, and cannot ask for it
+        other = self.tenant("GET", "ballet", "/quality", key=self.ballet_key)
+        self.assertEqual(other.status, 200, other)
+        self.assertEqual(other.json["rejected"], [], other)
+        self.assertEqual(self.tenant("GET", "opera", "/quality", key=self.ballet_key).status, 403)
+        self.assertEqual(self.admin("GET", "/tenants/opera/quality", token=self.key).status, 401)
+        # since: later than now → nothing; not a time → 400 naming it
+        r = self.admin("GET", "/tenants/opera/quality?since=2999-01-01T00:00:00Z")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["rejected"], [])
+        r = self.admin("GET", "/tenants/opera/quality?since=yesterday")
+        self.assertEqual(r.status, 400, r)
+        self.assertIn("since", r.json["message"])
+        self.assertEqual(self.admin("GET", "/tenants/nobody/quality").status, 404)
+
+        # the same counts in /metrics, per tenant by client id
+        m = harness.http(self.server.port, "GET", "/metrics").text
+        self.assertRegex(m, r'stagedoor_tenant_records_accepted_total\{tenant="opera",'
+                            r'kind="events"\} [1-9]')
+        self.assertRegex(m, r'stagedoor_tenant_records_rejected_total\{tenant="opera"\} [1-9]')
+        self.assertRegex(m, r'stagedoor_tenant_http_answers_total\{tenant="opera",class="4xx"\}'
+                            r' [1-9]')
 
 
 if __name__ == "__main__":

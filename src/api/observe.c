@@ -1,0 +1,121 @@
+/* observe.c — what a venue's operator reads about its data and traffic: data quality and
+ * answers by status per hour (GET /admin/v1/tenants/{client_id}/quality, and a tenant key's own
+ * GET /v1/{client_id}/quality, its environment only).
+ *
+ * A read first flushes this server's in-memory counters (core/quality.h), so an answer holds
+ * everything this node counted until then; other nodes' counts arrive within their next flush
+ * (a minute). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "core/connector_config.h"
+#include "core/quality.h"
+#include "store/observe.h"
+
+#define HOUR_USEC (3600LL * 1000000)
+#define DEFAULT_SINCE_USEC (24 * HOUR_USEC)
+
+static int two(const char *p)
+{
+    return (p[0] - '0') * 10 + (p[1] - '0');
+}
+
+/* ?since= as an RFC 3339 time (any offset) into µs since the epoch; absent: 24 h ago. false
+ * after answering 400. */
+static bool query_since(struct sd_req *req, int64_t *ret)
+{
+    const char *s = sd_req_query(req, "since");
+    if (!s) {
+        int64_t now = sd_now_usec();
+        *ret = now - now % HOUR_USEC - DEFAULT_SINCE_USEC;
+        return true;
+    }
+    char utc[48];
+    if (sd_datetime_to_utc(s, utc, sizeof(utc)) < 0) {
+        sd_req_reply_error(req, 400, "invalid_parameter",
+                           "since must be an RFC 3339 time such as 2026-12-01T00:00:00Z");
+        return false;
+    }
+    /* utc is "YYYY-MM-DDTHH:MM:SS[.frac]Z", checked by sd_datetime_to_utc */
+    int64_t y = (utc[0] - '0') * 1000 + (utc[1] - '0') * 100 + two(utc + 2);
+    int64_t days = sd_days_from_civil(y, two(utc + 5), two(utc + 8));
+    *ret = ((days * 24 + two(utc + 11)) * 60 + two(utc + 14)) * 60 * 1000000LL +
+           two(utc + 17) * 1000000LL;
+    return true;
+}
+
+/* The quality answer for a tenant; env_only: one environment (a tenant key's), else both. */
+static void reply_quality(struct sd_req *req, int64_t tenant_id, const enum sd_env *env_only)
+{
+    int64_t since = 0;
+    if (!query_since(req, &since)) {
+        return;
+    }
+    int r = sd_quality_flush(req->hub->quality, req->hub->store);
+    if (r < 0) {
+        sd_api_reply_store_error(req, r);
+        return;
+    }
+    struct sd_traffic_count *v = NULL;
+    size_t n = 0;
+    bool more = false;
+    r = sd_store_observe_traffic_list(req->hub->store, tenant_id, since, 0, &v, &n, &more);
+    if (r < 0) {
+        sd_api_reply_store_error(req, r);
+        return;
+    }
+    json_t *rejected = json_array(), *accepted = json_array(), *answers = json_array();
+    json_int_t n_rej = 0, n_acc = 0, n_ans[3] = {0, 0, 0};
+    for (size_t i = 0; i < n; i++) {
+        const struct sd_traffic_count *t = &v[i];
+        if (env_only && t->env != *env_only) {
+            continue;
+        }
+        json_t *o = json_pack("{s:o, s:s, s:s}", "hour", sd_json_time(t->hour_usec),
+                              "environment", sd_env_name(t->env), "source", t->source);
+        if (strcmp(t->kind, "rejected") == 0) {
+            json_object_set_new(o, "field", json_string(t->field));
+            json_object_set_new(o, "code", json_string(t->code));
+            json_array_append(rejected, o);
+            n_rej += t->n;
+        } else if (strcmp(t->kind, "accepted") == 0) {
+            json_object_set_new(o, "kind", json_string(t->field));
+            json_array_append(accepted, o);
+            n_acc += t->n;
+        } else {
+            /* an answer's source is its route */
+            json_object_set_new(o, "route", json_string(t->source));
+            json_object_del(o, "source");
+            json_object_set_new(o, "class", json_string(t->code));
+            json_array_append(answers, o);
+            n_ans[t->code[0] == '2' ? 0 : t->code[0] == '4' ? 1 : 2] += t->n;
+        }
+        json_object_set_new(o, "count", json_integer((json_int_t)t->n));
+        json_decref(o);
+    }
+    free(v);
+    sd_req_reply_json(req, 200,
+                      json_pack("{s:o, s:o, s:o, s:o, s:{s:I, s:I, s:{s:I, s:I, s:I}}, s:b}",
+                                "since", sd_json_time(since), "rejected", rejected, "accepted",
+                                accepted, "answers", answers, "totals", "rejected", n_rej,
+                                "accepted", n_acc, "answers", "2xx", n_ans[0], "4xx", n_ans[1],
+                                "5xx", n_ans[2], "has_more", more));
+}
+
+int sd_api_admin_quality(struct sd_req *req)
+{
+    struct sd_tenant t = {0};
+    if (sd_api_path_tenant(req, &t)) {
+        reply_quality(req, t.id, NULL);
+    }
+    sd_tenant_release(&t);
+    return SD_REQ_DONE;
+}
+
+int sd_api_quality(struct sd_req *req)
+{
+    reply_quality(req, req->who.tenant_id, &req->who.env);
+    return SD_REQ_DONE;
+}
