@@ -87,6 +87,10 @@ int sd_api_admin_summary(struct sd_req *req);
 /* A connector's run history (api/runs.c). */
 int sd_api_admin_connector_runs(struct sd_req *req);
 int sd_api_connector_runs(struct sd_req *req);
+/* A tenant's alert settings and history (api/alerts.c). */
+int sd_api_admin_alerts_get(struct sd_req *req);
+int sd_api_admin_alerts_put(struct sd_req *req);
+int sd_api_admin_alerts_history(struct sd_req *req);
 /* The door's address as shown once after creation or rotation: {"path", "url", "token"}. */
 json_t *sd_api_inbound_door_json(struct sd_req *req, const char *connector_id, const char *token);
 /* After a connector was created: if its type has a door, make the door's token and add

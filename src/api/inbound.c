@@ -21,6 +21,7 @@
 #include "api/api.h"
 #include "base/fault.h"
 #include "base/log.h"
+#include "core/alerts.h"
 #include "core/connector_config.h"
 #include "core/inbound.h"
 #include "store/inbound.h"
@@ -103,6 +104,9 @@ static void refuse_unavailable(struct sd_req *req, const char *connector_id, con
     sd_req_reply_error(req, 503, "storage_unavailable",
                        "the payload could not be stored; nothing was kept. Send it again");
     sd_inbound_count_non200_stream(connector_id, stream, 503);
+    if (strcmp(connector_id, "other") != 0) {
+        sd_alerts_inbound_answer(req->hub, connector_id, 503);
+    }
 }
 
 static int door_resume(struct sd_req *req)
@@ -126,6 +130,7 @@ static int door_resume(struct sd_req *req)
         json_object_set_new(answer, "skipped", json_integer((json_int_t)o->skipped));
     }
     sd_req_reply_json(req, 200, answer);
+    sd_alerts_inbound_answer(req->hub, d->connector_id, 200);
     return SD_REQ_DONE;
 }
 
@@ -147,6 +152,7 @@ int sd_api_inbound_receive(struct sd_req *req)
     if (r == -ENOENT) {
         if (known) {
             sd_inbound_count_non200(req->params[0], 404);
+            sd_alerts_inbound_answer(req->hub, req->params[0], 404);
         }
         sd_req_reply_error(req, 404, "not_found", "no such endpoint");
         return SD_REQ_DONE;
@@ -168,6 +174,7 @@ int sd_api_inbound_receive(struct sd_req *req)
     if (r == -E2BIG) {
         sd_req_reply_error(req, 413, "payload_too_large", "%s; nothing was stored", why);
         sd_inbound_count_non200_stream(req->params[0], rq.stream, 413);
+        sd_alerts_inbound_answer(req->hub, req->params[0], 413);
         return SD_REQ_DONE;
     }
     if (r < 0) {

@@ -124,6 +124,12 @@ const struct sd_route sd_routes[] = {
     {"GET", "/v1/{client_id}/connectors/{connector_id}/runs", "tenant_connector_runs", TENANT_READ,
      sd_api_connector_runs},
     /* ROUTES-RUNS */
+    {"GET", "/admin/v1/tenants/{client_id}/alerts", "alerts_get", ADMIN, sd_api_admin_alerts_get},
+    {"PUT", "/admin/v1/tenants/{client_id}/alerts", "alerts_put", ADMIN_WRITE,
+     sd_api_admin_alerts_put},
+    {"GET", "/admin/v1/tenants/{client_id}/alerts/history", "alerts_history", ADMIN,
+     sd_api_admin_alerts_history},
+    /* ROUTES-ALERTS */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
 
@@ -159,6 +165,8 @@ const char *const sd_route_names[] = {
     /* NAMES-UI */
     "connector_runs", "tenant_connector_runs",
     /* NAMES-RUNS */
+    "alerts_get", "alerts_put", "alerts_history",
+    /* NAMES-ALERTS */
 };
 _Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,
                "every route has its own metrics row");

@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "cli/cli.h"
 #include "cli/serve.h"
+#include "core/alerts.h"
 #include "core/hub.h"
 #include "core/inbound.h"
 #include "core/outbox.h"
@@ -212,14 +213,21 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
 {
     struct sd_server *srv = NULL;
     int port = 0;
-    int r = sd_scheduler_new(hub, &hub->scheduler);
+    /* The alert worker first: every other worker hands it facts. */
+    int r = sd_alerts_start(hub);
     if (r < 0) {
+        return sd_cli_fail("cannot start the alert worker: %s", strerror(-r));
+    }
+    r = sd_scheduler_new(hub, &hub->scheduler);
+    if (r < 0) {
+        sd_alerts_stop(hub);
         return sd_cli_fail("cannot start the connector scheduler: %s", strerror(-r));
     }
     r = sd_outbox_new(hub, &hub->outbox);
     if (r < 0) {
         sd_scheduler_free(hub->scheduler);
         hub->scheduler = NULL;
+        sd_alerts_stop(hub);
         return sd_cli_fail("cannot start the audience push worker: %s", strerror(-r));
     }
     r = sd_server_start(hub, &o->cfg, &srv, &port);
@@ -228,6 +236,7 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
         hub->outbox = NULL;
         sd_scheduler_free(hub->scheduler);
         hub->scheduler = NULL;
+        sd_alerts_stop(hub);
         return sd_cli_fail("cannot serve on %s:%d: %s", o->host, o->cfg.port, strerror(-r));
     }
     bool v6 = strchr(o->host, ':') != NULL;
@@ -291,6 +300,8 @@ int sd_serve_run(struct sd_hub *hub, struct sd_serve_opts *o)
     /* Connector runs stop at their next safe point; what they committed stays committed. */
     sd_scheduler_free(hub->scheduler);
     hub->scheduler = NULL;
+    /* Last: the facts the workers above handed over are judged before it ends. */
+    sd_alerts_stop(hub);
     sd_log(SD_LOG_INFO, "stopped", NULL);
     sd_log_flush();
     return SD_EXIT_OK;

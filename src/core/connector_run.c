@@ -437,7 +437,7 @@ int sd_connector_run_instance(struct sd_hub *hub, const struct sd_connector_conf
         goto finish;
     }
     ctx.cursor = json_object_get(ctx.state, "cursor");
-    trigger = sd_runs_trigger(ctx.state, conf->run_requested_usec);
+    trigger = sd_runs_trigger(hub, conf, ctx.state);
     {
         json_object_set_new(ctx.state, "run_started_usec", json_integer(started));
         char *doc0 = json_dumps(ctx.state, JSON_COMPACT);

@@ -15,6 +15,7 @@
 
 #include "base/base.h"
 #include "base/log.h"
+#include "core/alerts.h"
 #include "core/connector.h"
 #include "core/connector_config.h"
 #include "core/quota.h"
@@ -86,6 +87,7 @@ int sd_connector_quota_take_within(struct sd_connector_ctx *ctx, int64_t n, int6
         int64_t now = sd_now_usec();
         int64_t retry_at = 0;
         r = sd_quota_take(ctx->hub->store, key, q, use, n, now, &retry_at);
+        sd_alerts_quota_taken(ctx->hub, ctx->tenant_id, ctx->env, ctx->id);
         if (r != -EAGAIN) {
             break;
         }

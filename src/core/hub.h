@@ -26,6 +26,7 @@ struct sd_hub {
     struct sd_segment_jobs *segment_jobs;
     /* data-quality and traffic counters (core/quality.h) */
     struct sd_quality *quality;
+    struct sd_alerts *alerts; /* alert worker (core/alerts.h); only while serving (or NULL) */
 };
 
 /* Open the store, start the writer and the segment workers (default configuration). store

@@ -27,6 +27,7 @@
 #include "base/base.h"
 #include "base/fault.h"
 #include "base/log.h"
+#include "core/alerts.h"
 #include "core/quota.h"
 #include "core/segments.h"
 #include "core/targets.h"
@@ -521,11 +522,21 @@ static uint64_t random_u64(void)
     return v;
 }
 
+/* The fact of an item going dead, for the alerts (its last error, never its payload). */
+static void dead_alert(struct sd_outbox *o, const struct sd_outbox_item *d, const json_t *doc)
+{
+    sd_alerts_dead_letter(o->hub, d->tenant_id, d->env, d->connector_id, d->id,
+                          json_string_value(json_object_get(doc, "last_error")));
+}
+
 /* Record the outcome; logs if the lease was lost meanwhile. */
 static void finish(struct sd_outbox *o, const struct sd_outbox_item *d,
                    enum sd_delivery_state state, int64_t next, int64_t delta, json_t *doc,
                    const char *remote)
 {
+    if (state == SD_DELIVERY_DEAD) {
+        dead_alert(o, d, doc);
+    }
     char *text = json_dumps(doc, JSON_COMPACT);
     struct sd_delivery_outcome oc = {
         .state = state,
@@ -565,6 +576,9 @@ static void finish_to(struct sd_outbox *o, struct finish_batch *fb, const struct
     if (!fb) {
         finish(o, d, state, next, delta, doc, remote);
         return;
+    }
+    if (state == SD_DELIVERY_DEAD) {
+        dead_alert(o, d, doc);
     }
     size_t i = fb->n++;
     fb->ids[i] = d->id;
@@ -930,6 +944,7 @@ static void process(struct sd_outbox *o, struct sd_outbox_item *d, struct sd_out
         int64_t retry_at = 0, now = sd_now_usec();
         int qr = sd_quota_take_instance(hub->store, c, settings, d->connector_id, SD_QUOTA_WRITE,
                                         1, now, &retry_at);
+        sd_alerts_quota_taken(hub, d->tenant_id, d->env, d->connector_id);
         if (qr == -EAGAIN) {
             int64_t wait = retry_at > now ? retry_at - now : 1000;
             json_object_set_new(doc, "last_error",

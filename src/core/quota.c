@@ -98,9 +98,24 @@ static void fill_slots(const struct sd_quota *q, size_t n_slots, enum sd_quota_u
     }
 }
 
+/* The fullest window of this thread's last take (sd_quota_last_fill): set by every take that
+ * reached the ledger, so a caller can hand the fact to the alerts without a second read. */
+static _Thread_local struct {
+    char name[SD_QUOTA_NAME_MAX + 1];
+    int64_t used, limit;
+} last_fill;
+
+void sd_quota_last_fill(const char **ret_window, int64_t *ret_used, int64_t *ret_limit)
+{
+    *ret_window = last_fill.name;
+    *ret_used = last_fill.used;
+    *ret_limit = last_fill.limit;
+}
+
 int sd_quota_take(struct sd_store_handle *st, const char *cred_key, const struct sd_quota *q,
                   enum sd_quota_use use, int64_t n, int64_t now_usec, int64_t *ret_retry_at_usec)
 {
+    last_fill.limit = 0;
     if (sd_quota_check(q) < 0 || n < 0 || (use != SD_QUOTA_READ && use != SD_QUOTA_WRITE)) {
         return -EINVAL;
     }
@@ -116,6 +131,17 @@ int sd_quota_take(struct sd_store_handle *st, const char *cred_key, const struct
         }
     }
     int r = sd_store_quota_take(st, cred_key, now_usec, n, slots, n_slots);
+    for (size_t i = 0; (r == 0 || r == -EAGAIN) && i < n_slots; i++) {
+        /* the share of the whole window (q[i].calls), whatever this take's own limit */
+        if (q[i].calls > 0 && (last_fill.limit == 0 || (double)slots[i].used / (double)q[i].calls >
+                                                           (double)last_fill.used /
+                                                               (double)last_fill.limit)) {
+            snprintf(last_fill.name, sizeof(last_fill.name), "%s", q[i].name);
+            last_fill.used = r == -EAGAIN && slots[i].used > slots[i].limit - n ? q[i].calls
+                                                                                : slots[i].used;
+            last_fill.limit = q[i].calls;
+        }
+    }
     if (r == -EAGAIN && ret_retry_at_usec) {
         int64_t at = now_usec;
         for (size_t i = 0; i < n_slots; i++) {

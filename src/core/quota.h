@@ -54,6 +54,10 @@ char *sd_quota_cred_key(const struct sd_connector *c, const json_t *settings,
  * errors (-EIO). */
 int sd_quota_take(struct sd_store_handle *st, const char *cred_key, const struct sd_quota *q,
                   enum sd_quota_use use, int64_t n, int64_t now_usec, int64_t *ret_retry_at_usec);
+/* The fullest window (used / calls) after this thread's last sd_quota_take that reached the
+ * ledger: its name, calls counted (a window that refused the take counts as full) and calls
+ * per window; *ret_limit 0 when the last take counted nothing. For the alerts (core/alerts.h). */
+void sd_quota_last_fill(const char **ret_window, int64_t *ret_used, int64_t *ret_limit);
 
 /* The quotas an instance counts against: c->quotas, with `calls` of quota NAME replaced by
  * the instance's INT setting "quota_NAME_calls" when the type declares one and its value is

@@ -14,10 +14,20 @@
 #include "base/base.h"
 #include "base/log.h"
 #include "base/utf8.h"
+#include "core/alerts.h"
 #include "core/connector_config.h"
 
-const char *sd_runs_trigger(const json_t *state, int64_t run_requested_usec)
+const char *sd_runs_trigger(struct sd_hub *hub, const struct sd_connector_conf *conf,
+                            const json_t *state)
 {
+    /* The scheduler's copy of conf keeps its configuration between changes, not its latest
+     * "run now" request: that is read from the store. */
+    int64_t run_requested_usec = conf->run_requested_usec;
+    struct sd_connector_conf fresh = {0};
+    if (sd_store_connector_get(hub->store, conf->id, &fresh) == 0) {
+        run_requested_usec = fresh.run_requested_usec;
+        sd_connector_conf_release(&fresh);
+    }
     const json_t *lr = json_object_get(state, "last_run_usec");
     const json_t *rs = json_object_get(state, "run_started_usec");
     int64_t last = json_is_integer(lr) ? json_integer_value(lr) : 0;
@@ -63,7 +73,10 @@ int sd_runs_record(struct sd_hub *hub, const struct sd_connector_conf *conf, int
                          .error = error,
                          .dry_run = end->dry_run};
     r = sd_store_run_record(hub->store, &run, fence);
-    if (r < 0 && r != -ESTALE) {
+    if (r == 0) {
+        /* the facts of a run's end: failures in a row, a record-count drop, rejected rows */
+        sd_alerts_run_end(hub, conf, run_id, end);
+    } else if (r != -ESTALE) {
         sd_log(SD_LOG_WARN, "connector run not added to the run history",
                "connector=%s " SD_LOG_ERR_FMT, conf->id, SD_LOG_ERR_ARGS(r));
     }

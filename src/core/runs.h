@@ -39,9 +39,10 @@ json_t *sd_run_json(const struct sd_run *run);
  * finished one (or the history cannot be read). New reference. */
 json_t *sd_runs_last_json(struct sd_store_handle *st, int64_t tenant_id, const char *connector_id);
 
-/* The word of a trigger for a run about to start, from the committed state it starts from and
- * the connector's "run now" request time: "resume" (a run was cut short), "run_now" (a request
- * newer than the last run) or "schedule". */
-const char *sd_runs_trigger(const json_t *state, int64_t run_requested_usec);
+/* The word of a trigger for a run of conf about to start, from the committed state it starts
+ * from and the connector's latest "run now" request (read from the store): "resume" (a run was
+ * cut short), "run_now" (a request newer than the last run) or "schedule". */
+const char *sd_runs_trigger(struct sd_hub *hub, const struct sd_connector_conf *conf,
+                            const json_t *state);
 
 #endif
