@@ -128,11 +128,13 @@
   const PAGES = [
     { id: 'overview', title: 'Overview', who: 'both', render: pageOverview },
     { id: 'tenants', title: 'Tenants & keys', who: 'admin', render: pageTenants },
+    { id: 'quality', title: 'Ingest & quality', who: 'both', render: pageQuality },
     { id: 'connectors', title: 'Connectors', who: 'admin', render: pageConnectors },
     { id: 'quarantine', title: 'Quarantine', who: 'admin', render: pageQuarantine },
     { id: 'outbox', title: 'Outbox', who: 'both', render: pageOutbox },
     { id: 'segments', title: 'Segments', who: 'tenant', render: pageSegments },
     { id: 'quotas', title: 'Vendor quotas', who: 'admin', render: pageQuotas },
+    { id: 'alerts', title: 'Alerts', who: 'admin', render: pageAlerts },
   ];
 
   function visiblePages() {
@@ -194,6 +196,109 @@
       el('dl', { class: 'stats' },
         stat('Dead letters' + (dead.has_more ? ' (first 1,000)' : ''), n, 'dead')),
       el('p', {}, el('a', { href: '#/outbox?state=dead' }, 'See the dead letters')));
+  }
+
+  /* -- ingest rate and data quality -- */
+
+  /* Sum rows by the key fn returns; answers [{key, count, row}] largest first. */
+  function tally(rows, keyFn) {
+    const m = new Map();
+    for (const r of rows) {
+      const k = keyFn(r);
+      const e = m.get(k) || { key: k, count: 0, row: r };
+      e.count += r.count;
+      m.set(k, e);
+    }
+    return [...m.values()].sort((a, b) => b.count - a.count);
+  }
+
+  /* Bars of accepted records per hour as SVG (attributes only: the CSP forbids inline styles);
+   * each bar has a <title> and the chart an accessible summary. */
+  function hourChart(hours) {
+    const max = Math.max(1, ...hours.map((h) => h.count));
+    const w = 24;
+    const svgNs = 'http://www.w3.org/2000/svg';
+    const svg = document.createElementNS(svgNs, 'svg');
+    svg.setAttribute('viewBox', '0 0 ' + hours.length * w + ' 100');
+    svg.setAttribute('preserveAspectRatio', 'none');
+    svg.setAttribute('class', 'chart');
+    svg.setAttribute('role', 'img');
+    svg.setAttribute('aria-label', 'Records accepted per hour, ' + hours.length + ' hours, at most ' +
+      NF.format(max) + ' in one hour');
+    hours.forEach((h, i) => {
+      const r = document.createElementNS(svgNs, 'rect');
+      const ht = Math.max(h.count ? 1 : 0, (h.count / max) * 96);
+      r.setAttribute('x', i * w + 2);
+      r.setAttribute('y', 100 - ht);
+      r.setAttribute('width', w - 4);
+      r.setAttribute('height', ht);
+      const t = document.createElementNS(svgNs, 'title');
+      t.textContent = h.key.replace('T', ' ').replace(':00:00Z', ':00 UTC') + ': ' +
+        NF.format(h.count);
+      r.appendChild(t);
+      svg.appendChild(r);
+    });
+    return svg;
+  }
+
+  async function pageQuality(root) {
+    const q = await api('GET', isAdmin() ? adminTenant() + '/quality'
+      : '/v1/' + enc(client()) + '/quality');
+    const env = (r) => r.environment === session.env;
+    const accepted = q.accepted.filter(env);
+    const rejected = q.rejected.filter(env);
+    const answers = q.answers.filter(env);
+    const sum = (rows) => rows.reduce((a, r) => a + r.count, 0);
+    const byClass = (c) => sum(answers.filter((a) => a.class === c));
+    const hours = tally(accepted, (r) => r.hour).sort((a, b) => (a.key < b.key ? -1 : 1));
+    const nRejected = sum(rejected);
+    add(root, heading('Ingest & quality', refreshButton(() => route())),
+      el('p', {}, 'Since ', when(q.since), ' in ', el('strong', {}, session.env),
+        '. Counts reach this page within a minute.'),
+      el('dl', { class: 'stats', id: 'quality' },
+        stat('Records accepted', sum(accepted), 'accepted'),
+        stat('Records rejected', nRejected, 'rejected'),
+        stat('Answers 2xx', byClass('2xx'), '2xx'),
+        stat('Answers 4xx', byClass('4xx'), '4xx'),
+        stat('Answers 5xx', byClass('5xx'), '5xx')),
+      el('h2', {}, 'Ingest rate'),
+      hours.length ? el('figure', { class: 'chart-box' }, hourChart(hours),
+        el('figcaption', {}, 'Records accepted per hour (hover a bar for its count).'))
+        : el('p', { class: 'empty' }, 'Nothing accepted in this period.'),
+      table('Accepted by source and kind', [
+        { label: 'Source', cell: (t) => t.row.source },
+        { label: 'Kind', cell: (t) => t.row.kind },
+        { label: 'Records', num: true, cell: (t) => num(t.count) },
+      ], tally(accepted, (r) => r.source + '\u0000' + r.kind), 'Nothing accepted.'),
+      el('h2', {}, 'Errors by field'),
+      table('Rejected fields by source, field and error', [
+        { label: 'Field', cell: (t) => t.row.field },
+        { label: 'Source', cell: (t) => t.row.source },
+        { label: 'Error', cell: (t) => t.row.code },
+        { key: 'count', label: 'Count', num: true, cell: (t) => num(t.count) },
+        { label: 'Share', num: true, cell: (t) => (nRejected
+          ? (100 * t.count / nRejected).toFixed(1) + ' %' : '—') },
+      ], tally(rejected, (r) => [r.source, r.field, r.code].join('\u0000'))
+        .map((t) => Object.assign({ __id: t.row.field + '/' + t.row.code }, t)),
+      'No field was rejected.'),
+      el('h2', {}, 'Answers by status'),
+      table('Answers by route and status class', [
+        { label: 'Route', cell: (t) => t.route },
+        { label: '2xx', num: true, cell: (t) => num(t['2xx']) },
+        { label: '4xx', num: true, cell: (t) => num(t['4xx']) },
+        { label: '5xx', num: true, cell: (t) => num(t['5xx']) },
+      ], routeClasses(answers), 'No answers counted.'),
+      q.has_more ? el('p', {}, 'More than 10,000 rows: the oldest hours are left out.') : null);
+  }
+
+  function routeClasses(answers) {
+    const m = new Map();
+    for (const a of answers) {
+      const e = m.get(a.route) || { route: a.route, '2xx': 0, '4xx': 0, '5xx': 0 };
+      e[a.class] += a.count;
+      m.set(a.route, e);
+    }
+    return [...m.values()].sort((a, b) => (a.route < b.route ? -1 : 1));
   }
 
   /* -- connectors -- */
@@ -562,6 +667,60 @@
         { label: 'Reserved for writes', num: true, cell: (q) => num(q.reserved_for_writes) },
         { label: 'Resets', cell: (q) => when(q.resets_at) },
       ], rows, 'No connector of this tenant has a vendor quota.'));
+  }
+
+  /* -- alerts -- */
+
+  function ruleText(v) {
+    if (v === false) return 'off';
+    if (v === true) return 'on';
+    if (v && typeof v === 'object') {
+      return Object.entries(v).map(([k, x]) => k.replace(/_/g, ' ') + ' ' + x).join(', ');
+    }
+    return String(v);
+  }
+
+  async function pageAlerts(root) {
+    const [cfg, hist] = await Promise.all([api('GET', adminTenant() + '/alerts'),
+      api('GET', adminTenant() + '/alerts/history?limit=200')]);
+    const rerender = () => route();
+    const url = el('input', { id: 'alert-url', type: 'url', value: cfg.webhook_url || '',
+      size: 40, autocomplete: 'off' });
+    const secret = el('input', { id: 'alert-secret', type: 'password', autocomplete: 'off',
+      'aria-describedby': 'alert-secret-help' });
+    add(root, heading('Alerts', refreshButton(rerender)),
+      el('h2', {}, 'Rules' + (cfg.defaults ? ' (defaults)' : '')),
+      el('dl', { class: 'facts' }, Object.entries(cfg.rules).map(([k, v]) =>
+        fact(k.replace(/_/g, ' '), ruleText(v)))),
+      el('form', { class: 'inline', id: 'alert-form', onsubmit: (e) => {
+        e.preventDefault();
+        act(async () => {
+          /* the rules go back as they are: a PUT without them would reset them to defaults */
+          const body = { webhook_url: url.value.trim() || null, rules: cfg.rules };
+          if (secret.value) body.secret = secret.value;
+          await api('PUT', adminTenant() + '/alerts', body);
+          toast('Alert webhook saved.');
+          rerender();
+        });
+      } }, el('label', { for: 'alert-url' }, 'Webhook URL'), url,
+      el('label', { for: 'alert-secret' }, 'Signing secret'), secret,
+      el('button', { type: 'submit' }, 'Save'),
+      el('p', { class: 'help', id: 'alert-secret-help' }, cfg.secret_set
+        ? 'A secret is set (never shown); leave the field empty to keep it.'
+        : 'No secret set: alerts are signed only once one is.')),
+      el('h2', {}, 'History'),
+      table('Alerts, newest first', [
+        { label: 'Raised', cell: (a) => when(a.created_at) },
+        { label: 'Rule', cell: (a) => a.rule.replace(/_/g, ' ') },
+        { label: 'Subject', cell: (a) => a.subject },
+        { label: 'Env', cell: (a) => a.environment },
+        { label: 'Message', cell: (a) => el('span', { class: 'clip wide' }, a.message || '—') },
+        { key: 'open', label: 'State', cell: (a) => (a.open ? badge('open')
+          : [badge('resolved'), ' ', when(a.resolved_at)]) },
+        { label: 'Sent', cell: (a) => [badge(a.delivery.state), a.delivery.last_error
+          ? el('span', { class: 'sub' }, ' ' + a.delivery.last_error) : null] },
+      ], hist.alerts.map((a) => Object.assign({ __id: a.alert_id }, a)),
+      'No alert has been raised.'));
   }
 
   /* ---- router, chrome, sign-in -------------------------------------------------------------- */

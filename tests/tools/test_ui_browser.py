@@ -157,6 +157,20 @@ class DashboardBrowser(unittest.TestCase):
         # The receiver accepts from now on; the delivery stays dead until someone replays it.
         type(self).flipped = True
 
+        # a refused body, so the quality page has a field to show
+        bad = harness.event()
+        bad["date"] = "next Tuesday"
+        r = self.tenant("POST", "/v1/%s/ingest" % CLIENT, {"events": [bad]})
+        self.assertEqual(r.status, 400, r)
+
+        # and an accepted one, for the ingest rate (the season itself was loaded before serving)
+        r = self.tenant("POST", "/v1/%s/ingest" % CLIENT,
+                        {"events": [harness.event()], "customers": [harness.customer()]})
+        self.assertEqual(r.status, 202, r)
+        expected = {k: v + 1 if k != "sales" else v for k, v in expected.items()}
+        now = self.admin("GET", "/admin/v1/tenants/%s/summary" % CLIENT).json
+        self.assertEqual(expected, {k: now[k] for k in expected})
+
         # another tenant, with data of its own
         r = harness.http(self.port, "POST", "/v1/other/ingest",
                          body={"events": [harness.event()]}, key=self.other_key)
@@ -198,6 +212,21 @@ class DashboardBrowser(unittest.TestCase):
             "run_id": runs[0]["run_id"], "status": runs[0]["status"],
             "records_in": runs[0]["records_in"], "rows": 1})
         self.assertEqual(runs[0]["records_in"], cfg["season_records"])
+
+        # ingest and quality: the page's figures are the API's, for the test environment
+        q = self.admin("GET", "/admin/v1/tenants/%s/quality" % CLIENT).json
+        test_rows = lambda rows: [x for x in rows if x["environment"] == "test"]  # noqa: E731
+        self.assertEqual(seen["quality"]["rejected"],
+                         sum(x["count"] for x in test_rows(q["rejected"])))
+        self.assertGreaterEqual(seen["quality"]["rejected"], 1)
+        self.assertEqual(seen["quality"]["accepted"],
+                         sum(x["count"] for x in test_rows(q["accepted"])))
+        self.assertIn("events.date/invalid", seen["quality"]["fields"], seen["quality"])
+
+        # alerts: what the page listed is in the API's history
+        hist = self.admin("GET", "/admin/v1/tenants/%s/alerts/history?limit=1000"
+                          % CLIENT).json["alerts"]
+        self.assertLessEqual(set(seen["alerts"]), {a["alert_id"] for a in hist})
 
         # tenants and keys: the tenant made on the page exists, the key made there is revoked,
         # the demo key's last use is the one the API shows

@@ -22,6 +22,8 @@ function log(msg) {
 
 async function shot(page, name, main) {
   const file = name + '.png';
+  /* the last action's notice would cover the table in the picture */
+  await page.evaluate(() => { document.getElementById('toast').textContent = ''; });
   await page.screenshot({ path: path.join(cfg.artifacts, file), fullPage: true });
   out.screenshots.push(file);
   if (main && cfg.screenshots) {
@@ -141,6 +143,17 @@ async function main() {
     };
     await shot(page, 'tenants', true);
 
+    log('ingest and quality');
+    await openPage(page, 'quality');
+    await page.waitForSelector('#quality [data-stat="rejected"]', WAIT);
+    out.quality = {};
+    for (const k of ['accepted', 'rejected', '2xx', '4xx']) {
+      out.quality[k] = Number(await page.$eval(`#quality [data-stat="${k}"]`,
+        (n) => n.dataset.value));
+    }
+    out.quality.fields = await page.$$eval('#page tr[data-id]', (rs) => rs.map((r) => r.dataset.id));
+    await shot(page, 'quality', true);
+
     log('quarantine');
     await openPage(page, 'quarantine');
     await shot(page, 'quarantine', false);
@@ -165,6 +178,12 @@ async function main() {
     log('quotas');
     await openPage(page, 'quotas');
     await shot(page, 'quotas', false);
+
+    log('alerts');
+    await openPage(page, 'alerts');
+    await page.waitForSelector('#alert-form', WAIT);
+    out.alerts = await page.$$eval('#page tr[data-id]', (rs) => rs.map((r) => r.dataset.id));
+    await shot(page, 'alerts', true);
 
     log('phone width');
     await page.setViewportSize({ width: 390, height: 844 });
