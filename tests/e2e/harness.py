@@ -138,7 +138,11 @@ def main():
     if not (os.path.isfile(_BIN) and os.access(_BIN, os.X_OK)):
         sys.stderr.write("stagedoor binary not found or not executable: %s\n" % _BIN)
         sys.exit(2)
-    unittest.main(argv=argv, verbosity=2)
+    if not PROXY:
+        unittest.main(argv=argv, verbosity=2)
+    result = unittest.main(argv=argv, verbosity=2, exit=False).result
+    bad = _proxy_verdict()
+    sys.exit(0 if result.wasSuccessful() and bad == 0 else 1)
 
 
 def bin_path():
@@ -274,6 +278,198 @@ def new_key_id(data_dir, client_id, before_ids):
 
 
 # ---------------------------------------------------------------------------------------------
+# validating proxy: SD_E2E_PROXY=prism (tests/tools/test_openapi_proxy.py)
+#
+# Each Server gets `prism proxy docs/openapi.yaml` (or $SD_E2E_PROXY_DOC) in front of it and the
+# tests talk to prism (server.port; the hub's own port is server.upstream_port). Prism forwards
+# every request as it is and reports what the document does not describe in an `sl-violations`
+# header of the answer, read from every answer that comes through http.client. After the tests,
+# main() fails the run on
+#   - an answer that does not match the document (status, body schema, headers);
+#   - a request to a path or method the document does not describe, unless the hub refused it
+#     as unknown too (404, 405: the test probes the router, whose table matches `paths:`);
+#   - a request violation (body, parameters, credentials) of a request the hub accepted (2xx):
+#     a request the hub refused (4xx) is a test sending bad input on purpose;
+#   - a violation in prism's own output that no answer read here carried.
+# A request prism cannot carry unchanged goes to the hub directly, unjudged (_proxy_unfaithful):
+# prism parses a JSON body and sends it re-serialized (it hangs on malformed JSON, drops repeated
+# member names, rounds numbers past double precision, refuses bodies over 10 MB), and it takes
+# only `Bearer` spelled so (RFC 7235 makes the scheme case-insensitive). Requests written on a
+# socket (RawHTTP, streaming_request) test HTTP framing, which a proxy rewrites: they go to the
+# hub directly too.
+
+PROXY = os.environ.get("SD_E2E_PROXY") or None
+TOOLING = os.environ.get("SD_TOOLING") or os.path.join(REPO, "tests", "tooling")
+_PRISM_LISTEN_RE = re.compile(r"Prism is listening on http://127\.0\.0\.1:(\d+)")
+_proxy_seen = []  # [port, method, path, status, [violation]]
+_proxy_logs = {}  # prism port -> its output file
+_proxy_upstream = {}  # prism port -> the hub's port
+_proxy_direct = collections.Counter()  # why requests went to the hub directly
+PRISM_BODY_MAX = 10 * 1000 * 1000
+
+
+def _proxy_start(upstream_port):
+    """Start prism in front of the hub at upstream_port; returns (process, port)."""
+    if PROXY != "prism":
+        raise AssertionError("SD_E2E_PROXY=%s: only 'prism' is known" % PROXY)
+    log_path = tempfile.mkstemp(prefix="sd-prism-", suffix=".log")[1]
+    log = open(log_path, "w")
+    cmd = [os.path.join(TOOLING, "node_modules", ".bin", "prism"), "proxy",
+           os.environ.get("SD_E2E_PROXY_DOC") or os.path.join(REPO, "docs", "openapi.yaml"),
+           "http://127.0.0.1:%d" % upstream_port,
+           "--host", "127.0.0.1", "--port", "0", "--cors=false"]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    log.close()
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            m = _PRISM_LISTEN_RE.search(f.read())
+        if m:
+            _proxy_logs[int(m.group(1))] = log_path
+            _proxy_upstream[int(m.group(1))] = upstream_port
+            return proc, int(m.group(1))
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+        raise AssertionError("prism did not start\n" + f.read()[-3000:])
+
+
+class _Unfaithful(Exception):
+    pass
+
+
+def _exact_in_double(text):
+    from decimal import Decimal
+    if Decimal(repr(float(text))) != Decimal(text):
+        raise _Unfaithful("a number past double precision")
+    return text
+
+
+def _no_constant(name):
+    raise _Unfaithful(name)  # NaN, Infinity: not JSON, prism cannot parse them
+
+
+def _no_repeats(pairs):
+    if len({k for k, _ in pairs}) != len(pairs):
+        raise _Unfaithful("a repeated member name")
+    return dict(pairs)
+
+
+def _proxy_unfaithful(data, headers):
+    """Why prism would not carry this request unchanged or would misjudge it, or None."""
+    for k, v in headers.items():
+        if k.lower() == "authorization" and v[:7].lower() == "bearer " and v[:7] != "Bearer ":
+            return "Bearer in another case"
+    if not data:
+        return None
+    if len(data) > PRISM_BODY_MAX:
+        return "a body over prism's 10 MB"
+    ctype = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    if "json" not in ctype.lower():
+        return None  # prism forwards other bodies as text
+    try:
+        json.loads(data.decode("utf-8"), object_pairs_hook=_no_repeats,
+                   parse_float=_exact_in_double, parse_int=_exact_in_double,
+                   parse_constant=_no_constant)
+    except _Unfaithful as e:
+        return str(e)
+    except (ValueError, RecursionError):
+        return "a body that is not strict JSON"
+    return None
+
+
+def _proxy_route(port, data, headers):
+    """The port to send to: the hub's own for a request prism cannot carry (see above)."""
+    if port not in _proxy_upstream:
+        return port
+    why = _proxy_unfaithful(data, headers)
+    if why is None:
+        return port
+    _proxy_direct[why] += 1
+    return _proxy_upstream[port]
+
+
+def _proxy_note(port, method, path, status, headers):
+    """Record the violations prism reported in this answer (none: nothing to record)."""
+    v = headers.get("sl-violations") if port in _proxy_logs else None
+    if not v:
+        return
+    try:
+        violations = json.loads(v)
+    except ValueError:  # "Too many violations! …" (cut): judged by what can be read of it
+        violations = [{"location": ["response" if '"response"' in v else "request"],
+                       "message": v[:300]}]
+    _proxy_seen.append([port, method, path.split("?")[0], status, violations])
+
+
+if PROXY:
+    # Every answer read through http.client (http(), and tests' own connections) is noted.
+    _putrequest = _httpclient.HTTPConnection.putrequest
+    _getresponse = _httpclient.HTTPConnection.getresponse
+
+    def _noting_putrequest(self, method, url, *args, **kw):
+        self._sd_request = (method, url)
+        return _putrequest(self, method, url, *args, **kw)
+
+    def _noting_getresponse(self):
+        r = _getresponse(self)
+        method, url = getattr(self, "_sd_request", ("?", "?"))
+        _proxy_note(self.port, method, url, r.status, r.msg)
+        return r
+
+    _httpclient.HTTPConnection.putrequest = _noting_putrequest
+    _httpclient.HTTPConnection.getresponse = _noting_getresponse
+
+
+def _proxy_failures():
+    """(violations that fail the run, expected ones) from the answers read."""
+    bad, expected = [], []
+    for port, method, path, status, violations in _proxy_seen:
+        for v in violations:
+            where = ".".join(v.get("location") or [])
+            line = "%s %s -> %s: %s %s" % (method, path, status, where, v.get("message"))
+            unknown_route = v.get("message") == "Selected route not found"
+            if where.startswith("response"):
+                bad.append(line)
+            elif unknown_route and status in (404, 405):
+                expected.append(line)  # the route table matches paths: (unit test)
+            elif not unknown_route and 400 <= status < 500:
+                expected.append(line)
+            else:
+                bad.append(line)
+    return bad, expected
+
+
+def _proxy_verdict():
+    """Print what prism reported; return the number of violations that fail the run."""
+    for s in list(_live_servers):
+        s._proxy_stop()
+    bad, expected = _proxy_failures()
+    for port, log_path in sorted(_proxy_logs.items()):
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            logged = [l.strip() for l in f if "Violation: " in l]
+        read = sum(len(x[4]) for x in _proxy_seen if x[0] == port)
+        if len(logged) > read:
+            bad.append("prism on port %d logged %d violations, the answers read carried %d:\n  %s"
+                       % (port, len(logged), read, "\n  ".join(logged[-20:])))
+        os.unlink(log_path)
+    sys.stderr.write("validating proxy: %d answers with violations; %d expected (bad input "
+                     "refused), %d failing; sent to the hub directly: %s\n"
+                     % (len(_proxy_seen), len(expected), len(bad),
+                        ", ".join("%d (%s)" % (n, why) for why, n in _proxy_direct.items())
+                        or "none"))
+    if VERBOSE:
+        for line in expected:
+            sys.stderr.write("  expected: %s\n" % line)
+    for line in bad:
+        sys.stderr.write("  VIOLATION: %s\n" % line)
+    return len(bad)
+
+
+# ---------------------------------------------------------------------------------------------
 # server
 
 _LISTEN_RE = re.compile(r"listening on (https?)://(\[[^\]]+\]|[^\s/:]+):(\d+)")
@@ -306,6 +502,8 @@ class Server:
         self.stderr_tail = collections.deque(maxlen=300)
         self._cond = threading.Condition()
         self._threads = []
+        self.upstream_port = None  # the hub's own port when a proxy fronts it
+        self._proxy = None
 
     # -- lifecycle
     def start(self, timeout=None, expect_ready=True):
@@ -348,6 +546,9 @@ class Server:
                         self.scheme = m.group(1)
                         self.host = m.group(2).strip("[]")
                         self.port = int(m.group(3))
+                        if PROXY and self.scheme == "http":
+                            self.upstream_port = self.port
+                            self._proxy, self.port = _proxy_start(self.port)
                         return
                 if self.proc.poll() is not None:
                     raise AssertionError("server exited with %s before listening\n%s"
@@ -380,8 +581,19 @@ class Server:
                                  % (timeout or STOP_TIMEOUT, self.diagnostics()))
         for t in self._threads:
             t.join(5)
+        self._proxy_stop()
         _live_servers.discard(self)
         return rc
+
+    def _proxy_stop(self):
+        if self._proxy is not None:
+            self._proxy.terminate()
+            try:
+                self._proxy.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proxy.kill()
+                self._proxy.wait()
+            self._proxy = None
 
     def stop(self, sig=signal.SIGTERM, timeout=None):
         """SIGTERM (default) and wait; returns the exit code."""
@@ -410,6 +622,7 @@ class Server:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             pass
+        self._proxy_stop()
         _live_servers.discard(self)
         return self.proc.returncode
 
@@ -469,6 +682,8 @@ def http(port, method, path, body=None, headers=None, key=None, tls_ctx=None,
     if key is not None:
         headers["Authorization"] = "Bearer " + key
     data = _encode_body(body, headers)
+    if PROXY:
+        port = _proxy_route(port, data, headers)
     if tls_ctx is not None:
         conn = _httpclient.HTTPSConnection(host, port, timeout=timeout or HTTP_TIMEOUT,
                                            context=tls_ctx)
@@ -488,6 +703,9 @@ class RawHTTP:
     that arrive before the body is fully sent (413 decided while streaming)."""
 
     def __init__(self, port, host="127.0.0.1", timeout=None, tls_ctx=None):
+        if port in _proxy_upstream:
+            _proxy_direct["written on a socket"] += 1
+            port = _proxy_upstream[port]
         self.sock = socket.create_connection((host, port), timeout=timeout or HTTP_TIMEOUT)
         if tls_ctx is not None:
             self.sock = tls_ctx.wrap_socket(self.sock, server_hostname=host)
