@@ -49,6 +49,7 @@
 #define SECRET_KEY_MIN 24 /* bytes of the decoded key (the specification: 24 to 64) */
 #define SECRET_KEY_MAX 64
 #define RECENT_RUNS 60 /* runs read to find the previous successful ones */
+#define QUOTA_MIN 0.5   /* the lowest quota_used threshold */
 
 /* ---- rules ----------------------------------------------------------------------------------- */
 
@@ -170,14 +171,19 @@ static void rules_parse(const json_t *o, struct rules *r, struct sd_issues *erro
                 r->drop_previous_runs = k ? json_integer_value(k) : defaults.drop_previous_runs;
             }
         } else if (strcmp(key, "rejected_share") == 0 || strcmp(key, "quota_used") == 0) {
-            double *dst = key[0] == 'r' ? &r->rejected_share : &r->quota_used;
-            double d = 0;
+            bool quota = key[0] == 'q';
+            double *dst = quota ? &r->quota_used : &r->rejected_share;
+            /* quota_used starts at half a window: below that a take is never judged (the
+             * hook's cheap path, sd_alerts_quota) */
+            double d = json_is_number(v) ? json_number_value(v) : -1;
+            bool ok = d <= 1 && (quota ? d >= QUOTA_MIN : d > 0);
             if (off) {
                 *dst = 0;
-            } else if (number_in(v, 0, 1, &d)) {
+            } else if (ok) {
                 *dst = d;
             } else if (errors) {
-                sd_issues_add(errors, ptr, "must be a fraction above 0 up to 1, or false");
+                sd_issues_add(errors, ptr, quota ? "must be a fraction from 0.5 up to 1, or false"
+                                                 : "must be a fraction above 0 up to 1, or false");
             }
         } else {
             bool *dst = key[0] == 'd' ? &r->dead_letters : &r->vendor_webhook_non200;
@@ -661,6 +667,10 @@ static void judge_quota(struct sd_hub *hub, const struct fact *f)
     snprintf(subject, sizeof(subject), "%s/%s", f->subject, f->text ? f->text : "");
     double used = (double)f->a / (double)f->b;
     if (r.quota_used > 0 && used >= r.quota_used) {
+        if (key_known(hub, f->tenant_id, "quota_used", subject, false)) {
+            free(url);
+            return; /* open already: every further call of the window would only repeat it */
+        }
         char *msg = sd_asprintf("connector %s used %lld of %lld calls of its %s quota window",
                                 f->subject, (long long)f->a, (long long)f->b, f->text);
         raise_alert(hub, f->tenant_id, f->env, "quota_used", subject, url, msg,
@@ -691,7 +701,8 @@ static void judge_inbound(struct sd_hub *hub, struct fact *f)
     if (load_rules(hub->store, f->tenant_id, &r, &url) < 0) {
         return;
     }
-    if (r.vendor_webhook_non200) {
+    if (r.vendor_webhook_non200 &&
+        !key_known(hub, f->tenant_id, "vendor_webhook_non200", f->subject, false)) {
         char *msg = sd_asprintf("the inbound webhook of connector %s answered %d", f->subject,
                                 f->status);
         raise_alert(hub, f->tenant_id, f->env, "vendor_webhook_non200", f->subject, url, msg,
@@ -786,10 +797,9 @@ void sd_alerts_quota(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
     }
     char subject[SD_ALERT_WORD_MAX + 1];
     snprintf(subject, sizeof(subject), "%s/%s", connector_id, window);
-    /* Below every threshold and nothing open: the common case costs no store call. A take
-     * below 0.5 used never alerts (no threshold a rule accepts is that low in practice, and
-     * the rule's own threshold is judged on the worker). */
-    if ((double)used < 0.5 * (double)limit &&
+    /* Below every threshold a rule accepts and nothing open: the common case costs no store
+     * call (the tenant's own threshold is judged on the worker). */
+    if ((double)used < QUOTA_MIN * (double)limit &&
         !key_known(hub, tenant_id, "quota_used", subject, false)) {
         return;
     }

@@ -10,7 +10,7 @@
  *                                                                  default {50, 5}
  *   rejected_share  S (0..1]: a run rejected more than S of the rows it read     default 0.25
  *   dead_letters  true/false: an outbox delivery went dead                        default true
- *   quota_used  F (0..1]: a vendor quota window is at least F used                default 0.9
+ *   quota_used  F [0.5..1]: a vendor quota window is at least F used              default 0.9
  *   vendor_webhook_non200  true/false: the hub answered a vendor's webhook (an inbound door
  *       with a valid connector id) with a status that is not 2xx                 default true
  * A tenant without settings gets every default and no webhook (alerts are stored and shown).
