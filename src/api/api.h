@@ -71,6 +71,7 @@ int sd_api_admin_key_revoke(struct sd_req *req);
 /* Data quality and answers by status per hour (api/observe.c). */
 int sd_api_admin_quality(struct sd_req *req);
 int sd_api_quality(struct sd_req *req);
+int sd_api_admin_quotas(struct sd_req *req);
 /* API-OBSERVE */
 /* Raw-first vendor webhooks (api/inbound.c). */
 int sd_api_inbound_receive(struct sd_req *req);

@@ -1,6 +1,7 @@
 /* observe.c — what a venue's operator reads about its data and traffic: data quality and
  * answers by status per hour (GET /admin/v1/tenants/{client_id}/quality, and a tenant key's own
- * GET /v1/{client_id}/quality, its environment only).
+ * GET /v1/{client_id}/quality, its environment only), and the vendor quotas its connectors use
+ * per window (GET /admin/v1/tenants/{client_id}/quotas).
  *
  * A read first flushes this server's in-memory counters (core/quality.h), so an answer holds
  * everything this node counted until then; other nodes' counts arrive within their next flush
@@ -10,8 +11,10 @@
 #include <string.h>
 
 #include "api/api.h"
+#include "core/connector.h"
 #include "core/connector_config.h"
 #include "core/quality.h"
+#include "core/quota.h"
 #include "store/observe.h"
 
 #define HOUR_USEC (3600LL * 1000000)
@@ -117,5 +120,86 @@ int sd_api_admin_quality(struct sd_req *req)
 int sd_api_quality(struct sd_req *req)
 {
     reply_quality(req, req->who.tenant_id, &req->who.env);
+    return SD_REQ_DONE;
+}
+
+/* ---- vendor quotas ------------------------------------------------------------------------ */
+
+/* One connector's credential key, or NULL when its type declares no quota. */
+static char *cred_key_of(const struct sd_connector_conf *c, const struct sd_connector **ret_con,
+                         json_t **ret_settings)
+{
+    const struct sd_connector *con = sd_connector_find(c->type);
+    if (!con || !con->quotas || !con->quotas[0].name) {
+        return NULL;
+    }
+    json_t *settings = json_loads(c->settings, 0, NULL);
+    *ret_con = con;
+    *ret_settings = settings;
+    return sd_quota_cred_key(con, settings, c->id);
+}
+
+int sd_api_admin_quotas(struct sd_req *req)
+{
+    struct sd_tenant t = {0};
+    if (!sd_api_path_tenant(req, &t)) {
+        return SD_REQ_DONE;
+    }
+    struct sd_connector_conf *v = NULL;
+    size_t n = 0;
+    int r = sd_store_connector_list(req->hub->store, t.id, &v, &n);
+    if (r < 0) {
+        sd_api_reply_store_error(req, r);
+        sd_tenant_release(&t);
+        return SD_REQ_DONE;
+    }
+    /* The credential keys first: instances with equal credentials spend one budget, which the
+     * answer says by naming the others (the key itself, a hash of secrets, is never shown). */
+    char **keys = sd_calloc(n ? n : 1, sizeof(*keys));
+    const struct sd_connector **cons = sd_calloc(n ? n : 1, sizeof(*cons));
+    json_t **settings = sd_calloc(n ? n : 1, sizeof(*settings));
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = cred_key_of(&v[i], &cons[i], &settings[i]);
+    }
+    int64_t now = sd_now_usec();
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n && r == 0; i++) {
+        if (!keys[i]) {
+            continue;
+        }
+        struct sd_quota eff[SD_QUOTAS_MAX + 1];
+        json_t *windows =
+            sd_quota_status(req->hub->store, keys[i], sd_quota_effective(cons[i], settings[i], eff),
+                            now);
+        if (!windows) {
+            r = -EIO;
+            break;
+        }
+        json_t *shared = json_array();
+        for (size_t j = 0; j < n; j++) {
+            if (j != i && keys[j] && strcmp(keys[i], keys[j]) == 0) {
+                json_array_append_new(shared, json_string(v[j].id));
+            }
+        }
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:o, s:o}", "connector_id", v[i].id,
+                                             "type", v[i].type, "environment",
+                                             sd_env_name(v[i].env), "credential_shared_with",
+                                             shared, "windows", windows));
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(keys[i]);
+        json_decref(settings[i]);
+    }
+    free(keys);
+    free(cons);
+    free(settings);
+    sd_connector_confs_free(v, n);
+    if (r < 0) {
+        json_decref(arr);
+        sd_api_reply_store_error(req, r);
+    } else {
+        sd_req_reply_json(req, 200, json_pack("{s:o, s:o}", "at", sd_json_time(now), "data", arr));
+    }
+    sd_tenant_release(&t);
     return SD_REQ_DONE;
 }

@@ -114,6 +114,7 @@ const struct sd_route sd_routes[] = {
     {"GET", "/admin/v1/tenants/{client_id}/quality", "admin_quality", ADMIN,
      sd_api_admin_quality},
     {"GET", "/v1/{client_id}/quality", "quality", TENANT_READ, sd_api_quality},
+    {"GET", "/admin/v1/tenants/{client_id}/quotas", "admin_quotas", ADMIN, sd_api_admin_quotas},
     /* ROUTES-OBSERVE */
     {"GET", "/ui", "ui", 0, sd_api_ui_index},
     {"GET", "/ui/{file}", "ui_file", 0, sd_api_ui_file},
@@ -159,7 +160,7 @@ const char *const sd_route_names[] = {
     "openapi",
     /* NAMES-OPENAPI */
     "tenants_list", "tenant_create", "keys_list", "key_create", "key_revoke",
-    "admin_quality", "quality",
+    "admin_quality", "quality", "admin_quotas",
     /* NAMES-OBSERVE */
     "ui", "ui_file", "summary", "admin_summary",
     /* NAMES-UI */

@@ -12,7 +12,10 @@ What is checked:
   - data quality: rejected fields counted per source, field label and error code (ingest and
     PUT of a sale; an unknown member's label bounded to "other"), records accepted by kind,
     answers by route and status class; the admin view and a tenant key's own view (its
-    environment only; another tenant's key is refused, a since= that is not a time is a 400)."""
+    environment only; another tenant's key is refused, a since= that is not a time is a 400).
+  - vendor quotas: per connector whose type declares quotas, its windows (limit, used,
+    reserved for writes, reset time) and which other instances share its credential (never the
+    credential or its hash); connectors without quotas are left out."""
 
 import json
 import os
@@ -223,6 +226,46 @@ class Quality(ObserveCase):
         self.assertRegex(m, r'stagedoor_tenant_records_rejected_total\{tenant="opera"\} [1-9]')
         self.assertRegex(m, r'stagedoor_tenant_http_answers_total\{tenant="opera",class="4xx"\}'
                             r' [1-9]')
+
+
+class Quotas(ObserveCase):
+    def connector(self, client, settings, type_="tradablebits"):
+        r = self.admin("POST", "/tenants/%s/connectors" % client,
+                       {"type": type_, "environment": "test", "schedule": "manual",
+                        "settings": settings})
+        self.assertEqual(r.status, 201, r)
+        return r.json["connector_id"]
+
+    def test_quotas_per_connector(self):
+        tb = {"base_url": "https://api.tradablebits.example", "api_key": "tbkey-Secr3t-one",
+              "api_secret": "tbsecret-Secr3t-one", "currency": "CAD",
+              "event_city": "Vancouver", "backfill_start": "2025-01-01"}
+        a = self.connector("ballet", tb)
+        b = self.connector("ballet", tb)
+        c = self.connector("ballet", dict(tb, api_key="tbkey-Secr3t-two",
+                                          api_secret="tbsecret-Secr3t-two"))
+        r = self.admin("GET", "/tenants/ballet/quotas")
+        self.assertEqual(r.status, 200, r)
+        rows = {x["connector_id"]: x for x in r.json["data"]}
+        self.assertEqual(set(rows), {a, b, c}, r)
+        self.assertEqual(rows[a]["credential_shared_with"], [b])
+        self.assertEqual(rows[b]["credential_shared_with"], [a])
+        self.assertEqual(rows[c]["credential_shared_with"], [])
+        w = rows[a]["windows"][0]
+        self.assertEqual(w["window"], "10s")
+        self.assertEqual(w["limit"], 85)
+        self.assertEqual(w["used"], 0)
+        self.assertIn("resets_at", w)
+        self.assertIn("reserved_for_writes", w)
+        self.assertEqual(rows[a]["type"], "tradablebits")
+        for secret in ("tbkey-Secr3t", "tbsecret-Secr3t"):
+            self.assertNotIn(secret, r.text)
+        # a tenant without connectors: an empty list; a key is no admin token
+        r = self.admin("GET", "/tenants/opera/quotas")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json["data"], [])
+        self.assertEqual(self.admin("GET", "/tenants/ballet/quotas", token=self.key).status, 401)
+        self.assertEqual(self.admin("GET", "/tenants/nobody/quotas").status, 404)
 
 
 if __name__ == "__main__":
