@@ -648,24 +648,30 @@
   /* -- quotas -- */
 
   async function pageQuotas(root) {
-    const js = await api('GET', adminTenant() + '/connectors');
+    const js = await api('GET', adminTenant() + '/quotas');
     const rows = [];
     for (const c of js.data) {
-      for (const q of c.status.quotas || []) rows.push(Object.assign({ c }, q));
+      for (const w of c.windows) {
+        rows.push(Object.assign({ c, __id: c.connector_id + '/' + w.window }, w));
+      }
     }
     add(root, heading('Vendor quotas', refreshButton(() => route())),
-      el('p', {}, 'Calls used in the current window of each vendor credential ' +
-        '(instances sharing a credential share its quota).'),
+      el('p', {}, 'Calls used in the current window of each vendor credential, as of ',
+        when(js.at), '. Instances sharing a credential share its quota.'),
       table('Quota use per window', [
-        { label: 'Connector', cell: (q) => q.c.connector_id },
+        { label: 'Connector', cell: (q) => el('a', { href: '#/connectors/' +
+          enc(q.c.connector_id) }, q.c.connector_id) },
         { label: 'Type', cell: (q) => q.c.type },
+        { label: 'Env', cell: (q) => q.c.environment },
         { label: 'Window', cell: (q) => q.window },
-        { label: 'Used', num: true, cell: (q) => num(q.used) },
-        { label: 'Limit', num: true, cell: (q) => num(q.limit) },
+        { key: 'used', label: 'Used', num: true, cell: (q) => num(q.used) },
+        { key: 'limit', label: 'Limit', num: true, cell: (q) => num(q.limit) },
         { label: 'Share', cell: (q) => el('meter', { min: 0, max: q.limit, value: q.used,
-          high: q.limit * 0.8, 'aria-label': 'share used' }) },
+          high: q.limit * 0.8, 'aria-label': 'share of ' + q.window + ' used' }) },
         { label: 'Reserved for writes', num: true, cell: (q) => num(q.reserved_for_writes) },
         { label: 'Resets', cell: (q) => when(q.resets_at) },
+        { label: 'Shared with', cell: (q) => (q.c.credential_shared_with.length
+          ? q.c.credential_shared_with.join(', ') : '—') },
       ], rows, 'No connector of this tenant has a vendor quota.'));
   }
 

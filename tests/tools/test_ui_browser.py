@@ -131,6 +131,15 @@ class DashboardBrowser(unittest.TestCase):
         self.assertEqual(r.status, 201, r)
         connector = r.json["connector_id"]
 
+        # a connector with vendor quotas (manual: it never calls the vendor)
+        r = self.admin("POST", "/admin/v1/tenants/%s/connectors" % CLIENT,
+                       {"type": "tradablebits", "environment": "prod", "schedule": "manual",
+                        "settings": {"base_url": "https://api.tradablebits.example",
+                                     "api_key": "tbkey-ui", "api_secret": "tbsecret-ui",
+                                     "currency": "EUR", "event_city": "Berlin",
+                                     "backfill_start": "2026-01-01"}})
+        self.assertEqual(r.status, 201, r)
+
         # a dead delivery: a push to a receiver that answers 400
         r = self.admin("POST", "/admin/v1/tenants/%s/targets" % CLIENT,
                        {"type": "audience_push", "environment": "test",
@@ -222,6 +231,13 @@ class DashboardBrowser(unittest.TestCase):
         self.assertEqual(seen["quality"]["accepted"],
                          sum(x["count"] for x in test_rows(q["accepted"])))
         self.assertIn("events.date/invalid", seen["quality"]["fields"], seen["quality"])
+
+        # quotas: one row per connector and window, as the API answers
+        qs = self.admin("GET", "/admin/v1/tenants/%s/quotas" % CLIENT).json["data"]
+        want = [["%s/%s" % (c["connector_id"], w["window"]), w["used"], w["limit"]]
+                for c in qs for w in c["windows"]]
+        self.assertTrue(want)
+        self.assertEqual(seen["quotas"], want)
 
         # alerts: what the page listed is in the API's history
         hist = self.admin("GET", "/admin/v1/tenants/%s/alerts/history?limit=1000"

@@ -177,7 +177,11 @@ async function main() {
 
     log('quotas');
     await openPage(page, 'quotas');
-    await shot(page, 'quotas', false);
+    await page.waitForSelector('#page tr[data-id]', WAIT);
+    out.quotas = await page.$$eval('#page tr[data-id]', (rs) => rs.map((r) => [r.dataset.id,
+      Number(r.querySelector('[data-col="used"]').textContent.replace(/,/g, '')),
+      Number(r.querySelector('[data-col="limit"]').textContent.replace(/,/g, ''))]));
+    await shot(page, 'quotas', true);
 
     log('alerts');
     await openPage(page, 'alerts');
