@@ -250,7 +250,13 @@
     const answers = q.answers.filter(env);
     const sum = (rows) => rows.reduce((a, r) => a + r.count, 0);
     const byClass = (c) => sum(answers.filter((a) => a.class === c));
-    const hours = tally(accepted, (r) => r.hour).sort((a, b) => (a.key < b.key ? -1 : 1));
+    /* every hour from since to now, the quiet ones as zero, so the bars keep their scale */
+    const perHour = new Map(tally(accepted, (r) => r.hour).map((h) => [h.key, h.count]));
+    const hours = [];
+    for (let t = Date.parse(q.since); t <= Date.now() && hours.length < 24 * 31; t += 3600e3) {
+      const key = new Date(t).toISOString().replace('.000Z', 'Z');
+      hours.push({ key, count: perHour.get(key) || 0 });
+    }
     const nRejected = sum(rejected);
     add(root, heading('Ingest & quality', refreshButton(() => route())),
       el('p', {}, 'Since ', when(q.since), ' in ', el('strong', {}, session.env),
@@ -262,8 +268,9 @@
         stat('Answers 4xx', byClass('4xx'), '4xx'),
         stat('Answers 5xx', byClass('5xx'), '5xx')),
       el('h2', {}, 'Ingest rate'),
-      hours.length ? el('figure', { class: 'chart-box' }, hourChart(hours),
-        el('figcaption', {}, 'Records accepted per hour (hover a bar for its count).'))
+      accepted.length ? el('figure', { class: 'chart-box' }, hourChart(hours),
+        el('figcaption', {}, 'Records accepted per hour, oldest left (hover a bar for its ' +
+          'count).'))
         : el('p', { class: 'empty' }, 'Nothing accepted in this period.'),
       table('Accepted by source and kind', [
         { label: 'Source', cell: (t) => t.row.source },
@@ -558,8 +565,8 @@
     after();
   }
 
-  function deliveryActions(d, after) {
-    if (!isAdmin()) return '—';
+  function deliveryActions(d, after, none = '—') {
+    if (!isAdmin()) return none;
     const b = (label, what, cls) => el('button', { type: 'button', class: cls || null,
       'aria-label': label + ' ' + d.delivery_id,
       onclick: () => act(() => deliveryAction(d, what, after)) }, label);
@@ -568,7 +575,7 @@
       return el('div', { class: 'actions' }, b('Send now', 'send-now'),
         b('Cancel', 'cancel', 'danger'));
     }
-    return '—';
+    return none;
   }
 
   async function pageOutbox(root, arg, query) {
@@ -620,7 +627,7 @@
         fact('Replays', num(d.replays)), fact('Next attempt', when(d.next_attempt_at)),
         fact('Last status', num(d.last_status)), fact('Last error', d.last_error || '—'),
         fact('Created', when(d.created_at)), fact('Delivered', when(d.delivered_at))),
-      el('div', { class: 'actions' }, deliveryActions(d, rerender)),
+      el('div', { class: 'actions' }, deliveryActions(d, rerender, null)),
       table('Attempts', [
         { label: 'Attempt', cell: (h) => num(h.attempt) },
         { label: 'At', cell: (h) => when(h.at) },

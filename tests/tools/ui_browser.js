@@ -87,7 +87,7 @@ async function main() {
     const resp = await page.goto(cfg.base + '/ui');
     out.csp = resp.headers()['content-security-policy'] || '';
     await page.waitForSelector('#login-form', WAIT);
-    await shot(page, 'login', true);
+    await shot(page, 'login', false);
 
     log('admin sign-in, overview');
     await signIn(page, 'admin', cfg.client, cfg.token);
@@ -162,7 +162,7 @@ async function main() {
     await openPage(page, 'outbox');
     await page.selectOption('#state-filter', 'dead');
     await page.waitForSelector(`tr[data-id="${cfg.dead}"]`, WAIT);
-    await shot(page, 'outbox-dead', true);
+    await shot(page, 'outbox-dead', false);
     await page.click(`tr[data-id="${cfg.dead}"] button:has-text("Replay")`);
     await page.waitForFunction(() => /Replay of .* accepted/.test(
       document.getElementById('toast').textContent), null, WAIT);
@@ -214,7 +214,7 @@ async function main() {
     await openPage(page, 'segments');
     await page.waitForSelector('#page table', WAIT);
     out.tenant_segments = await page.textContent('#page table');
-    await shot(page, 'tenant-segments', true);
+    await shot(page, 'tenant-segments', false);
     await openPage(page, 'outbox');
     await shot(page, 'tenant-outbox', false);
   } catch (e) {
