@@ -20,6 +20,7 @@
 #include "api/api.h"
 #include "api/ingest_answer.h"
 #include "base/log.h"
+#include "core/alerts.h"
 #include "core/ingest.h"
 #include "core/quality.h"
 #include "core/metrics.h"
@@ -43,11 +44,16 @@ struct ingest {
     int answer_status; /* with answer: the final answer, fixed before the commit */
     char *answer;
     int result;
+    int64_t rows; /* records in the body, for the alerts' ingest window */
 };
 
 static void ingest_cleanup(struct sd_req *req)
 {
     struct ingest *in = req->state;
+    if (in->rows > 0 && in->answer_status > 0) {
+        /* stored whole (202) or refused whole (400): the rejected share of the window */
+        sd_alerts_ingest(req->hub, req->who.tenant_id, req->who.env, in->answer_status, in->rows);
+    }
     sd_batch_release(&in->batch);
     sd_issues_release(&in->warnings);
     sd_issues_release(&in->field_errors);
@@ -244,14 +250,17 @@ static int ingest_resume(struct sd_req *req)
     struct ingest *in = req->state;
     if (in->result < 0 && in->refused) {
         /* The reference check failed; the body is refused for its field errors anyway. */
+        in->answer_status = 400;
         sd_api_reply_validation(req, &in->field_errors);
         return SD_REQ_DONE;
     }
     if (in->result < 0) {
+        in->answer_status = 0; /* nothing was judged: not a rejection */
         sd_api_reply_store_error(req, in->result);
         return SD_REQ_DONE;
     }
     if (in->idem_raced) {
+        in->answer_status = 0; /* another request's answer: its rows are counted there */
         if (!answer_from_idem(req, in->idem_key, in->body_hash)) {
             sd_api_reply_store_error(req, -EIO);
         }
@@ -298,6 +307,10 @@ int sd_api_ingest(struct sd_req *req)
         }
     }
 
+    static const char *const arrays[] = {"events", "customers", "sales"};
+    for (size_t k = 0; k < 3; k++) {
+        in->rows += (int64_t)json_array_size(json_object_get(body, arrays[k]));
+    }
     struct sd_issues errors;
     sd_issues_init(&errors, SD_MAX_ISSUES);
     int r = sd_validate_ingest(body, &in->batch, &errors, &in->warnings);
@@ -316,6 +329,7 @@ int sd_api_ingest(struct sd_req *req)
         sd_quality_rejected(req->hub->quality, req->who.tenant_id, req->who.env, "ingest", NULL,
                             &errors);
         if (!in->idem_key) {
+            in->answer_status = 400;
             sd_api_reply_validation(req, &errors);
             sd_issues_release(&errors);
             return SD_REQ_DONE;

@@ -50,6 +50,9 @@
 #define SECRET_KEY_MAX 64
 #define RECENT_RUNS 60 /* runs read to find the previous successful ones */
 #define QUOTA_MIN 0.5   /* the lowest quota_used threshold */
+#define INGEST_WINDOW_USEC (300LL * 1000000) /* an ingest window (scaled like the back-off) */
+#define INGEST_MIN_ROWS 20 /* fewer rows in a window say nothing about a share */
+#define INGEST_WINDOWS_MAX 128
 
 /* ---- rules ----------------------------------------------------------------------------------- */
 
@@ -383,7 +386,7 @@ static int load_rules(struct sd_store_handle *st, int64_t tenant_id, struct rule
 
 /* ---- the worker's state ----------------------------------------------------------------------- */
 
-enum fact_kind { FACT_RUN, FACT_DEAD, FACT_QUOTA, FACT_INBOUND };
+enum fact_kind { FACT_RUN, FACT_DEAD, FACT_QUOTA, FACT_INBOUND, FACT_INGEST };
 
 struct fact {
     enum fact_kind kind;
@@ -394,7 +397,16 @@ struct fact {
     char *text;    /* FACT_RUN: error; FACT_DEAD: why; FACT_QUOTA: window */
     char *extra;   /* FACT_DEAD: delivery id */
     int status;    /* FACT_RUN: sd_run_status; FACT_INBOUND: HTTP status */
-    int64_t a, b;  /* FACT_RUN: records_in, rejected; FACT_QUOTA: used, limit */
+    int64_t a, b;  /* FACT_RUN: records_in, rejected; FACT_QUOTA: used, limit;
+                    * FACT_INGEST: rows, rejected rows of a window */
+};
+
+/* The API ingest of one (tenant, env) in the current window. */
+struct ingest_window {
+    int64_t tenant_id;
+    enum sd_env env;
+    int64_t start_usec; /* 0: free */
+    int64_t rows, rejected;
 };
 
 struct open_key {
@@ -414,6 +426,7 @@ struct sd_alerts {
     size_t qn;
     int64_t dropped;
     struct open_key open_keys[OPEN_KEYS_MAX];
+    struct ingest_window windows[INGEST_WINDOWS_MAX];
     double scale;
 };
 
@@ -711,6 +724,32 @@ static void judge_inbound(struct sd_hub *hub, struct fact *f)
     free(url);
 }
 
+/* An ended ingest window of (tenant, env): its rejected share. */
+static void judge_ingest(struct sd_hub *hub, const struct fact *f)
+{
+    struct rules r;
+    char *url = NULL;
+    if (load_rules(hub->store, f->tenant_id, &r, &url) < 0) {
+        return;
+    }
+    char subject[32];
+    snprintf(subject, sizeof(subject), "ingest/%s", sd_env_name(f->env));
+    double share = f->a > 0 ? (double)f->b / (double)f->a : 0;
+    if (r.rejected_share > 0 && f->a >= INGEST_MIN_ROWS && share > r.rejected_share) {
+        char *msg = sd_asprintf("the ingest API (%s) refused %lld of %lld rows in a window "
+                                "(%.1f%%, above %g%%)",
+                                sd_env_name(f->env), (long long)f->b, (long long)f->a,
+                                share * 100, r.rejected_share * 100);
+        raise_alert(hub, f->tenant_id, f->env, "rejected_share", subject, url, msg,
+                    json_pack("{s:s, s:I, s:I, s:f, s:f}", "source", "ingest", "rejected",
+                              (json_int_t)f->b, "rows", (json_int_t)f->a, "share", share,
+                              "threshold", r.rejected_share));
+    } else if (f->a >= INGEST_MIN_ROWS) {
+        resolve_alert(hub, f->tenant_id, "rejected_share", subject);
+    }
+    free(url);
+}
+
 static void judge(struct sd_hub *hub, struct fact *f)
 {
     switch (f->kind) {
@@ -725,6 +764,9 @@ static void judge(struct sd_hub *hub, struct fact *f)
         break;
     case FACT_INBOUND:
         judge_inbound(hub, f);
+        break;
+    case FACT_INGEST:
+        judge_ingest(hub, f);
         break;
     }
 }
@@ -822,6 +864,57 @@ void sd_alerts_quota_taken(struct sd_hub *hub, int64_t tenant_id, enum sd_env en
     if (limit > 0) {
         sd_alerts_quota(hub, tenant_id, env, connector_id, window, used, limit);
     }
+}
+
+/* Windows that ended by now_usec leave as facts into out (at most cap), their slots freed;
+ * lock held. */
+static size_t windows_ended(struct sd_alerts *al, int64_t now_usec, struct fact *out, size_t cap)
+{
+    int64_t len = (int64_t)((double)INGEST_WINDOW_USEC * al->scale);
+    size_t n = 0;
+    for (size_t i = 0; i < INGEST_WINDOWS_MAX && n < cap; i++) {
+        struct ingest_window *w = &al->windows[i];
+        if (w->start_usec && now_usec >= w->start_usec + len) {
+            out[n++] = (struct fact){.kind = FACT_INGEST,
+                                     .tenant_id = w->tenant_id,
+                                     .env = w->env,
+                                     .a = w->rows,
+                                     .b = w->rejected};
+            *w = (struct ingest_window){0};
+        }
+    }
+    return n;
+}
+
+void sd_alerts_ingest(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, int status,
+                      int64_t rows)
+{
+    struct sd_alerts *al = hub->alerts;
+    if (!al || rows <= 0) {
+        return;
+    }
+    bool refused = status < 200 || status >= 300;
+    int64_t now = sd_now_usec();
+    pthread_mutex_lock(&al->lock);
+    struct ingest_window *w = NULL, *free_slot = NULL;
+    for (size_t i = 0; i < INGEST_WINDOWS_MAX && !w; i++) {
+        struct ingest_window *x = &al->windows[i];
+        if (x->start_usec && x->tenant_id == tenant_id && x->env == env) {
+            w = x;
+        } else if (!x->start_usec && !free_slot) {
+            free_slot = x;
+        }
+    }
+    if (!w && free_slot) {
+        /* a window starts with its first request; one that ended is judged by the worker */
+        w = free_slot;
+        *w = (struct ingest_window){.tenant_id = tenant_id, .env = env, .start_usec = now};
+    }
+    if (w) {
+        w->rows += rows;
+        w->rejected += refused ? rows : 0;
+    }
+    pthread_mutex_unlock(&al->lock);
 }
 
 void sd_alerts_inbound_answer(struct sd_hub *hub, const char *connector_id, int status)
@@ -1025,9 +1118,10 @@ static void *worker(void *arg)
         }
         al->woken = false;
         size_t n = al->qn;
-        struct fact batch[QUEUE_MAX];
+        struct fact batch[QUEUE_MAX + INGEST_WINDOWS_MAX];
         memcpy(batch, al->q, n * sizeof(batch[0]));
         al->qn = 0;
+        n += windows_ended(al, sd_now_usec(), batch + n, INGEST_WINDOWS_MAX);
         pthread_mutex_unlock(&al->lock);
         for (size_t i = 0; i < n; i++) {
             judge(al->hub, &batch[i]);

@@ -8,7 +8,9 @@
  *   record_count_drop  {"below_percent": X, "previous_runs": K}: a successful run stored fewer
  *       than X % of the median records_in of the K successful runs before it (K ≥ 3)
  *                                                                  default {50, 5}
- *   rejected_share  S (0..1]: a run rejected more than S of the rows it read     default 0.25
+ *   rejected_share  S (0..1]: a run rejected more than S of the rows it read, or the API
+ *       ingest of a tenant and environment refused more than S of the rows sent in a 5-minute
+ *       window (judged once the window ends, with at least 20 rows)               default 0.25
  *   dead_letters  true/false: an outbox delivery went dead                        default true
  *   quota_used  F [0.5..1]: a vendor quota window is at least F used              default 0.9
  *   vendor_webhook_non200  true/false: the hub answered a vendor's webhook (an inbound door
@@ -64,6 +66,11 @@ void sd_alerts_quota(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
 /* The same with the fullest window of this thread's last quota take (sd_quota_last_fill). */
 void sd_alerts_quota_taken(struct sd_hub *hub, int64_t tenant_id, enum sd_env env,
                            const char *connector_id);
+/* An API ingest request of tenant_id in env was answered status with rows records in its body
+ * (202: all stored; 400: all refused — a request is applied whole or not at all). Counted in
+ * the worker's 5-minute window of (tenant, env); nothing without a worker. */
+void sd_alerts_ingest(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, int status,
+                      int64_t rows);
 /* The inbound door of connector_id answered status. */
 void sd_alerts_inbound_answer(struct sd_hub *hub, const char *connector_id, int status);
 

@@ -11,7 +11,8 @@ again by the fourth failure, resolved by the next successful run; run history ne
 with paging (limit, before) and tenant isolation; a record-count drop (a run storing less than
 half the median of the three before it) stored with delivery not_sent (no webhook); a dead
 letter (a push target answering 400) raises a dead_letters alert delivered to the webhook, with
-a retry after a receiver's 500.
+a retry after a receiver's 500; an ingest window in which the API refused most rows raises a
+rejected_share alert (the defaults of a tenant without settings).
 
 The alert back-off is compressed with STAGEDOOR_ALERT_TIME_SCALE=0.01 (10 s → 0.1 s).
 
@@ -57,10 +58,10 @@ def setUpModule():
     d = tempfile.TemporaryDirectory(prefix="sd-e2e-alerts-")
     unittest.addModuleCleanup(d.cleanup)
     Fixture.data = d.name
-    for c in ("fails", "drops", "dead", "other"):
+    for c in ("fails", "drops", "dead", "ingest", "other"):
         harness.tenant_create(Fixture.data, c)
     Fixture.keys = {c: harness.key_create(Fixture.data, c, "test")
-                    for c in ("fails", "dead", "other")}
+                    for c in ("fails", "dead", "ingest", "other")}
     old = {k: os.environ.get(k) for k in ENV}
     os.environ.update(ENV)
     try:
@@ -357,6 +358,25 @@ class Dead(Base):
             return h if h and h[0]["delivery"]["state"] == "delivered" else None
         hist = harness.wait_until(delivered, 10 * TS, what="the alert recorded as delivered")
         self.assertEqual(hist[0]["delivery"]["attempts"], 2, hist)
+
+
+class IngestWindow(Base):
+    def test_refused_share_of_an_ingest_window(self):
+        # no settings: the default rejected_share (0.25) applies; the window is 5 min scaled
+        # by STAGEDOOR_ALERT_TIME_SCALE (3 s here)
+        api = harness.Api(self.port, "ingest", Fixture.keys["ingest"])
+        for _ in range(3):
+            r = api.ingest({"events": [{"event_id": uid("BAD")} for _ in range(10)]})
+            self.assertEqual(r.status, 400, r)
+        r = api.ingest({"events": [event() for _ in range(5)]})
+        self.assertEqual(r.status, 202, r)
+        hist = harness.wait_until(lambda: self.history("ingest"), 20 * TS,
+                                  what="the ingest window's alert")
+        self.assertEqual(len(hist), 1, hist)
+        a = hist[0]
+        self.assertEqual((a["rule"], a["subject"]), ("rejected_share", "ingest/test"), a)
+        self.assertEqual((a["facts"]["rows"], a["facts"]["rejected"]), (35, 30), a)
+        self.assertEqual(a["delivery"]["state"], "not_sent", a)
 
 
 if __name__ == "__main__":
