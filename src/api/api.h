@@ -72,6 +72,7 @@ int sd_api_admin_key_revoke(struct sd_req *req);
 int sd_api_admin_quality(struct sd_req *req);
 int sd_api_quality(struct sd_req *req);
 int sd_api_admin_quotas(struct sd_req *req);
+int sd_api_segment_history(struct sd_req *req);
 /* API-OBSERVE */
 /* Raw-first vendor webhooks (api/inbound.c). */
 int sd_api_inbound_receive(struct sd_req *req);

@@ -1,7 +1,8 @@
 /* observe.c — what a venue's operator reads about its data and traffic: data quality and
  * answers by status per hour (GET /admin/v1/tenants/{client_id}/quality, and a tenant key's own
- * GET /v1/{client_id}/quality, its environment only), and the vendor quotas its connectors use
- * per window (GET /admin/v1/tenants/{client_id}/quotas).
+ * GET /v1/{client_id}/quality, its environment only), the vendor quotas its connectors use per
+ * window (GET /admin/v1/tenants/{client_id}/quotas) and a segment's size over time
+ * (GET /v1/{client_id}/segments/{segment_id}/history).
  *
  * A read first flushes this server's in-memory counters (core/quality.h), so an answer holds
  * everything this node counted until then; other nodes' counts arrive within their next flush
@@ -15,6 +16,7 @@
 #include "core/connector_config.h"
 #include "core/quality.h"
 #include "core/quota.h"
+#include "core/segments.h"
 #include "store/observe.h"
 
 #define HOUR_USEC (3600LL * 1000000)
@@ -25,14 +27,13 @@ static int two(const char *p)
     return (p[0] - '0') * 10 + (p[1] - '0');
 }
 
-/* ?since= as an RFC 3339 time (any offset) into µs since the epoch; absent: 24 h ago. false
+/* ?since= as an RFC 3339 time (any offset) into µs since the epoch; absent: `dflt`. false
  * after answering 400. */
-static bool query_since(struct sd_req *req, int64_t *ret)
+static bool query_since(struct sd_req *req, int64_t dflt, int64_t *ret)
 {
     const char *s = sd_req_query(req, "since");
     if (!s) {
-        int64_t now = sd_now_usec();
-        *ret = now - now % HOUR_USEC - DEFAULT_SINCE_USEC;
+        *ret = dflt;
         return true;
     }
     char utc[48];
@@ -52,8 +53,8 @@ static bool query_since(struct sd_req *req, int64_t *ret)
 /* The quality answer for a tenant; env_only: one environment (a tenant key's), else both. */
 static void reply_quality(struct sd_req *req, int64_t tenant_id, const enum sd_env *env_only)
 {
-    int64_t since = 0;
-    if (!query_since(req, &since)) {
+    int64_t since = 0, now = sd_now_usec();
+    if (!query_since(req, now - now % HOUR_USEC - DEFAULT_SINCE_USEC, &since)) {
         return;
     }
     int r = sd_quality_flush(req->hub->quality, req->hub->store);
@@ -201,5 +202,43 @@ int sd_api_admin_quotas(struct sd_req *req)
         sd_req_reply_json(req, 200, json_pack("{s:o, s:o}", "at", sd_json_time(now), "data", arr));
     }
     sd_tenant_release(&t);
+    return SD_REQ_DONE;
+}
+
+/* ---- segment size history ----------------------------------------------------------------- */
+
+int sd_api_segment_history(struct sd_req *req)
+{
+    int64_t since = 0;
+    if (!query_since(req, 0, &since)) {
+        return SD_REQ_DONE;
+    }
+    struct sd_segment *seg = NULL;
+    int r = sd_segment_load(req->hub, req->who.tenant_id, req->who.env, req->params[1], &seg);
+    if (r == -ENOENT) {
+        sd_req_reply_error(req, 404, "not_found", "no segment '%s' in %s", req->params[1],
+                           sd_env_name(req->who.env));
+        return SD_REQ_DONE;
+    }
+    struct sd_segment_size_point *v = NULL;
+    size_t n = 0;
+    if (r == 0) {
+        r = sd_store_observe_segment_size_history(req->hub->store, req->who.tenant_id,
+                                                  req->who.env, seg->id, since, &v, &n);
+    }
+    if (r < 0) {
+        sd_api_reply_store_error(req, r);
+    } else {
+        json_t *points = json_array();
+        for (size_t i = 0; i < n; i++) {
+            json_array_append_new(points, json_pack("{s:o, s:I}", "at", sd_json_time(v[i].at_usec),
+                                                    "member_count",
+                                                    (json_int_t)v[i].member_count));
+        }
+        sd_req_reply_json(req, 200,
+                          json_pack("{s:s, s:o}", "segment_id", seg->id, "points", points));
+    }
+    free(v);
+    sd_segment_free(seg);
     return SD_REQ_DONE;
 }

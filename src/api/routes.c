@@ -115,6 +115,8 @@ const struct sd_route sd_routes[] = {
      sd_api_admin_quality},
     {"GET", "/v1/{client_id}/quality", "quality", TENANT_READ, sd_api_quality},
     {"GET", "/admin/v1/tenants/{client_id}/quotas", "admin_quotas", ADMIN, sd_api_admin_quotas},
+    {"GET", "/v1/{client_id}/segments/{segment_id}/history", "segment_history", TENANT_READ,
+     sd_api_segment_history},
     /* ROUTES-OBSERVE */
     {"GET", "/ui", "ui", 0, sd_api_ui_index},
     {"GET", "/ui/{file}", "ui_file", 0, sd_api_ui_file},
@@ -160,7 +162,7 @@ const char *const sd_route_names[] = {
     "openapi",
     /* NAMES-OPENAPI */
     "tenants_list", "tenant_create", "keys_list", "key_create", "key_revoke",
-    "admin_quality", "quality", "admin_quotas",
+    "admin_quality", "quality", "admin_quotas", "segment_history",
     /* NAMES-OBSERVE */
     "ui", "ui_file", "summary", "admin_summary",
     /* NAMES-UI */

@@ -26,8 +26,10 @@
 
 #include "api/api.h"
 #include "base/utf8.h"
+#include "core/connector_config.h"
 #include "core/segment_jobs.h"
 #include "core/segments.h"
+#include "store/observe.h"
 
 #define CURSOR_PREFIX "p1."
 #define SNAP_CURSOR_PREFIX "s1."
@@ -272,11 +274,27 @@ int sd_api_segment_get(struct sd_req *req)
 {
     struct sd_segment *seg = NULL;
     int r = sd_segment_load(req->hub, req->who.tenant_id, req->who.env, req->params[1], &seg);
+    struct sd_segment_push *p = NULL;
+    size_t n = 0;
+    if (r == 0) {
+        r = sd_store_observe_segment_pushes(req->hub->store, req->who.tenant_id, req->who.env,
+                                            seg->id, &p, &n);
+    }
     if (r < 0) {
         reply_error(req, r, NULL);
     } else {
-        sd_req_reply_json(req, 200, sd_segment_view(seg));
+        /* where the segment went: each target's newest delivery of it */
+        json_t *view = sd_segment_view(seg), *to = json_array();
+        for (size_t i = 0; i < n; i++) {
+            json_array_append_new(to, json_pack("{s:s, s:s, s:s, s:o}", "connector_id",
+                                                p[i].connector_id, "delivery_id",
+                                                p[i].delivery_id, "state", p[i].state, "at",
+                                                sd_json_time(p[i].updated_usec)));
+        }
+        json_object_set_new(view, "pushed_to", to);
+        sd_req_reply_json(req, 200, view);
     }
+    free(p);
     sd_segment_free(seg);
     return SD_REQ_DONE;
 }

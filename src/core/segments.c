@@ -14,10 +14,25 @@
 #include <string.h>
 
 #include "base/base.h"
+#include "base/log.h"
 #include "core/connector_config.h"
 #include "core/segment_jobs.h"
 #include "core/segment_rules.h"
 #include "core/segments.h"
+#include "store/observe.h"
+
+/* A computed count joins the segment's size history: at most one point per segment per 10
+ * minutes, kept 400 days (the store's rule, store/observe.h). A failure costs a point, never
+ * the computation. */
+static void note_size(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, const char *id,
+                      int64_t count, int64_t at_usec)
+{
+    int r = sd_store_observe_segment_size_record(hub->store, tenant_id, env, id, at_usec, count);
+    if (r < 0) {
+        sd_log(SD_LOG_WARN, "cannot record a segment's size; the point is skipped",
+               "segment=\"%s\" " SD_LOG_ERR_FMT, id, SD_LOG_ERR_ARGS(r));
+    }
+}
 
 void sd_segment_free(struct sd_segment *s)
 {
@@ -198,6 +213,9 @@ int sd_segment_members_snapshot(struct sd_hub *hub, const struct sd_segment *seg
              * pages being read. */
             r = sd_store_segment_set_count(hub->store, seg->tenant_id, seg->env, seg->id, count,
                                            now);
+        }
+        if (r == 0) {
+            note_size(hub, seg->tenant_id, seg->env, seg->id, count, now);
         }
         if (r < 0) {
             return r;
@@ -388,6 +406,9 @@ int sd_segment_create(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, co
             .updated_usec = now,
         };
         r = sd_store_segment_create(hub->store, &row);
+        if (r == 0) {
+            note_size(hub, tenant_id, env, id, count, now);
+        }
     }
     sd_seg_rule_free(rule);
     free(rule_text);
@@ -452,6 +473,7 @@ int sd_segment_update(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, co
     row.updated_usec = now;
     r = sd_store_segment_update(hub->store, &row);
     if (r == 0) {
+        note_size(hub, tenant_id, env, id, count, now);
         r = sd_segment_load(hub, tenant_id, env, id, ret);
     }
     if (r == 0) {

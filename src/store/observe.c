@@ -28,6 +28,28 @@ int sd_store_observe_traffic_list(struct sd_store_handle *h, int64_t tenant_id,
     return CALL(traffic_list, tenant_id, since_usec, limit, ret, ret_n, ret_more);
 }
 
+int sd_store_observe_segment_size_record(struct sd_store_handle *h, int64_t tenant_id,
+                                         enum sd_env env, const char *segment_id,
+                                         int64_t at_usec, int64_t member_count)
+{
+    return CALL(segment_size_record, tenant_id, env, segment_id, at_usec, member_count);
+}
+
+int sd_store_observe_segment_size_history(struct sd_store_handle *h, int64_t tenant_id,
+                                          enum sd_env env, const char *segment_id,
+                                          int64_t since_usec, struct sd_segment_size_point **ret,
+                                          size_t *ret_n)
+{
+    return CALL(segment_size_history, tenant_id, env, segment_id, since_usec, ret, ret_n);
+}
+
+int sd_store_observe_segment_pushes(struct sd_store_handle *h, int64_t tenant_id,
+                                    enum sd_env env, const char *segment_id,
+                                    struct sd_segment_push **ret, size_t *ret_n)
+{
+    return CALL(segment_pushes, tenant_id, env, segment_id, ret, ret_n);
+}
+
 bool sd_traffic_count_valid(const struct sd_traffic_count *t)
 {
     return t->n >= 0 && t->source[0] &&

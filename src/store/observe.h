@@ -43,6 +43,24 @@ struct sd_traffic_count {
     int64_t n;
 };
 
+/* Segment sizes over time: a point per computation, at most one per segment per
+ * SD_SEGMENT_SIZE_GAP_USEC, kept SD_SEGMENT_SIZE_KEEP_USEC. */
+#define SD_SEGMENT_SIZE_GAP_USEC (10 * 60 * 1000000LL)
+#define SD_SEGMENT_SIZE_KEEP_USEC (400 * 86400 * 1000000LL)
+#define SD_SEGMENT_SIZE_POINTS_MAX 60000 /* a history answer: 400 days of 10-minute points */
+struct sd_segment_size_point {
+    int64_t at_usec;
+    int64_t member_count;
+};
+
+/* The last delivery of a segment to one connector instance (a push target). */
+struct sd_segment_push {
+    char connector_id[SD_TRAFFIC_TEXT_MAX + 1];
+    char delivery_id[SD_TRAFFIC_TEXT_MAX + 1];
+    char state[SD_TRAFFIC_TEXT_MAX + 1]; /* queued | sending | retrying | delivered | dead | … */
+    int64_t updated_usec;
+};
+
 struct sd_store_observe_ops {
     /* Record that key_ids[i] was last used at used_usec[i] (a key's stored time only moves
      * forward; an unknown key id is skipped). One transaction. -EINVAL: n > 0 with a NULL
@@ -59,6 +77,26 @@ struct sd_store_observe_ops {
      * code; at most `limit` rows (clamped to 10000), *ret_more set when more exist. */
     int (*traffic_list)(struct sd_store *s, int64_t tenant_id, int64_t since_usec, size_t limit,
                         struct sd_traffic_count **ret, size_t *ret_n, bool *ret_more);
+    /* Settings path (SQLite: the data file's ctl connection; may wait as a segment write does,
+     * -ETIMEDOUT past its bound). Record that segment_id of (tenant, env) had member_count
+     * members at at_usec, unless it has a point less than SD_SEGMENT_SIZE_GAP_USEC away from
+     * at_usec (before or after: nodes' clocks differ); also deletes its points older than at_usec - SD_SEGMENT_SIZE_KEEP_USEC. One
+     * transaction. Returns 1 recorded, 0 skipped (a recent point), -EINVAL (NULL or empty id,
+     * count < 0, bad env). Does not check that the segment exists. */
+    int (*segment_size_record)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                               const char *segment_id, int64_t at_usec, int64_t member_count);
+    /* Read pool: the points of segment_id with at_usec >= since_usec, oldest first, at most
+     * SD_SEGMENT_SIZE_POINTS_MAX (the newest kept when there are more). *ret heap (NULL when
+     * none). */
+    int (*segment_size_history)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                                const char *segment_id, int64_t since_usec,
+                                struct sd_segment_size_point **ret, size_t *ret_n);
+    /* Read pool, one statement: for each connector instance of (tenant, env) that segment_id
+     * was ever pushed to (an outbox item with subject segment / segment_id), its newest such
+     * item; ordered by connector id. Each is one index seek per connector of the scope
+     * (outbox_items_subject), so the cost does not grow with the outbox. *ret heap. */
+    int (*segment_pushes)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                          const char *segment_id, struct sd_segment_push **ret, size_t *ret_n);
 };
 
 /* The row checks traffic_add makes (for the backends): kind, env, source, n. */
@@ -71,6 +109,17 @@ int sd_store_observe_traffic_add(struct sd_store_handle *h, const struct sd_traf
 int sd_store_observe_traffic_list(struct sd_store_handle *h, int64_t tenant_id,
                                   int64_t since_usec, size_t limit,
                                   struct sd_traffic_count **ret, size_t *ret_n, bool *ret_more);
+
+int sd_store_observe_segment_size_record(struct sd_store_handle *h, int64_t tenant_id,
+                                         enum sd_env env, const char *segment_id,
+                                         int64_t at_usec, int64_t member_count);
+int sd_store_observe_segment_size_history(struct sd_store_handle *h, int64_t tenant_id,
+                                          enum sd_env env, const char *segment_id,
+                                          int64_t since_usec, struct sd_segment_size_point **ret,
+                                          size_t *ret_n);
+int sd_store_observe_segment_pushes(struct sd_store_handle *h, int64_t tenant_id,
+                                    enum sd_env env, const char *segment_id,
+                                    struct sd_segment_push **ret, size_t *ret_n);
 
 extern const struct sd_store_observe_ops sd_sqlite_observe_ops;
 extern const struct sd_store_observe_ops sd_pg_observe_ops;

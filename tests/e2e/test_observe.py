@@ -15,7 +15,10 @@ What is checked:
     environment only; another tenant's key is refused, a since= that is not a time is a 400).
   - vendor quotas: per connector whose type declares quotas, its windows (limit, used,
     reserved for writes, reset time) and which other instances share its credential (never the
-    credential or its hash); connectors without quotas are left out."""
+    credential or its hash); connectors without quotas are left out.
+  - segment history: a point when a segment is computed, none more within 10 minutes (a
+    recount), the tenant's own segments only; the segment's answer names the targets it was
+    pushed to with the newest delivery's state and time."""
 
 import json
 import os
@@ -23,6 +26,7 @@ import time
 import unittest
 
 import harness
+from receiver import Receiver
 
 TS = harness.TIME_SCALE
 
@@ -266,6 +270,73 @@ class Quotas(ObserveCase):
         self.assertEqual(r.json["data"], [])
         self.assertEqual(self.admin("GET", "/tenants/ballet/quotas", token=self.key).status, 401)
         self.assertEqual(self.admin("GET", "/tenants/nobody/quotas").status, 404)
+
+
+class SegmentHistory(ObserveCase):
+    def test_history(self):
+        custs = [harness.customer(harness.uid("C"), post_code="2%04d" % i) for i in range(3)]
+        r = self.tenant("POST", "opera", "/ingest", {"customers": custs})
+        self.assertEqual(r.status, 202, r)
+        r = self.tenant("POST", "opera", "/segments",
+                        {"segment_name": "hamburg", "rules": {"customer": {"post_code":
+                                                                           {"prefix": "2"}}}})
+        self.assertEqual(r.status, 201, r)
+        seg = r.json
+        path = "/segments/%s/history" % seg["segment_id"]
+        h = self.tenant("GET", "opera", path)
+        self.assertEqual(h.status, 200, h)
+        self.assertEqual(h.json["segment_id"], seg["segment_id"])
+        self.assertEqual(len(h.json["points"]), 1, h)
+        self.assertEqual(h.json["points"][0]["member_count"], seg["member_count"])
+        self.assertGreaterEqual(seg["member_count"], 3)
+        # a recount within 10 minutes adds no point
+        r = harness.http(self.server.port, "PUT", "/v1/opera/segments/" + seg["segment_id"],
+                         body=b"", headers={"Content-Type": "application/json"}, key=self.key)
+        self.assertEqual(r.status, 200, r)
+        h = self.tenant("GET", "opera", path)
+        self.assertEqual(len(h.json["points"]), 1, h)
+        # since later than the point: none
+        h = self.tenant("GET", "opera", path + "?since=2999-01-01T00:00:00Z")
+        self.assertEqual(h.json["points"], [])
+        self.assertEqual(self.tenant("GET", "opera", path + "?since=soon").status, 400)
+        # another tenant's key: 403 on this path, 404 for the id under its own tenant
+        self.assertEqual(self.tenant("GET", "opera", path, key=self.ballet_key).status, 403)
+        self.assertEqual(self.tenant("GET", "ballet", path, key=self.ballet_key).status, 404)
+        self.assertEqual(self.tenant("GET", "opera", "/segments/seg_nope/history").status, 404)
+
+    def test_pushed_to(self):
+        rx = Receiver().start()
+        self.addCleanup(rx.stop)
+        r = self.admin("POST", "/tenants/opera/targets",
+                       {"type": "audience_push", "environment": "test", "url": rx.url("/aud"),
+                        "app_key": "APP-1", "secure_token": "TOK-1"})
+        self.assertEqual(r.status, 201, r)
+        target = r.json["target_id"]
+        ev = harness.event(harness.uid("E"))
+        c = harness.customer(harness.uid("C"))
+        body = {"events": [ev], "customers": [c],
+                "sales": [harness.sale(harness.uid("S"), event_id=ev["event_id"],
+                                       customer_id=c["customer_id"])]}
+        self.assertEqual(self.tenant("POST", "opera", "/ingest", body).status, 202)
+        r = self.tenant("POST", "opera", "/segments",
+                        {"segment_name": "buyers", "rules": {"bought":
+                                                             {"event_id": ev["event_id"]}}})
+        self.assertEqual(r.status, 201, r)
+        seg = r.json["segment_id"]
+        r = self.tenant("GET", "opera", "/segments/" + seg)
+        self.assertEqual(r.json["pushed_to"], [], r)
+        r = self.tenant("POST", "opera", "/segments/%s/push" % seg, {"target_id": target})
+        self.assertEqual(r.status, 202, r)
+        dlv = r.json["delivery_id"]
+
+        def delivered():
+            p = self.tenant("GET", "opera", "/segments/" + seg).json["pushed_to"]
+            return p if p and p[0]["state"] == "delivered" else None
+        pushed = harness.wait_until(delivered, 20 * TS, interval=0.05, what="push delivered")
+        self.assertEqual(len(pushed), 1, pushed)
+        self.assertEqual(pushed[0]["connector_id"], target)
+        self.assertEqual(pushed[0]["delivery_id"], dlv)
+        self.assertRegex(pushed[0]["at"], r"^\d{4}-\d\d-\d\dT")
 
 
 if __name__ == "__main__":

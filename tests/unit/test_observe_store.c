@@ -1,7 +1,9 @@
 /* test_observe_store.c — the store's observation ops (store/observe.h) on a real store: a key's
  * last use only moves forward and shows in key_list and the auth snapshot without changing the
  * settings version; traffic counters add up across flushes, stay per tenant, list in order
- * with a limit, purge old hours, and refuse bad rows. store suite: both backends */
+ * with a limit, purge old hours, and refuse bad rows; segment sizes keep one point per segment
+ * per 10 minutes (either side: nodes' clocks differ) for 400 days, per tenant and environment;
+ * a segment's pushes name each target's newest item of it. store suite: both backends */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +17,8 @@
 #include <cmocka.h>
 
 #include "base/base.h"
+#include "core/outbox.h"
+#include "store/audience.h"
 #include "store/observe.h"
 #include "store/store.h"
 #include "store_fixture.h"
@@ -201,12 +205,153 @@ static void test_traffic_refuses_bad_rows(void **state)
     free(got);
 }
 
+static void test_segment_sizes(void **state)
+{
+    struct fx *f = *state;
+    const int64_t MIN = 60LL * 1000000;
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_a",
+                                                          T0, 100),
+                     1);
+    /* 5 minutes later, or 5 minutes earlier (another node's clock): skipped */
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_a",
+                                                          T0 + 5 * MIN, 101),
+                     0);
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_a",
+                                                          T0 - 5 * MIN, 99),
+                     0);
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_a",
+                                                          T0 + 10 * MIN, 120),
+                     1);
+    /* other scopes are their own */
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_PROD, "seg_a",
+                                                          T0 + MIN, 7),
+                     1);
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->ballet, SD_ENV_TEST, "seg_a",
+                                                          T0 + MIN, 8),
+                     1);
+    struct sd_segment_size_point *v = NULL;
+    size_t n = 0;
+    assert_int_equal(sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_a",
+                                                           0, &v, &n),
+                     0);
+    assert_int_equal(n, 2);
+    assert_int_equal(v[0].at_usec, T0);
+    assert_int_equal(v[0].member_count, 100);
+    assert_int_equal(v[1].at_usec, T0 + 10 * MIN);
+    assert_int_equal(v[1].member_count, 120);
+    free(v);
+    assert_int_equal(sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_a",
+                                                           T0 + MIN, &v, &n),
+                     0);
+    assert_int_equal(n, 1);
+    free(v);
+    assert_int_equal(sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_b",
+                                                           0, &v, &n),
+                     0);
+    assert_int_equal(n, 0);
+    free(v);
+    /* 400 days on: the new point purges the old ones of this segment */
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_a",
+                                                          T0 + SD_SEGMENT_SIZE_KEEP_USEC + 5 * MIN,
+                                                          130),
+                     1);
+    assert_int_equal(sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_a",
+                                                           0, &v, &n),
+                     0);
+    assert_int_equal(n, 2);
+    assert_int_equal(v[0].member_count, 120);
+    assert_int_equal(v[1].member_count, 130);
+    free(v);
+    /* bad arguments */
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "", T0, 1),
+                     -EINVAL);
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, NULL, T0,
+                                                          1),
+                     -EINVAL);
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_c", T0,
+                                                          -1),
+                     -EINVAL);
+}
+
+static void add_item(struct sd_store_handle *h, const struct sd_outbox_clock *clk, int64_t tenant,
+                     const char *id, const char *target, const char *kind, const char *subject)
+{
+    struct sd_outbox_item d = {.id = (char *)id,
+                               .tenant_id = tenant,
+                               .env = SD_ENV_TEST,
+                               .connector_id = (char *)target,
+                               .operation = (char *)"push_segment",
+                               .subject_kind = (char *)kind,
+                               .subject_id = (char *)subject,
+                               .idem_key = (char *)id,
+                               .doc = (char *)"{}"};
+    assert_int_equal(sd_store_delivery_insert(h, &d, clk, NULL), 0);
+}
+
+static void test_segment_pushes(void **state)
+{
+    struct fx *f = *state;
+    struct sd_outbox_clock clk = {.now_usec = sd_now_usec(),
+                                  .window_usec = 3600LL * 1000000LL,
+                                  .lease_usec = 60LL * 1000000LL,
+                                  .plan = sd_outbox_plan,
+                                  .owner = "node-a"};
+    const char *targets[] = {"tgt_000000000000000b", "tgt_000000000000000a",
+                             "tgt_000000000000000c"};
+    for (int i = 0; i < 3; i++) {
+        struct sd_target t = {.id = (char *)targets[i],
+                              .tenant_id = i == 2 ? f->ballet : f->opera,
+                              .env = SD_ENV_TEST,
+                              .type = "audience_push",
+                              .doc = "{\"url\":\"https://crm.example/s\"}"};
+        assert_int_equal(sd_store_target_put(f->h, &t, true, &clk), 0);
+    }
+    add_item(f->h, &clk, f->opera, "dlv_0000000000000001", targets[0], "segment", "seg_x");
+    add_item(f->h, &clk, f->opera, "dlv_0000000000000002", targets[0], "segment", "seg_x");
+    add_item(f->h, &clk, f->opera, "dlv_0000000000000003", targets[1], "segment", "seg_x");
+    add_item(f->h, &clk, f->opera, "dlv_0000000000000004", targets[1], "segment", "seg_y");
+    add_item(f->h, &clk, f->opera, "dlv_0000000000000005", targets[1], "customer", "seg_x");
+    add_item(f->h, &clk, f->ballet, "dlv_0000000000000006", targets[2], "segment", "seg_x");
+    /* the newest item is cancelled: its state shows */
+    assert_int_equal(sd_store_delivery_cancel(f->h, "dlv_0000000000000002", "{}", clk.now_usec), 0);
+
+    struct sd_segment_push *v = NULL;
+    size_t n = 0;
+    assert_int_equal(sd_store_observe_segment_pushes(f->h, f->opera, SD_ENV_TEST, "seg_x", &v, &n),
+                     0);
+    assert_int_equal(n, 2);
+    assert_string_equal(v[0].connector_id, targets[1]); /* by connector id */
+    assert_string_equal(v[0].delivery_id, "dlv_0000000000000003");
+    assert_string_equal(v[0].state, "queued");
+    assert_string_equal(v[1].connector_id, targets[0]);
+    assert_string_equal(v[1].delivery_id, "dlv_0000000000000002");
+    assert_string_equal(v[1].state, "cancelled");
+    assert_true(v[1].updated_usec > 0);
+    free(v);
+    /* another environment, another segment, another tenant */
+    assert_int_equal(sd_store_observe_segment_pushes(f->h, f->opera, SD_ENV_PROD, "seg_x", &v, &n),
+                     0);
+    assert_int_equal(n, 0);
+    free(v);
+    assert_int_equal(sd_store_observe_segment_pushes(f->h, f->opera, SD_ENV_TEST, "seg_z", &v, &n),
+                     0);
+    assert_int_equal(n, 0);
+    free(v);
+    assert_int_equal(sd_store_observe_segment_pushes(f->h, f->ballet, SD_ENV_TEST, "seg_x", &v, &n),
+                     0);
+    assert_int_equal(n, 1);
+    assert_string_equal(v[0].delivery_id, "dlv_0000000000000006");
+    free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_key_touch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_traffic_counts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_traffic_refuses_bad_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_segment_sizes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_segment_pushes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,5 +1,5 @@
-/* pg_observe.c — key use and the hourly traffic counters of the PostgreSQL backend
- * (store/observe.h); the SQLite backend (sqlite_observe.c) is the reference.
+/* pg_observe.c — key use, the hourly traffic counters and segment sizes over time of the
+ * PostgreSQL backend (store/observe.h); the SQLite backend (sqlite_observe.c) is the reference.
  *
  * Several nodes flush their own counts into the same rows: each row is added to by one atomic
  * INSERT … ON CONFLICT DO UPDATE SET n = n + excluded.n, and a key's last use only moves
@@ -23,6 +23,11 @@ enum {
     SLOT_TRAFFIC_ADD,
     SLOT_TRAFFIC_PURGE,
     SLOT_TRAFFIC_LIST,
+    SLOT_SIZE_LOCK,
+    SLOT_SIZE_INSERT,
+    SLOT_SIZE_PURGE,
+    SLOT_SIZE_LIST,
+    SLOT_PUSHES,
 };
 
 static const char SQL_KEY_TOUCH[] =
@@ -38,6 +43,29 @@ static const char SQL_TRAFFIC_LIST[] =
     " WHERE tenant_id = $1 AND hour_usec >= $2"
     " ORDER BY hour_usec, kind COLLATE \"C\", env, source COLLATE \"C\", field COLLATE \"C\","
     " code COLLATE \"C\" LIMIT $3";
+
+/* Two nodes recording the same segment at once must not both see "no recent point": the
+ * record takes a transaction-level advisory lock on the segment first (released at COMMIT). */
+static const char SQL_SIZE_LOCK[] =
+    "SELECT pg_advisory_xact_lock(hashtextextended('segment_sizes:' || $1::text || ':' ||"
+    " $2::text || ':' || $3::text, 0))";
+static const char SQL_SIZE_INSERT[] =
+    "INSERT INTO segment_sizes (tenant_id, env, segment_id, at_usec, member_count)"
+    " SELECT $1::bigint, $2::smallint, $3::text, $4::bigint, $5::bigint WHERE NOT EXISTS"
+    " (SELECT 1 FROM segment_sizes WHERE tenant_id = $1 AND env = $2 AND segment_id = $3"
+    " AND at_usec > $4::bigint - $6::bigint AND at_usec < $4::bigint + $6::bigint)";
+static const char SQL_SIZE_PURGE[] = "DELETE FROM segment_sizes WHERE tenant_id = $1 AND env = $2"
+                                     " AND segment_id = $3 AND at_usec < $4";
+static const char SQL_SIZE_LIST[] =
+    "SELECT at_usec, member_count FROM (SELECT at_usec, member_count FROM segment_sizes"
+    " WHERE tenant_id = $1 AND env = $2 AND segment_id = $3 AND at_usec >= $4"
+    " ORDER BY at_usec DESC LIMIT $5) AS newest ORDER BY at_usec";
+
+static const char SQL_PUSHES[] =
+    "SELECT c.id, o.id, o.state, o.updated_usec FROM connectors c JOIN outbox_items o"
+    " ON o.seq = (SELECT max(i.seq) FROM outbox_items i WHERE i.connector_id = c.id"
+    " AND i.subject_kind = 'segment' AND i.subject_id = $3)"
+    " WHERE c.tenant_id = $1 AND c.env = $2 ORDER BY c.id COLLATE \"C\"";
 
 #define TRAFFIC_LIST_MAX 10000
 
@@ -182,8 +210,131 @@ static int traffic_list(struct sd_store *s, int64_t tenant_id, int64_t since_use
     return 0;
 }
 
+struct size_args {
+    int64_t tenant_id;
+    enum sd_env env;
+    const char *id;
+    int64_t at_usec, member_count;
+    bool added;
+};
+
+static void p_segment(struct sd_pg_params *p, const struct size_args *a)
+{
+    sd_pg_p_int(p, a->tenant_id);
+    sd_pg_p_int(p, (int64_t)a->env);
+    sd_pg_p_text(p, a->id);
+}
+
+static int tx_size_record(struct pgconn *c, void *arg)
+{
+    struct size_args *a = arg;
+    struct sd_pg_params l = {0};
+    p_segment(&l, a);
+    int r = sd_pg_exec(c, SLOT_SIZE_LOCK, SQL_SIZE_LOCK, &l, NULL);
+    if (r < 0) {
+        return r;
+    }
+    struct sd_pg_params p = {0};
+    p_segment(&p, a);
+    sd_pg_p_int(&p, a->at_usec);
+    sd_pg_p_int(&p, a->member_count);
+    sd_pg_p_int(&p, SD_SEGMENT_SIZE_GAP_USEC);
+    r = sd_pg_exec(c, SLOT_SIZE_INSERT, SQL_SIZE_INSERT, &p, NULL);
+    if (r < 0) {
+        return r;
+    }
+    a->added = r > 0;
+    struct sd_pg_params q = {0};
+    p_segment(&q, a);
+    sd_pg_p_int(&q, a->at_usec - SD_SEGMENT_SIZE_KEEP_USEC);
+    r = sd_pg_exec(c, SLOT_SIZE_PURGE, SQL_SIZE_PURGE, &q, NULL);
+    return r < 0 ? r : 0;
+}
+
+static int size_record(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       const char *segment_id, int64_t at_usec, int64_t member_count)
+{
+    if (!segment_id || !segment_id[0] || member_count < 0 || !sd_pg_env_ok(env)) {
+        return -EINVAL;
+    }
+    struct size_args a = {.tenant_id = tenant_id, .env = env, .id = segment_id,
+                          .at_usec = at_usec, .member_count = member_count};
+    int r = sd_pg_tx_run(s, NULL, false, tx_size_record, &a);
+    return r < 0 ? r : a.added ? 1 : 0;
+}
+
+static int size_history(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                        const char *segment_id, int64_t since_usec,
+                        struct sd_segment_size_point **ret, size_t *ret_n)
+{
+    if (!segment_id || !ret || !ret_n || !sd_pg_env_ok(env)) {
+        return -EINVAL;
+    }
+    struct pgconn *c = NULL;
+    int r = sd_pg_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    struct size_args a = {.tenant_id = tenant_id, .env = env, .id = segment_id};
+    struct sd_pg_params p = {0};
+    p_segment(&p, &a);
+    sd_pg_p_int(&p, since_usec);
+    sd_pg_p_int(&p, SD_SEGMENT_SIZE_POINTS_MAX);
+    PGresult *res = NULL;
+    int rows = sd_pg_exec(c, SLOT_SIZE_LIST, SQL_SIZE_LIST, &p, &res);
+    sd_pg_pool_put(s, c);
+    if (rows < 0) {
+        return rows;
+    }
+    struct sd_segment_size_point *v = rows ? sd_calloc((size_t)rows, sizeof(*v)) : NULL;
+    for (int i = 0; i < rows; i++) {
+        v[i].at_usec = sd_pg_int64(res, i, 0);
+        v[i].member_count = sd_pg_int64(res, i, 1);
+    }
+    PQclear(res);
+    *ret = v;
+    *ret_n = (size_t)rows;
+    return 0;
+}
+
+static int segment_pushes(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                          const char *segment_id, struct sd_segment_push **ret, size_t *ret_n)
+{
+    if (!segment_id || !ret || !ret_n || !sd_pg_env_ok(env)) {
+        return -EINVAL;
+    }
+    struct pgconn *c = NULL;
+    int r = sd_pg_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    struct size_args a = {.tenant_id = tenant_id, .env = env, .id = segment_id};
+    struct sd_pg_params p = {0};
+    p_segment(&p, &a);
+    PGresult *res = NULL;
+    int rows = sd_pg_exec(c, SLOT_PUSHES, SQL_PUSHES, &p, &res);
+    sd_pg_pool_put(s, c);
+    if (rows < 0) {
+        return rows;
+    }
+    struct sd_segment_push *v = rows ? sd_calloc((size_t)rows, sizeof(*v)) : NULL;
+    for (int i = 0; i < rows; i++) {
+        copy_label(v[i].connector_id, sizeof(v[i].connector_id), res, i, 0);
+        copy_label(v[i].delivery_id, sizeof(v[i].delivery_id), res, i, 1);
+        copy_label(v[i].state, sizeof(v[i].state), res, i, 2);
+        v[i].updated_usec = sd_pg_int64(res, i, 3);
+    }
+    PQclear(res);
+    *ret = v;
+    *ret_n = (size_t)rows;
+    return 0;
+}
+
 const struct sd_store_observe_ops sd_pg_observe_ops = {
     .key_touch = key_touch,
     .traffic_add = traffic_add,
     .traffic_list = traffic_list,
+    .segment_size_record = size_record,
+    .segment_size_history = size_history,
+    .segment_pushes = segment_pushes,
 };

@@ -1,5 +1,7 @@
 /* sqlite_observe.c — key use and the hourly traffic counters of the SQLite backend
- * (store/observe.h), in control.db (control migration 0004_observe.sql).
+ * (store/observe.h), in control.db (control migration 0004_observe.sql); segment sizes over
+ * time in the data file (migration 0017_segment_sizes.sql), written on the ctl connection like
+ * the segment's own count and read from the pool.
  *
  * Why control.db and the `cp` connection: these writes come from every server's memory several
  * times an hour and must never wait behind the data writer, whose transaction never locks
@@ -23,9 +25,13 @@ enum {
     SLOT_TRAFFIC_ADD,
     SLOT_TRAFFIC_PURGE,
     SLOT_TRAFFIC_LIST,
+    SLOT_SIZE_INSERT,
+    SLOT_SIZE_PURGE,
+    SLOT_SIZE_LIST,
+    SLOT_PUSHES,
     SLOT_LAST_,
 };
-_Static_assert(SLOT_LAST_ <= SD_SQLITE_EXTRA_SLOTS, "observe statement slots are 224..239");
+_Static_assert(SLOT_LAST_ <= 240, "observe statement slots are 224..239");
 
 static const char SQL_KEY_TOUCH[] =
     "UPDATE main.api_keys SET last_used_usec = ?2 WHERE key_id = ?1 AND last_used_usec < ?2";
@@ -39,6 +45,24 @@ static const char SQL_TRAFFIC_LIST[] =
     "SELECT env, hour_usec, kind, source, field, code, n FROM main.traffic_counts"
     " WHERE tenant_id = ?1 AND hour_usec >= ?2"
     " ORDER BY hour_usec, kind, env, source, field, code LIMIT ?3";
+
+static const char SQL_SIZE_INSERT[] =
+    "INSERT INTO segment_sizes (tenant_id, env, segment_id, at_usec, member_count)"
+    " SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM segment_sizes"
+    " WHERE tenant_id = ?1 AND env = ?2 AND segment_id = ?3 AND at_usec > ?4 - ?6"
+    " AND at_usec < ?4 + ?6)";
+static const char SQL_SIZE_PURGE[] = "DELETE FROM segment_sizes WHERE tenant_id = ?1 AND env = ?2"
+                                     " AND segment_id = ?3 AND at_usec < ?4";
+static const char SQL_SIZE_LIST[] =
+    "SELECT at_usec, member_count FROM (SELECT at_usec, member_count FROM segment_sizes"
+    " WHERE tenant_id = ?1 AND env = ?2 AND segment_id = ?3 AND at_usec >= ?4"
+    " ORDER BY at_usec DESC LIMIT ?5) ORDER BY at_usec";
+
+static const char SQL_PUSHES[] =
+    "SELECT c.id, o.id, o.state, o.updated_usec FROM connectors c JOIN outbox_items o"
+    " ON o.seq = (SELECT max(i.seq) FROM outbox_items i WHERE i.connector_id = c.id"
+    " AND i.subject_kind = 'segment' AND i.subject_id = ?3)"
+    " WHERE c.tenant_id = ?1 AND c.env = ?2 ORDER BY c.id";
 
 #define TRAFFIC_LIST_MAX 10000
 
@@ -194,8 +218,152 @@ static int traffic_list(struct sd_store *s, int64_t tenant_id, int64_t since_use
     return 0;
 }
 
+static int bind_segment(sqlite3_stmt *st, int64_t tenant_id, enum sd_env env, const char *id)
+{
+    return sqlite3_bind_int64(st, 1, tenant_id) | sqlite3_bind_int(st, 2, (int)env) |
+           sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+}
+
+static int size_record(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                       const char *segment_id, int64_t at_usec, int64_t member_count)
+{
+    if (!segment_id || !segment_id[0] || member_count < 0 || !sd_sqlite_env_ok(env)) {
+        return -EINVAL;
+    }
+    int r = sd_sqlite_ctl_begin_write(s);
+    if (r < 0) {
+        return r;
+    }
+    struct conn *k = s->ctl;
+    bool added = false;
+    sqlite3_stmt *st = sd_sqlite_stmt_extra(k, SLOT_SIZE_INSERT, SQL_SIZE_INSERT);
+    if (!st) {
+        r = -EIO;
+    } else if ((bind_segment(st, tenant_id, env, segment_id) | sqlite3_bind_int64(st, 4, at_usec) |
+                sqlite3_bind_int64(st, 5, member_count) |
+                sqlite3_bind_int64(st, 6, SD_SEGMENT_SIZE_GAP_USEC)) != SQLITE_OK) {
+        sqlite3_reset(st);
+        r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+    } else {
+        r = sd_sqlite_step_done(k, st, "segment size insert");
+        added = r == 0 && sqlite3_changes(k->db) > 0;
+    }
+    if (r == 0) {
+        st = sd_sqlite_stmt_extra(k, SLOT_SIZE_PURGE, SQL_SIZE_PURGE);
+        if (!st) {
+            r = -EIO;
+        } else if ((bind_segment(st, tenant_id, env, segment_id) |
+                    sqlite3_bind_int64(st, 4, at_usec - SD_SEGMENT_SIZE_KEEP_USEC)) != SQLITE_OK) {
+            sqlite3_reset(st);
+            r = sd_sqlite_fail(k, SQLITE_MISUSE, "bind");
+        } else {
+            r = sd_sqlite_step_done(k, st, "segment size purge");
+        }
+    }
+    r = sd_sqlite_ctl_end_write(s, r, false);
+    return r < 0 ? r : added ? 1 : 0;
+}
+
+static int size_history(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                        const char *segment_id, int64_t since_usec,
+                        struct sd_segment_size_point **ret, size_t *ret_n)
+{
+    if (!segment_id || !ret || !ret_n || !sd_sqlite_env_ok(env)) {
+        return -EINVAL;
+    }
+    struct conn *c = NULL;
+    int r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    struct sd_segment_size_point *v = NULL;
+    size_t n = 0, cap = 0;
+    sqlite3_stmt *st = sd_sqlite_stmt_extra(c, SLOT_SIZE_LIST, SQL_SIZE_LIST);
+    if (!st) {
+        r = -EIO;
+    } else if ((bind_segment(st, tenant_id, env, segment_id) |
+                sqlite3_bind_int64(st, 4, since_usec) |
+                sqlite3_bind_int64(st, 5, SD_SEGMENT_SIZE_POINTS_MAX)) != SQLITE_OK) {
+        sqlite3_reset(st);
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    } else {
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                v = sd_realloc(v, cap * sizeof(*v));
+            }
+            v[n].at_usec = sqlite3_column_int64(st, 0);
+            v[n++].member_count = sqlite3_column_int64(st, 1);
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) {
+            r = sd_sqlite_fail(c, rc, "segment size list");
+        }
+    }
+    sd_sqlite_pool_put(s, c);
+    if (r < 0) {
+        free(v);
+        return r;
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+static int segment_pushes(struct sd_store *s, int64_t tenant_id, enum sd_env env,
+                          const char *segment_id, struct sd_segment_push **ret, size_t *ret_n)
+{
+    if (!segment_id || !ret || !ret_n || !sd_sqlite_env_ok(env)) {
+        return -EINVAL;
+    }
+    struct conn *c = NULL;
+    int r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    struct sd_segment_push *v = NULL;
+    size_t n = 0, cap = 0;
+    sqlite3_stmt *st = sd_sqlite_stmt_extra(c, SLOT_PUSHES, SQL_PUSHES);
+    if (!st) {
+        r = -EIO;
+    } else if (bind_segment(st, tenant_id, env, segment_id) != SQLITE_OK) {
+        sqlite3_reset(st);
+        r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
+    } else {
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 8;
+                v = sd_realloc(v, cap * sizeof(*v));
+            }
+            struct sd_segment_push *p = &v[n++];
+            memset(p, 0, sizeof(*p));
+            copy_label(p->connector_id, sizeof(p->connector_id), sqlite3_column_text(st, 0));
+            copy_label(p->delivery_id, sizeof(p->delivery_id), sqlite3_column_text(st, 1));
+            copy_label(p->state, sizeof(p->state), sqlite3_column_text(st, 2));
+            p->updated_usec = sqlite3_column_int64(st, 3);
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) {
+            r = sd_sqlite_fail(c, rc, "segment pushes");
+        }
+    }
+    sd_sqlite_pool_put(s, c);
+    if (r < 0) {
+        free(v);
+        return r;
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
 const struct sd_store_observe_ops sd_sqlite_observe_ops = {
     .key_touch = key_touch,
     .traffic_add = traffic_add,
     .traffic_list = traffic_list,
+    .segment_size_record = size_record,
+    .segment_size_history = size_history,
+    .segment_pushes = segment_pushes,
 };
