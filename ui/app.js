@@ -215,26 +215,33 @@
   /* Bars of accepted records per hour as SVG (attributes only: the CSP forbids inline styles);
    * each bar has a <title> and the chart an accessible summary. */
   function hourChart(hours) {
+    return barChart(hours, (h) => h.key.replace('T', ' ').replace(':00:00Z', ':00 UTC'),
+      'Records accepted per hour, ' + hours.length + ' hours');
+  }
+
+  /* bars: [{count}], label(bar) for its <title>, what for the chart's accessible name */
+  function barChart(hours, label, what) {
     const max = Math.max(1, ...hours.map((h) => h.count));
     const w = 24;
     const svgNs = 'http://www.w3.org/2000/svg';
     const svg = document.createElementNS(svgNs, 'svg');
-    svg.setAttribute('viewBox', '0 0 ' + hours.length * w + ' 100');
+    /* at least 24 slots, newest at the right: one point is a bar, not a wall */
+    const slots = Math.max(hours.length, 24);
+    const x0 = (slots - hours.length) * w;
+    svg.setAttribute('viewBox', '0 0 ' + slots * w + ' 100');
     svg.setAttribute('preserveAspectRatio', 'none');
     svg.setAttribute('class', 'chart');
     svg.setAttribute('role', 'img');
-    svg.setAttribute('aria-label', 'Records accepted per hour, ' + hours.length + ' hours, at most ' +
-      NF.format(max) + ' in one hour');
+    svg.setAttribute('aria-label', what + ', at most ' + NF.format(max));
     hours.forEach((h, i) => {
       const r = document.createElementNS(svgNs, 'rect');
       const ht = Math.max(h.count ? 1 : 0, (h.count / max) * 96);
-      r.setAttribute('x', i * w + 2);
+      r.setAttribute('x', x0 + i * w + 2);
       r.setAttribute('y', 100 - ht);
       r.setAttribute('width', w - 4);
       r.setAttribute('height', ht);
       const t = document.createElementNS(svgNs, 'title');
-      t.textContent = h.key.replace('T', ' ').replace(':00:00Z', ':00 UTC') + ': ' +
-        NF.format(h.count);
+      t.textContent = label(h) + ': ' + NF.format(h.count);
       r.appendChild(t);
       svg.appendChild(r);
     });
@@ -640,16 +647,49 @@
 
   /* -- segments (tenant key) -- */
 
-  async function pageSegments(root) {
+  async function pageSegments(root, arg) {
+    if (arg) return pageSegment(root, arg);
     const js = await api('GET', '/v1/' + enc(client()) + '/segments');
     add(root, heading('Segments', refreshButton(() => route())),
       table('Segments', [
-        { label: 'Segment', cell: (s) => s.segment_name },
+        { label: 'Segment', cell: (s) => el('a', { href: '#/segments/' + enc(s.segment_id) },
+          s.segment_name) },
         { label: 'Id', cell: (s) => s.segment_id },
-        { label: 'Members', num: true, cell: (s) => num(s.member_count) },
+        { key: 'members', label: 'Members', num: true, cell: (s) => num(s.member_count) },
         { label: 'Computed', cell: (s) => when(s.computed_at) },
         { label: 'Updated', cell: (s) => when(s.updated_at) },
-      ], js.data, 'No segments yet.'));
+      ], js.data.map((s) => Object.assign({ __id: s.segment_id }, s)), 'No segments yet.'));
+  }
+
+  async function pageSegment(root, id) {
+    const base = '/v1/' + enc(client()) + '/segments/' + enc(id);
+    const [seg, hist] = await Promise.all([api('GET', base), api('GET', base + '/history')]);
+    const points = hist.points.map((p) => ({ at: p.at, count: p.member_count }));
+    add(root, heading('Segment ' + seg.segment_name, refreshButton(() => route())),
+      el('p', {}, el('a', { href: '#/segments' }, '← All segments')),
+      el('dl', { class: 'facts' }, fact('Id', seg.segment_id),
+        fact('Members', num(seg.member_count)), fact('Computed', when(seg.computed_at)),
+        fact('Description', seg.description || '—')),
+      el('h2', {}, 'Size over time'),
+      points.length ? el('figure', { class: 'chart-box' },
+        barChart(points, (p) => p.at.replace('T', ' ').replace('Z', ' UTC'),
+          'Members at each computation, ' + points.length + ' points'),
+        el('figcaption', {}, 'Members at each computation, oldest left.')) : null,
+      el('div', { id: 'sizes' }, table('Sizes', [
+        { label: 'At', cell: (p) => when(p.at) },
+        { label: 'Members', num: true, cell: (p) => num(p.count) },
+      ], points.slice().reverse(), 'Not computed yet.')),
+      el('h2', {}, 'Pushed to'),
+      el('div', { id: 'pushed' }, table('Targets this segment was pushed to', [
+        { label: 'Target', cell: (p) => p.connector_id },
+        { label: 'Newest delivery', cell: (p) => el('a', { href: '#/outbox/' +
+          enc(p.delivery_id) }, p.delivery_id) },
+        { key: 'state', label: 'State', cell: (p) => badge(p.state) },
+        { label: 'At', cell: (p) => when(p.at) },
+      ], (seg.pushed_to || []).map((p) => Object.assign({ __id: p.connector_id }, p)),
+      'Not pushed anywhere yet.')),
+      el('h2', {}, 'Rules'),
+      el('pre', { class: 'json' }, JSON.stringify(seg.rules, null, 2)));
   }
 
   /* -- quotas -- */

@@ -267,6 +267,14 @@ class DashboardBrowser(unittest.TestCase):
         self.assertIn("overview", seen["tenant_nav"])
         self.assertIn("segments", seen["tenant_nav"])
         self.assertIn(segment, seen["tenant_segments"])
+        seg = self.tenant("GET", "/v1/%s/segments/%s" % (CLIENT, segment)).json
+        hist = self.tenant("GET", "/v1/%s/segments/%s/history" % (CLIENT, segment)).json
+        self.assertEqual(seen["segment"]["sizes"],
+                         [p["member_count"] for p in reversed(hist["points"])])
+        self.assertTrue(seen["segment"]["sizes"])
+        self.assertEqual(seen["segment"]["pushed"], [[target, "delivered"]])
+        self.assertEqual([[p["connector_id"], p["state"]] for p in seg["pushed_to"]],
+                         seen["segment"]["pushed"])
         self.assertIn("does not grant access", seen["other_tenant_error"])
 
         # the static files: strict CSP, ETag revalidation, no key needed

@@ -215,6 +215,15 @@ async function main() {
     await page.waitForSelector('#page table', WAIT);
     out.tenant_segments = await page.textContent('#page table');
     await shot(page, 'tenant-segments', false);
+    await page.click(`tr[data-id="${cfg.segment}"] a`);
+    await page.waitForSelector('#pushed table', WAIT);
+    out.segment = {
+      sizes: await page.$$eval('#sizes tbody tr td', (ts) => ts.map((t) =>
+        Number(t.textContent.replace(/,/g, '')))),
+      pushed: await page.$$eval('#pushed tbody tr', (rs) => rs.map((r) => [r.dataset.id,
+        r.querySelector('[data-col="state"]').textContent.trim()])),
+    };
+    await shot(page, 'segment', true);
     await openPage(page, 'outbox');
     await shot(page, 'tenant-outbox', false);
   } catch (e) {
