@@ -95,8 +95,9 @@
   }
 
   /* One API call with the session's token; answers the parsed JSON (null for 204). */
-  async function api(method, path, body) {
-    const headers = { Authorization: 'Bearer ' + session.token, Accept: 'application/json' };
+  async function api(method, path, body, extra) {
+    const headers = Object.assign({ Authorization: 'Bearer ' + session.token,
+      Accept: 'application/json' }, extra || {});
     const init = { method, headers, cache: 'no-store', credentials: 'omit' };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
@@ -634,6 +635,9 @@
         fact('Replays', num(d.replays)), fact('Next attempt', when(d.next_attempt_at)),
         fact('Last status', num(d.last_status)), fact('Last error', d.last_error || '—'),
         fact('Created', when(d.created_at)), fact('Delivered', when(d.delivered_at))),
+      d.facts ? [el('h2', {}, 'What the target reported'),
+        el('pre', { class: 'json', id: 'delivery-facts' }, JSON.stringify(d.facts, null, 2))]
+        : null,
       el('div', { class: 'actions' }, deliveryActions(d, rerender, null)),
       table('Attempts', [
         { label: 'Attempt', cell: (h) => num(h.attempt) },
@@ -688,8 +692,44 @@
         { label: 'At', cell: (p) => when(p.at) },
       ], (seg.pushed_to || []).map((p) => Object.assign({ __id: p.connector_id }, p)),
       'Not pushed anywhere yet.')),
+      pushForm(seg),
       el('h2', {}, 'Rules'),
       el('pre', { class: 'json' }, JSON.stringify(seg.rules, null, 2)));
+  }
+
+  /* An Idempotency-Key for one click: a retry of the same request never pushes twice. */
+  function requestKey() {
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    return 'ui-' + [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
+  }
+
+  function pushForm(seg) {
+    const known = [...new Set((seg.pushed_to || []).map((p) => p.connector_id))];
+    const target = el('input', { id: 'push-target', list: 'push-targets', autocomplete: 'off',
+      value: known[0] || '', 'aria-describedby': 'push-help' });
+    const dry = el('input', { id: 'push-dry', type: 'checkbox' });
+    const result = el('p', { id: 'push-result', role: 'status' });
+    return el('form', { class: 'inline', id: 'push-form', onsubmit: (e) => {
+      e.preventDefault();
+      act(async () => {
+        const path = '/v1/' + enc(client()) + '/segments/' + enc(seg.segment_id) + '/push' +
+          (dry.checked ? '?dry_run=true' : '');
+        const r = await api('POST', path, { target_id: target.value.trim() },
+          { 'Idempotency-Key': requestKey() });
+        result.replaceChildren((dry.checked ? 'Dry run queued: ' : 'Push queued: '),
+          el('a', { href: '#/outbox/' + enc(r.delivery_id), id: 'push-delivery' },
+            r.delivery_id));
+      });
+    } },
+    el('h2', { class: 'full' }, 'Push'),
+    el('label', { for: 'push-target' }, 'Target id'), target,
+    el('datalist', { id: 'push-targets' }, known.map((k) => el('option', { value: k }))),
+    el('label', { class: 'choice' }, dry, ' Dry run (report what the target would do, send ' +
+      'nothing; only targets that support it)'),
+    el('button', { type: 'submit' }, 'Push'),
+    el('p', { class: 'help', id: 'push-help' }, 'The operator lists the targets (admin); ' +
+      'the ones this segment went to before are offered.'),
+    result);
   }
 
   /* -- quotas -- */

@@ -191,7 +191,7 @@ class DashboardBrowser(unittest.TestCase):
             "expected": expected, "connector": connector,
             "season_records": SMALL_SEASON["events"] + SMALL_SEASON["customers"]
             + SMALL_SEASON["sales"],
-            "dead": dead, "segment": segment, "new_tenant": "boxoffice",
+            "dead": dead, "segment": segment, "target": target, "new_tenant": "boxoffice",
             "demo_key_id": self.server.demo_key_id(),
             "artifacts": artifacts_dir(),
             "screenshots": os.environ.get("SD_UI_SCREENSHOTS") or "",
@@ -259,7 +259,6 @@ class DashboardBrowser(unittest.TestCase):
         self.assertEqual(d["state"], "delivered", d)
         self.assertEqual(d["replays"], 1)
         self.assertEqual(seen["replayed_state"], "delivered")
-        self.assertEqual(len(self.rx.received(DEAD_PATH)), 2)
 
         # A tenant key opens its own tenant only: no operator pages, another tenant refused.
         self.assertNotIn("connectors", seen["tenant_nav"])
@@ -275,6 +274,11 @@ class DashboardBrowser(unittest.TestCase):
         self.assertEqual(seen["segment"]["pushed"], [[target, "delivered"]])
         self.assertEqual([[p["connector_id"], p["state"]] for p in seg["pushed_to"]],
                          seen["segment"]["pushed"])
+        # a push made from the segment's page (tenant key), delivered
+        again = self.tenant("GET", "/v1/%s/deliveries/%s" % (CLIENT, seen["pushed_again"])).json
+        self.assertEqual((again["state"], again["segment_id"], again["target_id"]),
+                         ("delivered", segment, target))
+        self.assertEqual(len(self.rx.received(DEAD_PATH)), 3)
         self.assertIn("does not grant access", seen["other_tenant_error"])
 
         # the static files: strict CSP, ETag revalidation, no key needed

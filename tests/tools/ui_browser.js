@@ -50,6 +50,13 @@ async function waitCell(page, rowId, col, want) {
   }, [`tr[data-id="${rowId}"] [data-col="${col}"]`, want], WAIT);
 }
 
+async function waitText(page, sel, want) {
+  await page.waitForFunction(([q, w]) => {
+    const n = document.querySelector(q);
+    return n && n.textContent.trim() === w;
+  }, [sel, want], WAIT);
+}
+
 async function stats(page) {
   await page.waitForSelector('#summary [data-stat="sales"]', WAIT);
   const v = {};
@@ -224,6 +231,14 @@ async function main() {
         r.querySelector('[data-col="state"]').textContent.trim()])),
     };
     await shot(page, 'segment', true);
+    /* push it again from the page (the receiver accepts now) */
+    await page.fill('#push-target', cfg.target);
+    await page.click('#push-form button[type="submit"]');
+    await page.waitForSelector('#push-delivery', WAIT);
+    out.pushed_again = await page.textContent('#push-delivery');
+    await page.click('#push-delivery');
+    await waitText(page, '#page .facts .badge', 'delivered');
+    await shot(page, 'tenant-delivery', false);
     await openPage(page, 'outbox');
     await shot(page, 'tenant-outbox', false);
   } catch (e) {
