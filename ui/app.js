@@ -545,7 +545,7 @@
       el('p', {}, 'Objects a vendor sent that could not be stored yet, with the reason. ' +
         'A replay tries every quarantined object of a connector again.'),
       connectors.length ? el('div', { class: 'actions' }, connectors.map((id) =>
-        el('button', { type: 'button', onclick: () => act(async () => {
+        el('button', { type: 'button', 'data-replay': id, onclick: () => act(async () => {
           const r = await api('POST', adminTenant() + '/connectors/' + enc(id) + '/replay');
           toast('Replay of ' + id + ': ' + r.applied + ' applied, ' + r.quarantined +
             ' still quarantined.');
@@ -555,10 +555,11 @@
         { label: 'Id', cell: (q) => String(q.id) },
         { label: 'Connector', cell: (q) => q.connector_id },
         { label: 'Payload', num: true, cell: (q) => String(q.payload_id) },
-        { label: 'Reason', cell: (q) => q.reason },
+        { key: 'reason', label: 'Reason', cell: (q) => q.reason },
         { label: 'Received', cell: (q) => when(q.received_at) },
         { label: 'Quarantined', cell: (q) => when(q.quarantined_at) },
-      ], js.quarantine, 'Nothing is in quarantine.'),
+      ], js.quarantine.map((q) => Object.assign({ __id: String(q.id) }, q)),
+      'Nothing is in quarantine.'),
       js.next_after ? el('p', {}, 'Showing the first 500.') : null);
   }
 

@@ -176,14 +176,40 @@ class DashboardBrowser(unittest.TestCase):
         r = self.tenant("POST", "/v1/%s/ingest" % CLIENT,
                         {"events": [harness.event()], "customers": [harness.customer()]})
         self.assertEqual(r.status, 202, r)
-        expected = {k: v + 1 if k != "sales" else v for k, v in expected.items()}
-        now = self.admin("GET", "/admin/v1/tenants/%s/summary" % CLIENT).json
-        self.assertEqual(expected, {k: now[k] for k in expected})
+
+        # a vendor webhook whose third object is quarantined (its id is under another name);
+        # then the operator fixes the mapping, and the page's replay applies it
+        mapping = {"fields": {"contactNumber": "customer_id", "mail": "email"},
+                   "unmapped": "drop"}
+        r = self.admin("POST", "/admin/v1/tenants/%s/connectors" % CLIENT,
+                       {"type": "webhook_in", "environment": "test",
+                        "settings": {"kind": "customers"}, "mapping": mapping})
+        self.assertEqual(r.status, 201, r)
+        door, door_path = r.json["connector_id"], r.json["inbound"]["path"]
+        objs = [{"contactNumber": "UI-C1", "mail": "c1@example.com"},
+                {"contactNumber": "UI-C2", "mail": "c2@example.com"},
+                {"contactNo": "UI-C3", "mail": "c3@example.com"}]
+        r = harness.http(self.port, "POST", door_path, body=objs)
+        self.assertEqual((r.status, r.json["applied"], r.json["quarantined"]), (200, 2, 1), r)
+        q = self.admin("GET", "/admin/v1/tenants/%s/quarantine" % CLIENT).json["quarantine"]
+        self.assertEqual(len(q), 1, q)
+        quarantined = q[0]
+        mapping["fields"]["contactNo"] = "customer_id"
+        r = self.admin("PATCH", "/admin/v1/tenants/%s/connectors/%s" % (CLIENT, door),
+                       {"mapping": mapping})
+        self.assertEqual(r.status, 200, r)
 
         # another tenant, with data of its own
         r = harness.http(self.port, "POST", "/v1/other/ingest",
                          body={"events": [harness.event()]}, key=self.other_key)
         self.assertEqual(r.status, 202, r)
+
+        # the overview must show the counts as they are now: the season, one ingested event
+        # and customer, two customers through the vendor webhook
+        now = self.admin("GET", "/admin/v1/tenants/%s/summary" % CLIENT).json
+        self.assertEqual({k: now[k] for k in expected},
+                         {"events": 201, "customers": 20003, "sales": 150000})
+        expected = {k: now[k] for k in expected}
 
         cfg = {
             "base": "http://127.0.0.1:%d" % self.port,
@@ -192,6 +218,7 @@ class DashboardBrowser(unittest.TestCase):
             "season_records": SMALL_SEASON["events"] + SMALL_SEASON["customers"]
             + SMALL_SEASON["sales"],
             "dead": dead, "segment": segment, "target": target, "new_tenant": "boxoffice",
+            "door": door, "quarantined": str(quarantined["id"]),
             "demo_key_id": self.server.demo_key_id(),
             "artifacts": artifacts_dir(),
             "screenshots": os.environ.get("SD_UI_SCREENSHOTS") or "",
@@ -207,7 +234,14 @@ class DashboardBrowser(unittest.TestCase):
 
         # What the browser saw is what the API answers.
         self.assertEqual(seen["overview"], expected)
-        self.assertEqual(seen["tenant_overview"], expected)
+        # the replay from the quarantine page applied the third customer
+        self.assertEqual(seen["quarantine"]["reason"], quarantined["reason"])
+        self.assertEqual(seen["quarantine"]["after"], "Nothing is in quarantine.")
+        self.assertEqual(self.admin("GET", "/admin/v1/tenants/%s/quarantine"
+                                    % CLIENT).json["quarantine"], [])
+        self.assertEqual(self.tenant("GET", "/v1/%s/customers/UI-C3" % CLIENT).status, 200)
+        expected_after = dict(expected, customers=expected["customers"] + 1)
+        self.assertEqual(seen["tenant_overview"], expected_after)
         self.assertEqual(seen["run"]["records_in"], cfg["season_records"])
         c = self.admin("GET", "/admin/v1/tenants/%s/connectors/%s" % (CLIENT, connector)).json
         self.assertEqual(c["status"]["state"], "ok", c)

@@ -163,7 +163,14 @@ async function main() {
 
     log('quarantine');
     await openPage(page, 'quarantine');
-    await shot(page, 'quarantine', false);
+    await page.waitForSelector(`tr[data-id="${cfg.quarantined}"]`, WAIT);
+    out.quarantine = { reason: await cellText(page, cfg.quarantined, 'reason') };
+    await shot(page, 'quarantine', true);
+    await page.click(`button[data-replay="${cfg.door}"]`);
+    await page.waitForFunction(() => /Replay of .*: 1 applied, 0 still quarantined/.test(
+      document.getElementById('toast').textContent), null, WAIT);
+    await page.waitForSelector('#page .page[data-page="quarantine"] p.empty', WAIT);
+    out.quarantine.after = await page.textContent('#page p.empty');
 
     log('outbox: replay the dead delivery');
     await openPage(page, 'outbox');
