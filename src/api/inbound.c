@@ -24,6 +24,7 @@
 #include "core/alerts.h"
 #include "core/connector_config.h"
 #include "core/inbound.h"
+#include "core/quality.h"
 #include "store/inbound.h"
 
 struct door {
@@ -170,6 +171,11 @@ int sd_api_inbound_receive(struct sd_req *req)
     const char *why = NULL;
     r = sd_inbound_prepare(&conf, req->body.data ? req->body.data : "", req->body.len, headers,
                            sd_now_usec(), &p, &why);
+    if (r == 0) {
+        /* what the door refused counts for its connector in the data-quality view */
+        sd_quality_rejected(req->hub->quality, conf.tenant_id, conf.env, conf.id, NULL,
+                            sd_inbound_payload_rejected(p));
+    }
     sd_connector_conf_release(&conf);
     if (r == -E2BIG) {
         sd_req_reply_error(req, 413, "payload_too_large", "%s; nothing was stored", why);

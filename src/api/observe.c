@@ -77,8 +77,8 @@ static void reply_quality(struct sd_req *req, int64_t tenant_id, const enum sd_e
         if (env_only && t->env != *env_only) {
             continue;
         }
-        json_t *o = json_pack("{s:o, s:s, s:s}", "hour", sd_json_time(t->hour_usec),
-                              "environment", sd_env_name(t->env), "source", t->source);
+        json_t *o = json_pack("{s:o, s:s, s:s}", "hour", sd_json_time(t->hour_usec), "environment",
+                              sd_env_name(t->env), "source", t->source);
         if (strcmp(t->kind, "rejected") == 0) {
             json_object_set_new(o, "field", json_string(t->field));
             json_object_set_new(o, "code", json_string(t->code));
@@ -169,9 +169,8 @@ int sd_api_admin_quotas(struct sd_req *req)
             continue;
         }
         struct sd_quota eff[SD_QUOTAS_MAX + 1];
-        json_t *windows =
-            sd_quota_status(req->hub->store, keys[i], sd_quota_effective(cons[i], settings[i], eff),
-                            now);
+        json_t *windows = sd_quota_status(req->hub->store, keys[i],
+                                          sd_quota_effective(cons[i], settings[i], eff), now);
         if (!windows) {
             r = -EIO;
             break;
@@ -182,10 +181,10 @@ int sd_api_admin_quotas(struct sd_req *req)
                 json_array_append_new(shared, json_string(v[j].id));
             }
         }
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:o, s:o}", "connector_id", v[i].id,
-                                             "type", v[i].type, "environment",
-                                             sd_env_name(v[i].env), "credential_shared_with",
-                                             shared, "windows", windows));
+        json_array_append_new(arr,
+                              json_pack("{s:s, s:s, s:s, s:o, s:o}", "connector_id", v[i].id,
+                                        "type", v[i].type, "environment", sd_env_name(v[i].env),
+                                        "credential_shared_with", shared, "windows", windows));
     }
     for (size_t i = 0; i < n; i++) {
         free(keys[i]);
@@ -223,8 +222,8 @@ int sd_api_segment_history(struct sd_req *req)
     struct sd_segment_size_point *v = NULL;
     size_t n = 0;
     if (r == 0) {
-        r = sd_store_observe_segment_size_history(req->hub->store, req->who.tenant_id,
-                                                  req->who.env, seg->id, since, &v, &n);
+        r = sd_store_observe_segment_size_history(req->hub->store, req->who.tenant_id, req->who.env,
+                                                  seg->id, since, &v, &n);
     }
     if (r < 0) {
         sd_api_reply_store_error(req, r);
@@ -232,8 +231,7 @@ int sd_api_segment_history(struct sd_req *req)
         json_t *points = json_array();
         for (size_t i = 0; i < n; i++) {
             json_array_append_new(points, json_pack("{s:o, s:I}", "at", sd_json_time(v[i].at_usec),
-                                                    "member_count",
-                                                    (json_int_t)v[i].member_count));
+                                                    "member_count", (json_int_t)v[i].member_count));
         }
         sd_req_reply_json(req, 200,
                           json_pack("{s:s, s:o}", "segment_id", seg->id, "points", points));

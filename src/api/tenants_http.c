@@ -26,9 +26,9 @@ static json_t *tenant_json(struct sd_req *req, const struct sd_tenant *t)
 static json_t *key_json(const struct sd_key_info *k)
 {
     return json_pack("{s:s, s:s, s:o, s:o, s:b, s:o}", "key_id", k->key_id, "environment",
-                     sd_env_name(k->env), "created_at", sd_json_time(k->created_usec),
-                     "revoked_at", sd_json_time(k->revoked_usec), "revoked",
-                     k->revoked_usec != 0, "last_used_at", sd_json_time(k->last_used_usec));
+                     sd_env_name(k->env), "created_at", sd_json_time(k->created_usec), "revoked_at",
+                     sd_json_time(k->revoked_usec), "revoked", k->revoked_usec != 0, "last_used_at",
+                     sd_json_time(k->last_used_usec));
 }
 
 int sd_api_admin_tenants_list(struct sd_req *req)
@@ -64,7 +64,8 @@ static void check_members(const json_t *body, const char *const *allowed, struct
 {
     const char *key;
     const json_t *val;
-    json_object_foreach((json_t *)body, key, val) {
+    json_object_foreach((json_t *)body, key, val)
+    {
         bool ok = false;
         for (size_t i = 0; allowed[i] && !ok; i++) {
             ok = strcmp(allowed[i], key) == 0;
@@ -193,14 +194,12 @@ int sd_api_admin_key_create(struct sd_req *req)
         } else if (r < 0) {
             sd_api_reply_store_error(req, r);
         } else {
-            sd_req_add_header(req, "Location", "/admin/v1/tenants/%s/keys/%s", t.client_id,
-                              key_id);
+            sd_req_add_header(req, "Location", "/admin/v1/tenants/%s/keys/%s", t.client_id, key_id);
             /* The secret is in this answer only: a client must store it now. */
             sd_req_reply_json(req, 201,
                               json_pack("{s:s, s:s, s:s, s:s, s:o}", "key_id", key_id,
-                                        "environment", sd_env_name(env), "client_id",
-                                        t.client_id, "key", key, "created_at",
-                                        sd_json_time(sd_now_usec())));
+                                        "environment", sd_env_name(env), "client_id", t.client_id,
+                                        "key", key, "created_at", sd_json_time(sd_now_usec())));
         }
     }
     if (key) {

@@ -564,6 +564,8 @@ finish:
         free(doc);
         json_decref(st);
     }
+    sd_quality_run(hub->quality, conf->id, conf->tenant_id, r == 0, ctx.records_in,
+                   ctx.records_rejected, sd_now_usec());
     sd_log(r == 0 ? SD_LOG_INFO : SD_LOG_ERROR, "connector run finished",
            "connector=\"[%s/%s]\" records=%llu rejected=%llu " SD_LOG_ERR_FMT, conf->type, conf->id,
            (unsigned long long)ctx.records_in, (unsigned long long)ctx.records_rejected,

@@ -456,7 +456,14 @@ struct sd_inbound_payload {
     /* replay */
     bool replay;
     bool replay_all;
+    /* the field errors that quarantined objects of a received payload (not of a replay) */
+    struct sd_issues rejected;
 };
+
+const struct sd_issues *sd_inbound_payload_rejected(const struct sd_inbound_payload *p)
+{
+    return &p->rejected;
+}
 
 static void add_subject(struct sd_inbound_payload *p, char *s)
 {
@@ -663,6 +670,14 @@ static void prepare_object(struct sd_connector_ctx *ctx, const struct sd_connect
         }
     } else if (!it->skip) {
         it->reason = issues_text(&issues);
+        if (!p->replay) {
+            /* for the data-quality view (a replay does not count an object twice) */
+            for (size_t i = 0; i < issues.n; i++) {
+                sd_issues_add(&p->rejected, issues.items[i].pointer, "%s",
+                              issues.items[i].message);
+            }
+            p->rejected.total += issues.total - issues.n;
+        }
     }
     /* An address that is a mapped customer record's own needs no row of its own: the record's
      * customer id finds the payload (an erasure forgets every customer id of the person). */
@@ -717,6 +732,7 @@ void sd_inbound_payload_free(struct sd_inbound_payload *p)
     sd_connector_conf_release(&p->conf);
     free(p->source);
     free(p->stream);
+    sd_issues_release(&p->rejected);
     free(p);
 }
 
@@ -850,6 +866,7 @@ int sd_inbound_prepare(const struct sd_connector_conf *conf, const char *body, s
                        const char **ret_why)
 {
     struct sd_inbound_payload *p = sd_calloc(1, sizeof(*p));
+    sd_issues_init(&p->rejected, SD_MAX_ISSUES);
     conf_copy(&p->conf, conf);
     json_t *settings = json_loads(conf->settings, 0, NULL);
     int64_t days = iget(settings, "raw_retention_days", 30);

@@ -140,6 +140,9 @@ const struct sd_inbound_outcome *sd_inbound_payload_outcome(const struct sd_inbo
 size_t sd_inbound_payload_count(const struct sd_inbound_payload *p);
 const char *sd_inbound_payload_reason(const struct sd_inbound_payload *p, size_t i);
 void sd_inbound_payload_free(struct sd_inbound_payload *p);
+/* The field errors of the objects a received payload quarantines (pointers into each object's
+ * mapped records, "/customers/0/email"), for the data-quality counts; empty for a replay. */
+const struct sd_issues *sd_inbound_payload_rejected(const struct sd_inbound_payload *p);
 
 /* Replay: re-run through conf's current mapping the connector's payloads with quarantined
  * objects (all == false: only those objects), or every payload received in [from, to) (all ==

@@ -35,6 +35,14 @@ struct totals {
     uint64_t answers[3]; /* 2xx, 4xx, 5xx */
 };
 
+struct runs {
+    char connector_id[SD_TRAFFIC_TEXT_MAX + 1]; /* "": the "_other" slot */
+    int64_t tenant_id;
+    uint64_t ok, failed;
+    int64_t last_end_usec;
+    uint64_t last_in, last_rejected;
+};
+
 struct sd_quality {
     pthread_mutex_t lock;
     struct sd_traffic_count *rows; /* SD_TRAFFIC_ADD_MAX */
@@ -43,6 +51,8 @@ struct sd_quality {
     uint64_t dropped;
     struct totals totals[SD_QUALITY_METRIC_TENANTS + 1]; /* the last one: "_other" */
     size_t n_totals;
+    struct runs runs[SD_QUALITY_METRIC_CONNECTORS + 1]; /* the last one: "_other" */
+    size_t n_runs;
 };
 
 struct sd_quality *sd_quality_new(void)
@@ -298,8 +308,8 @@ void sd_quality_accepted(struct sd_quality *q, int64_t tenant_id, enum sd_env en
     pthread_mutex_unlock(&q->lock);
 }
 
-void sd_quality_answer(struct sd_quality *q, int64_t tenant_id, enum sd_env env,
-                       const char *route, int status)
+void sd_quality_answer(struct sd_quality *q, int64_t tenant_id, enum sd_env env, const char *route,
+                       int status)
 {
     if (!q || !route || status < 200 || status > 599 || (status >= 300 && status < 400)) {
         return;
@@ -311,6 +321,38 @@ void sd_quality_answer(struct sd_quality *q, int64_t tenant_id, enum sd_env env,
     pthread_mutex_lock(&q->lock);
     add_locked(q, &k);
     totals_locked(q, tenant_id)->answers[cls]++;
+    pthread_mutex_unlock(&q->lock);
+}
+
+void sd_quality_run(struct sd_quality *q, const char *connector_id, int64_t tenant_id, bool ok,
+                    uint64_t records_in, uint64_t rejected, int64_t end_usec)
+{
+    if (!q || !connector_id) {
+        return;
+    }
+    pthread_mutex_lock(&q->lock);
+    struct runs *r = NULL;
+    for (size_t i = 0; i < q->n_runs && !r; i++) {
+        if (strcmp(q->runs[i].connector_id, connector_id) == 0) {
+            r = &q->runs[i];
+        }
+    }
+    if (!r && q->n_runs < SD_QUALITY_METRIC_CONNECTORS) {
+        r = &q->runs[q->n_runs++];
+        snprintf(r->connector_id, sizeof(r->connector_id), "%s", connector_id);
+        r->tenant_id = tenant_id;
+    }
+    if (!r) {
+        r = &q->runs[SD_QUALITY_METRIC_CONNECTORS];
+    }
+    if (ok) {
+        r->ok++;
+    } else {
+        r->failed++;
+    }
+    r->last_end_usec = end_usec;
+    r->last_in = records_in;
+    r->last_rejected = rejected;
     pthread_mutex_unlock(&q->lock);
 }
 
@@ -361,8 +403,145 @@ static const char *tenant_label(const struct sd_tenant *v, size_t n, int64_t id)
     return NULL;
 }
 
-void sd_quality_render_metrics(struct sd_quality *q, struct sd_store_handle *st,
-                               struct sd_buf *out)
+static double age_seconds(int64_t now, int64_t usec)
+{
+    return usec > 0 && now > usec ? (double)(now - usec) / 1e6 : 0.0;
+}
+
+static void render_runs(struct sd_quality *q, const struct sd_tenant *tv, size_t nt,
+                        struct sd_buf *out)
+{
+    struct runs *snap = sd_calloc(SD_QUALITY_METRIC_CONNECTORS + 1, sizeof(*snap));
+    pthread_mutex_lock(&q->lock);
+    size_t n = q->n_runs;
+    memcpy(snap, q->runs, (SD_QUALITY_METRIC_CONNECTORS + 1) * sizeof(*snap));
+    pthread_mutex_unlock(&q->lock);
+    const struct runs *other = &snap[SD_QUALITY_METRIC_CONNECTORS];
+    int64_t now = sd_now_usec();
+    sd_buf_puts(out, "# HELP stagedoor_connector_runs_total Connector runs since start by "
+                     "outcome (at most 200 connectors; the rest as connector=\"_other\").\n"
+                     "# TYPE stagedoor_connector_runs_total counter\n");
+    for (size_t i = 0; i <= n; i++) {
+        const struct runs *r = i < n ? &snap[i] : other;
+        if (i == n && !other->ok && !other->failed) {
+            break;
+        }
+        const char *t = i < n ? tenant_label(tv, nt, r->tenant_id) : NULL;
+        const char *c = i < n ? r->connector_id : "_other";
+        t = t ? t : "_other";
+        sd_buf_printf(out,
+                      "stagedoor_connector_runs_total{tenant=\"%s\",connector=\"%s\","
+                      "outcome=\"ok\"} %llu\n"
+                      "stagedoor_connector_runs_total{tenant=\"%s\",connector=\"%s\","
+                      "outcome=\"failed\"} %llu\n",
+                      t, c, (unsigned long long)r->ok, t, c, (unsigned long long)r->failed);
+    }
+    sd_buf_puts(out, "# HELP stagedoor_connector_last_run_age_seconds Seconds since the "
+                     "connector's last run ended (runs of this process).\n"
+                     "# TYPE stagedoor_connector_last_run_age_seconds gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        const char *t = tenant_label(tv, nt, snap[i].tenant_id);
+        sd_buf_printf(out,
+                      "stagedoor_connector_last_run_age_seconds{tenant=\"%s\",connector=\"%s\"}"
+                      " %.3f\n",
+                      t ? t : "_other", snap[i].connector_id,
+                      age_seconds(now, snap[i].last_end_usec));
+    }
+    sd_buf_puts(out, "# HELP stagedoor_connector_last_run_records Records the connector's last "
+                     "run stored and rejected.\n"
+                     "# TYPE stagedoor_connector_last_run_records gauge\n");
+    for (size_t i = 0; i < n; i++) {
+        const char *t = tenant_label(tv, nt, snap[i].tenant_id);
+        t = t ? t : "_other";
+        sd_buf_printf(out,
+                      "stagedoor_connector_last_run_records{tenant=\"%s\",connector=\"%s\","
+                      "kind=\"stored\"} %llu\n"
+                      "stagedoor_connector_last_run_records{tenant=\"%s\",connector=\"%s\","
+                      "kind=\"rejected\"} %llu\n",
+                      t, snap[i].connector_id, (unsigned long long)snap[i].last_in, t,
+                      snap[i].connector_id, (unsigned long long)snap[i].last_rejected);
+    }
+    free(snap);
+}
+
+/* The outbox now, from one store query; rows past the label bounds are summed into one
+ * tenant="_other",target="_other" row. */
+static void render_outbox(struct sd_store_handle *st, const struct sd_tenant *tv, size_t nt,
+                          struct sd_buf *out)
+{
+    struct sd_outbox_stat *v = NULL;
+    size_t n = 0;
+    if (sd_store_observe_outbox_stats(st, &v, &n) < 0) {
+        return; /* the other series still answer; the outbox's are missing from this scrape */
+    }
+    int64_t seen_tenants[SD_QUALITY_METRIC_TENANTS];
+    size_t n_tenants = 0, n_targets = 0;
+    struct sd_outbox_stat other = {0};
+    bool any_other = false;
+    /* Which rows are named: a row is, while its tenant is among the first 100 and the rows
+     * named so far are fewer than 200. */
+    bool *named = sd_calloc(n ? n : 1, sizeof(*named));
+    for (size_t i = 0; i < n; i++) {
+        bool known = false;
+        for (size_t k = 0; k < n_tenants && !known; k++) {
+            known = seen_tenants[k] == v[i].tenant_id;
+        }
+        if (!known && n_tenants < SD_QUALITY_METRIC_TENANTS) {
+            seen_tenants[n_tenants++] = v[i].tenant_id;
+            known = true;
+        }
+        const char *t = tenant_label(tv, nt, v[i].tenant_id);
+        named[i] = known && t && n_targets < SD_QUALITY_METRIC_CONNECTORS;
+        if (named[i]) {
+            n_targets++;
+        } else {
+            any_other = true;
+            other.depth += v[i].depth;
+            other.attempts += v[i].attempts;
+            other.dead += v[i].dead;
+            if (v[i].oldest_usec > 0 &&
+                (other.oldest_usec == 0 || v[i].oldest_usec < other.oldest_usec)) {
+                other.oldest_usec = v[i].oldest_usec;
+            }
+        }
+    }
+    static const struct {
+        const char *name, *help, *type;
+    } series[4] = {
+        {"stagedoor_outbox_queue_depth", "Outbox items waiting (queued, retrying or sending).",
+         "gauge"},
+        {"stagedoor_outbox_oldest_age_seconds", "Age of the oldest waiting outbox item.", "gauge"},
+        {"stagedoor_outbox_attempts", "Attempts the waiting outbox items have used.", "gauge"},
+        {"stagedoor_outbox_dead_letters",
+         "Outbox items that gave up (dead), until replayed or "
+         "cancelled.",
+         "gauge"},
+    };
+    int64_t now = sd_now_usec();
+    for (int m = 0; m < 4; m++) {
+        sd_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", series[m].name, series[m].help,
+                      series[m].name, series[m].type);
+        for (size_t i = 0; i <= n; i++) {
+            const struct sd_outbox_stat *o = i < n ? &v[i] : &other;
+            if ((i < n && !named[i]) || (i == n && !any_other)) {
+                continue;
+            }
+            const char *t = i < n ? tenant_label(tv, nt, o->tenant_id) : "_other";
+            const char *c = i < n ? o->connector_id : "_other";
+            sd_buf_printf(out, "%s{tenant=\"%s\",target=\"%s\"} ", series[m].name, t, c);
+            if (m == 1) {
+                sd_buf_printf(out, "%.3f\n", age_seconds(now, o->oldest_usec));
+            } else {
+                int64_t val = m == 0 ? o->depth : m == 2 ? o->attempts : o->dead;
+                sd_buf_printf(out, "%lld\n", (long long)val);
+            }
+        }
+    }
+    free(named);
+    free(v);
+}
+
+void sd_quality_render_metrics(struct sd_quality *q, struct sd_store_handle *st, struct sd_buf *out)
 {
     if (!q) {
         return;
@@ -439,5 +618,7 @@ void sd_quality_render_metrics(struct sd_quality *q, struct sd_store_handle *st,
                           labels[i], classes[k], (unsigned long long)rows[i]->answers[k]);
         }
     }
+    render_runs(q, tv, nt, out);
+    render_outbox(st, tv, nt, out);
     sd_tenants_free(tv, nt);
 }

@@ -28,6 +28,7 @@
 
 #define SD_QUALITY_CODES "missing, invalid, unknown_field, unknown_reference, duplicate, other"
 #define SD_QUALITY_METRIC_TENANTS 100
+#define SD_QUALITY_METRIC_CONNECTORS 200
 #define SD_QUALITY_RETENTION_USEC (400LL * 86400 * 1000000) /* hour rows kept 400 days */
 
 struct sd_quality;
@@ -48,8 +49,14 @@ void sd_quality_rejected_n(struct sd_quality *q, int64_t tenant_id, enum sd_env 
 void sd_quality_accepted(struct sd_quality *q, int64_t tenant_id, enum sd_env env,
                          const char *source, enum sd_kind kind, uint64_t n);
 /* One HTTP answer of route with status (counted by class 2xx / 4xx / 5xx). */
-void sd_quality_answer(struct sd_quality *q, int64_t tenant_id, enum sd_env env,
-                       const char *route, int status);
+void sd_quality_answer(struct sd_quality *q, int64_t tenant_id, enum sd_env env, const char *route,
+                       int status);
+
+/* A connector run ended: ok or failed, with the records it stored and rejected, at end_usec
+ * (for the per-connector /metrics series; at most SD_QUALITY_METRIC_CONNECTORS connectors by
+ * id, the rest summed under connector="_other"). */
+void sd_quality_run(struct sd_quality *q, const char *connector_id, int64_t tenant_id, bool ok,
+                    uint64_t records_in, uint64_t rejected, int64_t end_usec);
 
 /* Write the counts held so far to the store (store/observe.h traffic_add, which also deletes
  * rows older than SD_QUALITY_RETENTION_USEC). 0, or negative errno: the counts are kept for the
@@ -61,9 +68,18 @@ int sd_quality_flush(struct sd_quality *q, struct sd_store_handle *st);
 void sd_quality_classify(const char *pointer, const char *message, char *label, size_t label_cap,
                          char *code, size_t code_cap);
 
-/* Per-tenant series since start: stagedoor_tenant_records_accepted_total{tenant,kind},
- * stagedoor_tenant_records_rejected_total{tenant}, stagedoor_tenant_http_answers_total{tenant,
- * class}. */
+/* The /metrics series of this module, each with bounded labels (README § Operating):
+ *  - per tenant since start: stagedoor_tenant_records_accepted_total{tenant,kind},
+ *    stagedoor_tenant_records_rejected_total{tenant}, stagedoor_tenant_http_answers_total{tenant,
+ *    class};
+ *  - per connector since start: stagedoor_connector_runs_total{tenant,connector,outcome},
+ *    stagedoor_connector_last_run_age_seconds{tenant,connector},
+ *    stagedoor_connector_last_run_records{tenant,connector,kind="stored"|"rejected"};
+ *  - the outbox now, from one store query (store/observe.h outbox_stats):
+ *    stagedoor_outbox_queue_depth, stagedoor_outbox_oldest_age_seconds,
+ *    stagedoor_outbox_attempts, stagedoor_outbox_dead_letters, each {tenant,target}.
+ * At most SD_QUALITY_METRIC_TENANTS tenants and SD_QUALITY_METRIC_CONNECTORS connectors or
+ * targets are named; the rest are summed under "_other" (the oldest age: the largest). */
 /* Tenants are named by their client id (one tenant list read from st per call); a tenant the
  * list does not hold (yet) is summed under "_other". */
 void sd_quality_render_metrics(struct sd_quality *q, struct sd_store_handle *st,

@@ -21,16 +21,16 @@ int sd_store_observe_traffic_add(struct sd_store_handle *h, const struct sd_traf
     return CALL(traffic_add, v, n, purge_before_usec);
 }
 
-int sd_store_observe_traffic_list(struct sd_store_handle *h, int64_t tenant_id,
-                                  int64_t since_usec, size_t limit,
-                                  struct sd_traffic_count **ret, size_t *ret_n, bool *ret_more)
+int sd_store_observe_traffic_list(struct sd_store_handle *h, int64_t tenant_id, int64_t since_usec,
+                                  size_t limit, struct sd_traffic_count **ret, size_t *ret_n,
+                                  bool *ret_more)
 {
     return CALL(traffic_list, tenant_id, since_usec, limit, ret, ret_n, ret_more);
 }
 
 int sd_store_observe_segment_size_record(struct sd_store_handle *h, int64_t tenant_id,
-                                         enum sd_env env, const char *segment_id,
-                                         int64_t at_usec, int64_t member_count)
+                                         enum sd_env env, const char *segment_id, int64_t at_usec,
+                                         int64_t member_count)
 {
     return CALL(segment_size_record, tenant_id, env, segment_id, at_usec, member_count);
 }
@@ -43,11 +43,17 @@ int sd_store_observe_segment_size_history(struct sd_store_handle *h, int64_t ten
     return CALL(segment_size_history, tenant_id, env, segment_id, since_usec, ret, ret_n);
 }
 
-int sd_store_observe_segment_pushes(struct sd_store_handle *h, int64_t tenant_id,
-                                    enum sd_env env, const char *segment_id,
-                                    struct sd_segment_push **ret, size_t *ret_n)
+int sd_store_observe_segment_pushes(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                                    const char *segment_id, struct sd_segment_push **ret,
+                                    size_t *ret_n)
 {
     return CALL(segment_pushes, tenant_id, env, segment_id, ret, ret_n);
+}
+
+int sd_store_observe_outbox_stats(struct sd_store_handle *h, struct sd_outbox_stat **ret,
+                                  size_t *ret_n)
+{
+    return CALL(outbox_stats, ret, ret_n);
 }
 
 bool sd_traffic_count_valid(const struct sd_traffic_count *t)

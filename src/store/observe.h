@@ -24,7 +24,7 @@
 #include "store/store.h"
 
 #define SD_TRAFFIC_KIND_MAX 12
-#define SD_TRAFFIC_TEXT_MAX 64 /* bytes of a source, field or code label */
+#define SD_TRAFFIC_TEXT_MAX 64  /* bytes of a source, field or code label */
 #define SD_TRAFFIC_ADD_MAX 4096 /* rows in one traffic_add */
 
 /* One counter row: how many `kind` things happened for (tenant, env) in the UTC hour starting
@@ -61,6 +61,18 @@ struct sd_segment_push {
     int64_t updated_usec;
 };
 
+/* The outbox of one (tenant, connector) as /metrics shows it: items waiting (queued, retrying or
+ * sending), the oldest waiting item's creation time (0: none), attempts the waiting items used,
+ * dead letters. */
+struct sd_outbox_stat {
+    int64_t tenant_id;
+    char connector_id[SD_TRAFFIC_TEXT_MAX + 1];
+    int64_t depth;
+    int64_t oldest_usec;
+    int64_t attempts;
+    int64_t dead;
+};
+
 struct sd_store_observe_ops {
     /* Record that key_ids[i] was last used at used_usec[i] (a key's stored time only moves
      * forward; an unknown key id is skipped). One transaction. -EINVAL: n > 0 with a NULL
@@ -80,9 +92,9 @@ struct sd_store_observe_ops {
     /* Settings path (SQLite: the data file's ctl connection; may wait as a segment write does,
      * -ETIMEDOUT past its bound). Record that segment_id of (tenant, env) had member_count
      * members at at_usec, unless it has a point less than SD_SEGMENT_SIZE_GAP_USEC away from
-     * at_usec (before or after: nodes' clocks differ); also deletes its points older than at_usec - SD_SEGMENT_SIZE_KEEP_USEC. One
-     * transaction. Returns 1 recorded, 0 skipped (a recent point), -EINVAL (NULL or empty id,
-     * count < 0, bad env). Does not check that the segment exists. */
+     * at_usec (before or after: nodes' clocks differ); also deletes its points older than at_usec -
+     * SD_SEGMENT_SIZE_KEEP_USEC. One transaction. Returns 1 recorded, 0 skipped (a recent point),
+     * -EINVAL (NULL or empty id, count < 0, bad env). Does not check that the segment exists. */
     int (*segment_size_record)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                                const char *segment_id, int64_t at_usec, int64_t member_count);
     /* Read pool: the points of segment_id with at_usec >= since_usec, oldest first, at most
@@ -97,6 +109,11 @@ struct sd_store_observe_ops {
      * (outbox_items_subject), so the cost does not grow with the outbox. *ret heap. */
     int (*segment_pushes)(struct sd_store *s, int64_t tenant_id, enum sd_env env,
                           const char *segment_id, struct sd_segment_push **ret, size_t *ret_n);
+    /* Read pool, one statement: one row per connector instance that has outbox items (any
+     * state; zeros when none waits), ordered by tenant then connector. Per connector it reads
+     * its waiting and dead items only, by the index on (connector_id, state, seq), never the
+     * delivered history. Items of a removed connector are not counted. *ret heap. */
+    int (*outbox_stats)(struct sd_store *s, struct sd_outbox_stat **ret, size_t *ret_n);
 };
 
 /* The row checks traffic_add makes (for the backends): kind, env, source, n. */
@@ -106,20 +123,22 @@ int sd_store_observe_key_touch(struct sd_store_handle *h, const char *const *key
                                const int64_t *used_usec, size_t n);
 int sd_store_observe_traffic_add(struct sd_store_handle *h, const struct sd_traffic_count *v,
                                  size_t n, int64_t purge_before_usec);
-int sd_store_observe_traffic_list(struct sd_store_handle *h, int64_t tenant_id,
-                                  int64_t since_usec, size_t limit,
-                                  struct sd_traffic_count **ret, size_t *ret_n, bool *ret_more);
+int sd_store_observe_traffic_list(struct sd_store_handle *h, int64_t tenant_id, int64_t since_usec,
+                                  size_t limit, struct sd_traffic_count **ret, size_t *ret_n,
+                                  bool *ret_more);
 
 int sd_store_observe_segment_size_record(struct sd_store_handle *h, int64_t tenant_id,
-                                         enum sd_env env, const char *segment_id,
-                                         int64_t at_usec, int64_t member_count);
+                                         enum sd_env env, const char *segment_id, int64_t at_usec,
+                                         int64_t member_count);
 int sd_store_observe_segment_size_history(struct sd_store_handle *h, int64_t tenant_id,
                                           enum sd_env env, const char *segment_id,
                                           int64_t since_usec, struct sd_segment_size_point **ret,
                                           size_t *ret_n);
-int sd_store_observe_segment_pushes(struct sd_store_handle *h, int64_t tenant_id,
-                                    enum sd_env env, const char *segment_id,
-                                    struct sd_segment_push **ret, size_t *ret_n);
+int sd_store_observe_segment_pushes(struct sd_store_handle *h, int64_t tenant_id, enum sd_env env,
+                                    const char *segment_id, struct sd_segment_push **ret,
+                                    size_t *ret_n);
+int sd_store_observe_outbox_stats(struct sd_store_handle *h, struct sd_outbox_stat **ret,
+                                  size_t *ret_n);
 
 extern const struct sd_store_observe_ops sd_sqlite_observe_ops;
 extern const struct sd_store_observe_ops sd_pg_observe_ops;

@@ -11,7 +11,8 @@ What is checked:
     refused on every admin route (401) and another tenant's key id is a 404.
   - data quality: rejected fields counted per source, field label and error code (ingest and
     PUT of a sale; an unknown member's label bounded to "other"), records accepted by kind,
-    answers by route and status class; the admin view and a tenant key's own view (its
+    answers by route and status class, an inbound door's quarantined objects under its
+    connector id (a replay does not count them twice); the admin view and a tenant key's own view (its
     environment only; another tenant's key is refused, a since= that is not a time is a 400).
   - vendor quotas: per connector whose type declares quotas, its windows (limit, used,
     reserved for writes, reset time) and which other instances share its credential (never the
@@ -26,6 +27,7 @@ import time
 import unittest
 
 import harness
+from fake_sources import FakeSources
 from receiver import Receiver
 
 TS = harness.TIME_SCALE
@@ -178,9 +180,14 @@ class Quality(ObserveCase):
                         dict(good, quantity="many"))
         self.assertEqual(r.status, 400, r)
 
-        r = self.admin("GET", "/tenants/opera/quality")
-        self.assertEqual(r.status, 200, r)
-        q = r.json
+        # An answer is counted once it has been sent (its connection's completion), so the
+        # last one may land just after the client saw it: wait for it.
+        def counted():
+            r = self.admin("GET", "/tenants/opera/quality")
+            self.assertEqual(r.status, 200, r)
+            a = {(x["route"], x["class"]) for x in r.json["answers"]}
+            return r.json if ("sale_put", "4xx") in a else None
+        q = harness.wait_until(counted, 5 * TS, what="answers counted")
         rej = {(x["source"], x["field"], x["code"]): x["count"] for x in q["rejected"]}
         self.assertGreaterEqual(rej.get(("ingest", "sales.currency", "invalid"), 0), 1, q)
         self.assertGreaterEqual(rej.get(("ingest", "events.title", "missing"), 0), 1, q)
@@ -230,6 +237,32 @@ class Quality(ObserveCase):
         self.assertRegex(m, r'stagedoor_tenant_records_rejected_total\{tenant="opera"\} [1-9]')
         self.assertRegex(m, r'stagedoor_tenant_http_answers_total\{tenant="opera",class="4xx"\}'
                             r' [1-9]')
+
+    def test_inbound_door_rejections(self):
+        r = self.admin("POST", "/tenants/opera/connectors",
+                       {"type": "webhook_in", "environment": "test",
+                        "settings": {"kind": "customers"},
+                        "mapping": {"fields": {"contactNumber": "customer_id", "mail": "email"},
+                                    "unmapped": "drop"}})
+        self.assertEqual(r.status, 201, r)
+        cid, path = r.json["connector_id"], r.json["inbound"]["path"]
+        objs = [{"contactNumber": harness.uid("K"), "mail": "a%d@example.com" % i}
+                for i in range(3)]
+        objs.append({"contactNumber": harness.uid("K"), "mail": "not-an-address"})
+        r = harness.http(self.server.port, "POST", path, body=json.dumps(objs).encode(),
+                         headers={"Content-Type": "application/json"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual((r.json["applied"], r.json["quarantined"]), (3, 1), r)
+
+        def rejected():
+            q = self.admin("GET", "/tenants/opera/quality").json
+            return {(x["field"], x["code"]): x["count"] for x in q["rejected"]
+                    if x["source"] == cid}
+        self.assertEqual(rejected(), {("customers.email", "invalid"): 1})
+        # a replay that still quarantines it does not count it again
+        self.assertEqual(self.admin("POST", "/tenants/opera/connectors/%s/replay" % cid).status,
+                         200)
+        self.assertEqual(rejected(), {("customers.email", "invalid"): 1})
 
 
 class Quotas(ObserveCase):
@@ -337,6 +370,44 @@ class SegmentHistory(ObserveCase):
         self.assertEqual(pushed[0]["connector_id"], target)
         self.assertEqual(pushed[0]["delivery_id"], dlv)
         self.assertRegex(pushed[0]["at"], r"^\d{4}-\d\d-\d\dT")
+        # the outbox series name the tenant and the target: nothing waits, nothing is dead
+        m = harness.http(self.server.port, "GET", "/metrics").text
+        for series in ("queue_depth", "attempts", "dead_letters"):
+            self.assertIn('stagedoor_outbox_%s{tenant="opera",target="%s"} 0\n'
+                          % (series, target), m)
+        self.assertIn('stagedoor_outbox_oldest_age_seconds{tenant="opera",target="%s"} 0.000\n'
+                      % target, m)
+
+
+class ConnectorMetrics(ObserveCase):
+    def test_connector_run_series(self):
+        src = FakeSources()
+        src.start()
+        self.addCleanup(src.stop)
+        evs = [harness.event(harness.uid("F")) for _ in range(3)]
+        src.add_feed("/feeds/season.json", json.dumps({"events": evs}), "application/json",
+                     token="feed-Secr3t")
+        r = self.admin("POST", "/tenants/opera/connectors",
+                       {"type": "feed", "environment": "test", "schedule": "manual",
+                        "settings": {"url": src.address("/feeds/season.json"), "kind": "ingest",
+                                     "auth_header": "Bearer feed-Secr3t"}})
+        self.assertEqual(r.status, 201, r)
+        cid = r.json["connector_id"]
+        self.assertEqual(self.admin("POST", "/tenants/opera/connectors/%s/run" % cid).status, 202)
+        ok = 'stagedoor_connector_runs_total{tenant="opera",connector="%s",outcome="ok"} 1\n' % cid
+
+        def ran():
+            m = harness.http(self.server.port, "GET", "/metrics").text
+            return m if ok in m else None
+        m = harness.wait_until(ran, 20 * TS, interval=0.1, what="run counted")
+        self.assertIn('stagedoor_connector_last_run_records{tenant="opera",connector="%s",'
+                      'kind="stored"} 3\n' % cid, m)
+        self.assertRegex(m, r'stagedoor_connector_last_run_age_seconds\{tenant="opera",'
+                            r'connector="%s"\} \d+\.\d{3}\n' % cid)
+        # the run's records count for its source in the quality view
+        q = self.admin("GET", "/tenants/opera/quality").json
+        acc = {(x["source"], x["kind"]): x["count"] for x in q["accepted"]}
+        self.assertEqual(acc.get((cid, "events")), 3, q)
 
 
 if __name__ == "__main__":

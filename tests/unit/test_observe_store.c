@@ -3,7 +3,8 @@
  * settings version; traffic counters add up across flushes, stay per tenant, list in order
  * with a limit, purge old hours, and refuse bad rows; segment sizes keep one point per segment
  * per 10 minutes (either side: nodes' clocks differ) for 400 days, per tenant and environment;
- * a segment's pushes name each target's newest item of it. store suite: both backends */
+ * a segment's pushes name each target's newest item of it; the outbox figures count waiting
+ * items per tenant and connector. store suite: both backends */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -111,9 +112,9 @@ static void test_key_touch(void **state)
     assert_int_equal(sd_store_observe_key_touch(f->h, NULL, NULL, 0), 0);
 }
 
-static struct sd_traffic_count row(int64_t tenant, enum sd_env env, int64_t hour,
-                                   const char *kind, const char *source, const char *field,
-                                   const char *code, int64_t n)
+static struct sd_traffic_count row(int64_t tenant, enum sd_env env, int64_t hour, const char *kind,
+                                   const char *source, const char *field, const char *code,
+                                   int64_t n)
 {
     struct sd_traffic_count t = {.tenant_id = tenant, .env = env, .hour_usec = hour, .n = n};
     snprintf(t.kind, sizeof(t.kind), "%s", kind);
@@ -209,9 +210,8 @@ static void test_segment_sizes(void **state)
 {
     struct fx *f = *state;
     const int64_t MIN = 60LL * 1000000;
-    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_a",
-                                                          T0, 100),
-                     1);
+    assert_int_equal(
+        sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_a", T0, 100), 1);
     /* 5 minutes later, or 5 minutes earlier (another node's clock): skipped */
     assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_a",
                                                           T0 + 5 * MIN, 101),
@@ -223,17 +223,15 @@ static void test_segment_sizes(void **state)
                                                           T0 + 10 * MIN, 120),
                      1);
     /* other scopes are their own */
-    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_PROD, "seg_a",
-                                                          T0 + MIN, 7),
-                     1);
-    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->ballet, SD_ENV_TEST, "seg_a",
-                                                          T0 + MIN, 8),
-                     1);
+    assert_int_equal(
+        sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_PROD, "seg_a", T0 + MIN, 7), 1);
+    assert_int_equal(
+        sd_store_observe_segment_size_record(f->h, f->ballet, SD_ENV_TEST, "seg_a", T0 + MIN, 8),
+        1);
     struct sd_segment_size_point *v = NULL;
     size_t n = 0;
-    assert_int_equal(sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_a",
-                                                           0, &v, &n),
-                     0);
+    assert_int_equal(
+        sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_a", 0, &v, &n), 0);
     assert_int_equal(n, 2);
     assert_int_equal(v[0].at_usec, T0);
     assert_int_equal(v[0].member_count, 100);
@@ -245,9 +243,8 @@ static void test_segment_sizes(void **state)
                      0);
     assert_int_equal(n, 1);
     free(v);
-    assert_int_equal(sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_b",
-                                                           0, &v, &n),
-                     0);
+    assert_int_equal(
+        sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_b", 0, &v, &n), 0);
     assert_int_equal(n, 0);
     free(v);
     /* 400 days on: the new point purges the old ones of this segment */
@@ -255,9 +252,8 @@ static void test_segment_sizes(void **state)
                                                           T0 + SD_SEGMENT_SIZE_KEEP_USEC + 5 * MIN,
                                                           130),
                      1);
-    assert_int_equal(sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_a",
-                                                           0, &v, &n),
-                     0);
+    assert_int_equal(
+        sd_store_observe_segment_size_history(f->h, f->opera, SD_ENV_TEST, "seg_a", 0, &v, &n), 0);
     assert_int_equal(n, 2);
     assert_int_equal(v[0].member_count, 120);
     assert_int_equal(v[1].member_count, 130);
@@ -265,12 +261,11 @@ static void test_segment_sizes(void **state)
     /* bad arguments */
     assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "", T0, 1),
                      -EINVAL);
-    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, NULL, T0,
-                                                          1),
+    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, NULL, T0, 1),
                      -EINVAL);
-    assert_int_equal(sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_c", T0,
-                                                          -1),
-                     -EINVAL);
+    assert_int_equal(
+        sd_store_observe_segment_size_record(f->h, f->opera, SD_ENV_TEST, "seg_c", T0, -1),
+        -EINVAL);
 }
 
 static void add_item(struct sd_store_handle *h, const struct sd_outbox_clock *clk, int64_t tenant,
@@ -342,6 +337,37 @@ static void test_segment_pushes(void **state)
     assert_int_equal(n, 1);
     assert_string_equal(v[0].delivery_id, "dlv_0000000000000006");
     free(v);
+
+    /* The outbox figures: waiting items (a claimed one counts, sending), their oldest creation
+     * and attempts, per tenant and connector; the cancelled item counts nowhere. */
+    struct sd_outbox_item claimed = {0};
+    assert_int_equal(sd_store_delivery_claim(f->h, &clk, &claimed), 0);
+    sd_outbox_item_release(&claimed);
+    struct sd_outbox_stat *o = NULL;
+    assert_int_equal(sd_store_observe_outbox_stats(f->h, &o, &n), 0);
+    assert_int_equal(n, 3);
+    int64_t depth = 0, attempts = 0;
+    for (size_t i = 0; i < n; i++) {
+        depth += o[i].depth;
+        attempts += o[i].attempts;
+        assert_int_equal(o[i].dead, 0);
+        assert_true(o[i].oldest_usec > 0 && o[i].oldest_usec <= sd_now_usec());
+        if (strcmp(o[i].connector_id, targets[0]) == 0) {
+            assert_int_equal(o[i].tenant_id, f->opera);
+            assert_int_equal(o[i].depth, 1); /* dlv_1; dlv_2 was cancelled */
+        } else if (strcmp(o[i].connector_id, targets[1]) == 0) {
+            assert_int_equal(o[i].depth, 3);
+        } else {
+            assert_string_equal(o[i].connector_id, targets[2]);
+            assert_int_equal(o[i].tenant_id, f->ballet);
+            assert_int_equal(o[i].depth, 1);
+        }
+    }
+    assert_int_equal(depth, 5);
+    assert_int_equal(attempts, 1); /* the claim */
+    /* ordered by tenant, then connector */
+    assert_true(o[0].tenant_id <= o[1].tenant_id && o[1].tenant_id <= o[2].tenant_id);
+    free(o);
 }
 
 int main(void)

@@ -1,7 +1,8 @@
 /* test_quality.c — the data-quality counters (core/quality.h): field labels bounded to what the
  * model defines, error codes from the validator's words, counts that add up per row and reach
  * the store in one flush (and stay for the next flush when the store refuses), the per-tenant
- * /metrics series bounded to 100 tenants with the rest under tenant="_other". */
+ * /metrics series bounded to 100 tenants and 200 connectors or targets, the rest under
+ * "_other". */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +17,8 @@
 
 #include "base/base.h"
 #include "core/quality.h"
+#include "core/outbox.h"
+#include "store/audience.h"
 #include "store/observe.h"
 #include "store/store.h"
 #include "store_fixture.h"
@@ -139,8 +142,7 @@ static void test_metrics_bounded(void **state)
     sd_buf_init(&b);
     sd_quality_render_metrics(q, f->h, &b);
     size_t series = 0;
-    for (const char *p = b.data; (p = strstr(p, "stagedoor_tenant_records_rejected_total{"));
-         p++) {
+    for (const char *p = b.data; (p = strstr(p, "stagedoor_tenant_records_rejected_total{")); p++) {
         series++;
     }
     assert_int_equal(series, SD_QUALITY_METRIC_TENANTS + 1);
@@ -155,12 +157,83 @@ static void test_metrics_bounded(void **state)
     sd_quality_free(q);
 }
 
+static size_t count_of_text(const char *hay, const char *needle)
+{
+    size_t n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++) {
+        n++;
+    }
+    return n;
+}
+
+static void test_connector_and_outbox_bounded(void **state)
+{
+    struct fx *f = *state;
+    struct sd_quality *q = sd_quality_new();
+    /* 250 connectors ran: 200 by id, 50 summed under "_other" */
+    for (int i = 0; i < 250; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "con_%016d", i);
+        sd_quality_run(q, id, f->opera, i % 2 == 0, 10, 1, sd_now_usec());
+    }
+    sd_quality_run(q, "con_0000000000000000", f->opera, true, 7, 2, sd_now_usec());
+    /* 210 targets with a waiting item each: 200 named, 10 summed */
+    struct sd_outbox_clock clk = {.now_usec = sd_now_usec(),
+                                  .window_usec = 3600LL * 1000000LL,
+                                  .lease_usec = 60LL * 1000000LL,
+                                  .plan = sd_outbox_plan,
+                                  .owner = "node-a"};
+    for (int i = 0; i < 210; i++) {
+        char tid[32], did[32];
+        snprintf(tid, sizeof(tid), "tgt_%016d", i);
+        snprintf(did, sizeof(did), "dlv_%016d", i);
+        struct sd_target t = {.id = tid,
+                              .tenant_id = f->opera,
+                              .env = SD_ENV_TEST,
+                              .type = "audience_push",
+                              .doc = "{\"url\":\"https://crm.example/s\"}"};
+        assert_int_equal(sd_store_target_put(f->h, &t, true, &clk), 0);
+        struct sd_outbox_item d = {.id = did,
+                                   .tenant_id = f->opera,
+                                   .env = SD_ENV_TEST,
+                                   .connector_id = tid,
+                                   .operation = (char *)"push_segment",
+                                   .subject_kind = (char *)"segment",
+                                   .subject_id = (char *)"seg_1",
+                                   .idem_key = did,
+                                   .doc = (char *)"{}"};
+        assert_int_equal(sd_store_delivery_insert(f->h, &d, &clk, NULL), 0);
+    }
+    struct sd_buf b;
+    sd_buf_init(&b);
+    sd_quality_render_metrics(q, f->h, &b);
+    /* runs: 200 named connectors + _other, two outcomes each */
+    assert_int_equal(count_of_text(b.data, "stagedoor_connector_runs_total{"), 2 * 201);
+    assert_non_null(strstr(b.data, "stagedoor_connector_runs_total{tenant=\"_other\","
+                                   "connector=\"_other\",outcome=\"ok\"} 25\n"));
+    assert_non_null(strstr(b.data, "stagedoor_connector_runs_total{tenant=\"opera\","
+                                   "connector=\"con_0000000000000000\",outcome=\"ok\"} 2\n"));
+    assert_non_null(strstr(b.data, "stagedoor_connector_last_run_records{tenant=\"opera\","
+                                   "connector=\"con_0000000000000000\",kind=\"stored\"} 7\n"));
+    assert_int_equal(count_of_text(b.data, "stagedoor_connector_last_run_age_seconds{"), 200);
+    /* outbox: 200 named targets + _other, per series */
+    assert_int_equal(count_of_text(b.data, "stagedoor_outbox_queue_depth{"), 201);
+    assert_int_equal(count_of_text(b.data, "stagedoor_outbox_dead_letters{"), 201);
+    assert_non_null(strstr(b.data, "stagedoor_outbox_queue_depth{tenant=\"_other\","
+                                   "target=\"_other\"} 10\n"));
+    assert_non_null(strstr(b.data, "stagedoor_outbox_queue_depth{tenant=\"opera\","
+                                   "target=\"tgt_0000000000000000\"} 1\n"));
+    sd_buf_release(&b);
+    sd_quality_free(q);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_classify),
         cmocka_unit_test_setup_teardown(test_flush, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metrics_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connector_and_outbox_bounded, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -28,6 +28,7 @@ enum {
     SLOT_SIZE_PURGE,
     SLOT_SIZE_LIST,
     SLOT_PUSHES,
+    SLOT_OUTBOX_STATS,
 };
 
 static const char SQL_KEY_TOUCH[] =
@@ -66,6 +67,17 @@ static const char SQL_PUSHES[] =
     " ON o.seq = (SELECT max(i.seq) FROM outbox_items i WHERE i.connector_id = c.id"
     " AND i.subject_kind = 'segment' AND i.subject_id = $3)"
     " WHERE c.tenant_id = $1 AND c.env = $2 ORDER BY c.id COLLATE \"C\"";
+
+static const char SQL_OUTBOX_STATS[] =
+    "SELECT c.tenant_id, c.id,"
+    " sum(CASE WHEN o.state IN ('queued', 'retrying', 'sending') THEN 1 ELSE 0 END),"
+    " min(CASE WHEN o.state IN ('queued', 'retrying', 'sending') THEN o.created_usec END),"
+    " sum(CASE WHEN o.state IN ('queued', 'retrying', 'sending') THEN o.attempts ELSE 0 END),"
+    " sum(CASE WHEN o.state = 'dead' THEN 1 ELSE 0 END)"
+    " FROM connectors c LEFT JOIN outbox_items o ON o.connector_id = c.id"
+    " AND o.state IN ('queued', 'retrying', 'sending', 'dead')"
+    " WHERE EXISTS (SELECT 1 FROM outbox_items i WHERE i.connector_id = c.id)"
+    " GROUP BY c.tenant_id, c.id ORDER BY c.tenant_id, c.id COLLATE \"C\"";
 
 #define TRAFFIC_LIST_MAX 10000
 
@@ -257,8 +269,11 @@ static int size_record(struct sd_store *s, int64_t tenant_id, enum sd_env env,
     if (!segment_id || !segment_id[0] || member_count < 0 || !sd_pg_env_ok(env)) {
         return -EINVAL;
     }
-    struct size_args a = {.tenant_id = tenant_id, .env = env, .id = segment_id,
-                          .at_usec = at_usec, .member_count = member_count};
+    struct size_args a = {.tenant_id = tenant_id,
+                          .env = env,
+                          .id = segment_id,
+                          .at_usec = at_usec,
+                          .member_count = member_count};
     int r = sd_pg_tx_run(s, NULL, false, tx_size_record, &a);
     return r < 0 ? r : a.added ? 1 : 0;
 }
@@ -330,6 +345,37 @@ static int segment_pushes(struct sd_store *s, int64_t tenant_id, enum sd_env env
     return 0;
 }
 
+static int outbox_stats(struct sd_store *s, struct sd_outbox_stat **ret, size_t *ret_n)
+{
+    if (!ret || !ret_n) {
+        return -EINVAL;
+    }
+    struct pgconn *c = NULL;
+    int r = sd_pg_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    PGresult *res = NULL;
+    int rows = sd_pg_exec(c, SLOT_OUTBOX_STATS, SQL_OUTBOX_STATS, NULL, &res);
+    sd_pg_pool_put(s, c);
+    if (rows < 0) {
+        return rows;
+    }
+    struct sd_outbox_stat *v = rows ? sd_calloc((size_t)rows, sizeof(*v)) : NULL;
+    for (int i = 0; i < rows; i++) {
+        v[i].tenant_id = sd_pg_int64(res, i, 0);
+        copy_label(v[i].connector_id, sizeof(v[i].connector_id), res, i, 1);
+        v[i].depth = sd_pg_int64(res, i, 2);
+        v[i].oldest_usec = PQgetisnull(res, i, 3) ? 0 : sd_pg_int64(res, i, 3);
+        v[i].attempts = sd_pg_int64(res, i, 4);
+        v[i].dead = sd_pg_int64(res, i, 5);
+    }
+    PQclear(res);
+    *ret = v;
+    *ret_n = (size_t)rows;
+    return 0;
+}
+
 const struct sd_store_observe_ops sd_pg_observe_ops = {
     .key_touch = key_touch,
     .traffic_add = traffic_add,
@@ -337,4 +383,5 @@ const struct sd_store_observe_ops sd_pg_observe_ops = {
     .segment_size_record = size_record,
     .segment_size_history = size_history,
     .segment_pushes = segment_pushes,
+    .outbox_stats = outbox_stats,
 };

@@ -29,6 +29,7 @@ enum {
     SLOT_SIZE_PURGE,
     SLOT_SIZE_LIST,
     SLOT_PUSHES,
+    SLOT_OUTBOX_STATS,
     SLOT_LAST_,
 };
 _Static_assert(SLOT_LAST_ <= 240, "observe statement slots are 224..239");
@@ -63,6 +64,17 @@ static const char SQL_PUSHES[] =
     " ON o.seq = (SELECT max(i.seq) FROM outbox_items i WHERE i.connector_id = c.id"
     " AND i.subject_kind = 'segment' AND i.subject_id = ?3)"
     " WHERE c.tenant_id = ?1 AND c.env = ?2 ORDER BY c.id";
+
+static const char SQL_OUTBOX_STATS[] =
+    "SELECT c.tenant_id, c.id,"
+    " sum(CASE WHEN o.state IN ('queued', 'retrying', 'sending') THEN 1 ELSE 0 END),"
+    " min(CASE WHEN o.state IN ('queued', 'retrying', 'sending') THEN o.created_usec END),"
+    " sum(CASE WHEN o.state IN ('queued', 'retrying', 'sending') THEN o.attempts ELSE 0 END),"
+    " sum(CASE WHEN o.state = 'dead' THEN 1 ELSE 0 END)"
+    " FROM connectors c LEFT JOIN outbox_items o ON o.connector_id = c.id"
+    " AND o.state IN ('queued', 'retrying', 'sending', 'dead')"
+    " WHERE EXISTS (SELECT 1 FROM outbox_items i WHERE i.connector_id = c.id)"
+    " GROUP BY c.tenant_id, c.id ORDER BY c.tenant_id, c.id";
 
 #define TRAFFIC_LIST_MAX 10000
 
@@ -359,6 +371,52 @@ static int segment_pushes(struct sd_store *s, int64_t tenant_id, enum sd_env env
     return 0;
 }
 
+static int outbox_stats(struct sd_store *s, struct sd_outbox_stat **ret, size_t *ret_n)
+{
+    if (!ret || !ret_n) {
+        return -EINVAL;
+    }
+    struct conn *c = NULL;
+    int r = sd_sqlite_pool_get(s, &c);
+    if (r < 0) {
+        return r;
+    }
+    struct sd_outbox_stat *v = NULL;
+    size_t n = 0, cap = 0;
+    sqlite3_stmt *st = sd_sqlite_stmt_extra(c, SLOT_OUTBOX_STATS, SQL_OUTBOX_STATS);
+    if (!st) {
+        r = -EIO;
+    } else {
+        int rc;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                v = sd_realloc(v, cap * sizeof(*v));
+            }
+            struct sd_outbox_stat *o = &v[n++];
+            memset(o, 0, sizeof(*o));
+            o->tenant_id = sqlite3_column_int64(st, 0);
+            copy_label(o->connector_id, sizeof(o->connector_id), sqlite3_column_text(st, 1));
+            o->depth = sqlite3_column_int64(st, 2);
+            o->oldest_usec = sqlite3_column_int64(st, 3); /* NULL reads as 0: none waits */
+            o->attempts = sqlite3_column_int64(st, 4);
+            o->dead = sqlite3_column_int64(st, 5);
+        }
+        sqlite3_reset(st);
+        if (rc != SQLITE_DONE) {
+            r = sd_sqlite_fail(c, rc, "outbox stats");
+        }
+    }
+    sd_sqlite_pool_put(s, c);
+    if (r < 0) {
+        free(v);
+        return r;
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
 const struct sd_store_observe_ops sd_sqlite_observe_ops = {
     .key_touch = key_touch,
     .traffic_add = traffic_add,
@@ -366,4 +424,5 @@ const struct sd_store_observe_ops sd_sqlite_observe_ops = {
     .segment_size_record = size_record,
     .segment_size_history = size_history,
     .segment_pushes = segment_pushes,
+    .outbox_stats = outbox_stats,
 };
