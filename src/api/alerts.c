@@ -106,19 +106,18 @@ static json_t *alert_json(const struct sd_alert *a)
     json_t *doc = json_loads(a->doc ? a->doc : "{}", 0, NULL);
     json_t *msg = json_object_get(doc, "message");
     json_t *facts = json_object_get(doc, "facts");
-    json_t *delivery = json_pack(
-        "{s:s, s:I, s:o, s:o, s:o}", "state", sd_alert_delivery_name(a->delivery), "attempts",
-        (json_int_t)a->attempts, "last_error",
-        a->last_error ? json_string(a->last_error) : json_null(), "delivered_at",
-        sd_json_time(a->delivered_usec), "next_attempt_at",
-        sd_json_time(a->delivery == SD_ALERT_PENDING ? a->next_attempt_usec : 0));
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:O, s:O, s:o, s:o, s:b, s:o}", "alert_id", a->id,
-                          "rule", a->rule, "subject", a->subject, "environment",
-                          sd_env_name(a->env), "message", msg ? msg : json_null(), "facts",
-                          facts ? facts : json_object(), "created_at",
-                          sd_json_time(a->created_usec), "resolved_at",
-                          sd_json_time(a->resolved_usec), "open", a->resolved_usec == 0,
-                          "delivery", delivery);
+    json_t *delivery =
+        json_pack("{s:s, s:I, s:o, s:o, s:o}", "state", sd_alert_delivery_name(a->delivery),
+                  "attempts", (json_int_t)a->attempts, "last_error",
+                  a->last_error ? json_string(a->last_error) : json_null(), "delivered_at",
+                  sd_json_time(a->delivered_usec), "next_attempt_at",
+                  sd_json_time(a->delivery == SD_ALERT_PENDING ? a->next_attempt_usec : 0));
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:O, s:O, s:o, s:o, s:b, s:o}", "alert_id", a->id, "rule",
+                  a->rule, "subject", a->subject, "environment", sd_env_name(a->env), "message",
+                  msg ? msg : json_null(), "facts", facts ? facts : json_object(), "created_at",
+                  sd_json_time(a->created_usec), "resolved_at", sd_json_time(a->resolved_usec),
+                  "open", a->resolved_usec == 0, "delivery", delivery);
     json_decref(doc);
     return o;
 }

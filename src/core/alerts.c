@@ -48,10 +48,10 @@
 #define SECRET_PREFIX "whsec_"
 #define SECRET_KEY_MIN 24 /* bytes of the decoded key (the specification: 24 to 64) */
 #define SECRET_KEY_MAX 64
-#define RECENT_RUNS 60 /* runs read to find the previous successful ones */
-#define QUOTA_MIN 0.5   /* the lowest quota_used threshold */
+#define RECENT_RUNS 60                       /* runs read to find the previous successful ones */
+#define QUOTA_MIN 0.5                        /* the lowest quota_used threshold */
 #define INGEST_WINDOW_USEC (300LL * 1000000) /* an ingest window (scaled like the back-off) */
-#define INGEST_MIN_ROWS 20 /* fewer rows in a window say nothing about a share */
+#define INGEST_MIN_ROWS 20                   /* fewer rows in a window say nothing about a share */
 #define INGEST_WINDOWS_MAX 128
 
 /* ---- rules ----------------------------------------------------------------------------------- */
@@ -76,9 +76,12 @@ static const struct rules defaults = {
     .vendor_webhook_non200 = true,
 };
 
-static const char *const rule_names[] = {"connector_failures_in_a_row", "record_count_drop",
-                                         "rejected_share",  "dead_letters",
-                                         "quota_used",      "vendor_webhook_non200",
+static const char *const rule_names[] = {"connector_failures_in_a_row",
+                                         "record_count_drop",
+                                         "rejected_share",
+                                         "dead_letters",
+                                         "quota_used",
+                                         "vendor_webhook_non200",
                                          NULL};
 
 static json_t *rules_json(const struct rules *r)
@@ -137,9 +140,11 @@ static void rules_parse(const json_t *o, struct rules *r, struct sd_issues *erro
         }
         if (!known) {
             if (errors) {
-                sd_issues_add(errors, "/rules", "unknown rule '%s' (rules: connector_failures_"
+                sd_issues_add(errors, "/rules",
+                              "unknown rule '%s' (rules: connector_failures_"
                               "in_a_row, record_count_drop, rejected_share, dead_letters, "
-                              "quota_used, vendor_webhook_non200)", key);
+                              "quota_used, vendor_webhook_non200)",
+                              key);
             }
             continue;
         }
@@ -185,8 +190,9 @@ static void rules_parse(const json_t *o, struct rules *r, struct sd_issues *erro
             } else if (ok) {
                 *dst = d;
             } else if (errors) {
-                sd_issues_add(errors, ptr, quota ? "must be a fraction from 0.5 up to 1, or false"
-                                                 : "must be a fraction above 0 up to 1, or false");
+                sd_issues_add(errors, ptr,
+                              quota ? "must be a fraction from 0.5 up to 1, or false"
+                                    : "must be a fraction above 0 up to 1, or false");
             }
         } else {
             bool *dst = key[0] == 'd' ? &r->dead_letters : &r->vendor_webhook_non200;
@@ -315,8 +321,8 @@ int sd_alerts_settings_check(const json_t *body, json_t **ret_doc, char **ret_se
             sd_issues_add(errors, "/webhook_url", "longer than %d characters", URL_MAX);
         } else if (has_ctl(u) || strlen(u) != json_string_length(url)) {
             sd_issues_add(errors, "/webhook_url", "contains control characters");
-        } else if (sd_egress_check_url(u, schemes, sd_egress_policy_env(), &su, why,
-                                       sizeof(why)) < 0) {
+        } else if (sd_egress_check_url(u, schemes, sd_egress_policy_env(), &su, why, sizeof(why)) <
+                   0) {
             sd_issues_add(errors, "/webhook_url", "%s", why);
         } else if (strcmp(su.scheme, "http") == 0 && !su.host_loopback) {
             sd_issues_add(errors, "/webhook_url",
@@ -338,9 +344,11 @@ int sd_alerts_settings_check(const json_t *body, json_t **ret_doc, char **ret_se
     if (errors->total > 0) {
         return -EINVAL;
     }
-    *ret_doc = json_pack("{s:O, s:o}", "webhook_url", url ? url : json_null(), "rules",
-                         rules_json(&r));
-    *ret_secret = !sec ? NULL : json_is_null(sec) ? sd_strdup("") : sd_strdup(json_string_value(sec));
+    *ret_doc =
+        json_pack("{s:O, s:o}", "webhook_url", url ? url : json_null(), "rules", rules_json(&r));
+    *ret_secret = !sec                ? NULL
+                  : json_is_null(sec) ? sd_strdup("")
+                                      : sd_strdup(json_string_value(sec));
     return 0;
 }
 
@@ -350,9 +358,9 @@ json_t *sd_alerts_settings_view(const char *doc, bool secret_set)
     struct rules r;
     rules_parse(json_object_get(d, "rules"), &r, NULL);
     const json_t *url = json_object_get(d, "webhook_url");
-    json_t *o = json_pack("{s:O, s:b, s:o, s:b}", "webhook_url",
-                          json_is_string(url) ? url : json_null(), "secret_set", secret_set,
-                          "rules", rules_json(&r), "defaults", d == NULL);
+    json_t *o =
+        json_pack("{s:O, s:b, s:o, s:b}", "webhook_url", json_is_string(url) ? url : json_null(),
+                  "secret_set", secret_set, "rules", rules_json(&r), "defaults", d == NULL);
     json_decref(d);
     return o;
 }
@@ -384,7 +392,8 @@ static int load_rules(struct sd_store_handle *st, int64_t tenant_id, struct rule
     return 0;
 }
 
-/* ---- the worker's state ----------------------------------------------------------------------- */
+/* ---- the worker's state -----------------------------------------------------------------------
+ */
 
 enum fact_kind { FACT_RUN, FACT_DEAD, FACT_QUOTA, FACT_INBOUND, FACT_INGEST };
 
@@ -450,8 +459,8 @@ static struct open_key *keys_of(struct sd_hub *hub, pthread_mutex_t **ret_lock)
 }
 
 /* Whether this process knows an open alert of (tenant, rule, subject); remove: forget it. */
-static bool key_known(struct sd_hub *hub, int64_t tenant_id, const char *rule,
-                      const char *subject, bool remove)
+static bool key_known(struct sd_hub *hub, int64_t tenant_id, const char *rule, const char *subject,
+                      bool remove)
 {
     pthread_mutex_t *lock;
     struct open_key *k = keys_of(hub, &lock);
@@ -459,8 +468,8 @@ static bool key_known(struct sd_hub *hub, int64_t tenant_id, const char *rule,
     bool found = false;
     pthread_mutex_lock(lock);
     for (size_t i = 0; i < OPEN_KEYS_MAX; i++) {
-        if (k[i].until_usec > now && k[i].tenant_id == tenant_id &&
-            strcmp(k[i].rule, rule) == 0 && strcmp(k[i].subject, subject) == 0) {
+        if (k[i].until_usec > now && k[i].tenant_id == tenant_id && strcmp(k[i].rule, rule) == 0 &&
+            strcmp(k[i].subject, subject) == 0) {
             found = true;
             if (remove) {
                 k[i].until_usec = 0;
@@ -518,8 +527,8 @@ static void raise_alert(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, 
         return;
     }
     char id[SD_ALERT_WORD_MAX + 1];
-    snprintf(id, sizeof(id), "alr_%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
-             rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    snprintf(id, sizeof(id), "alr_%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3],
+             rnd[4], rnd[5], rnd[6], rnd[7]);
     json_t *d = json_pack("{s:o, s:o}", "message", sd_json_text(message), "facts", facts);
     char *doc = json_dumps(d, JSON_COMPACT);
     json_decref(d);
@@ -593,9 +602,9 @@ static void judge_run(struct sd_hub *hub, const struct fact *f)
                                     f->subject, (long long)streak, f->text ? f->text : "");
             raise_alert(hub, f->tenant_id, f->env, "connector_failures_in_a_row", f->subject, url,
                         msg,
-                        json_pack("{s:s, s:I, s:s, s:o}", "connector_id", f->subject,
-                                  "failed_runs", (json_int_t)streak, "run_id", f->run_id,
-                                  "last_error", sd_json_text(f->text ? f->text : "")));
+                        json_pack("{s:s, s:I, s:s, s:o}", "connector_id", f->subject, "failed_runs",
+                                  (json_int_t)streak, "run_id", f->run_id, "last_error",
+                                  sd_json_text(f->text ? f->text : "")));
         }
     } else if (ok) {
         resolve_alert(hub, f->tenant_id, "connector_failures_in_a_row", f->subject);
@@ -612,8 +621,8 @@ static void judge_run(struct sd_hub *hub, const struct fact *f)
         }
         if (k >= (size_t)r.drop_previous_runs) {
             qsort(prev, k, sizeof(prev[0]), cmp_i64);
-            double median = k % 2 ? (double)prev[k / 2]
-                                  : ((double)prev[k / 2 - 1] + (double)prev[k / 2]) / 2.0;
+            double median =
+                k % 2 ? (double)prev[k / 2] : ((double)prev[k / 2 - 1] + (double)prev[k / 2]) / 2.0;
             if (median > 0 && (double)f->a < median * r.drop_below_percent / 100.0) {
                 char *msg = sd_asprintf(
                     "connector %s stored %lld records, below %g%% of the median %g of its "
@@ -621,11 +630,10 @@ static void judge_run(struct sd_hub *hub, const struct fact *f)
                     f->subject, (long long)f->a, r.drop_below_percent, median,
                     (long long)r.drop_previous_runs);
                 raise_alert(hub, f->tenant_id, f->env, "record_count_drop", f->subject, url, msg,
-                            json_pack("{s:s, s:s, s:I, s:f, s:f, s:I}", "connector_id",
-                                      f->subject, "run_id", f->run_id, "records_in",
-                                      (json_int_t)f->a, "median", median, "below_percent",
-                                      r.drop_below_percent, "previous_runs",
-                                      (json_int_t)r.drop_previous_runs));
+                            json_pack("{s:s, s:s, s:I, s:f, s:f, s:I}", "connector_id", f->subject,
+                                      "run_id", f->run_id, "records_in", (json_int_t)f->a, "median",
+                                      median, "below_percent", r.drop_below_percent,
+                                      "previous_runs", (json_int_t)r.drop_previous_runs));
             } else {
                 resolve_alert(hub, f->tenant_id, "record_count_drop", f->subject);
             }
@@ -642,8 +650,7 @@ static void judge_run(struct sd_hub *hub, const struct fact *f)
             raise_alert(hub, f->tenant_id, f->env, "rejected_share", f->subject, url, msg,
                         json_pack("{s:s, s:s, s:I, s:I, s:f, s:f}", "connector_id", f->subject,
                                   "run_id", f->run_id, "rejected", (json_int_t)f->b, "rows",
-                                  (json_int_t)rows, "share", share, "threshold",
-                                  r.rejected_share));
+                                  (json_int_t)rows, "share", share, "threshold", r.rejected_share));
         } else {
             resolve_alert(hub, f->tenant_id, "rejected_share", f->subject);
         }
@@ -663,8 +670,8 @@ static void judge_dead(struct sd_hub *hub, const struct fact *f)
         char *msg = sd_asprintf("delivery %s to %s went dead: %s", f->extra, f->subject,
                                 f->text ? f->text : "");
         raise_alert(hub, f->tenant_id, f->env, "dead_letters", f->subject, url, msg,
-                    json_pack("{s:s, s:s, s:o}", "target_id", f->subject, "delivery_id",
-                              f->extra, "last_error", sd_json_text(f->text ? f->text : "")));
+                    json_pack("{s:s, s:s, s:o}", "target_id", f->subject, "delivery_id", f->extra,
+                              "last_error", sd_json_text(f->text ? f->text : "")));
     }
     free(url);
 }
@@ -716,8 +723,8 @@ static void judge_inbound(struct sd_hub *hub, struct fact *f)
     }
     if (r.vendor_webhook_non200 &&
         !key_known(hub, f->tenant_id, "vendor_webhook_non200", f->subject, false)) {
-        char *msg = sd_asprintf("the inbound webhook of connector %s answered %d", f->subject,
-                                f->status);
+        char *msg =
+            sd_asprintf("the inbound webhook of connector %s answered %d", f->subject, f->status);
         raise_alert(hub, f->tenant_id, f->env, "vendor_webhook_non200", f->subject, url, msg,
                     json_pack("{s:s, s:i}", "connector_id", f->subject, "status", f->status));
     }
@@ -738,8 +745,8 @@ static void judge_ingest(struct sd_hub *hub, const struct fact *f)
     if (r.rejected_share > 0 && f->a >= INGEST_MIN_ROWS && share > r.rejected_share) {
         char *msg = sd_asprintf("the ingest API (%s) refused %lld of %lld rows in a window "
                                 "(%.1f%%, above %g%%)",
-                                sd_env_name(f->env), (long long)f->b, (long long)f->a,
-                                share * 100, r.rejected_share * 100);
+                                sd_env_name(f->env), (long long)f->b, (long long)f->a, share * 100,
+                                r.rejected_share * 100);
         raise_alert(hub, f->tenant_id, f->env, "rejected_share", subject, url, msg,
                     json_pack("{s:s, s:I, s:I, s:f, s:f}", "source", "ingest", "rejected",
                               (json_int_t)f->b, "rows", (json_int_t)f->a, "share", share,
@@ -753,21 +760,11 @@ static void judge_ingest(struct sd_hub *hub, const struct fact *f)
 static void judge(struct sd_hub *hub, struct fact *f)
 {
     switch (f->kind) {
-    case FACT_RUN:
-        judge_run(hub, f);
-        break;
-    case FACT_DEAD:
-        judge_dead(hub, f);
-        break;
-    case FACT_QUOTA:
-        judge_quota(hub, f);
-        break;
-    case FACT_INBOUND:
-        judge_inbound(hub, f);
-        break;
-    case FACT_INGEST:
-        judge_ingest(hub, f);
-        break;
+    case FACT_RUN: judge_run(hub, f); break;
+    case FACT_DEAD: judge_dead(hub, f); break;
+    case FACT_QUOTA: judge_quota(hub, f); break;
+    case FACT_INBOUND: judge_inbound(hub, f); break;
+    case FACT_INGEST: judge_ingest(hub, f); break;
     }
 }
 
@@ -944,15 +941,32 @@ void sd_alerts_inbound_answer(struct sd_hub *hub, const char *connector_id, int 
     submit(hub, &f);
 }
 
-/* ---- sending ----------------------------------------------------------------------------------- */
+/* ---- sending -----------------------------------------------------------------------------------
+ */
 
 int64_t sd_alerts_backoff_usec(int64_t failed, double scale)
 {
     static const int64_t steps_s[] = {10, 60, 300, 1800, 3600};
     size_t n = sizeof(steps_s) / sizeof(steps_s[0]);
-    int64_t s = failed < 1 ? steps_s[0] : failed > (int64_t)n ? steps_s[n - 1] : steps_s[failed - 1];
+    int64_t s = failed < 1            ? steps_s[0]
+                : failed > (int64_t)n ? steps_s[n - 1]
+                                      : steps_s[failed - 1];
     double us = (double)s * 1e6 * scale;
     return us < 1000 ? 1000 : (int64_t)us;
+}
+
+enum sd_alert_delivery sd_alerts_after_failure(int64_t created_usec, int64_t now_usec,
+                                               int64_t attempts, double scale,
+                                               int64_t *ret_next_usec)
+{
+    /* "gives up after a day" */
+    int64_t next = now_usec + sd_alerts_backoff_usec(attempts, scale);
+    if (now_usec - created_usec >= GIVE_UP_USEC || next - created_usec > GIVE_UP_USEC) {
+        *ret_next_usec = 0;
+        return SD_ALERT_FAILED;
+    }
+    *ret_next_usec = next;
+    return SD_ALERT_PENDING;
 }
 
 static double time_scale(void)
@@ -988,15 +1002,12 @@ static char *alert_body(struct sd_store_handle *st, const struct sd_alert *a)
     char type[96];
     snprintf(type, sizeof(type), "alert.%s", a->rule);
     json_t *t = sd_json_time(a->created_usec);
-    json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:s, s:O, s:O, s:O}", "alert_id", a->id,
-                             "client_id", client, "environment", sd_env_name(a->env), "rule",
-                             a->rule, "subject", a->subject, "message",
-                             json_object_get(doc, "message") ? json_object_get(doc, "message")
-                                                             : json_null(),
-                             "facts",
-                             json_object_get(doc, "facts") ? json_object_get(doc, "facts")
-                                                           : json_object(),
-                             "created_at", t);
+    json_t *data = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s, s:O, s:O, s:O}", "alert_id", a->id, "client_id", client,
+        "environment", sd_env_name(a->env), "rule", a->rule, "subject", a->subject, "message",
+        json_object_get(doc, "message") ? json_object_get(doc, "message") : json_null(), "facts",
+        json_object_get(doc, "facts") ? json_object_get(doc, "facts") : json_object(), "created_at",
+        t);
     json_t *body = json_pack("{s:s, s:O, s:o}", "type", type, "timestamp", t, "data", data);
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
@@ -1037,7 +1048,7 @@ static void send_one(struct sd_alerts *al, const struct sd_alert *a)
     snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %lld", (long long)ts);
     snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig);
     const char *headers[] = {"Content-Type: application/json", h_id, h_ts, h_sig,
-                             "User-Agent: stagedoor-alerts", NULL};
+                             "User-Agent: stagedoor-alerts",   NULL};
     struct sd_http_request rq = {.method = "POST",
                                  .url = url,
                                  .headers = headers,
@@ -1061,10 +1072,11 @@ static void send_one(struct sd_alerts *al, const struct sd_alert *a)
         } else {
             snprintf(err, sizeof(err), "%s", res.error[0] ? res.error : sd_log_reason(fr));
         }
-        bool give_up = now - a->created_usec >= GIVE_UP_USEC;
-        int64_t next = now + sd_alerts_backoff_usec(attempts, al->scale);
-        sd_store_alert_delivery_set(st, a->id, give_up ? SD_ALERT_FAILED : SD_ALERT_PENDING,
-                                    attempts, give_up ? 0 : next, 0, err);
+        int64_t next = 0;
+        enum sd_alert_delivery state =
+            sd_alerts_after_failure(a->created_usec, now, attempts, al->scale, &next);
+        bool give_up = state == SD_ALERT_FAILED;
+        sd_store_alert_delivery_set(st, a->id, state, attempts, next, 0, err);
         sd_log(SD_LOG_WARN, give_up ? "alert delivery given up" : "alert delivery failed, retrying",
                "alert=%s attempt=%lld error=\"%s\"", a->id, (long long)attempts, err);
     }

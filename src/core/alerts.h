@@ -50,7 +50,8 @@ int sd_alerts_settings_check(const json_t *body, json_t **ret_doc, char **ret_se
  * ("defaults": true when the tenant never set any). doc NULL: none stored. New reference. */
 json_t *sd_alerts_settings_view(const char *doc, bool secret_set);
 
-/* ---- facts (hooks) ---------------------------------------------------------------------------- */
+/* ---- facts (hooks) ----------------------------------------------------------------------------
+ */
 
 struct sd_run_end;
 /* A run of conf ended and was recorded as run_id. */
@@ -74,7 +75,8 @@ void sd_alerts_ingest(struct sd_hub *hub, int64_t tenant_id, enum sd_env env, in
 /* The inbound door of connector_id answered status. */
 void sd_alerts_inbound_answer(struct sd_hub *hub, const char *connector_id, int status);
 
-/* ---- the worker ------------------------------------------------------------------------------- */
+/* ---- the worker -------------------------------------------------------------------------------
+ */
 
 /* Start the worker of hub (hub->alerts): it judges queued facts and sends due alerts, retrying
  * with back-off (10 s, 1 min, 5 min, 30 min, then hourly; STAGEDOOR_ALERT_TIME_SCALE scales
@@ -85,6 +87,12 @@ void sd_alerts_stop(struct sd_hub *hub);
 
 /* Pure parts, for tests. The wait after `failed` failed attempts at time scale `scale`. */
 int64_t sd_alerts_backoff_usec(int64_t failed, double scale);
+/* After a failed attempt (attempts counted with it) at now_usec of an alert created at
+ * created_usec: SD_ALERT_PENDING with *ret_next_usec the next attempt, or SD_ALERT_FAILED
+ * (given up: the alert is a day old, or the next attempt would come after that day). */
+enum sd_alert_delivery sd_alerts_after_failure(int64_t created_usec, int64_t now_usec,
+                                               int64_t attempts, double scale,
+                                               int64_t *ret_next_usec);
 /* The Standard Webhooks signature "v1,<base64>" of (id, timestamp, body) with secret
  * "whsec_<base64>" into out (at least 64 bytes). 0, or -EINVAL for a malformed secret. */
 int sd_alerts_sign(const char *secret, const char *id, int64_t timestamp, const char *body,

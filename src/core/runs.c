@@ -46,8 +46,8 @@ int sd_runs_record(struct sd_hub *hub, const struct sd_connector_conf *conf, int
         return r;
     }
     char run_id[SD_RUN_WORD_MAX + 1];
-    snprintf(run_id, sizeof(run_id), "run_%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
-             rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    snprintf(run_id, sizeof(run_id), "run_%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
+             rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
     char *error = NULL;
     if (end->result != 0 && end->error) {
         char *whole = sd_utf8_repair(end->error, strlen(end->error));
@@ -86,8 +86,8 @@ int sd_runs_record(struct sd_hub *hub, const struct sd_connector_conf *conf, int
 
 json_t *sd_run_json(const struct sd_run *run)
 {
-    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:s, s:I, s:I, s:I, s:o, s:b}",
-                     "run_id", run->run_id, "connector_id", run->connector_id, "environment",
+    return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:I, s:s, s:I, s:I, s:I, s:o, s:b}", "run_id",
+                     run->run_id, "connector_id", run->connector_id, "environment",
                      sd_env_name(run->env), "trigger", run->trigger, "started_at",
                      sd_json_time(run->started_usec), "finished_at",
                      sd_json_time(run->finished_usec), "duration_ms",
@@ -95,8 +95,7 @@ json_t *sd_run_json(const struct sd_run *run)
                      sd_run_status_name(run->status), "records_in", (json_int_t)run->records_in,
                      "records_rejected", (json_int_t)run->records_rejected, "records_unchanged",
                      (json_int_t)run->records_unchanged, "error",
-                     run->error ? json_string(run->error) : json_null(), "dry_run",
-                     run->dry_run);
+                     run->error ? json_string(run->error) : json_null(), "dry_run", run->dry_run);
 }
 
 json_t *sd_runs_last_json(struct sd_store_handle *st, int64_t tenant_id, const char *connector_id)

@@ -14,12 +14,12 @@
 
 /* How a run ended, as connector_run.c knows it. */
 struct sd_run_end {
-    const char *trigger;   /* "schedule", "run_now" or "resume" */
+    const char *trigger; /* "schedule", "run_now" or "resume" */
     int64_t started_usec;
     int64_t finished_usec;
-    int result;            /* the connector's result: 0 or a negative errno */
-    bool cancelled;        /* the hub or the scheduler stopped it (-ECANCELED, stop flag) */
-    const char *error;     /* the connector's message about the run (no record values) */
+    int result;        /* the connector's result: 0 or a negative errno */
+    bool cancelled;    /* the hub or the scheduler stopped it (-ECANCELED, stop flag) */
+    const char *error; /* the connector's message about the run (no record values) */
     uint64_t records_in, records_rejected, records_unchanged;
     bool dry_run;
 };

@@ -14,14 +14,10 @@
 const char *sd_alert_delivery_name(enum sd_alert_delivery d)
 {
     switch (d) {
-    case SD_ALERT_NOT_SENT:
-        return "not_sent";
-    case SD_ALERT_PENDING:
-        return "pending";
-    case SD_ALERT_DELIVERED:
-        return "delivered";
-    case SD_ALERT_FAILED:
-        return "failed";
+    case SD_ALERT_NOT_SENT: return "not_sent";
+    case SD_ALERT_PENDING: return "pending";
+    case SD_ALERT_DELIVERED: return "delivered";
+    case SD_ALERT_FAILED: return "failed";
     }
     return "failed";
 }

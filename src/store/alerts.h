@@ -29,36 +29,36 @@
 
 #include "store/store.h"
 
-#define SD_ALERTS_KEEP 1000        /* alerts kept per tenant */
-#define SD_ALERTS_PAGE_MAX 1000    /* most alerts one history call returns */
-#define SD_ALERT_WORD_MAX 64       /* bytes of an id, a rule, a subject */
-#define SD_ALERT_DOC_MAX 16384     /* bytes of an alert's or the settings' document */
-#define SD_ALERT_SECRET_MAX 256    /* bytes of a signing secret */
+#define SD_ALERTS_KEEP 1000     /* alerts kept per tenant */
+#define SD_ALERTS_PAGE_MAX 1000 /* most alerts one history call returns */
+#define SD_ALERT_WORD_MAX 64    /* bytes of an id, a rule, a subject */
+#define SD_ALERT_DOC_MAX 16384  /* bytes of an alert's or the settings' document */
+#define SD_ALERT_SECRET_MAX 256 /* bytes of a signing secret */
 
 /* Where an alert's webhook delivery stands. */
 enum sd_alert_delivery {
-    SD_ALERT_NOT_SENT = 0,  /* the tenant has no webhook URL: stored and shown only */
-    SD_ALERT_PENDING = 1,   /* waiting for (another) attempt */
+    SD_ALERT_NOT_SENT = 0, /* the tenant has no webhook URL: stored and shown only */
+    SD_ALERT_PENDING = 1,  /* waiting for (another) attempt */
     SD_ALERT_DELIVERED = 2,
-    SD_ALERT_FAILED = 3,    /* given up */
+    SD_ALERT_FAILED = 3, /* given up */
 };
 const char *sd_alert_delivery_name(enum sd_alert_delivery d); /* "not_sent", "pending" … */
 
 struct sd_alert {
-    int64_t seq;         /* assigned by open: history order */
-    char *id;            /* "alr_" + 16 hex, unique */
+    int64_t seq; /* assigned by open: history order */
+    char *id;    /* "alr_" + 16 hex, unique */
     int64_t tenant_id;
     enum sd_env env;
-    char *rule;          /* a rule name of core/alerts.h */
-    char *subject;       /* what it is about: a connector id, a target id … */
-    char *doc;           /* JSON text owned by core: message and facts */
+    char *rule;    /* a rule name of core/alerts.h */
+    char *subject; /* what it is about: a connector id, a target id … */
+    char *doc;     /* JSON text owned by core: message and facts */
     int64_t created_usec;
     int64_t resolved_usec; /* 0: open */
     enum sd_alert_delivery delivery;
     int64_t attempts;
     int64_t next_attempt_usec;
     int64_t delivered_usec;
-    char *last_error;    /* of the last failed attempt, or NULL */
+    char *last_error; /* of the last failed attempt, or NULL */
 };
 void sd_alerts_free(struct sd_alert *v, size_t n);
 
@@ -66,8 +66,7 @@ struct sd_store_alert_ops {
     /* Store tenant_id's settings document; secret NULL keeps the stored secret (none if there
      * is none), "" removes it. -EINVAL: doc NULL or longer than SD_ALERT_DOC_MAX, secret
      * longer than SD_ALERT_SECRET_MAX. */
-    int (*settings_put)(struct sd_store *s, int64_t tenant_id, const char *doc,
-                        const char *secret);
+    int (*settings_put)(struct sd_store *s, int64_t tenant_id, const char *doc, const char *secret);
     /* The settings of tenant_id: *ret_doc and *ret_secret (NULL when none; ret_secret may be
      * NULL: not wanted). -ENOENT if never set. */
     int (*settings_get)(struct sd_store *s, int64_t tenant_id, char **ret_doc, char **ret_secret);

@@ -13,12 +13,9 @@
 const char *sd_run_status_name(enum sd_run_status st)
 {
     switch (st) {
-    case SD_RUN_OK:
-        return "ok";
-    case SD_RUN_FAILED:
-        return "failed";
-    case SD_RUN_CANCELLED:
-        return "cancelled";
+    case SD_RUN_OK: return "ok";
+    case SD_RUN_FAILED: return "failed";
+    case SD_RUN_CANCELLED: return "cancelled";
     }
     return "failed";
 }
@@ -44,8 +41,8 @@ bool sd_run_valid(const struct sd_run *run)
     return run && word_ok(run->run_id, SD_RUN_WORD_MAX) && word_ok(run->trigger, SD_RUN_WORD_MAX) &&
            word_ok(run->connector_id, 64) && (run->env == SD_ENV_TEST || run->env == SD_ENV_PROD) &&
            (unsigned)run->status <= SD_RUN_CANCELLED && run->records_in >= 0 &&
-           run->records_rejected >= 0 && run->records_unchanged >= 0 &&
-           run->started_usec > 0 && run->finished_usec >= run->started_usec &&
+           run->records_rejected >= 0 && run->records_unchanged >= 0 && run->started_usec > 0 &&
+           run->finished_usec >= run->started_usec &&
            (!run->error || strnlen(run->error, SD_RUN_ERROR_MAX + 1) <= SD_RUN_ERROR_MAX);
 }
 

@@ -29,10 +29,10 @@
 
 #include "store/store.h"
 
-#define SD_RUNS_KEEP 1000       /* rows kept per connector */
-#define SD_RUNS_PAGE_MAX 1000   /* most rows one list call returns */
-#define SD_RUN_ERROR_MAX 1024   /* bytes of a run's error text */
-#define SD_RUN_WORD_MAX 32      /* bytes of run_id, trigger */
+#define SD_RUNS_KEEP 1000     /* rows kept per connector */
+#define SD_RUNS_PAGE_MAX 1000 /* most rows one list call returns */
+#define SD_RUN_ERROR_MAX 1024 /* bytes of a run's error text */
+#define SD_RUN_WORD_MAX 32    /* bytes of run_id, trigger */
 
 enum sd_run_status {
     SD_RUN_OK = 0,
@@ -44,19 +44,19 @@ const char *sd_run_status_name(enum sd_run_status st); /* "ok", "failed", "cance
 /* One finished run. Strings are heap-owned in what list returns (sd_runs_free); record only
  * reads them. */
 struct sd_run {
-    int64_t seq;        /* assigned by record; the list cursor */
-    char *run_id;       /* unique, at most SD_RUN_WORD_MAX bytes */
+    int64_t seq;  /* assigned by record; the list cursor */
+    char *run_id; /* unique, at most SD_RUN_WORD_MAX bytes */
     int64_t tenant_id;
     enum sd_env env;
     char *connector_id;
-    char *trigger;      /* "schedule", "run_now", "resume" …: core's words, at most SD_RUN_WORD_MAX */
+    char *trigger; /* "schedule", "run_now", "resume" …: core's words, at most SD_RUN_WORD_MAX */
     int64_t started_usec;
     int64_t finished_usec; /* ≥ started_usec */
     enum sd_run_status status;
-    int64_t records_in;    /* stored by the run (of them records_unchanged already as they were) */
+    int64_t records_in; /* stored by the run (of them records_unchanged already as they were) */
     int64_t records_rejected;
     int64_t records_unchanged;
-    char *error;           /* NULL: none; at most SD_RUN_ERROR_MAX bytes */
+    char *error; /* NULL: none; at most SD_RUN_ERROR_MAX bytes */
     bool dry_run;
 };
 void sd_runs_free(struct sd_run *v, size_t n);
@@ -69,8 +69,8 @@ struct sd_store_runs_ops {
     /* Runs of connector_id in tenant tenant_id (another tenant's runs are never returned),
      * newest first, those with seq < before_seq only (0: from the newest), at most limit
      * (1..SD_RUNS_PAGE_MAX). *ret is NULL when n is 0. */
-    int (*list)(struct sd_store *s, int64_t tenant_id, const char *connector_id,
-                int64_t before_seq, size_t limit, struct sd_run **ret, size_t *ret_n);
+    int (*list)(struct sd_store *s, int64_t tenant_id, const char *connector_id, int64_t before_seq,
+                size_t limit, struct sd_run **ret, size_t *ret_n);
 };
 
 int sd_store_run_record(struct sd_store_handle *h, const struct sd_run *run, int64_t fence);

@@ -11,7 +11,9 @@ again by the fourth failure, resolved by the next successful run; run history ne
 with paging (limit, before) and tenant isolation; a record-count drop (a run storing less than
 half the median of the three before it) stored with delivery not_sent (no webhook); a dead
 letter (a push target answering 400) raises a dead_letters alert delivered to the webhook, with
-a retry after a receiver's 500; an ingest window in which the API refused most rows raises a
+a retry after a receiver's 500; a run stopped by SIGTERM is recorded cancelled, a run cut
+short by kill -9 leaves no row and the restart's resumed run is recorded with trigger
+"resume"; an ingest window in which the API refused most rows raises a
 rejected_share alert (the defaults of a tenant without settings).
 
 The alert back-off is compressed with STAGEDOOR_ALERT_TIME_SCALE=0.01 (10 s → 0.1 s).
@@ -173,6 +175,7 @@ class Settings(Base):
         self.assertNotIn(SECRET, r.text)
         bad = [({"webhook_url": "ftp://x/"}, "/webhook_url"),
                ({"webhook_url": "http://example.com/hook"}, "/webhook_url"),
+               ({"webhook_url": "https://169.254.169.254/latest"}, "/webhook_url"),
                ({"webhook_url": None, "secret": "not-a-secret"}, "/secret"),
                ({"webhook_url": None, "secret": "whsec_" + base64.b64encode(b"short").decode()},
                 "/secret"),
@@ -360,13 +363,79 @@ class Dead(Base):
         self.assertEqual(hist[0]["delivery"]["attempts"], 2, hist)
 
 
+class StopAndCrash(Base):
+    def test_stopped_run_is_cancelled_and_a_crashed_one_resumes(self):
+        # a hub of its own: SIGTERM during a slow page, then kill -9 during another
+        data = harness.tempdir(self, prefix="sd-e2e-alerts-stop-")
+        harness.tenant_create(data, "stops")
+        server = harness.Server(data)
+        self.addCleanup(server.kill)
+        server.start()
+        with open(os.path.join(data, "admin.token")) as f:
+            token = f.read().strip()
+
+        def admin(srv, method, path):
+            return harness.http(srv.port, method, "/admin/v1/tenants/stops/connectors" + path,
+                                key=token)
+
+        def runs(srv, cid):
+            r = admin(srv, "GET", "/%s/runs" % cid)
+            self.assertEqual(r.status, 200, r)
+            return r.json["runs"]
+        sp = "/" + uid("ssrc") + "/sales"
+        ev = event(uid("SEV"))
+        ep = sp.replace("/sales", "/events")
+        self.fs.add_collection(ep, [ev], next_pointer="/next_cursor")
+        self.fs.add_collection(sp, [sale(uid("SINV"), event_id=ev["event_id"]) for _ in range(5)],
+                               next_pointer="/next_cursor")
+        r = harness.http(server.port, "POST", "/admin/v1/tenants/stops/connectors",
+                         body={"type": "rest_pull", "environment": "test", "schedule": "manual",
+                               "settings": dict(self.settings(sp, ep), timeout_seconds=30)},
+                         key=token)
+        self.assertEqual(r.status, 201, r)
+        cid = r.json["connector_id"]
+
+        self.fs.inject(sp, [("sleep", 20)])
+        n = len(self.fs.requests(sp))
+        self.assertEqual(admin(server, "POST", "/%s/run" % cid).status, 202)
+        harness.wait_until(lambda: len(self.fs.requests(sp)) > n, 20 * TS,
+                           what="the slow page asked for")
+        self.assertEqual(server.stop(), 0, server.diagnostics())
+        self.fs.clear_faults(sp)
+
+        server2 = harness.Server(data)
+        self.addCleanup(server2.kill)
+        server2.start()
+        rs = runs(server2, cid)
+        self.assertEqual([(x["status"], x["trigger"]) for x in rs], [("cancelled", "run_now")], rs)
+        self.assertIsNotNone(rs[0]["error"], rs)
+
+        # kill -9 during a slow page: no row for the cut run; the restart resumes it
+        self.fs.inject(sp, [("sleep", 20)])
+        n = len(self.fs.requests(sp))
+        self.assertEqual(admin(server2, "POST", "/%s/run" % cid).status, 202)
+        harness.wait_until(lambda: len(self.fs.requests(sp)) > n, 20 * TS,
+                           what="the slow page asked for")
+        server2.kill()
+        self.fs.clear_faults(sp)
+        server3 = harness.Server(data)
+        self.addCleanup(server3.kill)
+        server3.start()
+        rs = harness.wait_until(lambda: (lambda v: v if len(v) == 2 else None)(runs(server3, cid)),
+                                RUN_TIMEOUT, interval=0.05, what="the resumed run")
+        self.assertEqual((rs[0]["status"], rs[0]["trigger"]), ("ok", "resume"), rs)
+        self.assertEqual(rs[0]["records_in"], 6, rs)
+        self.assertEqual(server3.stop(), 0, server3.diagnostics())
+
+
 class IngestWindow(Base):
     def test_refused_share_of_an_ingest_window(self):
         # no settings: the default rejected_share (0.25) applies; the window is 5 min scaled
         # by STAGEDOOR_ALERT_TIME_SCALE (3 s here)
         api = harness.Api(self.port, "ingest", Fixture.keys["ingest"])
         for _ in range(3):
-            r = api.ingest({"events": [{"event_id": uid("BAD")} for _ in range(10)]})
+            # well-formed sales of events that do not exist: refused whole by the reference check
+            r = api.ingest({"sales": [sale(uid("BAD"), event_id=uid("NOEV")) for _ in range(10)]})
             self.assertEqual(r.status, 400, r)
         r = api.ingest({"events": [event() for _ in range(5)]})
         self.assertEqual(r.status, 202, r)

@@ -20,15 +20,15 @@ static void test_sign_known_answer(void **state)
     char sig[128];
     const char *body = "{\"test\": 2432232314}";
     assert_int_equal(sd_alerts_sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-                                    "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body,
-                                    strlen(body), sig, sizeof(sig)),
+                                    "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, strlen(body),
+                                    sig, sizeof(sig)),
                      0);
     assert_string_equal(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
     /* another timestamp, another signature */
     char other[128];
     assert_int_equal(sd_alerts_sign("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-                                    "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265331, body,
-                                    strlen(body), other, sizeof(other)),
+                                    "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265331, body, strlen(body),
+                                    other, sizeof(other)),
                      0);
     assert_string_not_equal(sig, other);
 }
@@ -38,12 +38,12 @@ static void test_sign_bad_secrets(void **state)
     (void)state;
     char sig[128];
     static const char *const bad[] = {
-        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",        /* no prefix */
-        "whsec_",                                  /* empty */
-        "whsec_c2hvcnQ=",                          /* "short": below 24 bytes */
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS",   /* not a multiple of 4 */
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2La=aSw",  /* padding inside */
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLa!w",  /* not base64 */
+        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",       /* no prefix */
+        "whsec_",                                 /* empty */
+        "whsec_c2hvcnQ=",                         /* "short": below 24 bytes */
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaS",  /* not a multiple of 4 */
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2La=aSw", /* padding inside */
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLa!w", /* not base64 */
         NULL};
     for (size_t i = 0; bad[i]; i++) {
         assert_int_equal(sd_alerts_sign(bad[i], "id", 1, "{}", 2, sig, sizeof(sig)), -EINVAL);
@@ -60,6 +60,22 @@ static void test_backoff(void **state)
     assert_int_equal(sd_alerts_backoff_usec(5, 1.0), 3600LL * 1000000);
     assert_int_equal(sd_alerts_backoff_usec(40, 1.0), 3600LL * 1000000);
     assert_int_equal(sd_alerts_backoff_usec(1, 0.01), 100LL * 1000);
+}
+
+static void test_give_up_after_a_day(void **state)
+{
+    (void)state;
+    const int64_t t0 = 1700000000000000LL, hour = 3600LL * 1000000, day = 24 * hour;
+    int64_t next = -1;
+    assert_int_equal(sd_alerts_after_failure(t0, t0 + 1000, 1, 1.0, &next), SD_ALERT_PENDING);
+    assert_int_equal(next, t0 + 1000 + 10LL * 1000000);
+    assert_int_equal(sd_alerts_after_failure(t0, t0 + 20 * hour, 9, 1.0, &next), SD_ALERT_PENDING);
+    assert_int_equal(next, t0 + 21 * hour);
+    /* the next attempt would come after the day: given up now */
+    assert_int_equal(sd_alerts_after_failure(t0, t0 + day - hour / 2, 9, 1.0, &next),
+                     SD_ALERT_FAILED);
+    assert_int_equal(next, 0);
+    assert_int_equal(sd_alerts_after_failure(t0, t0 + day, 2, 1.0, &next), SD_ALERT_FAILED);
 }
 
 /* Check body text; returns the number of errors and, when 0, the doc and secret. */
@@ -118,9 +134,8 @@ static void test_settings_check(void **state)
     free(text);
     free(secret);
     json_decref(doc);
-    assert_int_equal(check("{\"webhook_url\": \"http://example.com/x\"}", &doc, &secret,
-                           "/webhook_url"),
-                     1);
+    assert_int_equal(
+        check("{\"webhook_url\": \"http://example.com/x\"}", &doc, &secret, "/webhook_url"), 1);
     assert_int_equal(check("{\"webhook_url\": 7}", &doc, &secret, "/webhook_url"), 1);
     assert_int_equal(check("{\"secret\": \"whsec_c2hvcnQ=\"}", &doc, &secret, "/secret"), 1);
     assert_int_equal(check("{\"rules\": {\"record_count_drop\": {\"below_percent\": 0}}}", &doc,
@@ -129,15 +144,13 @@ static void test_settings_check(void **state)
     assert_int_equal(check("{\"rules\": {\"connector_failures_in_a_row\": true}}", &doc, &secret,
                            "/rules/connector_failures_in_a_row"),
                      1);
-    assert_int_equal(check("{\"rules\": {\"nope\": 1}, \"extra\": 1}", &doc, &secret, "/rules"),
-                     2);
+    assert_int_equal(check("{\"rules\": {\"nope\": 1}, \"extra\": 1}", &doc, &secret, "/rules"), 2);
     /* quota_used starts at half a window */
-    assert_int_equal(check("{\"rules\": {\"quota_used\": 0.3}}", &doc, &secret,
-                           "/rules/quota_used"),
-                     1);
-    assert_int_equal(check("{\"rules\": {\"quota_used\": 0.5, \"rejected_share\": 0.01}}",
-                           &doc, &secret, NULL),
-                     0);
+    assert_int_equal(
+        check("{\"rules\": {\"quota_used\": 0.3}}", &doc, &secret, "/rules/quota_used"), 1);
+    assert_int_equal(
+        check("{\"rules\": {\"quota_used\": 0.5, \"rejected_share\": 0.01}}", &doc, &secret, NULL),
+        0);
     json_decref(doc);
 }
 
@@ -164,7 +177,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sign_known_answer), cmocka_unit_test(test_sign_bad_secrets),
         cmocka_unit_test(test_backoff),           cmocka_unit_test(test_settings_check),
-        cmocka_unit_test(test_settings_view),
+        cmocka_unit_test(test_settings_view),     cmocka_unit_test(test_give_up_after_a_day),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -98,8 +98,7 @@ static void test_open_dedupe(void **state)
 {
     struct fx *f = *state;
     assert_int_equal(open_one(f, f->tenant, "alr_1", "dead_letters", "tgt_a", T0, 1), 0);
-    assert_int_equal(open_one(f, f->tenant, "alr_2", "dead_letters", "tgt_a", T0 + 10, 1),
-                     -EEXIST);
+    assert_int_equal(open_one(f, f->tenant, "alr_2", "dead_letters", "tgt_a", T0 + 10, 1), -EEXIST);
     assert_int_equal(open_one(f, f->tenant, "alr_3", "dead_letters", "tgt_b", T0 + 20, 1), 0);
     assert_int_equal(open_one(f, f->tenant, "alr_4", "quota_used", "tgt_a", T0 + 30, 0), 0);
     assert_int_equal(open_one(f, f->other, "alr_5", "dead_letters", "tgt_a", T0 + 40, 1), 0);
@@ -108,8 +107,7 @@ static void test_open_dedupe(void **state)
     assert_int_equal(sd_store_alert_resolve(f->h, f->tenant, "dead_letters", "tgt_a", T0 + 51), 0);
     assert_int_equal(open_one(f, f->tenant, "alr_6", "dead_letters", "tgt_a", T0 + 60, 1), 0);
     /* 24 h later the same open alert no longer holds the next one back */
-    assert_int_equal(open_one(f, f->tenant, "alr_7", "dead_letters", "tgt_a", T0 + 60 + DAY, 1),
-                     0);
+    assert_int_equal(open_one(f, f->tenant, "alr_7", "dead_letters", "tgt_a", T0 + 60 + DAY, 1), 0);
     /* an id is unique */
     assert_int_equal(open_one(f, f->tenant, "alr_7", "dead_letters", "tgt_z", T0 + 70, 1), -EEXIST);
     struct sd_alert *v = NULL;
@@ -155,12 +153,10 @@ static void test_claim_delivery(void **state)
     assert_int_equal(sd_store_alert_claim(f->h, T0 + 2000, 1000, 10, &v, &n), 0);
     assert_int_equal(n, 2);
     sd_alerts_free(v, n);
-    assert_int_equal(sd_store_alert_delivery_set(f->h, "alr_a", SD_ALERT_DELIVERED, 1, 0,
-                                                 T0 + 3000, NULL),
-                     0);
-    assert_int_equal(sd_store_alert_delivery_set(f->h, "alr_b", SD_ALERT_FAILED, 9, 0, 0,
-                                                 "HTTP 500"),
-                     0);
+    assert_int_equal(
+        sd_store_alert_delivery_set(f->h, "alr_a", SD_ALERT_DELIVERED, 1, 0, T0 + 3000, NULL), 0);
+    assert_int_equal(
+        sd_store_alert_delivery_set(f->h, "alr_b", SD_ALERT_FAILED, 9, 0, 0, "HTTP 500"), 0);
     assert_int_equal(sd_store_alert_delivery_set(f->h, "alr_none", SD_ALERT_FAILED, 9, 0, 0, NULL),
                      -ENOENT);
     assert_int_equal(sd_store_alert_claim(f->h, T0 + DAY, 1000, 10, &v, &n), 0);

@@ -1397,11 +1397,11 @@ static void test_lifecycle_migration(void **state)
     char sql[2048];
     /* back to the schema before 0010_order_lifecycle.sql: what later migrations made goes too
      * (0011_sale_scans.sql, 0012_segment_snapshots.sql, 0013_profile_facts.sql,
-     * 0014_segment_customer_fields.sql, 0015_connector_leases.sql), and every migration from
-     * 0010 on runs again */
+     * 0014_segment_customer_fields.sql, 0015_connector_leases.sql, 0016_connector_runs.sql),
+     * and every migration from 0010 on runs again */
     snprintf(
         sql, sizeof(sql),
-        "DROP TABLE connector_leases; DROP TABLE profile_facts;"
+        "DROP TABLE connector_runs; DROP TABLE connector_leases; DROP TABLE profile_facts;"
         "DROP INDEX seg_profiles_live; DROP INDEX seg_customers_city;"
         "DROP INDEX seg_customers_post_code; ALTER TABLE customers DROP COLUMN seg_city;"
         "ALTER TABLE customers DROP COLUMN seg_post_code;"

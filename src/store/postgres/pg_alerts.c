@@ -29,7 +29,7 @@ enum {
 };
 
 #define ALERT_COLS                                                                                 \
-    "seq, id, tenant_id, env, rule, subject, doc, created_usec, resolved_usec, delivery,"         \
+    "seq, id, tenant_id, env, rule, subject, doc, created_usec, resolved_usec, delivery,"          \
     " attempts, next_attempt_usec, delivered_usec, last_error"
 
 struct set_args {
@@ -63,8 +63,7 @@ static int tx_set_put(struct pgconn *k, void *arg)
     return r < 0 ? r : 0;
 }
 
-static int settings_put(struct sd_store *s, int64_t tenant_id, const char *doc,
-                        const char *secret)
+static int settings_put(struct sd_store *s, int64_t tenant_id, const char *doc, const char *secret)
 {
     if (!doc || strnlen(doc, SD_ALERT_DOC_MAX + 1) > SD_ALERT_DOC_MAX ||
         (secret && strnlen(secret, SD_ALERT_SECRET_MAX + 1) > SD_ALERT_SECRET_MAX)) {
@@ -84,8 +83,8 @@ static int settings_get(struct sd_store *s, int64_t tenant_id, char **ret_doc, c
     struct sd_pg_params p = {0};
     sd_pg_p_int(&p, tenant_id);
     PGresult *res = NULL;
-    r = sd_pg_exec(c, S_SET_GET, "SELECT doc, secret FROM alert_settings WHERE tenant_id = $1",
-                   &p, &res);
+    r = sd_pg_exec(c, S_SET_GET, "SELECT doc, secret FROM alert_settings WHERE tenant_id = $1", &p,
+                   &res);
     sd_pg_pool_put(s, c);
     if (r < 0) {
         return r;

@@ -55,7 +55,7 @@ static const char SQL_RESOLVE[] =
     "UPDATE main.alerts SET resolved_usec = ?4 WHERE tenant_id = ?1 AND rule = ?2"
     " AND subject = ?3 AND resolved_usec = 0";
 #define ALERT_COLS                                                                                 \
-    "seq, id, tenant_id, env, rule, subject, doc, created_usec, resolved_usec, delivery,"         \
+    "seq, id, tenant_id, env, rule, subject, doc, created_usec, resolved_usec, delivery,"          \
     " attempts, next_attempt_usec, delivered_usec, last_error"
 static const char SQL_HISTORY[] = "SELECT " ALERT_COLS " FROM main.alerts WHERE tenant_id = ?1"
                                   " ORDER BY seq DESC LIMIT ?2";
@@ -67,8 +67,7 @@ static const char SQL_DELIVERY[] =
     "UPDATE main.alerts SET delivery = ?2, attempts = ?3, next_attempt_usec = ?4,"
     " delivered_usec = ?5, last_error = ?6 WHERE id = ?1";
 
-static int settings_put(struct sd_store *s, int64_t tenant_id, const char *doc,
-                        const char *secret)
+static int settings_put(struct sd_store *s, int64_t tenant_id, const char *doc, const char *secret)
 {
     if (!doc || strnlen(doc, SD_ALERT_DOC_MAX + 1) > SD_ALERT_DOC_MAX ||
         (secret && strnlen(secret, SD_ALERT_SECRET_MAX + 1) > SD_ALERT_SECRET_MAX)) {
@@ -85,7 +84,8 @@ static int settings_put(struct sd_store *s, int64_t tenant_id, const char *doc,
         r = -EIO;
         goto out;
     }
-    int rc = sqlite3_bind_int64(st, 1, tenant_id) | sqlite3_bind_text(st, 2, doc, -1, SQLITE_STATIC);
+    int rc =
+        sqlite3_bind_int64(st, 1, tenant_id) | sqlite3_bind_text(st, 2, doc, -1, SQLITE_STATIC);
     if (secret) {
         rc |= sqlite3_bind_text(st, 3, secret, -1, SQLITE_STATIC) |
               sqlite3_bind_int64(st, 4, sd_now_usec());
@@ -203,8 +203,8 @@ static int open_alert(struct sd_store *s, const struct sd_alert *a, int64_t dedu
         r = -EIO;
         goto out;
     }
-    if ((sqlite3_bind_int64(st, 1, a->tenant_id) |
-         sqlite3_bind_int64(st, 2, SD_ALERTS_KEEP - 1)) != SQLITE_OK) {
+    if ((sqlite3_bind_int64(st, 1, a->tenant_id) | sqlite3_bind_int64(st, 2, SD_ALERTS_KEEP - 1)) !=
+        SQLITE_OK) {
         sqlite3_reset(st);
         r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
         goto out;
@@ -299,8 +299,8 @@ static int history(struct sd_store *s, int64_t tenant_id, size_t limit, struct s
     sqlite3_stmt *st = sd_sqlite_stmt_extra(c, SLOT_HISTORY, SQL_HISTORY);
     if (!st) {
         r = -EIO;
-    } else if ((sqlite3_bind_int64(st, 1, tenant_id) |
-                sqlite3_bind_int64(st, 2, (int64_t)limit)) != SQLITE_OK) {
+    } else if ((sqlite3_bind_int64(st, 1, tenant_id) | sqlite3_bind_int64(st, 2, (int64_t)limit)) !=
+               SQLITE_OK) {
         sqlite3_reset(st);
         r = sd_sqlite_fail(c, SQLITE_MISUSE, "bind");
     } else {

@@ -71,8 +71,8 @@ static int insert(struct conn *k, const struct sd_run *run)
          sqlite3_bind_text(st, 4, run->connector_id, -1, SQLITE_STATIC) |
          sqlite3_bind_text(st, 5, run->trigger, -1, SQLITE_STATIC) |
          sqlite3_bind_int64(st, 6, run->started_usec) |
-         sqlite3_bind_int64(st, 7, run->finished_usec) |
-         sqlite3_bind_int(st, 8, (int)run->status) | sqlite3_bind_int64(st, 9, run->records_in) |
+         sqlite3_bind_int64(st, 7, run->finished_usec) | sqlite3_bind_int(st, 8, (int)run->status) |
+         sqlite3_bind_int64(st, 9, run->records_in) |
          sqlite3_bind_int64(st, 10, run->records_rejected) |
          sqlite3_bind_int64(st, 11, run->records_unchanged) |
          (run->error ? sqlite3_bind_text(st, 12, run->error, -1, SQLITE_STATIC)
