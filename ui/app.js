@@ -393,7 +393,8 @@
     const [c, runs] = await Promise.all([api('GET', path), api('GET', path + '/runs')]);
     const st = c.status;
     const rerender = () => route();
-    const sched = el('input', { id: 'schedule', value: c.schedule, 'aria-describedby': 'sched-help' });
+    const sched = el('input', { id: 'schedule', value: c.schedule,
+      'aria-describedby': 'sched-help' });
     add(root, heading('Connector ' + c.connector_id, refreshButton(rerender)),
       el('p', {}, el('a', { href: '#/connectors' }, '← All connectors')),
       el('dl', { class: 'facts' },
@@ -568,6 +569,10 @@
   const STATES = ['', 'queued', 'sending', 'retrying', 'delivered', 'dead', 'cancelled'];
 
   async function deliveryAction(d, what, after) {
+    if (what === 'cancel' && !window.confirm('Cancel ' + d.delivery_id + ' for good? It will ' +
+        'not be sent.')) {
+      return;
+    }
     await api('POST', '/admin/v1/deliveries/' + enc(d.delivery_id) + '/' + what);
     toast({ retry: 'Replay', cancel: 'Cancel', 'send-now': 'Send now' }[what] + ' of ' +
       d.delivery_id + ' accepted.');

@@ -158,7 +158,8 @@ async function main() {
       out.quality[k] = Number(await page.$eval(`#quality [data-stat="${k}"]`,
         (n) => n.dataset.value));
     }
-    out.quality.fields = await page.$$eval('#page tr[data-id]', (rs) => rs.map((r) => r.dataset.id));
+    out.quality.fields = await page.$$eval('#page tr[data-id]',
+      (rs) => rs.map((r) => r.dataset.id));
     await shot(page, 'quality', true);
 
     log('quarantine');
