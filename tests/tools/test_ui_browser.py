@@ -314,6 +314,7 @@ class DashboardBrowser(unittest.TestCase):
                          ("delivered", segment, target))
         self.assertEqual(len(self.rx.received(DEAD_PATH)), 3)
         self.assertIn("does not grant access", seen["other_tenant_error"])
+        self.assertEqual(seen["tenant_outbox_buttons"], 0)
 
         # the static files: strict CSP, ETag revalidation, no key needed
         self.assertIn("default-src 'self'", seen["csp"])

@@ -248,6 +248,9 @@ async function main() {
     await waitText(page, '#page .facts .badge', 'delivered');
     await shot(page, 'tenant-delivery', false);
     await openPage(page, 'outbox');
+    await page.waitForSelector(`tr[data-id="${cfg.dead}"]`, WAIT);
+    /* a tenant key reads its deliveries; replay, cancel and send now are the operator's */
+    out.tenant_outbox_buttons = await page.$$eval('#page tbody button', (bs) => bs.length);
     await shot(page, 'tenant-outbox', false);
   } catch (e) {
     /* what the page showed when it failed, for the log and the artefacts */
