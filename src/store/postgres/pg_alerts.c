@@ -6,7 +6,7 @@
  * of the same (tenant, rule, subject) and its insert commit together or not at all — two opens
  * at once conflict, the loser is run again by sd_pg_tx_run and then sees the winner's alert
  * (-EEXIST). A claim is one UPDATE … WHERE seq IN (SELECT … FOR UPDATE SKIP LOCKED)
- * RETURNING, so two nodes never claim one alert. Slots 910..929. */
+ * RETURNING, so two nodes never claim one alert. Slots 910..919. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

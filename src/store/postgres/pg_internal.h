@@ -16,7 +16,8 @@
  * extra slots: 0..63 store_pg.c, 64..127 pg_control.c + pg_connectors.c, 128..255 pg_write.c,
  * 256..319 pg_read.c, 320..447 pg_profiles.c + pg_facts.c, 448..575 pg_segments.c (generated
  * rule queries are run unnamed, see sd_pg_exec_text), 576..767 pg_outbox.c, 768..799
- * pg_quota.c, 800..895 pg_inbound.c). Values are always parameters, in text format (bytea:
+ * pg_quota.c, 800..895 pg_inbound.c, 900..903 pg_runs.c, 910..919 pg_alerts.c, 960..964
+ * pg_leases.c). Values are always parameters, in text format (bytea:
  * binary), never formatted into SQL.
  *
  * Errors follow store.h: 0 (or a count) on success, negative errno on failure, mapped from

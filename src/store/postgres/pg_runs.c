@@ -5,7 +5,7 @@
  * for a fenced run it first reads the lease row FOR SHARE, so a take that committed before
  * makes it fail (-ESTALE) and one that comes after waits for this COMMIT; then the insert and
  * the prune of the connector's rows beyond SD_RUNS_KEEP. Two runs of one connector never record
- * at once (one lease), so the prune needs no lock of its own. Slots 900..907 (pg_internal.h
+ * at once (one lease), so the prune needs no lock of its own. Slots 900..903 (pg_internal.h
  * leaves 896..1023 unassigned; pg_leases.c has 960..964). */
 #include <errno.h>
 #include <stdlib.h>

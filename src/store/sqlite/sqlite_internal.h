@@ -120,8 +120,8 @@ struct conn {
     sqlite3_stmt *st[N_STMT];
     /* Statements of the audience files, which keep their SQL next to their code: slots
      * 0..31 sqlite_profiles.c, 32..47 sqlite_segments.c, 48..95 sqlite_outbox.c, 96..103
-     * sqlite_quota.c, 120..124 sqlite_leases.c, 144..152 sqlite_facts.c, 160..191
-     * sqlite_inbound.c. */
+     * sqlite_quota.c, 104..107 sqlite_runs.c, 108..117 sqlite_alerts.c, 120..124
+     * sqlite_leases.c, 144..152 sqlite_facts.c, 160..191 sqlite_inbound.c. */
     sqlite3_stmt *extra[SD_SQLITE_EXTRA_SLOTS];
     struct conn *next_free;
     bool full; /* a statement failed with SQLITE_FULL (writer: since write_begin) */

@@ -7,7 +7,7 @@
  * of the lease can come between the check and the COMMIT. No settings version is bumped. Lists
  * borrow a read-pool connection.
  *
- * Statements keep their SQL here, in extra slots 104..111. */
+ * Statements keep their SQL here, in extra slots 104..107. */
 #include <errno.h>
 #include <sqlite3.h>
 #include <stdlib.h>
