@@ -81,6 +81,11 @@ int sd_api_admin_inbound_replay(struct sd_req *req);
 int sd_api_admin_quarantine_list(struct sd_req *req);
 /* Connector actions (api/actions.c): POST /v1/{client_id}/connectors/{connector_id}/{action}. */
 int sd_api_connector_action(struct sd_req *req);
+/* The dashboard's files (api/ui.c) and the tenant's record counts (api/summary.c). */
+int sd_api_ui_index(struct sd_req *req);
+int sd_api_ui_file(struct sd_req *req);
+int sd_api_summary(struct sd_req *req);
+int sd_api_admin_summary(struct sd_req *req);
 /* A connector's run history (api/runs.c). */
 int sd_api_admin_connector_runs(struct sd_req *req);
 int sd_api_connector_runs(struct sd_req *req);

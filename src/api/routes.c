@@ -102,16 +102,6 @@ const struct sd_route sd_routes[] = {
     {"POST", "/v1/{client_id}/connectors/{connector_id}/{action}", "connector_action",
      TENANT_WRITE, sd_api_connector_action},
     /* ROUTES-ACTIONS */
-    {"GET", CONNECTORS "/{connector_id}/runs", "connector_runs", ADMIN, sd_api_admin_connector_runs},
-    {"GET", "/v1/{client_id}/connectors/{connector_id}/runs", "tenant_connector_runs", TENANT_READ,
-     sd_api_connector_runs},
-    /* ROUTES-RUNS */
-    {"GET", "/admin/v1/tenants/{client_id}/alerts", "alerts_get", ADMIN, sd_api_admin_alerts_get},
-    {"PUT", "/admin/v1/tenants/{client_id}/alerts", "alerts_put", ADMIN_WRITE,
-     sd_api_admin_alerts_put},
-    {"GET", "/admin/v1/tenants/{client_id}/alerts/history", "alerts_history", ADMIN,
-     sd_api_admin_alerts_history},
-    /* ROUTES-ALERTS */
     {"GET", "/openapi.yaml", "openapi", 0, sd_api_openapi},
     /* ROUTES-OPENAPI */
     {"GET", "/admin/v1/tenants", "tenants_list", ADMIN, sd_api_admin_tenants_list},
@@ -128,6 +118,21 @@ const struct sd_route sd_routes[] = {
     {"GET", "/v1/{client_id}/segments/{segment_id}/history", "segment_history", TENANT_READ,
      sd_api_segment_history},
     /* ROUTES-OBSERVE */
+    {"GET", "/ui", "ui", 0, sd_api_ui_index},
+    {"GET", "/ui/{file}", "ui_file", 0, sd_api_ui_file},
+    {"GET", "/v1/{client_id}/summary", "summary", TENANT_READ, sd_api_summary},
+    {"GET", "/admin/v1/tenants/{client_id}/summary", "admin_summary", ADMIN, sd_api_admin_summary},
+    /* ROUTES-UI */
+    {"GET", CONNECTORS "/{connector_id}/runs", "connector_runs", ADMIN, sd_api_admin_connector_runs},
+    {"GET", "/v1/{client_id}/connectors/{connector_id}/runs", "tenant_connector_runs", TENANT_READ,
+     sd_api_connector_runs},
+    /* ROUTES-RUNS */
+    {"GET", "/admin/v1/tenants/{client_id}/alerts", "alerts_get", ADMIN, sd_api_admin_alerts_get},
+    {"PUT", "/admin/v1/tenants/{client_id}/alerts", "alerts_put", ADMIN_WRITE,
+     sd_api_admin_alerts_put},
+    {"GET", "/admin/v1/tenants/{client_id}/alerts/history", "alerts_history", ADMIN,
+     sd_api_admin_alerts_history},
+    /* ROUTES-ALERTS */
 };
 const size_t sd_routes_count = sizeof(sd_routes) / sizeof(sd_routes[0]);
 
@@ -154,15 +159,17 @@ const char *const sd_route_names[] = {
     /* NAMES-INBOUND-STREAMS */
     "connector_action",
     /* NAMES-ACTIONS */
-    "connector_runs", "tenant_connector_runs",
-    /* NAMES-RUNS */
-    "alerts_get", "alerts_put", "alerts_history",
-    /* NAMES-ALERTS */
     "openapi",
     /* NAMES-OPENAPI */
     "tenants_list", "tenant_create", "keys_list", "key_create", "key_revoke",
     "admin_quality", "quality", "admin_quotas", "segment_history",
     /* NAMES-OBSERVE */
+    "ui", "ui_file", "summary", "admin_summary",
+    /* NAMES-UI */
+    "connector_runs", "tenant_connector_runs",
+    /* NAMES-RUNS */
+    "alerts_get", "alerts_put", "alerts_history",
+    /* NAMES-ALERTS */
 };
 _Static_assert(sizeof(sd_routes) / sizeof(sd_routes[0]) <= SD_METRICS_MAX_ROUTES,
                "every route has its own metrics row");

@@ -218,7 +218,15 @@ static enum MHD_Result send_answer(struct req_priv *p)
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
                             req->content_type ? req->content_type : "application/json");
     MHD_add_response_header(resp, "X-Request-Id", req->request_id);
-    MHD_add_response_header(resp, "Cache-Control", "no-store");
+    /* Answers hold tenant data: never stored by a cache, unless the handler chose its own
+     * policy (the dashboard's static files are revalidated by ETag). */
+    bool own_cache_policy = false;
+    for (size_t i = 0; i < req->n_headers; i++) {
+        own_cache_policy |= strcasecmp(req->hdr_names[i], "Cache-Control") == 0;
+    }
+    if (!own_cache_policy) {
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+    }
     if (req->has_ratelimit) {
         char v[SD_FMT_I64_MAX];
         sd_fmt_i64(v, req->ratelimit.limit);
