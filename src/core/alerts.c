@@ -7,7 +7,10 @@
  * opens an alert (the store keeps one open per tenant, rule and subject within DEDUPE_USEC) or
  * resolves the open one. A 2xx inbound answer or a quota take below the threshold is frequent:
  * it resolves only when this process knows an alert of that subject is open (`open_keys`), so
- * the common path costs a mutex and no store call.
+ * the common path costs a mutex and no store call. A repeated breach is skipped only while
+ * the store said "open" within the last minute: with several nodes on one store, another node
+ * may have resolved the alert since. (A node that never saw an alert open does not resolve it
+ * on a good answer; the node that raised it does, or the next breach re-raises it.)
  *
  * Delivery. Alerts are claimed from the store with a lease (several nodes may send), signed at
  * each attempt with a fresh timestamp (Standard Webhooks: the signed content is
@@ -38,6 +41,9 @@
 #include "http/egress.h"
 
 #define DEDUPE_USEC (86400LL * 1000000)  /* "one open alert … until it resolves or 24 h pass" */
+/* How long this process trusts its own note that an alert is open before asking the store
+ * again (one store call a minute per breached subject at most). */
+#define HINT_FRESH_USEC (60LL * 1000000)
 #define GIVE_UP_USEC (86400LL * 1000000) /* "gives up after a day" */
 #define QUEUE_MAX 512
 #define OPEN_KEYS_MAX 256
@@ -422,7 +428,8 @@ struct open_key {
     int64_t tenant_id;
     char rule[32];
     char subject[SD_ALERT_WORD_MAX + 1];
-    int64_t until_usec; /* 0: free */
+    int64_t until_usec;   /* 0: free */
+    int64_t checked_usec; /* when the store last said it is open (raised, or already open) */
 };
 
 struct sd_alerts {
@@ -458,9 +465,12 @@ static struct open_key *keys_of(struct sd_hub *hub, pthread_mutex_t **ret_lock)
     return al ? al->open_keys : solo_keys;
 }
 
-/* Whether this process knows an open alert of (tenant, rule, subject); remove: forget it. */
-static bool key_known(struct sd_hub *hub, int64_t tenant_id, const char *rule, const char *subject,
-                      bool remove)
+/* Whether this process knows an open alert of (tenant, rule, subject); remove: forget it.
+ * fresh_only: only if the store said so within HINT_FRESH_USEC — the test before skipping a
+ * raise, since another node sharing the store may have resolved the alert since: a stale hint
+ * would hide a new breach for up to a day. */
+static bool key_known_since(struct sd_hub *hub, int64_t tenant_id, const char *rule,
+                            const char *subject, bool remove, bool fresh_only)
 {
     pthread_mutex_t *lock;
     struct open_key *k = keys_of(hub, &lock);
@@ -469,7 +479,8 @@ static bool key_known(struct sd_hub *hub, int64_t tenant_id, const char *rule, c
     pthread_mutex_lock(lock);
     for (size_t i = 0; i < OPEN_KEYS_MAX; i++) {
         if (k[i].until_usec > now && k[i].tenant_id == tenant_id && strcmp(k[i].rule, rule) == 0 &&
-            strcmp(k[i].subject, subject) == 0) {
+            strcmp(k[i].subject, subject) == 0 &&
+            (!fresh_only || now - k[i].checked_usec < HINT_FRESH_USEC)) {
             found = true;
             if (remove) {
                 k[i].until_usec = 0;
@@ -478,6 +489,18 @@ static bool key_known(struct sd_hub *hub, int64_t tenant_id, const char *rule, c
     }
     pthread_mutex_unlock(lock);
     return found;
+}
+
+static bool key_known(struct sd_hub *hub, int64_t tenant_id, const char *rule, const char *subject,
+                      bool remove)
+{
+    return key_known_since(hub, tenant_id, rule, subject, remove, false);
+}
+
+/* An open alert this process may skip raising again (see key_known_since). */
+static bool key_fresh(struct sd_hub *hub, int64_t tenant_id, const char *rule, const char *subject)
+{
+    return key_known_since(hub, tenant_id, rule, subject, false, true);
 }
 
 static void key_add(struct sd_hub *hub, int64_t tenant_id, const char *rule, const char *subject)
@@ -500,6 +523,7 @@ static void key_add(struct sd_hub *hub, int64_t tenant_id, const char *rule, con
     snprintf(k[pick].rule, sizeof(k[pick].rule), "%s", rule);
     snprintf(k[pick].subject, sizeof(k[pick].subject), "%s", subject);
     k[pick].until_usec = now + DEDUPE_USEC;
+    k[pick].checked_usec = now;
     pthread_mutex_unlock(lock);
 }
 
@@ -687,7 +711,7 @@ static void judge_quota(struct sd_hub *hub, const struct fact *f)
     snprintf(subject, sizeof(subject), "%s/%s", f->subject, f->text ? f->text : "");
     double used = (double)f->a / (double)f->b;
     if (r.quota_used > 0 && used >= r.quota_used) {
-        if (key_known(hub, f->tenant_id, "quota_used", subject, false)) {
+        if (key_fresh(hub, f->tenant_id, "quota_used", subject)) {
             free(url);
             return; /* open already: every further call of the window would only repeat it */
         }
@@ -722,7 +746,7 @@ static void judge_inbound(struct sd_hub *hub, struct fact *f)
         return;
     }
     if (r.vendor_webhook_non200 &&
-        !key_known(hub, f->tenant_id, "vendor_webhook_non200", f->subject, false)) {
+        !key_fresh(hub, f->tenant_id, "vendor_webhook_non200", f->subject)) {
         char *msg =
             sd_asprintf("the inbound webhook of connector %s answered %d", f->subject, f->status);
         raise_alert(hub, f->tenant_id, f->env, "vendor_webhook_non200", f->subject, url, msg,
